@@ -1,0 +1,487 @@
+/* The bindery daemon and its command line.
+ *
+ *   bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]
+ *   bindery check-config FILE
+ *   bindery hash-token            (token on stdin → SHA-256 for the token file)
+ *   bindery version
+ *
+ * Threads: main() blocks the shutdown and reload signals before any other
+ * thread exists and then waits for them with sigwait(), so signal handling
+ * is ordinary code on the main thread rather than async-signal-safe hacks.
+ */
+#include "bindery/auth.h"
+#include "bindery/config.h"
+#include "bindery/error.h"
+#include "bindery/http.h"
+#include "bindery/log.h"
+#include "bindery/metrics.h"
+#include "bindery/store.h"
+#include "bindery/util.h"
+#include "bindery/yaml.h"
+
+#include <json-c/json.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef BINDERY_VERSION
+#define BINDERY_VERSION "dev"
+#endif
+
+/* Everything the running daemon owns. The main thread creates and destroys
+ * it; HTTP handlers read it. The auth pointer is swapped on reload (see
+ * bdy_http_server_set_auth for why the old one may then be freed). */
+typedef struct daemon_state {
+    bdy_config *cfg;
+    bdy_store *store;
+    bdy_metrics *metrics;
+    bdy_http_server *http;
+    bdy_auth *auth;
+    atomic_bool ready;
+    bdy_metric_family *reloads;
+    bdy_metric *store_rv;
+    bdy_metric *manifests_applied;
+} daemon_state;
+
+static int usage(void)
+{
+    fprintf(stderr, "usage:\n"
+                    "  bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]\n"
+                    "  bindery check-config FILE\n"
+                    "  bindery hash-token < token\n"
+                    "  bindery version\n");
+    return 2;
+}
+
+/* ---- HTTP handlers --------------------------------------------------------- */
+
+static void healthz_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    resp->status = 200;
+    resp->content_type = "application/json";
+    bdy_buf_appends(&resp->body, "{\"status\":\"ok\"}");
+}
+
+static void readyz_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    daemon_state *d = data;
+    (void)req;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (!atomic_load(&d->ready)) {
+        bdy_http_error(resp, 503, "NotReady", "start-up has not finished", 1);
+        return;
+    }
+    if (bdy_store_ping(d->store, &eb) != 0) {
+        bdy_http_error(resp, 503, "NotReady", eb.message, 1);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "application/json";
+    bdy_buf_appends(&resp->body, "{\"status\":\"ok\"}");
+}
+
+static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    daemon_state *d = data;
+    (void)req;
+    uint64_t rv = 0;
+    if (bdy_store_current_rv(d->store, &rv) == 0)
+        bdy_metric_set(d->store_rv, (double)rv);
+    if (bdy_metrics_render(d->metrics, &resp->body) != 0) {
+        bdy_http_error(resp, 500, "InternalError", "metrics too large", 0);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* ---- start-up manifests ------------------------------------------------------ */
+
+/* Applies every manifest found under path. Returns the first error; the
+ * ones before it stay applied (each apply is its own durable write). */
+static int apply_path(bdy_store *store, const char *path, size_t *applied, bdy_errbuf *eb)
+{
+    json_object *docs = NULL;
+    int rc = bdy_yaml_load_manifests(path, &docs, eb);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < json_object_array_length(docs); i++) {
+        json_object *doc = json_object_array_get_idx(docs, i);
+        bool created = false;
+        bdy_errbuf aeb;
+        bdy_errbuf_clear(&aeb);
+        rc = bdy_store_apply(store, doc, &created, &aeb);
+        if (rc != 0) {
+            json_object *meta = json_object_object_get(doc, "metadata");
+            bdy_fail(eb, rc, "%s: %s %s: %s", path,
+                     json_object_get_string(json_object_object_get(doc, "kind")),
+                     json_object_get_string(json_object_object_get(meta, "name")), aeb.message);
+            break;
+        }
+        (*applied)++;
+        bdy_debug("manifests", "%s %s/%s from %s", created ? "created" : "applied",
+                  json_object_get_string(json_object_object_get(doc, "kind")),
+                  json_object_get_string(
+                      json_object_object_get(json_object_object_get(doc, "metadata"), "name")),
+                  path);
+    }
+    json_object_put(docs);
+    return rc;
+}
+
+/* The CRDs shipped with Bindery: $BINDERY_CRDS_DIR, else <prefix>/share/
+ * bindery/crds next to an installed binary, else the source tree's crds/
+ * (a build tree run). NULL when none exists. */
+static const char *builtin_crds_dir(char *buf, size_t cap)
+{
+    const char *env = getenv("BINDERY_CRDS_DIR");
+    struct stat st;
+    if (env != NULL && env[0] != '\0')
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(buf, cap, "%s/../share/bindery/crds", exe);
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+                return buf;
+        }
+    }
+#ifdef BINDERY_SOURCE_DIR
+    snprintf(buf, cap, "%s/crds", BINDERY_SOURCE_DIR);
+    if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+        return buf;
+#endif
+    return NULL;
+}
+
+static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
+{
+    size_t applied = 0;
+    char crds_buf[PATH_MAX + 64];
+    const char *crds = builtin_crds_dir(crds_buf, sizeof(crds_buf));
+    int rc = 0;
+    if (crds != NULL)
+        rc = apply_path(d->store, crds, &applied, eb);
+    else
+        bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
+    for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
+        rc = apply_path(d->store, cfg->crds.items[i], &applied, eb);
+    for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
+        rc = apply_path(d->store, cfg->manifests.items[i], &applied, eb);
+    if (rc == 0) {
+        bdy_metric_set(d->manifests_applied, (double)applied);
+        bdy_info("manifests", "applied %zu manifests", applied);
+    }
+    return rc;
+}
+
+/* ---- reload ------------------------------------------------------------------ */
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void count_reload(daemon_state *d, const char *result)
+{
+    const char *labels[] = {result, NULL};
+    bdy_metric_inc(bdy_metric_child(d->reloads, labels));
+}
+
+/* SIGHUP: read the config again. A config that does not load, a token file
+ * that does not load, or manifests that do not apply leave the running
+ * configuration in force. Settings that need a restart are reported. */
+static void reload(daemon_state *d, const char *path)
+{
+    bdy_config *next = NULL;
+    bdy_auth *auth = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_config_load(path, &next, &eb);
+    if (rc != 0) {
+        bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
+        count_reload(d, "refused");
+        return;
+    }
+    /* The command-line overrides stay in force across reloads. */
+    bdy_config_override_listen(next, d->cfg->listen, NULL);
+    bdy_config_override_data_dir(next, d->cfg->data_dir, NULL);
+    if (next->auth.token_file != NULL) {
+        rc = bdy_auth_load(next->auth.token_file, &auth, &eb);
+        if (rc != 0) {
+            bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
+            count_reload(d, "refused");
+            bdy_config_free(next);
+            return;
+        }
+    } else if (d->auth != NULL) {
+        bdy_error("config", "reload refused: turning authentication off needs a restart "
+                            "(the server may be listening beyond loopback)");
+        count_reload(d, "refused");
+        bdy_config_free(next);
+        return;
+    }
+    rc = apply_startup_manifests(d, next, &eb);
+    if (rc != 0) {
+        bdy_error("config", "reload refused, manifests did not apply: %s", eb.message);
+        count_reload(d, "refused");
+        bdy_auth_free(auth);
+        bdy_config_free(next);
+        return;
+    }
+    if (!same_str(next->listen, d->cfg->listen) || !same_str(next->data_dir, d->cfg->data_dir) ||
+        memcmp(&next->http, &d->cfg->http, sizeof(next->http)) != 0 ||
+        memcmp(&next->store, &d->cfg->store, sizeof(next->store)) != 0)
+        bdy_warn("config", "listen, dataDir, http and store settings change only on restart");
+    bdy_log_set_level(next->log_level);
+    if (auth != NULL) {
+        bdy_http_server_set_auth(d->http, auth);
+        bdy_auth_free(d->auth);
+        d->auth = auth;
+    }
+    bdy_config_free(d->cfg);
+    d->cfg = next;
+    count_reload(d, "applied");
+    bdy_info("config", "reloaded %s", path);
+}
+
+/* ---- serve ------------------------------------------------------------------- */
+
+static int register_routes(daemon_state *d)
+{
+    int rc = 0;
+    if ((rc = bdy_http_route(d->http, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE,
+                             healthz_cb, d)) != 0 ||
+        (rc = bdy_http_route(d->http, "GET", "/readyz", BDY_ROUTE_EXACT, BDY_VERB_NONE,
+                             readyz_cb, d)) != 0 ||
+        (rc = bdy_http_route(d->http, "GET", "/metrics", BDY_ROUTE_EXACT, BDY_VERB_READ,
+                             metrics_cb, d)) != 0)
+        return rc;
+    return 0;
+}
+
+static int setup_metrics(daemon_state *d)
+{
+    d->metrics = bdy_metrics_new();
+    if (d->metrics == NULL)
+        return BDY_ENOMEM;
+    const char *info_labels[] = {"version", NULL};
+    const char *info_values[] = {BINDERY_VERSION, NULL};
+    bdy_metric_family *info = bdy_metrics_gauge(d->metrics, "bindery_build_info",
+                                                "Build information; always 1.", info_labels);
+    bdy_metric_set(bdy_metric_child(info, info_values), 1);
+    const char *result_label[] = {"result", NULL};
+    d->reloads = bdy_metrics_counter(d->metrics, "bindery_config_reloads_total",
+                                     "Config reloads by result (applied, refused).",
+                                     result_label);
+    bdy_metric_family *rv = bdy_metrics_gauge(d->metrics, "bindery_store_resource_version",
+                                              "Newest committed resourceVersion.", NULL);
+    d->store_rv = bdy_metric_child(rv, NULL);
+    bdy_metric_family *applied = bdy_metrics_gauge(
+        d->metrics, "bindery_manifests_applied", "Manifests applied at the last (re)load.", NULL);
+    d->manifests_applied = bdy_metric_child(applied, NULL);
+    if (d->reloads == NULL || d->store_rv == NULL || d->manifests_applied == NULL)
+        return BDY_ENOMEM;
+    return 0;
+}
+
+static int serve(const char *config_path, const char *listen, const char *data_dir)
+{
+    int rc = 0;
+    daemon_state d = {0};
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    atomic_init(&d.ready, false);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = bdy_config_load(config_path, &d.cfg, &eb);
+    if (rc == 0 && listen != NULL)
+        rc = bdy_config_override_listen(d.cfg, listen, &eb);
+    if (rc == 0 && data_dir != NULL)
+        rc = bdy_config_override_data_dir(d.cfg, data_dir, &eb);
+    if (rc != 0) {
+        bdy_error("config", "%s", eb.message);
+        goto out;
+    }
+    bdy_log_set_level(d.cfg->log_level);
+    bdy_info("main", "bindery %s starting (config %s, data %s)", BINDERY_VERSION, config_path,
+             d.cfg->data_dir);
+
+    bdy_sqlite_opts so = {.data_dir = d.cfg->data_dir,
+                          .watch_history = d.cfg->store.watch_history,
+                          .max_batch = d.cfg->store.max_batch,
+                          .busy_timeout_ms = (int)d.cfg->store.busy_timeout_ms};
+    rc = bdy_store_sqlite_open(&so, &d.store, &eb);
+    if (rc != 0) {
+        bdy_error("store", "cannot open the store: %s", eb.message);
+        goto out;
+    }
+    if (d.cfg->auth.token_file != NULL) {
+        rc = bdy_auth_load(d.cfg->auth.token_file, &d.auth, &eb);
+        if (rc != 0) {
+            bdy_error("auth", "%s", eb.message);
+            goto out;
+        }
+        bdy_info("auth", "loaded %zu tokens from %s", bdy_auth_count(d.auth),
+                 d.cfg->auth.token_file);
+    }
+    rc = setup_metrics(&d);
+    if (rc != 0)
+        goto out;
+    bdy_http_config hc = {.listen = d.cfg->listen,
+                          .threads = d.cfg->http.threads,
+                          .max_body_bytes = d.cfg->http.max_body_bytes,
+                          .connection_timeout_s = d.cfg->http.connection_timeout_s,
+                          .connection_memory_limit = d.cfg->http.header_limit_bytes,
+                          .max_connections = d.cfg->http.max_connections};
+    rc = bdy_http_server_new(&hc, d.metrics, &d.http, &eb);
+    if (rc == 0)
+        rc = register_routes(&d);
+    if (rc != 0) {
+        bdy_error("http", "cannot set up the HTTP server: %s", eb.message);
+        goto out;
+    }
+    bdy_http_server_set_auth(d.http, d.auth);
+    rc = bdy_http_server_start(d.http, &eb);
+    if (rc != 0) {
+        bdy_error("http", "cannot listen on %s: %s", d.cfg->listen, eb.message);
+        goto out;
+    }
+
+    rc = apply_startup_manifests(&d, d.cfg, &eb);
+    if (rc != 0) {
+        bdy_error("manifests", "start-up manifests did not apply: %s", eb.message);
+        goto out;
+    }
+    atomic_store(&d.ready, true);
+    bdy_info("main", "ready");
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reload(&d, config_path);
+            continue;
+        }
+        bdy_info("main", "received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    atomic_store(&d.ready, false);
+out:
+    /* Order matters: no request may run once the store is gone. */
+    bdy_http_server_stop(d.http);
+    bdy_http_server_free(d.http);
+    bdy_store_close(d.store);
+    bdy_metrics_free(d.metrics);
+    bdy_auth_free(d.auth);
+    bdy_config_free(d.cfg);
+    if (rc == 0)
+        bdy_info("main", "stopped");
+    return rc == 0 ? 0 : 1;
+}
+
+static int check_config(const char *path)
+{
+    bdy_config *cfg = NULL;
+    bdy_auth *auth = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_config_load(path, &cfg, &eb);
+    if (rc == 0 && cfg->auth.token_file != NULL)
+        rc = bdy_auth_load(cfg->auth.token_file, &auth, &eb);
+    if (rc == 0) {
+        for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++) {
+            json_object *docs = NULL;
+            rc = bdy_yaml_load_manifests(cfg->manifests.items[i], &docs, &eb);
+            json_object_put(docs);
+        }
+    }
+    if (rc != 0)
+        fprintf(stderr, "%s\n", eb.message);
+    else
+        printf("%s: ok\n", path);
+    bdy_auth_free(auth);
+    bdy_config_free(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+#define HASH_TOKEN_MAX 4096
+
+static int hash_token(void)
+{
+    char token[HASH_TOKEN_MAX + 2];
+    size_t n = fread(token, 1, sizeof(token) - 1, stdin);
+    if (n > HASH_TOKEN_MAX) {
+        fprintf(stderr, "token longer than %d bytes\n", HASH_TOKEN_MAX);
+        return 1;
+    }
+    while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r'))
+        n--;
+    if (n == 0) {
+        fprintf(stderr, "empty token on stdin\n");
+        return 1;
+    }
+    char hex[65];
+    bdy_sha256_hex(token, n, hex);
+    printf("%s\n", hex);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("bindery %s\n", BINDERY_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "check-config") == 0)
+        return argc == 3 ? check_config(argv[2]) : usage();
+    if (strcmp(cmd, "hash-token") == 0)
+        return argc == 2 ? hash_token() : usage();
+    if (strcmp(cmd, "serve") != 0)
+        return usage();
+    const char *config = NULL;
+    const char *listen = NULL;
+    const char *data = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char **slot = NULL;
+        if (strcmp(argv[i], "--config") == 0)
+            slot = &config;
+        else if (strcmp(argv[i], "--listen") == 0)
+            slot = &listen;
+        else if (strcmp(argv[i], "--data") == 0)
+            slot = &data;
+        if (slot == NULL || i + 1 >= argc) {
+            fprintf(stderr, "bindery serve: unknown or incomplete flag %s\n", argv[i]);
+            return usage();
+        }
+        *slot = argv[++i];
+    }
+    if (config == NULL) {
+        fprintf(stderr, "bindery serve: --config FILE is required\n");
+        return usage();
+    }
+    return serve(config, listen, data);
+}

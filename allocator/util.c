@@ -1,0 +1,293 @@
+#include "bindery/util.h"
+
+#include "bindery/error.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void bdy_buf_init(bdy_buf *b, size_t cap)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->alloc = 0;
+    b->cap = cap;
+}
+
+void bdy_buf_free(bdy_buf *b)
+{
+    if (b == NULL)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->alloc = 0;
+}
+
+void bdy_buf_reset(bdy_buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+static int buf_reserve(bdy_buf *b, size_t extra)
+{
+    if (extra > b->cap || b->len > b->cap - extra)
+        return BDY_ETOOBIG;
+    size_t need = b->len + extra + 1;
+    if (need <= b->alloc)
+        return 0;
+    size_t n = b->alloc ? b->alloc : 64;
+    while (n < need)
+        n *= 2;
+    char *p = realloc(b->data, n);
+    if (p == NULL)
+        return BDY_ENOMEM;
+    b->data = p;
+    b->alloc = n;
+    return 0;
+}
+
+int bdy_buf_append(bdy_buf *b, const void *data, size_t len)
+{
+    int rc = buf_reserve(b, len);
+    if (rc != 0)
+        return rc;
+    if (len > 0)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int bdy_buf_appends(bdy_buf *b, const char *s)
+{
+    return bdy_buf_append(b, s, strlen(s));
+}
+
+int bdy_buf_printf(bdy_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return BDY_EINVAL;
+    int rc = buf_reserve(b, (size_t)n);
+    if (rc != 0)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+char *bdy_buf_steal(bdy_buf *b)
+{
+    char *p = b->data;
+    if (p == NULL)
+        p = calloc(1, 1);
+    b->data = NULL;
+    b->len = 0;
+    b->alloc = 0;
+    return p;
+}
+
+static void format_time(char out[BDY_TIMESTAMP_LEN], bool micros)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, BDY_TIMESTAMP_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (micros)
+        snprintf(out + n, BDY_TIMESTAMP_LEN - n, ".%06ldZ", ts.tv_nsec / 1000);
+    else
+        snprintf(out + n, BDY_TIMESTAMP_LEN - n, "Z");
+}
+
+void bdy_timestamp_now(char out[BDY_TIMESTAMP_LEN])
+{
+    format_time(out, true);
+}
+
+void bdy_timestamp_now_seconds(char out[BDY_TIMESTAMP_LEN])
+{
+    format_time(out, false);
+}
+
+int bdy_timestamp_parse(const char *text, double *unix_seconds)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int consumed = 0;
+    if (text == NULL ||
+        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+        consumed != 19)
+        return BDY_EINVAL;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return BDY_EINVAL;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    const char *p = text + consumed;
+    double frac = 0;
+    if (*p == '.') {
+        double scale = 0.1;
+        p++;
+        if (*p < '0' || *p > '9')
+            return BDY_EINVAL;
+        while (*p >= '0' && *p <= '9') {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh = 0;
+        int om = 0;
+        int n = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+            return BDY_EINVAL;
+        offset = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return BDY_EINVAL;
+    }
+    if (*p != '\0')
+        return BDY_EINVAL;
+    time_t t = timegm(&tm);
+    *unix_seconds = (double)t - (double)offset + frac;
+    return 0;
+}
+
+uint64_t bdy_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+double bdy_wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void random_bytes(unsigned char *out, size_t n)
+{
+    if (RAND_bytes(out, (int)n) != 1) {
+        /* The CSPRNG failing is unrecoverable for name and uid generation:
+         * handing out predictable or repeated identifiers would be worse. */
+        abort();
+    }
+}
+
+void bdy_random_suffix(char *out, size_t n)
+{
+    static const char alphabet[] = "bcdfghjklmnpqrstvwxz2456789";
+    unsigned char raw[64];
+    size_t done = 0;
+    while (done < n) {
+        random_bytes(raw, sizeof(raw));
+        for (size_t i = 0; i < sizeof(raw) && done < n; i++) {
+            /* 27 symbols: reject bytes >= 243 to keep the choice uniform. */
+            if (raw[i] < 243)
+                out[done++] = alphabet[raw[i] % 27];
+        }
+    }
+    out[n] = '\0';
+}
+
+void bdy_random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[64];
+    size_t done = 0;
+    while (done < n) {
+        random_bytes(raw, sizeof(raw));
+        for (size_t i = 0; i < sizeof(raw) && done < n; i++)
+            out[done++] = hex[raw[i] & 15];
+    }
+    out[n] = '\0';
+}
+
+void bdy_uuid4(char out[37])
+{
+    unsigned char b[16];
+    random_bytes(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+void bdy_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, digest);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+bool bdy_ct_equal(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len)
+{
+    int rc = 0;
+    char *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = BDY_EINVAL;
+        goto out;
+    }
+    if ((size_t)st.st_size > max_bytes) {
+        rc = BDY_ETOOBIG;
+        goto out;
+    }
+    data = malloc((size_t)st.st_size + 1);
+    if (data == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    size_t n = fread(data, 1, (size_t)st.st_size, f);
+    if (n != (size_t)st.st_size || ferror(f)) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    data[n] = '\0';
+    *out = data;
+    data = NULL;
+    if (out_len != NULL)
+        *out_len = n;
+out:
+    free(data);
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* Small helpers used everywhere: a capped growable buffer, time stamps,
+ * random names, hashing. No component state lives here. */
+#ifndef BINDERY_UTIL_H
+#define BINDERY_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable byte buffer with a hard cap (curl's dynbuf). The content is
+ * always NUL-terminated. Embed it; bdy_buf_free() releases the memory. */
+typedef struct bdy_buf {
+    char *data;
+    size_t len;
+    size_t alloc;
+    size_t cap; /* the most bytes len may reach */
+} bdy_buf;
+
+void bdy_buf_init(bdy_buf *b, size_t cap);
+void bdy_buf_free(bdy_buf *b);
+void bdy_buf_reset(bdy_buf *b);
+/* Append; BDY_ETOOBIG if the cap would be exceeded (nothing appended),
+ * BDY_ENOMEM on allocation failure. */
+int bdy_buf_append(bdy_buf *b, const void *data, size_t len);
+int bdy_buf_appends(bdy_buf *b, const char *s);
+int bdy_buf_printf(bdy_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Detaches the data (caller frees with free()); the buffer is left empty. */
+char *bdy_buf_steal(bdy_buf *b);
+
+/* Wall clock as RFC 3339 UTC with microseconds: 2026-11-27T20:15:02.113482Z.
+ * out must hold BDY_TIMESTAMP_LEN bytes. */
+#define BDY_TIMESTAMP_LEN 32
+void bdy_timestamp_now(char out[BDY_TIMESTAMP_LEN]);
+/* Same, whole seconds (Kubernetes metadata timestamps): 2026-11-27T20:15:02Z. */
+void bdy_timestamp_now_seconds(char out[BDY_TIMESTAMP_LEN]);
+/* Parses RFC 3339 (Z or offset, optional fraction) to Unix seconds.
+ * Returns 0 or BDY_EINVAL. */
+int bdy_timestamp_parse(const char *text, double *unix_seconds);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t bdy_monotonic_ns(void);
+/* Wall clock in Unix seconds with sub-second precision. */
+double bdy_wall_seconds(void);
+
+/* Fills out with n characters from the Kubernetes name-suffix alphabet
+ * (no vowels, no confusable digits) and a NUL. Uses the OpenSSL CSPRNG. */
+void bdy_random_suffix(char *out, size_t n);
+/* Random RFC 4122 version 4 UUID, lower-case, 36 characters + NUL. */
+void bdy_uuid4(char out[37]);
+/* Random lower-case hex string of n characters + NUL. */
+void bdy_random_hex(char *out, size_t n);
+
+/* SHA-256 of data as 64 lower-case hex characters + NUL. */
+void bdy_sha256_hex(const void *data, size_t len, char out[65]);
+/* Constant-time comparison of two equal-length byte strings. */
+bool bdy_ct_equal(const void *a, const void *b, size_t len);
+
+/* Reads a whole file, capped at max_bytes (BDY_ETOOBIG beyond). The result is
+ * NUL-terminated; the caller frees it. Missing file → BDY_ENOTFOUND. */
+int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
+
+#endif

@@ -1,0 +1,1785 @@
+/* The embedded object store: SQLite in WAL mode, one writer thread that
+ * group-commits every write queued while the previous commit was running,
+ * a small pool of reader connections, and an in-memory watch history.
+ *
+ * Threads: any thread may call the public functions. Writes are handed to
+ * the writer thread and the caller sleeps until its write is durable (or has
+ * failed). Reads use a reader connection from the pool. The registry of
+ * served resources is changed only by the writer (see registry.h).
+ */
+#include "bindery/jsonpatch.h"
+#include "bindery/log.h"
+#include "bindery/selector.h"
+#include "bindery/store.h"
+#include "bindery/util.h"
+#include "objmeta.h"
+#include "registry.h"
+#include "watchlog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_FORMAT "bindery-store"
+#define STORE_SCHEMA_VERSION 1
+#define READER_COUNT 8
+#define GENERATE_NAME_TRIES 8
+#define DEFAULT_WATCH_HISTORY 10000
+#define DEFAULT_MAX_BATCH 512
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS objects("
+    " grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,"
+    " rv INTEGER NOT NULL, body TEXT NOT NULL,"
+    " PRIMARY KEY(grp, res, ns, name)) WITHOUT ROWID;";
+
+typedef enum op_kind {
+    OP_CREATE,
+    OP_UPDATE,
+    OP_UPDATE_STATUS,
+    OP_PATCH,
+    OP_DELETE,
+} op_kind;
+
+/* One queued write. Lives on the caller's stack; the caller sleeps until
+ * done is set, so every borrowed pointer stays valid while the writer uses
+ * it. */
+typedef struct write_op {
+    op_kind kind;
+    const bdy_gvr *gvr;
+    const char *ns;
+    const char *name;
+    json_object *obj;
+    bdy_patch_type patch_type;
+    json_object *patch;
+    bool status_only;
+    bdy_write_opts wo;
+    const bdy_delete_opts *dopts;
+    bdy_errbuf *eb;
+    /* results */
+    int rc;
+    json_object *out;
+    bool deleted;
+    /* effects held back until the batch commits */
+    bdy__event *events;
+    size_t nevents;
+    size_t aevents;
+    bdy_crd *crd_put;     /* register after commit */
+    char *crd_remove;     /* "group\0plural": unregister after commit */
+    bool done;
+    struct write_op *next;
+} write_op;
+
+typedef struct reader {
+    pthread_mutex_t lock;
+    sqlite3 *db;
+    sqlite3_stmt *get;
+    sqlite3_stmt *list;
+    sqlite3_stmt *rv;
+} reader;
+
+typedef struct sqlite_store {
+    char *path;
+    sqlite3 *db; /* writer connection, writer thread only after open */
+    sqlite3_stmt *st_get;
+    sqlite3_stmt *st_put;
+    sqlite3_stmt *st_del;
+    sqlite3_stmt *st_set_rv;
+    sqlite3_stmt *st_count_ns;
+    sqlite3_stmt *st_list_res;
+    reader readers[READER_COUNT];
+    unsigned next_reader;
+
+    bdy__registry registry;
+    bdy__watchlog log;
+
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_nonempty;
+    pthread_cond_t q_done;
+    write_op *q_head;
+    write_op *q_tail;
+    bool stopping;
+    pthread_t writer;
+    bool writer_started;
+    size_t max_batch;
+
+    uint64_t rv; /* writer: last assigned resourceVersion */
+    _Atomic uint64_t committed_rv;
+} sqlite_store;
+
+const char *bdy_event_type_name(bdy_event_type t)
+{
+    switch (t) {
+    case BDY_EVENT_ADDED:
+        return "ADDED";
+    case BDY_EVENT_MODIFIED:
+        return "MODIFIED";
+    case BDY_EVENT_DELETED:
+        return "DELETED";
+    }
+    return "UNKNOWN";
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int sql_error(sqlite3 *db, bdy_errbuf *eb, const char *what)
+{
+    int code = sqlite3_errcode(db);
+    int rc = BDY_EIO;
+    if (code == SQLITE_READONLY)
+        rc = BDY_EREADONLY;
+    else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        rc = BDY_ECORRUPT;
+    else if (code == SQLITE_NOMEM)
+        rc = BDY_ENOMEM;
+    return bdy_fail(eb, rc, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+static const char *group_of(const bdy_gvr *gvr)
+{
+    return gvr->group ? gvr->group : "";
+}
+
+static void not_found(bdy_errbuf *eb, const bdy_resource_info *info, const char *name)
+{
+    bdy_fail(eb, BDY_ENOTFOUND, "%s%s%s \"%s\" not found", info->resource,
+             info->group[0] ? "." : "", info->group, name ? name : "");
+}
+
+static void api_version_of(const bdy_resource_info *info, char *out, size_t cap)
+{
+    if (info->group[0])
+        snprintf(out, cap, "%s/%s", info->group, info->version);
+    else
+        snprintf(out, cap, "%s", info->version);
+}
+
+/* ---- writer-side row access ----------------------------------------------- */
+
+/* Loads one row with the writer connection. *out NULL when absent. */
+static int w_load(sqlite_store *s, const char *grp, const char *res, const char *ns,
+                  const char *name, json_object **out, bdy_errbuf *eb)
+{
+    int rc = 0;
+    *out = NULL;
+    sqlite3_stmt *st = s->st_get;
+    sqlite3_bind_text(st, 1, grp, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *out = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        if (*out == NULL)
+            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object %s/%s %s/%s is not valid JSON", grp,
+                          res, ns, name);
+    } else if (step != SQLITE_DONE) {
+        rc = sql_error(s->db, eb, "read");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int w_put(sqlite_store *s, const char *grp, const char *res, const char *ns,
+                 const char *name, uint64_t rv, const char *body, bdy_errbuf *eb)
+{
+    sqlite3_stmt *st = s->st_put;
+    sqlite3_bind_text(st, 1, grp, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)rv);
+    sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_DONE ? 0 : sql_error(s->db, eb, "write");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int w_del(sqlite_store *s, const char *grp, const char *res, const char *ns,
+                 const char *name, bdy_errbuf *eb)
+{
+    sqlite3_stmt *st = s->st_del;
+    sqlite3_bind_text(st, 1, grp, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_DONE ? 0 : sql_error(s->db, eb, "delete");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Queues a watch event for after the commit. */
+static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const char *grp,
+                        const char *res, const char *ns, json_object *obj, json_object *old)
+{
+    if (op->nevents == op->aevents) {
+        size_t n = op->aevents ? op->aevents * 2 : 2;
+        bdy__event *p = realloc(op->events, n * sizeof(*p));
+        if (p == NULL)
+            return BDY_ENOMEM;
+        op->events = p;
+        op->aevents = n;
+    }
+    bdy__event *e = &op->events[op->nevents];
+    memset(e, 0, sizeof(*e));
+    e->rv = rv;
+    e->type = type;
+    e->group = strdup(grp);
+    e->resource = strdup(res);
+    e->ns = strdup(ns);
+    e->object = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+    e->old_object =
+        old ? strdup(json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN)) : NULL;
+    op->nevents++;
+    if (!e->group || !e->resource || !e->ns || !e->object || (old && !e->old_object))
+        return BDY_ENOMEM;
+    return 0;
+}
+
+static void set_rv(json_object *obj, uint64_t rv)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)rv);
+    bdy__meta_set_str(obj, "resourceVersion", buf);
+}
+
+/* Writes obj at a fresh resourceVersion and queues the event. */
+static int w_store(sqlite_store *s, write_op *op, const bdy_resource_info *info, const char *ns,
+                   const char *name, json_object *obj, json_object *old, bdy_event_type type)
+{
+    uint64_t rv = s->rv + 1;
+    set_rv(obj, rv);
+    const char *body = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+    if (strlen(body) > BDY_STORE_MAX_OBJECT_BYTES)
+        return bdy_fail(op->eb, BDY_ETOOBIG, "object is larger than %u bytes",
+                        BDY_STORE_MAX_OBJECT_BYTES);
+    int rc = w_put(s, info->group, info->resource, ns, name, rv, body, op->eb);
+    if (rc != 0)
+        return rc;
+    s->rv = rv;
+    return op_add_event(op, type, rv, info->group, info->resource, ns, obj, old);
+}
+
+/* Deletes the row and queues a DELETED event carrying obj at the new rv. */
+static int w_remove(sqlite_store *s, write_op *op, const bdy_resource_info *info, const char *ns,
+                    const char *name, json_object *obj)
+{
+    int rc = w_del(s, info->group, info->resource, ns, name, op->eb);
+    if (rc != 0)
+        return rc;
+    s->rv++;
+    set_rv(obj, s->rv);
+    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns, obj,
+                        NULL);
+}
+
+/* ---- validation ----------------------------------------------------------- */
+
+/* Validates a whole object about to be stored: apiVersion/kind, metadata,
+ * and for custom resources the CRD schema (which may prune and default in
+ * place). For CRDs, compiles it into *crd_out. */
+static int validate_object(const bdy__resource *res, json_object *obj, bdy_unknown_fields mode,
+                           bdy_crd **crd_out, bdy_errbuf *eb)
+{
+    const bdy_resource_info *info = &res->info;
+    char api_version[200];
+    api_version_of(info, api_version, sizeof(api_version));
+    const char *av = bdy__jstr(obj, "apiVersion");
+    const char *kind = bdy__jstr(obj, "kind");
+    if ((av != NULL && strcmp(av, api_version) != 0) ||
+        (kind != NULL && strcmp(kind, info->kind) != 0))
+        return bdy_fail(eb, BDY_EINVAL,
+                        "the object's apiVersion/kind %s/%s does not match the resource %s "
+                        "(%s, kind %s)",
+                        av ? av : "", kind ? kind : "", info->resource, api_version, info->kind);
+    json_object_object_add(obj, "apiVersion", json_object_new_string(api_version));
+    json_object_object_add(obj, "kind", json_object_new_string(info->kind));
+
+    int rc = bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0],
+                                eb);
+    if (rc == 0 && res->crd_version != NULL)
+        rc = bdy_schema_validate(res->crd_version->schema, obj, mode, eb);
+    if (rc == 0 && crd_out != NULL && strcmp(info->resource, "customresourcedefinitions") == 0) {
+        rc = bdy_crd_compile(obj, crd_out, eb);
+        if (rc == 0) {
+            /* A compiled CRD is accepted and established at once: there is no
+             * separate naming controller in embedded mode. */
+            json_object *status = json_object_new_object();
+            json_object *conds = json_object_new_array();
+            const char *types[] = {"NamesAccepted", "Established"};
+            char now[BDY_TIMESTAMP_LEN];
+            bdy_timestamp_now_seconds(now);
+            for (int i = 0; i < 2; i++) {
+                json_object *c = json_object_new_object();
+                json_object_object_add(c, "type", json_object_new_string(types[i]));
+                json_object_object_add(c, "status", json_object_new_string("True"));
+                json_object_object_add(c, "reason",
+                                       json_object_new_string(i ? "InitialNamesAccepted"
+                                                                : "NoConflicts"));
+                json_object_object_add(c, "lastTransitionTime", json_object_new_string(now));
+                json_object_array_add(conds, c);
+            }
+            json_object_object_add(status, "conditions", conds);
+            json_object *spec = NULL;
+            json_object *names = NULL;
+            if (json_object_object_get_ex(obj, "spec", &spec) &&
+                json_object_object_get_ex(spec, "names", &names))
+                json_object_object_add(status, "acceptedNames", json_object_get(names));
+            json_object_object_add(obj, "status", status);
+        }
+    }
+    if (rc == BDY_EINVALID_OBJECT)
+        bdy__invalid_summary(eb, info, bdy__meta_str(obj, "name"));
+    return rc;
+}
+
+/* Resolves gvr against the registry (writer side). */
+static const bdy__resource *w_resource(sqlite_store *s, const bdy_gvr *gvr, bdy_errbuf *eb)
+{
+    const bdy__resource *res = bdy__registry_get(&s->registry, group_of(gvr), gvr->resource);
+    if (res == NULL)
+        bdy_fail(eb, BDY_ENOTFOUND, "the server could not find the requested resource (%s%s%s)",
+                 gvr->resource, group_of(gvr)[0] ? "." : "", group_of(gvr));
+    return res;
+}
+
+static const char *scoped_ns(const bdy_resource_info *info, const char *ns)
+{
+    return info->namespaced ? (ns ? ns : "") : "";
+}
+
+/* ---- write operations (writer thread) --------------------------------------- */
+
+static int do_create(sqlite_store *s, write_op *op)
+{
+    int rc = 0;
+    json_object *obj = NULL;
+    json_object *existing = NULL;
+    bdy_crd *crd = NULL;
+    const bdy__resource *res = w_resource(s, op->gvr, op->eb);
+    if (res == NULL)
+        return BDY_ENOTFOUND;
+    const bdy_resource_info *info = &res->info;
+    const char *ns = scoped_ns(info, op->ns);
+    if (!json_object_is_type(op->obj, json_type_object))
+        return bdy_fail(op->eb, BDY_EINVAL, "the request body must be a JSON object");
+    if (json_object_deep_copy(op->obj, &obj, NULL) != 0) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    json_object *meta = bdy__metadata(obj);
+    if (info->namespaced) {
+        const char *body_ns = bdy__jstr(meta, "namespace");
+        if (ns[0] == '\0') {
+            rc = bdy_fail(op->eb, BDY_EINVAL, "a namespace is required for %s", info->resource);
+            goto out;
+        }
+        if (body_ns != NULL && body_ns[0] && strcmp(body_ns, ns) != 0) {
+            rc = bdy_fail(op->eb, BDY_EINVAL,
+                          "the namespace of the provided object does not match the namespace "
+                          "sent on the request");
+            goto out;
+        }
+        json_object *nsobj = NULL;
+        rc = w_load(s, "", "namespaces", "", ns, &nsobj, op->eb);
+        json_object_put(nsobj);
+        if (rc != 0)
+            goto out;
+        if (nsobj == NULL) {
+            rc = bdy_fail(op->eb, BDY_ENOTFOUND, "namespaces \"%s\" not found", ns);
+            goto out;
+        }
+        json_object_object_add(meta, "namespace", json_object_new_string(ns));
+    } else {
+        json_object_object_del(meta, "namespace");
+    }
+    /* Fields only the server sets. */
+    static const char *const system_fields[] = {
+        "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
+        "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields"};
+    for (size_t i = 0; i < sizeof(system_fields) / sizeof(system_fields[0]); i++)
+        json_object_object_del(meta, system_fields[i]);
+    if (info->status_subresource)
+        json_object_object_del(obj, "status");
+    if (strcmp(info->resource, "namespaces") == 0 && !info->group[0]) {
+        json_object *st = json_object_new_object();
+        json_object_object_add(st, "phase", json_object_new_string("Active"));
+        json_object_object_add(obj, "status", st);
+    }
+
+    const char *name = bdy__jstr(meta, "name");
+    const char *gen_name = bdy__jstr(meta, "generateName");
+    if ((name == NULL || name[0] == '\0') && gen_name != NULL && gen_name[0]) {
+        char candidate[BDY__MAX_NAME_LEN + 1];
+        size_t plen = strlen(gen_name);
+        if (plen > BDY__MAX_NAME_LEN - 5)
+            plen = BDY__MAX_NAME_LEN - 5;
+        for (int i = 0; i < GENERATE_NAME_TRIES; i++) {
+            memcpy(candidate, gen_name, plen);
+            bdy_random_suffix(candidate + plen, 5);
+            json_object_put(existing);
+            rc = w_load(s, info->group, info->resource, ns, candidate, &existing, op->eb);
+            if (rc != 0)
+                goto out;
+            if (existing == NULL)
+                break;
+        }
+        json_object_object_add(meta, "name", json_object_new_string(candidate));
+    }
+    rc = validate_object(res, obj, op->wo.unknown, &crd, op->eb);
+    if (rc != 0)
+        goto out;
+    meta = bdy__metadata(obj);
+    name = bdy__jstr(meta, "name");
+    json_object_put(existing);
+    rc = w_load(s, info->group, info->resource, ns, name, &existing, op->eb);
+    if (rc != 0)
+        goto out;
+    if (existing != NULL) {
+        rc = bdy_fail(op->eb, BDY_EEXISTS, "%s%s%s \"%s\" already exists", info->resource,
+                      info->group[0] ? "." : "", info->group, name);
+        goto out;
+    }
+    if (crd != NULL && (strcmp(crd->plural, info->resource) == 0) &&
+        strcmp(crd->group, info->group) == 0) {
+        rc = bdy_fail(op->eb, BDY_EINVALID_OBJECT, "a CRD cannot define itself");
+        goto out;
+    }
+    char uid[37];
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_uuid4(uid);
+    bdy_timestamp_now_seconds(now);
+    json_object_object_add(meta, "uid", json_object_new_string(uid));
+    json_object_object_add(meta, "creationTimestamp", json_object_new_string(now));
+    json_object_object_add(meta, "generation", json_object_new_int64(1));
+    if (!op->wo.dry_run) {
+        rc = w_store(s, op, info, ns, name, obj, NULL, BDY_EVENT_ADDED);
+        if (rc != 0)
+            goto out;
+        op->crd_put = crd;
+        crd = NULL;
+    }
+    op->out = obj;
+    obj = NULL;
+out:
+    json_object_put(obj);
+    json_object_put(existing);
+    bdy_crd_free(crd);
+    return rc;
+}
+
+/* Deletes every custom resource of a CRD being deleted (the Kubernetes API
+ * server does the same). */
+static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_res)
+{
+    int rc = 0;
+    sqlite3_stmt *st = s->st_list_res;
+    sqlite3_bind_text(st, 1, crd_res->info.group, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, crd_res->info.resource, -1, SQLITE_STATIC);
+    json_object *victims = json_object_new_array();
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        json_object *o = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        if (o != NULL)
+            json_object_array_add(victims, o);
+    }
+    if (step != SQLITE_DONE)
+        rc = sql_error(s->db, op->eb, "list for cascade");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; rc == 0 && i < json_object_array_length(victims); i++) {
+        json_object *o = json_object_array_get_idx(victims, i);
+        const char *ns = bdy__meta_str(o, "namespace");
+        rc = w_remove(s, op, &crd_res->info, ns ? ns : "", bdy__meta_str(o, "name"), o);
+    }
+    json_object_put(victims);
+    return rc;
+}
+
+/* Finishes a write whose new content is `neu` (owned) over `old` (owned):
+ * the shared rules of update, status update and patch. */
+static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res,
+                         const char *ns, json_object *old, json_object *neu, bool status_write,
+                         bool rv_required)
+{
+    int rc = 0;
+    bdy_crd *crd = NULL;
+    const bdy_resource_info *info = &res->info;
+    const char *name = bdy__meta_str(old, "name");
+    if (!json_object_is_type(neu, json_type_object)) {
+        rc = bdy_fail(op->eb, BDY_EINVAL, "the object must be a JSON object");
+        goto out;
+    }
+    const char *want_rv = bdy__meta_str(neu, "resourceVersion");
+    const char *have_rv = bdy__meta_str(old, "resourceVersion");
+    if (want_rv == NULL || want_rv[0] == '\0') {
+        if (rv_required) {
+            bdy_errbuf_add_cause(op->eb, "FieldValueInvalid", "metadata.resourceVersion",
+                                 "Invalid value: 0x0: must be specified for an update");
+            bdy__invalid_summary(op->eb, info, name);
+            rc = BDY_EINVALID_OBJECT;
+            goto out;
+        }
+    } else if (strcmp(want_rv, have_rv ? have_rv : "") != 0) {
+        rc = bdy_fail(op->eb, BDY_ECONFLICT,
+                      "Operation cannot be fulfilled on %s%s%s \"%s\": the object has been "
+                      "modified; please apply your changes to the latest version and try again",
+                      info->resource, info->group[0] ? "." : "", info->group, name);
+        goto out;
+    }
+    const char *want_uid = bdy__meta_str(neu, "uid");
+    if (want_uid != NULL && want_uid[0] &&
+        strcmp(want_uid, bdy__meta_str(old, "uid") ? bdy__meta_str(old, "uid") : "") != 0) {
+        rc = bdy_fail(op->eb, BDY_ECONFLICT,
+                      "Precondition failed: UID in precondition: %s, UID in object meta: %s",
+                      want_uid, bdy__meta_str(old, "uid"));
+        goto out;
+    }
+
+    if (status_write) {
+        /* Only .status moves; everything else stays as stored. */
+        json_object *status = NULL;
+        json_object *merged = NULL;
+        if (json_object_deep_copy(old, &merged, NULL) != 0) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        if (json_object_object_get_ex(neu, "status", &status))
+            json_object_object_add(merged, "status", json_object_get(status));
+        else
+            json_object_object_del(merged, "status");
+        json_object_put(neu);
+        neu = merged;
+    } else {
+        json_object *nmeta = bdy__metadata(neu);
+        json_object *ometa = bdy__metadata(old);
+        static const char *const kept[] = {"name",
+                                           "namespace",
+                                           "uid",
+                                           "creationTimestamp",
+                                           "deletionTimestamp",
+                                           "deletionGracePeriodSeconds",
+                                           "generation"};
+        for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+            json_object *v = NULL;
+            if (json_object_object_get_ex(ometa, kept[i], &v))
+                json_object_object_add(nmeta, kept[i], json_object_get(v));
+            else
+                json_object_object_del(nmeta, kept[i]);
+        }
+        if (info->status_subresource) {
+            json_object *status = NULL;
+            if (json_object_object_get_ex(old, "status", &status))
+                json_object_object_add(neu, "status", json_object_get(status));
+            else
+                json_object_object_del(neu, "status");
+        }
+    }
+    json_object_object_del(bdy__metadata(neu), "managedFields");
+    set_rv(neu, strtoull(have_rv ? have_rv : "0", NULL, 10));
+
+    rc = validate_object(res, neu, op->wo.unknown, &crd, op->eb);
+    if (rc != 0)
+        goto out;
+    bool deleting = bdy__meta_str(old, "deletionTimestamp") != NULL;
+    if (deleting && !bdy__finalizers_subset(neu, old)) {
+        bdy_errbuf_add_cause(op->eb, "FieldValueForbidden", "metadata.finalizers",
+                             "Forbidden: no new finalizers can be added if the object is being "
+                             "deleted");
+        bdy__invalid_summary(op->eb, info, name);
+        rc = BDY_EINVALID_OBJECT;
+        goto out;
+    }
+    if (!status_write && bdy__content_changed(old, neu, info->status_subresource)) {
+        json_object *gen = NULL;
+        int64_t g = json_object_object_get_ex(bdy__metadata(old), "generation", &gen)
+                        ? json_object_get_int64(gen)
+                        : 0;
+        json_object_object_add(bdy__metadata(neu), "generation", json_object_new_int64(g + 1));
+    }
+    if (json_object_equal(old, neu)) {
+        /* A write that changes nothing keeps the resourceVersion. */
+        op->out = neu;
+        neu = NULL;
+        goto out;
+    }
+    if (op->wo.dry_run) {
+        op->out = neu;
+        neu = NULL;
+        goto out;
+    }
+    if (deleting && !bdy__has_finalizers(neu)) {
+        rc = w_remove(s, op, info, ns, name, neu);
+        if (rc != 0)
+            goto out;
+        op->deleted = true;
+        if (strcmp(info->resource, "customresourcedefinitions") == 0 && crd != NULL) {
+            const bdy__resource *cr = bdy__registry_get(&s->registry, crd->group, crd->plural);
+            if (cr != NULL && (rc = cascade_crd(s, op, cr)) != 0)
+                goto out;
+            size_t gl = strlen(crd->group);
+            op->crd_remove = malloc(gl + strlen(crd->plural) + 2);
+            if (op->crd_remove == NULL) {
+                rc = BDY_ENOMEM;
+                goto out;
+            }
+            memcpy(op->crd_remove, crd->group, gl + 1);
+            strcpy(op->crd_remove + gl + 1, crd->plural);
+        }
+    } else {
+        rc = w_store(s, op, info, ns, name, neu, old, BDY_EVENT_MODIFIED);
+        if (rc != 0)
+            goto out;
+        op->crd_put = crd;
+        crd = NULL;
+    }
+    op->out = neu;
+    neu = NULL;
+out:
+    json_object_put(old);
+    json_object_put(neu);
+    bdy_crd_free(crd);
+    return rc;
+}
+
+/* Loads the current object for an update-like op. */
+static int load_current(sqlite_store *s, write_op *op, const bdy__resource **res_out,
+                        const char **ns_out, const char *name, json_object **old)
+{
+    const bdy__resource *res = w_resource(s, op->gvr, op->eb);
+    if (res == NULL)
+        return BDY_ENOTFOUND;
+    const char *ns = scoped_ns(&res->info, op->ns);
+    if (name == NULL || name[0] == '\0')
+        return bdy_fail(op->eb, BDY_EINVAL, "a name is required");
+    int rc = w_load(s, res->info.group, res->info.resource, ns, name, old, op->eb);
+    if (rc != 0)
+        return rc;
+    if (*old == NULL) {
+        not_found(op->eb, &res->info, name);
+        return BDY_ENOTFOUND;
+    }
+    *res_out = res;
+    *ns_out = ns;
+    return 0;
+}
+
+static int do_update(sqlite_store *s, write_op *op)
+{
+    json_object *old = NULL;
+    json_object *neu = NULL;
+    const bdy__resource *res = NULL;
+    const char *ns = NULL;
+    if (!json_object_is_type(op->obj, json_type_object))
+        return bdy_fail(op->eb, BDY_EINVAL, "the request body must be a JSON object");
+    const char *name = bdy__meta_str(op->obj, "name");
+    int rc = load_current(s, op, &res, &ns, name, &old);
+    if (rc != 0)
+        return rc;
+    if (json_object_deep_copy(op->obj, &neu, NULL) != 0) {
+        json_object_put(old);
+        return BDY_ENOMEM;
+    }
+    bool status_write = op->kind == OP_UPDATE_STATUS;
+    return commit_update(s, op, res, ns, old, neu, status_write,
+                         res->requires_rv_on_update && !status_write);
+}
+
+static int do_patch(sqlite_store *s, write_op *op)
+{
+    json_object *old = NULL;
+    json_object *neu = NULL;
+    const bdy__resource *res = NULL;
+    const char *ns = NULL;
+    int rc = load_current(s, op, &res, &ns, op->name, &old);
+    if (rc != 0)
+        return rc;
+    if (op->patch_type == BDY_PATCH_MERGE) {
+        neu = bdy_merge_patch(old, op->patch);
+        if (neu == NULL)
+            rc = BDY_ENOMEM;
+    } else {
+        rc = bdy_json_patch(old, op->patch, &neu, op->eb);
+        if (rc == BDY_ECONFLICT) {
+            /* A failed "test" or missing path is an invalid request for the
+             * object, not a resourceVersion conflict. */
+            bdy_errbuf_add_cause(op->eb, "FieldValueInvalid", "", "%s", op->eb->message);
+            rc = BDY_EINVALID_OBJECT;
+        }
+    }
+    if (rc != 0) {
+        json_object_put(old);
+        json_object_put(neu);
+        return rc;
+    }
+    /* The patched metadata may not rename or move the object. */
+    const char *pname = bdy__meta_str(neu, "name");
+    if (pname != NULL && strcmp(pname, op->name) != 0) {
+        json_object_put(old);
+        json_object_put(neu);
+        return bdy_fail(op->eb, BDY_EINVAL, "the name of the object (%s) does not match the "
+                        "name on the URL (%s)", pname, op->name);
+    }
+    return commit_update(s, op, res, ns, old, neu, op->status_only, false);
+}
+
+static int do_delete(sqlite_store *s, write_op *op)
+{
+    json_object *old = NULL;
+    const bdy__resource *res = NULL;
+    const char *ns = NULL;
+    int rc = load_current(s, op, &res, &ns, op->name, &old);
+    if (rc != 0)
+        return rc;
+    const bdy_resource_info *info = &res->info;
+    const bdy_delete_opts *d = op->dopts;
+    const char *uid = bdy__meta_str(old, "uid");
+    const char *rv = bdy__meta_str(old, "resourceVersion");
+    if (d != NULL && d->precondition_uid != NULL && strcmp(d->precondition_uid, uid) != 0) {
+        rc = bdy_fail(op->eb, BDY_ECONFLICT,
+                      "Precondition failed: UID in precondition: %s, UID in object meta: %s",
+                      d->precondition_uid, uid);
+        goto out;
+    }
+    if (d != NULL && d->precondition_rv != NULL && strcmp(d->precondition_rv, rv) != 0) {
+        rc = bdy_fail(op->eb, BDY_ECONFLICT,
+                      "Precondition failed: ResourceVersion in precondition: %s, "
+                      "ResourceVersion in object meta: %s",
+                      d->precondition_rv, rv);
+        goto out;
+    }
+    if (strcmp(info->resource, "namespaces") == 0 && !info->group[0]) {
+        sqlite3_stmt *st = s->st_count_ns;
+        sqlite3_bind_text(st, 1, op->name, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        sqlite3_int64 n = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (n != 0) {
+            rc = n < 0 ? sql_error(s->db, op->eb, "count")
+                       : bdy_fail(op->eb, BDY_ECONFLICT,
+                                  "namespace \"%s\" still holds %lld objects; delete them first",
+                                  op->name, (long long)n);
+            goto out;
+        }
+    }
+    if (op->wo.dry_run) {
+        op->deleted = !bdy__has_finalizers(old);
+        op->out = old;
+        old = NULL;
+        goto out;
+    }
+    if (bdy__has_finalizers(old)) {
+        if (bdy__meta_str(old, "deletionTimestamp") != NULL) {
+            op->out = old; /* already being deleted: nothing changes */
+            old = NULL;
+            goto out;
+        }
+        json_object *neu = NULL;
+        if (json_object_deep_copy(old, &neu, NULL) != 0) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        char now[BDY_TIMESTAMP_LEN];
+        bdy_timestamp_now_seconds(now);
+        json_object *meta = bdy__metadata(neu);
+        json_object_object_add(meta, "deletionTimestamp", json_object_new_string(now));
+        json_object_object_add(meta, "deletionGracePeriodSeconds", json_object_new_int(0));
+        rc = w_store(s, op, info, ns, op->name, neu, old, BDY_EVENT_MODIFIED);
+        if (rc != 0) {
+            json_object_put(neu);
+            goto out;
+        }
+        op->out = neu;
+        goto out;
+    }
+    rc = w_remove(s, op, info, ns, op->name, old);
+    if (rc != 0)
+        goto out;
+    if (strcmp(info->resource, "customresourcedefinitions") == 0 &&
+        !strcmp(info->group, "apiextensions.k8s.io")) {
+        json_object *spec = NULL;
+        json_object *names = NULL;
+        json_object_object_get_ex(old, "spec", &spec);
+        json_object_object_get_ex(spec, "names", &names);
+        const char *group = bdy__jstr(spec, "group");
+        const char *plural = bdy__jstr(names, "plural");
+        const bdy__resource *cr =
+            group && plural ? bdy__registry_get(&s->registry, group, plural) : NULL;
+        if (cr != NULL && !cr->builtin) {
+            rc = cascade_crd(s, op, cr);
+            if (rc != 0)
+                goto out;
+            size_t gl = strlen(group);
+            op->crd_remove = malloc(gl + strlen(plural) + 2);
+            if (op->crd_remove == NULL) {
+                rc = BDY_ENOMEM;
+                goto out;
+            }
+            memcpy(op->crd_remove, group, gl + 1);
+            strcpy(op->crd_remove + gl + 1, plural);
+        }
+    }
+    op->deleted = true;
+    op->out = old;
+    old = NULL;
+out:
+    json_object_put(old);
+    return rc;
+}
+
+static int apply_op(sqlite_store *s, write_op *op)
+{
+    switch (op->kind) {
+    case OP_CREATE:
+        return do_create(s, op);
+    case OP_UPDATE:
+    case OP_UPDATE_STATUS:
+        return do_update(s, op);
+    case OP_PATCH:
+        return do_patch(s, op);
+    case OP_DELETE:
+        return do_delete(s, op);
+    }
+    return BDY_EINVAL;
+}
+
+static void op_drop_effects(write_op *op)
+{
+    for (size_t i = 0; i < op->nevents; i++) {
+        bdy__event *e = &op->events[i];
+        free(e->group);
+        free(e->resource);
+        free(e->ns);
+        free(e->object);
+        free(e->old_object);
+    }
+    free(op->events);
+    op->events = NULL;
+    op->nevents = 0;
+    op->aevents = 0;
+    bdy_crd_free(op->crd_put);
+    op->crd_put = NULL;
+    free(op->crd_remove);
+    op->crd_remove = NULL;
+}
+
+static int exec_simple(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : BDY_EIO;
+}
+
+/* Runs one batch in one transaction: a single fsync for all of it. */
+static void run_batch(sqlite_store *s, write_op *batch)
+{
+    uint64_t start_rv = s->rv;
+    int txn_rc = exec_simple(s->db, "BEGIN IMMEDIATE");
+    for (write_op *op = batch; op != NULL; op = op->next) {
+        if (txn_rc != 0) {
+            op->rc = sql_error(s->db, op->eb, "begin");
+            continue;
+        }
+        op->rc = apply_op(s, op);
+        if (op->rc != 0) {
+            json_object_put(op->out);
+            op->out = NULL;
+            op_drop_effects(op);
+            if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY || op->rc == BDY_ECORRUPT)
+                txn_rc = op->rc; /* the transaction itself is broken */
+        }
+    }
+    if (txn_rc == 0 && s->rv != start_rv) {
+        sqlite3_bind_int64(s->st_set_rv, 1, (sqlite3_int64)s->rv);
+        if (sqlite3_step(s->st_set_rv) != SQLITE_DONE)
+            txn_rc = BDY_EIO;
+        sqlite3_reset(s->st_set_rv);
+    }
+    if (txn_rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        txn_rc = BDY_EIO;
+    if (txn_rc != 0) {
+        bdy_error("store", "write batch failed, rolling back: %s", sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        s->rv = start_rv;
+        for (write_op *op = batch; op != NULL; op = op->next) {
+            if (op->rc == 0 && !op->wo.dry_run) {
+                op->rc = bdy_fail(op->eb, txn_rc, "the write could not be made durable: %s",
+                                  sqlite3_errmsg(s->db));
+                json_object_put(op->out);
+                op->out = NULL;
+            }
+            op_drop_effects(op);
+        }
+        return;
+    }
+    /* Durable: publish effects in commit order. */
+    for (write_op *op = batch; op != NULL; op = op->next) {
+        if (op->crd_remove != NULL) {
+            const char *g = op->crd_remove;
+            bdy__registry_remove_crd(&s->registry, g, g + strlen(g) + 1);
+        }
+        if (op->crd_put != NULL) {
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            if (bdy__registry_put_crd(&s->registry, op->crd_put, &eb) != 0)
+                bdy_warn("store", "CRD stored but not served: %s", eb.message);
+            op->crd_put = NULL;
+        }
+        bdy__watchlog_append(&s->log, op->events, op->nevents);
+        op_drop_effects(op);
+    }
+    s->committed_rv = s->rv;
+}
+
+static void *writer_main(void *arg)
+{
+    sqlite_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->q_lock);
+        while (s->q_head == NULL && !s->stopping)
+            pthread_cond_wait(&s->q_nonempty, &s->q_lock);
+        if (s->q_head == NULL && s->stopping) {
+            pthread_mutex_unlock(&s->q_lock);
+            break;
+        }
+        /* Take everything queued (up to max_batch): these all share one
+         * commit. */
+        write_op *batch = s->q_head;
+        write_op *last = batch;
+        size_t n = 1;
+        while (last->next != NULL && n < s->max_batch) {
+            last = last->next;
+            n++;
+        }
+        s->q_head = last->next;
+        if (s->q_head == NULL)
+            s->q_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->q_lock);
+
+        run_batch(s, batch);
+
+        pthread_mutex_lock(&s->q_lock);
+        for (write_op *op = batch; op != NULL;) {
+            write_op *next = op->next;
+            op->done = true;
+            op = next;
+        }
+        pthread_cond_broadcast(&s->q_done);
+        pthread_mutex_unlock(&s->q_lock);
+    }
+    return NULL;
+}
+
+/* Queues op and sleeps until the writer has finished it. */
+static int submit(sqlite_store *s, write_op *op)
+{
+    op->next = NULL;
+    op->done = false;
+    pthread_mutex_lock(&s->q_lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->q_lock);
+        return bdy_fail(op->eb, BDY_ESHUTDOWN, "the store is shutting down");
+    }
+    if (s->q_tail != NULL)
+        s->q_tail->next = op;
+    else
+        s->q_head = op;
+    s->q_tail = op;
+    pthread_cond_signal(&s->q_nonempty);
+    while (!op->done)
+        pthread_cond_wait(&s->q_done, &s->q_lock);
+    pthread_mutex_unlock(&s->q_lock);
+    return op->rc;
+}
+
+/* ---- vtable: writes ------------------------------------------------------ */
+
+static const bdy_write_opts default_wo = {false, BDY_UNKNOWN_PRUNE};
+
+static int finish(write_op *op, json_object **out)
+{
+    if (op->rc == 0 && out != NULL) {
+        *out = op->out;
+        op->out = NULL;
+    }
+    json_object_put(op->out);
+    return op->rc;
+}
+
+static int s_create(void *ctx, const bdy_gvr *gvr, const char *ns, json_object *obj,
+                    const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb)
+{
+    write_op op = {.kind = OP_CREATE, .gvr = gvr, .ns = ns, .obj = obj, .eb = eb};
+    op.wo = wo ? *wo : default_wo;
+    submit(ctx, &op);
+    return finish(&op, out);
+}
+
+static int s_update(void *ctx, const bdy_gvr *gvr, const char *ns, json_object *obj,
+                    const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb)
+{
+    write_op op = {.kind = OP_UPDATE, .gvr = gvr, .ns = ns, .obj = obj, .eb = eb};
+    op.wo = wo ? *wo : default_wo;
+    submit(ctx, &op);
+    return finish(&op, out);
+}
+
+static int s_update_status(void *ctx, const bdy_gvr *gvr, const char *ns, json_object *obj,
+                           const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb)
+{
+    write_op op = {.kind = OP_UPDATE_STATUS, .gvr = gvr, .ns = ns, .obj = obj, .eb = eb};
+    op.wo = wo ? *wo : default_wo;
+    submit(ctx, &op);
+    return finish(&op, out);
+}
+
+static int s_patch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
+                   bdy_patch_type type, json_object *patch, bool status_only,
+                   const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb)
+{
+    write_op op = {.kind = OP_PATCH,
+                   .gvr = gvr,
+                   .ns = ns,
+                   .name = name,
+                   .patch_type = type,
+                   .patch = patch,
+                   .status_only = status_only,
+                   .eb = eb};
+    op.wo = wo ? *wo : default_wo;
+    submit(ctx, &op);
+    return finish(&op, out);
+}
+
+static int s_remove(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
+                    const bdy_delete_opts *opts, json_object **out, bool *deleted,
+                    bdy_errbuf *eb)
+{
+    write_op op = {.kind = OP_DELETE, .gvr = gvr, .ns = ns, .name = name, .dopts = opts,
+                   .eb = eb};
+    op.wo = default_wo;
+    op.wo.dry_run = opts != NULL && opts->dry_run;
+    submit(ctx, &op);
+    if (deleted != NULL)
+        *deleted = op.rc == 0 && op.deleted;
+    return finish(&op, out);
+}
+
+/* ---- vtable: reads ------------------------------------------------------- */
+
+static reader *reader_acquire(sqlite_store *s)
+{
+    unsigned start = __atomic_fetch_add(&s->next_reader, 1, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < READER_COUNT; i++) {
+        reader *r = &s->readers[(start + i) % READER_COUNT];
+        if (pthread_mutex_trylock(&r->lock) == 0)
+            return r;
+    }
+    reader *r = &s->readers[start % READER_COUNT];
+    pthread_mutex_lock(&r->lock);
+    return r;
+}
+
+static void reader_release(reader *r)
+{
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int s_resource_info(void *ctx, const bdy_gvr *gvr, bdy_resource_info *out)
+{
+    sqlite_store *s = ctx;
+    int rc = bdy__registry_lookup(&s->registry, group_of(gvr), gvr->resource, out);
+    if (rc == 0 && gvr->version != NULL && gvr->version[0] && strcmp(gvr->version, out->version))
+        rc = BDY_ENOTFOUND;
+    return rc;
+}
+
+static int s_resolve_kind(void *ctx, const char *api_version, const char *kind,
+                          bdy_resource_info *out)
+{
+    sqlite_store *s = ctx;
+    char group[128] = "";
+    const char *version = api_version;
+    const char *slash = api_version ? strchr(api_version, '/') : NULL;
+    if (api_version == NULL || kind == NULL)
+        return BDY_EINVAL;
+    if (slash != NULL) {
+        size_t n = (size_t)(slash - api_version);
+        if (n >= sizeof(group))
+            return BDY_ENOTFOUND;
+        memcpy(group, api_version, n);
+        group[n] = '\0';
+        version = slash + 1;
+    }
+    return bdy__registry_lookup_kind(&s->registry, group, version, kind, out);
+}
+
+static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
+                 json_object **out, bdy_errbuf *eb)
+{
+    sqlite_store *s = ctx;
+    bdy_resource_info info;
+    if (s_resource_info(ctx, gvr, &info) != 0)
+        return bdy_fail(eb, BDY_ENOTFOUND, "the server could not find the requested resource");
+    int rc = 0;
+    reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->get;
+    sqlite3_bind_text(st, 1, info.group, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, info.resource, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, scoped_ns(&info, ns), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name ? name : "", -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *out = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        if (*out == NULL)
+            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
+    } else if (step == SQLITE_DONE) {
+        not_found(eb, &info, name);
+        rc = BDY_ENOTFOUND;
+    } else {
+        rc = sql_error(r->db, eb, "read");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_release(r);
+    return rc;
+}
+
+/* Continue tokens are base64 of "rv\nnamespace\nname": opaque to clients,
+ * cheap to check, and bounded. */
+static char *encode_continue(uint64_t rv, const char *ns, const char *name)
+{
+    char raw[BDY_STORE_MAX_CONTINUE];
+    int n = snprintf(raw, sizeof(raw), "%llu\n%s\n%s", (unsigned long long)rv, ns, name);
+    if (n < 0 || (size_t)n >= sizeof(raw))
+        return NULL;
+    char *out = malloc(4 * ((size_t)n + 2) / 3 + 4);
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, (unsigned char *)raw, n);
+    return out;
+}
+
+static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name,
+                           bdy_errbuf *eb)
+{
+    size_t len = strlen(token);
+    unsigned char raw[BDY_STORE_MAX_CONTINUE + 4];
+    if (len == 0 || len % 4 != 0 || len > BDY_STORE_MAX_CONTINUE)
+        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)token, (int)len);
+    if (n < 0)
+        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    while (n > 0 && raw[n - 1] == '\0')
+        n--;
+    raw[n] = '\0';
+    char *p1 = strchr((char *)raw, '\n');
+    char *p2 = p1 ? strchr(p1 + 1, '\n') : NULL;
+    if (p2 == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    *p1 = '\0';
+    *p2 = '\0';
+    char *end = NULL;
+    *rv = strtoull((char *)raw, &end, 10);
+    if (end == (char *)raw || *end != '\0')
+        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    snprintf(ns, 254, "%s", p1 + 1);
+    snprintf(name, 254, "%s", p2 + 1);
+    return 0;
+}
+
+static int compile_selectors(sqlite_store *s, const bdy_resource_info *info, const char *labels,
+                             const char *fields, bdy_label_selector **ls,
+                             bdy_field_selector **fs, bdy_errbuf *eb)
+{
+    *ls = NULL;
+    *fs = NULL;
+    if (labels != NULL && labels[0] != '\0') {
+        int rc = bdy_label_selector_parse(labels, ls, eb);
+        if (rc != 0)
+            return rc;
+    }
+    if (fields != NULL && fields[0] != '\0') {
+        /* The selectable fields come from the registry entry; copy them under
+         * the registry lock so a concurrent CRD change cannot free them. */
+        const char *allowed[BDY__REGISTRY_MAX_FIELDS + 1] = {0};
+        char storage[BDY__REGISTRY_MAX_FIELDS][128];
+        pthread_rwlock_rdlock(&s->registry.lock);
+        const bdy__resource *e = NULL;
+        for (size_t i = 0; i < s->registry.count; i++) {
+            if (!strcmp(s->registry.items[i].info.group, info->group) &&
+                !strcmp(s->registry.items[i].info.resource, info->resource))
+                e = &s->registry.items[i];
+        }
+        for (size_t i = 0; e != NULL && i < BDY__REGISTRY_MAX_FIELDS && e->selectable[i]; i++) {
+            snprintf(storage[i], sizeof(storage[i]), "%s", e->selectable[i]);
+            allowed[i] = storage[i];
+        }
+        pthread_rwlock_unlock(&s->registry.lock);
+        int rc = bdy_field_selector_parse(fields, allowed, fs, eb);
+        if (rc != 0) {
+            bdy_label_selector_free(*ls);
+            *ls = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_list_result *out,
+                  bdy_errbuf *eb)
+{
+    sqlite_store *s = ctx;
+    bdy_resource_info info;
+    bdy_label_selector *ls = NULL;
+    bdy_field_selector *fs = NULL;
+    json_object *items = NULL;
+    reader *r = NULL;
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    out->remaining = -1;
+    if (s_resource_info(ctx, gvr, &info) != 0)
+        return bdy_fail(eb, BDY_ENOTFOUND, "the server could not find the requested resource");
+    rc = compile_selectors(s, &info, opts ? opts->label_selector : NULL,
+                           opts ? opts->field_selector : NULL, &ls, &fs, eb);
+    if (rc != 0)
+        goto out;
+    const char *ns = info.namespaced && opts && opts->ns && opts->ns[0] ? opts->ns : NULL;
+    size_t limit = opts && opts->limit ? opts->limit : 0;
+    if (limit > BDY_STORE_MAX_LIST_LIMIT)
+        limit = BDY_STORE_MAX_LIST_LIMIT;
+    uint64_t token_rv = 0;
+    char after_ns[256] = "";
+    char after_name[256] = "";
+    if (opts && opts->continue_token && opts->continue_token[0]) {
+        rc = decode_continue(opts->continue_token, &token_rv, after_ns, after_name, eb);
+        if (rc != 0)
+            goto out;
+        if (token_rv < bdy__watchlog_floor(&s->log)) {
+            rc = bdy_fail(eb, BDY_EEXPIRED,
+                          "The provided continue parameter is too old to display a consistent "
+                          "list result. You can start a new list without the continue "
+                          "parameter.");
+            goto out;
+        }
+    }
+    items = json_object_new_array();
+    r = reader_acquire(s);
+    /* One read transaction: the rv and the rows come from the same snapshot. */
+    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+    uint64_t list_rv = 0;
+    if (sqlite3_step(r->rv) == SQLITE_ROW)
+        list_rv = (uint64_t)sqlite3_column_int64(r->rv, 0);
+    sqlite3_reset(r->rv);
+    sqlite3_stmt *st = r->list;
+    sqlite3_bind_text(st, 1, info.group, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, info.resource, -1, SQLITE_STATIC);
+    if (ns != NULL)
+        sqlite3_bind_text(st, 3, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, after_ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, after_name, -1, SQLITE_STATIC);
+    int step;
+    size_t n = 0;
+    char last_ns[256] = "";
+    char last_name[256] = "";
+    bool more = false;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (limit && n >= limit) {
+            more = true;
+            break;
+        }
+        json_object *o = json_tokener_parse((const char *)sqlite3_column_text(st, 2));
+        if (o == NULL) {
+            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
+            break;
+        }
+        snprintf(last_ns, sizeof(last_ns), "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(last_name, sizeof(last_name), "%s", (const char *)sqlite3_column_text(st, 1));
+        if ((ls && !bdy_label_selector_matches(ls, bdy_json_path_get(o, "metadata.labels"))) ||
+            (fs && !bdy_field_selector_matches(fs, o))) {
+            json_object_put(o);
+            continue;
+        }
+        json_object_array_add(items, o);
+        n++;
+    }
+    if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = sql_error(r->db, eb, "list");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != 0)
+        goto out;
+    out->resource_version = token_rv ? token_rv : list_rv;
+    if (more) {
+        out->continue_token = encode_continue(out->resource_version, last_ns, last_name);
+        if (out->continue_token == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+    } else {
+        out->remaining = 0;
+    }
+    out->items = items;
+    items = NULL;
+out:
+    if (r != NULL)
+        reader_release(r);
+    json_object_put(items);
+    bdy_label_selector_free(ls);
+    bdy_field_selector_free(fs);
+    return rc;
+}
+
+void bdy_list_result_free(bdy_list_result *r)
+{
+    if (r == NULL)
+        return;
+    json_object_put(r->items);
+    free(r->continue_token);
+    r->items = NULL;
+    r->continue_token = NULL;
+}
+
+/* ---- vtable: watch and misc ------------------------------------------------ */
+
+static int s_watch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *label_selector,
+                   const char *field_selector, uint64_t from_rv, bdy_watch **out,
+                   bdy_errbuf *eb)
+{
+    sqlite_store *s = ctx;
+    bdy_resource_info info;
+    bdy_label_selector *ls = NULL;
+    bdy_field_selector *fs = NULL;
+    if (s_resource_info(ctx, gvr, &info) != 0)
+        return bdy_fail(eb, BDY_ENOTFOUND, "the server could not find the requested resource");
+    int rc = compile_selectors(s, &info, label_selector, field_selector, &ls, &fs, eb);
+    if (rc != 0)
+        return rc;
+    rc = bdy__watchlog_open(&s->log, info.group, info.resource,
+                            info.namespaced ? ns : NULL, ls, fs, from_rv, out);
+    if (rc == BDY_EEXPIRED)
+        bdy_fail(eb, rc, "too old resource version: %llu (%llu)", (unsigned long long)from_rv,
+                 (unsigned long long)bdy__watchlog_floor(&s->log));
+    return rc;
+}
+
+static int s_watch_next(void *ctx, bdy_watch *w, int timeout_ms, bdy_watch_event *ev)
+{
+    sqlite_store *s = ctx;
+    return bdy__watchlog_next(&s->log, w, timeout_ms, ev);
+}
+
+static void s_watch_close(void *ctx, bdy_watch *w)
+{
+    sqlite_store *s = ctx;
+    bdy__watchlog_close_watch(&s->log, w);
+}
+
+static int s_current_rv(void *ctx, uint64_t *out)
+{
+    sqlite_store *s = ctx;
+    *out = s->committed_rv;
+    return 0;
+}
+
+static int s_ping(void *ctx, bdy_errbuf *eb)
+{
+    sqlite_store *s = ctx;
+    reader *r = reader_acquire(s);
+    int rc = 0;
+    if (sqlite3_step(r->rv) != SQLITE_ROW)
+        rc = sql_error(r->db, eb, "ping");
+    sqlite3_reset(r->rv);
+    reader_release(r);
+    pthread_mutex_lock(&s->q_lock);
+    if (s->stopping)
+        rc = bdy_fail(eb, BDY_ESHUTDOWN, "the store is shutting down");
+    pthread_mutex_unlock(&s->q_lock);
+    return rc;
+}
+
+static void s_destroy(void *ctx);
+
+static const bdy_store_vtable sqlite_vtable = {
+    .name = "sqlite",
+    .resource_info = s_resource_info,
+    .resolve_kind = s_resolve_kind,
+    .get = s_get,
+    .list = s_list,
+    .create = s_create,
+    .update = s_update,
+    .update_status = s_update_status,
+    .patch = s_patch,
+    .remove = s_remove,
+    .watch = s_watch,
+    .watch_next = s_watch_next,
+    .watch_close = s_watch_close,
+    .current_rv = s_current_rv,
+    .ping = s_ping,
+    .destroy = s_destroy,
+};
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static void s_destroy(void *ctx)
+{
+    sqlite_store *s = ctx;
+    if (s == NULL)
+        return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->q_lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->q_nonempty);
+        pthread_mutex_unlock(&s->q_lock);
+        pthread_join(s->writer, NULL); /* drains what was queued first */
+    }
+    if (s->log.ring != NULL)
+        bdy__watchlog_close(&s->log);
+    for (int i = 0; i < READER_COUNT; i++) {
+        reader *r = &s->readers[i];
+        sqlite3_finalize(r->get);
+        sqlite3_finalize(r->list);
+        sqlite3_finalize(r->rv);
+        sqlite3_close(r->db);
+        pthread_mutex_destroy(&r->lock);
+    }
+    sqlite3_finalize(s->st_get);
+    sqlite3_finalize(s->st_put);
+    sqlite3_finalize(s->st_del);
+    sqlite3_finalize(s->st_set_rv);
+    sqlite3_finalize(s->st_count_ns);
+    sqlite3_finalize(s->st_list_res);
+    sqlite3_close(s->db);
+    bdy__watchlog_destroy(&s->log);
+    bdy__registry_destroy(&s->registry);
+    pthread_mutex_destroy(&s->q_lock);
+    pthread_cond_destroy(&s->q_nonempty);
+    pthread_cond_destroy(&s->q_done);
+    free(s->path);
+    free(s);
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, bdy_errbuf *eb)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return sql_error(db, eb, "prepare");
+    return 0;
+}
+
+/* Checks the data folder before SQLite touches it, so that a missing,
+ * foreign or read-only data file is reported instead of papered over. */
+static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_errbuf *eb)
+{
+    struct stat st;
+    *fresh = false;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT)
+            return bdy_fail(eb, BDY_EIO, "data folder %s: %s", dir, strerror(errno));
+        if (mkdir(dir, 0700) != 0)
+            return bdy_fail(eb, errno == EROFS || errno == EACCES ? BDY_EREADONLY : BDY_EIO,
+                            "cannot create data folder %s: %s", dir, strerror(errno));
+        bdy_info("store", "created data folder %s", dir);
+        *fresh = true;
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return bdy_fail(eb, BDY_EINVAL, "data folder %s is not a folder", dir);
+    if ((st.st_mode & S_IWUSR) == 0 || access(dir, W_OK) != 0)
+        return bdy_fail(eb, BDY_EREADONLY,
+                        "data folder %s is read-only; Bindery needs to write its store there",
+                        dir);
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a regular file", path);
+        if ((st.st_mode & S_IWUSR) == 0 || access(path, W_OK) != 0)
+            return bdy_fail(eb, BDY_EREADONLY, "data file %s is read-only", path);
+        return 0;
+    }
+    /* No store file: only an empty folder may become a new store. Anything
+     * else (a WAL without its database, other files) means data went
+     * missing, and starting empty would silently lose every object. */
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return bdy_fail(eb, BDY_EIO, "data folder %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    const char *stray = NULL;
+    char stray_name[256] = "";
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+            strcmp(de->d_name, "kubeconfig")) {
+            snprintf(stray_name, sizeof(stray_name), "%s", de->d_name);
+            stray = stray_name;
+            break;
+        }
+    }
+    closedir(d);
+    if (stray != NULL)
+        return bdy_fail(eb, BDY_ENOTFOUND,
+                        "data file %s is missing but the data folder is not empty (found %s); "
+                        "refusing to start with an empty store",
+                        path, stray);
+    *fresh = true;
+    return 0;
+}
+
+static int open_conn(const char *path, int flags, int busy_ms, sqlite3 **db, bdy_errbuf *eb)
+{
+    if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        int rc = *db ? sql_error(*db, eb, path) : BDY_ENOMEM;
+        sqlite3_close(*db);
+        *db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(*db, busy_ms);
+    sqlite3_extended_result_codes(*db, 0);
+    return 0;
+}
+
+static int read_meta(sqlite3 *db, const char *key, char *out, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = BDY_ENOTFOUND;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) != SQLITE_OK)
+        return BDY_ECORRUPT;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Creates the schema on a fresh file, or checks that an existing file is a
+ * Bindery store of a version we understand. */
+static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
+{
+    char value[64];
+    if (!fresh) {
+        int tables = 0;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT count(*) FROM sqlite_master WHERE type='table' AND name "
+                               "IN ('meta','objects')",
+                               -1, &st, NULL) != SQLITE_OK)
+            return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store: %s",
+                            s->path, sqlite3_errmsg(s->db));
+        if (sqlite3_step(st) == SQLITE_ROW)
+            tables = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (tables != 2 || read_meta(s->db, "format", value, sizeof(value)) != 0 ||
+            strcmp(value, STORE_FORMAT) != 0)
+            return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store", s->path);
+        if (read_meta(s->db, "schema_version", value, sizeof(value)) != 0 ||
+            atoi(value) != STORE_SCHEMA_VERSION)
+            return bdy_fail(eb, BDY_ECORRUPT,
+                            "data file %s has store schema version %s; this Bindery reads "
+                            "version %d",
+                            s->path, value, STORE_SCHEMA_VERSION);
+        if (read_meta(s->db, "resource_version", value, sizeof(value)) != 0)
+            return bdy_fail(eb, BDY_ECORRUPT, "data file %s has no resource version", s->path);
+        s->rv = strtoull(value, NULL, 10);
+        return 0;
+    }
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "BEGIN;%s INSERT INTO meta VALUES('format','%s');"
+             "INSERT INTO meta VALUES('schema_version','%d');"
+             "INSERT INTO meta VALUES('resource_version','0');COMMIT;",
+             schema_sql, STORE_FORMAT, STORE_SCHEMA_VERSION);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return sql_error(s->db, eb, "initialising the store");
+    s->rv = 0;
+    return 0;
+}
+
+/* Compiles every stored CRD into the registry so its resources are served
+ * from the first request on. */
+static int load_crds(sqlite_store *s, bdy_errbuf *eb)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(s->db,
+                     "SELECT name, body FROM objects WHERE grp='apiextensions.k8s.io' AND "
+                     "res='customresourcedefinitions' ORDER BY name",
+                     &st, eb);
+    if (rc != 0)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        json_object *obj = json_tokener_parse((const char *)sqlite3_column_text(st, 1));
+        bdy_crd *crd = NULL;
+        bdy_errbuf ceb;
+        bdy_errbuf_clear(&ceb);
+        if (obj == NULL) {
+            rc = bdy_fail(eb, BDY_ECORRUPT, "stored CRD %s is not valid JSON", name);
+            break;
+        }
+        if (bdy_crd_compile(obj, &crd, &ceb) != 0 ||
+            bdy__registry_put_crd(&s->registry, crd, &ceb) != 0)
+            bdy_warn("store", "stored CRD %s is not served: %s", name, ceb.message);
+        json_object_put(obj);
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = sql_error(s->db, eb, "loading CRDs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int seed_default_namespace(sqlite_store *s, bdy_errbuf *eb)
+{
+    json_object *ns = json_tokener_parse(
+        "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"default\"}}");
+    json_object *existing = NULL;
+    int rc = s_get(s, &BDY_GVR_NAMESPACES, NULL, "default", &existing, NULL);
+    if (rc == BDY_ENOTFOUND)
+        rc = s_create(s, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, eb);
+    json_object_put(existing);
+    json_object_put(ns);
+    return rc;
+}
+
+int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errbuf *eb)
+{
+    int rc = 0;
+    bdy_store *store = NULL;
+    sqlite_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return BDY_ENOMEM;
+    pthread_mutex_init(&s->q_lock, NULL);
+    pthread_cond_init(&s->q_nonempty, NULL);
+    pthread_cond_init(&s->q_done, NULL);
+    for (int i = 0; i < READER_COUNT; i++)
+        pthread_mutex_init(&s->readers[i].lock, NULL);
+    s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+    int busy = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000;
+    if (bdy__registry_init(&s->registry) != 0) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    const char *dir = opts->data_dir && opts->data_dir[0] ? opts->data_dir : ".";
+    if (asprintf(&s->path, "%s/bindery.db", dir) < 0) {
+        s->path = NULL;
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    bool fresh = false;
+    rc = check_data_dir(dir, s->path, &fresh, eb);
+    if (rc != 0)
+        goto out;
+    rc = open_conn(s->path, SQLITE_OPEN_READWRITE | (fresh ? SQLITE_OPEN_CREATE : 0), busy,
+                   &s->db, eb);
+    if (rc != 0)
+        goto out;
+    /* The first statement reads the header: a foreign or damaged file fails
+     * here with SQLITE_NOTADB / SQLITE_CORRUPT. */
+    char *errmsg = NULL;
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, &errmsg) != SQLITE_OK) {
+        rc = sql_error(s->db, eb, s->path);
+        if (rc == BDY_EIO)
+            rc = BDY_ECORRUPT;
+        sqlite3_free(errmsg);
+        goto out;
+    }
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sql_error(s->db, eb, s->path);
+        goto out;
+    }
+    if (!fresh) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
+            rc = bdy_fail(eb, BDY_ECORRUPT, "data file %s is corrupt: %s", s->path,
+                          sqlite3_errmsg(s->db));
+            goto out;
+        }
+        int step = sqlite3_step(st);
+        const char *res = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        if (res == NULL || strcmp(res, "ok") != 0) {
+            rc = bdy_fail(eb, BDY_ECORRUPT, "data file %s is corrupt: %s", s->path,
+                          res ? res : sqlite3_errmsg(s->db));
+            sqlite3_finalize(st);
+            goto out;
+        }
+        sqlite3_finalize(st);
+    }
+    rc = init_schema(s, fresh, eb);
+    if (rc != 0)
+        goto out;
+    /* A read-only file opened read-write only fails at the first write. */
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE; COMMIT;", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sql_error(s->db, eb, s->path);
+        goto out;
+    }
+    s->committed_rv = s->rv;
+    if ((rc = prepare(s->db,
+                      "SELECT body FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
+                      &s->st_get, eb)) != 0 ||
+        (rc = prepare(s->db, "INSERT OR REPLACE INTO objects VALUES(?1,?2,?3,?4,?5,?6)",
+                      &s->st_put, eb)) != 0 ||
+        (rc = prepare(s->db,
+                      "DELETE FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
+                      &s->st_del, eb)) != 0 ||
+        (rc = prepare(s->db, "UPDATE meta SET value=?1 WHERE key='resource_version'",
+                      &s->st_set_rv, eb)) != 0 ||
+        (rc = prepare(s->db, "SELECT count(*) FROM objects WHERE ns=?1", &s->st_count_ns,
+                      eb)) != 0 ||
+        (rc = prepare(s->db, "SELECT body FROM objects WHERE grp=?1 AND res=?2",
+                      &s->st_list_res, eb)) != 0)
+        goto out;
+    for (int i = 0; i < READER_COUNT; i++) {
+        reader *r = &s->readers[i];
+        if ((rc = open_conn(s->path, SQLITE_OPEN_READWRITE, busy, &r->db, eb)) != 0 ||
+            (rc = prepare(r->db,
+                          "SELECT body FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND "
+                          "name=?4",
+                          &r->get, eb)) != 0 ||
+            (rc = prepare(r->db,
+                          "SELECT ns, name, body FROM objects WHERE grp=?1 AND res=?2 AND "
+                          "(?3 IS NULL OR ns=?3) AND (ns, name) > (?4, ?5) ORDER BY ns, name",
+                          &r->list, eb)) != 0 ||
+            (rc = prepare(r->db, "SELECT value FROM meta WHERE key='resource_version'", &r->rv,
+                          eb)) != 0)
+            goto out;
+    }
+    rc = load_crds(s, eb);
+    if (rc != 0)
+        goto out;
+    size_t history = opts->watch_history ? opts->watch_history : DEFAULT_WATCH_HISTORY;
+    rc = bdy__watchlog_init(&s->log, history, s->rv);
+    if (rc != 0)
+        goto out;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "cannot start the store writer thread");
+        goto out;
+    }
+    s->writer_started = true;
+    rc = seed_default_namespace(s, eb);
+    if (rc != 0)
+        goto out;
+    store = calloc(1, sizeof(*store));
+    if (store == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    store->vt = &sqlite_vtable;
+    store->ctx = s;
+    bdy_info("store", "opened %s at resourceVersion %llu", s->path,
+             (unsigned long long)s->rv);
+    *out = store;
+    s = NULL;
+out:
+    s_destroy(s);
+    return rc;
+}

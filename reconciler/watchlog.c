@@ -1,0 +1,282 @@
+#include "watchlog.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct bdy_watch {
+    char *group;
+    char *resource;
+    char *ns;                   /* NULL: all namespaces */
+    bdy_label_selector *labels; /* owned, may be NULL */
+    bdy_field_selector *fields; /* owned, may be NULL */
+    uint64_t seq;               /* next ring sequence number to read */
+    bool closing;
+    bool busy; /* a thread is inside next() */
+    pthread_cond_t idle;
+};
+
+static void event_clear(bdy__event *e)
+{
+    free(e->group);
+    free(e->resource);
+    free(e->ns);
+    free(e->object);
+    free(e->old_object);
+    memset(e, 0, sizeof(*e));
+}
+
+int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, uint64_t current_rv)
+{
+    memset(log, 0, sizeof(*log));
+    if (capacity == 0)
+        capacity = 1;
+    log->ring = calloc(capacity, sizeof(*log->ring));
+    if (log->ring == NULL)
+        return BDY_ENOMEM;
+    log->capacity = capacity;
+    log->floor_rv = current_rv;
+    pthread_mutex_init(&log->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&log->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+void bdy__watchlog_destroy(bdy__watchlog *log)
+{
+    if (log == NULL || log->ring == NULL)
+        return;
+    for (size_t i = 0; i < log->capacity; i++)
+        event_clear(&log->ring[i]);
+    free(log->ring);
+    log->ring = NULL;
+    pthread_mutex_destroy(&log->lock);
+    pthread_cond_destroy(&log->changed);
+}
+
+static uint64_t oldest_seq(const bdy__watchlog *log)
+{
+    return log->next_seq > log->capacity ? log->next_seq - log->capacity : 0;
+}
+
+void bdy__watchlog_append(bdy__watchlog *log, bdy__event *events, size_t n)
+{
+    pthread_mutex_lock(&log->lock);
+    for (size_t i = 0; i < n; i++) {
+        bdy__event *slot = &log->ring[log->next_seq % log->capacity];
+        if (slot->object != NULL)
+            log->floor_rv = slot->rv; /* the evicted change is no longer replayable */
+        event_clear(slot);
+        *slot = events[i];
+        memset(&events[i], 0, sizeof(events[i]));
+        log->next_seq++;
+    }
+    pthread_cond_broadcast(&log->changed);
+    pthread_mutex_unlock(&log->lock);
+}
+
+void bdy__watchlog_close(bdy__watchlog *log)
+{
+    pthread_mutex_lock(&log->lock);
+    log->closed = true;
+    pthread_cond_broadcast(&log->changed);
+    pthread_mutex_unlock(&log->lock);
+}
+
+uint64_t bdy__watchlog_floor(bdy__watchlog *log)
+{
+    pthread_mutex_lock(&log->lock);
+    uint64_t f = log->floor_rv;
+    pthread_mutex_unlock(&log->lock);
+    return f;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? strdup(s) : NULL;
+}
+
+static void watch_free(bdy_watch *w)
+{
+    if (w == NULL)
+        return;
+    free(w->group);
+    free(w->resource);
+    free(w->ns);
+    bdy_label_selector_free(w->labels);
+    bdy_field_selector_free(w->fields);
+    pthread_cond_destroy(&w->idle);
+    free(w);
+}
+
+int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resource,
+                       const char *ns, bdy_label_selector *labels, bdy_field_selector *fields,
+                       uint64_t from_rv, bdy_watch **out)
+{
+    int rc = 0;
+    bdy_watch *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        bdy_label_selector_free(labels);
+        bdy_field_selector_free(fields);
+        return BDY_ENOMEM;
+    }
+    pthread_cond_init(&w->idle, NULL);
+    w->labels = labels;
+    w->fields = fields;
+    w->group = strdup(group);
+    w->resource = strdup(resource);
+    w->ns = dup_or_null(ns);
+    if (w->group == NULL || w->resource == NULL || (ns != NULL && ns[0] && w->ns == NULL)) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    pthread_mutex_lock(&log->lock);
+    if (from_rv < log->floor_rv) {
+        pthread_mutex_unlock(&log->lock);
+        rc = BDY_EEXPIRED;
+        goto out;
+    }
+    /* Start at the first retained event newer than from_rv. The ring is in
+     * rv order, so a binary search would do; a linear scan from the newest
+     * end is simpler and typical watches start near the head. */
+    uint64_t seq = log->next_seq;
+    while (seq > oldest_seq(log) && log->ring[(seq - 1) % log->capacity].rv > from_rv)
+        seq--;
+    w->seq = seq;
+    pthread_mutex_unlock(&log->lock);
+    *out = w;
+    w = NULL;
+out:
+    watch_free(w);
+    return rc;
+}
+
+static bool selected(const bdy_watch *w, json_object *obj)
+{
+    if (obj == NULL)
+        return false;
+    json_object *labels = bdy_json_path_get(obj, "metadata.labels");
+    if (w->labels != NULL && !bdy_label_selector_matches(w->labels, labels))
+        return false;
+    if (w->fields != NULL && !bdy_field_selector_matches(w->fields, obj))
+        return false;
+    return true;
+}
+
+/* Decides whether event e is delivered to w and how: a MODIFIED event moves
+ * an object into or out of a selector's view, which the watcher must see as
+ * ADDED or DELETED. Returns true with *ev filled when delivered. Called
+ * without the log lock (e is a private copy). */
+static bool translate(const bdy_watch *w, const bdy__event *e, bdy_watch_event *ev)
+{
+    json_object *obj = json_tokener_parse(e->object);
+    if (obj == NULL)
+        return false;
+    bdy_event_type type = e->type;
+    bool now = selected(w, obj);
+    if (e->type == BDY_EVENT_MODIFIED && (w->labels != NULL || w->fields != NULL)) {
+        json_object *old = e->old_object ? json_tokener_parse(e->old_object) : NULL;
+        bool before = selected(w, old);
+        json_object_put(old);
+        if (before && !now) {
+            type = BDY_EVENT_DELETED;
+            now = true;
+        } else if (!before && now) {
+            type = BDY_EVENT_ADDED;
+        }
+    }
+    if (!now) {
+        json_object_put(obj);
+        return false;
+    }
+    ev->type = type;
+    ev->resource_version = e->rv;
+    ev->object = obj;
+    return true;
+}
+
+static bool wants(const bdy_watch *w, const bdy__event *e)
+{
+    if (strcmp(w->group, e->group) != 0 || strcmp(w->resource, e->resource) != 0)
+        return false;
+    return w->ns == NULL || (e->ns != NULL && strcmp(w->ns, e->ns) == 0);
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_watch_event *ev)
+{
+    struct timespec deadline;
+    deadline_after(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+    pthread_mutex_lock(&log->lock);
+    w->busy = true;
+    int rc = BDY_ETIMEOUT;
+    for (;;) {
+        if (w->closing || log->closed) {
+            rc = BDY_ESHUTDOWN;
+            break;
+        }
+        if (w->seq < oldest_seq(log)) {
+            rc = BDY_EEXPIRED;
+            break;
+        }
+        if (w->seq < log->next_seq) {
+            const bdy__event *e = &log->ring[w->seq % log->capacity];
+            w->seq++;
+            if (!wants(w, e))
+                continue;
+            /* Copy the strings out so JSON parsing happens without the lock:
+             * the writer must never wait on a slow watcher. */
+            bdy__event copy = {.rv = e->rv, .type = e->type};
+            copy.object = strdup(e->object);
+            bool had_old = e->old_object != NULL;
+            copy.old_object = had_old ? strdup(e->old_object) : NULL;
+            pthread_mutex_unlock(&log->lock);
+            bool delivered = copy.object != NULL && (!had_old || copy.old_object != NULL) &&
+                             translate(w, &copy, ev);
+            free(copy.object);
+            free(copy.old_object);
+            pthread_mutex_lock(&log->lock);
+            if (delivered) {
+                rc = 0;
+                break;
+            }
+            continue;
+        }
+        if (timeout_ms <= 0)
+            break;
+        if (pthread_cond_timedwait(&log->changed, &log->lock, &deadline) == ETIMEDOUT &&
+            w->seq >= log->next_seq)
+            break;
+    }
+    w->busy = false;
+    pthread_cond_broadcast(&w->idle);
+    pthread_mutex_unlock(&log->lock);
+    return rc;
+}
+
+void bdy__watchlog_close_watch(bdy__watchlog *log, bdy_watch *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&log->lock);
+    w->closing = true;
+    pthread_cond_broadcast(&log->changed);
+    while (w->busy)
+        pthread_cond_wait(&w->idle, &log->lock);
+    pthread_mutex_unlock(&log->lock);
+    watch_free(w);
+}

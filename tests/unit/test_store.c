@@ -1,0 +1,960 @@
+/* The embedded store against the Kubernetes API semantics it promises
+ * (include/bindery/store.h). Every test opens a fresh store in its own
+ * temporary folder. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/selector.h"
+#include "bindery/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const bdy_gvr WIDGETS = {"test.dev", "v1", "widgets"};
+
+static const char widget_crd[] =
+    "{\"apiVersion\":\"apiextensions.k8s.io/v1\",\"kind\":\"CustomResourceDefinition\","
+    "\"metadata\":{\"name\":\"widgets.test.dev\"},"
+    "\"spec\":{\"group\":\"test.dev\",\"scope\":\"Namespaced\","
+    "\"names\":{\"plural\":\"widgets\",\"singular\":\"widget\",\"kind\":\"Widget\","
+    "\"shortNames\":[\"wd\"]},"
+    "\"versions\":[{\"name\":\"v1\",\"served\":true,\"storage\":true,"
+    "\"subresources\":{\"status\":{}},"
+    "\"selectableFields\":[{\"jsonPath\":\".spec.color\"}],"
+    "\"schema\":{\"openAPIV3Schema\":{\"type\":\"object\",\"properties\":{"
+    "\"spec\":{\"type\":\"object\",\"required\":[\"size\"],\"properties\":{"
+    "\"size\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":100},"
+    "\"color\":{\"type\":\"string\",\"enum\":[\"red\",\"blue\"]}}},"
+    "\"status\":{\"type\":\"object\",\"properties\":{"
+    "\"phase\":{\"type\":\"string\"}}}}}}}]}}";
+
+typedef struct fixture {
+    char dir[64];
+    bdy_store *store;
+} fixture;
+
+static void rm_rf(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bdy_store *open_store(const char *dir, size_t history)
+{
+    bdy_sqlite_opts o = {.data_dir = dir, .watch_history = history, .max_batch = 64};
+    bdy_store *s = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_sqlite_open(&o, &s, &eb);
+    if (rc != 0)
+        fail_msg("open %s: %s (%s)", dir, bdy_strerror(rc), eb.message);
+    return s;
+}
+
+static int setup_history(void **state, size_t history)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->store = open_store(f->dir, history);
+    json_object *crd = json_tokener_parse(widget_crd);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_create(f->store, &BDY_GVR_CRDS, NULL, crd, NULL, NULL, &eb);
+    if (rc != 0)
+        fail_msg("create CRD: %s", eb.message);
+    json_object_put(crd);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_history(state, 1000);
+}
+
+static int setup_small_history(void **state)
+{
+    return setup_history(state, 4);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    bdy_store_close(f->store);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+static json_object *widget(const char *name, int size, const char *color)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+             "{\"apiVersion\":\"test.dev/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":\"%s\","
+             "\"labels\":{\"color\":\"%s\"}},\"spec\":{\"size\":%d,\"color\":\"%s\"},"
+             "\"status\":{\"phase\":\"Injected\"}}",
+             name, color, size, color);
+    return json_tokener_parse(buf);
+}
+
+static json_object *create_widget(fixture *f, const char *name, int size, const char *color)
+{
+    json_object *w = widget(name, size, color);
+    json_object *out = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_create(f->store, &WIDGETS, "default", w, NULL, &out, &eb);
+    if (rc != 0)
+        fail_msg("create %s: %s", name, eb.message);
+    json_object_put(w);
+    return out;
+}
+
+static const char *meta(json_object *o, const char *key)
+{
+    return json_object_get_string(bdy_json_path_get(o, key));
+}
+
+static uint64_t current_rv(fixture *f)
+{
+    uint64_t rv = 0;
+    assert_int_equal(bdy_store_current_rv(f->store, &rv), 0);
+    return rv;
+}
+
+static void test_create_sets_server_fields(void **state)
+{
+    fixture *f = *state;
+    json_object *o = create_widget(f, "w1", 3, "red");
+    assert_string_equal(meta(o, "metadata.name"), "w1");
+    assert_string_equal(meta(o, "metadata.namespace"), "default");
+    assert_int_equal(strlen(meta(o, "metadata.uid")), 36);
+    assert_non_null(strstr(meta(o, "metadata.creationTimestamp"), "Z"));
+    assert_int_equal(json_object_get_int(bdy_json_path_get(o, "metadata.generation")), 1);
+    assert_string_equal(meta(o, "kind"), "Widget");
+    /* The status subresource means create ignores .status. */
+    assert_null(bdy_json_path_get(o, "status"));
+    char rv[24];
+    snprintf(rv, sizeof(rv), "%llu", (unsigned long long)current_rv(f));
+    assert_string_equal(meta(o, "metadata.resourceVersion"), rv);
+
+    json_object *got = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &got, NULL), 0);
+    assert_true(json_object_equal(o, got));
+    json_object_put(got);
+    json_object_put(o);
+}
+
+static void test_create_errors_leave_store_unchanged(void **state)
+{
+    fixture *f = *state;
+    json_object_put(create_widget(f, "w1", 3, "red"));
+    uint64_t before = current_rv(f);
+    bdy_errbuf eb;
+
+    json_object *dup = widget("w1", 3, "red");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", dup, NULL, NULL, &eb),
+                     BDY_EEXISTS);
+    assert_string_equal(eb.message, "widgets.test.dev \"w1\" already exists");
+
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "nowhere", dup, NULL, NULL, &eb),
+                     BDY_ENOTFOUND);
+    assert_non_null(strstr(eb.message, "namespaces \"nowhere\" not found"));
+
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "other", dup, NULL, NULL, &eb),
+                     BDY_ENOTFOUND);
+    json_object_object_add(json_object_object_get(dup, "metadata"), "namespace",
+                           json_object_new_string("default"));
+    json_object *ns = json_tokener_parse("{\"metadata\":{\"name\":\"other\"}}");
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
+                     0);
+    json_object_put(ns);
+    before = current_rv(f);
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "other", dup, NULL, NULL, &eb),
+                     BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "does not match the namespace"));
+    json_object_put(dup);
+
+    json_object *bad = widget("Bad_Name", 3, "red");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", bad, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "metadata.name");
+    json_object_put(bad);
+
+    json_object *big = widget("big", 1000, "green");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", big, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_true(eb.ncauses >= 2);
+    assert_non_null(strstr(eb.message, "Widget.test.dev \"big\" is invalid"));
+    bool size_cause = false;
+    for (size_t i = 0; i < eb.ncauses; i++)
+        size_cause |= strcmp(eb.causes[i].field, "spec.size") == 0;
+    assert_true(size_cause);
+    json_object_put(big);
+
+    json_object *nospec = json_tokener_parse("{\"metadata\":{\"name\":\"x\"},\"spec\":{}}");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", nospec, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "spec.size");
+    assert_string_equal(eb.causes[0].reason, "FieldValueRequired");
+    json_object_put(nospec);
+
+    json_object *wrongkind = json_tokener_parse(
+        "{\"apiVersion\":\"test.dev/v1\",\"kind\":\"Gadget\",\"metadata\":{\"name\":\"x\"},"
+        "\"spec\":{\"size\":1}}");
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", wrongkind, NULL, NULL, NULL),
+                     BDY_EINVAL);
+    json_object_put(wrongkind);
+
+    assert_int_equal(current_rv(f), before);
+    json_object *missing = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "big", &missing, NULL),
+                     BDY_ENOTFOUND);
+    assert_null(missing);
+}
+
+static void test_unknown_fields_pruned_or_rejected(void **state)
+{
+    fixture *f = *state;
+    json_object *w = json_tokener_parse("{\"metadata\":{\"name\":\"u1\"},"
+                                        "\"spec\":{\"size\":2,\"extra\":true},\"bogus\":1}");
+    json_object *out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, NULL, &out, NULL), 0);
+    assert_null(bdy_json_path_get(out, "spec.extra"));
+    assert_null(bdy_json_path_get(out, "bogus"));
+    json_object_put(out);
+
+    json_object_object_add(json_object_object_get(w, "metadata"), "name",
+                           json_object_new_string("u2"));
+    bdy_write_opts strict = {.unknown = BDY_UNKNOWN_REJECT};
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, &strict, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_non_null(strstr(eb.message, "spec.extra"));
+    json_object_put(w);
+}
+
+static void test_generate_name_and_dry_run(void **state)
+{
+    fixture *f = *state;
+    json_object *w = json_tokener_parse(
+        "{\"metadata\":{\"generateName\":\"arena-\"},\"spec\":{\"size\":2}}");
+    json_object *out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, NULL, &out, NULL), 0);
+    const char *name = meta(out, "metadata.name");
+    assert_int_equal(strlen(name), strlen("arena-") + 5);
+    assert_memory_equal(name, "arena-", 6);
+    json_object_put(out);
+
+    uint64_t before = current_rv(f);
+    bdy_write_opts dry = {.dry_run = true};
+    out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, &dry, &out, NULL), 0);
+    assert_non_null(out);
+    char dry_name[64];
+    snprintf(dry_name, sizeof(dry_name), "%s", meta(out, "metadata.name"));
+    json_object_put(out);
+    assert_int_equal(current_rv(f), before);
+    json_object *got = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", dry_name, &got, NULL),
+                     BDY_ENOTFOUND);
+    json_object_put(w);
+}
+
+static void test_update_rules(void **state)
+{
+    fixture *f = *state;
+    json_object *o = create_widget(f, "w1", 3, "red");
+    char rv1[24];
+    snprintf(rv1, sizeof(rv1), "%s", meta(o, "metadata.resourceVersion"));
+    json_object *out = NULL;
+    bdy_errbuf eb;
+
+    /* A no-op write keeps the resourceVersion. */
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, &out, NULL), 0);
+    assert_string_equal(meta(out, "metadata.resourceVersion"), rv1);
+    json_object_put(out);
+
+    /* A label change: new RV, same generation. */
+    json_object_object_add(json_object_object_get(json_object_object_get(o, "metadata"),
+                                                  "labels"),
+                           "tier", json_object_new_string("gold"));
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, &out, NULL), 0);
+    assert_string_not_equal(meta(out, "metadata.resourceVersion"), rv1);
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "metadata.generation")), 1);
+    json_object_put(out);
+
+    /* The old RV is now stale. */
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, NULL, &eb),
+                     BDY_ECONFLICT);
+    assert_string_equal(eb.message,
+                        "Operation cannot be fulfilled on widgets.test.dev \"w1\": the object "
+                        "has been modified; please apply your changes to the latest version and "
+                        "try again");
+    json_object_put(o);
+
+    /* Spec change bumps generation; status written through the main
+     * resource is ignored. */
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &o, NULL), 0);
+    json_object_object_add(json_object_object_get(o, "spec"), "size", json_object_new_int(9));
+    json_object *st = json_tokener_parse("{\"phase\":\"Sneaky\"}");
+    json_object_object_add(o, "status", st);
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, &out, NULL), 0);
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "metadata.generation")), 2);
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "spec.size")), 9);
+    assert_null(bdy_json_path_get(out, "status"));
+    json_object_put(out);
+
+    /* A custom resource update without a resourceVersion is invalid. */
+    json_object_object_del(json_object_object_get(o, "metadata"), "resourceVersion");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "metadata.resourceVersion");
+    assert_non_null(strstr(eb.causes[0].message, "must be specified for an update"));
+    json_object_put(o);
+
+    /* Update of a missing object. */
+    json_object *ghost = widget("ghost", 1, "red");
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", ghost, NULL, NULL, NULL),
+                     BDY_ENOTFOUND);
+    json_object_put(ghost);
+}
+
+static void test_status_subresource(void **state)
+{
+    fixture *f = *state;
+    json_object *o = create_widget(f, "w1", 3, "red");
+    json_object_object_add(o, "status", json_tokener_parse("{\"phase\":\"Ready\"}"));
+    json_object_object_add(json_object_object_get(o, "spec"), "size", json_object_new_int(50));
+    json_object *out = NULL;
+    assert_int_equal(bdy_store_update_status(f->store, &WIDGETS, "default", o, NULL, &out, NULL),
+                     0);
+    assert_string_equal(meta(out, "status.phase"), "Ready");
+    /* Only status moved: spec and generation are as stored. */
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "spec.size")), 3);
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "metadata.generation")), 1);
+    json_object_put(out);
+    /* Stale RV applies to status writes too. */
+    assert_int_equal(bdy_store_update_status(f->store, &WIDGETS, "default", o, NULL, NULL, NULL),
+                     BDY_ECONFLICT);
+    json_object_put(o);
+
+    json_object *patch = json_tokener_parse("{\"status\":{\"phase\":\"Allocated\"}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, patch,
+                                     true, NULL, &out, NULL),
+                     0);
+    assert_string_equal(meta(out, "status.phase"), "Allocated");
+    json_object_put(out);
+    json_object_put(patch);
+}
+
+static void test_patches(void **state)
+{
+    fixture *f = *state;
+    json_object_put(create_widget(f, "w1", 3, "red"));
+    json_object *out = NULL;
+    bdy_errbuf eb;
+
+    json_object *p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":null,\"x\":\"y\"}},"
+                                        "\"spec\":{\"size\":4}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, &out, NULL),
+                     0);
+    assert_null(bdy_json_path_get(out, "metadata.labels.color"));
+    assert_string_equal(meta(out, "metadata.labels.x"), "y");
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "metadata.generation")), 2);
+    json_object_put(out);
+    json_object_put(p);
+
+    /* A resourceVersion in a merge patch is a precondition. */
+    p = json_tokener_parse("{\"metadata\":{\"resourceVersion\":\"1\"},\"spec\":{\"size\":5}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     BDY_ECONFLICT);
+    json_object_put(p);
+
+    /* JSON patch: replace works, a failed test is an invalid request. */
+    p = json_tokener_parse("[{\"op\":\"replace\",\"path\":\"/spec/size\",\"value\":7}]");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
+                                     false, NULL, &out, NULL),
+                     0);
+    assert_int_equal(json_object_get_int(bdy_json_path_get(out, "spec.size")), 7);
+    json_object_put(out);
+    json_object_put(p);
+    uint64_t before = current_rv(f);
+    p = json_tokener_parse("[{\"op\":\"test\",\"path\":\"/spec/size\",\"value\":1}]");
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
+                                     false, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    json_object_put(p);
+    /* A patch that breaks the schema is refused. */
+    p = json_tokener_parse("{\"spec\":{\"size\":\"huge\"}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
+    json_object_put(p);
+    p = json_tokener_parse("{\"not\":\"an array\"}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
+                                     false, NULL, NULL, NULL),
+                     BDY_EINVAL);
+    json_object_put(p);
+    assert_int_equal(current_rv(f), before);
+}
+
+static int next_event(fixture *f, bdy_watch *w, bdy_watch_event *ev)
+{
+    return bdy_store_watch_next(f->store, w, w ? 2000 : 0, ev);
+}
+
+static void test_finalizers_and_delete(void **state)
+{
+    fixture *f = *state;
+    json_object *o = create_widget(f, "w1", 3, "red");
+    uint64_t start = current_rv(f);
+    bdy_watch *w = NULL;
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, "default", NULL, NULL, start, &w, NULL),
+                     0);
+    json_object *p = json_tokener_parse("{\"metadata\":{\"finalizers\":[\"test.dev/hold\"]}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     0);
+    json_object_put(p);
+
+    json_object *out = NULL;
+    bool deleted = true;
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w1", NULL, &out, &deleted,
+                                      NULL),
+                     0);
+    assert_false(deleted);
+    assert_non_null(meta(out, "metadata.deletionTimestamp"));
+    json_object_put(out);
+    /* Still there, and no new finalizers may be added. */
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &out, NULL), 0);
+    json_object_put(out);
+    p = json_tokener_parse("{\"metadata\":{\"finalizers\":[\"test.dev/hold\",\"x.dev/more\"]}}");
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "metadata.finalizers");
+    json_object_put(p);
+    /* Removing the last finalizer deletes the object. */
+    p = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     0);
+    json_object_put(p);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &out, NULL),
+                     BDY_ENOTFOUND);
+
+    bdy_watch_event ev;
+    const bdy_event_type expect[] = {BDY_EVENT_MODIFIED, BDY_EVENT_MODIFIED, BDY_EVENT_DELETED};
+    uint64_t last = start;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(next_event(f, w, &ev), 0);
+        assert_int_equal(ev.type, expect[i]);
+        assert_true(ev.resource_version > last);
+        last = ev.resource_version;
+        json_object_put(ev.object);
+    }
+    assert_int_equal(last, current_rv(f));
+    assert_int_equal(bdy_store_watch_next(f->store, w, 0, &ev), BDY_ETIMEOUT);
+    bdy_store_watch_close(f->store, w);
+
+    /* Plain delete, preconditions. */
+    json_object_put(create_widget(f, "w2", 3, "red"));
+    bdy_delete_opts pre = {.precondition_uid = "not-the-uid"};
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", &pre, NULL, NULL,
+                                      NULL),
+                     BDY_ECONFLICT);
+    bdy_delete_opts dry = {.dry_run = true};
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", &dry, NULL, &deleted,
+                                      NULL),
+                     0);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w2", &out, NULL), 0);
+    json_object_put(out);
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted,
+                                      NULL),
+                     0);
+    assert_true(deleted);
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted,
+                                      NULL),
+                     BDY_ENOTFOUND);
+    json_object_put(o);
+}
+
+static size_t list_count(fixture *f, const char *labels, const char *fields, int expect_rc)
+{
+    bdy_list_opts lo = {.ns = "default", .label_selector = labels, .field_selector = fields};
+    bdy_list_result r;
+    int rc = bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL);
+    assert_int_equal(rc, expect_rc);
+    if (rc != 0)
+        return 0;
+    size_t n = json_object_array_length(r.items);
+    bdy_list_result_free(&r);
+    return n;
+}
+
+static void test_list_selectors_and_paging(void **state)
+{
+    fixture *f = *state;
+    const char *colors[] = {"red", "blue"};
+    for (int i = 0; i < 7; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%d", i);
+        json_object_put(create_widget(f, name, i + 1, colors[i % 2]));
+    }
+    assert_int_equal(list_count(f, NULL, NULL, 0), 7);
+    assert_int_equal(list_count(f, "color=red", NULL, 0), 4);
+    assert_int_equal(list_count(f, "color in (red,blue)", NULL, 0), 7);
+    assert_int_equal(list_count(f, "color!=red", NULL, 0), 3);
+    assert_int_equal(list_count(f, "!color", NULL, 0), 0);
+    assert_int_equal(list_count(f, NULL, "metadata.name=w3", 0), 1);
+    assert_int_equal(list_count(f, NULL, "spec.color=blue", 0), 3);
+    assert_int_equal(list_count(f, NULL, "spec.size=3", BDY_EINVAL), 0);
+    assert_int_equal(list_count(f, "color in (red", NULL, BDY_EINVAL), 0);
+
+    /* Pages of 3: the list RV stays constant and the last page has no token. */
+    bdy_list_opts lo = {.ns = "default", .limit = 3};
+    bdy_list_result r;
+    char *token = NULL;
+    uint64_t rv = 0;
+    size_t total = 0;
+    int pages = 0;
+    do {
+        lo.continue_token = token;
+        assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+        if (pages == 0) {
+            rv = r.resource_version;
+            /* A write between pages does not change the pages' RV. */
+            json_object_put(create_widget(f, "zz-late", 1, "red"));
+        }
+        assert_int_equal(r.resource_version, rv);
+        total += json_object_array_length(r.items);
+        free(token);
+        token = r.continue_token;
+        r.continue_token = NULL;
+        bdy_list_result_free(&r);
+        pages++;
+    } while (token != NULL && pages < 10);
+    assert_int_equal(pages, 3);
+    assert_int_equal(total, 8);
+
+    lo.continue_token = "not base64!";
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), BDY_EINVAL);
+
+    /* All namespaces, and an unknown resource. */
+    bdy_list_opts all = {0};
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &all, &r, NULL), 0);
+    assert_int_equal(json_object_array_length(r.items), 8);
+    bdy_list_result_free(&r);
+    const bdy_gvr nope = {"test.dev", "v1", "gizmos"};
+    assert_int_equal(bdy_store_list(f->store, &nope, &all, &r, NULL), BDY_ENOTFOUND);
+}
+
+static void test_continue_token_expires(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%d", i);
+        json_object_put(create_widget(f, name, 1, "red"));
+    }
+    bdy_list_opts lo = {.ns = "default", .limit = 2};
+    bdy_list_result r;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+    char *token = r.continue_token;
+    r.continue_token = NULL;
+    bdy_list_result_free(&r);
+    /* History holds 4 events; 5 more writes push the token's RV out. */
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "x%d", i);
+        json_object_put(create_widget(f, name, 1, "red"));
+    }
+    lo.continue_token = token;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), BDY_EEXPIRED);
+    free(token);
+}
+
+static void test_watch_order_and_selectors(void **state)
+{
+    fixture *f = *state;
+    uint64_t start = current_rv(f);
+    bdy_watch *all = NULL;
+    bdy_watch *red = NULL;
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &all, NULL), 0);
+    assert_int_equal(
+        bdy_store_watch(f->store, &WIDGETS, "default", "color=red", NULL, start, &red, NULL), 0);
+    json_object_put(create_widget(f, "a", 1, "red"));
+    json_object_put(create_widget(f, "b", 1, "blue"));
+    json_object *p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":\"blue\"}}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "a", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     0);
+    json_object_put(p);
+    p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":\"red\"}}}");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "b", BDY_PATCH_MERGE, p,
+                                     false, NULL, NULL, NULL),
+                     0);
+    json_object_put(p);
+
+    bdy_watch_event ev;
+    const char *names[] = {"a", "b", "a", "b"};
+    const bdy_event_type types[] = {BDY_EVENT_ADDED, BDY_EVENT_ADDED, BDY_EVENT_MODIFIED,
+                                    BDY_EVENT_MODIFIED};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(next_event(f, all, &ev), 0);
+        assert_int_equal(ev.type, types[i]);
+        assert_string_equal(meta(ev.object, "metadata.name"), names[i]);
+        json_object_put(ev.object);
+    }
+    /* The red watcher: a added; a turned blue → DELETED; b turned red → ADDED. */
+    const char *rnames[] = {"a", "a", "b"};
+    const bdy_event_type rtypes[] = {BDY_EVENT_ADDED, BDY_EVENT_DELETED, BDY_EVENT_ADDED};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(next_event(f, red, &ev), 0);
+        assert_int_equal(ev.type, rtypes[i]);
+        assert_string_equal(meta(ev.object, "metadata.name"), rnames[i]);
+        json_object_put(ev.object);
+    }
+    assert_int_equal(bdy_store_watch_next(f->store, red, 0, &ev), BDY_ETIMEOUT);
+    bdy_store_watch_close(f->store, all);
+    bdy_store_watch_close(f->store, red);
+
+    /* Resuming from the middle replays only what came after. */
+    bdy_watch *mid = NULL;
+    assert_int_equal(
+        bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start + 2, &mid, NULL), 0);
+    assert_int_equal(next_event(f, mid, &ev), 0);
+    assert_int_equal(ev.resource_version, start + 3);
+    json_object_put(ev.object);
+    bdy_store_watch_close(f->store, mid);
+}
+
+static void test_watch_expiry_never_skips(void **state)
+{
+    fixture *f = *state;
+    uint64_t start = current_rv(f);
+    bdy_watch *slow = NULL;
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &slow, NULL),
+                     0);
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%d", i);
+        json_object_put(create_widget(f, name, 1, "red"));
+    }
+    /* The ring holds 4: the slow watcher's next event is gone, so it must be
+     * told to relist rather than skip ahead. */
+    bdy_watch_event ev;
+    assert_int_equal(bdy_store_watch_next(f->store, slow, 0, &ev), BDY_EEXPIRED);
+    bdy_store_watch_close(f->store, slow);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &slow, &eb),
+                     BDY_EEXPIRED);
+    assert_non_null(strstr(eb.message, "too old resource version"));
+    /* A recent RV still works. */
+    assert_int_equal(
+        bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, current_rv(f) - 2, &slow, NULL), 0);
+    assert_int_equal(next_event(f, slow, &ev), 0);
+    json_object_put(ev.object);
+    bdy_store_watch_close(f->store, slow);
+}
+
+typedef struct writer_arg {
+    fixture *f;
+    int id;
+    int ok;
+} writer_arg;
+
+static void *concurrent_writer(void *p)
+{
+    writer_arg *a = p;
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "t%d-%d", a->id, i);
+        json_object *w = widget(name, 1, "red");
+        if (bdy_store_create(a->f->store, &WIDGETS, "default", w, NULL, NULL, NULL) == 0)
+            a->ok++;
+        json_object_put(w);
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers_and_restart(void **state)
+{
+    fixture *f = *state;
+    uint64_t start = current_rv(f);
+    bdy_watch *w = NULL;
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &w, NULL), 0);
+    pthread_t th[8];
+    writer_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (writer_arg){f, i, 0};
+        pthread_create(&th[i], NULL, concurrent_writer, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].ok, 40);
+    }
+    assert_int_equal(current_rv(f), start + 320);
+    /* The watch sees all 320 in strictly increasing RV order. */
+    bdy_watch_event ev;
+    uint64_t last = start;
+    for (int i = 0; i < 320; i++) {
+        assert_int_equal(next_event(f, w, &ev), 0);
+        assert_int_equal(ev.resource_version, last + 1);
+        last = ev.resource_version;
+        json_object_put(ev.object);
+    }
+    bdy_store_watch_close(f->store, w);
+
+    /* Everything acknowledged survives a restart, CRDs included. */
+    uint64_t rv = current_rv(f);
+    bdy_store_close(f->store);
+    f->store = open_store(f->dir, 1000);
+    assert_int_equal(current_rv(f), rv);
+    bdy_list_opts lo = {0};
+    bdy_list_result r;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+    assert_int_equal(json_object_array_length(r.items), 320);
+    assert_int_equal(r.resource_version, rv);
+    bdy_list_result_free(&r);
+    json_object_put(create_widget(f, "after-restart", 1, "blue"));
+    assert_int_equal(current_rv(f), rv + 1);
+}
+
+static void test_crd_delete_cascades(void **state)
+{
+    fixture *f = *state;
+    json_object_put(create_widget(f, "w1", 1, "red"));
+    bdy_resource_info info;
+    assert_int_equal(bdy_store_resource_info(f->store, &WIDGETS, &info), 0);
+    assert_string_equal(info.kind, "Widget");
+    assert_true(info.namespaced);
+    assert_true(info.status_subresource);
+    assert_int_equal(bdy_store_resolve_kind(f->store, "test.dev/v1", "Widget", &info), 0);
+    assert_string_equal(info.resource, "widgets");
+
+    bdy_watch *w = NULL;
+    assert_int_equal(
+        bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, current_rv(f), &w, NULL), 0);
+    bool deleted = false;
+    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_CRDS, NULL, "widgets.test.dev", NULL,
+                                      NULL, &deleted, NULL),
+                     0);
+    assert_true(deleted);
+    bdy_watch_event ev;
+    assert_int_equal(next_event(f, w, &ev), 0);
+    assert_int_equal(ev.type, BDY_EVENT_DELETED);
+    json_object_put(ev.object);
+    bdy_store_watch_close(f->store, w);
+    assert_int_equal(bdy_store_resource_info(f->store, &WIDGETS, &info), BDY_ENOTFOUND);
+    json_object *o = widget("w2", 1, "red");
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", o, NULL, NULL, NULL),
+                     BDY_ENOTFOUND);
+    json_object_put(o);
+}
+
+static void test_invalid_crd_refused(void **state)
+{
+    fixture *f = *state;
+    json_object *crd = json_tokener_parse(widget_crd);
+    json_object_object_add(json_object_object_get(crd, "metadata"), "name",
+                           json_object_new_string("wrong.test.dev"));
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_CRDS, NULL, crd, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_true(eb.ncauses >= 1);
+    json_object_put(crd);
+}
+
+static void test_apply_create_then_update(void **state)
+{
+    fixture *f = *state;
+    json_object *w = json_tokener_parse("{\"apiVersion\":\"test.dev/v1\",\"kind\":\"Widget\","
+                                        "\"metadata\":{\"name\":\"ap\",\"namespace\":\"default\"},"
+                                        "\"spec\":{\"size\":2}}");
+    bool created = false;
+    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    assert_true(created);
+    uint64_t rv = current_rv(f);
+    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    assert_false(created);
+    assert_int_equal(current_rv(f), rv); /* unchanged manifest: nothing written */
+    json_object_object_add(json_object_object_get(w, "spec"), "size", json_object_new_int(3));
+    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    assert_int_equal(current_rv(f), rv + 1);
+    json_object_put(w);
+    json_object *unknown = json_tokener_parse(
+        "{\"apiVersion\":\"nope.dev/v1\",\"kind\":\"Nope\",\"metadata\":{\"name\":\"x\"}}");
+    assert_int_equal(bdy_store_apply(f->store, unknown, &created, NULL), BDY_ENOTFOUND);
+    json_object_put(unknown);
+}
+
+static void test_namespace_rules(void **state)
+{
+    fixture *f = *state;
+    json_object *ns = json_tokener_parse("{\"metadata\":{\"name\":\"arena\"}}");
+    json_object *out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, &out, NULL),
+                     0);
+    assert_string_equal(meta(out, "status.phase"), "Active");
+    assert_null(bdy_json_path_get(out, "metadata.namespace"));
+    json_object_put(out);
+    json_object_put(ns);
+    ns = json_tokener_parse("{\"metadata\":{\"name\":\"a.b\"}}");
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
+    json_object_put(ns);
+    json_object *w = widget("w1", 1, "red");
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "arena", w, NULL, NULL, NULL), 0);
+    json_object_put(w);
+    /* A namespace that still holds objects is not deleted. */
+    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL,
+                                      NULL, NULL),
+                     BDY_ECONFLICT);
+    /* Built-ins update without a resourceVersion. */
+    json_object *lease = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"leader\"},\"spec\":{\"holderIdentity\":\"a\"}}");
+    assert_int_equal(
+        bdy_store_create(f->store, &BDY_GVR_LEASES, "default", lease, NULL, NULL, NULL), 0);
+    json_object_object_add(json_object_object_get(lease, "spec"), "holderIdentity",
+                           json_object_new_string("b"));
+    assert_int_equal(
+        bdy_store_update(f->store, &BDY_GVR_LEASES, "default", lease, NULL, &out, NULL), 0);
+    assert_string_equal(meta(out, "spec.holderIdentity"), "b");
+    json_object_put(out);
+    json_object_put(lease);
+}
+
+/* ---- opening bad data folders ------------------------------------------- */
+
+static int open_rc(const char *dir, bdy_errbuf *eb)
+{
+    bdy_sqlite_opts o = {.data_dir = dir};
+    bdy_store *s = NULL;
+    bdy_errbuf_clear(eb);
+    int rc = bdy_store_sqlite_open(&o, &s, eb);
+    bdy_store_close(s);
+    return rc;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void test_bad_data_files(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/bdy-bad-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    bdy_errbuf eb;
+
+    /* A folder with other files but no database is never a silent new store. */
+    snprintf(path, sizeof(path), "%s/bindery.db-wal", dir);
+    write_file(path, "x");
+    assert_int_equal(open_rc(dir, &eb), BDY_ENOTFOUND);
+    assert_non_null(strstr(eb.message, "missing"));
+    unlink(path);
+
+    /* Garbage in the database file. */
+    snprintf(path, sizeof(path), "%s/bindery.db", dir);
+    write_file(path, "this is not a database, just text that is long enough to look like one "
+                     "to a careless reader, repeated: not a database, not a database.");
+    assert_int_equal(open_rc(dir, &eb), BDY_ECORRUPT);
+    assert_non_null(strstr(eb.message, path));
+    unlink(path);
+
+    /* Someone else's SQLite database. */
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'CREATE TABLE t(x); INSERT INTO t VALUES(1);'",
+             path);
+    if (system(cmd) == 0) {
+        assert_int_equal(open_rc(dir, &eb), BDY_ECORRUPT);
+        assert_non_null(strstr(eb.message, "not a Bindery store"));
+    }
+    unlink(path);
+
+    /* A good store, then damaged in the middle. */
+    assert_int_equal(open_rc(dir, &eb), 0);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_SET);
+    fwrite("garbage!garbage!", 1, 16, fp);
+    fclose(fp);
+    assert_int_equal(open_rc(dir, &eb), BDY_ECORRUPT);
+    unlink(path);
+
+    /* Read-only file. */
+    assert_int_equal(open_rc(dir, &eb), 0);
+    chmod(path, 0444);
+    assert_int_equal(open_rc(dir, &eb), BDY_EREADONLY);
+    assert_non_null(strstr(eb.message, "read-only"));
+    chmod(path, 0644);
+    /* Read-only folder. */
+    chmod(dir, 0555);
+    assert_int_equal(open_rc(dir, &eb), BDY_EREADONLY);
+    chmod(dir, 0755);
+    assert_int_equal(open_rc(dir, &eb), 0);
+    rm_rf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_sets_server_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_errors_leave_store_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_fields_pruned_or_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generate_name_and_dry_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_subresource, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalizers_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_selectors_and_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_continue_token_expires, setup_small_history,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_watch_order_and_selectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_expiry_never_skips, setup_small_history,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crd_delete_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_crd_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
+        cmocka_unit_test(test_bad_data_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
