@@ -1,0 +1,1081 @@
+/* The HTTP server on libmicrohttpd (MHD): routing, request limits,
+ * bearer-token authentication, API.md error bodies and request metrics.
+ *
+ * MHD calls access_cb() several times per request: once when the headers
+ * are in (we route, authenticate and check the limits, and may answer at
+ * once), once per piece of body (we append to a capped buffer) and once
+ * when the request is complete (we run the handler and queue its
+ * response). completed_cb() frees the per-request state whatever happened,
+ * including connections cut mid-body.
+ *
+ * Threads: MHD's worker threads run the callbacks; one connection stays on
+ * one worker. The route table is read-only once the server starts. The
+ * token set is swapped under auth_lock (see struct auth_slot).
+ */
+#include "bindery/http.h"
+
+#include "bindery/auth.h"
+#include "bindery/error.h"
+#include "bindery/log.h"
+#include "bindery/metrics.h"
+#include "bindery/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A handler's response body may grow to this (paged lists stay far below). */
+#define HTTP_MAX_RESPONSE_BYTES (16u * 1024u * 1024u)
+/* MHD keeps the request line and headers in the connection's memory pool;
+ * below this even ordinary requests with a few cookies would fail. */
+#define HTTP_MIN_CONNECTION_MEMORY (32u * 1024u)
+#define HTTP_DEFAULT_TIMEOUT_S 30u
+#define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
+#define HTTP_MAX_THREADS 1024u
+#define HTTP_MAX_ROUTES 256u
+#define HTTP_MAX_PATTERN_LEN 512u
+#define HTTP_MAX_LISTEN_LEN 300u
+#define HTTP_MAX_MEDIA_TYPES 8u
+#define HTTP_MAX_MEDIA_TYPE_LEN 128u
+/* MHD cannot answer while a body is still arriving, so after a chunked body
+ * passes the cap we read and drop up to this much more to still send 413;
+ * a client that keeps sending beyond it is cut off. */
+#define HTTP_DISCARD_LIMIT (1024u * 1024u)
+/* How long stop() waits for in-flight requests before closing them. */
+#define HTTP_STOP_GRACE_MS 10000u
+
+static const double duration_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+struct route {
+    char *method; /* NULL: any method */
+    char *pattern;
+    bdy_route_match match;
+    bdy_verb verb;
+    bdy_http_handler_cb cb;
+    void *data;
+    size_t nmedia; /* 0: application/json only */
+    char *media[HTTP_MAX_MEDIA_TYPES];
+    bdy_metric *duration; /* this route's latency histogram child, or NULL */
+};
+
+/* A token set and the number of requests that authenticated against it.
+ * Two slots suffice because set_auth() serializes swaps and waits for the
+ * slot it retires to drain before returning. Guarded by auth_lock. */
+struct auth_slot {
+    const bdy_auth *auth;
+    unsigned users;
+};
+
+struct bdy_http_server {
+    char *listen;
+    unsigned threads;
+    size_t max_body;
+    unsigned timeout_s;
+    size_t memory_limit;
+    unsigned max_connections;
+
+    bdy_metric_family *requests_total; /* NULL without metrics */
+    bdy_metric_family *duration;
+    bdy_metric *unmatched_duration;
+
+    struct route *routes;
+    size_t nroutes;
+
+    pthread_mutex_t swap_lock; /* serializes set_auth() calls */
+    pthread_mutex_t auth_lock; /* guards slots and current */
+    pthread_cond_t auth_drained;
+    struct auth_slot slots[2];
+    struct auth_slot *current;
+
+    struct MHD_Daemon *daemon;
+    bool loopback; /* set by start(): bound to a loopback address */
+    unsigned port;
+    atomic_bool stopping;
+    atomic_uint inflight; /* requests between their first and completed callbacks */
+};
+
+/* Per-request state, created on MHD's first call and freed in completed_cb. */
+struct conn {
+    bdy_http_server *s;
+    struct MHD_Connection *mhd;
+    const struct route *route; /* NULL until routed (404/405 never are) */
+    /* The route whose pattern labels the metrics: the matched one, or for a
+     * 405 the first with a matching path; NULL: "unmatched". */
+    const struct route *metric_route;
+    struct auth_slot *slot; /* held while principal is in use */
+    bdy_buf body;
+    bool too_large;
+    size_t discarded;
+    bool responded;
+    unsigned status;
+    uint64_t start_ns;
+    bdy_http_request req;
+    bdy_http_response resp;
+};
+
+/* ---- responses ------------------------------------------------------- */
+
+void bdy_http_response_init(bdy_http_response *resp)
+{
+    if (resp == NULL)
+        return;
+    memset(resp, 0, sizeof(*resp));
+    bdy_buf_init(&resp->body, HTTP_MAX_RESPONSE_BYTES);
+}
+
+void bdy_http_response_free(bdy_http_response *resp)
+{
+    if (resp == NULL)
+        return;
+    bdy_buf_free(&resp->body);
+}
+
+/* RFC 9110 token characters, for header names. */
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+void bdy_http_set_header(bdy_http_response *resp, const char *name, const char *value)
+{
+    if (resp == NULL || name == NULL || value == NULL)
+        return;
+    size_t nlen = strlen(name);
+    size_t vlen = strlen(value);
+    bool ok =
+        nlen > 0 && nlen < sizeof(resp->header_names[0]) && vlen < sizeof(resp->header_values[0]);
+    for (size_t i = 0; ok && i < nlen; i++)
+        ok = is_tchar((unsigned char)name[i]);
+    /* Control characters would let a value split the header block. */
+    for (size_t i = 0; ok && i < vlen; i++)
+        ok = (unsigned char)value[i] >= 0x20 && value[i] != 0x7f;
+    if (!ok) {
+        bdy_warn("http", "dropping invalid response header %.40s", name);
+        return;
+    }
+    size_t slot = resp->nheaders;
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        if (strcasecmp(resp->header_names[i], name) == 0)
+            slot = i;
+    }
+    if (slot >= BDY_HTTP_MAX_RESPONSE_HEADERS) {
+        bdy_warn("http", "dropping response header %s: too many headers", name);
+        return;
+    }
+    memcpy(resp->header_names[slot], name, nlen + 1);
+    memcpy(resp->header_values[slot], value, vlen + 1);
+    if (slot == resp->nheaders)
+        resp->nheaders++;
+}
+
+/* Serializes obj into resp->body. Returns 0 or a bdy_buf error (the body is
+ * then empty). */
+static int set_json_body(bdy_http_response *resp, json_object *obj)
+{
+    bdy_buf_reset(&resp->body);
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    int rc = text != NULL ? bdy_buf_appends(&resp->body, text) : BDY_ENOMEM;
+    if (rc != 0)
+        bdy_buf_reset(&resp->body);
+    resp->content_type = "application/json";
+    return rc;
+}
+
+/* When even the error object cannot be built (out of memory), this static
+ * body still gives the client the API.md shape. */
+static void set_fallback_error(bdy_http_response *resp)
+{
+    static const char body[] =
+        "{\"error\":{\"code\":\"InternalError\",\"message\":\"out of memory\"}}";
+    resp->status = 500;
+    resp->content_type = "application/json";
+    bdy_buf_reset(&resp->body);
+    bdy_buf_append(&resp->body, body, sizeof(body) - 1);
+}
+
+void bdy_http_error(bdy_http_response *resp, unsigned status, const char *code, const char *message,
+                    unsigned retry_after_s)
+{
+    if (resp == NULL)
+        return;
+    json_object *root = json_object_new_object();
+    json_object *err = json_object_new_object();
+    int rc = BDY_ENOMEM;
+    if (root == NULL || err == NULL)
+        goto out;
+    json_object_object_add(err, "code", json_object_new_string(code ? code : "InternalError"));
+    json_object_object_add(err, "message", json_object_new_string(message ? message : ""));
+    if (retry_after_s > 0)
+        json_object_object_add(err, "retryAfterSeconds", json_object_new_int64(retry_after_s));
+    json_object_object_add(root, "error", err);
+    err = NULL;
+    resp->status = status;
+    rc = set_json_body(resp, root);
+    if (rc == 0 && retry_after_s > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%u", retry_after_s);
+        bdy_http_set_header(resp, "Retry-After", v);
+    }
+out:
+    if (rc != 0)
+        set_fallback_error(resp);
+    json_object_put(err);
+    json_object_put(root);
+}
+
+void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_object)
+{
+    if (resp == NULL)
+        return;
+    resp->status = status;
+    int rc = set_json_body(resp, (struct json_object *)json_object);
+    if (rc == BDY_ETOOBIG) {
+        bdy_error("http", "response body over %u bytes", HTTP_MAX_RESPONSE_BYTES);
+        bdy_http_error(resp, 500, "InternalError", "response too large", 0);
+    } else if (rc != 0) {
+        set_fallback_error(resp);
+    }
+}
+
+/* ---- request accessors ----------------------------------------------- */
+
+const char *bdy_http_query(const bdy_http_request *req, const char *key)
+{
+    if (req == NULL || req->internal == NULL || key == NULL)
+        return NULL;
+    const struct conn *c = req->internal;
+    return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *bdy_http_header(const bdy_http_request *req, const char *name)
+{
+    if (req == NULL || req->internal == NULL || name == NULL)
+        return NULL;
+    const struct conn *c = req->internal;
+    return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, name);
+}
+
+/* ---- server set-up ---------------------------------------------------- */
+
+static void route_clear(struct route *r)
+{
+    free(r->method);
+    free(r->pattern);
+    for (size_t i = 0; i < r->nmedia; i++)
+        free(r->media[i]);
+}
+
+/* Creates a server with copies of cfg's values. Caller frees with
+ * bdy_http_server_free(). metrics (may be NULL) must outlive the server. */
+int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_http_server **out,
+                        bdy_errbuf *eb)
+{
+    int rc = 0;
+    bdy_http_server *s = NULL;
+    bool locks = false;
+
+    if (cfg == NULL || out == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "http: no configuration");
+    if (cfg->listen == NULL || strlen(cfg->listen) > HTTP_MAX_LISTEN_LEN)
+        return bdy_fail(eb, BDY_EINVAL, "http: listen address missing or too long");
+    if (cfg->threads < 1 || cfg->threads > HTTP_MAX_THREADS)
+        return bdy_fail(eb, BDY_EINVAL, "http: threads must be 1..%u, not %u", HTTP_MAX_THREADS,
+                        cfg->threads);
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: out of memory");
+        goto out;
+    }
+    s->listen = strdup(cfg->listen);
+    if (s->listen == NULL) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: out of memory");
+        goto out;
+    }
+    s->threads = cfg->threads;
+    s->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : BDY_HTTP_DEFAULT_MAX_BODY;
+    s->timeout_s = cfg->connection_timeout_s ? cfg->connection_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
+    s->memory_limit = cfg->connection_memory_limit > HTTP_MIN_CONNECTION_MEMORY
+                          ? cfg->connection_memory_limit
+                          : HTTP_MIN_CONNECTION_MEMORY;
+    s->max_connections = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    s->current = &s->slots[0];
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->inflight, 0);
+    if (pthread_mutex_init(&s->swap_lock, NULL) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
+        goto out;
+    }
+    if (pthread_mutex_init(&s->auth_lock, NULL) != 0) {
+        pthread_mutex_destroy(&s->swap_lock);
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
+        goto out;
+    }
+    if (pthread_cond_init(&s->auth_drained, NULL) != 0) {
+        pthread_mutex_destroy(&s->swap_lock);
+        pthread_mutex_destroy(&s->auth_lock);
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a condition variable");
+        goto out;
+    }
+    locks = true;
+
+    if (metrics != NULL) {
+        static const char *const req_labels[] = {"method", "route", "code", NULL};
+        static const char *const dur_labels[] = {"route", NULL};
+        s->requests_total =
+            bdy_metrics_counter(metrics, "bindery_http_requests_total",
+                                "HTTP requests by method, route and status code.", req_labels);
+        s->duration = bdy_metrics_histogram(
+            metrics, "bindery_http_request_duration_seconds",
+            "Time from the request headers to the response being sent, by route.", dur_labels,
+            duration_bounds, sizeof(duration_bounds) / sizeof(duration_bounds[0]));
+        if (s->requests_total == NULL || s->duration == NULL) {
+            rc = bdy_fail(eb, BDY_EINVAL, "http: cannot register the HTTP metrics");
+            goto out;
+        }
+        static const char *const unmatched[] = {"unmatched", NULL};
+        s->unmatched_duration = bdy_metric_child(s->duration, unmatched);
+    }
+    *out = s;
+    s = NULL;
+out:
+    if (s != NULL && !locks) {
+        free(s->listen);
+        free(s);
+    } else {
+        bdy_http_server_free(s);
+    }
+    return rc;
+}
+
+static bool valid_method(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)m[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Adds a route. Not thread-safe: routes are registered before start(), when
+ * no MHD thread reads the table. Returns BDY_EBUSY once started. */
+int bdy_http_route(bdy_http_server *s, const char *method, const char *pattern,
+                   bdy_route_match match, bdy_verb verb, bdy_http_handler_cb cb, void *data)
+{
+    int rc = 0;
+    struct route r = {0};
+    if (s == NULL || pattern == NULL || pattern[0] != '/' ||
+        strlen(pattern) > HTTP_MAX_PATTERN_LEN || cb == NULL ||
+        (method != NULL && !valid_method(method)) ||
+        (match != BDY_ROUTE_EXACT && match != BDY_ROUTE_PREFIX) ||
+        ((unsigned)verb &
+         ~(unsigned)(BDY_VERB_ALLOCATE | BDY_VERB_RELEASE | BDY_VERB_READ | BDY_VERB_ADMIN)) != 0)
+        return BDY_EINVAL;
+    if (s->daemon != NULL)
+        return BDY_EBUSY;
+    if (s->nroutes >= HTTP_MAX_ROUTES)
+        return BDY_ETOOBIG;
+    r.match = match;
+    r.verb = verb;
+    r.cb = cb;
+    r.data = data;
+    r.pattern = strdup(pattern);
+    r.method = method != NULL ? strdup(method) : NULL;
+    if (r.pattern == NULL || (method != NULL && r.method == NULL)) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    if (s->duration != NULL) {
+        const char *values[] = {pattern, NULL};
+        r.duration = bdy_metric_child(s->duration, values);
+    }
+    struct route *grown = realloc(s->routes, (s->nroutes + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    s->routes = grown;
+    s->routes[s->nroutes++] = r;
+    memset(&r, 0, sizeof(r));
+out:
+    route_clear(&r);
+    return rc;
+}
+
+int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types)
+{
+    int rc = 0;
+    char *copies[HTTP_MAX_MEDIA_TYPES] = {0};
+    size_t n = 0;
+    if (s == NULL || media_types == NULL || s->nroutes == 0)
+        return BDY_EINVAL;
+    if (s->daemon != NULL)
+        return BDY_EBUSY;
+    for (; media_types[n] != NULL; n++) {
+        if (n >= HTTP_MAX_MEDIA_TYPES || media_types[n][0] == '\0' ||
+            strlen(media_types[n]) > HTTP_MAX_MEDIA_TYPE_LEN) {
+            rc = BDY_EINVAL;
+            goto out;
+        }
+        copies[n] = strdup(media_types[n]);
+        if (copies[n] == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+    }
+    if (n == 0) {
+        rc = BDY_EINVAL;
+        goto out;
+    }
+    struct route *r = &s->routes[s->nroutes - 1];
+    for (size_t i = 0; i < r->nmedia; i++)
+        free(r->media[i]);
+    memcpy(r->media, copies, sizeof(copies));
+    r->nmedia = n;
+    n = 0; /* the route owns the copies now */
+out:
+    for (size_t i = 0; i < n && i < HTTP_MAX_MEDIA_TYPES; i++)
+        free(copies[i]);
+    return rc;
+}
+
+/* ---- authentication slots --------------------------------------------- */
+
+void bdy_http_server_set_auth(bdy_http_server *s, const bdy_auth *auth)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->swap_lock);
+    pthread_mutex_lock(&s->auth_lock);
+    struct auth_slot *old = s->current;
+    struct auth_slot *next = old == &s->slots[0] ? &s->slots[1] : &s->slots[0];
+    next->auth = auth;
+    next->users = 0;
+    s->current = next;
+    /* The old set may be freed as soon as we return, so every request that
+     * holds one of its principals must be done first. */
+    while (old->users > 0)
+        pthread_cond_wait(&s->auth_drained, &s->auth_lock);
+    old->auth = NULL;
+    bool open_public = auth == NULL && s->daemon != NULL && !s->loopback;
+    pthread_mutex_unlock(&s->auth_lock);
+    pthread_mutex_unlock(&s->swap_lock);
+    if (open_public)
+        bdy_error("http",
+                  "authentication turned off while listening on %s: authenticated "
+                  "routes now answer 401",
+                  s->listen);
+}
+
+static struct auth_slot *auth_acquire(bdy_http_server *s)
+{
+    pthread_mutex_lock(&s->auth_lock);
+    struct auth_slot *slot = s->current;
+    slot->users++;
+    pthread_mutex_unlock(&s->auth_lock);
+    return slot;
+}
+
+static void auth_release(bdy_http_server *s, struct auth_slot *slot)
+{
+    if (slot == NULL)
+        return;
+    pthread_mutex_lock(&s->auth_lock);
+    if (--slot->users == 0)
+        pthread_cond_broadcast(&s->auth_drained);
+    pthread_mutex_unlock(&s->auth_lock);
+}
+
+/* ---- request handling ------------------------------------------------- */
+
+static const char *verb_name(bdy_verb v)
+{
+    switch (v) {
+    case BDY_VERB_ALLOCATE:
+        return "allocate";
+    case BDY_VERB_RELEASE:
+        return "release";
+    case BDY_VERB_READ:
+        return "read";
+    case BDY_VERB_ADMIN:
+        return "admin";
+    default:
+        return "this operation";
+    }
+}
+
+/* Method label values are limited to the standard set so a client cannot
+ * create metric children with made-up methods. */
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET",    "HEAD",    "POST",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", NULL};
+    for (size_t i = 0; known[i] != NULL; i++) {
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    }
+    return "other";
+}
+
+static bool path_matches(const struct route *r, const char *path)
+{
+    if (r->match == BDY_ROUTE_EXACT)
+        return strcmp(path, r->pattern) == 0;
+    return strncmp(path, r->pattern, strlen(r->pattern)) == 0;
+}
+
+/* Turns c->resp into an MHD response and queues it. Called from an MHD
+ * callback that is allowed to queue (never while body data is passed in). */
+static enum MHD_Result queue_response(struct conn *c)
+{
+    bdy_http_response *resp = &c->resp;
+    if (resp->status < 100 || resp->status > 599) {
+        bdy_error("http", "%s %s: handler left status %u", c->req.method, c->req.path,
+                  resp->status);
+        bdy_http_error(resp, 500, "InternalError", "the handler produced no response", 0);
+    }
+    size_t len = resp->body.len;
+    char *data = bdy_buf_steal(&resp->body);
+    if (data == NULL)
+        return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(data);
+        return MHD_NO;
+    }
+    if (resp->status != 204 && resp->status != 304)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                resp->content_type ? resp->content_type : "application/json");
+    for (size_t i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->header_names[i], resp->header_values[i]);
+    /* While stopping, ask keep-alive clients to go so they stop sending
+     * requests that would hold the shutdown up. */
+    if (atomic_load(&c->s->stopping))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c->mhd, resp->status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        c->responded = true;
+        c->status = resp->status;
+    }
+    return ret;
+}
+
+static enum MHD_Result reject(struct conn *c, unsigned status, const char *code,
+                              const char *message, unsigned retry_after_s)
+{
+    bdy_http_error(&c->resp, status, code, message, retry_after_s);
+    return queue_response(c);
+}
+
+/* True when the request's Content-Type (parameters ignored) is one of r's
+ * media types, application/json by default. */
+static bool media_type_ok(const struct route *r, const char *content_type)
+{
+    for (size_t i = 0; i < r->nmedia; i++) {
+        if (strcmp(r->media[i], BDY_HTTP_ACCEPT_ANY) == 0)
+            return true;
+    }
+    if (content_type == NULL)
+        return false;
+    const char *p = content_type;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = strcspn(p, "; \t");
+    if (r->nmedia == 0)
+        return n == strlen("application/json") && strncasecmp(p, "application/json", n) == 0;
+    for (size_t i = 0; i < r->nmedia; i++) {
+        if (n == strlen(r->media[i]) && strncasecmp(p, r->media[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Routes the request: sets c->route or answers 404/405. */
+static enum MHD_Result route_request(struct conn *c)
+{
+    bdy_http_server *s = c->s;
+    const char *methods[16];
+    size_t nmethods = 0;
+    bool path_seen = false;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const struct route *r = &s->routes[i];
+        if (!path_matches(r, c->req.path))
+            continue;
+        if (r->method == NULL || strcmp(r->method, c->req.method) == 0) {
+            c->route = r;
+            c->metric_route = r;
+            return MHD_YES;
+        }
+        if (!path_seen)
+            c->metric_route = r;
+        path_seen = true;
+        bool dup = false;
+        for (size_t j = 0; j < nmethods && !dup; j++)
+            dup = strcmp(methods[j], r->method) == 0;
+        if (!dup && nmethods < sizeof(methods) / sizeof(methods[0]))
+            methods[nmethods++] = r->method;
+    }
+    if (!path_seen)
+        return reject(c, 404, "NotFound", "no such path", 0);
+    /* Methods are at most 16 characters, so 16 of them fit. */
+    char allow[16 * 18 + 1] = "";
+    size_t n = 0;
+    for (size_t j = 0; j < nmethods; j++)
+        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", j ? ", " : "", methods[j]);
+    char msg[400];
+    snprintf(msg, sizeof(msg), "method %.16s is not allowed here; allowed: %s", c->req.method,
+             allow);
+    bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return reject(c, 405, "MethodNotAllowed", msg, 0);
+}
+
+/* Authenticates and authorizes the verb; answers 401/403/429 or sets
+ * c->req.principal (NULL when authentication is off on loopback). */
+static enum MHD_Result authenticate(struct conn *c)
+{
+    bdy_http_server *s = c->s;
+    c->slot = auth_acquire(s);
+    const bdy_auth *auth = c->slot->auth;
+    if (auth == NULL) {
+        if (s->loopback)
+            return MHD_YES;
+        bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"bindery\"");
+        return reject(c, 401, "Unauthorized",
+                      "authentication is required but no token set is loaded", 0);
+    }
+    const char *header =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const bdy_principal *p = bdy_auth_authenticate(auth, header);
+    if (p == NULL) {
+        bool missing = header == NULL;
+        bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            missing ? "Bearer realm=\"bindery\""
+                                    : "Bearer realm=\"bindery\", error=\"invalid_token\"");
+        return reject(c, 401, "Unauthorized",
+                      missing ? "missing bearer token" : "invalid bearer token", 0);
+    }
+    if (!bdy_principal_has_verb(p, c->route->verb)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "token %s may not %s", bdy_principal_name(p),
+                 verb_name(c->route->verb));
+        return reject(c, 403, "Forbidden", msg, 0);
+    }
+    unsigned retry_after = 0;
+    if (!bdy_principal_take(p, &retry_after)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "token %s is over its request rate", bdy_principal_name(p));
+        return reject(c, 429, "RateLimited", msg, retry_after > 0 ? retry_after : 1);
+    }
+    c->req.principal = p;
+    return MHD_YES;
+}
+
+/* The first call, with the headers in: everything that can be decided
+ * before reading the body is decided here, so a rejected request never
+ * makes us buffer its body. */
+static enum MHD_Result begin_request(struct conn *c)
+{
+    enum MHD_Result ret = route_request(c);
+    if (ret != MHD_YES || c->responded)
+        return ret;
+    if (c->route->verb != BDY_VERB_NONE) {
+        ret = authenticate(c);
+        if (ret != MHD_YES || c->responded)
+            return ret;
+    }
+
+    const char *length =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *encoding =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    bool has_body = encoding != NULL;
+    if (length != NULL) {
+        /* MHD has already refused a malformed Content-Length with 400. */
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(length, &end, 10);
+        if (errno != 0 || n > c->s->max_body) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
+            return reject(c, 413, "PayloadTooLarge", msg, 0);
+        }
+        has_body = has_body || n > 0;
+    }
+    bool writes = strcmp(c->req.method, "POST") == 0 || strcmp(c->req.method, "PUT") == 0 ||
+                  strcmp(c->req.method, "PATCH") == 0;
+    if (writes && has_body && !media_type_ok(c->route, c->req.content_type)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "Content-Type %.200s is not supported here",
+                 c->req.content_type ? c->req.content_type : "(none)");
+        return reject(c, 415, "UnsupportedMediaType", msg, 0);
+    }
+    return MHD_YES;
+}
+
+/* A piece of body. Returns MHD_NO (close the connection) only once a client
+ * has sent HTTP_DISCARD_LIMIT bytes past the cap. */
+static enum MHD_Result take_body(struct conn *c, const char *data, size_t len)
+{
+    if (!c->too_large) {
+        int rc = bdy_buf_append(&c->body, data, len);
+        if (rc == 0)
+            return MHD_YES;
+        if (rc != BDY_ETOOBIG)
+            return MHD_NO;
+        c->too_large = true;
+        bdy_buf_free(&c->body);
+    }
+    c->discarded += len;
+    if (c->discarded > HTTP_DISCARD_LIMIT) {
+        bdy_warn("http", "%s %s: body far over the %zu-byte limit, closing the connection",
+                 c->req.method, c->req.path, c->s->max_body);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* The request is complete: run the handler and answer. */
+static enum MHD_Result finish_request(struct conn *c)
+{
+    if (c->too_large) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
+        return reject(c, 413, "PayloadTooLarge", msg, 0);
+    }
+    c->req.body = c->body.data != NULL ? c->body.data : "";
+    c->req.body_len = c->body.len;
+    c->route->cb(c->route->data, &c->req, &c->resp);
+    return queue_response(c);
+}
+
+static struct conn *conn_new(bdy_http_server *s, struct MHD_Connection *mhd, const char *url,
+                             const char *method)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->s = s;
+    c->mhd = mhd;
+    c->start_ns = bdy_monotonic_ns();
+    bdy_buf_init(&c->body, s->max_body);
+    bdy_http_response_init(&c->resp);
+    c->req.method = method;
+    c->req.path = url;
+    c->req.body = "";
+    c->req.content_type =
+        MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    c->req.internal = c;
+    atomic_fetch_add(&s->inflight, 1);
+    return c;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
+{
+    (void)version;
+    bdy_http_server *s = cls;
+    struct conn *c = *req_cls;
+    if (c == NULL) {
+        c = conn_new(s, mhd, url, method);
+        if (c == NULL)
+            return MHD_NO;
+        *req_cls = c;
+        return begin_request(c);
+    }
+    if (*upload_data_size > 0) {
+        enum MHD_Result ret = take_body(c, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return ret;
+    }
+    return finish_request(c);
+}
+
+/* MHD's end-of-request notice, also for requests cut off mid-body or by a
+ * timeout: records metrics for answered requests and frees the state. */
+static void completed_cb(void *cls, struct MHD_Connection *mhd, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)mhd;
+    bdy_http_server *s = cls;
+    struct conn *c = *req_cls;
+    if (c == NULL)
+        return;
+    *req_cls = NULL;
+    if (c->responded && s->requests_total != NULL) {
+        char code[8];
+        snprintf(code, sizeof(code), "%u", c->status);
+        const struct route *r = c->metric_route;
+        const char *values[] = {method_label(c->req.method), r ? r->pattern : "unmatched", code,
+                                NULL};
+        bdy_metric_inc(bdy_metric_child(s->requests_total, values));
+        double seconds = (double)(bdy_monotonic_ns() - c->start_ns) / 1e9;
+        bdy_metric_observe(r ? r->duration : s->unmatched_duration, seconds);
+        bdy_debug("http", "%s %s %u %.3f ms", c->req.method, c->req.path, c->status,
+                  seconds * 1e3);
+    } else if (!c->responded) {
+        bdy_debug("http", "%s %s ended without a response (termination %d)", c->req.method,
+                  c->req.path, (int)toe);
+    }
+    auth_release(s, c->slot);
+    bdy_buf_free(&c->body);
+    bdy_http_response_free(&c->resp);
+    free(c);
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* MHD's messages go to our log. The ones about clients hanging up are
+ * routine on a busy server (and a client can cause any number of them), so
+ * they go out at debug level; everything else is a warning. */
+static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
+{
+    static const char *const client_caused[] = {
+        "Connection was closed by remote side", "The connection was forcibly closed by remote peer",
+        "Application reported internal error", /* our own choice to cut a client */
+    };
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    bdy_log_level level = BDY_LOG_WARN;
+    for (size_t i = 0; i < sizeof(client_caused) / sizeof(client_caused[0]); i++) {
+        if (strncmp(msg, client_caused[i], strlen(client_caused[i])) == 0)
+            level = BDY_LOG_DEBUG;
+    }
+    bdy_log(level, "http", "%s", msg);
+}
+
+/* ---- listening -------------------------------------------------------- */
+
+/* Parses "host:port" (IPv4 dotted quad or "localhost") or "[v6]:port". */
+static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+                        bool *loopback, bdy_errbuf *eb)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *port_text = NULL;
+    memset(ss, 0, sizeof(*ss));
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host))
+            goto bad;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = '\0';
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL || (size_t)(colon - text) >= sizeof(host))
+            goto bad;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = '\0';
+        if (strchr(host, ':') != NULL)
+            goto bad; /* IPv6 addresses need brackets */
+        port_text = colon + 1;
+    }
+    size_t digits = strspn(port_text, "0123456789");
+    if (digits == 0 || digits > 5 || port_text[digits] != '\0')
+        goto bad;
+    unsigned long port = strtoul(port_text, NULL, 10);
+    if (port > 65535)
+        goto bad;
+
+    if (text[0] == '[') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            goto bad;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*a6);
+        const unsigned char *b = a6->sin6_addr.s6_addr;
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) ||
+                    (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) && b[12] == 127);
+        return 0;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+        goto bad;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    *len = sizeof(*a4);
+    *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+    return 0;
+bad:
+    return bdy_fail(eb, BDY_EINVAL,
+                    "http: bad listen address \"%s\": want host:port with an IPv4 address or "
+                    "localhost, or [IPv6]:port",
+                    text);
+}
+
+/* Creates, binds and listens on the socket ourselves rather than letting MHD
+ * do it, so a taken port is reported with its errno. Returns the fd or a
+ * negative BDY_E*. */
+static int open_listener(const bdy_http_server *s, const struct sockaddr_storage *ss, socklen_t len,
+                         bdy_errbuf *eb)
+{
+    int rc = 0;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bdy_fail(eb, BDY_EIO, "http: socket: %s", strerror(errno));
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "http: SO_REUSEADDR: %s", strerror(errno));
+        goto out;
+    }
+    if (ss->ss_family == AF_INET6) {
+        /* "[::]" means every address, IPv4 included, whatever the host's
+         * bindv6only default is. */
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+        int v6only = IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr) ? 0 : 1;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) {
+            rc = bdy_fail(eb, BDY_EIO, "http: IPV6_V6ONLY: %s", strerror(errno));
+            goto out;
+        }
+    }
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int e = errno;
+        rc = bdy_fail(eb, e == EADDRNOTAVAIL ? BDY_EINVAL : BDY_EIO,
+                      "http: cannot listen on %s: %s", s->listen, strerror(e));
+        goto out;
+    }
+    if (listen(fd, SOMAXCONN) != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "http: listen on %s: %s", s->listen, strerror(errno));
+        goto out;
+    }
+out:
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* Starts MHD's threads. Not thread-safe against stop()/free(). */
+int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
+{
+    int rc = 0;
+    int fd = -1;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    bool loopback = false;
+
+    if (s == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "http: no server");
+    if (s->daemon != NULL)
+        return bdy_fail(eb, BDY_EBUSY, "http: already started");
+    rc = parse_listen(s->listen, &ss, &len, &loopback, eb);
+    if (rc != 0)
+        goto out;
+    pthread_mutex_lock(&s->auth_lock);
+    bool auth_off = s->current->auth == NULL;
+    s->loopback = loopback;
+    pthread_mutex_unlock(&s->auth_lock);
+    if (auth_off && !loopback) {
+        rc = bdy_fail(eb, BDY_EFORBIDDEN,
+                      "http: refusing to listen on %s without authentication: configure a "
+                      "token file or listen on a loopback address",
+                      s->listen);
+        goto out;
+    }
+    fd = open_listener(s, &ss, len, eb);
+    if (fd < 0) {
+        rc = fd;
+        fd = -1;
+        goto out;
+    }
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    atomic_store(&s->stopping, false);
+    /* MHD documents the logger as the first option so start-up messages go
+     * through it too. A pool of one is no pool: MHD warns about it. */
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log_cb, s},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)s->timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)s->memory_limit, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->max_connections, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s},
+        {s->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)s->threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_ARRAY, opts,
+                                 MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        rc = bdy_fail(eb, BDY_EIO, "http: cannot start the server on %s (see the log)", s->listen);
+        goto out;
+    }
+    fd = -1; /* MHD owns the socket until quiesce hands it back */
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info != NULL ? info->port : 0;
+    if (auth_off)
+        bdy_info("http", "listening on %s (port %u) without authentication: loopback only",
+                 s->listen, s->port);
+    else
+        bdy_info("http", "listening on %s (port %u)", s->listen, s->port);
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+unsigned bdy_http_server_port(const bdy_http_server *s)
+{
+    return s != NULL && s->daemon != NULL ? s->port : 0;
+}
+
+/* Stops the server; waits up to HTTP_STOP_GRACE_MS for requests in flight.
+ * Must not be called from a handler (it would wait for itself). */
+void bdy_http_server_stop(bdy_http_server *s)
+{
+    if (s == NULL || s->daemon == NULL)
+        return;
+    atomic_store(&s->stopping, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    for (unsigned waited = 0; atomic_load(&s->inflight) > 0 && waited < HTTP_STOP_GRACE_MS;
+         waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    s->daemon = NULL;
+    s->port = 0;
+}
+
+void bdy_http_server_free(bdy_http_server *s)
+{
+    if (s == NULL)
+        return;
+    bdy_http_server_stop(s);
+    for (size_t i = 0; i < s->nroutes; i++)
+        route_clear(&s->routes[i]);
+    free(s->routes);
+    pthread_cond_destroy(&s->auth_drained);
+    pthread_mutex_destroy(&s->auth_lock);
+    pthread_mutex_destroy(&s->swap_lock);
+    free(s->listen);
+    free(s);
+}

@@ -1,0 +1,603 @@
+/* Prometheus metrics registry and text exposition (format 0.0.4).
+ *
+ * Locking: the registry mutex guards the family list; each family's mutex
+ * guards its child list and lookup table. Lock order is registry, then
+ * family (only rendering holds both). Sample values are atomics so updates
+ * never take a lock. Doubles live in _Atomic uint64_t as their bit pattern
+ * because C11 has no portable atomic double with fetch-add.
+ */
+#include "bindery/metrics.h"
+
+#include "bindery/error.h"
+#include "bindery/log.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Label values come from runtime data (pool names, routes); a value longer
+ * than this is refused rather than stored. */
+#define METRICS_MAX_LABEL_VALUE_LEN 1024
+/* Metric and label names come from code, but still get a bound. */
+#define METRICS_MAX_NAME_LEN 200
+#define METRICS_MAX_HELP_LEN 1024
+/* Child lookup hash table size per family (chained; at most
+ * BDY_METRICS_MAX_CHILDREN entries, so chains stay short). */
+#define METRICS_HASH_BUCKETS 256
+
+typedef enum metric_kind {
+    METRIC_COUNTER,
+    METRIC_GAUGE,
+    METRIC_HISTOGRAM,
+} metric_kind;
+
+static const char *const kind_names[] = {"counter", "gauge", "histogram"};
+
+struct bdy_metric {
+    bdy_metric_family *family;
+    bdy_metric *next;      /* creation order */
+    bdy_metric *hash_next; /* lookup chain */
+    uint64_t hash;
+    char *values[BDY_METRICS_MAX_LABELS]; /* point into the same allocation */
+    /* Counter/gauge: the value. Histogram: the sum of observations. */
+    _Atomic uint64_t bits;
+    /* Histogram only: per-bucket (non-cumulative) counts, nbounds + 1
+     * entries, the last being the +Inf bucket. */
+    _Atomic uint64_t counts[];
+};
+
+struct bdy_metric_family {
+    bdy_metric_family *next; /* registration order */
+    metric_kind kind;
+    char *name;
+    char *help;
+    size_t nlabels;
+    char *labels[BDY_METRICS_MAX_LABELS];
+    size_t nbounds;
+    double bounds[BDY_METRICS_MAX_BUCKETS];
+
+    pthread_mutex_t lock; /* guards everything below */
+    bdy_metric *head;
+    bdy_metric *tail;
+    size_t nchildren;
+    bool guard_logged; /* the cardinality guard warns once per family */
+    bdy_metric *table[METRICS_HASH_BUCKETS];
+};
+
+struct bdy_metrics {
+    pthread_mutex_t lock; /* guards the family list */
+    bdy_metric_family *head;
+    bdy_metric_family *tail;
+};
+
+static uint64_t double_bits(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
+}
+
+static double bits_double(uint64_t u)
+{
+    double v;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Lock-free v += delta on a double stored as bits. Thread-safe. */
+static void atomic_add_double(_Atomic uint64_t *p, double delta)
+{
+    uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+    for (;;) {
+        uint64_t next = double_bits(bits_double(old) + delta);
+        if (atomic_compare_exchange_weak_explicit(p, &old, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+bdy_metrics *bdy_metrics_new(void)
+{
+    bdy_metrics *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static void family_free(bdy_metric_family *f)
+{
+    if (f == NULL)
+        return;
+    bdy_metric *c = f->head;
+    while (c != NULL) {
+        bdy_metric *next = c->next;
+        free(c);
+        c = next;
+    }
+    for (size_t i = 0; i < f->nlabels; i++)
+        free(f->labels[i]);
+    free(f->name);
+    free(f->help);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+/* Frees the registry with every family and child. The caller guarantees no
+ * other thread still uses m or any pointer obtained from it. */
+void bdy_metrics_free(bdy_metrics *m)
+{
+    if (m == NULL)
+        return;
+    bdy_metric_family *f = m->head;
+    while (f != NULL) {
+        bdy_metric_family *next = f->next;
+        family_free(f);
+        f = next;
+    }
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static bool is_name_char(char c, bool first, bool allow_colon)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_')
+        return true;
+    if (allow_colon && c == ':')
+        return true;
+    return !first && c >= '0' && c <= '9';
+}
+
+/* Metric names: [a-zA-Z_:][a-zA-Z0-9_:]*; label names: [a-zA-Z_][a-zA-Z0-9_]*
+ * without the reserved "__" prefix. */
+static bool valid_name(const char *s, bool is_label)
+{
+    if (s == NULL || s[0] == '\0' || strlen(s) > METRICS_MAX_NAME_LEN)
+        return false;
+    if (is_label && s[0] == '_' && s[1] == '_')
+        return false;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (!is_name_char(s[i], i == 0, !is_label))
+            return false;
+    }
+    return true;
+}
+
+static bdy_metric *child_alloc(bdy_metric_family *f, const char *const *values, uint64_t hash)
+{
+    size_t ncounts = f->kind == METRIC_HISTOGRAM ? f->nbounds + 1 : 0;
+    size_t head = sizeof(bdy_metric) + ncounts * sizeof(_Atomic uint64_t);
+    size_t total = head;
+    for (size_t i = 0; i < f->nlabels; i++)
+        total += strlen(values[i]) + 1;
+    bdy_metric *c = calloc(1, total);
+    if (c == NULL)
+        return NULL;
+    c->family = f;
+    c->hash = hash;
+    atomic_init(&c->bits, double_bits(0.0));
+    for (size_t i = 0; i < ncounts; i++)
+        atomic_init(&c->counts[i], 0);
+    char *p = (char *)c + head;
+    for (size_t i = 0; i < f->nlabels; i++) {
+        size_t n = strlen(values[i]) + 1;
+        memcpy(p, values[i], n);
+        c->values[i] = p;
+        p += n;
+    }
+    return c;
+}
+
+/* FNV-1a over the label values, each followed by a NUL so ("ab","c") and
+ * ("a","bc") differ. */
+static uint64_t hash_values(size_t n, const char *const *values)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *s = (const unsigned char *)values[i];
+        do {
+            h ^= *s;
+            h *= 1099511628211ull;
+        } while (*s++ != '\0');
+    }
+    return h;
+}
+
+/* Appends a child to f. Caller holds f->lock (or is the only user during
+ * registration). */
+static void family_link_child(bdy_metric_family *f, bdy_metric *c)
+{
+    size_t slot = c->hash % METRICS_HASH_BUCKETS;
+    c->hash_next = f->table[slot];
+    f->table[slot] = c;
+    if (f->tail != NULL)
+        f->tail->next = c;
+    else
+        f->head = c;
+    f->tail = c;
+    f->nchildren++;
+}
+
+/* Same type, label names and buckets (help text aside). */
+static bool same_definition(const bdy_metric_family *a, const bdy_metric_family *b)
+{
+    if (a->kind != b->kind || a->nlabels != b->nlabels || a->nbounds != b->nbounds)
+        return false;
+    for (size_t i = 0; i < a->nlabels; i++) {
+        if (strcmp(a->labels[i], b->labels[i]) != 0)
+            return false;
+    }
+    for (size_t i = 0; i < a->nbounds; i++) {
+        if (a->bounds[i] != b->bounds[i])
+            return false;
+    }
+    return true;
+}
+
+/* Registers a family. Registering a name again with the same definition
+ * returns the existing family, so two components (or two HTTP servers) can
+ * share one; with a different definition it is refused. Also refuses (NULL)
+ * bad names, more than BDY_METRICS_MAX_LABELS labels, duplicate label names,
+ * "le" on a histogram, and bounds that are not finite and strictly
+ * increasing. Thread-safe. */
+static bdy_metric_family *family_register(bdy_metrics *m, metric_kind kind, const char *name,
+                                          const char *help, const char *const *label_names,
+                                          const double *bounds, size_t nbounds)
+{
+    bdy_metric_family *f = NULL;
+    bdy_metric_family *result = NULL;
+
+    if (m == NULL || !valid_name(name, false) || nbounds > BDY_METRICS_MAX_BUCKETS ||
+        (nbounds > 0 && bounds == NULL))
+        goto out;
+    if (help != NULL && strlen(help) > METRICS_MAX_HELP_LEN)
+        goto out;
+    for (size_t i = 0; i < nbounds; i++) {
+        if (!isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
+            goto out;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        goto out;
+    if (pthread_mutex_init(&f->lock, NULL) != 0) {
+        free(f);
+        f = NULL;
+        goto out;
+    }
+    f->kind = kind;
+    f->name = strdup(name);
+    f->help = strdup(help != NULL ? help : "");
+    if (f->name == NULL || f->help == NULL)
+        goto out;
+    for (size_t i = 0; label_names != NULL && label_names[i] != NULL; i++) {
+        if (i >= BDY_METRICS_MAX_LABELS || !valid_name(label_names[i], true))
+            goto out;
+        if (kind == METRIC_HISTOGRAM && strcmp(label_names[i], "le") == 0)
+            goto out;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(label_names[j], label_names[i]) == 0)
+                goto out;
+        }
+        f->labels[i] = strdup(label_names[i]);
+        if (f->labels[i] == NULL)
+            goto out;
+        f->nlabels = i + 1;
+    }
+    f->nbounds = nbounds;
+    for (size_t i = 0; i < nbounds; i++)
+        f->bounds[i] = bounds[i];
+    /* A family without labels has exactly one child; creating it now makes
+     * it render as 0 from the start, as Prometheus clients do. */
+    if (f->nlabels == 0) {
+        bdy_metric *c = child_alloc(f, NULL, hash_values(0, NULL));
+        if (c == NULL)
+            goto out;
+        family_link_child(f, c);
+    }
+
+    pthread_mutex_lock(&m->lock);
+    bool taken = false;
+    for (bdy_metric_family *g = m->head; g != NULL && !taken; g = g->next) {
+        if (strcmp(g->name, name) != 0)
+            continue;
+        taken = true;
+        if (same_definition(g, f))
+            result = g;
+    }
+    if (!taken) {
+        if (m->tail != NULL)
+            m->tail->next = f;
+        else
+            m->head = f;
+        m->tail = f;
+        result = f;
+        f = NULL;
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (taken && result == NULL)
+        bdy_warn("metrics",
+                 "metric family %s registered twice with different labels, type "
+                 "or buckets",
+                 name);
+out:
+    family_free(f);
+    return result;
+}
+
+bdy_metric_family *bdy_metrics_counter(bdy_metrics *m, const char *name, const char *help,
+                                       const char *const *label_names)
+{
+    return family_register(m, METRIC_COUNTER, name, help, label_names, NULL, 0);
+}
+
+bdy_metric_family *bdy_metrics_gauge(bdy_metrics *m, const char *name, const char *help,
+                                     const char *const *label_names)
+{
+    return family_register(m, METRIC_GAUGE, name, help, label_names, NULL, 0);
+}
+
+bdy_metric_family *bdy_metrics_histogram(bdy_metrics *m, const char *name, const char *help,
+                                         const char *const *label_names, const double *bounds,
+                                         size_t nbounds)
+{
+    return family_register(m, METRIC_HISTOGRAM, name, help, label_names, bounds, nbounds);
+}
+
+/* Finds or creates the child for label_values (f->nlabels strings, none
+ * NULL, each at most METRICS_MAX_LABEL_VALUE_LEN bytes). Returns NULL for bad
+ * values, on allocation failure, or when the family already holds
+ * BDY_METRICS_MAX_CHILDREN children. The child lives as long as the
+ * registry. Thread-safe (takes the family mutex). */
+bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_values)
+{
+    if (f == NULL || (f->nlabels > 0 && label_values == NULL))
+        return NULL;
+    for (size_t i = 0; i < f->nlabels; i++) {
+        if (label_values[i] == NULL || strlen(label_values[i]) > METRICS_MAX_LABEL_VALUE_LEN)
+            return NULL;
+    }
+    uint64_t hash = hash_values(f->nlabels, label_values);
+    bdy_metric *found = NULL;
+    bool log_guard = false;
+
+    pthread_mutex_lock(&f->lock);
+    for (bdy_metric *c = f->table[hash % METRICS_HASH_BUCKETS]; c != NULL; c = c->hash_next) {
+        if (c->hash != hash)
+            continue;
+        bool same = true;
+        for (size_t i = 0; i < f->nlabels && same; i++)
+            same = strcmp(c->values[i], label_values[i]) == 0;
+        if (same) {
+            found = c;
+            break;
+        }
+    }
+    if (found == NULL) {
+        if (f->nchildren >= BDY_METRICS_MAX_CHILDREN) {
+            log_guard = !f->guard_logged;
+            f->guard_logged = true;
+        } else {
+            found = child_alloc(f, label_values, hash);
+            if (found != NULL)
+                family_link_child(f, found);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (log_guard)
+        bdy_warn("metrics", "metric %s reached %d label combinations; new ones are dropped",
+                 f->name, BDY_METRICS_MAX_CHILDREN);
+    return found;
+}
+
+void bdy_metric_inc(bdy_metric *c)
+{
+    bdy_metric_add(c, 1.0);
+}
+
+/* Counters only go up: a negative or NaN delta on a counter is ignored. */
+void bdy_metric_add(bdy_metric *c, double v)
+{
+    if (c == NULL || c->family->kind == METRIC_HISTOGRAM)
+        return;
+    if (c->family->kind == METRIC_COUNTER && !(v >= 0))
+        return;
+    atomic_add_double(&c->bits, v);
+}
+
+/* Only gauges can be set; on a counter or histogram this does nothing. */
+void bdy_metric_set(bdy_metric *c, double v)
+{
+    if (c == NULL || c->family->kind != METRIC_GAUGE)
+        return;
+    atomic_store_explicit(&c->bits, double_bits(v), memory_order_relaxed);
+}
+
+/* Histograms only. A NaN observation is dropped so it cannot poison _sum. */
+void bdy_metric_observe(bdy_metric *c, double v)
+{
+    if (c == NULL || c->family->kind != METRIC_HISTOGRAM || isnan(v))
+        return;
+    const bdy_metric_family *f = c->family;
+    size_t i = 0;
+    while (i < f->nbounds && v > f->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&c->counts[i], 1, memory_order_relaxed);
+    atomic_add_double(&c->bits, v);
+}
+
+/* Counter/gauge: the value. Histogram: the number of observations. */
+double bdy_metric_value(const bdy_metric *c)
+{
+    if (c == NULL)
+        return 0.0;
+    if (c->family->kind == METRIC_HISTOGRAM) {
+        uint64_t n = 0;
+        for (size_t i = 0; i <= c->family->nbounds; i++)
+            n += atomic_load_explicit(&c->counts[i], memory_order_relaxed);
+        return (double)n;
+    }
+    return bits_double(atomic_load_explicit(&c->bits, memory_order_relaxed));
+}
+
+/* Formats v exactly as the Go client (strconv.FormatFloat(v, 'g', -1, 64))
+ * does, so our output diffs cleanly against other exporters: NaN, +Inf,
+ * -Inf, otherwise the fewest digits that read back as the same double, in
+ * exponent form when the decimal exponent is < -4 or >= 6 (80000, 1e+06). */
+static void format_value(char out[40], double v)
+{
+    if (isnan(v)) {
+        snprintf(out, 40, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(out, 40, "%s", v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    int digits = 17;
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, 40, "%.*e", p - 1, v);
+        if (strtod(out, NULL) == v) {
+            digits = p;
+            break;
+        }
+    }
+    snprintf(out, 40, "%.*e", digits - 1, v);
+    const char *e = strchr(out, 'e');
+    int exp = e != NULL ? atoi(e + 1) : 0;
+    if (exp < -4 || exp >= 6)
+        return;
+    int decimals = digits - 1 - exp;
+    snprintf(out, 40, "%.*f", decimals > 0 ? decimals : 0, v);
+}
+
+/* Appends s with \ and newline escaped, plus " when in_label (the escaping
+ * that 0.0.4 requires in label values; HELP escapes only the first two). */
+static int append_escaped(bdy_buf *out, const char *s, bool in_label)
+{
+    int rc = 0;
+    size_t start = 0;
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        const char *rep = NULL;
+        if (s[i] == '\\')
+            rep = "\\\\";
+        else if (s[i] == '\n')
+            rep = "\\n";
+        else if (in_label && s[i] == '"')
+            rep = "\\\"";
+        if (rep == NULL)
+            continue;
+        rc = bdy_buf_append(out, s + start, i - start);
+        if (rc == 0)
+            rc = bdy_buf_appends(out, rep);
+        if (rc != 0)
+            return rc;
+        start = i + 1;
+    }
+    return bdy_buf_append(out, s + start, i - start);
+}
+
+/* Appends {a="x",b="y"[,le="..."]} (nothing when there are no labels). */
+static int append_labels(bdy_buf *out, const bdy_metric_family *f, const bdy_metric *c,
+                         const char *le)
+{
+    int rc = 0;
+    if (f->nlabels == 0 && le == NULL)
+        return 0;
+    rc = bdy_buf_appends(out, "{");
+    for (size_t i = 0; i < f->nlabels && rc == 0; i++) {
+        rc = bdy_buf_printf(out, "%s%s=\"", i > 0 ? "," : "", f->labels[i]);
+        if (rc == 0)
+            rc = append_escaped(out, c->values[i], true);
+        if (rc == 0)
+            rc = bdy_buf_appends(out, "\"");
+    }
+    if (rc == 0 && le != NULL)
+        rc = bdy_buf_printf(out, "%sle=\"%s\"", f->nlabels > 0 ? "," : "", le);
+    if (rc == 0)
+        rc = bdy_buf_appends(out, "}");
+    return rc;
+}
+
+static int append_sample(bdy_buf *out, const bdy_metric_family *f, const bdy_metric *c,
+                         const char *suffix, const char *le, double v)
+{
+    char num[40];
+    format_value(num, v);
+    int rc = bdy_buf_printf(out, "%s%s", f->name, suffix);
+    if (rc == 0)
+        rc = append_labels(out, f, c, le);
+    if (rc == 0)
+        rc = bdy_buf_printf(out, " %s\n", num);
+    return rc;
+}
+
+static int render_histogram_child(bdy_buf *out, const bdy_metric_family *f, const bdy_metric *c)
+{
+    int rc = 0;
+    uint64_t cumulative = 0;
+    /* _count is the +Inf bucket rather than a separate atomic, so the two can
+     * never disagree in one scrape even while observations race with it. */
+    for (size_t i = 0; i <= f->nbounds && rc == 0; i++) {
+        cumulative += atomic_load_explicit(&c->counts[i], memory_order_relaxed);
+        char le[40];
+        if (i < f->nbounds)
+            format_value(le, f->bounds[i]);
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        rc = append_sample(out, f, c, "_bucket", le, (double)cumulative);
+    }
+    double sum = bits_double(atomic_load_explicit(&c->bits, memory_order_relaxed));
+    if (rc == 0)
+        rc = append_sample(out, f, c, "_sum", NULL, sum);
+    if (rc == 0)
+        rc = append_sample(out, f, c, "_count", NULL, (double)cumulative);
+    return rc;
+}
+
+/* Renders one family; caller holds the registry lock. Families with labels
+ * but no children yet are left out, as the reference client does. */
+static int render_family(bdy_buf *out, bdy_metric_family *f)
+{
+    int rc = 0;
+    pthread_mutex_lock(&f->lock);
+    if (f->head == NULL)
+        goto out;
+    rc = bdy_buf_printf(out, "# HELP %s ", f->name);
+    if (rc == 0)
+        rc = append_escaped(out, f->help, false);
+    if (rc == 0)
+        rc = bdy_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
+    for (const bdy_metric *c = f->head; c != NULL && rc == 0; c = c->next) {
+        if (f->kind == METRIC_HISTOGRAM)
+            rc = render_histogram_child(out, f, c);
+        else
+            rc = append_sample(out, f, c, "", NULL,
+                               bits_double(atomic_load_explicit(&c->bits, memory_order_relaxed)));
+    }
+out:
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+/* Appends the exposition of every family in registration order, children
+ * in creation order. On error out holds a partial exposition. Thread-safe. */
+int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)
+{
+    int rc = 0;
+    if (m == NULL || out == NULL)
+        return BDY_EINVAL;
+    pthread_mutex_lock(&m->lock);
+    for (bdy_metric_family *f = m->head; f != NULL && rc == 0; f = f->next)
+        rc = render_family(out, f);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}

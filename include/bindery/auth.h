@@ -1,0 +1,69 @@
+/* Bearer-token authentication and authorization.
+ *
+ * The token file (YAML) holds SHA-256 hashes of tokens, never the tokens:
+ *
+ *   tokens:
+ *     - name: matchmaker-eu
+ *       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+ *       namespaces: ["default", "ranked"]   # or ["*"]
+ *       verbs: [allocate, release, read]     # and/or admin
+ *       ratePerSecond: 200                  # optional, 0 = unlimited
+ *
+ * A presented token is hashed and compared with every entry in constant time,
+ * so timing reveals neither which entry nor how much of a hash matched.
+ * A bdy_auth is immutable once loaded; reload by loading a new one and
+ * swapping pointers (the caller keeps the old one alive until no request
+ * uses it).
+ */
+#ifndef BINDERY_AUTH_H
+#define BINDERY_AUTH_H
+
+#include "bindery/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum bdy_verb {
+    BDY_VERB_NONE = 0,
+    BDY_VERB_ALLOCATE = 1 << 0,
+    BDY_VERB_RELEASE = 1 << 1,
+    BDY_VERB_READ = 1 << 2,
+    BDY_VERB_ADMIN = 1 << 3, /* implies every other verb */
+} bdy_verb;
+
+#define BDY_AUTH_MAX_TOKENS 1024
+#define BDY_AUTH_MAX_TOKEN_LEN 4096
+
+typedef struct bdy_auth bdy_auth;
+typedef struct bdy_principal bdy_principal;
+
+/* Loads and validates a token file. Errors name the file, line and key
+ * (BDY_EPARSE / BDY_EINVAL), e.g. a hash that is not 64 hex digits or an
+ * unknown verb. Caller frees with bdy_auth_free(). */
+int bdy_auth_load(const char *path, bdy_auth **out, bdy_errbuf *eb);
+void bdy_auth_free(bdy_auth *a);
+size_t bdy_auth_count(const bdy_auth *a);
+
+/* Resolves an Authorization header value ("Bearer <token>"). Returns the
+ * matching principal (borrowed from a, valid while a lives) or NULL. */
+const bdy_principal *bdy_auth_authenticate(const bdy_auth *a, const char *authorization_header);
+
+/* True when p may use verb in namespace (ns NULL: a cluster-wide request,
+ * allowed only for "*" principals). False for p NULL: with authentication
+ * off handlers get no principal and must decide that case themselves. */
+bool bdy_principal_allows(const bdy_principal *p, bdy_verb verb, const char *ns);
+const char *bdy_principal_name(const bdy_principal *p);
+/* True when p holds verb (admin holds every verb) in at least one namespace;
+ * the server's 403 check before a handler looks at namespaces. */
+bool bdy_principal_has_verb(const bdy_principal *p, bdy_verb verb);
+
+/* Token-bucket rate check for p (thread-safe): ratePerSecond tokens per
+ * second, burst max(1, ratePerSecond). Returns true when the request may go
+ * ahead (always for p NULL or an unlimited principal); otherwise false and
+ * *retry_after_s (>= 1) is set. */
+bool bdy_principal_take(const bdy_principal *p, unsigned *retry_after_s);
+
+/* Parses "allocate", "release", "read", "admin". */
+int bdy_verb_parse(const char *text, bdy_verb *out);
+
+#endif

@@ -1,0 +1,128 @@
+/* The HTTP server: libmicrohttpd (internal epoll thread pool) with a small
+ * router, request limits, bearer-token auth and the API.md error shape.
+ *
+ * Handlers are plain functions over bdy_http_request / bdy_http_response so
+ * they can be unit-tested without sockets. A handler runs on one of the
+ * server's threads and must not block except on the durable store write.
+ */
+#ifndef BINDERY_HTTP_H
+#define BINDERY_HTTP_H
+
+#include "bindery/auth.h"
+#include "bindery/error.h"
+#include "bindery/metrics.h"
+#include "bindery/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BDY_HTTP_DEFAULT_MAX_BODY (64u * 1024u)
+#define BDY_HTTP_MAX_RESPONSE_HEADERS 8
+
+typedef struct bdy_http_server bdy_http_server;
+
+/* Zero in any field but listen and threads selects the default shown. */
+typedef struct bdy_http_config {
+    const char *listen;              /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080",
+                                        "localhost:8080" */
+    unsigned threads;                /* thread-pool size, >= 1 */
+    size_t max_body_bytes;           /* 413 PayloadTooLarge beyond; BDY_HTTP_DEFAULT_MAX_BODY */
+    unsigned connection_timeout_s;   /* idle connection timeout; 30 */
+    size_t connection_memory_limit;  /* per-connection buffer, caps header size; at least
+                                        32 KiB whatever is set */
+    unsigned max_connections;        /* 1024 */
+} bdy_http_config;
+
+typedef struct bdy_http_request {
+    const char *method;       /* "GET", "POST", ... */
+    const char *path;         /* URL path without the query string */
+    const char *body;         /* NUL-terminated, may be "" */
+    size_t body_len;
+    const char *content_type; /* NULL when absent */
+    const bdy_principal *principal; /* NULL when auth is off */
+    void *internal;           /* the server's connection; opaque */
+} bdy_http_request;
+
+/* Query parameter / header lookups (NULL when absent). */
+const char *bdy_http_query(const bdy_http_request *req, const char *key);
+const char *bdy_http_header(const bdy_http_request *req, const char *name);
+
+typedef struct bdy_http_response {
+    unsigned status;
+    const char *content_type; /* static string; default application/json */
+    bdy_buf body;             /* capped; owned by the server */
+    size_t nheaders;
+    char header_names[BDY_HTTP_MAX_RESPONSE_HEADERS][32];
+    char header_values[BDY_HTTP_MAX_RESPONSE_HEADERS][256];
+} bdy_http_response;
+
+/* For handler unit tests: a response as the server hands it to a handler
+ * (status 0, body empty with the server's cap). bdy_http_response_free()
+ * releases the body; both accept NULL. */
+void bdy_http_response_init(bdy_http_response *resp);
+void bdy_http_response_free(bdy_http_response *resp);
+
+/* Sets (or replaces, matching the name case-insensitively) a response
+ * header. Names longer than 31 bytes or values longer than 255, values with
+ * control characters, and headers past BDY_HTTP_MAX_RESPONSE_HEADERS are
+ * dropped with a warning in the log. */
+void bdy_http_set_header(bdy_http_response *resp, const char *name, const char *value);
+
+/* Writes the API.md error body {"error":{"code","message"[,"retryAfterSeconds"]}}
+ * with status; retry_after_s > 0 also sets Retry-After. */
+void bdy_http_error(bdy_http_response *resp, unsigned status, const char *code,
+                    const char *message, unsigned retry_after_s);
+
+/* Sets status and a JSON body from a json-c object (borrowed). */
+void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_object);
+
+typedef void (*bdy_http_handler_cb)(void *data, const bdy_http_request *req,
+                                    bdy_http_response *resp);
+
+typedef enum bdy_route_match {
+    BDY_ROUTE_EXACT,  /* path == pattern */
+    BDY_ROUTE_PREFIX, /* path starts with pattern */
+} bdy_route_match;
+
+/* Creates a server (not yet listening). metrics may be NULL. */
+int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics,
+                        bdy_http_server **out, bdy_errbuf *eb);
+
+/* Registers a route; method NULL matches any method. verb is the verb a
+ * principal needs (BDY_VERB_NONE: no authentication at all, e.g. /healthz).
+ * Routes are tried in registration order. Call before bdy_http_server_start. */
+int bdy_http_route(bdy_http_server *s, const char *method, const char *pattern,
+                   bdy_route_match match, bdy_verb verb, bdy_http_handler_cb cb, void *data);
+
+/* Replaces the request media types accepted by the route registered last
+ * (default: "application/json" only), e.g. for the Kubernetes-compatible API
+ * whose PATCH takes merge-patch+json and json-patch+json. media_types is
+ * NULL-terminated, at most 8 entries, copied. Parameters such as charset are
+ * ignored when matching; BDY_HTTP_ACCEPT_ANY accepts any body. A POST, PUT or
+ * PATCH whose body has another (or no) Content-Type gets 415
+ * UnsupportedMediaType. Call before bdy_http_server_start. */
+#define BDY_HTTP_ACCEPT_ANY "*/*"
+int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types);
+
+/* Installs (or replaces, at any time, thread-safely) the token set. NULL
+ * turns authentication off; the server then refuses to listen on a
+ * non-loopback address (and, if it already does, answers 401 on every
+ * authenticated route). The server does not own auth; the caller frees an
+ * old set only after bdy_http_server_set_auth() has returned. It returns
+ * once no request still uses the old set, so it must not be called from a
+ * handler. */
+void bdy_http_server_set_auth(bdy_http_server *s, const bdy_auth *auth);
+
+/* Starts listening. Returns BDY_EINVAL for a bad address, BDY_EFORBIDDEN
+ * for a non-loopback address without auth, BDY_EIO when the port is taken. */
+int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb);
+
+/* The bound port (useful with port 0). */
+unsigned bdy_http_server_port(const bdy_http_server *s);
+
+/* Stops accepting, lets in-flight requests finish (for up to 10 s), stops
+ * the threads. */
+void bdy_http_server_stop(bdy_http_server *s);
+void bdy_http_server_free(bdy_http_server *s);
+
+#endif

@@ -1,0 +1,1091 @@
+#include "bindery/auth.h"
+#include "bindery/error.h"
+#include "bindery/http.h"
+#include "bindery/metrics.h"
+#include "bindery/util.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MAX_BODY 1024
+
+typedef struct fixture {
+    char dir[64];
+    char tokens[128];
+    char tokens2[128];
+    bdy_metrics *metrics;
+    bdy_auth *auth;
+    bdy_http_server *server;
+    unsigned port;
+    atomic_int handler_calls;
+} fixture;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void write_tokens(const char *path, const char *const *names, const char *const *tokens,
+                         const char *const *verbs, const char *const *rates, size_t n)
+{
+    bdy_buf b;
+    bdy_buf_init(&b, 8192);
+    assert_int_equal(bdy_buf_appends(&b, "tokens:\n"), 0);
+    for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        bdy_sha256_hex(tokens[i], strlen(tokens[i]), hex);
+        assert_int_equal(bdy_buf_printf(&b,
+                                        "  - name: %s\n    sha256: %s\n    namespaces: [default]\n"
+                                        "    verbs: [%s]\n    ratePerSecond: %s\n",
+                                        names[i], hex, verbs[i], rates[i]),
+                         0);
+    }
+    write_file(path, b.data);
+    bdy_buf_free(&b);
+}
+
+typedef struct reply {
+    long status;
+    CURLcode cc;
+    bdy_buf body;
+    bdy_buf headers;
+    json_object *json;
+} reply;
+
+static size_t collect_cb(char *data, size_t size, size_t n, void *userdata)
+{
+    bdy_buf *b = userdata;
+    return bdy_buf_append(b, data, size * n) == 0 ? size * n : 0;
+}
+
+typedef struct request {
+    const char *method;
+    const char *path; /* with query */
+    const char *token;
+    const char *content_type; /* "" removes curl's default */
+    const char *body;
+    size_t body_len;
+    bool chunked;
+    bool no_expect;
+    const char *extra_header;
+} request;
+
+static size_t chunk_read_cb(char *buf, size_t size, size_t n, void *userdata)
+{
+    const char **cursor = userdata;
+    size_t left = strlen(*cursor);
+    size_t k = size * n < left ? size * n : left;
+    if (k > 700)
+        k = 700; /* several chunks */
+    memcpy(buf, *cursor, k);
+    *cursor += k;
+    return k;
+}
+
+static void perform(const fixture *f, const request *rq, reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    bdy_buf_init(&out->body, 4 << 20);
+    bdy_buf_init(&out->headers, 1 << 16);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    char url[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", f->port, rq->path);
+    struct curl_slist *h = NULL;
+    char auth[256];
+    if (rq->token != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", rq->token);
+        h = curl_slist_append(h, auth);
+    }
+    char ct[256];
+    if (rq->content_type != NULL) {
+        snprintf(ct, sizeof(ct), "Content-Type:%s%s", rq->content_type[0] ? " " : "",
+                 rq->content_type);
+        h = curl_slist_append(h, ct);
+    }
+    if (rq->no_expect)
+        h = curl_slist_append(h, "Expect:");
+    if (rq->extra_header != NULL)
+        h = curl_slist_append(h, rq->extra_header);
+    const char *cursor = rq->body;
+    if (rq->chunked) {
+        h = curl_slist_append(h, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, chunk_read_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, &cursor);
+    } else if (rq->body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(rq->body_len ? rq->body_len : strlen(rq->body)));
+    }
+    if (rq->method != NULL)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &out->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    out->cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    if (out->body.len > 0)
+        out->json = json_tokener_parse(out->body.data);
+}
+
+static void reply_free(reply *r)
+{
+    bdy_buf_free(&r->body);
+    bdy_buf_free(&r->headers);
+    json_object_put(r->json);
+}
+
+static const char *jstr(json_object *o, const char *a, const char *b)
+{
+    json_object *x = NULL;
+    if (!json_object_object_get_ex(o, a, &x))
+        return NULL;
+    if (b != NULL && !json_object_object_get_ex(x, b, &x))
+        return NULL;
+    return json_object_get_string(x);
+}
+
+/* The value of response header name (case-insensitive), or NULL. */
+static const char *header_value(const reply *r, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    const char *p = r->headers.data;
+    while (p != NULL && *p != '\0') {
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ')
+                v++;
+            size_t len = strcspn(v, "\r\n");
+            if (len >= cap)
+                len = cap - 1;
+            memcpy(out, v, len);
+            out[len] = '\0';
+            return out;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return NULL;
+}
+
+static void expect_error(const reply *r, long status, const char *code)
+{
+    if (r->status != status)
+        fail_msg("status %ld, want %ld (body %s, curl %d)", r->status, status,
+                 r->body.data ? r->body.data : "", (int)r->cc);
+    assert_non_null(r->json);
+    assert_string_equal(jstr(r->json, "error", "code"), code);
+    assert_non_null(jstr(r->json, "error", "message"));
+    char ct[128];
+    assert_non_null(header_value(r, "Content-Type", ct, sizeof(ct)));
+    assert_string_equal(ct, "application/json");
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static void echo_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handler_calls, 1);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "method", json_object_new_string(req->method));
+    json_object_object_add(o, "path", json_object_new_string(req->path));
+    json_object_object_add(o, "body", json_object_new_string_len(req->body, (int)req->body_len));
+    json_object_object_add(o, "bodyLen", json_object_new_int64((int64_t)req->body_len));
+    const char *x = bdy_http_query(req, "x");
+    const char *y = bdy_http_query(req, "y");
+    const char *hdr = bdy_http_header(req, "x-test");
+    if (x != NULL)
+        json_object_object_add(o, "x", json_object_new_string(x));
+    if (y != NULL)
+        json_object_object_add(o, "y", json_object_new_string(y));
+    if (hdr != NULL)
+        json_object_object_add(o, "header", json_object_new_string(hdr));
+    if (req->content_type != NULL)
+        json_object_object_add(o, "contentType", json_object_new_string(req->content_type));
+    json_object_object_add(o, "principal",
+                           req->principal
+                               ? json_object_new_string(bdy_principal_name(req->principal))
+                               : json_object_new_string("(none)"));
+    bdy_http_set_header(resp, "X-Echo", "yes");
+    bdy_http_json(resp, 200, o);
+    json_object_put(o);
+}
+
+static void health_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    resp->status = 200;
+    resp->content_type = "text/plain; charset=utf-8";
+    bdy_buf_appends(&resp->body, "ok\n");
+}
+
+static void release_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    resp->status = 204;
+}
+
+static void exhausted_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    bdy_http_error(resp, 503, "PoolExhausted", "no warm world in pool default/arena-eu", 2);
+}
+
+static void nothing_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    (void)resp;
+}
+
+static void slow_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    (void)data;
+    (void)req;
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    resp->status = 200;
+    bdy_buf_appends(&resp->body, "{}");
+}
+
+/* ---- fixture ------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-http-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->tokens, sizeof(f->tokens), "%s/tokens.yaml", f->dir);
+    snprintf(f->tokens2, sizeof(f->tokens2), "%s/tokens2.yaml", f->dir);
+    const char *names[] = {"good", "reader", "limited"};
+    const char *tokens[] = {"good-token", "reader-token", "limited-token"};
+    const char *verbs[] = {"allocate, release, read", "read", "read"};
+    const char *rates[] = {"0", "0", "1"};
+    write_tokens(f->tokens, names, tokens, verbs, rates, 3);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_auth_load(f->tokens, &f->auth, &eb) != 0)
+        fail_msg("tokens: %s", eb.message);
+
+    f->metrics = bdy_metrics_new();
+    assert_non_null(f->metrics);
+    bdy_http_config cfg = {
+        .listen = "127.0.0.1:0",
+        .threads = 4,
+        .max_body_bytes = MAX_BODY,
+        .connection_timeout_s = 10,
+        .connection_memory_limit = 0,
+        .max_connections = 64,
+    };
+    assert_int_equal(bdy_http_server_new(&cfg, f->metrics, &f->server, &eb), 0);
+    bdy_http_server *s = f->server;
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE, health_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/echo", BDY_ROUTE_EXACT, BDY_VERB_READ, echo_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "POST", "/v1/echo", BDY_ROUTE_EXACT, BDY_VERB_ALLOCATE, echo_cb, f), 0);
+    assert_int_equal(bdy_http_route(s, "DELETE", "/v1/allocations/", BDY_ROUTE_PREFIX,
+                                    BDY_VERB_RELEASE, release_cb, f),
+                     0);
+    assert_int_equal(
+        bdy_http_route(s, "PATCH", "/v1/patch", BDY_ROUTE_EXACT, BDY_VERB_READ, echo_cb, f), 0);
+    const char *patch_types[] = {"application/merge-patch+json", "application/json-patch+json",
+                                 NULL};
+    assert_int_equal(bdy_http_route_accept(s, patch_types), 0);
+    assert_int_equal(
+        bdy_http_route(s, "PUT", "/v1/any", BDY_ROUTE_EXACT, BDY_VERB_READ, echo_cb, f), 0);
+    const char *any[] = {BDY_HTTP_ACCEPT_ANY, NULL};
+    assert_int_equal(bdy_http_route_accept(s, any), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/exhausted", BDY_ROUTE_EXACT, BDY_VERB_NONE, exhausted_cb, f),
+        0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/nothing", BDY_ROUTE_EXACT, BDY_VERB_NONE, nothing_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/slow", BDY_ROUTE_EXACT, BDY_VERB_NONE, slow_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/slow-read", BDY_ROUTE_EXACT, BDY_VERB_READ, slow_cb, f), 0);
+    bdy_http_server_set_auth(s, f->auth);
+    if (bdy_http_server_start(s, &eb) != 0)
+        fail_msg("start: %s", eb.message);
+    f->port = bdy_http_server_port(s);
+    assert_true(f->port > 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    bdy_http_server_free(f->server);
+    bdy_auth_free(f->auth);
+    bdy_metrics_free(f->metrics);
+    unlink(f->tokens);
+    unlink(f->tokens2);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_routes(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    char v[256];
+
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "ok\n");
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)),
+                        "text/plain; charset=utf-8");
+    reply_free(&r);
+
+    perform(f, &(request){.path = "/nope"}, &r);
+    expect_error(&r, 404, "NotFound");
+    reply_free(&r);
+    /* EXACT does not match longer paths. */
+    perform(f, &(request){.path = "/healthz/x"}, &r);
+    expect_error(&r, 404, "NotFound");
+    reply_free(&r);
+
+    perform(f, &(request){.method = "PUT", .path = "/v1/echo", .token = "good-token"}, &r);
+    expect_error(&r, 405, "MethodNotAllowed");
+    assert_string_equal(header_value(&r, "Allow", v, sizeof(v)), "GET, POST");
+    reply_free(&r);
+
+    /* PREFIX routes match below the pattern; 204 has no body. */
+    perform(f,
+            &(request){.method = "DELETE", .path = "/v1/allocations/alc-1", .token = "good-token"},
+            &r);
+    assert_int_equal(r.status, 204);
+    assert_int_equal(r.body.len, 0);
+    reply_free(&r);
+
+    perform(f, &(request){.path = "/v1/exhausted"}, &r);
+    expect_error(&r, 503, "PoolExhausted");
+    assert_string_equal(r.body.data, "{\"error\":{\"code\":\"PoolExhausted\",\"message\":\"no warm "
+                                     "world in pool default/arena-eu\",\"retryAfterSeconds\":2}}");
+    assert_string_equal(header_value(&r, "Retry-After", v, sizeof(v)), "2");
+    reply_free(&r);
+
+    perform(f, &(request){.path = "/v1/nothing"}, &r);
+    expect_error(&r, 500, "InternalError");
+    reply_free(&r);
+}
+
+static void test_request_fields(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    char v[64];
+    perform(f,
+            &(request){.path = "/v1/echo?x=1&y=a%20b",
+                       .token = "good-token",
+                       .extra_header = "X-Test: hello"},
+            &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(r.json);
+    assert_string_equal(jstr(r.json, "method", NULL), "GET");
+    assert_string_equal(jstr(r.json, "path", NULL), "/v1/echo");
+    assert_string_equal(jstr(r.json, "x", NULL), "1");
+    assert_string_equal(jstr(r.json, "y", NULL), "a b");
+    assert_string_equal(jstr(r.json, "header", NULL), "hello");
+    assert_string_equal(jstr(r.json, "principal", NULL), "good");
+    assert_string_equal(jstr(r.json, "body", NULL), "");
+    assert_string_equal(header_value(&r, "X-Echo", v, sizeof(v)), "yes");
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)), "application/json");
+    reply_free(&r);
+
+    /* A body exactly at the limit is accepted, with a charset parameter. */
+    char body[MAX_BODY + 1];
+    memset(body, 'a', MAX_BODY);
+    body[0] = '"';
+    body[MAX_BODY - 1] = '"';
+    body[MAX_BODY] = '\0';
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json; charset=utf-8",
+                       .body = body},
+            &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "body", NULL), body);
+    assert_string_equal(jstr(r.json, "contentType", NULL), "application/json; charset=utf-8");
+    reply_free(&r);
+
+    /* A chunked body under the limit arrives whole. */
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = body,
+                       .chunked = true},
+            &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "body", NULL), body);
+    reply_free(&r);
+}
+
+static void test_auth_errors(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    char v[128];
+
+    perform(f, &(request){.path = "/v1/echo"}, &r);
+    expect_error(&r, 401, "Unauthorized");
+    assert_non_null(header_value(&r, "WWW-Authenticate", v, sizeof(v)));
+    assert_string_equal(v, "Bearer realm=\"bindery\"");
+    reply_free(&r);
+
+    perform(f, &(request){.path = "/v1/echo", .token = "wrong"}, &r);
+    expect_error(&r, 401, "Unauthorized");
+    assert_non_null(header_value(&r, "WWW-Authenticate", v, sizeof(v)));
+    assert_string_equal(v, "Bearer realm=\"bindery\", error=\"invalid_token\"");
+    reply_free(&r);
+
+    perform(f, &(request){.path = "/v1/echo", .extra_header = "Authorization: Basic Zm9vOmJhcg=="},
+            &r);
+    expect_error(&r, 401, "Unauthorized");
+    reply_free(&r);
+
+    /* reader may read but not allocate. */
+    perform(f, &(request){.path = "/v1/echo", .token = "reader-token"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "principal", NULL), "reader");
+    reply_free(&r);
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "reader-token",
+                       .content_type = "application/json",
+                       .body = "{}"},
+            &r);
+    expect_error(&r, 403, "Forbidden");
+    assert_non_null(strstr(jstr(r.json, "error", "message"), "allocate"));
+    reply_free(&r);
+
+    /* limited: one request per second, burst 1. */
+    perform(f, &(request){.path = "/v1/echo", .token = "limited-token"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    perform(f, &(request){.path = "/v1/echo", .token = "limited-token"}, &r);
+    expect_error(&r, 429, "RateLimited");
+    assert_string_equal(header_value(&r, "Retry-After", v, sizeof(v)), "1");
+    json_object *ra = NULL;
+    json_object *err = NULL;
+    assert_true(json_object_object_get_ex(r.json, "error", &err));
+    assert_true(json_object_object_get_ex(err, "retryAfterSeconds", &ra));
+    assert_int_equal(json_object_get_int(ra), 1);
+    reply_free(&r);
+
+    /* Routes without a verb need no token. */
+    perform(f, &(request){.path = "/healthz", .token = "wrong"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void test_body_limits(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    int calls = atomic_load(&f->handler_calls);
+
+    char *big = malloc(3 * 1024 * 1024 + 1);
+    assert_non_null(big);
+    memset(big, 'b', 3 * 1024 * 1024);
+    big[3 * 1024 * 1024] = '\0';
+    big[2000] = '\0'; /* first use: 2000 bytes */
+
+    /* Content-Length over the cap: refused from the headers alone, with
+     * and without Expect: 100-continue. */
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = big},
+            &r);
+    expect_error(&r, 413, "PayloadTooLarge");
+    reply_free(&r);
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = big,
+                       .no_expect = true},
+            &r);
+    expect_error(&r, 413, "PayloadTooLarge");
+    reply_free(&r);
+
+    /* Chunked over the cap: read through and answered 413. */
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = big,
+                       .chunked = true},
+            &r);
+    expect_error(&r, 413, "PayloadTooLarge");
+    reply_free(&r);
+
+    /* Far over the cap: the server stops reading and closes the connection
+     * (curl may or may not see a 413 before the reset). */
+    big[2000] = 'b';
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = big,
+                       .chunked = true},
+            &r);
+    if (r.status != 413 && r.cc == CURLE_OK)
+        fail_msg("status %ld with a complete exchange", r.status);
+    reply_free(&r);
+    free(big);
+    assert_int_equal(atomic_load(&f->handler_calls), calls);
+
+    /* Headers beyond the connection memory are refused by MHD itself
+     * (431, with MHD's own body: it answers before any handler runs). */
+    char *hdr = malloc(64 * 1024);
+    assert_non_null(hdr);
+    memcpy(hdr, "X-Big: ", 7);
+    memset(hdr + 7, 'h', 64 * 1024 - 8);
+    hdr[64 * 1024 - 1] = '\0';
+    perform(f, &(request){.path = "/healthz", .extra_header = hdr}, &r);
+    assert_int_equal(r.status, 431);
+    reply_free(&r);
+    free(hdr);
+    assert_int_equal(atomic_load(&f->handler_calls), calls);
+
+    /* The server is still fine. */
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void test_media_types(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "text/plain",
+                       .body = "{}"},
+            &r);
+    expect_error(&r, 415, "UnsupportedMediaType");
+    reply_free(&r);
+    /* No Content-Type at all. */
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "",
+                       .body = "{}"},
+            &r);
+    expect_error(&r, 415, "UnsupportedMediaType");
+    reply_free(&r);
+    /* Case-insensitive type, parameters ignored. */
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "Application/JSON;charset=UTF-8",
+                       .body = "{}"},
+            &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* No body, no media type check. */
+    perform(f, &(request){.method = "POST", .path = "/v1/echo", .token = "good-token"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "bodyLen")), 0);
+    reply_free(&r);
+
+    /* A route with its own media types. */
+    perform(f,
+            &(request){.method = "PATCH",
+                       .path = "/v1/patch",
+                       .token = "good-token",
+                       .content_type = "application/merge-patch+json",
+                       .body = "{}"},
+            &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    perform(f,
+            &(request){.method = "PATCH",
+                       .path = "/v1/patch",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = "{}"},
+            &r);
+    expect_error(&r, 415, "UnsupportedMediaType");
+    reply_free(&r);
+    perform(f,
+            &(request){.method = "PUT",
+                       .path = "/v1/any",
+                       .token = "good-token",
+                       .content_type = "application/apply-patch+yaml",
+                       .body = "a: 1"},
+            &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/* Opens a raw connection, sends half a body and hangs up. */
+static void cut_mid_body(const fixture *f)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char req[] = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good-token\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+                       "{\"half\": \"a body that stops";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    close(fd);
+}
+
+static void test_cut_connections(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 3; i++)
+        cut_mid_body(f);
+    reply r;
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* Teardown's stop must not wait for the cut requests: they are freed. */
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    uint64_t t0 = bdy_monotonic_ns();
+    bdy_http_server_stop(f->server);
+    assert_true(bdy_monotonic_ns() - t0 < 2000000000ull);
+    assert_int_equal(bdy_http_server_port(f->server), 0);
+}
+
+typedef struct worker {
+    fixture *f;
+    int ok;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 15; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/echo?x=%d", i);
+        reply r;
+        perform(w->f, &(request){.path = path, .token = "good-token"}, &r);
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i);
+        const char *x = r.json ? jstr(r.json, "x", NULL) : NULL;
+        if (r.status == 200 && x != NULL && strcmp(x, want) == 0)
+            w->ok++;
+        reply_free(&r);
+    }
+    return NULL;
+}
+
+static void *slow_main(void *arg)
+{
+    worker *w = arg;
+    reply r;
+    perform(w->f, &(request){.path = "/v1/slow"}, &r);
+    if (r.status == 200)
+        w->ok++;
+    reply_free(&r);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[6];
+    worker w[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (worker){.f = f};
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].ok, 15);
+    }
+
+    /* Slow handlers on several connections all complete. (How much they
+     * overlap depends on which MHD worker accepts each connection.) */
+    uint64_t t0 = bdy_monotonic_ns();
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){.f = f};
+        assert_int_equal(pthread_create(&t[i], NULL, slow_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].ok, 1);
+    }
+    assert_true(bdy_monotonic_ns() - t0 < 5000ull * 1000 * 1000);
+}
+
+static void *slow_read_main(void *arg)
+{
+    worker *w = arg;
+    reply r;
+    perform(w->f, &(request){.path = "/v1/slow-read", .token = "good-token"}, &r);
+    if (r.status == 200)
+        w->ok++;
+    reply_free(&r);
+    return NULL;
+}
+
+/* set_auth() returns only once requests that authenticated against the old
+ * set are done, so the caller can free it right after. */
+static void test_auth_swap_waits(void **state)
+{
+    fixture *f = *state;
+    worker w = {.f = f};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_read_main, &w), 0);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    uint64_t t0 = bdy_monotonic_ns();
+    bdy_http_server_set_auth(f->server, NULL);
+    uint64_t waited = bdy_monotonic_ns() - t0;
+    bdy_auth_free(f->auth);
+    f->auth = NULL;
+    pthread_join(t, NULL);
+    assert_int_equal(w.ok, 1);
+    /* The handler sleeps 300 ms and had run for about 100 ms. */
+    if (waited < 100ull * 1000 * 1000)
+        fail_msg("set_auth returned after %llu ms", (unsigned long long)(waited / 1000000));
+}
+
+/* stop() lets a request in flight finish. */
+static void test_stop_drains(void **state)
+{
+    fixture *f = *state;
+    worker w = {.f = f};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_main, &w), 0);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    bdy_http_server_stop(f->server);
+    pthread_join(t, NULL);
+    assert_int_equal(w.ok, 1);
+    /* Nothing listens any more. */
+    reply r;
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.cc, CURLE_COULDNT_CONNECT);
+    reply_free(&r);
+    bdy_http_server_stop(f->server); /* twice is fine */
+}
+
+static void test_metrics_recorded(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    for (int i = 0; i < 2; i++) {
+        perform(f, &(request){.path = "/healthz"}, &r);
+        reply_free(&r);
+    }
+    perform(f, &(request){.path = "/nope"}, &r);
+    reply_free(&r);
+    perform(f, &(request){.method = "BREW", .path = "/healthz"}, &r);
+    reply_free(&r);
+    /* Metrics are recorded when MHD reports the request complete, which can
+     * be just after the client has its answer. */
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    bdy_buf b;
+    bdy_buf_init(&b, 1 << 20);
+    assert_int_equal(bdy_metrics_render(f->metrics, &b), 0);
+    assert_non_null(strstr(
+        b.data, "bindery_http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"} 2\n"));
+    assert_non_null(
+        strstr(b.data,
+               "bindery_http_requests_total{method=\"GET\",route=\"unmatched\",code=\"404\"} 1\n"));
+    assert_non_null(strstr(
+        b.data,
+        "bindery_http_requests_total{method=\"other\",route=\"/healthz\",code=\"405\"} 1\n"));
+    assert_non_null(strstr(b.data, "# TYPE bindery_http_request_duration_seconds histogram\n"));
+    assert_non_null(
+        strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"/healthz\"} 3\n"));
+    assert_non_null(
+        strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"unmatched\"} 1\n"));
+    bdy_buf_free(&b);
+}
+
+static void test_auth_swap(void **state)
+{
+    fixture *f = *state;
+    const char *names[] = {"fresh"};
+    const char *tokens[] = {"fresh-token"};
+    const char *verbs[] = {"read"};
+    const char *rates[] = {"0"};
+    write_tokens(f->tokens2, names, tokens, verbs, rates, 1);
+    bdy_auth *fresh = NULL;
+    bdy_errbuf eb;
+    assert_int_equal(bdy_auth_load(f->tokens2, &fresh, &eb), 0);
+    bdy_http_server_set_auth(f->server, fresh);
+    /* The old set is unused now and may go. */
+    bdy_auth_free(f->auth);
+    f->auth = fresh;
+
+    reply r;
+    perform(f, &(request){.path = "/v1/echo", .token = "good-token"}, &r);
+    expect_error(&r, 401, "Unauthorized");
+    reply_free(&r);
+    perform(f, &(request){.path = "/v1/echo", .token = "fresh-token"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "principal", NULL), "fresh");
+    reply_free(&r);
+
+    /* Off on loopback: requests pass with no principal. */
+    bdy_http_server_set_auth(f->server, NULL);
+    perform(f, &(request){.path = "/v1/echo"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "principal", NULL), "(none)");
+    reply_free(&r);
+}
+
+static void test_listen_rules(void **state)
+{
+    fixture *f = *state;
+    bdy_errbuf eb;
+    bdy_http_server *s = NULL;
+    bdy_http_config cfg = {.listen = "0.0.0.0:0", .threads = 1};
+
+    /* Non-loopback without auth: refused, with a message that says why. */
+    assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE, health_cb, NULL), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/read", BDY_ROUTE_EXACT, BDY_VERB_READ, health_cb, NULL), 0);
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_http_server_start(s, &eb), BDY_EFORBIDDEN);
+    assert_non_null(strstr(eb.message, "without authentication"));
+    assert_int_equal(bdy_http_server_port(s), 0);
+    /* With a token set it starts (one thread is fine too). */
+    bdy_http_server_set_auth(s, f->auth);
+    assert_int_equal(bdy_http_server_start(s, &eb), 0);
+    assert_true(bdy_http_server_port(s) > 0);
+    assert_int_equal(bdy_http_server_start(s, &eb), BDY_EBUSY);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/late", BDY_ROUTE_EXACT, BDY_VERB_NONE, health_cb, NULL),
+        BDY_EBUSY);
+    fixture probe = {.port = bdy_http_server_port(s)};
+    reply r;
+    perform(&probe, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    perform(&probe, &(request){.path = "/read", .token = "good-token"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* Turning auth off on a public address fails closed. */
+    bdy_http_server_set_auth(s, NULL);
+    perform(&probe, &(request){.path = "/read", .token = "good-token"}, &r);
+    expect_error(&r, 401, "Unauthorized");
+    assert_non_null(strstr(jstr(r.json, "error", "message"), "no token set"));
+    reply_free(&r);
+    perform(&probe, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    bdy_http_server_free(s);
+    s = NULL;
+
+    /* Bad addresses. */
+    static const char *const bad[] = {"127.0.0.1", "::1:80",        "[::1]",      "[::1]80",
+                                      "host:80",   "1.2.3.4:99999", "127.0.0.1:", "127.0.0.1:8o",
+                                      "[zz]:1",    "256.1.1.1:80",  ":80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg.listen = bad[i];
+        assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+        bdy_errbuf_clear(&eb);
+        if (bdy_http_server_start(s, &eb) != BDY_EINVAL)
+            fail_msg("%s was accepted", bad[i]);
+        assert_non_null(strstr(eb.message, bad[i]));
+        bdy_http_server_free(s);
+        s = NULL;
+    }
+
+    /* localhost is loopback, so no auth is needed; a taken port is EIO. */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "localhost:%u", f->port);
+    cfg.listen = addr;
+    assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_http_server_start(s, &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, "in use"));
+    bdy_http_server_free(s);
+    s = NULL;
+
+    /* IPv6 loopback, where the host has it. */
+    int probe6 = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe6 >= 0 && bind(probe6, (struct sockaddr *)&a6, sizeof(a6)) == 0;
+    if (probe6 >= 0)
+        close(probe6);
+    if (have_v6) {
+        cfg.listen = "[::1]:0";
+        assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+        assert_int_equal(bdy_http_server_start(s, &eb), 0);
+        assert_true(bdy_http_server_port(s) > 0);
+        bdy_http_server_free(s);
+        s = NULL;
+        cfg.listen = "[::]:0";
+        assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+        assert_int_equal(bdy_http_server_start(s, &eb), BDY_EFORBIDDEN);
+        bdy_http_server_free(s);
+        s = NULL;
+    }
+
+    /* Configuration errors. */
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 0;
+    assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), BDY_EINVAL);
+    assert_null(s);
+    cfg.threads = 1;
+    cfg.listen = NULL;
+    assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), BDY_EINVAL);
+    bdy_http_server_free(NULL);
+}
+
+static void test_route_registration(void **state)
+{
+    (void)state;
+    bdy_errbuf eb;
+    bdy_http_server *s = NULL;
+    bdy_http_config cfg = {.listen = "127.0.0.1:0", .threads = 1};
+    assert_int_equal(bdy_http_server_new(&cfg, NULL, &s, &eb), 0);
+    const char *json[] = {"application/json", NULL};
+    assert_int_equal(bdy_http_route_accept(s, json), BDY_EINVAL); /* no route yet */
+    assert_int_equal(
+        bdy_http_route(s, "GET", "healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE, health_cb, NULL),
+        BDY_EINVAL);
+    assert_int_equal(
+        bdy_http_route(s, "GE T", "/x", BDY_ROUTE_EXACT, BDY_VERB_NONE, health_cb, NULL),
+        BDY_EINVAL);
+    assert_int_equal(bdy_http_route(s, "GET", "/x", BDY_ROUTE_EXACT, BDY_VERB_NONE, NULL, NULL),
+                     BDY_EINVAL);
+    assert_int_equal(
+        bdy_http_route(s, NULL, "/x", BDY_ROUTE_PREFIX, BDY_VERB_READ, health_cb, NULL), 0);
+    const char *none[] = {NULL};
+    assert_int_equal(bdy_http_route_accept(s, none), BDY_EINVAL);
+    const char *nine[] = {"a/a", "a/b", "a/c", "a/d", "a/e", "a/f", "a/g", "a/h", "a/i", NULL};
+    assert_int_equal(bdy_http_route_accept(s, nine), BDY_EINVAL);
+    assert_int_equal(bdy_http_route_accept(s, json), 0);
+    assert_int_equal(bdy_http_route_accept(s, json), 0); /* replaces */
+    bdy_http_server_free(s);
+}
+
+/* Response helpers work without a server, for handler unit tests. */
+static void test_response_helpers(void **state)
+{
+    (void)state;
+    bdy_http_response resp;
+    bdy_http_response_init(&resp);
+    bdy_http_error(&resp, 400, "InvalidRequest", "field \"pool\" is required", 0);
+    assert_int_equal(resp.status, 400);
+    assert_string_equal(resp.body.data, "{\"error\":{\"code\":\"InvalidRequest\",\"message\":"
+                                        "\"field \\\"pool\\\" is required\"}}");
+    assert_int_equal(resp.nheaders, 0);
+
+    bdy_http_set_header(&resp, "Location", "/v1/allocations/a");
+    bdy_http_set_header(&resp, "location", "/v1/allocations/b"); /* replaces */
+    assert_int_equal(resp.nheaders, 1);
+    assert_string_equal(resp.header_values[0], "/v1/allocations/b");
+    bdy_http_set_header(&resp, "X-Bad", "a\r\nSet-Cookie: x"); /* injection: dropped */
+    bdy_http_set_header(&resp, "Bad Name", "v");
+    bdy_http_set_header(&resp, "X-This-Name-Is-Far-Too-Long-For-The-Slot", "v");
+    assert_int_equal(resp.nheaders, 1);
+    for (int i = 0; i < BDY_HTTP_MAX_RESPONSE_HEADERS + 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "X-H%d", i);
+        bdy_http_set_header(&resp, name, "v");
+    }
+    assert_int_equal(resp.nheaders, BDY_HTTP_MAX_RESPONSE_HEADERS);
+
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "url", json_object_new_string("/a/b"));
+    bdy_http_json(&resp, 201, o);
+    json_object_put(o);
+    assert_int_equal(resp.status, 201);
+    assert_string_equal(resp.body.data, "{\"url\":\"/a/b\"}");
+    assert_string_equal(resp.content_type, "application/json");
+    bdy_http_response_free(&resp);
+    bdy_http_response_free(NULL);
+
+    /* The server-side query/header lookups need a live request. */
+    bdy_http_request req = {.method = "GET", .path = "/"};
+    assert_null(bdy_http_query(&req, "x"));
+    assert_null(bdy_http_header(&req, "Host"));
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_media_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_swap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_swap_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_rules, setup, teardown),
+        cmocka_unit_test(test_route_registration),
+        cmocka_unit_test(test_response_helpers),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,150 @@
+/* Shared helpers: capped buffers, timestamps, random names, hashing, error
+ * codes, log levels. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/error.h"
+#include "bindery/log.h"
+#include "bindery/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_buf_respects_cap(void **state)
+{
+    (void)state;
+    bdy_buf b;
+    bdy_buf_init(&b, 10);
+    assert_int_equal(bdy_buf_appends(&b, "hello"), 0);
+    assert_int_equal(bdy_buf_printf(&b, "%d", 1234), 0);
+    assert_string_equal(b.data, "hello1234");
+    assert_int_equal(bdy_buf_appends(&b, "xy"), BDY_ETOOBIG);
+    assert_string_equal(b.data, "hello1234"); /* nothing partial appended */
+    assert_int_equal(bdy_buf_appends(&b, "z"), 0);
+    assert_int_equal(b.len, 10);
+    assert_int_equal(bdy_buf_printf(&b, "%s", "q"), BDY_ETOOBIG);
+    char *s = bdy_buf_steal(&b);
+    assert_string_equal(s, "hello1234z");
+    assert_int_equal(b.len, 0);
+    free(s);
+    bdy_buf_free(&b);
+    bdy_buf_free(NULL);
+}
+
+static void test_timestamps(void **state)
+{
+    (void)state;
+    char ts[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(ts);
+    assert_int_equal(strlen(ts), 27);
+    assert_int_equal(ts[26], 'Z');
+    double now = bdy_wall_seconds();
+    double parsed = 0;
+    assert_int_equal(bdy_timestamp_parse(ts, &parsed), 0);
+    assert_true(parsed <= now + 0.001 && parsed > now - 5);
+    bdy_timestamp_now_seconds(ts);
+    assert_int_equal(strlen(ts), 20);
+
+    assert_int_equal(bdy_timestamp_parse("1970-01-01T00:00:10Z", &parsed), 0);
+    assert_true(parsed == 10.0);
+    assert_int_equal(bdy_timestamp_parse("1970-01-01T01:00:00+01:00", &parsed), 0);
+    assert_true(parsed == 0.0);
+    assert_int_equal(bdy_timestamp_parse("2026-11-27T20:15:02.5Z", &parsed), 0);
+    assert_true(parsed - (double)(long)parsed == 0.5);
+    const char *bad[] = {"", "2026-11-27", "2026-13-01T00:00:00Z", "2026-11-27T20:15:02",
+                         "2026-11-27T20:15:02.Z", "2026-11-27T20:15:02Zjunk",
+                         "2026-11-27 20:15:02Z", "2026-11-27T25:00:00Z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(bdy_timestamp_parse(bad[i], &parsed), BDY_EINVAL);
+}
+
+static void test_random_names_and_hashes(void **state)
+{
+    (void)state;
+    char a[6];
+    char b[6];
+    bdy_random_suffix(a, 5);
+    bdy_random_suffix(b, 5);
+    assert_int_equal(strlen(a), 5);
+    assert_int_equal(strspn(a, "bcdfghjklmnpqrstvwxz2456789"), 5);
+    char u[37];
+    bdy_uuid4(u);
+    assert_int_equal(strlen(u), 36);
+    assert_int_equal(u[14], '4');
+    assert_non_null(strchr("89ab", u[19]));
+    char h[17];
+    bdy_random_hex(h, 16);
+    assert_int_equal(strspn(h, "0123456789abcdef"), 16);
+    char hex[65];
+    bdy_sha256_hex("test", 4, hex);
+    assert_string_equal(hex, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    assert_true(bdy_ct_equal("abc", "abc", 3));
+    assert_false(bdy_ct_equal("abc", "abd", 3));
+    /* 100 suffixes of 5 from 27 symbols: a collision would be a broken RNG. */
+    char seen[100][6];
+    for (int i = 0; i < 100; i++) {
+        bdy_random_suffix(seen[i], 5);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]);
+    }
+}
+
+static void test_errors_and_levels(void **state)
+{
+    (void)state;
+    assert_string_equal(bdy_strerror(BDY_ENOTFOUND), "not found");
+    assert_string_equal(bdy_errname(BDY_ECONFLICT), "CONFLICT");
+    assert_string_equal(bdy_strerror(-999), "unknown error");
+    assert_string_equal(bdy_errname(0), "OK");
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_fail(&eb, BDY_EINVAL, "bad %s", "thing"), BDY_EINVAL);
+    assert_string_equal(eb.message, "bad thing");
+    for (int i = 0; i < BDY_ERRBUF_MAX_CAUSES + 3; i++)
+        bdy_errbuf_add_cause(&eb, "FieldValueInvalid", "spec.x", "n=%d", i);
+    assert_int_equal(eb.ncauses, BDY_ERRBUF_MAX_CAUSES);
+    assert_string_equal(eb.causes[1].message, "n=1");
+    assert_int_equal(bdy_fail(NULL, BDY_EIO, "ignored"), BDY_EIO);
+    bdy_log_level lvl;
+    assert_int_equal(bdy_log_parse_level("warn", &lvl), 0);
+    assert_int_equal(lvl, BDY_LOG_WARN);
+    assert_int_equal(bdy_log_parse_level("verbose", &lvl), BDY_EINVAL);
+}
+
+static void test_read_file_caps(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/bdy-util-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "0123456789", 10), 10);
+    close(fd);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(bdy_read_file(path, 10, &data, &len), 0);
+    assert_int_equal(len, 10);
+    assert_string_equal(data, "0123456789");
+    free(data);
+    data = NULL;
+    assert_int_equal(bdy_read_file(path, 9, &data, &len), BDY_ETOOBIG);
+    assert_null(data);
+    unlink(path);
+    assert_int_equal(bdy_read_file(path, 9, &data, &len), BDY_ENOTFOUND);
+    assert_int_equal(bdy_read_file("/tmp", 9, &data, &len), BDY_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_respects_cap),       cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_random_names_and_hashes), cmocka_unit_test(test_errors_and_levels),
+        cmocka_unit_test(test_read_file_caps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
