@@ -710,7 +710,9 @@ static int do_patch(sqlite_store *s, write_op *op)
     if (op->patch_type == BDY_PATCH_MERGE) {
         neu = bdy_merge_patch(old, op->patch);
         if (neu == NULL)
-            rc = BDY_ENOMEM;
+            rc = json_object_is_type(op->patch, json_type_null)
+                     ? bdy_fail(op->eb, BDY_EINVAL, "a null merge patch would erase the object")
+                     : BDY_ENOMEM;
     } else {
         rc = bdy_json_patch(old, op->patch, &neu, op->eb);
         if (rc == BDY_ECONFLICT) {
