@@ -9,8 +9,8 @@ const char *bdy_strerror(int err)
     switch (err) {
     case BDY_OK:
         return "success";
-#define BDY__ERR_STR(name, value, desc)                                        \
-    case BDY_E##name:                                                          \
+#define BDY__ERR_STR(name, value, desc)                                                            \
+    case BDY_E##name:                                                                              \
         return desc;
         BDY_ERRNO_MAP(BDY__ERR_STR)
 #undef BDY__ERR_STR
@@ -24,8 +24,8 @@ const char *bdy_errname(int err)
     switch (err) {
     case BDY_OK:
         return "OK";
-#define BDY__ERR_NAME(name, value, desc)                                       \
-    case BDY_E##name:                                                          \
+#define BDY__ERR_NAME(name, value, desc)                                                           \
+    case BDY_E##name:                                                                              \
         return #name;
         BDY_ERRNO_MAP(BDY__ERR_NAME)
 #undef BDY__ERR_NAME
@@ -53,8 +53,8 @@ int bdy_fail(bdy_errbuf *eb, int err, const char *fmt, ...)
     return err;
 }
 
-void bdy_errbuf_add_cause(bdy_errbuf *eb, const char *reason, const char *field,
-                          const char *fmt, ...)
+void bdy_errbuf_add_cause(bdy_errbuf *eb, const char *reason, const char *field, const char *fmt,
+                          ...)
 {
     if (eb == NULL || eb->ncauses >= BDY_ERRBUF_MAX_CAUSES)
         return;

@@ -63,8 +63,8 @@ void bdy_log(bdy_log_level level, const char *component, const char *fmt, ...)
     bdy_timestamp_now(ts);
     char line[4608];
     size_t cap = sizeof(line) - 3;
-    size_t pos = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"",
-                                  ts, level_names[level]);
+    size_t pos = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
+                                  level_names[level]);
     pos = json_escape_into(line, pos, cap, component ? component : "");
     pos += (size_t)snprintf(line + pos, cap - pos, "\",\"msg\":\"");
     pos = json_escape_into(line, pos, cap, msg);

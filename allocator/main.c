@@ -262,12 +262,12 @@ static void reload(daemon_state *d, const char *path)
 static int register_routes(daemon_state *d)
 {
     int rc = 0;
-    if ((rc = bdy_http_route(d->http, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE,
-                             healthz_cb, d)) != 0 ||
-        (rc = bdy_http_route(d->http, "GET", "/readyz", BDY_ROUTE_EXACT, BDY_VERB_NONE,
-                             readyz_cb, d)) != 0 ||
-        (rc = bdy_http_route(d->http, "GET", "/metrics", BDY_ROUTE_EXACT, BDY_VERB_READ,
-                             metrics_cb, d)) != 0)
+    if ((rc = bdy_http_route(d->http, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE, healthz_cb,
+                             d)) != 0 ||
+        (rc = bdy_http_route(d->http, "GET", "/readyz", BDY_ROUTE_EXACT, BDY_VERB_NONE, readyz_cb,
+                             d)) != 0 ||
+        (rc = bdy_http_route(d->http, "GET", "/metrics", BDY_ROUTE_EXACT, BDY_VERB_READ, metrics_cb,
+                             d)) != 0)
         return rc;
     return 0;
 }
@@ -284,13 +284,12 @@ static int setup_metrics(daemon_state *d)
     bdy_metric_set(bdy_metric_child(info, info_values), 1);
     const char *result_label[] = {"result", NULL};
     d->reloads = bdy_metrics_counter(d->metrics, "bindery_config_reloads_total",
-                                     "Config reloads by result (applied, refused).",
-                                     result_label);
+                                     "Config reloads by result (applied, refused).", result_label);
     bdy_metric_family *rv = bdy_metrics_gauge(d->metrics, "bindery_store_resource_version",
                                               "Newest committed resourceVersion.", NULL);
     d->store_rv = bdy_metric_child(rv, NULL);
-    bdy_metric_family *applied = bdy_metrics_gauge(
-        d->metrics, "bindery_manifests_applied", "Manifests applied at the last (re)load.", NULL);
+    bdy_metric_family *applied = bdy_metrics_gauge(d->metrics, "bindery_manifests_applied",
+                                                   "Manifests applied at the last (re)load.", NULL);
     d->manifests_applied = bdy_metric_child(applied, NULL);
     if (d->reloads == NULL || d->store_rv == NULL || d->manifests_applied == NULL)
         return BDY_ENOMEM;

@@ -460,8 +460,8 @@ static unsigned line_at_offset(const ybuilder *b, size_t offset)
 static int builder_init(ybuilder *b, const char *text, size_t len, bdy_errbuf *eb)
 {
     memset(b, 0, sizeof(*b));
-    if (len > (size_t)BDY_YAML_MAX_BYTES)
-        return bdy_fail(eb, BDY_ETOOBIG, "YAML input of %zu bytes is over the %u-byte limit", len,
+    if (len > BDY_YAML_MAX_BYTES)
+        return bdy_fail(eb, BDY_ETOOBIG, "YAML input of %zu bytes is over the %zu-byte limit", len,
                         BDY_YAML_MAX_BYTES);
     b->text = text != NULL ? text : "";
     b->len = text != NULL ? len : 0;
@@ -899,14 +899,14 @@ out:
 /* Reads a file capped at BDY_YAML_MAX_BYTES with a message naming it. */
 static int read_capped(const char *path, char **text, size_t *len, bdy_errbuf *eb)
 {
-    int rc = bdy_read_file(path, (size_t)BDY_YAML_MAX_BYTES, text, len);
+    int rc = bdy_read_file(path, BDY_YAML_MAX_BYTES, text, len);
     switch (rc) {
     case 0:
         return 0;
     case BDY_ENOTFOUND:
         return bdy_fail(eb, rc, "%s: no such file", path);
     case BDY_ETOOBIG:
-        return bdy_fail(eb, rc, "%s: larger than the %u-byte limit", path, BDY_YAML_MAX_BYTES);
+        return bdy_fail(eb, rc, "%s: larger than the %zu-byte limit", path, BDY_YAML_MAX_BYTES);
     case BDY_EINVAL:
         return bdy_fail(eb, rc, "%s: is a folder, not a file", path);
     default:

@@ -25,8 +25,8 @@
 #define MAX_SAMPLES 2000000
 
 typedef struct run {
-    bdy_store *store;     /* group-commit mode */
-    const char *db_path;  /* autocommit mode */
+    bdy_store *store;    /* group-commit mode */
+    const char *db_path; /* autocommit mode */
     double seconds;
     int id;
     atomic_bool *go;
@@ -224,8 +224,8 @@ int main(int argc, char **argv)
         fprintf(js, "[");
     printf("store group commit, %.0f s per cell, WAL + synchronous=FULL, data in %s\n", seconds,
            dir);
-    printf("%-8s %14s %10s %10s %14s %10s %10s %8s\n", "writers", "group w/s", "p50 ms",
-           "p99 ms", "autocommit w/s", "p50 ms", "p99 ms", "ratio");
+    printf("%-8s %14s %10s %10s %14s %10s %10s %8s\n", "writers", "group w/s", "p50 ms", "p99 ms",
+           "autocommit w/s", "p50 ms", "p99 ms", "ratio");
     for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
         result g = run_mode(true, writers[i], seconds, dir);
         result a = run_mode(false, writers[i], seconds, dir);
@@ -240,8 +240,8 @@ int main(int argc, char **argv)
                     "%s{\"writers\":%d,\"group_writes_per_s\":%.1f,\"group_p50_ms\":%.4f,"
                     "\"group_p99_ms\":%.4f,\"autocommit_writes_per_s\":%.1f,"
                     "\"autocommit_p50_ms\":%.4f,\"autocommit_p99_ms\":%.4f,\"ratio\":%.2f}",
-                    i ? "," : "", writers[i], g.writes_per_s, g.p50_ms, g.p99_ms,
-                    a.writes_per_s, a.p50_ms, a.p99_ms, ratio);
+                    i ? "," : "", writers[i], g.writes_per_s, g.p50_ms, g.p99_ms, a.writes_per_s,
+                    a.p50_ms, a.p99_ms, ratio);
     }
     if (js != NULL) {
         fprintf(js, "]\n");

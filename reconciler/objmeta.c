@@ -282,8 +282,7 @@ void bdy__invalid_summary(bdy_errbuf *eb, const bdy_resource_info *info, const c
     size_t pos = n > 0 && (size_t)n < cap ? (size_t)n : cap - 1;
     for (size_t i = 0; i < eb->ncauses && pos < cap - 1; i++) {
         const bdy_cause *c = &eb->causes[i];
-        n = snprintf(eb->message + pos, cap - pos, "%s%s: %s", i ? ", " : "", c->field,
-                     c->message);
+        n = snprintf(eb->message + pos, cap - pos, "%s%s: %s", i ? ", " : "", c->field, c->message);
         pos = n > 0 && pos + (size_t)n < cap ? pos + (size_t)n : cap - 1;
     }
 }

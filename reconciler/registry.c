@@ -19,7 +19,12 @@ typedef struct builtin_def {
 
 static const builtin_def builtins[] = {
     {"", "v1", "namespaces", "Namespace", false, true, {BASE_FIELDS, "status.phase", NULL}},
-    {"", "v1", "pods", "Pod", true, true,
+    {"",
+     "v1",
+     "pods",
+     "Pod",
+     true,
+     true,
      {BASE_FIELDS, "spec.nodeName", "status.phase", "spec.restartPolicy", NULL}},
     {"",
      "v1",

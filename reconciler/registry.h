@@ -21,8 +21,8 @@ typedef struct bdy__resource {
     bool builtin;
     bool requires_rv_on_update; /* custom resources: PUT needs resourceVersion */
     const char *selectable[BDY__REGISTRY_MAX_FIELDS + 1]; /* NULL-terminated field paths */
-    bdy_crd *crd;                       /* custom resources only, owned */
-    const bdy_crd_version *crd_version; /* the served storage version */
+    bdy_crd *crd;                                         /* custom resources only, owned */
+    const bdy_crd_version *crd_version;                   /* the served storage version */
 } bdy__resource;
 
 typedef struct bdy__registry {
@@ -43,8 +43,7 @@ int bdy__registry_lookup_kind(bdy__registry *r, const char *group, const char *v
                               const char *kind, bdy_resource_info *out);
 
 /* Writer thread only: the entry itself (NULL when unknown). */
-const bdy__resource *bdy__registry_get(bdy__registry *r, const char *group,
-                                       const char *resource);
+const bdy__resource *bdy__registry_get(bdy__registry *r, const char *group, const char *resource);
 
 /* Writer thread only: registers crd (taking ownership), replacing an entry of
  * the same group/resource. Refuses to shadow a built-in (BDY_EEXISTS). */

@@ -64,15 +64,13 @@ int bdy_store_patch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char
 }
 
 int bdy_store_delete(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *name,
-                     const bdy_delete_opts *opts, json_object **out, bool *deleted,
-                     bdy_errbuf *eb)
+                     const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb)
 {
     return s->vt->remove(s->ctx, gvr, ns, name, opts, out, deleted, eb);
 }
 
 int bdy_store_watch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *label_selector,
-                    const char *field_selector, uint64_t from_rv, bdy_watch **out,
-                    bdy_errbuf *eb)
+                    const char *field_selector, uint64_t from_rv, bdy_watch **out, bdy_errbuf *eb)
 {
     return s->vt->watch(s->ctx, gvr, ns, label_selector, field_selector, from_rv, out, eb);
 }

@@ -72,8 +72,8 @@ typedef struct write_op {
     bdy__event *events;
     size_t nevents;
     size_t aevents;
-    bdy_crd *crd_put;     /* register after commit */
-    char *crd_remove;     /* "group\0plural": unregister after commit */
+    bdy_crd *crd_put; /* register after commit */
+    char *crd_remove; /* "group\0plural": unregister after commit */
     bool done;
     struct write_op *next;
 } write_op;
@@ -179,8 +179,8 @@ static int w_load(sqlite_store *s, const char *grp, const char *res, const char 
     if (step == SQLITE_ROW) {
         *out = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
         if (*out == NULL)
-            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object %s/%s %s/%s is not valid JSON", grp,
-                          res, ns, name);
+            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object %s/%s %s/%s is not valid JSON", grp, res,
+                          ns, name);
     } else if (step != SQLITE_DONE) {
         rc = sql_error(s->db, eb, "read");
     }
@@ -282,8 +282,7 @@ static int w_remove(sqlite_store *s, write_op *op, const bdy_resource_info *info
         return rc;
     s->rv++;
     set_rv(obj, s->rv);
-    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns, obj,
-                        NULL);
+    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns, obj, NULL);
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -308,8 +307,8 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
     json_object_object_add(obj, "apiVersion", json_object_new_string(api_version));
     json_object_object_add(obj, "kind", json_object_new_string(info->kind));
 
-    int rc = bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0],
-                                eb);
+    int rc =
+        bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0], eb);
     if (rc == 0 && res->crd_version != NULL)
         rc = bdy_schema_validate(res->crd_version->schema, obj, mode, eb);
     if (rc == 0 && crd_out != NULL && strcmp(info->resource, "customresourcedefinitions") == 0) {
@@ -326,9 +325,9 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
                 json_object *c = json_object_new_object();
                 json_object_object_add(c, "type", json_object_new_string(types[i]));
                 json_object_object_add(c, "status", json_object_new_string("True"));
-                json_object_object_add(c, "reason",
-                                       json_object_new_string(i ? "InitialNamesAccepted"
-                                                                : "NoConflicts"));
+                json_object_object_add(
+                    c, "reason",
+                    json_object_new_string(i ? "InitialNamesAccepted" : "NoConflicts"));
                 json_object_object_add(c, "lastTransitionTime", json_object_new_string(now));
                 json_object_array_add(conds, c);
             }
@@ -407,9 +406,14 @@ static int do_create(sqlite_store *s, write_op *op)
         json_object_object_del(meta, "namespace");
     }
     /* Fields only the server sets. */
-    static const char *const system_fields[] = {
-        "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
-        "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields"};
+    static const char *const system_fields[] = {"uid",
+                                                "resourceVersion",
+                                                "creationTimestamp",
+                                                "deletionTimestamp",
+                                                "deletionGracePeriodSeconds",
+                                                "generation",
+                                                "selfLink",
+                                                "managedFields"};
     for (size_t i = 0; i < sizeof(system_fields) / sizeof(system_fields[0]); i++)
         json_object_object_del(meta, system_fields[i]);
     if (info->status_subresource)
@@ -511,9 +515,8 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
 
 /* Finishes a write whose new content is `neu` (owned) over `old` (owned):
  * the shared rules of update, status update and patch. */
-static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res,
-                         const char *ns, json_object *old, json_object *neu, bool status_write,
-                         bool rv_required)
+static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res, const char *ns,
+                         json_object *old, json_object *neu, bool status_write, bool rv_required)
 {
     int rc = 0;
     bdy_crd *crd = NULL;
@@ -732,8 +735,10 @@ static int do_patch(sqlite_store *s, write_op *op)
     if (pname != NULL && strcmp(pname, op->name) != 0) {
         json_object_put(old);
         json_object_put(neu);
-        return bdy_fail(op->eb, BDY_EINVAL, "the name of the object (%s) does not match the "
-                        "name on the URL (%s)", pname, op->name);
+        return bdy_fail(op->eb, BDY_EINVAL,
+                        "the name of the object (%s) does not match the "
+                        "name on the URL (%s)",
+                        pname, op->name);
     }
     return commit_update(s, op, res, ns, old, neu, op->status_only, false);
 }
@@ -1066,11 +1071,9 @@ static int s_patch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *na
 }
 
 static int s_remove(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
-                    const bdy_delete_opts *opts, json_object **out, bool *deleted,
-                    bdy_errbuf *eb)
+                    const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb)
 {
-    write_op op = {.kind = OP_DELETE, .gvr = gvr, .ns = ns, .name = name, .dopts = opts,
-                   .eb = eb};
+    write_op op = {.kind = OP_DELETE, .gvr = gvr, .ns = ns, .name = name, .dopts = opts, .eb = eb};
     op.wo = default_wo;
     op.wo.dry_run = opts != NULL && opts->dry_run;
     submit(ctx, &op);
@@ -1128,8 +1131,8 @@ static int s_resolve_kind(void *ctx, const char *api_version, const char *kind,
     return bdy__registry_lookup_kind(&s->registry, group, version, kind, out);
 }
 
-static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
-                 json_object **out, bdy_errbuf *eb)
+static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name, json_object **out,
+                 bdy_errbuf *eb)
 {
     sqlite_store *s = ctx;
     bdy_resource_info info;
@@ -1173,8 +1176,7 @@ static char *encode_continue(uint64_t rv, const char *ns, const char *name)
     return out;
 }
 
-static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name,
-                           bdy_errbuf *eb)
+static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name, bdy_errbuf *eb)
 {
     size_t len = strlen(token);
     unsigned char raw[BDY_STORE_MAX_CONTINUE + 4];
@@ -1202,8 +1204,8 @@ static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name
 }
 
 static int compile_selectors(sqlite_store *s, const bdy_resource_info *info, const char *labels,
-                             const char *fields, bdy_label_selector **ls,
-                             bdy_field_selector **fs, bdy_errbuf *eb)
+                             const char *fields, bdy_label_selector **ls, bdy_field_selector **fs,
+                             bdy_errbuf *eb)
 {
     *ls = NULL;
     *fs = NULL;
@@ -1357,8 +1359,7 @@ void bdy_list_result_free(bdy_list_result *r)
 /* ---- vtable: watch and misc ------------------------------------------------ */
 
 static int s_watch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *label_selector,
-                   const char *field_selector, uint64_t from_rv, bdy_watch **out,
-                   bdy_errbuf *eb)
+                   const char *field_selector, uint64_t from_rv, bdy_watch **out, bdy_errbuf *eb)
 {
     sqlite_store *s = ctx;
     bdy_resource_info info;
@@ -1369,8 +1370,8 @@ static int s_watch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *la
     int rc = compile_selectors(s, &info, label_selector, field_selector, &ls, &fs, eb);
     if (rc != 0)
         return rc;
-    rc = bdy__watchlog_open(&s->log, info.group, info.resource,
-                            info.namespaced ? ns : NULL, ls, fs, from_rv, out);
+    rc = bdy__watchlog_open(&s->log, info.group, info.resource, info.namespaced ? ns : NULL, ls, fs,
+                            from_rv, out);
     if (rc == BDY_EEXPIRED)
         bdy_fail(eb, rc, "too old resource version: %llu (%llu)", (unsigned long long)from_rv,
                  (unsigned long long)bdy__watchlog_floor(&s->log));
@@ -1500,8 +1501,7 @@ static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_er
         return bdy_fail(eb, BDY_EINVAL, "data folder %s is not a folder", dir);
     if ((st.st_mode & S_IWUSR) == 0 || access(dir, W_OK) != 0)
         return bdy_fail(eb, BDY_EREADONLY,
-                        "data folder %s is read-only; Bindery needs to write its store there",
-                        dir);
+                        "data folder %s is read-only; Bindery needs to write its store there", dir);
     if (stat(path, &st) == 0) {
         if (!S_ISREG(st.st_mode))
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a regular file", path);
@@ -1576,8 +1576,8 @@ static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
                                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name "
                                "IN ('meta','objects')",
                                -1, &st, NULL) != SQLITE_OK)
-            return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store: %s",
-                            s->path, sqlite3_errmsg(s->db));
+            return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store: %s", s->path,
+                            sqlite3_errmsg(s->db));
         if (sqlite3_step(st) == SQLITE_ROW)
             tables = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
@@ -1681,8 +1681,8 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     rc = check_data_dir(dir, s->path, &fresh, eb);
     if (rc != 0)
         goto out;
-    rc = open_conn(s->path, SQLITE_OPEN_READWRITE | (fresh ? SQLITE_OPEN_CREATE : 0), busy,
-                   &s->db, eb);
+    rc = open_conn(s->path, SQLITE_OPEN_READWRITE | (fresh ? SQLITE_OPEN_CREATE : 0), busy, &s->db,
+                   eb);
     if (rc != 0)
         goto out;
     /* The first statement reads the header: a foreign or damaged file fails
@@ -1728,17 +1728,16 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     if ((rc = prepare(s->db,
                       "SELECT body FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
                       &s->st_get, eb)) != 0 ||
-        (rc = prepare(s->db, "INSERT OR REPLACE INTO objects VALUES(?1,?2,?3,?4,?5,?6)",
-                      &s->st_put, eb)) != 0 ||
-        (rc = prepare(s->db,
-                      "DELETE FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
-                      &s->st_del, eb)) != 0 ||
-        (rc = prepare(s->db, "UPDATE meta SET value=?1 WHERE key='resource_version'",
-                      &s->st_set_rv, eb)) != 0 ||
-        (rc = prepare(s->db, "SELECT count(*) FROM objects WHERE ns=?1", &s->st_count_ns,
+        (rc = prepare(s->db, "INSERT OR REPLACE INTO objects VALUES(?1,?2,?3,?4,?5,?6)", &s->st_put,
                       eb)) != 0 ||
-        (rc = prepare(s->db, "SELECT body FROM objects WHERE grp=?1 AND res=?2",
-                      &s->st_list_res, eb)) != 0)
+        (rc = prepare(s->db, "DELETE FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
+                      &s->st_del, eb)) != 0 ||
+        (rc = prepare(s->db, "UPDATE meta SET value=?1 WHERE key='resource_version'", &s->st_set_rv,
+                      eb)) != 0 ||
+        (rc = prepare(s->db, "SELECT count(*) FROM objects WHERE ns=?1", &s->st_count_ns, eb)) !=
+            0 ||
+        (rc = prepare(s->db, "SELECT body FROM objects WHERE grp=?1 AND res=?2", &s->st_list_res,
+                      eb)) != 0)
         goto out;
     for (int i = 0; i < READER_COUNT; i++) {
         reader *r = &s->readers[i];
@@ -1777,8 +1776,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     }
     store->vt = &sqlite_vtable;
     store->ctx = s;
-    bdy_info("store", "opened %s at resourceVersion %llu", s->path,
-             (unsigned long long)s->rv);
+    bdy_info("store", "opened %s at resourceVersion %llu", s->path, (unsigned long long)s->rv);
     *out = store;
     s = NULL;
 out:

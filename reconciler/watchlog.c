@@ -113,9 +113,9 @@ static void watch_free(bdy_watch *w)
     free(w);
 }
 
-int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resource,
-                       const char *ns, bdy_label_selector *labels, bdy_field_selector *fields,
-                       uint64_t from_rv, bdy_watch **out)
+int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resource, const char *ns,
+                       bdy_label_selector *labels, bdy_field_selector *fields, uint64_t from_rv,
+                       bdy_watch **out)
 {
     int rc = 0;
     bdy_watch *w = calloc(1, sizeof(*w));

@@ -33,8 +33,8 @@ typedef struct bdy__watchlog {
     pthread_cond_t changed;
     bdy__event *ring;
     size_t capacity;
-    uint64_t next_seq;  /* sequence number the next appended event gets */
-    uint64_t floor_rv;  /* every change with rv > floor_rv is still in the ring */
+    uint64_t next_seq; /* sequence number the next appended event gets */
+    uint64_t floor_rv; /* every change with rv > floor_rv is still in the ring */
     bool closed;
 } bdy__watchlog;
 
@@ -53,9 +53,9 @@ uint64_t bdy__watchlog_floor(bdy__watchlog *log);
 
 /* Opens a cursor for changes with rv > from_rv (BDY_EEXPIRED if older than
  * the floor). Selectors are copied. */
-int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resource,
-                       const char *ns, bdy_label_selector *labels, bdy_field_selector *fields,
-                       uint64_t from_rv, bdy_watch **out);
+int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resource, const char *ns,
+                       bdy_label_selector *labels, bdy_field_selector *fields, uint64_t from_rv,
+                       bdy_watch **out);
 int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_watch_event *ev);
 void bdy__watchlog_close_watch(bdy__watchlog *log, bdy_watch *w);
 

@@ -11,25 +11,25 @@
 #include <stddef.h>
 
 /* X(name, value, description) */
-#define BDY_ERRNO_MAP(X)                                                       \
-    X(NOMEM, -1, "out of memory")                                              \
-    X(INVAL, -2, "invalid argument")                                           \
-    X(NOTFOUND, -3, "not found")                                               \
-    X(EXISTS, -4, "already exists")                                            \
-    X(CONFLICT, -5, "conflict: the object has been modified")                  \
-    X(EXPIRED, -6, "resource version expired")                                 \
-    X(IO, -7, "input/output error")                                            \
-    X(CORRUPT, -8, "data file is corrupt")                                     \
-    X(READONLY, -9, "data file is read-only")                                  \
-    X(TOOBIG, -10, "too large")                                                \
-    X(UNSUPPORTED, -11, "not supported")                                       \
-    X(UNAUTHORIZED, -12, "unauthorized")                                       \
-    X(FORBIDDEN, -13, "forbidden")                                             \
-    X(TIMEOUT, -14, "timed out")                                               \
-    X(SHUTDOWN, -15, "shutting down")                                          \
-    X(BUSY, -16, "resource busy")                                              \
-    X(PARSE, -17, "parse error")                                               \
-    X(INVALID_OBJECT, -18, "object is invalid")                                \
+#define BDY_ERRNO_MAP(X)                                                                           \
+    X(NOMEM, -1, "out of memory")                                                                  \
+    X(INVAL, -2, "invalid argument")                                                               \
+    X(NOTFOUND, -3, "not found")                                                                   \
+    X(EXISTS, -4, "already exists")                                                                \
+    X(CONFLICT, -5, "conflict: the object has been modified")                                      \
+    X(EXPIRED, -6, "resource version expired")                                                     \
+    X(IO, -7, "input/output error")                                                                \
+    X(CORRUPT, -8, "data file is corrupt")                                                         \
+    X(READONLY, -9, "data file is read-only")                                                      \
+    X(TOOBIG, -10, "too large")                                                                    \
+    X(UNSUPPORTED, -11, "not supported")                                                           \
+    X(UNAUTHORIZED, -12, "unauthorized")                                                           \
+    X(FORBIDDEN, -13, "forbidden")                                                                 \
+    X(TIMEOUT, -14, "timed out")                                                                   \
+    X(SHUTDOWN, -15, "shutting down")                                                              \
+    X(BUSY, -16, "resource busy")                                                                  \
+    X(PARSE, -17, "parse error")                                                                   \
+    X(INVALID_OBJECT, -18, "object is invalid")                                                    \
     X(GONE, -19, "gone")
 
 enum {
@@ -70,11 +70,10 @@ void bdy_errbuf_clear(bdy_errbuf *eb);
 
 /* printf-style: sets eb->message (NULL eb allowed). Always returns err so
  * call sites can write `return bdy_fail(eb, BDY_EINVAL, "...")`. */
-int bdy_fail(bdy_errbuf *eb, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int bdy_fail(bdy_errbuf *eb, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Appends a cause (ignored once BDY_ERRBUF_MAX_CAUSES are held). */
-void bdy_errbuf_add_cause(bdy_errbuf *eb, const char *reason, const char *field,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void bdy_errbuf_add_cause(bdy_errbuf *eb, const char *reason, const char *field, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -23,24 +23,24 @@ typedef struct bdy_http_server bdy_http_server;
 
 /* Zero in any field but listen and threads selects the default shown. */
 typedef struct bdy_http_config {
-    const char *listen;              /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080",
-                                        "localhost:8080" */
-    unsigned threads;                /* thread-pool size, >= 1 */
-    size_t max_body_bytes;           /* 413 PayloadTooLarge beyond; BDY_HTTP_DEFAULT_MAX_BODY */
-    unsigned connection_timeout_s;   /* idle connection timeout; 30 */
-    size_t connection_memory_limit;  /* per-connection buffer, caps header size; at least
-                                        32 KiB whatever is set */
-    unsigned max_connections;        /* 1024 */
+    const char *listen;             /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080",
+                                       "localhost:8080" */
+    unsigned threads;               /* thread-pool size, >= 1 */
+    size_t max_body_bytes;          /* 413 PayloadTooLarge beyond; BDY_HTTP_DEFAULT_MAX_BODY */
+    unsigned connection_timeout_s;  /* idle connection timeout; 30 */
+    size_t connection_memory_limit; /* per-connection buffer, caps header size; at least
+                                       32 KiB whatever is set */
+    unsigned max_connections;       /* 1024 */
 } bdy_http_config;
 
 typedef struct bdy_http_request {
-    const char *method;       /* "GET", "POST", ... */
-    const char *path;         /* URL path without the query string */
-    const char *body;         /* NUL-terminated, may be "" */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* URL path without the query string */
+    const char *body;   /* NUL-terminated, may be "" */
     size_t body_len;
-    const char *content_type; /* NULL when absent */
+    const char *content_type;       /* NULL when absent */
     const bdy_principal *principal; /* NULL when auth is off */
-    void *internal;           /* the server's connection; opaque */
+    void *internal;                 /* the server's connection; opaque */
 } bdy_http_request;
 
 /* Query parameter / header lookups (NULL when absent). */
@@ -70,8 +70,8 @@ void bdy_http_set_header(bdy_http_response *resp, const char *name, const char *
 
 /* Writes the API.md error body {"error":{"code","message"[,"retryAfterSeconds"]}}
  * with status; retry_after_s > 0 also sets Retry-After. */
-void bdy_http_error(bdy_http_response *resp, unsigned status, const char *code,
-                    const char *message, unsigned retry_after_s);
+void bdy_http_error(bdy_http_response *resp, unsigned status, const char *code, const char *message,
+                    unsigned retry_after_s);
 
 /* Sets status and a JSON body from a json-c object (borrowed). */
 void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_object);
@@ -85,8 +85,8 @@ typedef enum bdy_route_match {
 } bdy_route_match;
 
 /* Creates a server (not yet listening). metrics may be NULL. */
-int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics,
-                        bdy_http_server **out, bdy_errbuf *eb);
+int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_http_server **out,
+                        bdy_errbuf *eb);
 
 /* Registers a route; method NULL matches any method. verb is the verb a
  * principal needs (BDY_VERB_NONE: no authentication at all, e.g. /healthz).
@@ -103,6 +103,21 @@ int bdy_http_route(bdy_http_server *s, const char *method, const char *pattern,
  * UnsupportedMediaType. Call before bdy_http_server_start. */
 #define BDY_HTTP_ACCEPT_ANY "*/*"
 int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types);
+
+/* Deferred answers. A handler that cannot answer yet (a claim waiting for a
+ * cold world) calls bdy_http_defer() and returns without touching resp. The
+ * connection is suspended — no worker thread waits — until some thread
+ * fills bdy_http_deferred_response() and calls bdy_http_deferred_finish().
+ * If the client goes away meanwhile, finish() just frees. Every deferred
+ * request must be finished exactly once; bdy_http_server_stop() finishes
+ * the ones still open with 503. The deferred object is valid until finish()
+ * returns. Thread-safe. */
+typedef struct bdy_http_deferred bdy_http_deferred;
+bdy_http_deferred *bdy_http_defer(const bdy_http_request *req);
+bdy_http_response *bdy_http_deferred_response(bdy_http_deferred *d);
+/* The principal and method/path of the deferred request stay readable. */
+const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d);
+void bdy_http_deferred_finish(bdy_http_deferred *d);
 
 /* Installs (or replaces, at any time, thread-safely) the token set. NULL
  * turns authentication off; the server then refuses to listen on a

@@ -45,8 +45,8 @@ void bdy_label_selector_free(bdy_label_selector *s);
  * list of field paths the caller supports; a term on any other field gives
  * BDY_EINVAL with message "field label not supported: <field>". allowed ==
  * NULL means metadata.name and metadata.namespace only. */
-int bdy_field_selector_parse(const char *text, const char *const *allowed,
-                             bdy_field_selector **out, bdy_errbuf *eb);
+int bdy_field_selector_parse(const char *text, const char *const *allowed, bdy_field_selector **out,
+                             bdy_errbuf *eb);
 
 /* Evaluates the selector against obj; a missing field compares as "". */
 bool bdy_field_selector_matches(const bdy_field_selector *s, json_object *obj);

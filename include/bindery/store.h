@@ -55,24 +55,24 @@ typedef struct bdy_list_opts {
 } bdy_list_opts;
 
 typedef struct bdy_list_result {
-    json_object *items;         /* array, never NULL on success; caller owns */
-    uint64_t resource_version;  /* the list's RV, constant across pages */
-    char *continue_token;       /* NULL on the last page; caller frees */
-    long remaining;             /* items after this page, or -1 when unknown */
+    json_object *items;        /* array, never NULL on success; caller owns */
+    uint64_t resource_version; /* the list's RV, constant across pages */
+    char *continue_token;      /* NULL on the last page; caller frees */
+    long remaining;            /* items after this page, or -1 when unknown */
 } bdy_list_result;
 
 void bdy_list_result_free(bdy_list_result *r);
 
 /* Options common to writes. */
 typedef struct bdy_write_opts {
-    bool dry_run;                   /* validate and compute, persist nothing */
-    bdy_unknown_fields unknown;     /* prune (default) or reject unknown fields */
+    bool dry_run;               /* validate and compute, persist nothing */
+    bdy_unknown_fields unknown; /* prune (default) or reject unknown fields */
 } bdy_write_opts;
 
 typedef struct bdy_delete_opts {
     bool dry_run;
-    const char *precondition_uid;   /* NULL: none */
-    const char *precondition_rv;    /* NULL: none */
+    const char *precondition_uid; /* NULL: none */
+    const char *precondition_rv;  /* NULL: none */
 } bdy_delete_opts;
 
 typedef enum bdy_patch_type {
@@ -128,8 +128,8 @@ typedef struct bdy_store_vtable {
     int (*resolve_kind)(void *ctx, const char *api_version, const char *kind,
                         bdy_resource_info *out);
     /* One object. */
-    int (*get)(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
-               json_object **out, bdy_errbuf *eb);
+    int (*get)(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name, json_object **out,
+               bdy_errbuf *eb);
     /* A page of objects in (namespace, name) order. */
     int (*list)(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_list_result *out,
                 bdy_errbuf *eb);
@@ -157,14 +157,12 @@ typedef struct bdy_store_vtable {
      * *out is the updated object (*deleted false); without, it is gone and
      * *out is its last state (*deleted true). */
     int (*remove)(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
-                  const bdy_delete_opts *opts, json_object **out, bool *deleted,
-                  bdy_errbuf *eb);
+                  const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb);
     /* Starts a watch of gvr (ns NULL: all) delivering every change with a
      * resourceVersion > from_rv, in commit order. from_rv older than the
      * retained history → BDY_EEXPIRED (the caller relists). */
     int (*watch)(void *ctx, const bdy_gvr *gvr, const char *ns, const char *label_selector,
-                 const char *field_selector, uint64_t from_rv, bdy_watch **out,
-                 bdy_errbuf *eb);
+                 const char *field_selector, uint64_t from_rv, bdy_watch **out, bdy_errbuf *eb);
     /* Next event, waiting up to timeout_ms (0: poll). Returns 0 with *ev
      * filled, BDY_ETIMEOUT, BDY_EEXPIRED (the watcher fell behind the
      * retained history: relist), or BDY_ESHUTDOWN. */
@@ -187,9 +185,9 @@ typedef struct bdy_store {
 
 /* Embedded backend. */
 typedef struct bdy_sqlite_opts {
-    const char *data_dir;     /* created when absent; the file is data_dir/bindery.db */
-    size_t watch_history;     /* events kept in memory for watch resumption */
-    size_t max_batch;         /* writes per group commit */
+    const char *data_dir; /* created when absent; the file is data_dir/bindery.db */
+    size_t watch_history; /* events kept in memory for watch resumption */
+    size_t max_batch;     /* writes per group commit */
     int busy_timeout_ms;
 } bdy_sqlite_opts;
 
@@ -217,11 +215,9 @@ int bdy_store_patch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char
                     bdy_patch_type type, json_object *patch, bool status_only,
                     const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb);
 int bdy_store_delete(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *name,
-                     const bdy_delete_opts *opts, json_object **out, bool *deleted,
-                     bdy_errbuf *eb);
+                     const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb);
 int bdy_store_watch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *label_selector,
-                    const char *field_selector, uint64_t from_rv, bdy_watch **out,
-                    bdy_errbuf *eb);
+                    const char *field_selector, uint64_t from_rv, bdy_watch **out, bdy_errbuf *eb);
 int bdy_store_watch_next(bdy_store *s, bdy_watch *w, int timeout_ms, bdy_watch_event *ev);
 void bdy_store_watch_close(bdy_store *s, bdy_watch *w);
 int bdy_store_resource_info(bdy_store *s, const bdy_gvr *gvr, bdy_resource_info *out);

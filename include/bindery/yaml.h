@@ -30,12 +30,12 @@ typedef enum bdy_ynode_kind {
 typedef struct bdy_ynode bdy_ynode;
 struct bdy_ynode {
     bdy_ynode_kind kind;
-    unsigned line;   /* 1-based line of the node's start */
-    unsigned column; /* 1-based */
-    char *scalar;    /* SCALAR: the text (NUL-terminated) */
-    bool quoted;     /* SCALAR: written quoted or as a block (so never null/bool/number) */
-    size_t count;    /* MAP: number of pairs; SEQ: number of items */
-    char **keys;     /* MAP: keys[i] */
+    unsigned line;       /* 1-based line of the node's start */
+    unsigned column;     /* 1-based */
+    char *scalar;        /* SCALAR: the text (NUL-terminated) */
+    bool quoted;         /* SCALAR: written quoted or as a block (so never null/bool/number) */
+    size_t count;        /* MAP: number of pairs; SEQ: number of items */
+    char **keys;         /* MAP: keys[i] */
     unsigned *key_lines; /* MAP: line of keys[i] */
     bdy_ynode **items;   /* MAP: value of keys[i]; SEQ: items[i] */
 };

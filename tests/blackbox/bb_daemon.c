@@ -19,28 +19,27 @@
 
 static const char base_config[] = "logLevel: info\n";
 
-static const char widget_crd_yaml[] =
-    "apiVersion: apiextensions.k8s.io/v1\n"
-    "kind: CustomResourceDefinition\n"
-    "metadata:\n"
-    "  name: widgets.test.dev\n"
-    "spec:\n"
-    "  group: test.dev\n"
-    "  scope: Namespaced\n"
-    "  names: {plural: widgets, singular: widget, kind: Widget}\n"
-    "  versions:\n"
-    "  - name: v1\n"
-    "    served: true\n"
-    "    storage: true\n"
-    "    schema:\n"
-    "      openAPIV3Schema:\n"
-    "        type: object\n"
-    "        properties:\n"
-    "          spec:\n"
-    "            type: object\n"
-    "            required: [size]\n"
-    "            properties:\n"
-    "              size: {type: integer, minimum: 1}\n";
+static const char widget_crd_yaml[] = "apiVersion: apiextensions.k8s.io/v1\n"
+                                      "kind: CustomResourceDefinition\n"
+                                      "metadata:\n"
+                                      "  name: widgets.test.dev\n"
+                                      "spec:\n"
+                                      "  group: test.dev\n"
+                                      "  scope: Namespaced\n"
+                                      "  names: {plural: widgets, singular: widget, kind: Widget}\n"
+                                      "  versions:\n"
+                                      "  - name: v1\n"
+                                      "    served: true\n"
+                                      "    storage: true\n"
+                                      "    schema:\n"
+                                      "      openAPIV3Schema:\n"
+                                      "        type: object\n"
+                                      "        properties:\n"
+                                      "          spec:\n"
+                                      "            type: object\n"
+                                      "            required: [size]\n"
+                                      "            properties:\n"
+                                      "              size: {type: integer, minimum: 1}\n";
 
 static void test_starts_serves_and_stops_cleanly(void **state)
 {
@@ -62,8 +61,8 @@ static void test_starts_serves_and_stops_cleanly(void **state)
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "\"code\":\"NotFound\""));
     bb_response_free(&r);
-    r = bb_request(&s, "POST", "/healthz", "{}", (const char *const[]){
-                                                    "Content-Type: application/json", NULL});
+    r = bb_request(&s, "POST", "/healthz", "{}",
+                   (const char *const[]){"Content-Type: application/json", NULL});
     assert_int_equal(r.status, 405);
     bb_response_free(&r);
     assert_true(bb_log_contains(&s, "without authentication: loopback only", 0));
@@ -95,8 +94,7 @@ static void test_cli_commands(void **state)
     bb_write(&s, "good.yaml", "logLevel: debug\n");
     char good[160];
     snprintf(good, sizeof(good), "%s/good.yaml", s.dir);
-    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", good, NULL}, NULL, &out),
-                     0);
+    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", good, NULL}, NULL, &out), 0);
     free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"hash-token", NULL}, "test\n", &out), 0);
     assert_non_null(
@@ -214,8 +212,8 @@ static void test_non_loopback_needs_tokens(void **state)
     char data[160];
     snprintf(data, sizeof(data), "%s/data", s.dir);
     /* Run serve directly (bb_start would override --listen to loopback). */
-    int rc = bb_run(&s, (const char *const[]){"serve", "--config", cfg, "--data", data, NULL},
-                    NULL, &out);
+    int rc = bb_run(&s, (const char *const[]){"serve", "--config", cfg, "--data", data, NULL}, NULL,
+                    &out);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "loopback"));
     free(out);
@@ -249,8 +247,7 @@ static void test_startup_manifests_applied_and_validated(void **state)
     json_object *w = NULL;
     assert_int_equal(bdy_store_get(store, &widgets, "default", "w2", &w, NULL), 0);
     assert_int_equal(
-        json_object_get_int(json_object_object_get(json_object_object_get(w, "spec"), "size")),
-        4);
+        json_object_get_int(json_object_object_get(json_object_object_get(w, "spec"), "size")), 4);
     json_object_put(w);
     bdy_store_close(store);
 

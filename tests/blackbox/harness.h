@@ -10,19 +10,19 @@
 #include <sys/types.h>
 
 typedef struct bb_server {
-    char dir[64];        /* temporary folder: config, data/, log */
-    char config[128];    /* dir/bindery.yaml */
-    char data[128];      /* dir/data */
-    char log[128];       /* dir/bindery.log: the daemon's stderr */
+    char dir[64];     /* temporary folder: config, data/, log */
+    char config[128]; /* dir/bindery.yaml */
+    char data[128];   /* dir/data */
+    char log[128];    /* dir/bindery.log: the daemon's stderr */
     unsigned port;
-    pid_t pid;           /* 0 when not running */
-    int exit_status;     /* after bb_wait_exit: exit code, or 128+signal */
+    pid_t pid;       /* 0 when not running */
+    int exit_status; /* after bb_wait_exit: exit code, or 128+signal */
 } bb_server;
 
 typedef struct bb_response {
     long status;
-    char *body;          /* NUL-terminated, owned */
-    char *headers;       /* raw header block, owned */
+    char *body;    /* NUL-terminated, owned */
+    char *headers; /* raw header block, owned */
 } bb_response;
 
 /* Creates the folder and writes config_text to dir/bindery.yaml. A "%PORT%"

@@ -255,8 +255,8 @@ static void test_unknown_fields_pruned_or_rejected(void **state)
 static void test_generate_name_and_dry_run(void **state)
 {
     fixture *f = *state;
-    json_object *w = json_tokener_parse(
-        "{\"metadata\":{\"generateName\":\"arena-\"},\"spec\":{\"size\":2}}");
+    json_object *w =
+        json_tokener_parse("{\"metadata\":{\"generateName\":\"arena-\"},\"spec\":{\"size\":2}}");
     json_object *out = NULL;
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, NULL, &out, NULL), 0);
     const char *name = meta(out, "metadata.name");
@@ -294,8 +294,7 @@ static void test_update_rules(void **state)
     json_object_put(out);
 
     /* A label change: new RV, same generation. */
-    json_object_object_add(json_object_object_get(json_object_object_get(o, "metadata"),
-                                                  "labels"),
+    json_object_object_add(json_object_object_get(json_object_object_get(o, "metadata"), "labels"),
                            "tier", json_object_new_string("gold"));
     assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, &out, NULL), 0);
     assert_string_not_equal(meta(out, "metadata.resourceVersion"), rv1);
@@ -377,8 +376,8 @@ static void test_patches(void **state)
 
     json_object *p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":null,\"x\":\"y\"}},"
                                         "\"spec\":{\"size\":4}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, &out, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, &out, NULL),
                      0);
     assert_null(bdy_json_path_get(out, "metadata.labels.color"));
     assert_string_equal(meta(out, "metadata.labels.x"), "y");
@@ -388,15 +387,15 @@ static void test_patches(void **state)
 
     /* A resourceVersion in a merge patch is a precondition. */
     p = json_tokener_parse("{\"metadata\":{\"resourceVersion\":\"1\"},\"spec\":{\"size\":5}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      BDY_ECONFLICT);
     json_object_put(p);
 
     /* JSON patch: replace works, a failed test is an invalid request. */
     p = json_tokener_parse("[{\"op\":\"replace\",\"path\":\"/spec/size\",\"value\":7}]");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
-                                     false, NULL, &out, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
+                                     NULL, &out, NULL),
                      0);
     assert_int_equal(json_object_get_int(bdy_json_path_get(out, "spec.size")), 7);
     json_object_put(out);
@@ -404,19 +403,19 @@ static void test_patches(void **state)
     uint64_t before = current_rv(f);
     p = json_tokener_parse("[{\"op\":\"test\",\"path\":\"/spec/size\",\"value\":1}]");
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
-                                     false, NULL, NULL, &eb),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
+                                     NULL, NULL, &eb),
                      BDY_EINVALID_OBJECT);
     json_object_put(p);
     /* A patch that breaks the schema is refused. */
     p = json_tokener_parse("{\"spec\":{\"size\":\"huge\"}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      BDY_EINVALID_OBJECT);
     json_object_put(p);
     p = json_tokener_parse("{\"not\":\"an array\"}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
+                                     NULL, NULL, NULL),
                      BDY_EINVAL);
     json_object_put(p);
     assert_int_equal(current_rv(f), before);
@@ -436,16 +435,15 @@ static void test_finalizers_and_delete(void **state)
     assert_int_equal(bdy_store_watch(f->store, &WIDGETS, "default", NULL, NULL, start, &w, NULL),
                      0);
     json_object *p = json_tokener_parse("{\"metadata\":{\"finalizers\":[\"test.dev/hold\"]}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      0);
     json_object_put(p);
 
     json_object *out = NULL;
     bool deleted = true;
-    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w1", NULL, &out, &deleted,
-                                      NULL),
-                     0);
+    assert_int_equal(
+        bdy_store_delete(f->store, &WIDGETS, "default", "w1", NULL, &out, &deleted, NULL), 0);
     assert_false(deleted);
     assert_non_null(meta(out, "metadata.deletionTimestamp"));
     json_object_put(out);
@@ -455,19 +453,18 @@ static void test_finalizers_and_delete(void **state)
     p = json_tokener_parse("{\"metadata\":{\"finalizers\":[\"test.dev/hold\",\"x.dev/more\"]}}");
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, &eb),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, &eb),
                      BDY_EINVALID_OBJECT);
     assert_string_equal(eb.causes[0].field, "metadata.finalizers");
     json_object_put(p);
     /* Removing the last finalizer deletes the object. */
     p = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      0);
     json_object_put(p);
-    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &out, NULL),
-                     BDY_ENOTFOUND);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &out, NULL), BDY_ENOTFOUND);
 
     bdy_watch_event ev;
     const bdy_event_type expect[] = {BDY_EVENT_MODIFIED, BDY_EVENT_MODIFIED, BDY_EVENT_DELETED};
@@ -486,22 +483,19 @@ static void test_finalizers_and_delete(void **state)
     /* Plain delete, preconditions. */
     json_object_put(create_widget(f, "w2", 3, "red"));
     bdy_delete_opts pre = {.precondition_uid = "not-the-uid"};
-    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", &pre, NULL, NULL,
-                                      NULL),
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", &pre, NULL, NULL, NULL),
                      BDY_ECONFLICT);
     bdy_delete_opts dry = {.dry_run = true};
-    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", &dry, NULL, &deleted,
-                                      NULL),
-                     0);
+    assert_int_equal(
+        bdy_store_delete(f->store, &WIDGETS, "default", "w2", &dry, NULL, &deleted, NULL), 0);
     assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w2", &out, NULL), 0);
     json_object_put(out);
-    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted,
-                                      NULL),
-                     0);
+    assert_int_equal(
+        bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted, NULL), 0);
     assert_true(deleted);
-    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted,
-                                      NULL),
-                     BDY_ENOTFOUND);
+    assert_int_equal(
+        bdy_store_delete(f->store, &WIDGETS, "default", "w2", NULL, NULL, &deleted, NULL),
+        BDY_ENOTFOUND);
     json_object_put(o);
 }
 
@@ -612,13 +606,13 @@ static void test_watch_order_and_selectors(void **state)
     json_object_put(create_widget(f, "a", 1, "red"));
     json_object_put(create_widget(f, "b", 1, "blue"));
     json_object *p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":\"blue\"}}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "a", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "a", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      0);
     json_object_put(p);
     p = json_tokener_parse("{\"metadata\":{\"labels\":{\"color\":\"red\"}}}");
-    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "b", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "b", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      0);
     json_object_put(p);
 
@@ -647,8 +641,8 @@ static void test_watch_order_and_selectors(void **state)
 
     /* Resuming from the middle replays only what came after. */
     bdy_watch *mid = NULL;
-    assert_int_equal(
-        bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start + 2, &mid, NULL), 0);
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start + 2, &mid, NULL),
+                     0);
     assert_int_equal(next_event(f, mid, &ev), 0);
     assert_int_equal(ev.resource_version, start + 3);
     json_object_put(ev.object);
@@ -660,8 +654,7 @@ static void test_watch_expiry_never_skips(void **state)
     fixture *f = *state;
     uint64_t start = current_rv(f);
     bdy_watch *slow = NULL;
-    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &slow, NULL),
-                     0);
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &slow, NULL), 0);
     for (int i = 0; i < 6; i++) {
         char name[16];
         snprintf(name, sizeof(name), "w%d", i);
@@ -761,11 +754,11 @@ static void test_crd_delete_cascades(void **state)
     assert_string_equal(info.resource, "widgets");
 
     bdy_watch *w = NULL;
-    assert_int_equal(
-        bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, current_rv(f), &w, NULL), 0);
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, current_rv(f), &w, NULL),
+                     0);
     bool deleted = false;
-    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_CRDS, NULL, "widgets.test.dev", NULL,
-                                      NULL, &deleted, NULL),
+    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_CRDS, NULL, "widgets.test.dev", NULL, NULL,
+                                      &deleted, NULL),
                      0);
     assert_true(deleted);
     bdy_watch_event ev;
@@ -836,9 +829,9 @@ static void test_namespace_rules(void **state)
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "arena", w, NULL, NULL, NULL), 0);
     json_object_put(w);
     /* A namespace that still holds objects is not deleted. */
-    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL,
-                                      NULL, NULL),
-                     BDY_ECONFLICT);
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, NULL),
+        BDY_ECONFLICT);
     /* Built-ins update without a resourceVersion. */
     json_object *lease = json_tokener_parse(
         "{\"metadata\":{\"name\":\"leader\"},\"spec\":{\"holderIdentity\":\"a\"}}");
@@ -898,8 +891,7 @@ static void test_bad_data_files(void **state)
 
     /* Someone else's SQLite database. */
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'CREATE TABLE t(x); INSERT INTO t VALUES(1);'",
-             path);
+    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'CREATE TABLE t(x); INSERT INTO t VALUES(1);'", path);
     if (system(cmd) == 0) {
         assert_int_equal(open_rc(dir, &eb), BDY_ECORRUPT);
         assert_non_null(strstr(eb.message, "not a Bindery store"));
@@ -944,8 +936,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_selectors_and_paging, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_continue_token_expires, setup_small_history,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_continue_token_expires, setup_small_history, teardown),
         cmocka_unit_test_setup_teardown(test_watch_order_and_selectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_expiry_never_skips, setup_small_history,
                                         teardown),

@@ -57,9 +57,14 @@ static void test_timestamps(void **state)
     assert_true(parsed == 0.0);
     assert_int_equal(bdy_timestamp_parse("2026-11-27T20:15:02.5Z", &parsed), 0);
     assert_true(parsed - (double)(long)parsed == 0.5);
-    const char *bad[] = {"", "2026-11-27", "2026-13-01T00:00:00Z", "2026-11-27T20:15:02",
-                         "2026-11-27T20:15:02.Z", "2026-11-27T20:15:02Zjunk",
-                         "2026-11-27 20:15:02Z", "2026-11-27T25:00:00Z"};
+    const char *bad[] = {"",
+                         "2026-11-27",
+                         "2026-13-01T00:00:00Z",
+                         "2026-11-27T20:15:02",
+                         "2026-11-27T20:15:02.Z",
+                         "2026-11-27T20:15:02Zjunk",
+                         "2026-11-27 20:15:02Z",
+                         "2026-11-27T25:00:00Z"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(bdy_timestamp_parse(bad[i], &parsed), BDY_EINVAL);
 }
@@ -142,7 +147,7 @@ static void test_read_file_caps(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_respects_cap),       cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_buf_respects_cap),        cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_random_names_and_hashes), cmocka_unit_test(test_errors_and_levels),
         cmocka_unit_test(test_read_file_caps),
     };
