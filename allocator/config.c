@@ -11,11 +11,17 @@
  *                   and reporting missing required ones;
  *   free_section    releases whatever the decoded values own.
  *
+ * Scalar kinds: CFG_UINT (integer in [min, max]), CFG_DOUBLE (number in
+ * [dmin, dmax]), CFG_ENUM (one word of .choices, stored as its index),
+ * CFG_NAME (a string that must obey a cfg_name_kind rule: DNS label, DNS
+ * subdomain, label key or value), CFG_PATH, CFG_LISTEN and CFG_LOG_LEVEL.
+ * CFG_STRMAP is a map of string keys to string values, both checked by a
+ * cfg_name_kind, stored as { {char *key; char *value;} *items; size_t count; }.
+ *
  * Lists are generic too. A CFG_LIST row points at an item descriptor that
  * says how one element decodes and how big it is; the list member in the
- * struct is always { T *items; size_t count; }. Today the items are paths
- * (crds, manifests). Adding a list of maps, such as the coming pools:
- * section, needs no new decoder code:
+ * struct is always { T *items; size_t count; }. The items are paths (crds,
+ * manifests) or maps (pools). A list of maps needs no decoder code:
  *
  *   1. a struct for one element (bdy_config_pool) and a member
  *      struct { bdy_config_pool *items; size_t count; } pools; in bdy_config;
@@ -29,6 +35,18 @@
  *
  * decode_list() then allocates the elements, applies each one's defaults,
  * decodes it and names errors "pools[2].name"; free_section() releases it.
+ *
+ * Rules that span several keys are section data as well, checked after the
+ * section's map has been decoded:
+ *
+ *   .order     pairs of integer keys where the first must not exceed the
+ *              second (minWarm <= maxWarm); the error names the key that was
+ *              written, so a default is never blamed;
+ *   .one_of    string keys of which exactly one must be set (manifest,
+ *              booklet);
+ *   .identity  for sections that are list items: the string keys that
+ *              together must be unique within the list ("namespace/name"),
+ *              with .noun for the message ("pool default/a is defined twice").
  */
 #include "bindery/config.h"
 
@@ -58,21 +76,50 @@
 #define CFG_MAX_KEY_PATH 256
 /* How much of a bad value is quoted back in a message. */
 #define CFG_QUOTE_MAX 64
+/* Longest DNS label (RFC 1123), and so longest label-key name part and label value. */
+#define CFG_DNS_LABEL_MAX 63
+/* Longest DNS subdomain (RFC 1123), and so longest label-key prefix. */
+#define CFG_DNS_SUBDOMAIN_MAX 253
+/* Longest "namespace/name" identity built for duplicate checks. */
+#define CFG_MAX_IDENTITY 600
 
 typedef enum cfg_type {
     CFG_UINT,      /* unsigned or size_t (by .size), an integer in [min, max] */
+    CFG_DOUBLE,    /* double, a number in [dmin, dmax] */
+    CFG_ENUM,      /* an int-sized enum: the index of the word in .choices */
+    CFG_NAME,      /* char *, a string obeying the rule .name */
     CFG_PATH,      /* char *, resolved to an absolute path */
     CFG_LISTEN,    /* char *, host:port */
     CFG_LOG_LEVEL, /* bdy_log_level */
     CFG_SECTION,   /* an embedded struct described by .section */
     CFG_LIST,      /* { T *items; size_t count; }, items described by .item */
+    CFG_STRMAP,    /* { cfg_pair *items; size_t count; }, keys .key_name, values .name */
 } cfg_type;
 
+/* What a CFG_NAME string (or a CFG_STRMAP key or value) must look like. */
+typedef enum cfg_name_kind {
+    CFG_NAME_DNS_LABEL,     /* RFC 1123 label: a pool name, a namespace */
+    CFG_NAME_DNS_SUBDOMAIN, /* RFC 1123 subdomain: most Kubernetes object names */
+    CFG_NAME_LABEL_KEY,     /* [subdomain/]name, a Kubernetes label key */
+    CFG_NAME_LABEL_VALUE,   /* a Kubernetes label value, possibly empty */
+} cfg_name_kind;
+
 typedef struct cfg_field cfg_field;
+
+/* minWarm <= maxWarm: both keys name CFG_UINT fields of the same section. */
+typedef struct cfg_order {
+    const char *lo;
+    const char *hi;
+} cfg_order;
 
 typedef struct cfg_section {
     const cfg_field *fields;
     size_t nfields;
+    const cfg_order *order; /* pairs checked after decoding; NULL: none */
+    size_t norder;
+    const char *const *one_of;   /* NULL-terminated CFG_NAME keys; exactly one set */
+    const char *const *identity; /* NULL-terminated string keys unique within a list */
+    const char *noun;            /* what one element is, for duplicate messages */
 } cfg_section;
 
 struct cfg_field {
@@ -81,13 +128,18 @@ struct cfg_field {
     size_t offset;              /* of the member within the struct the section describes */
     size_t size;                /* sizeof the member; for a list item, sizeof one element */
     uint64_t min;               /* CFG_UINT: smallest value */
-    uint64_t max;               /* CFG_UINT: largest value; CFG_LIST: most entries */
+    uint64_t max;               /* CFG_UINT: largest value; CFG_LIST, CFG_STRMAP: most entries */
+    double dmin;                /* CFG_DOUBLE: smallest value */
+    double dmax;                /* CFG_DOUBLE: largest value */
+    const char *const *choices; /* CFG_ENUM: NULL-terminated words, index = stored value */
     const char *def;            /* default as YAML plain-scalar text; NULL: zero / empty / NULL */
     const cfg_section *section; /* CFG_SECTION */
     const cfg_field *item;      /* CFG_LIST: one element, decoded at offset 0 */
     cfg_type type;
-    bool required; /* absence is an error */
-    bool nullable; /* CFG_PATH: null means "not set" (NULL) */
+    cfg_name_kind name;     /* CFG_NAME: the rule; CFG_STRMAP: the rule for values */
+    cfg_name_kind key_name; /* CFG_STRMAP: the rule for keys */
+    bool required;          /* absence is an error */
+    bool nullable;          /* CFG_PATH, CFG_NAME: null means "not set" (NULL) */
 };
 
 /* How every list member is laid out; see the header. */
@@ -96,14 +148,55 @@ typedef struct cfg_list_layout {
     size_t count;
 } cfg_list_layout;
 
-_Static_assert(sizeof(bdy_config_paths) == sizeof(cfg_list_layout) &&
-                   offsetof(bdy_config_paths, count) == offsetof(cfg_list_layout, count),
-               "config lists must be laid out as { T *items; size_t count; }");
+/* One entry of a CFG_STRMAP. */
+typedef struct cfg_pair {
+    char *key;
+    char *value;
+} cfg_pair;
+
+#define CFG_SAME_LIST_LAYOUT(T)                                                                    \
+    _Static_assert(sizeof(T) == sizeof(cfg_list_layout) &&                                         \
+                       offsetof(T, count) == offsetof(cfg_list_layout, count),                     \
+                   #T " must be laid out as { T *items; size_t count; }")
+
+CFG_SAME_LIST_LAYOUT(bdy_config_paths);
+CFG_SAME_LIST_LAYOUT(bdy_config_pools);
+CFG_SAME_LIST_LAYOUT(bdy_config_labels);
+_Static_assert(sizeof(bdy_config_label) == sizeof(cfg_pair) &&
+                   offsetof(bdy_config_label, key) == offsetof(cfg_pair, key) &&
+                   offsetof(bdy_config_label, value) == offsetof(cfg_pair, value),
+               "bdy_config_label must be laid out as { char *key; char *value; }");
+_Static_assert(sizeof(bdy_runtime_kind) == sizeof(int) && BDY_RUNTIME_PROCESS == 0 &&
+                   BDY_RUNTIME_BENCH == 1,
+               "runtime_kinds[] must list the enum in order, stored as an int");
 
 /* Table rows, one macro per kind so each row reads as one line. */
 #define UINT_FIELD(T, m, k, lo, hi, d, text)                                                       \
     {                                                                                              \
         .key = (k), .type = CFG_UINT, MEMBER(T, m), .min = (lo), .max = (hi), .def = (d),          \
+        .doc = (text)                                                                              \
+    }
+#define DOUBLE_FIELD(T, m, k, lo, hi, d, text)                                                     \
+    {                                                                                              \
+        .key = (k), .type = CFG_DOUBLE, MEMBER(T, m), .dmin = (lo), .dmax = (hi), .def = (d),      \
+        .doc = (text)                                                                              \
+    }
+#define ENUM_FIELD(T, m, k, words, d, text)                                                        \
+    {                                                                                              \
+        .key = (k), .type = CFG_ENUM, MEMBER(T, m), .choices = (words), .def = (d), .doc = (text)  \
+    }
+#define NAME_FIELD(T, m, k, rule, d, text)                                                         \
+    {                                                                                              \
+        .key = (k), .type = CFG_NAME, MEMBER(T, m), .name = (rule), .def = (d), .doc = (text)      \
+    }
+#define REQUIRED_NAME_FIELD(T, m, k, rule, text)                                                   \
+    {                                                                                              \
+        .key = (k), .type = CFG_NAME, MEMBER(T, m), .name = (rule), .required = true,              \
+        .doc = (text)                                                                              \
+    }
+#define OPTIONAL_NAME_FIELD(T, m, k, rule, text)                                                   \
+    {                                                                                              \
+        .key = (k), .type = CFG_NAME, MEMBER(T, m), .name = (rule), .nullable = true,              \
         .doc = (text)                                                                              \
     }
 #define SCALAR_FIELD(T, m, k, ty, d, text)                                                         \
@@ -121,6 +214,17 @@ _Static_assert(sizeof(bdy_config_paths) == sizeof(cfg_list_layout) &&
 #define LIST_FIELD(T, m, k, most, it, text)                                                        \
     {                                                                                              \
         .key = (k), .type = CFG_LIST, MEMBER(T, m), .max = (most), .item = (it), .doc = (text)     \
+    }
+#define STRMAP_FIELD(T, m, k, most, krule, vrule, text)                                            \
+    {                                                                                              \
+        .key = (k), .type = CFG_STRMAP, MEMBER(T, m), .max = (most), .key_name = (krule),          \
+        .name = (vrule), .doc = (text)                                                             \
+    }
+
+/* A section with no rules spanning keys. */
+#define PLAIN_SECTION(f)                                                                           \
+    {                                                                                              \
+        .fields = (f), .nfields = ARRAY_LEN(f)                                                     \
     }
 
 static const cfg_field http_fields[] = {
@@ -149,13 +253,87 @@ static const cfg_field store_fields[] = {
                "how long SQLite waits for a lock held elsewhere"),
 };
 
-static const cfg_section http_section = {http_fields, ARRAY_LEN(http_fields)};
-static const cfg_section auth_section = {auth_fields, ARRAY_LEN(auth_fields)};
-static const cfg_section store_section = {store_fields, ARRAY_LEN(store_fields)};
+/* Indexed by bdy_runtime_kind (asserted above). */
+static const char *const runtime_kinds[] = {"process", "bench", NULL};
+
+static const cfg_field runtime_fields[] = {
+    ENUM_FIELD(bdy_config_runtime, kind, "kind", runtime_kinds, "process",
+               "what runs a world: local processes, or nothing (bench)"),
+    UINT_FIELD(bdy_config_runtime, port_min, "portMin", 1024, 65535, "20000",
+               "lowest host port handed to worlds"),
+    UINT_FIELD(bdy_config_runtime, port_max, "portMax", 1024, 65535, "29999",
+               "highest host port handed to worlds"),
+    SCALAR_FIELD(bdy_config_runtime, work_dir, "workDir", CFG_PATH, ".",
+                 "working folder of world processes"),
+    SCALAR_FIELD(bdy_config_runtime, log_dir, "logDir", CFG_PATH, "worlds",
+                 "folder for the worlds' stdout and stderr"),
+    UINT_FIELD(bdy_config_runtime, bench_ready_delay_ms, "benchReadyDelayMs", 0, 600000, "0",
+               "bench runtime: how long a world takes to become Ready"),
+};
+
+static const cfg_order runtime_order[] = {{"portMin", "portMax"}};
+
+static const cfg_field reconciler_fields[] = {
+    UINT_FIELD(bdy_config_reconciler, workers, "workers", 1, 64, "2",
+               "reconciler worker threads draining the work queue"),
+};
+
+static const cfg_field pool_fields[] = {
+    REQUIRED_NAME_FIELD(bdy_config_pool, name, "name", CFG_NAME_DNS_LABEL,
+                        "the pool's name, unique within its namespace"),
+    NAME_FIELD(bdy_config_pool, ns, "namespace", CFG_NAME_DNS_LABEL, "default",
+               "namespace of the pool's worlds and of its manifest or booklet"),
+    OPTIONAL_NAME_FIELD(bdy_config_pool, manifest, "manifest", CFG_NAME_DNS_SUBDOMAIN,
+                        "the ModuleManifest the worlds run"),
+    OPTIONAL_NAME_FIELD(bdy_config_pool, booklet, "booklet", CFG_NAME_DNS_SUBDOMAIN,
+                        "the Booklet the worlds run"),
+    UINT_FIELD(bdy_config_pool, min_warm, "minWarm", 0, 100000, "1",
+               "fewest warm worlds kept, whatever the forecast"),
+    UINT_FIELD(bdy_config_pool, max_warm, "maxWarm", 0, 100000, "100",
+               "most warm worlds kept, whatever the forecast"),
+    UINT_FIELD(bdy_config_pool, max_worlds, "maxWorlds", 1, 1000000, "1000",
+               "most worlds of the pool, warm and allocated"),
+    DOUBLE_FIELD(bdy_config_pool, service_level, "serviceLevel", 0.5, 0.9999, "0.99",
+                 "probability that a claim finds a warm world"),
+    UINT_FIELD(bdy_config_pool, creation_rate, "creationRate", 1, 10000, "20",
+               "most worlds created per second"),
+    UINT_FIELD(bdy_config_pool, scale_down_cooldown_s, "scaleDownCooldownSeconds", 0, 86400, "60",
+               "seconds a surplus must last before idle worlds are deleted"),
+    STRMAP_FIELD(bdy_config_pool, labels, "labels", BDY_CONFIG_MAX_LABELS, CFG_NAME_LABEL_KEY,
+                 CFG_NAME_LABEL_VALUE, "labels put on every world of the pool"),
+};
+
+static const cfg_order pool_order[] = {{"minWarm", "maxWarm"}, {"maxWarm", "maxWorlds"}};
+static const char *const pool_sources[] = {"manifest", "booklet", NULL};
+static const char *const pool_identity[] = {"namespace", "name", NULL};
+
+static const cfg_section http_section = PLAIN_SECTION(http_fields);
+static const cfg_section auth_section = PLAIN_SECTION(auth_fields);
+static const cfg_section store_section = PLAIN_SECTION(store_fields);
+static const cfg_section runtime_section = {.fields = runtime_fields,
+                                            .nfields = ARRAY_LEN(runtime_fields),
+                                            .order = runtime_order,
+                                            .norder = ARRAY_LEN(runtime_order)};
+static const cfg_section reconciler_section = PLAIN_SECTION(reconciler_fields);
+static const cfg_section pool_section = {.fields = pool_fields,
+                                         .nfields = ARRAY_LEN(pool_fields),
+                                         .order = pool_order,
+                                         .norder = ARRAY_LEN(pool_order),
+                                         .one_of = pool_sources,
+                                         .identity = pool_identity,
+                                         .noun = "pool"};
 
 /* One entry of a list of paths: decoded at offset 0 of its array slot. */
 static const cfg_field path_item = {
     .key = "", .type = CFG_PATH, .offset = 0, .size = sizeof(char *), .doc = "a file or folder"};
+
+/* One pool: a whole bdy_config_pool in its array slot. */
+static const cfg_field pool_item = {.key = "",
+                                    .type = CFG_SECTION,
+                                    .offset = 0,
+                                    .size = sizeof(bdy_config_pool),
+                                    .section = &pool_section,
+                                    .doc = "a warm pool"};
 
 static const cfg_field top_fields[] = {
     SCALAR_FIELD(bdy_config, listen, "listen", CFG_LISTEN, "127.0.0.1:7780",
@@ -171,9 +349,13 @@ static const cfg_field top_fields[] = {
                "CRD files or folders applied at start-up, before manifests"),
     LIST_FIELD(bdy_config, manifests, "manifests", BDY_CONFIG_MAX_LIST, &path_item,
                "manifest files or folders applied at start-up"),
+    SECTION_FIELD(bdy_config, runtime, "runtime", &runtime_section, "what runs the worlds"),
+    SECTION_FIELD(bdy_config, reconciler, "reconciler", &reconciler_section,
+                  "the embedded reconciler"),
+    LIST_FIELD(bdy_config, pools, "pools", BDY_CONFIG_MAX_POOLS, &pool_item, "warm pools"),
 };
 
-static const cfg_section top_section = {top_fields, ARRAY_LEN(top_fields)};
+static const cfg_section top_section = PLAIN_SECTION(top_fields);
 
 /* What one decode needs besides the tree. */
 typedef struct cfg_ctx {
@@ -238,7 +420,7 @@ static int cfg_fail(const cfg_ctx *c, int rc, unsigned line, const char *path, c
 
 static int cfg_fail(const cfg_ctx *c, int rc, unsigned line, const char *path, const char *fmt, ...)
 {
-    char detail[400];
+    char detail[512];
     char where[32] = "";
     va_list ap;
     va_start(ap, fmt);
@@ -249,13 +431,146 @@ static int cfg_fail(const cfg_ctx *c, int rc, unsigned line, const char *path, c
     return bdy_fail(c->eb, rc, "%s%s: %s%s%s", c->name, where, path, path[0] ? ": " : "", detail);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Names                                                                    */
+
+static bool is_lower_alnum(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+}
+
+static bool is_alnum(char ch)
+{
+    return is_lower_alnum(ch) || (ch >= 'A' && ch <= 'Z');
+}
+
+/* RFC 1123 label of len bytes at s: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
+static bool dns_label_n(const char *s, size_t len)
+{
+    if (len == 0 || len > CFG_DNS_LABEL_MAX)
+        return false;
+    if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[len - 1]))
+        return false;
+    for (size_t i = 1; i + 1 < len; i++) {
+        if (!is_lower_alnum(s[i]) && s[i] != '-')
+            return false;
+    }
+    return true;
+}
+
+/* RFC 1123 subdomain: dot-separated labels, at most 253 bytes in all. As in
+ * Kubernetes, only the total length is capped, not each label's. */
+static bool dns_subdomain_n(const char *s, size_t len)
+{
+    if (len == 0 || len > CFG_DNS_SUBDOMAIN_MAX)
+        return false;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.')
+            continue;
+        size_t part = i - start;
+        if (part == 0 || !is_lower_alnum(s[start]) || !is_lower_alnum(s[i - 1]))
+            return false;
+        for (size_t j = start; j < i; j++) {
+            if (!is_lower_alnum(s[j]) && s[j] != '-')
+                return false;
+        }
+        start = i + 1;
+    }
+    return true;
+}
+
+/* A label value, or a label key's name part: ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9],
+ * at most 63 bytes; empty only where allow_empty. */
+static bool label_name_n(const char *s, size_t len, bool allow_empty)
+{
+    if (len == 0)
+        return allow_empty;
+    if (len > CFG_DNS_LABEL_MAX || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
+        return false;
+    for (size_t i = 1; i + 1 < len; i++) {
+        if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_dns_label(const char *s)
+{
+    return dns_label_n(s, strlen(s));
+}
+
+static bool valid_dns_subdomain(const char *s)
+{
+    return dns_subdomain_n(s, strlen(s));
+}
+
+/* A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a
+ * name. A second '/' fails as a character of the name. */
+static bool valid_label_key(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (slash == NULL)
+        return label_name_n(s, strlen(s), false);
+    return dns_subdomain_n(s, (size_t)(slash - s)) &&
+           label_name_n(slash + 1, strlen(slash + 1), false);
+}
+
+static bool valid_label_value(const char *s)
+{
+    return label_name_n(s, strlen(s), true);
+}
+
+typedef struct cfg_name_rule {
+    const char *noun;   /* "a DNS label" */
+    const char *plural; /* "DNS labels", for maps */
+    const char *rule;   /* what the noun means, spelled out for the user */
+    bool (*valid)(const char *s);
+} cfg_name_rule;
+
+static const cfg_name_rule name_rules[] = {
+    [CFG_NAME_DNS_LABEL] = {"a DNS label", "DNS labels",
+                            "at most 63 lower-case letters, digits or '-', starting and ending "
+                            "with a letter or digit",
+                            valid_dns_label},
+    [CFG_NAME_DNS_SUBDOMAIN] = {"a DNS subdomain", "DNS subdomains",
+                                "at most 253 lower-case letters, digits, '-' or '.', each "
+                                "dot-separated part starting and ending with a letter or digit",
+                                valid_dns_subdomain},
+    [CFG_NAME_LABEL_KEY] = {"a label key", "label keys",
+                            "an optional DNS subdomain and '/', then at most 63 letters, digits, "
+                            "'-', '_' or '.', starting and ending with a letter or digit",
+                            valid_label_key},
+    [CFG_NAME_LABEL_VALUE] = {"a label value", "label values",
+                              "\"\" or at most 63 letters, digits, '-', '_' or '.', starting "
+                              "and ending with a letter or digit",
+                              valid_label_value},
+};
+
+/* ---------------------------------------------------------------------- */
+/* Messages about values                                                    */
+
 /* The "must be ..." phrase for a field. */
 static void expectation(const cfg_field *f, char *buf, size_t size)
 {
+    size_t pos = 0;
     switch (f->type) {
     case CFG_UINT:
         snprintf(buf, size, "must be an integer between %llu and %llu", (unsigned long long)f->min,
                  (unsigned long long)f->max);
+        break;
+    case CFG_DOUBLE:
+        snprintf(buf, size, "must be a number between %g and %g", f->dmin, f->dmax);
+        break;
+    case CFG_ENUM:
+        pos = (size_t)snprintf(buf, size, "must be one of ");
+        for (size_t i = 0; f->choices[i] != NULL && pos < size; i++)
+            pos +=
+                (size_t)snprintf(buf + pos, size - pos, "%s%s", i > 0 ? ", " : "", f->choices[i]);
+        break;
+    case CFG_NAME:
+        snprintf(buf, size, "must be %s%s: %s", name_rules[f->name].noun,
+                 f->nullable ? " or null" : "", name_rules[f->name].rule);
         break;
     case CFG_PATH:
         snprintf(buf, size, f->nullable ? "must be a path or null" : "must be a path");
@@ -274,13 +589,17 @@ static void expectation(const cfg_field *f, char *buf, size_t size)
     case CFG_LIST:
         snprintf(buf, size, "must be a list");
         break;
+    case CFG_STRMAP:
+        snprintf(buf, size, "must be a map of %s to %s", name_rules[f->key_name].plural,
+                 name_rules[f->name].plural);
+        break;
     }
 }
 
 static int fail_expect(const cfg_ctx *c, const cfg_field *f, unsigned line, const char *path,
                        const char *got, const char *note)
 {
-    char expect[160];
+    char expect[320];
     expectation(f, expect, sizeof(expect));
     return cfg_fail(c, BDY_EINVAL, line, path, "%s (got %s%s)", expect, got, note);
 }
@@ -362,6 +681,7 @@ static void free_section(const cfg_section *s, void *base);
 static void free_field(const cfg_field *f, void *base)
 {
     switch (f->type) {
+    case CFG_NAME:
     case CFG_PATH:
     case CFG_LISTEN: {
         char **slot = at(base, f->offset);
@@ -382,7 +702,22 @@ static void free_field(const cfg_field *f, void *base)
         list_set(at(base, f->offset), NULL, 0);
         break;
     }
+    case CFG_STRMAP: {
+        char *items = NULL;
+        size_t count = 0;
+        list_get(at(base, f->offset), &items, &count);
+        cfg_pair *pairs = (cfg_pair *)(void *)items;
+        for (size_t i = 0; pairs != NULL && i < count; i++) {
+            free(pairs[i].key);
+            free(pairs[i].value);
+        }
+        free(items);
+        list_set(at(base, f->offset), NULL, 0);
+        break;
+    }
     case CFG_UINT:
+    case CFG_DOUBLE:
+    case CFG_ENUM:
     case CFG_LOG_LEVEL:
         break;
     }
@@ -565,6 +900,49 @@ static int set_scalar(const cfg_ctx *c, const cfg_field *f, const char *text, bo
         }
         return 0;
     }
+    case CFG_DOUBLE: {
+        double x = 0;
+        bool is_number =
+            v.kind == BDY__YPLAIN_INT || v.kind == BDY__YPLAIN_UINT || v.kind == BDY__YPLAIN_FLOAT;
+        if (quoted || !is_number)
+            return fail_expect(c, f, line, path, got,
+                               quoted && is_number ? ", which is quoted and so a string" : "");
+        if (v.kind == BDY__YPLAIN_INT)
+            x = (double)v.i;
+        else if (v.kind == BDY__YPLAIN_UINT)
+            x = (double)v.u;
+        else
+            x = v.d;
+        /* Written so that NaN, which compares false with everything, fails. */
+        if (!(x >= f->dmin && x <= f->dmax) || f->size != sizeof(double))
+            return fail_expect(c, f, line, path, got, "");
+        memcpy(slot, &x, sizeof(x));
+        return 0;
+    }
+    case CFG_ENUM:
+        /* A word is a word whether quoted or not; only exact spellings count. */
+        for (int i = 0; f->choices[i] != NULL; i++) {
+            if (strcmp(f->choices[i], text) == 0 && f->size == sizeof(int)) {
+                memcpy(slot, &i, sizeof(i));
+                return 0;
+            }
+        }
+        return fail_expect(c, f, line, path, got, "");
+    case CFG_NAME:
+        /* Other plain scalars (true, 12) are taken as the text written: a
+         * name that looks like a number is still a valid name. Null is not. */
+        if (!quoted && v.kind == BDY__YPLAIN_NULL) {
+            if (!f->nullable)
+                return fail_expect(c, f, line, path, got, "");
+            return store_string(slot, NULL) < 0
+                       ? cfg_fail(c, BDY_ENOMEM, line, path, "out of memory")
+                       : 0;
+        }
+        if (!name_rules[f->name].valid(text))
+            return fail_expect(c, f, line, path, got, "");
+        if (store_string(slot, text) < 0)
+            return cfg_fail(c, BDY_ENOMEM, line, path, "out of memory");
+        return 0;
     case CFG_PATH:
         if (!quoted && v.kind == BDY__YPLAIN_NULL) {
             if (!f->nullable)
@@ -601,6 +979,7 @@ static int set_scalar(const cfg_ctx *c, const cfg_field *f, const char *text, bo
     }
     case CFG_SECTION:
     case CFG_LIST:
+    case CFG_STRMAP:
         break;
     }
     return cfg_fail(c, BDY_EINVAL, line, path, "not a scalar field");
@@ -622,7 +1001,7 @@ static int apply_defaults(const cfg_ctx *c, const cfg_section *s, void *base)
         int rc = 0;
         if (f->type == CFG_SECTION)
             rc = apply_defaults(c, f->section, at(base, f->offset));
-        else if (f->type != CFG_LIST && f->def != NULL)
+        else if (f->type != CFG_LIST && f->type != CFG_STRMAP && f->def != NULL)
             rc = set_scalar(c, f, f->def, false, 0, f->key, base);
         if (rc < 0)
             return rc;
@@ -636,8 +1015,165 @@ static int decode_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynod
 static int decode_value(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n, unsigned line,
                         const char *path, void *base);
 
+/* The line of key in the map n, or 0 when the key is not written there. */
+static unsigned key_line(const bdy_ynode *n, const char *key)
+{
+    for (size_t i = 0; n->kind == BDY_YNODE_MAP && i < n->count; i++) {
+        if (strcmp(n->keys[i], key) == 0)
+            return n->key_lines[i];
+    }
+    return 0;
+}
+
+static const cfg_field *section_field(const cfg_section *s, const char *key)
+{
+    for (size_t i = 0; i < s->nfields; i++) {
+        if (strcmp(s->fields[i].key, key) == 0)
+            return &s->fields[i];
+    }
+    return NULL;
+}
+
+/* The value of a CFG_UINT field, whatever its width. */
+static uint64_t read_uint(const cfg_field *f, const void *base)
+{
+    const char *slot = (const char *)base + f->offset;
+    if (f->size == sizeof(unsigned)) {
+        unsigned u = 0;
+        memcpy(&u, slot, sizeof(u));
+        return u;
+    }
+    uint64_t u = 0;
+    memcpy(&u, slot, sizeof(u));
+    return u;
+}
+
+/* The string of a CFG_NAME (or CFG_PATH) field; NULL when not set. */
+static const char *read_string(const cfg_field *f, const void *base)
+{
+    const char *s = NULL;
+    memcpy(&s, (const char *)base + f->offset, sizeof(s));
+    return s;
+}
+
+/* lo <= hi for one cfg_order pair of the section decoded from the map n.
+ * The message names the key the user wrote: the upper one if written
+ * ("maxWarm: must be at least minWarm (5)"), else the lower one, so a
+ * default the user never saw is not the key blamed. */
+static int check_order(const cfg_ctx *c, const cfg_section *s, const cfg_order *o,
+                       const bdy_ynode *n, const char *path, const void *base)
+{
+    char kpath[CFG_MAX_KEY_PATH];
+    const cfg_field *lo = section_field(s, o->lo);
+    const cfg_field *hi = section_field(s, o->hi);
+    if (lo == NULL || hi == NULL || lo->type != CFG_UINT || hi->type != CFG_UINT)
+        return cfg_fail(c, BDY_EINVAL, n->line, path, "bad order rule %s <= %s", o->lo, o->hi);
+    uint64_t lv = read_uint(lo, base);
+    uint64_t hv = read_uint(hi, base);
+    if (lv <= hv)
+        return 0;
+    unsigned line = key_line(n, o->hi);
+    if (line > 0) {
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", o->hi);
+        return cfg_fail(c, BDY_EINVAL, line, kpath, "must be at least %s (%llu)", o->lo,
+                        (unsigned long long)lv);
+    }
+    line = key_line(n, o->lo);
+    snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", o->lo);
+    return cfg_fail(c, BDY_EINVAL, line > 0 ? line : n->line, kpath, "must be at most %s (%llu)",
+                    o->hi, (unsigned long long)hv);
+}
+
+/* Exactly one of the string keys in s->one_of is set. */
+static int check_one_of(const cfg_ctx *c, const cfg_section *s, const bdy_ynode *n,
+                        const char *path, const void *base)
+{
+    char names[CFG_MAX_KEY_PATH] = "";
+    size_t set = 0;
+    size_t total = 0;
+    size_t pos = 0;
+    while (s->one_of[total] != NULL)
+        total++;
+    for (size_t i = 0; i < total; i++) {
+        const cfg_field *f = section_field(s, s->one_of[i]);
+        if (f == NULL || f->type != CFG_NAME)
+            return cfg_fail(c, BDY_EINVAL, n->line, path, "bad one-of rule on %s", s->one_of[i]);
+        if (read_string(f, base) != NULL)
+            set++;
+        const char *sep = i == 0 ? "" : i + 1 == total ? " or " : ", ";
+        if (pos < sizeof(names))
+            pos += (size_t)snprintf(names + pos, sizeof(names) - pos, "%s%s", sep, s->one_of[i]);
+    }
+    if (set == 1)
+        return 0;
+    return cfg_fail(c, BDY_EINVAL, n->line, path, "exactly one of %s is required", names);
+}
+
+/* The rules of s that span keys, once the map n has been decoded into base. */
+static int check_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynode *n,
+                         const char *path, const void *base)
+{
+    for (size_t i = 0; i < s->norder; i++) {
+        int rc = check_order(c, s, &s->order[i], n, path, base);
+        if (rc < 0)
+            return rc;
+    }
+    if (s->one_of != NULL)
+        return check_one_of(c, s, n, path, base);
+    return 0;
+}
+
+/* Whether list elements a and b have the same identity (NULL counts as ""). */
+static bool same_identity(const cfg_section *s, const void *a, const void *b)
+{
+    for (size_t k = 0; s->identity[k] != NULL; k++) {
+        const cfg_field *f = section_field(s, s->identity[k]);
+        const char *x = f != NULL ? read_string(f, a) : NULL;
+        const char *y = f != NULL ? read_string(f, b) : NULL;
+        if (strcmp(x != NULL ? x : "", y != NULL ? y : "") != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Element i of the list n (decoded into items) against the ones before it:
+ * "pools[2].name: pool default/arena is defined twice (first at line 12)".
+ * The key blamed is the last identity key; lines are where it is written. */
+static int check_unique(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n, size_t i,
+                        const char *ipath, const char *items)
+{
+    const cfg_section *s = f->item->section;
+    const char *elem = items + i * f->item->size;
+    size_t j = 0;
+    while (j < i && !same_identity(s, items + j * f->item->size, elem))
+        j++;
+    if (j == i)
+        return 0;
+    char id[CFG_MAX_IDENTITY] = "";
+    char kpath[CFG_MAX_KEY_PATH];
+    const char *last = NULL;
+    size_t pos = 0;
+    for (size_t k = 0; s->identity[k] != NULL; k++) {
+        const cfg_field *idf = section_field(s, s->identity[k]);
+        const char *v = idf != NULL ? read_string(idf, elem) : NULL;
+        last = s->identity[k];
+        if (pos < sizeof(id))
+            pos += (size_t)snprintf(id + pos, sizeof(id) - pos, "%s%s", k > 0 ? "/" : "",
+                                    v != NULL ? v : "");
+    }
+    unsigned line = last != NULL ? key_line(n->items[i], last) : 0;
+    unsigned first = last != NULL ? key_line(n->items[j], last) : 0;
+    snprintf(kpath, sizeof(kpath), "%s%s%s", ipath, last != NULL ? "." : "",
+             last != NULL ? last : "");
+    return cfg_fail(c, BDY_EINVAL, line > 0 ? line : n->items[i]->line, kpath,
+                    "%s %s is defined twice (first at line %u)",
+                    s->noun != NULL ? s->noun : "entry", id, first > 0 ? first : n->items[j]->line);
+}
+
 /* A list value: null empties it, otherwise every element is decoded by
- * f->item into a fresh array that replaces the old one. */
+ * f->item into a fresh array that replaces the old one. Elements that are
+ * sections must be maps (a bare "-" would skip their required keys) and,
+ * when the section has an identity, unique. */
 static int decode_list(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n, unsigned line,
                        const char *path, void *base)
 {
@@ -666,15 +1202,79 @@ static int decode_list(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n,
     for (size_t i = 0; i < n->count; i++) {
         char ipath[CFG_MAX_KEY_PATH];
         char *elem = items + i * f->item->size;
+        const bdy_ynode *in = n->items[i];
         snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
         if (f->item->type == CFG_SECTION) {
+            if (in->kind != BDY_YNODE_MAP) {
+                describe(in, got, sizeof(got));
+                return fail_expect(c, f->item, in->line, ipath, got, "");
+            }
             rc = apply_defaults(c, f->item->section, elem);
             if (rc < 0)
                 return rc;
         }
-        rc = decode_value(c, f->item, n->items[i], n->items[i]->line, ipath, elem);
+        rc = decode_value(c, f->item, in, in->line, ipath, elem);
         if (rc < 0)
             return rc;
+        if (f->item->type == CFG_SECTION && f->item->section->identity != NULL) {
+            rc = check_unique(c, f, n, i, ipath, items);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* A map of strings (labels): null empties it, otherwise every key must obey
+ * f->key_name and every value f->name; the pairs replace the old ones, in
+ * file order. Values are scalars taken as written (version: 1.10 stays
+ * "1.10"); null is refused, "" is the empty value. */
+static int decode_strmap(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n, unsigned line,
+                         const char *path, void *base)
+{
+    char got[CFG_QUOTE_MAX * 4 + 16];
+    const cfg_name_rule *krule = &name_rules[f->key_name];
+    const cfg_name_rule *vrule = &name_rules[f->name];
+    void *slot = at(base, f->offset);
+    if (is_null_node(n)) {
+        free_field(f, base);
+        return 0;
+    }
+    if (n->kind != BDY_YNODE_MAP) {
+        describe(n, got, sizeof(got));
+        return fail_expect(c, f, line, path, got, "");
+    }
+    if (n->count > f->max)
+        return cfg_fail(c, BDY_EINVAL, line, path, "must have at most %llu entries (got %zu)",
+                        (unsigned long long)f->max, n->count);
+    free_field(f, base);
+    if (n->count == 0)
+        return 0;
+    cfg_pair *pairs = calloc(n->count, sizeof(*pairs));
+    if (pairs == NULL)
+        return cfg_fail(c, BDY_ENOMEM, line, path, "out of memory");
+    /* Owned by the struct from here on, so every exit frees it the same way. */
+    list_set(slot, (char *)pairs, n->count);
+    for (size_t i = 0; i < n->count; i++) {
+        const char *key = n->keys[i];
+        const bdy_ynode *v = n->items[i];
+        unsigned kline = n->key_lines[i];
+        if (!krule->valid(key)) {
+            quote(key, got, sizeof(got));
+            return cfg_fail(c, BDY_EINVAL, kline, path, "every key must be %s: %s (got %s)",
+                            krule->noun, krule->rule, got);
+        }
+        char kpath[CFG_MAX_KEY_PATH];
+        snprintf(kpath, sizeof(kpath), "%s.%s", path, key);
+        if (v->kind != BDY_YNODE_SCALAR || is_null_node(v) || !vrule->valid(v->scalar)) {
+            describe(v, got, sizeof(got));
+            return cfg_fail(c, BDY_EINVAL, kline, kpath, "must be %s: %s (got %s)", vrule->noun,
+                            vrule->rule, got);
+        }
+        pairs[i].key = strdup(key);
+        pairs[i].value = strdup(v->scalar);
+        if (pairs[i].key == NULL || pairs[i].value == NULL)
+            return cfg_fail(c, BDY_ENOMEM, kline, kpath, "out of memory");
     }
     return 0;
 }
@@ -696,7 +1296,12 @@ static int decode_value(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n
         return fail_expect(c, f, line, path, got, "");
     case CFG_LIST:
         return decode_list(c, f, n, line, path, base);
+    case CFG_STRMAP:
+        return decode_strmap(c, f, n, line, path, base);
     case CFG_UINT:
+    case CFG_DOUBLE:
+    case CFG_ENUM:
+    case CFG_NAME:
     case CFG_PATH:
     case CFG_LISTEN:
     case CFG_LOG_LEVEL:
@@ -709,6 +1314,8 @@ static int decode_value(const cfg_ctx *c, const cfg_field *f, const bdy_ynode *n
     return set_scalar(c, f, n->scalar, n->quoted, line, path, base);
 }
 
+/* Decodes the map n into the struct at base by the table s, then checks the
+ * section's rules that span keys. */
 static int decode_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynode *n,
                           const char *path, void *base)
 {
@@ -717,11 +1324,7 @@ static int decode_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynod
         return cfg_fail(c, BDY_EINVAL, n->line, path, "section has too many fields");
     for (size_t i = 0; i < n->count; i++) {
         const char *key = n->keys[i];
-        const cfg_field *f = NULL;
-        for (size_t j = 0; j < s->nfields && f == NULL; j++) {
-            if (strcmp(s->fields[j].key, key) == 0)
-                f = &s->fields[j];
-        }
+        const cfg_field *f = section_field(s, key);
         if (f == NULL)
             return fail_unknown_key(c, s, n->key_lines[i], path, key);
         seen[f - s->fields] = true;
@@ -736,7 +1339,7 @@ static int decode_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynod
             return cfg_fail(c, BDY_EINVAL, n->line, path, "missing required key \"%s\"",
                             s->fields[j].key);
     }
-    return 0;
+    return check_section(c, s, n, path, base);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -890,22 +1493,13 @@ void bdy_config_free(bdy_config *cfg)
     free(cfg);
 }
 
-static const cfg_field *top_field(const char *key)
-{
-    for (size_t i = 0; i < top_section.nfields; i++) {
-        if (strcmp(top_fields[i].key, key) == 0)
-            return &top_fields[i];
-    }
-    return NULL;
-}
-
 int bdy_config_override_listen(bdy_config *cfg, const char *text, bdy_errbuf *eb)
 {
     cfg_ctx c = {.name = "--listen", .base_dir = cfg->base_dir, .eb = eb};
     if (text == NULL)
         return bdy_fail(eb, BDY_EINVAL, "--listen: missing value");
     /* Treated as quoted: on the command line "null" is just text. */
-    return set_scalar(&c, top_field("listen"), text, true, 0, "", cfg);
+    return set_scalar(&c, section_field(&top_section, "listen"), text, true, 0, "", cfg);
 }
 
 int bdy_config_override_data_dir(bdy_config *cfg, const char *path, bdy_errbuf *eb)
@@ -920,7 +1514,7 @@ int bdy_config_override_data_dir(bdy_config *cfg, const char *path, bdy_errbuf *
     if (rc < 0)
         goto out;
     cfg_ctx c = {.name = "--data", .base_dir = cwd, .eb = eb};
-    rc = set_scalar(&c, top_field("dataDir"), path, true, 0, "", cfg);
+    rc = set_scalar(&c, section_field(&top_section, "dataDir"), path, true, 0, "", cfg);
 out:
     free(cwd);
     return rc;

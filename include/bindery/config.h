@@ -49,6 +49,51 @@
  *   manifests: []                   → manifests
  *       Files or folders of manifests applied at start-up (create or update).
  *       Folders are read non-recursively: *.yaml, *.yml, *.json by name.
+ *   runtime:
+ *     kind: process                 → runtime.kind              process | bench
+ *       What runs a world: process starts the ModuleManifest's local command
+ *       as a child process; bench starts nothing (benchmarks and tests).
+ *     portMin: 20000                → runtime.port_min          1024..65535
+ *     portMax: 29999                → runtime.port_max          portMin..65535
+ *       Host ports handed to worlds are taken from portMin..portMax.
+ *     workDir: .                    → runtime.work_dir
+ *       Working folder of world processes (a path, resolved as above).
+ *     logDir: worlds                → runtime.log_dir
+ *       Folder for the worlds' stdout and stderr (a path).
+ *     benchReadyDelayMs: 0          → runtime.bench_ready_delay_ms 0..600000
+ *       bench only: how long a world takes to become Ready.
+ *   reconciler:
+ *     workers: 2                    → reconciler.workers        1..64
+ *       Worker threads draining the reconciler's work queue.
+ *   pools: []                       → pools (at most BDY_CONFIG_MAX_POOLS)
+ *     - name: (required)            → name                      DNS label
+ *         The pool's name; namespace/name is unique in the list.
+ *       namespace: default          → ns                        DNS label
+ *         Namespace of the pool's worlds and of its manifest or booklet.
+ *       manifest: (absent)          → manifest                  DNS subdomain
+ *       booklet: (absent)           → booklet                   DNS subdomain
+ *         The ModuleManifest or the Booklet the worlds run: exactly one of
+ *         the two ("pools[0]: exactly one of manifest or booklet is required").
+ *       minWarm: 1                  → min_warm                  0..100000
+ *       maxWarm: 100                → max_warm                  minWarm..100000
+ *         Bounds of the warm target, whatever the forecast says.
+ *       maxWorlds: 1000             → max_worlds                maxWarm..1000000
+ *         Most worlds of the pool, warm and allocated together.
+ *       serviceLevel: 0.99          → service_level             a number, 0.5..0.9999
+ *         Probability that a claim finds a warm world (the forecast quantile).
+ *       creationRate: 20            → creation_rate             1..10000
+ *         Most worlds created per second.
+ *       scaleDownCooldownSeconds: 60 → scale_down_cooldown_s    0..86400
+ *         How long a surplus must last before idle worlds are deleted.
+ *       labels: {}                  → labels (at most BDY_CONFIG_MAX_LABELS)
+ *         Put on every world of the pool. Keys are Kubernetes label keys (an
+ *         optional DNS-subdomain prefix and '/', then a name of at most 63
+ *         of [A-Za-z0-9-_.] starting and ending alphanumeric); values are
+ *         strings of at most 63 of the same, or "" (null is refused).
+ *   Keys that must agree are checked after decoding, naming the key written:
+ *   "pools[1].maxWarm: must be at least minWarm (5)", "runtime.portMax: must
+ *   be at least portMin (30000)", "pools[2].name: pool default/arena is
+ *   defined twice (first at line 12)".
  *
  * A bdy_config is immutable after loading (apart from the two overrides,
  * meant for command-line flags before anything else reads it), so any
@@ -70,6 +115,10 @@
 #define BDY_CONFIG_MAX_PATH 4096
 /* Longest listen address ("[" + IPv6 + "]:" + port, or a 253-byte name). */
 #define BDY_CONFIG_MAX_LISTEN 300
+/* Most pools in the pools: list. */
+#define BDY_CONFIG_MAX_POOLS 256
+/* Most labels one pool puts on its worlds. */
+#define BDY_CONFIG_MAX_LABELS 32
 
 /* A list of absolute paths. Every list in the config has this shape,
  * { T *items; size_t count; }, which the decoder relies on. */
@@ -96,6 +145,55 @@ typedef struct bdy_config_store {
     unsigned busy_timeout_ms;
 } bdy_config_store;
 
+/* One label of a pool's worlds. */
+typedef struct bdy_config_label {
+    char *key;   /* a Kubernetes label key */
+    char *value; /* a Kubernetes label value */
+} bdy_config_label;
+
+typedef struct bdy_config_labels {
+    bdy_config_label *items;
+    size_t count;
+} bdy_config_labels;
+
+/* One warm pool (pools: list). Exactly one of manifest / booklet is set. */
+typedef struct bdy_config_pool {
+    char *name;                     /* DNS label, required; unique per namespace */
+    char *ns;                       /* "namespace", default "default" */
+    char *manifest;                 /* ModuleManifest name, or NULL */
+    char *booklet;                  /* Booklet name, or NULL */
+    unsigned min_warm;              /* minWarm, default 1, 0..100000 */
+    unsigned max_warm;              /* maxWarm, default 100, >= minWarm */
+    unsigned max_worlds;            /* maxWorlds, default 1000, >= maxWarm; warm + allocated */
+    double service_level;           /* serviceLevel, default 0.99, 0.5..0.9999 */
+    unsigned creation_rate;         /* creationRate: most worlds created per second, default 20 */
+    unsigned scale_down_cooldown_s; /* scaleDownCooldownSeconds, default 60 */
+    bdy_config_labels labels;       /* labels: put on every world of the pool */
+} bdy_config_pool;
+
+typedef struct bdy_config_pools {
+    bdy_config_pool *items;
+    size_t count;
+} bdy_config_pools;
+
+typedef enum bdy_runtime_kind {
+    BDY_RUNTIME_PROCESS = 0, /* worlds are local processes (the default) */
+    BDY_RUNTIME_BENCH = 1,   /* no processes: for benchmarks and tests only */
+} bdy_runtime_kind;
+
+typedef struct bdy_config_runtime {
+    bdy_runtime_kind kind;         /* kind: process | bench */
+    unsigned port_min;             /* portMin, default 20000, 1024..65535 */
+    unsigned port_max;             /* portMax, default 29999, >= portMin */
+    char *work_dir;                /* workDir: worlds' working folder, default "." */
+    char *log_dir;                 /* logDir: worlds' stdout/stderr, default "worlds" */
+    unsigned bench_ready_delay_ms; /* benchReadyDelayMs, default 0, 0..600000 */
+} bdy_config_runtime;
+
+typedef struct bdy_config_reconciler {
+    unsigned workers; /* workers, default 2, 1..64 */
+} bdy_config_reconciler;
+
 typedef struct bdy_config {
     char *source;   /* the file name as given (or name_for_errors), for messages */
     char *base_dir; /* absolute folder relative paths were resolved against */
@@ -107,6 +205,9 @@ typedef struct bdy_config {
     bdy_config_store store;
     bdy_config_paths crds;      /* absolute paths, in file order */
     bdy_config_paths manifests; /* absolute paths, in file order */
+    bdy_config_runtime runtime;
+    bdy_config_reconciler reconciler;
+    bdy_config_pools pools;
 } bdy_config;
 
 /* Reads and decodes the config file at path (capped at BDY_CONFIG_MAX_BYTES).
