@@ -8,9 +8,22 @@
  * response). completed_cb() frees the per-request state whatever happened,
  * including connections cut mid-body.
  *
+ * A handler that cannot answer yet defers (bdy_http_defer): when it
+ * returns, the final call suspends the connection instead of queueing, so
+ * no worker thread waits; the owner of the deferred request later fills its
+ * response and finishes it from any thread, which resumes the connection,
+ * and MHD calls access_cb() once more to queue the answer. See struct
+ * bdy_http_deferred for the states and who may free what.
+ *
  * Threads: MHD's worker threads run the callbacks; one connection stays on
  * one worker. The route table is read-only once the server starts. The
  * token set is swapped under auth_lock (see struct auth_slot).
+ *
+ * Lock order: defer_lock, then a deferred's lock, then auth_lock or MHD's
+ * own connection lock (MHD_suspend_connection and MHD_resume_connection
+ * take it briefly; MHD never calls us holding it, since applications may
+ * resume connections from inside callbacks). swap_lock comes before
+ * auth_lock.
  */
 #include "bindery/http.h"
 
@@ -105,6 +118,13 @@ struct bdy_http_server {
     unsigned port;
     atomic_bool stopping;
     atomic_uint inflight; /* requests between their first and completed callbacks */
+
+    /* Deferred requests whose connection has not completed yet, so stop()
+     * can answer the open ones; defer_closed (set by stop) makes requests
+     * deferred afterwards answer 503 at once. Both guarded by defer_lock. */
+    pthread_mutex_t defer_lock;
+    bdy_http_deferred *deferred_head;
+    bool defer_closed;
 };
 
 /* Per-request state, created on MHD's first call and freed in completed_cb. */
@@ -122,8 +142,56 @@ struct conn {
     bool responded;
     unsigned status;
     uint64_t start_ns;
+    bool in_handler;             /* the route's handler is running: it may defer */
+    bdy_http_deferred *deferred; /* set by bdy_http_defer(); the connection's reference */
     bdy_http_request req;
     bdy_http_response resp;
+};
+
+/* Where a deferred request stands. Transitions, all under the deferred's
+ * lock:
+ *   PENDING   -> SUSPENDED  the handler returned; the connection is suspended
+ *   PENDING   -> ANSWERED   finished (or stop()) before the handler returned:
+ *                           the connection answers at once, never suspended
+ *   SUSPENDED -> ANSWERED   finished (or stop()): the connection is resumed
+ *   any       -> CLOSED     the connection completed (completed_cb)
+ * Whoever leaves SUSPENDED resumes the connection, exactly once, while
+ * holding the lock, so it can never resume a connection that is not (yet)
+ * suspended. */
+enum defer_state {
+    DEFER_PENDING,
+    DEFER_SUSPENDED,
+    DEFER_ANSWERED,
+    DEFER_CLOSED,
+};
+
+/* A deferred request. Two references: the connection's (dropped in
+ * completed_cb) and the owner's (dropped by bdy_http_deferred_finish);
+ * the last one frees. The request fields are copies, so the owner can read
+ * them after the client has gone and after the server is freed.
+ *
+ * The auth slot moves here from the connection so that the principal stays
+ * valid until the owner has finished and the handler has returned (or the
+ * connection completed, whichever comes first). s is the server while
+ * the connection exists, NULL after: a finish() after stop() touches only
+ * this object. */
+struct bdy_http_deferred {
+    pthread_mutex_t lock; /* guards everything below but the list links */
+    unsigned refs;
+    enum defer_state state;
+    bool shutdown;      /* the answer is stop()'s 503, not the owner's */
+    bool owner_done;    /* finish() was called */
+    bool handler_done;  /* the deferring handler has returned */
+    struct conn *c;     /* NULL once CLOSED */
+    bdy_http_server *s; /* NULL once CLOSED */
+    struct auth_slot *slot;
+    bdy_http_deferred *prev, *next; /* in s->deferred_head; guarded by s->defer_lock */
+    char *method;
+    char *path;
+    char *content_type;
+    bdy_buf body; /* the connection's body buffer, moved here */
+    bdy_http_request req;
+    bdy_http_response resp; /* the owner's answer; untouched by the server until finish() */
 };
 
 /* ---- responses ------------------------------------------------------- */
@@ -330,6 +398,13 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
         pthread_mutex_destroy(&s->swap_lock);
         pthread_mutex_destroy(&s->auth_lock);
         rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a condition variable");
+        goto out;
+    }
+    if (pthread_mutex_init(&s->defer_lock, NULL) != 0) {
+        pthread_cond_destroy(&s->auth_drained);
+        pthread_mutex_destroy(&s->swap_lock);
+        pthread_mutex_destroy(&s->auth_lock);
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
         goto out;
     }
     locks = true;
@@ -753,7 +828,255 @@ static enum MHD_Result take_body(struct conn *c, const char *data, size_t len)
     return MHD_YES;
 }
 
-/* The request is complete: run the handler and answer. */
+/* ---- deferred answers ------------------------------------------------- */
+
+static void deferred_free(bdy_http_deferred *d)
+{
+    if (d == NULL)
+        return;
+    pthread_mutex_destroy(&d->lock);
+    free(d->method);
+    free(d->path);
+    free(d->content_type);
+    bdy_buf_free(&d->body);
+    bdy_http_response_free(&d->resp);
+    free(d);
+}
+
+/* Gives the auth slot back. Called with d->lock held, once nobody reads
+ * the principal any more; d->s is alive whenever it is set. */
+static void release_slot_locked(bdy_http_deferred *d)
+{
+    if (d->slot != NULL && d->s != NULL)
+        auth_release(d->s, d->slot);
+    d->slot = NULL;
+}
+
+/* Makes the request a handler is answering a deferred one. Only the
+ * handler's own request, while the handler runs, and only once: anything
+ * else (a handler unit test's request, a second call) gets NULL, as does
+ * running out of memory, and the handler then answers through resp as
+ * usual. If the server is stopping, the request is deferred but answered
+ * 503 ShuttingDown as soon as the handler returns. The caller owns the
+ * result until it passes it to bdy_http_deferred_finish(). Thread: the
+ * handler's. */
+bdy_http_deferred *bdy_http_defer(const bdy_http_request *req)
+{
+    bdy_http_deferred *d = NULL;
+    if (req == NULL || req->internal == NULL) {
+        bdy_warn("http", "bdy_http_defer: not a request the server is handling");
+        return NULL;
+    }
+    struct conn *c = req->internal;
+    if (req != &c->req || !c->in_handler || c->deferred != NULL) {
+        bdy_error("http", "%s %s: bdy_http_defer called outside its handler or twice",
+                  c->req.method, c->req.path);
+        return NULL;
+    }
+    bdy_http_server *s = c->s;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        goto out;
+    if (pthread_mutex_init(&d->lock, NULL) != 0) {
+        free(d);
+        d = NULL;
+        goto out;
+    }
+    bdy_buf_init(&d->body, s->max_body);
+    bdy_http_response_init(&d->resp);
+    /* Copies, because MHD frees the originals with the connection, which
+     * may end before the owner finishes (stop(), or a client gone). */
+    d->method = strdup(c->req.method);
+    d->path = strdup(c->req.path);
+    if (c->req.content_type != NULL)
+        d->content_type = strdup(c->req.content_type);
+    if (d->method == NULL || d->path == NULL ||
+        (c->req.content_type != NULL && d->content_type == NULL)) {
+        deferred_free(d);
+        d = NULL;
+        goto out;
+    }
+    /* The body moves instead: c->req.body keeps pointing at it while the
+     * handler runs, which is safe because d outlives the connection. */
+    d->body = c->body;
+    bdy_buf_init(&c->body, s->max_body);
+    d->req = c->req;
+    d->req.method = d->method;
+    d->req.path = d->path;
+    d->req.content_type = d->content_type;
+    d->req.body = d->body.data != NULL ? d->body.data : "";
+    d->req.body_len = d->body.len;
+    d->req.internal = NULL; /* query and header lookups need the connection */
+    d->refs = 2;
+    d->state = DEFER_PENDING;
+    d->c = c;
+    d->s = s;
+    d->slot = c->slot;
+    c->slot = NULL;
+    c->deferred = d;
+
+    pthread_mutex_lock(&s->defer_lock);
+    d->next = s->deferred_head;
+    if (d->next != NULL)
+        d->next->prev = d;
+    s->deferred_head = d;
+    /* Checked under the same lock stop() sets it with, so a request is
+     * either answered by close_deferred() or born answered. */
+    if (s->defer_closed) {
+        d->state = DEFER_ANSWERED;
+        d->shutdown = true;
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+out:
+    if (d == NULL)
+        bdy_error("http", "%s %s: cannot defer: out of memory", c->req.method, c->req.path);
+    return d;
+}
+
+/* The owner's response to fill, until finish(). Thread: the owner's. */
+bdy_http_response *bdy_http_deferred_response(bdy_http_deferred *d)
+{
+    return d != NULL ? &d->resp : NULL;
+}
+
+/* The copied request; its query and header lookups return NULL. The
+ * principal is valid until finish(), or, once bdy_http_server_stop() has
+ * answered the request, only while the caller keeps the token set alive.
+ * Thread: the owner's. */
+const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d)
+{
+    return d != NULL ? &d->req : NULL;
+}
+
+/* Hands the owner's answer to the connection (resuming it if it is
+ * suspended) and drops the owner's reference; after stop() or a vanished
+ * client the answer is just dropped. Any thread, a handler's included:
+ * MHD allows resuming from callbacks. d must not be used afterwards. */
+void bdy_http_deferred_finish(bdy_http_deferred *d)
+{
+    if (d == NULL)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->owner_done = true;
+    if (d->state == DEFER_PENDING) {
+        /* The handler has not returned: it will see ANSWERED and queue the
+         * answer without suspending. */
+        d->state = DEFER_ANSWERED;
+    } else if (d->state == DEFER_SUSPENDED) {
+        /* Suspended, so the connection and its daemon are alive, and they
+         * stay so while we hold the lock (see close_deferred). */
+        d->state = DEFER_ANSWERED;
+        MHD_resume_connection(d->c->mhd);
+    }
+    if (d->handler_done)
+        release_slot_locked(d);
+    bool last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (last)
+        deferred_free(d);
+}
+
+/* Queues a deferred request's answer: the owner's response, or stop()'s
+ * 503. Runs on the connection's worker once the state is ANSWERED; from
+ * then on only this thread touches the deferred's state. */
+static enum MHD_Result answer_deferred(struct conn *c)
+{
+    bdy_http_deferred *d = c->deferred;
+    pthread_mutex_lock(&d->lock);
+    bool shutdown = d->shutdown;
+    if (!shutdown) {
+        /* The owner has finished, so its response is ours to send. */
+        bdy_http_response mine = c->resp;
+        c->resp = d->resp;
+        d->resp = mine;
+    }
+    if (d->owner_done)
+        release_slot_locked(d);
+    pthread_mutex_unlock(&d->lock);
+    if (shutdown) {
+        /* Whatever the handler left in resp goes, headers included. */
+        bdy_http_response_free(&c->resp);
+        bdy_http_response_init(&c->resp);
+        bdy_http_error(&c->resp, 503, "ShuttingDown", "the server is shutting down", 0);
+    }
+    return queue_response(c);
+}
+
+/* The deferring handler has returned: suspend the connection until the
+ * answer is there, or queue it at once if it already is. */
+static enum MHD_Result suspend_or_answer(struct conn *c)
+{
+    bdy_http_deferred *d = c->deferred;
+    pthread_mutex_lock(&d->lock);
+    d->handler_done = true;
+    /* The token set must not be held while a request waits (up to minutes):
+     * a reload would block on it. Owners read the principal before
+     * deferring; from here on the deferred request has none. */
+    release_slot_locked(d);
+    d->req.principal = NULL;
+    bool answered = d->state != DEFER_PENDING;
+    if (!answered) {
+        d->state = DEFER_SUSPENDED;
+        /* Under the lock, so no finisher can resume before the suspend. */
+        MHD_suspend_connection(c->mhd);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return answered ? answer_deferred(c) : MHD_YES;
+}
+
+/* The connection of a deferred request has completed: unlist it, give the
+ * principal's slot back and drop the connection's reference. Runs on the
+ * connection's worker (completed_cb), so the server is alive. */
+static void deferred_close(bdy_http_server *s, bdy_http_deferred *d)
+{
+    pthread_mutex_lock(&s->defer_lock);
+    if (d->prev != NULL)
+        d->prev->next = d->next;
+    else
+        s->deferred_head = d->next;
+    if (d->next != NULL)
+        d->next->prev = d->prev;
+    pthread_mutex_unlock(&s->defer_lock);
+
+    pthread_mutex_lock(&d->lock);
+    d->state = DEFER_CLOSED;
+    d->c = NULL;
+    release_slot_locked(d);
+    d->s = NULL;
+    bool last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (last)
+        deferred_free(d);
+}
+
+/* Answers every deferred request still waiting with 503 ShuttingDown and
+ * makes later bdy_http_defer() calls do the same, so that no connection
+ * stays suspended: MHD cannot stop with suspended connections. A finisher
+ * that resumes holds the deferred's lock, so once this has passed every
+ * listed request none can be suspended or resumed any more. */
+static void close_deferred(bdy_http_server *s)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&s->defer_lock);
+    s->defer_closed = true;
+    for (bdy_http_deferred *d = s->deferred_head; d != NULL; d = d->next) {
+        pthread_mutex_lock(&d->lock);
+        if (d->state == DEFER_SUSPENDED)
+            MHD_resume_connection(d->c->mhd);
+        if (d->state == DEFER_PENDING || d->state == DEFER_SUSPENDED) {
+            d->state = DEFER_ANSWERED;
+            d->shutdown = true;
+            n++;
+        }
+        pthread_mutex_unlock(&d->lock);
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+    if (n > 0)
+        bdy_info("http", "answering %u waiting requests with 503: shutting down", n);
+}
+
+/* The request is complete: run the handler and answer, or suspend the
+ * connection if the handler deferred. */
 static enum MHD_Result finish_request(struct conn *c)
 {
     if (c->too_large) {
@@ -763,7 +1086,11 @@ static enum MHD_Result finish_request(struct conn *c)
     }
     c->req.body = c->body.data != NULL ? c->body.data : "";
     c->req.body_len = c->body.len;
+    c->in_handler = true;
     c->route->cb(c->route->data, &c->req, &c->resp);
+    c->in_handler = false;
+    if (c->deferred != NULL)
+        return suspend_or_answer(c);
     return queue_response(c);
 }
 
@@ -807,11 +1134,16 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const ch
         *upload_data_size = 0;
         return ret;
     }
+    /* Deferred requests come back here once resumed, answer ready. */
+    if (c->deferred != NULL)
+        return answer_deferred(c);
     return finish_request(c);
 }
 
 /* MHD's end-of-request notice, also for requests cut off mid-body or by a
- * timeout: records metrics for answered requests and frees the state. */
+ * timeout: records metrics for answered requests and frees the state. A
+ * deferred request is counted here too, once answered, so its duration
+ * runs from the headers to the answer. */
 static void completed_cb(void *cls, struct MHD_Connection *mhd, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -830,12 +1162,14 @@ static void completed_cb(void *cls, struct MHD_Connection *mhd, void **req_cls,
         bdy_metric_inc(bdy_metric_child(s->requests_total, values));
         double seconds = (double)(bdy_monotonic_ns() - c->start_ns) / 1e9;
         bdy_metric_observe(r ? r->duration : s->unmatched_duration, seconds);
-        bdy_debug("http", "%s %s %u %.3f ms", c->req.method, c->req.path, c->status,
-                  seconds * 1e3);
+        bdy_debug("http", "%s %s %u %.3f ms%s", c->req.method, c->req.path, c->status,
+                  seconds * 1e3, c->deferred != NULL ? " (deferred)" : "");
     } else if (!c->responded) {
         bdy_debug("http", "%s %s ended without a response (termination %d)", c->req.method,
                   c->req.path, (int)toe);
     }
+    if (c->deferred != NULL)
+        deferred_close(s, c->deferred);
     auth_release(s, c->slot);
     bdy_buf_free(&c->body);
     bdy_http_response_free(&c->resp);
@@ -1004,10 +1338,16 @@ int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
         fd = -1;
         goto out;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* Suspend/resume for deferred answers; ITC (implied by it, and needed
+     * by quiesce) wakes a worker when a connection is resumed. */
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     atomic_store(&s->stopping, false);
+    pthread_mutex_lock(&s->defer_lock);
+    s->defer_closed = false;
+    pthread_mutex_unlock(&s->defer_lock);
     /* MHD documents the logger as the first option so start-up messages go
      * through it too. A pool of one is no pool: MHD warns about it. */
     struct MHD_OptionItem opts[] = {
@@ -1045,14 +1385,17 @@ unsigned bdy_http_server_port(const bdy_http_server *s)
     return s != NULL && s->daemon != NULL ? s->port : 0;
 }
 
-/* Stops the server; waits up to HTTP_STOP_GRACE_MS for requests in flight.
- * Must not be called from a handler (it would wait for itself). */
+/* Stops the server: answers deferred requests still waiting with 503,
+ * then waits up to HTTP_STOP_GRACE_MS for requests in flight. Must not be
+ * called from a handler (it would wait for itself). Once it returns every
+ * connection has completed, so no deferred request refers to the server. */
 void bdy_http_server_stop(bdy_http_server *s)
 {
     if (s == NULL || s->daemon == NULL)
         return;
     atomic_store(&s->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    close_deferred(s);
     for (unsigned waited = 0; atomic_load(&s->inflight) > 0 && waited < HTTP_STOP_GRACE_MS;
          waited += 10) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -1073,6 +1416,7 @@ void bdy_http_server_free(bdy_http_server *s)
     for (size_t i = 0; i < s->nroutes; i++)
         route_clear(&s->routes[i]);
     free(s->routes);
+    pthread_mutex_destroy(&s->defer_lock);
     pthread_cond_destroy(&s->auth_drained);
     pthread_mutex_destroy(&s->auth_lock);
     pthread_mutex_destroy(&s->swap_lock);

@@ -10,11 +10,15 @@
  * is ordinary code on the main thread rather than async-signal-safe hacks.
  */
 #include "bindery/auth.h"
+#include "bindery/claims.h"
 #include "bindery/config.h"
 #include "bindery/error.h"
 #include "bindery/http.h"
 #include "bindery/log.h"
 #include "bindery/metrics.h"
+#include "bindery/pool.h"
+#include "bindery/reconciler.h"
+#include "bindery/runtime.h"
 #include "bindery/store.h"
 #include "bindery/util.h"
 #include "bindery/yaml.h"
@@ -42,6 +46,10 @@ typedef struct daemon_state {
     bdy_metrics *metrics;
     bdy_http_server *http;
     bdy_auth *auth;
+    bdy_fleet *fleet;
+    bdy_runtime *runtime;
+    bdy_reconciler *reconciler;
+    bdy_claims *claims;
     atomic_bool ready;
     bdy_metric_family *reloads;
     bdy_metric *store_rv;
@@ -75,7 +83,7 @@ static void readyz_cb(void *data, const bdy_http_request *req, bdy_http_response
     (void)req;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    if (!atomic_load(&d->ready)) {
+    if (!atomic_load(&d->ready) || !bdy_claims_ready(d->claims)) {
         bdy_http_error(resp, 503, "NotReady", "start-up has not finished", 1);
         return;
     }
@@ -95,6 +103,7 @@ static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_respons
     uint64_t rv = 0;
     if (bdy_store_current_rv(d->store, &rv) == 0)
         bdy_metric_set(d->store_rv, (double)rv);
+    bdy_reconciler_collect(d->reconciler);
     if (bdy_metrics_render(d->metrics, &resp->body) != 0) {
         bdy_http_error(resp, 500, "InternalError", "metrics too large", 0);
         return;
@@ -243,8 +252,21 @@ static void reload(daemon_state *d, const char *path)
     }
     if (!same_str(next->listen, d->cfg->listen) || !same_str(next->data_dir, d->cfg->data_dir) ||
         memcmp(&next->http, &d->cfg->http, sizeof(next->http)) != 0 ||
-        memcmp(&next->store, &d->cfg->store, sizeof(next->store)) != 0)
-        bdy_warn("config", "listen, dataDir, http and store settings change only on restart");
+        memcmp(&next->store, &d->cfg->store, sizeof(next->store)) != 0 ||
+        next->runtime.kind != d->cfg->runtime.kind ||
+        next->runtime.port_min != d->cfg->runtime.port_min ||
+        next->runtime.port_max != d->cfg->runtime.port_max ||
+        next->reconciler.workers != d->cfg->reconciler.workers)
+        bdy_warn("config", "listen, dataDir, http, store, runtime and reconciler settings change "
+                           "only on restart");
+    if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0) {
+        bdy_error("config", "reload refused: out of memory applying pools");
+        count_reload(d, "refused");
+        bdy_auth_free(auth);
+        bdy_config_free(next);
+        return;
+    }
+    bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
     if (auth != NULL) {
         bdy_http_server_set_auth(d->http, auth);
@@ -255,6 +277,46 @@ static void reload(daemon_state *d, const char *path)
     d->cfg = next;
     count_reload(d, "applied");
     bdy_info("config", "reloaded %s", path);
+}
+
+/* Creates the runtime, the reconciler (world informer, controllers) and
+ * the claim indexes; returns once both informers have loaded. */
+static int start_worlds(daemon_state *d, bdy_errbuf *eb)
+{
+    bdy_reconciler_opts ro = {.store = d->store,
+                              .fleet = d->fleet,
+                              .metrics = d->metrics,
+                              .workers = d->cfg->reconciler.workers,
+                              .on_world = bdy_claims_observe_world,
+                              .on_world_data = d->claims};
+    int rc = bdy_reconciler_new(&ro, &d->reconciler, eb);
+    if (rc != 0)
+        return rc;
+    bdy_claims_set_reconciler(d->claims, d->reconciler);
+    const bdy_config_runtime *rt = &d->cfg->runtime;
+    if (rt->kind == BDY_RUNTIME_BENCH) {
+        bdy_bench_runtime_opts bo = {.ready_delay_ms = rt->bench_ready_delay_ms,
+                                     .port_min = rt->port_min,
+                                     .port_max = rt->port_max,
+                                     .on_exit = bdy_reconciler_world_exited,
+                                     .data = d->reconciler};
+        rc = bdy_runtime_bench_new(&bo, &d->runtime, eb);
+        bdy_warn("runtime", "runtime kind is bench: worlds are simulated, no process runs");
+    } else {
+        bdy_process_runtime_opts po = {.port_min = rt->port_min,
+                                       .port_max = rt->port_max,
+                                       .work_dir = rt->work_dir,
+                                       .log_dir = rt->log_dir,
+                                       .on_exit = bdy_reconciler_world_exited,
+                                       .data = d->reconciler};
+        rc = bdy_runtime_process_new(&po, &d->runtime, eb);
+    }
+    if (rc != 0)
+        return rc;
+    rc = bdy_claims_start(d->claims, 30000, eb);
+    if (rc == 0)
+        rc = bdy_reconciler_start(d->reconciler, d->runtime, 30000, eb);
+    return rc;
 }
 
 /* ---- serve ------------------------------------------------------------------- */
@@ -346,6 +408,15 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     rc = setup_metrics(&d);
     if (rc != 0)
         goto out;
+    rc = bdy_fleet_new(&d.fleet);
+    if (rc == 0)
+        rc = bdy_fleet_set_pools(d.fleet, &d.cfg->pools);
+    if (rc != 0)
+        goto out;
+    bdy_claims_opts co = {.store = d.store, .fleet = d.fleet, .metrics = d.metrics};
+    rc = bdy_claims_new(&co, &d.claims, &eb);
+    if (rc != 0)
+        goto out;
     bdy_http_config hc = {.listen = d.cfg->listen,
                           .threads = d.cfg->http.threads,
                           .max_body_bytes = d.cfg->http.max_body_bytes,
@@ -355,6 +426,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     rc = bdy_http_server_new(&hc, d.metrics, &d.http, &eb);
     if (rc == 0)
         rc = register_routes(&d);
+    if (rc == 0)
+        rc = bdy_claims_routes(d.claims, d.http);
     if (rc != 0) {
         bdy_error("http", "cannot set up the HTTP server: %s", eb.message);
         goto out;
@@ -369,6 +442,11 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     rc = apply_startup_manifests(&d, d.cfg, &eb);
     if (rc != 0) {
         bdy_error("manifests", "start-up manifests did not apply: %s", eb.message);
+        goto out;
+    }
+    rc = start_worlds(&d, &eb);
+    if (rc != 0) {
+        bdy_error("main", "%s", eb.message);
         goto out;
     }
     atomic_store(&d.ready, true);
@@ -387,9 +465,17 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     }
     atomic_store(&d.ready, false);
 out:
-    /* Order matters: no request may run once the store is gone. */
+    /* Order matters: waiting claims are answered before the HTTP server
+     * stops, no request may run once the store is gone, and the runtime is
+     * freed last (worlds keep running: a restarted bindery adopts them). */
+    bdy_claims_stop(d.claims);
     bdy_http_server_stop(d.http);
+    bdy_reconciler_stop(d.reconciler);
+    bdy_runtime_free(d.runtime); /* no exit notice may reach a freed reconciler */
     bdy_http_server_free(d.http);
+    bdy_claims_free(d.claims);
+    bdy_reconciler_free(d.reconciler);
+    bdy_fleet_free(d.fleet);
     bdy_store_close(d.store);
     bdy_metrics_free(d.metrics);
     bdy_auth_free(d.auth);

@@ -6,7 +6,7 @@
  * run, through plain SQLite with one autocommit INSERT per write (one fsync
  * per write; WAL, synchronous=FULL; each writer its own connection).
  *
- *   bench_store_commit [--seconds S] [--dir DIR] [--json FILE]
+ *   bench_store_commit [--seconds S] [--dir DIR] [--json FILE] [--group-only]
  *
  * Prints a table; --json also writes the figures for bench/run. */
 #include "bindery/error.h"
@@ -197,6 +197,7 @@ int main(int argc, char **argv)
     double seconds = 3;
     const char *dir = NULL;
     const char *json_path = NULL;
+    bool group_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
@@ -204,8 +205,10 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json_path = argv[++i];
+        else if (strcmp(argv[i], "--group-only") == 0)
+            group_only = true;
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--dir DIR] [--json FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--dir DIR] [--json FILE] [--group-only]\n", argv[0]);
             return 2;
         }
     }
@@ -228,7 +231,7 @@ int main(int argc, char **argv)
            "autocommit w/s", "p50 ms", "p99 ms", "ratio");
     for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
         result g = run_mode(true, writers[i], seconds, dir);
-        result a = run_mode(false, writers[i], seconds, dir);
+        result a = group_only ? (result){0} : run_mode(false, writers[i], seconds, dir);
         double ratio = a.writes_per_s > 0 ? g.writes_per_s / a.writes_per_s : 0;
         printf("%-8d %14.0f %10.3f %10.3f %14.0f %10.3f %10.3f %7.1fx\n", writers[i],
                g.writes_per_s, g.p50_ms, g.p99_ms, a.writes_per_s, a.p50_ms, a.p99_ms, ratio);

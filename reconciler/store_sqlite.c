@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +75,7 @@ typedef struct write_op {
     size_t aevents;
     bdy_crd *crd_put; /* register after commit */
     char *crd_remove; /* "group\0plural": unregister after commit */
-    bool done;
+    sem_t done; /* posted by the writer when the op is finished */
     struct write_op *next;
 } write_op;
 
@@ -103,7 +104,6 @@ typedef struct sqlite_store {
 
     pthread_mutex_t q_lock;
     pthread_cond_t q_nonempty;
-    pthread_cond_t q_done;
     write_op *q_head;
     write_op *q_tail;
     bool stopping;
@@ -953,6 +953,7 @@ static void run_batch(sqlite_store *s, write_op *batch)
 static void *writer_main(void *arg)
 {
     sqlite_store *s = arg;
+    pthread_setname_np(pthread_self(), "bdy-store-wr");
     for (;;) {
         pthread_mutex_lock(&s->q_lock);
         while (s->q_head == NULL && !s->stopping)
@@ -978,14 +979,14 @@ static void *writer_main(void *arg)
 
         run_batch(s, batch);
 
-        pthread_mutex_lock(&s->q_lock);
+        /* Wake each caller individually: one broadcast would wake every
+         * waiting writer for every batch. The op lives on its caller's stack,
+         * so read next before posting. */
         for (write_op *op = batch; op != NULL;) {
             write_op *next = op->next;
-            op->done = true;
+            sem_post(&op->done);
             op = next;
         }
-        pthread_cond_broadcast(&s->q_done);
-        pthread_mutex_unlock(&s->q_lock);
     }
     return NULL;
 }
@@ -994,21 +995,23 @@ static void *writer_main(void *arg)
 static int submit(sqlite_store *s, write_op *op)
 {
     op->next = NULL;
-    op->done = false;
     pthread_mutex_lock(&s->q_lock);
     if (s->stopping) {
         pthread_mutex_unlock(&s->q_lock);
-        return bdy_fail(op->eb, BDY_ESHUTDOWN, "the store is shutting down");
+        op->rc = bdy_fail(op->eb, BDY_ESHUTDOWN, "the store is shutting down");
+        return op->rc;
     }
+    sem_init(&op->done, 0, 0);
     if (s->q_tail != NULL)
         s->q_tail->next = op;
     else
         s->q_head = op;
     s->q_tail = op;
     pthread_cond_signal(&s->q_nonempty);
-    while (!op->done)
-        pthread_cond_wait(&s->q_done, &s->q_lock);
     pthread_mutex_unlock(&s->q_lock);
+    while (sem_wait(&op->done) != 0)
+        ; /* EINTR: keep waiting, the writer will post */
+    sem_destroy(&op->done);
     return op->rc;
 }
 
@@ -1469,7 +1472,6 @@ static void s_destroy(void *ctx)
     bdy__registry_destroy(&s->registry);
     pthread_mutex_destroy(&s->q_lock);
     pthread_cond_destroy(&s->q_nonempty);
-    pthread_cond_destroy(&s->q_done);
     free(s->path);
     free(s);
 }
@@ -1662,7 +1664,6 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         return BDY_ENOMEM;
     pthread_mutex_init(&s->q_lock, NULL);
     pthread_cond_init(&s->q_nonempty, NULL);
-    pthread_cond_init(&s->q_done, NULL);
     for (int i = 0; i < READER_COUNT; i++)
         pthread_mutex_init(&s->readers[i].lock, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;

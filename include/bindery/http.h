@@ -115,7 +115,10 @@ int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types);
 typedef struct bdy_http_deferred bdy_http_deferred;
 bdy_http_deferred *bdy_http_defer(const bdy_http_request *req);
 bdy_http_response *bdy_http_deferred_response(bdy_http_deferred *d);
-/* The principal and method/path of the deferred request stay readable. */
+/* The method, path and body of the deferred request stay readable; its
+ * principal is NULL once the deferring handler has returned (read it before
+ * deferring), and query/header lookups on it return NULL. defer() returns
+ * NULL when not called from the request's own handler or called twice. */
 const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d);
 void bdy_http_deferred_finish(bdy_http_deferred *d);
 

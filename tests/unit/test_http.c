@@ -23,6 +23,19 @@
 #include <cmocka.h>
 
 #define MAX_BODY 1024
+/* The most deferred requests a test holds at once. */
+#define HELD_MAX 256
+/* How many requests wait at once in test_deferred_many. */
+#define MANY_DEFERRED 200
+
+/* Deferred requests that handlers handed over, for the test to finish. */
+typedef struct held {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bdy_http_deferred *items[HELD_MAX];
+    size_t n;     /* handed over so far */
+    size_t taken; /* taken by finishers */
+} held;
 
 typedef struct fixture {
     char dir[64];
@@ -33,6 +46,9 @@ typedef struct fixture {
     bdy_http_server *server;
     unsigned port;
     atomic_int handler_calls;
+    held held;
+    atomic_int defer_failed;      /* bdy_http_defer returned NULL where it should not */
+    atomic_int second_defer_null; /* a second defer in one handler was refused */
 } fixture;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -210,6 +226,130 @@ static void expect_error(const reply *r, long status, const char *code)
     assert_string_equal(ct, "application/json");
 }
 
+/* ---- deferred requests ---------------------------------------------------- */
+
+static void held_push(fixture *f, bdy_http_deferred *d)
+{
+    held *h = &f->held;
+    pthread_mutex_lock(&h->lock);
+    bool room = h->n < HELD_MAX;
+    if (room)
+        h->items[h->n++] = d;
+    pthread_cond_broadcast(&h->changed);
+    pthread_mutex_unlock(&h->lock);
+    if (!room) {
+        /* Never leak one: answer it at once (the test then fails on it). */
+        atomic_fetch_add(&f->defer_failed, 1);
+        bdy_http_error(bdy_http_deferred_response(d), 500, "InternalError", "held is full", 0);
+        bdy_http_deferred_finish(d);
+    }
+}
+
+static struct timespec deadline_in(unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Waits (at most timeout_ms) until n requests have been handed over. */
+static bool held_wait(fixture *f, size_t n, unsigned timeout_ms)
+{
+    held *h = &f->held;
+    struct timespec until = deadline_in(timeout_ms);
+    pthread_mutex_lock(&h->lock);
+    int rc = 0;
+    while (h->n < n && rc == 0)
+        rc = pthread_cond_timedwait(&h->changed, &h->lock, &until);
+    bool ok = h->n >= n;
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/* The next handed-over request, waiting at most timeout_ms; NULL if none. */
+static bdy_http_deferred *held_take(fixture *f, unsigned timeout_ms)
+{
+    held *h = &f->held;
+    struct timespec until = deadline_in(timeout_ms);
+    bdy_http_deferred *d = NULL;
+    pthread_mutex_lock(&h->lock);
+    int rc = 0;
+    while (h->taken >= h->n && rc == 0)
+        rc = pthread_cond_timedwait(&h->changed, &h->lock, &until);
+    if (h->taken < h->n)
+        d = h->items[h->taken++];
+    pthread_mutex_unlock(&h->lock);
+    return d;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The owner's side: answers with what it can still read of the request. */
+static void owner_answer(bdy_http_deferred *d, unsigned status)
+{
+    const bdy_http_request *req = bdy_http_deferred_request(d);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "method", json_object_new_string(req->method));
+    json_object_object_add(o, "path", json_object_new_string(req->path));
+    json_object_object_add(o, "body", json_object_new_string_len(req->body, (int)req->body_len));
+    json_object_object_add(o, "principal",
+                           req->principal
+                               ? json_object_new_string(bdy_principal_name(req->principal))
+                               : json_object_new_string("(none)"));
+    bdy_http_response *resp = bdy_http_deferred_response(d);
+    bdy_http_set_header(resp, "X-Deferred", "yes");
+    bdy_http_json(resp, status, o);
+    json_object_put(o);
+    bdy_http_deferred_finish(d);
+}
+
+/* A thread that answers count handed-over requests, each after delay_ms. */
+typedef struct finisher {
+    fixture *f;
+    size_t count;
+    unsigned delay_ms;
+    size_t done;
+} finisher;
+
+static void *finisher_main(void *arg)
+{
+    finisher *w = arg;
+    for (size_t i = 0; i < w->count; i++) {
+        bdy_http_deferred *d = held_take(w->f, 20000);
+        if (d == NULL)
+            break;
+        if (w->delay_ms > 0)
+            sleep_ms(w->delay_ms);
+        owner_answer(d, 201);
+        w->done++;
+    }
+    return NULL;
+}
+
+/* A client thread: one request, reply kept for the test. */
+typedef struct client {
+    fixture *f;
+    request rq;
+    reply r;
+} client;
+
+static void *client_main(void *arg)
+{
+    client *cl = arg;
+    perform(cl->f, &cl->rq, &cl->r);
+    return NULL;
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static void echo_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
@@ -281,12 +421,63 @@ static void slow_cb(void *data, const bdy_http_request *req, bdy_http_response *
     bdy_buf_appends(&resp->body, "{}");
 }
 
+/* Defers and hands the request to the test. */
+static void hold_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handler_calls, 1);
+    bdy_http_deferred *d = bdy_http_defer(req);
+    if (d == NULL) {
+        atomic_fetch_add(&f->defer_failed, 1);
+        bdy_http_error(resp, 500, "InternalError", "defer failed", 0);
+        return;
+    }
+    held_push(f, d);
+}
+
+/* Defers, answers and finishes before returning, so the answer is ready
+ * before the connection could be suspended. */
+static void sync_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    bdy_http_deferred *d = bdy_http_defer(req);
+    if (d == NULL) {
+        atomic_fetch_add(&f->defer_failed, 1);
+        bdy_http_error(resp, 500, "InternalError", "defer failed", 0);
+        return;
+    }
+    if (bdy_http_defer(req) == NULL)
+        atomic_fetch_add(&f->second_defer_null, 1);
+    bdy_http_response *dr = bdy_http_deferred_response(d);
+    dr->status = 201;
+    bdy_http_set_header(dr, "X-Deferred", "sync");
+    bdy_buf_appends(&dr->body, "{\"sync\":true}");
+    bdy_http_deferred_finish(d);
+}
+
+/* Defers only after 300 ms, so a stop() can come first. */
+static void slow_hold_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handler_calls, 1);
+    sleep_ms(300);
+    bdy_http_deferred *d = bdy_http_defer(req);
+    if (d == NULL) {
+        atomic_fetch_add(&f->defer_failed, 1);
+        bdy_http_error(resp, 500, "InternalError", "defer failed", 0);
+        return;
+    }
+    held_push(f, d);
+}
+
 /* ---- fixture ------------------------------------------------------------- */
 
-static int setup(void **state)
+static int setup_server(void **state, unsigned threads, unsigned max_connections)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
+    assert_int_equal(pthread_mutex_init(&f->held.lock, NULL), 0);
+    assert_int_equal(pthread_cond_init(&f->held.changed, NULL), 0);
     snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-http-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->tokens, sizeof(f->tokens), "%s/tokens.yaml", f->dir);
@@ -305,11 +496,11 @@ static int setup(void **state)
     assert_non_null(f->metrics);
     bdy_http_config cfg = {
         .listen = "127.0.0.1:0",
-        .threads = 4,
+        .threads = threads,
         .max_body_bytes = MAX_BODY,
         .connection_timeout_s = 10,
         .connection_memory_limit = 0,
-        .max_connections = 64,
+        .max_connections = max_connections,
     };
     assert_int_equal(bdy_http_server_new(&cfg, f->metrics, &f->server, &eb), 0);
     bdy_http_server *s = f->server;
@@ -340,6 +531,13 @@ static int setup(void **state)
         bdy_http_route(s, "GET", "/v1/slow", BDY_ROUTE_EXACT, BDY_VERB_NONE, slow_cb, f), 0);
     assert_int_equal(
         bdy_http_route(s, "GET", "/v1/slow-read", BDY_ROUTE_EXACT, BDY_VERB_READ, slow_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "POST", "/v1/defer", BDY_ROUTE_EXACT, BDY_VERB_ALLOCATE, hold_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/defer-sync", BDY_ROUTE_EXACT, BDY_VERB_NONE, sync_cb, f), 0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/defer-slow", BDY_ROUTE_EXACT, BDY_VERB_NONE, slow_hold_cb, f),
+        0);
     bdy_http_server_set_auth(s, f->auth);
     if (bdy_http_server_start(s, &eb) != 0)
         fail_msg("start: %s", eb.message);
@@ -349,10 +547,27 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup(void **state)
+{
+    return setup_server(state, 4, 64);
+}
+
+/* Two workers and room for hundreds of waiting connections. */
+static int setup_two_threads(void **state)
+{
+    return setup_server(state, 2, 1024);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
     bdy_http_server_free(f->server);
+    /* A test that failed midway may leave deferred requests unfinished;
+     * their owner (the test) finishes them, after the server is gone. */
+    for (bdy_http_deferred *d = held_take(f, 0); d != NULL; d = held_take(f, 0))
+        owner_answer(d, 500);
+    pthread_cond_destroy(&f->held.changed);
+    pthread_mutex_destroy(&f->held.lock);
     bdy_auth_free(f->auth);
     bdy_metrics_free(f->metrics);
     unlink(f->tokens);
@@ -893,6 +1108,371 @@ static void test_auth_swap(void **state)
     reply_free(&r);
 }
 
+/* ---- deferred answers ------------------------------------------------------ */
+
+/* The value of a rendered sample, or -1 when it is missing. */
+static double sample_value(const char *text, const char *sample)
+{
+    const char *p = strstr(text, sample);
+    if (p == NULL)
+        return -1;
+    return strtod(p + strlen(sample), NULL);
+}
+
+/* A handler defers; another thread answers 100 ms later; the client gets
+ * that answer, and the request is counted once answered. */
+static void test_deferred_answer(void **state)
+{
+    fixture *f = *state;
+    finisher w = {.f = f, .count = 1, .delay_ms = 100};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, finisher_main, &w), 0);
+    reply r;
+    uint64_t t0 = bdy_monotonic_ns();
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/defer",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = "{\"n\":1}"},
+            &r);
+    uint64_t took = bdy_monotonic_ns() - t0;
+    pthread_join(t, NULL);
+    assert_int_equal(w.done, 1);
+    if (r.status != 201)
+        fail_msg("status %ld (body %s, curl %d)", r.status, r.body.data ? r.body.data : "",
+                 (int)r.cc);
+    char v[64];
+    assert_string_equal(header_value(&r, "X-Deferred", v, sizeof(v)), "yes");
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)), "application/json");
+    assert_string_equal(jstr(r.json, "method", NULL), "POST");
+    assert_string_equal(jstr(r.json, "path", NULL), "/v1/defer");
+    assert_string_equal(jstr(r.json, "body", NULL), "{\"n\":1}");
+    /* The deferred request gives its principal up when its handler returns,
+     * so a token reload never waits on a parked request. */
+    assert_string_equal(jstr(r.json, "principal", NULL), "(none)");
+    /* The answer is the finisher's, so it cannot have come sooner. */
+    assert_true(took >= 100ull * 1000 * 1000);
+    reply_free(&r);
+    assert_int_equal(atomic_load(&f->defer_failed), 0);
+
+    /* Counted once answered, with the wait in its duration. */
+    sleep_ms(100);
+    bdy_buf b;
+    bdy_buf_init(&b, 1 << 20);
+    assert_int_equal(bdy_metrics_render(f->metrics, &b), 0);
+    assert_non_null(strstr(
+        b.data,
+        "bindery_http_requests_total{method=\"POST\",route=\"/v1/defer\",code=\"201\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"/v1/defer\"} 1\n"));
+    double sum =
+        sample_value(b.data, "bindery_http_request_duration_seconds_sum{route=\"/v1/defer\"} ");
+    if (sum < 0.1)
+        fail_msg("duration sum %f, want the 100 ms wait included", sum);
+    bdy_buf_free(&b);
+
+    /* Authentication still comes first: the handler never runs. */
+    int calls = atomic_load(&f->handler_calls);
+    perform(f,
+            &(request){.method = "POST",
+                       .path = "/v1/defer",
+                       .content_type = "application/json",
+                       .body = "{}"},
+            &r);
+    expect_error(&r, 401, "Unauthorized");
+    reply_free(&r);
+    assert_int_equal(atomic_load(&f->handler_calls), calls);
+}
+
+/* Hundreds of requests wait at once on a server with two workers: no
+ * worker is blocked by them, so a plain request still gets through. */
+static void test_deferred_many(void **state)
+{
+    fixture *f = *state;
+    CURLM *m = curl_multi_init();
+    assert_non_null(m);
+    CURL *easy[MANY_DEFERRED];
+    bdy_buf bodies[MANY_DEFERRED];
+    char posts[MANY_DEFERRED][32];
+    long status[MANY_DEFERRED];
+    bool done[MANY_DEFERRED];
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/defer", f->port);
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, "Authorization: Bearer good-token");
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    for (int i = 0; i < MANY_DEFERRED; i++) {
+        snprintf(posts[i], sizeof(posts[i]), "{\"i\":%d}", i);
+        bdy_buf_init(&bodies[i], 4096);
+        status[i] = 0;
+        done[i] = false;
+        easy[i] = curl_easy_init();
+        assert_non_null(easy[i]);
+        curl_easy_setopt(easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, posts[i]);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, collect_cb);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bodies[i]);
+        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 60L);
+        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy[i], CURLOPT_PRIVATE, (void *)(intptr_t)i);
+        assert_int_equal(curl_multi_add_handle(m, easy[i]), CURLM_OK);
+    }
+
+    /* Drive the clients until every request waits in the server. */
+    int finished = 0;
+    int running = 0;
+    uint64_t until = bdy_monotonic_ns() + 30ull * 1000 * 1000 * 1000;
+    while (!held_wait(f, MANY_DEFERRED, 0) && bdy_monotonic_ns() < until) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+        int left = 0;
+        for (CURLMsg *msg = curl_multi_info_read(m, &left); msg != NULL;
+             msg = curl_multi_info_read(m, &left))
+            finished += msg->msg == CURLMSG_DONE;
+    }
+    if (!held_wait(f, MANY_DEFERRED, 0))
+        fail_msg("only %zu of %d requests reached the handler", f->held.n, MANY_DEFERRED);
+    assert_int_equal(finished, 0);
+
+    /* Both workers are free although every deferred request still waits. */
+    reply r;
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    curl_multi_perform(m, &running);
+    assert_int_equal(running, MANY_DEFERRED);
+
+    finisher w = {.f = f, .count = MANY_DEFERRED};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, finisher_main, &w), 0);
+    until = bdy_monotonic_ns() + 30ull * 1000 * 1000 * 1000;
+    while (finished < MANY_DEFERRED && bdy_monotonic_ns() < until) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+        int left = 0;
+        for (CURLMsg *msg = curl_multi_info_read(m, &left); msg != NULL;
+             msg = curl_multi_info_read(m, &left)) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            void *priv = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            int i = (int)(intptr_t)priv;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status[i]);
+            done[i] = true;
+            finished++;
+        }
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(w.done, MANY_DEFERRED);
+    assert_int_equal(finished, MANY_DEFERRED);
+    for (int i = 0; i < MANY_DEFERRED; i++) {
+        assert_true(done[i]);
+        if (status[i] != 201)
+            fail_msg("request %d: status %ld", i, status[i]);
+        json_object *o = json_tokener_parse(bodies[i].data);
+        assert_non_null(o);
+        /* Each client got the answer to its own request. */
+        assert_string_equal(jstr(o, "body", NULL), posts[i]);
+        json_object_put(o);
+        curl_multi_remove_handle(m, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        bdy_buf_free(&bodies[i]);
+    }
+    curl_slist_free_all(h);
+    curl_multi_cleanup(m);
+    assert_int_equal(atomic_load(&f->defer_failed), 0);
+}
+
+/* The answer can be ready before the handler returns, i.e. before the
+ * connection would be suspended. */
+static void test_deferred_finish_in_handler(void **state)
+{
+    fixture *f = *state;
+    reply r;
+    char v[64];
+    perform(f, &(request){.path = "/v1/defer-sync"}, &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body.data, "{\"sync\":true}");
+    assert_string_equal(header_value(&r, "X-Deferred", v, sizeof(v)), "sync");
+    reply_free(&r);
+    /* A second defer in the same handler is refused. */
+    assert_int_equal(atomic_load(&f->second_defer_null), 1);
+
+    /* A finisher that answers the moment the handler hands over races the
+     * handler's return; whichever wins, the client gets the answer. */
+    finisher w = {.f = f, .count = 30};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, finisher_main, &w), 0);
+    for (int i = 0; i < 30; i++) {
+        char body[32];
+        snprintf(body, sizeof(body), "{\"race\":%d}", i);
+        perform(f,
+                &(request){.method = "POST",
+                           .path = "/v1/defer",
+                           .token = "good-token",
+                           .content_type = "application/json",
+                           .body = body},
+                &r);
+        assert_int_equal(r.status, 201);
+        assert_string_equal(jstr(r.json, "body", NULL), body);
+        reply_free(&r);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(w.done, 30);
+
+    /* An owner that finishes without an answer gets the client a 500. */
+    client cl = {.f = f,
+                 .rq = {.method = "POST",
+                        .path = "/v1/defer",
+                        .token = "good-token",
+                        .content_type = "application/json",
+                        .body = "{}"}};
+    assert_int_equal(pthread_create(&t, NULL, client_main, &cl), 0);
+    bdy_http_deferred *d = held_take(f, 10000);
+    assert_non_null(d);
+    bdy_http_deferred_finish(d);
+    pthread_join(t, NULL);
+    expect_error(&cl.r, 500, "InternalError");
+    reply_free(&cl.r);
+    assert_int_equal(atomic_load(&f->defer_failed), 0);
+}
+
+/* Opens a raw connection and sends a whole request to /v1/defer; returns
+ * the socket. */
+static int send_deferred_raw(const fixture *f)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char req[] = "POST /v1/defer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good-token\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n"
+                       "{\"gone\":1}";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    return fd;
+}
+
+/* The client hangs up while its request waits; the later finish must
+ * neither crash nor leak, and the request must not hold up stop(). */
+static void test_deferred_client_gone(void **state)
+{
+    fixture *f = *state;
+    int fd = send_deferred_raw(f);
+    assert_true(held_wait(f, 1, 10000));
+    close(fd);
+    sleep_ms(50);
+    bdy_http_deferred *d = held_take(f, 0);
+    assert_non_null(d);
+    /* The copies outlive what MHD knew of the request. */
+    assert_string_equal(bdy_http_deferred_request(d)->path, "/v1/defer");
+    assert_string_equal(bdy_http_deferred_request(d)->body, "{\"gone\":1}");
+    assert_null(bdy_http_query(bdy_http_deferred_request(d), "x"));
+    owner_answer(d, 201);
+
+    reply r;
+    perform(f, &(request){.path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* The resumed connection found its client gone and completed, so stop()
+     * has nothing to wait for (it would wait 10 s otherwise). */
+    sleep_ms(200);
+    uint64_t t0 = bdy_monotonic_ns();
+    bdy_http_server_stop(f->server);
+    assert_true(bdy_monotonic_ns() - t0 < 2000ull * 1000 * 1000);
+}
+
+/* stop() answers the waiting requests 503 ShuttingDown and returns; the
+ * owners finish theirs afterwards, even after the server is freed. */
+static void test_deferred_stop(void **state)
+{
+    fixture *f = *state;
+    enum { NCLIENTS = 3 };
+    client cl[NCLIENTS];
+    pthread_t t[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        cl[i] = (client){.f = f,
+                         .rq = {.method = "POST",
+                                .path = "/v1/defer",
+                                .token = "good-token",
+                                .content_type = "application/json",
+                                .body = "{}"}};
+        assert_int_equal(pthread_create(&t[i], NULL, client_main, &cl[i]), 0);
+    }
+    /* And one whose client has already hung up. */
+    assert_true(held_wait(f, NCLIENTS, 10000));
+    int fd = send_deferred_raw(f);
+    assert_true(held_wait(f, NCLIENTS + 1, 10000));
+    close(fd);
+
+    uint64_t t0 = bdy_monotonic_ns();
+    bdy_http_server_stop(f->server);
+    uint64_t took = bdy_monotonic_ns() - t0;
+    if (took >= 5000ull * 1000 * 1000)
+        fail_msg("stop took %llu ms", (unsigned long long)(took / 1000000));
+    char v[64];
+    for (int i = 0; i < NCLIENTS; i++) {
+        pthread_join(t[i], NULL);
+        expect_error(&cl[i].r, 503, "ShuttingDown");
+        assert_string_equal(header_value(&cl[i].r, "Connection", v, sizeof(v)), "close");
+        reply_free(&cl[i].r);
+    }
+
+    bdy_http_server_free(f->server);
+    f->server = NULL;
+    /* The owners had not finished; they do now, with the server gone. */
+    for (int i = 0; i < NCLIENTS + 1; i++) {
+        bdy_http_deferred *d = held_take(f, 0);
+        assert_non_null(d);
+        const bdy_http_request *req = bdy_http_deferred_request(d);
+        assert_string_equal(req->method, "POST");
+        assert_string_equal(req->path, "/v1/defer");
+        owner_answer(d, 201);
+    }
+    assert_null(held_take(f, 0));
+    assert_int_equal(atomic_load(&f->defer_failed), 0);
+}
+
+/* A handler that defers after stop() has begun gets its request answered
+ * 503 at once rather than suspended (which would block the stop). */
+static void test_defer_while_stopping(void **state)
+{
+    fixture *f = *state;
+    client cl = {.f = f, .rq = {.path = "/v1/defer-slow"}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, client_main, &cl), 0);
+    uint64_t until = bdy_monotonic_ns() + 10ull * 1000 * 1000 * 1000;
+    while (atomic_load(&f->handler_calls) == 0 && bdy_monotonic_ns() < until)
+        sleep_ms(5);
+    assert_int_equal(atomic_load(&f->handler_calls), 1);
+    uint64_t t0 = bdy_monotonic_ns();
+    bdy_http_server_stop(f->server);
+    assert_true(bdy_monotonic_ns() - t0 < 5000ull * 1000 * 1000);
+    pthread_join(t, NULL);
+    expect_error(&cl.r, 503, "ShuttingDown");
+    reply_free(&cl.r);
+    /* The handler did defer; its owner still finishes. */
+    bdy_http_deferred *d = held_take(f, 0);
+    assert_non_null(d);
+    owner_answer(d, 201);
+    assert_int_equal(atomic_load(&f->defer_failed), 0);
+}
+
+/* Deferring needs a live request; NULL is harmless everywhere. */
+static void test_defer_bad_input(void **state)
+{
+    (void)state;
+    assert_null(bdy_http_defer(NULL));
+    bdy_http_request req = {.method = "GET", .path = "/"};
+    assert_null(bdy_http_defer(&req));
+    assert_null(bdy_http_deferred_response(NULL));
+    assert_null(bdy_http_deferred_request(NULL));
+    bdy_http_deferred_finish(NULL);
+}
+
 static void test_listen_rules(void **state)
 {
     fixture *f = *state;
@@ -1081,6 +1661,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_swap_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_many, setup_two_threads, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_finish_in_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defer_while_stopping, setup, teardown),
+        cmocka_unit_test(test_defer_bad_input),
         cmocka_unit_test_setup_teardown(test_listen_rules, setup, teardown),
         cmocka_unit_test(test_route_registration),
         cmocka_unit_test(test_response_helpers),

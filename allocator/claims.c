@@ -1,0 +1,1493 @@
+/* The claim API (see claims.h and ../shared/design/API.md). */
+#include "bindery/claims.h"
+
+#include "bindery/auth.h"
+#include "bindery/informer.h"
+#include "bindery/log.h"
+#include "bindery/selector.h"
+#include "bindery/util.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLAIM_MAX_TRIES 8
+#define CLAIM_MAX_BODY_DEPTH 16
+#define CLAIMANT_MAX 253
+#define ID_BUCKETS 8192
+#define RETRY_AFTER_S 1
+#define IDEM_WAIT_MS 5000
+#define HIT_WINDOW_MINUTES 60
+#define WORLDS_PAGE_DEFAULT 100
+#define WORLDS_PAGE_MAX 1000
+
+/* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
+
+typedef struct alloc_entry {
+    struct alloc_entry *next;
+    char id[BDY_ALLOCATION_ID_LEN + 8];
+    char ns[BDY_NAME_MAX];
+    char world[BDY_NAME_MAX]; /* live: the world; released: "" */
+    bool released;
+} alloc_entry;
+
+typedef struct idem_entry {
+    struct idem_entry *next;
+    char key[BDY_IDEMPOTENCY_KEY_MAX + 1 + BDY_NAME_MAX]; /* "ns\n" + key */
+    char hash[65];
+    char id[BDY_ALLOCATION_ID_LEN + 8]; /* "" while pending */
+    bool pending;
+} idem_entry;
+
+/* A claim waiting for a cold world. */
+typedef struct waiter {
+    struct waiter *next;
+    bdy_http_deferred *d;
+    char ns[BDY_NAME_MAX];
+    char world[BDY_NAME_MAX];
+    char pool[BDY_NAME_MAX];
+    char id[BDY_ALLOCATION_ID_LEN + 8];
+    char claimant[CLAIMANT_MAX + 1];
+    char idem_key[BDY_IDEMPOTENCY_KEY_MAX + 1];
+    char hash[65];
+    json_object *labels;      /* owned, may be NULL */
+    json_object *annotations; /* owned, may be NULL */
+    double deadline;
+    double started;
+    bool ready; /* the world is Ready: claim it */
+    bool failed;
+} waiter;
+
+/* Per-pool hit/miss minutes for warmHitRatio and an EWMA lead time. */
+typedef struct pool_stats {
+    struct pool_stats *next;
+    char key[2 * BDY_NAME_MAX];
+    uint64_t minute[HIT_WINDOW_MINUTES];
+    uint32_t hits[HIT_WINDOW_MINUTES];
+    uint32_t misses[HIT_WINDOW_MINUTES];
+    double lead_time_s;
+} pool_stats;
+
+struct bdy_claims {
+    bdy_claims_opts o;
+    bdy_reconciler *rec;
+    pthread_mutex_t lock; /* ids, idem, waiters, stats */
+    pthread_cond_t idem_done;
+    alloc_entry *ids[ID_BUCKETS];
+    idem_entry *idem[ID_BUCKETS];
+    waiter *waiters;
+    pool_stats *stats;
+    bdy_informer *records;
+    atomic_bool records_synced;
+    pthread_t thread;
+    bool thread_started;
+    pthread_cond_t wake;
+    bool stopping;
+
+    bdy_metric_family *m_total;
+    bdy_metric_family *m_latency;
+    bdy_metric_family *m_misses;
+};
+
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                        5,      10,      30,     60,    120,    300};
+
+/* A double that prints as written (0.99, not 0.98999999999999999). */
+static json_object *jdouble(double v)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%.6g", v);
+    return json_object_new_double_s(v, text);
+}
+
+static unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % ID_BUCKETS;
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+static const char *str(json_object *o, const char *k)
+{
+    json_object *v = get(o, k);
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                 : NULL;
+}
+
+/* Under lock. */
+static alloc_entry *id_find(bdy_claims *c, const char *id, bool create)
+{
+    alloc_entry **slot = &c->ids[hash_str(id)];
+    while (*slot != NULL && strcmp((*slot)->id, id) != 0)
+        slot = &(*slot)->next;
+    if (*slot == NULL && create && (*slot = calloc(1, sizeof(**slot))) != NULL)
+        snprintf((*slot)->id, sizeof((*slot)->id), "%s", id);
+    return *slot;
+}
+
+static void id_remove(bdy_claims *c, const char *id)
+{
+    alloc_entry **slot = &c->ids[hash_str(id)];
+    while (*slot != NULL && strcmp((*slot)->id, id) != 0)
+        slot = &(*slot)->next;
+    if (*slot != NULL) {
+        alloc_entry *e = *slot;
+        *slot = e->next;
+        free(e);
+    }
+}
+
+static void idem_compose(char *out, size_t cap, const char *ns, const char *key)
+{
+    snprintf(out, cap, "%s\n%s", ns, key);
+}
+
+/* Under lock. */
+static idem_entry *idem_find(bdy_claims *c, const char *full, bool create)
+{
+    idem_entry **slot = &c->idem[hash_str(full)];
+    while (*slot != NULL && strcmp((*slot)->key, full) != 0)
+        slot = &(*slot)->next;
+    if (*slot == NULL && create && (*slot = calloc(1, sizeof(**slot))) != NULL)
+        snprintf((*slot)->key, sizeof((*slot)->key), "%s", full);
+    return *slot;
+}
+
+static void idem_remove(bdy_claims *c, const char *full)
+{
+    idem_entry **slot = &c->idem[hash_str(full)];
+    while (*slot != NULL && strcmp((*slot)->key, full) != 0)
+        slot = &(*slot)->next;
+    if (*slot != NULL) {
+        idem_entry *e = *slot;
+        *slot = e->next;
+        free(e);
+    }
+}
+
+/* Records what an allocation (live world status or released record) says
+ * about ids and idempotency keys. Under lock. */
+static void index_allocation(bdy_claims *c, const char *ns, const char *world, json_object *alloc,
+                             bool released)
+{
+    const char *id = str(alloc, "id");
+    if (id == NULL)
+        return;
+    alloc_entry *e = id_find(c, id, true);
+    if (e != NULL) {
+        snprintf(e->ns, sizeof(e->ns), "%s", ns);
+        /* A release record wins over a stale live view of the world. */
+        if (released || !e->released) {
+            snprintf(e->world, sizeof(e->world), "%s", world ? world : "");
+            e->released = released;
+        }
+    }
+    const char *key = str(alloc, "idempotencyKey");
+    if (key != NULL && key[0]) {
+        char full[sizeof(((idem_entry *)0)->key)];
+        idem_compose(full, sizeof(full), ns, key);
+        idem_entry *ie = idem_find(c, full, true);
+        if (ie != NULL && !ie->pending) {
+            snprintf(ie->id, sizeof(ie->id), "%s", id);
+            snprintf(ie->hash, sizeof(ie->hash), "%s",
+                     str(alloc, "requestHash") ? str(alloc, "requestHash") : "");
+        }
+    }
+}
+
+/* ---- stats ------------------------------------------------------------------------ */
+
+static pool_stats *stats_get(bdy_claims *c, const char *ns, const char *pool)
+{
+    char key[sizeof(((pool_stats *)0)->key)];
+    snprintf(key, sizeof(key), "%s/%s", ns, pool);
+    pool_stats *s = c->stats;
+    while (s != NULL && strcmp(s->key, key) != 0)
+        s = s->next;
+    if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
+        snprintf(s->key, sizeof(s->key), "%s", key);
+        s->next = c->stats;
+        c->stats = s;
+    }
+    return s;
+}
+
+static void stats_count(bdy_claims *c, const char *ns, const char *pool, bool hit)
+{
+    uint64_t minute = (uint64_t)(bdy_wall_seconds() / 60);
+    pthread_mutex_lock(&c->lock);
+    pool_stats *s = stats_get(c, ns, pool);
+    if (s != NULL) {
+        size_t i = minute % HIT_WINDOW_MINUTES;
+        if (s->minute[i] != minute) {
+            s->minute[i] = minute;
+            s->hits[i] = 0;
+            s->misses[i] = 0;
+        }
+        if (hit)
+            s->hits[i]++;
+        else
+            s->misses[i]++;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void count_result(bdy_claims *c, const char *pool, const char *source, const char *result,
+                         double seconds)
+{
+    const char *labels[] = {pool, source, result, NULL};
+    bdy_metric_inc(bdy_metric_child(c->m_total, labels));
+    if (strcmp(result, "success") == 0) {
+        const char *l2[] = {pool, source, NULL};
+        bdy_metric_observe(bdy_metric_child(c->m_latency, l2), seconds);
+    }
+}
+
+/* ---- observing worlds and records ---------------------------------------------------- */
+
+static void finish_json(bdy_http_deferred *d, unsigned status, json_object *body,
+                        const char *location)
+{
+    bdy_http_response *resp = bdy_http_deferred_response(d);
+    bdy_http_json(resp, status, body);
+    if (location != NULL)
+        bdy_http_set_header(resp, "Location", location);
+    bdy_http_deferred_finish(d);
+}
+
+static void finish_error(bdy_http_deferred *d, unsigned status, const char *code,
+                         const char *message, unsigned retry_after)
+{
+    bdy_http_error(bdy_http_deferred_response(d), status, code, message, retry_after);
+    bdy_http_deferred_finish(d);
+}
+
+void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj)
+{
+    bdy_claims *c = data;
+    json_object *status = get(obj, "status");
+    const char *phase = str(status, "phase");
+    pthread_mutex_lock(&c->lock);
+    if (obj != NULL) {
+        json_object *alloc = get(status, "allocation");
+        if (alloc != NULL)
+            index_allocation(c, ns, name, alloc, false);
+        if (phase != NULL && strcmp(phase, "Ready") == 0) {
+            /* Lead time: creation to Ready, smoothed. */
+            double created = 0;
+            double ready = 0;
+            if (bdy_timestamp_parse(str(get(obj, "metadata"), "creationTimestamp"), &created) ==
+                    0 &&
+                bdy_timestamp_parse(str(get(status, "timings"), "readyAt"), &ready) == 0 &&
+                ready >= created) {
+                pool_stats *s = stats_get(c, ns, str(get(obj, "spec"), "pool")
+                                                      ? str(get(obj, "spec"), "pool")
+                                                      : "");
+                if (s != NULL)
+                    s->lead_time_s = s->lead_time_s == 0 ? ready - created
+                                                         : 0.8 * s->lead_time_s +
+                                                               0.2 * (ready - created);
+            }
+        }
+    }
+    for (waiter *w = c->waiters; w != NULL; w = w->next) {
+        if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
+            continue;
+        if (obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0))
+            w->failed = true;
+        else if (phase != NULL && strcmp(phase, "Ready") == 0)
+            w->ready = true;
+        pthread_cond_signal(&c->wake);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void record_seen(bdy_claims *c, json_object *obj)
+{
+    json_object *meta = get(obj, "metadata");
+    json_object *spec = get(obj, "spec");
+    const char *ns = str(meta, "namespace");
+    if (ns == NULL || str(meta, "name") == NULL)
+        return;
+    /* The record's spec carries the same fields as status.allocation. */
+    json_object *alloc = json_object_new_object();
+    json_object_object_add(alloc, "id", json_object_get(get(meta, "name")));
+    json_object_object_add(alloc, "idempotencyKey", json_object_get(get(spec, "idempotencyKey")));
+    json_object_object_add(alloc, "requestHash", json_object_get(get(spec, "requestHash")));
+    pthread_mutex_lock(&c->lock);
+    index_allocation(c, ns, NULL, alloc, true);
+    pthread_mutex_unlock(&c->lock);
+    json_object_put(alloc);
+}
+
+static void rec_add_cb(void *data, json_object *obj)
+{
+    record_seen(data, obj);
+}
+
+static void rec_update_cb(void *data, json_object *old, json_object *obj)
+{
+    (void)old;
+    record_seen(data, obj);
+}
+
+static void rec_delete_cb(void *data, json_object *last, const char *ns, const char *name)
+{
+    bdy_claims *c = data;
+    pthread_mutex_lock(&c->lock);
+    const char *key = str(get(last, "spec"), "idempotencyKey");
+    if (key != NULL) {
+        char full[sizeof(((idem_entry *)0)->key)];
+        idem_compose(full, sizeof(full), ns, key);
+        idem_remove(c, full);
+    }
+    alloc_entry *e = id_find(c, name, false);
+    if (e != NULL && e->released)
+        id_remove(c, name);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void rec_synced_cb(void *data)
+{
+    bdy_claims *c = data;
+    atomic_store(&c->records_synced, true);
+}
+
+/* ---- request parsing ------------------------------------------------------------------ */
+
+typedef struct claim_request {
+    char ns[BDY_NAME_MAX];
+    char pool[BDY_NAME_MAX];
+    char claimant[CLAIMANT_MAX + 1];
+    unsigned wait_s;
+    bdy_label_selector *selectors[BDY_CLAIM_MAX_SELECTORS];
+    size_t nselectors;
+    json_object *labels;      /* borrowed from body */
+    json_object *annotations; /* borrowed from body */
+} claim_request;
+
+static void claim_request_free(claim_request *r)
+{
+    for (size_t i = 0; i < r->nselectors; i++)
+        bdy_label_selector_free(r->selectors[i]);
+    r->nselectors = 0;
+}
+
+/* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage) with
+ * a nesting cap. */
+static json_object *parse_strict(const char *body, size_t len, char *why, size_t why_cap)
+{
+    json_tokener *tok = json_tokener_new_ex(CLAIM_MAX_BODY_DEPTH);
+    if (tok == NULL)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
+    enum json_tokener_error err = json_tokener_get_error(tok);
+    if (obj == NULL || err != json_tokener_success || (size_t)json_tokener_get_parse_end(tok) != len) {
+        snprintf(why, why_cap, "malformed JSON: %s",
+                 err != json_tokener_success ? json_tokener_error_desc(err)
+                                             : "unexpected data after the object");
+        json_object_put(obj);
+        obj = NULL;
+    }
+    json_tokener_free(tok);
+    return obj;
+}
+
+static bool valid_dns_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Checks a labels/annotations map: an object of strings whose keys and
+ * (for labels) values are valid Kubernetes names. */
+static bool valid_string_map(json_object *m, bool labels, const char *field, char *why,
+                             size_t cap)
+{
+    if (!json_object_is_type(m, json_type_object)) {
+        snprintf(why, cap, "%s must be an object of strings", field);
+        return false;
+    }
+    json_object *probe = json_object_new_object();
+    json_object_object_foreach(m, k, v)
+    {
+        if (!json_object_is_type(v, json_type_string)) {
+            snprintf(why, cap, "%s.%s must be a string", field, k);
+            json_object_put(probe);
+            return false;
+        }
+        json_object_object_add(probe, k, json_object_get(v));
+    }
+    /* Reuse the selector parser's validation of keys and values: a
+     * selector "k=v" compiles exactly when both are valid label parts. */
+    json_object_object_foreach(probe, k2, v2)
+    {
+        char text[600];
+        snprintf(text, sizeof(text), "%s=%s", k2, labels ? json_object_get_string(v2) : "x");
+        bdy_label_selector *sel = NULL;
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        if (strchr(k2, ',') || strchr(k2, '=') || strchr(k2, '!') || strchr(k2, ' ') ||
+            bdy_label_selector_parse(text, &sel, &eb) != 0) {
+            snprintf(why, cap, "%s: invalid %s \"%.100s\"", field,
+                     labels ? "label" : "annotation key", k2);
+            json_object_put(probe);
+            return false;
+        }
+        bdy_label_selector_free(sel);
+    }
+    json_object_put(probe);
+    return true;
+}
+
+static int parse_claim(json_object *body, claim_request *r, char *why, size_t cap)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->ns, sizeof(r->ns), "default");
+    if (!json_object_is_type(body, json_type_object)) {
+        snprintf(why, cap, "the body must be a JSON object");
+        return BDY_EINVAL;
+    }
+    json_object_object_foreach(body, k, v)
+    {
+        if (strcmp(k, "namespace") == 0) {
+            if (!json_object_is_type(v, json_type_string) ||
+                !valid_dns_label(json_object_get_string(v))) {
+                snprintf(why, cap, "namespace must be a DNS label");
+                return BDY_EINVAL;
+            }
+            snprintf(r->ns, sizeof(r->ns), "%s", json_object_get_string(v));
+        } else if (strcmp(k, "pool") == 0) {
+            if (!json_object_is_type(v, json_type_string) ||
+                !valid_dns_label(json_object_get_string(v))) {
+                snprintf(why, cap, "pool must be a DNS label");
+                return BDY_EINVAL;
+            }
+            snprintf(r->pool, sizeof(r->pool), "%s", json_object_get_string(v));
+        } else if (strcmp(k, "claimant") == 0) {
+            if (!json_object_is_type(v, json_type_string) ||
+                strlen(json_object_get_string(v)) > CLAIMANT_MAX) {
+                snprintf(why, cap, "claimant must be a string of at most %d bytes",
+                         CLAIMANT_MAX);
+                return BDY_EINVAL;
+            }
+            snprintf(r->claimant, sizeof(r->claimant), "%s", json_object_get_string(v));
+        } else if (strcmp(k, "waitSeconds") == 0) {
+            if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+                json_object_get_int64(v) > BDY_CLAIM_MAX_WAIT_S) {
+                snprintf(why, cap, "waitSeconds must be an integer from 0 to %d",
+                         BDY_CLAIM_MAX_WAIT_S);
+                return BDY_EINVAL;
+            }
+            r->wait_s = (unsigned)json_object_get_int64(v);
+        } else if (strcmp(k, "selectors") == 0) {
+            if (!json_object_is_type(v, json_type_array) ||
+                json_object_array_length(v) > BDY_CLAIM_MAX_SELECTORS) {
+                snprintf(why, cap, "selectors must be a list of at most %d label selectors",
+                         BDY_CLAIM_MAX_SELECTORS);
+                return BDY_EINVAL;
+            }
+            for (size_t i = 0; i < json_object_array_length(v); i++) {
+                bdy_errbuf eb;
+                bdy_errbuf_clear(&eb);
+                bdy_label_selector *s = NULL;
+                if (bdy_label_selector_from_json(json_object_array_get_idx(v, i), &s, &eb) != 0) {
+                    snprintf(why, cap, "selectors[%zu]: %s", i, eb.message);
+                    return BDY_EINVAL;
+                }
+                r->selectors[r->nselectors++] = s;
+            }
+        } else if (strcmp(k, "metadata") == 0) {
+            if (!json_object_is_type(v, json_type_object)) {
+                snprintf(why, cap, "metadata must be an object");
+                return BDY_EINVAL;
+            }
+            json_object_object_foreach(v, mk, mv)
+            {
+                if (strcmp(mk, "labels") == 0) {
+                    if (!valid_string_map(mv, true, "metadata.labels", why, cap))
+                        return BDY_EINVAL;
+                    r->labels = mv;
+                } else if (strcmp(mk, "annotations") == 0) {
+                    if (!valid_string_map(mv, false, "metadata.annotations", why, cap))
+                        return BDY_EINVAL;
+                    r->annotations = mv;
+                } else {
+                    snprintf(why, cap, "unknown field \"metadata.%.100s\"", mk);
+                    return BDY_EINVAL;
+                }
+            }
+        } else {
+            snprintf(why, cap, "unknown field \"%.100s\"", k);
+            return BDY_EINVAL;
+        }
+    }
+    if (r->pool[0] == '\0') {
+        snprintf(why, cap, "pool is required");
+        return BDY_EINVAL;
+    }
+    return 0;
+}
+
+static bool valid_idem_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > BDY_IDEMPOTENCY_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] < 0x21 || k[i] > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+static bool allowed(const bdy_http_request *req, bdy_verb verb, const char *ns,
+                    bdy_http_response *resp)
+{
+    if (req->principal == NULL || bdy_principal_allows(req->principal, verb, ns))
+        return true;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "token \"%s\" may not do this in namespace %s",
+             bdy_principal_name(req->principal), ns ? ns : "(all)");
+    bdy_http_error(resp, 403, "Forbidden", msg, 0);
+    return false;
+}
+
+/* ---- answering ------------------------------------------------------------------------- */
+
+static void set_location(bdy_http_response *resp, const char *id)
+{
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/v1/allocations/%s", id);
+    bdy_http_set_header(resp, "Location", loc);
+}
+
+/* The recorded answer for an allocation id, with "state". */
+static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
+{
+    alloc_entry copy;
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL)
+        copy = *e;
+    pthread_mutex_unlock(&c->lock);
+    if (e == NULL)
+        return BDY_ENOTFOUND;
+    json_object *obj = NULL;
+    int rc;
+    if (!copy.released) {
+        rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &obj, NULL);
+        if (rc == 0) {
+            const char *wid = str(get(get(obj, "status"), "allocation"), "id");
+            json_object *answer = wid && strcmp(wid, id) == 0 ? bdy_allocation_answer(obj) : NULL;
+            json_object_put(obj);
+            if (answer != NULL) {
+                json_object_object_add(answer, "state", json_object_new_string("Allocated"));
+                *out = answer;
+                return 0;
+            }
+        }
+        /* The world went away: its release record says the rest. */
+    }
+    rc = bdy_store_get(c->o.store, &BDY_GVR_ALLOCATIONS, copy.ns, id, &obj, NULL);
+    if (rc != 0)
+        return rc;
+    json_object *answer = NULL;
+    json_object_deep_copy(get(get(obj, "spec"), "response"), &answer, NULL);
+    json_object_put(obj);
+    if (answer == NULL)
+        return BDY_ENOTFOUND;
+    json_object_object_add(answer, "state", json_object_new_string("Released"));
+    *out = answer;
+    return 0;
+}
+
+/* The status patch that claims a world. */
+static json_object *claim_patch(const char *rv, const char *id, const char *claimant,
+                                const char *source, const char *idem_key, const char *hash,
+                                json_object *labels, json_object *annotations)
+{
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(now);
+    json_object *patch = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
+    json_object_object_add(patch, "metadata", meta);
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "phase", json_object_new_string("Allocated"));
+    json_object_object_add(st, "reason", json_object_new_string("Claimed"));
+    char msg[300];
+    snprintf(msg, sizeof(msg), "claimed by %s", claimant[0] ? claimant : "(anonymous)");
+    json_object_object_add(st, "message", json_object_new_string(msg));
+    json_object *alloc = json_object_new_object();
+    json_object_object_add(alloc, "id", json_object_new_string(id));
+    json_object_object_add(alloc, "claimant", json_object_new_string(claimant));
+    json_object_object_add(alloc, "claimedAt", json_object_new_string(now));
+    json_object_object_add(alloc, "source", json_object_new_string(source));
+    if (idem_key != NULL && idem_key[0]) {
+        json_object_object_add(alloc, "idempotencyKey", json_object_new_string(idem_key));
+        json_object_object_add(alloc, "requestHash", json_object_new_string(hash));
+    }
+    if (labels != NULL)
+        json_object_object_add(alloc, "labels", json_object_get(labels));
+    if (annotations != NULL)
+        json_object_object_add(alloc, "annotations", json_object_get(annotations));
+    json_object_object_add(st, "allocation", alloc);
+    json_object *timings = json_object_new_object();
+    json_object_object_add(timings, "allocatedAt", json_object_new_string(now));
+    json_object_object_add(st, "timings", timings);
+    json_object_object_add(patch, "status", st);
+    return patch;
+}
+
+/* Writes the claim durably. Returns 0 with *world_out, BDY_ECONFLICT when
+ * the world changed since rv (try another), or another error. */
+static int write_claim(bdy_claims *c, const char *ns, const char *name, const char *rv,
+                       const char *id, const claim_request *cr, const char *source,
+                       const char *idem_key, const char *hash, json_object **world_out)
+{
+    json_object *patch = claim_patch(rv, id, cr->claimant, source, idem_key, hash, cr->labels,
+                                     cr->annotations);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, true,
+                             NULL, world_out, &eb);
+    json_object_put(patch);
+    if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
+        bdy_warn("claims", "claim of %s/%s failed: %s", ns, name, eb.message);
+    return rc;
+}
+
+static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
+{
+    memcpy(out, "alc-", 4);
+    bdy_random_hex(out + 4, 12);
+}
+
+/* Ends a pending idempotency entry: success records the id, failure drops
+ * the entry so a retry can claim. */
+static void idem_finish(bdy_claims *c, const char *full, const char *id)
+{
+    if (full == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    idem_entry *e = idem_find(c, full, false);
+    if (e != NULL) {
+        if (id != NULL) {
+            snprintf(e->id, sizeof(e->id), "%s", id);
+            e->pending = false;
+        } else {
+            idem_remove(c, full);
+        }
+    }
+    pthread_cond_broadcast(&c->idem_done);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Creates the world a cold claim waits for. */
+static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const char *id,
+                             char *name_out)
+{
+    json_object *w = json_object_new_object();
+    json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+    json_object_object_add(w, "kind", json_object_new_string("WorldInstance"));
+    json_object *meta = json_object_new_object();
+    char gen[BDY_NAME_MAX];
+    snprintf(gen, sizeof(gen), "%.60s-", spec->name);
+    json_object_object_add(meta, "generateName", json_object_new_string(gen));
+    json_object *labels = json_object_new_object();
+    for (size_t i = 0; i < spec->labels.count; i++)
+        json_object_object_add(labels, spec->labels.items[i].key,
+                               json_object_new_string(spec->labels.items[i].value));
+    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+    json_object_object_add(meta, "labels", labels);
+    json_object *ann = json_object_new_object();
+    json_object_object_add(ann, BDY_ANNOTATION_COLD_CLAIM, json_object_new_string(id));
+    json_object_object_add(meta, "annotations", ann);
+    json_object *fin = json_object_new_array();
+    json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
+    json_object_object_add(meta, "finalizers", fin);
+    json_object_object_add(w, "metadata", meta);
+    json_object *ws = json_object_new_object();
+    json_object_object_add(ws, "pool", json_object_new_string(spec->name));
+    if (spec->manifest != NULL)
+        json_object_object_add(ws, "manifest", json_object_new_string(spec->manifest));
+    else
+        json_object_object_add(ws, "booklet", json_object_new_string(spec->booklet));
+    json_object_object_add(w, "spec", ws);
+    json_object *out = NULL;
+    int rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, &out, NULL);
+    if (rc == 0)
+        snprintf(name_out, BDY_NAME_MAX, "%s", str(get(out, "metadata"), "name"));
+    json_object_put(out);
+    json_object_put(w);
+    return rc;
+}
+
+/* True when the pool's own labels (what a new world gets) satisfy the
+ * first selector or there are none. */
+static bool cold_world_matches(const bdy_config_pool *spec, const claim_request *cr)
+{
+    if (cr->nselectors == 0)
+        return true;
+    json_object *labels = json_object_new_object();
+    for (size_t i = 0; i < spec->labels.count; i++)
+        json_object_object_add(labels, spec->labels.items[i].key,
+                               json_object_new_string(spec->labels.items[i].value));
+    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+    bool ok = false;
+    for (size_t i = 0; i < cr->nselectors && !ok; i++)
+        ok = bdy_label_selector_matches(cr->selectors[i], labels);
+    json_object_put(labels);
+    return ok;
+}
+
+static void post_allocation(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    bdy_claims *c = data;
+    uint64_t t0 = bdy_monotonic_ns();
+    char why[600];
+    claim_request cr;
+    memset(&cr, 0, sizeof(cr));
+    json_object *body = NULL;
+    json_object *world = NULL;
+    char idem_full[sizeof(((idem_entry *)0)->key)];
+    const char *idem_pending = NULL;
+    bdy_config_pool spec;
+    bool have_spec = false;
+    char id[BDY_ALLOCATION_ID_LEN];
+    char hash[65] = "";
+
+    if (!bdy_claims_ready(c)) {
+        bdy_http_error(resp, 503, "NotReady", "claims are served once start-up has finished",
+                       RETRY_AFTER_S);
+        return;
+    }
+    body = parse_strict(req->body, req->body_len, why, sizeof(why));
+    if (body == NULL || parse_claim(body, &cr, why, sizeof(why)) != 0) {
+        bdy_http_error(resp, 400, "InvalidRequest", why, 0);
+        goto out;
+    }
+    if (!allowed(req, BDY_VERB_ALLOCATE, cr.ns, resp))
+        goto out;
+    const char *idem_key = bdy_http_header(req, "Idempotency-Key");
+    if (idem_key != NULL && !valid_idem_key(idem_key)) {
+        bdy_http_error(resp, 400, "InvalidRequest",
+                       "Idempotency-Key must be 1 to 128 printable ASCII characters", 0);
+        goto out;
+    }
+    if (bdy_fleet_pool_spec(c->o.fleet, cr.ns, cr.pool, &spec) != 0) {
+        snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
+        bdy_http_error(resp, 404, "NotFound", why, 0);
+        goto out;
+    }
+    have_spec = true;
+    if (idem_key != NULL) {
+        bdy_sha256_hex(req->body, req->body_len, hash);
+        idem_compose(idem_full, sizeof(idem_full), cr.ns, idem_key);
+        pthread_mutex_lock(&c->lock);
+        idem_entry *e = idem_find(c, idem_full, false);
+        double give_up = bdy_wall_seconds() + IDEM_WAIT_MS / 1000.0 + cr.wait_s;
+        while (e != NULL && e->pending && bdy_wall_seconds() < give_up) {
+            /* The same key is being claimed right now: wait for its answer
+             * rather than claim a second world. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&c->idem_done, &c->lock, &ts);
+            e = idem_find(c, idem_full, false);
+        }
+        if (e != NULL && e->pending) {
+            pthread_mutex_unlock(&c->lock);
+            bdy_http_error(resp, 409, "Conflict",
+                           "a claim with this Idempotency-Key is still in progress",
+                           RETRY_AFTER_S);
+            goto out;
+        }
+        if (e != NULL) {
+            char prior[sizeof(e->id)];
+            bool same = strcmp(e->hash, hash) == 0;
+            snprintf(prior, sizeof(prior), "%s", e->id);
+            pthread_mutex_unlock(&c->lock);
+            if (!same) {
+                bdy_http_error(resp, 409, "IdempotencyKeyReused",
+                               "this Idempotency-Key was used with a different request body", 0);
+                goto out;
+            }
+            json_object *answer = NULL;
+            if (lookup_answer(c, prior, &answer) != 0) {
+                bdy_http_error(resp, 500, "InternalError",
+                               "the allocation for this Idempotency-Key cannot be read", 0);
+                goto out;
+            }
+            json_object_object_del(answer, "state");
+            bdy_http_json(resp, 200, answer);
+            set_location(resp, prior);
+            json_object_put(answer);
+            count_result(c, cr.pool, "replay", "success", (bdy_monotonic_ns() - t0) / 1e9);
+            goto out;
+        }
+        e = idem_find(c, idem_full, true);
+        if (e == NULL) {
+            pthread_mutex_unlock(&c->lock);
+            bdy_http_error(resp, 500, "InternalError", "out of memory", 0);
+            goto out;
+        }
+        e->pending = true;
+        snprintf(e->hash, sizeof(e->hash), "%s", hash);
+        pthread_mutex_unlock(&c->lock);
+        idem_pending = idem_full;
+    }
+
+    new_allocation_id(id);
+    for (int attempt = 0; attempt < CLAIM_MAX_TRIES; attempt++) {
+        bdy_world_ref ref;
+        int rc = bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors,
+                                      &ref);
+        if (rc != 0)
+            break;
+        char rv[24];
+        snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ref.resource_version);
+        rc = write_claim(c, ref.ns, ref.name, rv, id, &cr, "warm", idem_key, hash, &world);
+        bdy_fleet_claim_done(c->o.fleet, &ref, rc == 0, rc == BDY_ECONFLICT);
+        if (rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND)
+            continue; /* that world changed under us: the next one */
+        if (rc != 0) {
+            bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
+                           RETRY_AFTER_S);
+            count_result(c, cr.pool, "warm", "error", 0);
+            idem_finish(c, idem_pending, NULL);
+            goto out;
+        }
+        pthread_mutex_lock(&c->lock);
+        index_allocation(c, ref.ns, ref.name, get(get(world, "status"), "allocation"), false);
+        pthread_mutex_unlock(&c->lock);
+        idem_finish(c, idem_pending, id);
+        if (c->rec != NULL)
+            bdy_reconciler_enqueue_world(c->rec, ref.ns, ref.name);
+        json_object *answer = bdy_allocation_answer(world);
+        bdy_http_json(resp, 201, answer);
+        set_location(resp, id);
+        json_object_put(answer);
+        stats_count(c, cr.ns, cr.pool, true);
+        count_result(c, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
+        goto out;
+    }
+
+    /* No warm world: a miss, which the forecast learns from. */
+    stats_count(c, cr.ns, cr.pool, false);
+    const char *pl[] = {cr.pool, NULL};
+    bdy_metric_inc(bdy_metric_child(c->m_misses, pl));
+    bdy_pool_counts counts;
+    memset(&counts, 0, sizeof(counts));
+    bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts);
+    if (cr.wait_s == 0 || counts.total >= spec.max_worlds || !cold_world_matches(&spec, &cr)) {
+        snprintf(why, sizeof(why), "no warm world in pool %s/%s%s", cr.ns, cr.pool,
+                 cr.wait_s > 0 && counts.total >= spec.max_worlds ? " and it is at maxWorlds"
+                 : cr.wait_s > 0 ? " and a new world would not match the selectors"
+                                 : "");
+        bdy_http_error(resp, 503, "PoolExhausted", why, RETRY_AFTER_S);
+        count_result(c, cr.pool, "warm", "exhausted", 0);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
+    waiter *w = calloc(1, sizeof(*w));
+    char world_name[BDY_NAME_MAX];
+    if (w == NULL || create_cold_world(c, &spec, id, world_name) != 0) {
+        free(w);
+        bdy_http_error(resp, 503, "PoolExhausted", "could not start a world for this claim",
+                       RETRY_AFTER_S);
+        count_result(c, cr.pool, "cold", "error", 0);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
+    snprintf(w->ns, sizeof(w->ns), "%s", cr.ns);
+    snprintf(w->world, sizeof(w->world), "%s", world_name);
+    snprintf(w->pool, sizeof(w->pool), "%s", cr.pool);
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    snprintf(w->claimant, sizeof(w->claimant), "%s", cr.claimant);
+    if (idem_key != NULL) {
+        snprintf(w->idem_key, sizeof(w->idem_key), "%s", idem_key);
+        snprintf(w->hash, sizeof(w->hash), "%s", hash);
+    }
+    if (cr.labels != NULL)
+        w->labels = json_object_get(cr.labels);
+    if (cr.annotations != NULL)
+        w->annotations = json_object_get(cr.annotations);
+    w->started = bdy_wall_seconds();
+    w->deadline = w->started + cr.wait_s;
+    w->d = bdy_http_defer(req);
+    pthread_mutex_lock(&c->lock);
+    w->next = c->waiters;
+    c->waiters = w;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    bdy_info("claims", "no warm world in %s/%s: waiting up to %u s for cold world %s", cr.ns,
+             cr.pool, cr.wait_s, world_name);
+out:
+    if (have_spec)
+        bdy_fleet_pool_spec_free(&spec);
+    claim_request_free(&cr);
+    json_object_put(body);
+    json_object_put(world);
+}
+
+/* Finishes one cold claim whose world is Ready (cold-claim thread). */
+static void complete_cold(bdy_claims *c, waiter *w)
+{
+    json_object *world = NULL;
+    json_object *claimed = NULL;
+    int rc = BDY_ECONFLICT;
+    claim_request cr;
+    memset(&cr, 0, sizeof(cr));
+    snprintf(cr.claimant, sizeof(cr.claimant), "%s", w->claimant);
+    cr.labels = w->labels;
+    cr.annotations = w->annotations;
+    char idem_full[sizeof(((idem_entry *)0)->key)];
+    const char *idem = NULL;
+    if (w->idem_key[0]) {
+        idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
+        idem = idem_full;
+    }
+    for (int attempt = 0; attempt < CLAIM_MAX_TRIES && rc == BDY_ECONFLICT; attempt++) {
+        json_object_put(world);
+        world = NULL;
+        rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, &world, NULL);
+        if (rc != 0)
+            break;
+        const char *phase = str(get(world, "status"), "phase");
+        if (phase == NULL || strcmp(phase, "Ready") != 0) {
+            rc = BDY_EBUSY;
+            break;
+        }
+        rc = write_claim(c, w->ns, w->world, str(get(world, "metadata"), "resourceVersion"), w->id,
+                         &cr, "cold", w->idem_key, w->hash, &claimed);
+    }
+    double seconds = bdy_wall_seconds() - w->started;
+    if (rc == 0) {
+        pthread_mutex_lock(&c->lock);
+        index_allocation(c, w->ns, w->world, get(get(claimed, "status"), "allocation"), false);
+        pthread_mutex_unlock(&c->lock);
+        idem_finish(c, idem, w->id);
+        if (c->rec != NULL)
+            bdy_reconciler_enqueue_world(c->rec, w->ns, w->world);
+        json_object *answer = bdy_allocation_answer(claimed);
+        char loc[128];
+        snprintf(loc, sizeof(loc), "/v1/allocations/%s", w->id);
+        finish_json(w->d, 201, answer, loc);
+        json_object_put(answer);
+        count_result(c, w->pool, "cold", "success", seconds);
+    } else {
+        idem_finish(c, idem, NULL);
+        finish_error(w->d, 503, "PoolExhausted", "the world started for this claim did not start",
+                     RETRY_AFTER_S);
+        count_result(c, w->pool, "cold", "error", 0);
+    }
+    json_object_put(world);
+    json_object_put(claimed);
+}
+
+/* A cold claim that timed out: the world keeps starting and joins the
+ * pool once the annotation that reserved it is gone. */
+static void expire_cold(bdy_claims *c, waiter *w)
+{
+    char idem_full[sizeof(((idem_entry *)0)->key)];
+    if (w->idem_key[0]) {
+        idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
+        idem_finish(c, idem_full, NULL);
+    }
+    char msg[400];
+    snprintf(msg, sizeof(msg), "world %s was not Ready within %.0f s; it keeps starting and joins "
+             "the pool", w->world, w->deadline - w->started);
+    finish_error(w->d, 504, "ColdStartTimeout", msg, 0);
+    count_result(c, w->pool, "cold", "timeout", 0);
+    json_object *patch = json_tokener_parse("{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
+    bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, BDY_PATCH_MERGE, patch, false,
+                    NULL, NULL, NULL);
+    json_object_put(patch);
+}
+
+static void waiter_free(waiter *w)
+{
+    json_object_put(w->labels);
+    json_object_put(w->annotations);
+    free(w);
+}
+
+static void *cold_main(void *arg)
+{
+    bdy_claims *c = arg;
+    pthread_setname_np(pthread_self(), "bdy-cold-claims");
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        double now = bdy_wall_seconds();
+        waiter **slot = &c->waiters;
+        waiter *due = NULL;
+        while (*slot != NULL) {
+            waiter *w = *slot;
+            if (w->ready || w->failed || now >= w->deadline) {
+                *slot = w->next;
+                w->next = NULL;
+                due = w;
+                break;
+            }
+            slot = &w->next;
+        }
+        if (due != NULL) {
+            pthread_mutex_unlock(&c->lock);
+            if (due->ready)
+                complete_cold(c, due);
+            else if (due->failed) {
+                char idem_full[sizeof(((idem_entry *)0)->key)];
+                if (due->idem_key[0]) {
+                    idem_compose(idem_full, sizeof(idem_full), due->ns, due->idem_key);
+                    idem_finish(c, idem_full, NULL);
+                }
+                finish_error(due->d, 503, "PoolExhausted",
+                             "the world started for this claim failed", RETRY_AFTER_S);
+                count_result(c, due->pool, "cold", "error", 0);
+            } else {
+                expire_cold(c, due);
+            }
+            waiter_free(due);
+            pthread_mutex_lock(&c->lock);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+    }
+    /* Shutting down: nobody will make these worlds ready for them now. */
+    while (c->waiters != NULL) {
+        waiter *w = c->waiters;
+        c->waiters = w->next;
+        pthread_mutex_unlock(&c->lock);
+        finish_error(w->d, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
+        waiter_free(w);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* ---- GET/DELETE /v1/allocations/{id} ------------------------------------------------------ */
+
+static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    bdy_claims *c = data;
+    const char *id = req->path + strlen("/v1/allocations/");
+    if (id[0] == '\0' || strchr(id, '/') != NULL || strlen(id) > 64) {
+        bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+        return;
+    }
+    alloc_entry copy;
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL)
+        copy = *e;
+    pthread_mutex_unlock(&c->lock);
+    if (e == NULL) {
+        bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+        return;
+    }
+    bool del = strcmp(req->method, "DELETE") == 0;
+    if (!allowed(req, del ? BDY_VERB_RELEASE : BDY_VERB_READ, copy.ns, resp))
+        return;
+    if (!del) {
+        json_object *answer = NULL;
+        if (lookup_answer(c, id, &answer) != 0) {
+            bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+            return;
+        }
+        bdy_http_json(resp, 200, answer);
+        json_object_put(answer);
+        return;
+    }
+    if (!copy.released) {
+        json_object *world = NULL;
+        int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &world, NULL);
+        const char *wid = rc == 0 ? str(get(get(world, "status"), "allocation"), "id") : NULL;
+        if (wid != NULL && strcmp(wid, id) == 0) {
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
+            if (rc != 0) {
+                json_object_put(world);
+                bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
+                return;
+            }
+            pthread_mutex_lock(&c->lock);
+            alloc_entry *e2 = id_find(c, id, false);
+            if (e2 != NULL)
+                e2->released = true;
+            pthread_mutex_unlock(&c->lock);
+        }
+        json_object_put(world);
+    }
+    resp->status = 204;
+}
+
+/* ---- GET /v1/pools, /v1/pools/{ns}/{name}, /v1/worlds ------------------------------------ */
+
+static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
+{
+    bdy_config_pool spec;
+    if (bdy_fleet_pool_spec(c->o.fleet, ns, name, &spec) != 0)
+        return NULL;
+    bdy_pool_counts counts;
+    memset(&counts, 0, sizeof(counts));
+    bdy_fleet_counts(c->o.fleet, ns, name, &counts);
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "name", json_object_new_string(name));
+    json_object_object_add(p, "namespace", json_object_new_string(ns));
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "minWarm", json_object_new_int((int)spec.min_warm));
+    json_object_object_add(s, "maxWarm", json_object_new_int((int)spec.max_warm));
+    json_object_object_add(s, "maxWorlds", json_object_new_int((int)spec.max_worlds));
+    json_object_object_add(s, "serviceLevel", jdouble(spec.service_level));
+    if (spec.manifest != NULL)
+        json_object_object_add(s, "manifest", json_object_new_string(spec.manifest));
+    if (spec.booklet != NULL)
+        json_object_object_add(s, "booklet", json_object_new_string(spec.booklet));
+    json_object_object_add(p, "spec", s);
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "warm", json_object_new_int((int)counts.warm));
+    json_object_object_add(st, "starting",
+                           json_object_new_int((int)(counts.phase[BDY_PHASE_PENDING] +
+                                                     counts.phase[BDY_PHASE_STARTING])));
+    json_object_object_add(st, "allocated",
+                           json_object_new_int((int)counts.phase[BDY_PHASE_ALLOCATED]));
+    json_object_object_add(st, "failed", json_object_new_int((int)counts.phase[BDY_PHASE_FAILED]));
+    json_object_object_add(st, "terminating", json_object_new_int((int)counts.deleting));
+    json_object_object_add(st, "targetWarm", json_object_new_int((int)bdy_pool_target_warm(&spec)));
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    double lead = 0;
+    uint64_t minute = (uint64_t)(bdy_wall_seconds() / 60);
+    pthread_mutex_lock(&c->lock);
+    pool_stats *ps = stats_get(c, ns, name);
+    for (size_t i = 0; ps != NULL && i < HIT_WINDOW_MINUTES; i++) {
+        if (ps->minute[i] + HIT_WINDOW_MINUTES > minute) {
+            hits += ps->hits[i];
+            misses += ps->misses[i];
+        }
+    }
+    if (ps != NULL)
+        lead = ps->lead_time_s;
+    pthread_mutex_unlock(&c->lock);
+    /* No forecast yet: demand forecasting sizes pools in a later step, so
+     * the rate is the last hour's observed claims per minute. */
+    json_object_object_add(st, "forecastPerMinute",
+                           jdouble((double)(hits + misses) / HIT_WINDOW_MINUTES));
+    json_object_object_add(st, "leadTimeSeconds", jdouble(lead));
+    json_object_object_add(st, "warmHitRatio",
+                           hits + misses ? jdouble((double)hits / (double)(hits + misses))
+                                         : jdouble(1.0));
+    json_object_object_add(p, "status", st);
+    bdy_fleet_pool_spec_free(&spec);
+    return p;
+}
+
+static void list_pools(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    bdy_claims *c = data;
+    json_object *items = json_object_new_array();
+    size_t n = bdy_fleet_pool_count(c->o.fleet);
+    for (size_t i = 0; i < n; i++) {
+        char ns[BDY_NAME_MAX];
+        char name[BDY_NAME_MAX];
+        if (bdy_fleet_pool_at(c->o.fleet, i, ns, sizeof(ns), name, sizeof(name)) != 0)
+            continue;
+        if (req->principal != NULL && !bdy_principal_allows(req->principal, BDY_VERB_READ, ns))
+            continue;
+        json_object *p = pool_json(c, ns, name);
+        if (p != NULL)
+            json_object_array_add(items, p);
+    }
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "items", items);
+    bdy_http_json(resp, 200, out);
+    json_object_put(out);
+}
+
+static void get_pool(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    bdy_claims *c = data;
+    char ns[BDY_NAME_MAX];
+    char name[BDY_NAME_MAX];
+    const char *rest = req->path + strlen("/v1/pools/");
+    const char *slash = strchr(rest, '/');
+    if (slash == NULL || (size_t)(slash - rest) >= sizeof(ns) || strchr(slash + 1, '/') != NULL ||
+        strlen(slash + 1) >= sizeof(name)) {
+        bdy_http_error(resp, 404, "NotFound", "no such pool", 0);
+        return;
+    }
+    memcpy(ns, rest, (size_t)(slash - rest));
+    ns[slash - rest] = '\0';
+    snprintf(name, sizeof(name), "%s", slash + 1);
+    if (!allowed(req, BDY_VERB_READ, ns, resp))
+        return;
+    json_object *p = pool_json(c, ns, name);
+    if (p == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "no pool %s/%s", ns, name);
+        bdy_http_error(resp, 404, "NotFound", msg, 0);
+        return;
+    }
+    bdy_http_json(resp, 200, p);
+    json_object_put(p);
+}
+
+static json_object *world_summary(json_object *w)
+{
+    json_object *meta = get(w, "metadata");
+    json_object *st = get(w, "status");
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_get(get(meta, "name")));
+    json_object_object_add(o, "namespace", json_object_get(get(meta, "namespace")));
+    json_object_object_add(o, "pool", json_object_get(get(get(w, "spec"), "pool")));
+    json_object *phase = get(st, "phase");
+    json_object_object_add(o, "phase", phase ? json_object_get(phase)
+                                             : json_object_new_string("Pending"));
+    json_object_object_add(o, "address", json_object_get(get(st, "address")));
+    json_object *ports = get(st, "ports");
+    json_object_object_add(o, "ports", ports ? json_object_get(ports) : json_object_new_array());
+    json_object_object_add(o, "allocationId", json_object_get(get(get(st, "allocation"), "id")));
+    json_object *labels = get(meta, "labels");
+    json_object_object_add(o, "labels", labels ? json_object_get(labels) : json_object_new_object());
+    json_object_object_add(o, "createdAt", json_object_get(get(meta, "creationTimestamp")));
+    return o;
+}
+
+static void list_worlds(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    bdy_claims *c = data;
+    const char *ns = bdy_http_query(req, "namespace");
+    const char *pool = bdy_http_query(req, "pool");
+    const char *phase = bdy_http_query(req, "phase");
+    const char *limit = bdy_http_query(req, "limit");
+    const char *cont = bdy_http_query(req, "continue");
+    if (ns != NULL && ns[0] == '\0')
+        ns = NULL;
+    if (!allowed(req, BDY_VERB_READ, ns, resp))
+        return;
+    bdy_phase ph;
+    if (phase != NULL && phase[0] && bdy_phase_parse(phase, &ph) != 0) {
+        bdy_http_error(resp, 400, "InvalidRequest",
+                       "phase must be one of Pending, Starting, Ready, Allocated, Terminating, "
+                       "Failed",
+                       0);
+        return;
+    }
+    if (pool != NULL && pool[0] && !valid_dns_label(pool)) {
+        bdy_http_error(resp, 400, "InvalidRequest", "pool must be a DNS label", 0);
+        return;
+    }
+    long lim = WORLDS_PAGE_DEFAULT;
+    if (limit != NULL) {
+        char *end = NULL;
+        lim = strtol(limit, &end, 10);
+        if (end == limit || *end != '\0' || lim < 1 || lim > WORLDS_PAGE_MAX) {
+            bdy_http_error(resp, 400, "InvalidRequest", "limit must be an integer from 1 to 1000",
+                           0);
+            return;
+        }
+    }
+    char label_sel[300] = "";
+    char field_sel[100] = "";
+    if (pool != NULL && pool[0])
+        snprintf(label_sel, sizeof(label_sel), BDY_LABEL_POOL "=%s", pool);
+    if (phase != NULL && phase[0])
+        snprintf(field_sel, sizeof(field_sel), "status.phase=%s", phase);
+    bdy_list_opts lo = {.ns = ns,
+                        .label_selector = label_sel[0] ? label_sel : NULL,
+                        .field_selector = field_sel[0] ? field_sel : NULL,
+                        .limit = (size_t)lim,
+                        .continue_token = cont && cont[0] ? cont : NULL};
+    bdy_list_result res;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_list(c->o.store, &BDY_GVR_WORLDS, &lo, &res, &eb);
+    if (rc == BDY_EINVAL || rc == BDY_EEXPIRED) {
+        bdy_http_error(resp, 400, "InvalidRequest", eb.message, 0);
+        return;
+    }
+    if (rc != 0) {
+        bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
+        return;
+    }
+    json_object *items = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(res.items); i++) {
+        json_object *w = json_object_array_get_idx(res.items, i);
+        if (req->principal != NULL &&
+            !bdy_principal_allows(req->principal, BDY_VERB_READ,
+                                  str(get(w, "metadata"), "namespace")))
+            continue;
+        json_object_array_add(items, world_summary(w));
+    }
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "items", items);
+    json_object_object_add(out, "continue",
+                           json_object_new_string(res.continue_token ? res.continue_token : ""));
+    bdy_http_json(resp, 200, out);
+    json_object_put(out);
+    bdy_list_result_free(&res);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb)
+{
+    bdy_claims *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    c->o = *opts;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->idem_done, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    atomic_init(&c->records_synced, false);
+    if (c->o.metrics != NULL) {
+        const char *psr[] = {"pool", "source", "result", NULL};
+        const char *ps[] = {"pool", "source", NULL};
+        const char *p[] = {"pool", NULL};
+        c->m_total = bdy_metrics_counter(c->o.metrics, "bindery_allocations_total",
+                                         "Claims by pool, source (warm, cold, replay) and result.",
+                                         psr);
+        c->m_latency = bdy_metrics_histogram(
+            c->o.metrics, "bindery_allocation_duration_seconds",
+            "Claim latency, request parsed to durable answer, by pool and source.", ps,
+            latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+        c->m_misses = bdy_metrics_counter(c->o.metrics, "bindery_allocation_misses_total",
+                                          "Claims that found no warm world, by pool.", p);
+    }
+    *out = c;
+    return 0;
+}
+
+void bdy_claims_set_reconciler(bdy_claims *c, bdy_reconciler *r)
+{
+    c->rec = r;
+}
+
+int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb)
+{
+    bdy_informer_opts io = {.gvr = &BDY_GVR_ALLOCATIONS};
+    bdy_informer_handlers h = {.on_add = rec_add_cb,
+                               .on_update = rec_update_cb,
+                               .on_delete = rec_delete_cb,
+                               .on_synced = rec_synced_cb,
+                               .data = c};
+    int rc = bdy_informer_start(c->o.store, &io, &h, &c->records, eb);
+    if (rc != 0)
+        return rc;
+    if (!bdy_informer_wait_synced(c->records, timeout_ms))
+        return bdy_fail(eb, BDY_ETIMEOUT, "allocation records did not load within %d ms",
+                        timeout_ms);
+    if (pthread_create(&c->thread, NULL, cold_main, c) != 0)
+        return bdy_fail(eb, BDY_ENOMEM, "cannot start the cold-claim thread");
+    c->thread_started = true;
+    return 0;
+}
+
+bool bdy_claims_ready(bdy_claims *c)
+{
+    return atomic_load(&c->records_synced) && c->rec != NULL && bdy_reconciler_synced(c->rec);
+}
+
+int bdy_claims_routes(bdy_claims *c, bdy_http_server *s)
+{
+    int rc;
+    if ((rc = bdy_http_route(s, "POST", "/v1/allocations", BDY_ROUTE_EXACT, BDY_VERB_ALLOCATE,
+                             post_allocation, c)) != 0 ||
+        (rc = bdy_http_route(s, "GET", "/v1/allocations/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
+                             allocation_by_id, c)) != 0 ||
+        (rc = bdy_http_route(s, "DELETE", "/v1/allocations/", BDY_ROUTE_PREFIX,
+                             BDY_VERB_RELEASE, allocation_by_id, c)) != 0 ||
+        (rc = bdy_http_route(s, "GET", "/v1/pools", BDY_ROUTE_EXACT, BDY_VERB_READ, list_pools,
+                             c)) != 0 ||
+        (rc = bdy_http_route(s, "GET", "/v1/pools/", BDY_ROUTE_PREFIX, BDY_VERB_READ, get_pool,
+                             c)) != 0 ||
+        (rc = bdy_http_route(s, "GET", "/v1/worlds", BDY_ROUTE_EXACT, BDY_VERB_READ, list_worlds,
+                             c)) != 0)
+        return rc;
+    return 0;
+}
+
+void bdy_claims_stop(bdy_claims *c)
+{
+    if (c == NULL)
+        return;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->lock);
+        c->stopping = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->thread, NULL);
+        c->thread_started = false;
+    }
+    if (c->records != NULL) {
+        bdy_informer_stop(c->records);
+        c->records = NULL;
+    }
+}
+
+void bdy_claims_free(bdy_claims *c)
+{
+    if (c == NULL)
+        return;
+    bdy_claims_stop(c);
+    for (size_t b = 0; b < ID_BUCKETS; b++) {
+        while (c->ids[b] != NULL) {
+            alloc_entry *n = c->ids[b]->next;
+            free(c->ids[b]);
+            c->ids[b] = n;
+        }
+        while (c->idem[b] != NULL) {
+            idem_entry *n = c->idem[b]->next;
+            free(c->idem[b]);
+            c->idem[b] = n;
+        }
+    }
+    while (c->stats != NULL) {
+        pool_stats *n = c->stats->next;
+        free(c->stats);
+        c->stats = n;
+    }
+    while (c->waiters != NULL) {
+        waiter *n = c->waiters->next;
+        waiter_free(c->waiters);
+        c->waiters = n;
+    }
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->idem_done);
+    pthread_cond_destroy(&c->wake);
+    free(c);
+}

@@ -1,0 +1,60 @@
+/* The claim API of API.md: POST/GET/DELETE /v1/allocations, GET /v1/pools,
+ * GET /v1/pools/{ns}/{name}, GET /v1/worlds.
+ *
+ * The claim path: parse and validate → authorize → idempotency → the
+ * pool's warm index (O(1) without selectors) → one durable status write
+ * with the world's resourceVersion as precondition → 201. With
+ * waitSeconds > 0 and no warm world, a world is created for the claim and
+ * the request waits on a suspended connection until that world is Ready.
+ *
+ * Threads: handlers run on HTTP threads; bdy_claims_observe_world runs on
+ * the world informer's thread; one internal thread finishes cold claims and
+ * times them out.
+ */
+#ifndef BINDERY_CLAIMS_H
+#define BINDERY_CLAIMS_H
+
+#include "bindery/error.h"
+#include "bindery/http.h"
+#include "bindery/metrics.h"
+#include "bindery/pool.h"
+#include "bindery/reconciler.h"
+#include "bindery/store.h"
+
+#include <json-c/json.h>
+
+#define BDY_CLAIM_MAX_SELECTORS 16
+#define BDY_CLAIM_MAX_WAIT_S 300
+#define BDY_IDEMPOTENCY_KEY_MAX 128
+
+typedef struct bdy_claims bdy_claims;
+
+typedef struct bdy_claims_opts {
+    bdy_store *store;     /* borrowed */
+    bdy_fleet *fleet;     /* borrowed */
+    bdy_metrics *metrics; /* borrowed, may be NULL */
+} bdy_claims_opts;
+
+int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb);
+
+/* The reconciler, once it exists (claims queue worlds they changed). */
+void bdy_claims_set_reconciler(bdy_claims *c, bdy_reconciler *r);
+
+/* bdy_world_observer_cb for the reconciler: keeps the allocation and
+ * idempotency indexes current and wakes cold claims. */
+void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj);
+
+/* Starts the Allocation-record informer and the cold-claim thread; returns
+ * once the records are loaded (or after timeout_ms). */
+int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb);
+/* True when claims may be served (indexes loaded). */
+bool bdy_claims_ready(bdy_claims *c);
+
+/* Registers the routes on s. */
+int bdy_claims_routes(bdy_claims *c, bdy_http_server *s);
+
+/* Answers every waiting cold claim with 503 and stops the thread. */
+void bdy_claims_stop(bdy_claims *c);
+void bdy_claims_free(bdy_claims *c);
+
+#endif

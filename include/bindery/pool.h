@@ -1,0 +1,149 @@
+/* Pools: the in-memory picture of every world that claims and the pool
+ * controller work from, the warm index, and pool sizing.
+ *
+ * A bdy_fleet holds every pool from the config and a compact record of every
+ * WorldInstance, kept current by the world informer (bdy_fleet_observe /
+ * bdy_fleet_forget). Records are plain C structs — no JSON on the claim
+ * path. Each pool keeps its warm worlds (Ready, not being deleted, not being
+ * claimed, not reserved for a cold claim) in an array with O(1) removal,
+ * so the common claim (no selector) is O(1).
+ *
+ * The index is a hint, never the truth: a claim still writes the world with
+ * its resourceVersion as a precondition, so a stale entry costs a retry,
+ * never a world handed out twice.
+ *
+ * Thread-safety: one mutex guards the whole fleet; every function takes it
+ * and none blocks on I/O while holding it. Records are only read or changed
+ * under it; callers get copies.
+ */
+#ifndef BINDERY_POOL_H
+#define BINDERY_POOL_H
+
+#include "bindery/config.h"
+#include "bindery/error.h"
+#include "bindery/selector.h"
+#include "bindery/store.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Label every pooled world carries: its pool's name. */
+#define BDY_LABEL_POOL "bindery.dev/pool"
+/* Finalizer the world controller keeps until the runtime has stopped. */
+#define BDY_FINALIZER_WORLD "bindery.dev/world"
+/* Annotation on a world created for one waiting claim. */
+#define BDY_ANNOTATION_COLD_CLAIM "bindery.dev/cold-claim"
+
+#define BDY_NAME_MAX 254
+#define BDY_ALLOCATION_ID_LEN 17 /* "alc-" + 12 hex + NUL */
+
+typedef enum bdy_phase {
+    BDY_PHASE_PENDING,
+    BDY_PHASE_STARTING,
+    BDY_PHASE_READY,
+    BDY_PHASE_ALLOCATED,
+    BDY_PHASE_TERMINATING,
+    BDY_PHASE_FAILED,
+    BDY_PHASE_COUNT
+} bdy_phase;
+
+const char *bdy_phase_name(bdy_phase p);
+/* "" or NULL parse as PENDING (a world no controller has touched yet). */
+int bdy_phase_parse(const char *text, bdy_phase *out);
+
+/* A world created for a cold claim (annotation BDY_ANNOTATION_COLD_CLAIM)
+ * never enters the warm index while the annotation is there: the waiting
+ * claim takes it. Removing the annotation releases it to the pool. */
+
+/* Counts of one pool's worlds, for the controller, /v1/pools and metrics.
+ * "warm" = in the warm index; deleting worlds count only in `deleting`. */
+typedef struct bdy_pool_counts {
+    unsigned phase[BDY_PHASE_COUNT];
+    unsigned warm;     /* claimable now */
+    unsigned deleting; /* deletionTimestamp set */
+    unsigned total;    /* every world of the pool that is not being deleted */
+} bdy_pool_counts;
+
+/* A copy of what claims need to know about a candidate. */
+typedef struct bdy_world_ref {
+    char ns[BDY_NAME_MAX];
+    char name[BDY_NAME_MAX];
+    char pool[BDY_NAME_MAX];
+    uint64_t resource_version;
+} bdy_world_ref;
+
+typedef struct bdy_fleet bdy_fleet;
+
+int bdy_fleet_new(bdy_fleet **out);
+void bdy_fleet_free(bdy_fleet *f);
+
+/* Replaces the pool set with cfg's pools (config load and reload). Worlds of
+ * pools that disappear stay recorded (and untouched) but are no longer
+ * warm. Targets are recomputed by the pool controller. */
+int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools);
+
+/* Deep-copies pool ns/name's config entry into *out (free it with
+ * bdy_fleet_pool_spec_free). BDY_ENOTFOUND for an unknown pool. */
+int bdy_fleet_pool_spec(bdy_fleet *f, const char *ns, const char *name, bdy_config_pool *out);
+void bdy_fleet_pool_spec_free(bdy_config_pool *spec);
+/* Number of pools and the ns/name of pool i (for iteration). */
+size_t bdy_fleet_pool_count(bdy_fleet *f);
+int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name,
+                      size_t name_cap);
+
+/* Informer side: records a WorldInstance's current state. Returns the
+ * pool's name in pool_out (cap BDY_NAME_MAX; "" when the world has no pool)
+ * so the caller can queue the pool for reconciling. */
+void bdy_fleet_observe(bdy_fleet *f, json_object *world, char *pool_out);
+void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool_out);
+
+int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out);
+
+/* Claim side: takes a warm world of the pool matching the first selector
+ * (in order) that any warm world matches; selectors may be NULL/empty.
+ * The world is marked claiming (out of the warm index) until
+ * bdy_fleet_claim_done(). BDY_ENOTFOUND: unknown pool; BDY_EBUSY: no warm
+ * world matches. */
+int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
+                         bdy_label_selector *const *selectors, size_t nselectors,
+                         bdy_world_ref *out);
+/* Ends a claim attempt. claimed: the world is now allocated (it stays out
+ * of the warm index until the informer reports a newer state); otherwise it
+ * goes back to the warm index if it is still Ready at that
+ * resourceVersion (stale: it stays out until the informer reports again). */
+void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *w, bool claimed, bool stale);
+
+
+/* Pool controller: up to max idle warm worlds of the pool, oldest first, that
+ * have been Ready at least min_age_s (scale-down candidates). */
+size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
+                             bdy_world_ref *out, size_t max);
+/* Pool controller: up to max Failed worlds of the pool not yet being deleted. */
+size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
+                        size_t max);
+
+/* Sizing: the warm target for a pool. Today minWarm (clamped to maxWarm and
+ * maxWorlds); the forecasting issue feeds demand in here. Pure. */
+unsigned bdy_pool_target_warm(const bdy_config_pool *spec);
+
+#endif
+
+/* ---- allocations ----------------------------------------------------------
+ * While a world is claimed, its status.allocation is the claim's durable
+ * record. When the world is released, an Allocation object (crds/
+ * allocations.yaml) named after the allocation id keeps the answer, so GETs
+ * and idempotent replays still work after the world is gone. */
+
+extern const bdy_gvr BDY_GVR_ALLOCATIONS;
+
+/* The claim answer of API.md for an allocated world (status.allocation set),
+ * without "state". Returns NULL when world has no allocation. Caller owns. */
+json_object *bdy_allocation_answer(json_object *world);
+
+/* Releases an allocated world: records the Allocation (answer, reason,
+ * releasedAt; an existing record is kept) and then deletes the world (its
+ * finalizer makes the world controller stop it). Idempotent. */
+int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason,
+                           bdy_errbuf *eb);

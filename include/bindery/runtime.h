@@ -1,0 +1,144 @@
+/* The runtime: starts, stops and observes the thing that runs one world.
+ *
+ * One interface, two backends: runtime_process (embedded mode: a local
+ * process per world) and runtime_pods (Kubernetes mode). The world
+ * controller drives it and records what start() returned in the
+ * WorldInstance status, which is how a restarted Bindery re-adopts worlds
+ * that kept running while it was down.
+ *
+ * Thread-safety: every slot may be called from any thread; the backend
+ * serializes what it must. Exit notices arrive on the backend's own thread
+ * through the exit callback given at creation.
+ */
+#ifndef BINDERY_RUNTIME_H
+#define BINDERY_RUNTIME_H
+
+#include "bindery/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BDY_RUNTIME_MAX_PORTS 16
+#define BDY_RUNTIME_MAX_ARGS 64
+#define BDY_RUNTIME_MAX_ENV 64
+
+typedef enum bdy_probe_kind {
+    BDY_PROBE_NONE, /* ready as soon as the process runs */
+    BDY_PROBE_TCP,  /* a TCP connect to the port succeeds */
+    BDY_PROBE_HTTP, /* GET path on the port answers 200..399 */
+} bdy_probe_kind;
+
+typedef struct bdy_probe {
+    bdy_probe_kind kind;
+    char port[16];  /* port name from the manifest, or a number as text */
+    char path[256]; /* HTTP only */
+    unsigned initial_delay_ms;
+    unsigned period_ms;
+    unsigned timeout_ms;
+    unsigned failure_threshold;
+} bdy_probe;
+
+typedef struct bdy_port {
+    char name[16];
+    char protocol[4]; /* "TCP" or "UDP" */
+    unsigned port;    /* assigned host port (0 before start) */
+} bdy_port;
+
+/* Everything needed to run one world, resolved from its ModuleManifest.
+ * Strings are owned by the caller and only read during start(). */
+typedef struct bdy_world_spec {
+    const char *ns;
+    const char *name;
+    const char *uid;
+    const char *command;
+    const char *args[BDY_RUNTIME_MAX_ARGS];
+    size_t nargs;
+    const char *env_names[BDY_RUNTIME_MAX_ENV];
+    const char *env_values[BDY_RUNTIME_MAX_ENV];
+    size_t nenv;
+    const char *working_dir; /* NULL: the runtime's default */
+    bdy_port ports[BDY_RUNTIME_MAX_PORTS];
+    size_t nports;
+    bdy_probe readiness;
+    unsigned grace_ms; /* SIGTERM → SIGKILL */
+} bdy_world_spec;
+
+/* What identifies a running world across Bindery restarts. Plain data: the
+ * controller stores it in WorldInstance status and hands it back. */
+typedef struct bdy_world_handle {
+    int64_t pid;
+    uint64_t start_time; /* process start time in clock ticks since boot (/proc/PID/stat
+                            field 22), so a recycled pid is never mistaken for the world */
+    char address[64];    /* where clients connect: "127.0.0.1" in embedded mode */
+    bdy_port ports[BDY_RUNTIME_MAX_PORTS];
+    size_t nports;
+} bdy_world_handle;
+
+typedef enum bdy_world_state {
+    BDY_WORLD_RUNNING, /* alive, not (yet) passing its readiness probe */
+    BDY_WORLD_READY,   /* alive and passing */
+    BDY_WORLD_EXITED,  /* gone */
+} bdy_world_state;
+
+/* Called on the runtime's thread when a world it started or adopted exits.
+ * exit_status: exit code, or 128 + signal. */
+typedef void (*bdy_world_exit_cb)(void *data, const char *ns, const char *name,
+                                  const bdy_world_handle *h, int exit_status);
+
+typedef struct bdy_runtime_vtable {
+    const char *name;
+    /* Starts the world; fills h (ports assigned, placeholders such as
+     * {port:game} in args and env values replaced). Returns once the
+     * process exists, not when it is ready. */
+    int (*start)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
+    /* Takes back a world recorded before a restart. BDY_ENOTFOUND when the
+     * process is gone or its pid now belongs to another process. */
+    int (*adopt)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
+                 bdy_errbuf *eb);
+    /* Runs the readiness probe once (bounded by the probe's timeout) and
+     * reports the state. */
+    int (*observe)(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,
+                   bdy_world_state *state);
+    /* Asks the world to stop: SIGTERM now, SIGKILL after grace_ms. Returns
+     * at once; the exit callback reports the end. Stopping a world that is
+     * already gone is not an error. */
+    int (*stop)(void *ctx, const bdy_world_handle *h, unsigned grace_ms);
+    /* Stops watching (worlds keep running) and frees the backend. */
+    void (*destroy)(void *ctx);
+} bdy_runtime_vtable;
+
+typedef struct bdy_runtime {
+    const bdy_runtime_vtable *vt;
+    void *ctx;
+} bdy_runtime;
+
+typedef struct bdy_process_runtime_opts {
+    unsigned port_min; /* host ports handed to worlds come from [port_min, port_max] */
+    unsigned port_max;
+    const char *work_dir; /* default working directory for worlds */
+    const char *log_dir;  /* each world's stdout/stderr go to log_dir/<ns>_<name>.log */
+    bdy_world_exit_cb on_exit;
+    void *data;
+} bdy_process_runtime_opts;
+
+int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out,
+                            bdy_errbuf *eb);
+/* The benchmark runtime: starts no process. A world is RUNNING at once and
+ * READY ready_delay_ms after start; it never exits on its own, and stop()
+ * reports the exit through the callback after a short delay. For
+ * benchmarks and tests that need far more worlds than processes can give;
+ * never the default (config runtime: bench). Handles carry pid 0. */
+typedef struct bdy_bench_runtime_opts {
+    unsigned ready_delay_ms;
+    unsigned port_min;
+    unsigned port_max;
+    bdy_world_exit_cb on_exit;
+    void *data;
+} bdy_bench_runtime_opts;
+
+int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out, bdy_errbuf *eb);
+
+void bdy_runtime_free(bdy_runtime *rt);
+
+#endif

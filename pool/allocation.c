@@ -1,0 +1,122 @@
+/* Allocation answers and release records (see pool.h). */
+#include "bindery/log.h"
+#include "bindery/pool.h"
+#include "bindery/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const bdy_gvr BDY_GVR_ALLOCATIONS = {"bindery.dev", "v1alpha1", "allocations"};
+
+static json_object *member(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+static json_object *copy_or_empty(json_object *v)
+{
+    json_object *out = NULL;
+    if (v == NULL || json_object_deep_copy(v, &out, NULL) != 0)
+        return json_object_new_object();
+    return out;
+}
+
+json_object *bdy_allocation_answer(json_object *world)
+{
+    json_object *meta = member(world, "metadata");
+    json_object *status = member(world, "status");
+    json_object *alloc = member(status, "allocation");
+    if (alloc == NULL || member(alloc, "id") == NULL)
+        return NULL;
+    json_object *answer = json_object_new_object();
+    json_object_object_add(answer, "allocationId", json_object_get(member(alloc, "id")));
+    json_object *source = member(alloc, "source");
+    json_object_object_add(answer, "source",
+                           source ? json_object_get(source) : json_object_new_string("warm"));
+    json_object_object_add(answer, "claimedAt", json_object_get(member(alloc, "claimedAt")));
+    json_object *w = json_object_new_object();
+    json_object_object_add(w, "name", json_object_get(member(meta, "name")));
+    json_object_object_add(w, "namespace", json_object_get(member(meta, "namespace")));
+    json_object_object_add(w, "pool", json_object_get(member(member(world, "spec"), "pool")));
+    json_object_object_add(w, "address", json_object_get(member(status, "address")));
+    json_object *ports = member(status, "ports");
+    json_object_object_add(w, "ports", ports ? copy_or_empty(ports) : json_object_new_array());
+    json_object_object_add(w, "nodeName", json_object_get(member(status, "nodeName")));
+    /* The world's labels as the claimant sees them: its own plus what the
+     * claim asked for (the controller copies those onto metadata shortly). */
+    json_object *labels = copy_or_empty(member(meta, "labels"));
+    json_object *annotations = copy_or_empty(member(meta, "annotations"));
+    json_object *want_labels = member(alloc, "labels");
+    if (want_labels != NULL) {
+        json_object_object_foreach(want_labels, lk, lv)
+        {
+            json_object_object_add(labels, lk, json_object_get(lv));
+        }
+    }
+    json_object *want_ann = member(alloc, "annotations");
+    if (want_ann != NULL) {
+        json_object_object_foreach(want_ann, ak, av)
+        {
+            json_object_object_add(annotations, ak, json_object_get(av));
+        }
+    }
+    json_object_object_add(w, "labels", labels);
+    json_object_object_add(w, "annotations", annotations);
+    json_object_object_add(answer, "world", w);
+    return answer;
+}
+
+int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason,
+                           bdy_errbuf *eb)
+{
+    int rc = 0;
+    json_object *record = NULL;
+    json_object *answer = bdy_allocation_answer(world);
+    json_object *meta = member(world, "metadata");
+    json_object *alloc = member(member(world, "status"), "allocation");
+    const char *ns = json_object_get_string(member(meta, "namespace"));
+    const char *name = json_object_get_string(member(meta, "name"));
+    if (answer != NULL) {
+        char now[BDY_TIMESTAMP_LEN];
+        bdy_timestamp_now(now);
+        record = json_object_new_object();
+        json_object_object_add(record, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+        json_object_object_add(record, "kind", json_object_new_string("Allocation"));
+        json_object *rmeta = json_object_new_object();
+        json_object_object_add(rmeta, "name", json_object_get(member(alloc, "id")));
+        json_object_object_add(rmeta, "namespace", json_object_new_string(ns));
+        json_object *rlabels = json_object_new_object();
+        json_object *pool = member(member(world, "spec"), "pool");
+        json_object_object_add(rlabels, BDY_LABEL_POOL, json_object_get(pool));
+        json_object_object_add(rmeta, "labels", rlabels);
+        json_object_object_add(record, "metadata", rmeta);
+        json_object *spec = json_object_new_object();
+        json_object_object_add(spec, "pool", json_object_get(pool));
+        json_object_object_add(spec, "world", json_object_new_string(name));
+        static const char *const copied[] = {"claimant", "source", "claimedAt", "idempotencyKey",
+                                             "requestHash"};
+        for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+            json_object *v = member(alloc, copied[i]);
+            if (v != NULL)
+                json_object_object_add(spec, copied[i], json_object_get(v));
+        }
+        json_object_object_add(spec, "releasedAt", json_object_new_string(now));
+        json_object_object_add(spec, "reason", json_object_new_string(reason ? reason : ""));
+        json_object_object_add(spec, "response", answer);
+        answer = NULL;
+        json_object_object_add(record, "spec", spec);
+        rc = bdy_store_create(store, &BDY_GVR_ALLOCATIONS, ns, record, NULL, NULL, eb);
+        if (rc == BDY_EEXISTS)
+            rc = 0; /* released before: the first record stands */
+        if (rc != 0)
+            goto out;
+    }
+    rc = bdy_store_delete(store, &BDY_GVR_WORLDS, ns, name, NULL, NULL, NULL, eb);
+    if (rc == BDY_ENOTFOUND)
+        rc = 0;
+out:
+    json_object_put(answer);
+    json_object_put(record);
+    return rc;
+}

@@ -1,0 +1,688 @@
+/* The fleet: every pool and a compact record of every world (see pool.h).
+ *
+ * Records live in an open-addressing-free chained hash map keyed by
+ * "namespace/name". Each pool keeps its warm worlds in an array; a world
+ * knows its slot, so removal is a swap with the last entry.
+ */
+#include "bindery/pool.h"
+
+#include "bindery/log.h"
+#include "bindery/util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLEET_MIN_BUCKETS 1024
+#define FLEET_MAX_LABELS_BYTES 4096
+
+typedef struct fleet_pool fleet_pool;
+
+typedef struct world {
+    struct world *next_in_bucket;
+    char *key;         /* "ns/name", owned; ns and name point into key_buf */
+    char *name;        /* into key (after the '/') */
+    size_t ns_len;
+    char pool_name[BDY_NAME_MAX];
+    fleet_pool *pool;  /* NULL when the pool is not configured */
+    bdy_phase phase;
+    bool deleting;
+    bool claiming;     /* a claim holds it */
+    bool claimed;      /* a claim succeeded; stays out of warm until a newer rv */
+    bool reserved;     /* created for one cold claim */
+    uint64_t rv;
+    uint64_t claim_rv; /* the rv a claim started from */
+    double ready_since; /* wall seconds when first seen Ready (scale-down age) */
+    char *labels;      /* "k\0v\0k\0v\0\0" or NULL, owned */
+    long warm_slot;    /* index in pool->warm, or -1 */
+} world;
+
+struct fleet_pool {
+    bdy_config_pool spec; /* deep copy, owned */
+    world **warm;
+    size_t nwarm;
+    size_t awarm;
+    bdy_pool_counts counts;
+    bool present; /* still in the config */
+};
+
+struct bdy_fleet {
+    pthread_mutex_t lock;
+    world **buckets;
+    size_t nbuckets;
+    size_t nworlds;
+    fleet_pool **pools;
+    size_t npools;
+};
+
+static const char *const phase_names[BDY_PHASE_COUNT] = {
+    "Pending", "Starting", "Ready", "Allocated", "Terminating", "Failed"};
+
+const char *bdy_phase_name(bdy_phase p)
+{
+    return (unsigned)p < BDY_PHASE_COUNT ? phase_names[p] : "Unknown";
+}
+
+int bdy_phase_parse(const char *text, bdy_phase *out)
+{
+    if (text == NULL || text[0] == '\0') {
+        *out = BDY_PHASE_PENDING;
+        return 0;
+    }
+    for (int i = 0; i < BDY_PHASE_COUNT; i++) {
+        if (strcmp(text, phase_names[i]) == 0) {
+            *out = (bdy_phase)i;
+            return 0;
+        }
+    }
+    return BDY_EINVAL;
+}
+
+unsigned bdy_pool_target_warm(const bdy_config_pool *spec)
+{
+    unsigned target = spec->min_warm;
+    if (target > spec->max_warm)
+        target = spec->max_warm;
+    if (target > spec->max_worlds)
+        target = spec->max_worlds;
+    return target;
+}
+
+/* ---- pools ------------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static void spec_free(bdy_config_pool *p)
+{
+    free(p->name);
+    free(p->ns);
+    free(p->manifest);
+    free(p->booklet);
+    for (size_t i = 0; i < p->labels.count; i++) {
+        free(p->labels.items[i].key);
+        free(p->labels.items[i].value);
+    }
+    free(p->labels.items);
+    memset(p, 0, sizeof(*p));
+}
+
+static int spec_copy(bdy_config_pool *dst, const bdy_config_pool *src)
+{
+    *dst = *src;
+    dst->name = dup_or_null(src->name);
+    dst->ns = dup_or_null(src->ns ? src->ns : "default");
+    dst->manifest = dup_or_null(src->manifest);
+    dst->booklet = dup_or_null(src->booklet);
+    dst->labels.items = NULL;
+    dst->labels.count = 0;
+    if (src->labels.count > 0) {
+        dst->labels.items = calloc(src->labels.count, sizeof(*dst->labels.items));
+        if (dst->labels.items == NULL)
+            goto nomem;
+        dst->labels.count = src->labels.count;
+        for (size_t i = 0; i < src->labels.count; i++) {
+            dst->labels.items[i].key = strdup(src->labels.items[i].key);
+            dst->labels.items[i].value = strdup(src->labels.items[i].value);
+            if (!dst->labels.items[i].key || !dst->labels.items[i].value)
+                goto nomem;
+        }
+    }
+    if (dst->name == NULL || dst->ns == NULL || (src->manifest && !dst->manifest) ||
+        (src->booklet && !dst->booklet))
+        goto nomem;
+    return 0;
+nomem:
+    spec_free(dst);
+    return BDY_ENOMEM;
+}
+
+static void pool_free(fleet_pool *p)
+{
+    if (p == NULL)
+        return;
+    spec_free(&p->spec);
+    free(p->warm);
+    free(p);
+}
+
+static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
+{
+    for (size_t i = 0; i < f->npools; i++) {
+        fleet_pool *p = f->pools[i];
+        if (p->present && strcmp(p->spec.name, name) == 0 && strcmp(p->spec.ns, ns) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* ---- the warm index ------------------------------------------------------- */
+
+static bool should_be_warm(const world *w)
+{
+    return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
+           !w->claiming && !w->claimed && !w->reserved;
+}
+
+static void warm_remove(world *w)
+{
+    if (w->warm_slot < 0 || w->pool == NULL)
+        return;
+    fleet_pool *p = w->pool;
+    size_t slot = (size_t)w->warm_slot;
+    p->warm[slot] = p->warm[p->nwarm - 1];
+    p->warm[slot]->warm_slot = (long)slot;
+    p->nwarm--;
+    p->counts.warm--;
+    w->warm_slot = -1;
+}
+
+static void warm_add(world *w)
+{
+    fleet_pool *p = w->pool;
+    if (w->warm_slot >= 0 || p == NULL)
+        return;
+    if (p->nwarm == p->awarm) {
+        size_t n = p->awarm ? p->awarm * 2 : 64;
+        world **grown = realloc(p->warm, n * sizeof(*grown));
+        if (grown == NULL) {
+            bdy_error("fleet", "out of memory growing the warm index of %s/%s", p->spec.ns,
+                      p->spec.name);
+            return;
+        }
+        p->warm = grown;
+        p->awarm = n;
+    }
+    w->warm_slot = (long)p->nwarm;
+    p->warm[p->nwarm++] = w;
+    p->counts.warm++;
+}
+
+static void warm_sync(world *w)
+{
+    if (should_be_warm(w))
+        warm_add(w);
+    else
+        warm_remove(w);
+}
+
+/* Adds (sign +1) or removes (-1) w from its pool's phase counts. */
+static void count(world *w, int sign)
+{
+    if (w->pool == NULL)
+        return;
+    bdy_pool_counts *c = &w->pool->counts;
+    if (w->deleting) {
+        c->deleting = (unsigned)((int)c->deleting + sign);
+        return;
+    }
+    c->phase[w->phase] = (unsigned)((int)c->phase[w->phase] + sign);
+    c->total = (unsigned)((int)c->total + sign);
+}
+
+int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
+{
+    int rc = 0;
+    fleet_pool **added = calloc(pools->count ? pools->count : 1, sizeof(*added));
+    if (added == NULL)
+        return BDY_ENOMEM;
+    size_t nadded = 0;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->npools; i++)
+        f->pools[i]->present = false;
+    for (size_t i = 0; i < pools->count; i++) {
+        const bdy_config_pool *src = &pools->items[i];
+        const char *ns = src->ns ? src->ns : "default";
+        fleet_pool *p = NULL;
+        for (size_t j = 0; j < f->npools; j++) {
+            if (!strcmp(f->pools[j]->spec.name, src->name) && !strcmp(f->pools[j]->spec.ns, ns))
+                p = f->pools[j];
+        }
+        if (p != NULL) {
+            bdy_config_pool copy;
+            if ((rc = spec_copy(&copy, src)) != 0)
+                goto out;
+            spec_free(&p->spec);
+            p->spec = copy;
+            p->present = true;
+            continue;
+        }
+        p = calloc(1, sizeof(*p));
+        if (p == NULL || (rc = spec_copy(&p->spec, src)) != 0) {
+            free(p);
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        p->present = true;
+        added[nadded++] = p;
+    }
+    if (nadded > 0) {
+        fleet_pool **grown = realloc(f->pools, (f->npools + nadded) * sizeof(*grown));
+        if (grown == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        f->pools = grown;
+        memcpy(f->pools + f->npools, added, nadded * sizeof(*added));
+        f->npools += nadded;
+        nadded = 0;
+    }
+    /* Re-home every world: new pools pick up worlds seen before they were
+     * configured, removed pools lose their warm index. */
+    for (size_t b = 0; b < f->nbuckets; b++) {
+        for (world *w = f->buckets[b]; w != NULL; w = w->next_in_bucket) {
+            char ns[BDY_NAME_MAX];
+            snprintf(ns, sizeof(ns), "%.*s", (int)w->ns_len, w->key);
+            fleet_pool *p = w->pool_name[0] ? find_pool(f, ns, w->pool_name) : NULL;
+            if (p != w->pool) {
+                warm_remove(w);
+                count(w, -1);
+                w->pool = p;
+                count(w, +1);
+            }
+            warm_sync(w);
+        }
+    }
+out:
+    pthread_mutex_unlock(&f->lock);
+    for (size_t i = 0; i < nadded; i++)
+        pool_free(added[i]);
+    free(added);
+    return rc;
+}
+
+int bdy_fleet_pool_spec(bdy_fleet *f, const char *ns, const char *name, bdy_config_pool *out)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, name);
+    int rc = p ? spec_copy(out, &p->spec) : BDY_ENOTFOUND;
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+void bdy_fleet_pool_spec_free(bdy_config_pool *p)
+{
+    spec_free(p);
+}
+
+size_t bdy_fleet_pool_count(bdy_fleet *f)
+{
+    pthread_mutex_lock(&f->lock);
+    size_t n = 0;
+    for (size_t i = 0; i < f->npools; i++)
+        n += f->pools[i]->present;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name,
+                      size_t name_cap)
+{
+    int rc = BDY_ENOTFOUND;
+    pthread_mutex_lock(&f->lock);
+    size_t k = 0;
+    for (size_t j = 0; j < f->npools; j++) {
+        if (!f->pools[j]->present)
+            continue;
+        if (k++ == i) {
+            snprintf(ns, ns_cap, "%s", f->pools[j]->spec.ns);
+            snprintf(name, name_cap, "%s", f->pools[j]->spec.name);
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+/* ---- world records ---------------------------------------------------------- */
+
+static uint64_t hash_key(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static world **find_slot(bdy_fleet *f, const char *key)
+{
+    world **slot = &f->buckets[hash_key(key) & (f->nbuckets - 1)];
+    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
+        slot = &(*slot)->next_in_bucket;
+    return slot;
+}
+
+static void grow_buckets(bdy_fleet *f)
+{
+    if (f->nworlds < f->nbuckets)
+        return;
+    size_t n = f->nbuckets * 2;
+    world **b = calloc(n, sizeof(*b));
+    if (b == NULL)
+        return; /* chains just get longer */
+    for (size_t i = 0; i < f->nbuckets; i++) {
+        world *w = f->buckets[i];
+        while (w != NULL) {
+            world *next = w->next_in_bucket;
+            size_t idx = hash_key(w->key) & (n - 1);
+            w->next_in_bucket = b[idx];
+            b[idx] = w;
+            w = next;
+        }
+    }
+    free(f->buckets);
+    f->buckets = b;
+    f->nbuckets = n;
+}
+
+int bdy_fleet_new(bdy_fleet **out)
+{
+    bdy_fleet *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return BDY_ENOMEM;
+    f->nbuckets = FLEET_MIN_BUCKETS;
+    f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
+    if (f->buckets == NULL) {
+        free(f);
+        return BDY_ENOMEM;
+    }
+    pthread_mutex_init(&f->lock, NULL);
+    *out = f;
+    return 0;
+}
+
+static void world_free(world *w)
+{
+    if (w == NULL)
+        return;
+    free(w->key);
+    free(w->labels);
+    free(w);
+}
+
+void bdy_fleet_free(bdy_fleet *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t b = 0; b < f->nbuckets; b++) {
+        world *w = f->buckets[b];
+        while (w != NULL) {
+            world *next = w->next_in_bucket;
+            world_free(w);
+            w = next;
+        }
+    }
+    free(f->buckets);
+    for (size_t i = 0; i < f->npools; i++)
+        pool_free(f->pools[i]);
+    free(f->pools);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+/* Serializes a labels object to "k\0v\0...\0"; NULL for no labels. */
+static char *pack_labels(json_object *labels)
+{
+    if (labels == NULL || !json_object_is_type(labels, json_type_object) ||
+        json_object_object_length(labels) == 0)
+        return NULL;
+    size_t n = 1;
+    json_object_object_foreach(labels, k, v)
+    {
+        n += strlen(k) + 1 + strlen(json_object_get_string(v)) + 1;
+    }
+    if (n > FLEET_MAX_LABELS_BYTES)
+        return NULL;
+    char *buf = malloc(n);
+    if (buf == NULL)
+        return NULL;
+    char *p = buf;
+    json_object_object_foreach(labels, k2, v2)
+    {
+        const char *val = json_object_get_string(v2);
+        size_t kl = strlen(k2) + 1;
+        size_t vl = strlen(val) + 1;
+        memcpy(p, k2, kl);
+        p += kl;
+        memcpy(p, val, vl);
+        p += vl;
+    }
+    *p = '\0';
+    return buf;
+}
+
+static json_object *unpack_labels(const char *packed)
+{
+    json_object *o = json_object_new_object();
+    for (const char *p = packed; p != NULL && *p;) {
+        const char *v = p + strlen(p) + 1;
+        json_object_object_add(o, p, json_object_new_string(v));
+        p = v + strlen(v) + 1;
+    }
+    return o;
+}
+
+static const char *jget(json_object *o, const char *a, const char *b)
+{
+    json_object *x = NULL;
+    if (!json_object_object_get_ex(o, a, &x))
+        return NULL;
+    if (b != NULL && !json_object_object_get_ex(x, b, &x))
+        return NULL;
+    return json_object_is_type(x, json_type_string) ? json_object_get_string(x) : NULL;
+}
+
+void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
+{
+    const char *ns = jget(obj, "metadata", "namespace");
+    const char *name = jget(obj, "metadata", "name");
+    const char *pool = jget(obj, "spec", "pool");
+    const char *rv_text = jget(obj, "metadata", "resourceVersion");
+    pool_out[0] = '\0';
+    if (ns == NULL || name == NULL)
+        return;
+    bdy_phase phase = BDY_PHASE_PENDING;
+    if (bdy_phase_parse(jget(obj, "status", "phase"), &phase) != 0)
+        phase = BDY_PHASE_FAILED;
+    uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
+    json_object *meta = json_object_object_get(obj, "metadata");
+    bool deleting = jget(obj, "metadata", "deletionTimestamp") != NULL;
+    json_object *annotations = json_object_object_get(meta, "annotations");
+    bool reserved = annotations != NULL &&
+                    json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
+    char *labels = pack_labels(json_object_object_get(meta, "labels"));
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    snprintf(pool_out, BDY_NAME_MAX, "%s", pool ? pool : "");
+
+    pthread_mutex_lock(&f->lock);
+    world **slot = find_slot(f, key);
+    world *w = *slot;
+    if (w == NULL) {
+        w = calloc(1, sizeof(*w));
+        if (w == NULL || (w->key = strdup(key)) == NULL) {
+            free(w);
+            free(labels);
+            pthread_mutex_unlock(&f->lock);
+            return;
+        }
+        w->ns_len = strlen(ns);
+        w->name = w->key + w->ns_len + 1;
+        w->warm_slot = -1;
+        *slot = w;
+        f->nworlds++;
+        grow_buckets(f);
+    } else {
+        if (rv != 0 && rv < w->rv) {
+            /* An older state than one already seen (a relist racing a
+             * claim's own answer): keep the newer. */
+            free(labels);
+            pthread_mutex_unlock(&f->lock);
+            return;
+        }
+        count(w, -1);
+    }
+    snprintf(w->pool_name, sizeof(w->pool_name), "%s", pool ? pool : "");
+    w->pool = pool ? find_pool(f, ns, pool) : NULL;
+    if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
+        w->ready_since = bdy_wall_seconds();
+    w->phase = phase;
+    w->deleting = deleting;
+    w->reserved = reserved && phase != BDY_PHASE_ALLOCATED;
+    if (w->claimed && rv > w->claim_rv)
+        w->claimed = false; /* the informer caught up with the claim */
+    w->rv = rv;
+    free(w->labels);
+    w->labels = labels;
+    count(w, +1);
+    warm_sync(w);
+    pthread_mutex_unlock(&f->lock);
+}
+
+void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool_out)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pool_out[0] = '\0';
+    pthread_mutex_lock(&f->lock);
+    world **slot = find_slot(f, key);
+    world *w = *slot;
+    if (w != NULL) {
+        snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
+        warm_remove(w);
+        count(w, -1);
+        *slot = w->next_in_bucket;
+        f->nworlds--;
+        world_free(w);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    if (p != NULL)
+        *out = p->counts;
+    pthread_mutex_unlock(&f->lock);
+    return p ? 0 : BDY_ENOTFOUND;
+}
+
+/* ---- claims ------------------------------------------------------------------ */
+
+static void fill_ref(const world *w, bdy_world_ref *out)
+{
+    snprintf(out->ns, sizeof(out->ns), "%.*s", (int)w->ns_len, w->key);
+    snprintf(out->name, sizeof(out->name), "%s", w->name);
+    snprintf(out->pool, sizeof(out->pool), "%s", w->pool_name);
+    out->resource_version = w->rv;
+}
+
+int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
+                         bdy_label_selector *const *selectors, size_t nselectors,
+                         bdy_world_ref *out)
+{
+    int rc = BDY_EBUSY;
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    if (p == NULL) {
+        rc = BDY_ENOTFOUND;
+        goto out;
+    }
+    if (p->nwarm == 0)
+        goto out;
+    world *chosen = NULL;
+    if (nselectors == 0) {
+        chosen = p->warm[p->nwarm - 1]; /* O(1): the most recently warmed */
+    } else {
+        /* Preference order: the first selector any warm world matches. */
+        for (size_t s = 0; s < nselectors && chosen == NULL; s++) {
+            for (size_t i = p->nwarm; i-- > 0 && chosen == NULL;) {
+                json_object *labels = unpack_labels(p->warm[i]->labels);
+                if (bdy_label_selector_matches(selectors[s], labels))
+                    chosen = p->warm[i];
+                json_object_put(labels);
+            }
+        }
+        if (chosen == NULL)
+            goto out;
+    }
+    chosen->claiming = true;
+    chosen->claim_rv = chosen->rv;
+    warm_remove(chosen);
+    fill_ref(chosen, out);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *ref, bool claimed, bool stale)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ref->ns, ref->name);
+    pthread_mutex_lock(&f->lock);
+    world *w = *find_slot(f, key);
+    if (w != NULL) {
+        w->claiming = false;
+        if (claimed || stale) {
+            /* Out of the warm index until the informer reports a state newer
+             * than the one this claim started from. */
+            w->claimed = w->rv <= ref->resource_version;
+            w->claim_rv = ref->resource_version;
+        }
+        warm_sync(w);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
+                             bdy_world_ref *out, size_t max)
+{
+    size_t n = 0;
+    double now = bdy_wall_seconds();
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    /* Selection of the `max` oldest by repeated scans: max is small (one
+     * scale-down step), the warm array may be large. */
+    while (p != NULL && n < max) {
+        world *best = NULL;
+        for (size_t i = 0; i < p->nwarm; i++) {
+            world *w = p->warm[i];
+            bool taken = false;
+            for (size_t j = 0; j < n && !taken; j++)
+                taken = strcmp(out[j].name, w->name) == 0;
+            if (!taken && now - w->ready_since >= min_age_s &&
+                (best == NULL || w->ready_since < best->ready_since))
+                best = w;
+        }
+        if (best == NULL)
+            break;
+        fill_ref(best, &out[n++]);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
+                        size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    for (size_t b = 0; p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0 && b < f->nbuckets &&
+                       n < max;
+         b++) {
+        for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
+            if (w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
+                fill_ref(w, &out[n++]);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}

@@ -1,0 +1,1380 @@
+/* The embedded reconciler: world informer → fleet, one work queue, world
+ * and pool controllers, an Event recorder (see reconciler.h).
+ *
+ * Keys in the queue are "w/<ns>/<name>" for worlds and "p/<ns>/<name>" for
+ * pools. Everything a controller decides comes from a fresh read of the
+ * store; every status write carries the resourceVersion it read, so a claim
+ * that raced the controller wins and the controller simply runs again.
+ */
+#include "bindery/informer.h"
+#include "bindery/log.h"
+#include "bindery/reconciler.h"
+#include "bindery/util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KEY_MAX 520
+#define TRACK_BUCKETS 4096
+#define EVENT_QUEUE_MAX 4096
+#define EVENT_MAX_AGE_S 3600.0
+#define EVENT_MAX_COUNT 10000
+#define EVENT_SWEEP_EVERY_S 60.0
+#define POOL_RESYNC_MS 1000
+#define POOL_STEP_MAX 256 /* most worlds one pool reconcile creates or deletes */
+#define FAILURE_WINDOW_S 60.0
+#define FAILURE_BACKOFF_AFTER 3
+#define FAILURE_BACKOFF_MAX_S 60.0
+#define DEFAULT_PROBE_PERIOD_MS 1000
+
+/* What this process knows about a world's process. Guarded by track_lock. */
+typedef struct tracked {
+    struct tracked *next;
+    char key[KEY_MAX];
+    bdy_world_handle h;
+    bool exited;
+    int exit_status;
+    bool stop_requested;
+    unsigned probe_failures;
+} tracked;
+
+/* Per-pool controller memory. Guarded by pools_lock. */
+typedef struct pool_state {
+    struct pool_state *next;
+    char key[KEY_MAX];
+    double tokens;      /* creation-rate bucket */
+    double last_refill; /* wall seconds */
+    double failures[FAILURE_BACKOFF_AFTER + 8];
+    size_t nfailures; /* ring of recent failure times */
+    double surplus_since;
+} pool_state;
+
+typedef struct event_item {
+    struct event_item *next;
+    json_object *event;
+} event_item;
+
+struct bdy_reconciler {
+    bdy_reconciler_opts o;
+    bdy_runtime *rt;
+    bdy_informer *inf;
+    bdy_workqueue *q;
+    pthread_t *workers;
+    unsigned nworkers;
+    atomic_bool stopping;
+    char node_name[128];
+
+    pthread_mutex_t track_lock;
+    tracked *track[TRACK_BUCKETS];
+
+    pthread_mutex_t pools_lock;
+    pool_state *pools;
+
+    pthread_mutex_t ev_lock;
+    pthread_cond_t ev_cond;
+    event_item *ev_head;
+    event_item *ev_tail;
+    size_t ev_len;
+    pthread_t ev_thread;
+    bool ev_started;
+
+    bdy_metric_family *m_reconciles;
+    bdy_metric_family *m_worlds;
+    bdy_metric_family *m_startup;
+    bdy_metric *m_depth;
+    bdy_metric *m_events_dropped;
+};
+
+static const double startup_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,  2,
+                                        5,    10,    20,   30,  60,   120, 300};
+
+/* ---- small JSON helpers ------------------------------------------------------ */
+
+static json_object *get(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+static const char *str(json_object *o, const char *k)
+{
+    json_object *v = get(o, k);
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                 : NULL;
+}
+
+static int64_t num(json_object *o, const char *k, int64_t dflt)
+{
+    json_object *v = get(o, k);
+    return v != NULL && (json_object_is_type(v, json_type_int) ||
+                         json_object_is_type(v, json_type_double))
+               ? json_object_get_int64(v)
+               : dflt;
+}
+
+static void world_key(char *out, const char *ns, const char *name)
+{
+    snprintf(out, KEY_MAX, "%s/%s", ns, name);
+}
+
+/* ---- runtime tracking ------------------------------------------------------------ */
+
+static unsigned track_hash(const char *key)
+{
+    unsigned h = 5381;
+    for (; *key; key++)
+        h = h * 33 + (unsigned char)*key;
+    return h % TRACK_BUCKETS;
+}
+
+/* Returns the entry for key (creating it when create), under track_lock. */
+static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
+{
+    tracked **slot = &r->track[track_hash(key)];
+    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
+        slot = &(*slot)->next;
+    if (*slot == NULL && create) {
+        *slot = calloc(1, sizeof(**slot));
+        if (*slot != NULL)
+            snprintf((*slot)->key, sizeof((*slot)->key), "%s", key);
+    }
+    return *slot;
+}
+
+static void track_drop(bdy_reconciler *r, const char *key)
+{
+    pthread_mutex_lock(&r->track_lock);
+    tracked **slot = &r->track[track_hash(key)];
+    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
+        slot = &(*slot)->next;
+    if (*slot != NULL) {
+        tracked *t = *slot;
+        *slot = t->next;
+        free(t);
+    }
+    pthread_mutex_unlock(&r->track_lock);
+}
+
+/* A copy of what we know; false when this process has never started or
+ * adopted the world. */
+static bool track_get(bdy_reconciler *r, const char *key, tracked *out)
+{
+    pthread_mutex_lock(&r->track_lock);
+    tracked *t = track_find(r, key, false);
+    if (t != NULL)
+        *out = *t;
+    pthread_mutex_unlock(&r->track_lock);
+    return t != NULL;
+}
+
+static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle *h)
+{
+    pthread_mutex_lock(&r->track_lock);
+    tracked *t = track_find(r, key, true);
+    if (t != NULL) {
+        t->h = *h;
+        t->exited = false;
+        t->stop_requested = false;
+        t->probe_failures = 0;
+    }
+    pthread_mutex_unlock(&r->track_lock);
+}
+
+void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
+                                 const bdy_world_handle *h, int exit_status)
+{
+    bdy_reconciler *r = data;
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    pthread_mutex_lock(&r->track_lock);
+    tracked *t = track_find(r, key, true);
+    if (t != NULL && (t->h.pid == 0 || t->h.pid == h->pid)) {
+        t->h = *h;
+        t->exited = true;
+        t->exit_status = exit_status;
+    }
+    pthread_mutex_unlock(&r->track_lock);
+    bdy_debug("reconciler", "world %s exited with status %d", key, exit_status);
+    bdy_reconciler_enqueue_world(r, ns, name);
+}
+
+/* The handle recorded in a world's status (pid, start ticks, ports). */
+static bool handle_from_status(json_object *world, bdy_world_handle *h)
+{
+    json_object *status = get(world, "status");
+    memset(h, 0, sizeof(*h));
+    h->pid = num(status, "pid", 0);
+    h->start_time = (uint64_t)num(status, "processStartTicks", 0);
+    snprintf(h->address, sizeof(h->address), "%s", str(status, "address") ? str(status, "address") : "");
+    json_object *ports = get(status, "ports");
+    for (size_t i = 0; ports != NULL && i < json_object_array_length(ports) &&
+                       h->nports < BDY_RUNTIME_MAX_PORTS;
+         i++) {
+        json_object *p = json_object_array_get_idx(ports, i);
+        bdy_port *hp = &h->ports[h->nports++];
+        snprintf(hp->name, sizeof(hp->name), "%s", str(p, "name") ? str(p, "name") : "");
+        snprintf(hp->protocol, sizeof(hp->protocol), "%s",
+                 str(p, "protocol") ? str(p, "protocol") : "UDP");
+        hp->port = (unsigned)num(p, "port", 0);
+    }
+    return get(status, "pid") != NULL || h->nports > 0 || h->address[0] != '\0';
+}
+
+/* Makes sure this process watches the world's process: after a restart the
+ * runtime is told to adopt what the status recorded. Returns false when the
+ * process is known to be gone. */
+static bool ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, const char *name,
+                           json_object *world, tracked *t)
+{
+    if (track_get(r, key, t))
+        return !t->exited;
+    bdy_world_handle h;
+    if (!handle_from_status(world, &h)) {
+        memset(t, 0, sizeof(*t));
+        t->exited = true;
+        t->exit_status = -1;
+        return false;
+    }
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = r->rt->vt->adopt(r->rt->ctx, ns, name, &h, &eb);
+    if (rc == 0) {
+        track_set(r, key, &h);
+        bdy_info("reconciler", "re-adopted world %s (pid %lld)", key, (long long)h.pid);
+        track_get(r, key, t);
+        return true;
+    }
+    bdy_info("reconciler", "world %s did not survive: %s", key, eb.message);
+    memset(t, 0, sizeof(*t));
+    t->h = h;
+    t->exited = true;
+    t->exit_status = -1;
+    return false;
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *type,
+                          const char *reason, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    json_object *meta = get(world, "metadata");
+    const char *name = str(meta, "name");
+    const char *ns = str(meta, "namespace");
+    if (name == NULL || ns == NULL)
+        return;
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now_seconds(now);
+    char micro[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(micro);
+    char gen[300];
+    snprintf(gen, sizeof(gen), "%.200s.", name);
+    json_object *ev = json_object_new_object();
+    json_object *em = json_object_new_object();
+    json_object_object_add(em, "generateName", json_object_new_string(gen));
+    json_object_object_add(em, "namespace", json_object_new_string(ns));
+    json_object_object_add(ev, "apiVersion", json_object_new_string("v1"));
+    json_object_object_add(ev, "kind", json_object_new_string("Event"));
+    json_object_object_add(ev, "metadata", em);
+    json_object *io = json_object_new_object();
+    json_object_object_add(io, "apiVersion", json_object_get(get(world, "apiVersion")));
+    json_object_object_add(io, "kind", json_object_get(get(world, "kind")));
+    json_object_object_add(io, "name", json_object_new_string(name));
+    json_object_object_add(io, "namespace", json_object_new_string(ns));
+    json_object_object_add(io, "uid", json_object_get(get(meta, "uid")));
+    json_object_object_add(io, "resourceVersion", json_object_get(get(meta, "resourceVersion")));
+    json_object_object_add(ev, "involvedObject", io);
+    json_object_object_add(ev, "reason", json_object_new_string(reason));
+    json_object_object_add(ev, "message", json_object_new_string(message));
+    json_object_object_add(ev, "type", json_object_new_string(type));
+    json_object_object_add(ev, "firstTimestamp", json_object_new_string(now));
+    json_object_object_add(ev, "lastTimestamp", json_object_new_string(now));
+    json_object_object_add(ev, "eventTime", json_object_new_string(micro));
+    json_object_object_add(ev, "count", json_object_new_int(1));
+    json_object *src = json_object_new_object();
+    json_object_object_add(src, "component", json_object_new_string("bindery"));
+    json_object_object_add(src, "host", json_object_new_string(r->node_name));
+    json_object_object_add(ev, "source", src);
+    json_object_object_add(ev, "reportingComponent", json_object_new_string("bindery"));
+    json_object_object_add(ev, "reportingInstance", json_object_new_string(r->node_name));
+    json_object_object_add(ev, "action", json_object_new_string(reason));
+
+    event_item *it = calloc(1, sizeof(*it));
+    pthread_mutex_lock(&r->ev_lock);
+    if (it == NULL || r->ev_len >= EVENT_QUEUE_MAX) {
+        /* Events explain, they never hold up the controllers. */
+        pthread_mutex_unlock(&r->ev_lock);
+        bdy_metric_inc(r->m_events_dropped);
+        json_object_put(ev);
+        free(it);
+        return;
+    }
+    it->event = ev;
+    if (r->ev_tail != NULL)
+        r->ev_tail->next = it;
+    else
+        r->ev_head = it;
+    r->ev_tail = it;
+    r->ev_len++;
+    pthread_cond_signal(&r->ev_cond);
+    pthread_mutex_unlock(&r->ev_lock);
+}
+
+/* Deletes Events older than EVENT_MAX_AGE_S, and the oldest beyond
+ * EVENT_MAX_COUNT, so the history stays bounded. */
+static void sweep_events(bdy_reconciler *r)
+{
+    bdy_list_opts lo = {0};
+    bdy_list_result res;
+    if (bdy_store_list(r->o.store, &BDY_GVR_EVENTS, &lo, &res, NULL) != 0)
+        return;
+    size_t n = json_object_array_length(res.items);
+    double now = bdy_wall_seconds();
+    size_t over = n > EVENT_MAX_COUNT ? n - EVENT_MAX_COUNT : 0;
+    /* Oldest first, for the count cap. */
+    double *times = calloc(n ? n : 1, sizeof(double));
+    for (size_t i = 0; times != NULL && i < n; i++) {
+        double t = 0;
+        bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"), &t);
+        times[i] = t;
+    }
+    double cutoff = now - EVENT_MAX_AGE_S;
+    if (over > 0 && times != NULL) {
+        /* The over-th oldest time becomes the cutoff if it is later. */
+        for (size_t k = 0; k < over; k++) {
+            size_t min_i = 0;
+            for (size_t i = 1; i < n; i++)
+                if (times[i] < times[min_i])
+                    min_i = i;
+            if (times[min_i] >= cutoff)
+                cutoff = times[min_i] + 1e-6;
+            times[min_i] = INFINITY;
+        }
+        for (size_t i = 0; i < n; i++)
+            bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"),
+                                &times[i]);
+    }
+    for (size_t i = 0; times != NULL && i < n; i++) {
+        if (times[i] >= cutoff)
+            continue;
+        json_object *ev = json_object_array_get_idx(res.items, i);
+        json_object *meta = get(ev, "metadata");
+        bdy_store_delete(r->o.store, &BDY_GVR_EVENTS, str(meta, "namespace"), str(meta, "name"),
+                         NULL, NULL, NULL, NULL);
+    }
+    free(times);
+    bdy_list_result_free(&res);
+}
+
+static void *event_main(void *arg)
+{
+    bdy_reconciler *r = arg;
+    pthread_setname_np(pthread_self(), "bdy-events");
+    double last_sweep = bdy_wall_seconds();
+    for (;;) {
+        pthread_mutex_lock(&r->ev_lock);
+        while (r->ev_head == NULL && !atomic_load(&r->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&r->ev_cond, &r->ev_lock, &ts);
+            if (bdy_wall_seconds() - last_sweep > EVENT_SWEEP_EVERY_S)
+                break;
+        }
+        event_item *it = r->ev_head;
+        if (it != NULL) {
+            r->ev_head = it->next;
+            if (r->ev_head == NULL)
+                r->ev_tail = NULL;
+            r->ev_len--;
+        }
+        bool stop = atomic_load(&r->stopping) && it == NULL;
+        pthread_mutex_unlock(&r->ev_lock);
+        if (stop)
+            break;
+        if (it != NULL) {
+            const char *ns = str(get(it->event, "metadata"), "namespace");
+            bdy_store_create(r->o.store, &BDY_GVR_EVENTS, ns, it->event, NULL, NULL, NULL);
+            json_object_put(it->event);
+            free(it);
+        }
+        if (bdy_wall_seconds() - last_sweep > EVENT_SWEEP_EVERY_S) {
+            sweep_events(r);
+            last_sweep = bdy_wall_seconds();
+        }
+    }
+    return NULL;
+}
+
+/* ---- status writes ------------------------------------------------------------ */
+
+/* Merge-patches status with the resourceVersion the caller read as a
+ * precondition. status_fields is consumed. */
+static int patch_status(bdy_reconciler *r, json_object *world, json_object *status_fields)
+{
+    json_object *meta = get(world, "metadata");
+    json_object *patch = json_object_new_object();
+    json_object *pm = json_object_new_object();
+    json_object_object_add(pm, "resourceVersion", json_object_get(get(meta, "resourceVersion")));
+    json_object_object_add(patch, "metadata", pm);
+    json_object_object_add(patch, "status", status_fields);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"),
+                             str(meta, "name"), BDY_PATCH_MERGE, patch, true, NULL, NULL, &eb);
+    if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
+        bdy_warn("reconciler", "status of %s/%s: %s", str(meta, "namespace"), str(meta, "name"),
+                 eb.message);
+    json_object_put(patch);
+    return rc;
+}
+
+/* A status change to phase, with its timestamp, reason and the Ready
+ * condition. */
+static json_object *phase_status(json_object *world, bdy_phase phase, const char *reason,
+                                 const char *message)
+{
+    static const char *const stamp[BDY_PHASE_COUNT] = {"createdAt",   "startingAt",
+                                                       "readyAt",     "allocatedAt",
+                                                       "terminatingAt", "failedAt"};
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(now);
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "phase", json_object_new_string(bdy_phase_name(phase)));
+    json_object_object_add(st, "reason", json_object_new_string(reason));
+    json_object_object_add(st, "message", json_object_new_string(message ? message : ""));
+    int64_t gen = num(get(world, "metadata"), "generation", 1);
+    json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+    json_object *timings = json_object_new_object();
+    json_object_object_add(timings, stamp[phase], json_object_new_string(now));
+    json_object_object_add(st, "timings", timings);
+    bool ready = phase == BDY_PHASE_READY || phase == BDY_PHASE_ALLOCATED;
+    json_object *cond = json_object_new_object();
+    json_object_object_add(cond, "type", json_object_new_string("Ready"));
+    json_object_object_add(cond, "status", json_object_new_string(ready ? "True" : "False"));
+    json_object_object_add(cond, "reason", json_object_new_string(reason));
+    json_object_object_add(cond, "message", json_object_new_string(message ? message : ""));
+    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(now));
+    json_object_object_add(cond, "observedGeneration", json_object_new_int64(gen));
+    json_object *conds = json_object_new_array();
+    json_object_array_add(conds, cond);
+    json_object_object_add(st, "conditions", conds);
+    return st;
+}
+
+static int set_phase(bdy_reconciler *r, json_object *world, bdy_phase phase, const char *reason,
+                     const char *event_type, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static int set_phase(bdy_reconciler *r, json_object *world, bdy_phase phase, const char *reason,
+                     const char *event_type, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    int rc = patch_status(r, world, phase_status(world, phase, reason, message));
+    if (rc == 0) {
+        bdy_reconciler_event(r, world, event_type, reason, "%s", message);
+        json_object *meta = get(world, "metadata");
+        bdy_log(strcmp(event_type, "Warning") == 0 ? BDY_LOG_WARN : BDY_LOG_DEBUG, "world",
+                "%s/%s %s: %s: %s", str(meta, "namespace"), str(meta, "name"),
+                bdy_phase_name(phase), reason, message);
+    }
+    return rc;
+}
+
+/* ---- world controller ------------------------------------------------------------ */
+
+/* Reads the ModuleManifest and turns it into a runtime spec. Strings in
+ * spec point into *manifest_out, which the caller keeps until start()
+ * returns. */
+static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spec,
+                      json_object **manifest_out, unsigned *period_ms, unsigned *deadline_s,
+                      char *why, size_t why_cap)
+{
+    json_object *meta = get(world, "metadata");
+    json_object *wspec = get(world, "spec");
+    const char *ns = str(meta, "namespace");
+    const char *manifest_name = str(wspec, "manifest");
+    memset(spec, 0, sizeof(*spec));
+    if (manifest_name == NULL) {
+        snprintf(why, why_cap,
+                 "booklet worlds are not supported in embedded mode yet; use a manifest");
+        return BDY_EUNSUPPORTED;
+    }
+    json_object *m = NULL;
+    int rc = bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, manifest_name, &m, NULL);
+    if (rc != 0) {
+        snprintf(why, why_cap, "ModuleManifest %s/%s: %s", ns, manifest_name, bdy_strerror(rc));
+        return rc;
+    }
+    *manifest_out = m;
+    json_object *ms = get(m, "spec");
+    json_object *local = get(ms, "local");
+    if (local == NULL || str(local, "command") == NULL) {
+        snprintf(why, why_cap, "ModuleManifest %s/%s has no spec.local.command for embedded mode",
+                 ns, manifest_name);
+        return BDY_EINVAL;
+    }
+    spec->ns = ns;
+    spec->name = str(meta, "name");
+    spec->uid = str(meta, "uid");
+    spec->command = str(local, "command");
+    spec->working_dir = str(local, "workingDir");
+    json_object *args = get(local, "args");
+    for (size_t i = 0; args && i < json_object_array_length(args) && i < BDY_RUNTIME_MAX_ARGS; i++)
+        spec->args[spec->nargs++] = json_object_get_string(json_object_array_get_idx(args, i));
+    json_object *env = get(local, "env");
+    for (size_t i = 0; env && i < json_object_array_length(env) && i < BDY_RUNTIME_MAX_ENV; i++) {
+        json_object *e = json_object_array_get_idx(env, i);
+        spec->env_names[spec->nenv] = str(e, "name");
+        spec->env_values[spec->nenv] = str(e, "value") ? str(e, "value") : "";
+        spec->nenv++;
+    }
+    json_object *ports = get(ms, "ports");
+    for (size_t i = 0; ports && i < json_object_array_length(ports) && i < BDY_RUNTIME_MAX_PORTS;
+         i++) {
+        json_object *p = json_object_array_get_idx(ports, i);
+        bdy_port *sp = &spec->ports[spec->nports++];
+        snprintf(sp->name, sizeof(sp->name), "%s", str(p, "name") ? str(p, "name") : "");
+        snprintf(sp->protocol, sizeof(sp->protocol), "%s",
+                 str(p, "protocol") ? str(p, "protocol") : "UDP");
+    }
+    json_object *probe = get(ms, "readinessProbe");
+    json_object *tcp = get(probe, "tcpSocket");
+    json_object *http = get(probe, "httpGet");
+    json_object *port = tcp ? get(tcp, "port") : http ? get(http, "port") : NULL;
+    spec->readiness.kind = tcp ? BDY_PROBE_TCP : http ? BDY_PROBE_HTTP : BDY_PROBE_NONE;
+    if (port != NULL)
+        snprintf(spec->readiness.port, sizeof(spec->readiness.port), "%s",
+                 json_object_get_string(port));
+    if (http != NULL)
+        snprintf(spec->readiness.path, sizeof(spec->readiness.path), "%s",
+                 str(http, "path") ? str(http, "path") : "/");
+    spec->readiness.initial_delay_ms = (unsigned)num(probe, "initialDelaySeconds", 0) * 1000u;
+    spec->readiness.period_ms = (unsigned)num(probe, "periodSeconds", 1) * 1000u;
+    spec->readiness.timeout_ms = (unsigned)num(probe, "timeoutSeconds", 1) * 1000u;
+    spec->readiness.failure_threshold = (unsigned)num(probe, "failureThreshold", 3);
+    spec->grace_ms = (unsigned)num(ms, "terminationGracePeriodSeconds", 10) * 1000u;
+    *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
+    *deadline_s = (unsigned)num(ms, "startDeadlineSeconds", 120);
+    return 0;
+}
+
+static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
+{
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "address", json_object_new_string(h->address));
+    json_object_object_add(st, "nodeName", json_object_new_string(r->node_name));
+    if (h->pid > 0) {
+        json_object_object_add(st, "pid", json_object_new_int64(h->pid));
+        json_object_object_add(st, "processStartTicks",
+                               json_object_new_int64((int64_t)h->start_time));
+    }
+    json_object *ports = json_object_new_array();
+    for (size_t i = 0; i < h->nports; i++) {
+        json_object *p = json_object_new_object();
+        json_object_object_add(p, "name", json_object_new_string(h->ports[i].name));
+        json_object_object_add(p, "port", json_object_new_int((int)h->ports[i].port));
+        json_object_object_add(p, "protocol", json_object_new_string(h->ports[i].protocol));
+        json_object_array_add(ports, p);
+    }
+    json_object_object_add(st, "ports", ports);
+    return st;
+}
+
+static void merge_into(json_object *dst, json_object *src)
+{
+    json_object_object_foreach(src, k, v)
+    {
+        json_object_object_add(dst, k, json_object_get(v));
+    }
+    json_object_put(src);
+}
+
+static int start_world(bdy_reconciler *r, const char *key, json_object *world)
+{
+    bdy_world_spec spec;
+    json_object *manifest = NULL;
+    unsigned period_ms = DEFAULT_PROBE_PERIOD_MS;
+    unsigned deadline_s = 120;
+    char why[512] = "";
+    char ns[BDY_NAME_MAX];
+    char name[BDY_NAME_MAX];
+    json_object *meta = get(world, "metadata");
+    snprintf(ns, sizeof(ns), "%s", str(meta, "namespace"));
+    snprintf(name, sizeof(name), "%s", str(meta, "name"));
+    tracked t;
+    bdy_world_handle h;
+    int rc = 0;
+    if (track_get(r, key, &t) && !t.exited) {
+        h = t.h; /* started by an earlier attempt whose status write failed */
+    } else {
+        rc = build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, why, sizeof(why));
+        if (rc == 0) {
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            memset(&h, 0, sizeof(h));
+            rc = r->rt->vt->start(r->rt->ctx, &spec, &h, &eb);
+            if (rc != 0)
+                snprintf(why, sizeof(why), "%s", eb.message);
+        }
+        json_object_put(manifest);
+        if (rc != 0) {
+            set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
+            return 0;
+        }
+        track_set(r, key, &h);
+    }
+    json_object *st = phase_status(world, BDY_PHASE_STARTING, "Started", "process started");
+    merge_into(st, handle_status(r, &h));
+    if (h.pid > 0) {
+        char now[BDY_TIMESTAMP_LEN];
+        bdy_timestamp_now(now);
+        json_object_object_add(st, "processStartTime", json_object_new_string(now));
+    }
+    rc = patch_status(r, world, st);
+    if (rc == 0)
+        bdy_reconciler_event(r, world, "Normal", "Started", "started pid %lld on %s",
+                             (long long)h.pid, h.address);
+    return rc;
+}
+
+static void observe_startup(bdy_reconciler *r, json_object *world)
+{
+    json_object *meta = get(world, "metadata");
+    double created = 0;
+    double now = bdy_wall_seconds();
+    if (bdy_timestamp_parse(str(meta, "creationTimestamp"), &created) != 0)
+        return;
+    const char *labels[] = {str(get(world, "spec"), "pool") ? str(get(world, "spec"), "pool") : "",
+                            NULL};
+    bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
+}
+
+/* Probes a Starting or warm world once. Returns the delay until the next
+ * probe, or 0 when no further probing is needed. */
+static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world,
+                            bdy_phase phase, int *rc)
+{
+    bdy_world_spec spec;
+    json_object *manifest = NULL;
+    unsigned period_ms = DEFAULT_PROBE_PERIOD_MS;
+    unsigned deadline_s = 120;
+    char why[512];
+    *rc = 0;
+    if (build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, why, sizeof(why)) != 0) {
+        json_object_put(manifest);
+        if (phase == BDY_PHASE_STARTING)
+            *rc = set_phase(r, world, BDY_PHASE_FAILED, "ManifestGone", "Warning", "%s", why);
+        return 0;
+    }
+    tracked t;
+    track_get(r, key, &t);
+    bdy_world_state state = BDY_WORLD_RUNNING;
+    r->rt->vt->observe(r->rt->ctx, &t.h, &spec.readiness, &state);
+    unsigned threshold = spec.readiness.failure_threshold ? spec.readiness.failure_threshold : 3;
+    bool has_probe = spec.readiness.kind != BDY_PROBE_NONE;
+    json_object_put(manifest);
+    if (phase == BDY_PHASE_STARTING) {
+        if (state == BDY_WORLD_READY) {
+            *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
+            if (*rc == 0)
+                observe_startup(r, world);
+            return 0;
+        }
+        double started = 0;
+        bdy_timestamp_parse(str(get(get(world, "status"), "timings"), "startingAt"), &started);
+        if (started > 0 && bdy_wall_seconds() - started > deadline_s) {
+            *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
+                            "not ready within %u s", deadline_s);
+            if (*rc == 0)
+                r->rt->vt->stop(r->rt->ctx, &t.h, spec.grace_ms);
+            return 0;
+        }
+        return period_ms;
+    }
+    /* Warm: the readiness probe keeps watching until a claim takes it. */
+    if (!has_probe)
+        return 0;
+    pthread_mutex_lock(&r->track_lock);
+    tracked *tt = track_find(r, key, false);
+    unsigned failures = 0;
+    if (tt != NULL)
+        failures = tt->probe_failures = state == BDY_WORLD_READY ? 0 : tt->probe_failures + 1;
+    pthread_mutex_unlock(&r->track_lock);
+    if (failures >= threshold) {
+        *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
+                        "readiness probe failed %u times in a row", failures);
+        if (*rc == 0)
+            r->rt->vt->stop(r->rt->ctx, &t.h, spec.grace_ms);
+        return 0;
+    }
+    return period_ms;
+}
+
+static bool has_finalizer(json_object *world)
+{
+    json_object *f = get(get(world, "metadata"), "finalizers");
+    for (size_t i = 0; f != NULL && i < json_object_array_length(f); i++) {
+        if (strcmp(json_object_get_string(json_object_array_get_idx(f, i)), BDY_FINALIZER_WORLD) ==
+            0)
+            return true;
+    }
+    return false;
+}
+
+/* Writes metadata (labels/annotations/finalizers) with a merge patch and
+ * the read resourceVersion as precondition. meta_fields is consumed. */
+static int patch_meta(bdy_reconciler *r, json_object *world, json_object *meta_fields)
+{
+    json_object *meta = get(world, "metadata");
+    json_object_object_add(meta_fields, "resourceVersion",
+                           json_object_get(get(meta, "resourceVersion")));
+    json_object *patch = json_object_new_object();
+    json_object_object_add(patch, "metadata", meta_fields);
+    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"),
+                             str(meta, "name"), BDY_PATCH_MERGE, patch, false, NULL, NULL, NULL);
+    json_object_put(patch);
+    return rc;
+}
+
+static int remove_finalizer(bdy_reconciler *r, json_object *world)
+{
+    json_object *f = get(get(world, "metadata"), "finalizers");
+    json_object *keep = json_object_new_array();
+    for (size_t i = 0; f != NULL && i < json_object_array_length(f); i++) {
+        json_object *v = json_object_array_get_idx(f, i);
+        if (strcmp(json_object_get_string(v), BDY_FINALIZER_WORLD) != 0)
+            json_object_array_add(keep, json_object_get(v));
+    }
+    json_object *mf = json_object_new_object();
+    json_object_object_add(mf, "finalizers", keep);
+    return patch_meta(r, world, mf);
+}
+
+/* Copies the labels and annotations a claim asked for onto metadata. */
+static int apply_claim_metadata(bdy_reconciler *r, json_object *world)
+{
+    json_object *alloc = get(get(world, "status"), "allocation");
+    json_object *meta = get(world, "metadata");
+    json_object *mf = json_object_new_object();
+    bool needed = false;
+    static const char *const kinds[] = {"labels", "annotations"};
+    for (int k = 0; k < 2; k++) {
+        json_object *want = get(alloc, kinds[k]);
+        json_object *have = get(meta, kinds[k]);
+        if (want == NULL)
+            continue;
+        json_object *add = json_object_new_object();
+        json_object_object_foreach(want, wk, wv)
+        {
+            json_object *hv = get(have, wk);
+            if (hv == NULL || !json_object_equal(hv, wv)) {
+                json_object_object_add(add, wk, json_object_get(wv));
+                needed = true;
+            }
+        }
+        json_object_object_add(mf, kinds[k], add);
+    }
+    if (!needed) {
+        json_object_put(mf);
+        return 0;
+    }
+    return patch_meta(r, world, mf);
+}
+
+/* One pass of the world controller. Returns 0 (done, or requeued with a
+ * delay through *requeue_ms) or an error (retried with backoff). */
+static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
+                           unsigned *requeue_ms)
+{
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    json_object *world = NULL;
+    int rc = bdy_store_get(r->o.store, &BDY_GVR_WORLDS, ns, name, &world, NULL);
+    if (rc == BDY_ENOTFOUND) {
+        track_drop(r, key);
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    json_object *meta = get(world, "metadata");
+    json_object *status = get(world, "status");
+    bdy_phase phase = BDY_PHASE_PENDING;
+    if (bdy_phase_parse(str(status, "phase"), &phase) != 0)
+        phase = BDY_PHASE_FAILED;
+    tracked t;
+    memset(&t, 0, sizeof(t));
+
+    if (str(meta, "deletionTimestamp") != NULL) {
+        if (!has_finalizer(world))
+            goto out;
+        if (phase != BDY_PHASE_TERMINATING) {
+            rc = set_phase(r, world, BDY_PHASE_TERMINATING, "Deleting", "Normal",
+                           "stopping the world");
+            goto out;
+        }
+        bool alive = phase != BDY_PHASE_PENDING && ensure_tracked(r, key, ns, name, world, &t);
+        if (alive) {
+            if (!t.stop_requested) {
+                pthread_mutex_lock(&r->track_lock);
+                tracked *tt = track_find(r, key, false);
+                if (tt != NULL)
+                    tt->stop_requested = true;
+                pthread_mutex_unlock(&r->track_lock);
+                unsigned grace_ms = 10000;
+                json_object *m = NULL;
+                const char *mname = str(get(world, "spec"), "manifest");
+                if (mname != NULL &&
+                    bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
+                    grace_ms = (unsigned)num(get(m, "spec"), "terminationGracePeriodSeconds", 10) *
+                               1000u;
+                json_object_put(m);
+                r->rt->vt->stop(r->rt->ctx, &t.h, grace_ms);
+            }
+            /* The exit callback queues the world again; the requeue is a
+             * safety net for a lost notice. */
+            *requeue_ms = 5000;
+            goto out;
+        }
+        rc = remove_finalizer(r, world);
+        if (rc == 0) {
+            bdy_reconciler_event(r, world, "Normal", "Stopped", "world stopped and removed");
+            track_drop(r, key);
+        }
+        goto out;
+    }
+    if (!has_finalizer(world)) {
+        json_object *mf = json_object_new_object();
+        json_object *fin = json_object_new_array();
+        json_object *existing = get(meta, "finalizers");
+        for (size_t i = 0; existing != NULL && i < json_object_array_length(existing); i++)
+            json_object_array_add(fin, json_object_get(json_object_array_get_idx(existing, i)));
+        json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
+        json_object_object_add(mf, "finalizers", fin);
+        rc = patch_meta(r, world, mf);
+        goto out;
+    }
+    switch (phase) {
+    case BDY_PHASE_PENDING:
+        rc = start_world(r, key, world); /* its status write queues the next step */
+        break;
+    case BDY_PHASE_STARTING:
+    case BDY_PHASE_READY:
+        if (!ensure_tracked(r, key, ns, name, world, &t)) {
+            rc = set_phase(r, world, BDY_PHASE_FAILED, "Crashed", "Warning",
+                           "the world's process exited (status %d)", t.exit_status);
+            if (rc == 0 && t.exit_status >= 0) {
+                json_object *st = json_object_new_object();
+                json_object_object_add(st, "exitCode", json_object_new_int(t.exit_status));
+                json_object_put(world);
+                world = NULL;
+                if (bdy_store_get(r->o.store, &BDY_GVR_WORLDS, ns, name, &world, NULL) == 0)
+                    patch_status(r, world, st);
+                else
+                    json_object_put(st);
+            }
+            break;
+        }
+        *requeue_ms = probe_world(r, key, world, phase, &rc);
+        break;
+    case BDY_PHASE_ALLOCATED:
+        if (!ensure_tracked(r, key, ns, name, world, &t)) {
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            bdy_reconciler_event(r, world, "Normal", "Released",
+                                 "the world's process exited (status %d); allocation released",
+                                 t.exit_status);
+            rc = bdy_allocation_release(r->o.store, world, "WorldExited", &eb);
+            break;
+        }
+        rc = apply_claim_metadata(r, world);
+        break;
+    case BDY_PHASE_FAILED:
+        if (track_get(r, key, &t) && !t.exited && !t.stop_requested) {
+            pthread_mutex_lock(&r->track_lock);
+            tracked *tt = track_find(r, key, false);
+            if (tt != NULL)
+                tt->stop_requested = true;
+            pthread_mutex_unlock(&r->track_lock);
+            r->rt->vt->stop(r->rt->ctx, &t.h, 2000);
+        }
+        break;
+    case BDY_PHASE_TERMINATING:
+    case BDY_PHASE_COUNT:
+        break;
+    }
+out:
+    json_object_put(world);
+    return rc;
+}
+
+/* ---- pool controller ------------------------------------------------------------ */
+
+static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
+{
+    pool_state *p = r->pools;
+    while (p != NULL && strcmp(p->key, key) != 0)
+        p = p->next;
+    if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+        snprintf(p->key, sizeof(p->key), "%s", key);
+        p->last_refill = bdy_wall_seconds();
+        p->tokens = 1;
+        p->next = r->pools;
+        r->pools = p;
+    }
+    return p;
+}
+
+static void note_failure(pool_state *p, double now)
+{
+    size_t cap = sizeof(p->failures) / sizeof(p->failures[0]);
+    p->failures[p->nfailures % cap] = now;
+    p->nfailures++;
+}
+
+/* Seconds until creation may resume after repeated failures, or 0. */
+static double failure_backoff(const pool_state *p, double now)
+{
+    size_t cap = sizeof(p->failures) / sizeof(p->failures[0]);
+    size_t recent = 0;
+    double last = 0;
+    for (size_t i = 0; i < cap && i < p->nfailures; i++) {
+        if (now - p->failures[i] <= FAILURE_WINDOW_S)
+            recent++;
+        if (p->failures[i] > last)
+            last = p->failures[i];
+    }
+    if (recent < FAILURE_BACKOFF_AFTER)
+        return 0;
+    double delay = fmin(FAILURE_BACKOFF_MAX_S, pow(2.0, (double)(recent - FAILURE_BACKOFF_AFTER)));
+    double wait = last + delay - now;
+    return wait > 0 ? wait : 0;
+}
+
+static json_object *new_world(const bdy_config_pool *spec)
+{
+    json_object *w = json_object_new_object();
+    json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+    json_object_object_add(w, "kind", json_object_new_string("WorldInstance"));
+    json_object *meta = json_object_new_object();
+    char gen[BDY_NAME_MAX];
+    snprintf(gen, sizeof(gen), "%.60s-", spec->name);
+    json_object_object_add(meta, "generateName", json_object_new_string(gen));
+    json_object *labels = json_object_new_object();
+    for (size_t i = 0; i < spec->labels.count; i++)
+        json_object_object_add(labels, spec->labels.items[i].key,
+                               json_object_new_string(spec->labels.items[i].value));
+    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+    json_object_object_add(meta, "labels", labels);
+    json_object *fin = json_object_new_array();
+    json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
+    json_object_object_add(meta, "finalizers", fin);
+    json_object_object_add(w, "metadata", meta);
+    json_object *ws = json_object_new_object();
+    json_object_object_add(ws, "pool", json_object_new_string(spec->name));
+    if (spec->manifest != NULL)
+        json_object_object_add(ws, "manifest", json_object_new_string(spec->manifest));
+    else
+        json_object_object_add(ws, "booklet", json_object_new_string(spec->booklet));
+    json_object_object_add(w, "spec", ws);
+    return w;
+}
+
+static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref)
+{
+    bdy_delete_opts d = {0};
+    char rv[24];
+    snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ref->resource_version);
+    d.precondition_rv = rv; /* never a world that changed since: it may be claimed */
+    int rc = bdy_store_delete(r->o.store, &BDY_GVR_WORLDS, ref->ns, ref->name, &d, NULL, NULL,
+                              NULL);
+    return rc == BDY_ENOTFOUND || rc == BDY_ECONFLICT ? 0 : rc;
+}
+
+static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name,
+                          unsigned *requeue_ms)
+{
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    bdy_config_pool spec;
+    if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0)
+        return 0; /* no longer configured: its worlds are left as they are */
+    int rc = 0;
+    bdy_world_ref *refs = calloc(POOL_STEP_MAX, sizeof(*refs));
+    if (refs == NULL) {
+        bdy_fleet_pool_spec_free(&spec);
+        return BDY_ENOMEM;
+    }
+    double now = bdy_wall_seconds();
+    *requeue_ms = POOL_RESYNC_MS;
+
+    /* Failed worlds go; each counts towards the crash backoff. */
+    size_t nfailed = bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX);
+    for (size_t i = 0; i < nfailed; i++)
+        delete_world(r, &refs[i]);
+    pthread_mutex_lock(&r->pools_lock);
+    pool_state *ps = pool_state_get(r, key);
+    for (size_t i = 0; ps != NULL && i < nfailed; i++)
+        note_failure(ps, now);
+    pthread_mutex_unlock(&r->pools_lock);
+    if (ps == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+
+    bdy_pool_counts c;
+    if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
+        goto out;
+    unsigned target = bdy_pool_target_warm(&spec);
+    unsigned warm = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
+                    c.phase[BDY_PHASE_READY];
+    if (spec.booklet != NULL && spec.manifest == NULL) {
+        bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
+        goto out;
+    }
+    if (warm < target) {
+        pthread_mutex_lock(&r->pools_lock);
+        double backoff = failure_backoff(ps, now);
+        double rate = spec.creation_rate ? spec.creation_rate : 20;
+        ps->tokens = fmin(rate, ps->tokens + (now - ps->last_refill) * rate);
+        ps->last_refill = now;
+        unsigned want = target - warm;
+        unsigned room = spec.max_worlds > c.total ? spec.max_worlds - c.total : 0;
+        unsigned n = want < room ? want : room;
+        if ((double)n > ps->tokens)
+            n = (unsigned)ps->tokens;
+        if (n > POOL_STEP_MAX)
+            n = POOL_STEP_MAX;
+        if (backoff > 0)
+            n = 0;
+        ps->tokens -= n;
+        ps->surplus_since = 0;
+        pthread_mutex_unlock(&r->pools_lock);
+        if (backoff > 0) {
+            bdy_debug("pool", "pool %s: worlds keep failing, creating again in %.1f s", key,
+                      backoff);
+            *requeue_ms = (unsigned)(backoff * 1000) + 1;
+        } else if (n < want && room > n) {
+            *requeue_ms = (unsigned)(1000.0 / rate) + 1; /* rate-limited: more soon */
+        }
+        for (unsigned i = 0; i < n; i++) {
+            json_object *w = new_world(&spec);
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, NULL, &eb);
+            json_object_put(w);
+            if (rc != 0) {
+                bdy_warn("pool", "pool %s: cannot create a world: %s", key, eb.message);
+                break;
+            }
+        }
+    } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
+        /* Scale down only after the surplus has lasted a cooldown, and then
+         * gradually: idle worlds only, oldest first. */
+        pthread_mutex_lock(&r->pools_lock);
+        if (ps->surplus_since == 0)
+            ps->surplus_since = now;
+        bool cooled = now - ps->surplus_since >= spec.scale_down_cooldown_s;
+        pthread_mutex_unlock(&r->pools_lock);
+        if (cooled) {
+            unsigned surplus = warm - target;
+            size_t step = surplus < POOL_STEP_MAX ? surplus : POOL_STEP_MAX;
+            size_t n = bdy_fleet_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
+            for (size_t i = 0; i < n; i++)
+                delete_world(r, &refs[i]);
+            if (n > 0)
+                bdy_info("pool", "pool %s: scaled down %zu idle worlds to target %u", key, n,
+                         target);
+        }
+    } else {
+        pthread_mutex_lock(&r->pools_lock);
+        ps->surplus_since = 0;
+        pthread_mutex_unlock(&r->pools_lock);
+    }
+out:
+    free(refs);
+    bdy_fleet_pool_spec_free(&spec);
+    return rc;
+}
+
+/* ---- workers, informer, lifecycle -------------------------------------------------- */
+
+static void enqueue_pool(bdy_reconciler *r, const char *ns, const char *pool)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "p/%s/%s", ns, pool);
+    bdy_workqueue_add(r->q, key);
+}
+
+void bdy_reconciler_enqueue_world(bdy_reconciler *r, const char *ns, const char *name)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "w/%s/%s", ns, name);
+    bdy_workqueue_add(r->q, key);
+}
+
+void bdy_reconciler_pools_changed(bdy_reconciler *r)
+{
+    size_t n = bdy_fleet_pool_count(r->o.fleet);
+    for (size_t i = 0; i < n; i++) {
+        char ns[BDY_NAME_MAX];
+        char name[BDY_NAME_MAX];
+        if (bdy_fleet_pool_at(r->o.fleet, i, ns, sizeof(ns), name, sizeof(name)) == 0)
+            enqueue_pool(r, ns, name);
+    }
+}
+
+static void count_reconcile(bdy_reconciler *r, const char *controller, int rc)
+{
+    const char *labels[] = {controller,
+                            rc == 0                 ? "success"
+                            : rc == BDY_ECONFLICT ? "conflict"
+                                                  : "error",
+                            NULL};
+    bdy_metric_inc(bdy_metric_child(r->m_reconciles, labels));
+}
+
+static void *worker_main(void *arg)
+{
+    bdy_reconciler *r = arg;
+    pthread_setname_np(pthread_self(), "bdy-reconcile");
+    char key[KEY_MAX];
+    while (bdy_workqueue_get(r->q, key, sizeof(key)) == 0) {
+        char ns[BDY_NAME_MAX] = "";
+        const char *rest = key + 2;
+        const char *slash = strchr(rest, '/');
+        unsigned requeue_ms = 0;
+        int rc = 0;
+        if (slash != NULL && (size_t)(slash - rest) < sizeof(ns)) {
+            memcpy(ns, rest, (size_t)(slash - rest));
+            ns[slash - rest] = '\0';
+            bool world = key[0] == 'w';
+            rc = world ? reconcile_world(r, ns, slash + 1, &requeue_ms)
+                       : reconcile_pool(r, ns, slash + 1, &requeue_ms);
+            count_reconcile(r, world ? "world" : "pool", rc);
+        }
+        if (rc != 0) {
+            bdy_workqueue_add_rate_limited(r->q, key);
+        } else {
+            bdy_workqueue_forget(r->q, key);
+            if (requeue_ms > 0)
+                bdy_workqueue_add_after(r->q, key, requeue_ms);
+        }
+        bdy_workqueue_done(r->q, key);
+    }
+    return NULL;
+}
+
+static void observed(bdy_reconciler *r, json_object *obj)
+{
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_observe(r->o.fleet, obj, pool);
+    json_object *meta = get(obj, "metadata");
+    const char *ns = str(meta, "namespace");
+    const char *name = str(meta, "name");
+    if (ns == NULL || name == NULL)
+        return;
+    bdy_reconciler_enqueue_world(r, ns, name);
+    if (pool[0] != '\0')
+        enqueue_pool(r, ns, pool);
+    if (r->o.on_world != NULL)
+        r->o.on_world(r->o.on_world_data, ns, name, obj);
+}
+
+static void on_add_cb(void *data, json_object *obj)
+{
+    observed(data, obj);
+}
+
+static void on_update_cb(void *data, json_object *old, json_object *obj)
+{
+    (void)old;
+    observed(data, obj);
+}
+
+static void on_delete_cb(void *data, json_object *last, const char *ns, const char *name)
+{
+    (void)last;
+    bdy_reconciler *r = data;
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_forget(r->o.fleet, ns, name, pool);
+    bdy_reconciler_enqueue_world(r, ns, name);
+    if (pool[0] != '\0')
+        enqueue_pool(r, ns, pool);
+    if (r->o.on_world != NULL)
+        r->o.on_world(r->o.on_world_data, ns, name, NULL);
+}
+
+static void on_synced_cb(void *data)
+{
+    bdy_reconciler_pools_changed(data);
+}
+
+int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bdy_errbuf *eb)
+{
+    bdy_reconciler *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return BDY_ENOMEM;
+    r->o = *opts;
+    if (r->o.workers == 0)
+        r->o.workers = 2;
+    pthread_mutex_init(&r->track_lock, NULL);
+    pthread_mutex_init(&r->pools_lock, NULL);
+    pthread_mutex_init(&r->ev_lock, NULL);
+    pthread_cond_init(&r->ev_cond, NULL);
+    atomic_init(&r->stopping, false);
+    if (gethostname(r->node_name, sizeof(r->node_name) - 1) != 0)
+        snprintf(r->node_name, sizeof(r->node_name), "localhost");
+    bdy_workqueue_opts qo = {.base_delay_ms = 5, .max_delay_ms = 30000};
+    if (bdy_workqueue_new(&qo, &r->q) != 0) {
+        bdy_reconciler_free(r);
+        return bdy_fail(eb, BDY_ENOMEM, "cannot create the work queue");
+    }
+    if (r->o.metrics != NULL) {
+        const char *cr[] = {"controller", "result", NULL};
+        const char *pp[] = {"pool", "phase", NULL};
+        const char *p[] = {"pool", NULL};
+        r->m_reconciles = bdy_metrics_counter(r->o.metrics, "bindery_reconcile_total",
+                                              "Reconciles by controller and result.", cr);
+        r->m_worlds = bdy_metrics_gauge(r->o.metrics, "bindery_worlds",
+                                        "Worlds by pool and phase.", pp);
+        r->m_startup = bdy_metrics_histogram(
+            r->o.metrics, "bindery_world_startup_seconds",
+            "World startup latency: creation to Ready, by pool.", p, startup_bounds,
+            sizeof(startup_bounds) / sizeof(startup_bounds[0]));
+        bdy_metric_family *depth = bdy_metrics_gauge(
+            r->o.metrics, "bindery_workqueue_depth", "Keys waiting in the reconcile queue.", NULL);
+        r->m_depth = bdy_metric_child(depth, NULL);
+        bdy_metric_family *dropped =
+            bdy_metrics_counter(r->o.metrics, "bindery_events_dropped_total",
+                                "Kubernetes Events not recorded because the queue was full.",
+                                NULL);
+        r->m_events_dropped = bdy_metric_child(dropped, NULL);
+    }
+    *out = r;
+    return 0;
+}
+
+int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms,
+                         bdy_errbuf *eb)
+{
+    r->rt = runtime;
+    if (pthread_create(&r->ev_thread, NULL, event_main, r) != 0)
+        return bdy_fail(eb, BDY_ENOMEM, "cannot start the event recorder");
+    r->ev_started = true;
+    r->workers = calloc(r->o.workers, sizeof(*r->workers));
+    if (r->workers == NULL)
+        return BDY_ENOMEM;
+    for (unsigned i = 0; i < r->o.workers; i++) {
+        if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
+            return bdy_fail(eb, BDY_ENOMEM, "cannot start reconcile workers");
+        r->nworkers++;
+    }
+    bdy_informer_opts io = {.gvr = &BDY_GVR_WORLDS};
+    bdy_informer_handlers h = {.on_add = on_add_cb,
+                               .on_update = on_update_cb,
+                               .on_delete = on_delete_cb,
+                               .on_synced = on_synced_cb,
+                               .data = r};
+    int rc = bdy_informer_start(r->o.store, &io, &h, &r->inf, eb);
+    if (rc != 0)
+        return rc;
+    if (!bdy_informer_wait_synced(r->inf, timeout_ms))
+        return bdy_fail(eb, BDY_ETIMEOUT, "the world informer did not sync within %d ms",
+                        timeout_ms);
+    return 0;
+}
+
+bool bdy_reconciler_synced(bdy_reconciler *r)
+{
+    return r->inf != NULL && bdy_informer_synced(r->inf);
+}
+
+void bdy_reconciler_collect(bdy_reconciler *r)
+{
+    if (r->o.metrics == NULL)
+        return;
+    bdy_metric_set(r->m_depth, (double)bdy_workqueue_depth(r->q));
+    size_t n = bdy_fleet_pool_count(r->o.fleet);
+    for (size_t i = 0; i < n; i++) {
+        char ns[BDY_NAME_MAX];
+        char name[BDY_NAME_MAX];
+        bdy_pool_counts c;
+        if (bdy_fleet_pool_at(r->o.fleet, i, ns, sizeof(ns), name, sizeof(name)) != 0 ||
+            bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
+            continue;
+        for (int p = 0; p < BDY_PHASE_COUNT; p++) {
+            const char *labels[] = {name, bdy_phase_name((bdy_phase)p), NULL};
+            bdy_metric_set(bdy_metric_child(r->m_worlds, labels), (double)c.phase[p]);
+        }
+    }
+}
+
+void bdy_reconciler_stop(bdy_reconciler *r)
+{
+    if (r == NULL)
+        return;
+    atomic_store(&r->stopping, true);
+    if (r->inf != NULL) {
+        bdy_informer_stop(r->inf);
+        r->inf = NULL;
+    }
+    bdy_workqueue_shutdown(r->q);
+    for (unsigned i = 0; i < r->nworkers; i++)
+        pthread_join(r->workers[i], NULL);
+    r->nworkers = 0;
+    if (r->ev_started) {
+        pthread_mutex_lock(&r->ev_lock);
+        pthread_cond_broadcast(&r->ev_cond);
+        pthread_mutex_unlock(&r->ev_lock);
+        pthread_join(r->ev_thread, NULL);
+        r->ev_started = false;
+    }
+}
+
+void bdy_reconciler_free(bdy_reconciler *r)
+{
+    if (r == NULL)
+        return;
+    bdy_reconciler_stop(r);
+    bdy_workqueue_free(r->q);
+    free(r->workers);
+    for (size_t b = 0; b < TRACK_BUCKETS; b++) {
+        tracked *t = r->track[b];
+        while (t != NULL) {
+            tracked *next = t->next;
+            free(t);
+            t = next;
+        }
+    }
+    while (r->pools != NULL) {
+        pool_state *next = r->pools->next;
+        free(r->pools);
+        r->pools = next;
+    }
+    while (r->ev_head != NULL) {
+        event_item *next = r->ev_head->next;
+        json_object_put(r->ev_head->event);
+        free(r->ev_head);
+        r->ev_head = next;
+    }
+    pthread_mutex_destroy(&r->track_lock);
+    pthread_mutex_destroy(&r->pools_lock);
+    pthread_mutex_destroy(&r->ev_lock);
+    pthread_cond_destroy(&r->ev_cond);
+    free(r);
+}

@@ -1,0 +1,675 @@
+/* Informers: list, then watch from the list's resourceVersion, relist when
+ * the watch expires or fails (include/bindery/informer.h).
+ *
+ * Each informer owns one thread. The thread alone touches the map of known
+ * keys (key → resourceVersion), so the map needs no lock; the mutex guards
+ * only what other threads read or set: the stop flag, the synced flag and
+ * the relist counter. Handlers are always called without that mutex, so a
+ * handler may read the store or ask whether the informer is synced.
+ *
+ * Why stop() does not close the watch itself: bdy_store_watch_close frees the
+ * watch, and the informer thread may be just about to call
+ * bdy_store_watch_next on it (between its stop-flag check and the call), which
+ * no lock of ours can exclude. So the thread owns the watch outright, waits in
+ * watch_next for at most INFORMER_WATCH_WAIT_MS, checks the stop flag, and
+ * closes the watch itself. stop() therefore returns within about that long
+ * plus the running handler's time.
+ */
+#include "bindery/informer.h"
+
+#include "bindery/log.h"
+#include "bindery/selector.h"
+#include "bindery/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define INFORMER_LOG "informer"
+/* How long one watch_next waits, which bounds how late stop() is noticed. */
+#define INFORMER_WATCH_WAIT_MS 250
+#define INFORMER_BACKOFF_MIN_MS 100u
+#define INFORMER_BACKOFF_MAX_MS 5000u
+#define INFORMER_DEFAULT_PAGE 500u
+/* A list whose continue token expires this many times in a row is treated as
+ * a failure (backoff) instead of being restarted at once forever. */
+#define INFORMER_MAX_LIST_RESTARTS 3
+/* Cap on a key "namespace/name" (names ≤ 253, namespaces ≤ 63 bytes), NUL
+ * included; objects with longer names are skipped with a log line. */
+#define INFORMER_MAX_KEY 512u
+#define INFORMER_MAP_MIN_BUCKETS 64u
+
+/* ---- the map of known keys ----------------------------------------------- */
+
+/* One known object. text holds "ns/name\0ns\0" (namespaced) or "name\0"
+ * (cluster-scoped) so that the key and the separate ns and name strings
+ * handlers need come from one allocation. */
+typedef struct known_entry {
+    struct known_entry *next;
+    uint64_t hash;
+    uint64_t rv;
+    uint64_t gen;  /* the list attempt that last saw this key */
+    size_t ns_len; /* 0: cluster-scoped */
+    char text[];
+} known_entry;
+
+typedef struct known_map {
+    known_entry **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+} known_map;
+
+static uint64_t hash_key(const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static int map_init(known_map *m)
+{
+    m->buckets = calloc(INFORMER_MAP_MIN_BUCKETS, sizeof(*m->buckets));
+    if (m->buckets == NULL)
+        return BDY_ENOMEM;
+    m->nbuckets = INFORMER_MAP_MIN_BUCKETS;
+    m->count = 0;
+    return 0;
+}
+
+static void map_free(known_map *m)
+{
+    if (m->buckets == NULL)
+        return;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        known_entry *e = m->buckets[i];
+        while (e != NULL) {
+            known_entry *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = NULL;
+    m->nbuckets = 0;
+    m->count = 0;
+}
+
+static known_entry *map_find(const known_map *m, const char *key, uint64_t hash)
+{
+    for (known_entry *e = m->buckets[hash & (m->nbuckets - 1)]; e != NULL; e = e->next) {
+        if (e->hash == hash && strcmp(e->text, key) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Doubles the bucket array when the load passes 1. A failed allocation only
+ * leaves the map slower, so it is not an error. */
+static void map_maybe_grow(known_map *m)
+{
+    if (m->count < m->nbuckets)
+        return;
+    size_t n = m->nbuckets * 2;
+    known_entry **b = calloc(n, sizeof(*b));
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        known_entry *e = m->buckets[i];
+        while (e != NULL) {
+            known_entry *next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = b;
+    m->nbuckets = n;
+}
+
+/* Adds key (not present) and returns the new entry, or NULL when out of
+ * memory. ns_len is the length of the namespace prefix of key (0: none). */
+static known_entry *map_insert(known_map *m, const char *key, uint64_t hash, size_t ns_len)
+{
+    size_t key_len = strlen(key);
+    size_t extra = ns_len ? ns_len + 1 : 0;
+    known_entry *e = malloc(sizeof(*e) + key_len + 1 + extra);
+    if (e == NULL)
+        return NULL;
+    e->hash = hash;
+    e->rv = 0;
+    e->gen = 0;
+    e->ns_len = ns_len;
+    memcpy(e->text, key, key_len + 1);
+    if (ns_len) {
+        memcpy(e->text + key_len + 1, key, ns_len);
+        e->text[key_len + 1 + ns_len] = '\0';
+    }
+    map_maybe_grow(m);
+    size_t slot = hash & (m->nbuckets - 1);
+    e->next = m->buckets[slot];
+    m->buckets[slot] = e;
+    m->count++;
+    return e;
+}
+
+static void map_remove(known_map *m, known_entry *victim)
+{
+    known_entry **pp = &m->buckets[victim->hash & (m->nbuckets - 1)];
+    while (*pp != NULL && *pp != victim)
+        pp = &(*pp)->next;
+    if (*pp == NULL)
+        return;
+    *pp = victim->next;
+    m->count--;
+    free(victim);
+}
+
+static const char *entry_ns(const known_entry *e)
+{
+    return e->ns_len ? e->text + strlen(e->text) + 1 : NULL;
+}
+
+static const char *entry_name(const known_entry *e)
+{
+    return e->ns_len ? e->text + e->ns_len + 1 : e->text;
+}
+
+/* ---- the informer ---------------------------------------------------------- */
+
+struct bdy_informer {
+    bdy_store *store; /* borrowed; outlives the informer */
+    char *group;
+    char *version;
+    char *resource;
+    bdy_gvr gvr; /* points at the three strings above */
+    char *ns;    /* NULL: all namespaces */
+    char *label_selector;
+    size_t page_size;
+    bdy_informer_handlers h;
+
+    /* Informer thread only. */
+    known_map known;
+    uint64_t gen;
+
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t cond;  /* CLOCK_MONOTONIC; signals synced and stopping */
+    bool stopping;
+    bool synced;
+    uint64_t relists;
+};
+
+static bool is_stopping(bdy_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    bool s = inf->stopping;
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+static void deadline_after_ms(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Sleeps for *backoff_ms (or until stop), then doubles it up to the cap. */
+static void backoff_sleep(bdy_informer *inf, unsigned *backoff_ms)
+{
+    if (*backoff_ms == 0)
+        *backoff_ms = INFORMER_BACKOFF_MIN_MS;
+    struct timespec deadline;
+    deadline_after_ms(&deadline, *backoff_ms);
+    pthread_mutex_lock(&inf->lock);
+    while (!inf->stopping) {
+        if (pthread_cond_timedwait(&inf->cond, &inf->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&inf->lock);
+    *backoff_ms *= 2;
+    if (*backoff_ms > INFORMER_BACKOFF_MAX_MS)
+        *backoff_ms = INFORMER_BACKOFF_MAX_MS;
+}
+
+static const char *string_field(json_object *obj, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* Builds obj's key into key[INFORMER_MAX_KEY] and reads its resourceVersion
+ * (0 when absent or not a number). Returns BDY_EINVAL for an object without
+ * a name or with a key over the cap. */
+static int object_key(json_object *obj, char *key, size_t *ns_len, uint64_t *rv)
+{
+    json_object *meta = NULL;
+    if (!json_object_object_get_ex(obj, "metadata", &meta))
+        return BDY_EINVAL;
+    const char *name = string_field(meta, "name");
+    const char *ns = string_field(meta, "namespace");
+    if (name == NULL || name[0] == '\0')
+        return BDY_EINVAL;
+    int n;
+    if (ns != NULL && ns[0] != '\0') {
+        n = snprintf(key, INFORMER_MAX_KEY, "%s/%s", ns, name);
+        *ns_len = strlen(ns);
+    } else {
+        n = snprintf(key, INFORMER_MAX_KEY, "%s", name);
+        *ns_len = 0;
+    }
+    if (n < 0 || (size_t)n >= INFORMER_MAX_KEY)
+        return BDY_EINVAL;
+    *rv = 0;
+    const char *rv_text = string_field(meta, "resourceVersion");
+    if (rv_text != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(rv_text, &end, 10);
+        if (errno == 0 && end != rv_text && *end == '\0')
+            *rv = v;
+    }
+    return 0;
+}
+
+static void call_add(bdy_informer *inf, json_object *obj)
+{
+    if (inf->h.on_add != NULL)
+        inf->h.on_add(inf->h.data, obj);
+}
+
+static void call_update(bdy_informer *inf, json_object *obj)
+{
+    if (inf->h.on_update != NULL)
+        inf->h.on_update(inf->h.data, NULL, obj);
+}
+
+/* Delivers one listed object: new keys as added, known keys whose
+ * resourceVersion changed as updated. Marks the key as seen by this list
+ * attempt. Returns 0 or BDY_ENOMEM. */
+static int deliver_listed(bdy_informer *inf, json_object *obj)
+{
+    char key[INFORMER_MAX_KEY];
+    size_t ns_len = 0;
+    uint64_t rv = 0;
+    if (object_key(obj, key, &ns_len, &rv) != 0) {
+        bdy_warn(INFORMER_LOG, "%s: skipping a listed object without a usable name",
+                 inf->resource);
+        return 0;
+    }
+    uint64_t hash = hash_key(key);
+    known_entry *e = map_find(&inf->known, key, hash);
+    if (e == NULL) {
+        e = map_insert(&inf->known, key, hash, ns_len);
+        if (e == NULL)
+            return BDY_ENOMEM;
+        e->rv = rv;
+        e->gen = inf->gen;
+        call_add(inf, obj);
+        return 0;
+    }
+    e->gen = inf->gen;
+    if (e->rv != rv) {
+        e->rv = rv;
+        call_update(inf, obj);
+    }
+    return 0;
+}
+
+/* After a complete list: every known key the list did not see is gone. The
+ * handler gets no last-known object because the informer keeps none. */
+static void sweep_unseen(bdy_informer *inf)
+{
+    known_map *m = &inf->known;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        known_entry *e = m->buckets[i];
+        while (e != NULL) {
+            known_entry *next = e->next;
+            if (e->gen != inf->gen) {
+                if (inf->h.on_delete != NULL)
+                    inf->h.on_delete(inf->h.data, NULL, entry_ns(e), entry_name(e));
+                map_remove(m, e);
+            }
+            e = next;
+        }
+    }
+}
+
+/* One list attempt, page by page, delivering as it goes. Returns 0 with
+ * *list_rv set, BDY_EEXPIRED when a continue token expired (the caller
+ * restarts), BDY_ESHUTDOWN when stop was requested, or the store's error. */
+static int list_once(bdy_informer *inf, uint64_t *list_rv)
+{
+    bdy_list_result r = {0};
+    char *token = NULL;
+    bdy_errbuf eb;
+    int rc = 0;
+    bool first = true;
+    inf->gen++;
+    do {
+        bdy_list_opts lo = {
+            .ns = inf->ns,
+            .label_selector = inf->label_selector,
+            .limit = inf->page_size,
+            .continue_token = token,
+        };
+        bdy_errbuf_clear(&eb);
+        rc = bdy_store_list(inf->store, &inf->gvr, &lo, &r, &eb);
+        if (rc != 0) {
+            /* An expired continue token is routine (the caller restarts). */
+            if (rc != BDY_EEXPIRED || token == NULL)
+                bdy_warn(INFORMER_LOG, "list %s: %s: %s", inf->resource, bdy_strerror(rc),
+                         eb.message);
+            goto out;
+        }
+        if (first)
+            *list_rv = r.resource_version;
+        first = false;
+        size_t n = json_object_array_length(r.items);
+        for (size_t i = 0; i < n; i++) {
+            rc = deliver_listed(inf, json_object_array_get_idx(r.items, i));
+            if (rc != 0)
+                goto out;
+        }
+        free(token);
+        token = r.continue_token;
+        r.continue_token = NULL;
+        bdy_list_result_free(&r);
+        if (is_stopping(inf)) {
+            rc = BDY_ESHUTDOWN;
+            goto out;
+        }
+    } while (token != NULL);
+    sweep_unseen(inf);
+out:
+    bdy_list_result_free(&r);
+    free(token);
+    return rc;
+}
+
+/* Lists until a complete, consistent result has been delivered, restarting
+ * when a continue token expires mid-way (bounded), then calls on_synced.
+ * A restart starts a new attempt generation, so keys seen only by the
+ * abandoned attempt are still swept if the new one does not see them. */
+static int relist(bdy_informer *inf, uint64_t *list_rv)
+{
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        rc = list_once(inf, list_rv);
+        if (rc != BDY_EEXPIRED)
+            break;
+        if (attempt + 1 >= INFORMER_MAX_LIST_RESTARTS) {
+            bdy_warn(INFORMER_LOG, "list %s: continue token expired %d times in a row",
+                     inf->resource, INFORMER_MAX_LIST_RESTARTS);
+            break;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    if (inf->h.on_synced != NULL)
+        inf->h.on_synced(inf->h.data);
+    return 0;
+}
+
+/* Applies one watch event. ADDED/MODIFIED at or below the known
+ * resourceVersion are skipped: list pages are not one snapshot, so a later
+ * page can already show a state the watch (started from the first page's
+ * version) replays afterwards. A MODIFIED of an unknown key is delivered as
+ * added (the handler never saw the object); a DELETED of an unknown key is
+ * dropped (the handler already saw it go, or never saw it). */
+static int apply_event(bdy_informer *inf, const bdy_watch_event *ev)
+{
+    char key[INFORMER_MAX_KEY];
+    size_t ns_len = 0;
+    uint64_t obj_rv = 0;
+    if (ev->object == NULL || object_key(ev->object, key, &ns_len, &obj_rv) != 0) {
+        bdy_warn(INFORMER_LOG, "%s: skipping a watch event without a usable object",
+                 inf->resource);
+        return 0;
+    }
+    uint64_t rv = ev->resource_version ? ev->resource_version : obj_rv;
+    uint64_t hash = hash_key(key);
+    known_entry *e = map_find(&inf->known, key, hash);
+    if (ev->type == BDY_EVENT_DELETED) {
+        if (e == NULL)
+            return 0;
+        if (inf->h.on_delete != NULL)
+            inf->h.on_delete(inf->h.data, ev->object, entry_ns(e), entry_name(e));
+        map_remove(&inf->known, e);
+        return 0;
+    }
+    if (e == NULL) {
+        e = map_insert(&inf->known, key, hash, ns_len);
+        if (e == NULL)
+            return BDY_ENOMEM;
+        e->rv = rv;
+        e->gen = inf->gen;
+        call_add(inf, ev->object);
+        return 0;
+    }
+    if (rv <= e->rv)
+        return 0;
+    e->rv = rv;
+    call_update(inf, ev->object);
+    return 0;
+}
+
+/* Watches from list_rv until stop (BDY_ESHUTDOWN), expiry (BDY_EEXPIRED)
+ * or another error. The watch is opened and closed here, on this thread. */
+static int watch_from(bdy_informer *inf, uint64_t list_rv)
+{
+    bdy_watch *w = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_watch(inf->store, &inf->gvr, inf->ns, inf->label_selector, NULL, list_rv,
+                             &w, &eb);
+    if (rc != 0) {
+        if (rc != BDY_EEXPIRED)
+            bdy_warn(INFORMER_LOG, "watch %s: %s: %s", inf->resource, bdy_strerror(rc),
+                     eb.message);
+        goto out;
+    }
+    while (!is_stopping(inf)) {
+        bdy_watch_event ev = {0};
+        rc = bdy_store_watch_next(inf->store, w, INFORMER_WATCH_WAIT_MS, &ev);
+        if (rc == BDY_ETIMEOUT)
+            continue;
+        if (rc != 0) {
+            if (rc != BDY_EEXPIRED)
+                bdy_warn(INFORMER_LOG, "watch %s: %s", inf->resource, bdy_strerror(rc));
+            goto out;
+        }
+        rc = apply_event(inf, &ev);
+        json_object_put(ev.object);
+        if (rc != 0)
+            goto out;
+    }
+    rc = BDY_ESHUTDOWN;
+out:
+    if (w != NULL)
+        bdy_store_watch_close(inf->store, w);
+    return rc;
+}
+
+static void *informer_main(void *arg)
+{
+    bdy_informer *inf = arg;
+    unsigned backoff_ms = 0;
+    bool listed_before = false;
+    while (!is_stopping(inf)) {
+        uint64_t list_rv = 0;
+        int rc = relist(inf, &list_rv);
+        if (rc == 0) {
+            pthread_mutex_lock(&inf->lock);
+            if (listed_before)
+                inf->relists++;
+            inf->synced = true;
+            pthread_cond_broadcast(&inf->cond);
+            pthread_mutex_unlock(&inf->lock);
+            listed_before = true;
+            backoff_ms = 0;
+            rc = watch_from(inf, list_rv);
+            /* An expired watch is the normal way to fall behind: relist at
+             * once. Anything else may be a store in trouble: back off. */
+            if (rc == BDY_EEXPIRED)
+                continue;
+        }
+        if (rc == BDY_ESHUTDOWN && is_stopping(inf))
+            break;
+        backoff_sleep(inf, &backoff_ms);
+    }
+    return NULL;
+}
+
+static void informer_free(bdy_informer *inf)
+{
+    if (inf == NULL)
+        return;
+    map_free(&inf->known);
+    free(inf->group);
+    free(inf->version);
+    free(inf->resource);
+    free(inf->ns);
+    free(inf->label_selector);
+    free(inf);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? strdup(s) : NULL;
+}
+
+/* Validates opts, copies them, and starts the thread. On success the caller
+ * owns *out and must release it with bdy_informer_stop (never from inside a
+ * handler). Thread-safe. */
+int bdy_informer_start(bdy_store *store, const bdy_informer_opts *opts,
+                       const bdy_informer_handlers *h, bdy_informer **out, bdy_errbuf *eb)
+{
+    bdy_informer *inf = NULL;
+    bdy_label_selector *sel = NULL;
+    bool sync_made = false;
+    int rc = 0;
+    if (out != NULL)
+        *out = NULL;
+    if (store == NULL || opts == NULL || h == NULL || out == NULL || opts->gvr == NULL ||
+        opts->gvr->version == NULL || opts->gvr->resource == NULL) {
+        rc = bdy_fail(eb, BDY_EINVAL, "informer: store, options, GVR and handlers are required");
+        goto out;
+    }
+    /* A bad selector would fail every list forever; refuse it up front. */
+    rc = bdy_label_selector_parse(opts->label_selector, &sel, eb);
+    if (rc != 0)
+        goto out;
+    inf = calloc(1, sizeof(*inf));
+    if (inf == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    inf->store = store;
+    inf->group = strdup(opts->gvr->group != NULL ? opts->gvr->group : "");
+    inf->version = strdup(opts->gvr->version);
+    inf->resource = strdup(opts->gvr->resource);
+    inf->ns = dup_or_null(opts->ns);
+    inf->label_selector = dup_or_null(opts->label_selector);
+    if (inf->group == NULL || inf->version == NULL || inf->resource == NULL ||
+        (opts->ns != NULL && opts->ns[0] != '\0' && inf->ns == NULL) ||
+        (opts->label_selector != NULL && opts->label_selector[0] != '\0' &&
+         inf->label_selector == NULL)) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    inf->gvr = (bdy_gvr){inf->group, inf->version, inf->resource};
+    inf->page_size = opts->page_size ? opts->page_size : INFORMER_DEFAULT_PAGE;
+    if (inf->page_size > BDY_STORE_MAX_LIST_LIMIT)
+        inf->page_size = BDY_STORE_MAX_LIST_LIMIT;
+    inf->h = *h;
+    rc = map_init(&inf->known);
+    if (rc != 0)
+        goto out;
+    pthread_mutex_init(&inf->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&inf->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    sync_made = true;
+    if (pthread_create(&inf->thread, NULL, informer_main, inf) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "informer: cannot start a thread");
+        goto out;
+    }
+    *out = inf;
+    inf = NULL;
+out:
+    if (inf != NULL && sync_made) {
+        pthread_mutex_destroy(&inf->lock);
+        pthread_cond_destroy(&inf->cond);
+    }
+    informer_free(inf);
+    bdy_label_selector_free(sel);
+    return rc;
+}
+
+bool bdy_informer_synced(bdy_informer *inf)
+{
+    if (inf == NULL)
+        return false;
+    pthread_mutex_lock(&inf->lock);
+    bool s = inf->synced;
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+bool bdy_informer_wait_synced(bdy_informer *inf, int timeout_ms)
+{
+    if (inf == NULL)
+        return false;
+    struct timespec deadline;
+    deadline_after_ms(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
+    pthread_mutex_lock(&inf->lock);
+    while (!inf->synced && !inf->stopping) {
+        if (pthread_cond_timedwait(&inf->cond, &inf->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    bool s = inf->synced;
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+uint64_t bdy_informer_relists(bdy_informer *inf)
+{
+    if (inf == NULL)
+        return 0;
+    pthread_mutex_lock(&inf->lock);
+    uint64_t n = inf->relists;
+    pthread_mutex_unlock(&inf->lock);
+    return n;
+}
+
+/* Asks the thread to stop, waits for it (and so for a running handler), and
+ * frees inf. Accepts NULL. Must not be called from a handler of inf. */
+void bdy_informer_stop(bdy_informer *inf)
+{
+    if (inf == NULL)
+        return;
+    pthread_mutex_lock(&inf->lock);
+    inf->stopping = true;
+    pthread_cond_broadcast(&inf->cond);
+    pthread_mutex_unlock(&inf->lock);
+    pthread_join(inf->thread, NULL);
+    pthread_mutex_destroy(&inf->lock);
+    pthread_cond_destroy(&inf->cond);
+    informer_free(inf);
+}

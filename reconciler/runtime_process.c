@@ -1,0 +1,1187 @@
+/* The process runtime (embedded mode): every world is a local process
+ * started from its ModuleManifest's spec.local.
+ *
+ * A world runs in a session of its own, so a signal aimed at Bindery's
+ * process group never reaches it, and Bindery does not kill its worlds when
+ * it goes: worlds outlive Bindery. A restarted Bindery adopts them back by
+ * pid and start time, the pair a recycled pid cannot fake.
+ *
+ * Threads: one watcher thread waits (epoll) on a pidfd per world and on an
+ * eventfd that wakes it for shutdown and for new SIGKILL deadlines. It reaps
+ * the worlds that are our children, frees their ports and calls the exit
+ * callback with no lock held, so the callback may call back into the
+ * runtime. Every vtable slot may be called from any thread; one mutex guards
+ * the world list, the port map and the deadlines.
+ */
+#include "bindery/log.h"
+#include "bindery/runtime.h"
+#include "bindery/util.h"
+#include "runtime_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_COMPONENT "runtime"
+#define LOOPBACK "127.0.0.1"
+#define STAT_MAX 1024         /* /proc/PID/stat is a few hundred bytes */
+#define EXPAND_MAX 4096       /* one argument or env value after placeholders */
+#define STATUS_LINE_MAX 256   /* what an HTTP probe reads of the answer */
+#define PROBE_TIMEOUT_MS 1000 /* when the probe names none */
+#define REQUEST_MAX 512       /* an HTTP probe request: the path is at most 255 bytes */
+#define EPOLL_BATCH 64
+#define LOG_DIR_MODE 0750
+#define LOG_FILE_MODE 0640
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+/* The only variables a world inherits from Bindery's environment: enough to
+ * find programs and format text, none of Bindery's own settings or secrets. */
+static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
+#define INHERITED_ENV_COUNT (sizeof(inherited_env) / sizeof(inherited_env[0]))
+/* inherited + the manifest's + BINDERY_WORLD_NAME/NAMESPACE + a port each */
+#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 2 + BDY_RUNTIME_MAX_PORTS)
+
+/* One watched world. Linked while it runs; the watcher unlinks and frees it
+ * once its exit has been reported. */
+typedef struct proc_world {
+    struct proc_world *prev;
+    struct proc_world *next;
+    char ns[BDY__WORLD_NS_MAX + 1];
+    char name[BDY__WORLD_NAME_MAX + 1];
+    bdy_world_handle h;
+    int pidfd;
+    bool own_group;      /* leads its process group: signals go to the whole group */
+    uint64_t kill_at_ns; /* SIGKILL deadline after stop(), 0 when none */
+} proc_world;
+
+typedef struct proc_runtime {
+    pthread_mutex_t lock; /* guards everything down to stopping */
+    proc_world *worlds;
+    uint8_t *ports_used; /* bitmap over [port_min, port_max] */
+    unsigned port_min;
+    unsigned port_max;
+    unsigned port_cursor; /* offset where the next port search starts */
+    bool stopping;
+
+    char *work_dir; /* NULL: worlds start in Bindery's directory */
+    char *log_dir;
+    bdy_world_exit_cb on_exit;
+    void *data;
+    int epfd;
+    int wakefd;
+    pthread_t thread;
+    bool thread_started;
+} proc_runtime;
+
+/* "NAME=value" strings for execve, NULL-terminated. */
+typedef struct env_list {
+    char *vars[ENV_MAX + 1];
+    size_t n;
+} env_list;
+
+typedef struct proc_stat {
+    char state;
+    int64_t pgrp;
+    uint64_t start_time;
+} proc_stat;
+
+/* ---- /proc ---------------------------------------------------------------- */
+
+/* Reads state, process group and start time of pid from /proc/PID/stat.
+ * BDY_ENOTFOUND when there is no such process. The command name (field 2)
+ * may hold spaces and parentheses, so fields are counted after the last
+ * ')'. */
+static int read_proc_stat(int64_t pid, proc_stat *out)
+{
+    if (pid <= 0 || pid > INT_MAX)
+        return BDY_ENOTFOUND;
+    char path[64];
+    char buf[STAT_MAX];
+    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int read_errno = errno;
+    close(fd);
+    if (n < 0)
+        return read_errno == ESRCH ? BDY_ENOTFOUND : BDY_EIO;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return BDY_EPARSE;
+    char *save = NULL;
+    int field = 2;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 3) {
+            out->state = tok[0];
+        } else if (field == 5) {
+            out->pgrp = strtoll(tok, NULL, 10);
+        } else if (field == 22) {
+            out->start_time = strtoull(tok, NULL, 10);
+            return 0;
+        }
+    }
+    return BDY_EPARSE;
+}
+
+/* Whether the process h recorded is still there: same pid, same start
+ * time, not a zombie. BDY_ENOTFOUND when it is not. */
+static int alive_as_recorded(const bdy_world_handle *h, proc_stat *st)
+{
+    int rc = read_proc_stat(h->pid, st);
+    if (rc != 0)
+        return rc;
+    if (st->start_time != h->start_time || st->state == 'Z' || st->state == 'X')
+        return BDY_ENOTFOUND;
+    return 0;
+}
+
+/* ---- ports ---------------------------------------------------------------- */
+
+static bool port_in_range(const proc_runtime *rt, unsigned port)
+{
+    return port >= rt->port_min && port <= rt->port_max;
+}
+
+static bool port_taken(const proc_runtime *rt, unsigned port)
+{
+    unsigned i = port - rt->port_min;
+    return (rt->ports_used[i / 8] >> (i % 8)) & 1u;
+}
+
+/* Marks a port handed out or free; ports outside the range (an adopted
+ * world started under another configuration) are not ours to track.
+ * Caller holds rt->lock. */
+static void port_mark(proc_runtime *rt, unsigned port, bool taken)
+{
+    if (!port_in_range(rt, port))
+        return;
+    unsigned i = port - rt->port_min;
+    if (taken)
+        rt->ports_used[i / 8] |= (uint8_t)(1u << (i % 8));
+    else
+        rt->ports_used[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
+{
+    for (size_t i = 0; i < h->nports; i++)
+        if (h->ports[i].port != 0)
+            port_mark(rt, h->ports[i].port, false);
+}
+
+/* True when nothing holds port on 127.0.0.1, by TCP or by UDP. A world may
+ * serve a UDP game port and answer probes over TCP on the same number, so a
+ * port is handed out only when both are free. SO_REUSEADDR on the TCP check
+ * lets a port whose old connections linger in TIME_WAIT count as free (as it
+ * is for a world that sets the option too); it still fails on a listener.
+ * The UDP check goes without it, which would let it share a bound port. */
+static bool port_is_free(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    bool is_free = false;
+    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (tcp >= 0 && udp >= 0 &&
+        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+        bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+        is_free = true;
+    if (tcp >= 0)
+        close(tcp);
+    if (udp >= 0)
+        close(udp);
+    return is_free;
+}
+
+/* Gives every port of h a free host port. The search starts after the port
+ * handed out last, so a port just freed is the last one reused (a client of
+ * the old world may still be talking to it). On failure nothing stays
+ * marked. Caller holds rt->lock. */
+static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
+{
+    unsigned span = rt->port_max - rt->port_min + 1;
+    for (size_t i = 0; i < h->nports; i++) {
+        unsigned found = 0;
+        for (unsigned k = 0; k < span && found == 0; k++) {
+            unsigned port = rt->port_min + (rt->port_cursor + k) % span;
+            if (!port_taken(rt, port) && port_is_free(port))
+                found = port;
+        }
+        if (found == 0) {
+            release_ports(rt, h);
+            for (size_t j = 0; j < i; j++)
+                h->ports[j].port = 0;
+            return bdy_fail(eb, BDY_EBUSY, "no free host port in %u-%u for port \"%s\"",
+                            rt->port_min, rt->port_max, h->ports[i].name);
+        }
+        port_mark(rt, found, true);
+        rt->port_cursor = (found - rt->port_min + 1) % span;
+        h->ports[i].port = found;
+    }
+    return 0;
+}
+
+/* ---- the world list (caller holds rt->lock) ------------------------------- */
+
+static proc_world *find_by_process(proc_runtime *rt, int64_t pid, uint64_t start_time)
+{
+    for (proc_world *w = rt->worlds; w != NULL; w = w->next)
+        if (w->h.pid == pid && w->h.start_time == start_time)
+            return w;
+    return NULL;
+}
+
+static proc_world *find_by_name(proc_runtime *rt, const char *ns, const char *name)
+{
+    for (proc_world *w = rt->worlds; w != NULL; w = w->next)
+        if (strcmp(w->ns, ns) == 0 && strcmp(w->name, name) == 0)
+            return w;
+    return NULL;
+}
+
+static void unlink_world(proc_runtime *rt, proc_world *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        rt->worlds = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->prev = NULL;
+    w->next = NULL;
+}
+
+/* Sends sig to the world and, when it leads its own process group (every
+ * world this runtime started does), to the helpers it started as well, so
+ * a wrapper script cannot leave its game server running. The pidfd check
+ * first makes sure the leader, and with it the group id, is still the
+ * world's. */
+static void signal_world(const proc_world *w, int sig)
+{
+    if (!w->own_group) {
+        pidfd_send_signal(w->pidfd, sig, NULL, 0);
+        return;
+    }
+    if (pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0)
+        kill(-(pid_t)w->h.pid, sig);
+}
+
+/* Puts a world under watch: links it, marks its ports taken and registers
+ * its pidfd with the watcher. Takes ownership of pidfd on success only.
+ * BDY_EEXISTS when another process already runs a world of that name.
+ * Caller must not hold rt->lock. */
+static int watch_world(proc_runtime *rt, const char *ns, const char *name,
+                       const bdy_world_handle *h, int pidfd, bool own_group, bdy_errbuf *eb)
+{
+    int rc = 0;
+    proc_world *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    snprintf(w->ns, sizeof(w->ns), "%s", ns);
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    w->h = *h;
+    w->pidfd = pidfd;
+    w->own_group = own_group;
+
+    pthread_mutex_lock(&rt->lock);
+    const proc_world *other = find_by_name(rt, ns, name);
+    if (other != NULL) {
+        rc = bdy_fail(eb, BDY_EEXISTS, "world %s/%s already runs as pid %lld", ns, name,
+                      (long long)other->h.pid);
+        goto out;
+    }
+    /* Linked before the pidfd is registered: the watcher may report the
+     * exit at once and expects to find the world in the list. */
+    w->next = rt->worlds;
+    if (rt->worlds != NULL)
+        rt->worlds->prev = w;
+    rt->worlds = w;
+    for (size_t i = 0; i < h->nports; i++)
+        port_mark(rt, h->ports[i].port, true);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid,
+                      strerror(errno));
+        unlink_world(rt, w);
+        release_ports(rt, h);
+        goto out;
+    }
+    w = NULL;
+out:
+    pthread_mutex_unlock(&rt->lock);
+    free(w);
+    return rc;
+}
+
+/* ---- the watcher thread --------------------------------------------------- */
+
+static void wake_watcher(proc_runtime *rt)
+{
+    uint64_t one = 1;
+    ssize_t n = write(rt->wakefd, &one, sizeof(one));
+    (void)n; /* a full counter already wakes the watcher */
+}
+
+/* Milliseconds until the earliest SIGKILL deadline, -1 when there is none.
+ * Caller holds rt->lock. */
+static int next_timeout_ms(proc_runtime *rt)
+{
+    uint64_t earliest = 0;
+    for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
+        if (w->kill_at_ns != 0 && (earliest == 0 || w->kill_at_ns < earliest))
+            earliest = w->kill_at_ns;
+    if (earliest == 0)
+        return -1;
+    uint64_t now = bdy_monotonic_ns();
+    if (earliest <= now)
+        return 0;
+    uint64_t ms = (earliest - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static void kill_overdue(proc_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    uint64_t now = bdy_monotonic_ns();
+    for (proc_world *w = rt->worlds; w != NULL; w = w->next) {
+        if (w->kill_at_ns == 0 || w->kill_at_ns > now)
+            continue;
+        bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) outlived its grace period: SIGKILL",
+                 w->ns, w->name, (long long)w->h.pid);
+        signal_world(w, SIGKILL);
+        w->kill_at_ns = 0;
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Finishes a world whose pidfd turned readable, i.e. whose process has
+ * exited. If it is our child, its zombie still pins the pid and with it the
+ * process group id, so whatever is left of the group is killed before the
+ * reap: helpers must not outlive the world and keep its ports. An adopted
+ * world that is not our child is reaped by its own parent and its exit
+ * status is unknown (-1). Watcher thread only. */
+static void world_exited(proc_runtime *rt, proc_world *w)
+{
+    pthread_mutex_lock(&rt->lock);
+    unlink_world(rt, w);
+    pthread_mutex_unlock(&rt->lock);
+    epoll_ctl(rt->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+
+    int status = -1;
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid != 0) {
+        if (w->own_group)
+            kill(-(pid_t)w->h.pid, SIGKILL);
+        memset(&si, 0, sizeof(si));
+        if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED) == 0)
+            status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    }
+    close(w->pidfd);
+
+    pthread_mutex_lock(&rt->lock);
+    release_ports(rt, &w->h);
+    pthread_mutex_unlock(&rt->lock);
+
+    bdy_info(LOG_COMPONENT, "world %s/%s (pid %lld) exited with status %d", w->ns, w->name,
+             (long long)w->h.pid, status);
+    rt->on_exit(rt->data, w->ns, w->name, &w->h, status);
+    free(w);
+}
+
+static void *watcher_main(void *arg)
+{
+    proc_runtime *rt = arg;
+    struct epoll_event evs[EPOLL_BATCH];
+    for (;;) {
+        pthread_mutex_lock(&rt->lock);
+        bool stopping = rt->stopping;
+        int timeout = next_timeout_ms(rt);
+        pthread_mutex_unlock(&rt->lock);
+        if (stopping)
+            break;
+        int n = epoll_wait(rt->epfd, evs, EPOLL_BATCH, timeout);
+        if (n < 0 && errno != EINTR) {
+            bdy_error(LOG_COMPONENT, "epoll_wait: %s; world exits are no longer noticed",
+                      strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                uint64_t count;
+                ssize_t r = read(rt->wakefd, &count, sizeof(count));
+                (void)r; /* only the wake-up matters */
+            } else {
+                world_exited(rt, evs[i].data.ptr);
+            }
+        }
+        kill_overdue(rt);
+    }
+    return NULL;
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+static const bdy_port *find_port(const bdy_world_handle *h, const char *name, size_t len)
+{
+    for (size_t i = 0; i < h->nports; i++)
+        if (strlen(h->ports[i].name) == len && memcmp(h->ports[i].name, name, len) == 0)
+            return &h->ports[i];
+    return NULL;
+}
+
+/* Stores text with its placeholders replaced in *out (caller frees):
+ * {port:NAME} becomes the host port assigned to NAME, {name} and
+ * {namespace} the world's identity. Other braces are copied as they are, so
+ * shell text such as ${HOME} passes through; an unknown port name is an
+ * error because it can only be a mistake in the manifest. */
+static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_handle *h,
+                  char **out, bdy_errbuf *eb)
+{
+    int rc = 0;
+    bdy_buf b;
+    bdy_buf_init(&b, EXPAND_MAX);
+    const char *p = text;
+    for (;;) {
+        const char *close = strchr(p, '}');
+        const char *open = close ? memrchr(p, '{', (size_t)(close - p)) : NULL;
+        if (open == NULL) {
+            rc = close ? bdy_buf_append(&b, p, (size_t)(close - p) + 1) : bdy_buf_appends(&b, p);
+            if (rc != 0 || close == NULL)
+                break;
+            p = close + 1;
+            continue;
+        }
+        rc = bdy_buf_append(&b, p, (size_t)(open - p));
+        if (rc != 0)
+            break;
+        const char *key = open + 1;
+        size_t len = (size_t)(close - key);
+        if (len == 4 && memcmp(key, "name", 4) == 0) {
+            rc = bdy_buf_appends(&b, spec->name);
+        } else if (len == 9 && memcmp(key, "namespace", 9) == 0) {
+            rc = bdy_buf_appends(&b, spec->ns);
+        } else if (len > 5 && memcmp(key, "port:", 5) == 0) {
+            const bdy_port *port = find_port(h, key + 5, len - 5);
+            if (port == NULL) {
+                rc = bdy_fail(eb, BDY_EINVAL, "placeholder {%.*s} names no port of the world",
+                              (int)len, key);
+                goto out;
+            }
+            rc = bdy_buf_printf(&b, "%u", port->port);
+        } else {
+            rc = bdy_buf_append(&b, open, len + 2);
+        }
+        if (rc != 0)
+            break;
+        p = close + 1;
+    }
+    if (rc == BDY_ETOOBIG)
+        rc = bdy_fail(eb, rc, "an argument or env value is longer than %d bytes", EXPAND_MAX);
+    else if (rc != 0)
+        rc = bdy_fail(eb, rc, "out of memory");
+    else
+        *out = bdy_buf_steal(&b);
+out:
+    bdy_buf_free(&b);
+    return rc;
+}
+
+/* Sets name=value in env, replacing an earlier value of name. */
+static int env_set(env_list *env, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    char *var = NULL;
+    if (asprintf(&var, "%s=%s", name, value) < 0)
+        return BDY_ENOMEM;
+    for (size_t i = 0; i < env->n; i++) {
+        if (strncmp(env->vars[i], name, nlen) == 0 && env->vars[i][nlen] == '=') {
+            free(env->vars[i]);
+            env->vars[i] = var;
+            return 0;
+        }
+    }
+    if (env->n == ENV_MAX) {
+        free(var);
+        return BDY_ETOOBIG;
+    }
+    env->vars[env->n++] = var;
+    env->vars[env->n] = NULL;
+    return 0;
+}
+
+static void env_free(env_list *env)
+{
+    for (size_t i = 0; i < env->n; i++)
+        free(env->vars[i]);
+    env->n = 0;
+}
+
+/* The environment of a world: a few inherited variables, the manifest's
+ * (placeholders replaced), then Bindery's own, which the manifest cannot
+ * override: BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE and
+ * BINDERY_PORT_<NAME> for every port (upper case, '-' as '_'). */
+static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_list *env,
+                     bdy_errbuf *eb)
+{
+    int rc = 0;
+    char *value = NULL;
+    for (size_t i = 0; i < INHERITED_ENV_COUNT && rc == 0; i++) {
+        const char *v = getenv(inherited_env[i]);
+        if (v == NULL && strcmp(inherited_env[i], "PATH") == 0)
+            v = DEFAULT_PATH;
+        if (v != NULL)
+            rc = env_set(env, inherited_env[i], v);
+    }
+    for (size_t i = 0; i < spec->nenv && rc == 0; i++) {
+        rc = expand(spec->env_values[i], spec, h, &value, eb);
+        if (rc != 0)
+            goto out;
+        rc = env_set(env, spec->env_names[i], value);
+        free(value);
+        value = NULL;
+    }
+    if (rc == 0)
+        rc = env_set(env, "BINDERY_WORLD_NAME", spec->name);
+    if (rc == 0)
+        rc = env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
+    for (size_t i = 0; i < h->nports && rc == 0; i++) {
+        char var[sizeof("BINDERY_PORT_") + sizeof(h->ports[i].name)];
+        char num[16];
+        int len = snprintf(var, sizeof(var), "BINDERY_PORT_%s", h->ports[i].name);
+        for (int k = (int)sizeof("BINDERY_PORT_") - 1; k < len; k++) {
+            char c = var[k];
+            if (c >= 'a' && c <= 'z')
+                var[k] = (char)(c - 'a' + 'A');
+            else if (!(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9'))
+                var[k] = '_';
+        }
+        snprintf(num, sizeof(num), "%u", h->ports[i].port);
+        rc = env_set(env, var, num);
+    }
+    if (rc != 0)
+        rc = bdy_fail(eb, rc, "cannot build the environment of world %s/%s", spec->ns,
+                      spec->name);
+out:
+    free(value);
+    return rc;
+}
+
+/* argv for the world: the command, then its arguments with placeholders
+ * replaced. argv has BDY_RUNTIME_MAX_ARGS + 2 slots; the caller frees the
+ * strings. */
+static int build_argv(const bdy_world_spec *spec, const bdy_world_handle *h, char **argv,
+                      bdy_errbuf *eb)
+{
+    argv[0] = strdup(spec->command);
+    if (argv[0] == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < spec->nargs; i++) {
+        int rc = expand(spec->args[i], spec, h, &argv[i + 1], eb);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Creates dir and its missing parents, like mkdir -p. */
+static int make_dirs(const char *dir, bdy_errbuf *eb)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+        return bdy_fail(eb, BDY_ETOOBIG, "log directory path is too long");
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, LOG_DIR_MODE) != 0 && errno != EEXIST)
+            return bdy_fail(eb, BDY_EIO, "cannot create directory %s: %s", path, strerror(errno));
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+static int open_log(const proc_runtime *rt, const bdy_world_spec *spec, int *fd, bdy_errbuf *eb)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s_%s.log", rt->log_dir, spec->ns, spec->name) >=
+        (int)sizeof(path))
+        return bdy_fail(eb, BDY_ETOOBIG, "log file path for %s/%s is too long", spec->ns,
+                        spec->name);
+    *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, LOG_FILE_MODE);
+    if (*fd < 0)
+        return bdy_fail(eb, BDY_EIO, "cannot open %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Launches argv in a new session, stdin from /dev/null, stdout and stderr
+ * appended to logfd, no other descriptor (closing from 3 catches the ones
+ * another thread opened without O_CLOEXEC) and default signal handling, so
+ * that Bindery's own (SIGPIPE ignored, signals blocked in threads) does not
+ * leak into a world. posix_spawn returns only once the exec has happened,
+ * and reports its failure. Returns 0 or an errno value. */
+static int spawn_world(const char *dir, int logfd, char *const argv[], char *const envp[],
+                       pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigset_t all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    int err = posix_spawn_file_actions_init(&fa);
+    if (err != 0)
+        return err;
+    err = posix_spawnattr_init(&attr);
+    if (err != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return err;
+    }
+    err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                              POSIX_SPAWN_SETSIGDEF);
+    if (err == 0)
+        err = posix_spawnattr_setsigmask(&attr, &none);
+    if (err == 0)
+        err = posix_spawnattr_setsigdefault(&attr, &all);
+    if (err == 0)
+        err = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (err == 0)
+        err = posix_spawn_file_actions_adddup2(&fa, logfd, STDOUT_FILENO);
+    if (err == 0)
+        err = posix_spawn_file_actions_adddup2(&fa, logfd, STDERR_FILENO);
+    if (err == 0)
+        err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+    if (err == 0 && dir != NULL)
+        err = posix_spawn_file_actions_addchdir_np(&fa, dir);
+    if (err == 0)
+        err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return err;
+}
+
+static int check_spec(const bdy_world_spec *spec, bdy_errbuf *eb)
+{
+    int rc = bdy__runtime_check_names(spec->ns, spec->name, eb);
+    if (rc != 0)
+        return rc;
+    if (spec->command == NULL || spec->command[0] == '\0')
+        return bdy_fail(eb, BDY_EINVAL, "world %s/%s has no command", spec->ns, spec->name);
+    if (spec->nargs > BDY_RUNTIME_MAX_ARGS || spec->nenv > BDY_RUNTIME_MAX_ENV ||
+        spec->nports > BDY_RUNTIME_MAX_PORTS)
+        return bdy_fail(eb, BDY_EINVAL, "world %s/%s has too many args, env or ports", spec->ns,
+                        spec->name);
+    for (size_t i = 0; i < spec->nargs; i++)
+        if (spec->args[i] == NULL)
+            return bdy_fail(eb, BDY_EINVAL, "argument %zu is missing", i);
+    for (size_t i = 0; i < spec->nenv; i++) {
+        const char *name = spec->env_names[i];
+        if (name == NULL || name[0] == '\0' || strchr(name, '=') != NULL ||
+            spec->env_values[i] == NULL)
+            return bdy_fail(eb, BDY_EINVAL, "env entry %zu needs a name without '=' and a value",
+                            i);
+    }
+    for (size_t i = 0; i < spec->nports; i++) {
+        const bdy_port *p = &spec->ports[i];
+        size_t len = strnlen(p->name, sizeof(p->name));
+        if (len == 0 || len == sizeof(p->name))
+            return bdy_fail(eb, BDY_EINVAL, "port %zu needs a name of 1 to %zu characters", i,
+                            sizeof(p->name) - 1);
+        if (strnlen(p->protocol, sizeof(p->protocol)) == sizeof(p->protocol) ||
+            (p->protocol[0] != '\0' && strcmp(p->protocol, "TCP") != 0 &&
+             strcmp(p->protocol, "UDP") != 0))
+            return bdy_fail(eb, BDY_EINVAL, "port \"%s\": protocol must be TCP or UDP", p->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(spec->ports[j].name, p->name) == 0)
+                return bdy_fail(eb, BDY_EINVAL, "port name \"%s\" is used twice", p->name);
+    }
+    return 0;
+}
+
+/* Starts one world (see runtime.h). The exit callback may run before this
+ * returns if the process dies at once. Any thread. */
+static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb)
+{
+    proc_runtime *rt = ctx;
+    int rc = 0;
+    bool ports_held = false;
+    int logfd = -1;
+    int pidfd = -1;
+    pid_t pid = 0; /* set while the process is ours to kill if start fails */
+    char *argv[BDY_RUNTIME_MAX_ARGS + 2] = {NULL};
+    env_list env = {.n = 0};
+
+    if (spec == NULL || h == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "start: spec and handle are required");
+    rc = check_spec(spec, eb);
+    if (rc != 0)
+        return rc;
+    memset(h, 0, sizeof(*h));
+    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
+    h->nports = spec->nports;
+    for (size_t i = 0; i < spec->nports; i++) {
+        snprintf(h->ports[i].name, sizeof(h->ports[i].name), "%s", spec->ports[i].name);
+        snprintf(h->ports[i].protocol, sizeof(h->ports[i].protocol), "%s",
+                 spec->ports[i].protocol[0] ? spec->ports[i].protocol : "TCP");
+    }
+
+    pthread_mutex_lock(&rt->lock);
+    const proc_world *other = find_by_name(rt, spec->ns, spec->name);
+    if (other != NULL) {
+        rc = bdy_fail(eb, BDY_EEXISTS, "world %s/%s already runs as pid %lld", spec->ns,
+                      spec->name, (long long)other->h.pid);
+    } else {
+        rc = assign_ports(rt, h, eb);
+        ports_held = rc == 0;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (rc != 0)
+        goto out;
+
+    rc = build_argv(spec, h, argv, eb);
+    if (rc == 0)
+        rc = build_env(spec, h, &env, eb);
+    if (rc == 0)
+        rc = open_log(rt, spec, &logfd, eb);
+    if (rc != 0)
+        goto out;
+    const char *dir = spec->working_dir ? spec->working_dir : rt->work_dir;
+    int err = spawn_world(dir, logfd, argv, env.vars, &pid);
+    if (err != 0) {
+        rc = bdy_fail(eb, err == ENOENT ? BDY_ENOTFOUND : BDY_EIO,
+                      "cannot start world %s/%s: %s (in %s): %s", spec->ns, spec->name,
+                      spec->command, dir ? dir : ".", strerror(err));
+        goto out;
+    }
+    pidfd = pidfd_open(pid, 0);
+    if (pidfd < 0) {
+        rc = bdy_fail(eb, BDY_EIO, "pidfd_open(%d): %s", (int)pid, strerror(errno));
+        goto out;
+    }
+    /* Our child cannot be reaped behind our back, so /proc/PID is there. */
+    proc_stat st;
+    rc = read_proc_stat(pid, &st);
+    if (rc != 0) {
+        rc = bdy_fail(eb, rc, "cannot read /proc/%d/stat", (int)pid);
+        goto out;
+    }
+    h->pid = pid;
+    h->start_time = st.start_time;
+    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, eb);
+    if (rc != 0)
+        goto out;
+    pidfd = -1;
+    pid = 0;
+    ports_held = false;
+    bdy_info(LOG_COMPONENT, "world %s/%s started: pid %lld, command %s", spec->ns, spec->name,
+             (long long)h->pid, spec->command);
+out:
+    if (pid > 0) {
+        /* Never leave a process behind that nothing watches. */
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    if (ports_held) {
+        pthread_mutex_lock(&rt->lock);
+        release_ports(rt, h);
+        pthread_mutex_unlock(&rt->lock);
+    }
+    for (size_t i = 0; i < BDY_RUNTIME_MAX_ARGS + 2; i++)
+        free(argv[i]);
+    env_free(&env);
+    if (logfd >= 0)
+        close(logfd);
+    return rc;
+}
+
+/* ---- adopt, stop ---------------------------------------------------------- */
+
+/* Takes back a world recorded before a restart (see runtime.h). Adopting a
+ * world already watched is a no-op. Any thread. */
+static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
+                      bdy_errbuf *eb)
+{
+    proc_runtime *rt = ctx;
+    int pidfd = -1;
+    proc_stat st;
+    int rc = bdy__runtime_check_names(ns, name, eb);
+    if (rc != 0)
+        return rc;
+    if (h == NULL || h->nports > BDY_RUNTIME_MAX_PORTS)
+        return bdy_fail(eb, BDY_EINVAL, "adopt %s/%s: invalid handle", ns, name);
+    rc = alive_as_recorded(h, &st);
+    if (rc == 0) {
+        pidfd = pidfd_open((pid_t)h->pid, 0);
+        if (pidfd < 0)
+            rc = errno == ESRCH ? BDY_ENOTFOUND : BDY_EIO;
+    }
+    /* The pid may have changed hands between the first look and the
+     * pidfd; a second look, with the pidfd now holding the process, settles
+     * it. */
+    if (rc == 0)
+        rc = alive_as_recorded(h, &st);
+    if (rc == BDY_ENOTFOUND) {
+        rc = bdy_fail(eb, rc, "world %s/%s: pid %lld with start time %llu is gone", ns, name,
+                      (long long)h->pid, (unsigned long long)h->start_time);
+        goto out;
+    } else if (rc != 0) {
+        rc = bdy_fail(eb, rc, "world %s/%s: cannot inspect pid %lld", ns, name,
+                      (long long)h->pid);
+        goto out;
+    }
+    pthread_mutex_lock(&rt->lock);
+    bool watched = find_by_process(rt, h->pid, h->start_time) != NULL;
+    pthread_mutex_unlock(&rt->lock);
+    if (watched)
+        goto out;
+    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, eb);
+    if (rc != 0)
+        goto out;
+    pidfd = -1;
+    bdy_info(LOG_COMPONENT, "world %s/%s adopted: pid %lld", ns, name, (long long)h->pid);
+out:
+    if (pidfd >= 0)
+        close(pidfd);
+    return rc;
+}
+
+/* SIGTERM now, SIGKILL from the watcher once grace_ms have passed. A
+ * second stop never moves the deadline later. A live process this runtime
+ * does not watch is refused (BDY_EINVAL): it must be adopted first, or no
+ * exit would ever be reported. Any thread. */
+static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
+{
+    proc_runtime *rt = ctx;
+    if (h == NULL)
+        return BDY_EINVAL;
+    pthread_mutex_lock(&rt->lock);
+    proc_world *w = find_by_process(rt, h->pid, h->start_time);
+    if (w != NULL) {
+        signal_world(w, SIGTERM);
+        uint64_t at = bdy_monotonic_ns() + (uint64_t)grace_ms * 1000000u;
+        if (w->kill_at_ns == 0 || at < w->kill_at_ns)
+            w->kill_at_ns = at;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (w != NULL) {
+        wake_watcher(rt);
+        return 0;
+    }
+    proc_stat st;
+    if (alive_as_recorded(h, &st) != 0)
+        return 0;
+    bdy_warn(LOG_COMPONENT, "stop: pid %lld is alive but not watched; adopt it first",
+             (long long)h->pid);
+    return BDY_EINVAL;
+}
+
+/* ---- observe -------------------------------------------------------------- */
+
+/* Waits until fd is ready for events or the deadline passes. */
+static bool wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = bdy_monotonic_ns();
+        if (now >= deadline)
+            return false;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+/* Connects before the deadline; the connected socket, or -1. */
+static int connect_until(const struct sockaddr_in *sa, uint64_t deadline)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return fd;
+    if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline)) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+            return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* One HTTP/1.0 GET; true when the status is 200..399, as for a Kubernetes
+ * httpGet probe. Only the status line is read, at most STATUS_LINE_MAX
+ * bytes of it. */
+static bool probe_http(const struct sockaddr_in *sa, const char *path, uint64_t deadline)
+{
+    bool ok = false;
+    char req[REQUEST_MAX];
+    char line[STATUS_LINE_MAX];
+    char host[INET_ADDRSTRLEN];
+    int fd = connect_until(sa, deadline);
+    if (fd < 0)
+        return false;
+    inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
+    int len = snprintf(req, sizeof(req),
+                       "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n",
+                       path, host, (unsigned)ntohs(sa->sin_port));
+    size_t sent = 0;
+    while (sent < (size_t)len) {
+        ssize_t n = send(fd, req + sent, (size_t)len - sent, MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+        else if (n < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline))
+            continue;
+        else if (!(n < 0 && errno == EINTR))
+            goto out;
+    }
+    size_t got = 0;
+    while (got < sizeof(line) - 1 && memchr(line, '\n', got) == NULL) {
+        ssize_t n = recv(fd, line + got, sizeof(line) - 1 - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno == EAGAIN && wait_fd(fd, POLLIN, deadline))
+            continue;
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    line[got] = '\0';
+    /* "HTTP/1.x NNN" followed by a space or the end of the line */
+    if (got >= 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ') {
+        int code = 0;
+        int digits = 0;
+        for (; digits < 3 && line[9 + digits] >= '0' && line[9 + digits] <= '9'; digits++)
+            code = code * 10 + (line[9 + digits] - '0');
+        char after = line[12];
+        ok = digits == 3 && (after == ' ' || after == '\r' || after == '\n' || after == '\0') &&
+             code >= 200 && code <= 399;
+    }
+out:
+    close(fd);
+    return ok;
+}
+
+/* The host port a probe names: one of the world's port names, or a number. */
+static int probe_port(const bdy_world_handle *h, const bdy_probe *probe, unsigned *port)
+{
+    size_t len = strnlen(probe->port, sizeof(probe->port));
+    if (len == 0 || len == sizeof(probe->port))
+        return BDY_EINVAL;
+    const bdy_port *named = find_port(h, probe->port, len);
+    if (named != NULL) {
+        *port = named->port;
+        return named->port >= 1 && named->port <= 65535 ? 0 : BDY_EINVAL;
+    }
+    char *end = NULL;
+    unsigned long v = strtoul(probe->port, &end, 10);
+    if (probe->port[0] < '0' || probe->port[0] > '9' || *end != '\0' || v < 1 || v > 65535)
+        return BDY_EINVAL;
+    *port = (unsigned)v;
+    return 0;
+}
+
+/* Runs the readiness probe once (see runtime.h). Touches no runtime state,
+ * so it never waits for the lock; any thread. */
+static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,
+                        bdy_world_state *state)
+{
+    (void)ctx;
+    if (h == NULL || state == NULL)
+        return BDY_EINVAL;
+    proc_stat st;
+    int rc = alive_as_recorded(h, &st);
+    if (rc == BDY_ENOTFOUND) {
+        *state = BDY_WORLD_EXITED;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (probe == NULL || probe->kind == BDY_PROBE_NONE) {
+        *state = BDY_WORLD_READY;
+        return 0;
+    }
+    if (probe->kind != BDY_PROBE_TCP && probe->kind != BDY_PROBE_HTTP)
+        return BDY_EINVAL;
+    const char *path = probe->path[0] ? probe->path : "/";
+    if (probe->kind == BDY_PROBE_HTTP) {
+        size_t len = strnlen(path, sizeof(probe->path));
+        if (path[0] != '/' || len == sizeof(probe->path))
+            return BDY_EINVAL;
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
+                return BDY_EINVAL; /* would break the request line */
+    }
+    unsigned port = 0;
+    rc = probe_port(h, probe, &port);
+    if (rc != 0)
+        return rc;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &sa.sin_addr) != 1)
+        return BDY_EINVAL;
+    unsigned timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS;
+    uint64_t deadline = bdy_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+    bool ok = false;
+    if (probe->kind == BDY_PROBE_TCP) {
+        int fd = connect_until(&sa, deadline);
+        ok = fd >= 0;
+        if (ok)
+            close(fd);
+    } else {
+        ok = probe_http(&sa, path, deadline);
+    }
+    *state = ok ? BDY_WORLD_READY : BDY_WORLD_RUNNING;
+    return 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+/* Stops the watcher and frees everything; running worlds are left running
+ * (they outlive Bindery and a later runtime adopts them). No exit callback
+ * runs once this returns. Not from the exit callback, and with no other
+ * call in flight. */
+static void proc_destroy(void *ctx)
+{
+    proc_runtime *rt = ctx;
+    if (rt == NULL)
+        return;
+    if (rt->thread_started) {
+        pthread_mutex_lock(&rt->lock);
+        rt->stopping = true;
+        pthread_mutex_unlock(&rt->lock);
+        wake_watcher(rt);
+        pthread_join(rt->thread, NULL);
+    }
+    while (rt->worlds != NULL) {
+        proc_world *w = rt->worlds;
+        unlink_world(rt, w);
+        close(w->pidfd);
+        free(w);
+    }
+    if (rt->epfd >= 0)
+        close(rt->epfd);
+    if (rt->wakefd >= 0)
+        close(rt->wakefd);
+    free(rt->ports_used);
+    free(rt->work_dir);
+    free(rt->log_dir);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+}
+
+static const bdy_runtime_vtable proc_vtable = {
+    .name = "process",
+    .start = proc_start,
+    .adopt = proc_adopt,
+    .observe = proc_observe,
+    .stop = proc_stop,
+    .destroy = proc_destroy,
+};
+
+/* Exits are noticed through pidfds (Linux 5.3) and reaped through
+ * waitid(P_PIDFD) (Linux 5.4); without them the runtime cannot keep its
+ * promises, so it refuses to start rather than poll. */
+static int check_pidfd_support(bdy_errbuf *eb)
+{
+    int fd = pidfd_open(getpid(), 0);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno == ENOSYS)
+        return bdy_fail(eb, BDY_EUNSUPPORTED,
+                        "the process runtime needs pidfds (Linux 5.4 or newer)");
+    return bdy_fail(eb, BDY_EIO, "pidfd_open: %s", strerror(errno));
+}
+
+int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out,
+                            bdy_errbuf *eb)
+{
+    int rc = 0;
+    proc_runtime *rt = NULL;
+    bdy_runtime *r = NULL;
+    if (opts == NULL || out == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "process runtime: options are required");
+    if (opts->port_min < 1 || opts->port_max > 65535 || opts->port_min > opts->port_max)
+        return bdy_fail(eb, BDY_EINVAL, "process runtime: port range %u-%u is not within 1-65535",
+                        opts->port_min, opts->port_max);
+    if (opts->log_dir == NULL || opts->log_dir[0] == '\0' || opts->on_exit == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "process runtime: log_dir and on_exit are required");
+    rc = check_pidfd_support(eb);
+    if (rc != 0)
+        return rc;
+
+    rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    pthread_mutex_init(&rt->lock, NULL);
+    rt->epfd = -1;
+    rt->wakefd = -1;
+    rt->port_min = opts->port_min;
+    rt->port_max = opts->port_max;
+    rt->on_exit = opts->on_exit;
+    rt->data = opts->data;
+    rt->ports_used = calloc((opts->port_max - opts->port_min) / 8 + 1, 1);
+    rt->log_dir = strdup(opts->log_dir);
+    rt->work_dir = opts->work_dir ? strdup(opts->work_dir) : NULL;
+    r = malloc(sizeof(*r));
+    if (rt->ports_used == NULL || rt->log_dir == NULL || (opts->work_dir && !rt->work_dir) ||
+        r == NULL) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = make_dirs(rt->log_dir, eb);
+    if (rc != 0)
+        goto out;
+    rt->epfd = epoll_create1(EPOLL_CLOEXEC);
+    rt->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (rt->epfd < 0 || rt->wakefd < 0 ||
+        epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->wakefd, &ev) != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "process runtime: epoll/eventfd: %s", strerror(errno));
+        goto out;
+    }
+    int err = pthread_create(&rt->thread, NULL, watcher_main, rt);
+    if (err != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "process runtime: cannot start its thread: %s",
+                      strerror(err));
+        goto out;
+    }
+    rt->thread_started = true;
+    r->vt = &proc_vtable;
+    r->ctx = rt;
+    *out = r;
+    rt = NULL;
+    r = NULL;
+out:
+    proc_destroy(rt);
+    free(r);
+    return rc;
+}

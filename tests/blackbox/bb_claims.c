@@ -1,0 +1,525 @@
+/* Black-box tests of embedded mode end to end: real bindery, real world
+ * processes (examples/world/arena-world), claims over HTTP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const JSON_HDR[] = {"Content-Type: application/json", NULL};
+
+static const char *world_bin(void)
+{
+    const char *b = getenv("ARENA_WORLD_BIN");
+    if (b == NULL || b[0] == '\0') {
+        fprintf(stderr, "ARENA_WORLD_BIN is not set\n");
+        exit(2);
+    }
+    return b;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A config with one pool "arena" of real worlds; extra is appended to the
+ * pool entry. cooldown_s is the pool's scaleDownCooldownSeconds. */
+static void setup_server(bb_server *s, unsigned min_warm, unsigned max_worlds, const char *args,
+                         unsigned cooldown_s)
+{
+    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
+    char cfg[2048];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: %u\n    maxWarm: %u\n"
+             "    maxWorlds: %u\n    scaleDownCooldownSeconds: %u\n    creationRate: 50\n"
+             "    labels: {game: arena}\n",
+             base, base + 199, min_warm, max_worlds, max_worlds, cooldown_s);
+    bb_init(s, cfg);
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 2\n"
+             "  startDeadlineSeconds: 20\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"%s]\n",
+             world_bin(), args ? args : "");
+    bb_write(s, "manifests/arena.yaml", manifest);
+}
+
+static json_object *get_json(bb_server *s, const char *path, long *status)
+{
+    bb_response r = bb_request(s, "GET", path, NULL, NULL);
+    *status = r.status;
+    json_object *o = json_tokener_parse(r.body ? r.body : "");
+    bb_response_free(&r);
+    return o;
+}
+
+static int pool_field(bb_server *s, const char *field)
+{
+    long status = 0;
+    json_object *p = get_json(s, "/v1/pools/default/arena", &status);
+    int v = -1;
+    json_object *st = NULL;
+    json_object *f = NULL;
+    if (status == 200 && json_object_object_get_ex(p, "status", &st) &&
+        json_object_object_get_ex(st, field, &f))
+        v = json_object_get_int(f);
+    json_object_put(p);
+    return v;
+}
+
+/* Waits (up to timeout_ms) until the pool reports at least n warm worlds. */
+static bool wait_warm(bb_server *s, int n, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        if (pool_field(s, "warm") >= n)
+            return true;
+        sleep_ms(100);
+    }
+    return false;
+}
+
+typedef struct claim {
+    long status;
+    char id[64];
+    char name[128];
+    char source[16];
+    int port;
+    char body[4096];
+} claim;
+
+static claim post_claim(bb_server *s, const char *body, const char *idem_key)
+{
+    claim c;
+    memset(&c, 0, sizeof(c));
+    char key_hdr[200];
+    const char *hdrs[3] = {"Content-Type: application/json", NULL, NULL};
+    if (idem_key != NULL) {
+        snprintf(key_hdr, sizeof(key_hdr), "Idempotency-Key: %s", idem_key);
+        hdrs[1] = key_hdr;
+    }
+    bb_response r = bb_request(s, "POST", "/v1/allocations", body, hdrs);
+    c.status = r.status;
+    snprintf(c.body, sizeof(c.body), "%s", r.body ? r.body : "");
+    json_object *o = json_tokener_parse(c.body);
+    json_object *v = NULL;
+    if (json_object_object_get_ex(o, "allocationId", &v))
+        snprintf(c.id, sizeof(c.id), "%s", json_object_get_string(v));
+    if (json_object_object_get_ex(o, "source", &v))
+        snprintf(c.source, sizeof(c.source), "%s", json_object_get_string(v));
+    json_object *w = NULL;
+    if (json_object_object_get_ex(o, "world", &w)) {
+        if (json_object_object_get_ex(w, "name", &v))
+            snprintf(c.name, sizeof(c.name), "%s", json_object_get_string(v));
+        json_object *ports = NULL;
+        if (json_object_object_get_ex(w, "ports", &ports) && json_object_array_length(ports) > 0 &&
+            json_object_object_get_ex(json_object_array_get_idx(ports, 0), "port", &v))
+            c.port = json_object_get_int(v);
+    }
+    json_object_put(o);
+    bb_response_free(&r);
+    return c;
+}
+
+/* Connects to 127.0.0.1:port, sends "ping\n", returns the answer line. */
+static bool ping_world(int port, char *answer, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              write(fd, "ping\n", 5) == 5;
+    ssize_t n = ok ? read(fd, answer, cap - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return false;
+    answer[n] = '\0';
+    return true;
+}
+
+static void test_claim_ping_release_refill(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"mm-1\","
+                             "\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}",
+                         NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "warm");
+    assert_true(strncmp(c.id, "alc-", 4) == 0);
+    assert_non_null(strstr(c.body, "\"match-id\":\"m-1\""));
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_non_null(strstr(answer, "pong"));
+    assert_non_null(strstr(answer, c.name));
+
+    /* GET shows it allocated; the pool refills to its target. */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+    long status = 0;
+    json_object *g = get_json(&s, path, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(json_object_get_string(json_object_object_get(g, "state")), "Allocated");
+    json_object_put(g);
+    assert_true(wait_warm(&s, 2, 30000));
+    assert_int_equal(pool_field(&s, "allocated"), 1);
+
+    /* Release: 204, twice; the process goes away; GET says Released. */
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = !ping_world(c.port, answer, sizeof(answer));
+        if (!gone)
+            sleep_ms(100);
+    }
+    assert_true(gone);
+    g = get_json(&s, path, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(json_object_get_string(json_object_object_get(g, "state")), "Released");
+    json_object_put(g);
+    r = bb_request(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    bb_response_free(&r);
+    /* Metrics saw the claim. */
+    r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_non_null(
+        strstr(r.body, "bindery_allocations_total{pool=\"arena\",source=\"warm\",result=\"success\"} 1"));
+    assert_non_null(strstr(r.body, "bindery_world_startup_seconds_count{pool=\"arena\"}"));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
+static void test_idempotent_replay(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    const char *body = "{\"pool\":\"arena\",\"claimant\":\"mm-2\"}";
+    claim a = post_claim(&s, body, "key-123");
+    assert_int_equal(a.status, 201);
+    claim b = post_claim(&s, body, "key-123");
+    assert_int_equal(b.status, 200);
+    assert_string_equal(a.id, b.id);
+    assert_string_equal(a.name, b.name);
+    claim d = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"other\"}", "key-123");
+    assert_int_equal(d.status, 409);
+    assert_non_null(strstr(d.body, "IdempotencyKeyReused"));
+    assert_int_equal(pool_field(&s, "allocated"), 1);
+    /* Across a restart, too. */
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    assert_true(bb_start(&s, NULL));
+    claim e = post_claim(&s, body, "key-123");
+    assert_int_equal(e.status, 200);
+    assert_string_equal(a.id, e.id);
+    bb_cleanup(&s);
+}
+
+static void test_cold_claim_and_exhaustion(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 0, 1, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    /* No warm world and no wait: 503 with Retry-After. */
+    bb_response r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"arena\"}", JSON_HDR);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "PoolExhausted"));
+    assert_non_null(strstr(r.headers, "Retry-After"));
+    bb_response_free(&r);
+    /* With a wait: a cold world is started for this claim. */
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":30}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "cold");
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    /* maxWorlds is 1 and it is allocated: even waiting claims get 503. */
+    r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"arena\",\"waitSeconds\":5}",
+                   JSON_HDR);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "maxWorlds"));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
+static void test_cold_claim_timeout(void **state)
+{
+    (void)state;
+    bb_server s;
+    /* Worlds take 3 s to listen: a 1 s wait times out, the world joins the pool. */
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"3000\"", 600);
+    assert_true(bb_start(&s, NULL));
+    bb_response r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"arena\",\"waitSeconds\":1}",
+                               JSON_HDR);
+    assert_int_equal(r.status, 504);
+    assert_non_null(strstr(r.body, "ColdStartTimeout"));
+    bb_response_free(&r);
+    assert_true(wait_warm(&s, 1, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "warm");
+    bb_cleanup(&s);
+}
+
+static void test_bad_requests_change_nothing(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    struct {
+        const char *body;
+        const char *ctype;
+        const char *idem;
+        long status;
+        const char *code;
+    } cases[] = {
+        {"{\"pool\":", "application/json", NULL, 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\",\"poool\":1}", "application/json", NULL, 400, "InvalidRequest"},
+        {"{}", "application/json", NULL, 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\",\"waitSeconds\":301}", "application/json", NULL, 400,
+         "InvalidRequest"},
+        {"{\"pool\":\"arena\",\"selectors\":[{\"matchExpressions\":[{\"key\":\"a\","
+         "\"operator\":\"Near\"}]}]}",
+         "application/json", NULL, 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\",\"metadata\":{\"labels\":{\"bad key\":\"x\"}}}", "application/json",
+         NULL, 400, "InvalidRequest"},
+        {"[1,2]", "application/json", NULL, 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\"} trailing", "application/json", NULL, 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\"}", "text/plain", NULL, 415, "UnsupportedMediaType"},
+        {"{\"pool\":\"nope\"}", "application/json", NULL, 404, "NotFound"},
+        {"{\"pool\":\"arena\"}", "application/json", "bad key with spaces", 400,
+         "InvalidRequest"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ct[100];
+        char key[200];
+        snprintf(ct, sizeof(ct), "Content-Type: %s", cases[i].ctype);
+        snprintf(key, sizeof(key), "Idempotency-Key: %s", cases[i].idem ? cases[i].idem : "");
+        const char *hdrs[] = {ct, cases[i].idem ? key : NULL, NULL};
+        bb_response r = bb_request(&s, "POST", "/v1/allocations", cases[i].body, hdrs);
+        if (r.status != cases[i].status || strstr(r.body, cases[i].code) == NULL)
+            fail_msg("case %zu (%s): got %ld %s", i, cases[i].body, r.status, r.body);
+        bb_response_free(&r);
+    }
+    /* Oversize body. */
+    size_t big = 70 * 1024;
+    char *body = malloc(big + 1);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    body[big] = '\0';
+    bb_response r = bb_request(&s, "POST", "/v1/allocations", body, JSON_HDR);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "PayloadTooLarge"));
+    bb_response_free(&r);
+    free(body);
+    long status = 0;
+    json_object *o = get_json(&s, "/v1/allocations/alc-unknown", &status);
+    assert_int_equal(status, 404);
+    json_object_put(o);
+    o = get_json(&s, "/v1/pools/default/nope", &status);
+    assert_int_equal(status, 404);
+    json_object_put(o);
+    o = get_json(&s, "/v1/worlds?phase=Sleeping", &status);
+    assert_int_equal(status, 400);
+    json_object_put(o);
+    /* Nothing was claimed. */
+    assert_int_equal(pool_field(&s, "allocated"), 0);
+    o = get_json(&s, "/v1/worlds?pool=arena&phase=Ready&limit=1", &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_object_array_length(json_object_object_get(o, "items")), 1);
+    json_object_put(o);
+    bb_cleanup(&s);
+}
+
+static void test_reload_keeps_allocated_worlds(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 3, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 3, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    /* Shrink the pool to 1 warm world. */
+    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 10\n"
+             "    maxWorlds: 10\n    scaleDownCooldownSeconds: 0\n    labels: {game: arena}\n",
+             base, base + 199);
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    bool shrunk = false;
+    for (int i = 0; i < 200 && !shrunk; i++) {
+        shrunk = pool_field(&s, "targetWarm") == 1 && pool_field(&s, "warm") == 1;
+        if (!shrunk)
+            sleep_ms(100);
+    }
+    assert_true(shrunk);
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_int_equal(pool_field(&s, "allocated"), 1);
+    bb_cleanup(&s);
+}
+
+static void test_warm_crash_is_replaced(void **state)
+{
+    (void)state;
+    bb_server s;
+    /* Every world crashes 1.5 s after start: it becomes Ready, then fails,
+     * and the pool must start another one in its place. */
+    setup_server(&s, 1, 10, ", \"--crash-after-ms\", \"1500\"", 0);
+    assert_true(bb_start(&s, NULL));
+    char seen[16][128];
+    int nseen = 0;
+    for (int i = 0; i < 300 && nseen < 2; i++) {
+        long status = 0;
+        json_object *o = get_json(&s, "/v1/worlds?pool=arena", &status);
+        json_object *items = json_object_object_get(o, "items");
+        for (size_t k = 0; items != NULL && k < json_object_array_length(items); k++) {
+            const char *name = json_object_get_string(
+                json_object_object_get(json_object_array_get_idx(items, k), "name"));
+            bool known = false;
+            for (int j = 0; j < nseen && !known; j++)
+                known = strcmp(seen[j], name) == 0;
+            if (!known && nseen < 16)
+                snprintf(seen[nseen++], sizeof(seen[0]), "%s", name);
+        }
+        json_object_put(o);
+        if (nseen < 2)
+            sleep_ms(100);
+    }
+    assert_true(nseen >= 2);
+    assert_true(bb_log_contains(&s, "Crashed", 10000));
+    bb_cleanup(&s);
+}
+
+/* ---- kill -9 during a burst of claims ---------------------------------------- */
+
+typedef struct burst {
+    bb_server *s;
+    int n;
+    claim results[16];
+} burst;
+
+static void *burst_main(void *arg)
+{
+    burst *b = arg;
+    for (int i = 0; i < b->n; i++)
+        b->results[i] = post_claim(b->s, "{\"pool\":\"arena\"}", NULL);
+    return NULL;
+}
+
+static void test_kill9_keeps_acknowledged_claims(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 12, 40, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 12, 60000));
+    burst b[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        b[i] = (burst){.s = &s, .n = 4};
+        pthread_create(&th[i], NULL, burst_main, &b[i]);
+    }
+    sleep_ms(30);
+    bb_signal(&s, SIGKILL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    /* Every acknowledged claim is there, each on its own world. */
+    int acked = 0;
+    char names[64][128];
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < b[i].n; j++) {
+            claim *c = &b[i].results[j];
+            if (c->status != 201)
+                continue;
+            for (int k = 0; k < acked; k++)
+                assert_string_not_equal(names[k], c->name);
+            snprintf(names[acked++], sizeof(names[0]), "%s", c->name);
+            char path[128];
+            snprintf(path, sizeof(path), "/v1/allocations/%s", c->id);
+            long status = 0;
+            json_object *g = get_json(&s, path, &status);
+            assert_int_equal(status, 200);
+            assert_string_equal(json_object_get_string(json_object_object_get(g, "state")),
+                                "Allocated");
+            json_object_put(g);
+            /* Its process kept running through the crash and is still ours. */
+            char answer[128];
+            assert_true(ping_world(c->port, answer, sizeof(answer)));
+        }
+    }
+    /* The store agrees: allocated worlds == acknowledged (+ any claim that was
+     * durable but whose answer was cut off by the kill). */
+    assert_true(pool_field(&s, "allocated") >= acked);
+    assert_true(bb_log_contains(&s, "re-adopted world", 0));
+    bb_cleanup(&s);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claim_ping_release_refill),
+        cmocka_unit_test(test_idempotent_replay),
+        cmocka_unit_test(test_cold_claim_and_exhaustion),
+        cmocka_unit_test(test_cold_claim_timeout),
+        cmocka_unit_test(test_bad_requests_change_nothing),
+        cmocka_unit_test(test_reload_keeps_allocated_worlds),
+        cmocka_unit_test(test_warm_crash_is_replaced),
+        cmocka_unit_test(test_kill9_keeps_acknowledged_claims),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

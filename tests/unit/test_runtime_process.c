@@ -1,0 +1,871 @@
+/* The process runtime against the contract of include/bindery/runtime.h,
+ * with real processes: the example world (arena-world, found through
+ * ARENA_WORLD_BIN or next to this test binary) and /bin/sh. Every test
+ * works in its own temporary folder, bounds every wait, and stops every
+ * process it starts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/runtime.h"
+#include "bindery/util.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MS 5000 /* the longest any test waits for one event */
+#define POLL_MS 20
+#define MAX_EXITS 16
+
+typedef struct exit_rec {
+    char ns[64];
+    char name[64];
+    int64_t pid;
+    unsigned port;
+    int status;
+} exit_rec;
+
+typedef struct fixture {
+    char dir[64];
+    char logs[96];
+    char arena[PATH_MAX];
+    unsigned port_base; /* this run's range: [port_base, port_base + 99] */
+    pthread_mutex_t lock;
+    exit_rec exits[MAX_EXITS];
+    size_t nexits;
+} fixture;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+    return bdy_monotonic_ns() / 1000000u;
+}
+
+static void record_exit_cb(void *data, const char *ns, const char *name,
+                           const bdy_world_handle *h, int status)
+{
+    fixture *f = data;
+    pthread_mutex_lock(&f->lock);
+    if (f->nexits < MAX_EXITS) {
+        exit_rec *r = &f->exits[f->nexits++];
+        snprintf(r->ns, sizeof(r->ns), "%s", ns);
+        snprintf(r->name, sizeof(r->name), "%s", name);
+        r->pid = h->pid;
+        r->port = h->nports > 0 ? h->ports[0].port : 0;
+        r->status = status;
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits up to WAIT_MS for the exit of the world called name. */
+static bool wait_exit(fixture *f, const char *name, exit_rec *out)
+{
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
+        pthread_mutex_lock(&f->lock);
+        for (size_t i = 0; i < f->nexits; i++) {
+            if (strcmp(f->exits[i].name, name) == 0) {
+                *out = f->exits[i];
+                pthread_mutex_unlock(&f->lock);
+                return true;
+            }
+        }
+        pthread_mutex_unlock(&f->lock);
+    }
+    return false;
+}
+
+static size_t exit_count(fixture *f)
+{
+    pthread_mutex_lock(&f->lock);
+    size_t n = f->nexits;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max)
+{
+    bdy_process_runtime_opts o = {.port_min = port_min,
+                                  .port_max = port_max,
+                                  .work_dir = f->dir,
+                                  .log_dir = f->logs,
+                                  .on_exit = record_exit_cb,
+                                  .data = f};
+    bdy_runtime *rt = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_runtime_process_new(&o, &rt, &eb);
+    if (rc != 0)
+        fail_msg("bdy_runtime_process_new: %s (%s)", bdy_strerror(rc), eb.message);
+    assert_string_equal(rt->vt->name, "process");
+    return rt;
+}
+
+/* A spec for arena-world serving a UDP game port, probed over TCP. */
+static bdy_world_spec arena_spec(fixture *f, const char *name)
+{
+    bdy_world_spec s = {.ns = "default", .name = name, .uid = "uid-1", .command = f->arena};
+    s.args[s.nargs++] = "--port";
+    s.args[s.nargs++] = "{port:game}";
+    s.args[s.nargs++] = "--name";
+    s.args[s.nargs++] = "{name}";
+    snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
+    snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "UDP");
+    s.nports = 1;
+    s.readiness.kind = BDY_PROBE_TCP;
+    snprintf(s.readiness.port, sizeof(s.readiness.port), "game");
+    s.readiness.timeout_ms = 500;
+    s.grace_ms = 5000;
+    return s;
+}
+
+static bdy_world_spec shell_spec(const char *name, const char *script)
+{
+    bdy_world_spec s = {.ns = "default", .name = name, .command = "/bin/sh"};
+    s.args[s.nargs++] = "-c";
+    s.args[s.nargs++] = script;
+    s.grace_ms = 5000;
+    return s;
+}
+
+static void start_ok(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
+{
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = rt->vt->start(rt->ctx, s, h, &eb);
+    if (rc != 0)
+        fail_msg("start %s: %s (%s)", s->name, bdy_strerror(rc), eb.message);
+}
+
+static int start_err(bdy_runtime *rt, const bdy_world_spec *s, bdy_errbuf *eb)
+{
+    bdy_world_handle h;
+    bdy_errbuf_clear(eb);
+    return rt->vt->start(rt->ctx, s, &h, eb);
+}
+
+/* Observes until READY, at most WAIT_MS. */
+static bool wait_ready(bdy_runtime *rt, const bdy_world_handle *h, const bdy_probe *p)
+{
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
+        bdy_world_state st = BDY_WORLD_EXITED;
+        assert_int_equal(rt->vt->observe(rt->ctx, h, p, &st), 0);
+        if (st == BDY_WORLD_READY)
+            return true;
+        assert_int_equal(st, BDY_WORLD_RUNNING);
+    }
+    return false;
+}
+
+/* State and process group from /proc/PID/stat; state 0 when there is no
+ * such process. */
+static char proc_state(int64_t pid, int64_t *pgrp, uint64_t *start_time)
+{
+    char path[64];
+    char buf[1024];
+    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return 0;
+    char state = 0;
+    long long group = 0;
+    unsigned long long start = 0;
+    /* state ppid pgrp, then 16 fields to skip, then starttime (field 22) */
+    if (sscanf(p + 1, " %c %*d %lld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                      "%*d %*d %llu",
+               &state, &group, &start) != 3)
+        return 0;
+    if (pgrp != NULL)
+        *pgrp = group;
+    if (start_time != NULL)
+        *start_time = start;
+    return state;
+}
+
+static bool alive(int64_t pid, int64_t *pgrp)
+{
+    char state = proc_state(pid, pgrp, NULL);
+    return state != 0 && state != 'Z';
+}
+
+/* Whether any process other than a zombie is still in group pgid. */
+static bool group_has_live(int64_t pgid)
+{
+    bool live = false;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL && !live; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        int64_t group = 0;
+        char state = proc_state(strtoll(e->d_name, NULL, 10), &group, NULL);
+        live = state != 0 && state != 'Z' && group == pgid;
+    }
+    closedir(d);
+    return live;
+}
+
+/* True when both TCP (with SO_REUSEADDR, as a restarted world binds) and
+ * UDP can bind port on 127.0.0.1: nothing holds it. */
+static bool port_bindable(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    bool ok = bind(t, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(t);
+    close(u);
+    return ok;
+}
+
+/* A port of this run's range that nothing holds. */
+static unsigned free_port(fixture *f)
+{
+    for (unsigned p = f->port_base + 50; p < f->port_base + 100; p++)
+        if (port_bindable(p))
+            return p;
+    fail_msg("no free port near %u", f->port_base);
+    return 0;
+}
+
+static int connect_to(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 2};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void assert_tcp_pong(unsigned port, const char *expect)
+{
+    char buf[64];
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, "ping\n", 5, MSG_NOSIGNAL), 5);
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, expect);
+}
+
+static void assert_udp_pong(unsigned port, const char *expect)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 2};
+    char buf[64];
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(sendto(fd, "ping", 4, 0, (struct sockaddr *)&sa, sizeof(sa)), 4);
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, expect);
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (bdy_read_file(path, 1 << 20, &text, &len) != 0)
+        return false;
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static bool wait_file(const char *path)
+{
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS))
+        if (access(path, F_OK) == 0)
+            return true;
+    return false;
+}
+
+/* ---- fixture ------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-rtproc-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->logs, sizeof(f->logs), "%s/logs/worlds", f->dir);
+    pthread_mutex_init(&f->lock, NULL);
+    const char *bin = getenv("ARENA_WORLD_BIN");
+    if (bin != NULL) {
+        snprintf(f->arena, sizeof(f->arena), "%s", bin);
+    } else {
+        char self[PATH_MAX - 16]; /* room for "/arena-world" */
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        assert_true(n > 0);
+        self[n] = '\0';
+        *strrchr(self, '/') = '\0';
+        snprintf(f->arena, sizeof(f->arena), "%s/arena-world", self);
+    }
+    if (access(f->arena, X_OK) != 0)
+        fail_msg("arena-world not found at %s (set ARENA_WORLD_BIN)", f->arena);
+    /* Spread concurrent runs over the ports; the runtime checks every port
+     * it hands out anyway. */
+    f->port_base = 20000 + (unsigned)(getpid() % 400) * 100;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+    return 0;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_start_probe_ping_stop(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = arena_spec(f, "w1");
+    s.args[s.nargs++] = "--ready-delay-ms";
+    s.args[s.nargs++] = "500";
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    assert_true(h.pid > 0);
+    assert_true(h.start_time > 0);
+    assert_string_equal(h.address, "127.0.0.1");
+    assert_int_equal(h.nports, 1);
+    assert_string_equal(h.ports[0].name, "game");
+    assert_string_equal(h.ports[0].protocol, "UDP");
+    unsigned port = h.ports[0].port;
+    assert_true(port >= f->port_base && port <= f->port_base + 99);
+
+    /* The world holds its listen back: a real probe sees it RUNNING first. */
+    bdy_world_state st = BDY_WORLD_EXITED;
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(st, BDY_WORLD_RUNNING);
+    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_tcp_pong(port, "pong w1\n");
+    assert_udp_pong(port, "pong w1");
+
+    /* A world of the same name cannot run twice. */
+    bdy_errbuf eb;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EEXISTS);
+
+    /* It is not in Bindery's process group: a signal to that group misses it. */
+    int64_t pgrp = 0;
+    assert_true(alive(h.pid, &pgrp));
+    assert_int_equal(pgrp, h.pid);
+    assert_int_not_equal(pgrp, getpgrp());
+
+    uint64_t t0 = now_ms();
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "w1", &r));
+    assert_true(now_ms() - t0 < 2000); /* SIGTERM, not the grace period, ended it */
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.ns, "default");
+    assert_int_equal(r.pid, h.pid);
+    assert_int_equal(r.port, port);
+
+    char zs = proc_state(h.pid, NULL, NULL);
+    assert_true(zs == 0 || zs != 'Z'); /* reaped, no zombie */
+    assert_int_equal(waitpid((pid_t)h.pid, NULL, WNOHANG), -1);
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(st, BDY_WORLD_EXITED);
+    assert_true(port_bindable(port));
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), 0); /* gone is fine */
+
+    char log[256];
+    snprintf(log, sizeof(log), "%s/default_w1.log", f->logs);
+    assert_true(file_contains(log, "listening on 127.0.0.1"));
+    assert_true(file_contains(log, "stopping"));
+    assert_int_equal(exit_count(f), 1);
+    bdy_runtime_free(rt);
+}
+
+static void test_crash_and_port_exhaustion(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    bdy_runtime *rt = new_runtime(f, port, port);
+    bdy_world_spec a = arena_spec(f, "crasher");
+    a.args[a.nargs++] = "--crash-after-ms";
+    a.args[a.nargs++] = "300";
+    bdy_world_handle ha;
+    start_ok(rt, &a, &ha);
+    assert_int_equal(ha.ports[0].port, port);
+
+    bdy_world_spec b = arena_spec(f, "second");
+    bdy_errbuf eb;
+    assert_int_equal(start_err(rt, &b, &eb), BDY_EBUSY);
+    assert_non_null(strstr(eb.message, "no free host port"));
+
+    exit_rec r;
+    assert_true(wait_exit(f, "crasher", &r));
+    assert_int_equal(r.status, 3);
+
+    /* The crashed world's port is free again and handed out once more. */
+    bdy_world_handle hb;
+    start_ok(rt, &b, &hb);
+    assert_int_equal(hb.ports[0].port, port);
+    assert_true(wait_ready(rt, &hb, &b.readiness));
+    assert_int_equal(rt->vt->stop(rt->ctx, &hb, 5000), 0);
+    assert_true(wait_exit(f, "second", &r));
+    assert_int_equal(r.status, 0);
+    bdy_runtime_free(rt);
+}
+
+static void test_sigkill_after_grace(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    /* The shell ignores SIGTERM, and so does the sleep it starts; the
+     * marker file says the trap is in place. */
+    bdy_world_spec s = shell_spec("stubborn", "trap '' TERM; : > trapped; sleep 30; true");
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    char marker[128];
+    snprintf(marker, sizeof(marker), "%s/trapped", f->dir);
+    assert_true(wait_file(marker));
+
+    uint64_t t0 = now_ms();
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 300), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "stubborn", &r));
+    uint64_t took = now_ms() - t0;
+    assert_int_equal(r.status, 128 + SIGKILL);
+    assert_true(took >= 250 && took < 4000);
+    /* The sleep went with the shell: nothing of the world's group is left. */
+    bool gone = false;
+    for (uint64_t end = now_ms() + WAIT_MS; !gone && now_ms() < end; sleep_ms(POLL_MS))
+        gone = !group_has_live(h.pid);
+    assert_true(gone);
+    bdy_runtime_free(rt);
+}
+
+/* Starts arena-world outside any runtime, in its own session, as a world
+ * left behind by an earlier Bindery. */
+static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
+{
+    char port_text[16];
+    snprintf(port_text, sizeof(port_text), "%u", port);
+    char *argv[] = {f->arena, "--port", port_text, "--name", (char *)name, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, f->arena, &fa, &attr, argv, NULL), 0);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
+        int fd = connect_to(port);
+        if (fd >= 0) {
+            close(fd);
+            return pid;
+        }
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("arena-world did not listen on %u", port);
+    return 0;
+}
+
+static void test_adopt(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    pid_t pid = spawn_arena(f, port, "adoptee");
+    bdy_world_handle h = {.pid = pid, .address = "127.0.0.1", .nports = 1};
+    assert_int_not_equal(proc_state(pid, NULL, &h.start_time), 0);
+    snprintf(h.ports[0].name, sizeof(h.ports[0].name), "game");
+    snprintf(h.ports[0].protocol, sizeof(h.ports[0].protocol), "UDP");
+    h.ports[0].port = port;
+
+    bdy_runtime *rt = new_runtime(f, port, port);
+    bdy_errbuf eb;
+    bdy_world_handle wrong = h;
+    wrong.start_time++;
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_ENOTFOUND);
+    wrong = h;
+    wrong.pid = 0;
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_ENOTFOUND);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "a/b", &h, &eb), BDY_EINVAL);
+    /* Not adopted yet: stop refuses rather than signal an unwatched process. */
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), BDY_EINVAL);
+    assert_true(alive(pid, NULL));
+
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0); /* no-op */
+    /* A different process under the same world name is refused. */
+    bdy_world_handle self = {.pid = getpid()};
+    proc_state(self.pid, NULL, &self.start_time);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &self, &eb), BDY_EEXISTS);
+
+    bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "game", .timeout_ms = 500};
+    bdy_world_state st = BDY_WORLD_EXITED;
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), 0);
+    assert_int_equal(st, BDY_WORLD_READY);
+
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "adoptee", &r));
+    /* This test is the parent, so the runtime could reap it and knows how
+     * it ended. */
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.pid, pid);
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+    assert_true(port_bindable(port));
+    bdy_runtime_free(rt);
+}
+
+static void test_world_outlives_runtime(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = arena_spec(f, "survivor");
+    bdy_world_handle h;
+    start_ok(first, &s, &h);
+    assert_true(wait_ready(first, &h, &s.readiness));
+    bdy_runtime_free(first);
+
+    /* Bindery went away; the world did not. */
+    assert_true(alive(h.pid, NULL));
+    assert_tcp_pong(h.ports[0].port, "pong survivor\n");
+    assert_int_equal(exit_count(f), 0);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "survivor", &h, &eb), 0);
+    bdy_world_state st = BDY_WORLD_EXITED;
+    assert_int_equal(second->vt->observe(second->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(st, BDY_WORLD_READY);
+    assert_int_equal(second->vt->stop(second->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "survivor", &r));
+    assert_int_equal(r.status, 0);
+    assert_true(port_bindable(h.ports[0].port));
+    bdy_runtime_free(second);
+}
+
+static void test_placeholders_and_env(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    assert_int_equal(setenv("BDY_TEST_SECRET", "leaked", 1), 0);
+    bdy_world_spec s = shell_spec(
+        "w6", "echo \"$BINDERY_PORT_GAME {port:game} $BINDERY_PORT_HTTP_ADMIN {name}/{namespace} "
+              "$BINDERY_WORLD_NAME $BINDERY_WORLD_NAMESPACE $MODE ${BINDERY_WORLD_NAME} {other} "
+              "[$BDY_TEST_SECRET] $PWD\" > out.txt");
+    s.ns = "games";
+    snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
+    snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "UDP");
+    snprintf(s.ports[1].name, sizeof(s.ports[1].name), "http-admin");
+    s.nports = 2;
+    s.env_names[0] = "MODE";
+    s.env_values[0] = "{port:http-admin}-{name}";
+    s.env_names[1] = "BINDERY_WORLD_NAME"; /* Bindery's own variables win */
+    s.env_values[1] = "overridden";
+    s.nenv = 2;
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    unsetenv("BDY_TEST_SECRET");
+    assert_string_equal(h.ports[1].protocol, "TCP");
+    assert_int_not_equal(h.ports[0].port, h.ports[1].port);
+    exit_rec r;
+    assert_true(wait_exit(f, "w6", &r));
+    assert_int_equal(r.status, 0);
+
+    char path[128];
+    char expect[512];
+    snprintf(path, sizeof(path), "%s/out.txt", f->dir);
+    unsigned g = h.ports[0].port;
+    unsigned a = h.ports[1].port;
+    snprintf(expect, sizeof(expect), "%u %u %u w6/games w6 games %u-w6 w6 {other} [] %s\n", g, g,
+             a, a, f->dir);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(bdy_read_file(path, 4096, &text, &len), 0);
+    assert_string_equal(text, expect);
+    free(text);
+    bdy_runtime_free(rt);
+}
+
+static void test_bad_input(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = NULL;
+    bdy_errbuf eb;
+    bdy_process_runtime_opts o = {.port_min = 0, .port_max = 10, .log_dir = f->logs,
+                                  .on_exit = record_exit_cb};
+    assert_int_equal(bdy_runtime_process_new(&o, &rt, &eb), BDY_EINVAL);
+    o.port_min = 20;
+    assert_int_equal(bdy_runtime_process_new(&o, &rt, &eb), BDY_EINVAL);
+    o.port_min = 1;
+    o.port_max = 70000;
+    assert_int_equal(bdy_runtime_process_new(&o, &rt, &eb), BDY_EINVAL);
+    o.port_max = 10;
+    o.log_dir = NULL;
+    assert_int_equal(bdy_runtime_process_new(&o, &rt, &eb), BDY_EINVAL);
+    o.log_dir = f->logs;
+    o.on_exit = NULL;
+    assert_int_equal(bdy_runtime_process_new(&o, &rt, &eb), BDY_EINVAL);
+    assert_null(rt);
+
+    /* One port: every failed start below must give it back. */
+    unsigned port = free_port(f);
+    rt = new_runtime(f, port, port);
+    bdy_world_spec s = arena_spec(f, "bad");
+    s.command = NULL;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s.command = "";
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "a/b");
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "..");
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "bad");
+    s.args[1] = "{port:nope}";
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "port:nope"));
+    s = arena_spec(f, "bad");
+    s.ports[1] = s.ports[0];
+    s.nports = 2;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "bad");
+    snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "SCT");
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "bad");
+    s.env_names[0] = "A=B";
+    s.env_values[0] = "x";
+    s.nenv = 1;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "bad");
+    s.nargs = BDY_RUNTIME_MAX_ARGS + 1;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    s = arena_spec(f, "bad");
+    char *huge = malloc(5000);
+    assert_non_null(huge);
+    memset(huge, 'x', 4999);
+    huge[4999] = '\0';
+    s.args[3] = huge;
+    assert_int_equal(start_err(rt, &s, &eb), BDY_ETOOBIG);
+    free(huge);
+    s = arena_spec(f, "bad");
+    s.command = "/nonexistent/arena-world";
+    assert_int_equal(start_err(rt, &s, &eb), BDY_ENOTFOUND);
+    s = arena_spec(f, "bad");
+    s.working_dir = "/nonexistent-dir";
+    assert_int_equal(start_err(rt, &s, &eb), BDY_ENOTFOUND);
+    assert_int_equal(exit_count(f), 0);
+
+    /* The port came back each time: a good start still gets it. */
+    s = arena_spec(f, "good");
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    assert_int_equal(h.ports[0].port, port);
+    assert_true(wait_ready(rt, &h, &s.readiness));
+
+    bdy_world_state st;
+    bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "nope"};
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
+    snprintf(probe.port, sizeof(probe.port), "70000");
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
+    probe.kind = (bdy_probe_kind)42;
+    snprintf(probe.port, sizeof(probe.port), "game");
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
+    assert_int_equal(rt->vt->observe(rt->ctx, NULL, &probe, &st), BDY_EINVAL);
+    assert_int_equal(rt->vt->stop(rt->ctx, NULL, 0), BDY_EINVAL);
+    /* No probe: a live process is ready. */
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, NULL, &st), 0);
+    assert_int_equal(st, BDY_WORLD_READY);
+
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "good", &r));
+    assert_int_equal(r.status, 0);
+    bdy_runtime_free(rt);
+    bdy_runtime_free(NULL);
+}
+
+/* ---- HTTP and TCP probes against a server in this test ---------------------- */
+
+typedef struct http_server {
+    int listen_fd;
+    const char *reply; /* NULL: read the request, answer nothing */
+    char request[512];
+} http_server;
+
+static void *serve_one(void *arg)
+{
+    http_server *s = arg;
+    int fd = accept(s->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    while (got < sizeof(s->request) - 1 && strstr(s->request, "\r\n\r\n") == NULL) {
+        ssize_t n = recv(fd, s->request + got, sizeof(s->request) - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        s->request[got] = '\0';
+    }
+    if (s->reply != NULL) {
+        ssize_t n = send(fd, s->reply, strlen(s->reply), MSG_NOSIGNAL);
+        (void)n;
+    } else {
+        char c;
+        ssize_t n = recv(fd, &c, 1, 0); /* until the prober gives up */
+        (void)n;
+    }
+    close(fd);
+    return NULL;
+}
+
+/* One HTTP probe against a one-shot server answering reply. */
+static bdy_world_state probe_once(bdy_runtime *rt, const char *path, const char *reply,
+                                  char *request, size_t request_cap)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    http_server s = {.reply = reply};
+    s.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(s.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(s.listen_fd, 4), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(s.listen_fd, (struct sockaddr *)&sa, &len);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
+
+    /* The handle is this test process: alive, so only the probe decides. */
+    bdy_world_handle h = {.pid = getpid(), .address = "127.0.0.1"};
+    proc_state(h.pid, NULL, &h.start_time);
+    bdy_probe p = {.kind = BDY_PROBE_HTTP, .timeout_ms = 300};
+    snprintf(p.port, sizeof(p.port), "%u", ntohs(sa.sin_port));
+    snprintf(p.path, sizeof(p.path), "%s", path);
+    bdy_world_state st = BDY_WORLD_EXITED;
+    uint64_t t0 = now_ms();
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &p, &st), 0);
+    assert_true(now_ms() - t0 < 2000);
+    shutdown(s.listen_fd, SHUT_RDWR);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+    if (request != NULL)
+        snprintf(request, request_cap, "%s", s.request);
+    return st;
+}
+
+static void test_http_and_tcp_probes(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    char req[512];
+    assert_int_equal(probe_once(rt, "/healthz", "HTTP/1.1 200 OK\r\n\r\n", req, sizeof(req)),
+                     BDY_WORLD_READY);
+    assert_non_null(strstr(req, "GET /healthz HTTP/1.0\r\n"));
+    assert_non_null(strstr(req, "Host: 127.0.0.1:"));
+    assert_int_equal(probe_once(rt, "", "HTTP/1.0 302 Found\r\n\r\n", req, sizeof(req)),
+                     BDY_WORLD_READY);
+    assert_non_null(strstr(req, "GET / HTTP/1.0\r\n"));
+    assert_int_equal(probe_once(rt, "/", "HTTP/1.1 503 Unavailable\r\n\r\n", NULL, 0),
+                     BDY_WORLD_RUNNING);
+    assert_int_equal(probe_once(rt, "/", "HTTP/1.1 2000 Odd\r\n\r\n", NULL, 0), BDY_WORLD_RUNNING);
+    assert_int_equal(probe_once(rt, "/", "garbage\r\n", NULL, 0), BDY_WORLD_RUNNING);
+    assert_int_equal(probe_once(rt, "/", "", NULL, 0), BDY_WORLD_RUNNING);
+    /* A server that never answers costs the probe's timeout, no more. */
+    assert_int_equal(probe_once(rt, "/", NULL, NULL, 0), BDY_WORLD_RUNNING);
+
+    bdy_world_handle self = {.pid = getpid(), .address = "127.0.0.1"};
+    proc_state(self.pid, NULL, &self.start_time);
+    bdy_probe p = {.kind = BDY_PROBE_HTTP, .port = "1", .path = "/a b"};
+    bdy_world_state st;
+    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), BDY_EINVAL);
+    snprintf(p.path, sizeof(p.path), "healthz");
+    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), BDY_EINVAL);
+
+    /* TCP: a listening socket is enough; a closed port is not. */
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    p.kind = BDY_PROBE_TCP;
+    snprintf(p.port, sizeof(p.port), "%u", ntohs(sa.sin_port));
+    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(st, BDY_WORLD_READY);
+    close(lfd);
+    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(st, BDY_WORLD_RUNNING);
+    /* A handle whose start time does not match is a process that is gone. */
+    self.start_time++;
+    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(st, BDY_WORLD_EXITED);
+    bdy_runtime_free(rt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_start_probe_ping_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_and_port_exhaustion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placeholders_and_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_and_tcp_probes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
