@@ -1,0 +1,301 @@
+/* The fleet: world records, the warm index, claims against it, counts,
+ * scale-down candidates and pool sizing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bdy_config_label arena_labels[] = {{"game", "arena"}};
+
+static bdy_config_pool make_pool(const char *name, unsigned min_warm)
+{
+    bdy_config_pool p;
+    memset(&p, 0, sizeof(p));
+    p.name = (char *)name;
+    p.ns = "default";
+    p.manifest = "arena";
+    p.min_warm = min_warm;
+    p.max_warm = 50;
+    p.max_worlds = 100;
+    p.service_level = 0.99;
+    p.creation_rate = 20;
+    p.labels.items = arena_labels;
+    p.labels.count = 1;
+    return p;
+}
+
+static json_object *world(const char *name, const char *pool, const char *phase, int rv,
+                          const char *map, bool deleting, bool cold)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\",\"resourceVersion\":\"%d\""
+             ",\"labels\":{\"map\":\"%s\"}%s%s},\"spec\":{\"pool\":\"%s\"},"
+             "\"status\":{\"phase\":\"%s\"}}",
+             name, rv, map, deleting ? ",\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"" : "",
+             cold ? ",\"annotations\":{\"bindery.dev/cold-claim\":\"alc-1\"}" : "", pool, phase);
+    json_object *o = json_tokener_parse(buf);
+    assert_non_null(o);
+    return o;
+}
+
+static void observe(bdy_fleet *f, json_object *o)
+{
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_observe(f, o, pool);
+    json_object_put(o);
+}
+
+static bdy_fleet *fleet_with_pools(void)
+{
+    bdy_fleet *f = NULL;
+    assert_int_equal(bdy_fleet_new(&f), 0);
+    bdy_config_pool pools[] = {make_pool("arena", 2), make_pool("duel", 1)};
+    bdy_config_pools set = {pools, 2};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    return f;
+}
+
+static void test_counts_and_warm_index(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Starting", 11, "dust", false, false));
+    observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
+    observe(f, world("a4", "arena", "Ready", 13, "nuke", true, false));
+    observe(f, world("a5", "arena", "Ready", 14, "nuke", false, true));
+    observe(f, world("d1", "duel", "Ready", 15, "dust", false, false));
+    bdy_pool_counts c;
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.warm, 1); /* a1 only: a4 deleting, a5 reserved for a cold claim */
+    assert_int_equal(c.phase[BDY_PHASE_READY], 2);
+    assert_int_equal(c.phase[BDY_PHASE_STARTING], 1);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    assert_int_equal(c.deleting, 1);
+    assert_int_equal(c.total, 4);
+    assert_int_equal(bdy_fleet_counts(f, "default", "nope", &c), BDY_ENOTFOUND);
+
+    /* A phase change moves the world out of the index and the counts. */
+    observe(f, world("a1", "arena", "Allocated", 20, "dust", false, false));
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.warm, 0);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
+    /* An older state than one seen is ignored. */
+    observe(f, world("a1", "arena", "Ready", 19, "dust", false, false));
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.warm, 0);
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", "a3", pool);
+    assert_string_equal(pool, "arena");
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    bdy_fleet_free(f);
+}
+
+static void test_claim_take_and_done(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "nuke", false, false));
+    bdy_world_ref r1;
+    bdy_world_ref r2;
+    bdy_world_ref r3;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r1), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r2), 0);
+    assert_string_not_equal(r1.name, r2.name); /* never the same world twice */
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3), BDY_EBUSY);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "nope", NULL, 0, &r3), BDY_ENOTFOUND);
+    /* A failed attempt puts the world back; a conflict (stale) does not. */
+    bdy_fleet_claim_done(f, &r1, false, false);
+    bdy_fleet_claim_done(f, &r2, false, true);
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3), 0);
+    assert_string_equal(r3.name, r1.name);
+    bdy_fleet_claim_done(f, &r3, true, false);
+    /* Stale and claimed worlds return only when the informer reports a
+     * newer state. */
+    observe(f, world(r1.name, "arena", "Ready", (int)r1.resource_version, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    observe(f, world(r2.name, "arena", "Ready", 30, "nuke", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    bdy_fleet_free(f);
+}
+
+static void test_selectors_in_preference_order(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "nuke", false, false));
+    observe(f, world("a3", "arena", "Ready", 12, "mirage", false, false));
+    bdy_label_selector *sel[2] = {NULL, NULL};
+    assert_int_equal(bdy_label_selector_parse("map=inferno", &sel[0], NULL), 0);
+    assert_int_equal(bdy_label_selector_parse("map in (nuke,dust)", &sel[1], NULL), 0);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r), 0);
+    assert_true(strcmp(r.name, "a1") == 0 || strcmp(r.name, "a2") == 0);
+    bdy_world_ref r2;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2), 0);
+    assert_true(strcmp(r2.name, "a1") == 0 || strcmp(r2.name, "a2") == 0);
+    assert_string_not_equal(r.name, r2.name);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2), BDY_EBUSY);
+    /* The first selector wins when both match. */
+    bdy_label_selector *pref[2] = {NULL, NULL};
+    assert_int_equal(bdy_label_selector_parse("map=mirage", &pref[0], NULL), 0);
+    assert_int_equal(bdy_label_selector_parse("game!=x", &pref[1], NULL), 0);
+    observe(f, world("a4", "arena", "Ready", 13, "dust", false, false));
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", pref, 2, &r2), 0);
+    assert_string_equal(r2.name, "a3");
+    for (int i = 0; i < 2; i++) {
+        bdy_label_selector_free(sel[i]);
+        bdy_label_selector_free(pref[i]);
+    }
+    bdy_fleet_free(f);
+}
+
+static void test_pools_reconfigured(void **state)
+{
+    (void)state;
+    bdy_fleet *f = NULL;
+    assert_int_equal(bdy_fleet_new(&f), 0);
+    /* Worlds seen before their pool is configured join it when it is. */
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    bdy_pool_counts c;
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), BDY_ENOTFOUND);
+    bdy_config_pool pools[] = {make_pool("arena", 3)};
+    bdy_config_pools set = {pools, 1};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.warm, 1);
+    bdy_config_pool spec;
+    assert_int_equal(bdy_fleet_pool_spec(f, "default", "arena", &spec), 0);
+    assert_int_equal(spec.min_warm, 3);
+    assert_string_equal(spec.labels.items[0].key, "game");
+    bdy_fleet_pool_spec_free(&spec);
+    assert_int_equal(bdy_fleet_pool_count(f), 1);
+    /* Removing the pool takes its worlds out of any warm index. */
+    bdy_config_pools none = {NULL, 0};
+    assert_int_equal(bdy_fleet_set_pools(f, &none), 0);
+    assert_int_equal(bdy_fleet_pool_count(f), 0);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), BDY_ENOTFOUND);
+    bdy_fleet_free(f);
+}
+
+static void test_scale_down_candidates_and_failed(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "dust", false, false));
+    observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
+    observe(f, world("a4", "arena", "Failed", 13, "dust", false, false));
+    bdy_world_ref refs[8];
+    size_t n = bdy_fleet_idle_oldest(f, "default", "arena", 0, refs, 8);
+    assert_int_equal(n, 2); /* never the allocated one */
+    assert_string_equal(refs[0].name, "a1"); /* oldest first */
+    assert_int_equal(bdy_fleet_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8);
+    assert_int_equal(n, 1);
+    assert_string_equal(refs[0].name, "a4");
+    bdy_fleet_free(f);
+}
+
+static void test_many_worlds_claim_is_constant_time(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    char name[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        observe(f, world(name, "arena", "Ready", 100 + i, "dust", false, false));
+    }
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 20000);
+    /* Every world is handed out exactly once. */
+    char *seen = calloc(20000, 1);
+    bdy_world_ref r;
+    for (int i = 0; i < 20000; i++) {
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), 0);
+        int idx = atoi(r.name + 1);
+        assert_int_equal(seen[idx], 0);
+        seen[idx] = 1;
+        bdy_fleet_claim_done(f, &r, true, false);
+    }
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), BDY_EBUSY);
+    free(seen);
+    bdy_fleet_free(f);
+}
+
+static void test_sizing_clamps(void **state)
+{
+    (void)state;
+    bdy_config_pool p = make_pool("arena", 5);
+    assert_int_equal(bdy_pool_target_warm(&p), 5);
+    p.max_warm = 3;
+    assert_int_equal(bdy_pool_target_warm(&p), 3);
+    p.max_warm = 50;
+    p.max_worlds = 2;
+    assert_int_equal(bdy_pool_target_warm(&p), 2);
+    assert_string_equal(bdy_phase_name(BDY_PHASE_TERMINATING), "Terminating");
+    bdy_phase ph;
+    assert_int_equal(bdy_phase_parse("", &ph), 0);
+    assert_int_equal(ph, BDY_PHASE_PENDING);
+    assert_int_equal(bdy_phase_parse("Sleeping", &ph), BDY_EINVAL);
+}
+
+static void test_allocation_answer(void **state)
+{
+    (void)state;
+    json_object *w = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"a1\",\"namespace\":\"default\",\"labels\":{\"game\":\"arena\"}},"
+        "\"spec\":{\"pool\":\"arena\"},\"status\":{\"phase\":\"Allocated\",\"address\":"
+        "\"127.0.0.1\",\"nodeName\":\"n1\",\"ports\":[{\"name\":\"game\",\"port\":20001,"
+        "\"protocol\":\"UDP\"}],\"allocation\":{\"id\":\"alc-123\",\"claimant\":\"mm\","
+        "\"claimedAt\":\"2026-11-27T20:15:02.113482Z\",\"source\":\"warm\",\"labels\":{\"match-id\":"
+        "\"m-1\"},\"annotations\":{\"note\":\"ranked\"}}}}");
+    json_object *a = bdy_allocation_answer(w);
+    assert_non_null(a);
+    const char *text = json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN);
+    assert_non_null(strstr(text, "\"allocationId\":\"alc-123\""));
+    assert_non_null(strstr(text, "\"source\":\"warm\""));
+    assert_non_null(strstr(text, "\"address\":\"127.0.0.1\""));
+    assert_non_null(strstr(text, "\"match-id\":\"m-1\""));
+    assert_non_null(strstr(text, "\"game\":\"arena\""));
+    assert_non_null(strstr(text, "\"note\":\"ranked\""));
+    assert_non_null(strstr(text, "\"port\":20001"));
+    json_object_put(a);
+    json_object_object_del(json_object_object_get(w, "status"), "allocation");
+    assert_null(bdy_allocation_answer(w));
+    json_object_put(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts_and_warm_index),
+        cmocka_unit_test(test_claim_take_and_done),
+        cmocka_unit_test(test_selectors_in_preference_order),
+        cmocka_unit_test(test_pools_reconfigured),
+        cmocka_unit_test(test_scale_down_candidates_and_failed),
+        cmocka_unit_test(test_many_worlds_claim_is_constant_time),
+        cmocka_unit_test(test_sizing_clamps),
+        cmocka_unit_test(test_allocation_answer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
