@@ -669,8 +669,9 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
                                      cr->annotations);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
+    bdy_write_opts wo = {.urgent = true};
     int rc = bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, true,
-                             NULL, world_out, &eb);
+                             &wo, world_out, &eb);
     json_object_put(patch);
     if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
         bdy_warn("claims", "claim of %s/%s failed: %s", ns, name, eb.message);

@@ -26,6 +26,11 @@
 #define EVENT_MAX_AGE_S 3600.0
 #define EVENT_MAX_COUNT 10000
 #define EVENT_SWEEP_EVERY_S 60.0
+#define EVENT_SWEEP_MAX_DELETES 1000
+/* Events are explanations, not a log of everything: beyond this rate they
+ * are dropped (and counted) so high churn never floods the store. */
+#define EVENT_RATE_PER_S 50.0
+#define EVENT_BURST 200.0
 #define POOL_RESYNC_MS 1000
 #define POOL_STEP_MAX 256 /* most worlds one pool reconcile creates or deletes */
 #define FAILURE_WINDOW_S 60.0
@@ -83,6 +88,8 @@ struct bdy_reconciler {
     size_t ev_len;
     pthread_t ev_thread;
     bool ev_started;
+    double ev_tokens;
+    double ev_refill;
 
     bdy_metric_family *m_reconciles;
     bdy_metric_family *m_worlds;
@@ -311,7 +318,13 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
 
     event_item *it = calloc(1, sizeof(*it));
     pthread_mutex_lock(&r->ev_lock);
-    if (it == NULL || r->ev_len >= EVENT_QUEUE_MAX) {
+    double t = bdy_wall_seconds();
+    r->ev_tokens = fmin(EVENT_BURST, r->ev_tokens + (t - r->ev_refill) * EVENT_RATE_PER_S);
+    r->ev_refill = t;
+    bool allowed = r->ev_tokens >= 1.0;
+    if (allowed)
+        r->ev_tokens -= 1.0;
+    if (it == NULL || r->ev_len >= EVENT_QUEUE_MAX || !allowed) {
         /* Events explain, they never hold up the controllers. */
         pthread_mutex_unlock(&r->ev_lock);
         bdy_metric_inc(r->m_events_dropped);
@@ -330,8 +343,17 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     pthread_mutex_unlock(&r->ev_lock);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Deletes Events older than EVENT_MAX_AGE_S, and the oldest beyond
- * EVENT_MAX_COUNT, so the history stays bounded. */
+ * EVENT_MAX_COUNT, so the history stays bounded. At most
+ * EVENT_SWEEP_MAX_DELETES per sweep, so a backlog drains over several
+ * sweeps instead of flooding the store at once. */
 static void sweep_events(bdy_reconciler *r)
 {
     bdy_list_opts lo = {0};
@@ -339,40 +361,35 @@ static void sweep_events(bdy_reconciler *r)
     if (bdy_store_list(r->o.store, &BDY_GVR_EVENTS, &lo, &res, NULL) != 0)
         return;
     size_t n = json_object_array_length(res.items);
-    double now = bdy_wall_seconds();
-    size_t over = n > EVENT_MAX_COUNT ? n - EVENT_MAX_COUNT : 0;
-    /* Oldest first, for the count cap. */
     double *times = calloc(n ? n : 1, sizeof(double));
-    for (size_t i = 0; times != NULL && i < n; i++) {
-        double t = 0;
-        bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"), &t);
-        times[i] = t;
+    double *sorted = calloc(n ? n : 1, sizeof(double));
+    if (times == NULL || sorted == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        times[i] = 0;
+        bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"),
+                            &times[i]);
+        sorted[i] = times[i];
     }
-    double cutoff = now - EVENT_MAX_AGE_S;
-    if (over > 0 && times != NULL) {
-        /* The over-th oldest time becomes the cutoff if it is later. */
-        for (size_t k = 0; k < over; k++) {
-            size_t min_i = 0;
-            for (size_t i = 1; i < n; i++)
-                if (times[i] < times[min_i])
-                    min_i = i;
-            if (times[min_i] >= cutoff)
-                cutoff = times[min_i] + 1e-6;
-            times[min_i] = INFINITY;
-        }
-        for (size_t i = 0; i < n; i++)
-            bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"),
-                                &times[i]);
+    double cutoff = bdy_wall_seconds() - EVENT_MAX_AGE_S;
+    if (n > EVENT_MAX_COUNT) {
+        qsort(sorted, n, sizeof(double), cmp_double);
+        double by_count = sorted[n - EVENT_MAX_COUNT];
+        if (by_count > cutoff)
+            cutoff = by_count;
     }
-    for (size_t i = 0; times != NULL && i < n; i++) {
+    size_t deleted = 0;
+    for (size_t i = 0; i < n && deleted < EVENT_SWEEP_MAX_DELETES; i++) {
         if (times[i] >= cutoff)
             continue;
-        json_object *ev = json_object_array_get_idx(res.items, i);
-        json_object *meta = get(ev, "metadata");
+        json_object *meta = get(json_object_array_get_idx(res.items, i), "metadata");
         bdy_store_delete(r->o.store, &BDY_GVR_EVENTS, str(meta, "namespace"), str(meta, "name"),
                          NULL, NULL, NULL, NULL);
+        deleted++;
     }
+out:
     free(times);
+    free(sorted);
     bdy_list_result_free(&res);
 }
 
@@ -1237,6 +1254,8 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     pthread_mutex_init(&r->ev_lock, NULL);
     pthread_cond_init(&r->ev_cond, NULL);
     atomic_init(&r->stopping, false);
+    r->ev_tokens = EVENT_BURST;
+    r->ev_refill = bdy_wall_seconds();
     if (gethostname(r->node_name, sizeof(r->node_name) - 1) != 0)
         snprintf(r->node_name, sizeof(r->node_name), "localhost");
     bdy_workqueue_opts qo = {.base_delay_ms = 5, .max_delay_ms = 30000};

@@ -74,7 +74,7 @@ static uint64_t hash_key(const char *key)
 
 static int map_init(known_map *m)
 {
-    m->buckets = calloc(INFORMER_MAP_MIN_BUCKETS, sizeof(*m->buckets));
+    m->buckets = calloc(INFORMER_MAP_MIN_BUCKETS, sizeof(known_entry *));
     if (m->buckets == NULL)
         return BDY_ENOMEM;
     m->nbuckets = INFORMER_MAP_MIN_BUCKETS;
@@ -116,7 +116,7 @@ static void map_maybe_grow(known_map *m)
     if (m->count < m->nbuckets)
         return;
     size_t n = m->nbuckets * 2;
-    known_entry **b = calloc(n, sizeof(*b));
+    known_entry **b = calloc(n, sizeof(known_entry *));
     if (b == NULL)
         return;
     for (size_t i = 0; i < m->nbuckets; i++) {
@@ -306,8 +306,7 @@ static int deliver_listed(bdy_informer *inf, json_object *obj)
     size_t ns_len = 0;
     uint64_t rv = 0;
     if (object_key(obj, key, &ns_len, &rv) != 0) {
-        bdy_warn(INFORMER_LOG, "%s: skipping a listed object without a usable name",
-                 inf->resource);
+        bdy_warn(INFORMER_LOG, "%s: skipping a listed object without a usable name", inf->resource);
         return 0;
     }
     uint64_t hash = hash_key(key);
@@ -436,8 +435,7 @@ static int apply_event(bdy_informer *inf, const bdy_watch_event *ev)
     size_t ns_len = 0;
     uint64_t obj_rv = 0;
     if (ev->object == NULL || object_key(ev->object, key, &ns_len, &obj_rv) != 0) {
-        bdy_warn(INFORMER_LOG, "%s: skipping a watch event without a usable object",
-                 inf->resource);
+        bdy_warn(INFORMER_LOG, "%s: skipping a watch event without a usable object", inf->resource);
         return 0;
     }
     uint64_t rv = ev->resource_version ? ev->resource_version : obj_rv;
@@ -468,23 +466,26 @@ static int apply_event(bdy_informer *inf, const bdy_watch_event *ev)
 }
 
 /* Watches from list_rv until stop (BDY_ESHUTDOWN), expiry (BDY_EEXPIRED)
- * or another error. The watch is opened and closed here, on this thread. */
-static int watch_from(bdy_informer *inf, uint64_t list_rv)
+ * or another error. The watch is opened and closed here, on this thread.
+ * *served becomes true once the watch has answered at all (an event or a
+ * quiet timeout), which tells the caller the store is healthy again. */
+static int watch_from(bdy_informer *inf, uint64_t list_rv, bool *served)
 {
     bdy_watch *w = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = bdy_store_watch(inf->store, &inf->gvr, inf->ns, inf->label_selector, NULL, list_rv,
-                             &w, &eb);
+    int rc = bdy_store_watch(inf->store, &inf->gvr, inf->ns, inf->label_selector, NULL, list_rv, &w,
+                             &eb);
     if (rc != 0) {
         if (rc != BDY_EEXPIRED)
-            bdy_warn(INFORMER_LOG, "watch %s: %s: %s", inf->resource, bdy_strerror(rc),
-                     eb.message);
+            bdy_warn(INFORMER_LOG, "watch %s: %s: %s", inf->resource, bdy_strerror(rc), eb.message);
         goto out;
     }
     while (!is_stopping(inf)) {
         bdy_watch_event ev = {0};
         rc = bdy_store_watch_next(inf->store, w, INFORMER_WATCH_WAIT_MS, &ev);
+        if (rc == 0 || rc == BDY_ETIMEOUT)
+            *served = true;
         if (rc == BDY_ETIMEOUT)
             continue;
         if (rc != 0) {
@@ -507,6 +508,7 @@ out:
 static void *informer_main(void *arg)
 {
     bdy_informer *inf = arg;
+    pthread_setname_np(pthread_self(), "bdy-informer");
     unsigned backoff_ms = 0;
     bool listed_before = false;
     while (!is_stopping(inf)) {
@@ -520,8 +522,13 @@ static void *informer_main(void *arg)
             pthread_cond_broadcast(&inf->cond);
             pthread_mutex_unlock(&inf->lock);
             listed_before = true;
-            backoff_ms = 0;
-            rc = watch_from(inf, list_rv);
+            bool served = false;
+            rc = watch_from(inf, list_rv, &served);
+            /* The backoff restarts only once the store served a watch, so a
+             * store that lists but cannot watch is not relisted every
+             * 100 ms. */
+            if (served)
+                backoff_ms = 0;
             /* An expired watch is the normal way to fall behind: relist at
              * once. Anything else may be a store in trouble: back off. */
             if (rc == BDY_EEXPIRED)
@@ -564,11 +571,10 @@ int bdy_informer_start(bdy_store *store, const bdy_informer_opts *opts,
     int rc = 0;
     if (out != NULL)
         *out = NULL;
+    /* Nothing is held yet, so bad arguments return directly. */
     if (store == NULL || opts == NULL || h == NULL || out == NULL || opts->gvr == NULL ||
-        opts->gvr->version == NULL || opts->gvr->resource == NULL) {
-        rc = bdy_fail(eb, BDY_EINVAL, "informer: store, options, GVR and handlers are required");
-        goto out;
-    }
+        opts->gvr->version == NULL || opts->gvr->resource == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "informer: store, options, GVR and handlers are required");
     /* A bad selector would fail every list forever; refuse it up front. */
     rc = bdy_label_selector_parse(opts->label_selector, &sel, eb);
     if (rc != 0)

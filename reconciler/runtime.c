@@ -18,8 +18,7 @@ static int check_one(const char *what, const char *s, size_t max, bdy_errbuf *eb
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '/' || c < 0x20 || c == 0x7f)
-            return bdy_fail(eb, BDY_EINVAL, "world %s contains '/' or a control character",
-                            what);
+            return bdy_fail(eb, BDY_EINVAL, "world %s contains '/' or a control character", what);
     }
     return 0;
 }

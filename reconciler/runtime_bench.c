@@ -46,7 +46,7 @@ typedef struct bench_world {
 } bench_world;
 
 typedef struct bench_runtime {
-    pthread_mutex_t lock; /* guards everything down to stopping */
+    pthread_mutex_t lock;   /* guards everything down to stopping */
     pthread_cond_t changed; /* the exit queue grew, or stopping */
     bench_world **by_token;
     bench_world **by_name;
@@ -253,8 +253,7 @@ static void handle_of(const bench_world *w, bdy_world_handle *h)
 
 /* Records a new world with fresh ports (see runtime.h); nothing runs. Any
  * thread. */
-static int bench_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h,
-                       bdy_errbuf *eb)
+static int bench_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb)
 {
     bench_runtime *rt = ctx;
     int rc = 0;
@@ -265,8 +264,8 @@ static int bench_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *
     if (rc != 0)
         return rc;
     if (spec->nports > BDY_RUNTIME_MAX_PORTS)
-        return bdy_fail(eb, BDY_EINVAL, "world %s/%s has more than %d ports", spec->ns,
-                        spec->name, BDY_RUNTIME_MAX_PORTS);
+        return bdy_fail(eb, BDY_EINVAL, "world %s/%s has more than %d ports", spec->ns, spec->name,
+                        BDY_RUNTIME_MAX_PORTS);
     memset(h, 0, sizeof(*h));
     snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
     h->nports = spec->nports;
@@ -319,8 +318,7 @@ static int bench_adopt(void *ctx, const char *ns, const char *name, const bdy_wo
     if (h == NULL || h->nports > BDY_RUNTIME_MAX_PORTS)
         return bdy_fail(eb, BDY_EINVAL, "adopt %s/%s: invalid handle", ns, name);
     if (h->start_time == 0)
-        return bdy_fail(eb, BDY_ENOTFOUND, "world %s/%s: the handle records no start", ns,
-                        name);
+        return bdy_fail(eb, BDY_ENOTFOUND, "world %s/%s: the handle records no start", ns, name);
     bench_world *w = new_world(ns, name, h->ports, h->nports);
     if (w == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
@@ -470,8 +468,7 @@ static const bdy_runtime_vtable bench_vtable = {
     .destroy = bench_destroy,
 };
 
-int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out,
-                          bdy_errbuf *eb)
+int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out, bdy_errbuf *eb)
 {
     int rc = 0;
     bench_runtime *rt = NULL;

@@ -7,7 +7,9 @@
  * pid and start time, the pair a recycled pid cannot fake.
  *
  * Threads: one watcher thread waits (epoll) on a pidfd per world and on an
- * eventfd that wakes it for shutdown and for new SIGKILL deadlines. It reaps
+ * eventfd that wakes it for shutdown and for new SIGKILL deadlines. Where
+ * pidfds are missing (Linux before 5.4, some sandboxes, valgrind) it polls
+ * the worlds every POLL_EXITS_MS instead. It reaps
  * the worlds that are our children, frees their ports and calls the exit
  * callback with no lock held, so the callback may call back into the
  * runtime. Every vtable slot may be called from any thread; one mutex guards
@@ -46,6 +48,7 @@
 #define PROBE_TIMEOUT_MS 1000 /* when the probe names none */
 #define REQUEST_MAX 512       /* an HTTP probe request: the path is at most 255 bytes */
 #define EPOLL_BATCH 64
+#define POLL_EXITS_MS 50 /* how often exits are looked for without pidfds */
 #define LOG_DIR_MODE 0750
 #define LOG_FILE_MODE 0640
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
@@ -65,7 +68,7 @@ typedef struct proc_world {
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
     bdy_world_handle h;
-    int pidfd;
+    int pidfd;           /* -1 without pidfd support */
     bool own_group;      /* leads its process group: signals go to the whole group */
     uint64_t kill_at_ns; /* SIGKILL deadline after stop(), 0 when none */
 } proc_world;
@@ -83,6 +86,7 @@ typedef struct proc_runtime {
     char *log_dir;
     bdy_world_exit_cb on_exit;
     void *data;
+    bool have_pidfds;
     int epfd;
     int wakefd;
     pthread_t thread;
@@ -178,7 +182,7 @@ static void port_mark(proc_runtime *rt, unsigned port, bool taken)
     if (taken)
         rt->ports_used[i / 8] |= (uint8_t)(1u << (i % 8));
     else
-        rt->ports_used[i / 8] &= (uint8_t)~(1u << (i % 8));
+        rt->ports_used[i / 8] &= (uint8_t) ~(1u << (i % 8));
 }
 
 static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
@@ -202,8 +206,7 @@ static bool port_is_free(unsigned port)
     bool is_free = false;
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (tcp >= 0 && udp >= 0 &&
-        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+    if (tcp >= 0 && udp >= 0 && setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
         bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
         is_free = true;
@@ -274,21 +277,32 @@ static void unlink_world(proc_runtime *rt, proc_world *w)
 
 /* Sends sig to the world and, when it leads its own process group (every
  * world this runtime started does), to the helpers it started as well, so
- * a wrapper script cannot leave its game server running. The pidfd check
- * first makes sure the leader, and with it the group id, is still the
- * world's. */
+ * a wrapper script cannot leave its game server running. A check first
+ * makes sure the pid, and with it the group id, is still the world's; the
+ * pidfd makes that check exact. */
 static void signal_world(const proc_world *w, int sig)
 {
-    if (!w->own_group) {
+    if (w->pidfd >= 0 && !w->own_group) {
         pidfd_send_signal(w->pidfd, sig, NULL, 0);
         return;
     }
-    if (pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0)
-        kill(-(pid_t)w->h.pid, sig);
+    proc_stat st;
+    bool there = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0
+                               : alive_as_recorded(&w->h, &st) == 0;
+    if (there)
+        kill(w->own_group ? -(pid_t)w->h.pid : (pid_t)w->h.pid, sig);
+}
+
+static void wake_watcher(proc_runtime *rt)
+{
+    uint64_t one = 1;
+    ssize_t n = write(rt->wakefd, &one, sizeof(one));
+    (void)n; /* a full counter already wakes the watcher */
 }
 
 /* Puts a world under watch: links it, marks its ports taken and registers
- * its pidfd with the watcher. Takes ownership of pidfd on success only.
+ * its pidfd (if any) with the watcher. Takes ownership of pidfd on success
+ * only.
  * BDY_EEXISTS when another process already runs a world of that name.
  * Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
@@ -320,9 +334,8 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
     for (size_t i = 0; i < h->nports; i++)
         port_mark(rt, h->ports[i].port, true);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
-    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
-        rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid,
-                      strerror(errno));
+    if (pidfd >= 0 && epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid, strerror(errno));
         unlink_world(rt, w);
         release_ports(rt, h);
         goto out;
@@ -331,32 +344,29 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
 out:
     pthread_mutex_unlock(&rt->lock);
     free(w);
+    if (rc == 0 && pidfd < 0)
+        wake_watcher(rt); /* it may sleep with no timeout while no world was polled */
     return rc;
 }
 
 /* ---- the watcher thread --------------------------------------------------- */
 
-static void wake_watcher(proc_runtime *rt)
-{
-    uint64_t one = 1;
-    ssize_t n = write(rt->wakefd, &one, sizeof(one));
-    (void)n; /* a full counter already wakes the watcher */
-}
-
-/* Milliseconds until the earliest SIGKILL deadline, -1 when there is none.
- * Caller holds rt->lock. */
+/* Milliseconds until the earliest SIGKILL deadline, or until the next look
+ * for exits without pidfds; -1 when there is nothing to wait for. Caller
+ * holds rt->lock. */
 static int next_timeout_ms(proc_runtime *rt)
 {
     uint64_t earliest = 0;
     for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
         if (w->kill_at_ns != 0 && (earliest == 0 || w->kill_at_ns < earliest))
             earliest = w->kill_at_ns;
+    int poll_ms = rt->have_pidfds || rt->worlds == NULL ? -1 : POLL_EXITS_MS;
     if (earliest == 0)
-        return -1;
+        return poll_ms;
     uint64_t now = bdy_monotonic_ns();
-    if (earliest <= now)
-        return 0;
-    uint64_t ms = (earliest - now + 999999) / 1000000;
+    uint64_t ms = earliest <= now ? 0 : (earliest - now + 999999) / 1000000;
+    if (poll_ms >= 0 && ms > (uint64_t)poll_ms)
+        return poll_ms;
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
@@ -367,39 +377,45 @@ static void kill_overdue(proc_runtime *rt)
     for (proc_world *w = rt->worlds; w != NULL; w = w->next) {
         if (w->kill_at_ns == 0 || w->kill_at_ns > now)
             continue;
-        bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) outlived its grace period: SIGKILL",
-                 w->ns, w->name, (long long)w->h.pid);
+        bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) outlived its grace period: SIGKILL", w->ns,
+                 w->name, (long long)w->h.pid);
         signal_world(w, SIGKILL);
         w->kill_at_ns = 0;
     }
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Finishes a world whose pidfd turned readable, i.e. whose process has
- * exited. If it is our child, its zombie still pins the pid and with it the
- * process group id, so whatever is left of the group is killed before the
- * reap: helpers must not outlive the world and keep its ports. An adopted
- * world that is not our child is reaped by its own parent and its exit
- * status is unknown (-1). Watcher thread only. */
+/* Finishes a world whose process has exited (its pidfd turned readable,
+ * or has_exited() said so). If it is our child, its zombie still pins the
+ * pid and with it the process group id, so whatever is left of the group is
+ * killed before the reap: helpers must not outlive the world and keep its
+ * ports. An adopted world that is not our child is reaped by its own parent
+ * and its exit status is unknown (-1). Watcher thread only. */
 static void world_exited(proc_runtime *rt, proc_world *w)
 {
     pthread_mutex_lock(&rt->lock);
     unlink_world(rt, w);
     pthread_mutex_unlock(&rt->lock);
-    epoll_ctl(rt->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    idtype_t type = P_PID;
+    id_t id = (id_t)w->h.pid;
+    if (w->pidfd >= 0) {
+        epoll_ctl(rt->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+        type = (idtype_t)P_PIDFD;
+        id = (id_t)w->pidfd;
+    }
 
     int status = -1;
     siginfo_t si;
     memset(&si, 0, sizeof(si));
-    if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        si.si_pid != 0) {
+    if (waitid(type, id, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0) {
         if (w->own_group)
             kill(-(pid_t)w->h.pid, SIGKILL);
         memset(&si, 0, sizeof(si));
-        if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED) == 0)
+        if (waitid(type, id, &si, WEXITED) == 0)
             status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
     }
-    close(w->pidfd);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
 
     pthread_mutex_lock(&rt->lock);
     release_ports(rt, &w->h);
@@ -409,6 +425,35 @@ static void world_exited(proc_runtime *rt, proc_world *w)
              (long long)w->h.pid, status);
     rt->on_exit(rt->data, w->ns, w->name, &w->h, status);
     free(w);
+}
+
+/* Without pidfds: whether a world has exited. Our child is then a zombie,
+ * which waitid with WNOWAIT sees without reaping it; any other process is
+ * looked up in /proc. Caller holds rt->lock. */
+static bool has_exited(const proc_world *w)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)w->h.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+        return si.si_pid != 0;
+    proc_stat st;
+    return alive_as_recorded(&w->h, &st) == BDY_ENOTFOUND;
+}
+
+/* Without pidfds: finishes every world that has exited. */
+static void poll_exits(proc_runtime *rt)
+{
+    for (;;) {
+        proc_world *gone = NULL;
+        pthread_mutex_lock(&rt->lock);
+        for (proc_world *w = rt->worlds; w != NULL && gone == NULL; w = w->next)
+            if (has_exited(w))
+                gone = w;
+        pthread_mutex_unlock(&rt->lock);
+        if (gone == NULL)
+            return;
+        world_exited(rt, gone);
+    }
 }
 
 static void *watcher_main(void *arg)
@@ -437,6 +482,8 @@ static void *watcher_main(void *arg)
                 world_exited(rt, evs[i].data.ptr);
             }
         }
+        if (!rt->have_pidfds)
+            poll_exits(rt);
         kill_overdue(rt);
     }
     return NULL;
@@ -582,8 +629,7 @@ static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_
         rc = env_set(env, var, num);
     }
     if (rc != 0)
-        rc = bdy_fail(eb, rc, "cannot build the environment of world %s/%s", spec->ns,
-                      spec->name);
+        rc = bdy_fail(eb, rc, "cannot build the environment of world %s/%s", spec->ns, spec->name);
 out:
     free(value);
     return rc;
@@ -677,7 +723,10 @@ static int spawn_world(const char *dir, int logfd, char *const argv[], char *con
         err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     if (err == 0 && dir != NULL)
         err = posix_spawn_file_actions_addchdir_np(&fa, dir);
+    /* The analyzer's model of posix_spawnp lets it overwrite argv, losing
+     * the strings the caller still owns and frees: a false leak. */
     if (err == 0)
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
@@ -752,8 +801,8 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     pthread_mutex_lock(&rt->lock);
     const proc_world *other = find_by_name(rt, spec->ns, spec->name);
     if (other != NULL) {
-        rc = bdy_fail(eb, BDY_EEXISTS, "world %s/%s already runs as pid %lld", spec->ns,
-                      spec->name, (long long)other->h.pid);
+        rc = bdy_fail(eb, BDY_EEXISTS, "world %s/%s already runs as pid %lld", spec->ns, spec->name,
+                      (long long)other->h.pid);
     } else {
         rc = assign_ports(rt, h, eb);
         ports_held = rc == 0;
@@ -777,8 +826,8 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
                       spec->command, dir ? dir : ".", strerror(err));
         goto out;
     }
-    pidfd = pidfd_open(pid, 0);
-    if (pidfd < 0) {
+    pidfd = rt->have_pidfds ? pidfd_open(pid, 0) : -1;
+    if (rt->have_pidfds && pidfd < 0) {
         rc = bdy_fail(eb, BDY_EIO, "pidfd_open(%d): %s", (int)pid, strerror(errno));
         goto out;
     }
@@ -836,7 +885,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
     if (h == NULL || h->nports > BDY_RUNTIME_MAX_PORTS)
         return bdy_fail(eb, BDY_EINVAL, "adopt %s/%s: invalid handle", ns, name);
     rc = alive_as_recorded(h, &st);
-    if (rc == 0) {
+    if (rc == 0 && rt->have_pidfds) {
         pidfd = pidfd_open((pid_t)h->pid, 0);
         if (pidfd < 0)
             rc = errno == ESRCH ? BDY_ENOTFOUND : BDY_EIO;
@@ -851,8 +900,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
                       (long long)h->pid, (unsigned long long)h->start_time);
         goto out;
     } else if (rc != 0) {
-        rc = bdy_fail(eb, rc, "world %s/%s: cannot inspect pid %lld", ns, name,
-                      (long long)h->pid);
+        rc = bdy_fail(eb, rc, "world %s/%s: cannot inspect pid %lld", ns, name, (long long)h->pid);
         goto out;
     }
     pthread_mutex_lock(&rt->lock);
@@ -951,8 +999,8 @@ static bool probe_http(const struct sockaddr_in *sa, const char *path, uint64_t 
         return false;
     inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
     int len = snprintf(req, sizeof(req),
-                       "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n",
-                       path, host, (unsigned)ntohs(sa->sin_port));
+                       "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n", path,
+                       host, (unsigned)ntohs(sa->sin_port));
     size_t sent = 0;
     while (sent < (size_t)len) {
         ssize_t n = send(fd, req + sent, (size_t)len - sent, MSG_NOSIGNAL);
@@ -1079,12 +1127,13 @@ static void proc_destroy(void *ctx)
         wake_watcher(rt);
         pthread_join(rt->thread, NULL);
     }
-    while (rt->worlds != NULL) {
-        proc_world *w = rt->worlds;
-        unlink_world(rt, w);
-        close(w->pidfd);
+    for (proc_world *w = rt->worlds, *next; w != NULL; w = next) {
+        next = w->next;
+        if (w->pidfd >= 0)
+            close(w->pidfd);
         free(w);
     }
+    rt->worlds = NULL;
     if (rt->epfd >= 0)
         close(rt->epfd);
     if (rt->wakefd >= 0)
@@ -1105,24 +1154,19 @@ static const bdy_runtime_vtable proc_vtable = {
     .destroy = proc_destroy,
 };
 
-/* Exits are noticed through pidfds (Linux 5.3) and reaped through
- * waitid(P_PIDFD) (Linux 5.4); without them the runtime cannot keep its
- * promises, so it refuses to start rather than poll. */
-static int check_pidfd_support(bdy_errbuf *eb)
+/* Whether exits can be noticed through pidfds (Linux 5.3) and reaped
+ * through waitid(P_PIDFD) (Linux 5.4). */
+static bool pidfds_supported(void)
 {
     int fd = pidfd_open(getpid(), 0);
     if (fd >= 0) {
         close(fd);
-        return 0;
+        return true;
     }
-    if (errno == ENOSYS)
-        return bdy_fail(eb, BDY_EUNSUPPORTED,
-                        "the process runtime needs pidfds (Linux 5.4 or newer)");
-    return bdy_fail(eb, BDY_EIO, "pidfd_open: %s", strerror(errno));
+    return errno != ENOSYS;
 }
 
-int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out,
-                            bdy_errbuf *eb)
+int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out, bdy_errbuf *eb)
 {
     int rc = 0;
     proc_runtime *rt = NULL;
@@ -1134,9 +1178,6 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
                         opts->port_min, opts->port_max);
     if (opts->log_dir == NULL || opts->log_dir[0] == '\0' || opts->on_exit == NULL)
         return bdy_fail(eb, BDY_EINVAL, "process runtime: log_dir and on_exit are required");
-    rc = check_pidfd_support(eb);
-    if (rc != 0)
-        return rc;
 
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
@@ -1148,6 +1189,12 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->port_max = opts->port_max;
     rt->on_exit = opts->on_exit;
     rt->data = opts->data;
+    rt->have_pidfds = pidfds_supported();
+    if (!rt->have_pidfds)
+        bdy_warn(LOG_COMPONENT,
+                 "no pidfds here (Linux 5.4 or newer needed): looking for world "
+                 "exits every %d ms instead",
+                 POLL_EXITS_MS);
     rt->ports_used = calloc((opts->port_max - opts->port_min) / 8 + 1, 1);
     rt->log_dir = strdup(opts->log_dir);
     rt->work_dir = opts->work_dir ? strdup(opts->work_dir) : NULL;
@@ -1170,8 +1217,7 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     }
     int err = pthread_create(&rt->thread, NULL, watcher_main, rt);
     if (err != 0) {
-        rc = bdy_fail(eb, BDY_EIO, "process runtime: cannot start its thread: %s",
-                      strerror(err));
+        rc = bdy_fail(eb, BDY_EIO, "process runtime: cannot start its thread: %s", strerror(err));
         goto out;
     }
     rt->thread_started = true;

@@ -34,6 +34,9 @@
 #define GENERATE_NAME_TRIES 8
 #define DEFAULT_WATCH_HISTORY 10000
 #define DEFAULT_MAX_BATCH 512
+/* Background writes committed in one batch while urgent writes (claims)
+ * wait: bounds how long a claim can sit behind controller traffic. */
+#define BACKGROUND_PER_URGENT_BATCH 8
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -104,8 +107,10 @@ typedef struct sqlite_store {
 
     pthread_mutex_t q_lock;
     pthread_cond_t q_nonempty;
-    write_op *q_head;
+    write_op *q_head; /* background writes */
     write_op *q_tail;
+    write_op *u_head; /* urgent writes (claims), taken first */
+    write_op *u_tail;
     bool stopping;
     pthread_t writer;
     bool writer_started;
@@ -956,25 +961,40 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "bdy-store-wr");
     for (;;) {
         pthread_mutex_lock(&s->q_lock);
-        while (s->q_head == NULL && !s->stopping)
+        while (s->q_head == NULL && s->u_head == NULL && !s->stopping)
             pthread_cond_wait(&s->q_nonempty, &s->q_lock);
-        if (s->q_head == NULL && s->stopping) {
+        if (s->q_head == NULL && s->u_head == NULL && s->stopping) {
             pthread_mutex_unlock(&s->q_lock);
             break;
         }
         /* Take everything queued (up to max_batch): these all share one
-         * commit. */
-        write_op *batch = s->q_head;
-        write_op *last = batch;
-        size_t n = 1;
-        while (last->next != NULL && n < s->max_batch) {
-            last = last->next;
+         * commit. Urgent writes go first, and while any wait only a few
+         * background writes join them, so a claim's commit is never a big
+         * batch of controller traffic. */
+        write_op *batch = NULL;
+        write_op **tail = &batch;
+        size_t n = 0;
+        bool urgent = s->u_head != NULL;
+        while (s->u_head != NULL && n < s->max_batch) {
+            write_op *op = s->u_head;
+            s->u_head = op->next;
+            *tail = op;
+            tail = &op->next;
             n++;
         }
-        s->q_head = last->next;
+        if (s->u_head == NULL)
+            s->u_tail = NULL;
+        size_t bg_cap = urgent ? n + BACKGROUND_PER_URGENT_BATCH : s->max_batch;
+        while (s->q_head != NULL && n < bg_cap && n < s->max_batch) {
+            write_op *op = s->q_head;
+            s->q_head = op->next;
+            *tail = op;
+            tail = &op->next;
+            n++;
+        }
         if (s->q_head == NULL)
             s->q_tail = NULL;
-        last->next = NULL;
+        *tail = NULL;
         pthread_mutex_unlock(&s->q_lock);
 
         run_batch(s, batch);
@@ -1002,11 +1022,13 @@ static int submit(sqlite_store *s, write_op *op)
         return op->rc;
     }
     sem_init(&op->done, 0, 0);
-    if (s->q_tail != NULL)
-        s->q_tail->next = op;
+    write_op **head = op->wo.urgent ? &s->u_head : &s->q_head;
+    write_op **tail = op->wo.urgent ? &s->u_tail : &s->q_tail;
+    if (*tail != NULL)
+        (*tail)->next = op;
     else
-        s->q_head = op;
-    s->q_tail = op;
+        *head = op;
+    *tail = op;
     pthread_cond_signal(&s->q_nonempty);
     pthread_mutex_unlock(&s->q_lock);
     while (sem_wait(&op->done) != 0)
@@ -1017,7 +1039,7 @@ static int submit(sqlite_store *s, write_op *op)
 
 /* ---- vtable: writes ------------------------------------------------------ */
 
-static const bdy_write_opts default_wo = {false, BDY_UNKNOWN_PRUNE};
+static const bdy_write_opts default_wo = {false, BDY_UNKNOWN_PRUNE, false};
 
 static int finish(write_op *op, json_object **out)
 {

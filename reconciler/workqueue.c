@@ -100,7 +100,7 @@ static void map_maybe_grow(bdy_workqueue *q)
     if (q->nentries < q->nbuckets)
         return;
     size_t n = q->nbuckets * 2;
-    wq_entry **b = calloc(n, sizeof(*b));
+    wq_entry **b = calloc(n, sizeof(wq_entry *));
     if (b == NULL)
         return;
     for (size_t i = 0; i < q->nbuckets; i++) {
@@ -166,7 +166,7 @@ static int fifo_push(bdy_workqueue *q, wq_entry *e)
 {
     if (q->fifo_len == q->fifo_cap) {
         size_t n = q->fifo_cap ? q->fifo_cap * 2 : WQ_MIN_ARRAY;
-        wq_entry **f = malloc(n * sizeof(*f));
+        wq_entry **f = malloc(n * sizeof(wq_entry *));
         if (f == NULL)
             return BDY_ENOMEM;
         for (size_t i = 0; i < q->fifo_len; i++)
@@ -231,7 +231,7 @@ static int heap_push(bdy_workqueue *q, wq_entry *e)
 {
     if (q->heap_len == q->heap_cap) {
         size_t n = q->heap_cap ? q->heap_cap * 2 : WQ_MIN_ARRAY;
-        wq_entry **h = realloc(q->heap, n * sizeof(*h));
+        wq_entry **h = realloc(q->heap, n * sizeof(wq_entry *));
         if (h == NULL)
             return BDY_ENOMEM;
         q->heap = h;
@@ -337,7 +337,7 @@ int bdy_workqueue_new(const bdy_workqueue_opts *opts, bdy_workqueue **out)
     q->max_ms = opts && opts->max_delay_ms ? opts->max_delay_ms : WQ_DEFAULT_MAX_MS;
     if (q->base_ms > q->max_ms)
         q->base_ms = q->max_ms;
-    q->buckets = calloc(WQ_MIN_BUCKETS, sizeof(*q->buckets));
+    q->buckets = calloc(WQ_MIN_BUCKETS, sizeof(wq_entry *));
     if (q->buckets == NULL) {
         rc = BDY_ENOMEM;
         goto out;

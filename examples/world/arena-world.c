@@ -41,8 +41,8 @@ typedef struct client {
 typedef struct world {
     char name[NAME_MAX_LEN + 1];
     unsigned port;
-    int64_t ready_at_ms;  /* when to start listening */
-    int64_t crash_at_ms;  /* -1: never */
+    int64_t ready_at_ms; /* when to start listening */
+    int64_t crash_at_ms; /* -1: never */
     int sigfd;
     int tcp;
     int udp;
@@ -64,8 +64,7 @@ static void usage(void)
 }
 
 /* Parses a whole decimal number in [min, max]. */
-static bool parse_uint(const char *text, unsigned long min, unsigned long max,
-                       unsigned long *out)
+static bool parse_uint(const char *text, unsigned long min, unsigned long max, unsigned long *out)
 {
     char *end = NULL;
     errno = 0;

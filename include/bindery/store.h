@@ -67,6 +67,7 @@ void bdy_list_result_free(bdy_list_result *r);
 typedef struct bdy_write_opts {
     bool dry_run;               /* validate and compute, persist nothing */
     bdy_unknown_fields unknown; /* prune (default) or reject unknown fields */
+    bool urgent;                /* a claim: committed ahead of background writes */
 } bdy_write_opts;
 
 typedef struct bdy_delete_opts {

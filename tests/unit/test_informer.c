@@ -14,6 +14,7 @@
 #include "bindery/selector.h"
 #include "bindery/util.h"
 
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,13 +95,19 @@ static int setup_no_crd(void **state)
     return setup_with(state, 1000, false);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
     bdy_store_close(f->store);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
     free(f);
     return 0;
 }
@@ -223,7 +230,8 @@ static void key_of(json_object *obj, char *key, size_t cap, uint64_t *rv)
         snprintf(key, cap, "%s/%s", json_object_get_string(ns), json_object_get_string(name));
     else
         snprintf(key, cap, "%s", json_object_get_string(name));
-    const char *rv_text = json_object_get_string(bdy_json_path_get(obj, "metadata.resourceVersion"));
+    const char *rv_text =
+        json_object_get_string(bdy_json_path_get(obj, "metadata.resourceVersion"));
     *rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
 }
 
@@ -435,8 +443,8 @@ static int errors_of(recorder *r)
 static bdy_informer *start(fixture *f, const bdy_gvr *gvr, const char *ns, const char *selector,
                            size_t page_size, recorder *r)
 {
-    bdy_informer_opts o = {.gvr = gvr, .ns = ns, .label_selector = selector,
-                           .page_size = page_size};
+    bdy_informer_opts o = {
+        .gvr = gvr, .ns = ns, .label_selector = selector, .page_size = page_size};
     bdy_informer_handlers h = handlers_for(r);
     bdy_informer *inf = NULL;
     bdy_errbuf eb;
@@ -461,8 +469,7 @@ static void test_list_then_watch(void **state)
 {
     fixture *f = *state;
     json_object *other = json_tokener_parse("{\"metadata\":{\"name\":\"other\"}}");
-    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, other, NULL, NULL,
-                                      NULL),
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, other, NULL, NULL, NULL),
                      0);
     json_object_put(other);
     const char *names[] = {"w1", "w2", "w3", "w4", "w5"};
@@ -478,9 +485,8 @@ static void test_list_then_watch(void **state)
     bdy_informer *inf = start(f, &WIDGETS, NULL, NULL, 2, &r);
     assert_true(bdy_informer_wait_synced(inf, WAIT_MS));
     assert_true(bdy_informer_synced(inf));
-    const char *listed[] = {"add:default/w1", "add:default/w2", "add:default/w3",
-                            "add:default/w4", "add:default/w5", "add:other/o1",
-                            "synced:"};
+    const char *listed[] = {"add:default/w1", "add:default/w2", "add:default/w3", "add:default/w4",
+                            "add:default/w5", "add:other/o1",   "synced:"};
     expect_log(&r, 0, listed, 7);
     assert_int_equal(r.store_reads_ok, 6);
 
@@ -637,8 +643,8 @@ static void write_between_pages(recorder *r)
         snprintf(name, sizeof(name), "late%d", i);
         create_widget_in(r->store, "default", name, "red");
     }
-    assert_int_equal(
-        bdy_store_delete(r->store, &WIDGETS, "default", "p0", NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(bdy_store_delete(r->store, &WIDGETS, "default", "p0", NULL, NULL, NULL, NULL),
+                     0);
 }
 
 static void test_list_restarts_on_expired_continue(void **state)
@@ -678,12 +684,12 @@ static void test_list_restarts_on_expired_continue(void **state)
 static void change_later_page(recorder *r)
 {
     json_object *p = json_tokener_parse("{\"spec\":{\"size\":9}}");
-    assert_int_equal(bdy_store_patch(r->store, &WIDGETS, "default", "p3", BDY_PATCH_MERGE, p,
-                                     false, NULL, NULL, NULL),
+    assert_int_equal(bdy_store_patch(r->store, &WIDGETS, "default", "p3", BDY_PATCH_MERGE, p, false,
+                                     NULL, NULL, NULL),
                      0);
     json_object_put(p);
-    assert_int_equal(
-        bdy_store_delete(r->store, &WIDGETS, "default", "p2", NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(bdy_store_delete(r->store, &WIDGETS, "default", "p2", NULL, NULL, NULL, NULL),
+                     0);
     create_widget_in(r->store, "default", "pz", "red");
 }
 
@@ -709,7 +715,7 @@ static void test_pages_are_not_a_snapshot(void **state)
      * handler never saw). A later change proves the replay is over. */
     create_widget(f, "zz", "red");
     const char *want[] = {"add:default/p0", "add:default/p1", "add:default/p3",
-                          "add:default/pz", "synced:", "add:default/zz"};
+                          "add:default/pz", "synced:",        "add:default/zz"};
     expect_log(&r, 0, want, 6);
     assert_true(matches_store(&r, f->store, &WIDGETS, NULL, NULL));
     assert_int_equal(errors_of(&r), 0);
@@ -750,8 +756,7 @@ static void test_cluster_scoped(void **state)
                      0);
     json_object_put(ns);
     assert_int_equal(
-        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, NULL),
-        0);
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, NULL), 0);
     /* Cluster-scoped keys are bare names; on_delete gets ns NULL. The store
      * may report the namespace's termination as an update first. */
     wait_log(&r, n + 2);
@@ -813,8 +818,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_label_selector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relist_after_watch_expiry, setup_small_history,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_list_restarts_on_expired_continue,
-                                        setup_small_history, teardown),
+        cmocka_unit_test_setup_teardown(test_list_restarts_on_expired_continue, setup_small_history,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pages_are_not_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_for_missing_resource, setup_no_crd, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_scoped, setup, teardown),

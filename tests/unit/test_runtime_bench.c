@@ -45,8 +45,8 @@ static uint64_t now_ms(void)
 }
 
 /* Worlds are named "a00042" or "b00042": batch and number. */
-static void record_exit_cb(void *data, const char *ns, const char *name,
-                           const bdy_world_handle *h, int status)
+static void record_exit_cb(void *data, const char *ns, const char *name, const bdy_world_handle *h,
+                           int status)
 {
     fixture *f = data;
     (void)ns;
