@@ -22,7 +22,7 @@
 #include <strings.h>
 
 /* A token file for BDY_AUTH_MAX_TOKENS entries is well below this. */
-#define AUTH_MAX_FILE_BYTES (1024u * 1024u)
+#define AUTH_MAX_FILE_BYTES ((size_t)1024 * 1024)
 #define AUTH_MAX_NAME_LEN 128u
 #define AUTH_MAX_NAMESPACES 256u
 /* Kubernetes namespace names are DNS-1123 labels. */
@@ -394,7 +394,7 @@ int bdy_auth_load(const char *path, bdy_auth **out, bdy_errbuf *eb)
         rc = bdy_fail(eb, rc, "%s: no such token file", path);
         goto out;
     } else if (rc == BDY_ETOOBIG) {
-        rc = bdy_fail(eb, rc, "%s: token file over %u bytes", path, AUTH_MAX_FILE_BYTES);
+        rc = bdy_fail(eb, rc, "%s: token file over %zu bytes", path, AUTH_MAX_FILE_BYTES);
         goto out;
     } else if (rc != 0) {
         rc = bdy_fail(eb, rc, "%s: cannot read the token file: %s", path, bdy_strerror(rc));

@@ -122,8 +122,7 @@ static json_object *get(json_object *o, const char *k)
 static const char *str(json_object *o, const char *k)
 {
     json_object *v = get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                 : NULL;
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 /* Under lock. */
@@ -292,13 +291,12 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
                     0 &&
                 bdy_timestamp_parse(str(get(status, "timings"), "readyAt"), &ready) == 0 &&
                 ready >= created) {
-                pool_stats *s = stats_get(c, ns, str(get(obj, "spec"), "pool")
-                                                      ? str(get(obj, "spec"), "pool")
-                                                      : "");
+                pool_stats *s = stats_get(
+                    c, ns, str(get(obj, "spec"), "pool") ? str(get(obj, "spec"), "pool") : "");
                 if (s != NULL)
-                    s->lead_time_s = s->lead_time_s == 0 ? ready - created
-                                                         : 0.8 * s->lead_time_s +
-                                                               0.2 * (ready - created);
+                    s->lead_time_s = s->lead_time_s == 0
+                                         ? ready - created
+                                         : 0.8 * s->lead_time_s + 0.2 * (ready - created);
             }
         }
     }
@@ -395,7 +393,8 @@ static json_object *parse_strict(const char *body, size_t len, char *why, size_t
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
     enum json_tokener_error err = json_tokener_get_error(tok);
-    if (obj == NULL || err != json_tokener_success || (size_t)json_tokener_get_parse_end(tok) != len) {
+    if (obj == NULL || err != json_tokener_success ||
+        (size_t)json_tokener_get_parse_end(tok) != len) {
         snprintf(why, why_cap, "malformed JSON: %s",
                  err != json_tokener_success ? json_tokener_error_desc(err)
                                              : "unexpected data after the object");
@@ -420,8 +419,7 @@ static bool valid_dns_label(const char *s)
 
 /* Checks a labels/annotations map: an object of strings whose keys and
  * (for labels) values are valid Kubernetes names. */
-static bool valid_string_map(json_object *m, bool labels, const char *field, char *why,
-                             size_t cap)
+static bool valid_string_map(json_object *m, bool labels, const char *field, char *why, size_t cap)
 {
     if (!json_object_is_type(m, json_type_object)) {
         snprintf(why, cap, "%s must be an object of strings", field);
@@ -486,8 +484,7 @@ static int parse_claim(json_object *body, claim_request *r, char *why, size_t ca
         } else if (strcmp(k, "claimant") == 0) {
             if (!json_object_is_type(v, json_type_string) ||
                 strlen(json_object_get_string(v)) > CLAIMANT_MAX) {
-                snprintf(why, cap, "claimant must be a string of at most %d bytes",
-                         CLAIMANT_MAX);
+                snprintf(why, cap, "claimant must be a string of at most %d bytes", CLAIMANT_MAX);
                 return BDY_EINVAL;
             }
             snprintf(r->claimant, sizeof(r->claimant), "%s", json_object_get_string(v));
@@ -665,8 +662,8 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
                        const char *id, const claim_request *cr, const char *source,
                        const char *idem_key, const char *hash, json_object **world_out)
 {
-    json_object *patch = claim_patch(rv, id, cr->claimant, source, idem_key, hash, cr->labels,
-                                     cr->annotations);
+    json_object *patch =
+        claim_patch(rv, id, cr->claimant, source, idem_key, hash, cr->labels, cr->annotations);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     bdy_write_opts wo = {.urgent = true};
@@ -824,8 +821,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         if (e != NULL && e->pending) {
             pthread_mutex_unlock(&c->lock);
             bdy_http_error(resp, 409, "Conflict",
-                           "a claim with this Idempotency-Key is still in progress",
-                           RETRY_AFTER_S);
+                           "a claim with this Idempotency-Key is still in progress", RETRY_AFTER_S);
             goto out;
         }
         if (e != NULL) {
@@ -866,8 +862,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     new_allocation_id(id);
     for (int attempt = 0; attempt < CLAIM_MAX_TRIES; attempt++) {
         bdy_world_ref ref;
-        int rc = bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors,
-                                      &ref);
+        int rc =
+            bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors, &ref);
         if (rc != 0)
             break;
         char rv[24];
@@ -1021,11 +1017,14 @@ static void expire_cold(bdy_claims *c, waiter *w)
         idem_finish(c, idem_full, NULL);
     }
     char msg[400];
-    snprintf(msg, sizeof(msg), "world %s was not Ready within %.0f s; it keeps starting and joins "
-             "the pool", w->world, w->deadline - w->started);
+    snprintf(msg, sizeof(msg),
+             "world %s was not Ready within %.0f s; it keeps starting and joins "
+             "the pool",
+             w->world, w->deadline - w->started);
     finish_error(w->d, 504, "ColdStartTimeout", msg, 0);
     count_result(c, w->pool, "cold", "timeout", 0);
-    json_object *patch = json_tokener_parse("{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
+    json_object *patch = json_tokener_parse(
+        "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
     bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, BDY_PATCH_MERGE, patch, false,
                     NULL, NULL, NULL);
     json_object_put(patch);
@@ -1276,14 +1275,15 @@ static json_object *world_summary(json_object *w)
     json_object_object_add(o, "namespace", json_object_get(get(meta, "namespace")));
     json_object_object_add(o, "pool", json_object_get(get(get(w, "spec"), "pool")));
     json_object *phase = get(st, "phase");
-    json_object_object_add(o, "phase", phase ? json_object_get(phase)
-                                             : json_object_new_string("Pending"));
+    json_object_object_add(o, "phase",
+                           phase ? json_object_get(phase) : json_object_new_string("Pending"));
     json_object_object_add(o, "address", json_object_get(get(st, "address")));
     json_object *ports = get(st, "ports");
     json_object_object_add(o, "ports", ports ? json_object_get(ports) : json_object_new_array());
     json_object_object_add(o, "allocationId", json_object_get(get(get(st, "allocation"), "id")));
     json_object *labels = get(meta, "labels");
-    json_object_object_add(o, "labels", labels ? json_object_get(labels) : json_object_new_object());
+    json_object_object_add(o, "labels",
+                           labels ? json_object_get(labels) : json_object_new_object());
     json_object_object_add(o, "createdAt", json_object_get(get(meta, "creationTimestamp")));
     return o;
 }
@@ -1348,9 +1348,8 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(res.items); i++) {
         json_object *w = json_object_array_get_idx(res.items, i);
-        if (req->principal != NULL &&
-            !bdy_principal_allows(req->principal, BDY_VERB_READ,
-                                  str(get(w, "metadata"), "namespace")))
+        if (req->principal != NULL && !bdy_principal_allows(req->principal, BDY_VERB_READ,
+                                                            str(get(w, "metadata"), "namespace")))
             continue;
         json_object_array_add(items, world_summary(w));
     }
@@ -1379,9 +1378,9 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
         const char *psr[] = {"pool", "source", "result", NULL};
         const char *ps[] = {"pool", "source", NULL};
         const char *p[] = {"pool", NULL};
-        c->m_total = bdy_metrics_counter(c->o.metrics, "bindery_allocations_total",
-                                         "Claims by pool, source (warm, cold, replay) and result.",
-                                         psr);
+        c->m_total =
+            bdy_metrics_counter(c->o.metrics, "bindery_allocations_total",
+                                "Claims by pool, source (warm, cold, replay) and result.", psr);
         c->m_latency = bdy_metrics_histogram(
             c->o.metrics, "bindery_allocation_duration_seconds",
             "Claim latency, request parsed to durable answer, by pool and source.", ps,
@@ -1430,8 +1429,8 @@ int bdy_claims_routes(bdy_claims *c, bdy_http_server *s)
                              post_allocation, c)) != 0 ||
         (rc = bdy_http_route(s, "GET", "/v1/allocations/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
                              allocation_by_id, c)) != 0 ||
-        (rc = bdy_http_route(s, "DELETE", "/v1/allocations/", BDY_ROUTE_PREFIX,
-                             BDY_VERB_RELEASE, allocation_by_id, c)) != 0 ||
+        (rc = bdy_http_route(s, "DELETE", "/v1/allocations/", BDY_ROUTE_PREFIX, BDY_VERB_RELEASE,
+                             allocation_by_id, c)) != 0 ||
         (rc = bdy_http_route(s, "GET", "/v1/pools", BDY_ROUTE_EXACT, BDY_VERB_READ, list_pools,
                              c)) != 0 ||
         (rc = bdy_http_route(s, "GET", "/v1/pools/", BDY_ROUTE_PREFIX, BDY_VERB_READ, get_pool,

@@ -50,10 +50,10 @@
 #include <unistd.h>
 
 /* A handler's response body may grow to this (paged lists stay far below). */
-#define HTTP_MAX_RESPONSE_BYTES (16u * 1024u * 1024u)
+#define HTTP_MAX_RESPONSE_BYTES ((size_t)16 * 1024 * 1024)
 /* MHD keeps the request line and headers in the connection's memory pool;
  * below this even ordinary requests with a few cookies would fail. */
-#define HTTP_MIN_CONNECTION_MEMORY (32u * 1024u)
+#define HTTP_MIN_CONNECTION_MEMORY ((size_t)32 * 1024)
 #define HTTP_DEFAULT_TIMEOUT_S 30u
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
 #define HTTP_MAX_THREADS 1024u
@@ -65,7 +65,7 @@
 /* MHD cannot answer while a body is still arriving, so after a chunked body
  * passes the cap we read and drop up to this much more to still send 413;
  * a client that keeps sending beyond it is cut off. */
-#define HTTP_DISCARD_LIMIT (1024u * 1024u)
+#define HTTP_DISCARD_LIMIT ((size_t)1024 * 1024)
 /* How long stop() waits for in-flight requests before closing them. */
 #define HTTP_STOP_GRACE_MS 10000u
 
@@ -314,7 +314,7 @@ void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_ob
     resp->status = status;
     int rc = set_json_body(resp, (struct json_object *)json_object);
     if (rc == BDY_ETOOBIG) {
-        bdy_error("http", "response body over %u bytes", HTTP_MAX_RESPONSE_BYTES);
+        bdy_error("http", "response body over %zu bytes", HTTP_MAX_RESPONSE_BYTES);
         bdy_http_error(resp, 500, "InternalError", "response too large", 0);
     } else if (rc != 0) {
         set_fallback_error(resp);
@@ -1398,7 +1398,7 @@ void bdy_http_server_stop(bdy_http_server *s)
     close_deferred(s);
     for (unsigned waited = 0; atomic_load(&s->inflight) > 0 && waited < HTTP_STOP_GRACE_MS;
          waited += 10) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        struct timespec ts = {0, 10L * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(s->daemon);

@@ -240,9 +240,13 @@ void bdy_uuid4(char out[37])
 void bdy_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
     SHA256(data, len, digest);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 0x0f];
+    }
+    out[2 * (size_t)SHA256_DIGEST_LENGTH] = '\0';
 }
 
 bool bdy_ct_equal(const void *a, const void *b, size_t len)

@@ -243,7 +243,8 @@ int main(int argc, char **argv)
     }
     if (port <= 0 || port > 65535 || (rate <= 0) == (conc <= 0) || duration <= 0 ||
         duration > 3600) {
-        fprintf(stderr, "need --port, exactly one of --rate/--concurrency, 0 < --duration <= 3600\n");
+        fprintf(stderr,
+                "need --port, exactly one of --rate/--concurrency, 0 < --duration <= 3600\n");
         return 2;
     }
     if (conc > 0)
@@ -299,11 +300,12 @@ int main(int argc, char **argv)
 #define PCT(p) (nlat ? all[(size_t)((double)(nlat - 1) * (p))] : 0.0)
     double achieved = (double)ok / duration;
     if (json) {
-        printf("{\"ok\":%llu,\"rate\":%.1f,\"errors\":%llu,\"s4xx\":%llu,\"s5xx\":%llu,"
-               "\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"p999_ms\":%.4f,\"max_ms\":%.4f}\n",
-               (unsigned long long)ok, achieved, (unsigned long long)status[0],
-               (unsigned long long)status[4], (unsigned long long)status[5], PCT(0.5), PCT(0.9),
-               PCT(0.99), PCT(0.999), nlat ? all[nlat - 1] : 0.0);
+        printf(
+            "{\"ok\":%llu,\"rate\":%.1f,\"errors\":%llu,\"s4xx\":%llu,\"s5xx\":%llu,"
+            "\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"p999_ms\":%.4f,\"max_ms\":%.4f}\n",
+            (unsigned long long)ok, achieved, (unsigned long long)status[0],
+            (unsigned long long)status[4], (unsigned long long)status[5], PCT(0.5), PCT(0.9),
+            PCT(0.99), PCT(0.999), nlat ? all[nlat - 1] : 0.0);
     } else {
         printf("ok %llu in %.1f s = %.0f/s; transport errors %llu, 4xx %llu, 5xx %llu\n",
                (unsigned long long)ok, duration, achieved, (unsigned long long)status[0],

@@ -208,7 +208,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--group-only") == 0)
             group_only = true;
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--dir DIR] [--json FILE] [--group-only]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--dir DIR] [--json FILE] [--group-only]\n",
+                    argv[0]);
             return 2;
         }
     }

@@ -67,8 +67,7 @@ json_object *bdy_allocation_answer(json_object *world)
     return answer;
 }
 
-int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason,
-                           bdy_errbuf *eb)
+int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason, bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *record = NULL;
@@ -81,7 +80,8 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
         char now[BDY_TIMESTAMP_LEN];
         bdy_timestamp_now(now);
         record = json_object_new_object();
-        json_object_object_add(record, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+        json_object_object_add(record, "apiVersion",
+                               json_object_new_string("bindery.dev/v1alpha1"));
         json_object_object_add(record, "kind", json_object_new_string("Allocation"));
         json_object *rmeta = json_object_new_object();
         json_object_object_add(rmeta, "name", json_object_get(member(alloc, "id")));

@@ -22,21 +22,21 @@ typedef struct fleet_pool fleet_pool;
 
 typedef struct world {
     struct world *next_in_bucket;
-    char *key;         /* "ns/name", owned; ns and name point into key_buf */
-    char *name;        /* into key (after the '/') */
+    char *key;  /* "ns/name", owned; ns and name point into key_buf */
+    char *name; /* into key (after the '/') */
     size_t ns_len;
     char pool_name[BDY_NAME_MAX];
-    fleet_pool *pool;  /* NULL when the pool is not configured */
+    fleet_pool *pool; /* NULL when the pool is not configured */
     bdy_phase phase;
     bool deleting;
-    bool claiming;     /* a claim holds it */
-    bool claimed;      /* a claim succeeded; stays out of warm until a newer rv */
-    bool reserved;     /* created for one cold claim */
+    bool claiming; /* a claim holds it */
+    bool claimed;  /* a claim succeeded; stays out of warm until a newer rv */
+    bool reserved; /* created for one cold claim */
     uint64_t rv;
-    uint64_t claim_rv; /* the rv a claim started from */
+    uint64_t claim_rv;  /* the rv a claim started from */
     double ready_since; /* wall seconds when first seen Ready (scale-down age) */
-    char *labels;      /* "k\0v\0k\0v\0\0" or NULL, owned */
-    long warm_slot;    /* index in pool->warm, or -1 */
+    char *labels;       /* "k\0v\0k\0v\0\0" or NULL, owned */
+    long warm_slot;     /* index in pool->warm, or -1 */
 } world;
 
 struct fleet_pool {
@@ -57,8 +57,8 @@ struct bdy_fleet {
     size_t npools;
 };
 
-static const char *const phase_names[BDY_PHASE_COUNT] = {
-    "Pending", "Starting", "Ready", "Allocated", "Terminating", "Failed"};
+static const char *const phase_names[BDY_PHASE_COUNT] = {"Pending",   "Starting",    "Ready",
+                                                         "Allocated", "Terminating", "Failed"};
 
 const char *bdy_phase_name(bdy_phase p)
 {
@@ -319,8 +319,7 @@ size_t bdy_fleet_pool_count(bdy_fleet *f)
     return n;
 }
 
-int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name,
-                      size_t name_cap)
+int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name, size_t name_cap)
 {
     int rc = BDY_ENOTFOUND;
     pthread_mutex_lock(&f->lock);
@@ -675,9 +674,8 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
     size_t n = 0;
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
-    for (size_t b = 0; p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0 && b < f->nbuckets &&
-                       n < max;
-         b++) {
+    for (size_t b = 0;
+         p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0 && b < f->nbuckets && n < max; b++) {
         for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
             if (w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
                 fill_ref(w, &out[n++]);

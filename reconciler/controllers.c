@@ -112,8 +112,7 @@ static json_object *get(json_object *o, const char *k)
 static const char *str(json_object *o, const char *k)
 {
     json_object *v = get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                 : NULL;
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 static int64_t num(json_object *o, const char *k, int64_t dflt)
@@ -218,10 +217,11 @@ static bool handle_from_status(json_object *world, bdy_world_handle *h)
     memset(h, 0, sizeof(*h));
     h->pid = num(status, "pid", 0);
     h->start_time = (uint64_t)num(status, "processStartTicks", 0);
-    snprintf(h->address, sizeof(h->address), "%s", str(status, "address") ? str(status, "address") : "");
+    snprintf(h->address, sizeof(h->address), "%s",
+             str(status, "address") ? str(status, "address") : "");
     json_object *ports = get(status, "ports");
-    for (size_t i = 0; ports != NULL && i < json_object_array_length(ports) &&
-                       h->nports < BDY_RUNTIME_MAX_PORTS;
+    for (size_t i = 0;
+         ports != NULL && i < json_object_array_length(ports) && h->nports < BDY_RUNTIME_MAX_PORTS;
          i++) {
         json_object *p = json_object_array_get_idx(ports, i);
         bdy_port *hp = &h->ports[h->nports++];
@@ -447,8 +447,8 @@ static int patch_status(bdy_reconciler *r, json_object *world, json_object *stat
     json_object_object_add(patch, "status", status_fields);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"),
-                             str(meta, "name"), BDY_PATCH_MERGE, patch, true, NULL, NULL, &eb);
+    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"), str(meta, "name"),
+                             BDY_PATCH_MERGE, patch, true, NULL, NULL, &eb);
     if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
         bdy_warn("reconciler", "status of %s/%s: %s", str(meta, "namespace"), str(meta, "name"),
                  eb.message);
@@ -461,9 +461,8 @@ static int patch_status(bdy_reconciler *r, json_object *world, json_object *stat
 static json_object *phase_status(json_object *world, bdy_phase phase, const char *reason,
                                  const char *message)
 {
-    static const char *const stamp[BDY_PHASE_COUNT] = {"createdAt",   "startingAt",
-                                                       "readyAt",     "allocatedAt",
-                                                       "terminatingAt", "failedAt"};
+    static const char *const stamp[BDY_PHASE_COUNT] = {"createdAt",   "startingAt",    "readyAt",
+                                                       "allocatedAt", "terminatingAt", "failedAt"};
     char now[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now(now);
     json_object *st = json_object_new_object();
@@ -683,8 +682,8 @@ static void observe_startup(bdy_reconciler *r, json_object *world)
 
 /* Probes a Starting or warm world once. Returns the delay until the next
  * probe, or 0 when no further probing is needed. */
-static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world,
-                            bdy_phase phase, int *rc)
+static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
+                            int *rc)
 {
     bdy_world_spec spec;
     json_object *manifest = NULL;
@@ -762,8 +761,8 @@ static int patch_meta(bdy_reconciler *r, json_object *world, json_object *meta_f
                            json_object_get(get(meta, "resourceVersion")));
     json_object *patch = json_object_new_object();
     json_object_object_add(patch, "metadata", meta_fields);
-    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"),
-                             str(meta, "name"), BDY_PATCH_MERGE, patch, false, NULL, NULL, NULL);
+    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"), str(meta, "name"),
+                             BDY_PATCH_MERGE, patch, false, NULL, NULL, NULL);
     json_object_put(patch);
     return rc;
 }
@@ -857,8 +856,8 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                 const char *mname = str(get(world, "spec"), "manifest");
                 if (mname != NULL &&
                     bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-                    grace_ms = (unsigned)num(get(m, "spec"), "terminationGracePeriodSeconds", 10) *
-                               1000u;
+                    grace_ms =
+                        (unsigned)num(get(m, "spec"), "terminationGracePeriodSeconds", 10) * 1000u;
                 json_object_put(m);
                 r->rt->vt->stop(r->rt->ctx, &t.h, grace_ms);
             }
@@ -1017,13 +1016,12 @@ static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref)
     char rv[24];
     snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ref->resource_version);
     d.precondition_rv = rv; /* never a world that changed since: it may be claimed */
-    int rc = bdy_store_delete(r->o.store, &BDY_GVR_WORLDS, ref->ns, ref->name, &d, NULL, NULL,
-                              NULL);
+    int rc =
+        bdy_store_delete(r->o.store, &BDY_GVR_WORLDS, ref->ns, ref->name, &d, NULL, NULL, NULL);
     return rc == BDY_ENOTFOUND || rc == BDY_ECONFLICT ? 0 : rc;
 }
 
-static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name,
-                          unsigned *requeue_ms)
+static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, unsigned *requeue_ms)
 {
     char key[KEY_MAX];
     world_key(key, ns, name);
@@ -1057,8 +1055,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name,
     if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
     unsigned target = bdy_pool_target_warm(&spec);
-    unsigned warm = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
-                    c.phase[BDY_PHASE_READY];
+    unsigned warm =
+        c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] + c.phase[BDY_PHASE_READY];
     if (spec.booklet != NULL && spec.manifest == NULL) {
         bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
         goto out;
@@ -1158,7 +1156,7 @@ void bdy_reconciler_pools_changed(bdy_reconciler *r)
 static void count_reconcile(bdy_reconciler *r, const char *controller, int rc)
 {
     const char *labels[] = {controller,
-                            rc == 0                 ? "success"
+                            rc == 0               ? "success"
                             : rc == BDY_ECONFLICT ? "conflict"
                                                   : "error",
                             NULL};
@@ -1269,27 +1267,25 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
         const char *p[] = {"pool", NULL};
         r->m_reconciles = bdy_metrics_counter(r->o.metrics, "bindery_reconcile_total",
                                               "Reconciles by controller and result.", cr);
-        r->m_worlds = bdy_metrics_gauge(r->o.metrics, "bindery_worlds",
-                                        "Worlds by pool and phase.", pp);
-        r->m_startup = bdy_metrics_histogram(
-            r->o.metrics, "bindery_world_startup_seconds",
-            "World startup latency: creation to Ready, by pool.", p, startup_bounds,
-            sizeof(startup_bounds) / sizeof(startup_bounds[0]));
-        bdy_metric_family *depth = bdy_metrics_gauge(
-            r->o.metrics, "bindery_workqueue_depth", "Keys waiting in the reconcile queue.", NULL);
+        r->m_worlds =
+            bdy_metrics_gauge(r->o.metrics, "bindery_worlds", "Worlds by pool and phase.", pp);
+        r->m_startup = bdy_metrics_histogram(r->o.metrics, "bindery_world_startup_seconds",
+                                             "World startup latency: creation to Ready, by pool.",
+                                             p, startup_bounds,
+                                             sizeof(startup_bounds) / sizeof(startup_bounds[0]));
+        bdy_metric_family *depth = bdy_metrics_gauge(r->o.metrics, "bindery_workqueue_depth",
+                                                     "Keys waiting in the reconcile queue.", NULL);
         r->m_depth = bdy_metric_child(depth, NULL);
         bdy_metric_family *dropped =
             bdy_metrics_counter(r->o.metrics, "bindery_events_dropped_total",
-                                "Kubernetes Events not recorded because the queue was full.",
-                                NULL);
+                                "Kubernetes Events not recorded because the queue was full.", NULL);
         r->m_events_dropped = bdy_metric_child(dropped, NULL);
     }
     *out = r;
     return 0;
 }
 
-int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms,
-                         bdy_errbuf *eb)
+int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms, bdy_errbuf *eb)
 {
     r->rt = runtime;
     if (pthread_create(&r->ev_thread, NULL, event_main, r) != 0)

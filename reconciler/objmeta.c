@@ -163,9 +163,10 @@ static void check_string_map(json_object *meta, const char *key, bool labels, bd
             *rc = BDY_EINVALID_OBJECT;
         }
     }
-    if (!labels && total > BDY__MAX_ANNOTATIONS_BYTES) {
+    if (!labels && total > (size_t)BDY__MAX_ANNOTATIONS_BYTES) {
         bdy_errbuf_add_cause(eb, "FieldValueTooLong", "metadata.annotations",
-                             "Too long: must have at most %u bytes", BDY__MAX_ANNOTATIONS_BYTES);
+                             "Too long: must have at most %zu bytes",
+                             (size_t)BDY__MAX_ANNOTATIONS_BYTES);
         *rc = BDY_EINVALID_OBJECT;
     }
 }

@@ -131,8 +131,8 @@ static int grow_if_full(bench_runtime *rt)
         return 0;
     size_t old_n = rt->nbuckets;
     bench_world **old_tokens = rt->by_token;
-    bench_world **tokens = calloc(old_n * 2, sizeof(*tokens));
-    bench_world **names = calloc(old_n * 2, sizeof(*names));
+    bench_world **tokens = calloc(old_n * 2, sizeof(bench_world *));
+    bench_world **names = calloc(old_n * 2, sizeof(bench_world *));
     if (tokens == NULL || names == NULL) {
         free(tokens);
         free(names);
@@ -494,8 +494,8 @@ int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out,
     rt->on_exit = opts->on_exit;
     rt->data = opts->data;
     rt->nbuckets = INITIAL_BUCKETS;
-    rt->by_token = calloc(rt->nbuckets, sizeof(*rt->by_token));
-    rt->by_name = calloc(rt->nbuckets, sizeof(*rt->by_name));
+    rt->by_token = calloc(rt->nbuckets, sizeof(bench_world *));
+    rt->by_name = calloc(rt->nbuckets, sizeof(bench_world *));
     rt->port_users = calloc(rt->span, sizeof(*rt->port_users));
     rt->port_queued = calloc(rt->span, sizeof(*rt->port_queued));
     rt->free_ring = calloc(rt->span, sizeof(*rt->free_ring));

@@ -9,11 +9,11 @@
  * Threads: one watcher thread waits (epoll) on a pidfd per world and on an
  * eventfd that wakes it for shutdown and for new SIGKILL deadlines. Where
  * pidfds are missing (Linux before 5.4, some sandboxes, valgrind) it polls
- * the worlds every POLL_EXITS_MS instead. It reaps
- * the worlds that are our children, frees their ports and calls the exit
- * callback with no lock held, so the callback may call back into the
- * runtime. Every vtable slot may be called from any thread; one mutex guards
- * the world list, the port map and the deadlines.
+ * the worlds every POLL_EXITS_MS instead. It reaps the worlds that are our
+ * children, frees their ports and calls the exit callback with no lock
+ * held, so the callback may call back into the runtime. Every vtable slot
+ * may be called from any thread; one mutex guards the world list, the port
+ * map and the deadlines.
  */
 #include "bindery/log.h"
 #include "bindery/runtime.h"
@@ -302,9 +302,8 @@ static void wake_watcher(proc_runtime *rt)
 
 /* Puts a world under watch: links it, marks its ports taken and registers
  * its pidfd (if any) with the watcher. Takes ownership of pidfd on success
- * only.
- * BDY_EEXISTS when another process already runs a world of that name.
- * Caller must not hold rt->lock. */
+ * only. BDY_EEXISTS when another process already runs a world of that
+ * name. Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
                        const bdy_world_handle *h, int pidfd, bool own_group, bdy_errbuf *eb)
 {
@@ -893,7 +892,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
     /* The pid may have changed hands between the first look and the
      * pidfd; a second look, with the pidfd now holding the process, settles
      * it. */
-    if (rc == 0)
+    if (rc == 0 && pidfd >= 0)
         rc = alive_as_recorded(h, &st);
     if (rc == BDY_ENOTFOUND) {
         rc = bdy_fail(eb, rc, "world %s/%s: pid %lld with start time %llu is gone", ns, name,

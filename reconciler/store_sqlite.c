@@ -78,7 +78,7 @@ typedef struct write_op {
     size_t aevents;
     bdy_crd *crd_put; /* register after commit */
     char *crd_remove; /* "group\0plural": unregister after commit */
-    sem_t done; /* posted by the writer when the op is finished */
+    sem_t done;       /* posted by the writer when the op is finished */
     struct write_op *next;
 } write_op;
 

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define BDY_HTTP_DEFAULT_MAX_BODY (64u * 1024u)
+#define BDY_HTTP_DEFAULT_MAX_BODY ((size_t)64 * 1024)
 #define BDY_HTTP_MAX_RESPONSE_HEADERS 8
 
 typedef struct bdy_http_server bdy_http_server;

@@ -90,8 +90,7 @@ int bdy_fleet_pool_spec(bdy_fleet *f, const char *ns, const char *name, bdy_conf
 void bdy_fleet_pool_spec_free(bdy_config_pool *spec);
 /* Number of pools and the ns/name of pool i (for iteration). */
 size_t bdy_fleet_pool_count(bdy_fleet *f);
-int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name,
-                      size_t name_cap);
+int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *name, size_t name_cap);
 
 /* Informer side: records a WorldInstance's current state. Returns the
  * pool's name in pool_out (cap BDY_NAME_MAX; "" when the world has no pool)
@@ -114,7 +113,6 @@ int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
  * goes back to the warm index if it is still Ready at that
  * resourceVersion (stale: it stays out until the informer reports again). */
 void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *w, bool claimed, bool stale);
-
 
 /* Pool controller: up to max idle warm worlds of the pool, oldest first, that
  * have been Ready at least min_age_s (scale-down candidates). */

@@ -51,8 +51,7 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
 
 /* Starts the informer and workers with this runtime (borrowed). Returns once
  * the informer has delivered its first list (or after timeout_ms). */
-int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms,
-                         bdy_errbuf *eb);
+int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms, bdy_errbuf *eb);
 /* True once the world informer has synced. */
 bool bdy_reconciler_synced(bdy_reconciler *r);
 /* Queues every pool for reconciling (after a config reload). */

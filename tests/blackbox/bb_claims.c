@@ -175,8 +175,9 @@ static void test_claim_ping_release_refill(void **state)
     assert_true(bb_start(&s, NULL));
     assert_true(wait_warm(&s, 2, 30000));
 
-    claim c = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"mm-1\","
-                             "\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}",
+    claim c = post_claim(&s,
+                         "{\"pool\":\"arena\",\"claimant\":\"mm-1\","
+                         "\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}",
                          NULL);
     assert_int_equal(c.status, 201);
     assert_string_equal(c.source, "warm");
@@ -221,8 +222,8 @@ static void test_claim_ping_release_refill(void **state)
     bb_response_free(&r);
     /* Metrics saw the claim. */
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
-    assert_non_null(
-        strstr(r.body, "bindery_allocations_total{pool=\"arena\",source=\"warm\",result=\"success\"} 1"));
+    assert_non_null(strstr(
+        r.body, "bindery_allocations_total{pool=\"arena\",source=\"warm\",result=\"success\"} 1"));
     assert_non_null(strstr(r.body, "bindery_world_startup_seconds_count{pool=\"arena\"}"));
     bb_response_free(&r);
     bb_cleanup(&s);
@@ -290,8 +291,8 @@ static void test_cold_claim_timeout(void **state)
     /* Worlds take 3 s to listen: a 1 s wait times out, the world joins the pool. */
     setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"3000\"", 600);
     assert_true(bb_start(&s, NULL));
-    bb_response r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"arena\",\"waitSeconds\":1}",
-                               JSON_HDR);
+    bb_response r = bb_request(&s, "POST", "/v1/allocations",
+                               "{\"pool\":\"arena\",\"waitSeconds\":1}", JSON_HDR);
     assert_int_equal(r.status, 504);
     assert_non_null(strstr(r.body, "ColdStartTimeout"));
     bb_response_free(&r);
@@ -330,8 +331,7 @@ static void test_bad_requests_change_nothing(void **state)
         {"{\"pool\":\"arena\"} trailing", "application/json", NULL, 400, "InvalidRequest"},
         {"{\"pool\":\"arena\"}", "text/plain", NULL, 415, "UnsupportedMediaType"},
         {"{\"pool\":\"nope\"}", "application/json", NULL, 404, "NotFound"},
-        {"{\"pool\":\"arena\"}", "application/json", "bad key with spaces", 400,
-         "InvalidRequest"},
+        {"{\"pool\":\"arena\"}", "application/json", "bad key with spaces", 400, "InvalidRequest"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char ct[100];

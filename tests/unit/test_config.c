@@ -1041,8 +1041,12 @@ static void test_example_config(void **state)
     if (rc != 0)
         fail_msg("%s", eb.message);
     assert_defaults_except_paths(cfg);
-    snprintf(want, sizeof(want), "%s/data", cfg->base_dir);
+    /* The example keeps its data and world logs at the repository's top,
+     * and runs worlds from the build's bin folder. */
+    snprintf(want, sizeof(want), "%s/../data", cfg->base_dir);
     assert_string_equal(cfg->data_dir, want);
+    snprintf(want, sizeof(want), "%s/../build/bin", cfg->base_dir);
+    assert_string_equal(cfg->runtime.work_dir, want);
     assert_int_equal(cfg->manifests.count, 1);
     snprintf(want, sizeof(want), "%s/manifests", cfg->base_dir);
     assert_string_equal(cfg->manifests.items[0], want);

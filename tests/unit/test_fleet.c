@@ -206,7 +206,7 @@ static void test_scale_down_candidates_and_failed(void **state)
     observe(f, world("a4", "arena", "Failed", 13, "dust", false, false));
     bdy_world_ref refs[8];
     size_t n = bdy_fleet_idle_oldest(f, "default", "arena", 0, refs, 8);
-    assert_int_equal(n, 2); /* never the allocated one */
+    assert_int_equal(n, 2);                  /* never the allocated one */
     assert_string_equal(refs[0].name, "a1"); /* oldest first */
     assert_int_equal(bdy_fleet_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
     n = bdy_fleet_failed(f, "default", "arena", refs, 8);
@@ -267,7 +267,8 @@ static void test_allocation_answer(void **state)
         "\"spec\":{\"pool\":\"arena\"},\"status\":{\"phase\":\"Allocated\",\"address\":"
         "\"127.0.0.1\",\"nodeName\":\"n1\",\"ports\":[{\"name\":\"game\",\"port\":20001,"
         "\"protocol\":\"UDP\"}],\"allocation\":{\"id\":\"alc-123\",\"claimant\":\"mm\","
-        "\"claimedAt\":\"2026-11-27T20:15:02.113482Z\",\"source\":\"warm\",\"labels\":{\"match-id\":"
+        "\"claimedAt\":\"2026-11-27T20:15:02.113482Z\",\"source\":\"warm\",\"labels\":{\"match-"
+        "id\":"
         "\"m-1\"},\"annotations\":{\"note\":\"ranked\"}}}}");
     json_object *a = bdy_allocation_answer(w);
     assert_non_null(a);
