@@ -1052,8 +1052,7 @@ static void test_example_config(void **state)
     assert_string_equal(cfg->manifests.items[0], want);
     size_t blen = strlen(cfg->base_dir);
     assert_true(blen >= 8 && strcmp(cfg->base_dir + blen - 8, "examples") == 0);
-    assert_string_equal(cfg->runtime.work_dir, cfg->base_dir);
-    snprintf(want, sizeof(want), "%s/worlds", cfg->base_dir);
+    snprintf(want, sizeof(want), "%s/../data/worlds", cfg->base_dir);
     assert_string_equal(cfg->runtime.log_dir, want);
 
     /* The one pool the README's run command starts. */
