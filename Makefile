@@ -50,8 +50,7 @@ fuzz:
 
 lint: build-test
 	scripts/check-format.sh
-	run-clang-tidy -p build-test -quiet 'allocator|reconciler|pool' 2>/dev/null || \
-	  clang-tidy -p build-test --quiet $$(git ls-files 'allocator/*.c' 'reconciler/*.c' 'pool/*.c')
+	scripts/check-tidy.sh build-test
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

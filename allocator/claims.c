@@ -677,8 +677,8 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
 
 static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
 {
-    memcpy(out, "alc-", 4);
-    bdy_random_hex(out + 4, 12);
+    snprintf(out, BDY_ALLOCATION_ID_LEN, "alc-");
+    bdy_random_hex(out + 4, BDY_ALLOCATION_ID_LEN - 5);
 }
 
 /* Ends a pending idempotency entry: success records the id, failure drops

@@ -203,6 +203,20 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+static bool same_http(const bdy_config_http *a, const bdy_config_http *b)
+{
+    return a->threads == b->threads && a->max_body_bytes == b->max_body_bytes &&
+           a->connection_timeout_s == b->connection_timeout_s &&
+           a->max_connections == b->max_connections &&
+           a->header_limit_bytes == b->header_limit_bytes;
+}
+
+static bool same_store(const bdy_config_store *a, const bdy_config_store *b)
+{
+    return a->watch_history == b->watch_history && a->max_batch == b->max_batch &&
+           a->busy_timeout_ms == b->busy_timeout_ms;
+}
+
 static void count_reload(daemon_state *d, const char *result)
 {
     const char *labels[] = {result, NULL};
@@ -251,8 +265,7 @@ static void reload(daemon_state *d, const char *path)
         return;
     }
     if (!same_str(next->listen, d->cfg->listen) || !same_str(next->data_dir, d->cfg->data_dir) ||
-        memcmp(&next->http, &d->cfg->http, sizeof(next->http)) != 0 ||
-        memcmp(&next->store, &d->cfg->store, sizeof(next->store)) != 0 ||
+        !same_http(&next->http, &d->cfg->http) || !same_store(&next->store, &d->cfg->store) ||
         next->runtime.kind != d->cfg->runtime.kind ||
         next->runtime.port_min != d->cfg->runtime.port_min ||
         next->runtime.port_max != d->cfg->runtime.port_max ||

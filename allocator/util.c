@@ -125,22 +125,36 @@ void bdy_timestamp_now_seconds(char out[BDY_TIMESTAMP_LEN])
     format_time(out, false);
 }
 
+/* Reads n decimal digits at p (no sign, no spaces). */
+static bool digits(const char *p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
 int bdy_timestamp_parse(const char *text, double *unix_seconds)
 {
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    int consumed = 0;
-    if (text == NULL ||
-        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
-        consumed != 19)
+    /* YYYY-MM-DDTHH:MM:SS, every digit where a digit belongs. */
+    if (text == NULL || strlen(text) < 20 || !digits(text, 4, &tm.tm_year) || text[4] != '-' ||
+        !digits(text + 5, 2, &tm.tm_mon) || text[7] != '-' || !digits(text + 8, 2, &tm.tm_mday) ||
+        (text[10] != 'T' && text[10] != 't') || !digits(text + 11, 2, &tm.tm_hour) ||
+        text[13] != ':' || !digits(text + 14, 2, &tm.tm_min) || text[16] != ':' ||
+        !digits(text + 17, 2, &tm.tm_sec))
         return BDY_EINVAL;
     if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
         tm.tm_min > 59 || tm.tm_sec > 60)
         return BDY_EINVAL;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    const char *p = text + consumed;
+    const char *p = text + 19;
     double frac = 0;
     if (*p == '.') {
         double scale = 0.1;
@@ -159,8 +173,7 @@ int bdy_timestamp_parse(const char *text, double *unix_seconds)
     } else if (*p == '+' || *p == '-') {
         int oh = 0;
         int om = 0;
-        int n = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
             return BDY_EINVAL;
         offset = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
         p += 6;

@@ -188,7 +188,7 @@ static void warm_add(world *w)
         return;
     if (p->nwarm == p->awarm) {
         size_t n = p->awarm ? p->awarm * 2 : 64;
-        world **grown = realloc(p->warm, n * sizeof(*grown));
+        world **grown = realloc(p->warm, n * sizeof(world *));
         if (grown == NULL) {
             bdy_error("fleet", "out of memory growing the warm index of %s/%s", p->spec.ns,
                       p->spec.name);
@@ -227,7 +227,7 @@ static void count(world *w, int sign)
 int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
 {
     int rc = 0;
-    fleet_pool **added = calloc(pools->count ? pools->count : 1, sizeof(*added));
+    fleet_pool **added = calloc(pools->count ? pools->count : 1, sizeof(fleet_pool *));
     if (added == NULL)
         return BDY_ENOMEM;
     size_t nadded = 0;
@@ -261,13 +261,13 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
         added[nadded++] = p;
     }
     if (nadded > 0) {
-        fleet_pool **grown = realloc(f->pools, (f->npools + nadded) * sizeof(*grown));
+        fleet_pool **grown = realloc(f->pools, (f->npools + nadded) * sizeof(fleet_pool *));
         if (grown == NULL) {
             rc = BDY_ENOMEM;
             goto out;
         }
         f->pools = grown;
-        memcpy(f->pools + f->npools, added, nadded * sizeof(*added));
+        memcpy(f->pools + f->npools, added, nadded * sizeof(fleet_pool *));
         f->npools += nadded;
         nadded = 0;
     }
@@ -361,7 +361,7 @@ static void grow_buckets(bdy_fleet *f)
     if (f->nworlds < f->nbuckets)
         return;
     size_t n = f->nbuckets * 2;
-    world **b = calloc(n, sizeof(*b));
+    world **b = calloc(n, sizeof(world *));
     if (b == NULL)
         return; /* chains just get longer */
     for (size_t i = 0; i < f->nbuckets; i++) {
@@ -385,7 +385,7 @@ int bdy_fleet_new(bdy_fleet **out)
     if (f == NULL)
         return BDY_ENOMEM;
     f->nbuckets = FLEET_MIN_BUCKETS;
-    f->buckets = calloc(f->nbuckets, sizeof(*f->buckets));
+    f->buckets = calloc(f->nbuckets, sizeof(world *));
     if (f->buckets == NULL) {
         free(f);
         return BDY_ENOMEM;

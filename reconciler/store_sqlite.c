@@ -254,6 +254,19 @@ static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const ch
     return 0;
 }
 
+/* "group\0plural\0" in one allocation: what a deleted CRD unregisters. */
+static char *crd_key(const char *group, const char *plural)
+{
+    size_t gl = strlen(group) + 1;
+    size_t pl = strlen(plural) + 1;
+    char *k = malloc(gl + pl);
+    if (k != NULL) {
+        memcpy(k, group, gl);
+        memcpy(k + gl, plural, pl);
+    }
+    return k;
+}
+
 static void set_rv(json_object *obj, uint64_t rv)
 {
     char buf[24];
@@ -269,7 +282,7 @@ static int w_store(sqlite_store *s, write_op *op, const bdy_resource_info *info,
     set_rv(obj, rv);
     const char *body = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
     if (strlen(body) > BDY_STORE_MAX_OBJECT_BYTES)
-        return bdy_fail(op->eb, BDY_ETOOBIG, "object is larger than %u bytes",
+        return bdy_fail(op->eb, BDY_ETOOBIG, "object is larger than %zu bytes",
                         BDY_STORE_MAX_OBJECT_BYTES);
     int rc = w_put(s, info->group, info->resource, ns, name, rv, body, op->eb);
     if (rc != 0)
@@ -437,7 +450,7 @@ static int do_create(sqlite_store *s, write_op *op)
         if (plen > BDY__MAX_NAME_LEN - 5)
             plen = BDY__MAX_NAME_LEN - 5;
         for (int i = 0; i < GENERATE_NAME_TRIES; i++) {
-            memcpy(candidate, gen_name, plen);
+            snprintf(candidate, sizeof(candidate), "%.*s", (int)plen, gen_name);
             bdy_random_suffix(candidate + plen, 5);
             json_object_put(existing);
             rc = w_load(s, info->group, info->resource, ns, candidate, &existing, op->eb);
@@ -638,14 +651,11 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
             const bdy__resource *cr = bdy__registry_get(&s->registry, crd->group, crd->plural);
             if (cr != NULL && (rc = cascade_crd(s, op, cr)) != 0)
                 goto out;
-            size_t gl = strlen(crd->group);
-            op->crd_remove = malloc(gl + strlen(crd->plural) + 2);
+            op->crd_remove = crd_key(crd->group, crd->plural);
             if (op->crd_remove == NULL) {
                 rc = BDY_ENOMEM;
                 goto out;
             }
-            memcpy(op->crd_remove, crd->group, gl + 1);
-            strcpy(op->crd_remove + gl + 1, crd->plural);
         }
     } else {
         rc = w_store(s, op, info, ns, name, neu, old, BDY_EVENT_MODIFIED);
@@ -668,9 +678,11 @@ static int load_current(sqlite_store *s, write_op *op, const bdy__resource **res
                         const char **ns_out, const char *name, json_object **old)
 {
     const bdy__resource *res = w_resource(s, op->gvr, op->eb);
+    *res_out = res;
     if (res == NULL)
         return BDY_ENOTFOUND;
     const char *ns = scoped_ns(&res->info, op->ns);
+    *ns_out = ns;
     if (name == NULL || name[0] == '\0')
         return bdy_fail(op->eb, BDY_EINVAL, "a name is required");
     int rc = w_load(s, res->info.group, res->info.resource, ns, name, old, op->eb);
@@ -680,8 +692,6 @@ static int load_current(sqlite_store *s, write_op *op, const bdy__resource **res
         not_found(op->eb, &res->info, name);
         return BDY_ENOTFOUND;
     }
-    *res_out = res;
-    *ns_out = ns;
     return 0;
 }
 
@@ -835,14 +845,11 @@ static int do_delete(sqlite_store *s, write_op *op)
             rc = cascade_crd(s, op, cr);
             if (rc != 0)
                 goto out;
-            size_t gl = strlen(group);
-            op->crd_remove = malloc(gl + strlen(plural) + 2);
+            op->crd_remove = crd_key(group, plural);
             if (op->crd_remove == NULL) {
                 rc = BDY_ENOMEM;
                 goto out;
             }
-            memcpy(op->crd_remove, group, gl + 1);
-            strcpy(op->crd_remove + gl + 1, plural);
         }
     }
     op->deleted = true;
@@ -1131,7 +1138,8 @@ static int s_resource_info(void *ctx, const bdy_gvr *gvr, bdy_resource_info *out
 {
     sqlite_store *s = ctx;
     int rc = bdy__registry_lookup(&s->registry, group_of(gvr), gvr->resource, out);
-    if (rc == 0 && gvr->version != NULL && gvr->version[0] && strcmp(gvr->version, out->version))
+    if (rc == 0 && gvr->version != NULL && gvr->version[0] &&
+        strcmp(gvr->version, out->version) != 0)
         rc = BDY_ENOTFOUND;
     return rc;
 }
@@ -1543,8 +1551,8 @@ static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_er
     const char *stray = NULL;
     char stray_name[256] = "";
     while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-            strcmp(de->d_name, "kubeconfig")) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            strcmp(de->d_name, "kubeconfig") != 0) {
             snprintf(stray_name, sizeof(stray_name), "%s", de->d_name);
             stray = stray_name;
             break;

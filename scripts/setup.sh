@@ -10,7 +10,7 @@ purpose=${1:-run}
 
 build=(gcc make cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev
        libyaml-dev libsqlite3-dev libssl-dev curl)
-test=(libcmocka-dev valgrind clang clang-format)
+test=(libcmocka-dev valgrind clang clang-format clang-tidy)
 bench=(gnuplot-nox wrk)
 
 case "$purpose" in

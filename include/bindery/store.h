@@ -42,7 +42,7 @@ extern const bdy_gvr BDY_GVR_BOOKLETS;
 extern const bdy_gvr BDY_GVR_BINDINGS;
 
 /* Caps on what one list or one object may hold. */
-#define BDY_STORE_MAX_OBJECT_BYTES (1536u * 1024u) /* as etcd's default request limit */
+#define BDY_STORE_MAX_OBJECT_BYTES ((size_t)1536 * 1024) /* as etcd's default request limit */
 #define BDY_STORE_MAX_LIST_LIMIT 10000u
 #define BDY_STORE_MAX_CONTINUE 512u
 
