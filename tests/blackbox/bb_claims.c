@@ -512,14 +512,14 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_claim_ping_release_refill),
-        cmocka_unit_test(test_idempotent_replay),
-        cmocka_unit_test(test_cold_claim_and_exhaustion),
-        cmocka_unit_test(test_cold_claim_timeout),
-        cmocka_unit_test(test_bad_requests_change_nothing),
-        cmocka_unit_test(test_reload_keeps_allocated_worlds),
-        cmocka_unit_test(test_warm_crash_is_replaced),
-        cmocka_unit_test(test_kill9_keeps_acknowledged_claims),
+        cmocka_unit_test_teardown(test_claim_ping_release_refill, bb_teardown),
+        cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
+        cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
+        cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

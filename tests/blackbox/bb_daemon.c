@@ -288,13 +288,13 @@ static void test_bad_data_folder_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_starts_serves_and_stops_cleanly),
-        cmocka_unit_test(test_cli_commands),
-        cmocka_unit_test(test_reload_keeps_old_config_when_new_is_bad),
-        cmocka_unit_test(test_bearer_tokens),
-        cmocka_unit_test(test_non_loopback_needs_tokens),
-        cmocka_unit_test(test_startup_manifests_applied_and_validated),
-        cmocka_unit_test(test_bad_data_folder_refused),
+        cmocka_unit_test_teardown(test_starts_serves_and_stops_cleanly, bb_teardown),
+        cmocka_unit_test_teardown(test_cli_commands, bb_teardown),
+        cmocka_unit_test_teardown(test_reload_keeps_old_config_when_new_is_bad, bb_teardown),
+        cmocka_unit_test_teardown(test_bearer_tokens, bb_teardown),
+        cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
+        cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
+        cmocka_unit_test_teardown(test_bad_data_folder_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

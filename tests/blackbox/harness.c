@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +17,40 @@
 #include <unistd.h>
 
 #define BB_MAX_BODY (16u * 1024u * 1024u)
+#define BB_MAX_LIVE 16
+
+/* What every server this process started left behind, by value, so a test
+ * that fails half-way (cmocka jumps out of it) is still cleaned up by the
+ * group teardown: see bb_cleanup_all(). */
+static struct {
+    char dir[64];
+    pid_t pid;
+} live[BB_MAX_LIVE];
+
+static void live_set(const bb_server *s)
+{
+    int free_slot = -1;
+    for (int i = 0; i < BB_MAX_LIVE; i++) {
+        if (strcmp(live[i].dir, s->dir) == 0) {
+            live[i].pid = s->pid;
+            return;
+        }
+        if (live[i].dir[0] == '\0' && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        snprintf(live[free_slot].dir, sizeof(live[free_slot].dir), "%s", s->dir);
+        live[free_slot].pid = s->pid;
+    }
+}
+
+static void live_drop(const char *dir)
+{
+    for (int i = 0; i < BB_MAX_LIVE; i++) {
+        if (strcmp(live[i].dir, dir) == 0)
+            live[i].dir[0] = '\0';
+    }
+}
 
 static void die(const char *what)
 {
@@ -73,6 +108,7 @@ void bb_init(bb_server *s, const char *config_text)
     snprintf(s->data, sizeof(s->data), "%s/data", s->dir);
     snprintf(s->log, sizeof(s->log), "%s/bindery.log", s->dir);
     bb_write(s, "bindery.yaml", config_text);
+    live_set(s);
     static bool curl_ready = false;
     if (!curl_ready) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -95,6 +131,7 @@ static bool exited(bb_server *s)
     if (r == s->pid) {
         s->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         s->pid = 0;
+        live_set(s);
         return true;
     }
     return false;
@@ -132,6 +169,7 @@ bool bb_start(bb_server *s, const char *const *extra_args)
         _exit(127);
     }
     s->pid = pid;
+    live_set(s);
     for (int i = 0; i < 300; i++) { /* 15 s */
         if (exited(s))
             return false;
@@ -292,6 +330,32 @@ bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
     return false;
 }
 
+/* World processes outlive bindery by design, so the harness stops the ones
+ * this server started itself: every process whose working folder is the
+ * server's folder (the test configs run worlds there). */
+static void kill_worlds(const char *dir)
+{
+    DIR *proc = opendir("/proc");
+    struct dirent *de;
+    while (proc != NULL && (de = readdir(proc)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(de->d_name, &end, 10);
+        if (end == de->d_name || *end != '\0' || pid <= 1 || pid == (long)getpid())
+            continue;
+        char link[64];
+        char cwd[256];
+        snprintf(link, sizeof(link), "/proc/%ld/cwd", pid);
+        ssize_t n = readlink(link, cwd, sizeof(cwd) - 1);
+        if (n <= 0)
+            continue;
+        cwd[n] = '\0';
+        if (strcmp(cwd, dir) == 0)
+            kill((pid_t)pid, SIGKILL);
+    }
+    if (proc != NULL)
+        closedir(proc);
+}
+
 void bb_cleanup(bb_server *s)
 {
     if (s->pid > 0) {
@@ -302,9 +366,38 @@ void bb_cleanup(bb_server *s)
         }
     }
     if (s->dir[0] != '\0') {
+        kill_worlds(s->dir);
+        live_drop(s->dir);
+    }
+    if (s->dir[0] != '\0') {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
         if (system(cmd) != 0)
             fprintf(stderr, "harness: could not remove %s\n", s->dir);
     }
+}
+
+void bb_cleanup_all(void)
+{
+    for (int i = 0; i < BB_MAX_LIVE; i++) {
+        if (live[i].dir[0] == '\0')
+            continue;
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+        }
+        kill_worlds(live[i].dir);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", live[i].dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "harness: could not remove %s\n", live[i].dir);
+        live[i].dir[0] = '\0';
+    }
+}
+
+int bb_teardown(void **state)
+{
+    (void)state;
+    bb_cleanup_all();
+    return 0;
 }

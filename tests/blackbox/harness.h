@@ -47,7 +47,11 @@ void bb_signal(bb_server *s, int sig);
 bool bb_wait_exit(bb_server *s, int timeout_ms);
 /* True if the daemon's log contains text (polls up to timeout_ms). */
 bool bb_log_contains(bb_server *s, const char *text, int timeout_ms);
-/* SIGTERM (then SIGKILL after 10 s) and removes the folder. */
+/* SIGTERM (then SIGKILL after 10 s), kills the worlds it started (their
+ * working folder is the server's folder) and removes the folder. */
 void bb_cleanup(bb_server *s);
+/* Group teardown: kills and removes whatever a failed test left behind. */
+void bb_cleanup_all(void);
+int bb_teardown(void **state);
 
 #endif
