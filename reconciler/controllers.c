@@ -1029,16 +1029,22 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0)
         return 0; /* no longer configured: its worlds are left as they are */
     int rc = 0;
-    bdy_world_ref *refs = calloc(POOL_STEP_MAX, sizeof(*refs));
-    if (refs == NULL) {
-        bdy_fleet_pool_spec_free(&spec);
-        return BDY_ENOMEM;
-    }
+    bdy_world_ref *refs = NULL; /* allocated only when worlds must go */
     double now = bdy_wall_seconds();
     *requeue_ms = POOL_RESYNC_MS;
+    bdy_pool_counts c;
+    if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
+        goto out;
+    if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > bdy_pool_target_warm(&spec)) {
+        refs = calloc(POOL_STEP_MAX, sizeof(*refs));
+        if (refs == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+    }
 
     /* Failed worlds go; each counts towards the crash backoff. */
-    size_t nfailed = bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX);
+    size_t nfailed = refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX) : 0;
     for (size_t i = 0; i < nfailed; i++)
         delete_world(r, &refs[i]);
     pthread_mutex_lock(&r->pools_lock);
@@ -1051,8 +1057,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         goto out;
     }
 
-    bdy_pool_counts c;
-    if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
+    if (nfailed > 0 && bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
     unsigned target = bdy_pool_target_warm(&spec);
     unsigned warm =
@@ -1105,7 +1110,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             ps->surplus_since = now;
         bool cooled = now - ps->surplus_since >= spec.scale_down_cooldown_s;
         pthread_mutex_unlock(&r->pools_lock);
-        if (cooled) {
+        if (cooled && refs != NULL) {
             unsigned surplus = warm - target;
             size_t step = surplus < POOL_STEP_MAX ? surplus : POOL_STEP_MAX;
             size_t n = bdy_fleet_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
