@@ -365,22 +365,15 @@ static void rec_synced_cb(void *data)
 
 /* ---- request parsing ------------------------------------------------------------------ */
 
-typedef struct claim_request {
-    char ns[BDY_NAME_MAX];
-    char pool[BDY_NAME_MAX];
-    char claimant[CLAIMANT_MAX + 1];
-    unsigned wait_s;
-    bdy_label_selector *selectors[BDY_CLAIM_MAX_SELECTORS];
-    size_t nselectors;
-    json_object *labels;      /* borrowed from body */
-    json_object *annotations; /* borrowed from body */
-} claim_request;
-
-static void claim_request_free(claim_request *r)
+void bdy_claim_request_free(bdy_claim_request *r)
 {
+    if (r == NULL)
+        return;
     for (size_t i = 0; i < r->nselectors; i++)
         bdy_label_selector_free(r->selectors[i]);
     r->nselectors = 0;
+    json_object_put(r->body);
+    r->body = NULL;
 }
 
 /* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage) with
@@ -457,9 +450,8 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
     return true;
 }
 
-static int parse_claim(json_object *body, claim_request *r, char *why, size_t cap)
+static int parse_claim(json_object *body, bdy_claim_request *r, char *why, size_t cap)
 {
-    memset(r, 0, sizeof(*r));
     snprintf(r->ns, sizeof(r->ns), "default");
     if (!json_object_is_type(body, json_type_object)) {
         snprintf(why, cap, "the body must be a JSON object");
@@ -543,6 +535,19 @@ static int parse_claim(json_object *body, claim_request *r, char *why, size_t ca
         return BDY_EINVAL;
     }
     return 0;
+}
+
+int bdy_claim_request_parse(const char *body, size_t len, bdy_claim_request *out, char *why,
+                            size_t why_cap)
+{
+    memset(out, 0, sizeof(*out));
+    out->body = parse_strict(body, len, why, why_cap);
+    if (out->body == NULL)
+        return BDY_EINVAL;
+    int rc = parse_claim(out->body, out, why, why_cap);
+    if (rc != 0)
+        bdy_claim_request_free(out);
+    return rc;
 }
 
 static bool valid_idem_key(const char *k)
@@ -659,7 +664,7 @@ static json_object *claim_patch(const char *rv, const char *id, const char *clai
 /* Writes the claim durably. Returns 0 with *world_out, BDY_ECONFLICT when
  * the world changed since rv (try another), or another error. */
 static int write_claim(bdy_claims *c, const char *ns, const char *name, const char *rv,
-                       const char *id, const claim_request *cr, const char *source,
+                       const char *id, const bdy_claim_request *cr, const char *source,
                        const char *idem_key, const char *hash, json_object **world_out)
 {
     json_object *patch =
@@ -743,7 +748,7 @@ static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const c
 
 /* True when the pool's own labels (what a new world gets) satisfy the
  * first selector or there are none. */
-static bool cold_world_matches(const bdy_config_pool *spec, const claim_request *cr)
+static bool cold_world_matches(const bdy_config_pool *spec, const bdy_claim_request *cr)
 {
     if (cr->nselectors == 0)
         return true;
@@ -764,9 +769,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bdy_claims *c = data;
     uint64_t t0 = bdy_monotonic_ns();
     char why[600];
-    claim_request cr;
+    bdy_claim_request cr;
     memset(&cr, 0, sizeof(cr));
-    json_object *body = NULL;
     json_object *world = NULL;
     char idem_full[sizeof(((idem_entry *)0)->key)];
     const char *idem_pending = NULL;
@@ -780,8 +784,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                        RETRY_AFTER_S);
         return;
     }
-    body = parse_strict(req->body, req->body_len, why, sizeof(why));
-    if (body == NULL || parse_claim(body, &cr, why, sizeof(why)) != 0) {
+    if (bdy_claim_request_parse(req->body, req->body_len, &cr, why, sizeof(why)) != 0) {
         bdy_http_error(resp, 400, "InvalidRequest", why, 0);
         goto out;
     }
@@ -947,8 +950,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
 out:
     if (have_spec)
         bdy_fleet_pool_spec_free(&spec);
-    claim_request_free(&cr);
-    json_object_put(body);
+    bdy_claim_request_free(&cr);
     json_object_put(world);
 }
 
@@ -958,7 +960,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
     json_object *world = NULL;
     json_object *claimed = NULL;
     int rc = BDY_ECONFLICT;
-    claim_request cr;
+    bdy_claim_request cr;
     memset(&cr, 0, sizeof(cr));
     snprintf(cr.claimant, sizeof(cr.claimant), "%s", w->claimant);
     cr.labels = w->labels;

@@ -19,6 +19,7 @@
 #include "bindery/metrics.h"
 #include "bindery/pool.h"
 #include "bindery/reconciler.h"
+#include "bindery/selector.h"
 #include "bindery/store.h"
 
 #include <json-c/json.h>
@@ -28,6 +29,27 @@
 #define BDY_IDEMPOTENCY_KEY_MAX 128
 
 typedef struct bdy_claims bdy_claims;
+
+/* A parsed and validated POST /v1/allocations body. */
+typedef struct bdy_claim_request {
+    char ns[BDY_NAME_MAX]; /* "default" when absent */
+    char pool[BDY_NAME_MAX];
+    char claimant[254];
+    unsigned wait_s;
+    bdy_label_selector *selectors[BDY_CLAIM_MAX_SELECTORS]; /* owned */
+    size_t nselectors;
+    json_object *labels;      /* metadata.labels, borrowed from body, or NULL */
+    json_object *annotations; /* metadata.annotations, borrowed from body, or NULL */
+    json_object *body;        /* the parsed body, owned */
+} bdy_claim_request;
+
+/* Parses a claim body strictly (RFC 8259 JSON, no trailing data, nesting
+ * capped; unknown fields, bad names, selectors, labels or out-of-range
+ * values refused). Returns 0, or BDY_EINVAL with a message naming the field
+ * in why. On success free *out with bdy_claim_request_free(). */
+int bdy_claim_request_parse(const char *body, size_t len, bdy_claim_request *out, char *why,
+                            size_t why_cap);
+void bdy_claim_request_free(bdy_claim_request *r);
 
 typedef struct bdy_claims_opts {
     bdy_store *store;     /* borrowed */
