@@ -1199,6 +1199,39 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* True unless the world is allocated, its process is one this bindery
+ * watches and alive, and the claim's labels and annotations are already on
+ * it: then the world controller has nothing to do, and skipping it keeps a
+ * store read off every claim. */
+static bool needs_reconcile(bdy_reconciler *r, json_object *obj, const char *ns, const char *name)
+{
+    json_object *meta = get(obj, "metadata");
+    json_object *status = get(obj, "status");
+    const char *phase = str(status, "phase");
+    if (phase == NULL || strcmp(phase, "Allocated") != 0 || get(meta, "deletionTimestamp"))
+        return true;
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    tracked t;
+    if (!track_get(r, key, &t) || t.exited)
+        return true;
+    json_object *alloc = get(status, "allocation");
+    static const char *const kinds[] = {"labels", "annotations"};
+    for (int k = 0; k < 2; k++) {
+        json_object *want = get(alloc, kinds[k]);
+        json_object *have = get(meta, kinds[k]);
+        if (want == NULL)
+            continue;
+        json_object_object_foreach(want, wk, wv)
+        {
+            json_object *hv = get(have, wk);
+            if (hv == NULL || !json_object_equal(hv, wv))
+                return true;
+        }
+    }
+    return false;
+}
+
 static void observed(bdy_reconciler *r, json_object *obj)
 {
     char pool[BDY_NAME_MAX];
@@ -1208,7 +1241,8 @@ static void observed(bdy_reconciler *r, json_object *obj)
     const char *name = str(meta, "name");
     if (ns == NULL || name == NULL)
         return;
-    bdy_reconciler_enqueue_world(r, ns, name);
+    if (needs_reconcile(r, obj, ns, name))
+        bdy_reconciler_enqueue_world(r, ns, name);
     if (pool[0] != '\0')
         enqueue_pool(r, ns, pool);
     if (r->o.on_world != NULL)
