@@ -3,6 +3,7 @@
 
 #include "bindery/auth.h"
 #include "bindery/informer.h"
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/selector.h"
 #include "bindery/util.h"
@@ -113,18 +114,6 @@ static unsigned hash_str(const char *s)
     return h % ID_BUCKETS;
 }
 
-static json_object *get(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static const char *str(json_object *o, const char *k)
-{
-    json_object *v = get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 /* Under lock. */
 static alloc_entry *id_find(bdy_claims *c, const char *id, bool create)
 {
@@ -181,7 +170,7 @@ static void idem_remove(bdy_claims *c, const char *full)
 static void index_allocation(bdy_claims *c, const char *ns, const char *world, json_object *alloc,
                              bool released)
 {
-    const char *id = str(alloc, "id");
+    const char *id = bdy_jstr(alloc, "id");
     if (id == NULL)
         return;
     alloc_entry *e = id_find(c, id, true);
@@ -193,7 +182,7 @@ static void index_allocation(bdy_claims *c, const char *ns, const char *world, j
             e->released = released;
         }
     }
-    const char *key = str(alloc, "idempotencyKey");
+    const char *key = bdy_jstr(alloc, "idempotencyKey");
     if (key != NULL && key[0]) {
         char full[sizeof(((idem_entry *)0)->key)];
         idem_compose(full, sizeof(full), ns, key);
@@ -201,7 +190,7 @@ static void index_allocation(bdy_claims *c, const char *ns, const char *world, j
         if (ie != NULL && !ie->pending) {
             snprintf(ie->id, sizeof(ie->id), "%s", id);
             snprintf(ie->hash, sizeof(ie->hash), "%s",
-                     str(alloc, "requestHash") ? str(alloc, "requestHash") : "");
+                     bdy_jstr(alloc, "requestHash") ? bdy_jstr(alloc, "requestHash") : "");
         }
     }
 }
@@ -276,23 +265,26 @@ static void finish_error(bdy_http_deferred *d, unsigned status, const char *code
 void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj)
 {
     bdy_claims *c = data;
-    json_object *status = get(obj, "status");
-    const char *phase = str(status, "phase");
+    json_object *status = bdy_jget(obj, "status");
+    const char *phase = bdy_jstr(status, "phase");
     pthread_mutex_lock(&c->lock);
     if (obj != NULL) {
-        json_object *alloc = get(status, "allocation");
+        json_object *alloc = bdy_jget(status, "allocation");
         if (alloc != NULL)
             index_allocation(c, ns, name, alloc, false);
         if (phase != NULL && strcmp(phase, "Ready") == 0) {
             /* Lead time: creation to Ready, smoothed. */
             double created = 0;
             double ready = 0;
-            if (bdy_timestamp_parse(str(get(obj, "metadata"), "creationTimestamp"), &created) ==
+            if (bdy_timestamp_parse(bdy_jstr(bdy_jget(obj, "metadata"), "creationTimestamp"),
+                                    &created) == 0 &&
+                bdy_timestamp_parse(bdy_jstr(bdy_jget(status, "timings"), "readyAt"), &ready) ==
                     0 &&
-                bdy_timestamp_parse(str(get(status, "timings"), "readyAt"), &ready) == 0 &&
                 ready >= created) {
-                pool_stats *s = stats_get(
-                    c, ns, str(get(obj, "spec"), "pool") ? str(get(obj, "spec"), "pool") : "");
+                pool_stats *s = stats_get(c, ns,
+                                          bdy_jstr(bdy_jget(obj, "spec"), "pool")
+                                              ? bdy_jstr(bdy_jget(obj, "spec"), "pool")
+                                              : "");
                 if (s != NULL)
                     s->lead_time_s = s->lead_time_s == 0
                                          ? ready - created
@@ -314,16 +306,17 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
 
 static void record_seen(bdy_claims *c, json_object *obj)
 {
-    json_object *meta = get(obj, "metadata");
-    json_object *spec = get(obj, "spec");
-    const char *ns = str(meta, "namespace");
-    if (ns == NULL || str(meta, "name") == NULL)
+    json_object *meta = bdy_jget(obj, "metadata");
+    json_object *spec = bdy_jget(obj, "spec");
+    const char *ns = bdy_jstr(meta, "namespace");
+    if (ns == NULL || bdy_jstr(meta, "name") == NULL)
         return;
     /* The record's spec carries the same fields as status.allocation. */
     json_object *alloc = json_object_new_object();
-    json_object_object_add(alloc, "id", json_object_get(get(meta, "name")));
-    json_object_object_add(alloc, "idempotencyKey", json_object_get(get(spec, "idempotencyKey")));
-    json_object_object_add(alloc, "requestHash", json_object_get(get(spec, "requestHash")));
+    json_object_object_add(alloc, "id", json_object_get(bdy_jget(meta, "name")));
+    json_object_object_add(alloc, "idempotencyKey",
+                           json_object_get(bdy_jget(spec, "idempotencyKey")));
+    json_object_object_add(alloc, "requestHash", json_object_get(bdy_jget(spec, "requestHash")));
     pthread_mutex_lock(&c->lock);
     index_allocation(c, ns, NULL, alloc, true);
     pthread_mutex_unlock(&c->lock);
@@ -345,7 +338,7 @@ static void rec_delete_cb(void *data, json_object *last, const char *ns, const c
 {
     bdy_claims *c = data;
     pthread_mutex_lock(&c->lock);
-    const char *key = str(get(last, "spec"), "idempotencyKey");
+    const char *key = bdy_jstr(bdy_jget(last, "spec"), "idempotencyKey");
     if (key != NULL) {
         char full[sizeof(((idem_entry *)0)->key)];
         idem_compose(full, sizeof(full), ns, key);
@@ -599,7 +592,7 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
     if (!copy.released) {
         rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &obj, NULL);
         if (rc == 0) {
-            const char *wid = str(get(get(obj, "status"), "allocation"), "id");
+            const char *wid = bdy_jstr(bdy_jget(bdy_jget(obj, "status"), "allocation"), "id");
             json_object *answer = wid && strcmp(wid, id) == 0 ? bdy_allocation_answer(obj) : NULL;
             json_object_put(obj);
             if (answer != NULL) {
@@ -614,7 +607,7 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
     if (rc != 0)
         return rc;
     json_object *answer = NULL;
-    json_object_deep_copy(get(get(obj, "spec"), "response"), &answer, NULL);
+    json_object_deep_copy(bdy_jget(bdy_jget(obj, "spec"), "response"), &answer, NULL);
     json_object_put(obj);
     if (answer == NULL)
         return BDY_ENOTFOUND;
@@ -740,7 +733,7 @@ static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const c
     json_object *out = NULL;
     int rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, &out, NULL);
     if (rc == 0)
-        snprintf(name_out, BDY_NAME_MAX, "%s", str(get(out, "metadata"), "name"));
+        snprintf(name_out, BDY_NAME_MAX, "%s", bdy_jstr(bdy_jget(out, "metadata"), "name"));
     json_object_put(out);
     json_object_put(w);
     return rc;
@@ -883,7 +876,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             goto out;
         }
         pthread_mutex_lock(&c->lock);
-        index_allocation(c, ref.ns, ref.name, get(get(world, "status"), "allocation"), false);
+        index_allocation(c, ref.ns, ref.name, bdy_jget(bdy_jget(world, "status"), "allocation"),
+                         false);
         pthread_mutex_unlock(&c->lock);
         idem_finish(c, idem_pending, id);
         if (c->rec != NULL)
@@ -977,18 +971,20 @@ static void complete_cold(bdy_claims *c, waiter *w)
         rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, &world, NULL);
         if (rc != 0)
             break;
-        const char *phase = str(get(world, "status"), "phase");
+        const char *phase = bdy_jstr(bdy_jget(world, "status"), "phase");
         if (phase == NULL || strcmp(phase, "Ready") != 0) {
             rc = BDY_EBUSY;
             break;
         }
-        rc = write_claim(c, w->ns, w->world, str(get(world, "metadata"), "resourceVersion"), w->id,
-                         &cr, "cold", w->idem_key, w->hash, &claimed);
+        rc = write_claim(c, w->ns, w->world,
+                         bdy_jstr(bdy_jget(world, "metadata"), "resourceVersion"), w->id, &cr,
+                         "cold", w->idem_key, w->hash, &claimed);
     }
     double seconds = bdy_wall_seconds() - w->started;
     if (rc == 0) {
         pthread_mutex_lock(&c->lock);
-        index_allocation(c, w->ns, w->world, get(get(claimed, "status"), "allocation"), false);
+        index_allocation(c, w->ns, w->world, bdy_jget(bdy_jget(claimed, "status"), "allocation"),
+                         false);
         pthread_mutex_unlock(&c->lock);
         idem_finish(c, idem, w->id);
         if (c->rec != NULL)
@@ -1136,7 +1132,8 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
     if (!copy.released) {
         json_object *world = NULL;
         int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &world, NULL);
-        const char *wid = rc == 0 ? str(get(get(world, "status"), "allocation"), "id") : NULL;
+        const char *wid =
+            rc == 0 ? bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id") : NULL;
         if (wid != NULL && strcmp(wid, id) == 0) {
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
@@ -1270,23 +1267,24 @@ static void get_pool(void *data, const bdy_http_request *req, bdy_http_response 
 
 static json_object *world_summary(json_object *w)
 {
-    json_object *meta = get(w, "metadata");
-    json_object *st = get(w, "status");
+    json_object *meta = bdy_jget(w, "metadata");
+    json_object *st = bdy_jget(w, "status");
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "name", json_object_get(get(meta, "name")));
-    json_object_object_add(o, "namespace", json_object_get(get(meta, "namespace")));
-    json_object_object_add(o, "pool", json_object_get(get(get(w, "spec"), "pool")));
-    json_object *phase = get(st, "phase");
+    json_object_object_add(o, "name", json_object_get(bdy_jget(meta, "name")));
+    json_object_object_add(o, "namespace", json_object_get(bdy_jget(meta, "namespace")));
+    json_object_object_add(o, "pool", json_object_get(bdy_jget(bdy_jget(w, "spec"), "pool")));
+    json_object *phase = bdy_jget(st, "phase");
     json_object_object_add(o, "phase",
                            phase ? json_object_get(phase) : json_object_new_string("Pending"));
-    json_object_object_add(o, "address", json_object_get(get(st, "address")));
-    json_object *ports = get(st, "ports");
+    json_object_object_add(o, "address", json_object_get(bdy_jget(st, "address")));
+    json_object *ports = bdy_jget(st, "ports");
     json_object_object_add(o, "ports", ports ? json_object_get(ports) : json_object_new_array());
-    json_object_object_add(o, "allocationId", json_object_get(get(get(st, "allocation"), "id")));
-    json_object *labels = get(meta, "labels");
+    json_object_object_add(o, "allocationId",
+                           json_object_get(bdy_jget(bdy_jget(st, "allocation"), "id")));
+    json_object *labels = bdy_jget(meta, "labels");
     json_object_object_add(o, "labels",
                            labels ? json_object_get(labels) : json_object_new_object());
-    json_object_object_add(o, "createdAt", json_object_get(get(meta, "creationTimestamp")));
+    json_object_object_add(o, "createdAt", json_object_get(bdy_jget(meta, "creationTimestamp")));
     return o;
 }
 
@@ -1350,8 +1348,9 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(res.items); i++) {
         json_object *w = json_object_array_get_idx(res.items, i);
-        if (req->principal != NULL && !bdy_principal_allows(req->principal, BDY_VERB_READ,
-                                                            str(get(w, "metadata"), "namespace")))
+        if (req->principal != NULL &&
+            !bdy_principal_allows(req->principal, BDY_VERB_READ,
+                                  bdy_jstr(bdy_jget(w, "metadata"), "namespace")))
             continue;
         json_object_array_add(items, world_summary(w));
     }

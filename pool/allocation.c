@@ -1,4 +1,5 @@
 /* Allocation answers and release records (see pool.h). */
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/pool.h"
 #include "bindery/util.h"
@@ -7,12 +8,6 @@
 #include <string.h>
 
 const bdy_gvr BDY_GVR_ALLOCATIONS = {"bindery.dev", "v1alpha1", "allocations"};
-
-static json_object *member(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
 
 static json_object *copy_or_empty(json_object *v)
 {
@@ -24,37 +19,37 @@ static json_object *copy_or_empty(json_object *v)
 
 json_object *bdy_allocation_answer(json_object *world)
 {
-    json_object *meta = member(world, "metadata");
-    json_object *status = member(world, "status");
-    json_object *alloc = member(status, "allocation");
-    if (alloc == NULL || member(alloc, "id") == NULL)
+    json_object *meta = bdy_jget(world, "metadata");
+    json_object *status = bdy_jget(world, "status");
+    json_object *alloc = bdy_jget(status, "allocation");
+    if (alloc == NULL || bdy_jget(alloc, "id") == NULL)
         return NULL;
     json_object *answer = json_object_new_object();
-    json_object_object_add(answer, "allocationId", json_object_get(member(alloc, "id")));
-    json_object *source = member(alloc, "source");
+    json_object_object_add(answer, "allocationId", json_object_get(bdy_jget(alloc, "id")));
+    json_object *source = bdy_jget(alloc, "source");
     json_object_object_add(answer, "source",
                            source ? json_object_get(source) : json_object_new_string("warm"));
-    json_object_object_add(answer, "claimedAt", json_object_get(member(alloc, "claimedAt")));
+    json_object_object_add(answer, "claimedAt", json_object_get(bdy_jget(alloc, "claimedAt")));
     json_object *w = json_object_new_object();
-    json_object_object_add(w, "name", json_object_get(member(meta, "name")));
-    json_object_object_add(w, "namespace", json_object_get(member(meta, "namespace")));
-    json_object_object_add(w, "pool", json_object_get(member(member(world, "spec"), "pool")));
-    json_object_object_add(w, "address", json_object_get(member(status, "address")));
-    json_object *ports = member(status, "ports");
+    json_object_object_add(w, "name", json_object_get(bdy_jget(meta, "name")));
+    json_object_object_add(w, "namespace", json_object_get(bdy_jget(meta, "namespace")));
+    json_object_object_add(w, "pool", json_object_get(bdy_jget(bdy_jget(world, "spec"), "pool")));
+    json_object_object_add(w, "address", json_object_get(bdy_jget(status, "address")));
+    json_object *ports = bdy_jget(status, "ports");
     json_object_object_add(w, "ports", ports ? copy_or_empty(ports) : json_object_new_array());
-    json_object_object_add(w, "nodeName", json_object_get(member(status, "nodeName")));
+    json_object_object_add(w, "nodeName", json_object_get(bdy_jget(status, "nodeName")));
     /* The world's labels as the claimant sees them: its own plus what the
      * claim asked for (the controller copies those onto metadata shortly). */
-    json_object *labels = copy_or_empty(member(meta, "labels"));
-    json_object *annotations = copy_or_empty(member(meta, "annotations"));
-    json_object *want_labels = member(alloc, "labels");
+    json_object *labels = copy_or_empty(bdy_jget(meta, "labels"));
+    json_object *annotations = copy_or_empty(bdy_jget(meta, "annotations"));
+    json_object *want_labels = bdy_jget(alloc, "labels");
     if (want_labels != NULL) {
         json_object_object_foreach(want_labels, lk, lv)
         {
             json_object_object_add(labels, lk, json_object_get(lv));
         }
     }
-    json_object *want_ann = member(alloc, "annotations");
+    json_object *want_ann = bdy_jget(alloc, "annotations");
     if (want_ann != NULL) {
         json_object_object_foreach(want_ann, ak, av)
         {
@@ -72,10 +67,10 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
     int rc = 0;
     json_object *record = NULL;
     json_object *answer = bdy_allocation_answer(world);
-    json_object *meta = member(world, "metadata");
-    json_object *alloc = member(member(world, "status"), "allocation");
-    const char *ns = json_object_get_string(member(meta, "namespace"));
-    const char *name = json_object_get_string(member(meta, "name"));
+    json_object *meta = bdy_jget(world, "metadata");
+    json_object *alloc = bdy_jget(bdy_jget(world, "status"), "allocation");
+    const char *ns = json_object_get_string(bdy_jget(meta, "namespace"));
+    const char *name = json_object_get_string(bdy_jget(meta, "name"));
     if (answer != NULL) {
         char now[BDY_TIMESTAMP_LEN];
         bdy_timestamp_now(now);
@@ -84,10 +79,10 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
                                json_object_new_string("bindery.dev/v1alpha1"));
         json_object_object_add(record, "kind", json_object_new_string("Allocation"));
         json_object *rmeta = json_object_new_object();
-        json_object_object_add(rmeta, "name", json_object_get(member(alloc, "id")));
+        json_object_object_add(rmeta, "name", json_object_get(bdy_jget(alloc, "id")));
         json_object_object_add(rmeta, "namespace", json_object_new_string(ns));
         json_object *rlabels = json_object_new_object();
-        json_object *pool = member(member(world, "spec"), "pool");
+        json_object *pool = bdy_jget(bdy_jget(world, "spec"), "pool");
         json_object_object_add(rlabels, BDY_LABEL_POOL, json_object_get(pool));
         json_object_object_add(rmeta, "labels", rlabels);
         json_object_object_add(record, "metadata", rmeta);
@@ -97,7 +92,7 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
         static const char *const copied[] = {"claimant", "source", "claimedAt", "idempotencyKey",
                                              "requestHash"};
         for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
-            json_object *v = member(alloc, copied[i]);
+            json_object *v = bdy_jget(alloc, copied[i]);
             if (v != NULL)
                 json_object_object_add(spec, copied[i], json_object_get(v));
         }

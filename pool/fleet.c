@@ -6,6 +6,7 @@
  */
 #include "bindery/pool.h"
 
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/util.h"
 
@@ -466,31 +467,21 @@ static json_object *unpack_labels(const char *packed)
     return o;
 }
 
-static const char *jget(json_object *o, const char *a, const char *b)
-{
-    json_object *x = NULL;
-    if (!json_object_object_get_ex(o, a, &x))
-        return NULL;
-    if (b != NULL && !json_object_object_get_ex(x, b, &x))
-        return NULL;
-    return json_object_is_type(x, json_type_string) ? json_object_get_string(x) : NULL;
-}
-
 void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
 {
-    const char *ns = jget(obj, "metadata", "namespace");
-    const char *name = jget(obj, "metadata", "name");
-    const char *pool = jget(obj, "spec", "pool");
-    const char *rv_text = jget(obj, "metadata", "resourceVersion");
+    const char *ns = bdy_jstr(bdy_jget(obj, "metadata"), "namespace");
+    const char *name = bdy_jstr(bdy_jget(obj, "metadata"), "name");
+    const char *pool = bdy_jstr(bdy_jget(obj, "spec"), "pool");
+    const char *rv_text = bdy_jstr(bdy_jget(obj, "metadata"), "resourceVersion");
     pool_out[0] = '\0';
     if (ns == NULL || name == NULL)
         return;
     bdy_phase phase = BDY_PHASE_PENDING;
-    if (bdy_phase_parse(jget(obj, "status", "phase"), &phase) != 0)
+    if (bdy_phase_parse(bdy_jstr(bdy_jget(obj, "status"), "phase"), &phase) != 0)
         phase = BDY_PHASE_FAILED;
     uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
     json_object *meta = json_object_object_get(obj, "metadata");
-    bool deleting = jget(obj, "metadata", "deletionTimestamp") != NULL;
+    bool deleting = bdy_jstr(bdy_jget(obj, "metadata"), "deletionTimestamp") != NULL;
     json_object *annotations = json_object_object_get(meta, "annotations");
     bool reserved = annotations != NULL &&
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);

@@ -7,6 +7,7 @@
  * that raced the controller wins and the controller simply runs again.
  */
 #include "bindery/informer.h"
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/reconciler.h"
 #include "bindery/util.h"
@@ -103,27 +104,6 @@ static const double startup_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,  2
 
 /* ---- small JSON helpers ------------------------------------------------------ */
 
-static json_object *get(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    return o != NULL && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static const char *str(json_object *o, const char *k)
-{
-    json_object *v = get(o, k);
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static int64_t num(json_object *o, const char *k, int64_t dflt)
-{
-    json_object *v = get(o, k);
-    return v != NULL && (json_object_is_type(v, json_type_int) ||
-                         json_object_is_type(v, json_type_double))
-               ? json_object_get_int64(v)
-               : dflt;
-}
-
 static void world_key(char *out, const char *ns, const char *name)
 {
     snprintf(out, KEY_MAX, "%s/%s", ns, name);
@@ -213,24 +193,24 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
 /* The handle recorded in a world's status (pid, start ticks, ports). */
 static bool handle_from_status(json_object *world, bdy_world_handle *h)
 {
-    json_object *status = get(world, "status");
+    json_object *status = bdy_jget(world, "status");
     memset(h, 0, sizeof(*h));
-    h->pid = num(status, "pid", 0);
-    h->start_time = (uint64_t)num(status, "processStartTicks", 0);
+    h->pid = bdy_jint(status, "pid", 0);
+    h->start_time = (uint64_t)bdy_jint(status, "processStartTicks", 0);
     snprintf(h->address, sizeof(h->address), "%s",
-             str(status, "address") ? str(status, "address") : "");
-    json_object *ports = get(status, "ports");
+             bdy_jstr(status, "address") ? bdy_jstr(status, "address") : "");
+    json_object *ports = bdy_jget(status, "ports");
     for (size_t i = 0;
          ports != NULL && i < json_object_array_length(ports) && h->nports < BDY_RUNTIME_MAX_PORTS;
          i++) {
         json_object *p = json_object_array_get_idx(ports, i);
         bdy_port *hp = &h->ports[h->nports++];
-        snprintf(hp->name, sizeof(hp->name), "%s", str(p, "name") ? str(p, "name") : "");
+        snprintf(hp->name, sizeof(hp->name), "%s", bdy_jstr(p, "name") ? bdy_jstr(p, "name") : "");
         snprintf(hp->protocol, sizeof(hp->protocol), "%s",
-                 str(p, "protocol") ? str(p, "protocol") : "UDP");
-        hp->port = (unsigned)num(p, "port", 0);
+                 bdy_jstr(p, "protocol") ? bdy_jstr(p, "protocol") : "UDP");
+        hp->port = (unsigned)bdy_jint(p, "port", 0);
     }
-    return get(status, "pid") != NULL || h->nports > 0 || h->address[0] != '\0';
+    return bdy_jget(status, "pid") != NULL || h->nports > 0 || h->address[0] != '\0';
 }
 
 /* Makes sure this process watches the world's process: after a restart the
@@ -275,9 +255,9 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    json_object *meta = get(world, "metadata");
-    const char *name = str(meta, "name");
-    const char *ns = str(meta, "namespace");
+    json_object *meta = bdy_jget(world, "metadata");
+    const char *name = bdy_jstr(meta, "name");
+    const char *ns = bdy_jstr(meta, "namespace");
     if (name == NULL || ns == NULL)
         return;
     char now[BDY_TIMESTAMP_LEN];
@@ -294,12 +274,13 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     json_object_object_add(ev, "kind", json_object_new_string("Event"));
     json_object_object_add(ev, "metadata", em);
     json_object *io = json_object_new_object();
-    json_object_object_add(io, "apiVersion", json_object_get(get(world, "apiVersion")));
-    json_object_object_add(io, "kind", json_object_get(get(world, "kind")));
+    json_object_object_add(io, "apiVersion", json_object_get(bdy_jget(world, "apiVersion")));
+    json_object_object_add(io, "kind", json_object_get(bdy_jget(world, "kind")));
     json_object_object_add(io, "name", json_object_new_string(name));
     json_object_object_add(io, "namespace", json_object_new_string(ns));
-    json_object_object_add(io, "uid", json_object_get(get(meta, "uid")));
-    json_object_object_add(io, "resourceVersion", json_object_get(get(meta, "resourceVersion")));
+    json_object_object_add(io, "uid", json_object_get(bdy_jget(meta, "uid")));
+    json_object_object_add(io, "resourceVersion",
+                           json_object_get(bdy_jget(meta, "resourceVersion")));
     json_object_object_add(ev, "involvedObject", io);
     json_object_object_add(ev, "reason", json_object_new_string(reason));
     json_object_object_add(ev, "message", json_object_new_string(message));
@@ -367,7 +348,7 @@ static void sweep_events(bdy_reconciler *r)
         goto out;
     for (size_t i = 0; i < n; i++) {
         times[i] = 0;
-        bdy_timestamp_parse(str(json_object_array_get_idx(res.items, i), "lastTimestamp"),
+        bdy_timestamp_parse(bdy_jstr(json_object_array_get_idx(res.items, i), "lastTimestamp"),
                             &times[i]);
         sorted[i] = times[i];
     }
@@ -382,9 +363,9 @@ static void sweep_events(bdy_reconciler *r)
     for (size_t i = 0; i < n && deleted < EVENT_SWEEP_MAX_DELETES; i++) {
         if (times[i] >= cutoff)
             continue;
-        json_object *meta = get(json_object_array_get_idx(res.items, i), "metadata");
-        bdy_store_delete(r->o.store, &BDY_GVR_EVENTS, str(meta, "namespace"), str(meta, "name"),
-                         NULL, NULL, NULL, NULL);
+        json_object *meta = bdy_jget(json_object_array_get_idx(res.items, i), "metadata");
+        bdy_store_delete(r->o.store, &BDY_GVR_EVENTS, bdy_jstr(meta, "namespace"),
+                         bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL);
         deleted++;
     }
 out:
@@ -420,7 +401,7 @@ static void *event_main(void *arg)
         if (stop)
             break;
         if (it != NULL) {
-            const char *ns = str(get(it->event, "metadata"), "namespace");
+            const char *ns = bdy_jstr(bdy_jget(it->event, "metadata"), "namespace");
             bdy_store_create(r->o.store, &BDY_GVR_EVENTS, ns, it->event, NULL, NULL, NULL);
             json_object_put(it->event);
             free(it);
@@ -439,19 +420,20 @@ static void *event_main(void *arg)
  * precondition. status_fields is consumed. */
 static int patch_status(bdy_reconciler *r, json_object *world, json_object *status_fields)
 {
-    json_object *meta = get(world, "metadata");
+    json_object *meta = bdy_jget(world, "metadata");
     json_object *patch = json_object_new_object();
     json_object *pm = json_object_new_object();
-    json_object_object_add(pm, "resourceVersion", json_object_get(get(meta, "resourceVersion")));
+    json_object_object_add(pm, "resourceVersion",
+                           json_object_get(bdy_jget(meta, "resourceVersion")));
     json_object_object_add(patch, "metadata", pm);
     json_object_object_add(patch, "status", status_fields);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"), str(meta, "name"),
-                             BDY_PATCH_MERGE, patch, true, NULL, NULL, &eb);
+    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, bdy_jstr(meta, "namespace"),
+                             bdy_jstr(meta, "name"), BDY_PATCH_MERGE, patch, true, NULL, NULL, &eb);
     if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
-        bdy_warn("reconciler", "status of %s/%s: %s", str(meta, "namespace"), str(meta, "name"),
-                 eb.message);
+        bdy_warn("reconciler", "status of %s/%s: %s", bdy_jstr(meta, "namespace"),
+                 bdy_jstr(meta, "name"), eb.message);
     json_object_put(patch);
     return rc;
 }
@@ -469,7 +451,7 @@ static json_object *phase_status(json_object *world, bdy_phase phase, const char
     json_object_object_add(st, "phase", json_object_new_string(bdy_phase_name(phase)));
     json_object_object_add(st, "reason", json_object_new_string(reason));
     json_object_object_add(st, "message", json_object_new_string(message ? message : ""));
-    int64_t gen = num(get(world, "metadata"), "generation", 1);
+    int64_t gen = bdy_jint(bdy_jget(world, "metadata"), "generation", 1);
     json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
     json_object *timings = json_object_new_object();
     json_object_object_add(timings, stamp[phase], json_object_new_string(now));
@@ -503,9 +485,9 @@ static int set_phase(bdy_reconciler *r, json_object *world, bdy_phase phase, con
     int rc = patch_status(r, world, phase_status(world, phase, reason, message));
     if (rc == 0) {
         bdy_reconciler_event(r, world, event_type, reason, "%s", message);
-        json_object *meta = get(world, "metadata");
+        json_object *meta = bdy_jget(world, "metadata");
         bdy_log(strcmp(event_type, "Warning") == 0 ? BDY_LOG_WARN : BDY_LOG_DEBUG, "world",
-                "%s/%s %s: %s: %s", str(meta, "namespace"), str(meta, "name"),
+                "%s/%s %s: %s: %s", bdy_jstr(meta, "namespace"), bdy_jstr(meta, "name"),
                 bdy_phase_name(phase), reason, message);
     }
     return rc;
@@ -520,10 +502,10 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
                       json_object **manifest_out, unsigned *period_ms, unsigned *deadline_s,
                       char *why, size_t why_cap)
 {
-    json_object *meta = get(world, "metadata");
-    json_object *wspec = get(world, "spec");
-    const char *ns = str(meta, "namespace");
-    const char *manifest_name = str(wspec, "manifest");
+    json_object *meta = bdy_jget(world, "metadata");
+    json_object *wspec = bdy_jget(world, "spec");
+    const char *ns = bdy_jstr(meta, "namespace");
+    const char *manifest_name = bdy_jstr(wspec, "manifest");
     memset(spec, 0, sizeof(*spec));
     if (manifest_name == NULL) {
         snprintf(why, why_cap,
@@ -537,55 +519,55 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
         return rc;
     }
     *manifest_out = m;
-    json_object *ms = get(m, "spec");
-    json_object *local = get(ms, "local");
-    if (local == NULL || str(local, "command") == NULL) {
+    json_object *ms = bdy_jget(m, "spec");
+    json_object *local = bdy_jget(ms, "local");
+    if (local == NULL || bdy_jstr(local, "command") == NULL) {
         snprintf(why, why_cap, "ModuleManifest %s/%s has no spec.local.command for embedded mode",
                  ns, manifest_name);
         return BDY_EINVAL;
     }
     spec->ns = ns;
-    spec->name = str(meta, "name");
-    spec->uid = str(meta, "uid");
-    spec->command = str(local, "command");
-    spec->working_dir = str(local, "workingDir");
-    json_object *args = get(local, "args");
+    spec->name = bdy_jstr(meta, "name");
+    spec->uid = bdy_jstr(meta, "uid");
+    spec->command = bdy_jstr(local, "command");
+    spec->working_dir = bdy_jstr(local, "workingDir");
+    json_object *args = bdy_jget(local, "args");
     for (size_t i = 0; args && i < json_object_array_length(args) && i < BDY_RUNTIME_MAX_ARGS; i++)
         spec->args[spec->nargs++] = json_object_get_string(json_object_array_get_idx(args, i));
-    json_object *env = get(local, "env");
+    json_object *env = bdy_jget(local, "env");
     for (size_t i = 0; env && i < json_object_array_length(env) && i < BDY_RUNTIME_MAX_ENV; i++) {
         json_object *e = json_object_array_get_idx(env, i);
-        spec->env_names[spec->nenv] = str(e, "name");
-        spec->env_values[spec->nenv] = str(e, "value") ? str(e, "value") : "";
+        spec->env_names[spec->nenv] = bdy_jstr(e, "name");
+        spec->env_values[spec->nenv] = bdy_jstr(e, "value") ? bdy_jstr(e, "value") : "";
         spec->nenv++;
     }
-    json_object *ports = get(ms, "ports");
+    json_object *ports = bdy_jget(ms, "ports");
     for (size_t i = 0; ports && i < json_object_array_length(ports) && i < BDY_RUNTIME_MAX_PORTS;
          i++) {
         json_object *p = json_object_array_get_idx(ports, i);
         bdy_port *sp = &spec->ports[spec->nports++];
-        snprintf(sp->name, sizeof(sp->name), "%s", str(p, "name") ? str(p, "name") : "");
+        snprintf(sp->name, sizeof(sp->name), "%s", bdy_jstr(p, "name") ? bdy_jstr(p, "name") : "");
         snprintf(sp->protocol, sizeof(sp->protocol), "%s",
-                 str(p, "protocol") ? str(p, "protocol") : "UDP");
+                 bdy_jstr(p, "protocol") ? bdy_jstr(p, "protocol") : "UDP");
     }
-    json_object *probe = get(ms, "readinessProbe");
-    json_object *tcp = get(probe, "tcpSocket");
-    json_object *http = get(probe, "httpGet");
-    json_object *port = tcp ? get(tcp, "port") : http ? get(http, "port") : NULL;
+    json_object *probe = bdy_jget(ms, "readinessProbe");
+    json_object *tcp = bdy_jget(probe, "tcpSocket");
+    json_object *http = bdy_jget(probe, "httpGet");
+    json_object *port = tcp ? bdy_jget(tcp, "port") : http ? bdy_jget(http, "port") : NULL;
     spec->readiness.kind = tcp ? BDY_PROBE_TCP : http ? BDY_PROBE_HTTP : BDY_PROBE_NONE;
     if (port != NULL)
         snprintf(spec->readiness.port, sizeof(spec->readiness.port), "%s",
                  json_object_get_string(port));
     if (http != NULL)
         snprintf(spec->readiness.path, sizeof(spec->readiness.path), "%s",
-                 str(http, "path") ? str(http, "path") : "/");
-    spec->readiness.initial_delay_ms = (unsigned)num(probe, "initialDelaySeconds", 0) * 1000u;
-    spec->readiness.period_ms = (unsigned)num(probe, "periodSeconds", 1) * 1000u;
-    spec->readiness.timeout_ms = (unsigned)num(probe, "timeoutSeconds", 1) * 1000u;
-    spec->readiness.failure_threshold = (unsigned)num(probe, "failureThreshold", 3);
-    spec->grace_ms = (unsigned)num(ms, "terminationGracePeriodSeconds", 10) * 1000u;
+                 bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/");
+    spec->readiness.initial_delay_ms = (unsigned)bdy_jint(probe, "initialDelaySeconds", 0) * 1000u;
+    spec->readiness.period_ms = (unsigned)bdy_jint(probe, "periodSeconds", 1) * 1000u;
+    spec->readiness.timeout_ms = (unsigned)bdy_jint(probe, "timeoutSeconds", 1) * 1000u;
+    spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
+    spec->grace_ms = (unsigned)bdy_jint(ms, "terminationGracePeriodSeconds", 10) * 1000u;
     *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
-    *deadline_s = (unsigned)num(ms, "startDeadlineSeconds", 120);
+    *deadline_s = (unsigned)bdy_jint(ms, "startDeadlineSeconds", 120);
     return 0;
 }
 
@@ -629,9 +611,9 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     char why[512] = "";
     char ns[BDY_NAME_MAX];
     char name[BDY_NAME_MAX];
-    json_object *meta = get(world, "metadata");
-    snprintf(ns, sizeof(ns), "%s", str(meta, "namespace"));
-    snprintf(name, sizeof(name), "%s", str(meta, "name"));
+    json_object *meta = bdy_jget(world, "metadata");
+    snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
+    snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
     tracked t;
     bdy_world_handle h;
     int rc = 0;
@@ -670,13 +652,14 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
 
 static void observe_startup(bdy_reconciler *r, json_object *world)
 {
-    json_object *meta = get(world, "metadata");
+    json_object *meta = bdy_jget(world, "metadata");
     double created = 0;
     double now = bdy_wall_seconds();
-    if (bdy_timestamp_parse(str(meta, "creationTimestamp"), &created) != 0)
+    if (bdy_timestamp_parse(bdy_jstr(meta, "creationTimestamp"), &created) != 0)
         return;
-    const char *labels[] = {str(get(world, "spec"), "pool") ? str(get(world, "spec"), "pool") : "",
-                            NULL};
+    const char *labels[] = {
+        bdy_jstr(bdy_jget(world, "spec"), "pool") ? bdy_jstr(bdy_jget(world, "spec"), "pool") : "",
+        NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
 }
 
@@ -712,7 +695,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             return 0;
         }
         double started = 0;
-        bdy_timestamp_parse(str(get(get(world, "status"), "timings"), "startingAt"), &started);
+        bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), "startingAt"),
+                            &started);
         if (started > 0 && bdy_wall_seconds() - started > deadline_s) {
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);
@@ -743,7 +727,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
 
 static bool has_finalizer(json_object *world)
 {
-    json_object *f = get(get(world, "metadata"), "finalizers");
+    json_object *f = bdy_jget(bdy_jget(world, "metadata"), "finalizers");
     for (size_t i = 0; f != NULL && i < json_object_array_length(f); i++) {
         if (strcmp(json_object_get_string(json_object_array_get_idx(f, i)), BDY_FINALIZER_WORLD) ==
             0)
@@ -756,20 +740,21 @@ static bool has_finalizer(json_object *world)
  * the read resourceVersion as precondition. meta_fields is consumed. */
 static int patch_meta(bdy_reconciler *r, json_object *world, json_object *meta_fields)
 {
-    json_object *meta = get(world, "metadata");
+    json_object *meta = bdy_jget(world, "metadata");
     json_object_object_add(meta_fields, "resourceVersion",
-                           json_object_get(get(meta, "resourceVersion")));
+                           json_object_get(bdy_jget(meta, "resourceVersion")));
     json_object *patch = json_object_new_object();
     json_object_object_add(patch, "metadata", meta_fields);
-    int rc = bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, str(meta, "namespace"), str(meta, "name"),
-                             BDY_PATCH_MERGE, patch, false, NULL, NULL, NULL);
+    int rc =
+        bdy_store_patch(r->o.store, &BDY_GVR_WORLDS, bdy_jstr(meta, "namespace"),
+                        bdy_jstr(meta, "name"), BDY_PATCH_MERGE, patch, false, NULL, NULL, NULL);
     json_object_put(patch);
     return rc;
 }
 
 static int remove_finalizer(bdy_reconciler *r, json_object *world)
 {
-    json_object *f = get(get(world, "metadata"), "finalizers");
+    json_object *f = bdy_jget(bdy_jget(world, "metadata"), "finalizers");
     json_object *keep = json_object_new_array();
     for (size_t i = 0; f != NULL && i < json_object_array_length(f); i++) {
         json_object *v = json_object_array_get_idx(f, i);
@@ -784,20 +769,20 @@ static int remove_finalizer(bdy_reconciler *r, json_object *world)
 /* Copies the labels and annotations a claim asked for onto metadata. */
 static int apply_claim_metadata(bdy_reconciler *r, json_object *world)
 {
-    json_object *alloc = get(get(world, "status"), "allocation");
-    json_object *meta = get(world, "metadata");
+    json_object *alloc = bdy_jget(bdy_jget(world, "status"), "allocation");
+    json_object *meta = bdy_jget(world, "metadata");
     json_object *mf = json_object_new_object();
     bool needed = false;
     static const char *const kinds[] = {"labels", "annotations"};
     for (int k = 0; k < 2; k++) {
-        json_object *want = get(alloc, kinds[k]);
-        json_object *have = get(meta, kinds[k]);
+        json_object *want = bdy_jget(alloc, kinds[k]);
+        json_object *have = bdy_jget(meta, kinds[k]);
         if (want == NULL)
             continue;
         json_object *add = json_object_new_object();
         json_object_object_foreach(want, wk, wv)
         {
-            json_object *hv = get(have, wk);
+            json_object *hv = bdy_jget(have, wk);
             if (hv == NULL || !json_object_equal(hv, wv)) {
                 json_object_object_add(add, wk, json_object_get(wv));
                 needed = true;
@@ -827,15 +812,15 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
     }
     if (rc != 0)
         return rc;
-    json_object *meta = get(world, "metadata");
-    json_object *status = get(world, "status");
+    json_object *meta = bdy_jget(world, "metadata");
+    json_object *status = bdy_jget(world, "status");
     bdy_phase phase = BDY_PHASE_PENDING;
-    if (bdy_phase_parse(str(status, "phase"), &phase) != 0)
+    if (bdy_phase_parse(bdy_jstr(status, "phase"), &phase) != 0)
         phase = BDY_PHASE_FAILED;
     tracked t;
     memset(&t, 0, sizeof(t));
 
-    if (str(meta, "deletionTimestamp") != NULL) {
+    if (bdy_jstr(meta, "deletionTimestamp") != NULL) {
         if (!has_finalizer(world))
             goto out;
         if (phase != BDY_PHASE_TERMINATING) {
@@ -853,11 +838,12 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                 pthread_mutex_unlock(&r->track_lock);
                 unsigned grace_ms = 10000;
                 json_object *m = NULL;
-                const char *mname = str(get(world, "spec"), "manifest");
+                const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
                 if (mname != NULL &&
                     bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-                    grace_ms =
-                        (unsigned)num(get(m, "spec"), "terminationGracePeriodSeconds", 10) * 1000u;
+                    grace_ms = (unsigned)bdy_jint(bdy_jget(m, "spec"),
+                                                  "terminationGracePeriodSeconds", 10) *
+                               1000u;
                 json_object_put(m);
                 r->rt->vt->stop(r->rt->ctx, &t.h, grace_ms);
             }
@@ -876,7 +862,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
     if (!has_finalizer(world)) {
         json_object *mf = json_object_new_object();
         json_object *fin = json_object_new_array();
-        json_object *existing = get(meta, "finalizers");
+        json_object *existing = bdy_jget(meta, "finalizers");
         for (size_t i = 0; existing != NULL && i < json_object_array_length(existing); i++)
             json_object_array_add(fin, json_object_get(json_object_array_get_idx(existing, i)));
         json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
@@ -1205,26 +1191,26 @@ static void *worker_main(void *arg)
  * store read off every claim. */
 static bool needs_reconcile(bdy_reconciler *r, json_object *obj, const char *ns, const char *name)
 {
-    json_object *meta = get(obj, "metadata");
-    json_object *status = get(obj, "status");
-    const char *phase = str(status, "phase");
-    if (phase == NULL || strcmp(phase, "Allocated") != 0 || get(meta, "deletionTimestamp"))
+    json_object *meta = bdy_jget(obj, "metadata");
+    json_object *status = bdy_jget(obj, "status");
+    const char *phase = bdy_jstr(status, "phase");
+    if (phase == NULL || strcmp(phase, "Allocated") != 0 || bdy_jget(meta, "deletionTimestamp"))
         return true;
     char key[KEY_MAX];
     world_key(key, ns, name);
     tracked t;
     if (!track_get(r, key, &t) || t.exited)
         return true;
-    json_object *alloc = get(status, "allocation");
+    json_object *alloc = bdy_jget(status, "allocation");
     static const char *const kinds[] = {"labels", "annotations"};
     for (int k = 0; k < 2; k++) {
-        json_object *want = get(alloc, kinds[k]);
-        json_object *have = get(meta, kinds[k]);
+        json_object *want = bdy_jget(alloc, kinds[k]);
+        json_object *have = bdy_jget(meta, kinds[k]);
         if (want == NULL)
             continue;
         json_object_object_foreach(want, wk, wv)
         {
-            json_object *hv = get(have, wk);
+            json_object *hv = bdy_jget(have, wk);
             if (hv == NULL || !json_object_equal(hv, wv))
                 return true;
         }
@@ -1236,9 +1222,9 @@ static void observed(bdy_reconciler *r, json_object *obj)
 {
     char pool[BDY_NAME_MAX];
     bdy_fleet_observe(r->o.fleet, obj, pool);
-    json_object *meta = get(obj, "metadata");
-    const char *ns = str(meta, "namespace");
-    const char *name = str(meta, "name");
+    json_object *meta = bdy_jget(obj, "metadata");
+    const char *ns = bdy_jstr(meta, "namespace");
+    const char *name = bdy_jstr(meta, "name");
     if (ns == NULL || name == NULL)
         return;
     if (needs_reconcile(r, obj, ns, name))

@@ -4,15 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *bdy__jstr(json_object *obj, const char *key)
-{
-    json_object *v = NULL;
-    if (obj == NULL || !json_object_object_get_ex(obj, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
 json_object *bdy__metadata(json_object *obj)
 {
     json_object *m = NULL;
@@ -28,7 +19,7 @@ const char *bdy__meta_str(json_object *obj, const char *key)
     json_object *m = NULL;
     if (obj == NULL || !json_object_object_get_ex(obj, "metadata", &m))
         return NULL;
-    return bdy__jstr(m, key);
+    return bdy_jstr(m, key);
 }
 
 void bdy__meta_set_str(json_object *obj, const char *key, const char *value)
@@ -175,7 +166,7 @@ int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *meta = bdy__metadata(obj);
-    const char *name = bdy__jstr(meta, "name");
+    const char *name = bdy_jstr(meta, "name");
     if (name == NULL || name[0] == '\0') {
         bdy_errbuf_add_cause(eb, "FieldValueRequired", "metadata.name",
                              "Required value: name or generateName is required");

@@ -5,6 +5,7 @@
 #define BINDERY_RECONCILER_OBJMETA_H
 
 #include "bindery/error.h"
+#include "bindery/jsonutil.h"
 #include "bindery/store.h"
 
 #include <json-c/json.h>
@@ -14,8 +15,6 @@
 #define BDY__MAX_ANNOTATIONS_BYTES (256u * 1024u)
 #define BDY__MAX_FINALIZERS 64
 
-/* String member of obj, or NULL. */
-const char *bdy__jstr(json_object *obj, const char *key);
 /* obj.metadata, created (as an empty object) when absent or not an object. */
 json_object *bdy__metadata(json_object *obj);
 /* metadata.<key> as a string, or NULL. */

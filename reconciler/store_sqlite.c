@@ -314,8 +314,8 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
     const bdy_resource_info *info = &res->info;
     char api_version[200];
     api_version_of(info, api_version, sizeof(api_version));
-    const char *av = bdy__jstr(obj, "apiVersion");
-    const char *kind = bdy__jstr(obj, "kind");
+    const char *av = bdy_jstr(obj, "apiVersion");
+    const char *kind = bdy_jstr(obj, "kind");
     if ((av != NULL && strcmp(av, api_version) != 0) ||
         (kind != NULL && strcmp(kind, info->kind) != 0))
         return bdy_fail(eb, BDY_EINVAL,
@@ -399,7 +399,7 @@ static int do_create(sqlite_store *s, write_op *op)
     }
     json_object *meta = bdy__metadata(obj);
     if (info->namespaced) {
-        const char *body_ns = bdy__jstr(meta, "namespace");
+        const char *body_ns = bdy_jstr(meta, "namespace");
         if (ns[0] == '\0') {
             rc = bdy_fail(op->eb, BDY_EINVAL, "a namespace is required for %s", info->resource);
             goto out;
@@ -442,8 +442,8 @@ static int do_create(sqlite_store *s, write_op *op)
         json_object_object_add(obj, "status", st);
     }
 
-    const char *name = bdy__jstr(meta, "name");
-    const char *gen_name = bdy__jstr(meta, "generateName");
+    const char *name = bdy_jstr(meta, "name");
+    const char *gen_name = bdy_jstr(meta, "generateName");
     if ((name == NULL || name[0] == '\0') && gen_name != NULL && gen_name[0]) {
         char candidate[BDY__MAX_NAME_LEN + 1];
         size_t plen = strlen(gen_name);
@@ -465,7 +465,7 @@ static int do_create(sqlite_store *s, write_op *op)
     if (rc != 0)
         goto out;
     meta = bdy__metadata(obj);
-    name = bdy__jstr(meta, "name");
+    name = bdy_jstr(meta, "name");
     json_object_put(existing);
     rc = w_load(s, info->group, info->resource, ns, name, &existing, op->eb);
     if (rc != 0)
@@ -837,8 +837,8 @@ static int do_delete(sqlite_store *s, write_op *op)
         json_object *names = NULL;
         json_object_object_get_ex(old, "spec", &spec);
         json_object_object_get_ex(spec, "names", &names);
-        const char *group = bdy__jstr(spec, "group");
-        const char *plural = bdy__jstr(names, "plural");
+        const char *group = bdy_jstr(spec, "group");
+        const char *plural = bdy_jstr(names, "plural");
         const bdy__resource *cr =
             group && plural ? bdy__registry_get(&s->registry, group, plural) : NULL;
         if (cr != NULL && !cr->builtin) {
