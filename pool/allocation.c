@@ -115,3 +115,40 @@ out:
     json_object_put(record);
     return rc;
 }
+
+json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_claim_id)
+{
+    json_object *w = json_object_new_object();
+    json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+    json_object_object_add(w, "kind", json_object_new_string("WorldInstance"));
+    json_object *meta = json_object_new_object();
+    char gen[BDY_NAME_MAX];
+    snprintf(gen, sizeof(gen), "%.60s-", spec->name);
+    json_object_object_add(meta, "generateName", json_object_new_string(gen));
+    json_object *labels = json_object_new_object();
+    for (size_t i = 0; i < spec->labels.count; i++)
+        json_object_object_add(labels, spec->labels.items[i].key,
+                               json_object_new_string(spec->labels.items[i].value));
+    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+    json_object_object_add(meta, "labels", labels);
+    if (cold_claim_id != NULL) {
+        json_object *ann = json_object_new_object();
+        json_object_object_add(ann, BDY_ANNOTATION_COLD_CLAIM,
+                               json_object_new_string(cold_claim_id));
+        json_object_object_add(meta, "annotations", ann);
+    }
+    /* The finalizer from the start: no window in which a new world could be
+     * deleted before its controller has seen it. */
+    json_object *fin = json_object_new_array();
+    json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
+    json_object_object_add(meta, "finalizers", fin);
+    json_object_object_add(w, "metadata", meta);
+    json_object *ws = json_object_new_object();
+    json_object_object_add(ws, "pool", json_object_new_string(spec->name));
+    if (spec->manifest != NULL)
+        json_object_object_add(ws, "manifest", json_object_new_string(spec->manifest));
+    else
+        json_object_object_add(ws, "booklet", json_object_new_string(spec->booklet));
+    json_object_object_add(w, "spec", ws);
+    return w;
+}

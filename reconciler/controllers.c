@@ -967,35 +967,6 @@ static double failure_backoff(const pool_state *p, double now)
     return wait > 0 ? wait : 0;
 }
 
-static json_object *new_world(const bdy_config_pool *spec)
-{
-    json_object *w = json_object_new_object();
-    json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
-    json_object_object_add(w, "kind", json_object_new_string("WorldInstance"));
-    json_object *meta = json_object_new_object();
-    char gen[BDY_NAME_MAX];
-    snprintf(gen, sizeof(gen), "%.60s-", spec->name);
-    json_object_object_add(meta, "generateName", json_object_new_string(gen));
-    json_object *labels = json_object_new_object();
-    for (size_t i = 0; i < spec->labels.count; i++)
-        json_object_object_add(labels, spec->labels.items[i].key,
-                               json_object_new_string(spec->labels.items[i].value));
-    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
-    json_object_object_add(meta, "labels", labels);
-    json_object *fin = json_object_new_array();
-    json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
-    json_object_object_add(meta, "finalizers", fin);
-    json_object_object_add(w, "metadata", meta);
-    json_object *ws = json_object_new_object();
-    json_object_object_add(ws, "pool", json_object_new_string(spec->name));
-    if (spec->manifest != NULL)
-        json_object_object_add(ws, "manifest", json_object_new_string(spec->manifest));
-    else
-        json_object_object_add(ws, "booklet", json_object_new_string(spec->booklet));
-    json_object_object_add(w, "spec", ws);
-    return w;
-}
-
 static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref)
 {
     bdy_delete_opts d = {0};
@@ -1078,7 +1049,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             *requeue_ms = (unsigned)(1000.0 / rate) + 1; /* rate-limited: more soon */
         }
         for (unsigned i = 0; i < n; i++) {
-            json_object *w = new_world(&spec);
+            json_object *w = bdy_pool_new_world(&spec, NULL);
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
             rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, NULL, &eb);

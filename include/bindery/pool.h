@@ -122,6 +122,11 @@ size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, dou
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
                         size_t max);
 
+/* A new WorldInstance for the pool (generateName "<pool>-", the pool's
+ * labels and BDY_LABEL_POOL, the world finalizer); cold_claim_id non-NULL
+ * reserves it for that waiting claim. Caller owns the result. */
+json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_claim_id);
+
 /* Sizing: the warm target for a pool. Today minWarm (clamped to maxWarm and
  * maxWorlds); the forecasting issue feeds demand in here. Pure. */
 unsigned bdy_pool_target_warm(const bdy_config_pool *spec);
