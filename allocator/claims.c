@@ -25,6 +25,9 @@
 #define HIT_WINDOW_MINUTES 60
 #define WORLDS_PAGE_DEFAULT 100
 #define WORLDS_PAGE_MAX 1000
+#define ORPHAN_GRACE_S 10.0
+#define ORPHAN_SWEEP_MAX 64
+#define ORPHAN_SWEEP_EVERY_S 2.0
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
@@ -731,6 +734,13 @@ static bool cold_world_matches(const bdy_config_pool *spec, const bdy_claim_requ
     return ok;
 }
 
+static void waiter_free(waiter *w)
+{
+    json_object_put(w->labels);
+    json_object_put(w->annotations);
+    free(w);
+}
+
 static void post_allocation(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
@@ -908,6 +918,14 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     w->started = bdy_wall_seconds();
     w->deadline = w->started + cr.wait_s;
     w->d = bdy_http_defer(req);
+    if (w->d == NULL) {
+        /* Cannot happen from inside this handler; if it does, the world is
+         * released to the pool by the orphan sweep. */
+        waiter_free(w);
+        bdy_http_error(resp, 503, "Unavailable", "the claim could not wait", RETRY_AFTER_S);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
     pthread_mutex_lock(&c->lock);
     w->next = c->waiters;
     c->waiters = w;
@@ -979,6 +997,47 @@ static void complete_cold(bdy_claims *c, waiter *w)
     json_object_put(claimed);
 }
 
+/* Removes the cold-claim reservation: the world joins the pool. */
+static void unreserve(bdy_claims *c, const char *ns, const char *name)
+{
+    json_object *patch = json_tokener_parse(
+        "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
+    bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, false, NULL,
+                    NULL, NULL);
+    json_object_put(patch);
+}
+
+/* Worlds reserved for a cold claim that no longer waits here — bindery
+ * restarted while the claim waited, or the claim failed between creating the
+ * world and parking — would otherwise stay out of the pool for good. A
+ * reservation older than ORPHAN_GRACE_S without a waiter is released. */
+static void sweep_orphans(bdy_claims *c)
+{
+    bdy_world_ref refs[ORPHAN_SWEEP_MAX];
+    size_t n = bdy_fleet_reserved(c->o.fleet, refs, ORPHAN_SWEEP_MAX);
+    for (size_t i = 0; i < n; i++) {
+        bool waited = false;
+        pthread_mutex_lock(&c->lock);
+        for (waiter *w = c->waiters; w != NULL && !waited; w = w->next)
+            waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
+        pthread_mutex_unlock(&c->lock);
+        if (waited)
+            continue;
+        json_object *world = NULL;
+        double created = 0;
+        if (bdy_store_get(c->o.store, &BDY_GVR_WORLDS, refs[i].ns, refs[i].name, &world, NULL) ==
+                0 &&
+            bdy_timestamp_parse(bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp"),
+                                &created) == 0 &&
+            bdy_wall_seconds() - created > ORPHAN_GRACE_S) {
+            bdy_info("claims", "releasing %s/%s to the pool: its cold claim no longer waits",
+                     refs[i].ns, refs[i].name);
+            unreserve(c, refs[i].ns, refs[i].name);
+        }
+        json_object_put(world);
+    }
+}
+
 /* A cold claim that timed out: the world keeps starting and joins the
  * pool once the annotation that reserved it is gone. */
 static void expire_cold(bdy_claims *c, waiter *w)
@@ -995,27 +1054,24 @@ static void expire_cold(bdy_claims *c, waiter *w)
              w->world, w->deadline - w->started);
     finish_error(w->d, 504, "ColdStartTimeout", msg, 0);
     count_result(c, w->pool, "cold", "timeout", 0);
-    json_object *patch = json_tokener_parse(
-        "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
-    bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, BDY_PATCH_MERGE, patch, false,
-                    NULL, NULL, NULL);
-    json_object_put(patch);
-}
-
-static void waiter_free(waiter *w)
-{
-    json_object_put(w->labels);
-    json_object_put(w->annotations);
-    free(w);
+    unreserve(c, w->ns, w->world);
 }
 
 static void *cold_main(void *arg)
 {
     bdy_claims *c = arg;
     pthread_setname_np(pthread_self(), "bdy-cold-claims");
+    double last_sweep = 0;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         double now = bdy_wall_seconds();
+        if (now - last_sweep >= ORPHAN_SWEEP_EVERY_S) {
+            last_sweep = now;
+            pthread_mutex_unlock(&c->lock);
+            sweep_orphans(c);
+            pthread_mutex_lock(&c->lock);
+            continue;
+        }
         waiter **slot = &c->waiters;
         waiter *due = NULL;
         while (*slot != NULL) {

@@ -56,6 +56,7 @@ struct bdy_fleet {
     size_t nworlds;
     fleet_pool **pools;
     size_t npools;
+    size_t nreserved; /* worlds held for cold claims (skips scans when 0) */
 };
 
 static const char *const phase_names[BDY_PHASE_COUNT] = {"Pending",   "Starting",    "Ready",
@@ -523,7 +524,10 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->ready_since = bdy_wall_seconds();
     w->phase = phase;
     w->deleting = deleting;
-    w->reserved = reserved && phase != BDY_PHASE_ALLOCATED;
+    bool now_reserved = reserved && phase != BDY_PHASE_ALLOCATED;
+    if (now_reserved != w->reserved)
+        f->nreserved = now_reserved ? f->nreserved + 1 : f->nreserved - 1;
+    w->reserved = now_reserved;
     if (w->claimed && rv > w->claim_rv)
         w->claimed = false; /* the informer caught up with the claim */
     w->rv = rv;
@@ -544,6 +548,8 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
     world *w = *slot;
     if (w != NULL) {
         snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
+        if (w->reserved)
+            f->nreserved--;
         warm_remove(w);
         count(w, -1);
         *slot = w->next_in_bucket;
@@ -669,6 +675,20 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
          p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0 && b < f->nbuckets && n < max; b++) {
         for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
             if (w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
+                fill_ref(w, &out[n++]);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+size_t bdy_fleet_reserved(bdy_fleet *f, bdy_world_ref *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&f->lock);
+    for (size_t b = 0; f->nreserved > 0 && b < f->nbuckets && n < max; b++) {
+        for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
+            if (w->reserved && !w->deleting)
                 fill_ref(w, &out[n++]);
         }
     }

@@ -127,6 +127,10 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
  * reserves it for that waiting claim. Caller owns the result. */
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_claim_id);
 
+/* Up to max worlds held for cold claims (annotation BDY_ANNOTATION_COLD_CLAIM),
+ * so the claim module can release the ones whose claim no longer waits. */
+size_t bdy_fleet_reserved(bdy_fleet *f, bdy_world_ref *out, size_t max);
+
 /* Sizing: the warm target for a pool. Today minWarm (clamped to maxWarm and
  * maxWorlds); the forecasting issue feeds demand in here. Pure. */
 unsigned bdy_pool_target_warm(const bdy_config_pool *spec);

@@ -303,6 +303,43 @@ static void test_cold_claim_timeout(void **state)
     bb_cleanup(&s);
 }
 
+typedef struct cut_claim {
+    bb_server *s;
+    claim result;
+} cut_claim;
+
+static void *cut_claim_main(void *arg)
+{
+    cut_claim *cc = arg;
+    cc->result = post_claim(cc->s, "{\"pool\":\"arena\",\"waitSeconds\":60}", NULL);
+    return NULL;
+}
+
+static void test_orphaned_cold_world_joins_pool(void **state)
+{
+    (void)state;
+    bb_server s;
+    /* bindery dies while a cold claim waits: after the restart nobody waits
+     * for that world, so it must not stay reserved forever. */
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
+    assert_true(bb_start(&s, NULL));
+    cut_claim cc = {.s = &s};
+    pthread_t th;
+    pthread_create(&th, NULL, cut_claim_main, &cc);
+    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
+    bb_signal(&s, SIGKILL);
+    pthread_join(th, NULL);
+    assert_true(cc.result.status != 201);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 40000));
+    assert_true(bb_log_contains(&s, "its cold claim no longer waits", 0));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "warm");
+    bb_cleanup(&s);
+}
+
 static void test_bad_requests_change_nothing(void **state)
 {
     (void)state;
@@ -516,6 +553,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
+        cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),

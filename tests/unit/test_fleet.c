@@ -83,12 +83,18 @@ static void test_counts_and_warm_index(void **state)
     assert_int_equal(c.deleting, 1);
     assert_int_equal(c.total, 4);
     assert_int_equal(bdy_fleet_counts(f, "default", "nope", &c), BDY_ENOTFOUND);
+    bdy_world_ref held[4];
+    assert_int_equal(bdy_fleet_reserved(f, held, 4), 1);
+    assert_string_equal(held[0].name, "a5");
+    /* The claim took it: no longer held. */
+    observe(f, world("a5", "arena", "Allocated", 30, "nuke", false, true));
+    assert_int_equal(bdy_fleet_reserved(f, held, 4), 0);
 
     /* A phase change moves the world out of the index and the counts. */
     observe(f, world("a1", "arena", "Allocated", 20, "dust", false, false));
     assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
     assert_int_equal(c.warm, 0);
-    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 3); /* a1, a3, a5 */
     /* An older state than one seen is ignored. */
     observe(f, world("a1", "arena", "Ready", 19, "dust", false, false));
     assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
@@ -97,7 +103,7 @@ static void test_counts_and_warm_index(void **state)
     bdy_fleet_forget(f, "default", "a3", pool);
     assert_string_equal(pool, "arena");
     assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
-    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
     bdy_fleet_free(f);
 }
 
