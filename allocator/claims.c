@@ -28,6 +28,10 @@
 #define ORPHAN_GRACE_S 10.0
 #define ORPHAN_SWEEP_MAX 64
 #define ORPHAN_SWEEP_EVERY_S 2.0
+/* Release records answer GETs and idempotent replays for this long. */
+#define RECORD_RETENTION_S (24.0 * 3600.0)
+#define RECORD_SWEEP_EVERY_S 60.0
+#define RECORD_SWEEP_MAX_DELETES 1000
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
@@ -849,7 +853,9 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         char rv[24];
         snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ref.resource_version);
         rc = write_claim(c, ref.ns, ref.name, rv, id, &cr, "warm", idem_key, hash, &world);
-        bdy_fleet_claim_done(c->o.fleet, &ref, rc == 0, rc == BDY_ECONFLICT);
+        /* A world that changed or vanished since the index saw it stays out
+         * of the index until the informer reports it again. */
+        bdy_fleet_claim_done(c->o.fleet, &ref, rc == 0, rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND);
         if (rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND)
             continue; /* that world changed under us: the next one */
         if (rc != 0) {
@@ -1038,6 +1044,34 @@ static void sweep_orphans(bdy_claims *c)
     }
 }
 
+/* Deletes Allocation records released more than RECORD_RETENTION_S ago, at
+ * most RECORD_SWEEP_MAX_DELETES per sweep so a backlog drains gradually. */
+static void sweep_records(bdy_claims *c)
+{
+    bdy_list_opts lo = {0};
+    bdy_list_result res;
+    if (bdy_store_list(c->o.store, &BDY_GVR_ALLOCATIONS, &lo, &res, NULL) != 0)
+        return;
+    double cutoff = bdy_wall_seconds() - RECORD_RETENTION_S;
+    size_t deleted = 0;
+    for (size_t i = 0;
+         i < json_object_array_length(res.items) && deleted < RECORD_SWEEP_MAX_DELETES; i++) {
+        json_object *rec = json_object_array_get_idx(res.items, i);
+        double released = 0;
+        if (bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) != 0 ||
+            released >= cutoff)
+            continue;
+        json_object *meta = bdy_jget(rec, "metadata");
+        bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
+                         bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL);
+        deleted++;
+    }
+    if (deleted > 0)
+        bdy_info("claims", "deleted %zu allocation records older than %.0f h", deleted,
+                 RECORD_RETENTION_S / 3600.0);
+    bdy_list_result_free(&res);
+}
+
 /* A cold claim that timed out: the world keeps starting and joins the
  * pool once the annotation that reserved it is gone. */
 static void expire_cold(bdy_claims *c, waiter *w)
@@ -1062,13 +1096,19 @@ static void *cold_main(void *arg)
     bdy_claims *c = arg;
     pthread_setname_np(pthread_self(), "bdy-cold-claims");
     double last_sweep = 0;
+    double last_record_sweep = bdy_wall_seconds();
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         double now = bdy_wall_seconds();
         if (now - last_sweep >= ORPHAN_SWEEP_EVERY_S) {
             last_sweep = now;
+            bool records = now - last_record_sweep >= RECORD_SWEEP_EVERY_S;
+            if (records)
+                last_record_sweep = now;
             pthread_mutex_unlock(&c->lock);
             sweep_orphans(c);
+            if (records)
+                sweep_records(c);
             pthread_mutex_lock(&c->lock);
             continue;
         }
