@@ -6,6 +6,8 @@
  */
 #include "bindery/pool.h"
 
+#include "bindery/hmap.h"
+
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/util.h"
@@ -22,9 +24,9 @@
 typedef struct fleet_pool fleet_pool;
 
 typedef struct world {
-    struct world *next_in_bucket;
-    char *key;  /* "ns/name", owned; ns and name point into key_buf */
-    char *name; /* into key (after the '/') */
+    bdy_hnode node; /* first: a node pointer is the world; node.key = key */
+    char *key;      /* "ns/name", owned; ns and name point into key_buf */
+    char *name;     /* into key (after the '/') */
     size_t ns_len;
     char pool_name[BDY_NAME_MAX];
     fleet_pool *pool; /* NULL when the pool is not configured */
@@ -51,9 +53,7 @@ struct fleet_pool {
 
 struct bdy_fleet {
     pthread_mutex_t lock;
-    world **buckets;
-    size_t nbuckets;
-    size_t nworlds;
+    bdy_hmap worlds; /* world records by "ns/name" */
     fleet_pool **pools;
     size_t npools;
     size_t nreserved; /* worlds held for cold claims (skips scans when 0) */
@@ -275,19 +275,19 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
     }
     /* Re-home every world: new pools pick up worlds seen before they were
      * configured, removed pools lose their warm index. */
-    for (size_t b = 0; b < f->nbuckets; b++) {
-        for (world *w = f->buckets[b]; w != NULL; w = w->next_in_bucket) {
-            char ns[BDY_NAME_MAX];
-            snprintf(ns, sizeof(ns), "%.*s", (int)w->ns_len, w->key);
-            fleet_pool *p = w->pool_name[0] ? find_pool(f, ns, w->pool_name) : NULL;
-            if (p != w->pool) {
-                warm_remove(w);
-                count(w, -1);
-                w->pool = p;
-                count(w, +1);
-            }
-            warm_sync(w);
+    BDY_HMAP_FOREACH(&f->worlds, n)
+    {
+        world *w = (world *)n;
+        char ns[BDY_NAME_MAX];
+        snprintf(ns, sizeof(ns), "%.*s", (int)w->ns_len, w->key);
+        fleet_pool *p = w->pool_name[0] ? find_pool(f, ns, w->pool_name) : NULL;
+        if (p != w->pool) {
+            warm_remove(w);
+            count(w, -1);
+            w->pool = p;
+            count(w, +1);
         }
+        warm_sync(w);
     }
 out:
     pthread_mutex_unlock(&f->lock);
@@ -342,43 +342,9 @@ int bdy_fleet_pool_at(bdy_fleet *f, size_t i, char *ns, size_t ns_cap, char *nam
 
 /* ---- world records ---------------------------------------------------------- */
 
-static uint64_t hash_key(const char *s)
+static world *find_world(bdy_fleet *f, const char *key)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static world **find_slot(bdy_fleet *f, const char *key)
-{
-    world **slot = &f->buckets[hash_key(key) & (f->nbuckets - 1)];
-    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
-        slot = &(*slot)->next_in_bucket;
-    return slot;
-}
-
-static void grow_buckets(bdy_fleet *f)
-{
-    if (f->nworlds < f->nbuckets)
-        return;
-    size_t n = f->nbuckets * 2;
-    world **b = calloc(n, sizeof(world *));
-    if (b == NULL)
-        return; /* chains just get longer */
-    for (size_t i = 0; i < f->nbuckets; i++) {
-        world *w = f->buckets[i];
-        while (w != NULL) {
-            world *next = w->next_in_bucket;
-            size_t idx = hash_key(w->key) & (n - 1);
-            w->next_in_bucket = b[idx];
-            b[idx] = w;
-            w = next;
-        }
-    }
-    free(f->buckets);
-    f->buckets = b;
-    f->nbuckets = n;
+    return (world *)bdy_hmap_find(&f->worlds, key, bdy_hash_str(key));
 }
 
 int bdy_fleet_new(bdy_fleet **out)
@@ -386,9 +352,7 @@ int bdy_fleet_new(bdy_fleet **out)
     bdy_fleet *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return BDY_ENOMEM;
-    f->nbuckets = FLEET_MIN_BUCKETS;
-    f->buckets = calloc(f->nbuckets, sizeof(world *));
-    if (f->buckets == NULL) {
+    if (bdy_hmap_init(&f->worlds, FLEET_MIN_BUCKETS) != 0) {
         free(f);
         return BDY_ENOMEM;
     }
@@ -410,15 +374,11 @@ void bdy_fleet_free(bdy_fleet *f)
 {
     if (f == NULL)
         return;
-    for (size_t b = 0; b < f->nbuckets; b++) {
-        world *w = f->buckets[b];
-        while (w != NULL) {
-            world *next = w->next_in_bucket;
-            world_free(w);
-            w = next;
-        }
+    BDY_HMAP_FOREACH(&f->worlds, n)
+    {
+        world_free((world *)n);
     }
-    free(f->buckets);
+    bdy_hmap_destroy(&f->worlds);
     for (size_t i = 0; i < f->npools; i++)
         pool_free(f->pools[i]);
     free(f->pools);
@@ -492,8 +452,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     snprintf(pool_out, BDY_NAME_MAX, "%s", pool ? pool : "");
 
     pthread_mutex_lock(&f->lock);
-    world **slot = find_slot(f, key);
-    world *w = *slot;
+    world *w = find_world(f, key);
     if (w == NULL) {
         w = calloc(1, sizeof(*w));
         if (w == NULL || (w->key = strdup(key)) == NULL) {
@@ -505,9 +464,9 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->ns_len = strlen(ns);
         w->name = w->key + w->ns_len + 1;
         w->warm_slot = -1;
-        *slot = w;
-        f->nworlds++;
-        grow_buckets(f);
+        w->node.key = w->key;
+        w->node.hash = bdy_hash_str(w->key);
+        bdy_hmap_insert(&f->worlds, &w->node);
     } else {
         if (rv != 0 && rv < w->rv) {
             /* An older state than one already seen (a relist racing a
@@ -544,16 +503,14 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     pool_out[0] = '\0';
     pthread_mutex_lock(&f->lock);
-    world **slot = find_slot(f, key);
-    world *w = *slot;
+    world *w = find_world(f, key);
     if (w != NULL) {
         snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
         if (w->reserved)
             f->nreserved--;
         warm_remove(w);
         count(w, -1);
-        *slot = w->next_in_bucket;
-        f->nworlds--;
+        bdy_hmap_remove(&f->worlds, &w->node);
         world_free(w);
     }
     pthread_mutex_unlock(&f->lock);
@@ -623,7 +580,7 @@ void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *ref, bool claimed, 
     char key[2 * BDY_NAME_MAX + 2];
     snprintf(key, sizeof(key), "%s/%s", ref->ns, ref->name);
     pthread_mutex_lock(&f->lock);
-    world *w = *find_slot(f, key);
+    world *w = find_world(f, key);
     if (w != NULL) {
         w->claiming = false;
         if (claimed || stale) {
@@ -671,10 +628,11 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
     size_t n = 0;
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
-    for (size_t b = 0;
-         p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0 && b < f->nbuckets && n < max; b++) {
-        for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
-            if (w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
+    if (p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0) {
+        BDY_HMAP_FOREACH(&f->worlds, node)
+        {
+            world *w = (world *)node;
+            if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
                 fill_ref(w, &out[n++]);
         }
     }
@@ -686,9 +644,11 @@ size_t bdy_fleet_reserved(bdy_fleet *f, bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&f->lock);
-    for (size_t b = 0; f->nreserved > 0 && b < f->nbuckets && n < max; b++) {
-        for (world *w = f->buckets[b]; w != NULL && n < max; w = w->next_in_bucket) {
-            if (w->reserved && !w->deleting)
+    if (f->nreserved > 0) {
+        BDY_HMAP_FOREACH(&f->worlds, node)
+        {
+            world *w = (world *)node;
+            if (n < max && w->reserved && !w->deleting)
                 fill_ref(w, &out[n++]);
         }
     }

@@ -17,6 +17,8 @@
  */
 #include "bindery/informer.h"
 
+#include "bindery/hmap.h"
+
 #include "bindery/log.h"
 #include "bindery/selector.h"
 #include "bindery/util.h"
@@ -48,89 +50,34 @@
  * (cluster-scoped) so that the key and the separate ns and name strings
  * handlers need come from one allocation. */
 typedef struct known_entry {
-    struct known_entry *next;
-    uint64_t hash;
+    bdy_hnode node; /* first: a node pointer is the entry; node.key = text */
     uint64_t rv;
     uint64_t gen;  /* the list attempt that last saw this key */
     size_t ns_len; /* 0: cluster-scoped */
     char text[];
 } known_entry;
 
-typedef struct known_map {
-    known_entry **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t count;
-} known_map;
-
-static uint64_t hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+typedef bdy_hmap known_map;
 
 static int map_init(known_map *m)
 {
-    m->buckets = calloc(INFORMER_MAP_MIN_BUCKETS, sizeof(known_entry *));
-    if (m->buckets == NULL)
-        return BDY_ENOMEM;
-    m->nbuckets = INFORMER_MAP_MIN_BUCKETS;
-    m->count = 0;
-    return 0;
+    return bdy_hmap_init(m, INFORMER_MAP_MIN_BUCKETS);
 }
 
 static void map_free(known_map *m)
 {
     if (m->buckets == NULL)
         return;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        known_entry *e = m->buckets[i];
-        while (e != NULL) {
-            known_entry *next = e->next;
-            free(e);
-            e = next;
-        }
+    BDY_HMAP_FOREACH(m, n)
+    {
+        free(n);
     }
-    free(m->buckets);
-    m->buckets = NULL;
-    m->nbuckets = 0;
-    m->count = 0;
+    bdy_hmap_destroy(m);
 }
 
 static known_entry *map_find(const known_map *m, const char *key, uint64_t hash)
 {
-    for (known_entry *e = m->buckets[hash & (m->nbuckets - 1)]; e != NULL; e = e->next) {
-        if (e->hash == hash && strcmp(e->text, key) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Doubles the bucket array when the load passes 1. A failed allocation only
- * leaves the map slower, so it is not an error. */
-static void map_maybe_grow(known_map *m)
-{
-    if (m->count < m->nbuckets)
-        return;
-    size_t n = m->nbuckets * 2;
-    known_entry **b = calloc(n, sizeof(known_entry *));
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        known_entry *e = m->buckets[i];
-        while (e != NULL) {
-            known_entry *next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(m->buckets);
-    m->buckets = b;
-    m->nbuckets = n;
+    return (known_entry *)bdy_hmap_find(m, key, hash);
 }
 
 /* Adds key (not present) and returns the new entry, or NULL when out of
@@ -142,7 +89,8 @@ static known_entry *map_insert(known_map *m, const char *key, uint64_t hash, siz
     known_entry *e = malloc(sizeof(*e) + key_len + 1 + extra);
     if (e == NULL)
         return NULL;
-    e->hash = hash;
+    e->node.hash = hash;
+    e->node.key = e->text;
     e->rv = 0;
     e->gen = 0;
     e->ns_len = ns_len;
@@ -151,23 +99,13 @@ static known_entry *map_insert(known_map *m, const char *key, uint64_t hash, siz
         memcpy(e->text + key_len + 1, key, ns_len);
         e->text[key_len + 1 + ns_len] = '\0';
     }
-    map_maybe_grow(m);
-    size_t slot = hash & (m->nbuckets - 1);
-    e->next = m->buckets[slot];
-    m->buckets[slot] = e;
-    m->count++;
+    bdy_hmap_insert(m, &e->node);
     return e;
 }
 
 static void map_remove(known_map *m, known_entry *victim)
 {
-    known_entry **pp = &m->buckets[victim->hash & (m->nbuckets - 1)];
-    while (*pp != NULL && *pp != victim)
-        pp = &(*pp)->next;
-    if (*pp == NULL)
-        return;
-    *pp = victim->next;
-    m->count--;
+    bdy_hmap_remove(m, &victim->node);
     free(victim);
 }
 
@@ -309,7 +247,7 @@ static int deliver_listed(bdy_informer *inf, json_object *obj)
         bdy_warn(INFORMER_LOG, "%s: skipping a listed object without a usable name", inf->resource);
         return 0;
     }
-    uint64_t hash = hash_key(key);
+    uint64_t hash = bdy_hash_str(key);
     known_entry *e = map_find(&inf->known, key, hash);
     if (e == NULL) {
         e = map_insert(&inf->known, key, hash, ns_len);
@@ -333,16 +271,13 @@ static int deliver_listed(bdy_informer *inf, json_object *obj)
 static void sweep_unseen(bdy_informer *inf)
 {
     known_map *m = &inf->known;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        known_entry *e = m->buckets[i];
-        while (e != NULL) {
-            known_entry *next = e->next;
-            if (e->gen != inf->gen) {
-                if (inf->h.on_delete != NULL)
-                    inf->h.on_delete(inf->h.data, NULL, entry_ns(e), entry_name(e));
-                map_remove(m, e);
-            }
-            e = next;
+    BDY_HMAP_FOREACH(m, n)
+    {
+        known_entry *e = (known_entry *)n;
+        if (e->gen != inf->gen) {
+            if (inf->h.on_delete != NULL)
+                inf->h.on_delete(inf->h.data, NULL, entry_ns(e), entry_name(e));
+            map_remove(m, e);
         }
     }
 }
@@ -439,7 +374,7 @@ static int apply_event(bdy_informer *inf, const bdy_watch_event *ev)
         return 0;
     }
     uint64_t rv = ev->resource_version ? ev->resource_version : obj_rv;
-    uint64_t hash = hash_key(key);
+    uint64_t hash = bdy_hash_str(key);
     known_entry *e = map_find(&inf->known, key, hash);
     if (ev->type == BDY_EVENT_DELETED) {
         if (e == NULL)

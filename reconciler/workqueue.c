@@ -20,6 +20,8 @@
  */
 #include "bindery/informer.h"
 
+#include "bindery/hmap.h"
+
 #include "bindery/log.h"
 #include "bindery/util.h"
 
@@ -42,8 +44,7 @@
 #define NOT_DELAYED SIZE_MAX
 
 typedef struct wq_entry {
-    struct wq_entry *next; /* hash chain */
-    uint64_t hash;
+    bdy_hnode node;  /* first: a node pointer is the entry; node.key = key */
     uint64_t due_ns; /* valid while heap_index != NOT_DELAYED */
     size_t heap_index;
     unsigned failures;
@@ -59,9 +60,7 @@ struct bdy_workqueue {
     unsigned max_ms;
     bool shutting_down;
 
-    wq_entry **buckets; /* a power of two of them */
-    size_t nbuckets;
-    size_t nentries;
+    bdy_hmap keys; /* every key the queue remembers */
 
     wq_entry **fifo; /* ring buffer of ready entries */
     size_t fifo_cap;
@@ -75,46 +74,9 @@ struct bdy_workqueue {
 
 /* ---- the key map ----------------------------------------------------------- */
 
-static uint64_t hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static wq_entry *entry_find(const bdy_workqueue *q, const char *key, uint64_t hash)
 {
-    for (wq_entry *e = q->buckets[hash & (q->nbuckets - 1)]; e != NULL; e = e->next) {
-        if (e->hash == hash && strcmp(e->key, key) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Doubles the buckets past load 1; failing to only makes lookups slower. */
-static void map_maybe_grow(bdy_workqueue *q)
-{
-    if (q->nentries < q->nbuckets)
-        return;
-    size_t n = q->nbuckets * 2;
-    wq_entry **b = calloc(n, sizeof(wq_entry *));
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < q->nbuckets; i++) {
-        wq_entry *e = q->buckets[i];
-        while (e != NULL) {
-            wq_entry *next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(q->buckets);
-    q->buckets = b;
-    q->nbuckets = n;
+    return (wq_entry *)bdy_hmap_find(&q->keys, key, hash);
 }
 
 /* Checks key against the cap and finds or creates its entry. Returns NULL
@@ -126,7 +88,7 @@ static wq_entry *entry_get(bdy_workqueue *q, const char *key)
         bdy_warn(WQ_LOG, "refusing a key longer than %u bytes", WQ_MAX_KEY - 1);
         return NULL;
     }
-    uint64_t hash = hash_key(key);
+    uint64_t hash = bdy_hash_str(key);
     wq_entry *e = entry_find(q, key, hash);
     if (e != NULL)
         return e;
@@ -136,13 +98,10 @@ static wq_entry *entry_get(bdy_workqueue *q, const char *key)
         return NULL;
     }
     memcpy(e->key, key, len + 1);
-    e->hash = hash;
+    e->node.hash = hash;
+    e->node.key = e->key;
     e->heap_index = NOT_DELAYED;
-    map_maybe_grow(q);
-    size_t slot = hash & (q->nbuckets - 1);
-    e->next = q->buckets[slot];
-    q->buckets[slot] = e;
-    q->nentries++;
+    bdy_hmap_insert(&q->keys, &e->node);
     return e;
 }
 
@@ -151,12 +110,7 @@ static void entry_release_if_idle(bdy_workqueue *q, wq_entry *e)
 {
     if (e->dirty || e->processing || e->failures > 0 || e->heap_index != NOT_DELAYED)
         return;
-    wq_entry **pp = &q->buckets[e->hash & (q->nbuckets - 1)];
-    while (*pp != NULL && *pp != e)
-        pp = &(*pp)->next;
-    if (*pp != NULL)
-        *pp = e->next;
-    q->nentries--;
+    bdy_hmap_remove(&q->keys, &e->node);
     free(e);
 }
 
@@ -337,12 +291,10 @@ int bdy_workqueue_new(const bdy_workqueue_opts *opts, bdy_workqueue **out)
     q->max_ms = opts && opts->max_delay_ms ? opts->max_delay_ms : WQ_DEFAULT_MAX_MS;
     if (q->base_ms > q->max_ms)
         q->base_ms = q->max_ms;
-    q->buckets = calloc(WQ_MIN_BUCKETS, sizeof(wq_entry *));
-    if (q->buckets == NULL) {
+    if (bdy_hmap_init(&q->keys, WQ_MIN_BUCKETS) != 0) {
         rc = BDY_ENOMEM;
         goto out;
     }
-    q->nbuckets = WQ_MIN_BUCKETS;
     pthread_mutex_init(&q->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -353,7 +305,7 @@ int bdy_workqueue_new(const bdy_workqueue_opts *opts, bdy_workqueue **out)
     q = NULL;
 out:
     if (q != NULL)
-        free(q->buckets);
+        bdy_hmap_destroy(&q->keys);
     free(q);
     return rc;
 }
@@ -418,7 +370,7 @@ void bdy_workqueue_forget(bdy_workqueue *q, const char *key)
     if (q == NULL || key == NULL)
         return;
     pthread_mutex_lock(&q->lock);
-    wq_entry *e = entry_find(q, key, hash_key(key));
+    wq_entry *e = entry_find(q, key, bdy_hash_str(key));
     if (e != NULL) {
         e->failures = 0;
         entry_release_if_idle(q, e);
@@ -478,7 +430,7 @@ void bdy_workqueue_done(bdy_workqueue *q, const char *key)
     if (q == NULL || key == NULL)
         return;
     pthread_mutex_lock(&q->lock);
-    wq_entry *e = entry_find(q, key, hash_key(key));
+    wq_entry *e = entry_find(q, key, bdy_hash_str(key));
     if (e != NULL && e->processing) {
         e->processing = false;
         if (e->dirty && fifo_push(q, e) != 0) {
@@ -524,15 +476,11 @@ void bdy_workqueue_free(bdy_workqueue *q)
 {
     if (q == NULL)
         return;
-    for (size_t i = 0; i < q->nbuckets; i++) {
-        wq_entry *e = q->buckets[i];
-        while (e != NULL) {
-            wq_entry *next = e->next;
-            free(e);
-            e = next;
-        }
+    BDY_HMAP_FOREACH(&q->keys, n)
+    {
+        free(n);
     }
-    free(q->buckets);
+    bdy_hmap_destroy(&q->keys);
     free(q->fifo);
     free(q->heap);
     pthread_mutex_destroy(&q->lock);
