@@ -2,6 +2,7 @@
 #include "bindery/claims.h"
 
 #include "bindery/auth.h"
+#include "bindery/hmap.h"
 #include "bindery/informer.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
@@ -19,7 +20,7 @@
 #define CLAIM_MAX_TRIES 8
 #define CLAIM_MAX_BODY_DEPTH 16
 #define CLAIMANT_MAX 253
-#define ID_BUCKETS 8192
+#define ID_BUCKETS 1024 /* initial; the maps grow */
 #define RETRY_AFTER_S 1
 #define IDEM_WAIT_MS 5000
 #define HIT_WINDOW_MINUTES 60
@@ -36,7 +37,7 @@
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
 typedef struct alloc_entry {
-    struct alloc_entry *next;
+    bdy_hnode node; /* first: a node pointer is the entry; node.key = id */
     char id[BDY_ALLOCATION_ID_LEN + 8];
     char ns[BDY_NAME_MAX];
     char world[BDY_NAME_MAX]; /* live: the world; released: "" */
@@ -44,7 +45,7 @@ typedef struct alloc_entry {
 } alloc_entry;
 
 typedef struct idem_entry {
-    struct idem_entry *next;
+    bdy_hnode node;                                       /* first: node.key = key */
     char key[BDY_IDEMPOTENCY_KEY_MAX + 1 + BDY_NAME_MAX]; /* "ns\n" + key */
     char hash[65];
     char id[BDY_ALLOCATION_ID_LEN + 8]; /* "" while pending */
@@ -85,8 +86,8 @@ struct bdy_claims {
     bdy_reconciler *rec;
     pthread_mutex_t lock; /* ids, idem, waiters, stats */
     pthread_cond_t idem_done;
-    alloc_entry *ids[ID_BUCKETS];
-    idem_entry *idem[ID_BUCKETS];
+    bdy_hmap ids;  /* alloc_entry by allocation id */
+    bdy_hmap idem; /* idem_entry by "ns\nkey" */
     waiter *waiters;
     pool_stats *stats;
     bdy_informer *records;
@@ -113,33 +114,25 @@ static json_object *jdouble(double v)
     return json_object_new_double_s(v, text);
 }
 
-static unsigned hash_str(const char *s)
-{
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % ID_BUCKETS;
-}
-
 /* Under lock. */
 static alloc_entry *id_find(bdy_claims *c, const char *id, bool create)
 {
-    alloc_entry **slot = &c->ids[hash_str(id)];
-    while (*slot != NULL && strcmp((*slot)->id, id) != 0)
-        slot = &(*slot)->next;
-    if (*slot == NULL && create && (*slot = calloc(1, sizeof(**slot))) != NULL)
-        snprintf((*slot)->id, sizeof((*slot)->id), "%s", id);
-    return *slot;
+    uint64_t h = bdy_hash_str(id);
+    alloc_entry *e = (alloc_entry *)bdy_hmap_find(&c->ids, id, h);
+    if (e == NULL && create && (e = calloc(1, sizeof(*e))) != NULL) {
+        snprintf(e->id, sizeof(e->id), "%s", id);
+        e->node.key = e->id;
+        e->node.hash = h;
+        bdy_hmap_insert(&c->ids, &e->node);
+    }
+    return e;
 }
 
 static void id_remove(bdy_claims *c, const char *id)
 {
-    alloc_entry **slot = &c->ids[hash_str(id)];
-    while (*slot != NULL && strcmp((*slot)->id, id) != 0)
-        slot = &(*slot)->next;
-    if (*slot != NULL) {
-        alloc_entry *e = *slot;
-        *slot = e->next;
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL) {
+        bdy_hmap_remove(&c->ids, &e->node);
         free(e);
     }
 }
@@ -152,22 +145,21 @@ static void idem_compose(char *out, size_t cap, const char *ns, const char *key)
 /* Under lock. */
 static idem_entry *idem_find(bdy_claims *c, const char *full, bool create)
 {
-    idem_entry **slot = &c->idem[hash_str(full)];
-    while (*slot != NULL && strcmp((*slot)->key, full) != 0)
-        slot = &(*slot)->next;
-    if (*slot == NULL && create && (*slot = calloc(1, sizeof(**slot))) != NULL)
-        snprintf((*slot)->key, sizeof((*slot)->key), "%s", full);
-    return *slot;
+    idem_entry *e = (idem_entry *)bdy_hmap_find(&c->idem, full, bdy_hash_str(full));
+    if (e == NULL && create && (e = calloc(1, sizeof(*e))) != NULL) {
+        snprintf(e->key, sizeof(e->key), "%s", full);
+        e->node.key = e->key;
+        e->node.hash = bdy_hash_str(e->key);
+        bdy_hmap_insert(&c->idem, &e->node);
+    }
+    return e;
 }
 
 static void idem_remove(bdy_claims *c, const char *full)
 {
-    idem_entry **slot = &c->idem[hash_str(full)];
-    while (*slot != NULL && strcmp((*slot)->key, full) != 0)
-        slot = &(*slot)->next;
-    if (*slot != NULL) {
-        idem_entry *e = *slot;
-        *slot = e->next;
+    idem_entry *e = idem_find(c, full, false);
+    if (e != NULL) {
+        bdy_hmap_remove(&c->idem, &e->node);
         free(e);
     }
 }
@@ -777,12 +769,12 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                        "Idempotency-Key must be 1 to 128 printable ASCII characters", 0);
         goto out;
     }
-    if (bdy_fleet_pool_spec(c->o.fleet, cr.ns, cr.pool, &spec) != 0) {
+    bdy_pool_counts counts;
+    if (bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts) != 0) {
         snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
         bdy_http_error(resp, 404, "NotFound", why, 0);
         goto out;
     }
-    have_spec = true;
     if (idem_key != NULL) {
         bdy_sha256_hex(req->body, req->body_len, hash);
         idem_compose(idem_full, sizeof(idem_full), cr.ns, idem_key);
@@ -885,7 +877,14 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     stats_count(c, cr.ns, cr.pool, false);
     const char *pl[] = {cr.pool, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_misses, pl));
-    bdy_pool_counts counts;
+    /* Only a miss needs the pool's full spec (a deep copy): not the warm path. */
+    if (bdy_fleet_pool_spec(c->o.fleet, cr.ns, cr.pool, &spec) != 0) {
+        snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
+        bdy_http_error(resp, 404, "NotFound", why, 0);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
+    have_spec = true;
     memset(&counts, 0, sizeof(counts));
     bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts);
     if (cr.wait_s == 0 || counts.total >= spec.max_worlds || !cold_world_matches(&spec, &cr)) {
@@ -1441,6 +1440,11 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     if (c == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     c->o = *opts;
+    if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0) {
+        bdy_hmap_destroy(&c->ids);
+        free(c);
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->idem_done, NULL);
     pthread_cond_init(&c->wake, NULL);
@@ -1535,18 +1539,20 @@ void bdy_claims_free(bdy_claims *c)
     if (c == NULL)
         return;
     bdy_claims_stop(c);
-    for (size_t b = 0; b < ID_BUCKETS; b++) {
-        while (c->ids[b] != NULL) {
-            alloc_entry *n = c->ids[b]->next;
-            free(c->ids[b]);
-            c->ids[b] = n;
-        }
-        while (c->idem[b] != NULL) {
-            idem_entry *n = c->idem[b]->next;
-            free(c->idem[b]);
-            c->idem[b] = n;
+    if (c->ids.buckets != NULL) {
+        BDY_HMAP_FOREACH(&c->ids, n)
+        {
+            free(n);
         }
     }
+    if (c->idem.buckets != NULL) {
+        BDY_HMAP_FOREACH(&c->idem, n)
+        {
+            free(n);
+        }
+    }
+    bdy_hmap_destroy(&c->ids);
+    bdy_hmap_destroy(&c->idem);
     while (c->stats != NULL) {
         pool_stats *n = c->stats->next;
         free(c->stats);

@@ -6,6 +6,7 @@
  * store; every status write carries the resourceVersion it read, so a claim
  * that raced the controller wins and the controller simply runs again.
  */
+#include "bindery/hmap.h"
 #include "bindery/informer.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 #define KEY_MAX 520
-#define TRACK_BUCKETS 4096
+#define TRACK_BUCKETS 1024 /* initial; the map grows */
 #define EVENT_QUEUE_MAX 4096
 #define EVENT_MAX_AGE_S 3600.0
 #define EVENT_MAX_COUNT 10000
@@ -41,7 +42,7 @@
 
 /* What this process knows about a world's process. Guarded by track_lock. */
 typedef struct tracked {
-    struct tracked *next;
+    bdy_hnode node; /* first: a node pointer is the entry; node.key = key */
     char key[KEY_MAX];
     bdy_world_handle h;
     bool exited;
@@ -77,7 +78,7 @@ struct bdy_reconciler {
     char node_name[128];
 
     pthread_mutex_t track_lock;
-    tracked *track[TRACK_BUCKETS];
+    bdy_hmap track; /* tracked by "ns/name" */
 
     pthread_mutex_t pools_lock;
     pool_state *pools;
@@ -111,37 +112,26 @@ static void world_key(char *out, const char *ns, const char *name)
 
 /* ---- runtime tracking ------------------------------------------------------------ */
 
-static unsigned track_hash(const char *key)
-{
-    unsigned h = 5381;
-    for (; *key; key++)
-        h = h * 33 + (unsigned char)*key;
-    return h % TRACK_BUCKETS;
-}
-
 /* Returns the entry for key (creating it when create), under track_lock. */
 static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
 {
-    tracked **slot = &r->track[track_hash(key)];
-    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
-        slot = &(*slot)->next;
-    if (*slot == NULL && create) {
-        *slot = calloc(1, sizeof(**slot));
-        if (*slot != NULL)
-            snprintf((*slot)->key, sizeof((*slot)->key), "%s", key);
+    uint64_t h = bdy_hash_str(key);
+    tracked *t = (tracked *)bdy_hmap_find(&r->track, key, h);
+    if (t == NULL && create && (t = calloc(1, sizeof(*t))) != NULL) {
+        snprintf(t->key, sizeof(t->key), "%s", key);
+        t->node.key = t->key;
+        t->node.hash = h;
+        bdy_hmap_insert(&r->track, &t->node);
     }
-    return *slot;
+    return t;
 }
 
 static void track_drop(bdy_reconciler *r, const char *key)
 {
     pthread_mutex_lock(&r->track_lock);
-    tracked **slot = &r->track[track_hash(key)];
-    while (*slot != NULL && strcmp((*slot)->key, key) != 0)
-        slot = &(*slot)->next;
-    if (*slot != NULL) {
-        tracked *t = *slot;
-        *slot = t->next;
+    tracked *t = track_find(r, key, false);
+    if (t != NULL) {
+        bdy_hmap_remove(&r->track, &t->node);
         free(t);
     }
     pthread_mutex_unlock(&r->track_lock);
@@ -1243,6 +1233,10 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     r->o = *opts;
     if (r->o.workers == 0)
         r->o.workers = 2;
+    if (bdy_hmap_init(&r->track, TRACK_BUCKETS) != 0) {
+        free(r);
+        return BDY_ENOMEM;
+    }
     pthread_mutex_init(&r->track_lock, NULL);
     pthread_mutex_init(&r->pools_lock, NULL);
     pthread_mutex_init(&r->ev_lock, NULL);
@@ -1364,14 +1358,13 @@ void bdy_reconciler_free(bdy_reconciler *r)
     bdy_reconciler_stop(r);
     bdy_workqueue_free(r->q);
     free(r->workers);
-    for (size_t b = 0; b < TRACK_BUCKETS; b++) {
-        tracked *t = r->track[b];
-        while (t != NULL) {
-            tracked *next = t->next;
-            free(t);
-            t = next;
+    if (r->track.buckets != NULL) {
+        BDY_HMAP_FOREACH(&r->track, n)
+        {
+            free(n);
         }
     }
+    bdy_hmap_destroy(&r->track);
     while (r->pools != NULL) {
         pool_state *next = r->pools->next;
         free(r->pools);

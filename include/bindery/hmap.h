@@ -2,7 +2,8 @@
  * bdy_hnode in its own struct (first member, so a node pointer converts to
  * the struct), owns the key storage and the nodes, and does its own locking.
  * Buckets double when the load passes 1; a failed grow only makes lookups
- * slower. Used by the informer, the work queue and the fleet. */
+ * slower. Used by the informer, the work queue, the fleet, the claim indexes
+ * and the controllers' process table. */
 #ifndef BINDERY_HMAP_H
 #define BINDERY_HMAP_H
 
