@@ -33,6 +33,11 @@
 #define RECORD_RETENTION_S (24.0 * 3600.0)
 #define RECORD_SWEEP_EVERY_S 60.0
 #define RECORD_SWEEP_MAX_DELETES 1000
+/* Threads writing ledger claims into world status; more than one so the
+ * store's group commit can batch them. */
+#define MATERIALIZERS 4
+#define MATERIALIZE_TRIES 8
+#define ANSWER_MAX ((size_t)64 * 1024)
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
@@ -51,6 +56,21 @@ typedef struct idem_entry {
     char id[BDY_ALLOCATION_ID_LEN + 8]; /* "" while pending */
     bool pending;
 } idem_entry;
+
+/* world "ns/name" → the live ledger claim holding it, so a world that goes
+ * away gets its claim's row checked. */
+typedef struct held_entry {
+    bdy_hnode node; /* first: node.key = key */
+    char key[2 * BDY_NAME_MAX + 2];
+    char id[BDY_ALLOCATION_ID_LEN + 8];
+} held_entry;
+
+/* An allocation id whose ledger row needs its world's status brought in
+ * line (or its release recorded). */
+typedef struct mat_item {
+    struct mat_item *next;
+    char id[BDY_ALLOCATION_ID_LEN + 8];
+} mat_item;
 
 /* A claim waiting for a cold world. */
 typedef struct waiter {
@@ -88,6 +108,15 @@ struct bdy_claims {
     pthread_cond_t idem_done;
     bdy_hmap ids;  /* alloc_entry by allocation id */
     bdy_hmap idem; /* idem_entry by "ns\nkey" */
+    bdy_hmap held; /* held_entry by "ns/world" (ledger claims only) */
+    /* Materializing: ledger claims whose world status is not written yet.
+     * Guarded by lock; mat_wake signals new items or stopping. */
+    mat_item *mat_head;
+    mat_item *mat_tail;
+    size_t mat_len;
+    pthread_cond_t mat_wake;
+    pthread_t mat_threads[MATERIALIZERS];
+    size_t nmat_threads;
     waiter *waiters;
     pool_stats *stats;
     bdy_informer *records;
@@ -194,6 +223,60 @@ static void index_allocation(bdy_claims *c, const char *ns, const char *world, j
     }
 }
 
+static void held_key(char *out, size_t cap, const char *ns, const char *world)
+{
+    snprintf(out, cap, "%s/%s", ns, world);
+}
+
+/* Under lock. */
+static void held_set(bdy_claims *c, const char *ns, const char *world, const char *id)
+{
+    char key[sizeof(((held_entry *)0)->key)];
+    held_key(key, sizeof(key), ns, world);
+    uint64_t h = bdy_hash_str(key);
+    held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, h);
+    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
+        snprintf(e->key, sizeof(e->key), "%s", key);
+        e->node.key = e->key;
+        e->node.hash = h;
+        bdy_hmap_insert(&c->held, &e->node);
+    }
+    if (e != NULL)
+        snprintf(e->id, sizeof(e->id), "%s", id);
+}
+
+/* Under lock: the id holding world, removed from the map ("" when none). */
+static void held_take(bdy_claims *c, const char *ns, const char *world, char *id_out, size_t cap)
+{
+    char key[sizeof(((held_entry *)0)->key)];
+    held_key(key, sizeof(key), ns, world);
+    held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, bdy_hash_str(key));
+    id_out[0] = '\0';
+    if (e != NULL) {
+        snprintf(id_out, cap, "%s", e->id);
+        bdy_hmap_remove(&c->held, &e->node);
+        free(e);
+    }
+}
+
+/* Under lock. */
+static void materialize_later(bdy_claims *c, const char *id)
+{
+    mat_item *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        bdy_error("claims", "out of memory queueing claim %s; it is re-checked at restart", id);
+        return;
+    }
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    if (c->mat_tail != NULL)
+        c->mat_tail->next = m;
+    else
+        c->mat_head = m;
+    c->mat_tail = m;
+    c->mat_len++;
+    pthread_cond_signal(&c->mat_wake);
+}
+
 /* ---- stats ------------------------------------------------------------------------ */
 
 static pool_stats *stats_get(bdy_claims *c, const char *ns, const char *pool)
@@ -290,6 +373,14 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
                                          : 0.8 * s->lead_time_s + 0.2 * (ready - created);
             }
         }
+    }
+    if (obj == NULL && c->o.ledger != NULL) {
+        /* A world held by a ledger claim is gone: its row must end too
+         * (with a release record, unless one was written already). */
+        char held[sizeof(((held_entry *)0)->id)];
+        held_take(c, ns, name, held, sizeof(held));
+        if (held[0])
+            materialize_later(c, held);
     }
     for (waiter *w = c->waiters; w != NULL; w = w->next) {
         if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
@@ -600,6 +691,18 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
                 return 0;
             }
         }
+        /* Not (yet) in the world's status: a ledger claim answers from its
+         * row until the materializer has written it. */
+        bdy_ledger_record *r = NULL;
+        if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
+            json_object *answer = json_tokener_parse(r->c.answer_json);
+            bdy_ledger_record_free(r);
+            if (answer != NULL) {
+                json_object_object_add(answer, "state", json_object_new_string("Allocated"));
+                *out = answer;
+                return 0;
+            }
+        }
         /* The world went away: its release record says the rest. */
     }
     rc = bdy_store_get(c->o.store, &BDY_GVR_ALLOCATIONS, copy.ns, id, &obj, NULL);
@@ -618,10 +721,14 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
 /* The status patch that claims a world. */
 static json_object *claim_patch(const char *rv, const char *id, const char *claimant,
                                 const char *source, const char *idem_key, const char *hash,
-                                json_object *labels, json_object *annotations)
+                                json_object *labels, json_object *annotations,
+                                const char *claimed_at)
 {
     char now[BDY_TIMESTAMP_LEN];
-    bdy_timestamp_now(now);
+    if (claimed_at != NULL)
+        snprintf(now, sizeof(now), "%s", claimed_at);
+    else
+        bdy_timestamp_now(now);
     json_object *patch = json_object_new_object();
     json_object *meta = json_object_new_object();
     json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
@@ -659,8 +766,8 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
                        const char *id, const bdy_claim_request *cr, const char *source,
                        const char *idem_key, const char *hash, json_object **world_out)
 {
-    json_object *patch =
-        claim_patch(rv, id, cr->claimant, source, idem_key, hash, cr->labels, cr->annotations);
+    json_object *patch = claim_patch(rv, id, cr->claimant, source, idem_key, hash, cr->labels,
+                                     cr->annotations, NULL);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     bdy_write_opts wo = {.urgent = true};
@@ -669,6 +776,238 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
     json_object_put(patch);
     if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
         bdy_warn("claims", "claim of %s/%s failed: %s", ns, name, eb.message);
+    return rc;
+}
+
+/* ---- the claim ledger (embedded mode) --------------------------------------------------
+ *
+ * A warm claim is durable once its ledger row is (ledger.h); the world's
+ * status.allocation follows, written by the materializer threads. Until
+ * then the fleet holds the world (never warm again, counted as allocated),
+ * GETs and replays answer from the row, and a release works from the row.
+ * At start-up every row is loaded, its world held and re-checked, so a crash
+ * between the row and the status write loses nothing. */
+
+/* The status.allocation fields of a ledger claim. Caller owns. */
+static json_object *record_allocation(const bdy_ledger_claim *r)
+{
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "id", json_object_new_string(r->id));
+    json_object_object_add(a, "claimant", json_object_new_string(r->claimant));
+    json_object_object_add(a, "claimedAt", json_object_new_string(r->claimed_at));
+    json_object_object_add(a, "source", json_object_new_string(r->source));
+    if (r->idem_key != NULL) {
+        json_object_object_add(a, "idempotencyKey", json_object_new_string(r->idem_key));
+        json_object_object_add(a, "requestHash",
+                               json_object_new_string(r->request_hash ? r->request_hash : ""));
+    }
+    return a;
+}
+
+/* Records the release of a ledger claim whose world is gone, failed or
+ * released by DELETE: the Allocation record first (durable), then the world
+ * (if it is still the claimed one), then the row. Any step failing leaves
+ * the row, so the next check retries. */
+static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_object *world,
+                               const char *reason, bdy_errbuf *eb)
+{
+    json_object *alloc = record_allocation(r);
+    json_object *answer = json_tokener_parse(r->answer_json);
+    int rc = bdy_allocation_record(c->o.store, r->ns, r->world, r->pool, alloc, answer, reason, eb);
+    json_object_put(alloc);
+    json_object_put(answer);
+    if (rc != 0)
+        return rc;
+    const char *uid = bdy_jstr(bdy_jget(world, "metadata"), "uid");
+    if (uid != NULL && strcmp(uid, r->world_uid) == 0) {
+        rc = bdy_store_delete(c->o.store, &BDY_GVR_WORLDS, r->ns, r->world, NULL, NULL, NULL, eb);
+        if (rc != 0 && rc != BDY_ENOTFOUND)
+            return rc;
+    }
+    rc = bdy_ledger_remove(c->o.ledger, r->id);
+    if (rc == BDY_ENOTFOUND)
+        rc = 0;
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, r->id, false);
+    if (e != NULL)
+        e->released = true;
+    char held[sizeof(((held_entry *)0)->id)];
+    held_take(c, r->ns, r->world, held, sizeof(held));
+    if (held[0] && strcmp(held, r->id) != 0)
+        held_set(c, r->ns, r->world, held); /* another claim's: keep it */
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* Brings world status in line with ledger claim id (materializer threads
+ * and start-up). Idempotent: a claim already in the status, or already
+ * released, is left alone. */
+static void materialize(bdy_claims *c, const char *id)
+{
+    bdy_ledger_record *r = NULL;
+    json_object *world = NULL;
+    json_object *labels = NULL;
+    json_object *annotations = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_ledger_get(c->o.ledger, id, &r);
+    if (rc != 0) {
+        if (rc != BDY_ENOTFOUND)
+            bdy_warn("claims", "cannot read claim %s from the ledger: %s", id, bdy_strerror(rc));
+        goto out;
+    }
+    labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
+    annotations = r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
+    for (int attempt = 0; attempt < MATERIALIZE_TRIES; attempt++) {
+        json_object_put(world);
+        world = NULL;
+        rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
+        if (rc != 0 && rc != BDY_ENOTFOUND)
+            break;
+        json_object *meta = bdy_jget(world, "metadata");
+        json_object *status = bdy_jget(world, "status");
+        const char *uid = bdy_jstr(meta, "uid");
+        const char *phase = bdy_jstr(status, "phase");
+        const char *have = bdy_jstr(bdy_jget(status, "allocation"), "id");
+        if (world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0 && have != NULL &&
+            strcmp(have, id) == 0) {
+            rc = 0; /* already in the status */
+            break;
+        }
+        bool same = world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0;
+        if (!same || bdy_jget(meta, "deletionTimestamp") != NULL || have != NULL || phase == NULL ||
+            strcmp(phase, "Ready") != 0) {
+            /* The claimed world went away (or failed) before its status
+             * said so: the claim ends here, and its record says why. */
+            const char *reason = !same ? "WorldGone" : "WorldExited";
+            bdy_info("claims", "claim %s of %s/%s ended before it reached the world: %s", id,
+                     r->c.ns, r->c.world, reason);
+            rc = release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb);
+            break;
+        }
+        json_object *patch =
+            claim_patch(bdy_jstr(meta, "resourceVersion"), id, r->c.claimant, r->c.source,
+                        r->c.idem_key, r->c.request_hash, labels, annotations, r->c.claimed_at);
+        rc = bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, BDY_PATCH_MERGE,
+                             patch, true, NULL, NULL, &eb);
+        json_object_put(patch);
+        if (rc != BDY_ECONFLICT)
+            break;
+    }
+    if (rc != 0)
+        bdy_warn("claims",
+                 "claim %s: writing it into world %s/%s failed (%s%s%s); retried at "
+                 "the next check",
+                 id, r->c.ns, r->c.world, bdy_strerror(rc), eb.message[0] ? ": " : "", eb.message);
+out:
+    json_object_put(world);
+    json_object_put(labels);
+    json_object_put(annotations);
+    bdy_ledger_record_free(r);
+}
+
+static void *materializer_main(void *arg)
+{
+    bdy_claims *c = arg;
+    pthread_setname_np(pthread_self(), "bdy-claim-mat");
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        mat_item *m = c->mat_head;
+        if (m == NULL) {
+            pthread_cond_wait(&c->mat_wake, &c->lock);
+            continue;
+        }
+        c->mat_head = m->next;
+        if (c->mat_head == NULL)
+            c->mat_tail = NULL;
+        c->mat_len--;
+        pthread_mutex_unlock(&c->lock);
+        materialize(c, m->id);
+        free(m);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Start-up: every live ledger claim is indexed, holds its world and is
+ * checked once against the store. */
+static int load_ledger_cb(void *data, const bdy_ledger_claim *r)
+{
+    bdy_claims *c = data;
+    if (bdy_fleet_hold(c->o.fleet, r->ns, r->world, r->world_uid) != 0)
+        return BDY_ENOMEM;
+    json_object *alloc = record_allocation(r);
+    pthread_mutex_lock(&c->lock);
+    index_allocation(c, r->ns, r->world, alloc, false);
+    held_set(c, r->ns, r->world, r->id);
+    materialize_later(c, r->id);
+    pthread_mutex_unlock(&c->lock);
+    json_object_put(alloc);
+    return 0;
+}
+
+/* Writes the 201 answer of a warm claim from the world part the fleet
+ * prepared: plain string concatenation unless the claim adds labels or
+ * annotations. id, source and claimed_at need no escaping. */
+static int warm_answer(bdy_buf *out, const char *id, const char *claimed_at,
+                       const char *answer_world, const bdy_claim_request *cr)
+{
+    if (cr->labels == NULL && cr->annotations == NULL)
+        return bdy_buf_printf(out,
+                              "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
+                              "\"world\":%s}",
+                              id, claimed_at, answer_world);
+    json_object *w = json_tokener_parse(answer_world);
+    if (w == NULL)
+        return BDY_EINVAL;
+    bdy_allocation_merge_metadata(w, cr->labels, cr->annotations);
+    int rc =
+        bdy_buf_printf(out,
+                       "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
+                       "\"world\":%s}",
+                       id, claimed_at, json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN));
+    json_object_put(w);
+    return rc;
+}
+
+/* Makes a warm claim of ref durable in the ledger and writes its answer
+ * into answer. Returns 0, BDY_ECONFLICT (the ledger already holds this
+ * world: try another) or another error. */
+static int ledger_claim(bdy_claims *c, const bdy_world_ref *ref, const char *id,
+                        const bdy_claim_request *cr, const char *idem_key, const char *hash,
+                        const char *answer_world, bdy_buf *answer)
+{
+    if (ref->uid[0] == '\0')
+        return BDY_ECONFLICT; /* not fully observed yet */
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(now);
+    bdy_buf_reset(answer);
+    int rc = warm_answer(answer, id, now, answer_world, cr);
+    if (rc != 0)
+        return rc;
+    bdy_ledger_claim row = {
+        .id = id,
+        .ns = ref->ns,
+        .world = ref->name,
+        .world_uid = ref->uid,
+        .pool = ref->pool,
+        .claimant = cr->claimant,
+        .source = "warm",
+        .claimed_at = now,
+        .idem_key = idem_key,
+        .request_hash = idem_key ? hash : NULL,
+        .labels_json =
+            cr->labels ? json_object_to_json_string_ext(cr->labels, JSON_C_TO_STRING_PLAIN) : NULL,
+        .annotations_json = cr->annotations ? json_object_to_json_string_ext(cr->annotations,
+                                                                             JSON_C_TO_STRING_PLAIN)
+                                            : NULL,
+        .answer_json = answer->data,
+    };
+    rc = bdy_ledger_add(c->o.ledger, &row);
+    if (rc != 0 && rc != BDY_ECONFLICT)
+        bdy_warn("claims", "claim of %s/%s could not be recorded: %s", ref->ns, ref->name,
+                 bdy_strerror(rc));
     return rc;
 }
 
@@ -751,6 +1090,10 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bool have_spec = false;
     char id[BDY_ALLOCATION_ID_LEN];
     char hash[65] = "";
+    bdy_buf answer_world;
+    bdy_buf answer;
+    bdy_buf_init(&answer_world, ANSWER_MAX);
+    bdy_buf_init(&answer, ANSWER_MAX);
 
     if (!bdy_claims_ready(c)) {
         bdy_http_error(resp, 503, "NotReady", "claims are served once start-up has finished",
@@ -836,10 +1179,49 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
 
     new_allocation_id(id);
-    for (int attempt = 0; attempt < CLAIM_MAX_TRIES; attempt++) {
+    for (int attempt = 0; attempt < CLAIM_MAX_TRIES && c->o.ledger != NULL; attempt++) {
         bdy_world_ref ref;
-        int rc =
-            bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors, &ref);
+        int rc = bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors, &ref,
+                                      &answer_world);
+        if (rc != 0)
+            break;
+        rc = ledger_claim(c, &ref, id, &cr, idem_key, hash, answer_world.data, &answer);
+        bdy_fleet_claim_done(c->o.fleet, &ref, rc == 0, rc == BDY_ECONFLICT);
+        if (rc == BDY_ECONFLICT)
+            continue; /* the ledger says another claim holds it: the next one */
+        if (rc != 0) {
+            bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
+                           RETRY_AFTER_S);
+            count_result(c, cr.pool, "warm", "error", 0);
+            idem_finish(c, idem_pending, NULL);
+            goto out;
+        }
+        pthread_mutex_lock(&c->lock);
+        alloc_entry *e = id_find(c, id, true);
+        if (e != NULL) {
+            snprintf(e->ns, sizeof(e->ns), "%s", ref.ns);
+            snprintf(e->world, sizeof(e->world), "%s", ref.name);
+            e->released = false;
+        }
+        held_set(c, ref.ns, ref.name, id);
+        materialize_later(c, id);
+        pthread_mutex_unlock(&c->lock);
+        idem_finish(c, idem_pending, id);
+        if (c->rec != NULL)
+            bdy_reconciler_enqueue_pool(c->rec, ref.ns, ref.pool); /* refill */
+        resp->status = 201;
+        bdy_buf_append(&resp->body, answer.data, answer.len);
+        set_location(resp, id);
+        stats_count(c, cr.ns, cr.pool, true);
+        count_result(c, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
+        goto out;
+    }
+    for (int attempt = 0; attempt < CLAIM_MAX_TRIES && c->o.ledger == NULL; attempt++) {
+        /* Without a ledger (Kubernetes mode) the claim is the world's status
+         * write, with its resourceVersion as the precondition. */
+        bdy_world_ref ref;
+        int rc = bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors, &ref,
+                                      NULL);
         if (rc != 0)
             break;
         char rv[24];
@@ -943,6 +1325,8 @@ out:
         bdy_fleet_pool_spec_free(&spec);
     bdy_claim_request_free(&cr);
     json_object_put(world);
+    bdy_buf_free(&answer_world);
+    bdy_buf_free(&answer);
 }
 
 /* Finishes one cold claim whose world is Ready (cold-claim thread). */
@@ -1203,22 +1587,38 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &world, NULL);
         const char *wid =
             rc == 0 ? bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id") : NULL;
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        bdy_ledger_record *r = NULL;
+        bool live = true;
         if (wid != NULL && strcmp(wid, id) == 0) {
-            bdy_errbuf eb;
-            bdy_errbuf_clear(&eb);
             rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
-            if (rc != 0) {
-                json_object_put(world);
-                bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
-                return;
+            /* The release record is durable: the ledger row may go. */
+            if (rc == 0 && c->o.ledger != NULL) {
+                int lrc = bdy_ledger_remove(c->o.ledger, id);
+                if (lrc != 0 && lrc != BDY_ENOTFOUND)
+                    rc = bdy_fail(&eb, lrc, "the claim ledger could not be updated");
             }
+        } else if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
+            /* Released before its status was written: from the row. */
+            rc = release_from_ledger(c, &r->c, world, "Released", &eb);
+        } else {
+            live = false; /* nothing live to release: already gone */
+            rc = 0;
+        }
+        bdy_ledger_record_free(r);
+        json_object_put(world);
+        if (rc != 0) {
+            bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
+            return;
+        }
+        if (live) {
             pthread_mutex_lock(&c->lock);
             alloc_entry *e2 = id_find(c, id, false);
             if (e2 != NULL)
                 e2->released = true;
             pthread_mutex_unlock(&c->lock);
         }
-        json_object_put(world);
     }
     resp->status = 204;
 }
@@ -1440,14 +1840,17 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     if (c == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     c->o = *opts;
-    if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0) {
+    if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0 ||
+        bdy_hmap_init(&c->held, ID_BUCKETS) != 0) {
         bdy_hmap_destroy(&c->ids);
+        bdy_hmap_destroy(&c->idem);
         free(c);
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->idem_done, NULL);
     pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
     if (c->o.metrics != NULL) {
         const char *psr[] = {"pool", "source", "result", NULL};
@@ -1486,6 +1889,18 @@ int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb)
     if (!bdy_informer_wait_synced(c->records, timeout_ms))
         return bdy_fail(eb, BDY_ETIMEOUT, "allocation records did not load within %d ms",
                         timeout_ms);
+    if (c->o.ledger != NULL) {
+        if ((rc = bdy_ledger_each(c->o.ledger, load_ledger_cb, c, eb)) != 0)
+            return rc;
+        if (c->mat_len > 0)
+            bdy_info("claims", "%zu claims in the ledger; checking them against their worlds",
+                     c->mat_len);
+        for (size_t i = 0; i < MATERIALIZERS; i++) {
+            if (pthread_create(&c->mat_threads[i], NULL, materializer_main, c) != 0)
+                return bdy_fail(eb, BDY_ENOMEM, "cannot start the claim materializer");
+            c->nmat_threads++;
+        }
+    }
     if (pthread_create(&c->thread, NULL, cold_main, c) != 0)
         return bdy_fail(eb, BDY_ENOMEM, "cannot start the cold-claim thread");
     c->thread_started = true;
@@ -1520,14 +1935,19 @@ void bdy_claims_stop(bdy_claims *c)
 {
     if (c == NULL)
         return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = true;
+    pthread_cond_signal(&c->wake);
+    pthread_cond_broadcast(&c->mat_wake);
+    pthread_mutex_unlock(&c->lock);
     if (c->thread_started) {
-        pthread_mutex_lock(&c->lock);
-        c->stopping = true;
-        pthread_cond_signal(&c->wake);
-        pthread_mutex_unlock(&c->lock);
         pthread_join(c->thread, NULL);
         c->thread_started = false;
     }
+    /* Claims still queued here are re-checked from the ledger at start. */
+    for (size_t i = 0; i < c->nmat_threads; i++)
+        pthread_join(c->mat_threads[i], NULL);
+    c->nmat_threads = 0;
     if (c->records != NULL) {
         bdy_informer_stop(c->records);
         c->records = NULL;
@@ -1551,8 +1971,20 @@ void bdy_claims_free(bdy_claims *c)
             free(n);
         }
     }
+    if (c->held.buckets != NULL) {
+        BDY_HMAP_FOREACH(&c->held, n)
+        {
+            free(n);
+        }
+    }
     bdy_hmap_destroy(&c->ids);
     bdy_hmap_destroy(&c->idem);
+    bdy_hmap_destroy(&c->held);
+    while (c->mat_head != NULL) {
+        mat_item *n = c->mat_head->next;
+        free(c->mat_head);
+        c->mat_head = n;
+    }
     while (c->stats != NULL) {
         pool_stats *n = c->stats->next;
         free(c->stats);
@@ -1566,5 +1998,6 @@ void bdy_claims_free(bdy_claims *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->idem_done);
     pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->mat_wake);
     free(c);
 }

@@ -43,6 +43,7 @@
 typedef struct daemon_state {
     bdy_config *cfg;
     bdy_store *store;
+    bdy_ledger *ledger;
     bdy_metrics *metrics;
     bdy_http_server *http;
     bdy_auth *auth;
@@ -409,6 +410,11 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("store", "cannot open the store: %s", eb.message);
         goto out;
     }
+    rc = bdy_ledger_open(d.cfg->data_dir, &d.ledger, &eb);
+    if (rc != 0) {
+        bdy_error("store", "cannot open the claim ledger: %s", eb.message);
+        goto out;
+    }
     if (d.cfg->auth.token_file != NULL) {
         rc = bdy_auth_load(d.cfg->auth.token_file, &d.auth, &eb);
         if (rc != 0) {
@@ -426,7 +432,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         rc = bdy_fleet_set_pools(d.fleet, &d.cfg->pools);
     if (rc != 0)
         goto out;
-    bdy_claims_opts co = {.store = d.store, .fleet = d.fleet, .metrics = d.metrics};
+    bdy_claims_opts co = {
+        .store = d.store, .fleet = d.fleet, .metrics = d.metrics, .ledger = d.ledger};
     rc = bdy_claims_new(&co, &d.claims, &eb);
     if (rc != 0)
         goto out;
@@ -489,6 +496,7 @@ out:
     bdy_claims_free(d.claims);
     bdy_reconciler_free(d.reconciler);
     bdy_fleet_free(d.fleet);
+    bdy_ledger_close(d.ledger);
     bdy_store_close(d.store);
     bdy_metrics_free(d.metrics);
     bdy_auth_free(d.auth);

@@ -17,19 +17,10 @@ static json_object *copy_or_empty(json_object *v)
     return out;
 }
 
-json_object *bdy_allocation_answer(json_object *world)
+json_object *bdy_allocation_world(json_object *world)
 {
     json_object *meta = bdy_jget(world, "metadata");
     json_object *status = bdy_jget(world, "status");
-    json_object *alloc = bdy_jget(status, "allocation");
-    if (alloc == NULL || bdy_jget(alloc, "id") == NULL)
-        return NULL;
-    json_object *answer = json_object_new_object();
-    json_object_object_add(answer, "allocationId", json_object_get(bdy_jget(alloc, "id")));
-    json_object *source = bdy_jget(alloc, "source");
-    json_object_object_add(answer, "source",
-                           source ? json_object_get(source) : json_object_new_string("warm"));
-    json_object_object_add(answer, "claimedAt", json_object_get(bdy_jget(alloc, "claimedAt")));
     json_object *w = json_object_new_object();
     json_object_object_add(w, "name", json_object_get(bdy_jget(meta, "name")));
     json_object_object_add(w, "namespace", json_object_get(bdy_jget(meta, "namespace")));
@@ -38,72 +29,95 @@ json_object *bdy_allocation_answer(json_object *world)
     json_object *ports = bdy_jget(status, "ports");
     json_object_object_add(w, "ports", ports ? copy_or_empty(ports) : json_object_new_array());
     json_object_object_add(w, "nodeName", json_object_get(bdy_jget(status, "nodeName")));
+    json_object_object_add(w, "labels", copy_or_empty(bdy_jget(meta, "labels")));
+    json_object_object_add(w, "annotations", copy_or_empty(bdy_jget(meta, "annotations")));
+    return w;
+}
+
+void bdy_allocation_merge_metadata(json_object *answer_world, json_object *labels,
+                                   json_object *annotations)
+{
+    json_object *want[2] = {labels, annotations};
+    static const char *const keys[2] = {"labels", "annotations"};
+    for (int k = 0; k < 2; k++) {
+        json_object *have = bdy_jget(answer_world, keys[k]);
+        if (want[k] == NULL || have == NULL)
+            continue;
+        json_object_object_foreach(want[k], wk, wv)
+        {
+            json_object_object_add(have, wk, json_object_get(wv));
+        }
+    }
+}
+
+json_object *bdy_allocation_answer(json_object *world)
+{
+    json_object *alloc = bdy_jget(bdy_jget(world, "status"), "allocation");
+    if (alloc == NULL || bdy_jget(alloc, "id") == NULL)
+        return NULL;
+    json_object *answer = json_object_new_object();
+    json_object_object_add(answer, "allocationId", json_object_get(bdy_jget(alloc, "id")));
+    json_object *source = bdy_jget(alloc, "source");
+    json_object_object_add(answer, "source",
+                           source ? json_object_get(source) : json_object_new_string("warm"));
+    json_object_object_add(answer, "claimedAt", json_object_get(bdy_jget(alloc, "claimedAt")));
     /* The world's labels as the claimant sees them: its own plus what the
      * claim asked for (the controller copies those onto metadata shortly). */
-    json_object *labels = copy_or_empty(bdy_jget(meta, "labels"));
-    json_object *annotations = copy_or_empty(bdy_jget(meta, "annotations"));
-    json_object *want_labels = bdy_jget(alloc, "labels");
-    if (want_labels != NULL) {
-        json_object_object_foreach(want_labels, lk, lv)
-        {
-            json_object_object_add(labels, lk, json_object_get(lv));
-        }
-    }
-    json_object *want_ann = bdy_jget(alloc, "annotations");
-    if (want_ann != NULL) {
-        json_object_object_foreach(want_ann, ak, av)
-        {
-            json_object_object_add(annotations, ak, json_object_get(av));
-        }
-    }
-    json_object_object_add(w, "labels", labels);
-    json_object_object_add(w, "annotations", annotations);
+    json_object *w = bdy_allocation_world(world);
+    bdy_allocation_merge_metadata(w, bdy_jget(alloc, "labels"), bdy_jget(alloc, "annotations"));
     json_object_object_add(answer, "world", w);
     return answer;
+}
+
+int bdy_allocation_record(bdy_store *store, const char *ns, const char *world, const char *pool,
+                          json_object *alloc, json_object *answer, const char *reason,
+                          bdy_errbuf *eb)
+{
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(now);
+    json_object *record = json_object_new_object();
+    json_object_object_add(record, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
+    json_object_object_add(record, "kind", json_object_new_string("Allocation"));
+    json_object *rmeta = json_object_new_object();
+    json_object_object_add(rmeta, "name", json_object_get(bdy_jget(alloc, "id")));
+    json_object_object_add(rmeta, "namespace", json_object_new_string(ns));
+    json_object *rlabels = json_object_new_object();
+    json_object_object_add(rlabels, BDY_LABEL_POOL, json_object_new_string(pool));
+    json_object_object_add(rmeta, "labels", rlabels);
+    json_object_object_add(record, "metadata", rmeta);
+    json_object *spec = json_object_new_object();
+    json_object_object_add(spec, "pool", json_object_new_string(pool));
+    json_object_object_add(spec, "world", json_object_new_string(world));
+    static const char *const copied[] = {"claimant", "source", "claimedAt", "idempotencyKey",
+                                         "requestHash"};
+    for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+        json_object *v = bdy_jget(alloc, copied[i]);
+        if (v != NULL)
+            json_object_object_add(spec, copied[i], json_object_get(v));
+    }
+    json_object_object_add(spec, "releasedAt", json_object_new_string(now));
+    json_object_object_add(spec, "reason", json_object_new_string(reason ? reason : ""));
+    json_object_object_add(spec, "response", json_object_get(answer));
+    json_object_object_add(record, "spec", spec);
+    int rc = bdy_store_create(store, &BDY_GVR_ALLOCATIONS, ns, record, NULL, NULL, eb);
+    if (rc == BDY_EEXISTS)
+        rc = 0; /* released before: the first record stands */
+    json_object_put(record);
+    return rc;
 }
 
 int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason, bdy_errbuf *eb)
 {
     int rc = 0;
-    json_object *record = NULL;
     json_object *answer = bdy_allocation_answer(world);
     json_object *meta = bdy_jget(world, "metadata");
-    json_object *alloc = bdy_jget(bdy_jget(world, "status"), "allocation");
     const char *ns = json_object_get_string(bdy_jget(meta, "namespace"));
     const char *name = json_object_get_string(bdy_jget(meta, "name"));
     if (answer != NULL) {
-        char now[BDY_TIMESTAMP_LEN];
-        bdy_timestamp_now(now);
-        record = json_object_new_object();
-        json_object_object_add(record, "apiVersion",
-                               json_object_new_string("bindery.dev/v1alpha1"));
-        json_object_object_add(record, "kind", json_object_new_string("Allocation"));
-        json_object *rmeta = json_object_new_object();
-        json_object_object_add(rmeta, "name", json_object_get(bdy_jget(alloc, "id")));
-        json_object_object_add(rmeta, "namespace", json_object_new_string(ns));
-        json_object *rlabels = json_object_new_object();
-        json_object *pool = bdy_jget(bdy_jget(world, "spec"), "pool");
-        json_object_object_add(rlabels, BDY_LABEL_POOL, json_object_get(pool));
-        json_object_object_add(rmeta, "labels", rlabels);
-        json_object_object_add(record, "metadata", rmeta);
-        json_object *spec = json_object_new_object();
-        json_object_object_add(spec, "pool", json_object_get(pool));
-        json_object_object_add(spec, "world", json_object_new_string(name));
-        static const char *const copied[] = {"claimant", "source", "claimedAt", "idempotencyKey",
-                                             "requestHash"};
-        for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
-            json_object *v = bdy_jget(alloc, copied[i]);
-            if (v != NULL)
-                json_object_object_add(spec, copied[i], json_object_get(v));
-        }
-        json_object_object_add(spec, "releasedAt", json_object_new_string(now));
-        json_object_object_add(spec, "reason", json_object_new_string(reason ? reason : ""));
-        json_object_object_add(spec, "response", answer);
-        answer = NULL;
-        json_object_object_add(record, "spec", spec);
-        rc = bdy_store_create(store, &BDY_GVR_ALLOCATIONS, ns, record, NULL, NULL, eb);
-        if (rc == BDY_EEXISTS)
-            rc = 0; /* released before: the first record stands */
+        const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+        rc = bdy_allocation_record(store, ns, name, pool ? pool : "",
+                                   bdy_jget(bdy_jget(world, "status"), "allocation"), answer,
+                                   reason, eb);
         if (rc != 0)
             goto out;
     }
@@ -112,7 +126,6 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
         rc = 0;
 out:
     json_object_put(answer);
-    json_object_put(record);
     return rc;
 }
 

@@ -32,13 +32,18 @@ typedef struct world {
     fleet_pool *pool; /* NULL when the pool is not configured */
     bdy_phase phase;
     bool deleting;
-    bool claiming; /* a claim holds it */
-    bool claimed;  /* a claim succeeded; stays out of warm until a newer rv */
+    bool claiming; /* a claim is being made durable */
+    bool held;     /* a claim succeeded: never warm again; a Ready held world
+                      counts as Allocated until its status says so */
+    bool stale;    /* a claim found it changed; out of warm until a newer rv */
     bool reserved; /* created for one cold claim */
     uint64_t rv;
     uint64_t claim_rv;  /* the rv a claim started from */
     double ready_since; /* wall seconds when first seen Ready (scale-down age) */
     char *labels;       /* "k\0v\0k\0v\0\0" or NULL, owned */
+    char *uid;          /* metadata.uid, owned, NULL until observed */
+    char *answer_world; /* Ready worlds: the "world" object of a claim's answer
+                           as JSON text, owned; built off the claim path */
     long warm_slot;     /* index in pool->warm, or -1 */
 } world;
 
@@ -167,7 +172,7 @@ static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
 static bool should_be_warm(const world *w)
 {
     return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->claimed && !w->reserved;
+           !w->claiming && !w->held && !w->stale && !w->reserved;
 }
 
 static void warm_remove(world *w)
@@ -222,7 +227,10 @@ static void count(world *w, int sign)
         c->deleting = (unsigned)((int)c->deleting + sign);
         return;
     }
-    c->phase[w->phase] = (unsigned)((int)c->phase[w->phase] + sign);
+    /* A held world whose status still says Ready is allocated all the
+     * same: the pool must replace it now, not once the status catches up. */
+    bdy_phase phase = w->held && w->phase == BDY_PHASE_READY ? BDY_PHASE_ALLOCATED : w->phase;
+    c->phase[phase] = (unsigned)((int)c->phase[phase] + sign);
     c->total = (unsigned)((int)c->total + sign);
 }
 
@@ -367,6 +375,8 @@ static void world_free(world *w)
         return;
     free(w->key);
     free(w->labels);
+    free(w->uid);
+    free(w->answer_world);
     free(w);
 }
 
@@ -447,6 +457,17 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     bool reserved = annotations != NULL &&
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
     char *labels = pack_labels(json_object_object_get(meta, "labels"));
+    const char *uid_text = bdy_jstr(meta, "uid");
+    char *uid = uid_text ? strdup(uid_text) : NULL;
+    /* The claim answer's world part, built here so a warm claim only
+     * concatenates strings. Only Ready worlds can be claimed. */
+    char *answer_world = NULL;
+    if (phase == BDY_PHASE_READY && !deleting) {
+        json_object *aw = bdy_allocation_world(obj);
+        const char *text = json_object_to_json_string_ext(aw, JSON_C_TO_STRING_PLAIN);
+        answer_world = text ? strdup(text) : NULL;
+        json_object_put(aw);
+    }
     char key[2 * BDY_NAME_MAX + 2];
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     snprintf(pool_out, BDY_NAME_MAX, "%s", pool ? pool : "");
@@ -458,6 +479,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         if (w == NULL || (w->key = strdup(key)) == NULL) {
             free(w);
             free(labels);
+            free(uid);
+            free(answer_world);
             pthread_mutex_unlock(&f->lock);
             return;
         }
@@ -472,6 +495,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
             /* An older state than one already seen (a relist racing a
              * claim's own answer): keep the newer. */
             free(labels);
+            free(uid);
+            free(answer_world);
             pthread_mutex_unlock(&f->lock);
             return;
         }
@@ -487,11 +512,17 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     if (now_reserved != w->reserved)
         f->nreserved = now_reserved ? f->nreserved + 1 : f->nreserved - 1;
     w->reserved = now_reserved;
-    if (w->claimed && rv > w->claim_rv)
-        w->claimed = false; /* the informer caught up with the claim */
+    if (w->stale && rv > w->claim_rv)
+        w->stale = false; /* the informer caught up */
+    if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0)
+        w->held = false; /* a new world under an old name */
     w->rv = rv;
     free(w->labels);
     w->labels = labels;
+    free(w->uid);
+    w->uid = uid;
+    free(w->answer_world);
+    w->answer_world = answer_world;
     count(w, +1);
     warm_sync(w);
     pthread_mutex_unlock(&f->lock);
@@ -533,12 +564,13 @@ static void fill_ref(const world *w, bdy_world_ref *out)
     snprintf(out->ns, sizeof(out->ns), "%.*s", (int)w->ns_len, w->key);
     snprintf(out->name, sizeof(out->name), "%s", w->name);
     snprintf(out->pool, sizeof(out->pool), "%s", w->pool_name);
+    snprintf(out->uid, sizeof(out->uid), "%s", w->uid ? w->uid : "");
     out->resource_version = w->rv;
 }
 
 int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
                          bdy_label_selector *const *selectors, size_t nselectors,
-                         bdy_world_ref *out)
+                         bdy_world_ref *out, bdy_buf *answer_world)
 {
     int rc = BDY_EBUSY;
     pthread_mutex_lock(&f->lock);
@@ -569,6 +601,17 @@ int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
     chosen->claim_rv = chosen->rv;
     warm_remove(chosen);
     fill_ref(chosen, out);
+    if (answer_world != NULL) {
+        bdy_buf_reset(answer_world);
+        if (chosen->answer_world == NULL ||
+            bdy_buf_appends(answer_world, chosen->answer_world) != 0) {
+            /* Cannot answer for it: leave it to the informer's next word. */
+            chosen->claiming = false;
+            chosen->stale = true;
+            rc = BDY_EBUSY;
+            goto out;
+        }
+    }
     rc = 0;
 out:
     pthread_mutex_unlock(&f->lock);
@@ -583,15 +626,54 @@ void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *ref, bool claimed, 
     world *w = find_world(f, key);
     if (w != NULL) {
         w->claiming = false;
-        if (claimed || stale) {
+        if (claimed) {
+            count(w, -1);
+            w->held = true;
+            count(w, +1);
+        } else if (stale) {
             /* Out of the warm index until the informer reports a state newer
              * than the one this claim started from. */
-            w->claimed = w->rv <= ref->resource_version;
+            w->stale = w->rv <= ref->resource_version;
             w->claim_rv = ref->resource_version;
         }
         warm_sync(w);
     }
     pthread_mutex_unlock(&f->lock);
+}
+
+int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    int rc = 0;
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    if (w == NULL) {
+        /* Not seen yet (start-up: claims load before the informer lists):
+         * a record with no pool that the first observation fills in. */
+        w = calloc(1, sizeof(*w));
+        if (w == NULL || (w->key = strdup(key)) == NULL) {
+            free(w);
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        w->ns_len = strlen(ns);
+        w->name = w->key + w->ns_len + 1;
+        w->warm_slot = -1;
+        w->node.key = w->key;
+        w->node.hash = bdy_hash_str(w->key);
+        bdy_hmap_insert(&f->worlds, &w->node);
+        w->uid = strdup(uid); /* observing another uid under this name unholds */
+    } else if (w->uid != NULL && strcmp(w->uid, uid) != 0) {
+        goto out; /* the claimed world is gone; this is another one */
+    }
+    count(w, -1);
+    w->held = true;
+    count(w, +1);
+    warm_sync(w);
+out:
+    pthread_mutex_unlock(&f->lock);
+    return rc;
 }
 
 size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,

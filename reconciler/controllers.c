@@ -1087,6 +1087,11 @@ static void enqueue_pool(bdy_reconciler *r, const char *ns, const char *pool)
     bdy_workqueue_add(r->q, key);
 }
 
+void bdy_reconciler_enqueue_pool(bdy_reconciler *r, const char *ns, const char *pool)
+{
+    enqueue_pool(r, ns, pool);
+}
+
 void bdy_reconciler_enqueue_world(bdy_reconciler *r, const char *ns, const char *name)
 {
     char key[KEY_MAX];

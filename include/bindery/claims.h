@@ -16,6 +16,7 @@
 
 #include "bindery/error.h"
 #include "bindery/http.h"
+#include "bindery/ledger.h"
 #include "bindery/metrics.h"
 #include "bindery/pool.h"
 #include "bindery/reconciler.h"
@@ -55,6 +56,8 @@ typedef struct bdy_claims_opts {
     bdy_store *store;     /* borrowed */
     bdy_fleet *fleet;     /* borrowed */
     bdy_metrics *metrics; /* borrowed, may be NULL */
+    bdy_ledger *ledger;   /* borrowed, may be NULL: warm claims are then the world's
+                             status write itself (Kubernetes mode) */
 } bdy_claims_opts;
 
 int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb);

@@ -23,6 +23,7 @@
 #include "bindery/error.h"
 #include "bindery/selector.h"
 #include "bindery/store.h"
+#include "bindery/util.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -71,6 +72,7 @@ typedef struct bdy_world_ref {
     char ns[BDY_NAME_MAX];
     char name[BDY_NAME_MAX];
     char pool[BDY_NAME_MAX];
+    char uid[64]; /* metadata.uid; "" when not known */
     uint64_t resource_version;
 } bdy_world_ref;
 
@@ -103,16 +105,23 @@ int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_co
 /* Claim side: takes a warm world of the pool matching the first selector
  * (in order) that any warm world matches; selectors may be NULL/empty.
  * The world is marked claiming (out of the warm index) until
- * bdy_fleet_claim_done(). BDY_ENOTFOUND: unknown pool; BDY_EBUSY: no warm
- * world matches. */
+ * bdy_fleet_claim_done(). answer_world, when not NULL, receives the
+ * "world" object of the claim's answer as JSON text (see
+ * bdy_allocation_world), prepared when the world became Ready.
+ * BDY_ENOTFOUND: unknown pool; BDY_EBUSY: no warm world matches. */
 int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
                          bdy_label_selector *const *selectors, size_t nselectors,
-                         bdy_world_ref *out);
-/* Ends a claim attempt. claimed: the world is now allocated (it stays out
- * of the warm index until the informer reports a newer state); otherwise it
- * goes back to the warm index if it is still Ready at that
+                         bdy_world_ref *out, bdy_buf *answer_world);
+/* Ends a claim attempt. claimed: the world is held by the claim — never
+ * warm again, counted as Allocated even while its status still says Ready,
+ * until the informer reports it deleted (or a new world under its name).
+ * Otherwise it goes back to the warm index if it is still Ready at that
  * resourceVersion (stale: it stays out until the informer reports again). */
 void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *w, bool claimed, bool stale);
+/* Marks world ns/name with metadata.uid uid held by a claim (start-up from
+ * the claim ledger, possibly before the informer has seen the world). A
+ * world of that name with another uid is not held. BDY_ENOMEM. */
+int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid);
 
 /* Pool controller: up to max idle warm worlds of the pool, oldest first, that
  * have been Ready at least min_age_s (scale-down candidates). */
@@ -138,8 +147,9 @@ unsigned bdy_pool_target_warm(const bdy_config_pool *spec);
 #endif
 
 /* ---- allocations ----------------------------------------------------------
- * While a world is claimed, its status.allocation is the claim's durable
- * record. When the world is released, an Allocation object (crds/
+ * While a world is claimed, its status.allocation records the claim (in
+ * embedded mode the claim ledger, ledger.h, is the durable record first and
+ * the status follows shortly). When the world is released, an Allocation object (crds/
  * allocations.yaml) named after the allocation id keeps the answer, so GETs
  * and idempotent replays still work after the world is gone. */
 
@@ -148,6 +158,21 @@ extern const bdy_gvr BDY_GVR_ALLOCATIONS;
 /* The claim answer of API.md for an allocated world (status.allocation set),
  * without "state". Returns NULL when world has no allocation. Caller owns. */
 json_object *bdy_allocation_answer(json_object *world);
+/* The "world" member of a claim's answer for world as it is now (its own
+ * labels and annotations). Caller owns. */
+json_object *bdy_allocation_world(json_object *world);
+/* Adds the labels and annotations a claim asked for (borrowed, either may
+ * be NULL) to an answer's "world" member. */
+void bdy_allocation_merge_metadata(json_object *answer_world, json_object *labels,
+                                   json_object *annotations);
+
+/* Writes the release record (Allocation named after alloc's "id") of a
+ * claim of world ns/world in pool: alloc holds the fields of
+ * status.allocation, answer the claim's answer (both borrowed). An existing
+ * record is kept (returns 0). */
+int bdy_allocation_record(bdy_store *store, const char *ns, const char *world, const char *pool,
+                          json_object *alloc, json_object *answer, const char *reason,
+                          bdy_errbuf *eb);
 
 /* Releases an allocated world: records the Allocation (answer, reason,
  * releasedAt; an existing record is kept) and then deletes the world (its

@@ -56,6 +56,8 @@ int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms
 bool bdy_reconciler_synced(bdy_reconciler *r);
 /* Queues every pool for reconciling (after a config reload). */
 void bdy_reconciler_pools_changed(bdy_reconciler *r);
+/* Queues a pool for the pool controller (a claim changed its counts). */
+void bdy_reconciler_enqueue_pool(bdy_reconciler *r, const char *ns, const char *pool);
 /* Queues one world (e.g. a claim changed it). */
 void bdy_reconciler_enqueue_world(bdy_reconciler *r, const char *ns, const char *name);
 /* Records a Kubernetes Event about a world (asynchronously, bounded). */

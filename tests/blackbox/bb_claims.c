@@ -81,6 +81,35 @@ static json_object *get_json(bb_server *s, const char *path, long *status)
     return o;
 }
 
+/* Waits until GET /v1/worlds shows world `name` Allocated to allocation
+ * `id` (the claim reached the world's status) and, when label is not NULL,
+ * carrying that label key (the world controller copied the claim's labels). */
+static bool wait_world_allocated(bb_server *s, const char *name, const char *id, const char *label,
+                                 int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        long status = 0;
+        json_object *list = get_json(s, "/v1/worlds?limit=1000", &status);
+        json_object *items = json_object_object_get(list, "items");
+        bool ok = false;
+        for (size_t i = 0; items != NULL && i < json_object_array_length(items) && !ok; i++) {
+            json_object *w = json_object_array_get_idx(items, i);
+            const char *wn = json_object_get_string(json_object_object_get(w, "name"));
+            const char *wid = json_object_get_string(json_object_object_get(w, "allocationId"));
+            const char *phase = json_object_get_string(json_object_object_get(w, "phase"));
+            json_object *labels = json_object_object_get(w, "labels");
+            ok = wn && strcmp(wn, name) == 0 && wid && strcmp(wid, id) == 0 && phase &&
+                 strcmp(phase, "Allocated") == 0 &&
+                 (label == NULL || json_object_object_get_ex(labels, label, NULL));
+        }
+        json_object_put(list);
+        if (ok)
+            return true;
+        sleep_ms(100);
+    }
+    return false;
+}
+
 static int pool_field(bb_server *s, const char *field)
 {
     long status = 0;
@@ -196,6 +225,9 @@ static void test_claim_ping_release_refill(void **state)
     assert_int_equal(status, 200);
     assert_string_equal(json_object_get_string(json_object_object_get(g, "state")), "Allocated");
     json_object_put(g);
+    /* The claim reaches the world's status (and the claim's labels its
+     * metadata) shortly after the answer. */
+    assert_true(wait_world_allocated(&s, c.name, c.id, "match-id", 10000));
     assert_true(wait_warm(&s, 2, 30000));
     assert_int_equal(pool_field(&s, "allocated"), 1);
 
@@ -536,6 +568,8 @@ static void test_kill9_keeps_acknowledged_claims(void **state)
             /* Its process kept running through the crash and is still ours. */
             char answer[128];
             assert_true(ping_world(c->port, answer, sizeof(answer)));
+            /* And the restarted bindery wrote the claim into the world. */
+            assert_true(wait_world_allocated(&s, c->name, c->id, NULL, 10000));
         }
     }
     /* The store agrees: allocated worlds == acknowledged (+ any claim that was

@@ -116,28 +116,89 @@ static void test_claim_take_and_done(void **state)
     bdy_world_ref r1;
     bdy_world_ref r2;
     bdy_world_ref r3;
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r1), 0);
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r2), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r1, NULL), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r2, NULL), 0);
     assert_string_not_equal(r1.name, r2.name); /* never the same world twice */
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3), BDY_EBUSY);
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "nope", NULL, 0, &r3), BDY_ENOTFOUND);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3, NULL), BDY_EBUSY);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "nope", NULL, 0, &r3, NULL), BDY_ENOTFOUND);
     /* A failed attempt puts the world back; a conflict (stale) does not. */
     bdy_fleet_claim_done(f, &r1, false, false);
     bdy_fleet_claim_done(f, &r2, false, true);
     bdy_pool_counts c;
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 1);
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3, NULL), 0);
     assert_string_equal(r3.name, r1.name);
     bdy_fleet_claim_done(f, &r3, true, false);
-    /* Stale and claimed worlds return only when the informer reports a
-     * newer state. */
-    observe(f, world(r1.name, "arena", "Ready", (int)r1.resource_version, "dust", false, false));
+    /* A claimed world is held: counted as allocated at once, and never warm
+     * again, even when its status still says Ready at a newer state. */
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 1); /* r2 */
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    observe(f, world(r1.name, "arena", "Ready", 40, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    /* A stale world returns when the informer reports a newer state. */
+    observe(f, world(r2.name, "arena", "Ready", (int)r2.resource_version, "nuke", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 0);
     observe(f, world(r2.name, "arena", "Ready", 30, "nuke", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 1);
+    /* Once deleted and forgotten, the name is free again. */
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", r1.name, pool);
+    observe(f, world(r1.name, "arena", "Ready", 50, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 2);
+    bdy_fleet_free(f);
+}
+
+/* Claims recorded in the ledger hold their worlds from start-up on, before
+ * the informer has listed them; another world under the same name is not
+ * held. The answer's world part is prepared for Ready worlds. */
+static void test_hold_from_ledger(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    assert_int_equal(bdy_fleet_hold(f, "default", "a1", "uid-a1"), 0);
+    json_object *w1 = world("a1", "arena", "Ready", 10, "dust", false, false);
+    json_object_object_add(json_object_object_get(w1, "metadata"), "uid",
+                           json_object_new_string("uid-a1"));
+    observe(f, w1);
+    json_object *w2 = world("a2", "arena", "Ready", 11, "dust", false, false);
+    json_object_object_add(json_object_object_get(w2, "metadata"), "uid",
+                           json_object_new_string("uid-a2"));
+    json_object *st = json_object_object_get(w2, "status");
+    json_object_object_add(st, "address", json_object_new_string("127.0.0.1"));
+    observe(f, w2);
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
+    /* a2 is known under another uid: not held. */
+    assert_int_equal(bdy_fleet_hold(f, "default", "a2", "uid-old"), 0);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    bdy_world_ref r;
+    bdy_buf aw;
+    bdy_buf_init(&aw, 4096);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, &aw), 0);
+    assert_string_equal(r.name, "a2");
+    assert_string_equal(r.uid, "uid-a2");
+    json_object *parsed = json_tokener_parse(aw.data);
+    assert_non_null(parsed);
+    assert_string_equal(json_object_get_string(json_object_object_get(parsed, "name")), "a2");
+    assert_string_equal(json_object_get_string(json_object_object_get(parsed, "address")),
+                        "127.0.0.1");
+    assert_non_null(json_object_object_get(parsed, "labels"));
+    json_object_put(parsed);
+    bdy_buf_free(&aw);
+    bdy_fleet_claim_done(f, &r, true, false);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
     bdy_fleet_free(f);
 }
 
@@ -152,19 +213,19 @@ static void test_selectors_in_preference_order(void **state)
     assert_int_equal(bdy_label_selector_parse("map=inferno", &sel[0], NULL), 0);
     assert_int_equal(bdy_label_selector_parse("map in (nuke,dust)", &sel[1], NULL), 0);
     bdy_world_ref r;
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r, NULL), 0);
     assert_true(strcmp(r.name, "a1") == 0 || strcmp(r.name, "a2") == 0);
     bdy_world_ref r2;
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2, NULL), 0);
     assert_true(strcmp(r2.name, "a1") == 0 || strcmp(r2.name, "a2") == 0);
     assert_string_not_equal(r.name, r2.name);
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2), BDY_EBUSY);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", sel, 2, &r2, NULL), BDY_EBUSY);
     /* The first selector wins when both match. */
     bdy_label_selector *pref[2] = {NULL, NULL};
     assert_int_equal(bdy_label_selector_parse("map=mirage", &pref[0], NULL), 0);
     assert_int_equal(bdy_label_selector_parse("game!=x", &pref[1], NULL), 0);
     observe(f, world("a4", "arena", "Ready", 13, "dust", false, false));
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", pref, 2, &r2), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", pref, 2, &r2, NULL), 0);
     assert_string_equal(r2.name, "a3");
     for (int i = 0; i < 2; i++) {
         bdy_label_selector_free(sel[i]);
@@ -198,7 +259,7 @@ static void test_pools_reconfigured(void **state)
     assert_int_equal(bdy_fleet_set_pools(f, &none), 0);
     assert_int_equal(bdy_fleet_pool_count(f), 0);
     bdy_world_ref r;
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), BDY_ENOTFOUND);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_ENOTFOUND);
     bdy_fleet_free(f);
 }
 
@@ -237,13 +298,13 @@ static void test_many_worlds_claim_is_constant_time(void **state)
     char *seen = calloc(20000, 1);
     bdy_world_ref r;
     for (int i = 0; i < 20000; i++) {
-        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), 0);
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
         int idx = atoi(r.name + 1);
         assert_int_equal(seen[idx], 0);
         seen[idx] = 1;
         bdy_fleet_claim_done(f, &r, true, false);
     }
-    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r), BDY_EBUSY);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     free(seen);
     bdy_fleet_free(f);
 }
@@ -297,6 +358,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_and_warm_index),
         cmocka_unit_test(test_claim_take_and_done),
+        cmocka_unit_test(test_hold_from_ledger),
         cmocka_unit_test(test_selectors_in_preference_order),
         cmocka_unit_test(test_pools_reconfigured),
         cmocka_unit_test(test_scale_down_candidates_and_failed),

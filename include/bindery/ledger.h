@@ -1,0 +1,89 @@
+/* The claim ledger: the durable record of live claims in embedded mode.
+ *
+ * A warm claim must be durable before it is answered, and nothing else on
+ * the claim path may cost more than it has to. Writing the claim into the
+ * WorldInstance's status means a JSON merge patch of the whole object, its
+ * validation and re-serialisation, a watch event and an informer update,
+ * all through the store writer that also carries every reconciler write.
+ * The ledger instead records a claim as one small row in its own SQLite
+ * file (claims.db in the data folder, WAL, synchronous=FULL): the claim is
+ * durable when its row is, and the claims module writes the allocation into
+ * the world's status afterwards, off the claim path (it can always redo
+ * that from the row, so a crash in between loses nothing).
+ *
+ * Writes are group-committed by leader/follower: the first caller to find
+ * the ledger idle commits everything queued by then in one transaction, the
+ * others sleep until their batch is committed; when the leader finishes it
+ * hands the lead to the first caller still queued. A lone claim pays one
+ * transaction and no thread hand-off; a burst pays one fsync per batch.
+ *
+ * One world has at most one live row (UNIQUE world_uid), so a world can
+ * never be held by two claims, whatever the in-memory index believes.
+ *
+ * Thread-safety: every function may be called from any thread;
+ * bdy_ledger_close() only when no other call is running.
+ */
+#ifndef BINDERY_LEDGER_H
+#define BINDERY_LEDGER_H
+
+#include "bindery/error.h"
+
+#include <stddef.h>
+
+typedef struct bdy_ledger bdy_ledger;
+
+/* One live claim. Strings are borrowed by bdy_ledger_add(); optional ones
+ * (idem_key, request_hash, labels_json, annotations_json) may be NULL. */
+typedef struct bdy_ledger_claim {
+    const char *id;        /* allocation id, unique */
+    const char *ns;        /* the world's namespace */
+    const char *world;     /* the world's name */
+    const char *world_uid; /* the world's metadata.uid: one live claim per uid */
+    const char *pool;
+    const char *claimant;
+    const char *source;     /* "warm" or "cold" */
+    const char *claimed_at; /* RFC 3339 */
+    const char *idem_key;
+    const char *request_hash;
+    const char *labels_json;      /* the labels the claim asked for, a JSON object */
+    const char *annotations_json; /* likewise */
+    const char *answer_json;      /* the 201 answer as sent, without "state" */
+} bdy_ledger_claim;
+
+/* Most rows one transaction commits; more queued wait for the next. */
+#define BDY_LEDGER_MAX_BATCH 1024
+
+/* Opens (creating if needed) dir/claims.db. Errors name the file. */
+int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb);
+void bdy_ledger_close(bdy_ledger *l);
+
+/* Records a claim durably: returns once the row is committed and synced.
+ * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id
+ * is taken; BDY_EIO: the commit failed (nothing was recorded). */
+int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
+
+/* Deletes a claim's row durably (the claim was released and its release
+ * record is durable elsewhere). BDY_ENOTFOUND when there was none. */
+int bdy_ledger_remove(bdy_ledger *l, const char *id);
+
+/* A claim read back: the fields of bdy_ledger_claim, owned by the record
+ * (free with bdy_ledger_record_free, which accepts NULL). */
+typedef struct bdy_ledger_record {
+    bdy_ledger_claim c;
+    char *storage;
+} bdy_ledger_record;
+
+void bdy_ledger_record_free(bdy_ledger_record *r);
+
+/* Reads one claim by id. BDY_ENOTFOUND when there is none. */
+int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out);
+
+/* Calls cb for every live claim, in claim order (the strings are valid
+ * during the call only). A non-zero return from cb stops and is returned. */
+typedef int (*bdy_ledger_each_cb)(void *data, const bdy_ledger_claim *c);
+int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf *eb);
+
+/* Number of live claims (for metrics and tests). */
+size_t bdy_ledger_count(bdy_ledger *l);
+
+#endif

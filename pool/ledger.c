@@ -1,0 +1,505 @@
+/* The claim ledger (see ledger.h): one SQLite file, leader/follower group
+ * commit on one write connection, a separate connection for reads. */
+#include "bindery/ledger.h"
+
+#include "bindery/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LEDGER_FILE "claims.db"
+#define LEDGER_SCHEMA_VERSION "1"
+#define LEDGER_BUSY_MS 5000
+/* Checkpoints run in their own thread, off the commit path, this often. */
+#define LEDGER_CHECKPOINT_MS 500
+
+typedef enum op_kind { OP_ADD, OP_REMOVE } op_kind;
+
+/* A queued write; lives on its caller's stack until done. */
+typedef struct ledger_op {
+    struct ledger_op *next;
+    op_kind kind;
+    const bdy_ledger_claim *claim; /* OP_ADD */
+    const char *id;                /* OP_REMOVE */
+    int rc;
+    bool done;     /* committed (or failed); rc is final */
+    bool promoted; /* woken to lead the next batch */
+    sem_t wake;
+} ledger_op;
+
+struct bdy_ledger {
+    char *path;
+    sqlite3 *wdb; /* write connection: used only by the current leader */
+    sqlite3_stmt *st_begin;
+    sqlite3_stmt *st_commit;
+    sqlite3_stmt *st_rollback;
+    sqlite3_stmt *st_insert;
+    sqlite3_stmt *st_delete;
+
+    pthread_mutex_t q_lock; /* queue, leading, count */
+    ledger_op *head;
+    ledger_op *tail;
+    bool leading; /* a caller is committing a batch */
+    size_t count;
+
+    pthread_mutex_t r_lock; /* rdb and its statements */
+    sqlite3 *rdb;
+    sqlite3_stmt *st_get;
+
+    /* Checkpointer: copies the WAL into the database in the background so
+     * no claim's commit pays for it (autocheckpoint is off). */
+    sqlite3 *cdb;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_wake;
+    bool ckpt_stop;
+};
+
+static const char *const COLUMNS =
+    "id, ns, world, world_uid, pool, claimant, source, claimed_at, idem_key, request_hash, "
+    "labels, annotations, answer";
+#define NCOLUMNS 13
+
+static int sql_fail(sqlite3 *db, bdy_errbuf *eb, const char *path)
+{
+    int code = db ? sqlite3_errcode(db) : SQLITE_NOMEM;
+    int rc = code == SQLITE_NOMEM                              ? BDY_ENOMEM
+             : code == SQLITE_READONLY                         ? BDY_EREADONLY
+             : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? BDY_ECORRUPT
+                                                               : BDY_EIO;
+    return bdy_fail(eb, rc, "claim ledger %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int open_conn(const char *path, sqlite3 **db, bdy_errbuf *eb)
+{
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        int rc = sql_fail(*db, eb, path);
+        sqlite3_close(*db);
+        *db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(*db, LEDGER_BUSY_MS);
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, const char *path,
+                   bdy_errbuf *eb)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return sql_fail(db, eb, path);
+    return 0;
+}
+
+/* Creates the table on a new file; refuses a file of another version. */
+static int init_schema(bdy_ledger *l, bdy_errbuf *eb)
+{
+    static const char *const ddl =
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=FULL;"
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT OR IGNORE INTO meta VALUES ('schema', '" LEDGER_SCHEMA_VERSION "');"
+        "CREATE TABLE IF NOT EXISTS claims ("
+        " seq INTEGER PRIMARY KEY," /* rowid: claim order, no sequence table to write */
+        " id TEXT NOT NULL UNIQUE, ns TEXT NOT NULL, world TEXT NOT NULL,"
+        " world_uid TEXT NOT NULL UNIQUE, pool TEXT NOT NULL, claimant TEXT NOT NULL,"
+        " source TEXT NOT NULL, claimed_at TEXT NOT NULL, idem_key TEXT, request_hash TEXT,"
+        " labels TEXT, annotations TEXT, answer TEXT NOT NULL);";
+    if (sqlite3_exec(l->wdb, ddl, NULL, NULL, NULL) != SQLITE_OK)
+        return sql_fail(l->wdb, eb, l->path);
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(l->wdb, "SELECT value FROM meta WHERE key='schema'", &st, l->path, eb);
+    if (rc != 0)
+        return rc;
+    const char *v = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "";
+    if (v == NULL || strcmp(v, LEDGER_SCHEMA_VERSION) != 0)
+        rc = bdy_fail(eb, BDY_ECORRUPT, "claim ledger %s has schema version %s, expected %s",
+                      l->path, v ? v : "(none)", LEDGER_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* PASSIVE checkpoints never block the writer or readers; the WAL restarts
+ * from its beginning at the next commit once all of it is checkpointed. */
+static void *checkpoint_main(void *arg)
+{
+    bdy_ledger *l = arg;
+    pthread_setname_np(pthread_self(), "bdy-ledger-ckpt");
+    pthread_mutex_lock(&l->ckpt_lock);
+    while (!l->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += LEDGER_CHECKPOINT_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&l->ckpt_wake, &l->ckpt_lock, &ts);
+        if (l->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&l->ckpt_lock);
+        int log_frames = 0;
+        int done = 0;
+        if (sqlite3_wal_checkpoint_v2(l->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                      &done) != SQLITE_OK)
+            bdy_warn("ledger", "%s: checkpoint failed: %s", l->path, sqlite3_errmsg(l->cdb));
+        pthread_mutex_lock(&l->ckpt_lock);
+    }
+    pthread_mutex_unlock(&l->ckpt_lock);
+    return NULL;
+}
+
+int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
+{
+    int rc = 0;
+    bdy_ledger *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    pthread_mutex_init(&l->q_lock, NULL);
+    pthread_mutex_init(&l->r_lock, NULL);
+    pthread_mutex_init(&l->ckpt_lock, NULL);
+    pthread_cond_init(&l->ckpt_wake, NULL);
+    if (asprintf(&l->path, "%s/%s", dir && dir[0] ? dir : ".", LEDGER_FILE) < 0) {
+        l->path = NULL;
+        rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = open_conn(l->path, &l->wdb, eb)) != 0 || (rc = init_schema(l, eb)) != 0)
+        goto out;
+    char sql[512];
+    snprintf(sql, sizeof(sql), "INSERT INTO claims (%s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             COLUMNS);
+    if ((rc = prepare(l->wdb, "BEGIN IMMEDIATE", &l->st_begin, l->path, eb)) != 0 ||
+        (rc = prepare(l->wdb, "COMMIT", &l->st_commit, l->path, eb)) != 0 ||
+        (rc = prepare(l->wdb, "ROLLBACK", &l->st_rollback, l->path, eb)) != 0 ||
+        (rc = prepare(l->wdb, sql, &l->st_insert, l->path, eb)) != 0 ||
+        (rc = prepare(l->wdb, "DELETE FROM claims WHERE id=?", &l->st_delete, l->path, eb)) != 0)
+        goto out;
+    /* A read-only file opens fine and fails at the first write: find out now. */
+    if (sqlite3_exec(l->wdb, "BEGIN IMMEDIATE; COMMIT;", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sql_fail(l->wdb, eb, l->path);
+        goto out;
+    }
+    if ((rc = open_conn(l->path, &l->rdb, eb)) != 0)
+        goto out;
+    snprintf(sql, sizeof(sql), "SELECT %s FROM claims WHERE id=?", COLUMNS);
+    if ((rc = prepare(l->rdb, sql, &l->st_get, l->path, eb)) != 0)
+        goto out;
+    sqlite3_stmt *st = NULL;
+    if ((rc = prepare(l->rdb, "SELECT count(*) FROM claims", &st, l->path, eb)) != 0)
+        goto out;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        l->count = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_wal_autocheckpoint(l->wdb, 0);
+    if ((rc = open_conn(l->path, &l->cdb, eb)) != 0)
+        goto out;
+    if (pthread_create(&l->ckpt_thread, NULL, checkpoint_main, l) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "cannot start the claim ledger's checkpointer");
+        goto out;
+    }
+    l->ckpt_started = true;
+    *out = l;
+    l = NULL;
+out:
+    bdy_ledger_close(l);
+    return rc;
+}
+
+void bdy_ledger_close(bdy_ledger *l)
+{
+    if (l == NULL)
+        return;
+    if (l->ckpt_started) {
+        pthread_mutex_lock(&l->ckpt_lock);
+        l->ckpt_stop = true;
+        pthread_cond_signal(&l->ckpt_wake);
+        pthread_mutex_unlock(&l->ckpt_lock);
+        pthread_join(l->ckpt_thread, NULL);
+    }
+    sqlite3_close(l->cdb);
+    sqlite3_finalize(l->st_begin);
+    sqlite3_finalize(l->st_commit);
+    sqlite3_finalize(l->st_rollback);
+    sqlite3_finalize(l->st_insert);
+    sqlite3_finalize(l->st_delete);
+    sqlite3_finalize(l->st_get);
+    sqlite3_close(l->wdb);
+    sqlite3_close(l->rdb);
+    pthread_mutex_destroy(&l->q_lock);
+    pthread_mutex_destroy(&l->r_lock);
+    pthread_mutex_destroy(&l->ckpt_lock);
+    pthread_cond_destroy(&l->ckpt_wake);
+    free(l->path);
+    free(l);
+}
+
+/* ---- writes ------------------------------------------------------------------ */
+
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v != NULL)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Runs one op inside the open transaction. A constraint failure undoes
+ * only this statement, so the batch goes on. Leader only. */
+static int apply_op(bdy_ledger *l, ledger_op *op)
+{
+    sqlite3_stmt *st;
+    if (op->kind == OP_ADD) {
+        const bdy_ledger_claim *c = op->claim;
+        st = l->st_insert;
+        const char *v[NCOLUMNS] = {c->id,           c->ns,          c->world,
+                                   c->world_uid,    c->pool,        c->claimant,
+                                   c->source,       c->claimed_at,  c->idem_key,
+                                   c->request_hash, c->labels_json, c->annotations_json,
+                                   c->answer_json};
+        for (int i = 0; i < NCOLUMNS; i++)
+            bind_opt(st, i + 1, v[i]);
+    } else {
+        st = l->st_delete;
+        sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC);
+    }
+    int step = sqlite3_step(st);
+    int ext = sqlite3_extended_errcode(l->wdb);
+    int changes = sqlite3_changes(l->wdb);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (step == SQLITE_DONE)
+        return op->kind == OP_REMOVE && changes == 0 ? BDY_ENOTFOUND : 0;
+    if ((ext & 0xff) == SQLITE_CONSTRAINT) {
+        /* Which UNIQUE failed: the id (a retried id) or the world. */
+        const char *msg = sqlite3_errmsg(l->wdb);
+        return strstr(msg, "claims.id") != NULL ? BDY_EEXISTS : BDY_ECONFLICT;
+    }
+    bdy_warn("ledger", "%s: %s", l->path, sqlite3_errmsg(l->wdb));
+    return BDY_EIO;
+}
+
+/* Commits batch (a list of ops) in one transaction and sets every op's rc.
+ * Leader only: the write connection is used by one thread at a time. */
+static void commit_batch(bdy_ledger *l, ledger_op *batch, long *delta)
+{
+    *delta = 0;
+    if (step_done(l->st_begin) != SQLITE_DONE) {
+        bdy_warn("ledger", "%s: cannot begin: %s", l->path, sqlite3_errmsg(l->wdb));
+        for (ledger_op *op = batch; op != NULL; op = op->next)
+            op->rc = BDY_EIO;
+        return;
+    }
+    for (ledger_op *op = batch; op != NULL; op = op->next)
+        op->rc = apply_op(l, op);
+    if (step_done(l->st_commit) != SQLITE_DONE) {
+        bdy_warn("ledger", "%s: commit failed: %s", l->path, sqlite3_errmsg(l->wdb));
+        step_done(l->st_rollback);
+        for (ledger_op *op = batch; op != NULL; op = op->next)
+            op->rc = BDY_EIO;
+        return;
+    }
+    for (ledger_op *op = batch; op != NULL; op = op->next) {
+        if (op->rc == 0)
+            *delta += op->kind == OP_ADD ? 1 : -1;
+    }
+}
+
+/* Queues op and returns once it is committed. The caller that finds no
+ * leader leads: it commits batches until its own op is done, then hands
+ * the lead to the first op still queued, whose owner wakes up as leader. */
+static int submit(bdy_ledger *l, ledger_op *op)
+{
+    op->next = NULL;
+    op->done = false;
+    op->rc = 0;
+    if (sem_init(&op->wake, 0, 0) != 0)
+        return BDY_ENOMEM;
+    pthread_mutex_lock(&l->q_lock);
+    if (l->tail != NULL)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    bool lead = !l->leading;
+    l->leading = true;
+    pthread_mutex_unlock(&l->q_lock);
+    if (!lead) {
+        /* Woken either with op done by a leader, or to lead. */
+        while (sem_wait(&op->wake) != 0 && errno == EINTR)
+            ;
+    }
+    while (!op->done) {
+        /* Leading: only the leader takes from the queue. */
+        pthread_mutex_lock(&l->q_lock);
+        ledger_op *batch = l->head;
+        ledger_op *last = batch;
+        for (size_t n = 1; n < BDY_LEDGER_MAX_BATCH && last->next != NULL; n++)
+            last = last->next;
+        l->head = last->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&l->q_lock);
+
+        long delta = 0;
+        commit_batch(l, batch, &delta);
+
+        /* Wake the batch. An op may not be touched after its post: its
+         * owner returns and its stack frame is gone. */
+        for (ledger_op *b = batch; b != NULL;) {
+            ledger_op *nb = b->next;
+            b->done = true;
+            if (b != op)
+                sem_post(&b->wake);
+            b = nb;
+        }
+        pthread_mutex_lock(&l->q_lock);
+        l->count = (size_t)((long)l->count + delta);
+        ledger_op *next_leader = op->done ? l->head : NULL;
+        if (op->done && next_leader == NULL)
+            l->leading = false;
+        pthread_mutex_unlock(&l->q_lock);
+        if (next_leader != NULL)
+            sem_post(&next_leader->wake); /* it finds itself not done: it leads */
+    }
+    sem_destroy(&op->wake);
+    return op->rc;
+}
+
+int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c)
+{
+    if (c == NULL || c->id == NULL || c->ns == NULL || c->world == NULL || c->world_uid == NULL ||
+        c->pool == NULL || c->claimant == NULL || c->source == NULL || c->claimed_at == NULL ||
+        c->answer_json == NULL)
+        return BDY_EINVAL;
+    ledger_op op = {.kind = OP_ADD, .claim = c};
+    return submit(l, &op);
+}
+
+int bdy_ledger_remove(bdy_ledger *l, const char *id)
+{
+    if (id == NULL)
+        return BDY_EINVAL;
+    ledger_op op = {.kind = OP_REMOVE, .id = id};
+    return submit(l, &op);
+}
+
+size_t bdy_ledger_count(bdy_ledger *l)
+{
+    pthread_mutex_lock(&l->q_lock);
+    size_t n = l->count;
+    pthread_mutex_unlock(&l->q_lock);
+    return n;
+}
+
+/* ---- reads ------------------------------------------------------------------ */
+
+void bdy_ledger_record_free(bdy_ledger_record *r)
+{
+    if (r == NULL)
+        return;
+    free(r->storage);
+    free(r);
+}
+
+/* Copies the current row of st into a record: one allocation for the
+ * strings, fields pointing into it (NULL columns stay NULL). */
+static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
+{
+    bdy_ledger_record *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    size_t len[NCOLUMNS];
+    size_t total = 0;
+    for (int i = 0; i < NCOLUMNS; i++) {
+        len[i] =
+            sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : (size_t)sqlite3_column_bytes(st, i);
+        total += len[i] + 1;
+    }
+    r->storage = malloc(total);
+    if (r->storage == NULL) {
+        free(r);
+        return NULL;
+    }
+    const char **f[NCOLUMNS] = {&r->c.id,           &r->c.ns,          &r->c.world,
+                                &r->c.world_uid,    &r->c.pool,        &r->c.claimant,
+                                &r->c.source,       &r->c.claimed_at,  &r->c.idem_key,
+                                &r->c.request_hash, &r->c.labels_json, &r->c.annotations_json,
+                                &r->c.answer_json};
+    char *p = r->storage;
+    for (int i = 0; i < NCOLUMNS; i++) {
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+            *f[i] = NULL;
+            continue;
+        }
+        memcpy(p, sqlite3_column_text(st, i), len[i]);
+        p[len[i]] = '\0';
+        *f[i] = p;
+        p += len[i] + 1;
+    }
+    return r;
+}
+
+int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out)
+{
+    int rc = BDY_ENOTFOUND;
+    pthread_mutex_lock(&l->r_lock);
+    sqlite3_bind_text(l->st_get, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(l->st_get);
+    if (step == SQLITE_ROW) {
+        *out = record_from_row(l->st_get);
+        rc = *out ? 0 : BDY_ENOMEM;
+    } else if (step != SQLITE_DONE) {
+        bdy_warn("ledger", "%s: read failed: %s", l->path, sqlite3_errmsg(l->rdb));
+        rc = BDY_EIO;
+    }
+    sqlite3_reset(l->st_get);
+    sqlite3_clear_bindings(l->st_get);
+    pthread_mutex_unlock(&l->r_lock);
+    return rc;
+}
+
+int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf *eb)
+{
+    int rc = 0;
+    sqlite3_stmt *st = NULL;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM claims ORDER BY seq", COLUMNS);
+    pthread_mutex_lock(&l->r_lock);
+    if (sqlite3_prepare_v2(l->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_fail(l->rdb, eb, l->path);
+        goto out;
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        bdy_ledger_record *r = record_from_row(st);
+        if (r == NULL) {
+            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+            goto out;
+        }
+        rc = cb(data, &r->c);
+        bdy_ledger_record_free(r);
+        if (rc != 0)
+            goto out;
+    }
+    if (step != SQLITE_DONE)
+        rc = sql_fail(l->rdb, eb, l->path);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&l->r_lock);
+    return rc;
+}

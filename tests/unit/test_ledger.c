@@ -1,0 +1,219 @@
+/* The claim ledger (include/bindery/ledger.h): durable rows, one live claim
+ * per world, reads, persistence across reopen, and concurrent group commit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/ledger.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define THREADS 8
+#define PER_THREAD 200
+
+static void rm_rf(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bdy_ledger *open_ledger(const char *dir)
+{
+    bdy_ledger *l = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_ledger_open(dir, &l, &eb);
+    if (rc != 0)
+        fail_msg("open %s: %s (%s)", dir, bdy_strerror(rc), eb.message);
+    return l;
+}
+
+static bdy_ledger_claim claim(const char *id, const char *world, const char *uid)
+{
+    bdy_ledger_claim c = {.id = id,
+                          .ns = "default",
+                          .world = world,
+                          .world_uid = uid,
+                          .pool = "arena",
+                          .claimant = "me",
+                          .source = "warm",
+                          .claimed_at = "2026-11-27T10:00:00Z",
+                          .answer_json = "{\"allocationId\":\"x\"}"};
+    return c;
+}
+
+static int collect_cb(void *data, const bdy_ledger_claim *c)
+{
+    char *out = data;
+    strcat(out, c->id);
+    strcat(out, ",");
+    return 0;
+}
+
+static void test_add_get_remove_persist(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 0);
+
+    bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
+    a.idem_key = "k1";
+    a.request_hash = "abc";
+    a.labels_json = "{\"team\":\"red\"}";
+    assert_int_equal(bdy_ledger_add(l, &a), 0);
+    bdy_ledger_claim b = claim("alc-b", "w2", "uid-2");
+    assert_int_equal(bdy_ledger_add(l, &b), 0);
+    assert_int_equal(bdy_ledger_count(l), 2);
+
+    /* One live claim per world, one row per id. */
+    bdy_ledger_claim again = claim("alc-c", "w1", "uid-1");
+    assert_int_equal(bdy_ledger_add(l, &again), BDY_ECONFLICT);
+    bdy_ledger_claim dup = claim("alc-a", "w3", "uid-3");
+    assert_int_equal(bdy_ledger_add(l, &dup), BDY_EEXISTS);
+    bdy_ledger_claim bad = claim("alc-d", "w4", NULL);
+    assert_int_equal(bdy_ledger_add(l, &bad), BDY_EINVAL);
+    assert_int_equal(bdy_ledger_count(l), 2);
+
+    bdy_ledger_record *r = NULL;
+    assert_int_equal(bdy_ledger_get(l, "alc-a", &r), 0);
+    assert_string_equal(r->c.world, "w1");
+    assert_string_equal(r->c.idem_key, "k1");
+    assert_string_equal(r->c.request_hash, "abc");
+    assert_string_equal(r->c.labels_json, "{\"team\":\"red\"}");
+    assert_null(r->c.annotations_json);
+    assert_string_equal(r->c.answer_json, "{\"allocationId\":\"x\"}");
+    bdy_ledger_record_free(r);
+    r = NULL;
+    assert_int_equal(bdy_ledger_get(l, "alc-zz", &r), BDY_ENOTFOUND);
+    assert_null(r);
+    bdy_ledger_close(l);
+
+    /* Reopened: the rows are there, in claim order. */
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 2);
+    char ids[64] = "";
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    assert_string_equal(ids, "alc-a,alc-b,");
+    assert_int_equal(bdy_ledger_remove(l, "alc-a"), 0);
+    assert_int_equal(bdy_ledger_remove(l, "alc-a"), BDY_ENOTFOUND);
+    /* The world is free again once its claim is gone. */
+    assert_int_equal(bdy_ledger_add(l, &again), 0);
+    assert_int_equal(bdy_ledger_count(l), 2);
+    bdy_ledger_close(l);
+    l = open_ledger(dir);
+    ids[0] = '\0';
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    assert_string_equal(ids, "alc-b,alc-c,");
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+typedef struct worker_arg {
+    bdy_ledger *l;
+    int thread;
+    int ok;
+    int conflicts;
+} worker_arg;
+
+/* Every thread claims its own worlds and, for every fourth one, races the
+ * next thread for a shared world: exactly one of each race may win. */
+static void *worker(void *p)
+{
+    worker_arg *a = p;
+    for (int i = 0; i < PER_THREAD; i++) {
+        char id[32];
+        char world[32];
+        snprintf(id, sizeof(id), "alc-%d-%d", a->thread, i);
+        if (i % 4 == 0)
+            snprintf(world, sizeof(world), "shared-%d", i);
+        else
+            snprintf(world, sizeof(world), "w-%d-%d", a->thread, i);
+        bdy_ledger_claim c = claim(id, world, world);
+        int rc = bdy_ledger_add(a->l, &c);
+        if (rc == 0)
+            a->ok++;
+        else if (rc == BDY_ECONFLICT)
+            a->conflicts++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_group_commit(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    pthread_t t[THREADS];
+    worker_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (worker_arg){.l = l, .thread = i};
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &args[i]), 0);
+    }
+    int ok = 0;
+    int conflicts = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += args[i].ok;
+        conflicts += args[i].conflicts;
+    }
+    int shared = PER_THREAD / 4;
+    int expect_ok = THREADS * (PER_THREAD - shared) + shared;
+    assert_int_equal(ok, expect_ok);
+    assert_int_equal(conflicts, (THREADS - 1) * shared);
+    assert_int_equal(bdy_ledger_count(l), (size_t)expect_ok);
+    bdy_ledger_close(l);
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), (size_t)expect_ok);
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+static void test_bad_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not a database, but it is long enough to look like a header.....", f);
+    fclose(f);
+    bdy_ledger *l = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_not_equal(bdy_ledger_open(dir, &l, &eb), 0);
+    assert_null(l);
+    assert_non_null(strstr(eb.message, "claims.db"));
+    rm_rf(dir);
+
+    /* A folder that does not exist. */
+    bdy_errbuf_clear(&eb);
+    assert_int_not_equal(bdy_ledger_open("/nonexistent/bindery-ledger", &l, &eb), 0);
+    assert_null(l);
+    assert_non_null(strstr(eb.message, "/nonexistent/bindery-ledger/claims.db"));
+    bdy_ledger_close(NULL);
+    bdy_ledger_record_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_get_remove_persist),
+        cmocka_unit_test(test_concurrent_group_commit),
+        cmocka_unit_test(test_bad_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
