@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define CLAIM_MAX_TRIES 8
 #define CLAIM_MAX_BODY_DEPTH 16
@@ -37,6 +39,8 @@
  * store's group commit can batch them. */
 #define MATERIALIZERS 4
 #define MATERIALIZE_TRIES 8
+#define MATERIALIZER_NICE 10
+#define REFILL_NUDGE_NS (5 * 1000000ULL)
 #define ANSWER_MAX ((size_t)64 * 1024)
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
@@ -99,6 +103,7 @@ typedef struct pool_stats {
     uint32_t hits[HIT_WINDOW_MINUTES];
     uint32_t misses[HIT_WINDOW_MINUTES];
     double lead_time_s;
+    uint64_t refill_ns; /* when a claim last queued the pool for refilling */
 } pool_stats;
 
 struct bdy_claims {
@@ -312,6 +317,23 @@ static void stats_count(bdy_claims *c, const char *ns, const char *pool, bool hi
             s->misses[i]++;
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* True at most once per REFILL_NUDGE_NS per pool: a burst of claims wakes
+ * the pool controller a few hundred times a second, not once per claim
+ * (the world's status change queues it again anyway). */
+static bool refill_due(bdy_claims *c, const char *ns, const char *pool)
+{
+    uint64_t now = bdy_monotonic_ns();
+    bool due = false;
+    pthread_mutex_lock(&c->lock);
+    pool_stats *s = stats_get(c, ns, pool);
+    if (s != NULL && now - s->refill_ns >= REFILL_NUDGE_NS) {
+        s->refill_ns = now;
+        due = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return due;
 }
 
 static void count_result(bdy_claims *c, const char *pool, const char *source, const char *result,
@@ -779,6 +801,26 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
     return rc;
 }
 
+/* Ends a pending idempotency entry: success records the id, failure drops
+ * the entry so a retry can claim. */
+static void idem_finish(bdy_claims *c, const char *full, const char *id)
+{
+    if (full == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    idem_entry *e = idem_find(c, full, false);
+    if (e != NULL) {
+        if (id != NULL) {
+            snprintf(e->id, sizeof(e->id), "%s", id);
+            e->pending = false;
+        } else {
+            idem_remove(c, full);
+        }
+    }
+    pthread_cond_broadcast(&c->idem_done);
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- the claim ledger (embedded mode) --------------------------------------------------
  *
  * A warm claim is durable once its ledger row is (ledger.h); the world's
@@ -910,6 +952,10 @@ static void *materializer_main(void *arg)
 {
     bdy_claims *c = arg;
     pthread_setname_np(pthread_self(), "bdy-claim-mat");
+    /* Claims first: under a burst the status writes wait for spare CPU and
+     * catch up afterwards (the ledger row is the durable record meanwhile). */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), MATERIALIZER_NICE) != 0)
+        bdy_debug("claims", "cannot lower the materializer's priority");
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         mat_item *m = c->mat_head;
@@ -971,70 +1017,139 @@ static int warm_answer(bdy_buf *out, const char *id, const char *claimed_at,
     return rc;
 }
 
-/* Makes a warm claim of ref durable in the ledger and writes its answer
- * into answer. Returns 0, BDY_ECONFLICT (the ledger already holds this
- * world: try another) or another error. */
-static int ledger_claim(bdy_claims *c, const bdy_world_ref *ref, const char *id,
-                        const bdy_claim_request *cr, const char *idem_key, const char *hash,
-                        const char *answer_world, bdy_buf *answer)
+/* A warm claim on its way into the ledger: its row, its answer and the
+ * suspended request, owned until the committer reports (warm_done). */
+typedef struct warm_job {
+    bdy_claims *c;
+    bdy_http_deferred *d;
+    bdy_world_ref ref;
+    bdy_ledger_claim row; /* points into the fields below */
+    char id[BDY_ALLOCATION_ID_LEN];
+    char claimant[CLAIMANT_MAX + 1];
+    char claimed_at[BDY_TIMESTAMP_LEN];
+    char idem_key[BDY_IDEMPOTENCY_KEY_MAX + 1];
+    char hash[65];
+    char idem_full[sizeof(((idem_entry *)0)->key)];
+    bool has_idem;
+    char *labels_json;      /* owned, may be NULL */
+    char *annotations_json; /* owned, may be NULL */
+    bdy_buf answer;
+    uint64_t t0;
+} warm_job;
+
+static void warm_job_free(warm_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->labels_json);
+    free(j->annotations_json);
+    bdy_buf_free(&j->answer);
+    free(j);
+}
+
+static char *json_text_or_null(json_object *o)
+{
+    return o != NULL ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)) : NULL;
+}
+
+/* Everything the ledger row and the answer of a warm claim of ref need,
+ * copied: the request is gone by the time the row is committed. */
+static warm_job *warm_job_new(bdy_claims *c, const bdy_world_ref *ref, const char *id,
+                              const bdy_claim_request *cr, const char *idem_key, const char *hash,
+                              const char *idem_full, const char *answer_world, uint64_t t0)
 {
     if (ref->uid[0] == '\0')
-        return BDY_ECONFLICT; /* not fully observed yet */
-    char now[BDY_TIMESTAMP_LEN];
-    bdy_timestamp_now(now);
-    bdy_buf_reset(answer);
-    int rc = warm_answer(answer, id, now, answer_world, cr);
-    if (rc != 0)
-        return rc;
-    bdy_ledger_claim row = {
-        .id = id,
-        .ns = ref->ns,
-        .world = ref->name,
-        .world_uid = ref->uid,
-        .pool = ref->pool,
-        .claimant = cr->claimant,
+        return NULL; /* not fully observed: cannot be recorded */
+    warm_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    j->c = c;
+    j->ref = *ref;
+    j->t0 = t0;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    snprintf(j->claimant, sizeof(j->claimant), "%s", cr->claimant);
+    bdy_timestamp_now(j->claimed_at);
+    if (idem_key != NULL) {
+        snprintf(j->idem_key, sizeof(j->idem_key), "%s", idem_key);
+        snprintf(j->hash, sizeof(j->hash), "%s", hash);
+    }
+    if (idem_full != NULL) {
+        snprintf(j->idem_full, sizeof(j->idem_full), "%s", idem_full);
+        j->has_idem = true;
+    }
+    j->labels_json = json_text_or_null(cr->labels);
+    j->annotations_json = json_text_or_null(cr->annotations);
+    bdy_buf_init(&j->answer, ANSWER_MAX);
+    if ((cr->labels != NULL && j->labels_json == NULL) ||
+        (cr->annotations != NULL && j->annotations_json == NULL) ||
+        warm_answer(&j->answer, id, j->claimed_at, answer_world, cr) != 0) {
+        warm_job_free(j);
+        return NULL;
+    }
+    j->row = (bdy_ledger_claim){
+        .id = j->id,
+        .ns = j->ref.ns,
+        .world = j->ref.name,
+        .world_uid = j->ref.uid,
+        .pool = j->ref.pool,
+        .claimant = j->claimant,
         .source = "warm",
-        .claimed_at = now,
-        .idem_key = idem_key,
-        .request_hash = idem_key ? hash : NULL,
-        .labels_json =
-            cr->labels ? json_object_to_json_string_ext(cr->labels, JSON_C_TO_STRING_PLAIN) : NULL,
-        .annotations_json = cr->annotations ? json_object_to_json_string_ext(cr->annotations,
-                                                                             JSON_C_TO_STRING_PLAIN)
-                                            : NULL,
-        .answer_json = answer->data,
+        .claimed_at = j->claimed_at,
+        .idem_key = idem_key ? j->idem_key : NULL,
+        .request_hash = idem_key ? j->hash : NULL,
+        .labels_json = j->labels_json,
+        .annotations_json = j->annotations_json,
+        .answer_json = j->answer.data,
     };
-    rc = bdy_ledger_add(c->o.ledger, &row);
-    if (rc != 0 && rc != BDY_ECONFLICT)
-        bdy_warn("claims", "claim of %s/%s could not be recorded: %s", ref->ns, ref->name,
-                 bdy_strerror(rc));
-    return rc;
+    return j;
+}
+
+/* The ledger's verdict on a warm claim (committer thread): answer the
+ * suspended request and bring the indexes in line. */
+static void warm_done(void *data, int rc)
+{
+    warm_job *j = data;
+    bdy_claims *c = j->c;
+    bdy_fleet_claim_done(c->o.fleet, &j->ref, rc == 0, rc == BDY_ECONFLICT);
+    bdy_http_response *resp = bdy_http_deferred_response(j->d);
+    if (rc == 0) {
+        pthread_mutex_lock(&c->lock);
+        alloc_entry *e = id_find(c, j->id, true);
+        if (e != NULL) {
+            snprintf(e->ns, sizeof(e->ns), "%s", j->ref.ns);
+            snprintf(e->world, sizeof(e->world), "%s", j->ref.name);
+            e->released = false;
+        }
+        held_set(c, j->ref.ns, j->ref.name, j->id);
+        materialize_later(c, j->id);
+        pthread_mutex_unlock(&c->lock);
+        idem_finish(c, j->has_idem ? j->idem_full : NULL, j->id);
+        if (c->rec != NULL && refill_due(c, j->ref.ns, j->ref.pool))
+            bdy_reconciler_enqueue_pool(c->rec, j->ref.ns, j->ref.pool);
+        resp->status = 201;
+        if (bdy_buf_append(&resp->body, j->answer.data, j->answer.len) != 0)
+            bdy_http_error(resp, 500, "InternalError", "the answer does not fit", 0);
+        set_location(resp, j->id);
+        stats_count(c, j->ref.ns, j->ref.pool, true);
+        count_result(c, j->ref.pool, "warm", "success", (bdy_monotonic_ns() - j->t0) / 1e9);
+    } else {
+        /* BDY_ECONFLICT: the ledger already holds this world although the
+         * warm index offered it. Refuse rather than hand it out twice. */
+        bdy_warn("claims", "claim of %s/%s not recorded: %s", j->ref.ns, j->ref.name,
+                 rc == BDY_ECONFLICT ? "the ledger holds another claim on it" : bdy_strerror(rc));
+        idem_finish(c, j->has_idem ? j->idem_full : NULL, NULL);
+        bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
+                       RETRY_AFTER_S);
+        count_result(c, j->ref.pool, "warm", "error", 0);
+    }
+    bdy_http_deferred_finish(j->d);
+    warm_job_free(j);
 }
 
 static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
 {
     snprintf(out, BDY_ALLOCATION_ID_LEN, "alc-");
     bdy_random_hex(out + 4, BDY_ALLOCATION_ID_LEN - 5);
-}
-
-/* Ends a pending idempotency entry: success records the id, failure drops
- * the entry so a retry can claim. */
-static void idem_finish(bdy_claims *c, const char *full, const char *id)
-{
-    if (full == NULL)
-        return;
-    pthread_mutex_lock(&c->lock);
-    idem_entry *e = idem_find(c, full, false);
-    if (e != NULL) {
-        if (id != NULL) {
-            snprintf(e->id, sizeof(e->id), "%s", id);
-            e->pending = false;
-        } else {
-            idem_remove(c, full);
-        }
-    }
-    pthread_cond_broadcast(&c->idem_done);
-    pthread_mutex_unlock(&c->lock);
 }
 
 /* Creates the world a cold claim waits for. */
@@ -1091,9 +1206,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     char id[BDY_ALLOCATION_ID_LEN];
     char hash[65] = "";
     bdy_buf answer_world;
-    bdy_buf answer;
     bdy_buf_init(&answer_world, ANSWER_MAX);
-    bdy_buf_init(&answer, ANSWER_MAX);
 
     if (!bdy_claims_ready(c)) {
         bdy_http_error(resp, 503, "NotReady", "claims are served once start-up has finished",
@@ -1179,42 +1292,36 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
 
     new_allocation_id(id);
-    for (int attempt = 0; attempt < CLAIM_MAX_TRIES && c->o.ledger != NULL; attempt++) {
+    if (c->o.ledger != NULL) {
         bdy_world_ref ref;
         int rc = bdy_fleet_claim_take(c->o.fleet, cr.ns, cr.pool, cr.selectors, cr.nselectors, &ref,
                                       &answer_world);
-        if (rc != 0)
-            break;
-        rc = ledger_claim(c, &ref, id, &cr, idem_key, hash, answer_world.data, &answer);
-        bdy_fleet_claim_done(c->o.fleet, &ref, rc == 0, rc == BDY_ECONFLICT);
-        if (rc == BDY_ECONFLICT)
-            continue; /* the ledger says another claim holds it: the next one */
-        if (rc != 0) {
-            bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
-                           RETRY_AFTER_S);
+        if (rc == 0) {
+            /* Answered by the ledger's committer once the row is durable:
+             * no worker thread sleeps on the commit. */
+            warm_job *job =
+                warm_job_new(c, &ref, id, &cr, idem_key, hash, idem_pending, answer_world.data, t0);
+            if (job != NULL)
+                job->d = bdy_http_defer(req);
+            rc = job == NULL || job->d == NULL
+                     ? BDY_ENOMEM
+                     : bdy_ledger_add_async(c->o.ledger, &job->row, warm_done, job);
+            if (rc == 0)
+                goto out; /* the job owns the claim now */
+            bdy_fleet_claim_done(c->o.fleet, &ref, false, false);
             count_result(c, cr.pool, "warm", "error", 0);
             idem_finish(c, idem_pending, NULL);
+            if (job != NULL && job->d != NULL) {
+                bdy_http_error(bdy_http_deferred_response(job->d), 503, "Unavailable",
+                               "the claim could not be made durable", RETRY_AFTER_S);
+                bdy_http_deferred_finish(job->d);
+            } else {
+                bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
+                               RETRY_AFTER_S);
+            }
+            warm_job_free(job);
             goto out;
         }
-        pthread_mutex_lock(&c->lock);
-        alloc_entry *e = id_find(c, id, true);
-        if (e != NULL) {
-            snprintf(e->ns, sizeof(e->ns), "%s", ref.ns);
-            snprintf(e->world, sizeof(e->world), "%s", ref.name);
-            e->released = false;
-        }
-        held_set(c, ref.ns, ref.name, id);
-        materialize_later(c, id);
-        pthread_mutex_unlock(&c->lock);
-        idem_finish(c, idem_pending, id);
-        if (c->rec != NULL)
-            bdy_reconciler_enqueue_pool(c->rec, ref.ns, ref.pool); /* refill */
-        resp->status = 201;
-        bdy_buf_append(&resp->body, answer.data, answer.len);
-        set_location(resp, id);
-        stats_count(c, cr.ns, cr.pool, true);
-        count_result(c, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
-        goto out;
     }
     for (int attempt = 0; attempt < CLAIM_MAX_TRIES && c->o.ledger == NULL; attempt++) {
         /* Without a ledger (Kubernetes mode) the claim is the world's status
@@ -1326,7 +1433,6 @@ out:
     bdy_claim_request_free(&cr);
     json_object_put(world);
     bdy_buf_free(&answer_world);
-    bdy_buf_free(&answer);
 }
 
 /* Finishes one cold claim whose world is Ready (cold-claim thread). */

@@ -2,6 +2,7 @@
  * commit on one write connection, a separate connection for reads. */
 #include "bindery/ledger.h"
 
+#include "bindery/hmap.h"
 #include "bindery/log.h"
 
 #include <errno.h>
@@ -15,23 +16,44 @@
 #include <time.h>
 
 #define LEDGER_FILE "claims.db"
-#define LEDGER_SCHEMA_VERSION "1"
+#define LEDGER_SCHEMA_VERSION "2"
+#define LEDGER_MIN_BUCKETS 1024
 #define LEDGER_BUSY_MS 5000
 /* Checkpoints run in their own thread, off the commit path, this often. */
 #define LEDGER_CHECKPOINT_MS 500
 
 typedef enum op_kind { OP_ADD, OP_REMOVE } op_kind;
 
-/* A queued write; lives on its caller's stack until done. */
+/* A live row as the committer knows it. Uniqueness of ids and worlds is
+ * checked here, in memory, not by SQLite indexes: ids and uids are random,
+ * so an index on either would dirty a different page for every claim and a
+ * batch of n claims would write some 2n pages instead of a few. The table
+ * itself is keyed by an increasing rowid, so a batch appends. */
+typedef struct live_row {
+    bdy_hnode by_id; /* first: node.key = id */
+    bdy_hnode by_uid;
+    int64_t rowid; /* 0 until inserted */
+    bool removing; /* a remove of it is in the current batch */
+    char *id;      /* into the same allocation */
+    char *uid;
+} live_row;
+
+static live_row *row_of_uid(bdy_hnode *n)
+{
+    return n ? (live_row *)(void *)((char *)n - offsetof(live_row, by_uid)) : NULL;
+}
+
+/* A queued write: on its caller's stack (sync) or the heap (async). */
 typedef struct ledger_op {
     struct ledger_op *next;
     op_kind kind;
     const bdy_ledger_claim *claim; /* OP_ADD */
     const char *id;                /* OP_REMOVE */
     int rc;
-    bool done;     /* committed (or failed); rc is final */
-    bool promoted; /* woken to lead the next batch */
-    sem_t wake;
+    live_row *row;         /* the row it added or removes, while the batch runs */
+    bdy_ledger_done_cb cb; /* async: called on the committer, then the op is freed */
+    void *cb_data;
+    sem_t *wake; /* sync: posted once rc is final */
 } ledger_op;
 
 struct bdy_ledger {
@@ -43,11 +65,20 @@ struct bdy_ledger {
     sqlite3_stmt *st_insert;
     sqlite3_stmt *st_delete;
 
-    pthread_mutex_t q_lock; /* queue, leading, count */
+    /* The committer thread owns wdb; callers queue ops for it. */
+    pthread_mutex_t q_lock; /* head, tail, count, stopping */
+    pthread_cond_t q_nonempty;
     ledger_op *head;
     ledger_op *tail;
-    bool leading; /* a caller is committing a batch */
-    size_t count;
+    bool stopping;
+
+    /* Live rows by id and by world uid. The committer changes them (under
+     * map_lock); readers look rowids up under map_lock. */
+    pthread_mutex_t map_lock;
+    bdy_hmap by_id;
+    bdy_hmap by_uid;
+    pthread_t committer;
+    bool committer_started;
 
     pthread_mutex_t r_lock; /* rdb and its statements */
     sqlite3 *rdb;
@@ -67,6 +98,8 @@ static const char *const COLUMNS =
     "id, ns, world, world_uid, pool, claimant, source, claimed_at, idem_key, request_hash, "
     "labels, annotations, answer";
 #define NCOLUMNS 13
+
+static void *committer_main(void *arg);
 
 static int sql_fail(sqlite3 *db, bdy_errbuf *eb, const char *path)
 {
@@ -109,8 +142,8 @@ static int init_schema(bdy_ledger *l, bdy_errbuf *eb)
         "INSERT OR IGNORE INTO meta VALUES ('schema', '" LEDGER_SCHEMA_VERSION "');"
         "CREATE TABLE IF NOT EXISTS claims ("
         " seq INTEGER PRIMARY KEY," /* rowid: claim order, no sequence table to write */
-        " id TEXT NOT NULL UNIQUE, ns TEXT NOT NULL, world TEXT NOT NULL,"
-        " world_uid TEXT NOT NULL UNIQUE, pool TEXT NOT NULL, claimant TEXT NOT NULL,"
+        " id TEXT NOT NULL, ns TEXT NOT NULL, world TEXT NOT NULL,"
+        " world_uid TEXT NOT NULL, pool TEXT NOT NULL, claimant TEXT NOT NULL,"
         " source TEXT NOT NULL, claimed_at TEXT NOT NULL, idem_key TEXT, request_hash TEXT,"
         " labels TEXT, annotations TEXT, answer TEXT NOT NULL);";
     if (sqlite3_exec(l->wdb, ddl, NULL, NULL, NULL) != SQLITE_OK)
@@ -123,6 +156,85 @@ static int init_schema(bdy_ledger *l, bdy_errbuf *eb)
     if (v == NULL || strcmp(v, LEDGER_SCHEMA_VERSION) != 0)
         rc = bdy_fail(eb, BDY_ECORRUPT, "claim ledger %s has schema version %s, expected %s",
                       l->path, v ? v : "(none)", LEDGER_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A new row record (not yet in the maps). */
+static live_row *row_new(const char *id, const char *uid, int64_t rowid)
+{
+    size_t il = strlen(id) + 1;
+    size_t ul = strlen(uid) + 1;
+    live_row *r = calloc(1, sizeof(*r) + il + ul);
+    if (r == NULL)
+        return NULL;
+    r->id = (char *)(r + 1);
+    r->uid = r->id + il;
+    memcpy(r->id, id, il);
+    memcpy(r->uid, uid, ul);
+    r->rowid = rowid;
+    r->by_id.key = r->id;
+    r->by_id.hash = bdy_hash_str(r->id);
+    r->by_uid.key = r->uid;
+    r->by_uid.hash = bdy_hash_str(r->uid);
+    return r;
+}
+
+/* Under map_lock. */
+static void row_link(bdy_ledger *l, live_row *r)
+{
+    bdy_hmap_insert(&l->by_id, &r->by_id);
+    bdy_hmap_insert(&l->by_uid, &r->by_uid);
+}
+
+/* Under map_lock; frees r. */
+static void row_unlink(bdy_ledger *l, live_row *r)
+{
+    bdy_hmap_remove(&l->by_id, &r->by_id);
+    bdy_hmap_remove(&l->by_uid, &r->by_uid);
+    free(r);
+}
+
+static live_row *find_id(bdy_ledger *l, const char *id)
+{
+    return (live_row *)bdy_hmap_find(&l->by_id, id, bdy_hash_str(id));
+}
+
+static live_row *find_uid(bdy_ledger *l, const char *uid)
+{
+    return row_of_uid(bdy_hmap_find(&l->by_uid, uid, bdy_hash_str(uid)));
+}
+
+/* Reads every row's id, uid and rowid into the maps (open). A file with
+ * two live rows for one id or one world is refused: it was not written by
+ * this code. */
+static int load_rows(bdy_ledger *l, bdy_errbuf *eb)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(l->rdb, "SELECT seq, id, world_uid FROM claims", &st, l->path, eb);
+    if (rc != 0)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        const char *uid = (const char *)sqlite3_column_text(st, 2);
+        if (id == NULL || uid == NULL || find_id(l, id) != NULL || find_uid(l, uid) != NULL) {
+            rc = bdy_fail(eb, BDY_ECORRUPT,
+                          "claim ledger %s is inconsistent: row %lld repeats "
+                          "a claim or a world",
+                          l->path, (long long)sqlite3_column_int64(st, 0));
+            goto out;
+        }
+        live_row *r = row_new(id, uid, sqlite3_column_int64(st, 0));
+        if (r == NULL) {
+            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+            goto out;
+        }
+        row_link(l, r);
+    }
+    if (step != SQLITE_DONE)
+        rc = sql_fail(l->rdb, eb, l->path);
+out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -163,6 +275,13 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     pthread_mutex_init(&l->q_lock, NULL);
     pthread_mutex_init(&l->r_lock, NULL);
+    pthread_mutex_init(&l->map_lock, NULL);
+    pthread_cond_init(&l->q_nonempty, NULL);
+    if (bdy_hmap_init(&l->by_id, LEDGER_MIN_BUCKETS) != 0 ||
+        bdy_hmap_init(&l->by_uid, LEDGER_MIN_BUCKETS) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
     pthread_mutex_init(&l->ckpt_lock, NULL);
     pthread_cond_init(&l->ckpt_wake, NULL);
     if (asprintf(&l->path, "%s/%s", dir && dir[0] ? dir : ".", LEDGER_FILE) < 0) {
@@ -179,7 +298,7 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
         (rc = prepare(l->wdb, "COMMIT", &l->st_commit, l->path, eb)) != 0 ||
         (rc = prepare(l->wdb, "ROLLBACK", &l->st_rollback, l->path, eb)) != 0 ||
         (rc = prepare(l->wdb, sql, &l->st_insert, l->path, eb)) != 0 ||
-        (rc = prepare(l->wdb, "DELETE FROM claims WHERE id=?", &l->st_delete, l->path, eb)) != 0)
+        (rc = prepare(l->wdb, "DELETE FROM claims WHERE seq=?", &l->st_delete, l->path, eb)) != 0)
         goto out;
     /* A read-only file opens fine and fails at the first write: find out now. */
     if (sqlite3_exec(l->wdb, "BEGIN IMMEDIATE; COMMIT;", NULL, NULL, NULL) != SQLITE_OK) {
@@ -188,15 +307,11 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     }
     if ((rc = open_conn(l->path, &l->rdb, eb)) != 0)
         goto out;
-    snprintf(sql, sizeof(sql), "SELECT %s FROM claims WHERE id=?", COLUMNS);
+    snprintf(sql, sizeof(sql), "SELECT %s FROM claims WHERE seq=?", COLUMNS);
     if ((rc = prepare(l->rdb, sql, &l->st_get, l->path, eb)) != 0)
         goto out;
-    sqlite3_stmt *st = NULL;
-    if ((rc = prepare(l->rdb, "SELECT count(*) FROM claims", &st, l->path, eb)) != 0)
+    if ((rc = load_rows(l, eb)) != 0)
         goto out;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        l->count = (size_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
     sqlite3_wal_autocheckpoint(l->wdb, 0);
     if ((rc = open_conn(l->path, &l->cdb, eb)) != 0)
         goto out;
@@ -205,6 +320,11 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
         goto out;
     }
     l->ckpt_started = true;
+    if (pthread_create(&l->committer, NULL, committer_main, l) != 0) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "cannot start the claim ledger's committer");
+        goto out;
+    }
+    l->committer_started = true;
     *out = l;
     l = NULL;
 out:
@@ -216,6 +336,14 @@ void bdy_ledger_close(bdy_ledger *l)
 {
     if (l == NULL)
         return;
+    if (l->committer_started) {
+        /* The committer drains what is queued before it exits. */
+        pthread_mutex_lock(&l->q_lock);
+        l->stopping = true;
+        pthread_cond_signal(&l->q_nonempty);
+        pthread_mutex_unlock(&l->q_lock);
+        pthread_join(l->committer, NULL);
+    }
     if (l->ckpt_started) {
         pthread_mutex_lock(&l->ckpt_lock);
         l->ckpt_stop = true;
@@ -234,6 +362,16 @@ void bdy_ledger_close(bdy_ledger *l)
     sqlite3_close(l->rdb);
     pthread_mutex_destroy(&l->q_lock);
     pthread_mutex_destroy(&l->r_lock);
+    if (l->by_id.buckets != NULL) {
+        BDY_HMAP_FOREACH(&l->by_id, n)
+        {
+            free(n);
+        }
+    }
+    bdy_hmap_destroy(&l->by_id);
+    bdy_hmap_destroy(&l->by_uid);
+    pthread_mutex_destroy(&l->map_lock);
+    pthread_cond_destroy(&l->q_nonempty);
     pthread_mutex_destroy(&l->ckpt_lock);
     pthread_cond_destroy(&l->ckpt_wake);
     free(l->path);
@@ -257,94 +395,106 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-/* Runs one op inside the open transaction. A constraint failure undoes
- * only this statement, so the batch goes on. Leader only. */
+/* Runs one op inside the open transaction, checking uniqueness in the
+ * maps (later ops of the same batch see earlier ones). Committer only. */
 static int apply_op(bdy_ledger *l, ledger_op *op)
 {
-    sqlite3_stmt *st;
-    if (op->kind == OP_ADD) {
-        const bdy_ledger_claim *c = op->claim;
-        st = l->st_insert;
-        const char *v[NCOLUMNS] = {c->id,           c->ns,          c->world,
-                                   c->world_uid,    c->pool,        c->claimant,
-                                   c->source,       c->claimed_at,  c->idem_key,
-                                   c->request_hash, c->labels_json, c->annotations_json,
-                                   c->answer_json};
-        for (int i = 0; i < NCOLUMNS; i++)
-            bind_opt(st, i + 1, v[i]);
-    } else {
-        st = l->st_delete;
-        sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC);
+    op->row = NULL;
+    if (op->kind == OP_REMOVE) {
+        live_row *r = find_id(l, op->id);
+        if (r == NULL || r->removing)
+            return BDY_ENOTFOUND;
+        sqlite3_bind_int64(l->st_delete, 1, r->rowid);
+        int step = sqlite3_step(l->st_delete);
+        sqlite3_reset(l->st_delete);
+        if (step != SQLITE_DONE)
+            goto io;
+        r->removing = true;
+        op->row = r;
+        return 0;
     }
-    int step = sqlite3_step(st);
-    int ext = sqlite3_extended_errcode(l->wdb);
-    int changes = sqlite3_changes(l->wdb);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (step == SQLITE_DONE)
-        return op->kind == OP_REMOVE && changes == 0 ? BDY_ENOTFOUND : 0;
-    if ((ext & 0xff) == SQLITE_CONSTRAINT) {
-        /* Which UNIQUE failed: the id (a retried id) or the world. */
-        const char *msg = sqlite3_errmsg(l->wdb);
-        return strstr(msg, "claims.id") != NULL ? BDY_EEXISTS : BDY_ECONFLICT;
+    const bdy_ledger_claim *c = op->claim;
+    if (find_id(l, c->id) != NULL)
+        return BDY_EEXISTS;
+    live_row *held = find_uid(l, c->world_uid);
+    if (held != NULL && !held->removing)
+        return BDY_ECONFLICT;
+    if (held != NULL)
+        return BDY_EBUSY; /* released in this very batch: retry after it */
+    live_row *r = row_new(c->id, c->world_uid, 0);
+    if (r == NULL)
+        return BDY_ENOMEM;
+    const char *v[NCOLUMNS] = {c->id,         c->ns,           c->world,       c->world_uid,
+                               c->pool,       c->claimant,     c->source,      c->claimed_at,
+                               c->idem_key,   c->request_hash, c->labels_json, c->annotations_json,
+                               c->answer_json};
+    for (int i = 0; i < NCOLUMNS; i++)
+        bind_opt(l->st_insert, i + 1, v[i]);
+    int step = sqlite3_step(l->st_insert);
+    sqlite3_reset(l->st_insert);
+    sqlite3_clear_bindings(l->st_insert);
+    if (step != SQLITE_DONE) {
+        free(r);
+        goto io;
     }
+    r->rowid = sqlite3_last_insert_rowid(l->wdb);
+    pthread_mutex_lock(&l->map_lock);
+    row_link(l, r);
+    pthread_mutex_unlock(&l->map_lock);
+    op->row = r;
+    return 0;
+io:
     bdy_warn("ledger", "%s: %s", l->path, sqlite3_errmsg(l->wdb));
     return BDY_EIO;
 }
 
-/* Commits batch (a list of ops) in one transaction and sets every op's rc.
- * Leader only: the write connection is used by one thread at a time. */
-static void commit_batch(bdy_ledger *l, ledger_op *batch, long *delta)
+/* Commits batch (a list of ops) in one transaction and sets every op's rc;
+ * on failure the maps are put back as they were. Committer only: the write
+ * connection belongs to that thread. */
+static void commit_batch(bdy_ledger *l, ledger_op *batch)
 {
-    *delta = 0;
-    if (step_done(l->st_begin) != SQLITE_DONE) {
+    bool ok = step_done(l->st_begin) == SQLITE_DONE;
+    if (!ok)
         bdy_warn("ledger", "%s: cannot begin: %s", l->path, sqlite3_errmsg(l->wdb));
-        for (ledger_op *op = batch; op != NULL; op = op->next)
-            op->rc = BDY_EIO;
-        return;
-    }
-    for (ledger_op *op = batch; op != NULL; op = op->next)
+    for (ledger_op *op = batch; op != NULL && ok; op = op->next)
         op->rc = apply_op(l, op);
-    if (step_done(l->st_commit) != SQLITE_DONE) {
+    if (ok && step_done(l->st_commit) != SQLITE_DONE) {
         bdy_warn("ledger", "%s: commit failed: %s", l->path, sqlite3_errmsg(l->wdb));
         step_done(l->st_rollback);
-        for (ledger_op *op = batch; op != NULL; op = op->next)
-            op->rc = BDY_EIO;
-        return;
+        ok = false;
     }
+    pthread_mutex_lock(&l->map_lock);
     for (ledger_op *op = batch; op != NULL; op = op->next) {
-        if (op->rc == 0)
-            *delta += op->kind == OP_ADD ? 1 : -1;
+        live_row *r = op->row;
+        op->row = NULL;
+        if (!ok)
+            op->rc = BDY_EIO;
+        if (r == NULL)
+            continue;
+        if (op->kind == OP_ADD && !ok)
+            row_unlink(l, r);
+        else if (op->kind == OP_REMOVE && ok)
+            row_unlink(l, r);
+        else
+            r->removing = false;
     }
+    pthread_mutex_unlock(&l->map_lock);
 }
 
-/* Queues op and returns once it is committed. The caller that finds no
- * leader leads: it commits batches until its own op is done, then hands
- * the lead to the first op still queued, whose owner wakes up as leader. */
-static int submit(bdy_ledger *l, ledger_op *op)
+/* The committer: takes everything queued (up to BDY_LEDGER_MAX_BATCH),
+ * commits it in one transaction, reports every op, and sleeps when the
+ * queue is empty. One thread, one wake-up per batch: callers are woken (sync)
+ * or called back (async) only once their op is final. */
+static void *committer_main(void *arg)
 {
-    op->next = NULL;
-    op->done = false;
-    op->rc = 0;
-    if (sem_init(&op->wake, 0, 0) != 0)
-        return BDY_ENOMEM;
+    bdy_ledger *l = arg;
+    pthread_setname_np(pthread_self(), "bdy-ledger");
     pthread_mutex_lock(&l->q_lock);
-    if (l->tail != NULL)
-        l->tail->next = op;
-    else
-        l->head = op;
-    l->tail = op;
-    bool lead = !l->leading;
-    l->leading = true;
-    pthread_mutex_unlock(&l->q_lock);
-    if (!lead) {
-        /* Woken either with op done by a leader, or to lead. */
-        while (sem_wait(&op->wake) != 0 && errno == EINTR)
-            ;
-    }
-    while (!op->done) {
-        /* Leading: only the leader takes from the queue. */
-        pthread_mutex_lock(&l->q_lock);
+    for (;;) {
+        while (l->head == NULL && !l->stopping)
+            pthread_cond_wait(&l->q_nonempty, &l->q_lock);
+        if (l->head == NULL)
+            break; /* stopping, and nothing left */
         ledger_op *batch = l->head;
         ledger_op *last = batch;
         for (size_t n = 1; n < BDY_LEDGER_MAX_BATCH && last->next != NULL; n++)
@@ -355,39 +505,89 @@ static int submit(bdy_ledger *l, ledger_op *op)
         last->next = NULL;
         pthread_mutex_unlock(&l->q_lock);
 
-        long delta = 0;
-        commit_batch(l, batch, &delta);
+        commit_batch(l, batch);
 
-        /* Wake the batch. An op may not be touched after its post: its
-         * owner returns and its stack frame is gone. */
-        for (ledger_op *b = batch; b != NULL;) {
-            ledger_op *nb = b->next;
-            b->done = true;
-            if (b != op)
-                sem_post(&b->wake);
-            b = nb;
+        /* An op may not be touched after it is reported: a sync caller
+         * returns and its stack frame is gone. */
+        for (ledger_op *op = batch; op != NULL;) {
+            ledger_op *next = op->next;
+            if (op->cb != NULL) {
+                op->cb(op->cb_data, op->rc);
+                free(op);
+            } else {
+                sem_post(op->wake);
+            }
+            op = next;
         }
         pthread_mutex_lock(&l->q_lock);
-        l->count = (size_t)((long)l->count + delta);
-        ledger_op *next_leader = op->done ? l->head : NULL;
-        if (op->done && next_leader == NULL)
-            l->leading = false;
-        pthread_mutex_unlock(&l->q_lock);
-        if (next_leader != NULL)
-            sem_post(&next_leader->wake); /* it finds itself not done: it leads */
     }
-    sem_destroy(&op->wake);
-    return op->rc;
+    pthread_mutex_unlock(&l->q_lock);
+    return NULL;
+}
+
+static int enqueue(bdy_ledger *l, ledger_op *op)
+{
+    op->next = NULL;
+    pthread_mutex_lock(&l->q_lock);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->q_lock);
+        return BDY_ESHUTDOWN;
+    }
+    if (l->tail != NULL)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    pthread_cond_signal(&l->q_nonempty);
+    pthread_mutex_unlock(&l->q_lock);
+    return 0;
+}
+
+/* Queues op and waits until it is committed (or failed). */
+static int submit_sync(bdy_ledger *l, ledger_op *op)
+{
+    sem_t wake;
+    if (sem_init(&wake, 0, 0) != 0)
+        return BDY_ENOMEM;
+    op->wake = &wake;
+    int rc = enqueue(l, op);
+    if (rc == 0) {
+        while (sem_wait(&wake) != 0 && errno == EINTR)
+            ;
+        rc = op->rc;
+    }
+    sem_destroy(&wake);
+    return rc;
+}
+
+static bool claim_complete(const bdy_ledger_claim *c)
+{
+    return c != NULL && c->id != NULL && c->ns != NULL && c->world != NULL &&
+           c->world_uid != NULL && c->pool != NULL && c->claimant != NULL && c->source != NULL &&
+           c->claimed_at != NULL && c->answer_json != NULL;
 }
 
 int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c)
 {
-    if (c == NULL || c->id == NULL || c->ns == NULL || c->world == NULL || c->world_uid == NULL ||
-        c->pool == NULL || c->claimant == NULL || c->source == NULL || c->claimed_at == NULL ||
-        c->answer_json == NULL)
+    if (!claim_complete(c))
         return BDY_EINVAL;
     ledger_op op = {.kind = OP_ADD, .claim = c};
-    return submit(l, &op);
+    return submit_sync(l, &op);
+}
+
+int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_done_cb cb,
+                         void *data)
+{
+    if (!claim_complete(c) || cb == NULL)
+        return BDY_EINVAL;
+    ledger_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return BDY_ENOMEM;
+    *op = (ledger_op){.kind = OP_ADD, .claim = c, .cb = cb, .cb_data = data};
+    int rc = enqueue(l, op);
+    if (rc != 0)
+        free(op);
+    return rc;
 }
 
 int bdy_ledger_remove(bdy_ledger *l, const char *id)
@@ -395,14 +595,14 @@ int bdy_ledger_remove(bdy_ledger *l, const char *id)
     if (id == NULL)
         return BDY_EINVAL;
     ledger_op op = {.kind = OP_REMOVE, .id = id};
-    return submit(l, &op);
+    return submit_sync(l, &op);
 }
 
 size_t bdy_ledger_count(bdy_ledger *l)
 {
-    pthread_mutex_lock(&l->q_lock);
-    size_t n = l->count;
-    pthread_mutex_unlock(&l->q_lock);
+    pthread_mutex_lock(&l->map_lock);
+    size_t n = l->by_id.count;
+    pthread_mutex_unlock(&l->map_lock);
     return n;
 }
 
@@ -457,8 +657,14 @@ static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out)
 {
     int rc = BDY_ENOTFOUND;
+    pthread_mutex_lock(&l->map_lock);
+    live_row *row = find_id(l, id);
+    int64_t rowid = row != NULL ? row->rowid : 0;
+    pthread_mutex_unlock(&l->map_lock);
+    if (rowid == 0)
+        return BDY_ENOTFOUND;
     pthread_mutex_lock(&l->r_lock);
-    sqlite3_bind_text(l->st_get, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(l->st_get, 1, rowid);
     int step = sqlite3_step(l->st_get);
     if (step == SQLITE_ROW) {
         *out = record_from_row(l->st_get);

@@ -11,17 +11,18 @@
  * the world's status afterwards, off the claim path (it can always redo
  * that from the row, so a crash in between loses nothing).
  *
- * Writes are group-committed by leader/follower: the first caller to find
- * the ledger idle commits everything queued by then in one transaction, the
- * others sleep until their batch is committed; when the leader finishes it
- * hands the lead to the first caller still queued. A lone claim pays one
- * transaction and no thread hand-off; a burst pays one fsync per batch.
+ * Writes are group-committed by one committer thread: it takes everything
+ * queued, commits it in one transaction (one fsync), then reports each
+ * write. Claims use the asynchronous form, so no HTTP worker thread sleeps
+ * on a commit: the committer's callback answers the suspended request. A
+ * burst pays one fsync and one wake-up per batch, not per claim.
  *
  * One world has at most one live row (UNIQUE world_uid), so a world can
  * never be held by two claims, whatever the in-memory index believes.
  *
  * Thread-safety: every function may be called from any thread;
- * bdy_ledger_close() only when no other call is running.
+ * bdy_ledger_close() only when no other call is running (it commits what
+ * is still queued, callbacks included, before it returns).
  */
 #ifndef BINDERY_LEDGER_H
 #define BINDERY_LEDGER_H
@@ -61,6 +62,15 @@ void bdy_ledger_close(bdy_ledger *l);
  * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id
  * is taken; BDY_EIO: the commit failed (nothing was recorded). */
 int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
+
+/* The same, without waiting: cb(data, rc) runs on the committer thread once
+ * the row is committed (rc 0) or refused (rc as above); it must be quick
+ * and must not call back into the ledger synchronously. c and the strings
+ * it points to must stay valid until cb has been called. Returns
+ * BDY_EINVAL, BDY_ENOMEM or BDY_ESHUTDOWN (cb is then never called). */
+typedef void (*bdy_ledger_done_cb)(void *data, int rc);
+int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_done_cb cb,
+                         void *data);
 
 /* Deletes a claim's row durably (the claim was released and its release
  * record is durable elsewhere). BDY_ENOTFOUND when there was none. */

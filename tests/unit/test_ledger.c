@@ -180,6 +180,58 @@ static void test_concurrent_group_commit(void **state)
     rm_rf(dir);
 }
 
+typedef struct async_result {
+    pthread_mutex_t lock;
+    int ok;
+    int conflicts;
+    int calls;
+} async_result;
+
+static void async_done(void *data, int rc)
+{
+    async_result *r = data;
+    pthread_mutex_lock(&r->lock);
+    r->calls++;
+    if (rc == 0)
+        r->ok++;
+    else if (rc == BDY_ECONFLICT)
+        r->conflicts++;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Asynchronous adds are all reported, once each, by the time close()
+ * returns; a world claimed twice in one batch is refused the second time. */
+static void test_async_adds(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    enum { N = 300 };
+    static char ids[N][32];
+    static char worlds[N][32];
+    static bdy_ledger_claim claims[N];
+    async_result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "alc-async-%d", i);
+        /* Worlds 0 and 1 are the same world: one must lose. */
+        snprintf(worlds[i], sizeof(worlds[i]), "w-%d", i == 1 ? 0 : i);
+        claims[i] = claim(ids[i], worlds[i], worlds[i]);
+        assert_int_equal(bdy_ledger_add_async(l, &claims[i], async_done, &res), 0);
+    }
+    bdy_ledger_claim bad = claim("alc-x", "w-x", NULL);
+    assert_int_equal(bdy_ledger_add_async(l, &bad, async_done, &res), BDY_EINVAL);
+    assert_int_equal(bdy_ledger_add_async(l, &claims[0], NULL, NULL), BDY_EINVAL);
+    bdy_ledger_close(l);
+    assert_int_equal(res.calls, N);
+    assert_int_equal(res.ok, N - 1);
+    assert_int_equal(res.conflicts, 1);
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), (size_t)(N - 1));
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -213,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_get_remove_persist),
         cmocka_unit_test(test_concurrent_group_commit),
+        cmocka_unit_test(test_async_adds),
         cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
