@@ -114,6 +114,11 @@ json_object *bdy__kube_status_from_error(int rc, const bdy_errbuf *eb,
     json_object *s = bdy__kube_status(c, reason, msg);
     if (s == NULL)
         return NULL;
+    /* A missing namespace is about the namespace, not the object. */
+    if (rc == BDY_ENOTFOUND && eb != NULL && strncmp(eb->message, "namespaces \"", 12) == 0)
+        info = NULL;
+    if (c == 400 && (eb == NULL || eb->ncauses == 0))
+        info = NULL;
     if (info != NULL || (eb != NULL && eb->ncauses > 0)) {
         json_object *d = json_object_new_object();
         if (name != NULL && name[0])
