@@ -33,6 +33,8 @@
 #define MAX_WARNING_LEN 240u
 /* How long stop() waits for watch threads (each notices within a second). */
 #define STOP_WAIT_MS 5000
+/* A kubeconfig is a few hundred bytes; this is its cap. */
+#define KUBECONFIG_MAX ((size_t)64 * 1024)
 
 /* ---- Status ------------------------------------------------------------------- */
 
@@ -986,7 +988,7 @@ int bdy_kubeconfig_write(const char *path, const char *server_url, const char *t
     int fd = -1;
     bdy_buf b;
     char tmp[PATH_MAX + 16];
-    bdy_buf_init(&b, 64 * 1024);
+    bdy_buf_init(&b, KUBECONFIG_MAX);
     if ((rc = bdy_kubeconfig_render(server_url, token_file, &b)) != 0) {
         rc = bdy_fail(eb, rc, "kubeconfig: cannot render");
         goto out;

@@ -73,14 +73,10 @@ int bdy_kube_parse_path(const char *path, bdy_kube_path *out)
     size_t rest = n - i;
     /* namespaces/<ns>/<resource>...; but namespaces/<name> and
      * namespaces/<name>/status address the Namespace itself. */
-    bool core_ns = out->group[0] == '\0' && rest >= 1 && lens[i] == 10 &&
-                   strncmp(segs[i], "namespaces", 10) == 0;
-    if (core_ns && rest >= 3 &&
-        !(rest == 3 && lens[i + 2] == 6 && strncmp(segs[i + 2], "status", 6) == 0)) {
-        if (!copy_segment(out->ns, sizeof(out->ns), segs[i + 1], lens[i + 1]))
-            return BDY_ENOTFOUND;
-        i += 2;
-    } else if (!core_ns && rest >= 3 && lens[i] == 10 && strncmp(segs[i], "namespaces", 10) == 0) {
+    bool ns_prefix = rest >= 3 && lens[i] == 10 && strncmp(segs[i], "namespaces", 10) == 0;
+    bool namespace_status = out->group[0] == '\0' && rest == 3 && lens[i + 2] == 6 &&
+                            strncmp(segs[i + 2], "status", 6) == 0;
+    if (ns_prefix && !namespace_status) {
         if (!copy_segment(out->ns, sizeof(out->ns), segs[i + 1], lens[i + 1]))
             return BDY_ENOTFOUND;
         i += 2;

@@ -135,11 +135,11 @@ void bdy__kube_human_duration(double seconds, char *out, size_t cap)
         snprintf(out, cap, minutes % 60 ? "%lldh%lldm" : "%lldh", hours, minutes % 60);
     else if (hours < 48)
         snprintf(out, cap, "%lldh", hours);
-    else if (hours < 24 * 8)
+    else if (hours < 24LL * 8)
         snprintf(out, cap, hours % 24 ? "%lldd%lldh" : "%lldd", days, hours % 24);
-    else if (hours < 24 * 365 * 2)
+    else if (hours < 24LL * 365 * 2)
         snprintf(out, cap, "%lldd", days);
-    else if (hours < 24 * 365 * 8)
+    else if (hours < 24LL * 365 * 8)
         snprintf(out, cap, days % 365 ? "%lldy%lldd" : "%lldy", days / 365, days % 365);
     else
         snprintf(out, cap, "%lldy", days / 365);

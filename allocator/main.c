@@ -567,7 +567,7 @@ static int print_kubeconfig(const char *config_path, const char *data, const cha
     bdy_buf b;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    bdy_buf_init(&b, 64 * 1024);
+    bdy_buf_init(&b, (size_t)64 * 1024);
     int rc = bdy_config_load(config_path, &cfg, &eb);
     if (rc == 0 && data != NULL)
         rc = bdy_config_override_data_dir(cfg, data, &eb);
@@ -578,7 +578,7 @@ static int print_kubeconfig(const char *config_path, const char *data, const cha
     char path[PATH_MAX];
     bdy_kubeconfig_path(cfg->data_dir, path, sizeof(path));
     size_t len = 0;
-    rc = bdy_read_file(path, 64 * 1024, &text, &len);
+    rc = bdy_read_file(path, (size_t)64 * 1024, &text, &len);
     if (rc != 0) {
         fprintf(stderr, "%s: %s (bindery writes it when it starts with this config)\n", path,
                 bdy_strerror(rc));
