@@ -38,6 +38,7 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -125,6 +126,7 @@ struct bdy_http_server {
     pthread_mutex_t defer_lock;
     bdy_http_deferred *deferred_head;
     bool defer_closed;
+    bdy_http_stream *stream_head; /* open streams, also guarded by defer_lock */
 };
 
 /* Per-request state, created on MHD's first call and freed in completed_cb. */
@@ -144,6 +146,7 @@ struct conn {
     uint64_t start_ns;
     bool in_handler;             /* the route's handler is running: it may defer */
     bdy_http_deferred *deferred; /* set by bdy_http_defer(); the connection's reference */
+    bdy_http_stream *stream;     /* set by bdy_http_stream_begin(); handed to MHD's response */
     bdy_http_request req;
     bdy_http_response resp;
 };
@@ -192,6 +195,34 @@ struct bdy_http_deferred {
     bdy_buf body; /* the connection's body buffer, moved here */
     bdy_http_request req;
     bdy_http_response resp; /* the owner's answer; untouched by the server until finish() */
+};
+
+/* A streaming answer. Two references: the connection's, held by the MHD
+ * response and dropped in stream_free_cb when MHD is done with it (or when
+ * the response could not be made), and the producer's, dropped by
+ * bdy_http_stream_end(). The last one frees.
+ *
+ * The connection is suspended only by stream_read_cb (the one place MHD
+ * allows it for a response) when nothing is pending, and resumed, exactly
+ * once, by whoever sets suspended back to false under the lock: a write,
+ * end(), open() finding the client gone, or stop(). mhd is valid while
+ * attached is true; attached turns false only in stream_free_cb, which MHD
+ * never calls for a suspended connection. */
+struct bdy_http_stream {
+    pthread_mutex_t lock;
+    unsigned refs;
+    bool suspended; /* the connection sleeps until there is something to send */
+    bool ended;     /* the producer is done: send what is pending, then finish */
+    bool closed;    /* client gone or server stopping: writes fail, the body ends */
+    bool attached;  /* an MHD response refers to us; mhd is valid */
+    struct MHD_Connection *mhd;
+    unsigned status;
+    const char *content_type;
+    bdy_buf pending; /* bytes not yet handed to MHD, from off on */
+    size_t off;
+    bdy_http_server *s;
+    bdy_http_stream *prev, *next; /* in s->stream_head; guarded by s->defer_lock */
+    bool listed;
 };
 
 /* ---- responses ------------------------------------------------------- */
@@ -868,7 +899,7 @@ bdy_http_deferred *bdy_http_defer(const bdy_http_request *req)
         return NULL;
     }
     struct conn *c = req->internal;
-    if (req != &c->req || !c->in_handler || c->deferred != NULL) {
+    if (req != &c->req || !c->in_handler || c->deferred != NULL || c->stream != NULL) {
         bdy_error("http", "%s %s: bdy_http_defer called outside its handler or twice",
                   c->req.method, c->req.path);
         return NULL;
@@ -1075,6 +1106,231 @@ static void close_deferred(bdy_http_server *s)
         bdy_info("http", "answering %u waiting requests with 503: shutting down", n);
 }
 
+/* ---- streaming answers ------------------------------------------------ */
+
+#define HTTP_STREAM_BLOCK ((size_t)16 * 1024)
+
+static void stream_unlist(bdy_http_stream *st)
+{
+    bdy_http_server *s = st->s;
+    pthread_mutex_lock(&s->defer_lock);
+    if (st->listed) {
+        if (st->prev != NULL)
+            st->prev->next = st->next;
+        else
+            s->stream_head = st->next;
+        if (st->next != NULL)
+            st->next->prev = st->prev;
+        st->listed = false;
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+}
+
+static void stream_free(bdy_http_stream *st)
+{
+    if (st == NULL)
+        return;
+    pthread_mutex_destroy(&st->lock);
+    bdy_buf_free(&st->pending);
+    free(st);
+}
+
+/* Drops one reference (the lock held on entry is released). */
+static void stream_unref_locked(bdy_http_stream *st)
+{
+    bool last = --st->refs == 0;
+    pthread_mutex_unlock(&st->lock);
+    if (last)
+        stream_free(st);
+}
+
+/* Wakes the connection if it sleeps. Called with st->lock held. */
+static void stream_wake_locked(bdy_http_stream *st)
+{
+    if (st->suspended && st->attached) {
+        st->suspended = false;
+        MHD_resume_connection(st->mhd);
+    }
+}
+
+/* Creates the stream for the handler's own request. Thread: the handler's. */
+bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned status,
+                                       const char *content_type)
+{
+    if (req == NULL || req->internal == NULL || status < 200 || status > 599)
+        return NULL;
+    struct conn *c = req->internal;
+    if (req != &c->req || !c->in_handler || c->deferred != NULL || c->stream != NULL) {
+        bdy_error("http", "%s %s: bdy_http_stream_begin called outside its handler or twice",
+                  c->req.method, c->req.path);
+        return NULL;
+    }
+    bdy_http_stream *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+        free(st);
+        return NULL;
+    }
+    bdy_buf_init(&st->pending, BDY_HTTP_STREAM_MAX_PENDING);
+    st->refs = 2;
+    st->status = status;
+    st->content_type = content_type != NULL ? content_type : "application/json";
+    st->s = c->s;
+    pthread_mutex_lock(&c->s->defer_lock);
+    st->listed = true;
+    st->next = c->s->stream_head;
+    if (st->next != NULL)
+        st->next->prev = st;
+    c->s->stream_head = st;
+    /* Checked under the lock stop() sets it with: a stream is either
+     * closed by close_streams() or born closed. */
+    st->closed = c->s->defer_closed;
+    pthread_mutex_unlock(&c->s->defer_lock);
+    c->stream = st;
+    return st;
+}
+
+/* Queues len bytes. Thread-safe. */
+int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
+{
+    if (st == NULL || (data == NULL && len > 0))
+        return BDY_EINVAL;
+    pthread_mutex_lock(&st->lock);
+    int rc = 0;
+    if (st->closed || st->ended) {
+        rc = BDY_ESHUTDOWN;
+        goto out;
+    }
+    if (st->off > 0 && st->off == st->pending.len) {
+        bdy_buf_reset(&st->pending);
+        st->off = 0;
+    }
+    rc = bdy_buf_append(&st->pending, data, len);
+    if (rc == 0)
+        stream_wake_locked(st);
+out:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* False once the stream cannot deliver any more. A sleeping connection is
+ * checked for a hang-up here: MHD does not watch suspended sockets, so
+ * without this an idle watch whose client left would live until its
+ * timeout. The socket is only looked at while suspended, when MHD keeps it
+ * open for certain. Thread-safe. */
+bool bdy_http_stream_open(bdy_http_stream *st)
+{
+    if (st == NULL)
+        return false;
+    pthread_mutex_lock(&st->lock);
+    if (!st->closed && st->suspended && st->attached) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(st->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci != NULL) {
+            struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+            if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+                st->closed = true;
+                stream_wake_locked(st); /* so MHD finishes and frees the connection */
+            }
+        }
+    }
+    bool open = !st->closed && !st->ended;
+    pthread_mutex_unlock(&st->lock);
+    return open;
+}
+
+/* Ends the body after what is pending and drops the producer's reference. */
+void bdy_http_stream_end(bdy_http_stream *st)
+{
+    if (st == NULL)
+        return;
+    pthread_mutex_lock(&st->lock);
+    st->ended = true;
+    stream_wake_locked(st);
+    stream_unref_locked(st);
+}
+
+/* MHD asks for the next piece of body (on the connection's worker). */
+static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    bdy_http_stream *st = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&st->lock);
+    size_t avail = st->pending.len - st->off;
+    if (avail > 0 && !st->closed) {
+        size_t take = avail < max ? avail : max;
+        memcpy(buf, st->pending.data + st->off, take);
+        st->off += take;
+        n = (ssize_t)take;
+    } else if (st->closed || st->ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing to send: sleep until a write, end() or stop() wakes us. */
+        st->suspended = true;
+        MHD_suspend_connection(st->mhd);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+/* MHD is done with the response (the connection completed or closed). */
+static void stream_free_cb(void *cls)
+{
+    bdy_http_stream *st = cls;
+    stream_unlist(st);
+    pthread_mutex_lock(&st->lock);
+    st->attached = false;
+    st->suspended = false;
+    st->closed = true;
+    st->mhd = NULL;
+    stream_unref_locked(st);
+}
+
+/* The handler began a stream: queue the chunked response. */
+static enum MHD_Result queue_stream(struct conn *c)
+{
+    bdy_http_stream *st = c->stream;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK,
+                                                               stream_read_cb, st, stream_free_cb);
+    if (r == NULL) {
+        stream_free_cb(st); /* the connection's reference */
+        return reject(c, 500, "InternalError", "cannot create a streaming response", 0);
+    }
+    pthread_mutex_lock(&st->lock);
+    st->mhd = c->mhd;
+    st->attached = true;
+    pthread_mutex_unlock(&st->lock);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, st->content_type);
+    for (size_t i = 0; i < c->resp.nheaders; i++)
+        MHD_add_response_header(r, c->resp.header_names[i], c->resp.header_values[i]);
+    /* A stream may stay quiet far longer than the idle timeout of ordinary
+     * requests; its producer bounds its life instead. */
+    MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+    enum MHD_Result ret = MHD_queue_response(c->mhd, st->status, r);
+    MHD_destroy_response(r); /* on failure this calls stream_free_cb */
+    if (ret == MHD_YES) {
+        c->responded = true;
+        c->status = st->status;
+    }
+    return ret;
+}
+
+/* Ends every open stream (server stopping): MHD cannot stop with suspended
+ * connections, and producers must learn that writing is pointless. */
+static void close_streams(bdy_http_server *s)
+{
+    pthread_mutex_lock(&s->defer_lock);
+    for (bdy_http_stream *st = s->stream_head; st != NULL; st = st->next) {
+        pthread_mutex_lock(&st->lock);
+        st->closed = true;
+        stream_wake_locked(st);
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+}
+
 /* The request is complete: run the handler and answer, or suspend the
  * connection if the handler deferred. */
 static enum MHD_Result finish_request(struct conn *c)
@@ -1091,6 +1347,8 @@ static enum MHD_Result finish_request(struct conn *c)
     c->in_handler = false;
     if (c->deferred != NULL)
         return suspend_or_answer(c);
+    if (c->stream != NULL)
+        return queue_stream(c);
     return queue_response(c);
 }
 
@@ -1396,6 +1654,7 @@ void bdy_http_server_stop(bdy_http_server *s)
     atomic_store(&s->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     close_deferred(s);
+    close_streams(s);
     for (unsigned waited = 0; atomic_load(&s->inflight) > 0 && waited < HTTP_STOP_GRACE_MS;
          waited += 10) {
         struct timespec ts = {0, 10L * 1000 * 1000};

@@ -3,6 +3,7 @@
  *   bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]
  *   bindery check-config FILE
  *   bindery hash-token            (token on stdin → SHA-256 for the token file)
+ *   bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]
  *   bindery version
  *
  * Threads: main() blocks the shutdown and reload signals before any other
@@ -14,6 +15,7 @@
 #include "bindery/config.h"
 #include "bindery/error.h"
 #include "bindery/http.h"
+#include "bindery/kubeapi.h"
 #include "bindery/log.h"
 #include "bindery/metrics.h"
 #include "bindery/pool.h"
@@ -51,6 +53,7 @@ typedef struct daemon_state {
     bdy_runtime *runtime;
     bdy_reconciler *reconciler;
     bdy_claims *claims;
+    bdy_kubeapi *kubeapi;
     atomic_bool ready;
     bdy_metric_family *reloads;
     bdy_metric *store_rv;
@@ -63,6 +66,7 @@ static int usage(void)
                     "  bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]\n"
                     "  bindery check-config FILE\n"
                     "  bindery hash-token < token\n"
+                    "  bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]\n"
                     "  bindery version\n");
     return 2;
 }
@@ -335,6 +339,32 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
 
 /* ---- serve ------------------------------------------------------------------- */
 
+/* The Kubernetes-compatible API for kubectl, on the claim API's port. */
+static int start_kubeapi(daemon_state *d, bdy_errbuf *eb)
+{
+    bdy_kubeapi_opts ko = {.store = d->store};
+    int rc = bdy_kubeapi_new(&ko, &d->kubeapi, eb);
+    if (rc == 0)
+        rc = bdy_kubeapi_routes(d->kubeapi, d->http);
+    return rc;
+}
+
+/* Writes the kubeconfig next to the data folder; a failure is logged, not
+ * fatal (the API itself works without it). */
+static void write_kubeconfig(daemon_state *d)
+{
+    char path[PATH_MAX];
+    char url[400];
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    bdy_kubeconfig_path(d->cfg->data_dir, path, sizeof(path));
+    bdy_kubeconfig_server_url(d->cfg->listen, bdy_http_server_port(d->http), url, sizeof(url));
+    if (bdy_kubeconfig_write(path, url, NULL, &eb) != 0)
+        bdy_warn("kubeapi", "cannot write the kubeconfig: %s", eb.message);
+    else
+        bdy_info("kubeapi", "kubectl: KUBECONFIG=%s kubectl get wi (server %s)", path, url);
+}
+
 static int register_routes(daemon_state *d)
 {
     int rc = 0;
@@ -448,6 +478,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         rc = register_routes(&d);
     if (rc == 0)
         rc = bdy_claims_routes(d.claims, d.http);
+    if (rc == 0)
+        rc = start_kubeapi(&d, &eb);
     if (rc != 0) {
         bdy_error("http", "cannot set up the HTTP server: %s", eb.message);
         goto out;
@@ -458,6 +490,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("http", "cannot listen on %s: %s", d.cfg->listen, eb.message);
         goto out;
     }
+    write_kubeconfig(&d);
 
     rc = apply_startup_manifests(&d, d.cfg, &eb);
     if (rc != 0) {
@@ -490,10 +523,12 @@ out:
      * freed last (worlds keep running: a restarted bindery adopts them). */
     bdy_claims_stop(d.claims);
     bdy_http_server_stop(d.http);
+    bdy_kubeapi_stop(d.kubeapi);
     bdy_reconciler_stop(d.reconciler);
     bdy_runtime_free(d.runtime); /* no exit notice may reach a freed reconciler */
     bdy_http_server_free(d.http);
     bdy_claims_free(d.claims);
+    bdy_kubeapi_free(d.kubeapi);
     bdy_reconciler_free(d.reconciler);
     bdy_fleet_free(d.fleet);
     bdy_ledger_close(d.ledger);
@@ -527,6 +562,54 @@ static int check_config(const char *path)
     else
         printf("%s: ok\n", path);
     bdy_auth_free(auth);
+    bdy_config_free(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+/* Prints the kubeconfig the daemon wrote for this config (and --data),
+ * with the user's tokenFile set when --token-file is given. */
+static int print_kubeconfig(const char *config_path, const char *data, const char *token_file)
+{
+    bdy_config *cfg = NULL;
+    char *text = NULL;
+    bdy_buf b;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    bdy_buf_init(&b, (size_t)64 * 1024);
+    int rc = bdy_config_load(config_path, &cfg, &eb);
+    if (rc == 0 && data != NULL)
+        rc = bdy_config_override_data_dir(cfg, data, &eb);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", eb.message);
+        goto out;
+    }
+    char path[PATH_MAX];
+    bdy_kubeconfig_path(cfg->data_dir, path, sizeof(path));
+    size_t len = 0;
+    rc = bdy_read_file(path, (size_t)64 * 1024, &text, &len);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s (bindery writes it when it starts with this config)\n", path,
+                bdy_strerror(rc));
+        goto out;
+    }
+    if (token_file == NULL) {
+        fputs(text, stdout);
+        goto out;
+    }
+    /* Re-render with the same server and the token file. */
+    const char *server = strstr(text, "server: ");
+    char url[400] = "";
+    if (server != NULL)
+        sscanf(server + 8, "%399s", url);
+    char abs[PATH_MAX];
+    if (token_file[0] != '/' && realpath(token_file, abs) != NULL)
+        token_file = abs;
+    rc = bdy_kubeconfig_render(url, token_file, &b);
+    if (rc == 0)
+        fputs(b.data, stdout);
+out:
+    free(text);
+    bdy_buf_free(&b);
     bdy_config_free(cfg);
     return rc == 0 ? 0 : 1;
 }
@@ -566,11 +649,13 @@ int main(int argc, char **argv)
         return argc == 3 ? check_config(argv[2]) : usage();
     if (strcmp(cmd, "hash-token") == 0)
         return argc == 2 ? hash_token() : usage();
-    if (strcmp(cmd, "serve") != 0)
+    bool kubeconfig = strcmp(cmd, "kubeconfig") == 0;
+    if (strcmp(cmd, "serve") != 0 && !kubeconfig)
         return usage();
     const char *config = NULL;
     const char *listen = NULL;
     const char *data = NULL;
+    const char *token_file = NULL;
     for (int i = 2; i < argc; i++) {
         const char **slot = NULL;
         if (strcmp(argv[i], "--config") == 0)
@@ -579,15 +664,19 @@ int main(int argc, char **argv)
             slot = &listen;
         else if (strcmp(argv[i], "--data") == 0)
             slot = &data;
+        else if (kubeconfig && strcmp(argv[i], "--token-file") == 0)
+            slot = &token_file;
         if (slot == NULL || i + 1 >= argc) {
-            fprintf(stderr, "bindery serve: unknown or incomplete flag %s\n", argv[i]);
+            fprintf(stderr, "bindery %s: unknown or incomplete flag %s\n", cmd, argv[i]);
             return usage();
         }
         *slot = argv[++i];
     }
     if (config == NULL) {
-        fprintf(stderr, "bindery serve: --config FILE is required\n");
+        fprintf(stderr, "bindery %s: --config FILE is required\n", cmd);
         return usage();
     }
+    if (kubeconfig)
+        return print_kubeconfig(config, data, token_file);
     return serve(config, listen, data);
 }

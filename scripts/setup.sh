@@ -10,7 +10,7 @@ purpose=${1:-run}
 
 build=(gcc make cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev
        libyaml-dev libsqlite3-dev libssl-dev curl)
-test=(libcmocka-dev valgrind clang clang-format clang-tidy)
+test=(libcmocka-dev valgrind clang clang-format clang-tidy kubectl)
 bench=(gnuplot-nox wrk)
 
 case "$purpose" in

@@ -122,6 +122,35 @@ bdy_http_response *bdy_http_deferred_response(bdy_http_deferred *d);
 const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d);
 void bdy_http_deferred_finish(bdy_http_deferred *d);
 
+/* Streaming answers (chunked transfer encoding), e.g. a Kubernetes watch.
+ * A handler calls bdy_http_stream_begin() and returns; the server then
+ * sends the status, the headers the handler set on resp and the content
+ * type, and from there on every piece a producer hands to
+ * bdy_http_stream_write() goes out as it comes (one chunk per write, no
+ * worker thread waits in between: the connection is suspended while there
+ * is nothing to send). bdy_http_stream_end() sends what is left and ends
+ * the body cleanly; the stream object is gone when it returns.
+ *
+ * Writes fail with BDY_ESHUTDOWN once the client has gone or the server is
+ * stopping, and with BDY_ETOOBIG when more than BDY_HTTP_STREAM_MAX_PENDING
+ * bytes wait for a client that does not read (the producer should end the
+ * stream then). bdy_http_stream_open() tells a producer with nothing to
+ * write whether to keep going; it also notices a client that hung up on an
+ * idle stream (which MHD itself cannot see while the connection sleeps).
+ * bdy_http_server_stop() ends every open stream. Streams have no idle
+ * timeout: their producer decides when they end. The producer must call
+ * end() exactly once, from any thread; write() and open() are thread-safe.
+ * begin() returns NULL outside the request's own handler, when the request
+ * already deferred or streams, or without memory; the handler then answers
+ * through resp as usual. */
+#define BDY_HTTP_STREAM_MAX_PENDING ((size_t)4 * 1024 * 1024)
+typedef struct bdy_http_stream bdy_http_stream;
+bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned status,
+                                       const char *content_type);
+int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len);
+bool bdy_http_stream_open(bdy_http_stream *st);
+void bdy_http_stream_end(bdy_http_stream *st);
+
 /* Installs (or replaces, at any time, thread-safely) the token set. NULL
  * turns authentication off; the server then refuses to listen on a
  * non-loopback address (and, if it already does, answers 401 on every

@@ -1,0 +1,93 @@
+/* Internal to the Kubernetes-compatible API (allocator/kubeapi*.c): the
+ * module state and the helpers its files share. */
+#ifndef BINDERY_ALLOCATOR_KUBEAPI_INTERNAL_H
+#define BINDERY_ALLOCATOR_KUBEAPI_INTERNAL_H
+
+#include "bindery/crd.h"
+#include "bindery/http.h"
+#include "bindery/kubeapi.h"
+#include "bindery/store.h"
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct bdy_kubeapi {
+    bdy_store *store;
+    unsigned max_watches;
+    unsigned watch_timeout_s;
+    unsigned bookmark_interval_s;
+    pthread_mutex_t lock; /* guards nwatches and stopping */
+    pthread_cond_t idle;  /* signalled when nwatches drops */
+    unsigned nwatches;
+    bool stopping;
+};
+
+#define BDY__KUBE_TABLE_TYPE "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+/* One printer column, as the Table shows it. */
+typedef struct bdy__kube_column {
+    const char *name;
+    const char *type; /* string, integer, number, boolean, date */
+    const char *format;
+    const char *description;
+    const char *json_path; /* ".status.phase"; NULL: the object's name */
+    int priority;
+} bdy__kube_column;
+
+/* The columns of a resource: the built-in kinds' own, or a CRD version's
+ * additionalPrinterColumns (with Name first and Age when there are none). */
+typedef struct bdy__kube_columns {
+    bdy__kube_column items[24];
+    size_t count;
+    bdy_crd *crd; /* owned when the columns come from a CRD */
+} bdy__kube_columns;
+
+/* Loads the columns for info. Returns 0 or a store error. */
+int bdy__kube_columns_load(bdy_store *store, const bdy_resource_info *info, bdy__kube_columns *out);
+void bdy__kube_columns_free(bdy__kube_columns *c);
+
+/* A Table of objects (an array, borrowed) with list metadata; include says
+ * what rows[].object holds; with_columns false leaves columnDefinitions
+ * empty. Returns a new object or NULL without memory. */
+json_object *bdy__kube_table(const bdy__kube_columns *cols, json_object *items,
+                             const char *resource_version, const char *continue_token,
+                             bdy_kube_include include, bool with_columns);
+
+/* kubectl's duration.HumanDuration of seconds ("5m", "3h", "2d5h"). */
+void bdy__kube_human_duration(double seconds, char *out, size_t cap);
+
+/* Builds a Status (kind Status, apiVersion v1) failure from a store error
+ * code and its errbuf for the resource info (may be NULL) and name. Sets
+ * *code to the HTTP status. Caller owns the result. */
+json_object *bdy__kube_status_from_error(int rc, const bdy_errbuf *eb,
+                                         const bdy_resource_info *info, const char *name,
+                                         unsigned *code);
+/* A Status with an explicit reason, message and HTTP code. */
+json_object *bdy__kube_status(unsigned code, const char *reason, const char *message);
+/* Answers resp with the Status for rc. */
+void bdy__kube_fail(bdy_http_response *resp, int rc, const bdy_errbuf *eb,
+                    const bdy_resource_info *info, const char *name);
+void bdy__kube_fail_msg(bdy_http_response *resp, unsigned code, const char *reason,
+                        const char *message);
+
+/* Discovery and OpenAPI handlers (kubeapi_discovery.c); data is the
+ * bdy_kubeapi. */
+void bdy__kube_version_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+void bdy__kube_api_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+void bdy__kube_apis_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+void bdy__kube_openapi_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+/* /api/v1 or /apis/<g>/<v> without a resource: the APIResourceList. */
+void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *version,
+                             bdy_http_response *resp);
+
+/* Watch (kubeapi_watch.c): starts the stream for a validated watch request
+ * and answers resp itself on errors. */
+void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_response *resp,
+                     const bdy_resource_info *info, const char *ns, const bdy_kube_query *q,
+                     bool table);
+
+/* "group/version" or "version" of info into out. */
+void bdy__kube_api_version(const bdy_resource_info *info, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,766 @@
+/* Black-box tests of the Kubernetes-compatible API with the real kubectl
+ * (/usr/bin/kubectl, which runs the kubectl matching the server's /version)
+ * against a real bindery running the example pool of real worlds, plus
+ * wire-format cases (request in, exact status and Status body out).
+ *
+ * One server serves every test of the group, in order: later tests use
+ * what earlier ones created. Every kubectl run is bounded by timeout(1).
+ * BB_KUBECTL_IDLE_S (default 60) sets how long the watch test stays idle. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static bb_server srv;
+static char kubeconfig[256];
+
+static const char *const JSON_HDR[] = {"Content-Type: application/json", NULL};
+static const char *const MERGE_HDR[] = {"Content-Type: application/merge-patch+json", NULL};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs `kubectl ARGS` (a shell fragment) with the server's kubeconfig;
+ * returns the exit code and the combined output (owned). */
+static int kubectl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int kubectl(char **out, const char *fmt, ...)
+{
+    char args[2048];
+    char cmd[2600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "cd %s && KUBECONFIG=%s timeout 60 kubectl %s 2>&1", srv.dir,
+             kubeconfig, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 20;
+    char *buf = calloc(1, cap);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, cap - 1, p);
+    buf[n] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* kubectl that must succeed and print `want`. */
+static void expect_kubectl(const char *want, const char *args)
+{
+    char *out = NULL;
+    int rc = kubectl(&out, "%s", args);
+    bool ok = rc == 0 && (want == NULL || strstr(out, want) != NULL);
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", out);
+    free(out); /* before fail_msg, which does not return */
+    if (!ok)
+        fail_msg("kubectl %s: rc %d, wanted \"%s\" in:\n%s", args, rc, want ? want : "", copy);
+}
+
+static json_object *request_json(const char *method, const char *path, const char *body,
+                                 const char *const *hdrs, long *status)
+{
+    bb_response r = bb_request(&srv, method, path, body, hdrs);
+    *status = r.status;
+    json_object *o = json_tokener_parse(r.body ? r.body : "");
+    bb_response_free(&r);
+    return o;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* A Status with kind, status Failure, reason and code as given. */
+static void assert_status(json_object *o, long http, long want_http, const char *reason)
+{
+    assert_int_equal(http, want_http);
+    assert_non_null(o);
+    assert_string_equal(jstr(o, "kind"), "Status");
+    assert_string_equal(jstr(o, "apiVersion"), "v1");
+    assert_string_equal(jstr(o, "status"), "Failure");
+    assert_string_equal(jstr(o, "reason"), reason);
+    json_object *code = NULL;
+    assert_true(json_object_object_get_ex(o, "code", &code));
+    assert_int_equal(json_object_get_int(code), want_http);
+}
+
+static const char *world_bin(void)
+{
+    const char *b = getenv("ARENA_WORLD_BIN");
+    return b != NULL ? b : "arena-world";
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    unsigned base = 33000 + (unsigned)(getpid() % 100) * 100;
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "store: {watchHistory: 100}\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 2\n    maxWarm: 2\n"
+             "    maxWorlds: 4\n    labels: {game: arena}\n",
+             base, base + 99);
+    bb_init(&srv, cfg);
+    char manifest[1024];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 2\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"]\n",
+             world_bin());
+    bb_write(&srv, "manifests/arena.yaml", manifest);
+    if (!bb_start(&srv, NULL))
+        return -1;
+    snprintf(kubeconfig, sizeof(kubeconfig), "%s/kubeconfig", srv.dir);
+    return access(kubeconfig, R_OK) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    bb_cleanup(&srv);
+    bb_cleanup_all();
+    return 0;
+}
+
+/* Waits until `kubectl get wi` shows n Ready worlds. */
+static bool wait_ready_worlds(int n, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 250) {
+        long st = 0;
+        json_object *l = request_json("GET",
+                                      "/apis/bindery.dev/v1alpha1/namespaces/default/"
+                                      "worldinstances?fieldSelector=status.phase%"
+                                      "3DReady",
+                                      NULL, NULL, &st);
+        json_object *items = NULL;
+        int count = json_object_object_get_ex(l, "items", &items)
+                        ? (int)json_object_array_length(items)
+                        : -1;
+        json_object_put(l);
+        if (count >= n)
+            return true;
+        sleep_ms(250);
+    }
+    return false;
+}
+
+static void test_kubeconfig_and_api_resources(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    const char *args[] = {"kubeconfig", "--config", srv.config, "--data", srv.data, NULL};
+    assert_int_equal(bb_run(&srv, args, NULL, &out), 0);
+    assert_non_null(strstr(out, "current-context: bindery"));
+    char server[64];
+    snprintf(server, sizeof(server), "server: http://127.0.0.1:%u", srv.port);
+    assert_non_null(strstr(out, server));
+    free(out);
+    assert_int_equal(kubectl(&out, "api-resources"), 0);
+    const char *want[] = {"worldinstances",
+                          " wi ",
+                          "modulemanifests",
+                          " mm ",
+                          "booklets",
+                          " bk ",
+                          "capabilitybindings",
+                          " cb ",
+                          "bindery.dev/v1alpha1",
+                          "leases",
+                          "customresourcedefinitions"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (strstr(out, want[i]) == NULL)
+            fail_msg("api-resources lacks %s:\n%s", want[i], out);
+    }
+    free(out);
+    expect_kubectl("v1.32", "version");
+}
+
+static void test_apply_crds_and_manifests(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "apply -f %s/crds/", BINDERY_SOURCE_DIR);
+    expect_kubectl("customresourcedefinition.apiextensions.k8s.io/worldinstances.bindery.dev", cmd);
+    expect_kubectl("worldinstances.bindery.dev unchanged", cmd);
+    bb_write(&srv, "demo.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: demo, labels: {tier: web}}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n");
+    expect_kubectl("modulemanifest.bindery.dev/demo created", "apply -f demo.yaml");
+    expect_kubectl("modulemanifest.bindery.dev/demo unchanged", "apply -f demo.yaml");
+    bb_write(&srv, "demo.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: demo, labels: {tier: api}}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7778, protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n");
+    expect_kubectl("modulemanifest.bindery.dev/demo configured", "apply -f demo.yaml");
+    expect_kubectl("7778", "get mm demo -o jsonpath={.spec.ports[0].containerPort}");
+    /* Strict validation (kubectl's default) refuses unknown fields. */
+    bb_write(&srv, "bad.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: bad}\n"
+             "spec:\n  bogus: 1\n  ports: [{name: game, containerPort: 7777}]\n"
+             "  local: {command: /bin/true}\n");
+    char *out = NULL;
+    assert_int_not_equal(kubectl(&out, "apply -f bad.yaml"), 0);
+    assert_non_null(strstr(out, "unknown field \"spec.bogus\""));
+    free(out);
+    /* The example manifests (applied at start-up) re-apply. */
+    snprintf(cmd, sizeof(cmd), "apply -f %s/examples/manifests/arena.yaml", BINDERY_SOURCE_DIR);
+    expect_kubectl("modulemanifest.bindery.dev/arena", cmd);
+}
+
+static void test_get_wi_columns_with_claim(void **state)
+{
+    (void)state;
+    assert_true(wait_ready_worlds(2, 30000));
+    long st = 0;
+    json_object *c =
+        request_json("POST", "/v1/allocations", "{\"pool\":\"arena\",\"claimant\":\"match-4711\"}",
+                     JSON_HDR, &st);
+    assert_int_equal(st, 201);
+    json_object_put(c);
+    char *out = NULL;
+    assert_int_equal(kubectl(&out, "get wi"), 0);
+    if (strstr(out, "NAME") == NULL || strstr(out, "POOL") == NULL ||
+        strstr(out, "PHASE") == NULL || strstr(out, "ADDRESS") == NULL ||
+        strstr(out, "CLAIMANT") == NULL || strstr(out, "AGE") == NULL ||
+        strstr(out, "Allocated") == NULL || strstr(out, "match-4711") == NULL ||
+        strstr(out, "127.0.0.1") == NULL || strstr(out, "arena-") == NULL)
+        fail_msg("get wi:\n%s", out);
+    free(out);
+    expect_kubectl("RESTARTS", "get wi -o wide");
+    expect_kubectl("match-4711", "get wi -o yaml");
+    expect_kubectl("kind: WorldInstance", "get wi -o yaml");
+    expect_kubectl("NAMESPACE", "get wi -A");
+    expect_kubectl("game=arena", "get wi --show-labels");
+    /* Selectors. */
+    char *one = NULL;
+    assert_int_equal(kubectl(&one, "get wi -o name -l game=arena"), 0);
+    char *first = strtok(one, "\n");
+    assert_non_null(first);
+    char args[300];
+    snprintf(args, sizeof(args), "get wi --field-selector metadata.name=%s -o name",
+             first + strlen("worldinstance.bindery.dev/"));
+    char *sel = NULL;
+    assert_int_equal(kubectl(&sel, "%s", args), 0);
+    assert_non_null(strstr(sel, first));
+    assert_null(strchr(sel, '\n') != NULL && strchr(sel, '\n')[1] != '\0' ? sel : NULL);
+    free(sel);
+    free(one);
+    expect_kubectl("No resources found", "get wi -l game=nothing");
+    expect_kubectl("No resources found", "get wi -l 'game in (x,y),!legacy'");
+    char *bad = NULL;
+    assert_int_not_equal(kubectl(&bad, "get wi --field-selector spec.x=1"), 0);
+    assert_non_null(strstr(bad, "field label not supported: spec.x"));
+    free(bad);
+}
+
+static void test_describe_shows_events(void **state)
+{
+    (void)state;
+    char *name = NULL;
+    assert_int_equal(kubectl(&name, "get wi -o name -l game=arena"), 0);
+    char *first = strtok(name, "\n");
+    assert_non_null(first);
+    /* Events are recorded in the background: allow them a moment. */
+    bool ok = false;
+    char last[8192] = "";
+    for (int i = 0; i < 40 && !ok; i++) {
+        char *out = NULL;
+        int rc = kubectl(&out, "describe %s", first);
+        ok = rc == 0 && strstr(out, "Events:") != NULL && strstr(out, "Started") != NULL &&
+             strstr(out, "bindery") != NULL;
+        snprintf(last, sizeof(last), "%s", out);
+        free(out);
+        if (!ok)
+            sleep_ms(250);
+    }
+    free(name);
+    if (!ok)
+        fail_msg("describe:\n%s", last);
+}
+
+static void test_label_annotate_patch(void **state)
+{
+    (void)state;
+    expect_kubectl("labeled", "label mm demo color=blue");
+    expect_kubectl("blue", "get mm demo -o jsonpath={.metadata.labels.color}");
+    expect_kubectl("annotated", "annotate mm demo note=hello");
+    expect_kubectl("hello", "get mm demo -o jsonpath={.metadata.annotations.note}");
+    expect_kubectl("patched",
+                   "patch mm demo --type=merge -p '{\"spec\":{\"startDeadlineSeconds\":33}}'");
+    expect_kubectl("33", "get mm demo -o jsonpath={.spec.startDeadlineSeconds}");
+    expect_kubectl(
+        "3",
+        "get mm demo -o jsonpath={.metadata.generation}"); /* created, re-applied, patched; labels
+                                                              and annotations do not count */
+    expect_kubectl("patched",
+                   "patch mm demo --type=json -p "
+                   "'[{\"op\":\"replace\",\"path\":\"/spec/startDeadlineSeconds\",\"value\":44}]'");
+    expect_kubectl("44", "get mm demo -o jsonpath={.spec.startDeadlineSeconds}");
+    char *out = NULL;
+    assert_int_not_equal(
+        kubectl(&out, "patch mm demo --type=json -p "
+                      "'[{\"op\":\"test\",\"path\":\"/spec/startDeadlineSeconds\",\"value\":1}]'"),
+        0);
+    free(out);
+    /* Status subresource: only .status moves, generation stays. */
+    char *w = NULL;
+    assert_int_equal(kubectl(&w, "get wi -o name -l game=arena"), 0);
+    char *first = strtok(w, "\n");
+    char *gen = NULL;
+    assert_int_equal(kubectl(&gen, "get %s -o jsonpath={.metadata.generation}", first), 0);
+    char args[400];
+    snprintf(args, sizeof(args),
+             "patch %s --subresource=status --type=merge -p '{\"status\":{\"restarts\":7}}'",
+             first);
+    expect_kubectl("patched", args);
+    snprintf(args, sizeof(args), "get %s -o jsonpath={.status.restarts}/{.metadata.generation}",
+             first);
+    char want[64];
+    snprintf(want, sizeof(want), "7/%s", gen);
+    expect_kubectl(want, args);
+    /* Plain (strategic merge) patch on a custom resource: kubectl's message. */
+    assert_int_not_equal(
+        kubectl(&out, "patch mm demo -p '{\"spec\":{\"startDeadlineSeconds\":5}}'"), 0);
+    if (strstr(out, "application/strategic-merge-patch+json is not supported") == NULL)
+        fail_msg("plain patch:\n%s", out);
+    free(out);
+    free(gen);
+    free(w);
+    /* Strategic merge patch on a built-in kind merges containers by name. */
+    bb_write(&srv, "pod.yaml",
+             "apiVersion: v1\nkind: Pod\nmetadata: {name: p1}\nspec:\n  containers:\n"
+             "  - {name: a, image: busybox}\n  - {name: b, image: busybox}\n");
+    expect_kubectl("pod/p1 created", "apply -f pod.yaml");
+    expect_kubectl("patched", "patch pod p1 -p '{\"spec\":{\"containers\":[{\"name\":\"b\","
+                              "\"image\":\"alpine\"}]}}'");
+    expect_kubectl("busybox alpine", "get pod p1 -o jsonpath='{.spec.containers[*].image}'");
+    bb_write(&srv, "lease.yaml",
+             "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: leader}\n"
+             "spec: {holderIdentity: pod-a, leaseDurationSeconds: 15}\n");
+    expect_kubectl("created", "apply -f lease.yaml");
+    bb_write(&srv, "lease.yaml",
+             "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: leader}\n"
+             "spec: {holderIdentity: pod-b, leaseDurationSeconds: 15}\n");
+    expect_kubectl("configured", "apply -f lease.yaml");
+    expect_kubectl("pod-b", "get lease leader");
+    expect_kubectl("deleted", "delete pod p1");
+}
+
+static void test_generate_name_and_finalizer_delete(void **state)
+{
+    (void)state;
+    bb_write(&srv, "gen.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {generateName: gen-, finalizers: [example.com/hold]}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777}]\n"
+             "  local: {command: /bin/true}\n");
+    char *name = NULL;
+    assert_int_equal(kubectl(&name, "create -f gen.yaml -o name"), 0);
+    char *nl = strchr(name, '\n');
+    if (nl != NULL)
+        *nl = '\0';
+    assert_non_null(strstr(name, "modulemanifest.bindery.dev/gen-"));
+    assert_int_equal(strlen(name), strlen("modulemanifest.bindery.dev/gen-") + 5);
+    /* kubectl delete waits while the finalizer holds the object. */
+    char cmd[700];
+    char done[300];
+    snprintf(done, sizeof(done), "%s/delete.out", srv.dir);
+    snprintf(cmd, sizeof(cmd),
+             "(cd %s && KUBECONFIG=%s timeout 60 kubectl delete %s > %s 2>&1; echo rc=$? >> %s) &",
+             srv.dir, kubeconfig, name, done, done);
+    assert_int_equal(system(cmd), 0);
+    bool marked = false;
+    for (int i = 0; i < 100 && !marked; i++) {
+        char *ts = NULL;
+        kubectl(&ts, "get %s -o jsonpath={.metadata.deletionTimestamp}", name);
+        marked = strlen(ts) >= 20;
+        free(ts);
+        if (!marked)
+            sleep_ms(100);
+    }
+    assert_true(marked);
+    sleep_ms(1000);
+    FILE *f = fopen(done, "r");
+    if (f != NULL) {
+        char buf[4096] = "";
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        assert_null(strstr(buf, "rc=")); /* kubectl still waits */
+    }
+    snprintf(cmd, sizeof(cmd),
+             "patch %s --type=json -p '[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]'",
+             name);
+    expect_kubectl("patched", cmd);
+    bool finished = false;
+    for (int i = 0; i < 200 && !finished; i++) {
+        f = fopen(done, "r");
+        char buf[4096] = "";
+        if (f != NULL) {
+            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+        }
+        finished = strstr(buf, "rc=0") != NULL;
+        if (!finished)
+            sleep_ms(100);
+    }
+    assert_true(finished);
+    char *out = NULL;
+    assert_int_not_equal(kubectl(&out, "get %s", name), 0);
+    assert_non_null(strstr(out, "NotFound"));
+    free(out);
+    free(name);
+}
+
+/* Reads what the background watch wrote so far. */
+static bool file_contains(const char *path, const char *text, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 200) {
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            char *buf = calloc(1, 1 << 16);
+            size_t n = fread(buf, 1, (1 << 16) - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+            bool hit = strstr(buf, text) != NULL;
+            free(buf);
+            if (hit)
+                return true;
+        }
+        sleep_ms(200);
+    }
+    return false;
+}
+
+static void test_watch_prints_changes_and_survives_idle(void **state)
+{
+    (void)state;
+    const char *idle_env = getenv("BB_KUBECTL_IDLE_S");
+    int idle_s = idle_env != NULL ? atoi(idle_env) : 60;
+    char path[300];
+    snprintf(path, sizeof(path), "%s/watch.out", srv.dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = freopen(path, "w", stdout);
+        (void)f;
+        dup2(1, 2);
+        setenv("KUBECONFIG", kubeconfig, 1);
+        execlp("kubectl", "kubectl", "get", "mm", "-w", (char *)NULL);
+        _exit(127);
+    }
+    assert_true(file_contains(path, "demo", 20000));
+    expect_kubectl("labeled", "label mm demo --overwrite color=green");
+    expect_kubectl("annotated", "annotate mm demo --overwrite stage=one");
+    /* A change the watch has not printed before: a new object. */
+    bb_write(&srv, "w1.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: watched-one}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777}]\n"
+             "  local: {command: /bin/true}\n");
+    expect_kubectl("created", "apply -f w1.yaml");
+    assert_true(file_contains(path, "watched-one", 20000));
+    sleep_ms(idle_s * 1000);
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), 0); /* still watching */
+    bb_write(&srv, "w2.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: watched-two}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777}]\n"
+             "  local: {command: /bin/true}\n");
+    expect_kubectl("created", "apply -f w2.yaml");
+    bool seen = file_contains(path, "watched-two", 20000);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    assert_true(seen);
+}
+
+/* ---- wire format ------------------------------------------------------------------ */
+
+#define MM "/apis/bindery.dev/v1alpha1/namespaces/default/modulemanifests"
+
+static void test_wire_errors(void **state)
+{
+    (void)state;
+    long st = 0;
+    json_object *o = request_json("GET", MM "/nope", NULL, NULL, &st);
+    assert_status(o, st, 404, "NotFound");
+    assert_string_equal(jstr(o, "message"), "modulemanifests.bindery.dev \"nope\" not found");
+    json_object_put(o);
+
+    const char *body = "{\"metadata\":{\"name\":\"demo\"},\"spec\":{\"ports\":[{\"name\":\"g\","
+                       "\"containerPort\":1}],\"local\":{\"command\":\"x\"}}}";
+    o = request_json("POST", MM, body, JSON_HDR, &st);
+    assert_status(o, st, 409, "AlreadyExists");
+    assert_string_equal(jstr(o, "message"), "modulemanifests.bindery.dev \"demo\" already exists");
+    json_object_put(o);
+
+    o = request_json("PATCH", MM "/demo", "{\"metadata\":{\"resourceVersion\":\"1\"}}", MERGE_HDR,
+                     &st);
+    assert_status(o, st, 409, "Conflict");
+    assert_string_equal(jstr(o, "message"),
+                        "Operation cannot be fulfilled on modulemanifests.bindery.dev \"demo\": "
+                        "the object has been modified; please apply your changes to the latest "
+                        "version and try again");
+    json_object_put(o);
+
+    o = request_json("POST", MM,
+                     "{\"metadata\":{\"name\":\"x\"},\"spec\":{\"ports\":[{\"name\":\"g\","
+                     "\"containerPort\":0}],\"local\":{\"command\":\"x\"}}}",
+                     JSON_HDR, &st);
+    assert_status(o, st, 422, "Invalid");
+    assert_non_null(strstr(jstr(o, "message"), "ModuleManifest.bindery.dev \"x\" is invalid: "));
+    json_object *details = json_object_object_get(o, "details");
+    assert_string_equal(jstr(details, "kind"), "ModuleManifest");
+    json_object *causes = json_object_object_get(details, "causes");
+    assert_true(json_object_array_length(causes) >= 1);
+    assert_string_equal(jstr(json_object_array_get_idx(causes, 0), "field"),
+                        "spec.ports[0].containerPort");
+    json_object_put(o);
+
+    o = request_json("POST", MM, "{\"metadata\":{},\"spec\":{}}", JSON_HDR, &st);
+    assert_status(o, st, 422, "Invalid");
+    assert_non_null(strstr(jstr(o, "message"), "metadata.name: Required value"));
+    json_object_put(o);
+
+    o = request_json("PUT", MM "/demo",
+                     "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"ModuleManifest\","
+                     "\"metadata\":{\"name\":\"demo\"},\"spec\":{\"ports\":[{\"name\":\"g\","
+                     "\"containerPort\":1}],\"local\":{\"command\":\"x\"}}}",
+                     JSON_HDR, &st);
+    assert_status(o, st, 422, "Invalid");
+    assert_non_null(strstr(jstr(o, "message"),
+                           "metadata.resourceVersion: Invalid value: 0x0: must be specified for "
+                           "an update"));
+    json_object_put(o);
+
+    const char *smp[] = {"Content-Type: application/strategic-merge-patch+json", NULL};
+    o = request_json("PATCH", MM "/demo", "{}", smp, &st);
+    assert_status(o, st, 415, "UnsupportedMediaType");
+    json_object_put(o);
+    const char *ssa[] = {"Content-Type: application/apply-patch+yaml", NULL};
+    o = request_json("PATCH", MM "/demo", "a: b", ssa, &st);
+    assert_status(o, st, 415, "UnsupportedMediaType");
+    json_object_put(o);
+
+    o = request_json("GET", MM "?limit=x", NULL, NULL, &st);
+    assert_status(o, st, 400, "BadRequest");
+    json_object_put(o);
+    o = request_json("GET", MM "?labelSelector=a%20in%20(b", NULL, NULL, &st);
+    assert_status(o, st, 400, "BadRequest");
+    json_object_put(o);
+    o = request_json("POST", "/apis/bindery.dev/v1alpha1/namespaces/nowhere/modulemanifests", body,
+                     JSON_HDR, &st);
+    assert_status(o, st, 404, "NotFound");
+    assert_string_equal(jstr(o, "message"), "namespaces \"nowhere\" not found");
+    json_object_put(o);
+    o = request_json("GET", "/apis/nothing.dev/v1/foos", NULL, NULL, &st);
+    assert_status(o, st, 404, "NotFound");
+    json_object_put(o);
+    o = request_json("GET", MM "?watch=1&sendInitialEvents=true", NULL, NULL, &st);
+    assert_status(o, st, 422, "Invalid");
+    json_object_put(o);
+
+    /* dryRun=All persists nothing. */
+    o = request_json("POST", MM "?dryRun=All",
+                     "{\"metadata\":{\"name\":\"dry\"},\"spec\":{\"ports\":[{\"name\":\"g\","
+                     "\"containerPort\":1}],\"local\":{\"command\":\"x\"}}}",
+                     JSON_HDR, &st);
+    assert_int_equal(st, 201);
+    json_object_put(o);
+    o = request_json("GET", MM "/dry", NULL, NULL, &st);
+    assert_status(o, st, 404, "NotFound");
+    json_object_put(o);
+
+    /* Delete preconditions. */
+    o = request_json("DELETE", MM "/demo", "{\"preconditions\":{\"uid\":\"not-it\"}}", JSON_HDR,
+                     &st);
+    assert_status(o, st, 409, "Conflict");
+    json_object_put(o);
+    o = request_json("DELETE", MM "/demo", "{\"propagationPolicy\":\"Sideways\"}", JSON_HDR, &st);
+    assert_status(o, st, 400, "BadRequest");
+    json_object_put(o);
+}
+
+static void test_wire_table_and_list(void **state)
+{
+    (void)state;
+    const char *table[] = {"Accept: application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+                           NULL};
+    bb_response r = bb_request(&srv, "GET",
+                               "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances"
+                               "?limit=500",
+                               NULL, table);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers, "application/json;as=Table;v=v1;g=meta.k8s.io"));
+    json_object *t = json_tokener_parse(r.body);
+    bb_response_free(&r);
+    assert_string_equal(jstr(t, "kind"), "Table");
+    json_object *cols = json_object_object_get(t, "columnDefinitions");
+    assert_string_equal(jstr(json_object_array_get_idx(cols, 0), "name"), "Name");
+    assert_string_equal(jstr(json_object_array_get_idx(cols, 1), "name"), "Pool");
+    json_object *rows = json_object_object_get(t, "rows");
+    assert_true(json_object_array_length(rows) >= 2);
+    json_object *row0 = json_object_array_get_idx(rows, 0);
+    json_object *obj = json_object_object_get(row0, "object");
+    assert_string_equal(jstr(obj, "kind"), "PartialObjectMetadata");
+    json_object_put(t);
+
+    /* Paging: constant RV, continue, empty continue on the last page. */
+    long st = 0;
+    json_object *p1 = request_json("GET", MM "?limit=1", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(jstr(p1, "kind"), "ModuleManifestList");
+    json_object *m1 = json_object_object_get(p1, "metadata");
+    const char *cont = jstr(m1, "continue");
+    assert_true(cont != NULL && cont[0] != '\0');
+    char path[1200];
+    snprintf(path, sizeof(path), MM "?limit=1000&continue=%s", cont);
+    json_object *p2 = request_json("GET", path, NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    json_object *m2 = json_object_object_get(p2, "metadata");
+    assert_string_equal(jstr(m1, "resourceVersion"), jstr(m2, "resourceVersion"));
+    assert_string_equal(jstr(m2, "continue"), "");
+    json_object_put(p2);
+    json_object_put(p1);
+
+    json_object *empty = request_json("GET", "/api/v1/namespaces/default/pods", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_true(json_object_is_type(json_object_object_get(empty, "items"), json_type_array));
+    json_object_put(empty);
+
+    /* Discovery: aggregated when asked, with the response type kubectl checks. */
+    const char *agg[] = {"Accept: application/json;g=apidiscovery.k8s.io;v=v2;as="
+                         "APIGroupDiscoveryList,application/json",
+                         NULL};
+    r = bb_request(&srv, "GET", "/apis", NULL, agg);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers, "as=APIGroupDiscoveryList"));
+    assert_non_null(strstr(r.body, "\"singularResource\":\"worldinstance\""));
+    bb_response_free(&r);
+}
+
+/* A watch that falls behind the retained history gets a 410 ERROR event;
+ * relisting and watching from the list's resourceVersion recovers. */
+static void test_watch_expired_and_relist(void **state)
+{
+    (void)state;
+    long st = 0;
+    json_object *l = request_json("GET", MM "?limit=1", NULL, NULL, &st);
+    char old_rv[32];
+    char cont[600];
+    snprintf(old_rv, sizeof(old_rv), "%s",
+             jstr(json_object_object_get(l, "metadata"), "resourceVersion"));
+    snprintf(cont, sizeof(cont), "%s", jstr(json_object_object_get(l, "metadata"), "continue"));
+    json_object_put(l);
+    /* More writes than the history (100) holds. */
+    for (int i = 0; i < 120; i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"metadata\":{\"annotations\":{\"n\":\"%d\"}}}", i);
+        json_object *o = request_json("PATCH", MM "/demo", body, MERGE_HDR, &st);
+        assert_int_equal(st, 200);
+        json_object_put(o);
+    }
+    char path[1200];
+    snprintf(path, sizeof(path), MM "?limit=1&continue=%s", cont);
+    json_object *o = request_json("GET", path, NULL, NULL, &st);
+    assert_status(o, st, 410, "Expired");
+    json_object_put(o);
+
+    snprintf(path, sizeof(path), MM "?watch=1&resourceVersion=%s&timeoutSeconds=5", old_rv);
+    bb_response r = bb_request(&srv, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers, "chunked"));
+    json_object *ev = json_tokener_parse(r.body);
+    bb_response_free(&r);
+    assert_string_equal(jstr(ev, "type"), "ERROR");
+    json_object *status = json_object_object_get(ev, "object");
+    assert_string_equal(jstr(status, "reason"), "Expired");
+    assert_int_equal(json_object_get_int(json_object_object_get(status, "code")), 410);
+    json_object_put(ev);
+
+    /* Relist, change, watch from the list RV: the change arrives. */
+    l = request_json("GET", MM, NULL, NULL, &st);
+    char rv[32];
+    snprintf(rv, sizeof(rv), "%s", jstr(json_object_object_get(l, "metadata"), "resourceVersion"));
+    json_object_put(l);
+    o = request_json("PATCH", MM "/demo", "{\"metadata\":{\"labels\":{\"after\":\"relist\"}}}",
+                     MERGE_HDR, &st);
+    assert_int_equal(st, 200);
+    json_object_put(o);
+    snprintf(path, sizeof(path),
+             MM "?watch=1&resourceVersion=%s&timeoutSeconds=2&allowWatchBookmarks=true", rv);
+    r = bb_request(&srv, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"type\":\"MODIFIED\""));
+    assert_non_null(strstr(r.body, "\"after\":\"relist\""));
+    assert_null(strstr(r.body, "ERROR"));
+    bb_response_free(&r);
+
+    /* sendInitialEvents: ADDED for each, then the initial-events-end BOOKMARK. */
+    r = bb_request(&srv, "GET",
+                   MM "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&"
+                      "resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+                   NULL, NULL);
+    assert_int_equal(r.status, 200);
+    char *added = strstr(r.body, "\"type\":\"ADDED\"");
+    char *mark = strstr(r.body, "k8s.io/initial-events-end");
+    assert_non_null(added);
+    assert_non_null(mark);
+    assert_true(added < mark);
+    bb_response_free(&r);
+
+    /* kubectl (a reflector for delete --wait) works after all this. */
+    expect_kubectl("deleted", "delete mm watched-one");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kubeconfig_and_api_resources),
+        cmocka_unit_test(test_apply_crds_and_manifests),
+        cmocka_unit_test(test_get_wi_columns_with_claim),
+        cmocka_unit_test(test_describe_shows_events),
+        cmocka_unit_test(test_label_annotate_patch),
+        cmocka_unit_test(test_generate_name_and_finalizer_delete),
+        cmocka_unit_test(test_watch_prints_changes_and_survives_idle),
+        cmocka_unit_test(test_wire_errors),
+        cmocka_unit_test(test_wire_table_and_list),
+        cmocka_unit_test(test_watch_expired_and_relist),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
