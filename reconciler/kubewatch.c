@@ -29,11 +29,12 @@ size_t bdy_linesplit_pending(const bdy_linesplit *ls)
     return ls->pending.len;
 }
 
-/* Hands one complete line to cb, cutting a trailing "\r". */
-static int emit(const char *line, size_t len, bdy_line_cb cb, void *data)
+/* Hands one complete line to cb, cutting a trailing "\r" (the line is
+ * the splitter's own buffer, so it can be terminated in place). */
+static int emit(char *line, size_t len, bdy_line_cb cb, void *data)
 {
     if (len > 0 && line[len - 1] == '\r')
-        len--;
+        line[--len] = '\0';
     if (len == 0)
         return 0;
     return cb(line, len, data);

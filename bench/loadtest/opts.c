@@ -159,6 +159,39 @@ int lt_opts_parse(int argc, char **argv, lt_opts *o, FILE *out, char *err, size_
                 o->progress = LT_PROGRESS_OFF;
             continue;
         }
+        static const char *const with_value[] = {"--mode",
+                                                 "--worlds",
+                                                 "--server",
+                                                 "--kubeconfig",
+                                                 "--context",
+                                                 "--token-file",
+                                                 "--cacert",
+                                                 "--namespace",
+                                                 "--pool",
+                                                 "--manifest",
+                                                 "--claimant",
+                                                 "--selector",
+                                                 "--label",
+                                                 "--annotation",
+                                                 "--rate",
+                                                 "--concurrency",
+                                                 "--duration",
+                                                 "--count",
+                                                 "--hold",
+                                                 "--wait-seconds",
+                                                 "--timeout",
+                                                 "--request-timeout",
+                                                 "--connect-timeout",
+                                                 "--max-inflight",
+                                                 "--max-error-ratio",
+                                                 "--csv",
+                                                 "--progress",
+                                                 NULL};
+        size_t k = 0;
+        while (with_value[k] != NULL && strcmp(with_value[k], flag) != 0)
+            k++;
+        if (with_value[k] == NULL)
+            return bad(err, errlen, flag, "unknown flag (see --help)", NULL);
         const char *v = flag_value(argc, argv, &i, eq);
         if (v == NULL)
             return bad(err, errlen, flag, "needs a value", NULL);
@@ -308,6 +341,10 @@ int lt_opts_parse(int argc, char **argv, lt_opts *o, FILE *out, char *err, size_
                        NULL);
         if (o->concurrency == 0)
             o->concurrency = 10;
+        /* A pool no config names: the worlds are started and watched but
+         * never handed to a claim, and the pool controller leaves them be. */
+        if (o->pool == NULL)
+            o->pool = "bindery-load-test";
         if (!timeout_set)
             o->timeout_s = 300;
         return 0;
