@@ -381,10 +381,8 @@ int bdy_kubeconfig_load(const char *paths, const char *context, bdy_kubeconfig *
         char *text = NULL;
         size_t len = 0;
         rc = bdy_read_file(p, BDY_KUBECONFIG_MAX_BYTES, &text, &len);
-        if (rc == BDY_ENOTFOUND) {
-            rc = 0;
-            continue;
-        }
+        if (rc == BDY_ENOTFOUND)
+            continue; /* skipped, as kubectl skips missing files in the list */
         if (rc != 0) {
             rc = bdy_fail(eb, rc, "%s: %s", p, bdy_strerror(rc));
             goto out;

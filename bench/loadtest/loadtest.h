@@ -99,7 +99,7 @@ int lt_selector_to_json(const char *text, json_object **out, char *err, size_t e
 /* Log-linear histogram of nanosecond values: exact below 128 ns, then 128
  * sub-buckets per power of two (relative error below 0.8 %). Fixed size, so
  * runs of any length use the same memory. */
-#define LT_HIST_SUB 128
+#define LT_HIST_SUB ((size_t)128)
 #define LT_HIST_BUCKETS (LT_HIST_SUB * 58)
 
 typedef struct lt_hist {

@@ -534,7 +534,8 @@ int lt_run_worlds(const lt_opts *o, const lt_target *t, lt_output *out, lt_repor
         unsigned settled = count_settled(&s);
         lt_progress_tick(out, now, false, "worlds: %u created, %llu Ready, %llu failed, %.0f s",
                          s.next_create - s.creates_inflight, (unsigned long long)r->ready,
-                         (unsigned long long)(r->world_failed + r->failed), now - t0);
+                         (unsigned long long)r->world_failed + (unsigned long long)r->failed,
+                         now - t0);
         if (s.next_create == s.n && s.creates_inflight == 0 && settled == s.n)
             break;
         if (now - t0 >= o->timeout_s)
