@@ -40,8 +40,7 @@ bench:
 	@scripts/setup.sh bench
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBINDERY_TESTS=OFF >/dev/null
 	cmake --build build -j $(JOBS)
-	build/bin/bench_store_commit --seconds 3
-	bench/claims.sh build
+	bench/run --build build
 
 fuzz:
 	@scripts/setup.sh test
