@@ -471,9 +471,8 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
             op->rc = BDY_EIO;
         if (r == NULL)
             continue;
-        if (op->kind == OP_ADD && !ok)
-            row_unlink(l, r);
-        else if (op->kind == OP_REMOVE && ok)
+        /* An add that did not commit, or a remove that did: the row goes. */
+        if ((op->kind == OP_ADD) != ok)
             row_unlink(l, r);
         else
             r->removing = false;
@@ -557,6 +556,7 @@ static int submit_sync(bdy_ledger *l, ledger_op *op)
         rc = op->rc;
     }
     sem_destroy(&wake);
+    op->wake = NULL;
     return rc;
 }
 
