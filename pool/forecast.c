@@ -61,7 +61,7 @@ static void reset(bdy_forecast *f)
     memset(f->season, 0, f->day * sizeof(double));
     if (f->wseason != NULL)
         memset(f->wseason, 0, f->week * sizeof(double));
-    for (unsigned i = 0; i < f->day; i++)
+    for (unsigned i = 0; i < 2 * f->day; i++)
         f->init[i] = NAN;
     f->init_start = 0;
     f->seasonal = false;
@@ -92,7 +92,7 @@ int bdy_forecast_new(const bdy_forecast_opts *opts, bdy_forecast **out)
     f->week = opts->weekly ? f->day * WEEK_DAYS : 0;
     f->p = bdy_hw_params_default();
     f->season = calloc(f->day, sizeof(double));
-    f->init = calloc(f->day, sizeof(double));
+    f->init = calloc(2 * (size_t)f->day, sizeof(double));
     if (opts->weekly)
         f->wseason = calloc(f->week, sizeof(double));
     if (f->season == NULL || f->init == NULL || (opts->weekly && f->wseason == NULL)) {
@@ -157,32 +157,47 @@ double bdy_forecast_at(const bdy_forecast *f, uint64_t bucket)
     return v > 0 && isfinite(v) ? v : 0;
 }
 
-/* Turns the first day's observations into level and season once a day has
- * passed and at least half of its slots were seen. */
+/* Classical initialisation once two days have passed: the trend from the
+ * difference of the two days' means, the level where the line ends, and
+ * the season as each slot's mean distance from the line. A day that is
+ * mostly missing restarts the collection. */
 static void maybe_init_season(bdy_forecast *f, uint64_t bucket)
 {
-    if (bucket + 1 < f->init_start + f->day)
+    if (bucket + 1 < f->init_start + 2 * (uint64_t)f->day)
         return;
-    unsigned seen = 0;
-    double sum = 0;
-    for (unsigned i = 0; i < f->day; i++) {
+    unsigned seen[2] = {0, 0};
+    double sum[2] = {0, 0};
+    for (unsigned i = 0; i < 2 * f->day; i++) {
         if (!isnan(f->init[i])) {
-            seen++;
-            sum += f->init[i];
+            seen[i / f->day]++;
+            sum[i / f->day] += f->init[i];
         }
     }
-    if (seen * 2 < f->day) {
-        /* Too little of the day was observed: start collecting again. */
-        for (unsigned i = 0; i < f->day; i++)
+    if (seen[0] * 2 < f->day || seen[1] * 2 < f->day) {
+        for (unsigned i = 0; i < 2 * f->day; i++)
             f->init[i] = NAN;
         f->init_start = bucket + 1;
         return;
     }
-    double mean = sum / seen;
-    f->level = mean;
-    f->trend = 0;
-    for (unsigned i = 0; i < f->day; i++)
-        f->season[i] = isnan(f->init[i]) ? 0 : f->init[i] - mean;
+    double m0 = sum[0] / seen[0];
+    double m1 = sum[1] / seen[1];
+    double trend = (m1 - m0) / f->day;
+    /* The line through the day means: value at position i of the window. */
+    double centre0 = (f->day - 1) / 2.0;
+    for (unsigned s = 0; s < f->day; s++) {
+        double acc = 0;
+        unsigned n = 0;
+        for (unsigned d = 0; d < 2; d++) {
+            unsigned i = d * f->day + s;
+            if (!isnan(f->init[i])) {
+                acc += f->init[i] - (m0 + trend * (i - centre0));
+                n++;
+            }
+        }
+        f->season[(f->init_start + s) % f->day] = n ? acc / n : 0;
+    }
+    f->trend = trend;
+    f->level = m0 + trend * (2.0 * f->day - 1 - centre0);
     f->seasonal = true;
 }
 
@@ -244,8 +259,8 @@ int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
             hw_update(f, bucket, value);
         }
     } else {
-        if (!missing)
-            f->init[bucket % f->day] = value;
+        if (!missing && bucket - f->init_start < 2 * (uint64_t)f->day)
+            f->init[bucket - f->init_start] = value;
         maybe_init_season(f, bucket);
     }
     f->next = bucket + 1;
@@ -338,7 +353,7 @@ static double run_filter(bdy_forecast *f, const double *obs, size_t n, uint64_t 
             pending[(b + horizon - 1) % horizon] = raw_forecast(f, b + horizon - 1);
         }
         double pred = horizon > 1 ? pending[b % horizon] : raw_forecast(f, b);
-        bool score = f->seasonal && t >= 2 * (size_t)f->day + horizon && !isnan(obs[t]);
+        bool score = f->seasonal && t >= 3 * (size_t)f->day + horizon && !isnan(obs[t]);
         if (score) {
             double e = obs[t] - (pred > 0 ? pred : 0);
             sse += e * e;
@@ -365,12 +380,12 @@ int bdy_forecast_fit(bdy_forecast *f, const double *obs, size_t n, uint64_t firs
         n = BDY_FORECAST_FIT_MAX;
     }
     size_t scored = 0;
-    if (n >= 3 * (size_t)f->day) {
+    if (n >= 4 * (size_t)f->day) {
         static const double alphas[] = {0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7};
         static const double betas[] = {0, 0.02, 0.1};
         static const double gammas[] = {0.02, 0.05, 0.1, 0.2, 0.4};
         static const double deltas[] = {0.05, 0.2};
-        static const double phis[] = {0.9, 0.98};
+        static const double phis[] = {0.9, 0.98, 1.0};
         size_t nd = f->wseason != NULL ? 2 : 1;
         bdy_hw_params best = f->p;
         double best_sse = INFINITY;
@@ -431,7 +446,7 @@ json_object *bdy_forecast_to_json(const bdy_forecast *f)
     json_object_object_add(j, "season", jarray(f->season, f->day));
     if (f->wseason != NULL)
         json_object_object_add(j, "weekSeason", jarray(f->wseason, f->week));
-    json_object_object_add(j, "init", jarray(f->init, f->day));
+    json_object_object_add(j, "init", jarray(f->init, 2 * (size_t)f->day));
     json_object_object_add(j, "initStart", json_object_new_int64((int64_t)f->init_start));
     json_object_object_add(j, "seasonal", json_object_new_boolean(f->seasonal));
     json_object_object_add(j, "started", json_object_new_boolean(f->started));
@@ -536,7 +551,7 @@ int bdy_forecast_from_json(json_object *j, bdy_forecast **out, bdy_errbuf *eb)
         (rc = get_num(j, "trend", -1e12, 1e12, &f->trend, eb)) != 0 ||
         (rc = get_array(j, "season", f->season, f->day, false, eb)) != 0 ||
         (weekly && (rc = get_array(j, "weekSeason", f->wseason, f->week, false, eb)) != 0) ||
-        (rc = get_array(j, "init", f->init, f->day, true, eb)) != 0 ||
+        (rc = get_array(j, "init", f->init, 2 * (size_t)f->day, true, eb)) != 0 ||
         (rc = get_bool(j, "seasonal", &f->seasonal, eb)) != 0 ||
         (rc = get_bool(j, "started", &f->started, eb)) != 0 ||
         (rc = get_num(j, "mse", 0, 1e24, &f->mse, eb)) != 0 ||

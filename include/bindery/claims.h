@@ -55,6 +55,7 @@ typedef struct bdy_claims_opts {
     bdy_store *store;     /* borrowed */
     bdy_fleet *fleet;     /* borrowed */
     bdy_metrics *metrics; /* borrowed, may be NULL */
+    bdy_demand *demand;   /* borrowed, may be NULL: claims are then not recorded */
 } bdy_claims_opts;
 
 int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb);

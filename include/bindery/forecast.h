@@ -8,8 +8,9 @@
  *
  * Model (additive, damped trend, daily season s, optional weekly season w):
  *   forecast(b + h) = level + trend * (phi + ... + phi^h) + s[b+h] + w[b+h]
- * Until one full day has been observed the forecast is the moving average of
- * the last ma_window observations (there is no season to go on yet). The
+ * Until two days have been observed the forecast is the moving average of
+ * the last ma_window observations; then level, trend and season start from
+ * the classical two-day estimate. The
  * smoothing parameters are fitted on the pool's own history by
  * bdy_forecast_fit() (grid search on the SSE at the requested horizon).
  *
@@ -79,7 +80,7 @@ double bdy_forecast_at(const bdy_forecast *f, uint64_t bucket);
  * the first unobserved bucket it leans on the last observation. */
 double bdy_forecast_rate_at(const bdy_forecast *f, double unix_seconds);
 
-/* True once the seasonal model is in use (a day has been observed). */
+/* True once the seasonal model is in use (two days have been observed). */
 bool bdy_forecast_seasonal(const bdy_forecast *f);
 /* Observations fed so far (missing ones not counted). */
 uint64_t bdy_forecast_observed(const bdy_forecast *f);
@@ -103,7 +104,7 @@ bdy_hw_params bdy_forecast_params(const bdy_forecast *f);
 /* Fits the parameters on obs[0..n) (bucket first_bucket onwards; NaN =
  * missing) minimizing the squared error `horizon` buckets ahead, then
  * rebuilds the state by running the filter over the whole history with the
- * fitted parameters. History shorter than two days keeps the current
+ * fitted parameters. History shorter than four days keeps the current
  * parameters and only rebuilds. n is capped at BDY_FORECAST_FIT_MAX (the
  * newest part is kept). Returns 0, BDY_EINVAL or BDY_ENOMEM. */
 int bdy_forecast_fit(bdy_forecast *f, const double *obs, size_t n, uint64_t first_bucket,
