@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= examples/bindery.yaml
 
-.PHONY: all run test build build-test build-memcheck memcheck bench fuzz lint format clean
+.PHONY: all run test build build-test build-memcheck memcheck bench replay fuzz lint format clean
 
 all: build
 
@@ -42,6 +42,11 @@ bench:
 	cmake --build build -j $(JOBS)
 	build/bin/bench_store_commit --seconds 3
 	bench/claims.sh build
+
+# Replays a synthetic demand trace through the forecaster and sizer and
+# compares it with a tuned fixed buffer; prints a table, writes build/replay.png.
+replay: build
+	build/bin/bindery_replay --synthetic --plot build/replay.png
 
 fuzz:
 	@scripts/setup.sh test

@@ -332,7 +332,7 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, rows[i].key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)(rows[i].s.minute * 60));
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)rows[i].s.minute * 60);
         for (int k = 0; k < 4; k++)
             sqlite3_bind_int64(st, 3 + k, rows[i].s.n[k]);
         sqlite3_bind_double(st, 7, rows[i].s.lead_sum);
@@ -373,8 +373,8 @@ static int read_buckets(bdy_demand *d, const char *key, uint64_t first, size_t n
         goto out;
     }
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)(first * STEP_S));
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)((first + n) * STEP_S));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)first * STEP_S);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(first + n) * STEP_S);
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t b = (uint64_t)sqlite3_column_int64(st, 0) / STEP_S;

@@ -387,7 +387,7 @@ int bdy_trace_parse(const char *text, size_t len, const char *name, const bdy_tr
             caps = nc;
             caps_cap = set_cap;
         }
-        if (push_point(&set.items[gi], &caps[gi], t, v) != 0) {
+        if (caps == NULL || push_point(&set.items[gi], &caps[gi], t, v) != 0) {
             rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
             goto out;
         }

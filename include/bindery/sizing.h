@@ -46,10 +46,10 @@
 /* A scheduled floor. Daily windows repeat every UTC day (from > to wraps
  * past midnight); absolute windows happen once. */
 typedef struct bdy_override {
-    bool daily;
     double from; /* daily: seconds after UTC midnight; absolute: Unix seconds */
     double to;
     unsigned min_warm;
+    bool daily;
 } bdy_override;
 
 /* What the sizer knows about one pool at one moment. Rates are claims per

@@ -103,13 +103,13 @@ static void test_overrides(void **state)
     assert_int_equal(bdy_size_pool(&in, day + 18 * 3600).target, 200);
     assert_int_equal(bdy_size_pool(&in, day + 19 * 3600 + 1).target, 1);
     /* Wrapping past midnight. */
-    bdy_override night = {.daily = true, .from = 23 * 3600, .to = 3600, .min_warm = 50};
+    bdy_override night = {.from = 23 * 3600, .to = 3600, .min_warm = 50, .daily = true};
     in.overrides = &night;
     assert_int_equal(bdy_size_pool(&in, day + 86400 + 1800).target, 50);
     assert_int_equal(bdy_size_pool(&in, day + 23 * 3600 + 1800).target, 50);
     assert_int_equal(bdy_size_pool(&in, day + 2 * 3600).target, 1);
     /* Absolute windows; an override above maxWarm is clamped. */
-    bdy_override once = {.daily = false, .from = NOON, .to = NOON + 600, .min_warm = 900};
+    bdy_override once = {.from = NOON, .to = NOON + 600, .min_warm = 900, .daily = false};
     in.overrides = &once;
     assert_int_equal(bdy_size_pool(&in, NOON + 60).target, 500);
     assert_int_equal(bdy_size_pool(&in, NOON + 601).target, 1);
