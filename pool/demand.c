@@ -256,6 +256,9 @@ int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbu
             goto out;
         }
         p->configured = true;
+        /* A new config is the operator's word: its bounds apply at once,
+         * not after a gradual scale-down from the old ones. */
+        p->prev_level = -1;
         memcpy(p->ov, ov, nov * sizeof(ov[0]));
         p->nov = nov;
     }
