@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= examples/bindery.yaml
 
-.PHONY: all run test build build-test build-memcheck memcheck bench fuzz lint format clean
+.PHONY: all run test build build-test build-memcheck memcheck bench replay fuzz lint format clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBINDERY_TESTS=OFF >/dev/null
 	cmake --build build -j $(JOBS)
 	bench/run --build build
+
+# Replays a synthetic demand trace through the forecaster and sizer and
+# compares it with a tuned fixed buffer; prints a table, writes build/replay.png.
+replay: build
+	build/bin/bindery_replay --synthetic --plot build/replay.png
 
 fuzz:
 	@scripts/setup.sh test

@@ -1358,12 +1358,15 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         set_location(resp, id);
         json_object_put(answer);
         stats_count(c, cr.ns, cr.pool, true);
+        bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
         count_result(c, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
         goto out;
     }
 
     /* No warm world: a miss, which the forecast learns from. */
     stats_count(c, cr.ns, cr.pool, false);
+    bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
+    bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_MISS, bdy_wall_seconds());
     const char *pl[] = {cr.pool, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_misses, pl));
     /* Only a miss needs the pool's full spec (a deep copy): not the warm path. */
@@ -1396,6 +1399,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         idem_finish(c, idem_pending, NULL);
         goto out;
     }
+    bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_COLD, bdy_wall_seconds());
     snprintf(w->ns, sizeof(w->ns), "%s", cr.ns);
     snprintf(w->world, sizeof(w->world), "%s", world_name);
     snprintf(w->pool, sizeof(w->pool), "%s", cr.pool);
@@ -1724,6 +1728,8 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
             if (e2 != NULL)
                 e2->released = true;
             pthread_mutex_unlock(&c->lock);
+            bdy_demand_record(c->o.demand, copy.ns, bdy_jstr(bdy_jget(world, "spec"), "pool"),
+                              BDY_DEMAND_RELEASE, bdy_wall_seconds());
         }
     }
     resp->status = 204;
@@ -1761,7 +1767,13 @@ static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
                            json_object_new_int((int)counts.phase[BDY_PHASE_ALLOCATED]));
     json_object_object_add(st, "failed", json_object_new_int((int)counts.phase[BDY_PHASE_FAILED]));
     json_object_object_add(st, "terminating", json_object_new_int((int)counts.deleting));
-    json_object_object_add(st, "targetWarm", json_object_new_int((int)bdy_pool_target_warm(&spec)));
+    /* Target and forecast from the demand module (the same sizing as the
+     * pool controller's). */
+    bdy_pool_demand dem;
+    bool known = bdy_demand_input(c->o.demand, ns, name, bdy_wall_seconds(), &dem) == 0;
+    dem.allocated = counts.phase[BDY_PHASE_ALLOCATED];
+    unsigned target = bdy_pool_target_warm(&spec, known ? &dem : NULL, bdy_wall_seconds(), NULL);
+    json_object_object_add(st, "targetWarm", json_object_new_int((int)target));
     uint64_t hits = 0;
     uint64_t misses = 0;
     double lead = 0;
@@ -1777,11 +1789,10 @@ static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
     if (ps != NULL)
         lead = ps->lead_time_s;
     pthread_mutex_unlock(&c->lock);
-    /* No forecast yet: demand forecasting sizes pools in a later step, so
-     * the rate is the last hour's observed claims per minute. */
-    json_object_object_add(st, "forecastPerMinute",
-                           jdouble((double)(hits + misses) / HIT_WINDOW_MINUTES));
-    json_object_object_add(st, "leadTimeSeconds", jdouble(lead));
+    json_object_object_add(
+        st, "forecastPerMinute",
+        jdouble(known ? dem.forecast_rate : (double)(hits + misses) / HIT_WINDOW_MINUTES));
+    json_object_object_add(st, "leadTimeSeconds", jdouble(known ? dem.lead_time_s : lead));
     json_object_object_add(st, "warmHitRatio",
                            hits + misses ? jdouble((double)hits / (double)(hits + misses))
                                          : jdouble(1.0));

@@ -51,6 +51,7 @@
 #include "bindery/config.h"
 
 #include "bindery/log.h"
+#include "bindery/sizing.h"
 #include "bindery/util.h"
 #include "bindery/yaml.h"
 #include "yaml_core.h"
@@ -102,6 +103,7 @@ typedef enum cfg_name_kind {
     CFG_NAME_DNS_SUBDOMAIN, /* RFC 1123 subdomain: most Kubernetes object names */
     CFG_NAME_LABEL_KEY,     /* [subdomain/]name, a Kubernetes label key */
     CFG_NAME_LABEL_VALUE,   /* a Kubernetes label value, possibly empty */
+    CFG_NAME_TIME_OF_DAY,   /* "HH:MM[:SS]" UTC, or an RFC 3339 timestamp (overrides) */
 } cfg_name_kind;
 
 typedef struct cfg_field cfg_field;
@@ -162,6 +164,7 @@ typedef struct cfg_pair {
 CFG_SAME_LIST_LAYOUT(bdy_config_paths);
 CFG_SAME_LIST_LAYOUT(bdy_config_pools);
 CFG_SAME_LIST_LAYOUT(bdy_config_labels);
+CFG_SAME_LIST_LAYOUT(bdy_config_overrides);
 _Static_assert(sizeof(bdy_config_label) == sizeof(cfg_pair) &&
                    offsetof(bdy_config_label, key) == offsetof(cfg_pair, key) &&
                    offsetof(bdy_config_label, value) == offsetof(cfg_pair, value),
@@ -254,6 +257,7 @@ static const cfg_field store_fields[] = {
 };
 
 /* Indexed by bdy_runtime_kind (asserted above). */
+static const char *const bool_words[] = {"false", "true", NULL};
 static const char *const runtime_kinds[] = {"process", "bench", NULL};
 
 static const cfg_field runtime_fields[] = {
@@ -273,10 +277,44 @@ static const cfg_field runtime_fields[] = {
 
 static const cfg_order runtime_order[] = {{"portMin", "portMax"}};
 
+static const cfg_field demand_fields[] = {
+    UINT_FIELD(bdy_config_demand, minute_retention_h, "minuteRetentionHours", 1, 8760, "48",
+               "hours of per-minute demand history kept before it is folded into 5 minutes"),
+    UINT_FIELD(bdy_config_demand, retention_days, "retentionDays", 1, 3660, "35",
+               "days of 5-minute demand history kept"),
+    UINT_FIELD(bdy_config_demand, lead_time_s, "leadTimeSeconds", 0, 86400, "30",
+               "world lead time the sizing assumes until one has been measured"),
+    ENUM_FIELD(bdy_config_demand, weekly, "weeklySeason", bool_words, "false",
+               "forecast with a weekly season besides the daily one"),
+};
+
 static const cfg_field reconciler_fields[] = {
     UINT_FIELD(bdy_config_reconciler, workers, "workers", 1, 64, "2",
                "reconciler worker threads draining the work queue"),
 };
+
+static const cfg_field override_fields[] = {
+    {.key = "from",
+     .type = CFG_NAME,
+     MEMBER(bdy_config_override, from),
+     .name = CFG_NAME_TIME_OF_DAY,
+     .required = true,
+     .doc = "start of the window: HH:MM UTC every day, or an RFC 3339 time"},
+    {.key = "to",
+     .type = CFG_NAME,
+     MEMBER(bdy_config_override, to),
+     .name = CFG_NAME_TIME_OF_DAY,
+     .required = true,
+     .doc = "end of the window, the same kind as from"},
+    UINT_FIELD(bdy_config_override, min_warm, "minWarm", 0, 100000, "0",
+               "fewest warm worlds during the window (ready when it opens)"),
+};
+static const cfg_section override_section = PLAIN_SECTION(override_fields);
+static const cfg_field override_item = {.key = "",
+                                        .type = CFG_SECTION,
+                                        .size = sizeof(bdy_config_override),
+                                        .section = &override_section,
+                                        .doc = "a scheduled floor"};
 
 static const cfg_field pool_fields[] = {
     REQUIRED_NAME_FIELD(bdy_config_pool, name, "name", CFG_NAME_DNS_LABEL,
@@ -301,6 +339,8 @@ static const cfg_field pool_fields[] = {
                "seconds a surplus must last before idle worlds are deleted"),
     STRMAP_FIELD(bdy_config_pool, labels, "labels", BDY_CONFIG_MAX_LABELS, CFG_NAME_LABEL_KEY,
                  CFG_NAME_LABEL_VALUE, "labels put on every world of the pool"),
+    LIST_FIELD(bdy_config_pool, overrides, "overrides", BDY_SIZING_MAX_OVERRIDES, &override_item,
+               "scheduled floors of the warm target"),
 };
 
 static const cfg_order pool_order[] = {{"minWarm", "maxWarm"}, {"maxWarm", "maxWorlds"}};
@@ -315,6 +355,7 @@ static const cfg_section runtime_section = {.fields = runtime_fields,
                                             .order = runtime_order,
                                             .norder = ARRAY_LEN(runtime_order)};
 static const cfg_section reconciler_section = PLAIN_SECTION(reconciler_fields);
+static const cfg_section demand_section = PLAIN_SECTION(demand_fields);
 static const cfg_section pool_section = {.fields = pool_fields,
                                          .nfields = ARRAY_LEN(pool_fields),
                                          .order = pool_order,
@@ -352,6 +393,8 @@ static const cfg_field top_fields[] = {
     SECTION_FIELD(bdy_config, runtime, "runtime", &runtime_section, "what runs the worlds"),
     SECTION_FIELD(bdy_config, reconciler, "reconciler", &reconciler_section,
                   "the embedded reconciler"),
+    SECTION_FIELD(bdy_config, demand, "demand", &demand_section,
+                  "demand history and forecast sizing"),
     LIST_FIELD(bdy_config, pools, "pools", BDY_CONFIG_MAX_POOLS, &pool_item, "warm pools"),
 };
 
@@ -521,6 +564,13 @@ static bool valid_label_value(const char *s)
     return label_name_n(s, strlen(s), true);
 }
 
+static bool valid_time_of_day(const char *s)
+{
+    bool daily = false;
+    double t = 0;
+    return bdy_override_time_parse(s, &daily, &t) == 0;
+}
+
 typedef struct cfg_name_rule {
     const char *noun;   /* "a DNS label" */
     const char *plural; /* "DNS labels", for maps */
@@ -545,6 +595,10 @@ static const cfg_name_rule name_rules[] = {
                               "\"\" or at most 63 letters, digits, '-', '_' or '.', starting "
                               "and ending with a letter or digit",
                               valid_label_value},
+    [CFG_NAME_TIME_OF_DAY] = {"a time", "times",
+                              "HH:MM or HH:MM:SS (UTC, every day) or an RFC 3339 time such as "
+                              "2025-06-01T17:45:00Z",
+                              valid_time_of_day},
 };
 
 /* ---------------------------------------------------------------------- */

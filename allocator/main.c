@@ -54,6 +54,7 @@ typedef struct daemon_state {
     bdy_reconciler *reconciler;
     bdy_claims *claims;
     bdy_kubeapi *kubeapi;
+    bdy_demand *demand;
     atomic_bool ready;
     bdy_metric_family *reloads;
     bdy_metric *store_rv;
@@ -277,7 +278,8 @@ static void reload(daemon_state *d, const char *path)
         next->reconciler.workers != d->cfg->reconciler.workers)
         bdy_warn("config", "listen, dataDir, http, store, runtime and reconciler settings change "
                            "only on restart");
-    if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0) {
+    if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0 ||
+        bdy_demand_set_pools(d->demand, &next->pools, NULL) != 0) {
         bdy_error("config", "reload refused: out of memory applying pools");
         count_reload(d, "refused");
         bdy_auth_free(auth);
@@ -304,6 +306,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
     bdy_reconciler_opts ro = {.store = d->store,
                               .fleet = d->fleet,
                               .metrics = d->metrics,
+                              .demand = d->demand,
                               .workers = d->cfg->reconciler.workers,
                               .on_world = bdy_claims_observe_world,
                               .on_world_data = d->claims};
@@ -462,8 +465,27 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         rc = bdy_fleet_set_pools(d.fleet, &d.cfg->pools);
     if (rc != 0)
         goto out;
+    /* Demand history beside the store (demand.h says why a file of its own). */
+    char demand_path[BDY_CONFIG_MAX_PATH + 16];
+    snprintf(demand_path, sizeof(demand_path), "%s/demand.db", d.cfg->data_dir);
+    bdy_demand_opts dopt = {.path = demand_path,
+                            .minute_retention_h = d.cfg->demand.minute_retention_h,
+                            .retention_days = d.cfg->demand.retention_days,
+                            .default_lead_s = d.cfg->demand.lead_time_s,
+                            .weekly = d.cfg->demand.weekly != 0,
+                            .metrics = d.metrics};
+    rc = bdy_demand_open(&dopt, &d.demand, &eb);
+    if (rc == 0)
+        rc = bdy_demand_set_pools(d.demand, &d.cfg->pools, &eb);
+    if (rc == 0)
+        rc = bdy_demand_start(d.demand, &eb);
+    if (rc != 0) {
+        bdy_error("demand", "cannot open the demand history: %s", eb.message);
+        goto out;
+    }
     bdy_claims_opts co = {
-        .store = d.store, .fleet = d.fleet, .metrics = d.metrics, .ledger = d.ledger};
+        .store = d.store, .fleet = d.fleet, .metrics = d.metrics, .demand = d.demand,
+        .ledger = d.ledger};
     rc = bdy_claims_new(&co, &d.claims, &eb);
     if (rc != 0)
         goto out;
@@ -532,6 +554,7 @@ out:
     bdy_reconciler_free(d.reconciler);
     bdy_fleet_free(d.fleet);
     bdy_ledger_close(d.ledger);
+    bdy_demand_close(d.demand);
     bdy_store_close(d.store);
     bdy_metrics_free(d.metrics);
     bdy_auth_free(d.auth);

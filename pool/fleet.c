@@ -87,14 +87,32 @@ int bdy_phase_parse(const char *text, bdy_phase *out)
     return BDY_EINVAL;
 }
 
-unsigned bdy_pool_target_warm(const bdy_config_pool *spec)
+unsigned bdy_pool_target_warm(const bdy_config_pool *spec, const bdy_pool_demand *demand,
+                              double now, double *level_out)
 {
-    unsigned target = spec->min_warm;
-    if (target > spec->max_warm)
-        target = spec->max_warm;
-    if (target > spec->max_worlds)
-        target = spec->max_worlds;
-    return target;
+    bdy_sizing_input in = {.min_warm = spec->min_warm,
+                           .max_warm = spec->max_warm,
+                           .max_worlds = spec->max_worlds,
+                           .service_level = spec->service_level,
+                           .creation_rate = spec->creation_rate,
+                           .prev_target = -1};
+    if (demand != NULL) {
+        in.forecast_rate = demand->forecast_rate;
+        in.forecast_sd = demand->forecast_sd;
+        in.lead_time_s = demand->lead_time_s;
+        in.recent_rate = demand->recent_rate;
+        in.recent_minutes = demand->recent_minutes;
+        in.recent_misses = demand->recent_misses;
+        in.allocated = demand->allocated;
+        in.prev_target = demand->prev_level;
+        in.prev_at = demand->prev_at;
+        in.overrides = demand->overrides;
+        in.noverrides = demand->noverrides;
+    }
+    bdy_sizing out = bdy_size_pool(&in, now);
+    if (level_out != NULL)
+        *level_out = out.level;
+    return out.target;
 }
 
 /* ---- pools ------------------------------------------------------------- */
@@ -127,6 +145,9 @@ static int spec_copy(bdy_config_pool *dst, const bdy_config_pool *src)
     dst->booklet = dup_or_null(src->booklet);
     dst->labels.items = NULL;
     dst->labels.count = 0;
+    /* Overrides are not copied: the demand module holds them parsed. */
+    dst->overrides.items = NULL;
+    dst->overrides.count = 0;
     if (src->labels.count > 0) {
         dst->labels.items = calloc(src->labels.count, sizeof(*dst->labels.items));
         if (dst->labels.items == NULL)

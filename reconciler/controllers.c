@@ -651,6 +651,7 @@ static void observe_startup(bdy_reconciler *r, json_object *world)
         bdy_jstr(bdy_jget(world, "spec"), "pool") ? bdy_jstr(bdy_jget(world, "spec"), "pool") : "",
         NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
+    bdy_demand_lead_time(r->o.demand, bdy_jstr(meta, "namespace"), labels[0], now - created, now);
 }
 
 /* Probes a Starting or warm world once. Returns the delay until the next
@@ -982,7 +983,14 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     bdy_pool_counts c;
     if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
-    if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > bdy_pool_target_warm(&spec)) {
+    /* The sizer's target from the pool's demand (forecast, misses, overrides). */
+    bdy_pool_demand dem;
+    double level = 0;
+    bool known = bdy_demand_input(r->o.demand, ns, name, now, &dem) == 0;
+    dem.allocated = c.phase[BDY_PHASE_ALLOCATED];
+    unsigned target = bdy_pool_target_warm(&spec, known ? &dem : NULL, now, &level);
+    bdy_demand_note_target(r->o.demand, ns, name, target, level, now);
+    if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > target) {
         refs = calloc(POOL_STEP_MAX, sizeof(*refs));
         if (refs == NULL) {
             rc = BDY_ENOMEM;
@@ -1006,7 +1014,6 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
 
     if (nfailed > 0 && bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
-    unsigned target = bdy_pool_target_warm(&spec);
     unsigned warm =
         c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] + c.phase[BDY_PHASE_READY];
     if (spec.booklet != NULL && spec.manifest == NULL) {

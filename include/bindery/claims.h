@@ -58,6 +58,7 @@ typedef struct bdy_claims_opts {
     bdy_metrics *metrics; /* borrowed, may be NULL */
     bdy_ledger *ledger;   /* borrowed, may be NULL: warm claims are then the world's
                              status write itself (Kubernetes mode) */
+    bdy_demand *demand;   /* borrowed, may be NULL: claims are then not recorded */
 } bdy_claims_opts;
 
 int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb);

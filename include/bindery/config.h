@@ -65,6 +65,15 @@
  *   reconciler:
  *     workers: 2                    → reconciler.workers        1..64
  *       Worker threads draining the reconciler's work queue.
+ *   demand:
+ *     minuteRetentionHours: 48      → demand.minute_retention_h 1..8760
+ *       Per-minute demand history kept; older minutes fold into 5 minutes.
+ *     retentionDays: 35             → demand.retention_days     1..3660
+ *       5-minute demand history kept (the forecaster fits on it).
+ *     leadTimeSeconds: 30           → demand.lead_time_s        0..86400
+ *       Lead time (creation → Ready) assumed until one is measured.
+ *     weeklySeason: false           → demand.weekly             false | true
+ *       Forecast with a weekly season as well as the daily one.
  *   pools: []                       → pools (at most BDY_CONFIG_MAX_POOLS)
  *     - name: (required)            → name                      DNS label
  *         The pool's name; namespace/name is unique in the list.
@@ -90,6 +99,12 @@
  *         optional DNS-subdomain prefix and '/', then a name of at most 63
  *         of [A-Za-z0-9-_.] starting and ending alphanumeric); values are
  *         strings of at most 63 of the same, or "" (null is refused).
+ *       overrides: []               → overrides (at most 16)
+ *         - from: "17:45"           → from   HH:MM[:SS] UTC daily, or RFC 3339
+ *           to: "19:00"             → to     the same kind as from
+ *           minWarm: 200            → min_warm 0..100000
+ *         Scheduled floors of the warm target; the pool starts filling
+ *         early enough for the worlds to be Ready when the window opens.
  *   Keys that must agree are checked after decoding, naming the key written:
  *   "pools[1].maxWarm: must be at least minWarm (5)", "runtime.portMax: must
  *   be at least portMin (30000)", "pools[2].name: pool default/arena is
@@ -156,6 +171,20 @@ typedef struct bdy_config_labels {
     size_t count;
 } bdy_config_labels;
 
+/* A scheduled floor of a pool's warm target (pools[].overrides). from and
+ * to are both "HH:MM[:SS]" (UTC, every day; to <= from wraps past
+ * midnight) or both RFC 3339 times (once). */
+typedef struct bdy_config_override {
+    char *from;
+    char *to;
+    unsigned min_warm; /* minWarm, 0..100000 */
+} bdy_config_override;
+
+typedef struct bdy_config_overrides {
+    bdy_config_override *items;
+    size_t count;
+} bdy_config_overrides;
+
 /* One warm pool (pools: list). Exactly one of manifest / booklet is set. */
 typedef struct bdy_config_pool {
     char *name;                     /* DNS label, required; unique per namespace */
@@ -169,6 +198,7 @@ typedef struct bdy_config_pool {
     unsigned creation_rate;         /* creationRate: most worlds created per second, default 20 */
     unsigned scale_down_cooldown_s; /* scaleDownCooldownSeconds, default 60 */
     bdy_config_labels labels;       /* labels: put on every world of the pool */
+    bdy_config_overrides overrides; /* overrides: scheduled floors (at most 16) */
 } bdy_config_pool;
 
 typedef struct bdy_config_pools {
@@ -190,6 +220,13 @@ typedef struct bdy_config_runtime {
     unsigned bench_ready_delay_ms; /* benchReadyDelayMs, default 0, 0..600000 */
 } bdy_config_runtime;
 
+typedef struct bdy_config_demand {
+    unsigned minute_retention_h; /* minuteRetentionHours, default 48, 1..8760 */
+    unsigned retention_days;     /* retentionDays, default 35, 1..3660 */
+    unsigned lead_time_s;        /* leadTimeSeconds, default 30, 0..86400 */
+    int weekly;                  /* weeklySeason, default false (0) */
+} bdy_config_demand;
+
 typedef struct bdy_config_reconciler {
     unsigned workers; /* workers, default 2, 1..64 */
 } bdy_config_reconciler;
@@ -207,6 +244,7 @@ typedef struct bdy_config {
     bdy_config_paths manifests; /* absolute paths, in file order */
     bdy_config_runtime runtime;
     bdy_config_reconciler reconciler;
+    bdy_config_demand demand;
     bdy_config_pools pools;
 } bdy_config;
 

@@ -20,6 +20,7 @@
 #define BINDERY_POOL_H
 
 #include "bindery/config.h"
+#include "bindery/demand.h"
 #include "bindery/error.h"
 #include "bindery/selector.h"
 #include "bindery/store.h"
@@ -140,9 +141,15 @@ json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_cl
  * so the claim module can release the ones whose claim no longer waits. */
 size_t bdy_fleet_reserved(bdy_fleet *f, bdy_world_ref *out, size_t max);
 
-/* Sizing: the warm target for a pool. Today minWarm (clamped to maxWarm and
- * maxWorlds); the forecasting issue feeds demand in here. Pure. */
-unsigned bdy_pool_target_warm(const bdy_config_pool *spec);
+/* Sizing, the one entry point: the warm target (Pending + Starting + Ready)
+ * of a pool at time now (Unix seconds) from its demand — forecast, lead
+ * time, recent claims and misses, overrides, the previous level and the
+ * allocated count (demand.h, sizing.h). NULL demand: nothing known, so
+ * minWarm clamped to maxWarm and maxWorlds. level_out (may be NULL) gets the
+ * unrounded target to pass back through bdy_demand_note_target, which makes
+ * scale-down gradual. Pure. */
+unsigned bdy_pool_target_warm(const bdy_config_pool *spec, const bdy_pool_demand *demand,
+                              double now, double *level_out);
 
 #endif
 

@@ -37,6 +37,7 @@ typedef struct bdy_reconciler_opts {
     bdy_store *store;     /* borrowed; outlives the reconciler */
     bdy_fleet *fleet;     /* borrowed */
     bdy_metrics *metrics; /* borrowed, may be NULL */
+    bdy_demand *demand;   /* borrowed, may be NULL: pools are then sized at minWarm */
     unsigned workers;     /* worker threads (>= 1) */
     bdy_world_observer_cb on_world;
     void *on_world_data;

@@ -313,12 +313,12 @@ static void test_sizing_clamps(void **state)
 {
     (void)state;
     bdy_config_pool p = make_pool("arena", 5);
-    assert_int_equal(bdy_pool_target_warm(&p), 5);
+    assert_int_equal(bdy_pool_target_warm(&p, NULL, 0, NULL), 5);
     p.max_warm = 3;
-    assert_int_equal(bdy_pool_target_warm(&p), 3);
+    assert_int_equal(bdy_pool_target_warm(&p, NULL, 0, NULL), 3);
     p.max_warm = 50;
     p.max_worlds = 2;
-    assert_int_equal(bdy_pool_target_warm(&p), 2);
+    assert_int_equal(bdy_pool_target_warm(&p, NULL, 0, NULL), 2);
     assert_string_equal(bdy_phase_name(BDY_PHASE_TERMINATING), "Terminating");
     bdy_phase ph;
     assert_int_equal(bdy_phase_parse("", &ph), 0);

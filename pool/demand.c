@@ -1,0 +1,731 @@
+/* Demand history in SQLite and per-pool forecasters; see demand.h. */
+#include "bindery/demand.h"
+
+#include "bindery/forecast.h"
+#include "bindery/log.h"
+#include "bindery/pool.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STEP_S BDY_FORECAST_STEP_DEFAULT_S
+#define MA_WINDOW 3
+/* Refit each forecaster this often (seconds of the clock passed to tick). */
+#define REFIT_EVERY_S 86400.0
+/* Least history worth fitting on, seconds. */
+#define FIT_MIN_S (3 * 86400.0)
+/* Most history read for a fit, seconds (the fit caps it again). */
+#define FIT_MAX_S (35 * 86400.0)
+/* Retention runs this often. */
+#define PRUNE_EVERY_S 3600.0
+/* A bucket counts as observed when at least this share of its minutes were. */
+#define BUCKET_MIN_SHARE 0.5
+/* Weight of a new lead time in the running estimate. */
+#define LEAD_WEIGHT 0.2
+#define KEY_MAX (2 * BDY_NAME_MAX)
+/* Largest persisted state read back (a weekly season of minutes fits). */
+#define STATE_MAX_BYTES (4 * 1024 * 1024)
+
+typedef struct minute_slot {
+    uint64_t minute; /* Unix minute this slot holds */
+    uint32_t n[4];   /* by bdy_demand_kind */
+    double lead_sum;
+    uint32_t lead_n;
+} minute_slot;
+
+typedef struct pool_rec {
+    struct pool_rec *next;
+    char key[KEY_MAX]; /* "ns/name" */
+    minute_slot slots[BDY_DEMAND_MEMORY_MINUTES];
+    uint64_t flushed; /* minutes before this are written */
+    bool configured;
+    bool loaded; /* state read from SQLite (or found absent) */
+    bdy_forecast *fc;
+    double lead_s; /* running estimate, 0 = none measured */
+    double last_fit;
+    double prev_level;
+    double prev_at;
+    unsigned target;
+    bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
+    size_t nov;
+} pool_rec;
+
+struct bdy_demand {
+    bdy_demand_opts o;
+    char *path;
+    sqlite3 *db;
+    pthread_mutex_t lock; /* pools and everything in them */
+    pool_rec *pools;
+    pthread_mutex_t tick_lock; /* one tick at a time: the connection is not shared */
+    double last_prune;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stopping;
+    bdy_metric_family *m_target, *m_forecast, *m_lead, *m_hit;
+};
+
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS demand_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS demand_samples("
+    " pool TEXT NOT NULL, start INTEGER NOT NULL, seconds INTEGER NOT NULL,"
+    " minutes INTEGER NOT NULL, claims INTEGER NOT NULL, misses INTEGER NOT NULL,"
+    " cold INTEGER NOT NULL, releases INTEGER NOT NULL, lead_sum REAL NOT NULL,"
+    " lead_n INTEGER NOT NULL, PRIMARY KEY(pool, start)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS demand_state("
+    " pool TEXT PRIMARY KEY, state TEXT NOT NULL, lead_s REAL NOT NULL,"
+    " last_fit REAL NOT NULL) WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO demand_meta VALUES('format', 'bindery-demand-1');";
+
+/* Under d->lock. */
+static pool_rec *pool_find(bdy_demand *d, const char *ns, const char *pool, bool create)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%s/%s", ns, pool);
+    pool_rec *p = d->pools;
+    while (p != NULL && strcmp(p->key, key) != 0)
+        p = p->next;
+    if (p == NULL && create && (p = calloc(1, sizeof(*p))) != NULL) {
+        snprintf(p->key, sizeof(p->key), "%s", key);
+        p->prev_level = -1;
+        p->next = d->pools;
+        d->pools = p;
+    }
+    return p;
+}
+
+static minute_slot *slot_for(pool_rec *p, uint64_t minute)
+{
+    minute_slot *s = &p->slots[minute % BDY_DEMAND_MEMORY_MINUTES];
+    if (s->minute != minute) {
+        memset(s, 0, sizeof(*s));
+        s->minute = minute;
+    }
+    return s;
+}
+
+int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *eb)
+{
+    int rc = 0;
+    char *err = NULL;
+    bdy_demand *d = calloc(1, sizeof(*d));
+    *out = NULL;
+    if (d == NULL)
+        return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    d->o = *opts;
+    if (d->o.minute_retention_h == 0)
+        d->o.minute_retention_h = 48;
+    if (d->o.retention_days == 0)
+        d->o.retention_days = 35;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->tick_lock, NULL);
+    pthread_mutex_init(&d->stop_lock, NULL);
+    pthread_cond_init(&d->stop_cond, NULL);
+    d->path = strdup(opts->path);
+    if (d->path == NULL) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_open_v2(d->path, &d->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: cannot open: %s", d->path,
+                      d->db ? sqlite3_errmsg(d->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(d->db, 5000);
+    if (sqlite3_exec(d->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     &err) != SQLITE_OK ||
+        sqlite3_exec(d->db, schema, NULL, NULL, &err) != SQLITE_OK) {
+        int code = sqlite3_errcode(d->db);
+        rc = bdy_fail(eb, code == SQLITE_NOTADB || code == SQLITE_CORRUPT ? BDY_ECORRUPT : BDY_EIO,
+                      "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+        goto out;
+    }
+    if (opts->metrics != NULL) {
+        const char *p[] = {"pool", NULL};
+        d->m_target = bdy_metrics_gauge(opts->metrics, "bindery_pool_target_warm",
+                                        "Warm-world target of the pool (forecast sizing).", p);
+        d->m_forecast =
+            bdy_metrics_gauge(opts->metrics, "bindery_pool_forecast_per_minute",
+                              "Forecast claims per minute over the coming lead time.", p);
+        d->m_lead = bdy_metrics_gauge(opts->metrics, "bindery_pool_lead_time_seconds",
+                                      "World lead time (creation to Ready) the sizing uses.", p);
+        d->m_hit = bdy_metrics_gauge(opts->metrics, "bindery_pool_warm_hit_ratio",
+                                     "Share of the last hour's claims that found a warm world.", p);
+    }
+    *out = d;
+    d = NULL;
+out:
+    sqlite3_free(err);
+    bdy_demand_close(d);
+    return rc;
+}
+
+static void *tick_main(void *arg)
+{
+    bdy_demand *d = arg;
+    pthread_mutex_lock(&d->stop_lock);
+    while (!d->stopping) {
+        pthread_mutex_unlock(&d->stop_lock);
+        int rc = bdy_demand_tick(d, (double)time(NULL));
+        if (rc != 0)
+            bdy_warn("demand", "demand history: %s", bdy_strerror(rc));
+        pthread_mutex_lock(&d->stop_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += BDY_DEMAND_TICK_MS / 1000;
+        if (!d->stopping)
+            pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
+    }
+    pthread_mutex_unlock(&d->stop_lock);
+    return NULL;
+}
+
+int bdy_demand_start(bdy_demand *d, bdy_errbuf *eb)
+{
+    if (pthread_create(&d->thread, NULL, tick_main, d) != 0)
+        return bdy_fail(eb, BDY_ENOMEM, "cannot start the demand thread");
+    d->thread_started = true;
+    return 0;
+}
+
+void bdy_demand_close(bdy_demand *d)
+{
+    if (d == NULL)
+        return;
+    if (d->thread_started) {
+        pthread_mutex_lock(&d->stop_lock);
+        d->stopping = true;
+        pthread_cond_signal(&d->stop_cond);
+        pthread_mutex_unlock(&d->stop_lock);
+        pthread_join(d->thread, NULL);
+        bdy_demand_tick(d, (double)time(NULL));
+    }
+    while (d->pools != NULL) {
+        pool_rec *p = d->pools;
+        d->pools = p->next;
+        bdy_forecast_free(p->fc);
+        free(p);
+    }
+    if (d->db != NULL)
+        sqlite3_close(d->db);
+    free(d->path);
+    pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->tick_lock);
+    pthread_mutex_destroy(&d->stop_lock);
+    pthread_cond_destroy(&d->stop_cond);
+    free(d);
+}
+
+int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbuf *eb)
+{
+    int rc = 0;
+    pthread_mutex_lock(&d->lock);
+    for (pool_rec *p = d->pools; p != NULL; p = p->next)
+        p->configured = false;
+    for (size_t i = 0; i < pools->count; i++) {
+        const bdy_config_pool *c = &pools->items[i];
+        bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
+        size_t nov = c->overrides.count < BDY_SIZING_MAX_OVERRIDES ? c->overrides.count
+                                                                   : BDY_SIZING_MAX_OVERRIDES;
+        for (size_t k = 0; k < nov; k++) {
+            const bdy_config_override *co = &c->overrides.items[k];
+            bool daily_from = false;
+            bool daily_to = false;
+            if (bdy_override_time_parse(co->from, &daily_from, &ov[k].from) != 0 ||
+                bdy_override_time_parse(co->to, &daily_to, &ov[k].to) != 0 ||
+                daily_from != daily_to) {
+                rc = bdy_fail(eb, BDY_EINVAL, "pool %s/%s: override %zu: bad from/to", c->ns,
+                              c->name, k);
+                goto out;
+            }
+            ov[k].daily = daily_from;
+            ov[k].min_warm = co->min_warm;
+        }
+        pool_rec *p = pool_find(d, c->ns, c->name, true);
+        if (p == NULL) {
+            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+            goto out;
+        }
+        p->configured = true;
+        /* A new config is the operator's word: its bounds apply at once,
+         * not after a gradual scale-down from the old ones. */
+        p->prev_level = -1;
+        memcpy(p->ov, ov, nov * sizeof(ov[0]));
+        p->nov = nov;
+    }
+out:
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+void bdy_demand_record(bdy_demand *d, const char *ns, const char *pool, bdy_demand_kind kind,
+                       double now)
+{
+    if (d == NULL || kind < BDY_DEMAND_CLAIM || kind > BDY_DEMAND_RELEASE)
+        return;
+    pthread_mutex_lock(&d->lock);
+    pool_rec *p = pool_find(d, ns, pool, false);
+    uint64_t minute = (uint64_t)(now / 60);
+    if (p != NULL && p->flushed == 0)
+        p->flushed = minute; /* the first minute this daemon saw */
+    if (p != NULL && minute >= p->flushed)
+        slot_for(p, minute)->n[kind]++;
+    pthread_mutex_unlock(&d->lock);
+}
+
+void bdy_demand_lead_time(bdy_demand *d, const char *ns, const char *pool, double seconds,
+                          double now)
+{
+    if (d == NULL || !(seconds >= 0) || !isfinite(seconds))
+        return;
+    pthread_mutex_lock(&d->lock);
+    pool_rec *p = pool_find(d, ns, pool, false);
+    uint64_t minute = (uint64_t)(now / 60);
+    if (p != NULL) {
+        p->lead_s = p->lead_s > 0 ? (1 - LEAD_WEIGHT) * p->lead_s + LEAD_WEIGHT * seconds : seconds;
+        if (minute >= p->flushed) {
+            minute_slot *s = slot_for(p, minute);
+            s->lead_sum += seconds;
+            s->lead_n++;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- the tick ---------------------------------------------------------------------------- */
+
+typedef struct row {
+    char key[KEY_MAX];
+    minute_slot s;
+} row;
+
+static int exec_sql(bdy_demand *d, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(d->db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        bdy_warn("demand", "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+    sqlite3_free(err);
+    return rc == SQLITE_OK ? 0 : BDY_EIO;
+}
+
+static int write_rows(bdy_demand *d, const row *rows, size_t n)
+{
+    int rc = 0;
+    sqlite3_stmt *st = NULL;
+    if (n == 0)
+        return 0;
+    if ((rc = exec_sql(d, "BEGIN")) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(d->db,
+                           "INSERT OR REPLACE INTO demand_samples VALUES(?,?,60,1,?,?,?,?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, rows[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)rows[i].s.minute * 60);
+        for (int k = 0; k < 4; k++)
+            sqlite3_bind_int64(st, 3 + k, rows[i].s.n[k]);
+        sqlite3_bind_double(st, 7, rows[i].s.lead_sum);
+        sqlite3_bind_int64(st, 8, rows[i].s.lead_n);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = BDY_EIO;
+            goto out;
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    if (rc == 0)
+        rc = exec_sql(d, "COMMIT");
+    else
+        exec_sql(d, "ROLLBACK");
+    return rc;
+}
+
+/* Rates (claims per minute) of buckets [first, first + n) of one pool;
+ * NaN where too little of a bucket was observed. */
+static int read_buckets(bdy_demand *d, const char *key, uint64_t first, size_t n, double *out)
+{
+    sqlite3_stmt *st = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NAN;
+    double *claims = calloc(n, sizeof(double));
+    double *minutes = calloc(n, sizeof(double));
+    int rc = 0;
+    if (claims == NULL || minutes == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(d->db,
+                           "SELECT start, minutes, claims FROM demand_samples"
+                           " WHERE pool = ? AND start >= ? AND start < ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)first * STEP_S);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(first + n) * STEP_S);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t b = (uint64_t)sqlite3_column_int64(st, 0) / STEP_S;
+        if (b < first || b >= first + n)
+            continue;
+        minutes[b - first] += (double)sqlite3_column_int64(st, 1);
+        claims[b - first] += (double)sqlite3_column_int64(st, 2);
+    }
+    if (step != SQLITE_DONE) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (minutes[i] >= BUCKET_MIN_SHARE * STEP_S / 60.0)
+            out[i] = claims[i] / minutes[i];
+    }
+out:
+    sqlite3_finalize(st);
+    free(claims);
+    free(minutes);
+    return rc;
+}
+
+static int save_state(bdy_demand *d, const char *key, const char *state, double lead_s,
+                      double last_fit)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(d->db, "INSERT OR REPLACE INTO demand_state VALUES(?,?,?,?)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return BDY_EIO;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, lead_s);
+    sqlite3_bind_double(st, 4, last_fit);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = BDY_EIO;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Reads a pool's persisted forecaster; *fc stays NULL when there is none
+ * or it does not load (logged: the forecast then starts afresh). */
+static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double *lead_s,
+                       double *last_fit)
+{
+    sqlite3_stmt *st = NULL;
+    json_object *j = NULL;
+    *fc = NULL;
+    if (sqlite3_prepare_v2(d->db, "SELECT state, lead_s, last_fit FROM demand_state WHERE pool = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        int len = sqlite3_column_bytes(st, 0);
+        *lead_s = sqlite3_column_double(st, 1);
+        *last_fit = sqlite3_column_double(st, 2);
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        if (text != NULL && len <= STATE_MAX_BYTES && (j = json_tokener_parse(text)) != NULL &&
+            bdy_forecast_from_json(j, fc, &eb) == 0) {
+            bdy_info("demand", "pool %s: forecast continues from bucket %llu", key,
+                     (unsigned long long)bdy_forecast_next_bucket(*fc));
+        } else {
+            bdy_warn("demand", "pool %s: stored forecast state not usable (%s); starting afresh",
+                     key, eb.message[0] ? eb.message : "not JSON");
+        }
+    }
+    json_object_put(j);
+    sqlite3_finalize(st);
+}
+
+/* Refits a pool's forecaster on its history up to bucket `upto` (exclusive)
+ * outside the lock; NULL when there is too little history. */
+static bdy_forecast *refit(bdy_demand *d, const char *key, uint64_t upto)
+{
+    uint64_t nmax = (uint64_t)(FIT_MAX_S / STEP_S);
+    uint64_t first = upto > nmax ? upto - nmax : 0;
+    sqlite3_stmt *st = NULL;
+    /* Start at the oldest stored sample. */
+    if (sqlite3_prepare_v2(d->db, "SELECT MIN(start) FROM demand_samples WHERE pool = ?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            uint64_t oldest = (uint64_t)sqlite3_column_int64(st, 0) / STEP_S;
+            if (oldest > first)
+                first = oldest;
+        }
+    }
+    sqlite3_finalize(st);
+    if (upto <= first || (double)(upto - first) * STEP_S < FIT_MIN_S)
+        return NULL;
+    size_t n = (size_t)(upto - first);
+    double *obs = calloc(n, sizeof(double));
+    bdy_forecast *fc = NULL;
+    bdy_forecast_opts fo = {.step_s = STEP_S, .weekly = d->o.weekly, .ma_window = MA_WINDOW};
+    if (obs == NULL || read_buckets(d, key, first, n, obs) != 0 ||
+        bdy_forecast_new(&fo, &fc) != 0 || bdy_forecast_fit(fc, obs, n, first, 1) != 0) {
+        bdy_forecast_free(fc);
+        fc = NULL;
+    }
+    free(obs);
+    return fc;
+}
+
+typedef struct work {
+    char key[KEY_MAX];
+    bool load;
+    uint64_t feed_from, feed_to; /* buckets to feed */
+    bool fit;
+} work;
+
+int bdy_demand_tick(bdy_demand *d, double now)
+{
+    int rc = 0;
+    row *rows = NULL;
+    size_t nrows = 0;
+    work *jobs = NULL;
+    size_t njobs = 0;
+    size_t npools = 0;
+    uint64_t minute_now = (uint64_t)(now / 60);
+    uint64_t bucket_now = (uint64_t)(now / STEP_S);
+    pthread_mutex_lock(&d->tick_lock);
+
+    /* 1. Completed minutes, copied out under the lock. */
+    pthread_mutex_lock(&d->lock);
+    for (pool_rec *p = d->pools; p != NULL; p = p->next)
+        npools++;
+    rows = calloc(npools * BDY_DEMAND_MEMORY_MINUTES + 1, sizeof(*rows));
+    jobs = calloc(npools + 1, sizeof(*jobs));
+    if (rows == NULL || jobs == NULL) {
+        pthread_mutex_unlock(&d->lock);
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    for (pool_rec *p = d->pools; p != NULL; p = p->next) {
+        if (p->flushed == 0 || p->flushed + BDY_DEMAND_MEMORY_MINUTES < minute_now)
+            p->flushed = p->flushed == 0 ? minute_now : minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
+        for (uint64_t m = p->flushed; m < minute_now; m++) {
+            minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
+            row *r = &rows[nrows++];
+            snprintf(r->key, sizeof(r->key), "%s", p->key);
+            if (s->minute == m)
+                r->s = *s;
+            r->s.minute = m;
+        }
+        p->flushed = minute_now;
+        work *w = &jobs[njobs++];
+        snprintf(w->key, sizeof(w->key), "%s", p->key);
+        w->load = !p->loaded;
+        w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : bucket_now;
+        /* A bucket is complete once its last minute is written. */
+        w->feed_to = (minute_now * 60) / STEP_S;
+        w->fit = now - p->last_fit >= REFIT_EVERY_S;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if ((rc = write_rows(d, rows, nrows)) != 0)
+        goto out;
+
+    for (size_t i = 0; i < njobs; i++) {
+        work *w = &jobs[i];
+        if (w->load) {
+            bdy_forecast *fc = NULL;
+            double lead = 0;
+            double last_fit = 0;
+            load_state(d, w->key, &fc, &lead, &last_fit);
+            pthread_mutex_lock(&d->lock);
+            pool_rec *p = d->pools;
+            while (p != NULL && strcmp(p->key, w->key) != 0)
+                p = p->next;
+            if (p != NULL && !p->loaded) {
+                p->loaded = true;
+                p->fc = fc;
+                fc = NULL;
+                if (p->lead_s == 0)
+                    p->lead_s = lead;
+                p->last_fit = last_fit;
+                w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : w->feed_to;
+                w->fit = now - last_fit >= REFIT_EVERY_S;
+            }
+            pthread_mutex_unlock(&d->lock);
+            bdy_forecast_free(fc);
+        }
+        bdy_forecast *fitted = w->fit ? refit(d, w->key, w->feed_to) : NULL;
+        /* Buckets to feed: after the stored state, before now; a very long
+         * downtime is skipped (the forecaster treats it as missing). */
+        uint64_t from = w->feed_from;
+        if (w->feed_to > from + (uint64_t)(FIT_MAX_S / STEP_S))
+            from = w->feed_to - (uint64_t)(FIT_MAX_S / STEP_S);
+        size_t n = w->feed_to > from ? (size_t)(w->feed_to - from) : 0;
+        double *obs = n ? calloc(n, sizeof(double)) : NULL;
+        if (n > 0 && (obs == NULL || read_buckets(d, w->key, from, n, obs) != 0))
+            n = 0;
+        char *state = NULL;
+        double lead = 0;
+        double last_fit = 0;
+        pthread_mutex_lock(&d->lock);
+        pool_rec *p = d->pools;
+        while (p != NULL && strcmp(p->key, w->key) != 0)
+            p = p->next;
+        if (p != NULL) {
+            if (w->fit)
+                p->last_fit = now; /* also when there was too little history */
+            if (fitted != NULL) {
+                bdy_forecast_free(p->fc);
+                p->fc = fitted;
+                fitted = NULL;
+            }
+            if (p->fc == NULL) {
+                bdy_forecast_opts fo = {
+                    .step_s = STEP_S, .weekly = d->o.weekly, .ma_window = MA_WINDOW};
+                if (bdy_forecast_new(&fo, &p->fc) != 0)
+                    p->fc = NULL;
+            }
+            bool fed = false;
+            for (size_t k = 0; p->fc != NULL && k < n; k++) {
+                if (from + k >= bdy_forecast_next_bucket(p->fc) || !bdy_forecast_observed(p->fc)) {
+                    fed |= bdy_forecast_observe(p->fc, from + k, obs[k]) == 0;
+                }
+            }
+            if (p->fc != NULL && (fed || w->fit || w->load)) {
+                json_object *j = bdy_forecast_to_json(p->fc);
+                const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+                state = s ? strdup(s) : NULL;
+                json_object_put(j);
+            }
+            lead = p->lead_s;
+            last_fit = p->last_fit;
+        }
+        pthread_mutex_unlock(&d->lock);
+        bdy_forecast_free(fitted);
+        free(obs);
+        if (state != NULL && save_state(d, w->key, state, lead, last_fit) != 0)
+            rc = BDY_EIO;
+        free(state);
+    }
+
+    /* Retention: fold old minutes into 5-minute rows, drop the oldest. */
+    if (now - d->last_prune >= PRUNE_EVERY_S) {
+        d->last_prune = now;
+        char sql[1024];
+        long long minutes_before = (long long)(now - d->o.minute_retention_h * 3600.0);
+        long long buckets_before = (long long)(now - d->o.retention_days * 86400.0);
+        snprintf(sql, sizeof(sql),
+                 "BEGIN;"
+                 "INSERT OR REPLACE INTO demand_samples"
+                 " SELECT pool, (start / %d) * %d, %d, SUM(minutes), SUM(claims), SUM(misses),"
+                 " SUM(cold), SUM(releases), SUM(lead_sum), SUM(lead_n) FROM demand_samples"
+                 " WHERE seconds = 60 AND start < (%lld / %d) * %d GROUP BY pool, start / %d;"
+                 "DELETE FROM demand_samples WHERE seconds = 60 AND start < (%lld / %d) * %d"
+                 " AND start %% %d != 0;"
+                 "DELETE FROM demand_samples WHERE start < %lld;"
+                 "COMMIT;",
+                 STEP_S, STEP_S, STEP_S, minutes_before, STEP_S, STEP_S, STEP_S, minutes_before,
+                 STEP_S, STEP_S, STEP_S, buckets_before);
+        if (exec_sql(d, sql) != 0) {
+            exec_sql(d, "ROLLBACK");
+            rc = BDY_EIO;
+        }
+    }
+out:
+    pthread_mutex_unlock(&d->tick_lock);
+    free(rows);
+    free(jobs);
+    return rc;
+}
+
+/* ---- the sizer's view ------------------------------------------------------------------- */
+
+int bdy_demand_input(bdy_demand *d, const char *ns, const char *pool, double now,
+                     bdy_pool_demand *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->prev_level = -1;
+    out->warm_hit_ratio = 1;
+    out->lead_time_s = d != NULL ? d->o.default_lead_s : 0;
+    if (d == NULL)
+        return BDY_ENOTFOUND;
+    pthread_mutex_lock(&d->lock);
+    pool_rec *p = pool_find(d, ns, pool, false);
+    if (p == NULL) {
+        pthread_mutex_unlock(&d->lock);
+        return BDY_ENOTFOUND;
+    }
+    if (p->lead_s > 0)
+        out->lead_time_s = p->lead_s;
+    uint64_t minute = (uint64_t)(now / 60);
+    double claims = 0;
+    double misses = 0;
+    double hour_claims = 0;
+    double hour_misses = 0;
+    for (size_t i = 0; i < BDY_DEMAND_MEMORY_MINUTES; i++) {
+        const minute_slot *s = &p->slots[i];
+        if (s->minute > minute || s->minute + BDY_DEMAND_MEMORY_MINUTES <= minute)
+            continue;
+        uint64_t age = minute - s->minute;
+        hour_claims += s->n[BDY_DEMAND_CLAIM];
+        hour_misses += s->n[BDY_DEMAND_MISS];
+        if (age <= BDY_DEMAND_RECENT_MINUTES)
+            claims += s->n[BDY_DEMAND_CLAIM];
+        if (age <= BDY_DEMAND_MISS_MINUTES)
+            misses += s->n[BDY_DEMAND_MISS];
+    }
+    out->recent_minutes = BDY_DEMAND_RECENT_MINUTES + fmod(now, 60.0) / 60.0;
+    out->recent_rate = claims / out->recent_minutes;
+    out->recent_misses = (unsigned)misses;
+    out->warm_hit_ratio = hour_claims > 0 ? 1 - hour_misses / hour_claims : 1;
+    if (p->fc != NULL && bdy_forecast_observed(p->fc) > 0) {
+        double lead = out->lead_time_s;
+        out->forecast_rate =
+            (bdy_forecast_rate_at(p->fc, now) + bdy_forecast_rate_at(p->fc, now + lead / 2) +
+             bdy_forecast_rate_at(p->fc, now + lead)) /
+            3;
+        out->seasonal = bdy_forecast_seasonal(p->fc);
+    }
+    /* Without a season yet, never below what is happening now. */
+    if (!out->seasonal && out->recent_rate > out->forecast_rate)
+        out->forecast_rate = out->recent_rate;
+    if (p->fc != NULL)
+        out->forecast_sd = bdy_forecast_rate_sd(p->fc, out->forecast_rate);
+    out->prev_level = p->prev_level;
+    out->prev_at = p->prev_at;
+    memcpy(out->overrides, p->ov, p->nov * sizeof(p->ov[0]));
+    out->noverrides = p->nov;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+void bdy_demand_note_target(bdy_demand *d, const char *ns, const char *pool, unsigned target,
+                            double level, double now)
+{
+    if (d == NULL)
+        return;
+    bdy_pool_demand in;
+    if (bdy_demand_input(d, ns, pool, now, &in) != 0)
+        return;
+    pthread_mutex_lock(&d->lock);
+    pool_rec *p = pool_find(d, ns, pool, false);
+    if (p != NULL) {
+        p->prev_level = level;
+        p->prev_at = now;
+        p->target = target;
+    }
+    pthread_mutex_unlock(&d->lock);
+    const char *labels[] = {pool, NULL};
+    bdy_metric_set(bdy_metric_child(d->m_target, labels), target);
+    bdy_metric_set(bdy_metric_child(d->m_forecast, labels), in.forecast_rate);
+    bdy_metric_set(bdy_metric_child(d->m_lead, labels), in.lead_time_s);
+    bdy_metric_set(bdy_metric_child(d->m_hit, labels), in.warm_hit_ratio);
+}

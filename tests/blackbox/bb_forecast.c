@@ -1,0 +1,177 @@
+/* Black-box tests of forecast sizing: a live pool's target rises ahead of a
+ * scheduled override (early enough for its worlds to be Ready when the
+ * window opens) and follows a replayed burst of claims; /v1/pools and
+ * /metrics show the sizing. Worlds run on the bench runtime. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static const char *const JSON_HDR[] = {"Content-Type: application/json", NULL};
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static const char *manifest = "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+                              "metadata: {name: arena, namespace: default}\n"
+                              "spec:\n"
+                              "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+                              "  local: {command: /bin/true}\n";
+
+/* status.<field> of pool name as a number (-1 when unreadable). */
+static double pool_status(bb_server *s, const char *name, const char *field)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/pools/default/%s", name);
+    bb_response r = bb_request(s, "GET", path, NULL, NULL);
+    double v = -1;
+    json_object *j = r.status == 200 ? json_tokener_parse(r.body) : NULL;
+    json_object *st = NULL;
+    json_object *f = NULL;
+    if (j != NULL && json_object_object_get_ex(j, "status", &st) &&
+        json_object_object_get_ex(st, field, &f))
+        v = json_object_get_double(f);
+    json_object_put(j);
+    bb_response_free(&r);
+    return v;
+}
+
+static void utc_hms(double t, char out[16])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    snprintf(out, 16, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void test_target_rises_ahead_of_override(void **state)
+{
+    (void)state;
+    bb_server s;
+    /* Ready after 1 s; 60 worlds at 2 per second take 30 s more: the pool
+     * must start filling about 31 s before the window opens. */
+    double open = now_s() + 45;
+    char from[16];
+    char to[16];
+    utc_hms(open, from);
+    utc_hms(open + 3600, to);
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime: {kind: bench, benchReadyDelayMs: 1000}\n"
+             "demand: {leadTimeSeconds: 1}\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 100\n"
+             "    creationRate: 2\n"
+             "    overrides: [{from: \"%s\", to: \"%s\", minWarm: 60}]\n",
+             from, to);
+    bb_init(&s, cfg);
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(pool_status(&s, "arena", "targetWarm") < 60);
+    double rose = 0;
+    double warm_at_open = -1;
+    for (int i = 0; i < 240 && now_s() < open + 20; i++) {
+        double t = now_s();
+        double target = pool_status(&s, "arena", "targetWarm");
+        if (rose == 0 && target >= 60)
+            rose = t;
+        if (warm_at_open < 0 && t >= open + 1)
+            warm_at_open = pool_status(&s, "arena", "warm");
+        sleep_ms(250);
+    }
+    assert_true(rose > 0);
+    assert_true(rose < open);        /* ahead of the window, not at it */
+    assert_true(warm_at_open >= 50); /* and the worlds were (nearly all) there */
+    bb_cleanup(&s);
+}
+
+static void test_target_follows_a_burst(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "manifests: [manifests]\n"
+                "runtime: {kind: bench, benchReadyDelayMs: 10000}\n"
+                "demand: {leadTimeSeconds: 10}\n"
+                "pools:\n"
+                "  - name: burst\n    manifest: arena\n    minWarm: 1\n    maxWarm: 300\n"
+                "    creationRate: 100\n");
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    double before = pool_status(&s, "burst", "targetWarm");
+    assert_true(before >= 1 && before <= 2);
+    /* A replayed burst: 120 claims at once, far beyond the one warm world. */
+    unsigned created = 0;
+    for (int i = 0; i < 120; i++) {
+        bb_response r = bb_request(&s, "POST", "/v1/allocations",
+                                   "{\"pool\":\"burst\",\"claimant\":\"bb\"}", JSON_HDR);
+        created += r.status == 201;
+        bb_response_free(&r);
+    }
+    assert_true(created < 120);
+    double target = pool_status(&s, "burst", "targetWarm");
+    assert_true(target >= 8); /* about 40 claims/min over a 10 s lead time */
+    assert_true(pool_status(&s, "burst", "forecastPerMinute") >= 20);
+    double hit = pool_status(&s, "burst", "warmHitRatio");
+    assert_true(hit >= 0 && hit < 0.5);
+    /* The pool follows: worlds are created up to the target. */
+    double warm = 0;
+    for (int i = 0; i < 120 && warm < 8; i++) {
+        sleep_ms(250);
+        warm = pool_status(&s, "burst", "warm") + pool_status(&s, "burst", "starting");
+    }
+    assert_true(warm >= 8);
+    bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(m.status, 200);
+    assert_non_null(strstr(m.body, "bindery_pool_target_warm{pool=\"burst\"}"));
+    assert_non_null(strstr(m.body, "bindery_pool_forecast_per_minute{pool=\"burst\"}"));
+    bb_response_free(&m);
+    bb_cleanup(&s);
+}
+
+static void test_bad_override_is_refused(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "pools:\n  - name: a\n    manifest: arena\n"
+                "    overrides: [{from: \"25:00\", to: \"19:00\", minWarm: 5}]\n");
+    char *out = NULL;
+    const char *args[] = {"check-config", s.config, NULL};
+    assert_int_equal(bb_run(&s, args, NULL, &out), 1);
+    assert_non_null(strstr(out, "pools[0].overrides[0].from"));
+    free(out);
+    bb_cleanup(&s);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_target_rises_ahead_of_override, bb_teardown),
+        cmocka_unit_test_teardown(test_target_follows_a_burst, bb_teardown),
+        cmocka_unit_test_teardown(test_bad_override_is_refused, bb_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

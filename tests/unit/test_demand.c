@@ -1,0 +1,213 @@
+/* The demand module: counting, per-minute rows in SQLite, forecasts fed per
+ * bucket, the sizer's input, overrides from config, and a restart that
+ * continues the forecast where it stopped. Time is simulated throughout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/demand.h"
+#include "bindery/pool.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define T0 1736121600.0 /* Monday 2025-01-06 00:00 UTC */
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-demand-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/demand.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char p[160];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static bdy_config_override ovs[] = {{"17:45", "19:00", 200}};
+
+static bdy_demand *open_demand(fixture *f)
+{
+    bdy_demand_opts o = {.path = f->path,
+                         .minute_retention_h = 2,
+                         .retention_days = 35,
+                         .default_lead_s = 60,
+                         .weekly = false,
+                         .metrics = NULL};
+    bdy_demand *d = NULL;
+    bdy_errbuf eb;
+    assert_int_equal(bdy_demand_open(&o, &d, &eb), 0);
+    bdy_config_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = "arena";
+    pool.ns = "default";
+    pool.overrides.items = ovs;
+    pool.overrides.count = 1;
+    bdy_config_pools pools = {&pool, 1};
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
+    return d;
+}
+
+/* Claims at `per_minute` (a daily cycle when cycle is set) from minute a to b. */
+static void drive(bdy_demand *d, double a, double b, bool cycle)
+{
+    for (double m = a; m < b; m++) {
+        double t = T0 + m * 60;
+        double hour = fmod(m / 60.0, 24.0);
+        unsigned n = cycle ? (unsigned)(10 + 8 * sin(2 * M_PI * hour / 24.0)) : 5;
+        for (unsigned i = 0; i < n; i++)
+            bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, t + i);
+        if ((unsigned)m % 60 == 0) {
+            bdy_demand_record(d, "default", "arena", BDY_DEMAND_MISS, t + 1);
+            bdy_demand_lead_time(d, "default", "arena", 90, t);
+        }
+        if ((unsigned)m % 5 == 4)
+            assert_int_equal(bdy_demand_tick(d, t + 60), 0);
+    }
+}
+
+static long long count_rows(fixture *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long n = -1;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_counts_and_input(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "other", T0, &in), BDY_ENOTFOUND);
+    drive(d, 0, 30, false);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 30 * 60, &in), 0);
+    assert_true(fabs(in.recent_rate - 5) < 0.5);
+    assert_true(in.forecast_rate >= 4.5 && in.forecast_rate <= 5.5);
+    assert_true(fabs(in.lead_time_s - 90) < 1e-9);
+    assert_int_equal(in.noverrides, 1);
+    assert_true(in.overrides[0].daily && in.overrides[0].min_warm == 200);
+    assert_true(in.warm_hit_ratio < 1 && in.warm_hit_ratio > 0.9);
+    /* Every minute written, one row each, zeros included. */
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), 30);
+    assert_int_equal(count_rows(f, "SELECT SUM(claims) FROM demand_samples"), 150);
+    /* The sizer's answer through the single entry point. */
+    bdy_config_pool spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.min_warm = 1;
+    spec.max_warm = 500;
+    spec.max_worlds = 1000;
+    spec.service_level = 0.99;
+    spec.creation_rate = 20;
+    unsigned t = bdy_pool_target_warm(&spec, &in, T0 + 30 * 60, NULL);
+    assert_true(t >= 10 && t <= 20); /* about 7.5 claims per 90 s lead time */
+    /* At 17:44 the override (ready by 17:45) lifts it to 200. */
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 17 * 3600 + 44 * 60, &in), 0);
+    assert_int_equal(bdy_pool_target_warm(&spec, &in, T0 + 17 * 3600 + 44 * 60, NULL), 200);
+    bdy_demand_close(d);
+}
+
+static void test_restart_continues_forecast(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    /* Five days of a daily cycle: the forecaster fits and goes seasonal. */
+    drive(d, 0, 5 * 1440, true);
+    bdy_pool_demand before;
+    double when = T0 + 5 * 86400.0;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", when, &before), 0);
+    assert_true(before.seasonal);
+    bdy_demand_close(d);
+    /* Old minutes were folded into 5-minute rows by retention. */
+    assert_true(count_rows(f, "SELECT COUNT(*) FROM demand_samples WHERE seconds = 300") > 0);
+
+    /* A new daemon: the state is loaded on the first tick and continues. */
+    d = open_demand(f);
+    assert_int_equal(bdy_demand_tick(d, when), 0);
+    bdy_pool_demand after;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", when, &after), 0);
+    assert_true(after.seasonal);
+    assert_true(fabs(after.forecast_rate - before.forecast_rate) < 1e-6);
+    assert_true(fabs(after.lead_time_s - 90) < 1e-9);
+    bdy_demand_close(d);
+    /* Down for an hour, then up again: the hour is missing, not zero, so
+     * the forecast still follows the daily cycle. */
+    d = open_demand(f);
+    assert_int_equal(bdy_demand_tick(d, when + 3600), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", when + 3600, &after), 0);
+    double want = 10 + 8 * sin(2 * M_PI * 1.0 / 24.0);
+    assert_true(fabs(after.forecast_rate - want) < 0.25 * want);
+    bdy_demand_close(d);
+}
+
+static void test_bad_file_and_overrides(void **state)
+{
+    fixture *f = *state;
+    FILE *fp = fopen(f->path, "w");
+    fputs("this is not a database, but it is long enough to look like one......................"
+          "................................................................................",
+          fp);
+    fclose(fp);
+    bdy_demand_opts o = {.path = f->path, .default_lead_s = 30};
+    bdy_demand *d = NULL;
+    bdy_errbuf eb;
+    assert_int_not_equal(bdy_demand_open(&o, &d, &eb), 0);
+    assert_null(d);
+    assert_non_null(strstr(eb.message, f->path));
+    unlink(f->path);
+    assert_int_equal(bdy_demand_open(&o, &d, &eb), 0);
+    bdy_config_override bad[] = {{"17:45", "2025-01-06T19:00:00Z", 5}};
+    bdy_config_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = "arena";
+    pool.ns = "default";
+    pool.overrides.items = bad;
+    pool.overrides.count = 1;
+    bdy_config_pools pools = {&pool, 1};
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "default/arena"));
+    bdy_demand_close(d);
+    bdy_demand_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_counts_and_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
