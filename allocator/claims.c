@@ -1131,6 +1131,8 @@ static void warm_done(void *data, int rc)
             bdy_http_error(resp, 500, "InternalError", "the answer does not fit", 0);
         set_location(resp, j->id);
         stats_count(c, j->ref.ns, j->ref.pool, true);
+        bdy_demand_record(c->o.demand, j->ref.ns, j->ref.pool, BDY_DEMAND_CLAIM,
+                          bdy_wall_seconds());
         count_result(c, j->ref.pool, "warm", "success", (bdy_monotonic_ns() - j->t0) / 1e9);
     } else {
         /* BDY_ECONFLICT: the ledger already holds this world although the
@@ -1701,6 +1703,11 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         bdy_errbuf_clear(&eb);
         bdy_ledger_record *r = NULL;
         bool live = true;
+        char pool_name[BDY_NAME_MAX];
+        snprintf(pool_name, sizeof(pool_name), "%s",
+                 bdy_jstr(bdy_jget(world, "spec"), "pool")
+                     ? bdy_jstr(bdy_jget(world, "spec"), "pool")
+                     : "");
         if (wid != NULL && strcmp(wid, id) == 0) {
             rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
             /* The release record is durable: the ledger row may go. */
@@ -1711,6 +1718,7 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
             }
         } else if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
             /* Released before its status was written: from the row. */
+            snprintf(pool_name, sizeof(pool_name), "%s", r->c.pool);
             rc = release_from_ledger(c, &r->c, world, "Released", &eb);
         } else {
             live = false; /* nothing live to release: already gone */
@@ -1728,8 +1736,8 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
             if (e2 != NULL)
                 e2->released = true;
             pthread_mutex_unlock(&c->lock);
-            bdy_demand_record(c->o.demand, copy.ns, bdy_jstr(bdy_jget(world, "spec"), "pool"),
-                              BDY_DEMAND_RELEASE, bdy_wall_seconds());
+            bdy_demand_record(c->o.demand, copy.ns, pool_name, BDY_DEMAND_RELEASE,
+                              bdy_wall_seconds());
         }
     }
     resp->status = 204;
