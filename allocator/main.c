@@ -483,9 +483,11 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("demand", "cannot open the demand history: %s", eb.message);
         goto out;
     }
-    bdy_claims_opts co = {
-        .store = d.store, .fleet = d.fleet, .metrics = d.metrics, .demand = d.demand,
-        .ledger = d.ledger};
+    bdy_claims_opts co = {.store = d.store,
+                          .fleet = d.fleet,
+                          .metrics = d.metrics,
+                          .demand = d.demand,
+                          .ledger = d.ledger};
     rc = bdy_claims_new(&co, &d.claims, &eb);
     if (rc != 0)
         goto out;
