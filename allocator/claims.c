@@ -35,10 +35,11 @@
 #define RECORD_RETENTION_S (24.0 * 3600.0)
 #define RECORD_SWEEP_EVERY_S 60.0
 #define RECORD_SWEEP_MAX_DELETES 1000
-/* Threads writing ledger claims into world status; more than one so the
- * store's group commit can batch them. */
-#define MATERIALIZERS 4
-#define MATERIALIZE_TRIES 8
+/* Threads writing ledger claims into world status, in rounds of at most
+ * MAT_ROUND claims gathered for up to MAT_LINGER_MS. */
+#define MATERIALIZERS 1
+#define MAT_ROUND 256
+#define MAT_LINGER_MS 20
 #define MATERIALIZER_NICE 10
 #define REFILL_NUDGE_NS (5 * 1000000ULL)
 #define ANSWER_MAX ((size_t)64 * 1024)
@@ -881,15 +882,21 @@ static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_ob
     return rc;
 }
 
-/* Brings world status in line with ledger claim id (materializer threads
- * and start-up). Idempotent: a claim already in the status, or already
- * released, is left alone. */
-static void materialize(bdy_claims *c, const char *id)
+/* One claim of a materializer round: what its status patch needs. */
+typedef struct mat_work {
+    bdy_ledger_record *r;
+    json_object *patch;
+} mat_work;
+
+/* Decides what ledger claim id needs (materializer thread). Returns a
+ * patch to write into its world's status (caller owns), or NULL when the
+ * claim is already there, already released, or ended here because its
+ * world went away before the status said so. */
+static json_object *materialize_prepare(bdy_claims *c, const char *id, bdy_ledger_record **rec_out)
 {
     bdy_ledger_record *r = NULL;
     json_object *world = NULL;
-    json_object *labels = NULL;
-    json_object *annotations = NULL;
+    json_object *patch = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     int rc = bdy_ledger_get(c->o.ledger, id, &r);
@@ -898,56 +905,66 @@ static void materialize(bdy_claims *c, const char *id)
             bdy_warn("claims", "cannot read claim %s from the ledger: %s", id, bdy_strerror(rc));
         goto out;
     }
-    labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
-    annotations = r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
-    for (int attempt = 0; attempt < MATERIALIZE_TRIES; attempt++) {
-        json_object_put(world);
-        world = NULL;
-        rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
-        if (rc != 0 && rc != BDY_ENOTFOUND)
-            break;
-        json_object *meta = bdy_jget(world, "metadata");
-        json_object *status = bdy_jget(world, "status");
-        const char *uid = bdy_jstr(meta, "uid");
-        const char *phase = bdy_jstr(status, "phase");
-        const char *have = bdy_jstr(bdy_jget(status, "allocation"), "id");
-        if (world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0 && have != NULL &&
-            strcmp(have, id) == 0) {
-            rc = 0; /* already in the status */
-            break;
-        }
-        bool same = world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0;
-        if (!same || bdy_jget(meta, "deletionTimestamp") != NULL || have != NULL || phase == NULL ||
-            strcmp(phase, "Ready") != 0) {
-            /* The claimed world went away (or failed) before its status
-             * said so: the claim ends here, and its record says why. */
-            const char *reason = !same ? "WorldGone" : "WorldExited";
-            bdy_info("claims", "claim %s of %s/%s ended before it reached the world: %s", id,
-                     r->c.ns, r->c.world, reason);
-            rc = release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb);
-            break;
-        }
-        json_object *patch =
-            claim_patch(bdy_jstr(meta, "resourceVersion"), id, r->c.claimant, r->c.source,
-                        r->c.idem_key, r->c.request_hash, labels, annotations, r->c.claimed_at);
-        rc = bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, BDY_PATCH_MERGE,
-                             patch, true, NULL, NULL, &eb);
-        json_object_put(patch);
-        if (rc != BDY_ECONFLICT)
-            break;
+    rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
+    if (rc != 0 && rc != BDY_ENOTFOUND) {
+        bdy_warn("claims", "claim %s: cannot read world %s/%s: %s", id, r->c.ns, r->c.world,
+                 bdy_strerror(rc));
+        goto out;
     }
-    if (rc != 0)
-        bdy_warn("claims",
-                 "claim %s: writing it into world %s/%s failed (%s%s%s); retried at "
-                 "the next check",
-                 id, r->c.ns, r->c.world, bdy_strerror(rc), eb.message[0] ? ": " : "", eb.message);
-out:
-    json_object_put(world);
+    json_object *meta = bdy_jget(world, "metadata");
+    json_object *status = bdy_jget(world, "status");
+    const char *uid = bdy_jstr(meta, "uid");
+    const char *phase = bdy_jstr(status, "phase");
+    const char *have = bdy_jstr(bdy_jget(status, "allocation"), "id");
+    bool same = world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0;
+    if (same && have != NULL && strcmp(have, id) == 0)
+        goto out; /* already in the status */
+    if (!same || bdy_jget(meta, "deletionTimestamp") != NULL || have != NULL || phase == NULL ||
+        strcmp(phase, "Ready") != 0) {
+        /* The claimed world went away (or failed) before its status said
+         * so: the claim ends here, and its record says why. */
+        const char *reason = !same ? "WorldGone" : "WorldExited";
+        bdy_info("claims", "claim %s of %s/%s ended before it reached the world: %s", id, r->c.ns,
+                 r->c.world, reason);
+        if (release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb) != 0)
+            bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
+        goto out;
+    }
+    json_object *labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
+    json_object *annotations =
+        r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
+    patch = claim_patch(bdy_jstr(meta, "resourceVersion"), id, r->c.claimant, r->c.source,
+                        r->c.idem_key, r->c.request_hash, labels, annotations, r->c.claimed_at);
     json_object_put(labels);
     json_object_put(annotations);
+    *rec_out = r;
+    r = NULL;
+out:
+    json_object_put(world);
     bdy_ledger_record_free(r);
+    return patch;
 }
 
+/* Takes up to max queued ids (under lock); returns how many. */
+static size_t mat_take(bdy_claims *c, mat_item **out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && c->mat_head != NULL) {
+        mat_item *m = c->mat_head;
+        c->mat_head = m->next;
+        if (c->mat_head == NULL)
+            c->mat_tail = NULL;
+        c->mat_len--;
+        out[n++] = m;
+    }
+    return n;
+}
+
+/* The materializer: in rounds, it gathers the claims queued within
+ * MAT_LINGER_MS (or MAT_ROUND of them), prepares each one's status patch and
+ * writes them all with one bdy_store_patch_many, so a thousand claims a
+ * second cost the store a few commits, not a thousand. A patch that lost a
+ * race with another write (resourceVersion conflict) goes round again. */
 static void *materializer_main(void *arg)
 {
     bdy_claims *c = arg;
@@ -956,23 +973,69 @@ static void *materializer_main(void *arg)
      * catch up afterwards (the ledger row is the durable record meanwhile). */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), MATERIALIZER_NICE) != 0)
         bdy_debug("claims", "cannot lower the materializer's priority");
+    mat_item **items = calloc(MAT_ROUND, sizeof(*items));
+    mat_work *work = calloc(MAT_ROUND, sizeof(*work));
+    bdy_store_patch_item *patches = calloc(MAT_ROUND, sizeof(*patches));
+    if (items == NULL || work == NULL || patches == NULL) {
+        bdy_error("claims", "out of memory: claims reach their worlds' status at restart only");
+        goto out;
+    }
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
-        mat_item *m = c->mat_head;
-        if (m == NULL) {
+        if (c->mat_head == NULL) {
             pthread_cond_wait(&c->mat_wake, &c->lock);
             continue;
         }
-        c->mat_head = m->next;
-        if (c->mat_head == NULL)
-            c->mat_tail = NULL;
-        c->mat_len--;
+        /* Let the round fill a little: one commit for many claims. New
+         * claims signal mat_wake, so wait out the deadline in a loop. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += MAT_LINGER_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (c->mat_len < MAT_ROUND && !c->stopping &&
+               pthread_cond_timedwait(&c->mat_wake, &c->lock, &until) == 0)
+            ;
+        if (c->stopping)
+            break;
+        size_t n = mat_take(c, items, MAT_ROUND);
         pthread_mutex_unlock(&c->lock);
-        materialize(c, m->id);
-        free(m);
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++) {
+            work[np] = (mat_work){0};
+            work[np].patch = materialize_prepare(c, items[i]->id, &work[np].r);
+            if (work[np].patch == NULL)
+                continue;
+            patches[np] = (bdy_store_patch_item){.gvr = &BDY_GVR_WORLDS,
+                                                 .ns = work[np].r->c.ns,
+                                                 .name = work[np].r->c.world,
+                                                 .type = BDY_PATCH_MERGE,
+                                                 .patch = work[np].patch,
+                                                 .status_only = true};
+            np++;
+        }
+        bdy_store_patch_many(c->o.store, patches, np);
         pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < np; i++) {
+            int rc = patches[i].rc;
+            if (rc == BDY_ECONFLICT && !c->stopping)
+                materialize_later(c, work[i].r->c.id); /* changed meanwhile: again */
+            else if (rc != 0)
+                bdy_warn("claims",
+                         "claim %s: writing it into world %s/%s failed: %s; retried at "
+                         "the next start",
+                         work[i].r->c.id, work[i].r->c.ns, work[i].r->c.world, bdy_strerror(rc));
+            json_object_put(work[i].patch);
+            bdy_ledger_record_free(work[i].r);
+        }
+        for (size_t i = 0; i < n; i++)
+            free(items[i]);
     }
     pthread_mutex_unlock(&c->lock);
+out:
+    free(items);
+    free(work);
+    free(patches);
     return NULL;
 }
 

@@ -71,6 +71,7 @@ struct bdy_ledger {
     ledger_op *head;
     ledger_op *tail;
     bool stopping;
+    bool busy; /* a batch is being committed (by the committer or inline) */
 
     /* Live rows by id and by world uid. The committer changes them (under
      * map_lock); readers look rowids up under map_lock. */
@@ -490,10 +491,11 @@ static void *committer_main(void *arg)
     pthread_setname_np(pthread_self(), "bdy-ledger");
     pthread_mutex_lock(&l->q_lock);
     for (;;) {
-        while (l->head == NULL && !l->stopping)
+        while ((l->head == NULL && !l->stopping) || (l->head != NULL && l->busy))
             pthread_cond_wait(&l->q_nonempty, &l->q_lock);
         if (l->head == NULL)
             break; /* stopping, and nothing left */
+        l->busy = true;
         ledger_op *batch = l->head;
         ledger_op *last = batch;
         for (size_t n = 1; n < BDY_LEDGER_MAX_BATCH && last->next != NULL; n++)
@@ -505,6 +507,9 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&l->q_lock);
 
         commit_batch(l, batch);
+        pthread_mutex_lock(&l->q_lock);
+        l->busy = false;
+        pthread_mutex_unlock(&l->q_lock);
 
         /* An op may not be touched after it is reported: a sync caller
          * returns and its stack frame is gone. */
@@ -584,6 +589,25 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
     if (op == NULL)
         return BDY_ENOMEM;
     *op = (ledger_op){.kind = OP_ADD, .claim = c, .cb = cb, .cb_data = data};
+    /* Idle ledger: commit this row here and now. Waking the committer and
+     * then the caller's thread again would cost more than the commit when
+     * claims are few; under load the queue is never empty and rows batch. */
+    pthread_mutex_lock(&l->q_lock);
+    bool inline_commit = !l->stopping && !l->busy && l->head == NULL;
+    if (inline_commit)
+        l->busy = true;
+    pthread_mutex_unlock(&l->q_lock);
+    if (inline_commit) {
+        commit_batch(l, op);
+        pthread_mutex_lock(&l->q_lock);
+        l->busy = false;
+        if (l->head != NULL)
+            pthread_cond_signal(&l->q_nonempty);
+        pthread_mutex_unlock(&l->q_lock);
+        op->cb(op->cb_data, op->rc);
+        free(op);
+        return 0;
+    }
     int rc = enqueue(l, op);
     if (rc != 0)
         free(op);

@@ -63,6 +63,16 @@ int bdy_store_patch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char
     return s->vt->patch(s->ctx, gvr, ns, name, type, patch, status_only, wo, out, eb);
 }
 
+int bdy_store_patch_many(bdy_store *s, bdy_store_patch_item *items, size_t n)
+{
+    if (s->vt->patch_many != NULL)
+        return s->vt->patch_many(s->ctx, items, n);
+    for (size_t i = 0; i < n; i++)
+        items[i].rc = s->vt->patch(s->ctx, items[i].gvr, items[i].ns, items[i].name, items[i].type,
+                                   items[i].patch, items[i].status_only, NULL, NULL, NULL);
+    return 0;
+}
+
 int bdy_store_delete(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *name,
                      const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb)
 {

@@ -53,9 +53,17 @@ typedef enum op_kind {
     OP_DELETE,
 } op_kind;
 
-/* One queued write. Lives on the caller's stack; the caller sleeps until
- * done is set, so every borrowed pointer stays valid while the writer uses
- * it. */
+/* Callers of patch_many wait for a whole group: the writer counts its ops
+ * down and posts once. */
+typedef struct write_group {
+    pthread_mutex_t lock;
+    size_t left;
+    sem_t done;
+} write_group;
+
+/* One queued write. Lives on the caller's stack (or in its group's array);
+ * the caller sleeps until done is set, so every borrowed pointer stays
+ * valid while the writer uses it. */
 typedef struct write_op {
     op_kind kind;
     const bdy_gvr *gvr;
@@ -76,9 +84,10 @@ typedef struct write_op {
     bdy__event *events;
     size_t nevents;
     size_t aevents;
-    bdy_crd *crd_put; /* register after commit */
-    char *crd_remove; /* "group\0plural": unregister after commit */
-    sem_t done;       /* posted by the writer when the op is finished */
+    bdy_crd *crd_put;   /* register after commit */
+    char *crd_remove;   /* "group\0plural": unregister after commit */
+    sem_t done;         /* posted by the writer when the op is finished */
+    write_group *group; /* patch_many: post the group instead, when it is done */
     struct write_op *next;
 } write_op;
 
@@ -1011,7 +1020,16 @@ static void *writer_main(void *arg)
          * so read next before posting. */
         for (write_op *op = batch; op != NULL;) {
             write_op *next = op->next;
-            sem_post(&op->done);
+            write_group *g = op->group;
+            if (g == NULL) {
+                sem_post(&op->done);
+            } else {
+                pthread_mutex_lock(&g->lock);
+                bool last = --g->left == 0;
+                pthread_mutex_unlock(&g->lock);
+                if (last)
+                    sem_post(&g->done);
+            }
             op = next;
         }
     }
@@ -1100,6 +1118,57 @@ static int s_patch(void *ctx, const bdy_gvr *gvr, const char *ns, const char *na
     op.wo = wo ? *wo : default_wo;
     submit(ctx, &op);
     return finish(&op, out);
+}
+
+/* Queues every patch under one lock, so they reach the writer together and
+ * share its commits (up to max_batch each). Background writes only. */
+static int s_patch_many(void *ctx, bdy_store_patch_item *items, size_t n)
+{
+    sqlite_store *s = ctx;
+    if (n == 0)
+        return 0;
+    write_op *ops = calloc(n, sizeof(*ops));
+    if (ops == NULL)
+        return BDY_ENOMEM;
+    write_group g;
+    pthread_mutex_init(&g.lock, NULL);
+    sem_init(&g.done, 0, 0);
+    g.left = n;
+    for (size_t i = 0; i < n; i++) {
+        ops[i] = (write_op){.kind = OP_PATCH,
+                            .gvr = items[i].gvr,
+                            .ns = items[i].ns,
+                            .name = items[i].name,
+                            .patch_type = items[i].type,
+                            .patch = items[i].patch,
+                            .status_only = items[i].status_only,
+                            .wo = default_wo,
+                            .group = &g};
+        ops[i].next = i + 1 < n ? &ops[i + 1] : NULL;
+    }
+    pthread_mutex_lock(&s->q_lock);
+    bool stopping = s->stopping;
+    if (!stopping) {
+        if (s->q_tail != NULL)
+            s->q_tail->next = &ops[0];
+        else
+            s->q_head = &ops[0];
+        s->q_tail = &ops[n - 1];
+        pthread_cond_signal(&s->q_nonempty);
+    }
+    pthread_mutex_unlock(&s->q_lock);
+    if (!stopping) {
+        while (sem_wait(&g.done) != 0)
+            ; /* EINTR: the writer will post */
+    }
+    for (size_t i = 0; i < n; i++) {
+        items[i].rc = stopping ? BDY_ESHUTDOWN : ops[i].rc;
+        json_object_put(ops[i].out);
+    }
+    sem_destroy(&g.done);
+    pthread_mutex_destroy(&g.lock);
+    free(ops);
+    return 0;
 }
 
 static int s_remove(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
@@ -1458,6 +1527,7 @@ static const bdy_store_vtable sqlite_vtable = {
     .update = s_update,
     .update_status = s_update_status,
     .patch = s_patch,
+    .patch_many = s_patch_many,
     .remove = s_remove,
     .watch = s_watch,
     .watch_next = s_watch_next,

@@ -63,9 +63,12 @@ void bdy_ledger_close(bdy_ledger *l);
  * is taken; BDY_EIO: the commit failed (nothing was recorded). */
 int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
 
-/* The same, without waiting: cb(data, rc) runs on the committer thread once
- * the row is committed (rc 0) or refused (rc as above); it must be quick
- * and must not call back into the ledger synchronously. c and the strings
+/* The same, without waiting for a batch: cb(data, rc) runs exactly once,
+ * when the row is committed (rc 0) or refused (rc as above) — on the
+ * committer thread, or, when the ledger is idle, on the caller's thread
+ * before this returns (the caller commits its own row: no hand-off at low
+ * load). cb must be quick and must not call back into the ledger
+ * synchronously. c and the strings
  * it points to must stay valid until cb has been called. Returns
  * BDY_EINVAL, BDY_ENOMEM or BDY_ESHUTDOWN (cb is then never called). */
 typedef void (*bdy_ledger_done_cb)(void *data, int rc);

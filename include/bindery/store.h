@@ -119,6 +119,18 @@ typedef struct bdy_resource_info {
  *   BDY_EINVAL           malformed request (bad selector, bad patch document)
  *   BDY_EEXPIRED         resourceVersion or continue token older than history
  *   BDY_EIO/BDY_ESHUTDOWN the backend cannot serve */
+/* One patch of a bdy_store_patch_many group (fields as bdy_store_patch;
+ * rc is the result). */
+typedef struct bdy_store_patch_item {
+    const bdy_gvr *gvr;
+    const char *ns;
+    const char *name;
+    bdy_patch_type type;
+    json_object *patch; /* borrowed */
+    bool status_only;
+    int rc;
+} bdy_store_patch_item;
+
 typedef struct bdy_store_vtable {
     /* Human name of the backend ("sqlite", "kube"). */
     const char *name;
@@ -157,6 +169,10 @@ typedef struct bdy_store_vtable {
     /* Deletes. With finalizers the object only gains deletionTimestamp and
      * *out is the updated object (*deleted false); without, it is gone and
      * *out is its last state (*deleted true). */
+    /* Optional (NULL: bdy_store_patch_many patches one by one): applies n
+     * patches as one group, committed together where the backend can, each
+     * with its own result in items[i].rc; returns once all are done. */
+    int (*patch_many)(void *ctx, bdy_store_patch_item *items, size_t n);
     int (*remove)(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name,
                   const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb);
     /* Starts a watch of gvr (ns NULL: all) delivering every change with a
@@ -215,6 +231,11 @@ int bdy_store_update_status(bdy_store *s, const bdy_gvr *gvr, const char *ns, js
 int bdy_store_patch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *name,
                     bdy_patch_type type, json_object *patch, bool status_only,
                     const bdy_write_opts *wo, json_object **out, bdy_errbuf *eb);
+/* Background patches in bulk (the claims' status writes): the embedded
+ * store commits a group in as few transactions as its batch size allows,
+ * so a thousand status writes cost a handful of fsyncs. Returns 0 once
+ * every item is done; each item's rc says how it went. */
+int bdy_store_patch_many(bdy_store *s, bdy_store_patch_item *items, size_t n);
 int bdy_store_delete(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *name,
                      const bdy_delete_opts *opts, json_object **out, bool *deleted, bdy_errbuf *eb);
 int bdy_store_watch(bdy_store *s, const bdy_gvr *gvr, const char *ns, const char *label_selector,

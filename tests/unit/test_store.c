@@ -339,6 +339,48 @@ static void test_update_rules(void **state)
     json_object_put(ghost);
 }
 
+/* patch_many: every item gets its own result; a stale resourceVersion
+ * fails only its own item; the rest are written (status only). */
+static void test_patch_many(void **state)
+{
+    fixture *f = *state;
+    json_object_put(create_widget(f, "p1", 1, "red"));
+    json_object_put(create_widget(f, "p2", 2, "red"));
+    bdy_store_patch_item items[4] = {0};
+    json_object *patches[4];
+    patches[0] = json_tokener_parse("{\"status\":{\"phase\":\"One\"}}");
+    patches[1] = json_tokener_parse("{\"status\":{\"phase\":\"Two\"}}");
+    patches[2] = json_tokener_parse("{\"metadata\":{\"resourceVersion\":\"1\"},"
+                                    "\"status\":{\"phase\":\"Stale\"}}");
+    patches[3] = json_tokener_parse("{\"status\":{\"phase\":\"Nobody\"}}");
+    const char *names[4] = {"p1", "p2", "p1", "missing"};
+    for (int i = 0; i < 4; i++)
+        items[i] = (bdy_store_patch_item){.gvr = &WIDGETS,
+                                          .ns = "default",
+                                          .name = names[i],
+                                          .type = BDY_PATCH_MERGE,
+                                          .patch = patches[i],
+                                          .status_only = true};
+    uint64_t before = current_rv(f);
+    assert_int_equal(bdy_store_patch_many(f->store, items, 4), 0);
+    assert_int_equal(items[0].rc, 0);
+    assert_int_equal(items[1].rc, 0);
+    assert_int_equal(items[2].rc, BDY_ECONFLICT);
+    assert_int_equal(items[3].rc, BDY_ENOTFOUND);
+    assert_int_equal(current_rv(f), before + 2);
+    json_object *o = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "p1", &o, NULL), 0);
+    assert_string_equal(meta(o, "status.phase"), "One");
+    assert_int_equal(json_object_get_int(bdy_json_path_get(o, "metadata.generation")), 1);
+    json_object_put(o);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "p2", &o, NULL), 0);
+    assert_string_equal(meta(o, "status.phase"), "Two");
+    json_object_put(o);
+    assert_int_equal(bdy_store_patch_many(f->store, items, 0), 0);
+    for (int i = 0; i < 4; i++)
+        json_object_put(patches[i]);
+}
+
 static void test_status_subresource(void **state)
 {
     fixture *f = *state;
@@ -933,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generate_name_and_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_subresource, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patch_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_selectors_and_paging, setup, teardown),
