@@ -986,6 +986,17 @@ static void *materializer_main(void *arg)
             pthread_cond_wait(&c->mat_wake, &c->lock);
             continue;
         }
+        if (c->rec == NULL || !bdy_reconciler_synced(c->rec)) {
+            /* Start-up: writing statuses while the world informer lists
+             * would outrun its watch history and make it relist forever. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&c->mat_wake, &c->lock, &ts);
+            continue;
+        }
         /* Let the round fill a little: one commit for many claims. New
          * claims signal mat_wake, so wait out the deadline in a loop. */
         struct timespec until;
