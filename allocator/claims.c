@@ -973,7 +973,7 @@ static void *materializer_main(void *arg)
      * catch up afterwards (the ledger row is the durable record meanwhile). */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), MATERIALIZER_NICE) != 0)
         bdy_debug("claims", "cannot lower the materializer's priority");
-    mat_item **items = calloc(MAT_ROUND, sizeof(*items));
+    mat_item **items = calloc(MAT_ROUND, sizeof(mat_item *));
     mat_work *work = calloc(MAT_ROUND, sizeof(*work));
     bdy_store_patch_item *patches = calloc(MAT_ROUND, sizeof(*patches));
     if (items == NULL || work == NULL || patches == NULL) {
