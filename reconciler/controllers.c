@@ -1296,11 +1296,6 @@ int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms
     r->workers = calloc(r->o.workers, sizeof(*r->workers));
     if (r->workers == NULL)
         return BDY_ENOMEM;
-    for (unsigned i = 0; i < r->o.workers; i++) {
-        if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
-            return bdy_fail(eb, BDY_ENOMEM, "cannot start reconcile workers");
-        r->nworkers++;
-    }
     bdy_informer_opts io = {.gvr = &BDY_GVR_WORLDS};
     bdy_informer_handlers h = {.on_add = on_add_cb,
                                .on_update = on_update_cb,
@@ -1313,6 +1308,16 @@ int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms
     if (!bdy_informer_wait_synced(r->inf, timeout_ms))
         return bdy_fail(eb, BDY_ETIMEOUT, "the world informer did not sync within %d ms",
                         timeout_ms);
+    /* Workers start once the cache is whole (as client-go controllers wait
+     * for cache sync): reconciling while the first list pages in would
+     * write — e.g. mark thousands of dead worlds Failed after a crash — and
+     * outrun the watch history the list resumes from, so the list would
+     * restart again and again. The keys queued meanwhile wait for them. */
+    for (unsigned i = 0; i < r->o.workers; i++) {
+        if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
+            return bdy_fail(eb, BDY_ENOMEM, "cannot start reconcile workers");
+        r->nworkers++;
+    }
     return 0;
 }
 
