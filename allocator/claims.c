@@ -1082,11 +1082,12 @@ static int warm_answer(bdy_buf *out, const char *id, const char *claimed_at,
     if (w == NULL)
         return BDY_EINVAL;
     bdy_allocation_merge_metadata(w, cr->labels, cr->annotations);
-    int rc =
-        bdy_buf_printf(out,
-                       "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
-                       "\"world\":%s}",
-                       id, claimed_at, json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN));
+    int rc = bdy_buf_printf(
+        out,
+        "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
+        "\"world\":%s}",
+        id, claimed_at,
+        json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(w);
     return rc;
 }
@@ -1123,7 +1124,9 @@ static void warm_job_free(warm_job *j)
 
 static char *json_text_or_null(json_object *o)
 {
-    return o != NULL ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)) : NULL;
+    return o != NULL ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE))
+                     : NULL;
 }
 
 /* Everything the ledger row and the answer of a warm claim of ref need,

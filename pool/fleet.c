@@ -485,7 +485,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     char *answer_world = NULL;
     if (phase == BDY_PHASE_READY && !deleting) {
         json_object *aw = bdy_allocation_world(obj);
-        const char *text = json_object_to_json_string_ext(aw, JSON_C_TO_STRING_PLAIN);
+        const char *text = json_object_to_json_string_ext(aw, JSON_C_TO_STRING_PLAIN |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
         answer_world = text ? strdup(text) : NULL;
         json_object_put(aw);
     }
