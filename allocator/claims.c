@@ -199,14 +199,11 @@ static void idem_remove(bdy_claims *c, const char *full)
     }
 }
 
-/* Records what an allocation (live world status or released record) says
- * about ids and idempotency keys. Under lock. */
-static void index_allocation(bdy_claims *c, const char *ns, const char *world, json_object *alloc,
-                             bool released)
+/* Records a claim's id (and idempotency key, if any) in the indexes; a
+ * pending idempotency entry is left to idem_finish(). Under lock. */
+static void index_claim(bdy_claims *c, const char *ns, const char *world, const char *id,
+                        const char *idem_key, const char *request_hash, bool released)
 {
-    const char *id = bdy_jstr(alloc, "id");
-    if (id == NULL)
-        return;
     alloc_entry *e = id_find(c, id, true);
     if (e != NULL) {
         snprintf(e->ns, sizeof(e->ns), "%s", ns);
@@ -216,17 +213,26 @@ static void index_allocation(bdy_claims *c, const char *ns, const char *world, j
             e->released = released;
         }
     }
-    const char *key = bdy_jstr(alloc, "idempotencyKey");
-    if (key != NULL && key[0]) {
+    if (idem_key != NULL && idem_key[0]) {
         char full[sizeof(((idem_entry *)0)->key)];
-        idem_compose(full, sizeof(full), ns, key);
+        idem_compose(full, sizeof(full), ns, idem_key);
         idem_entry *ie = idem_find(c, full, true);
         if (ie != NULL && !ie->pending) {
             snprintf(ie->id, sizeof(ie->id), "%s", id);
-            snprintf(ie->hash, sizeof(ie->hash), "%s",
-                     bdy_jstr(alloc, "requestHash") ? bdy_jstr(alloc, "requestHash") : "");
+            snprintf(ie->hash, sizeof(ie->hash), "%s", request_hash ? request_hash : "");
         }
     }
+}
+
+/* index_claim() for what an allocation object (live world status or
+ * released record) says. Under lock. */
+static void index_allocation(bdy_claims *c, const char *ns, const char *world, json_object *alloc,
+                             bool released)
+{
+    const char *id = bdy_jstr(alloc, "id");
+    if (id != NULL)
+        index_claim(c, ns, world, id, bdy_jstr(alloc, "idempotencyKey"),
+                    bdy_jstr(alloc, "requestHash"), released);
 }
 
 static void held_key(char *out, size_t cap, const char *ns, const char *world)
@@ -249,6 +255,19 @@ static void held_set(bdy_claims *c, const char *ns, const char *world, const cha
     }
     if (e != NULL)
         snprintf(e->id, sizeof(e->id), "%s", id);
+}
+
+/* Under lock: forgets that claim id holds world (another claim's entry
+ * for the world stays). */
+static void held_drop(bdy_claims *c, const char *ns, const char *world, const char *id)
+{
+    char key[sizeof(((held_entry *)0)->key)];
+    held_key(key, sizeof(key), ns, world);
+    held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, bdy_hash_str(key));
+    if (e != NULL && strcmp(e->id, id) == 0) {
+        bdy_hmap_remove(&c->held, &e->node);
+        free(e);
+    }
 }
 
 /* Under lock: the id holding world, removed from the map ("" when none). */
@@ -831,6 +850,16 @@ static void idem_finish(bdy_claims *c, const char *full, const char *id)
  * At start-up every row is loaded, its world held and re-checked, so a crash
  * between the row and the status write loses nothing. */
 
+/* A live ledger claim (just committed, or loaded at start-up): indexed,
+ * holding its world, and queued for its world's status. Under lock. */
+static void ledger_claim_live(bdy_claims *c, const char *ns, const char *world, const char *id,
+                              const char *idem_key, const char *request_hash)
+{
+    index_claim(c, ns, world, id, idem_key, request_hash, false);
+    held_set(c, ns, world, id);
+    materialize_later(c, id);
+}
+
 /* The status.allocation fields of a ledger claim. Caller owns. */
 static json_object *record_allocation(const bdy_ledger_claim *r)
 {
@@ -874,10 +903,7 @@ static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_ob
     alloc_entry *e = id_find(c, r->id, false);
     if (e != NULL)
         e->released = true;
-    char held[sizeof(((held_entry *)0)->id)];
-    held_take(c, r->ns, r->world, held, sizeof(held));
-    if (held[0] && strcmp(held, r->id) != 0)
-        held_set(c, r->ns, r->world, held); /* another claim's: keep it */
+    held_drop(c, r->ns, r->world, r->id);
     pthread_mutex_unlock(&c->lock);
     return rc;
 }
@@ -1057,13 +1083,9 @@ static int load_ledger_cb(void *data, const bdy_ledger_claim *r)
     bdy_claims *c = data;
     if (bdy_fleet_hold(c->o.fleet, r->ns, r->world, r->world_uid) != 0)
         return BDY_ENOMEM;
-    json_object *alloc = record_allocation(r);
     pthread_mutex_lock(&c->lock);
-    index_allocation(c, r->ns, r->world, alloc, false);
-    held_set(c, r->ns, r->world, r->id);
-    materialize_later(c, r->id);
+    ledger_claim_live(c, r->ns, r->world, r->id, r->idem_key, r->request_hash);
     pthread_mutex_unlock(&c->lock);
-    json_object_put(alloc);
     return 0;
 }
 
@@ -1073,21 +1095,18 @@ static int load_ledger_cb(void *data, const bdy_ledger_claim *r)
 static int warm_answer(bdy_buf *out, const char *id, const char *claimed_at,
                        const char *answer_world, const bdy_claim_request *cr)
 {
-    if (cr->labels == NULL && cr->annotations == NULL)
-        return bdy_buf_printf(out,
-                              "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
-                              "\"world\":%s}",
-                              id, claimed_at, answer_world);
-    json_object *w = json_tokener_parse(answer_world);
-    if (w == NULL)
-        return BDY_EINVAL;
-    bdy_allocation_merge_metadata(w, cr->labels, cr->annotations);
-    int rc = bdy_buf_printf(
-        out,
-        "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
-        "\"world\":%s}",
-        id, claimed_at,
-        json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object *w = NULL;
+    if (cr->labels != NULL || cr->annotations != NULL) {
+        if ((w = json_tokener_parse(answer_world)) == NULL)
+            return BDY_EINVAL;
+        bdy_allocation_merge_metadata(w, cr->labels, cr->annotations);
+        answer_world = json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    }
+    int rc = bdy_buf_printf(out,
+                            "{\"allocationId\":\"%s\",\"source\":\"warm\",\"claimedAt\":\"%s\","
+                            "\"world\":%s}",
+                            id, claimed_at, answer_world);
     json_object_put(w);
     return rc;
 }
@@ -1191,14 +1210,7 @@ static void warm_done(void *data, int rc)
     bdy_http_response *resp = bdy_http_deferred_response(j->d);
     if (rc == 0) {
         pthread_mutex_lock(&c->lock);
-        alloc_entry *e = id_find(c, j->id, true);
-        if (e != NULL) {
-            snprintf(e->ns, sizeof(e->ns), "%s", j->ref.ns);
-            snprintf(e->world, sizeof(e->world), "%s", j->ref.name);
-            e->released = false;
-        }
-        held_set(c, j->ref.ns, j->ref.name, j->id);
-        materialize_later(c, j->id);
+        ledger_claim_live(c, j->ref.ns, j->ref.name, j->id, j->row.idem_key, j->row.request_hash);
         pthread_mutex_unlock(&c->lock);
         idem_finish(c, j->has_idem ? j->idem_full : NULL, j->id);
         if (c->rec != NULL && refill_due(c, j->ref.ns, j->ref.pool))

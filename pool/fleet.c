@@ -459,6 +459,24 @@ static json_object *unpack_labels(const char *packed)
     return o;
 }
 
+/* A new, empty record for "ns/name" (ns_len bytes of namespace), in the
+ * map; NULL when out of memory. Under lock. */
+static world *world_add(bdy_fleet *f, const char *key, size_t ns_len)
+{
+    world *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->key = strdup(key)) == NULL) {
+        free(w);
+        return NULL;
+    }
+    w->ns_len = ns_len;
+    w->name = w->key + ns_len + 1;
+    w->warm_slot = -1;
+    w->node.key = w->key;
+    w->node.hash = bdy_hash_str(w->key);
+    bdy_hmap_insert(&f->worlds, &w->node);
+    return w;
+}
+
 void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
 {
     const char *ns = bdy_jstr(bdy_jget(obj, "metadata"), "namespace");
@@ -497,21 +515,13 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
     if (w == NULL) {
-        w = calloc(1, sizeof(*w));
-        if (w == NULL || (w->key = strdup(key)) == NULL) {
-            free(w);
+        if ((w = world_add(f, key, strlen(ns))) == NULL) {
             free(labels);
             free(uid);
             free(answer_world);
             pthread_mutex_unlock(&f->lock);
             return;
         }
-        w->ns_len = strlen(ns);
-        w->name = w->key + w->ns_len + 1;
-        w->warm_slot = -1;
-        w->node.key = w->key;
-        w->node.hash = bdy_hash_str(w->key);
-        bdy_hmap_insert(&f->worlds, &w->node);
     } else {
         if (rv != 0 && rv < w->rv) {
             /* An older state than one already seen (a relist racing a
@@ -673,18 +683,10 @@ int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *u
     if (w == NULL) {
         /* Not seen yet (start-up: claims load before the informer lists):
          * a record with no pool that the first observation fills in. */
-        w = calloc(1, sizeof(*w));
-        if (w == NULL || (w->key = strdup(key)) == NULL) {
-            free(w);
+        if ((w = world_add(f, key, strlen(ns))) == NULL) {
             rc = BDY_ENOMEM;
             goto out;
         }
-        w->ns_len = strlen(ns);
-        w->name = w->key + w->ns_len + 1;
-        w->warm_slot = -1;
-        w->node.key = w->key;
-        w->node.hash = bdy_hash_str(w->key);
-        bdy_hmap_insert(&f->worlds, &w->node);
         w->uid = strdup(uid); /* observing another uid under this name unholds */
     } else if (w->uid != NULL && strcmp(w->uid, uid) != 0) {
         goto out; /* the claimed world is gone; this is another one */
