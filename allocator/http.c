@@ -205,17 +205,16 @@ struct bdy_http_deferred {
  * The connection is suspended only by stream_read_cb (the one place MHD
  * allows it for a response) when nothing is pending, and resumed, exactly
  * once, by whoever sets suspended back to false under the lock: a write,
- * end(), open() finding the client gone, or stop(). mhd is valid while
- * attached is true; attached turns false only in stream_free_cb, which MHD
- * never calls for a suspended connection. */
+ * end(), open() finding the client gone, or stop(). mhd is set while an
+ * MHD response refers to the stream and cleared only in stream_free_cb,
+ * which MHD never calls for a suspended connection. */
 struct bdy_http_stream {
     pthread_mutex_t lock;
     unsigned refs;
-    bool suspended; /* the connection sleeps until there is something to send */
-    bool ended;     /* the producer is done: send what is pending, then finish */
-    bool closed;    /* client gone or server stopping: writes fail, the body ends */
-    bool attached;  /* an MHD response refers to us; mhd is valid */
-    struct MHD_Connection *mhd;
+    bool suspended;             /* the connection sleeps until there is something to send */
+    bool ended;                 /* the producer is done: send what is pending, then finish */
+    bool closed;                /* client gone or server stopping: writes fail, the body ends */
+    struct MHD_Connection *mhd; /* NULL unless an MHD response refers to us */
     unsigned status;
     const char *content_type;
     bdy_buf pending; /* bytes not yet handed to MHD, from off on */
@@ -1147,7 +1146,7 @@ static void stream_unref_locked(bdy_http_stream *st)
 /* Wakes the connection if it sleeps. Called with st->lock held. */
 static void stream_wake_locked(bdy_http_stream *st)
 {
-    if (st->suspended && st->attached) {
+    if (st->suspended && st->mhd != NULL) {
         st->suspended = false;
         MHD_resume_connection(st->mhd);
     }
@@ -1224,7 +1223,7 @@ bool bdy_http_stream_open(bdy_http_stream *st)
     if (st == NULL)
         return false;
     pthread_mutex_lock(&st->lock);
-    if (!st->closed && st->suspended && st->attached) {
+    if (!st->closed && st->suspended && st->mhd != NULL) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(st->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci != NULL) {
@@ -1281,7 +1280,6 @@ static void stream_free_cb(void *cls)
     bdy_http_stream *st = cls;
     stream_unlist(st);
     pthread_mutex_lock(&st->lock);
-    st->attached = false;
     st->suspended = false;
     st->closed = true;
     st->mhd = NULL;
@@ -1300,7 +1298,6 @@ static enum MHD_Result queue_stream(struct conn *c)
     }
     pthread_mutex_lock(&st->lock);
     st->mhd = c->mhd;
-    st->attached = true;
     pthread_mutex_unlock(&st->lock);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, st->content_type);
     for (size_t i = 0; i < c->resp.nheaders; i++)

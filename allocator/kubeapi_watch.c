@@ -138,18 +138,6 @@ static int send_expired(bdy_http_stream *st, const char *message)
     return rc;
 }
 
-static const char *type_name(bdy_event_type t)
-{
-    switch (t) {
-    case BDY_EVENT_ADDED:
-        return "ADDED";
-    case BDY_EVENT_MODIFIED:
-        return "MODIFIED";
-    default:
-        return "DELETED";
-    }
-}
-
 static void *watch_main(void *arg)
 {
     watch_job *j = arg;
@@ -175,7 +163,7 @@ static void *watch_main(void *arg)
         bdy_watch_event ev = {0};
         int wrc = bdy_store_watch_next(k->store, j->w, wait_ms, &ev);
         if (wrc == 0) {
-            rc = send_object(j, type_name(ev.type), ev.object);
+            rc = send_object(j, bdy_event_type_name(ev.type), ev.object);
             json_object_put(ev.object);
             last_sent = bdy_monotonic_ns();
         } else if (wrc == BDY_ETIMEOUT) {

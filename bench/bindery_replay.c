@@ -86,19 +86,6 @@ typedef struct plot_data {
 
 /* ---- random numbers ------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s)
-{
-    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
-
 /* Poisson variate: multiplication for small means, PTRS (Hörmann 1993)
  * otherwise. */
 static uint32_t rng_poisson(uint64_t *s, double mu)
@@ -111,7 +98,7 @@ static uint32_t rng_poisson(uint64_t *s, double mu)
         uint32_t k = 0;
         do {
             k++;
-            p *= rng_uniform(s);
+            p *= bdy_trace_uniform(s);
         } while (p > l);
         return k - 1;
     }
@@ -122,8 +109,8 @@ static uint32_t rng_poisson(uint64_t *s, double mu)
     double invalpha = 1.1239 + 1.1328 / (b - 3.4);
     double vr = 0.9277 - 3.6224 / (b - 2);
     for (;;) {
-        double u = rng_uniform(s) - 0.5;
-        double v = rng_uniform(s);
+        double u = bdy_trace_uniform(s) - 0.5;
+        double v = bdy_trace_uniform(s);
         double us = 0.5 - fabs(u);
         double k = floor((2 * a / us + b) * u + mu + 0.43);
         if (us >= 0.07 && v <= vr)
@@ -427,7 +414,7 @@ static int run_policy(const stream *st, const params *p, policy pol, unsigned bu
             if (ip < (long)target) {
                 long n = (long)target - ip;
                 for (long i = 0; i < n; i++) {
-                    double lead = p->lead_s * (1 + p->jitter * (2 * rng_uniform(&rng) - 1));
+                    double lead = p->lead_s * (1 + p->jitter * (2 * bdy_trace_uniform(&rng) - 1));
                     size_t at = sec + (size_t)(lead < 1 ? 1 : lead);
                     s->cal[at % RING]++;
                 }

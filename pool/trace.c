@@ -439,15 +439,15 @@ static uint64_t next_u64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static double uniform(uint64_t *s)
+double bdy_trace_uniform(uint64_t *state)
 {
-    return ((double)(next_u64(s) >> 11) + 0.5) / 9007199254740992.0;
+    return ((double)(next_u64(state) >> 11) + 0.5) / 9007199254740992.0;
 }
 
 static double gauss(uint64_t *s)
 {
-    double u = uniform(s);
-    double v = uniform(s);
+    double u = bdy_trace_uniform(s);
+    double v = bdy_trace_uniform(s);
     return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
 }
 
@@ -513,8 +513,8 @@ int bdy_trace_synthetic(const bdy_synth_opts *o, bdy_trace_set *out)
         if (weekend)
             level *= 1 + o->weekend_boost;
         noise = rho * noise + sqrt(1 - rho * rho) * o->noise * gauss(&rng);
-        if (uniform(&rng) < o->bursts_per_day * step_h / 24.0)
-            burst_coming += o->burst_size * (0.5 + uniform(&rng));
+        if (bdy_trace_uniform(&rng) < o->bursts_per_day * step_h / 24.0)
+            burst_coming += o->burst_size * (0.5 + bdy_trace_uniform(&rng));
         /* An event draws players in over burst_ramp_min, then fades over a
          * couple of hours. */
         double moved = o->burst_ramp_min > 0
@@ -523,7 +523,7 @@ int bdy_trace_synthetic(const bdy_synth_opts *o, bdy_trace_set *out)
         burst_coming -= moved;
         burst = (burst + moved) * exp(-step_h / 1.5);
         if (dip_left_h <= 0 && dip >= 0.99 &&
-            uniform(&rng) < o->dips_per_week * step_h / (24.0 * 7)) {
+            bdy_trace_uniform(&rng) < o->dips_per_week * step_h / (24.0 * 7)) {
             dip = 0.15; /* a restart: most players are thrown out */
             dip_left_h = 0.25;
         }

@@ -111,4 +111,9 @@ bdy_synth_opts bdy_synth_defaults(void);
  * options. Free with bdy_trace_set_free. */
 int bdy_trace_synthetic(const bdy_synth_opts *opts, bdy_trace_set *out);
 
+/* A seeded uniform variate in (0, 1) from splitmix64 state *state (advanced):
+ * the synthetic traces and the replay's claim stream, reproducible from a
+ * seed everywhere (bdy_random_* in util.h are for secrets, not seedable). */
+double bdy_trace_uniform(uint64_t *state);
+
 #endif

@@ -120,6 +120,12 @@ static void test_counts_and_input(void **state)
     assert_int_equal(in.noverrides, 1);
     assert_true(in.overrides[0].daily && in.overrides[0].min_warm == 200);
     assert_true(in.warm_hit_ratio < 1 && in.warm_hit_ratio > 0.9);
+    /* Ten quiet minutes later the recent rate is gone, but the forecast
+     * still knows the ~5 claims a minute it was fed. */
+    bdy_pool_demand later;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 40 * 60, &later), 0);
+    assert_true(later.recent_rate < 0.5);
+    assert_true(later.forecast_rate >= 4.5 && later.forecast_rate <= 5.5);
     /* Every minute written, one row each, zeros included. */
     assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), 30);
     assert_int_equal(count_rows(f, "SELECT SUM(claims) FROM demand_samples"), 150);

@@ -117,6 +117,14 @@ static void test_synthetic(void **state)
     /* A daily cycle with a deep trough and bursts above the ordinary peak. */
     assert_true(lo < 0.3 * o.peak_players);
     assert_true(hi > o.peak_players);
+    bdy_trace_set_free(&b);
+    /* Another seed, another trace. */
+    o.seed++;
+    assert_int_equal(bdy_trace_synthetic(&o, &b), 0);
+    bool differs = false;
+    for (size_t i = 0; i < a.items[0].count && !differs; i++)
+        differs = a.items[0].points[i].players != b.items[0].points[i].players;
+    assert_true(differs);
     bdy_trace_set_free(&a);
     bdy_trace_set_free(&b);
     o.days = 0;
