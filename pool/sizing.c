@@ -136,12 +136,15 @@ bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now)
     double room = in->max_worlds > in->allocated ? (double)(in->max_worlds - in->allocated) : 0;
     if (room < hi)
         hi = room;
+    if (level > hi)
+        level = hi;
+    /* The remembered level is demand's, not minWarm's: a floor the operator
+     * lowers applies at once instead of decaying from the old one (and a
+     * reconcile racing a reload cannot bring the old floor back). */
+    out.level = level;
     double lo = in->min_warm < hi ? in->min_warm : hi;
     if (level < lo)
         level = lo;
-    if (level > hi)
-        level = hi;
-    out.level = level;
     /* A target a hair above an integer rounds down: decay never ends exactly. */
     out.target = (unsigned)ceil(level - 1e-6);
     return out;

@@ -74,7 +74,8 @@ typedef struct bdy_sizing_input {
 /* The answer, with its parts for the API and for tests. */
 typedef struct bdy_sizing {
     unsigned target;   /* the warm target */
-    double level;      /* unrounded target after scale-down smoothing (feed back as prev_target) */
+    double level;      /* unrounded demand level after scale-down smoothing and the upper
+                        * clamps, before minWarm (feed back as prev_target) */
     unsigned base;     /* base stock of the forecast */
     unsigned floor;    /* from recent misses, 0 without */
     unsigned override; /* from an override active now (or about to be), 0 without */

@@ -127,6 +127,16 @@ static void test_gradual_scale_down(void **state)
     in.prev_at = NOON + 60;
     bdy_sizing later = bdy_size_pool(&in, NOON + 3600);
     assert_true(later.target < 5);
+    /* A lowered minWarm applies at once: the remembered level is demand's. */
+    bdy_sizing_input idle = base_input();
+    idle.min_warm = 3;
+    bdy_sizing floor3 = bdy_size_pool(&idle, NOON);
+    assert_int_equal(floor3.target, 3);
+    assert_true(floor3.level < 1);
+    idle.min_warm = 1;
+    idle.prev_target = floor3.level;
+    idle.prev_at = NOON;
+    assert_int_equal(bdy_size_pool(&idle, NOON + 1).target, 1);
     /* Going up is immediate. */
     in.prev_target = 2;
     in.forecast_rate = 50;
