@@ -1337,6 +1337,10 @@ static enum MHD_Result finish_request(struct conn *c)
         snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
         return reject(c, 413, "PayloadTooLarge", msg, 0);
     }
+    /* The listen socket stays open until MHD_stop_daemon (see stop()):
+     * requests that arrive meanwhile are turned away here. */
+    if (atomic_load(&c->s->stopping))
+        return reject(c, 503, "ShuttingDown", "the server is shutting down", 0);
     c->req.body = c->body.data != NULL ? c->body.data : "";
     c->req.body_len = c->body.len;
     c->in_handler = true;
@@ -1593,8 +1597,8 @@ int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
         fd = -1;
         goto out;
     }
-    /* Suspend/resume for deferred answers; ITC (implied by it, and needed
-     * by quiesce) wakes a worker when a connection is resumed. */
+    /* Suspend/resume for deferred answers; ITC (implied by it) wakes a
+     * worker when a connection is resumed. */
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
@@ -1621,7 +1625,7 @@ int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
         rc = bdy_fail(eb, BDY_EIO, "http: cannot start the server on %s (see the log)", s->listen);
         goto out;
     }
-    fd = -1; /* MHD owns the socket until quiesce hands it back */
+    fd = -1; /* MHD owns the socket and closes it in MHD_stop_daemon */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info != NULL ? info->port : 0;
     if (auth_off)
@@ -1648,8 +1652,12 @@ void bdy_http_server_stop(bdy_http_server *s)
 {
     if (s == NULL || s->daemon == NULL)
         return;
+    /* No MHD_quiesce_daemon: with epoll worker threads it races the workers'
+     * own removal of the listen socket from their epoll sets and MHD aborts
+     * the process ("Failed to remove listen FD from epoll set", an open MHD
+     * defect in 0.9.75). New requests get 503 ShuttingDown instead, and
+     * MHD_stop_daemon closes the socket. */
     atomic_store(&s->stopping, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     close_deferred(s);
     close_streams(s);
     for (unsigned waited = 0; atomic_load(&s->inflight) > 0 && waited < HTTP_STOP_GRACE_MS;
@@ -1658,8 +1666,6 @@ void bdy_http_server_stop(bdy_http_server *s)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
     s->daemon = NULL;
     s->port = 0;
 }
