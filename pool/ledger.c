@@ -4,6 +4,8 @@
 
 #include "bindery/hmap.h"
 #include "bindery/log.h"
+#include "bindery/util.h"
+#include "bindery/walcheckpoint.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +23,8 @@
 #define LEDGER_BUSY_MS 5000
 /* Checkpoints run in their own thread, off the commit path, this often. */
 #define LEDGER_CHECKPOINT_MS 500
+/* A WAL kept busy by readers past this size gets a RESTART checkpoint. */
+#define LEDGER_WAL_RESTART_BYTES (64u << 20)
 
 typedef enum op_kind { OP_ADD, OP_REMOVE } op_kind;
 
@@ -87,12 +91,7 @@ struct bdy_ledger {
 
     /* Checkpointer: copies the WAL into the database in the background so
      * no claim's commit pays for it (autocheckpoint is off). */
-    sqlite3 *cdb;
-    pthread_t ckpt_thread;
-    bool ckpt_started;
-    pthread_mutex_t ckpt_lock;
-    pthread_cond_t ckpt_wake;
-    bool ckpt_stop;
+    bdy_wal_checkpointer *ckpt;
 };
 
 static const char *const COLUMNS =
@@ -240,34 +239,6 @@ out:
     return rc;
 }
 
-/* PASSIVE checkpoints never block the writer or readers; the WAL restarts
- * from its beginning at the next commit once all of it is checkpointed. */
-static void *checkpoint_main(void *arg)
-{
-    bdy_ledger *l = arg;
-    pthread_setname_np(pthread_self(), "bdy-ledger-ckpt");
-    pthread_mutex_lock(&l->ckpt_lock);
-    while (!l->ckpt_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += LEDGER_CHECKPOINT_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&l->ckpt_wake, &l->ckpt_lock, &ts);
-        if (l->ckpt_stop)
-            break;
-        pthread_mutex_unlock(&l->ckpt_lock);
-        int log_frames = 0;
-        int done = 0;
-        if (sqlite3_wal_checkpoint_v2(l->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
-                                      &done) != SQLITE_OK)
-            bdy_warn("ledger", "%s: checkpoint failed: %s", l->path, sqlite3_errmsg(l->cdb));
-        pthread_mutex_lock(&l->ckpt_lock);
-    }
-    pthread_mutex_unlock(&l->ckpt_lock);
-    return NULL;
-}
-
 int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -283,8 +254,6 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
         goto out;
     }
-    pthread_mutex_init(&l->ckpt_lock, NULL);
-    pthread_cond_init(&l->ckpt_wake, NULL);
     if (asprintf(&l->path, "%s/%s", dir && dir[0] ? dir : ".", LEDGER_FILE) < 0) {
         l->path = NULL;
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
@@ -314,13 +283,9 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     if ((rc = load_rows(l, eb)) != 0)
         goto out;
     sqlite3_wal_autocheckpoint(l->wdb, 0);
-    if ((rc = open_conn(l->path, &l->cdb, eb)) != 0)
+    if ((rc = bdy_wal_checkpointer_start(l->path, LEDGER_CHECKPOINT_MS, LEDGER_WAL_RESTART_BYTES,
+                                         "bdy-ledger-ckpt", &l->ckpt, eb)) != 0)
         goto out;
-    if (pthread_create(&l->ckpt_thread, NULL, checkpoint_main, l) != 0) {
-        rc = bdy_fail(eb, BDY_ENOMEM, "cannot start the claim ledger's checkpointer");
-        goto out;
-    }
-    l->ckpt_started = true;
     if (pthread_create(&l->committer, NULL, committer_main, l) != 0) {
         rc = bdy_fail(eb, BDY_ENOMEM, "cannot start the claim ledger's committer");
         goto out;
@@ -345,14 +310,7 @@ void bdy_ledger_close(bdy_ledger *l)
         pthread_mutex_unlock(&l->q_lock);
         pthread_join(l->committer, NULL);
     }
-    if (l->ckpt_started) {
-        pthread_mutex_lock(&l->ckpt_lock);
-        l->ckpt_stop = true;
-        pthread_cond_signal(&l->ckpt_wake);
-        pthread_mutex_unlock(&l->ckpt_lock);
-        pthread_join(l->ckpt_thread, NULL);
-    }
-    sqlite3_close(l->cdb);
+    bdy_wal_checkpointer_stop(l->ckpt);
     sqlite3_finalize(l->st_begin);
     sqlite3_finalize(l->st_commit);
     sqlite3_finalize(l->st_rollback);
@@ -373,8 +331,6 @@ void bdy_ledger_close(bdy_ledger *l)
     bdy_hmap_destroy(&l->by_uid);
     pthread_mutex_destroy(&l->map_lock);
     pthread_cond_destroy(&l->q_nonempty);
-    pthread_mutex_destroy(&l->ckpt_lock);
-    pthread_cond_destroy(&l->ckpt_wake);
     free(l->path);
     free(l);
 }

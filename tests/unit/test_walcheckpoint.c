@@ -1,0 +1,124 @@
+/* Background WAL checkpoints (include/bindery/walcheckpoint.h): rows
+ * committed with auto-checkpoints off reach the database file, and the WAL
+ * is rewritten from its start instead of growing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/walcheckpoint.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+static void insert_rows(sqlite3 *db, int n)
+{
+    for (int i = 0; i < n; i++)
+        exec_ok(db, "INSERT INTO t VALUES (randomblob(2000))");
+}
+
+/* restart_over: 0 for PASSIVE checkpoints only, 1 for RESTART every time. */
+static void check_wal_reaches_database(size_t restart_over)
+{
+    char dir[] = "/tmp/bdy-walckpt-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    char wal[300];
+    snprintf(path, sizeof(path), "%s/test.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* Like the store and the ledger: a RESTART checkpoint holds writers
+     * back for a moment, and they wait for it. */
+    sqlite3_busy_timeout(db, 5000);
+    exec_ok(db, "PRAGMA journal_mode=WAL");
+    exec_ok(db, "CREATE TABLE t(b BLOB)");
+    sqlite3_wal_autocheckpoint(db, 0);
+
+    bdy_wal_checkpointer *c = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_wal_checkpointer_start(path, 10, restart_over, "test-ckpt", &c, &eb), 0);
+    insert_rows(db, 200);
+    /* The rows reach the database file (about 400 KB) within a few periods. */
+    long db_size = 0;
+    for (int i = 0; i < 300 && (db_size = file_size(path)) < 300 * 1024; i++)
+        sleep_ms(10);
+    if (db_size < 300 * 1024)
+        fail_msg("database file is %ld bytes after 3 s: nothing was checkpointed", db_size);
+
+    /* Once all of it is checkpointed, the next commits rewrite the WAL from
+     * its start: more rows of the same size do not grow it much. */
+    sleep_ms(100);
+    long wal_before = file_size(wal);
+    for (int round = 0; round < 5; round++) {
+        insert_rows(db, 40);
+        sleep_ms(50);
+    }
+    long wal_after = file_size(wal);
+    if (wal_after > wal_before + 200 * 1024)
+        fail_msg("WAL grew from %ld to %ld bytes", wal_before, wal_after);
+
+    bdy_wal_checkpointer_stop(c);
+    bdy_wal_checkpointer_stop(NULL);
+    sqlite3_close(db);
+
+    /* A file that does not exist cannot be opened for checkpoints. */
+    char missing[300];
+    snprintf(missing, sizeof(missing), "%s/missing/x.db", dir);
+    c = NULL;
+    assert_int_not_equal(bdy_wal_checkpointer_start(missing, 10, 0, "test-ckpt", &c, &eb), 0);
+    assert_null(c);
+
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_passive_checkpoints(void **state)
+{
+    (void)state;
+    check_wal_reaches_database(0);
+}
+
+static void test_restart_checkpoints(void **state)
+{
+    (void)state;
+    check_wal_reaches_database(1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_passive_checkpoints),
+        cmocka_unit_test(test_restart_checkpoints),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
