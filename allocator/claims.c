@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #define CLAIM_MAX_TRIES 8
@@ -40,7 +39,6 @@
 #define MATERIALIZERS 1
 #define MAT_ROUND 256
 #define MAT_LINGER_MS 20
-#define MATERIALIZER_NICE 10
 #define REFILL_NUDGE_NS (5 * 1000000ULL)
 #define ANSWER_MAX ((size_t)64 * 1024)
 
@@ -994,11 +992,9 @@ static size_t mat_take(bdy_claims *c, mat_item **out, size_t max)
 static void *materializer_main(void *arg)
 {
     bdy_claims *c = arg;
-    pthread_setname_np(pthread_self(), "bdy-claim-mat");
     /* Claims first: under a burst the status writes wait for spare CPU and
      * catch up afterwards (the ledger row is the durable record meanwhile). */
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), MATERIALIZER_NICE) != 0)
-        bdy_debug("claims", "cannot lower the materializer's priority");
+    bdy_thread_start("bdy-claim-mat", true);
     mat_item **items = calloc(MAT_ROUND, sizeof(mat_item *));
     mat_work *work = calloc(MAT_ROUND, sizeof(*work));
     bdy_store_patch_item *patches = calloc(MAT_ROUND, sizeof(*patches));

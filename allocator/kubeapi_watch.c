@@ -141,6 +141,7 @@ static int send_expired(bdy_http_stream *st, const char *message)
 static void *watch_main(void *arg)
 {
     watch_job *j = arg;
+    bdy_thread_start("bdy-kube-watch", true);
     bdy_kubeapi *k = j->k;
     int rc = 0;
     uint64_t start = bdy_monotonic_ns();

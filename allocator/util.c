@@ -1,17 +1,21 @@
 #include "bindery/util.h"
 
 #include "bindery/error.h"
+#include "bindery/log.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void bdy_buf_init(bdy_buf *b, size_t cap)
 {
@@ -306,4 +310,15 @@ out:
     free(data);
     fclose(f);
     return rc;
+}
+
+void bdy_thread_start(const char *name, bool background)
+{
+    char short_name[16];
+    snprintf(short_name, sizeof(short_name), "%s", name);
+    pthread_setname_np(pthread_self(), short_name);
+    /* On Linux, PRIO_PROCESS with a thread id sets that thread's nice. */
+    if (background && setpriority(PRIO_PROCESS, (id_t)gettid(), BDY_BACKGROUND_NICE) != 0)
+        bdy_debug("util", "cannot lower the priority of thread %s: %s", short_name,
+                  strerror(errno));
 }

@@ -4,6 +4,7 @@
 #include "bindery/forecast.h"
 #include "bindery/log.h"
 #include "bindery/pool.h"
+#include "bindery/util.h"
 
 #include <json-c/json.h>
 #include <math.h>
@@ -172,6 +173,7 @@ out:
 static void *tick_main(void *arg)
 {
     bdy_demand *d = arg;
+    bdy_thread_start("bdy-demand", true);
     pthread_mutex_lock(&d->stop_lock);
     while (!d->stopping) {
         pthread_mutex_unlock(&d->stop_lock);

@@ -367,7 +367,7 @@ out:
 static void *event_main(void *arg)
 {
     bdy_reconciler *r = arg;
-    pthread_setname_np(pthread_self(), "bdy-events");
+    bdy_thread_start("bdy-events", true);
     double last_sweep = bdy_wall_seconds();
     for (;;) {
         pthread_mutex_lock(&r->ev_lock);

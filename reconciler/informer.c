@@ -443,7 +443,7 @@ out:
 static void *informer_main(void *arg)
 {
     bdy_informer *inf = arg;
-    pthread_setname_np(pthread_self(), "bdy-informer");
+    bdy_thread_start("bdy-informer", true);
     unsigned backoff_ms = 0;
     bool listed_before = false;
     while (!is_stopping(inf)) {

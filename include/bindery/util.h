@@ -37,6 +37,15 @@ void bdy_timestamp_now_seconds(char out[BDY_TIMESTAMP_LEN]);
  * Returns 0 or BDY_EINVAL. */
 int bdy_timestamp_parse(const char *text, double *unix_seconds);
 
+/* Names the calling thread (at most 15 characters are kept) and, when
+ * background is true, lowers its CPU priority to nice BDY_BACKGROUND_NICE:
+ * claims are answered by threads at the normal priority, and everything that
+ * can wait (status writes, informers, reconcilers, checkpoints, the kube API's
+ * watches) yields the CPU to them at once instead of stalling them for a
+ * time slice. Best effort: a failure is logged at debug level. */
+#define BDY_BACKGROUND_NICE 10
+void bdy_thread_start(const char *name, bool background);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t bdy_monotonic_ns(void);
 /* Wall clock in Unix seconds with sub-second precision. */
