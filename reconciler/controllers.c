@@ -566,11 +566,13 @@ static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
     json_object *st = json_object_new_object();
     json_object_object_add(st, "address", json_object_new_string(h->address));
     json_object_object_add(st, "nodeName", json_object_new_string(r->node_name));
-    if (h->pid > 0) {
+    if (h->pid > 0)
         json_object_object_add(st, "pid", json_object_new_int64(h->pid));
+    /* Without it a restarted bindery cannot re-adopt the world: a runtime
+     * without processes (the bench runtime) has no pid but a start token. */
+    if (h->start_time != 0)
         json_object_object_add(st, "processStartTicks",
                                json_object_new_int64((int64_t)h->start_time));
-    }
     json_object *ports = json_object_new_array();
     for (size_t i = 0; i < h->nports; i++) {
         json_object *p = json_object_new_object();

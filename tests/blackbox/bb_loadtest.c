@@ -349,6 +349,33 @@ static enum MHD_Result answer_503(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* Warm worlds of the bench runtime outlive a restart like process worlds
+ * do: the restarted bindery re-adopts every one of them from its status
+ * (a start token, no pid) instead of marking them Failed. */
+static void test_restart_readopts_bench_worlds(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_bench_server(&s, "", 50);
+    wait_warm(&s, 50, NULL);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    assert_true(bb_start(&s, NULL));
+    wait_warm(&s, 50, NULL);
+    /* Give the reconcile workers time to look at every world once. */
+    assert_true(bb_log_contains(&s, "re-adopted world", 10000));
+    usleep(1000 * 1000);
+    bb_response r = bb_request(&s, "GET", "/v1/pools/default/arena", NULL, NULL);
+    json_object *p = json_tokener_parse(r.body ? r.body : "");
+    json_object *st = json_object_object_get(p, "status");
+    if (jint(st, "failed") != 0 || jint(st, "warm") != 50)
+        fail_msg("after the restart: %s", r.body);
+    json_object_put(p);
+    bb_response_free(&r);
+    assert_false(bb_log_contains(&s, "did not survive", 0));
+    bb_cleanup(&s);
+}
+
 static void test_server_answering_503(void **state)
 {
     (void)state;
@@ -429,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_server),
         cmocka_unit_test_teardown(test_counts_match_server_metrics, bb_teardown),
         cmocka_unit_test_teardown(test_refused_token, bb_teardown),
+        cmocka_unit_test_teardown(test_restart_readopts_bench_worlds, bb_teardown),
         cmocka_unit_test(test_server_answering_503),
         cmocka_unit_test(test_server_never_answering),
     };
