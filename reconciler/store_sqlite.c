@@ -12,6 +12,7 @@
 #include "bindery/selector.h"
 #include "bindery/store.h"
 #include "bindery/util.h"
+#include "bindery/walcheckpoint.h"
 #include "objmeta.h"
 #include "registry.h"
 #include "watchlog.h"
@@ -37,6 +38,10 @@
 /* Background writes committed in one batch while urgent writes (claims)
  * wait: bounds how long a claim can sit behind controller traffic. */
 #define BACKGROUND_PER_URGENT_BATCH 8
+/* WAL checkpoints run in their own thread, off the commit path, this often. */
+#define CHECKPOINT_MS 500
+/* A WAL kept busy by readers past this size gets a RESTART checkpoint. */
+#define WAL_RESTART_BYTES (64u << 20)
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -108,6 +113,10 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_set_rv;
     sqlite3_stmt *st_count_ns;
     sqlite3_stmt *st_list_res;
+    sqlite3_stmt *st_begin; /* prepared once: parsing them per batch showed in profiles */
+    sqlite3_stmt *st_commit;
+    sqlite3_stmt *st_rollback;
+    bdy_wal_checkpointer *ckpt;
     reader readers[READER_COUNT];
     unsigned next_reader;
 
@@ -179,11 +188,16 @@ static void api_version_of(const bdy_resource_info *info, char *out, size_t cap)
 /* ---- writer-side row access ----------------------------------------------- */
 
 /* Loads one row with the writer connection. *out NULL when absent. */
-static int w_load(sqlite_store *s, const char *grp, const char *res, const char *ns,
-                  const char *name, json_object **out, bdy_errbuf *eb)
+/* Loads an object; with text_out, also its stored text (caller frees), which
+ * the watch event of a change carries as the old object: serializing the
+ * parsed copy again would cost as much as the parse. */
+static int w_load_text(sqlite_store *s, const char *grp, const char *res, const char *ns,
+                       const char *name, json_object **out, char **text_out, bdy_errbuf *eb)
 {
     int rc = 0;
     *out = NULL;
+    if (text_out != NULL)
+        *text_out = NULL;
     sqlite3_stmt *st = s->st_get;
     sqlite3_bind_text(st, 1, grp, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
@@ -191,16 +205,29 @@ static int w_load(sqlite_store *s, const char *grp, const char *res, const char 
     sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        *out = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        *out = json_tokener_parse(text);
         if (*out == NULL)
             rc = bdy_fail(eb, BDY_ECORRUPT, "stored object %s/%s %s/%s is not valid JSON", grp, res,
                           ns, name);
+        else if (text_out != NULL && (*text_out = strdup(text)) == NULL)
+            rc = BDY_ENOMEM;
+        if (rc != 0) {
+            json_object_put(*out);
+            *out = NULL;
+        }
     } else if (step != SQLITE_DONE) {
         rc = sql_error(s->db, eb, "read");
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
+}
+
+static int w_load(sqlite_store *s, const char *grp, const char *res, const char *ns,
+                  const char *name, json_object **out, bdy_errbuf *eb)
+{
+    return w_load_text(s, grp, res, ns, name, out, NULL, eb);
 }
 
 static int w_put(sqlite_store *s, const char *grp, const char *res, const char *ns,
@@ -237,7 +264,7 @@ static int w_del(sqlite_store *s, const char *grp, const char *res, const char *
 
 /* Queues a watch event for after the commit. */
 static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const char *grp,
-                        const char *res, const char *ns, json_object *obj, json_object *old)
+                        const char *res, const char *ns, const char *obj_text, const char *old_text)
 {
     if (op->nevents == op->aevents) {
         size_t n = op->aevents ? op->aevents * 2 : 2;
@@ -254,11 +281,10 @@ static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const ch
     e->group = strdup(grp);
     e->resource = strdup(res);
     e->ns = strdup(ns);
-    e->object = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
-    e->old_object =
-        old ? strdup(json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN)) : NULL;
+    e->object = strdup(obj_text);
+    e->old_object = old_text ? strdup(old_text) : NULL;
     op->nevents++;
-    if (!e->group || !e->resource || !e->ns || !e->object || (old && !e->old_object))
+    if (!e->group || !e->resource || !e->ns || !e->object || (old_text && !e->old_object))
         return BDY_ENOMEM;
     return 0;
 }
@@ -283,9 +309,11 @@ static void set_rv(json_object *obj, uint64_t rv)
     bdy__meta_set_str(obj, "resourceVersion", buf);
 }
 
-/* Writes obj at a fresh resourceVersion and queues the event. */
+/* Writes obj at a fresh resourceVersion and queues the event. old_text is
+ * old's stored text when the caller has it (else old is serialized). */
 static int w_store(sqlite_store *s, write_op *op, const bdy_resource_info *info, const char *ns,
-                   const char *name, json_object *obj, json_object *old, bdy_event_type type)
+                   const char *name, json_object *obj, json_object *old, const char *old_text,
+                   bdy_event_type type)
 {
     uint64_t rv = s->rv + 1;
     set_rv(obj, rv);
@@ -297,7 +325,9 @@ static int w_store(sqlite_store *s, write_op *op, const bdy_resource_info *info,
     if (rc != 0)
         return rc;
     s->rv = rv;
-    return op_add_event(op, type, rv, info->group, info->resource, ns, obj, old);
+    if (old != NULL && old_text == NULL)
+        old_text = json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN);
+    return op_add_event(op, type, rv, info->group, info->resource, ns, body, old_text);
 }
 
 /* Deletes the row and queues a DELETED event carrying obj at the new rv. */
@@ -309,7 +339,8 @@ static int w_remove(sqlite_store *s, write_op *op, const bdy_resource_info *info
         return rc;
     s->rv++;
     set_rv(obj, s->rv);
-    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns, obj, NULL);
+    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns,
+                        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN), NULL);
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -497,7 +528,7 @@ static int do_create(sqlite_store *s, write_op *op)
     json_object_object_add(meta, "creationTimestamp", json_object_new_string(now));
     json_object_object_add(meta, "generation", json_object_new_int64(1));
     if (!op->wo.dry_run) {
-        rc = w_store(s, op, info, ns, name, obj, NULL, BDY_EVENT_ADDED);
+        rc = w_store(s, op, info, ns, name, obj, NULL, NULL, BDY_EVENT_ADDED);
         if (rc != 0)
             goto out;
         op->crd_put = crd;
@@ -542,8 +573,10 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
 
 /* Finishes a write whose new content is `neu` (owned) over `old` (owned):
  * the shared rules of update, status update and patch. */
+/* Takes old, old_text (its stored text, may be NULL) and neu. */
 static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res, const char *ns,
-                         json_object *old, json_object *neu, bool status_write, bool rv_required)
+                         json_object *old, char *old_text, json_object *neu, bool status_write,
+                         bool rv_required)
 {
     int rc = 0;
     bdy_crd *crd = NULL;
@@ -580,12 +613,32 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     }
 
     if (status_write) {
-        /* Only .status moves; everything else stays as stored. */
+        /* Only .status moves; everything else stays as stored. The new
+         * object shares old's members (old is dropped once this write is
+         * done) except metadata, which gets a fresh resourceVersion and so
+         * is copied: a deep copy of the whole world per status write showed
+         * in profiles of the claim path. */
         json_object *status = NULL;
-        json_object *merged = NULL;
-        if (json_object_deep_copy(old, &merged, NULL) != 0) {
+        json_object *merged = json_object_new_object();
+        if (merged == NULL) {
             rc = BDY_ENOMEM;
             goto out;
+        }
+        json_object_object_foreach(old, key, val)
+        {
+            json_object *member = NULL;
+            if (strcmp(key, "status") == 0)
+                continue;
+            if (strcmp(key, "metadata") != 0)
+                member = json_object_get(val);
+            else if (json_object_deep_copy(val, &member, NULL) != 0)
+                member = NULL;
+            if (member == NULL || json_object_object_add(merged, key, member) != 0) {
+                json_object_put(member);
+                json_object_put(merged);
+                rc = BDY_ENOMEM;
+                goto out;
+            }
         }
         if (json_object_object_get_ex(neu, "status", &status))
             json_object_object_add(merged, "status", json_object_get(status));
@@ -667,7 +720,7 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
             }
         }
     } else {
-        rc = w_store(s, op, info, ns, name, neu, old, BDY_EVENT_MODIFIED);
+        rc = w_store(s, op, info, ns, name, neu, old, old_text, BDY_EVENT_MODIFIED);
         if (rc != 0)
             goto out;
         op->crd_put = crd;
@@ -677,14 +730,16 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     neu = NULL;
 out:
     json_object_put(old);
+    free(old_text);
     json_object_put(neu);
     bdy_crd_free(crd);
     return rc;
 }
 
-/* Loads the current object for an update-like op. */
+/* Loads the current object for an update-like op; with old_text, also its
+ * stored text (caller frees). */
 static int load_current(sqlite_store *s, write_op *op, const bdy__resource **res_out,
-                        const char **ns_out, const char *name, json_object **old)
+                        const char **ns_out, const char *name, json_object **old, char **old_text)
 {
     const bdy__resource *res = w_resource(s, op->gvr, op->eb);
     *res_out = res;
@@ -694,7 +749,7 @@ static int load_current(sqlite_store *s, write_op *op, const bdy__resource **res
     *ns_out = ns;
     if (name == NULL || name[0] == '\0')
         return bdy_fail(op->eb, BDY_EINVAL, "a name is required");
-    int rc = w_load(s, res->info.group, res->info.resource, ns, name, old, op->eb);
+    int rc = w_load_text(s, res->info.group, res->info.resource, ns, name, old, old_text, op->eb);
     if (rc != 0)
         return rc;
     if (*old == NULL) {
@@ -713,15 +768,17 @@ static int do_update(sqlite_store *s, write_op *op)
     if (!json_object_is_type(op->obj, json_type_object))
         return bdy_fail(op->eb, BDY_EINVAL, "the request body must be a JSON object");
     const char *name = bdy__meta_str(op->obj, "name");
-    int rc = load_current(s, op, &res, &ns, name, &old);
+    char *old_text = NULL;
+    int rc = load_current(s, op, &res, &ns, name, &old, &old_text);
     if (rc != 0)
         return rc;
     if (json_object_deep_copy(op->obj, &neu, NULL) != 0) {
         json_object_put(old);
+        free(old_text);
         return BDY_ENOMEM;
     }
     bool status_write = op->kind == OP_UPDATE_STATUS;
-    return commit_update(s, op, res, ns, old, neu, status_write,
+    return commit_update(s, op, res, ns, old, old_text, neu, status_write,
                          res->requires_rv_on_update && !status_write);
 }
 
@@ -731,7 +788,8 @@ static int do_patch(sqlite_store *s, write_op *op)
     json_object *neu = NULL;
     const bdy__resource *res = NULL;
     const char *ns = NULL;
-    int rc = load_current(s, op, &res, &ns, op->name, &old);
+    char *old_text = NULL;
+    int rc = load_current(s, op, &res, &ns, op->name, &old, &old_text);
     if (rc != 0)
         return rc;
     if (op->patch_type == BDY_PATCH_MERGE) {
@@ -751,6 +809,7 @@ static int do_patch(sqlite_store *s, write_op *op)
     }
     if (rc != 0) {
         json_object_put(old);
+        free(old_text);
         json_object_put(neu);
         return rc;
     }
@@ -758,13 +817,14 @@ static int do_patch(sqlite_store *s, write_op *op)
     const char *pname = bdy__meta_str(neu, "name");
     if (pname != NULL && strcmp(pname, op->name) != 0) {
         json_object_put(old);
+        free(old_text);
         json_object_put(neu);
         return bdy_fail(op->eb, BDY_EINVAL,
                         "the name of the object (%s) does not match the "
                         "name on the URL (%s)",
                         pname, op->name);
     }
-    return commit_update(s, op, res, ns, old, neu, op->status_only, false);
+    return commit_update(s, op, res, ns, old, old_text, neu, op->status_only, false);
 }
 
 static int do_delete(sqlite_store *s, write_op *op)
@@ -772,7 +832,7 @@ static int do_delete(sqlite_store *s, write_op *op)
     json_object *old = NULL;
     const bdy__resource *res = NULL;
     const char *ns = NULL;
-    int rc = load_current(s, op, &res, &ns, op->name, &old);
+    int rc = load_current(s, op, &res, &ns, op->name, &old, NULL);
     if (rc != 0)
         return rc;
     const bdy_resource_info *info = &res->info;
@@ -829,7 +889,7 @@ static int do_delete(sqlite_store *s, write_op *op)
         json_object *meta = bdy__metadata(neu);
         json_object_object_add(meta, "deletionTimestamp", json_object_new_string(now));
         json_object_object_add(meta, "deletionGracePeriodSeconds", json_object_new_int(0));
-        rc = w_store(s, op, info, ns, op->name, neu, old, BDY_EVENT_MODIFIED);
+        rc = w_store(s, op, info, ns, op->name, neu, old, NULL, BDY_EVENT_MODIFIED);
         if (rc != 0) {
             json_object_put(neu);
             goto out;
@@ -905,16 +965,19 @@ static void op_drop_effects(write_op *op)
     op->crd_remove = NULL;
 }
 
-static int exec_simple(sqlite3 *db, const char *sql)
+/* Runs a prepared statement without results (BEGIN, COMMIT, ROLLBACK). */
+static int step_simple(sqlite3_stmt *st)
 {
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : BDY_EIO;
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : BDY_EIO;
 }
 
 /* Runs one batch in one transaction: a single fsync for all of it. */
 static void run_batch(sqlite_store *s, write_op *batch)
 {
     uint64_t start_rv = s->rv;
-    int txn_rc = exec_simple(s->db, "BEGIN IMMEDIATE");
+    int txn_rc = step_simple(s->st_begin);
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (txn_rc != 0) {
             op->rc = sql_error(s->db, op->eb, "begin");
@@ -935,11 +998,11 @@ static void run_batch(sqlite_store *s, write_op *batch)
             txn_rc = BDY_EIO;
         sqlite3_reset(s->st_set_rv);
     }
-    if (txn_rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (txn_rc == 0 && step_simple(s->st_commit) != 0)
         txn_rc = BDY_EIO;
     if (txn_rc != 0) {
         bdy_error("store", "write batch failed, rolling back: %s", sqlite3_errmsg(s->db));
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        step_simple(s->st_rollback);
         s->rv = start_rv;
         for (write_op *op = batch; op != NULL; op = op->next) {
             if (op->rc == 0 && !op->wo.dry_run) {
@@ -974,7 +1037,7 @@ static void run_batch(sqlite_store *s, write_op *batch)
 static void *writer_main(void *arg)
 {
     sqlite_store *s = arg;
-    pthread_setname_np(pthread_self(), "bdy-store-wr");
+    bdy_thread_start("bdy-store-wr", true);
     for (;;) {
         pthread_mutex_lock(&s->q_lock);
         while (s->q_head == NULL && s->u_head == NULL && !s->stopping)
@@ -1551,6 +1614,7 @@ static void s_destroy(void *ctx)
         pthread_mutex_unlock(&s->q_lock);
         pthread_join(s->writer, NULL); /* drains what was queued first */
     }
+    bdy_wal_checkpointer_stop(s->ckpt);
     if (s->log.ring != NULL)
         bdy__watchlog_close(&s->log);
     for (int i = 0; i < READER_COUNT; i++) {
@@ -1567,6 +1631,9 @@ static void s_destroy(void *ctx)
     sqlite3_finalize(s->st_set_rv);
     sqlite3_finalize(s->st_count_ns);
     sqlite3_finalize(s->st_list_res);
+    sqlite3_finalize(s->st_begin);
+    sqlite3_finalize(s->st_commit);
+    sqlite3_finalize(s->st_rollback);
     sqlite3_close(s->db);
     bdy__watchlog_destroy(&s->log);
     bdy__registry_destroy(&s->registry);
@@ -1838,7 +1905,15 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         (rc = prepare(s->db, "SELECT count(*) FROM objects WHERE ns=?1", &s->st_count_ns, eb)) !=
             0 ||
         (rc = prepare(s->db, "SELECT body FROM objects WHERE grp=?1 AND res=?2", &s->st_list_res,
-                      eb)) != 0)
+                      eb)) != 0 ||
+        (rc = prepare(s->db, "BEGIN IMMEDIATE", &s->st_begin, eb)) != 0 ||
+        (rc = prepare(s->db, "COMMIT", &s->st_commit, eb)) != 0 ||
+        (rc = prepare(s->db, "ROLLBACK", &s->st_rollback, eb)) != 0)
+        goto out;
+    /* Checkpoints in the background: a commit never copies the WAL back. */
+    sqlite3_wal_autocheckpoint(s->db, 0);
+    if ((rc = bdy_wal_checkpointer_start(s->path, CHECKPOINT_MS, WAL_RESTART_BYTES,
+                                         "bdy-store-ckpt", &s->ckpt, eb)) != 0)
         goto out;
     for (int i = 0; i < READER_COUNT; i++) {
         reader *r = &s->readers[i];
