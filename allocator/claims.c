@@ -73,7 +73,19 @@ typedef struct held_entry {
 typedef struct mat_item {
     struct mat_item *next;
     char id[BDY_ALLOCATION_ID_LEN + 8];
+    /* The row as it was committed (owned, may be NULL): with it, and with
+     * the fleet's view of the world, a round needs no reads; without it (or
+     * after a conflict, slow) the row and the world are read back. */
+    bdy_ledger_record *rec;
+    bool slow;
 } mat_item;
+
+static void mat_item_free(mat_item *m)
+{
+    if (m != NULL)
+        bdy_ledger_record_free(m->rec);
+    free(m);
+}
 
 /* A claim waiting for a cold world. */
 typedef struct waiter {
@@ -283,21 +295,30 @@ static void held_take(bdy_claims *c, const char *ns, const char *world, char *id
 }
 
 /* Under lock. */
-static void materialize_later(bdy_claims *c, const char *id)
+/* Queues claim id for its world's status; takes rec (may be NULL). The
+ * materializer is woken only when the queue was empty: it lingers to gather
+ * a round anyway, and a wake-up per claim cost the claim path a futex call
+ * and a context switch. */
+static void materialize_later(bdy_claims *c, const char *id, bdy_ledger_record *rec, bool slow)
 {
     mat_item *m = calloc(1, sizeof(*m));
     if (m == NULL) {
         bdy_error("claims", "out of memory queueing claim %s; it is re-checked at restart", id);
+        bdy_ledger_record_free(rec);
         return;
     }
     snprintf(m->id, sizeof(m->id), "%s", id);
+    m->rec = rec;
+    m->slow = slow;
+    bool was_empty = c->mat_head == NULL;
     if (c->mat_tail != NULL)
         c->mat_tail->next = m;
     else
         c->mat_head = m;
     c->mat_tail = m;
     c->mat_len++;
-    pthread_cond_signal(&c->mat_wake);
+    if (was_empty || c->mat_len >= MAT_ROUND)
+        pthread_cond_signal(&c->mat_wake);
 }
 
 /* ---- stats ------------------------------------------------------------------------ */
@@ -420,7 +441,7 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
         char held[sizeof(((held_entry *)0)->id)];
         held_take(c, ns, name, held, sizeof(held));
         if (held[0])
-            materialize_later(c, held);
+            materialize_later(c, held, NULL, true);
     }
     for (waiter *w = c->waiters; w != NULL; w = w->next) {
         if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
@@ -851,11 +872,12 @@ static void idem_finish(bdy_claims *c, const char *full, const char *id)
 /* A live ledger claim (just committed, or loaded at start-up): indexed,
  * holding its world, and queued for its world's status. Under lock. */
 static void ledger_claim_live(bdy_claims *c, const char *ns, const char *world, const char *id,
-                              const char *idem_key, const char *request_hash)
+                              const char *idem_key, const char *request_hash,
+                              bdy_ledger_record *rec)
 {
     index_claim(c, ns, world, id, idem_key, request_hash, false);
     held_set(c, ns, world, id);
-    materialize_later(c, id);
+    materialize_later(c, id, rec, rec == NULL);
 }
 
 /* The status.allocation fields of a ledger claim. Caller owns. */
@@ -916,13 +938,52 @@ typedef struct mat_work {
  * patch to write into its world's status (caller owns), or NULL when the
  * claim is already there, already released, or ended here because its
  * world went away before the status said so. */
-static json_object *materialize_prepare(bdy_claims *c, const char *id, bdy_ledger_record **rec_out)
+static json_object *claim_patch_of(const bdy_ledger_record *r, const char *rv)
 {
-    bdy_ledger_record *r = NULL;
+    json_object *labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
+    json_object *annotations =
+        r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
+    json_object *patch = claim_patch(rv, r->c.id, r->c.claimant, r->c.source, r->c.idem_key,
+                                     r->c.request_hash, labels, annotations, r->c.claimed_at);
+    json_object_put(labels);
+    json_object_put(annotations);
+    return patch;
+}
+
+/* Decides what queued claim m needs (materializer thread); takes m->rec.
+ * Returns a patch to write into its world's status (caller owns), with the
+ * row in *rec_out, or NULL when the claim is already there, already
+ * released, or ended here because its world went away before the status
+ * said so. The common case — the row just committed, the world Ready in the
+ * fleet's view — reads nothing; the rest reads the row and the world. */
+static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_record **rec_out)
+{
+    const char *id = m->id;
+    bdy_ledger_record *r = m->rec;
+    m->rec = NULL;
     json_object *world = NULL;
     json_object *patch = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
+    bdy_world_seen seen;
+    if (r != NULL && !m->slow) {
+        if (!bdy_ledger_has(c->o.ledger, id))
+            goto out; /* released meanwhile */
+        if (bdy_fleet_world_seen(c->o.fleet, r->c.ns, r->c.world, &seen) == 0 &&
+            seen.phase == BDY_PHASE_READY && !seen.deleting &&
+            strcmp(seen.uid, r->c.world_uid) == 0) {
+            char rv[24];
+            snprintf(rv, sizeof(rv), "%llu", (unsigned long long)seen.resource_version);
+            patch = claim_patch_of(r, rv);
+            if (patch != NULL) {
+                *rec_out = r;
+                r = NULL;
+            }
+            goto out;
+        }
+    }
+    bdy_ledger_record_free(r);
+    r = NULL;
     int rc = bdy_ledger_get(c->o.ledger, id, &r);
     if (rc != 0) {
         if (rc != BDY_ENOTFOUND)
@@ -954,15 +1015,11 @@ static json_object *materialize_prepare(bdy_claims *c, const char *id, bdy_ledge
             bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
         goto out;
     }
-    json_object *labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
-    json_object *annotations =
-        r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
-    patch = claim_patch(bdy_jstr(meta, "resourceVersion"), id, r->c.claimant, r->c.source,
-                        r->c.idem_key, r->c.request_hash, labels, annotations, r->c.claimed_at);
-    json_object_put(labels);
-    json_object_put(annotations);
-    *rec_out = r;
-    r = NULL;
+    patch = claim_patch_of(r, bdy_jstr(meta, "resourceVersion"));
+    if (patch != NULL) {
+        *rec_out = r;
+        r = NULL;
+    }
 out:
     json_object_put(world);
     bdy_ledger_record_free(r);
@@ -1036,7 +1093,7 @@ static void *materializer_main(void *arg)
         size_t np = 0;
         for (size_t i = 0; i < n; i++) {
             work[np] = (mat_work){0};
-            work[np].patch = materialize_prepare(c, items[i]->id, &work[np].r);
+            work[np].patch = materialize_prepare(c, items[i], &work[np].r);
             if (work[np].patch == NULL)
                 continue;
             patches[np] = (bdy_store_patch_item){.gvr = &BDY_GVR_WORLDS,
@@ -1052,7 +1109,7 @@ static void *materializer_main(void *arg)
         for (size_t i = 0; i < np; i++) {
             int rc = patches[i].rc;
             if (rc == BDY_ECONFLICT && !c->stopping)
-                materialize_later(c, work[i].r->c.id); /* changed meanwhile: again */
+                materialize_later(c, work[i].r->c.id, NULL, true); /* changed: again, read back */
             else if (rc != 0)
                 bdy_warn("claims",
                          "claim %s: writing it into world %s/%s failed: %s; retried at "
@@ -1062,7 +1119,7 @@ static void *materializer_main(void *arg)
             bdy_ledger_record_free(work[i].r);
         }
         for (size_t i = 0; i < n; i++)
-            free(items[i]);
+            mat_item_free(items[i]);
     }
     pthread_mutex_unlock(&c->lock);
 out:
@@ -1080,7 +1137,9 @@ static int load_ledger_cb(void *data, const bdy_ledger_claim *r)
     if (bdy_fleet_hold(c->o.fleet, r->ns, r->world, r->world_uid) != 0)
         return BDY_ENOMEM;
     pthread_mutex_lock(&c->lock);
-    ledger_claim_live(c, r->ns, r->world, r->id, r->idem_key, r->request_hash);
+    /* No copy of the row: the fleet may not have seen the world yet, and a
+     * hundred thousand rows would be held twice. */
+    ledger_claim_live(c, r->ns, r->world, r->id, r->idem_key, r->request_hash, NULL);
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
@@ -1206,7 +1265,8 @@ static void warm_done(void *data, int rc)
     bdy_http_response *resp = bdy_http_deferred_response(j->d);
     if (rc == 0) {
         pthread_mutex_lock(&c->lock);
-        ledger_claim_live(c, j->ref.ns, j->ref.name, j->id, j->row.idem_key, j->row.request_hash);
+        ledger_claim_live(c, j->ref.ns, j->ref.name, j->id, j->row.idem_key, j->row.request_hash,
+                          bdy_ledger_record_copy(&j->row));
         pthread_mutex_unlock(&c->lock);
         idem_finish(c, j->has_idem ? j->idem_full : NULL, j->id);
         if (c->rec != NULL && refill_due(c, j->ref.ns, j->ref.pool))
@@ -2192,7 +2252,7 @@ void bdy_claims_free(bdy_claims *c)
     bdy_hmap_destroy(&c->held);
     while (c->mat_head != NULL) {
         mat_item *n = c->mat_head->next;
-        free(c->mat_head);
+        mat_item_free(c->mat_head);
         c->mat_head = n;
     }
     while (c->stats != NULL) {

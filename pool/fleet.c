@@ -673,6 +673,24 @@ void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *ref, bool claimed, 
     pthread_mutex_unlock(&f->lock);
 }
 
+int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_world_seen *out)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    int rc = BDY_ENOTFOUND;
+    pthread_mutex_lock(&f->lock);
+    const world *w = find_world(f, key);
+    if (w != NULL && w->rv != 0) {
+        out->phase = w->phase;
+        out->deleting = w->deleting;
+        out->resource_version = w->rv;
+        snprintf(out->uid, sizeof(out->uid), "%s", w->uid ? w->uid : "");
+        rc = 0;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
 int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid)
 {
     char key[2 * BDY_NAME_MAX + 2];

@@ -598,18 +598,16 @@ void bdy_ledger_record_free(bdy_ledger_record *r)
 
 /* Copies the current row of st into a record: one allocation for the
  * strings, fields pointing into it (NULL columns stay NULL). */
-static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
+/* A record of the NCOLUMNS values (NULL allowed) of lengths len, in the
+ * column order: one allocation for the strings, fields pointing into it. */
+static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const size_t len[NCOLUMNS])
 {
     bdy_ledger_record *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
-    size_t len[NCOLUMNS];
     size_t total = 0;
-    for (int i = 0; i < NCOLUMNS; i++) {
-        len[i] =
-            sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : (size_t)sqlite3_column_bytes(st, i);
+    for (int i = 0; i < NCOLUMNS; i++)
         total += len[i] + 1;
-    }
     r->storage = malloc(total);
     if (r->storage == NULL) {
         free(r);
@@ -622,16 +620,51 @@ static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
                                 &r->c.answer_json};
     char *p = r->storage;
     for (int i = 0; i < NCOLUMNS; i++) {
-        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        if (vals[i] == NULL) {
             *f[i] = NULL;
             continue;
         }
-        memcpy(p, sqlite3_column_text(st, i), len[i]);
+        memcpy(p, vals[i], len[i]);
         p[len[i]] = '\0';
         *f[i] = p;
         p += len[i] + 1;
     }
     return r;
+}
+
+/* Copies the current row of st into a record (NULL columns stay NULL). */
+static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
+{
+    const char *vals[NCOLUMNS];
+    size_t len[NCOLUMNS];
+    for (int i = 0; i < NCOLUMNS; i++) {
+        bool null = sqlite3_column_type(st, i) == SQLITE_NULL;
+        vals[i] = null ? NULL : (const char *)sqlite3_column_text(st, i);
+        len[i] = null ? 0 : (size_t)sqlite3_column_bytes(st, i);
+    }
+    return record_build(vals, len);
+}
+
+bdy_ledger_record *bdy_ledger_record_copy(const bdy_ledger_claim *c)
+{
+    const char *const vals[NCOLUMNS] = {c->id,           c->ns,          c->world,
+                                        c->world_uid,    c->pool,        c->claimant,
+                                        c->source,       c->claimed_at,  c->idem_key,
+                                        c->request_hash, c->labels_json, c->annotations_json,
+                                        c->answer_json};
+    size_t len[NCOLUMNS];
+    for (int i = 0; i < NCOLUMNS; i++)
+        len[i] = vals[i] != NULL ? strlen(vals[i]) : 0;
+    return record_build(vals, len);
+}
+
+bool bdy_ledger_has(bdy_ledger *l, const char *id)
+{
+    pthread_mutex_lock(&l->map_lock);
+    live_row *r = find_id(l, id);
+    bool live = r != NULL && r->rowid != 0 && !r->removing;
+    pthread_mutex_unlock(&l->map_lock);
+    return live;
 }
 
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out)

@@ -29,6 +29,8 @@
 
 #include "bindery/error.h"
 
+#include <stdbool.h>
+
 #include <stddef.h>
 
 typedef struct bdy_ledger bdy_ledger;
@@ -87,6 +89,11 @@ typedef struct bdy_ledger_record {
 } bdy_ledger_record;
 
 void bdy_ledger_record_free(bdy_ledger_record *r);
+/* A record holding copies of c's fields, for a caller that keeps a claim it
+ * has just written instead of reading it back. NULL when out of memory. */
+bdy_ledger_record *bdy_ledger_record_copy(const bdy_ledger_claim *c);
+/* Whether a live claim with this id is in the ledger (memory only, cheap). */
+bool bdy_ledger_has(bdy_ledger *l, const char *id);
 
 /* Reads one claim by id. BDY_ENOTFOUND when there is none. */
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out);

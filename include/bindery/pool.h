@@ -79,6 +79,15 @@ typedef struct bdy_world_ref {
 
 typedef struct bdy_fleet bdy_fleet;
 
+/* What the fleet last saw of one world: the informer's view, which may lag
+ * the store (a write conditioned on resource_version catches that). */
+typedef struct bdy_world_seen {
+    bdy_phase phase;
+    bool deleting;
+    uint64_t resource_version;
+    char uid[64]; /* "" when not known */
+} bdy_world_seen;
+
 int bdy_fleet_new(bdy_fleet **out);
 void bdy_fleet_free(bdy_fleet *f);
 
@@ -119,6 +128,9 @@ int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
  * Otherwise it goes back to the warm index if it is still Ready at that
  * resourceVersion (stale: it stays out until the informer reports again). */
 void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *w, bool claimed, bool stale);
+/* Fills *out with what the fleet saw of world ns/name. BDY_ENOTFOUND when
+ * it has not seen it (or only holds it for a claim, unobserved). */
+int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_world_seen *out);
 /* Marks world ns/name with metadata.uid uid held by a claim (start-up from
  * the claim ledger, possibly before the informer has seen the world). A
  * world of that name with another uid is not held. BDY_ENOMEM. */
