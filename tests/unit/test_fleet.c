@@ -163,10 +163,19 @@ static void test_hold_from_ledger(void **state)
     (void)state;
     bdy_fleet *f = fleet_with_pools();
     assert_int_equal(bdy_fleet_hold(f, "default", "a1", "uid-a1"), 0);
+    /* Held before the informer saw it: nothing seen yet. */
+    bdy_world_seen seen;
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), BDY_ENOTFOUND);
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "nope", &seen), BDY_ENOTFOUND);
     json_object *w1 = world("a1", "arena", "Ready", 10, "dust", false, false);
     json_object_object_add(json_object_object_get(w1, "metadata"), "uid",
                            json_object_new_string("uid-a1"));
     observe(f, w1);
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_int_equal(seen.phase, BDY_PHASE_READY);
+    assert_false(seen.deleting);
+    assert_int_equal(seen.resource_version, 10);
+    assert_string_equal(seen.uid, "uid-a1");
     json_object *w2 = world("a2", "arena", "Ready", 11, "dust", false, false);
     json_object_object_add(json_object_object_get(w2, "metadata"), "uid",
                            json_object_new_string("uid-a2"));

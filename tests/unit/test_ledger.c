@@ -97,6 +97,19 @@ static void test_add_get_remove_persist(void **state)
     r = NULL;
     assert_int_equal(bdy_ledger_get(l, "alc-zz", &r), BDY_ENOTFOUND);
     assert_null(r);
+    /* Live ids, from memory. */
+    assert_true(bdy_ledger_has(l, "alc-a"));
+    assert_false(bdy_ledger_has(l, "alc-zz"));
+    /* A copy of a row as written, NULL fields kept NULL. */
+    bdy_ledger_record *copy = bdy_ledger_record_copy(&a);
+    assert_non_null(copy);
+    assert_ptr_not_equal(copy->c.world, a.world);
+    assert_string_equal(copy->c.id, "alc-a");
+    assert_string_equal(copy->c.world_uid, "uid-1");
+    assert_string_equal(copy->c.labels_json, "{\"team\":\"red\"}");
+    assert_null(copy->c.annotations_json);
+    assert_string_equal(copy->c.answer_json, a.answer_json);
+    bdy_ledger_record_free(copy);
     bdy_ledger_close(l);
 
     /* Reopened: the rows are there, in claim order. */
@@ -106,6 +119,7 @@ static void test_add_get_remove_persist(void **state)
     assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
     assert_string_equal(ids, "alc-a,alc-b,");
     assert_int_equal(bdy_ledger_remove(l, "alc-a"), 0);
+    assert_false(bdy_ledger_has(l, "alc-a"));
     assert_int_equal(bdy_ledger_remove(l, "alc-a"), BDY_ENOTFOUND);
     /* The world is free again once its claim is gone. */
     assert_int_equal(bdy_ledger_add(l, &again), 0);
