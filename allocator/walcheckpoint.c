@@ -64,6 +64,19 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
+/* Releases everything but the thread (not started, or joined). */
+static void checkpointer_free(bdy_wal_checkpointer *c)
+{
+    sqlite3_finalize(c->st_checkpoint);
+    sqlite3_finalize(c->st_restart);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+    free(c->wal_path);
+    free(c->path);
+    free(c);
+}
+
 int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t restart_over_bytes,
                                const char *thread_name, bdy_wal_checkpointer **out, bdy_errbuf *eb)
 {
@@ -107,14 +120,7 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
     *out = c;
     return 0;
 fail:
-    sqlite3_finalize(c->st_checkpoint);
-    sqlite3_finalize(c->st_restart);
-    sqlite3_close(c->db);
-    pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->wake);
-    free(c->wal_path);
-    free(c->path);
-    free(c);
+    checkpointer_free(c);
     return rc;
 }
 
@@ -127,12 +133,5 @@ void bdy_wal_checkpointer_stop(bdy_wal_checkpointer *c)
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->thread, NULL);
-    sqlite3_finalize(c->st_checkpoint);
-    sqlite3_finalize(c->st_restart);
-    sqlite3_close(c->db);
-    pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->wake);
-    free(c->wal_path);
-    free(c->path);
-    free(c);
+    checkpointer_free(c);
 }
