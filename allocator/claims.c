@@ -74,10 +74,10 @@ typedef struct mat_item {
     struct mat_item *next;
     char id[BDY_ALLOCATION_ID_LEN + 8];
     /* The row as it was committed (owned, may be NULL): with it, and with
-     * the fleet's view of the world, a round needs no reads; without it (or
-     * after a conflict, slow) the row and the world are read back. */
+     * the fleet's view of the world, a round needs no reads; without it (at
+     * start-up, for a world gone, after a conflict) the row and the world
+     * are read back. */
     bdy_ledger_record *rec;
-    bool slow;
 } mat_item;
 
 static void mat_item_free(mat_item *m)
@@ -299,7 +299,7 @@ static void held_take(bdy_claims *c, const char *ns, const char *world, char *id
  * materializer is woken only when the queue was empty: it lingers to gather
  * a round anyway, and a wake-up per claim cost the claim path a futex call
  * and a context switch. */
-static void materialize_later(bdy_claims *c, const char *id, bdy_ledger_record *rec, bool slow)
+static void materialize_later(bdy_claims *c, const char *id, bdy_ledger_record *rec)
 {
     mat_item *m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -309,7 +309,6 @@ static void materialize_later(bdy_claims *c, const char *id, bdy_ledger_record *
     }
     snprintf(m->id, sizeof(m->id), "%s", id);
     m->rec = rec;
-    m->slow = slow;
     bool was_empty = c->mat_head == NULL;
     if (c->mat_tail != NULL)
         c->mat_tail->next = m;
@@ -441,7 +440,7 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
         char held[sizeof(((held_entry *)0)->id)];
         held_take(c, ns, name, held, sizeof(held));
         if (held[0])
-            materialize_later(c, held, NULL, true);
+            materialize_later(c, held, NULL);
     }
     for (waiter *w = c->waiters; w != NULL; w = w->next) {
         if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
@@ -877,7 +876,7 @@ static void ledger_claim_live(bdy_claims *c, const char *ns, const char *world, 
 {
     index_claim(c, ns, world, id, idem_key, request_hash, false);
     held_set(c, ns, world, id);
-    materialize_later(c, id, rec, rec == NULL);
+    materialize_later(c, id, rec);
 }
 
 /* The status.allocation fields of a ledger claim. Caller owns. */
@@ -934,10 +933,7 @@ typedef struct mat_work {
     json_object *patch;
 } mat_work;
 
-/* Decides what ledger claim id needs (materializer thread). Returns a
- * patch to write into its world's status (caller owns), or NULL when the
- * claim is already there, already released, or ended here because its
- * world went away before the status said so. */
+/* The status patch of ledger claim r at resourceVersion rv. Caller owns. */
 static json_object *claim_patch_of(const bdy_ledger_record *r, const char *rv)
 {
     json_object *labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
@@ -966,7 +962,7 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     bdy_world_seen seen;
-    if (r != NULL && !m->slow) {
+    if (r != NULL) {
         if (!bdy_ledger_has(c->o.ledger, id))
             goto out; /* released meanwhile */
         if (bdy_fleet_world_seen(c->o.fleet, r->c.ns, r->c.world, &seen) == 0 &&
@@ -1069,20 +1065,14 @@ static void *materializer_main(void *arg)
             /* Start-up: writing statuses while the world informer lists
              * would outrun its watch history and make it relist forever. */
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            ts.tv_sec += ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+            bdy_deadline_after_ms(CLOCK_REALTIME, 100, &ts);
             pthread_cond_timedwait(&c->mat_wake, &c->lock, &ts);
             continue;
         }
         /* Let the round fill a little: one commit for many claims. New
          * claims signal mat_wake, so wait out the deadline in a loop. */
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += MAT_LINGER_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        bdy_deadline_after_ms(CLOCK_REALTIME, MAT_LINGER_MS, &until);
         while (c->mat_len < MAT_ROUND && !c->stopping &&
                pthread_cond_timedwait(&c->mat_wake, &c->lock, &until) == 0)
             ;
@@ -1109,7 +1099,7 @@ static void *materializer_main(void *arg)
         for (size_t i = 0; i < np; i++) {
             int rc = patches[i].rc;
             if (rc == BDY_ECONFLICT && !c->stopping)
-                materialize_later(c, work[i].r->c.id, NULL, true); /* changed: again, read back */
+                materialize_later(c, work[i].r->c.id, NULL); /* changed: again, read back */
             else if (rc != 0)
                 bdy_warn("claims",
                          "claim %s: writing it into world %s/%s failed: %s; retried at "
@@ -1388,12 +1378,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             /* The same key is being claimed right now: wait for its answer
              * rather than claim a second world. */
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            bdy_deadline_after_ms(CLOCK_REALTIME, 50, &ts);
             pthread_cond_timedwait(&c->idem_done, &c->lock, &ts);
             e = idem_find(c, idem_full, false);
         }
@@ -1785,12 +1770,7 @@ static void *cold_main(void *arg)
             continue;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        bdy_deadline_after_ms(CLOCK_REALTIME, 100, &ts);
         pthread_cond_timedwait(&c->wake, &c->lock, &ts);
     }
     /* Shutting down: nobody will make these worlds ready for them now. */

@@ -322,3 +322,14 @@ void bdy_thread_start(const char *name, bool background)
         bdy_debug("util", "cannot lower the priority of thread %s: %s", short_name,
                   strerror(errno));
 }
+
+void bdy_deadline_after_ms(clockid_t clock, unsigned ms, struct timespec *out)
+{
+    clock_gettime(clock, out);
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}

@@ -37,10 +37,7 @@ static void *checkpoint_main(void *arg)
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)c->period_ms * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        bdy_deadline_after_ms(CLOCK_REALTIME, c->period_ms, &ts);
         pthread_cond_timedwait(&c->wake, &c->lock, &ts);
         if (c->stop)
             break;

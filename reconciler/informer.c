@@ -152,24 +152,13 @@ static bool is_stopping(bdy_informer *inf)
     return s;
 }
 
-static void deadline_after_ms(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Sleeps for *backoff_ms (or until stop), then doubles it up to the cap. */
 static void backoff_sleep(bdy_informer *inf, unsigned *backoff_ms)
 {
     if (*backoff_ms == 0)
         *backoff_ms = INFORMER_BACKOFF_MIN_MS;
     struct timespec deadline;
-    deadline_after_ms(&deadline, *backoff_ms);
+    bdy_deadline_after_ms(CLOCK_MONOTONIC, *backoff_ms, &deadline);
     pthread_mutex_lock(&inf->lock);
     while (!inf->stopping) {
         if (pthread_cond_timedwait(&inf->cond, &inf->lock, &deadline) == ETIMEDOUT)
@@ -578,7 +567,7 @@ bool bdy_informer_wait_synced(bdy_informer *inf, int timeout_ms)
     if (inf == NULL)
         return false;
     struct timespec deadline;
-    deadline_after_ms(&deadline, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
+    bdy_deadline_after_ms(CLOCK_MONOTONIC, timeout_ms > 0 ? (unsigned)timeout_ms : 0, &deadline);
     pthread_mutex_lock(&inf->lock);
     while (!inf->synced && !inf->stopping) {
         if (pthread_cond_timedwait(&inf->cond, &inf->lock, &deadline) == ETIMEDOUT)

@@ -1,5 +1,7 @@
 #include "watchlog.h"
 
+#include "bindery/util.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,21 +208,10 @@ static bool wants(const bdy_watch *w, const bdy__event *e)
     return w->ns == NULL || (e->ns != NULL && strcmp(w->ns, e->ns) == 0);
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_watch_event *ev)
 {
     struct timespec deadline;
-    deadline_after(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+    bdy_deadline_after_ms(CLOCK_MONOTONIC, timeout_ms > 0 ? (unsigned)timeout_ms : 0, &deadline);
     pthread_mutex_lock(&log->lock);
     w->busy = true;
     int rc = BDY_ETIMEOUT;

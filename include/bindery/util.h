@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A growable byte buffer with a hard cap (curl's dynbuf). The content is
  * always NUL-terminated. Embed it; bdy_buf_free() releases the memory. */
@@ -45,6 +46,11 @@ int bdy_timestamp_parse(const char *text, double *unix_seconds);
  * time slice. Best effort: a failure is logged at debug level. */
 #define BDY_BACKGROUND_NICE 10
 void bdy_thread_start(const char *name, bool background);
+
+/* The time ms milliseconds from now on clock (CLOCK_REALTIME for condition
+ * variables with default attributes, CLOCK_MONOTONIC for those set to it),
+ * as pthread_cond_timedwait takes it. */
+void bdy_deadline_after_ms(clockid_t clock, unsigned ms, struct timespec *out);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t bdy_monotonic_ns(void);
