@@ -755,7 +755,7 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
          * row until the materializer has written it. */
         bdy_ledger_record *r = NULL;
         if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
-            json_object *answer = json_tokener_parse(r->c.answer_json);
+            json_object *answer = bdy_json_parse_stored(r->c.answer_json);
             bdy_ledger_record_free(r);
             if (answer != NULL) {
                 json_object_object_add(answer, "state", json_object_new_string("Allocated"));
@@ -903,7 +903,7 @@ static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_ob
                                const char *reason, bdy_errbuf *eb)
 {
     json_object *alloc = record_allocation(r);
-    json_object *answer = json_tokener_parse(r->answer_json);
+    json_object *answer = bdy_json_parse_stored(r->answer_json);
     int rc = bdy_allocation_record(c->o.store, r->ns, r->world, r->pool, alloc, answer, reason, eb);
     json_object_put(alloc);
     json_object_put(answer);
@@ -936,9 +936,9 @@ typedef struct mat_work {
 /* The status patch of ledger claim r at resourceVersion rv. Caller owns. */
 static json_object *claim_patch_of(const bdy_ledger_record *r, const char *rv)
 {
-    json_object *labels = r->c.labels_json ? json_tokener_parse(r->c.labels_json) : NULL;
+    json_object *labels = r->c.labels_json ? bdy_json_parse_stored(r->c.labels_json) : NULL;
     json_object *annotations =
-        r->c.annotations_json ? json_tokener_parse(r->c.annotations_json) : NULL;
+        r->c.annotations_json ? bdy_json_parse_stored(r->c.annotations_json) : NULL;
     json_object *patch = claim_patch(rv, r->c.id, r->c.claimant, r->c.source, r->c.idem_key,
                                      r->c.request_hash, labels, annotations, r->c.claimed_at);
     json_object_put(labels);
@@ -1142,7 +1142,7 @@ static int warm_answer(bdy_buf *out, const char *id, const char *claimed_at,
 {
     json_object *w = NULL;
     if (cr->labels != NULL || cr->annotations != NULL) {
-        if ((w = json_tokener_parse(answer_world)) == NULL)
+        if ((w = bdy_json_parse_stored(answer_world)) == NULL)
             return BDY_EINVAL;
         bdy_allocation_merge_metadata(w, cr->labels, cr->annotations);
         answer_world = json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN |
@@ -1631,7 +1631,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
 /* Removes the cold-claim reservation: the world joins the pool. */
 static void unreserve(bdy_claims *c, const char *ns, const char *name)
 {
-    json_object *patch = json_tokener_parse(
+    json_object *patch = bdy_json_parse_stored(
         "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
     bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, false, NULL,
                     NULL, NULL);

@@ -1,5 +1,8 @@
 #include "bindery/jsonutil.h"
 
+#include <pthread.h>
+#include <stdbool.h>
+
 json_object *bdy_jget(json_object *obj, const char *key)
 {
     json_object *v = NULL;
@@ -22,4 +25,43 @@ int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt)
         !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
         return dflt;
     return json_object_get_int64(v);
+}
+
+/* One tokener per thread, freed when the thread exits. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
+static bool tokener_key_ok;
+
+static void tokener_free(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void tokener_key_create(void)
+{
+    tokener_key_ok = pthread_key_create(&tokener_key, tokener_free) == 0;
+}
+
+json_object *bdy_json_parse_stored(const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    pthread_once(&tokener_once, tokener_key_create);
+    json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
+    bool kept = tok != NULL;
+    if (!kept) {
+        if ((tok = json_tokener_new()) == NULL)
+            return NULL;
+        /* Without a per-thread slot the tokener serves this call only. */
+        kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;
+    }
+    json_tokener_reset(tok);
+    json_object *o = json_tokener_parse_ex(tok, text, -1);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
+    }
+    if (!kept)
+        json_tokener_free(tok);
+    return o;
 }

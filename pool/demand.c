@@ -1,5 +1,6 @@
 /* Demand history in SQLite and per-pool forecasters; see demand.h. */
 #include "bindery/demand.h"
+#include "bindery/jsonutil.h"
 
 #include "bindery/forecast.h"
 #include "bindery/log.h"
@@ -440,7 +441,7 @@ static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double
         *last_fit = sqlite3_column_double(st, 2);
         bdy_errbuf eb;
         bdy_errbuf_clear(&eb);
-        if (text != NULL && len <= STATE_MAX_BYTES && (j = json_tokener_parse(text)) != NULL &&
+        if (text != NULL && len <= STATE_MAX_BYTES && (j = bdy_json_parse_stored(text)) != NULL &&
             bdy_forecast_from_json(j, fc, &eb) == 0) {
             bdy_info("demand", "pool %s: forecast continues from bucket %llu", key,
                      (unsigned long long)bdy_forecast_next_bucket(*fc));

@@ -8,6 +8,7 @@
  * served resources is changed only by the writer (see registry.h).
  */
 #include "bindery/jsonpatch.h"
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/selector.h"
 #include "bindery/store.h"
@@ -206,7 +207,7 @@ static int w_load_text(sqlite_store *s, const char *grp, const char *res, const 
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(st, 0);
-        *out = json_tokener_parse(text);
+        *out = bdy_json_parse_stored(text);
         if (*out == NULL)
             rc = bdy_fail(eb, BDY_ECORRUPT, "stored object %s/%s %s/%s is not valid JSON", grp, res,
                           ns, name);
@@ -554,7 +555,7 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     json_object *victims = json_object_new_array();
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        json_object *o = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        json_object *o = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 0));
         if (o != NULL)
             json_object_array_add(victims, o);
     }
@@ -1312,7 +1313,7 @@ static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name
     sqlite3_bind_text(st, 4, name ? name : "", -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        *out = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+        *out = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 0));
         if (*out == NULL)
             rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
     } else if (step == SQLITE_DONE) {
@@ -1468,7 +1469,7 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
             more = true;
             break;
         }
-        json_object *o = json_tokener_parse((const char *)sqlite3_column_text(st, 2));
+        json_object *o = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 2));
         if (o == NULL) {
             rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
             break;
@@ -1790,7 +1791,7 @@ static int load_crds(sqlite_store *s, bdy_errbuf *eb)
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        json_object *obj = json_tokener_parse((const char *)sqlite3_column_text(st, 1));
+        json_object *obj = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 1));
         bdy_crd *crd = NULL;
         bdy_errbuf ceb;
         bdy_errbuf_clear(&ceb);
@@ -1811,7 +1812,7 @@ static int load_crds(sqlite_store *s, bdy_errbuf *eb)
 
 static int seed_default_namespace(sqlite_store *s, bdy_errbuf *eb)
 {
-    json_object *ns = json_tokener_parse(
+    json_object *ns = bdy_json_parse_stored(
         "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"default\"}}");
     json_object *existing = NULL;
     int rc = s_get(s, &BDY_GVR_NAMESPACES, NULL, "default", &existing, NULL);

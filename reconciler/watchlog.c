@@ -1,5 +1,6 @@
 #include "watchlog.h"
 
+#include "bindery/jsonutil.h"
 #include "bindery/util.h"
 
 #include <errno.h>
@@ -175,13 +176,13 @@ static bool selected(const bdy_watch *w, json_object *obj)
  * without the log lock (e is a private copy). */
 static bool translate(const bdy_watch *w, const bdy__event *e, bdy_watch_event *ev)
 {
-    json_object *obj = json_tokener_parse(e->object);
+    json_object *obj = bdy_json_parse_stored(e->object);
     if (obj == NULL)
         return false;
     bdy_event_type type = e->type;
     bool now = selected(w, obj);
     if (e->type == BDY_EVENT_MODIFIED && (w->labels != NULL || w->fields != NULL)) {
-        json_object *old = e->old_object ? json_tokener_parse(e->old_object) : NULL;
+        json_object *old = e->old_object ? bdy_json_parse_stored(e->old_object) : NULL;
         bool before = selected(w, old);
         json_object_put(old);
         if (before && !now) {
