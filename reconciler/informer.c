@@ -271,55 +271,172 @@ static void sweep_unseen(bdy_informer *inf)
     }
 }
 
-/* One list attempt, page by page, delivering as it goes. Returns 0 with
- * *list_rv set, BDY_EEXPIRED when a continue token expired (the caller
- * restarts), BDY_ESHUTDOWN when stop was requested, or the store's error. */
-static int list_once(bdy_informer *inf, uint64_t *list_rv)
+/* ---- the list pipeline ------------------------------------------------------
+ *
+ * A list is fetched by a page fetcher thread while the informer thread
+ * delivers the page before: reading and parsing a page (the store's work)
+ * and the handlers' work on it each take about half of a relist, and a
+ * restart with 100,000 worlds waits for the first relist to finish. The
+ * fetcher also frees every page it fetched, once the informer hands it back,
+ * so a page's objects are allocated and freed by one thread (freeing them in
+ * the informer thread would contend on the fetcher's malloc arena).
+ *
+ * Slots form a ring; a slot goes EMPTY -> FULL (fetcher) -> DELIVERED
+ * (informer) -> EMPTY (fetcher, after freeing). The fetcher stops after the
+ * last page, after a failed fetch (its rc is in the slot) or when abandoned. */
+#define LIST_SLOTS 2
+
+typedef enum { SLOT_EMPTY, SLOT_FULL, SLOT_DELIVERED } slot_state;
+
+typedef struct list_slot {
+    slot_state state;
+    int rc;               /* the fetch's result; 0 with page set */
+    bool last;            /* no page follows this one */
+    bdy_list_result page; /* owned by the fetcher */
+} list_slot;
+
+typedef struct list_pipe {
+    bdy_informer *inf;
+    pthread_mutex_t lock; /* guards slots, abandoned and fetcher_done */
+    pthread_cond_t cond;
+    list_slot slots[LIST_SLOTS];
+    bool abandoned;    /* the informer wants no more pages */
+    bool fetcher_done; /* the fetcher fetches no more */
+} list_pipe;
+
+/* Frees the pages the informer has handed back. Fetcher only; lock held. */
+static void free_delivered(list_pipe *p)
 {
-    bdy_list_result r = {0};
+    for (size_t i = 0; i < LIST_SLOTS; i++) {
+        if (p->slots[i].state == SLOT_DELIVERED) {
+            bdy_list_result_free(&p->slots[i].page);
+            p->slots[i].state = SLOT_EMPTY;
+        }
+    }
+}
+
+static void *fetcher_main(void *arg)
+{
+    list_pipe *p = arg;
+    bdy_informer *inf = p->inf;
+    bdy_thread_start("bdy-inf-fetch", true);
     char *token = NULL;
-    bdy_errbuf eb;
-    int rc = 0;
-    bool first = true;
-    inf->gen++;
-    do {
+    for (size_t i = 0;; i = (i + 1) % LIST_SLOTS) {
+        list_slot *slot = &p->slots[i];
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+            free_delivered(p);
+            if (p->abandoned || slot->state == SLOT_EMPTY)
+                break;
+            pthread_cond_wait(&p->cond, &p->lock);
+        }
+        bool abandoned = p->abandoned;
+        pthread_mutex_unlock(&p->lock);
+        if (abandoned)
+            break;
+
+        bdy_list_result page = {0};
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
         bdy_list_opts lo = {
             .ns = inf->ns,
             .label_selector = inf->label_selector,
             .limit = inf->page_size,
             .continue_token = token,
         };
-        bdy_errbuf_clear(&eb);
-        rc = bdy_store_list(inf->store, &inf->gvr, &lo, &r, &eb);
-        if (rc != 0) {
-            /* An expired continue token is routine (the caller restarts). */
-            if (rc != BDY_EEXPIRED || token == NULL)
-                bdy_warn(INFORMER_LOG, "list %s: %s: %s", inf->resource, bdy_strerror(rc),
-                         eb.message);
-            goto out;
-        }
-        if (first)
-            *list_rv = r.resource_version;
-        first = false;
-        size_t n = json_object_array_length(r.items);
-        for (size_t i = 0; i < n; i++) {
-            rc = deliver_listed(inf, json_object_array_get_idx(r.items, i));
-            if (rc != 0)
-                goto out;
-        }
+        int rc = bdy_store_list(inf->store, &inf->gvr, &lo, &page, &eb);
+        /* An expired continue token is routine (the informer restarts). */
+        if (rc != 0 && (rc != BDY_EEXPIRED || token == NULL))
+            bdy_warn(INFORMER_LOG, "list %s: %s: %s", inf->resource, bdy_strerror(rc), eb.message);
         free(token);
-        token = r.continue_token;
-        r.continue_token = NULL;
-        bdy_list_result_free(&r);
-        if (is_stopping(inf)) {
-            rc = BDY_ESHUTDOWN;
-            goto out;
-        }
-    } while (token != NULL);
-    sweep_unseen(inf);
-out:
-    bdy_list_result_free(&r);
+        token = rc == 0 ? page.continue_token : NULL;
+        page.continue_token = NULL;
+
+        pthread_mutex_lock(&p->lock);
+        slot->rc = rc;
+        slot->page = page;
+        slot->last = rc != 0 || token == NULL;
+        slot->state = SLOT_FULL;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        if (slot->last)
+            break;
+    }
     free(token);
+    /* Every page still out is freed here, by the thread that made it. */
+    pthread_mutex_lock(&p->lock);
+    p->fetcher_done = true;
+    pthread_cond_broadcast(&p->cond);
+    for (;;) {
+        free_delivered(p);
+        bool out = false;
+        for (size_t i = 0; i < LIST_SLOTS; i++)
+            out = out || p->slots[i].state == SLOT_FULL;
+        if (!out || p->abandoned)
+            break;
+        pthread_cond_wait(&p->cond, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* One list attempt, page by page, delivering each page while the next is
+ * fetched. Returns 0 with *list_rv set, BDY_EEXPIRED when a continue token
+ * expired (the caller restarts), BDY_ESHUTDOWN when stop was requested, or
+ * the store's error. */
+static int list_once(bdy_informer *inf, uint64_t *list_rv)
+{
+    list_pipe p = {.inf = inf};
+    pthread_t fetcher;
+    int rc = 0;
+    inf->gen++;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.cond, NULL);
+    if (pthread_create(&fetcher, NULL, fetcher_main, &p) != 0) {
+        bdy_warn(INFORMER_LOG, "list %s: cannot start the page fetcher", inf->resource);
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    bool first = true;
+    for (size_t i = 0;; i = (i + 1) % LIST_SLOTS) {
+        list_slot *slot = &p.slots[i];
+        pthread_mutex_lock(&p.lock);
+        while (slot->state != SLOT_FULL)
+            pthread_cond_wait(&p.cond, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+        /* The fetcher does not touch a FULL slot: no lock needed to read it. */
+        rc = slot->rc;
+        bool last = slot->last;
+        if (rc == 0) {
+            if (first)
+                *list_rv = slot->page.resource_version;
+            first = false;
+            size_t n = json_object_array_length(slot->page.items);
+            for (size_t k = 0; k < n && rc == 0; k++)
+                rc = deliver_listed(inf, json_object_array_get_idx(slot->page.items, k));
+        }
+        if (rc == 0 && !last && is_stopping(inf))
+            rc = BDY_ESHUTDOWN;
+        pthread_mutex_lock(&p.lock);
+        slot->state = SLOT_DELIVERED;
+        if (rc != 0 || last)
+            p.abandoned = true;
+        pthread_cond_broadcast(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+        if (rc != 0 || last)
+            break;
+    }
+    pthread_join(fetcher, NULL);
+    /* An abandoned fetcher may leave pages behind; it has stopped, so they
+     * are freed here. */
+    for (size_t i = 0; i < LIST_SLOTS; i++)
+        if (p.slots[i].state != SLOT_EMPTY)
+            bdy_list_result_free(&p.slots[i].page);
+    if (rc == 0)
+        sweep_unseen(inf);
+out:
+    pthread_cond_destroy(&p.cond);
+    pthread_mutex_destroy(&p.lock);
     return rc;
 }
 
