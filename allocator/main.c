@@ -420,6 +420,9 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Before any thread starts: they all inherit it (reconcile workers then
+     * see to it that worlds do not). */
+    int slice_rc = bdy_sched_short_slice(false);
 
     rc = bdy_config_load(config_path, &d.cfg, &eb);
     if (rc == 0 && listen != NULL)
@@ -431,6 +434,9 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         goto out;
     }
     bdy_log_set_level(d.cfg->log_level);
+    if (slice_rc != 0)
+        bdy_debug("main", "cannot ask for %d us CPU slices: %s", BDY_SCHED_SLICE_US,
+                  strerror(slice_rc));
     bdy_info("main", "bindery %s starting (config %s, data %s)", BINDERY_VERSION, config_path,
              d.cfg->data_dir);
 

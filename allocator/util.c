@@ -8,12 +8,14 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,6 +312,36 @@ out:
     free(data);
     fclose(f);
     return rc;
+}
+
+/* struct sched_attr of sched_setattr(2), which glibc 2.36 does not declare
+ * (layout SCHED_ATTR_SIZE_VER0: the fields up to sched_period). */
+struct sched_attr_v0 {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime; /* SCHED_OTHER: the requested slice, in ns */
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+};
+#define SCHED_FLAG_RESET_ON_FORK_BIT 0x01u
+
+int bdy_sched_short_slice(bool reset_on_fork)
+{
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (nice == -1 && errno != 0)
+        return errno;
+    struct sched_attr_v0 attr = {
+        .size = sizeof(attr),
+        .sched_policy = SCHED_OTHER,
+        .sched_flags = reset_on_fork ? SCHED_FLAG_RESET_ON_FORK_BIT : 0,
+        .sched_nice = nice,
+        .sched_runtime = (uint64_t)BDY_SCHED_SLICE_US * 1000u,
+    };
+    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : errno;
 }
 
 void bdy_thread_start(const char *name, bool background)

@@ -1133,6 +1133,10 @@ static void *worker_main(void *arg)
 {
     bdy_reconciler *r = arg;
     pthread_setname_np(pthread_self(), "bdy-reconcile");
+    /* Worlds are spawned from here: they start with the kernel's default
+     * slice, not the short one every Bindery thread inherits. */
+    if (bdy_sched_short_slice(true) != 0)
+        bdy_debug("reconciler", "cannot reset the CPU slice for spawned worlds");
     char key[KEY_MAX];
     while (bdy_workqueue_get(r->q, key, sizeof(key)) == 0) {
         char ns[BDY_NAME_MAX] = "";

@@ -41,11 +41,30 @@ int bdy_timestamp_parse(const char *text, double *unix_seconds);
 /* Names the calling thread (at most 15 characters are kept) and, when
  * background is true, lowers its CPU priority to nice BDY_BACKGROUND_NICE:
  * claims are answered by threads at the normal priority, and everything that
- * can wait (status writes, informers, reconcilers, checkpoints, the kube API's
- * watches) yields the CPU to them at once instead of stalling them for a
- * time slice. Best effort: a failure is logged at debug level. */
+ * can wait (status writes, informers, checkpoints, the kube API's watches)
+ * gets a tenth of their CPU share when both want it. Nice does not decide how
+ * long a woken claim thread waits for the running one, though: the time
+ * slice does (bdy_sched_short_slice). Best effort: a failure is logged at
+ * debug level. */
 #define BDY_BACKGROUND_NICE 10
 void bdy_thread_start(const char *name, bool background);
+
+/* The CPU time slice Bindery's threads ask for, in microseconds. Under the
+ * EEVDF scheduler (Linux 6.6 and later; a slice of one's own from 6.12) a
+ * thread that wakes to answer a claim waits for the thread running on its
+ * CPU to use up its slice, 1.4 ms by default on 2 CPUs, whatever their nice
+ * values; with 2 CPUs and a status write running after each claim, that wait
+ * was most of the p99 of warm claims at 1,000/s. Short slices on every
+ * thread cut it (bench figures in the README). The cost is more context
+ * switches for threads that run long, which Bindery's do not. */
+#define BDY_SCHED_SLICE_US 100
+/* Asks the kernel for BDY_SCHED_SLICE_US slices for the calling thread,
+ * keeping its nice value; threads it creates afterwards inherit it. With
+ * reset_on_fork, what the thread creates next (processes and threads alike)
+ * starts with the kernel's default slice instead: for the threads that
+ * spawn worlds, which are not Bindery's to tune. Returns 0 or an errno value
+ * (kernels before 6.12 accept the call and keep their default slice). */
+int bdy_sched_short_slice(bool reset_on_fork);
 
 /* The time ms milliseconds from now on clock (CLOCK_REALTIME for condition
  * variables with default attributes, CLOCK_MONOTONIC for those set to it),

@@ -11,10 +11,16 @@
 #include "bindery/log.h"
 #include "bindery/util.h"
 
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 static void test_buf_respects_cap(void **state)
 {
@@ -144,12 +150,70 @@ static void test_read_file_caps(void **state)
     assert_int_equal(bdy_read_file("/tmp", 9, &data, &len), BDY_EINVAL);
 }
 
+/* se.slice (ns) from a /proc .../sched file, or -1. */
+static long long slice_of(const char *sched_path)
+{
+    FILE *f = fopen(sched_path, "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long long v = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "se.slice", 8) == 0) {
+            const char *colon = strchr(line, ':');
+            v = colon != NULL ? atoll(colon + 1) : -1;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static void *report_slice(void *out)
+{
+    *(long long *)out = slice_of("/proc/thread-self/sched");
+    return NULL;
+}
+
+static void test_short_slice_not_inherited_by_worlds(void **state)
+{
+    (void)state;
+    const long long want = (long long)BDY_SCHED_SLICE_US * 1000;
+    if (bdy_sched_short_slice(false) != 0 || slice_of("/proc/thread-self/sched") != want)
+        skip(); /* a kernel without slices of one's own (before 6.12) */
+    /* Threads created afterwards inherit it ... */
+    pthread_t t;
+    long long thread_slice = -1;
+    assert_int_equal(pthread_create(&t, NULL, report_slice, &thread_slice), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(thread_slice, want);
+
+    /* ... unless the creator asked for a reset: a spawned world does not. */
+    assert_int_equal(bdy_sched_short_slice(true), 0);
+    assert_int_equal(slice_of("/proc/thread-self/sched"), want);
+    char *argv[] = {"sleep", "5", NULL};
+    pid_t pid = -1;
+    assert_int_equal(posix_spawn(&pid, "/bin/sleep", NULL, NULL, argv, environ), 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/sched", (int)pid);
+    long long child_slice = slice_of(path);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(child_slice > 0);
+    assert_int_not_equal(child_slice, want);
+    /* Back to an inheritable short slice for whatever runs next here. */
+    assert_int_equal(bdy_sched_short_slice(false), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_respects_cap),        cmocka_unit_test(test_timestamps),
-        cmocka_unit_test(test_random_names_and_hashes), cmocka_unit_test(test_errors_and_levels),
+        cmocka_unit_test(test_buf_respects_cap),
+        cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_random_names_and_hashes),
+        cmocka_unit_test(test_errors_and_levels),
         cmocka_unit_test(test_read_file_caps),
+        cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
