@@ -448,8 +448,8 @@ int lt_run_allocate(const lt_opts *o, const lt_target *t, lt_output *out, lt_rep
         }
         if (s.q_len > 0 && s.q[s.q_head].due_s < wake)
             wake = s.q[s.q_head].due_s;
-        int ms = (int)((wake - now) * 1000);
-        lt_client_poll(s.c, ms > 0 ? ms : 0);
+        int64_t ns = (int64_t)((wake - now) * 1e9);
+        lt_client_poll_ns(s.c, ns > 0 ? ns : 0);
     }
     if (lt_interrupted >= 2) {
         abort_run(&s, "interrupted twice: left without waiting");

@@ -292,6 +292,8 @@ lt_xfer *lt_client_stream(lt_client *c, const char *path, bdy_line_cb line_cb, v
 void lt_client_cancel(lt_client *c, lt_xfer *x);
 /* Waits up to timeout_ms for activity and runs the done callbacks. */
 int lt_client_poll(lt_client *c, int timeout_ms);
+/* The same with a timeout in nanoseconds, for due times under 1 ms away. */
+int lt_client_poll_ns(lt_client *c, int64_t timeout_ns);
 size_t lt_client_inflight(const lt_client *c);
 /* A blocking request (runs the loop until it ends). *body_out is owned by
  * the caller (may be NULL). Returns the status, 0 on transport error (the
