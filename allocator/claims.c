@@ -294,11 +294,10 @@ static void held_take(bdy_claims *c, const char *ns, const char *world, char *id
     }
 }
 
-/* Under lock. */
-/* Queues claim id for its world's status; takes rec (may be NULL). The
- * materializer is woken only when the queue was empty: it lingers to gather
- * a round anyway, and a wake-up per claim cost the claim path a futex call
- * and a context switch. */
+/* Queues claim id for its world's status; takes rec (may be NULL). Under
+ * lock. The materializer is woken only when the queue was empty or a round
+ * is full: it lingers to gather a round anyway, and a wake-up per claim cost
+ * the claim path a futex call and a context switch. */
 static void materialize_later(bdy_claims *c, const char *id, bdy_ledger_record *rec)
 {
     mat_item *m = calloc(1, sizeof(*m));

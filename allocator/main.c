@@ -410,16 +410,18 @@ static int setup_metrics(daemon_state *d)
  * freed; with Bindery's ~18 threads that was 46 arenas and 284 MB after a
  * fill of 100,000 bench worlds. Two per CPU: 255 MB, claims/s the same
  * within noise (21.1k / 19.9k default, 22.4k / 18.4k capped, 1 s bursts of
- * 64 connections, 2 CPUs). An operator's MALLOC_ARENA_MAX or glibc tunable
- * wins. */
+ * 64 connections, 2 CPUs). An operator's arena limit (MALLOC_ARENA_MAX, or
+ * glibc.malloc.arena_max in GLIBC_TUNABLES) wins. */
 static void limit_malloc_arenas(void)
 {
-    if (getenv("MALLOC_ARENA_MAX") != NULL || getenv("GLIBC_TUNABLES") != NULL)
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (getenv("MALLOC_ARENA_MAX") != NULL ||
+        (tunables != NULL && strstr(tunables, "arena_max") != NULL))
         return;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1)
         cpus = 1;
-    if (mallopt(M_ARENA_MAX, (int)(cpus > 64 ? 128 : 2 * cpus)) != 1)
+    if (mallopt(M_ARENA_MAX, (int)(2 * cpus)) != 1)
         bdy_debug("main", "cannot limit malloc arenas");
 }
 

@@ -1,8 +1,8 @@
 /* Demand history in SQLite and per-pool forecasters; see demand.h. */
 #include "bindery/demand.h"
-#include "bindery/jsonutil.h"
 
 #include "bindery/forecast.h"
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/pool.h"
 #include "bindery/util.h"

@@ -596,8 +596,6 @@ void bdy_ledger_record_free(bdy_ledger_record *r)
     free(r);
 }
 
-/* Copies the current row of st into a record: one allocation for the
- * strings, fields pointing into it (NULL columns stay NULL). */
 /* A record of the NCOLUMNS values (NULL allowed) of lengths len, in the
  * column order: one allocation for the strings, fields pointing into it. */
 static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const size_t len[NCOLUMNS])

@@ -188,10 +188,10 @@ static void api_version_of(const bdy_resource_info *info, char *out, size_t cap)
 
 /* ---- writer-side row access ----------------------------------------------- */
 
-/* Loads one row with the writer connection. *out NULL when absent. */
-/* Loads an object; with text_out, also its stored text (caller frees), which
- * the watch event of a change carries as the old object: serializing the
- * parsed copy again would cost as much as the parse. */
+/* Loads one row with the writer connection (*out NULL when absent); with
+ * text_out, also its stored text (caller frees), which the watch event of a
+ * change carries as the old object: serializing the parsed copy again would
+ * cost as much as the parse. */
 static int w_load_text(sqlite_store *s, const char *grp, const char *res, const char *ns,
                        const char *name, json_object **out, char **text_out, bdy_errbuf *eb)
 {
@@ -572,9 +572,9 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
-/* Finishes a write whose new content is `neu` (owned) over `old` (owned):
- * the shared rules of update, status update and patch. */
-/* Takes old, old_text (its stored text, may be NULL) and neu. */
+/* Finishes a write whose new content is `neu` over `old`: the shared rules
+ * of update, status update and patch. Takes neu, old and old_text (old's
+ * stored text, may be NULL). */
 static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res, const char *ns,
                          json_object *old, char *old_text, json_object *neu, bool status_write,
                          bool rv_required)

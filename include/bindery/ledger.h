@@ -30,7 +30,6 @@
 #include "bindery/error.h"
 
 #include <stdbool.h>
-
 #include <stddef.h>
 
 typedef struct bdy_ledger bdy_ledger;

@@ -54,9 +54,10 @@ void bdy_thread_start(const char *name, bool background);
  * thread that wakes to answer a claim waits for the thread running on its
  * CPU to use up its slice, 1.4 ms by default on 2 CPUs, whatever their nice
  * values; with 2 CPUs and a status write running after each claim, that wait
- * was most of the p99 of warm claims at 1,000/s. Short slices on every
- * thread cut it (bench figures in the README). The cost is more context
- * switches for threads that run long, which Bindery's do not. */
+ * was a large part of the p99 of warm claims at 1,000/s. Short slices on
+ * every thread cut it (2.42-2.96 ms without, 1.97-2.52 ms with, three
+ * alternating runs on 2 CPUs). The cost is more context switches for
+ * threads that run long, which Bindery's do not. */
 #define BDY_SCHED_SLICE_US 100
 /* Asks the kernel for BDY_SCHED_SLICE_US slices for the calling thread,
  * keeping its nice value; threads it creates afterwards inherit it. With

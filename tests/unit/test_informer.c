@@ -727,6 +727,66 @@ static void test_pages_are_not_a_snapshot(void **state)
     recorder_destroy(&r);
 }
 
+/* Holds the informer in its first add until the test releases it. */
+static void block_first_add(recorder *r)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&r->lock);
+    r->blocked = true;
+    pthread_cond_broadcast(&r->cond);
+    while (!r->released) {
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void *stop_in_thread(void *inf)
+{
+    bdy_informer_stop(inf);
+    return NULL;
+}
+
+/* Stopped while it delivers the first page, with the second already
+ * fetched: the list is abandoned, the fetcher stops, and every page it made
+ * is freed (the sanitizers and valgrind check that) without a handler call
+ * for it. */
+static void test_stop_during_list(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 10; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "s%d", i);
+        create_widget(f, name, "red");
+    }
+    recorder r;
+    recorder_init(&r);
+    r.first_add_hook = block_first_add;
+    bdy_informer *inf = start(f, &WIDGETS, NULL, NULL, 2, &r);
+    assert_true(wait_blocked(&r));
+    pthread_t stopper;
+    uint64_t t0 = bdy_monotonic_ns();
+    assert_int_equal(pthread_create(&stopper, NULL, stop_in_thread, inf), 0);
+    usleep(200 * 1000); /* the stop flag is set long before this */
+    pthread_mutex_lock(&r.lock);
+    r.released = true;
+    pthread_cond_broadcast(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    pthread_join(stopper, NULL);
+    assert_true(bdy_monotonic_ns() - t0 < 3000000000ull);
+    pthread_mutex_lock(&r.lock);
+    /* Stop seen after the first page: only it was delivered, no sync. */
+    int adds = r.adds;
+    int synced = r.synced_calls;
+    pthread_mutex_unlock(&r.lock);
+    assert_int_equal(adds, 2);
+    assert_int_equal(synced, 0);
+    assert_int_equal(errors_of(&r), 0);
+    recorder_destroy(&r);
+}
+
 static void test_waits_for_missing_resource(void **state)
 {
     fixture *f = *state; /* no CRD yet */
@@ -833,6 +893,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_restarts_on_expired_continue, setup_small_history,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pages_are_not_a_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_during_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_for_missing_resource, setup_no_crd, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_scoped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "bindery/error.h"
+#include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/util.h"
 
@@ -205,6 +206,37 @@ static void test_short_slice_not_inherited_by_worlds(void **state)
     assert_int_equal(bdy_sched_short_slice(false), 0);
 }
 
+static void *parse_in_thread(void *out)
+{
+    json_object *o = bdy_json_parse_stored("{\"n\":7}");
+    *(int64_t *)out = bdy_jint(o, "n", -1);
+    json_object_put(o);
+    return NULL; /* the thread's tokener is freed as it exits */
+}
+
+static void test_parse_stored(void **state)
+{
+    (void)state;
+    json_object *o = bdy_json_parse_stored("{\"a\":{\"b\":[1,2]},\"s\":\"x\"}");
+    assert_non_null(o);
+    assert_string_equal(bdy_jstr(o, "s"), "x");
+    json_object_put(o);
+    /* Errors leave no state behind in the kept tokener. */
+    assert_null(bdy_json_parse_stored("{\"a\":"));
+    assert_null(bdy_json_parse_stored("nonsense"));
+    assert_null(bdy_json_parse_stored(NULL));
+    o = bdy_json_parse_stored("{\"after\":true}");
+    assert_non_null(o);
+    assert_non_null(bdy_jget(o, "after"));
+    json_object_put(o);
+    /* Another thread parses with a tokener of its own. */
+    pthread_t t;
+    int64_t n = 0;
+    assert_int_equal(pthread_create(&t, NULL, parse_in_thread, &n), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(n, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_errors_and_levels),
         cmocka_unit_test(test_read_file_caps),
         cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
+        cmocka_unit_test(test_parse_stored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
