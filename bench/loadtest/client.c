@@ -265,15 +265,10 @@ static int wait_ns(lt_client *c, int64_t timeout_ns)
     return mc == CURLM_OK ? 0 : BDY_EIO;
 }
 
-int lt_client_poll_ns(lt_client *c, int64_t timeout_ns)
+/* Reports every finished transfer; returns how many there were. */
+static size_t finish_done(lt_client *c)
 {
-    int running = 0;
-    if (curl_multi_perform(c->multi, &running) != CURLM_OK)
-        return BDY_EIO;
-    if (timeout_ns > 0 && wait_ns(c, timeout_ns) != 0)
-        return BDY_EIO;
-    if (curl_multi_perform(c->multi, &running) != CURLM_OK)
-        return BDY_EIO;
+    size_t n = 0;
     CURLMsg *m;
     int left = 0;
     while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
@@ -282,7 +277,28 @@ int lt_client_poll_ns(lt_client *c, int64_t timeout_ns)
         lt_xfer *x = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         finish(c, x, m->data.result);
+        n++;
     }
+    return n;
+}
+
+int lt_client_poll_ns(lt_client *c, int64_t timeout_ns)
+{
+    int running = 0;
+    if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+        return BDY_EIO;
+    /* A transfer can finish inside that call: libcurl sends a new request
+     * and reads an answer that is already there. It is reported now, not
+     * after the wait: a server answering within ~0.1 ms read as one paced
+     * interval (10 ms at 100/s) for a third of the requests when it waited
+     * first, and a closed-loop caller gets to start the next request. */
+    if (finish_done(c) > 0 || timeout_ns <= 0)
+        return 0;
+    if (wait_ns(c, timeout_ns) != 0)
+        return BDY_EIO;
+    if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+        return BDY_EIO;
+    finish_done(c);
     return 0;
 }
 
