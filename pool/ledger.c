@@ -1,5 +1,6 @@
-/* The claim ledger (see ledger.h): one SQLite file, leader/follower group
- * commit on one write connection, a separate connection for reads. */
+/* The claim ledger (see ledger.h): one SQLite file, group commit by one
+ * committer thread (or inline on an idle ledger) on one write connection, a
+ * separate connection for reads. */
 #include "bindery/ledger.h"
 
 #include "bindery/hmap.h"
@@ -12,6 +13,7 @@
 #include <semaphore.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,11 @@ struct bdy_ledger {
     ledger_op *tail;
     bool stopping;
     bool busy; /* a batch is being committed (by the committer or inline) */
+    /* When the last commit ended and how long it took (monotonic ns): a
+     * claim is committed on its caller's thread only once the ledger has
+     * been idle for at least that long (see bdy_ledger_add_async). */
+    uint64_t idle_since_ns;
+    uint64_t last_commit_ns;
 
     /* Live rows by id and by world uid. The committer changes them (under
      * map_lock); readers look rowids up under map_lock. */
@@ -437,6 +444,15 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
     pthread_mutex_unlock(&l->map_lock);
 }
 
+/* A commit that began at started_ns has ended. Under q_lock. */
+static void commit_ended_locked(bdy_ledger *l, uint64_t started_ns)
+{
+    uint64_t now = bdy_monotonic_ns();
+    l->busy = false;
+    l->last_commit_ns = now - started_ns;
+    l->idle_since_ns = now;
+}
+
 /* The committer: takes everything queued (up to BDY_LEDGER_MAX_BATCH),
  * commits it in one transaction, reports every op, and sleeps when the
  * queue is empty. One thread, one wake-up per batch: callers are woken (sync)
@@ -462,9 +478,10 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&l->q_lock);
 
+        uint64_t started = bdy_monotonic_ns();
         commit_batch(l, batch);
         pthread_mutex_lock(&l->q_lock);
-        l->busy = false;
+        commit_ended_locked(l, started);
         pthread_mutex_unlock(&l->q_lock);
 
         /* An op may not be touched after it is reported: a sync caller
@@ -547,16 +564,23 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
     *op = (ledger_op){.kind = OP_ADD, .claim = c, .cb = cb, .cb_data = data};
     /* Idle ledger: commit this row here and now. Waking the committer and
      * then the caller's thread again would cost more than the commit when
-     * claims are few; under load the queue is never empty and rows batch. */
+     * claims are few. Idle means no commit running, nothing queued, and no
+     * commit for at least as long as the last one took: right after a
+     * commit more claims are likely on their way, and committing each on
+     * its caller's thread would cost an fsync per claim while that
+     * thread's other connections wait (with one HTTP thread a burst ran
+     * at one claim per fsync). Under load rows queue and batch. */
     pthread_mutex_lock(&l->q_lock);
-    bool inline_commit = !l->stopping && !l->busy && l->head == NULL;
+    uint64_t now = bdy_monotonic_ns();
+    bool inline_commit =
+        !l->stopping && !l->busy && l->head == NULL && now - l->idle_since_ns >= l->last_commit_ns;
     if (inline_commit)
         l->busy = true;
     pthread_mutex_unlock(&l->q_lock);
     if (inline_commit) {
         commit_batch(l, op);
         pthread_mutex_lock(&l->q_lock);
-        l->busy = false;
+        commit_ended_locked(l, now);
         if (l->head != NULL)
             pthread_cond_signal(&l->q_nonempty);
         pthread_mutex_unlock(&l->q_lock);

@@ -66,12 +66,13 @@ int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
 
 /* The same, without waiting for a batch: cb(data, rc) runs exactly once,
  * when the row is committed (rc 0) or refused (rc as above) — on the
- * committer thread, or, when the ledger is idle, on the caller's thread
- * before this returns (the caller commits its own row: no hand-off at low
- * load). cb must be quick and must not call back into the ledger
- * synchronously. c and the strings
- * it points to must stay valid until cb has been called. Returns
- * BDY_EINVAL, BDY_ENOMEM or BDY_ESHUTDOWN (cb is then never called). */
+ * committer thread, or, when the ledger is idle (no commit running or
+ * queued, and none for at least as long as the last one took), on the
+ * caller's thread before this returns (the caller commits its own row: no
+ * hand-off at low load). cb must be quick and must not call back into the
+ * ledger synchronously. c and the strings it points to must stay valid
+ * until cb has been called. Returns BDY_EINVAL, BDY_ENOMEM or
+ * BDY_ESHUTDOWN (cb is then never called). */
 typedef void (*bdy_ledger_done_cb)(void *data, int rc);
 int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_done_cb cb,
                          void *data);

@@ -393,11 +393,11 @@ static void test_fast_answers_timed_as_answered(void **state)
     assert_non_null(d);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
-    lt_result r = lt_run(workdir,
-                         (const char *const[]){"--mode", "allocate", "--pool", "arena", "--server",
-                                               url, "--rate", "10", "--count", "20", "--json",
-                                               NULL},
-                         30);
+    lt_result r =
+        lt_run(workdir,
+               (const char *const[]){"--mode", "allocate", "--pool", "arena", "--server", url,
+                                     "--rate", "10", "--count", "20", "--json", NULL},
+               30);
     if (r.code != 0)
         fail_msg("exit %d: %s %s", r.code, r.out, r.err);
     json_object *rep = json_tokener_parse(r.out);

@@ -10,6 +10,7 @@
 #include "bindery/ledger.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,8 @@ typedef struct async_result {
     int ok;
     int conflicts;
     int calls;
+    pthread_t caller; /* the thread that adds */
+    int on_caller;    /* callbacks that ran on it: committed inline */
 } async_result;
 
 static void async_done(void *data, int rc)
@@ -206,6 +209,8 @@ static void async_done(void *data, int rc)
     async_result *r = data;
     pthread_mutex_lock(&r->lock);
     r->calls++;
+    if (pthread_equal(pthread_self(), r->caller))
+        r->on_caller++;
     if (rc == 0)
         r->ok++;
     else if (rc == BDY_ECONFLICT)
@@ -246,6 +251,55 @@ static void test_async_adds(void **state)
     rm_rf(dir);
 }
 
+/* A claim is committed on its caller's thread only when the ledger has
+ * been idle at least as long as its last commit took: adds back to back
+ * queue for the committer (one fsync for the lot), an add after a pause is
+ * committed inline. With "idle" as "no commit running this instant", every
+ * add of a burst from one thread was committed inline, one fsync each. */
+static void test_inline_only_when_idle(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    enum { N = 10 };
+    static char ids[N + 1][32];
+    static bdy_ledger_claim claims[N + 1];
+    async_result res = {.lock = PTHREAD_MUTEX_INITIALIZER, .caller = pthread_self()};
+    for (int i = 0; i <= N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "alc-idle-%d", i);
+        claims[i] = claim(ids[i], ids[i], ids[i]);
+    }
+    /* The first add finds a ledger that never committed: inline. */
+    assert_int_equal(bdy_ledger_add_async(l, &claims[0], async_done, &res), 0);
+    assert_int_equal(res.on_caller, 1);
+    /* Right after it, back to back: queued. */
+    for (int i = 1; i < N; i++)
+        assert_int_equal(bdy_ledger_add_async(l, &claims[i], async_done, &res), 0);
+    for (int t = 0; t < 5000; t++) {
+        pthread_mutex_lock(&res.lock);
+        bool all = res.calls == N;
+        pthread_mutex_unlock(&res.lock);
+        if (all)
+            break;
+        usleep(1000);
+    }
+    pthread_mutex_lock(&res.lock);
+    assert_int_equal(res.calls, N);
+    if (res.on_caller > 3)
+        fail_msg("%d of %d back-to-back adds were committed on the caller's thread",
+                 res.on_caller - 1, N - 1);
+    pthread_mutex_unlock(&res.lock);
+    /* After a pause far longer than any commit here: inline again. */
+    usleep(300 * 1000);
+    int before = res.on_caller;
+    assert_int_equal(bdy_ledger_add_async(l, &claims[N], async_done, &res), 0);
+    assert_int_equal(res.on_caller, before + 1);
+    bdy_ledger_close(l);
+    assert_int_equal(res.ok, N + 1);
+    rm_rf(dir);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -280,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_add_get_remove_persist),
         cmocka_unit_test(test_concurrent_group_commit),
         cmocka_unit_test(test_async_adds),
+        cmocka_unit_test(test_inline_only_when_idle),
         cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
