@@ -320,41 +320,28 @@ static void test_refused_token(void **state)
     bb_cleanup(&s);
 }
 
-/* A server that answers every request with 503 and an error body. */
-static enum MHD_Result answer_503(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **req_cls)
-{
-    (void)cls;
-    (void)url;
-    (void)method;
-    (void)version;
-    (void)data;
-    if (*req_cls == NULL) {
-        *req_cls = conn;
-        return MHD_YES;
-    }
-    if (*size > 0) {
-        *size = 0;
-        return MHD_YES;
-    }
-    static const char body[] =
-        "{\"error\":{\"code\":\"Unavailable\",\"message\":\"down for maintenance\"}}";
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Retry-After", "1");
-    enum MHD_Result ret = MHD_queue_response(conn, 503, r);
-    MHD_destroy_response(r);
-    return ret;
-}
+/* What a canned server answers to every request, at once. */
+typedef struct canned_answer {
+    unsigned status;
+    const char *body;
+    const char *retry_after; /* NULL: no Retry-After */
+} canned_answer;
 
-/* A claim answered at once, as a warm claim is. */
-static enum MHD_Result answer_201(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **req_cls)
+static const canned_answer ANSWER_503 = {
+    503, "{\"error\":{\"code\":\"Unavailable\",\"message\":\"down for maintenance\"}}", "1"};
+/* A warm claim's answer. */
+static const canned_answer ANSWER_201 = {
+    201,
+    "{\"allocationId\":\"alc-0123456789ab\",\"source\":\"warm\",\"world\":"
+    "{\"name\":\"w\",\"namespace\":\"default\",\"address\":\"127.0.0.1\",\"ports\":[]}}",
+    NULL};
+
+/* MHD handler answering with the canned_answer in cls. */
+static enum MHD_Result answer_canned(void *cls, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *version, const char *data,
+                                     size_t *size, void **req_cls)
 {
-    (void)cls;
+    const canned_answer *a = cls;
     (void)url;
     (void)method;
     (void)version;
@@ -367,13 +354,12 @@ static enum MHD_Result answer_201(void *cls, struct MHD_Connection *conn, const 
         *size = 0;
         return MHD_YES;
     }
-    static const char body[] =
-        "{\"allocationId\":\"alc-0123456789ab\",\"source\":\"warm\",\"world\":"
-        "{\"name\":\"w\",\"namespace\":\"default\",\"address\":\"127.0.0.1\",\"ports\":[]}}";
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer(strlen(a->body), (void *)a->body, MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ret = MHD_queue_response(conn, 201, r);
+    if (a->retry_after != NULL)
+        MHD_add_response_header(r, "Retry-After", a->retry_after);
+    enum MHD_Result ret = MHD_queue_response(conn, a->status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -389,7 +375,7 @@ static void test_fast_answers_timed_as_answered(void **state)
     unsigned port = closed_port();
     struct MHD_Daemon *d =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, answer_201, NULL, MHD_OPTION_END);
+                         NULL, answer_canned, (void *)&ANSWER_201, MHD_OPTION_END);
     assert_non_null(d);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
@@ -445,7 +431,7 @@ static void test_server_answering_503(void **state)
     unsigned port = closed_port();
     struct MHD_Daemon *d =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, answer_503, NULL, MHD_OPTION_END);
+                         NULL, answer_canned, (void *)&ANSWER_503, MHD_OPTION_END);
     assert_non_null(d);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
