@@ -364,6 +364,18 @@ static enum MHD_Result answer_canned(void *cls, struct MHD_Connection *conn, con
     return ret;
 }
 
+/* Starts a server answering a on a free loopback port; url gets its base. */
+static struct MHD_Daemon *start_canned(const canned_answer *a, char *url, size_t cap)
+{
+    unsigned port = closed_port();
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+                         NULL, answer_canned, (void *)a, MHD_OPTION_END);
+    assert_non_null(d);
+    snprintf(url, cap, "http://127.0.0.1:%u", port);
+    return d;
+}
+
 /* Paced claims to a server that answers at once are timed as answered, not
  * when the tool next wakes: an answer read inside the call that sent the
  * request was reported only after the wait for the next request (at most
@@ -372,13 +384,8 @@ static enum MHD_Result answer_canned(void *cls, struct MHD_Connection *conn, con
 static void test_fast_answers_timed_as_answered(void **state)
 {
     (void)state;
-    unsigned port = closed_port();
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, answer_canned, (void *)&ANSWER_201, MHD_OPTION_END);
-    assert_non_null(d);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    struct MHD_Daemon *d = start_canned(&ANSWER_201, url, sizeof(url));
     lt_result r =
         lt_run(workdir,
                (const char *const[]){"--mode", "allocate", "--pool", "arena", "--server", url,
@@ -428,13 +435,8 @@ static void test_restart_readopts_bench_worlds(void **state)
 static void test_server_answering_503(void **state)
 {
     (void)state;
-    unsigned port = closed_port();
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, answer_canned, (void *)&ANSWER_503, MHD_OPTION_END);
-    assert_non_null(d);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    struct MHD_Daemon *d = start_canned(&ANSWER_503, url, sizeof(url));
     lt_result r = lt_run(workdir,
                          (const char *const[]){"--mode", "allocate", "--pool", "arena", "--server",
                                                url, "--rate", "40", "--count", "20", "--json",
