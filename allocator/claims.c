@@ -44,13 +44,22 @@
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
+/* One per allocation id, live or released (kept for RECORD_RETENTION_S), so
+ * sized to what it holds: with two fixed name buffers it was a 576-byte
+ * chunk zeroed on the claim path; now 80 bytes plus its place. */
 typedef struct alloc_entry {
     bdy_hnode node; /* first: a node pointer is the entry; node.key = id */
     char id[BDY_ALLOCATION_ID_LEN + 8];
-    char ns[BDY_NAME_MAX];
-    char world[BDY_NAME_MAX]; /* live: the world; released: "" */
     bool released;
+    char *place; /* owned: "ns\0world\0" (world "" once released), NULL until set */
 } alloc_entry;
+
+/* An alloc_entry's place, copied out of the lock. */
+typedef struct alloc_place {
+    char ns[BDY_NAME_MAX];
+    char world[BDY_NAME_MAX];
+    bool released;
+} alloc_place;
 
 typedef struct idem_entry {
     bdy_hnode node;                                       /* first: node.key = key */
@@ -62,10 +71,11 @@ typedef struct idem_entry {
 
 /* world "ns/name" → the live ledger claim holding it, so a world that goes
  * away gets its claim's row checked. */
+#define HELD_KEY_MAX (2 * BDY_NAME_MAX + 2)
 typedef struct held_entry {
     bdy_hnode node; /* first: node.key = key */
-    char key[2 * BDY_NAME_MAX + 2];
     char id[BDY_ALLOCATION_ID_LEN + 8];
+    char key[]; /* "ns/world", as long as it is */
 } held_entry;
 
 /* An allocation id whose ledger row needs its world's status brought in
@@ -173,13 +183,60 @@ static alloc_entry *id_find(bdy_claims *c, const char *id, bool create)
     return e;
 }
 
+static void alloc_entry_free(alloc_entry *e)
+{
+    if (e != NULL)
+        free(e->place);
+    free(e);
+}
+
 static void id_remove(bdy_claims *c, const char *id)
 {
     alloc_entry *e = id_find(c, id, false);
     if (e != NULL) {
         bdy_hmap_remove(&c->ids, &e->node);
-        free(e);
+        alloc_entry_free(e);
     }
+}
+
+static const char *place_ns(const alloc_entry *e)
+{
+    return e->place != NULL ? e->place : "";
+}
+
+static const char *place_world(const alloc_entry *e)
+{
+    return e->place != NULL ? e->place + strlen(e->place) + 1 : "";
+}
+
+/* Sets e's place; out of memory keeps the old one. Under lock. */
+static void place_set(alloc_entry *e, const char *ns, const char *world)
+{
+    if (e->place != NULL && strcmp(place_ns(e), ns) == 0 && strcmp(place_world(e), world) == 0)
+        return;
+    size_t nl = strlen(ns) + 1;
+    size_t wl = strlen(world) + 1;
+    char *p = malloc(nl + wl);
+    if (p == NULL)
+        return;
+    memcpy(p, ns, nl);
+    memcpy(p + nl, world, wl);
+    free(e->place);
+    e->place = p;
+}
+
+/* Copies where allocation id lives; false when the id is unknown. */
+static bool id_place(bdy_claims *c, const char *id, alloc_place *out)
+{
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL) {
+        snprintf(out->ns, sizeof(out->ns), "%s", place_ns(e));
+        snprintf(out->world, sizeof(out->world), "%s", place_world(e));
+        out->released = e->released;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return e != NULL;
 }
 
 static void idem_compose(char *out, size_t cap, const char *ns, const char *key)
@@ -216,12 +273,11 @@ static void index_claim(bdy_claims *c, const char *ns, const char *world, const 
 {
     alloc_entry *e = id_find(c, id, true);
     if (e != NULL) {
-        snprintf(e->ns, sizeof(e->ns), "%s", ns);
         /* A release record wins over a stale live view of the world. */
-        if (released || !e->released) {
-            snprintf(e->world, sizeof(e->world), "%s", world ? world : "");
+        bool take = released || !e->released;
+        place_set(e, ns, take ? (world ? world : "") : place_world(e));
+        if (take)
             e->released = released;
-        }
     }
     if (idem_key != NULL && idem_key[0]) {
         char full[sizeof(((idem_entry *)0)->key)];
@@ -253,12 +309,13 @@ static void held_key(char *out, size_t cap, const char *ns, const char *world)
 /* Under lock. */
 static void held_set(bdy_claims *c, const char *ns, const char *world, const char *id)
 {
-    char key[sizeof(((held_entry *)0)->key)];
+    char key[HELD_KEY_MAX];
     held_key(key, sizeof(key), ns, world);
     uint64_t h = bdy_hash_str(key);
     held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, h);
-    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
-        snprintf(e->key, sizeof(e->key), "%s", key);
+    size_t kl = strlen(key) + 1;
+    if (e == NULL && (e = calloc(1, sizeof(*e) + kl)) != NULL) {
+        memcpy(e->key, key, kl);
         e->node.key = e->key;
         e->node.hash = h;
         bdy_hmap_insert(&c->held, &e->node);
@@ -271,7 +328,7 @@ static void held_set(bdy_claims *c, const char *ns, const char *world, const cha
  * for the world stays). */
 static void held_drop(bdy_claims *c, const char *ns, const char *world, const char *id)
 {
-    char key[sizeof(((held_entry *)0)->key)];
+    char key[HELD_KEY_MAX];
     held_key(key, sizeof(key), ns, world);
     held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, bdy_hash_str(key));
     if (e != NULL && strcmp(e->id, id) == 0) {
@@ -283,7 +340,7 @@ static void held_drop(bdy_claims *c, const char *ns, const char *world, const ch
 /* Under lock: the id holding world, removed from the map ("" when none). */
 static void held_take(bdy_claims *c, const char *ns, const char *world, char *id_out, size_t cap)
 {
-    char key[sizeof(((held_entry *)0)->key)];
+    char key[HELD_KEY_MAX];
     held_key(key, sizeof(key), ns, world);
     held_entry *e = (held_entry *)bdy_hmap_find(&c->held, key, bdy_hash_str(key));
     id_out[0] = '\0';
@@ -728,13 +785,8 @@ static void set_location(bdy_http_response *resp, const char *id)
 /* The recorded answer for an allocation id, with "state". */
 static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
 {
-    alloc_entry copy;
-    pthread_mutex_lock(&c->lock);
-    alloc_entry *e = id_find(c, id, false);
-    if (e != NULL)
-        copy = *e;
-    pthread_mutex_unlock(&c->lock);
-    if (e == NULL)
+    alloc_place copy;
+    if (!id_place(c, id, &copy))
         return BDY_ENOTFOUND;
     json_object *obj = NULL;
     int rc;
@@ -1795,13 +1847,8 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
         return;
     }
-    alloc_entry copy;
-    pthread_mutex_lock(&c->lock);
-    alloc_entry *e = id_find(c, id, false);
-    if (e != NULL)
-        copy = *e;
-    pthread_mutex_unlock(&c->lock);
-    if (e == NULL) {
+    alloc_place copy;
+    if (!id_place(c, id, &copy)) {
         bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
         return;
     }
@@ -2211,7 +2258,7 @@ void bdy_claims_free(bdy_claims *c)
     if (c->ids.buckets != NULL) {
         BDY_HMAP_FOREACH(&c->ids, n)
         {
-            free(n);
+            alloc_entry_free((alloc_entry *)n);
         }
     }
     if (c->idem.buckets != NULL) {
