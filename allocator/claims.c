@@ -61,12 +61,15 @@ typedef struct alloc_place {
     bool released;
 } alloc_place;
 
+/* Longest "ns\nkey" of an idempotency entry, with its NUL. */
+#define IDEM_KEY_MAX (BDY_IDEMPOTENCY_KEY_MAX + 1 + BDY_NAME_MAX)
+/* Kept as long as its allocation's record, so sized to its key. */
 typedef struct idem_entry {
-    bdy_hnode node;                                       /* first: node.key = key */
-    char key[BDY_IDEMPOTENCY_KEY_MAX + 1 + BDY_NAME_MAX]; /* "ns\n" + key */
+    bdy_hnode node; /* first: node.key = key */
     char hash[65];
     char id[BDY_ALLOCATION_ID_LEN + 8]; /* "" while pending */
     bool pending;
+    char key[]; /* "ns\n" + key */
 } idem_entry;
 
 /* world "ns/name" → the live ledger claim holding it, so a world that goes
@@ -248,8 +251,9 @@ static void idem_compose(char *out, size_t cap, const char *ns, const char *key)
 static idem_entry *idem_find(bdy_claims *c, const char *full, bool create)
 {
     idem_entry *e = (idem_entry *)bdy_hmap_find(&c->idem, full, bdy_hash_str(full));
-    if (e == NULL && create && (e = calloc(1, sizeof(*e))) != NULL) {
-        snprintf(e->key, sizeof(e->key), "%s", full);
+    size_t kl = strnlen(full, IDEM_KEY_MAX - 1) + 1;
+    if (e == NULL && create && (e = calloc(1, sizeof(*e) + kl)) != NULL) {
+        memcpy(e->key, full, kl - 1);
         e->node.key = e->key;
         e->node.hash = bdy_hash_str(e->key);
         bdy_hmap_insert(&c->idem, &e->node);
@@ -280,7 +284,7 @@ static void index_claim(bdy_claims *c, const char *ns, const char *world, const 
             e->released = released;
     }
     if (idem_key != NULL && idem_key[0]) {
-        char full[sizeof(((idem_entry *)0)->key)];
+        char full[IDEM_KEY_MAX];
         idem_compose(full, sizeof(full), ns, idem_key);
         idem_entry *ie = idem_find(c, full, true);
         if (ie != NULL && !ie->pending) {
@@ -546,7 +550,7 @@ static void rec_delete_cb(void *data, json_object *last, const char *ns, const c
     pthread_mutex_lock(&c->lock);
     const char *key = bdy_jstr(bdy_jget(last, "spec"), "idempotencyKey");
     if (key != NULL) {
-        char full[sizeof(((idem_entry *)0)->key)];
+        char full[IDEM_KEY_MAX];
         idem_compose(full, sizeof(full), ns, key);
         idem_remove(c, full);
     }
@@ -1219,7 +1223,7 @@ typedef struct warm_job {
     char claimed_at[BDY_TIMESTAMP_LEN];
     char idem_key[BDY_IDEMPOTENCY_KEY_MAX + 1];
     char hash[65];
-    char idem_full[sizeof(((idem_entry *)0)->key)];
+    char idem_full[IDEM_KEY_MAX];
     bool has_idem;
     char *labels_json;      /* owned, may be NULL */
     char *annotations_json; /* owned, may be NULL */
@@ -1387,7 +1391,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bdy_claim_request cr;
     memset(&cr, 0, sizeof(cr));
     json_object *world = NULL;
-    char idem_full[sizeof(((idem_entry *)0)->key)];
+    char idem_full[IDEM_KEY_MAX];
     const char *idem_pending = NULL;
     bdy_config_pool spec;
     bool have_spec = false;
@@ -1633,7 +1637,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
     snprintf(cr.claimant, sizeof(cr.claimant), "%s", w->claimant);
     cr.labels = w->labels;
     cr.annotations = w->annotations;
-    char idem_full[sizeof(((idem_entry *)0)->key)];
+    char idem_full[IDEM_KEY_MAX];
     const char *idem = NULL;
     if (w->idem_key[0]) {
         idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
@@ -1752,7 +1756,7 @@ static void sweep_records(bdy_claims *c)
  * pool once the annotation that reserved it is gone. */
 static void expire_cold(bdy_claims *c, waiter *w)
 {
-    char idem_full[sizeof(((idem_entry *)0)->key)];
+    char idem_full[IDEM_KEY_MAX];
     if (w->idem_key[0]) {
         idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
         idem_finish(c, idem_full, NULL);
@@ -1805,7 +1809,7 @@ static void *cold_main(void *arg)
             if (due->ready)
                 complete_cold(c, due);
             else if (due->failed) {
-                char idem_full[sizeof(((idem_entry *)0)->key)];
+                char idem_full[IDEM_KEY_MAX];
                 if (due->idem_key[0]) {
                     idem_compose(idem_full, sizeof(idem_full), due->ns, due->idem_key);
                     idem_finish(c, idem_full, NULL);
