@@ -207,23 +207,49 @@ double bdy_wall_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Random bytes are handed out from a per-thread buffer that one RAND_bytes
+ * call refills: each call takes the DRBG's lock and sets up its cipher, and
+ * one per claim id was ~5% of an HTTP worker's time in a burst of claims.
+ * The bytes are as unpredictable as RAND_bytes' own; each is used once.
+ * Bindery never forks except to exec a world, so no child ever draws from a
+ * copy of a buffer. */
+#define RANDOM_POOL_BYTES 256
+static _Thread_local unsigned char random_pool[RANDOM_POOL_BYTES];
+static _Thread_local size_t random_pool_left;
+
 static void random_bytes(unsigned char *out, size_t n)
 {
-    if (RAND_bytes(out, (int)n) != 1) {
-        /* The CSPRNG failing is unrecoverable for name and uid generation:
-         * handing out predictable or repeated identifiers would be worse. */
-        abort();
+    while (n > 0) {
+        if (random_pool_left == 0) {
+            if (RAND_bytes(random_pool, (int)sizeof(random_pool)) != 1) {
+                /* The CSPRNG failing is unrecoverable for name and uid
+                 * generation: handing out predictable or repeated
+                 * identifiers would be worse. */
+                abort();
+            }
+            random_pool_left = sizeof(random_pool);
+        }
+        size_t take = n < random_pool_left ? n : random_pool_left;
+        unsigned char *from = random_pool + sizeof(random_pool) - random_pool_left;
+        memcpy(out, from, take);
+        explicit_bzero(from, take);
+        random_pool_left -= take;
+        out += take;
+        n -= take;
     }
 }
 
 void bdy_random_suffix(char *out, size_t n)
 {
     static const char alphabet[] = "bcdfghjklmnpqrstvwxz2456789";
-    unsigned char raw[64];
+    unsigned char raw[16];
     size_t done = 0;
     while (done < n) {
-        random_bytes(raw, sizeof(raw));
-        for (size_t i = 0; i < sizeof(raw) && done < n; i++) {
+        /* A few bytes more than needed: about 5% are rejected. */
+        size_t want = n - done + 2;
+        want = want < sizeof(raw) ? want : sizeof(raw);
+        random_bytes(raw, want);
+        for (size_t i = 0; i < want && done < n; i++) {
             /* 27 symbols: reject bytes >= 243 to keep the choice uniform. */
             if (raw[i] < 243)
                 out[done++] = alphabet[raw[i] % 27];
@@ -235,12 +261,17 @@ void bdy_random_suffix(char *out, size_t n)
 void bdy_random_hex(char *out, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char raw[64];
+    unsigned char raw[16];
     size_t done = 0;
     while (done < n) {
-        random_bytes(raw, sizeof(raw));
-        for (size_t i = 0; i < sizeof(raw) && done < n; i++)
-            out[done++] = hex[raw[i] & 15];
+        size_t want = (n - done + 1) / 2;
+        want = want < sizeof(raw) ? want : sizeof(raw);
+        random_bytes(raw, want);
+        for (size_t i = 0; i < want && done < n; i++) {
+            out[done++] = hex[raw[i] >> 4];
+            if (done < n)
+                out[done++] = hex[raw[i] & 15];
+        }
     }
     out[n] = '\0';
 }

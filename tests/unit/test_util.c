@@ -107,6 +107,55 @@ static void test_random_names_and_hashes(void **state)
     }
 }
 
+#define DRAWS 2000
+typedef char hex_id[16];
+
+static void *draw_hex_ids(void *arg)
+{
+    hex_id *ids = arg;
+    for (int i = 0; i < DRAWS; i++)
+        bdy_random_hex(ids[i], 15);
+    return NULL;
+}
+
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Ids come from per-thread buffers of random bytes refilled many times
+ * over here (15 hex characters take 8 bytes): odd lengths are exact, every
+ * digit turns up at every position, and no id repeats within a thread or
+ * across two threads (a shared or reused buffer would repeat them). */
+static void test_random_hex_across_refills_and_threads(void **state)
+{
+    (void)state;
+    hex_id *ids = calloc(2 * DRAWS, sizeof(hex_id));
+    assert_non_null(ids);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, draw_hex_ids, ids + DRAWS), 0);
+    draw_hex_ids(ids);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    unsigned seen[15][16] = {{0}};
+    for (int i = 0; i < 2 * DRAWS; i++) {
+        assert_int_equal(strlen(ids[i]), 15);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 15);
+        for (int p = 0; p < 15; p++) {
+            char c = ids[i][p];
+            seen[p][c <= '9' ? c - '0' : c - 'a' + 10]++;
+        }
+    }
+    /* 4,000 draws per position: each digit is expected 250 times. */
+    for (int p = 0; p < 15; p++) {
+        for (int v = 0; v < 16; v++)
+            assert_in_range(seen[p][v], 150, 350);
+    }
+    qsort(ids, 2 * DRAWS, sizeof(hex_id), compare_ids);
+    for (int i = 1; i < 2 * DRAWS; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+}
+
 static void test_errors_and_levels(void **state)
 {
     (void)state;
@@ -243,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_buf_respects_cap),
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_random_names_and_hashes),
+        cmocka_unit_test(test_random_hex_across_refills_and_threads),
         cmocka_unit_test(test_errors_and_levels),
         cmocka_unit_test(test_read_file_caps),
         cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
