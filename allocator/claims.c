@@ -250,12 +250,16 @@ static void idem_compose(char *out, size_t cap, const char *ns, const char *key)
 /* Under lock. */
 static idem_entry *idem_find(bdy_claims *c, const char *full, bool create)
 {
-    idem_entry *e = (idem_entry *)bdy_hmap_find(&c->idem, full, bdy_hash_str(full));
+    uint64_t h = bdy_hash_str(full);
+    idem_entry *e = (idem_entry *)bdy_hmap_find(&c->idem, full, h);
+    if (e != NULL || !create)
+        return e;
+    /* full comes from idem_compose into an IDEM_KEY_MAX buffer. */
     size_t kl = strnlen(full, IDEM_KEY_MAX - 1) + 1;
-    if (e == NULL && create && (e = calloc(1, sizeof(*e) + kl)) != NULL) {
+    if ((e = calloc(1, sizeof(*e) + kl)) != NULL) {
         memcpy(e->key, full, kl - 1);
         e->node.key = e->key;
-        e->node.hash = bdy_hash_str(e->key);
+        e->node.hash = h;
         bdy_hmap_insert(&c->idem, &e->node);
     }
     return e;

@@ -8,8 +8,12 @@
  *   bench_disk_sync [--dir DIR] [--count N] [--rate R]
  * Defaults: the current directory, 2,000 writes, 1,000/s. Prints one JSON
  * object: {"count":N,"p50_ms":..,"p90_ms":..,"p99_ms":..}. */
+#include "bindery/util.h"
+#include "loadtest.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,26 +22,6 @@
 
 #define BLOCK 4096
 #define MAX_COUNT 100000
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a;
-    double y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile(const double *sorted, int n, double q)
-{
-    int i = (int)(q * (double)n);
-    return sorted[i < n ? i : n - 1];
-}
 
 int main(int argc, char **argv)
 {
@@ -64,12 +48,14 @@ int main(int argc, char **argv)
     int rc = 1;
     int fd = -1;
     char path[4096];
-    double *lat = calloc((size_t)count, sizeof(*lat));
+    /* The load tool's histogram (0.8% resolution): 59 KB whatever the count. */
+    lt_hist *lat = malloc(sizeof(*lat));
     char block[BLOCK];
     memset(block, 'x', sizeof(block));
     snprintf(path, sizeof(path), "%s/bench_disk_sync.%d", dir, (int)getpid());
     if (lat == NULL)
         goto out;
+    lt_hist_init(lat);
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, "%s: %s\n", path, strerror(errno));
@@ -83,25 +69,24 @@ int main(int argc, char **argv)
     }
     if (fsync(fd) != 0)
         goto write_failed;
-    double interval = 1e3 / rate;
-    double next = now_ms();
+    uint64_t interval = (uint64_t)(1e9 / rate);
+    uint64_t next = bdy_monotonic_ns();
     for (int i = 0; i < count; i++) {
-        double wait = next - now_ms();
-        if (wait > 0) {
-            long long ns = (long long)(wait * 1e6);
-            struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000LL),
-                                  .tv_nsec = (long)(ns % 1000000000LL)};
+        uint64_t t = bdy_monotonic_ns();
+        if (next > t) {
+            struct timespec ts = {.tv_sec = (time_t)((next - t) / 1000000000u),
+                                  .tv_nsec = (long)((next - t) % 1000000000u)};
             nanosleep(&ts, NULL);
         }
         next += interval;
-        double t0 = now_ms();
+        uint64_t t0 = bdy_monotonic_ns();
         if (pwrite(fd, block, BLOCK, (off_t)i * BLOCK) != BLOCK || fdatasync(fd) != 0)
             goto write_failed;
-        lat[i] = now_ms() - t0;
+        lt_hist_add(lat, bdy_monotonic_ns() - t0);
     }
-    qsort(lat, (size_t)count, sizeof(*lat), compare_doubles);
     printf("{\"count\":%d,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f}\n", count,
-           percentile(lat, count, 0.5), percentile(lat, count, 0.9), percentile(lat, count, 0.99));
+           (double)lt_hist_quantile(lat, 0.5) / 1e6, (double)lt_hist_quantile(lat, 0.9) / 1e6,
+           (double)lt_hist_quantile(lat, 0.99) / 1e6);
     rc = 0;
     goto out;
 write_failed:
