@@ -5,15 +5,24 @@
 #include "bindery/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#define CHECKPOINT_BUSY_MS 5000
+/* A routine RESTART holds writers back while it waits for the write lock
+ * and for readers to leave the WAL, so it waits only this long; a busy
+ * moment is simply tried again next period. */
+#define ROUTINE_RESTART_WAIT_NS (2ull * 1000000)
+/* Past restart_over bytes the WAL must stop growing: wait this long. */
+#define OVERSIZE_RESTART_WAIT_NS (5000ull * 1000000)
+/* Busy retries 50 µs apart before the handlers fall back to 1 ms. */
+#define FINE_RETRIES 40
 
 struct bdy_wal_checkpointer {
     char *path;
@@ -24,16 +33,129 @@ struct bdy_wal_checkpointer {
     long long restart_over; /* bytes of WAL beyond which a RESTART checkpoint runs */
     sqlite3_stmt *st_checkpoint;
     sqlite3_stmt *st_restart;
+    /* The checkpoint thread's busy handler: how long the current RESTART
+     * may wait, and since when it has been waiting. */
+    uint64_t busy_wait_ns;
+    uint64_t busy_since_ns;
+    /* Set while a RESTART runs: the owner's writers wait at
+     * bdy_wal_checkpointer_before_write() instead of racing it for the
+     * write lock (fcntl locks are not fair, and back-to-back commits would
+     * starve it). */
+    atomic_bool restarting;
+    pthread_mutex_t gate_lock;
+    pthread_cond_t gate_open;
     pthread_t thread;
     pthread_mutex_t lock; /* stop */
     pthread_cond_t wake;
     bool stop;
 };
 
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+static int checkpoint_busy(void *arg, int count)
+{
+    bdy_wal_checkpointer *c = arg;
+    uint64_t now = bdy_monotonic_ns();
+    if (count == 0)
+        c->busy_since_ns = now;
+    if (now - c->busy_since_ns >= c->busy_wait_ns)
+        return 0;
+    sleep_us(count < FINE_RETRIES ? 50 : 1000);
+    return 1;
+}
+
+/* Runs a checkpoint statement; on success *log and *done are the WAL's
+ * frames and how many of them are in the database file now. */
+static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long *log,
+                           long long *done)
+{
+    *log = *done = 0;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *log = sqlite3_column_int64(st, 1);
+        *done = sqlite3_column_int64(st, 2);
+    }
+    while (step == SQLITE_ROW)
+        step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE && sqlite3_errcode(c->db) != SQLITE_BUSY) {
+        bdy_warn("sqlite", "%s: checkpoint failed: %s", c->path, sqlite3_errmsg(c->db));
+        return false;
+    }
+    return step == SQLITE_DONE;
+}
+
+/* One period's work. A PASSIVE checkpoint copies the WAL into the database
+ * without holding anybody back. Under steady writes it never catches up
+ * with the last commit, so the WAL would never restart from its beginning:
+ * the file grows, and every commit appends to new blocks (a size change
+ * for each fdatasync) instead of overwriting old ones. So when frames are
+ * left, a RESTART follows: it copies the few frames committed meanwhile
+ * and makes the next writer start over, holding writers back for about a
+ * millisecond, or gives up after ROUTINE_RESTART_WAIT_NS and tries again
+ * next period. Past the size limit (readers that never let go) it waits
+ * much longer, so the file stops growing. */
+static void checkpoint_once(bdy_wal_checkpointer *c)
+{
+    struct stat st;
+    bool oversize = c->restart_over > 0 && stat(c->wal_path, &st) == 0 &&
+                    (long long)st.st_size > c->restart_over;
+    long long log;
+    long long done;
+    if (!run_checkpoint(c, c->st_checkpoint, &log, &done))
+        return;
+    /* Even when all of it was copied, a commit since then keeps the next
+     * writer from restarting the WAL: only an empty one needs nothing. */
+    if (!oversize && log <= 0)
+        return;
+    c->busy_wait_ns = oversize ? OVERSIZE_RESTART_WAIT_NS : ROUTINE_RESTART_WAIT_NS;
+    pthread_mutex_lock(&c->gate_lock);
+    atomic_store(&c->restarting, true);
+    pthread_mutex_unlock(&c->gate_lock);
+    run_checkpoint(c, c->st_restart, &log, &done);
+    pthread_mutex_lock(&c->gate_lock);
+    atomic_store(&c->restarting, false);
+    pthread_cond_broadcast(&c->gate_open);
+    pthread_mutex_unlock(&c->gate_lock);
+}
+
+void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c)
+{
+    if (c == NULL || !atomic_load(&c->restarting))
+        return;
+    pthread_mutex_lock(&c->gate_lock);
+    while (atomic_load(&c->restarting))
+        pthread_cond_wait(&c->gate_open, &c->gate_lock);
+    pthread_mutex_unlock(&c->gate_lock);
+}
+
+static int writer_busy(void *arg, int count)
+{
+    long long timeout_ms = (long long)(uintptr_t)arg;
+    if (count < FINE_RETRIES) {
+        sleep_us(50);
+        return 1;
+    }
+    long long waited_ms = FINE_RETRIES * 50 / 1000 + (count - FINE_RETRIES);
+    if (waited_ms >= timeout_ms)
+        return 0;
+    sleep_us(1000);
+    return 1;
+}
+
+void bdy_wal_writer_busy_handler(sqlite3 *db, unsigned timeout_ms)
+{
+    sqlite3_busy_handler(db, writer_busy, (void *)(uintptr_t)timeout_ms);
+}
+
 static void *checkpoint_main(void *arg)
 {
     bdy_wal_checkpointer *c = arg;
-    bdy_thread_start(c->thread_name, true);
+    bdy_thread_start(c->thread_name, false);
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         struct timespec ts;
@@ -42,19 +164,7 @@ static void *checkpoint_main(void *arg)
         if (c->stop)
             break;
         pthread_mutex_unlock(&c->lock);
-        /* Readers that keep the WAL busy can stop PASSIVE checkpoints from
-         * ever restarting it; past the size limit a RESTART checkpoint waits
-         * for them (and holds writers back for that moment). */
-        struct stat st;
-        bool restart = c->restart_over > 0 && stat(c->wal_path, &st) == 0 &&
-                       (long long)st.st_size > c->restart_over;
-        sqlite3_stmt *ckpt = restart ? c->st_restart : c->st_checkpoint;
-        int step = sqlite3_step(ckpt);
-        while (step == SQLITE_ROW)
-            step = sqlite3_step(ckpt);
-        if (step != SQLITE_DONE)
-            bdy_warn("sqlite", "%s: checkpoint failed: %s", c->path, sqlite3_errmsg(c->db));
-        sqlite3_reset(ckpt);
+        checkpoint_once(c);
         pthread_mutex_lock(&c->lock);
     }
     pthread_mutex_unlock(&c->lock);
@@ -69,6 +179,8 @@ static void checkpointer_free(bdy_wal_checkpointer *c)
     sqlite3_close(c->db);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->gate_lock);
+    pthread_cond_destroy(&c->gate_open);
     free(c->wal_path);
     free(c->path);
     free(c);
@@ -92,13 +204,15 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
     c->period_ms = period_ms > 0 ? period_ms : 1;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
+    pthread_mutex_init(&c->gate_lock, NULL);
+    pthread_cond_init(&c->gate_open, NULL);
     if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         rc = bdy_fail(eb, BDY_EIO, "%s: cannot open for checkpoints: %s", path,
                       c->db ? sqlite3_errmsg(c->db) : "out of memory");
         goto fail;
     }
-    sqlite3_busy_timeout(c->db, CHECKPOINT_BUSY_MS);
+    sqlite3_busy_handler(c->db, checkpoint_busy, c);
     /* A statement, not sqlite3_wal_checkpoint_v2(): a connection that has
      * not yet read the file does not know it is in WAL mode, and the call
      * then returns SQLITE_OK having done nothing (the WAL grew for ever). */

@@ -290,6 +290,7 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     if ((rc = load_rows(l, eb)) != 0)
         goto out;
     sqlite3_wal_autocheckpoint(l->wdb, 0);
+    bdy_wal_writer_busy_handler(l->wdb, LEDGER_BUSY_MS);
     if ((rc = bdy_wal_checkpointer_start(l->path, LEDGER_CHECKPOINT_MS, LEDGER_WAL_RESTART_BYTES,
                                          "bdy-ledger-ckpt", &l->ckpt, eb)) != 0)
         goto out;
@@ -417,6 +418,7 @@ io:
  * connection belongs to that thread. */
 static void commit_batch(bdy_ledger *l, ledger_op *batch)
 {
+    bdy_wal_checkpointer_before_write(l->ckpt);
     bool ok = step_done(l->st_begin) == SQLITE_DONE;
     if (!ok)
         bdy_warn("ledger", "%s: cannot begin: %s", l->path, sqlite3_errmsg(l->wdb));

@@ -978,6 +978,7 @@ static int step_simple(sqlite3_stmt *st)
 static void run_batch(sqlite_store *s, write_op *batch)
 {
     uint64_t start_rv = s->rv;
+    bdy_wal_checkpointer_before_write(s->ckpt);
     int txn_rc = step_simple(s->st_begin);
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (txn_rc != 0) {
@@ -1913,6 +1914,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         goto out;
     /* Checkpoints in the background: a commit never copies the WAL back. */
     sqlite3_wal_autocheckpoint(s->db, 0);
+    bdy_wal_writer_busy_handler(s->db, (unsigned)busy);
     if ((rc = bdy_wal_checkpointer_start(s->path, CHECKPOINT_MS, WAL_RESTART_BYTES,
                                          "bdy-store-ckpt", &s->ckpt, eb)) != 0)
         goto out;

@@ -1,6 +1,7 @@
 /* Background WAL checkpoints (include/bindery/walcheckpoint.h): rows
  * committed with auto-checkpoints off reach the database file, and the WAL
- * is rewritten from its start instead of growing. */
+ * is rewritten from its start instead of growing, under steady writes
+ * too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,6 +103,66 @@ static void check_wal_reaches_database(size_t restart_over)
     assert_int_equal(system(cmd), 0);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Commits back to back, never pausing, as a claim burst does: a PASSIVE
+ * checkpoint then never catches up with the last commit, and without the
+ * RESTART that follows it the WAL would hold every row written. */
+static void test_wal_bounded_under_steady_writes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-walckpt-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    char wal[300];
+    snprintf(path, sizeof(path), "%s/test.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    bdy_wal_writer_busy_handler(db, 5000);
+    exec_ok(db, "PRAGMA journal_mode=WAL");
+    /* No fsync: the test is about the WAL's size, and rows come faster. */
+    exec_ok(db, "PRAGMA synchronous=OFF");
+    exec_ok(db, "CREATE TABLE t(b BLOB)");
+    sqlite3_wal_autocheckpoint(db, 0);
+
+    bdy_wal_checkpointer *c = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_wal_checkpointer_start(path, 10, 0, "test-ckpt", &c, &eb), 0);
+    /* 16 MB of rows, each its own commit (exec_ok fails the test if a
+     * commit is refused while a RESTART holds the writers back). */
+    enum { ROWS = 8000 };
+    long wal_max = 0;
+    uint64_t deadline = now_ms() + 60000;
+    int rows = 0;
+    for (; rows < ROWS && now_ms() < deadline; rows++) {
+        bdy_wal_checkpointer_before_write(c);
+        exec_ok(db, "INSERT INTO t VALUES (randomblob(2000))");
+        long size = file_size(wal);
+        if (size > wal_max)
+            wal_max = size;
+    }
+    bdy_wal_checkpointer_stop(c);
+    sqlite3_close(db);
+    if (rows < ROWS)
+        fail_msg("only %d of %d rows in 60 s", rows, ROWS);
+    /* Rows of 10 ms, even on a slow machine, and some periods whose
+     * RESTART gave up: a few MB at most, not the 16 MB written. */
+    if (wal_max > 6 * 1024 * 1024)
+        fail_msg("the WAL grew to %ld bytes under steady writes", wal_max);
+
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_passive_checkpoints(void **state)
 {
     (void)state;
@@ -119,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_passive_checkpoints),
         cmocka_unit_test(test_restart_checkpoints),
+        cmocka_unit_test(test_wal_bounded_under_steady_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
