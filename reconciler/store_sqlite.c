@@ -39,8 +39,13 @@
 /* Background writes committed in one batch while urgent writes (claims)
  * wait: bounds how long a claim can sit behind controller traffic. */
 #define BACKGROUND_PER_URGENT_BATCH 8
-/* WAL checkpoints run in their own thread, off the commit path, this often. */
-#define CHECKPOINT_MS 500
+/* WAL checkpoints run in their own thread, off the commit path, this often.
+ * Often, because a checkpoint ends with an fsync of everything it copied,
+ * and the claim ledger's commits on the same disk wait behind that flush:
+ * at 1,000 claims/s every 500 ms, about eight claims in a row took 5-10 ms;
+ * every 50 ms the bursts are a tenth the size and the p99 of claims went
+ * from 2.5-4.1 to 2.1-2.6 ms, for about 7% more bytes written. */
+#define CHECKPOINT_MS 50
 /* A WAL kept busy by readers past this size gets a RESTART checkpoint. */
 #define WAL_RESTART_BYTES (64u << 20)
 
