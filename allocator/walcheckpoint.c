@@ -5,8 +5,8 @@
 #include "bindery/util.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +30,7 @@ struct bdy_wal_checkpointer {
     unsigned period_ms;
     sqlite3 *db;
     char *wal_path;
-    long long restart_over; /* bytes of WAL beyond which a RESTART checkpoint runs */
+    long long restart_over; /* bytes of WAL beyond which a RESTART waits long */
     sqlite3_stmt *st_checkpoint;
     sqlite3_stmt *st_restart;
     /* The checkpoint thread's busy handler: how long the current RESTART
@@ -133,23 +133,26 @@ void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c)
     pthread_mutex_unlock(&c->gate_lock);
 }
 
+/* Counts retries, not time: the sleeps run a little long, so the wait can
+ * exceed timeout_ms somewhat, as SQLite's own handler's can. */
 static int writer_busy(void *arg, int count)
 {
-    long long timeout_ms = (long long)(uintptr_t)arg;
-    if (count < FINE_RETRIES) {
-        sleep_us(50);
-        return 1;
-    }
-    long long waited_ms = FINE_RETRIES * 50 / 1000 + (count - FINE_RETRIES);
-    if (waited_ms >= timeout_ms)
+    long long timeout_us = (long long)(uintptr_t)arg * 1000;
+    bool fine = count < FINE_RETRIES;
+    long long waited_us =
+        fine ? count * 50LL : FINE_RETRIES * 50LL + (count - FINE_RETRIES) * 1000LL;
+    if (waited_us >= timeout_us)
         return 0;
-    sleep_us(1000);
+    sleep_us(fine ? 50 : 1000);
     return 1;
 }
 
 void bdy_wal_writer_busy_handler(sqlite3 *db, unsigned timeout_ms)
 {
-    sqlite3_busy_handler(db, writer_busy, (void *)(uintptr_t)timeout_ms);
+    if (timeout_ms == 0)
+        sqlite3_busy_handler(db, NULL, NULL); /* as sqlite3_busy_timeout(db, 0) */
+    else
+        sqlite3_busy_handler(db, writer_busy, (void *)(uintptr_t)timeout_ms);
 }
 
 static void *checkpoint_main(void *arg)

@@ -17,7 +17,8 @@
  * commits overwrite its blocks rather than append new ones (appending
  * costs each fdatasync a size change, and the file grows without bound).
  * Readers that keep the WAL busy all the time can defeat that; once the
- * WAL is larger than a limit, the RESTART waits up to 5 s for them.
+ * WAL is larger than a limit, the RESTART waits up to 5 s for them,
+ * holding writers back meanwhile.
  *
  * Thread-safety: start and stop from one owning thread; the other calls
  * from any thread.
@@ -51,7 +52,8 @@ void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c);
  * checkpointer, in place of sqlite3_busy_timeout(): it retries every 50 µs
  * for the first 2 ms, so a writer held back by a RESTART checkpoint goes on
  * as soon as the checkpoint ends (SQLite's own handler sleeps at least
- * 1 ms, then 2, then 5), then every millisecond up to timeout_ms. */
+ * 1 ms, then 2, then 5), then every millisecond up to about timeout_ms
+ * (0: no retries). */
 void bdy_wal_writer_busy_handler(sqlite3 *db, unsigned timeout_ms);
 
 #endif
