@@ -19,8 +19,12 @@
  * and for readers to leave the WAL, so it waits only this long; a busy
  * moment is simply tried again next period. */
 #define ROUTINE_RESTART_WAIT_NS (2ull * 1000000)
-/* Past restart_over bytes the WAL must stop growing: wait this long. */
+/* Past restart_over bytes the WAL must stop growing: wait this long, but
+ * after such a wait failed, not again for OVERSIZE_RETRY_NS (writers wait
+ * for it all along; between tries they get through and the routine RESTART
+ * goes on trying). */
 #define OVERSIZE_RESTART_WAIT_NS (5000ull * 1000000)
+#define OVERSIZE_RETRY_NS (30000ull * 1000000)
 /* Busy retries 50 µs apart before the handlers fall back to 1 ms. */
 #define FINE_RETRIES 40
 
@@ -37,6 +41,7 @@ struct bdy_wal_checkpointer {
      * may wait, and since when it has been waiting. */
     uint64_t busy_wait_ns;
     uint64_t busy_since_ns;
+    uint64_t next_oversize_ns; /* no long RESTART before this (monotonic) */
     /* Set while a RESTART runs: the owner's writers wait at
      * bdy_wal_checkpointer_before_write() instead of racing it for the
      * write lock (fcntl locks are not fair, and back-to-back commits would
@@ -68,16 +73,16 @@ static int checkpoint_busy(void *arg, int count)
     return 1;
 }
 
-/* Runs a checkpoint statement; on success *log and *done are the WAL's
- * frames and how many of them are in the database file now. */
-static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long *log,
-                           long long *done)
+/* Runs a checkpoint statement; on success *log is the WAL's frames and
+ * *busy whether a lock or a reader stopped it before it finished. */
+static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long *log, bool *busy)
 {
-    *log = *done = 0;
+    *log = 0;
+    *busy = false;
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
+        *busy = sqlite3_column_int64(st, 0) != 0;
         *log = sqlite3_column_int64(st, 1);
-        *done = sqlite3_column_int64(st, 2);
     }
     while (step == SQLITE_ROW)
         step = sqlite3_step(st);
@@ -95,18 +100,19 @@ static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long 
  * the file grows, and every commit appends to new blocks (a size change
  * for each fdatasync) instead of overwriting old ones. So when frames are
  * left, a RESTART follows: it copies the few frames committed meanwhile
- * and makes the next writer start over, holding writers back for about a
- * millisecond, or gives up after ROUTINE_RESTART_WAIT_NS and tries again
+ * and makes the next writer start over, holding writers back for that copy
+ * and two fsyncs (a millisecond or two), or gives up after ROUTINE_RESTART_WAIT_NS and tries again
  * next period. Past the size limit (readers that never let go) it waits
  * much longer, so the file stops growing. */
 static void checkpoint_once(bdy_wal_checkpointer *c)
 {
     struct stat st;
-    bool oversize = c->restart_over > 0 && stat(c->wal_path, &st) == 0 &&
-                    (long long)st.st_size > c->restart_over;
+    uint64_t now = bdy_monotonic_ns();
+    bool oversize = c->restart_over > 0 && now >= c->next_oversize_ns &&
+                    stat(c->wal_path, &st) == 0 && (long long)st.st_size > c->restart_over;
     long long log;
-    long long done;
-    if (!run_checkpoint(c, c->st_checkpoint, &log, &done))
+    bool busy;
+    if (!run_checkpoint(c, c->st_checkpoint, &log, &busy))
         return;
     /* Even when all of it was copied, a commit since then keeps the next
      * writer from restarting the WAL: only an empty one needs nothing. */
@@ -116,11 +122,19 @@ static void checkpoint_once(bdy_wal_checkpointer *c)
     pthread_mutex_lock(&c->gate_lock);
     atomic_store(&c->restarting, true);
     pthread_mutex_unlock(&c->gate_lock);
-    run_checkpoint(c, c->st_restart, &log, &done);
+    bool ran = run_checkpoint(c, c->st_restart, &log, &busy);
     pthread_mutex_lock(&c->gate_lock);
     atomic_store(&c->restarting, false);
     pthread_cond_broadcast(&c->gate_open);
     pthread_mutex_unlock(&c->gate_lock);
+    if (oversize && ran && busy) {
+        bdy_warn("sqlite",
+                 "%s: the WAL is over %lld bytes and readers kept it busy for %llu ms; "
+                 "trying again in %llu s",
+                 c->path, c->restart_over, OVERSIZE_RESTART_WAIT_NS / 1000000,
+                 OVERSIZE_RETRY_NS / 1000000000);
+        c->next_oversize_ns = bdy_monotonic_ns() + OVERSIZE_RETRY_NS;
+    }
 }
 
 void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c)
@@ -133,8 +147,9 @@ void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c)
     pthread_mutex_unlock(&c->gate_lock);
 }
 
-/* Counts retries, not time: the sleeps run a little long, so the wait can
- * exceed timeout_ms somewhat, as SQLite's own handler's can. */
+/* Counts retries, not time: the sleeps run long (timer slack makes 50 µs
+ * nearer 100), so the wait can exceed timeout_ms somewhat, as SQLite's own
+ * handler's can. */
 static int writer_busy(void *arg, int count)
 {
     long long timeout_us = (long long)(uintptr_t)arg * 1000;
@@ -216,6 +231,14 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
         goto fail;
     }
     sqlite3_busy_handler(c->db, checkpoint_busy, c);
+    /* A checkpoint must sync the database before the WAL it copied can be
+     * restarted and overwritten; FULL is the library's default, but this
+     * must not depend on how SQLite was built. */
+    if (sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        rc =
+            bdy_fail(eb, BDY_EIO, "%s: cannot set up checkpoints: %s", path, sqlite3_errmsg(c->db));
+        goto fail;
+    }
     /* A statement, not sqlite3_wal_checkpoint_v2(): a connection that has
      * not yet read the file does not know it is in WAL mode, and the call
      * then returns SQLITE_OK having done nothing (the WAL grew for ever). */

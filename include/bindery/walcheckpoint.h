@@ -11,14 +11,17 @@
  * catches up with the last commit, and only a fully copied WAL restarts
  * from its beginning. So when frames are left, a RESTART checkpoint
  * follows: it copies the frames committed meanwhile and makes the next
- * writer start the WAL over, holding writers back for about a millisecond;
- * if the write lock or a reader keeps it waiting for more than 2 ms it
- * gives up until the next period. The WAL then stays the same size and
+ * writer start the WAL over, holding writers back for that copy and two
+ * fsyncs (a millisecond or two); if the write lock or a reader keeps it
+ * waiting for more than 2 ms it gives up until the next period (writers
+ * wait at bdy_wal_checkpointer_before_write() meanwhile, so back-to-back
+ * commits cannot starve it). The WAL then stays the same size and
  * commits overwrite its blocks rather than append new ones (appending
  * costs each fdatasync a size change, and the file grows without bound).
  * Readers that keep the WAL busy all the time can defeat that; once the
  * WAL is larger than a limit, the RESTART waits up to 5 s for them,
- * holding writers back meanwhile.
+ * holding writers back meanwhile; when even that fails it warns, and waits
+ * that long again only after 30 s.
  *
  * Thread-safety: start and stop from one owning thread; the other calls
  * from any thread.
