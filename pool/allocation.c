@@ -4,7 +4,9 @@
 #include "bindery/pool.h"
 #include "bindery/util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const bdy_gvr BDY_GVR_ALLOCATIONS = {"bindery.dev", "v1alpha1", "allocations"};
@@ -17,7 +19,9 @@ static json_object *copy_or_empty(json_object *v)
     return out;
 }
 
-json_object *bdy_allocation_world(json_object *world)
+/* The "world" member; with share, its objects are world's own (refcounted:
+ * fine to serialize, not to change). */
+static json_object *build_world(json_object *world, bool share)
 {
     json_object *meta = bdy_jget(world, "metadata");
     json_object *status = bdy_jget(world, "status");
@@ -27,11 +31,34 @@ json_object *bdy_allocation_world(json_object *world)
     json_object_object_add(w, "pool", json_object_get(bdy_jget(bdy_jget(world, "spec"), "pool")));
     json_object_object_add(w, "address", json_object_get(bdy_jget(status, "address")));
     json_object *ports = bdy_jget(status, "ports");
-    json_object_object_add(w, "ports", ports ? copy_or_empty(ports) : json_object_new_array());
+    json_object *labels = bdy_jget(meta, "labels");
+    json_object *annotations = bdy_jget(meta, "annotations");
+    json_object_object_add(w, "ports",
+                           ports == NULL ? json_object_new_array()
+                           : share       ? json_object_get(ports)
+                                         : copy_or_empty(ports));
     json_object_object_add(w, "nodeName", json_object_get(bdy_jget(status, "nodeName")));
-    json_object_object_add(w, "labels", copy_or_empty(bdy_jget(meta, "labels")));
-    json_object_object_add(w, "annotations", copy_or_empty(bdy_jget(meta, "annotations")));
+    json_object_object_add(w, "labels",
+                           share && labels ? json_object_get(labels) : copy_or_empty(labels));
+    json_object_object_add(w, "annotations",
+                           share && annotations ? json_object_get(annotations)
+                                                : copy_or_empty(annotations));
     return w;
+}
+
+json_object *bdy_allocation_world(json_object *world)
+{
+    return build_world(world, false);
+}
+
+char *bdy_allocation_world_json(json_object *world)
+{
+    json_object *w = build_world(world, true);
+    const char *text =
+        json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *out = text ? strdup(text) : NULL;
+    json_object_put(w);
+    return out;
 }
 
 void bdy_allocation_merge_metadata(json_object *answer_world, json_object *labels,

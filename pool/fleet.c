@@ -501,13 +501,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     /* The claim answer's world part, built here so a warm claim only
      * concatenates strings. Only Ready worlds can be claimed. */
     char *answer_world = NULL;
-    if (phase == BDY_PHASE_READY && !deleting) {
-        json_object *aw = bdy_allocation_world(obj);
-        const char *text = json_object_to_json_string_ext(aw, JSON_C_TO_STRING_PLAIN |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
-        answer_world = text ? strdup(text) : NULL;
-        json_object_put(aw);
-    }
+    if (phase == BDY_PHASE_READY && !deleting)
+        answer_world = bdy_allocation_world_json(obj);
     char key[2 * BDY_NAME_MAX + 2];
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     snprintf(pool_out, BDY_NAME_MAX, "%s", pool ? pool : "");

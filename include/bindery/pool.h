@@ -180,6 +180,9 @@ json_object *bdy_allocation_answer(json_object *world);
 /* The "world" member of a claim's answer for world as it is now (its own
  * labels and annotations). Caller owns. */
 json_object *bdy_allocation_world(json_object *world);
+/* The same as compact JSON text (malloc'd; NULL when out of memory),
+ * without copying world's labels, annotations and ports. */
+char *bdy_allocation_world_json(json_object *world);
 /* Adds the labels and annotations a claim asked for (borrowed, either may
  * be NULL) to an answer's "world" member. */
 void bdy_allocation_merge_metadata(json_object *answer_world, json_object *labels,
