@@ -44,33 +44,57 @@ static void insert_rows(sqlite3 *db, int n)
         exec_ok(db, "INSERT INTO t VALUES (randomblob(2000))");
 }
 
+/* A new database in a new temporary folder, in WAL mode with
+ * auto-checkpoints off and the writers' busy handler, as the store and the
+ * ledger run theirs, with one table t(b BLOB). */
+typedef struct test_db {
+    char dir[32];
+    char path[256];
+    char wal[300];
+    sqlite3 *db;
+} test_db;
+
+static void test_db_open(test_db *t, const char *synchronous)
+{
+    snprintf(t->dir, sizeof(t->dir), "/tmp/bdy-walckpt-XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->path, sizeof(t->path), "%s/test.db", t->dir);
+    snprintf(t->wal, sizeof(t->wal), "%s-wal", t->path);
+    t->db = NULL;
+    assert_int_equal(sqlite3_open(t->path, &t->db), SQLITE_OK);
+    /* A RESTART checkpoint holds writers back for a moment; they wait. */
+    bdy_wal_writer_busy_handler(t->db, 5000);
+    exec_ok(t->db, "PRAGMA journal_mode=WAL");
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", synchronous);
+    exec_ok(t->db, sql);
+    exec_ok(t->db, "CREATE TABLE t(b BLOB)");
+    sqlite3_wal_autocheckpoint(t->db, 0);
+}
+
+static void test_db_remove(test_db *t)
+{
+    sqlite3_close(t->db);
+    t->db = NULL;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* restart_over: 0 for PASSIVE checkpoints only, 1 for RESTART every time. */
 static void check_wal_reaches_database(size_t restart_over)
 {
-    char dir[] = "/tmp/bdy-walckpt-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256];
-    char wal[300];
-    snprintf(path, sizeof(path), "%s/test.db", dir);
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    /* Like the store and the ledger: a RESTART checkpoint holds writers
-     * back for a moment, and they wait for it. */
-    sqlite3_busy_timeout(db, 5000);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
-    exec_ok(db, "CREATE TABLE t(b BLOB)");
-    sqlite3_wal_autocheckpoint(db, 0);
+    test_db t;
+    test_db_open(&t, "FULL");
 
     bdy_wal_checkpointer *c = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_wal_checkpointer_start(path, 10, restart_over, "test-ckpt", &c, &eb), 0);
-    insert_rows(db, 200);
+    assert_int_equal(bdy_wal_checkpointer_start(t.path, 10, restart_over, "test-ckpt", &c, &eb), 0);
+    insert_rows(t.db, 200);
     /* The rows reach the database file (about 400 KB) within a few periods. */
     long db_size = 0;
-    for (int i = 0; i < 300 && (db_size = file_size(path)) < 300 * 1024; i++)
+    for (int i = 0; i < 300 && (db_size = file_size(t.path)) < 300 * 1024; i++)
         sleep_ms(10);
     if (db_size < 300 * 1024)
         fail_msg("database file is %ld bytes after 3 s: nothing was checkpointed", db_size);
@@ -78,29 +102,26 @@ static void check_wal_reaches_database(size_t restart_over)
     /* Once all of it is checkpointed, the next commits rewrite the WAL from
      * its start: more rows of the same size do not grow it much. */
     sleep_ms(100);
-    long wal_before = file_size(wal);
+    long wal_before = file_size(t.wal);
     for (int round = 0; round < 5; round++) {
-        insert_rows(db, 40);
+        insert_rows(t.db, 40);
         sleep_ms(50);
     }
-    long wal_after = file_size(wal);
+    long wal_after = file_size(t.wal);
     if (wal_after > wal_before + 200 * 1024)
         fail_msg("WAL grew from %ld to %ld bytes", wal_before, wal_after);
 
     bdy_wal_checkpointer_stop(c);
     bdy_wal_checkpointer_stop(NULL);
-    sqlite3_close(db);
 
     /* A file that does not exist cannot be opened for checkpoints. */
     char missing[300];
-    snprintf(missing, sizeof(missing), "%s/missing/x.db", dir);
+    snprintf(missing, sizeof(missing), "%s/missing/x.db", t.dir);
     c = NULL;
     assert_int_not_equal(bdy_wal_checkpointer_start(missing, 10, 0, "test-ckpt", &c, &eb), 0);
     assert_null(c);
 
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    test_db_remove(&t);
 }
 
 static uint64_t now_ms(void)
@@ -132,26 +153,15 @@ static uint32_t wal_salt(const char *wal)
 static void test_wal_restarts_under_steady_writes(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/bdy-walckpt-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256];
-    char wal[300];
-    snprintf(path, sizeof(path), "%s/test.db", dir);
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    bdy_wal_writer_busy_handler(db, 5000);
-    exec_ok(db, "PRAGMA journal_mode=WAL");
+    test_db t;
     /* No fsync: the test is about restarts, and rows come faster. */
-    exec_ok(db, "PRAGMA synchronous=OFF");
-    exec_ok(db, "CREATE TABLE t(b BLOB)");
-    sqlite3_wal_autocheckpoint(db, 0);
+    test_db_open(&t, "OFF");
+    sqlite3 *db = t.db;
 
     bdy_wal_checkpointer *c = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_wal_checkpointer_start(path, 10, 0, "test-ckpt", &c, &eb), 0);
+    assert_int_equal(bdy_wal_checkpointer_start(t.path, 10, 0, "test-ckpt", &c, &eb), 0);
     /* Each row its own commit (exec_ok fails the test if a commit is
      * refused while a RESTART holds the writers back), until the WAL has
      * restarted a few times; bounded in rows and time. */
@@ -164,24 +174,21 @@ static void test_wal_restarts_under_steady_writes(void **state)
     for (; rows < MAX_ROWS && restarts < RESTARTS && now_ms() < deadline; rows++) {
         bdy_wal_checkpointer_before_write(c);
         exec_ok(db, "INSERT INTO t VALUES (randomblob(2000))");
-        uint32_t s = wal_salt(wal);
+        uint32_t s = wal_salt(t.wal);
         if (s != 0 && s != salt) {
             salt = s;
             restarts++;
         }
-        long size = file_size(wal);
+        long size = file_size(t.wal);
         if (size > wal_max)
             wal_max = size;
     }
     bdy_wal_checkpointer_stop(c);
-    sqlite3_close(db);
     if (restarts < RESTARTS)
         fail_msg("the WAL restarted %d times in %d back-to-back commits (WAL up to %ld bytes)",
                  restarts, rows, wal_max);
 
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    test_db_remove(&t);
 }
 
 static void test_passive_checkpoints(void **state)
