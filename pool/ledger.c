@@ -25,7 +25,8 @@
 #define LEDGER_BUSY_MS 5000
 /* Checkpoints run in their own thread, off the commit path, this often. */
 #define LEDGER_CHECKPOINT_MS 500
-/* A WAL kept busy by readers past this size gets a RESTART checkpoint. */
+/* A WAL kept busy by readers past this size gets a RESTART that waits for
+ * them (walcheckpoint.h). */
 #define LEDGER_WAL_RESTART_BYTES (64u << 20)
 
 typedef enum op_kind { OP_ADD, OP_REMOVE } op_kind;

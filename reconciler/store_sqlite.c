@@ -46,7 +46,8 @@
  * every 50 ms the bursts are a tenth the size and the p99 of claims went
  * from 2.5-4.1 to 2.1-2.6 ms, for about 7% more bytes written. */
 #define CHECKPOINT_MS 50
-/* A WAL kept busy by readers past this size gets a RESTART checkpoint. */
+/* A WAL kept busy by readers past this size gets a RESTART that waits for
+ * them (walcheckpoint.h). */
 #define WAL_RESTART_BYTES (64u << 20)
 
 static const char schema_sql[] =
