@@ -7,6 +7,7 @@
  * failed). Reads use a reader connection from the pool. The registry of
  * served resources is changed only by the writer (see registry.h).
  */
+#include "bindery/dbcheck.h"
 #include "bindery/jsonpatch.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
@@ -124,6 +125,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
     bdy_wal_checkpointer *ckpt;
+    bdy_db_check *check; /* the whole-file check of a file that existed at open; NULL else */
     reader readers[READER_COUNT];
     unsigned next_reader;
 
@@ -1579,6 +1581,10 @@ static int s_ping(void *ctx, bdy_errbuf *eb)
         rc = sql_error(r->db, eb, "ping");
     sqlite3_reset(r->rv);
     reader_release(r);
+    /* Only damage fails the ping: a check that could not finish (a busy
+     * or unreadable moment) was logged, and says nothing about the data. */
+    if (rc == 0 && s->check != NULL && bdy_db_check_result(s->check, NULL) == BDY_ECORRUPT)
+        rc = bdy_db_check_result(s->check, eb);
     pthread_mutex_lock(&s->q_lock);
     if (s->stopping)
         rc = bdy_fail(eb, BDY_ESHUTDOWN, "the store is shutting down");
@@ -1615,6 +1621,7 @@ static void s_destroy(void *ctx)
     sqlite_store *s = ctx;
     if (s == NULL)
         return;
+    bdy_db_check_stop(s->check);
     if (s->writer_started) {
         pthread_mutex_lock(&s->q_lock);
         s->stopping = true;
@@ -1875,23 +1882,6 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         rc = sql_error(s->db, eb, s->path);
         goto out;
     }
-    if (!fresh) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
-            rc = bdy_fail(eb, BDY_ECORRUPT, "data file %s is corrupt: %s", s->path,
-                          sqlite3_errmsg(s->db));
-            goto out;
-        }
-        int step = sqlite3_step(st);
-        const char *res = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-        if (res == NULL || strcmp(res, "ok") != 0) {
-            rc = bdy_fail(eb, BDY_ECORRUPT, "data file %s is corrupt: %s", s->path,
-                          res ? res : sqlite3_errmsg(s->db));
-            sqlite3_finalize(st);
-            goto out;
-        }
-        sqlite3_finalize(st);
-    }
     rc = init_schema(s, fresh, eb);
     if (rc != 0)
         goto out;
@@ -1953,6 +1943,11 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     s->writer_started = true;
     rc = seed_default_namespace(s, eb);
     if (rc != 0)
+        goto out;
+    /* Every page is checked in the background (dbcheck.h); the header and
+     * schema were read above, so a file damaged there never got this far. */
+    if (!fresh &&
+        (rc = bdy_db_check_start(s->path, "bdy-store-check", "store", &s->check, eb)) != 0)
         goto out;
     store = calloc(1, sizeof(*store));
     if (store == NULL) {

@@ -189,7 +189,8 @@ typedef struct bdy_store_vtable {
     void (*watch_close)(void *ctx, bdy_watch *w);
     /* The newest committed resourceVersion. */
     int (*current_rv)(void *ctx, uint64_t *out);
-    /* Cheap health check (for /readyz). */
+    /* Cheap health check (for /readyz). The SQLite store's also fails with
+     * BDY_ECORRUPT once its background whole-file check found damage. */
     int (*ping)(void *ctx, bdy_errbuf *eb);
     /* Flushes pending writes and frees the backend. */
     void (*destroy)(void *ctx);
@@ -209,10 +210,13 @@ typedef struct bdy_sqlite_opts {
 } bdy_sqlite_opts;
 
 /* Opens (or initialises) the SQLite store. Refuses, with a message naming
- * the file: a data file that is not a Bindery store or is corrupt
- * (BDY_ECORRUPT), a data folder that holds other files but no bindery.db
- * (BDY_ENOTFOUND: never a silently empty store), a read-only file or folder
- * (BDY_EREADONLY). The caller owns *out and frees it with bdy_store_close. */
+ * the file: a data file that is not a Bindery store or whose header or
+ * schema is damaged (BDY_ECORRUPT), a data folder that holds other files but
+ * no bindery.db (BDY_ENOTFOUND: never a silently empty store), a read-only
+ * file or folder (BDY_EREADONLY). The rest of an existing file is checked
+ * page by page in the background (dbcheck.h); once that finds damage, the
+ * store's ping fails with BDY_ECORRUPT. The caller owns *out and frees it
+ * with bdy_store_close. */
 int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errbuf *eb);
 
 void bdy_store_close(bdy_store *s);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const bdy_gvr WIDGETS = {"test.dev", "v1", "widgets"};
@@ -966,6 +967,58 @@ static void test_bad_data_files(void **state)
     rm_rf(dir);
 }
 
+/* Damage past the header and schema: the file opens (start-up does not
+ * read every page), the background check finds it and the ping, which
+ * /readyz asks, fails from then on. */
+static void test_deep_damage_fails_ping(void **state)
+{
+    fixture *f = *state;
+    char name[32];
+    for (int i = 0; i < 600; i++) {
+        snprintf(name, sizeof(name), "w-%04d", i);
+        json_object *w = widget(name, 1 + i % 100, "red");
+        assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, NULL, NULL, NULL), 0);
+        json_object_put(w);
+    }
+    bdy_errbuf eb;
+    assert_int_equal(bdy_store_ping(f->store, &eb), 0);
+    bdy_store_close(f->store); /* the last connection copies the WAL back */
+    f->store = NULL;
+
+    /* The widgets' rows are in an index b-tree (WITHOUT ROWID) in key
+     * order; find the leaf (type 10) that holds w-0300 and unset its type. */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    static unsigned char page[4096];
+    long found = -1;
+    for (long off = 4096; found < 0 && fseek(fp, off, SEEK_SET) == 0; off += 4096) {
+        if (fread(page, 1, sizeof(page), fp) != sizeof(page))
+            break;
+        if (page[0] == 10 && memmem(page, sizeof(page), "w-0300", 6) != NULL)
+            found = off;
+    }
+    assert_true(found > 0);
+    assert_int_equal(fseek(fp, found, SEEK_SET), 0);
+    fputc(0, fp);
+    fclose(fp);
+
+    f->store = open_store(f->dir, 1000);
+    int rc = 0;
+    for (int i = 0; i < 2000 && rc == 0; i++) {
+        bdy_errbuf_clear(&eb);
+        rc = bdy_store_ping(f->store, &eb);
+        if (rc == 0) {
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_int_equal(rc, BDY_ECORRUPT);
+    assert_non_null(strstr(eb.message, path));
+    assert_non_null(strstr(eb.message, "corrupt"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -989,6 +1042,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
         cmocka_unit_test(test_bad_data_files),
+        cmocka_unit_test_setup_teardown(test_deep_damage_fails_ping, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
