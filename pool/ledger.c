@@ -623,6 +623,18 @@ void bdy_ledger_record_free(bdy_ledger_record *r)
     free(r);
 }
 
+/* Points c's fields at the NCOLUMNS values, in the column order. */
+static void claim_point(bdy_ledger_claim *c, const char *const vals[NCOLUMNS])
+{
+    const char **f[NCOLUMNS] = {&c->id,           &c->ns,          &c->world,
+                                &c->world_uid,    &c->pool,        &c->claimant,
+                                &c->source,       &c->claimed_at,  &c->idem_key,
+                                &c->request_hash, &c->labels_json, &c->annotations_json,
+                                &c->answer_json};
+    for (int i = 0; i < NCOLUMNS; i++)
+        *f[i] = vals[i];
+}
+
 /* A record of the NCOLUMNS values (NULL allowed) of lengths len, in the
  * column order: one allocation for the strings, fields pointing into it. */
 static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const size_t len[NCOLUMNS])
@@ -638,23 +650,30 @@ static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const s
         free(r);
         return NULL;
     }
-    const char **f[NCOLUMNS] = {&r->c.id,           &r->c.ns,          &r->c.world,
-                                &r->c.world_uid,    &r->c.pool,        &r->c.claimant,
-                                &r->c.source,       &r->c.claimed_at,  &r->c.idem_key,
-                                &r->c.request_hash, &r->c.labels_json, &r->c.annotations_json,
-                                &r->c.answer_json};
+    const char *copies[NCOLUMNS];
     char *p = r->storage;
     for (int i = 0; i < NCOLUMNS; i++) {
-        if (vals[i] == NULL) {
-            *f[i] = NULL;
+        copies[i] = NULL;
+        if (vals[i] == NULL)
             continue;
-        }
         memcpy(p, vals[i], len[i]);
         p[len[i]] = '\0';
-        *f[i] = p;
+        copies[i] = p;
         p += len[i] + 1;
     }
+    claim_point(&r->c, copies);
     return r;
+}
+
+/* The current row of st as NCOLUMNS values (NULL columns NULL), valid
+ * until st moves on. */
+static void row_values(sqlite3_stmt *st, const char *vals[NCOLUMNS], size_t len[NCOLUMNS])
+{
+    for (int i = 0; i < NCOLUMNS; i++) {
+        bool null = sqlite3_column_type(st, i) == SQLITE_NULL;
+        vals[i] = null ? NULL : (const char *)sqlite3_column_text(st, i);
+        len[i] = null ? 0 : (size_t)sqlite3_column_bytes(st, i);
+    }
 }
 
 /* Copies the current row of st into a record (NULL columns stay NULL). */
@@ -662,11 +681,7 @@ static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
 {
     const char *vals[NCOLUMNS];
     size_t len[NCOLUMNS];
-    for (int i = 0; i < NCOLUMNS; i++) {
-        bool null = sqlite3_column_type(st, i) == SQLITE_NULL;
-        vals[i] = null ? NULL : (const char *)sqlite3_column_text(st, i);
-        len[i] = null ? 0 : (size_t)sqlite3_column_bytes(st, i);
-    }
+    row_values(st, vals, len);
     return record_build(vals, len);
 }
 
@@ -730,14 +745,14 @@ int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf
     }
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        bdy_ledger_record *r = record_from_row(st);
-        if (r == NULL) {
-            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
-            goto out;
-        }
-        rc = cb(data, &r->c);
-        bdy_ledger_record_free(r);
-        if (rc != 0)
+        /* No copy: the strings are SQLite's, valid during the call only,
+         * as the header says (a start-up reads every live claim). */
+        const char *vals[NCOLUMNS];
+        size_t len[NCOLUMNS];
+        row_values(st, vals, len);
+        bdy_ledger_claim claim;
+        claim_point(&claim, vals);
+        if ((rc = cb(data, &claim)) != 0)
             goto out;
     }
     if (step != SQLITE_DONE)
