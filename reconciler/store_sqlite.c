@@ -1473,22 +1473,34 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
     char last_ns[256] = "";
     char last_name[256] = "";
     bool more = false;
+    bool raw = opts && opts->raw;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (limit && n >= limit) {
             more = true;
             break;
         }
-        json_object *o = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 2));
-        if (o == NULL) {
-            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
-            break;
-        }
+        const char *text = (const char *)sqlite3_column_text(st, 2);
+        int text_len = sqlite3_column_bytes(st, 2);
         snprintf(last_ns, sizeof(last_ns), "%s", (const char *)sqlite3_column_text(st, 0));
         snprintf(last_name, sizeof(last_name), "%s", (const char *)sqlite3_column_text(st, 1));
-        if ((ls && !bdy_label_selector_matches(ls, bdy_json_path_get(o, "metadata.labels"))) ||
-            (fs && !bdy_field_selector_matches(fs, o))) {
+        json_object *o = NULL;
+        if (!raw || ls != NULL || fs != NULL) {
+            if ((o = bdy_json_parse_stored(text)) == NULL) {
+                rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
+                break;
+            }
+            if ((ls && !bdy_label_selector_matches(ls, bdy_json_path_get(o, "metadata.labels"))) ||
+                (fs && !bdy_field_selector_matches(fs, o))) {
+                json_object_put(o);
+                continue;
+            }
+        }
+        if (raw) {
             json_object_put(o);
-            continue;
+            if ((o = json_object_new_string_len(text, text_len)) == NULL) {
+                rc = BDY_ENOMEM;
+                break;
+            }
         }
         json_object_array_add(items, o);
         n++;

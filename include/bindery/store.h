@@ -52,6 +52,9 @@ typedef struct bdy_list_opts {
     const char *field_selector; /* NULL: everything */
     size_t limit;               /* 0: no limit (capped at BDY_STORE_MAX_LIST_LIMIT) */
     const char *continue_token; /* from a previous page, or NULL */
+    /* Items as their stored JSON text (json strings), not parsed: a caller
+     * that parses on several threads does so. Selectors still apply. */
+    bool raw;
 } bdy_list_opts;
 
 typedef struct bdy_list_result {
