@@ -560,6 +560,9 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     }
     atomic_store(&d.ready, true);
     bdy_info("main", "ready");
+    /* Now, not at open: the check would compete with the world list. */
+    if (bdy_store_sqlite_check_start(d.store, &eb) != 0)
+        bdy_warn("store", "%s", eb.message);
 
     for (;;) {
         int sig = 0;

@@ -623,6 +623,9 @@ void bdy_ledger_record_free(bdy_ledger_record *r)
     free(r);
 }
 
+_Static_assert(sizeof(bdy_ledger_claim) == NCOLUMNS * sizeof(const char *),
+               "every field of a claim is one column");
+
 /* Points c's fields at the NCOLUMNS values, in the column order. */
 static void claim_point(bdy_ledger_claim *c, const char *const vals[NCOLUMNS])
 {
@@ -750,7 +753,7 @@ int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf
         const char *vals[NCOLUMNS];
         size_t len[NCOLUMNS];
         row_values(st, vals, len);
-        bdy_ledger_claim claim;
+        bdy_ledger_claim claim = {0};
         claim_point(&claim, vals);
         if ((rc = cb(data, &claim)) != 0)
             goto out;

@@ -310,11 +310,10 @@ typedef struct list_slot {
 
 typedef struct list_pipe {
     bdy_informer *inf;
-    pthread_mutex_t lock; /* guards slots, abandoned and fetcher_done */
+    pthread_mutex_t lock; /* guards slots and abandoned */
     pthread_cond_t cond;
     list_slot slots[LIST_SLOTS];
-    bool abandoned;    /* the informer wants no more pages */
-    bool fetcher_done; /* the fetcher fetches no more */
+    bool abandoned; /* the informer wants no more pages */
 } list_pipe;
 
 static const char *item_text(list_slot *slot, size_t k)
@@ -424,8 +423,6 @@ static void *fetcher_main(void *arg)
     free(token);
     /* Every page still out is freed here, by the thread that made it. */
     pthread_mutex_lock(&p->lock);
-    p->fetcher_done = true;
-    pthread_cond_broadcast(&p->cond);
     for (;;) {
         free_delivered(p);
         bool out = false;

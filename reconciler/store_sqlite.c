@@ -125,7 +125,8 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
     bdy_wal_checkpointer *ckpt;
-    bdy_db_check *check; /* the whole-file check of a file that existed at open; NULL else */
+    bool existed;        /* the file was there at open: bdy_store_sqlite_check_start checks it */
+    bdy_db_check *check; /* under q_lock; NULL until that check starts */
     reader readers[READER_COUNT];
     unsigned next_reader;
 
@@ -1498,7 +1499,7 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         if (raw) {
             json_object_put(o);
             if ((o = json_object_new_string_len(text, text_len)) == NULL) {
-                rc = BDY_ENOMEM;
+                rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
                 break;
             }
         }
@@ -1595,9 +1596,9 @@ static int s_ping(void *ctx, bdy_errbuf *eb)
     reader_release(r);
     /* Only damage fails the ping: a check that could not finish (a busy
      * or unreadable moment) was logged, and says nothing about the data. */
+    pthread_mutex_lock(&s->q_lock);
     if (rc == 0 && s->check != NULL && bdy_db_check_result(s->check, NULL) == BDY_ECORRUPT)
         rc = bdy_db_check_result(s->check, eb);
-    pthread_mutex_lock(&s->q_lock);
     if (s->stopping)
         rc = bdy_fail(eb, BDY_ESHUTDOWN, "the store is shutting down");
     pthread_mutex_unlock(&s->q_lock);
@@ -1956,11 +1957,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     rc = seed_default_namespace(s, eb);
     if (rc != 0)
         goto out;
-    /* Every page is checked in the background (dbcheck.h); the header and
-     * schema were read above, so a file damaged there never got this far. */
-    if (!fresh &&
-        (rc = bdy_db_check_start(s->path, "bdy-store-check", "store", &s->check, eb)) != 0)
-        goto out;
+    s->existed = !fresh;
     store = calloc(1, sizeof(*store));
     if (store == NULL) {
         rc = BDY_ENOMEM;
@@ -1973,5 +1970,18 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     s = NULL;
 out:
     s_destroy(s);
+    return rc;
+}
+
+int bdy_store_sqlite_check_start(bdy_store *store, bdy_errbuf *eb)
+{
+    if (store == NULL || store->vt != &sqlite_vtable)
+        return bdy_fail(eb, BDY_EINVAL, "not a SQLite store");
+    sqlite_store *s = store->ctx;
+    int rc = 0;
+    pthread_mutex_lock(&s->q_lock);
+    if (s->existed && s->check == NULL && !s->stopping)
+        rc = bdy_db_check_start(s->path, "bdy-store-check", "store", &s->check, eb);
+    pthread_mutex_unlock(&s->q_lock);
     return rc;
 }

@@ -217,10 +217,18 @@ typedef struct bdy_sqlite_opts {
  * schema is damaged (BDY_ECORRUPT), a data folder that holds other files but
  * no bindery.db (BDY_ENOTFOUND: never a silently empty store), a read-only
  * file or folder (BDY_EREADONLY). The rest of an existing file is checked
- * page by page in the background (dbcheck.h); once that finds damage, the
- * store's ping fails with BDY_ECORRUPT. The caller owns *out and frees it
- * with bdy_store_close. */
+ * by bdy_store_sqlite_check_start(). The caller owns *out and frees it with
+ * bdy_store_close. */
 int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errbuf *eb);
+
+/* Starts the whole-file check (dbcheck.h) of a data file that existed at
+ * open: once, on a thread of its own; later calls and a new file do
+ * nothing. The daemon calls it once it is ready, so the check does not
+ * compete with start-up for the CPU. Once the check finds damage, the
+ * store's ping (so /readyz) fails with BDY_ECORRUPT; reads and writes go
+ * on, and those that touch a damaged page fail. BDY_EINVAL for a store of
+ * another backend. Any thread. */
+int bdy_store_sqlite_check_start(bdy_store *s, bdy_errbuf *eb);
 
 void bdy_store_close(bdy_store *s);
 
