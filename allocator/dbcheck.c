@@ -187,11 +187,7 @@ int bdy_db_check_start(const char *path, const char *thread_name, const char *co
     snprintf(c->component, sizeof(c->component), "%s", component);
     c->rc = BDY_EBUSY;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    bdy_cond_init_monotonic(&c->cond);
     if (pthread_create(&c->thread, NULL, check_main, c) != 0) {
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);

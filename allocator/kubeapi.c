@@ -194,11 +194,7 @@ int bdy_kubeapi_new(const bdy_kubeapi_opts *opts, bdy_kubeapi **out, bdy_errbuf 
         free(k);
         return bdy_fail(eb, BDY_ENOMEM, "kubeapi: cannot create a mutex");
     }
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int crc = pthread_cond_init(&k->idle, &attr);
-    pthread_condattr_destroy(&attr);
+    int crc = bdy_cond_init_monotonic(&k->idle);
     if (crc != 0) {
         pthread_mutex_destroy(&k->lock);
         free(k);

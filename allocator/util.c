@@ -396,3 +396,13 @@ void bdy_deadline_after_ms(clockid_t clock, unsigned ms, struct timespec *out)
         out->tv_nsec -= 1000000000L;
     }
 }
+
+int bdy_cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}

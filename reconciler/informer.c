@@ -749,11 +749,7 @@ int bdy_informer_start(bdy_store *store, const bdy_informer_opts *opts,
     if (rc != 0)
         goto out;
     pthread_mutex_init(&inf->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&inf->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    bdy_cond_init_monotonic(&inf->cond);
     sync_made = true;
     if (pthread_create(&inf->thread, NULL, informer_main, inf) != 0) {
         rc = bdy_fail(eb, BDY_ENOMEM, "informer: cannot start a thread");

@@ -473,7 +473,6 @@ int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out,
     int rc = 0;
     bench_runtime *rt = NULL;
     bdy_runtime *r = NULL;
-    pthread_condattr_t attr;
     if (opts == NULL || out == NULL || opts->on_exit == NULL)
         return bdy_fail(eb, BDY_EINVAL, "bench runtime: options with on_exit are required");
     if (opts->port_min < 1 || opts->port_max > 65535 || opts->port_min > opts->port_max)
@@ -484,10 +483,7 @@ int bdy_runtime_bench_new(const bdy_bench_runtime_opts *opts, bdy_runtime **out,
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     pthread_mutex_init(&rt->lock, NULL);
     /* Deadlines are monotonic; a wall-clock jump must not delay exits. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt->changed, &attr);
-    pthread_condattr_destroy(&attr);
+    bdy_cond_init_monotonic(&rt->changed);
     rt->port_min = opts->port_min;
     rt->span = opts->port_max - opts->port_min + 1;
     rt->ready_delay_ns = (uint64_t)opts->ready_delay_ms * 1000000u;

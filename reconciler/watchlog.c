@@ -41,11 +41,7 @@ int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, uint64_t current_rv)
     log->capacity = capacity;
     log->floor_rv = current_rv;
     pthread_mutex_init(&log->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&log->changed, &attr);
-    pthread_condattr_destroy(&attr);
+    bdy_cond_init_monotonic(&log->changed);
     return 0;
 }
 

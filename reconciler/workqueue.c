@@ -296,11 +296,7 @@ int bdy_workqueue_new(const bdy_workqueue_opts *opts, bdy_workqueue **out)
         goto out;
     }
     pthread_mutex_init(&q->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    bdy_cond_init_monotonic(&q->cond);
     *out = q;
     q = NULL;
 out:

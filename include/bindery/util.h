@@ -3,6 +3,7 @@
 #ifndef BINDERY_UTIL_H
 #define BINDERY_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,11 @@ int bdy_sched_short_slice(bool reset_on_fork);
  * variables with default attributes, CLOCK_MONOTONIC for those set to it),
  * as pthread_cond_timedwait takes it. */
 void bdy_deadline_after_ms(clockid_t clock, unsigned ms, struct timespec *out);
+/* Initialises cond for deadlines on CLOCK_MONOTONIC (from
+ * bdy_deadline_after_ms(CLOCK_MONOTONIC, ...)): a wall-clock jump neither
+ * cuts a timed wait short nor stretches it. Returns pthread_cond_init's
+ * result. */
+int bdy_cond_init_monotonic(pthread_cond_t *cond);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t bdy_monotonic_ns(void);
