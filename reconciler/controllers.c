@@ -203,6 +203,24 @@ static bool handle_from_status(json_object *world, bdy_world_handle *h)
     return bdy_jget(status, "pid") != NULL || h->nports > 0 || h->address[0] != '\0';
 }
 
+/* Takes back the process an earlier run started for the world and never
+ * recorded (runtime.h, reclaim), if there is one. */
+static bool reclaim_unrecorded(bdy_reconciler *r, const char *key, const bdy_world_spec *spec,
+                               bdy_world_handle *h)
+{
+    if (r->rt->vt->reclaim == NULL || spec->uid == NULL)
+        return false;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (r->rt->vt->reclaim(r->rt->ctx, spec, h, &eb) != 0)
+        return false;
+    bdy_warn("reconciler",
+             "world %s: took back pid %lld, which an earlier run started and never "
+             "recorded",
+             key, (long long)h->pid);
+    return true;
+}
+
 /* Makes sure this process watches the world's process: after a restart the
  * runtime is told to adopt what the status recorded. Returns false when the
  * process is known to be gone. */
@@ -213,6 +231,15 @@ static bool ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, c
         return !t->exited;
     bdy_world_handle h;
     if (!handle_from_status(world, &h)) {
+        /* No process recorded; an earlier run may still have started one
+         * (it stopped before saying so), which must not be left running. */
+        bdy_world_spec only_identity = {
+            .ns = ns, .name = name, .uid = bdy_jstr(bdy_jget(world, "metadata"), "uid")};
+        if (reclaim_unrecorded(r, key, &only_identity, &h)) {
+            track_set(r, key, &h);
+            track_get(r, key, t);
+            return true;
+        }
         memset(t, 0, sizeof(*t));
         t->exited = true;
         t->exit_status = -1;
@@ -609,6 +636,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     tracked t;
     bdy_world_handle h;
     int rc = 0;
+    bool reclaimed = false;
     if (track_get(r, key, &t) && !t.exited) {
         h = t.h; /* started by an earlier attempt whose status write failed */
     } else {
@@ -617,7 +645,13 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
             memset(&h, 0, sizeof(h));
-            rc = r->rt->vt->start(r->rt->ctx, &spec, &h, &eb);
+            /* An earlier Bindery may have started it and stopped before
+             * this status said so: that process is the world. */
+            reclaimed = reclaim_unrecorded(r, key, &spec, &h);
+            if (!reclaimed) {
+                memset(&h, 0, sizeof(h));
+                rc = r->rt->vt->start(r->rt->ctx, &spec, &h, &eb);
+            }
             if (rc != 0)
                 snprintf(why, sizeof(why), "%s", eb.message);
         }
@@ -637,7 +671,9 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     }
     rc = patch_status(r, world, st);
     if (rc == 0)
-        bdy_reconciler_event(r, world, "Normal", "Started", "started pid %lld on %s",
+        bdy_reconciler_event(r, world, "Normal", "Started",
+                             reclaimed ? "took back pid %lld on %s, started before a restart"
+                                       : "started pid %lld on %s",
                              (long long)h.pid, h.address);
     return rc;
 }

@@ -463,6 +463,7 @@ static const bdy_runtime_vtable bench_vtable = {
     .name = "bench",
     .start = bench_start,
     .adopt = bench_adopt,
+    .reclaim = NULL, /* no process, so none is ever left unrecorded */
     .observe = bench_observe,
     .stop = bench_stop,
     .destroy = bench_destroy,

@@ -4,6 +4,7 @@
 #define BINDERY_RECONCILER_RUNTIME_INTERNAL_H
 
 #include "bindery/error.h"
+#include "bindery/runtime.h"
 
 /* Kubernetes limits: a namespace is a DNS label, a name a DNS subdomain. */
 #define BDY__WORLD_NS_MAX 63
@@ -14,5 +15,61 @@
  * characters, not "." or ".."), since the process runtime names a log file
  * after them. Returns 0 or BDY_EINVAL with the detail in eb. */
 int bdy__runtime_check_names(const char *ns, const char *name, bdy_errbuf *eb);
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest world uid a process's environment may carry (Kubernetes uids are
+ * 36 characters). */
+#define BDY__WORLD_UID_MAX 128
+/* Longest port name (bdy_port.name without its NUL). */
+#define BDY__PORT_NAME_MAX 15
+
+/* The environment variable that carries port name's host port:
+ * "BINDERY_PORT_" + the name in upper case, anything but letters and digits
+ * as '_'. */
+#define BDY__PORT_ENV_PREFIX "BINDERY_PORT_"
+#define BDY__PORT_ENV_MAX (sizeof(BDY__PORT_ENV_PREFIX) + BDY__PORT_NAME_MAX)
+void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
+
+/* A process found running a world, by the identity the process runtime
+ * puts in every world's environment (BINDERY_WORLD_UID, _NAME, _NAMESPACE
+ * and BINDERY_PORT_<NAME>), so that one whose start no status recorded can
+ * be taken back after a restart (runtime_strays.c). */
+typedef struct bdy__stray {
+    struct bdy__stray *next;
+    int64_t pid;
+    uint64_t start_time; /* /proc/PID/stat field 22 */
+    char uid[BDY__WORLD_UID_MAX + 1];
+    char ns[BDY__WORLD_NS_MAX + 1];
+    char name[BDY__WORLD_NAME_MAX + 1];
+    size_t nports;
+    struct {
+        char env[BDY__PORT_ENV_MAX]; /* "BINDERY_PORT_GAME" */
+        unsigned port;
+    } ports[BDY_RUNTIME_MAX_PORTS];
+} bdy__stray;
+
+/* Reads a world's identity and ports from one process environment: len
+ * bytes of NUL-separated NAME=value entries, as /proc/PID/environ holds
+ * them (the last entry may lack its NUL). Fills everything but pid,
+ * start_time. False when the environment names no world (a
+ * uid, namespace and name, each within its limit, are all needed). Entries
+ * that do not fit (an over-long value, a port that is no number in
+ * 1-65535, more ports than fit) are skipped. */
+bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out);
+
+/* Every process of this user but the caller that leads its process group
+ * (as every world the process runtime starts does, unlike the helpers a
+ * world may start, which inherit its environment) and whose environment
+ * names a world, as a list (*out, NULL when none; free with bdy__strays_free).
+ * Processes that end while being looked at, or whose environment cannot
+ * be read (another user, not dumpable), are passed over; at most
+ * BDY__ENVIRON_MAX bytes of each environment are read. BDY_ENOMEM, or
+ * BDY_EIO when /proc cannot be listed. */
+#define BDY__ENVIRON_MAX ((size_t)1 << 20)
+int bdy__strays_find(bdy__stray **out, size_t *count);
+void bdy__strays_free(bdy__stray *list);
 
 #endif

@@ -21,6 +21,7 @@
 #include "runtime_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -57,8 +58,8 @@
  * find programs and format text, none of Bindery's own settings or secrets. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 #define INHERITED_ENV_COUNT (sizeof(inherited_env) / sizeof(inherited_env[0]))
-/* inherited + the manifest's + BINDERY_WORLD_NAME/NAMESPACE + a port each */
-#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 2 + BDY_RUNTIME_MAX_PORTS)
+/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + a port each */
+#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 3 + BDY_RUNTIME_MAX_PORTS)
 
 /* One watched world. Linked while it runs; the watcher unlinks and frees it
  * once its exit has been reported. */
@@ -81,6 +82,10 @@ typedef struct proc_runtime {
     unsigned port_max;
     unsigned port_cursor; /* offset where the next port search starts */
     bool stopping;
+
+    /* World processes that were running when this runtime was made and
+     * that no adopt() or reclaim() has taken yet (runtime_strays.c). */
+    bdy__stray *strays;
 
     char *work_dir; /* NULL: worlds start in Bindery's directory */
     char *log_dir;
@@ -587,8 +592,10 @@ static void env_free(env_list *env)
 
 /* The environment of a world: a few inherited variables, the manifest's
  * (placeholders replaced), then Bindery's own, which the manifest cannot
- * override: BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE and
- * BINDERY_PORT_<NAME> for every port (upper case, '-' as '_'). */
+ * override: BINDERY_WORLD_UID, BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE
+ * and BINDERY_PORT_<NAME> for every port (upper case, anything but letters
+ * and digits as '_'). The uid is how a restarted runtime recognises a world
+ * whose start no status recorded (reclaim). */
 static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_list *env,
                      bdy_errbuf *eb)
 {
@@ -609,21 +616,16 @@ static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_
         free(value);
         value = NULL;
     }
+    if (rc == 0 && spec->uid != NULL && spec->uid[0] != '\0')
+        rc = env_set(env, "BINDERY_WORLD_UID", spec->uid);
     if (rc == 0)
         rc = env_set(env, "BINDERY_WORLD_NAME", spec->name);
     if (rc == 0)
         rc = env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
     for (size_t i = 0; i < h->nports && rc == 0; i++) {
-        char var[sizeof("BINDERY_PORT_") + sizeof(h->ports[i].name)];
+        char var[BDY__PORT_ENV_MAX];
         char num[16];
-        int len = snprintf(var, sizeof(var), "BINDERY_PORT_%s", h->ports[i].name);
-        for (int k = (int)sizeof("BINDERY_PORT_") - 1; k < len; k++) {
-            char c = var[k];
-            if (c >= 'a' && c <= 'z')
-                var[k] = (char)(c - 'a' + 'A');
-            else if (!(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9'))
-                var[k] = '_';
-        }
+        bdy__port_env_name(h->ports[i].name, var);
         snprintf(num, sizeof(num), "%u", h->ports[i].port);
         rc = env_set(env, var, num);
     }
@@ -868,7 +870,74 @@ out:
     return rc;
 }
 
-/* ---- adopt, stop ---------------------------------------------------------- */
+/* ---- adopt, reclaim, stop ------------------------------------------------ */
+
+/* Forgets the stray that is this process, once it is watched. */
+static void drop_stray(proc_runtime *rt, int64_t pid, uint64_t start_time)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (bdy__stray **p = &rt->strays; *p != NULL; p = &(*p)->next) {
+        if ((*p)->pid == pid && (*p)->start_time == start_time) {
+            bdy__stray *s = *p;
+            *p = s->next;
+            free(s);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Unlinks and returns the stray running spec's world (uid, namespace and
+ * name all equal), or NULL. Caller holds rt->lock and frees the result. */
+static bdy__stray *take_stray(proc_runtime *rt, const bdy_world_spec *spec)
+{
+    for (bdy__stray **p = &rt->strays; *p != NULL; p = &(*p)->next) {
+        bdy__stray *s = *p;
+        if (strcmp(s->uid, spec->uid) == 0 && strcmp(s->ns, spec->ns) == 0 &&
+            strcmp(s->name, spec->name) == 0) {
+            *p = s->next;
+            s->next = NULL;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* The ports of a stray as h's: spec's, numbered as the process was told
+ * (BDY_ENOTFOUND when it was not told one of them), or with a spec that
+ * names none, every port the process was told, named in lower case. */
+static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_world_handle *h)
+{
+    if (spec->nports == 0) {
+        for (size_t i = 0; i < s->nports; i++) {
+            bdy_port *p = &h->ports[h->nports++];
+            const char *suffix = s->ports[i].env + sizeof(BDY__PORT_ENV_PREFIX) - 1;
+            size_t k = 0;
+            for (; suffix[k] != '\0' && k + 1 < sizeof(p->name); k++)
+                p->name[k] = (char)tolower((unsigned char)suffix[k]);
+            p->name[k] = '\0';
+            snprintf(p->protocol, sizeof(p->protocol), "TCP");
+            p->port = s->ports[i].port;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < spec->nports; i++) {
+        char var[BDY__PORT_ENV_MAX];
+        bdy__port_env_name(spec->ports[i].name, var);
+        unsigned port = 0;
+        for (size_t k = 0; k < s->nports && port == 0; k++)
+            if (strcmp(s->ports[k].env, var) == 0)
+                port = s->ports[k].port;
+        if (port == 0)
+            return BDY_ENOTFOUND;
+        bdy_port *p = &h->ports[h->nports++];
+        snprintf(p->name, sizeof(p->name), "%s", spec->ports[i].name);
+        snprintf(p->protocol, sizeof(p->protocol), "%s",
+                 spec->ports[i].protocol[0] ? spec->ports[i].protocol : "TCP");
+        p->port = port;
+    }
+    return 0;
+}
 
 /* Takes back a world recorded before a restart (see runtime.h). Adopting a
  * world already watched is a no-op. Any thread. */
@@ -911,10 +980,52 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
     if (rc != 0)
         goto out;
     pidfd = -1;
+    drop_stray(rt, h->pid, h->start_time);
     bdy_info(LOG_COMPONENT, "world %s/%s adopted: pid %lld", ns, name, (long long)h->pid);
 out:
     if (pidfd >= 0)
         close(pidfd);
+    return rc;
+}
+
+/* Takes back the process an earlier Bindery started for spec's world but
+ * never recorded (see runtime.h). Any thread. */
+static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb)
+{
+    proc_runtime *rt = ctx;
+    if (spec == NULL || h == NULL || spec->uid == NULL || spec->uid[0] == '\0' ||
+        spec->nports > BDY_RUNTIME_MAX_PORTS)
+        return bdy_fail(eb, BDY_EINVAL, "reclaim: a spec with a world uid is required");
+    int rc = bdy__runtime_check_names(spec->ns, spec->name, eb);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&rt->lock);
+    bdy__stray *s = take_stray(rt, spec);
+    pthread_mutex_unlock(&rt->lock);
+    if (s == NULL)
+        return bdy_fail(eb, BDY_ENOTFOUND, "no unrecorded process of world %s/%s", spec->ns,
+                        spec->name);
+    memset(h, 0, sizeof(*h));
+    h->pid = s->pid;
+    h->start_time = s->start_time;
+    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
+    rc = stray_ports(spec, s, h);
+    if (rc != 0) {
+        /* Started with other ports than the manifest now names: nothing
+         * can describe it, so it goes, and the world starts afresh. */
+        proc_stat st;
+        if (alive_as_recorded(h, &st) == 0)
+            kill(st.pgrp == h->pid ? -(pid_t)h->pid : (pid_t)h->pid, SIGKILL);
+        bdy_warn(LOG_COMPONENT,
+                 "world %s/%s: killed pid %lld, started before a restart with ports the "
+                 "manifest no longer names",
+                 spec->ns, spec->name, (long long)h->pid);
+        rc = bdy_fail(eb, BDY_ENOTFOUND, "the unrecorded process of world %s/%s had other ports",
+                      spec->ns, spec->name);
+    } else {
+        rc = proc_adopt(ctx, spec->ns, spec->name, h, eb);
+    }
+    free(s);
     return rc;
 }
 
@@ -1137,6 +1248,7 @@ static void proc_destroy(void *ctx)
         close(rt->epfd);
     if (rt->wakefd >= 0)
         close(rt->wakefd);
+    bdy__strays_free(rt->strays);
     free(rt->ports_used);
     free(rt->work_dir);
     free(rt->log_dir);
@@ -1148,6 +1260,7 @@ static const bdy_runtime_vtable proc_vtable = {
     .name = "process",
     .start = proc_start,
     .adopt = proc_adopt,
+    .reclaim = proc_reclaim,
     .observe = proc_observe,
     .stop = proc_stop,
     .destroy = proc_destroy,
@@ -1206,6 +1319,20 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rc = make_dirs(rt->log_dir, eb);
     if (rc != 0)
         goto out;
+    size_t nstrays = 0;
+    rc = bdy__strays_find(&rt->strays, &nstrays);
+    if (rc != 0) {
+        /* Only a crash in the middle of a start can leave a world that no
+         * status recorded: worth a warning, not refusing to run. */
+        bdy_warn(LOG_COMPONENT, "cannot look for running world processes in /proc: %s",
+                 bdy_strerror(rc));
+        rc = 0;
+    } else if (nstrays > 0) {
+        bdy_info(LOG_COMPONENT,
+                 "%zu world processes are running; each is adopted by the pid its world "
+                 "recorded, or taken back by its world's uid if none was recorded",
+                 nstrays);
+    }
     rt->epfd = epoll_create1(EPOLL_CLOEXEC);
     rt->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

@@ -96,6 +96,15 @@ typedef struct bdy_runtime_vtable {
      * process is gone or its pid now belongs to another process. */
     int (*adopt)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
                  bdy_errbuf *eb);
+    /* Takes back a process an earlier Bindery started for spec's world
+     * (spec->uid, ns and name) but never recorded: it stopped after start()
+     * and before the world's status named the process. Fills h as start()
+     * would, with spec's ports (a spec without ports: every port the
+     * process was told, named in lower case). The process runtime knows
+     * these processes by the BINDERY_WORLD_UID in their environment, from a
+     * look at /proc when it was made. BDY_ENOTFOUND when there is none.
+     * NULL in a backend that cannot leave such a process behind. */
+    int (*reclaim)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Runs the readiness probe once (bounded by the probe's timeout) and
      * reports the state. */
     int (*observe)(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,

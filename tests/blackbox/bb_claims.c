@@ -9,7 +9,11 @@
 
 #include "harness.h"
 
+#include "bindery/store.h"
+
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -586,6 +590,99 @@ static void test_kill9_keeps_acknowledged_claims(void **state)
     bb_cleanup(&s);
 }
 
+/* ---- a world started but never recorded ---------------------------------- */
+
+/* How many processes carry BINDERY_WORLD_UID=uid in their environment. */
+static int processes_of_world(const char *uid)
+{
+    char want[160];
+    int wlen = snprintf(want, sizeof(want), "BINDERY_WORLD_UID=%s", uid);
+    int count = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    static char env[1 << 16];
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, env, sizeof(env));
+        close(fd);
+        for (ssize_t off = 0; off < n;) {
+            size_t len = strnlen(env + off, (size_t)(n - off));
+            if (len == (size_t)wlen && memcmp(env + off, want, len) == 0)
+                count++;
+            off += (ssize_t)len + 1;
+        }
+    }
+    closedir(d);
+    return count;
+}
+
+/* Bindery can stop after it started a world's process and before the
+ * world's status recorded it. The state it leaves is made here by hand:
+ * a running world whose status is back to Pending with no process named.
+ * The restarted bindery must take that process back, not start a second. */
+static void test_unrecorded_world_is_taken_back(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 60000));
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+
+    bdy_sqlite_opts o = {.data_dir = s.data};
+    bdy_store *store = NULL;
+    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    bdy_list_opts lo = {.ns = "default"};
+    bdy_list_result res;
+    assert_int_equal(bdy_store_list(store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
+    assert_int_equal(json_object_array_length(res.items), 1);
+    json_object *w = json_object_array_get_idx(res.items, 0);
+    json_object *meta = json_object_object_get(w, "metadata");
+    json_object *st = json_object_object_get(w, "status");
+    char name[128];
+    char uid[128];
+    snprintf(name, sizeof(name), "%s",
+             json_object_get_string(json_object_object_get(meta, "name")));
+    snprintf(uid, sizeof(uid), "%s", json_object_get_string(json_object_object_get(meta, "uid")));
+    int64_t pid = json_object_get_int64(json_object_object_get(st, "pid"));
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, 0), 0);
+    assert_int_equal(processes_of_world(uid), 1);
+    json_object *patch = json_tokener_parse(
+        "{\"status\":{\"phase\":\"Pending\",\"reason\":null,\"message\":null,"
+        "\"conditions\":null,\"timings\":null,\"address\":null,\"nodeName\":null,"
+        "\"pid\":null,\"processStartTicks\":null,\"processStartTime\":null,\"ports\":null}}");
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,
+                                     patch, true, NULL, NULL, NULL),
+                     0);
+    json_object_put(patch);
+    bdy_list_result_free(&res);
+    bdy_store_close(store);
+
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "took back pid", 20000));
+    assert_true(wait_warm(&s, 1, 30000));
+    /* The same process, the only one of that world. */
+    assert_int_equal(kill((pid_t)pid, 0), 0);
+    assert_int_equal(processes_of_world(uid), 1);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.name, name);
+    char answer[128];
+    char expect[160];
+    snprintf(expect, sizeof(expect), "pong %s\n", name);
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_string_equal(answer, expect);
+    bb_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -599,6 +696,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
+        cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,8 @@
 
 #include "bindery/runtime.h"
 #include "bindery/util.h"
+/* The stray finder's parser is internal to the runtimes. */
+#include "../../reconciler/runtime_internal.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -518,7 +520,7 @@ static void test_sigkill_after_grace(void **state)
 
 /* Starts arena-world outside any runtime, in its own session, as a world
  * left behind by an earlier Bindery. */
-static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
+static pid_t spawn_arena_env(fixture *f, unsigned port, const char *name, char *const envp[])
 {
     char port_text[16];
     snprintf(port_text, sizeof(port_text), "%u", port);
@@ -530,7 +532,8 @@ static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
     posix_spawnattr_init(&attr);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
     pid_t pid = 0;
-    assert_int_equal(posix_spawn(&pid, f->arena, &fa, &attr, argv, NULL), 0);
+    char *const none[] = {NULL};
+    assert_int_equal(posix_spawn(&pid, f->arena, &fa, &attr, argv, envp ? envp : none), 0);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
@@ -544,6 +547,198 @@ static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
     waitpid(pid, NULL, 0);
     fail_msg("arena-world did not listen on %u", port);
     return 0;
+}
+
+static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
+{
+    return spawn_arena_env(f, port, name, NULL);
+}
+
+/* arena-world started as the process runtime starts a world, with its
+ * identity in the environment, as if Bindery stopped before recording it. */
+static pid_t spawn_unrecorded(fixture *f, unsigned port, const char *name, const char *uid)
+{
+    char v_uid[128];
+    char v_name[128];
+    char v_port[64];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
+    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
+    char *const envp[] = {
+        "PATH=/usr/bin:/bin", v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
+    return spawn_arena_env(f, port, name, envp);
+}
+
+static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
+{
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    memset(h, 0, sizeof(*h));
+    return rt->vt->reclaim(rt->ctx, s, h, &eb);
+}
+
+static void test_reclaim_unrecorded_world(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    pid_t pid = spawn_unrecorded(f, port, "lost", "uid-lost");
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = arena_spec(f, "lost");
+    bdy_world_handle h;
+    /* The uid, the name and the namespace must all be the world's. */
+    s.uid = "uid-other";
+    assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
+    s.uid = "uid-lost";
+    s.name = "found";
+    assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
+    s.name = "lost";
+    s.ns = "games";
+    assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
+    s.ns = "default";
+    s.uid = NULL;
+    assert_int_equal(reclaim(rt, &s, &h), BDY_EINVAL);
+    s.uid = "uid-lost";
+
+    assert_int_equal(reclaim(rt, &s, &h), 0);
+    assert_int_equal(h.pid, pid);
+    uint64_t start_time = 0;
+    proc_state(pid, NULL, &start_time);
+    assert_int_equal(h.start_time, start_time);
+    assert_string_equal(h.address, "127.0.0.1");
+    assert_int_equal(h.nports, 1);
+    assert_string_equal(h.ports[0].name, "game");
+    assert_string_equal(h.ports[0].protocol, "UDP");
+    assert_int_equal(h.ports[0].port, port);
+    /* Taken once: it is watched now, not a stray. */
+    bdy_world_handle again;
+    assert_int_equal(reclaim(rt, &s, &again), BDY_ENOTFOUND);
+    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_tcp_pong(port, "pong lost\n");
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "lost", &r));
+    assert_int_equal(r.pid, pid);
+    assert_true(port_bindable(port));
+    bdy_runtime_free(rt);
+}
+
+static void test_reclaim_by_identity_only(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    pid_t pid = spawn_unrecorded(f, port, "doomed", "uid-doomed");
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    /* What the world controller knows of a world it deletes: no ports. */
+    bdy_world_spec s = {.ns = "default", .name = "doomed", .uid = "uid-doomed"};
+    bdy_world_handle h;
+    assert_int_equal(reclaim(rt, &s, &h), 0);
+    assert_int_equal(h.pid, pid);
+    assert_int_equal(h.nports, 1);
+    assert_string_equal(h.ports[0].name, "game");
+    assert_int_equal(h.ports[0].port, port);
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "doomed", &r));
+    assert_true(port_bindable(port));
+    bdy_runtime_free(rt);
+}
+
+static void test_reclaim_with_other_ports_kills(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    pid_t pid = spawn_unrecorded(f, port, "changed", "uid-changed");
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    /* The manifest now names a port the process was never told. */
+    bdy_world_spec s = arena_spec(f, "changed");
+    s.uid = "uid-changed";
+    snprintf(s.ports[0].name, sizeof(s.ports[0].name), "query");
+    bdy_world_handle h;
+    assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
+    bool gone = false;
+    for (uint64_t end = now_ms() + WAIT_MS; !gone && now_ms() < end; sleep_ms(POLL_MS)) {
+        waitpid(pid, NULL, WNOHANG); /* this test is its parent */
+        gone = !alive(pid, NULL);
+    }
+    assert_true(gone);
+    assert_int_equal(exit_count(f), 0); /* never watched, so never reported */
+    bdy_runtime_free(rt);
+}
+
+/* The whole window: a runtime starts a world and goes before anything
+ * recorded the handle; the next runtime finds the same process by its uid. */
+static void test_started_world_is_reclaimed_after_restart(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = arena_spec(f, "unrecorded");
+    s.uid = "uid-unrecorded";
+    bdy_world_handle started;
+    start_ok(first, &s, &started);
+    bdy_runtime_free(first);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_handle h;
+    assert_int_equal(reclaim(second, &s, &h), 0);
+    assert_int_equal(h.pid, started.pid);
+    assert_int_equal(h.start_time, started.start_time);
+    assert_int_equal(h.ports[0].port, started.ports[0].port);
+    assert_true(wait_ready(second, &h, &s.readiness));
+    bdy_runtime_free(second);
+
+    /* Recorded this time: adopt takes it, and it is no stray any more. */
+    bdy_runtime *third = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    assert_int_equal(third->vt->adopt(third->ctx, "default", "unrecorded", &h, &eb), 0);
+    bdy_world_handle again;
+    assert_int_equal(reclaim(third, &s, &again), BDY_ENOTFOUND);
+    assert_int_equal(third->vt->stop(third->ctx, &h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "unrecorded", &r));
+    assert_true(port_bindable(h.ports[0].port));
+    bdy_runtime_free(third);
+}
+
+static void test_environ_parse(void **state)
+{
+    (void)state;
+    bdy__stray st;
+    static const char env[] = "PATH=/bin\0BINDERY_WORLD_NAMESPACE=games\0"
+                              "BINDERY_WORLD_NAME=w1\0BINDERY_WORLD_UID=u-1\0"
+                              "BINDERY_PORT_GAME=7777\0BINDERY_PORT_HTTP_ADMIN=8080\0"
+                              "BINDERY_PORT_BAD=80x\0BINDERY_PORT_ZERO=0\0"
+                              "BINDERY_PORT_BIG=65536\0BINDERY_PORT_=1\0BINDERY_WORLD_NAMEX=no";
+    assert_true(bdy__stray_parse_environ(env, sizeof(env) - 1, &st));
+    assert_string_equal(st.uid, "u-1");
+    assert_string_equal(st.ns, "games");
+    assert_string_equal(st.name, "w1");
+    assert_int_equal(st.nports, 2);
+    assert_string_equal(st.ports[0].env, "BINDERY_PORT_GAME");
+    assert_int_equal(st.ports[0].port, 7777);
+    assert_string_equal(st.ports[1].env, "BINDERY_PORT_HTTP_ADMIN");
+    assert_int_equal(st.ports[1].port, 8080);
+    /* Without a uid (any world started before uids were set, or no world at
+     * all), there is no identity. */
+    static const char no_uid[] = "BINDERY_WORLD_NAMESPACE=games\0BINDERY_WORLD_NAME=w1";
+    assert_false(bdy__stray_parse_environ(no_uid, sizeof(no_uid) - 1, &st));
+    static const char empty_uid[] = "BINDERY_WORLD_UID=\0BINDERY_WORLD_NAMESPACE=a\0"
+                                    "BINDERY_WORLD_NAME=b";
+    assert_false(bdy__stray_parse_environ(empty_uid, sizeof(empty_uid) - 1, &st));
+    assert_false(bdy__stray_parse_environ("", 0, &st));
+    /* An over-long uid does not fit and does not count. */
+    char longer[400];
+    int n = snprintf(longer, sizeof(longer),
+                     "BINDERY_WORLD_NAMESPACE=a%cBINDERY_WORLD_NAME=b%c"
+                     "BINDERY_WORLD_UID=",
+                     0, 0);
+    memset(longer + n, 'u', BDY__WORLD_UID_MAX + 1);
+    assert_false(bdy__stray_parse_environ(longer, (size_t)n + BDY__WORLD_UID_MAX + 1, &st));
+    /* Port names as a world's environment spells them. */
+    char var[BDY__PORT_ENV_MAX];
+    bdy__port_env_name("http-admin", var);
+    assert_string_equal(var, "BINDERY_PORT_HTTP_ADMIN");
+    bdy__port_env_name("q1.x", var);
+    assert_string_equal(var, "BINDERY_PORT_Q1_X");
 }
 
 static void test_adopt(void **state)
@@ -631,8 +826,9 @@ static void test_placeholders_and_env(void **state)
     bdy_world_spec s = shell_spec(
         "w6", "echo \"$BINDERY_PORT_GAME {port:game} $BINDERY_PORT_HTTP_ADMIN {name}/{namespace} "
               "$BINDERY_WORLD_NAME $BINDERY_WORLD_NAMESPACE $MODE ${BINDERY_WORLD_NAME} {other} "
-              "[$BDY_TEST_SECRET] $PWD\" > out.txt");
+              "[$BDY_TEST_SECRET] $BINDERY_WORLD_UID $PWD\" > out.txt");
     s.ns = "games";
+    s.uid = "uid-w6";
     snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
     snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "UDP");
     snprintf(s.ports[1].name, sizeof(s.ports[1].name), "http-admin");
@@ -656,8 +852,8 @@ static void test_placeholders_and_env(void **state)
     snprintf(path, sizeof(path), "%s/out.txt", f->dir);
     unsigned g = h.ports[0].port;
     unsigned a = h.ports[1].port;
-    snprintf(expect, sizeof(expect), "%u %u %u w6/games w6 games %u-w6 w6 {other} [] %s\n", g, g, a,
-             a, f->dir);
+    snprintf(expect, sizeof(expect), "%u %u %u w6/games w6 games %u-w6 w6 {other} [] uid-w6 %s\n",
+             g, g, a, a, f->dir);
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(bdy_read_file(path, 4096, &text, &len), 0);
@@ -890,6 +1086,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_by_identity_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_with_other_ports_kills, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
+                                        teardown),
+        cmocka_unit_test(test_environ_parse),
         cmocka_unit_test_setup_teardown(test_placeholders_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_and_tcp_probes, setup, teardown),

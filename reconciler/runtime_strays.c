@@ -1,0 +1,224 @@
+/* Finding world processes by the identity in their environment (see
+ * runtime_internal.h).
+ *
+ * Why: the world controller records a world's pid in its status only after
+ * the runtime has started the process. A Bindery that stops in between
+ * leaves a running world that no status names; the restarted Bindery would
+ * start the world a second time and the first process would hold its ports
+ * for ever. The environment is set before the process's first instruction,
+ * so it names the world from the start, whatever the world program does. */
+#include "runtime_internal.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STAT_MAX 1024
+
+void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX])
+{
+    size_t len = (size_t)snprintf(out, BDY__PORT_ENV_MAX, "%s%s", BDY__PORT_ENV_PREFIX, port_name);
+    if (len >= BDY__PORT_ENV_MAX)
+        len = BDY__PORT_ENV_MAX - 1;
+    for (size_t k = sizeof(BDY__PORT_ENV_PREFIX) - 1; k < len; k++) {
+        unsigned char c = (unsigned char)out[k];
+        out[k] = isalnum(c) && c < 0x80 ? (char)toupper(c) : '_';
+    }
+}
+
+/* Copies the value of entry e (n bytes) into out when e is "<name>=value"
+ * and the value fits; true when it was that variable. */
+static bool take_value(const char *e, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || memcmp(e, name, nl) != 0 || e[nl] != '=')
+        return false;
+    size_t vl = n - nl - 1;
+    if (vl > 0 && vl < cap) {
+        memcpy(out, e + nl + 1, vl);
+        out[vl] = '\0';
+    }
+    return true;
+}
+
+static void take_port(const char *e, size_t n, bdy__stray *s)
+{
+    const char *eq = memchr(e, '=', n);
+    size_t name_len = eq ? (size_t)(eq - e) : 0;
+    if (eq == NULL || name_len <= sizeof(BDY__PORT_ENV_PREFIX) - 1 ||
+        name_len >= BDY__PORT_ENV_MAX || s->nports == BDY_RUNTIME_MAX_PORTS)
+        return;
+    unsigned port = 0;
+    size_t digits = n - name_len - 1;
+    if (digits == 0 || digits > 5)
+        return;
+    for (size_t i = 0; i < digits; i++) {
+        char c = eq[1 + i];
+        if (c < '0' || c > '9')
+            return;
+        port = port * 10 + (unsigned)(c - '0');
+    }
+    if (port == 0 || port > 65535)
+        return;
+    memcpy(s->ports[s->nports].env, e, name_len);
+    s->ports[s->nports].env[name_len] = '\0';
+    s->ports[s->nports].port = port;
+    s->nports++;
+}
+
+bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t off = 0; off < len;) {
+        const char *e = env + off;
+        size_t n = strnlen(e, len - off);
+        if (!take_value(e, n, "BINDERY_WORLD_UID", out->uid, sizeof(out->uid)) &&
+            !take_value(e, n, "BINDERY_WORLD_NAMESPACE", out->ns, sizeof(out->ns)) &&
+            !take_value(e, n, "BINDERY_WORLD_NAME", out->name, sizeof(out->name)) &&
+            n >= sizeof(BDY__PORT_ENV_PREFIX) - 1 &&
+            memcmp(e, BDY__PORT_ENV_PREFIX, sizeof(BDY__PORT_ENV_PREFIX) - 1) == 0)
+            take_port(e, n, out);
+        off += n + 1;
+    }
+    return out->uid[0] != '\0' && out->ns[0] != '\0' && out->name[0] != '\0';
+}
+
+/* Reads up to cap bytes of file path under dirfd; -1 when it cannot. */
+static ssize_t read_at(int dirfd, const char *path, char *buf, size_t cap)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n < 0)
+                got = 0;
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    return (ssize_t)got;
+}
+
+/* State, process group and start time from /proc/PID/stat, counting fields
+ * after the last ')' since the command name may hold both. */
+static bool read_stat_at(int dirfd, const char *pid_dir, char *state, int64_t *pgrp,
+                         uint64_t *start_time)
+{
+    char path[64];
+    char buf[STAT_MAX];
+    snprintf(path, sizeof(path), "%s/stat", pid_dir);
+    ssize_t n = read_at(dirfd, path, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return false;
+    char *save = NULL;
+    int field = 2;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 3)
+            *state = tok[0];
+        else if (field == 5)
+            *pgrp = strtoll(tok, NULL, 10);
+        else if (field == 22) {
+            *start_time = strtoull(tok, NULL, 10);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+int bdy__strays_find(bdy__stray **out, size_t *count)
+{
+    int rc = 0;
+    *out = NULL;
+    *count = 0;
+    char *env = malloc(BDY__ENVIRON_MAX);
+    bdy__stray *s = NULL;
+    DIR *proc = opendir("/proc");
+    if (env == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    if (proc == NULL) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    uid_t me = geteuid();
+    pid_t self = getpid();
+    for (struct dirent *de; (de = readdir(proc)) != NULL;) {
+        if (!all_digits(de->d_name))
+            continue;
+        int64_t pid = strtoll(de->d_name, NULL, 10);
+        struct stat sb;
+        if (pid == self || fstatat(dirfd(proc), de->d_name, &sb, 0) != 0 || sb.st_uid != me)
+            continue;
+        char state = '?';
+        int64_t pgrp = 0;
+        uint64_t start_time = 0;
+        if (!read_stat_at(dirfd(proc), de->d_name, &state, &pgrp, &start_time) || state == 'Z' ||
+            state == 'X' || pgrp != pid)
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "%s/environ", de->d_name);
+        ssize_t n = read_at(dirfd(proc), path, env, BDY__ENVIRON_MAX);
+        if (n <= 0)
+            continue;
+        if (s == NULL && (s = malloc(sizeof(*s))) == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        if (!bdy__stray_parse_environ(env, (size_t)n, s))
+            continue;
+        s->start_time = start_time;
+        s->pid = pid;
+        s->next = *out;
+        *out = s;
+        (*count)++;
+        s = NULL;
+    }
+out:
+    if (proc != NULL)
+        closedir(proc);
+    free(s);
+    free(env);
+    if (rc != 0) {
+        bdy__strays_free(*out);
+        *out = NULL;
+        *count = 0;
+    }
+    return rc;
+}
+
+void bdy__strays_free(bdy__stray *list)
+{
+    while (list != NULL) {
+        bdy__stray *next = list->next;
+        free(list);
+        list = next;
+    }
+}
