@@ -20,6 +20,17 @@ int bdy__runtime_check_names(const char *ns, const char *name, bdy_errbuf *eb);
 #include <stddef.h>
 #include <stdint.h>
 
+/* What /proc/PID/stat says of a process. */
+typedef struct bdy__proc_stat {
+    char state; /* 'R', 'S', ... 'Z' for a zombie */
+    int64_t pgrp;
+    uint64_t start_time; /* field 22: clock ticks since boot */
+} bdy__proc_stat;
+
+/* Reads pid's /proc/PID/stat. BDY_ENOTFOUND when there is no such
+ * process, BDY_EPARSE when the line is not as expected. */
+int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out);
+
 /* Longest world uid a process's environment may carry (Kubernetes uids are
  * 36 characters). */
 #define BDY__WORLD_UID_MAX 128
@@ -36,7 +47,7 @@ void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
 /* A process found running a world, by the identity the process runtime
  * puts in every world's environment (BINDERY_WORLD_UID, _NAME, _NAMESPACE
  * and BINDERY_PORT_<NAME>), so that one whose start no status recorded can
- * be taken back after a restart (runtime_strays.c). */
+ * be taken back after a restart (runtime_procfs.c). */
 typedef struct bdy__stray {
     struct bdy__stray *next;
     int64_t pid;

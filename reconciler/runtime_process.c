@@ -43,7 +43,6 @@
 
 #define LOG_COMPONENT "runtime"
 #define LOOPBACK "127.0.0.1"
-#define STAT_MAX 1024         /* /proc/PID/stat is a few hundred bytes */
 #define EXPAND_MAX 4096       /* one argument or env value after placeholders */
 #define STATUS_LINE_MAX 256   /* what an HTTP probe reads of the answer */
 #define PROBE_TIMEOUT_MS 1000 /* when the probe names none */
@@ -84,7 +83,7 @@ typedef struct proc_runtime {
     bool stopping;
 
     /* World processes that were running when this runtime was made and
-     * that no adopt() or reclaim() has taken yet (runtime_strays.c). */
+     * that no adopt() or reclaim() has taken yet (runtime_procfs.c). */
     bdy__stray *strays;
 
     char *work_dir; /* NULL: worlds start in Bindery's directory */
@@ -104,58 +103,13 @@ typedef struct env_list {
     size_t n;
 } env_list;
 
-typedef struct proc_stat {
-    char state;
-    int64_t pgrp;
-    uint64_t start_time;
-} proc_stat;
-
 /* ---- /proc ---------------------------------------------------------------- */
-
-/* Reads state, process group and start time of pid from /proc/PID/stat.
- * BDY_ENOTFOUND when there is no such process. The command name (field 2)
- * may hold spaces and parentheses, so fields are counted after the last
- * ')'. */
-static int read_proc_stat(int64_t pid, proc_stat *out)
-{
-    if (pid <= 0 || pid > INT_MAX)
-        return BDY_ENOTFOUND;
-    char path[64];
-    char buf[STAT_MAX];
-    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    int read_errno = errno;
-    close(fd);
-    if (n < 0)
-        return read_errno == ESRCH ? BDY_ENOTFOUND : BDY_EIO;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return BDY_EPARSE;
-    char *save = NULL;
-    int field = 2;
-    for (char *tok = strtok_r(p + 1, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 3) {
-            out->state = tok[0];
-        } else if (field == 5) {
-            out->pgrp = strtoll(tok, NULL, 10);
-        } else if (field == 22) {
-            out->start_time = strtoull(tok, NULL, 10);
-            return 0;
-        }
-    }
-    return BDY_EPARSE;
-}
 
 /* Whether the process h recorded is still there: same pid, same start
  * time, not a zombie. BDY_ENOTFOUND when it is not. */
-static int alive_as_recorded(const bdy_world_handle *h, proc_stat *st)
+static int alive_as_recorded(const bdy_world_handle *h, bdy__proc_stat *st)
 {
-    int rc = read_proc_stat(h->pid, st);
+    int rc = bdy__proc_stat_read(h->pid, st);
     if (rc != 0)
         return rc;
     if (st->start_time != h->start_time || st->state == 'Z' || st->state == 'X')
@@ -291,7 +245,7 @@ static void signal_world(const proc_world *w, int sig)
         pidfd_send_signal(w->pidfd, sig, NULL, 0);
         return;
     }
-    proc_stat st;
+    bdy__proc_stat st;
     bool there = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0
                                : alive_as_recorded(&w->h, &st) == 0;
     if (there)
@@ -440,7 +394,7 @@ static bool has_exited(const proc_world *w)
     memset(&si, 0, sizeof(si));
     if (waitid(P_PID, (id_t)w->h.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
         return si.si_pid != 0;
-    proc_stat st;
+    bdy__proc_stat st;
     return alive_as_recorded(&w->h, &st) == BDY_ENOTFOUND;
 }
 
@@ -833,8 +787,8 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
         goto out;
     }
     /* Our child cannot be reaped behind our back, so /proc/PID is there. */
-    proc_stat st;
-    rc = read_proc_stat(pid, &st);
+    bdy__proc_stat st;
+    rc = bdy__proc_stat_read(pid, &st);
     if (rc != 0) {
         rc = bdy_fail(eb, rc, "cannot read /proc/%d/stat", (int)pid);
         goto out;
@@ -946,7 +900,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
 {
     proc_runtime *rt = ctx;
     int pidfd = -1;
-    proc_stat st;
+    bdy__proc_stat st;
     int rc = bdy__runtime_check_names(ns, name, eb);
     if (rc != 0)
         return rc;
@@ -1013,7 +967,7 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     if (rc != 0) {
         /* Started with other ports than the manifest now names: nothing
          * can describe it, so it goes, and the world starts afresh. */
-        proc_stat st;
+        bdy__proc_stat st;
         if (alive_as_recorded(h, &st) == 0)
             kill(st.pgrp == h->pid ? -(pid_t)h->pid : (pid_t)h->pid, SIGKILL);
         bdy_warn(LOG_COMPONENT,
@@ -1051,7 +1005,7 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
         wake_watcher(rt);
         return 0;
     }
-    proc_stat st;
+    bdy__proc_stat st;
     if (alive_as_recorded(h, &st) != 0)
         return 0;
     bdy_warn(LOG_COMPONENT, "stop: pid %lld is alive but not watched; adopt it first",
@@ -1174,7 +1128,7 @@ static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *p
     (void)ctx;
     if (h == NULL || state == NULL)
         return BDY_EINVAL;
-    proc_stat st;
+    bdy__proc_stat st;
     int rc = alive_as_recorded(h, &st);
     if (rc == BDY_ENOTFOUND) {
         *state = BDY_WORLD_EXITED;

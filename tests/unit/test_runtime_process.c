@@ -569,6 +569,19 @@ static pid_t spawn_unrecorded(fixture *f, unsigned port, const char *name, const
     return spawn_arena_env(f, port, name, envp);
 }
 
+/* Stops a watched world and checks it is reported gone with its ports
+ * free. */
+static exit_rec stop_ok(fixture *f, bdy_runtime *rt, const bdy_world_handle *h, const char *name)
+{
+    assert_int_equal(rt->vt->stop(rt->ctx, h, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, name, &r));
+    assert_int_equal(r.pid, h->pid);
+    for (size_t i = 0; i < h->nports; i++)
+        assert_true(port_bindable(h->ports[i].port));
+    return r;
+}
+
 static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
 {
     bdy_errbuf eb;
@@ -614,11 +627,7 @@ static void test_reclaim_unrecorded_world(void **state)
     assert_int_equal(reclaim(rt, &s, &again), BDY_ENOTFOUND);
     assert_true(wait_ready(rt, &h, &s.readiness));
     assert_tcp_pong(port, "pong lost\n");
-    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
-    exit_rec r;
-    assert_true(wait_exit(f, "lost", &r));
-    assert_int_equal(r.pid, pid);
-    assert_true(port_bindable(port));
+    stop_ok(f, rt, &h, "lost");
     bdy_runtime_free(rt);
 }
 
@@ -636,10 +645,7 @@ static void test_reclaim_by_identity_only(void **state)
     assert_int_equal(h.nports, 1);
     assert_string_equal(h.ports[0].name, "game");
     assert_int_equal(h.ports[0].port, port);
-    assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
-    exit_rec r;
-    assert_true(wait_exit(f, "doomed", &r));
-    assert_true(port_bindable(port));
+    stop_ok(f, rt, &h, "doomed");
     bdy_runtime_free(rt);
 }
 
@@ -692,10 +698,7 @@ static void test_started_world_is_reclaimed_after_restart(void **state)
     assert_int_equal(third->vt->adopt(third->ctx, "default", "unrecorded", &h, &eb), 0);
     bdy_world_handle again;
     assert_int_equal(reclaim(third, &s, &again), BDY_ENOTFOUND);
-    assert_int_equal(third->vt->stop(third->ctx, &h, 5000), 0);
-    exit_rec r;
-    assert_true(wait_exit(f, "unrecorded", &r));
-    assert_true(port_bindable(h.ports[0].port));
+    stop_ok(f, third, &h, "unrecorded");
     bdy_runtime_free(third);
 }
 
@@ -810,11 +813,7 @@ static void test_world_outlives_runtime(void **state)
     bdy_world_state st = BDY_WORLD_EXITED;
     assert_int_equal(second->vt->observe(second->ctx, &h, &s.readiness, &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
-    assert_int_equal(second->vt->stop(second->ctx, &h, 5000), 0);
-    exit_rec r;
-    assert_true(wait_exit(f, "survivor", &r));
-    assert_int_equal(r.status, 0);
-    assert_true(port_bindable(h.ports[0].port));
+    assert_int_equal(stop_ok(f, second, &h, "survivor").status, 0);
     bdy_runtime_free(second);
 }
 

@@ -1,25 +1,28 @@
-/* Finding world processes by the identity in their environment (see
- * runtime_internal.h).
+/* What the process runtime reads from /proc (see runtime_internal.h): a
+ * process's stat line, and the world processes found by the identity in
+ * their environment.
  *
- * Why: the world controller records a world's pid in its status only after
- * the runtime has started the process. A Bindery that stops in between
- * leaves a running world that no status names; the restarted Bindery would
- * start the world a second time and the first process would hold its ports
- * for ever. The environment is set before the process's first instruction,
- * so it names the world from the start, whatever the world program does. */
+ * Why the environment: the world controller records a world's pid in its
+ * status only after the runtime has started the process. A Bindery that
+ * stops in between leaves a running world that no status names; the
+ * restarted Bindery would start the world a second time and the first
+ * process would hold its ports for ever. The environment is set before the
+ * process's first instruction, so it names the world from the start,
+ * whatever the world program does. */
 #include "runtime_internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STAT_MAX 1024
+#define STAT_MAX 1024 /* /proc/PID/stat is a few hundred bytes */
 
 void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX])
 {
@@ -111,35 +114,41 @@ static ssize_t read_at(int dirfd, const char *path, char *buf, size_t cap)
     return (ssize_t)got;
 }
 
-/* State, process group and start time from /proc/PID/stat, counting fields
- * after the last ')' since the command name may hold both. */
-static bool read_stat_at(int dirfd, const char *pid_dir, char *state, int64_t *pgrp,
-                         uint64_t *start_time)
+int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
 {
+    if (pid <= 0 || pid > INT_MAX)
+        return BDY_ENOTFOUND;
     char path[64];
     char buf[STAT_MAX];
-    snprintf(path, sizeof(path), "%s/stat", pid_dir);
-    ssize_t n = read_at(dirfd, path, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return false;
+    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    int read_errno = errno;
+    close(fd);
+    if (n < 0)
+        return read_errno == ESRCH ? BDY_ENOTFOUND : BDY_EIO;
     buf[n] = '\0';
+    /* The command name (field 2) may hold spaces and parentheses, so fields
+     * are counted after the last ')'. */
     char *p = strrchr(buf, ')');
     if (p == NULL)
-        return false;
+        return BDY_EPARSE;
     char *save = NULL;
     int field = 2;
     for (char *tok = strtok_r(p + 1, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
         field++;
-        if (field == 3)
-            *state = tok[0];
-        else if (field == 5)
-            *pgrp = strtoll(tok, NULL, 10);
-        else if (field == 22) {
-            *start_time = strtoull(tok, NULL, 10);
-            return true;
+        if (field == 3) {
+            out->state = tok[0];
+        } else if (field == 5) {
+            out->pgrp = strtoll(tok, NULL, 10);
+        } else if (field == 22) {
+            out->start_time = strtoull(tok, NULL, 10);
+            return 0;
         }
     }
-    return false;
+    return BDY_EPARSE;
 }
 
 static bool all_digits(const char *s)
@@ -177,11 +186,9 @@ int bdy__strays_find(bdy__stray **out, size_t *count)
         struct stat sb;
         if (pid == self || fstatat(dirfd(proc), de->d_name, &sb, 0) != 0 || sb.st_uid != me)
             continue;
-        char state = '?';
-        int64_t pgrp = 0;
-        uint64_t start_time = 0;
-        if (!read_stat_at(dirfd(proc), de->d_name, &state, &pgrp, &start_time) || state == 'Z' ||
-            state == 'X' || pgrp != pid)
+        bdy__proc_stat st;
+        if (bdy__proc_stat_read(pid, &st) != 0 || st.state == 'Z' || st.state == 'X' ||
+            st.pgrp != pid)
             continue;
         char path[64];
         snprintf(path, sizeof(path), "%s/environ", de->d_name);
@@ -194,7 +201,7 @@ int bdy__strays_find(bdy__stray **out, size_t *count)
         }
         if (!bdy__stray_parse_environ(env, (size_t)n, s))
             continue;
-        s->start_time = start_time;
+        s->start_time = st.start_time;
         s->pid = pid;
         s->next = *out;
         *out = s;
