@@ -111,6 +111,10 @@ static bool wait_world_allocated(bb_server *s, const char *name, const char *id,
             return true;
         sleep_ms(100);
     }
+    char why[256];
+    snprintf(why, sizeof(why), "world %.100s not Allocated to %.60s within %d ms", name, id,
+             timeout_ms);
+    bb_print_log_tail(s, why);
     return false;
 }
 
@@ -136,6 +140,9 @@ static bool wait_warm(bb_server *s, int n, int timeout_ms)
             return true;
         sleep_ms(100);
     }
+    char why[96];
+    snprintf(why, sizeof(why), "not %d warm worlds within %d ms", n, timeout_ms);
+    bb_print_log_tail(s, why);
     return false;
 }
 

@@ -311,6 +311,22 @@ bool bb_wait_exit(bb_server *s, int timeout_ms)
     return false;
 }
 
+#define LOG_TAIL_LINES 60
+void bb_print_log_tail(bb_server *s, const char *why)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return;
+    static char ring[LOG_TAIL_LINES][1024];
+    size_t n = 0;
+    while (fgets(ring[n % LOG_TAIL_LINES], sizeof(ring[0]), f) != NULL)
+        n++;
+    fclose(f);
+    fprintf(stderr, "bb: %s; the last lines of %s:\n", why, s->log);
+    for (size_t i = n > LOG_TAIL_LINES ? n - LOG_TAIL_LINES : 0; i < n; i++)
+        fputs(ring[i % LOG_TAIL_LINES], stderr);
+}
+
 bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 50) {
@@ -326,6 +342,11 @@ bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
             fclose(f);
         }
         sleep_ms(50);
+    }
+    if (timeout_ms > 0) { /* a wait, not a check that a line is absent */
+        char why[300];
+        snprintf(why, sizeof(why), "\"%.200s\" not logged within %d ms", text, timeout_ms);
+        bb_print_log_tail(s, why);
     }
     return false;
 }

@@ -45,8 +45,12 @@ void bb_response_free(bb_response *r);
 void bb_signal(bb_server *s, int sig);
 /* Waits up to timeout_ms for exit; returns true if it exited. */
 bool bb_wait_exit(bb_server *s, int timeout_ms);
-/* True if the daemon's log contains text (polls up to timeout_ms). */
+/* True if the daemon's log contains text (polls up to timeout_ms). A wait
+ * that fails (timeout_ms > 0) prints the log's last lines to stderr. */
 bool bb_log_contains(bb_server *s, const char *text, int timeout_ms);
+/* Copies the last 60 lines of the daemon's log to stderr, after why: the
+ * folder is removed at cleanup, so a failed wait prints what explains it. */
+void bb_print_log_tail(bb_server *s, const char *why);
 /* SIGTERM (then SIGKILL after 10 s), kills the worlds it started (their
  * working folder is the server's folder) and removes the folder. */
 void bb_cleanup(bb_server *s);
