@@ -204,62 +204,77 @@ static bool handle_from_status(json_object *world, bdy_world_handle *h)
 }
 
 /* Takes back the process an earlier run started for the world and never
- * recorded (runtime.h, reclaim), if there is one. */
-static bool reclaim_unrecorded(bdy_reconciler *r, const char *key, const bdy_world_spec *spec,
-                               bdy_world_handle *h)
+ * recorded (runtime.h, reclaim). 0 when it did, an error that
+ * bdy_runtime_retry_later() accepts when a later try must look again,
+ * otherwise BDY_ENOTFOUND. */
+static int reclaim_unrecorded(bdy_reconciler *r, const char *key, const bdy_world_spec *spec,
+                              bdy_world_handle *h)
 {
     if (r->rt->vt->reclaim == NULL || spec->uid == NULL)
-        return false;
+        return BDY_ENOTFOUND;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    if (r->rt->vt->reclaim(r->rt->ctx, spec, h, &eb) != 0)
-        return false;
-    bdy_warn("reconciler",
-             "world %s: took back pid %lld, which an earlier run started and never "
-             "recorded",
-             key, (long long)h->pid);
-    return true;
+    int rc = r->rt->vt->reclaim(r->rt->ctx, spec, h, &eb);
+    if (rc == 0)
+        bdy_warn("reconciler",
+                 "world %s: took back pid %lld, which an earlier run started and never "
+                 "recorded",
+                 key, (long long)h->pid);
+    else if (bdy_runtime_retry_later(rc))
+        bdy_warn("reconciler", "world %s: cannot take back its unrecorded process yet: %s", key,
+                 eb.message);
+    return rc == 0 || bdy_runtime_retry_later(rc) ? rc : BDY_ENOTFOUND;
 }
 
 /* Makes sure this process watches the world's process: after a restart the
- * runtime is told to adopt what the status recorded. Returns false when the
- * process is known to be gone. */
-static bool ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, const char *name,
-                           json_object *world, tracked *t)
+ * runtime is told to adopt what the status recorded. 0 when it is watched
+ * and alive; BDY_ENOTFOUND when it is known to be gone (t says how);
+ * another error when the runtime could not tell yet (try again later). */
+static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, const char *name,
+                          json_object *world, tracked *t)
 {
     if (track_get(r, key, t))
-        return !t->exited;
+        return t->exited ? BDY_ENOTFOUND : 0;
     bdy_world_handle h;
+    int rc;
     if (!handle_from_status(world, &h)) {
         /* No process recorded; an earlier run may still have started one
          * (it stopped before saying so), which must not be left running. */
         bdy_world_spec only_identity = {
             .ns = ns, .name = name, .uid = bdy_jstr(bdy_jget(world, "metadata"), "uid")};
-        if (reclaim_unrecorded(r, key, &only_identity, &h)) {
+        rc = reclaim_unrecorded(r, key, &only_identity, &h);
+        if (rc == 0) {
             track_set(r, key, &h);
             track_get(r, key, t);
-            return true;
+            return 0;
         }
+        if (rc != BDY_ENOTFOUND)
+            return rc;
         memset(t, 0, sizeof(*t));
         t->exited = true;
         t->exit_status = -1;
-        return false;
+        return BDY_ENOTFOUND;
     }
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = r->rt->vt->adopt(r->rt->ctx, ns, name, &h, &eb);
+    rc = r->rt->vt->adopt(r->rt->ctx, ns, name, &h, &eb);
     if (rc == 0) {
         track_set(r, key, &h);
         bdy_info("reconciler", "re-adopted world %s (pid %lld)", key, (long long)h.pid);
         track_get(r, key, t);
-        return true;
+        return 0;
+    }
+    if (bdy_runtime_retry_later(rc)) {
+        /* Out of descriptors, say: the process may well be alive. */
+        bdy_warn("reconciler", "world %s: cannot adopt its process yet: %s", key, eb.message);
+        return rc;
     }
     bdy_info("reconciler", "world %s did not survive: %s", key, eb.message);
     memset(t, 0, sizeof(*t));
     t->h = h;
     t->exited = true;
     t->exit_status = -1;
-    return false;
+    return BDY_ENOTFOUND;
 }
 
 /* ---- events ------------------------------------------------------------------ */
@@ -647,7 +662,12 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
             memset(&h, 0, sizeof(h));
             /* An earlier Bindery may have started it and stopped before
              * this status said so: that process is the world. */
-            reclaimed = reclaim_unrecorded(r, key, &spec, &h);
+            rc = reclaim_unrecorded(r, key, &spec, &h);
+            reclaimed = rc == 0;
+            if (rc != 0 && rc != BDY_ENOTFOUND) {
+                json_object_put(manifest);
+                return rc; /* retried: starting now could run the world twice */
+            }
             if (!reclaimed) {
                 memset(&h, 0, sizeof(h));
                 rc = r->rt->vt->start(r->rt->ctx, &spec, &h, &eb);
@@ -857,8 +877,13 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                            "stopping the world");
             goto out;
         }
-        bool alive = phase != BDY_PHASE_PENDING && ensure_tracked(r, key, ns, name, world, &t);
-        if (alive) {
+        int tracked_rc = phase != BDY_PHASE_PENDING ? ensure_tracked(r, key, ns, name, world, &t)
+                                                    : BDY_ENOTFOUND;
+        if (tracked_rc != 0 && tracked_rc != BDY_ENOTFOUND) {
+            rc = tracked_rc; /* retried: the finalizer stays until the process is known gone */
+            goto out;
+        }
+        if (tracked_rc == 0) {
             if (!t.stop_requested) {
                 pthread_mutex_lock(&r->track_lock);
                 tracked *tt = track_find(r, key, false);
@@ -905,7 +930,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         break;
     case BDY_PHASE_STARTING:
     case BDY_PHASE_READY:
-        if (!ensure_tracked(r, key, ns, name, world, &t)) {
+        rc = ensure_tracked(r, key, ns, name, world, &t);
+        if (rc != 0 && rc != BDY_ENOTFOUND)
+            break; /* retried */
+        if (rc == BDY_ENOTFOUND) {
             rc = set_phase(r, world, BDY_PHASE_FAILED, "Crashed", "Warning",
                            "the world's process exited (status %d)", t.exit_status);
             if (rc == 0 && t.exit_status >= 0) {
@@ -923,7 +951,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         *requeue_ms = probe_world(r, key, world, phase, &rc);
         break;
     case BDY_PHASE_ALLOCATED:
-        if (!ensure_tracked(r, key, ns, name, world, &t)) {
+        rc = ensure_tracked(r, key, ns, name, world, &t);
+        if (rc != 0 && rc != BDY_ENOTFOUND)
+            break; /* retried */
+        if (rc == BDY_ENOTFOUND) {
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
             bdy_reconciler_event(r, world, "Normal", "Released",

@@ -1,10 +1,14 @@
-/* Internal to the runtime backends: checks every backend makes the same way.
- */
+/* Internal to the runtime backends: the checks every backend makes the same
+ * way, and what the process runtime reads from /proc (runtime_procfs.c). */
 #ifndef BINDERY_RECONCILER_RUNTIME_INTERNAL_H
 #define BINDERY_RECONCILER_RUNTIME_INTERNAL_H
 
 #include "bindery/error.h"
 #include "bindery/runtime.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Kubernetes limits: a namespace is a DNS label, a name a DNS subdomain. */
 #define BDY__WORLD_NS_MAX 63
@@ -16,13 +20,10 @@
  * after them. Returns 0 or BDY_EINVAL with the detail in eb. */
 int bdy__runtime_check_names(const char *ns, const char *name, bdy_errbuf *eb);
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
 /* What /proc/PID/stat says of a process. */
 typedef struct bdy__proc_stat {
     char state; /* 'R', 'S', ... 'Z' for a zombie */
+    int64_t ppid;
     int64_t pgrp;
     uint64_t start_time; /* field 22: clock ticks since boot */
 } bdy__proc_stat;
@@ -51,6 +52,7 @@ void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
 typedef struct bdy__stray {
     struct bdy__stray *next;
     int64_t pid;
+    int64_t ppid;
     uint64_t start_time; /* /proc/PID/stat field 22 */
     char uid[BDY__WORLD_UID_MAX + 1];
     char ns[BDY__WORLD_NS_MAX + 1];

@@ -176,6 +176,31 @@ static bool port_is_free(unsigned port)
     return is_free;
 }
 
+/* Whether a stray that is still running was told port: such a port is not
+ * handed out, even before the stray has bound it, since the world it
+ * belongs to may be taken back. Strays found gone are forgotten. Caller
+ * holds rt->lock. */
+static bool stray_holds_port(proc_runtime *rt, unsigned port)
+{
+    for (bdy__stray **p = &rt->strays; *p != NULL;) {
+        bdy__stray *s = *p;
+        bool told = false;
+        for (size_t i = 0; i < s->nports && !told; i++)
+            told = s->ports[i].port == port;
+        if (!told) {
+            p = &s->next;
+            continue;
+        }
+        bdy_world_handle h = {.pid = s->pid, .start_time = s->start_time};
+        bdy__proc_stat st;
+        if (alive_as_recorded(&h, &st) == 0)
+            return true;
+        *p = s->next;
+        free(s);
+    }
+    return false;
+}
+
 /* Gives every port of h a free host port. The search starts after the port
  * handed out last, so a port just freed is the last one reused (a client of
  * the old world may still be talking to it). On failure nothing stays
@@ -187,7 +212,7 @@ static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
         unsigned found = 0;
         for (unsigned k = 0; k < span && found == 0; k++) {
             unsigned port = rt->port_min + (rt->port_cursor + k) % span;
-            if (!port_taken(rt, port) && port_is_free(port))
+            if (!port_taken(rt, port) && !stray_holds_port(rt, port) && port_is_free(port))
                 found = port;
         }
         if (found == 0) {
@@ -719,9 +744,18 @@ static int check_spec(const bdy_world_spec *spec, bdy_errbuf *eb)
             (p->protocol[0] != '\0' && strcmp(p->protocol, "TCP") != 0 &&
              strcmp(p->protocol, "UDP") != 0))
             return bdy_fail(eb, BDY_EINVAL, "port \"%s\": protocol must be TCP or UDP", p->name);
-        for (size_t j = 0; j < i; j++)
+        char var[BDY__PORT_ENV_MAX];
+        bdy__port_env_name(p->name, var);
+        for (size_t j = 0; j < i; j++) {
+            char other[BDY__PORT_ENV_MAX];
+            bdy__port_env_name(spec->ports[j].name, other);
             if (strcmp(spec->ports[j].name, p->name) == 0)
                 return bdy_fail(eb, BDY_EINVAL, "port name \"%s\" is used twice", p->name);
+            /* One variable cannot carry two ports. */
+            if (strcmp(var, other) == 0)
+                return bdy_fail(eb, BDY_EINVAL, "port names \"%s\" and \"%s\" are both %s",
+                                spec->ports[j].name, p->name, var);
+        }
     }
     return 0;
 }
@@ -841,40 +875,55 @@ static void drop_stray(proc_runtime *rt, int64_t pid, uint64_t start_time)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Unlinks and returns the stray running spec's world (uid, namespace and
- * name all equal), or NULL. Caller holds rt->lock and frees the result. */
-static bdy__stray *take_stray(proc_runtime *rt, const bdy_world_spec *spec)
+static bool stray_is_world(const bdy__stray *s, const bdy_world_spec *spec)
 {
-    for (bdy__stray **p = &rt->strays; *p != NULL; p = &(*p)->next) {
-        bdy__stray *s = *p;
-        if (strcmp(s->uid, spec->uid) == 0 && strcmp(s->ns, spec->ns) == 0 &&
-            strcmp(s->name, spec->name) == 0) {
-            *p = s->next;
-            s->next = NULL;
-            return s;
-        }
-    }
-    return NULL;
+    return strcmp(s->uid, spec->uid) == 0 && strcmp(s->ns, spec->ns) == 0 &&
+           strcmp(s->name, spec->name) == 0;
 }
 
-/* The ports of a stray as h's: spec's, numbered as the process was told
- * (BDY_ENOTFOUND when it was not told one of them), or with a spec that
- * names none, every port the process was told, named in lower case. */
+/* Whether a, rather than b, is the world when both carry its identity. */
+static bool stray_before(const bdy__stray *a, const bdy__stray *b)
+{
+    if (a->start_time != b->start_time)
+        return a->start_time < b->start_time;
+    if (b->ppid == a->pid || a->ppid == b->pid)
+        return b->ppid == a->pid;
+    return a->pid < b->pid;
+}
+
+/* Unlinks and returns the stray running spec's world (uid, namespace and
+ * name all equal), or NULL. A helper the world started in a session of its
+ * own also leads its group and carries the world's environment, so among
+ * several the world is the one started first, and of equals the one whose
+ * parent is none of the others. Caller holds rt->lock and frees the
+ * result. */
+static bdy__stray *take_stray(proc_runtime *rt, const bdy_world_spec *spec)
+{
+    bdy__stray **best = NULL;
+    for (bdy__stray **p = &rt->strays; *p != NULL; p = &(*p)->next) {
+        if (stray_is_world(*p, spec) && (best == NULL || stray_before(*p, *best)))
+            best = p;
+    }
+    if (best == NULL)
+        return NULL;
+    bdy__stray *s = *best;
+    *best = s->next;
+    s->next = NULL;
+    return s;
+}
+
+/* Puts a stray back: taking it failed for a reason that may pass. Caller
+ * holds rt->lock. */
+static void return_stray(proc_runtime *rt, bdy__stray *s)
+{
+    s->next = rt->strays;
+    rt->strays = s;
+}
+
+/* The ports of a stray as h's: spec's, numbered as the process was told.
+ * BDY_ENOTFOUND when it was not told one of them. */
 static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_world_handle *h)
 {
-    if (spec->nports == 0) {
-        for (size_t i = 0; i < s->nports; i++) {
-            bdy_port *p = &h->ports[h->nports++];
-            const char *suffix = s->ports[i].env + sizeof(BDY__PORT_ENV_PREFIX) - 1;
-            size_t k = 0;
-            for (; suffix[k] != '\0' && k + 1 < sizeof(p->name); k++)
-                p->name[k] = (char)tolower((unsigned char)suffix[k]);
-            p->name[k] = '\0';
-            snprintf(p->protocol, sizeof(p->protocol), "TCP");
-            p->port = s->ports[i].port;
-        }
-        return 0;
-    }
     for (size_t i = 0; i < spec->nports; i++) {
         char var[BDY__PORT_ENV_MAX];
         bdy__port_env_name(spec->ports[i].name, var);
@@ -891,6 +940,28 @@ static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_worl
         p->port = port;
     }
     return 0;
+}
+
+/* SIGKILL to a process this runtime does not watch (and its group, when
+ * it leads one). A pidfd pins the pid, and with it the group, so a pid
+ * recycled meanwhile is never hit; without pidfds the check just before
+ * the signal is all there is. True when the signal went. */
+static bool kill_unwatched(const proc_runtime *rt, const bdy_world_handle *h)
+{
+    int pidfd = rt->have_pidfds ? pidfd_open((pid_t)h->pid, 0) : -1;
+    bdy__proc_stat st;
+    bool sent = false;
+    if ((pidfd >= 0 || !rt->have_pidfds) && alive_as_recorded(h, &st) == 0) {
+        if (st.pgrp == h->pid)
+            sent = kill(-(pid_t)h->pid, SIGKILL) == 0;
+        else if (pidfd >= 0)
+            sent = pidfd_send_signal(pidfd, SIGKILL, NULL, 0) == 0;
+        else
+            sent = kill((pid_t)h->pid, SIGKILL) == 0;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return sent;
 }
 
 /* Takes back a world recorded before a restart (see runtime.h). Adopting a
@@ -935,7 +1006,8 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
         goto out;
     pidfd = -1;
     drop_stray(rt, h->pid, h->start_time);
-    bdy_info(LOG_COMPONENT, "world %s/%s adopted: pid %lld", ns, name, (long long)h->pid);
+    /* The controller logs the adoption at info, with the world's key. */
+    bdy_debug(LOG_COMPONENT, "world %s/%s adopted: pid %lld", ns, name, (long long)h->pid);
 out:
     if (pidfd >= 0)
         close(pidfd);
@@ -967,17 +1039,23 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     if (rc != 0) {
         /* Started with other ports than the manifest now names: nothing
          * can describe it, so it goes, and the world starts afresh. */
-        bdy__proc_stat st;
-        if (alive_as_recorded(h, &st) == 0)
-            kill(st.pgrp == h->pid ? -(pid_t)h->pid : (pid_t)h->pid, SIGKILL);
-        bdy_warn(LOG_COMPONENT,
-                 "world %s/%s: killed pid %lld, started before a restart with ports the "
-                 "manifest no longer names",
-                 spec->ns, spec->name, (long long)h->pid);
+        if (kill_unwatched(rt, h))
+            bdy_warn(LOG_COMPONENT,
+                     "world %s/%s: killed pid %lld, started before a restart with ports the "
+                     "manifest no longer names",
+                     spec->ns, spec->name, (long long)h->pid);
         rc = bdy_fail(eb, BDY_ENOTFOUND, "the unrecorded process of world %s/%s had other ports",
                       spec->ns, spec->name);
     } else {
         rc = proc_adopt(ctx, spec->ns, spec->name, h, eb);
+    }
+    if (bdy_runtime_retry_later(rc)) {
+        /* Out of descriptors or memory, say: the process still runs and is
+         * still the world's, so a later try must find it again. */
+        pthread_mutex_lock(&rt->lock);
+        return_stray(rt, s);
+        pthread_mutex_unlock(&rt->lock);
+        s = NULL;
     }
     free(s);
     return rc;

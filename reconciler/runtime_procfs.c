@@ -141,6 +141,8 @@ int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
         field++;
         if (field == 3) {
             out->state = tok[0];
+        } else if (field == 4) {
+            out->ppid = strtoll(tok, NULL, 10);
         } else if (field == 5) {
             out->pgrp = strtoll(tok, NULL, 10);
         } else if (field == 22) {
@@ -202,6 +204,7 @@ int bdy__strays_find(bdy__stray **out, size_t *count)
         if (!bdy__stray_parse_environ(env, (size_t)n, s))
             continue;
         s->start_time = st.start_time;
+        s->ppid = st.ppid;
         s->pid = pid;
         s->next = *out;
         *out = s;

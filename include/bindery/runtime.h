@@ -99,11 +99,15 @@ typedef struct bdy_runtime_vtable {
     /* Takes back a process an earlier Bindery started for spec's world
      * (spec->uid, ns and name) but never recorded: it stopped after start()
      * and before the world's status named the process. Fills h as start()
-     * would, with spec's ports (a spec without ports: every port the
-     * process was told, named in lower case). The process runtime knows
-     * these processes by the BINDERY_WORLD_UID in their environment, from a
-     * look at /proc when it was made. BDY_ENOTFOUND when there is none.
-     * NULL in a backend that cannot leave such a process behind. */
+     * would, with spec's ports numbered as the process was told them (none
+     * when spec names none: enough to stop it). A process told other ports
+     * than spec names is killed and BDY_ENOTFOUND returned. The process
+     * runtime knows these processes by the BINDERY_WORLD_UID in their
+     * environment, from a look at /proc when it was made, and hands out
+     * none of their ports meanwhile. BDY_ENOTFOUND when there is none;
+     * after an error that bdy_runtime_retry_later() accepts, the process
+     * is left to a later try. NULL in a backend that cannot leave such a
+     * process behind. */
     int (*reclaim)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Runs the readiness probe once (bounded by the probe's timeout) and
      * reports the state. */
@@ -116,6 +120,14 @@ typedef struct bdy_runtime_vtable {
     /* Stops watching (worlds keep running) and frees the backend. */
     void (*destroy)(void *ctx);
 } bdy_runtime_vtable;
+
+/* Whether an error from adopt() or reclaim() says only that the runtime
+ * cannot tell now (out of memory or descriptors): the process may well run,
+ * so the caller tries again later rather than take the world for gone. */
+static inline bool bdy_runtime_retry_later(int rc)
+{
+    return rc == BDY_EIO || rc == BDY_ENOMEM;
+}
 
 typedef struct bdy_runtime {
     const bdy_runtime_vtable *vt;

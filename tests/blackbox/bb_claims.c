@@ -629,21 +629,27 @@ static int processes_of_world(const char *uid)
     return count;
 }
 
-/* Bindery can stop after it started a world's process and before the
- * world's status recorded it. The state it leaves is made here by hand:
- * a running world whose status is back to Pending with no process named.
- * The restarted bindery must take that process back, not start a second. */
-static void test_unrecorded_world_is_taken_back(void **state)
-{
-    (void)state;
-    bb_server s;
-    setup_server(&s, 1, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 1, 60000));
-    bb_signal(&s, SIGKILL);
-    assert_true(bb_wait_exit(&s, 5000));
+/* A world whose process bindery started and never recorded. */
+typedef struct unrecorded {
+    char name[128];
+    char uid[128];
+    int64_t pid;
+} unrecorded;
 
-    bdy_sqlite_opts o = {.data_dir = s.data};
+/* Bindery can stop after it started a world's process and before the
+ * world's status recorded it. This kills bindery once its one world is
+ * warm and leaves that state by hand: a running world whose status is back
+ * to Pending with no process named; with deleting, the world is also being
+ * deleted (its finalizer holds it). */
+static unrecorded make_unrecorded(bb_server *s, bool deleting)
+{
+    unrecorded u;
+    assert_true(bb_start(s, NULL));
+    assert_true(wait_warm(s, 1, 60000));
+    bb_signal(s, SIGKILL);
+    assert_true(bb_wait_exit(s, 5000));
+
+    bdy_sqlite_opts o = {.data_dir = s->data};
     bdy_store *store = NULL;
     assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
     bdy_list_opts lo = {.ns = "default"};
@@ -652,41 +658,80 @@ static void test_unrecorded_world_is_taken_back(void **state)
     assert_int_equal(json_object_array_length(res.items), 1);
     json_object *w = json_object_array_get_idx(res.items, 0);
     json_object *meta = json_object_object_get(w, "metadata");
-    json_object *st = json_object_object_get(w, "status");
-    char name[128];
-    char uid[128];
-    snprintf(name, sizeof(name), "%s",
+    snprintf(u.name, sizeof(u.name), "%s",
              json_object_get_string(json_object_object_get(meta, "name")));
-    snprintf(uid, sizeof(uid), "%s", json_object_get_string(json_object_object_get(meta, "uid")));
-    int64_t pid = json_object_get_int64(json_object_object_get(st, "pid"));
-    assert_true(pid > 0);
-    assert_int_equal(kill((pid_t)pid, 0), 0);
-    assert_int_equal(processes_of_world(uid), 1);
+    snprintf(u.uid, sizeof(u.uid), "%s",
+             json_object_get_string(json_object_object_get(meta, "uid")));
+    u.pid =
+        json_object_get_int64(json_object_object_get(json_object_object_get(w, "status"), "pid"));
+    assert_true(u.pid > 0);
+    assert_int_equal(kill((pid_t)u.pid, 0), 0);
+    assert_int_equal(processes_of_world(u.uid), 1);
     json_object *patch = json_tokener_parse(
         "{\"status\":{\"phase\":\"Pending\",\"reason\":null,\"message\":null,"
         "\"conditions\":null,\"timings\":null,\"address\":null,\"nodeName\":null,"
         "\"pid\":null,\"processStartTicks\":null,\"processStartTime\":null,\"ports\":null}}");
-    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", u.name, BDY_PATCH_MERGE,
                                      patch, true, NULL, NULL, NULL),
                      0);
     json_object_put(patch);
+    if (deleting) {
+        bool deleted = true;
+        assert_int_equal(
+            bdy_store_delete(store, &BDY_GVR_WORLDS, "default", u.name, NULL, NULL, &deleted, NULL),
+            0);
+        assert_false(deleted); /* the finalizer holds it */
+    }
     bdy_list_result_free(&res);
     bdy_store_close(store);
+    return u;
+}
 
+/* The restarted bindery takes the process back, not start a second. */
+static void test_unrecorded_world_is_taken_back(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    unrecorded u = make_unrecorded(&s, false);
     assert_true(bb_start(&s, NULL));
     assert_true(bb_log_contains(&s, "took back pid", 20000));
     assert_true(wait_warm(&s, 1, 30000));
     /* The same process, the only one of that world. */
-    assert_int_equal(kill((pid_t)pid, 0), 0);
-    assert_int_equal(processes_of_world(uid), 1);
+    assert_int_equal(kill((pid_t)u.pid, 0), 0);
+    assert_int_equal(processes_of_world(u.uid), 1);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
-    assert_string_equal(c.name, name);
+    assert_string_equal(c.name, u.name);
     char answer[128];
     char expect[160];
-    snprintf(expect, sizeof(expect), "pong %s\n", name);
+    snprintf(expect, sizeof(expect), "pong %s\n", u.name);
     assert_true(ping_world(c.port, answer, sizeof(answer)));
     assert_string_equal(answer, expect);
+    bb_cleanup(&s);
+}
+
+/* Deleted before anything recorded its process: the process is stopped
+ * before the finalizer lets the world go, and the pool starts another. */
+static void test_unrecorded_world_being_deleted_is_stopped(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    unrecorded u = make_unrecorded(&s, true);
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "took back pid", 20000));
+    bool gone = false;
+    for (int waited = 0; waited <= 20000 && !gone; waited += 100) {
+        gone = processes_of_world(u.uid) == 0;
+        if (!gone)
+            sleep_ms(100);
+    }
+    assert_true(gone);
+    assert_true(wait_warm(&s, 1, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_not_equal(c.name, u.name);
     bb_cleanup(&s);
 }
 
@@ -704,6 +749,7 @@ int main(void)
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
+        cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

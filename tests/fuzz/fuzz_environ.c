@@ -1,4 +1,4 @@
-/* Fuzz driver for the process environment parser of reconciler/runtime_strays.c,
+/* Fuzz driver for the process environment parser of reconciler/runtime_procfs.c,
  * which reads /proc/PID/environ of every process of Bindery's user.
  *
  * Whatever the bytes, the parse must stay within them and give an identity

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -642,10 +643,140 @@ static void test_reclaim_by_identity_only(void **state)
     bdy_world_handle h;
     assert_int_equal(reclaim(rt, &s, &h), 0);
     assert_int_equal(h.pid, pid);
-    assert_int_equal(h.nports, 1);
-    assert_string_equal(h.ports[0].name, "game");
-    assert_int_equal(h.ports[0].port, port);
+    /* Enough to stop it; ports only come from a manifest that names them. */
+    assert_int_equal(h.nports, 0);
     stop_ok(f, rt, &h, "doomed");
+    assert_true(port_bindable(port));
+    bdy_runtime_free(rt);
+}
+
+/* pid of the process other than not_pid whose environment holds var, or 0. */
+static pid_t find_by_env(const char *var, pid_t not_pid)
+{
+    pid_t found = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    static char env[1 << 16];
+    for (struct dirent *e = readdir(d); e != NULL && found == 0; e = readdir(d)) {
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid == not_pid)
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, env, sizeof(env));
+        close(fd);
+        for (ssize_t off = 0; off < n && found == 0;) {
+            size_t len = strnlen(env + off, (size_t)(n - off));
+            if (len == strlen(var) && memcmp(env + off, var, len) == 0 && alive(pid, NULL))
+                found = pid;
+            off += (ssize_t)len + 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A world that starts a helper in a session of its own: both lead a process
+ * group and carry the world's identity, and the world is the one taken
+ * back. */
+static void test_reclaim_picks_the_world_not_its_helper(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = shell_spec("helped", "setsid sleep 30 & exec sleep 31");
+    s.uid = "uid-helped";
+    bdy_world_handle started;
+    start_ok(first, &s, &started);
+    pid_t helper = 0;
+    for (uint64_t end = now_ms() + WAIT_MS; helper == 0 && now_ms() < end; sleep_ms(POLL_MS))
+        helper = find_by_env("BINDERY_WORLD_UID=uid-helped", (pid_t)started.pid);
+    assert_true(helper > 0);
+    int64_t helper_group = 0;
+    alive(helper, &helper_group);
+    if (helper_group != helper) { /* setsid has not run yet: wait for it */
+        for (uint64_t end = now_ms() + WAIT_MS; helper_group != helper && now_ms() < end;
+             sleep_ms(POLL_MS))
+            alive(helper, &helper_group);
+    }
+    assert_int_equal(helper_group, helper);
+    bdy_runtime_free(first);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_handle h;
+    assert_int_equal(reclaim(second, &s, &h), 0);
+    assert_int_equal(h.pid, started.pid);
+    stop_ok(f, second, &h, "helped");
+    bdy_runtime_free(second);
+    kill(helper, SIGKILL); /* in a session of its own, it outlives the world */
+}
+
+/* A stray that has not bound its port yet still owns it: a world started
+ * meanwhile gets no such port, and gets it once the stray is gone. */
+static void test_stray_port_is_not_handed_out(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    char v_port[64];
+    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
+    char *const envp[] = {"BINDERY_WORLD_UID=uid-slow", "BINDERY_WORLD_NAME=slow",
+                          "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, argv[0], NULL, &attr, argv, envp), 0);
+    posix_spawnattr_destroy(&attr);
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
+        int64_t group = 0;
+        if (alive(pid, &group) && group == pid)
+            break;
+    }
+
+    bdy_runtime *rt = new_runtime(f, port, port);
+    bdy_world_spec other = arena_spec(f, "newcomer");
+    bdy_errbuf eb;
+    assert_int_equal(start_err(rt, &other, &eb), BDY_EBUSY);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    bdy_world_handle h;
+    start_ok(rt, &other, &h);
+    assert_int_equal(h.ports[0].port, port);
+    stop_ok(f, rt, &h, "newcomer");
+    bdy_runtime_free(rt);
+}
+
+/* Taking a stray back can fail for a reason that passes (no descriptor
+ * left): the stray must still be there for the next try. */
+static void test_failed_reclaim_is_retried(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    pid_t pid = spawn_unrecorded(f, port, "patient", "uid-patient");
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_spec s = arena_spec(f, "patient");
+    s.uid = "uid-patient";
+    bdy_world_handle h;
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest = dup(0); /* the next descriptor the process would get */
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    memset(&h, 0, sizeof(h));
+    int rc = rt->vt->reclaim(rt->ctx, &s, &h, &eb);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_true(bdy_runtime_retry_later(rc));
+    assert_true(alive(pid, NULL));
+    assert_int_equal(reclaim(rt, &s, &h), 0);
+    assert_int_equal(h.pid, pid);
+    stop_ok(f, rt, &h, "patient");
     bdy_runtime_free(rt);
 }
 
@@ -902,6 +1033,15 @@ static void test_bad_input(void **state)
     s.ports[1] = s.ports[0];
     s.nports = 2;
     assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    /* Two names, one BINDERY_PORT_GAME_A: the variable could carry only one. */
+    s = arena_spec(f, "bad");
+    snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game-a");
+    s.ports[1] = s.ports[0];
+    snprintf(s.ports[1].name, sizeof(s.ports[1].name), "game.a");
+    s.nports = 2;
+    s.args[1] = "{port:game-a}";
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "BINDERY_PORT_GAME_A"));
     s = arena_spec(f, "bad");
     snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "SCT");
     assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
@@ -1088,6 +1228,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_by_identity_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_with_other_ports_kills, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_picks_the_world_not_its_helper, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stray_port_is_not_handed_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_reclaim_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
                                         teardown),
         cmocka_unit_test(test_environ_parse),
