@@ -583,6 +583,13 @@ static exit_rec stop_ok(fixture *f, bdy_runtime *rt, const bdy_world_handle *h, 
     return r;
 }
 
+/* A world uid of this run: a process left behind by an earlier run that
+ * failed must not be taken for this run's world. */
+static void run_uid(char out[64], const char *base)
+{
+    snprintf(out, 64, "uid-%s-%d", base, (int)getpid());
+}
+
 static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
 {
     bdy_errbuf eb;
@@ -594,15 +601,17 @@ static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h
 static void test_reclaim_unrecorded_world(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "lost");
     unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "lost", "uid-lost");
+    pid_t pid = spawn_unrecorded(f, port, "lost", uid);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = arena_spec(f, "lost");
     bdy_world_handle h;
     /* The uid, the name and the namespace must all be the world's. */
     s.uid = "uid-other";
     assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
-    s.uid = "uid-lost";
+    s.uid = uid;
     s.name = "found";
     assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
     s.name = "lost";
@@ -611,7 +620,7 @@ static void test_reclaim_unrecorded_world(void **state)
     s.ns = "default";
     s.uid = NULL;
     assert_int_equal(reclaim(rt, &s, &h), BDY_EINVAL);
-    s.uid = "uid-lost";
+    s.uid = uid;
 
     assert_int_equal(reclaim(rt, &s, &h), 0);
     assert_int_equal(h.pid, pid);
@@ -635,11 +644,13 @@ static void test_reclaim_unrecorded_world(void **state)
 static void test_reclaim_by_identity_only(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "doomed");
     unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "doomed", "uid-doomed");
+    pid_t pid = spawn_unrecorded(f, port, "doomed", uid);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     /* What the world controller knows of a world it deletes: no ports. */
-    bdy_world_spec s = {.ns = "default", .name = "doomed", .uid = "uid-doomed"};
+    bdy_world_spec s = {.ns = "default", .name = "doomed", .uid = uid};
     bdy_world_handle h;
     assert_int_equal(reclaim(rt, &s, &h), 0);
     assert_int_equal(h.pid, pid);
@@ -685,14 +696,18 @@ static pid_t find_by_env(const char *var, pid_t not_pid)
 static void test_reclaim_picks_the_world_not_its_helper(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "helped");
     bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = shell_spec("helped", "setsid sleep 30 & exec sleep 31");
-    s.uid = "uid-helped";
+    s.uid = uid;
     bdy_world_handle started;
     start_ok(first, &s, &started);
+    char var[96];
+    snprintf(var, sizeof(var), "BINDERY_WORLD_UID=%s", uid);
     pid_t helper = 0;
     for (uint64_t end = now_ms() + WAIT_MS; helper == 0 && now_ms() < end; sleep_ms(POLL_MS))
-        helper = find_by_env("BINDERY_WORLD_UID=uid-helped", (pid_t)started.pid);
+        helper = find_by_env(var, (pid_t)started.pid);
     assert_true(helper > 0);
     int64_t helper_group = 0;
     alive(helper, &helper_group);
@@ -718,11 +733,15 @@ static void test_reclaim_picks_the_world_not_its_helper(void **state)
 static void test_stray_port_is_not_handed_out(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "slow");
     unsigned port = free_port(f);
     char v_port[64];
     snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
-    char *const envp[] = {"BINDERY_WORLD_UID=uid-slow", "BINDERY_WORLD_NAME=slow",
-                          "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
+    char v_uid[96];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    char *const envp[] = {v_uid, "BINDERY_WORLD_NAME=slow", "BINDERY_WORLD_NAMESPACE=default",
+                          v_port, NULL};
     char *argv[] = {"/bin/sleep", "30", NULL};
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -730,11 +749,11 @@ static void test_stray_port_is_not_handed_out(void **state)
     pid_t pid = 0;
     assert_int_equal(posix_spawn(&pid, argv[0], NULL, &attr, argv, envp), 0);
     posix_spawnattr_destroy(&attr);
-    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
-        int64_t group = 0;
-        if (alive(pid, &group) && group == pid)
-            break;
-    }
+    /* Under valgrind posix_spawn returns before the exec: wait for it. */
+    pid_t seen = 0;
+    for (uint64_t end = now_ms() + WAIT_MS; seen != pid && now_ms() < end; sleep_ms(POLL_MS))
+        seen = find_by_env(v_uid, 0);
+    assert_int_equal(seen, pid);
 
     bdy_runtime *rt = new_runtime(f, port, port);
     bdy_world_spec other = arena_spec(f, "newcomer");
@@ -754,11 +773,13 @@ static void test_stray_port_is_not_handed_out(void **state)
 static void test_failed_reclaim_is_retried(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "patient");
     unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "patient", "uid-patient");
+    pid_t pid = spawn_unrecorded(f, port, "patient", uid);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = arena_spec(f, "patient");
-    s.uid = "uid-patient";
+    s.uid = uid;
     bdy_world_handle h;
     struct rlimit saved;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -783,12 +804,14 @@ static void test_failed_reclaim_is_retried(void **state)
 static void test_reclaim_with_other_ports_kills(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "changed");
     unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "changed", "uid-changed");
+    pid_t pid = spawn_unrecorded(f, port, "changed", uid);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     /* The manifest now names a port the process was never told. */
     bdy_world_spec s = arena_spec(f, "changed");
-    s.uid = "uid-changed";
+    s.uid = uid;
     snprintf(s.ports[0].name, sizeof(s.ports[0].name), "query");
     bdy_world_handle h;
     assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
@@ -807,11 +830,16 @@ static void test_reclaim_with_other_ports_kills(void **state)
 static void test_started_world_is_reclaimed_after_restart(void **state)
 {
     fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "unrecorded");
     bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = arena_spec(f, "unrecorded");
-    s.uid = "uid-unrecorded";
+    s.uid = uid;
     bdy_world_handle started;
     start_ok(first, &s, &started);
+    /* Under valgrind posix_spawn returns before the exec that sets the
+     * world's environment; ready means it has happened. */
+    assert_true(wait_ready(first, &started, &s.readiness));
     bdy_runtime_free(first);
 
     bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
