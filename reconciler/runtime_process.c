@@ -21,7 +21,6 @@
 #include "runtime_internal.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
