@@ -226,6 +226,11 @@ static int load_rows(bdy_ledger *l, bdy_errbuf *eb)
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 1);
         const char *uid = (const char *)sqlite3_column_text(st, 2);
+        if ((id == NULL && sqlite3_column_type(st, 1) != SQLITE_NULL) ||
+            (uid == NULL && sqlite3_column_type(st, 2) != SQLITE_NULL)) {
+            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory reading claim ledger %s", l->path);
+            goto out;
+        }
         if (id == NULL || uid == NULL || find_id(l, id) != NULL || find_uid(l, uid) != NULL) {
             rc = bdy_fail(eb, BDY_ECORRUPT,
                           "claim ledger %s is inconsistent: row %lld repeats "
@@ -669,23 +674,27 @@ static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const s
 }
 
 /* The current row of st as NCOLUMNS values (NULL columns NULL), valid
- * until st moves on. */
-static void row_values(sqlite3_stmt *st, const char *vals[NCOLUMNS], size_t len[NCOLUMNS])
+ * until st moves on. BDY_ENOMEM when SQLite could not give a column's text:
+ * a value read as missing would make a claim without its id or world. */
+static int row_values(sqlite3_stmt *st, const char *vals[NCOLUMNS], size_t len[NCOLUMNS])
 {
     for (int i = 0; i < NCOLUMNS; i++) {
         bool null = sqlite3_column_type(st, i) == SQLITE_NULL;
         vals[i] = null ? NULL : (const char *)sqlite3_column_text(st, i);
         len[i] = null ? 0 : (size_t)sqlite3_column_bytes(st, i);
+        if (!null && vals[i] == NULL)
+            return BDY_ENOMEM;
     }
+    return 0;
 }
 
-/* Copies the current row of st into a record (NULL columns stay NULL). */
+/* Copies the current row of st into a record (NULL columns stay NULL);
+ * NULL when out of memory. */
 static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
 {
     const char *vals[NCOLUMNS];
     size_t len[NCOLUMNS];
-    row_values(st, vals, len);
-    return record_build(vals, len);
+    return row_values(st, vals, len) == 0 ? record_build(vals, len) : NULL;
 }
 
 bdy_ledger_record *bdy_ledger_record_copy(const bdy_ledger_claim *c)
@@ -752,7 +761,10 @@ int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf
          * as the header says (a start-up reads every live claim). */
         const char *vals[NCOLUMNS];
         size_t len[NCOLUMNS];
-        row_values(st, vals, len);
+        if (row_values(st, vals, len) != 0) {
+            rc = bdy_fail(eb, BDY_ENOMEM, "out of memory reading claim ledger %s", l->path);
+            goto out;
+        }
         bdy_ledger_claim claim = {0};
         claim_point(&claim, vals);
         if ((rc = cb(data, &claim)) != 0)
