@@ -35,14 +35,12 @@ int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out);
 /* Longest world uid a process's environment may carry (Kubernetes uids are
  * 36 characters). */
 #define BDY__WORLD_UID_MAX 128
-/* Longest port name (bdy_port.name without its NUL). */
-#define BDY__PORT_NAME_MAX 15
 
 /* The environment variable that carries port name's host port:
  * "BINDERY_PORT_" + the name in upper case, anything but letters and digits
- * as '_'. */
+ * as '_'. Sized for the longest bdy_port name (both NULs counted once). */
 #define BDY__PORT_ENV_PREFIX "BINDERY_PORT_"
-#define BDY__PORT_ENV_MAX (sizeof(BDY__PORT_ENV_PREFIX) + BDY__PORT_NAME_MAX)
+#define BDY__PORT_ENV_MAX (sizeof(BDY__PORT_ENV_PREFIX) + sizeof(((bdy_port *)0)->name) - 1)
 void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
 
 /* A process found running a world, by the identity the process runtime

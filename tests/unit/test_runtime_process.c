@@ -555,19 +555,44 @@ static pid_t spawn_arena(fixture *f, unsigned port, const char *name)
     return spawn_arena_env(f, port, name, NULL);
 }
 
-/* arena-world started as the process runtime starts a world, with its
- * identity in the environment, as if Bindery stopped before recording it. */
-static pid_t spawn_unrecorded(fixture *f, unsigned port, const char *name, const char *uid)
+/* A world uid of this run: a process left behind by an earlier run that
+ * failed must not be taken for this run's world. */
+static void run_uid(char out[64], const char *base)
 {
+    snprintf(out, 64, "uid-%s-%d", base, (int)getpid());
+}
+
+/* arena-world started as the process runtime starts a world, with its
+ * identity in the environment, as if Bindery stopped before recording it:
+ * a uid of this run (in uid) and a free port of the fixture's (in *port). */
+static pid_t spawn_unrecorded(fixture *f, const char *name, char uid[64], unsigned *port)
+{
+    run_uid(uid, name);
+    *port = free_port(f);
     char v_uid[128];
     char v_name[128];
     char v_port[64];
     snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
     snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
-    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
+    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", *port);
     char *const envp[] = {
         "PATH=/usr/bin:/bin", v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
-    return spawn_arena_env(f, port, name, envp);
+    return spawn_arena_env(f, *port, name, envp);
+}
+
+/* The pid of a process other than not_pid that the runtime would find as a
+ * stray of world uid (it leads its group and carries the identity), or 0. */
+static pid_t stray_of(const char *uid, pid_t not_pid)
+{
+    bdy__stray *list = NULL;
+    size_t n = 0;
+    assert_int_equal(bdy__strays_find(&list, &n), 0);
+    pid_t found = 0;
+    for (const bdy__stray *s = list; s != NULL && found == 0; s = s->next)
+        if (strcmp(s->uid, uid) == 0 && s->pid != not_pid)
+            found = (pid_t)s->pid;
+    bdy__strays_free(list);
+    return found;
 }
 
 /* Stops a watched world and checks it is reported gone with its ports
@@ -583,13 +608,6 @@ static exit_rec stop_ok(fixture *f, bdy_runtime *rt, const bdy_world_handle *h, 
     return r;
 }
 
-/* A world uid of this run: a process left behind by an earlier run that
- * failed must not be taken for this run's world. */
-static void run_uid(char out[64], const char *base)
-{
-    snprintf(out, 64, "uid-%s-%d", base, (int)getpid());
-}
-
 static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
 {
     bdy_errbuf eb;
@@ -602,9 +620,8 @@ static void test_reclaim_unrecorded_world(void **state)
 {
     fixture *f = *state;
     char uid[64];
-    run_uid(uid, "lost");
-    unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "lost", uid);
+    unsigned port = 0;
+    pid_t pid = spawn_unrecorded(f, "lost", uid, &port);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = arena_spec(f, "lost");
     bdy_world_handle h;
@@ -645,9 +662,8 @@ static void test_reclaim_by_identity_only(void **state)
 {
     fixture *f = *state;
     char uid[64];
-    run_uid(uid, "doomed");
-    unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "doomed", uid);
+    unsigned port = 0;
+    pid_t pid = spawn_unrecorded(f, "doomed", uid, &port);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     /* What the world controller knows of a world it deletes: no ports. */
     bdy_world_spec s = {.ns = "default", .name = "doomed", .uid = uid};
@@ -659,35 +675,6 @@ static void test_reclaim_by_identity_only(void **state)
     stop_ok(f, rt, &h, "doomed");
     assert_true(port_bindable(port));
     bdy_runtime_free(rt);
-}
-
-/* pid of the process other than not_pid whose environment holds var, or 0. */
-static pid_t find_by_env(const char *var, pid_t not_pid)
-{
-    pid_t found = 0;
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    static char env[1 << 16];
-    for (struct dirent *e = readdir(d); e != NULL && found == 0; e = readdir(d)) {
-        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == not_pid)
-            continue;
-        char path[300];
-        snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, env, sizeof(env));
-        close(fd);
-        for (ssize_t off = 0; off < n && found == 0;) {
-            size_t len = strnlen(env + off, (size_t)(n - off));
-            if (len == strlen(var) && memcmp(env + off, var, len) == 0 && alive(pid, NULL))
-                found = pid;
-            off += (ssize_t)len + 1;
-        }
-    }
-    closedir(d);
-    return found;
 }
 
 /* A world that starts a helper in a session of its own: both lead a process
@@ -703,20 +690,11 @@ static void test_reclaim_picks_the_world_not_its_helper(void **state)
     s.uid = uid;
     bdy_world_handle started;
     start_ok(first, &s, &started);
-    char var[96];
-    snprintf(var, sizeof(var), "BINDERY_WORLD_UID=%s", uid);
+    /* Once the helper has run setsid, it looks like a stray of the world. */
     pid_t helper = 0;
     for (uint64_t end = now_ms() + WAIT_MS; helper == 0 && now_ms() < end; sleep_ms(POLL_MS))
-        helper = find_by_env(var, (pid_t)started.pid);
+        helper = stray_of(uid, (pid_t)started.pid);
     assert_true(helper > 0);
-    int64_t helper_group = 0;
-    alive(helper, &helper_group);
-    if (helper_group != helper) { /* setsid has not run yet: wait for it */
-        for (uint64_t end = now_ms() + WAIT_MS; helper_group != helper && now_ms() < end;
-             sleep_ms(POLL_MS))
-            alive(helper, &helper_group);
-    }
-    assert_int_equal(helper_group, helper);
     bdy_runtime_free(first);
 
     bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
@@ -752,7 +730,7 @@ static void test_stray_port_is_not_handed_out(void **state)
     /* Under valgrind posix_spawn returns before the exec: wait for it. */
     pid_t seen = 0;
     for (uint64_t end = now_ms() + WAIT_MS; seen != pid && now_ms() < end; sleep_ms(POLL_MS))
-        seen = find_by_env(v_uid, 0);
+        seen = stray_of(uid, 0);
     assert_int_equal(seen, pid);
 
     bdy_runtime *rt = new_runtime(f, port, port);
@@ -774,9 +752,8 @@ static void test_failed_reclaim_is_retried(void **state)
 {
     fixture *f = *state;
     char uid[64];
-    run_uid(uid, "patient");
-    unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "patient", uid);
+    unsigned port = 0;
+    pid_t pid = spawn_unrecorded(f, "patient", uid, &port);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     bdy_world_spec s = arena_spec(f, "patient");
     s.uid = uid;
@@ -788,10 +765,7 @@ static void test_failed_reclaim_is_retried(void **state)
     close(lowest);
     struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
-    bdy_errbuf eb;
-    bdy_errbuf_clear(&eb);
-    memset(&h, 0, sizeof(h));
-    int rc = rt->vt->reclaim(rt->ctx, &s, &h, &eb);
+    int rc = reclaim(rt, &s, &h);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
     assert_true(bdy_runtime_retry_later(rc));
     assert_true(alive(pid, NULL));
@@ -805,9 +779,8 @@ static void test_reclaim_with_other_ports_kills(void **state)
 {
     fixture *f = *state;
     char uid[64];
-    run_uid(uid, "changed");
-    unsigned port = free_port(f);
-    pid_t pid = spawn_unrecorded(f, port, "changed", uid);
+    unsigned port = 0;
+    pid_t pid = spawn_unrecorded(f, "changed", uid, &port);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     /* The manifest now names a port the process was never told. */
     bdy_world_spec s = arena_spec(f, "changed");
