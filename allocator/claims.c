@@ -1576,13 +1576,15 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
     have_spec = true;
-    memset(&counts, 0, sizeof(counts));
-    bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts);
-    if (cr.wait_s == 0 || counts.total >= spec.max_worlds || !cold_world_matches(&spec, &cr)) {
+    bool matches = cold_world_matches(&spec, &cr);
+    /* The room is held from here until the informer reports the world. */
+    bool room =
+        cr.wait_s > 0 && matches && bdy_fleet_creations_grant(c->o.fleet, cr.ns, cr.pool, 1);
+    if (!room) {
         snprintf(why, sizeof(why), "no warm world in pool %s/%s%s", cr.ns, cr.pool,
-                 cr.wait_s > 0 && counts.total >= spec.max_worlds ? " and it is at maxWorlds"
-                 : cr.wait_s > 0 ? " and a new world would not match the selectors"
-                                 : "");
+                 cr.wait_s == 0 ? ""
+                 : matches      ? " and it is at maxWorlds"
+                                : " and a new world would not match the selectors");
         bdy_http_error(resp, 503, "PoolExhausted", why, RETRY_AFTER_S);
         count_result(c, cr.pool, "warm", "exhausted", 0);
         idem_finish(c, idem_pending, NULL);
@@ -1590,7 +1592,9 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     waiter *w = calloc(1, sizeof(*w));
     char world_name[BDY_NAME_MAX];
-    if (w == NULL || create_cold_world(c, &spec, id, world_name) != 0) {
+    bool created = w != NULL && create_cold_world(c, &spec, id, world_name) == 0;
+    bdy_fleet_creation_done(c->o.fleet, cr.ns, cr.pool, created ? world_name : NULL);
+    if (!created) {
         free(w);
         bdy_http_error(resp, 503, "PoolExhausted", "could not start a world for this claim",
                        RETRY_AFTER_S);

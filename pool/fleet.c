@@ -20,6 +20,11 @@
 
 #define FLEET_MIN_BUCKETS 1024
 #define FLEET_MAX_LABELS_BYTES 4096
+/* A created world reaches the fleet through the informer within
+ * milliseconds. A creation slot outlives that only when the world was
+ * created and deleted while the informer relisted, so it never saw it;
+ * the slot is dropped after this long instead of holding room forever. */
+#define FLEET_CREATION_TTL_S 60.0
 
 typedef struct fleet_pool fleet_pool;
 
@@ -47,12 +52,22 @@ typedef struct world {
     long warm_slot;     /* index in pool->warm, or -1 */
 } world;
 
+/* Room a creator was granted for one world that the informer has not
+ * reported yet (see bdy_fleet_creations_grant). */
+typedef struct creation {
+    char name[BDY_NAME_MAX]; /* "" until the creator has named it */
+    double since;            /* monotonic seconds of the grant */
+} creation;
+
 struct fleet_pool {
     bdy_config_pool spec; /* deep copy, owned */
     world **warm;
     size_t nwarm;
     size_t awarm;
-    bdy_pool_counts counts;
+    bdy_pool_counts counts; /* of observed worlds only; creations apart */
+    creation *creating;     /* owned array */
+    size_t ncreating;
+    size_t acreating;
     bool present; /* still in the config */
 };
 
@@ -175,6 +190,7 @@ static void pool_free(fleet_pool *p)
         return;
     spec_free(&p->spec);
     free(p->warm);
+    free(p->creating);
     free(p);
 }
 
@@ -477,6 +493,43 @@ static world *world_add(bdy_fleet *f, const char *key, size_t ns_len)
     return w;
 }
 
+/* ---- creation slots (granted below, dropped when the informer reports) ------- */
+
+static double monotonic_s(void)
+{
+    return (double)bdy_monotonic_ns() / 1e9;
+}
+
+static void creation_drop(fleet_pool *p, size_t i)
+{
+    p->creating[i] = p->creating[--p->ncreating];
+}
+
+/* Drops slots older than FLEET_CREATION_TTL_S. Under f->lock. */
+static void creations_prune(fleet_pool *p, double now)
+{
+    for (size_t i = p->ncreating; i-- > 0;) {
+        if (now - p->creating[i].since >= FLEET_CREATION_TTL_S) {
+            bdy_warn("fleet", "pool %s/%s: world %s was created %.0f s ago and never seen",
+                     p->spec.ns, p->spec.name,
+                     p->creating[i].name[0] ? p->creating[i].name : "(unnamed)",
+                     FLEET_CREATION_TTL_S);
+            creation_drop(p, i);
+        }
+    }
+}
+
+/* The world ns/name of pool p has been seen: its slot, if any, goes. Under f->lock. */
+static void creation_seen(fleet_pool *p, const char *name)
+{
+    for (size_t i = 0; p != NULL && i < p->ncreating; i++) {
+        if (strcmp(p->creating[i].name, name) == 0) {
+            creation_drop(p, i);
+            return;
+        }
+    }
+}
+
 void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
 {
     const char *ns = bdy_jstr(bdy_jget(obj, "metadata"), "namespace");
@@ -510,6 +563,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
     if (w == NULL) {
+        if (pool != NULL)
+            creation_seen(find_pool(f, ns, pool), name);
         if ((w = world_add(f, key, strlen(ns))) == NULL) {
             free(labels);
             free(uid);
@@ -574,12 +629,68 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
     pthread_mutex_unlock(&f->lock);
 }
 
+/* ---- creations --------------------------------------------------------------- */
+
+unsigned bdy_fleet_creations_grant(bdy_fleet *f, const char *ns, const char *pool, unsigned want)
+{
+    unsigned granted = 0;
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    if (p == NULL)
+        goto out;
+    double now = monotonic_s();
+    creations_prune(p, now);
+    size_t used = (size_t)p->counts.total + p->ncreating;
+    size_t room = p->spec.max_worlds > used ? p->spec.max_worlds - used : 0;
+    granted = want < room ? want : (unsigned)room;
+    if (p->ncreating + granted > p->acreating) {
+        size_t n = p->ncreating + granted;
+        n = n < 16 ? 16 : n * 2;
+        creation *grown = realloc(p->creating, n * sizeof(*grown));
+        if (grown == NULL) {
+            granted = 0;
+            goto out;
+        }
+        p->creating = grown;
+        p->acreating = n;
+    }
+    for (unsigned i = 0; i < granted; i++)
+        p->creating[p->ncreating++] = (creation){.name = "", .since = now};
+out:
+    pthread_mutex_unlock(&f->lock);
+    return granted;
+}
+
+void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    for (size_t i = 0; p != NULL && i < p->ncreating; i++) {
+        if (p->creating[i].name[0] != '\0')
+            continue;
+        char key[2 * BDY_NAME_MAX + 2];
+        snprintf(key, sizeof(key), "%s/%s", ns, name ? name : "");
+        /* Failed, or already seen (the informer can beat the creator's own
+         * return): the slot is no longer needed. */
+        if (name == NULL || find_world(f, key) != NULL)
+            creation_drop(p, i);
+        else
+            snprintf(p->creating[i].name, sizeof(p->creating[i].name), "%s", name);
+        break;
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
 int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out)
 {
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
-    if (p != NULL)
+    if (p != NULL) {
+        creations_prune(p, monotonic_s());
         *out = p->counts;
+        out->creating = (unsigned)p->ncreating;
+        out->total += out->creating;
+    }
     pthread_mutex_unlock(&f->lock);
     return p ? 0 : BDY_ENOTFOUND;
 }

@@ -1083,8 +1083,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
 
     if (nfailed > 0 && bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
-    unsigned warm =
-        c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] + c.phase[BDY_PHASE_READY];
+    unsigned warm = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
+                    c.phase[BDY_PHASE_READY] + c.creating;
     if (spec.booklet != NULL && spec.manifest == NULL) {
         bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
         goto out;
@@ -1104,8 +1104,13 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             n = POOL_STEP_MAX;
         if (backoff > 0)
             n = 0;
-        ps->tokens -= n;
         ps->surplus_since = 0;
+        pthread_mutex_unlock(&r->pools_lock);
+        /* The fleet has the last word on room: a cold claim may have taken
+         * it since the counts were read. */
+        n = n > 0 ? bdy_fleet_creations_grant(r->o.fleet, ns, name, n) : 0;
+        pthread_mutex_lock(&r->pools_lock);
+        ps->tokens -= n;
         pthread_mutex_unlock(&r->pools_lock);
         if (backoff > 0) {
             bdy_debug("pool", "pool %s: worlds keep failing, creating again in %.1f s", key,
@@ -1115,15 +1120,20 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             *requeue_ms = (unsigned)(1000.0 / rate) + 1; /* rate-limited: more soon */
         }
         for (unsigned i = 0; i < n; i++) {
-            json_object *w = bdy_pool_new_world(&spec, NULL);
-            bdy_errbuf eb;
-            bdy_errbuf_clear(&eb);
-            rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, NULL, &eb);
-            json_object_put(w);
-            if (rc != 0) {
-                bdy_warn("pool", "pool %s: cannot create a world: %s", key, eb.message);
-                break;
+            json_object *created = NULL;
+            if (rc == 0) { /* after a failure the rest of the grant goes back unused */
+                json_object *w = bdy_pool_new_world(&spec, NULL);
+                bdy_errbuf eb;
+                bdy_errbuf_clear(&eb);
+                rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, &created, &eb);
+                json_object_put(w);
+                if (rc != 0)
+                    bdy_warn("pool", "pool %s: cannot create a world: %s", key, eb.message);
             }
+            bdy_fleet_creation_done(r->o.fleet, ns, name,
+                                    rc == 0 ? bdy_jstr(bdy_jget(created, "metadata"), "name")
+                                            : NULL);
+            json_object_put(created);
         }
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
         /* Scale down only after the surplus has lasted a cooldown, and then

@@ -65,7 +65,9 @@ typedef struct bdy_pool_counts {
     unsigned phase[BDY_PHASE_COUNT];
     unsigned warm;     /* claimable now */
     unsigned deleting; /* deletionTimestamp set */
-    unsigned total;    /* every world of the pool that is not being deleted */
+    unsigned creating; /* granted creations not seen yet (bdy_fleet_creations_grant) */
+    unsigned total;    /* every world of the pool that is not being deleted, and
+                          every creation in `creating` */
 } bdy_pool_counts;
 
 /* A copy of what claims need to know about a candidate. */
@@ -111,6 +113,17 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *world, char *pool_out);
 void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool_out);
 
 int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out);
+
+/* Creators (the pool controller, cold claims): grants up to `want` new
+ * worlds that fit under the pool's maxWorlds and holds their room until the
+ * informer reports them, so that two creators acting on the same counts in
+ * quick succession cannot both fill the same room. Returns how many were
+ * granted (0 for an unknown pool). Every granted slot must be settled with
+ * bdy_fleet_creation_done: with the created world's name, which keeps the
+ * room until the world is seen, or with NULL when the create failed, which
+ * gives it back. */
+unsigned bdy_fleet_creations_grant(bdy_fleet *f, const char *ns, const char *pool, unsigned want);
+void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name);
 
 /* Claim side: takes a warm world of the pool matching the first selector
  * (in order) that any warm world matches; selectors may be NULL/empty.

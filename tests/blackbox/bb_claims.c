@@ -272,6 +272,62 @@ static void test_claim_ping_release_refill(void **state)
     bb_cleanup(&s);
 }
 
+/* Worlds of the pool not being deleted, by the pool's own counts. */
+static int pool_worlds(bb_server *s)
+{
+    int warm = pool_field(s, "warm");
+    int starting = pool_field(s, "starting");
+    int allocated = pool_field(s, "allocated");
+    return warm < 0 || starting < 0 || allocated < 0 ? -1 : warm + starting + allocated;
+}
+
+/* A full pool whose claims were refused and then one released: misses
+ * raise the target and the release queues the pool again, so the pool
+ * controller runs several times before its first new world is reported.
+ * It must still create one world, not one per run. */
+static void test_max_worlds_holds_through_release(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 4, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    claim held[4];
+    int n = 0;
+    for (int i = 0; i < 300 && n < 4; i++) {
+        held[n] = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+        if (held[n].status == 201)
+            n++;
+        else
+            sleep_ms(100);
+    }
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(post_claim(&s, "{\"pool\":\"arena\"}", NULL).status, 503);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", held[0].id);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    /* Watch the pool refill, then claim everything it has. */
+    int most = 0;
+    for (int waited = 0; waited < 4000; waited += 50) {
+        int now = pool_worlds(&s);
+        most = now > most ? now : most;
+        sleep_ms(50);
+    }
+    assert_true(wait_warm(&s, 1, 30000));
+    for (int waited = 0; waited < 20000 && pool_field(&s, "starting") != 0; waited += 100)
+        sleep_ms(100);
+    int more = 0;
+    for (int i = 0; i < 10; i++)
+        more += post_claim(&s, "{\"pool\":\"arena\"}", NULL).status == 201;
+    printf("most worlds seen %d, claims after the release %d\n", most, more);
+    assert_true(most <= 4);
+    assert_int_equal(more, 1);
+    bb_cleanup(&s);
+}
+
 static void test_idempotent_replay(void **state)
 {
     (void)state;
@@ -740,6 +796,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_claim_ping_release_refill, bb_teardown),
+        cmocka_unit_test_teardown(test_max_worlds_holds_through_release, bb_teardown),
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),

@@ -318,6 +318,63 @@ static void test_many_worlds_claim_is_constant_time(void **state)
     bdy_fleet_free(f);
 }
 
+/* Room granted to a creator stays taken until the informer reports the
+ * world, so creators acting on the same counts cannot pass maxWorlds. */
+static void test_creations_hold_room_until_seen(void **state)
+{
+    (void)state;
+    bdy_fleet *f = NULL;
+    assert_int_equal(bdy_fleet_new(&f), 0);
+    bdy_config_pool pool = make_pool("arena", 2);
+    pool.max_worlds = 4;
+    bdy_config_pools set = {&pool, 1};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    observe(f, world("a1", "arena", "Allocated", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Allocated", 11, "dust", false, false));
+    observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
+
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 2), 1);
+    bdy_pool_counts c;
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.creating, 1);
+    assert_int_equal(c.total, 4);
+    /* A second creator on the same counts, before anything is created. */
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
+    bdy_fleet_creation_done(f, "default", "arena", "n1");
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 1);
+    /* Seen: it counts as a world now, not twice. */
+    observe(f, world("n1", "arena", "Pending", 13, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 0);
+    assert_int_equal(c.phase[BDY_PHASE_PENDING], 1);
+    assert_int_equal(c.total, 4);
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
+
+    /* A failed create gives its room back. */
+    char p[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", "a1", p);
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 3), 1);
+    bdy_fleet_creation_done(f, "default", "arena", NULL);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 0);
+    assert_int_equal(c.total, 3);
+    /* The informer may report the world before its creator returns. */
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
+    observe(f, world("n2", "arena", "Pending", 14, "dust", false, false));
+    bdy_fleet_creation_done(f, "default", "arena", "n2");
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 0);
+    assert_int_equal(c.total, 4);
+    /* Deleting worlds leave room; unknown pools get none. */
+    observe(f, world("n2", "arena", "Pending", 15, "dust", true, false));
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
+    bdy_fleet_creation_done(f, "default", "arena", NULL);
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "nope", 1), 0);
+    bdy_fleet_free(f);
+}
+
 static void test_sizing_clamps(void **state)
 {
     (void)state;
@@ -372,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_pools_reconfigured),
         cmocka_unit_test(test_scale_down_candidates_and_failed),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
+        cmocka_unit_test(test_creations_hold_room_until_seen),
         cmocka_unit_test(test_sizing_clamps),
         cmocka_unit_test(test_allocation_answer),
     };
