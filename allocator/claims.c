@@ -583,10 +583,40 @@ void bdy_claim_request_free(bdy_claim_request *r)
     r->body = NULL;
 }
 
-/* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage) with
- * a nesting cap. */
+/* True when a string somewhere in o holds a NUL (\u0000): every use of it
+ * as a C string would cut it short. Depth is capped by the parser. */
+static bool has_nul_string(json_object *o)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_string:
+        return strlen(json_object_get_string(o)) != (size_t)json_object_get_string_len(o);
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (has_nul_string(json_object_array_get_idx(o, i)))
+                return true;
+        return false;
+    case json_type_object: {
+        json_object_object_foreach(o, k, v)
+        {
+            (void)k;
+            if (has_nul_string(v))
+                return true;
+        }
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
+/* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage, UTF-8
+ * only) with a nesting cap. */
 static json_object *parse_strict(const char *body, size_t len, char *why, size_t why_cap)
 {
+    if (!bdy_utf8_valid(body, len)) {
+        snprintf(why, why_cap, "malformed JSON: the body is not valid UTF-8");
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(CLAIM_MAX_BODY_DEPTH);
     if (tok == NULL)
         return NULL;
@@ -596,8 +626,13 @@ static json_object *parse_strict(const char *body, size_t len, char *why, size_t
     if (obj == NULL || err != json_tokener_success ||
         (size_t)json_tokener_get_parse_end(tok) != len) {
         snprintf(why, why_cap, "malformed JSON: %s",
-                 err != json_tokener_success ? json_tokener_error_desc(err)
-                                             : "unexpected data after the object");
+                 err == json_tokener_continue  ? "the body ends inside a value"
+                 : err != json_tokener_success ? json_tokener_error_desc(err)
+                                               : "unexpected data after the object");
+        json_object_put(obj);
+        obj = NULL;
+    } else if (has_nul_string(obj)) {
+        snprintf(why, why_cap, "strings may not contain NUL (\\u0000)");
         json_object_put(obj);
         obj = NULL;
     }
@@ -617,8 +652,20 @@ static bool valid_dns_label(const char *s)
     return true;
 }
 
+/* True for a key whose prefix is BDY_RESERVED_DOMAIN or a subdomain of it:
+ * the pool's own keys (BDY_LABEL_POOL says which pool a world is in). */
+static bool reserved_key(const char *k)
+{
+    const char *slash = strchr(k, '/');
+    size_t dlen = slash ? (size_t)(slash - k) : 0;
+    size_t rlen = strlen(BDY_RESERVED_DOMAIN);
+    if (dlen < rlen || strncmp(slash - rlen, BDY_RESERVED_DOMAIN, rlen) != 0)
+        return false;
+    return dlen == rlen || slash[-(ptrdiff_t)rlen - 1] == '.';
+}
+
 /* Checks a labels/annotations map: an object of strings whose keys and
- * (for labels) values are valid Kubernetes names. */
+ * (for labels) values are valid Kubernetes names, none of them reserved. */
 static bool valid_string_map(json_object *m, bool labels, const char *field, char *why, size_t cap)
 {
     if (!json_object_is_type(m, json_type_object)) {
@@ -630,6 +677,12 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
     {
         if (!json_object_is_type(v, json_type_string)) {
             snprintf(why, cap, "%s.%s must be a string", field, k);
+            json_object_put(probe);
+            return false;
+        }
+        if (reserved_key(k)) {
+            snprintf(why, cap, "%s.%.100s: keys under %s/ are reserved for bindery", field, k,
+                     BDY_RESERVED_DOMAIN);
             json_object_put(probe);
             return false;
         }

@@ -248,6 +248,9 @@ static const char *query_cb(void *data, const char *key)
 static int parse_body(const bdy_http_request *req, bool want_object, json_object **out,
                       bdy_errbuf *eb)
 {
+    /* Stored text must stay valid UTF-8: every client reads it back. */
+    if (!bdy_utf8_valid(req->body, req->body_len))
+        return bdy_fail(eb, BDY_EINVAL, "the request body is not valid UTF-8");
     json_tokener *tok = json_tokener_new_ex(64);
     if (tok == NULL)
         return BDY_ENOMEM;

@@ -31,8 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Label and annotation keys under this domain (and its subdomains) are
+ * bindery's own; claims may not set them. */
+#define BDY_RESERVED_DOMAIN "bindery.dev"
 /* Label every pooled world carries: its pool's name. */
-#define BDY_LABEL_POOL "bindery.dev/pool"
+#define BDY_LABEL_POOL BDY_RESERVED_DOMAIN "/pool"
 /* Finalizer the world controller keeps until the runtime has stopped. */
 #define BDY_FINALIZER_WORLD "bindery.dev/world"
 /* Annotation on a world created for one waiting claim. */

@@ -96,6 +96,10 @@ void bdy_sha256_hex(const void *data, size_t len, char out[65]);
 /* Constant-time comparison of two equal-length byte strings. */
 bool bdy_ct_equal(const void *a, const void *b, size_t len);
 
+/* True when s[0..n) is well-formed UTF-8 (RFC 3629): no overlong forms, no
+ * surrogates, nothing above U+10FFFF, no sequence cut short. */
+bool bdy_utf8_valid(const char *s, size_t n);
+
 /* Reads a whole file, capped at max_bytes (BDY_ETOOBIG beyond). The result is
  * NUL-terminated; the caller frees it. Missing file → BDY_ENOTFOUND. */
 int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);

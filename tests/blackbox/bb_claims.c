@@ -470,6 +470,9 @@ static void test_bad_requests_change_nothing(void **state)
         {"{\"pool\":\"arena\"}", "text/plain", NULL, 415, "UnsupportedMediaType"},
         {"{\"pool\":\"nope\"}", "application/json", NULL, 404, "NotFound"},
         {"{\"pool\":\"arena\"}", "application/json", "bad key with spaces", 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\",\"metadata\":{\"labels\":{\"bindery.dev/pool\":\"other\"}}}",
+         "application/json", NULL, 400, "reserved"},
+        {"{\"pool\":\"arena\",\"claimant\":\"\xff\xfe\"}", "application/json", NULL, 400, "UTF-8"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char ct[100];

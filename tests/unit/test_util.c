@@ -286,6 +286,42 @@ static void test_parse_stored(void **state)
     assert_int_equal(n, 7);
 }
 
+static void test_utf8_validation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        bool valid;
+    } cases[] = {
+        {"", true},
+        {"plain ascii", true},
+        {"\xc3\xa9", true},               /* U+00E9 */
+        {"\xe2\x82\xac", true},           /* U+20AC */
+        {"\xef\xbf\xbf", true},           /* U+FFFF */
+        {"\xf0\x9f\x8e\xae", true},       /* U+1F3AE */
+        {"\xf4\x8f\xbf\xbf", true},       /* U+10FFFF, the last */
+        {"\xff", false},                  /* never in UTF-8 */
+        {"\x80", false},                  /* a lone continuation */
+        {"\xc0\xaf", false},              /* overlong '/' */
+        {"\xc1\xbf", false},              /* overlong */
+        {"\xe0\x80\xaf", false},          /* overlong */
+        {"\xf0\x80\x80\xaf", false},      /* overlong */
+        {"\xed\xa0\x80", false},          /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", false},      /* past U+10FFFF */
+        {"\xf5\x80\x80\x80", false},      /* past U+10FFFF */
+        {"\xe2\x82", false},              /* cut short */
+        {"\xe2\x28\xa1", false},          /* bad continuation */
+        {"ok \xc3\xa9 then \xc3", false}, /* cut short at the end */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (bdy_utf8_valid(cases[i].bytes, strlen(cases[i].bytes)) != cases[i].valid)
+            fail_msg("case %zu: expected %s", i, cases[i].valid ? "valid" : "invalid");
+    }
+    /* Length counts, not NUL: a NUL byte is valid UTF-8 (U+0000). */
+    assert_true(bdy_utf8_valid("a\0b", 3));
+    assert_false(bdy_utf8_valid("\xc3\xa9", 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_read_file_caps),
         cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
         cmocka_unit_test(test_parse_stored),
+        cmocka_unit_test(test_utf8_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,81 @@
+/* The claim request parser (POST /v1/allocations bodies): what it accepts,
+ * and that every refusal names its reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/claims.h"
+#include "bindery/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int parse(const char *body, size_t len, char *why, size_t cap)
+{
+    bdy_claim_request r;
+    memset(&r, 0, sizeof(r));
+    why[0] = '\0';
+    int rc = bdy_claim_request_parse(body, len, &r, why, cap);
+    if (rc == 0)
+        bdy_claim_request_free(&r);
+    return rc;
+}
+
+static void refused(const char *body, size_t len, const char *reason)
+{
+    char why[256];
+    if (parse(body, len, why, sizeof(why)) != BDY_EINVAL || strstr(why, reason) == NULL)
+        fail_msg("body %.80s: expected a refusal naming \"%s\", got \"%s\"", body, reason, why);
+}
+
+static void accepted(const char *body)
+{
+    char why[256];
+    if (parse(body, strlen(body), why, sizeof(why)) != 0)
+        fail_msg("body %.80s refused: %s", body, why);
+}
+
+static void test_reserved_keys(void **state)
+{
+    (void)state;
+    const char *reserved[] = {
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"bindery.dev/pool\":\"b\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"x.bindery.dev/k\":\"v\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"bindery.dev/cold-claim\":\"alc-1\"}}}",
+    };
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        refused(reserved[i], strlen(reserved[i]), "reserved for bindery");
+    /* Other domains, and names that only end alike, are the claim's. */
+    accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"notbindery.dev/k\":\"v\"}}}");
+    accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"bindery.dev.example/k\":\"v\"}}}");
+    accepted("{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"bindery.dev\":\"v\"}}}");
+    accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}");
+}
+
+static void test_text_must_be_whole_utf8(void **state)
+{
+    (void)state;
+    const char bad_utf8[] = "{\"pool\":\"a\",\"claimant\":\"\xff\xfe\"}";
+    refused(bad_utf8, sizeof(bad_utf8) - 1, "UTF-8");
+    const char overlong[] = "{\"pool\":\"a\",\"claimant\":\"\xc0\xaf\"}";
+    refused(overlong, sizeof(overlong) - 1, "UTF-8");
+    const char *nul[] = {"{\"pool\":\"a\",\"claimant\":\"\\u0000x\"}",
+                         "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"n\":\"a\\u0000\"}}}"};
+    for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++)
+        refused(nul[i], strlen(nul[i]), "NUL");
+    refused("{\"pool\":", strlen("{\"pool\":"), "ends inside");
+    accepted("{\"pool\":\"a\",\"claimant\":\"spieler-\xc3\xa9\xe2\x82\xac\"}");
+    accepted("{\"pool\":\"a\",\"claimant\":\"\\u00e9\"}");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reserved_keys),
+        cmocka_unit_test(test_text_must_be_whole_utf8),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
