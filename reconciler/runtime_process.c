@@ -373,6 +373,29 @@ static void kill_overdue(proc_runtime *rt)
  * killed before the reap: helpers must not outlive the world and keep its
  * ports. An adopted world that is not our child is reaped by its own parent
  * and its exit status is unknown (-1). Watcher thread only. */
+/* An adopted world is not our child: its leader is reaped by someone else,
+ * so it cannot be held as a zombie while its group is killed, as our own
+ * children are. What it started in its group would outlive it, holding
+ * its ports. A group outlives its leader only while members are left, so
+ * a member found carrying this world's identity shows that the group id
+ * is still this world's (it cannot be handed to a new group meanwhile). */
+static void kill_group_leftovers(const proc_world *w)
+{
+    bdy__stray *left = NULL;
+    size_t n = 0;
+    if (bdy__group_find(w->h.pid, &left, &n) != 0)
+        return;
+    size_t ours = 0;
+    for (const bdy__stray *p = left; p != NULL; p = p->next)
+        ours += strcmp(p->ns, w->ns) == 0 && strcmp(p->name, w->name) == 0;
+    bdy__strays_free(left);
+    if (ours == 0)
+        return;
+    bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) left %zu processes in its group: SIGKILL",
+             w->ns, w->name, (long long)w->h.pid, ours);
+    kill(-(pid_t)w->h.pid, SIGKILL);
+}
+
 static void world_exited(proc_runtime *rt, proc_world *w)
 {
     pthread_mutex_lock(&rt->lock);
@@ -395,6 +418,8 @@ static void world_exited(proc_runtime *rt, proc_world *w)
         memset(&si, 0, sizeof(si));
         if (waitid(type, id, &si, WEXITED) == 0)
             status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    } else if (w->own_group) {
+        kill_group_leftovers(w);
     }
     if (w->pidfd >= 0)
         close(w->pidfd);

@@ -163,7 +163,10 @@ static bool all_digits(const char *s)
     return true;
 }
 
-int bdy__strays_find(bdy__stray **out, size_t *count)
+/* Every process of this user but the caller whose environment names a
+ * world: group leaders (group < 0) or the members of process group
+ * `group`. */
+static int procs_find(int64_t group, bdy__stray **out, size_t *count)
 {
     int rc = 0;
     *out = NULL;
@@ -190,7 +193,7 @@ int bdy__strays_find(bdy__stray **out, size_t *count)
             continue;
         bdy__proc_stat st;
         if (bdy__proc_stat_read(pid, &st) != 0 || st.state == 'Z' || st.state == 'X' ||
-            st.pgrp != pid)
+            st.pgrp != (group < 0 ? pid : group))
             continue;
         char path[64];
         snprintf(path, sizeof(path), "%s/environ", de->d_name);
@@ -222,6 +225,16 @@ out:
         *count = 0;
     }
     return rc;
+}
+
+int bdy__strays_find(bdy__stray **out, size_t *count)
+{
+    return procs_find(-1, out, count);
+}
+
+int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count)
+{
+    return procs_find(pgrp, out, count);
 }
 
 void bdy__strays_free(bdy__stray *list)

@@ -924,6 +924,74 @@ static void test_adopt(void **state)
     bdy_runtime_free(rt);
 }
 
+/* A world some other process is parent of (as after a restart of Bindery,
+ * when worlds were reparented): a shell leading its own session that
+ * started a helper in its group. Returns the shell's pid; the helper's
+ * in *helper. */
+static pid_t spawn_foreign_group(fixture *f, const char *name, const char *uid, pid_t *helper)
+{
+    char pids[PATH_MAX];
+    snprintf(pids, sizeof(pids), "%s/%s.pids", f->dir, name);
+    char script[PATH_MAX + 64];
+    snprintf(script, sizeof(script), "sleep 60 & echo $$ $! > %s.tmp && mv %s.tmp %s; wait", pids,
+             pids, pids);
+    char v_uid[128];
+    char v_name[128];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
+    char *const envp[] = {"PATH=/usr/bin:/bin", v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default",
+                          NULL};
+    char *const argv[] = {"/bin/sh", "-c", script, NULL};
+    pid_t middle = fork();
+    assert_true(middle >= 0);
+    if (middle == 0) {
+        /* The middle process exits at once, so the shell is reparented. */
+        if (fork() == 0) {
+            setsid();
+            execve("/bin/sh", argv, envp);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    assert_int_equal(waitpid(middle, NULL, 0), middle);
+    assert_true(wait_file(pids));
+    FILE *fp = fopen(pids, "r");
+    assert_non_null(fp);
+    long leader = 0;
+    long other = 0;
+    assert_int_equal(fscanf(fp, "%ld %ld", &leader, &other), 2);
+    fclose(fp);
+    *helper = (pid_t)other;
+    return (pid_t)leader;
+}
+
+/* An adopted world that is not our child and dies: what it started in its
+ * group goes with it, as it does for a world we started. */
+static void test_adopted_world_takes_its_group_along(void **state)
+{
+    fixture *f = *state;
+    char uid[64];
+    run_uid(uid, "grouped");
+    pid_t helper = 0;
+    pid_t leader = spawn_foreign_group(f, "grouped", uid, &helper);
+    bdy_world_handle h = {.pid = leader, .address = "127.0.0.1"};
+    assert_int_not_equal(proc_state(leader, NULL, &h.start_time), 0);
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "grouped", &h, &eb), 0);
+    assert_int_equal(kill(leader, SIGKILL), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "grouped", &r));
+    assert_int_equal(r.pid, leader);
+    bool gone = false;
+    for (uint64_t end = now_ms() + WAIT_MS; !gone && now_ms() < end; sleep_ms(POLL_MS))
+        gone = !alive(helper, NULL);
+    if (!gone)
+        kill(helper, SIGKILL);
+    assert_true(gone);
+    bdy_runtime_free(rt);
+}
+
 static void test_world_outlives_runtime(void **state)
 {
     fixture *f = *state;
@@ -1226,6 +1294,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopted_world_takes_its_group_along, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_by_identity_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_with_other_ports_kills, setup, teardown),
