@@ -37,11 +37,12 @@ typedef struct world {
     fleet_pool *pool; /* NULL when the pool is not configured */
     bdy_phase phase;
     bool deleting;
-    bool claiming; /* a claim is being made durable */
-    bool held;     /* a claim succeeded: never warm again; a Ready held world
-                      counts as Allocated until its status says so */
-    bool stale;    /* a claim found it changed; out of warm until a newer rv */
-    bool reserved; /* created for one cold claim */
+    bool claiming;       /* a claim is being made durable */
+    bool held;           /* a claim succeeded: never warm again; a Ready held world
+                            counts as Allocated until its status says so */
+    bool stale;          /* a claim found it changed; out of warm until a newer rv */
+    bool reserved;       /* created for one cold claim */
+    bool failure_listed; /* handed out by bdy_fleet_failed once already */
     uint64_t rv;
     uint64_t claim_rv;  /* the rv a claim started from */
     double ready_since; /* wall seconds when first seen Ready (scale-down age) */
@@ -853,17 +854,21 @@ size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, dou
 }
 
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                        size_t max)
+                        size_t max, size_t *first_time)
 {
     size_t n = 0;
+    *first_time = 0;
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     if (p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0) {
         BDY_HMAP_FOREACH(&f->worlds, node)
         {
             world *w = (world *)node;
-            if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting)
+            if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting) {
                 fill_ref(w, &out[n++]);
+                *first_time += !w->failure_listed;
+                w->failure_listed = true;
+            }
         }
     }
     pthread_mutex_unlock(&f->lock);

@@ -712,6 +712,38 @@ static void observe_startup(bdy_reconciler *r, json_object *world)
     bdy_demand_lead_time(r->o.demand, bdy_jstr(meta, "namespace"), labels[0], now - created, now);
 }
 
+/* The grace period of world's manifest (terminationGracePeriodSeconds),
+ * 10 s when the manifest is gone. */
+static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
+{
+    unsigned grace_ms = 10000;
+    json_object *m = NULL;
+    const char *ns = bdy_jstr(bdy_jget(world, "metadata"), "namespace");
+    const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
+    if (ns != NULL && mname != NULL &&
+        bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
+        grace_ms =
+            (unsigned)bdy_jint(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", 10) * 1000u;
+    json_object_put(m);
+    return grace_ms;
+}
+
+/* Asks the runtime to stop the tracked world t (key) once: a later pass
+ * that sees stop_requested leaves the running grace period alone, where a
+ * second stop would cut it short. */
+static void stop_once(bdy_reconciler *r, const char *key, tracked *t, unsigned grace_ms)
+{
+    if (t->stop_requested)
+        return;
+    pthread_mutex_lock(&r->track_lock);
+    tracked *tt = track_find(r, key, false);
+    if (tt != NULL)
+        tt->stop_requested = true;
+    pthread_mutex_unlock(&r->track_lock);
+    t->stop_requested = true;
+    r->rt->vt->stop(r->rt->ctx, &t->h, grace_ms);
+}
+
 /* Probes a Starting or warm world once. Returns the delay until the next
  * probe, or 0 when no further probing is needed. */
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
@@ -750,7 +782,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);
             if (*rc == 0)
-                r->rt->vt->stop(r->rt->ctx, &t.h, spec.grace_ms);
+                stop_once(r, key, &t, spec.grace_ms);
             return 0;
         }
         return period_ms;
@@ -768,7 +800,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
                         "readiness probe failed %u times in a row", failures);
         if (*rc == 0)
-            r->rt->vt->stop(r->rt->ctx, &t.h, spec.grace_ms);
+            stop_once(r, key, &t, spec.grace_ms);
         return 0;
     }
     return period_ms;
@@ -884,23 +916,8 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             goto out;
         }
         if (tracked_rc == 0) {
-            if (!t.stop_requested) {
-                pthread_mutex_lock(&r->track_lock);
-                tracked *tt = track_find(r, key, false);
-                if (tt != NULL)
-                    tt->stop_requested = true;
-                pthread_mutex_unlock(&r->track_lock);
-                unsigned grace_ms = 10000;
-                json_object *m = NULL;
-                const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
-                if (mname != NULL &&
-                    bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-                    grace_ms = (unsigned)bdy_jint(bdy_jget(m, "spec"),
-                                                  "terminationGracePeriodSeconds", 10) *
-                               1000u;
-                json_object_put(m);
-                r->rt->vt->stop(r->rt->ctx, &t.h, grace_ms);
-            }
+            if (!t.stop_requested)
+                stop_once(r, key, &t, manifest_grace_ms(r, world));
             /* The exit callback queues the world again; the requeue is a
              * safety net for a lost notice. */
             *requeue_ms = 5000;
@@ -966,14 +983,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = apply_claim_metadata(r, world);
         break;
     case BDY_PHASE_FAILED:
-        if (track_get(r, key, &t) && !t.exited && !t.stop_requested) {
-            pthread_mutex_lock(&r->track_lock);
-            tracked *tt = track_find(r, key, false);
-            if (tt != NULL)
-                tt->stop_requested = true;
-            pthread_mutex_unlock(&r->track_lock);
-            r->rt->vt->stop(r->rt->ctx, &t.h, 2000);
-        }
+        /* Usually stopped already by the pass that failed it; this covers a
+         * world found Failed with its process alive (after a restart). */
+        if (track_get(r, key, &t) && !t.exited && !t.stop_requested)
+            stop_once(r, key, &t, manifest_grace_ms(r, world));
         break;
     case BDY_PHASE_TERMINATING:
     case BDY_PHASE_COUNT:
@@ -1068,12 +1081,16 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     }
 
     /* Failed worlds go; each counts towards the crash backoff. */
-    size_t nfailed = refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX) : 0;
+    /* A Failed world is listed again until its deletion is seen (the
+     * delete is repeated, harmlessly) but counted once. */
+    size_t new_failures = 0;
+    size_t nfailed =
+        refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX, &new_failures) : 0;
     for (size_t i = 0; i < nfailed; i++)
         delete_world(r, &refs[i]);
     pthread_mutex_lock(&r->pools_lock);
     pool_state *ps = pool_state_get(r, key);
-    for (size_t i = 0; ps != NULL && i < nfailed; i++)
+    for (size_t i = 0; ps != NULL && i < new_failures; i++)
         note_failure(ps, now);
     pthread_mutex_unlock(&r->pools_lock);
     if (ps == NULL) {

@@ -156,9 +156,11 @@ int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *u
  * have been Ready at least min_age_s (scale-down candidates). */
 size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
                              bdy_world_ref *out, size_t max);
-/* Pool controller: up to max Failed worlds of the pool not yet being deleted. */
+/* Pool controller: up to max Failed worlds of the pool not yet being deleted.
+ * A world stays listed until its deletion is seen; *first_time counts those
+ * listed for the first time, so each failure feeds the crash backoff once. */
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                        size_t max);
+                        size_t max, size_t *first_time);
 
 /* A new WorldInstance for the pool (generateName "<pool>-", the pool's
  * labels and BDY_LABEL_POOL, the world finalizer); cold_claim_id non-NULL

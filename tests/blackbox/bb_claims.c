@@ -556,6 +556,33 @@ static void test_reload_keeps_allocated_worlds(void **state)
     bb_cleanup(&s);
 }
 
+/* A world that fails its start deadline is stopped with its manifest's
+ * grace period, not cut short by the next pass over the Failed world. */
+static void test_failed_world_gets_its_grace(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 1, NULL, 0);
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 8\n"
+             "  startDeadlineSeconds: 1\n"
+             "  local:\n"
+             "    command: /bin/sh\n"
+             "    args: [\"-c\", \"trap '' TERM; while :; do sleep 0.2; done\"]\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "StartDeadlineExceeded", 30000));
+    /* Half the grace later it still runs; it is killed once the grace is up. */
+    sleep_ms(4000);
+    assert_false(bb_log_contains(&s, "outlived its grace period", 0));
+    assert_true(bb_log_contains(&s, "outlived its grace period", 30000));
+    bb_cleanup(&s);
+}
+
 static void test_warm_crash_is_replaced(void **state)
 {
     (void)state;
@@ -807,6 +834,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),

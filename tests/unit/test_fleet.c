@@ -285,9 +285,21 @@ static void test_scale_down_candidates_and_failed(void **state)
     assert_int_equal(n, 2);                  /* never the allocated one */
     assert_string_equal(refs[0].name, "a1"); /* oldest first */
     assert_int_equal(bdy_fleet_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
-    n = bdy_fleet_failed(f, "default", "arena", refs, 8);
+    size_t first = 0;
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
     assert_int_equal(n, 1);
+    assert_int_equal(first, 1);
     assert_string_equal(refs[0].name, "a4");
+    /* Listed again until its deletion is seen, but a failure only once. */
+    observe(f, world("a5", "arena", "Failed", 14, "dust", false, false));
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
+    assert_int_equal(n, 2);
+    assert_int_equal(first, 1);
+    observe(f, world("a4", "arena", "Failed", 15, "dust", true, false));
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
+    assert_int_equal(n, 1);
+    assert_int_equal(first, 0);
+    assert_string_equal(refs[0].name, "a5");
     bdy_fleet_free(f);
 }
 
