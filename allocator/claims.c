@@ -438,13 +438,13 @@ static bool refill_due(bdy_claims *c, const char *ns, const char *pool)
     return due;
 }
 
-static void count_result(bdy_claims *c, const char *pool, const char *source, const char *result,
-                         double seconds)
+static void count_result(bdy_claims *c, const char *ns, const char *pool, const char *source,
+                         const char *result, double seconds)
 {
-    const char *labels[] = {pool, source, result, NULL};
+    const char *labels[] = {ns, pool, source, result, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_total, labels));
     if (strcmp(result, "success") == 0) {
-        const char *l2[] = {pool, source, NULL};
+        const char *l2[] = {ns, pool, source, NULL};
         bdy_metric_observe(bdy_metric_child(c->m_latency, l2), seconds);
     }
 }
@@ -1388,7 +1388,8 @@ static void warm_done(void *data, int rc)
         stats_count(c, j->ref.ns, j->ref.pool, true);
         bdy_demand_record(c->o.demand, j->ref.ns, j->ref.pool, BDY_DEMAND_CLAIM,
                           bdy_wall_seconds());
-        count_result(c, j->ref.pool, "warm", "success", (bdy_monotonic_ns() - j->t0) / 1e9);
+        count_result(c, j->ref.ns, j->ref.pool, "warm", "success",
+                     (bdy_monotonic_ns() - j->t0) / 1e9);
     } else {
         /* BDY_ECONFLICT: the ledger already holds this world although the
          * warm index offered it. Refuse rather than hand it out twice. */
@@ -1397,7 +1398,7 @@ static void warm_done(void *data, int rc)
         idem_finish(c, j->has_idem ? j->idem_full : NULL, NULL);
         bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
                        RETRY_AFTER_S);
-        count_result(c, j->ref.pool, "warm", "error", 0);
+        count_result(c, j->ref.ns, j->ref.pool, "warm", "error", 0);
     }
     bdy_http_deferred_finish(j->d);
     warm_job_free(j);
@@ -1528,7 +1529,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             bdy_http_json(resp, 200, answer);
             set_location(resp, prior);
             json_object_put(answer);
-            count_result(c, cr.pool, "replay", "success", (bdy_monotonic_ns() - t0) / 1e9);
+            count_result(c, cr.ns, cr.pool, "replay", "success", (bdy_monotonic_ns() - t0) / 1e9);
             goto out;
         }
         e = idem_find(c, idem_full, true);
@@ -1561,7 +1562,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             if (rc == 0)
                 goto out; /* the job owns the claim now */
             bdy_fleet_claim_done(c->o.fleet, &ref, false, false);
-            count_result(c, cr.pool, "warm", "error", 0);
+            count_result(c, cr.ns, cr.pool, "warm", "error", 0);
             idem_finish(c, idem_pending, NULL);
             if (job != NULL && job->d != NULL) {
                 bdy_http_error(bdy_http_deferred_response(job->d), 503, "Unavailable",
@@ -1594,7 +1595,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         if (rc != 0) {
             bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
                            RETRY_AFTER_S);
-            count_result(c, cr.pool, "warm", "error", 0);
+            count_result(c, cr.ns, cr.pool, "warm", "error", 0);
             idem_finish(c, idem_pending, NULL);
             goto out;
         }
@@ -1611,7 +1612,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         json_object_put(answer);
         stats_count(c, cr.ns, cr.pool, true);
         bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
-        count_result(c, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
+        count_result(c, cr.ns, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
         goto out;
     }
 
@@ -1619,7 +1620,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     stats_count(c, cr.ns, cr.pool, false);
     bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
     bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_MISS, bdy_wall_seconds());
-    const char *pl[] = {cr.pool, NULL};
+    const char *pl[] = {cr.ns, cr.pool, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_misses, pl));
     /* Only a miss needs the pool's full spec (a deep copy): not the warm path. */
     if (bdy_fleet_pool_spec(c->o.fleet, cr.ns, cr.pool, &spec) != 0) {
@@ -1639,7 +1640,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                  : matches      ? " and it is at maxWorlds"
                                 : " and a new world would not match the selectors");
         bdy_http_error(resp, 503, "PoolExhausted", why, RETRY_AFTER_S);
-        count_result(c, cr.pool, "warm", "exhausted", 0);
+        count_result(c, cr.ns, cr.pool, "warm", "exhausted", 0);
         idem_finish(c, idem_pending, NULL);
         goto out;
     }
@@ -1651,7 +1652,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         free(w);
         bdy_http_error(resp, 503, "PoolExhausted", "could not start a world for this claim",
                        RETRY_AFTER_S);
-        count_result(c, cr.pool, "cold", "error", 0);
+        count_result(c, cr.ns, cr.pool, "cold", "error", 0);
         idem_finish(c, idem_pending, NULL);
         goto out;
     }
@@ -1741,12 +1742,12 @@ static void complete_cold(bdy_claims *c, waiter *w)
         snprintf(loc, sizeof(loc), "/v1/allocations/%s", w->id);
         finish_json(w->d, 201, answer, loc);
         json_object_put(answer);
-        count_result(c, w->pool, "cold", "success", seconds);
+        count_result(c, w->ns, w->pool, "cold", "success", seconds);
     } else {
         idem_finish(c, idem, NULL);
         finish_error(w->d, 503, "PoolExhausted", "the world started for this claim did not start",
                      RETRY_AFTER_S);
-        count_result(c, w->pool, "cold", "error", 0);
+        count_result(c, w->ns, w->pool, "cold", "error", 0);
     }
     json_object_put(world);
     json_object_put(claimed);
@@ -1836,7 +1837,7 @@ static void expire_cold(bdy_claims *c, waiter *w)
              "the pool",
              w->world, w->deadline - w->started);
     finish_error(w->d, 504, "ColdStartTimeout", msg, 0);
-    count_result(c, w->pool, "cold", "timeout", 0);
+    count_result(c, w->ns, w->pool, "cold", "timeout", 0);
     unreserve(c, w->ns, w->world);
 }
 
@@ -1885,7 +1886,7 @@ static void *cold_main(void *arg)
                 }
                 finish_error(due->d, 503, "PoolExhausted",
                              "the world started for this claim failed", RETRY_AFTER_S);
-                count_result(c, due->pool, "cold", "error", 0);
+                count_result(c, due->ns, due->pool, "cold", "error", 0);
             } else {
                 expire_cold(c, due);
             }
@@ -2222,9 +2223,9 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
     if (c->o.metrics != NULL) {
-        const char *psr[] = {"pool", "source", "result", NULL};
-        const char *ps[] = {"pool", "source", NULL};
-        const char *p[] = {"pool", NULL};
+        const char *psr[] = {"namespace", "pool", "source", "result", NULL};
+        const char *ps[] = {"namespace", "pool", "source", NULL};
+        const char *p[] = {"namespace", "pool", NULL};
         c->m_total =
             bdy_metrics_counter(c->o.metrics, "bindery_allocations_total",
                                 "Claims by pool, source (warm, cold, replay) and result.", psr);

@@ -152,7 +152,7 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
         goto out;
     }
     if (opts->metrics != NULL) {
-        const char *p[] = {"pool", NULL};
+        const char *p[] = {"namespace", "pool", NULL};
         d->m_target = bdy_metrics_gauge(opts->metrics, "bindery_pool_target_warm",
                                         "Warm-world target of the pool (forecast sizing).", p);
         d->m_forecast =
@@ -726,7 +726,7 @@ void bdy_demand_note_target(bdy_demand *d, const char *ns, const char *pool, uns
         p->target = target;
     }
     pthread_mutex_unlock(&d->lock);
-    const char *labels[] = {pool, NULL};
+    const char *labels[] = {ns, pool, NULL};
     bdy_metric_set(bdy_metric_child(d->m_target, labels), target);
     bdy_metric_set(bdy_metric_child(d->m_forecast, labels), in.forecast_rate);
     bdy_metric_set(bdy_metric_child(d->m_lead, labels), in.lead_time_s);

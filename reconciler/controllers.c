@@ -705,11 +705,11 @@ static void observe_startup(bdy_reconciler *r, json_object *world)
     double now = bdy_wall_seconds();
     if (bdy_timestamp_parse(bdy_jstr(meta, "creationTimestamp"), &created) != 0)
         return;
-    const char *labels[] = {
-        bdy_jstr(bdy_jget(world, "spec"), "pool") ? bdy_jstr(bdy_jget(world, "spec"), "pool") : "",
-        NULL};
+    const char *ns = bdy_jstr(meta, "namespace");
+    const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+    const char *labels[] = {ns ? ns : "", pool ? pool : "", NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
-    bdy_demand_lead_time(r->o.demand, bdy_jstr(meta, "namespace"), labels[0], now - created, now);
+    bdy_demand_lead_time(r->o.demand, ns, labels[1], now - created, now);
 }
 
 /* The grace period of world's manifest (terminationGracePeriodSeconds),
@@ -1365,8 +1365,8 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     }
     if (r->o.metrics != NULL) {
         const char *cr[] = {"controller", "result", NULL};
-        const char *pp[] = {"pool", "phase", NULL};
-        const char *p[] = {"pool", NULL};
+        const char *pp[] = {"namespace", "pool", "phase", NULL};
+        const char *p[] = {"namespace", "pool", NULL};
         r->m_reconciles = bdy_metrics_counter(r->o.metrics, "bindery_reconcile_total",
                                               "Reconciles by controller and result.", cr);
         r->m_worlds =
@@ -1440,7 +1440,7 @@ void bdy_reconciler_collect(bdy_reconciler *r)
             bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
             continue;
         for (int p = 0; p < BDY_PHASE_COUNT; p++) {
-            const char *labels[] = {name, bdy_phase_name((bdy_phase)p), NULL};
+            const char *labels[] = {ns, name, bdy_phase_name((bdy_phase)p), NULL};
             bdy_metric_set(bdy_metric_child(r->m_worlds, labels), (double)c.phase[p]);
         }
     }

@@ -263,12 +263,13 @@ static void sample_done(lt_xfer *x, void *data)
  * Pending or Starting, sampling twice a second, bounded by --timeout. */
 static void drain(run *s, const char *ns)
 {
-    (void)ns;
     double start = lt_now_s();
     char pool_label[300];
+    char ns_label[300];
     snprintf(pool_label, sizeof(pool_label), "pool=%s", s->o->pool);
-    const char *pending[] = {pool_label, "phase=Pending", NULL};
-    const char *starting[] = {pool_label, "phase=Starting", NULL};
+    snprintf(ns_label, sizeof(ns_label), "namespace=%s", ns);
+    const char *pending[] = {ns_label, pool_label, "phase=Pending", NULL};
+    const char *starting[] = {ns_label, pool_label, "phase=Starting", NULL};
     s->r->drained = false;
     while (lt_interrupted < 2) {
         lt_metrics m;
@@ -297,9 +298,12 @@ static void server_figures(run *s, const lt_metrics *before, const lt_metrics *a
                            double seconds)
 {
     char pool_label[300];
+    char ns_label[300];
     snprintf(pool_label, sizeof(pool_label), "pool=%s", s->o->pool);
-    const char *all[] = {pool_label, NULL};
-    const char *ok[] = {pool_label, "result=success", NULL};
+    snprintf(ns_label, sizeof(ns_label), "namespace=%s",
+             s->o->namespace_ ? s->o->namespace_ : "default");
+    const char *all[] = {ns_label, pool_label, NULL};
+    const char *ok[] = {ns_label, pool_label, "result=success", NULL};
     bool found = false;
     double total = lt_metrics_sum(after, "bindery_allocations_total", all, &found) -
                    lt_metrics_sum(before, "bindery_allocations_total", all, NULL);

@@ -266,8 +266,10 @@ static void test_claim_ping_release_refill(void **state)
     /* Metrics saw the claim. */
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_non_null(strstr(
-        r.body, "bindery_allocations_total{pool=\"arena\",source=\"warm\",result=\"success\"} 1"));
-    assert_non_null(strstr(r.body, "bindery_world_startup_seconds_count{pool=\"arena\"}"));
+        r.body, "bindery_allocations_total{namespace=\"default\",pool=\"arena\",source=\"warm\","
+                "result=\"success\"} 1"));
+    assert_non_null(strstr(
+        r.body, "bindery_world_startup_seconds_count{namespace=\"default\",pool=\"arena\"}"));
     bb_response_free(&r);
     bb_cleanup(&s);
 }

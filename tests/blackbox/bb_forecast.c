@@ -145,8 +145,10 @@ static void test_target_follows_a_burst(void **state)
     assert_true(warm >= 8);
     bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_int_equal(m.status, 200);
-    assert_non_null(strstr(m.body, "bindery_pool_target_warm{pool=\"burst\"}"));
-    assert_non_null(strstr(m.body, "bindery_pool_forecast_per_minute{pool=\"burst\"}"));
+    assert_non_null(
+        strstr(m.body, "bindery_pool_target_warm{namespace=\"default\",pool=\"burst\"}"));
+    assert_non_null(
+        strstr(m.body, "bindery_pool_forecast_per_minute{namespace=\"default\",pool=\"burst\"}"));
     bb_response_free(&m);
     bb_cleanup(&s);
 }
