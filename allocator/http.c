@@ -53,8 +53,11 @@
 /* A handler's response body may grow to this (paged lists stay far below). */
 #define HTTP_MAX_RESPONSE_BYTES ((size_t)16 * 1024 * 1024)
 /* MHD keeps the request line and headers in the connection's memory pool;
- * below this even ordinary requests with a few cookies would fail. */
+ * below this even ordinary requests with a few cookies would fail. The pool
+ * is twice the header limit, so that headers somewhat over the limit still
+ * reach our check and get our JSON 431, not MHD's HTML one. */
 #define HTTP_MIN_CONNECTION_MEMORY ((size_t)32 * 1024)
+#define HTTP_DEFAULT_HEADER_LIMIT ((size_t)16 * 1024)
 #define HTTP_DEFAULT_TIMEOUT_S 30u
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
 #define HTTP_MAX_THREADS 1024u
@@ -99,6 +102,7 @@ struct bdy_http_server {
     size_t max_body;
     unsigned timeout_s;
     size_t memory_limit;
+    size_t header_limit;
     unsigned max_connections;
 
     bdy_metric_family *requests_total; /* NULL without metrics */
@@ -408,9 +412,9 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
     s->threads = cfg->threads;
     s->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : BDY_HTTP_DEFAULT_MAX_BODY;
     s->timeout_s = cfg->connection_timeout_s ? cfg->connection_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
-    s->memory_limit = cfg->connection_memory_limit > HTTP_MIN_CONNECTION_MEMORY
-                          ? cfg->connection_memory_limit
-                          : HTTP_MIN_CONNECTION_MEMORY;
+    s->header_limit = cfg->header_limit_bytes ? cfg->header_limit_bytes : HTTP_DEFAULT_HEADER_LIMIT;
+    s->memory_limit = 2 * s->header_limit > HTTP_MIN_CONNECTION_MEMORY ? 2 * s->header_limit
+                                                                       : HTTP_MIN_CONNECTION_MEMORY;
     s->max_connections = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
     s->current = &s->slots[0];
     atomic_init(&s->stopping, false);
@@ -797,8 +801,29 @@ static enum MHD_Result authenticate(struct conn *c)
 /* The first call, with the headers in: everything that can be decided
  * before reading the body is decided here, so a rejected request never
  * makes us buffer its body. */
-static enum MHD_Result begin_request(struct conn *c)
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
 {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* Bytes of the request line and headers, as sent give or take whitespace. */
+static size_t header_bytes(struct conn *c, const char *url, const char *version)
+{
+    size_t n = strlen(c->req.method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, add_header_size, &n);
+    return n;
+}
+
+static enum MHD_Result begin_request(struct conn *c, const char *url, const char *version)
+{
+    if (header_bytes(c, url, version) > c->s->header_limit) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request line and headers over %zu bytes", c->s->header_limit);
+        return reject(c, 431, "RequestHeaderFieldsTooLarge", msg, 0);
+    }
     enum MHD_Result ret = route_request(c);
     if (ret != MHD_YES || c->responded)
         return ret;
@@ -1378,7 +1403,6 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const ch
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **req_cls)
 {
-    (void)version;
     bdy_http_server *s = cls;
     struct conn *c = *req_cls;
     if (c == NULL) {
@@ -1386,7 +1410,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const ch
         if (c == NULL)
             return MHD_NO;
         *req_cls = c;
-        return begin_request(c);
+        return begin_request(c, url, version);
     }
     if (*upload_data_size > 0) {
         enum MHD_Result ret = take_body(c, upload_data, *upload_data_size);

@@ -527,7 +527,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
                           .threads = d.cfg->http.threads,
                           .max_body_bytes = d.cfg->http.max_body_bytes,
                           .connection_timeout_s = d.cfg->http.connection_timeout_s,
-                          .connection_memory_limit = d.cfg->http.header_limit_bytes,
+                          .header_limit_bytes = d.cfg->http.header_limit_bytes,
                           .max_connections = d.cfg->http.max_connections};
     rc = bdy_http_server_new(&hc, d.metrics, &d.http, &eb);
     if (rc == 0)

@@ -23,14 +23,16 @@ typedef struct bdy_http_server bdy_http_server;
 
 /* Zero in any field but listen and threads selects the default shown. */
 typedef struct bdy_http_config {
-    const char *listen;             /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080",
-                                       "localhost:8080" */
-    unsigned threads;               /* thread-pool size, >= 1 */
-    size_t max_body_bytes;          /* 413 PayloadTooLarge beyond; BDY_HTTP_DEFAULT_MAX_BODY */
-    unsigned connection_timeout_s;  /* idle connection timeout; 30 */
-    size_t connection_memory_limit; /* per-connection buffer, caps header size; at least
-                                       32 KiB whatever is set */
-    unsigned max_connections;       /* 1024 */
+    const char *listen;            /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080",
+                                      "localhost:8080" */
+    unsigned threads;              /* thread-pool size, >= 1 */
+    size_t max_body_bytes;         /* 413 PayloadTooLarge beyond; BDY_HTTP_DEFAULT_MAX_BODY */
+    unsigned connection_timeout_s; /* idle connection timeout; 30 */
+    size_t header_limit_bytes;     /* request line + headers over this get 431
+                                      RequestHeaderFieldsTooLarge; 0: 16 KiB. MHD's own
+                                      connection buffer is twice this (at least 32 KiB);
+                                      past that MHD answers 431 itself, in HTML */
+    unsigned max_connections;      /* 1024 */
 } bdy_http_config;
 
 typedef struct bdy_http_request {

@@ -499,7 +499,7 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
         .threads = threads,
         .max_body_bytes = MAX_BODY,
         .connection_timeout_s = 10,
-        .connection_memory_limit = 0,
+        .header_limit_bytes = 4096,
         .max_connections = max_connections,
     };
     assert_int_equal(bdy_http_server_new(&cfg, f->metrics, &f->server, &eb), 0);
@@ -802,8 +802,21 @@ static void test_body_limits(void **state)
     free(big);
     assert_int_equal(atomic_load(&f->handler_calls), calls);
 
-    /* Headers beyond the connection memory are refused by MHD itself
-     * (431, with MHD's own body: it answers before any handler runs). */
+    /* Headers over the limit (4 KiB here): 431 with our error body, and no
+     * handler runs. */
+    char mid[6000];
+    memcpy(mid, "X-Big: ", 7);
+    memset(mid + 7, 'h', sizeof(mid) - 8);
+    mid[sizeof(mid) - 1] = '\0';
+    perform(f, &(request){.path = "/healthz", .extra_header = mid}, &r);
+    expect_error(&r, 431, "RequestHeaderFieldsTooLarge");
+    reply_free(&r);
+    mid[3500] = '\0'; /* under the limit */
+    perform(f, &(request){.path = "/healthz", .extra_header = mid}, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* Far beyond the connection memory MHD refuses them itself (431, with
+     * MHD's own body: it answers before any handler runs). */
     char *hdr = malloc(64 * 1024);
     assert_non_null(hdr);
     memcpy(hdr, "X-Big: ", 7);
