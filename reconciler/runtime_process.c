@@ -1238,6 +1238,12 @@ static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *p
     }
     if (rc != 0)
         return rc;
+    /* A stopped process (SIGSTOP, a debugger) serves no one, yet the kernel
+     * still completes TCP handshakes for it until its backlog fills. */
+    if (st.state == 'T' || st.state == 't') {
+        *state = BDY_WORLD_RUNNING;
+        return 0;
+    }
     if (probe == NULL || probe->kind == BDY_PROBE_NONE) {
         *state = BDY_WORLD_READY;
         return 0;

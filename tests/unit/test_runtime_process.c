@@ -423,6 +423,17 @@ static void test_start_probe_ping_stop(void **state)
     assert_tcp_pong(port, "pong w1\n");
     assert_udp_pong(port, "pong w1");
 
+    /* Stopped (SIGSTOP), it is not ready, though its port still accepts. */
+    assert_int_equal(kill((pid_t)h.pid, SIGSTOP), 0);
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS))
+        if (proc_state(h.pid, NULL, NULL) == 'T')
+            break;
+    assert_int_equal(proc_state(h.pid, NULL, NULL), 'T');
+    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(st, BDY_WORLD_RUNNING);
+    assert_int_equal(kill((pid_t)h.pid, SIGCONT), 0);
+    assert_true(wait_ready(rt, &h, &s.readiness));
+
     /* A world of the same name cannot run twice. */
     bdy_errbuf eb;
     assert_int_equal(start_err(rt, &s, &eb), BDY_EEXISTS);
