@@ -1696,6 +1696,16 @@ out:
     bdy_buf_free(&answer_world);
 }
 
+/* Removes the cold-claim reservation: the world joins the pool. */
+static void unreserve(bdy_claims *c, const char *ns, const char *name)
+{
+    json_object *patch = bdy_json_parse_stored(
+        "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
+    bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, false, NULL,
+                    NULL, NULL);
+    json_object_put(patch);
+}
+
 /* Finishes one cold claim whose world is Ready (cold-claim thread). */
 static void complete_cold(bdy_claims *c, waiter *w)
 {
@@ -1712,6 +1722,21 @@ static void complete_cold(bdy_claims *c, waiter *w)
     if (w->idem_key[0]) {
         idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
         idem = idem_full;
+    }
+    /* A client that gave up waiting (its own timeout, shorter than
+     * waitSeconds) would never learn the allocation's id: the world would
+     * stay claimed by no one. It joins the pool instead, as on a 504. */
+    if (bdy_http_deferred_client_gone(w->d)) {
+        bdy_info("claims",
+                 "cold claim %s: the client left before world %s/%s was Ready; the "
+                 "world joins the pool",
+                 w->id, w->ns, w->world);
+        idem_finish(c, idem, NULL);
+        finish_error(w->d, 503, "PoolExhausted", "the client left before the world was ready",
+                     RETRY_AFTER_S);
+        count_result(c, w->ns, w->pool, "cold", "abandoned", 0);
+        unreserve(c, w->ns, w->world);
+        return;
     }
     for (int attempt = 0; attempt < CLAIM_MAX_TRIES && rc == BDY_ECONFLICT; attempt++) {
         json_object_put(world);
@@ -1751,16 +1776,6 @@ static void complete_cold(bdy_claims *c, waiter *w)
     }
     json_object_put(world);
     json_object_put(claimed);
-}
-
-/* Removes the cold-claim reservation: the world joins the pool. */
-static void unreserve(bdy_claims *c, const char *ns, const char *name)
-{
-    json_object *patch = bdy_json_parse_stored(
-        "{\"metadata\":{\"annotations\":{\"" BDY_ANNOTATION_COLD_CLAIM "\":null}}}");
-    bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, false, NULL,
-                    NULL, NULL);
-    json_object_put(patch);
 }
 
 /* Worlds reserved for a cold claim that no longer waits here — bindery

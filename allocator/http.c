@@ -1003,6 +1003,31 @@ const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d)
     return d != NULL ? &d->req : NULL;
 }
 
+bool bdy_http_deferred_client_gone(bdy_http_deferred *d)
+{
+    if (d == NULL)
+        return false;
+    bool gone = false;
+    pthread_mutex_lock(&d->lock);
+    if (d->state == DEFER_CLOSED) {
+        gone = true;
+    } else if (d->state == DEFER_SUSPENDED) {
+        /* Suspended, so MHD leaves the socket alone and the connection
+         * stays alive while we hold the lock (see close_deferred). A peek
+         * that reads end-of-stream means the client sent FIN: it has
+         * given up on this request. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(d->c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci != NULL) {
+            char byte;
+            ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return gone;
+}
+
 /* Hands the owner's answer to the connection (resuming it if it is
  * suspended) and drops the owner's reference; after stop() or a vanished
  * client the answer is just dropped. Any thread, a handler's included:

@@ -122,6 +122,12 @@ bdy_http_response *bdy_http_deferred_response(bdy_http_deferred *d);
  * deferring), and query/header lookups on it return NULL. defer() returns
  * NULL when not called from the request's own handler or called twice. */
 const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d);
+/* True when the client of a suspended request has closed its end (or the
+ * connection is gone), so an answer would reach no one; false while it
+ * may still be listening or when that cannot be told. A client can leave
+ * right after it was asked, so this is a hint for work not worth doing,
+ * never a promise that an answer is read. */
+bool bdy_http_deferred_client_gone(bdy_http_deferred *d);
 void bdy_http_deferred_finish(bdy_http_deferred *d);
 
 /* Streaming answers (chunked transfer encoding), e.g. a Kubernetes watch.

@@ -416,6 +416,37 @@ static void *cut_claim_main(void *arg)
     return NULL;
 }
 
+/* A client that gives up on a cold claim before its world is Ready (its
+ * own timeout, shorter than waitSeconds) leaves no world claimed by no one:
+ * the world joins the pool. */
+static void test_cold_claim_client_gone(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
+    assert_true(bb_start(&s, NULL));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":30}";
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/allocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    assert_true(bb_log_contains(&s, "waiting up to 30 s for cold world", 10000));
+    close(fd);
+    assert_true(bb_log_contains(&s, "the client left before world", 30000));
+    assert_true(wait_warm(&s, 1, 30000));
+    assert_int_equal(pool_field(&s, "allocated"), 0);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "warm");
+    bb_cleanup(&s);
+}
+
 static void test_orphaned_cold_world_joins_pool(void **state)
 {
     (void)state;
@@ -832,6 +863,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
