@@ -1117,8 +1117,8 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
         /* The claimed world went away (or failed) before its status said
          * so: the claim ends here, and its record says why. */
         const char *reason = !same ? "WorldGone" : "WorldExited";
-        bdy_info("claims", "claim %s of %s/%s ended before it reached the world: %s", id, r->c.ns,
-                 r->c.world, reason);
+        bdy_info("claims", "claim %s of %s/%s released: its world %s (%s)", id, r->c.ns, r->c.world,
+                 !same ? "is gone" : "failed or is being deleted", reason);
         if (release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb) != 0)
             bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
         goto out;

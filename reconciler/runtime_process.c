@@ -1391,8 +1391,9 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         rc = 0;
     } else if (nstrays > 0) {
         bdy_info(LOG_COMPONENT,
-                 "%zu world processes are running; each is adopted by the pid its world "
-                 "recorded, or taken back by its world's uid if none was recorded",
+                 "%zu running processes of this user carry a world's identity; this "
+                 "bindery's worlds adopt theirs by recorded pid, or take them back by uid if "
+                 "none was recorded; the rest are left alone, their ports kept from new worlds",
                  nstrays);
     }
     rt->epfd = epoll_create1(EPOLL_CLOEXEC);
