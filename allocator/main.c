@@ -182,6 +182,38 @@ static const char *builtin_crds_dir(char *buf, size_t cap)
     return NULL;
 }
 
+/* Creates the namespace of every configured pool that does not exist yet:
+ * the pool's manifest and worlds live there, and nothing else could create
+ * it before the manifests apply (bindery is the API server kubectl would
+ * ask). Namespaces are never deleted here. */
+static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_errbuf *eb)
+{
+    for (size_t i = 0; i < cfg->pools.count; i++) {
+        const char *ns = cfg->pools.items[i].ns ? cfg->pools.items[i].ns : "default";
+        json_object *existing = NULL;
+        int rc = bdy_store_get(store, &BDY_GVR_NAMESPACES, NULL, ns, &existing, eb);
+        json_object_put(existing);
+        if (rc == BDY_ENOTFOUND) {
+            json_object *obj = json_object_new_object();
+            json_object *meta = json_object_new_object();
+            json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
+            json_object_object_add(obj, "kind", json_object_new_string("Namespace"));
+            json_object_object_add(meta, "name", json_object_new_string(ns));
+            json_object_object_add(obj, "metadata", meta);
+            rc = bdy_store_create(store, &BDY_GVR_NAMESPACES, NULL, obj, NULL, NULL, eb);
+            json_object_put(obj);
+            if (rc == BDY_EEXISTS)
+                rc = 0; /* created meanwhile (by kubectl) */
+            else if (rc == 0)
+                bdy_info("manifests", "created namespace %s for pool %s", ns,
+                         cfg->pools.items[i].name);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
 {
     size_t applied = 0;
@@ -194,6 +226,8 @@ static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_e
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
         rc = apply_path(d->store, cfg->crds.items[i], &applied, eb);
+    if (rc == 0)
+        rc = ensure_pool_namespaces(d->store, cfg, eb);
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
         rc = apply_path(d->store, cfg->manifests.items[i], &applied, eb);
     if (rc == 0) {

@@ -261,6 +261,41 @@ static void test_startup_manifests_applied_and_validated(void **state)
     bb_cleanup(&s);
 }
 
+/* A pool in a namespace nobody created yet: bindery creates the namespace,
+ * so the pool's manifest applies and its worlds start there. */
+static void test_pool_namespace_created(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+                "pools:\n  - name: arena\n    namespace: eu\n    manifest: arena\n"
+                "    minWarm: 2\n");
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: eu}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "created namespace eu for pool arena", 0));
+    bool warm = false;
+    for (int i = 0; i < 100 && !warm; i++) {
+        bb_response r = bb_request(&s, "GET", "/v1/pools/eu/arena", NULL, NULL);
+        warm = r.status == 200 && strstr(r.body, "\"warm\":2") != NULL;
+        bb_response_free(&r);
+        if (!warm)
+            usleep(100 * 1000);
+    }
+    assert_true(warm);
+    /* A restart finds it there and creates nothing. */
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    assert_true(bb_start(&s, NULL));
+    bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/eu", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_bad_data_folder_refused(void **state)
 {
     (void)state;
@@ -294,6 +329,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bearer_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
+        cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),
         cmocka_unit_test_teardown(test_bad_data_folder_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
