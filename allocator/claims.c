@@ -815,8 +815,10 @@ static bool valid_idem_key(const char *k)
     size_t n = strlen(k);
     if (n == 0 || n > BDY_IDEMPOTENCY_KEY_MAX)
         return false;
+    /* Printable ASCII, space included (API.md); HTTP has already trimmed
+     * spaces at either end. */
     for (size_t i = 0; i < n; i++) {
-        if (k[i] < 0x21 || k[i] > 0x7e)
+        if (k[i] < 0x20 || k[i] > 0x7e)
             return false;
     }
     return true;

@@ -338,13 +338,13 @@ static void test_idempotent_replay(void **state)
     assert_true(bb_start(&s, NULL));
     assert_true(wait_warm(&s, 2, 30000));
     const char *body = "{\"pool\":\"arena\",\"claimant\":\"mm-2\"}";
-    claim a = post_claim(&s, body, "key-123");
+    claim a = post_claim(&s, body, "match 7781 try");
     assert_int_equal(a.status, 201);
-    claim b = post_claim(&s, body, "key-123");
+    claim b = post_claim(&s, body, "match 7781 try");
     assert_int_equal(b.status, 200);
     assert_string_equal(a.id, b.id);
     assert_string_equal(a.name, b.name);
-    claim d = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"other\"}", "key-123");
+    claim d = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"other\"}", "match 7781 try");
     assert_int_equal(d.status, 409);
     assert_non_null(strstr(d.body, "IdempotencyKeyReused"));
     assert_int_equal(pool_field(&s, "allocated"), 1);
@@ -352,7 +352,7 @@ static void test_idempotent_replay(void **state)
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 15000));
     assert_true(bb_start(&s, NULL));
-    claim e = post_claim(&s, body, "key-123");
+    claim e = post_claim(&s, body, "match 7781 try");
     assert_int_equal(e.status, 200);
     assert_string_equal(a.id, e.id);
     bb_cleanup(&s);
@@ -502,7 +502,10 @@ static void test_bad_requests_change_nothing(void **state)
         {"{\"pool\":\"arena\"} trailing", "application/json", NULL, 400, "InvalidRequest"},
         {"{\"pool\":\"arena\"}", "text/plain", NULL, 415, "UnsupportedMediaType"},
         {"{\"pool\":\"nope\"}", "application/json", NULL, 404, "NotFound"},
-        {"{\"pool\":\"arena\"}", "application/json", "bad key with spaces", 400, "InvalidRequest"},
+        {"{\"pool\":\"arena\"}", "application/json",
+         "a-key-of-129-characters-0123456789012345678901234567890123456789012345678901234567890"
+         "12345678901234567890123456789012345678901234",
+         400, "InvalidRequest"},
         {"{\"pool\":\"arena\",\"metadata\":{\"labels\":{\"bindery.dev/pool\":\"other\"}}}",
          "application/json", NULL, 400, "reserved"},
         {"{\"pool\":\"arena\",\"claimant\":\"\xff\xfe\"}", "application/json", NULL, 400, "UTF-8"},
