@@ -2154,7 +2154,14 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     const char *cont = bdy_http_query(req, "continue");
     if (ns != NULL && ns[0] == '\0')
         ns = NULL;
-    if (!allowed(req, BDY_VERB_READ, ns, resp))
+    /* Across namespaces, as GET /v1/pools does, a token sees the worlds of
+     * the namespaces it may read (filtered below); one that may read none
+     * was refused by the server before this handler. */
+    if (ns != NULL && !valid_dns_label(ns)) {
+        bdy_http_error(resp, 400, "InvalidRequest", "namespace must be a DNS label", 0);
+        return;
+    }
+    if (ns != NULL && !allowed(req, BDY_VERB_READ, ns, resp))
         return;
     bdy_phase ph;
     if (phase != NULL && phase[0] && bdy_phase_parse(phase, &ph) != 0) {

@@ -158,15 +158,18 @@ static void test_bearer_tokens(void **state)
     bb_init(&s, "auth:\n  tokenFile: tokens.yaml\n");
     char reader[65];
     char allocator[65];
+    char eu_reader[65];
     hash_of(&s, "reader-token", reader);
     hash_of(&s, "allocator-token", allocator);
-    char tokens[512];
+    hash_of(&s, "eu-reader-token", eu_reader);
+    char tokens[768];
     snprintf(tokens, sizeof(tokens),
              "tokens:\n"
              "  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n    verbs: [read]\n"
              "  - name: matchmaker\n    sha256: %s\n    namespaces: [default]\n"
-             "    verbs: [allocate]\n",
-             reader, allocator);
+             "    verbs: [allocate]\n"
+             "  - name: eu-dashboards\n    sha256: %s\n    namespaces: [eu]\n    verbs: [read]\n",
+             reader, allocator, eu_reader);
     bb_write(&s, "tokens.yaml", tokens);
     assert_true(bb_start(&s, NULL));
     bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
@@ -185,6 +188,19 @@ static void test_bearer_tokens(void **state)
     r = bb_request(&s, "GET", "/metrics", NULL,
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});
     assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    /* Lists across namespaces show what a token may read, as /v1/pools
+     * does; a namespace it may not read is refused. */
+    const char *const eu_hdr[] = {"Authorization: Bearer eu-reader-token", NULL};
+    r = bb_request(&s, "GET", "/v1/worlds", NULL, eu_hdr);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/v1/worlds?namespace=default", NULL, eu_hdr);
+    assert_int_equal(r.status, 403);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/v1/worlds?namespace=Not_A_Label", NULL,
+                   (const char *const[]){"Authorization: Bearer reader-token", NULL});
+    assert_int_equal(r.status, 400);
     bb_response_free(&r);
     /* Health checks stay open for probes. */
     r = bb_request(&s, "GET", "/healthz", NULL, NULL);
