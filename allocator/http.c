@@ -1570,6 +1570,25 @@ bad:
                     text);
 }
 
+static int refuse_open_listen(const char *listen, bdy_errbuf *eb)
+{
+    return bdy_fail(eb, BDY_EFORBIDDEN,
+                    "http: refusing to listen on %s without authentication: configure a "
+                    "token file or listen on a loopback address",
+                    listen);
+}
+
+int bdy_http_listen_check(const char *listen, bool auth_configured, bdy_errbuf *eb)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    bool loopback = false;
+    int rc = parse_listen(listen, &ss, &len, &loopback, eb);
+    if (rc == 0 && !auth_configured && !loopback)
+        rc = refuse_open_listen(listen, eb);
+    return rc;
+}
+
 /* Creates, binds and listens on the socket ourselves rather than letting MHD
  * do it, so a taken port is reported with its errno. Returns the fd or a
  * negative BDY_E*. */
@@ -1634,10 +1653,7 @@ int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
     s->loopback = loopback;
     pthread_mutex_unlock(&s->auth_lock);
     if (auth_off && !loopback) {
-        rc = bdy_fail(eb, BDY_EFORBIDDEN,
-                      "http: refusing to listen on %s without authentication: configure a "
-                      "token file or listen on a loopback address",
-                      s->listen);
+        rc = refuse_open_listen(s->listen, eb);
         goto out;
     }
     fd = open_listener(s, &ss, len, eb);

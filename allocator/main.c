@@ -644,6 +644,8 @@ static int check_config(const char *path)
     int rc = bdy_config_load(path, &cfg, &eb);
     if (rc == 0 && cfg->auth.token_file != NULL)
         rc = bdy_auth_load(cfg->auth.token_file, &auth, &eb);
+    if (rc == 0)
+        rc = bdy_http_listen_check(cfg->listen, auth != NULL, &eb);
     if (rc == 0) {
         for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++) {
             json_object *docs = NULL;

@@ -172,6 +172,11 @@ void bdy_http_server_set_auth(bdy_http_server *s, const bdy_auth *auth);
  * for a non-loopback address without auth, BDY_EIO when the port is taken. */
 int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb);
 
+/* The same address and authentication rules without a server (for
+ * `bindery check-config`): BDY_EINVAL for an address that does not parse,
+ * BDY_EFORBIDDEN for a non-loopback one without authentication. */
+int bdy_http_listen_check(const char *listen, bool auth_configured, bdy_errbuf *eb);
+
 /* The bound port (useful with port 0). */
 unsigned bdy_http_server_port(const bdy_http_server *s);
 

@@ -96,6 +96,14 @@ static void test_cli_commands(void **state)
     snprintf(good, sizeof(good), "%s/good.yaml", s.dir);
     assert_int_equal(bb_run(&s, (const char *const[]){"check-config", good, NULL}, NULL, &out), 0);
     free(out);
+    /* What serve would refuse, check-config refuses too. */
+    bb_write(&s, "open.yaml", "listen: \"0.0.0.0:7780\"\n");
+    char open_cfg[160];
+    snprintf(open_cfg, sizeof(open_cfg), "%s/open.yaml", s.dir);
+    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", open_cfg, NULL}, NULL, &out),
+                     1);
+    assert_non_null(strstr(out, "without authentication"));
+    free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"hash-token", NULL}, "test\n", &out), 0);
     assert_non_null(
         strstr(out, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
