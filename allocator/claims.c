@@ -583,30 +583,20 @@ void bdy_claim_request_free(bdy_claim_request *r)
     r->body = NULL;
 }
 
-/* True when a string somewhere in o holds a NUL (\u0000): every use of it
- * as a C string would cut it short. Depth is capped by the parser. */
-static bool has_nul_string(json_object *o)
+/* True when the JSON text escapes a NUL (\\u0000) anywhere, in a key or a
+ * value: json-c cuts keys short at it and every use of a value as a C
+ * string would. Escapes are skipped in pairs, so an escaped backslash
+ * followed by "u0000" is text, not a NUL. */
+static bool escapes_nul(const char *body, size_t len)
 {
-    switch (json_object_get_type(o)) {
-    case json_type_string:
-        return strlen(json_object_get_string(o)) != (size_t)json_object_get_string_len(o);
-    case json_type_array:
-        for (size_t i = 0; i < json_object_array_length(o); i++)
-            if (has_nul_string(json_object_array_get_idx(o, i)))
-                return true;
-        return false;
-    case json_type_object: {
-        json_object_object_foreach(o, k, v)
-        {
-            (void)k;
-            if (has_nul_string(v))
-                return true;
-        }
-        return false;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (body[i] != '\\')
+            continue;
+        if (body[i + 1] == 'u' && i + 6 <= len && memcmp(body + i + 2, "0000", 4) == 0)
+            return true;
+        i++; /* the escaped character */
     }
-    default:
-        return false;
-    }
+    return false;
 }
 
 /* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage, UTF-8
@@ -631,7 +621,7 @@ static json_object *parse_strict(const char *body, size_t len, char *why, size_t
                                                : "unexpected data after the object");
         json_object_put(obj);
         obj = NULL;
-    } else if (has_nul_string(obj)) {
+    } else if (escapes_nul(body, len)) {
         snprintf(why, why_cap, "strings may not contain NUL (\\u0000)");
         json_object_put(obj);
         obj = NULL;
@@ -1727,13 +1717,14 @@ static void complete_cold(bdy_claims *c, waiter *w)
     }
     /* A client that gave up waiting (its own timeout, shorter than
      * waitSeconds) would never learn the allocation's id: the world would
-     * stay claimed by no one. It joins the pool instead, as on a 504. */
-    if (bdy_http_deferred_client_gone(w->d)) {
+     * stay claimed by no one. It joins the pool instead, as on a 504. Not
+     * with an Idempotency-Key: the client can retry to learn it, and a
+     * retry may be waiting on this very claim. */
+    if (w->idem_key[0] == '\0' && bdy_http_deferred_client_gone(w->d)) {
         bdy_info("claims",
                  "cold claim %s: the client left before world %s/%s was Ready; the "
                  "world joins the pool",
                  w->id, w->ns, w->world);
-        idem_finish(c, idem, NULL);
         finish_error(w->d, 503, "PoolExhausted", "the client left before the world was ready",
                      RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "abandoned", 0);
@@ -2154,9 +2145,18 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     const char *cont = bdy_http_query(req, "continue");
     if (ns != NULL && ns[0] == '\0')
         ns = NULL;
-    /* Across namespaces, as GET /v1/pools does, a token sees the worlds of
-     * the namespaces it may read (filtered below); one that may read none
-     * was refused by the server before this handler. */
+    /* Across namespaces only for a token that may read them all: the store
+     * pages before the filter below, and a page's continue token names
+     * the last world scanned, whatever its namespace. */
+    if (ns == NULL && req->principal != NULL &&
+        !bdy_principal_allows(req->principal, BDY_VERB_READ, NULL)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "token \"%s\" may read only some namespaces: name one with ?namespace=",
+                 bdy_principal_name(req->principal));
+        bdy_http_error(resp, 403, "Forbidden", msg, 0);
+        return;
+    }
     if (ns != NULL && !valid_dns_label(ns)) {
         bdy_http_error(resp, 400, "InvalidRequest", "namespace must be a DNS label", 0);
         return;

@@ -809,11 +809,23 @@ static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const
     return MHD_YES;
 }
 
-/* Bytes of the request line and headers, as sent give or take whitespace. */
+static enum MHD_Result add_argument_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 2; /* '=' and '&' */
+    return MHD_YES;
+}
+
+/* Bytes of the request line and headers, as sent give or take whitespace
+ * and escapes. MHD hands us the path without its query, so the query's
+ * arguments are counted on their own (each with its '=' and '&', as the
+ * header's ": " and CRLF). */
 static size_t header_bytes(struct conn *c, const char *url, const char *version)
 {
     size_t n = strlen(c->req.method) + strlen(url) + strlen(version) + 4;
     MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, add_header_size, &n);
+    MHD_get_connection_values(c->mhd, MHD_GET_ARGUMENT_KIND, add_argument_size, &n);
     return n;
 }
 

@@ -319,6 +319,12 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
         f->npools += nadded;
         nadded = 0;
     }
+    /* A removed pool's creation slots go: its creators can no longer
+     * settle them (find_pool skips it), and a pool configured again later
+     * starts from its worlds as seen. */
+    for (size_t i = 0; i < f->npools; i++)
+        if (!f->pools[i]->present)
+            f->pools[i]->ncreating = 0;
     /* Re-home every world: new pools pick up worlds seen before they were
      * configured, removed pools lose their warm index. */
     BDY_HMAP_FOREACH(&f->worlds, n)
@@ -675,8 +681,10 @@ void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, con
          * return): the slot is no longer needed. */
         if (name == NULL || find_world(f, key) != NULL)
             creation_drop(p, i);
-        else
+        else {
             snprintf(p->creating[i].name, sizeof(p->creating[i].name), "%s", name);
+            p->creating[i].since = monotonic_s(); /* the TTL counts from the create */
+        }
         break;
     }
     pthread_mutex_unlock(&f->lock);

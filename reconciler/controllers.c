@@ -983,9 +983,14 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = apply_claim_metadata(r, world);
         break;
     case BDY_PHASE_FAILED:
-        /* Usually stopped already by the pass that failed it; this covers a
-         * world found Failed with its process alive (after a restart). */
-        if (track_get(r, key, &t) && !t.exited && !t.stop_requested)
+        /* Usually stopped already by the pass that failed it. After a
+         * restart nothing is tracked yet: the process is adopted first, so
+         * a world found Failed with its process alive is stopped too (its
+         * pool may be gone, and with it the delete that would stop it). */
+        rc = ensure_tracked(r, key, ns, name, world, &t);
+        if (rc == BDY_ENOTFOUND)
+            rc = 0;
+        else if (rc == 0 && !t.exited)
             stop_once(r, key, &t, manifest_grace_ms(r, world));
         break;
     case BDY_PHASE_TERMINATING:

@@ -63,12 +63,15 @@ static void test_text_must_be_whole_utf8(void **state)
     const char overlong[] = "{\"pool\":\"a\",\"claimant\":\"\xc0\xaf\"}";
     refused(overlong, sizeof(overlong) - 1, "UTF-8");
     const char *nul[] = {"{\"pool\":\"a\",\"claimant\":\"\\u0000x\"}",
+                         "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"team\\u0000x\":\"a\"}}}",
                          "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"n\":\"a\\u0000\"}}}"};
     for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++)
         refused(nul[i], strlen(nul[i]), "NUL");
     refused("{\"pool\":", strlen("{\"pool\":"), "ends inside");
     accepted("{\"pool\":\"a\",\"claimant\":\"spieler-\xc3\xa9\xe2\x82\xac\"}");
     accepted("{\"pool\":\"a\",\"claimant\":\"\\u00e9\"}");
+    /* An escaped backslash before "u0000" is text, not a NUL. */
+    accepted("{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"n\":\"\\\\u0000\"}}}");
 }
 
 int main(void)

@@ -384,6 +384,16 @@ static void test_creations_hold_room_until_seen(void **state)
     assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
     bdy_fleet_creation_done(f, "default", "arena", NULL);
     assert_int_equal(bdy_fleet_creations_grant(f, "default", "nope", 1), 0);
+
+    /* A pool removed by a reload drops its slots: configured again, it
+     * starts from the worlds it has. */
+    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
+    bdy_config_pools none = {NULL, 0};
+    assert_int_equal(bdy_fleet_set_pools(f, &none), 0);
+    bdy_fleet_creation_done(f, "default", "arena", "late"); /* finds no pool: no-op */
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 0);
     bdy_fleet_free(f);
 }
 

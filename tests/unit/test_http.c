@@ -125,7 +125,7 @@ static void perform(const fixture *f, const request *rq, reply *out)
     bdy_buf_init(&out->headers, 1 << 16);
     CURL *c = curl_easy_init();
     assert_non_null(c);
-    char url[512];
+    char url[8192]; /* room for the long-query test */
     snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", f->port, rq->path);
     struct curl_slist *h = NULL;
     char auth[256];
@@ -814,6 +814,14 @@ static void test_body_limits(void **state)
     mid[3500] = '\0'; /* under the limit */
     perform(f, &(request){.path = "/healthz", .extra_header = mid}, &r);
     assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* A long query counts too. */
+    char query[6000];
+    int qn = snprintf(query, sizeof(query), "/healthz?q=");
+    memset(query + qn, 'q', sizeof(query) - (size_t)qn - 1);
+    query[sizeof(query) - 1] = '\0';
+    perform(f, &(request){.path = query}, &r);
+    expect_error(&r, 431, "RequestHeaderFieldsTooLarge");
     reply_free(&r);
     /* Far beyond the connection memory MHD refuses them itself (431, with
      * MHD's own body: it answers before any handler runs). */
