@@ -591,8 +591,11 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         }
         count(w, -1);
     }
+    fleet_pool *now_in = pool ? find_pool(f, ns, pool) : NULL;
+    if (now_in != w->pool)
+        warm_remove(w); /* its slot is in the pool it leaves (spec.pool edited) */
     snprintf(w->pool_name, sizeof(w->pool_name), "%s", pool ? pool : "");
-    w->pool = pool ? find_pool(f, ns, pool) : NULL;
+    w->pool = now_in;
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
         w->ready_since = bdy_wall_seconds();
     w->phase = phase;

@@ -272,6 +272,42 @@ static void test_pools_reconfigured(void **state)
     bdy_fleet_free(f);
 }
 
+/* A world whose spec.pool is edited leaves its old pool's warm index, to
+ * an unconfigured pool or to another configured one. */
+static void test_world_moved_to_another_pool(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "dust", false, false));
+    observe(f, world("a1", "elsewhere", "Ready", 12, "dust", false, false));
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 1);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.name, "a2");
+    bdy_fleet_claim_done(f, &r, true, false);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    /* Into another configured pool: its index gets it, arena's keeps none. */
+    observe(f, world("a3", "arena", "Ready", 13, "dust", false, false));
+    observe(f, world("d1", "duel", "Ready", 14, "dust", false, false));
+    observe(f, world("a3", "duel", "Ready", 15, "dust", false, false));
+    bdy_fleet_counts(f, "default", "duel", &c);
+    assert_int_equal(c.warm, 2);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "duel", NULL, 0, &r, NULL), 0);
+        assert_true(strcmp(r.name, "a3") == 0 || strcmp(r.name, "d1") == 0);
+        bdy_fleet_claim_done(f, &r, true, false);
+    }
+    char p[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", "a1", p);
+    bdy_fleet_forget(f, "default", "a3", p);
+    bdy_fleet_free(f);
+}
+
 static void test_scale_down_candidates_and_failed(void **state)
 {
     (void)state;
@@ -449,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_hold_from_ledger),
         cmocka_unit_test(test_selectors_in_preference_order),
         cmocka_unit_test(test_pools_reconfigured),
+        cmocka_unit_test(test_world_moved_to_another_pool),
         cmocka_unit_test(test_scale_down_candidates_and_failed),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
