@@ -2185,14 +2185,15 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
             return;
         }
     }
-    char label_sel[300] = "";
-    char field_sel[100] = "";
+    /* By spec.pool, what the pool itself goes by, not the bindery.dev/pool
+     * label, which kubectl can change. */
+    char field_sel[400] = "";
     if (pool != NULL && pool[0])
-        snprintf(label_sel, sizeof(label_sel), BDY_LABEL_POOL "=%s", pool);
+        snprintf(field_sel, sizeof(field_sel), "spec.pool=%s", pool);
     if (phase != NULL && phase[0])
-        snprintf(field_sel, sizeof(field_sel), "status.phase=%s", phase);
+        snprintf(field_sel + strlen(field_sel), sizeof(field_sel) - strlen(field_sel),
+                 "%sstatus.phase=%s", field_sel[0] ? "," : "", phase);
     bdy_list_opts lo = {.ns = ns,
-                        .label_selector = label_sel[0] ? label_sel : NULL,
                         .field_selector = field_sel[0] ? field_sel : NULL,
                         .limit = (size_t)lim,
                         .continue_token = cont && cont[0] ? cont : NULL};

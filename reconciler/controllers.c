@@ -527,6 +527,42 @@ static int set_phase(bdy_reconciler *r, json_object *world, bdy_phase phase, con
 
 /* ---- world controller ------------------------------------------------------------ */
 
+/* A world's spec edited after it started (generation past the status's
+ * observedGeneration): a running world is not restarted for it, so the
+ * change is acknowledged, with an event saying so, and observedGeneration
+ * catches up (kubectl wait --for=condition=... compares them). Returns 1
+ * when it wrote the status (the world comes back through the informer), 0
+ * when there was nothing to do, or an error. */
+static int observe_generation(bdy_reconciler *r, json_object *world)
+{
+    json_object *status = bdy_jget(world, "status");
+    int64_t gen = bdy_jint(bdy_jget(world, "metadata"), "generation", 1);
+    if (bdy_jstr(status, "phase") == NULL || bdy_jint(status, "observedGeneration", gen) >= gen)
+        return 0;
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+    json_object *conds = bdy_jget(status, "conditions");
+    if (json_object_is_type(conds, json_type_array)) {
+        json_object *copy = NULL;
+        if (json_object_deep_copy(conds, &copy, NULL) != 0) {
+            json_object_put(st);
+            return BDY_ENOMEM;
+        }
+        for (size_t i = 0; i < json_object_array_length(copy); i++)
+            json_object_object_add(json_object_array_get_idx(copy, i), "observedGeneration",
+                                   json_object_new_int64(gen));
+        json_object_object_add(st, "conditions", copy);
+    }
+    int rc = patch_status(r, world, st);
+    if (rc != 0)
+        return rc;
+    bdy_reconciler_event(r, world, "Normal", "SpecChanged",
+                         "spec generation %lld noted; a running world is not restarted for "
+                         "a spec change",
+                         (long long)gen);
+    return 1;
+}
+
 /* Reads the ModuleManifest and turns it into a runtime spec. Strings in
  * spec point into *manifest_out, which the caller keeps until start()
  * returns. */
@@ -939,6 +975,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         json_object_array_add(fin, json_object_new_string(BDY_FINALIZER_WORLD));
         json_object_object_add(mf, "finalizers", fin);
         rc = patch_meta(r, world, mf);
+        goto out;
+    }
+    if ((rc = observe_generation(r, world)) != 0) {
+        rc = rc > 0 ? 0 : rc;
         goto out;
     }
     switch (phase) {

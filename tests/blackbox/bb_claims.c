@@ -619,6 +619,49 @@ static void test_failed_world_gets_its_grace(void **state)
     bb_cleanup(&s);
 }
 
+/* A spec edit to a running world: not restarted, but observed, so that
+ * observedGeneration catches up with the generation. */
+static void test_spec_edit_is_observed(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 2, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    long status = 0;
+    json_object *list = get_json(&s, "/v1/worlds?pool=arena&phase=Ready", &status);
+    const char *name = json_object_get_string(json_object_object_get(
+        json_object_array_get_idx(json_object_object_get(list, "items"), 0), "name"));
+    assert_non_null(name);
+    char path[300];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             name);
+    json_object_put(list);
+    const char *const hdrs[] = {"Content-Type: application/merge-patch+json", NULL};
+    bb_response r = bb_request(&s, "PATCH", path, "{\"spec\":{\"manifest\":\"other\"}}", hdrs);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bool seen = false;
+    for (int waited = 0; waited < 10000 && !seen; waited += 100) {
+        json_object *w = get_json(&s, path, &status);
+        json_object *meta = json_object_object_get(w, "metadata");
+        json_object *st = json_object_object_get(w, "status");
+        int64_t gen = json_object_get_int64(json_object_object_get(meta, "generation"));
+        int64_t observed = json_object_get_int64(json_object_object_get(st, "observedGeneration"));
+        const char *phase = json_object_get_string(json_object_object_get(st, "phase"));
+        seen = gen == 2 && observed == 2 && phase != NULL && strcmp(phase, "Ready") == 0;
+        json_object_put(w);
+        if (!seen)
+            sleep_ms(100);
+    }
+    assert_true(seen);
+    r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "SpecChanged"));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_warm_crash_is_replaced(void **state)
 {
     (void)state;
@@ -871,6 +914,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),

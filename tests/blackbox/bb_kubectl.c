@@ -260,7 +260,7 @@ static void test_get_wi_columns_with_claim(void **state)
         strstr(out, "127.0.0.1") == NULL || strstr(out, "arena-") == NULL)
         fail_msg("get wi:\n%s", out);
     free(out);
-    expect_kubectl("RESTARTS", "get wi -o wide");
+    expect_kubectl("NODE", "get wi -o wide");
     expect_kubectl("match-4711", "get wi -o yaml");
     expect_kubectl("kind: WorldInstance", "get wi -o yaml");
     expect_kubectl("NAMESPACE", "get wi -A");
