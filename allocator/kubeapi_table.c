@@ -145,17 +145,14 @@ void bdy__kube_human_duration(double seconds, char *out, size_t cap)
         snprintf(out, cap, "%lldy", days / 365);
 }
 
-/* Evaluates the simple JSONPath of printer columns: ".a.b", ".a[0].b",
- * ".metadata.labels.app". Returns the borrowed value or NULL. */
-static json_object *eval_path(json_object *obj, const char *path)
+/* Evaluates the simple JSONPath of printer columns from p on: ".a.b",
+ * ".a[0].b", ".metadata.labels.app", ".spec.ports[*].name". A wildcard
+ * yields the first element for which the rest of the path resolves, as the
+ * Kubernetes API server's column printer shows only a path's first result.
+ * Returns the borrowed value or NULL. Depth is bounded by the path. */
+static json_object *eval_from(json_object *cur, const char *p)
 {
     char key[256];
-    const char *p = path;
-    if (p == NULL)
-        return NULL;
-    if (p[0] == '{') /* "{.spec.x}" */
-        p++;
-    json_object *cur = obj;
     while (cur != NULL && *p != '\0' && *p != '}') {
         if (*p == '.') {
             p++;
@@ -166,6 +163,15 @@ static json_object *eval_path(json_object *obj, const char *path)
             key[n] = '\0';
             cur = bdy_jget(cur, key);
             p += n;
+        } else if (strncmp(p, "[*]", 3) == 0) {
+            if (!json_object_is_type(cur, json_type_array))
+                return NULL;
+            for (size_t i = 0; i < json_object_array_length(cur); i++) {
+                json_object *v = eval_from(json_object_array_get_idx(cur, i), p + 3);
+                if (v != NULL && !json_object_is_type(v, json_type_null))
+                    return v;
+            }
+            return NULL;
         } else if (*p == '[') {
             char *end = NULL;
             long idx = strtol(p + 1, &end, 10);
@@ -179,6 +185,13 @@ static json_object *eval_path(json_object *obj, const char *path)
         }
     }
     return cur;
+}
+
+static json_object *eval_path(json_object *obj, const char *path)
+{
+    if (path == NULL)
+        return NULL;
+    return eval_from(obj, path[0] == '{' ? path + 1 : path); /* "{.spec.x}" */
 }
 
 static json_object *cell(const bdy__kube_column *c, json_object *obj)

@@ -92,6 +92,7 @@ struct bdy_reconciler {
     bool ev_started;
     double ev_tokens;
     double ev_refill;
+    uint64_t ev_last_ns; /* wall ns in the last event's name; names only grow */
 
     bdy_metric_family *m_reconciles;
     bdy_metric_family *m_worlds;
@@ -296,11 +297,8 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     bdy_timestamp_now_seconds(now);
     char micro[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now(micro);
-    char gen[300];
-    snprintf(gen, sizeof(gen), "%.200s.", name);
     json_object *ev = json_object_new_object();
     json_object *em = json_object_new_object();
-    json_object_object_add(em, "generateName", json_object_new_string(gen));
     json_object_object_add(em, "namespace", json_object_new_string(ns));
     json_object_object_add(ev, "apiVersion", json_object_new_string("v1"));
     json_object_object_add(ev, "kind", json_object_new_string("Event"));
@@ -337,6 +335,16 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     bool allowed = r->ev_tokens >= 1.0;
     if (allowed)
         r->ev_tokens -= 1.0;
+    /* Named as Kubernetes names events, <object>.<wall ns in hex>: a list
+     * (sorted by name) is then in order of creation, which kubectl describe
+     * keeps among events of the same second. */
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t ns_now = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
+    r->ev_last_ns = ns_now > r->ev_last_ns ? ns_now : r->ev_last_ns + 1;
+    char ev_name[300];
+    snprintf(ev_name, sizeof(ev_name), "%.200s.%016llx", name, (unsigned long long)r->ev_last_ns);
+    json_object_object_add(em, "name", json_object_new_string(ev_name));
     if (it == NULL || r->ev_len >= EVENT_QUEUE_MAX || !allowed) {
         /* Events explain, they never hold up the controllers. */
         pthread_mutex_unlock(&r->ev_lock);

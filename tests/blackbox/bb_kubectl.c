@@ -226,6 +226,8 @@ static void test_apply_crds_and_manifests(void **state)
              "  local: {command: /bin/true}\n");
     expect_kubectl("modulemanifest.bindery.dev/demo configured", "apply -f demo.yaml");
     expect_kubectl("7778", "get mm demo -o jsonpath={.spec.ports[0].containerPort}");
+    /* The Ports column's path has a wildcard (.spec.ports[*].name). */
+    expect_kubectl("game", "get mm demo");
     /* Strict validation (kubectl's default) refuses unknown fields. */
     bb_write(&srv, "bad.yaml",
              "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
@@ -300,8 +302,12 @@ static void test_describe_shows_events(void **state)
     for (int i = 0; i < 40 && !ok; i++) {
         char *out = NULL;
         int rc = kubectl(&out, "describe %s", first);
-        ok = rc == 0 && strstr(out, "Events:") != NULL && strstr(out, "Started") != NULL &&
-             strstr(out, "bindery") != NULL;
+        /* In the order they happened (Started, then Ready), which the
+         * events' names keep within one second. */
+        const char *events = rc == 0 ? strstr(out, "Events:") : NULL;
+        const char *started = events ? strstr(events, "Started") : NULL;
+        const char *ready = events ? strstr(events, "  Ready ") : NULL;
+        ok = started != NULL && ready != NULL && started < ready && strstr(out, "bindery") != NULL;
         snprintf(last, sizeof(last), "%s", out);
         free(out);
         if (!ok)
