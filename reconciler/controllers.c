@@ -1093,14 +1093,22 @@ static double failure_backoff(const pool_state *p, double now)
     return wait > 0 ? wait : 0;
 }
 
-static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref)
+/* Deletes a world of the pool; reason and message go into an event, so
+ * that kubectl describe says why the pool let it go (the world
+ * controller's own "Deleting" event cannot tell). */
+static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char *reason,
+                        const char *message)
 {
     bdy_delete_opts d = {0};
     char rv[24];
     snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ref->resource_version);
     d.precondition_rv = rv; /* never a world that changed since: it may be claimed */
+    json_object *gone = NULL;
     int rc =
-        bdy_store_delete(r->o.store, &BDY_GVR_WORLDS, ref->ns, ref->name, &d, NULL, NULL, NULL);
+        bdy_store_delete(r->o.store, &BDY_GVR_WORLDS, ref->ns, ref->name, &d, &gone, NULL, NULL);
+    if (rc == 0 && gone != NULL)
+        bdy_reconciler_event(r, gone, "Normal", reason, "%s", message);
+    json_object_put(gone);
     return rc == BDY_ENOTFOUND || rc == BDY_ECONFLICT ? 0 : rc;
 }
 
@@ -1140,7 +1148,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     size_t nfailed =
         refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX, &new_failures) : 0;
     for (size_t i = 0; i < nfailed; i++)
-        delete_world(r, &refs[i]);
+        delete_world(r, &refs[i], "Replacing", "the world failed; the pool replaces it");
     pthread_mutex_lock(&r->pools_lock);
     pool_state *ps = pool_state_get(r, key);
     for (size_t i = 0; ps != NULL && i < new_failures; i++)
@@ -1218,7 +1226,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             size_t step = surplus < POOL_STEP_MAX ? surplus : POOL_STEP_MAX;
             size_t n = bdy_fleet_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
             for (size_t i = 0; i < n; i++)
-                delete_world(r, &refs[i]);
+                delete_world(r, &refs[i], "ScaledDown",
+                             "idle above the pool's warm target for its scale-down cooldown");
             if (n > 0)
                 bdy_info("pool", "pool %s: scaled down %zu idle worlds to target %u", key, n,
                          target);

@@ -691,6 +691,16 @@ static void test_warm_crash_is_replaced(void **state)
     }
     assert_true(nseen >= 2);
     assert_true(bb_log_contains(&s, "Crashed", 10000));
+    /* Its history says why the pool let it go. */
+    bool replacing = false;
+    for (int i = 0; i < 100 && !replacing; i++) {
+        bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+        replacing = r.status == 200 && strstr(r.body, "\"reason\":\"Replacing\"") != NULL;
+        bb_response_free(&r);
+        if (!replacing)
+            sleep_ms(100);
+    }
+    assert_true(replacing);
     bb_cleanup(&s);
 }
 
