@@ -1963,6 +1963,9 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
                      : "");
         if (wid != NULL && strcmp(wid, id) == 0) {
             rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
+            if (rc == 0 && c->rec != NULL)
+                bdy_reconciler_event(c->rec, world, "Normal", "Released",
+                                     "allocation %s released by its client; the world stops", id);
             /* The release record is durable: the ledger row may go. */
             if (rc == 0 && c->o.ledger != NULL) {
                 int lrc = bdy_ledger_remove(c->o.ledger, id);

@@ -260,6 +260,19 @@ static void test_claim_ping_release_refill(void **state)
     assert_int_equal(status, 200);
     assert_string_equal(json_object_get_string(json_object_object_get(g, "state")), "Released");
     json_object_put(g);
+    /* The world's history says who let it go (events are written in the
+     * background). */
+    char released[160];
+    snprintf(released, sizeof(released), "allocation %s released by its client", c.id);
+    bool said = false;
+    for (int i = 0; i < 100 && !said; i++) {
+        r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+        said = r.status == 200 && strstr(r.body, released) != NULL;
+        bb_response_free(&r);
+        if (!said)
+            sleep_ms(100);
+    }
+    assert_true(said);
     r = bb_request(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, NULL);
     assert_int_equal(r.status, 404);
     bb_response_free(&r);
