@@ -293,12 +293,39 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     const char *ns = bdy_jstr(meta, "namespace");
     if (name == NULL || ns == NULL)
         return;
+    /* Admission first, so a dropped event costs no JSON: events explain,
+     * they never hold up the controllers. Events admitted meanwhile by
+     * other threads may pass EVENT_QUEUE_MAX by as many as there are
+     * threads. Named as Kubernetes names events, <object>.<wall ns in hex>:
+     * a list (sorted by name) is then in order of creation, which kubectl
+     * describe keeps among events of the same second. */
+    char ev_name[300];
+    pthread_mutex_lock(&r->ev_lock);
+    double t = bdy_wall_seconds();
+    r->ev_tokens = fmin(EVENT_BURST, r->ev_tokens + (t - r->ev_refill) * EVENT_RATE_PER_S);
+    r->ev_refill = t;
+    bool allowed = r->ev_tokens >= 1.0 && r->ev_len < EVENT_QUEUE_MAX;
+    if (allowed) {
+        r->ev_tokens -= 1.0;
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        uint64_t ns_now = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
+        r->ev_last_ns = ns_now > r->ev_last_ns ? ns_now : r->ev_last_ns + 1;
+        snprintf(ev_name, sizeof(ev_name), "%.200s.%016llx", name,
+                 (unsigned long long)r->ev_last_ns);
+    }
+    pthread_mutex_unlock(&r->ev_lock);
+    if (!allowed) {
+        bdy_metric_inc(r->m_events_dropped);
+        return;
+    }
     char now[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now_seconds(now);
     char micro[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now(micro);
     json_object *ev = json_object_new_object();
     json_object *em = json_object_new_object();
+    json_object_object_add(em, "name", json_object_new_string(ev_name));
     json_object_object_add(em, "namespace", json_object_new_string(ns));
     json_object_object_add(ev, "apiVersion", json_object_new_string("v1"));
     json_object_object_add(ev, "kind", json_object_new_string("Event"));
@@ -328,32 +355,13 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     json_object_object_add(ev, "action", json_object_new_string(reason));
 
     event_item *it = calloc(1, sizeof(*it));
-    pthread_mutex_lock(&r->ev_lock);
-    double t = bdy_wall_seconds();
-    r->ev_tokens = fmin(EVENT_BURST, r->ev_tokens + (t - r->ev_refill) * EVENT_RATE_PER_S);
-    r->ev_refill = t;
-    bool allowed = r->ev_tokens >= 1.0;
-    if (allowed)
-        r->ev_tokens -= 1.0;
-    /* Named as Kubernetes names events, <object>.<wall ns in hex>: a list
-     * (sorted by name) is then in order of creation, which kubectl describe
-     * keeps among events of the same second. */
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    uint64_t ns_now = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
-    r->ev_last_ns = ns_now > r->ev_last_ns ? ns_now : r->ev_last_ns + 1;
-    char ev_name[300];
-    snprintf(ev_name, sizeof(ev_name), "%.200s.%016llx", name, (unsigned long long)r->ev_last_ns);
-    json_object_object_add(em, "name", json_object_new_string(ev_name));
-    if (it == NULL || r->ev_len >= EVENT_QUEUE_MAX || !allowed) {
-        /* Events explain, they never hold up the controllers. */
-        pthread_mutex_unlock(&r->ev_lock);
+    if (it == NULL) {
         bdy_metric_inc(r->m_events_dropped);
         json_object_put(ev);
-        free(it);
         return;
     }
     it->event = ev;
+    pthread_mutex_lock(&r->ev_lock);
     if (r->ev_tail != NULL)
         r->ev_tail->next = it;
     else
