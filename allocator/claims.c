@@ -1963,7 +1963,10 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
                      : "");
         if (wid != NULL && strcmp(wid, id) == 0) {
             rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
-            if (rc == 0 && c->rec != NULL)
+            /* Once: a repeated or concurrent DELETE finds the world
+             * already being deleted. */
+            if (rc == 0 && c->rec != NULL &&
+                bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL)
                 bdy_reconciler_event(c->rec, world, "Normal", "Released",
                                      "allocation %s released by its client; the world stops", id);
             /* The release record is durable: the ledger row may go. */

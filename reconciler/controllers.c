@@ -564,9 +564,11 @@ static int observe_generation(bdy_reconciler *r, json_object *world)
             json_object_put(st);
             return BDY_ENOMEM;
         }
-        for (size_t i = 0; i < json_object_array_length(copy); i++)
-            json_object_object_add(json_object_array_get_idx(copy, i), "observedGeneration",
-                                   json_object_new_int64(gen));
+        for (size_t i = 0; i < json_object_array_length(copy); i++) {
+            json_object *cond = json_object_array_get_idx(copy, i);
+            if (json_object_is_type(cond, json_type_object))
+                json_object_object_add(cond, "observedGeneration", json_object_new_int64(gen));
+        }
         json_object_object_add(st, "conditions", copy);
     }
     int rc = patch_status(r, world, st);
@@ -1339,6 +1341,9 @@ static bool needs_reconcile(bdy_reconciler *r, json_object *obj, const char *ns,
     const char *phase = bdy_jstr(status, "phase");
     if (phase == NULL || strcmp(phase, "Allocated") != 0 || bdy_jget(meta, "deletionTimestamp"))
         return true;
+    int64_t gen = bdy_jint(meta, "generation", 1);
+    if (bdy_jint(status, "observedGeneration", gen) < gen)
+        return true; /* a spec edit to acknowledge (observe_generation) */
     char key[KEY_MAX];
     world_key(key, ns, name);
     tracked t;
