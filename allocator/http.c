@@ -798,37 +798,30 @@ static enum MHD_Result authenticate(struct conn *c)
     return MHD_YES;
 }
 
-/* The first call, with the headers in: everything that can be decided
- * before reading the body is decided here, so a rejected request never
- * makes us buffer its body. */
-static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
+/* Adds one header ("key: value" and CRLF) or query argument ("key=value"
+ * and '&') to the byte count in cls. */
+static enum MHD_Result add_value_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
 {
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
-    return MHD_YES;
-}
-
-static enum MHD_Result add_argument_size(void *cls, enum MHD_ValueKind kind, const char *key,
-                                         const char *value)
-{
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 2; /* '=' and '&' */
+    size_t separators = kind == MHD_GET_ARGUMENT_KIND ? 2 : 4;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + separators;
     return MHD_YES;
 }
 
 /* Bytes of the request line and headers, as sent give or take whitespace
  * and escapes. MHD hands us the path without its query, so the query's
- * arguments are counted on their own (each with its '=' and '&', as the
- * header's ": " and CRLF). */
+ * arguments are counted on their own. */
 static size_t header_bytes(struct conn *c, const char *url, const char *version)
 {
     size_t n = strlen(c->req.method) + strlen(url) + strlen(version) + 4;
-    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, add_header_size, &n);
-    MHD_get_connection_values(c->mhd, MHD_GET_ARGUMENT_KIND, add_argument_size, &n);
+    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, add_value_size, &n);
+    MHD_get_connection_values(c->mhd, MHD_GET_ARGUMENT_KIND, add_value_size, &n);
     return n;
 }
 
+/* The first call, with the headers in: everything that can be decided
+ * before reading the body is decided here, so a rejected request never
+ * makes us buffer its body. */
 static enum MHD_Result begin_request(struct conn *c, const char *url, const char *version)
 {
     if (header_bytes(c, url, version) > c->s->header_limit) {

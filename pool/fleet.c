@@ -673,13 +673,13 @@ out:
 
 void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name)
 {
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name ? name : "");
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     for (size_t i = 0; p != NULL && i < p->ncreating; i++) {
         if (p->creating[i].name[0] != '\0')
             continue;
-        char key[2 * BDY_NAME_MAX + 2];
-        snprintf(key, sizeof(key), "%s/%s", ns, name ? name : "");
         /* Failed, or already seen (the informer can beat the creator's own
          * return): the slot is no longer needed. */
         if (name == NULL || find_world(f, key) != NULL)

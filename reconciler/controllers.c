@@ -1048,7 +1048,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = ensure_tracked(r, key, ns, name, world, &t);
         if (rc == BDY_ENOTFOUND)
             rc = 0;
-        else if (rc == 0 && !t.exited)
+        else if (rc == 0) /* tracked and alive */
             stop_once(r, key, &t, manifest_grace_ms(r, world));
         break;
     case BDY_PHASE_TERMINATING:
@@ -1151,9 +1151,9 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         }
     }
 
-    /* Failed worlds go; each counts towards the crash backoff. */
-    /* A Failed world is listed again until its deletion is seen (the
-     * delete is repeated, harmlessly) but counted once. */
+    /* Failed worlds go; each counts towards the crash backoff once (a
+     * Failed world is listed again until its deletion is seen, and the
+     * repeated delete fails its resourceVersion precondition). */
     size_t new_failures = 0;
     size_t nfailed =
         refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX, &new_failures) : 0;

@@ -367,12 +367,6 @@ static void kill_overdue(proc_runtime *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Finishes a world whose process has exited (its pidfd turned readable,
- * or has_exited() said so). If it is our child, its zombie still pins the
- * pid and with it the process group id, so whatever is left of the group is
- * killed before the reap: helpers must not outlive the world and keep its
- * ports. An adopted world that is not our child is reaped by its own parent
- * and its exit status is unknown (-1). Watcher thread only. */
 /* An adopted world is not our child: its leader is reaped by someone else,
  * so it cannot be held as a zombie while its group is killed, as our own
  * children are. What it started in its group would outlive it, holding
@@ -396,6 +390,13 @@ static void kill_group_leftovers(const proc_world *w)
     kill(-(pid_t)w->h.pid, SIGKILL);
 }
 
+/* Finishes a world whose process has exited (its pidfd turned readable,
+ * or has_exited() said so). If it is our child, its zombie still pins the
+ * pid and with it the process group id, so whatever is left of the group is
+ * killed before the reap: helpers must not outlive the world and keep its
+ * ports. An adopted world that is not our child is reaped by its own parent
+ * and its exit status is unknown (-1); what it left in its group goes by
+ * kill_group_leftovers(). Watcher thread only. */
 static void world_exited(proc_runtime *rt, proc_world *w)
 {
     pthread_mutex_lock(&rt->lock);
