@@ -119,6 +119,21 @@ typedef struct waiter {
     bool failed;
 } waiter;
 
+/* A retry whose Idempotency-Key is still being claimed: its connection is
+ * suspended (no thread waits) until the first claim ends or the deadline
+ * passes, then the cold-claims thread answers it. */
+typedef struct replay_waiter {
+    struct replay_waiter *next;
+    bdy_http_deferred *d;
+    char idem_full[IDEM_KEY_MAX];
+    char ns[BDY_NAME_MAX];
+    char pool[BDY_NAME_MAX];
+    char id[BDY_ALLOCATION_ID_LEN + 8]; /* set when the first claim succeeded */
+    bool ended;                         /* the first claim ended (id "" if it failed) */
+    double deadline;
+    uint64_t t0;
+} replay_waiter;
+
 /* Per-pool hit/miss minutes for warmHitRatio and an EWMA lead time. */
 typedef struct pool_stats {
     struct pool_stats *next;
@@ -133,11 +148,10 @@ typedef struct pool_stats {
 struct bdy_claims {
     bdy_claims_opts o;
     bdy_reconciler *rec;
-    pthread_mutex_t lock; /* ids, idem, waiters, stats */
-    pthread_cond_t idem_done;
-    bdy_hmap ids;  /* alloc_entry by allocation id */
-    bdy_hmap idem; /* idem_entry by "ns\nkey" */
-    bdy_hmap held; /* held_entry by "ns/world" (ledger claims only) */
+    pthread_mutex_t lock; /* ids, idem, waiters, replays, stats */
+    bdy_hmap ids;         /* alloc_entry by allocation id */
+    bdy_hmap idem;        /* idem_entry by "ns\nkey" */
+    bdy_hmap held;        /* held_entry by "ns/world" (ledger claims only) */
     /* Materializing: ledger claims whose world status is not written yet.
      * Guarded by lock; mat_wake signals new items or stopping. */
     mat_item *mat_head;
@@ -147,6 +161,7 @@ struct bdy_claims {
     pthread_t mat_threads[MATERIALIZERS];
     size_t nmat_threads;
     waiter *waiters;
+    replay_waiter *replays;
     pool_stats *stats;
     bdy_informer *records;
     atomic_bool records_synced;
@@ -959,7 +974,16 @@ static void idem_finish(bdy_claims *c, const char *full, const char *id)
             idem_remove(c, full);
         }
     }
-    pthread_cond_broadcast(&c->idem_done);
+    bool woke = false;
+    for (replay_waiter *w = c->replays; w != NULL; w = w->next) {
+        if (!w->ended && strcmp(w->idem_full, full) == 0) {
+            w->ended = true;
+            snprintf(w->id, sizeof(w->id), "%s", id != NULL ? id : "");
+            woke = true;
+        }
+    }
+    if (woke)
+        pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -1441,6 +1465,78 @@ static void waiter_free(waiter *w)
     free(w);
 }
 
+/* Answers a replay: 200 and allocation prior, as it was first answered. */
+static void answer_replay(bdy_claims *c, bdy_http_response *resp, const char *prior, const char *ns,
+                          const char *pool, uint64_t t0)
+{
+    json_object *answer = NULL;
+    if (lookup_answer(c, prior, &answer) != 0) {
+        bdy_http_error(resp, 500, "InternalError",
+                       "the allocation for this Idempotency-Key cannot be read", 0);
+        count_result(c, ns, pool, "replay", "error", 0);
+        return;
+    }
+    json_object_object_del(answer, "state");
+    bdy_http_json(resp, 200, answer);
+    set_location(resp, prior);
+    json_object_put(answer);
+    count_result(c, ns, pool, "replay", "success", (bdy_monotonic_ns() - t0) / 1e9);
+}
+
+/* A retry of a claim whose key is still pending: suspends it until the
+ * first claim ends (idem_finish) or IDEM_WAIT_MS past its own waitSeconds;
+ * cold_main answers it. Answers at once if it cannot be suspended. */
+static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_response *resp,
+                         const bdy_claim_request *cr, const char *idem_full, uint64_t t0)
+{
+    replay_waiter *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->d = bdy_http_defer(req)) == NULL) {
+        free(w);
+        bdy_http_error(resp, 409, "Conflict",
+                       "a claim with this Idempotency-Key is still in progress", RETRY_AFTER_S);
+        return;
+    }
+    snprintf(w->idem_full, sizeof(w->idem_full), "%s", idem_full);
+    snprintf(w->ns, sizeof(w->ns), "%s", cr->ns);
+    snprintf(w->pool, sizeof(w->pool), "%s", cr->pool);
+    w->deadline = bdy_wall_seconds() + IDEM_WAIT_MS / 1000.0 + cr->wait_s;
+    w->t0 = t0;
+    pthread_mutex_lock(&c->lock);
+    /* The first claim may have ended while this one was being suspended. */
+    idem_entry *e = idem_find(c, idem_full, false);
+    if (e == NULL || !e->pending) {
+        w->ended = true;
+        if (e != NULL)
+            snprintf(w->id, sizeof(w->id), "%s", e->id);
+    }
+    w->next = c->replays;
+    c->replays = w;
+    if (w->ended)
+        pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Answers a replay waiter taken off the list (cold_main). */
+static void finish_replay(bdy_claims *c, replay_waiter *w, bool stopping)
+{
+    bdy_http_response *resp = bdy_http_deferred_response(w->d);
+    if (stopping) {
+        bdy_http_error(resp, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
+    } else if (w->ended && w->id[0] != '\0') {
+        answer_replay(c, resp, w->id, w->ns, w->pool, w->t0);
+    } else {
+        /* Failed: nothing was claimed, so sending it again may claim. */
+        bdy_http_error(resp, 409, "Conflict",
+                       w->ended ? "the claim with this Idempotency-Key failed while this retry "
+                                  "waited for it; send it again"
+                                : "a claim with this Idempotency-Key is still in progress",
+                       RETRY_AFTER_S);
+        count_result(c, w->ns, w->pool, "replay", "error", 0);
+    }
+    bdy_http_deferred_finish(w->d);
+    free(w);
+}
+
 static void post_allocation(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
@@ -1486,42 +1582,21 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         idem_compose(idem_full, sizeof(idem_full), cr.ns, idem_key);
         pthread_mutex_lock(&c->lock);
         idem_entry *e = idem_find(c, idem_full, false);
-        double give_up = bdy_wall_seconds() + IDEM_WAIT_MS / 1000.0 + cr.wait_s;
-        while (e != NULL && e->pending && bdy_wall_seconds() < give_up) {
-            /* The same key is being claimed right now: wait for its answer
-             * rather than claim a second world. */
-            struct timespec ts;
-            bdy_deadline_after_ms(CLOCK_REALTIME, 50, &ts);
-            pthread_cond_timedwait(&c->idem_done, &c->lock, &ts);
-            e = idem_find(c, idem_full, false);
-        }
-        if (e != NULL && e->pending) {
-            pthread_mutex_unlock(&c->lock);
-            bdy_http_error(resp, 409, "Conflict",
-                           "a claim with this Idempotency-Key is still in progress", RETRY_AFTER_S);
-            goto out;
-        }
         if (e != NULL) {
             char prior[sizeof(e->id)];
             bool same = strcmp(e->hash, hash) == 0;
+            bool pending = e->pending;
             snprintf(prior, sizeof(prior), "%s", e->id);
             pthread_mutex_unlock(&c->lock);
-            if (!same) {
+            if (!same)
                 bdy_http_error(resp, 409, "IdempotencyKeyReused",
                                "this Idempotency-Key was used with a different request body", 0);
-                goto out;
-            }
-            json_object *answer = NULL;
-            if (lookup_answer(c, prior, &answer) != 0) {
-                bdy_http_error(resp, 500, "InternalError",
-                               "the allocation for this Idempotency-Key cannot be read", 0);
-                goto out;
-            }
-            json_object_object_del(answer, "state");
-            bdy_http_json(resp, 200, answer);
-            set_location(resp, prior);
-            json_object_put(answer);
-            count_result(c, cr.ns, cr.pool, "replay", "success", (bdy_monotonic_ns() - t0) / 1e9);
+            else if (pending)
+                /* The same key is being claimed right now: answer with its
+                 * result rather than claim a second world. */
+                replay_later(c, req, resp, &cr, idem_full, t0);
+            else
+                answer_replay(c, resp, prior, cr.ns, cr.pool, t0);
             goto out;
         }
         e = idem_find(c, idem_full, true);
@@ -1882,6 +1957,17 @@ static void *cold_main(void *arg)
             }
             slot = &w->next;
         }
+        replay_waiter **rslot = &c->replays;
+        while (*rslot != NULL && !(*rslot)->ended && now < (*rslot)->deadline)
+            rslot = &(*rslot)->next;
+        if (*rslot != NULL) {
+            replay_waiter *r = *rslot;
+            *rslot = r->next;
+            pthread_mutex_unlock(&c->lock);
+            finish_replay(c, r, false);
+            pthread_mutex_lock(&c->lock);
+            continue;
+        }
         if (due != NULL) {
             pthread_mutex_unlock(&c->lock);
             if (due->ready)
@@ -1907,6 +1993,13 @@ static void *cold_main(void *arg)
         pthread_cond_timedwait(&c->wake, &c->lock, &ts);
     }
     /* Shutting down: nobody will make these worlds ready for them now. */
+    while (c->replays != NULL) {
+        replay_waiter *r = c->replays;
+        c->replays = r->next;
+        pthread_mutex_unlock(&c->lock);
+        finish_replay(c, r, true);
+        pthread_mutex_lock(&c->lock);
+    }
     while (c->waiters != NULL) {
         waiter *w = c->waiters;
         c->waiters = w->next;
@@ -2249,7 +2342,6 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->idem_done, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
@@ -2396,8 +2488,12 @@ void bdy_claims_free(bdy_claims *c)
         waiter_free(c->waiters);
         c->waiters = n;
     }
+    while (c->replays != NULL) {
+        replay_waiter *n = c->replays->next;
+        free(c->replays);
+        c->replays = n;
+    }
     pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->idem_done);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->mat_wake);
     free(c);

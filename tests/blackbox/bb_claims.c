@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,63 @@ static void test_idempotent_replay(void **state)
     claim e = post_claim(&s, body, "match 7781 try");
     assert_int_equal(e.status, 200);
     assert_string_equal(a.id, e.id);
+    bb_cleanup(&s);
+}
+
+typedef struct keyed_claim {
+    bb_server *s;
+    const char *body;
+    claim result;
+    atomic_bool done;
+} keyed_claim;
+
+static void *keyed_claim_main(void *arg)
+{
+    keyed_claim *k = arg;
+    k->result = post_claim(k->s, k->body, "cold retry 1");
+    atomic_store(&k->done, true);
+    return NULL;
+}
+
+/* Retries of a keyed cold claim that is still starting wait for its answer
+ * on suspended connections: more of them than the server has HTTP threads
+ * leave it answering other requests, and each gets the first claim's
+ * allocation. A retry with another body is refused at once. */
+static void test_retries_of_pending_claim_hold_no_thread(void **state)
+{
+    (void)state;
+    enum { RETRIES = 8 };
+    bb_server s;
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"5000\"", 600);
+    assert_true(bb_start(&s, NULL));
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":60}";
+    keyed_claim first = {.s = &s, .body = body};
+    keyed_claim retry[RETRIES];
+    pthread_t th[RETRIES + 1];
+    pthread_create(&th[0], NULL, keyed_claim_main, &first);
+    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
+    for (int i = 0; i < RETRIES; i++) {
+        retry[i] = (keyed_claim){.s = &s, .body = body};
+        pthread_create(&th[i + 1], NULL, keyed_claim_main, &retry[i]);
+    }
+    sleep_ms(300);
+    /* With a thread held per retry (4 by default), these would wait for the
+     * cold world, answered in the same moment as the first claim. */
+    bb_response r = bb_request(&s, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    claim other = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":59}", "cold retry 1");
+    assert_int_equal(other.status, 409);
+    assert_non_null(strstr(other.body, "IdempotencyKeyReused"));
+    assert_false(atomic_load(&first.done));
+    pthread_join(th[0], NULL);
+    assert_int_equal(first.result.status, 201);
+    for (int i = 0; i < RETRIES; i++) {
+        pthread_join(th[i + 1], NULL);
+        assert_int_equal(retry[i].result.status, 200);
+        assert_string_equal(retry[i].result.id, first.result.id);
+    }
+    assert_int_equal(pool_field(&s, "allocated"), 1);
     bb_cleanup(&s);
 }
 
@@ -943,11 +1001,15 @@ static void test_unrecorded_world_being_deleted_is_stopped(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* BB_TEST_FILTER=test_name (wildcards allowed) runs only those tests. */
+    if (getenv("BB_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("BB_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_claim_ping_release_refill, bb_teardown),
         cmocka_unit_test_teardown(test_max_worlds_holds_through_release, bb_teardown),
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
+        cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
