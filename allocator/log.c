@@ -74,3 +74,17 @@ void bdy_log(bdy_log_level level, const char *component, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w; /* nowhere left to report a failed log write */
 }
+
+bool bdy_log_admit(bdy_log_limit *l, unsigned period_ms, uint64_t *held)
+{
+    uint64_t now = bdy_monotonic_ns();
+    uint64_t next = atomic_load(&l->next_ns);
+    /* One thread wins each period: the one whose exchange moves it on. */
+    if (now < next ||
+        !atomic_compare_exchange_strong(&l->next_ns, &next, now + (uint64_t)period_ms * 1000000u)) {
+        atomic_fetch_add(&l->held, 1);
+        return false;
+    }
+    *held = atomic_exchange(&l->held, 0);
+    return true;
+}

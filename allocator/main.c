@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -449,6 +450,56 @@ static int setup_metrics(daemon_state *d)
  * 22.4k / 18.4k capped, 1 s bursts of 64 connections, 2 CPUs). An
  * operator's arena limit (MALLOC_ARENA_MAX, or glibc.malloc.arena_max in
  * GLIBC_TUNABLES) wins. */
+/* Descriptors bindery keeps for itself whatever its clients do: SQLite
+ * files, the listening and internal sockets, logs, a few in flight. */
+#define FD_RESERVE_BASE 256u
+/* HTTP connections below which the limit is not lowered further: fewer
+ * would make bindery useless, and then the operator has to raise it. */
+#define MIN_CONNECTIONS 16u
+
+/* Client connections must not take the descriptors bindery needs for its
+ * own files and its worlds: out of descriptors, a world's readiness probe
+ * and the port search for a new world fail, and warm worlds were failed
+ * for it. Raises the soft RLIMIT_NOFILE to the hard limit and returns the
+ * connection limit to use: the configured one, lowered (with a warning)
+ * to leave FD_RESERVE_BASE plus two per possible world (its pidfd and a
+ * probe's socket), worlds being bounded by the port range and the pools'
+ * maxWorlds. A later reload that allows more worlds is not re-checked. */
+static unsigned fit_connections_to_fd_limit(const bdy_config *cfg)
+{
+    unsigned want = cfg->http.max_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return want;
+    uint64_t worlds = 0;
+    if (cfg->runtime.kind == BDY_RUNTIME_PROCESS) {
+        uint64_t max_worlds = 0;
+        for (size_t i = 0; i < cfg->pools.count; i++)
+            max_worlds += cfg->pools.items[i].max_worlds;
+        uint64_t ports = (uint64_t)cfg->runtime.port_max - cfg->runtime.port_min + 1;
+        worlds = max_worlds < ports ? max_worlds : ports;
+    }
+    uint64_t reserve = FD_RESERVE_BASE + 2 * worlds;
+    uint64_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+    if (room >= want)
+        return want;
+    unsigned fit = room > MIN_CONNECTIONS ? (unsigned)room : MIN_CONNECTIONS;
+    bdy_warn("http",
+             "the descriptor limit is %llu: http.maxConnections %u lowered to %u, to keep %llu "
+             "for bindery's files and up to %llu worlds; raise the limit (ulimit -n, "
+             "LimitNOFILE=) to allow more",
+             (unsigned long long)rl.rlim_cur, want, fit, (unsigned long long)reserve,
+             (unsigned long long)worlds);
+    return fit;
+}
+
 static void tune_malloc(void)
 {
 #ifndef BINDERY_JEMALLOC
@@ -562,7 +613,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
                           .max_body_bytes = d.cfg->http.max_body_bytes,
                           .connection_timeout_s = d.cfg->http.connection_timeout_s,
                           .header_limit_bytes = d.cfg->http.header_limit_bytes,
-                          .max_connections = d.cfg->http.max_connections};
+                          .max_connections = fit_connections_to_fd_limit(d.cfg)};
     rc = bdy_http_server_new(&hc, d.metrics, &d.http, &eb);
     if (rc == 0)
         rc = register_routes(&d);

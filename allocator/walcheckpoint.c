@@ -42,6 +42,7 @@ struct bdy_wal_checkpointer {
     uint64_t busy_wait_ns;
     uint64_t busy_since_ns;
     uint64_t next_oversize_ns; /* no long RESTART before this (monotonic) */
+    bdy_log_limit fail_log;    /* checkpoints run every few ms: one line a period */
     /* Set while a RESTART runs: the owner's writers wait at
      * bdy_wal_checkpointer_before_write() instead of racing it for the
      * write lock (fcntl locks are not fair, and back-to-back commits would
@@ -88,7 +89,11 @@ static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long 
         step = sqlite3_step(st);
     sqlite3_reset(st);
     if (step != SQLITE_DONE && sqlite3_errcode(c->db) != SQLITE_BUSY) {
-        bdy_warn("sqlite", "%s: checkpoint failed: %s", c->path, sqlite3_errmsg(c->db));
+        uint64_t held = 0;
+        if (bdy_log_admit(&c->fail_log, 10000, &held))
+            bdy_warn("sqlite",
+                     "%s: checkpoint failed: %s (%llu such lines held back before this one)",
+                     c->path, sqlite3_errmsg(c->db), (unsigned long long)held);
         return false;
     }
     return step == SQLITE_DONE;

@@ -100,6 +100,7 @@ struct bdy_ledger {
     /* Checkpointer: copies the WAL into the database in the background so
      * no claim's commit pays for it (autocheckpoint is off). */
     bdy_wal_checkpointer *ckpt;
+    bdy_log_limit write_log; /* a full disk fails every claim: one line a period */
 };
 
 static const char *const COLUMNS =
@@ -108,6 +109,16 @@ static const char *const COLUMNS =
 #define NCOLUMNS 13
 
 static void *committer_main(void *arg);
+
+/* Warns of a failed write on the write connection, at most once every
+ * 10 s (committer only: it reads the connection's error). */
+static void ledger_warn(bdy_ledger *l, const char *what)
+{
+    uint64_t held = 0;
+    if (bdy_log_admit(&l->write_log, 10000, &held))
+        bdy_warn("ledger", "%s: %s: %s (%llu such lines held back before this one)", l->path, what,
+                 sqlite3_errmsg(l->wdb), (unsigned long long)held);
+}
 
 static int sql_fail(sqlite3 *db, bdy_errbuf *eb, const char *path)
 {
@@ -415,7 +426,7 @@ static int apply_op(bdy_ledger *l, ledger_op *op)
     op->row = r;
     return 0;
 io:
-    bdy_warn("ledger", "%s: %s", l->path, sqlite3_errmsg(l->wdb));
+    ledger_warn(l, "write failed");
     return BDY_EIO;
 }
 
@@ -427,14 +438,22 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
     bdy_wal_checkpointer_before_write(l->ckpt);
     bool ok = step_done(l->st_begin) == SQLITE_DONE;
     if (!ok)
-        bdy_warn("ledger", "%s: cannot begin: %s", l->path, sqlite3_errmsg(l->wdb));
-    for (ledger_op *op = batch; op != NULL && ok; op = op->next)
+        ledger_warn(l, "cannot begin");
+    for (ledger_op *op = batch; op != NULL && ok; op = op->next) {
         op->rc = apply_op(l, op);
+        /* A statement that failed on the disk (SQLITE_FULL, IOERR) may have
+         * rolled the transaction back: the ops after it would then commit
+         * one by one while the batch is reported failed, leaving rows for
+         * claims whose clients were refused. The batch fails whole. */
+        if (op->rc == BDY_EIO)
+            ok = false;
+    }
     if (ok && step_done(l->st_commit) != SQLITE_DONE) {
-        bdy_warn("ledger", "%s: commit failed: %s", l->path, sqlite3_errmsg(l->wdb));
-        step_done(l->st_rollback);
+        ledger_warn(l, "commit failed");
         ok = false;
     }
+    if (!ok && !sqlite3_get_autocommit(l->wdb))
+        step_done(l->st_rollback);
     pthread_mutex_lock(&l->map_lock);
     for (ledger_op *op = batch; op != NULL; op = op->next) {
         live_row *r = op->row;

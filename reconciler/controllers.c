@@ -818,7 +818,20 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     tracked t;
     track_get(r, key, &t);
     bdy_world_state state = BDY_WORLD_RUNNING;
-    r->rt->vt->observe(r->rt->ctx, &t.h, &spec.readiness, &state);
+    int orc = r->rt->vt->observe(r->rt->ctx, &t.h, &spec.readiness, &state);
+    /* Bindery's own trouble (out of descriptors): no verdict on the world,
+     * so a warm one is not failed for it; a starting one still has its
+     * start deadline. */
+    bool no_verdict = bdy_runtime_retry_later(orc);
+    if (no_verdict) {
+        static bdy_log_limit probe_log;
+        uint64_t held = 0;
+        if (bdy_log_admit(&probe_log, 10000, &held))
+            bdy_warn("world",
+                     "%s: cannot run its readiness probe now: %s; not counted as a failure "
+                     "(%llu such lines held back before this one)",
+                     key, bdy_strerror(orc), (unsigned long long)held);
+    }
     unsigned threshold = spec.readiness.failure_threshold ? spec.readiness.failure_threshold : 3;
     bool has_probe = spec.readiness.kind != BDY_PROBE_NONE;
     json_object_put(manifest);
@@ -844,6 +857,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     /* Warm: the readiness probe keeps watching until a claim takes it. */
     if (!has_probe)
         return 0;
+    if (no_verdict)
+        return period_ms;
     pthread_mutex_lock(&r->track_lock);
     tracked *tt = track_find(r, key, false);
     unsigned failures = 0;

@@ -156,18 +156,23 @@ static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
  * lets a port whose old connections linger in TIME_WAIT count as free (as it
  * is for a world that sets the option too); it still fails on a listener.
  * The UDP check goes without it, which would let it share a bound port. */
-static bool port_is_free(unsigned port)
+/* 1 if port is free for TCP and UDP on loopback, 0 if not; -errno when no
+ * socket could be made to tell (out of descriptors): that is bindery's
+ * trouble, not the port's. */
+static int port_is_free(unsigned port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
-    bool is_free = false;
+    int is_free = 0;
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (tcp >= 0 && udp >= 0 && setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-        bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
-        is_free = true;
+    int udp = tcp >= 0 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    if (tcp < 0 || udp < 0)
+        is_free = -errno;
+    else if (setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+             bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+             bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+        is_free = 1;
     if (tcp >= 0)
         close(tcp);
     if (udp >= 0)
@@ -209,15 +214,24 @@ static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
     unsigned span = rt->port_max - rt->port_min + 1;
     for (size_t i = 0; i < h->nports; i++) {
         unsigned found = 0;
-        for (unsigned k = 0; k < span && found == 0; k++) {
+        int local_err = 0;
+        for (unsigned k = 0; k < span && found == 0 && local_err == 0; k++) {
             unsigned port = rt->port_min + (rt->port_cursor + k) % span;
-            if (!port_taken(rt, port) && !stray_holds_port(rt, port) && port_is_free(port))
+            if (port_taken(rt, port) || stray_holds_port(rt, port))
+                continue;
+            int is_free = port_is_free(port);
+            if (is_free > 0)
                 found = port;
+            else if (is_free < 0)
+                local_err = -is_free;
         }
         if (found == 0) {
             release_ports(rt, h);
             for (size_t j = 0; j < i; j++)
                 h->ports[j].port = 0;
+            if (local_err != 0)
+                return bdy_fail(eb, BDY_EIO, "cannot open a socket to find a host port: %s",
+                                strerror(local_err));
             return bdy_fail(eb, BDY_EBUSY, "no free host port in %u-%u for port \"%s\"",
                             rt->port_min, rt->port_max, h->ports[i].name);
         }
@@ -1134,12 +1148,15 @@ static bool wait_fd(int fd, short events, uint64_t deadline)
     }
 }
 
-/* Connects before the deadline; the connected socket, or -1. */
+/* Connects before the deadline; the connected socket, -1 if the world did
+ * not accept, or NO_SOCKET if no socket could be made (out of descriptors:
+ * says nothing about the world). */
+#define NO_SOCKET (-2)
 static int connect_until(const struct sockaddr_in *sa, uint64_t deadline)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
+        return NO_SOCKET;
     if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
         return fd;
     if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline)) {
@@ -1152,18 +1169,15 @@ static int connect_until(const struct sockaddr_in *sa, uint64_t deadline)
     return -1;
 }
 
-/* One HTTP/1.0 GET; true when the status is 200..399, as for a Kubernetes
- * httpGet probe. Only the status line is read, at most STATUS_LINE_MAX
- * bytes of it. */
-static bool probe_http(const struct sockaddr_in *sa, const char *path, uint64_t deadline)
+/* One HTTP/1.0 GET on the connected socket fd, which it closes; true when
+ * the status is 200..399, as for a Kubernetes httpGet probe. Only the
+ * status line is read, at most STATUS_LINE_MAX bytes of it. */
+static bool probe_http(int fd, const struct sockaddr_in *sa, const char *path, uint64_t deadline)
 {
     bool ok = false;
     char req[REQUEST_MAX];
     char line[STATUS_LINE_MAX];
     char host[INET_ADDRSTRLEN];
-    int fd = connect_until(sa, deadline);
-    if (fd < 0)
-        return false;
     inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
     int len = snprintf(req, sizeof(req),
                        "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n", path,
@@ -1269,15 +1283,14 @@ static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *p
         return BDY_EINVAL;
     unsigned timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS;
     uint64_t deadline = bdy_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
-    bool ok = false;
-    if (probe->kind == BDY_PROBE_TCP) {
-        int fd = connect_until(&sa, deadline);
-        ok = fd >= 0;
-        if (ok)
-            close(fd);
-    } else {
-        ok = probe_http(&sa, path, deadline);
-    }
+    int fd = connect_until(&sa, deadline);
+    if (fd == NO_SOCKET)
+        return BDY_EIO;
+    bool ok = fd >= 0;
+    if (ok && probe->kind == BDY_PROBE_HTTP)
+        ok = probe_http(fd, &sa, path, deadline); /* closes fd */
+    else if (ok)
+        close(fd);
     *state = ok ? BDY_WORLD_READY : BDY_WORLD_RUNNING;
     return 0;
 }

@@ -110,7 +110,9 @@ typedef struct bdy_runtime_vtable {
      * process behind. */
     int (*reclaim)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Runs the readiness probe once (bounded by the probe's timeout) and
-     * reports the state. */
+     * reports the state. An error that bdy_runtime_retry_later() accepts
+     * (no descriptor for the probe's socket, say) says nothing about the
+     * world: the caller neither counts it as a failed probe nor as a pass. */
     int (*observe)(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,
                    bdy_world_state *state);
     /* Asks the world to stop: SIGTERM now, SIGKILL after grace_ms. Returns

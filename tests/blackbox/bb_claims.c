@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -453,6 +454,48 @@ static void test_cold_claim_and_exhaustion(void **state)
     assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "maxWorlds"));
     bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
+/* Clients cannot take the descriptors bindery needs for its worlds: with
+ * a limit of 200, more idle connections than that left warm worlds failing
+ * their readiness probes (no socket for the probe). bindery now lowers its
+ * connection limit to leave room, says so, and the worlds stay Ready. */
+static void test_connections_leave_descriptors_for_worlds(void **state)
+{
+    (void)state;
+    enum { CONNS = 260 };
+    struct rlimit own;
+    getrlimit(RLIMIT_NOFILE, &own);
+    if (own.rlim_cur < own.rlim_max) { /* the test itself holds CONNS */
+        own.rlim_cur = own.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &own);
+    }
+    bb_server s;
+    setup_server(&s, 3, 5, NULL, 600);
+    s.nofile = 200;
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 3, 30000));
+    assert_true(bb_log_contains(&s, "http.maxConnections 1024 lowered to", 0));
+    int fds[CONNS];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fds[i] >= 0)
+            connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    /* Three probe periods and more: long enough for failing probes to fail
+     * a world. */
+    sleep_ms(5000);
+    for (int i = 0; i < CONNS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    assert_false(bb_log_contains(&s, "readiness probe failed", 0));
+    assert_false(bb_log_contains(&s, "Too many open files", 0));
+    assert_true(wait_warm(&s, 3, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
     bb_cleanup(&s);
 }
 
@@ -1010,6 +1053,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
+        cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),

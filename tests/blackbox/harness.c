@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -164,6 +165,11 @@ bool bb_start(bb_server *s, const char *const *extra_args)
             dup2(fd, STDERR_FILENO);
             dup2(fd, STDOUT_FILENO);
             close(fd);
+        }
+        if (s->nofile != 0) {
+            struct rlimit rl = {.rlim_cur = s->nofile, .rlim_max = s->nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(126);
         }
         execv(argv[0], (char *const *)argv);
         _exit(127);

@@ -17,6 +17,7 @@ typedef struct bb_server {
     unsigned port;
     pid_t pid;       /* 0 when not running */
     int exit_status; /* after bb_wait_exit: exit code, or 128+signal */
+    unsigned nofile; /* set before bb_start: RLIMIT_NOFILE (soft and hard) of the daemon */
 } bb_server;
 
 typedef struct bb_response {

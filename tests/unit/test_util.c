@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -322,6 +323,22 @@ static void test_utf8_validation(void **state)
     assert_false(bdy_utf8_valid("\xc3\xa9", 1));
 }
 
+/* One line per period; the next one admitted says how many were held. */
+static void test_log_admit(void **state)
+{
+    (void)state;
+    bdy_log_limit l = {0};
+    uint64_t held = 99;
+    assert_true(bdy_log_admit(&l, 5, &held));
+    assert_int_equal(held, 0);
+    assert_false(bdy_log_admit(&l, 5, &held));
+    assert_false(bdy_log_admit(&l, 5, &held));
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+    assert_true(bdy_log_admit(&l, 5, &held));
+    assert_int_equal(held, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
         cmocka_unit_test(test_parse_stored),
         cmocka_unit_test(test_utf8_validation),
+        cmocka_unit_test(test_log_admit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
