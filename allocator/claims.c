@@ -39,6 +39,10 @@
 #define MATERIALIZERS 1
 #define MAT_ROUND 256
 #define MAT_LINGER_MS 20
+/* After a round the store could not write (a full disk), the next waits
+ * this long, doubling up to the most. */
+#define MAT_RETRY_MIN_MS 250u
+#define MAT_RETRY_MAX_MS 30000u
 #define REFILL_NUDGE_NS (5 * 1000000ULL)
 #define ANSWER_MAX ((size_t)64 * 1024)
 
@@ -160,6 +164,7 @@ struct bdy_claims {
     pthread_cond_t mat_wake;
     pthread_t mat_threads[MATERIALIZERS];
     size_t nmat_threads;
+    bdy_log_limit mat_fail_log;
     waiter *waiters;
     replay_waiter *replays;
     pool_stats *stats;
@@ -1165,6 +1170,13 @@ static size_t mat_take(bdy_claims *c, mat_item **out, size_t max)
     return n;
 }
 
+/* Whether a store error says the store cannot write now, not that this
+ * write is wrong: worth trying again later. */
+static bool store_trouble(int rc)
+{
+    return rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EREADONLY || rc == BDY_EBUSY;
+}
+
 /* The materializer: in rounds, it gathers the claims queued within
  * MAT_LINGER_MS (or MAT_ROUND of them), prepares each one's status patch and
  * writes them all with one bdy_store_patch_many, so a thousand claims a
@@ -1183,6 +1195,7 @@ static void *materializer_main(void *arg)
         bdy_error("claims", "out of memory: claims reach their worlds' status at restart only");
         goto out;
     }
+    unsigned backoff_ms = 0; /* after a round the store could not write */
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         if (c->mat_head == NULL) {
@@ -1224,20 +1237,49 @@ static void *materializer_main(void *arg)
         }
         bdy_store_patch_many(c->o.store, patches, np);
         pthread_mutex_lock(&c->lock);
+        bool store_failed = false;
         for (size_t i = 0; i < np; i++) {
             int rc = patches[i].rc;
-            if (rc == BDY_ECONFLICT && !c->stopping)
-                materialize_later(c, work[i].r->c.id, NULL); /* changed: again, read back */
-            else if (rc != 0)
-                bdy_warn("claims",
-                         "claim %s: writing it into world %s/%s failed: %s; retried at "
-                         "the next start",
-                         work[i].r->c.id, work[i].r->c.ns, work[i].r->c.world, bdy_strerror(rc));
+            bool again = rc == BDY_ECONFLICT || store_trouble(rc);
+            store_failed |= store_trouble(rc);
+            if (again && !c->stopping) {
+                /* A conflict: read back and again. A store that cannot
+                 * write now (a full disk): again after a pause, so that
+                 * the world does not read as free in the store until the
+                 * next start. */
+                materialize_later(c, work[i].r->c.id, NULL);
+            } else if (rc != 0) {
+                uint64_t held = 0;
+                if (bdy_log_admit(&c->mat_fail_log, 10000, &held))
+                    bdy_warn("claims",
+                             "claim %s: writing it into world %s/%s failed: %s; retried at the "
+                             "next start (%llu such lines held back before this one)",
+                             work[i].r->c.id, work[i].r->c.ns, work[i].r->c.world,
+                             bdy_strerror(rc), (unsigned long long)held);
+            }
             json_object_put(work[i].patch);
             bdy_ledger_record_free(work[i].r);
         }
         for (size_t i = 0; i < n; i++)
             mat_item_free(items[i]);
+        if (store_failed) {
+            backoff_ms = backoff_ms == 0 ? MAT_RETRY_MIN_MS : 2 * backoff_ms;
+            if (backoff_ms > MAT_RETRY_MAX_MS)
+                backoff_ms = MAT_RETRY_MAX_MS;
+            uint64_t held = 0;
+            if (bdy_log_admit(&c->mat_fail_log, 10000, &held))
+                bdy_warn("claims",
+                         "the store cannot write claims into their worlds' status now; trying "
+                         "again in %u ms (%llu such lines held back before this one)",
+                         backoff_ms, (unsigned long long)held);
+            struct timespec until_retry;
+            bdy_deadline_after_ms(CLOCK_REALTIME, backoff_ms, &until_retry);
+            while (!c->stopping &&
+                   pthread_cond_timedwait(&c->mat_wake, &c->lock, &until_retry) == 0)
+                ;
+        } else {
+            backoff_ms = 0;
+        }
     }
     pthread_mutex_unlock(&c->lock);
 out:
@@ -1713,12 +1755,16 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     waiter *w = calloc(1, sizeof(*w));
     char world_name[BDY_NAME_MAX];
-    bool created = w != NULL && create_cold_world(c, &spec, id, world_name) == 0;
+    int create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name);
+    bool created = create_rc == 0;
     bdy_fleet_creation_done(c->o.fleet, cr.ns, cr.pool, created ? world_name : NULL);
     if (!created) {
         free(w);
-        bdy_http_error(resp, 503, "PoolExhausted", "could not start a world for this claim",
-                       RETRY_AFTER_S);
+        /* Not PoolExhausted: there was room for the world; the store could
+         * not record it (a full disk, say). */
+        snprintf(why, sizeof(why), "the world for this claim could not be recorded: %s",
+                 bdy_strerror(create_rc));
+        bdy_http_error(resp, 503, "Unavailable", why, RETRY_AFTER_S);
         count_result(c, cr.ns, cr.pool, "cold", "error", 0);
         idem_finish(c, idem_pending, NULL);
         goto out;

@@ -125,6 +125,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
     bdy_wal_checkpointer *ckpt;
+    bdy_log_limit batch_fail_log; /* a full disk fails every batch: one line a period */
     bool existed;        /* the file was there at open: bdy_store_sqlite_check_start checks it */
     bdy_db_check *check; /* under q_lock; NULL until that check starts */
     reader readers[READER_COUNT];
@@ -1012,13 +1013,23 @@ static void run_batch(sqlite_store *s, write_op *batch)
     if (txn_rc == 0 && step_simple(s->st_commit) != 0)
         txn_rc = BDY_EIO;
     if (txn_rc != 0) {
-        bdy_error("store", "write batch failed, rolling back: %s", sqlite3_errmsg(s->db));
-        step_simple(s->st_rollback);
+        /* The cause, before the ROLLBACK replaces it: SQLite may have
+         * rolled back already (SQLITE_FULL), and then the ROLLBACK fails
+         * with "no transaction is active". */
+        char why[256];
+        snprintf(why, sizeof(why), "%s", sqlite3_errmsg(s->db));
+        uint64_t held = 0;
+        if (bdy_log_admit(&s->batch_fail_log, 10000, &held))
+            bdy_error("store",
+                      "write batch failed, rolling back: %s (%llu such lines held back before "
+                      "this one)",
+                      why, (unsigned long long)held);
+        if (!sqlite3_get_autocommit(s->db))
+            step_simple(s->st_rollback);
         s->rv = start_rv;
         for (write_op *op = batch; op != NULL; op = op->next) {
             if (op->rc == 0 && !op->wo.dry_run) {
-                op->rc = bdy_fail(op->eb, txn_rc, "the write could not be made durable: %s",
-                                  sqlite3_errmsg(s->db));
+                op->rc = bdy_fail(op->eb, txn_rc, "the write could not be made durable: %s", why);
                 json_object_put(op->out);
                 op->out = NULL;
             }
