@@ -95,7 +95,8 @@ static void readyz_cb(void *data, const bdy_http_request *req, bdy_http_response
         bdy_http_error(resp, 503, "NotReady", "start-up has not finished", 1);
         return;
     }
-    if (bdy_store_ping(d->store, &eb) != 0) {
+    if (bdy_store_ping(d->store, &eb) != 0 ||
+        (d->ledger != NULL && bdy_ledger_check_writes(d->ledger, &eb) != 0)) {
         bdy_http_error(resp, 503, "NotReady", eb.message, 1);
         return;
     }

@@ -449,3 +449,42 @@ bool bdy_utf8_valid(const char *s, size_t n)
     }
     return true;
 }
+
+void bdy_write_health_init(bdy_write_health *h)
+{
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->lock, NULL);
+}
+
+void bdy_write_health_destroy(bdy_write_health *h)
+{
+    pthread_mutex_destroy(&h->lock);
+}
+
+void bdy_write_health_ok(bdy_write_health *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->ok_ns = bdy_monotonic_ns();
+    pthread_mutex_unlock(&h->lock);
+}
+
+void bdy_write_health_failed(bdy_write_health *h, const char *why)
+{
+    pthread_mutex_lock(&h->lock);
+    h->failed_ns = bdy_monotonic_ns();
+    snprintf(h->why, sizeof(h->why), "%s", why != NULL ? why : "unknown error");
+    pthread_mutex_unlock(&h->lock);
+}
+
+int bdy_write_health_check(bdy_write_health *h, const char *what, bdy_errbuf *eb)
+{
+    int rc = 0;
+    uint64_t now = bdy_monotonic_ns();
+    pthread_mutex_lock(&h->lock);
+    if (h->failed_ns != 0 && h->failed_ns >= h->ok_ns &&
+        now - h->failed_ns < (uint64_t)BDY_WRITE_FAILURE_HOLD_S * 1000000000u)
+        rc = bdy_fail(eb, BDY_EIO, "%s: the last write failed %.1f s ago: %s", what,
+                      (double)(now - h->failed_ns) / 1e9, h->why);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}

@@ -101,6 +101,7 @@ struct bdy_ledger {
      * no claim's commit pays for it (autocheckpoint is off). */
     bdy_wal_checkpointer *ckpt;
     bdy_log_limit write_log; /* a full disk fails every claim: one line a period */
+    bdy_write_health writes; /* bdy_ledger_check_writes */
 };
 
 static const char *const COLUMNS =
@@ -270,6 +271,7 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     if (l == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     pthread_mutex_init(&l->q_lock, NULL);
+    bdy_write_health_init(&l->writes);
     pthread_mutex_init(&l->r_lock, NULL);
     pthread_mutex_init(&l->map_lock, NULL);
     pthread_cond_init(&l->q_nonempty, NULL);
@@ -345,6 +347,7 @@ void bdy_ledger_close(bdy_ledger *l)
     sqlite3_close(l->wdb);
     sqlite3_close(l->rdb);
     pthread_mutex_destroy(&l->q_lock);
+    bdy_write_health_destroy(&l->writes);
     pthread_mutex_destroy(&l->r_lock);
     if (l->by_id.buckets != NULL) {
         BDY_HMAP_FOREACH(&l->by_id, n)
@@ -452,6 +455,10 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
         ledger_warn(l, "commit failed");
         ok = false;
     }
+    if (!ok)
+        bdy_write_health_failed(&l->writes, sqlite3_errmsg(l->wdb));
+    else
+        bdy_write_health_ok(&l->writes);
     if (!ok && !sqlite3_get_autocommit(l->wdb))
         step_done(l->st_rollback);
     pthread_mutex_lock(&l->map_lock);
@@ -795,4 +802,9 @@ out:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&l->r_lock);
     return rc;
+}
+
+int bdy_ledger_check_writes(bdy_ledger *l, bdy_errbuf *eb)
+{
+    return bdy_write_health_check(&l->writes, l->path, eb);
 }

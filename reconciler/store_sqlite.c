@@ -126,6 +126,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_rollback;
     bdy_wal_checkpointer *ckpt;
     bdy_log_limit batch_fail_log; /* a full disk fails every batch: one line a period */
+    bdy_write_health writes;      /* for s_ping: readiness while writes fail */
     bool existed;        /* the file was there at open: bdy_store_sqlite_check_start checks it */
     bdy_db_check *check; /* under q_lock; NULL until that check starts */
     reader readers[READER_COUNT];
@@ -1026,6 +1027,8 @@ static void run_batch(sqlite_store *s, write_op *batch)
                       why, (unsigned long long)held);
         if (!sqlite3_get_autocommit(s->db))
             step_simple(s->st_rollback);
+        if (txn_rc == BDY_EIO || txn_rc == BDY_EREADONLY || txn_rc == BDY_ECORRUPT)
+            bdy_write_health_failed(&s->writes, why);
         s->rv = start_rv;
         for (write_op *op = batch; op != NULL; op = op->next) {
             if (op->rc == 0 && !op->wo.dry_run) {
@@ -1037,6 +1040,7 @@ static void run_batch(sqlite_store *s, write_op *batch)
         }
         return;
     }
+    bdy_write_health_ok(&s->writes);
     /* Durable: publish effects in commit order. */
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (op->crd_remove != NULL) {
@@ -1613,6 +1617,8 @@ static int s_ping(void *ctx, bdy_errbuf *eb)
     if (s->stopping)
         rc = bdy_fail(eb, BDY_ESHUTDOWN, "the store is shutting down");
     pthread_mutex_unlock(&s->q_lock);
+    if (rc == 0)
+        rc = bdy_write_health_check(&s->writes, s->path, eb);
     return rc;
 }
 
@@ -1678,6 +1684,7 @@ static void s_destroy(void *ctx)
     bdy__registry_destroy(&s->registry);
     pthread_mutex_destroy(&s->q_lock);
     pthread_cond_destroy(&s->q_nonempty);
+    bdy_write_health_destroy(&s->writes);
     free(s->path);
     free(s);
 }
@@ -1870,6 +1877,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         return BDY_ENOMEM;
     pthread_mutex_init(&s->q_lock, NULL);
     pthread_cond_init(&s->q_nonempty, NULL);
+    bdy_write_health_init(&s->writes);
     for (int i = 0; i < READER_COUNT; i++)
         pthread_mutex_init(&s->readers[i].lock, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;

@@ -59,6 +59,10 @@ typedef struct bdy_ledger_claim {
 int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb);
 void bdy_ledger_close(bdy_ledger *l);
 
+/* 0, or BDY_EIO with the reason in eb while the ledger's last commit failed
+ * (see bdy_write_health in util.h): for /readyz. */
+int bdy_ledger_check_writes(bdy_ledger *l, bdy_errbuf *eb);
+
 /* Records a claim durably: returns once the row is committed and synced.
  * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id
  * is taken; BDY_EIO: the commit failed (nothing was recorded). */

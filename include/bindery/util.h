@@ -3,6 +3,8 @@
 #ifndef BINDERY_UTIL_H
 #define BINDERY_UTIL_H
 
+#include "bindery/error.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -103,5 +105,25 @@ bool bdy_utf8_valid(const char *s, size_t n);
 /* Reads a whole file, capped at max_bytes (BDY_ETOOBIG beyond). The result is
  * NUL-terminated; the caller frees it. Missing file → BDY_ENOTFOUND. */
 int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
+
+/* How a database's writes have been going, for /readyz: a file whose last
+ * write failed (a full or failing disk) makes bindery not ready for a
+ * while, so a load balancer sends claims elsewhere; the next write that
+ * succeeds, or BDY_WRITE_FAILURE_HOLD_S without another failure, ends it.
+ * Writers record each outcome; anyone may check. Thread-safe. */
+#define BDY_WRITE_FAILURE_HOLD_S 10
+typedef struct bdy_write_health {
+    pthread_mutex_t lock;
+    uint64_t failed_ns; /* monotonic, 0: never */
+    uint64_t ok_ns;
+    char why[200];
+} bdy_write_health;
+
+void bdy_write_health_init(bdy_write_health *h);
+void bdy_write_health_destroy(bdy_write_health *h);
+void bdy_write_health_ok(bdy_write_health *h);
+void bdy_write_health_failed(bdy_write_health *h, const char *why);
+/* 0, or BDY_EIO with "what: the last write failed N s ago: why" in eb. */
+int bdy_write_health_check(bdy_write_health *h, const char *what, bdy_errbuf *eb);
 
 #endif

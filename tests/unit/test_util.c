@@ -339,6 +339,26 @@ static void test_log_admit(void **state)
     assert_int_equal(held, 2);
 }
 
+/* A failed write makes the check fail, naming the file and the cause,
+ * until a write succeeds. */
+static void test_write_health(void **state)
+{
+    (void)state;
+    bdy_write_health h;
+    bdy_write_health_init(&h);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), 0);
+    bdy_write_health_ok(&h);
+    bdy_write_health_failed(&h, "database or disk is full");
+    assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, "claims.db: the last write failed"));
+    assert_non_null(strstr(eb.message, "database or disk is full"));
+    bdy_write_health_ok(&h);
+    assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), 0);
+    bdy_write_health_destroy(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_parse_stored),
         cmocka_unit_test(test_utf8_validation),
         cmocka_unit_test(test_log_admit),
+        cmocka_unit_test(test_write_health),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
