@@ -33,7 +33,10 @@
 /* Release records answer GETs and idempotent replays for this long. */
 #define RECORD_RETENTION_S (24.0 * 3600.0)
 #define RECORD_SWEEP_EVERY_S 60.0
-#define RECORD_SWEEP_MAX_DELETES 1000
+#define RECORD_SWEEP_PAGE 500
+/* A sweep stops after this long; with records left, the next one comes at
+ * the next orphan sweep instead of a minute later. */
+#define RECORD_SWEEP_BUDGET_S 5.0
 /* Threads writing ledger claims into world status, in rounds of at most
  * MAT_ROUND claims gathered for up to MAT_LINGER_MS. */
 #define MATERIALIZERS 1
@@ -1254,8 +1257,8 @@ static void *materializer_main(void *arg)
                     bdy_warn("claims",
                              "claim %s: writing it into world %s/%s failed: %s; retried at the "
                              "next start (%llu such lines held back before this one)",
-                             work[i].r->c.id, work[i].r->c.ns, work[i].r->c.world,
-                             bdy_strerror(rc), (unsigned long long)held);
+                             work[i].r->c.id, work[i].r->c.ns, work[i].r->c.world, bdy_strerror(rc),
+                             (unsigned long long)held);
             }
             json_object_put(work[i].patch);
             bdy_ledger_record_free(work[i].r);
@@ -1923,32 +1926,74 @@ static void sweep_orphans(bdy_claims *c)
     }
 }
 
-/* Deletes Allocation records released more than RECORD_RETENTION_S ago, at
- * most RECORD_SWEEP_MAX_DELETES per sweep so a backlog drains gradually. */
-static void sweep_records(bdy_claims *c)
+/* Whether stored record text may hold a releasedAt before cutoff: true if
+ * any "releasedAt" member in it (a label could be named so too) does. Only
+ * such records are parsed, so a sweep of a day of records costs a scan of
+ * their text, not a parse of each. */
+static bool may_be_released_before(const char *text, double cutoff)
 {
-    bdy_list_opts lo = {0};
-    bdy_list_result res;
-    if (bdy_store_list(c->o.store, &BDY_GVR_ALLOCATIONS, &lo, &res, NULL) != 0)
-        return;
-    double cutoff = bdy_wall_seconds() - RECORD_RETENTION_S;
-    size_t deleted = 0;
-    for (size_t i = 0;
-         i < json_object_array_length(res.items) && deleted < RECORD_SWEEP_MAX_DELETES; i++) {
-        json_object *rec = json_object_array_get_idx(res.items, i);
-        double released = 0;
-        if (bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) != 0 ||
-            released >= cutoff)
+    static const char member[] = "\"releasedAt\":\"";
+    for (const char *p = strstr(text, member); p != NULL; p = strstr(p + 1, member)) {
+        const char *v = p + sizeof(member) - 1;
+        const char *q = strchr(v, '"');
+        char stamp[48];
+        double t = 0;
+        if (q == NULL || (size_t)(q - v) >= sizeof(stamp))
             continue;
-        json_object *meta = bdy_jget(rec, "metadata");
-        bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
-                         bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL);
-        deleted++;
+        memcpy(stamp, v, (size_t)(q - v));
+        stamp[q - v] = '\0';
+        if (bdy_timestamp_parse(stamp, &t) == 0 && t < cutoff)
+            return true;
     }
+    return false;
+}
+
+/* Deletes release records older than RECORD_RETENTION_S, a page of
+ * RECORD_SWEEP_PAGE at a time (memory stays that of one page however many
+ * records a day of claims leaves), for at most RECORD_SWEEP_BUDGET_S.
+ * Returns true when it stopped at its budget with pages left, so the next
+ * sweep comes sooner. */
+static bool sweep_records(bdy_claims *c)
+{
+    double now = bdy_wall_seconds();
+    double cutoff = now - RECORD_RETENTION_S;
+    double stop_at = now + RECORD_SWEEP_BUDGET_S;
+    char *token = NULL;
+    size_t deleted = 0;
+    bool unfinished = false;
+    do {
+        bdy_list_opts lo = {.limit = RECORD_SWEEP_PAGE, .continue_token = token, .raw = true};
+        bdy_list_result res;
+        int rc = bdy_store_list(c->o.store, &BDY_GVR_ALLOCATIONS, &lo, &res, NULL);
+        free(token);
+        token = NULL;
+        if (rc != 0)
+            break; /* an expired token or a failing store: the next sweep starts over */
+        for (size_t i = 0; i < json_object_array_length(res.items); i++) {
+            const char *text = json_object_get_string(json_object_array_get_idx(res.items, i));
+            if (text == NULL || !may_be_released_before(text, cutoff))
+                continue;
+            json_object *rec = bdy_json_parse_stored(text);
+            double released = 0;
+            json_object *meta = bdy_jget(rec, "metadata");
+            if (bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) ==
+                    0 &&
+                released < cutoff &&
+                bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
+                                 bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL) == 0)
+                deleted++;
+            json_object_put(rec);
+        }
+        token = res.continue_token;
+        res.continue_token = NULL;
+        bdy_list_result_free(&res);
+        unfinished = token != NULL && bdy_wall_seconds() >= stop_at;
+    } while (token != NULL && !unfinished && !c->stopping);
+    free(token);
     if (deleted > 0)
-        bdy_info("claims", "deleted %zu allocation records older than %.0f h", deleted,
-                 RECORD_RETENTION_S / 3600.0);
-    bdy_list_result_free(&res);
+        bdy_info("claims", "deleted %zu allocation records older than %.0f h%s", deleted,
+                 RECORD_RETENTION_S / 3600.0, unfinished ? "; more in the next sweep" : "");
+    return unfinished;
 }
 
 /* A cold claim that timed out: the world keeps starting and joins the
@@ -1975,19 +2020,20 @@ static void *cold_main(void *arg)
     bdy_claims *c = arg;
     pthread_setname_np(pthread_self(), "bdy-cold-claims");
     double last_sweep = 0;
-    double last_record_sweep = bdy_wall_seconds();
+    double last_record_sweep = 0; /* the first sweep at start-up */
+    bool records_behind = false;  /* the last record sweep ran out of time */
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         double now = bdy_wall_seconds();
         if (now - last_sweep >= ORPHAN_SWEEP_EVERY_S) {
             last_sweep = now;
-            bool records = now - last_record_sweep >= RECORD_SWEEP_EVERY_S;
+            bool records = records_behind || now - last_record_sweep >= RECORD_SWEEP_EVERY_S;
             if (records)
                 last_record_sweep = now;
             pthread_mutex_unlock(&c->lock);
             sweep_orphans(c);
             if (records)
-                sweep_records(c);
+                records_behind = sweep_records(c);
             pthread_mutex_lock(&c->lock);
             continue;
         }

@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include "bindery/store.h"
+#include "bindery/util.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -496,6 +497,63 @@ static void test_connections_leave_descriptors_for_worlds(void **state)
     assert_true(wait_warm(&s, 3, 30000));
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
+    bb_cleanup(&s);
+}
+
+/* Counts the Allocation records in namespace default (all pages). */
+static int count_records(bb_server *s)
+{
+    long status = 0;
+    json_object *l =
+        get_json(s, "/apis/bindery.dev/v1alpha1/namespaces/default/allocations", &status);
+    json_object *items = NULL;
+    int n = status == 200 && json_object_object_get_ex(l, "items", &items)
+                ? (int)json_object_array_length(items)
+                : -1;
+    json_object_put(l);
+    return n;
+}
+
+/* Release records older than a day go, however many there are (the sweep
+ * read every record at once, at most 10,000 of them, and deleted at most
+ * 1,000 a minute); newer ones stay. The sweep runs at start-up. */
+static void test_old_release_records_are_swept(void **state)
+{
+    (void)state;
+    enum { OLD = 1100 }; /* more than a page, and than the old 1,000 a sweep */
+    bb_server s;
+    setup_server(&s, 0, 5, NULL, 600);
+    assert_true(bb_start(&s, NULL));
+    char now[40];
+    bdy_timestamp_now(now);
+    for (int i = 0; i < OLD + 2; i++) {
+        char body[768];
+        const char *at = i < OLD ? "2020-01-01T00:00:00Z" : now;
+        snprintf(body, sizeof(body),
+                 "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"Allocation\","
+                 "\"metadata\":{\"name\":\"alc-%s-%04d\"},\"spec\":{\"pool\":\"arena\","
+                 "\"world\":\"arena-x\",\"claimedAt\":\"%s\",\"releasedAt\":\"%s\","
+                 "\"response\":{}}}",
+                 i < OLD ? "old" : "new", i, at, at);
+        bb_response r =
+            bb_request(&s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations",
+                       body, JSON_HDR);
+        assert_int_equal(r.status, 201);
+        bb_response_free(&r);
+    }
+    assert_int_equal(count_records(&s), OLD + 2);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    assert_true(bb_start(&s, NULL));
+    int left = -1;
+    for (int waited = 0; waited < 45000 && (left = count_records(&s)) != 2; waited += 500)
+        sleep_ms(500);
+    assert_int_equal(left, 2);
+    bb_response r = bb_request(
+        &s, "GET", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations/alc-new-1100", NULL,
+        NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
     bb_cleanup(&s);
 }
 
@@ -1054,6 +1112,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
