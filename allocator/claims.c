@@ -58,7 +58,8 @@ typedef struct alloc_entry {
     bdy_hnode node; /* first: a node pointer is the entry; node.key = id */
     char id[BDY_ALLOCATION_ID_LEN + 8];
     bool released;
-    char *place; /* owned: "ns\0world\0" (world "" once released), NULL until set */
+    uint8_t client_releasing; /* DELETEs of its client releasing it right now */
+    char *place;              /* owned: "ns\0world\0" (world "" once released), NULL until set */
 } alloc_entry;
 
 /* An alloc_entry's place, copied out of the lock. */
@@ -1139,7 +1140,15 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     if (!same || bdy_jget(meta, "deletionTimestamp") != NULL || have != NULL || phase == NULL ||
         strcmp(phase, "Ready") != 0) {
         /* The claimed world went away (or failed) before its status said
-         * so: the claim ends here, and its record says why. */
+         * so: the claim ends here, and its record says why. Unless its
+         * client is releasing it: that is why the world is going, and the
+         * release records it. */
+        pthread_mutex_lock(&c->lock);
+        alloc_entry *e = id_find(c, id, false);
+        bool by_client = e != NULL && e->client_releasing;
+        pthread_mutex_unlock(&c->lock);
+        if (by_client)
+            goto out;
         const char *reason = !same ? "WorldGone" : "WorldExited";
         bdy_info("claims", "claim %s of %s/%s released: its world %s (%s)", id, r->c.ns, r->c.world,
                  !same ? "is gone" : "failed or is being deleted", reason);
@@ -2106,6 +2115,18 @@ static void *cold_main(void *arg)
 
 /* ---- GET/DELETE /v1/allocations/{id} ------------------------------------------------------ */
 
+/* Marks (or unmarks) allocation id as being released by its client, so
+ * the materializer, finding its world going, does not end it as if the
+ * world had failed. */
+static void client_releasing(bdy_claims *c, const char *id, bool on)
+{
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL && (on ? e->client_releasing < UINT8_MAX : e->client_releasing > 0))
+        e->client_releasing = (uint8_t)(on ? e->client_releasing + 1 : e->client_releasing - 1);
+    pthread_mutex_unlock(&c->lock);
+}
+
 static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
@@ -2133,6 +2154,7 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         return;
     }
     if (!copy.released) {
+        client_releasing(c, id, true);
         json_object *world = NULL;
         int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &world, NULL);
         const char *wid =
@@ -2170,6 +2192,7 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         }
         bdy_ledger_record_free(r);
         json_object_put(world);
+        client_releasing(c, id, false);
         if (rc != 0) {
             bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
             return;
