@@ -516,6 +516,55 @@ static void tune_malloc(void)
 #endif
 }
 
+/* SIGTERM and SIGINT while bindery starts. Start-up can wait a long time
+ * (the informers' first lists, up to 30 s each, on a large or damaged
+ * store), and the main thread takes signals only once it is ready. A stop
+ * asked for meanwhile ends the process at once: nothing has been answered
+ * yet, the files are as safe as after a crash, and worlds keep running for
+ * the next start to adopt. SIGHUP stays pending for the main loop. */
+typedef struct startup_signals {
+    pthread_t thread;
+    bool started;
+    atomic_bool done;
+} startup_signals;
+
+static void *startup_signals_main(void *arg)
+{
+    startup_signals *ss = arg;
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    const struct timespec tick = {0, 100 * 1000000};
+    while (!atomic_load(&ss->done)) {
+        int sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            bdy_warn("main",
+                     "received %s during start-up: stopping now, as after a crash (worlds keep "
+                     "running; the next start adopts them)",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+static void startup_signals_begin(startup_signals *ss)
+{
+    atomic_init(&ss->done, false);
+    ss->started = pthread_create(&ss->thread, NULL, startup_signals_main, ss) == 0;
+}
+
+/* Hands the signals back to the caller's sigwait. */
+static void startup_signals_end(startup_signals *ss)
+{
+    if (!ss->started)
+        return;
+    atomic_store(&ss->done, true);
+    pthread_join(ss->thread, NULL);
+    ss->started = false;
+}
+
 static int serve(const char *config_path, const char *listen, const char *data_dir)
 {
     int rc = 0;
@@ -535,6 +584,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
      * see to it that worlds do not). */
     int slice_rc = bdy_sched_short_slice(false);
     tune_malloc();
+    startup_signals ss = {0};
+    startup_signals_begin(&ss);
 
     rc = bdy_config_load(config_path, &d.cfg, &eb);
     if (rc == 0 && listen != NULL)
@@ -650,6 +701,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     if (bdy_store_sqlite_check_start(d.store, &eb) != 0)
         bdy_warn("store", "%s", eb.message);
 
+    startup_signals_end(&ss);
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
@@ -663,6 +715,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     }
     atomic_store(&d.ready, false);
 out:
+    startup_signals_end(&ss);
     /* Order matters: waiting claims are answered before the HTTP server
      * stops, no request may run once the store is gone, and the runtime is
      * freed last (worlds keep running: a restarted bindery adopts them). */
