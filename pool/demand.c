@@ -174,13 +174,18 @@ out:
 static void *tick_main(void *arg)
 {
     bdy_demand *d = arg;
+    bdy_log_limit tick_log = {0}; /* a damaged file fails every tick */
     bdy_thread_start("bdy-demand", true);
     pthread_mutex_lock(&d->stop_lock);
     while (!d->stopping) {
         pthread_mutex_unlock(&d->stop_lock);
         int rc = bdy_demand_tick(d, (double)time(NULL));
-        if (rc != 0)
-            bdy_warn("demand", "demand history: %s", bdy_strerror(rc));
+        uint64_t held = 0;
+        if (rc != 0 && bdy_log_admit(&tick_log, 60000, &held))
+            bdy_warn("demand",
+                     "%s: the demand history cannot be updated: %s (%llu such lines held "
+                     "back before this one)",
+                     d->path, bdy_strerror(rc), (unsigned long long)held);
         pthread_mutex_lock(&d->stop_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

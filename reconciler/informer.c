@@ -442,7 +442,10 @@ static int deliver_items(bdy_informer *inf, list_slot *slot, size_t from, size_t
     int rc = 0;
     for (size_t k = from; k < to && rc == 0; k++) {
         if (slot->objs[k] == NULL) {
-            bdy_warn(INFORMER_LOG, "list %s: a stored object is not valid JSON", inf->resource);
+            bdy_warn(INFORMER_LOG,
+                     "list %s: stored object %zu of the list is not valid JSON: the store's "
+                     "file is damaged; restore it from a backup",
+                     inf->resource, k + 1);
             return BDY_ECORRUPT;
         }
         rc = deliver_listed(inf, slot->objs[k]);

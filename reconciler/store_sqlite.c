@@ -1340,7 +1340,10 @@ static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name
     if (step == SQLITE_ROW) {
         *out = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 0));
         if (*out == NULL)
-            rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
+            rc = bdy_fail(eb, BDY_ECORRUPT,
+                          "%s: stored object %s %s/%s is not valid JSON: the file is damaged; "
+                          "restore it from a backup",
+                          s->path, info.resource, scoped_ns(&info, ns), name ? name : "");
     } else if (step == SQLITE_DONE) {
         not_found(eb, &info, name);
         rc = BDY_ENOTFOUND;
@@ -1502,7 +1505,10 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         json_object *o = NULL;
         if (!raw || ls != NULL || fs != NULL) {
             if ((o = bdy_json_parse_stored(text)) == NULL) {
-                rc = bdy_fail(eb, BDY_ECORRUPT, "stored object is not valid JSON");
+                rc = bdy_fail(eb, BDY_ECORRUPT,
+                              "%s: stored object %s %s/%s is not valid JSON: the file is "
+                              "damaged; restore it from a backup",
+                              s->path, info.resource, last_ns, last_name);
                 break;
             }
             if ((ls && !bdy_label_selector_matches(ls, bdy_json_path_get(o, "metadata.labels"))) ||
