@@ -535,7 +535,7 @@ static void *startup_signals_main(void *arg)
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
-    const struct timespec tick = {0, 100 * 1000000};
+    const struct timespec tick = {0, 100L * 1000000L};
     while (!atomic_load(&ss->done)) {
         int sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
@@ -695,13 +695,15 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("main", "%s", eb.message);
         goto out;
     }
+    /* Before ready: a stop asked for once clients may see bindery ready
+     * drains, like any later one. */
+    startup_signals_end(&ss);
     atomic_store(&d.ready, true);
     bdy_info("main", "ready");
     /* Now, not at open: the check would compete with the world list. */
     if (bdy_store_sqlite_check_start(d.store, &eb) != 0)
         bdy_warn("store", "%s", eb.message);
 
-    startup_signals_end(&ss);
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
