@@ -1357,9 +1357,12 @@ static enum MHD_Result queue_stream(struct conn *c)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, st->content_type);
     for (size_t i = 0; i < c->resp.nheaders; i++)
         MHD_add_response_header(r, c->resp.header_names[i], c->resp.header_values[i]);
-    /* A stream may stay quiet far longer than the idle timeout of ordinary
-     * requests; its producer bounds its life instead. */
-    MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+    /* No timeout of its own: a stream with nothing to send is suspended,
+     * and MHD times out no suspended connection, so a quiet watch lives as
+     * long as its producer wants. A stream with data that its client does
+     * not read is not suspended; it is closed after connectionTimeoutSeconds
+     * without progress, like any connection, instead of holding its slot
+     * and its pending bytes for good. */
     enum MHD_Result ret = MHD_queue_response(c->mhd, st->status, r);
     MHD_destroy_response(r); /* on failure this calls stream_free_cb */
     if (ret == MHD_YES) {

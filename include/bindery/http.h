@@ -145,8 +145,10 @@ void bdy_http_deferred_finish(bdy_http_deferred *d);
  * stream then). bdy_http_stream_open() tells a producer with nothing to
  * write whether to keep going; it also notices a client that hung up on an
  * idle stream (which MHD itself cannot see while the connection sleeps).
- * bdy_http_server_stop() ends every open stream. Streams have no idle
- * timeout: their producer decides when they end. The producer must call
+ * bdy_http_server_stop() ends every open stream. A stream with nothing to
+ * send has no idle timeout (its producer decides when it ends); one whose
+ * client reads nothing of what waits is closed after the server's
+ * connection timeout, and writes then fail with BDY_ESHUTDOWN. The producer must call
  * end() exactly once, from any thread; write() and open() are thread-safe.
  * begin() returns NULL outside the request's own handler, when the request
  * already deferred or streams, or without memory; the handler then answers

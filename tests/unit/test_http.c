@@ -47,8 +47,9 @@ typedef struct fixture {
     unsigned port;
     atomic_int handler_calls;
     held held;
-    atomic_int defer_failed;      /* bdy_http_defer returned NULL where it should not */
-    atomic_int second_defer_null; /* a second defer in one handler was refused */
+    atomic_int defer_failed;           /* bdy_http_defer returned NULL where it should not */
+    atomic_int second_defer_null;      /* a second defer in one handler was refused */
+    _Atomic(bdy_http_stream *) stream; /* the last stream /v1/stream began */
 } fixture;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -472,7 +473,19 @@ static void slow_hold_cb(void *data, const bdy_http_request *req, bdy_http_respo
 
 /* ---- fixture ------------------------------------------------------------- */
 
-static int setup_server(void **state, unsigned threads, unsigned max_connections)
+static void stream_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    bdy_http_stream *st = bdy_http_stream_begin(req, 200, "application/json");
+    if (st == NULL) {
+        bdy_http_error(resp, 500, "InternalError", "no stream", 0);
+        return;
+    }
+    atomic_store(&f->stream, st);
+}
+
+static int setup_server(void **state, unsigned threads, unsigned max_connections,
+                        unsigned timeout_s)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -498,7 +511,7 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
         .listen = "127.0.0.1:0",
         .threads = threads,
         .max_body_bytes = MAX_BODY,
-        .connection_timeout_s = 10,
+        .connection_timeout_s = timeout_s,
         .header_limit_bytes = 4096,
         .max_connections = max_connections,
     };
@@ -538,6 +551,8 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
     assert_int_equal(
         bdy_http_route(s, "GET", "/v1/defer-slow", BDY_ROUTE_EXACT, BDY_VERB_NONE, slow_hold_cb, f),
         0);
+    assert_int_equal(
+        bdy_http_route(s, "GET", "/v1/stream", BDY_ROUTE_EXACT, BDY_VERB_NONE, stream_cb, f), 0);
     bdy_http_server_set_auth(s, f->auth);
     if (bdy_http_server_start(s, &eb) != 0)
         fail_msg("start: %s", eb.message);
@@ -549,13 +564,19 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
 
 static int setup(void **state)
 {
-    return setup_server(state, 4, 64);
+    return setup_server(state, 4, 64, 10);
+}
+
+/* A connection timeout of 1 s, for the streams' tests. */
+static int setup_short_timeout(void **state)
+{
+    return setup_server(state, 2, 64, 1);
 }
 
 /* Two workers and room for hundreds of waiting connections. */
 static int setup_two_threads(void **state)
 {
-    return setup_server(state, 2, 1024);
+    return setup_server(state, 2, 1024, 10);
 }
 
 static int teardown(void **state)
@@ -1406,6 +1427,62 @@ static void test_deferred_client_gone(void **state)
     assert_true(bdy_monotonic_ns() - t0 < 2000ull * 1000 * 1000);
 }
 
+/* Opens GET /v1/stream with a small receive buffer, reads nothing, and
+ * returns the socket once the handler has begun the stream. */
+static int open_stream(fixture *f, bdy_http_stream **st)
+{
+    atomic_store(&f->stream, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char req[] = "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    for (int waited = 0; waited < 5000 && atomic_load(&f->stream) == NULL; waited += 10)
+        sleep_ms(10);
+    *st = atomic_load(&f->stream);
+    assert_non_null(*st);
+    return fd;
+}
+
+/* A stream with nothing to send outlives the connection timeout; one
+ * whose client reads nothing of what waits is closed after it, where it
+ * used to hold its connection and bytes for good. */
+static void test_stream_stall_times_out(void **state)
+{
+    fixture *f = *state;
+    bdy_http_stream *idle = NULL;
+    int idle_fd = open_stream(f, &idle);
+    bdy_http_stream *stuck = NULL;
+    int stuck_fd = open_stream(f, &stuck);
+    static char block[64 * 1024];
+    memset(block, 'x', sizeof(block));
+    /* Until the socket buffers are full and bytes wait here (BDY_ETOOBIG
+     * past the cap), at most 16 MiB. */
+    int rc = 0;
+    for (int i = 0; i < 256 && rc == 0; i++) {
+        rc = bdy_http_stream_write(stuck, block, sizeof(block));
+        if (i % 8 == 7)
+            sleep_ms(5); /* let the worker move what it can into the socket */
+    }
+    assert_int_equal(rc, BDY_ETOOBIG);
+    bool closed = false;
+    for (int waited = 0; waited < 8000 && !closed; waited += 50) {
+        closed = !bdy_http_stream_open(stuck);
+        sleep_ms(50);
+    }
+    assert_true(closed);
+    assert_int_equal(bdy_http_stream_write(stuck, "x", 1), BDY_ESHUTDOWN);
+    assert_true(bdy_http_stream_open(idle));
+    bdy_http_stream_end(stuck);
+    bdy_http_stream_end(idle);
+    close(stuck_fd);
+    close(idle_fd);
+}
+
 /* stop() answers the waiting requests 503 ShuttingDown and returns; the
  * owners finish theirs afterwards, even after the server is freed. */
 static void test_deferred_stop(void **state)
@@ -1686,6 +1763,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_many, setup_two_threads, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_finish_in_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_while_stopping, setup, teardown),
         cmocka_unit_test(test_defer_bad_input),
