@@ -32,11 +32,12 @@
 #define ORPHAN_SWEEP_EVERY_S 2.0
 /* Release records answer GETs and idempotent replays for this long. */
 #define RECORD_RETENTION_S (24.0 * 3600.0)
-#define RECORD_SWEEP_EVERY_S 60.0
+#define RECORD_SWEEP_EVERY_S 60u
 #define RECORD_SWEEP_PAGE 500
-/* A sweep stops after this long; with records left, the next one comes at
- * the next orphan sweep instead of a minute later. */
+/* A sweep stops after this long; with records left, the next one comes
+ * this soon instead of a minute later. */
 #define RECORD_SWEEP_BUDGET_S 5.0
+#define RECORD_SWEEP_BEHIND_S 1u
 /* Threads writing ledger claims into world status, in rounds of at most
  * MAT_ROUND claims gathered for up to MAT_LINGER_MS. */
 #define MATERIALIZERS 1
@@ -168,7 +169,8 @@ struct bdy_claims {
     pthread_cond_t mat_wake;
     pthread_t mat_threads[MATERIALIZERS];
     size_t nmat_threads;
-    bdy_log_limit mat_fail_log;
+    bdy_log_limit mat_fail_log;    /* a claim's status write failed */
+    bdy_log_limit mat_backoff_log; /* the store cannot write claims now */
     waiter *waiters;
     replay_waiter *replays;
     pool_stats *stats;
@@ -176,6 +178,9 @@ struct bdy_claims {
     atomic_bool records_synced;
     pthread_t thread;
     bool thread_started;
+    pthread_t records_thread; /* records_main */
+    bool records_thread_started;
+    pthread_cond_t sweep_wake; /* stopping, for records_main */
     pthread_cond_t wake;
     bool stopping;
 
@@ -1279,7 +1284,7 @@ static void *materializer_main(void *arg)
             if (backoff_ms > MAT_RETRY_MAX_MS)
                 backoff_ms = MAT_RETRY_MAX_MS;
             uint64_t held = 0;
-            if (bdy_log_admit(&c->mat_fail_log, 10000, &held))
+            if (bdy_log_admit(&c->mat_backoff_log, 10000, &held))
                 bdy_warn("claims",
                          "the store cannot write claims into their worlds' status now; trying "
                          "again in %u ms (%llu such lines held back before this one)",
@@ -1541,7 +1546,8 @@ static void answer_replay(bdy_claims *c, bdy_http_response *resp, const char *pr
  * first claim ends (idem_finish) or IDEM_WAIT_MS past its own waitSeconds;
  * cold_main answers it. Answers at once if it cannot be suspended. */
 static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_response *resp,
-                         const bdy_claim_request *cr, const char *idem_full, uint64_t t0)
+                         const bdy_claim_request *cr, const char *idem_full, const char *hash,
+                         uint64_t t0)
 {
     replay_waiter *w = calloc(1, sizeof(*w));
     if (w == NULL || (w->d = bdy_http_defer(req)) == NULL) {
@@ -1556,12 +1562,24 @@ static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_re
     w->deadline = bdy_wall_seconds() + IDEM_WAIT_MS / 1000.0 + cr->wait_s;
     w->t0 = t0;
     pthread_mutex_lock(&c->lock);
-    /* The first claim may have ended while this one was being suspended. */
+    if (c->stopping) {
+        /* The cold-claims thread has answered its last waiter. */
+        pthread_mutex_unlock(&c->lock);
+        bdy_http_error(bdy_http_deferred_response(w->d), 503, "ShuttingDown",
+                       "the server is shutting down", RETRY_AFTER_S);
+        bdy_http_deferred_finish(w->d);
+        free(w);
+        return;
+    }
+    /* The first claim may have ended while this one was being suspended,
+     * and another, with the same key, may have begun. */
     idem_entry *e = idem_find(c, idem_full, false);
     if (e == NULL || !e->pending) {
         w->ended = true;
-        if (e != NULL)
+        if (e != NULL && strcmp(e->hash, hash) == 0)
             snprintf(w->id, sizeof(w->id), "%s", e->id);
+    } else if (strcmp(e->hash, hash) != 0) {
+        w->ended = true; /* answered 409: what it waits for is gone */
     }
     w->next = c->replays;
     c->replays = w;
@@ -1648,7 +1666,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             else if (pending)
                 /* The same key is being claimed right now: answer with its
                  * result rather than claim a second world. */
-                replay_later(c, req, resp, &cr, idem_full, t0);
+                replay_later(c, req, resp, &cr, idem_full, hash, t0);
             else
                 answer_replay(c, resp, prior, cr.ns, cr.pool, t0);
             goto out;
@@ -1957,28 +1975,42 @@ static bool may_be_released_before(const char *text, double cutoff)
     return false;
 }
 
+static bool claims_stopping(bdy_claims *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool stopping = c->stopping;
+    pthread_mutex_unlock(&c->lock);
+    return stopping;
+}
+
 /* Deletes release records older than RECORD_RETENTION_S, a page of
  * RECORD_SWEEP_PAGE at a time (memory stays that of one page however many
- * records a day of claims leaves), for at most RECORD_SWEEP_BUDGET_S.
- * Returns true when it stopped at its budget with pages left, so the next
- * sweep comes sooner. */
-static bool sweep_records(bdy_claims *c)
+ * records a day of claims leaves), for at most RECORD_SWEEP_BUDGET_S; the
+ * next sweep goes on from where this one stopped (*token, owned, NULL: from
+ * the start). Returns true when it stopped with records left to look at. */
+static bool sweep_records(bdy_claims *c, char **token)
 {
     double now = bdy_wall_seconds();
     double cutoff = now - RECORD_RETENTION_S;
     double stop_at = now + RECORD_SWEEP_BUDGET_S;
-    char *token = NULL;
     size_t deleted = 0;
-    bool unfinished = false;
+    bool out_of_time = false;
     do {
-        bdy_list_opts lo = {.limit = RECORD_SWEEP_PAGE, .continue_token = token, .raw = true};
+        bdy_list_opts lo = {.limit = RECORD_SWEEP_PAGE, .continue_token = *token, .raw = true};
         bdy_list_result res;
         int rc = bdy_store_list(c->o.store, &BDY_GVR_ALLOCATIONS, &lo, &res, NULL);
-        free(token);
-        token = NULL;
-        if (rc != 0)
-            break; /* an expired token or a failing store: the next sweep starts over */
-        for (size_t i = 0; i < json_object_array_length(res.items); i++) {
+        bool resumed = *token != NULL;
+        free(*token);
+        *token = NULL;
+        if (rc != 0) {
+            /* An expired token (more changes than the watch history holds
+             * since the first page): start over at once. A failing store:
+             * the next sweep. */
+            return rc == BDY_EEXPIRED && resumed;
+        }
+        size_t n = json_object_array_length(res.items);
+        size_t i = 0;
+        for (; i < n && !out_of_time; i++) {
             const char *text = json_object_get_string(json_object_array_get_idx(res.items, i));
             if (text == NULL || !may_be_released_before(text, cutoff))
                 continue;
@@ -1992,17 +2024,49 @@ static bool sweep_records(bdy_claims *c)
                                  bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL) == 0)
                 deleted++;
             json_object_put(rec);
+            out_of_time = bdy_wall_seconds() >= stop_at || claims_stopping(c);
         }
-        token = res.continue_token;
-        res.continue_token = NULL;
+        /* Stopped inside a page: its rest is looked at again next time,
+         * from this page's start (the token before it is gone, so from the
+         * top). Whole pages go on from the next one. */
+        if (i == n) {
+            *token = res.continue_token;
+            res.continue_token = NULL;
+        }
         bdy_list_result_free(&res);
-        unfinished = token != NULL && bdy_wall_seconds() >= stop_at;
-    } while (token != NULL && !unfinished && !c->stopping);
-    free(token);
+        if (i < n)
+            out_of_time = true;
+    } while (*token != NULL && !out_of_time && !claims_stopping(c));
     if (deleted > 0)
         bdy_info("claims", "deleted %zu allocation records older than %.0f h%s", deleted,
-                 RECORD_RETENTION_S / 3600.0, unfinished ? "; more in the next sweep" : "");
-    return unfinished;
+                 RECORD_RETENTION_S / 3600.0, out_of_time ? "; more in the next sweep" : "");
+    return out_of_time || *token != NULL;
+}
+
+/* The record sweeper: a sweep at start-up, then every RECORD_SWEEP_EVERY_S,
+ * or RECORD_SWEEP_BEHIND_S after one that left records to look at. A thread
+ * of its own: a sweep makes one durable write per record it deletes, and
+ * must not hold up cold claims and replays. */
+static void *records_main(void *arg)
+{
+    bdy_claims *c = arg;
+    bdy_thread_start("bdy-rec-sweep", true);
+    char *token = NULL;
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        pthread_mutex_unlock(&c->lock);
+        bool behind = sweep_records(c, &token);
+        pthread_mutex_lock(&c->lock);
+        struct timespec until;
+        bdy_deadline_after_ms(CLOCK_REALTIME,
+                              behind ? RECORD_SWEEP_BEHIND_S * 1000 : RECORD_SWEEP_EVERY_S * 1000,
+                              &until);
+        while (!c->stopping && pthread_cond_timedwait(&c->sweep_wake, &c->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(token);
+    return NULL;
 }
 
 /* A cold claim that timed out: the world keeps starting and joins the
@@ -2029,20 +2093,24 @@ static void *cold_main(void *arg)
     bdy_claims *c = arg;
     pthread_setname_np(pthread_self(), "bdy-cold-claims");
     double last_sweep = 0;
-    double last_record_sweep = 0; /* the first sweep at start-up */
-    bool records_behind = false;  /* the last record sweep ran out of time */
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         double now = bdy_wall_seconds();
         if (now - last_sweep >= ORPHAN_SWEEP_EVERY_S) {
-            last_sweep = now;
-            bool records = records_behind || now - last_record_sweep >= RECORD_SWEEP_EVERY_S;
-            if (records)
-                last_record_sweep = now;
             pthread_mutex_unlock(&c->lock);
             sweep_orphans(c);
-            if (records)
-                records_behind = sweep_records(c);
+            pthread_mutex_lock(&c->lock);
+            last_sweep = bdy_wall_seconds();
+            continue;
+        }
+        replay_waiter **rslot = &c->replays;
+        while (*rslot != NULL && !(*rslot)->ended && now < (*rslot)->deadline)
+            rslot = &(*rslot)->next;
+        if (*rslot != NULL) {
+            replay_waiter *r = *rslot;
+            *rslot = r->next;
+            pthread_mutex_unlock(&c->lock);
+            finish_replay(c, r, false);
             pthread_mutex_lock(&c->lock);
             continue;
         }
@@ -2057,17 +2125,6 @@ static void *cold_main(void *arg)
                 break;
             }
             slot = &w->next;
-        }
-        replay_waiter **rslot = &c->replays;
-        while (*rslot != NULL && !(*rslot)->ended && now < (*rslot)->deadline)
-            rslot = &(*rslot)->next;
-        if (*rslot != NULL) {
-            replay_waiter *r = *rslot;
-            *rslot = r->next;
-            pthread_mutex_unlock(&c->lock);
-            finish_replay(c, r, false);
-            pthread_mutex_lock(&c->lock);
-            continue;
         }
         if (due != NULL) {
             pthread_mutex_unlock(&c->lock);
@@ -2194,6 +2251,13 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         json_object_put(world);
         client_releasing(c, id, false);
         if (rc != 0) {
+            /* The materializer may have left this claim to the release
+             * that failed: have it looked at again. */
+            if (c->o.ledger != NULL) {
+                pthread_mutex_lock(&c->lock);
+                materialize_later(c, id, NULL);
+                pthread_mutex_unlock(&c->lock);
+            }
             bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
             return;
         }
@@ -2458,6 +2522,7 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->sweep_wake, NULL);
     pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
     if (c->o.metrics != NULL) {
@@ -2512,6 +2577,9 @@ int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb)
     if (pthread_create(&c->thread, NULL, cold_main, c) != 0)
         return bdy_fail(eb, BDY_ENOMEM, "cannot start the cold-claim thread");
     c->thread_started = true;
+    if (pthread_create(&c->records_thread, NULL, records_main, c) != 0)
+        return bdy_fail(eb, BDY_ENOMEM, "cannot start the record sweeper");
+    c->records_thread_started = true;
     return 0;
 }
 
@@ -2546,11 +2614,16 @@ void bdy_claims_stop(bdy_claims *c)
     pthread_mutex_lock(&c->lock);
     c->stopping = true;
     pthread_cond_signal(&c->wake);
+    pthread_cond_signal(&c->sweep_wake);
     pthread_cond_broadcast(&c->mat_wake);
     pthread_mutex_unlock(&c->lock);
     if (c->thread_started) {
         pthread_join(c->thread, NULL);
         c->thread_started = false;
+    }
+    if (c->records_thread_started) {
+        pthread_join(c->records_thread, NULL);
+        c->records_thread_started = false;
     }
     /* Claims still queued here are re-checked from the ledger at start. */
     for (size_t i = 0; i < c->nmat_threads; i++)
@@ -2610,6 +2683,7 @@ void bdy_claims_free(bdy_claims *c)
     }
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->sweep_wake);
     pthread_cond_destroy(&c->mat_wake);
     free(c);
 }

@@ -492,6 +492,8 @@ static unsigned fit_connections_to_fd_limit(const bdy_config *cfg)
     if (room >= want)
         return want;
     unsigned fit = room > MIN_CONNECTIONS ? (unsigned)room : MIN_CONNECTIONS;
+    if (fit >= want)
+        return want; /* a configured limit under MIN_CONNECTIONS stays */
     bdy_warn("http",
              "the descriptor limit is %llu: http.maxConnections %u lowered to %u, to keep %llu "
              "for bindery's files and up to %llu worlds; raise the limit (ulimit -n, "

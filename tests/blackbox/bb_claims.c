@@ -398,7 +398,7 @@ static void test_retries_of_pending_claim_hold_no_thread(void **state)
     (void)state;
     enum { RETRIES = 8 };
     bb_server s;
-    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"5000\"", 600);
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"3000\"", 600);
     assert_true(bb_start(&s, NULL));
     const char *body = "{\"pool\":\"arena\",\"waitSeconds\":60}";
     keyed_claim first = {.s = &s, .body = body};
@@ -455,6 +455,52 @@ static void test_cold_claim_and_exhaustion(void **state)
     assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "maxWorlds"));
     bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
+typedef struct keyed_claim_k {
+    bb_server *s;
+    char key[32];
+    claim result;
+} keyed_claim_k;
+
+static void *keyed_claim_k_main(void *arg)
+{
+    keyed_claim_k *k = arg;
+    k->result = post_claim(k->s, "{\"pool\":\"arena\",\"waitSeconds\":60}", k->key);
+    return NULL;
+}
+
+/* Several keyed cold claims, each with retries waiting on it, whose worlds
+ * become Ready together: every claim and every retry is answered, each
+ * retry with its own key's allocation. (Answering a retry once dropped a
+ * cold claim that had fallen due in the same pass: its client waited for
+ * ever and its key stayed pending.) */
+static void test_cold_claims_and_their_retries_all_answered(void **state)
+{
+    (void)state;
+    enum { CLAIMS = 5, PER = 3 }; /* the first of each key, then two retries */
+    bb_server s;
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"2000\"", 600);
+    assert_true(bb_start(&s, NULL));
+    keyed_claim_k k[CLAIMS * PER];
+    pthread_t th[CLAIMS * PER];
+    for (int i = 0; i < CLAIMS * PER; i++) {
+        k[i] = (keyed_claim_k){.s = &s};
+        snprintf(k[i].key, sizeof(k[i].key), "cold key %d", i % CLAIMS);
+        if (i == CLAIMS) /* the retries after the first claims are waiting */
+            assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
+        pthread_create(&th[i], NULL, keyed_claim_k_main, &k[i]);
+        if (i == CLAIMS - 1)
+            sleep_ms(500);
+    }
+    for (int i = 0; i < CLAIMS * PER; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CLAIMS * PER; i++) {
+        assert_true(k[i].result.status == 201 || k[i].result.status == 200);
+        assert_string_equal(k[i].result.id, k[i % CLAIMS].result.id);
+    }
+    assert_int_equal(pool_field(&s, "allocated"), CLAIMS);
     bb_cleanup(&s);
 }
 
@@ -1111,6 +1157,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
