@@ -24,6 +24,7 @@
 #define ID_BUCKETS 1024 /* initial; the maps grow */
 #define RETRY_AFTER_S 1
 #define IDEM_WAIT_MS 5000
+#define IDEM_REUSED_MESSAGE "this Idempotency-Key was used with a different request body"
 #define HIT_WINDOW_MINUTES 60
 #define WORLDS_PAGE_DEFAULT 100
 #define WORLDS_PAGE_MAX 1000
@@ -139,6 +140,7 @@ typedef struct replay_waiter {
     char pool[BDY_NAME_MAX];
     char id[BDY_ALLOCATION_ID_LEN + 8]; /* set when the first claim succeeded */
     bool ended;                         /* the first claim ended (id "" if it failed) */
+    bool reused;                        /* the key now stands for another request body */
     double deadline;
     uint64_t t0;
 } replay_waiter;
@@ -955,6 +957,31 @@ static json_object *claim_patch(const char *rv, const char *id, const char *clai
 
 /* Writes the claim durably. Returns 0 with *world_out, BDY_ECONFLICT when
  * the world changed since rv (try another), or another error. */
+/* The world's Event for a claim that has reached its status, so that
+ * `kubectl describe wi` shows who holds it. Events are rate-limited by the
+ * reconciler (a burst of claims drops some, counted), never the claims. */
+static void allocated_event(bdy_claims *c, const char *ns, const char *world, const char *uid,
+                            const char *id, const char *claimant, const char *source)
+{
+    if (c->rec == NULL)
+        return;
+    char api_version[128];
+    snprintf(api_version, sizeof(api_version), "%s/%s", BDY_GVR_WORLDS.group,
+             BDY_GVR_WORLDS.version);
+    json_object *obj = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object_object_add(obj, "apiVersion", json_object_new_string(api_version));
+    json_object_object_add(obj, "kind", json_object_new_string("WorldInstance"));
+    json_object_object_add(meta, "name", json_object_new_string(world));
+    json_object_object_add(meta, "namespace", json_object_new_string(ns));
+    if (uid != NULL)
+        json_object_object_add(meta, "uid", json_object_new_string(uid));
+    json_object_object_add(obj, "metadata", meta);
+    bdy_reconciler_event(c->rec, obj, "Normal", "Allocated", "allocation %s (%s) for %s", id,
+                         source, claimant != NULL && claimant[0] ? claimant : "(anonymous)");
+    json_object_put(obj);
+}
+
 static int write_claim(bdy_claims *c, const char *ns, const char *name, const char *rv,
                        const char *id, const bdy_claim_request *cr, const char *source,
                        const char *idem_key, const char *hash, json_object **world_out)
@@ -967,6 +994,9 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
     int rc = bdy_store_patch(c->o.store, &BDY_GVR_WORLDS, ns, name, BDY_PATCH_MERGE, patch, true,
                              &wo, world_out, &eb);
     json_object_put(patch);
+    if (rc == 0)
+        allocated_event(c, ns, name, bdy_jstr(bdy_jget(*world_out, "metadata"), "uid"), id,
+                        cr->claimant, source);
     if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ENOTFOUND)
         bdy_warn("claims", "claim of %s/%s failed: %s", ns, name, eb.message);
     return rc;
@@ -1253,6 +1283,11 @@ static void *materializer_main(void *arg)
             np++;
         }
         bdy_store_patch_many(c->o.store, patches, np);
+        for (size_t i = 0; i < np; i++) {
+            const bdy_ledger_claim *r = &work[i].r->c;
+            if (patches[i].rc == 0)
+                allocated_event(c, r->ns, r->world, r->world_uid, r->id, r->claimant, r->source);
+        }
         pthread_mutex_lock(&c->lock);
         bool store_failed = false;
         for (size_t i = 0; i < np; i++) {
@@ -1574,12 +1609,13 @@ static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_re
     /* The first claim may have ended while this one was being suspended,
      * and another, with the same key, may have begun. */
     idem_entry *e = idem_find(c, idem_full, false);
-    if (e == NULL || !e->pending) {
+    if (e != NULL && strcmp(e->hash, hash) != 0) {
         w->ended = true;
-        if (e != NULL && strcmp(e->hash, hash) == 0)
+        w->reused = true;
+    } else if (e == NULL || !e->pending) {
+        w->ended = true;
+        if (e != NULL)
             snprintf(w->id, sizeof(w->id), "%s", e->id);
-    } else if (strcmp(e->hash, hash) != 0) {
-        w->ended = true; /* answered 409: what it waits for is gone */
     }
     w->next = c->replays;
     c->replays = w;
@@ -1594,6 +1630,9 @@ static void finish_replay(bdy_claims *c, replay_waiter *w, bool stopping)
     bdy_http_response *resp = bdy_http_deferred_response(w->d);
     if (stopping) {
         bdy_http_error(resp, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
+    } else if (w->reused) {
+        bdy_http_error(resp, 409, "IdempotencyKeyReused", IDEM_REUSED_MESSAGE, 0);
+        count_result(c, w->ns, w->pool, "replay", "error", 0);
     } else if (w->ended && w->id[0] != '\0') {
         answer_replay(c, resp, w->id, w->ns, w->pool, w->t0);
     } else {
@@ -1661,8 +1700,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             snprintf(prior, sizeof(prior), "%s", e->id);
             pthread_mutex_unlock(&c->lock);
             if (!same)
-                bdy_http_error(resp, 409, "IdempotencyKeyReused",
-                               "this Idempotency-Key was used with a different request body", 0);
+                bdy_http_error(resp, 409, "IdempotencyKeyReused", IDEM_REUSED_MESSAGE, 0);
             else if (pending)
                 /* The same key is being claimed right now: answer with its
                  * result rather than claim a second world. */

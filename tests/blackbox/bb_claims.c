@@ -267,10 +267,13 @@ static void test_claim_ping_release_refill(void **state)
      * background). */
     char released[160];
     snprintf(released, sizeof(released), "allocation %s released by its client", c.id);
+    char allocated[160];
+    snprintf(allocated, sizeof(allocated), "allocation %s (warm) for mm-1", c.id);
     bool said = false;
     for (int i = 0; i < 100 && !said; i++) {
         r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
-        said = r.status == 200 && strstr(r.body, released) != NULL;
+        said = r.status == 200 && strstr(r.body, released) != NULL &&
+               strstr(r.body, allocated) != NULL;
         bb_response_free(&r);
         if (!said)
             sleep_ms(100);
@@ -481,7 +484,9 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
     (void)state;
     enum { CLAIMS = 5, PER = 3 }; /* the first of each key, then two retries */
     bb_server s;
-    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"2000\"", 600);
+    /* Room for the warm worlds the misses ask for, too: the pool grows
+     * towards them while the cold claims are made. */
+    setup_server(&s, 0, 3 * CLAIMS, ", \"--ready-delay-ms\", \"2000\"", 600);
     assert_true(bb_start(&s, NULL));
     keyed_claim_k k[CLAIMS * PER];
     pthread_t th[CLAIMS * PER];
@@ -497,7 +502,8 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
     for (int i = 0; i < CLAIMS * PER; i++)
         pthread_join(th[i], NULL);
     for (int i = 0; i < CLAIMS * PER; i++) {
-        assert_true(k[i].result.status == 201 || k[i].result.status == 200);
+        if (k[i].result.status != 201 && k[i].result.status != 200)
+            fail_msg("claim %d (%s): %ld %s", i, k[i].key, k[i].result.status, k[i].result.body);
         assert_string_equal(k[i].result.id, k[i % CLAIMS].result.id);
     }
     assert_int_equal(pool_field(&s, "allocated"), CLAIMS);
