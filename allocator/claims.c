@@ -177,18 +177,20 @@ struct bdy_claims {
     replay_waiter *replays;
     pool_stats *stats;
     bdy_informer *records;
-    atomic_bool records_synced;
-    pthread_t thread;
-    bool thread_started;
-    pthread_t records_thread; /* records_main */
-    bool records_thread_started;
+    pthread_t thread;          /* cold_main */
+    pthread_t records_thread;  /* records_main */
     pthread_cond_t sweep_wake; /* stopping, for records_main */
     pthread_cond_t wake;
-    bool stopping;
 
     bdy_metric_family *m_total;
     bdy_metric_family *m_latency;
     bdy_metric_family *m_misses;
+
+    atomic_bool records_synced;
+    atomic_bool sweep_stop; /* stopping, read without the lock by a sweep */
+    bool thread_started;
+    bool records_thread_started;
+    bool stopping;
 };
 
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -977,8 +979,9 @@ static void allocated_event(bdy_claims *c, const char *ns, const char *world, co
     if (uid != NULL)
         json_object_object_add(meta, "uid", json_object_new_string(uid));
     json_object_object_add(obj, "metadata", meta);
-    bdy_reconciler_event(c->rec, obj, "Normal", "Allocated", "allocation %s (%s) for %s", id,
-                         source, claimant != NULL && claimant[0] ? claimant : "(anonymous)");
+    bdy_reconciler_event_if_spare(c->rec, obj, "Normal", "Allocated", "allocation %s (%s) for %s",
+                                  id, source,
+                                  claimant != NULL && claimant[0] ? claimant : "(anonymous)");
     json_object_put(obj);
 }
 
@@ -2013,12 +2016,22 @@ static bool may_be_released_before(const char *text, double cutoff)
     return false;
 }
 
-static bool claims_stopping(bdy_claims *c)
+/* Deletes the release record whose stored text is text if it was released
+ * before cutoff. Returns whether it did. */
+static bool delete_if_released_before(bdy_claims *c, const char *text, double cutoff)
 {
-    pthread_mutex_lock(&c->lock);
-    bool stopping = c->stopping;
-    pthread_mutex_unlock(&c->lock);
-    return stopping;
+    if (!may_be_released_before(text, cutoff))
+        return false;
+    json_object *rec = bdy_json_parse_stored(text);
+    json_object *meta = bdy_jget(rec, "metadata");
+    double released = 0;
+    bool deleted =
+        bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) == 0 &&
+        released < cutoff &&
+        bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
+                         bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL) == 0;
+    json_object_put(rec);
+    return deleted;
 }
 
 /* Deletes release records older than RECORD_RETENTION_S, a page of
@@ -2032,53 +2045,47 @@ static bool sweep_records(bdy_claims *c, char **token)
     double cutoff = now - RECORD_RETENTION_S;
     double stop_at = now + RECORD_SWEEP_BUDGET_S;
     size_t deleted = 0;
-    bool out_of_time = false;
+    bool stopped = false; /* out of time, or shutting down */
+    bool more = false;    /* records left to look at */
     do {
-        bdy_list_opts lo = {.limit = RECORD_SWEEP_PAGE, .continue_token = *token, .raw = true};
+        /* The token that fetched this page: a stop inside the page keeps
+         * it, so that the next sweep looks at the page's rest. Tokens name
+         * a position, not a cursor: one can be used again. */
+        char *page_token = *token;
+        *token = NULL;
+        bdy_list_opts lo = {.limit = RECORD_SWEEP_PAGE, .continue_token = page_token, .raw = true};
         bdy_list_result res;
         int rc = bdy_store_list(c->o.store, &BDY_GVR_ALLOCATIONS, &lo, &res, NULL);
-        bool resumed = *token != NULL;
-        free(*token);
-        *token = NULL;
         if (rc != 0) {
             /* An expired token (more changes than the watch history holds
-             * since the first page): start over at once. A failing store:
-             * the next sweep. */
-            return rc == BDY_EEXPIRED && resumed;
+             * since it was made): start over at once. A failing store: the
+             * next sweep. */
+            more = rc == BDY_EEXPIRED && page_token != NULL;
+            free(page_token);
+            break;
         }
         size_t n = json_object_array_length(res.items);
         size_t i = 0;
-        for (; i < n && !out_of_time; i++) {
+        for (; i < n && !stopped; i++) {
             const char *text = json_object_get_string(json_object_array_get_idx(res.items, i));
-            if (text == NULL || !may_be_released_before(text, cutoff))
-                continue;
-            json_object *rec = bdy_json_parse_stored(text);
-            double released = 0;
-            json_object *meta = bdy_jget(rec, "metadata");
-            if (bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) ==
-                    0 &&
-                released < cutoff &&
-                bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
-                                 bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL) == 0)
+            if (text != NULL && delete_if_released_before(c, text, cutoff))
                 deleted++;
-            json_object_put(rec);
-            out_of_time = bdy_wall_seconds() >= stop_at || claims_stopping(c);
+            stopped = bdy_wall_seconds() >= stop_at || atomic_load(&c->sweep_stop);
         }
-        /* Stopped inside a page: its rest is looked at again next time,
-         * from this page's start (the token before it is gone, so from the
-         * top). Whole pages go on from the next one. */
-        if (i == n) {
+        if (i < n) {
+            *token = page_token;
+        } else {
+            free(page_token);
             *token = res.continue_token;
             res.continue_token = NULL;
         }
         bdy_list_result_free(&res);
-        if (i < n)
-            out_of_time = true;
-    } while (*token != NULL && !out_of_time && !claims_stopping(c));
+        more = i < n || *token != NULL;
+    } while (more && !stopped);
     if (deleted > 0)
         bdy_info("claims", "deleted %zu allocation records older than %.0f h%s", deleted,
-                 RECORD_RETENTION_S / 3600.0, out_of_time ? "; more in the next sweep" : "");
-    return out_of_time || *token != NULL;
+                 RECORD_RETENTION_S / 3600.0, more ? "; more in the next sweep" : "");
+    return more;
 }
 
 /* The record sweeper: a sweep at start-up, then every RECORD_SWEEP_EVERY_S,
@@ -2269,8 +2276,9 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
              * already being deleted. */
             if (rc == 0 && c->rec != NULL &&
                 bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL)
-                bdy_reconciler_event(c->rec, world, "Normal", "Released",
-                                     "allocation %s released by its client; the world stops", id);
+                bdy_reconciler_event_if_spare(
+                    c->rec, world, "Normal", "Released",
+                    "allocation %s released by its client; the world stops", id);
             /* The release record is durable: the ledger row may go. */
             if (rc == 0 && c->o.ledger != NULL) {
                 int lrc = bdy_ledger_remove(c->o.ledger, id);
@@ -2563,6 +2571,7 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     pthread_cond_init(&c->sweep_wake, NULL);
     pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
+    atomic_init(&c->sweep_stop, false);
     if (c->o.metrics != NULL) {
         const char *psr[] = {"namespace", "pool", "source", "result", NULL};
         const char *ps[] = {"namespace", "pool", "source", NULL};
@@ -2651,6 +2660,7 @@ void bdy_claims_stop(bdy_claims *c)
         return;
     pthread_mutex_lock(&c->lock);
     c->stopping = true;
+    atomic_store(&c->sweep_stop, true);
     pthread_cond_signal(&c->wake);
     pthread_cond_signal(&c->sweep_wake);
     pthread_cond_broadcast(&c->mat_wake);

@@ -33,6 +33,10 @@
  * are dropped (and counted) so high churn never floods the store. */
 #define EVENT_RATE_PER_S 50.0
 #define EVENT_BURST 200.0
+/* Tokens that events of one per claim (bdy_reconciler_event_if_spare) leave
+ * to the controllers' own: a burst of claims cannot crowd out the event
+ * saying why a world failed or was replaced. */
+#define EVENT_RESERVE (EVENT_BURST / 2)
 #define POOL_RESYNC_MS 1000
 #define POOL_STEP_MAX 256 /* most worlds one pool reconcile creates or deletes */
 #define FAILURE_WINDOW_S 60.0
@@ -280,6 +284,9 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
 
 /* ---- events ------------------------------------------------------------------ */
 
+static void record_event(bdy_reconciler *r, json_object *world, const char *type,
+                         const char *reason, double reserve, const char *message);
+
 void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *type,
                           const char *reason, const char *fmt, ...)
 {
@@ -288,6 +295,25 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    record_event(r, world, type, reason, 0, message);
+}
+
+void bdy_reconciler_event_if_spare(bdy_reconciler *r, json_object *world, const char *type,
+                                   const char *reason, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    record_event(r, world, type, reason, EVENT_RESERVE, message);
+}
+
+/* Admits the event if the budget holds more than reserve tokens, then
+ * queues it for the events thread. */
+static void record_event(bdy_reconciler *r, json_object *world, const char *type,
+                         const char *reason, double reserve, const char *message)
+{
     json_object *meta = bdy_jget(world, "metadata");
     const char *name = bdy_jstr(meta, "name");
     const char *ns = bdy_jstr(meta, "namespace");
@@ -304,7 +330,7 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
     double t = bdy_wall_seconds();
     r->ev_tokens = fmin(EVENT_BURST, r->ev_tokens + (t - r->ev_refill) * EVENT_RATE_PER_S);
     r->ev_refill = t;
-    bool allowed = r->ev_tokens >= 1.0 && r->ev_len < EVENT_QUEUE_MAX;
+    bool allowed = r->ev_tokens >= 1.0 + reserve && r->ev_len < EVENT_QUEUE_MAX;
     if (allowed) {
         r->ev_tokens -= 1.0;
         struct timespec wall;

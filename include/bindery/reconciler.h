@@ -65,6 +65,12 @@ void bdy_reconciler_enqueue_world(bdy_reconciler *r, const char *ns, const char 
 void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *type,
                           const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The same for events as frequent as claims: recorded only while the
+ * events' budget holds a reserve for the controllers' own events, so that
+ * a burst of them never crowds out why a world failed. */
+void bdy_reconciler_event_if_spare(bdy_reconciler *r, json_object *world, const char *type,
+                                   const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Updates the gauges (worlds by pool/phase, queue depth) for a scrape. */
 void bdy_reconciler_collect(bdy_reconciler *r);
 /* Stops workers and informer; worlds keep running. */

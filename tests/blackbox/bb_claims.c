@@ -135,6 +135,18 @@ static int pool_field(bb_server *s, const char *field)
     return v;
 }
 
+/* The pool's count field once it reads want, or its last reading after
+ * timeout_ms: counts follow a claim's answer through the informer. */
+static int settled_pool_field(bb_server *s, const char *field, int want, int timeout_ms)
+{
+    int v = pool_field(s, field);
+    for (int waited = 0; v != want && waited < timeout_ms; waited += 100) {
+        sleep_ms(100);
+        v = pool_field(s, field);
+    }
+    return v;
+}
+
 /* Waits (up to timeout_ms) until the pool reports at least n warm worlds. */
 static bool wait_warm(bb_server *s, int n, int timeout_ms)
 {
@@ -243,7 +255,7 @@ static void test_claim_ping_release_refill(void **state)
      * metadata) shortly after the answer. */
     assert_true(wait_world_allocated(&s, c.name, c.id, "match-id", 10000));
     assert_true(wait_warm(&s, 2, 30000));
-    assert_int_equal(pool_field(&s, "allocated"), 1);
+    assert_int_equal(settled_pool_field(&s, "allocated", 1, 5000), 1);
 
     /* Release: 204, twice; the process goes away; GET says Released. */
     bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
@@ -366,7 +378,7 @@ static void test_idempotent_replay(void **state)
     claim d = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"other\"}", "match 7781 try");
     assert_int_equal(d.status, 409);
     assert_non_null(strstr(d.body, "IdempotencyKeyReused"));
-    assert_int_equal(pool_field(&s, "allocated"), 1);
+    assert_int_equal(settled_pool_field(&s, "allocated", 1, 5000), 1);
     /* Across a restart, too. */
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 15000));
@@ -430,7 +442,7 @@ static void test_retries_of_pending_claim_hold_no_thread(void **state)
         assert_int_equal(retry[i].result.status, 200);
         assert_string_equal(retry[i].result.id, first.result.id);
     }
-    assert_int_equal(pool_field(&s, "allocated"), 1);
+    assert_int_equal(settled_pool_field(&s, "allocated", 1, 5000), 1);
     bb_cleanup(&s);
 }
 
@@ -506,7 +518,7 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
             fail_msg("claim %d (%s): %ld %s", i, k[i].key, k[i].result.status, k[i].result.body);
         assert_string_equal(k[i].result.id, k[i % CLAIMS].result.id);
     }
-    assert_int_equal(pool_field(&s, "allocated"), CLAIMS);
+    assert_int_equal(settled_pool_field(&s, "allocated", CLAIMS, 5000), CLAIMS);
     bb_cleanup(&s);
 }
 
@@ -812,7 +824,7 @@ static void test_reload_keeps_allocated_worlds(void **state)
                  (long)pool_field(&s, "targetWarm"), (long)pool_field(&s, "warm"));
     char answer[128];
     assert_true(ping_world(c.port, answer, sizeof(answer)));
-    assert_int_equal(pool_field(&s, "allocated"), 1);
+    assert_int_equal(settled_pool_field(&s, "allocated", 1, 5000), 1);
     bb_cleanup(&s);
 }
 
