@@ -284,35 +284,32 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
 
 /* ---- events ------------------------------------------------------------------ */
 
+/* Admits the event if the budget holds more than reserve tokens, then
+ * formats it and queues it for the events thread. */
 static void record_event(bdy_reconciler *r, json_object *world, const char *type,
-                         const char *reason, double reserve, const char *message);
+                         const char *reason, double reserve, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
 
 void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *type,
                           const char *reason, const char *fmt, ...)
 {
-    char message[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    record_event(r, world, type, reason, 0, fmt, ap);
     va_end(ap);
-    record_event(r, world, type, reason, 0, message);
 }
 
 void bdy_reconciler_event_if_spare(bdy_reconciler *r, json_object *world, const char *type,
                                    const char *reason, const char *fmt, ...)
 {
-    char message[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    record_event(r, world, type, reason, EVENT_RESERVE, fmt, ap);
     va_end(ap);
-    record_event(r, world, type, reason, EVENT_RESERVE, message);
 }
 
-/* Admits the event if the budget holds more than reserve tokens, then
- * queues it for the events thread. */
 static void record_event(bdy_reconciler *r, json_object *world, const char *type,
-                         const char *reason, double reserve, const char *message)
+                         const char *reason, double reserve, const char *fmt, va_list ap)
 {
     json_object *meta = bdy_jget(world, "metadata");
     const char *name = bdy_jstr(meta, "name");
@@ -345,6 +342,8 @@ static void record_event(bdy_reconciler *r, json_object *world, const char *type
         bdy_metric_inc(r->m_events_dropped);
         return;
     }
+    char message[1024];
+    vsnprintf(message, sizeof(message), fmt, ap);
     char now[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now_seconds(now);
     char micro[BDY_TIMESTAMP_LEN];
