@@ -1256,8 +1256,13 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
         rc = BDY_ESHUTDOWN;
         goto out;
     }
-    if (st->off > 0 && st->off == st->pending.len) {
-        bdy_buf_reset(&st->pending);
+    /* Sent bytes leave the buffer, so that its cap bounds the bytes that
+     * wait, not all a long watch has sent: a client that keeps up, but never
+     * quite drains it, was cut off after BDY_HTTP_STREAM_MAX_PENDING in all.
+     * Moved down once they are half of it, or the new bytes need the room. */
+    if (st->off > 0 &&
+        (2 * st->off >= st->pending.len || st->pending.len + len > st->pending.cap)) {
+        bdy_buf_drop_front(&st->pending, st->off);
         st->off = 0;
     }
     rc = bdy_buf_append(&st->pending, data, len);

@@ -44,6 +44,17 @@ void bdy_buf_reset(bdy_buf *b)
         b->data[0] = '\0';
 }
 
+void bdy_buf_drop_front(bdy_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        bdy_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
 static int buf_reserve(bdy_buf *b, size_t extra)
 {
     if (extra > b->cap || b->len > b->cap - extra)
@@ -464,7 +475,7 @@ void bdy_write_health_destroy(bdy_write_health *h)
 void bdy_write_health_ok(bdy_write_health *h)
 {
     pthread_mutex_lock(&h->lock);
-    h->ok_ns = bdy_monotonic_ns();
+    h->failing = false;
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -472,6 +483,7 @@ void bdy_write_health_failed(bdy_write_health *h, const char *why)
 {
     pthread_mutex_lock(&h->lock);
     h->failed_ns = bdy_monotonic_ns();
+    h->failing = true;
     snprintf(h->why, sizeof(h->why), "%s", why != NULL ? why : "unknown error");
     pthread_mutex_unlock(&h->lock);
 }
@@ -481,8 +493,7 @@ int bdy_write_health_check(bdy_write_health *h, const char *what, bdy_errbuf *eb
     int rc = 0;
     uint64_t now = bdy_monotonic_ns();
     pthread_mutex_lock(&h->lock);
-    if (h->failed_ns != 0 && h->failed_ns >= h->ok_ns &&
-        now - h->failed_ns < (uint64_t)BDY_WRITE_FAILURE_HOLD_S * 1000000000u)
+    if (h->failing && now - h->failed_ns < (uint64_t)BDY_WRITE_FAILURE_HOLD_S * 1000000000u)
         rc = bdy_fail(eb, BDY_EIO, "%s: the last write failed %.1f s ago: %s", what,
                       (double)(now - h->failed_ns) / 1e9, h->why);
     pthread_mutex_unlock(&h->lock);

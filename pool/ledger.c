@@ -442,8 +442,10 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
     bool ok = step_done(l->st_begin) == SQLITE_DONE;
     if (!ok)
         ledger_warn(l, "cannot begin");
+    bool wrote = false; /* a batch of refusals commits nothing */
     for (ledger_op *op = batch; op != NULL && ok; op = op->next) {
         op->rc = apply_op(l, op);
+        wrote |= op->rc == 0;
         /* A statement that failed on the disk (SQLITE_FULL, IOERR) may have
          * rolled the transaction back: the ops after it would then commit
          * one by one while the batch is reported failed, leaving rows for
@@ -457,7 +459,7 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
     }
     if (!ok)
         bdy_write_health_failed(&l->writes, sqlite3_errmsg(l->wdb));
-    else
+    else if (wrote)
         bdy_write_health_ok(&l->writes);
     if (!ok && !sqlite3_get_autocommit(l->wdb))
         step_done(l->st_rollback);

@@ -1040,7 +1040,8 @@ static void run_batch(sqlite_store *s, write_op *batch)
         }
         return;
     }
-    bdy_write_health_ok(&s->writes);
+    if (s->rv != start_rv)
+        bdy_write_health_ok(&s->writes); /* something reached the disk */
     /* Durable: publish effects in commit order. */
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (op->crd_remove != NULL) {

@@ -23,6 +23,8 @@ typedef struct bdy_buf {
 void bdy_buf_init(bdy_buf *b, size_t cap);
 void bdy_buf_free(bdy_buf *b);
 void bdy_buf_reset(bdy_buf *b);
+/* Drops the first n bytes (all of them if n >= len), keeping the rest. */
+void bdy_buf_drop_front(bdy_buf *b, size_t n);
 /* Append; BDY_ETOOBIG if the cap would be exceeded (nothing appended),
  * BDY_ENOMEM on allocation failure. */
 int bdy_buf_append(bdy_buf *b, const void *data, size_t len);
@@ -114,13 +116,15 @@ int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_le
 #define BDY_WRITE_FAILURE_HOLD_S 10
 typedef struct bdy_write_health {
     pthread_mutex_t lock;
-    uint64_t failed_ns; /* monotonic, 0: never */
-    uint64_t ok_ns;
+    uint64_t failed_ns; /* monotonic: the last failure */
+    bool failing;       /* no write has succeeded since it */
     char why[200];
 } bdy_write_health;
 
 void bdy_write_health_init(bdy_write_health *h);
 void bdy_write_health_destroy(bdy_write_health *h);
+/* A write that wrote something succeeded: a commit of nothing proves
+ * nothing about the disk, so callers record only those. */
 void bdy_write_health_ok(bdy_write_health *h);
 void bdy_write_health_failed(bdy_write_health *h, const char *why);
 /* 0, or BDY_EIO with "what: the last write failed N s ago: why" in eb. */

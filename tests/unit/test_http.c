@@ -1483,6 +1483,46 @@ static void test_stream_stall_times_out(void **state)
     close(idle_fd);
 }
 
+/* Reads n bytes (or fewer if the connection ends or stalls for 5 s). */
+static size_t read_some(int fd, size_t n)
+{
+    static char sink[64 * 1024];
+    size_t got = 0;
+    while (got < n) {
+        size_t want = n - got < sizeof(sink) ? n - got : sizeof(sink);
+        ssize_t r = read(fd, sink, want);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+/* The cap bounds the bytes waiting to be sent, not all the bytes a stream
+ * has sent: a client that reads steadily but 3 MiB behind receives 8 MiB
+ * more. (Sent bytes stayed in the buffer until it drained completely, so
+ * such a client was cut off with BDY_ETOOBIG after 4 MiB in all.) */
+static void test_stream_cap_counts_unsent_bytes(void **state)
+{
+    fixture *f = *state;
+    bdy_http_stream *st = NULL;
+    int fd = open_stream(f, &st);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    static char block[64 * 1024];
+    memset(block, 'y', sizeof(block));
+    for (int i = 0; i < 48; i++) /* 3 MiB ahead of the client */
+        assert_int_equal(bdy_http_stream_write(st, block, sizeof(block)), 0);
+    for (int i = 0; i < 128; i++) {
+        int rc = bdy_http_stream_write(st, block, sizeof(block));
+        if (rc != 0)
+            fail_msg("write %d of 64 KiB after the first 3 MiB: %s", i, bdy_strerror(rc));
+        assert_int_equal(read_some(fd, sizeof(block)), sizeof(block));
+    }
+    bdy_http_stream_end(st);
+    close(fd);
+}
+
 /* stop() answers the waiting requests 503 ShuttingDown and returns; the
  * owners finish theirs afterwards, even after the server is freed. */
 static void test_deferred_stop(void **state)
@@ -1764,6 +1804,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_finish_in_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_cap_counts_unsent_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_while_stopping, setup, teardown),
         cmocka_unit_test(test_defer_bad_input),

@@ -37,6 +37,19 @@ static void test_buf_respects_cap(void **state)
     assert_int_equal(bdy_buf_appends(&b, "z"), 0);
     assert_int_equal(b.len, 10);
     assert_int_equal(bdy_buf_printf(&b, "%s", "q"), BDY_ETOOBIG);
+    /* Dropping the front makes room under the cap again. */
+    bdy_buf_drop_front(&b, 5);
+    assert_string_equal(b.data, "1234z");
+    assert_int_equal(bdy_buf_appends(&b, "abcde"), 0);
+    assert_string_equal(b.data, "1234zabcde");
+    bdy_buf_drop_front(&b, 5);
+    assert_string_equal(b.data, "abcde");
+    bdy_buf_drop_front(&b, 0);
+    assert_string_equal(b.data, "abcde");
+    bdy_buf_drop_front(&b, 5);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    assert_int_equal(bdy_buf_appends(&b, "hello1234z"), 0);
     char *s = bdy_buf_steal(&b);
     assert_string_equal(s, "hello1234z");
     assert_int_equal(b.len, 0);
@@ -327,16 +340,22 @@ static void test_utf8_validation(void **state)
 static void test_log_admit(void **state)
 {
     (void)state;
+    /* A period no scheduler delay outlasts: the refusals are certain. */
     bdy_log_limit l = {0};
     uint64_t held = 99;
-    assert_true(bdy_log_admit(&l, 5, &held));
+    assert_true(bdy_log_admit(&l, 600000, &held));
     assert_int_equal(held, 0);
-    assert_false(bdy_log_admit(&l, 5, &held));
-    assert_false(bdy_log_admit(&l, 5, &held));
+    assert_false(bdy_log_admit(&l, 600000, &held));
+    assert_false(bdy_log_admit(&l, 600000, &held));
+    atomic_store(&l.next_ns, 0); /* the period is over */
+    assert_true(bdy_log_admit(&l, 600000, &held));
+    assert_int_equal(held, 2);
+    /* A short period passes on its own. */
+    bdy_log_limit s = {0};
+    assert_true(bdy_log_admit(&s, 5, &held));
     struct timespec ts = {0, 20 * 1000000};
     nanosleep(&ts, NULL);
-    assert_true(bdy_log_admit(&l, 5, &held));
-    assert_int_equal(held, 2);
+    assert_true(bdy_log_admit(&s, 5, &held));
 }
 
 /* A failed write makes the check fail, naming the file and the cause,
@@ -354,6 +373,12 @@ static void test_write_health(void **state)
     assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), BDY_EIO);
     assert_non_null(strstr(eb.message, "claims.db: the last write failed"));
     assert_non_null(strstr(eb.message, "database or disk is full"));
+    bdy_write_health_ok(&h);
+    assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), 0);
+    /* A success and a failure in the same clock tick: the later counts. */
+    bdy_write_health_ok(&h);
+    bdy_write_health_failed(&h, "disk I/O error");
+    assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), BDY_EIO);
     bdy_write_health_ok(&h);
     assert_int_equal(bdy_write_health_check(&h, "claims.db", &eb), 0);
     bdy_write_health_destroy(&h);
