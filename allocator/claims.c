@@ -957,8 +957,6 @@ static json_object *claim_patch(const char *rv, const char *id, const char *clai
     return patch;
 }
 
-/* Writes the claim durably. Returns 0 with *world_out, BDY_ECONFLICT when
- * the world changed since rv (try another), or another error. */
 /* The world's Event for a claim that has reached its status, so that
  * `kubectl describe wi` shows who holds it. Events are rate-limited by the
  * reconciler (a burst of claims drops some, counted), never the claims. */
@@ -985,6 +983,8 @@ static void allocated_event(bdy_claims *c, const char *ns, const char *world, co
     json_object_put(obj);
 }
 
+/* Writes the claim durably. Returns 0 with *world_out, BDY_ECONFLICT when
+ * the world changed since rv (try another), or another error. */
 static int write_claim(bdy_claims *c, const char *ns, const char *name, const char *rv,
                        const char *id, const bdy_claim_request *cr, const char *source,
                        const char *idem_key, const char *hash, json_object **world_out)

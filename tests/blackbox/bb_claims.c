@@ -392,6 +392,7 @@ static void test_idempotent_replay(void **state)
 typedef struct keyed_claim {
     bb_server *s;
     const char *body;
+    char key[32]; /* its Idempotency-Key */
     claim result;
     atomic_bool done;
 } keyed_claim;
@@ -399,7 +400,7 @@ typedef struct keyed_claim {
 static void *keyed_claim_main(void *arg)
 {
     keyed_claim *k = arg;
-    k->result = post_claim(k->s, k->body, "cold retry 1");
+    k->result = post_claim(k->s, k->body, k->key);
     atomic_store(&k->done, true);
     return NULL;
 }
@@ -416,13 +417,13 @@ static void test_retries_of_pending_claim_hold_no_thread(void **state)
     setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"3000\"", 600);
     assert_true(bb_start(&s, NULL));
     const char *body = "{\"pool\":\"arena\",\"waitSeconds\":60}";
-    keyed_claim first = {.s = &s, .body = body};
+    keyed_claim first = {.s = &s, .body = body, .key = "cold retry 1"};
     keyed_claim retry[RETRIES];
     pthread_t th[RETRIES + 1];
     pthread_create(&th[0], NULL, keyed_claim_main, &first);
     assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
     for (int i = 0; i < RETRIES; i++) {
-        retry[i] = (keyed_claim){.s = &s, .body = body};
+        retry[i] = (keyed_claim){.s = &s, .body = body, .key = "cold retry 1"};
         pthread_create(&th[i + 1], NULL, keyed_claim_main, &retry[i]);
     }
     sleep_ms(300);
@@ -473,19 +474,6 @@ static void test_cold_claim_and_exhaustion(void **state)
     bb_cleanup(&s);
 }
 
-typedef struct keyed_claim_k {
-    bb_server *s;
-    char key[32];
-    claim result;
-} keyed_claim_k;
-
-static void *keyed_claim_k_main(void *arg)
-{
-    keyed_claim_k *k = arg;
-    k->result = post_claim(k->s, "{\"pool\":\"arena\",\"waitSeconds\":60}", k->key);
-    return NULL;
-}
-
 /* Several keyed cold claims, each with retries waiting on it, whose worlds
  * become Ready together: every claim and every retry is answered, each
  * retry with its own key's allocation. (Answering a retry once dropped a
@@ -500,14 +488,15 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
      * towards them while the cold claims are made. */
     setup_server(&s, 0, 3 * CLAIMS, ", \"--ready-delay-ms\", \"2000\"", 600);
     assert_true(bb_start(&s, NULL));
-    keyed_claim_k k[CLAIMS * PER];
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":60}";
+    keyed_claim k[CLAIMS * PER];
     pthread_t th[CLAIMS * PER];
     for (int i = 0; i < CLAIMS * PER; i++) {
-        k[i] = (keyed_claim_k){.s = &s};
+        k[i] = (keyed_claim){.s = &s, .body = body};
         snprintf(k[i].key, sizeof(k[i].key), "cold key %d", i % CLAIMS);
         if (i == CLAIMS) /* the retries after the first claims are waiting */
             assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
-        pthread_create(&th[i], NULL, keyed_claim_k_main, &k[i]);
+        pthread_create(&th[i], NULL, keyed_claim_main, &k[i]);
         if (i == CLAIMS - 1)
             sleep_ms(500);
     }
