@@ -1524,16 +1524,23 @@ static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
 }
 
 /* Creates the world a cold claim waits for. */
+/* Creates the world for cold claim id under the pool's maxWorlds (its
+ * name in name_out, cap BDY_NAME_MAX). The fleet names the world before
+ * the create, which keeps it from being counted twice when the informer
+ * reports it before the store call returns. BDY_EBUSY: no room. */
 static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const char *id,
                              char *name_out)
 {
-    json_object *w = bdy_pool_new_world(spec, id);
-    json_object *out = NULL;
-    int rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, &out, NULL);
-    if (rc == 0)
-        snprintf(name_out, BDY_NAME_MAX, "%s", bdy_jstr(bdy_jget(out, "metadata"), "name"));
-    json_object_put(out);
-    json_object_put(w);
+    int rc = BDY_EEXISTS;
+    /* A name taken by a world the informer has not reported yet: another. */
+    for (int tries = 0; rc == BDY_EEXISTS && tries < 3; tries++) {
+        if (!bdy_fleet_creation_grant(c->o.fleet, spec->ns, spec->name, name_out))
+            return BDY_EBUSY;
+        json_object *w = bdy_pool_new_world(spec, name_out, id);
+        rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, NULL, NULL);
+        json_object_put(w);
+        bdy_fleet_creation_done(c->o.fleet, spec->ns, spec->name, name_out, rc == 0);
+    }
     return rc;
 }
 
@@ -1811,10 +1818,15 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     have_spec = true;
     bool matches = cold_world_matches(&spec, &cr);
-    /* The room is held from here until the informer reports the world. */
-    bool room =
-        cr.wait_s > 0 && matches && bdy_fleet_creations_grant(c->o.fleet, cr.ns, cr.pool, 1);
-    if (!room) {
+    waiter *w = NULL;
+    char world_name[BDY_NAME_MAX];
+    int create_rc = BDY_EBUSY;
+    if (cr.wait_s > 0 && matches) {
+        w = calloc(1, sizeof(*w));
+        create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name);
+    }
+    if (create_rc == BDY_EBUSY) {
+        free(w);
         snprintf(why, sizeof(why), "no warm world in pool %s/%s%s", cr.ns, cr.pool,
                  cr.wait_s == 0 ? ""
                  : matches      ? " and it is at maxWorlds"
@@ -1824,12 +1836,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         idem_finish(c, idem_pending, NULL);
         goto out;
     }
-    waiter *w = calloc(1, sizeof(*w));
-    char world_name[BDY_NAME_MAX];
-    int create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name);
-    bool created = create_rc == 0;
-    bdy_fleet_creation_done(c->o.fleet, cr.ns, cr.pool, created ? world_name : NULL);
-    if (!created) {
+    if (create_rc != 0) {
         free(w);
         /* Not PoolExhausted: there was room for the world; the store could
          * not record it (a full disk, say). */

@@ -156,15 +156,14 @@ out:
     return rc;
 }
 
-json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_claim_id)
+json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
+                                const char *cold_claim_id)
 {
     json_object *w = json_object_new_object();
     json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
     json_object_object_add(w, "kind", json_object_new_string("WorldInstance"));
     json_object *meta = json_object_new_object();
-    char gen[BDY_NAME_MAX];
-    snprintf(gen, sizeof(gen), "%.60s-", spec->name);
-    json_object_object_add(meta, "generateName", json_object_new_string(gen));
+    json_object_object_add(meta, "name", json_object_new_string(name));
     json_object *labels = json_object_new_object();
     for (size_t i = 0; i < spec->labels.count; i++)
         json_object_object_add(labels, spec->labels.items[i].key,

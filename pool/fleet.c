@@ -54,10 +54,10 @@ typedef struct world {
 } world;
 
 /* Room a creator was granted for one world that the informer has not
- * reported yet (see bdy_fleet_creations_grant). */
+ * reported yet (see bdy_fleet_creation_grant). */
 typedef struct creation {
-    char name[BDY_NAME_MAX]; /* "" until the creator has named it */
-    double since;            /* monotonic seconds of the grant */
+    char name[BDY_NAME_MAX]; /* the world's, chosen at the grant */
+    double since;            /* monotonic seconds of the grant, then of the create */
 } creation;
 
 struct fleet_pool {
@@ -518,9 +518,7 @@ static void creations_prune(fleet_pool *p, double now)
     for (size_t i = p->ncreating; i-- > 0;) {
         if (now - p->creating[i].since >= FLEET_CREATION_TTL_S) {
             bdy_warn("fleet", "pool %s/%s: world %s was created %.0f s ago and never seen",
-                     p->spec.ns, p->spec.name,
-                     p->creating[i].name[0] ? p->creating[i].name : "(unnamed)",
-                     FLEET_CREATION_TTL_S);
+                     p->spec.ns, p->spec.name, p->creating[i].name, FLEET_CREATION_TTL_S);
             creation_drop(p, i);
         }
     }
@@ -641,53 +639,68 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
 
 /* ---- creations --------------------------------------------------------------- */
 
-unsigned bdy_fleet_creations_grant(bdy_fleet *f, const char *ns, const char *pool, unsigned want)
+/* A fresh name for a world of pool p, "<pool>-<5 random>" as generateName
+ * would give, that no world or slot of the fleet has. Under f->lock. */
+static void creation_name(bdy_fleet *f, fleet_pool *p, char *out)
 {
-    unsigned granted = 0;
+    char key[2 * BDY_NAME_MAX + 2];
+    for (int tries = 0; tries < 8; tries++) {
+        size_t plen = (size_t)snprintf(out, BDY_NAME_MAX, "%.60s-", p->spec.name);
+        bdy_random_suffix(out + plen, 5);
+        snprintf(key, sizeof(key), "%s/%s", p->spec.ns, out);
+        bool taken = find_world(f, key) != NULL;
+        for (size_t i = 0; i < p->ncreating && !taken; i++)
+            taken = strcmp(p->creating[i].name, out) == 0;
+        if (!taken)
+            return;
+    }
+    /* 27^5 names: eight misses in a row means a pool of millions. The
+     * store refuses a taken name, and the creator tries again. */
+}
+
+bool bdy_fleet_creation_grant(bdy_fleet *f, const char *ns, const char *pool, char *name_out)
+{
+    bool granted = false;
+    name_out[0] = '\0';
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     if (p == NULL)
         goto out;
     double now = monotonic_s();
     creations_prune(p, now);
-    size_t used = (size_t)p->counts.total + p->ncreating;
-    size_t room = p->spec.max_worlds > used ? p->spec.max_worlds - used : 0;
-    granted = want < room ? want : (unsigned)room;
-    if (p->ncreating + granted > p->acreating) {
-        size_t n = p->ncreating + granted;
-        n = n < 16 ? 16 : n * 2;
+    if ((size_t)p->counts.total + p->ncreating >= p->spec.max_worlds)
+        goto out;
+    if (p->ncreating == p->acreating) {
+        size_t n = p->acreating < 8 ? 16 : p->acreating * 2;
         creation *grown = realloc(p->creating, n * sizeof(*grown));
-        if (grown == NULL) {
-            granted = 0;
+        if (grown == NULL)
             goto out;
-        }
         p->creating = grown;
         p->acreating = n;
     }
-    for (unsigned i = 0; i < granted; i++)
-        p->creating[p->ncreating++] = (creation){.name = "", .since = now};
+    creation *slot = &p->creating[p->ncreating++];
+    creation_name(f, p, slot->name);
+    slot->since = now;
+    snprintf(name_out, BDY_NAME_MAX, "%s", slot->name);
+    granted = true;
 out:
     pthread_mutex_unlock(&f->lock);
     return granted;
 }
 
-void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name)
+void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name,
+                             bool created)
 {
-    char key[2 * BDY_NAME_MAX + 2];
-    snprintf(key, sizeof(key), "%s/%s", ns, name ? name : "");
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     for (size_t i = 0; p != NULL && i < p->ncreating; i++) {
-        if (p->creating[i].name[0] != '\0')
+        if (strcmp(p->creating[i].name, name) != 0)
             continue;
-        /* Failed, or already seen (the informer can beat the creator's own
-         * return): the slot is no longer needed. */
-        if (name == NULL || find_world(f, key) != NULL)
+        /* Not found: the informer has reported the world already. */
+        if (!created)
             creation_drop(p, i);
-        else {
-            snprintf(p->creating[i].name, sizeof(p->creating[i].name), "%s", name);
+        else
             p->creating[i].since = monotonic_s(); /* the TTL counts from the create */
-        }
         break;
     }
     pthread_mutex_unlock(&f->lock);

@@ -1234,12 +1234,6 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             n = 0;
         ps->surplus_since = 0;
         pthread_mutex_unlock(&r->pools_lock);
-        /* The fleet has the last word on room: a cold claim may have taken
-         * it since the counts were read. */
-        n = n > 0 ? bdy_fleet_creations_grant(r->o.fleet, ns, name, n) : 0;
-        pthread_mutex_lock(&r->pools_lock);
-        ps->tokens -= n;
-        pthread_mutex_unlock(&r->pools_lock);
         if (backoff > 0) {
             bdy_debug("pool", "pool %s: worlds keep failing, creating again in %.1f s", key,
                       backoff);
@@ -1247,22 +1241,26 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         } else if (n < want && room > n) {
             *requeue_ms = (unsigned)(1000.0 / rate) + 1; /* rate-limited: more soon */
         }
-        for (unsigned i = 0; i < n; i++) {
-            json_object *created = NULL;
-            if (rc == 0) { /* after a failure the rest of the grant goes back unused */
-                json_object *w = bdy_pool_new_world(&spec, NULL);
-                bdy_errbuf eb;
-                bdy_errbuf_clear(&eb);
-                rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, &created, &eb);
-                json_object_put(w);
-                if (rc != 0)
-                    bdy_warn("pool", "pool %s: cannot create a world: %s", key, eb.message);
-            }
-            bdy_fleet_creation_done(r->o.fleet, ns, name,
-                                    rc == 0 ? bdy_jstr(bdy_jget(created, "metadata"), "name")
-                                            : NULL);
-            json_object_put(created);
+        unsigned tried = 0;
+        for (; tried < n && rc == 0; tried++) {
+            /* The fleet has the last word on room: a cold claim may have
+             * taken it since the counts were read. */
+            char world_name[BDY_NAME_MAX];
+            if (!bdy_fleet_creation_grant(r->o.fleet, ns, name, world_name))
+                break;
+            json_object *w = bdy_pool_new_world(&spec, world_name, NULL);
+            bdy_errbuf eb;
+            bdy_errbuf_clear(&eb);
+            rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, NULL, &eb);
+            json_object_put(w);
+            bdy_fleet_creation_done(r->o.fleet, ns, name, world_name, rc == 0);
+            if (rc != 0)
+                bdy_warn("pool", "pool %s: cannot create world %s: %s", key, world_name,
+                         eb.message);
         }
+        pthread_mutex_lock(&r->pools_lock);
+        ps->tokens -= tried;
+        pthread_mutex_unlock(&r->pools_lock);
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
         /* Scale down only after the surplus has lasted a cooldown, and then
          * gradually: idle worlds only, oldest first. */

@@ -68,7 +68,7 @@ typedef struct bdy_pool_counts {
     unsigned phase[BDY_PHASE_COUNT];
     unsigned warm;     /* claimable now */
     unsigned deleting; /* deletionTimestamp set */
-    unsigned creating; /* granted creations not seen yet (bdy_fleet_creations_grant) */
+    unsigned creating; /* granted creations not seen yet (bdy_fleet_creation_grant) */
     unsigned total;    /* every world of the pool that is not being deleted, and
                           every creation in `creating` */
 } bdy_pool_counts;
@@ -117,16 +117,19 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
 
 int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out);
 
-/* Creators (the pool controller, cold claims): grants up to `want` new
- * worlds that fit under the pool's maxWorlds and holds their room until the
- * informer reports them, so that two creators acting on the same counts in
- * quick succession cannot both fill the same room. Returns how many were
- * granted (0 for an unknown pool). Every granted slot must be settled with
- * bdy_fleet_creation_done: with the created world's name, which keeps the
- * room until the world is seen, or with NULL when the create failed, which
- * gives it back. */
-unsigned bdy_fleet_creations_grant(bdy_fleet *f, const char *ns, const char *pool, unsigned want);
-void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name);
+/* Creators (the pool controller, cold claims), one world at a time: grants
+ * room for a new world under the pool's maxWorlds and names it (name_out,
+ * cap BDY_NAME_MAX), so that two creators acting on the same counts in
+ * quick succession cannot both fill the same room. The room is held until
+ * the informer reports a world of that name, which may come before the
+ * creator's own store call returns: the name is what keeps the world from
+ * being counted twice, as a world and as a slot. False: no room (or an
+ * unknown pool). Every grant must be settled with bdy_fleet_creation_done:
+ * created true keeps the room until the world is seen, false (the create
+ * failed) gives it back. */
+bool bdy_fleet_creation_grant(bdy_fleet *f, const char *ns, const char *pool, char *name_out);
+void bdy_fleet_creation_done(bdy_fleet *f, const char *ns, const char *pool, const char *name,
+                             bool created);
 
 /* Claim side: takes a warm world of the pool matching the first selector
  * (in order) that any warm world matches; selectors may be NULL/empty.
@@ -162,10 +165,12 @@ size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, dou
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
                         size_t max, size_t *first_time);
 
-/* A new WorldInstance for the pool (generateName "<pool>-", the pool's
- * labels and BDY_LABEL_POOL, the world finalizer); cold_claim_id non-NULL
- * reserves it for that waiting claim. Caller owns the result. */
-json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *cold_claim_id);
+/* A new WorldInstance named name (from bdy_fleet_creation_grant) for the
+ * pool: the pool's labels and BDY_LABEL_POOL, the world finalizer;
+ * cold_claim_id non-NULL reserves it for that waiting claim. Caller owns
+ * the result. */
+json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
+                                const char *cold_claim_id);
 
 /* Up to max worlds held for cold claims (annotation BDY_ANNOTATION_COLD_CLAIM),
  * so the claim module can release the ones whose claim no longer waits. */

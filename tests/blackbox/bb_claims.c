@@ -492,11 +492,11 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
     enum { CLAIMS = 5, PER = 3 }; /* the first of each key, then two retries */
     bb_server s;
     /* The only worlds are the claims' own: no warm ones (maxWarm 0; the
-     * misses would raise the target), and room to spare under maxWorlds,
-     * since cold claims made at the same moment can find the pool full for
-     * a moment (a world the informer has seen may still hold its creator's
-     * slot). */
-    setup_server_warm(&s, 0, 0, 2 * CLAIMS, ", \"--ready-delay-ms\", \"2000\"", 600);
+     * misses would raise the target), and maxWorlds leaves no room to
+     * spare. (A world the informer reported before its creator's create
+     * returned was once counted twice, as a world and as its creator's
+     * slot, and a claim made at that moment found the pool full.) */
+    setup_server_warm(&s, 0, 0, CLAIMS, ", \"--ready-delay-ms\", \"2000\"", 600);
     assert_true(bb_start(&s, NULL));
     const char *body = "{\"pool\":\"arena\",\"waitSeconds\":60}";
     keyed_claim k[CLAIMS * PER];

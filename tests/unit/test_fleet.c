@@ -381,55 +381,92 @@ static void test_creations_hold_room_until_seen(void **state)
     observe(f, world("a2", "arena", "Allocated", 11, "dust", false, false));
     observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
 
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 2), 1);
+    char n1[BDY_NAME_MAX], n2[BDY_NAME_MAX], n3[BDY_NAME_MAX];
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n1));
+    assert_int_equal(strncmp(n1, "arena-", 6), 0);
+    assert_int_equal(strlen(n1), 11);
     bdy_pool_counts c;
     assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
     assert_int_equal(c.creating, 1);
     assert_int_equal(c.total, 4);
     /* A second creator on the same counts, before anything is created. */
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
-    bdy_fleet_creation_done(f, "default", "arena", "n1");
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
+    assert_false(bdy_fleet_creation_grant(f, "default", "arena", n2));
+    assert_string_equal(n2, "");
+    bdy_fleet_creation_done(f, "default", "arena", n1, true);
+    assert_false(bdy_fleet_creation_grant(f, "default", "arena", n2));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 1);
     /* Seen: it counts as a world now, not twice. */
-    observe(f, world("n1", "arena", "Pending", 13, "dust", false, false));
+    observe(f, world(n1, "arena", "Pending", 13, "dust", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 0);
     assert_int_equal(c.phase[BDY_PHASE_PENDING], 1);
     assert_int_equal(c.total, 4);
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 0);
+    assert_false(bdy_fleet_creation_grant(f, "default", "arena", n2));
 
     /* A failed create gives its room back. */
     char p[BDY_NAME_MAX];
     bdy_fleet_forget(f, "default", "a1", p);
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 3), 1);
-    bdy_fleet_creation_done(f, "default", "arena", NULL);
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n2));
+    assert_string_not_equal(n2, n1);
+    bdy_fleet_creation_done(f, "default", "arena", n2, false);
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 0);
     assert_int_equal(c.total, 3);
-    /* The informer may report the world before its creator returns. */
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
-    observe(f, world("n2", "arena", "Pending", 14, "dust", false, false));
-    bdy_fleet_creation_done(f, "default", "arena", "n2");
+    /* The informer may report the world before its creator returns: it is
+     * counted once all along, so the room it left is there at once. */
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n2));
+    bdy_fleet_forget(f, "default", "a2", p);
+    observe(f, world(n2, "arena", "Pending", 14, "dust", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 0);
+    assert_int_equal(c.total, 3);
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n3));
+    bdy_fleet_creation_done(f, "default", "arena", n2, true); /* its slot went: no-op */
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 1);
     assert_int_equal(c.total, 4);
+    bdy_fleet_creation_done(f, "default", "arena", n3, false);
     /* Deleting worlds leave room; unknown pools get none. */
-    observe(f, world("n2", "arena", "Pending", 15, "dust", true, false));
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
-    bdy_fleet_creation_done(f, "default", "arena", NULL);
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "nope", 1), 0);
+    observe(f, world(n2, "arena", "Pending", 15, "dust", true, false));
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n3));
+    bdy_fleet_creation_done(f, "default", "arena", n3, false);
+    assert_false(bdy_fleet_creation_grant(f, "default", "nope", n3));
 
     /* A pool removed by a reload drops its slots: configured again, it
      * starts from the worlds it has. */
-    assert_int_equal(bdy_fleet_creations_grant(f, "default", "arena", 1), 1);
+    assert_true(bdy_fleet_creation_grant(f, "default", "arena", n3));
     bdy_config_pools none = {NULL, 0};
     assert_int_equal(bdy_fleet_set_pools(f, &none), 0);
-    bdy_fleet_creation_done(f, "default", "arena", "late"); /* finds no pool: no-op */
+    bdy_fleet_creation_done(f, "default", "arena", n3, true); /* finds no pool: no-op */
     assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 0);
+    bdy_fleet_free(f);
+}
+
+/* A granted name is none the fleet knows, worlds or other slots. */
+static void test_creation_names_are_fresh(void **state)
+{
+    (void)state;
+    bdy_fleet *f = NULL;
+    assert_int_equal(bdy_fleet_new(&f), 0);
+    bdy_config_pool pool = make_pool("arena", 2);
+    pool.max_worlds = 300;
+    bdy_config_pools set = {&pool, 1};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    static char names[200][BDY_NAME_MAX];
+    for (size_t i = 0; i < 200; i++) {
+        assert_true(bdy_fleet_creation_grant(f, "default", "arena", names[i]));
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(names[i], names[j]);
+        if (i % 2 == 0) /* half are seen, half still held */
+            observe(f, world(names[i], "arena", "Pending", (int)i + 1, "dust", false, false));
+    }
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.creating, 100);
+    assert_int_equal(c.total, 200);
     bdy_fleet_free(f);
 }
 
@@ -489,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_scale_down_candidates_and_failed),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
+        cmocka_unit_test(test_creation_names_are_fresh),
         cmocka_unit_test(test_sizing_clamps),
         cmocka_unit_test(test_allocation_answer),
     };
