@@ -61,6 +61,7 @@ typedef struct daemon_state {
     bdy_metric_family *reloads;
     bdy_metric *store_rv;
     bdy_metric *manifests_applied;
+    unsigned connections; /* the HTTP connection limit in force */
 } daemon_state;
 
 static int usage(void)
@@ -239,6 +240,96 @@ static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_e
     return rc;
 }
 
+/* ---- descriptors ------------------------------------------------------------- */
+
+/* Descriptors bindery keeps for itself whatever its clients do: SQLite
+ * files, the listening and internal sockets, logs, a few in flight. */
+#define FD_RESERVE_BASE 256u
+/* HTTP connections below which the limit is not lowered further: fewer
+ * would make bindery useless, and then the operator has to raise it. */
+#define MIN_CONNECTIONS 16u
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (once, at start). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        (void)setrlimit(RLIMIT_NOFILE, &raised);
+    }
+}
+
+/* What cfg's worlds need of the descriptor limit. */
+typedef struct fd_budget {
+    uint64_t limit;   /* the soft RLIMIT_NOFILE, 0 when unlimited or unknown */
+    uint64_t worlds;  /* most worlds that can run at once */
+    uint64_t reserve; /* descriptors kept for bindery's files and those worlds */
+    unsigned fit;     /* HTTP connections that fit beside them, at least MIN_CONNECTIONS */
+} fd_budget;
+
+/* Client connections must not take the descriptors bindery needs for its
+ * own files and its worlds: out of descriptors, a world's readiness probe
+ * and the port search for a new world fail, and warm worlds were failed
+ * for it. Keeps FD_RESERVE_BASE plus two per possible world (its pidfd and
+ * a probe's socket), worlds being bounded by the port range and the pools'
+ * maxWorlds; want is the connection limit asked for. */
+static fd_budget fd_budget_of(const bdy_config *cfg, unsigned want)
+{
+    fd_budget b = {.fit = want};
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return b;
+    b.limit = rl.rlim_cur;
+    if (cfg->runtime.kind == BDY_RUNTIME_PROCESS) {
+        uint64_t max_worlds = 0;
+        for (size_t i = 0; i < cfg->pools.count; i++)
+            max_worlds += cfg->pools.items[i].max_worlds;
+        uint64_t ports = (uint64_t)cfg->runtime.port_max - cfg->runtime.port_min + 1;
+        b.worlds = max_worlds < ports ? max_worlds : ports;
+    }
+    b.reserve = FD_RESERVE_BASE + 2 * b.worlds;
+    uint64_t room = b.limit > b.reserve ? b.limit - b.reserve : 0;
+    if (room < want) {
+        /* Never below MIN_CONNECTIONS, but a configured limit under it stays. */
+        unsigned floor = want < MIN_CONNECTIONS ? want : MIN_CONNECTIONS;
+        b.fit = room > floor ? (unsigned)room : floor;
+    }
+    return b;
+}
+
+/* The connection limit to start with: http.maxConnections, lowered (with a
+ * warning) to what fits beside the worlds. */
+static unsigned fit_connections_to_fd_limit(const bdy_config *cfg)
+{
+    unsigned want = cfg->http.max_connections;
+    fd_budget b = fd_budget_of(cfg, want);
+    if (b.fit < want)
+        bdy_warn("http",
+                 "the descriptor limit is %llu: http.maxConnections %u lowered to %u, to keep "
+                 "%llu for bindery's files and up to %llu worlds; raise the limit (ulimit -n, "
+                 "LimitNOFILE=) to allow more",
+                 (unsigned long long)b.limit, want, b.fit, (unsigned long long)b.reserve,
+                 (unsigned long long)b.worlds);
+    return b.fit;
+}
+
+/* A reload cannot change the running connection limit (http settings
+ * change on restart), but its pools may allow more worlds than the limit
+ * left descriptors for: says so, since clients could then starve worlds. */
+static void check_fd_budget_on_reload(const bdy_config *next, unsigned running)
+{
+    fd_budget b = fd_budget_of(next, running);
+    if (b.fit < running)
+        bdy_warn("http",
+                 "the reloaded pools allow up to %llu worlds: with the descriptor limit %llu, "
+                 "the running connection limit %u leaves them too few (%llu kept for "
+                 "bindery's files and its worlds); restart to lower it to %u, or raise the "
+                 "limit (ulimit -n, LimitNOFILE=)",
+                 (unsigned long long)b.worlds, (unsigned long long)b.limit, running,
+                 (unsigned long long)b.reserve, b.fit);
+}
+
 /* ---- reload ------------------------------------------------------------------ */
 
 static bool same_str(const char *a, const char *b)
@@ -315,6 +406,7 @@ static void reload(daemon_state *d, const char *path)
         next->reconciler.workers != d->cfg->reconciler.workers)
         bdy_warn("config", "listen, dataDir, http, store, runtime and reconciler settings change "
                            "only on restart");
+    check_fd_budget_on_reload(next, d->connections);
     if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0 ||
         bdy_demand_set_pools(d->demand, &next->pools, NULL) != 0) {
         bdy_error("config", "reload refused: out of memory applying pools");
@@ -451,58 +543,6 @@ static int setup_metrics(daemon_state *d)
  * 22.4k / 18.4k capped, 1 s bursts of 64 connections, 2 CPUs). An
  * operator's arena limit (MALLOC_ARENA_MAX, or glibc.malloc.arena_max in
  * GLIBC_TUNABLES) wins. */
-/* Descriptors bindery keeps for itself whatever its clients do: SQLite
- * files, the listening and internal sockets, logs, a few in flight. */
-#define FD_RESERVE_BASE 256u
-/* HTTP connections below which the limit is not lowered further: fewer
- * would make bindery useless, and then the operator has to raise it. */
-#define MIN_CONNECTIONS 16u
-
-/* Client connections must not take the descriptors bindery needs for its
- * own files and its worlds: out of descriptors, a world's readiness probe
- * and the port search for a new world fail, and warm worlds were failed
- * for it. Raises the soft RLIMIT_NOFILE to the hard limit and returns the
- * connection limit to use: the configured one, lowered (with a warning)
- * to leave FD_RESERVE_BASE plus two per possible world (its pidfd and a
- * probe's socket), worlds being bounded by the port range and the pools'
- * maxWorlds. A later reload that allows more worlds is not re-checked. */
-static unsigned fit_connections_to_fd_limit(const bdy_config *cfg)
-{
-    unsigned want = cfg->http.max_connections;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return want;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
-        struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            rl.rlim_cur = rl.rlim_max;
-    }
-    if (rl.rlim_cur == RLIM_INFINITY)
-        return want;
-    uint64_t worlds = 0;
-    if (cfg->runtime.kind == BDY_RUNTIME_PROCESS) {
-        uint64_t max_worlds = 0;
-        for (size_t i = 0; i < cfg->pools.count; i++)
-            max_worlds += cfg->pools.items[i].max_worlds;
-        uint64_t ports = (uint64_t)cfg->runtime.port_max - cfg->runtime.port_min + 1;
-        worlds = max_worlds < ports ? max_worlds : ports;
-    }
-    uint64_t reserve = FD_RESERVE_BASE + 2 * worlds;
-    uint64_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
-    if (room >= want)
-        return want;
-    unsigned fit = room > MIN_CONNECTIONS ? (unsigned)room : MIN_CONNECTIONS;
-    if (fit >= want)
-        return want; /* a configured limit under MIN_CONNECTIONS stays */
-    bdy_warn("http",
-             "the descriptor limit is %llu: http.maxConnections %u lowered to %u, to keep %llu "
-             "for bindery's files and up to %llu worlds; raise the limit (ulimit -n, "
-             "LimitNOFILE=) to allow more",
-             (unsigned long long)rl.rlim_cur, want, fit, (unsigned long long)reserve,
-             (unsigned long long)worlds);
-    return fit;
-}
-
 static void tune_malloc(void)
 {
 #ifndef BINDERY_JEMALLOC
@@ -662,12 +702,14 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     rc = bdy_claims_new(&co, &d.claims, &eb);
     if (rc != 0)
         goto out;
+    raise_fd_limit();
+    d.connections = fit_connections_to_fd_limit(d.cfg);
     bdy_http_config hc = {.listen = d.cfg->listen,
                           .threads = d.cfg->http.threads,
                           .max_body_bytes = d.cfg->http.max_body_bytes,
                           .connection_timeout_s = d.cfg->http.connection_timeout_s,
                           .header_limit_bytes = d.cfg->http.header_limit_bytes,
-                          .max_connections = fit_connections_to_fd_limit(d.cfg)};
+                          .max_connections = d.connections};
     rc = bdy_http_server_new(&hc, d.metrics, &d.http, &eb);
     if (rc == 0)
         rc = register_routes(&d);

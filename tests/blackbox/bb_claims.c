@@ -565,6 +565,38 @@ static void test_connections_leave_descriptors_for_worlds(void **state)
     bb_cleanup(&s);
 }
 
+/* The connection limit is fitted to the descriptor limit at start only; a
+ * reload whose pools allow more worlds than it left descriptors for says
+ * so, with the limit a restart would use (it said nothing before). */
+static void test_reload_warns_when_worlds_outgrow_descriptors(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 5, NULL, 600);
+    s.nofile = 600; /* 600 - (256 + 2 * 5) = 334 connections */
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "http.maxConnections 1024 lowered to 334", 10000));
+    assert_true(wait_warm(&s, 1, 30000));
+    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 5\n"
+             "    maxWorlds: 150\n    scaleDownCooldownSeconds: 600\n    labels: {game: arena}\n",
+             base, base + 199);
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    /* 600 - (256 + 2 * 150) = 44 */
+    assert_true(bb_log_contains(&s, "the reloaded pools allow up to 150 worlds", 0));
+    assert_true(bb_log_contains(&s, "restart to lower it to 44", 0));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    bb_cleanup(&s);
+}
+
 /* Counts the Allocation records in namespace default (all pages). */
 static int count_records(bb_server *s)
 {
@@ -1178,6 +1210,7 @@ int main(void)
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
