@@ -1529,7 +1529,7 @@ static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
  * the create, which keeps it from being counted twice when the informer
  * reports it before the store call returns. BDY_EBUSY: no room. */
 static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const char *id,
-                             char *name_out)
+                             char *name_out, bdy_errbuf *eb)
 {
     int rc = BDY_EEXISTS;
     /* A name taken by a world the informer has not reported yet: another. */
@@ -1537,7 +1537,8 @@ static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const c
         if (!bdy_fleet_creation_grant(c->o.fleet, spec->ns, spec->name, name_out))
             return BDY_EBUSY;
         json_object *w = bdy_pool_new_world(spec, name_out, id);
-        rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, NULL, NULL);
+        bdy_errbuf_clear(eb);
+        rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, NULL, eb);
         json_object_put(w);
         bdy_fleet_creation_done(c->o.fleet, spec->ns, spec->name, name_out, rc == 0);
     }
@@ -1820,10 +1821,12 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bool matches = cold_world_matches(&spec, &cr);
     waiter *w = NULL;
     char world_name[BDY_NAME_MAX];
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
     int create_rc = BDY_EBUSY;
     if (cr.wait_s > 0 && matches) {
         w = calloc(1, sizeof(*w));
-        create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name);
+        create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name, &eb);
     }
     if (create_rc == BDY_EBUSY) {
         free(w);
@@ -1841,7 +1844,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         /* Not PoolExhausted: there was room for the world; the store could
          * not record it (a full disk, say). */
         snprintf(why, sizeof(why), "the world for this claim could not be recorded: %s",
-                 bdy_strerror(create_rc));
+                 eb.message[0] ? eb.message : bdy_strerror(create_rc));
         bdy_http_error(resp, 503, "Unavailable", why, RETRY_AFTER_S);
         count_result(c, cr.ns, cr.pool, "cold", "error", 0);
         idem_finish(c, idem_pending, NULL);
