@@ -297,12 +297,15 @@ static void wake_watcher(proc_runtime *rt)
     (void)n; /* a full counter already wakes the watcher */
 }
 
-/* Puts a world under watch: links it, marks its ports taken and registers
- * its pidfd (if any) with the watcher. Takes ownership of pidfd on success
- * only. BDY_EEXISTS when another process already runs a world of that
- * name. Caller must not hold rt->lock. */
+/* Puts a world under watch: links it, marks its ports taken when
+ * mark_ports (an adopted world; a start holds its ports already and keeps
+ * them on failure) and registers its pidfd (if any) with the watcher.
+ * Takes ownership of pidfd on success only; on failure the ports are as
+ * they were. BDY_EEXISTS when another process already runs a world of
+ * that name. Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
-                       const bdy_world_handle *h, int pidfd, bool own_group, bdy_errbuf *eb)
+                       const bdy_world_handle *h, int pidfd, bool own_group, bool mark_ports,
+                       bdy_errbuf *eb)
 {
     int rc = 0;
     proc_world *w = calloc(1, sizeof(*w));
@@ -327,13 +330,14 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
     if (rt->worlds != NULL)
         rt->worlds->prev = w;
     rt->worlds = w;
-    for (size_t i = 0; i < h->nports; i++)
+    for (size_t i = 0; mark_ports && i < h->nports; i++)
         port_mark(rt, h->ports[i].port, true);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
     if (pidfd >= 0 && epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
         rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid, strerror(errno));
         unlink_world(rt, w);
-        release_ports(rt, h);
+        if (mark_ports)
+            release_ports(rt, h);
         goto out;
     }
     w = NULL;
@@ -868,7 +872,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     }
     h->pid = pid;
     h->start_time = st.start_time;
-    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, eb);
+    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, false, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1040,7 +1044,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
     pthread_mutex_unlock(&rt->lock);
     if (watched)
         goto out;
-    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, eb);
+    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, true, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1343,15 +1347,20 @@ static const bdy_runtime_vtable proc_vtable = {
 };
 
 /* Whether exits can be noticed through pidfds (Linux 5.3) and reaped
- * through waitid(P_PIDFD) (Linux 5.4). */
+ * through waitid(P_PIDFD) (Linux 5.4). Both are tried on bindery's own
+ * pid: waitid on a pidfd of a process that is not our child fails with
+ * ECHILD where P_PIDFD is known, EINVAL where it is not. A sandbox may
+ * refuse the calls with EPERM rather than ENOSYS: no pidfds either. */
 static bool pidfds_supported(void)
 {
     int fd = pidfd_open(getpid(), 0);
-    if (fd >= 0) {
-        close(fd);
-        return true;
-    }
-    return errno != ENOSYS;
+    if (fd < 0) /* short of descriptors now is no reason to poll for ever */
+        return errno == EMFILE || errno == ENFILE || errno == ENOMEM;
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    bool ok = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) != 0 && errno == ECHILD;
+    close(fd);
+    return ok;
 }
 
 int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out, bdy_errbuf *eb)
@@ -1380,8 +1389,8 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->have_pidfds = pidfds_supported();
     if (!rt->have_pidfds)
         bdy_warn(LOG_COMPONENT,
-                 "no pidfds here (Linux 5.4 or newer needed): looking for world "
-                 "exits every %d ms instead",
+                 "no pidfds here (Linux 5.4 or newer needed, and a sandbox that allows "
+                 "pidfd_open and waitid on one): looking for world exits every %d ms instead",
                  POLL_EXITS_MS);
     rt->ports_used = calloc((opts->port_max - opts->port_min) / 8 + 1, 1);
     rt->log_dir = strdup(opts->log_dir);
