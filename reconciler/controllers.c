@@ -154,13 +154,18 @@ static bool track_get(bdy_reconciler *r, const char *key, tracked *out)
     return t != NULL;
 }
 
+/* Records the process this reconciler now watches for key (just started,
+ * adopted or reclaimed). The runtime watches it from inside start/adopt,
+ * so its exit notice may have come first: an entry that already says this
+ * very process exited keeps saying so, since no second notice will come. */
 static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle *h)
 {
     pthread_mutex_lock(&r->track_lock);
     tracked *t = track_find(r, key, true);
     if (t != NULL) {
+        bool exited_already = t->exited && t->h.pid == h->pid && t->h.start_time == h->start_time;
         t->h = *h;
-        t->exited = false;
+        t->exited = exited_already;
         t->stop_requested = false;
         t->probe_failures = 0;
     }
@@ -606,6 +611,31 @@ static int observe_generation(bdy_reconciler *r, json_object *world)
     return 1;
 }
 
+/* Field key of o (seconds, a non-negative int32 by the CRD) in
+ * milliseconds, def_s when absent. Saturates at MAX_MANIFEST_MS, which
+ * also keeps it within the int of a poll() timeout. */
+#define MAX_MANIFEST_MS 2000000000u
+static unsigned seconds_ms(json_object *o, const char *key, int64_t def_s)
+{
+    int64_t s = bdy_jint(o, key, def_s);
+    if (s <= 0)
+        return 0;
+    return s >= MAX_MANIFEST_MS / 1000 ? MAX_MANIFEST_MS : (unsigned)s * 1000u;
+}
+
+/* Refuses a list of the manifest longer than the runtime takes: dropping
+ * the rest would run the world other than the manifest says. */
+static int list_fits(json_object *list, size_t max, const char *ns, const char *manifest,
+                     const char *field, char *why, size_t why_cap)
+{
+    size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+    if (n <= max)
+        return 0;
+    snprintf(why, why_cap, "ModuleManifest %s/%s: %s has %zu entries; embedded mode takes %zu", ns,
+             manifest, field, n, max);
+    return BDY_EINVAL;
+}
+
 /* Reads the ModuleManifest and turns it into a runtime spec. Strings in
  * spec point into *manifest_out, which the caller keeps until start()
  * returns. */
@@ -637,22 +667,30 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
                  ns, manifest_name);
         return BDY_EINVAL;
     }
+    json_object *args = bdy_jget(local, "args");
+    json_object *env = bdy_jget(local, "env");
+    json_object *ports = bdy_jget(ms, "ports");
+    int rc_fit;
+    if ((rc_fit = list_fits(args, BDY_RUNTIME_MAX_ARGS, ns, manifest_name, "spec.local.args", why,
+                            why_cap)) != 0 ||
+        (rc_fit = list_fits(env, BDY_RUNTIME_MAX_ENV, ns, manifest_name, "spec.local.env", why,
+                            why_cap)) != 0 ||
+        (rc_fit = list_fits(ports, BDY_RUNTIME_MAX_PORTS, ns, manifest_name, "spec.ports", why,
+                            why_cap)) != 0)
+        return rc_fit;
     spec->ns = ns;
     spec->name = bdy_jstr(meta, "name");
     spec->uid = bdy_jstr(meta, "uid");
     spec->command = bdy_jstr(local, "command");
     spec->working_dir = bdy_jstr(local, "workingDir");
-    json_object *args = bdy_jget(local, "args");
     for (size_t i = 0; args && i < json_object_array_length(args) && i < BDY_RUNTIME_MAX_ARGS; i++)
         spec->args[spec->nargs++] = json_object_get_string(json_object_array_get_idx(args, i));
-    json_object *env = bdy_jget(local, "env");
     for (size_t i = 0; env && i < json_object_array_length(env) && i < BDY_RUNTIME_MAX_ENV; i++) {
         json_object *e = json_object_array_get_idx(env, i);
         spec->env_names[spec->nenv] = bdy_jstr(e, "name");
         spec->env_values[spec->nenv] = bdy_jstr(e, "value") ? bdy_jstr(e, "value") : "";
         spec->nenv++;
     }
-    json_object *ports = bdy_jget(ms, "ports");
     for (size_t i = 0; ports && i < json_object_array_length(ports) && i < BDY_RUNTIME_MAX_PORTS;
          i++) {
         json_object *p = json_object_array_get_idx(ports, i);
@@ -672,11 +710,11 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     if (http != NULL)
         snprintf(spec->readiness.path, sizeof(spec->readiness.path), "%s",
                  bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/");
-    spec->readiness.initial_delay_ms = (unsigned)bdy_jint(probe, "initialDelaySeconds", 0) * 1000u;
-    spec->readiness.period_ms = (unsigned)bdy_jint(probe, "periodSeconds", 1) * 1000u;
-    spec->readiness.timeout_ms = (unsigned)bdy_jint(probe, "timeoutSeconds", 1) * 1000u;
+    spec->readiness.initial_delay_ms = seconds_ms(probe, "initialDelaySeconds", 0);
+    spec->readiness.period_ms = seconds_ms(probe, "periodSeconds", 1);
+    spec->readiness.timeout_ms = seconds_ms(probe, "timeoutSeconds", 1);
     spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
-    spec->grace_ms = (unsigned)bdy_jint(ms, "terminationGracePeriodSeconds", 10) * 1000u;
+    spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", 10);
     *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
     *deadline_s = (unsigned)bdy_jint(ms, "startDeadlineSeconds", 120);
     return 0;
@@ -801,8 +839,7 @@ static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
     const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
     if (ns != NULL && mname != NULL &&
         bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-        grace_ms =
-            (unsigned)bdy_jint(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", 10) * 1000u;
+        grace_ms = seconds_ms(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", 10);
     json_object_put(m);
     return grace_ms;
 }

@@ -888,6 +888,38 @@ static void test_failed_world_gets_its_grace(void **state)
     bb_cleanup(&s);
 }
 
+/* A manifest with more ports than embedded mode runs is refused with a
+ * StartError that says so; the world used to start with the first 16 and
+ * no BINDERY_PORT_* for the rest. */
+static void test_manifest_past_runtime_limits_is_refused(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 1, NULL, 0);
+    char ports[1024] = "";
+    size_t used = 0;
+    for (int i = 0; i < 17; i++)
+        used += (size_t)snprintf(ports + used, sizeof(ports) - used,
+                                 "%s{name: p%d, containerPort: %d, protocol: TCP}", i ? ", " : "",
+                                 i, 7000 + i);
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [%s]\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:p0}\"]\n",
+             ports, world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "spec.ports has 17 entries; embedded mode takes 16", 30000));
+    assert_true(bb_log_contains(&s, "StartError", 0));
+    assert_false(bb_log_contains(&s, "started: pid", 0)); /* the runtime never ran it */
+    bb_cleanup(&s);
+}
+
 /* A spec edit to a running world: not restarted, but observed, so that
  * observedGeneration catches up with the generation. */
 /* Patches world name's spec through the Kubernetes API and waits until
@@ -1220,6 +1252,7 @@ int main(void)
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
+        cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
