@@ -849,28 +849,29 @@ out:
     return rc;
 }
 
-size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
-                             bdy_world_ref *out, size_t max)
+size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
+                                  bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
     double now = bdy_wall_seconds();
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     /* Selection of the `max` oldest by repeated scans: max is small (one
-     * scale-down step), the warm array may be large. */
+     * scale-down step), the warm array may be large. Each one taken leaves
+     * the array. */
     while (p != NULL && n < max) {
         world *best = NULL;
         for (size_t i = 0; i < p->nwarm; i++) {
             world *w = p->warm[i];
-            bool taken = false;
-            for (size_t j = 0; j < n && !taken; j++)
-                taken = strcmp(out[j].name, w->name) == 0;
-            if (!taken && now - w->ready_since >= min_age_s &&
+            if (now - w->ready_since >= min_age_s &&
                 (best == NULL || w->ready_since < best->ready_since))
                 best = w;
         }
         if (best == NULL)
             break;
+        best->claiming = true;
+        best->claim_rv = best->rv;
+        warm_remove(best);
         fill_ref(best, &out[n++]);
     }
     pthread_mutex_unlock(&f->lock);

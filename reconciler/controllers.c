@@ -1180,8 +1180,9 @@ static double failure_backoff(const pool_state *p, double now)
     return wait > 0 ? wait : 0;
 }
 
-/* Deletes a world of the pool; reason and message go into an event, so
- * that kubectl describe says why the pool let it go (the world
+/* Deletes a world of the pool unless it changed since ref (the store's
+ * BDY_ECONFLICT) or is gone (BDY_ENOTFOUND); reason and message go into an
+ * event, so that kubectl describe says why the pool let it go (the world
  * controller's own "Deleting" event cannot tell). */
 static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char *reason,
                         const char *message)
@@ -1196,7 +1197,7 @@ static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char 
     if (rc == 0 && gone != NULL)
         bdy_reconciler_event(r, gone, "Normal", reason, "%s", message);
     json_object_put(gone);
-    return rc == BDY_ENOTFOUND || rc == BDY_ECONFLICT ? 0 : rc;
+    return rc;
 }
 
 static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, unsigned *requeue_ms)
@@ -1309,10 +1310,16 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         if (cooled && refs != NULL) {
             unsigned surplus = warm - target;
             size_t step = surplus < POOL_STEP_MAX ? surplus : POOL_STEP_MAX;
-            size_t n = bdy_fleet_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
-            for (size_t i = 0; i < n; i++)
-                delete_world(r, &refs[i], "ScaledDown",
-                             "idle above the pool's warm target for its scale-down cooldown");
+            /* Taken out of the warm index until each delete settles: no
+             * claim can be given one of them meanwhile. */
+            size_t n = bdy_fleet_take_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
+            for (size_t i = 0; i < n; i++) {
+                int drc = delete_world(r, &refs[i], "ScaledDown",
+                                       "idle above the pool's warm target for its scale-down "
+                                       "cooldown");
+                bdy_fleet_claim_done(r->o.fleet, &refs[i], false,
+                                     drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
+            }
             if (n > 0)
                 bdy_info("pool", "pool %s: scaled down %zu idle worlds to target %u", key, n,
                          target);

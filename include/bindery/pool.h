@@ -8,9 +8,12 @@
  * claimed, not reserved for a cold claim) in an array with O(1) removal,
  * so the common claim (no selector) is O(1).
  *
- * The index is a hint, never the truth: a claim still writes the world with
- * its resourceVersion as a precondition, so a stale entry costs a retry,
- * never a world handed out twice.
+ * The index is a hint, never the truth: a claim is made durable against
+ * the world's identity (the claim ledger's one live claim per world uid,
+ * or, without a ledger, a write of the world with its resourceVersion as a
+ * precondition), so a stale entry costs a retry, never a world handed out
+ * twice. Within one process, whoever takes a world out of the index (a
+ * claim, a scale-down) has it to itself until it settles.
  *
  * Thread-safety: one mutex guards the whole fleet; every function takes it
  * and none blocks on I/O while holding it. Records are only read or changed
@@ -155,10 +158,17 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
  * world of that name with another uid is not held. BDY_ENOMEM. */
 int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid);
 
-/* Pool controller: up to max idle warm worlds of the pool, oldest first, that
- * have been Ready at least min_age_s (scale-down candidates). */
-size_t bdy_fleet_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
-                             bdy_world_ref *out, size_t max);
+/* Pool controller, scale-down: takes up to max idle warm worlds of the
+ * pool, oldest first, that have been Ready at least min_age_s, out of the
+ * warm index as a claim would, so that no claim is given a world being
+ * deleted and no world given to a claim is deleted. (With the claim
+ * ledger a claim does not write the world, so the delete's
+ * resourceVersion precondition alone cannot tell.) Settle each with
+ * bdy_fleet_claim_done(ref, false, gone): gone when the delete went
+ * through or lost to a newer state of the world, which then stays out of
+ * the index until the informer reports it; false puts it back. */
+size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
+                                  bdy_world_ref *out, size_t max);
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted.
  * A world stays listed until its deletion is seen; *first_time counts those
  * listed for the first time, so each failure feeds the crash backoff once. */

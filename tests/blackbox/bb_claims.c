@@ -597,6 +597,72 @@ static void test_reload_warns_when_worlds_outgrow_descriptors(void **state)
     bb_cleanup(&s);
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Claims made while the pool scales down: no world given to a claim is
+ * deleted under it. The scale-down's delete carried the world's
+ * resourceVersion as its only guard, and a ledger claim does not change
+ * it: a claim answered 201 lost its world a moment later (released,
+ * WorldExited). Bench worlds, so that the pool is large and quick. */
+static void test_scale_down_spares_claimed_worlds(void **state)
+{
+    (void)state;
+    enum { WARM = 200, MAX_CLAIMS = 400 };
+    const char *cfg = "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+                      "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n"
+                      "    maxWarm: %d\n    maxWorlds: 1000\n    creationRate: 10000\n"
+                      "    scaleDownCooldownSeconds: 0\n";
+    char text[512];
+    snprintf(text, sizeof(text), cfg, WARM, WARM);
+    bb_server s;
+    bb_init(&s, text);
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, WARM, 30000));
+    snprintf(text, sizeof(text), cfg, 0, 0);
+    bb_write(&s, "bindery.yaml", text);
+    bb_signal(&s, SIGHUP);
+    /* Claims until the pool has no warm world left (or a bound). */
+    static claim got[MAX_CLAIMS];
+    int n = 0;
+    uint64_t t0 = now_ms();
+    while (n < MAX_CLAIMS && now_ms() - t0 < 10000) {
+        claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+        if (c.status != 201) {
+            if (bb_log_contains(&s, "scaled down", 0))
+                break;
+            continue;
+        }
+        got[n++] = c;
+    }
+    assert_true(bb_log_contains(&s, "scaled down", 10000));
+    assert_true(n > 0);
+    /* Every claim answered still holds its world once the claims have
+     * reached the worlds' status (where a deleted world ends its claim). */
+    for (int i = 0; i < n; i++) {
+        (void)wait_world_allocated(&s, got[i].name, got[i].id, NULL, 5000);
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/allocations/%s", got[i].id);
+        bb_response r = bb_request(&s, "GET", path, NULL, NULL);
+        if (r.status != 200 || strstr(r.body, "\"state\":\"Allocated\"") == NULL) {
+            bb_print_log_tail(&s, "a claimed world was scaled down");
+            fail_msg("claim %d of %d (%s on %s): %ld %s", i, n, got[i].id, got[i].name, r.status,
+                     r.body);
+        }
+        bb_response_free(&r);
+    }
+    bb_cleanup(&s);
+}
+
 /* Counts the Allocation records in namespace default (all pages). */
 static int count_records(bb_server *s)
 {
@@ -1249,6 +1315,7 @@ int main(void)
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),

@@ -317,10 +317,25 @@ static void test_scale_down_candidates_and_failed(void **state)
     observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
     observe(f, world("a4", "arena", "Failed", 13, "dust", false, false));
     bdy_world_ref refs[8];
-    size_t n = bdy_fleet_idle_oldest(f, "default", "arena", 0, refs, 8);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
+    size_t n = bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8);
     assert_int_equal(n, 2);                  /* never the allocated one */
     assert_string_equal(refs[0].name, "a1"); /* oldest first */
-    assert_int_equal(bdy_fleet_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
+    /* Taken: no claim gets a world being scaled down, nor a second take. */
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs + 2, 6), 0);
+    /* a1's delete went through: out until the informer says so; a2's
+     * failed: back in the index. */
+    bdy_fleet_claim_done(f, &refs[0], false, true);
+    bdy_fleet_claim_done(f, &refs[1], false, false);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.name, "a2");
+    bdy_fleet_claim_done(f, &r, false, false);
+    observe(f, world("a1", "arena", "Ready", 20, "dust", true, false));
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8), 1);
+    assert_string_equal(refs[0].name, "a2");
+    bdy_fleet_claim_done(f, &refs[0], false, false);
     size_t first = 0;
     n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
     assert_int_equal(n, 1);
