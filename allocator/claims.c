@@ -188,6 +188,7 @@ struct bdy_claims {
 
     atomic_bool records_synced;
     atomic_bool sweep_stop; /* stopping, read without the lock by a sweep */
+    atomic_bool refusing;   /* stopping, read without the lock by new claims */
     bool thread_started;
     bool records_thread_started;
     bool stopping;
@@ -1732,6 +1733,12 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         idem_pending = idem_full;
     }
 
+    if (atomic_load_explicit(&c->refusing, memory_order_relaxed)) {
+        /* Draining: no new claim (a replay of a finished one is answered above). */
+        bdy_http_error(resp, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
     new_allocation_id(id);
     if (c->o.ledger != NULL) {
         bdy_world_ref ref;
@@ -1752,14 +1759,16 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
             bdy_fleet_claim_done(c->o.fleet, &ref, false, false);
             count_result(c, cr.ns, cr.pool, "warm", "error", 0);
             idem_finish(c, idem_pending, NULL);
-            if (job != NULL && job->d != NULL) {
-                bdy_http_error(bdy_http_deferred_response(job->d), 503, "Unavailable",
-                               "the claim could not be made durable", RETRY_AFTER_S);
-                bdy_http_deferred_finish(job->d);
-            } else {
-                bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
+            bdy_http_response *answer =
+                job != NULL && job->d != NULL ? bdy_http_deferred_response(job->d) : resp;
+            if (rc == BDY_ESHUTDOWN)
+                bdy_http_error(answer, 503, "ShuttingDown", "the server is shutting down",
                                RETRY_AFTER_S);
-            }
+            else
+                bdy_http_error(answer, 503, "Unavailable", "the claim could not be made durable",
+                               RETRY_AFTER_S);
+            if (job != NULL && job->d != NULL)
+                bdy_http_deferred_finish(job->d);
             warm_job_free(job);
             goto out;
         }
@@ -2289,10 +2298,12 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
                 bdy_reconciler_event_if_spare(
                     c->rec, world, "Normal", "Released",
                     "allocation %s released by its client; the world stops", id);
-            /* The release record is durable: the ledger row may go. */
+            /* The release record is durable: the ledger row may go. While
+             * draining (BDY_ESHUTDOWN) it goes at the next start, where the
+             * record wins over the row. */
             if (rc == 0 && c->o.ledger != NULL) {
                 int lrc = bdy_ledger_remove(c->o.ledger, id);
-                if (lrc != 0 && lrc != BDY_ENOTFOUND)
+                if (lrc != 0 && lrc != BDY_ENOTFOUND && lrc != BDY_ESHUTDOWN)
                     rc = bdy_fail(&eb, lrc, "the claim ledger could not be updated");
             }
         } else if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
@@ -2582,6 +2593,7 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     pthread_cond_init(&c->mat_wake, NULL);
     atomic_init(&c->records_synced, false);
     atomic_init(&c->sweep_stop, false);
+    atomic_init(&c->refusing, false);
     if (c->o.metrics != NULL) {
         const char *psr[] = {"namespace", "pool", "source", "result", NULL};
         const char *ps[] = {"namespace", "pool", "source", NULL};
@@ -2670,6 +2682,7 @@ void bdy_claims_stop(bdy_claims *c)
         return;
     pthread_mutex_lock(&c->lock);
     c->stopping = true;
+    atomic_store(&c->refusing, true);
     atomic_store(&c->sweep_stop, true);
     pthread_cond_signal(&c->wake);
     pthread_cond_signal(&c->sweep_wake);

@@ -762,10 +762,16 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     atomic_store(&d.ready, false);
 out:
     startup_signals_end(&ss);
-    /* Order matters: waiting claims are answered before the HTTP server
-     * stops, no request may run once the store is gone, and the runtime is
-     * freed last (worlds keep running: a restarted bindery adopts them). */
+    /* Order matters: no new claim is taken and waiting claims are answered
+     * before the HTTP server stops; so is every claim whose ledger commit
+     * has begun, with its real outcome (the HTTP stop would answer it
+     * ShuttingDown, and the commit land anyway: a world held by a claim its
+     * client was told had failed); no ledger callback may run once the
+     * claims and the fleet are freed, no request once the store is gone;
+     * and the runtime is freed last (worlds keep running: a restarted
+     * bindery adopts them). */
     bdy_claims_stop(d.claims);
+    bdy_ledger_stop_writes(d.ledger);
     bdy_http_server_stop(d.http);
     bdy_kubeapi_stop(d.kubeapi);
     bdy_reconciler_stop(d.reconciler);

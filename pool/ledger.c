@@ -79,6 +79,10 @@ struct bdy_ledger {
     ledger_op *tail;
     bool stopping;
     bool busy; /* a batch is being committed (by the committer or inline) */
+    /* Inline commits whose callback has not returned yet; `reported` is
+     * broadcast when it drops to 0 (bdy_ledger_stop_writes waits for it). */
+    unsigned inline_reporting;
+    pthread_cond_t reported;
     /* When the last commit ended and how long it took (monotonic ns): a
      * claim is committed on its caller's thread only once the ledger has
      * been idle for at least that long (see bdy_ledger_add_async). */
@@ -275,6 +279,7 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     pthread_mutex_init(&l->r_lock, NULL);
     pthread_mutex_init(&l->map_lock, NULL);
     pthread_cond_init(&l->q_nonempty, NULL);
+    pthread_cond_init(&l->reported, NULL);
     if (bdy_hmap_init(&l->by_id, LEDGER_MIN_BUCKETS) != 0 ||
         bdy_hmap_init(&l->by_uid, LEDGER_MIN_BUCKETS) != 0) {
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
@@ -325,18 +330,30 @@ out:
     return rc;
 }
 
+void bdy_ledger_stop_writes(bdy_ledger *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->q_lock);
+    l->stopping = true;
+    pthread_cond_signal(&l->q_nonempty);
+    pthread_mutex_unlock(&l->q_lock);
+    if (l->committer_started) {
+        /* The committer drains what is queued before it exits. */
+        pthread_join(l->committer, NULL);
+        l->committer_started = false;
+    }
+    pthread_mutex_lock(&l->q_lock);
+    while (l->inline_reporting > 0)
+        pthread_cond_wait(&l->reported, &l->q_lock);
+    pthread_mutex_unlock(&l->q_lock);
+}
+
 void bdy_ledger_close(bdy_ledger *l)
 {
     if (l == NULL)
         return;
-    if (l->committer_started) {
-        /* The committer drains what is queued before it exits. */
-        pthread_mutex_lock(&l->q_lock);
-        l->stopping = true;
-        pthread_cond_signal(&l->q_nonempty);
-        pthread_mutex_unlock(&l->q_lock);
-        pthread_join(l->committer, NULL);
-    }
+    bdy_ledger_stop_writes(l);
     bdy_wal_checkpointer_stop(l->ckpt);
     sqlite3_finalize(l->st_begin);
     sqlite3_finalize(l->st_commit);
@@ -359,6 +376,7 @@ void bdy_ledger_close(bdy_ledger *l)
     bdy_hmap_destroy(&l->by_uid);
     pthread_mutex_destroy(&l->map_lock);
     pthread_cond_destroy(&l->q_nonempty);
+    pthread_cond_destroy(&l->reported);
     free(l->path);
     free(l);
 }
@@ -610,8 +628,10 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
     uint64_t now = bdy_monotonic_ns();
     bool inline_commit =
         !l->stopping && !l->busy && l->head == NULL && now - l->idle_since_ns >= l->last_commit_ns;
-    if (inline_commit)
+    if (inline_commit) {
         l->busy = true;
+        l->inline_reporting++;
+    }
     pthread_mutex_unlock(&l->q_lock);
     if (inline_commit) {
         commit_batch(l, op);
@@ -622,6 +642,10 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
         pthread_mutex_unlock(&l->q_lock);
         op->cb(op->cb_data, op->rc);
         free(op);
+        pthread_mutex_lock(&l->q_lock);
+        if (--l->inline_reporting == 0)
+            pthread_cond_broadcast(&l->reported);
+        pthread_mutex_unlock(&l->q_lock);
         return 0;
     }
     int rc = enqueue(l, op);

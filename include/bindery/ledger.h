@@ -57,6 +57,12 @@ typedef struct bdy_ledger_claim {
 
 /* Opens (creating if needed) dir/claims.db. Errors name the file. */
 int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb);
+/* Refuses new writes (BDY_ESHUTDOWN) and returns once every write begun
+ * before it has been committed and reported, callbacks returned: a caller
+ * that answers requests from its callbacks calls this before it stops
+ * answering, so that no claim is answered as failed and then committed.
+ * Reads keep working until bdy_ledger_close (which calls this first). */
+void bdy_ledger_stop_writes(bdy_ledger *l);
 void bdy_ledger_close(bdy_ledger *l);
 
 /* 0, or BDY_EIO with the reason in eb while the ledger's last commit failed
