@@ -1524,7 +1524,6 @@ static void new_allocation_id(char out[BDY_ALLOCATION_ID_LEN])
     bdy_random_hex(out + 4, BDY_ALLOCATION_ID_LEN - 5);
 }
 
-/* Creates the world a cold claim waits for. */
 /* Creates the world for cold claim id under the pool's maxWorlds (its
  * name in name_out, cap BDY_NAME_MAX). The fleet names the world before
  * the create, which keeps it from being counted twice when the informer
@@ -1885,12 +1884,43 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
     pthread_mutex_lock(&c->lock);
-    w->next = c->waiters;
-    c->waiters = w;
-    pthread_cond_signal(&c->wake);
+    bool parked = !c->stopping;
+    if (parked) {
+        w->next = c->waiters;
+        c->waiters = w;
+        pthread_cond_signal(&c->wake);
+    }
     pthread_mutex_unlock(&c->lock);
+    if (!parked) {
+        /* Stopping: the thread that answers waiters is gone or going. The
+         * world stays reserved; the next start's orphan sweep gives it to
+         * the pool, as for the waiters that thread answers on its way out. */
+        finish_error(w->d, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
+        idem_finish(c, idem_pending, NULL);
+        waiter_free(w);
+        goto out;
+    }
     bdy_info("claims", "no warm world in %s/%s: waiting up to %u s for cold world %s", cr.ns,
              cr.pool, cr.wait_s, world_name);
+    /* The informer may have reported the world Ready (or Failed) before the
+     * waiter was listed, finding no waiter to tell: look once now. The
+     * fleet hears of a world before the claims do, so any later report
+     * finds the waiter listed. */
+    bdy_world_seen seen;
+    if (bdy_fleet_world_seen(c->o.fleet, cr.ns, world_name, &seen) == 0 &&
+        (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED)) {
+        pthread_mutex_lock(&c->lock);
+        for (waiter *x = c->waiters; x != NULL; x = x->next) {
+            if (strcmp(x->ns, cr.ns) != 0 || strcmp(x->world, world_name) != 0)
+                continue;
+            if (seen.phase == BDY_PHASE_READY)
+                x->ready = true;
+            else
+                x->failed = true;
+            pthread_cond_signal(&c->wake);
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
 out:
     if (have_spec)
         bdy_fleet_pool_spec_free(&spec);
@@ -1972,6 +2002,13 @@ static void complete_cold(bdy_claims *c, waiter *w)
         finish_json(w->d, 201, answer, loc);
         json_object_put(answer);
         count_result(c, w->ns, w->pool, "cold", "success", seconds);
+    } else if (store_trouble(rc)) {
+        /* The world is Ready; the claim could not be recorded. It stays
+         * reserved until the orphan sweep gives it to the pool. */
+        idem_finish(c, idem, NULL);
+        finish_error(w->d, 503, "Unavailable", "the claim could not be made durable",
+                     RETRY_AFTER_S);
+        count_result(c, w->ns, w->pool, "cold", "error", 0);
     } else {
         idem_finish(c, idem, NULL);
         finish_error(w->d, 503, "PoolExhausted", "the world started for this claim did not start",
