@@ -41,6 +41,8 @@ typedef struct world {
     bool held;           /* a claim succeeded: never warm again; a Ready held world
                             counts as Allocated until its status says so */
     bool stale;          /* a claim found it changed; out of warm until a newer rv */
+    bool scaling_down;   /* taken for a scale-down delete: counted as deleting, and out
+                            of warm, until put back or a newer rv is seen */
     bool reserved;       /* created for one cold claim */
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
     uint64_t rv;
@@ -210,7 +212,7 @@ static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
 static bool should_be_warm(const world *w)
 {
     return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->held && !w->stale && !w->reserved;
+           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down;
 }
 
 static void warm_remove(world *w)
@@ -261,7 +263,10 @@ static void count(world *w, int sign)
     if (w->pool == NULL)
         return;
     bdy_pool_counts *c = &w->pool->counts;
-    if (w->deleting) {
+    /* One being deleted by scale-down counts as deleting already: a second
+     * pass before the informer reports the delete must not find the same
+     * surplus and delete other worlds for it. */
+    if (w->deleting || w->scaling_down) {
         c->deleting = (unsigned)((int)c->deleting + sign);
         return;
     }
@@ -604,6 +609,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     w->reserved = now_reserved;
     if (w->stale && rv > w->claim_rv)
         w->stale = false; /* the informer caught up */
+    if (w->scaling_down && rv > w->claim_rv)
+        w->scaling_down = false; /* its delete (or what beat it) is seen */
     if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0)
         w->held = false; /* a new world under an old name */
     w->rv = rv;
@@ -869,13 +876,30 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
         }
         if (best == NULL)
             break;
-        best->claiming = true;
+        count(best, -1);
+        best->scaling_down = true;
         best->claim_rv = best->rv;
+        count(best, +1);
         warm_remove(best);
         fill_ref(best, &out[n++]);
     }
     pthread_mutex_unlock(&f->lock);
     return n;
+}
+
+void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool deleted)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ref->ns, ref->name);
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    if (w != NULL && w->scaling_down && !deleted && w->rv <= ref->resource_version) {
+        count(w, -1);
+        w->scaling_down = false;
+        count(w, +1);
+        warm_sync(w);
+    }
+    pthread_mutex_unlock(&f->lock);
 }
 
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,

@@ -1317,8 +1317,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
                 int drc = delete_world(r, &refs[i], "ScaledDown",
                                        "idle above the pool's warm target for its scale-down "
                                        "cooldown");
-                bdy_fleet_claim_done(r->o.fleet, &refs[i], false,
-                                     drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
+                bdy_fleet_scale_down_done(r->o.fleet, &refs[i],
+                                          drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
             }
             if (n > 0)
                 bdy_info("pool", "pool %s: scaled down %zu idle worlds to target %u", key, n,

@@ -163,12 +163,17 @@ int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *u
  * warm index as a claim would, so that no claim is given a world being
  * deleted and no world given to a claim is deleted. (With the claim
  * ledger a claim does not write the world, so the delete's
- * resourceVersion precondition alone cannot tell.) Settle each with
- * bdy_fleet_claim_done(ref, false, gone): gone when the delete went
- * through or lost to a newer state of the world, which then stays out of
- * the index until the informer reports it; false puts it back. */
+ * resourceVersion precondition alone cannot tell.) The counts have them
+ * as deleting from here, so that a pass before the informer reports the
+ * deletes does not find the same surplus again. Settle each with
+ * bdy_fleet_scale_down_done. */
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
                                   bdy_world_ref *out, size_t max);
+/* deleted: the delete went through, or lost to a newer state of the world
+ * (a resourceVersion conflict); the world stays as taken until the
+ * informer reports that newer state. Otherwise it is put back (warm and
+ * counted as it is), unless the informer has already reported newer. */
+void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool deleted);
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted.
  * A world stays listed until its deletion is seen; *first_time counts those
  * listed for the first time, so each failure feeds the crash backoff once. */

@@ -663,6 +663,59 @@ static void test_scale_down_spares_claimed_worlds(void **state)
     bb_cleanup(&s);
 }
 
+/* Sums N over the log's "scaled down N idle worlds" lines. */
+static int scaled_down_total(bb_server *s)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return -1;
+    int total = 0;
+    char line[4096];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "scaled down ");
+        int n = 0;
+        if (p != NULL && sscanf(p, "scaled down %d idle worlds", &n) == 1)
+            total += n;
+    }
+    fclose(f);
+    return total;
+}
+
+/* Scale-down deletes the surplus and no more: a second pass made before
+ * the informer had reported the first pass's deletes found the same
+ * surplus and deleted other worlds for it. */
+static void test_scale_down_deletes_only_the_surplus(void **state)
+{
+    (void)state;
+    const char *cfg = "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+                      "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n"
+                      "    maxWarm: %d\n    maxWorlds: 1000\n    creationRate: 10000\n"
+                      "    scaleDownCooldownSeconds: 0\n";
+    char text[512];
+    snprintf(text, sizeof(text), cfg, 300, 300);
+    bb_server s;
+    bb_init(&s, text);
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 300, 30000));
+    snprintf(text, sizeof(text), cfg, 100, 100);
+    bb_write(&s, "bindery.yaml", text);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "scaled down", 10000));
+    assert_int_equal(settled_pool_field(&s, "warm", 100, 20000), 100);
+    sleep_ms(2000); /* passes that would delete more have run by now */
+    int deleted = scaled_down_total(&s);
+    if (deleted != 200) {
+        bb_print_log_tail(&s, "scale-down deleted other than the surplus");
+        fail_msg("scaled down %d worlds for a surplus of 200", deleted);
+    }
+    bb_cleanup(&s);
+}
+
 /* One client of a burst: claims until told to stop or refused, counting
  * the answers by kind. */
 typedef struct burst_client {
@@ -1408,6 +1461,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),

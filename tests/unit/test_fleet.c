@@ -321,21 +321,37 @@ static void test_scale_down_candidates_and_failed(void **state)
     size_t n = bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8);
     assert_int_equal(n, 2);                  /* never the allocated one */
     assert_string_equal(refs[0].name, "a1"); /* oldest first */
-    /* Taken: no claim gets a world being scaled down, nor a second take. */
+    /* Taken: no claim gets a world being scaled down, nor a second take;
+     * and they count as deleting, so a second pass finds no surplus. */
     bdy_world_ref r;
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs + 2, 6), 0);
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 0);
+    assert_int_equal(c.deleting, 2);
     /* a1's delete went through: out until the informer says so; a2's
-     * failed: back in the index. */
-    bdy_fleet_claim_done(f, &refs[0], false, true);
-    bdy_fleet_claim_done(f, &refs[1], false, false);
+     * failed: back in the index and the counts. */
+    bdy_fleet_scale_down_done(f, &refs[0], true);
+    bdy_fleet_scale_down_done(f, &refs[1], false);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 1);
+    assert_int_equal(c.deleting, 1);
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
     assert_string_equal(r.name, "a2");
     bdy_fleet_claim_done(f, &r, false, false);
     observe(f, world("a1", "arena", "Ready", 20, "dust", true, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.deleting, 1); /* now by its deletionTimestamp */
     assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8), 1);
     assert_string_equal(refs[0].name, "a2");
-    bdy_fleet_claim_done(f, &refs[0], false, false);
+    /* Its delete lost to a newer state the informer has reported already:
+     * settled by that report, not by the put-back. */
+    observe(f, world("a2", "arena", "Ready", 21, "dust", false, false));
+    bdy_fleet_scale_down_done(f, &refs[0], false);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 1);
+    assert_int_equal(c.deleting, 1);
     size_t first = 0;
     n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
     assert_int_equal(n, 1);
