@@ -82,7 +82,8 @@ static void principal_clear(bdy_principal *p)
 }
 
 /* Frees a and its principals. The caller guarantees no thread still uses a
- * or a principal from it (see bdy_http_server_set_auth). */
+ * or a principal from it (the HTTP server frees the sets it was given once
+ * their last request ends: bdy_http_server_set_auth). */
 void bdy_auth_free(bdy_auth *a)
 {
     if (a == NULL)

@@ -22,8 +22,7 @@
  * Lock order: defer_lock, then a deferred's lock, then auth_lock or MHD's
  * own connection lock (MHD_suspend_connection and MHD_resume_connection
  * take it briefly; MHD never calls us holding it, since applications may
- * resume connections from inside callbacks). swap_lock comes before
- * auth_lock.
+ * resume connections from inside callbacks).
  */
 #include "bindery/http.h"
 
@@ -89,11 +88,14 @@ struct route {
 };
 
 /* A token set and the number of requests that authenticated against it.
- * Two slots suffice because set_auth() serializes swaps and waits for the
- * slot it retires to drain before returning. Guarded by auth_lock. */
+ * The current slot takes new requests; one that set_auth() replaced is
+ * retired and freed, with its set, by whoever lets it go last. So a swap
+ * never waits for a request: a watch may run for hours, a slow client may
+ * take as long to send its body. Guarded by auth_lock. */
 struct auth_slot {
-    const bdy_auth *auth;
+    bdy_auth *auth; /* owned; NULL: authentication off */
     unsigned users;
+    bool retired;
 };
 
 struct bdy_http_server {
@@ -112,11 +114,8 @@ struct bdy_http_server {
     struct route *routes;
     size_t nroutes;
 
-    pthread_mutex_t swap_lock; /* serializes set_auth() calls */
-    pthread_mutex_t auth_lock; /* guards slots and current */
-    pthread_cond_t auth_drained;
-    struct auth_slot slots[2];
-    struct auth_slot *current;
+    pthread_mutex_t auth_lock; /* guards current and every slot's users */
+    struct auth_slot *current; /* owned */
 
     struct MHD_Daemon *daemon;
     bool loopback; /* set by start(): bound to a loopback address */
@@ -416,27 +415,17 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
     s->memory_limit = 2 * s->header_limit > HTTP_MIN_CONNECTION_MEMORY ? 2 * s->header_limit
                                                                        : HTTP_MIN_CONNECTION_MEMORY;
     s->max_connections = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
-    s->current = &s->slots[0];
     atomic_init(&s->stopping, false);
     atomic_init(&s->inflight, 0);
-    if (pthread_mutex_init(&s->swap_lock, NULL) != 0) {
-        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
+    if ((s->current = calloc(1, sizeof(*s->current))) == NULL) {
+        rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
         goto out;
     }
     if (pthread_mutex_init(&s->auth_lock, NULL) != 0) {
-        pthread_mutex_destroy(&s->swap_lock);
         rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
         goto out;
     }
-    if (pthread_cond_init(&s->auth_drained, NULL) != 0) {
-        pthread_mutex_destroy(&s->swap_lock);
-        pthread_mutex_destroy(&s->auth_lock);
-        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a condition variable");
-        goto out;
-    }
     if (pthread_mutex_init(&s->defer_lock, NULL) != 0) {
-        pthread_cond_destroy(&s->auth_drained);
-        pthread_mutex_destroy(&s->swap_lock);
         pthread_mutex_destroy(&s->auth_lock);
         rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
         goto out;
@@ -464,6 +453,7 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
     s = NULL;
 out:
     if (s != NULL && !locks) {
+        free(s->current);
         free(s->listen);
         free(s);
     } else {
@@ -568,30 +558,41 @@ out:
 
 /* ---- authentication slots --------------------------------------------- */
 
-void bdy_http_server_set_auth(bdy_http_server *s, const bdy_auth *auth)
+static void auth_slot_free(struct auth_slot *slot)
 {
-    if (s == NULL)
+    if (slot == NULL)
         return;
-    pthread_mutex_lock(&s->swap_lock);
+    bdy_auth_free(slot->auth);
+    free(slot);
+}
+
+int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth)
+{
+    if (s == NULL) {
+        bdy_auth_free(auth);
+        return BDY_EINVAL;
+    }
+    struct auth_slot *next = calloc(1, sizeof(*next));
+    if (next == NULL) {
+        bdy_auth_free(auth);
+        return BDY_ENOMEM;
+    }
+    next->auth = auth;
     pthread_mutex_lock(&s->auth_lock);
     struct auth_slot *old = s->current;
-    struct auth_slot *next = old == &s->slots[0] ? &s->slots[1] : &s->slots[0];
-    next->auth = auth;
-    next->users = 0;
     s->current = next;
-    /* The old set may be freed as soon as we return, so every request that
-     * holds one of its principals must be done first. */
-    while (old->users > 0)
-        pthread_cond_wait(&s->auth_drained, &s->auth_lock);
-    old->auth = NULL;
+    old->retired = true;
+    bool unused = old->users == 0; /* else its last user frees it */
     bool open_public = auth == NULL && s->daemon != NULL && !s->loopback;
     pthread_mutex_unlock(&s->auth_lock);
-    pthread_mutex_unlock(&s->swap_lock);
+    if (unused)
+        auth_slot_free(old);
     if (open_public)
         bdy_error("http",
                   "authentication turned off while listening on %s: authenticated "
                   "routes now answer 401",
                   s->listen);
+    return 0;
 }
 
 static struct auth_slot *auth_acquire(bdy_http_server *s)
@@ -608,9 +609,10 @@ static void auth_release(bdy_http_server *s, struct auth_slot *slot)
     if (slot == NULL)
         return;
     pthread_mutex_lock(&s->auth_lock);
-    if (--slot->users == 0)
-        pthread_cond_broadcast(&s->auth_drained);
+    bool last = --slot->users == 0 && slot->retired;
     pthread_mutex_unlock(&s->auth_lock);
+    if (last)
+        auth_slot_free(slot);
 }
 
 /* ---- request handling ------------------------------------------------- */
@@ -1757,9 +1759,10 @@ void bdy_http_server_free(bdy_http_server *s)
         route_clear(&s->routes[i]);
     free(s->routes);
     pthread_mutex_destroy(&s->defer_lock);
-    pthread_cond_destroy(&s->auth_drained);
     pthread_mutex_destroy(&s->auth_lock);
-    pthread_mutex_destroy(&s->swap_lock);
+    /* Every connection has completed (stop), and a deferred request gives
+     * its slot back when its handler returns: the current slot is unused. */
+    auth_slot_free(s->current);
     free(s->listen);
     free(s);
 }

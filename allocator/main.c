@@ -42,15 +42,16 @@
 #endif
 
 /* Everything the running daemon owns. The main thread creates and destroys
- * it; HTTP handlers read it. The auth pointer is swapped on reload (see
- * bdy_http_server_set_auth for why the old one may then be freed). */
+ * it; HTTP handlers read it. The token set goes to the HTTP server, which
+ * owns it and every set a reload installs (bdy_http_server_set_auth). */
 typedef struct daemon_state {
     bdy_config *cfg;
     bdy_store *store;
     bdy_ledger *ledger;
     bdy_metrics *metrics;
     bdy_http_server *http;
-    bdy_auth *auth;
+    bdy_auth *auth; /* loaded at start, until the HTTP server takes it (then NULL) */
+    bool auth_on;   /* a token set is in force */
     bdy_fleet *fleet;
     bdy_runtime *runtime;
     bdy_reconciler *reconciler;
@@ -383,7 +384,7 @@ static void reload(daemon_state *d, const char *path)
             bdy_config_free(next);
             return;
         }
-    } else if (d->auth != NULL) {
+    } else if (d->auth_on) {
         bdy_error("config", "reload refused: turning authentication off needs a restart "
                             "(the server may be listening beyond loopback)");
         count_reload(d, "refused");
@@ -417,11 +418,8 @@ static void reload(daemon_state *d, const char *path)
     }
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
-    if (auth != NULL) {
-        bdy_http_server_set_auth(d->http, auth);
-        bdy_auth_free(d->auth);
-        d->auth = auth;
-    }
+    if (auth != NULL && bdy_http_server_set_auth(d->http, auth) != 0)
+        bdy_error("auth", "out of memory: the reloaded token set is not in force; the old one is");
     bdy_config_free(d->cfg);
     d->cfg = next;
     count_reload(d, "applied");
@@ -667,6 +665,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         }
         bdy_info("auth", "loaded %zu tokens from %s", bdy_auth_count(d.auth),
                  d.cfg->auth.token_file);
+        d.auth_on = true;
     }
     rc = setup_metrics(&d);
     if (rc != 0)
@@ -721,7 +720,12 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("http", "cannot set up the HTTP server: %s", eb.message);
         goto out;
     }
-    bdy_http_server_set_auth(d.http, d.auth);
+    rc = bdy_http_server_set_auth(d.http, d.auth);
+    d.auth = NULL; /* the server's now */
+    if (rc != 0) {
+        bdy_error("http", "out of memory installing the token set");
+        goto out;
+    }
     rc = bdy_http_server_start(d.http, &eb);
     if (rc != 0) {
         bdy_error("http", "cannot listen on %s: %s", d.cfg->listen, eb.message);

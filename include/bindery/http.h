@@ -164,11 +164,11 @@ void bdy_http_stream_end(bdy_http_stream *st);
 /* Installs (or replaces, at any time, thread-safely) the token set. NULL
  * turns authentication off; the server then refuses to listen on a
  * non-loopback address (and, if it already does, answers 401 on every
- * authenticated route). The server does not own auth; the caller frees an
- * old set only after bdy_http_server_set_auth() has returned. It returns
- * once no request still uses the old set, so it must not be called from a
- * handler. */
-void bdy_http_server_set_auth(bdy_http_server *s, const bdy_auth *auth);
+ * authenticated route). The server takes auth over, whatever it returns:
+ * it frees a replaced set once the last request that authenticated
+ * against it ends, so this never waits for a request (a watch may last
+ * hours). BDY_ENOMEM: the old set stays in force. */
+int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth);
 
 /* Starts listening. Returns BDY_EINVAL for a bad address, BDY_EFORBIDDEN
  * for a non-loopback address without auth, BDY_EIO when the port is taken. */

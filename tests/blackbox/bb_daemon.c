@@ -11,10 +11,14 @@
 #include "bindery/store.h"
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static const char base_config[] = "logLevel: info\n";
@@ -234,6 +238,85 @@ static void test_bearer_tokens(void **state)
     bb_cleanup(&s);
 }
 
+/* Opens a watch with token on its own connection and returns the socket
+ * once the stream's headers have come (-1 on failure). */
+static int open_watch(bb_server *s, const char *token)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET /api/v1/namespaces?watch=true HTTP/1.1\r\nHost: localhost\r\n"
+                     "Authorization: Bearer %s\r\n\r\n",
+                     token);
+    char head[4096];
+    size_t got = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(fd, req, (size_t)n) != n)
+        goto fail;
+    for (int waited = 0; waited < 10000 && got < sizeof(head) - 1; waited += 100) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = read(fd, head + got, sizeof(head) - 1 - got);
+        if (r <= 0)
+            goto fail;
+        got += (size_t)r;
+        head[got] = '\0';
+        if (strstr(head, "\r\n\r\n") != NULL)
+            return strncmp(head, "HTTP/1.1 200", 12) == 0 ? fd : (close(fd), -1);
+    }
+fail:
+    close(fd);
+    return -1;
+}
+
+/* A reload swaps the token set at once, though a watch that authenticated
+ * against the old one stays open (it held the reload, and with it the
+ * signal loop, SIGTERM included, until it ended: up to 30 minutes); and a
+ * SIGTERM then drains and exits. */
+static void test_reload_with_a_watch_open(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "auth:\n  tokenFile: tokens.yaml\n");
+    char reader[65];
+    char other[65];
+    hash_of(&s, "reader-token", reader);
+    hash_of(&s, "other-token", other);
+    char tokens[512];
+    snprintf(tokens, sizeof(tokens),
+             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
+             "    verbs: [read]\n",
+             reader);
+    bb_write(&s, "tokens.yaml", tokens);
+    assert_true(bb_start(&s, NULL));
+    int watch = open_watch(&s, "reader-token");
+    assert_true(watch >= 0);
+    snprintf(tokens, sizeof(tokens),
+             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
+             "    verbs: [read]\n",
+             other);
+    bb_write(&s, "tokens.yaml", tokens);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    bb_response r = bb_request(&s, "GET", "/metrics", NULL,
+                               (const char *const[]){"Authorization: Bearer other-token", NULL});
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/metrics", NULL,
+                   (const char *const[]){"Authorization: Bearer reader-token", NULL});
+    assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    assert_int_equal(s.exit_status, 0);
+    close(watch);
+    bb_cleanup(&s);
+}
+
 static void test_non_loopback_needs_tokens(void **state)
 {
     (void)state;
@@ -375,6 +458,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cli_commands, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_old_config_when_new_is_bad, bb_teardown),
         cmocka_unit_test_teardown(test_bearer_tokens, bb_teardown),
+        cmocka_unit_test_teardown(test_reload_with_a_watch_open, bb_teardown),
         cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
         cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),
