@@ -15,6 +15,7 @@ struct bdy_watch {
     bdy_label_selector *labels; /* owned, may be NULL */
     bdy_field_selector *fields; /* owned, may be NULL */
     uint64_t seq;               /* next ring sequence number to read */
+    uint64_t from_rv;           /* events at or below it are not delivered */
     bool closing;
     bool busy; /* a thread is inside next() */
     pthread_cond_t idle;
@@ -146,6 +147,10 @@ int bdy__watchlog_open(bdy__watchlog *log, const char *group, const char *resour
     while (seq > oldest_seq(log) && log->ring[(seq - 1) % log->capacity].rv > from_rv)
         seq--;
     w->seq = seq;
+    /* The store commits a batch before it appends the batch's events, so a
+     * list read in between has a resourceVersion whose events come after
+     * this watch's place in the ring: they are skipped in next(). */
+    w->from_rv = from_rv;
     pthread_mutex_unlock(&log->lock);
     *out = w;
     w = NULL;
@@ -224,7 +229,7 @@ int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_wat
         if (w->seq < log->next_seq) {
             const bdy__event *e = &log->ring[w->seq % log->capacity];
             w->seq++;
-            if (!wants(w, e))
+            if (e->rv <= w->from_rv || !wants(w, e))
                 continue;
             /* Copy the strings out so JSON parsing happens without the lock:
              * the writer must never wait on a slow watcher. */
