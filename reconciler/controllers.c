@@ -59,12 +59,20 @@ typedef struct tracked {
 typedef struct pool_state {
     struct pool_state *next;
     char key[KEY_MAX];
-    double tokens;      /* creation-rate bucket */
-    double last_refill; /* wall seconds */
+    /* Times below are monotonic seconds (monotonic_s): a wall clock
+     * stepped back made the bucket negative, and its cast to unsigned a
+     * burst of creations. */
+    double tokens; /* creation-rate bucket, 0..rate */
+    double last_refill;
     double failures[FAILURE_BACKOFF_AFTER + 8];
-    size_t nfailures; /* ring of recent failure times */
-    double surplus_since;
+    size_t nfailures;     /* ring of recent failure times */
+    double surplus_since; /* 0: no surplus */
 } pool_state;
+
+static double monotonic_s(void)
+{
+    return (double)bdy_monotonic_ns() / 1e9;
+}
 
 typedef struct event_item {
     struct event_item *next;
@@ -1146,7 +1154,7 @@ static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
         p = p->next;
     if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
         snprintf(p->key, sizeof(p->key), "%s", key);
-        p->last_refill = bdy_wall_seconds();
+        p->last_refill = monotonic_s();
         p->tokens = 1;
         p->next = r->pools;
         r->pools = p;
@@ -1208,8 +1216,9 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0)
         return 0; /* no longer configured: its worlds are left as they are */
     int rc = 0;
-    bdy_world_ref *refs = NULL; /* allocated only when worlds must go */
-    double now = bdy_wall_seconds();
+    bdy_world_ref *refs = NULL;      /* allocated only when worlds must go */
+    double now = bdy_wall_seconds(); /* demand and forecasts are in wall time */
+    double mono = monotonic_s();     /* rates, backoff and cooldown are not */
     *requeue_ms = POOL_RESYNC_MS;
     bdy_pool_counts c;
     if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
@@ -1240,7 +1249,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     pthread_mutex_lock(&r->pools_lock);
     pool_state *ps = pool_state_get(r, key);
     for (size_t i = 0; ps != NULL && i < new_failures; i++)
-        note_failure(ps, now);
+        note_failure(ps, mono);
     pthread_mutex_unlock(&r->pools_lock);
     if (ps == NULL) {
         rc = BDY_ENOMEM;
@@ -1257,10 +1266,10 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     }
     if (warm < target) {
         pthread_mutex_lock(&r->pools_lock);
-        double backoff = failure_backoff(ps, now);
+        double backoff = failure_backoff(ps, mono);
         double rate = spec.creation_rate ? spec.creation_rate : 20;
-        ps->tokens = fmin(rate, ps->tokens + (now - ps->last_refill) * rate);
-        ps->last_refill = now;
+        ps->tokens = fmin(rate, fmax(0, ps->tokens + (mono - ps->last_refill) * rate));
+        ps->last_refill = mono;
         unsigned want = target - warm;
         unsigned room = spec.max_worlds > c.total ? spec.max_worlds - c.total : 0;
         unsigned n = want < room ? want : room;
@@ -1304,8 +1313,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
          * gradually: idle worlds only, oldest first. */
         pthread_mutex_lock(&r->pools_lock);
         if (ps->surplus_since == 0)
-            ps->surplus_since = now;
-        bool cooled = now - ps->surplus_since >= spec.scale_down_cooldown_s;
+            ps->surplus_since = mono;
+        bool cooled = mono - ps->surplus_since >= spec.scale_down_cooldown_s;
         pthread_mutex_unlock(&r->pools_lock);
         if (cooled && refs != NULL) {
             unsigned surplus = warm - target;
