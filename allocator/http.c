@@ -222,6 +222,8 @@ struct bdy_http_stream {
     const char *content_type;
     bdy_buf pending; /* bytes not yet handed to MHD, from off on */
     size_t off;
+    pthread_cond_t room; /* broadcast when MHD takes bytes, or on close */
+    unsigned stall_ms;   /* longest a write waits for room */
     bdy_http_server *s;
     bdy_http_stream *prev, *next; /* in s->stream_head; guarded by s->defer_lock */
     bool listed;
@@ -1186,6 +1188,7 @@ static void stream_free(bdy_http_stream *st)
 {
     if (st == NULL)
         return;
+    pthread_cond_destroy(&st->room);
     pthread_mutex_destroy(&st->lock);
     bdy_buf_free(&st->pending);
     free(st);
@@ -1228,6 +1231,14 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
         free(st);
         return NULL;
     }
+    if (pthread_cond_init(&st->room, NULL) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st);
+        return NULL;
+    }
+    /* MHD closes a connection whose client takes nothing for its timeout,
+     * which wakes a waiting write; this bounds the wait all the same. */
+    st->stall_ms = 2000u * (c->s->timeout_s ? c->s->timeout_s : 1) + 1000u;
     bdy_buf_init(&st->pending, BDY_HTTP_STREAM_MAX_PENDING);
     st->refs = 2;
     st->status = status;
@@ -1258,14 +1269,29 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
         rc = BDY_ESHUTDOWN;
         goto out;
     }
-    /* Sent bytes leave the buffer, so that its cap bounds the bytes that
-     * wait, not all a long watch has sent: a client that keeps up, but never
-     * quite drains it, was cut off after BDY_HTTP_STREAM_MAX_PENDING in all.
-     * Moved down once they are half of it, or the new bytes need the room. */
-    if (st->off > 0 &&
-        (2 * st->off >= st->pending.len || st->pending.len + len > st->pending.cap)) {
-        bdy_buf_drop_front(&st->pending, st->off);
-        st->off = 0;
+    /* A full buffer waits for the client to take bytes: the producer (a
+     * watch's initial list, say) goes at the client's pace rather than
+     * being cut off. A client that takes nothing has its connection closed
+     * by MHD's timeout, which ends the wait. */
+    struct timespec until;
+    bdy_deadline_after_ms(CLOCK_REALTIME, st->stall_ms, &until);
+    for (;;) {
+        /* Sent bytes leave the buffer, so that its cap bounds the bytes
+         * that wait, not all a long watch has sent. Moved down once they
+         * are half of it, or the new bytes need the room. */
+        if (st->off > 0 &&
+            (2 * st->off >= st->pending.len || st->pending.len + len > st->pending.cap)) {
+            bdy_buf_drop_front(&st->pending, st->off);
+            st->off = 0;
+        }
+        if (st->pending.len + len <= st->pending.cap || len > st->pending.cap)
+            break;
+        if (pthread_cond_timedwait(&st->room, &st->lock, &until) == ETIMEDOUT)
+            break;
+        if (st->closed || st->ended) {
+            rc = BDY_ESHUTDOWN;
+            goto out;
+        }
     }
     rc = bdy_buf_append(&st->pending, data, len);
     if (rc == 0)
@@ -1325,6 +1351,7 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
         memcpy(buf, st->pending.data + st->off, take);
         st->off += take;
         n = (ssize_t)take;
+        pthread_cond_broadcast(&st->room);
     } else if (st->closed || st->ended) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
@@ -1345,6 +1372,7 @@ static void stream_free_cb(void *cls)
     st->suspended = false;
     st->closed = true;
     st->mhd = NULL;
+    pthread_cond_broadcast(&st->room);
     stream_unref_locked(st);
 }
 
@@ -1388,6 +1416,7 @@ static void close_streams(bdy_http_server *s)
         pthread_mutex_lock(&st->lock);
         st->closed = true;
         stream_wake_locked(st);
+        pthread_cond_broadcast(&st->room);
         pthread_mutex_unlock(&st->lock);
     }
     pthread_mutex_unlock(&s->defer_lock);

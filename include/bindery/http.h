@@ -140,19 +140,19 @@ void bdy_http_deferred_finish(bdy_http_deferred *d);
  * the body cleanly; the stream object is gone when it returns.
  *
  * Writes fail with BDY_ESHUTDOWN once the client has gone or the server is
- * stopping, and with BDY_ETOOBIG when more than BDY_HTTP_STREAM_MAX_PENDING
- * bytes wait for a client that does not read (the producer should end the
- * stream then). bdy_http_stream_open() tells a producer with nothing to
- * write whether to keep going; it also notices a client that hung up on an
- * idle stream (which MHD itself cannot see while the connection sleeps).
- * bdy_http_server_stop() ends every open stream. A stream with nothing to
- * send has no idle timeout (its producer decides when it ends); one whose
- * client reads nothing of what waits is closed after the server's
- * connection timeout, and writes then fail with BDY_ESHUTDOWN. The producer must call
- * end() exactly once, from any thread; write() and open() are thread-safe.
- * begin() returns NULL outside the request's own handler, when the request
- * already deferred or streams, or without memory; the handler then answers
- * through resp as usual. */
+ * stopping. A write that would leave more than BDY_HTTP_STREAM_MAX_PENDING
+ * bytes waiting blocks until the client has taken enough (so a producer
+ * goes at the client's pace); it fails with BDY_ETOOBIG only when no room
+ * came within about twice the connection timeout, or when len alone is
+ * over the cap (the producer should end the stream then). bdy_http_stream_open() tells a producer
+ * with nothing to write whether to keep going; it also notices a client that hung up on an idle
+ * stream (which MHD itself cannot see while the connection sleeps). bdy_http_server_stop() ends
+ * every open stream. A stream with nothing to send has no idle timeout (its producer decides when
+ * it ends); one whose client reads nothing of what waits is closed after the server's connection
+ * timeout, and writes then fail with BDY_ESHUTDOWN. The producer must call end() exactly once, from
+ * any thread; write() and open() are thread-safe. begin() returns NULL outside the request's own
+ * handler, when the request already deferred or streams, or without memory; the handler then
+ * answers through resp as usual. */
 #define BDY_HTTP_STREAM_MAX_PENDING ((size_t)4 * 1024 * 1024)
 typedef struct bdy_http_stream bdy_http_stream;
 bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned status,

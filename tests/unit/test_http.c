@@ -1470,7 +1470,8 @@ static int open_stream(fixture *f, bdy_http_stream **st)
 
 /* A stream with nothing to send outlives the connection timeout; one
  * whose client reads nothing of what waits is closed after it, where it
- * used to hold its connection and bytes for good. */
+ * used to hold its connection and bytes for good. A write waiting for room
+ * meanwhile fails then, BDY_ESHUTDOWN. */
 static void test_stream_stall_times_out(void **state)
 {
     fixture *f = *state;
@@ -1480,15 +1481,15 @@ static void test_stream_stall_times_out(void **state)
     int stuck_fd = open_stream(f, &stuck);
     static char block[64 * 1024];
     memset(block, 'x', sizeof(block));
-    /* Until the socket buffers are full and bytes wait here (BDY_ETOOBIG
-     * past the cap), at most 16 MiB. */
+    /* Until the socket buffers are full, the cap is reached, and a write
+     * waits for room until the stalled connection is closed: at most 16 MiB. */
     int rc = 0;
     for (int i = 0; i < 256 && rc == 0; i++) {
         rc = bdy_http_stream_write(stuck, block, sizeof(block));
         if (i % 8 == 7)
             sleep_ms(5); /* let the worker move what it can into the socket */
     }
-    assert_int_equal(rc, BDY_ETOOBIG);
+    assert_int_equal(rc, BDY_ESHUTDOWN);
     bool closed = false;
     for (int waited = 0; waited < 8000 && !closed; waited += 50) {
         closed = !bdy_http_stream_open(stuck);
@@ -1539,6 +1540,57 @@ static void test_stream_cap_counts_unsent_bytes(void **state)
             fail_msg("write %d of 64 KiB after the first 3 MiB: %s", i, bdy_strerror(rc));
         assert_int_equal(read_some(fd, sizeof(block)), sizeof(block));
     }
+    bdy_http_stream_end(st);
+    close(fd);
+}
+
+typedef struct slow_reader {
+    int fd;
+    size_t want;
+    size_t got;
+} slow_reader;
+
+/* Reads r->want bytes in small pieces with pauses: a client slower than
+ * its producer. */
+static void *slow_reader_main(void *arg)
+{
+    slow_reader *r = arg;
+    static char sink[16 * 1024];
+    while (r->got < r->want) {
+        ssize_t n = read(r->fd, sink, sizeof(sink));
+        if (n <= 0)
+            break;
+        r->got += (size_t)n;
+        if (r->got % (1024 * 1024) < (size_t)n)
+            sleep_ms(20);
+    }
+    return NULL;
+}
+
+/* A producer far ahead of a slow client waits for it instead of being cut
+ * off: twelve MiB, three times the cap, all arrive. (A full buffer failed
+ * the write with BDY_ETOOBIG, and a watch's initial list then ended
+ * cleanly, cut short, as if it were whole.) */
+static void test_stream_write_waits_for_a_slow_client(void **state)
+{
+    fixture *f = *state;
+    bdy_http_stream *st = NULL;
+    int fd = open_stream(f, &st);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    enum { BLOCK = 64 * 1024, BLOCKS = 192 };
+    slow_reader r = {.fd = fd, .want = (size_t)BLOCK * BLOCKS};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_reader_main, &r), 0);
+    static char block[BLOCK];
+    memset(block, 'z', sizeof(block));
+    for (int i = 0; i < BLOCKS; i++) {
+        int rc = bdy_http_stream_write(st, block, sizeof(block));
+        if (rc != 0)
+            fail_msg("write %d of %d: %s", i, BLOCKS, bdy_strerror(rc));
+    }
+    pthread_join(t, NULL);
+    assert_true(r.got >= r.want); /* the body, plus chunk framing */
     bdy_http_stream_end(st);
     close(fd);
 }
@@ -1827,6 +1879,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_stream_cap_counts_unsent_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_write_waits_for_a_slow_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_while_stopping, setup, teardown),
         cmocka_unit_test(test_defer_bad_input),
