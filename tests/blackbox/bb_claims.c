@@ -47,14 +47,13 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A config with one pool "arena" of real worlds; extra is appended to the
- * pool entry. cooldown_s is the pool's scaleDownCooldownSeconds. */
-static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm,
-                              unsigned max_worlds, const char *args, unsigned cooldown_s)
+/* The config text of one pool "arena" of real worlds (cooldown_s is its
+ * scaleDownCooldownSeconds), for setup and for reloads. */
+static void pool_config(char *out, size_t cap, unsigned min_warm, unsigned max_warm,
+                        unsigned max_worlds, unsigned cooldown_s)
 {
     unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
-    char cfg[2048];
-    snprintf(cfg, sizeof(cfg),
+    snprintf(out, cap,
              "manifests: [manifests]\n"
              "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
              "pools:\n"
@@ -62,6 +61,27 @@ static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm
              "    maxWorlds: %u\n    scaleDownCooldownSeconds: %u\n    creationRate: 50\n"
              "    labels: {game: arena}\n",
              base, base + 199, min_warm, max_warm, max_worlds, cooldown_s);
+}
+
+/* Rewrites the config with new pool numbers, sends SIGHUP and waits for
+ * the reload. */
+static void reload_pool(bb_server *s, unsigned min_warm, unsigned max_warm, unsigned max_worlds,
+                        unsigned cooldown_s)
+{
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), min_warm, max_warm, max_worlds, cooldown_s);
+    bb_write(s, "bindery.yaml", cfg);
+    bb_signal(s, SIGHUP);
+    assert_true(bb_log_contains(s, "reloaded", 5000));
+}
+
+/* A config with one pool "arena" of real worlds; args are appended to the
+ * world's command line. */
+static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm,
+                              unsigned max_worlds, const char *args, unsigned cooldown_s)
+{
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), min_warm, max_warm, max_worlds, cooldown_s);
     bb_init(s, cfg);
     char manifest[2048];
     snprintf(manifest, sizeof(manifest),
@@ -577,24 +597,49 @@ static void test_reload_warns_when_worlds_outgrow_descriptors(void **state)
     assert_true(bb_start(&s, NULL));
     assert_true(bb_log_contains(&s, "http.maxConnections 1024 lowered to 334", 10000));
     assert_true(wait_warm(&s, 1, 30000));
-    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
-    char cfg[1024];
-    snprintf(cfg, sizeof(cfg),
-             "manifests: [manifests]\n"
-             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
-             "pools:\n"
-             "  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 5\n"
-             "    maxWorlds: 150\n    scaleDownCooldownSeconds: 600\n    labels: {game: arena}\n",
-             base, base + 199);
-    bb_write(&s, "bindery.yaml", cfg);
-    bb_signal(&s, SIGHUP);
-    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    reload_pool(&s, 1, 5, 150, 600);
     /* 600 - (256 + 2 * 150) = 44 */
     assert_true(bb_log_contains(&s, "the reloaded pools allow up to 150 worlds", 0));
     assert_true(bb_log_contains(&s, "restart to lower it to 44", 0));
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     bb_cleanup(&s);
+}
+
+/* Writes the config of one pool "arena" of bench worlds (no processes:
+ * large pools, quick) for bb_init or a reload. */
+static void bench_pool_config(char *out, size_t cap, int min_warm, int max_warm, int max_worlds,
+                              unsigned cooldown_s)
+{
+    snprintf(out, cap,
+             "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n    maxWarm: %d\n"
+             "    maxWorlds: %d\n    creationRate: 10000\n    scaleDownCooldownSeconds: %u\n",
+             min_warm, max_warm, max_worlds, cooldown_s);
+}
+
+/* Starts a server with a pool of bench worlds and waits for warm of them. */
+static void start_bench_pool(bb_server *s, int warm, int max_worlds, unsigned cooldown_s)
+{
+    char cfg[512];
+    bench_pool_config(cfg, sizeof(cfg), warm, warm, max_worlds, cooldown_s);
+    bb_init(s, cfg);
+    bb_write(s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_true(bb_start(s, NULL));
+    assert_true(wait_warm(s, warm, 60000));
+}
+
+/* Rewrites a bench pool's warm numbers and sends SIGHUP (no wait). */
+static void reload_bench_pool(bb_server *s, int warm, int max_worlds, unsigned cooldown_s)
+{
+    char cfg[512];
+    bench_pool_config(cfg, sizeof(cfg), warm, warm, max_worlds, cooldown_s);
+    bb_write(s, "bindery.yaml", cfg);
+    bb_signal(s, SIGHUP);
 }
 
 static uint64_t now_ms(void)
@@ -613,24 +658,9 @@ static void test_scale_down_spares_claimed_worlds(void **state)
 {
     (void)state;
     enum { WARM = 200, MAX_CLAIMS = 400 };
-    const char *cfg = "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
-                      "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n"
-                      "    maxWarm: %d\n    maxWorlds: 1000\n    creationRate: 10000\n"
-                      "    scaleDownCooldownSeconds: 0\n";
-    char text[512];
-    snprintf(text, sizeof(text), cfg, WARM, WARM);
     bb_server s;
-    bb_init(&s, text);
-    bb_write(&s, "manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
-             "  local: {command: /bin/true}\n");
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, WARM, 30000));
-    snprintf(text, sizeof(text), cfg, 0, 0);
-    bb_write(&s, "bindery.yaml", text);
-    bb_signal(&s, SIGHUP);
+    start_bench_pool(&s, WARM, 1000, 0);
+    reload_bench_pool(&s, 0, 1000, 0);
     /* Claims until the pool has no warm world left (or a bound). */
     static claim got[MAX_CLAIMS];
     int n = 0;
@@ -687,24 +717,9 @@ static int scaled_down_total(bb_server *s)
 static void test_scale_down_deletes_only_the_surplus(void **state)
 {
     (void)state;
-    const char *cfg = "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
-                      "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n"
-                      "    maxWarm: %d\n    maxWorlds: 1000\n    creationRate: 10000\n"
-                      "    scaleDownCooldownSeconds: 0\n";
-    char text[512];
-    snprintf(text, sizeof(text), cfg, 300, 300);
     bb_server s;
-    bb_init(&s, text);
-    bb_write(&s, "manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
-             "  local: {command: /bin/true}\n");
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 300, 30000));
-    snprintf(text, sizeof(text), cfg, 100, 100);
-    bb_write(&s, "bindery.yaml", text);
-    bb_signal(&s, SIGHUP);
+    start_bench_pool(&s, 300, 1000, 0);
+    reload_bench_pool(&s, 100, 1000, 0);
     assert_true(bb_log_contains(&s, "scaled down", 10000));
     assert_int_equal(settled_pool_field(&s, "warm", 100, 20000), 100);
     sleep_ms(2000); /* passes that would delete more have run by now */
@@ -758,20 +773,7 @@ static void test_drain_answers_claims_being_committed(void **state)
     (void)state;
     enum { CLIENTS = 12, WARM = 3000 };
     bb_server s;
-    char cfg[512];
-    snprintf(cfg, sizeof(cfg),
-             "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
-             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: %d\n    maxWarm: %d\n"
-             "    maxWorlds: %d\n    creationRate: 10000\n    scaleDownCooldownSeconds: 600\n",
-             WARM, WARM, 2 * WARM);
-    bb_init(&s, cfg);
-    bb_write(&s, "manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
-             "  local: {command: /bin/true}\n");
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, WARM, 60000));
+    start_bench_pool(&s, WARM, 2 * WARM, 600);
     atomic_bool stop;
     atomic_init(&stop, false);
     burst_client b[CLIENTS];
@@ -1045,18 +1047,7 @@ static void test_reload_keeps_allocated_worlds(void **state)
      * the sizer may keep more than minWarm (recent claims, gradual
      * scale-down); once, on a loaded machine, it held targetWarm at 2 for
      * the whole 20 s. The clamp to maxWarm comes last, so 1 is exact. */
-    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
-    char cfg[1024];
-    snprintf(cfg, sizeof(cfg),
-             "manifests: [manifests]\n"
-             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
-             "pools:\n"
-             "  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 1\n"
-             "    maxWorlds: 10\n    scaleDownCooldownSeconds: 0\n    labels: {game: arena}\n",
-             base, base + 199);
-    bb_write(&s, "bindery.yaml", cfg);
-    bb_signal(&s, SIGHUP);
-    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    reload_pool(&s, 1, 1, 10, 0);
     bool shrunk = false;
     for (int i = 0; i < 200 && !shrunk; i++) {
         shrunk = pool_field(&s, "targetWarm") == 1 && pool_field(&s, "warm") == 1;
