@@ -2002,7 +2002,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
         finish_json(w->d, 201, answer, loc);
         json_object_put(answer);
         count_result(c, w->ns, w->pool, "cold", "success", seconds);
-    } else if (store_trouble(rc)) {
+    } else if (rc != BDY_EBUSY && store_trouble(rc)) { /* EBUSY here: no longer Ready */
         /* The world is Ready; the claim could not be recorded. It stays
          * reserved until the orphan sweep gives it to the pool. */
         idem_finish(c, idem, NULL);

@@ -1231,7 +1231,7 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
         free(st);
         return NULL;
     }
-    if (pthread_cond_init(&st->room, NULL) != 0) {
+    if (bdy_cond_init_monotonic(&st->room) != 0) {
         pthread_mutex_destroy(&st->lock);
         free(st);
         return NULL;
@@ -1274,7 +1274,7 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
      * being cut off. A client that takes nothing has its connection closed
      * by MHD's timeout, which ends the wait. */
     struct timespec until;
-    bdy_deadline_after_ms(CLOCK_REALTIME, st->stall_ms, &until);
+    bdy_deadline_after_ms(CLOCK_MONOTONIC, st->stall_ms, &until);
     for (;;) {
         /* Sent bytes leave the buffer, so that its cap bounds the bytes
          * that wait, not all a long watch has sent. Moved down once they

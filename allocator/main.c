@@ -418,8 +418,13 @@ static void reload(daemon_state *d, const char *path)
     }
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
-    if (auth != NULL && bdy_http_server_set_auth(d->http, auth) != 0)
-        bdy_error("auth", "out of memory: the reloaded token set is not in force; the old one is");
+    if (auth != NULL) {
+        if (bdy_http_server_set_auth(d->http, auth) == 0)
+            d->auth_on = true; /* turning it off again needs a restart */
+        else
+            bdy_error("auth",
+                      "out of memory: the reloaded token set is not in force; the old one is");
+    }
     bdy_config_free(d->cfg);
     d->cfg = next;
     count_reload(d, "applied");

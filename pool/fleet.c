@@ -263,11 +263,17 @@ static void count(world *w, int sign)
     if (w->pool == NULL)
         return;
     bdy_pool_counts *c = &w->pool->counts;
+    if (w->deleting) {
+        c->deleting = (unsigned)((int)c->deleting + sign);
+        return;
+    }
     /* One being deleted by scale-down counts as deleting already: a second
      * pass before the informer reports the delete must not find the same
-     * surplus and delete other worlds for it. */
-    if (w->deleting || w->scaling_down) {
+     * surplus and delete other worlds for it. It keeps its room under
+     * maxWorlds until then: a delete that fails puts it back. */
+    if (w->scaling_down) {
         c->deleting = (unsigned)((int)c->deleting + sign);
+        c->total = (unsigned)((int)c->total + sign);
         return;
     }
     /* A held world whose status still says Ready is allocated all the

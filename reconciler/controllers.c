@@ -188,7 +188,9 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
     tracked *t = track_find(r, key, true);
-    if (t != NULL && (t->h.pid == 0 || t->h.pid == h->pid)) {
+    /* An entry that says exited is done with its process: the notice may
+     * be for the next one, started before track_set() recorded it. */
+    if (t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited)) {
         t->h = *h;
         t->exited = true;
         t->exit_status = exit_status;
@@ -646,10 +648,11 @@ static int list_fits(json_object *list, size_t max, const char *ns, const char *
 
 /* Reads the ModuleManifest and turns it into a runtime spec. Strings in
  * spec point into *manifest_out, which the caller keeps until start()
- * returns. */
+ * returns. starting: refuse lists longer than the runtime takes (a world
+ * already running is probed all the same, as far as its spec goes). */
 static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spec,
                       json_object **manifest_out, unsigned *period_ms, unsigned *deadline_s,
-                      char *why, size_t why_cap)
+                      bool starting, char *why, size_t why_cap)
 {
     json_object *meta = bdy_jget(world, "metadata");
     json_object *wspec = bdy_jget(world, "spec");
@@ -678,13 +681,13 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     json_object *args = bdy_jget(local, "args");
     json_object *env = bdy_jget(local, "env");
     json_object *ports = bdy_jget(ms, "ports");
-    int rc_fit;
-    if ((rc_fit = list_fits(args, BDY_RUNTIME_MAX_ARGS, ns, manifest_name, "spec.local.args", why,
-                            why_cap)) != 0 ||
-        (rc_fit = list_fits(env, BDY_RUNTIME_MAX_ENV, ns, manifest_name, "spec.local.env", why,
-                            why_cap)) != 0 ||
-        (rc_fit = list_fits(ports, BDY_RUNTIME_MAX_PORTS, ns, manifest_name, "spec.ports", why,
-                            why_cap)) != 0)
+    int rc_fit = 0;
+    if (starting && ((rc_fit = list_fits(args, BDY_RUNTIME_MAX_ARGS, ns, manifest_name,
+                                         "spec.local.args", why, why_cap)) != 0 ||
+                     (rc_fit = list_fits(env, BDY_RUNTIME_MAX_ENV, ns, manifest_name,
+                                         "spec.local.env", why, why_cap)) != 0 ||
+                     (rc_fit = list_fits(ports, BDY_RUNTIME_MAX_PORTS, ns, manifest_name,
+                                         "spec.ports", why, why_cap)) != 0))
         return rc_fit;
     spec->ns = ns;
     spec->name = bdy_jstr(meta, "name");
@@ -780,7 +783,8 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     if (track_get(r, key, &t) && !t.exited) {
         h = t.h; /* started by an earlier attempt whose status write failed */
     } else {
-        rc = build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, why, sizeof(why));
+        rc =
+            build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, true, why, sizeof(why));
         if (rc == 0) {
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
@@ -879,7 +883,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     unsigned deadline_s = 120;
     char why[512];
     *rc = 0;
-    if (build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, why, sizeof(why)) != 0) {
+    if (build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, false, why, sizeof(why)) !=
+        0) {
         json_object_put(manifest);
         if (phase == BDY_PHASE_STARTING)
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "ManifestGone", "Warning", "%s", why);

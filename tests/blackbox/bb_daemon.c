@@ -317,6 +317,38 @@ static void test_reload_with_a_watch_open(void **state)
     bb_cleanup(&s);
 }
 
+/* Tokens turned on by a reload stay on: a later reload without them is
+ * refused (it needs a restart), as when they were on from the start. */
+static void test_tokens_turned_on_by_reload_stay_on(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, base_config);
+    assert_true(bb_start(&s, NULL));
+    char reader[65];
+    hash_of(&s, "reader-token", reader);
+    char tokens[512];
+    snprintf(tokens, sizeof(tokens),
+             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
+             "    verbs: [read]\n",
+             reader);
+    bb_write(&s, "tokens.yaml", tokens);
+    bb_write(&s, "bindery.yaml", "logLevel: info\nauth:\n  tokenFile: tokens.yaml\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+    bb_write(&s, "bindery.yaml", base_config);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "turning authentication off needs a restart", 5000));
+    r = bb_request(&s, "GET", "/metrics", NULL,
+                   (const char *const[]){"Authorization: Bearer reader-token", NULL});
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_non_loopback_needs_tokens(void **state)
 {
     (void)state;
@@ -459,6 +491,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_keeps_old_config_when_new_is_bad, bb_teardown),
         cmocka_unit_test_teardown(test_bearer_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_reload_with_a_watch_open, bb_teardown),
+        cmocka_unit_test_teardown(test_tokens_turned_on_by_reload_stay_on, bb_teardown),
         cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
         cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),

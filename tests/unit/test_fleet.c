@@ -330,6 +330,7 @@ static void test_scale_down_candidates_and_failed(void **state)
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.phase[BDY_PHASE_READY], 0);
     assert_int_equal(c.deleting, 2);
+    assert_int_equal(c.total, 4); /* their room is kept until the deletes are seen */
     /* a1's delete went through: out until the informer says so; a2's
      * failed: back in the index and the counts. */
     bdy_fleet_scale_down_done(f, &refs[0], true);
