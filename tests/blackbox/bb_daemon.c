@@ -163,6 +163,20 @@ static void hash_of(bb_server *s, const char *token, char out[65])
     free(o);
 }
 
+/* Writes tokens.yaml with one token, named dashboards, that may read
+ * everything. */
+static void write_reader_tokens(bb_server *s, const char *token)
+{
+    char hash[65];
+    hash_of(s, token, hash);
+    char tokens[512];
+    snprintf(tokens, sizeof(tokens),
+             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
+             "    verbs: [read]\n",
+             hash);
+    bb_write(s, "tokens.yaml", tokens);
+}
+
 static void test_bearer_tokens(void **state)
 {
     (void)state;
@@ -282,24 +296,11 @@ static void test_reload_with_a_watch_open(void **state)
     (void)state;
     bb_server s;
     bb_init(&s, "auth:\n  tokenFile: tokens.yaml\n");
-    char reader[65];
-    char other[65];
-    hash_of(&s, "reader-token", reader);
-    hash_of(&s, "other-token", other);
-    char tokens[512];
-    snprintf(tokens, sizeof(tokens),
-             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
-             "    verbs: [read]\n",
-             reader);
-    bb_write(&s, "tokens.yaml", tokens);
+    write_reader_tokens(&s, "reader-token");
     assert_true(bb_start(&s, NULL));
     int watch = open_watch(&s, "reader-token");
     assert_true(watch >= 0);
-    snprintf(tokens, sizeof(tokens),
-             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
-             "    verbs: [read]\n",
-             other);
-    bb_write(&s, "tokens.yaml", tokens);
+    write_reader_tokens(&s, "other-token");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 5000));
     bb_response r = bb_request(&s, "GET", "/metrics", NULL,
@@ -325,14 +326,7 @@ static void test_tokens_turned_on_by_reload_stay_on(void **state)
     bb_server s;
     bb_init(&s, base_config);
     assert_true(bb_start(&s, NULL));
-    char reader[65];
-    hash_of(&s, "reader-token", reader);
-    char tokens[512];
-    snprintf(tokens, sizeof(tokens),
-             "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
-             "    verbs: [read]\n",
-             reader);
-    bb_write(&s, "tokens.yaml", tokens);
+    write_reader_tokens(&s, "reader-token");
     bb_write(&s, "bindery.yaml", "logLevel: info\nauth:\n  tokenFile: tokens.yaml\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 5000));
