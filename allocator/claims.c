@@ -502,6 +502,21 @@ static void finish_error(bdy_http_deferred *d, unsigned status, const char *code
     bdy_http_deferred_finish(d);
 }
 
+/* Tells the cold claims waiting for world ns/name that it is Ready or has
+ * failed (failed wins) and wakes the cold-claim thread. Under c->lock. */
+static void tell_waiters(bdy_claims *c, const char *ns, const char *name, bool ready, bool failed)
+{
+    for (waiter *w = c->waiters; w != NULL; w = w->next) {
+        if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
+            continue;
+        if (failed)
+            w->failed = true;
+        else if (ready)
+            w->ready = true;
+        pthread_cond_signal(&c->wake);
+    }
+}
+
 void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj)
 {
     bdy_claims *c = data;
@@ -540,15 +555,8 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
         if (held[0])
             materialize_later(c, held, NULL);
     }
-    for (waiter *w = c->waiters; w != NULL; w = w->next) {
-        if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
-            continue;
-        if (obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0))
-            w->failed = true;
-        else if (phase != NULL && strcmp(phase, "Ready") == 0)
-            w->ready = true;
-        pthread_cond_signal(&c->wake);
-    }
+    tell_waiters(c, ns, name, phase != NULL && strcmp(phase, "Ready") == 0,
+                 obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0));
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -1910,15 +1918,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     if (bdy_fleet_world_seen(c->o.fleet, cr.ns, world_name, &seen) == 0 &&
         (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED)) {
         pthread_mutex_lock(&c->lock);
-        for (waiter *x = c->waiters; x != NULL; x = x->next) {
-            if (strcmp(x->ns, cr.ns) != 0 || strcmp(x->world, world_name) != 0)
-                continue;
-            if (seen.phase == BDY_PHASE_READY)
-                x->ready = true;
-            else
-                x->failed = true;
-            pthread_cond_signal(&c->wake);
-        }
+        tell_waiters(c, cr.ns, world_name, seen.phase == BDY_PHASE_READY,
+                     seen.phase == BDY_PHASE_FAILED);
         pthread_mutex_unlock(&c->lock);
     }
 out:

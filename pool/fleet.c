@@ -46,7 +46,7 @@ typedef struct world {
     bool reserved;       /* created for one cold claim */
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
     uint64_t rv;
-    uint64_t claim_rv;  /* the rv a claim started from */
+    uint64_t claim_rv;  /* the rv a claim (or a scale-down) started from */
     double ready_since; /* wall seconds when first seen Ready (scale-down age) */
     char *labels;       /* "k\0v\0k\0v\0\0" or NULL, owned */
     char *uid;          /* metadata.uid, owned, NULL until observed */
