@@ -653,7 +653,8 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
 /* ---- creations --------------------------------------------------------------- */
 
 /* A fresh name for a world of pool p, "<pool>-<5 random>" as generateName
- * would give, that no world or slot of the fleet has. Under f->lock. */
+ * would give, that no world or slot of the fleet has (out must not be one
+ * of p's counted slots). Under f->lock. */
 static void creation_name(bdy_fleet *f, fleet_pool *p, char *out)
 {
     char key[2 * BDY_NAME_MAX + 2];
@@ -691,8 +692,11 @@ bool bdy_fleet_creation_grant(bdy_fleet *f, const char *ns, const char *pool, ch
         p->creating = grown;
         p->acreating = n;
     }
-    creation *slot = &p->creating[p->ncreating++];
+    /* Named before it is counted: a slot compared with itself would make
+     * every name look taken. */
+    creation *slot = &p->creating[p->ncreating];
     creation_name(f, p, slot->name);
+    p->ncreating++;
     slot->since = now;
     snprintf(name_out, BDY_NAME_MAX, "%s", slot->name);
     granted = true;

@@ -502,6 +502,40 @@ static void test_creation_names_are_fresh(void **state)
     bdy_fleet_free(f);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Enough names that unchecked random suffixes (27^5 of them) would repeat:
+ * 30,000 draws give about 31 repeats by the birthday bound, so a check that
+ * does not work fails here all but certainly. Each name is seen as a world
+ * before the next grant, so it is the world records that must rule it out. */
+static void test_creation_names_avoid_known_worlds(void **state)
+{
+    (void)state;
+    enum { N = 30000 };
+    bdy_fleet *f = NULL;
+    assert_int_equal(bdy_fleet_new(&f), 0);
+    bdy_config_pool pool = make_pool("arena", 2);
+    pool.max_worlds = N + 1;
+    bdy_config_pools set = {&pool, 1};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    char(*names)[BDY_NAME_MAX] = calloc(N, BDY_NAME_MAX);
+    assert_non_null(names);
+    for (int i = 0; i < N; i++) {
+        assert_true(bdy_fleet_creation_grant(f, "default", "arena", names[i]));
+        observe(f, world(names[i], "arena", "Pending", i + 1, "dust", false, false));
+    }
+    qsort(names, N, BDY_NAME_MAX, name_cmp);
+    int repeats = 0;
+    for (int i = 1; i < N; i++)
+        repeats += strcmp(names[i - 1], names[i]) == 0;
+    assert_int_equal(repeats, 0);
+    free(names);
+    bdy_fleet_free(f);
+}
+
 static void test_sizing_clamps(void **state)
 {
     (void)state;
@@ -559,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
         cmocka_unit_test(test_creation_names_are_fresh),
+        cmocka_unit_test(test_creation_names_avoid_known_worlds),
         cmocka_unit_test(test_sizing_clamps),
         cmocka_unit_test(test_allocation_answer),
     };
