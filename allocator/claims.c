@@ -885,8 +885,11 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
         return BDY_ENOTFOUND;
     json_object *obj = NULL;
     int rc;
+    int world_rc = 0; /* a world that could not be read: not "no such allocation" */
     if (!copy.released) {
         rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &obj, NULL);
+        if (rc != BDY_ENOTFOUND)
+            world_rc = rc;
         if (rc == 0) {
             const char *wid = bdy_jstr(bdy_jget(bdy_jget(obj, "status"), "allocation"), "id");
             json_object *answer = wid && strcmp(wid, id) == 0 ? bdy_allocation_answer(obj) : NULL;
@@ -912,6 +915,8 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
         /* The world went away: its release record says the rest. */
     }
     rc = bdy_store_get(c->o.store, &BDY_GVR_ALLOCATIONS, copy.ns, id, &obj, NULL);
+    if (rc == BDY_ENOTFOUND && world_rc != 0)
+        return world_rc;
     if (rc != 0)
         return rc;
     json_object *answer = NULL;
@@ -1100,7 +1105,9 @@ static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_ob
             return rc;
     }
     rc = bdy_ledger_remove(c->o.ledger, r->id);
-    if (rc == BDY_ENOTFOUND)
+    /* Draining (BDY_ESHUTDOWN): the row goes at the next start, where the
+     * release record makes the materializer finish the release. */
+    if (rc == BDY_ENOTFOUND || rc == BDY_ESHUTDOWN)
         rc = 0;
     pthread_mutex_lock(&c->lock);
     alloc_entry *e = id_find(c, r->id, false);
@@ -1130,13 +1137,33 @@ static json_object *claim_patch_of(const bdy_ledger_record *r, const char *rv)
     return patch;
 }
 
+/* Whether a store error says the store cannot write now, not that this
+ * write is wrong: worth trying again later. */
+static bool store_trouble(int rc)
+{
+    return rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EREADONLY || rc == BDY_EBUSY;
+}
+
+/* A claim the materializer could not settle now (the ledger or the store
+ * could not be read or written): queued again, after the round's backoff,
+ * rather than left alone until the next start. */
+static void materialize_again(bdy_claims *c, const char *id, bool *trouble)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->stopping)
+        materialize_later(c, id, NULL);
+    pthread_mutex_unlock(&c->lock);
+    *trouble = true;
+}
+
 /* Decides what queued claim m needs (materializer thread); takes m->rec.
  * Returns a patch to write into its world's status (caller owns), with the
  * row in *rec_out, or NULL when the claim is already there, already
  * released, or ended here because its world went away before the status
  * said so. The common case — the row just committed, the world Ready in the
  * fleet's view — reads nothing; the rest reads the row and the world. */
-static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_record **rec_out)
+static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_record **rec_out,
+                                        bool *trouble)
 {
     const char *id = m->id;
     bdy_ledger_record *r = m->rec;
@@ -1167,13 +1194,12 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     int rc = bdy_ledger_get(c->o.ledger, id, &r);
     if (rc != 0) {
         if (rc != BDY_ENOTFOUND)
-            bdy_warn("claims", "cannot read claim %s from the ledger: %s", id, bdy_strerror(rc));
+            materialize_again(c, id, trouble);
         goto out;
     }
     rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
     if (rc != 0 && rc != BDY_ENOTFOUND) {
-        bdy_warn("claims", "claim %s: cannot read world %s/%s: %s", id, r->c.ns, r->c.world,
-                 bdy_strerror(rc));
+        materialize_again(c, id, trouble);
         goto out;
     }
     json_object *meta = bdy_jget(world, "metadata");
@@ -1182,6 +1208,24 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     const char *phase = bdy_jstr(status, "phase");
     const char *have = bdy_jstr(bdy_jget(status, "allocation"), "id");
     bool same = world != NULL && uid != NULL && strcmp(uid, r->c.world_uid) == 0;
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, id, false);
+    bool by_client = e != NULL && e->client_releasing;
+    bool recorded = e != NULL && e->released;
+    pthread_mutex_unlock(&c->lock);
+    if (recorded && !by_client) {
+        /* Its release record is written, yet the row is live: a release
+         * cut short (kill -9, or the world's delete failed) between the
+         * two. The record stands; the world goes, and the row with it. */
+        bool ours = same && (have == NULL || strcmp(have, id) == 0);
+        rc = release_from_ledger(c, &r->c, ours ? world : NULL, "Released", &eb);
+        if (rc != 0) {
+            bdy_warn("claims", "claim %s: finishing its release failed: %s", id, eb.message);
+            if (store_trouble(rc))
+                materialize_again(c, id, trouble);
+        }
+        goto out;
+    }
     if (same && have != NULL && strcmp(have, id) == 0)
         goto out; /* already in the status */
     if (!same || bdy_jget(meta, "deletionTimestamp") != NULL || have != NULL || phase == NULL ||
@@ -1190,17 +1234,17 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
          * so: the claim ends here, and its record says why. Unless its
          * client is releasing it: that is why the world is going, and the
          * release records it. */
-        pthread_mutex_lock(&c->lock);
-        alloc_entry *e = id_find(c, id, false);
-        bool by_client = e != NULL && e->client_releasing;
-        pthread_mutex_unlock(&c->lock);
         if (by_client)
             goto out;
         const char *reason = !same ? "WorldGone" : "WorldExited";
         bdy_info("claims", "claim %s of %s/%s released: its world %s (%s)", id, r->c.ns, r->c.world,
                  !same ? "is gone" : "failed or is being deleted", reason);
-        if (release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb) != 0)
+        rc = release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb);
+        if (rc != 0) {
             bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
+            if (store_trouble(rc))
+                materialize_again(c, id, trouble);
+        }
         goto out;
     }
     patch = claim_patch_of(r, bdy_jstr(meta, "resourceVersion"));
@@ -1227,13 +1271,6 @@ static size_t mat_take(bdy_claims *c, mat_item **out, size_t max)
         out[n++] = m;
     }
     return n;
-}
-
-/* Whether a store error says the store cannot write now, not that this
- * write is wrong: worth trying again later. */
-static bool store_trouble(int rc)
-{
-    return rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EREADONLY || rc == BDY_EBUSY;
 }
 
 /* The materializer: in rounds, it gathers the claims queued within
@@ -1281,9 +1318,10 @@ static void *materializer_main(void *arg)
         size_t n = mat_take(c, items, MAT_ROUND);
         pthread_mutex_unlock(&c->lock);
         size_t np = 0;
+        bool prepare_trouble = false; /* a claim could not be read: queued again */
         for (size_t i = 0; i < n; i++) {
             work[np] = (mat_work){0};
-            work[np].patch = materialize_prepare(c, items[i], &work[np].r);
+            work[np].patch = materialize_prepare(c, items[i], &work[np].r, &prepare_trouble);
             if (work[np].patch == NULL)
                 continue;
             patches[np] = (bdy_store_patch_item){.gvr = &BDY_GVR_WORLDS,
@@ -1301,7 +1339,7 @@ static void *materializer_main(void *arg)
                 allocated_event(c, r->ns, r->world, r->world_uid, r->id, r->claimant, r->source);
         }
         pthread_mutex_lock(&c->lock);
-        bool store_failed = false;
+        bool store_failed = prepare_trouble;
         for (size_t i = 0; i < np; i++) {
             int rc = patches[i].rc;
             bool again = rc == BDY_ECONFLICT || store_trouble(rc);
@@ -2286,6 +2324,104 @@ static void client_releasing(bdy_claims *c, const char *id, bool on)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* The world a released allocation was on, from its release record (a
+ * released entry keeps no world name): "" when the record is gone. */
+static int record_world(bdy_claims *c, const char *ns, const char *id, char *out, size_t cap)
+{
+    json_object *rec = NULL;
+    int rc = bdy_store_get(c->o.store, &BDY_GVR_ALLOCATIONS, ns, id, &rec, NULL);
+    const char *world = rc == 0 ? bdy_jstr(bdy_jget(rec, "spec"), "world") : NULL;
+    snprintf(out, cap, "%s", world ? world : "");
+    json_object_put(rec);
+    return rc == BDY_ENOTFOUND ? 0 : rc;
+}
+
+/* DELETE /v1/allocations/{id}. An id released already (its release record
+ * exists) is released again, idempotently: a release cut short between
+ * its record and the world's delete (the delete failed, or kill -9) left
+ * the world running, and the client's retry is what finishes it. */
+static void release_allocation(bdy_claims *c, const char *id, const alloc_place *place,
+                               bdy_http_response *resp)
+{
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    bdy_ledger_record *r = NULL;
+    json_object *world = NULL;
+    bool live = true;
+    char pool_name[BDY_NAME_MAX] = "";
+    char world_name[BDY_NAME_MAX];
+    snprintf(world_name, sizeof(world_name), "%s", place->world);
+    client_releasing(c, id, true);
+    int rc = c->o.ledger != NULL ? bdy_ledger_get(c->o.ledger, id, &r) : BDY_ENOTFOUND;
+    if (rc == 0)
+        snprintf(world_name, sizeof(world_name), "%s", r->c.world);
+    else if (rc == BDY_ENOTFOUND)
+        rc = world_name[0] ? 0 : record_world(c, place->ns, id, world_name, sizeof(world_name));
+    if (rc == 0 && world_name[0] != '\0') {
+        rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, place->ns, world_name, &world, NULL);
+        if (rc == BDY_ENOTFOUND)
+            rc = 0;
+    }
+    if (rc != 0) {
+        /* Releasing from the ledger row alone would leave the world
+         * running, and free to be claimed again. */
+        bdy_fail(&eb, rc, "the allocation or its world could not be read now");
+        goto out;
+    }
+    const char *wid = bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id");
+    const char *world_pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+    snprintf(pool_name, sizeof(pool_name), "%s", world_pool ? world_pool : "");
+    if (wid != NULL && strcmp(wid, id) == 0) {
+        rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
+        /* Once: a repeated or concurrent DELETE finds the world already
+         * being deleted. */
+        if (rc == 0 && c->rec != NULL &&
+            bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL)
+            bdy_reconciler_event_if_spare(c->rec, world, "Normal", "Released",
+                                          "allocation %s released by its client; the world stops",
+                                          id);
+        /* The release record is durable: the ledger row may go. While
+         * draining (BDY_ESHUTDOWN) it goes at the next start, where the
+         * record wins over the row. */
+        if (rc == 0 && c->o.ledger != NULL) {
+            int lrc = bdy_ledger_remove(c->o.ledger, id);
+            if (lrc != 0 && lrc != BDY_ENOTFOUND && lrc != BDY_ESHUTDOWN)
+                rc = bdy_fail(&eb, lrc, "the claim ledger could not be updated");
+        }
+    } else if (r != NULL) {
+        /* Not in the world's status (yet, or any more): from the row. */
+        snprintf(pool_name, sizeof(pool_name), "%s", r->c.pool);
+        rc = release_from_ledger(c, &r->c, world, "Released", &eb);
+    } else {
+        live = false; /* nothing live to release: already gone */
+    }
+out:
+    bdy_ledger_record_free(r);
+    json_object_put(world);
+    client_releasing(c, id, false);
+    if (rc != 0) {
+        /* The materializer may have left this claim to the release that
+         * failed: have it looked at again. */
+        if (c->o.ledger != NULL) {
+            pthread_mutex_lock(&c->lock);
+            materialize_later(c, id, NULL);
+            pthread_mutex_unlock(&c->lock);
+        }
+        bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
+        return;
+    }
+    if (live && !place->released) {
+        pthread_mutex_lock(&c->lock);
+        alloc_entry *e = id_find(c, id, false);
+        if (e != NULL)
+            e->released = true;
+        pthread_mutex_unlock(&c->lock);
+        bdy_demand_record(c->o.demand, place->ns, pool_name, BDY_DEMAND_RELEASE,
+                          bdy_wall_seconds());
+    }
+    resp->status = 204;
+}
+
 static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
@@ -2304,79 +2440,22 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         return;
     if (!del) {
         json_object *answer = NULL;
-        if (lookup_answer(c, id, &answer) != 0) {
+        int rc = lookup_answer(c, id, &answer);
+        if (rc == BDY_ENOTFOUND) {
             bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+            return;
+        }
+        if (rc != 0) {
+            /* Not NotFound: a client may take that to mean its world is gone. */
+            bdy_http_error(resp, 503, "Unavailable", "the allocation could not be read now",
+                           RETRY_AFTER_S);
             return;
         }
         bdy_http_json(resp, 200, answer);
         json_object_put(answer);
         return;
     }
-    if (!copy.released) {
-        client_releasing(c, id, true);
-        json_object *world = NULL;
-        int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, copy.ns, copy.world, &world, NULL);
-        const char *wid =
-            rc == 0 ? bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id") : NULL;
-        bdy_errbuf eb;
-        bdy_errbuf_clear(&eb);
-        bdy_ledger_record *r = NULL;
-        bool live = true;
-        char pool_name[BDY_NAME_MAX];
-        snprintf(pool_name, sizeof(pool_name), "%s",
-                 bdy_jstr(bdy_jget(world, "spec"), "pool")
-                     ? bdy_jstr(bdy_jget(world, "spec"), "pool")
-                     : "");
-        if (wid != NULL && strcmp(wid, id) == 0) {
-            rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
-            /* Once: a repeated or concurrent DELETE finds the world
-             * already being deleted. */
-            if (rc == 0 && c->rec != NULL &&
-                bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL)
-                bdy_reconciler_event_if_spare(
-                    c->rec, world, "Normal", "Released",
-                    "allocation %s released by its client; the world stops", id);
-            /* The release record is durable: the ledger row may go. While
-             * draining (BDY_ESHUTDOWN) it goes at the next start, where the
-             * record wins over the row. */
-            if (rc == 0 && c->o.ledger != NULL) {
-                int lrc = bdy_ledger_remove(c->o.ledger, id);
-                if (lrc != 0 && lrc != BDY_ENOTFOUND && lrc != BDY_ESHUTDOWN)
-                    rc = bdy_fail(&eb, lrc, "the claim ledger could not be updated");
-            }
-        } else if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
-            /* Released before its status was written: from the row. */
-            snprintf(pool_name, sizeof(pool_name), "%s", r->c.pool);
-            rc = release_from_ledger(c, &r->c, world, "Released", &eb);
-        } else {
-            live = false; /* nothing live to release: already gone */
-            rc = 0;
-        }
-        bdy_ledger_record_free(r);
-        json_object_put(world);
-        client_releasing(c, id, false);
-        if (rc != 0) {
-            /* The materializer may have left this claim to the release
-             * that failed: have it looked at again. */
-            if (c->o.ledger != NULL) {
-                pthread_mutex_lock(&c->lock);
-                materialize_later(c, id, NULL);
-                pthread_mutex_unlock(&c->lock);
-            }
-            bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
-            return;
-        }
-        if (live) {
-            pthread_mutex_lock(&c->lock);
-            alloc_entry *e2 = id_find(c, id, false);
-            if (e2 != NULL)
-                e2->released = true;
-            pthread_mutex_unlock(&c->lock);
-            bdy_demand_record(c->o.demand, copy.ns, pool_name, BDY_DEMAND_RELEASE,
-                              bdy_wall_seconds());
-        }
-    }
-    resp->status = 204;
+    release_allocation(c, id, &copy, resp);
 }
 
 /* ---- GET /v1/pools, /v1/pools/{ns}/{name}, /v1/worlds ------------------------------------ */

@@ -867,6 +867,90 @@ static void test_old_release_records_are_swept(void **state)
     bb_cleanup(&s);
 }
 
+/* What a release leaves when it is cut short between writing its record
+ * and deleting the world (the delete failed, or kill -9): the record of
+ * allocation `id` exists while the world is still Allocated to it. */
+static void write_release_record(bb_server *s, const char *id, const char *world)
+{
+    char now[40];
+    bdy_timestamp_now(now);
+    char body[768];
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"Allocation\","
+             "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"pool\":\"arena\","
+             "\"world\":\"%s\",\"claimedAt\":\"%s\",\"releasedAt\":\"%s\","
+             "\"reason\":\"Released\",\"response\":{}}}",
+             id, world, now, now);
+    bb_response r = bb_request(
+        s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations", body, JSON_HDR);
+    assert_int_equal(r.status, 201);
+    bb_response_free(&r);
+}
+
+static bool wait_world_gone(bb_server *s, const char *name, int timeout_ms)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             name);
+    for (int waited = 0; waited <= timeout_ms; waited += 200) {
+        bb_response r = bb_request(s, "GET", path, NULL, NULL);
+        long status = r.status;
+        bb_response_free(&r);
+        if (status == 404)
+            return true;
+        sleep_ms(200);
+    }
+    bb_print_log_tail(s, "the released world is still there");
+    return false;
+}
+
+/* A release cut short left its world running. The client's retried DELETE
+ * finishes it; so does a restart, for a claim nobody retries. */
+static void test_release_cut_short_is_finished(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 6, NULL, 600);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(a.status, 201);
+    claim b = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(b.status, 201);
+    assert_true(wait_world_allocated(&s, a.name, a.id, NULL, 15000));
+    assert_true(wait_world_allocated(&s, b.name, b.id, NULL, 15000));
+
+    write_release_record(&s, a.id, a.name);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", a.id);
+    bool seen = false; /* the records informer has it: the id reads Released */
+    for (int waited = 0; waited < 10000 && !seen; waited += 100) {
+        bb_response r = bb_request(&s, "GET", path, NULL, NULL);
+        seen = r.status == 200 && r.body != NULL && strstr(r.body, "\"Released\"") != NULL;
+        bb_response_free(&r);
+        if (!seen)
+            sleep_ms(100);
+    }
+    assert_true(seen);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    assert_true(wait_world_gone(&s, a.name, 15000));
+
+    /* Cut short, then kill -9: nobody retries; the restart finishes it. */
+    write_release_record(&s, b.id, b.name);
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_world_gone(&s, b.name, 20000));
+    snprintf(path, sizeof(path), "/v1/allocations/%s", b.id);
+    r = bb_request(&s, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body ? r.body : "", "\"Released\""));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_cold_claim_timeout(void **state)
 {
     (void)state;
@@ -1446,6 +1530,7 @@ int main(void)
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
+        cmocka_unit_test_teardown(test_release_cut_short_is_finished, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
