@@ -27,6 +27,31 @@ int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt)
     return json_object_get_int64(v);
 }
 
+bool bdy_json_depth_within(json_object *v, int max)
+{
+    bool is_object = json_object_is_type(v, json_type_object);
+    if (!is_object && !json_object_is_type(v, json_type_array))
+        return true;
+    if (max <= 0)
+        return false;
+    if (is_object) {
+        json_object_object_foreach(v, key, member)
+        {
+            (void)key;
+            if (!bdy_json_depth_within(member, max - 1))
+                return false;
+        }
+        return true;
+    }
+    for (size_t i = 0, n = json_object_array_length(v); i < n; i++)
+        if (!bdy_json_depth_within(json_object_array_get_idx(v, i), max - 1))
+            return false;
+    return true;
+}
+
+/* Nesting the stored-text parser allows: above what any write may store. */
+#define STORED_PARSE_DEPTH (2 * BDY_JSON_MAX_DEPTH)
+
 /* One tokener per thread, freed when the thread exits. */
 static pthread_key_t tokener_key;
 static pthread_once_t tokener_once = PTHREAD_ONCE_INIT;
@@ -50,7 +75,7 @@ json_object *bdy_json_parse_stored(const char *text)
     json_tokener *tok = tokener_key_ok ? pthread_getspecific(tokener_key) : NULL;
     bool kept = tok != NULL;
     if (!kept) {
-        if ((tok = json_tokener_new()) == NULL)
+        if ((tok = json_tokener_new_ex(STORED_PARSE_DEPTH)) == NULL)
             return NULL;
         /* Without a per-thread slot the tokener serves this call only. */
         kept = tokener_key_ok && pthread_setspecific(tokener_key, tok) == 0;

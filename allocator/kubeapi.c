@@ -251,7 +251,7 @@ static int parse_body(const bdy_http_request *req, bool want_object, json_object
     /* Stored text must stay valid UTF-8: every client reads it back. */
     if (!bdy_utf8_valid(req->body, req->body_len))
         return bdy_fail(eb, BDY_EINVAL, "the request body is not valid UTF-8");
-    json_tokener *tok = json_tokener_new_ex(64);
+    json_tokener *tok = json_tokener_new_ex(BDY_JSON_MAX_DEPTH);
     if (tok == NULL)
         return BDY_ENOMEM;
     json_object *o = json_tokener_parse_ex(tok, req->body, (int)req->body_len);

@@ -376,6 +376,11 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
                         av ? av : "", kind ? kind : "", info->resource, api_version, info->kind);
     json_object_object_add(obj, "apiVersion", json_object_new_string(api_version));
     json_object_object_add(obj, "kind", json_object_new_string(info->kind));
+    /* Deeper than the store reads back, it could never be read, updated
+     * or deleted again (and a CRD would keep the store from opening). */
+    if (!bdy_json_depth_within(obj, BDY_JSON_MAX_DEPTH))
+        return bdy_fail(eb, BDY_EINVALID_OBJECT, "the object nests deeper than %d levels",
+                        BDY_JSON_MAX_DEPTH);
 
     int rc =
         bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0], eb);
@@ -815,7 +820,8 @@ static int do_patch(sqlite_store *s, write_op *op)
         if (rc == BDY_ECONFLICT) {
             /* A failed "test" or missing path is an invalid request for the
              * object, not a resourceVersion conflict. */
-            bdy_errbuf_add_cause(op->eb, "FieldValueInvalid", "", "%s", op->eb->message);
+            if (op->eb != NULL) /* callers may pass none (store.h) */
+                bdy_errbuf_add_cause(op->eb, "FieldValueInvalid", "", "%s", op->eb->message);
             rc = BDY_EINVALID_OBJECT;
         }
     }

@@ -5,6 +5,7 @@
 #define BINDERY_JSONUTIL_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* obj[key], or NULL when obj is NULL, not an object, or has no such key.
@@ -15,8 +16,18 @@ const char *bdy_jstr(json_object *obj, const char *key);
 /* obj[key] as an integer, or dflt when absent or not a number. */
 int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt);
 
+/* The deepest nesting (objects and arrays) a stored object may have: what
+ * the Kubernetes API accepts in a request body, and what the store checks
+ * again on every write (a patch can nest deeper than its own body). */
+#define BDY_JSON_MAX_DEPTH 64
+
+/* Whether v nests no deeper than max levels of objects and arrays (a
+ * scalar is 0 levels; {} is 1). Stops at the first level past max. */
+bool bdy_json_depth_within(json_object *v, int max);
+
 /* Parses text that Bindery wrote itself (stored objects, ledger rows),
- * exactly as json_tokener_parse() does (nesting up to 32 levels; NULL on any
+ * as json_tokener_parse() does but with room for BDY_JSON_MAX_DEPTH levels
+ * and more, so whatever the store accepted reads back (NULL on any
  * error), but with a tokener kept per thread. json_tokener_parse() allocates
  * a tokener and its 1.3 KB parse stack per call; that allocation is in
  * glibc's large-chunk range, so every call also consolidated the thread's

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "bindery/jsonutil.h"
 #include "bindery/selector.h"
 #include "bindery/store.h"
 
@@ -451,6 +452,10 @@ static void test_patches(void **state)
     assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
                                      NULL, NULL, &eb),
                      BDY_EINVALID_OBJECT);
+    /* The same without an error buffer, which store.h allows. */
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
+                                     NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
     json_object_put(p);
     /* A patch that breaks the schema is refused. */
     p = json_tokener_parse("{\"spec\":{\"size\":\"huge\"}}");
@@ -469,6 +474,66 @@ static void test_patches(void **state)
 static int next_event(fixture *f, bdy_watch *w, bdy_watch_event *ev)
 {
     return bdy_store_watch_next(f->store, w, w ? 2000 : 0, ev);
+}
+
+/* A Lease (no schema) whose spec nests `levels` objects deep in all. */
+static json_object *deep_lease(const char *name, int levels)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "apiVersion", json_object_new_string("coordination.k8s.io/v1"));
+    json_object_object_add(o, "kind", json_object_new_string("Lease"));
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "name", json_object_new_string(name));
+    json_object_object_add(o, "metadata", m);
+    json_object *inner = json_object_new_object();
+    for (int i = 2; i < levels; i++) { /* the object and spec are two levels */
+        json_object *outer = json_object_new_object();
+        json_object_object_add(outer, "a", inner);
+        inner = outer;
+    }
+    json_object_object_add(o, "spec", inner);
+    return o;
+}
+
+/* What the store accepts it can read back: an object nested as deep as the
+ * API allows is stored, read, listed and deleted; one deeper, or a patch
+ * that would make it deeper, is refused and changes nothing. */
+static void test_nesting_limit(void **state)
+{
+    fixture *f = *state;
+    json_object *ok = deep_lease("ok", BDY_JSON_MAX_DEPTH);
+    assert_true(bdy_json_depth_within(ok, BDY_JSON_MAX_DEPTH));
+    assert_false(bdy_json_depth_within(ok, BDY_JSON_MAX_DEPTH - 1));
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_LEASES, "default", ok, NULL, NULL, NULL),
+                     0);
+    json_object_put(ok);
+    json_object *got = NULL;
+    assert_int_equal(bdy_store_get(f->store, &BDY_GVR_LEASES, "default", "ok", &got, NULL), 0);
+    json_object_put(got);
+
+    uint64_t before = current_rv(f);
+    json_object *deep = deep_lease("deep", BDY_JSON_MAX_DEPTH + 1);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_LEASES, "default", deep, NULL, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_non_null(strstr(eb.message, "deeper"));
+    json_object_put(deep);
+    /* One more level under the deepest member, by JSON patch. */
+    char path[4 * BDY_JSON_MAX_DEPTH + 16] = "/spec";
+    for (int i = 2; i < BDY_JSON_MAX_DEPTH; i++)
+        strcat(path, "/a");
+    char text[sizeof(path) + 80];
+    snprintf(text, sizeof(text), "[{\"op\":\"add\",\"path\":\"%s/b\",\"value\":{}}]", path);
+    json_object *p = json_tokener_parse(text);
+    assert_non_null(p);
+    assert_int_equal(bdy_store_patch(f->store, &BDY_GVR_LEASES, "default", "ok", BDY_PATCH_JSON, p,
+                                     false, NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
+    json_object_put(p);
+    assert_int_equal(current_rv(f), before);
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_LEASES, "default", "ok", NULL, NULL, NULL, NULL), 0);
 }
 
 static void test_finalizers_and_delete(void **state)
@@ -1067,6 +1132,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_subresource, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nesting_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_selectors_and_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continue_token_expires, setup_small_history, teardown),
