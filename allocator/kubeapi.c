@@ -652,6 +652,17 @@ static void do_strategic_patch(verb_ctx *v)
     bdy_errbuf eb;
     int rc = 0;
     bool strict = false;
+    /* Shapes the conversion cannot take: json-c aborts the process when a
+     * member is added to what is not an object. */
+    json_object *smp_meta = bdy_jget(smp, "metadata");
+    if (!json_object_is_type(smp, json_type_object) ||
+        (smp_meta != NULL && !json_object_is_type(smp_meta, json_type_object))) {
+        bdy__kube_fail_msg(v->resp, 400, "BadRequest",
+                           json_object_is_type(smp, json_type_object)
+                               ? "a strategic merge patch's metadata must be an object"
+                               : "a strategic merge patch must be a JSON object");
+        return;
+    }
     for (int attempt = 0; attempt < SMP_RETRIES; attempt++) {
         json_object *cur = NULL;
         bdy_errbuf_clear(&eb);

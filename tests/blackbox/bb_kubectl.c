@@ -612,6 +612,25 @@ static void test_wire_errors(void **state)
     assert_status(o, st, 404, "NotFound");
     json_object_put(o);
 
+    /* Strategic merge patches of shapes it cannot take: a 400, and the
+     * server lives on (a non-object metadata used to abort it). */
+    o = request_json("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+                     "{\"metadata\":{\"name\":\"smp\"},\"spec\":{\"holderIdentity\":\"a\"}}",
+                     JSON_HDR, &st);
+    assert_int_equal(st, 201);
+    json_object_put(o);
+    const char *bad_smp[] = {"{\"metadata\":\"x\"}", "{\"metadata\":[]}", "[]", "1", "true"};
+    for (size_t i = 0; i < sizeof(bad_smp) / sizeof(bad_smp[0]); i++) {
+        o = request_json("PATCH", "/apis/coordination.k8s.io/v1/namespaces/default/leases/smp",
+                         bad_smp[i], smp, &st);
+        assert_status(o, st, 400, "BadRequest");
+        json_object_put(o);
+    }
+    o = request_json("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/smp", NULL,
+                     NULL, &st);
+    assert_int_equal(st, 200);
+    json_object_put(o);
+
     /* Delete preconditions. */
     o = request_json("DELETE", MM "/demo", "{\"preconditions\":{\"uid\":\"not-it\"}}", JSON_HDR,
                      &st);
