@@ -789,6 +789,15 @@ static int do_update(sqlite_store *s, write_op *op)
     int rc = load_current(s, op, &res, &ns, name, &old, &old_text);
     if (rc != 0)
         return rc;
+    /* As on create: the object is where the request says, or it is refused. */
+    const char *body_ns = bdy__meta_str(op->obj, "namespace");
+    if (res->info.namespaced && body_ns != NULL && body_ns[0] && strcmp(body_ns, ns) != 0) {
+        json_object_put(old);
+        free(old_text);
+        return bdy_fail(op->eb, BDY_EINVAL,
+                        "the namespace of the provided object does not match the namespace sent "
+                        "on the request");
+    }
     if (json_object_deep_copy(op->obj, &neu, NULL) != 0) {
         json_object_put(old);
         free(old_text);

@@ -315,6 +315,18 @@ static void test_update_rules(void **state)
                         "try again");
     json_object_put(o);
 
+    /* A body naming another namespace than the request is refused. */
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &o, NULL), 0);
+    uint64_t before = current_rv(f);
+    json_object_object_add(json_object_object_get(o, "metadata"), "namespace",
+                           json_object_new_string("other"));
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", o, NULL, NULL, &eb),
+                     BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "does not match the namespace"));
+    assert_int_equal(current_rv(f), before);
+    json_object_put(o);
+
     /* Spec change bumps generation; status written through the main
      * resource is ignored. */
     assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &o, NULL), 0);
