@@ -36,6 +36,10 @@
 #define READER_COUNT 8
 #define GENERATE_NAME_TRIES 8
 #define DEFAULT_WATCH_HISTORY 10000
+/* And at most this much object text: a MODIFIED event holds two objects of
+ * up to BDY_STORE_MAX_OBJECT_BYTES, so 10,000 events could otherwise hold
+ * 30 GB. Typical events (1-2 KB objects) never come near it. */
+#define WATCH_HISTORY_MAX_BYTES ((size_t)256 << 20)
 #define DEFAULT_MAX_BATCH 512
 /* Background writes committed in one batch while urgent writes (claims)
  * wait: bounds how long a claim can sit behind controller traffic. */
@@ -1987,7 +1991,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     if (rc != 0)
         goto out;
     size_t history = opts->watch_history ? opts->watch_history : DEFAULT_WATCH_HISTORY;
-    rc = bdy__watchlog_init(&s->log, history, s->rv);
+    rc = bdy__watchlog_init(&s->log, history, WATCH_HISTORY_MAX_BYTES, s->rv);
     if (rc != 0)
         goto out;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {

@@ -31,7 +31,12 @@ static void event_clear(bdy__event *e)
     memset(e, 0, sizeof(*e));
 }
 
-int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, uint64_t current_rv)
+static size_t event_bytes(const bdy__event *e)
+{
+    return (e->object ? strlen(e->object) : 0) + (e->old_object ? strlen(e->old_object) : 0);
+}
+
+int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, size_t max_bytes, uint64_t current_rv)
 {
     memset(log, 0, sizeof(*log));
     if (capacity == 0)
@@ -40,6 +45,7 @@ int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, uint64_t current_rv)
     if (log->ring == NULL)
         return BDY_ENOMEM;
     log->capacity = capacity;
+    log->max_bytes = max_bytes;
     log->floor_rv = current_rv;
     pthread_mutex_init(&log->lock, NULL);
     bdy_cond_init_monotonic(&log->changed);
@@ -60,7 +66,8 @@ void bdy__watchlog_destroy(bdy__watchlog *log)
 
 static uint64_t oldest_seq(const bdy__watchlog *log)
 {
-    return log->next_seq > log->capacity ? log->next_seq - log->capacity : 0;
+    uint64_t by_count = log->next_seq > log->capacity ? log->next_seq - log->capacity : 0;
+    return by_count > log->first_seq ? by_count : log->first_seq;
 }
 
 void bdy__watchlog_append(bdy__watchlog *log, bdy__event *events, size_t n)
@@ -70,10 +77,21 @@ void bdy__watchlog_append(bdy__watchlog *log, bdy__event *events, size_t n)
         bdy__event *slot = &log->ring[log->next_seq % log->capacity];
         if (slot->object != NULL)
             log->floor_rv = slot->rv; /* the evicted change is no longer replayable */
+        log->bytes -= event_bytes(slot);
         event_clear(slot);
         *slot = events[i];
         memset(&events[i], 0, sizeof(events[i]));
+        log->bytes += event_bytes(slot);
         log->next_seq++;
+    }
+    /* Over the byte limit: the oldest go first, as they would by count. */
+    while (log->max_bytes != 0 && log->bytes > log->max_bytes &&
+           oldest_seq(log) + 1 < log->next_seq) {
+        bdy__event *old = &log->ring[oldest_seq(log) % log->capacity];
+        log->floor_rv = old->rv;
+        log->bytes -= event_bytes(old);
+        event_clear(old);
+        log->first_seq = oldest_seq(log) + 1;
     }
     pthread_cond_broadcast(&log->changed);
     pthread_mutex_unlock(&log->lock);

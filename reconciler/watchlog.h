@@ -1,7 +1,9 @@
 /* Internal to the embedded store: the in-memory history of committed changes
  * that watches read from.
  *
- * A fixed-size ring of the most recent events in commit order. The single
+ * A fixed-size ring of the most recent events in commit order, bounded in
+ * bytes too (an event holds up to two whole objects, each up to the store's
+ * object limit, so a count alone bounds nothing). The single
  * writer appends after each commit and never waits for readers; each watch
  * keeps its own cursor. A watch whose next event has been overwritten gets
  * BDY_EEXPIRED (and relists) instead of silently skipping events, which is
@@ -33,12 +35,17 @@ typedef struct bdy__watchlog {
     pthread_cond_t changed;
     bdy__event *ring;
     size_t capacity;
-    uint64_t next_seq; /* sequence number the next appended event gets */
-    uint64_t floor_rv; /* every change with rv > floor_rv is still in the ring */
+    size_t bytes;       /* object text held by the ring */
+    size_t max_bytes;   /* 0: no limit but the capacity */
+    uint64_t first_seq; /* the oldest event not evicted for bytes */
+    uint64_t next_seq;  /* sequence number the next appended event gets */
+    uint64_t floor_rv;  /* every change with rv > floor_rv is still in the ring */
     bool closed;
 } bdy__watchlog;
 
-int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, uint64_t current_rv);
+/* capacity events, holding at most max_bytes of object text (0: no limit;
+ * the newest event is kept whatever its size). */
+int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, size_t max_bytes, uint64_t current_rv);
 void bdy__watchlog_destroy(bdy__watchlog *log);
 
 /* Writer: appends events (taking ownership of their strings) and wakes

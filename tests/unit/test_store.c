@@ -779,7 +779,7 @@ static void test_watchlog_skips_events_at_or_below_start(void **state)
 {
     (void)state;
     bdy__watchlog log;
-    assert_int_equal(bdy__watchlog_init(&log, 16, 10), 0);
+    assert_int_equal(bdy__watchlog_init(&log, 16, 0, 10), 0);
     bdy_watch *w = NULL;
     assert_int_equal(
         bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 12, &w), 0);
@@ -799,6 +799,65 @@ static void test_watchlog_skips_events_at_or_below_start(void **state)
     json_object_put(out.object);
     assert_int_equal(bdy__watchlog_next(&log, w, 0, &out), BDY_ETIMEOUT);
     bdy__watchlog_close_watch(&log, w);
+    bdy__watchlog_destroy(&log);
+}
+
+/* The history is bounded in bytes as well as in events: past the limit
+ * the oldest go (the newest always stays), the floor rises with them, and
+ * a watch that still needed them is told to relist. */
+static void test_watchlog_bounded_in_bytes(void **state)
+{
+    (void)state;
+    bdy__watchlog log;
+    assert_int_equal(bdy__watchlog_init(&log, 16, 100, 10), 0);
+    bdy_watch *early = NULL;
+    assert_int_equal(
+        bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 10, &early), 0);
+    const char *obj = "{\"metadata\":{\"name\":\"w\"},\"x\":\"01234567\"}"; /* 40 bytes */
+    assert_int_equal(strlen(obj), 40);
+    for (int i = 0; i < 4; i++) {
+        bdy__event ev = {.rv = (uint64_t)(11 + i),
+                         .type = BDY_EVENT_ADDED,
+                         .group = strdup("bindery.dev"),
+                         .resource = strdup("worldinstances"),
+                         .ns = strdup("default"),
+                         .object = strdup(obj)};
+        bdy__watchlog_append(&log, &ev, 1);
+    }
+    /* 160 bytes appended, 100 kept at most: events 13 and 14 remain. */
+    assert_int_equal(log.bytes, 80);
+    assert_int_equal(bdy__watchlog_floor(&log), 12);
+    bdy_watch_event out;
+    assert_int_equal(bdy__watchlog_next(&log, early, 0, &out), BDY_EEXPIRED);
+    bdy__watchlog_close_watch(&log, early);
+    bdy_watch *late = NULL;
+    assert_int_equal(
+        bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 11, &late),
+        BDY_EEXPIRED);
+    assert_int_equal(
+        bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 12, &late), 0);
+    assert_int_equal(bdy__watchlog_next(&log, late, 0, &out), 0);
+    assert_int_equal(out.resource_version, 13);
+    json_object_put(out.object);
+    assert_int_equal(bdy__watchlog_next(&log, late, 0, &out), 0);
+    assert_int_equal(out.resource_version, 14);
+    json_object_put(out.object);
+    bdy__watchlog_close_watch(&log, late);
+    /* One event larger than the limit is still kept: it is the newest. */
+    char *big = malloc(301);
+    memset(big, ' ', 300);
+    big[0] = '{';
+    big[299] = '}';
+    big[300] = '\0';
+    bdy__event ev = {.rv = 15,
+                     .type = BDY_EVENT_ADDED,
+                     .group = strdup("bindery.dev"),
+                     .resource = strdup("worldinstances"),
+                     .ns = strdup("default"),
+                     .object = big};
+    bdy__watchlog_append(&log, &ev, 1);
+    assert_int_equal(log.bytes, 300);
+    assert_int_equal(bdy__watchlog_floor(&log), 14);
     bdy__watchlog_destroy(&log);
 }
 
@@ -1152,6 +1211,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_expiry_never_skips, setup_small_history,
                                         teardown),
         cmocka_unit_test(test_watchlog_skips_events_at_or_below_start),
+        cmocka_unit_test(test_watchlog_bounded_in_bytes),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_delete_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_crd_refused, setup, teardown),
