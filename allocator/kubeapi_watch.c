@@ -128,9 +128,12 @@ static int send_bookmark(watch_job *j, uint64_t rv, bool initial_end)
     return rc;
 }
 
-static int send_expired(bdy_http_stream *st, const char *message)
+/* An ERROR event carrying a Status: what the API server sends when a watch
+ * ends for a reason (410 makes the client relist, others a retry). */
+static int send_error_event(bdy_http_stream *st, unsigned code, const char *reason,
+                            const char *message)
 {
-    json_object *s = bdy__kube_status(410, "Expired", message);
+    json_object *s = bdy__kube_status(code, reason, message);
     if (s == NULL)
         return BDY_ENOMEM;
     int rc = send_event(st, "ERROR", s);
@@ -174,7 +177,8 @@ static void *watch_main(void *arg)
                 last_sent = bdy_monotonic_ns();
             }
         } else if (wrc == BDY_EEXPIRED) {
-            send_expired(j->st, "The resourceVersion for the provided watch is too old.");
+            send_error_event(j->st, 410, "Expired",
+                             "The resourceVersion for the provided watch is too old.");
             break;
         } else {
             break;
@@ -317,7 +321,7 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
         bdy_store_current_rv(k->store, &cur);
         snprintf(msg, sizeof(msg), "too old resource version: %llu (%llu)",
                  (unsigned long long)from_rv, (unsigned long long)cur);
-        send_expired(j->st, msg);
+        send_error_event(j->st, 410, "Expired", msg);
         bdy_http_stream_end(j->st);
         j->st = NULL;
         rc = 0;
@@ -331,6 +335,9 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
     pthread_attr_destroy(&attr);
     if (prc != 0) {
         bdy_error("kubeapi", "cannot start a watch thread");
+        /* The 200 has begun: without an error event the client would take
+         * the end for a quiet watch and come straight back. */
+        send_error_event(j->st, 500, "InternalError", "the server could not start this watch");
         bdy_http_stream_end(j->st);
         j->st = NULL;
         goto out;
