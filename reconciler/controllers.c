@@ -1032,6 +1032,22 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
     json_object *world = NULL;
     int rc = bdy_store_get(r->o.store, &BDY_GVR_WORLDS, ns, name, &world, NULL);
     if (rc == BDY_ENOTFOUND) {
+        /* Gone while its process runs: removed without its finalizer (its
+         * CRD was deleted, which takes every world with it). The process
+         * must not outlive its record, holding ports with nobody to stop
+         * it; the exit notice queues this key again. */
+        tracked gone;
+        if (track_get(r, key, &gone) && !gone.exited) {
+            if (!gone.stop_requested) {
+                bdy_warn("world",
+                         "world %s is gone from the store while its process runs: "
+                         "stopping it",
+                         key);
+                stop_once(r, key, &gone, manifest_grace_ms(r, NULL));
+            }
+            *requeue_ms = 5000; /* a safety net for a lost exit notice */
+            return 0;
+        }
         track_drop(r, key);
         return 0;
     }

@@ -1466,6 +1466,49 @@ static unrecorded make_unrecorded(bb_server *s, bool deleting)
     return u;
 }
 
+/* Deleting the WorldInstance CRD takes every world with it, finalizers or
+ * not (the store's cascade): their processes must stop too, not run on
+ * with nobody left to stop them. */
+static void test_crd_delete_stops_world_processes(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 4, NULL, 600);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    assert_true(json_object_array_length(items) >= 2);
+    char uid[2][64];
+    for (int i = 0; i < 2; i++) {
+        json_object *meta = json_object_object_get(json_object_array_get_idx(items, i), "metadata");
+        snprintf(uid[i], sizeof(uid[i]), "%s",
+                 json_object_get_string(json_object_object_get(meta, "uid")));
+        assert_int_equal(processes_of_world(uid[i]), 1);
+    }
+    json_object_put(list);
+    bb_response r = bb_request(&s, "DELETE",
+                               "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                               "worldinstances.bindery.dev",
+                               NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    int left = -1;
+    for (int waited = 0; waited <= 20000; waited += 200) {
+        left = processes_of_world(uid[0]) + processes_of_world(uid[1]);
+        if (left == 0)
+            break;
+        sleep_ms(200);
+    }
+    if (left != 0)
+        bb_print_log_tail(&s, "world processes outlived their CRD");
+    assert_int_equal(left, 0);
+    bb_cleanup(&s);
+}
+
 /* The restarted bindery takes the process back, not start a second. */
 static void test_unrecorded_world_is_taken_back(void **state)
 {
@@ -1544,6 +1587,7 @@ int main(void)
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
+        cmocka_unit_test_teardown(test_crd_delete_stops_world_processes, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
     };
