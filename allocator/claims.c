@@ -1194,12 +1194,20 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     int rc = bdy_ledger_get(c->o.ledger, id, &r);
     if (rc != 0) {
         if (rc != BDY_ENOTFOUND)
+            bdy_warn("claims", "cannot read claim %s from the ledger: %s", id, bdy_strerror(rc));
+        if (store_trouble(rc))
             materialize_again(c, id, trouble);
         goto out;
     }
     rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
     if (rc != 0 && rc != BDY_ENOTFOUND) {
-        materialize_again(c, id, trouble);
+        bdy_warn("claims", "claim %s: cannot read world %s/%s: %s", id, r->c.ns, r->c.world,
+                 bdy_strerror(rc));
+        /* Again when it may pass later; not for a world that cannot be
+         * read at all (BDY_ECORRUPT), which would hold the backoff up for
+         * every other claim. */
+        if (store_trouble(rc))
+            materialize_again(c, id, trouble);
         goto out;
     }
     json_object *meta = bdy_jget(world, "metadata");
@@ -2348,6 +2356,7 @@ static void release_allocation(bdy_claims *c, const char *id, const alloc_place 
     bdy_ledger_record *r = NULL;
     json_object *world = NULL;
     bool live = true;
+    bool first = false; /* this call begins the world's end: demand counts it */
     char pool_name[BDY_NAME_MAX] = "";
     char world_name[BDY_NAME_MAX];
     snprintf(world_name, sizeof(world_name), "%s", place->world);
@@ -2375,8 +2384,8 @@ static void release_allocation(bdy_claims *c, const char *id, const alloc_place 
         rc = bdy_allocation_release(c->o.store, world, "Released", &eb);
         /* Once: a repeated or concurrent DELETE finds the world already
          * being deleted. */
-        if (rc == 0 && c->rec != NULL &&
-            bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL)
+        first = bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL;
+        if (rc == 0 && c->rec != NULL && first)
             bdy_reconciler_event_if_spare(c->rec, world, "Normal", "Released",
                                           "allocation %s released by its client; the world stops",
                                           id);
@@ -2392,6 +2401,7 @@ static void release_allocation(bdy_claims *c, const char *id, const alloc_place 
         /* Not in the world's status (yet, or any more): from the row. */
         snprintf(pool_name, sizeof(pool_name), "%s", r->c.pool);
         rc = release_from_ledger(c, &r->c, world, "Released", &eb);
+        first = true; /* the row was live until now */
     } else {
         live = false; /* nothing live to release: already gone */
     }
@@ -2410,15 +2420,18 @@ out:
         bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
         return;
     }
-    if (live && !place->released) {
+    if (live) {
         pthread_mutex_lock(&c->lock);
         alloc_entry *e = id_find(c, id, false);
         if (e != NULL)
             e->released = true;
         pthread_mutex_unlock(&c->lock);
+    }
+    /* Counted by the call that ended it: a retry after a release cut short
+     * counts it (the first attempt answered 503), a repeat does not. */
+    if (first)
         bdy_demand_record(c->o.demand, place->ns, pool_name, BDY_DEMAND_RELEASE,
                           bdy_wall_seconds());
-    }
     resp->status = 204;
 }
 

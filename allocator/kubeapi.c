@@ -251,7 +251,9 @@ static int parse_body(const bdy_http_request *req, bool want_object, json_object
     /* Stored text must stay valid UTF-8: every client reads it back. */
     if (!bdy_utf8_valid(req->body, req->body_len))
         return bdy_fail(eb, BDY_EINVAL, "the request body is not valid UTF-8");
-    json_tokener *tok = json_tokener_new_ex(BDY_JSON_MAX_DEPTH);
+    /* json-c's depth n takes n - 1 levels around a scalar: one more, so
+     * that every object the store holds can be sent back (GET, then PUT). */
+    json_tokener *tok = json_tokener_new_ex(BDY_JSON_MAX_DEPTH + 1);
     if (tok == NULL)
         return BDY_ENOMEM;
     json_object *o = json_tokener_parse_ex(tok, req->body, (int)req->body_len);

@@ -780,8 +780,10 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     bdy_world_handle h;
     int rc = 0;
     bool reclaimed = false;
-    if (track_get(r, key, &t) && !t.exited) {
-        h = t.h; /* started by an earlier attempt whose status write failed */
+    if (track_get(r, key, &t) && !t.exited && !t.stop_requested) {
+        /* Started by an earlier attempt whose status write failed. Not a
+         * process being stopped: that is an earlier world of this name. */
+        h = t.h;
     } else {
         rc =
             build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, true, why, sizeof(why));
@@ -1037,7 +1039,13 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
          * must not outlive its record, holding ports with nobody to stop
          * it; the exit notice queues this key again. */
         tracked gone;
-        if (track_get(r, key, &gone) && !gone.exited) {
+        bdy_world_seen seen;
+        /* Only once the informer has seen it deleted (the fleet forgot it):
+         * a resource the store cannot serve now (its CRD's storage version
+         * changed) reads NotFound too, and its worlds, allocated ones
+         * included, must run on. */
+        bool forgotten = bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) != 0;
+        if (forgotten && track_get(r, key, &gone) && !gone.exited) {
             if (!gone.stop_requested) {
                 bdy_warn("world",
                          "world %s is gone from the store while its process runs: "
