@@ -407,9 +407,45 @@ static const char *merge_key(const char *field)
     return NULL;
 }
 
+/* Lists of scalars merged as sets instead of replaced (patchStrategy
+ * merge without a key): what the built-in types tag that way. */
+static bool merges_as_set(const char *field)
+{
+    return strcmp(field, "finalizers") == 0;
+}
+
+#define DELETE_FROM_PRIMITIVE_LIST "$deleteFromPrimitiveList/"
+
 static bool is_directive(const char *key)
 {
-    return key[0] == '$' || strncmp(key, "$setElementOrder/", 17) == 0;
+    return key[0] == '$';
+}
+
+static bool list_has(json_object *list, json_object *v)
+{
+    for (size_t i = 0;
+         json_object_is_type(list, json_type_array) && i < json_object_array_length(list); i++)
+        if (json_object_equal(json_object_array_get_idx(list, i), v))
+            return true;
+    return false;
+}
+
+/* A set-merged list: current, then what patch adds, less what drop (the
+ * $deleteFromPrimitiveList directive, may be NULL) names. New array. */
+static json_object *smp_set(json_object *current, json_object *patch, json_object *drop)
+{
+    json_object *out = json_object_new_array();
+    json_object *parts[] = {current, patch};
+    for (size_t p = 0; p < 2; p++) {
+        for (size_t i = 0; json_object_is_type(parts[p], json_type_array) &&
+                           i < json_object_array_length(parts[p]);
+             i++) {
+            json_object *v = json_object_array_get_idx(parts[p], i);
+            if (!list_has(out, v) && !list_has(drop, v))
+                json_object_array_add(out, json_object_get(v));
+        }
+    }
+    return out;
 }
 
 static json_object *smp_to_merge(json_object *current, json_object *patch);
@@ -417,13 +453,23 @@ static json_object *smp_to_merge(json_object *current, json_object *patch);
 /* Merges one patch list element into a copy of the current list. */
 static json_object *smp_list(json_object *current, json_object *patch, const char *key)
 {
+    /* {"$patch": "replace"} among the elements: the list is the patch's
+     * other elements, the current ones dropped. */
+    bool replace = false;
+    for (size_t i = 0; i < json_object_array_length(patch) && !replace; i++) {
+        const char *d = bdy_jstr(json_object_array_get_idx(patch, i), "$patch");
+        replace = d != NULL && strcmp(d, "replace") == 0;
+    }
     json_object *out = json_object_new_array();
-    for (size_t i = 0;
-         json_object_is_type(current, json_type_array) && i < json_object_array_length(current);
+    for (size_t i = 0; !replace && json_object_is_type(current, json_type_array) &&
+                       i < json_object_array_length(current);
          i++)
         json_object_array_add(out, json_object_get(json_object_array_get_idx(current, i)));
     for (size_t i = 0; i < json_object_array_length(patch); i++) {
         json_object *pe = json_object_array_get_idx(patch, i);
+        const char *d = bdy_jstr(pe, "$patch");
+        if (d != NULL && strcmp(d, "replace") == 0)
+            continue;
         json_object *pk = bdy_jget(pe, key);
         size_t found = SIZE_MAX;
         for (size_t j = 0; pk != NULL && j < json_object_array_length(out); j++) {
@@ -468,12 +514,28 @@ static json_object *smp_to_merge(json_object *current, json_object *patch)
             continue;
         json_object *cur = bdy_jget(current, key);
         const char *mk = merge_key(key);
+        char drop_key[160];
+        snprintf(drop_key, sizeof(drop_key), DELETE_FROM_PRIMITIVE_LIST "%s", key);
         if (json_object_is_type(val, json_type_object))
             json_object_object_add(out, key, smp_to_merge(cur, val));
         else if (json_object_is_type(val, json_type_array) && mk != NULL)
             json_object_object_add(out, key, smp_list(cur, val, mk));
+        else if (json_object_is_type(val, json_type_array) && merges_as_set(key))
+            json_object_object_add(out, key, smp_set(cur, val, bdy_jget(patch, drop_key)));
         else
             json_object_object_add(out, key, json_object_get(val));
+    }
+    /* Removals from a list the patch does not otherwise name (what
+     * kubectl apply sends to take a finalizer away). */
+    size_t plen = strlen(DELETE_FROM_PRIMITIVE_LIST);
+    json_object_object_foreach(patch, dkey, dval)
+    {
+        const char *field = dkey + plen;
+        if (strncmp(dkey, DELETE_FROM_PRIMITIVE_LIST, plen) != 0 || bdy_jget(patch, field) != NULL)
+            continue;
+        json_object *cur = bdy_jget(current, field);
+        if (json_object_is_type(cur, json_type_array))
+            json_object_object_add(out, field, smp_set(cur, NULL, dval));
     }
     return out;
 }

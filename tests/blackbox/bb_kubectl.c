@@ -383,6 +383,22 @@ static void test_label_annotate_patch(void **state)
              "spec: {holderIdentity: pod-b, leaseDurationSeconds: 15}\n");
     expect_kubectl("configured", "apply -f lease.yaml");
     expect_kubectl("pod-b", "get lease leader");
+    /* Finalizers merge as a set; kubectl apply removes one with a
+     * $deleteFromPrimitiveList directive; $patch: replace replaces a
+     * keyed list. */
+    expect_kubectl("patched", "patch pod p1 -p '{\"metadata\":{\"finalizers\":[\"x.io/a\"]}}'");
+    expect_kubectl("patched", "patch pod p1 -p '{\"metadata\":{\"finalizers\":[\"x.io/b\"]}}'");
+    expect_kubectl("[x.io/a x.io/b]", "get pod p1 -o jsonpath='[{.metadata.finalizers[*]}]'");
+    expect_kubectl("patched",
+                   "patch pod p1 -p "
+                   "'{\"metadata\":{\"$deleteFromPrimitiveList/finalizers\":[\"x.io/a\"]}}'");
+    expect_kubectl("[x.io/b]", "get pod p1 -o jsonpath='[{.metadata.finalizers[*]}]'");
+    expect_kubectl("patched", "patch pod p1 -p '{\"spec\":{\"containers\":[{\"$patch\":"
+                              "\"replace\"},{\"name\":\"c\",\"image\":\"nginx\"}]}}'");
+    expect_kubectl("[c]", "get pod p1 -o jsonpath='[{.spec.containers[*].name}]'");
+    expect_kubectl("patched",
+                   "patch pod p1 -p "
+                   "'{\"metadata\":{\"$deleteFromPrimitiveList/finalizers\":[\"x.io/b\"]}}'");
     expect_kubectl("deleted", "delete pod p1");
 }
 
