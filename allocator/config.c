@@ -108,6 +108,8 @@ typedef enum cfg_name_kind {
 
 typedef struct cfg_field cfg_field;
 
+typedef struct cfg_ctx cfg_ctx;
+
 /* minWarm <= maxWarm: both keys name CFG_UINT fields of the same section. */
 typedef struct cfg_order {
     const char *lo;
@@ -122,6 +124,8 @@ typedef struct cfg_section {
     const char *const *one_of;   /* NULL-terminated CFG_NAME keys; exactly one set */
     const char *const *identity; /* NULL-terminated string keys unique within a list */
     const char *noun;            /* what one element is, for duplicate messages */
+    /* Rules no table says, run last on the decoded base; NULL: none. */
+    int (*check)(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
 } cfg_section;
 
 struct cfg_field {
@@ -309,7 +313,9 @@ static const cfg_field override_fields[] = {
     UINT_FIELD(bdy_config_override, min_warm, "minWarm", 0, 100000, "0",
                "fewest warm worlds during the window (ready when it opens)"),
 };
-static const cfg_section override_section = PLAIN_SECTION(override_fields);
+static int check_override(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
+static const cfg_section override_section = {
+    .fields = override_fields, .nfields = ARRAY_LEN(override_fields), .check = check_override};
 static const cfg_field override_item = {.key = "",
                                         .type = CFG_SECTION,
                                         .size = sizeof(bdy_config_override),
@@ -401,11 +407,11 @@ static const cfg_field top_fields[] = {
 static const cfg_section top_section = PLAIN_SECTION(top_fields);
 
 /* What one decode needs besides the tree. */
-typedef struct cfg_ctx {
+struct cfg_ctx {
     const char *name;     /* prefix of messages: the file name or the flag */
     const char *base_dir; /* absolute; relative paths resolve against it */
     bdy_errbuf *eb;
-} cfg_ctx;
+};
 
 /* ---------------------------------------------------------------------- */
 /* Messages                                                                 */
@@ -1172,8 +1178,36 @@ static int check_section(const cfg_ctx *c, const cfg_section *s, const bdy_ynode
         if (rc < 0)
             return rc;
     }
-    if (s->one_of != NULL)
-        return check_one_of(c, s, n, path, base);
+    if (s->one_of != NULL) {
+        int rc = check_one_of(c, s, n, path, base);
+        if (rc < 0)
+            return rc;
+    }
+    return s->check != NULL ? s->check(c, n, path, base) : 0;
+}
+
+/* from and to of a window are the same kind (both times of day, or both
+ * RFC 3339 times, the later after the earlier): the demand module refuses
+ * a mix, which would otherwise pass here and fail the start (or half
+ * apply a reload). */
+static int check_override(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base)
+{
+    const bdy_config_override *o = base;
+    bool daily_from = false;
+    bool daily_to = false;
+    double from = 0;
+    double to = 0;
+    if (bdy_override_time_parse(o->from, &daily_from, &from) != 0 ||
+        bdy_override_time_parse(o->to, &daily_to, &to) != 0)
+        return 0; /* the fields' own rules have said so */
+    char kpath[CFG_MAX_KEY_PATH];
+    snprintf(kpath, sizeof(kpath), "%s%sto", path, path[0] ? "." : "");
+    unsigned line = key_line(n, "to") ? key_line(n, "to") : n->line;
+    if (daily_from != daily_to)
+        return cfg_fail(c, BDY_EINVAL, line, kpath, "must be the same kind as from (%s): %s",
+                        o->from, daily_from ? "a time of day HH:MM" : "an RFC 3339 time");
+    if (!daily_from && to <= from)
+        return cfg_fail(c, BDY_EINVAL, line, kpath, "must be after from (%s)", o->from);
     return 0;
 }
 

@@ -63,6 +63,10 @@ typedef struct daemon_state {
     bdy_metric *store_rv;
     bdy_metric *manifests_applied;
     unsigned connections; /* the HTTP connection limit in force */
+    /* listen and dataDir as the config file says them, before --listen and
+     * --data: what a reload's file is compared with. Owned. */
+    char *file_listen;
+    char *file_data_dir;
 } daemon_state;
 
 static int usage(void)
@@ -338,6 +342,21 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The runtime settings read once at start. */
+static bool same_runtime(const bdy_config_runtime *a, const bdy_config_runtime *b)
+{
+    return a->kind == b->kind && a->port_min == b->port_min && a->port_max == b->port_max &&
+           same_str(a->work_dir, b->work_dir) && same_str(a->log_dir, b->log_dir) &&
+           a->bench_ready_delay_ms == b->bench_ready_delay_ms;
+}
+
+static bool same_demand(const bdy_config_demand *a, const bdy_config_demand *b)
+{
+    return a->minute_retention_h == b->minute_retention_h &&
+           a->retention_days == b->retention_days && a->lead_time_s == b->lead_time_s &&
+           a->weekly == b->weekly;
+}
+
 static bool same_http(const bdy_config_http *a, const bdy_config_http *b)
 {
     return a->threads == b->threads && a->max_body_bytes == b->max_body_bytes &&
@@ -373,48 +392,52 @@ static void reload(daemon_state *d, const char *path)
         count_reload(d, "refused");
         return;
     }
-    /* The command-line overrides stay in force across reloads. */
+    /* Compared before the command-line overrides, which stay in force
+     * across reloads and would hide an edit of the file. */
+    bool restart_only_edited = !same_str(next->listen, d->file_listen) ||
+                               !same_str(next->data_dir, d->file_data_dir) ||
+                               !same_runtime(&next->runtime, &d->cfg->runtime) ||
+                               !same_demand(&next->demand, &d->cfg->demand);
+    char *file_listen = strdup(next->listen);
+    char *file_data_dir = strdup(next->data_dir);
+    if (file_listen == NULL || file_data_dir == NULL) {
+        bdy_error("config", "reload refused: out of memory");
+        count_reload(d, "refused");
+        free(file_listen);
+        free(file_data_dir);
+        bdy_config_free(next);
+        return;
+    }
     bdy_config_override_listen(next, d->cfg->listen, NULL);
     bdy_config_override_data_dir(next, d->cfg->data_dir, NULL);
     if (next->auth.token_file != NULL) {
         rc = bdy_auth_load(next->auth.token_file, &auth, &eb);
         if (rc != 0) {
             bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
-            count_reload(d, "refused");
-            bdy_config_free(next);
-            return;
+            goto refused;
         }
     } else if (d->auth_on) {
         bdy_error("config", "reload refused: turning authentication off needs a restart "
                             "(the server may be listening beyond loopback)");
-        count_reload(d, "refused");
-        bdy_config_free(next);
-        return;
+        goto refused;
     }
     rc = apply_startup_manifests(d, next, &eb);
     if (rc != 0) {
         bdy_error("config", "reload refused, manifests did not apply: %s", eb.message);
-        count_reload(d, "refused");
-        bdy_auth_free(auth);
-        bdy_config_free(next);
-        return;
+        goto refused;
     }
-    if (!same_str(next->listen, d->cfg->listen) || !same_str(next->data_dir, d->cfg->data_dir) ||
-        !same_http(&next->http, &d->cfg->http) || !same_store(&next->store, &d->cfg->store) ||
-        next->runtime.kind != d->cfg->runtime.kind ||
-        next->runtime.port_min != d->cfg->runtime.port_min ||
-        next->runtime.port_max != d->cfg->runtime.port_max ||
+    if (restart_only_edited || !same_http(&next->http, &d->cfg->http) ||
+        !same_store(&next->store, &d->cfg->store) ||
         next->reconciler.workers != d->cfg->reconciler.workers)
-        bdy_warn("config", "listen, dataDir, http, store, runtime and reconciler settings change "
-                           "only on restart");
+        bdy_warn("config", "listen, dataDir, http, store, runtime, demand and reconciler settings "
+                           "change only on restart: the running ones stay in force");
     check_fd_budget_on_reload(next, d->connections);
+    bdy_errbuf_clear(&eb);
     if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0 ||
-        bdy_demand_set_pools(d->demand, &next->pools, NULL) != 0) {
-        bdy_error("config", "reload refused: out of memory applying pools");
-        count_reload(d, "refused");
-        bdy_auth_free(auth);
-        bdy_config_free(next);
-        return;
+        bdy_demand_set_pools(d->demand, &next->pools, &eb) != 0) {
+        bdy_error("config", "reload refused, applying the pools failed: %s",
+                  eb.message[0] ? eb.message : "out of memory");
+        goto refused;
     }
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
@@ -427,8 +450,19 @@ static void reload(daemon_state *d, const char *path)
     }
     bdy_config_free(d->cfg);
     d->cfg = next;
+    free(d->file_listen);
+    free(d->file_data_dir);
+    d->file_listen = file_listen;
+    d->file_data_dir = file_data_dir;
     count_reload(d, "applied");
     bdy_info("config", "reloaded %s", path);
+    return;
+refused:
+    count_reload(d, "refused");
+    bdy_auth_free(auth);
+    free(file_listen);
+    free(file_data_dir);
+    bdy_config_free(next);
 }
 
 /* Creates the runtime, the reconciler (world informer, controllers) and
@@ -633,6 +667,9 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     startup_signals_begin(&ss);
 
     rc = bdy_config_load(config_path, &d.cfg, &eb);
+    if (rc == 0 && ((d.file_listen = strdup(d.cfg->listen)) == NULL ||
+                    (d.file_data_dir = strdup(d.cfg->data_dir)) == NULL))
+        rc = bdy_fail(&eb, BDY_ENOMEM, "out of memory");
     if (rc == 0 && listen != NULL)
         rc = bdy_config_override_listen(d.cfg, listen, &eb);
     if (rc == 0 && data_dir != NULL)
@@ -796,6 +833,8 @@ out:
     bdy_metrics_free(d.metrics);
     bdy_auth_free(d.auth);
     bdy_config_free(d.cfg);
+    free(d.file_listen);
+    free(d.file_data_dir);
     if (rc == 0)
         bdy_info("main", "stopped");
     return rc == 0 ? 0 : 1;

@@ -102,7 +102,7 @@
  *       overrides: []               → overrides (at most 16)
  *         - from: "17:45"           → from   HH:MM[:SS] UTC daily, or RFC 3339
  *           to: "19:00"             → to     the same kind as from
- *           minWarm: 200            → min_warm 0..100000
+ *           minWarm: 200            → min_warm 0..100000, capped by maxWarm
  *         Scheduled floors of the warm target; the pool starts filling
  *         early enough for the worlds to be Ready when the window opens.
  *   Keys that must agree are checked after decoding, naming the key written:

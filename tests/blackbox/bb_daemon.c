@@ -149,6 +149,22 @@ static void test_reload_keeps_old_config_when_new_is_bad(void **state)
     r = bb_request(&s, "GET", "/healthz", NULL, NULL);
     bb_response_free(&r);
     assert_true(bb_log_contains(&s, "\"level\":\"debug\"", 5000));
+
+    /* An edited listen is reported as needing a restart, although the
+     * --listen and --data given at start stay in force (and hid it). */
+    bb_write(&s, "bindery.yaml", "logLevel: debug\nlisten: 127.0.0.1:1\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "change only on restart", 5000));
+    r = bb_request(&s, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    /* A window whose ends are of two kinds is refused like any bad config
+     * (it used to pass, then fail half-way through applying the pools). */
+    bb_write(&s, "bindery.yaml",
+             "logLevel: debug\npools:\n  - name: a\n    manifest: a\n    overrides:\n"
+             "      - {from: \"17:45\", to: \"2025-06-01T19:00:00Z\"}\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "must be the same kind as from", 5000));
     bb_cleanup(&s);
 }
 

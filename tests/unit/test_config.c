@@ -775,6 +775,15 @@ static void test_pool_cross_field(void **state)
         {"pools:\n  - {name: a, namespace: eu, manifest: m}\n  - {name: b, booklet: m}\n"
          "  - {namespace: eu, name: a, booklet: m}\n",
          "bindery.yaml:4: pools[2].name: pool eu/a is defined twice (first at line 2)"},
+        /* Override windows: from and to of one kind, an absolute one
+         * forwards. */
+        {"pools:\n  - name: a\n    manifest: a\n    overrides:\n      - from: \"17:45\"\n"
+         "        to: \"2025-06-01T19:00:00Z\"\n",
+         "bindery.yaml:6: pools[0].overrides[0].to: must be the same kind as from (17:45): a "
+         "time of day HH:MM"},
+        {"pools:\n  - name: a\n    manifest: a\n    overrides:\n"
+         "      - {from: \"2025-06-01T19:00:00Z\", to: \"2025-06-01T18:00:00Z\"}\n",
+         "bindery.yaml:5: pools[0].overrides[0].to: must be after from (2025-06-01T19:00:00Z)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         load_fails(cases[i][0], BDY_EINVAL, cases[i][1]);
