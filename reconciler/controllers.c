@@ -29,6 +29,7 @@
 #define EVENT_MAX_COUNT 10000
 #define EVENT_SWEEP_EVERY_S 60.0
 #define EVENT_SWEEP_MAX_DELETES 1000
+#define EVENT_SWEEP_BACKLOG_S 2.0 /* after a sweep that left old events behind */
 /* Events are explanations, not a log of everything: beyond this rate they
  * are dropped (and counted) so high churn never floods the store. */
 #define EVENT_RATE_PER_S 50.0
@@ -423,12 +424,13 @@ static int cmp_double(const void *a, const void *b)
  * EVENT_MAX_COUNT, so the history stays bounded. At most
  * EVENT_SWEEP_MAX_DELETES per sweep, so a backlog drains over several
  * sweeps instead of flooding the store at once. */
-static void sweep_events(bdy_reconciler *r)
+static bool sweep_events(bdy_reconciler *r)
 {
+    bool more = false;
     bdy_list_opts lo = {0};
     bdy_list_result res;
     if (bdy_store_list(r->o.store, &BDY_GVR_EVENTS, &lo, &res, NULL) != 0)
-        return;
+        return false;
     size_t n = json_object_array_length(res.items);
     double *times = calloc(n ? n : 1, sizeof(double));
     double *sorted = calloc(n ? n : 1, sizeof(double));
@@ -456,10 +458,12 @@ static void sweep_events(bdy_reconciler *r)
                          bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL);
         deleted++;
     }
+    more = deleted == EVENT_SWEEP_MAX_DELETES;
 out:
     free(times);
     free(sorted);
     bdy_list_result_free(&res);
+    return more;
 }
 
 static void *event_main(void *arg)
@@ -467,6 +471,10 @@ static void *event_main(void *arg)
     bdy_reconciler *r = arg;
     bdy_thread_start("bdy-events", true);
     double last_sweep = bdy_wall_seconds();
+    /* A sweep that stopped at its most deletes comes back soon: events are
+     * admitted at up to EVENT_RATE_PER_S (3,000 a minute), which a sweep a
+     * minute of 1,000 deletes could never drain. */
+    double sweep_every = EVENT_SWEEP_EVERY_S;
     for (;;) {
         pthread_mutex_lock(&r->ev_lock);
         while (r->ev_head == NULL && !atomic_load(&r->stopping)) {
@@ -474,7 +482,7 @@ static void *event_main(void *arg)
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&r->ev_cond, &r->ev_lock, &ts);
-            if (bdy_wall_seconds() - last_sweep > EVENT_SWEEP_EVERY_S)
+            if (bdy_wall_seconds() - last_sweep > sweep_every)
                 break;
         }
         event_item *it = r->ev_head;
@@ -494,8 +502,8 @@ static void *event_main(void *arg)
             json_object_put(it->event);
             free(it);
         }
-        if (bdy_wall_seconds() - last_sweep > EVENT_SWEEP_EVERY_S) {
-            sweep_events(r);
+        if (bdy_wall_seconds() - last_sweep > sweep_every) {
+            sweep_every = sweep_events(r) ? EVENT_SWEEP_BACKLOG_S : EVENT_SWEEP_EVERY_S;
             last_sweep = bdy_wall_seconds();
         }
     }
@@ -885,12 +893,24 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     unsigned deadline_s = 120;
     char why[512];
     *rc = 0;
-    if (build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, false, why, sizeof(why)) !=
-        0) {
+    int brc =
+        build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, false, why, sizeof(why));
+    if (brc != 0) {
         json_object_put(manifest);
-        if (phase == BDY_PHASE_STARTING)
+        /* The store could not say (a read error, or a resource it cannot
+         * serve now): no verdict; retried with backoff. */
+        if (brc != BDY_ENOTFOUND && brc != BDY_EINVAL && brc != BDY_EUNSUPPORTED) {
+            *rc = brc;
+            return 0;
+        }
+        if (phase == BDY_PHASE_STARTING) {
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "ManifestGone", "Warning", "%s", why);
-        return 0;
+            return 0;
+        }
+        /* A warm world whose manifest went: it runs on, and is looked at
+         * again, so probing resumes once the manifest is back (nothing
+         * else would queue a Ready world again). */
+        return DEFAULT_PROBE_PERIOD_MS * 5;
     }
     tracked t;
     track_get(r, key, &t);
