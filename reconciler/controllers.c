@@ -553,12 +553,29 @@ static json_object *phase_status(json_object *world, bdy_phase phase, const char
     json_object_object_add(timings, stamp[phase], json_object_new_string(now));
     json_object_object_add(st, "timings", timings);
     bool ready = phase == BDY_PHASE_READY || phase == BDY_PHASE_ALLOCATED;
+    const char *cond_status = ready ? "True" : "False";
+    /* lastTransitionTime is when the condition's status last changed
+     * (Starting to Failed is False to False): kept from the condition in
+     * force when the status stays. */
+    const char *since = now;
+    json_object *old_conds = bdy_jget(bdy_jget(world, "status"), "conditions");
+    for (size_t i = 0;
+         json_object_is_type(old_conds, json_type_array) && i < json_object_array_length(old_conds);
+         i++) {
+        json_object *c = json_object_array_get_idx(old_conds, i);
+        const char *type = bdy_jstr(c, "type");
+        const char *was = bdy_jstr(c, "status");
+        const char *at = bdy_jstr(c, "lastTransitionTime");
+        if (type != NULL && strcmp(type, "Ready") == 0 && was != NULL &&
+            strcmp(was, cond_status) == 0 && at != NULL)
+            since = at;
+    }
     json_object *cond = json_object_new_object();
     json_object_object_add(cond, "type", json_object_new_string("Ready"));
-    json_object_object_add(cond, "status", json_object_new_string(ready ? "True" : "False"));
+    json_object_object_add(cond, "status", json_object_new_string(cond_status));
     json_object_object_add(cond, "reason", json_object_new_string(reason));
     json_object_object_add(cond, "message", json_object_new_string(message ? message : ""));
-    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(now));
+    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(since));
     json_object_object_add(cond, "observedGeneration", json_object_new_int64(gen));
     json_object *conds = json_object_new_array();
     json_object_array_add(conds, cond);

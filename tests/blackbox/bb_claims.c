@@ -1167,6 +1167,29 @@ static void test_failed_world_gets_its_grace(void **state)
              "    args: [\"-c\", \"trap '' TERM; while :; do sleep 0.2; done\"]\n");
     assert_true(bb_start(&s, NULL));
     assert_true(bb_log_contains(&s, "StartDeadlineExceeded", 30000));
+    /* Starting to Failed leaves the Ready condition False: its
+     * lastTransitionTime stays when it became False, at the start. */
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    json_object *st = NULL; /* the failed world's (a replacement may be there too) */
+    for (size_t i = 0; i < json_object_array_length(items) && st == NULL; i++) {
+        json_object *wst = json_object_object_get(json_object_array_get_idx(items, i), "status");
+        const char *phase = json_object_get_string(json_object_object_get(wst, "phase"));
+        if (phase != NULL && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Terminating") == 0))
+            st = wst;
+    }
+    assert_non_null(st);
+    const char *starting = json_object_get_string(
+        json_object_object_get(json_object_object_get(st, "timings"), "startingAt"));
+    json_object *cond = json_object_array_get_idx(json_object_object_get(st, "conditions"), 0);
+    assert_non_null(starting);
+    assert_string_equal(json_object_get_string(json_object_object_get(cond, "status")), "False");
+    assert_string_equal(json_object_get_string(json_object_object_get(cond, "lastTransitionTime")),
+                        starting);
+    json_object_put(list);
     /* Half the grace later it still runs; it is killed once the grace is up. */
     sleep_ms(4000);
     assert_false(bb_log_contains(&s, "outlived its grace period", 0));
