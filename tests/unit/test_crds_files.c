@@ -289,6 +289,12 @@ static void test_worldinstances(void **state)
                  &obj);
     json_object_put(obj);
     expect_valid(crd, "{\"spec\":{\"pool\":\"arena-eu\",\"booklet\":\"arena-full\"}}", &obj);
+    /* A new world (its status dropped on create) reads Pending. */
+    json_object *status = NULL;
+    json_object *phase = NULL;
+    assert_true(json_object_object_get_ex(obj, "status", &status));
+    assert_true(json_object_object_get_ex(status, "phase", &phase));
+    assert_string_equal(json_object_get_string(phase), "Pending");
     json_object_put(obj);
 
     expect_invalid(crd, "{\"spec\":{\"manifest\":\"arena\"}}", "spec.pool", "FieldValueRequired");
