@@ -28,6 +28,12 @@
 /* Kubernetes namespace names are DNS-1123 labels. */
 #define AUTH_MAX_NAMESPACE_LEN 63u
 #define AUTH_MAX_RATE 1e6
+/* Slowest limit besides 0 (unlimited): one request in about 17 minutes.
+ * Slower ones made Retry-After overflow its unsigned (undefined
+ * behaviour: 1410065408 s for 1e-10, or 0 for 1e-320). */
+#define AUTH_MIN_RATE 1e-3
+/* Longest Retry-After given, whatever the arithmetic says. */
+#define AUTH_MAX_RETRY_AFTER_S 3600.0
 #define AUTH_HASH_HEX_LEN 64u
 /* Longest field path in an error: tokens[1023].namespaces[255]. */
 #define AUTH_FIELD_LEN 80
@@ -266,10 +272,10 @@ static int parse_rate(const load_ctx *ctx, const bdy_ynode *n, const char *field
         else if (v.kind == BDY__YPLAIN_FLOAT)
             rate = v.d;
     }
-    if (!(rate >= 0 && rate <= AUTH_MAX_RATE))
+    if (!(rate == 0 || (rate >= AUTH_MIN_RATE && rate <= AUTH_MAX_RATE)))
         return fail_at(ctx, n->line, field,
-                       "must be a number from 0 (unlimited) to %.0f requests per second",
-                       AUTH_MAX_RATE);
+                       "must be a number, 0 (unlimited) or from %g to %.0f requests per second",
+                       AUTH_MIN_RATE, AUTH_MAX_RATE);
     p->rate = rate;
     return 0;
 }
@@ -534,7 +540,9 @@ bool bdy_principal_take(const bdy_principal *cp, unsigned *retry_after_s)
     pthread_mutex_unlock(&p->lock);
     if (!ok && retry_after_s != NULL) {
         double s = ceil(wait);
-        *retry_after_s = s < 1 ? 1 : (unsigned)s;
+        *retry_after_s = s < 1                        ? 1
+                         : s > AUTH_MAX_RETRY_AFTER_S ? (unsigned)AUTH_MAX_RETRY_AFTER_S
+                                                      : (unsigned)s;
     }
     return ok;
 }

@@ -7,7 +7,7 @@
  *       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
  *       namespaces: ["default", "ranked"]   # or ["*"]
  *       verbs: [allocate, release, read]     # and/or admin
- *       ratePerSecond: 200                  # optional, 0 = unlimited
+ *       ratePerSecond: 200                  # optional, 0 = unlimited, else 0.001..1e6
  *
  * A presented token is hashed and compared with every entry in constant time,
  * so timing reveals neither which entry nor how much of a hash matched.

@@ -295,6 +295,9 @@ static void test_bad_files(void **state)
          "6: tokens[0].ratePerSecond: ", "tokens[0].ratePerSecond", "a number"},
         {ENTRY_HEAD "    namespaces: [x]\n    verbs: [read]\n    ratePerSecond: .nan\n", BDY_EINVAL,
          "6: tokens[0].ratePerSecond: ", "tokens[0].ratePerSecond", "a number"},
+        /* Slower than one request in ~17 minutes made Retry-After overflow. */
+        {ENTRY_HEAD "    namespaces: [x]\n    verbs: [read]\n    ratePerSecond: 1e-10\n",
+         BDY_EINVAL, "6: tokens[0].ratePerSecond: ", "tokens[0].ratePerSecond", "0.001"},
         {ENTRY_HEAD "    namespaces: [default, Ranked]\n    verbs: [read]\n", BDY_EINVAL,
          "4: tokens[0].namespaces[1]: ", "tokens[0].namespaces[1]", "\"Ranked\""},
         {ENTRY_HEAD "    namespaces: []\n    verbs: [read]\n", BDY_EINVAL,
