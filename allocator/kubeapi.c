@@ -12,6 +12,7 @@
 #include "bindery/jsonpatch.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
+#include "bindery/selector.h"
 #include "bindery/util.h"
 
 #include <errno.h>
@@ -896,7 +897,20 @@ static void resource_cb(void *data, const bdy_http_request *req, bdy_http_respon
     }
     bdy_kube_parse_accept(bdy_http_header(req, "Accept"), &v.accept);
     bool named = path.name[0] != '\0';
-    if (read && !named && v.q.watch) {
+    if (read && v.q.watch) {
+        /* A watch of one named object (deprecated, still served by the API
+         * server) is the collection's watch selecting that name. */
+        char by_name[BDY_SELECTOR_MAX_TEXT + 1];
+        if (named) {
+            int len = snprintf(by_name, sizeof(by_name), "metadata.name=%s%s%s", path.name,
+                               v.q.field_selector ? "," : "",
+                               v.q.field_selector ? v.q.field_selector : "");
+            if (len < 0 || (size_t)len >= sizeof(by_name)) {
+                bdy__kube_fail_msg(resp, 400, "BadRequest", "the field selector is too long");
+                return;
+            }
+            v.q.field_selector = by_name;
+        }
         bdy__kube_watch(k, req, resp, &v.info, v.ns, &v.q, v.accept.table);
         return;
     }

@@ -785,6 +785,14 @@ static void test_watch_expired_and_relist(void **state)
     assert_true(added < mark);
     bb_response_free(&r);
 
+    /* A watch of one named object streams that object's events only. */
+    r = bb_request(&srv, "GET", MM "/demo?watch=1&timeoutSeconds=1", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"type\":\"ADDED\""));
+    assert_non_null(strstr(r.body, "\"name\":\"demo\""));
+    assert_null(strstr(r.body, "watched-one"));
+    bb_response_free(&r);
+
     /* kubectl (a reflector for delete --wait) works after all this. */
     expect_kubectl("deleted", "delete mm watched-one");
 }
