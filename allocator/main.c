@@ -111,15 +111,26 @@ static void readyz_cb(void *data, const bdy_http_request *req, bdy_http_response
     bdy_buf_appends(&resp->body, "{\"status\":\"ok\"}");
 }
 
+static bool principal_reads_ns(void *principal, const char *ns)
+{
+    return bdy_principal_allows(principal, BDY_VERB_READ, ns);
+}
+
 static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     daemon_state *d = data;
-    (void)req;
     uint64_t rv = 0;
     if (bdy_store_current_rv(d->store, &rv) == 0)
         bdy_metric_set(d->store_rv, (double)rv);
     bdy_reconciler_collect(d->reconciler);
-    if (bdy_metrics_render(d->metrics, &resp->body) != 0) {
+    /* A token that may read only some namespaces sees their series only,
+     * as GET /v1/pools shows it their pools only. */
+    const bdy_principal *p = req->principal;
+    bool some = p != NULL && !bdy_principal_allows(p, BDY_VERB_READ, NULL);
+    int rc =
+        some ? bdy_metrics_render_filtered(d->metrics, &resp->body, principal_reads_ns, (void *)p)
+             : bdy_metrics_render(d->metrics, &resp->body);
+    if (rc != 0) {
         bdy_http_error(resp, 500, "InternalError", "metrics too large", 0);
         return;
     }

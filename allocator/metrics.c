@@ -565,39 +565,74 @@ static int render_histogram_child(bdy_buf *out, const bdy_metric_family *f, cons
 
 /* Renders one family; caller holds the registry lock. Families with labels
  * but no children yet are left out, as the reference client does. */
-static int render_family(bdy_buf *out, bdy_metric_family *f)
+/* The filter of a render: series whose namespace label it refuses go. */
+typedef struct ns_filter {
+    bool (*keep)(void *data, const char *ns);
+    void *data;
+} ns_filter;
+
+static bool child_kept(const bdy_metric_family *f, const bdy_metric *c, const ns_filter *filter)
+{
+    if (filter == NULL)
+        return true;
+    for (size_t i = 0; i < f->nlabels; i++)
+        if (strcmp(f->labels[i], "namespace") == 0)
+            return filter->keep(filter->data, c->values[i]);
+    return true;
+}
+
+static int render_family(bdy_buf *out, bdy_metric_family *f, const ns_filter *filter)
 {
     int rc = 0;
+    bool header = false;
     pthread_mutex_lock(&f->lock);
-    if (f->head == NULL)
-        goto out;
-    rc = bdy_buf_printf(out, "# HELP %s ", f->name);
-    if (rc == 0)
-        rc = append_escaped(out, f->help, false);
-    if (rc == 0)
-        rc = bdy_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
     for (const bdy_metric *c = f->head; c != NULL && rc == 0; c = c->next) {
+        if (!child_kept(f, c, filter))
+            continue;
+        if (!header) {
+            header = true;
+            rc = bdy_buf_printf(out, "# HELP %s ", f->name);
+            if (rc == 0)
+                rc = append_escaped(out, f->help, false);
+            if (rc == 0)
+                rc = bdy_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
+            if (rc != 0)
+                break;
+        }
         if (f->kind == METRIC_HISTOGRAM)
             rc = render_histogram_child(out, f, c);
         else
             rc = append_sample(out, f, c, "", NULL,
                                bits_double(atomic_load_explicit(&c->bits, memory_order_relaxed)));
     }
-out:
     pthread_mutex_unlock(&f->lock);
     return rc;
 }
 
 /* Appends the exposition of every family in registration order, children
  * in creation order. On error out holds a partial exposition. Thread-safe. */
-int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)
+static int render(bdy_metrics *m, bdy_buf *out, const ns_filter *filter)
 {
     int rc = 0;
     if (m == NULL || out == NULL)
         return BDY_EINVAL;
     pthread_mutex_lock(&m->lock);
     for (bdy_metric_family *f = m->head; f != NULL && rc == 0; f = f->next)
-        rc = render_family(out, f);
+        rc = render_family(out, f, filter);
     pthread_mutex_unlock(&m->lock);
     return rc;
+}
+
+int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)
+{
+    return render(m, out, NULL);
+}
+
+int bdy_metrics_render_filtered(bdy_metrics *m, bdy_buf *out,
+                                bool (*keep_ns)(void *data, const char *ns), void *data)
+{
+    if (keep_ns == NULL)
+        return BDY_EINVAL;
+    ns_filter filter = {keep_ns, data};
+    return render(m, out, &filter);
 }

@@ -52,5 +52,11 @@ double bdy_metric_value(const bdy_metric *c);
 
 /* Appends the whole exposition to out. Returns 0 or a bdy_buf error. */
 int bdy_metrics_render(bdy_metrics *m, bdy_buf *out);
+/* The same, leaving out every series whose "namespace" label keep_ns
+ * (called under the family's lock: quick, no metrics calls) refuses; a
+ * family with no series left is left out whole. For a reader allowed only
+ * some namespaces. */
+int bdy_metrics_render_filtered(bdy_metrics *m, bdy_buf *out,
+                                bool (*keep_ns)(void *data, const char *ns), void *data);
 
 #endif

@@ -235,6 +235,12 @@ static void test_bearer_tokens(void **state)
      * worlds (paging across all of them would show the others' names in
      * continue tokens); a namespace it may not read is refused. */
     const char *const eu_hdr[] = {"Authorization: Bearer eu-reader-token", NULL};
+    /* It reads /metrics too, without other namespaces' series (there are
+     * none here: test_metrics checks the filter). */
+    r = bb_request(&s, "GET", "/metrics", NULL, eu_hdr);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "bindery_store_resource_version"));
+    bb_response_free(&r);
     r = bb_request(&s, "GET", "/v1/worlds", NULL, eu_hdr);
     assert_int_equal(r.status, 403);
     assert_non_null(strstr(r.body, "?namespace="));

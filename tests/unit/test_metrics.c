@@ -127,6 +127,41 @@ static void test_unlabelled_renders_zero_and_values(void **state)
     bdy_metrics_free(m);
 }
 
+static bool only_eu(void *data, const char *ns)
+{
+    (void)data;
+    return strcmp(ns, "eu") == 0;
+}
+
+/* A reader of some namespaces gets their series only: other namespaces'
+ * series go, and a family left with none goes whole; series without a
+ * namespace label stay. */
+static void test_render_filtered_by_namespace(void **state)
+{
+    (void)state;
+    bdy_metrics *m = bdy_metrics_new();
+    bdy_metric_family *w =
+        bdy_metrics_gauge(m, "worlds", "W.", (const char *const[]){"namespace", "pool", NULL});
+    bdy_metric_family *d =
+        bdy_metrics_gauge(m, "only_default", "D.", (const char *const[]){"namespace", NULL});
+    bdy_metric_family *u = bdy_metrics_counter(m, "up_total", "U.", NULL);
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"default", "a", NULL}), 1);
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"eu", "b", NULL}), 2);
+    bdy_metric_set(bdy_metric_child(d, (const char *const[]){"default", NULL}), 3);
+    bdy_metric_inc(bdy_metric_child(u, NULL));
+    bdy_buf out;
+    bdy_buf_init(&out, 1 << 20);
+    assert_int_equal(bdy_metrics_render_filtered(m, &out, only_eu, NULL), 0);
+    assert_non_null(out.data);
+    assert_string_equal(out.data, "# HELP worlds W.\n# TYPE worlds gauge\n"
+                                  "worlds{namespace=\"eu\",pool=\"b\"} 2\n"
+                                  "# HELP up_total U.\n# TYPE up_total counter\nup_total 1\n");
+    bdy_buf_free(&out);
+    assert_int_equal(bdy_metrics_render_filtered(m, &out, NULL, NULL), BDY_EINVAL);
+    bdy_buf_free(&out);
+    bdy_metrics_free(m);
+}
+
 /* Values are formatted like the Go client's strconv.FormatFloat(v, 'g', -1). */
 static void test_value_format(void **state)
 {
@@ -360,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_child_values),
         cmocka_unit_test(test_cardinality_guard),
         cmocka_unit_test(test_render_cap),
+        cmocka_unit_test(test_render_filtered_by_namespace),
         cmocka_unit_test(test_concurrency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
