@@ -771,6 +771,18 @@ static void test_watch_order_and_selectors(void **state)
     bdy_store_watch_close(f->store, mid);
 }
 
+/* A watch-log event for a WorldInstance in default, its strings owned
+ * (object is taken, and may be NULL for out of memory). */
+static bdy__event world_event(uint64_t rv, bdy_event_type type, char *object)
+{
+    return (bdy__event){.rv = rv,
+                        .type = type,
+                        .group = strdup("bindery.dev"),
+                        .resource = strdup("worldinstances"),
+                        .ns = strdup("default"),
+                        .object = object};
+}
+
 /* The store commits a batch, then appends its events: a list read in
  * between has a resourceVersion whose own events reach the watch log after
  * a watch from it has opened. They are not delivered again (the informer
@@ -784,14 +796,9 @@ static void test_watchlog_skips_events_at_or_below_start(void **state)
     assert_int_equal(
         bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 12, &w), 0);
     bdy__event ev[3];
-    for (int i = 0; i < 3; i++) {
-        ev[i] = (bdy__event){.rv = (uint64_t)(11 + i),
-                             .type = i == 0 ? BDY_EVENT_DELETED : BDY_EVENT_ADDED,
-                             .group = strdup("bindery.dev"),
-                             .resource = strdup("worldinstances"),
-                             .ns = strdup("default"),
-                             .object = strdup("{\"metadata\":{\"name\":\"w\"}}")};
-    }
+    for (int i = 0; i < 3; i++)
+        ev[i] = world_event((uint64_t)(11 + i), i == 0 ? BDY_EVENT_DELETED : BDY_EVENT_ADDED,
+                            strdup("{\"metadata\":{\"name\":\"w\"}}"));
     bdy__watchlog_append(&log, ev, 3);
     bdy_watch_event out;
     assert_int_equal(bdy__watchlog_next(&log, w, 0, &out), 0);
@@ -816,12 +823,7 @@ static void test_watchlog_bounded_in_bytes(void **state)
     const char *obj = "{\"metadata\":{\"name\":\"w\"},\"x\":\"01234567\"}"; /* 40 bytes */
     assert_int_equal(strlen(obj), 40);
     for (int i = 0; i < 4; i++) {
-        bdy__event ev = {.rv = (uint64_t)(11 + i),
-                         .type = BDY_EVENT_ADDED,
-                         .group = strdup("bindery.dev"),
-                         .resource = strdup("worldinstances"),
-                         .ns = strdup("default"),
-                         .object = strdup(obj)};
+        bdy__event ev = world_event((uint64_t)(11 + i), BDY_EVENT_ADDED, strdup(obj));
         bdy__watchlog_append(&log, &ev, 1);
     }
     /* 160 bytes appended, 100 kept at most: events 13 and 14 remain. */
@@ -849,12 +851,7 @@ static void test_watchlog_bounded_in_bytes(void **state)
     big[0] = '{';
     big[299] = '}';
     big[300] = '\0';
-    bdy__event ev = {.rv = 15,
-                     .type = BDY_EVENT_ADDED,
-                     .group = strdup("bindery.dev"),
-                     .resource = strdup("worldinstances"),
-                     .ns = strdup("default"),
-                     .object = big};
+    bdy__event ev = world_event(15, BDY_EVENT_ADDED, big);
     bdy__watchlog_append(&log, &ev, 1);
     assert_int_equal(log.bytes, 300);
     assert_int_equal(bdy__watchlog_floor(&log), 14);
