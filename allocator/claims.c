@@ -2323,13 +2323,17 @@ static void *cold_main(void *arg)
 /* Marks (or unmarks) allocation id as being released by its client, so
  * the materializer, finding its world going, does not end it as if the
  * world had failed. */
-static void client_releasing(bdy_claims *c, const char *id, bool on)
+/* Counts a DELETE of id in (on) or out; returns how many run now, this
+ * one included. */
+static unsigned client_releasing(bdy_claims *c, const char *id, bool on)
 {
     pthread_mutex_lock(&c->lock);
     alloc_entry *e = id_find(c, id, false);
     if (e != NULL && (on ? e->client_releasing < UINT8_MAX : e->client_releasing > 0))
         e->client_releasing = (uint8_t)(on ? e->client_releasing + 1 : e->client_releasing - 1);
+    unsigned now = e != NULL ? e->client_releasing : 0;
     pthread_mutex_unlock(&c->lock);
+    return now;
 }
 
 /* The world a released allocation was on, from its release record (a
@@ -2360,7 +2364,8 @@ static void release_allocation(bdy_claims *c, const char *id, const alloc_place 
     char pool_name[BDY_NAME_MAX] = "";
     char world_name[BDY_NAME_MAX];
     snprintf(world_name, sizeof(world_name), "%s", place->world);
-    client_releasing(c, id, true);
+    /* Of DELETEs of one id running at once, only the first may count it. */
+    bool alone = client_releasing(c, id, true) == 1;
     int rc = c->o.ledger != NULL ? bdy_ledger_get(c->o.ledger, id, &r) : BDY_ENOTFOUND;
     if (rc == 0)
         snprintf(world_name, sizeof(world_name), "%s", r->c.world);
@@ -2429,7 +2434,7 @@ out:
     }
     /* Counted by the call that ended it: a retry after a release cut short
      * counts it (the first attempt answered 503), a repeat does not. */
-    if (first)
+    if (first && alone)
         bdy_demand_record(c->o.demand, place->ns, pool_name, BDY_DEMAND_RELEASE,
                           bdy_wall_seconds());
     resp->status = 204;
