@@ -732,12 +732,16 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
         op->deleted = true;
         if (strcmp(info->resource, "customresourcedefinitions") == 0 && crd != NULL) {
             const bdy__resource *cr = bdy__registry_get(&s->registry, crd->group, crd->plural);
-            if (cr != NULL && (rc = cascade_crd(s, op, cr)) != 0)
-                goto out;
-            op->crd_remove = crd_key(crd->group, crd->plural);
-            if (op->crd_remove == NULL) {
-                rc = BDY_ENOMEM;
-                goto out;
+            /* As in do_delete: a CRD naming a built-in resource never
+             * served it, and takes none of its objects with it. */
+            if (cr != NULL && !cr->builtin) {
+                if ((rc = cascade_crd(s, op, cr)) != 0)
+                    goto out;
+                op->crd_remove = crd_key(crd->group, crd->plural);
+                if (op->crd_remove == NULL) {
+                    rc = BDY_ENOMEM;
+                    goto out;
+                }
             }
         }
     } else {

@@ -982,6 +982,44 @@ static void test_crd_delete_cascades(void **state)
     json_object_put(o);
 }
 
+/* A CRD that names a built-in resource is stored but never serves it; its
+ * deletion, finalizer or not, takes none of the built-in's objects. */
+static void test_crd_naming_a_builtin_takes_nothing(void **state)
+{
+    fixture *f = *state;
+    json_object *lease =
+        json_tokener_parse("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                           "\"metadata\":{\"name\":\"keep\"},\"spec\":{\"holderIdentity\":\"a\"}}");
+    assert_int_equal(
+        bdy_store_create(f->store, &BDY_GVR_LEASES, "default", lease, NULL, NULL, NULL), 0);
+    json_object_put(lease);
+    json_object *crd = json_tokener_parse(
+        "{\"apiVersion\":\"apiextensions.k8s.io/v1\",\"kind\":\"CustomResourceDefinition\","
+        "\"metadata\":{\"name\":\"leases.coordination.k8s.io\",\"finalizers\":[\"x.io/f\"]},"
+        "\"spec\":{\"group\":\"coordination.k8s.io\",\"scope\":\"Namespaced\","
+        "\"names\":{\"plural\":\"leases\",\"singular\":\"lease\",\"kind\":\"Lease\"},"
+        "\"versions\":[{\"name\":\"v1\",\"served\":true,\"storage\":true,"
+        "\"schema\":{\"openAPIV3Schema\":{\"type\":\"object\","
+        "\"x-kubernetes-preserve-unknown-fields\":true}}}]}}");
+    assert_non_null(crd);
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_CRDS, NULL, crd, NULL, NULL, NULL), 0);
+    json_object_put(crd);
+    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_CRDS, NULL, "leases.coordination.k8s.io",
+                                      NULL, NULL, NULL, NULL),
+                     0);
+    json_object *p = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
+    assert_int_equal(bdy_store_patch(f->store, &BDY_GVR_CRDS, NULL, "leases.coordination.k8s.io",
+                                     BDY_PATCH_MERGE, p, false, NULL, NULL, NULL),
+                     0);
+    json_object_put(p);
+    json_object *got = NULL;
+    assert_int_equal(
+        bdy_store_get(f->store, &BDY_GVR_CRDS, NULL, "leases.coordination.k8s.io", &got, NULL),
+        BDY_ENOTFOUND);
+    assert_int_equal(bdy_store_get(f->store, &BDY_GVR_LEASES, "default", "keep", &got, NULL), 0);
+    json_object_put(got);
+}
+
 static void test_invalid_crd_refused(void **state)
 {
     fixture *f = *state;
@@ -1211,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_watchlog_bounded_in_bytes),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_delete_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crd_naming_a_builtin_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_crd_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
