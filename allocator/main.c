@@ -388,6 +388,22 @@ static void count_reload(daemon_state *d, const char *result)
     bdy_metric_inc(bdy_metric_child(d->reloads, labels));
 }
 
+/* A pool the reload removed keeps no series in /metrics (its gauges would
+ * go on showing their last values); they come back if it is configured
+ * again. */
+static void hide_removed_pools(daemon_state *d, const bdy_config_pools *old,
+                               const bdy_config_pools *now)
+{
+    for (size_t i = 0; i < old->count; i++) {
+        const bdy_config_pool *p = &old->items[i];
+        bool kept = false;
+        for (size_t j = 0; j < now->count && !kept; j++)
+            kept = strcmp(now->items[j].ns, p->ns) == 0 && strcmp(now->items[j].name, p->name) == 0;
+        if (!kept)
+            bdy_metrics_hide_series(d->metrics, "namespace", p->ns, "pool", p->name);
+    }
+}
+
 /* SIGHUP: read the config again. A config that does not load, a token file
  * that does not load, or manifests that do not apply leave the running
  * configuration in force. Settings that need a restart are reported. */
@@ -450,6 +466,7 @@ static void reload(daemon_state *d, const char *path)
                   eb.message[0] ? eb.message : "out of memory");
         goto refused;
     }
+    hide_removed_pools(d, &d->cfg->pools, &next->pools);
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
     if (auth != NULL) {

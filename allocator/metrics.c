@@ -43,6 +43,7 @@ struct bdy_metric {
     bdy_metric *next;      /* creation order */
     bdy_metric *hash_next; /* lookup chain */
     uint64_t hash;
+    bool hidden; /* not exported until looked up again (under the family's lock) */
     char *values[BDY_METRICS_MAX_LABELS]; /* point into the same allocation */
     /* Counter/gauge: the value. Histogram: the sum of observations. */
     _Atomic uint64_t bits;
@@ -377,6 +378,7 @@ bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_valu
             same = strcmp(c->values[i], label_values[i]) == 0;
         if (same) {
             found = c;
+            found->hidden = false;
             break;
         }
     }
@@ -573,6 +575,8 @@ typedef struct ns_filter {
 
 static bool child_kept(const bdy_metric_family *f, const bdy_metric *c, const ns_filter *filter)
 {
+    if (c->hidden)
+        return false;
     if (filter == NULL)
         return true;
     for (size_t i = 0; i < f->nlabels; i++)
@@ -621,6 +625,35 @@ static int render(bdy_metrics *m, bdy_buf *out, const ns_filter *filter)
         rc = render_family(out, f, filter);
     pthread_mutex_unlock(&m->lock);
     return rc;
+}
+
+/* The index of label name in f, or -1. */
+static int label_index(const bdy_metric_family *f, const char *name)
+{
+    for (size_t i = 0; i < f->nlabels; i++)
+        if (strcmp(f->labels[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b)
+{
+    if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    for (bdy_metric_family *f = m->head; f != NULL; f = f->next) {
+        int a = label_index(f, label_a);
+        int b = label_index(f, label_b);
+        if (a < 0 || b < 0)
+            continue;
+        pthread_mutex_lock(&f->lock);
+        for (bdy_metric *c = f->head; c != NULL; c = c->next)
+            if (strcmp(c->values[a], value_a) == 0 && strcmp(c->values[b], value_b) == 0)
+                c->hidden = true;
+        pthread_mutex_unlock(&f->lock);
+    }
+    pthread_mutex_unlock(&m->lock);
 }
 
 int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)

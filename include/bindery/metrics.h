@@ -2,7 +2,9 @@
  * in the text exposition format (version 0.0.4).
  *
  * Families are registered once at start-up; children (one per label-value
- * combination) are created on first use and live until bdy_metrics_free().
+ * combination) are created on first use and live until bdy_metrics_free()
+ * (hidden from the exposition by bdy_metrics_hide_series, never freed, so
+ * a pointer kept by a hot path stays valid).
  * Updating a child is lock-free (atomics); looking a child up by label
  * values takes the family's mutex, so hot paths should look children up once
  * and keep the pointer. All functions are thread-safe.
@@ -49,6 +51,13 @@ void bdy_metric_observe(bdy_metric *c, double v);
 
 /* Current value of a counter or gauge child (for tests and /v1 readers). */
 double bdy_metric_value(const bdy_metric *c);
+
+/* Stops exporting, in every family that has both labels, the series whose
+ * label_a is value_a and label_b is value_b (a removed pool's: "namespace",
+ * ns, "pool", name). Their values are kept; a series comes back when
+ * bdy_metric_child looks it up again. */
+void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b);
 
 /* Appends the whole exposition to out. Returns 0 or a bdy_buf error. */
 int bdy_metrics_render(bdy_metrics *m, bdy_buf *out);

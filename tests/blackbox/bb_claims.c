@@ -1118,6 +1118,29 @@ static void test_bad_requests_change_nothing(void **state)
     bb_cleanup(&s);
 }
 
+/* A pool removed by a reload leaves /metrics: its gauges would otherwise
+ * go on showing their last values for ever. */
+static void test_removed_pool_leaves_metrics(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_bench_pool(&s, 3, 10, 0);
+    bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "bindery_worlds{namespace=\"default\",pool=\"arena\""));
+    bb_response_free(&r);
+    bb_write(&s, "bindery.yaml",
+             "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\npools: []\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 10000));
+    r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    if (strstr(r.body, "pool=\"arena\"") != NULL)
+        fail_msg("pool arena still in /metrics after its removal:\n%.3000s", r.body);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_reload_keeps_allocated_worlds(void **state)
 {
     (void)state;
@@ -1601,6 +1624,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
+        cmocka_unit_test_teardown(test_removed_pool_leaves_metrics, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),

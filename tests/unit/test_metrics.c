@@ -162,6 +162,34 @@ static void test_render_filtered_by_namespace(void **state)
     bdy_metrics_free(m);
 }
 
+/* A removed pool's series leave the exposition, in every family with both
+ * labels, and come back when looked up again, value kept. */
+static void test_hide_series(void **state)
+{
+    (void)state;
+    bdy_metrics *m = bdy_metrics_new();
+    bdy_metric_family *w = bdy_metrics_gauge(
+        m, "worlds", "W.", (const char *const[]){"namespace", "pool", "phase", NULL});
+    bdy_metric_family *o = bdy_metrics_gauge(m, "other", "O.", (const char *const[]){"pool", NULL});
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"default", "a", "Ready", NULL}), 1);
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"default", "a", "Failed", NULL}), 2);
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"default", "b", "Ready", NULL}), 3);
+    bdy_metric_set(bdy_metric_child(o, (const char *const[]){"a", NULL}), 4);
+    bdy_metrics_hide_series(m, "namespace", "default", "pool", "a");
+    char *got = render(m);
+    assert_string_equal(got, "# HELP worlds W.\n# TYPE worlds gauge\n"
+                             "worlds{namespace=\"default\",pool=\"b\",phase=\"Ready\"} 3\n"
+                             "# HELP other O.\n# TYPE other gauge\nother{pool=\"a\"} 4\n");
+    free(got);
+    bdy_metric *back = bdy_metric_child(w, (const char *const[]){"default", "a", "Ready", NULL});
+    assert_true(bdy_metric_value(back) == 1);
+    got = render(m);
+    assert_non_null(strstr(got, "worlds{namespace=\"default\",pool=\"a\",phase=\"Ready\"} 1\n"));
+    assert_null(strstr(got, "phase=\"Failed\""));
+    free(got);
+    bdy_metrics_free(m);
+}
+
 /* Values are formatted like the Go client's strconv.FormatFloat(v, 'g', -1). */
 static void test_value_format(void **state)
 {
@@ -396,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_cardinality_guard),
         cmocka_unit_test(test_render_cap),
         cmocka_unit_test(test_render_filtered_by_namespace),
+        cmocka_unit_test(test_hide_series),
         cmocka_unit_test(test_concurrency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
