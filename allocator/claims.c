@@ -1144,15 +1144,25 @@ static bool store_trouble(int rc)
     return rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EREADONLY || rc == BDY_EBUSY;
 }
 
-/* A claim the materializer could not settle now (the ledger or the store
- * could not be read or written): queued again, after the round's backoff,
- * rather than left alone until the next start. */
-static void materialize_again(bdy_claims *c, const char *id, bool *trouble)
+/* Has claim id looked at again by the materializer (not once stopping). */
+static void rematerialize(bdy_claims *c, const char *id)
 {
     pthread_mutex_lock(&c->lock);
     if (!c->stopping)
         materialize_later(c, id, NULL);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* A claim the materializer could not settle, for error rc: when the store
+ * or the ledger cannot read or write now, queued again after the round's
+ * backoff (*trouble) rather than left alone until the next start; not for
+ * an error that will not pass (a world that cannot be read at all,
+ * BDY_ECORRUPT, would hold the backoff up for every other claim). */
+static void materialize_again_if_trouble(bdy_claims *c, const char *id, int rc, bool *trouble)
+{
+    if (!store_trouble(rc))
+        return;
+    rematerialize(c, id);
     *trouble = true;
 }
 
@@ -1195,19 +1205,14 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
     if (rc != 0) {
         if (rc != BDY_ENOTFOUND)
             bdy_warn("claims", "cannot read claim %s from the ledger: %s", id, bdy_strerror(rc));
-        if (store_trouble(rc))
-            materialize_again(c, id, trouble);
+        materialize_again_if_trouble(c, id, rc, trouble);
         goto out;
     }
     rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, r->c.ns, r->c.world, &world, NULL);
     if (rc != 0 && rc != BDY_ENOTFOUND) {
         bdy_warn("claims", "claim %s: cannot read world %s/%s: %s", id, r->c.ns, r->c.world,
                  bdy_strerror(rc));
-        /* Again when it may pass later; not for a world that cannot be
-         * read at all (BDY_ECORRUPT), which would hold the backoff up for
-         * every other claim. */
-        if (store_trouble(rc))
-            materialize_again(c, id, trouble);
+        materialize_again_if_trouble(c, id, rc, trouble);
         goto out;
     }
     json_object *meta = bdy_jget(world, "metadata");
@@ -1229,8 +1234,7 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
         rc = release_from_ledger(c, &r->c, ours ? world : NULL, "Released", &eb);
         if (rc != 0) {
             bdy_warn("claims", "claim %s: finishing its release failed: %s", id, eb.message);
-            if (store_trouble(rc))
-                materialize_again(c, id, trouble);
+            materialize_again_if_trouble(c, id, rc, trouble);
         }
         goto out;
     }
@@ -1250,8 +1254,7 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
         rc = release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb);
         if (rc != 0) {
             bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
-            if (store_trouble(rc))
-                materialize_again(c, id, trouble);
+            materialize_again_if_trouble(c, id, rc, trouble);
         }
         goto out;
     }
@@ -2322,9 +2325,8 @@ static void *cold_main(void *arg)
 
 /* Marks (or unmarks) allocation id as being released by its client, so
  * the materializer, finding its world going, does not end it as if the
- * world had failed. */
-/* Counts a DELETE of id in (on) or out; returns how many run now, this
- * one included. */
+ * world had failed: counts a DELETE of id in (on) or out, and returns how
+ * many run now, this one included. */
 static unsigned client_releasing(bdy_claims *c, const char *id, bool on)
 {
     pthread_mutex_lock(&c->lock);
@@ -2417,11 +2419,8 @@ out:
     if (rc != 0) {
         /* The materializer may have left this claim to the release that
          * failed: have it looked at again. */
-        if (c->o.ledger != NULL) {
-            pthread_mutex_lock(&c->lock);
-            materialize_later(c, id, NULL);
-            pthread_mutex_unlock(&c->lock);
-        }
+        if (c->o.ledger != NULL)
+            rematerialize(c, id);
         bdy_http_error(resp, 503, "Unavailable", eb.message, RETRY_AFTER_S);
         return;
     }

@@ -515,15 +515,15 @@ static json_object *smp_to_merge(json_object *current, json_object *patch)
             continue;
         json_object *cur = bdy_jget(current, key);
         const char *mk = merge_key(key);
-        char drop_key[160];
-        snprintf(drop_key, sizeof(drop_key), DELETE_FROM_PRIMITIVE_LIST "%s", key);
-        if (json_object_is_type(val, json_type_object))
+        if (json_object_is_type(val, json_type_object)) {
             json_object_object_add(out, key, smp_to_merge(cur, val));
-        else if (json_object_is_type(val, json_type_array) && mk != NULL)
+        } else if (json_object_is_type(val, json_type_array) && mk != NULL) {
             json_object_object_add(out, key, smp_list(cur, val, mk));
-        else if (json_object_is_type(val, json_type_array) && merges_as_set(key))
+        } else if (json_object_is_type(val, json_type_array) && merges_as_set(key)) {
+            char drop_key[160];
+            snprintf(drop_key, sizeof(drop_key), DELETE_FROM_PRIMITIVE_LIST "%s", key);
             json_object_object_add(out, key, smp_set(cur, val, bdy_jget(patch, drop_key)));
-        else
+        } else
             json_object_object_add(out, key, json_object_get(val));
     }
     /* Removals from a list the patch does not otherwise name (what

@@ -429,11 +429,7 @@ static void reload(daemon_state *d, const char *path)
     char *file_data_dir = strdup(next->data_dir);
     if (file_listen == NULL || file_data_dir == NULL) {
         bdy_error("config", "reload refused: out of memory");
-        count_reload(d, "refused");
-        free(file_listen);
-        free(file_data_dir);
-        bdy_config_free(next);
-        return;
+        goto refused;
     }
     bdy_config_override_listen(next, d->cfg->listen, NULL);
     bdy_config_override_data_dir(next, d->cfg->data_dir, NULL);

@@ -565,26 +565,32 @@ static int render_histogram_child(bdy_buf *out, const bdy_metric_family *f, cons
     return rc;
 }
 
-/* Renders one family; caller holds the registry lock. Families with labels
- * but no children yet are left out, as the reference client does. */
 /* The filter of a render: series whose namespace label it refuses go. */
 typedef struct ns_filter {
     bool (*keep)(void *data, const char *ns);
     void *data;
 } ns_filter;
 
+/* The index of label name in f, or -1. */
+static int label_index(const bdy_metric_family *f, const char *name)
+{
+    for (size_t i = 0; i < f->nlabels; i++)
+        if (strcmp(f->labels[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 static bool child_kept(const bdy_metric_family *f, const bdy_metric *c, const ns_filter *filter)
 {
     if (c->hidden)
         return false;
-    if (filter == NULL)
-        return true;
-    for (size_t i = 0; i < f->nlabels; i++)
-        if (strcmp(f->labels[i], "namespace") == 0)
-            return filter->keep(filter->data, c->values[i]);
-    return true;
+    int ns = filter != NULL ? label_index(f, "namespace") : -1;
+    return ns < 0 || filter->keep(filter->data, c->values[ns]);
 }
 
+/* Renders one family; caller holds the registry lock. Families with no
+ * series to show (labelled ones with no children yet, as the reference
+ * client does, or all hidden or filtered out) are left out. */
 static int render_family(bdy_buf *out, bdy_metric_family *f, const ns_filter *filter)
 {
     int rc = 0;
@@ -625,15 +631,6 @@ static int render(bdy_metrics *m, bdy_buf *out, const ns_filter *filter)
         rc = render_family(out, f, filter);
     pthread_mutex_unlock(&m->lock);
     return rc;
-}
-
-/* The index of label name in f, or -1. */
-static int label_index(const bdy_metric_family *f, const char *name)
-{
-    for (size_t i = 0; i < f->nlabels; i++)
-        if (strcmp(f->labels[i], name) == 0)
-            return (int)i;
-    return -1;
 }
 
 void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,

@@ -1074,13 +1074,13 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         /* Gone while its process runs: removed without its finalizer (its
          * CRD was deleted, which takes every world with it). The process
          * must not outlive its record, holding ports with nobody to stop
-         * it; the exit notice queues this key again. */
+         * it; the exit notice queues this key again. Only once the
+         * informer has seen it deleted (the fleet forgot it): a resource
+         * the store cannot serve now (its CRD's storage version changed)
+         * reads NotFound too, and its worlds, allocated ones included,
+         * must run on. */
         tracked gone;
         bdy_world_seen seen;
-        /* Only once the informer has seen it deleted (the fleet forgot it):
-         * a resource the store cannot serve now (its CRD's storage version
-         * changed) reads NotFound too, and its worlds, allocated ones
-         * included, must run on. */
         bool forgotten = bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) != 0;
         if (forgotten && track_get(r, key, &gone) && !gone.exited) {
             if (!gone.stop_requested) {
