@@ -546,3 +546,25 @@ bool bdy_principal_take(const bdy_principal *cp, unsigned *retry_after_s)
     }
     return ok;
 }
+
+void bdy_auth_carry_buckets(bdy_auth *next, const bdy_auth *prev)
+{
+    if (next == NULL || prev == NULL)
+        return;
+    for (size_t i = 0; i < next->count; i++) {
+        bdy_principal *p = &next->items[i];
+        for (size_t j = 0; j < prev->count; j++) {
+            /* Mutable bucket inside an immutable set, as in take(). */
+            bdy_principal *old = (bdy_principal *)&prev->items[j];
+            if (strcmp(old->sha256, p->sha256) != 0)
+                continue;
+            if (old->rate == p->rate) {
+                pthread_mutex_lock(&old->lock);
+                p->tokens = old->tokens;
+                p->last_ns = old->last_ns;
+                pthread_mutex_unlock(&old->lock);
+            }
+            break;
+        }
+    }
+}

@@ -582,6 +582,7 @@ int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth)
     next->auth = auth;
     pthread_mutex_lock(&s->auth_lock);
     struct auth_slot *old = s->current;
+    bdy_auth_carry_buckets(auth, old->auth);
     s->current = next;
     old->retired = true;
     bool unused = old->users == 0; /* else its last user frees it */

@@ -63,6 +63,13 @@ bool bdy_principal_has_verb(const bdy_principal *p, bdy_verb verb);
  * *retry_after_s (>= 1) is set. */
 bool bdy_principal_take(const bdy_principal *p, unsigned *retry_after_s);
 
+/* Carries the token buckets of prev over to next, a set loaded to replace
+ * it: a principal with the same hash and rate keeps what it has left, so a
+ * reload gives no one a fresh burst. A principal whose rate changed starts
+ * anew at its new burst. Thread-safe against takes on prev; next must not
+ * be in use yet. */
+void bdy_auth_carry_buckets(bdy_auth *next, const bdy_auth *prev);
+
 /* Parses "allocate", "release", "read", "admin". */
 int bdy_verb_parse(const char *text, bdy_verb *out);
 

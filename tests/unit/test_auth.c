@@ -238,6 +238,46 @@ static void test_rate_limit(void **state)
     bdy_auth_free(a);
 }
 
+/* A reload carries the buckets over: no one gets a fresh burst from it,
+ * except a principal whose rate changed. */
+static void test_reload_keeps_buckets(void **state)
+{
+    fixture *f = *state;
+    bdy_auth *a = load_good(f);
+    unsigned retry = 0;
+    assert_true(bdy_principal_take(bdy_auth_authenticate(a, "Bearer slow-token"), &retry));
+    assert_true(bdy_principal_take(bdy_auth_authenticate(a, "Bearer reader-token"), &retry));
+    assert_true(bdy_principal_take(bdy_auth_authenticate(a, "Bearer reader-token"), &retry));
+
+    bdy_auth *b = load_good(f);
+    bdy_auth_carry_buckets(b, a);
+    assert_false(bdy_principal_take(bdy_auth_authenticate(b, "Bearer slow-token"), &retry));
+    assert_false(bdy_principal_take(bdy_auth_authenticate(b, "Bearer reader-token"), &retry));
+    /* Unlimited stays unlimited. */
+    assert_true(bdy_principal_take(bdy_auth_authenticate(b, "Bearer ops-token"), &retry));
+
+    /* The same hash at another rate starts at its new burst. */
+    char slow[65];
+    char text[512];
+    snprintf(text, sizeof(text),
+             "tokens:\n  - name: slow\n    sha256: %s\n    namespaces: [default]\n"
+             "    verbs: [read]\n    ratePerSecond: 3\n",
+             hash_of("slow-token", slow));
+    write_file(f, text);
+    bdy_auth *c = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_auth_load(f->path, &c, &eb), 0);
+    bdy_auth_carry_buckets(c, b);
+    const bdy_principal *p = bdy_auth_authenticate(c, "Bearer slow-token");
+    for (int i = 0; i < 3; i++)
+        assert_true(bdy_principal_take(p, &retry));
+    assert_false(bdy_principal_take(p, &retry));
+    bdy_auth_free(c);
+    bdy_auth_free(b);
+    bdy_auth_free(a);
+}
+
 typedef struct bad_case {
     const char *yaml;
     int rc;
@@ -398,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_and_authenticate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verbs_and_namespaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_keeps_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_limits, setup, teardown),
     };
