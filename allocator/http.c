@@ -50,7 +50,6 @@
 #include <unistd.h>
 
 /* A handler's response body may grow to this (paged lists stay far below). */
-#define HTTP_MAX_RESPONSE_BYTES ((size_t)16 * 1024 * 1024)
 /* MHD keeps the request line and headers in the connection's memory pool;
  * below this even ordinary requests with a few cookies would fail. The pool
  * is twice the header limit, so that headers somewhat over the limit still
@@ -236,7 +235,7 @@ void bdy_http_response_init(bdy_http_response *resp)
     if (resp == NULL)
         return;
     memset(resp, 0, sizeof(*resp));
-    bdy_buf_init(&resp->body, HTTP_MAX_RESPONSE_BYTES);
+    bdy_buf_init(&resp->body, BDY_HTTP_MAX_RESPONSE_BYTES);
 }
 
 void bdy_http_response_free(bdy_http_response *resp)
@@ -349,7 +348,7 @@ void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_ob
     resp->status = status;
     int rc = set_json_body(resp, (struct json_object *)json_object);
     if (rc == BDY_ETOOBIG) {
-        bdy_error("http", "response body over %zu bytes", HTTP_MAX_RESPONSE_BYTES);
+        bdy_error("http", "response body over %zu bytes", BDY_HTTP_MAX_RESPONSE_BYTES);
         bdy_http_error(resp, 500, "InternalError", "response too large", 0);
     } else if (rc != 0) {
         set_fallback_error(resp);

@@ -36,6 +36,10 @@
 #define STOP_WAIT_MS 5000
 /* A kubeconfig is a few hundred bytes; this is its cap. */
 #define KUBECONFIG_MAX ((size_t)64 * 1024)
+/* The stored text a list answer may hold: a page ends early past it (with
+ * a continue token), a list without limit fails. A MiB under the response
+ * cap leaves room for the envelope and the separators. */
+#define LIST_MAX_BYTES (BDY_HTTP_MAX_RESPONSE_BYTES - (size_t)1024 * 1024)
 
 /* ---- Status ------------------------------------------------------------------- */
 
@@ -594,8 +598,13 @@ static void do_list(verb_ctx *v)
                         .label_selector = v->q.label_selector,
                         .field_selector = v->q.field_selector,
                         .limit = v->q.limit,
-                        .continue_token = v->q.continue_token};
+                        .continue_token = v->q.continue_token,
+                        .max_bytes = LIST_MAX_BYTES};
     int rc = bdy_store_list(v->k->store, &v->gvr, &lo, &lr, &eb);
+    if (rc == BDY_ETOOBIG) { /* not the request's size: no 413 */
+        bdy__kube_fail_msg(v->resp, 500, "InternalError", eb.message);
+        return;
+    }
     if (rc != 0) {
         bdy__kube_fail(v->resp, rc, &eb, &v->info, NULL);
         return;

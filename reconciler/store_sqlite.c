@@ -1517,8 +1517,10 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
     char last_name[256] = "";
     bool more = false;
     bool raw = opts && opts->raw;
+    size_t max_bytes = opts ? opts->max_bytes : 0;
+    size_t bytes = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (limit && n >= limit) {
+        if (limit && (n >= limit || (max_bytes && bytes >= max_bytes))) {
             more = true;
             break;
         }
@@ -1550,6 +1552,14 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         }
         json_object_array_add(items, o);
         n++;
+        bytes += (size_t)text_len;
+        if (!limit && max_bytes && bytes > max_bytes) {
+            rc = bdy_fail(eb, BDY_ETOOBIG,
+                          "the list of %s is over %zu bytes; ask for it in pages (limit and "
+                          "continue)",
+                          info.resource, max_bytes);
+            break;
+        }
     }
     if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
         rc = sql_error(r->db, eb, "list");

@@ -18,6 +18,8 @@
 
 #define BDY_HTTP_DEFAULT_MAX_BODY ((size_t)64 * 1024)
 #define BDY_HTTP_MAX_RESPONSE_HEADERS 8
+/* The largest response body; a handler's larger answer becomes a 500. */
+#define BDY_HTTP_MAX_RESPONSE_BYTES ((size_t)16 * 1024 * 1024)
 
 typedef struct bdy_http_server bdy_http_server;
 

@@ -50,7 +50,12 @@ typedef struct bdy_list_opts {
     const char *ns;             /* NULL or "": all namespaces */
     const char *label_selector; /* NULL: everything */
     const char *field_selector; /* NULL: everything */
-    size_t limit;               /* 0: no limit (capped at BDY_STORE_MAX_LIST_LIMIT) */
+    size_t limit;               /* 0: no limit; else at most BDY_STORE_MAX_LIST_LIMIT */
+    /* 0: none. Else a bound on the items' stored text: with a limit, a page
+     * ends early (with a continue token) once it has passed max_bytes, so
+     * every page has at least one item; without one, the list fails with
+     * BDY_ETOOBIG instead of building an answer that cannot be sent. */
+    size_t max_bytes;
     const char *continue_token; /* from a previous page, or NULL */
     /* Items as their stored JSON text (json strings), not parsed: a caller
      * that parses on several threads does so. Selectors still apply. */

@@ -691,6 +691,47 @@ static void test_list_selectors_and_paging(void **state)
     assert_int_equal(bdy_store_list(f->store, &nope, &all, &r, NULL), BDY_ENOTFOUND);
 }
 
+/* max_bytes ends a page early with a continue token, never before its
+ * first item, and fails a list without limit. */
+static void test_list_bounded_in_bytes(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 7; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%d", i);
+        json_object_put(create_widget(f, name, i + 1, "red"));
+    }
+    bdy_list_opts lo = {.ns = "default", .limit = 100, .max_bytes = 1};
+    bdy_list_result r;
+    char *token = NULL;
+    int pages = 0;
+    do {
+        lo.continue_token = token;
+        assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+        assert_int_equal(json_object_array_length(r.items), 1);
+        char want[16];
+        snprintf(want, sizeof(want), "w%d", pages);
+        assert_string_equal(meta(json_object_array_get_idx(r.items, 0), "metadata.name"), want);
+        free(token);
+        token = r.continue_token;
+        r.continue_token = NULL;
+        bdy_list_result_free(&r);
+        pages++;
+    } while (token != NULL && pages < 10);
+    assert_int_equal(pages, 7);
+
+    bdy_list_opts whole = {.ns = "default", .max_bytes = 1};
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &whole, &r, &eb), BDY_ETOOBIG);
+    assert_non_null(strstr(eb.message, "ask for it in pages"));
+    whole.max_bytes = 1024 * 1024;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &whole, &r, NULL), 0);
+    assert_int_equal(json_object_array_length(r.items), 7);
+    assert_null(r.continue_token);
+    bdy_list_result_free(&r);
+}
+
 static void test_continue_token_expires(void **state)
 {
     fixture *f = *state;
@@ -1241,6 +1282,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nesting_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_selectors_and_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_bounded_in_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continue_token_expires, setup_small_history, teardown),
         cmocka_unit_test_setup_teardown(test_watch_order_and_selectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_expiry_never_skips, setup_small_history,
