@@ -1959,16 +1959,26 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     bdy_info("claims", "no warm world in %s/%s: waiting up to %u s for cold world %s", cr.ns,
              cr.pool, cr.wait_s, world_name);
-    /* The informer may have reported the world Ready (or Failed) before the
-     * waiter was listed, finding no waiter to tell: look once now. The
-     * fleet hears of a world before the claims do, so any later report
-     * finds the waiter listed. */
-    bdy_world_seen seen;
-    if (bdy_fleet_world_seen(c->o.fleet, cr.ns, world_name, &seen) == 0 &&
-        (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED)) {
+    /* The informer may have reported the world Ready, Failed or deleted
+     * before the waiter was listed, finding no waiter to tell: look once
+     * now. The fleet hears of a world before the claims do, so any later
+     * report finds the waiter listed. A world the fleet does not know was
+     * either not reported yet or deleted already; only the store tells
+     * which (the create above returned, so NotFound there means gone). */
+    bdy_world_seen seen = {0};
+    int seen_rc = bdy_fleet_world_seen(c->o.fleet, cr.ns, world_name, &seen);
+    bool gone = false;
+    if (seen_rc == BDY_ENOTFOUND) {
+        json_object *now = NULL;
+        gone = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, cr.ns, world_name, &now, NULL) ==
+               BDY_ENOTFOUND;
+        json_object_put(now);
+    }
+    if (gone ||
+        (seen_rc == 0 && (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED))) {
         pthread_mutex_lock(&c->lock);
-        tell_waiters(c, cr.ns, world_name, seen.phase == BDY_PHASE_READY,
-                     seen.phase == BDY_PHASE_FAILED);
+        tell_waiters(c, cr.ns, world_name, !gone && seen.phase == BDY_PHASE_READY,
+                     gone || seen.phase == BDY_PHASE_FAILED);
         pthread_mutex_unlock(&c->lock);
     }
 out:
