@@ -13,6 +13,7 @@
 #include "bindery/reconciler.h"
 #include "bindery/util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -671,6 +672,42 @@ static int list_fits(json_object *list, size_t max, const char *ns, const char *
     return BDY_EINVAL;
 }
 
+/* Sets the readiness probe's port: a port name, or a number, which (as in a
+ * Pod) is a containerPort. Embedded worlds listen on assigned host ports,
+ * so a number is mapped to the name of the port whose containerPort it is;
+ * probing the number itself would knock on another program's port. A
+ * number that is no containerPort is refused at start (BDY_EINVAL, why
+ * says so); a world already running keeps the number. */
+static int probe_port_name(bdy_world_spec *spec, json_object *ms, json_object *port, bool starting,
+                           const char *ns, const char *manifest_name, char *why, size_t why_cap)
+{
+    bdy_probe *probe = &spec->readiness;
+    snprintf(probe->port, sizeof(probe->port), "%s", json_object_get_string(port));
+    for (size_t i = 0; i < spec->nports; i++)
+        if (strcmp(spec->ports[i].name, probe->port) == 0)
+            return 0;
+    char *end = NULL;
+    errno = 0;
+    long number = strtol(probe->port, &end, 10);
+    if (probe->port[0] < '0' || probe->port[0] > '9' || *end != '\0' || errno != 0)
+        return 0; /* a name that is no port: the probe fails, as before */
+    json_object *ports = bdy_jget(ms, "ports");
+    for (size_t i = 0; i < spec->nports && ports != NULL; i++) {
+        json_object *p = json_object_array_get_idx(ports, i);
+        if (bdy_jint(p, "containerPort", 0) == number) {
+            snprintf(probe->port, sizeof(probe->port), "%s", spec->ports[i].name);
+            return 0;
+        }
+    }
+    if (!starting)
+        return 0;
+    snprintf(why, why_cap,
+             "ModuleManifest %s/%s: readinessProbe port %ld is the containerPort of none of "
+             "spec.ports; name the port, or give a containerPort",
+             ns, manifest_name, number);
+    return BDY_EINVAL;
+}
+
 /* Reads the ModuleManifest and turns it into a runtime spec. Strings in
  * spec point into *manifest_out, which the caller keeps until start()
  * returns. starting: refuse lists longer than the runtime takes (a world
@@ -740,9 +777,9 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     json_object *http = bdy_jget(probe, "httpGet");
     json_object *port = tcp ? bdy_jget(tcp, "port") : http ? bdy_jget(http, "port") : NULL;
     spec->readiness.kind = tcp ? BDY_PROBE_TCP : http ? BDY_PROBE_HTTP : BDY_PROBE_NONE;
-    if (port != NULL)
-        snprintf(spec->readiness.port, sizeof(spec->readiness.port), "%s",
-                 json_object_get_string(port));
+    if (port != NULL &&
+        (rc_fit = probe_port_name(spec, ms, port, starting, ns, manifest_name, why, why_cap)) != 0)
+        return rc_fit;
     if (http != NULL)
         snprintf(spec->readiness.path, sizeof(spec->readiness.path), "%s",
                  bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/");
@@ -931,8 +968,20 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     }
     tracked t;
     track_get(r, key, &t);
+    /* A Starting world is not probed before initialDelaySeconds have passed
+     * since it started (a wrapper may open the port before the game has
+     * loaded); until then only whether it runs is observed. */
+    double started = 0;
+    bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), "startingAt"),
+                        &started);
+    double delay_left_ms = 0;
+    if (phase == BDY_PHASE_STARTING && started > 0)
+        delay_left_ms = (started - bdy_wall_seconds()) * 1000 + spec.readiness.initial_delay_ms;
+    bdy_probe probe = spec.readiness;
+    if (delay_left_ms > 0)
+        probe.kind = BDY_PROBE_NONE;
     bdy_world_state state = BDY_WORLD_RUNNING;
-    int orc = r->rt->vt->observe(r->rt->ctx, &t.h, &spec.readiness, &state);
+    int orc = r->rt->vt->observe(r->rt->ctx, &t.h, &probe, &state);
     /* Bindery's own trouble (out of descriptors): no verdict on the world,
      * so a warm one is not failed for it; a starting one still has its
      * start deadline. */
@@ -950,15 +999,14 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     bool has_probe = spec.readiness.kind != BDY_PROBE_NONE;
     json_object_put(manifest);
     if (phase == BDY_PHASE_STARTING) {
+        if (state == BDY_WORLD_READY && delay_left_ms > 0)
+            return delay_left_ms < period_ms ? (unsigned)delay_left_ms + 1 : period_ms;
         if (state == BDY_WORLD_READY) {
             *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
             if (*rc == 0)
                 observe_startup(r, world);
             return 0;
         }
-        double started = 0;
-        bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), "startingAt"),
-                            &started);
         if (started > 0 && bdy_wall_seconds() - started > deadline_s) {
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);

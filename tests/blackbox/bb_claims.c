@@ -1252,6 +1252,66 @@ static void test_manifest_past_runtime_limits_is_refused(void **state)
     bb_cleanup(&s);
 }
 
+/* A readiness probe may name its port by number, a containerPort as in a
+ * Pod: the world is probed on the port it was given, not on that number,
+ * and not before initialDelaySeconds. A number that is no containerPort is
+ * a StartError. */
+static const char probe_manifest[] =
+    "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+    "metadata: {name: arena, namespace: default}\n"
+    "spec:\n"
+    "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+    "  readinessProbe: {tcpSocket: {port: %d}, periodSeconds: 1, initialDelaySeconds: 3}\n"
+    "  terminationGracePeriodSeconds: 2\n"
+    "  startDeadlineSeconds: 20\n"
+    "  local:\n"
+    "    command: %s\n"
+    "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"]\n";
+
+static void test_probe_port_number_and_initial_delay(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server_warm(&s, 1, 1, 2, NULL, 0); /* room for the claimed world's replacement */
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest), probe_manifest, 7777, world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    assert_int_equal(json_object_array_length(items), 1);
+    json_object *timings = json_object_object_get(
+        json_object_object_get(json_object_array_get_idx(items, 0), "status"), "timings");
+    double starting = 0;
+    double ready = 0;
+    assert_int_equal(
+        bdy_timestamp_parse(json_object_get_string(json_object_object_get(timings, "startingAt")),
+                            &starting),
+        0);
+    assert_int_equal(
+        bdy_timestamp_parse(json_object_get_string(json_object_object_get(timings, "readyAt")),
+                            &ready),
+        0);
+    json_object_put(list);
+    /* The example world listens at once: only the delay holds it back. */
+    assert_true(ready - starting >= 2.9);
+
+    snprintf(manifest, sizeof(manifest), probe_manifest, 7778, world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    claim c = post_claim(&s, "{\"namespace\":\"default\",\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_true(
+        bb_log_contains(&s, "readinessProbe port 7778 is the containerPort of none", 30000));
+    assert_true(bb_log_contains(&s, "StartError", 0));
+    bb_cleanup(&s);
+}
+
 /* A spec edit to a running world: not restarted, but observed, so that
  * observedGeneration catches up with the generation. */
 /* Patches world name's spec through the Kubernetes API and waits until
@@ -1633,6 +1693,7 @@ int main(void)
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
+        cmocka_unit_test_teardown(test_probe_port_number_and_initial_delay, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
         cmocka_unit_test_teardown(test_crd_delete_stops_world_processes, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
