@@ -2470,7 +2470,15 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
     }
     alloc_place copy;
     if (!id_place(c, id, &copy)) {
-        bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+        /* Until start-up has loaded the claims, an id not known yet may be
+         * a live one: a 404 would tell its client the world is gone. */
+        if (!bdy_claims_ready(c))
+            bdy_http_error(resp, 503, "NotReady",
+                           "allocations are served once start-up has "
+                           "finished",
+                           RETRY_AFTER_S);
+        else
+            bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
         return;
     }
     bool del = strcmp(req->method, "DELETE") == 0;
