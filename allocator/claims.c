@@ -1250,8 +1250,13 @@ static json_object *materialize_prepare(bdy_claims *c, mat_item *m, bdy_ledger_r
             goto out;
         const char *reason = !same ? "WorldGone" : "WorldExited";
         bdy_info("claims", "claim %s of %s/%s released: its world %s (%s)", id, r->c.ns, r->c.world,
-                 !same ? "is gone" : "failed or is being deleted", reason);
-        rc = release_from_ledger(c, &r->c, same ? world : NULL, reason, &eb);
+                 !same          ? "is gone"
+                 : have != NULL ? "is held by another allocation"
+                                : "failed or is being deleted",
+                 reason);
+        /* A world whose status names another allocation is that one's:
+         * the row ends, the world stays. */
+        rc = release_from_ledger(c, &r->c, same && have == NULL ? world : NULL, reason, &eb);
         if (rc != 0) {
             bdy_warn("claims", "claim %s: recording its end failed: %s", id, eb.message);
             materialize_again_if_trouble(c, id, rc, trouble);

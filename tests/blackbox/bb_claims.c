@@ -951,6 +951,42 @@ static void test_release_cut_short_is_finished(void **state)
     bb_cleanup(&s);
 }
 
+/* A ledger claim whose world's status names another allocation ends, and
+ * leaves that world alone: it is the other allocation's. */
+static void test_world_of_another_allocation_is_kept(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 3, NULL, 600);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(a.status, 201);
+    assert_true(wait_world_allocated(&s, a.name, a.id, NULL, 15000));
+    char path[256];
+    snprintf(path, sizeof(path),
+             "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s/status", a.name);
+    const char *const hdrs[] = {"Content-Type: application/merge-patch+json", NULL};
+    bb_response r = bb_request(&s, "PATCH", path,
+                               "{\"status\":{\"allocation\":{\"id\":\"alc-0123456789ab\"}}}", hdrs);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    char line[256];
+    snprintf(line, sizeof(line), "claim %s of default/%s released: its world", a.id, a.name);
+    assert_true(bb_log_contains(&s, line, 20000));
+    sleep_ms(2000);
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             a.name);
+    r = bb_request(&s, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body ? r.body : "", "deletionTimestamp"));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_cold_claim_timeout(void **state)
 {
     (void)state;
@@ -1680,6 +1716,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_release_cut_short_is_finished, bb_teardown),
+        cmocka_unit_test_teardown(test_world_of_another_allocation_is_kept, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
