@@ -1648,9 +1648,17 @@ static void answer_replay(bdy_claims *c, bdy_http_response *resp, const char *pr
                           const char *pool, uint64_t t0)
 {
     json_object *answer = NULL;
-    if (lookup_answer(c, prior, &answer) != 0) {
-        bdy_http_error(resp, 500, "InternalError",
-                       "the allocation for this Idempotency-Key cannot be read", 0);
+    int rc = lookup_answer(c, prior, &answer);
+    if (rc != 0) {
+        /* Store trouble passes, as for GET: the client is to retry, not to
+         * take the claim for failed. */
+        if (rc == BDY_ENOTFOUND)
+            bdy_http_error(resp, 500, "InternalError",
+                           "the allocation for this Idempotency-Key cannot be read", 0);
+        else
+            bdy_http_error(resp, 503, "Unavailable",
+                           "the allocation for this Idempotency-Key cannot be read now",
+                           RETRY_AFTER_S);
         count_result(c, ns, pool, "replay", "error", 0);
         return;
     }
