@@ -412,7 +412,9 @@ static int apply_op(bdy_ledger *l, ledger_op *op)
         sqlite3_reset(l->st_delete);
         if (step != SQLITE_DONE)
             goto io;
+        pthread_mutex_lock(&l->map_lock); /* bdy_ledger_has reads it */
         r->removing = true;
+        pthread_mutex_unlock(&l->map_lock);
         op->row = r;
         return 0;
     }
