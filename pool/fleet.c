@@ -280,6 +280,9 @@ static void count(world *w, int sign)
      * same: the pool must replace it now, not once the status catches up. */
     bdy_phase phase = w->held && w->phase == BDY_PHASE_READY ? BDY_PHASE_ALLOCATED : w->phase;
     c->phase[phase] = (unsigned)((int)c->phase[phase] + sign);
+    if (w->reserved &&
+        (phase == BDY_PHASE_PENDING || phase == BDY_PHASE_STARTING || phase == BDY_PHASE_READY))
+        c->reserved = (unsigned)((int)c->reserved + sign);
     c->total = (unsigned)((int)c->total + sign);
 }
 
@@ -867,7 +870,7 @@ out:
 }
 
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
-                                  bdy_world_ref *out, size_t max)
+                                  size_t keep, bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
     double now = bdy_wall_seconds();
@@ -876,7 +879,7 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
     /* Selection of the `max` oldest by repeated scans: max is small (one
      * scale-down step), the warm array may be large. Each one taken leaves
      * the array. */
-    while (p != NULL && n < max) {
+    while (p != NULL && n < max && p->nwarm > keep) {
         world *best = NULL;
         for (size_t i = 0; i < p->nwarm; i++) {
             world *w = p->warm[i];

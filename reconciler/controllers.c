@@ -1372,8 +1372,10 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
 
     if (nfailed > 0 && bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
-    unsigned warm = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
-                    c.phase[BDY_PHASE_READY] + c.creating;
+    /* Worlds started for cold claims are theirs, not warm stock. */
+    unsigned stock = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
+                     c.phase[BDY_PHASE_READY] + c.creating;
+    unsigned warm = stock > c.reserved ? stock - c.reserved : 0;
     if (spec.booklet != NULL && spec.manifest == NULL) {
         bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
         goto out;
@@ -1434,8 +1436,9 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             unsigned surplus = warm - target;
             size_t step = surplus < POOL_STEP_MAX ? surplus : POOL_STEP_MAX;
             /* Taken out of the warm index until each delete settles: no
-             * claim can be given one of them meanwhile. */
-            size_t n = bdy_fleet_take_idle_oldest(r->o.fleet, ns, name, 0, refs, step);
+             * claim can be given one of them meanwhile. The target's worth
+             * stays claimable, whatever claims are doing to the counts. */
+            size_t n = bdy_fleet_take_idle_oldest(r->o.fleet, ns, name, 0, target, refs, step);
             for (size_t i = 0; i < n; i++) {
                 int drc = delete_world(r, &refs[i], "ScaledDown",
                                        "idle above the pool's warm target for its scale-down "

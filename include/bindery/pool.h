@@ -71,6 +71,8 @@ typedef struct bdy_pool_counts {
     unsigned phase[BDY_PHASE_COUNT];
     unsigned warm;     /* claimable now */
     unsigned deleting; /* deletionTimestamp set */
+    unsigned reserved; /* Pending, Starting or Ready worlds created for a cold claim:
+                          counted in phase[] but no warm stock (the claim takes them) */
     unsigned creating; /* granted creations not seen yet (bdy_fleet_creation_grant) */
     unsigned total;    /* every world of the pool that is not being deleted, and
                           every creation in `creating` */
@@ -159,7 +161,9 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
 int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid);
 
 /* Pool controller, scale-down: takes up to max idle warm worlds of the
- * pool, oldest first, that have been Ready at least min_age_s, out of the
+ * pool, oldest first, that have been Ready at least min_age_s, leaving at
+ * least keep claimable (the counts the step came from may include worlds
+ * being claimed, and claims may have come in since), out of the
  * warm index as a claim would, so that no claim is given a world being
  * deleted and no world given to a claim is deleted. (With the claim
  * ledger a claim does not write the world, so the delete's
@@ -168,7 +172,7 @@ int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *u
  * deletes does not find the same surplus again. Settle each with
  * bdy_fleet_scale_down_done. */
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
-                                  bdy_world_ref *out, size_t max);
+                                  size_t keep, bdy_world_ref *out, size_t max);
 /* deleted: the delete went through, or lost to a newer state of the world
  * (a resourceVersion conflict); the world stays as taken until the
  * informer reports that newer state. Otherwise it is put back (warm and

@@ -82,6 +82,7 @@ static void test_counts_and_warm_index(void **state)
     assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 1);
     assert_int_equal(c.deleting, 1);
     assert_int_equal(c.total, 4);
+    assert_int_equal(c.reserved, 1); /* a5: Ready, but no warm stock */
     assert_int_equal(bdy_fleet_counts(f, "default", "nope", &c), BDY_ENOTFOUND);
     bdy_world_ref held[4];
     assert_int_equal(bdy_fleet_reserved(f, held, 4), 1);
@@ -89,6 +90,8 @@ static void test_counts_and_warm_index(void **state)
     /* The claim took it: no longer held. */
     observe(f, world("a5", "arena", "Allocated", 30, "nuke", false, true));
     assert_int_equal(bdy_fleet_reserved(f, held, 4), 0);
+    assert_int_equal(bdy_fleet_counts(f, "default", "arena", &c), 0);
+    assert_int_equal(c.reserved, 0);
 
     /* A phase change moves the world out of the index and the counts. */
     observe(f, world("a1", "arena", "Allocated", 20, "dust", false, false));
@@ -317,15 +320,20 @@ static void test_scale_down_candidates_and_failed(void **state)
     observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
     observe(f, world("a4", "arena", "Failed", 13, "dust", false, false));
     bdy_world_ref refs[8];
-    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 3600, refs, 8), 0);
-    size_t n = bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 3600, 0, refs, 8), 0);
+    /* Never fewer than keep left claimable. */
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 2, refs, 8), 0);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 1, refs, 8), 1);
+    assert_string_equal(refs[0].name, "a1");
+    bdy_fleet_scale_down_done(f, &refs[0], false); /* put back */
+    size_t n = bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 0, refs, 8);
     assert_int_equal(n, 2);                  /* never the allocated one */
     assert_string_equal(refs[0].name, "a1"); /* oldest first */
     /* Taken: no claim gets a world being scaled down, nor a second take;
      * and they count as deleting, so a second pass finds no surplus. */
     bdy_world_ref r;
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
-    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs + 2, 6), 0);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 0, refs + 2, 6), 0);
     bdy_pool_counts c;
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.phase[BDY_PHASE_READY], 0);
@@ -344,7 +352,7 @@ static void test_scale_down_candidates_and_failed(void **state)
     observe(f, world("a1", "arena", "Ready", 20, "dust", true, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.deleting, 1); /* now by its deletionTimestamp */
-    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, refs, 8), 1);
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 0, refs, 8), 1);
     assert_string_equal(refs[0].name, "a2");
     /* Its delete lost to a newer state the informer has reported already:
      * settled by that report, not by the put-back. */
