@@ -35,6 +35,8 @@
 #define INFORMER_WATCH_WAIT_MS 250
 #define INFORMER_BACKOFF_MIN_MS 100u
 #define INFORMER_BACKOFF_MAX_MS 5000u
+/* Watches expired before their first event after which relists back off. */
+#define INFORMER_OUTRUN_RELISTS 3u
 #define INFORMER_DEFAULT_PAGE 500u
 /* A list whose continue token expires this many times in a row is treated as
  * a failure (backoff) instead of being restarted at once forever. */
@@ -657,6 +659,9 @@ static void *informer_main(void *arg)
     bdy_thread_start("bdy-informer", true);
     unsigned backoff_ms = 0;
     bool listed_before = false;
+    /* Watches that expired before serving a single event, in a row: the
+     * history could not cover the list's own time. */
+    unsigned outrun = 0;
     while (!is_stopping(inf)) {
         uint64_t list_rv = 0;
         int rc = relist(inf, &list_rv);
@@ -675,10 +680,23 @@ static void *informer_main(void *arg)
              * 100 ms. */
             if (served)
                 backoff_ms = 0;
+            outrun = rc == BDY_EEXPIRED && !served ? outrun + 1 : 0;
             /* An expired watch is the normal way to fall behind: relist at
-             * once. Anything else may be a store in trouble: back off. */
-            if (rc == BDY_EEXPIRED)
+             * once. Anything else may be a store in trouble: back off. So
+             * does a list that the history keeps outrunning: relisting at
+             * once would only keep this thread listing, and never watching. */
+            if (rc == BDY_EEXPIRED && outrun < INFORMER_OUTRUN_RELISTS)
                 continue;
+            if (rc == BDY_EEXPIRED) {
+                static bdy_log_limit outrun_log;
+                uint64_t held = 0;
+                if (bdy_log_admit(&outrun_log, 60000, &held))
+                    bdy_warn(INFORMER_LOG,
+                             "%s: the watch history was used up while listing, %u times in a "
+                             "row; the cache lags the store: raise store.watchHistory (%llu "
+                             "such lines held back)",
+                             inf->resource, outrun, (unsigned long long)held);
+            }
         }
         if (rc == BDY_ESHUTDOWN && is_stopping(inf))
             break;
