@@ -1115,6 +1115,8 @@ static int release_from_ledger(bdy_claims *c, const bdy_ledger_claim *r, json_ob
         e->released = true;
     held_drop(c, r->ns, r->world, r->id);
     pthread_mutex_unlock(&c->lock);
+    if (rc == 0)
+        bdy_fleet_unhold_unseen(c->o.fleet, r->ns, r->world, r->world_uid);
     return rc;
 }
 

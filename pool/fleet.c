@@ -869,6 +869,21 @@ out:
     return rc;
 }
 
+void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, const char *uid)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    if (w != NULL && w->rv == 0 && w->uid != NULL && strcmp(w->uid, uid) == 0) {
+        warm_remove(w);
+        count(w, -1);
+        bdy_hmap_remove(&f->worlds, &w->node);
+        world_free(w);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
                                   size_t keep, bdy_world_ref *out, size_t max)
 {

@@ -159,6 +159,10 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
  * the claim ledger, possibly before the informer has seen the world). A
  * world of that name with another uid is not held. BDY_ENOMEM. */
 int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid);
+/* The claim that bdy_fleet_hold marked has ended: a record kept only for it
+ * (its world never observed: gone before the informer listed) is freed, as
+ * the informer would have freed an observed one when it saw it deleted. */
+void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, const char *uid);
 
 /* Pool controller, scale-down: takes up to max idle warm worlds of the
  * pool, oldest first, that have been Ready at least min_age_s, leaving at

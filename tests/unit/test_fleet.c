@@ -211,6 +211,28 @@ static void test_hold_from_ledger(void **state)
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 0);
     assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
+
+    /* A claim whose world was never seen ends: its record goes (the
+     * informer will never report that world deleted). A seen one stays. */
+    assert_int_equal(bdy_fleet_hold(f, "default", "a9", "uid-a9"), 0);
+    bdy_fleet_unhold_unseen(f, "default", "a9", "uid-other");
+    bdy_fleet_unhold_unseen(f, "default", "a1", "uid-a1");
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
+    json_object *w9 = world("a9", "arena", "Ready", 12, "dust", false, false);
+    json_object_object_add(json_object_object_get(w9, "metadata"), "uid",
+                           json_object_new_string("uid-a9"));
+    observe(f, json_object_get(w9));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 3); /* still held: another uid asked */
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", "a9", pool);
+    assert_int_equal(bdy_fleet_hold(f, "default", "a9", "uid-a9"), 0);
+    bdy_fleet_unhold_unseen(f, "default", "a9", "uid-a9");
+    observe(f, w9);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 2);
+    assert_int_equal(c.warm, 1); /* the record went with the claim */
     bdy_fleet_free(f);
 }
 
