@@ -1423,6 +1423,12 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         }
         pthread_mutex_lock(&r->pools_lock);
         ps->tokens -= tried;
+        /* A create the store refuses is refused again (a missing namespace,
+         * a world the CRD rejects, a full disk): it counts towards the
+         * backoff like a crash, or the pool retries it at its creation
+         * rate for good. A name taken meanwhile is no such failure. */
+        if (rc != 0 && rc != BDY_EEXISTS)
+            note_failure(ps, mono);
         pthread_mutex_unlock(&r->pools_lock);
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
         /* Scale down only after the surplus has lasted a cooldown, and then

@@ -633,6 +633,58 @@ static void start_bench_pool(bb_server *s, int warm, int max_worlds, unsigned co
     assert_true(wait_warm(s, warm, 60000));
 }
 
+/* A pool whose creates the store keeps refusing (here the WorldInstance
+ * CRD, edited, refuses its pool's name) backs off like one whose worlds
+ * crash, instead of retrying at its creation rate for good. */
+static void test_refused_creates_back_off(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+                "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 2\n    maxWarm: 2\n"
+                "    maxWorlds: 4\n    creationRate: 20\n");
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    const char *crd_path =
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/worldinstances.bindery.dev";
+    long status = 0;
+    json_object *crd = get_json(&s, crd_path, &status);
+    assert_int_equal(status, 200);
+    json_object *pool = crd;
+    const char *const steps[] = {"spec",   "versions",        NULL,
+                                 "schema", "openAPIV3Schema", "properties",
+                                 "spec",   "properties",      "pool"};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && pool != NULL; i++)
+        pool =
+            steps[i] ? json_object_object_get(pool, steps[i]) : json_object_array_get_idx(pool, 0);
+    assert_non_null(pool);
+    json_object_object_add(pool, "maxLength", json_object_new_int(1));
+    const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    bb_response r = bb_request(&s, "PUT", crd_path, json_object_to_json_string(crd), hdrs);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    json_object_put(crd);
+
+    /* A claim: the pool wants a world in its place, and every create is
+     * refused. */
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_true(bb_log_contains(&s, "cannot create world", 20000));
+    sleep_ms(8000);
+    /* Each refusal logs one line: at 20 creates a second, without backoff,
+     * 8 s give over a hundred. */
+    int refusals = bb_log_count(&s, "cannot create world");
+    printf("# refused creates in about 8 s: %d\n", refusals);
+    assert_true(refusals >= 3);
+    assert_true(refusals <= 20);
+    bb_cleanup(&s);
+}
+
 /* Rewrites a bench pool's warm numbers and sends SIGHUP (no wait). */
 static void reload_bench_pool(bb_server *s, int warm, int max_worlds, unsigned cooldown_s)
 {
@@ -1717,6 +1769,7 @@ int main(void)
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_release_cut_short_is_finished, bb_teardown),
         cmocka_unit_test_teardown(test_world_of_another_allocation_is_kept, bb_teardown),
+        cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),

@@ -357,6 +357,19 @@ bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
     return false;
 }
 
+int bb_log_count(bb_server *s, const char *text)
+{
+    int n = 0;
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[8192];
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
 /* World processes outlive bindery by design, so the harness stops the ones
  * this server started itself: every process whose working folder is the
  * server's folder (the test configs run worlds there). */

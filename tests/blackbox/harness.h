@@ -49,6 +49,8 @@ bool bb_wait_exit(bb_server *s, int timeout_ms);
 /* True if the daemon's log contains text (polls up to timeout_ms). A wait
  * that fails (timeout_ms > 0) prints the log's last lines to stderr. */
 bool bb_log_contains(bb_server *s, const char *text, int timeout_ms);
+/* Lines of the server's log holding text, now. */
+int bb_log_count(bb_server *s, const char *text);
 /* Copies the last 60 lines of the daemon's log to stderr, after why: the
  * folder is removed at cleanup, so a failed wait prints what explains it. */
 void bb_print_log_tail(bb_server *s, const char *why);
