@@ -69,6 +69,7 @@ typedef struct pool_state {
     double failures[FAILURE_BACKOFF_AFTER + 8];
     size_t nfailures;     /* ring of recent failure times */
     double surplus_since; /* 0: no surplus */
+    bool booklet_warned;  /* a booklet pool says once that it cannot run */
 } pool_state;
 
 static double monotonic_s(void)
@@ -1377,7 +1378,12 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
                      c.phase[BDY_PHASE_READY] + c.creating;
     unsigned warm = stock > c.reserved ? stock - c.reserved : 0;
     if (spec.booklet != NULL && spec.manifest == NULL) {
-        bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
+        pthread_mutex_lock(&r->pools_lock);
+        bool warned = ps->booklet_warned;
+        ps->booklet_warned = true;
+        pthread_mutex_unlock(&r->pools_lock);
+        if (!warned)
+            bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
         goto out;
     }
     if (warm < target) {
