@@ -150,19 +150,22 @@ static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
             port_mark(rt, h->ports[i].port, false);
 }
 
-/* True when nothing holds port on 127.0.0.1, by TCP or by UDP. A world may
- * serve a UDP game port and answer probes over TCP on the same number, so a
- * port is handed out only when both are free. SO_REUSEADDR on the TCP check
- * lets a port whose old connections linger in TIME_WAIT count as free (as it
- * is for a world that sets the option too); it still fails on a listener.
- * The UDP check goes without it, which would let it share a bound port. */
-/* 1 if port is free for TCP and UDP on loopback, 0 if not; -errno when no
- * socket could be made to tell (out of descriptors): that is bindery's
- * trouble, not the port's. */
+/* 1 when nothing holds port on any IPv4 address, by TCP or by UDP; 0 if
+ * something does; -errno when no socket could be made to tell (out of
+ * descriptors): that is bindery's trouble, not the port's. The check binds
+ * the wildcard address, which fails if anything is bound to the port on
+ * any one address (a check on 127.0.0.1 alone passed a port another
+ * program held on 10.0.0.5, and a world binding 0.0.0.0 then failed). A
+ * world may serve a UDP game port and answer probes over TCP on the same
+ * number, so a port is handed out only when both are free. SO_REUSEADDR on
+ * the TCP check lets a port whose old connections linger in TIME_WAIT count
+ * as free (as it is for a world that sets the option too); it still fails
+ * on a listener. The UDP check goes without it, which would let it share a
+ * bound port. */
 static int port_is_free(unsigned port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
     int one = 1;
     int is_free = 0;
     int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -502,6 +502,26 @@ static void test_crash_and_port_exhaustion(void **state)
     bdy_runtime_free(rt);
 }
 
+/* A port held on another address than 127.0.0.1 (here 127.0.0.2) is not
+ * handed out: a world binding every address would fail on it. */
+static void test_port_held_elsewhere_is_skipped(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1);
+    int holder = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(holder >= 0);
+    assert_int_equal(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    bdy_runtime *rt = new_runtime(f, port, port);
+    bdy_world_spec a = arena_spec(f, "elsewhere");
+    bdy_errbuf eb;
+    assert_int_equal(start_err(rt, &a, &eb), BDY_EBUSY);
+    assert_non_null(strstr(eb.message, "no free host port"));
+    close(holder);
+    bdy_runtime_free(rt);
+}
+
 static void test_sigkill_after_grace(void **state)
 {
     fixture *f = *state;
@@ -1302,6 +1322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_start_probe_ping_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_and_port_exhaustion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_held_elsewhere_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
