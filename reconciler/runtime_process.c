@@ -710,6 +710,48 @@ static int open_log(const proc_runtime *rt, const bdy_world_spec *spec, int *fd,
     return 0;
 }
 
+/* The program a command names, found as execvp would but with the PATH of
+ * the world's own environment (posix_spawnp searches Bindery's): a
+ * manifest that sets PATH=/opt/game/bin and runs "gameserver" means that
+ * one. A command with a slash is used as it is. Relative PATH entries (an
+ * empty one is the current directory) are relative to the world's working
+ * directory dir, as the exec happens there: out is the path to exec (in
+ * dir), checked from here as dir/out. 0 or an errno value: ENOENT when no
+ * entry holds the name, EACCES when one does but cannot be run. */
+static int resolve_command(const char *cmd, const char *dir, char *const envp[], char *out,
+                           size_t cap)
+{
+    if (strchr(cmd, '/') != NULL)
+        return snprintf(out, cap, "%s", cmd) < (int)cap ? 0 : ENAMETOOLONG;
+    const char *path = DEFAULT_PATH;
+    for (size_t i = 0; envp[i] != NULL; i++)
+        if (strncmp(envp[i], "PATH=", 5) == 0)
+            path = envp[i] + 5;
+    int err = ENOENT;
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        int len = (int)(end ? (size_t)(end - p) : strlen(p));
+        char seen_from_here[PATH_MAX];
+        int n =
+            len > 0 ? snprintf(out, cap, "%.*s/%s", len, p, cmd) : snprintf(out, cap, "./%s", cmd);
+        int m = out[0] != '/' && dir != NULL
+                    ? snprintf(seen_from_here, sizeof(seen_from_here), "%s/%s", dir, out)
+                    : snprintf(seen_from_here, sizeof(seen_from_here), "%s", out);
+        struct stat st;
+        if (n >= (int)cap || m >= (int)sizeof(seen_from_here)) {
+            if (err == ENOENT)
+                err = ENAMETOOLONG;
+        } else if (stat(seen_from_here, &st) == 0) {
+            if (S_ISREG(st.st_mode) && access(seen_from_here, X_OK) == 0)
+                return 0;
+            err = EACCES; /* as execvp: found, but not to be run */
+        }
+        if (end == NULL)
+            return err;
+        p = end;
+    }
+}
+
 /* Launches argv in a new session, stdin from /dev/null, stdout and stderr
  * appended to logfd, no other descriptor (closing from 3 catches the ones
  * another thread opened without O_CLOEXEC) and default signal handling, so
@@ -749,11 +791,14 @@ static int spawn_world(const char *dir, int logfd, char *const argv[], char *con
         err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     if (err == 0 && dir != NULL)
         err = posix_spawn_file_actions_addchdir_np(&fa, dir);
-    /* The analyzer's model of posix_spawnp lets it overwrite argv, losing
+    /* The analyzer's model of posix_spawn lets it overwrite argv, losing
      * the strings the caller still owns and frees: a false leak. */
+    char program[PATH_MAX];
+    if (err == 0)
+        err = resolve_command(argv[0], dir, envp, program, sizeof(program));
     if (err == 0)
         /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-        err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
+        err = posix_spawn(pid, program, &fa, &attr, argv, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return err;

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1048,6 +1049,52 @@ static void test_world_outlives_runtime(void **state)
     bdy_runtime_free(second);
 }
 
+/* A command without a slash is looked for in the PATH the world is given,
+ * not in Bindery's; a relative entry is relative to the working directory. */
+static void test_command_found_in_world_path(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    char bin[256];
+    char link[300];
+    snprintf(bin, sizeof(bin), "%s/game-bin", f->dir);
+    snprintf(link, sizeof(link), "%s/bdy-test-game", bin);
+    assert_int_equal(mkdir(bin, 0700), 0);
+    char arena[PATH_MAX];
+    assert_non_null(realpath(f->arena, arena));
+    assert_int_equal(symlink(arena, link), 0);
+    char path_env[400];
+    snprintf(path_env, sizeof(path_env), "/nonexistent:%s:/usr/bin:/bin", bin);
+    const char *const paths[] = {path_env, "game-bin"};
+    for (int i = 0; i < 2; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "in-path-%d", i);
+        bdy_world_spec s = arena_spec(f, name);
+        s.command = "bdy-test-game";
+        s.env_names[0] = "PATH";
+        s.env_values[0] = paths[i];
+        s.nenv = 1;
+        bdy_world_handle h;
+        start_ok(rt, &s, &h);
+        assert_true(wait_ready(rt, &h, &s.readiness));
+        assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
+        exit_rec r;
+        assert_true(wait_exit(f, name, &r));
+    }
+    /* Nowhere in the world's PATH: not found, though Bindery's may hold it. */
+    bdy_world_spec s = arena_spec(f, "not-in-path");
+    s.command = "sh";
+    s.env_names[0] = "PATH";
+    s.env_values[0] = bin;
+    s.nenv = 1;
+    bdy_errbuf eb;
+    assert_int_not_equal(start_err(rt, &s, &eb), 0);
+    assert_non_null(strstr(eb.message, "No such file"));
+    unlink(link);
+    rmdir(bin);
+    bdy_runtime_free(rt);
+}
+
 static void test_placeholders_and_env(void **state)
 {
     fixture *f = *state;
@@ -1337,6 +1384,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
                                         teardown),
         cmocka_unit_test(test_environ_parse),
+        cmocka_unit_test_setup_teardown(test_command_found_in_world_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placeholders_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_and_tcp_probes, setup, teardown),
