@@ -25,6 +25,8 @@
 #include "bindery/util.h"
 #include "bindery/yaml.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <malloc.h>
@@ -961,8 +963,24 @@ static int hash_token(void)
     return 0;
 }
 
+/* Opens /dev/null onto whichever of descriptors 0, 1 and 2 is closed (a
+ * supervisor may start bindery so): otherwise the next file bindery opens
+ * takes that number, and a world's log would be opened as descriptor 0,
+ * then replaced by the /dev/null meant for the world's stdin. */
+static void fill_standard_descriptors(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int opened = open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+        if (opened >= 0 && opened != fd) /* cannot happen: the lowest free is fd */
+            close(opened);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    fill_standard_descriptors();
     if (argc < 2)
         return usage();
     const char *cmd = argv[1];
