@@ -268,8 +268,7 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
         rc = reclaim_unrecorded(r, key, &only_identity, &h);
         if (rc == 0) {
             track_set(r, key, &h);
-            track_get(r, key, t);
-            return 0;
+            return track_get(r, key, t) ? 0 : BDY_ENOMEM; /* track_set ran out */
         }
         if (rc != BDY_ENOTFOUND)
             return rc;
@@ -284,8 +283,7 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
     if (rc == 0) {
         track_set(r, key, &h);
         bdy_info("reconciler", "re-adopted world %s (pid %lld)", key, (long long)h.pid);
-        track_get(r, key, t);
-        return 0;
+        return track_get(r, key, t) ? 0 : BDY_ENOMEM; /* track_set ran out */
     }
     if (bdy_runtime_retry_later(rc)) {
         /* Out of descriptors, say: the process may well be alive. */
@@ -968,7 +966,13 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         return DEFAULT_PROBE_PERIOD_MS * 5;
     }
     tracked t;
-    track_get(r, key, &t);
+    if (!track_get(r, key, &t)) {
+        /* Its entry could not be made (out of memory): retried, never a
+         * probe of a process nobody recorded. */
+        json_object_put(manifest);
+        *rc = BDY_ENOMEM;
+        return 0;
+    }
     /* A Starting world is not probed before initialDelaySeconds have passed
      * since it started (a wrapper may open the port before the game has
      * loaded); until then only whether it runs is observed. */
