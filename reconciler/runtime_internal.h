@@ -25,8 +25,17 @@ typedef struct bdy__proc_stat {
     char state; /* 'R', 'S', ... 'Z' for a zombie */
     int64_t ppid;
     int64_t pgrp;
+    int64_t threads;     /* field 20 */
     uint64_t start_time; /* field 22: clock ticks since boot */
 } bdy__proc_stat;
+
+/* Whether the process st describes has ended. A zombie leader whose other
+ * threads run (its main thread called pthread_exit) reads 'Z' but is a
+ * live process, which must be neither failed nor left unwatched. */
+static inline bool bdy__proc_stat_ended(const bdy__proc_stat *st)
+{
+    return (st->state == 'Z' || st->state == 'X') && st->threads <= 1;
+}
 
 /* Reads pid's /proc/PID/stat. BDY_ENOTFOUND when there is no such
  * process, BDY_EPARSE when the line is not as expected. */

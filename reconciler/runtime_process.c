@@ -105,13 +105,13 @@ typedef struct env_list {
 /* ---- /proc ---------------------------------------------------------------- */
 
 /* Whether the process h recorded is still there: same pid, same start
- * time, not a zombie. BDY_ENOTFOUND when it is not. */
+ * time, not ended (see bdy__proc_stat_ended). BDY_ENOTFOUND when it is not. */
 static int alive_as_recorded(const bdy_world_handle *h, bdy__proc_stat *st)
 {
     int rc = bdy__proc_stat_read(h->pid, st);
     if (rc != 0)
         return rc;
-    if (st->start_time != h->start_time || st->state == 'Z' || st->state == 'X')
+    if (st->start_time != h->start_time || bdy__proc_stat_ended(st))
         return BDY_ENOTFOUND;
     return 0;
 }

@@ -145,6 +145,8 @@ int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
             out->ppid = strtoll(tok, NULL, 10);
         } else if (field == 5) {
             out->pgrp = strtoll(tok, NULL, 10);
+        } else if (field == 20) {
+            out->threads = strtoll(tok, NULL, 10);
         } else if (field == 22) {
             out->start_time = strtoull(tok, NULL, 10);
             return 0;
@@ -192,7 +194,7 @@ static int procs_find(int64_t group, bdy__stray **out, size_t *count)
         if (pid == self || fstatat(dirfd(proc), de->d_name, &sb, 0) != 0 || sb.st_uid != me)
             continue;
         bdy__proc_stat st;
-        if (bdy__proc_stat_read(pid, &st) != 0 || st.state == 'Z' || st.state == 'X' ||
+        if (bdy__proc_stat_read(pid, &st) != 0 || bdy__proc_stat_ended(&st) ||
             st.pgrp != (group < 0 ? pid : group))
             continue;
         char path[64];

@@ -55,6 +55,7 @@ typedef struct fixture {
     pthread_mutex_t lock;
     exit_rec exits[MAX_EXITS];
     size_t nexits;
+    pid_t group; /* a process group a test made itself, killed at teardown */
 } fixture;
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -390,6 +391,10 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 static int teardown(void **state)
 {
     fixture *f = *state;
+    if (f->group > 0) {
+        kill(-f->group, SIGKILL);
+        waitpid(f->group, NULL, WNOHANG);
+    }
     assert_int_equal(nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
     pthread_mutex_destroy(&f->lock);
     free(f);
@@ -999,6 +1004,47 @@ static pid_t spawn_foreign_group(fixture *f, const char *name, const char *uid, 
 
 /* An adopted world that is not our child and dies: what it started in its
  * group goes with it, as it does for a world we started. */
+/* The thread left running: a minute at most, whatever happens to the test. */
+static void *park_a_minute(void *arg)
+{
+    (void)arg;
+    sleep(60);
+    _exit(0);
+}
+
+/* A world whose main thread has called pthread_exit while its other
+ * threads run reads 'Z' in /proc, yet runs: it is adopted, and stopped. */
+static void test_adopt_world_whose_main_thread_exited(void **state)
+{
+    fixture *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0); /* stop() signals the group: not this test's */
+        pthread_t t;
+        if (pthread_create(&t, NULL, park_a_minute, NULL) != 0)
+            _exit(2);
+        pthread_exit(NULL);
+    }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
+    f->group = pid;
+    bdy_world_handle h = {.pid = pid, .address = "127.0.0.1"};
+    char st = 0;
+    for (int i = 0; i < 200 && (st = proc_state(pid, NULL, &h.start_time)) != 'Z'; i++)
+        sleep_ms(10);
+    assert_int_equal(st, 'Z'); /* the leader is a zombie; its thread runs */
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 1);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "half-gone", &h, &eb), 0);
+    assert_int_equal(rt->vt->stop(rt->ctx, &h, 1000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "half-gone", &r));
+    assert_int_equal(r.pid, pid);
+    bdy_runtime_free(rt);
+    waitpid(pid, NULL, WNOHANG); /* reaped by the runtime already, or now */
+}
+
 static void test_adopted_world_takes_its_group_along(void **state)
 {
     fixture *f = *state;
@@ -1374,6 +1420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopted_world_takes_its_group_along, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_world_whose_main_thread_exited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_by_identity_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_with_other_ports_kills, setup, teardown),
