@@ -275,6 +275,9 @@ static const cfg_field runtime_fields[] = {
                  "working folder of world processes"),
     SCALAR_FIELD(bdy_config_runtime, log_dir, "logDir", CFG_PATH, "worlds",
                  "folder for the worlds' stdout and stderr"),
+    UINT_FIELD(bdy_config_runtime, log_retention_h, "logRetentionHours", 0, 87600, "24",
+               "hours a log of a world no longer running is kept after its last line; 0: "
+               "forever"),
     UINT_FIELD(bdy_config_runtime, bench_ready_delay_ms, "benchReadyDelayMs", 0, 600000, "0",
                "bench runtime: how long a world takes to become Ready"),
 };

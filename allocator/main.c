@@ -360,6 +360,7 @@ static bool same_runtime(const bdy_config_runtime *a, const bdy_config_runtime *
 {
     return a->kind == b->kind && a->port_min == b->port_min && a->port_max == b->port_max &&
            same_str(a->work_dir, b->work_dir) && same_str(a->log_dir, b->log_dir) &&
+           a->log_retention_h == b->log_retention_h &&
            a->bench_ready_delay_ms == b->bench_ready_delay_ms;
 }
 
@@ -520,6 +521,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
                                        .port_max = rt->port_max,
                                        .work_dir = rt->work_dir,
                                        .log_dir = rt->log_dir,
+                                       .log_retention_s = (double)rt->log_retention_h * 3600,
                                        .on_exit = bdy_reconciler_world_exited,
                                        .data = d->reconciler};
         rc = bdy_runtime_process_new(&po, &d->runtime, eb);

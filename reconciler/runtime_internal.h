@@ -94,4 +94,30 @@ int bdy__strays_find(bdy__stray **out, size_t *count);
 int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count);
 void bdy__strays_free(bdy__stray *list);
 
+/* ---- world logs (runtime_logs.c) ---------------------------------------- */
+
+/* Most logs one sweep deletes, so that a folder of a million old logs is
+ * worked through a slice a minute. */
+#define BDY__LOG_SWEEP_MAX 10000u
+
+/* Deletes the regular files "*.log" in dir last written retention_s or more
+ * before now (wall seconds) whose name is not in running (the log file
+ * names of running worlds, "<ns>_<name>.log"; sorted here), at most
+ * max_deletes of them. Returns how many went. */
+size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **running,
+                       size_t nrunning, size_t max_deletes);
+
+/* Fills *names (malloc'ed array of malloc'ed strings, the caller frees
+ * both) with the log file names of the worlds running now. 0 or BDY_ENOMEM,
+ * when no sweep happens. */
+typedef int (*bdy__logs_running_fn)(void *data, char ***names, size_t *count);
+
+typedef struct bdy__log_sweeper bdy__log_sweeper;
+/* Starts a thread sweeping dir once a minute; *out stays NULL (nothing to
+ * stop) when retention_s is 0, which keeps logs for good. */
+int bdy__log_sweeper_start(const char *dir, double retention_s, bdy__logs_running_fn running,
+                           void *data, bdy__log_sweeper **out, bdy_errbuf *eb);
+/* Stops and frees the sweeper (NULL: nothing). */
+void bdy__log_sweeper_stop(bdy__log_sweeper *s);
+
 #endif

@@ -94,6 +94,7 @@ typedef struct proc_runtime {
     int wakefd;
     pthread_t thread;
     bool thread_started;
+    bdy__log_sweeper *log_sweeper; /* NULL: logs kept for good */
 } proc_runtime;
 
 /* "NAME=value" strings for execve, NULL-terminated. */
@@ -695,6 +696,39 @@ static int make_dirs(const char *dir, bdy_errbuf *eb)
         if (c == '\0')
             return 0;
     }
+}
+
+/* The log file names of the worlds running now, for the log sweeper
+ * (bdy__logs_running_fn): the watched ones, and the strays, which run
+ * although no adopt() has taken them yet. */
+static int running_log_names(void *data, char ***names, size_t *count)
+{
+    proc_runtime *rt = data;
+    pthread_mutex_lock(&rt->lock);
+    size_t n = 0;
+    for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
+        n++;
+    for (const bdy__stray *st = rt->strays; st != NULL; st = st->next)
+        n++;
+    char **out = calloc(n ? n : 1, sizeof(*out));
+    size_t i = 0;
+    bool ok = out != NULL;
+    for (const proc_world *w = rt->worlds; ok && w != NULL; w = w->next)
+        ok = asprintf(&out[i++], "%s_%s.log", w->ns, w->name) >= 0;
+    for (const bdy__stray *st = rt->strays; ok && st != NULL; st = st->next)
+        ok = asprintf(&out[i++], "%s_%s.log", st->ns, st->name) >= 0;
+    pthread_mutex_unlock(&rt->lock);
+    if (!ok) {
+        /* asprintf leaves its pointer undefined on failure: the last slot
+         * is not freed. */
+        for (size_t j = 0; out != NULL && j + 1 < i; j++)
+            free(out[j]);
+        free(out);
+        return BDY_ENOMEM;
+    }
+    *names = out;
+    *count = n;
+    return 0;
 }
 
 static int open_log(const proc_runtime *rt, const bdy_world_spec *spec, int *fd, bdy_errbuf *eb)
@@ -1365,6 +1399,7 @@ static void proc_destroy(void *ctx)
         wake_watcher(rt);
         pthread_join(rt->thread, NULL);
     }
+    bdy__log_sweeper_stop(rt->log_sweeper);
     for (proc_world *w = rt->worlds, *next; w != NULL; w = next) {
         next = w->next;
         if (w->pidfd >= 0)
@@ -1459,7 +1494,6 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
          * status recorded: worth a warning, not refusing to run. */
         bdy_warn(LOG_COMPONENT, "cannot look for running world processes in /proc: %s",
                  bdy_strerror(rc));
-        rc = 0;
     } else if (nstrays > 0) {
         bdy_info(LOG_COMPONENT,
                  "%zu running processes of this user carry a world's identity; this "
@@ -1475,6 +1509,10 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         rc = bdy_fail(eb, BDY_EIO, "process runtime: epoll/eventfd: %s", strerror(errno));
         goto out;
     }
+    rc = bdy__log_sweeper_start(rt->log_dir, opts->log_retention_s, running_log_names, rt,
+                                &rt->log_sweeper, eb);
+    if (rc != 0)
+        goto out;
     int err = pthread_create(&rt->thread, NULL, watcher_main, rt);
     if (err != 0) {
         rc = bdy_fail(eb, BDY_EIO, "process runtime: cannot start its thread: %s", strerror(err));

@@ -217,6 +217,7 @@ typedef struct bdy_config_runtime {
     unsigned port_max;             /* portMax, default 29999, >= portMin */
     char *work_dir;                /* workDir: worlds' working folder, default "." */
     char *log_dir;                 /* logDir: worlds' stdout/stderr, default "worlds" */
+    unsigned log_retention_h;      /* logRetentionHours, default 24, 0 (forever)..87600 */
     unsigned bench_ready_delay_ms; /* benchReadyDelayMs, default 0, 0..600000 */
 } bdy_config_runtime;
 

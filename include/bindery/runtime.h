@@ -141,6 +141,9 @@ typedef struct bdy_process_runtime_opts {
     unsigned port_max;
     const char *work_dir; /* default working directory for worlds */
     const char *log_dir;  /* each world's stdout/stderr go to log_dir/<ns>_<name>.log */
+    /* A log of a world this runtime does not run is deleted once it has
+     * not been written for this long; 0: never. Swept once a minute. */
+    double log_retention_s;
     bdy_world_exit_cb on_exit;
     void *data;
 } bdy_process_runtime_opts;

@@ -1141,6 +1141,56 @@ static void test_command_found_in_world_path(void **state)
     bdy_runtime_free(rt);
 }
 
+static void touch_file(const char *dir, const char *name, double age_s)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "x\n", 2), 2);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= (time_t)age_s;
+    t[1] = t[0];
+    assert_int_equal(futimens(fd, t), 0);
+    close(fd);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Logs of worlds gone for longer than the retention are deleted; those of
+ * running worlds, recent ones and other files stay; a sweep stops at its
+ * limit. */
+static void test_old_world_logs_are_swept(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime_free(new_runtime(f, f->port_base, f->port_base)); /* makes the folder */
+    touch_file(f->logs, "default_gone-1.log", 7200);
+    touch_file(f->logs, "default_gone-2.log", 7200);
+    touch_file(f->logs, "default_gone-3.log", 7200);
+    touch_file(f->logs, "default_quiet.log", 7200);
+    touch_file(f->logs, "default_recent.log", 60);
+    touch_file(f->logs, "notes.txt", 7200);
+    char *running[] = {strdup("default_quiet.log"), strdup("default_other.log")};
+    double now = bdy_wall_seconds();
+    assert_int_equal(bdy__logs_sweep(f->logs, 3600, now, running, 2, 2), 2);
+    assert_int_equal(bdy__logs_sweep(f->logs, 3600, now, running, 2, 100), 1);
+    assert_int_equal(bdy__logs_sweep(f->logs, 3600, now, running, 2, 100), 0);
+    assert_false(file_exists(f->logs, "default_gone-1.log"));
+    assert_false(file_exists(f->logs, "default_gone-2.log"));
+    assert_false(file_exists(f->logs, "default_gone-3.log"));
+    assert_true(file_exists(f->logs, "default_quiet.log"));
+    assert_true(file_exists(f->logs, "default_recent.log"));
+    assert_true(file_exists(f->logs, "notes.txt"));
+    free(running[0]);
+    free(running[1]);
+}
+
 static void test_placeholders_and_env(void **state)
 {
     fixture *f = *state;
@@ -1432,6 +1482,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_environ_parse),
         cmocka_unit_test_setup_teardown(test_command_found_in_world_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_world_logs_are_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placeholders_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_and_tcp_probes, setup, teardown),
