@@ -357,7 +357,9 @@ out:
     sqlite3_finalize(st);
     if (rc == 0)
         rc = exec_sql(d, "COMMIT");
-    else
+    /* A failed COMMIT (SQLITE_BUSY, say) leaves the transaction open, and
+     * every later BEGIN would fail with it. */
+    if (rc != 0 && !sqlite3_get_autocommit(d->db))
         exec_sql(d, "ROLLBACK");
     return rc;
 }
@@ -494,6 +496,7 @@ static bdy_forecast *refit(bdy_demand *d, const char *key, uint64_t upto)
 
 typedef struct work {
     char key[KEY_MAX];
+    uint64_t flushed_from; /* the pool's first minute written by this tick */
     bool load;
     uint64_t feed_from, feed_to; /* buckets to feed */
     bool fit;
@@ -525,6 +528,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
     for (pool_rec *p = d->pools; p != NULL; p = p->next) {
         if (p->flushed == 0 || p->flushed + BDY_DEMAND_MEMORY_MINUTES < minute_now)
             p->flushed = p->flushed == 0 ? minute_now : minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
+        uint64_t flushed_from = p->flushed;
         for (uint64_t m = p->flushed; m < minute_now; m++) {
             minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
             row *r = &rows[nrows++];
@@ -536,6 +540,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
         p->flushed = minute_now;
         work *w = &jobs[njobs++];
         snprintf(w->key, sizeof(w->key), "%s", p->key);
+        w->flushed_from = flushed_from;
         w->load = !p->loaded;
         w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : bucket_now;
         /* A bucket is complete once its last minute is written. */
@@ -543,8 +548,17 @@ int bdy_demand_tick(bdy_demand *d, double now)
         w->fit = now - p->last_fit >= REFIT_EVERY_S;
     }
     pthread_mutex_unlock(&d->lock);
-    if ((rc = write_rows(d, rows, nrows)) != 0)
+    if ((rc = write_rows(d, rows, nrows)) != 0) {
+        /* Not written: the minutes are still in memory (the last
+         * BDY_DEMAND_MEMORY_MINUTES), and the next tick writes them. */
+        pthread_mutex_lock(&d->lock);
+        for (size_t i = 0; i < njobs; i++)
+            for (pool_rec *p = d->pools; p != NULL; p = p->next)
+                if (strcmp(p->key, jobs[i].key) == 0 && p->flushed == minute_now)
+                    p->flushed = jobs[i].flushed_from;
+        pthread_mutex_unlock(&d->lock);
         goto out;
+    }
 
     for (size_t i = 0; i < njobs; i++) {
         work *w = &jobs[i];

@@ -145,6 +145,27 @@ static void test_counts_and_input(void **state)
     bdy_demand_close(d);
 }
 
+/* Minutes whose write failed (another writer held the file past the busy
+ * timeout) are written by the next tick, not lost. */
+static void test_failed_write_is_written_later(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    assert_int_equal(bdy_demand_tick(d, T0 + 10), 0); /* the first tick starts the count */
+    for (int i = 0; i < 7; i++)
+        bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 20 + i);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(bdy_demand_tick(d, T0 + 60), BDY_EIO);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(bdy_demand_tick(d, T0 + 120), 0);
+    assert_int_equal(count_rows(f, "SELECT SUM(claims) FROM demand_samples"), 7);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), 2);
+    bdy_demand_close(d);
+}
+
 static void test_restart_continues_forecast(void **state)
 {
     fixture *f = *state;
@@ -212,6 +233,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_counts_and_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_is_written_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),
     };
