@@ -241,6 +241,10 @@ int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
             f->level += f->p.phi * f->trend;
             f->trend *= f->p.phi;
         }
+        /* The level is now the skipped buckets' last: the forecast of this
+         * one is one step ahead, not gap + 1 (which counted the trend over
+         * the gap twice in the error statistics). */
+        f->next = bucket;
     }
     if (!missing) {
         note_error(f, value - raw_forecast(f, bucket));

@@ -120,6 +120,30 @@ static void test_gaps_are_missing_not_zero(void **state)
     bdy_forecast_free(f);
 }
 
+/* A value after a gap that is exactly what the forecaster predicted for
+ * its bucket is no error: the error statistics (and so the margin) do not
+ * grow. They did when the trend over the gap was counted twice. */
+static void test_gap_then_predicted_value_is_no_error(void **state)
+{
+    (void)state;
+    bdy_forecast *f = make(false);
+    size_t n = 8 * DAY;
+    double *obs = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        obs[i] = series(FIRST + i, 0.05);
+    assert_int_equal(bdy_forecast_fit(f, obs, n, FIRST, 1), 0);
+    assert_true(bdy_forecast_seasonal(f));
+    assert_true(fabs(bdy_forecast_trend(f)) > 1e-3);
+    double before = bdy_forecast_rate_sd(f, 0); /* 0: no Poisson part taken out */
+    uint64_t later = FIRST + n + 20;
+    double predicted = bdy_forecast_at(f, later);
+    assert_int_equal(bdy_forecast_observe(f, later, predicted), 0);
+    double after = bdy_forecast_rate_sd(f, 0);
+    assert_true(after <= before * (1 + 1e-9));
+    free(obs);
+    bdy_forecast_free(f);
+}
+
 static void test_zero_demand_and_bad_input(void **state)
 {
     (void)state;
@@ -179,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_recovers_trend),
         cmocka_unit_test(test_moving_average_while_short),
         cmocka_unit_test(test_gaps_are_missing_not_zero),
+        cmocka_unit_test(test_gap_then_predicted_value_is_no_error),
         cmocka_unit_test(test_zero_demand_and_bad_input),
         cmocka_unit_test(test_state_round_trip),
     };
