@@ -890,7 +890,14 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     return rc;
 }
 
-static void observe_startup(bdy_reconciler *r, json_object *world)
+/* A world became Ready: its startup time goes to the histogram and, as a
+ * sample of the lead time, to the forecast. Not when it started longer
+ * ago than its start deadline allows (started_at: status startingAt, 0 when
+ * unknown): only a world found Ready after bindery was down for a while
+ * can, and the downtime is no lead time (one such sample would size pools
+ * for it for a long while). */
+static void observe_startup(bdy_reconciler *r, json_object *world, double started_at,
+                            unsigned deadline_s)
 {
     json_object *meta = bdy_jget(world, "metadata");
     double created = 0;
@@ -901,6 +908,8 @@ static void observe_startup(bdy_reconciler *r, json_object *world)
     const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
     const char *labels[] = {ns ? ns : "", pool ? pool : "", NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
+    if (started_at > 0 && now - started_at > deadline_s)
+        return;
     bdy_demand_lead_time(r->o.demand, ns, labels[1], now - created, now);
 }
 
@@ -1009,7 +1018,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         if (state == BDY_WORLD_READY) {
             *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
             if (*rc == 0)
-                observe_startup(r, world);
+                observe_startup(r, world, started, deadline_s);
             return 0;
         }
         if (started > 0 && bdy_wall_seconds() - started > deadline_s) {

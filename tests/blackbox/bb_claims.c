@@ -1003,6 +1003,47 @@ static void test_release_cut_short_is_finished(void **state)
     bb_cleanup(&s);
 }
 
+/* A world found Ready after bindery was down longer than the world's start
+ * deadline is no sample of the pool's lead time: the downtime would size
+ * the pool for a long while. */
+static void test_downtime_is_no_lead_time(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 1, NULL, 0);
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 2\n"
+             "  startDeadlineSeconds: 3\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:game}\", \"--ready-delay-ms\", \"1500\"]\n",
+             world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "started: pid", 20000));
+    sleep_ms(300); /* its Starting status written, most likely; if not, it is reclaimed */
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    sleep_ms(5000); /* the world listens after 1.5 s; its deadline passes at 3 s */
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 20000));
+    long status = 0;
+    json_object *pool = get_json(&s, "/v1/pools/default/arena", &status);
+    assert_int_equal(status, 200);
+    double lead = json_object_get_double(
+        json_object_object_get(json_object_object_get(pool, "status"), "leadTimeSeconds"));
+    json_object_put(pool);
+    printf("# lead time after the restart: %.1f s\n", lead);
+    assert_true(lead == 30); /* the default (demand.leadTimeSeconds): nothing measured */
+    bb_cleanup(&s);
+}
+
 /* A ledger claim whose world's status names another allocation ends, and
  * leaves that world alone: it is the other allocation's. */
 static void test_world_of_another_allocation_is_kept(void **state)
@@ -1769,6 +1810,7 @@ int main(void)
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_release_cut_short_is_finished, bb_teardown),
         cmocka_unit_test_teardown(test_world_of_another_allocation_is_kept, bb_teardown),
+        cmocka_unit_test_teardown(test_downtime_is_no_lead_time, bb_teardown),
         cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
