@@ -502,6 +502,38 @@ typedef struct work {
     bool fit;
 } work;
 
+/* Whether fc has been fed buckets after feed_to, the last complete one:
+ * the wall clock went back (an NTP step, a restored snapshot). Fed on, it
+ * would take nothing until the clock caught up again, for as long as the
+ * jump, and its state, saved, would stay so across restarts. */
+static bool fed_ahead(const bdy_forecast *fc, uint64_t feed_to)
+{
+    return fc != NULL && bdy_forecast_next_bucket(fc) > feed_to + 1;
+}
+
+/* A forecaster fed ahead of the clock (fed_ahead) is dropped and fitted
+ * again from the history up to now. Under d->lock. */
+static void drop_if_ahead(pool_rec *p, work *w)
+{
+    if (!fed_ahead(p->fc, w->feed_to))
+        return;
+    bdy_warn("demand",
+             "%s: the forecast was fed up to %.0f s ahead of the clock, which went back; it "
+             "is fitted again from the history",
+             p->key, (double)(bdy_forecast_next_bucket(p->fc) - w->feed_to) * STEP_S);
+    bdy_forecast_free(p->fc);
+    p->fc = NULL;
+    w->feed_from = w->feed_to;
+    w->fit = true;
+}
+
+/* Whether a refit is due: REFIT_EVERY_S since the last, or a last one in
+ * the future (the clock went back). */
+static bool refit_due(double now, double last_fit)
+{
+    return now - last_fit >= REFIT_EVERY_S || last_fit > now;
+}
+
 int bdy_demand_tick(bdy_demand *d, double now)
 {
     int rc = 0;
@@ -545,7 +577,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
         w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : bucket_now;
         /* A bucket is complete once its last minute is written. */
         w->feed_to = (minute_now * 60) / STEP_S;
-        w->fit = now - p->last_fit >= REFIT_EVERY_S;
+        w->fit = refit_due(now, p->last_fit);
+        drop_if_ahead(p, w);
     }
     pthread_mutex_unlock(&d->lock);
     if ((rc = write_rows(d, rows, nrows)) != 0) {
@@ -579,7 +612,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
                     p->lead_s = lead;
                 p->last_fit = last_fit;
                 w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : w->feed_to;
-                w->fit = now - last_fit >= REFIT_EVERY_S;
+                w->fit = refit_due(now, last_fit);
+                drop_if_ahead(p, w);
             }
             pthread_mutex_unlock(&d->lock);
             bdy_forecast_free(fc);
@@ -639,7 +673,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
     }
 
     /* Retention: fold old minutes into 5-minute rows, drop the oldest. */
-    if (now - d->last_prune >= PRUNE_EVERY_S) {
+    if (now - d->last_prune >= PRUNE_EVERY_S || d->last_prune > now) {
         d->last_prune = now;
         char sql[1024];
         long long minutes_before = (long long)(now - d->o.minute_retention_h * 3600.0);

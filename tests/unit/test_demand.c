@@ -166,6 +166,39 @@ static void test_failed_write_is_written_later(void **state)
     bdy_demand_close(d);
 }
 
+/* The clock goes back a day: the forecaster, fed up to the old time, is
+ * fitted again and fed from the new time on, instead of taking nothing
+ * for a day. */
+/* Claims at per_minute from minute a to b after base, with a tick every
+ * five minutes. */
+static void drive_at(bdy_demand *d, double base, int a, int b, int per_minute)
+{
+    for (int m = a; m < b; m++) {
+        double t = base + m * 60;
+        for (int i = 0; i < per_minute; i++)
+            bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, t + i);
+        if (m % 5 == 4)
+            assert_int_equal(bdy_demand_tick(d, t + 60), 0);
+    }
+}
+
+static void test_clock_back_keeps_forecasting(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    drive_at(d, T0, 0, 30, 20);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 30 * 60, &in), 0);
+    assert_true(in.forecast_rate >= 18 && in.forecast_rate <= 22);
+    /* A day back, and the demand falls to 5 a minute. */
+    double back = T0 - 86400;
+    drive_at(d, back, 0, 30, 5);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", back + 30 * 60, &in), 0);
+    printf("# forecast after the clock went back: %.1f a minute\n", in.forecast_rate);
+    assert_true(in.forecast_rate >= 4 && in.forecast_rate <= 8);
+    bdy_demand_close(d);
+}
+
 static void test_restart_continues_forecast(void **state)
 {
     fixture *f = *state;
@@ -234,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_counts_and_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_is_written_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clock_back_keeps_forecasting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),
     };
