@@ -729,11 +729,15 @@ static enum MHD_Result route_request(struct conn *c)
     const char *methods[16];
     size_t nmethods = 0;
     bool path_seen = false;
+    /* HEAD is GET without the body (RFC 9110 9.3.2), which MHD leaves out:
+     * load balancers check health with it. */
+    bool head = strcmp(c->req.method, MHD_HTTP_METHOD_HEAD) == 0;
     for (size_t i = 0; i < s->nroutes; i++) {
         const struct route *r = &s->routes[i];
         if (!path_matches(r, c->req.path))
             continue;
-        if (r->method == NULL || strcmp(r->method, c->req.method) == 0) {
+        if (r->method == NULL || strcmp(r->method, c->req.method) == 0 ||
+            (head && strcmp(r->method, MHD_HTTP_METHOD_GET) == 0)) {
             c->route = r;
             c->metric_route = r;
             return MHD_YES;

@@ -155,7 +155,9 @@ static void perform(const fixture *f, const request *rq, reply *out)
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)(rq->body_len ? rq->body_len : strlen(rq->body)));
     }
-    if (rq->method != NULL)
+    if (rq->method != NULL && strcmp(rq->method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* a HEAD answer has no body to wait for */
+    else if (rq->method != NULL)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -636,6 +638,12 @@ static void test_routes(void **state)
     /* EXACT does not match longer paths. */
     perform(f, &(request){.path = "/healthz/x"}, &r);
     expect_error(&r, 404, "NotFound");
+    reply_free(&r);
+
+    /* HEAD is served by a GET route, without the body. */
+    perform(f, &(request){.method = "HEAD", .path = "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 0);
     reply_free(&r);
 
     perform(f, &(request){.method = "PUT", .path = "/v1/echo", .token = "good-token"}, &r);
