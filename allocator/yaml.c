@@ -770,8 +770,10 @@ out:
 /* JSON                                                                     */
 
 /* Converts a scalar. *out is NULL (with 0 returned) for a null value, which
- * is how json-c spells JSON null. */
-static int scalar_to_json(const bdy_ynode *n, json_object **out)
+ * is how json-c spells JSON null. A number JSON cannot hold (.nan, .inf,
+ * 1e999) is BDY_EPARSE: json-c would write it as NaN or Infinity, which no
+ * JSON reader takes, and the store would serve it to kubectl so. */
+static int scalar_to_json(const bdy_ynode *n, json_object **out, bdy_errbuf *eb)
 {
     const ynode_impl *impl = (const ynode_impl *)n;
     *out = NULL;
@@ -801,6 +803,9 @@ static int scalar_to_json(const bdy_ynode *n, json_object **out)
         *out = json_object_new_uint64(v.u);
         break;
     case BDY__YPLAIN_FLOAT:
+        if (!isfinite(v.d))
+            return bdy_fail(eb, BDY_EPARSE, "line %u: %s is a number JSON cannot hold", n->line,
+                            n->scalar);
         *out = json_object_new_double(v.d);
         break;
     case BDY__YPLAIN_STR:
@@ -812,21 +817,21 @@ static int scalar_to_json(const bdy_ynode *n, json_object **out)
 
 /* Recursion is bounded by BDY_YAML_MAX_DEPTH (the builder refuses deeper
  * trees). The caller owns *out. */
-static int node_to_json(const bdy_ynode *n, json_object **out)
+static int node_to_json(const bdy_ynode *n, json_object **out, bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *obj = NULL;
     json_object *child = NULL;
     *out = NULL;
     if (n->kind == BDY_YNODE_SCALAR)
-        return scalar_to_json(n, out);
+        return scalar_to_json(n, out, eb);
     obj = n->kind == BDY_YNODE_MAP ? json_object_new_object() : json_object_new_array();
     if (obj == NULL) {
         rc = BDY_ENOMEM;
         goto out;
     }
     for (size_t i = 0; i < n->count; i++) {
-        rc = node_to_json(n->items[i], &child);
+        rc = node_to_json(n->items[i], &child, eb);
         if (rc < 0)
             goto out;
         int added = n->kind == BDY_YNODE_MAP ? json_object_object_add(obj, n->keys[i], child)
@@ -866,11 +871,13 @@ int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf
             goto out;
         if (doc == NULL)
             break;
-        rc = node_to_json(doc, &json);
-        if (rc < 0) {
+        rc = node_to_json(doc, &json, eb);
+        if (rc == BDY_ENOMEM) {
             rc = bdy_fail(eb, rc, "out of memory converting YAML");
             goto out;
         }
+        if (rc < 0)
+            goto out;
         bdy_ynode_free(doc);
         doc = NULL;
         /* Empty documents (a stray "---", a trailing "--- null") are skipped
