@@ -1,5 +1,6 @@
 #include "bindery/jsonutil.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -21,10 +22,16 @@ const char *bdy_jstr(json_object *obj, const char *key)
 int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt)
 {
     json_object *v = bdy_jget(obj, key);
-    if (v == NULL ||
-        !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
-        return dflt;
-    return json_object_get_int64(v);
+    if (v != NULL && json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v);
+    /* A double only when it is a whole number an int64 holds: 1.9 is no
+     * count, and json-c's cast of NaN or 1e300 is undefined behaviour. */
+    if (v != NULL && json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        if (isfinite(d) && d == floor(d) && d >= -9.2e18 && d <= 9.2e18)
+            return (int64_t)d;
+    }
+    return dflt;
 }
 
 bool bdy_json_depth_within(json_object *v, int max)

@@ -13,7 +13,8 @@
 json_object *bdy_jget(json_object *obj, const char *key);
 /* obj[key] as a string, or NULL when absent or not a string. */
 const char *bdy_jstr(json_object *obj, const char *key);
-/* obj[key] as an integer, or dflt when absent or not a number. */
+/* obj[key] as an integer, or dflt when absent, not a number, or a double
+ * that is not a whole number within int64 (1.9, NaN, 1e300). */
 int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt);
 
 /* The deepest nesting (objects and arrays) a stored object may have: what

@@ -12,6 +12,7 @@
 #include "bindery/log.h"
 #include "bindery/util.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -269,6 +270,27 @@ static void test_short_slice_not_inherited_by_worlds(void **state)
     assert_int_equal(bdy_sched_short_slice(false), 0);
 }
 
+/* bdy_jint takes a double only when it is a whole number within int64. */
+static void test_jint(void **state)
+{
+    (void)state;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "i", json_object_new_int64(-5));
+    json_object_object_add(o, "whole", json_object_new_double(30.0));
+    json_object_object_add(o, "part", json_object_new_double(1.9));
+    json_object_object_add(o, "nan", json_object_new_double(NAN));
+    json_object_object_add(o, "huge", json_object_new_double(1e300));
+    json_object_object_add(o, "s", json_object_new_string("7"));
+    assert_int_equal(bdy_jint(o, "i", 1), -5);
+    assert_int_equal(bdy_jint(o, "whole", 1), 30);
+    assert_int_equal(bdy_jint(o, "part", 99), 99);
+    assert_int_equal(bdy_jint(o, "nan", 99), 99);
+    assert_int_equal(bdy_jint(o, "huge", 99), 99);
+    assert_int_equal(bdy_jint(o, "s", 99), 99);
+    assert_int_equal(bdy_jint(o, "absent", 99), 99);
+    json_object_put(o);
+}
+
 static void *parse_in_thread(void *out)
 {
     json_object *o = bdy_json_parse_stored("{\"n\":7}");
@@ -394,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_errors_and_levels),
         cmocka_unit_test(test_read_file_caps),
         cmocka_unit_test(test_short_slice_not_inherited_by_worlds),
+        cmocka_unit_test(test_jint),
         cmocka_unit_test(test_parse_stored),
         cmocka_unit_test(test_utf8_validation),
         cmocka_unit_test(test_log_admit),
