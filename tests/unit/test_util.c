@@ -77,6 +77,8 @@ static void test_timestamps(void **state)
     assert_true(parsed == 10.0);
     assert_int_equal(bdy_timestamp_parse("1970-01-01T01:00:00+01:00", &parsed), 0);
     assert_true(parsed == 0.0);
+    assert_int_equal(bdy_timestamp_parse("2028-02-29T00:00:00Z", &parsed), 0); /* a leap day */
+    assert_int_equal(bdy_timestamp_parse("2000-02-29T00:00:00Z", &parsed), 0);
     assert_int_equal(bdy_timestamp_parse("2026-11-27T20:15:02.5Z", &parsed), 0);
     assert_true(parsed - (double)(long)parsed == 0.5);
     const char *bad[] = {"",
@@ -86,7 +88,11 @@ static void test_timestamps(void **state)
                          "2026-11-27T20:15:02.Z",
                          "2026-11-27T20:15:02Zjunk",
                          "2026-11-27 20:15:02Z",
-                         "2026-11-27T25:00:00Z"};
+                         "2026-11-27T25:00:00Z",
+                         "2026-02-29T00:00:00Z",
+                         "2026-02-31T00:00:00Z",
+                         "2026-04-31T00:00:00Z",
+                         "1900-02-29T00:00:00Z"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(bdy_timestamp_parse(bad[i], &parsed), BDY_EINVAL);
 }
