@@ -52,6 +52,9 @@
 #define RECENT_MIN 2
 #define FIT_DAYS 14
 #define MAX_SERIES 4096
+/* Longest trace replayed (the claim stream takes 248 bytes a minute; the
+ * message below says the number too). */
+#define MAX_SPAN_DAYS 1100
 
 typedef struct params {
     double lead_s, jitter, k, session_min, service_level, warmup_days, tick_s, cooldown_s;
@@ -148,6 +151,8 @@ static int stream_build(const bdy_trace *tr, const params *p, stream *out)
     }
     if (!any || tr->points[last].t - tr->points[first].t < 2 * 86400.0)
         return -1;
+    if (tr->points[last].t - tr->points[first].t > MAX_SPAN_DAYS * 86400.0)
+        return -2;
     memset(out, 0, sizeof(*out));
     out->t0 = ceil(tr->points[first].t / 60.0) * 60.0;
     out->minutes = (size_t)((tr->points[last].t - out->t0) / 60.0);
@@ -579,9 +584,11 @@ static void print_table(const summary *sm)
 static int replay_one(const bdy_trace *tr, const params *p, const char *plot_path, summary *sm)
 {
     stream st;
-    if (stream_build(tr, p, &st) != 0) {
-        fprintf(stderr, "%s: fewer than two days of samples, skipped\n",
-                tr->group[0] ? tr->group : "trace");
+    int built = stream_build(tr, p, &st);
+    if (built != 0) {
+        fprintf(stderr, "%s: %s, skipped\n", tr->group[0] ? tr->group : "trace",
+                built == -2 ? "samples span more than 1100 days"
+                            : "fewer than two days of samples");
         return 1;
     }
     int rc = -1;

@@ -53,7 +53,12 @@ int bdy_trace_time_parse(const char *text, double *unix_seconds)
         double v = strtod(text, &end);
         if (end == text || *end != '\0' || !isfinite(v) || v < 0)
             return BDY_EINVAL;
-        *unix_seconds = v > 1e11 ? v / 1000.0 : v;
+        v = v > 1e11 ? v / 1000.0 : v;
+        /* Years 1970 to 9999, as the written forms: a consumer sizes its
+         * arrays by a trace's span, which 1e300 would make undefined. */
+        if (v > BDY_TRACE_MAX_UNIX_SECONDS)
+            return BDY_EINVAL;
+        *unix_seconds = v;
         return 0;
     }
     if (len < 10 || !all_digits(text, 4) || (text[4] != '-' && text[4] != '/') ||
@@ -268,6 +273,10 @@ int bdy_trace_parse(const char *text, size_t len, const char *name, const bdy_tr
     out->count = 0;
     size_t pos = 0;
     size_t lineno = 0;
+    /* A UTF-8 byte-order mark, as spreadsheet exports write, is no part of
+     * the first column's name. */
+    if (text != NULL && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3;
     bool have_header = false;
     while (pos < len) {
         size_t start = pos;

@@ -80,6 +80,9 @@ int bdy_trace_load(const char *path, const bdy_trace_opts *opts, bdy_trace_set *
                    bdy_errbuf *eb);
 void bdy_trace_set_free(bdy_trace_set *s);
 
+/* The last second of year 9999: no later time is read. */
+#define BDY_TRACE_MAX_UNIX_SECONDS 253402300799.0
+
 /* Parses one timestamp in the formats above. 0 or BDY_EINVAL. */
 int bdy_trace_time_parse(const char *text, double *unix_seconds);
 

@@ -95,6 +95,15 @@ static void test_garbage_lines_are_named(void **state)
     assert_int_equal(parse("time,players\n", NULL, &s, &eb), BDY_EPARSE);
     assert_non_null(strstr(eb.message, "no data rows"));
     assert_int_equal(parse("time,players\n2025-13-06 00:00,5\n", NULL, &s, &eb), BDY_EPARSE);
+    /* A byte-order mark before the header is skipped. */
+    assert_int_equal(parse("\xEF\xBB\xBFtime,players\n2025-01-06 00:00,5\n", NULL, &s, &eb), 0);
+    assert_int_equal(s.items[0].count, 1);
+    bdy_trace_set_free(&s);
+    /* Numbers past year 9999 (in seconds or milliseconds) are no times. */
+    assert_int_equal(parse("time,players\n1e300,5\n", NULL, &s, &eb), BDY_EPARSE);
+    assert_int_equal(parse("time,players\n253402300800000,5\n", NULL, &s, &eb), BDY_EPARSE);
+    double t = 0;
+    assert_int_equal(bdy_trace_time_parse("253402300799", &t), 0);
 }
 
 static void test_synthetic(void **state)
