@@ -275,7 +275,7 @@ int bdy_trace_parse(const char *text, size_t len, const char *name, const bdy_tr
     size_t lineno = 0;
     /* A UTF-8 byte-order mark, as spreadsheet exports write, is no part of
      * the first column's name. */
-    if (text != NULL && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
         pos = 3;
     bool have_header = false;
     while (pos < len) {
