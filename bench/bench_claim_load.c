@@ -161,6 +161,10 @@ static void *conn_main(void *arg)
     char body[4096];
     c->fd = dial();
     double next = c->start + c->offset_s;
+    /* Closed loop: no request before the window opens, so that the count
+     * divided by the window's length is a rate (threads start early). */
+    if (c->interval_s <= 0)
+        sleep_until(c->start);
     while (buf != NULL) {
         double scheduled = c->interval_s > 0 ? next : now_s();
         if (scheduled >= c->end)
@@ -175,6 +179,8 @@ static void *conn_main(void *arg)
         if (c->fd >= 0 && send_all(c->fd, c->req, c->req_len))
             status = read_response(c->fd, buf, body, sizeof(body));
         double done = now_s();
+        if (c->interval_s <= 0 && done > c->end)
+            break; /* answered after the window: not part of its rate */
         if (status == 0) {
             c->by_status[0]++;
             if (c->fd >= 0)
