@@ -129,6 +129,10 @@ struct bdy_http_server {
     bdy_http_deferred *deferred_head;
     bool defer_closed;
     bdy_http_stream *stream_head; /* open streams, also guarded by defer_lock */
+    /* Unsent bytes of all streams MHD still serves (each stream's share is
+     * added by writes, taken off as MHD sends it or drops the stream). */
+    atomic_size_t stream_unsent;
+    size_t stream_budget;
 };
 
 /* Per-request state, created on MHD's first call and freed in completed_cb. */
@@ -416,6 +420,8 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
     s->memory_limit = 2 * s->header_limit > HTTP_MIN_CONNECTION_MEMORY ? 2 * s->header_limit
                                                                        : HTTP_MIN_CONNECTION_MEMORY;
     s->max_connections = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    s->stream_budget =
+        cfg->stream_budget_bytes ? cfg->stream_budget_bytes : BDY_HTTP_DEFAULT_STREAM_BUDGET;
     atomic_init(&s->stopping, false);
     atomic_init(&s->inflight, 0);
     if ((s->current = calloc(1, sizeof(*s->current))) == NULL) {
@@ -1280,6 +1286,14 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
     struct timespec until;
     bdy_deadline_after_ms(CLOCK_MONOTONIC, st->stall_ms, &until);
     for (;;) {
+        /* Over the server's budget, the streams holding more than their
+         * share are cut, not waited for: others may be stuck too. */
+        size_t unsent = st->pending.len - st->off;
+        if (unsent + len > BDY_HTTP_STREAM_FAIR_SHARE &&
+            atomic_load(&st->s->stream_unsent) + len > st->s->stream_budget) {
+            rc = BDY_ETOOBIG;
+            goto out;
+        }
         /* Sent bytes leave the buffer, so that its cap bounds the bytes
          * that wait, not all a long watch has sent. Moved down once they
          * are half of it, or the new bytes need the room. */
@@ -1298,8 +1312,10 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
         }
     }
     rc = bdy_buf_append(&st->pending, data, len);
-    if (rc == 0)
+    if (rc == 0) {
+        atomic_fetch_add(&st->s->stream_unsent, len);
         stream_wake_locked(st);
+    }
 out:
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -1354,6 +1370,7 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
         size_t take = avail < max ? avail : max;
         memcpy(buf, st->pending.data + st->off, take);
         st->off += take;
+        atomic_fetch_sub(&st->s->stream_unsent, take);
         n = (ssize_t)take;
         pthread_cond_broadcast(&st->room);
     } else if (st->closed || st->ended) {
@@ -1373,6 +1390,10 @@ static void stream_free_cb(void *cls)
     bdy_http_stream *st = cls;
     stream_unlist(st);
     pthread_mutex_lock(&st->lock);
+    /* What was never sent leaves the budget; closed, the stream takes no
+     * more (the server may be gone when its producer lets it go). */
+    atomic_fetch_sub(&st->s->stream_unsent, st->pending.len - st->off);
+    st->off = st->pending.len;
     st->suspended = false;
     st->closed = true;
     st->mhd = NULL;

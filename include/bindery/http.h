@@ -35,6 +35,8 @@ typedef struct bdy_http_config {
                                       connection buffer is twice this (at least 32 KiB);
                                       past that MHD answers 431 itself, in HTML */
     unsigned max_connections;      /* 1024 */
+    size_t stream_budget_bytes;    /* bytes all streams may hold unsent together;
+                                      BDY_HTTP_DEFAULT_STREAM_BUDGET (see the streams) */
 } bdy_http_config;
 
 typedef struct bdy_http_request {
@@ -156,6 +158,14 @@ void bdy_http_deferred_finish(bdy_http_deferred *d);
  * handler, when the request already deferred or streams, or without memory; the handler then
  * answers through resp as usual. */
 #define BDY_HTTP_STREAM_MAX_PENDING ((size_t)4 * 1024 * 1024)
+/* All streams together hold at most about this many unsent bytes (the
+ * config's stream_budget_bytes): past it, a write to a stream already
+ * holding more than BDY_HTTP_STREAM_FAIR_SHARE fails at once with
+ * BDY_ETOOBIG, and its producer ends it (a watch client watches again).
+ * Without it, slow readers on every connection would each pin the per-
+ * stream cap: 1,024 of them, 4 GiB. */
+#define BDY_HTTP_DEFAULT_STREAM_BUDGET ((size_t)256 * 1024 * 1024)
+#define BDY_HTTP_STREAM_FAIR_SHARE ((size_t)256 * 1024)
 typedef struct bdy_http_stream bdy_http_stream;
 bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned status,
                                        const char *content_type);

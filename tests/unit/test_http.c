@@ -499,6 +499,9 @@ static void stream_cb(void *data, const bdy_http_request *req, bdy_http_response
     atomic_store(&f->stream, st);
 }
 
+/* The streams' budget for the next setup_server (0: the default). */
+static size_t next_stream_budget;
+
 static int setup_server(void **state, unsigned threads, unsigned max_connections,
                         unsigned timeout_s)
 {
@@ -529,7 +532,9 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
         .connection_timeout_s = timeout_s,
         .header_limit_bytes = 4096,
         .max_connections = max_connections,
+        .stream_budget_bytes = next_stream_budget,
     };
+    next_stream_budget = 0;
     assert_int_equal(bdy_http_server_new(&cfg, f->metrics, &f->server, &eb), 0);
     bdy_http_server *s = f->server;
     assert_int_equal(
@@ -583,6 +588,13 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
 
 static int setup(void **state)
 {
+    return setup_server(state, 4, 64, 10);
+}
+
+/* Streams may hold 1 MiB unsent between them. */
+static int setup_small_stream_budget(void **state)
+{
+    next_stream_budget = 1024 * 1024;
     return setup_server(state, 4, 64, 10);
 }
 
@@ -1552,6 +1564,33 @@ static void test_stream_cap_counts_unsent_bytes(void **state)
     close(fd);
 }
 
+/* Past the server's budget for unsent stream bytes, a stream holding more
+ * than its share is cut at once (BDY_ETOOBIG), not waited for, while a
+ * stream holding little may still write. (Each stream could hold 4 MiB,
+ * so slow readers on every connection pinned gigabytes.) */
+static void test_streams_share_a_budget(void **state)
+{
+    fixture *f = *state;
+    bdy_http_stream *hog = NULL;
+    int hog_fd = open_stream(f, &hog);
+    bdy_http_stream *small = NULL;
+    int small_fd = open_stream(f, &small);
+    static char block[64 * 1024];
+    memset(block, 'h', sizeof(block));
+    int rc = 0;
+    int written = 0;
+    for (; written < 32 && rc == 0; written++) /* up to 2 MiB, half the stream's own cap */
+        rc = bdy_http_stream_write(hog, block, sizeof(block));
+    assert_int_equal(rc, BDY_ETOOBIG);
+    printf("# the hog was cut after %d KiB\n", (written - 1) * 64);
+    assert_true(written >= 8); /* 512 KiB went, some of it into the socket buffers */
+    assert_int_equal(bdy_http_stream_write(small, block, 1024), 0);
+    bdy_http_stream_end(hog);
+    bdy_http_stream_end(small);
+    close(hog_fd);
+    close(small_fd);
+}
+
 typedef struct slow_reader {
     int fd;
     size_t want;
@@ -1887,6 +1926,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_stream_cap_counts_unsent_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streams_share_a_budget, setup_small_stream_budget,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_write_waits_for_a_slow_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_while_stopping, setup, teardown),
