@@ -50,6 +50,8 @@ typedef struct fixture {
     atomic_int defer_failed;           /* bdy_http_defer returned NULL where it should not */
     atomic_int second_defer_null;      /* a second defer in one handler was refused */
     _Atomic(bdy_http_stream *) stream; /* the last stream /v1/stream began */
+    int burst_written;                 /* /v1/stream-burst: 64 KiB writes that went */
+    int burst_rc;                      /* and the error that ended them */
 } fixture;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -499,6 +501,26 @@ static void stream_cb(void *data, const bdy_http_request *req, bdy_http_response
     atomic_store(&f->stream, st);
 }
 
+/* Begins a stream and writes 64 KiB blocks, up to 2 MiB, before the
+ * handler returns, so none of it can reach the socket yet. */
+static void stream_burst_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+{
+    fixture *f = data;
+    bdy_http_stream *st = bdy_http_stream_begin(req, 200, "application/json");
+    if (st == NULL) {
+        bdy_http_error(resp, 500, "InternalError", "no stream", 0);
+        return;
+    }
+    static char block[64 * 1024];
+    memset(block, 'h', sizeof(block));
+    f->burst_written = 0;
+    f->burst_rc = 0;
+    while (f->burst_written < 32 &&
+           (f->burst_rc = bdy_http_stream_write(st, block, sizeof(block))) == 0)
+        f->burst_written++;
+    atomic_store(&f->stream, st);
+}
+
 /* The streams' budget for the next setup_server (0: the default). */
 static size_t next_stream_budget;
 
@@ -574,6 +596,9 @@ static int setup_server(void **state, unsigned threads, unsigned max_connections
         0);
     assert_int_equal(
         bdy_http_route(s, "GET", "/v1/stream", BDY_ROUTE_EXACT, BDY_VERB_NONE, stream_cb, f), 0);
+    assert_int_equal(bdy_http_route(s, "GET", "/v1/stream-burst", BDY_ROUTE_EXACT, BDY_VERB_NONE,
+                                    stream_burst_cb, f),
+                     0);
     bdy_auth *own = NULL; /* the server's; f->auth stays the test's */
     if (bdy_auth_load(f->tokens, &own, &eb) != 0)
         fail_msg("tokens: %s", eb.message);
@@ -1467,9 +1492,9 @@ static void test_deferred_client_gone(void **state)
     assert_true(bdy_monotonic_ns() - t0 < 2000ull * 1000 * 1000);
 }
 
-/* Opens GET /v1/stream with a small receive buffer, reads nothing, and
- * returns the socket once the handler has begun the stream. */
-static int open_stream(fixture *f, bdy_http_stream **st)
+/* Opens GET path (a stream route) with a small receive buffer, reads
+ * nothing, and returns the socket once the handler has begun the stream. */
+static int open_stream_at(fixture *f, const char *path, bdy_http_stream **st)
 {
     atomic_store(&f->stream, NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -1479,13 +1504,19 @@ static int open_stream(fixture *f, bdy_http_stream **st)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    const char req[] = "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    char req[128];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    assert_int_equal(write(fd, req, (size_t)n), (ssize_t)n);
     for (int waited = 0; waited < 5000 && atomic_load(&f->stream) == NULL; waited += 10)
         sleep_ms(10);
     *st = atomic_load(&f->stream);
     assert_non_null(*st);
     return fd;
+}
+
+static int open_stream(fixture *f, bdy_http_stream **st)
+{
+    return open_stream_at(f, "/v1/stream", st);
 }
 
 /* A stream with nothing to send outlives the connection timeout; one
@@ -1571,20 +1602,18 @@ static void test_stream_cap_counts_unsent_bytes(void **state)
 static void test_streams_share_a_budget(void **state)
 {
     fixture *f = *state;
+    /* Written before its handler returns, so nothing reaches the socket:
+     * 16 blocks (1 MiB, the budget) go, the 17th is refused at once. */
     bdy_http_stream *hog = NULL;
-    int hog_fd = open_stream(f, &hog);
+    int hog_fd = open_stream_at(f, "/v1/stream-burst", &hog);
+    assert_int_equal(f->burst_rc, BDY_ETOOBIG);
+    assert_int_equal(f->burst_written, 16);
+    /* A stream holding little may still write. */
     bdy_http_stream *small = NULL;
     int small_fd = open_stream(f, &small);
-    static char block[64 * 1024];
-    memset(block, 'h', sizeof(block));
-    int rc = 0;
-    int written = 0;
-    for (; written < 32 && rc == 0; written++) /* up to 2 MiB, half the stream's own cap */
-        rc = bdy_http_stream_write(hog, block, sizeof(block));
-    assert_int_equal(rc, BDY_ETOOBIG);
-    printf("# the hog was cut after %d KiB\n", (written - 1) * 64);
-    assert_true(written >= 8); /* 512 KiB went, some of it into the socket buffers */
-    assert_int_equal(bdy_http_stream_write(small, block, 1024), 0);
+    static char block[1024];
+    memset(block, 's', sizeof(block));
+    assert_int_equal(bdy_http_stream_write(small, block, sizeof(block)), 0);
     bdy_http_stream_end(hog);
     bdy_http_stream_end(small);
     close(hog_fd);
