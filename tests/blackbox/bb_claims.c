@@ -188,6 +188,15 @@ static bool wait_warm(bb_server *s, int n, int timeout_ms)
     return false;
 }
 
+/* A real-world pool (setup_server's numbers), started, its warm worlds
+ * Ready. */
+static void start_warm(bb_server *s, unsigned warm, unsigned max_worlds, unsigned cooldown_s)
+{
+    setup_server(s, warm, max_worlds, NULL, cooldown_s);
+    assert_true(bb_start(s, NULL));
+    assert_true(wait_warm(s, (int)warm, 30000));
+}
+
 typedef struct claim {
     long status;
     char id[64];
@@ -253,9 +262,7 @@ static void test_claim_ping_release_refill(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 10, 0);
 
     claim c = post_claim(&s,
                          "{\"pool\":\"arena\",\"claimant\":\"mm-1\","
@@ -349,9 +356,7 @@ static void test_max_worlds_holds_through_release(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 4, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 4, 0);
     claim held[4];
     int n = 0;
     for (int i = 0; i < 300 && n < 4; i++) {
@@ -392,9 +397,7 @@ static void test_idempotent_replay(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 10, 0);
     const char *body = "{\"pool\":\"arena\",\"claimant\":\"mm-2\"}";
     claim a = post_claim(&s, body, "match 7781 try");
     assert_int_equal(a.status, 201);
@@ -962,9 +965,7 @@ static void test_release_cut_short_is_finished(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 6, NULL, 600);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 6, 600);
     claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(a.status, 201);
     claim b = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
@@ -1050,9 +1051,7 @@ static void test_world_of_another_allocation_is_kept(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 1, 3, NULL, 600);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 1, 30000));
+    start_warm(&s, 1, 3, 600);
     claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(a.status, 201);
     assert_true(wait_world_allocated(&s, a.name, a.id, NULL, 15000));
@@ -1173,9 +1172,7 @@ static void test_bad_requests_change_nothing(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 1, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 1, 30000));
+    start_warm(&s, 1, 10, 0);
     struct {
         const char *body;
         const char *ctype;
@@ -1274,9 +1271,7 @@ static void test_reload_keeps_allocated_worlds(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 3, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 3, 30000));
+    start_warm(&s, 3, 10, 0);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     /* Shrink the pool to 1 warm world. maxWarm 1 as well: after the claim
@@ -1479,9 +1474,7 @@ static void test_spec_edit_is_observed(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 3, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 3, 0);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     assert_true(wait_world_allocated(&s, c.name, c.id, NULL, 10000));
@@ -1708,9 +1701,7 @@ static void test_crd_delete_stops_world_processes(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 2, 4, NULL, 600);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 2, 30000));
+    start_warm(&s, 2, 4, 600);
     long status = 0;
     json_object *list =
         get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
