@@ -1526,6 +1526,13 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         }
         const char *text = (const char *)sqlite3_column_text(st, 2);
         int text_len = sqlite3_column_bytes(st, 2);
+        /* A page never passes max_bytes, but for a first object larger
+         * than it: this row starts the next page (the token names the last
+         * row of this one). */
+        if (limit && max_bytes && n > 0 && bytes + (size_t)text_len > max_bytes) {
+            more = true;
+            break;
+        }
         snprintf(last_ns, sizeof(last_ns), "%s", (const char *)sqlite3_column_text(st, 0));
         snprintf(last_name, sizeof(last_name), "%s", (const char *)sqlite3_column_text(st, 1));
         json_object *o = NULL;

@@ -720,6 +720,19 @@ static void test_list_bounded_in_bytes(void **state)
     } while (token != NULL && pages < 10);
     assert_int_equal(pages, 7);
 
+    /* A page never passes max_bytes (but for its first object): with room
+     * for one and a half objects, one a page. */
+    bdy_list_opts one = {.ns = "default", .limit = 1, .raw = true};
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &one, &r, NULL), 0);
+    size_t size = strlen(json_object_get_string(json_object_array_get_idx(r.items, 0)));
+    bdy_list_result_free(&r);
+    lo.max_bytes = size + size / 2;
+    lo.continue_token = NULL;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+    assert_int_equal(json_object_array_length(r.items), 1);
+    assert_non_null(r.continue_token);
+    bdy_list_result_free(&r);
+
     bdy_list_opts whole = {.ns = "default", .max_bytes = 1};
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
