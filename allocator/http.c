@@ -744,6 +744,10 @@ static enum MHD_Result route_request(struct conn *c)
             continue;
         if (r->method == NULL || strcmp(r->method, c->req.method) == 0 ||
             (head && strcmp(r->method, MHD_HTTP_METHOD_GET) == 0)) {
+            /* Handlers see a GET (the Kubernetes API tells reads from
+             * writes by the method); MHD still knows it answers a HEAD. */
+            if (head)
+                c->req.method = MHD_HTTP_METHOD_GET;
             c->route = r;
             c->metric_route = r;
             return MHD_YES;
@@ -1287,10 +1291,17 @@ int bdy_http_stream_write(bdy_http_stream *st, const void *data, size_t len)
     bdy_deadline_after_ms(CLOCK_MONOTONIC, st->stall_ms, &until);
     for (;;) {
         /* Over the server's budget, the streams holding more than their
-         * share are cut, not waited for: others may be stuck too. */
+         * share are cut, not waited for: others may be stuck too. Cut at
+         * once, what waits included, so the budget has its bytes back now
+         * rather than after the client's timeout. */
         size_t unsent = st->pending.len - st->off;
         if (unsent + len > BDY_HTTP_STREAM_FAIR_SHARE &&
             atomic_load(&st->s->stream_unsent) + len > st->s->stream_budget) {
+            atomic_fetch_sub(&st->s->stream_unsent, unsent);
+            st->off = st->pending.len;
+            st->closed = true;
+            pthread_cond_broadcast(&st->room);
+            stream_wake_locked(st); /* so MHD ends the body and frees the connection */
             rc = BDY_ETOOBIG;
             goto out;
         }

@@ -158,10 +158,12 @@ void bdy_http_deferred_finish(bdy_http_deferred *d);
  * handler, when the request already deferred or streams, or without memory; the handler then
  * answers through resp as usual. */
 #define BDY_HTTP_STREAM_MAX_PENDING ((size_t)4 * 1024 * 1024)
-/* All streams together hold at most about this many unsent bytes (the
- * config's stream_budget_bytes): past it, a write to a stream already
- * holding more than BDY_HTTP_STREAM_FAIR_SHARE fails at once with
- * BDY_ETOOBIG, and its producer ends it (a watch client watches again).
+/* All streams together hold about this many unsent bytes (the config's
+ * stream_budget_bytes; streams under their share may still add theirs):
+ * past it, a write to a stream already holding more than
+ * BDY_HTTP_STREAM_FAIR_SHARE fails at once with BDY_ETOOBIG, the stream is
+ * closed with what waited in it dropped, and its producer ends it (a watch
+ * client watches again).
  * Without it, slow readers on every connection would each pin the per-
  * stream cap: 1,024 of them, 4 GiB. */
 #define BDY_HTTP_DEFAULT_STREAM_BUDGET ((size_t)256 * 1024 * 1024)
