@@ -892,10 +892,10 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
 
 /* A world became Ready: its startup time goes to the histogram and, as a
  * sample of the lead time, to the forecast. Not when it started longer
- * ago than its start deadline allows (started_at: status startingAt, 0 when
- * unknown): only a world found Ready after bindery was down for a while
- * can, and the downtime is no lead time (one such sample would size pools
- * for it for a long while). */
+ * ago than its start deadline allows, or waited longer than that to start
+ * (started_at: status startingAt, 0 when unknown): only a world that
+ * bindery's downtime caught Starting or Pending can, and the downtime is
+ * no lead time (one such sample would size pools for it for a long while). */
 static void observe_startup(bdy_reconciler *r, json_object *world, double started_at,
                             unsigned deadline_s)
 {
@@ -908,7 +908,7 @@ static void observe_startup(bdy_reconciler *r, json_object *world, double starte
     const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
     const char *labels[] = {ns ? ns : "", pool ? pool : "", NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
-    if (started_at > 0 && now - started_at > deadline_s)
+    if (started_at > 0 && (now - started_at > deadline_s || started_at - created > deadline_s))
         return;
     bdy_demand_lead_time(r->o.demand, ns, labels[1], now - created, now);
 }
@@ -989,7 +989,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), "startingAt"),
                         &started);
     double delay_left_ms = 0;
-    if (phase == BDY_PHASE_STARTING && started > 0)
+    if (phase == BDY_PHASE_STARTING && started > 0 && spec.readiness.kind != BDY_PROBE_NONE)
         delay_left_ms = (started - bdy_wall_seconds()) * 1000 + spec.readiness.initial_delay_ms;
     bdy_probe probe = spec.readiness;
     if (delay_left_ms > 0)
@@ -1013,9 +1013,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     bool has_probe = spec.readiness.kind != BDY_PROBE_NONE;
     json_object_put(manifest);
     if (phase == BDY_PHASE_STARTING) {
-        if (state == BDY_WORLD_READY && delay_left_ms > 0)
-            return delay_left_ms < period_ms ? (unsigned)delay_left_ms + 1 : period_ms;
-        if (state == BDY_WORLD_READY) {
+        if (state == BDY_WORLD_READY && delay_left_ms <= 0) {
             *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
             if (*rc == 0)
                 observe_startup(r, world, started, deadline_s);
@@ -1028,6 +1026,10 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
                 stop_once(r, key, &t, spec.grace_ms);
             return 0;
         }
+        /* In its initial delay (the start deadline still holds): looked at
+         * again when the delay ends, or sooner to see that it runs. */
+        if (delay_left_ms > 0 && delay_left_ms < period_ms)
+            return (unsigned)delay_left_ms + 1;
         return period_ms;
     }
     /* Warm: the readiness probe keeps watching until a claim takes it. */
@@ -1445,8 +1447,10 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         /* A create the store refuses is refused again (a missing namespace,
          * a world the CRD rejects, a full disk): it counts towards the
          * backoff like a crash, or the pool retries it at its creation
-         * rate for good. A name taken meanwhile is no such failure. */
-        if (rc != 0 && rc != BDY_EEXISTS)
+         * rate for good. A name taken meanwhile, or the store busy, short
+         * of memory or stopping, is no such failure. */
+        if (rc != 0 && rc != BDY_EEXISTS && rc != BDY_EBUSY && rc != BDY_ENOMEM &&
+            rc != BDY_ETIMEOUT && rc != BDY_ESHUTDOWN)
             note_failure(ps, mono);
         pthread_mutex_unlock(&r->pools_lock);
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
