@@ -151,7 +151,36 @@ static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
             port_mark(rt, h->ports[i].port, false);
 }
 
-/* 1 when nothing holds port on any IPv4 address, by TCP or by UDP; 0 if
+/* port_is_free's check on IPv6 (the wildcard, IPv6 only, as the IPv4 side
+ * is checked apart): a port held on [::1] fails a world that binds [::]. A
+ * host without IPv6 holds nothing there. */
+static int port_is_free_v6(unsigned port)
+{
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    sa.sin6_addr = in6addr_any;
+    int one = 1;
+    int tcp = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (tcp < 0)
+        return errno == EAFNOSUPPORT ? 1 : -errno;
+    int udp = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int is_free = 0;
+    if (udp < 0)
+        is_free = -errno;
+    else if (setsockopt(tcp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
+             setsockopt(udp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
+             setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0) {
+        bool tcp_ok = bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+        int tcp_err = errno;
+        bool udp_ok = tcp_ok && bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+        is_free = udp_ok || (!tcp_ok && tcp_err == EADDRNOTAVAIL) ? 1 : 0;
+    }
+    close(tcp);
+    if (udp >= 0)
+        close(udp);
+    return is_free;
+}
+
+/* 1 when nothing holds port on any IPv4 or IPv6 address, by TCP or by UDP; 0 if
  * something does; -errno when no socket could be made to tell (out of
  * descriptors): that is bindery's trouble, not the port's. The check binds
  * the wildcard address, which fails if anything is bound to the port on
@@ -181,7 +210,7 @@ static int port_is_free(unsigned port)
         close(tcp);
     if (udp >= 0)
         close(udp);
-    return is_free;
+    return is_free == 1 ? port_is_free_v6(port) : is_free;
 }
 
 /* Whether a stray that is still running was told port: such a port is not
@@ -741,6 +770,9 @@ static int open_log(const proc_runtime *rt, const bdy_world_spec *spec, int *fd,
     *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, LOG_FILE_MODE);
     if (*fd < 0)
         return bdy_fail(eb, BDY_EIO, "cannot open %s: %s", path, strerror(errno));
+    /* An old log reopened for a world of the same name is written from now
+     * on: the log sweeper must not take it for one of a world long gone. */
+    (void)futimens(*fd, NULL);
     return 0;
 }
 
@@ -1488,12 +1520,12 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     if (rc != 0)
         goto out;
     size_t nstrays = 0;
-    rc = bdy__strays_find(&rt->strays, &nstrays);
-    if (rc != 0) {
+    int found = bdy__strays_find(&rt->strays, &nstrays);
+    if (found != 0) {
         /* Only a crash in the middle of a start can leave a world that no
          * status recorded: worth a warning, not refusing to run. */
         bdy_warn(LOG_COMPONENT, "cannot look for running world processes in /proc: %s",
-                 bdy_strerror(rc));
+                 bdy_strerror(found));
     } else if (nstrays > 0) {
         bdy_info(LOG_COMPONENT,
                  "%zu running processes of this user carry a world's identity; this "

@@ -525,6 +525,18 @@ static void test_port_held_elsewhere_is_skipped(void **state)
     assert_int_equal(start_err(rt, &a, &eb), BDY_EBUSY);
     assert_non_null(strstr(eb.message, "no free host port"));
     close(holder);
+    /* Held on [::1] only (where the host has IPv6): skipped too. */
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    sa6.sin6_addr = in6addr_loopback;
+    holder = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (holder >= 0 && bind(holder, (struct sockaddr *)&sa6, sizeof(sa6)) == 0) {
+        assert_int_equal(start_err(rt, &a, &eb), BDY_EBUSY);
+        assert_non_null(strstr(eb.message, "no free host port"));
+    } else {
+        printf("# no IPv6 here: the [::1] half is skipped\n");
+    }
+    if (holder >= 0)
+        close(holder);
     bdy_runtime_free(rt);
 }
 
