@@ -21,8 +21,9 @@ static int parse(const char *text, const bdy_trace_opts *o, bdy_trace_set *s, bd
 static void test_grouped_hourly_export(void **state)
 {
     (void)state;
-    /* Invented values in the layout of a per-game hourly export. */
-    const char *csv = "AppID,Date,AvgPlayers\r\n"
+    /* Invented values in the layout of a per-game hourly export, its
+     * header quoted as spreadsheet tools write it. */
+    const char *csv = "\"AppID\",\"Date\",\"AvgPlayers\"\r\n"
                       "7001,2024-06-03 14:07:00,1250\r\n"
                       "7001,2024-06-03 13:05:00,1234\r\n"
                       "7002,2024-06-03 13:05:00,0\r\n"
