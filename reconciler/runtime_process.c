@@ -151,66 +151,54 @@ static void release_ports(proc_runtime *rt, const bdy_world_handle *h)
             port_mark(rt, h->ports[i].port, false);
 }
 
-/* port_is_free's check on IPv6 (the wildcard, IPv6 only, as the IPv4 side
- * is checked apart): a port held on [::1] fails a world that binds [::]. A
- * host without IPv6 holds nothing there. */
-static int port_is_free_v6(unsigned port)
+/* 1 when a TCP and a UDP socket can both bind sa (IPv6 only when v6only);
+ * 0 if one cannot; -errno when no socket could be made to tell. A host
+ * without IPv6 (no such family or address) holds nothing there: 1. */
+static int binds_both(const struct sockaddr *sa, socklen_t len, bool v6only)
 {
-    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-    sa.sin6_addr = in6addr_any;
     int one = 1;
-    int tcp = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (tcp < 0)
-        return errno == EAFNOSUPPORT ? 1 : -errno;
-    int udp = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int is_free = 0;
-    if (udp < 0)
-        is_free = -errno;
-    else if (setsockopt(tcp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
-             setsockopt(udp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
-             setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0) {
-        bool tcp_ok = bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+    int tcp = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int udp = tcp >= 0 ? socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+    if (tcp < 0 || udp < 0) {
+        is_free = v6only && errno == EAFNOSUPPORT ? 1 : -errno;
+    } else if ((!v6only || (setsockopt(tcp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
+                            setsockopt(udp, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0)) &&
+               setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0) {
+        bool tcp_ok = bind(tcp, sa, len) == 0;
         int tcp_err = errno;
-        bool udp_ok = tcp_ok && bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
-        is_free = udp_ok || (!tcp_ok && tcp_err == EADDRNOTAVAIL) ? 1 : 0;
+        is_free =
+            (tcp_ok && bind(udp, sa, len) == 0) || (!tcp_ok && v6only && tcp_err == EADDRNOTAVAIL);
     }
-    close(tcp);
+    if (tcp >= 0)
+        close(tcp);
     if (udp >= 0)
         close(udp);
     return is_free;
 }
 
-/* 1 when nothing holds port on any IPv4 or IPv6 address, by TCP or by UDP; 0 if
- * something does; -errno when no socket could be made to tell (out of
- * descriptors): that is bindery's trouble, not the port's. The check binds
- * the wildcard address, which fails if anything is bound to the port on
+/* 1 when nothing holds port on any IPv4 or IPv6 address, by TCP or by UDP;
+ * 0 if something does; -errno when no socket could be made to tell (out of
+ * descriptors): that is bindery's trouble, not the port's. The checks bind
+ * the wildcard addresses, which fail if anything is bound to the port on
  * any one address (a check on 127.0.0.1 alone passed a port another
- * program held on 10.0.0.5, and a world binding 0.0.0.0 then failed). A
- * world may serve a UDP game port and answer probes over TCP on the same
- * number, so a port is handed out only when both are free. SO_REUSEADDR on
- * the TCP check lets a port whose old connections linger in TIME_WAIT count
- * as free (as it is for a world that sets the option too); it still fails
- * on a listener. The UDP check goes without it, which would let it share a
- * bound port. */
+ * program held on 10.0.0.5, and a world binding 0.0.0.0 then failed); the
+ * IPv6 one IPv6 only, as IPv4 is checked apart. A world may serve a UDP
+ * game port and answer probes over TCP on the same number, so a port is
+ * handed out only when both are free. SO_REUSEADDR on the TCP check lets a
+ * port whose old connections linger in TIME_WAIT count as free (as it is
+ * for a world that sets the option too); it still fails on a listener. The
+ * UDP check goes without it, which would let it share a bound port. */
 static int port_is_free(unsigned port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    int one = 1;
-    int is_free = 0;
-    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int udp = tcp >= 0 ? socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
-    if (tcp < 0 || udp < 0)
-        is_free = -errno;
-    else if (setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-             bind(tcp, (const struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-             bind(udp, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
-        is_free = 1;
-    if (tcp >= 0)
-        close(tcp);
-    if (udp >= 0)
-        close(udp);
-    return is_free == 1 ? port_is_free_v6(port) : is_free;
+    int is_free = binds_both((const struct sockaddr *)&sa, sizeof(sa), false);
+    if (is_free != 1)
+        return is_free;
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    sa6.sin6_addr = in6addr_any;
+    return binds_both((const struct sockaddr *)&sa6, sizeof(sa6), true);
 }
 
 /* Whether a stray that is still running was told port: such a port is not

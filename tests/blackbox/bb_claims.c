@@ -77,26 +77,36 @@ static void reload_pool(bb_server *s, unsigned min_warm, unsigned max_warm, unsi
 
 /* A config with one pool "arena" of real worlds; args are appended to the
  * world's command line. */
-static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm,
-                              unsigned max_worlds, const char *args, unsigned cooldown_s)
+#define ARENA_PROBE "{tcpSocket: {port: game}, periodSeconds: 1}"
+
+/* Writes the pool's manifest "arena": the example world, args appended to
+ * its command line, probe as its readinessProbe, deadline_s to be Ready. */
+static void write_arena_manifest(bb_server *s, const char *probe, unsigned deadline_s,
+                                 const char *args)
 {
-    char cfg[1024];
-    pool_config(cfg, sizeof(cfg), min_warm, max_warm, max_worlds, cooldown_s);
-    bb_init(s, cfg);
     char manifest[2048];
     snprintf(manifest, sizeof(manifest),
              "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
              "metadata: {name: arena, namespace: default}\n"
              "spec:\n"
              "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  readinessProbe: %s\n"
              "  terminationGracePeriodSeconds: 2\n"
-             "  startDeadlineSeconds: 20\n"
+             "  startDeadlineSeconds: %u\n"
              "  local:\n"
              "    command: %s\n"
              "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"%s]\n",
-             world_bin(), args ? args : "");
+             probe, deadline_s, world_bin(), args ? args : "");
     bb_write(s, "manifests/arena.yaml", manifest);
+}
+
+static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm,
+                              unsigned max_worlds, const char *args, unsigned cooldown_s)
+{
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), min_warm, max_warm, max_worlds, cooldown_s);
+    bb_init(s, cfg);
+    write_arena_manifest(s, ARENA_PROBE, 20, args);
 }
 
 /* A pool whose warm target may grow to max_worlds. */
@@ -1011,21 +1021,9 @@ static void test_downtime_is_no_lead_time(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 1, 1, NULL, 0);
-    char manifest[2048];
-    snprintf(manifest, sizeof(manifest),
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n"
-             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
-             "  terminationGracePeriodSeconds: 2\n"
-             "  startDeadlineSeconds: 3\n"
-             "  local:\n"
-             "    command: %s\n"
-             "    args: [\"--port\", \"{port:game}\", \"--ready-delay-ms\", \"1500\"]\n",
-             world_bin());
-    bb_write(&s, "manifests/arena.yaml", manifest);
+    const char *slow = ", \"--ready-delay-ms\", \"1500\"";
+    setup_server(&s, 1, 1, slow, 0);
+    write_arena_manifest(&s, ARENA_PROBE, 3, slow);
     assert_true(bb_start(&s, NULL));
     assert_true(bb_log_contains(&s, "started: pid", 20000));
     sleep_ms(300); /* its Starting status written, most likely; if not, it is reclaimed */
@@ -1380,26 +1378,13 @@ static void test_manifest_past_runtime_limits_is_refused(void **state)
  * Pod: the world is probed on the port it was given, not on that number,
  * and not before initialDelaySeconds. A number that is no containerPort is
  * a StartError. */
-static const char probe_manifest[] =
-    "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-    "metadata: {name: arena, namespace: default}\n"
-    "spec:\n"
-    "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-    "  readinessProbe: {tcpSocket: {port: %d}, periodSeconds: 1, initialDelaySeconds: 3}\n"
-    "  terminationGracePeriodSeconds: 2\n"
-    "  startDeadlineSeconds: 20\n"
-    "  local:\n"
-    "    command: %s\n"
-    "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"]\n";
-
 static void test_probe_port_number_and_initial_delay(void **state)
 {
     (void)state;
     bb_server s;
     setup_server_warm(&s, 1, 1, 2, NULL, 0); /* room for the claimed world's replacement */
-    char manifest[2048];
-    snprintf(manifest, sizeof(manifest), probe_manifest, 7777, world_bin());
-    bb_write(&s, "manifests/arena.yaml", manifest);
+    write_arena_manifest(&s, "{tcpSocket: {port: 7777}, periodSeconds: 1, initialDelaySeconds: 3}",
+                         20, NULL);
     assert_true(bb_start(&s, NULL));
     assert_true(wait_warm(&s, 1, 30000));
     long status = 0;
@@ -1424,8 +1409,8 @@ static void test_probe_port_number_and_initial_delay(void **state)
     /* The example world listens at once: only the delay holds it back. */
     assert_true(ready - starting >= 2.9);
 
-    snprintf(manifest, sizeof(manifest), probe_manifest, 7778, world_bin());
-    bb_write(&s, "manifests/arena.yaml", manifest);
+    write_arena_manifest(&s, "{tcpSocket: {port: 7778}, periodSeconds: 1, initialDelaySeconds: 3}",
+                         20, NULL);
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 5000));
     claim c = post_claim(&s, "{\"namespace\":\"default\",\"pool\":\"arena\"}", NULL);

@@ -2,6 +2,7 @@
  * request or a named error out, never a crash or a leak. A successful
  * parse must give a pool name and a wait in range. */
 #include "bindery/claims.h"
+#include "fuzz_text.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,13 +10,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 70000)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, 70000);
     if (text == NULL)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     bdy_claim_request r;
     char why[600];
     if (bdy_claim_request_parse(text, size, &r, why, sizeof(why)) == 0) {

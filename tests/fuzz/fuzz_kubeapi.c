@@ -5,6 +5,7 @@
  * either succeeds with fields inside their caps or fails, never crashes
  * or leaks. */
 #include "bindery/kubeapi.h"
+#include "fuzz_text.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,13 +61,9 @@ static char *next_line(char **cursor)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > MAX_INPUT)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, MAX_INPUT);
     if (text == NULL)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     char *cursor = text;
     char *path = next_line(&cursor);
     char *accept = next_line(&cursor);

@@ -7,6 +7,7 @@
  * uninitialised memory that happen to work) aborts.
  */
 #include "bindery/selector.h"
+#include "fuzz_text.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -50,13 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object *json = NULL;
     bdy_errbuf eb;
 
-    if (size > FUZZ_MAX_INPUT)
-        return 0;
-    text = malloc(size + 1);
+    text = fuzz_text(data, size, FUZZ_MAX_INPUT);
     if (text == NULL)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
 
     int rc1 = bdy_label_selector_parse(text, &ls, &eb);
     int rc2 = bdy_label_selector_parse(text, &ls2, NULL);

@@ -7,6 +7,7 @@
  * formats back to the same second (no day its month does not have).
  */
 #include "bindery/util.h"
+#include "fuzz_text.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -18,13 +19,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > MAX_INPUT)
-        return 0;
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size, MAX_INPUT);
     if (text == NULL)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     double a = 0;
     double b = 0;
     int rc = bdy_timestamp_parse(text, &a);
