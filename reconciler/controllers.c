@@ -210,6 +210,8 @@ static bool handle_from_status(json_object *world, bdy_world_handle *h)
     memset(h, 0, sizeof(*h));
     h->pid = bdy_jint(status, "pid", 0);
     h->start_time = (uint64_t)bdy_jint(status, "processStartTicks", 0);
+    const char *boot = bdy_jstr(status, "processBootId");
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", boot != NULL ? boot : "");
     snprintf(h->address, sizeof(h->address), "%s",
              bdy_jstr(status, "address") ? bdy_jstr(status, "address") : "");
     json_object *ports = bdy_jget(status, "ports");
@@ -804,6 +806,8 @@ static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
     if (h->start_time != 0)
         json_object_object_add(st, "processStartTicks",
                                json_object_new_int64((int64_t)h->start_time));
+    if (h->boot_id[0] != '\0')
+        json_object_object_add(st, "processBootId", json_object_new_string(h->boot_id));
     json_object *ports = json_object_new_array();
     for (size_t i = 0; i < h->nports; i++) {
         json_object *p = json_object_new_object();

@@ -41,6 +41,11 @@ static inline bool bdy__proc_stat_ended(const bdy__proc_stat *st)
  * process, BDY_EPARSE when the line is not as expected. */
 int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out);
 
+/* This boot's id, as /proc/sys/kernel/random/boot_id gives it without
+ * its newline, into out (sizeof(bdy_world_handle.boot_id) bytes). An
+ * empty string when it cannot be read: boots are then not told apart. */
+void bdy__boot_id_read(char *out, size_t size);
+
 /* Longest world uid a process's environment may carry (Kubernetes uids are
  * 36 characters). */
 #define BDY__WORLD_UID_MAX 128

@@ -90,6 +90,7 @@ typedef struct proc_runtime {
     bdy_world_exit_cb on_exit;
     void *data;
     bool have_pidfds;
+    char boot_id[sizeof(((bdy_world_handle *)0)->boot_id)]; /* empty: unknown */
     int epfd;
     int wakefd;
     pthread_t thread;
@@ -106,7 +107,8 @@ typedef struct env_list {
 /* ---- /proc ---------------------------------------------------------------- */
 
 /* Whether the process h recorded is still there: same pid, same start
- * time, not ended (see bdy__proc_stat_ended). BDY_ENOTFOUND when it is not. */
+ * time, not ended (see bdy__proc_stat_ended). BDY_ENOTFOUND when it is not.
+ * For handles of this boot: those this runtime made or watches. */
 static int alive_as_recorded(const bdy_world_handle *h, bdy__proc_stat *st)
 {
     int rc = bdy__proc_stat_read(h->pid, st);
@@ -115,6 +117,16 @@ static int alive_as_recorded(const bdy_world_handle *h, bdy__proc_stat *st)
     if (st->start_time != h->start_time || bdy__proc_stat_ended(st))
         return BDY_ENOTFOUND;
     return 0;
+}
+
+/* The same for a handle the caller recorded, perhaps before a reboot: a
+ * handle of another boot names no process of this one, whatever now runs
+ * under its pid. */
+static int recorded_alive(const proc_runtime *rt, const bdy_world_handle *h, bdy__proc_stat *st)
+{
+    if (h->boot_id[0] != '\0' && rt->boot_id[0] != '\0' && strcmp(h->boot_id, rt->boot_id) != 0)
+        return BDY_ENOTFOUND;
+    return alive_as_recorded(h, st);
 }
 
 /* ---- ports ---------------------------------------------------------------- */
@@ -974,6 +986,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     }
     h->pid = pid;
     h->start_time = st.start_time;
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id);
     rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, false, eb);
     if (rc != 0)
         goto out;
@@ -1096,7 +1109,7 @@ static bool kill_unwatched(const proc_runtime *rt, const bdy_world_handle *h)
     int pidfd = rt->have_pidfds ? pidfd_open((pid_t)h->pid, 0) : -1;
     bdy__proc_stat st;
     bool sent = false;
-    if ((pidfd >= 0 || !rt->have_pidfds) && alive_as_recorded(h, &st) == 0) {
+    if ((pidfd >= 0 || !rt->have_pidfds) && recorded_alive(rt, h, &st) == 0) {
         if (st.pgrp == h->pid)
             sent = kill(-(pid_t)h->pid, SIGKILL) == 0;
         else if (pidfd >= 0)
@@ -1122,7 +1135,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
         return rc;
     if (h == NULL || h->nports > BDY_RUNTIME_MAX_PORTS)
         return bdy_fail(eb, BDY_EINVAL, "adopt %s/%s: invalid handle", ns, name);
-    rc = alive_as_recorded(h, &st);
+    rc = recorded_alive(rt, h, &st);
     if (rc == 0 && rt->have_pidfds) {
         pidfd = pidfd_open((pid_t)h->pid, 0);
         if (pidfd < 0)
@@ -1132,8 +1145,12 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
      * pidfd; a second look, with the pidfd now holding the process, settles
      * it. */
     if (rc == 0 && pidfd >= 0)
-        rc = alive_as_recorded(h, &st);
-    if (rc == BDY_ENOTFOUND) {
+        rc = recorded_alive(rt, h, &st);
+    if (rc == BDY_ENOTFOUND && h->boot_id[0] != '\0' && strcmp(h->boot_id, rt->boot_id) != 0) {
+        rc = bdy_fail(eb, rc, "world %s/%s: pid %lld was started before the machine rebooted", ns,
+                      name, (long long)h->pid);
+        goto out;
+    } else if (rc == BDY_ENOTFOUND) {
         rc = bdy_fail(eb, rc, "world %s/%s: pid %lld with start time %llu is gone", ns, name,
                       (long long)h->pid, (unsigned long long)h->start_time);
         goto out;
@@ -1179,6 +1196,7 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     memset(h, 0, sizeof(*h));
     h->pid = s->pid;
     h->start_time = s->start_time;
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id); /* found in /proc: this boot */
     snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
     rc = stray_ports(spec, s, h);
     if (rc != 0) {
@@ -1229,7 +1247,7 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
         return 0;
     }
     bdy__proc_stat st;
-    if (alive_as_recorded(h, &st) != 0)
+    if (recorded_alive(rt, h, &st) != 0)
         return 0;
     bdy_warn(LOG_COMPONENT, "stop: pid %lld is alive but not watched; adopt it first",
              (long long)h->pid);
@@ -1490,6 +1508,10 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->on_exit = opts->on_exit;
     rt->data = opts->data;
     rt->have_pidfds = pidfds_supported();
+    bdy__boot_id_read(rt->boot_id, sizeof(rt->boot_id));
+    if (rt->boot_id[0] == '\0')
+        bdy_warn(LOG_COMPONENT, "cannot read /proc/sys/kernel/random/boot_id: after a reboot, "
+                                "a recorded world's pid may be taken for the world");
     if (!rt->have_pidfds)
         bdy_warn(LOG_COMPONENT,
                  "no pidfds here (Linux 5.4 or newer needed, and a sandbox that allows "

@@ -114,6 +114,24 @@ static ssize_t read_at(int dirfd, const char *path, char *buf, size_t cap)
     return (ssize_t)got;
 }
 
+void bdy__boot_id_read(char *out, size_t size)
+{
+    out[0] = '\0';
+    char buf[64];
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    /* A UUID is 36 characters; anything that does not fit is not one. */
+    if (strlen(buf) < size)
+        snprintf(out, size, "%s", buf);
+}
+
 int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
 {
     if (pid <= 0 || pid > INT_MAX)

@@ -70,7 +70,13 @@ typedef struct bdy_world_handle {
     int64_t pid;
     uint64_t start_time; /* process start time in clock ticks since boot (/proc/PID/stat
                             field 22), so a recycled pid is never mistaken for the world */
-    char address[64];    /* where clients connect: "127.0.0.1" in embedded mode */
+    /* The boot the process was started in (/proc/sys/kernel/random/boot_id),
+     * since pids and start ticks both begin again at every boot: after a
+     * reboot, another process may carry the recorded pair. Empty: not known
+     * (a record from before it was kept, or a backend without processes),
+     * and then not checked. */
+    char boot_id[40];
+    char address[64]; /* where clients connect: "127.0.0.1" in embedded mode */
     bdy_port ports[BDY_RUNTIME_MAX_PORTS];
     size_t nports;
 } bdy_world_handle;

@@ -1662,7 +1662,8 @@ static unrecorded make_unrecorded(bb_server *s, bool deleting)
     json_object *patch = json_tokener_parse(
         "{\"status\":{\"phase\":\"Pending\",\"reason\":null,\"message\":null,"
         "\"conditions\":null,\"timings\":null,\"address\":null,\"nodeName\":null,"
-        "\"pid\":null,\"processStartTicks\":null,\"processStartTime\":null,\"ports\":null}}");
+        "\"pid\":null,\"processStartTicks\":null,\"processBootId\":null,\"processStartTime\":null,"
+        "\"ports\":null}}");
     assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", u.name, BDY_PATCH_MERGE,
                                      patch, true, NULL, NULL, NULL),
                      0);

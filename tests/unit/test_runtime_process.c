@@ -925,6 +925,18 @@ static void test_environ_parse(void **state)
     assert_string_equal(var, "BINDERY_PORT_Q1_X");
 }
 
+/* This boot's id, read the way a test can check it: not through the
+ * runtime's own reader. */
+static void read_boot_id(char *out, size_t size)
+{
+    FILE *fp = fopen("/proc/sys/kernel/random/boot_id", "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(out, (int)size, fp));
+    fclose(fp);
+    out[strcspn(out, "\n")] = '\0';
+    assert_int_equal(strlen(out), 36);
+}
+
 static void test_adopt(void **state)
 {
     fixture *f = *state;
@@ -948,6 +960,18 @@ static void test_adopt(void **state)
     /* Not adopted yet: stop refuses rather than signal an unwatched process. */
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), BDY_EINVAL);
     assert_true(alive(pid, NULL));
+    /* Recorded in another boot: whatever runs under that pid and start
+     * time now is not the world. Neither taken nor signalled. */
+    wrong = h;
+    snprintf(wrong.boot_id, sizeof(wrong.boot_id), "00000000-0000-4000-8000-000000000000");
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_ENOTFOUND);
+    assert_non_null(strstr(eb.message, "rebooted"));
+    assert_int_equal(rt->vt->stop(rt->ctx, &wrong, 100), 0);
+    assert_true(alive(pid, NULL));
+    /* Recorded in this boot: taken. */
+    char boot[sizeof(h.boot_id)];
+    read_boot_id(boot, sizeof(boot));
+    snprintf(h.boot_id, sizeof(h.boot_id), "%s", boot);
 
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0);
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0); /* no-op */
@@ -1091,6 +1115,9 @@ static void test_world_outlives_runtime(void **state)
     start_ok(first, &s, &h);
     assert_true(wait_ready(first, &h, &s.readiness));
     bdy_runtime_free(first);
+    char boot[sizeof(h.boot_id)];
+    read_boot_id(boot, sizeof(boot));
+    assert_string_equal(h.boot_id, boot); /* recorded, so a reboot is told apart */
 
     /* Bindery went away; the world did not. */
     assert_true(alive(h.pid, NULL));
