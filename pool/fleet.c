@@ -45,6 +45,7 @@ typedef struct world {
                             of warm, until put back or a newer rv is seen */
     bool reserved;       /* created for one cold claim */
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
+    bdy_process_seen process;
     uint64_t rv;
     uint64_t claim_rv;  /* the rv a claim (or a scale-down) started from */
     double ready_since; /* wall seconds when first seen Ready (scale-down age) */
@@ -212,7 +213,8 @@ static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
 static bool should_be_warm(const world *w)
 {
     return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down;
+           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down &&
+           w->process == BDY_PROCESS_LIVE;
 }
 
 static void warm_remove(world *w)
@@ -620,8 +622,10 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->stale = false; /* the informer caught up */
     if (w->scaling_down && rv > w->claim_rv)
         w->scaling_down = false; /* its delete (or what beat it) is seen */
-    if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0)
+    if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0) {
         w->held = false; /* a new world under an old name */
+        w->process = BDY_PROCESS_UNKNOWN;
+    }
     w->rv = rv;
     free(w->labels);
     w->labels = labels;
@@ -631,6 +635,19 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     w->answer_world = answer_world;
     count(w, +1);
     warm_sync(w);
+    pthread_mutex_unlock(&f->lock);
+}
+
+void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_process_seen seen)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    if (w != NULL && w->process != seen) {
+        w->process = seen;
+        warm_sync(w);
+    }
     pthread_mutex_unlock(&f->lock);
 }
 
@@ -943,7 +960,7 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
             world *w = (world *)node;
             if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting) {
                 fill_ref(w, &out[n++]);
-                *first_time += !w->failure_listed;
+                *first_time += !w->failure_listed && w->process != BDY_PROCESS_LOST;
                 w->failure_listed = true;
             }
         }

@@ -52,7 +52,8 @@ typedef struct tracked {
     char key[KEY_MAX];
     bdy_world_handle h;
     bool exited;
-    int exit_status;
+    int exit_status; /* -1 when not known (not our child) */
+    bool lost;       /* exited before this run could adopt it (ensure_tracked only) */
     bool stop_requested;
     unsigned probe_failures;
 } tracked;
@@ -200,6 +201,8 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     }
     pthread_mutex_unlock(&r->track_lock);
     bdy_debug("reconciler", "world %s exited with status %d", key, exit_status);
+    /* No claim may get it from now on, before its Failed status is written. */
+    bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
     bdy_reconciler_enqueue_world(r, ns, name);
 }
 
@@ -277,6 +280,7 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
         memset(t, 0, sizeof(*t));
         t->exited = true;
         t->exit_status = -1;
+        t->lost = true;
         return BDY_ENOTFOUND;
     }
     bdy_errbuf eb;
@@ -297,6 +301,7 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
     t->h = h;
     t->exited = true;
     t->exit_status = -1;
+    t->lost = true;
     return BDY_ENOTFOUND;
 }
 
@@ -1227,7 +1232,17 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = ensure_tracked(r, key, ns, name, world, &t);
         if (rc != 0 && rc != BDY_ENOTFOUND)
             break; /* retried */
+        if (rc == BDY_ENOTFOUND && t.lost) {
+            /* Gone before this run could adopt it (bindery's downtime, a
+             * reboot): replaced, but no crash of the world's own, so not
+             * counted towards the pool's crash backoff either. */
+            bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LOST);
+            rc = set_phase(r, world, BDY_PHASE_FAILED, "Lost", "Warning",
+                           "the world's process was gone when bindery started");
+            break;
+        }
         if (rc == BDY_ENOTFOUND) {
+            bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
             rc = set_phase(r, world, BDY_PHASE_FAILED, "Crashed", "Warning",
                            "the world's process exited (status %d)", t.exit_status);
             if (rc == 0 && t.exit_status >= 0) {
@@ -1242,6 +1257,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             }
             break;
         }
+        bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LIVE);
         *requeue_ms = probe_world(r, key, world, phase, &rc);
         break;
     case BDY_PHASE_ALLOCATED:
@@ -1257,6 +1273,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             rc = bdy_allocation_release(r->o.store, world, "WorldExited", &eb);
             break;
         }
+        bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LIVE);
         rc = apply_claim_metadata(r, world);
         break;
     case BDY_PHASE_FAILED:

@@ -122,6 +122,22 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
 
 int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out);
 
+/* What this run of Bindery knows of a world's process. A Ready world is
+ * claimable only once LIVE: after a restart, until the world controller
+ * has adopted its process, the status only says it was Ready before, and
+ * its process may have died during the downtime (or a reboot). */
+typedef enum bdy_process_seen {
+    BDY_PROCESS_UNKNOWN, /* not looked at by this run yet */
+    BDY_PROCESS_LIVE,    /* started or adopted by this run, running */
+    BDY_PROCESS_EXITED,  /* exited while this run watched it */
+    BDY_PROCESS_LOST,    /* gone before this run could adopt it: no crash of its own,
+                            so its failure does not count towards the crash backoff */
+} bdy_process_seen;
+/* World controller side: records what it found. Ignored for a world the
+ * fleet does not know (the informer reports it first; a later reconcile
+ * says it again). */
+void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_process_seen seen);
+
 /* Creators (the pool controller, cold claims), one world at a time: grants
  * room for a new world under the pool's maxWorlds and names it (name_out,
  * cap BDY_NAME_MAX), so that two creators acting on the same counts in
@@ -184,7 +200,8 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
 void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool deleted);
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted.
  * A world stays listed until its deletion is seen; *first_time counts those
- * listed for the first time, so each failure feeds the crash backoff once. */
+ * listed for the first time, so each failure feeds the crash backoff once
+ * (not those whose process was BDY_PROCESS_LOST). */
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
                         size_t max, size_t *first_time);
 

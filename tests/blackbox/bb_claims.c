@@ -1521,6 +1521,63 @@ static void test_warm_crash_is_replaced(void **state)
     bb_cleanup(&s);
 }
 
+/* Worlds whose processes died while bindery was down (a reboot, say): no
+ * claim after the restart gets one of them, and the pool replaces them at
+ * once, since losing them was no crash of the worlds' own. */
+#define LOST_WORLDS 8
+static void test_worlds_lost_in_downtime_are_not_claimed(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, LOST_WORLDS, 2 * LOST_WORLDS, 0);
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    assert_int_equal(json_object_array_length(items), LOST_WORLDS);
+    pid_t pids[LOST_WORLDS];
+    for (size_t i = 0; i < LOST_WORLDS; i++) {
+        json_object *st = json_object_object_get(json_object_array_get_idx(items, i), "status");
+        pids[i] = (pid_t)json_object_get_int64(json_object_object_get(st, "pid"));
+        assert_true(pids[i] > 0);
+    }
+    json_object_put(list);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    for (size_t i = 0; i < LOST_WORLDS; i++)
+        assert_int_equal(kill(pids[i], SIGKILL), 0);
+    for (size_t i = 0; i < LOST_WORLDS;
+         i++) /* gone from /proc (reaped by init: not our children) */
+        for (int k = 0; k < 200 && kill(pids[i], 0) == 0; k++)
+            sleep_ms(10);
+
+    assert_true(bb_start(&s, NULL));
+    /* Claim as soon as bindery answers: every world it hands out answers. */
+    int granted = 0;
+    for (int i = 0; i < 400 && granted < 3; i++) {
+        claim c = post_claim(&s, "{\"pool\":\"arena\",\"claimant\":\"t\"}", NULL);
+        if (c.status == 201) {
+            char answer[64] = "";
+            assert_true(ping_world(c.port, answer, sizeof(answer)));
+            assert_non_null(strstr(answer, "pong"));
+            granted++;
+        } else {
+            assert_true(c.status == 503 || c.status == 429);
+            sleep_ms(50);
+        }
+    }
+    assert_int_equal(granted, 3);
+    /* All replaced within seconds: not held back as if they had crashed
+     * (eight crashes in a minute hold a pool's creations back for 32 s). */
+    assert_true(wait_warm(&s, LOST_WORLDS, 20000));
+    bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"reason\":\"Lost\""));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 /* ---- kill -9 during a burst of claims ---------------------------------------- */
 
 typedef struct burst {
@@ -1799,6 +1856,7 @@ int main(void)
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),

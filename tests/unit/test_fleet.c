@@ -47,11 +47,24 @@ static json_object *world(const char *name, const char *pool, const char *phase,
     return o;
 }
 
-static void observe(bdy_fleet *f, json_object *o)
+/* Reports o as the informer would; its process is not looked at yet. */
+static void observe_unseen(bdy_fleet *f, json_object *o)
 {
     char pool[BDY_NAME_MAX];
     bdy_fleet_observe(f, o, pool);
     json_object_put(o);
+}
+
+/* The same, then the world controller finds its process running, as it
+ * does for every world of this run. */
+static void observe(bdy_fleet *f, json_object *o)
+{
+    char name[BDY_NAME_MAX];
+    snprintf(name, sizeof(name), "%s",
+             json_object_get_string(
+                 json_object_object_get(json_object_object_get(o, "metadata"), "name")));
+    observe_unseen(f, o);
+    bdy_fleet_process_seen(f, "default", name, BDY_PROCESS_LIVE);
 }
 
 static bdy_fleet *fleet_with_pools(void)
@@ -401,6 +414,62 @@ static void test_scale_down_candidates_and_failed(void **state)
     bdy_fleet_free(f);
 }
 
+static json_object *with_uid(json_object *o, const char *uid)
+{
+    json_object_object_add(json_object_object_get(o, "metadata"), "uid",
+                           json_object_new_string(uid));
+    return o;
+}
+
+/* After a restart a Ready status only says the world was Ready before:
+ * it is claimable once its process is found running, never after it
+ * exited; and a world lost during the downtime is no crash. */
+static void test_claimable_once_process_seen(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe_unseen(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe_unseen(f, world("a2", "arena", "Ready", 11, "dust", false, false));
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_READY], 2); /* stock all the same: no extra worlds made */
+    assert_int_equal(c.warm, 0);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    bdy_world_ref refs[4];
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 0, refs, 4), 0);
+
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
+    bdy_fleet_process_seen(f, "default", "nobody", BDY_PROCESS_LIVE); /* unknown: ignored */
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    /* A newer state of the same world keeps what was found. */
+    observe_unseen(f, world("a1", "arena", "Ready", 12, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    /* Its process exits: out at once, before its Failed status. */
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_EXITED);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+
+    /* a2 was lost during the downtime, a1 crashed: one failure to count. */
+    bdy_fleet_process_seen(f, "default", "a2", BDY_PROCESS_LOST);
+    observe_unseen(f, world("a1", "arena", "Failed", 13, "dust", false, false));
+    observe_unseen(f, world("a2", "arena", "Failed", 14, "dust", false, false));
+    size_t first = 0;
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 2);
+    assert_int_equal(first, 1);
+
+    /* A new world under an old name is looked at afresh. */
+    observe_unseen(f, with_uid(world("a3", "arena", "Ready", 15, "dust", false, false), "uid-1"));
+    bdy_fleet_process_seen(f, "default", "a3", BDY_PROCESS_LIVE);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    observe_unseen(f, with_uid(world("a3", "arena", "Ready", 16, "dust", false, false), "uid-2"));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    bdy_fleet_free(f);
+}
+
 static void test_many_worlds_claim_is_constant_time(void **state)
 {
     (void)state;
@@ -620,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_pools_reconfigured),
         cmocka_unit_test(test_world_moved_to_another_pool),
         cmocka_unit_test(test_scale_down_candidates_and_failed),
+        cmocka_unit_test(test_claimable_once_process_seen),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
         cmocka_unit_test(test_creation_names_are_fresh),
