@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 /* A routine RESTART holds writers back while it waits for the write lock
@@ -33,8 +32,8 @@ struct bdy_wal_checkpointer {
     char thread_name[16];
     unsigned period_ms;
     sqlite3 *db;
-    char *wal_path;
-    long long restart_over; /* bytes of WAL beyond which a RESTART waits long */
+    long long restart_over; /* bytes of WAL frames beyond which a RESTART waits long */
+    long long frame_bytes;  /* one WAL frame: a page and its 24-byte header */
     sqlite3_stmt *st_checkpoint;
     sqlite3_stmt *st_restart;
     /* The checkpoint thread's busy handler: how long the current RESTART
@@ -111,14 +110,16 @@ static bool run_checkpoint(bdy_wal_checkpointer *c, sqlite3_stmt *st, long long 
  * much longer, so the file stops growing. */
 static void checkpoint_once(bdy_wal_checkpointer *c)
 {
-    struct stat st;
-    uint64_t now = bdy_monotonic_ns();
-    bool oversize = c->restart_over > 0 && now >= c->next_oversize_ns &&
-                    stat(c->wal_path, &st) == 0 && (long long)st.st_size > c->restart_over;
     long long log;
     bool busy;
     if (!run_checkpoint(c, c->st_checkpoint, &log, &busy))
         return;
+    /* Judged by the frames in use, not the file's size: a restarted WAL
+     * keeps its size (down to the writers' journal_size_limit), and a file
+     * that one burst made large would make every RESTART after it wait long
+     * for readers, holding the writers back all that time. */
+    bool oversize = c->restart_over > 0 && bdy_monotonic_ns() >= c->next_oversize_ns &&
+                    log > c->restart_over / c->frame_bytes;
     /* Even when all of it was copied, a commit since then keeps the next
      * writer from restarting the WAL: only an empty one needs nothing. */
     if (!oversize && log <= 0)
@@ -167,6 +168,13 @@ static int writer_busy(void *arg, int count)
     return 1;
 }
 
+int bdy_wal_writer_size_limit(sqlite3 *db, size_t bytes)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%lld", (long long)bytes);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : BDY_EIO;
+}
+
 void bdy_wal_writer_busy_handler(sqlite3 *db, unsigned timeout_ms)
 {
     if (timeout_ms == 0)
@@ -204,7 +212,6 @@ static void checkpointer_free(bdy_wal_checkpointer *c)
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->gate_lock);
     pthread_cond_destroy(&c->gate_open);
-    free(c->wal_path);
     free(c->path);
     free(c);
 }
@@ -215,10 +222,7 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
     int rc = 0;
     *out = NULL;
     bdy_wal_checkpointer *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->path = strdup(path)) == NULL ||
-        asprintf(&c->wal_path, "%s-wal", path) < 0) {
-        if (c != NULL)
-            free(c->path);
+    if (c == NULL || (c->path = strdup(path)) == NULL) {
         free(c);
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
@@ -244,6 +248,12 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
             bdy_fail(eb, BDY_EIO, "%s: cannot set up checkpoints: %s", path, sqlite3_errmsg(c->db));
         goto fail;
     }
+    sqlite3_stmt *page = NULL;
+    c->frame_bytes = 4096 + 24;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA page_size", -1, &page, NULL) == SQLITE_OK &&
+        sqlite3_step(page) == SQLITE_ROW && sqlite3_column_int64(page, 0) > 0)
+        c->frame_bytes = sqlite3_column_int64(page, 0) + 24;
+    sqlite3_finalize(page);
     /* A statement, not sqlite3_wal_checkpoint_v2(): a connection that has
      * not yet read the file does not know it is in WAL mode, and the call
      * then returns SQLITE_OK having done nothing (the WAL grew for ever). */

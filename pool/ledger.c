@@ -315,6 +315,10 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
         goto out;
     sqlite3_wal_autocheckpoint(l->wdb, 0);
     bdy_wal_writer_busy_handler(l->wdb, LEDGER_BUSY_MS);
+    if (bdy_wal_writer_size_limit(l->wdb, LEDGER_WAL_RESTART_BYTES) != 0) {
+        rc = sql_fail(l->wdb, eb, l->path);
+        goto out;
+    }
     if ((rc = bdy_wal_checkpointer_start(l->path, LEDGER_CHECKPOINT_MS, LEDGER_WAL_RESTART_BYTES,
                                          "bdy-ledger-ckpt", &l->ckpt, eb)) != 0)
         goto out;

@@ -1990,6 +1990,10 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     /* Checkpoints in the background: a commit never copies the WAL back. */
     sqlite3_wal_autocheckpoint(s->db, 0);
     bdy_wal_writer_busy_handler(s->db, (unsigned)busy);
+    if (bdy_wal_writer_size_limit(s->db, WAL_RESTART_BYTES) != 0) {
+        rc = sql_error(s->db, eb, "journal_size_limit");
+        goto out;
+    }
     if ((rc = bdy_wal_checkpointer_start(s->path, CHECKPOINT_MS, WAL_RESTART_BYTES,
                                          "bdy-store-ckpt", &s->ckpt, eb)) != 0)
         goto out;

@@ -19,7 +19,7 @@
  * commits overwrite its blocks rather than append new ones (appending
  * costs each fdatasync a size change, and the file grows without bound).
  * Readers that keep the WAL busy all the time can defeat that; once the
- * WAL is larger than a limit, the RESTART waits up to 5 s for them,
+ * WAL holds more frames than a limit, the RESTART waits up to 5 s for them,
  * holding writers back meanwhile; when even that fails it warns, and waits
  * that long again only after 30 s.
  *
@@ -38,8 +38,9 @@ typedef struct bdy_wal_checkpointer bdy_wal_checkpointer;
 
 /* Opens path (which must exist, in WAL mode) and starts the thread, named
  * thread_name, at normal priority (a RESTART holds the writers back until
- * it ends). restart_over_bytes: the WAL size beyond which a RESTART waits
- * up to 5 s for readers (0: never). BDY_EIO with the file named in eb. */
+ * it ends). restart_over_bytes: the size of the WAL frames in use beyond
+ * which a RESTART waits up to 5 s for readers (0: never). BDY_EIO with the
+ * file named in eb. */
 int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t restart_over_bytes,
                                const char *thread_name, bdy_wal_checkpointer **out, bdy_errbuf *eb);
 /* Stops the thread and closes its connection. NULL allowed. */
@@ -50,6 +51,12 @@ void bdy_wal_checkpointer_stop(bdy_wal_checkpointer *c);
  * for it to end. Without it back-to-back commits can keep the RESTART from
  * ever getting the write lock. Any thread. */
 void bdy_wal_checkpointer_before_write(bdy_wal_checkpointer *c);
+
+/* Caps the size the owner's writer leaves the WAL file at when it starts
+ * the WAL over (PRAGMA journal_size_limit): without it one burst leaves a
+ * file that large for good. The owners pass their restart_over_bytes.
+ * 0 or BDY_EIO. */
+int bdy_wal_writer_size_limit(sqlite3 *db, size_t bytes);
 
 /* A busy handler for a connection that writes to a file with a
  * checkpointer, in place of sqlite3_busy_timeout(): it retries every 50 µs
