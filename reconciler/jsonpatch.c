@@ -184,6 +184,36 @@ static int jptr_walk(json_object *root, const struct jptr *p, size_t upto, json_
     return 0;
 }
 
+/* The size of v as JSON text, roughly (numbers and literals as 8 bytes),
+ * counted only until it passes limit: the walk stops there, so a huge
+ * value costs no more than a small one. */
+static size_t approx_json_size(json_object *v, size_t limit)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return (size_t)json_object_get_string_len(v) + 2;
+    case json_type_object: {
+        size_t n = 2;
+        json_object_object_foreach(v, key, child)
+        {
+            if (n > limit)
+                break;
+            n += strlen(key) + 4 + approx_json_size(child, limit - n);
+        }
+        return n;
+    }
+    case json_type_array: {
+        size_t n = 2;
+        size_t len = json_object_array_length(v);
+        for (size_t i = 0; i < len && n <= limit; i++)
+            n += 1 + approx_json_size(json_object_array_get_idx(v, i), limit - n);
+        return n;
+    }
+    default:
+        return 8;
+    }
+}
+
 /* Deep copy that also copies JSON null (NULL). */
 static int copy_value(json_object *src, json_object **dst)
 {
@@ -416,7 +446,8 @@ static int op_pointer(json_object *op, const char *name, const char **text, stru
 }
 
 /* Applies one operation to *doc (owned by the caller, possibly replaced). */
-static int apply_op(json_object **doc, json_object *op, size_t index, bdy_errbuf *eb)
+static int apply_op(json_object **doc, json_object *op, size_t index, size_t *copy_budget,
+                    bdy_errbuf *eb)
 {
     struct opctx c = {.index = index, .op = "?", .path = NULL, .eb = eb};
     struct jptr path = {0, NULL};
@@ -492,6 +523,15 @@ static int apply_op(json_object **doc, json_object *op, size_t index, bdy_errbuf
             rc = from_fail(&c, rc, from_text, why);
             goto out;
         }
+        /* Each copy can double the document (a value copied into itself),
+         * so a patch of a few dozen copies would fill the memory long
+         * before the result's size is checked. */
+        size_t size = approx_json_size(found, *copy_budget);
+        if (size > *copy_budget) {
+            rc = op_fail(&c, BDY_ETOOBIG, "the patch copies more than it may");
+            goto out;
+        }
+        *copy_budget -= size;
         rc = copy_value(found, &val);
         if (rc != 0)
             why = "out of memory";
@@ -558,8 +598,9 @@ int bdy_json_patch(json_object *target, json_object *ops, json_object **out, bdy
         rc = bdy_fail(eb, rc, "out of memory");
         goto out;
     }
+    size_t copy_budget = BDY_JSON_PATCH_MAX_COPIED_BYTES;
     for (size_t i = 0; i < n; i++) {
-        rc = apply_op(&doc, json_object_array_get_idx(ops, i), i, eb);
+        rc = apply_op(&doc, json_object_array_get_idx(ops, i), i, &copy_budget, eb);
         if (rc != 0)
             goto out;
     }

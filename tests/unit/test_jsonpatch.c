@@ -538,6 +538,49 @@ static void test_ops_cap(void **state)
     json_object_put(doc);
 }
 
+/* A value copied into itself doubles the document each time: a patch of a
+ * few dozen such copies is refused once it has copied about 2 MiB, before
+ * it fills the memory; copies that stay small go through. */
+static void test_copies_are_bounded(void **state)
+{
+    (void)state;
+    char big[4096];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    json_object *doc = json_object_new_object();
+    json_object *spec = json_object_new_object();
+    json_object_object_add(spec, "s", json_object_new_string(big));
+    json_object_object_add(doc, "spec", spec);
+    json_object *ops = json_object_new_array();
+    for (int i = 0; i < 40; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/spec/c%d", i);
+        json_object *op = json_object_new_object();
+        json_object_object_add(op, "op", json_object_new_string("copy"));
+        json_object_object_add(op, "from", json_object_new_string("/spec"));
+        json_object_object_add(op, "path", json_object_new_string(path));
+        json_object_array_add(ops, op);
+    }
+    json_object *out = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_json_patch(doc, ops, &out, &eb), BDY_ETOOBIG);
+    assert_null(out);
+    /* 4 KiB doubled each time: the ninth copy (index 8) would bring the
+     * copies to 2 MiB. */
+    assert_non_null(strstr(eb.message, "json patch operation 8 (copy"));
+
+    json_object *few = json_object_new_array();
+    for (int i = 0; i < 5; i++)
+        json_object_array_add(few, json_object_get(json_object_array_get_idx(ops, (size_t)i)));
+    assert_int_equal(bdy_json_patch(doc, few, &out, &eb), 0);
+    assert_non_null(out);
+    json_object_put(out);
+    json_object_put(few);
+    json_object_put(ops);
+    json_object_put(doc);
+}
+
 static void test_patch_result_is_independent(void **state)
 {
     (void)state;
@@ -576,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_rfc6901_examples),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_ops_cap),
+        cmocka_unit_test(test_copies_are_bounded),
         cmocka_unit_test(test_patch_result_is_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
