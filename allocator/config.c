@@ -1513,6 +1513,7 @@ int bdy_config_from_text(const char *text, size_t len, const char *name_for_erro
     rc = decode_section(&c, &top_section, root, "", cfg);
     if (rc < 0)
         goto out;
+    cfg->settings = root->count;
     *out = cfg;
     cfg = NULL;
 out:

@@ -422,6 +422,17 @@ static void reload(daemon_state *d, const char *path)
         count_reload(d, "refused");
         return;
     }
+    if (next->settings == 0) {
+        /* Taken at its word it would end every pool; an editor or `cat >`
+         * rewriting the file in place leaves it empty for a moment. */
+        bdy_error("config",
+                  "reload refused, keeping the running config: %s sets nothing "
+                  "(replace the file whole, e.g. write another and rename it over)",
+                  path);
+        bdy_config_free(next);
+        count_reload(d, "refused");
+        return;
+    }
     /* Compared before the command-line overrides, which stay in force
      * across reloads and would hide an edit of the file. */
     bool restart_only_edited = !same_str(next->listen, d->file_listen) ||
@@ -879,17 +890,26 @@ static int check_config(const char *path)
         rc = bdy_auth_load(cfg->auth.token_file, &auth, &eb);
     if (rc == 0)
         rc = bdy_http_listen_check(cfg->listen, auth != NULL, &eb);
-    if (rc == 0) {
-        for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++) {
-            json_object *docs = NULL;
-            rc = bdy_yaml_load_manifests(cfg->manifests.items[i], &docs, &eb);
-            json_object_put(docs);
-        }
+    /* Both are read at start; one that cannot be read stops serve. */
+    for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++) {
+        json_object *docs = NULL;
+        rc = bdy_yaml_load_manifests(cfg->crds.items[i], &docs, &eb);
+        json_object_put(docs);
+    }
+    for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++) {
+        json_object *docs = NULL;
+        rc = bdy_yaml_load_manifests(cfg->manifests.items[i], &docs, &eb);
+        json_object_put(docs);
     }
     if (rc != 0)
         fprintf(stderr, "%s\n", eb.message);
     else
         printf("%s: ok\n", path);
+    if (rc == 0 && cfg->settings == 0)
+        fprintf(stderr,
+                "%s sets nothing: serve would run with the defaults and no pools, "
+                "and a reload refuses it\n",
+                path);
     bdy_auth_free(auth);
     bdy_config_free(cfg);
     return rc == 0 ? 0 : 1;

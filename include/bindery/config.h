@@ -247,6 +247,8 @@ typedef struct bdy_config {
     bdy_config_reconciler reconciler;
     bdy_config_demand demand;
     bdy_config_pools pools;
+    size_t settings; /* top-level keys the text set: 0 for an empty file, which a
+                        reload refuses (most likely one caught being rewritten) */
 } bdy_config;
 
 /* Reads and decodes the config file at path (capped at BDY_CONFIG_MAX_BYTES).

@@ -108,6 +108,21 @@ static void test_cli_commands(void **state)
                      1);
     assert_non_null(strstr(out, "without authentication"));
     free(out);
+    /* A CRD folder that is not there stops serve; check-config says so. */
+    bb_write(&s, "nocrds.yaml", "crds: [missing-crds]\n");
+    char nocrds[160];
+    snprintf(nocrds, sizeof(nocrds), "%s/nocrds.yaml", s.dir);
+    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", nocrds, NULL}, NULL, &out),
+                     1);
+    assert_non_null(strstr(out, "missing-crds"));
+    free(out);
+    /* An empty file is valid, but worth a word: a reload refuses it. */
+    bb_write(&s, "empty.yaml", "");
+    char empty[160];
+    snprintf(empty, sizeof(empty), "%s/empty.yaml", s.dir);
+    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", empty, NULL}, NULL, &out), 0);
+    assert_non_null(strstr(out, "sets nothing"));
+    free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"hash-token", NULL}, "test\n", &out), 0);
     assert_non_null(
         strstr(out, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
@@ -165,6 +180,13 @@ static void test_reload_keeps_old_config_when_new_is_bad(void **state)
              "      - {from: \"17:45\", to: \"2025-06-01T19:00:00Z\"}\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "must be the same kind as from", 5000));
+    /* A file caught empty while being rewritten would end every pool. */
+    bb_write(&s, "bindery.yaml", "# being edited\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "sets nothing", 5000));
+    r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 3"));
+    bb_response_free(&r);
     bb_cleanup(&s);
 }
 
