@@ -834,6 +834,15 @@ static void merge_into(json_object *dst, json_object *src)
     json_object_put(src);
 }
 
+/* Whether rc from a store call says only that the store could not answer
+ * now (busy, out of memory, timed out, stopping, failing to read): worth a
+ * retry, no verdict on what was asked. */
+static bool store_trouble(int rc)
+{
+    return rc == BDY_EBUSY || rc == BDY_ENOMEM || rc == BDY_ETIMEOUT || rc == BDY_ESHUTDOWN ||
+           rc == BDY_EIO;
+}
+
 static int start_world(bdy_reconciler *r, const char *key, json_object *world)
 {
     bdy_world_spec spec;
@@ -857,6 +866,10 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
     } else {
         rc =
             build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, true, why, sizeof(why));
+        if (store_trouble(rc)) {
+            json_object_put(manifest);
+            return rc; /* the manifest could not be read now: says nothing of the world */
+        }
         if (rc == 0) {
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
@@ -877,10 +890,8 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
                 snprintf(why, sizeof(why), "%s", eb.message);
         }
         json_object_put(manifest);
-        if (rc != 0) {
-            set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
-            return 0;
-        }
+        if (rc != 0) /* retried if not written: nothing else would look at it again */
+            return set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
         track_set(r, key, &h);
     }
     json_object *st = phase_status(world, BDY_PHASE_STARTING, "Started", "process started");
