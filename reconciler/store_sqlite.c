@@ -924,6 +924,11 @@ static int do_delete(sqlite_store *s, write_op *op)
         json_object *meta = bdy__metadata(neu);
         json_object_object_add(meta, "deletionTimestamp", json_object_new_string(now));
         json_object_object_add(meta, "deletionGracePeriodSeconds", json_object_new_int(0));
+        /* As Kubernetes marks an object for deletion: controllers that
+         * look only at generation changes see it too. */
+        int64_t gen = bdy_jint(meta, "generation", 0);
+        if (gen > 0)
+            json_object_object_add(meta, "generation", json_object_new_int64(gen + 1));
         rc = w_store(s, op, info, ns, op->name, neu, old, NULL, BDY_EVENT_MODIFIED);
         if (rc != 0) {
             json_object_put(neu);

@@ -568,6 +568,8 @@ static void test_finalizers_and_delete(void **state)
         bdy_store_delete(f->store, &WIDGETS, "default", "w1", NULL, &out, &deleted, NULL), 0);
     assert_false(deleted);
     assert_non_null(meta(out, "metadata.deletionTimestamp"));
+    /* Marked as Kubernetes marks it: the generation moves on (from 1). */
+    assert_string_equal(meta(out, "metadata.generation"), "2");
     json_object_put(out);
     /* Still there, and no new finalizers may be added. */
     assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &out, NULL), 0);
