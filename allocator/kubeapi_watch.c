@@ -265,6 +265,19 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
             return;
         }
         from_rv = strtoull(rvtext, NULL, 10);
+        /* Past what the store has committed (its data restored from a
+         * backup, or another data folder behind the same address): a watch
+         * from there would skip every event until the store caught up.
+         * Kubernetes' answer, which makes clients list again. */
+        uint64_t committed = 0;
+        if (bdy_store_current_rv(k->store, &committed) == 0 && from_rv > committed) {
+            bdy_errbuf_add_cause(&eb, "ResourceVersionTooLarge", "", "Too large resource version");
+            snprintf(eb.message, sizeof(eb.message),
+                     "Too large resource version: %llu, current: %llu", (unsigned long long)from_rv,
+                     (unsigned long long)committed);
+            bdy__kube_fail(resp, BDY_ETIMEOUT, &eb, NULL, NULL);
+            return;
+        }
     }
     pthread_mutex_lock(&k->lock);
     if (!k->stopping && k->nwatches < k->max_watches) {
