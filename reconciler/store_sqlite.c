@@ -811,9 +811,11 @@ static int do_update(sqlite_store *s, write_op *op)
         free(old_text);
         return BDY_ENOMEM;
     }
+    /* Custom resources need the resourceVersion on a status PUT too, as in
+     * Kubernetes (their status strategy allows no unconditional update). */
     bool status_write = op->kind == OP_UPDATE_STATUS;
     return commit_update(s, op, res, ns, old, old_text, neu, status_write,
-                         res->requires_rv_on_update && !status_write);
+                         res->requires_rv_on_update);
 }
 
 static int do_patch(sqlite_store *s, write_op *op)

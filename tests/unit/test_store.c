@@ -414,6 +414,11 @@ static void test_status_subresource(void **state)
     /* Stale RV applies to status writes too. */
     assert_int_equal(bdy_store_update_status(f->store, &WIDGETS, "default", o, NULL, NULL, NULL),
                      BDY_ECONFLICT);
+    /* And, as for the main resource of a custom resource, none at all is
+     * refused: an unconditional status write could undo another's. */
+    json_object_object_del(json_object_object_get(o, "metadata"), "resourceVersion");
+    assert_int_equal(bdy_store_update_status(f->store, &WIDGETS, "default", o, NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
     json_object_put(o);
 
     json_object *patch = json_tokener_parse("{\"status\":{\"phase\":\"Allocated\"}}");
