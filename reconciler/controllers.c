@@ -347,7 +347,7 @@ static void record_event(bdy_reconciler *r, json_object *world, const char *type
      * describe keeps among events of the same second. */
     char ev_name[300];
     pthread_mutex_lock(&r->ev_lock);
-    double t = bdy_wall_seconds();
+    double t = monotonic_s();
     r->ev_tokens = fmin(EVENT_BURST, r->ev_tokens + (t - r->ev_refill) * EVENT_RATE_PER_S);
     r->ev_refill = t;
     bool allowed = r->ev_tokens >= 1.0 + reserve && r->ev_len < EVENT_QUEUE_MAX;
@@ -477,7 +477,7 @@ static void *event_main(void *arg)
 {
     bdy_reconciler *r = arg;
     bdy_thread_start("bdy-events", true);
-    double last_sweep = bdy_wall_seconds();
+    double last_sweep = monotonic_s();
     /* A sweep that stopped at its most deletes comes back soon: events are
      * admitted at up to EVENT_RATE_PER_S (3,000 a minute), which a sweep a
      * minute of 1,000 deletes could never drain. */
@@ -489,7 +489,7 @@ static void *event_main(void *arg)
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&r->ev_cond, &r->ev_lock, &ts);
-            if (bdy_wall_seconds() - last_sweep > sweep_every)
+            if (monotonic_s() - last_sweep > sweep_every)
                 break;
         }
         event_item *it = r->ev_head;
@@ -509,9 +509,9 @@ static void *event_main(void *arg)
             json_object_put(it->event);
             free(it);
         }
-        if (bdy_wall_seconds() - last_sweep > sweep_every) {
+        if (monotonic_s() - last_sweep > sweep_every) {
             sweep_every = sweep_events(r) ? EVENT_SWEEP_BACKLOG_S : EVENT_SWEEP_EVERY_S;
-            last_sweep = bdy_wall_seconds();
+            last_sweep = monotonic_s();
         }
     }
     return NULL;
@@ -1699,7 +1699,7 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     pthread_cond_init(&r->ev_cond, NULL);
     atomic_init(&r->stopping, false);
     r->ev_tokens = EVENT_BURST;
-    r->ev_refill = bdy_wall_seconds();
+    r->ev_refill = monotonic_s();
     if (gethostname(r->node_name, sizeof(r->node_name) - 1) != 0)
         snprintf(r->node_name, sizeof(r->node_name), "localhost");
     bdy_workqueue_opts qo = {.base_delay_ms = 5, .max_delay_ms = 30000};
