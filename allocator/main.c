@@ -657,11 +657,13 @@ static void *startup_signals_main(void *arg)
     while (!atomic_load(&ss->done)) {
         int sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
+            /* A stop that was asked for: exit 0, as a drained stop does,
+             * or supervisors record a stop during a long start as a crash. */
             bdy_warn("main",
-                     "received %s during start-up: stopping now, as after a crash (worlds keep "
-                     "running; the next start adopts them)",
+                     "received %s during start-up: stopping now, nothing answered yet (worlds "
+                     "keep running; the next start adopts them)",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            _exit(1);
+            _exit(0);
         }
     }
     return NULL;
