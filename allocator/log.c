@@ -3,6 +3,7 @@
 #include "bindery/error.h"
 #include "bindery/util.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,21 +30,62 @@ int bdy_log_parse_level(const char *text, bdy_log_level *out)
     return BDY_EINVAL;
 }
 
-/* Appends s to line as the inside of a JSON string, escaping as needed. */
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* Appends s to line as the inside of a JSON string, escaping as needed.
+ * Text that is not UTF-8 (a client's bytes in a path, say) becomes U+FFFD,
+ * so every line stays valid JSON; a sequence is never cut in two. */
 static size_t json_escape_into(char *line, size_t pos, size_t cap, const char *s)
 {
-    for (; *s != '\0' && pos + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0' && pos + 7 < cap) {
+        unsigned char c = *p;
         if (c == '"' || c == '\\') {
             line[pos++] = '\\';
             line[pos++] = (char)c;
+            p++;
         } else if (c == '\n') {
             line[pos++] = '\\';
             line[pos++] = 'n';
+            p++;
         } else if (c < 0x20) {
             pos += (size_t)snprintf(line + pos, cap - pos, "\\u%04x", c);
-        } else {
+            p++;
+        } else if (c < 0x80) {
             line[pos++] = (char)c;
+            p++;
+        } else {
+            size_t n = utf8_sequence(p);
+            if (n == 0) {
+                memcpy(line + pos, "\\ufffd", 6);
+                pos += 6;
+                p++;
+            } else {
+                memcpy(line + pos, p, n); /* n <= 4 fits: pos + 7 < cap */
+                pos += n;
+                p += n;
+            }
         }
     }
     return pos;
@@ -61,7 +103,9 @@ void bdy_log(bdy_log_level level, const char *component, const char *fmt, ...)
 
     char ts[BDY_TIMESTAMP_LEN];
     bdy_timestamp_now(ts);
-    char line[4608];
+    /* At most PIPE_BUF bytes: one write(2) of a line to a pipe (a
+     * container's log collector) is then atomic, never interleaved. */
+    char line[PIPE_BUF];
     size_t cap = sizeof(line) - 3;
     size_t pos = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
                                   level_names[level]);
