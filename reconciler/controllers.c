@@ -1064,6 +1064,18 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         failures = tt->probe_failures = state == BDY_WORLD_READY ? 0 : tt->probe_failures + 1;
     pthread_mutex_unlock(&r->track_lock);
     if (failures >= threshold) {
+        /* A claim answered already (or being made durable) whose status has
+         * not caught up yet: the world is the claimant's now, and an
+         * allocated world is not failed for its probe (a game server may
+         * stop answering it once a match is on). */
+        bdy_world_seen seen;
+        char ns[BDY_NAME_MAX];
+        char name[BDY_NAME_MAX];
+        json_object *meta = bdy_jget(world, "metadata");
+        snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
+        snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
+        if (bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) == 0 && seen.claimed)
+            return period_ms;
         *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
                         "readiness probe failed %u times in a row", failures);
         if (*rc == 0)

@@ -96,6 +96,8 @@ typedef struct bdy_world_seen {
     bool deleting;
     uint64_t resource_version;
     char uid[64]; /* "" when not known */
+    bool claimed; /* a claim holds it or is being made durable, though its
+                     status may still say Ready */
 } bdy_world_seen;
 
 int bdy_fleet_new(bdy_fleet **out);

@@ -146,6 +146,9 @@ static void test_claim_take_and_done(void **state)
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r3, NULL), 0);
     assert_string_equal(r3.name, r1.name);
     bdy_fleet_claim_done(f, &r3, true, false);
+    bdy_world_seen seen;
+    assert_int_equal(bdy_fleet_world_seen(f, "default", r3.name, &seen), 0);
+    assert_true(seen.claimed); /* its status says Ready still */
     /* A claimed world is held: counted as allocated at once, and never warm
      * again, even when its status still says Ready at a newer state. */
     bdy_fleet_counts(f, "default", "arena", &c);
@@ -447,6 +450,18 @@ static void test_claimable_once_process_seen(void **state)
     observe_unseen(f, world("a1", "arena", "Ready", 12, "dust", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 1);
+    /* What the world controller sees of a claim before the status does. */
+    bdy_world_seen seen;
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_false(seen.claimed);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.name, "a1");
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_true(seen.claimed); /* being made durable */
+    assert_int_equal(seen.phase, BDY_PHASE_READY);
+    bdy_fleet_claim_done(f, &r, false, false);
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_false(seen.claimed); /* the claim failed: warm again */
     /* Its process exits: out at once, before its Failed status. */
     bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_EXITED);
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
