@@ -47,13 +47,15 @@ typedef struct world {
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
     bdy_process_seen process;
     uint64_t rv;
-    uint64_t claim_rv;  /* the rv a claim (or a scale-down) started from */
-    double ready_since; /* wall seconds when first seen Ready (scale-down age) */
-    char *labels;       /* "k\0v\0k\0v\0\0" or NULL, owned */
-    char *uid;          /* metadata.uid, owned, NULL until observed */
-    char *answer_world; /* Ready worlds: the "world" object of a claim's answer
-                           as JSON text, owned; built off the claim path */
-    long warm_slot;     /* index in pool->warm, or -1 */
+    uint64_t claim_rv;   /* the rv a claim (or a scale-down) started from */
+    double ready_since;  /* wall seconds when first seen Ready (scale-down age) */
+    char *labels;        /* "k\0v\0k\0v\0\0" or NULL, owned */
+    char *uid;           /* metadata.uid, owned, NULL until observed */
+    char *answer_world;  /* Ready worlds: the "world" object of a claim's answer
+                            as JSON text, owned; built off the claim path */
+    long warm_slot;      /* index in pool->warm, or -1 */
+    double orphan_since; /* monotonic seconds since a pool made it and the pool is no
+                            longer configured; 0 otherwise (see orphan_sync) */
 } world;
 
 /* Room a creator was granted for one world that the informer has not
@@ -81,7 +83,10 @@ struct bdy_fleet {
     fleet_pool **pools;
     size_t npools;
     size_t nreserved; /* worlds held for cold claims (skips scans when 0) */
+    size_t norphans;  /* worlds with orphan_since set (skips scans when 0) */
 };
+
+static void orphan_sync(bdy_fleet *f, world *w);
 
 static const char *const phase_names[BDY_PHASE_COUNT] = {"Pending",   "Starting",    "Ready",
                                                          "Allocated", "Terminating", "Failed"};
@@ -356,6 +361,7 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
             count(w, +1);
         }
         warm_sync(w);
+        orphan_sync(f, w);
     }
 out:
     pthread_mutex_unlock(&f->lock);
@@ -523,6 +529,35 @@ static double monotonic_s(void)
     return (double)bdy_monotonic_ns() / 1e9;
 }
 
+/* Whether w's labels name its spec.pool as the pool that made it: only a
+ * pool's own worlds are its orphans, never a world made by hand that names
+ * a pool. Under f->lock. */
+static bool made_by_its_pool(const world *w)
+{
+    for (const char *k = w->labels; k != NULL && *k != '\0';) {
+        const char *v = k + strlen(k) + 1;
+        if (strcmp(k, BDY_LABEL_POOL) == 0)
+            return strcmp(v, w->pool_name) == 0;
+        k = v + strlen(v) + 1;
+    }
+    return false;
+}
+
+/* Keeps w->orphan_since and f->norphans right after w's pool or labels
+ * changed: set when the pool that made it is not configured, from the
+ * first time that was seen. Under f->lock. */
+static void orphan_sync(bdy_fleet *f, world *w)
+{
+    bool orphan = w->pool == NULL && w->pool_name[0] != '\0' && made_by_its_pool(w);
+    if (orphan && w->orphan_since == 0) {
+        w->orphan_since = monotonic_s();
+        f->norphans++;
+    } else if (!orphan && w->orphan_since != 0) {
+        w->orphan_since = 0;
+        f->norphans--;
+    }
+}
+
 static void creation_drop(fleet_pool *p, size_t i)
 {
     p->creating[i] = p->creating[--p->ncreating];
@@ -635,6 +670,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     w->answer_world = answer_world;
     count(w, +1);
     warm_sync(w);
+    orphan_sync(f, w);
     pthread_mutex_unlock(&f->lock);
 }
 
@@ -662,6 +698,8 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
         snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
         if (w->reserved)
             f->nreserved--;
+        if (w->orphan_since != 0)
+            f->norphans--;
         warm_remove(w);
         count(w, -1);
         bdy_hmap_remove(&f->worlds, &w->node);
@@ -894,6 +932,8 @@ void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, con
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
     if (w != NULL && w->rv == 0 && w->uid != NULL && strcmp(w->uid, uid) == 0) {
+        if (w->orphan_since != 0)
+            f->norphans--;
         warm_remove(w);
         count(w, -1);
         bdy_hmap_remove(&f->worlds, &w->node);
@@ -964,6 +1004,39 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
                 *first_time += !w->failure_listed && w->process != BDY_PROCESS_LOST;
                 w->failure_listed = true;
             }
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+/* The cooldown of the pool w names, removed by a reload (its last spec is
+ * kept), or def_s for a pool this run never had. Under f->lock. */
+static double removed_pool_cooldown(const bdy_fleet *f, const world *w, double def_s)
+{
+    for (size_t i = 0; i < f->npools; i++) {
+        const fleet_pool *p = f->pools[i];
+        if (!p->present && strcmp(p->spec.name, w->pool_name) == 0 &&
+            strlen(p->spec.ns) == w->ns_len && strncmp(p->spec.ns, w->key, w->ns_len) == 0)
+            return p->spec.scale_down_cooldown_s;
+    }
+    return def_s;
+}
+
+size_t bdy_fleet_orphans(bdy_fleet *f, double default_age_s, bdy_world_ref *out, size_t max)
+{
+    size_t n = 0;
+    double now = monotonic_s();
+    pthread_mutex_lock(&f->lock);
+    if (f->norphans > 0) {
+        BDY_HMAP_FOREACH(&f->worlds, node)
+        {
+            const world *w = (const world *)node;
+            if (n < max && w->orphan_since != 0 && !w->deleting && !w->held && !w->claiming &&
+                !w->reserved && !w->scaling_down && w->phase != BDY_PHASE_ALLOCATED &&
+                w->phase != BDY_PHASE_TERMINATING &&
+                now - w->orphan_since >= removed_pool_cooldown(f, w, default_age_s))
+                fill_ref(w, &out[n++]);
         }
     }
     pthread_mutex_unlock(&f->lock);

@@ -1,10 +1,10 @@
 /* The embedded reconciler: world informer → fleet, one work queue, world
  * and pool controllers, an Event recorder (see reconciler.h).
  *
- * Keys in the queue are "w/<ns>/<name>" for worlds and "p/<ns>/<name>" for
- * pools. Everything a controller decides comes from a fresh read of the
- * store; every status write carries the resourceVersion it read, so a claim
- * that raced the controller wins and the controller simply runs again.
+ * Keys in the queue are "w/<ns>/<name>" for worlds, "p/<ns>/<name>" for
+ * pools, and ORPHANS_KEY for the worlds of pools no longer configured. Everything a controller
+ * decides comes from a fresh read of the store; every status write carries the resourceVersion it
+ * read, so a claim that raced the controller wins and the controller simply runs again.
  */
 #include "bindery/hmap.h"
 #include "bindery/informer.h"
@@ -41,6 +41,12 @@
 #define EVENT_RESERVE (EVENT_BURST / 2)
 #define POOL_RESYNC_MS 1000
 #define POOL_STEP_MAX 256 /* most worlds one pool reconcile creates or deletes */
+/* The worlds of removed pools: looked for this often, and let go after the
+ * removed pool's cooldown, or this long for a pool this run never had
+ * (bindery started without it). */
+#define ORPHANS_KEY "o/-/-"
+#define ORPHANS_SWEEP_MS 5000
+#define ORPHAN_DEFAULT_AGE_S 300.0
 #define FAILURE_WINDOW_S 60.0
 #define FAILURE_BACKOFF_AFTER 3
 #define FAILURE_BACKOFF_MAX_S 60.0
@@ -1382,13 +1388,33 @@ static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char 
     return rc;
 }
 
+/* Deletes the idle worlds of pools no longer configured (bdy_fleet_orphans);
+ * claimed ones stay theirs until released. */
+static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
+{
+    *requeue_ms = ORPHANS_SWEEP_MS;
+    bdy_world_ref *refs = calloc(POOL_STEP_MAX, sizeof(*refs));
+    if (refs == NULL)
+        return BDY_ENOMEM;
+    size_t n = bdy_fleet_orphans(r->o.fleet, ORPHAN_DEFAULT_AGE_S, refs, POOL_STEP_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char why[BDY_NAME_MAX + 64];
+        snprintf(why, sizeof(why), "its pool %s is no longer configured", refs[i].pool);
+        delete_world(r, &refs[i], "PoolRemoved", why);
+    }
+    if (n == POOL_STEP_MAX)
+        *requeue_ms = POOL_RESYNC_MS; /* more to go */
+    free(refs);
+    return 0;
+}
+
 static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, unsigned *requeue_ms)
 {
     char key[KEY_MAX];
     world_key(key, ns, name);
     bdy_config_pool spec;
     if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0)
-        return 0; /* no longer configured: its worlds are left as they are */
+        return 0; /* no longer configured: its idle worlds go by reconcile_orphans */
     int rc = 0;
     bdy_world_ref *refs = NULL;      /* allocated only when worlds must go */
     double now = bdy_wall_seconds(); /* demand and forecasts are in wall time */
@@ -1591,7 +1617,10 @@ static void *worker_main(void *arg)
         const char *slash = strchr(rest, '/');
         unsigned requeue_ms = 0;
         int rc = 0;
-        if (slash != NULL && (size_t)(slash - rest) < sizeof(ns)) {
+        if (strcmp(key, ORPHANS_KEY) == 0) {
+            rc = reconcile_orphans(r, &requeue_ms);
+            count_reconcile(r, "pool", rc);
+        } else if (slash != NULL && (size_t)(slash - rest) < sizeof(ns)) {
             memcpy(ns, rest, (size_t)(slash - rest));
             ns[slash - rest] = '\0';
             bool world = key[0] == 'w';
@@ -1774,6 +1803,7 @@ int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms
             return bdy_fail(eb, BDY_ENOMEM, "cannot start reconcile workers");
         r->nworkers++;
     }
+    bdy_workqueue_add_after(r->q, ORPHANS_KEY, ORPHANS_SWEEP_MS); /* requeues itself */
     return 0;
 }
 

@@ -214,6 +214,15 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
                                 const char *cold_claim_id);
 
+/* Up to max worlds that a pool made (labelled BDY_LABEL_POOL with their
+ * spec.pool) while that pool is not configured (a reload removed it, or
+ * bindery started without it), for as long as the pool's scale-down
+ * cooldown (default_age_s for a pool this run never had), and that nothing
+ * holds: no claim, no cold claim waiting, not Allocated, not being
+ * deleted. The pool controller deletes them, or they would run unclaimable
+ * for good. */
+size_t bdy_fleet_orphans(bdy_fleet *f, double default_age_s, bdy_world_ref *out, size_t max);
+
 /* Up to max worlds held for cold claims (annotation BDY_ANNOTATION_COLD_CLAIM),
  * so the claim module can release the ones whose claim no longer waits. */
 size_t bdy_fleet_reserved(bdy_fleet *f, bdy_world_ref *out, size_t max);

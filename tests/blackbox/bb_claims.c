@@ -1292,6 +1292,60 @@ static void test_reload_keeps_allocated_worlds(void **state)
     bb_cleanup(&s);
 }
 
+/* Worlds in the store right now, and how many of them are Allocated. */
+static int count_worlds(bb_server *s, int *allocated)
+{
+    long status = 0;
+    json_object *list =
+        get_json(s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    int n = (int)json_object_array_length(items);
+    *allocated = 0;
+    for (int i = 0; i < n; i++) {
+        json_object *st =
+            json_object_object_get(json_object_array_get_idx(items, (size_t)i), "status");
+        const char *phase = json_object_get_string(json_object_object_get(st, "phase"));
+        *allocated += phase != NULL && strcmp(phase, "Allocated") == 0;
+    }
+    json_object_put(list);
+    return n;
+}
+
+/* A pool a reload removes lets its idle worlds go after its cooldown (they
+ * could never be claimed again); its claimed world stays the claimant's. */
+static void test_removed_pool_lets_idle_worlds_go(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 3, 10, 0);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_true(wait_warm(&s, 3, 20000)); /* refilled: four worlds */
+    assert_true(wait_world_allocated(&s, c.name, c.id, NULL, 10000));
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 3, 3, 10, 0);
+    *strstr(cfg, "pools:") = '\0';
+    strncat(cfg, "pools: []\n", sizeof(cfg) - strlen(cfg) - 1);
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    int allocated = 0;
+    int n = count_worlds(&s, &allocated);
+    for (int i = 0; i < 300 && n > 1; i++) {
+        sleep_ms(100);
+        n = count_worlds(&s, &allocated);
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(allocated, 1);
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+    assert_non_null(strstr(r.body, "\"reason\":\"PoolRemoved\""));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 /* A world that fails its start deadline is stopped with its manifest's
  * grace period, not cut short by the next pass over the Failed world. */
 static void test_failed_world_gets_its_grace(void **state)
@@ -1852,6 +1906,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_removed_pool_leaves_metrics, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_removed_pool_lets_idle_worlds_go, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),

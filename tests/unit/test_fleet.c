@@ -313,6 +313,58 @@ static void test_pools_reconfigured(void **state)
     bdy_fleet_free(f);
 }
 
+/* A world as its pool made it: labelled with the pool's name. */
+static json_object *pool_made(json_object *o, const char *pool)
+{
+    json_object *labels = json_object_object_get(json_object_object_get(o, "metadata"), "labels");
+    json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(pool));
+    return o;
+}
+
+/* The worlds a removed pool made and nothing holds are its orphans, after
+ * its cooldown; claimed ones, and worlds made by hand, never are. */
+static void test_removed_pool_orphans(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools(); /* arena and duel, cooldown 0 */
+    observe(f, pool_made(world("a1", "arena", "Ready", 10, "dust", false, false), "arena"));
+    observe(f, pool_made(world("a2", "arena", "Ready", 11, "dust", false, false), "arena"));
+    observe(f, pool_made(world("a3", "arena", "Failed", 12, "dust", false, false), "arena"));
+    observe(f, world("h1", "arena", "Starting", 13, "dust", false, false)); /* by hand */
+    observe(f, pool_made(world("d1", "duel", "Ready", 14, "dust", false, false), "duel"));
+    bdy_world_ref refs[8];
+    assert_int_equal(bdy_fleet_orphans(f, 0, refs, 8), 0); /* all configured */
+    bdy_world_ref claimed;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &claimed, NULL), 0);
+    bdy_fleet_claim_done(f, &claimed, true, false);
+
+    bdy_config_pool only_duel[] = {make_pool("duel", 1)};
+    bdy_config_pools set = {only_duel, 1};
+    assert_int_equal(bdy_fleet_set_pools(f, &set), 0);
+    size_t n = bdy_fleet_orphans(f, 3600, refs, 8); /* arena's own cooldown (0) applies */
+    assert_int_equal(n, 2);                         /* the idle one and the Failed one */
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(refs[i].pool, "arena");
+        assert_string_not_equal(refs[i].name, claimed.name);
+        assert_string_not_equal(refs[i].name, "h1");
+    }
+    /* Configured again: none. */
+    bdy_config_pool both[] = {make_pool("arena", 2), make_pool("duel", 1)};
+    bdy_config_pools again = {both, 2};
+    assert_int_equal(bdy_fleet_set_pools(f, &again), 0);
+    assert_int_equal(bdy_fleet_orphans(f, 0, refs, 8), 0);
+    /* A pool this run never had: the caller's age applies. */
+    observe(f, pool_made(world("g1", "ghost", "Ready", 15, "dust", false, false), "ghost"));
+    assert_int_equal(bdy_fleet_orphans(f, 3600, refs, 8), 0);
+    assert_int_equal(bdy_fleet_orphans(f, 0, refs, 8), 1);
+    assert_string_equal(refs[0].name, "g1");
+    /* Gone from the store: gone from the count. */
+    char pool[BDY_NAME_MAX];
+    bdy_fleet_forget(f, "default", "g1", pool);
+    assert_int_equal(bdy_fleet_orphans(f, 0, refs, 8), 0);
+    bdy_fleet_free(f);
+}
+
 /* A world whose spec.pool is edited leaves its old pool's warm index, to
  * an unconfigured pool or to another configured one. */
 static void test_world_moved_to_another_pool(void **state)
@@ -705,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_world_moved_to_another_pool),
         cmocka_unit_test(test_scale_down_candidates_and_failed),
         cmocka_unit_test(test_claimable_once_process_seen),
+        cmocka_unit_test(test_removed_pool_orphans),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
         cmocka_unit_test(test_creation_names_are_fresh),
