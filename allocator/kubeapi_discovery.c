@@ -116,7 +116,11 @@ static json_object *served_resources(bdy_kubeapi *k, int *rc_out)
             continue; /* stored CRDs compiled when written; skip a stray one */
         for (size_t v = 0; v < crd->nversions; v++) {
             const bdy_crd_version *ver = &crd->versions[v];
-            if (!ver->served)
+            /* The store serves a CRD at its storage version only (it
+             * converts between none), so discovery names no other: a
+             * client asking for another version learns it from discovery
+             * ("no matches for kind"), not from a 404 on its request. */
+            if (!ver->served || !ver->storage)
                 continue;
             json_object_array_add(all, entry(crd->group, ver->name, crd->plural, crd->singular,
                                              crd->kind, crd->namespaced, ver->status_subresource,

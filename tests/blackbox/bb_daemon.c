@@ -417,9 +417,32 @@ static void test_startup_manifests_applied_and_validated(void **state)
              "---\n"
              "apiVersion: test.dev/v1\nkind: Widget\nmetadata:\n  name: w2\n"
              "  namespace: default\nspec:\n  size: 4\n");
+    /* Two versions served, one stored: only the stored one is served, so
+     * discovery names only that one. */
+    bb_write(&s, "crds/gadgets.yaml",
+             "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+             "metadata:\n  name: gadgets.test.dev\nspec:\n  group: test.dev\n"
+             "  scope: Namespaced\n  names: {plural: gadgets, singular: gadget, kind: Gadget}\n"
+             "  versions:\n"
+             "  - name: v1beta1\n    served: true\n    storage: false\n"
+             "    schema: {openAPIV3Schema: {type: object}}\n"
+             "  - name: v1\n    served: true\n    storage: true\n"
+             "    schema: {openAPIV3Schema: {type: object}}\n");
     assert_true(bb_start(&s, NULL));
     bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_non_null(strstr(r.body, "bindery_manifests_applied "));
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/apis/test.dev/v1", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"gadgets\""));
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/apis/test.dev/v1beta1", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/apis", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "test.dev/v1"));
+    assert_null(strstr(r.body, "v1beta1"));
     bb_response_free(&r);
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 10000));
