@@ -27,10 +27,10 @@
 #include <string.h>
 
 #define WATCH_POLL_MS 1000
+/* The initial list of a watch from "now" goes out a page at a time, at the
+ * client's pace: a watch holds one page, never the whole collection. */
 #define INITIAL_PAGE 500u
-/* Objects a watch from "now" may start with; beyond, the client must list
- * and watch from the list's resourceVersion (what informers do anyway). */
-#define MAX_INITIAL_OBJECTS 200000u
+#define INITIAL_PAGE_BYTES ((size_t)4 * 1024 * 1024)
 
 typedef struct watch_job {
     bdy_kubeapi *k;
@@ -42,7 +42,11 @@ typedef struct watch_job {
     bdy_kube_include include;
     bool bookmarks;
     bool initial_end;     /* sendInitialEvents: BOOKMARK after the initial events */
-    json_object *initial; /* ADDED events to send first, or NULL */
+    json_object *initial; /* the initial list's first page: ADDED events to send first */
+    char *initial_cont;   /* its continue token while more pages follow, owned */
+    char *ns;             /* what the next pages are listed with, owned (NULL: none) */
+    char *label_selector;
+    char *field_selector;
     uint64_t start_rv;
     uint64_t timeout_ns;
 } watch_job;
@@ -54,6 +58,10 @@ static void job_free(watch_job *j)
     if (j->w != NULL)
         bdy_store_watch_close(j->k->store, j->w);
     json_object_put(j->initial);
+    free(j->initial_cont);
+    free(j->ns);
+    free(j->label_selector);
+    free(j->field_selector);
     bdy__kube_columns_free(&j->cols);
     free(j);
 }
@@ -141,6 +149,63 @@ static int send_error_event(bdy_http_stream *st, unsigned code, const char *reas
     return rc;
 }
 
+/* One page of the initial list of a watch from "now" (cont: NULL for the
+ * first); every page has the list's one resourceVersion. */
+static int initial_page(bdy_kubeapi *k, const watch_job *j, const char *cont, bdy_list_result *lr,
+                        bdy_errbuf *eb)
+{
+    bdy_gvr gvr = {j->info.group, j->info.version, j->info.resource};
+    bdy_list_opts lo = {.ns = j->ns,
+                        .label_selector = j->label_selector,
+                        .field_selector = j->field_selector,
+                        .limit = INITIAL_PAGE,
+                        .max_bytes = INITIAL_PAGE_BYTES,
+                        .continue_token = cont};
+    return bdy_store_list(k->store, &gvr, &lo, lr, eb);
+}
+
+/* Sends the initial list's ADDED events: the first page, then the next
+ * ones as the client takes them. */
+static int send_initial(watch_job *j)
+{
+    int rc = 0;
+    while (rc == 0 && j->initial != NULL) {
+        for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++)
+            rc = send_object(j, "ADDED", json_object_array_get_idx(j->initial, i));
+        json_object_put(j->initial);
+        j->initial = NULL;
+        if (rc != 0 || j->initial_cont == NULL || stopping(j->k))
+            break;
+        bdy_list_result lr = {0};
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        rc = initial_page(j->k, j, j->initial_cont, &lr, &eb);
+        free(j->initial_cont);
+        j->initial_cont = NULL;
+        if (rc != 0) {
+            /* 410 (the list's version compacted away meanwhile) makes the
+             * client list again; anything else, a retry. */
+            unsigned code = 0;
+            json_object *st = bdy__kube_status_from_error(rc, &eb, NULL, NULL, &code);
+            if (st != NULL)
+                send_event(j->st, "ERROR", st);
+            json_object_put(st);
+            break;
+        }
+        j->initial = lr.items;
+        lr.items = NULL;
+        j->initial_cont = lr.continue_token;
+        lr.continue_token = NULL;
+        bdy_list_result_free(&lr);
+    }
+    return rc;
+}
+
+static char *dup_opt(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
 static void *watch_main(void *arg)
 {
     watch_job *j = arg;
@@ -149,11 +214,7 @@ static void *watch_main(void *arg)
     int rc = 0;
     uint64_t start = bdy_monotonic_ns();
     uint64_t last_sent = start;
-    for (size_t i = 0; rc == 0 && j->initial != NULL && i < json_object_array_length(j->initial);
-         i++)
-        rc = send_object(j, "ADDED", json_object_array_get_idx(j->initial, i));
-    json_object_put(j->initial);
-    j->initial = NULL;
+    rc = send_initial(j);
     if (rc == 0 && j->initial_end)
         rc = send_bookmark(j, j->start_rv, true);
     while (rc == 0 && bdy_http_stream_open(j->st) && !stopping(k)) {
@@ -188,48 +249,6 @@ static void *watch_main(void *arg)
     job_free(j);
     release_slot(k);
     return NULL;
-}
-
-/* The initial list of a watch from "now": every object, page by page. */
-static int initial_list(bdy_kubeapi *k, const bdy_gvr *gvr, const char *ns, const bdy_kube_query *q,
-                        json_object **items, uint64_t *rv, bdy_errbuf *eb)
-{
-    int rc = 0;
-    char *cont = NULL;
-    json_object *all = json_object_new_array();
-    if (all == NULL)
-        return BDY_ENOMEM;
-    do {
-        bdy_list_result lr = {0};
-        bdy_list_opts lo = {.ns = ns,
-                            .label_selector = q->label_selector,
-                            .field_selector = q->field_selector,
-                            .limit = INITIAL_PAGE,
-                            .continue_token = cont};
-        rc = bdy_store_list(k->store, gvr, &lo, &lr, eb);
-        free(cont);
-        cont = NULL;
-        if (rc != 0)
-            break;
-        *rv = lr.resource_version;
-        for (size_t i = 0; i < json_object_array_length(lr.items); i++)
-            json_object_array_add(all, json_object_get(json_object_array_get_idx(lr.items, i)));
-        cont = lr.continue_token;
-        lr.continue_token = NULL;
-        bdy_list_result_free(&lr);
-        if (json_object_array_length(all) > MAX_INITIAL_OBJECTS)
-            rc = bdy_fail(eb, BDY_ETOOBIG,
-                          "more than %u objects: list with limit/continue and watch from the "
-                          "list's resourceVersion",
-                          MAX_INITIAL_OBJECTS);
-    } while (rc == 0 && cont != NULL);
-    free(cont);
-    if (rc != 0) {
-        json_object_put(all);
-        return rc;
-    }
-    *items = all;
-    return 0;
 }
 
 void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_response *resp,
@@ -311,10 +330,27 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
     j->timeout_ns = (uint64_t)timeout * 1000000000u;
     if (table)
         bdy__kube_columns_load(k->store, info, &j->cols);
+    j->ns = dup_opt(ns);
+    j->label_selector = dup_opt(q->label_selector);
+    j->field_selector = dup_opt(q->field_selector);
+    if ((ns != NULL && j->ns == NULL) || (q->label_selector != NULL && !j->label_selector) ||
+        (q->field_selector != NULL && !j->field_selector)) {
+        rc = bdy_fail(&eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
     if (from_now || q->send_initial_events) {
-        rc = initial_list(k, &gvr, ns, q, &j->initial, &from_rv, &eb);
+        /* The first page here, so its errors are this answer's status; the
+         * rest from the watch's thread. */
+        bdy_list_result lr = {0};
+        rc = initial_page(k, j, NULL, &lr, &eb);
         if (rc != 0)
             goto out;
+        from_rv = lr.resource_version;
+        j->initial = lr.items;
+        lr.items = NULL;
+        j->initial_cont = lr.continue_token;
+        lr.continue_token = NULL;
+        bdy_list_result_free(&lr);
     }
     j->start_rv = from_rv;
     rc = bdy_store_watch(k->store, &gvr, ns, q->label_selector, q->field_selector, from_rv, &j->w,

@@ -805,6 +805,33 @@ static void test_watch_expired_and_relist(void **state)
     assert_null(strstr(r.body, "watched-one"));
     bb_response_free(&r);
 
+    /* A watch from "now" over more objects than one page of its initial
+     * list (500): every object once, then the live events. */
+    l = request_json("GET", MM, NULL, NULL, &st);
+    size_t before = json_object_array_length(json_object_object_get(l, "items"));
+    json_object_put(l);
+    enum { MANY = 620 };
+    for (int i = 0; i < MANY; i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"metadata\":{\"name\":\"paged-%03d\"},\"spec\":{\"ports\":[{\"name\":"
+                 "\"g\",\"containerPort\":1}],\"local\":{\"command\":\"x\"}}}",
+                 i);
+        o = request_json("POST", MM, body, JSON_HDR, &st);
+        assert_int_equal(st, 201);
+        json_object_put(o);
+    }
+    r = bb_request(&srv, "GET", MM "?watch=1&timeoutSeconds=2", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    size_t nadded = 0;
+    for (const char *p = r.body; (p = strstr(p, "\"type\":\"ADDED\"")) != NULL; p++)
+        nadded++;
+    assert_int_equal(nadded, before + MANY);
+    assert_non_null(strstr(r.body, "\"name\":\"paged-000\""));
+    assert_non_null(strstr(r.body, "\"name\":\"paged-619\""));
+    assert_null(strstr(r.body, "ERROR"));
+    bb_response_free(&r);
+
     /* kubectl (a reflector for delete --wait) works after all this. */
     expect_kubectl("deleted", "delete mm watched-one");
 }
