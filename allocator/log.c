@@ -78,8 +78,7 @@ static size_t json_escape_into(char *line, size_t pos, size_t cap, const char *s
         } else {
             size_t n = utf8_sequence(p);
             if (n == 0) {
-                memcpy(line + pos, "\\ufffd", 6);
-                pos += 6;
+                pos += (size_t)snprintf(line + pos, cap - pos, "\\ufffd");
                 p++;
             } else {
                 memcpy(line + pos, p, n); /* n <= 4 fits: pos + 7 < cap */

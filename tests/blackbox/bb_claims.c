@@ -52,7 +52,11 @@ static void sleep_ms(int ms)
 static void pool_config(char *out, size_t cap, unsigned min_warm, unsigned max_warm,
                         unsigned max_worlds, unsigned cooldown_s)
 {
-    unsigned base = 30000 + (unsigned)(getpid() % 150) * 200;
+    /* Below the default range (20000-29999, other tests' worlds) and below
+     * the kernel's ephemeral ports (32768 up): a world told to listen only
+     * after a delay has no bound port to keep it from a client socket or
+     * another test's world meanwhile. */
+    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
     snprintf(out, cap,
              "manifests: [manifests]\n"
              "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
