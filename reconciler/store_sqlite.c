@@ -592,6 +592,61 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
+/* The name of the storage version of a stored CRD object, or NULL. */
+static const char *crd_storage_version(json_object *crd_obj)
+{
+    json_object *versions = bdy_jget(bdy_jget(crd_obj, "spec"), "versions");
+    for (size_t i = 0; versions != NULL && i < json_object_array_length(versions); i++) {
+        json_object *v = json_object_array_get_idx(versions, i);
+        json_object *storage = bdy_jget(v, "storage");
+        if (storage != NULL && json_object_get_boolean(storage))
+            return bdy_jstr(v, "name");
+    }
+    return NULL;
+}
+
+/* An update of a CRD (old, stored; crd and neu, the update compiled and
+ * validated): its scope is immutable, as in Kubernetes, and so is its
+ * storage version here, since the store keeps every object at that
+ * version and converts between none (the objects kept would no longer be
+ * served, got or deleted). Conditions that did not change keep their
+ * lastTransitionTime, so applying an unchanged CRD changes nothing. */
+static int crd_update_allowed(const bdy_resource_info *info, const char *name, json_object *old,
+                              const bdy_crd *crd, json_object *neu, bdy_errbuf *eb)
+{
+    const char *old_scope = bdy_jstr(bdy_jget(old, "spec"), "scope");
+    const char *new_scope = bdy_jstr(bdy_jget(neu, "spec"), "scope");
+    const char *old_storage = crd_storage_version(old);
+    const bdy_crd_version *still = old_storage ? bdy_crd_find_version(crd, old_storage) : NULL;
+    if (old_scope != NULL && new_scope != NULL && strcmp(old_scope, new_scope) != 0)
+        bdy_errbuf_add_cause(eb, "FieldValueInvalid", "spec.scope",
+                             "Invalid value: \"%s\": field is immutable", new_scope);
+    else if (old_storage != NULL && (still == NULL || !still->storage))
+        bdy_errbuf_add_cause(eb, "FieldValueInvalid", "spec.versions",
+                             "Invalid value: the storage version stays %s: objects are kept at "
+                             "it and not converted (delete and create the CRD to change it)",
+                             old_storage);
+    else {
+        json_object *oc = bdy_jget(bdy_jget(old, "status"), "conditions");
+        json_object *nc = bdy_jget(bdy_jget(neu, "status"), "conditions");
+        for (size_t i = 0; nc != NULL && i < json_object_array_length(nc); i++) {
+            json_object *c = json_object_array_get_idx(nc, i);
+            for (size_t k = 0; oc != NULL && k < json_object_array_length(oc); k++) {
+                json_object *o = json_object_array_get_idx(oc, k);
+                const char *t = bdy_jstr(o, "lastTransitionTime");
+                if (t != NULL && bdy_jstr(o, "type") && bdy_jstr(c, "type") &&
+                    strcmp(bdy_jstr(o, "type"), bdy_jstr(c, "type")) == 0 &&
+                    bdy_jstr(o, "status") && bdy_jstr(c, "status") &&
+                    strcmp(bdy_jstr(o, "status"), bdy_jstr(c, "status")) == 0)
+                    json_object_object_add(c, "lastTransitionTime", json_object_new_string(t));
+            }
+        }
+        return 0;
+    }
+    bdy__invalid_summary(eb, info, name);
+    return BDY_EINVALID_OBJECT;
+}
+
 /* Finishes a write whose new content is `neu` over `old`: the shared rules
  * of update, status update and patch. Takes neu, old and old_text (old's
  * stored text, may be NULL). */
@@ -696,6 +751,8 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     set_rv(neu, strtoull(have_rv ? have_rv : "0", NULL, 10));
 
     rc = validate_object(res, neu, op->wo.unknown, &crd, op->eb);
+    if (rc == 0 && crd != NULL)
+        rc = crd_update_allowed(info, name, old, crd, neu, op->eb);
     if (rc != 0)
         goto out;
     bool deleting = bdy__meta_str(old, "deletionTimestamp") != NULL;

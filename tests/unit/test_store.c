@@ -1118,6 +1118,43 @@ static void test_apply_create_then_update(void **state)
     json_object_put(unknown);
 }
 
+/* A CRD applied unchanged writes nothing (its conditions keep their
+ * times); its scope and its storage version cannot change (objects kept at
+ * the old ones would no longer be served). */
+static void test_crd_updates(void **state)
+{
+    fixture *f = *state;
+    json_object *crd = json_tokener_parse(widget_crd);
+    bool created = true;
+    uint64_t rv = current_rv(f);
+    sleep(1); /* a condition rewritten now would carry another second */
+    assert_int_equal(bdy_store_apply(f->store, crd, &created, NULL), 0);
+    assert_false(created);
+    assert_int_equal(current_rv(f), rv);
+
+    json_object *scoped = NULL;
+    assert_int_equal(json_object_deep_copy(crd, &scoped, NULL), 0);
+    json_object_object_add(json_object_object_get(scoped, "spec"), "scope",
+                           json_object_new_string("Cluster"));
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_apply(f->store, scoped, &created, &eb), BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "spec.scope");
+    json_object_put(scoped);
+
+    json_object *renamed = NULL;
+    assert_int_equal(json_object_deep_copy(crd, &renamed, NULL), 0);
+    json_object *v0 = json_object_array_get_idx(
+        json_object_object_get(json_object_object_get(renamed, "spec"), "versions"), 0);
+    json_object_object_add(v0, "name", json_object_new_string("v2"));
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_apply(f->store, renamed, &created, &eb), BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "spec.versions");
+    json_object_put(renamed);
+    assert_int_equal(current_rv(f), rv);
+    json_object_put(crd);
+}
+
 static void test_namespace_rules(void **state)
 {
     fixture *f = *state;
@@ -1314,6 +1351,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crd_naming_a_builtin_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_crd_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crd_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
         cmocka_unit_test(test_bad_data_files),
         cmocka_unit_test_setup_teardown(test_deep_damage_fails_ping, setup, teardown),
