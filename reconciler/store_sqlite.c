@@ -473,11 +473,22 @@ static int do_create(sqlite_store *s, write_op *op)
         }
         json_object *nsobj = NULL;
         rc = w_load(s, "", "namespaces", "", ns, &nsobj, op->eb);
+        bool terminating = nsobj != NULL && bdy__meta_str(nsobj, "deletionTimestamp") != NULL;
         json_object_put(nsobj);
         if (rc != 0)
             goto out;
         if (nsobj == NULL) {
             rc = bdy_fail(op->eb, BDY_ENOTFOUND, "namespaces \"%s\" not found", ns);
+            goto out;
+        }
+        /* A namespace is marked for deletion only once it is empty (see
+         * do_delete): nothing may move in while its finalizers run, or it
+         * would go with objects still in it. */
+        if (terminating) {
+            rc = bdy_fail(op->eb, BDY_EFORBIDDEN,
+                          "unable to create new content in namespace %s because it is being "
+                          "terminated",
+                          ns);
             goto out;
         }
         json_object_object_add(meta, "namespace", json_object_new_string(ns));

@@ -1177,6 +1177,24 @@ static void test_namespace_rules(void **state)
     assert_int_equal(
         bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, NULL),
         BDY_ECONFLICT);
+    /* One held by a finalizer while it goes takes no new objects, or they
+     * would outlive it once the finalizer is removed. */
+    ns = json_tokener_parse("{\"metadata\":{\"name\":\"held\",\"finalizers\":[\"x.dev/y\"]}}");
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
+                     0);
+    json_object_put(ns);
+    bool deleted = true;
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "held", NULL, NULL, &deleted, NULL),
+        0);
+    assert_false(deleted);
+    w = widget("late", 1, "red");
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "held", w, NULL, NULL, &eb),
+                     BDY_EFORBIDDEN);
+    assert_non_null(strstr(eb.message, "being terminated"));
+    json_object_put(w);
     /* Built-ins update without a resourceVersion. */
     json_object *lease = json_tokener_parse(
         "{\"metadata\":{\"name\":\"leader\"},\"spec\":{\"holderIdentity\":\"a\"}}");
