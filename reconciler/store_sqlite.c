@@ -128,6 +128,9 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_begin; /* prepared once: parsing them per batch showed in profiles */
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
+    sqlite3_stmt *st_op_begin; /* SAVEPOINT around each op of a batch */
+    sqlite3_stmt *st_op_undo;
+    sqlite3_stmt *st_op_end;
     bdy_wal_checkpointer *ckpt;
     bdy_log_limit batch_fail_log; /* a full disk fails every batch: one line a period */
     bdy_write_health writes;      /* for s_ping: readiness while writes fail */
@@ -1094,14 +1097,28 @@ static void run_batch(sqlite_store *s, write_op *batch)
             op->rc = sql_error(s->db, op->eb, "begin");
             continue;
         }
+        /* Each op in a savepoint: one that fails after writing (out of
+         * memory for its event, say) leaves no row behind for a write its
+         * caller is told failed, and gives its resourceVersions back. */
+        uint64_t op_rv = s->rv;
+        if (step_simple(s->st_op_begin) != 0) {
+            op->rc = sql_error(s->db, op->eb, "savepoint");
+            txn_rc = op->rc == BDY_ENOMEM ? BDY_EIO : op->rc;
+            continue;
+        }
         op->rc = apply_op(s, op);
         if (op->rc != 0) {
             json_object_put(op->out);
             op->out = NULL;
             op_drop_effects(op);
+            s->rv = op_rv;
             if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY || op->rc == BDY_ECORRUPT)
                 txn_rc = op->rc; /* the transaction itself is broken */
+            else if (sqlite3_get_autocommit(s->db) || step_simple(s->st_op_undo) != 0)
+                txn_rc = BDY_EIO; /* SQLite rolled it all back (out of memory, say) */
         }
+        if (txn_rc == 0 && step_simple(s->st_op_end) != 0)
+            txn_rc = BDY_EIO;
     }
     if (txn_rc == 0 && s->rv != start_rv) {
         sqlite3_bind_int64(s->st_set_rv, 1, (sqlite3_int64)s->rv);
@@ -1801,6 +1818,9 @@ static void s_destroy(void *ctx)
     sqlite3_finalize(s->st_begin);
     sqlite3_finalize(s->st_commit);
     sqlite3_finalize(s->st_rollback);
+    sqlite3_finalize(s->st_op_begin);
+    sqlite3_finalize(s->st_op_undo);
+    sqlite3_finalize(s->st_op_end);
     sqlite3_close(s->db);
     bdy__watchlog_destroy(&s->log);
     bdy__registry_destroy(&s->registry);
@@ -2060,7 +2080,10 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
                       eb)) != 0 ||
         (rc = prepare(s->db, "BEGIN IMMEDIATE", &s->st_begin, eb)) != 0 ||
         (rc = prepare(s->db, "COMMIT", &s->st_commit, eb)) != 0 ||
-        (rc = prepare(s->db, "ROLLBACK", &s->st_rollback, eb)) != 0)
+        (rc = prepare(s->db, "ROLLBACK", &s->st_rollback, eb)) != 0 ||
+        (rc = prepare(s->db, "SAVEPOINT op", &s->st_op_begin, eb)) != 0 ||
+        (rc = prepare(s->db, "ROLLBACK TO op", &s->st_op_undo, eb)) != 0 ||
+        (rc = prepare(s->db, "RELEASE op", &s->st_op_end, eb)) != 0)
         goto out;
     /* Checkpoints in the background: a commit never copies the WAL back. */
     sqlite3_wal_autocheckpoint(s->db, 0);
