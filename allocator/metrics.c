@@ -29,6 +29,8 @@
 /* Child lookup hash table size per family (chained; at most
  * BDY_METRICS_MAX_CHILDREN entries, so chains stay short). */
 #define METRICS_HASH_BUCKETS 256
+/* Series a family keeps, hidden ones included (each a few hundred bytes). */
+#define METRICS_MAX_KEPT (8 * BDY_METRICS_MAX_CHILDREN)
 
 typedef enum metric_kind {
     METRIC_COUNTER,
@@ -66,6 +68,7 @@ struct bdy_metric_family {
     bdy_metric *head;
     bdy_metric *tail;
     size_t nchildren;
+    size_t nhidden;    /* of them hidden (bdy_metrics_hide_series) */
     bool guard_logged; /* the cardinality guard warns once per family */
     bdy_metric *table[METRICS_HASH_BUCKETS];
 };
@@ -378,12 +381,19 @@ bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_valu
             same = strcmp(c->values[i], label_values[i]) == 0;
         if (same) {
             found = c;
+            if (found->hidden)
+                f->nhidden--;
             found->hidden = false;
             break;
         }
     }
     if (found == NULL) {
-        if (f->nchildren >= BDY_METRICS_MAX_CHILDREN) {
+        /* Hidden series (removed pools) are never freed, since hot paths
+         * keep their pointers, but they do not count against the cap: pools
+         * renamed over a long run must not use up the room for new ones.
+         * All of them together are held to METRICS_MAX_KEPT. */
+        if (f->nchildren - f->nhidden >= BDY_METRICS_MAX_CHILDREN ||
+            f->nchildren >= METRICS_MAX_KEPT) {
             log_guard = !f->guard_logged;
             f->guard_logged = true;
         } else {
@@ -646,8 +656,11 @@ void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *va
             continue;
         pthread_mutex_lock(&f->lock);
         for (bdy_metric *c = f->head; c != NULL; c = c->next)
-            if (strcmp(c->values[a], value_a) == 0 && strcmp(c->values[b], value_b) == 0)
+            if (!c->hidden && strcmp(c->values[a], value_a) == 0 &&
+                strcmp(c->values[b], value_b) == 0) {
                 c->hidden = true;
+                f->nhidden++;
+            }
         pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_unlock(&m->lock);

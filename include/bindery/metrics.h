@@ -4,7 +4,9 @@
  * Families are registered once at start-up; children (one per label-value
  * combination) are created on first use and live until bdy_metrics_free()
  * (hidden from the exposition by bdy_metrics_hide_series, never freed, so
- * a pointer kept by a hot path stays valid).
+ * a pointer kept by a hot path stays valid). BDY_METRICS_MAX_CHILDREN
+ * bounds the series a family shows; hidden ones do not count, up to eight
+ * times that many kept in all.
  * Updating a child is lock-free (atomics); looking a child up by label
  * values takes the family's mutex, so hot paths should look children up once
  * and keep the pointer. All functions are thread-safe.

@@ -341,6 +341,22 @@ static void test_cardinality_guard(void **state)
     bdy_metric_set(c, 7);
     assert_true(bdy_metric_value(c) == 7);
     bdy_metrics_free(m);
+
+    /* Hidden series (a removed pool's) give their room back: pools
+     * renamed one after another never run out of it. */
+    m = bdy_metrics_new();
+    const char *two[] = {"namespace", "pool", NULL};
+    f = bdy_metrics_gauge(m, "pools", "", two);
+    const char *pv[] = {"default", v, NULL};
+    for (int i = 0; i < 2 * BDY_METRICS_MAX_CHILDREN; i++) {
+        snprintf(v, sizeof(v), "pool-%d", i);
+        assert_non_null(bdy_metric_child(f, pv));
+        bdy_metrics_hide_series(m, "namespace", "default", "pool", v);
+    }
+    /* A hidden one comes back without needing room. */
+    snprintf(v, sizeof(v), "pool-3");
+    assert_non_null(bdy_metric_child(f, pv));
+    bdy_metrics_free(m);
 }
 
 static void test_render_cap(void **state)
