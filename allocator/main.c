@@ -433,18 +433,27 @@ static void reload(daemon_state *d, const char *path)
         count_reload(d, "refused");
         return;
     }
-    /* Compared before the command-line overrides, which stay in force
-     * across reloads and would hide an edit of the file. */
-    bool restart_only_edited = !same_str(next->listen, d->file_listen) ||
-                               !same_str(next->data_dir, d->file_data_dir) ||
-                               !same_runtime(&next->runtime, &d->cfg->runtime) ||
-                               !same_demand(&next->demand, &d->cfg->demand);
-    char *file_listen = strdup(next->listen);
-    char *file_data_dir = strdup(next->data_dir);
-    if (file_listen == NULL || file_data_dir == NULL) {
-        bdy_error("config", "reload refused: out of memory");
-        goto refused;
-    }
+    /* The file against what runs: listen and dataDir as the file gave them
+     * at start (the command-line overrides, which stay in force, would
+     * hide an edit), the other restart-only sections as d->cfg keeps them
+     * (each applied reload carries the running ones over, below). */
+    char edited[160] = "";
+    const struct {
+        const char *key;
+        bool same;
+    } restart_only[] = {
+        {"listen", same_str(next->listen, d->file_listen)},
+        {"dataDir", same_str(next->data_dir, d->file_data_dir)},
+        {"http", same_http(&next->http, &d->cfg->http)},
+        {"store", same_store(&next->store, &d->cfg->store)},
+        {"runtime", same_runtime(&next->runtime, &d->cfg->runtime)},
+        {"demand", same_demand(&next->demand, &d->cfg->demand)},
+        {"reconciler.workers", next->reconciler.workers == d->cfg->reconciler.workers},
+    };
+    for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
+        if (!restart_only[i].same)
+            snprintf(edited + strlen(edited), sizeof(edited) - strlen(edited), "%s%s",
+                     edited[0] ? ", " : "", restart_only[i].key);
     bdy_config_override_listen(next, d->cfg->listen, NULL);
     bdy_config_override_data_dir(next, d->cfg->data_dir, NULL);
     if (next->auth.token_file != NULL) {
@@ -463,12 +472,11 @@ static void reload(daemon_state *d, const char *path)
         bdy_error("config", "reload refused, manifests did not apply: %s", eb.message);
         goto refused;
     }
-    if (restart_only_edited || !same_http(&next->http, &d->cfg->http) ||
-        !same_store(&next->store, &d->cfg->store) ||
-        next->reconciler.workers != d->cfg->reconciler.workers)
-        bdy_warn("config", "listen, dataDir, http, store, runtime, demand and reconciler settings "
-                           "change only on restart: the running ones stay in force");
-    check_fd_budget_on_reload(next, d->connections);
+    if (edited[0] != '\0')
+        bdy_warn("config",
+                 "the file's %s differ from what runs; they change only on restart: the running "
+                 "ones stay in force",
+                 edited);
     bdy_errbuf_clear(&eb);
     if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0 ||
         bdy_demand_set_pools(d->demand, &next->pools, &eb) != 0) {
@@ -486,20 +494,31 @@ static void reload(daemon_state *d, const char *path)
             bdy_error("auth",
                       "out of memory: the reloaded token set is not in force; the old one is");
     }
+    /* Restart-only sections stay as they run, so d->cfg says what is in
+     * force (and the next reload compares against it). Swapped, so each
+     * config keeps owning what it points to. */
+    bdy_config_http http = next->http;
+    next->http = d->cfg->http;
+    d->cfg->http = http;
+    bdy_config_store store = next->store;
+    next->store = d->cfg->store;
+    d->cfg->store = store;
+    bdy_config_runtime runtime = next->runtime;
+    next->runtime = d->cfg->runtime;
+    d->cfg->runtime = runtime;
+    bdy_config_demand demand = next->demand;
+    next->demand = d->cfg->demand;
+    d->cfg->demand = demand;
+    next->reconciler.workers = d->cfg->reconciler.workers;
+    check_fd_budget_on_reload(next, d->connections);
     bdy_config_free(d->cfg);
     d->cfg = next;
-    free(d->file_listen);
-    free(d->file_data_dir);
-    d->file_listen = file_listen;
-    d->file_data_dir = file_data_dir;
     count_reload(d, "applied");
     bdy_info("config", "reloaded %s", path);
     return;
 refused:
     count_reload(d, "refused");
     bdy_auth_free(auth);
-    free(file_listen);
-    free(file_data_dir);
     bdy_config_free(next);
 }
 
