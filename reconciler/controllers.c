@@ -1184,15 +1184,20 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         tracked gone;
         bdy_world_seen seen;
         bool forgotten = bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) != 0;
-        if (forgotten && track_get(r, key, &gone) && !gone.exited) {
-            if (!gone.stop_requested) {
+        if (track_get(r, key, &gone) && !gone.exited) {
+            if (forgotten && !gone.stop_requested) {
                 bdy_warn("world",
                          "world %s is gone from the store while its process runs: "
                          "stopping it",
                          key);
                 stop_once(r, key, &gone, manifest_grace_ms(r, NULL));
             }
-            *requeue_ms = 5000; /* a safety net for a lost exit notice */
+            /* Stopping: a safety net for a lost exit notice. Not forgotten
+             * yet (the informer has not delivered the delete this read
+             * saw, or the store cannot serve the resource now): the
+             * process stays tracked, or nothing would stop it once the
+             * delete arrives. */
+            *requeue_ms = 5000;
             return 0;
         }
         track_drop(r, key);
