@@ -564,6 +564,12 @@ static json_object *phase_status(json_object *world, bdy_phase phase, const char
     json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
     json_object *timings = json_object_new_object();
     json_object_object_add(timings, stamp[phase], json_object_new_string(now));
+    /* Pending is no status anyone writes: a world is Pending from its
+     * creation, so that is its time. */
+    const char *created = bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp");
+    if (phase != BDY_PHASE_PENDING && created != NULL &&
+        bdy_jget(bdy_jget(bdy_jget(world, "status"), "timings"), "createdAt") == NULL)
+        json_object_object_add(timings, "createdAt", json_object_new_string(created));
     json_object_object_add(st, "timings", timings);
     bool ready = phase == BDY_PHASE_READY || phase == BDY_PHASE_ALLOCATED;
     const char *cond_status = ready ? "True" : "False";

@@ -1463,6 +1463,13 @@ static void test_probe_port_number_and_initial_delay(void **state)
         bdy_timestamp_parse(json_object_get_string(json_object_object_get(timings, "readyAt")),
                             &ready),
         0);
+    /* Every phase has its time, Pending (from the creation) included. */
+    double created = 0;
+    assert_int_equal(
+        bdy_timestamp_parse(json_object_get_string(json_object_object_get(timings, "createdAt")),
+                            &created),
+        0);
+    assert_true(created <= starting + 1); /* creationTimestamp has whole seconds */
     json_object_put(list);
     /* The example world listens at once: only the delay holds it back. */
     assert_true(ready - starting >= 2.9);
