@@ -404,6 +404,13 @@ static const char *merge_key(const char *field)
         {"imagePullSecrets", "name"},
         {"conditions", "type"},
         {"ownerReferences", "uid"},
+        {"topologySpreadConstraints", "topologyKey"},
+        {"hostAliases", "ip"},
+        {"schedulingGates", "name"},
+        {"resourceClaims", "name"},
+        {"volumeDevices", "devicePath"},
+        {"podIPs", "ip"},
+        {"hostIPs", "ip"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (strcmp(keys[i].field, field) == 0)

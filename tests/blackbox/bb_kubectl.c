@@ -594,6 +594,33 @@ static void test_wire_errors(void **state)
     o = request_json("PATCH", MM "/demo", "{}", smp, &st);
     assert_status(o, st, 415, "UnsupportedMediaType");
     json_object_put(o);
+    /* On a built-in kind, lists with a merge key merge by it, as kubectl
+     * apply expects: the constraint not named stays, the one named keeps
+     * what the patch does not change. */
+    o = request_json("POST", "/api/v1/namespaces/default/pods",
+                     "{\"metadata\":{\"name\":\"spread\"},\"spec\":{\"containers\":[{\"name\":"
+                     "\"c\",\"image\":\"x\"}],\"topologySpreadConstraints\":[{\"topologyKey\":"
+                     "\"a\",\"maxSkew\":1,\"whenUnsatisfiable\":\"DoNotSchedule\"},{"
+                     "\"topologyKey\":\"b\",\"maxSkew\":1,\"whenUnsatisfiable\":"
+                     "\"DoNotSchedule\"}]}}",
+                     JSON_HDR, &st);
+    assert_int_equal(st, 201);
+    json_object_put(o);
+    o = request_json("PATCH", "/api/v1/namespaces/default/pods/spread",
+                     "{\"spec\":{\"topologySpreadConstraints\":[{\"topologyKey\":\"b\","
+                     "\"maxSkew\":2}]}}",
+                     smp, &st);
+    assert_int_equal(st, 200);
+    json_object *tsc =
+        json_object_object_get(json_object_object_get(o, "spec"), "topologySpreadConstraints");
+    assert_int_equal(json_object_array_length(tsc), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_object *c = json_object_array_get_idx(tsc, i);
+        bool is_b = strcmp(jstr(c, "topologyKey"), "b") == 0;
+        assert_int_equal(json_object_get_int(json_object_object_get(c, "maxSkew")), is_b ? 2 : 1);
+        assert_string_equal(jstr(c, "whenUnsatisfiable"), "DoNotSchedule");
+    }
+    json_object_put(o);
     const char *ssa[] = {"Content-Type: application/apply-patch+yaml", NULL};
     o = request_json("PATCH", MM "/demo", "a: b", ssa, &st);
     assert_status(o, st, 415, "UnsupportedMediaType");
