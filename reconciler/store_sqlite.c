@@ -8,6 +8,7 @@
  * served resources is changed only by the writer (see registry.h).
  */
 #include "bindery/dbcheck.h"
+#include "bindery/hmap.h"
 #include "bindery/jsonpatch.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
@@ -1472,12 +1473,22 @@ static int s_get(void *ctx, const bdy_gvr *gvr, const char *ns, const char *name
     return rc;
 }
 
-/* Continue tokens are base64 of "rv\nnamespace\nname": opaque to clients,
- * cheap to check, and bounded. */
-static char *encode_continue(uint64_t rv, const char *ns, const char *name)
+/* Continue tokens are base64 of "rv\nlist\nnamespace\nname", list being
+ * what the list is of (a hash of group, resource and namespace asked for):
+ * opaque to clients, cheap to check, bounded, and refused for any other
+ * list than the one they came from (Kubernetes answers 400 for that; the
+ * token alone would resume the other list at a place from this one). */
+static void list_id(const bdy_resource_info *info, const char *ns, char out[9])
+{
+    char what[400];
+    snprintf(what, sizeof(what), "%s/%s/%s", info->group, info->resource, ns ? ns : "");
+    snprintf(out, 9, "%08x", (unsigned)(bdy_hash_str(what) & 0xffffffffu));
+}
+
+static char *encode_continue(uint64_t rv, const char *list, const char *ns, const char *name)
 {
     char raw[BDY_STORE_MAX_CONTINUE];
-    int n = snprintf(raw, sizeof(raw), "%llu\n%s\n%s", (unsigned long long)rv, ns, name);
+    int n = snprintf(raw, sizeof(raw), "%llu\n%s\n%s\n%s", (unsigned long long)rv, list, ns, name);
     if (n < 0 || (size_t)n >= sizeof(raw))
         return NULL;
     char *out = malloc(4 * ((size_t)n + 2) / 3 + 4);
@@ -1486,7 +1497,8 @@ static char *encode_continue(uint64_t rv, const char *ns, const char *name)
     return out;
 }
 
-static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name, bdy_errbuf *eb)
+static int decode_continue(const char *token, const char *list, uint64_t *rv, char *ns, char *name,
+                           bdy_errbuf *eb)
 {
     size_t len = strlen(token);
     unsigned char raw[BDY_STORE_MAX_CONTINUE + 4];
@@ -1500,16 +1512,21 @@ static int decode_continue(const char *token, uint64_t *rv, char *ns, char *name
     raw[n] = '\0';
     char *p1 = strchr((char *)raw, '\n');
     char *p2 = p1 ? strchr(p1 + 1, '\n') : NULL;
-    if (p2 == NULL)
+    char *p3 = p2 ? strchr(p2 + 1, '\n') : NULL;
+    if (p3 == NULL)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
     *p1 = '\0';
     *p2 = '\0';
+    *p3 = '\0';
     char *end = NULL;
     *rv = strtoull((char *)raw, &end, 10);
     if (end == (char *)raw || *end != '\0')
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
-    snprintf(ns, 254, "%s", p1 + 1);
-    snprintf(name, 254, "%s", p2 + 1);
+    if (strcmp(p1 + 1, list) != 0)
+        return bdy_fail(eb, BDY_EINVAL,
+                        "continue key is not valid: it continues another list than this one");
+    snprintf(ns, 254, "%s", p2 + 1);
+    snprintf(name, 254, "%s", p3 + 1);
     return 0;
 }
 
@@ -1576,8 +1593,10 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
     uint64_t token_rv = 0;
     char after_ns[256] = "";
     char after_name[256] = "";
+    char list[9];
+    list_id(&info, ns, list);
     if (opts && opts->continue_token && opts->continue_token[0]) {
-        rc = decode_continue(opts->continue_token, &token_rv, after_ns, after_name, eb);
+        rc = decode_continue(opts->continue_token, list, &token_rv, after_ns, after_name, eb);
         if (rc != 0)
             goto out;
         if (token_rv < bdy__watchlog_floor(&s->log)) {
@@ -1669,7 +1688,7 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         goto out;
     out->resource_version = token_rv ? token_rv : list_rv;
     if (more) {
-        out->continue_token = encode_continue(out->resource_version, last_ns, last_name);
+        out->continue_token = encode_continue(out->resource_version, list, last_ns, last_name);
         if (out->continue_token == NULL) {
             rc = BDY_ENOMEM;
             goto out;

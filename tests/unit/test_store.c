@@ -688,6 +688,20 @@ static void test_list_selectors_and_paging(void **state)
 
     lo.continue_token = "not base64!";
     assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), BDY_EINVAL);
+    /* A token continues the list it came from only: not another resource's,
+     * nor the same resource's in another namespace. */
+    lo.continue_token = NULL;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+    token = r.continue_token;
+    r.continue_token = NULL;
+    bdy_list_result_free(&r);
+    assert_non_null(token);
+    bdy_list_opts other = {.ns = "default", .limit = 3, .continue_token = token};
+    assert_int_equal(bdy_store_list(f->store, &BDY_GVR_LEASES, &other, &r, NULL), BDY_EINVAL);
+    other.ns = "elsewhere";
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &other, &r, NULL), BDY_EINVAL);
+    free(token);
+    token = NULL;
 
     /* All namespaces, and an unknown resource. */
     bdy_list_opts all = {0};
