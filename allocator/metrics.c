@@ -30,7 +30,7 @@
  * BDY_METRICS_MAX_CHILDREN entries, so chains stay short). */
 #define METRICS_HASH_BUCKETS 256
 /* Series a family keeps, hidden ones included (each a few hundred bytes). */
-#define METRICS_MAX_KEPT (8 * BDY_METRICS_MAX_CHILDREN)
+#define METRICS_MAX_KEPT ((size_t)8 * BDY_METRICS_MAX_CHILDREN)
 
 typedef enum metric_kind {
     METRIC_COUNTER,
