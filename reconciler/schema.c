@@ -20,10 +20,12 @@
  */
 #include "schema_internal.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "bindery/util.h"
 
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,8 +89,7 @@ struct bdy_schema {
     bool has_min, has_max, min_exclusive, max_exclusive;
     double min, max;
     char *min_text, *max_text; /* the limits as written in the CRD */
-    bool has_pattern;
-    regex_t pattern;
+    pcre2_code *pattern;       /* NULL: none */
     char *pattern_text;
     int64_t min_length, max_length, min_items, max_items, min_props, max_props; /* -1: unset */
     char *resource; /* root only: "Kind.group" for error summaries */
@@ -321,10 +322,34 @@ static bool fits_format(json_object *v, sformat f)
 static size_t utf8_length(const char *s, size_t len)
 {
     size_t n = 0;
-
     for (size_t i = 0; i < len; i++)
         n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
+}
+
+/* Backtracking steps one match may take: Kubernetes matches with RE2, in
+ * linear time; PCRE2 backtracks, and a pattern written carelessly could
+ * otherwise hold the store's writer for ever on a string made to defeat
+ * it. A match that needs more fails, as a string the pattern refuses. */
+#define PATTERN_MATCH_LIMIT 1000000u
+#define PATTERN_DEPTH_LIMIT 10000u
+
+/* Whether the pattern matches anywhere in the len bytes at str (a NUL
+ * among them included, as in Kubernetes). Any thread: the compiled
+ * pattern is only read. */
+static bool pattern_matches(const pcre2_code *re, const char *str, size_t len)
+{
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    int r = PCRE2_ERROR_NOMEMORY;
+    if (mc != NULL && md != NULL) {
+        pcre2_set_match_limit(mc, PATTERN_MATCH_LIMIT);
+        pcre2_set_depth_limit(mc, PATTERN_DEPTH_LIMIT);
+        r = pcre2_match(re, (PCRE2_SPTR)str, len, 0, 0, md, mc);
+    }
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    return r >= 0;
 }
 
 static void check_string(ctx *c, const bdy_schema *s, json_object *v)
@@ -342,9 +367,7 @@ static void check_string(ctx *c, const bdy_schema *s, json_object *v)
     if (s->max_length >= 0 && n > (uint64_t)s->max_length)
         bdy__issue(c->is, "FieldValueTooLong", c->path, "Too long: may not be longer than %lld",
                    (long long)s->max_length);
-    /* regexec stops at a NUL, so a string with one inside cannot be matched
-     * as a whole and fails the pattern. */
-    if (s->has_pattern && (strlen(str) != len || regexec(&s->pattern, str, 0, NULL, 0) != 0))
+    if (s->pattern != NULL && !pattern_matches(s->pattern, str, len))
         bdy__issue(c->is, "FieldValueInvalid", c->path,
                    "Invalid value: %s: %s in body should match '%s'", render(v, val), c->path,
                    s->pattern_text);
@@ -768,14 +791,22 @@ static int compile_pattern(ctx *c, json_object *node, bdy_schema *s)
         kw_type_issue(c, "pattern", v, "string");
         return 0;
     }
-    err = regcomp(&s->pattern, json_object_get_string(v), REG_EXTENDED | REG_NOSUB);
-    if (err != 0) {
-        regerror(err, &s->pattern, why, sizeof(why));
+    /* The syntax Kubernetes' (Go's RE2) patterns are written in: \d, \w,
+     * \s, (?:...), lazy quantifiers; $ only at the very end, as in Go. UTF:
+     * subjects and patterns are UTF-8 text, matched by character. */
+    PCRE2_SIZE at = 0;
+    s->pattern = pcre2_compile((PCRE2_SPTR)json_object_get_string(v),
+                               (PCRE2_SIZE)json_object_get_string_len(v),
+                               PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &err, &at, NULL);
+    if (s->pattern == NULL) {
+        if (err == PCRE2_ERROR_NOMEMORY)
+            return BDY_ENOMEM;
+        pcre2_get_error_message(err, (PCRE2_UCHAR *)why, sizeof(why));
         kw_issue(c, "pattern", "FieldValueInvalid",
-                 "Invalid value: %s: must be a valid regular expression: %s", render(v, val), why);
+                 "Invalid value: %s: must be a valid regular expression: %s at offset %zu",
+                 render(v, val), why, (size_t)at);
         return 0;
     }
-    s->has_pattern = true;
     s->pattern_text = strdup(json_object_get_string(v));
     return s->pattern_text ? 0 : BDY_ENOMEM;
 }
@@ -1094,8 +1125,7 @@ void bdy__schema_free(bdy_schema *s)
     json_object_put(s->default_value);
     free(s->min_text);
     free(s->max_text);
-    if (s->has_pattern)
-        regfree(&s->pattern);
+    pcre2_code_free(s->pattern);
     free(s->pattern_text);
     free(s->resource);
     free(s);

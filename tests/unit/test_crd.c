@@ -392,7 +392,8 @@ static const crd_case crd_cases[] = {
     {"spec/versions/0/schema/openAPIV3Schema/properties",
      "{\"name\":{\"type\":\"string\",\"pattern\":\"a(b\"}}",
      SCHEMA_PATH ".properties[name].pattern", "FieldValueInvalid",
-     "Invalid value: \"a(b\": must be a valid regular expression: Unmatched ( or \\("},
+     "Invalid value: \"a(b\": must be a valid regular expression: missing closing parenthesis "
+     "at offset 3"},
     {"spec/versions/0/schema/openAPIV3Schema/properties",
      "{\"n\":{\"type\":\"integer\",\"multipleOf\":2}}", SCHEMA_PATH ".properties[n].multipleOf",
      "FieldValueForbidden",
@@ -774,6 +775,33 @@ static void test_pattern_rejects_embedded_nul(void **state)
     bdy_crd_free(crd);
 }
 
+/* Patterns are read in the syntax Kubernetes reads them in (Go's RE2):
+ * \d is a digit, not the letter d; (?:...) groups; $ ends the string. A
+ * pattern that backtracks without end is cut short, never hangs. */
+static void test_pattern_syntax_as_in_kubernetes(void **state)
+{
+    (void)state;
+    json_object *o = crd_with_schema(
+        "{\"type\":\"object\",\"properties\":{\"spec\":{\"type\":\"object\",\"properties\":{"
+        "\"code\":{\"type\":\"string\",\"pattern\":\"^\\\\d+(?:-\\\\w+)?$\"},"
+        "\"slow\":{\"type\":\"string\",\"pattern\":\"^(a+)+$\"}}}}}");
+    bdy_crd *crd = compile_ok(o);
+    json_object_put(o);
+    bdy_errbuf eb;
+    assert_int_equal(validate_spec(crd, "{\"code\":\"123\"}", BDY_UNKNOWN_PRUNE, NULL, &eb), 0);
+    assert_int_equal(validate_spec(crd, "{\"code\":\"123-ab_9\"}", BDY_UNKNOWN_PRUNE, NULL, &eb),
+                     0);
+    assert_int_equal(validate_spec(crd, "{\"code\":\"ddd\"}", BDY_UNKNOWN_PRUNE, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_int_equal(validate_spec(crd, "{\"code\":\"123\\n\"}", BDY_UNKNOWN_PRUNE, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
+    char spec[200];
+    snprintf(spec, sizeof(spec), "{\"slow\":\"%s\"}", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab");
+    assert_int_equal(validate_spec(crd, spec, BDY_UNKNOWN_PRUNE, NULL, &eb), BDY_EINVALID_OBJECT);
+    assert_string_equal(eb.causes[0].field, "spec.slow");
+    bdy_crd_free(crd);
+}
+
 static void test_unknown_fields_prune(void **state)
 {
     (void)state;
@@ -948,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_keywords_reject),
         cmocka_unit_test(test_keywords_accept),
         cmocka_unit_test(test_pattern_rejects_embedded_nul),
+        cmocka_unit_test(test_pattern_syntax_as_in_kubernetes),
         cmocka_unit_test(test_unknown_fields_prune),
         cmocka_unit_test(test_unknown_fields_reject),
         cmocka_unit_test(test_messages_and_cap),
