@@ -1895,6 +1895,19 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
 
+    /* After a restart, worlds that were Ready are claimable once the world
+     * controller has found their processes running: until then there is
+     * no miss to learn from, nor a cold world to make. */
+    bdy_pool_counts pc;
+    if (bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &pc) == 0 && pc.unchecked > 0) {
+        snprintf(why, sizeof(why),
+                 "pool %s/%s: its %u Ready worlds are being checked after a restart", cr.ns,
+                 cr.pool, pc.unchecked);
+        bdy_http_error(resp, 503, "NotReady", why, RETRY_AFTER_S);
+        count_result(c, cr.ns, cr.pool, "warm", "exhausted", 0);
+        idem_finish(c, idem_pending, NULL);
+        goto out;
+    }
     /* No warm world: a miss, which the forecast learns from. */
     stats_count(c, cr.ns, cr.pool, false);
     bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());

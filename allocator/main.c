@@ -677,9 +677,11 @@ static void *startup_signals_main(void *arg)
         int sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
             /* A stop that was asked for: exit 0, as a drained stop does,
-             * or supervisors record a stop during a long start as a crash. */
+             * or supervisors record a stop during a long start as a crash.
+             * Claims are refused (NotReady) until start-up ends, so none
+             * is lost. */
             bdy_warn("main",
-                     "received %s during start-up: stopping now, nothing answered yet (worlds "
+                     "received %s during start-up: stopping now, no claim answered yet (worlds "
                      "keep running; the next start adopts them)",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
             _exit(0);

@@ -47,15 +47,16 @@ typedef struct world {
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
     bdy_process_seen process;
     uint64_t rv;
-    uint64_t claim_rv;   /* the rv a claim (or a scale-down) started from */
-    double ready_since;  /* wall seconds when first seen Ready (scale-down age) */
-    char *labels;        /* "k\0v\0k\0v\0\0" or NULL, owned */
-    char *uid;           /* metadata.uid, owned, NULL until observed */
-    char *answer_world;  /* Ready worlds: the "world" object of a claim's answer
-                            as JSON text, owned; built off the claim path */
-    long warm_slot;      /* index in pool->warm, or -1 */
-    double orphan_since; /* monotonic seconds since a pool made it and the pool is no
-                            longer configured; 0 otherwise (see orphan_sync) */
+    uint64_t claim_rv;        /* the rv a claim (or a scale-down) started from */
+    double ready_since;       /* wall seconds when first seen Ready (scale-down age) */
+    char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
+    char *uid;                /* metadata.uid, owned, NULL until observed */
+    char *answer_world;       /* Ready worlds: the "world" object of a claim's answer
+                                 as JSON text, owned; built off the claim path */
+    long warm_slot;           /* index in pool->warm, or -1 */
+    fleet_pool *unchecked_in; /* the pool counting it in counts.unchecked, or NULL */
+    double orphan_since;      /* monotonic seconds since a pool made it and the pool is no
+                                 longer configured; 0 otherwise (see orphan_sync) */
 } world;
 
 /* Room a creator was granted for one world that the informer has not
@@ -256,12 +257,36 @@ static void warm_add(world *w)
     p->counts.warm++;
 }
 
+/* A Ready world nothing holds whose process this run has not looked at
+ * yet (after a restart): warm stock soon, not claimable yet. */
+static bool unchecked(const world *w)
+{
+    return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
+           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down &&
+           w->process == BDY_PROCESS_UNKNOWN;
+}
+
+/* Keeps w counted in counts.unchecked of the pool it is unchecked in (or
+ * in none). Under f->lock. */
+static void unchecked_sync(world *w)
+{
+    fleet_pool *now = unchecked(w) ? w->pool : NULL;
+    if (now == w->unchecked_in)
+        return;
+    if (w->unchecked_in != NULL)
+        w->unchecked_in->counts.unchecked--;
+    if (now != NULL)
+        now->counts.unchecked++;
+    w->unchecked_in = now;
+}
+
 static void warm_sync(world *w)
 {
     if (should_be_warm(w))
         warm_add(w);
     else
         warm_remove(w);
+    unchecked_sync(w);
 }
 
 /* Adds (sign +1) or removes (-1) w from its pool's phase counts. */
@@ -598,6 +623,9 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     bdy_phase phase = BDY_PHASE_PENDING;
     if (bdy_phase_parse(bdy_jstr(bdy_jget(obj, "status"), "phase"), &phase) != 0)
         phase = BDY_PHASE_FAILED;
+    /* Failed as lost by an earlier run: still no crash of its own. */
+    const char *reason = bdy_jstr(bdy_jget(obj, "status"), "reason");
+    bool lost = phase == BDY_PHASE_FAILED && reason != NULL && strcmp(reason, "Lost") == 0;
     uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
     json_object *meta = json_object_object_get(obj, "metadata");
     bool deleting = bdy_jstr(bdy_jget(obj, "metadata"), "deletionTimestamp") != NULL;
@@ -661,6 +689,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->held = false; /* a new world under an old name */
         w->process = BDY_PROCESS_UNKNOWN;
     }
+    if (lost)
+        w->process = BDY_PROCESS_LOST;
     w->rv = rv;
     free(w->labels);
     w->labels = labels;
@@ -680,7 +710,11 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
-    if (w != NULL && w->process != seen) {
+    /* A process that exited or was lost stays so: a pass that found it
+     * running just before its exit notice must not make it claimable
+     * again (a new world under the name starts afresh, see observe). */
+    bool final = w != NULL && (w->process == BDY_PROCESS_EXITED || w->process == BDY_PROCESS_LOST);
+    if (w != NULL && w->process != seen && !(final && seen == BDY_PROCESS_LIVE)) {
         w->process = seen;
         warm_sync(w);
     }
@@ -700,6 +734,8 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
             f->nreserved--;
         if (w->orphan_since != 0)
             f->norphans--;
+        if (w->unchecked_in != NULL)
+            w->unchecked_in->counts.unchecked--;
         warm_remove(w);
         count(w, -1);
         bdy_hmap_remove(&f->worlds, &w->node);
@@ -934,6 +970,8 @@ void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, con
     if (w != NULL && w->rv == 0 && w->uid != NULL && strcmp(w->uid, uid) == 0) {
         if (w->orphan_since != 0)
             f->norphans--;
+        if (w->unchecked_in != NULL)
+            w->unchecked_in->counts.unchecked--;
         warm_remove(w);
         count(w, -1);
         bdy_hmap_remove(&f->worlds, &w->node);
@@ -1031,12 +1069,20 @@ size_t bdy_fleet_orphans(bdy_fleet *f, double default_age_s, bdy_world_ref *out,
     if (f->norphans > 0) {
         BDY_HMAP_FOREACH(&f->worlds, node)
         {
-            const world *w = (const world *)node;
+            world *w = (world *)node;
             if (n < max && w->orphan_since != 0 && !w->deleting && !w->held && !w->claiming &&
                 !w->reserved && !w->scaling_down && w->phase != BDY_PHASE_ALLOCATED &&
                 w->phase != BDY_PHASE_TERMINATING &&
-                now - w->orphan_since >= removed_pool_cooldown(f, w, default_age_s))
+                now - w->orphan_since >= removed_pool_cooldown(f, w, default_age_s)) {
+                /* Taken as scale-down takes a world: should its pool come
+                 * back meanwhile, no claim gets it before the delete. */
+                count(w, -1);
+                w->scaling_down = true;
+                w->claim_rv = w->rv;
+                count(w, +1);
+                warm_sync(w);
                 fill_ref(w, &out[n++]);
+            }
         }
     }
     pthread_mutex_unlock(&f->lock);

@@ -200,15 +200,19 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     tracked *t = track_find(r, key, true);
     /* An entry that says exited is done with its process: the notice may
      * be for the next one, started before track_set() recorded it. */
-    if (t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited)) {
+    bool ours = t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+    if (ours) {
         t->h = *h;
         t->exited = true;
         t->exit_status = exit_status;
     }
     pthread_mutex_unlock(&r->track_lock);
     bdy_debug("reconciler", "world %s exited with status %d", key, exit_status);
-    /* No claim may get it from now on, before its Failed status is written. */
-    bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
+    /* No claim may get it from now on, before its Failed status is written
+     * (an exit that is final for the fleet: only for the world's own
+     * process, never an earlier one's late notice). */
+    if (ours)
+        bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
     bdy_reconciler_enqueue_world(r, ns, name);
 }
 
@@ -1411,7 +1415,8 @@ static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
     for (size_t i = 0; i < n; i++) {
         char why[BDY_NAME_MAX + 64];
         snprintf(why, sizeof(why), "its pool %s is no longer configured", refs[i].pool);
-        delete_world(r, &refs[i], "PoolRemoved", why);
+        int drc = delete_world(r, &refs[i], "PoolRemoved", why);
+        bdy_fleet_scale_down_done(r->o.fleet, &refs[i], drc == 0);
     }
     if (n == POOL_STEP_MAX)
         *requeue_ms = POOL_RESYNC_MS; /* more to go */

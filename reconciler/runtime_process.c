@@ -1146,7 +1146,8 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
      * it. */
     if (rc == 0 && pidfd >= 0)
         rc = recorded_alive(rt, h, &st);
-    if (rc == BDY_ENOTFOUND && h->boot_id[0] != '\0' && strcmp(h->boot_id, rt->boot_id) != 0) {
+    if (rc == BDY_ENOTFOUND && h->boot_id[0] != '\0' && rt->boot_id[0] != '\0' &&
+        strcmp(h->boot_id, rt->boot_id) != 0) {
         rc = bdy_fail(eb, rc, "world %s/%s: pid %lld was started before the machine rebooted", ns,
                       name, (long long)h->pid);
         goto out;

@@ -69,13 +69,15 @@ int bdy_phase_parse(const char *text, bdy_phase *out);
  * "warm" = in the warm index; deleting worlds count only in `deleting`. */
 typedef struct bdy_pool_counts {
     unsigned phase[BDY_PHASE_COUNT];
-    unsigned warm;     /* claimable now */
-    unsigned deleting; /* deletionTimestamp set */
-    unsigned reserved; /* Pending, Starting or Ready worlds created for a cold claim:
-                          counted in phase[] but no warm stock (the claim takes them) */
-    unsigned creating; /* granted creations not seen yet (bdy_fleet_creation_grant) */
-    unsigned total;    /* every world of the pool that is not being deleted, and
-                          every creation in `creating` */
+    unsigned warm;      /* claimable now */
+    unsigned deleting;  /* deletionTimestamp set */
+    unsigned reserved;  /* Pending, Starting or Ready worlds created for a cold claim:
+                           counted in phase[] but no warm stock (the claim takes them) */
+    unsigned creating;  /* granted creations not seen yet (bdy_fleet_creation_grant) */
+    unsigned unchecked; /* Ready worlds no claim holds whose process this run has not
+                           found running yet (after a restart): not warm yet */
+    unsigned total;     /* every world of the pool that is not being deleted, and
+                           every creation in `creating` */
 } bdy_pool_counts;
 
 /* A copy of what claims need to know about a candidate. */
@@ -214,7 +216,9 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
                                 const char *cold_claim_id);
 
-/* Up to max worlds that a pool made (labelled BDY_LABEL_POOL with their
+/* Each world listed is taken as by bdy_fleet_take_idle_oldest: settle it
+ * with bdy_fleet_scale_down_done.
+ * Up to max worlds that a pool made (labelled BDY_LABEL_POOL with their
  * spec.pool) while that pool is not configured (a reload removed it, or
  * bindery started without it), for as long as the pool's scale-down
  * cooldown (default_age_s for a pool this run never had), and that nothing

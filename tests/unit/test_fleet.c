@@ -348,10 +348,19 @@ static void test_removed_pool_orphans(void **state)
         assert_string_not_equal(refs[i].name, claimed.name);
         assert_string_not_equal(refs[i].name, "h1");
     }
-    /* Configured again: none. */
+    /* Taken until settled: listed once, and no claim gets the idle one
+     * should its pool come back before the delete. */
+    assert_int_equal(bdy_fleet_orphans(f, 0, refs + 2, 6), 0);
     bdy_config_pool both[] = {make_pool("arena", 2), make_pool("duel", 1)};
     bdy_config_pools again = {both, 2};
     assert_int_equal(bdy_fleet_set_pools(f, &again), 0);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    for (size_t i = 0; i < n; i++)
+        bdy_fleet_scale_down_done(f, &refs[i], false); /* its delete lost a race */
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    bdy_fleet_claim_done(f, &r, false, false);
+    /* Configured again: none. */
     assert_int_equal(bdy_fleet_orphans(f, 0, refs, 8), 0);
     /* A pool this run never had: the caller's age applies. */
     observe(f, pool_made(world("g1", "ghost", "Ready", 15, "dust", false, false), "ghost"));
@@ -489,6 +498,7 @@ static void test_claimable_once_process_seen(void **state)
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.phase[BDY_PHASE_READY], 2); /* stock all the same: no extra worlds made */
     assert_int_equal(c.warm, 0);
+    assert_int_equal(c.unchecked, 2); /* claims are told to come back, no miss */
     bdy_world_ref r;
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     bdy_world_ref refs[4];
@@ -498,6 +508,7 @@ static void test_claimable_once_process_seen(void **state)
     bdy_fleet_process_seen(f, "default", "nobody", BDY_PROCESS_LIVE); /* unknown: ignored */
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 1);
+    assert_int_equal(c.unchecked, 1);
     /* A newer state of the same world keeps what was found. */
     observe_unseen(f, world("a1", "arena", "Ready", 12, "dust", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
@@ -514,8 +525,11 @@ static void test_claimable_once_process_seen(void **state)
     bdy_fleet_claim_done(f, &r, false, false);
     assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
     assert_false(seen.claimed); /* the claim failed: warm again */
-    /* Its process exits: out at once, before its Failed status. */
+    /* Its process exits: out at once, before its Failed status; a pass
+     * that found it running just before cannot put it back. */
     bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_EXITED);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
 
     /* a2 was lost during the downtime, a1 crashed: one failure to count. */
@@ -525,6 +539,15 @@ static void test_claimable_once_process_seen(void **state)
     size_t first = 0;
     assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 2);
     assert_int_equal(first, 1);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.unchecked, 0);
+    /* Failed as Lost by an earlier run: still no crash after a restart. */
+    json_object *lost = world("a4", "arena", "Failed", 20, "dust", false, false);
+    json_object_object_add(json_object_object_get(lost, "status"), "reason",
+                           json_object_new_string("Lost"));
+    observe_unseen(f, lost);
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 3);
+    assert_int_equal(first, 0);
 
     /* A new world under an old name is looked at afresh. */
     observe_unseen(f, with_uid(world("a3", "arena", "Ready", 15, "dust", false, false), "uid-1"));
