@@ -150,7 +150,8 @@ static int send_error_event(bdy_http_stream *st, unsigned code, const char *reas
 }
 
 /* One page of the initial list of a watch from "now" (cont: NULL for the
- * first); every page has the list's one resourceVersion. */
+ * first). Every page reports the first one's resourceVersion, but only the
+ * first is read as of it: send_initial skips what changed since. */
 static int initial_page(bdy_kubeapi *k, const watch_job *j, const char *cont, bdy_list_result *lr,
                         bdy_errbuf *eb)
 {
@@ -170,11 +171,22 @@ static int send_initial(watch_job *j)
 {
     int rc = 0;
     while (rc == 0 && j->initial != NULL) {
-        for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++)
-            rc = send_object(j, "ADDED", json_object_array_get_idx(j->initial, i));
+        for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++) {
+            /* Later pages read the rows as they are when listed, not as of
+             * the list's version: an object changed since start_rv is left
+             * to the watch, which delivers its changes from start_rv on
+             * (sent here too, it would come twice, or go back in time). */
+            json_object *o = json_object_array_get_idx(j->initial, i);
+            const char *rv = bdy_jstr(bdy_jget(o, "metadata"), "resourceVersion");
+            if (rv != NULL && strtoull(rv, NULL, 10) > j->start_rv)
+                continue;
+            rc = send_object(j, "ADDED", o);
+        }
         json_object_put(j->initial);
         j->initial = NULL;
-        if (rc != 0 || j->initial_cont == NULL || stopping(j->k))
+        if (rc == 0 && j->initial_cont != NULL && stopping(j->k))
+            rc = BDY_ESHUTDOWN; /* cut short: no end-of-list bookmark after it */
+        if (rc != 0 || j->initial_cont == NULL)
             break;
         bdy_list_result lr = {0};
         bdy_errbuf eb;
@@ -190,7 +202,7 @@ static int send_initial(watch_job *j)
             if (st != NULL)
                 send_event(j->st, "ERROR", st);
             json_object_put(st);
-            break;
+            break; /* rc != 0: the stream ends here */
         }
         j->initial = lr.items;
         lr.items = NULL;

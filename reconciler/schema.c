@@ -327,29 +327,41 @@ static size_t utf8_length(const char *s, size_t len)
     return n;
 }
 
-/* Backtracking steps one match may take: Kubernetes matches with RE2, in
- * linear time; PCRE2 backtracks, and a pattern written carelessly could
- * otherwise hold the store's writer for ever on a string made to defeat
- * it. A match that needs more fails, as a string the pattern refuses. */
-#define PATTERN_MATCH_LIMIT 1000000u
-#define PATTERN_DEPTH_LIMIT 10000u
+/* What one match may use: Kubernetes matches with RE2, in linear time;
+ * PCRE2 backtracks, and a pattern written carelessly could otherwise hold
+ * the store's writer for ever on a string made to defeat it. The step
+ * limit grows with the value (a pattern like ^(a|b)*$ takes a few steps a
+ * byte); the backtracking memory is bounded rather than its depth, so long
+ * values a repeated group matches still match. */
+#define PATTERN_STEPS_MIN 1000000u
+#define PATTERN_STEPS_PER_BYTE 64u
+#define PATTERN_HEAP_KIB (64u * 1024u)
+
+typedef enum pattern_result { PATTERN_MATCH, PATTERN_NO_MATCH, PATTERN_TOO_COSTLY } pattern_result;
 
 /* Whether the pattern matches anywhere in the len bytes at str (a NUL
  * among them included, as in Kubernetes). Any thread: the compiled
  * pattern is only read. */
-static bool pattern_matches(const pcre2_code *re, const char *str, size_t len)
+static pattern_result pattern_matches(const pcre2_code *re, const char *str, size_t len)
 {
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
     pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     int r = PCRE2_ERROR_NOMEMORY;
     if (mc != NULL && md != NULL) {
-        pcre2_set_match_limit(mc, PATTERN_MATCH_LIMIT);
-        pcre2_set_depth_limit(mc, PATTERN_DEPTH_LIMIT);
+        size_t steps = len < (UINT32_MAX - PATTERN_STEPS_MIN) / PATTERN_STEPS_PER_BYTE
+                           ? PATTERN_STEPS_MIN + len * PATTERN_STEPS_PER_BYTE
+                           : UINT32_MAX;
+        pcre2_set_match_limit(mc, (uint32_t)steps);
+        pcre2_set_heap_limit(mc, PATTERN_HEAP_KIB);
         r = pcre2_match(re, (PCRE2_SPTR)str, len, 0, 0, md, mc);
     }
     pcre2_match_data_free(md);
     pcre2_match_context_free(mc);
-    return r >= 0;
+    if (r >= 0)
+        return PATTERN_MATCH;
+    return r == PCRE2_ERROR_NOMATCH || (r <= PCRE2_ERROR_UTF8_ERR1 && r >= PCRE2_ERROR_UTF8_ERR21)
+               ? PATTERN_NO_MATCH
+               : PATTERN_TOO_COSTLY;
 }
 
 static void check_string(ctx *c, const bdy_schema *s, json_object *v)
@@ -367,10 +379,16 @@ static void check_string(ctx *c, const bdy_schema *s, json_object *v)
     if (s->max_length >= 0 && n > (uint64_t)s->max_length)
         bdy__issue(c->is, "FieldValueTooLong", c->path, "Too long: may not be longer than %lld",
                    (long long)s->max_length);
-    if (s->pattern != NULL && !pattern_matches(s->pattern, str, len))
+    pattern_result pr = s->pattern != NULL ? pattern_matches(s->pattern, str, len) : PATTERN_MATCH;
+    if (pr == PATTERN_NO_MATCH)
         bdy__issue(c->is, "FieldValueInvalid", c->path,
                    "Invalid value: %s: %s in body should match '%s'", render(v, val), c->path,
                    s->pattern_text);
+    else if (pr == PATTERN_TOO_COSTLY)
+        bdy__issue(c->is, "FieldValueInvalid", c->path,
+                   "Invalid value: %s: %s could not be matched against '%s' within the "
+                   "server's bounds on pattern matching",
+                   render(v, val), c->path, s->pattern_text);
     if (s->format == SF_DATE_TIME && bdy_timestamp_parse(str, &ignored) != 0) {
         render(v, val);
         bdy__issue(c->is, "FieldValueTypeInvalid", c->path,
