@@ -25,8 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define WATCH_POLL_MS 1000
+/* Longest a watch from a version the store has not published yet waits for
+ * it before it is refused as too large (on an HTTP worker: kept short). */
+#define TOO_LARGE_WAIT_MS 500
 /* The initial list of a watch from "now" goes out a page at a time, at the
  * client's pace: a watch holds one page, never the whole collection. */
 #define INITIAL_PAGE 500u
@@ -300,8 +304,19 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
          * backup, or another data folder behind the same address): a watch
          * from there would skip every event until the store caught up.
          * Kubernetes' answer, which makes clients list again. */
+        /* A list's version can run a moment ahead of what the store has
+         * published to watches (the commit, then the append): a client
+         * that lists and watches at once is given that moment (Kubernetes
+         * waits up to 3 s for its cache). */
         uint64_t committed = 0;
-        if (bdy_store_current_rv(k->store, &committed) == 0 && from_rv > committed) {
+        int crc = bdy_store_current_rv(k->store, &committed);
+        for (int waited_ms = 0; crc == 0 && from_rv > committed && waited_ms < TOO_LARGE_WAIT_MS;
+             waited_ms += 5) {
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+            crc = bdy_store_current_rv(k->store, &committed);
+        }
+        if (crc == 0 && from_rv > committed) {
             bdy_errbuf_add_cause(&eb, "ResourceVersionTooLarge", "", "Too large resource version");
             snprintf(eb.message, sizeof(eb.message),
                      "Too large resource version: %llu, current: %llu", (unsigned long long)from_rv,

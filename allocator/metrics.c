@@ -26,9 +26,9 @@
 /* Metric and label names come from code, but still get a bound. */
 #define METRICS_MAX_NAME_LEN 200
 #define METRICS_MAX_HELP_LEN 1024
-/* Child lookup hash table size per family (chained; at most
- * BDY_METRICS_MAX_CHILDREN entries, so chains stay short). */
-#define METRICS_HASH_BUCKETS 256
+/* Child lookup hash table size per family (chained; up to METRICS_MAX_KEPT
+ * entries, hidden ones included, so chains stay short). */
+#define METRICS_HASH_BUCKETS 2048
 /* Series a family keeps, hidden ones included (each a few hundred bytes). */
 #define METRICS_MAX_KEPT ((size_t)8 * BDY_METRICS_MAX_CHILDREN)
 

@@ -496,8 +496,7 @@ static void *event_main(void *arg)
         pthread_mutex_lock(&r->ev_lock);
         while (r->ev_head == NULL && !atomic_load(&r->stopping)) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            bdy_deadline_after_ms(CLOCK_MONOTONIC, 1000, &ts); /* a clock step cannot stretch it */
             pthread_cond_timedwait(&r->ev_cond, &r->ev_lock, &ts);
             if (monotonic_s() - last_sweep > sweep_every)
                 break;
@@ -1753,7 +1752,7 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     pthread_mutex_init(&r->track_lock, NULL);
     pthread_mutex_init(&r->pools_lock, NULL);
     pthread_mutex_init(&r->ev_lock, NULL);
-    pthread_cond_init(&r->ev_cond, NULL);
+    bdy_cond_init_monotonic(&r->ev_cond);
     atomic_init(&r->stopping, false);
     r->ev_tokens = EVENT_BURST;
     r->ev_refill = monotonic_s();

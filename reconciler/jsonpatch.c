@@ -184,9 +184,9 @@ static int jptr_walk(json_object *root, const struct jptr *p, size_t upto, json_
     return 0;
 }
 
-/* The size of v as JSON text, roughly (numbers and literals as 8 bytes),
- * counted only until it passes limit: the walk stops there, so a huge
- * value costs no more than a small one. */
+/* The size of v as JSON text (strings without their escapes), counted
+ * only until it passes limit: the walk stops there, so a huge value costs
+ * no more than a small one. */
 static size_t approx_json_size(json_object *v, size_t limit)
 {
     switch (json_object_get_type(v)) {
@@ -209,8 +209,10 @@ static size_t approx_json_size(json_object *v, size_t limit)
             n += 1 + approx_json_size(json_object_array_get_idx(v, i), limit - n);
         return n;
     }
-    default:
-        return 8;
+    case json_type_null:
+        return 4;
+    default: /* a number or a boolean, as it would be written */
+        return strlen(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     }
 }
 

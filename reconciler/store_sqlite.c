@@ -1513,6 +1513,13 @@ static int decode_continue(const char *token, const char *list, uint64_t *rv, ch
     char *p1 = strchr((char *)raw, '\n');
     char *p2 = p1 ? strchr(p1 + 1, '\n') : NULL;
     char *p3 = p2 ? strchr(p2 + 1, '\n') : NULL;
+    if (p2 != NULL && p3 == NULL)
+        /* Made before tokens named their list: 410, so that pagers list
+         * again (client-go's pager and kubectl --chunk-size give up on a
+         * 400). */
+        return bdy_fail(eb, BDY_EEXPIRED,
+                        "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter.");
     if (p3 == NULL)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
     *p1 = '\0';

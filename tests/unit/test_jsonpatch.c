@@ -570,6 +570,19 @@ static void test_copies_are_bounded(void **state)
      * copies to 2 MiB. */
     assert_non_null(strstr(eb.message, "json patch operation 8 (copy"));
 
+    /* Numbers count as written: one copy of 300,000 zeros (600 KB of
+     * text) stays within the budget. */
+    json_object *zeros_doc = json_object_new_object();
+    json_object *zeros = json_object_new_array_ext(300000);
+    for (int i = 0; i < 300000; i++)
+        json_object_array_add(zeros, json_object_new_int(0));
+    json_object_object_add(zeros_doc, "z", zeros);
+    json_object *one = json_tokener_parse("[{\"op\":\"copy\",\"from\":\"/z\",\"path\":\"/y\"}]");
+    assert_int_equal(bdy_json_patch(zeros_doc, one, &out, &eb), 0);
+    json_object_put(out);
+    json_object_put(one);
+    json_object_put(zeros_doc);
+
     json_object *few = json_object_new_array();
     for (int i = 0; i < 5; i++)
         json_object_array_add(few, json_object_get(json_object_array_get_idx(ops, (size_t)i)));

@@ -702,6 +702,10 @@ static void test_list_selectors_and_paging(void **state)
     assert_int_equal(bdy_store_list(f->store, &WIDGETS, &other, &r, NULL), BDY_EINVAL);
     free(token);
     token = NULL;
+    /* A token made before tokens named their list: 410, list again. */
+    other.ns = "default";
+    other.continue_token = "NQpkZWZhdWx0Cncx"; /* base64("5\ndefault\nw1") */
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &other, &r, NULL), BDY_EEXPIRED);
 
     /* All namespaces, and an unknown resource. */
     bdy_list_opts all = {0};
