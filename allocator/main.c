@@ -497,19 +497,18 @@ static void reload(daemon_state *d, const char *path)
     /* Restart-only sections stay as they run, so d->cfg says what is in
      * force (and the next reload compares against it). Swapped, so each
      * config keeps owning what it points to. */
-    bdy_config_http http = next->http;
-    next->http = d->cfg->http;
-    d->cfg->http = http;
-    bdy_config_store store = next->store;
-    next->store = d->cfg->store;
-    d->cfg->store = store;
-    bdy_config_runtime runtime = next->runtime;
-    next->runtime = d->cfg->runtime;
-    d->cfg->runtime = runtime;
-    bdy_config_demand demand = next->demand;
-    next->demand = d->cfg->demand;
-    d->cfg->demand = demand;
-    next->reconciler.workers = d->cfg->reconciler.workers;
+#define SWAP_SECTION(type, field)                                                                  \
+    do {                                                                                           \
+        type section = next->field;                                                                \
+        next->field = d->cfg->field;                                                               \
+        d->cfg->field = section;                                                                   \
+    } while (0)
+    SWAP_SECTION(bdy_config_http, http);
+    SWAP_SECTION(bdy_config_store, store);
+    SWAP_SECTION(bdy_config_runtime, runtime);
+    SWAP_SECTION(bdy_config_demand, demand);
+    SWAP_SECTION(bdy_config_reconciler, reconciler);
+#undef SWAP_SECTION
     check_fd_budget_on_reload(next, d->connections);
     bdy_config_free(d->cfg);
     d->cfg = next;

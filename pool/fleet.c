@@ -979,6 +979,18 @@ void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, con
     }
     pthread_mutex_unlock(&f->lock);
 }
+/* Takes w for a delete (scale-down, an orphan): out of the warm index and
+ * counted as deleting until bdy_fleet_scale_down_done or a newer state
+ * settles it; its ref in out. Under f->lock. */
+static void take_for_deletion(world *w, bdy_world_ref *out)
+{
+    count(w, -1);
+    w->scaling_down = true;
+    w->claim_rv = w->rv;
+    count(w, +1);
+    warm_sync(w);
+    fill_ref(w, out);
+}
 
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
                                   size_t keep, bdy_world_ref *out, size_t max)
@@ -1000,12 +1012,7 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
         }
         if (best == NULL)
             break;
-        count(best, -1);
-        best->scaling_down = true;
-        best->claim_rv = best->rv;
-        count(best, +1);
-        warm_remove(best);
-        fill_ref(best, &out[n++]);
+        take_for_deletion(best, &out[n++]);
     }
     pthread_mutex_unlock(&f->lock);
     return n;
@@ -1074,14 +1081,9 @@ size_t bdy_fleet_orphans(bdy_fleet *f, double default_age_s, bdy_world_ref *out,
                 !w->reserved && !w->scaling_down && w->phase != BDY_PHASE_ALLOCATED &&
                 w->phase != BDY_PHASE_TERMINATING &&
                 now - w->orphan_since >= removed_pool_cooldown(f, w, default_age_s)) {
-                /* Taken as scale-down takes a world: should its pool come
-                 * back meanwhile, no claim gets it before the delete. */
-                count(w, -1);
-                w->scaling_down = true;
-                w->claim_rv = w->rv;
-                count(w, +1);
-                warm_sync(w);
-                fill_ref(w, &out[n++]);
+                /* Should its pool come back meanwhile, no claim gets it
+                 * before the delete. */
+                take_for_deletion(w, &out[n++]);
             }
         }
     }
