@@ -216,11 +216,16 @@ static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
 
 /* ---- the warm index ------------------------------------------------------- */
 
-static bool should_be_warm(const world *w)
+/* Ready in a configured pool, and nothing holds it or takes it. */
+static bool idle_ready(const world *w)
 {
     return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down &&
-           w->process == BDY_PROCESS_LIVE;
+           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down;
+}
+
+static bool should_be_warm(const world *w)
+{
+    return idle_ready(w) && w->process == BDY_PROCESS_LIVE;
 }
 
 static void warm_remove(world *w)
@@ -261,9 +266,7 @@ static void warm_add(world *w)
  * yet (after a restart): warm stock soon, not claimable yet. */
 static bool unchecked(const world *w)
 {
-    return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down &&
-           w->process == BDY_PROCESS_UNKNOWN;
+    return idle_ready(w) && w->process == BDY_PROCESS_UNKNOWN;
 }
 
 /* Keeps w counted in counts.unchecked of the pool it is unchecked in (or
