@@ -724,6 +724,22 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
     pthread_mutex_unlock(&f->lock);
 }
 
+/* Drops w from the fleet, undoing everything it is counted in. Under
+ * f->lock. */
+static void world_remove(bdy_fleet *f, world *w)
+{
+    if (w->reserved)
+        f->nreserved--;
+    if (w->orphan_since != 0)
+        f->norphans--;
+    if (w->unchecked_in != NULL)
+        w->unchecked_in->counts.unchecked--;
+    warm_remove(w);
+    count(w, -1);
+    bdy_hmap_remove(&f->worlds, &w->node);
+    world_free(w);
+}
+
 void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool_out)
 {
     char key[2 * BDY_NAME_MAX + 2];
@@ -733,16 +749,7 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
     world *w = find_world(f, key);
     if (w != NULL) {
         snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
-        if (w->reserved)
-            f->nreserved--;
-        if (w->orphan_since != 0)
-            f->norphans--;
-        if (w->unchecked_in != NULL)
-            w->unchecked_in->counts.unchecked--;
-        warm_remove(w);
-        count(w, -1);
-        bdy_hmap_remove(&f->worlds, &w->node);
-        world_free(w);
+        world_remove(f, w);
     }
     pthread_mutex_unlock(&f->lock);
 }
@@ -971,17 +978,11 @@ void bdy_fleet_unhold_unseen(bdy_fleet *f, const char *ns, const char *name, con
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
     if (w != NULL && w->rv == 0 && w->uid != NULL && strcmp(w->uid, uid) == 0) {
-        if (w->orphan_since != 0)
-            f->norphans--;
-        if (w->unchecked_in != NULL)
-            w->unchecked_in->counts.unchecked--;
-        warm_remove(w);
-        count(w, -1);
-        bdy_hmap_remove(&f->worlds, &w->node);
-        world_free(w);
+        world_remove(f, w);
     }
     pthread_mutex_unlock(&f->lock);
 }
+
 /* Takes w for a delete (scale-down, an orphan): out of the warm index and
  * counted as deleting until bdy_fleet_scale_down_done or a newer state
  * settles it; its ref in out. Under f->lock. */

@@ -81,6 +81,16 @@ static void test_starts_serves_and_stops_cleanly(void **state)
     bb_cleanup(&s);
 }
 
+/* Writes text to file in the server's folder and runs check-config on it:
+ * its exit code, and its output in *out (owned). */
+static int check_config_text(bb_server *s, const char *file, const char *text, char **out)
+{
+    bb_write(s, file, text);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", s->dir, file);
+    return bb_run(s, (const char *const[]){"check-config", path, NULL}, NULL, out);
+}
+
 static void test_cli_commands(void **state)
 {
     (void)state;
@@ -95,32 +105,18 @@ static void test_cli_commands(void **state)
     /* file:line: key: detail */
     assert_non_null(strstr(out, "bindery.yaml:3: http.threads"));
     free(out);
-    bb_write(&s, "good.yaml", "logLevel: debug\n");
-    char good[160];
-    snprintf(good, sizeof(good), "%s/good.yaml", s.dir);
-    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", good, NULL}, NULL, &out), 0);
+    assert_int_equal(check_config_text(&s, "good.yaml", "logLevel: debug\n", &out), 0);
     free(out);
     /* What serve would refuse, check-config refuses too. */
-    bb_write(&s, "open.yaml", "listen: \"0.0.0.0:7780\"\n");
-    char open_cfg[160];
-    snprintf(open_cfg, sizeof(open_cfg), "%s/open.yaml", s.dir);
-    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", open_cfg, NULL}, NULL, &out),
-                     1);
+    assert_int_equal(check_config_text(&s, "open.yaml", "listen: \"0.0.0.0:7780\"\n", &out), 1);
     assert_non_null(strstr(out, "without authentication"));
     free(out);
     /* A CRD folder that is not there stops serve; check-config says so. */
-    bb_write(&s, "nocrds.yaml", "crds: [missing-crds]\n");
-    char nocrds[160];
-    snprintf(nocrds, sizeof(nocrds), "%s/nocrds.yaml", s.dir);
-    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", nocrds, NULL}, NULL, &out),
-                     1);
+    assert_int_equal(check_config_text(&s, "nocrds.yaml", "crds: [missing-crds]\n", &out), 1);
     assert_non_null(strstr(out, "missing-crds"));
     free(out);
     /* An empty file is valid, but worth a word: a reload refuses it. */
-    bb_write(&s, "empty.yaml", "");
-    char empty[160];
-    snprintf(empty, sizeof(empty), "%s/empty.yaml", s.dir);
-    assert_int_equal(bb_run(&s, (const char *const[]){"check-config", empty, NULL}, NULL, &out), 0);
+    assert_int_equal(check_config_text(&s, "empty.yaml", "", &out), 0);
     assert_non_null(strstr(out, "sets nothing"));
     free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"hash-token", NULL}, "test\n", &out), 0);
