@@ -2038,6 +2038,16 @@ static void unreserve(bdy_claims *c, const char *ns, const char *name)
     json_object_put(patch);
 }
 
+/* Whether the world's process has exited (or was lost) while its status
+ * still says Ready: the world controller writes Failed a moment after the
+ * exit notice, and a claim in that moment would be handed a dead address. */
+static bool process_gone(bdy_claims *c, const char *ns, const char *name)
+{
+    bdy_world_seen seen;
+    return bdy_fleet_world_seen(c->o.fleet, ns, name, &seen) == 0 &&
+           (seen.process == BDY_PROCESS_EXITED || seen.process == BDY_PROCESS_LOST);
+}
+
 /* Finishes one cold claim whose world is Ready (cold-claim thread). */
 static void complete_cold(bdy_claims *c, waiter *w)
 {
@@ -2078,7 +2088,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
         if (rc != 0)
             break;
         const char *phase = bdy_jstr(bdy_jget(world, "status"), "phase");
-        if (phase == NULL || strcmp(phase, "Ready") != 0) {
+        if (phase == NULL || strcmp(phase, "Ready") != 0 || process_gone(c, w->ns, w->world)) {
             rc = BDY_EBUSY;
             break;
         }

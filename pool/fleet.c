@@ -938,6 +938,7 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
         out->resource_version = w->rv;
         snprintf(out->uid, sizeof(out->uid), "%s", w->uid ? w->uid : "");
         out->claimed = w->held || w->claiming;
+        out->process = w->process;
         rc = 0;
     }
     pthread_mutex_unlock(&f->lock);

@@ -91,6 +91,18 @@ typedef struct bdy_world_ref {
 
 typedef struct bdy_fleet bdy_fleet;
 
+/* What this run of Bindery knows of a world's process. A Ready world is
+ * claimable only once LIVE: after a restart, until the world controller
+ * has adopted its process, the status only says it was Ready before, and
+ * its process may have died during the downtime (or a reboot). */
+typedef enum bdy_process_seen {
+    BDY_PROCESS_UNKNOWN, /* not looked at by this run yet */
+    BDY_PROCESS_LIVE,    /* started or adopted by this run, running */
+    BDY_PROCESS_EXITED,  /* exited while this run watched it */
+    BDY_PROCESS_LOST,    /* gone before this run could adopt it: no crash of its own,
+                            so its failure does not count towards the crash backoff */
+} bdy_process_seen;
+
 /* What the fleet last saw of one world: the informer's view, which may lag
  * the store (a write conditioned on resource_version catches that). */
 typedef struct bdy_world_seen {
@@ -100,6 +112,7 @@ typedef struct bdy_world_seen {
     char uid[64]; /* "" when not known */
     bool claimed; /* a claim holds it or is being made durable, though its
                      status may still say Ready */
+    bdy_process_seen process;
 } bdy_world_seen;
 
 int bdy_fleet_new(bdy_fleet **out);
@@ -126,17 +139,6 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
 
 int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_counts *out);
 
-/* What this run of Bindery knows of a world's process. A Ready world is
- * claimable only once LIVE: after a restart, until the world controller
- * has adopted its process, the status only says it was Ready before, and
- * its process may have died during the downtime (or a reboot). */
-typedef enum bdy_process_seen {
-    BDY_PROCESS_UNKNOWN, /* not looked at by this run yet */
-    BDY_PROCESS_LIVE,    /* started or adopted by this run, running */
-    BDY_PROCESS_EXITED,  /* exited while this run watched it */
-    BDY_PROCESS_LOST,    /* gone before this run could adopt it: no crash of its own,
-                            so its failure does not count towards the crash backoff */
-} bdy_process_seen;
 /* World controller side: records what it found. Ignored for a world the
  * fleet does not know (the informer reports it first; a later reconcile
  * says it again). */

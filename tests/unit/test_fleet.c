@@ -527,10 +527,14 @@ static void test_claimable_once_process_seen(void **state)
     assert_false(seen.claimed); /* the claim failed: warm again */
     /* Its process exits: out at once, before its Failed status; a pass
      * that found it running just before cannot put it back. */
+    assert_int_equal(seen.process, BDY_PROCESS_LIVE);
     bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_EXITED);
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    /* A cold claim, which reads the stored phase, asks the same question. */
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_int_equal(seen.process, BDY_PROCESS_EXITED);
 
     /* a2 was lost during the downtime, a1 crashed: one failure to count. */
     bdy_fleet_process_seen(f, "default", "a2", BDY_PROCESS_LOST);
