@@ -863,7 +863,7 @@ static bool allowed(const bdy_http_request *req, bdy_verb verb, const char *ns)
     return req->principal == NULL || bdy_principal_allows(req->principal, verb, ns);
 }
 
-static void resource_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
+void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_kubeapi *k = data;
     bdy_kube_path path;
@@ -994,10 +994,10 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
                              k)) != 0 ||
         (rc = bdy_http_route(s, "GET", "/openapi/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
                              bdy__kube_openapi_cb, k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/api/", BDY_ROUTE_PREFIX, BDY_VERB_READ, resource_cb, k)) !=
-            0 ||
-        (rc = bdy_http_route(s, "GET", "/apis/", BDY_ROUTE_PREFIX, BDY_VERB_READ, resource_cb,
-                             k)) != 0)
+        (rc = bdy_http_route(s, "GET", "/api/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
+                             bdy__kube_resource_cb, k)) != 0 ||
+        (rc = bdy_http_route(s, "GET", "/apis/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
+                             bdy__kube_resource_cb, k)) != 0)
         return rc;
     /* Writes: the handler checks the media type itself so that a client
      * gets a Status 415 naming what is accepted. */
@@ -1005,7 +1005,7 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
         const char *prefixes[] = {"/api/", "/apis/"};
         for (size_t p = 0; p < 2; p++) {
             if ((rc = bdy_http_route(s, writes[i], prefixes[p], BDY_ROUTE_PREFIX, BDY_VERB_ADMIN,
-                                     resource_cb, k)) != 0 ||
+                                     bdy__kube_resource_cb, k)) != 0 ||
                 (rc = bdy_http_route_accept(s, any_body)) != 0)
                 return rc;
         }

@@ -43,6 +43,11 @@ typedef struct bdy__kube_columns {
     bdy_crd *crd; /* owned when the columns come from a CRD */
 } bdy__kube_columns;
 
+/* The handler of every resource path (/api/v1/..., /apis/g/v/...): get,
+ * list, watch, create, update, patch and delete. data is the bdy_kubeapi.
+ * Exposed for the fuzz driver of request bodies (tests/fuzz). */
+void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+
 /* Loads the columns for info. Returns 0 or a store error. */
 int bdy__kube_columns_load(bdy_store *store, const bdy_resource_info *info, bdy__kube_columns *out);
 void bdy__kube_columns_free(bdy__kube_columns *c);
