@@ -997,27 +997,86 @@ static void take_for_deletion(world *w, bdy_world_ref *out)
     fill_ref(w, out);
 }
 
+/* Most worlds one selection pass of bdy_fleet_take_idle_oldest keeps. */
+#define OLDEST_CHUNK 256
+
+/* Sifts heap[i] down a max-heap of n worlds ordered by ready_since (the
+ * youngest of the selection on top). */
+static void youngest_sift_down(world **heap, size_t n, size_t i)
+{
+    for (;;) {
+        size_t top = i;
+        size_t l = 2 * i + 1;
+        size_t r = l + 1;
+        if (l < n && heap[l]->ready_since > heap[top]->ready_since)
+            top = l;
+        if (r < n && heap[r]->ready_since > heap[top]->ready_since)
+            top = r;
+        if (top == i)
+            return;
+        world *t = heap[i];
+        heap[i] = heap[top];
+        heap[top] = t;
+        i = top;
+    }
+}
+
+/* Fills heap with the (at most) want oldest warm worlds of p that have been
+ * Ready at least min_age_s, in one pass over the warm array: the lock is
+ * held O(nwarm log want), not O(nwarm × want), so a large scale-down step
+ * of a large pool does not stall claims. Returns how many, oldest first. */
+static size_t select_oldest(const fleet_pool *p, double now, double min_age_s, world **heap,
+                            size_t want)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->nwarm && want > 0; i++) {
+        world *w = p->warm[i];
+        if (now - w->ready_since < min_age_s)
+            continue;
+        if (n < want) {
+            heap[n++] = w;
+            for (size_t j = n - 1; j > 0 && heap[(j - 1) / 2]->ready_since < heap[j]->ready_since;
+                 j = (j - 1) / 2) {
+                world *t = heap[j];
+                heap[j] = heap[(j - 1) / 2];
+                heap[(j - 1) / 2] = t;
+            }
+        } else if (w->ready_since < heap[0]->ready_since) {
+            heap[0] = w;
+            youngest_sift_down(heap, n, 0);
+        }
+    }
+    /* Heap sort: the youngest goes to the end each round. */
+    for (size_t end = n; end > 1; end--) {
+        world *t = heap[0];
+        heap[0] = heap[end - 1];
+        heap[end - 1] = t;
+        youngest_sift_down(heap, end - 1, 0);
+    }
+    return n;
+}
+
 size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool, double min_age_s,
                                   size_t keep, bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
     double now = bdy_wall_seconds();
+    world *chosen[OLDEST_CHUNK];
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
-    /* Selection of the `max` oldest by repeated scans: max is small (one
-     * scale-down step), the warm array may be large. Each one taken leaves
-     * the array. */
     while (p != NULL && n < max && p->nwarm > keep) {
-        world *best = NULL;
-        for (size_t i = 0; i < p->nwarm; i++) {
-            world *w = p->warm[i];
-            if (now - w->ready_since >= min_age_s &&
-                (best == NULL || w->ready_since < best->ready_since))
-                best = w;
-        }
-        if (best == NULL)
-            break;
-        take_for_deletion(best, &out[n++]);
+        size_t want = max - n;
+        if (want > p->nwarm - keep)
+            want = p->nwarm - keep;
+        if (want > OLDEST_CHUNK)
+            want = OLDEST_CHUNK;
+        size_t got = select_oldest(p, now, min_age_s, chosen, want);
+        /* Each one taken leaves the warm array, which select_oldest read:
+         * the choice is made before any is taken. */
+        for (size_t i = 0; i < got; i++)
+            take_for_deletion(chosen[i], &out[n++]);
+        if (got < want)
+            break; /* no more old enough */
     }
     pthread_mutex_unlock(&f->lock);
     return n;

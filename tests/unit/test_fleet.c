@@ -410,6 +410,50 @@ static void test_world_moved_to_another_pool(void **state)
     bdy_fleet_free(f);
 }
 
+/* Scale-down of a large pool picks the oldest in one pass, also when a
+ * step is larger than one selection round and the warm array's order no
+ * longer follows age (claims swap worlds out of it). */
+static void test_scale_down_takes_oldest_of_many(void **state)
+{
+    (void)state;
+    enum { WORLDS = 600 };
+    bdy_fleet *f = fleet_with_pools();
+    for (int i = 0; i < WORLDS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%03d", i); /* names sort as they age */
+        observe(f, world(name, "arena", "Ready", 10 + i, "dust", false, false));
+    }
+    static bdy_world_ref refs[WORLDS];
+    assert_int_equal(bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 0, refs, 10), 10);
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "w%03d", i);
+        assert_string_equal(refs[i].name, name);
+    }
+    int claimed = 0;
+    for (; claimed < 5; claimed++) {
+        bdy_world_ref r;
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+        bdy_fleet_claim_done(f, &r, true, false);
+    }
+    /* 585 warm; keep 100: 485 go, in two rounds, oldest first. */
+    size_t n = bdy_fleet_take_idle_oldest(f, "default", "arena", 0, 100, refs, WORLDS);
+    assert_int_equal(n, WORLDS - 10 - claimed - 100);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(refs[i - 1].name, refs[i].name) < 0);
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 100);
+    /* What is left is the youngest: none of them is older than a taken one. */
+    for (int i = 0; i < 100; i++) {
+        bdy_world_ref r;
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+        assert_true(strcmp(r.name, refs[n - 1].name) > 0);
+        bdy_fleet_claim_done(f, &r, true, false);
+    }
+    bdy_fleet_free(f);
+}
+
 static void test_scale_down_candidates_and_failed(void **state)
 {
     (void)state;
@@ -779,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_counts_and_warm_index),
         cmocka_unit_test(test_claim_take_and_done),
         cmocka_unit_test(test_hold_from_ledger),
+        cmocka_unit_test(test_scale_down_takes_oldest_of_many),
         cmocka_unit_test(test_selectors_in_preference_order),
         cmocka_unit_test(test_pools_reconfigured),
         cmocka_unit_test(test_world_moved_to_another_pool),
