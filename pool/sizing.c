@@ -46,6 +46,38 @@ static double normal_quantile(double p)
            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
 }
 
+/* Smallest S with P[D <= S - 1] >= p by the normal approximation, at
+ * least 1. */
+static unsigned normal_stock(double mean, double var, double p)
+{
+    double s = ceil(mean + normal_quantile(p) * sqrt(var) - 0.5) + 1;
+    return s < 1 ? 1 : s > 4e9 ? 4000000000u : (unsigned)s;
+}
+
+/* The exact quantile (extra_var 0: Poisson), normal beyond the recursion's
+ * range. mean > 0, p in (0, 1). */
+static unsigned exact_stock(double mean, double extra_var, double p)
+{
+    double var = mean + extra_var;
+    /* Negative binomial with r = mean^2 / extra_var and success odds
+     * q = mean / (r + mean); r → infinity is the Poisson. */
+    double r = extra_var > 0 ? mean * mean / extra_var : INFINITY;
+    double q = extra_var > 0 ? mean / (r + mean) : 0;
+    double log_p0 = extra_var > 0 ? r * log1p(-q) : -mean;
+    double limit = mean + 60 * sqrt(var) + 100;
+    if (log_p0 < LOG_P0_MIN || limit > 4e9)
+        return normal_stock(mean, var, p);
+    double pmf = exp(log_p0);
+    double cdf = pmf;
+    unsigned k = 0;
+    while (cdf < p && k < (unsigned)limit) {
+        pmf *= extra_var > 0 ? (k + r) / (k + 1) * q : mean / (k + 1);
+        k++;
+        cdf += pmf;
+    }
+    return k + 1;
+}
+
 unsigned bdy_base_stock(double mean, double extra_var, double p)
 {
     if (!(mean > 0) || !isfinite(mean))
@@ -56,26 +88,19 @@ unsigned bdy_base_stock(double mean, double extra_var, double p)
         p = 1 - 1e-12;
     if (!(extra_var > EXTRA_VAR_EPS * mean) || !isfinite(extra_var))
         extra_var = 0;
-    double var = mean + extra_var;
-    /* Negative binomial with r = mean^2 / extra_var and success odds
-     * q = mean / (r + mean); r → infinity is the Poisson. */
-    double r = extra_var > 0 ? mean * mean / extra_var : INFINITY;
-    double q = extra_var > 0 ? mean / (r + mean) : 0;
-    double log_p0 = extra_var > 0 ? r * log1p(-q) : -mean;
-    double limit = mean + 60 * sqrt(var) + 100;
-    if (log_p0 < LOG_P0_MIN || limit > 4e9) {
-        double s = ceil(mean + normal_quantile(p) * sqrt(var) - 0.5) + 1;
-        return s < 1 ? 1 : s > 4e9 ? 4000000000u : (unsigned)s;
+    /* Forecast error only adds stock. While it is at most the mean
+     * squared (r >= 1) the negative binomial's quantile grows with it;
+     * beyond, nearly all the mass moves to zero and the quantile falls,
+     * to 1 at last: one burst would shrink the pool for the hours the
+     * error takes to decay. There the quantile at r = 1 is kept, and the
+     * normal approximation takes over once it is larger. */
+    double capped = extra_var < mean * mean ? extra_var : mean * mean;
+    unsigned s = exact_stock(mean, capped, p);
+    if (extra_var > capped) {
+        unsigned normal = normal_stock(mean, mean + extra_var, p);
+        s = s > normal ? s : normal;
     }
-    double pmf = exp(log_p0);
-    double cdf = pmf;
-    unsigned k = 0;
-    while (cdf < p && k < (unsigned)limit) {
-        pmf *= extra_var > 0 ? (k + r) / (k + 1) * q : mean / (k + 1);
-        k++;
-        cdf += pmf;
-    }
-    return k + 1;
+    return s;
 }
 
 /* True when an override window is open at now or opens within `early`

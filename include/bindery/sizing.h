@@ -82,7 +82,10 @@ typedef struct bdy_sizing {
 } bdy_sizing;
 
 /* Smallest S with P[D <= S - 1] >= p for D negative binomial with the given
- * mean and extra variance (0: Poisson). 0 when mean <= 0. p in (0, 1). */
+ * mean and extra variance (0: Poisson). 0 when mean <= 0. p in (0, 1).
+ * S never falls as the forecast error grows: past extra_var = mean^2,
+ * where the negative binomial's quantile would start to fall, S is the
+ * larger of its value there and the normal approximation's. */
 unsigned bdy_base_stock(double mean, double extra_var, double p);
 
 /* The sizing at time now (Unix seconds). */

@@ -31,6 +31,18 @@ static void test_poisson_quantiles(void **state)
     assert_true(big >= 10232 && big <= 10235);
     /* Forecast error widens the quantile. */
     assert_true(bdy_base_stock(10, 25, 0.99) > 19);
+    /* ...and never narrows it, however large the error against the mean
+     * (the negative binomial's quantile alone falls to 1 there). */
+    static const double means[] = {0.5, 1, 5, 40};
+    for (size_t m = 0; m < sizeof(means) / sizeof(means[0]); m++) {
+        unsigned prev = bdy_base_stock(means[m], 0, 0.99);
+        for (double var = 0.25; var < 1e7; var *= 1.5) {
+            unsigned s = bdy_base_stock(means[m], var, 0.99);
+            if (s < prev)
+                fail_msg("mean %g: S %u at extra variance %g, %u before", means[m], s, var, prev);
+            prev = s;
+        }
+    }
 }
 
 static bdy_sizing_input base_input(void)
