@@ -308,7 +308,9 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     }
     if ((rc = open_conn(l->path, &l->rdb, eb)) != 0)
         goto out;
-    snprintf(sql, sizeof(sql), "SELECT %s FROM claims WHERE seq=?", COLUMNS);
+    /* By id too: SQLite gives a removed last row's seq to the next insert,
+     * so the seq looked up may name another claim by the time it is read. */
+    snprintf(sql, sizeof(sql), "SELECT %s FROM claims WHERE seq=? AND id=?", COLUMNS);
     if ((rc = prepare(l->rdb, sql, &l->st_get, l->path, eb)) != 0)
         goto out;
     if ((rc = load_rows(l, eb)) != 0)
@@ -788,6 +790,7 @@ int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out)
         return BDY_ENOTFOUND;
     pthread_mutex_lock(&l->r_lock);
     sqlite3_bind_int64(l->st_get, 1, rowid);
+    sqlite3_bind_text(l->st_get, 2, id, -1, SQLITE_STATIC);
     int step = sqlite3_step(l->st_get);
     if (step == SQLITE_ROW) {
         *out = record_from_row(l->st_get);
