@@ -62,6 +62,7 @@ typedef struct tracked {
     bool lost;       /* exited before this run could adopt it (ensure_tracked only) */
     bool stop_requested;
     unsigned probe_failures;
+    uint64_t probe_failure_ns; /* monotonic time of the last one counted, 0: none */
 } tracked;
 
 /* Per-pool controller memory. Guarded by pools_lock. */
@@ -186,6 +187,7 @@ static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle
         t->exited = exited_already;
         t->stop_requested = false;
         t->probe_failures = 0;
+        t->probe_failure_ns = 0;
     }
     pthread_mutex_unlock(&r->track_lock);
 }
@@ -1075,8 +1077,23 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     pthread_mutex_lock(&r->track_lock);
     tracked *tt = track_find(r, key, false);
     unsigned failures = 0;
-    if (tt != NULL)
-        failures = tt->probe_failures = state == BDY_WORLD_READY ? 0 : tt->probe_failures + 1;
+    if (tt != NULL) {
+        /* At most one failure per period: any update of the world (a
+         * label edit, a relist, a retry) runs a pass and its probe, and
+         * counting each would fail a world after failureThreshold updates
+         * in a second, not after failureThreshold periods. A tenth of the
+         * period's slack lets the scheduled passes count. */
+        uint64_t now = bdy_monotonic_ns();
+        if (state == BDY_WORLD_READY) {
+            tt->probe_failures = 0;
+            tt->probe_failure_ns = 0;
+        } else if (tt->probe_failure_ns == 0 ||
+                   now - tt->probe_failure_ns >= (uint64_t)period_ms * 900000u) {
+            tt->probe_failures++;
+            tt->probe_failure_ns = now;
+        }
+        failures = tt->probe_failures;
+    }
     pthread_mutex_unlock(&r->track_lock);
     if (failures >= threshold) {
         /* A claim answered already (or being made durable) whose status has

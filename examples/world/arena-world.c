@@ -1,12 +1,15 @@
 /* arena-world: the tiny game world of the examples and the runtime tests.
  *
  *   arena-world --port N [--name NAME] [--crash-after-ms N] [--ready-delay-ms N]
+ *               [--deaf-after-ms N]
  *
  * Listens on TCP and UDP 127.0.0.1:N. Over TCP every line "ping" is answered
  * "pong NAME"; over UDP a datagram "ping" is answered "pong NAME".
  * --ready-delay-ms holds the listen back, so readiness probes see a real
  * start-up delay; --crash-after-ms exits with status 3 after that long, for
- * tests of crash handling. SIGTERM (or SIGINT) ends it promptly with status
+ * tests of crash handling; --deaf-after-ms closes the TCP listener after
+ * that long and runs on, a world that stops answering its readiness probe.
+ * SIGTERM (or SIGINT) ends it promptly with status
  * 0. Single-threaded: one poll() loop over a signalfd, both sockets and the
  * TCP clients. Needs nothing from Bindery but the port it is handed.
  */
@@ -43,6 +46,8 @@ typedef struct world {
     unsigned port;
     int64_t ready_at_ms; /* when to start listening */
     int64_t crash_at_ms; /* -1: never */
+    int64_t deaf_at_ms;  /* when to stop listening on TCP; -1: never */
+    bool deaf;
     int sigfd;
     int tcp;
     int udp;
@@ -60,7 +65,7 @@ static int64_t now_ms(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: arena-world --port N [--name NAME] [--crash-after-ms N] "
-                    "[--ready-delay-ms N]\n");
+                    "[--ready-delay-ms N] [--deaf-after-ms N]\n");
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -80,7 +85,9 @@ static bool parse_args(int argc, char **argv, world *w)
     unsigned long port = 0;
     unsigned long crash_ms = 0;
     unsigned long delay_ms = 0;
+    unsigned long deaf_ms = 0;
     bool crash = false;
+    bool deaf = false;
     snprintf(w->name, sizeof(w->name), "arena");
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
@@ -102,6 +109,10 @@ static bool parse_args(int argc, char **argv, world *w)
         } else if (strcmp(opt, "--ready-delay-ms") == 0) {
             if (!parse_uint(val, 0, 86400000, &delay_ms))
                 return false;
+        } else if (strcmp(opt, "--deaf-after-ms") == 0) {
+            if (!parse_uint(val, 0, 86400000, &deaf_ms))
+                return false;
+            deaf = true;
         } else {
             return false;
         }
@@ -112,6 +123,7 @@ static bool parse_args(int argc, char **argv, world *w)
     w->port = (unsigned)port;
     w->ready_at_ms = start + (int64_t)delay_ms;
     w->crash_at_ms = crash ? start + (int64_t)crash_ms : -1;
+    w->deaf_at_ms = deaf ? start + (int64_t)deaf_ms : -1;
     return true;
 }
 
@@ -219,8 +231,10 @@ static int poll_timeout(const world *w)
 {
     int64_t now = now_ms();
     int64_t next = -1;
-    if (w->tcp < 0)
+    if (w->tcp < 0 && !w->deaf)
         next = w->ready_at_ms;
+    if (!w->deaf && w->deaf_at_ms >= 0 && (next < 0 || w->deaf_at_ms < next))
+        next = w->deaf_at_ms;
     if (w->crash_at_ms >= 0 && (next < 0 || w->crash_at_ms < next))
         next = w->crash_at_ms;
     if (next < 0)
@@ -237,7 +251,14 @@ static int run(world *w)
             fprintf(stderr, "arena-world %s: crashing as asked\n", w->name);
             return EXIT_CRASH;
         }
-        if (w->tcp < 0 && now >= w->ready_at_ms && !start_listening(w))
+        if (!w->deaf && w->deaf_at_ms >= 0 && now >= w->deaf_at_ms) {
+            fprintf(stderr, "arena-world %s: no longer listening on tcp, as asked\n", w->name);
+            if (w->tcp >= 0)
+                close(w->tcp);
+            w->tcp = -1;
+            w->deaf = true;
+        }
+        if (w->tcp < 0 && !w->deaf && now >= w->ready_at_ms && !start_listening(w))
             return EXIT_FAILURE;
         fds[0] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
         fds[1] = (struct pollfd){.fd = w->tcp, .events = POLLIN};

@@ -1544,6 +1544,76 @@ static void test_spec_edit_is_observed(void **state)
     bb_cleanup(&s);
 }
 
+/* Phase of world name from /v1/worlds, "" when not listed. */
+static void world_phase(bb_server *s, const char *name, char *out, size_t cap)
+{
+    long status = 0;
+    json_object *o = get_json(s, "/v1/worlds?pool=arena", &status);
+    json_object *items = json_object_object_get(o, "items");
+    snprintf(out, cap, "%s", "");
+    for (size_t k = 0; items != NULL && k < json_object_array_length(items); k++) {
+        json_object *w = json_object_array_get_idx(items, k);
+        const char *n = json_object_get_string(json_object_object_get(w, "name"));
+        if (n != NULL && strcmp(n, name) == 0)
+            snprintf(out, cap, "%s", json_object_get_string(json_object_object_get(w, "phase")));
+    }
+    json_object_put(o);
+}
+
+/* A warm world that stops answering its readiness probe fails after
+ * failureThreshold periods, not after failureThreshold updates of its
+ * object: six label edits in a moment (each a reconcile and a probe) do
+ * not fail it. */
+static void test_probe_failures_counted_per_period(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 1, 1, 1, 0);
+    bb_init(&s, cfg);
+    /* Ready within a period of its start; deaf 3 s after it. Failing 5
+     * periods of 1 s takes 3.6 s at the least from then. */
+    write_arena_manifest(&s, "{tcpSocket: {port: game}, periodSeconds: 1, failureThreshold: 5}", 20,
+                         ", \"--deaf-after-ms\", \"3000\"");
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 15000));
+    char name[128] = "";
+    long status = 0;
+    json_object *o = get_json(&s, "/v1/worlds?pool=arena", &status);
+    json_object *items = json_object_object_get(o, "items");
+    assert_int_equal(json_object_array_length(items), 1);
+    snprintf(name, sizeof(name), "%s",
+             json_object_get_string(
+                 json_object_object_get(json_object_array_get_idx(items, 0), "name")));
+    json_object_put(o);
+    sleep_ms(3200); /* deaf now */
+    char path[300];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             name);
+    const char *const hdrs[] = {"Content-Type: application/merge-patch+json", NULL};
+    for (int i = 0; i < 6; i++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"metadata\":{\"labels\":{\"edit\":\"e%d\"}}}", i);
+        bb_response r = bb_request(&s, "PATCH", path, body, hdrs);
+        assert_int_equal(r.status, 200);
+        bb_response_free(&r);
+        sleep_ms(40);
+    }
+    sleep_ms(400);
+    char phase[32];
+    world_phase(&s, name, phase, sizeof(phase));
+    if (strcmp(phase, "Ready") != 0)
+        bb_print_log_tail(&s, "failed for its object's updates");
+    assert_string_equal(phase, "Ready");
+    /* ...and does fail once the periods have passed. */
+    for (int i = 0; i < 150 && strcmp(phase, "Failed") != 0 && phase[0]; i++) {
+        sleep_ms(100);
+        world_phase(&s, name, phase, sizeof(phase));
+    }
+    assert_true(bb_log_contains(&s, "Unhealthy", 5000));
+    bb_cleanup(&s);
+}
+
 static void test_warm_crash_is_replaced(void **state)
 {
     (void)state;
@@ -1922,6 +1992,7 @@ int main(void)
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_probe_failures_counted_per_period, bb_teardown),
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
