@@ -98,6 +98,10 @@ int bdy__strays_find(bdy__stray **out, size_t *count);
 /* The same for the processes of process group pgrp, leader or not. */
 int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count);
 void bdy__strays_free(bdy__stray *list);
+/* The world identity in one process's environment (out as for
+ * bdy__stray_parse_environ). BDY_ENOTFOUND when it names none or cannot be
+ * read; BDY_ENOMEM. */
+int bdy__proc_identity(int64_t pid, bdy__stray *out);
 
 /* ---- world logs (runtime_logs.c) ---------------------------------------- */
 

@@ -1135,6 +1135,14 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
         return rc;
     if (h == NULL || h->nports > BDY_RUNTIME_MAX_PORTS)
         return bdy_fail(eb, BDY_EINVAL, "adopt %s/%s: invalid handle", ns, name);
+    /* The handle comes from a status that any token allowed to write it
+     * can set. A world never is init, Bindery itself or in Bindery's
+     * process group (worlds lead their own), and a stop signals the whole
+     * group of a world leading one: adopting pid 1 would make a stop
+     * kill(-1), every process Bindery may signal. */
+    if (h->pid <= 1 || h->pid == getpid() || h->pid == getpgrp())
+        return bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld cannot be a world", ns, name,
+                        (long long)h->pid);
     rc = recorded_alive(rt, h, &st);
     if (rc == 0 && rt->have_pidfds) {
         pidfd = pidfd_open((pid_t)h->pid, 0);
@@ -1157,6 +1165,27 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
         goto out;
     } else if (rc != 0) {
         rc = bdy_fail(eb, rc, "world %s/%s: cannot inspect pid %lld", ns, name, (long long)h->pid);
+        goto out;
+    }
+    if (st.pgrp == getpgrp()) {
+        rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld is in bindery's own process group", ns,
+                      name, (long long)h->pid);
+        goto out;
+    }
+    /* A process whose environment names another world is not this one (a
+     * process whose environment names none may be a world that rewrote
+     * its own, as setproctitle does: it is taken on pid and start time). */
+    bdy__stray *id = malloc(sizeof(*id));
+    if (id == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    bool other = bdy__proc_identity(h->pid, id) == 0 &&
+                 (strcmp(id->ns, ns) != 0 || strcmp(id->name, name) != 0);
+    free(id);
+    if (other) {
+        rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld belongs to another world", ns, name,
+                      (long long)h->pid);
         goto out;
     }
     pthread_mutex_lock(&rt->lock);

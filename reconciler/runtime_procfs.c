@@ -247,6 +247,19 @@ out:
     return rc;
 }
 
+int bdy__proc_identity(int64_t pid, bdy__stray *out)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%lld/environ", (long long)pid);
+    char *env = malloc(BDY__ENVIRON_MAX);
+    if (env == NULL)
+        return BDY_ENOMEM;
+    ssize_t n = read_at(AT_FDCWD, path, env, BDY__ENVIRON_MAX);
+    int rc = n > 0 && bdy__stray_parse_environ(env, (size_t)n, out) ? 0 : BDY_ENOTFOUND;
+    free(env);
+    return rc;
+}
+
 int bdy__strays_find(bdy__stray **out, size_t *count)
 {
     return procs_find(-1, out, count);

@@ -958,7 +958,40 @@ static void test_adopt(void **state)
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_ENOTFOUND);
     wrong = h;
     wrong.pid = 0;
-    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_ENOTFOUND);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_EINVAL);
+    /* A status naming init (its start time is anyone's to read) would make
+     * a stop kill(-1); nor is the caller or its process group a world. */
+    wrong = h;
+    wrong.pid = 1;
+    wrong.boot_id[0] = '\0';
+    if (proc_state(1, NULL, &wrong.start_time) != 0)
+        assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_EINVAL);
+    wrong.pid = getpid();
+    proc_state(wrong.pid, NULL, &wrong.start_time);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_EINVAL);
+    pid_t member = fork(); /* in the caller's process group */
+    if (member == 0) {
+        pause();
+        _exit(0);
+    }
+    wrong.pid = member;
+    for (int i = 0; i < 100 && proc_state(member, NULL, &wrong.start_time) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "process group"));
+    kill(member, SIGKILL);
+    waitpid(member, NULL, 0);
+    /* A process whose environment names another world is not this one. */
+    unsigned other_port = free_port(f); /* port is taken by the adoptee */
+    char *other_env[] = {"BINDERY_WORLD_UID=uid-other", "BINDERY_WORLD_NAMESPACE=default",
+                         "BINDERY_WORLD_NAME=someone-else", NULL};
+    pid_t other = spawn_arena_env(f, other_port, "someone-else", other_env);
+    wrong.pid = other;
+    proc_state(other, NULL, &wrong.start_time);
+    assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &wrong, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "another world"));
+    kill(other, SIGKILL);
+    waitpid(other, NULL, 0);
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "a/b", &h, &eb), BDY_EINVAL);
     /* Not adopted yet: stop refuses rather than signal an unwatched process. */
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), BDY_EINVAL);
@@ -979,9 +1012,19 @@ static void test_adopt(void **state)
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0);
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &h, &eb), 0); /* no-op */
     /* A different process under the same world name is refused. */
-    bdy_world_handle self = {.pid = getpid()};
-    proc_state(self.pid, NULL, &self.start_time);
+    pid_t loner = fork();
+    if (loner == 0) {
+        setpgid(0, 0);
+        pause();
+        _exit(0);
+    }
+    setpgid(loner, loner);
+    bdy_world_handle self = {.pid = loner};
+    for (int i = 0; i < 100 && proc_state(loner, NULL, &self.start_time) == 0; i++)
+        sleep_ms(10);
     assert_int_equal(rt->vt->adopt(rt->ctx, "default", "adoptee", &self, &eb), BDY_EEXISTS);
+    kill(loner, SIGKILL);
+    waitpid(loner, NULL, 0);
 
     bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "game", .timeout_ms = 500};
     bdy_world_state st = BDY_WORLD_EXITED;
