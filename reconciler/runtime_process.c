@@ -560,9 +560,10 @@ static const bdy_port *find_port(const bdy_world_handle *h, const char *name, si
 
 /* Stores text with its placeholders replaced in *out (caller frees):
  * {port:NAME} becomes the host port assigned to NAME, {name} and
- * {namespace} the world's identity. Other braces are copied as they are, so
- * shell text such as ${HOME} passes through; an unknown port name is an
- * error because it can only be a mistake in the manifest. */
+ * {namespace} the world's identity. Other braces, and any right after a
+ * '$', are copied as they are, so shell text such as ${HOME}, ${name} or
+ * ${port:-7777} passes through; an unknown port name is an error because
+ * it can only be a mistake in the manifest. */
 static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_handle *h,
                   char **out, bdy_errbuf *eb)
 {
@@ -585,7 +586,9 @@ static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_
             break;
         const char *key = open + 1;
         size_t len = (size_t)(close - key);
-        if (len == 4 && memcmp(key, "name", 4) == 0) {
+        if (open > text && open[-1] == '$') {
+            rc = bdy_buf_append(&b, open, len + 2); /* the shell's */
+        } else if (len == 4 && memcmp(key, "name", 4) == 0) {
             rc = bdy_buf_appends(&b, spec->name);
         } else if (len == 9 && memcmp(key, "namespace", 9) == 0) {
             rc = bdy_buf_appends(&b, spec->ns);
@@ -964,7 +967,20 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
         rc = open_log(rt, spec, &logfd, eb);
     if (rc != 0)
         goto out;
+    /* A relative workingDir is under runtime.workDir, as the config's own
+     * paths are under the config's folder: not under wherever bindery was
+     * started from (often / under a service manager). */
+    char joined[PATH_MAX];
     const char *dir = spec->working_dir ? spec->working_dir : rt->work_dir;
+    if (spec->working_dir != NULL && spec->working_dir[0] != '/' && rt->work_dir != NULL) {
+        int n = snprintf(joined, sizeof(joined), "%s/%s", rt->work_dir, spec->working_dir);
+        if (n < 0 || (size_t)n >= sizeof(joined)) {
+            rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: workingDir under %s is too long", spec->ns,
+                          spec->name, rt->work_dir);
+            goto out;
+        }
+        dir = joined;
+    }
     int err = spawn_world(dir, logfd, argv, env.vars, &pid);
     if (err != 0) {
         rc = bdy_fail(eb, err == ENOENT ? BDY_ENOTFOUND : BDY_EIO,

@@ -1282,9 +1282,10 @@ static void test_placeholders_and_env(void **state)
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
     assert_int_equal(setenv("BDY_TEST_SECRET", "leaked", 1), 0);
     bdy_world_spec s = shell_spec(
-        "w6", "echo \"$BINDERY_PORT_GAME {port:game} $BINDERY_PORT_HTTP_ADMIN {name}/{namespace} "
-              "$BINDERY_WORLD_NAME $BINDERY_WORLD_NAMESPACE $MODE ${BINDERY_WORLD_NAME} {other} "
-              "[$BDY_TEST_SECRET] $BINDERY_WORLD_UID $PWD\" > out.txt");
+        "w6", "name=shell; echo \"$BINDERY_PORT_GAME {port:game} $BINDERY_PORT_HTTP_ADMIN "
+              "{name}/{namespace} $BINDERY_WORLD_NAME $BINDERY_WORLD_NAMESPACE $MODE "
+              "${BINDERY_WORLD_NAME} {other} [$BDY_TEST_SECRET] $BINDERY_WORLD_UID $PWD "
+              "${name} ${port:-7}\" > out.txt");
     s.ns = "games";
     s.uid = "uid-w6";
     snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
@@ -1310,10 +1311,27 @@ static void test_placeholders_and_env(void **state)
     snprintf(path, sizeof(path), "%s/out.txt", f->dir);
     unsigned g = h.ports[0].port;
     unsigned a = h.ports[1].port;
-    snprintf(expect, sizeof(expect), "%u %u %u w6/games w6 games %u-w6 w6 {other} [] uid-w6 %s\n",
-             g, g, a, a, f->dir);
+    /* ${...} is the shell's, whatever the name in it. */
+    snprintf(expect, sizeof(expect),
+             "%u %u %u w6/games w6 games %u-w6 w6 {other} [] uid-w6 %s shell 7\n", g, g, a, a,
+             f->dir);
     char *text = NULL;
     size_t len = 0;
+    assert_int_equal(bdy_read_file(path, 4096, &text, &len), 0);
+    assert_string_equal(text, expect);
+    free(text);
+
+    /* A relative workingDir is under the runtime's working folder. */
+    char sub[128];
+    snprintf(sub, sizeof(sub), "%s/sub", f->dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    bdy_world_spec w = shell_spec("w7", "pwd > where.txt");
+    w.working_dir = "sub";
+    start_ok(rt, &w, &h);
+    assert_true(wait_exit(f, "w7", &r));
+    assert_int_equal(r.status, 0);
+    snprintf(path, sizeof(path), "%s/where.txt", sub);
+    snprintf(expect, sizeof(expect), "%s\n", sub);
     assert_int_equal(bdy_read_file(path, 4096, &text, &len), 0);
     assert_string_equal(text, expect);
     free(text);
