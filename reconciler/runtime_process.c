@@ -1181,6 +1181,12 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
                       name, (long long)h->pid);
         goto out;
     } else if (rc == BDY_ENOTFOUND) {
+        /* Its leader died while no bindery watched, the helpers it
+         * started may run on in its group, holding its ports. */
+        proc_world gone = {.h = *h};
+        snprintf(gone.ns, sizeof(gone.ns), "%s", ns);
+        snprintf(gone.name, sizeof(gone.name), "%s", name);
+        kill_group_leftovers(&gone);
         rc = bdy_fail(eb, rc, "world %s/%s: pid %lld with start time %llu is gone", ns, name,
                       (long long)h->pid, (unsigned long long)h->start_time);
         goto out;

@@ -1180,6 +1180,43 @@ static void test_world_outlives_runtime(void **state)
     bdy_runtime_free(second);
 }
 
+/* A world whose leader died while no runtime watched it (bindery down)
+ * is not adopted, and the helpers it left in its group are killed: they
+ * would run on for good, holding its ports. */
+static void test_helpers_of_world_gone_in_downtime_are_killed(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    char uid[64];
+    run_uid(uid, "orphaner");
+    bdy_world_spec s = shell_spec("orphaner", "sleep 600 & echo $! > helper.pid; sleep 0.3");
+    s.uid = uid;
+    bdy_world_handle h;
+    start_ok(first, &s, &h);
+    bdy_runtime_free(first);
+    /* The leader ends unwatched; this test, its parent, reaps it. */
+    assert_int_equal(waitpid((pid_t)h.pid, NULL, 0), (pid_t)h.pid);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/helper.pid", f->dir);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(bdy_read_file(path, 64, &text, &len), 0);
+    int64_t helper = strtoll(text, NULL, 10);
+    free(text);
+    assert_true(alive(helper, NULL));
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "orphaner", &h, &eb), BDY_ENOTFOUND);
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end && alive(helper, NULL);)
+        sleep_ms(POLL_MS);
+    bool left = alive(helper, NULL);
+    if (left)
+        kill((pid_t)helper, SIGKILL);
+    assert_false(left);
+    bdy_runtime_free(second);
+}
+
 /* A command without a slash is looked for in the PATH the world is given,
  * not in Bindery's; a relative entry is relative to the working directory. */
 static void test_command_found_in_world_path(void **state)
@@ -1572,6 +1609,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_helpers_of_world_gone_in_downtime_are_killed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_adopted_world_takes_its_group_along, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_world_whose_main_thread_exited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
