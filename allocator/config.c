@@ -278,6 +278,9 @@ static const cfg_field runtime_fields[] = {
     UINT_FIELD(bdy_config_runtime, log_retention_h, "logRetentionHours", 0, 87600, "24",
                "hours a log of a world no longer running is kept after its last line; 0: "
                "forever"),
+    UINT_FIELD(bdy_config_runtime, log_max_mb, "logMaxMegabytes", 0, 1048576, "256",
+               "MiB a running world's log may reach before its oldest half is dropped; 0: no "
+               "cap"),
     UINT_FIELD(bdy_config_runtime, bench_ready_delay_ms, "benchReadyDelayMs", 0, 600000, "0",
                "bench runtime: how long a world takes to become Ready"),
 };

@@ -360,7 +360,7 @@ static bool same_runtime(const bdy_config_runtime *a, const bdy_config_runtime *
 {
     return a->kind == b->kind && a->port_min == b->port_min && a->port_max == b->port_max &&
            same_str(a->work_dir, b->work_dir) && same_str(a->log_dir, b->log_dir) &&
-           a->log_retention_h == b->log_retention_h &&
+           a->log_retention_h == b->log_retention_h && a->log_max_mb == b->log_max_mb &&
            a->bench_ready_delay_ms == b->bench_ready_delay_ms;
 }
 
@@ -551,6 +551,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
                                        .work_dir = rt->work_dir,
                                        .log_dir = rt->log_dir,
                                        .log_retention_s = (double)rt->log_retention_h * 3600,
+                                       .log_max_bytes = (uint64_t)rt->log_max_mb << 20,
                                        .on_exit = bdy_reconciler_world_exited,
                                        .data = d->reconciler};
         rc = bdy_runtime_process_new(&po, &d->runtime, eb);

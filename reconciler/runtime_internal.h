@@ -121,11 +121,18 @@ size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **r
  * when no sweep happens. */
 typedef int (*bdy__logs_running_fn)(void *data, char ***names, size_t *count);
 
+/* Cuts every log named in running (log file names in dir) that is larger
+ * than max_bytes down to about half of it, dropping its oldest bytes and
+ * appending a line that says so (0: no cap). Returns how many were cut. */
+size_t bdy__logs_cap(const char *dir, char **running, size_t nrunning, uint64_t max_bytes);
+
 typedef struct bdy__log_sweeper bdy__log_sweeper;
-/* Starts a thread sweeping dir once a minute; *out stays NULL (nothing to
- * stop) when retention_s is 0, which keeps logs for good. */
-int bdy__log_sweeper_start(const char *dir, double retention_s, bdy__logs_running_fn running,
-                           void *data, bdy__log_sweeper **out, bdy_errbuf *eb);
+/* Starts a thread that caps running worlds' logs at max_bytes every few
+ * seconds and sweeps dir of old logs once a minute; *out stays NULL
+ * (nothing to stop) when retention_s and max_bytes are both 0. */
+int bdy__log_sweeper_start(const char *dir, double retention_s, uint64_t max_bytes,
+                           bdy__logs_running_fn running, void *data, bdy__log_sweeper **out,
+                           bdy_errbuf *eb);
 /* Stops and frees the sweeper (NULL: nothing). */
 void bdy__log_sweeper_stop(bdy__log_sweeper *s);
 

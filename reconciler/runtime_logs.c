@@ -5,7 +5,12 @@
  * retention time; logs of running worlds are never touched, however old
  * their last line (a deleted open file would go on filling the disk,
  * unseen). The sweep runs on its own thread, once a minute, so a large
- * folder never holds up exit notices. */
+ * folder never holds up exit notices.
+ *
+ * A running world's log is capped instead: a chatty or looping world would
+ * otherwise fill the disk it shares with the store, and every claim would
+ * fail with it. Every few seconds a log past the cap loses its oldest part
+ * down to half the cap. */
 #include "runtime_internal.h"
 
 #include "bindery/log.h"
@@ -15,6 +20,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,10 +30,15 @@
 
 #define LOG_COMPONENT "runtime"
 #define SWEEP_EVERY_MS 60000u
+#define CAP_EVERY_MS 5000u
+/* Without FALLOC_FL_COLLAPSE_RANGE (tmpfs, some filesystems) the kept part
+ * is read and written back; at most this much of it. */
+#define CAP_COPY_MAX ((uint64_t)4 << 20)
 
 struct bdy__log_sweeper {
     char *dir;
     double retention_s;
+    uint64_t max_bytes;
     bdy__logs_running_fn running;
     void *data;
     pthread_mutex_t lock; /* stopping */
@@ -76,24 +88,114 @@ size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **r
     return deleted;
 }
 
+/* Appends the note that says what was cut, on its own line. */
+static void note_cut(int dirfd, const char *name, uint64_t dropped, uint64_t max_bytes)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    char note[200];
+    int n = snprintf(note, sizeof(note),
+                     "\n[bindery] dropped the oldest %llu bytes of this log: it outgrew "
+                     "runtime.logMaxMegabytes (%llu MiB)\n",
+                     (unsigned long long)dropped, (unsigned long long)(max_bytes >> 20));
+    if (n > 0 && write(fd, note, (size_t)n) < 0)
+        bdy_debug(LOG_COMPONENT, "cannot note the cut in %s: %s", name, strerror(errno));
+    close(fd);
+}
+
+/* Cuts one log past max_bytes down to about half of it; the bytes dropped,
+ * 0 when it was within the cap or could not be cut. The world writes with
+ * O_APPEND, so its next line lands at the new end either way. */
+static uint64_t cut_log(int dirfd, const char *name, uint64_t max_bytes)
+{
+    int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    uint64_t dropped = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= max_bytes)
+        goto out;
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t keep = max_bytes / 2;
+    uint64_t block = st.st_blksize > 0 ? (uint64_t)st.st_blksize : 4096;
+    uint64_t collapse = (size - keep) / block * block;
+    if (collapse > 0 && fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, (off_t)collapse) == 0) {
+        dropped = collapse;
+        goto out;
+    }
+    /* Lines the world writes between the read and the truncate are lost. */
+    if (keep > CAP_COPY_MAX)
+        keep = CAP_COPY_MAX;
+    char *tail = malloc(keep ? keep : 1);
+    ssize_t got = tail ? pread(fd, tail, keep, (off_t)(size - keep)) : -1;
+    if (got >= 0 && ftruncate(fd, 0) == 0) {
+        dropped = size - (uint64_t)got;
+        int afd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        if (afd >= 0) {
+            if (write(afd, tail, (size_t)got) < 0)
+                bdy_debug(LOG_COMPONENT, "cannot keep the end of %s: %s", name, strerror(errno));
+            close(afd);
+        }
+    }
+    free(tail);
+out:
+    close(fd);
+    if (dropped > 0)
+        note_cut(dirfd, name, dropped, max_bytes);
+    return dropped;
+}
+
+size_t bdy__logs_cap(const char *dir, char **running, size_t nrunning, uint64_t max_bytes)
+{
+    if (max_bytes == 0)
+        return 0;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return 0;
+    size_t cut = 0;
+    for (size_t i = 0; i < nrunning; i++) {
+        struct stat st;
+        if (fstatat(dirfd, running[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size <= max_bytes)
+            continue;
+        uint64_t dropped = cut_log(dirfd, running[i], max_bytes);
+        if (dropped > 0) {
+            cut++;
+            bdy_warn(LOG_COMPONENT,
+                     "world log %s/%s outgrew runtime.logMaxMegabytes (%llu MiB): dropped its "
+                     "oldest %llu bytes",
+                     dir, running[i], (unsigned long long)(max_bytes >> 20),
+                     (unsigned long long)dropped);
+        }
+    }
+    close(dirfd);
+    return cut;
+}
+
 static void *sweeper_main(void *arg)
 {
     bdy__log_sweeper *s = arg;
     bdy_thread_start("bdy-log-sweep", true);
     pthread_mutex_lock(&s->lock);
-    while (!s->stopping) {
+    for (unsigned round = 1; !s->stopping; round++) {
         struct timespec deadline;
-        bdy_deadline_after_ms(CLOCK_MONOTONIC, SWEEP_EVERY_MS, &deadline);
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, CAP_EVERY_MS, &deadline);
         while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &deadline) != ETIMEDOUT)
             ;
         if (s->stopping)
             break;
+        bool sweep = s->retention_s > 0 && round % (SWEEP_EVERY_MS / CAP_EVERY_MS) == 0;
+        if (s->max_bytes == 0 && !sweep)
+            continue;
         pthread_mutex_unlock(&s->lock);
         char **running = NULL;
         size_t nrunning = 0;
         if (s->running(s->data, &running, &nrunning) == 0) {
-            size_t n = bdy__logs_sweep(s->dir, s->retention_s, bdy_wall_seconds(), running,
-                                       nrunning, BDY__LOG_SWEEP_MAX);
+            bdy__logs_cap(s->dir, running, nrunning, s->max_bytes);
+            size_t n = sweep ? bdy__logs_sweep(s->dir, s->retention_s, bdy_wall_seconds(), running,
+                                               nrunning, BDY__LOG_SWEEP_MAX)
+                             : 0;
             if (n > 0)
                 bdy_info(LOG_COMPONENT, "deleted %zu logs of worlds gone for over %.0f h", n,
                          s->retention_s / 3600);
@@ -107,11 +209,12 @@ static void *sweeper_main(void *arg)
     return NULL;
 }
 
-int bdy__log_sweeper_start(const char *dir, double retention_s, bdy__logs_running_fn running,
-                           void *data, bdy__log_sweeper **out, bdy_errbuf *eb)
+int bdy__log_sweeper_start(const char *dir, double retention_s, uint64_t max_bytes,
+                           bdy__logs_running_fn running, void *data, bdy__log_sweeper **out,
+                           bdy_errbuf *eb)
 {
     *out = NULL;
-    if (retention_s <= 0)
+    if (retention_s <= 0 && max_bytes == 0)
         return 0;
     bdy__log_sweeper *s = calloc(1, sizeof(*s));
     if (s == NULL || (s->dir = strdup(dir)) == NULL) {
@@ -119,6 +222,7 @@ int bdy__log_sweeper_start(const char *dir, double retention_s, bdy__logs_runnin
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
     s->retention_s = retention_s;
+    s->max_bytes = max_bytes;
     s->running = running;
     s->data = data;
     pthread_mutex_init(&s->lock, NULL);

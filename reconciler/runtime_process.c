@@ -1608,8 +1608,8 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         rc = bdy_fail(eb, BDY_EIO, "process runtime: epoll/eventfd: %s", strerror(errno));
         goto out;
     }
-    rc = bdy__log_sweeper_start(rt->log_dir, opts->log_retention_s, running_log_names, rt,
-                                &rt->log_sweeper, eb);
+    rc = bdy__log_sweeper_start(rt->log_dir, opts->log_retention_s, opts->log_max_bytes,
+                                running_log_names, rt, &rt->log_sweeper, eb);
     if (rc != 0)
         goto out;
     int err = pthread_create(&rt->thread, NULL, watcher_main, rt);

@@ -218,6 +218,7 @@ typedef struct bdy_config_runtime {
     char *work_dir;                /* workDir: worlds' working folder, default "." */
     char *log_dir;                 /* logDir: worlds' stdout/stderr, default "worlds" */
     unsigned log_retention_h;      /* logRetentionHours, default 24, 0 (forever)..87600 */
+    unsigned log_max_mb;           /* logMaxMegabytes, default 256, 0 (no cap)..1048576 */
     unsigned bench_ready_delay_ms; /* benchReadyDelayMs, default 0, 0..600000 */
 } bdy_config_runtime;
 

@@ -150,6 +150,9 @@ typedef struct bdy_process_runtime_opts {
     /* A log of a world this runtime does not run is deleted once it has
      * not been written for this long; 0: never. Swept once a minute. */
     double log_retention_s;
+    /* A running world's log past this size loses its oldest part, down to
+     * about half of it; checked every 5 s. 0: no cap. */
+    uint64_t log_max_bytes;
     bdy_world_exit_cb on_exit;
     void *data;
 } bdy_process_runtime_opts;

@@ -1313,6 +1313,64 @@ static void test_old_world_logs_are_swept(void **state)
     free(running[1]);
 }
 
+/* A running world's log past the cap loses its oldest part, down to half
+ * the cap, and says so; its writer's next line lands at the new end. Logs
+ * of worlds not running are the retention's business. */
+static void check_log_cap(const char *dir)
+{
+    const uint64_t cap = 1 << 20;
+    char path[256];
+    int fds[2];
+    const char *names[] = {"default_chatty.log", "default_gone.log"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        fds[i] = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        assert_true(fds[i] >= 0);
+        char line[64];
+        for (int n = 0; n < 100000; n++) { /* about 3 MB */
+            int len = snprintf(line, sizeof(line), "line %08d of the world\n", n);
+            assert_int_equal(write(fds[i], line, (size_t)len), len);
+        }
+    }
+    char *running[] = {strdup(names[0]), strdup("default_other.log")};
+    assert_int_equal(bdy__logs_cap(dir, running, 2, cap), 1);
+    assert_int_equal(bdy__logs_cap(dir, running, 2, cap), 0); /* within the cap now */
+    assert_int_equal(write(fds[0], "after the cut\n", 14), 14);
+    char *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, names[0]);
+    assert_int_equal(bdy_read_file(path, 8 << 20, &text, &len), 0);
+    assert_true(len <= cap);
+    assert_true(len >= cap / 4);
+    assert_non_null(strstr(text, "line 00099999 of the world\n\n[bindery] dropped the oldest "));
+    assert_null(strstr(text, "line 00000000 "));
+    assert_string_equal(text + len - 14, "after the cut\n");
+    free(text);
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, names[1]);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true((uint64_t)st.st_size > 3 * cap / 2); /* not running: untouched */
+    close(fds[0]);
+    close(fds[1]);
+    free(running[0]);
+    free(running[1]);
+}
+
+static void test_running_world_logs_are_capped(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime_free(new_runtime(f, f->port_base, f->port_base)); /* makes the folder */
+    check_log_cap(f->logs);
+    /* tmpfs cannot collapse a range: the kept part is copied back. */
+    char shm[] = "/dev/shm/bdy-logcap-XXXXXX";
+    if (mkdtemp(shm) != NULL) {
+        check_log_cap(shm);
+        char cmd[64];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", shm);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static void test_placeholders_and_env(void **state)
 {
     fixture *f = *state;
@@ -1625,6 +1683,7 @@ int main(void)
         cmocka_unit_test(test_environ_parse),
         cmocka_unit_test_setup_teardown(test_command_found_in_world_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_world_logs_are_swept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_running_world_logs_are_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_placeholders_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_and_tcp_probes, setup, teardown),
