@@ -141,6 +141,12 @@ typedef struct replay_waiter {
     char id[BDY_ALLOCATION_ID_LEN + 8]; /* set when the first claim succeeded */
     bool ended;                         /* the first claim ended (id "" if it failed) */
     bool reused;                        /* the key now stands for another request body */
+    /* How the first claim failed, when it did: the retry gets the same
+     * answer (status 0: not told). */
+    unsigned fail_status;
+    unsigned fail_retry_after;
+    char fail_code[32];
+    char fail_message[256];
     double deadline;
     uint64_t t0;
 } replay_waiter;
@@ -1021,7 +1027,15 @@ static int write_claim(bdy_claims *c, const char *ns, const char *name, const ch
 
 /* Ends a pending idempotency entry: success records the id, failure drops
  * the entry so a retry can claim. */
-static void idem_finish(bdy_claims *c, const char *full, const char *id)
+/* How a claim failed, for the retries that waited on its key. */
+typedef struct claim_failure {
+    unsigned status;
+    const char *code;
+    const char *message;
+    unsigned retry_after;
+} claim_failure;
+
+static void idem_end(bdy_claims *c, const char *full, const char *id, const claim_failure *f)
 {
     if (full == NULL)
         return;
@@ -1040,12 +1054,41 @@ static void idem_finish(bdy_claims *c, const char *full, const char *id)
         if (!w->ended && strcmp(w->idem_full, full) == 0) {
             w->ended = true;
             snprintf(w->id, sizeof(w->id), "%s", id != NULL ? id : "");
+            if (id == NULL && f != NULL) {
+                w->fail_status = f->status;
+                w->fail_retry_after = f->retry_after;
+                snprintf(w->fail_code, sizeof(w->fail_code), "%s", f->code);
+                snprintf(w->fail_message, sizeof(w->fail_message), "%s", f->message);
+            }
             woke = true;
         }
     }
     if (woke)
         pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* The claim with key full (NULL: none) succeeded as allocation id. */
+static void idem_finish(bdy_claims *c, const char *full, const char *id)
+{
+    idem_end(c, full, id, NULL);
+}
+
+/* The claim with key full (NULL: none) failed: answers resp (or, when
+ * resp is NULL, the deferred d, finishing it) with the error, and gives the
+ * retries that waited on the key the same answer. */
+static void fail_claim(bdy_claims *c, const char *full, bdy_http_response *resp,
+                       bdy_http_deferred *d, unsigned status, const char *code, const char *message,
+                       unsigned retry_after)
+{
+    claim_failure f = {status, code, message, retry_after};
+    idem_end(c, full, NULL, &f);
+    if (resp != NULL) {
+        bdy_http_error(resp, status, code, message, retry_after);
+    } else {
+        bdy_http_error(bdy_http_deferred_response(d), status, code, message, retry_after);
+        bdy_http_deferred_finish(d);
+    }
 }
 
 /* ---- the claim ledger (embedded mode) --------------------------------------------------
@@ -1573,9 +1616,8 @@ static void warm_done(void *data, int rc)
          * warm index offered it. Refuse rather than hand it out twice. */
         bdy_warn("claims", "claim of %s/%s not recorded: %s", j->ref.ns, j->ref.name,
                  rc == BDY_ECONFLICT ? "the ledger holds another claim on it" : bdy_strerror(rc));
-        idem_finish(c, j->has_idem ? j->idem_full : NULL, NULL);
-        bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
-                       RETRY_AFTER_S);
+        fail_claim(c, j->has_idem ? j->idem_full : NULL, resp, NULL, 503, "Unavailable",
+                   "the claim could not be made durable", RETRY_AFTER_S);
         count_result(c, j->ref.ns, j->ref.pool, "warm", "error", 0);
     }
     bdy_http_deferred_finish(j->d);
@@ -1681,8 +1723,9 @@ static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_re
     replay_waiter *w = calloc(1, sizeof(*w));
     if (w == NULL || (w->d = bdy_http_defer(req)) == NULL) {
         free(w);
-        bdy_http_error(resp, 409, "Conflict",
-                       "a claim with this Idempotency-Key is still in progress", RETRY_AFTER_S);
+        bdy_http_error(resp, 503, "Unavailable",
+                       "a claim with this Idempotency-Key is still in progress; send it again",
+                       RETRY_AFTER_S);
         return;
     }
     snprintf(w->idem_full, sizeof(w->idem_full), "%s", idem_full);
@@ -1729,14 +1772,27 @@ static void finish_replay(bdy_claims *c, replay_waiter *w, bool stopping)
         count_result(c, w->ns, w->pool, "replay", "error", 0);
     } else if (w->ended && w->id[0] != '\0') {
         answer_replay(c, resp, w->id, w->ns, w->pool, w->t0);
-    } else {
-        /* Failed: nothing was claimed, so sending it again may claim. */
-        bdy_http_error(resp, 409, "Conflict",
-                       w->ended ? "the claim with this Idempotency-Key failed while this retry "
-                                  "waited for it; send it again"
-                                : "a claim with this Idempotency-Key is still in progress",
-                       RETRY_AFTER_S);
+    } else if (w->ended) {
+        /* Failed: the retry is answered as the claim was (nothing was
+         * claimed, so sending it again may claim). */
+        if (w->fail_status != 0)
+            bdy_http_error(resp, w->fail_status, w->fail_code, w->fail_message,
+                           w->fail_retry_after);
+        else
+            bdy_http_error(resp, 503, "Unavailable",
+                           "the claim with this Idempotency-Key failed while this retry waited "
+                           "for it; send it again",
+                           RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "replay", "error", 0);
+    } else {
+        /* Its own wait is over, the first claim's is not: no world for it
+         * within its waitSeconds, as the table says, and the same key later
+         * gets the first claim's result. */
+        bdy_http_error(resp, 504, "ColdStartTimeout",
+                       "the claim with this Idempotency-Key is still waiting for its world; send "
+                       "it again to learn the result",
+                       RETRY_AFTER_S);
+        count_result(c, w->ns, w->pool, "replay", "timeout", 0);
     }
     bdy_http_deferred_finish(w->d);
     free(w);
@@ -1817,8 +1873,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
 
     if (atomic_load_explicit(&c->refusing, memory_order_relaxed)) {
         /* Draining: no new claim (a replay of a finished one is answered above). */
-        bdy_http_error(resp, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
-        idem_finish(c, idem_pending, NULL);
+        fail_claim(c, idem_pending, resp, NULL, 503, "ShuttingDown", "the server is shutting down",
+                   RETRY_AFTER_S);
         goto out;
     }
     new_allocation_id(c, id);
@@ -1840,17 +1896,13 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                 goto out; /* the job owns the claim now */
             bdy_fleet_claim_done(c->o.fleet, &ref, false, false);
             count_result(c, cr.ns, cr.pool, "warm", "error", 0);
-            idem_finish(c, idem_pending, NULL);
-            bdy_http_response *answer =
-                job != NULL && job->d != NULL ? bdy_http_deferred_response(job->d) : resp;
+            bool deferred = job != NULL && job->d != NULL;
             if (rc == BDY_ESHUTDOWN)
-                bdy_http_error(answer, 503, "ShuttingDown", "the server is shutting down",
-                               RETRY_AFTER_S);
+                fail_claim(c, idem_pending, deferred ? NULL : resp, deferred ? job->d : NULL, 503,
+                           "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
             else
-                bdy_http_error(answer, 503, "Unavailable", "the claim could not be made durable",
-                               RETRY_AFTER_S);
-            if (job != NULL && job->d != NULL)
-                bdy_http_deferred_finish(job->d);
+                fail_claim(c, idem_pending, deferred ? NULL : resp, deferred ? job->d : NULL, 503,
+                           "Unavailable", "the claim could not be made durable", RETRY_AFTER_S);
             warm_job_free(job);
             goto out;
         }
@@ -1872,10 +1924,9 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         if (rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND)
             continue; /* that world changed under us: the next one */
         if (rc != 0) {
-            bdy_http_error(resp, 503, "Unavailable", "the claim could not be made durable",
-                           RETRY_AFTER_S);
+            fail_claim(c, idem_pending, resp, NULL, 503, "Unavailable",
+                       "the claim could not be made durable", RETRY_AFTER_S);
             count_result(c, cr.ns, cr.pool, "warm", "error", 0);
-            idem_finish(c, idem_pending, NULL);
             goto out;
         }
         pthread_mutex_lock(&c->lock);
@@ -1903,9 +1954,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         snprintf(why, sizeof(why),
                  "pool %s/%s: its %u Ready worlds are being checked after a restart", cr.ns,
                  cr.pool, pc.unchecked);
-        bdy_http_error(resp, 503, "NotReady", why, RETRY_AFTER_S);
+        fail_claim(c, idem_pending, resp, NULL, 503, "NotReady", why, RETRY_AFTER_S);
         count_result(c, cr.ns, cr.pool, "warm", "exhausted", 0);
-        idem_finish(c, idem_pending, NULL);
         goto out;
     }
     /* No warm world: a miss, which the forecast learns from. */
@@ -1917,8 +1967,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     /* Only a miss needs the pool's full spec (a deep copy): not the warm path. */
     if (bdy_fleet_pool_spec(c->o.fleet, cr.ns, cr.pool, &spec) != 0) {
         snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
-        bdy_http_error(resp, 404, "NotFound", why, 0);
-        idem_finish(c, idem_pending, NULL);
+        fail_claim(c, idem_pending, resp, NULL, 404, "NotFound", why, 0);
         goto out;
     }
     have_spec = true;
@@ -1938,9 +1987,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                  cr.wait_s == 0 ? ""
                  : matches      ? " and it is at maxWorlds"
                                 : " and a new world would not match the selectors");
-        bdy_http_error(resp, 503, "PoolExhausted", why, RETRY_AFTER_S);
+        fail_claim(c, idem_pending, resp, NULL, 503, "PoolExhausted", why, RETRY_AFTER_S);
         count_result(c, cr.ns, cr.pool, "warm", "exhausted", 0);
-        idem_finish(c, idem_pending, NULL);
         goto out;
     }
     if (create_rc != 0) {
@@ -1949,9 +1997,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
          * not record it (a full disk, say). */
         snprintf(why, sizeof(why), "the world for this claim could not be recorded: %s",
                  eb.message[0] ? eb.message : bdy_strerror(create_rc));
-        bdy_http_error(resp, 503, "Unavailable", why, RETRY_AFTER_S);
+        fail_claim(c, idem_pending, resp, NULL, 503, "Unavailable", why, RETRY_AFTER_S);
         count_result(c, cr.ns, cr.pool, "cold", "error", 0);
-        idem_finish(c, idem_pending, NULL);
         goto out;
     }
     bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_COLD, bdy_wall_seconds());
@@ -1975,8 +2022,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         /* Cannot happen from inside this handler; if it does, the world is
          * released to the pool by the orphan sweep. */
         waiter_free(w);
-        bdy_http_error(resp, 503, "Unavailable", "the claim could not wait", RETRY_AFTER_S);
-        idem_finish(c, idem_pending, NULL);
+        fail_claim(c, idem_pending, resp, NULL, 503, "Unavailable", "the claim could not wait",
+                   RETRY_AFTER_S);
         goto out;
     }
     pthread_mutex_lock(&c->lock);
@@ -1991,8 +2038,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         /* Stopping: the thread that answers waiters is gone or going. The
          * world stays reserved; the next start's orphan sweep gives it to
          * the pool, as for the waiters that thread answers on its way out. */
-        finish_error(w->d, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
-        idem_finish(c, idem_pending, NULL);
+        fail_claim(c, idem_pending, NULL, w->d, 503, "ShuttingDown", "the server is shutting down",
+                   RETRY_AFTER_S);
         waiter_free(w);
         goto out;
     }
@@ -2114,14 +2161,12 @@ static void complete_cold(bdy_claims *c, waiter *w)
     } else if (rc != BDY_EBUSY && store_trouble(rc)) { /* EBUSY here: no longer Ready */
         /* The world is Ready; the claim could not be recorded. It stays
          * reserved until the orphan sweep gives it to the pool. */
-        idem_finish(c, idem, NULL);
-        finish_error(w->d, 503, "Unavailable", "the claim could not be made durable",
-                     RETRY_AFTER_S);
+        fail_claim(c, idem, NULL, w->d, 503, "Unavailable", "the claim could not be made durable",
+                   RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "error", 0);
     } else {
-        idem_finish(c, idem, NULL);
-        finish_error(w->d, 503, "PoolExhausted", "the world started for this claim did not start",
-                     RETRY_AFTER_S);
+        fail_claim(c, idem, NULL, w->d, 503, "PoolExhausted",
+                   "the world started for this claim did not start", RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "error", 0);
     }
     json_object_put(world);
@@ -2284,16 +2329,14 @@ static void *records_main(void *arg)
 static void expire_cold(bdy_claims *c, waiter *w)
 {
     char idem_full[IDEM_KEY_MAX];
-    if (w->idem_key[0]) {
+    if (w->idem_key[0])
         idem_compose(idem_full, sizeof(idem_full), w->ns, w->idem_key);
-        idem_finish(c, idem_full, NULL);
-    }
     char msg[400];
     snprintf(msg, sizeof(msg),
              "world %s was not Ready within %.0f s; it keeps starting and joins "
              "the pool",
              w->world, w->deadline - w->started);
-    finish_error(w->d, 504, "ColdStartTimeout", msg, 0);
+    fail_claim(c, w->idem_key[0] ? idem_full : NULL, NULL, w->d, 504, "ColdStartTimeout", msg, 0);
     count_result(c, w->ns, w->pool, "cold", "timeout", 0);
     unreserve(c, w->ns, w->world);
 }
@@ -2342,12 +2385,11 @@ static void *cold_main(void *arg)
                 complete_cold(c, due);
             else if (due->failed) {
                 char idem_full[IDEM_KEY_MAX];
-                if (due->idem_key[0]) {
+                if (due->idem_key[0])
                     idem_compose(idem_full, sizeof(idem_full), due->ns, due->idem_key);
-                    idem_finish(c, idem_full, NULL);
-                }
-                finish_error(due->d, 503, "PoolExhausted",
-                             "the world started for this claim failed", RETRY_AFTER_S);
+                fail_claim(c, due->idem_key[0] ? idem_full : NULL, NULL, due->d, 503,
+                           "PoolExhausted", "the world started for this claim failed",
+                           RETRY_AFTER_S);
                 count_result(c, due->ns, due->pool, "cold", "error", 0);
             } else {
                 expire_cold(c, due);

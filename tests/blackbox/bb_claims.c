@@ -560,6 +560,34 @@ static void test_cold_claims_and_their_retries_all_answered(void **state)
     bb_cleanup(&s);
 }
 
+/* A retry that waited on a claim with its key gets that claim's answer
+ * when it fails (here 504 ColdStartTimeout), not a code outside API.md's
+ * table. */
+static void test_retry_of_failed_cold_claim_gets_its_answer(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server_warm(&s, 0, 0, 1, ", \"--ready-delay-ms\", \"60000\"", 600);
+    assert_true(bb_start(&s, NULL));
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":2}";
+    keyed_claim k[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        k[i] = (keyed_claim){.s = &s, .body = body};
+        snprintf(k[i].key, sizeof(k[i].key), "doomed key");
+        if (i == 1)
+            assert_true(bb_log_contains(&s, "waiting up to 2 s for cold world", 10000));
+        pthread_create(&th[i], NULL, keyed_claim_main, &k[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        if (k[i].result.status != 504 || strstr(k[i].result.body, "ColdStartTimeout") == NULL)
+            fail_msg("claim %d: %ld %s", i, k[i].result.status, k[i].result.body);
+    }
+    bb_cleanup(&s);
+}
+
 /* Clients cannot take the descriptors bindery needs for its worlds: with
  * a limit of 200, more idle connections than that left warm worlds failing
  * their readiness probes (no socket for the probe). bindery now lowers its
@@ -1974,6 +2002,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
+        cmocka_unit_test_teardown(test_retry_of_failed_cold_claim_gets_its_answer, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
