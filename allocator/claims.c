@@ -103,6 +103,12 @@ typedef struct mat_item {
     bdy_ledger_record *rec;
 } mat_item;
 
+/* Monotonic seconds, for deadlines and durations (not timestamps). */
+static double mono_s(void)
+{
+    return (double)bdy_monotonic_ns() / 1e9;
+}
+
 static void mat_item_free(mat_item *m)
 {
     if (m != NULL)
@@ -123,7 +129,7 @@ typedef struct waiter {
     char hash[65];
     json_object *labels;      /* owned, may be NULL */
     json_object *annotations; /* owned, may be NULL */
-    double deadline;
+    double deadline;          /* monotonic seconds (mono_s) */
     double started;
     bool ready; /* the world is Ready: claim it */
     bool failed;
@@ -147,7 +153,7 @@ typedef struct replay_waiter {
     unsigned fail_retry_after;
     char fail_code[32];
     char fail_message[256];
-    double deadline;
+    double deadline; /* monotonic seconds (mono_s) */
     uint64_t t0;
 } replay_waiter;
 
@@ -1363,14 +1369,14 @@ static void *materializer_main(void *arg)
             /* Start-up: writing statuses while the world informer lists
              * would outrun its watch history and make it relist forever. */
             struct timespec ts;
-            bdy_deadline_after_ms(CLOCK_REALTIME, 100, &ts);
+            bdy_deadline_after_ms(CLOCK_MONOTONIC, 100, &ts);
             pthread_cond_timedwait(&c->mat_wake, &c->lock, &ts);
             continue;
         }
         /* Let the round fill a little: one commit for many claims. New
          * claims signal mat_wake, so wait out the deadline in a loop. */
         struct timespec until;
-        bdy_deadline_after_ms(CLOCK_REALTIME, MAT_LINGER_MS, &until);
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, MAT_LINGER_MS, &until);
         while (c->mat_len < MAT_ROUND && !c->stopping &&
                pthread_cond_timedwait(&c->mat_wake, &c->lock, &until) == 0)
             ;
@@ -1436,7 +1442,7 @@ static void *materializer_main(void *arg)
                          "again in %u ms (%llu such lines held back before this one)",
                          backoff_ms, (unsigned long long)held);
             struct timespec until_retry;
-            bdy_deadline_after_ms(CLOCK_REALTIME, backoff_ms, &until_retry);
+            bdy_deadline_after_ms(CLOCK_MONOTONIC, backoff_ms, &until_retry);
             while (!c->stopping &&
                    pthread_cond_timedwait(&c->mat_wake, &c->lock, &until_retry) == 0)
                 ;
@@ -1731,7 +1737,7 @@ static void replay_later(bdy_claims *c, const bdy_http_request *req, bdy_http_re
     snprintf(w->idem_full, sizeof(w->idem_full), "%s", idem_full);
     snprintf(w->ns, sizeof(w->ns), "%s", cr->ns);
     snprintf(w->pool, sizeof(w->pool), "%s", cr->pool);
-    w->deadline = bdy_wall_seconds() + IDEM_WAIT_MS / 1000.0 + cr->wait_s;
+    w->deadline = mono_s() + IDEM_WAIT_MS / 1000.0 + cr->wait_s;
     w->t0 = t0;
     pthread_mutex_lock(&c->lock);
     if (c->stopping) {
@@ -2015,7 +2021,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         w->labels = json_object_get(cr.labels);
     if (cr.annotations != NULL)
         w->annotations = json_object_get(cr.annotations);
-    w->started = bdy_wall_seconds();
+    w->started = mono_s();
     w->deadline = w->started + cr.wait_s;
     w->d = bdy_http_defer(req);
     if (w->d == NULL) {
@@ -2143,7 +2149,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
                          bdy_jstr(bdy_jget(world, "metadata"), "resourceVersion"), w->id, &cr,
                          "cold", w->idem_key, w->hash, &claimed);
     }
-    double seconds = bdy_wall_seconds() - w->started;
+    double seconds = mono_s() - w->started;
     if (rc == 0) {
         pthread_mutex_lock(&c->lock);
         index_allocation(c, w->ns, w->world, bdy_jget(bdy_jget(claimed, "status"), "allocation"),
@@ -2313,7 +2319,7 @@ static void *records_main(void *arg)
         bool behind = sweep_records(c, &token);
         pthread_mutex_lock(&c->lock);
         struct timespec until;
-        bdy_deadline_after_ms(CLOCK_REALTIME,
+        bdy_deadline_after_ms(CLOCK_MONOTONIC,
                               behind ? RECORD_SWEEP_BEHIND_S * 1000 : RECORD_SWEEP_EVERY_S * 1000,
                               &until);
         while (!c->stopping && pthread_cond_timedwait(&c->sweep_wake, &c->lock, &until) == 0)
@@ -2348,12 +2354,12 @@ static void *cold_main(void *arg)
     double last_sweep = 0;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
-        double now = bdy_wall_seconds();
+        double now = mono_s();
         if (now - last_sweep >= ORPHAN_SWEEP_EVERY_S) {
             pthread_mutex_unlock(&c->lock);
             sweep_orphans(c);
             pthread_mutex_lock(&c->lock);
-            last_sweep = bdy_wall_seconds();
+            last_sweep = mono_s();
             continue;
         }
         replay_waiter **rslot = &c->replays;
@@ -2399,7 +2405,7 @@ static void *cold_main(void *arg)
             continue;
         }
         struct timespec ts;
-        bdy_deadline_after_ms(CLOCK_REALTIME, 100, &ts);
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, 100, &ts);
         pthread_cond_timedwait(&c->wake, &c->lock, &ts);
     }
     /* Shutting down: nobody will make these worlds ready for them now. */
@@ -2831,9 +2837,11 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
-    pthread_cond_init(&c->sweep_wake, NULL);
-    pthread_cond_init(&c->mat_wake, NULL);
+    /* Waits are timed on the monotonic clock: a stepped wall clock must
+     * neither time every waiting claim out at once nor let waits overrun. */
+    bdy_cond_init_monotonic(&c->wake);
+    bdy_cond_init_monotonic(&c->sweep_wake);
+    bdy_cond_init_monotonic(&c->mat_wake);
     atomic_init(&c->records_synced, false);
     atomic_init(&c->sweep_stop, false);
     atomic_init(&c->refusing, false);
