@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The most trend damping a fit chooses (and a saved state may hold). */
+#define PHI_MAX 0.98
 #define DAY_S 86400u
 #define WEEK_DAYS 7u
 /* Weight of the newest squared error in the running mean square error:
@@ -221,6 +223,20 @@ static void hw_update(bdy_forecast *f, uint64_t bucket, double y)
     f->level = level;
 }
 
+/* A bucket without an observation (bindery was down, say): the level
+ * follows the damped trend. Demand is never negative, so neither is the
+ * level: a falling trend carried across a long gap would otherwise leave
+ * it far below zero, the forecast 0 for as long as it takes to climb back. */
+static void skip_bucket(bdy_forecast *f)
+{
+    f->level += f->p.phi * f->trend;
+    f->trend *= f->p.phi;
+    if (f->level < 0) {
+        f->level = 0;
+        f->trend = 0;
+    }
+}
+
 int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
 {
     bool missing = isnan(value);
@@ -237,10 +253,8 @@ int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
     }
     if (f->seasonal) {
         /* Skipped buckets: the level follows the damped trend. */
-        for (uint64_t b = f->next; b < bucket; b++) {
-            f->level += f->p.phi * f->trend;
-            f->trend *= f->p.phi;
-        }
+        for (uint64_t b = f->next; b < bucket; b++)
+            skip_bucket(f);
         /* The level is now the skipped buckets' last: the forecast of this
          * one is one step ahead, not gap + 1 (which counted the trend over
          * the gap twice in the error statistics). */
@@ -257,8 +271,7 @@ int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
     f->last_obs = missing ? NAN : value;
     if (f->seasonal) {
         if (missing) {
-            f->level += f->p.phi * f->trend;
-            f->trend *= f->p.phi;
+            skip_bucket(f);
         } else {
             hw_update(f, bucket, value);
         }
@@ -389,7 +402,9 @@ int bdy_forecast_fit(bdy_forecast *f, const double *obs, size_t n, uint64_t firs
         static const double betas[] = {0, 0.02, 0.1};
         static const double gammas[] = {0.02, 0.05, 0.1, 0.2, 0.4};
         static const double deltas[] = {0.05, 0.2};
-        static const double phis[] = {0.9, 0.98, 1.0};
+        /* Damped only (phi < 1): an undamped trend carried across a gap
+         * grows with the gap's length. */
+        static const double phis[] = {0.9, 0.95, PHI_MAX};
         size_t nd = f->wseason != NULL ? 2 : 1;
         bdy_hw_params best = f->p;
         double best_sse = INFINITY;
@@ -561,6 +576,9 @@ int bdy_forecast_from_json(json_object *j, bdy_forecast **out, bdy_errbuf *eb)
         (rc = get_num(j, "mse", 0, 1e24, &f->mse, eb)) != 0 ||
         (rc = get_num(j, "mseWeight", 0, 1, &f->mse_weight, eb)) != 0)
         goto out;
+    /* A state saved when fits could choose an undamped trend. */
+    if (f->p.phi > PHI_MAX)
+        f->p.phi = PHI_MAX;
     /* Bucket numbers fit a double exactly far beyond any real clock. */
     if ((rc = get_num(j, "initStart", 0, 9e15, &v, eb)) != 0)
         goto out;

@@ -144,6 +144,36 @@ static void test_gap_then_predicted_value_is_no_error(void **state)
     bdy_forecast_free(f);
 }
 
+/* A falling trend carried across a week without data (bindery down) does
+ * not drive the forecast to zero: the trend is damped and the level never
+ * goes below zero. Undamped, the week's trend alone was -44 here. */
+static void test_long_gap_keeps_the_level(void **state)
+{
+    (void)state;
+    bdy_forecast *f = make(false);
+    size_t n = 8 * DAY;
+    double *obs = malloc(n * sizeof(double));
+    uint64_t rng = 11;
+    for (size_t i = 0; i < n; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        double noise = ((double)(rng >> 33) / 2147483648.0 - 0.5);
+        double slot = (double)(i % DAY);
+        obs[i] = 80 - 50.0 * (double)i / (double)n + 10 * sin(2 * M_PI * slot / DAY) + noise;
+    }
+    assert_int_equal(bdy_forecast_fit(f, obs, n, FIRST, 1), 0);
+    assert_true(bdy_forecast_seasonal(f));
+    uint64_t back = FIRST + n + 7 * DAY;
+    double before = bdy_forecast_at(f, back);
+    if (!(before > 10))
+        fail_msg("forecast after a week's gap: %g (trend %g)", before, bdy_forecast_trend(f));
+    assert_int_equal(bdy_forecast_observe(f, back, 30), 0);
+    double next = bdy_forecast_at(f, back + 1);
+    if (!(next > 20 && next < 45))
+        fail_msg("forecast right after the gap: %g", next);
+    free(obs);
+    bdy_forecast_free(f);
+}
+
 static void test_zero_demand_and_bad_input(void **state)
 {
     (void)state;
@@ -204,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_moving_average_while_short),
         cmocka_unit_test(test_gaps_are_missing_not_zero),
         cmocka_unit_test(test_gap_then_predicted_value_is_no_error),
+        cmocka_unit_test(test_long_gap_keeps_the_level),
         cmocka_unit_test(test_zero_demand_and_bad_input),
         cmocka_unit_test(test_state_round_trip),
     };
