@@ -56,6 +56,10 @@ typedef struct pool_rec {
     unsigned target;
     bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
     size_t nov;
+    /* The sizing bounds of the config last applied (bounds_known: one
+     * was): a reload that leaves them alone keeps the gradual scale-down. */
+    bool bounds_known;
+    unsigned min_warm, max_warm, max_worlds;
 } pool_rec;
 
 struct bdy_demand {
@@ -233,6 +237,15 @@ void bdy_demand_close(bdy_demand *d)
     free(d);
 }
 
+static bool same_overrides(const bdy_override *a, const bdy_override *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].from != b[i].from || a[i].to != b[i].to || a[i].min_warm != b[i].min_warm ||
+            a[i].daily != b[i].daily)
+            return false;
+    return true;
+}
+
 int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -264,9 +277,19 @@ int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbu
             goto out;
         }
         p->configured = true;
-        /* A new config is the operator's word: its bounds apply at once,
-         * not after a gradual scale-down from the old ones. */
-        p->prev_level = -1;
+        /* A changed config is the operator's word: its bounds apply at
+         * once, not after a gradual scale-down from the old ones. A reload
+         * that changed something else (a token, the log level, another
+         * pool) leaves this pool's scale-down as it was. */
+        bool same = p->bounds_known && p->min_warm == c->min_warm && p->max_warm == c->max_warm &&
+                    p->max_worlds == c->max_worlds && p->nov == nov &&
+                    same_overrides(p->ov, ov, nov);
+        if (!same)
+            p->prev_level = -1;
+        p->bounds_known = true;
+        p->min_warm = c->min_warm;
+        p->max_warm = c->max_warm;
+        p->max_worlds = c->max_worlds;
         memcpy(p->ov, ov, nov * sizeof(ov[0]));
         p->nov = nov;
     }
@@ -558,6 +581,13 @@ int bdy_demand_tick(bdy_demand *d, double now)
         goto out;
     }
     for (pool_rec *p = d->pools; p != NULL; p = p->next) {
+        if (!p->configured) {
+            /* A pool the config no longer names: no claims, and its time
+             * away is missing history, not minutes without demand, to
+             * its forecast should it come back. */
+            p->flushed = minute_now;
+            continue;
+        }
         if (p->flushed == 0 || p->flushed + BDY_DEMAND_MEMORY_MINUTES < minute_now)
             p->flushed = p->flushed == 0 ? minute_now : minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
         uint64_t flushed_from = p->flushed;

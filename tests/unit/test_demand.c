@@ -145,6 +145,41 @@ static void test_counts_and_input(void **state)
     bdy_demand_close(d);
 }
 
+/* A reload that leaves a pool's bounds alone keeps its gradual
+ * scale-down; one that changes them starts afresh. A pool the config no
+ * longer names records nothing: its time away is missing history. */
+static void test_reload_and_removed_pools(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    drive(d, 0, 10, false);
+    bdy_demand_note_target(d, "default", "arena", 50, 50.0, T0 + 10 * 60);
+    bdy_config_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = "arena";
+    pool.ns = "default";
+    pool.overrides.items = ovs;
+    pool.overrides.count = 1;
+    bdy_config_pools pools = {&pool, 1};
+    bdy_errbuf eb;
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0); /* the same again */
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    assert_true(in.prev_level == 50.0);
+    pool.max_warm = 20; /* bounds changed: applied at once */
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    assert_true(in.prev_level < 0);
+
+    long long rows = count_rows(f, "SELECT COUNT(*) FROM demand_samples");
+    bdy_config_pools none = {NULL, 0};
+    assert_int_equal(bdy_demand_set_pools(d, &none, &eb), 0);
+    for (int m = 10; m < 70; m++)
+        assert_int_equal(bdy_demand_tick(d, T0 + (m + 1) * 60), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), rows);
+    bdy_demand_close(d);
+}
+
 /* Minutes whose write failed (another writer held the file past the busy
  * timeout) are written by the next tick, not lost. */
 static void test_failed_write_is_written_later(void **state)
@@ -266,6 +301,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_counts_and_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_and_removed_pools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_is_written_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_back_keeps_forecasting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
