@@ -133,7 +133,7 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->tick_lock, NULL);
     pthread_mutex_init(&d->stop_lock, NULL);
-    pthread_cond_init(&d->stop_cond, NULL);
+    bdy_cond_init_monotonic(&d->stop_cond);
     d->path = strdup(opts->path);
     if (d->path == NULL) {
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
@@ -191,9 +191,11 @@ static void *tick_main(void *arg)
                      "back before this one)",
                      d->path, bdy_strerror(rc), (unsigned long long)held);
         pthread_mutex_lock(&d->stop_lock);
+        /* Monotonic: a wall clock stepped back must not hold the tick
+         * back for as long (claims are recorded only from the minute the
+         * last tick flushed). */
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += BDY_DEMAND_TICK_MS / 1000;
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, BDY_DEMAND_TICK_MS, &ts);
         if (!d->stopping)
             pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
     }
