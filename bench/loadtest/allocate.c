@@ -133,6 +133,7 @@ static void claim_done(lt_xfer *x, void *data)
     s->claims_inflight--;
     double start_s = since_t0(s, x->sched_ns);
     double lat_ms = (double)(x->done_ns - x->sched_ns) / 1e6;
+    lt_hist_add(&r->latency_all, x->done_ns - x->sched_ns);
     if (x->status == 201 || x->status == 200) {
         s->connect_failures = 0;
         r->ok++;
@@ -380,6 +381,10 @@ int lt_run_allocate(const lt_opts *o, const lt_target *t, lt_output *out, lt_rep
         rc = LT_EXIT_SETUP;
         goto out;
     }
+    /* Open loop: --concurrency bounds the connections, as --help says
+     * (the requests in flight are --max-inflight's). */
+    if (o->rate > 0)
+        lt_client_limit_connections(s.c, o->concurrency);
     if ((rc = preflight(&s, ns)) != 0)
         goto out;
     have_before = fetch_metrics(s.c, &before);
@@ -393,7 +398,10 @@ int lt_run_allocate(const lt_opts *o, const lt_target *t, lt_output *out, lt_rep
     while (lt_interrupted < 2) {
         double now = lt_now_s();
         if (lt_interrupted == 1 && s.producing) {
-            abort_run(&s, "interrupted");
+            /* Stopped by the operator, not aborted: the exit code says how
+             * the requests sent went (README), the report that it stopped. */
+            s.r->interrupted = true;
+            s.producing = false;
         }
         if (s.producing) {
             if (o->rate > 0) {

@@ -73,6 +73,11 @@ int lt_client_new(const lt_target *t, lt_client **out)
     return 0;
 }
 
+void lt_client_limit_connections(lt_client *c, unsigned n)
+{
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
+}
+
 static void xfer_free(lt_xfer *x)
 {
     if (x == NULL)

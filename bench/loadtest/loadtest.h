@@ -185,6 +185,10 @@ typedef struct lt_report {
     uint64_t ok;
     uint64_t failed;
     lt_hist latency; /* claims: from the scheduled time; worlds: the POST */
+    /* Claims: every one answered or failed (errors and timeouts too, a
+     * timeout at the moment it gave up), so that a slow failure is not
+     * dropped from the tail. */
+    lt_hist latency_all;
     lt_tally errors; /* "503 PoolExhausted", "transport: ..." */
     uint64_t warm;
     uint64_t cold;
@@ -217,6 +221,7 @@ typedef struct lt_report {
     bool drained;
     bool aborted;
     char abort_reason[256];
+    bool interrupted; /* stopped early by one Ctrl-C: not aborted */
 } lt_report;
 
 void lt_report_init(lt_report *r, lt_mode mode);
@@ -280,6 +285,9 @@ struct lt_xfer {
 };
 
 int lt_client_new(const lt_target *t, lt_client **out);
+/* At most n connections to the server at once; more requests wait for one
+ * (their latency counts the wait). 0: no limit (the default). */
+void lt_client_limit_connections(lt_client *c, unsigned n);
 void lt_client_free(lt_client *c);
 /* Starts method path (relative to the base) with an optional JSON body.
  * timeout_s 0 = the target's request timeout; streams use a low-speed limit

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room past waitSeconds for a cold claim's answer to arrive. */
+#define COLD_ANSWER_MARGIN_S 5.0
+
 void lt_usage(FILE *f)
 {
     fputs(
@@ -53,7 +56,8 @@ void lt_usage(FILE *f)
         "  --keep                      worlds: leave the worlds in place\n"
         "  --timeout S                 worlds: wait for Ready (default 300); churn: wait for the\n"
         "                              reconciler to drain (default 60)\n"
-        "  --request-timeout S         per request (default 10); --connect-timeout S (default 5)\n"
+        "  --request-timeout S         per request (default 10, or --wait-seconds + 5);\n"
+        "                              --connect-timeout S (default 5)\n"
         "  --max-inflight N            open loop: most requests in flight (default 4096)\n"
         "  --max-error-ratio F         exit 1 when more than this share of requests fail (0)\n"
         "\n"
@@ -133,6 +137,7 @@ int lt_opts_parse(int argc, char **argv, lt_opts *o, FILE *out, char *err, size_
     bool mode_set = false;
     bool hold_set = false;
     bool timeout_set = false;
+    bool request_timeout_set = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -301,6 +306,7 @@ int lt_opts_parse(int argc, char **argv, lt_opts *o, FILE *out, char *err, size_
             if (!parse_double(v, 0.01, 3600, &d))
                 return bad(err, errlen, flag, "must be seconds from 0.01 to 3600", v);
             o->request_timeout_s = d;
+            request_timeout_set = true;
         } else if (strcmp(flag, "--connect-timeout") == 0) {
             if (!parse_double(v, 0.01, 600, &d))
                 return bad(err, errlen, flag, "must be seconds from 0.01 to 600", v);
@@ -361,6 +367,15 @@ int lt_opts_parse(int argc, char **argv, lt_opts *o, FILE *out, char *err, size_
         o->hold_s = 0;
     if (!timeout_set)
         o->timeout_s = 60;
+    /* A cold claim is answered up to waitSeconds later: a shorter request
+     * timeout would report every slow cold start as a transport error. */
+    double needed = o->wait_seconds + COLD_ANSWER_MARGIN_S;
+    if (o->wait_seconds > 0 && o->request_timeout_s < needed) {
+        if (request_timeout_set)
+            return bad(err, errlen, "--request-timeout",
+                       "must leave room for --wait-seconds (at least it plus 5 s)", NULL);
+        o->request_timeout_s = needed;
+    }
     return 0;
 }
 

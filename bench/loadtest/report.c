@@ -9,6 +9,7 @@ void lt_report_init(lt_report *r, lt_mode mode)
     memset(r, 0, sizeof(*r));
     r->mode = mode;
     lt_hist_init(&r->latency);
+    lt_hist_init(&r->latency_all);
     lt_hist_init(&r->startup);
 }
 
@@ -71,6 +72,8 @@ void lt_report_print(const lt_report *r, FILE *f)
         fprintf(f, "%-22s %llu ok, %llu failed\n", "results", (unsigned long long)r->ok,
                 (unsigned long long)r->failed);
         print_hist(f, "claim latency", &r->latency);
+        if (r->failed > 0)
+            print_hist(f, "  with failures", &r->latency_all);
         uint64_t granted = r->warm + r->cold;
         if (granted > 0)
             fprintf(f, "%-22s %.1f %% (%llu warm, %llu cold)\n", "warm-hit share",
@@ -99,6 +102,8 @@ void lt_report_print(const lt_report *r, FILE *f)
     print_tally(f, "release errors:", &r->release_errors);
     if (r->aborted)
         fprintf(f, "ABORTED: %s\n", r->abort_reason);
+    else if (r->interrupted)
+        fprintf(f, "STOPPED early by Ctrl-C\n");
 }
 
 static json_object *hist_json(const lt_hist *h)
@@ -153,6 +158,8 @@ json_object *lt_report_json(const lt_report *r)
     add_u(o, "errors", r->failed);
     json_object_object_add(o, "errors_by_code", tally_json(&r->errors));
     json_object_object_add(o, "latency", hist_json(&r->latency));
+    if (r->mode != LT_MODE_WORLDS)
+        json_object_object_add(o, "latency_all", hist_json(&r->latency_all));
     if (r->mode == LT_MODE_WORLDS) {
         add_u(o, "ready", r->ready);
         add_u(o, "failed", r->world_failed);
@@ -191,6 +198,7 @@ json_object *lt_report_json(const lt_report *r)
         }
     }
     json_object_object_add(o, "aborted", json_object_new_boolean(r->aborted));
+    json_object_object_add(o, "interrupted", json_object_new_boolean(r->interrupted));
     if (r->aborted)
         json_object_object_add(o, "abort_reason", json_object_new_string(r->abort_reason));
     return o;

@@ -28,7 +28,9 @@
 #define WATCH_MAX_FAILURES 10
 #define CLEANUP_TIMEOUT_S 120.0
 
-typedef enum wstate { W_NEW, W_SENT, W_CREATED, W_CREATE_FAILED } wstate;
+/* W_CREATE_UNKNOWN: the create failed on our side (a timeout, a 5xx) after
+ * the server may have made the world: cleanup deletes it all the same. */
+typedef enum wstate { W_NEW, W_SENT, W_CREATED, W_CREATE_FAILED, W_CREATE_UNKNOWN } wstate;
 
 typedef struct world {
     wstate state;
@@ -283,7 +285,7 @@ static void create_done(lt_xfer *x, void *data)
                    "ok", x->tag);
         return;
     }
-    w->state = W_CREATE_FAILED;
+    w->state = x->status == 0 || x->status >= 500 ? W_CREATE_UNKNOWN : W_CREATE_FAILED;
     char key[LT_TALLY_KEY];
     lt_error_key(x, key, sizeof(key));
     s->r->failed++;
@@ -487,7 +489,8 @@ static unsigned count_settled(const wrun *s)
     unsigned n = 0;
     for (unsigned i = 0; i < s->next_create; i++) {
         const world *w = &s->w[i];
-        n += w->state == W_CREATE_FAILED || w->ready_ns != 0 || w->failed;
+        n += w->state == W_CREATE_FAILED || w->state == W_CREATE_UNKNOWN || w->ready_ns != 0 ||
+             w->failed;
     }
     return n;
 }
@@ -551,8 +554,8 @@ int lt_run_worlds(const lt_opts *o, const lt_target *t, lt_output *out, lt_repor
     for (unsigned i = 0; i < s.next_create; i++)
         if (s.w[i].state == W_CREATED && s.w[i].ready_ns == 0 && !s.w[i].failed)
             r->timed_out++;
-    /* Creations still running are abandoned (their worlds are found by
-     * label and deleted below if they were made). */
+    /* Creations still running are waited for below; those that failed
+     * where the server may still have made the world are deleted too. */
     /* Phase 2: cleanup. */
     if (!o->keep && lt_interrupted < 2) {
         while (s.creates_inflight > 0 && lt_interrupted < 2)
@@ -563,7 +566,8 @@ int lt_run_worlds(const lt_opts *o, const lt_target *t, lt_output *out, lt_repor
             double now = lt_now_s();
             tend_watch(&s, now);
             while (next < s.next_create && s.deletes_inflight < o->concurrency) {
-                if (s.w[next].state == W_CREATED || s.w[next].state == W_SENT)
+                if (s.w[next].state == W_CREATED || s.w[next].state == W_SENT ||
+                    s.w[next].state == W_CREATE_UNKNOWN)
                     start_delete(&s, next);
                 next++;
             }
@@ -583,7 +587,8 @@ int lt_run_worlds(const lt_opts *o, const lt_target *t, lt_output *out, lt_repor
         }
     }
     for (unsigned i = 0; i < s.next_create; i++)
-        if (s.w[i].state == W_CREATED && !s.w[i].gone)
+        if (!s.w[i].gone &&
+            (s.w[i].state == W_CREATED || (s.w[i].state == W_CREATE_UNKNOWN && s.w[i].delete_sent)))
             r->left++;
     lt_progress_end(out);
     if (s.watch != NULL)

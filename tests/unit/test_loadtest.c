@@ -205,6 +205,11 @@ static void test_opts_good(void **state)
     assert_int_equal(o.concurrency, 16);
     assert_int_equal(parse("--mode churn --pool arena --rate 5", &o, err, sizeof(err)), 0);
     assert_true(o.hold_s == 0);
+    /* Cold claims are answered up to --wait-seconds later: the request
+     * timeout leaves room for it. */
+    assert_int_equal(parse("--mode allocate --pool arena --wait-seconds 30", &o, err, sizeof(err)),
+                     0);
+    assert_true(o.request_timeout_s >= 35);
     assert_int_equal(parse("--help", &o, err, sizeof(err)), 1);
 }
 
@@ -233,6 +238,8 @@ static void test_opts_errors(void **state)
         {"--mode allocate --pool a --count -5", "--count: must be an integer"},
         {"--mode allocate --pool a --hold x", "--hold: must be seconds"},
         {"--mode allocate --pool a --wait-seconds 301", "--wait-seconds"},
+        {"--mode allocate --pool a --wait-seconds 30 --request-timeout 10",
+         "--request-timeout: must leave room for --wait-seconds"},
         {"--mode allocate --pool Arena", "--pool: must be a lower-case DNS name"},
         {"--mode allocate --pool a --server 127.0.0.1:7780", "--server: must be an http"},
         {"--mode allocate --pool a --selector 'a in'", "--selector:"},
@@ -312,7 +319,18 @@ static void test_report(void **state)
     assert_true(p50 > 49 && p50 < 51);
     json_object *errs = json_object_object_get(j, "errors_by_code");
     assert_int_equal(json_object_get_int(json_object_object_get(errs, "503 PoolExhausted")), 1);
+    /* Every claim is in the tail of all requests, the failure too. */
     json_object_put(j);
+    lt_hist_add(&r->latency_all, 10000ull * 1000000);
+    j = lt_report_json(r);
+    json_object *all = json_object_object_get(j, "latency_all");
+    assert_int_equal(json_object_get_int(json_object_object_get(all, "count")), 1);
+    json_object_put(j);
+    /* One Ctrl-C stops the run early; the exit code still says how its
+     * requests went. */
+    r->interrupted = true;
+    assert_int_equal(lt_report_exit_code(r, 0.05), LT_EXIT_OK);
+    r->interrupted = false;
     /* One failure in 100: over a 0 ratio, within 0.05. */
     assert_int_equal(lt_report_exit_code(r, 0), LT_EXIT_ERRORS);
     assert_int_equal(lt_report_exit_code(r, 0.05), LT_EXIT_OK);
