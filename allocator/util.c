@@ -155,6 +155,15 @@ static bool digits(const char *p, int n, int *out)
     return true;
 }
 
+bool bdy_date_valid(int year, int month, int day)
+{
+    /* Days of each month, February of a leap year. */
+    static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month >= 1 && month <= 12 && day >= 1 && day <= month_days[month - 1] &&
+           !(month == 2 && !leap && day > 28);
+}
+
 int bdy_timestamp_parse(const char *text, double *unix_seconds)
 {
     struct tm tm;
@@ -166,14 +175,9 @@ int bdy_timestamp_parse(const char *text, double *unix_seconds)
         text[13] != ':' || !digits(text + 14, 2, &tm.tm_min) || text[16] != ':' ||
         !digits(text + 17, 2, &tm.tm_sec))
         return BDY_EINVAL;
-    /* Days of each month, February of a leap year; timegm would move
-     * 2026-02-31 to March 3 without a word. (60 s is a leap second.) */
-    static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int year = tm.tm_year;
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-        tm.tm_mday > month_days[tm.tm_mon - 1] || (tm.tm_mon == 2 && !leap && tm.tm_mday > 28) ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+    /* (60 s is a leap second.) */
+    if (!bdy_date_valid(tm.tm_year, tm.tm_mon, tm.tm_mday) || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60)
         return BDY_EINVAL;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

@@ -98,13 +98,14 @@ int bdy_trace_time_parse(const char *text, double *unix_seconds)
         if (*p == 'Z') {
             p++;
         } else if (*p == '+' || *p == '-') {
-            if (!all_digits(p + 1, 2) || p[3] != ':' || !all_digits(p + 4, 2))
+            if (!all_digits(p + 1, 2) || p[3] != ':' || !all_digits(p + 4, 2) || atoi(p + 1) > 23 ||
+                atoi(p + 4) > 59)
                 return BDY_EINVAL;
             offset = (atoi(p + 1) * 3600.0 + atoi(p + 4) * 60.0) * (*p == '+' ? 1 : -1);
             p += 6;
         }
     }
-    if (*p != '\0' || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+    if (*p != '\0' || !bdy_date_valid(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) ||
         tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 0)
         return BDY_EINVAL;
     time_t t = timegm(&tm);

@@ -42,6 +42,9 @@ void bdy_timestamp_now_seconds(char out[BDY_TIMESTAMP_LEN]);
 /* Parses RFC 3339 (Z or offset, optional fraction) to Unix seconds.
  * Returns 0 or BDY_EINVAL. */
 int bdy_timestamp_parse(const char *text, double *unix_seconds);
+/* Whether year-month-day (month 1..12) is a day of the Gregorian calendar:
+ * timegm would move 2026-02-31 to March 3 without a word. */
+bool bdy_date_valid(int year, int month, int day);
 
 /* Names the calling thread (at most 15 characters are kept) and, when
  * background is true, lowers its CPU priority to nice BDY_BACKGROUND_NICE:

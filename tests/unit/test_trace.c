@@ -105,6 +105,14 @@ static void test_garbage_lines_are_named(void **state)
     assert_int_equal(parse("time,players\n253402300800000,5\n", NULL, &s, &eb), BDY_EPARSE);
     double t = 0;
     assert_int_equal(bdy_trace_time_parse("253402300799", &t), 0);
+    /* Days no calendar has, and zone offsets past a day, are no times
+     * (timegm would have read 2025-02-30 as March 2). */
+    assert_int_equal(bdy_trace_time_parse("2025-02-30", &t), BDY_EINVAL);
+    assert_int_equal(bdy_trace_time_parse("2025-02-29 00:00", &t), BDY_EINVAL);
+    assert_int_equal(bdy_trace_time_parse("2024-02-29 00:00", &t), 0);
+    assert_int_equal(bdy_trace_time_parse("2025-04-31T10:00:00Z", &t), BDY_EINVAL);
+    assert_int_equal(bdy_trace_time_parse("2025-01-06T10:00:00+99:99", &t), BDY_EINVAL);
+    assert_int_equal(bdy_trace_time_parse("2025-01-06T10:00:00+05:30", &t), 0);
 }
 
 static void test_synthetic(void **state)
