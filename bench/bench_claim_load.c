@@ -15,6 +15,7 @@
  * Prints count, achieved rate, status counts and latency percentiles. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -40,6 +41,7 @@ typedef struct conn_run {
     double offset_s;
     double start;
     double end;
+    double last_done; /* when its last answer came (open loop: may be past end) */
     const char *req;
     size_t req_len;
     bool release;
@@ -179,6 +181,7 @@ static void *conn_main(void *arg)
         if (c->fd >= 0 && send_all(c->fd, c->req, c->req_len))
             status = read_response(c->fd, buf, body, sizeof(body));
         double done = now_s();
+        c->last_done = done;
         if (c->interval_s <= 0 && done > c->end)
             break; /* answered after the window: not part of its rate */
         if (status == 0) {
@@ -208,6 +211,12 @@ static int cmp(const void *a, const void *b)
     double x = *(const double *)a;
     double y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+static size_t rank_index(size_t n, double p)
+{
+    size_t r = (size_t)ceil(p * (double)n);
+    return r == 0 ? 0 : r > n ? n - 1 : r - 1;
 }
 
 int main(int argc, char **argv)
@@ -303,8 +312,17 @@ int main(int argc, char **argv)
         free(runs[i].lat);
     }
     qsort(all, nlat, sizeof(double), cmp);
-#define PCT(p) (nlat ? all[(size_t)((double)(nlat - 1) * (p))] : 0.0)
-    double achieved = (double)ok / duration;
+    /* Nearest rank: the smallest sample with at least p of them at or
+     * below it (p99.9 of 500 samples is the largest, not the second). */
+#define PCT(p) (nlat ? all[rank_index(nlat, (p))] : 0.0)
+    /* Open loop: requests due in the window may be answered after it; the
+     * rate is over the time they took, not the window's (an overloaded
+     * server would otherwise show the offered rate). */
+    double span = duration;
+    for (int i = 0; rate > 0 && i < nconn; i++)
+        if (runs[i].last_done - start > span)
+            span = runs[i].last_done - start;
+    double achieved = (double)ok / span;
     if (json) {
         printf(
             "{\"ok\":%llu,\"rate\":%.1f,\"errors\":%llu,\"s4xx\":%llu,\"s5xx\":%llu,"
