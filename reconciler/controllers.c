@@ -1261,6 +1261,22 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             *requeue_ms = 5000;
             goto out;
         }
+        /* A claimed world deleted by other hands (kubectl, a CRD delete)
+         * ends its claim here: its release record lets GET and replays of
+         * the allocation answer Released, also after a restart, instead
+         * of not knowing it (and a replay claiming a second world). A
+         * release by its claimant wrote the record first, which stands. */
+        json_object *alloc = bdy_jget(status, "allocation");
+        if (alloc != NULL && bdy_jstr(alloc, "id") != NULL) {
+            json_object *answer = bdy_allocation_answer(world);
+            const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+            rc = answer == NULL ? BDY_ENOMEM
+                                : bdy_allocation_record(r->o.store, ns, name, pool ? pool : "",
+                                                        alloc, answer, "WorldGone", NULL);
+            json_object_put(answer);
+            if (rc != 0)
+                goto out; /* retried: the finalizer stays until the record is written */
+        }
         rc = remove_finalizer(r, world);
         if (rc == 0) {
             bdy_reconciler_event(r, world, "Normal", "Stopped", "world stopped and removed");

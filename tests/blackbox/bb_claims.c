@@ -1572,6 +1572,53 @@ static void test_spec_edit_is_observed(void **state)
     bb_cleanup(&s);
 }
 
+/* A cold-claimed world deleted by other hands (kubectl) ends its claim
+ * with a release record: GET of the allocation says Released and a replay
+ * of its key returns it, also after a restart, and claims no second world. */
+static void test_cold_claimed_world_deleted_is_released(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server_warm(&s, 0, 0, 2, NULL, 600);
+    assert_true(bb_start(&s, NULL));
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":30}";
+    claim c = post_claim(&s, body, "deleted-world-key");
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "cold");
+    assert_true(wait_world_allocated(&s, c.name, c.id, NULL, 10000));
+    char path[300];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             c.name);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    assert_true(wait_world_gone(&s, c.name, 20000));
+    for (int round = 0; round < 2; round++) {
+        snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+        long status = 0;
+        json_object *a = NULL;
+        for (int i = 0; i < 50; i++) { /* the record reaches the index through a watch */
+            json_object_put(a);
+            a = get_json(&s, path, &status);
+            if (status == 200)
+                break;
+            sleep_ms(100);
+        }
+        assert_int_equal(status, 200);
+        assert_string_equal(json_object_get_string(json_object_object_get(a, "state")), "Released");
+        json_object_put(a);
+        claim again = post_claim(&s, body, "deleted-world-key");
+        assert_int_equal(again.status, 200);
+        assert_string_equal(again.id, c.id);
+        if (round == 0) {
+            bb_signal(&s, SIGTERM);
+            assert_true(bb_wait_exit(&s, 15000));
+            assert_true(bb_start(&s, NULL));
+        }
+    }
+    bb_cleanup(&s);
+}
+
 /* Phase of world name from /v1/worlds, "" when not listed. */
 static void world_phase(bb_server *s, const char *name, char *out, size_t cap)
 {
@@ -2003,6 +2050,7 @@ int main(void)
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
         cmocka_unit_test_teardown(test_retry_of_failed_cold_claim_gets_its_answer, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claimed_world_deleted_is_released, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
