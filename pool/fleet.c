@@ -50,6 +50,8 @@ typedef struct world {
     uint64_t claim_rv;        /* the rv a claim (or a scale-down) started from */
     double ready_since;       /* wall seconds when first seen Ready (scale-down age) */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
+    bool labels_unknown;      /* too many to keep (or no memory): no selector
+                                 matches it, claims without one still may */
     char *uid;                /* metadata.uid, owned, NULL until observed */
     char *answer_world;       /* Ready worlds: the "world" object of a claim's answer
                                  as JSON text, owned; built off the claim path */
@@ -490,12 +492,17 @@ void bdy_fleet_free(bdy_fleet *f)
     free(f);
 }
 
-/* Serializes a labels object to "k\0v\0...\0"; NULL for no labels. */
-static char *pack_labels(json_object *labels)
+/* Serializes a labels object to "k\0v\0...\0"; NULL for no labels, and
+ * NULL with *unknown set when they do not fit FLEET_MAX_LABELS_BYTES or
+ * memory: a selector must then match nothing, not see no labels (NotIn and
+ * DoesNotExist would match). */
+static char *pack_labels(json_object *labels, bool *unknown)
 {
+    *unknown = false;
     if (labels == NULL || !json_object_is_type(labels, json_type_object) ||
         json_object_object_length(labels) == 0)
         return NULL;
+    *unknown = true;
     size_t n = 1;
     json_object_object_foreach(labels, k, v)
     {
@@ -518,18 +525,20 @@ static char *pack_labels(json_object *labels)
         p += vl;
     }
     *p = '\0';
+    *unknown = false;
     return buf;
 }
 
-static json_object *unpack_labels(const char *packed)
+/* bdy_label_lookup over packed labels: no allocation under the lock. */
+static const char *packed_label(void *data, const char *key)
 {
-    json_object *o = json_object_new_object();
-    for (const char *p = packed; p != NULL && *p;) {
+    for (const char *p = data; p != NULL && *p;) {
         const char *v = p + strlen(p) + 1;
-        json_object_object_add(o, p, json_object_new_string(v));
+        if (strcmp(p, key) == 0)
+            return v;
         p = v + strlen(v) + 1;
     }
-    return o;
+    return NULL;
 }
 
 /* A new, empty record for "ns/name" (ns_len bytes of namespace), in the
@@ -635,7 +644,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     json_object *annotations = json_object_object_get(meta, "annotations");
     bool reserved = annotations != NULL &&
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
-    char *labels = pack_labels(json_object_object_get(meta, "labels"));
+    bool labels_unknown = false;
+    char *labels = pack_labels(json_object_object_get(meta, "labels"), &labels_unknown);
     const char *uid_text = bdy_jstr(meta, "uid");
     char *uid = uid_text ? strdup(uid_text) : NULL;
     /* The claim answer's world part, built here so a warm claim only
@@ -697,6 +707,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     w->rv = rv;
     free(w->labels);
     w->labels = labels;
+    w->labels_unknown = labels_unknown;
     free(w->uid);
     w->uid = uid;
     free(w->answer_world);
@@ -872,10 +883,10 @@ int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
         /* Preference order: the first selector any warm world matches. */
         for (size_t s = 0; s < nselectors && chosen == NULL; s++) {
             for (size_t i = p->nwarm; i-- > 0 && chosen == NULL;) {
-                json_object *labels = unpack_labels(p->warm[i]->labels);
-                if (bdy_label_selector_matches(selectors[s], labels))
-                    chosen = p->warm[i];
-                json_object_put(labels);
+                world *w = p->warm[i];
+                if (!w->labels_unknown &&
+                    bdy_label_selector_matches_lookup(selectors[s], packed_label, w->labels))
+                    chosen = w;
             }
         }
         if (chosen == NULL)

@@ -1014,19 +1014,9 @@ static bool term_has_value(const struct sel_term *t, const char *v, size_t n)
 
 /* Requirement.Matches. A label present with a non-string value (which a
  * valid object never has) counts as present but equal to no value. */
-static bool term_matches(const struct sel_term *t, json_object *labels)
+static bool term_matches_value(const struct sel_term *t, bool has, const char *s, size_t n)
 {
-    json_object *v = NULL;
-    bool has = json_object_is_type(labels, json_type_object) &&
-               json_object_object_get_ex(labels, t->key, &v);
-    const char *s = NULL;
-    size_t n = 0;
     long long num;
-
-    if (has && json_object_is_type(v, json_type_string)) {
-        s = json_object_get_string(v);
-        n = (size_t)json_object_get_string_len(v);
-    }
     switch (t->op) {
     case SEL_IN:
     case SEL_EQ:
@@ -1046,6 +1036,20 @@ static bool term_matches(const struct sel_term *t, json_object *labels)
     return false;
 }
 
+static bool term_matches(const struct sel_term *t, json_object *labels)
+{
+    json_object *v = NULL;
+    bool has = json_object_is_type(labels, json_type_object) &&
+               json_object_object_get_ex(labels, t->key, &v);
+    const char *s = NULL;
+    size_t n = 0;
+    if (has && json_object_is_type(v, json_type_string)) {
+        s = json_object_get_string(v);
+        n = (size_t)json_object_get_string_len(v);
+    }
+    return term_matches_value(t, has, s, n);
+}
+
 /* Read-only on both arguments; safe to call from many threads at once. */
 bool bdy_label_selector_matches(const bdy_label_selector *s, json_object *labels)
 {
@@ -1053,6 +1057,19 @@ bool bdy_label_selector_matches(const bdy_label_selector *s, json_object *labels
         return true;
     for (size_t i = 0; i < s->nterms; i++) {
         if (!term_matches(&s->terms[i], labels))
+            return false;
+    }
+    return true;
+}
+
+bool bdy_label_selector_matches_lookup(const bdy_label_selector *s, bdy_label_lookup lookup,
+                                       void *data)
+{
+    if (s == NULL)
+        return true;
+    for (size_t i = 0; i < s->nterms; i++) {
+        const char *v = lookup(data, s->terms[i].key);
+        if (!term_matches_value(&s->terms[i], v != NULL, v, v != NULL ? strlen(v) : 0))
             return false;
     }
     return true;

@@ -35,6 +35,12 @@ int bdy_label_selector_from_json(json_object *sel, bdy_label_selector **out, bdy
 
 /* labels is a JSON object of string values, or NULL (no labels). */
 bool bdy_label_selector_matches(const bdy_label_selector *s, json_object *labels);
+/* The same against labels a callback looks up (the value of key, NULL when
+ * the label is absent), so a caller holding labels in its own form needs no
+ * JSON object per match (the warm index, under its lock). */
+typedef const char *(*bdy_label_lookup)(void *data, const char *key);
+bool bdy_label_selector_matches_lookup(const bdy_label_selector *s, bdy_label_lookup lookup,
+                                       void *data);
 
 /* True when the selector has no terms. */
 bool bdy_label_selector_is_empty(const bdy_label_selector *s);

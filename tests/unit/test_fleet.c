@@ -277,6 +277,23 @@ static void test_selectors_in_preference_order(void **state)
     observe(f, world("a4", "arena", "Ready", 13, "dust", false, false));
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", pref, 2, &r2, NULL), 0);
     assert_string_equal(r2.name, "a3");
+    /* Labels too many to keep: no selector matches the world (NotIn and
+     * DoesNotExist matched it as if it had none); a plain claim takes it. */
+    json_object *big = world("a5", "arena", "Ready", 14, "dust", false, false);
+    json_object *labels = json_object_object_get(json_object_object_get(big, "metadata"), "labels");
+    for (int i = 0; i < 80; i++) {
+        char k[96];
+        snprintf(k, sizeof(k), "example.com/a-rather-long-label-key-number-%d", i);
+        json_object_object_add(labels, k, json_object_new_string("some-value-of-forty-characters"));
+    }
+    bdy_fleet_claim_done(f, &r2, true, false);
+    observe(f, big); /* a4 (dust) and a5 are warm */
+    bdy_label_selector *unlike = NULL;
+    assert_int_equal(bdy_label_selector_parse("map notin (dust)", &unlike, NULL), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", &unlike, 1, &r2, NULL), BDY_EBUSY);
+    bdy_label_selector_free(unlike);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r2, NULL), 0);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r2, NULL), 0);
     for (int i = 0; i < 2; i++) {
         bdy_label_selector_free(sel[i]);
         bdy_label_selector_free(pref[i]);
