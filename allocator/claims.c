@@ -49,7 +49,11 @@
 #define MAT_RETRY_MIN_MS 250u
 #define MAT_RETRY_MAX_MS 30000u
 #define REFILL_NUDGE_NS (5 * 1000000ULL)
-#define ANSWER_MAX ((size_t)64 * 1024)
+/* A claim's answer: the world's part plus the labels and annotations the
+ * claim asked for, which http.maxBodyBytes allows up to 16 MiB of. Capped
+ * by what the server can send, not tighter: a 64 KiB cap once turned such
+ * claims into a 503 "could not be made durable", again on every retry. */
+#define ANSWER_MAX BDY_HTTP_MAX_RESPONSE_BYTES
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 

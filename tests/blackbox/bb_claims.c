@@ -1619,6 +1619,35 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
     bb_cleanup(&s);
 }
 
+/* With http.maxBodyBytes raised, a warm claim whose labels and annotations
+ * make its answer larger than 64 KiB is granted (it got 503 "could not be
+ * made durable", again on every retry). */
+static void test_large_claim_metadata_is_granted(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1200];
+    pool_config(cfg, sizeof(cfg), 1, 1, 2, 600);
+    strncat(cfg, "http: {maxBodyBytes: 1048576}\n", sizeof(cfg) - strlen(cfg) - 1);
+    bb_init(&s, cfg);
+    write_arena_manifest(&s, ARENA_PROBE, 20, NULL);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 15000));
+    enum { NOTE = 100 * 1024 };
+    char *body = malloc(NOTE + 200);
+    assert_non_null(body);
+    int n = snprintf(body, 200, "{\"pool\":\"arena\",\"metadata\":{\"annotations\":{\"note\":\"");
+    memset(body + n, 'x', NOTE);
+    snprintf(body + n + NOTE, 200 - 1, "\"}}}");
+    bb_response r = bb_request(&s, "POST", "/v1/allocations", body, JSON_HDR);
+    if (r.status != 201)
+        fail_msg("claim: %ld %.300s", r.status, r.body ? r.body : "");
+    assert_true(r.body != NULL && strlen(r.body) > NOTE);
+    bb_response_free(&r);
+    free(body);
+    bb_cleanup(&s);
+}
+
 /* Phase of world name from /v1/worlds, "" when not listed. */
 static void world_phase(bb_server *s, const char *name, char *out, size_t cap)
 {
@@ -2051,6 +2080,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
         cmocka_unit_test_teardown(test_retry_of_failed_cold_claim_gets_its_answer, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claimed_world_deleted_is_released, bb_teardown),
+        cmocka_unit_test_teardown(test_large_claim_metadata_is_granted, bb_teardown),
         cmocka_unit_test_teardown(test_connections_leave_descriptors_for_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
