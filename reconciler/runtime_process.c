@@ -21,6 +21,7 @@
 #include "runtime_internal.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,6 +36,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -61,6 +63,11 @@ static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 
 /* One watched world. Linked while it runs; the watcher unlinks and frees it
  * once its exit has been reported. */
+/* Orphan reaping (PID 1 or subreaper): how often, and most zombies kept
+ * track of per scan. */
+#define REAP_EVERY_MS 2000u
+#define REAP_MAX 1024u
+
 typedef struct proc_world {
     struct proc_world *prev;
     struct proc_world *next;
@@ -96,6 +103,15 @@ typedef struct proc_runtime {
     pthread_t thread;
     bool thread_started;
     bdy__log_sweeper *log_sweeper; /* NULL: logs kept for good */
+
+    /* As PID 1 (a container without an init) or a child subreaper, the
+     * helpers a world leaves when its group is killed are re-parented to
+     * Bindery: their zombies are reaped here, or they would pile up. Only
+     * the watcher thread touches these. */
+    bool reaps_orphans;
+    uint64_t next_reap_ns;
+    int64_t zombies[REAP_MAX]; /* unwatched zombie children seen last scan */
+    size_t nzombies;
 } proc_runtime;
 
 /* "NAME=value" strings for execve, NULL-terminated. */
@@ -389,7 +405,7 @@ out:
  * holds rt->lock. */
 static int next_timeout_ms(proc_runtime *rt)
 {
-    uint64_t earliest = 0;
+    uint64_t earliest = rt->reaps_orphans ? rt->next_reap_ns : 0;
     for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
         if (w->kill_at_ns != 0 && (earliest == 0 || w->kill_at_ns < earliest))
             earliest = w->kill_at_ns;
@@ -520,6 +536,59 @@ static void poll_exits(proc_runtime *rt)
     }
 }
 
+static bool pid_watched(proc_runtime *rt, int64_t pid)
+{
+    for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
+        if (w->h.pid == pid)
+            return true;
+    return false;
+}
+
+/* Reaps zombie children that no watched world accounts for and that were
+ * zombies at the last scan too (REAP_EVERY_MS before): a world's own
+ * process is reaped by world_exited within moments of its exit, also one
+ * just spawned and not watched yet, so only orphans are left that long.
+ * Watcher thread only. */
+static void reap_orphans(proc_runtime *rt)
+{
+    uint64_t now = bdy_monotonic_ns();
+    if (now < rt->next_reap_ns)
+        return;
+    rt->next_reap_ns = now + (uint64_t)REAP_EVERY_MS * 1000000u;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return;
+    int64_t self = getpid();
+    int64_t seen[REAP_MAX];
+    size_t nseen = 0;
+    size_t reaped = 0;
+    for (struct dirent *de; nseen < REAP_MAX && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        int64_t pid = strtoll(de->d_name, NULL, 10);
+        bdy__proc_stat st;
+        if (bdy__proc_stat_read(pid, &st) != 0 || st.ppid != self || st.state != 'Z')
+            continue;
+        pthread_mutex_lock(&rt->lock);
+        bool watched = pid_watched(rt, pid);
+        pthread_mutex_unlock(&rt->lock);
+        if (watched)
+            continue;
+        bool before = false;
+        for (size_t i = 0; i < rt->nzombies && !before; i++)
+            before = rt->zombies[i] == pid;
+        if (before && waitpid((pid_t)pid, NULL, WNOHANG) == (pid_t)pid)
+            reaped++;
+        else
+            seen[nseen++] = pid;
+    }
+    closedir(d);
+    memcpy(rt->zombies, seen, nseen * sizeof(seen[0]));
+    rt->nzombies = nseen;
+    if (reaped > 0)
+        bdy_debug(LOG_COMPONENT, "reaped %zu orphaned processes left by worlds", reaped);
+}
+
 static void *watcher_main(void *arg)
 {
     proc_runtime *rt = arg;
@@ -549,6 +618,8 @@ static void *watcher_main(void *arg)
         if (!rt->have_pidfds)
             poll_exits(rt);
         kill_overdue(rt);
+        if (rt->reaps_orphans)
+            reap_orphans(rt);
     }
     return NULL;
 }
@@ -1565,6 +1636,10 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->on_exit = opts->on_exit;
     rt->data = opts->data;
     rt->have_pidfds = pidfds_supported();
+    int subreaper = 0;
+    rt->reaps_orphans =
+        getpid() == 1 || (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper != 0);
+    rt->next_reap_ns = bdy_monotonic_ns() + (uint64_t)REAP_EVERY_MS * 1000000u;
     bdy__boot_id_read(rt->boot_id, sizeof(rt->boot_id));
     if (rt->boot_id[0] == '\0')
         bdy_warn(LOG_COMPONENT, "cannot read /proc/sys/kernel/random/boot_id: after a reboot, "

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1217,6 +1218,62 @@ static void test_helpers_of_world_gone_in_downtime_are_killed(void **state)
     bdy_runtime_free(second);
 }
 
+/* Zombie children of this process that are not world a (its pid). */
+static int unwatched_zombies(int64_t world_pid)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        int64_t pid = strtoll(e->d_name, NULL, 10);
+        char path[64];
+        char buf[512];
+        snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+        FILE *fp = fopen(path, "r");
+        if (fp == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        char *p = strrchr(buf, ')');
+        char state = 0;
+        long long ppid = 0;
+        if (p != NULL && sscanf(p + 1, " %c %lld", &state, &ppid) == 2 && state == 'Z' &&
+            ppid == getpid() && pid != world_pid)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* As a subreaper (or PID 1), helpers a world leaves behind are re-parented
+ * to Bindery; their zombies are reaped, not left to pile up. */
+static void test_orphans_reaped_as_subreaper(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
+    char uid[64];
+    run_uid(uid, "reaper");
+    bdy_world_spec s = shell_spec("reaper", "(sleep 0.2 &); exec sleep 600");
+    s.uid = uid;
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    int seen = 0;
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end && seen == 0; sleep_ms(POLL_MS))
+        seen = unwatched_zombies(h.pid);
+    assert_true(seen > 0); /* the orphan died as our child */
+    int left = seen;
+    for (uint64_t end = now_ms() + 3 * WAIT_MS; now_ms() < end && left > 0; sleep_ms(POLL_MS))
+        left = unwatched_zombies(h.pid);
+    assert_int_equal(left, 0);
+    stop_ok(f, rt, &h, "reaper");
+    bdy_runtime_free(rt);
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
 /* A command without a slash is looked for in the PATH the world is given,
  * not in Bindery's; a relative entry is relative to the working directory. */
 static void test_command_found_in_world_path(void **state)
@@ -1667,6 +1724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_reaped_as_subreaper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_helpers_of_world_gone_in_downtime_are_killed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_adopted_world_takes_its_group_along, setup, teardown),
