@@ -662,13 +662,12 @@ static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_
             break;
         const char *key = open + 1;
         size_t len = (size_t)(close - key);
-        if (open > text && open[-1] == '$') {
-            rc = bdy_buf_append(&b, open, len + 2); /* the shell's */
-        } else if (len == 4 && memcmp(key, "name", 4) == 0) {
+        bool shell = open > text && open[-1] == '$'; /* ${...} is the shell's */
+        if (!shell && len == 4 && memcmp(key, "name", 4) == 0) {
             rc = bdy_buf_appends(&b, spec->name);
-        } else if (len == 9 && memcmp(key, "namespace", 9) == 0) {
+        } else if (!shell && len == 9 && memcmp(key, "namespace", 9) == 0) {
             rc = bdy_buf_appends(&b, spec->ns);
-        } else if (len > 5 && memcmp(key, "port:", 5) == 0) {
+        } else if (!shell && len > 5 && memcmp(key, "port:", 5) == 0) {
             const bdy_port *port = find_port(h, key + 5, len - 5);
             if (port == NULL) {
                 rc = bdy_fail(eb, BDY_EINVAL, "placeholder {%.*s} names no port of the world",

@@ -1103,6 +1103,8 @@ static void test_world_of_another_allocation_is_kept(void **state)
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              a.name);
     r = bb_request(&s, "GET", path, NULL, NULL);
+    if (r.status != 200 || strstr(r.body ? r.body : "", "deletionTimestamp") != NULL)
+        bb_print_log_tail(&s, "the world of another allocation was not kept");
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body ? r.body : "", "deletionTimestamp"));
     bb_response_free(&r);
