@@ -965,6 +965,22 @@ static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
     return grace_ms;
 }
 
+/* What is left of a world's grace period since it entered its phase
+ * (status.timings[stamp]): a bindery restarted while the world was being
+ * stopped gives it the rest, not a whole new grace after the downtime. The
+ * timestamp is wall time; the answer stays within [0, grace_ms]. */
+static unsigned grace_left_ms(json_object *world, const char *stamp, unsigned grace_ms)
+{
+    double since = 0;
+    if (bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), stamp),
+                            &since) != 0)
+        return grace_ms;
+    double elapsed_ms = (bdy_wall_seconds() - since) * 1000;
+    if (!(elapsed_ms > 0))
+        return grace_ms;
+    return elapsed_ms >= grace_ms ? 0 : grace_ms - (unsigned)elapsed_ms;
+}
+
 /* Asks the runtime to stop the tracked world t (key) once: a later pass
  * that sees stop_requested leaves the running grace period alone, where a
  * second stop would cut it short. */
@@ -1255,7 +1271,8 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         }
         if (tracked_rc == 0) {
             if (!t.stop_requested)
-                stop_once(r, key, &t, manifest_grace_ms(r, world));
+                stop_once(r, key, &t,
+                          grace_left_ms(world, "terminatingAt", manifest_grace_ms(r, world)));
             /* The exit callback queues the world again; the requeue is a
              * safety net for a lost notice. */
             *requeue_ms = 5000;
@@ -1361,7 +1378,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (rc == BDY_ENOTFOUND)
             rc = 0;
         else if (rc == 0) /* tracked and alive */
-            stop_once(r, key, &t, manifest_grace_ms(r, world));
+            stop_once(r, key, &t, grace_left_ms(world, "failedAt", manifest_grace_ms(r, world)));
         break;
     case BDY_PHASE_TERMINATING:
     case BDY_PHASE_COUNT:

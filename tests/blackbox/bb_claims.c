@@ -2019,6 +2019,60 @@ static void test_crd_delete_stops_world_processes(void **state)
     bb_cleanup(&s);
 }
 
+/* A bindery restarted while a world's grace ran gives it the rest of its
+ * grace, not a whole new one after the downtime: here the grace (8 s) is
+ * over by the restart, so the world that ignores SIGTERM is killed at once. */
+static void test_grace_is_not_restarted_by_a_restart(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 1, NULL, 0);
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 8\n"
+             "  startDeadlineSeconds: 1\n"
+             "  local:\n"
+             "    command: /bin/sh\n"
+             "    args: [\"-c\", \"trap '' TERM; while :; do sleep 0.2; done\"]\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "StartDeadlineExceeded", 30000));
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    json_object *items = json_object_object_get(list, "items");
+    char uid[64] = "";
+    for (size_t i = 0; i < json_object_array_length(items) && !uid[0]; i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        const char *phase = json_object_get_string(
+            json_object_object_get(json_object_object_get(w, "status"), "phase"));
+        if (phase != NULL && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Terminating") == 0))
+            snprintf(uid, sizeof(uid), "%s",
+                     json_object_get_string(
+                         json_object_object_get(json_object_object_get(w, "metadata"), "uid")));
+    }
+    json_object_put(list);
+    assert_true(uid[0] != '\0');
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(processes_of_world(uid) >= 1); /* its grace runs on, unwatched */
+    sleep_ms(8500);
+    assert_true(bb_start(&s, NULL));
+    int left = 1;
+    for (int waited = 0; waited <= 4000 && left > 0; waited += 200) {
+        left = processes_of_world(uid);
+        if (left > 0)
+            sleep_ms(200);
+    }
+    if (left > 0)
+        bb_print_log_tail(&s, "a whole new grace after the restart");
+    assert_int_equal(left, 0);
+    bb_cleanup(&s);
+}
+
 /* The restarted bindery takes the process back, not start a second. */
 static void test_unrecorded_world_is_taken_back(void **state)
 {
@@ -2105,6 +2159,7 @@ int main(void)
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
+        cmocka_unit_test_teardown(test_grace_is_not_restarted_by_a_restart, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_probe_port_number_and_initial_delay, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
