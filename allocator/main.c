@@ -25,6 +25,7 @@
 #include "bindery/util.h"
 #include "bindery/yaml.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -235,22 +236,32 @@ static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_e
     return 0;
 }
 
-static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
+/* Applies what start-up applies, in its order: the built-in CRDs, the
+ * config's CRDs, the pools' namespaces, the config's manifests. serve runs
+ * it against its store; check-config against a scratch one, so that a
+ * manifest serve would refuse is refused there too. */
+static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *applied, bdy_errbuf *eb)
 {
-    size_t applied = 0;
     char crds_buf[PATH_MAX + 64];
     const char *crds = builtin_crds_dir(crds_buf, sizeof(crds_buf));
     int rc = 0;
     if (crds != NULL)
-        rc = apply_path(d->store, crds, &applied, eb);
+        rc = apply_path(store, crds, applied, eb);
     else
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
-        rc = apply_path(d->store, cfg->crds.items[i], &applied, eb);
+        rc = apply_path(store, cfg->crds.items[i], applied, eb);
     if (rc == 0)
-        rc = ensure_pool_namespaces(d->store, cfg, eb);
+        rc = ensure_pool_namespaces(store, cfg, eb);
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
-        rc = apply_path(d->store, cfg->manifests.items[i], &applied, eb);
+        rc = apply_path(store, cfg->manifests.items[i], applied, eb);
+    return rc;
+}
+
+static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
+{
+    size_t applied = 0;
+    int rc = apply_manifests(d->store, cfg, &applied, eb);
     if (rc == 0) {
         bdy_metric_set(d->manifests_applied, (double)applied);
         bdy_info("manifests", "applied %zu manifests", applied);
@@ -902,6 +913,43 @@ out:
     return rc == 0 ? 0 : 1;
 }
 
+/* Removes a scratch folder of check_manifests and what the store left in
+ * it (no subfolders). */
+static void remove_scratch(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d != NULL && (de = readdir(d)) != NULL;)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Applies the CRDs and manifests serve would apply to a scratch store in a
+ * temporary folder, then removes it. */
+static int check_manifests(const bdy_config *cfg, bdy_errbuf *eb)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/bindery-check-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(dir) == NULL)
+        return bdy_fail(eb, BDY_EIO, "cannot make a scratch folder to check the manifests in: %s",
+                        strerror(errno));
+    bdy_sqlite_opts so = {
+        .data_dir = dir, .watch_history = 16, .max_batch = 64, .busy_timeout_ms = 5000};
+    bdy_store *store = NULL;
+    size_t applied = 0;
+    /* The scratch store's own notes are no news to the operator. */
+    bdy_log_set_level(BDY_LOG_WARN);
+    int rc = bdy_store_sqlite_open(&so, &store, eb);
+    if (rc == 0)
+        rc = apply_manifests(store, cfg, &applied, eb);
+    bdy_store_close(store);
+    remove_scratch(dir);
+    return rc;
+}
+
 static int check_config(const char *path)
 {
     bdy_config *cfg = NULL;
@@ -913,17 +961,10 @@ static int check_config(const char *path)
         rc = bdy_auth_load(cfg->auth.token_file, &auth, &eb);
     if (rc == 0)
         rc = bdy_http_listen_check(cfg->listen, auth != NULL, &eb);
-    /* Both are read at start; one that cannot be read stops serve. */
-    for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++) {
-        json_object *docs = NULL;
-        rc = bdy_yaml_load_manifests(cfg->crds.items[i], &docs, &eb);
-        json_object_put(docs);
-    }
-    for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++) {
-        json_object *docs = NULL;
-        rc = bdy_yaml_load_manifests(cfg->manifests.items[i], &docs, &eb);
-        json_object_put(docs);
-    }
+    /* CRDs and manifests are applied at start; one that cannot be read or
+     * that the store refuses (its schema, its metadata) stops serve. */
+    if (rc == 0)
+        rc = check_manifests(cfg, &eb);
     if (rc != 0)
         fprintf(stderr, "%s\n", eb.message);
     else

@@ -115,6 +115,18 @@ static void test_cli_commands(void **state)
     assert_int_equal(check_config_text(&s, "nocrds.yaml", "crds: [missing-crds]\n", &out), 1);
     assert_non_null(strstr(out, "missing-crds"));
     free(out);
+    /* A manifest its CRD's schema refuses stops serve; check-config applies
+     * the manifests to a scratch store, so it says so too. */
+    bb_write(&s, "bad-manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_int_equal(
+        check_config_text(&s, "badmanifest.yaml", "manifests: [bad-manifests]\n", &out), 1);
+    assert_non_null(strstr(out, "ModuleManifest arena"));
+    assert_non_null(strstr(out, "containerPort"));
+    free(out);
     /* An empty file is valid, but worth a word: a reload refuses it. */
     assert_int_equal(check_config_text(&s, "empty.yaml", "", &out), 0);
     assert_non_null(strstr(out, "sets nothing"));
