@@ -321,17 +321,40 @@ static void unlink_world(proc_runtime *rt, proc_world *w)
     w->next = NULL;
 }
 
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1U << 2) /* Linux 6.9 */
+#endif
+
+/* Signals the process group of pidfd's process through the pidfd itself
+ * (Linux 6.9+): exact even for a process that is not our child, whose pid
+ * number (and so its group id) the kernel frees when it is reaped, pidfd
+ * or not. False when the kernel lacks it or the process is gone. */
+static bool pidfd_signal_group(int pidfd, int sig)
+{
+    return pidfd >= 0 && pidfd_send_signal(pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP) == 0;
+}
+
+/* Whether signalling pidfd's group failed for want of kernel support (so a
+ * kill(-pgid) is the fallback), not because the process is gone. */
+static bool group_signal_unsupported(void)
+{
+    return errno == EINVAL;
+}
+
 /* Sends sig to the world and, when it leads its own process group (every
  * world this runtime started does), to the helpers it started as well, so
- * a wrapper script cannot leave its game server running. A check first
- * makes sure the pid, and with it the group id, is still the world's; the
- * pidfd makes that check exact. */
+ * a wrapper script cannot leave its game server running. With a pidfd the
+ * kernel signals the group exactly; without one (or on a kernel before
+ * 6.9) a check first makes sure the pid, and with it the group id, is
+ * still the world's, which leaves a moment for a recycled pid. */
 static void signal_world(const proc_world *w, int sig)
 {
     if (w->pidfd >= 0 && !w->own_group) {
         pidfd_send_signal(w->pidfd, sig, NULL, 0);
         return;
     }
+    if (pidfd_signal_group(w->pidfd, sig) || (w->pidfd >= 0 && !group_signal_unsupported()))
+        return;
     bdy__proc_stat st;
     bool there = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0
                                : alive_as_recorded(&w->h, &st) == 0;
@@ -1192,16 +1215,19 @@ static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_worl
 }
 
 /* SIGKILL to a process this runtime does not watch (and its group, when
- * it leads one). A pidfd pins the pid, and with it the group, so a pid
- * recycled meanwhile is never hit; without pidfds the check just before
- * the signal is all there is. True when the signal went. */
+ * it leads one), after a check that it is the one recorded. The pidfd
+ * makes the signal itself exact (see signal_world); without pidfds, or
+ * the group flag, the check just before the signal is all there is. True
+ * when the signal went. */
 static bool kill_unwatched(const proc_runtime *rt, const bdy_world_handle *h)
 {
     int pidfd = rt->have_pidfds ? pidfd_open((pid_t)h->pid, 0) : -1;
     bdy__proc_stat st;
     bool sent = false;
     if ((pidfd >= 0 || !rt->have_pidfds) && recorded_alive(rt, h, &st) == 0) {
-        if (st.pgrp == h->pid)
+        if (st.pgrp == h->pid && pidfd_signal_group(pidfd, SIGKILL))
+            sent = true;
+        else if (st.pgrp == h->pid && (pidfd < 0 || group_signal_unsupported()))
             sent = kill(-(pid_t)h->pid, SIGKILL) == 0;
         else if (pidfd >= 0)
             sent = pidfd_send_signal(pidfd, SIGKILL, NULL, 0) == 0;
