@@ -156,7 +156,7 @@ typedef struct replay_waiter {
     unsigned fail_status;
     unsigned fail_retry_after;
     char fail_code[32];
-    char fail_message[256];
+    char fail_message[600];
     double deadline; /* monotonic seconds (mono_s) */
     uint64_t t0;
 } replay_waiter;
@@ -721,10 +721,22 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
         return false;
     }
     json_object *probe = json_object_new_object();
+    size_t total = 0;
     json_object_object_foreach(m, k, v)
     {
         if (!json_object_is_type(v, json_type_string)) {
             snprintf(why, cap, "%s.%s must be a string", field, k);
+            json_object_put(probe);
+            return false;
+        }
+        /* Kubernetes' own limit on a object's annotations, and well within
+         * what the store keeps of a world: what a claim asks for is written
+         * onto it, and a world the write could never fit would be granted
+         * and then never show its claim. */
+        total += strlen(k) + (size_t)json_object_get_string_len(v);
+        if (total > BDY_CLAIM_METADATA_MAX) {
+            snprintf(why, cap, "%s may hold at most %u bytes of keys and values", field,
+                     (unsigned)BDY_CLAIM_METADATA_MAX);
             json_object_put(probe);
             return false;
         }
@@ -1793,16 +1805,16 @@ static void finish_replay(bdy_claims *c, replay_waiter *w, bool stopping)
                            "the claim with this Idempotency-Key failed while this retry waited "
                            "for it; send it again",
                            RETRY_AFTER_S);
-        count_result(c, w->ns, w->pool, "replay", "error", 0);
+        count_result(c, w->ns, w->pool, "replay", w->fail_status == 504 ? "timeout" : "error", 0);
     } else {
-        /* Its own wait is over, the first claim's is not: no world for it
-         * within its waitSeconds, as the table says, and the same key later
-         * gets the first claim's result. */
-        bdy_http_error(resp, 504, "ColdStartTimeout",
-                       "the claim with this Idempotency-Key is still waiting for its world; send "
-                       "it again to learn the result",
+        /* Its own wait is over, the first claim's is not (a stalled commit,
+         * say): it may still succeed, so nothing here says no world came.
+         * The same key later gets the first claim's result. */
+        bdy_http_error(resp, 503, "Unavailable",
+                       "the claim with this Idempotency-Key is still in progress; send it again "
+                       "to learn its result",
                        RETRY_AFTER_S);
-        count_result(c, w->ns, w->pool, "replay", "timeout", 0);
+        count_result(c, w->ns, w->pool, "replay", "error", 0);
     }
     bdy_http_deferred_finish(w->d);
     free(w);
@@ -2261,9 +2273,8 @@ static bool delete_if_released_before(bdy_claims *c, const char *text, double cu
  * the start). Returns true when it stopped with records left to look at. */
 static bool sweep_records(bdy_claims *c, char **token)
 {
-    double now = bdy_wall_seconds();
-    double cutoff = now - RECORD_RETENTION_S;
-    double stop_at = now + RECORD_SWEEP_BUDGET_S;
+    double cutoff = bdy_wall_seconds() - RECORD_RETENTION_S; /* records carry wall time */
+    double stop_at = mono_s() + RECORD_SWEEP_BUDGET_S;
     size_t deleted = 0;
     bool stopped = false; /* out of time, or shutting down */
     bool more = false;    /* records left to look at */
@@ -2290,7 +2301,7 @@ static bool sweep_records(bdy_claims *c, char **token)
             const char *text = json_object_get_string(json_object_array_get_idx(res.items, i));
             if (text != NULL && delete_if_released_before(c, text, cutoff))
                 deleted++;
-            stopped = bdy_wall_seconds() >= stop_at || atomic_load(&c->sweep_stop);
+            stopped = mono_s() >= stop_at || atomic_load(&c->sweep_stop);
         }
         if (i < n) {
             *token = page_token;

@@ -27,6 +27,9 @@
 
 #define BDY_CLAIM_MAX_SELECTORS 16
 #define BDY_CLAIM_MAX_WAIT_S 300
+/* Most bytes of keys and values the labels, and the annotations, of one
+ * claim's metadata may hold (Kubernetes' limit on an object's annotations). */
+#define BDY_CLAIM_METADATA_MAX ((size_t)256 * 1024)
 #define BDY_IDEMPOTENCY_KEY_MAX 128
 
 typedef struct bdy_claims bdy_claims;

@@ -11,6 +11,7 @@
 #include "bindery/error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int parse(const char *body, size_t len, char *why, size_t cap)
@@ -55,6 +56,25 @@ static void test_reserved_keys(void **state)
     accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}");
 }
 
+/* A claim's annotations are written onto its world: more than
+ * BDY_CLAIM_METADATA_MAX bytes of them is refused at once (400), not
+ * granted and then never written. */
+static void test_metadata_size_is_bounded(void **state)
+{
+    (void)state;
+    size_t big = BDY_CLAIM_METADATA_MAX + 1;
+    char *body = malloc(big + 100);
+    assert_non_null(body);
+    int n = snprintf(body, 100, "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"note\":\"");
+    memset(body + n, 'x', big);
+    strcpy(body + n + big, "\"}}}");
+    refused(body, strlen(body), "metadata.annotations may hold at most");
+    /* Just within: accepted. */
+    strcpy(body + n + big - 5, "\"}}}");
+    accepted(body);
+    free(body);
+}
+
 static void test_text_must_be_whole_utf8(void **state)
 {
     (void)state;
@@ -78,6 +98,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserved_keys),
+        cmocka_unit_test(test_metadata_size_is_bounded),
         cmocka_unit_test(test_text_must_be_whole_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
