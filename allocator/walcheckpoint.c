@@ -190,7 +190,9 @@ static void *checkpoint_main(void *arg)
     pthread_mutex_lock(&c->lock);
     while (!c->stop) {
         struct timespec ts;
-        bdy_deadline_after_ms(CLOCK_REALTIME, c->period_ms, &ts);
+        /* Monotonic: a wall clock stepped back would hold every
+         * checkpoint back as long, and the WALs would grow meanwhile. */
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, c->period_ms, &ts);
         pthread_cond_timedwait(&c->wake, &c->lock, &ts);
         if (c->stop)
             break;
@@ -230,7 +232,7 @@ int bdy_wal_checkpointer_start(const char *path, unsigned period_ms, size_t rest
     snprintf(c->thread_name, sizeof(c->thread_name), "%s", thread_name);
     c->period_ms = period_ms > 0 ? period_ms : 1;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
+    bdy_cond_init_monotonic(&c->wake);
     pthread_mutex_init(&c->gate_lock, NULL);
     pthread_cond_init(&c->gate_open, NULL);
     if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
