@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define THREADS 8
@@ -196,82 +195,6 @@ static void test_concurrent_group_commit(void **state)
     rm_rf(dir);
 }
 
-/* A claim is added and removed over and over (SQLite hands the removed
- * last row's seq to the next), while another thread reads the newest id:
- * a read never returns another claim's row. Bounded to RACE_SECONDS; a
- * mismatch showed about once per million reads before the fix. */
-#define RACE_SECONDS 1.0
-
-typedef struct race_state {
-    bdy_ledger *l;
-    pthread_mutex_t lock;
-    char current[32];
-    bool stop;
-    long reads;
-    long wrong;
-} race_state;
-
-static void *race_writer(void *p)
-{
-    race_state *r = p;
-    for (int i = 0; i < 1000000; i++) {
-        pthread_mutex_lock(&r->lock);
-        bool stop = r->stop;
-        pthread_mutex_unlock(&r->lock);
-        if (stop)
-            break;
-        char id[32];
-        char world[32];
-        snprintf(id, sizeof(id), "alc-%d", i);
-        snprintf(world, sizeof(world), "w-%d", i);
-        bdy_ledger_claim c = claim(id, world, world);
-        if (bdy_ledger_add(r->l, &c) != 0)
-            break;
-        pthread_mutex_lock(&r->lock);
-        snprintf(r->current, sizeof(r->current), "%s", id);
-        pthread_mutex_unlock(&r->lock);
-        bdy_ledger_remove(r->l, id);
-    }
-    return NULL;
-}
-
-static void test_get_never_returns_another_claim(void **state)
-{
-    (void)state;
-    char dir[] = "/tmp/bdy-ledger-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    race_state r = {.l = open_ledger(dir)};
-    pthread_mutex_init(&r.lock, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, race_writer, &r), 0);
-    struct timespec start;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    do {
-        char id[32];
-        pthread_mutex_lock(&r.lock);
-        snprintf(id, sizeof(id), "%s", r.current);
-        pthread_mutex_unlock(&r.lock);
-        bdy_ledger_record *rec = NULL;
-        if (id[0] && bdy_ledger_get(r.l, id, &rec) == 0) {
-            r.reads++;
-            r.wrong += strcmp(rec->c.id, id) != 0;
-            bdy_ledger_record_free(rec);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    } while ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 <
-             RACE_SECONDS);
-    pthread_mutex_lock(&r.lock);
-    r.stop = true;
-    pthread_mutex_unlock(&r.lock);
-    pthread_join(t, NULL);
-    print_message("%ld reads, %ld of another claim\n", r.reads, r.wrong);
-    assert_int_equal(r.wrong, 0);
-    bdy_ledger_close(r.l);
-    pthread_mutex_destroy(&r.lock);
-    rm_rf(dir);
-}
-
 typedef struct async_result {
     pthread_mutex_t lock;
     int ok;
@@ -410,7 +333,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_get_remove_persist),
         cmocka_unit_test(test_concurrent_group_commit),
-        cmocka_unit_test(test_get_never_returns_another_claim),
         cmocka_unit_test(test_async_adds),
         cmocka_unit_test(test_inline_only_when_idle),
         cmocka_unit_test(test_bad_files),
