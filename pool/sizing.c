@@ -100,6 +100,11 @@ unsigned bdy_base_stock(double mean, double extra_var, double p)
         unsigned normal = normal_stock(mean, mean + extra_var, p);
         s = s > normal ? s : normal;
     }
+    /* At low service levels (a median, say) the negative binomial's
+     * quantile sits below the Poisson's from the start: never less than
+     * without the error. */
+    unsigned poisson = extra_var > 0 ? exact_stock(mean, 0, p) : s;
+    s = s > poisson ? s : poisson;
     return s;
 }
 

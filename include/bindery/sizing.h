@@ -83,9 +83,10 @@ typedef struct bdy_sizing {
 
 /* Smallest S with P[D <= S - 1] >= p for D negative binomial with the given
  * mean and extra variance (0: Poisson). 0 when mean <= 0. p in (0, 1).
- * S never falls as the forecast error grows: past extra_var = mean^2,
- * where the negative binomial's quantile would start to fall, S is the
- * larger of its value there and the normal approximation's. */
+ * Never less than the Poisson's S (no error), and past extra_var = mean^2,
+ * where the negative binomial's quantile would start to fall, the larger
+ * of its value there and the normal approximation's: for p >= 0.75, S
+ * never falls as the forecast error grows; below, it may dip by a few. */
 unsigned bdy_base_stock(double mean, double extra_var, double p);
 
 /* The sizing at time now (Unix seconds). */

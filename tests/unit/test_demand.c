@@ -138,6 +138,7 @@ static void test_counts_and_input(void **state)
     spec.service_level = 0.99;
     spec.creation_rate = 20;
     unsigned t = bdy_pool_target_warm(&spec, &in, T0 + 30 * 60, NULL);
+    print_message("target %u (forecast %g/min, sd %g)\n", t, in.forecast_rate, in.forecast_sd);
     assert_true(t >= 10 && t <= 20); /* about 7.5 claims per 90 s lead time */
     /* At 17:44 the override (ready by 17:45) lifts it to 200. */
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 17 * 3600 + 44 * 60, &in), 0);

@@ -31,16 +31,22 @@ static void test_poisson_quantiles(void **state)
     assert_true(big >= 10232 && big <= 10235);
     /* Forecast error widens the quantile. */
     assert_true(bdy_base_stock(10, 25, 0.99) > 19);
-    /* ...and never narrows it, however large the error against the mean
-     * (the negative binomial's quantile alone falls to 1 there). */
-    static const double means[] = {0.5, 1, 5, 40};
-    for (size_t m = 0; m < sizeof(means) / sizeof(means[0]); m++) {
-        unsigned prev = bdy_base_stock(means[m], 0, 0.99);
-        for (double var = 0.25; var < 1e7; var *= 1.5) {
-            unsigned s = bdy_base_stock(means[m], var, 0.99);
-            if (s < prev)
-                fail_msg("mean %g: S %u at extra variance %g, %u before", means[m], s, var, prev);
-            prev = s;
+    /* ...and never narrows it below no error at any service level, nor at
+     * all from 0.75 up, however large the error against the mean (the
+     * negative binomial's quantile alone falls to 1 there). */
+    static const double means[] = {0.05, 0.5, 1, 1.1, 5, 20, 40, 491, 2000};
+    static const double levels[] = {0.5, 0.6, 0.7, 0.75, 0.9, 0.99, 0.9999};
+    for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
+        for (size_t m = 0; m < sizeof(means) / sizeof(means[0]); m++) {
+            unsigned none = bdy_base_stock(means[m], 0, levels[l]);
+            unsigned prev = none;
+            for (double var = 0.1; var < 1e8; var *= 1.3) {
+                unsigned s = bdy_base_stock(means[m], var, levels[l]);
+                if (s < none || (levels[l] >= 0.75 && s < prev))
+                    fail_msg("p %g, mean %g: S %u at extra variance %g, %u before, %u without",
+                             levels[l], means[m], s, var, prev, none);
+                prev = s;
+            }
         }
     }
 }
