@@ -433,7 +433,7 @@ int lt_run_allocate(const lt_opts *o, const lt_target *t, lt_output *out, lt_rep
             claims_end = now;
         /* Releases whose hold has passed; all of them once the run stops
          * early. */
-        while (s.q_len > 0 && (s.q[s.q_head].due_s <= now || r->aborted)) {
+        while (s.q_len > 0 && (s.q[s.q_head].due_s <= now || r->aborted || r->interrupted)) {
             start_release(&s, s.q[s.q_head].id);
             s.q_head = (s.q_head + 1) % s.q_cap;
             s.q_len--;

@@ -374,7 +374,9 @@ static void delete_done(lt_xfer *x, void *data)
     world *w = &s->w[x->seq];
     if (x->status == 404 && !w->gone) {
         w->gone = true;
-        s->r->deleted++;
+        /* A create that failed our side and never landed: nothing to delete. */
+        if (w->state != W_CREATE_UNKNOWN)
+            s->r->deleted++;
     } else if (x->status != 200 && x->status != 202 && x->status != 404) {
         char key[LT_TALLY_KEY];
         lt_error_key(x, key, sizeof(key));
