@@ -48,7 +48,7 @@ typedef struct world {
     bdy_process_seen process;
     uint64_t rv;
     uint64_t claim_rv;        /* the rv a claim (or a scale-down) started from */
-    double ready_since;       /* wall seconds when first seen Ready (scale-down age) */
+    double ready_since;       /* monotonic seconds when first seen Ready (scale-down age) */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
     bool labels_unknown;      /* too many to keep (or no memory): no selector
                                  matches it, claims without one still may */
@@ -687,7 +687,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     snprintf(w->pool_name, sizeof(w->pool_name), "%s", pool ? pool : "");
     w->pool = now_in;
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
-        w->ready_since = bdy_wall_seconds();
+        w->ready_since = monotonic_s();
     w->phase = phase;
     w->deleting = deleting;
     bool now_reserved = reserved && phase != BDY_PHASE_ALLOCATED;
@@ -1071,7 +1071,7 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
                                   size_t keep, bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
-    double now = bdy_wall_seconds();
+    double now = monotonic_s();
     world *chosen[OLDEST_CHUNK];
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
