@@ -584,9 +584,18 @@ int bdy_demand_tick(bdy_demand *d, double now)
     }
     for (pool_rec *p = d->pools; p != NULL; p = p->next) {
         if (!p->configured) {
-            /* A pool the config no longer names: no claims, and its time
-             * away is missing history, not minutes without demand, to
-             * its forecast should it come back. */
+            /* A pool the config no longer names: what it counted before
+             * the reload is written, but no minutes without demand after
+             * (its time away is missing history to its forecast, should
+             * it come back), and no forecast work. */
+            for (uint64_t m = p->flushed; p->flushed != 0 && m < minute_now; m++) {
+                minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
+                if (s->minute != m || m + BDY_DEMAND_MEMORY_MINUTES <= minute_now)
+                    continue;
+                row *r = &rows[nrows++];
+                snprintf(r->key, sizeof(r->key), "%s", p->key);
+                r->s = *s;
+            }
             p->flushed = minute_now;
             continue;
         }
