@@ -1287,12 +1287,22 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (alloc != NULL && bdy_jstr(alloc, "id") != NULL) {
             json_object *answer = bdy_allocation_answer(world);
             const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+            bdy_errbuf reb;
+            bdy_errbuf_clear(&reb);
             rc = answer == NULL ? BDY_ENOMEM
                                 : bdy_allocation_record(r->o.store, ns, name, pool ? pool : "",
-                                                        alloc, answer, "WorldGone", NULL);
+                                                        alloc, answer, "WorldGone", &reb);
             json_object_put(answer);
-            if (rc != 0)
+            if (rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EBUSY || rc == BDY_EREADONLY ||
+                rc == BDY_ETIMEOUT || rc == BDY_ESHUTDOWN)
                 goto out; /* retried: the finalizer stays until the record is written */
+            if (rc != 0) {
+                /* A status.allocation no claim wrote (set by hand, say) that
+                 * makes no valid record: the world goes all the same. */
+                bdy_warn("world", "%s: its allocation %s cannot be recorded as released: %s", key,
+                         bdy_jstr(alloc, "id"), reb.message[0] ? reb.message : bdy_strerror(rc));
+                rc = 0;
+            }
         }
         rc = remove_finalizer(r, world);
         if (rc == 0) {

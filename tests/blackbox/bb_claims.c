@@ -1595,6 +1595,26 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
     assert_true(wait_world_gone(&s, c.name, 20000));
+    /* A world whose status.allocation no claim wrote (by hand) makes no
+     * valid release record: it goes all the same, not stuck Terminating. */
+    claim d = post_claim(&s, body, NULL);
+    assert_int_equal(d.status, 201);
+    assert_true(wait_world_allocated(&s, d.name, d.id, NULL, 10000));
+    char status_path[300];
+    snprintf(status_path, sizeof(status_path),
+             "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s/status", d.name);
+    const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+    r = bb_request(&s, "PATCH", status_path,
+                   "{\"status\":{\"allocation\":{\"id\":\"Hand Marked\",\"claimedAt\":null}}}",
+                   merge);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             d.name);
+    r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    assert_true(wait_world_gone(&s, d.name, 20000));
     for (int round = 0; round < 2; round++) {
         snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
         long status = 0;
