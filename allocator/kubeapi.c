@@ -363,7 +363,7 @@ typedef int (*write_fn)(void *ctx, const bdy_write_opts *wo, json_object **out, 
 static int validated_write(const bdy_kube_query *q, write_fn fn, void *ctx, json_object **out,
                            bdy_errbuf *eb, bool *strict_failed, bdy_http_response *resp)
 {
-    bdy_write_opts wo = {.dry_run = q->dry_run, .unknown = BDY_UNKNOWN_REJECT};
+    bdy_write_opts wo = {.dry_run = q->dry_run, .unknown = BDY_UNKNOWN_REJECT, .client = true};
     *strict_failed = false;
     if (q->field_validation == BDY_FIELDS_IGNORE) {
         wo.unknown = BDY_UNKNOWN_PRUNE;

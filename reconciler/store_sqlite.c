@@ -607,6 +607,36 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
+/* A client's status write may not change what only the world controller
+ * writes: the process a WorldInstance runs as. A restart adopts that
+ * process and a stop signals its whole group, so a status naming another
+ * process would turn a delete into a kill of it. */
+static int controller_fields_kept(const bdy_resource_info *info, const char *name, json_object *old,
+                                  json_object *neu, bdy_errbuf *eb)
+{
+    static const char *const fields[] = {"pid", "processStartTicks", "processBootId"};
+    if (strcmp(info->group, BDY_GVR_WORLDS.group) != 0 ||
+        strcmp(info->resource, BDY_GVR_WORLDS.resource) != 0)
+        return 0;
+    json_object *was = bdy_jget(old, "status");
+    json_object *now = bdy_jget(neu, "status");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        json_object *a = bdy_jget(was, fields[i]);
+        json_object *b = bdy_jget(now, fields[i]);
+        if (!json_object_equal(a, b)) {
+            char path[64];
+            snprintf(path, sizeof(path), "status.%s", fields[i]);
+            bdy_errbuf_add_cause(eb, "FieldValueForbidden", path,
+                                 "Forbidden: set by bindery's world controller only");
+            rc = BDY_EINVALID_OBJECT;
+        }
+    }
+    if (rc != 0)
+        bdy__invalid_summary(eb, info, name);
+    return rc;
+}
+
 /* The name of the storage version of a stored CRD object, or NULL. */
 static const char *crd_storage_version(json_object *crd_obj)
 {
@@ -737,6 +767,8 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
             json_object_object_del(merged, "status");
         json_object_put(neu);
         neu = merged;
+        if (op->wo.client && (rc = controller_fields_kept(info, name, old, neu, op->eb)) != 0)
+            goto out;
     } else {
         json_object *nmeta = bdy__metadata(neu);
         json_object *ometa = bdy__metadata(old);
@@ -1270,7 +1302,7 @@ static int submit(sqlite_store *s, write_op *op)
 
 /* ---- vtable: writes ------------------------------------------------------ */
 
-static const bdy_write_opts default_wo = {false, BDY_UNKNOWN_PRUNE, false};
+static const bdy_write_opts default_wo = {.unknown = BDY_UNKNOWN_PRUNE};
 
 static int finish(write_op *op, json_object **out)
 {

@@ -76,6 +76,11 @@ typedef struct bdy_write_opts {
     bool dry_run;               /* validate and compute, persist nothing */
     bdy_unknown_fields unknown; /* prune (default) or reject unknown fields */
     bool urgent;                /* a claim: committed ahead of background writes */
+    /* A client's write through the Kubernetes API, not bindery's own: the
+     * status fields only the world controller may write (the process a
+     * WorldInstance runs as, which a restart adopts and a stop signals)
+     * are refused to it (422). */
+    bool client;
 } bdy_write_opts;
 
 typedef struct bdy_delete_opts {

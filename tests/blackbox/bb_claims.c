@@ -1609,6 +1609,12 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
                    merge);
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
+    /* The process a world runs as is the world controller's to write: a
+     * status naming another (pid 1 here) would make a delete kill it. */
+    r = bb_request(&s, "PATCH", status_path, "{\"status\":{\"pid\":1}}", merge);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "status.pid"));
+    bb_response_free(&r);
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              d.name);
     r = bb_request(&s, "DELETE", path, NULL, NULL);
