@@ -124,7 +124,9 @@ static uint64_t cut_log(int dirfd, const char *name, uint64_t max_bytes)
         dropped = collapse;
         goto out;
     }
-    /* Lines the world writes between the read and the truncate are lost. */
+    /* Lines the world writes between the read and the truncate are lost,
+     * and those between the truncate and the write-back land before the
+     * kept part; and only the last CAP_COPY_MAX bytes are kept. */
     if (keep > CAP_COPY_MAX)
         keep = CAP_COPY_MAX;
     char *tail = malloc(keep ? keep : 1);

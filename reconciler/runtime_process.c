@@ -67,6 +67,7 @@ static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
  * track of per scan. */
 #define REAP_EVERY_MS 2000u
 #define REAP_MAX 1024u
+#define SPAWNING_MAX 256u
 
 typedef struct proc_world {
     struct proc_world *prev;
@@ -112,6 +113,10 @@ typedef struct proc_runtime {
     uint64_t next_reap_ns;
     int64_t zombies[REAP_MAX]; /* unwatched zombie children seen last scan */
     size_t nzombies;
+    /* Worlds spawned and not watched yet (under lock): the reaper must not
+     * take one that exits at once, whose exit its start reports. */
+    int64_t spawning[SPAWNING_MAX];
+    size_t nspawning;
 } proc_runtime;
 
 /* "NAME=value" strings for execve, NULL-terminated. */
@@ -559,12 +564,76 @@ static void poll_exits(proc_runtime *rt)
     }
 }
 
+/* Whether pid is a world of ours, watched or being started. Under lock. */
 static bool pid_watched(proc_runtime *rt, int64_t pid)
 {
     for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
         if (w->h.pid == pid)
             return true;
+    for (size_t i = 0; i < rt->nspawning; i++)
+        if (rt->spawning[i] == pid)
+            return true;
     return false;
+}
+
+/* Marks pid as spawned but not watched yet (add) or no longer so. False
+ * when the set is full (the caller cannot protect it: it is not added). */
+static bool spawning_mark(proc_runtime *rt, int64_t pid, bool add)
+{
+    bool ok = true;
+    pthread_mutex_lock(&rt->lock);
+    if (add && rt->nspawning < SPAWNING_MAX) {
+        rt->spawning[rt->nspawning++] = pid;
+    } else if (add) {
+        ok = false;
+    } else {
+        for (size_t i = 0; i < rt->nspawning; i++)
+            if (rt->spawning[i] == pid) {
+                rt->spawning[i] = rt->spawning[--rt->nspawning];
+                break;
+            }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return ok;
+}
+
+/* Appends the pids of this process's children (every thread's, from
+ * /proc/self/task/TID/children) to out, at most max; returns how many. A
+ * look at only Bindery's own children: a scan of every process on the
+ * host would cost tens of milliseconds with many of them. */
+static size_t own_children(int64_t *out, size_t max)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *de; d != NULL && n < max && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        char path[96];
+        snprintf(path, sizeof(path), "%s/children", de->d_name);
+        int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        /* Every world a thread started is its child: room for many. */
+        static char buf[(size_t)256 * 1024]; /* watcher thread only */
+        size_t len = 0;
+        for (ssize_t got;
+             len < sizeof(buf) - 1 && (got = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0;)
+            len += (size_t)got;
+        close(fd);
+        if (len == sizeof(buf) - 1) /* cut short: its last pid may be cut too */
+            while (len > 0 && buf[len - 1] != ' ')
+                len--;
+        buf[len] = '\0';
+        for (char *p = buf, *end = NULL; n < max; p = end) {
+            long long pid = strtoll(p, &end, 10);
+            if (end == p)
+                break;
+            out[n++] = pid;
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+    return n;
 }
 
 /* Reaps zombie children that no watched world accounts for and that were
@@ -578,19 +647,15 @@ static void reap_orphans(proc_runtime *rt)
     if (now < rt->next_reap_ns)
         return;
     rt->next_reap_ns = now + (uint64_t)REAP_EVERY_MS * 1000000u;
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return;
-    int64_t self = getpid();
+    static int64_t children[REAP_MAX * 4]; /* watcher thread only */
+    size_t nchildren = own_children(children, sizeof(children) / sizeof(children[0]));
     int64_t seen[REAP_MAX];
     size_t nseen = 0;
     size_t reaped = 0;
-    for (struct dirent *de; nseen < REAP_MAX && (de = readdir(d)) != NULL;) {
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        int64_t pid = strtoll(de->d_name, NULL, 10);
+    for (size_t c = 0; c < nchildren && nseen < REAP_MAX; c++) {
+        int64_t pid = children[c];
         bdy__proc_stat st;
-        if (bdy__proc_stat_read(pid, &st) != 0 || st.ppid != self || st.state != 'Z')
+        if (bdy__proc_stat_read(pid, &st) != 0 || st.state != 'Z')
             continue;
         pthread_mutex_lock(&rt->lock);
         bool watched = pid_watched(rt, pid);
@@ -605,7 +670,6 @@ static void reap_orphans(proc_runtime *rt)
         else
             seen[nseen++] = pid;
     }
-    closedir(d);
     memcpy(rt->zombies, seen, nseen * sizeof(seen[0]));
     rt->nzombies = nseen;
     if (reaped > 0)
@@ -1027,7 +1091,8 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     bool ports_held = false;
     int logfd = -1;
     int pidfd = -1;
-    pid_t pid = 0; /* set while the process is ours to kill if start fails */
+    pid_t pid = 0;       /* set while the process is ours to kill if start fails */
+    int64_t spawned = 0; /* marked as spawning: unmarked at the end */
     char *argv[BDY_RUNTIME_MAX_ARGS + 2] = {NULL};
     env_list env = {.n = 0};
 
@@ -1080,6 +1145,9 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
         dir = joined;
     }
     int err = spawn_world(dir, logfd, argv, env.vars, &pid);
+    /* Until it is watched, the orphan reaper leaves it be (if the set is
+     * full the reaper may take it: its exit then shows as an error below). */
+    spawned = err == 0 && spawning_mark(rt, pid, true) ? pid : 0;
     if (err != 0) {
         rc = bdy_fail(eb, err == ENOENT ? BDY_ENOTFOUND : BDY_EIO,
                       "cannot start world %s/%s: %s (in %s): %s", spec->ns, spec->name,
@@ -1115,6 +1183,8 @@ out:
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
+    if (spawned != 0)
+        spawning_mark(rt, spawned, false);
     if (pidfd >= 0)
         close(pidfd);
     if (ports_held) {

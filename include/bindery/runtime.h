@@ -99,7 +99,9 @@ typedef struct bdy_runtime_vtable {
      * process exists, not when it is ready. */
     int (*start)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Takes back a world recorded before a restart. BDY_ENOTFOUND when the
-     * process is gone or its pid now belongs to another process. */
+     * process is gone or its pid now belongs to another process; BDY_EINVAL
+     * when the pid can be no world of ns/name (init, Bindery or its process
+     * group, a process whose environment names another world). */
     int (*adopt)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
                  bdy_errbuf *eb);
     /* Takes back a process an earlier Bindery started for spec's world

@@ -1271,7 +1271,14 @@ static void test_orphans_reaped_as_subreaper(void **state)
     assert_int_equal(left, 0);
     stop_ok(f, rt, &h, "reaper");
     bdy_runtime_free(rt);
-    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
+/* A failed subreaper test must not leave the later tests' orphans as this
+ * process's zombies. */
+static int teardown_subreaper(void **state)
+{
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    return teardown(state);
 }
 
 /* A command without a slash is looked for in the PATH the world is given,
@@ -1724,7 +1731,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_orphans_reaped_as_subreaper, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_reaped_as_subreaper, setup,
+                                        teardown_subreaper),
         cmocka_unit_test_setup_teardown(test_helpers_of_world_gone_in_downtime_are_killed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_adopted_world_takes_its_group_along, setup, teardown),
