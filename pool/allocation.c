@@ -133,6 +133,11 @@ int bdy_allocation_record(bdy_store *store, const char *ns, const char *world, c
     return rc;
 }
 
+bool bdy_allocation_record_refused(int rc)
+{
+    return rc == BDY_EINVALID_OBJECT || rc == BDY_EINVAL || rc == BDY_ETOOBIG || rc == BDY_EPARSE;
+}
+
 int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -145,6 +150,11 @@ int bdy_allocation_release(bdy_store *store, json_object *world, const char *rea
         rc = bdy_allocation_record(store, ns, name, pool ? pool : "",
                                    bdy_jget(bdy_jget(world, "status"), "allocation"), answer,
                                    reason, eb);
+        if (bdy_allocation_record_refused(rc)) {
+            bdy_warn("claims", "%s/%s: its allocation cannot be recorded as released: %s", ns, name,
+                     eb != NULL && eb->message[0] ? eb->message : bdy_strerror(rc));
+            rc = 0;
+        }
         if (rc != 0)
             goto out;
     }

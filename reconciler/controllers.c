@@ -92,6 +92,7 @@ typedef struct event_item {
 
 struct bdy_reconciler {
     bdy_reconciler_opts o;
+    double started_wall; /* when this run began: older phase times are an earlier run's */
     bdy_runtime *rt;
     bdy_informer *inf;
     bdy_workqueue *q;
@@ -966,14 +967,18 @@ static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
 }
 
 /* What is left of a world's grace period since it entered its phase
- * (status.timings[stamp]): a bindery restarted while the world was being
- * stopped gives it the rest, not a whole new grace after the downtime. The
- * timestamp is wall time; the answer stays within [0, grace_ms]. */
-static unsigned grace_left_ms(json_object *world, const char *stamp, unsigned grace_ms)
+ * (status.timings[stamp]) in an earlier run: a bindery restarted while the
+ * world was being stopped gives it the rest, not a whole new grace after
+ * the downtime. A phase entered in this run gets the whole grace (its stop
+ * may come late, behind a backlog). The timestamp is wall time; the answer
+ * stays within [0, grace_ms]. */
+static unsigned grace_left_ms(const bdy_reconciler *r, json_object *world, const char *stamp,
+                              unsigned grace_ms)
 {
     double since = 0;
     if (bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), stamp),
-                            &since) != 0)
+                            &since) != 0 ||
+        since >= r->started_wall)
         return grace_ms;
     double elapsed_ms = (bdy_wall_seconds() - since) * 1000;
     if (!(elapsed_ms > 0))
@@ -1272,7 +1277,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (tracked_rc == 0) {
             if (!t.stop_requested)
                 stop_once(r, key, &t,
-                          grace_left_ms(world, "terminatingAt", manifest_grace_ms(r, world)));
+                          grace_left_ms(r, world, "terminatingAt", manifest_grace_ms(r, world)));
             /* The exit callback queues the world again; the requeue is a
              * safety net for a lost notice. */
             *requeue_ms = 5000;
@@ -1293,8 +1298,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                                 : bdy_allocation_record(r->o.store, ns, name, pool ? pool : "",
                                                         alloc, answer, "WorldGone", &reb);
             json_object_put(answer);
-            if (rc == BDY_EIO || rc == BDY_ENOMEM || rc == BDY_EBUSY || rc == BDY_EREADONLY ||
-                rc == BDY_ETIMEOUT || rc == BDY_ESHUTDOWN)
+            if (rc != 0 && !bdy_allocation_record_refused(rc))
                 goto out; /* retried: the finalizer stays until the record is written */
             if (rc != 0) {
                 /* A status.allocation no claim wrote (set by hand, say) that
@@ -1388,7 +1392,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (rc == BDY_ENOTFOUND)
             rc = 0;
         else if (rc == 0) /* tracked and alive */
-            stop_once(r, key, &t, grace_left_ms(world, "failedAt", manifest_grace_ms(r, world)));
+            stop_once(r, key, &t, grace_left_ms(r, world, "failedAt", manifest_grace_ms(r, world)));
         break;
     case BDY_PHASE_TERMINATING:
     case BDY_PHASE_COUNT:
@@ -1803,6 +1807,7 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
     if (r == NULL)
         return BDY_ENOMEM;
     r->o = *opts;
+    r->started_wall = bdy_wall_seconds();
     if (r->o.workers == 0)
         r->o.workers = 2;
     if (bdy_hmap_init(&r->track, TRACK_BUCKETS) != 0) {

@@ -276,8 +276,15 @@ int bdy_allocation_record(bdy_store *store, const char *ns, const char *world, c
                           json_object *alloc, json_object *answer, const char *reason,
                           bdy_errbuf *eb);
 
+/* Whether bdy_allocation_record failed because the record itself can never
+ * be written (an allocation no claim made, set by hand: no valid name, a
+ * field missing, too large), not for a trouble a retry may get past. */
+bool bdy_allocation_record_refused(int rc);
+
 /* Releases an allocated world: records the Allocation (answer, reason,
  * releasedAt; an existing record is kept) and then deletes the world (its
- * finalizer makes the world controller stop it). Idempotent. */
+ * finalizer makes the world controller stop it). Idempotent. A record that
+ * can never be written (bdy_allocation_record_refused) is logged and the
+ * world deleted all the same. */
 int bdy_allocation_release(bdy_store *store, json_object *world, const char *reason,
                            bdy_errbuf *eb);
