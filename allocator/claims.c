@@ -721,22 +721,10 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
         return false;
     }
     json_object *probe = json_object_new_object();
-    size_t total = 0;
     json_object_object_foreach(m, k, v)
     {
         if (!json_object_is_type(v, json_type_string)) {
             snprintf(why, cap, "%s.%s must be a string", field, k);
-            json_object_put(probe);
-            return false;
-        }
-        /* Kubernetes' own limit on a object's annotations, and well within
-         * what the store keeps of a world: what a claim asks for is written
-         * onto it, and a world the write could never fit would be granted
-         * and then never show its claim. */
-        total += strlen(k) + (size_t)json_object_get_string_len(v);
-        if (total > BDY_CLAIM_METADATA_MAX) {
-            snprintf(why, cap, "%s may hold at most %u bytes of keys and values", field,
-                     (unsigned)BDY_CLAIM_METADATA_MAX);
             json_object_put(probe);
             return false;
         }
@@ -852,6 +840,22 @@ static int parse_claim(json_object *body, bdy_claim_request *r, char *why, size_
     }
     if (r->pool[0] == '\0') {
         snprintf(why, cap, "pool is required");
+        return BDY_EINVAL;
+    }
+    /* What a claim asks for is written onto its world twice (in
+     * status.allocation and in its metadata), as JSON: bounded so that
+     * the world always fits the store, or a claim would be granted and
+     * never show on its world. Kubernetes bounds annotations alike. */
+    size_t size = 0;
+    if (r->labels != NULL)
+        size += strlen(json_object_to_json_string_ext(r->labels, JSON_C_TO_STRING_PLAIN));
+    if (r->annotations != NULL)
+        size += strlen(json_object_to_json_string_ext(r->annotations, JSON_C_TO_STRING_PLAIN));
+    if (size > BDY_CLAIM_METADATA_MAX) {
+        snprintf(why, cap,
+                 "metadata: its labels and annotations may hold at most %u bytes of JSON "
+                 "together, not %zu",
+                 (unsigned)BDY_CLAIM_METADATA_MAX, size);
         return BDY_EINVAL;
     }
     return 0;

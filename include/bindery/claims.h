@@ -27,8 +27,9 @@
 
 #define BDY_CLAIM_MAX_SELECTORS 16
 #define BDY_CLAIM_MAX_WAIT_S 300
-/* Most bytes of keys and values the labels, and the annotations, of one
- * claim's metadata may hold (Kubernetes' limit on an object's annotations). */
+/* Most bytes the labels and annotations of one claim's metadata may hold
+ * together, as JSON (Kubernetes' limit on an object's annotations): they
+ * are written onto the world twice, which must still fit the store. */
 #define BDY_CLAIM_METADATA_MAX ((size_t)256 * 1024)
 #define BDY_IDEMPOTENCY_KEY_MAX 128
 

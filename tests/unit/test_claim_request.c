@@ -68,10 +68,15 @@ static void test_metadata_size_is_bounded(void **state)
     int n = snprintf(body, 100, "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"note\":\"");
     memset(body + n, 'x', big);
     strcpy(body + n + big, "\"}}}");
-    refused(body, strlen(body), "metadata.annotations may hold at most");
-    /* Just within: accepted. */
-    strcpy(body + n + big - 5, "\"}}}");
+    refused(body, strlen(body), "labels and annotations may hold at most");
+    /* Within, as JSON: accepted ({"note":"..."} adds 11 bytes). */
+    strcpy(body + n + big - 20, "\"}}}");
     accepted(body);
+    /* Escapes count: 150,000 '/' become 300,000 bytes of JSON. */
+    n = snprintf(body, 100, "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"note\":\"");
+    memset(body + n, '/', 150000);
+    strcpy(body + n + 150000, "\"}}}");
+    refused(body, strlen(body), "labels and annotations may hold at most");
     free(body);
 }
 
