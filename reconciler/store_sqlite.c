@@ -767,8 +767,6 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
             json_object_object_del(merged, "status");
         json_object_put(neu);
         neu = merged;
-        if (op->wo.client && (rc = controller_fields_kept(info, name, old, neu, op->eb)) != 0)
-            goto out;
     } else {
         json_object *nmeta = bdy__metadata(neu);
         json_object *ometa = bdy__metadata(old);
@@ -796,6 +794,9 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     }
     json_object_object_del(bdy__metadata(neu), "managedFields");
     set_rv(neu, strtoull(have_rv ? have_rv : "0", NULL, 10));
+    /* Through the status or, for a CRD without the subresource, the object. */
+    if (op->wo.client && (rc = controller_fields_kept(info, name, old, neu, op->eb)) != 0)
+        goto out;
 
     rc = validate_object(res, neu, op->wo.unknown, &crd, op->eb);
     if (rc == 0 && crd != NULL)
