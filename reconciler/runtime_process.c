@@ -598,12 +598,14 @@ static bool spawning_mark(proc_runtime *rt, int64_t pid, bool add)
 }
 
 /* Appends the pids of this process's children (every thread's, from
- * /proc/self/task/TID/children) to out, at most max; returns how many. A
- * look at only Bindery's own children: a scan of every process on the
- * host would cost tens of milliseconds with many of them. */
-static size_t own_children(int64_t *out, size_t max)
+ * /proc/self/task/TID/children) to out, at most max; returns how many, or
+ * -1 when the kernel has no such files (no CONFIG_PROC_CHILDREN). A look
+ * at only Bindery's own children: a scan of every process on the host
+ * would cost tens of milliseconds with many of them. */
+static ssize_t own_children(int64_t *out, size_t max)
 {
     size_t n = 0;
+    bool any = false;
     DIR *d = opendir("/proc/self/task");
     for (struct dirent *de; d != NULL && n < max && (de = readdir(d)) != NULL;) {
         if (de->d_name[0] < '1' || de->d_name[0] > '9')
@@ -613,6 +615,7 @@ static size_t own_children(int64_t *out, size_t max)
         int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             continue;
+        any = true;
         /* Every world a thread started is its child: room for many. */
         static char buf[(size_t)256 * 1024]; /* watcher thread only */
         size_t len = 0;
@@ -633,6 +636,26 @@ static size_t own_children(int64_t *out, size_t max)
     }
     if (d != NULL)
         closedir(d);
+    return any ? (ssize_t)n : -1;
+}
+
+/* The same from a scan of every process (ppid == ours): where the kernel
+ * has no children files. */
+static size_t children_by_scan(int64_t *out, size_t max)
+{
+    size_t n = 0;
+    int64_t self = getpid();
+    DIR *d = opendir("/proc");
+    for (struct dirent *de; d != NULL && n < max && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        int64_t pid = strtoll(de->d_name, NULL, 10);
+        bdy__proc_stat st;
+        if (bdy__proc_stat_read(pid, &st) == 0 && st.ppid == self)
+            out[n++] = pid;
+    }
+    if (d != NULL)
+        closedir(d);
     return n;
 }
 
@@ -648,7 +671,10 @@ static void reap_orphans(proc_runtime *rt)
         return;
     rt->next_reap_ns = now + (uint64_t)REAP_EVERY_MS * 1000000u;
     static int64_t children[REAP_MAX * 4]; /* watcher thread only */
-    size_t nchildren = own_children(children, sizeof(children) / sizeof(children[0]));
+    ssize_t listed = own_children(children, sizeof(children) / sizeof(children[0]));
+    size_t nchildren = listed >= 0
+                           ? (size_t)listed
+                           : children_by_scan(children, sizeof(children) / sizeof(children[0]));
     int64_t seen[REAP_MAX];
     size_t nseen = 0;
     size_t reaped = 0;
