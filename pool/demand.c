@@ -525,6 +525,7 @@ typedef struct work {
     bool load;
     uint64_t feed_from, feed_to; /* buckets to feed */
     bool fit;
+    bool removed; /* a pool the config no longer names: rows only, no forecast work */
 } work;
 
 /* Whether fc has been fed buckets after feed_to, the last complete one:
@@ -588,6 +589,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
              * the reload is written, but no minutes without demand after
              * (its time away is missing history to its forecast, should
              * it come back), and no forecast work. */
+            bool counted = false;
             for (uint64_t m = p->flushed; p->flushed != 0 && m < minute_now; m++) {
                 minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
                 if (s->minute != m || m + BDY_DEMAND_MEMORY_MINUTES <= minute_now)
@@ -595,6 +597,16 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 row *r = &rows[nrows++];
                 snprintf(r->key, sizeof(r->key), "%s", p->key);
                 r->s = *s;
+                counted = true;
+            }
+            if (counted) {
+                /* A job without forecast work, so that a failed write
+                 * puts these minutes back for the next tick. */
+                work *w = &jobs[njobs++];
+                memset(w, 0, sizeof(*w));
+                snprintf(w->key, sizeof(w->key), "%s", p->key);
+                w->flushed_from = p->flushed;
+                w->removed = true;
             }
             p->flushed = minute_now;
             continue;
@@ -636,6 +648,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
 
     for (size_t i = 0; i < njobs; i++) {
         work *w = &jobs[i];
+        if (w->removed)
+            continue;
         if (w->load) {
             bdy_forecast *fc = NULL;
             double lead = 0;
