@@ -15,6 +15,7 @@
 #include "bindery/config.h"
 #include "bindery/error.h"
 #include "bindery/http.h"
+#include "bindery/jsonutil.h"
 #include "bindery/kubeapi.h"
 #include "bindery/log.h"
 #include "bindery/metrics.h"
@@ -143,9 +144,39 @@ static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_respons
 
 /* ---- start-up manifests ------------------------------------------------------ */
 
-/* Applies every manifest found under path. Returns the first error; the
- * ones before it stay applied (each apply is its own durable write). */
-static int apply_path(bdy_store *store, const char *path, size_t *applied, bdy_errbuf *eb)
+/* check-config's scratch store lacks what an operator made with kubectl
+ * and serve's store has: a document whose kind no CRD the config applies
+ * defines is noted and skipped (1), and its namespace is made if missing. */
+static int check_prepare(bdy_store *store, const char *path, json_object *doc, bdy_errbuf *eb)
+{
+    json_object *meta = json_object_object_get(doc, "metadata");
+    bdy_resource_info info;
+    if (bdy_store_resolve_kind(store, bdy_jstr(doc, "apiVersion"), bdy_jstr(doc, "kind"), &info) !=
+        0) {
+        fprintf(stderr, "%s: %s %s not checked: no CRD the config applies defines its kind\n", path,
+                bdy_jstr(doc, "kind") ? bdy_jstr(doc, "kind") : "(no kind)",
+                bdy_jstr(meta, "name") ? bdy_jstr(meta, "name") : "(no name)");
+        return 1;
+    }
+    const char *ns = bdy_jstr(meta, "namespace");
+    if (!info.namespaced || ns == NULL || ns[0] == '\0')
+        return 0;
+    json_object *obj = json_object_new_object();
+    json_object *nmeta = json_object_new_object();
+    json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
+    json_object_object_add(obj, "kind", json_object_new_string("Namespace"));
+    json_object_object_add(nmeta, "name", json_object_new_string(ns));
+    json_object_object_add(obj, "metadata", nmeta);
+    int rc = bdy_store_create(store, &BDY_GVR_NAMESPACES, NULL, obj, NULL, NULL, eb);
+    json_object_put(obj);
+    return rc == BDY_EEXISTS ? 0 : rc;
+}
+
+/* Applies every manifest found under path (check: to check-config's
+ * scratch store). Returns the first error; the ones before it stay applied
+ * (each apply is its own durable write). */
+static int apply_path(bdy_store *store, const char *path, size_t *applied, bool check,
+                      bdy_errbuf *eb)
 {
     json_object *docs = NULL;
     int rc = bdy_yaml_load_manifests(path, &docs, eb);
@@ -156,7 +187,13 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bdy_e
         bool created = false;
         bdy_errbuf aeb;
         bdy_errbuf_clear(&aeb);
-        rc = bdy_store_apply(store, doc, &created, &aeb);
+        rc = check ? check_prepare(store, path, doc, &aeb) : 0;
+        if (rc == 1) {
+            rc = 0;
+            continue;
+        }
+        if (rc == 0)
+            rc = bdy_store_apply(store, doc, &created, &aeb);
         if (rc != 0) {
             json_object *meta = json_object_object_get(doc, "metadata");
             bdy_fail(eb, rc, "%s: %s %s: %s", path,
@@ -240,28 +277,29 @@ static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_e
  * config's CRDs, the pools' namespaces, the config's manifests. serve runs
  * it against its store; check-config against a scratch one, so that a
  * manifest serve would refuse is refused there too. */
-static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *applied, bdy_errbuf *eb)
+static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *applied, bool check,
+                           bdy_errbuf *eb)
 {
     char crds_buf[PATH_MAX + 64];
     const char *crds = builtin_crds_dir(crds_buf, sizeof(crds_buf));
     int rc = 0;
     if (crds != NULL)
-        rc = apply_path(store, crds, applied, eb);
+        rc = apply_path(store, crds, applied, false, eb);
     else
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
-        rc = apply_path(store, cfg->crds.items[i], applied, eb);
+        rc = apply_path(store, cfg->crds.items[i], applied, false, eb);
     if (rc == 0)
         rc = ensure_pool_namespaces(store, cfg, eb);
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
-        rc = apply_path(store, cfg->manifests.items[i], applied, eb);
+        rc = apply_path(store, cfg->manifests.items[i], applied, check, eb);
     return rc;
 }
 
 static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
 {
     size_t applied = 0;
-    int rc = apply_manifests(d->store, cfg, &applied, eb);
+    int rc = apply_manifests(d->store, cfg, &applied, false, eb);
     if (rc == 0) {
         bdy_metric_set(d->manifests_applied, (double)applied);
         bdy_info("manifests", "applied %zu manifests", applied);
@@ -944,9 +982,10 @@ static int check_manifests(const bdy_config *cfg, bdy_errbuf *eb)
     bdy_log_set_level(BDY_LOG_WARN);
     int rc = bdy_store_sqlite_open(&so, &store, eb);
     if (rc == 0)
-        rc = apply_manifests(store, cfg, &applied, eb);
+        rc = apply_manifests(store, cfg, &applied, true, eb);
     bdy_store_close(store);
     remove_scratch(dir);
+    bdy_log_set_level(cfg->log_level);
     return rc;
 }
 

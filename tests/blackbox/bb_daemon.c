@@ -127,6 +127,20 @@ static void test_cli_commands(void **state)
     assert_non_null(strstr(out, "ModuleManifest arena"));
     assert_non_null(strstr(out, "containerPort"));
     free(out);
+    /* What serve's store may hold from kubectl, the scratch store lacks: a
+     * namespace no pool names is made there, and a kind no CRD the config
+     * applies defines is noted, not refused. */
+    bb_write(&s, "other-manifests/tools.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: tool, namespace: tools}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n"
+             "---\n"
+             "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1, namespace: tools}\n");
+    assert_int_equal(
+        check_config_text(&s, "othermanifest.yaml", "manifests: [other-manifests]\n", &out), 0);
+    assert_non_null(strstr(out, "Gadget g1 not checked"));
+    free(out);
     /* An empty file is valid, but worth a word: a reload refuses it. */
     assert_int_equal(check_config_text(&s, "empty.yaml", "", &out), 0);
     assert_non_null(strstr(out, "sets nothing"));
