@@ -1694,8 +1694,8 @@ static void world_phase(bb_server *s, const char *name, char *out, size_t cap)
 
 /* A warm world that stops answering its readiness probe fails after
  * failureThreshold periods, not after failureThreshold updates of its
- * object: six label edits in a moment (each a reconcile and a probe) do
- * not fail it. */
+ * object: twelve label edits in a moment (each a reconcile and a probe)
+ * do not fail it. */
 static void test_probe_failures_counted_per_period(void **state)
 {
     (void)state;
@@ -1724,7 +1724,7 @@ static void test_probe_failures_counted_per_period(void **state)
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              name);
     const char *const hdrs[] = {"Content-Type: application/merge-patch+json", NULL};
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 12; i++) { /* more than failureThreshold */
         char body[96];
         snprintf(body, sizeof(body), "{\"metadata\":{\"labels\":{\"edit\":\"e%d\"}}}", i);
         bb_response r = bb_request(&s, "PATCH", path, body, hdrs);
