@@ -144,6 +144,20 @@ static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_respons
 
 /* ---- start-up manifests ------------------------------------------------------ */
 
+/* Creates namespace ns: 0, BDY_EEXISTS, or the store's error. */
+static int create_namespace(bdy_store *store, const char *ns, bdy_errbuf *eb)
+{
+    json_object *obj = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
+    json_object_object_add(obj, "kind", json_object_new_string("Namespace"));
+    json_object_object_add(meta, "name", json_object_new_string(ns));
+    json_object_object_add(obj, "metadata", meta);
+    int rc = bdy_store_create(store, &BDY_GVR_NAMESPACES, NULL, obj, NULL, NULL, eb);
+    json_object_put(obj);
+    return rc;
+}
+
 /* check-config's scratch store lacks what an operator made with kubectl
  * and serve's store has: a document whose kind no CRD the config applies
  * defines is noted and skipped (1), and its namespace is made if missing. */
@@ -161,14 +175,7 @@ static int check_prepare(bdy_store *store, const char *path, json_object *doc, b
     const char *ns = bdy_jstr(meta, "namespace");
     if (!info.namespaced || ns == NULL || ns[0] == '\0')
         return 0;
-    json_object *obj = json_object_new_object();
-    json_object *nmeta = json_object_new_object();
-    json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
-    json_object_object_add(obj, "kind", json_object_new_string("Namespace"));
-    json_object_object_add(nmeta, "name", json_object_new_string(ns));
-    json_object_object_add(obj, "metadata", nmeta);
-    int rc = bdy_store_create(store, &BDY_GVR_NAMESPACES, NULL, obj, NULL, NULL, eb);
-    json_object_put(obj);
+    int rc = create_namespace(store, ns, eb);
     return rc == BDY_EEXISTS ? 0 : rc;
 }
 
@@ -253,14 +260,7 @@ static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_e
         int rc = bdy_store_get(store, &BDY_GVR_NAMESPACES, NULL, ns, &existing, eb);
         json_object_put(existing);
         if (rc == BDY_ENOTFOUND) {
-            json_object *obj = json_object_new_object();
-            json_object *meta = json_object_new_object();
-            json_object_object_add(obj, "apiVersion", json_object_new_string("v1"));
-            json_object_object_add(obj, "kind", json_object_new_string("Namespace"));
-            json_object_object_add(meta, "name", json_object_new_string(ns));
-            json_object_object_add(obj, "metadata", meta);
-            rc = bdy_store_create(store, &BDY_GVR_NAMESPACES, NULL, obj, NULL, NULL, eb);
-            json_object_put(obj);
+            rc = create_namespace(store, ns, eb);
             if (rc == BDY_EEXISTS)
                 rc = 0; /* created meanwhile (by kubectl) */
             else if (rc == 0)

@@ -1380,14 +1380,12 @@ static void test_removed_pool_lets_idle_worlds_go(void **state)
     bb_cleanup(&s);
 }
 
-/* A world that fails its start deadline is stopped with its manifest's
- * grace period, not cut short by the next pass over the Failed world. */
-static void test_failed_world_gets_its_grace(void **state)
+/* Starts a pool of one world that ignores SIGTERM (grace 8 s) and never
+ * listens, and waits until it failed its 1 s start deadline. */
+static void start_failing_world(bb_server *s)
 {
-    (void)state;
-    bb_server s;
-    setup_server(&s, 1, 1, NULL, 0);
-    bb_write(&s, "manifests/arena.yaml",
+    setup_server(s, 1, 1, NULL, 0);
+    bb_write(s, "manifests/arena.yaml",
              "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
              "metadata: {name: arena, namespace: default}\n"
              "spec:\n"
@@ -1398,8 +1396,17 @@ static void test_failed_world_gets_its_grace(void **state)
              "  local:\n"
              "    command: /bin/sh\n"
              "    args: [\"-c\", \"trap '' TERM; while :; do sleep 0.2; done\"]\n");
-    assert_true(bb_start(&s, NULL));
-    assert_true(bb_log_contains(&s, "StartDeadlineExceeded", 30000));
+    assert_true(bb_start(s, NULL));
+    assert_true(bb_log_contains(s, "StartDeadlineExceeded", 30000));
+}
+
+/* A world that fails its start deadline is stopped with its manifest's
+ * grace period, not cut short by the next pass over the Failed world. */
+static void test_failed_world_gets_its_grace(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_failing_world(&s);
     /* Starting to Failed leaves the Ready condition False: its
      * lastTransitionTime stays when it became False, at the start. */
     long status = 0;
@@ -2053,20 +2060,7 @@ static void test_grace_is_not_restarted_by_a_restart(void **state)
 {
     (void)state;
     bb_server s;
-    setup_server(&s, 1, 1, NULL, 0);
-    bb_write(&s, "manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n"
-             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 1}\n"
-             "  terminationGracePeriodSeconds: 8\n"
-             "  startDeadlineSeconds: 1\n"
-             "  local:\n"
-             "    command: /bin/sh\n"
-             "    args: [\"-c\", \"trap '' TERM; while :; do sleep 0.2; done\"]\n");
-    assert_true(bb_start(&s, NULL));
-    assert_true(bb_log_contains(&s, "StartDeadlineExceeded", 30000));
+    start_failing_world(&s);
     long status = 0;
     json_object *list =
         get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
