@@ -167,9 +167,9 @@ static int check_prepare(bdy_store *store, const char *path, json_object *doc, b
     bdy_resource_info info;
     if (bdy_store_resolve_kind(store, bdy_jstr(doc, "apiVersion"), bdy_jstr(doc, "kind"), &info) !=
         0) {
-        fprintf(stderr, "%s: %s %s not checked: no CRD the config applies defines its kind\n", path,
-                bdy_jstr(doc, "kind") ? bdy_jstr(doc, "kind") : "(no kind)",
-                bdy_jstr(meta, "name") ? bdy_jstr(meta, "name") : "(no name)");
+        bdy_warn("manifests", "%s: %s %s not checked: no CRD the config applies defines its kind",
+                 path, bdy_jstr(doc, "kind") ? bdy_jstr(doc, "kind") : "(no kind)",
+                 bdy_jstr(meta, "name") ? bdy_jstr(meta, "name") : "(no name)");
         return 1;
     }
     const char *ns = bdy_jstr(meta, "namespace");
@@ -304,6 +304,49 @@ static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_e
         bdy_metric_set(d->manifests_applied, (double)applied);
         bdy_info("manifests", "applied %zu manifests", applied);
     }
+    return rc;
+}
+
+/* Removes a scratch folder of check_manifests and what the store left in
+ * it (no subfolders). */
+static void remove_scratch(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d != NULL && (de = readdir(d)) != NULL;)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Applies the CRDs and manifests serve would apply to a scratch store in a
+ * temporary folder, then removes it. *checked: the scratch store could be
+ * made (else the error says why not, and nothing was checked). */
+static int check_manifests(const bdy_config *cfg, bool *checked, bdy_errbuf *eb)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/bindery-check-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+    *checked = false;
+    if (mkdtemp(dir) == NULL)
+        return bdy_fail(eb, BDY_EIO, "cannot make a scratch folder to check the manifests in: %s",
+                        strerror(errno));
+    bdy_sqlite_opts so = {.data_dir = dir,
+                          .watch_history = 16,
+                          .max_batch = 64,
+                          .busy_timeout_ms = 5000,
+                          .quiet = true};
+    bdy_store *store = NULL;
+    size_t applied = 0;
+    *checked = false;
+    int rc = bdy_store_sqlite_open(&so, &store, eb);
+    if (rc == 0) {
+        *checked = true;
+        rc = apply_manifests(store, cfg, &applied, true, eb);
+    }
+    bdy_store_close(store);
+    remove_scratch(dir);
     return rc;
 }
 
@@ -516,6 +559,18 @@ static void reload(daemon_state *d, const char *path)
                             "(the server may be listening beyond loopback)");
         goto refused;
     }
+    /* Every manifest is checked on a scratch store first, so that one the
+     * store refuses leaves the running ones as they were, not half
+     * applied. A scratch store that cannot be made checks nothing. */
+    bool checked = false;
+    rc = check_manifests(next, &checked, &eb);
+    if (rc != 0 && checked) {
+        bdy_error("config", "reload refused, a manifest is invalid: %s", eb.message);
+        goto refused;
+    } else if (rc != 0) {
+        bdy_warn("config", "manifests not checked before the reload: %s", eb.message);
+    }
+    bdy_errbuf_clear(&eb);
     rc = apply_startup_manifests(d, next, &eb);
     if (rc != 0) {
         bdy_error("config", "reload refused, manifests did not apply: %s", eb.message);
@@ -951,44 +1006,6 @@ out:
     return rc == 0 ? 0 : 1;
 }
 
-/* Removes a scratch folder of check_manifests and what the store left in
- * it (no subfolders). */
-static void remove_scratch(const char *dir)
-{
-    DIR *d = opendir(dir);
-    for (struct dirent *de; d != NULL && (de = readdir(d)) != NULL;)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            unlinkat(dirfd(d), de->d_name, 0);
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
-}
-
-/* Applies the CRDs and manifests serve would apply to a scratch store in a
- * temporary folder, then removes it. */
-static int check_manifests(const bdy_config *cfg, bdy_errbuf *eb)
-{
-    const char *tmp = getenv("TMPDIR");
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/bindery-check-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    if (mkdtemp(dir) == NULL)
-        return bdy_fail(eb, BDY_EIO, "cannot make a scratch folder to check the manifests in: %s",
-                        strerror(errno));
-    bdy_sqlite_opts so = {
-        .data_dir = dir, .watch_history = 16, .max_batch = 64, .busy_timeout_ms = 5000};
-    bdy_store *store = NULL;
-    size_t applied = 0;
-    /* The scratch store's own notes are no news to the operator. */
-    bdy_log_set_level(BDY_LOG_WARN);
-    int rc = bdy_store_sqlite_open(&so, &store, eb);
-    if (rc == 0)
-        rc = apply_manifests(store, cfg, &applied, true, eb);
-    bdy_store_close(store);
-    remove_scratch(dir);
-    bdy_log_set_level(cfg->log_level);
-    return rc;
-}
-
 static int check_config(const char *path)
 {
     bdy_config *cfg = NULL;
@@ -1002,8 +1019,9 @@ static int check_config(const char *path)
         rc = bdy_http_listen_check(cfg->listen, auth != NULL, &eb);
     /* CRDs and manifests are applied at start; one that cannot be read or
      * that the store refuses (its schema, its metadata) stops serve. */
+    bool checked = false;
     if (rc == 0)
-        rc = check_manifests(cfg, &eb);
+        rc = check_manifests(cfg, &checked, &eb);
     if (rc != 0)
         fprintf(stderr, "%s\n", eb.message);
     else

@@ -2192,7 +2192,8 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     }
     store->vt = &sqlite_vtable;
     store->ctx = s;
-    bdy_info("store", "opened %s at resourceVersion %llu", s->path, (unsigned long long)s->rv);
+    if (!opts->quiet)
+        bdy_info("store", "opened %s at resourceVersion %llu", s->path, (unsigned long long)s->rv);
     *out = store;
     s = NULL;
 out:

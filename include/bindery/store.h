@@ -220,6 +220,7 @@ typedef struct bdy_sqlite_opts {
     size_t watch_history; /* events kept in memory for watch resumption */
     size_t max_batch;     /* writes per group commit */
     int busy_timeout_ms;
+    bool quiet; /* no info lines (a scratch store's opening is no news) */
 } bdy_sqlite_opts;
 
 /* Opens (or initialises) the SQLite store. Refuses, with a message naming

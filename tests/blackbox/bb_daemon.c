@@ -215,12 +215,27 @@ static void test_reload_keeps_old_config_when_new_is_bad(void **state)
              "      - {from: \"17:45\", to: \"2025-06-01T19:00:00Z\"}\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "must be the same kind as from", 5000));
+    /* A manifest its schema refuses refuses the reload before any manifest
+     * is applied: the valid one beside it is not half applied. */
+    bb_write(&s, "reload-manifests/a-good.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata: {name: reload-good}\n");
+    bb_write(&s, "reload-manifests/b-bad.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: bad, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n");
+    bb_write(&s, "bindery.yaml", "logLevel: debug\nmanifests: [reload-manifests]\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reload refused, a manifest is invalid", 5000));
+    r = bb_request(&s, "GET", "/api/v1/namespaces/reload-good", NULL, NULL);
+    assert_int_equal(r.status, 404);
+    bb_response_free(&r);
     /* A file caught empty while being rewritten would end every pool. */
     bb_write(&s, "bindery.yaml", "# being edited\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "sets nothing", 5000));
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
-    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 3"));
+    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 4"));
     bb_response_free(&r);
     bb_cleanup(&s);
 }
