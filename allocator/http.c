@@ -363,6 +363,8 @@ void bdy_http_json(bdy_http_response *resp, unsigned status, const void *json_ob
 
 const char *bdy_http_query(const bdy_http_request *req, const char *key)
 {
+    if (req != NULL && req->internal == NULL && req->lookup != NULL && key != NULL)
+        return req->lookup(req->lookup_data, false, key);
     if (req == NULL || req->internal == NULL || key == NULL)
         return NULL;
     const struct conn *c = req->internal;
@@ -371,6 +373,8 @@ const char *bdy_http_query(const bdy_http_request *req, const char *key)
 
 const char *bdy_http_header(const bdy_http_request *req, const char *name)
 {
+    if (req != NULL && req->internal == NULL && req->lookup != NULL && name != NULL)
+        return req->lookup(req->lookup_data, true, name);
     if (req == NULL || req->internal == NULL || name == NULL)
         return NULL;
     const struct conn *c = req->internal;

@@ -47,6 +47,11 @@ typedef struct bdy_http_request {
     const char *content_type;       /* NULL when absent */
     const bdy_principal *principal; /* NULL when auth is off */
     void *internal;                 /* the server's connection; opaque */
+    /* A request with no connection behind it (a handler driven by a test or
+     * a fuzz driver): its query parameters (header false) and headers, NULL
+     * when absent. Unused when internal is set. */
+    const char *(*lookup)(void *data, bool header, const char *key);
+    void *lookup_data;
 } bdy_http_request;
 
 /* Query parameter / header lookups (NULL when absent). */

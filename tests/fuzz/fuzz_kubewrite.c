@@ -3,7 +3,9 @@
  * and schema validation, merge, JSON and strategic merge patches, updates,
  * status updates, deletes with their options, and the answers built from
  * what the store returns. The input is three parts split at the first two
- * newlines: "METHOD /path", the Content-Type and the body. Requests go to
+ * newlines: "METHOD /path[?k=v&k=v]" (query not URL-decoded; no watch:
+ * a watch needs a connection), the Content-Type[, a tab and the Accept
+ * header] and the body. Requests go to
  * the real handler over a real SQLite store (a temporary folder, removed at
  * exit) that holds a custom resource definition with a status subresource
  * and a schema, so that one run's creates are the next run's updates.
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Bigger bodies only slow the fuzzer down without new paths. */
 #define FUZZ_MAX_INPUT 65536
@@ -83,6 +86,40 @@ static void setup(void)
     atexit(teardown);
 }
 
+#define MAX_PARAMS 16
+
+typedef struct lookups {
+    char *keys[MAX_PARAMS];
+    char *values[MAX_PARAMS];
+    size_t n;
+    const char *accept;
+} lookups;
+
+static const char *lookup(void *data, bool header, const char *key)
+{
+    lookups *l = data;
+    if (header)
+        return strcasecmp(key, "Accept") == 0 ? l->accept : NULL;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->keys[i], key) == 0)
+            return l->values[i];
+    return NULL;
+}
+
+/* Splits query text (modified in place) into parameters. */
+static void split_query(char *text, lookups *l)
+{
+    char *save = NULL;
+    for (char *tok = strtok_r(text, "&", &save); tok != NULL && l->n < MAX_PARAMS;
+         tok = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq != NULL)
+            *eq++ = '\0';
+        l->keys[l->n] = tok;
+        l->values[l->n++] = eq != NULL ? eq : "";
+    }
+}
+
 /* Splits off the text up to the next newline (NUL-terminating it) and
  * returns what follows, or NULL when there is no newline. */
 static char *split_line(char *text)
@@ -114,6 +151,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     *path++ = '\0';
+    lookups l = {.n = 0};
+    char *query = strchr(path, '?');
+    if (query != NULL) {
+        *query++ = '\0';
+        split_query(query, &l);
+    }
+    char *tab = strchr(content_type, '\t');
+    if (tab != NULL) {
+        *tab++ = '\0';
+        l.accept = tab;
+    }
+    if (lookup(&l, false, "watch") != NULL) {
+        free(text);
+        return 0;
+    }
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     const char *method = NULL;
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
@@ -130,6 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .body = body,
         .body_len = size - (size_t)(body - text),
         .content_type = content_type[0] ? content_type : NULL,
+        .lookup = lookup,
+        .lookup_data = &l,
     };
     bdy_http_response resp;
     bdy_http_response_init(&resp);
