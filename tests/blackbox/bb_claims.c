@@ -1400,6 +1400,28 @@ static void start_failing_world(bb_server *s)
     assert_true(bb_log_contains(s, "StartDeadlineExceeded", 30000));
 }
 
+/* The world start_failing_world made, Failed or already Terminating (a
+ * replacement may be listed too): a new reference; the test fails without. */
+static json_object *failed_world(bb_server *s)
+{
+    long status = 0;
+    json_object *list =
+        get_json(s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    json_object *found = NULL;
+    for (size_t i = 0; i < json_object_array_length(items) && found == NULL; i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        const char *phase = json_object_get_string(
+            json_object_object_get(json_object_object_get(w, "status"), "phase"));
+        if (phase != NULL && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Terminating") == 0))
+            found = json_object_get(w);
+    }
+    json_object_put(list);
+    assert_non_null(found);
+    return found;
+}
+
 /* A world that fails its start deadline is stopped with its manifest's
  * grace period, not cut short by the next pass over the Failed world. */
 static void test_failed_world_gets_its_grace(void **state)
@@ -1409,19 +1431,8 @@ static void test_failed_world_gets_its_grace(void **state)
     start_failing_world(&s);
     /* Starting to Failed leaves the Ready condition False: its
      * lastTransitionTime stays when it became False, at the start. */
-    long status = 0;
-    json_object *list =
-        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
-    assert_int_equal(status, 200);
-    json_object *items = json_object_object_get(list, "items");
-    json_object *st = NULL; /* the failed world's (a replacement may be there too) */
-    for (size_t i = 0; i < json_object_array_length(items) && st == NULL; i++) {
-        json_object *wst = json_object_object_get(json_object_array_get_idx(items, i), "status");
-        const char *phase = json_object_get_string(json_object_object_get(wst, "phase"));
-        if (phase != NULL && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Terminating") == 0))
-            st = wst;
-    }
-    assert_non_null(st);
+    json_object *failed = failed_world(&s);
+    json_object *st = json_object_object_get(failed, "status");
     const char *starting = json_object_get_string(
         json_object_object_get(json_object_object_get(st, "timings"), "startingAt"));
     json_object *cond = json_object_array_get_idx(json_object_object_get(st, "conditions"), 0);
@@ -1429,7 +1440,7 @@ static void test_failed_world_gets_its_grace(void **state)
     assert_string_equal(json_object_get_string(json_object_object_get(cond, "status")), "False");
     assert_string_equal(json_object_get_string(json_object_object_get(cond, "lastTransitionTime")),
                         starting);
-    json_object_put(list);
+    json_object_put(failed);
     /* Half the grace later it still runs; it is killed once the grace is up. */
     sleep_ms(4000);
     assert_false(bb_log_contains(&s, "outlived its grace period", 0));
@@ -2061,21 +2072,12 @@ static void test_grace_is_not_restarted_by_a_restart(void **state)
     (void)state;
     bb_server s;
     start_failing_world(&s);
-    long status = 0;
-    json_object *list =
-        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
-    json_object *items = json_object_object_get(list, "items");
-    char uid[64] = "";
-    for (size_t i = 0; i < json_object_array_length(items) && !uid[0]; i++) {
-        json_object *w = json_object_array_get_idx(items, i);
-        const char *phase = json_object_get_string(
-            json_object_object_get(json_object_object_get(w, "status"), "phase"));
-        if (phase != NULL && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Terminating") == 0))
-            snprintf(uid, sizeof(uid), "%s",
-                     json_object_get_string(
-                         json_object_object_get(json_object_object_get(w, "metadata"), "uid")));
-    }
-    json_object_put(list);
+    json_object *failed = failed_world(&s);
+    char uid[64];
+    snprintf(uid, sizeof(uid), "%s",
+             json_object_get_string(
+                 json_object_object_get(json_object_object_get(failed, "metadata"), "uid")));
+    json_object_put(failed);
     assert_true(uid[0] != '\0');
     bb_signal(&s, SIGKILL);
     assert_true(bb_wait_exit(&s, 5000));

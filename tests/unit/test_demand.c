@@ -52,6 +52,18 @@ static int teardown(void **state)
 
 static bdy_config_override ovs[] = {{"17:45", "19:00", 200}};
 
+/* The pool "arena" of default with one daily override. */
+static bdy_config_pool arena_pool(void)
+{
+    bdy_config_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    pool.name = "arena";
+    pool.ns = "default";
+    pool.overrides.items = ovs;
+    pool.overrides.count = 1;
+    return pool;
+}
+
 static bdy_demand *open_demand(fixture *f)
 {
     bdy_demand_opts o = {.path = f->path,
@@ -63,12 +75,7 @@ static bdy_demand *open_demand(fixture *f)
     bdy_demand *d = NULL;
     bdy_errbuf eb;
     assert_int_equal(bdy_demand_open(&o, &d, &eb), 0);
-    bdy_config_pool pool;
-    memset(&pool, 0, sizeof(pool));
-    pool.name = "arena";
-    pool.ns = "default";
-    pool.overrides.items = ovs;
-    pool.overrides.count = 1;
+    bdy_config_pool pool = arena_pool();
     bdy_config_pools pools = {&pool, 1};
     assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
     return d;
@@ -155,12 +162,7 @@ static void test_reload_and_removed_pools(void **state)
     bdy_demand *d = open_demand(f);
     drive(d, 0, 10, false);
     bdy_demand_note_target(d, "default", "arena", 50, 50.0, T0 + 10 * 60);
-    bdy_config_pool pool;
-    memset(&pool, 0, sizeof(pool));
-    pool.name = "arena";
-    pool.ns = "default";
-    pool.overrides.items = ovs;
-    pool.overrides.count = 1;
+    bdy_config_pool pool = arena_pool();
     bdy_config_pools pools = {&pool, 1};
     bdy_errbuf eb;
     assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0); /* the same again */
