@@ -966,19 +966,26 @@ static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
     return grace_ms;
 }
 
-/* What is left of a world's grace period since it entered its phase
- * (status.timings[stamp]) in an earlier run: a bindery restarted while the
- * world was being stopped gives it the rest, not a whole new grace after
- * the downtime. A phase entered in this run gets the whole grace (its stop
- * may come late, behind a backlog). The timestamp is wall time; the answer
- * stays within [0, grace_ms]. */
-static unsigned grace_left_ms(const bdy_reconciler *r, json_object *world, const char *stamp,
-                              unsigned grace_ms)
+/* What is left of a world's grace period since its stop began in an
+ * earlier run: a bindery restarted while the world was being stopped gives
+ * it the rest, not a whole new grace after the downtime. The stop began
+ * when the world failed (a Failed world is stopped at once) or else when it
+ * turned Terminating: a Failed world deleted (replaced) after the restart
+ * is not given its grace again. A stop begun in this run gets the whole
+ * grace (it may come late, behind a backlog). The timestamps are wall
+ * time; the answer stays within [0, grace_ms]. */
+static unsigned grace_left_ms(const bdy_reconciler *r, json_object *world, unsigned grace_ms)
 {
-    double since = 0;
-    if (bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), stamp),
-                            &since) != 0 ||
-        since >= r->started_wall)
+    json_object *timings = bdy_jget(bdy_jget(world, "status"), "timings");
+    double failed = 0;
+    double terminating = 0;
+    bool has_failed = bdy_timestamp_parse(bdy_jstr(timings, "failedAt"), &failed) == 0;
+    bool has_terminating =
+        bdy_timestamp_parse(bdy_jstr(timings, "terminatingAt"), &terminating) == 0;
+    if (!has_failed && !has_terminating)
+        return grace_ms;
+    double since = has_failed && (!has_terminating || failed < terminating) ? failed : terminating;
+    if (since >= r->started_wall)
         return grace_ms;
     double elapsed_ms = (bdy_wall_seconds() - since) * 1000;
     if (!(elapsed_ms > 0))
@@ -1276,8 +1283,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         }
         if (tracked_rc == 0) {
             if (!t.stop_requested)
-                stop_once(r, key, &t,
-                          grace_left_ms(r, world, "terminatingAt", manifest_grace_ms(r, world)));
+                stop_once(r, key, &t, grace_left_ms(r, world, manifest_grace_ms(r, world)));
             /* The exit callback queues the world again; the requeue is a
              * safety net for a lost notice. */
             *requeue_ms = 5000;
@@ -1392,7 +1398,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (rc == BDY_ENOTFOUND)
             rc = 0;
         else if (rc == 0) /* tracked and alive */
-            stop_once(r, key, &t, grace_left_ms(r, world, "failedAt", manifest_grace_ms(r, world)));
+            stop_once(r, key, &t, grace_left_ms(r, world, manifest_grace_ms(r, world)));
         break;
     case BDY_PHASE_TERMINATING:
     case BDY_PHASE_COUNT:
