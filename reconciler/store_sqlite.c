@@ -33,7 +33,13 @@
 #include <unistd.h>
 
 #define STORE_FORMAT "bindery-store"
-#define STORE_SCHEMA_VERSION 1
+/* Version 2 keeps objects in a rowid table with a unique index on their
+ * key. Version 1 kept them in a WITHOUT ROWID table, whose cells hold at
+ * most ~1,000 bytes of a 4 KB page: a typical 1 KB world spilled into an
+ * overflow page of its own, 85% empty, so a status write dirtied two or
+ * three pages and the file held 4.4 KB per world. Version 1 files are
+ * converted when opened (migrate_v1). */
+#define STORE_SCHEMA_VERSION 2
 #define READER_COUNT 8
 #define GENERATE_NAME_TRIES 8
 #define DEFAULT_WATCH_HISTORY 10000
@@ -59,9 +65,9 @@
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS objects("
-    " grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,"
-    " rv INTEGER NOT NULL, body TEXT NOT NULL,"
-    " PRIMARY KEY(grp, res, ns, name)) WITHOUT ROWID;";
+    " id INTEGER PRIMARY KEY, grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
+    " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON objects(grp, res, ns, name);";
 
 typedef enum op_kind {
     OP_CREATE,
@@ -1980,8 +1986,36 @@ static int read_meta(sqlite3 *db, const char *key, char *out, size_t cap)
     return rc;
 }
 
+/* Converts a version 1 file (objects in a WITHOUT ROWID table) to version 2
+ * in one transaction: a crash or a full disk midway leaves version 1 as it
+ * was. The old table's pages go to the free list and are reused by later
+ * writes; the file does not shrink. */
+static int migrate_v1(sqlite_store *s, bdy_errbuf *eb)
+{
+    static const char sql[] =
+        "BEGIN IMMEDIATE;"
+        "CREATE TABLE objects_v2("
+        " id INTEGER PRIMARY KEY, grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
+        " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL);"
+        "INSERT INTO objects_v2(grp, res, ns, name, rv, body)"
+        " SELECT grp, res, ns, name, rv, body FROM objects ORDER BY grp, res, ns, name;"
+        "DROP TABLE objects;"
+        "ALTER TABLE objects_v2 RENAME TO objects;"
+        "CREATE UNIQUE INDEX objects_key ON objects(grp, res, ns, name);"
+        "UPDATE meta SET value='2' WHERE key='schema_version';"
+        "COMMIT;";
+    _Static_assert(STORE_SCHEMA_VERSION == 2, "migrate_v1 writes version 2");
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        int rc = sql_error(s->db, eb, "converting the store to schema version 2");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    bdy_info("store", "converted %s to store schema version 2", s->path);
+    return 0;
+}
+
 /* Creates the schema on a fresh file, or checks that an existing file is a
- * Bindery store of a version we understand. */
+ * Bindery store of a version we understand, converting an older one. */
 static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
 {
     char value[64];
@@ -2000,8 +2034,14 @@ static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
         if (tables != 2 || read_meta(s->db, "format", value, sizeof(value)) != 0 ||
             strcmp(value, STORE_FORMAT) != 0)
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store", s->path);
-        if (read_meta(s->db, "schema_version", value, sizeof(value)) != 0 ||
-            atoi(value) != STORE_SCHEMA_VERSION)
+        if (read_meta(s->db, "schema_version", value, sizeof(value)) == 0 &&
+            strcmp(value, "1") == 0) {
+            int rc = migrate_v1(s, eb);
+            if (rc != 0)
+                return rc;
+            snprintf(value, sizeof(value), "%d", STORE_SCHEMA_VERSION);
+        }
+        if (atoi(value) != STORE_SCHEMA_VERSION)
             return bdy_fail(eb, BDY_ECORRUPT,
                             "data file %s has store schema version %s; this Bindery reads "
                             "version %d",
@@ -2127,8 +2167,13 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     if ((rc = prepare(s->db,
                       "SELECT body FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
                       &s->st_get, eb)) != 0 ||
-        (rc = prepare(s->db, "INSERT OR REPLACE INTO objects VALUES(?1,?2,?3,?4,?5,?6)", &s->st_put,
-                      eb)) != 0 ||
+        /* An update rewrites the row where it is: its rowid and index entry
+         * stay, so one page changes (REPLACE would delete and append). */
+        (rc = prepare(s->db,
+                      "INSERT INTO objects(grp, res, ns, name, rv, body) "
+                      "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(grp, res, ns, name) "
+                      "DO UPDATE SET rv=excluded.rv, body=excluded.body",
+                      &s->st_put, eb)) != 0 ||
         (rc = prepare(s->db, "DELETE FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
                       &s->st_del, eb)) != 0 ||
         (rc = prepare(s->db, "UPDATE meta SET value=?1 WHERE key='resource_version'", &s->st_set_rv,

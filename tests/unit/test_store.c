@@ -15,6 +15,7 @@
 #include "../../reconciler/watchlog.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1305,6 +1306,98 @@ static void test_bad_data_files(void **state)
     rm_rf(dir);
 }
 
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+    sqlite3_close(db);
+}
+
+static long long sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A store written by a Bindery whose objects table was WITHOUT ROWID
+ * (schema version 1) opens with every object, its resource version and its
+ * CRDs, is converted to version 2, and takes writes. */
+static void test_schema_v1_converted(void **state)
+{
+    fixture *f = *state;
+    char name[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "w-%04d", i);
+        json_object_put(create_widget(f, name, 1 + i % 100, "red"));
+    }
+    uint64_t rv = current_rv(f);
+    bdy_store_close(f->store);
+    f->store = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
+    /* The file as version 1 left it. */
+    sql_exec(path, "BEGIN;"
+                   "CREATE TABLE v1(grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
+                   " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL,"
+                   " PRIMARY KEY(grp, res, ns, name)) WITHOUT ROWID;"
+                   "INSERT INTO v1 SELECT grp, res, ns, name, rv, body FROM objects;"
+                   "DROP TABLE objects; ALTER TABLE v1 RENAME TO objects;"
+                   "UPDATE meta SET value='1' WHERE key='schema_version'; COMMIT;");
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                   "name='objects_key'"),
+                     0);
+
+    f->store = open_store(f->dir, 1000);
+    assert_int_equal(current_rv(f), rv);
+    assert_int_equal(sql_int(path, "SELECT value FROM meta WHERE key='schema_version'"), 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                   "name='objects_key'"),
+                     1);
+    bdy_list_opts lo = {0};
+    bdy_list_result r;
+    assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
+    assert_int_equal(json_object_array_length(r.items), 200);
+    assert_string_equal(json_object_get_string(bdy_json_path_get(
+                            json_object_array_get_idx(r.items, 0), "metadata.name")),
+                        "w-0000");
+    assert_string_equal(json_object_get_string(bdy_json_path_get(
+                            json_object_array_get_idx(r.items, 199), "metadata.name")),
+                        "w-0199");
+    bdy_list_result_free(&r);
+
+    /* An update keeps the row and its one index entry; a create adds one. */
+    json_object *w = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w-0100", &w, NULL), 0);
+    json_object_object_add(json_object_object_get(w, "spec"), "color",
+                           json_object_new_string("blue"));
+    json_object *out = NULL;
+    assert_int_equal(bdy_store_update(f->store, &WIDGETS, "default", w, NULL, &out, NULL), 0);
+    json_object_put(w);
+    json_object_put(out);
+    json_object_put(create_widget(f, "after-conversion", 1, "blue"));
+    assert_int_equal(current_rv(f), rv + 2);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w-0100", &w, NULL), 0);
+    assert_string_equal(json_object_get_string(bdy_json_path_get(w, "spec.color")), "blue");
+    json_object_put(w);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM objects WHERE res='widgets'"), 201);
+
+    /* And it stays version 2 across a restart. */
+    bdy_store_close(f->store);
+    f->store = open_store(f->dir, 1000);
+    assert_int_equal(current_rv(f), rv + 2);
+}
+
 /* Damage past the header and schema: the file opens (start-up does not
  * read every page), the background check, once started, finds it and the
  * ping, which /readyz asks, fails from then on. */
@@ -1323,8 +1416,8 @@ static void test_deep_damage_fails_ping(void **state)
     bdy_store_close(f->store); /* the last connection copies the WAL back */
     f->store = NULL;
 
-    /* The widgets' rows are in an index b-tree (WITHOUT ROWID) in key
-     * order; find the leaf (type 10) that holds w-0300 and unset its type. */
+    /* The widgets' keys are in the objects_key index b-tree in key order;
+     * find its leaf (type 10) that holds w-0300 and unset its type. */
     char path[128];
     snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
     FILE *fp = fopen(path, "r+b");
@@ -1390,6 +1483,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crd_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
         cmocka_unit_test(test_bad_data_files),
+        cmocka_unit_test_setup_teardown(test_schema_v1_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_damage_fails_ping, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
