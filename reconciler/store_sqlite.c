@@ -22,6 +22,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -29,17 +31,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define STORE_FORMAT "bindery-store"
-/* Version 2 keeps objects in a rowid table with a unique index on their
- * key. Version 1 kept them in a WITHOUT ROWID table, whose cells hold at
- * most ~1,000 bytes of a 4 KB page: a typical 1 KB world spilled into an
- * overflow page of its own, 85% empty, so a status write dirtied two or
- * three pages and the file held 4.4 KB per world. Version 1 files are
- * converted when opened (migrate_v1). */
-#define STORE_SCHEMA_VERSION 2
+/* The version names the tables' columns and what they hold, which every
+ * query relies on; not the objects table's layout on disk, which no query
+ * sees. Files written before 2026-12 keep objects in a WITHOUT ROWID table
+ * and are converted on open (convert_layout); a Bindery of that time still
+ * reads and writes a converted file. */
+#define STORE_SCHEMA_VERSION 1
+/* Held (flock) by the process that has the data folder open. */
+#define LOCK_FILE "bindery.lock"
 #define READER_COUNT 8
 #define GENERATE_NAME_TRIES 8
 #define DEFAULT_WATCH_HISTORY 10000
@@ -62,12 +66,17 @@
  * them (walcheckpoint.h). */
 #define WAL_RESTART_BYTES (64u << 20)
 
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS objects("
-    " id INTEGER PRIMARY KEY, grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
-    " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON objects(grp, res, ns, name);";
+/* Objects live in a rowid table with a unique index on their key. A
+ * WITHOUT ROWID table keeps at most ~1,000 bytes of a row in its 4 KB page:
+ * a typical 1 KB world spilled into an overflow page of its own, 85% empty,
+ * so a status write dirtied two or three pages and the file held 4.4 KB per
+ * world. */
+#define OBJECTS_TABLE_COLUMNS                                                                      \
+    "(grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,"                 \
+    " rv INTEGER NOT NULL, body TEXT NOT NULL)"
+#define OBJECTS_KEY_INDEX "CREATE UNIQUE INDEX objects_key ON objects(grp, res, ns, name);"
+static const char schema_sql[] = "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                                 "CREATE TABLE objects" OBJECTS_TABLE_COLUMNS ";" OBJECTS_KEY_INDEX;
 
 typedef enum op_kind {
     OP_CREATE,
@@ -125,6 +134,7 @@ typedef struct reader {
 
 typedef struct sqlite_store {
     char *path;
+    int lock_fd; /* flock on the data folder's bindery.lock; -1 when not held */
     sqlite3 *db; /* writer connection, writer thread only after open */
     sqlite3_stmt *st_get;
     sqlite3_stmt *st_put;
@@ -1892,6 +1902,8 @@ static void s_destroy(void *ctx)
     pthread_mutex_destroy(&s->q_lock);
     pthread_cond_destroy(&s->q_nonempty);
     bdy_write_health_destroy(&s->writes);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* after every connection: the next owner may open */
     free(s->path);
     free(s);
 }
@@ -1905,6 +1917,33 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, bdy_errbuf *
 
 /* Checks the data folder before SQLite touches it, so that a missing,
  * foreign or read-only data file is reported instead of papered over. */
+/* Takes the data folder for this process alone. Two processes on one store
+ * would each number resource versions and keep a watch history of their own
+ * (informers would skip events as already seen), and the ledger and demand
+ * files beside it would get two writers. The lock goes with the process, so
+ * kill -9 frees it; the descriptor is close-on-exec, so no world holds it. */
+static int lock_data_dir(const char *dir, int *fd_out, bdy_errbuf *eb)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, LOCK_FILE) >= sizeof(path))
+        return bdy_fail(eb, BDY_EINVAL, "data folder path %s is too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bdy_fail(eb, errno == EROFS || errno == EACCES ? BDY_EREADONLY : BDY_EIO,
+                        "cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return bdy_fail(eb, BDY_EBUSY,
+                            "data folder %s is in use by another Bindery process (%s is locked)",
+                            dir, path);
+        return bdy_fail(eb, BDY_EIO, "cannot lock %s: %s", path, strerror(err));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_errbuf *eb)
 {
     struct stat st;
@@ -1942,7 +1981,7 @@ static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_er
     char stray_name[256] = "";
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-            strcmp(de->d_name, "kubeconfig") != 0) {
+            strcmp(de->d_name, "kubeconfig") != 0 && strcmp(de->d_name, LOCK_FILE) != 0) {
             snprintf(stray_name, sizeof(stray_name), "%s", de->d_name);
             stray = stray_name;
             break;
@@ -1986,36 +2025,44 @@ static int read_meta(sqlite3 *db, const char *key, char *out, size_t cap)
     return rc;
 }
 
-/* Converts a version 1 file (objects in a WITHOUT ROWID table) to version 2
- * in one transaction: a crash or a full disk midway leaves version 1 as it
- * was. The old table's pages go to the free list and are reused by later
- * writes; the file does not shrink. */
-static int migrate_v1(sqlite_store *s, bdy_errbuf *eb)
+/* Converts a file whose objects are in a WITHOUT ROWID table (no
+ * objects_key index) to the rowid layout, in one transaction: a crash or a
+ * full disk midway leaves the file as it was. The copy needs as much free
+ * disk as the objects take, once; the old table's pages then go to the free
+ * list for later writes, and the file does not shrink. */
+static int convert_layout(sqlite_store *s, bdy_errbuf *eb)
 {
+    sqlite3_stmt *st = NULL;
+    int indexes = -1;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                           "name='objects_key'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        indexes = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (indexes < 0)
+        return sql_error(s->db, eb, s->path);
+    if (indexes > 0)
+        return 0;
     static const char sql[] =
         "BEGIN IMMEDIATE;"
-        "CREATE TABLE objects_v2("
-        " id INTEGER PRIMARY KEY, grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
-        " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL);"
-        "INSERT INTO objects_v2(grp, res, ns, name, rv, body)"
-        " SELECT grp, res, ns, name, rv, body FROM objects ORDER BY grp, res, ns, name;"
+        "CREATE TABLE objects_rowid" OBJECTS_TABLE_COLUMNS ";"
+        "INSERT INTO objects_rowid SELECT grp, res, ns, name, rv, body"
+        " FROM objects ORDER BY grp, res, ns, name;"
         "DROP TABLE objects;"
-        "ALTER TABLE objects_v2 RENAME TO objects;"
-        "CREATE UNIQUE INDEX objects_key ON objects(grp, res, ns, name);"
-        "UPDATE meta SET value='2' WHERE key='schema_version';"
-        "COMMIT;";
-    _Static_assert(STORE_SCHEMA_VERSION == 2, "migrate_v1 writes version 2");
+        "ALTER TABLE objects_rowid RENAME TO objects;" OBJECTS_KEY_INDEX "COMMIT;";
     if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        int rc = sql_error(s->db, eb, "converting the store to schema version 2");
+        int rc = sql_error(s->db, eb, "converting the objects table to the rowid layout");
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
-    bdy_info("store", "converted %s to store schema version 2", s->path);
+    bdy_info("store", "converted the objects table of %s to the rowid layout", s->path);
     return 0;
 }
 
 /* Creates the schema on a fresh file, or checks that an existing file is a
- * Bindery store of a version we understand, converting an older one. */
+ * Bindery store of a version we understand, converting an older layout. */
 static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
 {
     char value[64];
@@ -2034,14 +2081,8 @@ static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
         if (tables != 2 || read_meta(s->db, "format", value, sizeof(value)) != 0 ||
             strcmp(value, STORE_FORMAT) != 0)
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store", s->path);
-        if (read_meta(s->db, "schema_version", value, sizeof(value)) == 0 &&
-            strcmp(value, "1") == 0) {
-            int rc = migrate_v1(s, eb);
-            if (rc != 0)
-                return rc;
-            snprintf(value, sizeof(value), "%d", STORE_SCHEMA_VERSION);
-        }
-        if (atoi(value) != STORE_SCHEMA_VERSION)
+        if (read_meta(s->db, "schema_version", value, sizeof(value)) != 0 ||
+            atoi(value) != STORE_SCHEMA_VERSION)
             return bdy_fail(eb, BDY_ECORRUPT,
                             "data file %s has store schema version %s; this Bindery reads "
                             "version %d",
@@ -2049,9 +2090,9 @@ static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
         if (read_meta(s->db, "resource_version", value, sizeof(value)) != 0)
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s has no resource version", s->path);
         s->rv = strtoull(value, NULL, 10);
-        return 0;
+        return convert_layout(s, eb);
     }
-    char sql[512];
+    char sql[1024];
     snprintf(sql, sizeof(sql),
              "BEGIN;%s INSERT INTO meta VALUES('format','%s');"
              "INSERT INTO meta VALUES('schema_version','%d');"
@@ -2113,9 +2154,14 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
 {
     int rc = 0;
     bdy_store *store = NULL;
+    /* The build asks for 3.24; a program can still load an older library. */
+    if (sqlite3_libversion_number() < 3024000)
+        return bdy_fail(eb, BDY_EINVAL, "the store needs SQLite 3.24 or later (upsert); found %s",
+                        sqlite3_libversion());
     sqlite_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return BDY_ENOMEM;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->q_lock, NULL);
     pthread_cond_init(&s->q_nonempty, NULL);
     bdy_write_health_init(&s->writes);
@@ -2135,6 +2181,9 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     }
     bool fresh = false;
     rc = check_data_dir(dir, s->path, &fresh, eb);
+    if (rc != 0)
+        goto out;
+    rc = lock_data_dir(dir, &s->lock_fd, eb);
     if (rc != 0)
         goto out;
     rc = open_conn(s->path, SQLITE_OPEN_READWRITE | (fresh ? SQLITE_OPEN_CREATE : 0), busy, &s->db,

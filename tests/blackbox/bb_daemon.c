@@ -594,6 +594,26 @@ static void test_bad_data_folder_refused(void **state)
     bb_cleanup(&s);
 }
 
+/* A second serve on a data folder in use exits at once and leaves the first
+ * serving. */
+static void test_data_folder_in_use_refused(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, base_config);
+    assert_true(bb_start(&s, NULL));
+    const char *args[] = {"serve", "--config", s.config,      "--data",
+                          s.data,  "--listen", "127.0.0.1:0", NULL};
+    char *out = NULL;
+    assert_int_equal(bb_run(&s, args, NULL, &out), 1);
+    assert_non_null(strstr(out, "in use by another Bindery process"));
+    free(out);
+    bb_response r = bb_request(&s, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,6 +627,7 @@ int main(void)
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
         cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),
         cmocka_unit_test_teardown(test_bad_data_folder_refused, bb_teardown),
+        cmocka_unit_test_teardown(test_data_folder_in_use_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

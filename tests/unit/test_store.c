@@ -1330,10 +1330,11 @@ static long long sql_int(const char *path, const char *sql)
     return v;
 }
 
-/* A store written by a Bindery whose objects table was WITHOUT ROWID
- * (schema version 1) opens with every object, its resource version and its
- * CRDs, is converted to version 2, and takes writes. */
-static void test_schema_v1_converted(void **state)
+/* A store written when the objects table was WITHOUT ROWID opens with
+ * every object, its resource version and its CRDs, is converted to the
+ * rowid layout (same schema version), takes writes, and still takes the
+ * older Bindery's write statement, so going back a release keeps working. */
+static void test_without_rowid_layout_converted(void **state)
 {
     fixture *f = *state;
     char name[32];
@@ -1346,24 +1347,24 @@ static void test_schema_v1_converted(void **state)
     f->store = NULL;
     char path[128];
     snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
-    /* The file as version 1 left it. */
+    /* The file as the WITHOUT ROWID layout left it. */
     sql_exec(path, "BEGIN;"
                    "CREATE TABLE v1(grp TEXT NOT NULL, res TEXT NOT NULL, ns TEXT NOT NULL,"
                    " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL,"
                    " PRIMARY KEY(grp, res, ns, name)) WITHOUT ROWID;"
                    "INSERT INTO v1 SELECT grp, res, ns, name, rv, body FROM objects;"
-                   "DROP TABLE objects; ALTER TABLE v1 RENAME TO objects;"
-                   "UPDATE meta SET value='1' WHERE key='schema_version'; COMMIT;");
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                                   "name='objects_key'"),
-                     0);
+                   "DROP TABLE objects; ALTER TABLE v1 RENAME TO objects; COMMIT;");
+    const char *has_index = "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                            "name='objects_key'";
+    assert_int_equal(sql_int(path, has_index), 0);
 
     f->store = open_store(f->dir, 1000);
     assert_int_equal(current_rv(f), rv);
-    assert_int_equal(sql_int(path, "SELECT value FROM meta WHERE key='schema_version'"), 2);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                                   "name='objects_key'"),
-                     1);
+    assert_int_equal(sql_int(path, "SELECT value FROM meta WHERE key='schema_version'"), 1);
+    assert_int_equal(sql_int(path, has_index), 1);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE sql LIKE "
+                                   "'%WITHOUT ROWID%'"),
+                     0);
     bdy_list_opts lo = {0};
     bdy_list_result r;
     assert_int_equal(bdy_store_list(f->store, &WIDGETS, &lo, &r, NULL), 0);
@@ -1376,7 +1377,7 @@ static void test_schema_v1_converted(void **state)
                         "w-0199");
     bdy_list_result_free(&r);
 
-    /* An update keeps the row and its one index entry; a create adds one. */
+    /* An update keeps the row; a create adds one. */
     json_object *w = NULL;
     assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w-0100", &w, NULL), 0);
     json_object_object_add(json_object_object_get(w, "spec"), "color",
@@ -1391,11 +1392,42 @@ static void test_schema_v1_converted(void **state)
     assert_string_equal(json_object_get_string(bdy_json_path_get(w, "spec.color")), "blue");
     json_object_put(w);
     assert_int_equal(sql_int(path, "SELECT count(*) FROM objects WHERE res='widgets'"), 201);
-
-    /* And it stays version 2 across a restart. */
+    uint64_t rv_now = current_rv(f);
     bdy_store_close(f->store);
+    f->store = NULL;
+
+    /* The older Bindery's write (REPLACE by key) replaces, not duplicates. */
+    sql_exec(path, "INSERT OR REPLACE INTO objects SELECT grp, res, ns, name, rv, body FROM "
+                   "objects WHERE name='w-0001'");
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM objects WHERE res='widgets'"), 201);
+
+    /* And the converted file opens as it is. */
     f->store = open_store(f->dir, 1000);
-    assert_int_equal(current_rv(f), rv + 2);
+    assert_int_equal(current_rv(f), rv_now);
+    assert_int_equal(sql_int(path, has_index), 1);
+}
+
+/* One process per data folder: a second open is refused while the first
+ * has it, and succeeds once it is closed. */
+static void test_data_folder_taken_once(void **state)
+{
+    fixture *f = *state;
+    bdy_errbuf eb;
+    assert_int_equal(open_rc(f->dir, &eb), BDY_EBUSY);
+    assert_non_null(strstr(eb.message, "in use by another Bindery process"));
+    bdy_store_close(f->store);
+    f->store = NULL;
+    assert_int_equal(open_rc(f->dir, &eb), 0);
+    f->store = open_store(f->dir, 1000);
+    /* A lock file alone does not make a fresh folder look used. */
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/tmp/bdy-store-lock-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bindery.lock", dir);
+    write_file(path, "");
+    assert_int_equal(open_rc(dir, &eb), 0);
+    rm_rf(dir);
 }
 
 /* Damage past the header and schema: the file opens (start-up does not
@@ -1483,7 +1515,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crd_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
         cmocka_unit_test(test_bad_data_files),
-        cmocka_unit_test_setup_teardown(test_schema_v1_converted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_folder_taken_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_without_rowid_layout_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_damage_fails_ping, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
