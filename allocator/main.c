@@ -59,6 +59,9 @@ typedef struct daemon_state {
     bdy_fleet *fleet;
     bdy_runtime *runtime;
     bdy_reconciler *reconciler;
+    /* The reconciler once made, for GET /metrics: the server answers while
+     * start-up still applies manifests, before there is one. */
+    _Atomic(bdy_reconciler *) reconciler_made;
     bdy_claims *claims;
     bdy_kubeapi *kubeapi;
     bdy_demand *demand;
@@ -126,7 +129,9 @@ static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_respons
     uint64_t rv = 0;
     if (bdy_store_current_rv(d->store, &rv) == 0)
         bdy_metric_set(d->store_rv, (double)rv);
-    bdy_reconciler_collect(d->reconciler);
+    bdy_reconciler *r = atomic_load(&d->reconciler_made);
+    if (r != NULL)
+        bdy_reconciler_collect(r);
     /* A token that may read only some namespaces sees their series only,
      * as GET /v1/pools shows it their pools only. */
     const bdy_principal *p = req->principal;
@@ -639,6 +644,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
     int rc = bdy_reconciler_new(&ro, &d->reconciler, eb);
     if (rc != 0)
         return rc;
+    atomic_store(&d->reconciler_made, d->reconciler);
     bdy_claims_set_reconciler(d->claims, d->reconciler);
     const bdy_config_runtime *rt = &d->cfg->runtime;
     if (rt->kind == BDY_RUNTIME_BENCH) {

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,68 @@ static void test_non_loopback_needs_tokens(void **state)
     bb_cleanup(&s);
 }
 
+typedef struct scraper {
+    bb_server *s;
+    volatile bool stop;
+    int answered; /* /metrics answers 200 */
+} scraper;
+
+static void *scrape_metrics(void *arg)
+{
+    scraper *sc = arg;
+    for (int i = 0; i < 3000 && !sc->stop; i++) { /* at most ~30 s */
+        if (sc->s->port != 0) {
+            bb_response r = bb_request(sc->s, "GET", "/metrics", NULL, NULL);
+            sc->answered += r.status == 200;
+            bb_response_free(&r);
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* GET /metrics while start-up still applies manifests (before the
+ * reconciler exists) answers, and the daemon goes on to serve. */
+static void test_metrics_during_startup(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "crds: [crds]\nmanifests: [manifests]\n");
+    bb_write(&s, "crds/widgets.yaml", widget_crd_yaml);
+    /* Enough manifests (one durable write each) to keep start-up busy. */
+    size_t cap = 400 * 96;
+    char *text = calloc(1, cap);
+    size_t len = 0;
+    for (int i = 0; i < 400; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "---\napiVersion: test.dev/v1\nkind: Widget\nmetadata: {name: "
+                                "w%03d}\nspec: {size: 1}\n",
+                                i);
+    bb_write(&s, "manifests/w.yaml", text);
+    free(text);
+    scraper sc = {.s = &s};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, scrape_metrics, &sc), 0);
+    bool started = bb_start(&s, NULL);
+    sc.stop = true;
+    pthread_join(t, NULL);
+    if (!started)
+        bb_print_log_tail(&s, "did not start while /metrics was scraped");
+    assert_true(started);
+    assert_true(sc.answered > 0);
+    bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    /* Every widget was applied (the CRDs count too). */
+    const char *applied = strstr(r.body, "\nbindery_manifests_applied ");
+    assert_non_null(applied);
+    assert_true(atoi(applied + strlen("\nbindery_manifests_applied ")) > 400);
+    bb_response_free(&r);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    assert_int_equal(s.exit_status, 0);
+    bb_cleanup(&s);
+}
+
 static void test_startup_manifests_applied_and_validated(void **state)
 {
     (void)state;
@@ -625,6 +688,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tokens_turned_on_by_reload_stay_on, bb_teardown),
         cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
+        cmocka_unit_test_teardown(test_metrics_during_startup, bb_teardown),
         cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),
         cmocka_unit_test_teardown(test_bad_data_folder_refused, bb_teardown),
         cmocka_unit_test_teardown(test_data_folder_in_use_refused, bb_teardown),
