@@ -641,22 +641,6 @@ void bdy_claim_request_free(bdy_claim_request *r)
     r->body = NULL;
 }
 
-/* True when the JSON text escapes a NUL (\\u0000) anywhere, in a key or a
- * value: json-c cuts keys short at it and every use of a value as a C
- * string would. Escapes are skipped in pairs, so an escaped backslash
- * followed by "u0000" is text, not a NUL. */
-static bool escapes_nul(const char *body, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (body[i] != '\\')
-            continue;
-        if (body[i + 1] == 'u' && i + 6 <= len && memcmp(body + i + 2, "0000", 4) == 0)
-            return true;
-        i++; /* the escaped character */
-    }
-    return false;
-}
-
 /* Parses a JSON body strictly (RFC 8259: no NaN, no trailing garbage, UTF-8
  * only) with a nesting cap. */
 static json_object *parse_strict(const char *body, size_t len, char *why, size_t why_cap)
@@ -679,8 +663,14 @@ static json_object *parse_strict(const char *body, size_t len, char *why, size_t
                                                : "unexpected data after the object");
         json_object_put(obj);
         obj = NULL;
-    } else if (escapes_nul(body, len)) {
+    } else if (bdy_json_text_escapes_nul(body, len)) {
         snprintf(why, why_cap, "strings may not contain NUL (\\u0000)");
+        json_object_put(obj);
+        obj = NULL;
+    } else if (!bdy_json_numbers_finite(obj)) {
+        /* JSON_TOKENER_STRICT still reads NaN and Infinity. */
+        snprintf(why, why_cap,
+                 "malformed JSON: numbers must be finite (NaN and Infinity are not JSON)");
         json_object_put(obj);
         obj = NULL;
     }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 
 json_object *bdy_jget(json_object *obj, const char *key)
 {
@@ -54,6 +55,42 @@ bool bdy_json_depth_within(json_object *v, int max)
         if (!bdy_json_depth_within(json_object_array_get_idx(v, i), max - 1))
             return false;
     return true;
+}
+
+bool bdy_json_text_escapes_nul(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0)
+            return true;
+        i++; /* the escaped character */
+    }
+    return false;
+}
+
+bool bdy_json_numbers_finite(json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_double:
+        return isfinite(json_object_get_double(v));
+    case json_type_object: {
+        json_object_object_foreach(v, key, member)
+        {
+            (void)key;
+            if (!bdy_json_numbers_finite(member))
+                return false;
+        }
+        return true;
+    }
+    case json_type_array:
+        for (size_t i = 0, n = json_object_array_length(v); i < n; i++)
+            if (!bdy_json_numbers_finite(json_object_array_get_idx(v, i)))
+                return false;
+        return true;
+    default:
+        return true;
+    }
 }
 
 /* Nesting the stored-text parser allows: above what any write may store. */

@@ -276,6 +276,18 @@ static int parse_body(const bdy_http_request *req, bool want_object, json_object
         json_object_put(o);
         return bdy_fail(eb, BDY_EINVAL, "the request body must be a JSON object");
     }
+    /* Stored, either would break every client that reads it back. */
+    if (bdy_json_text_escapes_nul(req->body, req->body_len)) {
+        json_object_put(o);
+        return bdy_fail(eb, BDY_EINVAL,
+                        "strings in the request body may not contain NUL (\\u0000)");
+    }
+    if (!bdy_json_numbers_finite(o)) {
+        json_object_put(o);
+        return bdy_fail(
+            eb, BDY_EINVAL,
+            "numbers in the request body must be finite (NaN and Infinity are not JSON)");
+    }
     *out = o;
     return 0;
 }

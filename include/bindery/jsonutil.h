@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* obj[key], or NULL when obj is NULL, not an object, or has no such key.
@@ -25,6 +26,16 @@ int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt);
 /* Whether v nests no deeper than max levels of objects and arrays (a
  * scalar is 0 levels; {} is 1). Stops at the first level past max. */
 bool bdy_json_depth_within(json_object *v, int max);
+
+/* Checks for what json-c reads in a request body but no other JSON reader
+ * takes back once stored: every Go client of a resource would fail on it.
+ * bdy_json_text_escapes_nul: text escapes a NUL (\u0000) in a key or a
+ * string; json-c cuts keys short at it and every use of a value as a C
+ * string would (escapes are skipped in pairs, so "\\u0000" is text).
+ * bdy_json_numbers_finite: every number in v is finite; json-c reads NaN,
+ * Infinity and 1e999, strict mode or not, and writes them back as such. */
+bool bdy_json_text_escapes_nul(const char *text, size_t len);
+bool bdy_json_numbers_finite(json_object *v);
 
 /* Parses text that Bindery wrote itself (stored objects, ledger rows),
  * as json_tokener_parse() does but with room for BDY_JSON_MAX_DEPTH levels

@@ -93,6 +93,12 @@ static void test_text_must_be_whole_utf8(void **state)
     for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++)
         refused(nul[i], strlen(nul[i]), "NUL");
     refused("{\"pool\":", strlen("{\"pool\":"), "ends inside");
+    /* JSON_TOKENER_STRICT still reads these. */
+    const char *not_json[] = {"{\"pool\":\"a\",\"waitSeconds\":NaN}",
+                              "{\"pool\":\"a\",\"waitSeconds\":Infinity}",
+                              "{\"pool\":\"a\",\"waitSeconds\":1e999}"};
+    for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++)
+        refused(not_json[i], strlen(not_json[i]), "finite");
     accepted("{\"pool\":\"a\",\"claimant\":\"spieler-\xc3\xa9\xe2\x82\xac\"}");
     accepted("{\"pool\":\"a\",\"claimant\":\"\\u00e9\"}");
     /* An escaped backslash before "u0000" is text, not a NUL. */
