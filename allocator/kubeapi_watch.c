@@ -303,14 +303,21 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
         /* Past what the store has committed (its data restored from a
          * backup, or another data folder behind the same address): a watch
          * from there would skip every event until the store caught up.
-         * Kubernetes' answer, which makes clients list again. */
-        /* A list's version can run a moment ahead of what the store has
-         * published to watches (the commit, then the append): a client
-         * that lists and watches at once is given that moment (Kubernetes
-         * waits up to 3 s for its cache). */
+         * Kubernetes' answer, 504, makes clients list again. A list's
+         * version can run a moment ahead of what the store has published
+         * to watches (the commit, then the append): a client that lists and
+         * watches at once is given that moment (Kubernetes waits up to 3 s
+         * for its cache). Only a version some list may have shown is waited
+         * for: the wait sleeps on an HTTP thread, which serves claims too,
+         * so a version no list gave out is answered at once. */
         uint64_t committed = 0;
+        uint64_t written = 0;
         int crc = bdy_store_current_rv(k->store, &committed);
-        for (int waited_ms = 0; crc == 0 && from_rv > committed && waited_ms < TOO_LARGE_WAIT_MS;
+        if (crc == 0)
+            crc = bdy_store_written_rv(k->store, &written);
+        bool may_come = from_rv <= written;
+        for (int waited_ms = 0;
+             crc == 0 && may_come && from_rv > committed && waited_ms < TOO_LARGE_WAIT_MS;
              waited_ms += 5) {
             struct timespec ts = {0, 5 * 1000000L};
             nanosleep(&ts, NULL);

@@ -111,6 +111,12 @@ int bdy_store_current_rv(bdy_store *s, uint64_t *out)
     return s->vt->current_rv(s->ctx, out);
 }
 
+int bdy_store_written_rv(bdy_store *s, uint64_t *out)
+{
+    return s->vt->written_rv != NULL ? s->vt->written_rv(s->ctx, out)
+                                     : s->vt->current_rv(s->ctx, out);
+}
+
 int bdy_store_ping(bdy_store *s, bdy_errbuf *eb)
 {
     return s->vt->ping(s->ctx, eb);

@@ -170,8 +170,9 @@ typedef struct sqlite_store {
     bool writer_started;
     size_t max_batch;
 
-    uint64_t rv; /* writer: last assigned resourceVersion */
-    _Atomic uint64_t committed_rv;
+    uint64_t rv;                   /* writer: last assigned resourceVersion */
+    _Atomic uint64_t committed_rv; /* published to watches */
+    _Atomic uint64_t written_rv;   /* in the file: readers may see it */
 } sqlite_store;
 
 const char *bdy_event_type_name(bdy_event_type t)
@@ -1207,6 +1208,7 @@ static void run_batch(sqlite_store *s, write_op *batch)
     }
     if (s->rv != start_rv)
         bdy_write_health_ok(&s->writes); /* something reached the disk */
+    s->written_rv = s->rv;
     /* Durable: publish effects in commit order. */
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (op->crd_remove != NULL) {
@@ -1814,6 +1816,13 @@ static int s_current_rv(void *ctx, uint64_t *out)
     return 0;
 }
 
+static int s_written_rv(void *ctx, uint64_t *out)
+{
+    sqlite_store *s = ctx;
+    *out = s->written_rv;
+    return 0;
+}
+
 static int s_ping(void *ctx, bdy_errbuf *eb)
 {
     sqlite_store *s = ctx;
@@ -1854,6 +1863,7 @@ static const bdy_store_vtable sqlite_vtable = {
     .watch_next = s_watch_next,
     .watch_close = s_watch_close,
     .current_rv = s_current_rv,
+    .written_rv = s_written_rv,
     .ping = s_ping,
     .destroy = s_destroy,
 };
@@ -2213,6 +2223,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
         goto out;
     }
     s->committed_rv = s->rv;
+    s->written_rv = s->rv;
     if ((rc = prepare(s->db,
                       "SELECT body FROM objects WHERE grp=?1 AND res=?2 AND ns=?3 AND name=?4",
                       &s->st_get, eb)) != 0 ||

@@ -200,8 +200,13 @@ typedef struct bdy_store_vtable {
     /* Wakes a blocked watch_next (it returns BDY_ESHUTDOWN) and frees w once
      * no thread is inside watch_next for it. */
     void (*watch_close)(void *ctx, bdy_watch *w);
-    /* The newest committed resourceVersion. */
+    /* The newest committed resourceVersion: watches have every event up
+     * to it. */
     int (*current_rv)(void *ctx, uint64_t *out);
+    /* The newest resourceVersion written, which a list may already show
+     * while its events are still on their way to watches (>= current_rv;
+     * no list answers a version above it). NULL: current_rv. */
+    int (*written_rv)(void *ctx, uint64_t *out);
     /* Cheap health check (for /readyz). The SQLite store's also fails with
      * BDY_ECORRUPT once its background whole-file check found damage. */
     int (*ping)(void *ctx, bdy_errbuf *eb);
@@ -272,6 +277,7 @@ int bdy_store_resource_info(bdy_store *s, const bdy_gvr *gvr, bdy_resource_info 
 int bdy_store_resolve_kind(bdy_store *s, const char *api_version, const char *kind,
                            bdy_resource_info *out);
 int bdy_store_current_rv(bdy_store *s, uint64_t *out);
+int bdy_store_written_rv(bdy_store *s, uint64_t *out);
 int bdy_store_ping(bdy_store *s, bdy_errbuf *eb);
 
 /* Create-or-update ("apply") of a manifest object whose apiVersion/kind

@@ -152,6 +152,10 @@ static void test_create_sets_server_fields(void **state)
     char rv[24];
     snprintf(rv, sizeof(rv), "%llu", (unsigned long long)current_rv(f));
     assert_string_equal(meta(o, "metadata.resourceVersion"), rv);
+    /* Acknowledged, so published: what is written is what watches have. */
+    uint64_t written = 0;
+    assert_int_equal(bdy_store_written_rv(f->store, &written), 0);
+    assert_int_equal(written, current_rv(f));
 
     json_object *got = NULL;
     assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "w1", &got, NULL), 0);
