@@ -146,6 +146,7 @@ struct conn {
     struct auth_slot *slot; /* held while principal is in use */
     bdy_buf body;
     bool too_large;
+    bool body_unread; /* a body where none is read: dropped as it comes */
     size_t discarded;
     bool responded;
     unsigned status;
@@ -885,14 +886,18 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
                  c->req.content_type ? c->req.content_type : "(none)");
         return reject(c, 415, "UnsupportedMediaType", msg, 0);
     }
+    /* Only writes and DELETE (whose options travel in a body) read one; a
+     * GET's is never looked at, and /healthz and /readyz take no token, so
+     * buffering theirs would let anyone hold maxBodyBytes per connection. */
+    c->body_unread = has_body && !writes && strcmp(c->req.method, "DELETE") != 0;
     return MHD_YES;
 }
 
 /* A piece of body. Returns MHD_NO (close the connection) only once a client
- * has sent HTTP_DISCARD_LIMIT bytes past the cap. */
+ * has sent HTTP_DISCARD_LIMIT bytes past the cap, or of a body not read. */
 static enum MHD_Result take_body(struct conn *c, const char *data, size_t len)
 {
-    if (!c->too_large) {
+    if (!c->too_large && !c->body_unread) {
         int rc = bdy_buf_append(&c->body, data, len);
         if (rc == 0)
             return MHD_YES;
@@ -903,8 +908,9 @@ static enum MHD_Result take_body(struct conn *c, const char *data, size_t len)
     }
     c->discarded += len;
     if (c->discarded > HTTP_DISCARD_LIMIT) {
-        bdy_warn("http", "%s %s: body far over the %zu-byte limit, closing the connection",
-                 c->req.method, c->req.path, c->s->max_body);
+        if (c->too_large)
+            bdy_warn("http", "%s %s: body far over the %zu-byte limit, closing the connection",
+                     c->req.method, c->req.path, c->s->max_body);
         return MHD_NO;
     }
     return MHD_YES;

@@ -882,6 +882,27 @@ static void test_body_limits(void **state)
     if (r.status != 413 && r.cc == CURLE_OK)
         fail_msg("status %ld with a complete exchange", r.status);
     reply_free(&r);
+    assert_int_equal(atomic_load(&f->handler_calls), calls);
+
+    /* A GET's body is dropped as it comes, never buffered: the handler sees
+     * none, and one past the discard limit ends the connection. */
+    big[600] = '\0'; /* under the cap */
+    perform(f,
+            &(request){.method = "GET",
+                       .path = "/v1/echo",
+                       .token = "good-token",
+                       .content_type = "application/json",
+                       .body = big},
+            &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_object_get_int(json_object_object_get(r.json, "bodyLen")), 0);
+    reply_free(&r);
+    calls = atomic_load(&f->handler_calls);
+    big[600] = 'b';
+    perform(f, &(request){.method = "GET", .path = "/healthz", .body = big, .chunked = true}, &r);
+    if (r.status == 200)
+        fail_msg("a 3 MiB body of an unauthenticated GET was read through");
+    reply_free(&r);
     free(big);
     assert_int_equal(atomic_load(&f->handler_calls), calls);
 
