@@ -203,6 +203,7 @@ struct bdy_claims {
     bdy_metric_family *m_misses;
 
     atomic_bool records_synced;
+    atomic_bool serving;    /* bdy_claims_serve */
     atomic_bool sweep_stop; /* stopping, read without the lock by a sweep */
     atomic_bool refusing;   /* stopping, read without the lock by new claims */
     bool thread_started;
@@ -2852,6 +2853,7 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     bdy_cond_init_monotonic(&c->sweep_wake);
     bdy_cond_init_monotonic(&c->mat_wake);
     atomic_init(&c->records_synced, false);
+    atomic_init(&c->serving, false);
     atomic_init(&c->sweep_stop, false);
     atomic_init(&c->refusing, false);
     if (c->o.metrics != NULL) {
@@ -2912,9 +2914,15 @@ int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb)
     return 0;
 }
 
+void bdy_claims_serve(bdy_claims *c)
+{
+    atomic_store(&c->serving, true);
+}
+
 bool bdy_claims_ready(bdy_claims *c)
 {
-    return atomic_load(&c->records_synced) && c->rec != NULL && bdy_reconciler_synced(c->rec);
+    return atomic_load(&c->serving) && atomic_load(&c->records_synced) && c->rec != NULL &&
+           bdy_reconciler_synced(c->rec);
 }
 
 int bdy_claims_routes(bdy_claims *c, bdy_http_server *s)

@@ -788,8 +788,8 @@ static void *startup_signals_main(void *arg)
         if (sig == SIGTERM || sig == SIGINT) {
             /* A stop that was asked for: exit 0, as a drained stop does,
              * or supervisors record a stop during a long start as a crash.
-             * Claims are refused (NotReady) until start-up ends, so none
-             * is lost. */
+             * Claims are refused (NotReady) until start-up ends and this
+             * thread is done (bdy_claims_serve), so none is lost. */
             bdy_warn("main",
                      "received %s during start-up: stopping now, no claim answered yet (worlds "
                      "keep running; the next start adopts them)",
@@ -960,6 +960,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     /* Before ready: a stop asked for once clients may see bindery ready
      * drains, like any later one. */
     startup_signals_end(&ss);
+    bdy_claims_serve(d.claims);
     atomic_store(&d.ready, true);
     bdy_info("main", "ready");
     /* Now, not at open: the check would compete with the world list. */

@@ -77,7 +77,11 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
 /* Starts the Allocation-record informer and the cold-claim thread; returns
  * once the records are loaded (or after timeout_ms). */
 int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb);
-/* True when claims may be served (indexes loaded). */
+/* From now on claims are served, once they are ready: the owner calls it
+ * when a stop can no longer end the process without draining (a claim
+ * committed but not answered would be lost to its client). */
+void bdy_claims_serve(bdy_claims *c);
+/* True when claims may be served (bdy_claims_serve called, indexes loaded). */
 bool bdy_claims_ready(bdy_claims *c);
 
 /* Registers the routes on s. */
