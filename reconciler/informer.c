@@ -38,6 +38,9 @@
 /* Watches expired before their first event after which relists back off. */
 #define INFORMER_OUTRUN_RELISTS 3u
 #define INFORMER_DEFAULT_PAGE 500u
+/* And at most about this much stored text per page (500 typical worlds
+ * take under 1 MiB). */
+#define INFORMER_PAGE_MAX_BYTES ((size_t)8 << 20)
 /* A list whose continue token expires this many times in a row is treated as
  * a failure (backoff) instead of being restarted at once forever. */
 #define INFORMER_MAX_LIST_RESTARTS 3
@@ -388,6 +391,10 @@ static void *fetcher_main(void *arg)
             .ns = inf->ns,
             .label_selector = inf->label_selector,
             .limit = inf->page_size,
+            /* Objects can grow to BDY_STORE_MAX_OBJECT_BYTES by patches:
+             * without a byte cap, a page of them (two in flight, text and
+             * parsed) could take gigabytes at every relist and restart. */
+            .max_bytes = INFORMER_PAGE_MAX_BYTES,
             .continue_token = token,
             .raw = true,
         };

@@ -1667,12 +1667,24 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
     }
     items = json_object_new_array();
     r = reader_acquire(s);
-    /* One read transaction: the rv and the rows come from the same snapshot. */
-    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+    /* One read transaction: the rv and the rows come from the same snapshot
+     * (without it, or without the rv, the list's version would not name
+     * its rows). */
+    if (sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sql_error(r->db, eb, "list");
+        goto out;
+    }
     uint64_t list_rv = 0;
-    if (sqlite3_step(r->rv) == SQLITE_ROW)
+    int rv_step = sqlite3_step(r->rv);
+    if (rv_step == SQLITE_ROW)
         list_rv = (uint64_t)sqlite3_column_int64(r->rv, 0);
+    else
+        rc = sql_error(r->db, eb, "list");
     sqlite3_reset(r->rv);
+    if (rc != 0) {
+        sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+        goto out;
+    }
     sqlite3_stmt *st = r->list;
     sqlite3_bind_text(st, 1, info.group, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, info.resource, -1, SQLITE_STATIC);

@@ -189,19 +189,28 @@ static bool selected(const bdy_watch *w, json_object *obj)
     return true;
 }
 
+/* How translate() decided. */
+typedef enum delivery { DELIVERED, FILTERED, UNREADABLE } delivery;
+
 /* Decides whether event e is delivered to w and how: a MODIFIED event moves
  * an object into or out of a selector's view, which the watcher must see as
- * ADDED or DELETED. Returns true with *ev filled when delivered. Called
- * without the log lock (e is a private copy). */
-static bool translate(const bdy_watch *w, const bdy__event *e, bdy_watch_event *ev)
+ * ADDED or DELETED. DELIVERED fills *ev. UNREADABLE: a copy or a parse
+ * failed (out of memory: the text is the store's own), so whether the
+ * watcher wanted the event is unknown. Called without the log lock (e is a
+ * private copy). */
+static delivery translate(const bdy_watch *w, const bdy__event *e, bdy_watch_event *ev)
 {
-    json_object *obj = bdy_json_parse_stored(e->object);
+    json_object *obj = e->object != NULL ? bdy_json_parse_stored(e->object) : NULL;
     if (obj == NULL)
-        return false;
+        return UNREADABLE;
     bdy_event_type type = e->type;
     bool now = selected(w, obj);
     if (e->type == BDY_EVENT_MODIFIED && (w->labels != NULL || w->fields != NULL)) {
         json_object *old = e->old_object ? bdy_json_parse_stored(e->old_object) : NULL;
+        if (e->old_object != NULL && old == NULL) {
+            json_object_put(obj);
+            return UNREADABLE;
+        }
         bool before = selected(w, old);
         json_object_put(old);
         if (before && !now) {
@@ -213,12 +222,12 @@ static bool translate(const bdy_watch *w, const bdy__event *e, bdy_watch_event *
     }
     if (!now) {
         json_object_put(obj);
-        return false;
+        return FILTERED;
     }
     ev->type = type;
     ev->resource_version = e->rv;
     ev->object = obj;
-    return true;
+    return DELIVERED;
 }
 
 static bool wants(const bdy_watch *w, const bdy__event *e)
@@ -256,13 +265,18 @@ int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_wat
             bool had_old = e->old_object != NULL;
             copy.old_object = had_old ? strdup(e->old_object) : NULL;
             pthread_mutex_unlock(&log->lock);
-            bool delivered = copy.object != NULL && (!had_old || copy.old_object != NULL) &&
-                             translate(w, &copy, ev);
+            delivery d = had_old && copy.old_object == NULL ? UNREADABLE : translate(w, &copy, ev);
             free(copy.object);
             free(copy.old_object);
             pthread_mutex_lock(&log->lock);
-            if (delivered) {
+            if (d == DELIVERED) {
                 rc = 0;
+                break;
+            }
+            /* Skipping the event would lose it for good; a watcher told
+             * it expired lists again. */
+            if (d == UNREADABLE) {
+                rc = BDY_EEXPIRED;
                 break;
             }
             continue;

@@ -893,6 +893,27 @@ static void test_watchlog_skips_events_at_or_below_start(void **state)
     bdy__watchlog_destroy(&log);
 }
 
+/* An event the log cannot hand out (its text could not be copied or
+ * parsed: out of memory) is never skipped silently: the watcher is told
+ * it expired, so it lists again. */
+static void test_watchlog_unreadable_event_expires(void **state)
+{
+    (void)state;
+    bdy__watchlog log;
+    assert_int_equal(bdy__watchlog_init(&log, 16, 0, 10), 0);
+    bdy_watch *w = NULL;
+    assert_int_equal(
+        bdy__watchlog_open(&log, "bindery.dev", "worldinstances", NULL, NULL, NULL, 10, &w), 0);
+    bdy__event ev[2] = {
+        world_event(11, BDY_EVENT_ADDED, strdup("{\"metadata\":")),
+        world_event(12, BDY_EVENT_ADDED, strdup("{\"metadata\":{\"name\":\"w\"}}"))};
+    bdy__watchlog_append(&log, ev, 2);
+    bdy_watch_event out;
+    assert_int_equal(bdy__watchlog_next(&log, w, 0, &out), BDY_EEXPIRED);
+    bdy__watchlog_close_watch(&log, w);
+    bdy__watchlog_destroy(&log);
+}
+
 /* The history is bounded in bytes as well as in events: past the limit
  * the oldest go (the newest always stays), the floor rises with them, and
  * a watch that still needed them is told to relist. */
@@ -1510,6 +1531,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_expiry_never_skips, setup_small_history,
                                         teardown),
         cmocka_unit_test(test_watchlog_skips_events_at_or_below_start),
+        cmocka_unit_test(test_watchlog_unreadable_event_expires),
         cmocka_unit_test(test_watchlog_bounded_in_bytes),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_delete_cascades, setup, teardown),
