@@ -445,6 +445,18 @@ out:
 
 /* ---- checks ------------------------------------------------------------ */
 
+bool bdy_auth_token_usable(const char *token, size_t len)
+{
+    if (len == 0 || len > BDY_AUTH_MAX_TOKEN_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /* Hashes the presented token once and compares it with every entry without
  * stopping at a match, so the time taken is the same whichever entry (if
  * any) matches. Hashes are unique (checked at load), so at most one entry
@@ -463,13 +475,8 @@ const bdy_principal *bdy_auth_authenticate(const bdy_auth *a, const char *author
     size_t len = strnlen(token, BDY_AUTH_MAX_TOKEN_LEN + 1);
     while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t'))
         len--;
-    if (len == 0 || len > BDY_AUTH_MAX_TOKEN_LEN)
+    if (!bdy_auth_token_usable(token, len))
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)token[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return NULL;
-    }
     char hex[AUTH_HASH_HEX_LEN + 1];
     bdy_sha256_hex(token, len, hex);
     uintptr_t found = 0;

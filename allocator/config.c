@@ -257,7 +257,7 @@ static const cfg_field store_fields[] = {
     UINT_FIELD(bdy_config_store, max_batch, "maxBatch", 1, 65536, "512",
                "most writes committed in one transaction"),
     UINT_FIELD(bdy_config_store, busy_timeout_ms, "busyTimeoutMs", 0, 600000, "5000",
-               "how long SQLite waits for a lock held elsewhere"),
+               "how long SQLite waits for a lock held elsewhere (0: the default, 5000)"),
 };
 
 /* Indexed by bdy_runtime_kind (asserted above). */
@@ -893,7 +893,10 @@ static bool valid_listen(const char *text)
             return false;
         memcpy(buf, text + 1, hlen);
         buf[hlen] = '\0';
-        return inet_pton(AF_INET6, buf, &a6) == 1 && valid_port(close + 2);
+        /* A v4-mapped address (::ffff:127.0.0.1) cannot be bound by the
+         * v6-only socket the server listens on: say so here, not at start. */
+        return inet_pton(AF_INET6, buf, &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6) &&
+               valid_port(close + 2);
     }
     const char *colon = strrchr(text, ':');
     /* A colon before the last one means an IPv6 address without brackets,

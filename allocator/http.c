@@ -68,6 +68,10 @@
  * passes the cap we read and drop up to this much more to still send 413;
  * a client that keeps sending beyond it is cut off. */
 #define HTTP_DISCARD_LIMIT ((size_t)1024 * 1024)
+/* Retry-After of a 503 ShuttingDown: another replica, or this one
+ * restarted, can take the request (API.md: Retry-After where a retry can
+ * succeed). */
+#define SHUTDOWN_RETRY_AFTER_S 1u
 /* How long stop() waits for in-flight requests before closing them. */
 #define HTTP_STOP_GRACE_MS 10000u
 
@@ -1110,7 +1114,8 @@ static enum MHD_Result answer_deferred(struct conn *c)
         /* Whatever the handler left in resp goes, headers included. */
         bdy_http_response_free(&c->resp);
         bdy_http_response_init(&c->resp);
-        bdy_http_error(&c->resp, 503, "ShuttingDown", "the server is shutting down", 0);
+        bdy_http_error(&c->resp, 503, "ShuttingDown", "the server is shutting down",
+                       SHUTDOWN_RETRY_AFTER_S);
     }
     return queue_response(c);
 }
@@ -1480,7 +1485,8 @@ static enum MHD_Result finish_request(struct conn *c)
     /* The listen socket stays open until MHD_stop_daemon (see stop()):
      * requests that arrive meanwhile are turned away here. */
     if (atomic_load(&c->s->stopping))
-        return reject(c, 503, "ShuttingDown", "the server is shutting down", 0);
+        return reject(c, 503, "ShuttingDown", "the server is shutting down",
+                      SHUTDOWN_RETRY_AFTER_S);
     c->req.body = c->body.data != NULL ? c->body.data : "";
     c->req.body_len = c->body.len;
     c->in_handler = true;

@@ -1107,6 +1107,12 @@ static int hash_token(void)
         fprintf(stderr, "empty token on stdin\n");
         return 1;
     }
+    /* A hash of a token no request can present would never log in. */
+    if (!bdy_auth_token_usable(token, n)) {
+        fprintf(stderr, "the token has characters an Authorization header cannot carry (spaces, "
+                        "control or non-ASCII characters): it could never log in\n");
+        return 1;
+    }
     char hex[65];
     bdy_sha256_hex(token, n, hex);
     printf("%s\n", hex);

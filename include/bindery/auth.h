@@ -34,6 +34,11 @@ typedef enum bdy_verb {
 #define BDY_AUTH_MAX_TOKENS 1024
 #define BDY_AUTH_MAX_TOKEN_LEN 4096
 
+/* Whether a token of len bytes can be presented at all: 1 to
+ * BDY_AUTH_MAX_TOKEN_LEN visible ASCII characters (what a Bearer header
+ * carries once its spaces are trimmed). */
+bool bdy_auth_token_usable(const char *token, size_t len);
+
 typedef struct bdy_auth bdy_auth;
 typedef struct bdy_principal bdy_principal;
 

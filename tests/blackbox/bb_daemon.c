@@ -150,6 +150,10 @@ static void test_cli_commands(void **state)
     assert_non_null(
         strstr(out, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
     free(out);
+    /* A token no Authorization header can carry gets no hash. */
+    assert_int_equal(bb_run(&s, (const char *const[]){"hash-token", NULL}, "two words\n", &out), 1);
+    assert_non_null(strstr(out, "could never log in"));
+    free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"frobnicate", NULL}, NULL, &out), 2);
     free(out);
     /* serve refuses the bad config and names it. */

@@ -1727,6 +1727,8 @@ static void test_deferred_stop(void **state)
         pthread_join(t[i], NULL);
         expect_error(&cl[i].r, 503, "ShuttingDown");
         assert_string_equal(header_value(&cl[i].r, "Connection", v, sizeof(v)), "close");
+        /* Another replica, or this one restarted, can take it. */
+        assert_string_equal(header_value(&cl[i].r, "Retry-After", v, sizeof(v)), "1");
         reply_free(&cl[i].r);
     }
 
