@@ -170,6 +170,10 @@ typedef struct sqlite_store {
     bool writer_started;
     size_t max_batch;
 
+    /* Writer: the batch being applied, from its first op to the one being
+     * applied now (its CRD deletions take effect only after the commit). */
+    write_op *batch_first;
+    write_op *batch_now;
     uint64_t rv;                   /* writer: last assigned resourceVersion */
     _Atomic uint64_t committed_rv; /* published to watches */
     _Atomic uint64_t written_rv;   /* in the file: readers may see it */
@@ -445,10 +449,26 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
     return rc;
 }
 
+/* Whether an earlier op of the batch being applied deletes the CRD of
+ * group/plural: the registry still serves it until the commit, but its
+ * objects are gone, and one created now would be left behind, never
+ * listed or deleted, and back (old uid) if the CRD were made again. */
+static bool crd_removed_in_batch(const sqlite_store *s, const char *group, const char *plural)
+{
+    for (const write_op *op = s->batch_first; op != NULL && op != s->batch_now; op = op->next) {
+        const char *k = op->crd_remove;
+        if (k != NULL && strcmp(k, group) == 0 && strcmp(k + strlen(k) + 1, plural) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Resolves gvr against the registry (writer side). */
 static const bdy__resource *w_resource(sqlite_store *s, const bdy_gvr *gvr, bdy_errbuf *eb)
 {
     const bdy__resource *res = bdy__registry_get(&s->registry, group_of(gvr), gvr->resource);
+    if (res != NULL && !res->builtin && crd_removed_in_batch(s, group_of(gvr), gvr->resource))
+        res = NULL;
     if (res == NULL)
         bdy_fail(eb, BDY_ENOTFOUND, "the server could not find the requested resource (%s%s%s)",
                  gvr->resource, group_of(gvr)[0] ? "." : "", group_of(gvr));
@@ -1157,7 +1177,10 @@ static void run_batch(sqlite_store *s, write_op *batch)
             txn_rc = op->rc == BDY_ENOMEM ? BDY_EIO : op->rc;
             continue;
         }
+        s->batch_first = batch;
+        s->batch_now = op;
         op->rc = apply_op(s, op);
+        s->batch_first = s->batch_now = NULL;
         if (op->rc != 0) {
             json_object_put(op->out);
             op->out = NULL;

@@ -137,6 +137,30 @@ static uint64_t current_rv(fixture *f)
     return rv;
 }
 
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+    sqlite3_close(db);
+}
+
+static long long sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
 static void test_create_sets_server_fields(void **state)
 {
     fixture *f = *state;
@@ -1087,6 +1111,59 @@ static void test_crd_delete_cascades(void **state)
     json_object_put(o);
 }
 
+typedef struct creator {
+    fixture *f;
+    int id;
+    volatile bool stop;
+    int made;
+} creator;
+
+static void *create_loop(void *arg)
+{
+    creator *c = arg;
+    char name[48];
+    for (int i = 0; i < 100000 && !c->stop; i++) {
+        snprintf(name, sizeof(name), "c%d-%d", c->id, i);
+        json_object *o = widget(name, 1, "red");
+        c->made += bdy_store_create(c->f->store, &WIDGETS, "default", o, NULL, NULL, NULL) == 0;
+        json_object_put(o);
+    }
+    return NULL;
+}
+
+/* Creates racing a CRD's deletion: one that lands in the deletion's own
+ * write batch, after it, is refused too (the CRD is still registered until
+ * the commit), so once the deletion is done no object of the CRD is left in
+ * the file, where it would come back if the CRD were made again. */
+static void test_crd_delete_races_creates(void **state)
+{
+    fixture *f = *state;
+    enum { WRITERS = 32 };
+    creator c[WRITERS];
+    pthread_t t[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        c[i] = (creator){.f = f, .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, create_loop, &c[i]), 0);
+    }
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    bool deleted = false;
+    assert_int_equal(bdy_store_delete(f->store, &BDY_GVR_CRDS, NULL, "widgets.test.dev", NULL, NULL,
+                                      &deleted, NULL),
+                     0);
+    assert_true(deleted);
+    int made = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        c[i].stop = true;
+        pthread_join(t[i], NULL);
+        made += c[i].made;
+    }
+    assert_true(made > 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM objects WHERE res='widgets'"), 0);
+}
+
 /* A CRD that names a built-in resource is stored but never serves it; its
  * deletion, finalizer or not, takes none of the built-in's objects. */
 static void test_crd_naming_a_builtin_takes_nothing(void **state)
@@ -1331,30 +1408,6 @@ static void test_bad_data_files(void **state)
     rm_rf(dir);
 }
 
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
-}
-
-static long long sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* A store written when the objects table was WITHOUT ROWID opens with
  * every object, its resource version and its CRDs, is converted to the
  * rowid layout (same schema version), takes writes, and still takes the
@@ -1535,6 +1588,7 @@ int main(void)
         cmocka_unit_test(test_watchlog_bounded_in_bytes),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_delete_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crd_delete_races_creates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_naming_a_builtin_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_crd_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
