@@ -174,6 +174,7 @@ typedef struct sqlite_store {
      * applied now (its CRD deletions take effect only after the commit). */
     write_op *batch_first;
     write_op *batch_now;
+    unsigned batch_crd_removals;   /* ops of the batch so far that delete a CRD */
     uint64_t rv;                   /* writer: last assigned resourceVersion */
     _Atomic uint64_t committed_rv; /* published to watches */
     _Atomic uint64_t written_rv;   /* in the file: readers may see it */
@@ -455,6 +456,8 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
  * listed or deleted, and back (old uid) if the CRD were made again. */
 static bool crd_removed_in_batch(const sqlite_store *s, const char *group, const char *plural)
 {
+    if (s->batch_crd_removals == 0) /* the usual batch: no walk */
+        return false;
     for (const write_op *op = s->batch_first; op != NULL && op != s->batch_now; op = op->next) {
         const char *k = op->crd_remove;
         if (k != NULL && strcmp(k, group) == 0 && strcmp(k + strlen(k) + 1, plural) == 0)
@@ -1180,7 +1183,6 @@ static void run_batch(sqlite_store *s, write_op *batch)
         s->batch_first = batch;
         s->batch_now = op;
         op->rc = apply_op(s, op);
-        s->batch_first = s->batch_now = NULL;
         if (op->rc != 0) {
             json_object_put(op->out);
             op->out = NULL;
@@ -1193,16 +1195,25 @@ static void run_batch(sqlite_store *s, write_op *batch)
         }
         if (txn_rc == 0 && step_simple(s->st_op_end) != 0)
             txn_rc = BDY_EIO;
+        if (op->rc == 0 && op->crd_remove != NULL)
+            s->batch_crd_removals++;
     }
+    s->batch_first = s->batch_now = NULL;
+    s->batch_crd_removals = 0;
     if (txn_rc == 0 && s->rv != start_rv) {
         sqlite3_bind_int64(s->st_set_rv, 1, (sqlite3_int64)s->rv);
         if (sqlite3_step(s->st_set_rv) != SQLITE_DONE)
             txn_rc = BDY_EIO;
         sqlite3_reset(s->st_set_rv);
     }
+    /* Before the commit: readers may see the new version the moment it
+     * lands, and written_rv is only ever an upper bound. */
+    if (txn_rc == 0)
+        s->written_rv = s->rv;
     if (txn_rc == 0 && step_simple(s->st_commit) != 0)
         txn_rc = BDY_EIO;
     if (txn_rc != 0) {
+        s->written_rv = start_rv;
         /* The cause, before the ROLLBACK replaces it: SQLite may have
          * rolled back already (SQLITE_FULL), and then the ROLLBACK fails
          * with "no transaction is active". */
@@ -1231,7 +1242,6 @@ static void run_batch(sqlite_store *s, write_op *batch)
     }
     if (s->rv != start_rv)
         bdy_write_health_ok(&s->writes); /* something reached the disk */
-    s->written_rv = s->rv;
     /* Durable: publish effects in commit order. */
     for (write_op *op = batch; op != NULL; op = op->next) {
         if (op->crd_remove != NULL) {
@@ -1983,6 +1993,15 @@ static int lock_data_dir(const char *dir, int *fd_out, bdy_errbuf *eb)
             return bdy_fail(eb, BDY_EBUSY,
                             "data folder %s is in use by another Bindery process (%s is locked)",
                             dir, path);
+        /* A file system without locks (NFS mounted nolock): run as before
+         * the lock existed, and say that nothing guards the folder. */
+        if (err == ENOLCK || err == EOPNOTSUPP) {
+            bdy_warn("store",
+                     "cannot lock %s (%s): nothing stops a second Bindery from opening this "
+                     "data folder",
+                     path, strerror(err));
+            return 0;
+        }
         return bdy_fail(eb, BDY_EIO, "cannot lock %s: %s", path, strerror(err));
     }
     *fd_out = fd;
@@ -2090,6 +2109,11 @@ static int convert_layout(sqlite_store *s, bdy_errbuf *eb)
         return sql_error(s->db, eb, s->path);
     if (indexes > 0)
         return 0;
+    bdy_info("store", "converting the objects table of %s to the rowid layout", s->path);
+    /* Debian's SQLite zeroes freed pages by default: the dropped table's
+     * would all pass through the WAL, several times the objects' size. */
+    if (sqlite3_exec(s->db, "PRAGMA secure_delete=OFF", NULL, NULL, NULL) != SQLITE_OK)
+        return sql_error(s->db, eb, s->path);
     static const char sql[] =
         "BEGIN IMMEDIATE;"
         "CREATE TABLE objects_rowid" OBJECTS_TABLE_COLUMNS ";"
