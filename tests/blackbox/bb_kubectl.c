@@ -16,6 +16,7 @@
 #include "harness.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +888,91 @@ static void test_watch_expired_and_relist(void **state)
     expect_kubectl("deleted", "delete mm watched-one");
 }
 
+#define LEASES "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+#define LEASE_COUNT 1200 /* three initial pages of 500 */
+
+typedef struct lease_writer {
+    volatile bool stop;
+    int writes;
+} lease_writer;
+
+/* Changes leases of the later pages, over and over. */
+static void *write_leases(void *arg)
+{
+    lease_writer *lw = arg;
+    for (int i = 0; i < 20000 && !lw->stop; i++) {
+        char path[128];
+        char body[96];
+        snprintf(path, sizeof(path), LEASES "/l-%04d", 600 + i % (LEASE_COUNT - 600));
+        snprintf(body, sizeof(body), "{\"spec\":{\"holderIdentity\":\"h%d\"}}", i);
+        bb_response r = bb_request(&srv, "PATCH", path, body, MERGE_HDR);
+        lw->writes += r.status == 200;
+        bb_response_free(&r);
+    }
+    return NULL;
+}
+
+/* A watch with sendInitialEvents over several pages while objects change:
+ * every object is ADDED before the initial-events-end bookmark, and no
+ * event names an object the client was never given. A later page shows
+ * objects as they are when it is read, so one changed since the watch's
+ * version is left to the watch; its first event used to come as MODIFIED
+ * after the bookmark, which made a WatchList client drop it, then see it
+ * modified. */
+static void test_initial_events_while_objects_change(void **state)
+{
+    (void)state;
+    for (int i = 0; i < LEASE_COUNT; i++) {
+        char body[128];
+        long st = 0;
+        snprintf(body, sizeof(body),
+                 "{\"metadata\":{\"name\":\"l-%04d\"},\"spec\":{\"holderIdentity\":\"a\"}}", i);
+        json_object_put(request_json("POST", LEASES, body, JSON_HDR, &st));
+        assert_int_equal(st, 201);
+    }
+    lease_writer lw = {0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, write_leases, &lw), 0);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    bb_response r = bb_request(&srv, "GET",
+                               LEASES "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&"
+                                      "resourceVersionMatch=NotOlderThan&timeoutSeconds=2",
+                               NULL, NULL);
+    lw.stop = true;
+    pthread_join(t, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(lw.writes > 0);
+    json_object *given = json_object_new_object(); /* names the client has */
+    int before_end = -1;                           /* objects given at the bookmark */
+    int strays = 0;                                /* events for objects never given */
+    for (char *line = r.body, *next; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        json_object *ev = json_tokener_parse(line);
+        assert_non_null(ev);
+        const char *type = jstr(ev, "type");
+        json_object *obj = json_object_object_get(ev, "object");
+        const char *name = jstr(json_object_object_get(obj, "metadata"), "name");
+        if (strcmp(type, "BOOKMARK") == 0) {
+            if (before_end < 0 && strstr(line, "k8s.io/initial-events-end") != NULL)
+                before_end = json_object_object_length(given);
+        } else if (strcmp(type, "ADDED") == 0) {
+            /* Leases of earlier tests are in the namespace too. */
+            if (strncmp(name, "l-", 2) == 0)
+                json_object_object_add(given, name, NULL);
+        } else if (strncmp(name, "l-", 2) == 0 && !json_object_object_get_ex(given, name, NULL)) {
+            strays++;
+        }
+        json_object_put(ev);
+    }
+    json_object_put(given);
+    bb_response_free(&r);
+    assert_int_equal(before_end, LEASE_COUNT);
+    assert_int_equal(strays, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -900,6 +986,7 @@ int main(void)
         cmocka_unit_test(test_wire_errors),
         cmocka_unit_test(test_wire_table_and_list),
         cmocka_unit_test(test_watch_expired_and_relist),
+        cmocka_unit_test(test_initial_events_while_objects_change),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
