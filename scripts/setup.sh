@@ -36,6 +36,26 @@ if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
     sudo=(sudo)
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# env: sudo drops DEBIAN_FRONTEND from the environment. The lock timeout
+# rides out apt's daily job on a freshly booted machine.
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+"${apt[@]}" update -qq
+# A tool no configured repository offers (kubectl comes from Kubernetes' own
+# repository) is reported and skipped, so the rest still installs and what
+# needs the tool says so; a build package missing from every repository is
+# an error.
+installable=()
+for pkg in "${missing[@]}"; do
+    candidate=$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+    if [[ -n $candidate && $candidate != "(none)" ]]; then
+        installable+=("$pkg")
+    elif [[ " ${build[*]} " == *" $pkg "* ]]; then
+        echo "setup: no configured repository offers $pkg, which the build needs" >&2
+        exit 1
+    else
+        echo "setup: warning: no configured repository offers $pkg; not installed" >&2
+    fi
+done
+if [[ ${#installable[@]} -gt 0 ]]; then
+    "${apt[@]}" install -y -qq --no-install-recommends "${installable[@]}"
+fi

@@ -49,8 +49,12 @@ static int kubectl(char **out, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof(cmd), "cd %s && KUBECONFIG=%s timeout 60 kubectl %s 2>&1", srv.dir,
-             kubeconfig, args);
+    /* The discovery cache in the test's folder: kubectl keeps it per
+     * host:port under ~/.kube otherwise, where a later run on the same
+     * port would read this server's resources. */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && KUBECONFIG=%s timeout 60 kubectl --cache-dir=%s/kube-cache %s 2>&1", srv.dir,
+             kubeconfig, srv.dir, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t cap = 1 << 20;
@@ -506,7 +510,9 @@ static void test_watch_prints_changes_and_survives_idle(void **state)
         (void)f;
         dup2(1, 2);
         setenv("KUBECONFIG", kubeconfig, 1);
-        execlp("kubectl", "kubectl", "get", "mm", "-w", (char *)NULL);
+        char cache[sizeof(srv.dir) + 32];
+        snprintf(cache, sizeof(cache), "--cache-dir=%s/kube-cache", srv.dir);
+        execlp("kubectl", "kubectl", cache, "get", "mm", "-w", (char *)NULL);
         _exit(127);
     }
     assert_true(file_contains(path, "demo", 20000));

@@ -138,7 +138,24 @@ static bool exited(bb_server *s)
     return false;
 }
 
+static bool start_once(bb_server *s, const char *const *extra_args);
+
+/* The port free_port() found can be taken by another process's outgoing
+ * connection before bindery binds it: a start that failed so is retried on
+ * a new port (the log says "Address already in use"). */
 bool bb_start(bb_server *s, const char *const *extra_args)
+{
+    for (int attempt = 0;; attempt++) {
+        int in_use_before = bb_log_count(s, "Address already in use");
+        if (start_once(s, extra_args))
+            return true;
+        if (attempt == 2 || s->pid != 0 ||
+            bb_log_count(s, "Address already in use") == in_use_before)
+            return false;
+    }
+}
+
+static bool start_once(bb_server *s, const char *const *extra_args)
 {
     s->port = free_port();
     char listen[64];
@@ -176,7 +193,10 @@ bool bb_start(bb_server *s, const char *const *extra_args)
     }
     s->pid = pid;
     live_set(s);
-    for (int i = 0; i < 300; i++) { /* 15 s */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    time_t deadline = now.tv_sec + 15; /* each /readyz may itself take seconds */
+    for (int i = 0; i < 300; i++) {
         if (exited(s))
             return false;
         bb_response r = bb_request(s, "GET", "/readyz", NULL, NULL);
@@ -184,6 +204,9 @@ bool bb_start(bb_server *s, const char *const *extra_args)
         bb_response_free(&r);
         if (status == 200)
             return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec >= deadline)
+            break;
         sleep_ms(50);
     }
     return false;
