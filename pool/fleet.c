@@ -43,11 +43,13 @@ typedef struct world {
     bool stale;          /* a claim found it changed; out of warm until a newer rv */
     bool scaling_down;   /* taken for a scale-down delete: counted as deleting, and out
                             of warm, until put back or a newer rv is seen */
+    bool failing;        /* its controller is failing it (bdy_fleet_fail_begin): out of
+                            warm until undone or a newer rv is seen */
     bool reserved;       /* created for one cold claim */
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
     bdy_process_seen process;
     uint64_t rv;
-    uint64_t claim_rv;        /* the rv a claim (or a scale-down) started from */
+    uint64_t claim_rv;        /* the rv a claim (or a scale-down, or a fail) started from */
     double ready_since;       /* monotonic seconds when first seen Ready (scale-down age) */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
     bool labels_unknown;      /* too many to keep (or no memory): no selector
@@ -222,7 +224,7 @@ static fleet_pool *find_pool(bdy_fleet *f, const char *ns, const char *name)
 static bool idle_ready(const world *w)
 {
     return w->pool != NULL && w->pool->present && w->phase == BDY_PHASE_READY && !w->deleting &&
-           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down;
+           !w->claiming && !w->held && !w->stale && !w->reserved && !w->scaling_down && !w->failing;
 }
 
 static bool should_be_warm(const world *w)
@@ -698,6 +700,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->stale = false; /* the informer caught up */
     if (w->scaling_down && rv > w->claim_rv)
         w->scaling_down = false; /* its delete (or what beat it) is seen */
+    if (w->failing && rv > w->claim_rv)
+        w->failing = false; /* its Failed status (or what beat it) is seen */
     if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0) {
         w->held = false; /* a new world under an old name */
         w->process = BDY_PROCESS_UNKNOWN;
@@ -730,6 +734,35 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
     bool final = w != NULL && (w->process == BDY_PROCESS_EXITED || w->process == BDY_PROCESS_LOST);
     if (w != NULL && w->process != seen && !(final && seen == BDY_PROCESS_LIVE)) {
         w->process = seen;
+        warm_sync(w);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    bool ok = w == NULL || !(w->held || w->claiming);
+    if (w != NULL && ok) {
+        w->failing = true;
+        w->claim_rv = w->rv;
+        warm_sync(w);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return ok;
+}
+
+void bdy_fleet_fail_undo(bdy_fleet *f, const char *ns, const char *name)
+{
+    char key[2 * BDY_NAME_MAX + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pthread_mutex_lock(&f->lock);
+    world *w = find_world(f, key);
+    if (w != NULL && w->failing) {
+        w->failing = false;
         warm_sync(w);
     }
     pthread_mutex_unlock(&f->lock);

@@ -1092,10 +1092,18 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             return 0;
         }
         /* In its initial delay (the start deadline still holds): looked at
-         * again when the delay ends, or sooner to see that it runs. */
-        if (delay_left_ms > 0 && delay_left_ms < period_ms)
-            return (unsigned)delay_left_ms + 1;
-        return period_ms;
+         * again when the delay ends, or sooner to see that it runs; and
+         * never later than its start deadline (a period of minutes would
+         * leave a world that never starts counted as warm stock). */
+        unsigned next_ms = period_ms;
+        if (delay_left_ms > 0 && delay_left_ms < next_ms)
+            next_ms = (unsigned)delay_left_ms + 1;
+        if (started > 0) {
+            double deadline_left_ms = (started + deadline_s - bdy_wall_seconds()) * 1000;
+            if (deadline_left_ms >= 0 && deadline_left_ms + 1 < next_ms)
+                next_ms = (unsigned)deadline_left_ms + 1;
+        }
+        return next_ms;
     }
     /* Warm: the readiness probe keeps watching until a claim takes it. */
     if (!has_probe)
@@ -1127,19 +1135,21 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         /* A claim answered already (or being made durable) whose status has
          * not caught up yet: the world is the claimant's now, and an
          * allocated world is not failed for its probe (a game server may
-         * stop answering it once a match is on). */
-        bdy_world_seen seen;
+         * stop answering it once a match is on). Otherwise no claim may
+         * take it from here on, while its Failed status is written. */
         char ns[BDY_NAME_MAX];
         char name[BDY_NAME_MAX];
         json_object *meta = bdy_jget(world, "metadata");
         snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
         snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
-        if (bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) == 0 && seen.claimed)
+        if (!bdy_fleet_fail_begin(r->o.fleet, ns, name))
             return period_ms;
         *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
                         "readiness probe failed %u times in a row", failures);
         if (*rc == 0)
             stop_once(r, key, &t, spec.grace_ms);
+        else
+            bdy_fleet_fail_undo(r->o.fleet, ns, name);
         return 0;
     }
     return period_ms;

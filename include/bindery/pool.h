@@ -144,6 +144,15 @@ int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_co
  * says it again). */
 void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_process_seen seen);
 
+/* World controller, before it fails a Ready world whose process still runs
+ * (its readiness probe): takes the world out of the warm index, unless a
+ * claim holds it or is being made durable (false: the claimant keeps it).
+ * It stays out until a newer state of it is observed (its Failed status)
+ * or bdy_fleet_fail_undo (the status write failed). Without this, a claim
+ * between the check and the write got a world about to be stopped. */
+bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name);
+void bdy_fleet_fail_undo(bdy_fleet *f, const char *ns, const char *name);
+
 /* Creators (the pool controller, cold claims), one world at a time: grants
  * room for a new world under the pool's maxWorlds and names it (name_out,
  * cap BDY_NAME_MAX), so that two creators acting on the same counts in

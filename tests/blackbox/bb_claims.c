@@ -1400,6 +1400,34 @@ static void start_failing_world(bb_server *s)
     assert_true(bb_log_contains(s, "StartDeadlineExceeded", 30000));
 }
 
+/* A world that never becomes ready fails at its start deadline even when
+ * its probe period is far longer: it was looked at again only after a
+ * whole period (here a minute), counted as warm stock all the while. */
+static void test_start_deadline_not_held_by_probe_period(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 1, NULL, 0);
+    bb_write(&s, "manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, periodSeconds: 60}\n"
+             "  terminationGracePeriodSeconds: 1\n"
+             "  startDeadlineSeconds: 2\n"
+             "  local:\n"
+             "    command: /bin/sh\n"
+             "    args: [\"-c\", \"while :; do sleep 0.2; done\"]\n");
+    assert_true(bb_start(&s, NULL));
+    /* Well past the deadline, well short of the period. */
+    if (!bb_log_contains(&s, "StartDeadlineExceeded", 20000)) {
+        bb_print_log_tail(&s, "no StartDeadlineExceeded");
+        fail();
+    }
+    bb_cleanup(&s);
+}
+
 /* The world start_failing_world made, Failed or already Terminating (a
  * replacement may be listed too): a new reference; the test fails without. */
 static json_object *failed_world(bb_server *s)
@@ -2183,6 +2211,7 @@ int main(void)
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_grace_is_not_restarted_by_a_restart, bb_teardown),
+        cmocka_unit_test_teardown(test_start_deadline_not_held_by_probe_period, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_probe_port_number_and_initial_delay, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),

@@ -174,6 +174,44 @@ static void test_claim_take_and_done(void **state)
     bdy_fleet_free(f);
 }
 
+/* A world its controller fails (readiness probe) leaves the warm index
+ * before its Failed status is written, so no claim gets a world about to be
+ * stopped; a claimed or claiming one is kept by its claimant; a failed
+ * status write puts it back, and a newer state settles it. */
+static void test_fail_begin_keeps_claims_off(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "nuke", false, false));
+    assert_true(bdy_fleet_fail_begin(f, "default", "a1"));
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.name, "a2");
+    /* Being claimed: its claimant keeps it. */
+    assert_false(bdy_fleet_fail_begin(f, "default", "a2"));
+    bdy_fleet_claim_done(f, &r, true, false);
+    assert_false(bdy_fleet_fail_begin(f, "default", "a2"));
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    /* The write failed: claimable again. */
+    bdy_fleet_fail_undo(f, "default", "a1");
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.name, "a1");
+    bdy_fleet_claim_done(f, &r, false, false);
+    /* Failed again, and this time written: out until a newer state. */
+    assert_true(bdy_fleet_fail_begin(f, "default", "a1"));
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    observe(f, world("a1", "arena", "Failed", 12, "dust", false, false));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    assert_int_equal(c.phase[BDY_PHASE_FAILED], 1);
+    bdy_fleet_free(f);
+}
+
 /* Claims recorded in the ledger hold their worlds from start-up on, before
  * the informer has listed them; another world under the same name is not
  * held. The answer's world part is prepared for Ready worlds. */
@@ -839,6 +877,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_and_warm_index),
         cmocka_unit_test(test_claim_take_and_done),
+        cmocka_unit_test(test_fail_begin_keeps_claims_off),
         cmocka_unit_test(test_hold_from_ledger),
         cmocka_unit_test(test_scale_down_takes_oldest_of_many),
         cmocka_unit_test(test_selectors_in_preference_order),
