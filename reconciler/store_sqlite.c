@@ -134,7 +134,6 @@ typedef struct reader {
 
 typedef struct sqlite_store {
     char *path;
-    int lock_fd; /* flock on the data folder's bindery.lock; -1 when not held */
     sqlite3 *db; /* writer connection, writer thread only after open */
     sqlite3_stmt *st_get;
     sqlite3_stmt *st_put;
@@ -151,10 +150,10 @@ typedef struct sqlite_store {
     bdy_wal_checkpointer *ckpt;
     bdy_log_limit batch_fail_log; /* a full disk fails every batch: one line a period */
     bdy_write_health writes;      /* for s_ping: readiness while writes fail */
-    bool existed;        /* the file was there at open: bdy_store_sqlite_check_start checks it */
-    bdy_db_check *check; /* under q_lock; NULL until that check starts */
+    bdy_db_check *check;          /* under q_lock; NULL until that check starts */
     reader readers[READER_COUNT];
     unsigned next_reader;
+    int lock_fd; /* flock on the data folder's bindery.lock; -1 when not held */
 
     bdy__registry registry;
     bdy__watchlog log;
@@ -165,19 +164,20 @@ typedef struct sqlite_store {
     write_op *q_tail;
     write_op *u_head; /* urgent writes (claims), taken first */
     write_op *u_tail;
-    bool stopping;
     pthread_t writer;
-    bool writer_started;
     size_t max_batch;
 
     /* Writer: the batch being applied, from its first op to the one being
      * applied now (its CRD deletions take effect only after the commit). */
     write_op *batch_first;
     write_op *batch_now;
-    unsigned batch_crd_removals;   /* ops of the batch so far that delete a CRD */
     uint64_t rv;                   /* writer: last assigned resourceVersion */
     _Atomic uint64_t committed_rv; /* published to watches */
     _Atomic uint64_t written_rv;   /* in the file: readers may see it */
+    unsigned batch_crd_removals;   /* ops of the batch so far that delete a CRD */
+    bool existed; /* the file was there at open: bdy_store_sqlite_check_start checks it */
+    bool stopping;
+    bool writer_started;
 } sqlite_store;
 
 const char *bdy_event_type_name(bdy_event_type t)
