@@ -911,6 +911,12 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
         if (rc != 0) /* retried if not written: nothing else would look at it again */
             return set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
         track_set(r, key, &h);
+        /* A new process: an exit the fleet recorded for this world was
+         * its earlier one's (its Starting status failed to be written), and
+         * would keep the world out of the warm index for good once Ready.
+         * A late exit notice of the earlier process no longer counts
+         * (track_set: it is not the tracked pid). */
+        bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_UNKNOWN);
     }
     json_object *st = phase_status(world, BDY_PHASE_STARTING, "Started", "process started");
     merge_into(st, handle_status(r, &h));

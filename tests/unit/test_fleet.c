@@ -212,6 +212,26 @@ static void test_fail_begin_keeps_claims_off(void **state)
     bdy_fleet_free(f);
 }
 
+/* An exit is final for a world's process (a late "running" does not make
+ * it claimable), until its controller starts a new process for it and says
+ * so (unknown), after which the new process running makes it warm. */
+static void test_new_process_after_exit(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_EXITED);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_UNKNOWN);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    bdy_fleet_free(f);
+}
+
 /* Claims recorded in the ledger hold their worlds from start-up on, before
  * the informer has listed them; another world under the same name is not
  * held. The answer's world part is prepared for Ready worlds. */
@@ -878,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_counts_and_warm_index),
         cmocka_unit_test(test_claim_take_and_done),
         cmocka_unit_test(test_fail_begin_keeps_claims_off),
+        cmocka_unit_test(test_new_process_after_exit),
         cmocka_unit_test(test_hold_from_ledger),
         cmocka_unit_test(test_scale_down_takes_oldest_of_many),
         cmocka_unit_test(test_selectors_in_preference_order),
