@@ -51,6 +51,8 @@
 #define FAILURE_BACKOFF_AFTER 3
 #define FAILURE_BACKOFF_MAX_S 60.0
 #define DEFAULT_PROBE_PERIOD_MS 1000
+/* Longest a readiness probe may wait for its answer (see build_spec). */
+#define PROBE_TIMEOUT_MAX_MS 5000u
 
 /* What this process knows about a world's process. Guarded by track_lock. */
 typedef struct tracked {
@@ -810,6 +812,15 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     spec->readiness.initial_delay_ms = seconds_ms(probe, "initialDelaySeconds", 0);
     spec->readiness.period_ms = seconds_ms(probe, "periodSeconds", 1);
     spec->readiness.timeout_ms = seconds_ms(probe, "timeoutSeconds", 1);
+    /* A probe runs on a reconcile worker, which every world of every pool
+     * shares: one that waits longer than its period, or than
+     * PROBE_TIMEOUT_MAX_MS, would stall refills, starts and stops behind
+     * a few worlds that accept connections and never answer. */
+    unsigned probe_cap_ms = spec->readiness.period_ms ? spec->readiness.period_ms : 1000;
+    if (probe_cap_ms > PROBE_TIMEOUT_MAX_MS)
+        probe_cap_ms = PROBE_TIMEOUT_MAX_MS;
+    if (spec->readiness.timeout_ms > probe_cap_ms)
+        spec->readiness.timeout_ms = probe_cap_ms;
     spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
     spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", 10);
     *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
