@@ -2089,6 +2089,20 @@ static int read_meta(sqlite3 *db, const char *key, char *out, size_t cap)
     return rc;
 }
 
+/* How many schema entries match where (an SQL condition on sqlite_master),
+ * or -1 when the schema cannot be read (sqlite3_errmsg says why). */
+static int schema_count(sqlite3 *db, const char *where)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE %s", where);
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
 /* Converts a file whose objects are in a WITHOUT ROWID table (no
  * objects_key index) to the rowid layout, in one transaction: a crash or a
  * full disk midway leaves the file as it was. The copy needs as much free
@@ -2096,15 +2110,7 @@ static int read_meta(sqlite3 *db, const char *key, char *out, size_t cap)
  * list for later writes, and the file does not shrink. */
 static int convert_layout(sqlite_store *s, bdy_errbuf *eb)
 {
-    sqlite3_stmt *st = NULL;
-    int indexes = -1;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                           "name='objects_key'",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        indexes = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    int indexes = schema_count(s->db, "type='index' AND name='objects_key'");
     if (indexes < 0)
         return sql_error(s->db, eb, s->path);
     if (indexes > 0)
@@ -2136,17 +2142,10 @@ static int init_schema(sqlite_store *s, bool fresh, bdy_errbuf *eb)
 {
     char value[64];
     if (!fresh) {
-        int tables = 0;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT count(*) FROM sqlite_master WHERE type='table' AND name "
-                               "IN ('meta','objects')",
-                               -1, &st, NULL) != SQLITE_OK)
+        int tables = schema_count(s->db, "type='table' AND name IN ('meta','objects')");
+        if (tables < 0)
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store: %s", s->path,
                             sqlite3_errmsg(s->db));
-        if (sqlite3_step(st) == SQLITE_ROW)
-            tables = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
         if (tables != 2 || read_meta(s->db, "format", value, sizeof(value)) != 0 ||
             strcmp(value, STORE_FORMAT) != 0)
             return bdy_fail(eb, BDY_ECORRUPT, "data file %s is not a Bindery store", s->path);
