@@ -663,6 +663,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
                                        .log_retention_s = (double)rt->log_retention_h * 3600,
                                        .log_max_bytes = (uint64_t)rt->log_max_mb << 20,
                                        .on_exit = bdy_reconciler_world_exited,
+                                       .on_probe = bdy_reconciler_probe_done,
                                        .data = d->reconciler};
         rc = bdy_runtime_process_new(&po, &d->runtime, eb);
     }

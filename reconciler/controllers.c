@@ -51,8 +51,8 @@
 #define FAILURE_BACKOFF_AFTER 3
 #define FAILURE_BACKOFF_MAX_S 60.0
 #define DEFAULT_PROBE_PERIOD_MS 1000
-/* Longest a readiness probe may wait for its answer (see build_spec). */
-#define PROBE_TIMEOUT_MAX_MS 5000u
+/* Longest a readiness probe waits for its answer (see build_spec). */
+#define PROBE_TIMEOUT_MAX_MS 60000u
 
 /* What this process knows about a world's process. Guarded by track_lock. */
 typedef struct tracked {
@@ -63,8 +63,15 @@ typedef struct tracked {
     int exit_status; /* -1 when not known (not our child) */
     bool lost;       /* exited before this run could adopt it (ensure_tracked only) */
     bool stop_requested;
-    unsigned probe_failures;
-    uint64_t probe_failure_ns; /* monotonic time of the last one counted, 0: none */
+    unsigned probe_failures; /* failed verdicts in a row */
+    /* The readiness probe the runtime runs for this process (runtime.h,
+     * observe), one at a time and at most one per period; its verdict is
+     * kept until a pass takes it. */
+    bool probing;
+    uint64_t probe_started_ns; /* monotonic; 0: none for this process yet */
+    bool verdict_ready;
+    int verdict_rc;
+    bdy_world_state verdict;
 } tracked;
 
 /* Per-pool controller memory. Guarded by pools_lock. */
@@ -190,7 +197,9 @@ static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle
         t->exited = exited_already;
         t->stop_requested = false;
         t->probe_failures = 0;
-        t->probe_failure_ns = 0;
+        t->probing = false;
+        t->probe_started_ns = 0;
+        t->verdict_ready = false;
     }
     pthread_mutex_unlock(&r->track_lock);
 }
@@ -218,6 +227,29 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
      * process, never an earlier one's late notice). */
     if (ours)
         bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
+    bdy_reconciler_enqueue_world(r, ns, name);
+}
+
+void bdy_reconciler_probe_done(void *data, const char *ns, const char *name,
+                               const bdy_world_handle *h, int rc, bdy_world_state state)
+{
+    bdy_reconciler *r = data;
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    pthread_mutex_lock(&r->track_lock);
+    tracked *t = track_find(r, key, false);
+    if (t != NULL) {
+        /* A verdict on an earlier process of the world ends the wait all
+         * the same (the runtime runs one probe per world), but says
+         * nothing about this one. */
+        t->probing = false;
+        if (t->h.pid == h->pid && t->h.start_time == h->start_time) {
+            t->verdict_ready = true;
+            t->verdict_rc = rc;
+            t->verdict = state;
+        }
+    }
+    pthread_mutex_unlock(&r->track_lock);
     bdy_reconciler_enqueue_world(r, ns, name);
 }
 
@@ -812,15 +844,11 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     spec->readiness.initial_delay_ms = seconds_ms(probe, "initialDelaySeconds", 0);
     spec->readiness.period_ms = seconds_ms(probe, "periodSeconds", 1);
     spec->readiness.timeout_ms = seconds_ms(probe, "timeoutSeconds", 1);
-    /* A probe runs on a reconcile worker, which every world of every pool
-     * shares: one that waits longer than its period, or than
-     * PROBE_TIMEOUT_MAX_MS, would stall refills, starts and stops behind
-     * a few worlds that accept connections and never answer. */
-    unsigned probe_cap_ms = spec->readiness.period_ms ? spec->readiness.period_ms : 1000;
-    if (probe_cap_ms > PROBE_TIMEOUT_MAX_MS)
-        probe_cap_ms = PROBE_TIMEOUT_MAX_MS;
-    if (spec->readiness.timeout_ms > probe_cap_ms)
-        spec->readiness.timeout_ms = probe_cap_ms;
+    /* A probe waiting holds one of the runtime's probe slots: a pool of
+     * hung worlds with timeouts of hours would hold them all, and no other
+     * world could be probed meanwhile. */
+    if (spec->readiness.timeout_ms > PROBE_TIMEOUT_MAX_MS)
+        spec->readiness.timeout_ms = PROBE_TIMEOUT_MAX_MS;
     spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
     spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", 10);
     *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
@@ -1026,6 +1054,78 @@ static void stop_once(bdy_reconciler *r, const char *key, tracked *t, unsigned g
     r->rt->vt->stop(r->rt->ctx, &t->h, grace_ms);
 }
 
+/* Keeps a verdict for the next pass, which a pass took and could not act
+ * on (its status write failed). */
+static void verdict_put_back(bdy_reconciler *r, const char *key, const tracked *t,
+                             bdy_world_state state)
+{
+    pthread_mutex_lock(&r->track_lock);
+    tracked *tt = track_find(r, key, false);
+    if (tt != NULL && !tt->verdict_ready && tt->h.pid == t->h.pid &&
+        tt->h.start_time == t->h.start_time) {
+        tt->verdict_ready = true;
+        tt->verdict_rc = 0;
+        tt->verdict = state;
+    }
+    pthread_mutex_unlock(&r->track_lock);
+}
+
+/* The world's state for this pass (runtime.h, observe), without waiting
+ * for its probe: a probe verdict that came in since the last pass, what the
+ * runtime tells at once, or PROBING (no verdict this pass) while a probe
+ * runs or the next one is not due. A probe starts at most once per period
+ * (a tenth of slack lets scheduled passes start theirs), so the passes
+ * that any update of the world runs (a label edit, a relist, a retry)
+ * neither probe nor count; now_due: a probe is due now all the same.
+ * *next_ms: until the next probe is due. */
+static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, json_object *world,
+                         const bdy_probe *probe, unsigned period_ms, bool now_due,
+                         bdy_world_state *state, unsigned *next_ms)
+{
+    json_object *meta = bdy_jget(world, "metadata");
+    const char *ns = bdy_jstr(meta, "namespace");
+    const char *name = bdy_jstr(meta, "name");
+    *next_ms = period_ms;
+    if (probe->kind == BDY_PROBE_NONE)
+        return r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probe, state);
+    uint64_t now = bdy_monotonic_ns();
+    uint64_t period_ns = (uint64_t)period_ms * 1000000u;
+    pthread_mutex_lock(&r->track_lock);
+    tracked *tt = track_find(r, key, false);
+    if (tt == NULL) {
+        pthread_mutex_unlock(&r->track_lock);
+        return BDY_ENOMEM; /* dropped meanwhile: the next pass knows why */
+    }
+    uint64_t since = tt->probe_started_ns ? now - tt->probe_started_ns : UINT64_MAX;
+    if (since < period_ns)
+        *next_ms = (unsigned)((period_ns - since) / 1000000u) + 1;
+    if (tt->verdict_ready) {
+        tt->verdict_ready = false;
+        *state = tt->verdict;
+        int rc = tt->verdict_rc;
+        pthread_mutex_unlock(&r->track_lock);
+        return rc;
+    }
+    if (tt->probing || (!now_due && since < period_ns / 10 * 9)) {
+        pthread_mutex_unlock(&r->track_lock);
+        *state = BDY_WORLD_PROBING;
+        return 0;
+    }
+    /* Marked before the call: the verdict may come before it returns. */
+    tt->probing = true;
+    tt->probe_started_ns = now;
+    pthread_mutex_unlock(&r->track_lock);
+    *next_ms = period_ms;
+    int rc = r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probe, state);
+    if (rc != 0 || *state != BDY_WORLD_PROBING) {
+        pthread_mutex_lock(&r->track_lock);
+        if ((tt = track_find(r, key, false)) != NULL)
+            tt->probing = false;
+        pthread_mutex_unlock(&r->track_lock);
+    }
+    return rc;
+}
+
 /* Probes a Starting or warm world once. Returns the delay until the next
  * probe, or 0 when no further probing is needed. */
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
@@ -1076,12 +1176,18 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     bdy_probe probe = spec.readiness;
     if (delay_left_ms > 0)
         probe.kind = BDY_PROBE_NONE;
+    /* Past its start deadline (Bindery may have been down meanwhile): the
+     * verdict of a probe run now decides, not the one due a period on. */
+    bool past_deadline =
+        phase == BDY_PHASE_STARTING && started > 0 && bdy_wall_seconds() - started > deadline_s;
     bdy_world_state state = BDY_WORLD_RUNNING;
-    int orc = r->rt->vt->observe(r->rt->ctx, &t.h, &probe, &state);
-    /* Bindery's own trouble (out of descriptors): no verdict on the world,
+    unsigned due_ms = period_ms;
+    int orc = observe_world(r, key, &t, world, &probe, period_ms, past_deadline, &state, &due_ms);
+    /* Bindery's own trouble (out of descriptors, too many probes running):
+     * no verdict on the world,
      * so a warm one is not failed for it; a starting one still has its
      * start deadline. */
-    bool no_verdict = bdy_runtime_retry_later(orc);
+    bool no_verdict = bdy_runtime_retry_later(orc) || orc == BDY_EBUSY;
     if (no_verdict) {
         static bdy_log_limit probe_log;
         uint64_t held = 0;
@@ -1099,9 +1205,11 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
             if (*rc == 0)
                 observe_startup(r, world, started, deadline_s);
+            else
+                verdict_put_back(r, key, &t, state); /* for the retry: no new probe due yet */
             return 0;
         }
-        if (started > 0 && bdy_wall_seconds() - started > deadline_s) {
+        if (past_deadline && state != BDY_WORLD_PROBING) {
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);
             if (*rc == 0)
@@ -1111,8 +1219,9 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         /* In its initial delay (the start deadline still holds): looked at
          * again when the delay ends, or sooner to see that it runs; and
          * never later than its start deadline (a period of minutes would
-         * leave a world that never starts counted as warm stock). */
-        unsigned next_ms = period_ms;
+         * leave a world that never starts counted as warm stock). A probe's
+         * verdict brings it back sooner. */
+        unsigned next_ms = due_ms;
         if (delay_left_ms > 0 && delay_left_ms < next_ms)
             next_ms = (unsigned)delay_left_ms + 1;
         if (started > 0) {
@@ -1125,26 +1234,16 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     /* Warm: the readiness probe keeps watching until a claim takes it. */
     if (!has_probe)
         return 0;
-    if (no_verdict)
-        return period_ms;
+    if (no_verdict || state == BDY_WORLD_PROBING)
+        return due_ms;
     pthread_mutex_lock(&r->track_lock);
     tracked *tt = track_find(r, key, false);
     unsigned failures = 0;
     if (tt != NULL) {
-        /* At most one failure per period: any update of the world (a
-         * label edit, a relist, a retry) runs a pass and its probe, and
-         * counting each would fail a world after failureThreshold updates
-         * in a second, not after failureThreshold periods. A tenth of the
-         * period's slack lets the scheduled passes count. */
-        uint64_t now = bdy_monotonic_ns();
-        if (state == BDY_WORLD_READY) {
+        if (state == BDY_WORLD_READY)
             tt->probe_failures = 0;
-            tt->probe_failure_ns = 0;
-        } else if (tt->probe_failure_ns == 0 ||
-                   now - tt->probe_failure_ns >= (uint64_t)period_ms * 900000u) {
+        else
             tt->probe_failures++;
-            tt->probe_failure_ns = now;
-        }
         failures = tt->probe_failures;
     }
     pthread_mutex_unlock(&r->track_lock);
@@ -1169,7 +1268,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             bdy_fleet_fail_undo(r->o.fleet, ns, name);
         return 0;
     }
-    return period_ms;
+    return due_ms;
 }
 
 static bool has_finalizer(json_object *world)

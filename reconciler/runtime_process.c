@@ -11,13 +11,16 @@
  * pidfds are missing (Linux before 5.4, some sandboxes, valgrind) it polls
  * the worlds every POLL_EXITS_MS instead. It reaps the worlds that are our
  * children, frees their ports and calls the exit callback with no lock
- * held, so the callback may call back into the runtime. Every vtable slot
+ * held, so the callback may call back into the runtime. Readiness probes
+ * run on a prober (prober.h) and its thread, which calls the probe
+ * callback, also with no lock of ours held. Every vtable slot
  * may be called from any thread; one mutex guards the world list, the port
  * map and the deadlines.
  */
 #include "bindery/log.h"
 #include "bindery/runtime.h"
 #include "bindery/util.h"
+#include "prober.h"
 #include "runtime_internal.h"
 
 #include <arpa/inet.h>
@@ -26,7 +29,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -45,9 +47,10 @@
 #define LOG_COMPONENT "runtime"
 #define LOOPBACK "127.0.0.1"
 #define EXPAND_MAX 4096       /* one argument or env value after placeholders */
-#define STATUS_LINE_MAX 256   /* what an HTTP probe reads of the answer */
 #define PROBE_TIMEOUT_MS 1000 /* when the probe names none */
-#define REQUEST_MAX 512       /* an HTTP probe request: the path is at most 255 bytes */
+/* Probes running at once, each with a socket: worlds past this many get no
+ * verdict until a later pass. */
+#define PROBES_MAX 512
 #define EPOLL_BATCH 64
 #define POLL_EXITS_MS 50 /* how often exits are looked for without pidfds */
 #define LOG_DIR_MODE 0750
@@ -96,7 +99,9 @@ typedef struct proc_runtime {
     char *work_dir; /* NULL: worlds start in Bindery's directory */
     char *log_dir;
     bdy_world_exit_cb on_exit;
+    bdy_world_probe_cb on_probe;
     void *data;
+    bdy__prober *prober; /* readiness probes, on its own thread */
     bool have_pidfds;
     char boot_id[sizeof(((bdy_world_handle *)0)->boot_id)]; /* empty: unknown */
     int epfd;
@@ -1505,90 +1510,24 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
 
 /* ---- observe -------------------------------------------------------------- */
 
-/* Waits until fd is ready for events or the deadline passes. */
-static bool wait_fd(int fd, short events, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t now = bdy_monotonic_ns();
-        if (now >= deadline)
-            return false;
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
-        if (n > 0)
-            return true;
-        if (n < 0 && errno != EINTR)
-            return false;
-    }
-}
+/* What a probe's verdict is reported for: owned by the prober until its
+ * done callback. */
+typedef struct probe_for {
+    char ns[BDY__WORLD_NS_MAX + 1];
+    char name[BDY__WORLD_NAME_MAX + 1];
+    bdy_world_handle h;
+} probe_for;
 
-/* Connects before the deadline; the connected socket, -1 if the world did
- * not accept, or NO_SOCKET if no socket could be made (out of descriptors:
- * says nothing about the world). */
-#define NO_SOCKET (-2)
-static int connect_until(const struct sockaddr_in *sa, uint64_t deadline)
+/* The prober's done callback, on its thread. */
+static void probe_done_cb(void *data, void *arg, bdy__probe_verdict verdict)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NO_SOCKET;
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-        return fd;
-    if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline)) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-            return fd;
-    }
-    close(fd);
-    return -1;
-}
-
-/* One HTTP/1.0 GET on the connected socket fd, which it closes; true when
- * the status is 200..399, as for a Kubernetes httpGet probe. Only the
- * status line is read, at most STATUS_LINE_MAX bytes of it. */
-static bool probe_http(int fd, const struct sockaddr_in *sa, const char *path, uint64_t deadline)
-{
-    bool ok = false;
-    char req[REQUEST_MAX];
-    char line[STATUS_LINE_MAX];
-    char host[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
-    int len = snprintf(req, sizeof(req),
-                       "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n", path,
-                       host, (unsigned)ntohs(sa->sin_port));
-    size_t sent = 0;
-    while (sent < (size_t)len) {
-        ssize_t n = send(fd, req + sent, (size_t)len - sent, MSG_NOSIGNAL);
-        if (n > 0)
-            sent += (size_t)n;
-        else if (n < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline))
-            continue;
-        else if (!(n < 0 && errno == EINTR))
-            goto out;
-    }
-    size_t got = 0;
-    while (got < sizeof(line) - 1 && memchr(line, '\n', got) == NULL) {
-        ssize_t n = recv(fd, line + got, sizeof(line) - 1 - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (n < 0 && errno == EAGAIN && wait_fd(fd, POLLIN, deadline))
-            continue;
-        else if (n == 0 || errno != EINTR)
-            break;
-    }
-    line[got] = '\0';
-    /* "HTTP/1.x NNN" followed by a space or the end of the line */
-    if (got >= 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ') {
-        int code = 0;
-        int digits = 0;
-        for (; digits < 3 && line[9 + digits] >= '0' && line[9 + digits] <= '9'; digits++)
-            code = code * 10 + (line[9 + digits] - '0');
-        char after = line[12];
-        ok = digits == 3 && (after == ' ' || after == '\r' || after == '\n' || after == '\0') &&
-             code >= 200 && code <= 399;
-    }
-out:
-    close(fd);
-    return ok;
+    proc_runtime *rt = data;
+    probe_for *pf = arg;
+    if (verdict != BDY__PROBE_CANCELLED)
+        rt->on_probe(rt->data, pf->ns, pf->name, &pf->h,
+                     verdict == BDY__PROBE_NOT_RUN ? BDY_EIO : 0,
+                     verdict == BDY__PROBE_PASSED ? BDY_WORLD_READY : BDY_WORLD_RUNNING);
+    free(pf);
 }
 
 /* The host port a probe names: one of the world's port names, or a number. */
@@ -1610,13 +1549,13 @@ static int probe_port(const bdy_world_handle *h, const bdy_probe *probe, unsigne
     return 0;
 }
 
-/* Runs the readiness probe once (see runtime.h). Touches no runtime state,
- * so it never waits for the lock; any thread. */
-static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,
-                        bdy_world_state *state)
+/* Looks at the world, and starts its readiness probe (see runtime.h).
+ * Takes no runtime lock; any thread. */
+static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
+                        const bdy_probe *probe, bdy_world_state *state)
 {
-    (void)ctx;
-    if (h == NULL || state == NULL)
+    proc_runtime *rt = ctx;
+    if (h == NULL || state == NULL || ns == NULL || name == NULL)
         return BDY_EINVAL;
     bdy__proc_stat st;
     int rc = alive_as_recorded(h, &st);
@@ -1638,34 +1577,46 @@ static int proc_observe(void *ctx, const bdy_world_handle *h, const bdy_probe *p
     }
     if (probe->kind != BDY_PROBE_TCP && probe->kind != BDY_PROBE_HTTP)
         return BDY_EINVAL;
-    const char *path = probe->path[0] ? probe->path : "/";
+    const char *path = NULL;
     if (probe->kind == BDY_PROBE_HTTP) {
-        size_t len = strnlen(path, sizeof(probe->path));
-        if (path[0] != '/' || len == sizeof(probe->path))
+        path = probe->path[0] ? probe->path : "/";
+        if (strnlen(path, sizeof(probe->path)) == sizeof(probe->path) || !bdy__prober_path_ok(path))
             return BDY_EINVAL;
-        for (size_t i = 0; i < len; i++)
-            if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
-                return BDY_EINVAL; /* would break the request line */
     }
     unsigned port = 0;
     rc = probe_port(h, probe, &port);
     if (rc != 0)
         return rc;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &sa.sin_addr) != 1)
+    bdy__probe_target t = {.http_path = path,
+                           .timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS};
+    t.addr.sin_family = AF_INET;
+    t.addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &t.addr.sin_addr) != 1)
         return BDY_EINVAL;
-    unsigned timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS;
-    uint64_t deadline = bdy_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
-    int fd = connect_until(&sa, deadline);
-    if (fd == NO_SOCKET)
-        return BDY_EIO;
-    bool ok = fd >= 0;
-    if (ok && probe->kind == BDY_PROBE_HTTP)
-        ok = probe_http(fd, &sa, path, deadline); /* closes fd */
-    else if (ok)
-        close(fd);
-    *state = ok ? BDY_WORLD_READY : BDY_WORLD_RUNNING;
-    return 0;
+    char id[BDY__PROBER_ID_MAX];
+    int idlen = snprintf(id, sizeof(id), "%s/%s", ns, name);
+    probe_for *pf = calloc(1, sizeof(*pf));
+    if (pf == NULL)
+        return BDY_ENOMEM;
+    if (idlen < 0 || (size_t)idlen >= sizeof(id) || strlen(ns) >= sizeof(pf->ns) ||
+        strlen(name) >= sizeof(pf->name)) {
+        free(pf);
+        return BDY_EINVAL;
+    }
+    memcpy(pf->ns, ns, strlen(ns) + 1);
+    memcpy(pf->name, name, strlen(name) + 1);
+    pf->h = *h;
+    t.id = id;
+    t.arg = pf;
+    rc = bdy__prober_start(rt->prober, &t);
+    if (rc != 0)
+        free(pf);
+    if (rc == 0 || rc == BDY_EEXISTS) {
+        *state = BDY_WORLD_PROBING;
+        return 0;
+    }
+    /* Too many running (BDY_EBUSY), or shutting down: no verdict now. */
+    return rc == BDY_ESHUTDOWN ? BDY_EIO : rc;
 }
 
 /* ---- lifetime ------------------------------------------------------------- */
@@ -1679,6 +1630,7 @@ static void proc_destroy(void *ctx)
     proc_runtime *rt = ctx;
     if (rt == NULL)
         return;
+    bdy__prober_free(rt->prober); /* no probe verdict from here on */
     if (rt->thread_started) {
         pthread_mutex_lock(&rt->lock);
         rt->stopping = true;
@@ -1743,8 +1695,10 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     if (opts->port_min < 1 || opts->port_max > 65535 || opts->port_min > opts->port_max)
         return bdy_fail(eb, BDY_EINVAL, "process runtime: port range %u-%u is not within 1-65535",
                         opts->port_min, opts->port_max);
-    if (opts->log_dir == NULL || opts->log_dir[0] == '\0' || opts->on_exit == NULL)
-        return bdy_fail(eb, BDY_EINVAL, "process runtime: log_dir and on_exit are required");
+    if (opts->log_dir == NULL || opts->log_dir[0] == '\0' || opts->on_exit == NULL ||
+        opts->on_probe == NULL)
+        return bdy_fail(eb, BDY_EINVAL,
+                        "process runtime: log_dir, on_exit and on_probe are required");
 
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
@@ -1755,6 +1709,7 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->port_min = opts->port_min;
     rt->port_max = opts->port_max;
     rt->on_exit = opts->on_exit;
+    rt->on_probe = opts->on_probe;
     rt->data = opts->data;
     rt->have_pidfds = pidfds_supported();
     int subreaper = 0;
@@ -1804,6 +1759,9 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         rc = bdy_fail(eb, BDY_EIO, "process runtime: epoll/eventfd: %s", strerror(errno));
         goto out;
     }
+    rc = bdy__prober_new(PROBES_MAX, "bdy-prober", probe_done_cb, rt, &rt->prober, eb);
+    if (rc != 0)
+        goto out;
     rc = bdy__log_sweeper_start(rt->log_dir, opts->log_retention_s, opts->log_max_bytes,
                                 running_log_names, rt, &rt->log_sweeper, eb);
     if (rc != 0)

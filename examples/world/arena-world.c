@@ -1,14 +1,19 @@
 /* arena-world: the tiny game world of the examples and the runtime tests.
  *
  *   arena-world --port N [--name NAME] [--crash-after-ms N] [--ready-delay-ms N]
- *               [--deaf-after-ms N]
+ *               [--deaf-after-ms N] [--mute-after-ms N]
  *
  * Listens on TCP and UDP 127.0.0.1:N. Over TCP every line "ping" is answered
- * "pong NAME"; over UDP a datagram "ping" is answered "pong NAME".
+ * "pong NAME", and a GET request (an httpGet readiness probe) "200 OK"
+ * once its headers have ended; over UDP a datagram "ping" is answered
+ * "pong NAME".
  * --ready-delay-ms holds the listen back, so readiness probes see a real
  * start-up delay; --crash-after-ms exits with status 3 after that long, for
  * tests of crash handling; --deaf-after-ms closes the TCP listener after
- * that long and runs on, a world that stops answering its readiness probe.
+ * that long and runs on, a world that stops answering its readiness probe;
+ * --mute-after-ms stops reading TCP after that long while connections are
+ * still accepted (by the kernel, into the listen backlog): a world that
+ * hangs, whose probe waits out its timeout.
  * SIGTERM (or SIGINT) ends it promptly with status
  * 0. Single-threaded: one poll() loop over a signalfd, both sockets and the
  * TCP clients. Needs nothing from Bindery but the port it is handed.
@@ -38,6 +43,7 @@
 typedef struct client {
     int fd;
     size_t len;
+    bool http; /* sent a GET line: answered once its headers end */
     char line[LINE_MAX_LEN];
 } client;
 
@@ -48,6 +54,7 @@ typedef struct world {
     int64_t crash_at_ms; /* -1: never */
     int64_t deaf_at_ms;  /* when to stop listening on TCP; -1: never */
     bool deaf;
+    int64_t mute_at_ms; /* when to stop serving TCP; -1: never */
     int sigfd;
     int tcp;
     int udp;
@@ -65,7 +72,7 @@ static int64_t now_ms(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: arena-world --port N [--name NAME] [--crash-after-ms N] "
-                    "[--ready-delay-ms N] [--deaf-after-ms N]\n");
+                    "[--ready-delay-ms N] [--deaf-after-ms N] [--mute-after-ms N]\n");
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -86,8 +93,10 @@ static bool parse_args(int argc, char **argv, world *w)
     unsigned long crash_ms = 0;
     unsigned long delay_ms = 0;
     unsigned long deaf_ms = 0;
+    unsigned long mute_ms = 0;
     bool crash = false;
     bool deaf = false;
+    bool mute = false;
     snprintf(w->name, sizeof(w->name), "arena");
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
@@ -113,6 +122,10 @@ static bool parse_args(int argc, char **argv, world *w)
             if (!parse_uint(val, 0, 86400000, &deaf_ms))
                 return false;
             deaf = true;
+        } else if (strcmp(opt, "--mute-after-ms") == 0) {
+            if (!parse_uint(val, 0, 86400000, &mute_ms))
+                return false;
+            mute = true;
         } else {
             return false;
         }
@@ -124,6 +137,7 @@ static bool parse_args(int argc, char **argv, world *w)
     w->ready_at_ms = start + (int64_t)delay_ms;
     w->crash_at_ms = crash ? start + (int64_t)crash_ms : -1;
     w->deaf_at_ms = deaf ? start + (int64_t)deaf_ms : -1;
+    w->mute_at_ms = mute ? start + (int64_t)mute_ms : -1;
     return true;
 }
 
@@ -194,14 +208,28 @@ static bool serve_client(world *w, client *c)
         size_t line_len = (size_t)(nl - c->line);
         if (line_len > 0 && c->line[line_len - 1] == '\r')
             line_len--;
-        char reply[NAME_MAX_LEN + 32];
-        int len;
-        if (line_len == 4 && memcmp(c->line, "ping", 4) == 0)
+        char reply[NAME_MAX_LEN + 96];
+        int len = 0;
+        bool answered_http = false;
+        if (c->http) {
+            /* Headers are skipped; the empty line ends the request. */
+            if (line_len == 0) {
+                len = snprintf(reply, sizeof(reply),
+                               "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npong %s\n",
+                               w->name);
+                answered_http = true;
+            }
+        } else if (line_len >= 4 && memcmp(c->line, "GET ", 4) == 0) {
+            c->http = true;
+        } else if (line_len == 4 && memcmp(c->line, "ping", 4) == 0) {
             len = snprintf(reply, sizeof(reply), "pong %s\n", w->name);
-        else
+        } else {
             len = snprintf(reply, sizeof(reply), "error unknown command\n");
-        if (send(c->fd, reply, (size_t)len, MSG_NOSIGNAL) != len)
+        }
+        if (len > 0 && send(c->fd, reply, (size_t)len, MSG_NOSIGNAL) != len)
             return false;
+        if (answered_http)
+            return false; /* HTTP/1.0: the answer ends with the connection */
         size_t used = (size_t)(nl - c->line) + 1;
         memmove(c->line, c->line + used, c->len - used);
         c->len -= used;
@@ -237,6 +265,8 @@ static int poll_timeout(const world *w)
         next = w->deaf_at_ms;
     if (w->crash_at_ms >= 0 && (next < 0 || w->crash_at_ms < next))
         next = w->crash_at_ms;
+    if (w->mute_at_ms >= 0 && w->mute_at_ms > now && (next < 0 || w->mute_at_ms < next))
+        next = w->mute_at_ms;
     if (next < 0)
         return -1;
     return next <= now ? 0 : (int)(next - now);
@@ -260,11 +290,14 @@ static int run(world *w)
         }
         if (w->tcp < 0 && !w->deaf && now >= w->ready_at_ms && !start_listening(w))
             return EXIT_FAILURE;
+        /* Muted: TCP is neither accepted nor read (poll skips a negative
+         * descriptor); the kernel still completes handshakes. */
+        bool muted = w->mute_at_ms >= 0 && now >= w->mute_at_ms;
         fds[0] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
-        fds[1] = (struct pollfd){.fd = w->tcp, .events = POLLIN};
+        fds[1] = (struct pollfd){.fd = muted ? -1 : w->tcp, .events = POLLIN};
         fds[2] = (struct pollfd){.fd = w->udp, .events = POLLIN};
         for (size_t i = 0; i < w->nclients; i++)
-            fds[3 + i] = (struct pollfd){.fd = w->clients[i].fd, .events = POLLIN};
+            fds[3 + i] = (struct pollfd){.fd = muted ? -1 : w->clients[i].fd, .events = POLLIN};
         size_t nclients = w->nclients;
         int n = poll(fds, 3 + nclients, poll_timeout(w));
         if (n < 0 && errno != EINTR) {

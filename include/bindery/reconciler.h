@@ -49,6 +49,9 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
  * creating the runtime. */
 void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
                                  const bdy_world_handle *h, int exit_status);
+/* The runtime's probe callback, passed the same way. */
+void bdy_reconciler_probe_done(void *data, const char *ns, const char *name,
+                               const bdy_world_handle *h, int rc, bdy_world_state state);
 
 /* Starts the informer and workers with this runtime (borrowed). Returns once
  * the informer has delivered its first list (or after timeout_ms). */

@@ -7,8 +7,9 @@
  * that kept running while it was down.
  *
  * Thread-safety: every slot may be called from any thread; the backend
- * serializes what it must. Exit notices arrive on the backend's own thread
- * through the exit callback given at creation.
+ * serializes what it must. Exit notices and probe verdicts arrive on the
+ * backend's own threads through the callbacks given at creation; none
+ * arrives once the runtime is freed.
  */
 #ifndef BINDERY_RUNTIME_H
 #define BINDERY_RUNTIME_H
@@ -85,12 +86,23 @@ typedef enum bdy_world_state {
     BDY_WORLD_RUNNING, /* alive, not (yet) passing its readiness probe */
     BDY_WORLD_READY,   /* alive and passing */
     BDY_WORLD_EXITED,  /* gone */
+    /* alive; its readiness probe runs, and its verdict comes through the
+     * probe callback */
+    BDY_WORLD_PROBING,
 } bdy_world_state;
 
 /* Called on the runtime's thread when a world it started or adopted exits.
  * exit_status: exit code, or 128 + signal. */
 typedef void (*bdy_world_exit_cb)(void *data, const char *ns, const char *name,
                                   const bdy_world_handle *h, int exit_status);
+
+/* Called on the runtime's thread with the verdict of a probe that
+ * observe() started for the world with handle h: rc 0 and state READY
+ * (passed) or RUNNING (failed, or no answer within the timeout); or an
+ * error that bdy_runtime_retry_later() accepts when the probe could not run
+ * (no descriptor): no verdict on the world. */
+typedef void (*bdy_world_probe_cb)(void *data, const char *ns, const char *name,
+                                   const bdy_world_handle *h, int rc, bdy_world_state state);
 
 typedef struct bdy_runtime_vtable {
     const char *name;
@@ -117,12 +129,18 @@ typedef struct bdy_runtime_vtable {
      * is left to a later try. NULL in a backend that cannot leave such a
      * process behind. */
     int (*reclaim)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
-    /* Runs the readiness probe once (bounded by the probe's timeout) and
-     * reports the state. An error that bdy_runtime_retry_later() accepts
-     * (no descriptor for the probe's socket, say) says nothing about the
-     * world: the caller neither counts it as a failed probe nor as a pass. */
-    int (*observe)(void *ctx, const bdy_world_handle *h, const bdy_probe *probe,
-                   bdy_world_state *state);
+    /* Looks at world ns/name once, and never waits for it: sets *state to
+     * what can be told at once (EXITED; RUNNING for a process that is
+     * stopped; READY when there is no probe, or for a backend that runs
+     * none), or starts the readiness probe and says PROBING; the verdict
+     * then comes through the probe callback, within the probe's timeout.
+     * At most one probe per world runs: while one does, PROBING again and
+     * none is started. BDY_EBUSY (too many probes running already) and an
+     * error that bdy_runtime_retry_later() accepts (no descriptor, say) say
+     * nothing about the world: the caller neither counts them as a failed
+     * probe nor as a pass. */
+    int (*observe)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
+                   const bdy_probe *probe, bdy_world_state *state);
     /* Asks the world to stop: SIGTERM now, SIGKILL after grace_ms. Returns
      * at once; the exit callback reports the end. Stopping a world that is
      * already gone is not an error. */
@@ -156,7 +174,8 @@ typedef struct bdy_process_runtime_opts {
      * about half of it; checked every 5 s. 0: no cap. */
     uint64_t log_max_bytes;
     bdy_world_exit_cb on_exit;
-    void *data;
+    bdy_world_probe_cb on_probe;
+    void *data; /* for both callbacks */
 } bdy_process_runtime_opts;
 
 int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out,

@@ -1793,6 +1793,79 @@ static void test_probe_failures_counted_per_period(void **state)
     bb_cleanup(&s);
 }
 
+/* Warm worlds that hang (they accept connections and never answer) hold
+ * no reconcile worker: with sixteen of them probed at once, each probe
+ * waiting out its 2 s timeout, a cold world of another pool starts and is
+ * claimed, and the hung worlds fail once three probes in a row have timed
+ * out. Probes on the two workers held each 1 s per hung world and period,
+ * and the cold world's passes queued behind them. */
+static void test_hung_worlds_hold_no_worker(void **state)
+{
+    (void)state;
+    enum { HUNG = 16 };
+    bb_server s;
+    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "reconciler: {workers: 2}\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 0\n    maxWarm: 0\n"
+             "    maxWorlds: 2\n    creationRate: 50\n"
+             "  - name: hung\n    manifest: hung\n    minWarm: %d\n    maxWarm: %d\n"
+             "    maxWorlds: %d\n    creationRate: 50\n",
+             base, base + 199, HUNG, HUNG, HUNG);
+    bb_init(&s, cfg);
+    write_arena_manifest(&s, ARENA_PROBE, 20, NULL);
+    /* Answers its httpGet probe for 6 s, then hangs; fails after three
+     * probes of 2 s. */
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: hung, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {httpGet: {port: game, path: /healthz}, periodSeconds: 1,\n"
+             "                   timeoutSeconds: 2, failureThreshold: 3}\n"
+             "  terminationGracePeriodSeconds: 2\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\",\n"
+             "           \"--mute-after-ms\", \"6000\"]\n",
+             world_bin());
+    bb_write(&s, "manifests/hung.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    /* Ready by their httpGet probe first. */
+    int warm = -1;
+    for (int waited = 0; warm < HUNG && waited < 20000; waited += 100) {
+        long status = 0;
+        json_object *p = get_json(&s, "/v1/pools/default/hung", &status);
+        json_object *st = NULL;
+        json_object *f = NULL;
+        if (json_object_object_get_ex(p, "status", &st) &&
+            json_object_object_get_ex(st, "warm", &f))
+            warm = json_object_get_int(f);
+        json_object_put(p);
+        if (warm < HUNG)
+            sleep_ms(100);
+    }
+    if (warm < HUNG)
+        bb_print_log_tail(&s, "hung pool not warm");
+    assert_int_equal(warm, HUNG);
+    sleep_ms(6500); /* all hung now, their probes waiting */
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":8}", NULL);
+    if (c.status != 201)
+        bb_print_log_tail(&s, "cold claim behind hung worlds");
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "cold");
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    /* Their timeouts count: each hung world fails in about 6 s. */
+    assert_true(bb_log_contains(&s, "readiness probe failed 3 times in a row", 30000));
+    bb_cleanup(&s);
+}
+
 static void test_warm_crash_is_replaced(void **state)
 {
     (void)state;
@@ -2207,6 +2280,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_probe_failures_counted_per_period, bb_teardown),
+        cmocka_unit_test_teardown(test_hung_worlds_hold_no_worker, bb_teardown),
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),

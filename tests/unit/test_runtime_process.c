@@ -56,6 +56,11 @@ typedef struct fixture {
     pthread_mutex_t lock;
     exit_rec exits[MAX_EXITS];
     size_t nexits;
+    pthread_cond_t verdict_cond; /* with lock: verdicts, last_* */
+    unsigned verdicts;
+    int last_rc;
+    bdy_world_state last_state;
+    int64_t last_pid;
     pid_t group; /* a process group a test made itself, killed at teardown */
 } fixture;
 
@@ -114,6 +119,54 @@ static size_t exit_count(fixture *f)
     return n;
 }
 
+static void record_probe_cb(void *data, const char *ns, const char *name, const bdy_world_handle *h,
+                            int rc, bdy_world_state state)
+{
+    fixture *f = data;
+    (void)ns;
+    (void)name;
+    pthread_mutex_lock(&f->lock);
+    f->verdicts++;
+    f->last_rc = rc;
+    f->last_state = state;
+    f->last_pid = h->pid;
+    pthread_cond_broadcast(&f->verdict_cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* The fixture whose runtime the test runs (for look()). */
+static fixture *current;
+
+/* observe() through to its answer: when it starts a probe, the verdict
+ * that the probe callback brings (at most WAIT_MS later). Observes the
+ * world as default/probe-test. */
+static int look(bdy_runtime *rt, const bdy_world_handle *h, const bdy_probe *p, bdy_world_state *st)
+{
+    fixture *f = current;
+    pthread_mutex_lock(&f->lock);
+    unsigned before = f->verdicts;
+    pthread_mutex_unlock(&f->lock);
+    int rc = rt->vt->observe(rt->ctx, "default", "probe-test", h, p, st);
+    if (rc != 0 || *st != BDY_WORLD_PROBING)
+        return rc;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&f->lock);
+    while (f->verdicts == before &&
+           pthread_cond_timedwait(&f->verdict_cond, &f->lock, &until) == 0) {
+    }
+    bool came = f->verdicts != before;
+    rc = f->last_rc;
+    *st = f->last_state;
+    if (came)
+        assert_int_equal(f->last_pid, h->pid);
+    pthread_mutex_unlock(&f->lock);
+    if (!came)
+        fail_msg("no probe verdict within %d ms", WAIT_MS);
+    return rc;
+}
+
 static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max)
 {
     bdy_process_runtime_opts o = {.port_min = port_min,
@@ -121,7 +174,9 @@ static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max
                                   .work_dir = f->dir,
                                   .log_dir = f->logs,
                                   .on_exit = record_exit_cb,
+                                  .on_probe = record_probe_cb,
                                   .data = f};
+    current = f;
     bdy_runtime *rt = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
@@ -180,7 +235,7 @@ static bool wait_ready(bdy_runtime *rt, const bdy_world_handle *h, const bdy_pro
 {
     for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS)) {
         bdy_world_state st = BDY_WORLD_EXITED;
-        assert_int_equal(rt->vt->observe(rt->ctx, h, p, &st), 0);
+        assert_int_equal(look(rt, h, p, &st), 0);
         if (st == BDY_WORLD_READY)
             return true;
         assert_int_equal(st, BDY_WORLD_RUNNING);
@@ -361,6 +416,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->logs, sizeof(f->logs), "%s/logs/worlds", f->dir);
     pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->verdict_cond, NULL);
     const char *bin = getenv("ARENA_WORLD_BIN");
     if (bin != NULL) {
         snprintf(f->arena, sizeof(f->arena), "%s", bin);
@@ -400,6 +456,7 @@ static int teardown(void **state)
         waitpid(f->group, NULL, WNOHANG);
     }
     assert_int_equal(nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+    pthread_cond_destroy(&f->verdict_cond);
     pthread_mutex_destroy(&f->lock);
     free(f);
     return 0;
@@ -427,7 +484,7 @@ static void test_start_probe_ping_stop(void **state)
 
     /* The world holds its listen back: a real probe sees it RUNNING first. */
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
     assert_int_equal(st, BDY_WORLD_RUNNING);
     assert_true(wait_ready(rt, &h, &s.readiness));
     assert_tcp_pong(port, "pong w1\n");
@@ -439,7 +496,7 @@ static void test_start_probe_ping_stop(void **state)
         if (proc_state(h.pid, NULL, NULL) == 'T')
             break;
     assert_int_equal(proc_state(h.pid, NULL, NULL), 'T');
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
     assert_int_equal(st, BDY_WORLD_RUNNING);
     assert_int_equal(kill((pid_t)h.pid, SIGCONT), 0);
     assert_true(wait_ready(rt, &h, &s.readiness));
@@ -467,7 +524,7 @@ static void test_start_probe_ping_stop(void **state)
     char zs = proc_state(h.pid, NULL, NULL);
     assert_true(zs != 'Z'); /* reaped: gone (0) or another process, never a zombie */
     assert_int_equal(waitpid((pid_t)h.pid, NULL, WNOHANG), -1);
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
     assert_int_equal(st, BDY_WORLD_EXITED);
     assert_true(port_bindable(port));
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), 0); /* gone is fine */
@@ -1029,7 +1086,7 @@ static void test_adopt(void **state)
 
     bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "game", .timeout_ms = 500};
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), 0);
+    assert_int_equal(look(rt, &h, &probe, &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
 
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
@@ -1175,7 +1232,7 @@ static void test_world_outlives_runtime(void **state)
     bdy_errbuf eb;
     assert_int_equal(second->vt->adopt(second->ctx, "default", "survivor", &h, &eb), 0);
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(second->vt->observe(second->ctx, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(second, &h, &s.readiness, &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
     assert_int_equal(stop_ok(f, second, &h, "survivor").status, 0);
     bdy_runtime_free(second);
@@ -1583,16 +1640,16 @@ static void test_bad_input(void **state)
 
     bdy_world_state st;
     bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "nope"};
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, &h, &probe, &st), BDY_EINVAL);
     snprintf(probe.port, sizeof(probe.port), "70000");
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, &h, &probe, &st), BDY_EINVAL);
     probe.kind = (bdy_probe_kind)42;
     snprintf(probe.port, sizeof(probe.port), "game");
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &probe, &st), BDY_EINVAL);
-    assert_int_equal(rt->vt->observe(rt->ctx, NULL, &probe, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, &h, &probe, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, NULL, &probe, &st), BDY_EINVAL);
     assert_int_equal(rt->vt->stop(rt->ctx, NULL, 0), BDY_EINVAL);
     /* No probe: a live process is ready. */
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, NULL, &st), 0);
+    assert_int_equal(look(rt, &h, NULL, &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
 
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
@@ -1662,7 +1719,7 @@ static bdy_world_state probe_once(bdy_runtime *rt, const char *path, const char 
     snprintf(p.path, sizeof(p.path), "%s", path);
     bdy_world_state st = BDY_WORLD_EXITED;
     uint64_t t0 = now_ms();
-    assert_int_equal(rt->vt->observe(rt->ctx, &h, &p, &st), 0);
+    assert_int_equal(look(rt, &h, &p, &st), 0);
     assert_true(now_ms() - t0 < 2000);
     shutdown(s.listen_fd, SHUT_RDWR);
     pthread_join(t, NULL);
@@ -1696,9 +1753,9 @@ static void test_http_and_tcp_probes(void **state)
     proc_state(self.pid, NULL, &self.start_time);
     bdy_probe p = {.kind = BDY_PROBE_HTTP, .port = "1", .path = "/a b"};
     bdy_world_state st;
-    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, &self, &p, &st), BDY_EINVAL);
     snprintf(p.path, sizeof(p.path), "healthz");
-    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), BDY_EINVAL);
+    assert_int_equal(look(rt, &self, &p, &st), BDY_EINVAL);
 
     /* TCP: a listening socket is enough; a closed port is not. */
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -1710,14 +1767,14 @@ static void test_http_and_tcp_probes(void **state)
     getsockname(lfd, (struct sockaddr *)&sa, &len);
     p.kind = BDY_PROBE_TCP;
     snprintf(p.port, sizeof(p.port), "%u", ntohs(sa.sin_port));
-    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(look(rt, &self, &p, &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
     close(lfd);
-    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(look(rt, &self, &p, &st), 0);
     assert_int_equal(st, BDY_WORLD_RUNNING);
     /* A handle whose start time does not match is a process that is gone. */
     self.start_time++;
-    assert_int_equal(rt->vt->observe(rt->ctx, &self, &p, &st), 0);
+    assert_int_equal(look(rt, &self, &p, &st), 0);
     assert_int_equal(st, BDY_WORLD_EXITED);
     bdy_runtime_free(rt);
 }
