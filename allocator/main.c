@@ -507,6 +507,34 @@ static void hide_removed_pools(daemon_state *d, const bdy_config_pools *old,
 /* SIGHUP: read the config again. A config that does not load, a token file
  * that does not load, or manifests that do not apply leave the running
  * configuration in force. Settings that need a restart are reported. */
+/* Puts a reloaded token set in force (taken over, whatever happens). */
+static void install_auth(daemon_state *d, bdy_auth *auth)
+{
+    if (bdy_http_server_set_auth(d->http, auth) == 0)
+        d->auth_on = true; /* turning it off again needs a restart */
+    else
+        bdy_error("auth", "out of memory: the reloaded token set is not in force; the old one is");
+}
+
+/* A reload refused for its config still re-reads the token file in force:
+ * revoking a token must not wait for a config that loads. */
+static void reload_running_tokens(daemon_state *d)
+{
+    if (!d->auth_on || d->cfg->auth.token_file == NULL)
+        return;
+    bdy_auth *auth = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_auth_load(d->cfg->auth.token_file, &auth, &eb) != 0) {
+        bdy_error("config", "token file not reloaded either, the running tokens stay: %s",
+                  eb.message);
+        return;
+    }
+    install_auth(d, auth);
+    bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
+             d->cfg->auth.token_file, bdy_auth_count(auth));
+}
+
 static void reload(daemon_state *d, const char *path)
 {
     bdy_config *next = NULL;
@@ -516,6 +544,7 @@ static void reload(daemon_state *d, const char *path)
     int rc = bdy_config_load(path, &next, &eb);
     if (rc != 0) {
         bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
+        reload_running_tokens(d);
         count_reload(d, "refused");
         return;
     }
@@ -527,6 +556,7 @@ static void reload(daemon_state *d, const char *path)
                   "(replace the file whole, e.g. write another and rename it over)",
                   path);
         bdy_config_free(next);
+        reload_running_tokens(d);
         count_reload(d, "refused");
         return;
     }
@@ -596,16 +626,11 @@ static void reload(daemon_state *d, const char *path)
     hide_removed_pools(d, &d->cfg->pools, &next->pools);
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
-    if (auth != NULL) {
-        if (bdy_http_server_set_auth(d->http, auth) == 0)
-            d->auth_on = true; /* turning it off again needs a restart */
-        else
-            bdy_error("auth",
-                      "out of memory: the reloaded token set is not in force; the old one is");
-    }
-    /* Restart-only sections stay as they run, so d->cfg says what is in
-     * force (and the next reload compares against it). Swapped, so each
-     * config keeps owning what it points to. */
+    if (auth != NULL)
+        install_auth(d, auth);
+        /* Restart-only sections stay as they run, so d->cfg says what is in
+         * force (and the next reload compares against it). Swapped, so each
+         * config keeps owning what it points to. */
 #define SWAP_SECTION(type, field)                                                                  \
     do {                                                                                           \
         type section = next->field;                                                                \
@@ -625,8 +650,15 @@ static void reload(daemon_state *d, const char *path)
     bdy_info("config", "reloaded %s", path);
     return;
 refused:
+    /* The token file loaded: its set goes in force all the same, as a
+     * revoked token must not wait for a manifest or pool to be fixed. */
+    if (auth != NULL) {
+        size_t tokens = bdy_auth_count(auth);
+        install_auth(d, auth);
+        bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
+                 next->auth.token_file, tokens);
+    }
     count_reload(d, "refused");
-    bdy_auth_free(auth);
     bdy_config_free(next);
 }
 

@@ -442,6 +442,63 @@ static void test_tokens_turned_on_by_reload_stay_on(void **state)
     bb_cleanup(&s);
 }
 
+/* A token revoked in the token file leaves with the next SIGHUP, even when
+ * the rest of the reload is refused: for a manifest the store refuses, and
+ * for a config file that does not load at all. */
+static void test_token_revoked_despite_refused_reload(void **state)
+{
+    (void)state;
+    bb_server s;
+    const char *cfg = "logLevel: info\nauth:\n  tokenFile: tokens.yaml\n"
+                      "manifests: [more-manifests]\n";
+    bb_init(&s, cfg);
+    write_reader_tokens(&s, "reader-token");
+    bb_write(&s, "more-manifests/ns.yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata: {name: extra}\n");
+    assert_true(bb_start(&s, NULL));
+    const char *const old_hdr[] = {"Authorization: Bearer reader-token", NULL};
+    const char *const new_hdr[] = {"Authorization: Bearer second-token", NULL};
+    bb_response r = bb_request(&s, "GET", "/metrics", NULL, old_hdr);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+
+    /* A manifest the schema refuses, and reader-token swapped for
+     * second-token in the same edit. */
+    bb_write(&s, "more-manifests/bad.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: bad, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n"
+             "  local: {command: /bin/true}\n");
+    write_reader_tokens(&s, "second-token");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reload refused, a manifest is invalid", 5000));
+    assert_true(bb_log_contains(&s, "was reloaded all the same (1 tokens in force)", 5000));
+    r = bb_request(&s, "GET", "/metrics", NULL, old_hdr);
+    assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/metrics", NULL, new_hdr);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 1"));
+    bb_response_free(&r);
+
+    /* A config that does not load: the token file in force is read again. */
+    bb_write(&s, "bindery.yaml", "logLevel: [not, a, level\n");
+    write_reader_tokens(&s, "third-token");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "(1 tokens in force)", 5000));
+    for (int i = 0; i < 50 && bb_log_count(&s, "tokens in force") < 2; i++)
+        usleep(100 * 1000);
+    assert_int_equal(bb_log_count(&s, "tokens in force"), 2);
+    r = bb_request(&s, "GET", "/metrics", NULL, new_hdr);
+    assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/metrics", NULL,
+                   (const char *const[]){"Authorization: Bearer third-token", NULL});
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_non_loopback_needs_tokens(void **state)
 {
     (void)state;
@@ -690,6 +747,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bearer_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_reload_with_a_watch_open, bb_teardown),
         cmocka_unit_test_teardown(test_tokens_turned_on_by_reload_stay_on, bb_teardown),
+        cmocka_unit_test_teardown(test_token_revoked_despite_refused_reload, bb_teardown),
         cmocka_unit_test_teardown(test_non_loopback_needs_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_startup_manifests_applied_and_validated, bb_teardown),
         cmocka_unit_test_teardown(test_metrics_during_startup, bb_teardown),
