@@ -117,6 +117,12 @@ static minute_slot *slot_for(pool_rec *p, uint64_t minute)
     return s;
 }
 
+/* Whether a slot holds anything but the mark that its minute was lived. */
+static bool slot_counted(const minute_slot *s)
+{
+    return s->n[0] || s->n[1] || s->n[2] || s->n[3] || s->lead_n;
+}
+
 int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -279,14 +285,14 @@ int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbu
             goto out;
         }
         p->configured = true;
-        /* A changed config is the operator's word: its bounds apply at
-         * once, not after a gradual scale-down from the old ones. A reload
-         * that changed something else (a token, the log level, another
-         * pool) leaves this pool's scale-down as it was. */
-        bool same = p->bounds_known && p->min_warm == c->min_warm && p->max_warm == c->max_warm &&
-                    p->max_worlds == c->max_worlds && p->nov == nov &&
-                    same_overrides(p->ov, ov, nov);
-        if (!same)
+        /* Changed overrides are the operator's word: the level an override
+         * held up does not decay from it once the override is gone. Bounds
+         * need no such reset, since the sizer clamps the level to them at
+         * once (a lowered maxWarm) or leaves it be: a raised maxWarm must
+         * not drop the target to the forecast's at once, and have the
+         * worlds above it deleted after the cooldown. */
+        bool same_ov = p->bounds_known && p->nov == nov && same_overrides(p->ov, ov, nov);
+        if (!same_ov)
             p->prev_level = -1;
         p->bounds_known = true;
         p->min_warm = c->min_warm;
@@ -592,7 +598,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
             bool counted = false;
             for (uint64_t m = p->flushed; p->flushed != 0 && m < minute_now; m++) {
                 minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
-                if (s->minute != m || m + BDY_DEMAND_MEMORY_MINUTES <= minute_now)
+                if (s->minute != m || m + BDY_DEMAND_MEMORY_MINUTES <= minute_now ||
+                    !slot_counted(s))
                     continue;
                 row *r = &rows[nrows++];
                 snprintf(r->key, sizeof(r->key), "%s", p->key);
@@ -613,14 +620,19 @@ int bdy_demand_tick(bdy_demand *d, double now)
         }
         if (p->flushed == 0 || p->flushed + BDY_DEMAND_MEMORY_MINUTES < minute_now)
             p->flushed = p->flushed == 0 ? minute_now : minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
+        /* This minute was lived through: written once complete, if only
+         * as a minute without demand. A minute no tick and no event saw
+         * (the machine suspended, the clock stepped forward) is left out:
+         * missing to the forecast, not zero demand. */
+        slot_for(p, minute_now);
         uint64_t flushed_from = p->flushed;
         for (uint64_t m = p->flushed; m < minute_now; m++) {
             minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
+            if (s->minute != m)
+                continue;
             row *r = &rows[nrows++];
             snprintf(r->key, sizeof(r->key), "%s", p->key);
-            if (s->minute == m)
-                r->s = *s;
-            r->s.minute = m;
+            r->s = *s;
         }
         p->flushed = minute_now;
         work *w = &jobs[njobs++];

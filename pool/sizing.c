@@ -8,6 +8,8 @@
 #include <string.h>
 
 #define DAY_S 86400.0
+/* The shortest lead time the sizer takes (seconds). */
+#define MIN_LEAD_S 1.0
 /* Below this log-probability of zero demand the exact recursion would
  * underflow: use the normal approximation instead. */
 #define LOG_P0_MIN (-700.0)
@@ -130,7 +132,10 @@ bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now)
 {
     bdy_sizing out;
     memset(&out, 0, sizeof(out));
-    double lead_min = in->lead_time_s > 0 ? in->lead_time_s / 60.0 : 0;
+    /* No world starts in no time: a lead time of 0 (leadTimeSeconds: 0
+     * until one is measured) sized every pool at 0, and a pool at 0 with
+     * minWarm 0 starts no world to measure one by. */
+    double lead_min = (in->lead_time_s > MIN_LEAD_S ? in->lead_time_s : MIN_LEAD_S) / 60.0;
     double rate = in->forecast_rate > 0 ? in->forecast_rate : 0;
     if (in->recent_minutes > 0 && in->recent_rate > rate) {
         double expect = rate * in->recent_minutes;

@@ -153,7 +153,7 @@ static void test_counts_and_input(void **state)
     bdy_demand_close(d);
 }
 
-/* A reload that leaves a pool's bounds alone keeps its gradual
+/* A reload that leaves a pool's overrides alone keeps its gradual
  * scale-down; one that changes them starts afresh. A pool the config no
  * longer names records nothing: its time away is missing history. */
 static void test_reload_and_removed_pools(void **state)
@@ -169,7 +169,22 @@ static void test_reload_and_removed_pools(void **state)
     bdy_pool_demand in;
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
     assert_true(in.prev_level == 50.0);
-    pool.max_warm = 20; /* bounds changed: applied at once */
+    /* Bounds changed: the scale-down goes on (a raised maxWarm does not
+     * drop the target at once), and a lowered bound clamps it at once. */
+    pool.max_warm = 500;
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    assert_true(in.prev_level == 50.0);
+    pool.max_warm = 20;
+    pool.max_worlds = 1000;
+    pool.service_level = 0.99;
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60 + 1, &in), 0);
+    assert_true(in.prev_level == 50.0);
+    assert_int_equal(bdy_pool_target_warm(&pool, &in, T0 + 10 * 60 + 1, NULL), 20);
+    /* Overrides changed: what an override held up goes at once. */
+    bdy_config_override fewer[] = {{"20:00", "21:00", 100}};
+    pool.overrides.items = fewer;
     assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
     assert_true(in.prev_level < 0);
@@ -180,6 +195,29 @@ static void test_reload_and_removed_pools(void **state)
     for (int m = 10; m < 70; m++)
         assert_int_equal(bdy_demand_tick(d, T0 + (m + 1) * 60), 0);
     assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), rows);
+    bdy_demand_close(d);
+}
+
+/* Quiet minutes the daemon lived through are zero demand; minutes it did
+ * not see (the machine suspended for hours, the clock stepped forward) are
+ * missing, not a run of zeros that would drag the forecast down. */
+static void test_suspended_time_is_missing(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    drive(d, 0, 10, false); /* minutes 0..9, five claims each */
+    for (double t = T0 + 600; t < T0 + 900; t += 5)
+        assert_int_equal(bdy_demand_tick(d, t), 0); /* minutes 10..14, quiet */
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), 14);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples WHERE claims = 0"), 4);
+    /* Three hours later, the next tick, and one a minute on: the minute
+     * between them is written, none of the three hours. */
+    assert_int_equal(bdy_demand_tick(d, T0 + 900 + 3 * 3600), 0);
+    assert_int_equal(bdy_demand_tick(d, T0 + 965 + 3 * 3600), 0);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM demand_samples WHERE start > %.0f", T0 + 900);
+    assert_int_equal(count_rows(f, sql), 1);
+    assert_int_equal(count_rows(f, "SELECT SUM(claims) FROM demand_samples"), 50);
     bdy_demand_close(d);
 }
 
@@ -306,6 +344,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts_and_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_and_removed_pools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_is_written_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suspended_time_is_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_back_keeps_forecasting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),

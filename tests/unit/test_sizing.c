@@ -82,6 +82,13 @@ static void test_forecast_sizes_and_clamps(void **state)
     in.forecast_rate = 0;
     in.min_warm = 3;
     assert_int_equal(bdy_size_pool(&in, NOON).target, 3);
+    /* A lead time of 0 is taken as 1 s: demand keeps a world warm. */
+    in.min_warm = 0;
+    in.lead_time_s = 0;
+    in.forecast_rate = 1;
+    assert_true(bdy_size_pool(&in, NOON).target >= 1);
+    in.forecast_rate = 0;
+    assert_int_equal(bdy_size_pool(&in, NOON).target, 0);
 }
 
 static void test_miss_floor_and_surprise(void **state)
