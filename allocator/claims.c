@@ -178,6 +178,7 @@ struct bdy_claims {
     pthread_mutex_t lock; /* ids, idem, waiters, replays, stats */
     bdy_hmap ids;         /* alloc_entry by allocation id */
     bdy_hmap idem;        /* idem_entry by "ns\nkey" */
+    bool idem_orphans;    /* records went unnamed: look for keys without them */
     bdy_hmap held;        /* held_entry by "ns/world" (ledger claims only) */
     /* Materializing: ledger claims whose world status is not written yet.
      * Guarded by lock; mat_wake signals new items or stopping. */
@@ -616,6 +617,11 @@ static void rec_delete_cb(void *data, json_object *last, const char *ns, const c
         char full[IDEM_KEY_MAX];
         idem_compose(full, sizeof(full), ns, key);
         idem_remove(c, full);
+    } else if (last == NULL) {
+        /* Deleted while the watch was away: its key, if it had one, is
+         * not known here; the relist's end looks for keys left without
+         * their allocation. */
+        c->idem_orphans = true;
     }
     alloc_entry *e = id_find(c, name, false);
     if (e != NULL && e->released)
@@ -626,6 +632,22 @@ static void rec_delete_cb(void *data, json_object *last, const char *ns, const c
 static void rec_synced_cb(void *data)
 {
     bdy_claims *c = data;
+    pthread_mutex_lock(&c->lock);
+    if (c->idem_orphans) {
+        /* One pass per relist that saw records go unnamed: an entry whose
+         * allocation id is no longer known would answer its retries with
+         * an allocation that cannot be read, and stay for good. */
+        BDY_HMAP_FOREACH(&c->idem, n)
+        {
+            idem_entry *e = (idem_entry *)n;
+            if (!e->pending && id_find(c, e->id, false) == NULL) {
+                bdy_hmap_remove(&c->idem, &e->node);
+                free(e);
+            }
+        }
+        c->idem_orphans = false;
+    }
+    pthread_mutex_unlock(&c->lock);
     atomic_store(&c->records_synced, true);
 }
 
@@ -1849,17 +1871,20 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                        "Idempotency-Key must be 1 to 128 printable ASCII characters", 0);
         goto out;
     }
-    bdy_pool_counts counts;
-    if (bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts) != 0) {
-        snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
-        bdy_http_error(resp, 404, "NotFound", why, 0);
-        goto out;
-    }
+    /* A replay is answered before the pool is looked for: a pool a reload
+     * removed since still has its allocations. */
     if (idem_key != NULL) {
         bdy_sha256_hex(req->body, req->body_len, hash);
         idem_compose(idem_full, sizeof(idem_full), cr.ns, idem_key);
         pthread_mutex_lock(&c->lock);
         idem_entry *e = idem_find(c, idem_full, false);
+        if (e != NULL && !e->pending && id_find(c, e->id, false) == NULL) {
+            /* Its allocation's record is gone (swept after its retention,
+             * seen by a relist that could not name its key): the key is
+             * free again, as after a restart. */
+            idem_remove(c, idem_full);
+            e = NULL;
+        }
         if (e != NULL) {
             char prior[sizeof(e->id)];
             bool same = strcmp(e->hash, hash) == 0;
@@ -1886,6 +1911,12 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         snprintf(e->hash, sizeof(e->hash), "%s", hash);
         pthread_mutex_unlock(&c->lock);
         idem_pending = idem_full;
+    }
+    bdy_pool_counts counts;
+    if (bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &counts) != 0) {
+        snprintf(why, sizeof(why), "no pool %s/%s", cr.ns, cr.pool);
+        fail_claim(c, idem_pending, resp, NULL, 404, "NotFound", why, 0);
+        goto out;
     }
 
     if (atomic_load_explicit(&c->refusing, memory_order_relaxed)) {
@@ -2112,6 +2143,17 @@ static bool process_gone(bdy_claims *c, const char *ns, const char *name)
            (seen.process == BDY_PROCESS_EXITED || seen.process == BDY_PROCESS_LOST);
 }
 
+/* Whether a retry waits on the claim with key full. */
+static bool replay_waiting(bdy_claims *c, const char *full)
+{
+    bool waiting = false;
+    pthread_mutex_lock(&c->lock);
+    for (replay_waiter *r = c->replays; r != NULL && !waiting; r = r->next)
+        waiting = !r->ended && strcmp(r->idem_full, full) == 0;
+    pthread_mutex_unlock(&c->lock);
+    return waiting;
+}
+
 /* Finishes one cold claim whose world is Ready (cold-claim thread). */
 static void complete_cold(bdy_claims *c, waiter *w)
 {
@@ -2131,16 +2173,17 @@ static void complete_cold(bdy_claims *c, waiter *w)
     }
     /* A client that gave up waiting (its own timeout, shorter than
      * waitSeconds) would never learn the allocation's id: the world would
-     * stay claimed by no one. It joins the pool instead, as on a 504. Not
-     * with an Idempotency-Key: the client can retry to learn it, and a
-     * retry may be waiting on this very claim. */
-    if (w->idem_key[0] == '\0' && bdy_http_deferred_client_gone(w->d)) {
+     * stay claimed by no one, for good. It joins the pool instead, as on a
+     * 504. With an Idempotency-Key only when no retry waits on this very
+     * claim: one that comes later finds the key free and claims anew, most
+     * likely this world, now warm. */
+    if (bdy_http_deferred_client_gone(w->d) && (idem == NULL || !replay_waiting(c, idem))) {
         bdy_info("claims",
                  "cold claim %s: the client left before world %s/%s was Ready; the "
                  "world joins the pool",
                  w->id, w->ns, w->world);
-        finish_error(w->d, 503, "PoolExhausted", "the client left before the world was ready",
-                     RETRY_AFTER_S);
+        fail_claim(c, idem, NULL, w->d, 503, "PoolExhausted",
+                   "the client left before the world was ready", RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "abandoned", 0);
         unreserve(c, w->ns, w->world);
         return;
@@ -2524,7 +2567,9 @@ static void release_allocation(bdy_claims *c, const char *id, const alloc_place 
     } else if (r != NULL) {
         /* Not in the world's status (yet, or any more): from the row. */
         snprintf(pool_name, sizeof(pool_name), "%s", r->c.pool);
-        rc = release_from_ledger(c, &r->c, world, "Released", &eb);
+        /* A world whose status names another allocation is that one's:
+         * only the row goes (as the materializer does it). */
+        rc = release_from_ledger(c, &r->c, wid == NULL ? world : NULL, "Released", &eb);
         first = true; /* the row was live until now */
     } else {
         live = false; /* nothing live to release: already gone */

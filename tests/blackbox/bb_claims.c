@@ -430,6 +430,23 @@ static void test_idempotent_replay(void **state)
     claim e = post_claim(&s, body, "match 7781 try");
     assert_int_equal(e.status, 200);
     assert_string_equal(a.id, e.id);
+    /* And once a reload has removed its pool: the allocation is still the
+     * claimant's, while a new claim finds no pool. */
+    char cfg[1024];
+    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools: []\n",
+             base, base + 199);
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    claim f = post_claim(&s, body, "match 7781 try");
+    assert_int_equal(f.status, 200);
+    assert_string_equal(a.id, f.id);
+    claim g = post_claim(&s, body, "match 7782 try");
+    assert_int_equal(g.status, 404);
     bb_cleanup(&s);
 }
 
@@ -1142,6 +1159,31 @@ static void *cut_claim_main(void *arg)
     return NULL;
 }
 
+/* Sends a cold claim (waitSeconds 30) on a connection of its own, with
+ * extra_header (NULL: none), and closes it once the claim waits. */
+static void cold_claim_and_leave(bb_server *s, const char *extra_header, int nth)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":30}";
+    char req[512];
+    int n =
+        snprintf(req, sizeof(req),
+                 "POST /v1/allocations HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s"
+                 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                 extra_header ? extra_header : "", extra_header ? "\r\n" : "", strlen(body), body);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    for (int i = 0; i < 100 && bb_log_count(s, "waiting up to 30 s for cold world") < nth; i++)
+        sleep_ms(100);
+    assert_int_equal(bb_log_count(s, "waiting up to 30 s for cold world"), nth);
+    close(fd);
+    for (int i = 0; i < 300 && bb_log_count(s, "the client left before world") < nth; i++)
+        sleep_ms(100);
+    assert_int_equal(bb_log_count(s, "the client left before world"), nth);
+}
+
 /* A client that gives up on a cold claim before its world is Ready (its
  * own timeout, shorter than waitSeconds) leaves no world claimed by no one:
  * the world joins the pool. */
@@ -1151,25 +1193,29 @@ static void test_cold_claim_client_gone(void **state)
     bb_server s;
     setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
     assert_true(bb_start(&s, NULL));
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    const char *body = "{\"pool\":\"arena\",\"waitSeconds\":30}";
-    char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/allocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     strlen(body), body);
-    assert_int_equal(write(fd, req, (size_t)n), n);
-    assert_true(bb_log_contains(&s, "waiting up to 30 s for cold world", 10000));
-    close(fd);
-    assert_true(bb_log_contains(&s, "the client left before world", 30000));
+    cold_claim_and_leave(&s, NULL, 1);
     assert_true(wait_warm(&s, 1, 30000));
     assert_int_equal(pool_field(&s, "allocated"), 0);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     assert_string_equal(c.source, "warm");
+    bb_cleanup(&s);
+}
+
+/* The same with an Idempotency-Key, when no retry waits on the claim: the
+ * world joins the pool, and a later retry with the key claims anew. */
+static void test_keyed_cold_claim_client_gone(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
+    assert_true(bb_start(&s, NULL));
+    cold_claim_and_leave(&s, "Idempotency-Key: left-early", 1);
+    assert_true(wait_warm(&s, 1, 30000));
+    assert_int_equal(pool_field(&s, "allocated"), 0);
+    claim retry = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":30}", "left-early");
+    assert_int_equal(retry.status, 201);
+    assert_string_equal(retry.source, "warm");
     bb_cleanup(&s);
 }
 
@@ -2270,6 +2316,7 @@ int main(void)
         cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
+        cmocka_unit_test_teardown(test_keyed_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_removed_pool_leaves_metrics, bb_teardown),
