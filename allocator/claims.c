@@ -86,6 +86,21 @@ typedef struct idem_entry {
     char key[]; /* "ns\n" + key */
 } idem_entry;
 
+/* Misses remembered by Idempotency-Key ("ns\nkey"), so that a client's
+ * retries of one claim (503 PoolExhausted, Retry-After) count as one claim
+ * of demand, not one a second: the forecast would size the pool for the
+ * retries. Oldest first on a list; an entry a hit took leaves the map at
+ * once and the list when its turn comes. */
+#define MISS_MEMORY_S 600.0
+#define MISS_MEMORY_MAX 65536u
+typedef struct missed_key {
+    bdy_hnode node; /* first: node.key = key */
+    struct missed_key *next;
+    double at; /* mono_s() of the first miss */
+    bool in_map;
+    char key[]; /* "ns\nkey" */
+} missed_key;
+
 /* world "ns/name" → the live ledger claim holding it, so a world that goes
  * away gets its claim's row checked. */
 #define HELD_KEY_MAX (2 * BDY_NAME_MAX + 2)
@@ -179,7 +194,11 @@ struct bdy_claims {
     bdy_hmap ids;         /* alloc_entry by allocation id */
     bdy_hmap idem;        /* idem_entry by "ns\nkey" */
     bool idem_orphans;    /* records went unnamed: look for keys without them */
-    bdy_hmap held;        /* held_entry by "ns/world" (ledger claims only) */
+    bdy_hmap missed;      /* missed_key by "ns\nkey" */
+    missed_key *missed_head;
+    missed_key *missed_tail;
+    size_t nmissed; /* on the list */
+    bdy_hmap held;  /* held_entry by "ns/world" (ledger claims only) */
     /* Materializing: ledger claims whose world status is not written yet.
      * Guarded by lock; mat_wake signals new items or stopping. */
     mat_item *mat_head;
@@ -471,6 +490,72 @@ static void stats_count(bdy_claims *c, const char *ns, const char *pool, bool hi
             s->misses[i]++;
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* Lets go of misses older than MISS_MEMORY_S, and of the oldest past
+ * MISS_MEMORY_MAX. Under lock. */
+static void missed_prune(bdy_claims *c, double now)
+{
+    while (c->missed_head != NULL &&
+           (c->missed_head->at + MISS_MEMORY_S <= now || c->nmissed > MISS_MEMORY_MAX)) {
+        missed_key *m = c->missed_head;
+        c->missed_head = m->next;
+        if (c->missed_head == NULL)
+            c->missed_tail = NULL;
+        if (m->in_map)
+            bdy_hmap_remove(&c->missed, &m->node);
+        free(m);
+        c->nmissed--;
+    }
+}
+
+/* Counts a claim's outcome as demand (the forecast) and in the hit ratio:
+ * a miss and a claim of demand, or a hit and a claim. With a key
+ * (idem_full, NULL: none), a retry of a claim that missed lately counts
+ * nothing again: not its next miss, nor the hit that ends it. */
+static void count_demand(bdy_claims *c, const char *ns, const char *pool, const char *idem_full,
+                         bool hit)
+{
+    if (idem_full != NULL) {
+        double now = mono_s();
+        uint64_t h = bdy_hash_str(idem_full);
+        bool counted = false;
+        pthread_mutex_lock(&c->lock);
+        missed_prune(c, now);
+        missed_key *m = (missed_key *)bdy_hmap_find(&c->missed, idem_full, h);
+        if (m != NULL) {
+            counted = true;
+            if (hit) {
+                bdy_hmap_remove(&c->missed, &m->node);
+                m->in_map = false;
+            }
+        } else if (!hit) {
+            size_t len = strlen(idem_full) + 1;
+            if ((m = malloc(sizeof(*m) + len)) != NULL) { /* out of memory: counted again */
+                memcpy(m->key, idem_full, len);
+                m->node.key = m->key;
+                m->node.hash = h;
+                m->next = NULL;
+                m->at = now;
+                m->in_map = true;
+                bdy_hmap_insert(&c->missed, &m->node);
+                if (c->missed_tail != NULL)
+                    c->missed_tail->next = m;
+                else
+                    c->missed_head = m;
+                c->missed_tail = m;
+                c->nmissed++;
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (counted)
+            return;
+    }
+    stats_count(c, ns, pool, hit);
+    double at = bdy_wall_seconds();
+    bdy_demand_record(c->o.demand, ns, pool, BDY_DEMAND_CLAIM, at);
+    if (!hit)
+        bdy_demand_record(c->o.demand, ns, pool, BDY_DEMAND_MISS, at);
 }
 
 /* True at most once per REFILL_NUDGE_NS per pool: a burst of claims wakes
@@ -1645,9 +1730,7 @@ static void warm_done(void *data, int rc)
         if (bdy_buf_append(&resp->body, j->answer.data, j->answer.len) != 0)
             bdy_http_error(resp, 500, "InternalError", "the answer does not fit", 0);
         set_location(resp, j->id);
-        stats_count(c, j->ref.ns, j->ref.pool, true);
-        bdy_demand_record(c->o.demand, j->ref.ns, j->ref.pool, BDY_DEMAND_CLAIM,
-                          bdy_wall_seconds());
+        count_demand(c, j->ref.ns, j->ref.pool, j->has_idem ? j->idem_full : NULL, true);
         count_result(c, j->ref.ns, j->ref.pool, "warm", "success",
                      (bdy_monotonic_ns() - j->t0) / 1e9);
     } else {
@@ -1988,8 +2071,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         bdy_http_json(resp, 201, answer);
         set_location(resp, id);
         json_object_put(answer);
-        stats_count(c, cr.ns, cr.pool, true);
-        bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
+        count_demand(c, cr.ns, cr.pool, idem_pending, true);
         count_result(c, cr.ns, cr.pool, "warm", "success", (bdy_monotonic_ns() - t0) / 1e9);
         goto out;
     }
@@ -2007,9 +2089,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
     /* No warm world: a miss, which the forecast learns from. */
-    stats_count(c, cr.ns, cr.pool, false);
-    bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_CLAIM, bdy_wall_seconds());
-    bdy_demand_record(c->o.demand, cr.ns, cr.pool, BDY_DEMAND_MISS, bdy_wall_seconds());
+    count_demand(c, cr.ns, cr.pool, idem_pending, false);
     const char *pl[] = {cr.ns, cr.pool, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_misses, pl));
     /* Only a miss needs the pool's full spec (a deep copy): not the warm path. */
@@ -2885,9 +2965,10 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     c->o = *opts;
     if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0 ||
-        bdy_hmap_init(&c->held, ID_BUCKETS) != 0) {
+        bdy_hmap_init(&c->held, ID_BUCKETS) != 0 || bdy_hmap_init(&c->missed, ID_BUCKETS) != 0) {
         bdy_hmap_destroy(&c->ids);
         bdy_hmap_destroy(&c->idem);
+        bdy_hmap_destroy(&c->held);
         free(c);
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
@@ -3045,6 +3126,12 @@ void bdy_claims_free(bdy_claims *c)
     bdy_hmap_destroy(&c->ids);
     bdy_hmap_destroy(&c->idem);
     bdy_hmap_destroy(&c->held);
+    while (c->missed_head != NULL) {
+        missed_key *m = c->missed_head;
+        c->missed_head = m->next;
+        free(m);
+    }
+    bdy_hmap_destroy(&c->missed);
     while (c->mat_head != NULL) {
         mat_item *n = c->mat_head->next;
         mat_item_free(c->mat_head);
