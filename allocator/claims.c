@@ -32,7 +32,7 @@
 #define ORPHAN_SWEEP_MAX 64
 #define ORPHAN_SWEEP_EVERY_S 2.0
 /* Release records answer GETs and idempotent replays for this long. */
-#define RECORD_RETENTION_S (24.0 * 3600.0)
+#define RECORD_RETENTION_DEFAULT_S (24.0 * 3600.0)
 #define RECORD_SWEEP_EVERY_S 60u
 #define RECORD_SWEEP_PAGE 500
 /* A sweep stops after this long; with records left, the next one comes
@@ -57,7 +57,7 @@
 
 /* ---- small maps: allocation id → where it lives; idempotency key → id ---- */
 
-/* One per allocation id, live or released (kept for RECORD_RETENTION_S), so
+/* One per allocation id, live or released (kept for the record retention), so
  * sized to what it holds: with two fixed name buffers it was a 576-byte
  * chunk zeroed on the claim path; now 80 bytes plus its place. */
 typedef struct alloc_entry {
@@ -2384,14 +2384,14 @@ static bool delete_if_released_before(bdy_claims *c, const char *text, double cu
     return deleted;
 }
 
-/* Deletes release records older than RECORD_RETENTION_S, a page of
+/* Deletes release records older than the record retention, a page of
  * RECORD_SWEEP_PAGE at a time (memory stays that of one page however many
  * records a day of claims leaves), for at most RECORD_SWEEP_BUDGET_S; the
  * next sweep goes on from where this one stopped (*token, owned, NULL: from
  * the start). Returns true when it stopped with records left to look at. */
 static bool sweep_records(bdy_claims *c, char **token)
 {
-    double cutoff = bdy_wall_seconds() - RECORD_RETENTION_S; /* records carry wall time */
+    double cutoff = bdy_wall_seconds() - c->o.record_retention_s; /* records carry wall time */
     double stop_at = mono_s() + RECORD_SWEEP_BUDGET_S;
     size_t deleted = 0;
     bool stopped = false; /* out of time, or shutting down */
@@ -2433,7 +2433,7 @@ static bool sweep_records(bdy_claims *c, char **token)
     } while (more && !stopped);
     if (deleted > 0)
         bdy_info("claims", "deleted %zu allocation records older than %.0f h%s", deleted,
-                 RECORD_RETENTION_S / 3600.0, more ? "; more in the next sweep" : "");
+                 c->o.record_retention_s / 3600.0, more ? "; more in the next sweep" : "");
     return more;
 }
 
@@ -2964,6 +2964,8 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     if (c == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     c->o = *opts;
+    if (c->o.record_retention_s <= 0)
+        c->o.record_retention_s = RECORD_RETENTION_DEFAULT_S;
     if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0 ||
         bdy_hmap_init(&c->held, ID_BUCKETS) != 0 || bdy_hmap_init(&c->missed, ID_BUCKETS) != 0) {
         bdy_hmap_destroy(&c->ids);

@@ -303,6 +303,11 @@ static const cfg_field reconciler_fields[] = {
                "reconciler worker threads draining the work queue"),
 };
 
+static const cfg_field claims_fields[] = {
+    UINT_FIELD(bdy_config_claims, record_retention_h, "recordRetentionHours", 1, 8760, "24",
+               "hours a released claim's record answers GET, DELETE and replays of its key"),
+};
+
 static const cfg_field override_fields[] = {
     {.key = "from",
      .type = CFG_NAME,
@@ -368,6 +373,7 @@ static const cfg_section runtime_section = {.fields = runtime_fields,
                                             .norder = ARRAY_LEN(runtime_order)};
 static const cfg_section reconciler_section = PLAIN_SECTION(reconciler_fields);
 static const cfg_section demand_section = PLAIN_SECTION(demand_fields);
+static const cfg_section claims_section = PLAIN_SECTION(claims_fields);
 static const cfg_section pool_section = {.fields = pool_fields,
                                          .nfields = ARRAY_LEN(pool_fields),
                                          .order = pool_order,
@@ -407,6 +413,7 @@ static const cfg_field top_fields[] = {
                   "the embedded reconciler"),
     SECTION_FIELD(bdy_config, demand, "demand", &demand_section,
                   "demand history and forecast sizing"),
+    SECTION_FIELD(bdy_config, claims, "claims", &claims_section, "the claim API"),
     LIST_FIELD(bdy_config, pools, "pools", BDY_CONFIG_MAX_POOLS, &pool_item, "warm pools"),
 };
 

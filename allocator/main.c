@@ -576,6 +576,7 @@ static void reload(daemon_state *d, const char *path)
         {"runtime", same_runtime(&next->runtime, &d->cfg->runtime)},
         {"demand", same_demand(&next->demand, &d->cfg->demand)},
         {"reconciler.workers", next->reconciler.workers == d->cfg->reconciler.workers},
+        {"claims", next->claims.record_retention_h == d->cfg->claims.record_retention_h},
     };
     for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
         if (!restart_only[i].same)
@@ -642,6 +643,7 @@ static void reload(daemon_state *d, const char *path)
     SWAP_SECTION(bdy_config_runtime, runtime);
     SWAP_SECTION(bdy_config_demand, demand);
     SWAP_SECTION(bdy_config_reconciler, reconciler);
+    SWAP_SECTION(bdy_config_claims, claims);
 #undef SWAP_SECTION
     check_fd_budget_on_reload(next, d->connections);
     bdy_config_free(d->cfg);
@@ -944,7 +946,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
                           .fleet = d.fleet,
                           .metrics = d.metrics,
                           .demand = d.demand,
-                          .ledger = d.ledger};
+                          .ledger = d.ledger,
+                          .record_retention_s = d.cfg->claims.record_retention_h * 3600.0};
     rc = bdy_claims_new(&co, &d.claims, &eb);
     if (rc != 0)
         goto out;

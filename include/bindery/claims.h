@@ -63,6 +63,9 @@ typedef struct bdy_claims_opts {
     bdy_ledger *ledger;   /* borrowed, may be NULL: warm claims are then the world's
                              status write itself (Kubernetes mode) */
     bdy_demand *demand;   /* borrowed, may be NULL: claims are then not recorded */
+    /* How long a released claim's record is kept (answering GET, DELETE
+     * and replays of its key); 0: 24 hours. */
+    double record_retention_s;
 } bdy_claims_opts;
 
 int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb);

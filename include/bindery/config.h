@@ -233,6 +233,10 @@ typedef struct bdy_config_reconciler {
     unsigned workers; /* workers, default 2, 1..64 */
 } bdy_config_reconciler;
 
+typedef struct bdy_config_claims {
+    unsigned record_retention_h; /* recordRetentionHours, default 24, 1..8760 */
+} bdy_config_claims;
+
 typedef struct bdy_config {
     char *source;   /* the file name as given (or name_for_errors), for messages */
     char *base_dir; /* absolute folder relative paths were resolved against */
@@ -246,6 +250,7 @@ typedef struct bdy_config {
     bdy_config_paths manifests; /* absolute paths, in file order */
     bdy_config_runtime runtime;
     bdy_config_reconciler reconciler;
+    bdy_config_claims claims;
     bdy_config_demand demand;
     bdy_config_pools pools;
     size_t settings; /* top-level keys the text set: 0 for an empty file, which a

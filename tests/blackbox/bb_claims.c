@@ -950,34 +950,52 @@ static void test_old_release_records_are_swept(void **state)
     assert_true(bb_start(&s, NULL));
     char now[40];
     bdy_timestamp_now(now);
-    for (int i = 0; i < OLD + 2; i++) {
+    char two_hours_ago[40];
+    time_t then = time(NULL) - 2 * 3600;
+    struct tm tm;
+    strftime(two_hours_ago, sizeof(two_hours_ago), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&then, &tm));
+    for (int i = 0; i < OLD + 4; i++) {
         char body[768];
-        const char *at = i < OLD ? "2020-01-01T00:00:00Z" : now;
+        const char *at = i < OLD ? "2020-01-01T00:00:00Z" : i < OLD + 2 ? now : two_hours_ago;
         snprintf(body, sizeof(body),
                  "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"Allocation\","
                  "\"metadata\":{\"name\":\"alc-%s-%04d\"},\"spec\":{\"pool\":\"arena\","
                  "\"world\":\"arena-x\",\"claimedAt\":\"%s\",\"releasedAt\":\"%s\","
                  "\"response\":{}}}",
-                 i < OLD ? "old" : "new", i, at, at);
+                 i < OLD       ? "old"
+                 : i < OLD + 2 ? "new"
+                               : "mid",
+                 i, at, at);
         bb_response r =
             bb_request(&s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations",
                        body, JSON_HDR);
         assert_int_equal(r.status, 201);
         bb_response_free(&r);
     }
-    assert_int_equal(count_records(&s), OLD + 2);
+    assert_int_equal(count_records(&s), OLD + 4);
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 15000));
     assert_true(bb_start(&s, NULL));
     int left = -1;
-    for (int waited = 0; waited < 45000 && (left = count_records(&s)) != 2; waited += 500)
+    for (int waited = 0; waited < 45000 && (left = count_records(&s)) != 4; waited += 500)
         sleep_ms(500);
-    assert_int_equal(left, 2);
+    assert_int_equal(left, 4); /* the new ones and the two hours old ones */
     bb_response r = bb_request(
         &s, "GET", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations/alc-new-1100", NULL,
         NULL);
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
+    /* Kept an hour only: the two hours old ones go too. */
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 0, 5, 5, 600);
+    strncat(cfg, "claims: {recordRetentionHours: 1}\n", sizeof(cfg) - strlen(cfg) - 1);
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    assert_true(bb_start(&s, NULL));
+    for (int waited = 0; waited < 45000 && (left = count_records(&s)) != 2; waited += 500)
+        sleep_ms(500);
+    assert_int_equal(left, 2);
     bb_cleanup(&s);
 }
 

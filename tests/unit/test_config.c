@@ -79,6 +79,7 @@ static void assert_defaults_except_paths(const bdy_config *cfg)
     assert_int_equal(cfg->runtime.port_max, 29999);
     assert_int_equal(cfg->runtime.bench_ready_delay_ms, 0);
     assert_int_equal(cfg->reconciler.workers, 2);
+    assert_int_equal(cfg->claims.record_retention_h, 24);
 }
 
 /* The pool defaults apart from name, manifest, booklet and labels. */
@@ -206,7 +207,8 @@ static void test_every_field(void **state)
 
     /* Enum words may be quoted; a one-port range is a range. */
     cfg = load_ok("runtime: {kind: 'process', portMin: 30000, portMax: 30000, workDir: ./w/}\n"
-                  "reconciler: {workers: 1}\n");
+                  "reconciler: {workers: 1}\nclaims: {recordRetentionHours: 1}\n");
+    assert_int_equal(cfg->claims.record_retention_h, 1);
     assert_int_equal(cfg->runtime.kind, BDY_RUNTIME_PROCESS);
     assert_int_equal(cfg->runtime.port_min, 30000);
     assert_int_equal(cfg->runtime.port_max, 30000);
@@ -448,6 +450,9 @@ static void test_runtime_bad_values(void **state)
         {"runtime:\n  benchReadyDelayMs: 600001\n",
          "bindery.yaml:2: runtime.benchReadyDelayMs: must be an integer between 0 and 600000 "
          "(got \"600001\")"},
+        {"claims:\n  recordRetentionHours: 0\n",
+         "bindery.yaml:2: claims.recordRetentionHours: must be an integer between 1 and 8760 "
+         "(got \"0\")"},
         {"reconciler:\n  workers: 0\n",
          "bindery.yaml:2: reconciler.workers: must be an integer between 1 and 64 (got \"0\")"},
         {"reconciler:\n  workers: 65\n",
