@@ -2139,16 +2139,20 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         snprintf(w->idem_key, sizeof(w->idem_key), "%s", idem_key);
         snprintf(w->hash, sizeof(w->hash), "%s", hash);
     }
-    if (cr.labels != NULL)
-        w->labels = json_object_get(cr.labels);
-    if (cr.annotations != NULL)
-        w->annotations = json_object_get(cr.annotations);
+    /* Copies, not references: this thread frees the request body while
+     * the cold-claim thread may use them, and json-c's reference counts
+     * are not atomic. Out of memory leaves one NULL: the claim cannot
+     * wait, as below. */
+    bool copied = (cr.labels == NULL || json_object_deep_copy(cr.labels, &w->labels, NULL) == 0) &&
+                  (cr.annotations == NULL ||
+                   json_object_deep_copy(cr.annotations, &w->annotations, NULL) == 0);
     w->started = mono_s();
     w->deadline = w->started + cr.wait_s;
-    w->d = bdy_http_defer(req);
+    w->d = copied ? bdy_http_defer(req) : NULL;
     if (w->d == NULL) {
-        /* Cannot happen from inside this handler; if it does, the world is
-         * released to the pool by the orphan sweep. */
+        /* Out of memory (a defer cannot fail from inside this handler
+         * otherwise): the world is released to the pool by the orphan
+         * sweep. */
         waiter_free(w);
         fail_claim(c, idem_pending, resp, NULL, 503, "Unavailable", "the claim could not wait",
                    RETRY_AFTER_S);

@@ -520,10 +520,16 @@ static void test_cold_claim_and_exhaustion(void **state)
     assert_non_null(strstr(r.body, "PoolExhausted"));
     assert_non_null(strstr(r.headers, "Retry-After"));
     bb_response_free(&r);
-    /* With a wait: a cold world is started for this claim. */
-    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":30}", NULL);
+    /* With a wait: a cold world is started for this claim, and gets the
+     * claim's metadata. */
+    claim c = post_claim(&s,
+                         "{\"pool\":\"arena\",\"waitSeconds\":30,\"metadata\":{\"labels\":"
+                         "{\"match-id\":\"m-cold\"},\"annotations\":{\"note\":\"late\"}}}",
+                         NULL);
     assert_int_equal(c.status, 201);
     assert_string_equal(c.source, "cold");
+    assert_non_null(strstr(c.body, "\"match-id\":\"m-cold\""));
+    assert_non_null(strstr(c.body, "\"note\":\"late\""));
     char answer[128];
     assert_true(ping_world(c.port, answer, sizeof(answer)));
     /* maxWorlds is 1 and it is allocated: even waiting claims get 503. */
