@@ -126,6 +126,14 @@ typedef int (*bdy__logs_running_fn)(void *data, char ***names, size_t *count);
  * appending a line that says so (0: no cap). Returns how many were cut. */
 size_t bdy__logs_cap(const char *dir, char **running, size_t nrunning, uint64_t max_bytes);
 
+/* The same for the other "*.log" files in dir written within the last
+ * within_s seconds before now (wall seconds): a world's helper that left
+ * its process group (setsid, a daemon) writes on after the world ended,
+ * and its log, neither running nor old, would grow without bound. running
+ * is sorted here. Returns how many were cut. */
+size_t bdy__logs_cap_written(const char *dir, char **running, size_t nrunning, uint64_t max_bytes,
+                             double now, double within_s);
+
 typedef struct bdy__log_sweeper bdy__log_sweeper;
 /* Starts a thread that caps running worlds' logs at max_bytes every few
  * seconds and sweeps dir of old logs once a minute; *out stays NULL

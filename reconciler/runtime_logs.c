@@ -10,7 +10,8 @@
  * A running world's log is capped instead: a chatty or looping world would
  * otherwise fill the disk it shares with the store, and every claim would
  * fail with it. Every few seconds a log past the cap loses its oldest part
- * down to half the cap. */
+ * down to half the cap; once a minute, so does the log of a world that no
+ * longer runs but is still written (a process it left behind). */
 #include "runtime_internal.h"
 
 #include "bindery/log.h"
@@ -175,6 +176,41 @@ size_t bdy__logs_cap(const char *dir, char **running, size_t nrunning, uint64_t 
     return cut;
 }
 
+size_t bdy__logs_cap_written(const char *dir, char **running, size_t nrunning, uint64_t max_bytes,
+                             double now, double within_s)
+{
+    if (max_bytes == 0)
+        return 0;
+    qsort(running, nrunning, sizeof(*running), compare_names);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    size_t cut = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        struct stat st;
+        if (!ends_with_log(de->d_name) ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size <= max_bytes)
+            continue;
+        double written = (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9;
+        const char *key = de->d_name;
+        if (now - written > within_s ||
+            bsearch(&key, running, nrunning, sizeof(*running), compare_names) != NULL)
+            continue;
+        uint64_t dropped = cut_log(dirfd(d), de->d_name, max_bytes);
+        if (dropped > 0) {
+            cut++;
+            bdy_warn(LOG_COMPONENT,
+                     "log %s/%s of a world that no longer runs is still written (a process it "
+                     "left behind?) and outgrew runtime.logMaxMegabytes: dropped its oldest %llu "
+                     "bytes",
+                     dir, de->d_name, (unsigned long long)dropped);
+        }
+    }
+    closedir(d);
+    return cut;
+}
+
 static void *sweeper_main(void *arg)
 {
     bdy__log_sweeper *s = arg;
@@ -187,7 +223,8 @@ static void *sweeper_main(void *arg)
             ;
         if (s->stopping)
             break;
-        bool sweep = s->retention_s > 0 && round % (SWEEP_EVERY_MS / CAP_EVERY_MS) == 0;
+        bool minute = round % (SWEEP_EVERY_MS / CAP_EVERY_MS) == 0;
+        bool sweep = s->retention_s > 0 && minute;
         if (s->max_bytes == 0 && !sweep)
             continue;
         pthread_mutex_unlock(&s->lock);
@@ -195,6 +232,9 @@ static void *sweeper_main(void *arg)
         size_t nrunning = 0;
         if (s->running(s->data, &running, &nrunning) == 0) {
             bdy__logs_cap(s->dir, running, nrunning, s->max_bytes);
+            if (minute)
+                bdy__logs_cap_written(s->dir, running, nrunning, s->max_bytes, bdy_wall_seconds(),
+                                      2.0 * SWEEP_EVERY_MS / 1000);
             size_t n = sweep ? bdy__logs_sweep(s->dir, s->retention_s, bdy_wall_seconds(), running,
                                                nrunning, BDY__LOG_SWEEP_MAX)
                              : 0;

@@ -1471,6 +1471,25 @@ static void check_log_cap(const char *dir)
     snprintf(path, sizeof(path), "%s/%s", dir, names[1]);
     assert_int_equal(stat(path, &st), 0);
     assert_true((uint64_t)st.st_size > 3 * cap / 2); /* not running: untouched */
+    /* ...until the minute's look at logs still written: one its world left
+     * a writer behind for is cut too; an old one is the retention's. */
+    snprintf(path, sizeof(path), "%s/default_old.log", dir);
+    int old_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(old_fd >= 0);
+    assert_int_equal(ftruncate(old_fd, (off_t)(3 * cap)), 0);
+    struct timespec long_ago[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+    assert_int_equal(futimens(old_fd, long_ago), 0);
+    close(old_fd);
+    double now = bdy_wall_seconds();
+    assert_int_equal(bdy__logs_cap_written(dir, running, 2, cap, now, 120), 1);
+    assert_int_equal(bdy__logs_cap_written(dir, running, 2, cap, now, 120), 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, names[1]);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true((uint64_t)st.st_size <= cap);
+    snprintf(path, sizeof(path), "%s/default_old.log", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true((uint64_t)st.st_size == 3 * cap);
+    unlink(path);
     close(fds[0]);
     close(fds[1]);
     free(running[0]);
