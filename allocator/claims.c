@@ -2227,14 +2227,12 @@ static bool process_gone(bdy_claims *c, const char *ns, const char *name)
            (seen.process == BDY_PROCESS_EXITED || seen.process == BDY_PROCESS_LOST);
 }
 
-/* Whether a retry waits on the claim with key full. */
+/* Whether a retry waits on the claim with key full. Under lock. */
 static bool replay_waiting(bdy_claims *c, const char *full)
 {
     bool waiting = false;
-    pthread_mutex_lock(&c->lock);
     for (replay_waiter *r = c->replays; r != NULL && !waiting; r = r->next)
         waiting = !r->ended && strcmp(r->idem_full, full) == 0;
-    pthread_mutex_unlock(&c->lock);
     return waiting;
 }
 
@@ -2261,12 +2259,22 @@ static void complete_cold(bdy_claims *c, waiter *w)
      * 504. With an Idempotency-Key only when no retry waits on this very
      * claim: one that comes later finds the key free and claims anew, most
      * likely this world, now warm. */
-    if (bdy_http_deferred_client_gone(w->d) && (idem == NULL || !replay_waiting(c, idem))) {
+    bool abandoned = false;
+    if (bdy_http_deferred_client_gone(w->d)) {
+        /* Looked at and let go under one hold of the lock: a retry that
+         * comes after finds the key free, none is left waiting on it. */
+        pthread_mutex_lock(&c->lock);
+        abandoned = idem == NULL || !replay_waiting(c, idem);
+        if (abandoned && idem != NULL)
+            idem_remove(c, idem);
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (abandoned) {
         bdy_info("claims",
                  "cold claim %s: the client left before world %s/%s was Ready; the "
                  "world joins the pool",
                  w->id, w->ns, w->world);
-        fail_claim(c, idem, NULL, w->d, 503, "PoolExhausted",
+        fail_claim(c, NULL, NULL, w->d, 503, "PoolExhausted",
                    "the client left before the world was ready", RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "abandoned", 0);
         unreserve(c, w->ns, w->world);

@@ -504,16 +504,19 @@ static void hide_removed_pools(daemon_state *d, const bdy_config_pools *old,
     }
 }
 
-/* SIGHUP: read the config again. A config that does not load, a token file
- * that does not load, or manifests that do not apply leave the running
- * configuration in force. Settings that need a restart are reported. */
-/* Puts a reloaded token set in force (taken over, whatever happens). */
-static void install_auth(daemon_state *d, bdy_auth *auth)
+/* Puts a reloaded token set, read from token_file, in force (taken over,
+ * whatever happens); when the reload around it is refused, says so. */
+static void install_auth(daemon_state *d, bdy_auth *auth, const char *token_file, bool refused)
 {
-    if (bdy_http_server_set_auth(d->http, auth) == 0)
-        d->auth_on = true; /* turning it off again needs a restart */
-    else
+    size_t tokens = bdy_auth_count(auth); /* before: a failed install frees auth */
+    if (bdy_http_server_set_auth(d->http, auth) != 0) {
         bdy_error("auth", "out of memory: the reloaded token set is not in force; the old one is");
+        return;
+    }
+    d->auth_on = true; /* turning it off again needs a restart */
+    if (refused)
+        bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
+                 token_file, tokens);
 }
 
 /* A reload refused for its config still re-reads the token file in force:
@@ -530,11 +533,13 @@ static void reload_running_tokens(daemon_state *d)
                   eb.message);
         return;
     }
-    install_auth(d, auth);
-    bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
-             d->cfg->auth.token_file, bdy_auth_count(auth));
+    install_auth(d, auth, d->cfg->auth.token_file, true);
 }
 
+/* SIGHUP: read the config again. A config that does not load, a token file
+ * that does not load, or manifests that do not apply leave the running
+ * configuration in force, except for the token set (one that loads goes in
+ * force all the same). Settings that need a restart are reported. */
 static void reload(daemon_state *d, const char *path)
 {
     bdy_config *next = NULL;
@@ -627,11 +632,12 @@ static void reload(daemon_state *d, const char *path)
     hide_removed_pools(d, &d->cfg->pools, &next->pools);
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
-    if (auth != NULL)
-        install_auth(d, auth);
-        /* Restart-only sections stay as they run, so d->cfg says what is in
-         * force (and the next reload compares against it). Swapped, so each
-         * config keeps owning what it points to. */
+    if (auth != NULL) {
+        install_auth(d, auth, next->auth.token_file, false);
+    }
+    /* Restart-only sections stay as they run, so d->cfg says what is in
+     * force (and the next reload compares against it). Swapped, so each
+     * config keeps owning what it points to. */
 #define SWAP_SECTION(type, field)                                                                  \
     do {                                                                                           \
         type section = next->field;                                                                \
@@ -655,10 +661,12 @@ refused:
     /* The token file loaded: its set goes in force all the same, as a
      * revoked token must not wait for a manifest or pool to be fixed. */
     if (auth != NULL) {
-        size_t tokens = bdy_auth_count(auth);
-        install_auth(d, auth);
-        bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
-                 next->auth.token_file, tokens);
+        install_auth(d, auth, next->auth.token_file, true);
+        /* The file in force is the one to read again when a later config
+         * does not load: swapped, so each config owns what it points to. */
+        char *in_force = next->auth.token_file;
+        next->auth.token_file = d->cfg->auth.token_file;
+        d->cfg->auth.token_file = in_force;
     }
     count_reload(d, "refused");
     bdy_config_free(next);

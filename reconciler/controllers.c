@@ -1209,7 +1209,10 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
                 verdict_put_back(r, key, &t, state); /* for the retry: no new probe due yet */
             return 0;
         }
-        if (past_deadline && state != BDY_WORLD_PROBING) {
+        /* Failed on a verdict only: a probe that could not run (too many
+         * running, say, as after a restart with many worlds) is tried
+         * again first. */
+        if (past_deadline && state != BDY_WORLD_PROBING && !no_verdict) {
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);
             if (*rc == 0)

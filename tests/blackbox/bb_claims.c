@@ -49,22 +49,30 @@ static void sleep_ms(int ms)
 
 /* The config text of one pool "arena" of real worlds (cooldown_s is its
  * scaleDownCooldownSeconds), for setup and for reloads. */
+/* The config's manifests and runtime sections, to which pools are added.
+ * Ports below the default range (20000-29999, other tests' worlds) and
+ * below the kernel's ephemeral ports (32768 up): a world told to listen
+ * only after a delay has no bound port to keep it from a client socket or
+ * another test's world meanwhile. Returns the length written. */
+static int runtime_config(char *out, size_t cap)
+{
+    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
+    return snprintf(out, cap,
+                    "manifests: [manifests]\n"
+                    "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n",
+                    base, base + 199);
+}
+
 static void pool_config(char *out, size_t cap, unsigned min_warm, unsigned max_warm,
                         unsigned max_worlds, unsigned cooldown_s)
 {
-    /* Below the default range (20000-29999, other tests' worlds) and below
-     * the kernel's ephemeral ports (32768 up): a world told to listen only
-     * after a delay has no bound port to keep it from a client socket or
-     * another test's world meanwhile. */
-    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
-    snprintf(out, cap,
-             "manifests: [manifests]\n"
-             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+    int n = runtime_config(out, cap);
+    snprintf(out + n, cap - (size_t)n,
              "pools:\n"
              "  - name: arena\n    manifest: arena\n    minWarm: %u\n    maxWarm: %u\n"
              "    maxWorlds: %u\n    scaleDownCooldownSeconds: %u\n    creationRate: 50\n"
              "    labels: {game: arena}\n",
-             base, base + 199, min_warm, max_warm, max_worlds, cooldown_s);
+             min_warm, max_warm, max_worlds, cooldown_s);
 }
 
 /* Rewrites the config with new pool numbers, sends SIGHUP and waits for
@@ -433,12 +441,8 @@ static void test_idempotent_replay(void **state)
     /* And once a reload has removed its pool: the allocation is still the
      * claimant's, while a new claim finds no pool. */
     char cfg[1024];
-    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
-    snprintf(cfg, sizeof(cfg),
-             "manifests: [manifests]\n"
-             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
-             "pools: []\n",
-             base, base + 199);
+    int n = runtime_config(cfg, sizeof(cfg));
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "pools: []\n");
     bb_write(&s, "bindery.yaml", cfg);
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 5000));
@@ -1874,21 +1878,19 @@ static void test_hung_worlds_hold_no_worker(void **state)
     (void)state;
     enum { HUNG = 16 };
     bb_server s;
-    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
     char cfg[1024];
-    snprintf(cfg, sizeof(cfg),
-             "manifests: [manifests]\n"
-             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+    int n = runtime_config(cfg, sizeof(cfg));
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n,
              "reconciler: {workers: 2}\n"
              "pools:\n"
              "  - name: arena\n    manifest: arena\n    minWarm: 0\n    maxWarm: 0\n"
              "    maxWorlds: 2\n    creationRate: 50\n"
              "  - name: hung\n    manifest: hung\n    minWarm: %d\n    maxWarm: %d\n"
              "    maxWorlds: %d\n    creationRate: 50\n",
-             base, base + 199, HUNG, HUNG, HUNG);
+             HUNG, HUNG, HUNG);
     bb_init(&s, cfg);
     write_arena_manifest(&s, ARENA_PROBE, 20, NULL);
-    /* Answers its httpGet probe for 6 s, then hangs; fails after three
+    /* Answers its httpGet probe for 10 s, then hangs; fails after three
      * probes of 2 s. */
     char manifest[2048];
     snprintf(manifest, sizeof(manifest),
@@ -1902,7 +1904,7 @@ static void test_hung_worlds_hold_no_worker(void **state)
              "  local:\n"
              "    command: %s\n"
              "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\",\n"
-             "           \"--mute-after-ms\", \"6000\"]\n",
+             "           \"--mute-after-ms\", \"10000\"]\n",
              world_bin());
     bb_write(&s, "manifests/hung.yaml", manifest);
     assert_true(bb_start(&s, NULL));
@@ -1923,7 +1925,7 @@ static void test_hung_worlds_hold_no_worker(void **state)
     if (warm < HUNG)
         bb_print_log_tail(&s, "hung pool not warm");
     assert_int_equal(warm, HUNG);
-    sleep_ms(6500); /* all hung now, their probes waiting */
+    sleep_ms(10500); /* all hung now, their probes waiting */
     claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":8}", NULL);
     if (c.status != 201)
         bb_print_log_tail(&s, "cold claim behind hung worlds");

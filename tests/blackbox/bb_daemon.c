@@ -256,9 +256,8 @@ static void hash_of(bb_server *s, const char *token, char out[65])
     free(o);
 }
 
-/* Writes tokens.yaml with one token, named dashboards, that may read
- * everything. */
-static void write_reader_tokens(bb_server *s, const char *token)
+/* Writes file with one token, named dashboards, that may read everything. */
+static void write_reader_tokens_to(bb_server *s, const char *file, const char *token)
 {
     char hash[65];
     hash_of(s, token, hash);
@@ -267,7 +266,12 @@ static void write_reader_tokens(bb_server *s, const char *token)
              "tokens:\n  - name: dashboards\n    sha256: %s\n    namespaces: [\"*\"]\n"
              "    verbs: [read]\n",
              hash);
-    bb_write(s, "tokens.yaml", tokens);
+    bb_write(s, file, tokens);
+}
+
+static void write_reader_tokens(bb_server *s, const char *token)
+{
+    write_reader_tokens_to(s, "tokens.yaml", token);
 }
 
 static void test_bearer_tokens(void **state)
@@ -462,14 +466,16 @@ static void test_token_revoked_despite_refused_reload(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
 
-    /* A manifest the schema refuses, and reader-token swapped for
-     * second-token in the same edit. */
+    /* A manifest the schema refuses, and, in the same edit, a new token
+     * file holding second-token in place of reader-token. */
     bb_write(&s, "more-manifests/bad.yaml",
              "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
              "metadata: {name: bad, namespace: default}\n"
              "spec:\n  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n"
              "  local: {command: /bin/true}\n");
-    write_reader_tokens(&s, "second-token");
+    write_reader_tokens_to(&s, "tokens2.yaml", "second-token");
+    bb_write(&s, "bindery.yaml",
+             "logLevel: info\nauth:\n  tokenFile: tokens2.yaml\nmanifests: [more-manifests]\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reload refused, a manifest is invalid", 5000));
     assert_true(bb_log_contains(&s, "was reloaded all the same (1 tokens in force)", 5000));
@@ -481,9 +487,10 @@ static void test_token_revoked_despite_refused_reload(void **state)
     assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 1"));
     bb_response_free(&r);
 
-    /* A config that does not load: the token file in force is read again. */
+    /* A config that does not load: the token file in force (the new one)
+     * is read again. */
     bb_write(&s, "bindery.yaml", "logLevel: [not, a, level\n");
-    write_reader_tokens(&s, "third-token");
+    write_reader_tokens_to(&s, "tokens2.yaml", "third-token");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "(1 tokens in force)", 5000));
     for (int i = 0; i < 50 && bb_log_count(&s, "tokens in force") < 2; i++)
@@ -495,6 +502,9 @@ static void test_token_revoked_despite_refused_reload(void **state)
     r = bb_request(&s, "GET", "/metrics", NULL,
                    (const char *const[]){"Authorization: Bearer third-token", NULL});
     assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/metrics", NULL, old_hdr); /* revoked stays revoked */
+    assert_int_equal(r.status, 401);
     bb_response_free(&r);
     bb_cleanup(&s);
 }
