@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../reconciler/prober.h"
+#include "one_shot_server.h"
 
 #define MAX_RESULTS 128
 #define WAIT_MS 10000 /* longest a test waits for a verdict */
@@ -177,59 +178,17 @@ static void test_tcp(void **state)
     bdy__prober_free(p);
 }
 
-typedef struct one_shot {
-    int listen_fd;
-    const char *reply;
-    size_t split; /* > 0: the reply in two writes, cut here, 50 ms apart */
-    char request[512];
-} one_shot;
-
-/* Accepts one connection, reads the request, sends the reply, closes. */
-static void *serve_one(void *arg)
-{
-    one_shot *s = arg;
-    int fd = accept(s->listen_fd, NULL, NULL);
-    if (fd < 0)
-        return NULL;
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    size_t got = 0;
-    while (got < sizeof(s->request) - 1 && strstr(s->request, "\r\n\r\n") == NULL) {
-        ssize_t n = recv(fd, s->request + got, sizeof(s->request) - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        s->request[got] = '\0';
-    }
-    size_t len = strlen(s->reply);
-    size_t first = s->split > 0 && s->split < len ? s->split : len;
-    ssize_t n = send(fd, s->reply, first, MSG_NOSIGNAL);
-    if (first < len) {
-        struct timespec pause = {.tv_nsec = 50 * 1000000};
-        nanosleep(&pause, NULL);
-        n = send(fd, s->reply + first, len - first, MSG_NOSIGNAL);
-    }
-    (void)n;
-    close(fd);
-    return NULL;
-}
-
 /* One HTTP probe against a server answering reply; the request it got in
  * request (when not NULL). */
 static int http_split(results *r, bdy__prober *p, size_t index, const char *path, const char *reply,
                       size_t split, char *request, size_t cap)
 {
     one_shot s = {.reply = reply, .split = split};
-    struct sockaddr_in sa;
-    s.listen_fd = listener(&sa, 4);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, serve_one, &s), 0);
-    bdy__probe_target t = target("default/http", sa, path, 5000, index);
+    one_shot_start(&s);
+    bdy__probe_target t = target("default/http", s.addr, path, 5000, index);
     assert_int_equal(bdy__prober_start(p, &t), 0);
     int v = verdict_of(r, index);
-    shutdown(s.listen_fd, SHUT_RDWR);
-    pthread_join(th, NULL);
-    close(s.listen_fd);
+    one_shot_stop(&s);
     if (request != NULL)
         snprintf(request, cap, "%s", s.request);
     return v;

@@ -14,6 +14,7 @@
 #include "bindery/util.h"
 /* The stray finder's parser is internal to the runtimes. */
 #include "../../reconciler/runtime_internal.h"
+#include "one_shot_server.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -1681,68 +1682,24 @@ static void test_bad_input(void **state)
 
 /* ---- HTTP and TCP probes against a server in this test ---------------------- */
 
-typedef struct http_server {
-    int listen_fd;
-    const char *reply; /* NULL: read the request, answer nothing */
-    char request[512];
-} http_server;
-
-static void *serve_one(void *arg)
-{
-    http_server *s = arg;
-    int fd = accept(s->listen_fd, NULL, NULL);
-    if (fd < 0)
-        return NULL;
-    struct timeval tv = {.tv_sec = 3};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    size_t got = 0;
-    while (got < sizeof(s->request) - 1 && strstr(s->request, "\r\n\r\n") == NULL) {
-        ssize_t n = recv(fd, s->request + got, sizeof(s->request) - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        s->request[got] = '\0';
-    }
-    if (s->reply != NULL) {
-        ssize_t n = send(fd, s->reply, strlen(s->reply), MSG_NOSIGNAL);
-        (void)n;
-    } else {
-        char c;
-        ssize_t n = recv(fd, &c, 1, 0); /* until the prober gives up */
-        (void)n;
-    }
-    close(fd);
-    return NULL;
-}
-
 /* One HTTP probe against a one-shot server answering reply. */
 static bdy_world_state probe_once(bdy_runtime *rt, const char *path, const char *reply,
                                   char *request, size_t request_cap)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    http_server s = {.reply = reply};
-    s.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(bind(s.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(s.listen_fd, 4), 0);
-    socklen_t len = sizeof(sa);
-    getsockname(s.listen_fd, (struct sockaddr *)&sa, &len);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
+    one_shot s = {.reply = reply};
+    one_shot_start(&s);
 
     /* The handle is this test process: alive, so only the probe decides. */
     bdy_world_handle h = {.pid = getpid(), .address = "127.0.0.1"};
     proc_state(h.pid, NULL, &h.start_time);
     bdy_probe p = {.kind = BDY_PROBE_HTTP, .timeout_ms = 300};
-    snprintf(p.port, sizeof(p.port), "%u", ntohs(sa.sin_port));
+    snprintf(p.port, sizeof(p.port), "%u", ntohs(s.addr.sin_port));
     snprintf(p.path, sizeof(p.path), "%s", path);
     bdy_world_state st = BDY_WORLD_EXITED;
     uint64_t t0 = now_ms();
     assert_int_equal(look(rt, &h, &p, &st), 0);
     assert_true(now_ms() - t0 < 2000);
-    shutdown(s.listen_fd, SHUT_RDWR);
-    pthread_join(t, NULL);
-    close(s.listen_fd);
+    one_shot_stop(&s);
     if (request != NULL)
         snprintf(request, request_cap, "%s", s.request);
     return st;
