@@ -58,6 +58,27 @@ static double pool_status(bb_server *s, const char *name, const char *field)
     return v;
 }
 
+/* bb_init with cfg and the manifest "arena", then bb_start. */
+static void start_with(bb_server *s, const char *cfg)
+{
+    bb_init(s, cfg);
+    bb_write(s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(s, NULL));
+}
+
+/* Posts n claims with body and hdrs; how many were answered status. */
+static unsigned claims_answered(bb_server *s, int n, const char *body, const char *const *hdrs,
+                                long status)
+{
+    unsigned got = 0;
+    for (int i = 0; i < n; i++) {
+        bb_response r = bb_request(s, "POST", "/v1/allocations", body, hdrs);
+        got += r.status == status;
+        bb_response_free(&r);
+    }
+    return got;
+}
+
 static void utc_hms(double t, char out[16])
 {
     time_t tt = (time_t)t;
@@ -87,9 +108,7 @@ static void test_target_rises_ahead_of_override(void **state)
              "    creationRate: 2\n"
              "    overrides: [{from: \"%s\", to: \"%s\", minWarm: 60}]\n",
              from, to);
-    bb_init(&s, cfg);
-    bb_write(&s, "manifests/arena.yaml", manifest);
-    assert_true(bb_start(&s, NULL));
+    start_with(&s, cfg);
     assert_true(pool_status(&s, "arena", "targetWarm") < 60);
     double rose = 0;
     double warm_at_open = -1;
@@ -112,24 +131,17 @@ static void test_target_follows_a_burst(void **state)
 {
     (void)state;
     bb_server s;
-    bb_init(&s, "manifests: [manifests]\n"
-                "runtime: {kind: bench, benchReadyDelayMs: 10000}\n"
-                "demand: {leadTimeSeconds: 10}\n"
-                "pools:\n"
-                "  - name: burst\n    manifest: arena\n    minWarm: 1\n    maxWarm: 300\n"
-                "    creationRate: 100\n");
-    bb_write(&s, "manifests/arena.yaml", manifest);
-    assert_true(bb_start(&s, NULL));
+    start_with(&s, "manifests: [manifests]\n"
+                   "runtime: {kind: bench, benchReadyDelayMs: 10000}\n"
+                   "demand: {leadTimeSeconds: 10}\n"
+                   "pools:\n"
+                   "  - name: burst\n    manifest: arena\n    minWarm: 1\n    maxWarm: 300\n"
+                   "    creationRate: 100\n");
     double before = pool_status(&s, "burst", "targetWarm");
     assert_true(before >= 1 && before <= 2);
     /* A replayed burst: 120 claims at once, far beyond the one warm world. */
-    unsigned created = 0;
-    for (int i = 0; i < 120; i++) {
-        bb_response r = bb_request(&s, "POST", "/v1/allocations",
-                                   "{\"pool\":\"burst\",\"claimant\":\"bb\"}", JSON_HDR);
-        created += r.status == 201;
-        bb_response_free(&r);
-    }
+    unsigned created =
+        claims_answered(&s, 120, "{\"pool\":\"burst\",\"claimant\":\"bb\"}", JSON_HDR, 201);
     assert_true(created < 120);
     double target = pool_status(&s, "burst", "targetWarm");
     assert_true(target >= 8); /* about 40 claims/min over a 10 s lead time */
@@ -160,27 +172,18 @@ static void test_keyed_retries_count_once(void **state)
 {
     (void)state;
     bb_server s;
-    bb_init(&s, "manifests: [manifests]\n"
-                "runtime: {kind: bench, benchReadyDelayMs: 30000}\n"
-                "pools:\n"
-                "  - name: keyed\n    manifest: arena\n    minWarm: 0\n    maxWarm: 1\n"
-                "    maxWorlds: 1\n    creationRate: 100\n");
-    bb_write(&s, "manifests/arena.yaml", manifest);
-    assert_true(bb_start(&s, NULL));
+    start_with(&s, "manifests: [manifests]\n"
+                   "runtime: {kind: bench, benchReadyDelayMs: 30000}\n"
+                   "pools:\n"
+                   "  - name: keyed\n    manifest: arena\n    minWarm: 0\n    maxWarm: 1\n"
+                   "    maxWorlds: 1\n    creationRate: 100\n");
     const char *const keyed[] = {"Content-Type: application/json", "Idempotency-Key: match-1",
                                  NULL};
-    unsigned refused = 0;
-    for (int i = 0; i < 12; i++) {
-        bb_response r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"keyed\"}", keyed);
-        refused += r.status == 503;
-        bb_response_free(&r);
-    }
-    assert_int_equal(refused, 12); /* its worlds take 30 s to be Ready */
+    const char *body = "{\"pool\":\"keyed\"}";
+    /* Its worlds take 30 s to be Ready: every claim is refused. */
+    assert_int_equal(claims_answered(&s, 12, body, keyed, 503), 12);
     double one = pool_status(&s, "keyed", "forecastPerMinute");
-    for (int i = 0; i < 12; i++) {
-        bb_response r = bb_request(&s, "POST", "/v1/allocations", "{\"pool\":\"keyed\"}", JSON_HDR);
-        bb_response_free(&r);
-    }
+    claims_answered(&s, 12, body, JSON_HDR, 503);
     double thirteen = pool_status(&s, "keyed", "forecastPerMinute");
     printf("# forecast after one keyed claim retried: %.2f/min, after 12 more unkeyed: %.2f/min\n",
            one, thirteen);
