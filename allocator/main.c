@@ -672,6 +672,59 @@ refused:
     bdy_config_free(next);
 }
 
+/* The id of the Bindery that owns data directory dir: random, made on the
+ * first start and kept in dir/instance-id. Worlds carry it (runtime.h,
+ * instance), so a later run tells the processes it started from those of
+ * another Bindery on the same machine. A file that does not hold one (a
+ * crash while it was first written) is replaced. */
+#define INSTANCE_ID_LEN 32
+#define INSTANCE_ID_FILE "instance-id"
+static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_errbuf *eb)
+{
+    char path[PATH_MAX];
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/" INSTANCE_ID_FILE, dir) >= sizeof(path) ||
+        (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return bdy_fail(eb, BDY_EINVAL, "data directory path too long: %s", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[INSTANCE_ID_LEN + 2];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        close(fd);
+        bool ok = n == INSTANCE_ID_LEN + 1 && buf[INSTANCE_ID_LEN] == '\n';
+        for (size_t i = 0; ok && i < INSTANCE_ID_LEN; i++)
+            ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+        if (ok) {
+            memcpy(out, buf, INSTANCE_ID_LEN);
+            out[INSTANCE_ID_LEN] = '\0';
+            return 0;
+        }
+        bdy_warn("daemon", "%s holds no instance id: making a new one", path);
+    } else if (errno != ENOENT) {
+        return bdy_fail(eb, BDY_EIO, "cannot read %s: %s", path, strerror(errno));
+    }
+    bdy_random_hex(out, INSTANCE_ID_LEN);
+    char line[INSTANCE_ID_LEN + 1];
+    memcpy(line, out, INSTANCE_ID_LEN);
+    line[INSTANCE_ID_LEN] = '\n';
+    int rc = 0;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, line, sizeof(line)) != (ssize_t)sizeof(line) || fsync(fd) != 0 ||
+        rename(tmp, path) != 0)
+        rc = bdy_fail(eb, BDY_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0)
+        unlink(tmp);
+    /* The rename itself lasts once the directory is synced. */
+    int dfd = rc == 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return rc;
+}
+
 /* Creates the runtime, the reconciler (world informer, controllers) and
  * the claim indexes; returns once both informers have loaded. */
 static int start_worlds(daemon_state *d, bdy_errbuf *eb)
@@ -698,12 +751,17 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
         rc = bdy_runtime_bench_new(&bo, &d->runtime, eb);
         bdy_warn("runtime", "runtime kind is bench: worlds are simulated, no process runs");
     } else {
+        char instance[INSTANCE_ID_LEN + 1];
+        rc = instance_id_load(d->cfg->data_dir, instance, eb);
+        if (rc != 0)
+            return rc;
         bdy_process_runtime_opts po = {.port_min = rt->port_min,
                                        .port_max = rt->port_max,
                                        .work_dir = rt->work_dir,
                                        .log_dir = rt->log_dir,
                                        .log_retention_s = (double)rt->log_retention_h * 3600,
                                        .log_max_bytes = (uint64_t)rt->log_max_mb << 20,
+                                       .instance = instance,
                                        .on_exit = bdy_reconciler_world_exited,
                                        .on_probe = bdy_reconciler_probe_done,
                                        .data = d->reconciler};

@@ -47,6 +47,9 @@
 #define ORPHANS_KEY "o/-/-"
 #define ORPHANS_SWEEP_MS 5000
 #define ORPHAN_DEFAULT_AGE_S 300.0
+/* SIGTERM to SIGKILL for a process whose world, and so whose manifest's
+ * grace period, is gone: the default of manifest_grace_ms(). */
+#define LEFTOVER_GRACE_MS 10000u
 #define FAILURE_WINDOW_S 60.0
 #define FAILURE_BACKOFF_AFTER 3
 #define FAILURE_BACKOFF_MAX_S 60.0
@@ -1601,11 +1604,28 @@ static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char 
     return rc;
 }
 
+/* Whether the fleet, the informer's view of every world, holds world
+ * ns/name with this uid (the runtime's stop_strays). A world seen without
+ * a uid counts as known: nothing is stopped on a guess. */
+static bool world_known(void *data, const char *ns, const char *name, const char *uid)
+{
+    bdy_reconciler *r = data;
+    bdy_world_seen seen;
+    if (bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) != 0)
+        return false;
+    return seen.uid[0] == '\0' || strcmp(seen.uid, uid) == 0;
+}
+
 /* Deletes the idle worlds of pools no longer configured (bdy_fleet_orphans);
- * claimed ones stay theirs until released. */
+ * claimed ones stay theirs until released. And stops the processes an
+ * earlier run started for worlds that are gone since (a forced delete, the
+ * CRD removed while no bindery ran): the informer has synced before any
+ * worker runs, so a world it does not know no longer exists. */
 static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
 {
     *requeue_ms = ORPHANS_SWEEP_MS;
+    if (r->rt->vt->stop_strays != NULL && bdy_informer_synced(r->inf))
+        r->rt->vt->stop_strays(r->rt->ctx, world_known, r, LEFTOVER_GRACE_MS);
     bdy_world_ref *refs = calloc(POOL_STEP_MAX, sizeof(*refs));
     if (refs == NULL)
         return BDY_ENOMEM;

@@ -466,6 +466,7 @@ static const bdy_runtime_vtable bench_vtable = {
     .start = bench_start,
     .adopt = bench_adopt,
     .reclaim = NULL, /* no process, so none is ever left unrecorded */
+    .stop_strays = NULL,
     .observe = bench_observe,
     .stop = bench_stop,
     .destroy = bench_destroy,

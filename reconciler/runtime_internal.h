@@ -57,10 +57,16 @@ void bdy__boot_id_read(char *out, size_t size);
 #define BDY__PORT_ENV_MAX (sizeof(BDY__PORT_ENV_PREFIX) + sizeof(((bdy_port *)0)->name) - 1)
 void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
 
+/* Longest Bindery instance id a process's environment may carry
+ * (BINDERY_INSTANCE; the daemon's are 32 hex digits). */
+#define BDY__INSTANCE_MAX 64
+
 /* A process found running a world, by the identity the process runtime
- * puts in every world's environment (BINDERY_WORLD_UID, _NAME, _NAMESPACE
- * and BINDERY_PORT_<NAME>), so that one whose start no status recorded can
- * be taken back after a restart (runtime_procfs.c). */
+ * puts in every world's environment (BINDERY_WORLD_UID, _NAME, _NAMESPACE,
+ * BINDERY_INSTANCE and BINDERY_PORT_<NAME>), so that one whose start no
+ * status recorded can be taken back after a restart, and one whose world
+ * is gone can be stopped by the Bindery that started it
+ * (runtime_procfs.c). */
 typedef struct bdy__stray {
     struct bdy__stray *next;
     int64_t pid;
@@ -69,6 +75,7 @@ typedef struct bdy__stray {
     char uid[BDY__WORLD_UID_MAX + 1];
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
+    char instance[BDY__INSTANCE_MAX + 1]; /* "" when it carries none */
     size_t nports;
     struct {
         char env[BDY__PORT_ENV_MAX]; /* "BINDERY_PORT_GAME" */
@@ -80,7 +87,8 @@ typedef struct bdy__stray {
  * bytes of NUL-separated NAME=value entries, as /proc/PID/environ holds
  * them (the last entry may lack its NUL). Fills everything but pid,
  * start_time. False when the environment names no world (a
- * uid, namespace and name, each within its limit, are all needed). Entries
+ * uid, namespace and name, each within its limit, are all needed; the
+ * instance is optional). Entries
  * that do not fit (an over-long value, a port that is no number in
  * 1-65535, more ports than fit) are skipped. */
 bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out);

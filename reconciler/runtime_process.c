@@ -24,6 +24,7 @@
 #include "runtime_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -61,8 +62,9 @@
  * find programs and format text, none of Bindery's own settings or secrets. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 #define INHERITED_ENV_COUNT (sizeof(inherited_env) / sizeof(inherited_env[0]))
-/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + a port each */
-#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 3 + BDY_RUNTIME_MAX_PORTS)
+/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + BINDERY_INSTANCE + a port
+ * each */
+#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 4 + BDY_RUNTIME_MAX_PORTS)
 
 /* One watched world. Linked while it runs; the watcher unlinks and frees it
  * once its exit has been reported. */
@@ -81,6 +83,10 @@ typedef struct proc_world {
     int pidfd;           /* -1 without pidfd support */
     bool own_group;      /* leads its process group: signals go to the whole group */
     uint64_t kill_at_ns; /* SIGKILL deadline after stop(), 0 when none */
+    /* A process of a world that no longer exists, being stopped by
+     * stop_strays(): no world is its, so it has no name here (find_by_name
+     * passes it over) and its exit is reported to no one. */
+    bool orphan;
 } proc_world;
 
 typedef struct proc_runtime {
@@ -95,6 +101,7 @@ typedef struct proc_runtime {
     /* World processes that were running when this runtime was made and
      * that no adopt() or reclaim() has taken yet (runtime_procfs.c). */
     bdy__stray *strays;
+    char instance[BDY__INSTANCE_MAX + 1]; /* BINDERY_INSTANCE; "" for none */
 
     char *work_dir; /* NULL: worlds start in Bindery's directory */
     char *log_dir;
@@ -314,7 +321,7 @@ static proc_world *find_by_process(proc_runtime *rt, int64_t pid, uint64_t start
 static proc_world *find_by_name(proc_runtime *rt, const char *ns, const char *name)
 {
     for (proc_world *w = rt->worlds; w != NULL; w = w->next)
-        if (strcmp(w->ns, ns) == 0 && strcmp(w->name, name) == 0)
+        if (!w->orphan && strcmp(w->ns, ns) == 0 && strcmp(w->name, name) == 0)
             return w;
     return NULL;
 }
@@ -387,7 +394,7 @@ static void wake_watcher(proc_runtime *rt)
  * that name. Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
                        const bdy_world_handle *h, int pidfd, bool own_group, bool mark_ports,
-                       bdy_errbuf *eb)
+                       bool orphan, bdy_errbuf *eb)
 {
     int rc = 0;
     proc_world *w = calloc(1, sizeof(*w));
@@ -398,9 +405,10 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
     w->h = *h;
     w->pidfd = pidfd;
     w->own_group = own_group;
+    w->orphan = orphan;
 
     pthread_mutex_lock(&rt->lock);
-    const proc_world *other = find_by_name(rt, ns, name);
+    const proc_world *other = orphan ? NULL : find_by_name(rt, ns, name);
     if (other != NULL) {
         rc = bdy_fail(eb, BDY_EEXISTS, "world %s/%s already runs as pid %lld", ns, name,
                       (long long)other->h.pid);
@@ -534,9 +542,11 @@ static void world_exited(proc_runtime *rt, proc_world *w)
     release_ports(rt, &w->h);
     pthread_mutex_unlock(&rt->lock);
 
-    bdy_info(LOG_COMPONENT, "world %s/%s (pid %lld) exited with status %d", w->ns, w->name,
+    bdy_info(LOG_COMPONENT, "%s %s/%s (pid %lld) exited with status %d",
+             w->orphan ? "the leftover process of world" : "world", w->ns, w->name,
              (long long)w->h.pid, status);
-    rt->on_exit(rt->data, w->ns, w->name, &w->h, status);
+    if (!w->orphan)
+        rt->on_exit(rt->data, w->ns, w->name, &w->h, status);
     free(w);
 }
 
@@ -843,12 +853,14 @@ static void env_free(env_list *env)
 
 /* The environment of a world: a few inherited variables, the manifest's
  * (placeholders replaced), then Bindery's own, which the manifest cannot
- * override: BINDERY_WORLD_UID, BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE
- * and BINDERY_PORT_<NAME> for every port (upper case, anything but letters
- * and digits as '_'). The uid is how a restarted runtime recognises a world
- * whose start no status recorded (reclaim). */
-static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_list *env,
-                     bdy_errbuf *eb)
+ * override: BINDERY_WORLD_UID, BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE,
+ * BINDERY_INSTANCE (when the runtime has one) and BINDERY_PORT_<NAME> for
+ * every port (upper case, anything but letters and digits as '_'). The uid
+ * is how a restarted runtime recognises a world whose start no status
+ * recorded (reclaim); the instance, a process it started whose world is
+ * gone (stop_strays). */
+static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const bdy_world_handle *h,
+                     env_list *env, bdy_errbuf *eb)
 {
     int rc = 0;
     char *value = NULL;
@@ -873,6 +885,8 @@ static int build_env(const bdy_world_spec *spec, const bdy_world_handle *h, env_
         rc = env_set(env, "BINDERY_WORLD_NAME", spec->name);
     if (rc == 0)
         rc = env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
+    if (rc == 0 && rt->instance[0] != '\0')
+        rc = env_set(env, "BINDERY_INSTANCE", rt->instance);
     for (size_t i = 0; i < h->nports && rc == 0; i++) {
         char var[BDY__PORT_ENV_MAX];
         char num[16];
@@ -1156,7 +1170,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
 
     rc = build_argv(spec, h, argv, eb);
     if (rc == 0)
-        rc = build_env(spec, h, &env, eb);
+        rc = build_env(rt, spec, h, &env, eb);
     if (rc == 0)
         rc = open_log(rt, spec, &logfd, eb);
     if (rc != 0)
@@ -1200,7 +1214,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     h->pid = pid;
     h->start_time = st.start_time;
     snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id);
-    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, false, eb);
+    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, false, false, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1340,12 +1354,11 @@ static bool kill_unwatched(const proc_runtime *rt, const bdy_world_handle *h)
     return sent;
 }
 
-/* Takes back a world recorded before a restart (see runtime.h). Adopting a
- * world already watched is a no-op. Any thread. */
-static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
-                      bdy_errbuf *eb)
+/* Watches the process h names as world ns/name's, or as a leftover of that
+ * world when orphan (stop_strays). Watching it already is a no-op. */
+static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
+                         const bdy_world_handle *h, bool orphan, bdy_errbuf *eb)
 {
-    proc_runtime *rt = ctx;
     int pidfd = -1;
     bdy__proc_stat st;
     int rc = bdy__runtime_check_names(ns, name, eb);
@@ -1417,7 +1430,7 @@ static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_wor
     pthread_mutex_unlock(&rt->lock);
     if (watched)
         goto out;
-    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, true, eb);
+    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, true, orphan, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1428,6 +1441,14 @@ out:
     if (pidfd >= 0)
         close(pidfd);
     return rc;
+}
+
+/* Takes back a world recorded before a restart (see runtime.h). Adopting a
+ * world already watched is a no-op. Any thread. */
+static int proc_adopt(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
+                      bdy_errbuf *eb)
+{
+    return adopt_process(ctx, ns, name, h, false, eb);
 }
 
 /* Takes back the process an earlier Bindery started for spec's world but
@@ -1482,6 +1503,83 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
  * second stop never moves the deadline later. A live process this runtime
  * does not watch is refused (BDY_EINVAL): it must be adopted first, or no
  * exit would ever be reported. Any thread. */
+static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms);
+
+/* A stray as a handle: its pid, start and the ports it was told, named
+ * after their variables (BINDERY_PORT_GAME: "game", lower case as most
+ * manifests name them; only the numbers matter for a process being
+ * stopped). */
+static void stray_handle(const proc_runtime *rt, const bdy__stray *s, bdy_world_handle *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->pid = s->pid;
+    h->start_time = s->start_time;
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id); /* found in /proc: this boot */
+    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
+    for (size_t i = 0; i < s->nports && h->nports < BDY_RUNTIME_MAX_PORTS; i++) {
+        bdy_port *p = &h->ports[h->nports++];
+        const char *n = s->ports[i].env + sizeof(BDY__PORT_ENV_PREFIX) - 1;
+        size_t k = 0;
+        for (; n[k] != '\0' && k + 1 < sizeof(p->name); k++)
+            p->name[k] = (char)tolower((unsigned char)n[k]);
+        p->name[k] = '\0';
+        snprintf(p->protocol, sizeof(p->protocol), "TCP");
+        p->port = s->ports[i].port;
+    }
+}
+
+/* Stops the strays of this instance whose world is gone (runtime.h). A
+ * stray is watched as an orphan while it stops, so that the SIGKILL
+ * deadline, the reaping and the release of its ports are the ones every
+ * world gets. Any thread. */
+static size_t proc_stop_strays(void *ctx, bdy_world_known_fn known, void *data, unsigned grace_ms)
+{
+    proc_runtime *rt = ctx;
+    if (rt->instance[0] == '\0' || known == NULL)
+        return 0;
+    bdy__stray *doomed = NULL;
+    pthread_mutex_lock(&rt->lock);
+    for (bdy__stray **p = &rt->strays; *p != NULL;) {
+        bdy__stray *s = *p;
+        if (strcmp(s->instance, rt->instance) != 0 || known(data, s->ns, s->name, s->uid)) {
+            p = &s->next;
+            continue;
+        }
+        *p = s->next;
+        s->next = doomed;
+        doomed = s;
+    }
+    pthread_mutex_unlock(&rt->lock);
+
+    size_t stopped = 0;
+    while (doomed != NULL) {
+        bdy__stray *s = doomed;
+        doomed = s->next;
+        s->next = NULL;
+        bdy_world_handle h;
+        stray_handle(rt, s, &h);
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        int rc = adopt_process(rt, s->ns, s->name, &h, true, &eb);
+        if (rc == 0 && proc_stop(rt, &h, grace_ms) == 0) {
+            bdy_warn(LOG_COMPONENT,
+                     "stopping pid %lld, started by an earlier run of this bindery for world "
+                     "%s/%s (uid %s), which no longer exists",
+                     (long long)h.pid, s->ns, s->name, s->uid);
+            stopped++;
+        } else if (bdy_runtime_retry_later(rc)) {
+            /* Out of descriptors or memory: a later call tries again. */
+            pthread_mutex_lock(&rt->lock);
+            return_stray(rt, s);
+            pthread_mutex_unlock(&rt->lock);
+            s = NULL;
+        }
+        /* Otherwise it has gone meanwhile, or is no longer what it was. */
+        free(s);
+    }
+    return stopped;
+}
+
 static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
 {
     proc_runtime *rt = ctx;
@@ -1665,6 +1763,7 @@ static const bdy_runtime_vtable proc_vtable = {
     .reclaim = proc_reclaim,
     .observe = proc_observe,
     .stop = proc_stop,
+    .stop_strays = proc_stop_strays,
     .destroy = proc_destroy,
 };
 
@@ -1685,6 +1784,19 @@ static bool pidfds_supported(void)
     return ok;
 }
 
+/* An instance id that fits the environment variable and what the stray
+ * finder reads back. */
+static bool instance_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > BDY__INSTANCE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_')
+            return false;
+    return true;
+}
+
 int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -1699,6 +1811,11 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         opts->on_probe == NULL)
         return bdy_fail(eb, BDY_EINVAL,
                         "process runtime: log_dir, on_exit and on_probe are required");
+    if (opts->instance != NULL && !instance_valid(opts->instance))
+        return bdy_fail(eb, BDY_EINVAL,
+                        "process runtime: instance \"%.80s\" is not 1-%d letters, digits, '-' "
+                        "or '_'",
+                        opts->instance, BDY__INSTANCE_MAX);
 
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
@@ -1710,6 +1827,8 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->port_max = opts->port_max;
     rt->on_exit = opts->on_exit;
     rt->on_probe = opts->on_probe;
+    if (opts->instance != NULL)
+        snprintf(rt->instance, sizeof(rt->instance), "%s", opts->instance);
     rt->data = opts->data;
     rt->have_pidfds = pidfds_supported();
     int subreaper = 0;
@@ -1748,7 +1867,8 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
         bdy_info(LOG_COMPONENT,
                  "%zu running processes of this user carry a world's identity; this "
                  "bindery's worlds adopt theirs by recorded pid, or take them back by uid if "
-                 "none was recorded; the rest are left alone, their ports kept from new worlds",
+                 "none was recorded; those this bindery started for worlds that no longer "
+                 "exist are stopped; the rest are left alone, their ports kept from new worlds",
                  nstrays);
     }
     rt->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -84,6 +84,7 @@ bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out)
         if (!take_value(e, n, "BINDERY_WORLD_UID", out->uid, sizeof(out->uid)) &&
             !take_value(e, n, "BINDERY_WORLD_NAMESPACE", out->ns, sizeof(out->ns)) &&
             !take_value(e, n, "BINDERY_WORLD_NAME", out->name, sizeof(out->name)) &&
+            !take_value(e, n, "BINDERY_INSTANCE", out->instance, sizeof(out->instance)) &&
             n >= sizeof(BDY__PORT_ENV_PREFIX) - 1 &&
             memcmp(e, BDY__PORT_ENV_PREFIX, sizeof(BDY__PORT_ENV_PREFIX) - 1) == 0)
             take_port(e, n, out);

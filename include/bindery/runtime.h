@@ -104,6 +104,9 @@ typedef void (*bdy_world_exit_cb)(void *data, const char *ns, const char *name,
 typedef void (*bdy_world_probe_cb)(void *data, const char *ns, const char *name,
                                    const bdy_world_handle *h, int rc, bdy_world_state state);
 
+/* Whether world ns/name with metadata.uid uid exists (stop_strays). */
+typedef bool (*bdy_world_known_fn)(void *data, const char *ns, const char *name, const char *uid);
+
 typedef struct bdy_runtime_vtable {
     const char *name;
     /* Starts the world; fills h (ports assigned, placeholders such as
@@ -145,6 +148,19 @@ typedef struct bdy_runtime_vtable {
      * at once; the exit callback reports the end. Stopping a world that is
      * already gone is not an error. */
     int (*stop)(void *ctx, const bdy_world_handle *h, unsigned grace_ms);
+    /* Stops the processes that an earlier run of this same Bindery (the
+     * instance named at creation) started for worlds that no longer exist:
+     * those found when the runtime was made, not taken back since, whose
+     * world known() does not know. The world's object went while no
+     * Bindery ran its finalizer (a forced delete, the CRD removed), so
+     * nothing else would ever stop them and free their ports. Call only
+     * with a complete view of the worlds (an informer that has synced):
+     * known() is called under the runtime's lock and must not call into
+     * it. SIGTERM now, SIGKILL after grace_ms, ports free once they have
+     * exited; no exit callback, since no world is theirs. Processes of
+     * other instances, or of none, are left alone. Returns how many it
+     * stopped. NULL in a backend that cannot leave such a process. */
+    size_t (*stop_strays)(void *ctx, bdy_world_known_fn known, void *data, unsigned grace_ms);
     /* Stops watching (worlds keep running) and frees the backend. */
     void (*destroy)(void *ctx);
 } bdy_runtime_vtable;
@@ -173,6 +189,12 @@ typedef struct bdy_process_runtime_opts {
     /* A running world's log past this size loses its oldest part, down to
      * about half of it; checked every 5 s. 0: no cap. */
     uint64_t log_max_bytes;
+    /* This Bindery's identity, handed to every world as BINDERY_INSTANCE,
+     * so that a later run of the same Bindery can tell its own leftover
+     * processes from another's on the same machine (stop_strays). NULL or
+     * empty: worlds carry none, and stop_strays stops nothing. At most 64
+     * characters, letters, digits, '-' and '_'. */
+    const char *instance;
     bdy_world_exit_cb on_exit;
     bdy_world_probe_cb on_probe;
     void *data; /* for both callbacks */

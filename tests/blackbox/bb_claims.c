@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2317,6 +2319,96 @@ static void test_unrecorded_world_being_deleted_is_stopped(void **state)
     bb_cleanup(&s);
 }
 
+/* A process that looks like a world of another bindery on this machine:
+ * it leads its group and carries a world identity, with that bindery's
+ * instance. A child of this test, which kills and reaps it. */
+static pid_t spawn_foreign_world(const char *uid)
+{
+    char v_uid[160];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    char *const envp[] = {v_uid, "BINDERY_WORLD_NAMESPACE=default",
+                          "BINDERY_WORLD_NAME=foreign-world",
+                          "BINDERY_INSTANCE=0123456789abcdef0123456789abcdef", NULL};
+    char *argv[] = {"/bin/sleep", "120", NULL};
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, argv[0], NULL, &attr, argv, envp), 0);
+    posix_spawnattr_destroy(&attr);
+    /* Under valgrind posix_spawn may return before the exec. */
+    for (int waited = 0; waited <= 5000 && processes_of_world(uid) == 0; waited += 50)
+        sleep_ms(50);
+    assert_int_equal(processes_of_world(uid), 1);
+    return pid;
+}
+
+/* A world deleted outright (finalizer and all, as a CRD removal or a
+ * forced delete does) while no bindery ran leaves a process that no world
+ * will ever stop. It carries this bindery's instance, so the restarted
+ * bindery stops it; a process of another bindery's instance, whose world
+ * it does not know either, is left alone. */
+static void test_gone_world_process_is_stopped(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 60000));
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+
+    bdy_sqlite_opts o = {.data_dir = s.data};
+    bdy_store *store = NULL;
+    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    bdy_list_opts lo = {.ns = "default"};
+    bdy_list_result res;
+    assert_int_equal(bdy_store_list(store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
+    assert_int_equal(json_object_array_length(res.items), 1);
+    json_object *meta = json_object_object_get(json_object_array_get_idx(res.items, 0), "metadata");
+    char name[128];
+    char uid[128];
+    snprintf(name, sizeof(name), "%s",
+             json_object_get_string(json_object_object_get(meta, "name")));
+    snprintf(uid, sizeof(uid), "%s", json_object_get_string(json_object_object_get(meta, "uid")));
+    bdy_list_result_free(&res);
+    assert_int_equal(processes_of_world(uid), 1);
+    json_object *patch = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,
+                                     patch, false, NULL, NULL, NULL),
+                     0);
+    json_object_put(patch);
+    bool deleted = false;
+    assert_int_equal(
+        bdy_store_delete(store, &BDY_GVR_WORLDS, "default", name, NULL, NULL, &deleted, NULL), 0);
+    assert_true(deleted);
+    bdy_store_close(store);
+
+    char foreign_uid[64];
+    snprintf(foreign_uid, sizeof(foreign_uid), "uid-foreign-%d", (int)getpid());
+    pid_t foreign = spawn_foreign_world(foreign_uid);
+
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "which no longer exists", 20000));
+    bool gone = false;
+    for (int waited = 0; waited <= 20000 && !gone; waited += 100) {
+        gone = processes_of_world(uid) == 0;
+        if (!gone)
+            sleep_ms(100);
+    }
+    if (!gone)
+        bb_print_log_tail(&s, "the process of a gone world runs on");
+    assert_true(gone);
+    /* Another sweep has run since (every 5 s): the foreign one still runs. */
+    sleep_ms(5500);
+    assert_int_equal(processes_of_world(foreign_uid), 1);
+    assert_int_equal(bb_log_count(&s, "foreign-world"), 0);
+    assert_true(wait_warm(&s, 1, 30000));
+    kill(foreign, SIGKILL);
+    waitpid(foreign, NULL, 0);
+    bb_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2365,6 +2457,7 @@ int main(void)
         cmocka_unit_test_teardown(test_crd_delete_stops_world_processes, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
+        cmocka_unit_test_teardown(test_gone_world_process_is_stopped, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -857,6 +857,147 @@ static void test_stray_port_is_not_handed_out(void **state)
     bdy_runtime_free(rt);
 }
 
+/* A runtime of instance id, as new_runtime() makes them. */
+static bdy_runtime *new_runtime_of(fixture *f, const char *instance)
+{
+    bdy_process_runtime_opts o = {.port_min = f->port_base,
+                                  .port_max = f->port_base + 99,
+                                  .work_dir = f->dir,
+                                  .log_dir = f->logs,
+                                  .instance = instance,
+                                  .on_exit = record_exit_cb,
+                                  .on_probe = record_probe_cb,
+                                  .data = f};
+    current = f;
+    bdy_runtime *rt = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_runtime_process_new(&o, &rt, &eb);
+    if (rc != 0)
+        fail_msg("bdy_runtime_process_new: %s (%s)", bdy_strerror(rc), eb.message);
+    return rt;
+}
+
+/* arena-world as an earlier run left it for world name: a uid of this run
+ * (into uid), a free port (into *port), instance (NULL: none). */
+static pid_t spawn_leftover(fixture *f, const char *name, const char *instance, char uid[64],
+                            unsigned *port)
+{
+    run_uid(uid, name);
+    *port = free_port(f);
+    char v_uid[128];
+    char v_name[128];
+    char v_port[64];
+    char v_inst[128];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
+    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", *port);
+    snprintf(v_inst, sizeof(v_inst), "BINDERY_INSTANCE=%s", instance ? instance : "");
+    char *const envp[] = {
+        "PATH=/usr/bin:/bin",     v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port,
+        instance ? v_inst : NULL, NULL};
+    return spawn_arena_env(f, *port, name, envp);
+}
+
+static const char *known_uid; /* the one uid known_cb knows */
+static unsigned known_calls;
+
+static bool known_cb(void *data, const char *ns, const char *name, const char *uid)
+{
+    (void)data;
+    (void)ns;
+    (void)name;
+    known_calls++;
+    return known_uid != NULL && strcmp(uid, known_uid) == 0;
+}
+
+static bool process_gone(pid_t pid)
+{
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS))
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            return true;
+    return false;
+}
+
+/* Of the processes an earlier run left, stop_strays stops those of this
+ * runtime's instance whose world is not known, frees their ports and
+ * reports no exit; those of a known world, of another instance or of none
+ * run on. Worlds the runtime starts carry its instance. */
+static void test_leftovers_of_gone_worlds_are_stopped(void **state)
+{
+    fixture *f = *state;
+    /* Instances of this run: what an earlier failed run left is not ours. */
+    char inst_a[32];
+    char inst_b[32];
+    snprintf(inst_a, sizeof(inst_a), "inst-a-%d", (int)getpid());
+    snprintf(inst_b, sizeof(inst_b), "inst-b-%d", (int)getpid());
+    char uid_gone[64];
+    char uid_known[64];
+    char uid_other[64];
+    char uid_none[64];
+    unsigned port_gone = 0;
+    unsigned port = 0;
+    pid_t gone = spawn_leftover(f, "gone", inst_a, uid_gone, &port_gone);
+    pid_t known = spawn_leftover(f, "known", inst_a, uid_known, &port);
+    pid_t other = spawn_leftover(f, "other", inst_b, uid_other, &port);
+    pid_t none = spawn_leftover(f, "none", NULL, uid_none, &port);
+
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    bdy_runtime *bad = NULL;
+    bdy_process_runtime_opts o = {.port_min = f->port_base,
+                                  .port_max = f->port_base + 99,
+                                  .log_dir = f->logs,
+                                  .instance = "no spaces",
+                                  .on_exit = record_exit_cb,
+                                  .on_probe = record_probe_cb,
+                                  .data = f};
+    assert_int_equal(bdy_runtime_process_new(&o, &bad, &eb), BDY_EINVAL);
+
+    bdy_runtime *rt = new_runtime_of(f, inst_a);
+    known_uid = uid_known;
+    known_calls = 0;
+    size_t exits = exit_count(f);
+    assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 1);
+    assert_int_equal(known_calls, 2); /* only this instance's are asked about */
+    assert_true(process_gone(gone));
+    assert_true(port_bindable(port_gone));
+    sleep_ms(200);
+    assert_int_equal(exit_count(f), exits); /* no world of theirs: no exit notice */
+    assert_int_equal(kill(known, 0), 0);
+    assert_int_equal(kill(other, 0), 0);
+    assert_int_equal(kill(none, 0), 0);
+    /* Asked again, it has nothing more to stop; the known world is still
+     * the runtime's to take back. */
+    known_uid = NULL;
+    assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 1);
+    assert_true(process_gone(known));
+    assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 0);
+
+    bdy_world_spec s = arena_spec(f, "fresh");
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    bdy__stray id;
+    /* Right after the exec, /proc may not show the new environment yet. */
+    int found = BDY_ENOTFOUND;
+    for (uint64_t end = now_ms() + WAIT_MS; found != 0 && now_ms() < end; sleep_ms(POLL_MS))
+        found = bdy__proc_identity(h.pid, &id);
+    assert_int_equal(found, 0);
+    assert_string_equal(id.instance, inst_a);
+    stop_ok(f, rt, &h, "fresh");
+    bdy_runtime_free(rt);
+
+    /* A runtime without an instance stops nothing. */
+    rt = new_runtime(f, f->port_base, f->port_base + 99);
+    assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 0);
+    bdy_runtime_free(rt);
+    assert_int_equal(kill(other, 0), 0);
+    kill(other, SIGKILL);
+    kill(none, SIGKILL);
+    waitpid(other, NULL, 0);
+    waitpid(none, NULL, 0);
+}
+
 /* Taking a stray back can fail for a reason that passes (no descriptor
  * left): the stray must still be there for the next try. */
 static void test_failed_reclaim_is_retried(void **state)
@@ -1776,6 +1917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_picks_the_world_not_its_helper, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stray_port_is_not_handed_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftovers_of_gone_worlds_are_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_reclaim_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
                                         teardown),
