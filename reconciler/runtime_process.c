@@ -1329,6 +1329,29 @@ static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_worl
     return 0;
 }
 
+/* A stray as a handle: its pid, start and the ports it was told, named
+ * after their variables (BINDERY_PORT_GAME: "game", lower case as most
+ * manifests name them; only the numbers matter for a process being
+ * stopped). */
+static void stray_handle(const proc_runtime *rt, const bdy__stray *s, bdy_world_handle *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->pid = s->pid;
+    h->start_time = s->start_time;
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id); /* found in /proc: this boot */
+    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
+    for (size_t i = 0; i < s->nports && h->nports < BDY_RUNTIME_MAX_PORTS; i++) {
+        bdy_port *p = &h->ports[h->nports++];
+        const char *n = s->ports[i].env + sizeof(BDY__PORT_ENV_PREFIX) - 1;
+        size_t k = 0;
+        for (; n[k] != '\0' && k + 1 < sizeof(p->name); k++)
+            p->name[k] = (char)tolower((unsigned char)n[k]);
+        p->name[k] = '\0';
+        snprintf(p->protocol, sizeof(p->protocol), "TCP");
+        p->port = s->ports[i].port;
+    }
+}
+
 /* SIGKILL to a process this runtime does not watch (and its group, when
  * it leads one), after a check that it is the one recorded. The pidfd
  * makes the signal itself exact (see signal_world); without pidfds, or
@@ -1468,12 +1491,15 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     if (s == NULL)
         return bdy_fail(eb, BDY_ENOTFOUND, "no unrecorded process of world %s/%s", spec->ns,
                         spec->name);
-    memset(h, 0, sizeof(*h));
-    h->pid = s->pid;
-    h->start_time = s->start_time;
-    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id); /* found in /proc: this boot */
-    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
-    rc = stray_ports(spec, s, h);
+    /* A spec with no command is the identity alone, what the world
+     * controller knows of a world it deletes: the handle gets the ports the
+     * process was told, which must stay taken until it has stopped. A whole
+     * spec gets its own ports, as the process was told them. */
+    stray_handle(rt, s, h);
+    if (spec->command != NULL) {
+        h->nports = 0;
+        rc = stray_ports(spec, s, h);
+    }
     if (rc != 0) {
         /* Started with other ports than the manifest now names: nothing
          * can describe it, so it goes, and the world starts afresh. */
@@ -1504,29 +1530,6 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
  * does not watch is refused (BDY_EINVAL): it must be adopted first, or no
  * exit would ever be reported. Any thread. */
 static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms);
-
-/* A stray as a handle: its pid, start and the ports it was told, named
- * after their variables (BINDERY_PORT_GAME: "game", lower case as most
- * manifests name them; only the numbers matter for a process being
- * stopped). */
-static void stray_handle(const proc_runtime *rt, const bdy__stray *s, bdy_world_handle *h)
-{
-    memset(h, 0, sizeof(*h));
-    h->pid = s->pid;
-    h->start_time = s->start_time;
-    snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id); /* found in /proc: this boot */
-    snprintf(h->address, sizeof(h->address), "%s", LOOPBACK);
-    for (size_t i = 0; i < s->nports && h->nports < BDY_RUNTIME_MAX_PORTS; i++) {
-        bdy_port *p = &h->ports[h->nports++];
-        const char *n = s->ports[i].env + sizeof(BDY__PORT_ENV_PREFIX) - 1;
-        size_t k = 0;
-        for (; n[k] != '\0' && k + 1 < sizeof(p->name); k++)
-            p->name[k] = (char)tolower((unsigned char)n[k]);
-        p->name[k] = '\0';
-        snprintf(p->protocol, sizeof(p->protocol), "TCP");
-        p->port = s->ports[i].port;
-    }
-}
 
 /* Stops the strays of this instance whose world is gone (runtime.h). A
  * stray is watched as an orphan while it stops, so that the SIGKILL

@@ -122,8 +122,10 @@ typedef struct bdy_runtime_vtable {
     /* Takes back a process an earlier Bindery started for spec's world
      * (spec->uid, ns and name) but never recorded: it stopped after start()
      * and before the world's status named the process. Fills h as start()
-     * would, with spec's ports numbered as the process was told them (none
-     * when spec names none: enough to stop it). A process told other ports
+     * would, with spec's ports numbered as the process was told them; a
+     * spec of the identity alone (no command, as for a world being
+     * deleted) gets the ports the process was told, so that none is handed
+     * out before it has stopped. A process told other ports
      * than spec names is killed and BDY_ENOTFOUND returned. The process
      * runtime knows these processes by the BINDERY_WORLD_UID in their
      * environment, from a look at /proc when it was made, and hands out

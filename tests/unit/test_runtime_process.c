@@ -719,6 +719,32 @@ static exit_rec stop_ok(fixture *f, bdy_runtime *rt, const bdy_world_handle *h, 
     return r;
 }
 
+/* A stray of world name (uid) told port game, that never binds it: a
+ * sleep in a session of its own, found as a stray before this returns. */
+static pid_t spawn_sleeping_stray(const char *uid, const char *name, unsigned port)
+{
+    char v_port[64];
+    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
+    char v_uid[96];
+    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
+    char v_name[96];
+    snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
+    char *const envp[] = {v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, argv[0], NULL, &attr, argv, envp), 0);
+    posix_spawnattr_destroy(&attr);
+    /* Under valgrind posix_spawn returns before the exec: wait for it. */
+    pid_t seen = 0;
+    for (uint64_t end = now_ms() + WAIT_MS; seen != pid && now_ms() < end; sleep_ms(POLL_MS))
+        seen = stray_of(uid, 0);
+    assert_int_equal(seen, pid);
+    return pid;
+}
+
 static int reclaim(bdy_runtime *rt, const bdy_world_spec *s, bdy_world_handle *h)
 {
     bdy_errbuf eb;
@@ -773,18 +799,28 @@ static void test_reclaim_by_identity_only(void **state)
 {
     fixture *f = *state;
     char uid[64];
-    unsigned port = 0;
-    pid_t pid = spawn_unrecorded(f, "doomed", uid, &port);
-    bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
-    /* What the world controller knows of a world it deletes: no ports. */
+    run_uid(uid, "doomed");
+    unsigned port = free_port(f);
+    /* A process that has not bound its port yet (it never will). */
+    pid_t pid = spawn_sleeping_stray(uid, "doomed", port);
+    bdy_runtime *rt = new_runtime(f, port, port);
+    /* What the world controller knows of a world it deletes: no command,
+     * no ports. */
     bdy_world_spec s = {.ns = "default", .name = "doomed", .uid = uid};
     bdy_world_handle h;
     assert_int_equal(reclaim(rt, &s, &h), 0);
     assert_int_equal(h.pid, pid);
-    /* Enough to stop it; ports only come from a manifest that names them. */
-    assert_int_equal(h.nports, 0);
+    /* The port it was told is its own until it has stopped. */
+    assert_int_equal(h.nports, 1);
+    assert_int_equal(h.ports[0].port, port);
+    bdy_world_spec other = arena_spec(f, "newcomer");
+    bdy_errbuf eb;
+    assert_int_equal(start_err(rt, &other, &eb), BDY_EBUSY);
     stop_ok(f, rt, &h, "doomed");
-    assert_true(port_bindable(port));
+    bdy_world_handle nh;
+    start_ok(rt, &other, &nh);
+    assert_int_equal(nh.ports[0].port, port);
+    stop_ok(f, rt, &nh, "newcomer");
     bdy_runtime_free(rt);
 }
 
@@ -825,24 +861,7 @@ static void test_stray_port_is_not_handed_out(void **state)
     char uid[64];
     run_uid(uid, "slow");
     unsigned port = free_port(f);
-    char v_port[64];
-    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", port);
-    char v_uid[96];
-    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
-    char *const envp[] = {v_uid, "BINDERY_WORLD_NAME=slow", "BINDERY_WORLD_NAMESPACE=default",
-                          v_port, NULL};
-    char *argv[] = {"/bin/sleep", "30", NULL};
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-    pid_t pid = 0;
-    assert_int_equal(posix_spawn(&pid, argv[0], NULL, &attr, argv, envp), 0);
-    posix_spawnattr_destroy(&attr);
-    /* Under valgrind posix_spawn returns before the exec: wait for it. */
-    pid_t seen = 0;
-    for (uint64_t end = now_ms() + WAIT_MS; seen != pid && now_ms() < end; sleep_ms(POLL_MS))
-        seen = stray_of(uid, 0);
-    assert_int_equal(seen, pid);
+    pid_t pid = spawn_sleeping_stray(uid, "slow", port);
 
     bdy_runtime *rt = new_runtime(f, port, port);
     bdy_world_spec other = arena_spec(f, "newcomer");
