@@ -547,6 +547,35 @@ static void test_cold_claim_and_exhaustion(void **state)
     bb_cleanup(&s);
 }
 
+/* A world that takes 400 ms to listen, probed every 10 s: its cold claim
+ * is answered long before the second probe would have come, since a
+ * Starting world is probed at half its age so far. (Probed once per
+ * period, the first probe finds it not listening and the claim waits 10
+ * s.) */
+static void test_cold_world_is_seen_ready_before_its_period(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 0, 0, 2, 0);
+    bb_init(&s, cfg);
+    write_arena_manifest(&s, "{tcpSocket: {port: game}, periodSeconds: 10}", 30,
+                         ", \"--ready-delay-ms\", \"400\"");
+    assert_true(bb_start(&s, NULL));
+    uint64_t t0 = bdy_monotonic_ns();
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":30}", NULL);
+    double took_s = (double)(bdy_monotonic_ns() - t0) / 1e9;
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "cold");
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    if (took_s >= 7.0)
+        fail_msg("the cold claim took %.2f s: its world was seen Ready only at its second "
+                 "probe, 10 s on",
+                 took_s);
+    bb_cleanup(&s);
+}
+
 /* Several keyed cold claims, each with retries waiting on it, whose worlds
  * become Ready together: every claim and every retry is answered, each
  * retry with its own key's allocation. (Answering a retry once dropped a
@@ -2420,6 +2449,7 @@ int main(void)
         cmocka_unit_test_teardown(test_max_worlds_holds_through_release, bb_teardown),
         cmocka_unit_test_teardown(test_idempotent_replay, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_and_exhaustion, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_world_is_seen_ready_before_its_period, bb_teardown),
         cmocka_unit_test_teardown(test_retries_of_pending_claim_hold_no_thread, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claims_and_their_retries_all_answered, bb_teardown),
         cmocka_unit_test_teardown(test_retry_of_failed_cold_claim_gets_its_answer, bb_teardown),
