@@ -2917,7 +2917,7 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
         return;
     }
     long lim = WORLDS_PAGE_DEFAULT;
-    if (limit != NULL) {
+    if (limit != NULL && limit[0] != '\0') { /* empty, as the other parameters: not given */
         char *end = NULL;
         lim = strtol(limit, &end, 10);
         if (end == limit || *end != '\0' || lim < 1 || lim > WORLDS_PAGE_MAX) {

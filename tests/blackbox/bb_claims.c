@@ -1378,6 +1378,14 @@ static void test_bad_requests_change_nothing(void **state)
     assert_int_equal(status, 200);
     assert_int_equal(json_object_array_length(json_object_object_get(o, "items")), 1);
     json_object_put(o);
+    /* The contract's query with every parameter left empty: none given. */
+    o = get_json(&s, "/v1/worlds?namespace=&pool=&phase=&limit=&continue=", &status);
+    assert_int_equal(status, 200);
+    assert_true(json_object_array_length(json_object_object_get(o, "items")) >= 1);
+    json_object_put(o);
+    o = get_json(&s, "/v1/worlds?limit=0", &status);
+    assert_int_equal(status, 400);
+    json_object_put(o);
     bb_cleanup(&s);
 }
 
