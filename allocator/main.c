@@ -675,8 +675,9 @@ refused:
 /* The id of the Bindery that owns data directory dir: random, made on the
  * first start and kept in dir/instance-id. Worlds carry it (runtime.h,
  * instance), so a later run tells the processes it started from those of
- * another Bindery on the same machine. A file that does not hold one (a
- * crash while it was first written) is replaced. */
+ * another Bindery on the same machine. The file is written whole or not at
+ * all (rename), so one that holds no id was edited: refused, since a new
+ * id would leave the worlds of the old one running unstopped for good. */
 #define INSTANCE_ID_LEN 32
 #define INSTANCE_ID_FILE "instance-id"
 static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_errbuf *eb)
@@ -694,12 +695,15 @@ static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_
         bool ok = n == INSTANCE_ID_LEN + 1 && buf[INSTANCE_ID_LEN] == '\n';
         for (size_t i = 0; ok && i < INSTANCE_ID_LEN; i++)
             ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
-        if (ok) {
-            memcpy(out, buf, INSTANCE_ID_LEN);
-            out[INSTANCE_ID_LEN] = '\0';
-            return 0;
-        }
-        bdy_warn("daemon", "%s holds no instance id: making a new one", path);
+        if (!ok)
+            return bdy_fail(eb, BDY_ECORRUPT,
+                            "%s holds no instance id (32 hex digits and a newline); delete it "
+                            "to have a new one made, and stop by hand any world process "
+                            "started under the old one",
+                            path);
+        memcpy(out, buf, INSTANCE_ID_LEN);
+        out[INSTANCE_ID_LEN] = '\0';
+        return 0;
     } else if (errno != ENOENT) {
         return bdy_fail(eb, BDY_EIO, "cannot read %s: %s", path, strerror(errno));
     }
@@ -709,8 +713,13 @@ static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_
     line[INSTANCE_ID_LEN] = '\n';
     int rc = 0;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, sizeof(line)) != (ssize_t)sizeof(line) || fsync(fd) != 0 ||
-        rename(tmp, path) != 0)
+    bool written = fd >= 0;
+    if (written) {
+        errno = EIO; /* what a short write leaves unset */
+        written = write(fd, line, sizeof(line)) == (ssize_t)sizeof(line) && fsync(fd) == 0 &&
+                  rename(tmp, path) == 0;
+    }
+    if (!written)
         rc = bdy_fail(eb, BDY_EIO, "cannot write %s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);

@@ -420,14 +420,22 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
     if (rt->worlds != NULL)
         rt->worlds->prev = w;
     rt->worlds = w;
-    for (size_t i = 0; mark_ports && i < h->nports; i++)
+    for (size_t i = 0; mark_ports && i < h->nports; i++) {
+        /* A leftover told a port that another process holds (a helper of
+         * the same gone world, a world started since) does not own it:
+         * its exit must not free the port under the holder. */
+        if (orphan && port_in_range(rt, h->ports[i].port) && port_taken(rt, h->ports[i].port)) {
+            w->h.ports[i].port = 0;
+            continue;
+        }
         port_mark(rt, h->ports[i].port, true);
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
     if (pidfd >= 0 && epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
         rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid, strerror(errno));
         unlink_world(rt, w);
         if (mark_ports)
-            release_ports(rt, h);
+            release_ports(rt, &w->h);
         goto out;
     }
     w = NULL;
@@ -1449,8 +1457,16 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
         goto out;
     }
     pthread_mutex_lock(&rt->lock);
-    bool watched = find_by_process(rt, h->pid, h->start_time) != NULL;
+    const proc_world *seen = find_by_process(rt, h->pid, h->start_time);
+    bool watched = seen != NULL;
+    bool stopping_as_leftover = seen != NULL && seen->orphan && !orphan;
     pthread_mutex_unlock(&rt->lock);
+    if (stopping_as_leftover) {
+        rc = bdy_fail(eb, BDY_EINVAL,
+                      "world %s/%s: pid %lld is being stopped as a leftover of a gone world", ns,
+                      name, (long long)h->pid);
+        goto out;
+    }
     if (watched)
         goto out;
     rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, true, orphan, eb);
@@ -1540,17 +1556,20 @@ static size_t proc_stop_strays(void *ctx, bdy_world_known_fn known, void *data, 
     proc_runtime *rt = ctx;
     if (rt->instance[0] == '\0' || known == NULL)
         return 0;
+    /* Copies: a stray stays on the list, its ports kept from new worlds,
+     * until adopt_process() watches it (and drops it from there) or it is
+     * found gone. */
     bdy__stray *doomed = NULL;
     pthread_mutex_lock(&rt->lock);
-    for (bdy__stray **p = &rt->strays; *p != NULL;) {
-        bdy__stray *s = *p;
-        if (strcmp(s->instance, rt->instance) != 0 || known(data, s->ns, s->name, s->uid)) {
-            p = &s->next;
+    for (const bdy__stray *s = rt->strays; s != NULL; s = s->next) {
+        if (strcmp(s->instance, rt->instance) != 0 || known(data, s->ns, s->name, s->uid))
             continue;
-        }
-        *p = s->next;
-        s->next = doomed;
-        doomed = s;
+        bdy__stray *copy = malloc(sizeof(*copy));
+        if (copy == NULL)
+            break; /* the rest wait for a later call */
+        *copy = *s;
+        copy->next = doomed;
+        doomed = copy;
     }
     pthread_mutex_unlock(&rt->lock);
 
@@ -1558,26 +1577,21 @@ static size_t proc_stop_strays(void *ctx, bdy_world_known_fn known, void *data, 
     while (doomed != NULL) {
         bdy__stray *s = doomed;
         doomed = s->next;
-        s->next = NULL;
         bdy_world_handle h;
         stray_handle(rt, s, &h);
         bdy_errbuf eb;
         bdy_errbuf_clear(&eb);
-        int rc = adopt_process(rt, s->ns, s->name, &h, true, &eb);
-        if (rc == 0 && proc_stop(rt, &h, grace_ms) == 0) {
+        /* Fails when it has gone meanwhile (and then leaves the list when
+         * its port is next asked about) or is no longer what it was; out
+         * of memory or descriptors, a later call tries again. */
+        if (adopt_process(rt, s->ns, s->name, &h, true, &eb) == 0 &&
+            proc_stop(rt, &h, grace_ms) == 0) {
             bdy_warn(LOG_COMPONENT,
                      "stopping pid %lld, started by an earlier run of this bindery for world "
                      "%s/%s (uid %s), which no longer exists",
                      (long long)h.pid, s->ns, s->name, s->uid);
             stopped++;
-        } else if (bdy_runtime_retry_later(rc)) {
-            /* Out of descriptors or memory: a later call tries again. */
-            pthread_mutex_lock(&rt->lock);
-            return_stray(rt, s);
-            pthread_mutex_unlock(&rt->lock);
-            s = NULL;
         }
-        /* Otherwise it has gone meanwhile, or is no longer what it was. */
         free(s);
     }
     return stopped;

@@ -728,6 +728,49 @@ static void test_bad_data_folder_refused(void **state)
     bb_cleanup(&s);
 }
 
+/* The data folder's contents of file name (up to cap - 1 bytes), or "". */
+static void read_data_file(bb_server *s, const char *name, char *out, size_t cap)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/%s", s->data, name);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/* The instance id that worlds carry is made once and kept with the data; a
+ * file that holds none is refused, not silently replaced (the worlds of
+ * the old id would never be stopped). */
+static void test_instance_id_kept(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, base_config);
+    assert_true(bb_start(&s, NULL));
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    char first[64];
+    read_data_file(&s, "instance-id", first, sizeof(first));
+    assert_int_equal(strlen(first), 33);
+    assert_int_equal(strspn(first, "0123456789abcdef"), 32);
+    assert_true(bb_start(&s, NULL));
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    char again[64];
+    read_data_file(&s, "instance-id", again, sizeof(again));
+    assert_string_equal(again, first);
+    bb_write(&s, "data/instance-id", "not-an-id\n");
+    assert_false(bb_start(&s, NULL));
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_int_equal(s.exit_status, 1);
+    assert_true(bb_log_contains(&s, "holds no instance id", 0));
+    bb_cleanup(&s);
+}
+
 /* A second serve on a data folder in use exits at once and leaves the first
  * serving. */
 static void test_data_folder_in_use_refused(void **state)
@@ -763,6 +806,7 @@ int main(void)
         cmocka_unit_test_teardown(test_metrics_during_startup, bb_teardown),
         cmocka_unit_test_teardown(test_pool_namespace_created, bb_teardown),
         cmocka_unit_test_teardown(test_bad_data_folder_refused, bb_teardown),
+        cmocka_unit_test_teardown(test_instance_id_kept, bb_teardown),
         cmocka_unit_test_teardown(test_data_folder_in_use_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,7 +62,9 @@ typedef struct fixture {
     int last_rc;
     bdy_world_state last_state;
     int64_t last_pid;
-    pid_t group; /* a process group a test made itself, killed at teardown */
+    pid_t group;        /* a process group a test made itself, killed at teardown */
+    pid_t leftovers[8]; /* processes a test made itself, killed at teardown */
+    size_t nleftovers;
 } fixture;
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -455,6 +457,10 @@ static int teardown(void **state)
     if (f->group > 0) {
         kill(-f->group, SIGKILL);
         waitpid(f->group, NULL, WNOHANG);
+    }
+    for (size_t i = 0; i < f->nleftovers; i++) {
+        kill(f->leftovers[i], SIGKILL);
+        waitpid(f->leftovers[i], NULL, 0);
     }
     assert_int_equal(nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
     pthread_cond_destroy(&f->verdict_cond);
@@ -876,11 +882,12 @@ static void test_stray_port_is_not_handed_out(void **state)
     bdy_runtime_free(rt);
 }
 
-/* A runtime of instance id, as new_runtime() makes them. */
-static bdy_runtime *new_runtime_of(fixture *f, const char *instance)
+/* A runtime of instance id with the one port port, as new_runtime() makes
+ * them. */
+static bdy_runtime *new_runtime_of(fixture *f, const char *instance, unsigned port)
 {
-    bdy_process_runtime_opts o = {.port_min = f->port_base,
-                                  .port_max = f->port_base + 99,
+    bdy_process_runtime_opts o = {.port_min = port,
+                                  .port_max = port,
                                   .work_dir = f->dir,
                                   .log_dir = f->logs,
                                   .instance = instance,
@@ -915,7 +922,17 @@ static pid_t spawn_leftover(fixture *f, const char *name, const char *instance, 
     char *const envp[] = {
         "PATH=/usr/bin:/bin",     v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port,
         instance ? v_inst : NULL, NULL};
-    return spawn_arena_env(f, *port, name, envp);
+    pid_t pid = spawn_arena_env(f, *port, name, envp);
+    if (f->nleftovers < sizeof(f->leftovers) / sizeof(f->leftovers[0]))
+        f->leftovers[f->nleftovers++] = pid;
+    return pid;
+}
+
+/* Whether our child pid runs: not gone, not a zombie (kill(pid, 0) says
+ * yes to both). */
+static bool still_runs(pid_t pid)
+{
+    return waitpid(pid, NULL, WNOHANG) == 0;
 }
 
 static const char *known_uid; /* the one uid known_cb knows */
@@ -973,29 +990,31 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
                                   .data = f};
     assert_int_equal(bdy_runtime_process_new(&o, &bad, &eb), BDY_EINVAL);
 
-    bdy_runtime *rt = new_runtime_of(f, inst_a);
+    /* Its only port is the one the leftover of the gone world was told. */
+    bdy_runtime *rt = new_runtime_of(f, inst_a, port_gone);
+    bdy_world_spec s = arena_spec(f, "fresh");
+    assert_int_equal(start_err(rt, &s, &eb), BDY_EBUSY);
     known_uid = uid_known;
     known_calls = 0;
     size_t exits = exit_count(f);
     assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 1);
     assert_int_equal(known_calls, 2); /* only this instance's are asked about */
     assert_true(process_gone(gone));
-    assert_true(port_bindable(port_gone));
     sleep_ms(200);
     assert_int_equal(exit_count(f), exits); /* no world of theirs: no exit notice */
-    assert_int_equal(kill(known, 0), 0);
-    assert_int_equal(kill(other, 0), 0);
-    assert_int_equal(kill(none, 0), 0);
-    /* Asked again, it has nothing more to stop; the known world is still
-     * the runtime's to take back. */
+    assert_true(still_runs(known));
+    assert_true(still_runs(other));
+    assert_true(still_runs(none));
+    /* Its port is free in the runtime's own table too. */
+    bdy_world_handle h;
+    start_ok(rt, &s, &h);
+    assert_int_equal(h.ports[0].port, port_gone);
+    /* Asked again, it stops what is no longer known, and then nothing. */
     known_uid = NULL;
     assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 1);
     assert_true(process_gone(known));
     assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 0);
 
-    bdy_world_spec s = arena_spec(f, "fresh");
-    bdy_world_handle h;
-    start_ok(rt, &s, &h);
     bdy__stray id;
     /* Right after the exec, /proc may not show the new environment yet. */
     int found = BDY_ENOTFOUND;
@@ -1010,11 +1029,8 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
     rt = new_runtime(f, f->port_base, f->port_base + 99);
     assert_int_equal(rt->vt->stop_strays(rt->ctx, known_cb, NULL, 5000), 0);
     bdy_runtime_free(rt);
-    assert_int_equal(kill(other, 0), 0);
-    kill(other, SIGKILL);
-    kill(none, SIGKILL);
-    waitpid(other, NULL, 0);
-    waitpid(none, NULL, 0);
+    assert_true(still_runs(other));
+    assert_true(still_runs(none));
 }
 
 /* Taking a stray back can fail for a reason that passes (no descriptor
