@@ -77,7 +77,7 @@ void bdy_claims_set_reconciler(bdy_claims *c, bdy_reconciler *r);
  * idempotency indexes current and wakes cold claims. */
 void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj);
 
-/* Starts the Allocation-record informer and the cold-claim thread; returns
+/* Starts the Allocation-record informer and the cold-claim threads; returns
  * once the records are loaded (or after timeout_ms). */
 int bdy_claims_start(bdy_claims *c, int timeout_ms, bdy_errbuf *eb);
 /* From now on claims are served, once they are ready: the owner calls it
