@@ -2188,29 +2188,37 @@ typedef struct unrecorded {
  * warm and leaves that state by hand: a running world whose status is back
  * to Pending with no process named; with deleting, the world is also being
  * deleted (its finalizer holds it). */
-static unrecorded make_unrecorded(bb_server *s, bool deleting)
+/* Starts bindery, waits for its one world to be warm, kills bindery with
+ * SIGKILL and opens its store (*store, which the caller closes): the
+ * world's name, uid and recorded pid into u. */
+static void kill9_with_one_world(bb_server *s, bdy_store **store, unrecorded *u)
 {
-    unrecorded u;
     assert_true(bb_start(s, NULL));
     assert_true(wait_warm(s, 1, 60000));
     bb_signal(s, SIGKILL);
     assert_true(bb_wait_exit(s, 5000));
-
     bdy_sqlite_opts o = {.data_dir = s->data};
-    bdy_store *store = NULL;
-    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    assert_int_equal(bdy_store_sqlite_open(&o, store, NULL), 0);
     bdy_list_opts lo = {.ns = "default"};
     bdy_list_result res;
-    assert_int_equal(bdy_store_list(store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
+    assert_int_equal(bdy_store_list(*store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
     assert_int_equal(json_object_array_length(res.items), 1);
     json_object *w = json_object_array_get_idx(res.items, 0);
     json_object *meta = json_object_object_get(w, "metadata");
-    snprintf(u.name, sizeof(u.name), "%s",
+    snprintf(u->name, sizeof(u->name), "%s",
              json_object_get_string(json_object_object_get(meta, "name")));
-    snprintf(u.uid, sizeof(u.uid), "%s",
+    snprintf(u->uid, sizeof(u->uid), "%s",
              json_object_get_string(json_object_object_get(meta, "uid")));
-    u.pid =
+    u->pid =
         json_object_get_int64(json_object_object_get(json_object_object_get(w, "status"), "pid"));
+    bdy_list_result_free(&res);
+}
+
+static unrecorded make_unrecorded(bb_server *s, bool deleting)
+{
+    unrecorded u;
+    bdy_store *store = NULL;
+    kill9_with_one_world(s, &store, &u);
     assert_true(u.pid > 0);
     assert_int_equal(kill((pid_t)u.pid, 0), 0);
     assert_int_equal(processes_of_world(u.uid), 1);
@@ -2230,7 +2238,6 @@ static unrecorded make_unrecorded(bb_server *s, bool deleting)
             0);
         assert_false(deleted); /* the finalizer holds it */
     }
-    bdy_list_result_free(&res);
     bdy_store_close(store);
     return u;
 }
@@ -2390,25 +2397,11 @@ static void test_gone_world_process_is_stopped(void **state)
     (void)state;
     bb_server s;
     setup_server(&s, 1, 10, NULL, 0);
-    assert_true(bb_start(&s, NULL));
-    assert_true(wait_warm(&s, 1, 60000));
-    bb_signal(&s, SIGKILL);
-    assert_true(bb_wait_exit(&s, 5000));
-
-    bdy_sqlite_opts o = {.data_dir = s.data};
+    unrecorded u;
     bdy_store *store = NULL;
-    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
-    bdy_list_opts lo = {.ns = "default"};
-    bdy_list_result res;
-    assert_int_equal(bdy_store_list(store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
-    assert_int_equal(json_object_array_length(res.items), 1);
-    json_object *meta = json_object_object_get(json_object_array_get_idx(res.items, 0), "metadata");
-    char name[128];
-    char uid[128];
-    snprintf(name, sizeof(name), "%s",
-             json_object_get_string(json_object_object_get(meta, "name")));
-    snprintf(uid, sizeof(uid), "%s", json_object_get_string(json_object_object_get(meta, "uid")));
-    bdy_list_result_free(&res);
+    kill9_with_one_world(&s, &store, &u);
+    const char *name = u.name;
+    const char *uid = u.uid;
     assert_int_equal(processes_of_world(uid), 1);
     json_object *patch = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
     assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,

@@ -170,12 +170,15 @@ static int look(bdy_runtime *rt, const bdy_world_handle *h, const bdy_probe *p, 
     return rc;
 }
 
-static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max)
+/* A runtime of instance (NULL: none) handing out ports port_min..port_max. */
+static bdy_runtime *new_runtime_of(fixture *f, unsigned port_min, unsigned port_max,
+                                   const char *instance)
 {
     bdy_process_runtime_opts o = {.port_min = port_min,
                                   .port_max = port_max,
                                   .work_dir = f->dir,
                                   .log_dir = f->logs,
+                                  .instance = instance,
                                   .on_exit = record_exit_cb,
                                   .on_probe = record_probe_cb,
                                   .data = f};
@@ -188,6 +191,11 @@ static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max
         fail_msg("bdy_runtime_process_new: %s (%s)", bdy_strerror(rc), eb.message);
     assert_string_equal(rt->vt->name, "process");
     return rt;
+}
+
+static bdy_runtime *new_runtime(fixture *f, unsigned port_min, unsigned port_max)
+{
+    return new_runtime_of(f, port_min, port_max, NULL);
 }
 
 /* A spec for arena-world serving a UDP game port, probed over TCP. */
@@ -882,28 +890,6 @@ static void test_stray_port_is_not_handed_out(void **state)
     bdy_runtime_free(rt);
 }
 
-/* A runtime of instance id with the one port port, as new_runtime() makes
- * them. */
-static bdy_runtime *new_runtime_of(fixture *f, const char *instance, unsigned port)
-{
-    bdy_process_runtime_opts o = {.port_min = port,
-                                  .port_max = port,
-                                  .work_dir = f->dir,
-                                  .log_dir = f->logs,
-                                  .instance = instance,
-                                  .on_exit = record_exit_cb,
-                                  .on_probe = record_probe_cb,
-                                  .data = f};
-    current = f;
-    bdy_runtime *rt = NULL;
-    bdy_errbuf eb;
-    bdy_errbuf_clear(&eb);
-    int rc = bdy_runtime_process_new(&o, &rt, &eb);
-    if (rc != 0)
-        fail_msg("bdy_runtime_process_new: %s (%s)", bdy_strerror(rc), eb.message);
-    return rt;
-}
-
 /* arena-world as an earlier run left it for world name: a uid of this run
  * (into uid), a free port (into *port), instance (NULL: none). */
 static pid_t spawn_leftover(fixture *f, const char *name, const char *instance, char uid[64],
@@ -991,7 +977,7 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
     assert_int_equal(bdy_runtime_process_new(&o, &bad, &eb), BDY_EINVAL);
 
     /* Its only port is the one the leftover of the gone world was told. */
-    bdy_runtime *rt = new_runtime_of(f, inst_a, port_gone);
+    bdy_runtime *rt = new_runtime_of(f, port_gone, port_gone, inst_a);
     bdy_world_spec s = arena_spec(f, "fresh");
     assert_int_equal(start_err(rt, &s, &eb), BDY_EBUSY);
     known_uid = uid_known;
