@@ -216,6 +216,9 @@ struct bdy_claims {
     bdy_log_limit mat_fail_log;    /* a claim's status write failed */
     bdy_log_limit mat_backoff_log; /* the store cannot write claims now */
     waiter *waiters;
+    /* Taken off waiters and being answered by a cold-claim thread: the
+     * orphan sweep must see that their worlds are still waited for. */
+    waiter *inflight;
     replay_waiter *replays;
     pool_stats *stats;
     bdy_informer *records;
@@ -2346,6 +2349,8 @@ static void sweep_orphans(bdy_claims *c)
         pthread_mutex_lock(&c->lock);
         for (waiter *w = c->waiters; w != NULL && !waited; w = w->next)
             waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
+        for (waiter *w = c->inflight; w != NULL && !waited; w = w->next)
+            waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
         pthread_mutex_unlock(&c->lock);
         if (waited)
             continue;
@@ -2541,6 +2546,8 @@ static void *cold_main(void *arg)
             slot = &w->next;
         }
         if (due != NULL) {
+            due->next = c->inflight;
+            c->inflight = due;
             pthread_cond_signal(&c->wake); /* another thread for whatever else is due */
             pthread_mutex_unlock(&c->lock);
             if (due->ready)
@@ -2556,6 +2563,14 @@ static void *cold_main(void *arg)
             } else {
                 expire_cold(c, due);
             }
+            pthread_mutex_lock(&c->lock);
+            for (waiter **p = &c->inflight; *p != NULL; p = &(*p)->next) {
+                if (*p == due) {
+                    *p = due->next;
+                    break;
+                }
+            }
+            pthread_mutex_unlock(&c->lock);
             waiter_free(due);
             pthread_mutex_lock(&c->lock);
             continue;
