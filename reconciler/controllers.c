@@ -1185,19 +1185,26 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
      * verdict of a probe run now decides, not the one due a period on. */
     bool past_deadline =
         phase == BDY_PHASE_STARTING && started > 0 && bdy_wall_seconds() - started > deadline_s;
-    /* A Starting world is probed sooner than every period: at half its age
-     * so far (at least STARTING_PROBE_MIN_MS apart, at most a period), so
-     * that a world ready after 300 ms is seen within about 150 ms more, not
-     * a whole period later, when cold claims wait for it and the pool's
-     * lead time is measured. Failures do not count while it starts, only
-     * its start deadline does; a few probes more per start is the cost. */
+    /* A Starting world is probed sooner than every period: the next probe
+     * comes half the world's age at the last one after it (at least
+     * STARTING_PROBE_MIN_MS, at most a period), so a world ready after
+     * 400 ms is seen within about 200 ms more (half its age, a probe just
+     * missed it), not a whole period later, when cold claims wait for it and the
+     * pool's lead time is measured. The gap is fixed when the probe starts,
+     * so the pass that comes for the next one finds it due. Failures do not
+     * count while it starts, only its start deadline does; a few probes
+     * more per start is the cost. Not in its initial delay, with nothing to
+     * probe yet. */
     unsigned probe_period_ms = period_ms;
-    if (phase == BDY_PHASE_STARTING && started > 0) {
-        double half_age_ms = (bdy_wall_seconds() - started) * 1000 / 2;
-        if (half_age_ms < STARTING_PROBE_MIN_MS)
-            half_age_ms = STARTING_PROBE_MIN_MS;
-        if (half_age_ms < probe_period_ms)
-            probe_period_ms = (unsigned)half_age_ms;
+    if (phase == BDY_PHASE_STARTING && started > 0 && delay_left_ms <= 0) {
+        double age_ms = (bdy_wall_seconds() - started) * 1000;
+        if (t.probe_started_ns != 0)
+            age_ms -= (double)(bdy_monotonic_ns() - t.probe_started_ns) / 1e6;
+        double gap_ms = age_ms / 2;
+        if (gap_ms < STARTING_PROBE_MIN_MS)
+            gap_ms = STARTING_PROBE_MIN_MS;
+        if (gap_ms < probe_period_ms)
+            probe_period_ms = (unsigned)gap_ms;
     }
     bdy_world_state state = BDY_WORLD_RUNNING;
     unsigned due_ms = probe_period_ms;

@@ -1460,11 +1460,12 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     const proc_world *seen = find_by_process(rt, h->pid, h->start_time);
     bool watched = seen != NULL;
     bool stopping_as_leftover = seen != NULL && seen->orphan && !orphan;
+    bool a_world_now = seen != NULL && !seen->orphan && orphan;
     pthread_mutex_unlock(&rt->lock);
-    if (stopping_as_leftover) {
-        rc = bdy_fail(eb, BDY_EINVAL,
-                      "world %s/%s: pid %lld is being stopped as a leftover of a gone world", ns,
-                      name, (long long)h->pid);
+    if (stopping_as_leftover || a_world_now) {
+        rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld is watched as %s", ns, name,
+                      (long long)h->pid,
+                      a_world_now ? "a world's" : "the leftover of a gone world, being stopped");
         goto out;
     }
     if (watched)
@@ -1581,16 +1582,18 @@ static size_t proc_stop_strays(void *ctx, bdy_world_known_fn known, void *data, 
         stray_handle(rt, s, &h);
         bdy_errbuf eb;
         bdy_errbuf_clear(&eb);
-        /* Fails when it has gone meanwhile (and then leaves the list when
-         * its port is next asked about) or is no longer what it was; out
-         * of memory or descriptors, a later call tries again. */
-        if (adopt_process(rt, s->ns, s->name, &h, true, &eb) == 0 &&
-            proc_stop(rt, &h, grace_ms) == 0) {
+        /* Fails when it has gone meanwhile (it leaves the list) or is no
+         * longer what it was; out of memory or descriptors, a later call
+         * tries again. */
+        int rc = adopt_process(rt, s->ns, s->name, &h, true, &eb);
+        if (rc == 0 && proc_stop(rt, &h, grace_ms) == 0) {
             bdy_warn(LOG_COMPONENT,
                      "stopping pid %lld, started by an earlier run of this bindery for world "
                      "%s/%s (uid %s), which no longer exists",
                      (long long)h.pid, s->ns, s->name, s->uid);
             stopped++;
+        } else if (rc == BDY_ENOTFOUND) {
+            drop_stray(rt, s->pid, s->start_time); /* gone by itself */
         }
         free(s);
     }
