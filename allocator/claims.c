@@ -141,8 +141,10 @@ static void mat_item_free(mat_item *m)
     free(m);
 }
 
-/* A claim waiting for a cold world. */
+/* A claim waiting for a cold world, its own: one per world. */
 typedef struct waiter {
+    bdy_hnode node;                 /* first: in c->waiting while on c->waiters; node.key = key */
+    char key[2 * BDY_NAME_MAX + 2]; /* "ns/world" */
     struct waiter *next;
     bdy_http_deferred *d;
     char ns[BDY_NAME_MAX];
@@ -205,6 +207,9 @@ struct bdy_claims {
     missed_key *missed_tail;
     size_t nmissed; /* on the list */
     bdy_hmap held;  /* held_entry by "ns/world" (ledger claims only) */
+    /* The waiters by their world's "ns/world": every world event looks for
+     * its waiter under the lock, which warm claims take too. */
+    bdy_hmap waiting;
     /* Materializing: ledger claims whose world status is not written yet.
      * Guarded by lock; mat_wake signals new items or stopping. */
     mat_item *mat_head;
@@ -620,15 +625,26 @@ static void finish_error(bdy_http_deferred *d, unsigned status, const char *code
  * failed (failed wins) and wakes a cold-claim thread. Under c->lock. */
 static void tell_waiters(bdy_claims *c, const char *ns, const char *name, bool ready, bool failed)
 {
-    for (waiter *w = c->waiters; w != NULL; w = w->next) {
-        if (strcmp(w->ns, ns) != 0 || strcmp(w->world, name) != 0)
-            continue;
-        if (failed)
-            w->failed = true;
-        else if (ready)
-            w->ready = true;
-        pthread_cond_signal(&c->wake);
-    }
+    if (c->waiting.count == 0 || (!ready && !failed))
+        return;
+    char key[sizeof(((waiter *)0)->key)];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    waiter *w = (waiter *)bdy_hmap_find(&c->waiting, key, bdy_hash_str(key));
+    if (w == NULL)
+        return;
+    if (failed)
+        w->failed = true;
+    else
+        w->ready = true;
+    pthread_cond_signal(&c->wake);
+}
+
+/* Takes w off the waiters it is first of (*slot == w). Under c->lock. */
+static void waiter_unlink(bdy_claims *c, waiter **slot, waiter *w)
+{
+    *slot = w->next;
+    w->next = NULL;
+    bdy_hmap_remove(&c->waiting, &w->node);
 }
 
 void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj)
@@ -2174,6 +2190,10 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     if (parked) {
         w->next = c->waiters;
         c->waiters = w;
+        snprintf(w->key, sizeof(w->key), "%s/%s", w->ns, w->world);
+        w->node.key = w->key;
+        w->node.hash = bdy_hash_str(w->key);
+        bdy_hmap_insert(&c->waiting, &w->node);
         pthread_cond_signal(&c->wake);
     }
     pthread_mutex_unlock(&c->lock);
@@ -2345,10 +2365,10 @@ static void sweep_orphans(bdy_claims *c)
     bdy_world_ref refs[ORPHAN_SWEEP_MAX];
     size_t n = bdy_fleet_reserved(c->o.fleet, refs, ORPHAN_SWEEP_MAX);
     for (size_t i = 0; i < n; i++) {
-        bool waited = false;
+        char key[sizeof(((waiter *)0)->key)];
+        snprintf(key, sizeof(key), "%s/%s", refs[i].ns, refs[i].name);
         pthread_mutex_lock(&c->lock);
-        for (waiter *w = c->waiters; w != NULL && !waited; w = w->next)
-            waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
+        bool waited = bdy_hmap_find(&c->waiting, key, bdy_hash_str(key)) != NULL;
         for (waiter *w = c->inflight; w != NULL && !waited; w = w->next)
             waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
         pthread_mutex_unlock(&c->lock);
@@ -2538,8 +2558,7 @@ static void *cold_main(void *arg)
         while (*slot != NULL) {
             waiter *w = *slot;
             if (w->ready || w->failed || now >= w->deadline) {
-                *slot = w->next;
-                w->next = NULL;
+                waiter_unlink(c, slot, w);
                 due = w;
                 break;
             }
@@ -2589,7 +2608,7 @@ static void *cold_main(void *arg)
     }
     while (c->waiters != NULL) {
         waiter *w = c->waiters;
-        c->waiters = w->next;
+        waiter_unlink(c, &c->waiters, w);
         pthread_mutex_unlock(&c->lock);
         finish_error(w->d, 503, "ShuttingDown", "the server is shutting down", RETRY_AFTER_S);
         waiter_free(w);
@@ -3005,10 +3024,12 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     if (c->o.record_retention_s <= 0)
         c->o.record_retention_s = RECORD_RETENTION_DEFAULT_S;
     if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0 ||
-        bdy_hmap_init(&c->held, ID_BUCKETS) != 0 || bdy_hmap_init(&c->missed, ID_BUCKETS) != 0) {
+        bdy_hmap_init(&c->held, ID_BUCKETS) != 0 || bdy_hmap_init(&c->missed, ID_BUCKETS) != 0 ||
+        bdy_hmap_init(&c->waiting, 16) != 0) {
         bdy_hmap_destroy(&c->ids);
         bdy_hmap_destroy(&c->idem);
         bdy_hmap_destroy(&c->held);
+        bdy_hmap_destroy(&c->missed);
         free(c);
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     }
@@ -3173,6 +3194,7 @@ void bdy_claims_free(bdy_claims *c)
         free(m);
     }
     bdy_hmap_destroy(&c->missed);
+    bdy_hmap_destroy(&c->waiting); /* its nodes are the waiters, freed below */
     while (c->mat_head != NULL) {
         mat_item *n = c->mat_head->next;
         mat_item_free(c->mat_head);
