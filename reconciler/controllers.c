@@ -49,9 +49,9 @@
 #define ORPHAN_DEFAULT_AGE_S 300.0
 /* Shortest gap between the readiness probes of a Starting world. */
 #define STARTING_PROBE_MIN_MS 50u
-/* SIGTERM to SIGKILL for a process whose world, and so whose manifest's
- * grace period, is gone: the default of manifest_grace_ms(). */
-#define LEFTOVER_GRACE_MS 10000u
+/* SIGTERM to SIGKILL when no manifest says (terminationGracePeriodSeconds
+ * absent, the manifest or the world gone). */
+#define DEFAULT_GRACE_S 10u
 #define FAILURE_WINDOW_S 60.0
 #define FAILURE_BACKOFF_AFTER 3
 #define FAILURE_BACKOFF_MAX_S 60.0
@@ -855,7 +855,7 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spe
     if (spec->readiness.timeout_ms > PROBE_TIMEOUT_MAX_MS)
         spec->readiness.timeout_ms = PROBE_TIMEOUT_MAX_MS;
     spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
-    spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", 10);
+    spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", DEFAULT_GRACE_S);
     *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
     *deadline_s = (unsigned)bdy_jint(ms, "startDeadlineSeconds", 120);
     return 0;
@@ -1005,13 +1005,14 @@ static void observe_startup(bdy_reconciler *r, json_object *world, double starte
  * 10 s when the manifest is gone. */
 static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
 {
-    unsigned grace_ms = 10000;
+    unsigned grace_ms = DEFAULT_GRACE_S * 1000;
     json_object *m = NULL;
     const char *ns = bdy_jstr(bdy_jget(world, "metadata"), "namespace");
     const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
     if (ns != NULL && mname != NULL &&
         bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-        grace_ms = seconds_ms(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", 10);
+        grace_ms =
+            seconds_ms(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", DEFAULT_GRACE_S);
     json_object_put(m);
     return grace_ms;
 }
@@ -1649,7 +1650,7 @@ static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
 {
     *requeue_ms = ORPHANS_SWEEP_MS;
     if (r->rt->vt->stop_strays != NULL && bdy_informer_synced(r->inf))
-        r->rt->vt->stop_strays(r->rt->ctx, world_known, r, LEFTOVER_GRACE_MS);
+        r->rt->vt->stop_strays(r->rt->ctx, world_known, r, DEFAULT_GRACE_S * 1000);
     bdy_world_ref *refs = calloc(POOL_STEP_MAX, sizeof(*refs));
     if (refs == NULL)
         return BDY_ENOMEM;
