@@ -691,22 +691,43 @@ static void run_uid(char out[64], const char *base)
     snprintf(out, 64, "uid-%s-%d", base, (int)getpid());
 }
 
-/* arena-world started as the process runtime starts a world, with its
- * identity in the environment, as if Bindery stopped before recording it:
- * a uid of this run (in uid) and a free port of the fixture's (in *port). */
-static pid_t spawn_unrecorded(fixture *f, const char *name, char uid[64], unsigned *port)
+/* arena-world as an earlier run left it for world name: a uid of this run
+ * (into uid), a free port (into *port), instance (NULL: none). */
+static pid_t spawn_leftover(fixture *f, const char *name, const char *instance, char uid[64],
+                            unsigned *port)
 {
     run_uid(uid, name);
     *port = free_port(f);
     char v_uid[128];
     char v_name[128];
     char v_port[64];
+    char v_inst[128];
     snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
     snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
     snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", *port);
+    snprintf(v_inst, sizeof(v_inst), "BINDERY_INSTANCE=%s", instance ? instance : "");
     char *const envp[] = {
-        "PATH=/usr/bin:/bin", v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port, NULL};
-    return spawn_arena_env(f, *port, name, envp);
+        "PATH=/usr/bin:/bin",     v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port,
+        instance ? v_inst : NULL, NULL};
+    pid_t pid = spawn_arena_env(f, *port, name, envp);
+    if (f->nleftovers < sizeof(f->leftovers) / sizeof(f->leftovers[0]))
+        f->leftovers[f->nleftovers++] = pid;
+    return pid;
+}
+
+/* Whether our child pid runs: not gone, not a zombie (kill(pid, 0) says
+ * yes to both). */
+static bool still_runs(pid_t pid)
+{
+    return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* arena-world started as the process runtime starts a world, with its
+ * identity in the environment, as if Bindery stopped before recording it:
+ * a uid of this run (in uid) and a free port of the fixture's (in *port). */
+static pid_t spawn_unrecorded(fixture *f, const char *name, char uid[64], unsigned *port)
+{
+    return spawn_leftover(f, name, NULL, uid, port);
 }
 
 /* The pid of a process other than not_pid that the runtime would find as a
@@ -892,37 +913,6 @@ static void test_stray_port_is_not_handed_out(void **state)
     assert_int_equal(h.ports[0].port, port);
     stop_ok(f, rt, &h, "newcomer");
     bdy_runtime_free(rt);
-}
-
-/* arena-world as an earlier run left it for world name: a uid of this run
- * (into uid), a free port (into *port), instance (NULL: none). */
-static pid_t spawn_leftover(fixture *f, const char *name, const char *instance, char uid[64],
-                            unsigned *port)
-{
-    run_uid(uid, name);
-    *port = free_port(f);
-    char v_uid[128];
-    char v_name[128];
-    char v_port[64];
-    char v_inst[128];
-    snprintf(v_uid, sizeof(v_uid), "BINDERY_WORLD_UID=%s", uid);
-    snprintf(v_name, sizeof(v_name), "BINDERY_WORLD_NAME=%s", name);
-    snprintf(v_port, sizeof(v_port), "BINDERY_PORT_GAME=%u", *port);
-    snprintf(v_inst, sizeof(v_inst), "BINDERY_INSTANCE=%s", instance ? instance : "");
-    char *const envp[] = {
-        "PATH=/usr/bin:/bin",     v_uid, v_name, "BINDERY_WORLD_NAMESPACE=default", v_port,
-        instance ? v_inst : NULL, NULL};
-    pid_t pid = spawn_arena_env(f, *port, name, envp);
-    if (f->nleftovers < sizeof(f->leftovers) / sizeof(f->leftovers[0]))
-        f->leftovers[f->nleftovers++] = pid;
-    return pid;
-}
-
-/* Whether our child pid runs: not gone, not a zombie (kill(pid, 0) says
- * yes to both). */
-static bool still_runs(pid_t pid)
-{
-    return waitpid(pid, NULL, WNOHANG) == 0;
 }
 
 static const char *known_uid; /* the one uid known_cb knows */
