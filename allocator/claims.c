@@ -1802,7 +1802,8 @@ static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const c
     for (int tries = 0; rc == BDY_EEXISTS && tries < 3; tries++) {
         if (!bdy_fleet_creation_grant(c->o.fleet, spec->ns, spec->name, name_out))
             return BDY_EBUSY;
-        json_object *w = bdy_pool_new_world(spec, name_out, id);
+        json_object *w = bdy_pool_new_world(spec, name_out, id,
+                                            bdy_fleet_template(c->o.fleet, spec->ns, spec->name));
         bdy_errbuf_clear(eb);
         rc = bdy_store_create(c->o.store, &BDY_GVR_WORLDS, spec->ns, w, NULL, NULL, eb);
         json_object_put(w);

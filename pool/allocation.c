@@ -166,8 +166,59 @@ out:
     return rc;
 }
 
+static int label_cmp(const void *a, const void *b)
+{
+    const bdy_config_label *x = a;
+    const bdy_config_label *y = b;
+    return strcmp(x->key, y->key);
+}
+
+/* Appends s and its NUL, so that no two field lists run into one text. */
+static int append_field(bdy_buf *b, const char *s)
+{
+    return bdy_buf_append(b, s, strlen(s) + 1);
+}
+
+uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source)
+{
+    json_object *meta = bdy_jget(source, "metadata");
+    const char *uid = bdy_jstr(meta, "uid");
+    if (uid == NULL)
+        return 0;
+    char generation[24];
+    snprintf(generation, sizeof(generation), "%lld", (long long)bdy_jint(meta, "generation", 0));
+    /* Labels sorted by key: reordering them in the config is no change. */
+    bdy_config_label sorted[BDY_CONFIG_MAX_LABELS]; /* the strings stay spec's */
+    size_t nlabels =
+        spec->labels.count < BDY_CONFIG_MAX_LABELS ? spec->labels.count : BDY_CONFIG_MAX_LABELS;
+    for (size_t i = 0; i < nlabels; i++)
+        sorted[i] = spec->labels.items[i];
+    qsort(sorted, nlabels, sizeof(sorted[0]), label_cmp);
+    bdy_buf text;
+    bdy_buf_init(&text, (size_t)64 * 1024);
+    int rc = append_field(&text, spec->manifest ? "ModuleManifest" : "Booklet");
+    rc = rc ? rc : append_field(&text, spec->manifest ? spec->manifest : spec->booklet);
+    rc = rc ? rc : append_field(&text, uid);
+    rc = rc ? rc : append_field(&text, generation);
+    for (size_t i = 0; i < nlabels && rc == 0; i++) {
+        rc = append_field(&text, sorted[i].key);
+        rc = rc ? rc : append_field(&text, sorted[i].value);
+    }
+    uint64_t id = 0;
+    if (rc == 0) {
+        char hex[65];
+        bdy_sha256_hex(text.data, text.len, hex);
+        hex[16] = '\0';
+        id = strtoull(hex, NULL, 16);
+        if (id == 0)
+            id = 1; /* 0 says "no template" */
+    }
+    bdy_buf_free(&text);
+    return id;
+}
+
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
-                                const char *cold_claim_id)
+                                const char *cold_claim_id, uint64_t template_id)
 {
     json_object *w = json_object_new_object();
     json_object_object_add(w, "apiVersion", json_object_new_string("bindery.dev/v1alpha1"));
@@ -179,6 +230,11 @@ json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
         json_object_object_add(labels, spec->labels.items[i].key,
                                json_object_new_string(spec->labels.items[i].value));
     json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+    if (template_id != 0) {
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)template_id);
+        json_object_object_add(labels, BDY_LABEL_TEMPLATE, json_object_new_string(hex));
+    }
     json_object_object_add(meta, "labels", labels);
     if (cold_claim_id != NULL) {
         json_object *ann = json_object_new_object();

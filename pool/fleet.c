@@ -47,9 +47,12 @@ typedef struct world {
                             warm until undone or a newer rv is seen */
     bool reserved;       /* created for one cold claim */
     bool failure_listed; /* handed out by bdy_fleet_failed once already */
+    bool outdated;       /* made from another template than its pool's (outdated_of);
+                            kept so that count() removes what it added */
     bdy_process_seen process;
     uint64_t rv;
     uint64_t claim_rv;        /* the rv a claim (or a scale-down, or a fail) started from */
+    uint64_t template_id;     /* its BDY_LABEL_TEMPLATE, 0 without one */
     double ready_since;       /* monotonic seconds when first seen Ready (scale-down age) */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
     bool labels_unknown;      /* too many to keep (or no memory): no selector
@@ -79,7 +82,8 @@ struct fleet_pool {
     creation *creating;     /* owned array */
     size_t ncreating;
     size_t acreating;
-    bool present; /* still in the config */
+    bool present;         /* still in the config */
+    uint64_t template_id; /* bdy_fleet_set_template; 0: not known */
 };
 
 struct bdy_fleet {
@@ -296,6 +300,14 @@ static void warm_sync(world *w)
     unchecked_sync(w);
 }
 
+/* Whether w was made from another template than its pool's, as far as the
+ * pool knows its template. Set w->outdated from it only between a
+ * count(w, -1) and a count(w, +1). */
+static bool outdated_of(const world *w)
+{
+    return w->pool != NULL && w->pool->template_id != 0 && w->template_id != w->pool->template_id;
+}
+
 /* Adds (sign +1) or removes (-1) w from its pool's phase counts. */
 static void count(world *w, int sign)
 {
@@ -319,9 +331,15 @@ static void count(world *w, int sign)
      * same: the pool must replace it now, not once the status catches up. */
     bdy_phase phase = w->held && w->phase == BDY_PHASE_READY ? BDY_PHASE_ALLOCATED : w->phase;
     c->phase[phase] = (unsigned)((int)c->phase[phase] + sign);
-    if (w->reserved &&
-        (phase == BDY_PHASE_PENDING || phase == BDY_PHASE_STARTING || phase == BDY_PHASE_READY))
+    bool stock =
+        phase == BDY_PHASE_PENDING || phase == BDY_PHASE_STARTING || phase == BDY_PHASE_READY;
+    if (w->reserved && stock)
         c->reserved = (unsigned)((int)c->reserved + sign);
+    if (w->outdated && stock && !w->reserved) {
+        c->outdated = (unsigned)((int)c->outdated + sign);
+        if (phase == BDY_PHASE_READY)
+            c->outdated_ready = (unsigned)((int)c->outdated_ready + sign);
+    }
     c->total = (unsigned)((int)c->total + sign);
 }
 
@@ -390,6 +408,7 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
             warm_remove(w);
             count(w, -1);
             w->pool = p;
+            w->outdated = outdated_of(w);
             count(w, +1);
         }
         warm_sync(w);
@@ -545,6 +564,16 @@ static const char *packed_label(void *data, const char *key)
 
 /* A new, empty record for "ns/name" (ns_len bytes of namespace), in the
  * map; NULL when out of memory. Under lock. */
+/* A BDY_LABEL_TEMPLATE value: 16 hex digits; 0 for anything else. */
+static uint64_t template_of(json_object *label)
+{
+    const char *v =
+        json_object_get_type(label) == json_type_string ? json_object_get_string(label) : NULL;
+    if (v == NULL || strlen(v) != 16 || strspn(v, "0123456789abcdef") != 16)
+        return 0;
+    return strtoull(v, NULL, 16);
+}
+
 static world *world_add(bdy_fleet *f, const char *key, size_t ns_len)
 {
     world *w = calloc(1, sizeof(*w));
@@ -648,6 +677,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
     bool labels_unknown = false;
     char *labels = pack_labels(json_object_object_get(meta, "labels"), &labels_unknown);
+    uint64_t template_id = template_of(
+        json_object_object_get(json_object_object_get(meta, "labels"), BDY_LABEL_TEMPLATE));
     const char *uid_text = bdy_jstr(meta, "uid");
     char *uid = uid_text ? strdup(uid_text) : NULL;
     /* The claim answer's world part, built here so a warm claim only
@@ -712,6 +743,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     free(w->labels);
     w->labels = labels;
     w->labels_unknown = labels_unknown;
+    w->template_id = template_id;
+    w->outdated = outdated_of(w);
     free(w->uid);
     w->uid = uid;
     free(w->answer_world);
@@ -1139,6 +1172,59 @@ void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool dele
         warm_sync(w);
     }
     pthread_mutex_unlock(&f->lock);
+}
+
+void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint64_t template_id)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    if (p != NULL && p->template_id != template_id) {
+        p->template_id = template_id;
+        /* Once per change of template (an edit, a reload): a walk of every
+         * world is fine here, never on a claim's path. */
+        BDY_HMAP_FOREACH(&f->worlds, node)
+        {
+            world *w = (world *)node;
+            if (w->pool != p)
+                continue;
+            count(w, -1);
+            w->outdated = outdated_of(w);
+            count(w, +1);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+uint64_t bdy_fleet_template(bdy_fleet *f, const char *ns, const char *pool)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    uint64_t t = p ? p->template_id : 0;
+    pthread_mutex_unlock(&f->lock);
+    return t;
+}
+
+size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
+                               size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&f->lock);
+    fleet_pool *p = find_pool(f, ns, pool);
+    if (p != NULL && p->counts.outdated > 0) {
+        BDY_HMAP_FOREACH(&f->worlds, node)
+        {
+            world *w = (world *)node;
+            if (n == max || w->pool != p || !w->outdated || w->deleting || w->claiming || w->held ||
+                w->reserved || w->scaling_down || w->failing)
+                continue;
+            if (!idle_ready(w))
+                continue;
+            /* Changes the world and the warm array, not the map. */
+            take_for_deletion(w, &out[n++]);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
 }
 
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,

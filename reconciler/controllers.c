@@ -1667,6 +1667,57 @@ static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
     return 0;
 }
 
+/* Sets the template the pool's worlds should be made from now
+ * (bdy_pool_template), from its manifest or booklet as stored: 0 while that
+ * is missing (its worlds cannot start anyway, and none is replaced for it).
+ * A store that cannot read it now changes nothing: a template that came and
+ * went with such a read would make every world created meanwhile outdated. */
+static void set_pool_template(bdy_reconciler *r, const char *ns, const bdy_config_pool *spec)
+{
+    json_object *source = NULL;
+    const bdy_gvr *gvr = spec->manifest ? &BDY_GVR_MANIFESTS : &BDY_GVR_BOOKLETS;
+    const char *source_name = spec->manifest ? spec->manifest : spec->booklet;
+    int rc = source_name ? bdy_store_get(r->o.store, gvr, ns, source_name, &source, NULL)
+                         : BDY_ENOTFOUND;
+    if (rc == 0 || rc == BDY_ENOTFOUND)
+        bdy_fleet_set_template(r->o.fleet, ns, spec->name,
+                               rc == 0 ? bdy_pool_template(spec, source) : 0);
+    json_object_put(source);
+}
+
+/* Replaces the pool's idle worlds made from an older template (its manifest
+ * was edited, or a reload gave the pool another manifest or other labels):
+ * they are no warm stock, so the pool has already asked for their
+ * replacements. An outdated world goes once Ready, and only while the
+ * Ready worlds left still make the target: claims find worlds
+ * all along (an outdated world is still claimed meanwhile, rather than
+ * none), and a new template whose worlds never become Ready (a broken
+ * manifest) takes nothing away. So a pool whose maxWorlds leaves no room
+ * for replacements moves on as its outdated worlds are claimed. A world a
+ * claim holds is never one of them: it stays as it is until released. */
+static void replace_outdated(bdy_reconciler *r, const char *ns, const char *name,
+                             const bdy_pool_counts *c, unsigned target, bdy_world_ref *refs)
+{
+    unsigned ready = c->phase[BDY_PHASE_READY];
+    unsigned current_ready = ready - c->outdated_ready;
+    size_t max_ready = current_ready >= target ? c->outdated_ready
+                       : ready > target        ? ready - target
+                                               : 0;
+    size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, refs,
+                                       max_ready < POOL_STEP_MAX ? max_ready : POOL_STEP_MAX);
+    for (size_t i = 0; i < n; i++) {
+        int drc = delete_world(r, &refs[i], "Outdated",
+                               "made from an older template of its pool (the manifest or the "
+                               "pool's labels changed); the pool replaces it");
+        bdy_fleet_scale_down_done(r->o.fleet, &refs[i],
+                                  drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
+    }
+    if (n > 0)
+        bdy_info("pool",
+                 "pool %s/%s: replacing %zu worlds made from an older template (%u outdated)", ns,
+                 name, n, c->outdated);
+}
+
 static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, unsigned *requeue_ms)
 {
     char key[KEY_MAX];
@@ -1679,6 +1730,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     double now = bdy_wall_seconds(); /* demand and forecasts are in wall time */
     double mono = monotonic_s();     /* rates, backoff and cooldown are not */
     *requeue_ms = POOL_RESYNC_MS;
+    /* Each pass: an edited manifest is noticed within a resync. */
+    set_pool_template(r, ns, &spec);
     bdy_pool_counts c;
     if (bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
@@ -1689,7 +1742,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     dem.allocated = c.phase[BDY_PHASE_ALLOCATED];
     unsigned target = bdy_pool_target_warm(&spec, known ? &dem : NULL, now, &level);
     bdy_demand_note_target(r->o.demand, ns, name, target, level, now);
-    if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > target) {
+    if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > target || c.outdated > 0) {
         refs = calloc(POOL_STEP_MAX, sizeof(*refs));
         if (refs == NULL) {
             rc = BDY_ENOMEM;
@@ -1717,10 +1770,11 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
 
     if (nfailed > 0 && bdy_fleet_counts(r->o.fleet, ns, name, &c) != 0)
         goto out;
-    /* Worlds started for cold claims are theirs, not warm stock. */
+    /* Worlds started for cold claims are theirs, not warm stock; outdated
+     * ones are on their way out. */
     unsigned stock = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
                      c.phase[BDY_PHASE_READY] + c.creating;
-    unsigned warm = stock > c.reserved ? stock - c.reserved : 0;
+    unsigned warm = stock > c.reserved + c.outdated ? stock - c.reserved - c.outdated : 0;
     if (spec.booklet != NULL && spec.manifest == NULL) {
         pthread_mutex_lock(&r->pools_lock);
         bool warned = ps->booklet_warned;
@@ -1761,7 +1815,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
             char world_name[BDY_NAME_MAX];
             if (!bdy_fleet_creation_grant(r->o.fleet, ns, name, world_name))
                 break;
-            json_object *w = bdy_pool_new_world(&spec, world_name, NULL);
+            json_object *w = bdy_pool_new_world(&spec, world_name, NULL,
+                                                bdy_fleet_template(r->o.fleet, ns, name));
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
             rc = bdy_store_create(r->o.store, &BDY_GVR_WORLDS, ns, w, NULL, NULL, &eb);
@@ -1813,6 +1868,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         ps->surplus_since = 0;
         pthread_mutex_unlock(&r->pools_lock);
     }
+    if (c.outdated > 0 && refs != NULL)
+        replace_outdated(r, ns, name, &c, target, refs);
 out:
     free(refs);
     bdy_fleet_pool_spec_free(&spec);

@@ -43,6 +43,10 @@
 #define BDY_FINALIZER_WORLD "bindery.dev/world"
 /* Annotation on a world created for one waiting claim. */
 #define BDY_ANNOTATION_COLD_CLAIM "bindery.dev/cold-claim"
+/* Label naming the template a world was made from (bdy_pool_template), as
+ * 16 hex digits: a world whose pool has moved on to another template is
+ * replaced once it is idle. */
+#define BDY_LABEL_TEMPLATE BDY_RESERVED_DOMAIN "/template"
 
 #define BDY_NAME_MAX 254
 #define BDY_ALLOCATION_ID_LEN 17 /* "alc-" + 12 hex + NUL */
@@ -69,15 +73,20 @@ int bdy_phase_parse(const char *text, bdy_phase *out);
  * "warm" = in the warm index; deleting worlds count only in `deleting`. */
 typedef struct bdy_pool_counts {
     unsigned phase[BDY_PHASE_COUNT];
-    unsigned warm;      /* claimable now */
-    unsigned deleting;  /* deletionTimestamp set */
-    unsigned reserved;  /* Pending, Starting or Ready worlds created for a cold claim:
-                           counted in phase[] but no warm stock (the claim takes them) */
-    unsigned creating;  /* granted creations not seen yet (bdy_fleet_creation_grant) */
-    unsigned unchecked; /* Ready worlds no claim holds whose process this run has not
-                           found running yet (after a restart): not warm yet */
-    unsigned total;     /* every world of the pool that is not being deleted, and
-                           every creation in `creating` */
+    unsigned warm;           /* claimable now */
+    unsigned deleting;       /* deletionTimestamp set */
+    unsigned reserved;       /* Pending, Starting or Ready worlds created for a cold claim:
+                                counted in phase[] but no warm stock (the claim takes them) */
+    unsigned creating;       /* granted creations not seen yet (bdy_fleet_creation_grant) */
+    unsigned unchecked;      /* Ready worlds no claim holds whose process this run has not
+                                found running yet (after a restart): not warm yet */
+    unsigned total;          /* every world of the pool that is not being deleted, and
+                                every creation in `creating` */
+    unsigned outdated;       /* Pending, Starting or Ready worlds, not reserved and not held
+                                by a claim, made from another template than the pool's
+                                (bdy_fleet_set_template): counted in phase[] but no warm
+                                stock, since they are being replaced */
+    unsigned outdated_ready; /* the Ready ones among them (still claimable meanwhile) */
 } bdy_pool_counts;
 
 /* A copy of what claims need to know about a candidate. */
@@ -213,6 +222,21 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
  * informer reports that newer state. Otherwise it is put back (warm and
  * counted as it is), unless the informer has already reported newer. */
 void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool deleted);
+/* Pool controller: the template the pool's worlds should be made from
+ * (bdy_pool_template; 0: not known, and then no world is outdated). Worlds
+ * labelled with another one, or with none, count as outdated from here on
+ * (bdy_pool_counts.outdated). */
+void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint64_t template_id);
+/* The template last set for the pool (0: none, or an unknown pool). */
+uint64_t bdy_fleet_template(bdy_fleet *f, const char *ns, const char *pool);
+/* Pool controller, replacing outdated worlds: takes up to max idle Ready
+ * outdated worlds of the pool, as bdy_fleet_take_idle_oldest takes them
+ * (out of the warm index, counted as deleting). Never one a claim holds or
+ * takes, or one reserved for a cold claim; nor one not Ready yet: it may
+ * be a cold claim's world that joins the pool after a 504, and is taken
+ * once Ready like any other. Settle each with bdy_fleet_scale_down_done. */
+size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
+                               size_t max);
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted.
  * A world stays listed until its deletion is seen; *first_time counts those
  * listed for the first time, so each failure feeds the crash backoff once
@@ -225,7 +249,16 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
  * cold_claim_id non-NULL reserves it for that waiting claim. Caller owns
  * the result. */
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
-                                const char *cold_claim_id);
+                                const char *cold_claim_id, uint64_t template_id);
+
+/* The template of the pool's worlds: what a world must have been made from
+ * to be current. A digest of the pool's manifest or booklet (its kind, name,
+ * uid and generation, so an edit of its spec, or its deletion and
+ * re-creation, makes a new template) and of the pool's labels (in any
+ * order). source is that ModuleManifest or Booklet object as stored.
+ * Never 0; 0 when source has no metadata.uid. A new world carries it as
+ * BDY_LABEL_TEMPLATE (bdy_pool_new_world with template_id non-zero). */
+uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source);
 
 /* Each world listed is taken as by bdy_fleet_take_idle_oldest: settle it
  * with bdy_fleet_scale_down_done.

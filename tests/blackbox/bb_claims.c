@@ -1439,6 +1439,111 @@ static void test_reload_keeps_allocated_worlds(void **state)
     bb_cleanup(&s);
 }
 
+/* Whether the pool's worlds are all made from the new template: the
+ * claimed worlds kept (NULL-terminated) are Allocated still, and the other
+ * worlds, at least want, are Ready, each answering its ping with prefix and its name (the
+ * new manifest's) and labelled label_kv ("key":"value" as JSON text, or
+ * NULL). */
+static bool rolled_out(bb_server *s, const char *const *kept, int want, const char *prefix,
+                       const char *label_kv)
+{
+    long status = 0;
+    json_object *list = get_json(s, "/v1/worlds?pool=arena", &status);
+    json_object *items = json_object_object_get(list, "items");
+    int ready = 0;
+    int nkept = 0;
+    int kept_allocated = 0;
+    bool ok = status == 200;
+    for (size_t i = 0; ok && i < json_object_array_length(items); i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        const char *name = json_object_get_string(json_object_object_get(w, "name"));
+        const char *phase = json_object_get_string(json_object_object_get(w, "phase"));
+        bool is_kept = false;
+        for (nkept = 0; kept[nkept] != NULL; nkept++)
+            is_kept |= strcmp(name, kept[nkept]) == 0;
+        if (is_kept) {
+            kept_allocated += strcmp(phase, "Allocated") == 0;
+            continue;
+        }
+        json_object *port0 = json_object_array_get_idx(json_object_object_get(w, "ports"), 0);
+        int port = json_object_get_int(json_object_object_get(port0, "port"));
+        char want_answer[160];
+        snprintf(want_answer, sizeof(want_answer), "pong %s%s", prefix, name);
+        char answer[160] = "";
+        const char *labels = json_object_to_json_string_ext(json_object_object_get(w, "labels"), 0);
+        ok = strcmp(phase, "Ready") == 0 && ping_world(port, answer, sizeof(answer)) &&
+             strncmp(answer, want_answer, strlen(want_answer)) == 0 &&
+             (label_kv == NULL || strstr(labels, label_kv) != NULL);
+        ready++;
+    }
+    json_object_put(list);
+    return ok && kept_allocated == nkept && ready >= want;
+}
+
+static bool wait_rolled_out(bb_server *s, const char *const *kept, int want, const char *prefix,
+                            const char *label_kv, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 200) {
+        if (rolled_out(s, kept, want, prefix, label_kv))
+            return true;
+        sleep_ms(200);
+    }
+    bb_print_log_tail(s, "the pool's worlds were not replaced by worlds of the new template");
+    return false;
+}
+
+/* An edited manifest, or a reload that changes the pool's labels, gives the
+ * pool new worlds: the idle ones made from the old template are replaced,
+ * the claimed one runs on untouched, and new claims get new worlds. */
+static void test_outdated_worlds_are_replaced(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 2, 10, 0);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_true(wait_warm(&s, 2, 20000));
+
+    /* The manifest's new version names its worlds "v2-<name>" (the last
+     * --name wins); the reload applies it. */
+    write_arena_manifest(&s, ARENA_PROBE, 20, ", \"--name\", \"v2-{name}\"");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    const char *kept[3] = {c.name, NULL, NULL};
+    assert_true(wait_rolled_out(&s, kept, 2, "v2-", NULL, 30000));
+    assert_true(bb_log_contains(&s, "made from an older template", 0));
+    char answer[160];
+    char was[160];
+    snprintf(was, sizeof(was), "pong %s\n", c.name);
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_string_equal(answer, was); /* the same process, the old version */
+    claim d = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(d.status, 201);
+    assert_true(ping_world(d.port, answer, sizeof(answer)));
+    assert_true(strncmp(answer, "pong v2-", 8) == 0);
+    assert_true(wait_warm(&s, 2, 20000));
+
+    /* A reload with another label for the pool's worlds: claims that
+     * select it find worlds once they are replaced. */
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 2, 10, 10, 0);
+    char *labels = strstr(cfg, "labels: {game: arena}");
+    assert_non_null(labels);
+    snprintf(labels, sizeof(cfg) - (size_t)(labels - cfg), "labels: {game: arena, tier: gold}\n");
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    kept[1] = d.name;
+    assert_true(wait_rolled_out(&s, kept, 2, "v2-", "\"tier\":\"gold\"", 30000));
+    const char *gold = "{\"pool\":\"arena\",\"selectors\":[{\"matchLabels\":{\"tier\":\"gold\"}}]}";
+    claim e = post_claim(&s, gold, NULL);
+    assert_int_equal(e.status, 201);
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_string_equal(answer, was);
+    assert_int_equal(settled_pool_field(&s, "allocated", 3, 5000), 3);
+    bb_cleanup(&s);
+}
+
 /* Worlds in the store right now, and how many of them are Allocated. */
 static int count_worlds(bb_server *s, int *allocated)
 {
@@ -2470,6 +2575,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests_change_nothing, bb_teardown),
         cmocka_unit_test_teardown(test_removed_pool_leaves_metrics, bb_teardown),
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
+        cmocka_unit_test_teardown(test_outdated_worlds_are_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_removed_pool_lets_idle_worlds_go, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),

@@ -597,6 +597,164 @@ static void test_scale_down_candidates_and_failed(void **state)
     bdy_fleet_free(f);
 }
 
+/* o labelled as made from template hex (16 hex digits, or any text). */
+static json_object *made_from(json_object *o, const char *hex)
+{
+    json_object *labels = json_object_object_get(json_object_object_get(o, "metadata"), "labels");
+    json_object_object_add(labels, BDY_LABEL_TEMPLATE, json_object_new_string(hex));
+    return o;
+}
+
+#define T1 "00000000000000a1"
+#define T2 "00000000000000b2"
+
+/* Worlds of another template than the pool's are outdated: no warm stock,
+ * taken for replacement once Ready, never one held by a claim or reserved
+ * for a cold one; claimable until taken. */
+static void test_outdated_worlds(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    assert_int_equal(bdy_fleet_template(f, "default", "arena"), 0);
+    observe(f, made_from(world("a1", "arena", "Ready", 10, "dust", false, false), T1));
+    observe(f, made_from(world("a2", "arena", "Ready", 11, "dust", false, false), T1));
+    observe(f, made_from(world("a3", "arena", "Starting", 12, "dust", false, false), T1));
+    observe(f, made_from(world("a4", "arena", "Allocated", 13, "dust", false, false), T1));
+    observe(f, made_from(world("a5", "arena", "Ready", 14, "dust", false, true), T1));
+    observe(f, world("a6", "arena", "Pending", 15, "dust", false, false)); /* no label */
+    observe(f, made_from(world("a7", "arena", "Ready", 16, "dust", false, false), "not-hex"));
+    observe(f, made_from(world("d1", "duel", "Ready", 17, "dust", false, false), T1));
+    bdy_pool_counts c;
+    bdy_world_ref refs[8];
+    /* No template known: nothing is outdated. */
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 0);
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 0);
+
+    bdy_fleet_set_template(f, "default", "arena", 0xa1);
+    assert_int_equal(bdy_fleet_template(f, "default", "arena"), 0xa1);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 2); /* a6 (no label), a7 (no template of ours) */
+    assert_int_equal(c.outdated_ready, 1);
+
+    bdy_fleet_set_template(f, "default", "arena", 0xb2);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 5); /* a1 a2 a3 a6 a7: not a4 (claimed), a5 (cold) */
+    assert_int_equal(c.outdated_ready, 3);
+    assert_int_equal(c.warm, 3); /* still claimable meanwhile */
+    bdy_pool_counts d;
+    bdy_fleet_counts(f, "default", "duel", &d);
+    assert_int_equal(d.outdated, 0); /* another pool's template is its own */
+
+    /* A new world of the pool's template is current. */
+    observe(f, made_from(world("a8", "arena", "Ready", 18, "dust", false, false), T2));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 5);
+
+    /* Ready ones only, as many as asked for: never a3 or a6 (not Ready
+     * yet), a4, a5 or a8. */
+    size_t n = bdy_fleet_take_outdated(f, "default", "arena", refs, 2);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_true(strcmp(refs[i].name, "a1") == 0 || strcmp(refs[i].name, "a2") == 0 ||
+                    strcmp(refs[i].name, "a7") == 0);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 3);
+    assert_int_equal(c.outdated_ready, 1);
+    assert_int_equal(c.deleting, 2);
+    assert_int_equal(c.warm, 2);
+    /* A delete that failed puts its world back, outdated still. */
+    for (size_t i = 0; i < n; i++)
+        bdy_fleet_scale_down_done(f, &refs[i], false);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 5);
+    assert_int_equal(c.deleting, 0);
+
+    /* A world being claimed is not taken; once claimed it is the claim's. */
+    bdy_world_ref claimed;
+    int got = 0;
+    while (got == 0) {
+        assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &claimed, NULL), 0);
+        got = strcmp(claimed.name, "a8") != 0; /* an outdated one */
+        if (!got)
+            bdy_fleet_claim_done(f, &claimed, true, false);
+    }
+    n = bdy_fleet_take_outdated(f, "default", "arena", refs, 8);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_string_not_equal(refs[i].name, claimed.name);
+    bdy_fleet_claim_done(f, &claimed, true, false);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 2); /* a3 and a6, until they are Ready */
+    assert_int_equal(c.outdated_ready, 0);
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 0);
+    observe(f, world("a6", "arena", "Ready", 30, "dust", false, false));
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 1);
+    assert_string_equal(refs[0].name, "a6");
+
+    /* Template unknown again: nothing is outdated, taken ones stay taken. */
+    bdy_fleet_set_template(f, "default", "arena", 0);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 0);
+    assert_int_equal(c.deleting, 3);
+    bdy_fleet_free(f);
+}
+
+/* The template digest: the source's identity and generation and the pool's
+ * labels, in any order. */
+static void test_pool_template(void **state)
+{
+    (void)state;
+    bdy_config_pool p = make_pool("arena", 1);
+    json_object *src = json_tokener_parse("{\"metadata\":{\"uid\":\"u-1\",\"generation\":1}}");
+    uint64_t t = bdy_pool_template(&p, src);
+    assert_true(t != 0);
+    assert_true(bdy_pool_template(&p, src) == t);
+    /* Labels reordered: the same; another value: another. */
+    bdy_config_label two[] = {{"game", "arena"}, {"tier", "gold"}};
+    bdy_config_label two_swapped[] = {{"tier", "gold"}, {"game", "arena"}};
+    p.labels.items = two;
+    p.labels.count = 2;
+    uint64_t t2 = bdy_pool_template(&p, src);
+    assert_true(t2 != t);
+    p.labels.items = two_swapped;
+    assert_true(bdy_pool_template(&p, src) == t2);
+    two_swapped[0].value = "silver";
+    assert_true(bdy_pool_template(&p, src) != t2);
+    p.labels.items = arena_labels;
+    p.labels.count = 1;
+    /* An edit of the source's spec (its generation), or a new source of
+     * the same name (its uid), or another source: another template. */
+    json_object *gen2 = json_tokener_parse("{\"metadata\":{\"uid\":\"u-1\",\"generation\":2}}");
+    json_object *uid2 = json_tokener_parse("{\"metadata\":{\"uid\":\"u-2\",\"generation\":1}}");
+    assert_true(bdy_pool_template(&p, gen2) != t);
+    assert_true(bdy_pool_template(&p, uid2) != t);
+    p.manifest = "arena-v2";
+    assert_true(bdy_pool_template(&p, src) != t);
+    p.manifest = NULL;
+    p.booklet = "arena";
+    assert_true(bdy_pool_template(&p, src) != t);
+    /* A source not stored yet (no uid) gives none. */
+    json_object *bare = json_tokener_parse("{\"metadata\":{\"generation\":1}}");
+    assert_true(bdy_pool_template(&p, bare) == 0);
+    /* A new world carries it as 16 hex digits. */
+    p.manifest = "arena";
+    p.booklet = NULL;
+    json_object *w = bdy_pool_new_world(&p, "arena-x", NULL, 0xa1);
+    json_object *labels = json_object_object_get(json_object_object_get(w, "metadata"), "labels");
+    assert_string_equal(json_object_get_string(json_object_object_get(labels, BDY_LABEL_TEMPLATE)),
+                        T1);
+    json_object_put(w);
+    w = bdy_pool_new_world(&p, "arena-y", NULL, 0);
+    labels = json_object_object_get(json_object_object_get(w, "metadata"), "labels");
+    assert_null(json_object_object_get(labels, BDY_LABEL_TEMPLATE));
+    json_object_put(w);
+    json_object_put(src);
+    json_object_put(gen2);
+    json_object_put(uid2);
+    json_object_put(bare);
+}
+
 static json_object *with_uid(json_object *o, const char *uid)
 {
     json_object_object_add(json_object_object_get(o, "metadata"), "uid",
@@ -913,6 +1071,8 @@ int main(void)
         cmocka_unit_test(test_creation_names_avoid_known_worlds),
         cmocka_unit_test(test_sizing_clamps),
         cmocka_unit_test(test_allocation_answer),
+        cmocka_unit_test(test_outdated_worlds),
+        cmocka_unit_test(test_pool_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
