@@ -74,6 +74,15 @@ typedef struct alloc_entry {
     char *place;              /* owned: "ns\0world\0" (world "" once released), NULL until set */
 } alloc_entry;
 
+/* A release cut short: its record is written, but its world, still
+ * running, was not deleted (bindery was killed in between). */
+typedef struct cut_short {
+    struct cut_short *next;
+    char id[BDY_ALLOCATION_ID_LEN + 8];
+    char ns[BDY_NAME_MAX];
+    char world[BDY_NAME_MAX];
+} cut_short;
+
 /* An alloc_entry's place, copied out of the lock. */
 typedef struct alloc_place {
     char ns[BDY_NAME_MAX];
@@ -232,7 +241,12 @@ struct bdy_claims {
     double last_orphan_sweep; /* mono_s(), under lock: one cold thread sweeps at a time */
     bool orphan_sweeping;
     pthread_t records_thread;  /* records_main */
-    pthread_cond_t sweep_wake; /* stopping, for records_main */
+    pthread_cond_t sweep_wake; /* stopping or cut_short, for records_main */
+    /* Released claims whose world still runs them (a release cut short),
+     * for records_main to finish; retried at the next sweep when the store
+     * could not. */
+    cut_short *cut_short;
+    cut_short *cut_short_retry;
     pthread_cond_t wake;
 
     bdy_metric_family *m_total;
@@ -647,6 +661,33 @@ static void waiter_unlink(bdy_claims *c, waiter **slot, waiter *w)
     bdy_hmap_remove(&c->waiting, &w->node);
 }
 
+/* A world whose status names an allocation that is released, and that is
+ * not being deleted: the release was cut short after its record and before
+ * the world's delete (kill -9). A ledger claim's row has the materializer
+ * finish it; a cold claim has none, so it is queued for records_main. Under
+ * c->lock. */
+static void note_cut_short(bdy_claims *c, const char *ns, const char *name, json_object *world,
+                           const char *id)
+{
+    alloc_entry *e = id ? id_find(c, id, false) : NULL;
+    if (e == NULL || !e->released || e->client_releasing ||
+        bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") != NULL ||
+        (c->o.ledger != NULL && bdy_ledger_has(c->o.ledger, id)))
+        return;
+    for (cut_short *q = c->cut_short; q != NULL; q = q->next)
+        if (strcmp(q->id, id) == 0)
+            return;
+    cut_short *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return; /* seen again at the next world event or start */
+    snprintf(q->id, sizeof(q->id), "%s", id);
+    snprintf(q->ns, sizeof(q->ns), "%s", ns);
+    snprintf(q->world, sizeof(q->world), "%s", name);
+    q->next = c->cut_short;
+    c->cut_short = q;
+    pthread_cond_signal(&c->sweep_wake);
+}
+
 void bdy_claims_observe_world(void *data, const char *ns, const char *name, json_object *obj)
 {
     bdy_claims *c = data;
@@ -655,8 +696,10 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
     pthread_mutex_lock(&c->lock);
     if (obj != NULL) {
         json_object *alloc = bdy_jget(status, "allocation");
-        if (alloc != NULL)
+        if (alloc != NULL) {
             index_allocation(c, ns, name, alloc, false);
+            note_cut_short(c, ns, name, obj, bdy_jstr(alloc, "id"));
+        }
         if (phase != NULL && strcmp(phase, "Ready") == 0) {
             /* Lead time: creation to Ready, smoothed. */
             double created = 0;
@@ -1060,7 +1103,8 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
         /* Not (yet) in the world's status: a ledger claim answers from its
          * row until the materializer has written it. */
         bdy_ledger_record *r = NULL;
-        if (c->o.ledger != NULL && bdy_ledger_get(c->o.ledger, id, &r) == 0) {
+        int ledger_rc = c->o.ledger ? bdy_ledger_get(c->o.ledger, id, &r) : BDY_ENOTFOUND;
+        if (ledger_rc == 0) {
             json_object *answer = bdy_json_parse_stored(r->c.answer_json);
             bdy_ledger_record_free(r);
             if (answer != NULL) {
@@ -1068,6 +1112,8 @@ static int lookup_answer(bdy_claims *c, const char *id, json_object **out)
                 *out = answer;
                 return 0;
             }
+        } else if (ledger_rc != BDY_ENOTFOUND && world_rc == 0) {
+            world_rc = ledger_rc; /* a row that could not be read may be there */
         }
         /* The world went away: its release record says the rest. */
     }
@@ -2483,26 +2529,106 @@ static bool sweep_records(bdy_claims *c, char **token)
     return more;
 }
 
+/* Finishes a release cut short (see note_cut_short): the world goes, as
+ * the DELETE that wrote the record would have done. False when the store
+ * could not do it now (tried again later). */
+static bool finish_cut_short(bdy_claims *c, const cut_short *q)
+{
+    json_object *world = NULL;
+    int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, q->ns, q->world, &world, NULL);
+    if (rc != 0)
+        return rc == BDY_ENOTFOUND;
+    json_object *meta = bdy_jget(world, "metadata");
+    const char *have = bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id");
+    pthread_mutex_lock(&c->lock);
+    alloc_entry *e = id_find(c, q->id, false);
+    bool still = e != NULL && e->released && !e->client_releasing;
+    pthread_mutex_unlock(&c->lock);
+    bool ok = true;
+    if (still && have != NULL && strcmp(have, q->id) == 0 &&
+        bdy_jget(meta, "deletionTimestamp") == NULL) {
+        bdy_delete_opts d = {.precondition_rv = bdy_jstr(meta, "resourceVersion")};
+        rc = bdy_store_delete(c->o.store, &BDY_GVR_WORLDS, q->ns, q->world, &d, NULL, NULL, NULL);
+        if (rc == 0) {
+            bdy_info("claims",
+                     "allocation %s was released, but its world %s/%s was not stopped (a release "
+                     "cut short): it stops now",
+                     q->id, q->ns, q->world);
+            if (c->rec != NULL)
+                bdy_reconciler_event_if_spare(c->rec, world, "Normal", "Released",
+                                              "allocation %s released by its client; the world "
+                                              "stops (finished after a restart)",
+                                              q->id);
+        }
+        /* A conflict: a newer state of the world, which says again. */
+        ok = rc == 0 || rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND;
+    }
+    json_object_put(world);
+    return ok;
+}
+
+/* Finishes the releases in list (records_main), freeing it; those the store
+ * could not finish go to cut_short_retry. */
+static void finish_cut_shorts(bdy_claims *c, cut_short *list)
+{
+    while (list != NULL) {
+        cut_short *q = list;
+        list = q->next;
+        if (finish_cut_short(c, q)) {
+            free(q);
+            continue;
+        }
+        pthread_mutex_lock(&c->lock);
+        q->next = c->cut_short_retry;
+        c->cut_short_retry = q;
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+static void free_cut_shorts(cut_short *list)
+{
+    while (list != NULL) {
+        cut_short *next = list->next;
+        free(list);
+        list = next;
+    }
+}
+
 /* The record sweeper: a sweep at start-up, then every RECORD_SWEEP_EVERY_S,
- * or RECORD_SWEEP_BEHIND_S after one that left records to look at. A thread
- * of its own: a sweep makes one durable write per record it deletes, and
- * must not hold up cold claims and replays. */
+ * or RECORD_SWEEP_BEHIND_S after one that left records to look at; between
+ * sweeps, the releases cut short as they are found. A thread of its own: a
+ * sweep makes one durable write per record it deletes, and must not hold up
+ * cold claims and replays. */
 static void *records_main(void *arg)
 {
     bdy_claims *c = arg;
     bdy_thread_start("bdy-rec-sweep", true);
     char *token = NULL;
+    double next_sweep = 0;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
-        pthread_mutex_unlock(&c->lock);
-        bool behind = sweep_records(c, &token);
-        pthread_mutex_lock(&c->lock);
+        cut_short *todo = c->cut_short;
+        c->cut_short = NULL;
+        if (todo != NULL) {
+            pthread_mutex_unlock(&c->lock);
+            finish_cut_shorts(c, todo);
+            pthread_mutex_lock(&c->lock);
+            continue;
+        }
+        if (mono_s() >= next_sweep) {
+            /* Those the store could not finish, once a sweep. */
+            c->cut_short = c->cut_short_retry;
+            c->cut_short_retry = NULL;
+            pthread_mutex_unlock(&c->lock);
+            bool behind = sweep_records(c, &token);
+            pthread_mutex_lock(&c->lock);
+            next_sweep = mono_s() + (behind ? RECORD_SWEEP_BEHIND_S : RECORD_SWEEP_EVERY_S);
+            continue;
+        }
         struct timespec until;
-        bdy_deadline_after_ms(CLOCK_MONOTONIC,
-                              behind ? RECORD_SWEEP_BEHIND_S * 1000 : RECORD_SWEEP_EVERY_S * 1000,
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, (unsigned)((next_sweep - mono_s()) * 1000) + 1,
                               &until);
-        while (!c->stopping && pthread_cond_timedwait(&c->sweep_wake, &c->lock, &until) == 0)
-            ;
+        pthread_cond_timedwait(&c->sweep_wake, &c->lock, &until);
     }
     pthread_mutex_unlock(&c->lock);
     free(token);
@@ -3216,6 +3342,8 @@ void bdy_claims_free(bdy_claims *c)
         free(c->replays);
         c->replays = n;
     }
+    free_cut_shorts(c->cut_short);
+    free_cut_shorts(c->cut_short_retry);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->sweep_wake);

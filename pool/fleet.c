@@ -772,7 +772,7 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
     pthread_mutex_unlock(&f->lock);
 }
 
-bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name)
+bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name, uint64_t rv)
 {
     char key[2 * BDY_NAME_MAX + 2];
     snprintf(key, sizeof(key), "%s/%s", ns, name);
@@ -781,7 +781,9 @@ bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name)
     bool ok = w == NULL || !(w->held || w->claiming);
     if (w != NULL && ok) {
         w->failing = true;
-        w->claim_rv = w->rv;
+        /* Not just what the informer reported: the write may be conditioned
+         * on a newer state, whose report must not end this. */
+        w->claim_rv = rv > w->rv ? rv : w->rv;
         warm_sync(w);
     }
     pthread_mutex_unlock(&f->lock);
@@ -1238,7 +1240,11 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
         BDY_HMAP_FOREACH(&f->worlds, node)
         {
             world *w = (world *)node;
-            if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting) {
+            /* A claim's world that failed before its status said Allocated
+             * is the claim's to end (released, WorldExited): no crash of
+             * the pool's stock to replace or back off from. */
+            if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting &&
+                !w->held && !w->claiming) {
                 fill_ref(w, &out[n++]);
                 *first_time += !w->failure_listed && w->process != BDY_PROCESS_LOST;
                 w->failure_listed = true;

@@ -1289,7 +1289,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         json_object *meta = bdy_jget(world, "metadata");
         snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
         snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
-        if (!bdy_fleet_fail_begin(r->o.fleet, ns, name))
+        const char *rv = bdy_jstr(meta, "resourceVersion");
+        if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0))
             return period_ms;
         *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
                         "readiness probe failed %u times in a row", failures);

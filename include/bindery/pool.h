@@ -156,10 +156,12 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
 /* World controller, before it fails a Ready world whose process still runs
  * (its readiness probe): takes the world out of the warm index, unless a
  * claim holds it or is being made durable (false: the claimant keeps it).
- * It stays out until a newer state of it is observed (its Failed status)
- * or bdy_fleet_fail_undo (the status write failed). Without this, a claim
- * between the check and the write got a world about to be stopped. */
-bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name);
+ * rv is the resourceVersion its Failed write is conditioned on, which the
+ * informer may not have reported yet. It stays out until a state newer than
+ * that is observed (its Failed status) or bdy_fleet_fail_undo (the status
+ * write failed). Without this, a claim between the check and the write got
+ * a world about to be stopped. */
+bool bdy_fleet_fail_begin(bdy_fleet *f, const char *ns, const char *name, uint64_t rv);
 void bdy_fleet_fail_undo(bdy_fleet *f, const char *ns, const char *name);
 
 /* Creators (the pool controller, cold claims), one world at a time: grants
@@ -237,7 +239,9 @@ uint64_t bdy_fleet_template(bdy_fleet *f, const char *ns, const char *pool);
  * once Ready like any other. Settle each with bdy_fleet_scale_down_done. */
 size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
                                size_t max);
-/* Pool controller: up to max Failed worlds of the pool not yet being deleted.
+/* Pool controller: up to max Failed worlds of the pool not yet being deleted,
+ * and not held by a claim (its status may say Failed before the claim
+ * reached it: the claim releases it).
  * A world stays listed until its deletion is seen; *first_time counts those
  * listed for the first time, so each failure feeds the crash backoff once
  * (not those whose process was BDY_PROCESS_LOST). */

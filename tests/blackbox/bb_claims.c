@@ -9,6 +9,7 @@
 
 #include "harness.h"
 
+#include "bindery/pool.h"
 #include "bindery/store.h"
 #include "bindery/util.h"
 
@@ -2544,6 +2545,62 @@ static void test_gone_world_process_is_stopped(void **state)
     bb_cleanup(&s);
 }
 
+/* A cold claim's release cut short by kill -9 after its record was written
+ * and before its world was deleted: the next start finishes it, so the
+ * world the allocation says is Released does not run on, held, for good. */
+static void test_cut_short_cold_release_is_finished(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 0, 2, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":30}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.source, "cold");
+    char answer[128];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+
+    /* What the DELETE had done when it was cut short: the record only. */
+    bdy_store *store = NULL;
+    bdy_sqlite_opts o = {.data_dir = s.data};
+    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    json_object *world = NULL;
+    assert_int_equal(bdy_store_get(store, &BDY_GVR_WORLDS, "default", c.name, &world, NULL), 0);
+    json_object *alloc =
+        json_object_object_get(json_object_object_get(world, "status"), "allocation");
+    assert_string_equal(json_object_get_string(json_object_object_get(alloc, "id")), c.id);
+    json_object *recorded = bdy_allocation_answer(world);
+    assert_int_equal(
+        bdy_allocation_record(store, "default", c.name, "arena", alloc, recorded, "Released", NULL),
+        0);
+    json_object_put(recorded);
+    json_object_put(world);
+    bdy_store_close(store);
+
+    assert_true(bb_start(&s, NULL));
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+    long status = 0;
+    json_object *g = get_json(&s, path, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(json_object_get_string(json_object_object_get(g, "state")), "Released");
+    json_object_put(g);
+    bool gone = false;
+    for (int waited = 0; waited <= 20000 && !gone; waited += 100) {
+        gone = !ping_world(c.port, answer, sizeof(answer));
+        if (!gone)
+            sleep_ms(100);
+    }
+    if (!gone)
+        bb_print_log_tail(&s, "the world of a released allocation runs on");
+    assert_true(gone);
+    assert_true(bb_log_contains(&s, "cut short", 0));
+    assert_int_equal(settled_pool_field(&s, "allocated", 0, 10000), 0);
+    bb_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2595,6 +2652,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
         cmocka_unit_test_teardown(test_gone_world_process_is_stopped, bb_teardown),
+        cmocka_unit_test_teardown(test_cut_short_cold_release_is_finished, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -184,7 +184,7 @@ static void test_fail_begin_keeps_claims_off(void **state)
     bdy_fleet *f = fleet_with_pools();
     observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
     observe(f, world("a2", "arena", "Ready", 11, "nuke", false, false));
-    assert_true(bdy_fleet_fail_begin(f, "default", "a1"));
+    assert_true(bdy_fleet_fail_begin(f, "default", "a1", 10));
     bdy_pool_counts c;
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.warm, 1);
@@ -192,18 +192,22 @@ static void test_fail_begin_keeps_claims_off(void **state)
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
     assert_string_equal(r.name, "a2");
     /* Being claimed: its claimant keeps it. */
-    assert_false(bdy_fleet_fail_begin(f, "default", "a2"));
+    assert_false(bdy_fleet_fail_begin(f, "default", "a2", 11));
     bdy_fleet_claim_done(f, &r, true, false);
-    assert_false(bdy_fleet_fail_begin(f, "default", "a2"));
+    assert_false(bdy_fleet_fail_begin(f, "default", "a2", 11));
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     /* The write failed: claimable again. */
     bdy_fleet_fail_undo(f, "default", "a1");
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
     assert_string_equal(r.name, "a1");
     bdy_fleet_claim_done(f, &r, false, false);
-    /* Failed again, and this time written: out until a newer state. */
-    assert_true(bdy_fleet_fail_begin(f, "default", "a1"));
+    /* Failed again, and this time written: out until a newer state. The
+     * write is conditioned on rv 11, which the informer has not reported
+     * yet: its report is no newer state than the write's. */
+    assert_true(bdy_fleet_fail_begin(f, "default", "a1", 11));
     observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
+    observe(f, world("a1", "arena", "Ready", 11, "dust", false, false));
     assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), BDY_EBUSY);
     observe(f, world("a1", "arena", "Failed", 12, "dust", false, false));
     bdy_fleet_counts(f, "default", "arena", &c);
@@ -594,6 +598,34 @@ static void test_scale_down_candidates_and_failed(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(first, 0);
     assert_string_equal(refs[0].name, "a5");
+    bdy_fleet_free(f);
+}
+
+/* A claimed world whose process exits before its status says Allocated is
+ * failed by its controller: the claim ends it, so the pool neither deletes
+ * it nor counts it towards the crash backoff; one being claimed neither. */
+static void test_failed_claimed_world_is_the_claims(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, world("a1", "arena", "Ready", 10, "dust", false, false));
+    observe(f, world("a2", "arena", "Ready", 11, "dust", false, false));
+    bdy_world_ref held;
+    bdy_world_ref taking;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &held, NULL), 0);
+    bdy_fleet_claim_done(f, &held, true, false);
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &taking, NULL), 0);
+    observe(f, world(held.name, "arena", "Failed", 20, "dust", false, false));
+    observe(f, world(taking.name, "arena", "Failed", 21, "dust", false, false));
+    bdy_world_ref refs[4];
+    size_t first = 0;
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 0);
+    assert_int_equal(first, 0);
+    /* The claim being made failed: the world is the pool's again. */
+    bdy_fleet_claim_done(f, &taking, false, false);
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 1);
+    assert_string_equal(refs[0].name, taking.name);
+    assert_int_equal(first, 1);
     bdy_fleet_free(f);
 }
 
@@ -1072,6 +1104,7 @@ int main(void)
         cmocka_unit_test(test_sizing_clamps),
         cmocka_unit_test(test_allocation_answer),
         cmocka_unit_test(test_outdated_worlds),
+        cmocka_unit_test(test_failed_claimed_world_is_the_claims),
         cmocka_unit_test(test_pool_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
