@@ -1630,6 +1630,19 @@ static int delete_world(bdy_reconciler *r, const bdy_world_ref *ref, const char 
     return rc;
 }
 
+/* Deletes the n worlds the pool took from the fleet for deletion (refs) and
+ * settles each take: a delete that lost to a newer state (a conflict) or
+ * found the world gone counts as done, the informer settles those. */
+static void delete_taken(bdy_reconciler *r, const bdy_world_ref *refs, size_t n, const char *reason,
+                         const char *message)
+{
+    for (size_t i = 0; i < n; i++) {
+        int drc = delete_world(r, &refs[i], reason, message);
+        bdy_fleet_scale_down_done(r->o.fleet, &refs[i],
+                                  drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
+    }
+}
+
 /* Whether the fleet, the informer's view of every world, holds world
  * ns/name with this uid (the runtime's stop_strays). A world seen without
  * a uid counts as known: nothing is stopped on a guess. */
@@ -1706,13 +1719,9 @@ static void replace_outdated(bdy_reconciler *r, const char *ns, const char *name
                                                : 0;
     size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, refs,
                                        max_ready < POOL_STEP_MAX ? max_ready : POOL_STEP_MAX);
-    for (size_t i = 0; i < n; i++) {
-        int drc = delete_world(r, &refs[i], "Outdated",
-                               "made from an older template of its pool (the manifest or the "
-                               "pool's labels changed); the pool replaces it");
-        bdy_fleet_scale_down_done(r->o.fleet, &refs[i],
-                                  drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
-    }
+    delete_taken(r, refs, n, "Outdated",
+                 "made from an older template of its pool (the manifest or the pool's labels "
+                 "changed); the pool replaces it");
     if (n > 0)
         bdy_info("pool",
                  "pool %s/%s: replacing %zu worlds made from an older template (%u outdated)", ns,
@@ -1853,13 +1862,8 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
              * claim can be given one of them meanwhile. The target's worth
              * stays claimable, whatever claims are doing to the counts. */
             size_t n = bdy_fleet_take_idle_oldest(r->o.fleet, ns, name, 0, target, refs, step);
-            for (size_t i = 0; i < n; i++) {
-                int drc = delete_world(r, &refs[i], "ScaledDown",
-                                       "idle above the pool's warm target for its scale-down "
-                                       "cooldown");
-                bdy_fleet_scale_down_done(r->o.fleet, &refs[i],
-                                          drc == 0 || drc == BDY_ECONFLICT || drc == BDY_ENOTFOUND);
-            }
+            delete_taken(r, refs, n, "ScaledDown",
+                         "idle above the pool's warm target for its scale-down cooldown");
             if (n > 0)
                 bdy_info("pool", "pool %s: scaled down %zu idle worlds to target %u", key, n,
                          target);
