@@ -2941,6 +2941,7 @@ static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
                            json_object_new_int((int)counts.phase[BDY_PHASE_ALLOCATED]));
     json_object_object_add(st, "failed", json_object_new_int((int)counts.phase[BDY_PHASE_FAILED]));
     json_object_object_add(st, "terminating", json_object_new_int((int)counts.deleting));
+    json_object_object_add(st, "outdated", json_object_new_int((int)counts.outdated));
     /* Target and forecast from the demand module (the same sizing as the
      * pool controller's). */
     bdy_pool_demand dem;

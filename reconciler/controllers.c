@@ -134,6 +134,7 @@ struct bdy_reconciler {
 
     bdy_metric_family *m_reconciles;
     bdy_metric_family *m_worlds;
+    bdy_metric_family *m_outdated;
     bdy_metric_family *m_startup;
     bdy_metric *m_depth;
     bdy_metric *m_events_dropped;
@@ -2078,6 +2079,9 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
                                               "Reconciles by controller and result.", cr);
         r->m_worlds =
             bdy_metrics_gauge(r->o.metrics, "bindery_worlds", "Worlds by pool and phase.", pp);
+        r->m_outdated = bdy_metrics_gauge(
+            r->o.metrics, "bindery_worlds_outdated",
+            "Idle worlds made from an older template of their pool, being replaced.", p);
         r->m_startup = bdy_metrics_histogram(r->o.metrics, "bindery_world_startup_seconds",
                                              "World startup latency: creation to Ready, by pool.",
                                              p, startup_bounds,
@@ -2151,6 +2155,8 @@ void bdy_reconciler_collect(bdy_reconciler *r)
             const char *labels[] = {ns, name, bdy_phase_name((bdy_phase)p), NULL};
             bdy_metric_set(bdy_metric_child(r->m_worlds, labels), (double)c.phase[p]);
         }
+        const char *pool_labels[] = {ns, name, NULL};
+        bdy_metric_set(bdy_metric_child(r->m_outdated, pool_labels), (double)c.outdated);
     }
 }
 

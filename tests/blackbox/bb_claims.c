@@ -1542,6 +1542,12 @@ static void test_outdated_worlds_are_replaced(void **state)
     assert_true(ping_world(c.port, answer, sizeof(answer)));
     assert_string_equal(answer, was);
     assert_int_equal(settled_pool_field(&s, "allocated", 3, 5000), 3);
+    /* Nothing left to replace, and the pool and /metrics say so. */
+    assert_int_equal(settled_pool_field(&s, "outdated", 0, 5000), 0);
+    bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_non_null(
+        strstr(m.body, "bindery_worlds_outdated{namespace=\"default\",pool=\"arena\"} 0"));
+    bb_response_free(&m);
     bb_cleanup(&s);
 }
 
