@@ -40,9 +40,13 @@ static json_object *build_world(json_object *world, bool share)
     json_object_object_add(w, "nodeName", json_object_get(bdy_jget(status, "nodeName")));
     json_object_object_add(w, "labels",
                            share && labels ? json_object_get(labels) : copy_or_empty(labels));
-    json_object_object_add(w, "annotations",
-                           share && annotations ? json_object_get(annotations)
-                                                : copy_or_empty(annotations));
+    /* The cold-claim reservation is bindery's own bookkeeping, not the
+     * claimant's business: an answer never shows it. */
+    bool reservation = json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
+    json_object *shown = share && annotations && !reservation ? json_object_get(annotations)
+                                                              : copy_or_empty(annotations);
+    json_object_object_del(shown, BDY_ANNOTATION_COLD_CLAIM);
+    json_object_object_add(w, "annotations", shown);
     return w;
 }
 

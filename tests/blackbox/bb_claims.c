@@ -537,6 +537,7 @@ static void test_cold_claim_and_exhaustion(void **state)
     assert_string_equal(c.source, "cold");
     assert_non_null(strstr(c.body, "\"match-id\":\"m-cold\""));
     assert_non_null(strstr(c.body, "\"note\":\"late\""));
+    assert_null(strstr(c.body, "cold-claim")); /* bindery's own annotation */
     char answer[128];
     assert_true(ping_world(c.port, answer, sizeof(answer)));
     /* maxWorlds is 1 and it is allocated: even waiting claims get 503. */
