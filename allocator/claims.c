@@ -2615,7 +2615,8 @@ static void *records_main(void *arg)
             pthread_mutex_lock(&c->lock);
             continue;
         }
-        if (mono_s() >= next_sweep) {
+        double now = mono_s();
+        if (now >= next_sweep) {
             /* Those the store could not finish, once a sweep. */
             c->cut_short = c->cut_short_retry;
             c->cut_short_retry = NULL;
@@ -2626,8 +2627,7 @@ static void *records_main(void *arg)
             continue;
         }
         struct timespec until;
-        bdy_deadline_after_ms(CLOCK_MONOTONIC, (unsigned)((next_sweep - mono_s()) * 1000) + 1,
-                              &until);
+        bdy_deadline_after_ms(CLOCK_MONOTONIC, (unsigned)((next_sweep - now) * 1000) + 1, &until);
         pthread_cond_timedwait(&c->sweep_wake, &c->lock, &until);
     }
     pthread_mutex_unlock(&c->lock);

@@ -221,6 +221,18 @@ uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source)
     return id;
 }
 
+uint64_t bdy_pool_template_parse(const char *text)
+{
+    if (text == NULL || strlen(text) != 16 || strspn(text, "0123456789abcdef") != 16)
+        return 0;
+    return strtoull(text, NULL, 16);
+}
+
+void bdy_pool_template_text(uint64_t template_id, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)template_id);
+}
+
 json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
                                 const char *cold_claim_id, uint64_t template_id)
 {
@@ -236,7 +248,7 @@ json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
     json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
     if (template_id != 0) {
         char hex[17];
-        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)template_id);
+        bdy_pool_template_text(template_id, hex);
         json_object_object_add(labels, BDY_LABEL_TEMPLATE, json_object_new_string(hex));
     }
     json_object_object_add(meta, "labels", labels);

@@ -84,6 +84,7 @@ struct fleet_pool {
     size_t acreating;
     bool present;         /* still in the config */
     uint64_t template_id; /* bdy_fleet_set_template; 0: not known */
+    bool template_proven; /* a world of template_id has been seen Ready */
 };
 
 struct bdy_fleet {
@@ -305,7 +306,21 @@ static void warm_sync(world *w)
  * count(w, -1) and a count(w, +1). */
 static bool outdated_of(const world *w)
 {
-    return w->pool != NULL && w->pool->template_id != 0 && w->template_id != w->pool->template_id;
+    /* A world without a template of its own (made before worlds carried
+     * one, or while the pool's was not known) is not outdated: its
+     * controller labels it with the pool's template in force. */
+    return w->pool != NULL && w->pool->template_id != 0 && w->template_id != 0 &&
+           w->template_id != w->pool->template_id;
+}
+
+/* Notes that a world of the pool's template is Ready (see
+ * bdy_pool_counts.template_proven). Under f->lock. */
+static void proven_sync(world *w)
+{
+    fleet_pool *p = w->pool;
+    if (p != NULL && p->template_id != 0 && w->template_id == p->template_id &&
+        w->phase == BDY_PHASE_READY)
+        p->template_proven = true;
 }
 
 /* Adds (sign +1) or removes (-1) w from its pool's phase counts. */
@@ -562,18 +577,15 @@ static const char *packed_label(void *data, const char *key)
     return NULL;
 }
 
-/* A new, empty record for "ns/name" (ns_len bytes of namespace), in the
- * map; NULL when out of memory. Under lock. */
-/* A BDY_LABEL_TEMPLATE value: 16 hex digits; 0 for anything else. */
+/* A BDY_LABEL_TEMPLATE label's template id, 0 for none. */
 static uint64_t template_of(json_object *label)
 {
-    const char *v =
-        json_object_get_type(label) == json_type_string ? json_object_get_string(label) : NULL;
-    if (v == NULL || strlen(v) != 16 || strspn(v, "0123456789abcdef") != 16)
-        return 0;
-    return strtoull(v, NULL, 16);
+    return bdy_pool_template_parse(
+        json_object_get_type(label) == json_type_string ? json_object_get_string(label) : NULL);
 }
 
+/* A new, empty record for "ns/name" (ns_len bytes of namespace), in the
+ * map; NULL when out of memory. Under lock. */
 static world *world_add(bdy_fleet *f, const char *key, size_t ns_len)
 {
     world *w = calloc(1, sizeof(*w));
@@ -745,6 +757,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     w->labels_unknown = labels_unknown;
     w->template_id = template_id;
     w->outdated = outdated_of(w);
+    proven_sync(w);
     free(w->uid);
     w->uid = uid;
     free(w->answer_world);
@@ -913,6 +926,7 @@ int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_co
     if (p != NULL) {
         creations_prune(p, monotonic_s());
         *out = p->counts;
+        out->template_proven = p->template_proven;
         out->creating = (unsigned)p->ncreating;
         out->total += out->creating;
     }
@@ -1182,6 +1196,7 @@ void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint
     fleet_pool *p = find_pool(f, ns, pool);
     if (p != NULL && p->template_id != template_id) {
         p->template_id = template_id;
+        p->template_proven = false;
         /* Once per change of template (an edit, a reload): a walk of every
          * world is fine here, never on a claim's path. */
         BDY_HMAP_FOREACH(&f->worlds, node)
@@ -1192,6 +1207,7 @@ void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint
             count(w, -1);
             w->outdated = outdated_of(w);
             count(w, +1);
+            proven_sync(w);
         }
     }
     pthread_mutex_unlock(&f->lock);
@@ -1206,24 +1222,25 @@ uint64_t bdy_fleet_template(bdy_fleet *f, const char *ns, const char *pool)
     return t;
 }
 
-size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                               size_t max)
+size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, size_t keep,
+                               bdy_world_ref *out, size_t max)
 {
     size_t n = 0;
+    world *chosen[OLDEST_CHUNK];
+    if (max > OLDEST_CHUNK)
+        max = OLDEST_CHUNK;
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
-    if (p != NULL && p->counts.outdated > 0) {
-        BDY_HMAP_FOREACH(&f->worlds, node)
-        {
-            world *w = (world *)node;
-            if (n == max || w->pool != p || !w->outdated || w->deleting || w->claiming || w->held ||
-                w->reserved || w->scaling_down || w->failing)
-                continue;
-            if (!idle_ready(w))
-                continue;
-            /* Changes the world and the warm array, not the map. */
-            take_for_deletion(w, &out[n++]);
-        }
+    if (p != NULL && p->counts.outdated_ready > 0 && p->nwarm > keep) {
+        if (max > p->nwarm - keep)
+            max = p->nwarm - keep;
+        /* The warm array holds every claimable world, these among them:
+         * chosen first, since each one taken leaves it. */
+        for (size_t i = 0; i < p->nwarm && n < max; i++)
+            if (p->warm[i]->outdated)
+                chosen[n++] = p->warm[i];
+        for (size_t i = 0; i < n; i++)
+            take_for_deletion(chosen[i], &out[i]);
     }
     pthread_mutex_unlock(&f->lock);
     return n;

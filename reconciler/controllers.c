@@ -1376,6 +1376,34 @@ static int apply_claim_metadata(bdy_reconciler *r, json_object *world)
     return patch_meta(r, world, mf);
 }
 
+/* Whether the world carries no template of its own (BDY_LABEL_TEMPLATE)
+ * while its pool's is known: a world made before worlds carried one (an
+ * upgrade), or while its pool's was not known yet. It is taken for one of
+ * the template in force, once: an upgrade of bindery replaces no world,
+ * and a later change of the template replaces it too. */
+static bool needs_template_label(bdy_reconciler *r, json_object *world)
+{
+    json_object *meta = bdy_jget(world, "metadata");
+    const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+    return pool != NULL && bdy_jget(meta, "deletionTimestamp") == NULL &&
+           bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) == 0 &&
+           bdy_fleet_template(r->o.fleet, bdy_jstr(meta, "namespace"), pool) != 0;
+}
+
+static int label_template(bdy_reconciler *r, json_object *world)
+{
+    json_object *meta = bdy_jget(world, "metadata");
+    char hex[17];
+    bdy_pool_template_text(bdy_fleet_template(r->o.fleet, bdy_jstr(meta, "namespace"),
+                                              bdy_jstr(bdy_jget(world, "spec"), "pool")),
+                           hex);
+    json_object *labels = json_object_new_object();
+    json_object_object_add(labels, BDY_LABEL_TEMPLATE, json_object_new_string(hex));
+    json_object *mf = json_object_new_object();
+    json_object_object_add(mf, "labels", labels);
+    return patch_meta(r, world, mf);
+}
+
 /* One pass of the world controller. Returns 0 (done, or requeued with a
  * delay through *requeue_ms) or an error (retried with backoff). */
 static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
@@ -1490,6 +1518,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         json_object_object_add(mf, "finalizers", fin);
         rc = patch_meta(r, world, mf);
         goto out;
+    }
+    if (needs_template_label(r, world)) {
+        rc = label_template(r, world);
+        goto out; /* its update event comes back here */
     }
     if ((rc = observe_generation(r, world)) != 0) {
         rc = rc > 0 ? 0 : rc;
@@ -1703,23 +1735,25 @@ static void set_pool_template(bdy_reconciler *r, const char *ns, const bdy_confi
 /* Replaces the pool's idle worlds made from an older template (its manifest
  * was edited, or a reload gave the pool another manifest or other labels):
  * they are no warm stock, so the pool has already asked for their
- * replacements. An outdated world goes once Ready, and only while the
- * Ready worlds left still make the target: claims find worlds
- * all along (an outdated world is still claimed meanwhile, rather than
- * none), and a new template whose worlds never become Ready (a broken
- * manifest) takes nothing away. So a pool whose maxWorlds leaves no room
- * for replacements moves on as its outdated worlds are claimed. A world a
- * claim holds is never one of them: it stays as it is until released. */
+ * replacements, as far as maxWorlds and creationRate allow. An outdated
+ * world goes once Ready, and only while the claimable worlds left (of
+ * either template) still make the target, counted under the fleet's lock:
+ * claims find worlds all along (an outdated world is still claimed
+ * meanwhile, rather than none), and a new template whose worlds never
+ * become Ready (a broken manifest) takes nothing away. Above the target
+ * they go at once, without the scale-down cooldown. A world a claim holds
+ * is never one of them: it stays as it is until released. */
 static void replace_outdated(bdy_reconciler *r, const char *ns, const char *name,
-                             const bdy_pool_counts *c, unsigned target, bdy_world_ref *refs)
+                             const bdy_config_pool *spec, const bdy_pool_counts *c, unsigned warm,
+                             unsigned target, bdy_world_ref *refs)
 {
-    unsigned ready = c->phase[BDY_PHASE_READY];
-    unsigned current_ready = ready - c->outdated_ready;
-    size_t max_ready = current_ready >= target ? c->outdated_ready
-                       : ready > target        ? ready - target
-                                               : 0;
-    size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, refs,
-                                       max_ready < POOL_STEP_MAX ? max_ready : POOL_STEP_MAX);
+    size_t keep = target;
+    /* At maxWorlds no replacement can start beside the outdated worlds:
+     * once the new template has made a Ready world, one outdated world at a
+     * time makes room (one short of the target meanwhile). */
+    if (spec->max_worlds <= c->total && warm < target && c->template_proven)
+        keep = target - 1;
+    size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, keep, refs, POOL_STEP_MAX);
     delete_taken(r, refs, n, "Outdated",
                  "made from an older template of its pool (the manifest or the pool's labels "
                  "changed); the pool replaces it");
@@ -1875,7 +1909,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         pthread_mutex_unlock(&r->pools_lock);
     }
     if (c.outdated > 0 && refs != NULL)
-        replace_outdated(r, ns, name, &c, target, refs);
+        replace_outdated(r, ns, name, &spec, &c, warm, target, refs);
 out:
     free(refs);
     bdy_fleet_pool_spec_free(&spec);

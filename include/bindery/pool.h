@@ -87,6 +87,8 @@ typedef struct bdy_pool_counts {
                                 (bdy_fleet_set_template): counted in phase[] but no warm
                                 stock, since they are being replaced */
     unsigned outdated_ready; /* the Ready ones among them (still claimable meanwhile) */
+    bool template_proven;    /* a world of the pool's template has been seen Ready since
+                                it was set: the template can make worlds */
 } bdy_pool_counts;
 
 /* A copy of what claims need to know about a candidate. */
@@ -226,19 +228,20 @@ size_t bdy_fleet_take_idle_oldest(bdy_fleet *f, const char *ns, const char *pool
 void bdy_fleet_scale_down_done(bdy_fleet *f, const bdy_world_ref *ref, bool deleted);
 /* Pool controller: the template the pool's worlds should be made from
  * (bdy_pool_template; 0: not known, and then no world is outdated). Worlds
- * labelled with another one, or with none, count as outdated from here on
- * (bdy_pool_counts.outdated). */
+ * labelled with another one count as outdated from here on
+ * (bdy_pool_counts.outdated); worlds labelled with none do not. */
 void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint64_t template_id);
 /* The template last set for the pool (0: none, or an unknown pool). */
 uint64_t bdy_fleet_template(bdy_fleet *f, const char *ns, const char *pool);
-/* Pool controller, replacing outdated worlds: takes up to max idle Ready
- * outdated worlds of the pool, as bdy_fleet_take_idle_oldest takes them
- * (out of the warm index, counted as deleting). Never one a claim holds or
- * takes, or one reserved for a cold claim; nor one not Ready yet: it may
- * be a cold claim's world that joins the pool after a 504, and is taken
- * once Ready like any other. Settle each with bdy_fleet_scale_down_done. */
-size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                               size_t max);
+/* Pool controller, replacing outdated worlds: takes up to max claimable
+ * (warm) outdated worlds of the pool, leaving at least keep claimable
+ * worlds, as bdy_fleet_take_idle_oldest takes them (out of the warm index,
+ * counted as deleting). Never one a claim holds or takes, or one reserved
+ * for a cold claim; nor one not Ready yet: it may be a cold claim's world
+ * that joins the pool after a 504, and is taken once Ready like any other.
+ * Settle each with bdy_fleet_scale_down_done. */
+size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, size_t keep,
+                               bdy_world_ref *out, size_t max);
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted,
  * and not held by a claim (its status may say Failed before the claim
  * reached it: the claim releases it).
@@ -263,6 +266,11 @@ json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
  * Never 0; 0 when source has no metadata.uid. A new world carries it as
  * BDY_LABEL_TEMPLATE (bdy_pool_new_world with template_id non-zero). */
 uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source);
+/* A BDY_LABEL_TEMPLATE value as a template id: 0 for NULL or anything but
+ * 16 lower-case hex digits. */
+uint64_t bdy_pool_template_parse(const char *text);
+/* A template id as its label value: 16 hex digits and a NUL. */
+void bdy_pool_template_text(uint64_t template_id, char out[17]);
 
 /* Each world listed is taken as by bdy_fleet_take_idle_oldest: settle it
  * with bdy_fleet_scale_down_done.

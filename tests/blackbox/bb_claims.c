@@ -2552,6 +2552,50 @@ static void test_gone_world_process_is_stopped(void **state)
     bb_cleanup(&s);
 }
 
+/* A world without a template label (made by a bindery from before worlds
+ * carried one) is taken for one of the pool's template in force: an
+ * upgrade replaces no world. */
+static void test_unlabelled_world_is_kept(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 1, 10, NULL, 0);
+    unrecorded u;
+    bdy_store *store = NULL;
+    kill9_with_one_world(&s, &store, &u);
+    json_object *patch =
+        json_tokener_parse("{\"metadata\":{\"labels\":{\"bindery.dev/template\":null}}}");
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", u.name, BDY_PATCH_MERGE,
+                                     patch, false, NULL, NULL, NULL),
+                     0);
+    json_object_put(patch);
+    bdy_store_close(store);
+    assert_true(bb_start(&s, NULL));
+    bool labelled = false;
+    for (int waited = 0; waited <= 20000 && !labelled; waited += 200) {
+        long status = 0;
+        json_object *list = get_json(&s, "/v1/worlds?pool=arena", &status);
+        json_object *items = json_object_object_get(list, "items");
+        labelled = status == 200 && json_object_array_length(items) == 1;
+        json_object *w = labelled ? json_object_array_get_idx(items, 0) : NULL;
+        json_object *labels = json_object_object_get(w, "labels");
+        labelled = labelled &&
+                   strcmp(json_object_get_string(json_object_object_get(w, "name")), u.name) == 0 &&
+                   json_object_object_get(labels, "bindery.dev/template") != NULL;
+        json_object_put(list);
+        if (!labelled)
+            sleep_ms(200);
+    }
+    if (!labelled)
+        bb_print_log_tail(&s, "the world was not labelled with its pool's template");
+    assert_true(labelled);
+    assert_true(wait_warm(&s, 1, 20000));
+    sleep_ms(1500); /* a pool pass or more */
+    assert_int_equal(bb_log_count(&s, "older template"), 0);
+    assert_int_equal(processes_of_world(u.uid), 1);
+    bb_cleanup(&s);
+}
+
 /* A cold claim's release cut short by kill -9 after its record was written
  * and before its world was deleted: the next start finishes it, so the
  * world the allocation says is Released does not run on, held, for good. */
@@ -2660,6 +2704,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
         cmocka_unit_test_teardown(test_gone_world_process_is_stopped, bb_teardown),
         cmocka_unit_test_teardown(test_cut_short_cold_release_is_finished, bb_teardown),
+        cmocka_unit_test_teardown(test_unlabelled_world_is_kept, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -640,8 +640,9 @@ static json_object *made_from(json_object *o, const char *hex)
 #define T1 "00000000000000a1"
 #define T2 "00000000000000b2"
 
-/* Worlds of another template than the pool's are outdated: no warm stock,
- * taken for replacement once Ready, never one held by a claim or reserved
+/* Worlds of another template than the pool's are outdated (those of none
+ * are not): no warm stock, taken for replacement once Ready and as long as
+ * enough claimable worlds are left, never one held by a claim or reserved
  * for a cold one; claimable until taken. */
 static void test_outdated_worlds(void **state)
 {
@@ -653,76 +654,85 @@ static void test_outdated_worlds(void **state)
     observe(f, made_from(world("a3", "arena", "Starting", 12, "dust", false, false), T1));
     observe(f, made_from(world("a4", "arena", "Allocated", 13, "dust", false, false), T1));
     observe(f, made_from(world("a5", "arena", "Ready", 14, "dust", false, true), T1));
-    observe(f, world("a6", "arena", "Pending", 15, "dust", false, false)); /* no label */
-    observe(f, made_from(world("a7", "arena", "Ready", 16, "dust", false, false), "not-hex"));
+    observe(f, made_from(world("a6", "arena", "Ready", 15, "dust", false, false), T1));
+    observe(f, world("a7", "arena", "Ready", 16, "dust", false, false)); /* no label */
+    observe(f, made_from(world("a9", "arena", "Ready", 19, "dust", false, false), "not-hex"));
     observe(f, made_from(world("d1", "duel", "Ready", 17, "dust", false, false), T1));
     bdy_pool_counts c;
     bdy_world_ref refs[8];
     /* No template known: nothing is outdated. */
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.outdated, 0);
-    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 0);
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", 0, refs, 8), 0);
 
     bdy_fleet_set_template(f, "default", "arena", 0xa1);
     assert_int_equal(bdy_fleet_template(f, "default", "arena"), 0xa1);
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 2); /* a6 (no label), a7 (no template of ours) */
-    assert_int_equal(c.outdated_ready, 1);
+    assert_int_equal(c.outdated, 0); /* worlds without one are not: they get the pool's */
+    assert_true(c.template_proven);  /* a1 is Ready */
 
     bdy_fleet_set_template(f, "default", "arena", 0xb2);
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 5); /* a1 a2 a3 a6 a7: not a4 (claimed), a5 (cold) */
+    assert_int_equal(c.outdated, 4); /* a1 a2 a3 a6: not a4 (claimed), a5 (cold), a7 a9 */
     assert_int_equal(c.outdated_ready, 3);
-    assert_int_equal(c.warm, 3); /* still claimable meanwhile */
+    assert_int_equal(c.warm, 5); /* still claimable meanwhile: a1 a2 a6 a7 a9 */
+    assert_false(c.template_proven);
     bdy_pool_counts d;
     bdy_fleet_counts(f, "default", "duel", &d);
     assert_int_equal(d.outdated, 0); /* another pool's template is its own */
 
-    /* A new world of the pool's template is current. */
-    observe(f, made_from(world("a8", "arena", "Ready", 18, "dust", false, false), T2));
+    /* A new world of the pool's template, Starting, then Ready. */
+    observe(f, made_from(world("a8", "arena", "Starting", 18, "dust", false, false), T2));
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 5);
+    assert_false(c.template_proven);
+    observe(f, made_from(world("a8", "arena", "Ready", 20, "dust", false, false), T2));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.outdated, 4);
+    assert_true(c.template_proven);
 
-    /* Ready ones only, as many as asked for: never a3 or a6 (not Ready
-     * yet), a4, a5 or a8. */
-    size_t n = bdy_fleet_take_outdated(f, "default", "arena", refs, 2);
+    /* Claimable Ready ones only, never fewer than keep claimable left:
+     * 6 claimable, keep 4, so two of a1 a2 a6; never a3 (not Ready yet),
+     * a4, a5, a7, a8 or a9. */
+    size_t n = bdy_fleet_take_outdated(f, "default", "arena", 4, refs, 8);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++)
         assert_true(strcmp(refs[i].name, "a1") == 0 || strcmp(refs[i].name, "a2") == 0 ||
-                    strcmp(refs[i].name, "a7") == 0);
+                    strcmp(refs[i].name, "a6") == 0);
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", 4, refs + 2, 6), 0);
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 3);
+    assert_int_equal(c.outdated, 2);
     assert_int_equal(c.outdated_ready, 1);
     assert_int_equal(c.deleting, 2);
-    assert_int_equal(c.warm, 2);
+    assert_int_equal(c.warm, 4);
     /* A delete that failed puts its world back, outdated still. */
     for (size_t i = 0; i < n; i++)
         bdy_fleet_scale_down_done(f, &refs[i], false);
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 5);
+    assert_int_equal(c.outdated, 4);
     assert_int_equal(c.deleting, 0);
 
     /* A world being claimed is not taken; once claimed it is the claim's. */
     bdy_world_ref claimed;
-    int got = 0;
-    while (got == 0) {
+    bool outdated_one = false;
+    while (!outdated_one) {
         assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &claimed, NULL), 0);
-        got = strcmp(claimed.name, "a8") != 0; /* an outdated one */
-        if (!got)
+        outdated_one = strcmp(claimed.name, "a1") == 0 || strcmp(claimed.name, "a2") == 0 ||
+                       strcmp(claimed.name, "a6") == 0;
+        if (!outdated_one)
             bdy_fleet_claim_done(f, &claimed, true, false);
     }
-    n = bdy_fleet_take_outdated(f, "default", "arena", refs, 8);
+    n = bdy_fleet_take_outdated(f, "default", "arena", 0, refs, 8);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++)
         assert_string_not_equal(refs[i].name, claimed.name);
     bdy_fleet_claim_done(f, &claimed, true, false);
     bdy_fleet_counts(f, "default", "arena", &c);
-    assert_int_equal(c.outdated, 2); /* a3 and a6, until they are Ready */
+    assert_int_equal(c.outdated, 1); /* a3, until it is Ready */
     assert_int_equal(c.outdated_ready, 0);
-    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 0);
-    observe(f, world("a6", "arena", "Ready", 30, "dust", false, false));
-    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", refs, 8), 1);
-    assert_string_equal(refs[0].name, "a6");
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", 0, refs, 8), 0);
+    observe(f, made_from(world("a3", "arena", "Ready", 30, "dust", false, false), T1));
+    assert_int_equal(bdy_fleet_take_outdated(f, "default", "arena", 0, refs, 8), 1);
+    assert_string_equal(refs[0].name, "a3");
 
     /* Template unknown again: nothing is outdated, taken ones stay taken. */
     bdy_fleet_set_template(f, "default", "arena", 0);
