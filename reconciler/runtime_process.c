@@ -263,7 +263,9 @@ static bool stray_holds_port(proc_runtime *rt, unsigned port)
         }
         bdy_world_handle h = {.pid = s->pid, .start_time = s->start_time};
         bdy__proc_stat st;
-        if (alive_as_recorded(&h, &st) == 0)
+        /* Forgotten only when surely gone: a look that failed (no
+         * descriptor) says nothing, and the port stays kept. */
+        if (alive_as_recorded(&h, &st) != BDY_ENOTFOUND)
             return true;
         *p = s->next;
         free(s);
@@ -1292,33 +1294,29 @@ static bool stray_before(const bdy__stray *a, const bdy__stray *b)
  * several the world is the one started first, and of equals the one whose
  * parent is none of the others. Caller holds rt->lock and frees the
  * result. */
-static bdy__stray *take_stray(proc_runtime *rt, const bdy_world_spec *spec)
+static bdy__stray *copy_stray(proc_runtime *rt, const bdy_world_spec *spec)
 {
-    bdy__stray **best = NULL;
-    for (bdy__stray **p = &rt->strays; *p != NULL; p = &(*p)->next) {
-        if (stray_is_world(*p, spec) && (best == NULL || stray_before(*p, *best)))
+    const bdy__stray *best = NULL;
+    for (const bdy__stray *p = rt->strays; p != NULL; p = p->next) {
+        if (stray_is_world(p, spec) && (best == NULL || stray_before(p, best)))
             best = p;
     }
-    if (best == NULL)
-        return NULL;
-    bdy__stray *s = *best;
-    *best = s->next;
-    s->next = NULL;
-    return s;
-}
-
-/* Puts a stray back: taking it failed for a reason that may pass. Caller
- * holds rt->lock. */
-static void return_stray(proc_runtime *rt, bdy__stray *s)
-{
-    s->next = rt->strays;
-    rt->strays = s;
+    bdy__stray *copy = best ? malloc(sizeof(*copy)) : NULL;
+    if (copy != NULL) {
+        *copy = *best;
+        copy->next = NULL;
+    }
+    return copy;
 }
 
 /* The ports of a stray as h's: spec's, numbered as the process was told.
- * BDY_ENOTFOUND when it was not told one of them. */
+ * BDY_ENOTFOUND when it was not told one of them, or was told more (a port
+ * the manifest has dropped since): one no handle names would be handed
+ * to another world while this process holds it. */
 static int stray_ports(const bdy_world_spec *spec, const bdy__stray *s, bdy_world_handle *h)
 {
+    if (s->nports != spec->nports)
+        return BDY_ENOTFOUND;
     for (size_t i = 0; i < spec->nports; i++) {
         char var[BDY__PORT_ENV_MAX];
         bdy__port_env_name(spec->ports[i].name, var);
@@ -1502,9 +1500,16 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     int rc = bdy__runtime_check_names(spec->ns, spec->name, eb);
     if (rc != 0)
         return rc;
+    /* A copy: the stray stays listed, its ports kept from new worlds, until
+     * adopt_process() watches it (and drops it then) or it is found gone. */
     pthread_mutex_lock(&rt->lock);
-    bdy__stray *s = take_stray(rt, spec);
+    bool any = false;
+    for (const bdy__stray *p = rt->strays; p != NULL && !any; p = p->next)
+        any = stray_is_world(p, spec);
+    bdy__stray *s = copy_stray(rt, spec);
     pthread_mutex_unlock(&rt->lock);
+    if (s == NULL && any)
+        return bdy_fail(eb, BDY_ENOMEM, "reclaim %s/%s: out of memory", spec->ns, spec->name);
     if (s == NULL)
         return bdy_fail(eb, BDY_ENOTFOUND, "no unrecorded process of world %s/%s", spec->ns,
                         spec->name);
@@ -1520,24 +1525,32 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
     if (rc != 0) {
         /* Started with other ports than the manifest now names: nothing
          * can describe it, so it goes, and the world starts afresh. */
-        if (kill_unwatched(rt, h))
+        bdy__proc_stat st;
+        if (kill_unwatched(rt, h)) {
             bdy_warn(LOG_COMPONENT,
                      "world %s/%s: killed pid %lld, started before a restart with ports the "
                      "manifest no longer names",
                      spec->ns, spec->name, (long long)h->pid);
-        rc = bdy_fail(eb, BDY_ENOTFOUND, "the unrecorded process of world %s/%s had other ports",
-                      spec->ns, spec->name);
+            rc =
+                bdy_fail(eb, BDY_ENOTFOUND, "the unrecorded process of world %s/%s had other ports",
+                         spec->ns, spec->name);
+        } else if (recorded_alive(rt, h, &st) == BDY_ENOTFOUND) {
+            rc = bdy_fail(eb, BDY_ENOTFOUND, "the unrecorded process of world %s/%s is gone",
+                          spec->ns, spec->name);
+        } else {
+            /* Not signalled (no descriptor for its pidfd, say): it runs on,
+             * so the world must not start a second time beside it yet. */
+            rc = bdy_fail(eb, BDY_EIO, "world %s/%s: cannot stop pid %lld now", spec->ns,
+                          spec->name, (long long)h->pid);
+        }
     } else {
         rc = proc_adopt(ctx, spec->ns, spec->name, h, eb);
     }
-    if (bdy_runtime_retry_later(rc)) {
-        /* Out of descriptors or memory, say: the process still runs and is
-         * still the world's, so a later try must find it again. */
-        pthread_mutex_lock(&rt->lock);
-        return_stray(rt, s);
-        pthread_mutex_unlock(&rt->lock);
-        s = NULL;
-    }
+    /* Out of descriptors or memory, say: the process still runs and is
+     * still the world's, so a later try must find it again; otherwise it is
+     * watched now (adopt_process dropped it), gone, or no world of ours. */
+    if (rc != 0 && !bdy_runtime_retry_later(rc))
+        drop_stray(rt, s->pid, s->start_time);
     free(s);
     return rc;
 }

@@ -1022,6 +1022,22 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
 
 /* Taking a stray back can fail for a reason that passes (no descriptor
  * left): the stray must still be there for the next try. */
+/* reclaim() with no descriptor to spare: a pidfd or a look at /proc fails. */
+static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
+                                       bdy_world_handle *h)
+{
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest = dup(0); /* the next descriptor the process would get */
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    int rc = reclaim(rt, s, h);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    return rc;
+}
+
 static void test_failed_reclaim_is_retried(void **state)
 {
     fixture *f = *state;
@@ -1032,16 +1048,7 @@ static void test_failed_reclaim_is_retried(void **state)
     bdy_world_spec s = arena_spec(f, "patient");
     s.uid = uid;
     bdy_world_handle h;
-    struct rlimit saved;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
-    int lowest = dup(0); /* the next descriptor the process would get */
-    assert_true(lowest >= 0);
-    close(lowest);
-    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
-    int rc = reclaim(rt, &s, &h);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
-    assert_true(bdy_runtime_retry_later(rc));
+    assert_true(bdy_runtime_retry_later(reclaim_without_descriptors(rt, &s, &h)));
     assert_true(alive(pid, NULL));
     assert_int_equal(reclaim(rt, &s, &h), 0);
     assert_int_equal(h.pid, pid);
@@ -1049,18 +1056,28 @@ static void test_failed_reclaim_is_retried(void **state)
     bdy_runtime_free(rt);
 }
 
-static void test_reclaim_with_other_ports_kills(void **state)
+/* A process started before a restart with other ports than the manifest
+ * names now is killed rather than taken back: with a port renamed (drop
+ * false), or with its one port dropped from the manifest (drop true: the
+ * port it holds would be named by no handle, and handed to another world).
+ * Until it can be killed, it is the world's still. */
+static void reclaim_with_other_ports_kills(fixture *f, bool drop)
 {
-    fixture *f = *state;
     char uid[64];
     unsigned port = 0;
     pid_t pid = spawn_unrecorded(f, "changed", uid, &port);
     bdy_runtime *rt = new_runtime(f, f->port_base, f->port_base + 99);
-    /* The manifest now names a port the process was never told. */
     bdy_world_spec s = arena_spec(f, "changed");
     s.uid = uid;
-    snprintf(s.ports[0].name, sizeof(s.ports[0].name), "query");
+    if (drop)
+        s.nports = 0;
+    else
+        snprintf(s.ports[0].name, sizeof(s.ports[0].name), "query");
     bdy_world_handle h;
+    /* Not killed for want of a descriptor: it runs on, and so the world
+     * must not start beside it; a later try kills it. */
+    assert_true(bdy_runtime_retry_later(reclaim_without_descriptors(rt, &s, &h)));
+    assert_true(alive(pid, NULL));
     assert_int_equal(reclaim(rt, &s, &h), BDY_ENOTFOUND);
     bool gone = false;
     for (uint64_t end = now_ms() + WAIT_MS; !gone && now_ms() < end; sleep_ms(POLL_MS)) {
@@ -1070,6 +1087,16 @@ static void test_reclaim_with_other_ports_kills(void **state)
     assert_true(gone);
     assert_int_equal(exit_count(f), 0); /* never watched, so never reported */
     bdy_runtime_free(rt);
+}
+
+static void test_reclaim_with_other_ports_kills(void **state)
+{
+    reclaim_with_other_ports_kills(*state, false);
+}
+
+static void test_reclaim_with_a_dropped_port_kills(void **state)
+{
+    reclaim_with_other_ports_kills(*state, true);
 }
 
 /* The whole window: a runtime starts a world and goes before anything
@@ -1936,6 +1963,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_unrecorded_world, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_by_identity_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_with_other_ports_kills, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_with_a_dropped_port_kills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_picks_the_world_not_its_helper, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stray_port_is_not_handed_out, setup, teardown),
