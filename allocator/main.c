@@ -667,6 +667,11 @@ refused:
         char *in_force = next->auth.token_file;
         next->auth.token_file = d->cfg->auth.token_file;
         d->cfg->auth.token_file = in_force;
+    } else {
+        /* Refused before a token file was read (one that turns
+         * authentication off, or names a file that does not load): the
+         * file in force is read again, as for a config that does not load. */
+        reload_running_tokens(d);
     }
     count_reload(d, "refused");
     bdy_config_free(next);

@@ -2199,14 +2199,16 @@ void bdy_reconciler_stop(bdy_reconciler *r)
     if (r == NULL)
         return;
     atomic_store(&r->stopping, true);
-    if (r->inf != NULL) {
-        bdy_informer_stop(r->inf);
-        r->inf = NULL;
-    }
+    /* Workers first: one in the orphan sweep reads the informer. Events the
+     * informer delivers meanwhile find the queue shut. */
     bdy_workqueue_shutdown(r->q);
     for (unsigned i = 0; i < r->nworkers; i++)
         pthread_join(r->workers[i], NULL);
     r->nworkers = 0;
+    if (r->inf != NULL) {
+        bdy_informer_stop(r->inf);
+        r->inf = NULL;
+    }
     if (r->ev_started) {
         pthread_mutex_lock(&r->ev_lock);
         pthread_cond_broadcast(&r->ev_cond);

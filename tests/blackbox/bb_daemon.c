@@ -447,8 +447,9 @@ static void test_tokens_turned_on_by_reload_stay_on(void **state)
 }
 
 /* A token revoked in the token file leaves with the next SIGHUP, even when
- * the rest of the reload is refused: for a manifest the store refuses, and
- * for a config file that does not load at all. */
+ * the rest of the reload is refused: for a manifest the store refuses, for
+ * a config file that does not load at all, and for one that would turn
+ * authentication off. */
 static void test_token_revoked_despite_refused_reload(void **state)
 {
     (void)state;
@@ -505,6 +506,24 @@ static void test_token_revoked_despite_refused_reload(void **state)
     bb_response_free(&r);
     r = bb_request(&s, "GET", "/metrics", NULL, old_hdr); /* revoked stays revoked */
     assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+
+    /* A config that would turn authentication off (refused: that needs a
+     * restart), written with a revocation in the file in force. */
+    bb_write(&s, "bindery.yaml", "logLevel: info\nmanifests: [more-manifests]\n");
+    write_reader_tokens_to(&s, "tokens2.yaml", "fourth-token");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "turning authentication off needs a restart", 5000));
+    for (int i = 0; i < 50 && bb_log_count(&s, "tokens in force") < 3; i++)
+        usleep(100 * 1000);
+    assert_int_equal(bb_log_count(&s, "tokens in force"), 3);
+    r = bb_request(&s, "GET", "/metrics", NULL,
+                   (const char *const[]){"Authorization: Bearer third-token", NULL});
+    assert_int_equal(r.status, 401);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/metrics", NULL,
+                   (const char *const[]){"Authorization: Bearer fourth-token", NULL});
+    assert_int_equal(r.status, 200);
     bb_response_free(&r);
     bb_cleanup(&s);
 }
