@@ -871,9 +871,14 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
         goto out;
     }
     if (deleting && !bdy__has_finalizers(neu)) {
-        rc = w_remove(s, op, info, ns, name, neu);
+        /* The write that empties the finalizers is not stored: the object
+         * goes as it was stored, and its DELETED event says so (as in
+         * Kubernetes), so a watch whose selector that write would have
+         * left still sees it go. */
+        rc = w_remove(s, op, info, ns, name, old);
         if (rc != 0)
             goto out;
+        set_rv(neu, s->rv);
         op->deleted = true;
         if (strcmp(info->resource, "customresourcedefinitions") == 0 && crd != NULL) {
             const bdy__resource *cr = bdy__registry_get(&s->registry, crd->group, crd->plural);

@@ -4,6 +4,7 @@
 #include "bindery/util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -212,13 +213,23 @@ static delivery translate(const bdy_watch *w, const bdy__event *e, bdy_watch_eve
             return UNREADABLE;
         }
         bool before = selected(w, old);
-        json_object_put(old);
         if (before && !now) {
+            /* Gone from the watcher's view: as Kubernetes says it, the
+             * object as the watcher last saw it, at this event's version. */
             type = BDY_EVENT_DELETED;
             now = true;
+            char rv[24];
+            snprintf(rv, sizeof(rv), "%llu", (unsigned long long)e->rv);
+            json_object *meta = json_object_object_get(old, "metadata");
+            if (meta != NULL)
+                json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
+            json_object_put(obj);
+            obj = old;
+            old = NULL;
         } else if (!before && now) {
             type = BDY_EVENT_ADDED;
         }
+        json_object_put(old);
     }
     if (!now) {
         json_object_put(obj);

@@ -590,6 +590,9 @@ static void test_finalizers_and_delete(void **state)
     bdy_watch *w = NULL;
     assert_int_equal(bdy_store_watch(f->store, &WIDGETS, "default", NULL, NULL, start, &w, NULL),
                      0);
+    bdy_watch *red = NULL;
+    assert_int_equal(
+        bdy_store_watch(f->store, &WIDGETS, "default", "color=red", NULL, start, &red, NULL), 0);
     json_object *p = json_tokener_parse("{\"metadata\":{\"finalizers\":[\"test.dev/hold\"]}}");
     assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
                                      NULL, NULL, NULL),
@@ -616,8 +619,9 @@ static void test_finalizers_and_delete(void **state)
                      BDY_EINVALID_OBJECT);
     assert_string_equal(eb.causes[0].field, "metadata.finalizers");
     json_object_put(p);
-    /* Removing the last finalizer deletes the object. */
-    p = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
+    /* Removing the last finalizer deletes the object; the same write
+     * taking it out of the red watcher's view does not hide its end. */
+    p = json_tokener_parse("{\"metadata\":{\"finalizers\":null,\"labels\":{\"color\":null}}}");
     assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
                                      NULL, NULL, NULL),
                      0);
@@ -637,6 +641,17 @@ static void test_finalizers_and_delete(void **state)
     assert_int_equal(last, current_rv(f));
     assert_int_equal(bdy_store_watch_next(f->store, w, 0, &ev), BDY_ETIMEOUT);
     bdy_store_watch_close(f->store, w);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(next_event(f, red, &ev), 0);
+        assert_int_equal(ev.type, expect[i]);
+        if (i == 2) {
+            /* As it was stored, at the delete's version. */
+            assert_string_equal(meta(ev.object, "metadata.labels.color"), "red");
+            assert_int_equal(ev.resource_version, last);
+        }
+        json_object_put(ev.object);
+    }
+    bdy_store_watch_close(f->store, red);
 
     /* Plain delete, preconditions. */
     json_object_put(create_widget(f, "w2", 3, "red"));
@@ -863,6 +878,12 @@ static void test_watch_order_and_selectors(void **state)
         assert_int_equal(next_event(f, red, &ev), 0);
         assert_int_equal(ev.type, rtypes[i]);
         assert_string_equal(meta(ev.object, "metadata.name"), rnames[i]);
+        /* Gone from view: the object as the watcher saw it, at the
+         * event's version. */
+        assert_string_equal(meta(ev.object, "metadata.labels.color"), "red");
+        char rv[24];
+        snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ev.resource_version);
+        assert_string_equal(meta(ev.object, "metadata.resourceVersion"), rv);
         json_object_put(ev.object);
     }
     assert_int_equal(bdy_store_watch_next(f->store, red, 0, &ev), BDY_ETIMEOUT);
