@@ -516,6 +516,55 @@ bool bdy_principal_allows(const bdy_principal *p, bdy_verb verb, const char *ns)
     return false;
 }
 
+bdy_principal *bdy_principal_copy(const bdy_principal *p)
+{
+    if (p == NULL)
+        return NULL;
+    bdy_principal *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    memcpy(c->sha256, p->sha256, sizeof(c->sha256));
+    c->all_namespaces = p->all_namespaces;
+    c->verbs = p->verbs;
+    c->name = strdup(p->name ? p->name : "");
+    c->namespaces = p->nnamespaces ? calloc(p->nnamespaces, sizeof(char *)) : NULL;
+    bool ok = c->name != NULL && (p->nnamespaces == 0 || c->namespaces != NULL);
+    for (size_t i = 0; ok && i < p->nnamespaces; i++) {
+        ok = (c->namespaces[i] = strdup(p->namespaces[i])) != NULL;
+        c->nnamespaces += ok;
+    }
+    if (!ok) {
+        bdy_principal_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void bdy_principal_free(bdy_principal *p)
+{
+    if (p == NULL)
+        return;
+    principal_clear(p);
+    free(p);
+}
+
+bool bdy_auth_still_grants(const bdy_auth *a, const bdy_principal *p)
+{
+    if (a == NULL || p == NULL)
+        return false;
+    for (size_t i = 0; i < a->count; i++) {
+        const bdy_principal *q = &a->items[i];
+        if (strcmp(q->sha256, p->sha256) != 0)
+            continue;
+        bool verbs = (q->verbs & BDY_VERB_ADMIN) != 0 || (q->verbs & p->verbs) == p->verbs;
+        bool every_ns = q->all_namespaces || !p->all_namespaces;
+        for (size_t k = 0; every_ns && !q->all_namespaces && k < p->nnamespaces; k++)
+            every_ns = bdy_principal_allows(q, BDY_VERB_NONE, p->namespaces[k]);
+        return verbs && every_ns;
+    }
+    return false;
+}
+
 const char *bdy_principal_name(const bdy_principal *p)
 {
     return p != NULL ? p->name : "";

@@ -235,6 +235,11 @@ struct bdy_http_stream {
     bdy_http_server *s;
     bdy_http_stream *prev, *next; /* in s->stream_head; guarded by s->defer_lock */
     bool listed;
+    /* What the request's token was granted (a copy, owned; NULL without
+     * authentication): a token set loaded since that no longer grants it
+     * ends the stream (bdy_http_server_set_auth). Set at begin, read under
+     * s->defer_lock. */
+    bdy_principal *grants;
 };
 
 /* ---- responses ------------------------------------------------------- */
@@ -582,6 +587,35 @@ static void auth_slot_free(struct auth_slot *slot)
     free(slot);
 }
 
+static void stream_wake_locked(bdy_http_stream *st);
+
+/* Ends the streams (watches) of tokens that auth, the set just put in
+ * force, no longer grants what they were granted: revoking a token ends
+ * the access it gave, not only its next request. */
+static void close_revoked_streams(bdy_http_server *s, const bdy_auth *auth)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&s->defer_lock);
+    for (bdy_http_stream *st = s->stream_head; st != NULL; st = st->next) {
+        if (st->grants == NULL || bdy_auth_still_grants(auth, st->grants))
+            continue;
+        pthread_mutex_lock(&st->lock);
+        if (!st->closed) {
+            st->closed = true;
+            stream_wake_locked(st);
+            pthread_cond_broadcast(&st->room);
+            n++;
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+    if (n > 0)
+        bdy_info("http",
+                 "ended %u streams (watches) of tokens the reloaded token set no longer "
+                 "grants them",
+                 n);
+}
+
 int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth)
 {
     if (s == NULL) {
@@ -604,6 +638,7 @@ int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth)
     pthread_mutex_unlock(&s->auth_lock);
     if (unused)
         auth_slot_free(old);
+    close_revoked_streams(s, auth);
     if (open_public)
         bdy_error("http",
                   "authentication turned off while listening on %s: authenticated "
@@ -1220,6 +1255,7 @@ static void stream_free(bdy_http_stream *st)
     pthread_cond_destroy(&st->room);
     pthread_mutex_destroy(&st->lock);
     bdy_buf_free(&st->pending);
+    bdy_principal_free(st->grants);
     free(st);
 }
 
@@ -1273,6 +1309,14 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
     st->status = status;
     st->content_type = content_type != NULL ? content_type : "application/json";
     st->s = c->s;
+    if (c->req.principal != NULL && (st->grants = bdy_principal_copy(c->req.principal)) == NULL) {
+        /* Without the copy a revoked token could not end it. */
+        pthread_cond_destroy(&st->room);
+        pthread_mutex_destroy(&st->lock);
+        bdy_buf_free(&st->pending);
+        free(st);
+        return NULL;
+    }
     pthread_mutex_lock(&c->s->defer_lock);
     st->listed = true;
     st->next = c->s->stream_head;

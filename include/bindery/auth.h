@@ -75,6 +75,16 @@ bool bdy_principal_take(const bdy_principal *p, unsigned *retry_after_s);
  * be in use yet. */
 void bdy_auth_carry_buckets(bdy_auth *next, const bdy_auth *prev);
 
+/* A copy of what p is granted (its token's hash, name, verbs and
+ * namespaces; no rate), owned by the caller, valid after p's set is gone:
+ * for bdy_auth_still_grants. NULL for p NULL or out of memory. */
+bdy_principal *bdy_principal_copy(const bdy_principal *p);
+void bdy_principal_free(bdy_principal *p);
+/* Whether a, a set loaded since p's, still grants p's token every verb in
+ * every namespace p had: a request that runs on (a watch) may go on. False
+ * for a NULL (no token set). */
+bool bdy_auth_still_grants(const bdy_auth *a, const bdy_principal *p);
+
 /* Parses "allocate", "release", "read", "admin". */
 int bdy_verb_parse(const char *text, bdy_verb *out);
 

@@ -390,10 +390,36 @@ fail:
     return -1;
 }
 
-/* A reload swaps the token set at once, though a watch that authenticated
- * against the old one stays open (it held the reload, and with it the
- * signal loop, SIGTERM included, until it ended: up to 30 minutes); and a
- * SIGTERM then drains and exits. */
+/* Whether the watch on fd ends (its last chunk, or the connection closed)
+ * within timeout_ms. */
+static bool watch_ended(int fd, int timeout_ms)
+{
+    static char seen[256 * 1024]; /* what came after the headers */
+    size_t got = 0;
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        if (got == sizeof(seen))
+            got = 0; /* only the end matters */
+        ssize_t r = read(fd, seen + got, sizeof(seen) - got);
+        if (r <= 0)
+            return true;
+        got += (size_t)r;
+        /* The chunked body's last chunk. */
+        if (got >= 5 && memcmp(seen + got - 5, "0\r\n\r\n", 5) == 0 &&
+            (got == 5 || seen[got - 6] == '\n'))
+            return true;
+    }
+    return false;
+}
+
+/* A reload swaps the token set at once. A watch that authenticated against
+ * the old one ends if its token is gone from the new set (revoking a token
+ * ends the access it gave), and runs on if the new set grants it the same;
+ * neither holds the reload up (a watch held it, and with it the signal
+ * loop, SIGTERM included, until it ended: up to 30 minutes); and a SIGTERM
+ * then drains and exits. */
 static void test_reload_with_a_watch_open(void **state)
 {
     (void)state;
@@ -414,10 +440,20 @@ static void test_reload_with_a_watch_open(void **state)
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});
     assert_int_equal(r.status, 401);
     bb_response_free(&r);
+    assert_true(watch_ended(watch, 5000));
+    assert_true(bb_log_contains(&s, "ended 1 streams", 0));
+    int kept = open_watch(&s, "other-token");
+    assert_true(kept >= 0);
+    bb_signal(&s, SIGHUP); /* the same tokens again */
+    for (int i = 0; i < 50 && bb_log_count(&s, "reloaded") < 2; i++)
+        usleep(100 * 1000);
+    assert_int_equal(bb_log_count(&s, "reloaded"), 2);
+    assert_false(watch_ended(kept, 1500));
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 15000));
     assert_int_equal(s.exit_status, 0);
     close(watch);
+    close(kept);
     bb_cleanup(&s);
 }
 

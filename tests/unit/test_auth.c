@@ -278,6 +278,56 @@ static void test_reload_keeps_buckets(void **state)
     bdy_auth_free(a);
 }
 
+/* A token set loaded since: which copies of earlier grants it still
+ * grants (a watch opened with them may run on). */
+static void test_still_grants(void **state)
+{
+    fixture *f = *state;
+    bdy_auth *a = load_good(f);
+    bdy_principal *reader = bdy_principal_copy(bdy_auth_authenticate(a, "Bearer reader-token"));
+    bdy_principal *slow = bdy_principal_copy(bdy_auth_authenticate(a, "Bearer slow-token"));
+    bdy_principal *ops = bdy_principal_copy(bdy_auth_authenticate(a, "Bearer ops-token"));
+    assert_non_null(reader);
+    assert_non_null(ops);
+    assert_string_equal(bdy_principal_name(reader), "reader");
+    assert_true(bdy_auth_still_grants(a, reader)); /* the same set */
+    assert_true(bdy_auth_still_grants(a, ops));
+    assert_false(bdy_auth_still_grants(NULL, reader));
+    /* reader keeps read in default (and gains a namespace); slow loses
+     * default; ops loses admin; matchmaker's token is gone. */
+    char h_reader[65];
+    char h_slow[65];
+    char h_ops[65];
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "tokens:\n"
+             "  - name: reader\n    sha256: %s\n    namespaces: [default, extra]\n"
+             "    verbs: [read, release]\n"
+             "  - name: slow\n    sha256: %s\n    namespaces: [other]\n    verbs: [read]\n"
+             "  - name: ops\n    sha256: %s\n    namespaces: [\"*\"]\n    verbs: [read]\n",
+             hash_of("reader-token", h_reader), hash_of("slow-token", h_slow),
+             hash_of("ops-token", h_ops));
+    write_file(f, text);
+    bdy_auth *b = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_auth_load(f->path, &b, &eb), 0);
+    assert_true(bdy_auth_still_grants(b, reader));
+    assert_false(bdy_auth_still_grants(b, slow));
+    assert_false(bdy_auth_still_grants(b, ops));
+    /* TEST_HASH is the hash of "test". */
+    bdy_principal *mm = bdy_principal_copy(bdy_auth_authenticate(a, "Bearer test"));
+    assert_non_null(mm);
+    assert_false(bdy_auth_still_grants(b, mm));
+    bdy_principal_free(mm);
+    bdy_principal_free(reader);
+    bdy_principal_free(slow);
+    bdy_principal_free(ops);
+    assert_null(bdy_principal_copy(NULL));
+    bdy_auth_free(b);
+    bdy_auth_free(a);
+}
+
 typedef struct bad_case {
     const char *yaml;
     int rc;
@@ -439,6 +489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verbs_and_namespaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_keeps_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_still_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_limits, setup, teardown),
     };
