@@ -2544,6 +2544,9 @@ static bool finish_cut_short(bdy_claims *c, const cut_short *q)
     alloc_entry *e = id_find(c, q->id, false);
     bool still = e != NULL && e->released && !e->client_releasing;
     pthread_mutex_unlock(&c->lock);
+    /* A world whose process has exited is being released by its
+     * controller (WorldExited), which deletes it itself. */
+    still = still && !process_gone(c, q->ns, q->world);
     bool ok = true;
     if (still && have != NULL && strcmp(have, q->id) == 0 &&
         bdy_jget(meta, "deletionTimestamp") == NULL) {
@@ -2551,13 +2554,13 @@ static bool finish_cut_short(bdy_claims *c, const cut_short *q)
         rc = bdy_store_delete(c->o.store, &BDY_GVR_WORLDS, q->ns, q->world, &d, NULL, NULL, NULL);
         if (rc == 0) {
             bdy_info("claims",
-                     "allocation %s was released, but its world %s/%s was not stopped (a release "
+                     "allocation %s is released, but its world %s/%s was not deleted (a release "
                      "cut short): it stops now",
                      q->id, q->ns, q->world);
             if (c->rec != NULL)
                 bdy_reconciler_event_if_spare(c->rec, world, "Normal", "Released",
-                                              "allocation %s released by its client; the world "
-                                              "stops (finished after a restart)",
+                                              "allocation %s is released; the world stops (a "
+                                              "release cut short, finished)",
                                               q->id);
         }
         /* A conflict: a newer state of the world, which says again. */

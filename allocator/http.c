@@ -587,7 +587,7 @@ static void auth_slot_free(struct auth_slot *slot)
     free(slot);
 }
 
-static void stream_wake_locked(bdy_http_stream *st);
+static void stream_close_locked(bdy_http_stream *st);
 
 /* Ends the streams (watches) of tokens that auth, the set just put in
  * force, no longer grants what they were granted: revoking a token ends
@@ -600,18 +600,14 @@ static void close_revoked_streams(bdy_http_server *s, const bdy_auth *auth)
         if (st->grants == NULL || bdy_auth_still_grants(auth, st->grants))
             continue;
         pthread_mutex_lock(&st->lock);
-        if (!st->closed) {
-            st->closed = true;
-            stream_wake_locked(st);
-            pthread_cond_broadcast(&st->room);
-            n++;
-        }
+        n += !st->closed;
+        stream_close_locked(st);
         pthread_mutex_unlock(&st->lock);
     }
     pthread_mutex_unlock(&s->defer_lock);
     if (n > 0)
         bdy_info("http",
-                 "ended %u streams (watches) of tokens the reloaded token set no longer "
+                 "ended %u streams (watches) of tokens the new token set no longer "
                  "grants them",
                  n);
 }
@@ -1310,11 +1306,7 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
     st->content_type = content_type != NULL ? content_type : "application/json";
     st->s = c->s;
     if (c->req.principal != NULL && (st->grants = bdy_principal_copy(c->req.principal)) == NULL) {
-        /* Without the copy a revoked token could not end it. */
-        pthread_cond_destroy(&st->room);
-        pthread_mutex_destroy(&st->lock);
-        bdy_buf_free(&st->pending);
-        free(st);
+        stream_free(st); /* without the copy a revoked token could not end it */
         return NULL;
     }
     pthread_mutex_lock(&c->s->defer_lock);
@@ -1323,9 +1315,18 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
     if (st->next != NULL)
         st->next->prev = st;
     c->s->stream_head = st;
-    /* Checked under the lock stop() sets it with: a stream is either
-     * closed by close_streams() or born closed. */
-    st->closed = c->s->defer_closed;
+    /* Checked under the locks stop() and set_auth() hold: a stream is
+     * either closed by close_streams() or close_revoked_streams(), or born
+     * closed. A token set put in force since the request authenticated
+     * (its body came slowly) may have revoked it already. */
+    bool revoked = false;
+    if (st->grants != NULL) {
+        pthread_mutex_lock(&c->s->auth_lock);
+        revoked =
+            c->s->current != c->slot && !bdy_auth_still_grants(c->s->current->auth, st->grants);
+        pthread_mutex_unlock(&c->s->auth_lock);
+    }
+    st->closed = c->s->defer_closed || revoked;
     pthread_mutex_unlock(&c->s->defer_lock);
     c->stream = st;
     return st;
@@ -1504,14 +1505,21 @@ static enum MHD_Result queue_stream(struct conn *c)
 
 /* Ends every open stream (server stopping): MHD cannot stop with suspended
  * connections, and producers must learn that writing is pointless. */
+/* Closes a stream: writes fail, the body ends, a waiting write wakes.
+ * Called with st->lock held. */
+static void stream_close_locked(bdy_http_stream *st)
+{
+    st->closed = true;
+    stream_wake_locked(st);
+    pthread_cond_broadcast(&st->room);
+}
+
 static void close_streams(bdy_http_server *s)
 {
     pthread_mutex_lock(&s->defer_lock);
     for (bdy_http_stream *st = s->stream_head; st != NULL; st = st->next) {
         pthread_mutex_lock(&st->lock);
-        st->closed = true;
-        stream_wake_locked(st);
-        pthread_cond_broadcast(&st->room);
+        stream_close_locked(st);
         pthread_mutex_unlock(&st->lock);
     }
     pthread_mutex_unlock(&s->defer_lock);

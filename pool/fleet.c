@@ -85,6 +85,7 @@ struct fleet_pool {
     bool present;         /* still in the config */
     uint64_t template_id; /* bdy_fleet_set_template; 0: not known */
     bool template_proven; /* a world of template_id has been seen Ready */
+    bool template_failed; /* ... or Failed */
 };
 
 struct bdy_fleet {
@@ -313,14 +314,17 @@ static bool outdated_of(const world *w)
            w->template_id != w->pool->template_id;
 }
 
-/* Notes that a world of the pool's template is Ready (see
- * bdy_pool_counts.template_proven). Under f->lock. */
+/* Notes that a world of the pool's template is Ready, or has failed (see
+ * bdy_pool_counts.template_proven, template_failed). Under f->lock. */
 static void proven_sync(world *w)
 {
     fleet_pool *p = w->pool;
-    if (p != NULL && p->template_id != 0 && w->template_id == p->template_id &&
-        w->phase == BDY_PHASE_READY)
+    if (p == NULL || p->template_id == 0 || w->template_id != p->template_id)
+        return;
+    if (w->phase == BDY_PHASE_READY)
         p->template_proven = true;
+    else if (w->phase == BDY_PHASE_FAILED)
+        p->template_failed = true;
 }
 
 /* Adds (sign +1) or removes (-1) w from its pool's phase counts. */
@@ -927,6 +931,7 @@ int bdy_fleet_counts(bdy_fleet *f, const char *ns, const char *pool, bdy_pool_co
         creations_prune(p, monotonic_s());
         *out = p->counts;
         out->template_proven = p->template_proven;
+        out->template_failed = p->template_failed;
         out->creating = (unsigned)p->ncreating;
         out->total += out->creating;
     }
@@ -1197,6 +1202,7 @@ void bdy_fleet_set_template(bdy_fleet *f, const char *ns, const char *pool, uint
     if (p != NULL && p->template_id != template_id) {
         p->template_id = template_id;
         p->template_proven = false;
+        p->template_failed = false;
         /* Once per change of template (an edit, a reload): a walk of every
          * world is fine here, never on a claim's path. */
         BDY_HMAP_FOREACH(&f->worlds, node)

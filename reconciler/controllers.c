@@ -1748,10 +1748,15 @@ static void replace_outdated(bdy_reconciler *r, const char *ns, const char *name
                              unsigned target, bdy_world_ref *refs)
 {
     size_t keep = target;
-    /* At maxWorlds no replacement can start beside the outdated worlds:
-     * once the new template has made a Ready world, one outdated world at a
-     * time makes room (one short of the target meanwhile). */
-    if (spec->max_worlds <= c->total && warm < target && c->template_proven)
+    /* At maxWorlds no replacement can start beside the outdated worlds: one
+     * outdated world at a time makes room (one short of the target
+     * meanwhile), while none of the new template is on its way. Until one
+     * has been Ready, only the first: a new template whose worlds fail
+     * takes one working world away, not all. */
+    unsigned current_ready = c->phase[BDY_PHASE_READY] - c->outdated_ready;
+    bool on_its_way = warm > current_ready;
+    if (spec->max_worlds <= c->total && warm < target && !on_its_way &&
+        (c->template_proven || !c->template_failed))
         keep = target - 1;
     size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, keep, refs, POOL_STEP_MAX);
     delete_taken(r, refs, n, "Outdated",
@@ -2115,7 +2120,9 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
             bdy_metrics_gauge(r->o.metrics, "bindery_worlds", "Worlds by pool and phase.", pp);
         r->m_outdated = bdy_metrics_gauge(
             r->o.metrics, "bindery_worlds_outdated",
-            "Idle worlds made from an older template of their pool, being replaced.", p);
+            "Worlds of a pool's stock (Pending, Starting or Ready, unclaimed) made from an "
+            "older template of the pool, being replaced.",
+            p);
         r->m_startup = bdy_metrics_histogram(r->o.metrics, "bindery_world_startup_seconds",
                                              "World startup latency: creation to Ready, by pool.",
                                              p, startup_bounds,

@@ -103,7 +103,9 @@ bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out);
  * BDY_EIO when /proc cannot be listed. */
 #define BDY__ENVIRON_MAX ((size_t)1 << 20)
 int bdy__strays_find(bdy__stray **out, size_t *count);
-/* The same for the processes of process group pgrp, leader or not. */
+/* The same for the processes of process group pgrp, leader or not, and
+ * those among them whose environment names no world too (uid, ns and name
+ * empty). */
 int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count);
 void bdy__strays_free(bdy__stray *list);
 /* The world identity in one process's environment (out as for

@@ -488,9 +488,14 @@ static void kill_overdue(proc_runtime *rt)
 /* An adopted world is not our child: its leader is reaped by someone else,
  * so it cannot be held as a zombie while its group is killed, as our own
  * children are. What it started in its group would outlive it, holding
- * its ports. A group outlives its leader only while members are left, so
- * a member found carrying this world's identity shows that the group id
- * is still this world's (it cannot be handed to a new group meanwhile). */
+ * its ports. A group outlives its leader only while members are left, and
+ * its id cannot be handed to a new process meanwhile: so a member carrying
+ * this world's identity shows that the group is still this world's. So do
+ * members that carry none (a helper started with a clean environment, or
+ * one that wrote over its own, as setproctitle does), started after the
+ * leader, while no other process runs under the leader's pid: only a
+ * reused pid could have made a new group of that id. A member naming
+ * another world says the group is not this one's. */
 static void kill_group_leftovers(const proc_world *w)
 {
     /* Most groups end with their leader: one signal-0 tells, where a look
@@ -503,11 +508,24 @@ static void kill_group_leftovers(const proc_world *w)
     if (bdy__group_find(w->h.pid, &left, &n) != 0)
         return;
     size_t ours = 0;
-    for (const bdy__stray *p = left; p != NULL; p = p->next)
-        ours += strcmp(p->ns, w->ns) == 0 && strcmp(p->name, w->name) == 0;
+    size_t anonymous = 0;
+    size_t others = 0;
+    for (const bdy__stray *p = left; p != NULL; p = p->next) {
+        if (p->uid[0] == '\0')
+            anonymous += p->start_time >= w->h.start_time;
+        else if (strcmp(p->ns, w->ns) == 0 && strcmp(p->name, w->name) == 0)
+            ours++;
+        else
+            others++;
+    }
     bdy__strays_free(left);
-    if (ours == 0)
+    bdy__proc_stat st;
+    int leader = bdy__proc_stat_read(w->h.pid, &st);
+    bool pid_reused = leader == 0 && st.start_time != w->h.start_time;
+    if (others > 0 ||
+        (ours == 0 && (anonymous == 0 || pid_reused || (leader != 0 && leader != BDY_ENOTFOUND))))
         return;
+    ours += anonymous;
     bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) left %zu processes in its group: SIGKILL",
              w->ns, w->name, (long long)w->h.pid, ours);
     kill(-(pid_t)w->h.pid, SIGKILL);
@@ -1288,25 +1306,26 @@ static bool stray_before(const bdy__stray *a, const bdy__stray *b)
     return a->pid < b->pid;
 }
 
-/* Unlinks and returns the stray running spec's world (uid, namespace and
- * name all equal), or NULL. A helper the world started in a session of its
- * own also leads its group and carries the world's environment, so among
- * several the world is the one started first, and of equals the one whose
- * parent is none of the others. Caller holds rt->lock and frees the
- * result. */
-static bdy__stray *copy_stray(proc_runtime *rt, const bdy_world_spec *spec)
+/* A copy (*out, the caller's to free) of the stray running spec's world
+ * (uid, namespace and name all equal), left listed; BDY_ENOTFOUND when
+ * there is none, BDY_ENOMEM. A helper the world started in a session of
+ * its own also leads its group and carries the world's environment, so
+ * among several the world is the one started first, and of equals the one
+ * whose parent is none of the others. Caller holds rt->lock. */
+static int copy_stray(proc_runtime *rt, const bdy_world_spec *spec, bdy__stray **out)
 {
     const bdy__stray *best = NULL;
     for (const bdy__stray *p = rt->strays; p != NULL; p = p->next) {
         if (stray_is_world(p, spec) && (best == NULL || stray_before(p, best)))
             best = p;
     }
-    bdy__stray *copy = best ? malloc(sizeof(*copy)) : NULL;
-    if (copy != NULL) {
-        *copy = *best;
-        copy->next = NULL;
-    }
-    return copy;
+    if (best == NULL)
+        return BDY_ENOTFOUND;
+    if ((*out = malloc(sizeof(**out))) == NULL)
+        return BDY_ENOMEM;
+    **out = *best;
+    (*out)->next = NULL;
+    return 0;
 }
 
 /* The ports of a stray as h's: spec's, numbered as the process was told.
@@ -1502,17 +1521,14 @@ static int proc_reclaim(void *ctx, const bdy_world_spec *spec, bdy_world_handle 
         return rc;
     /* A copy: the stray stays listed, its ports kept from new worlds, until
      * adopt_process() watches it (and drops it then) or it is found gone. */
+    bdy__stray *s = NULL;
     pthread_mutex_lock(&rt->lock);
-    bool any = false;
-    for (const bdy__stray *p = rt->strays; p != NULL && !any; p = p->next)
-        any = stray_is_world(p, spec);
-    bdy__stray *s = copy_stray(rt, spec);
+    rc = copy_stray(rt, spec, &s);
     pthread_mutex_unlock(&rt->lock);
-    if (s == NULL && any)
-        return bdy_fail(eb, BDY_ENOMEM, "reclaim %s/%s: out of memory", spec->ns, spec->name);
-    if (s == NULL)
-        return bdy_fail(eb, BDY_ENOTFOUND, "no unrecorded process of world %s/%s", spec->ns,
-                        spec->name);
+    if (rc == BDY_ENOMEM)
+        return bdy_fail(eb, rc, "reclaim %s/%s: out of memory", spec->ns, spec->name);
+    if (rc != 0)
+        return bdy_fail(eb, rc, "no unrecorded process of world %s/%s", spec->ns, spec->name);
     /* A spec with no command is the identity alone, what the world
      * controller knows of a world it deletes: the handle gets the ports the
      * process was told, which must stay taken until it has stopped. A whole

@@ -225,8 +225,14 @@ static int procs_find(int64_t group, bdy__stray **out, size_t *count)
             rc = BDY_ENOMEM;
             goto out;
         }
-        if (!bdy__stray_parse_environ(env, (size_t)n, s))
-            continue;
+        if (!bdy__stray_parse_environ(env, (size_t)n, s)) {
+            if (group < 0)
+                continue;
+            /* A group member whose environment names no world (a helper
+             * started with a clean one, or one that wrote over its own):
+             * listed all the same, its identity empty. */
+            memset(s, 0, sizeof(*s));
+        }
         s->start_time = st.start_time;
         s->ppid = st.ppid;
         s->pid = pid;

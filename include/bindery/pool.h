@@ -89,6 +89,7 @@ typedef struct bdy_pool_counts {
     unsigned outdated_ready; /* the Ready ones among them (still claimable meanwhile) */
     bool template_proven;    /* a world of the pool's template has been seen Ready since
                                 it was set: the template can make worlds */
+    bool template_failed;    /* ... or one has been seen Failed */
 } bdy_pool_counts;
 
 /* A copy of what claims need to know about a candidate. */

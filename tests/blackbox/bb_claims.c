@@ -2552,6 +2552,120 @@ static void test_gone_world_process_is_stopped(void **state)
     bb_cleanup(&s);
 }
 
+/* A pool at maxWorlds with every world warm has no room for a replacement
+ * beside its outdated worlds: it replaces them one at a time. */
+static void test_full_pool_rolls_out(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server_warm(&s, 2, 2, 2, NULL, 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    write_arena_manifest(&s, ARENA_PROBE, 20, ", \"--name\", \"v2-{name}\"");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    const char *none[] = {NULL};
+    assert_true(wait_rolled_out(&s, none, 2, "v2-", NULL, 60000));
+    assert_int_equal(settled_pool_field(&s, "outdated", 0, 5000), 0);
+    bb_cleanup(&s);
+}
+
+/* Whether process pid has ended (gone, or a zombie not reaped yet). */
+static bool process_ended(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return true;
+    char line[512] = "";
+    bool zombie = fgets(line, sizeof(line), fp) != NULL && strstr(line, ") Z ") != NULL;
+    fclose(fp);
+    return zombie;
+}
+
+/* A world adopted after a restart (not bindery's child) that started a
+ * helper with a clean environment, which ignores SIGTERM: when the world
+ * stops, the helper goes with it rather than outliving it, holding what it
+ * holds, for good. */
+static void test_adopted_world_takes_its_helpers(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 1, 1, 2, 0);
+    bb_init(&s, cfg);
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: " ARENA_PROBE "\n"
+             "  terminationGracePeriodSeconds: 30\n"
+             "  local:\n"
+             "    command: /bin/sh\n"
+             "    args:\n"
+             "      - -c\n"
+             "      - >-\n"
+             "        env -i /bin/sh -c 'trap \"\" TERM; echo $$ > helper-{name}.pid; exec sleep "
+             "120' &\n"
+             "        exec %s --port {port:game} --name {name}\n",
+             world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    long status = 0;
+    json_object *list = get_json(&s, "/v1/worlds?pool=arena", &status);
+    json_object *w = json_object_array_get_idx(json_object_object_get(list, "items"), 0);
+    char name[128];
+    snprintf(name, sizeof(name), "%s", json_object_get_string(json_object_object_get(w, "name")));
+    json_object_put(list);
+    char pid_file[256];
+    snprintf(pid_file, sizeof(pid_file), "%s/helper-%s.pid", s.dir, name);
+    pid_t helper = 0;
+    for (int waited = 0; waited <= 5000 && helper <= 0; waited += 100) {
+        FILE *fp = fopen(pid_file, "r");
+        if (fp != NULL) {
+            int v = 0;
+            if (fscanf(fp, "%d", &v) == 1)
+                helper = (pid_t)v;
+            fclose(fp);
+        }
+        if (helper <= 0)
+            sleep_ms(100);
+    }
+    assert_true(helper > 0);
+    assert_false(process_ended(helper));
+
+    /* Restarted, bindery adopts the world; a claim and its release stop it. */
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.name, name);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    bool ended = false;
+    for (int waited = 0; waited <= 15000 && !ended; waited += 100) {
+        ended = process_ended(helper);
+        if (!ended)
+            sleep_ms(100);
+    }
+    if (!ended) {
+        bb_print_log_tail(&s, "the adopted world's helper outlived it");
+        kill(helper, SIGKILL);
+    }
+    assert_true(ended);
+    assert_true(bb_log_contains(&s, "processes in its group: SIGKILL", 0));
+    bb_cleanup(&s);
+}
+
 /* A world without a template label (made by a bindery from before worlds
  * carried one) is taken for one of the pool's template in force: an
  * upgrade replaces no world. */
@@ -2705,6 +2819,8 @@ int main(void)
         cmocka_unit_test_teardown(test_gone_world_process_is_stopped, bb_teardown),
         cmocka_unit_test_teardown(test_cut_short_cold_release_is_finished, bb_teardown),
         cmocka_unit_test_teardown(test_unlabelled_world_is_kept, bb_teardown),
+        cmocka_unit_test_teardown(test_adopted_world_takes_its_helpers, bb_teardown),
+        cmocka_unit_test_teardown(test_full_pool_rolls_out, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

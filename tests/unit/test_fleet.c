@@ -681,10 +681,15 @@ static void test_outdated_worlds(void **state)
     bdy_fleet_counts(f, "default", "duel", &d);
     assert_int_equal(d.outdated, 0); /* another pool's template is its own */
 
-    /* A new world of the pool's template, Starting, then Ready. */
+    /* A new world of the pool's template, Starting, then Ready; another
+     * that failed. */
     observe(f, made_from(world("a8", "arena", "Starting", 18, "dust", false, false), T2));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_false(c.template_proven);
+    assert_false(c.template_failed);
+    observe(f, made_from(world("a10", "arena", "Failed", 21, "dust", false, false), T2));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_true(c.template_failed);
     observe(f, made_from(world("a8", "arena", "Ready", 20, "dust", false, false), T2));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.outdated, 4);

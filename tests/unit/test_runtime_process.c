@@ -1020,8 +1020,6 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
     assert_true(still_runs(none));
 }
 
-/* Taking a stray back can fail for a reason that passes (no descriptor
- * left): the stray must still be there for the next try. */
 /* reclaim() with no descriptor to spare: a pidfd or a look at /proc fails. */
 static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
                                        bdy_world_handle *h)
@@ -1038,6 +1036,8 @@ static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
     return rc;
 }
 
+/* Taking a stray back can fail for a reason that passes (no descriptor
+ * left): the stray must still be there for the next try. */
 static void test_failed_reclaim_is_retried(void **state)
 {
     fixture *f = *state;
