@@ -1376,27 +1376,26 @@ static int apply_claim_metadata(bdy_reconciler *r, json_object *world)
     return patch_meta(r, world, mf);
 }
 
-/* Whether the world carries no template of its own (BDY_LABEL_TEMPLATE)
- * while its pool's is known: a world made before worlds carried one (an
- * upgrade), or while its pool's was not known yet. It is taken for one of
- * the template in force, once: an upgrade of bindery replaces no world,
- * and a later change of the template replaces it too. */
-static bool needs_template_label(bdy_reconciler *r, json_object *world)
+/* The template to label the world with when it carries none of its own
+ * (BDY_LABEL_TEMPLATE) while its pool's is known, or 0: a world made before
+ * worlds carried one (an upgrade), or while its pool's was not known yet.
+ * It is taken for one of the template in force, once: an upgrade of
+ * bindery replaces no world, and a later change of the template replaces
+ * it too. */
+static uint64_t missing_template_label(bdy_reconciler *r, json_object *world)
 {
     json_object *meta = bdy_jget(world, "metadata");
     const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
-    return pool != NULL && bdy_jget(meta, "deletionTimestamp") == NULL &&
-           bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) == 0 &&
-           bdy_fleet_template(r->o.fleet, bdy_jstr(meta, "namespace"), pool) != 0;
+    if (pool == NULL || bdy_jget(meta, "deletionTimestamp") != NULL ||
+        bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) != 0)
+        return 0;
+    return bdy_fleet_template(r->o.fleet, bdy_jstr(meta, "namespace"), pool);
 }
 
-static int label_template(bdy_reconciler *r, json_object *world)
+static int label_template(bdy_reconciler *r, json_object *world, uint64_t template_id)
 {
-    json_object *meta = bdy_jget(world, "metadata");
     char hex[17];
-    bdy_pool_template_text(bdy_fleet_template(r->o.fleet, bdy_jstr(meta, "namespace"),
-                                              bdy_jstr(bdy_jget(world, "spec"), "pool")),
-                           hex);
+    bdy_pool_template_text(template_id, hex);
     json_object *labels = json_object_new_object();
     json_object_object_add(labels, BDY_LABEL_TEMPLATE, json_object_new_string(hex));
     json_object *mf = json_object_new_object();
@@ -1519,8 +1518,9 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = patch_meta(r, world, mf);
         goto out;
     }
-    if (needs_template_label(r, world)) {
-        rc = label_template(r, world);
+    uint64_t unlabelled = missing_template_label(r, world);
+    if (unlabelled != 0) {
+        rc = label_template(r, world, unlabelled);
         goto out; /* its update event comes back here */
     }
     if ((rc = observe_generation(r, world)) != 0) {

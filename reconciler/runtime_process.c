@@ -519,11 +519,14 @@ static void kill_group_leftovers(const proc_world *w)
             others++;
     }
     bdy__strays_free(left);
+    /* The leader's pid names no other process now: gone, or still the
+     * world's (a zombie its parent has not reaped). A failed look proves
+     * nothing. */
     bdy__proc_stat st;
     int leader = bdy__proc_stat_read(w->h.pid, &st);
-    bool pid_reused = leader == 0 && st.start_time != w->h.start_time;
-    if (others > 0 ||
-        (ours == 0 && (anonymous == 0 || pid_reused || (leader != 0 && leader != BDY_ENOTFOUND))))
+    bool pid_unused = leader == BDY_ENOTFOUND || (leader == 0 && st.start_time == w->h.start_time);
+    bool group_is_ours = ours > 0 || (anonymous > 0 && pid_unused);
+    if (others > 0 || !group_is_ours)
         return;
     ours += anonymous;
     bdy_warn(LOG_COMPONENT, "world %s/%s (pid %lld) left %zu processes in its group: SIGKILL",
