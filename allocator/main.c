@@ -59,6 +59,7 @@ typedef struct daemon_state {
     bdy_fleet *fleet;
     bdy_runtime *runtime;
     bdy_reconciler *reconciler;
+    char world_host[PATH_MAX]; /* for the reconciler: world_host_path() */
     /* The reconciler once made, for GET /metrics: the server answers while
      * start-up still applies manifests, before there is one. */
     _Atomic(bdy_reconciler *) reconciler_made;
@@ -251,6 +252,30 @@ static const char *builtin_crds_dir(char *buf, size_t cap)
         return buf;
 #endif
     return NULL;
+}
+
+/* The world host that runs booklet worlds' modules: $BINDERY_WORLD_HOST,
+ * else bindery-world-host beside this binary (installed or in a build
+ * tree, both are built into one folder). Empty when neither can be told. */
+static void world_host_path(char *buf, size_t cap)
+{
+    const char *env = getenv("BINDERY_WORLD_HOST");
+    buf[0] = '\0';
+    if (env != NULL && env[0] != '\0') {
+        snprintf(buf, cap, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    if (snprintf(buf, cap, "%s/bindery-world-host", exe) >= (int)cap)
+        buf[0] = '\0';
 }
 
 /* Creates the namespace of every configured pool that does not exist yet:
@@ -743,11 +768,13 @@ static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_
  * the claim indexes; returns once both informers have loaded. */
 static int start_worlds(daemon_state *d, bdy_errbuf *eb)
 {
+    world_host_path(d->world_host, sizeof(d->world_host));
     bdy_reconciler_opts ro = {.store = d->store,
                               .fleet = d->fleet,
                               .metrics = d->metrics,
                               .demand = d->demand,
                               .workers = d->cfg->reconciler.workers,
+                              .world_host = d->world_host[0] ? d->world_host : NULL,
                               .on_world = bdy_claims_observe_world,
                               .on_world_data = d->claims};
     int rc = bdy_reconciler_new(&ro, &d->reconciler, eb);

@@ -183,14 +183,26 @@ static int append_field(bdy_buf *b, const char *s)
     return bdy_buf_append(b, s, strlen(s) + 1);
 }
 
-uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source)
+/* Appends what identifies one version of a stored object: kind, name, uid
+ * and generation. BDY_EINVAL when it has no uid. */
+static int append_version(bdy_buf *text, const char *kind, json_object *o)
 {
-    json_object *meta = bdy_jget(source, "metadata");
+    json_object *meta = bdy_jget(o, "metadata");
     const char *uid = bdy_jstr(meta, "uid");
+    const char *name = bdy_jstr(meta, "name");
     if (uid == NULL)
-        return 0;
+        return BDY_EINVAL;
     char generation[24];
     snprintf(generation, sizeof(generation), "%lld", (long long)bdy_jint(meta, "generation", 0));
+    int rc = append_field(text, kind);
+    rc = rc ? rc : append_field(text, name ? name : "");
+    rc = rc ? rc : append_field(text, uid);
+    return rc ? rc : append_field(text, generation);
+}
+
+uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source,
+                           json_object *const *modules, size_t nmodules)
+{
     /* Labels sorted by key: reordering them in the config is no change. */
     bdy_config_label sorted[BDY_CONFIG_MAX_LABELS]; /* the strings stay spec's */
     size_t nlabels =
@@ -200,10 +212,18 @@ uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source)
     qsort(sorted, nlabels, sizeof(sorted[0]), label_cmp);
     bdy_buf text;
     bdy_buf_init(&text, (size_t)64 * 1024);
-    int rc = append_field(&text, spec->manifest ? "ModuleManifest" : "Booklet");
+    /* The name comes from the pool's spec, as it always has, so that an
+     * upgrade keeps every manifest pool's template. */
+    int rc = bdy_jstr(bdy_jget(source, "metadata"), "uid") ? 0 : BDY_EINVAL;
+    rc = rc ? rc : append_field(&text, spec->manifest ? "ModuleManifest" : "Booklet");
     rc = rc ? rc : append_field(&text, spec->manifest ? spec->manifest : spec->booklet);
-    rc = rc ? rc : append_field(&text, uid);
+    rc = rc ? rc : append_field(&text, bdy_jstr(bdy_jget(source, "metadata"), "uid"));
+    char generation[24];
+    snprintf(generation, sizeof(generation), "%lld",
+             (long long)bdy_jint(bdy_jget(source, "metadata"), "generation", 0));
     rc = rc ? rc : append_field(&text, generation);
+    for (size_t i = 0; i < nmodules && rc == 0; i++)
+        rc = append_version(&text, "ModuleManifest", modules[i]);
     for (size_t i = 0; i < nlabels && rc == 0; i++) {
         rc = append_field(&text, sorted[i].key);
         rc = rc ? rc : append_field(&text, sorted[i].value);

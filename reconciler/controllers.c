@@ -12,6 +12,7 @@
 #include "bindery/log.h"
 #include "bindery/reconciler.h"
 #include "bindery/util.h"
+#include "bindery/worldspec.h"
 
 #include <errno.h>
 #include <math.h>
@@ -91,7 +92,6 @@ typedef struct pool_state {
     double failures[FAILURE_BACKOFF_AFTER + 8];
     size_t nfailures;     /* ring of recent failure times */
     double surplus_since; /* 0: no surplus */
-    bool booklet_warned;  /* a booklet pool says once that it cannot run */
 } pool_state;
 
 static double monotonic_s(void)
@@ -711,155 +711,29 @@ static int observe_generation(bdy_reconciler *r, json_object *world)
     return 1;
 }
 
-/* Field key of o (seconds, a non-negative int32 by the CRD) in
- * milliseconds, def_s when absent. Saturates at MAX_MANIFEST_MS, which
- * also keeps it within the int of a poll() timeout. */
-#define MAX_MANIFEST_MS 2000000000u
-static unsigned seconds_ms(json_object *o, const char *key, int64_t def_s)
+/* Where a world's spec reads its manifest or booklet: the store, in the
+ * world's namespace (bdy_worldspec_get_fn). */
+typedef struct spec_source {
+    bdy_reconciler *r;
+    const char *ns;
+} spec_source;
+
+static int spec_get(void *data, const bdy_gvr *gvr, const char *name, json_object **out)
 {
-    int64_t s = bdy_jint(o, key, def_s);
-    if (s <= 0)
-        return 0;
-    return s >= MAX_MANIFEST_MS / 1000 ? MAX_MANIFEST_MS : (unsigned)s * 1000u;
+    const spec_source *src = data;
+    if (src->ns == NULL)
+        return BDY_ENOTFOUND;
+    return bdy_store_get(src->r->o.store, gvr, src->ns, name, out, NULL);
 }
 
-/* Refuses a list of the manifest longer than the runtime takes: dropping
- * the rest would run the world other than the manifest says. */
-static int list_fits(json_object *list, size_t max, const char *ns, const char *manifest,
-                     const char *field, char *why, size_t why_cap)
+/* Reads the world's ModuleManifest or Booklet (and its modules') and turns
+ * it into a runtime spec (bdy_worldspec_build); the caller frees ws, also
+ * after an error. */
+static int build_spec(bdy_reconciler *r, json_object *world, bdy_worldspec *ws, bool starting,
+                      char *why, size_t why_cap)
 {
-    size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
-    if (n <= max)
-        return 0;
-    snprintf(why, why_cap, "ModuleManifest %s/%s: %s has %zu entries; embedded mode takes %zu", ns,
-             manifest, field, n, max);
-    return BDY_EINVAL;
-}
-
-/* Sets the readiness probe's port: a port name, or a number, which (as in a
- * Pod) is a containerPort. Embedded worlds listen on assigned host ports,
- * so a number is mapped to the name of the port whose containerPort it is;
- * probing the number itself would knock on another program's port. A
- * number that is no containerPort is refused at start (BDY_EINVAL, why
- * says so); a world already running keeps the number. */
-static int probe_port_name(bdy_world_spec *spec, json_object *ms, json_object *port, bool starting,
-                           const char *ns, const char *manifest_name, char *why, size_t why_cap)
-{
-    bdy_probe *probe = &spec->readiness;
-    snprintf(probe->port, sizeof(probe->port), "%s", json_object_get_string(port));
-    for (size_t i = 0; i < spec->nports; i++)
-        if (strcmp(spec->ports[i].name, probe->port) == 0)
-            return 0;
-    char *end = NULL;
-    errno = 0;
-    long number = strtol(probe->port, &end, 10);
-    if (probe->port[0] < '0' || probe->port[0] > '9' || *end != '\0' || errno != 0)
-        return 0; /* a name that is no port: the probe fails, as before */
-    json_object *ports = bdy_jget(ms, "ports");
-    for (size_t i = 0; i < spec->nports && ports != NULL; i++) {
-        json_object *p = json_object_array_get_idx(ports, i);
-        if (bdy_jint(p, "containerPort", 0) == number) {
-            snprintf(probe->port, sizeof(probe->port), "%s", spec->ports[i].name);
-            return 0;
-        }
-    }
-    if (!starting)
-        return 0;
-    snprintf(why, why_cap,
-             "ModuleManifest %s/%s: readinessProbe port %ld is the containerPort of none of "
-             "spec.ports; name the port, or give a containerPort",
-             ns, manifest_name, number);
-    return BDY_EINVAL;
-}
-
-/* Reads the ModuleManifest and turns it into a runtime spec. Strings in
- * spec point into *manifest_out, which the caller keeps until start()
- * returns. starting: refuse lists longer than the runtime takes (a world
- * already running is probed all the same, as far as its spec goes). */
-static int build_spec(bdy_reconciler *r, json_object *world, bdy_world_spec *spec,
-                      json_object **manifest_out, unsigned *period_ms, unsigned *deadline_s,
-                      bool starting, char *why, size_t why_cap)
-{
-    json_object *meta = bdy_jget(world, "metadata");
-    json_object *wspec = bdy_jget(world, "spec");
-    const char *ns = bdy_jstr(meta, "namespace");
-    const char *manifest_name = bdy_jstr(wspec, "manifest");
-    memset(spec, 0, sizeof(*spec));
-    if (manifest_name == NULL) {
-        snprintf(why, why_cap,
-                 "booklet worlds are not supported in embedded mode yet; use a manifest");
-        return BDY_EUNSUPPORTED;
-    }
-    json_object *m = NULL;
-    int rc = bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, manifest_name, &m, NULL);
-    if (rc != 0) {
-        snprintf(why, why_cap, "ModuleManifest %s/%s: %s", ns, manifest_name, bdy_strerror(rc));
-        return rc;
-    }
-    *manifest_out = m;
-    json_object *ms = bdy_jget(m, "spec");
-    json_object *local = bdy_jget(ms, "local");
-    if (local == NULL || bdy_jstr(local, "command") == NULL) {
-        snprintf(why, why_cap, "ModuleManifest %s/%s has no spec.local.command for embedded mode",
-                 ns, manifest_name);
-        return BDY_EINVAL;
-    }
-    json_object *args = bdy_jget(local, "args");
-    json_object *env = bdy_jget(local, "env");
-    json_object *ports = bdy_jget(ms, "ports");
-    int rc_fit = 0;
-    if (starting && ((rc_fit = list_fits(args, BDY_RUNTIME_MAX_ARGS, ns, manifest_name,
-                                         "spec.local.args", why, why_cap)) != 0 ||
-                     (rc_fit = list_fits(env, BDY_RUNTIME_MAX_ENV, ns, manifest_name,
-                                         "spec.local.env", why, why_cap)) != 0 ||
-                     (rc_fit = list_fits(ports, BDY_RUNTIME_MAX_PORTS, ns, manifest_name,
-                                         "spec.ports", why, why_cap)) != 0))
-        return rc_fit;
-    spec->ns = ns;
-    spec->name = bdy_jstr(meta, "name");
-    spec->uid = bdy_jstr(meta, "uid");
-    spec->command = bdy_jstr(local, "command");
-    spec->working_dir = bdy_jstr(local, "workingDir");
-    for (size_t i = 0; args && i < json_object_array_length(args) && i < BDY_RUNTIME_MAX_ARGS; i++)
-        spec->args[spec->nargs++] = json_object_get_string(json_object_array_get_idx(args, i));
-    for (size_t i = 0; env && i < json_object_array_length(env) && i < BDY_RUNTIME_MAX_ENV; i++) {
-        json_object *e = json_object_array_get_idx(env, i);
-        spec->env_names[spec->nenv] = bdy_jstr(e, "name");
-        spec->env_values[spec->nenv] = bdy_jstr(e, "value") ? bdy_jstr(e, "value") : "";
-        spec->nenv++;
-    }
-    for (size_t i = 0; ports && i < json_object_array_length(ports) && i < BDY_RUNTIME_MAX_PORTS;
-         i++) {
-        json_object *p = json_object_array_get_idx(ports, i);
-        bdy_port *sp = &spec->ports[spec->nports++];
-        snprintf(sp->name, sizeof(sp->name), "%s", bdy_jstr(p, "name") ? bdy_jstr(p, "name") : "");
-        snprintf(sp->protocol, sizeof(sp->protocol), "%s",
-                 bdy_jstr(p, "protocol") ? bdy_jstr(p, "protocol") : "UDP");
-    }
-    json_object *probe = bdy_jget(ms, "readinessProbe");
-    json_object *tcp = bdy_jget(probe, "tcpSocket");
-    json_object *http = bdy_jget(probe, "httpGet");
-    json_object *port = tcp ? bdy_jget(tcp, "port") : http ? bdy_jget(http, "port") : NULL;
-    spec->readiness.kind = tcp ? BDY_PROBE_TCP : http ? BDY_PROBE_HTTP : BDY_PROBE_NONE;
-    if (port != NULL &&
-        (rc_fit = probe_port_name(spec, ms, port, starting, ns, manifest_name, why, why_cap)) != 0)
-        return rc_fit;
-    if (http != NULL)
-        snprintf(spec->readiness.path, sizeof(spec->readiness.path), "%s",
-                 bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/");
-    spec->readiness.initial_delay_ms = seconds_ms(probe, "initialDelaySeconds", 0);
-    spec->readiness.period_ms = seconds_ms(probe, "periodSeconds", 1);
-    spec->readiness.timeout_ms = seconds_ms(probe, "timeoutSeconds", 1);
-    /* A probe waiting holds one of the runtime's probe slots: a pool of
-     * hung worlds with timeouts of hours would hold them all, and no other
-     * world could be probed meanwhile. */
-    if (spec->readiness.timeout_ms > PROBE_TIMEOUT_MAX_MS)
-        spec->readiness.timeout_ms = PROBE_TIMEOUT_MAX_MS;
-    spec->readiness.failure_threshold = (unsigned)bdy_jint(probe, "failureThreshold", 3);
-    spec->grace_ms = seconds_ms(ms, "terminationGracePeriodSeconds", DEFAULT_GRACE_S);
-    *period_ms = spec->readiness.period_ms ? spec->readiness.period_ms : DEFAULT_PROBE_PERIOD_MS;
-    *deadline_s = (unsigned)bdy_jint(ms, "startDeadlineSeconds", 120);
-    return 0;
+    spec_source src = {r, bdy_jstr(bdy_jget(world, "metadata"), "namespace")};
+    return bdy_worldspec_build(world, spec_get, &src, r->o.world_host, starting, ws, why, why_cap);
 }
 
 static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
@@ -908,10 +782,7 @@ static bool store_trouble(int rc)
 
 static int start_world(bdy_reconciler *r, const char *key, json_object *world)
 {
-    bdy_world_spec spec;
-    json_object *manifest = NULL;
-    unsigned period_ms = DEFAULT_PROBE_PERIOD_MS;
-    unsigned deadline_s = 120;
+    bdy_worldspec ws = {.held = NULL};
     char why[512] = "";
     char ns[BDY_NAME_MAX];
     char name[BDY_NAME_MAX];
@@ -927,10 +798,9 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
          * process being stopped: that is an earlier world of this name. */
         h = t.h;
     } else {
-        rc =
-            build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, true, why, sizeof(why));
+        rc = build_spec(r, world, &ws, true, why, sizeof(why));
         if (store_trouble(rc)) {
-            json_object_put(manifest);
+            bdy_worldspec_free(&ws);
             return rc; /* the manifest could not be read now: says nothing of the world */
         }
         if (rc == 0) {
@@ -939,20 +809,20 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
             memset(&h, 0, sizeof(h));
             /* An earlier Bindery may have started it and stopped before
              * this status said so: that process is the world. */
-            rc = reclaim_unrecorded(r, key, &spec, &h);
+            rc = reclaim_unrecorded(r, key, &ws.spec, &h);
             reclaimed = rc == 0;
             if (rc != 0 && rc != BDY_ENOTFOUND) {
-                json_object_put(manifest);
+                bdy_worldspec_free(&ws);
                 return rc; /* retried: starting now could run the world twice */
             }
             if (!reclaimed) {
                 memset(&h, 0, sizeof(h));
-                rc = r->rt->vt->start(r->rt->ctx, &spec, &h, &eb);
+                rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
             }
             if (rc != 0)
                 snprintf(why, sizeof(why), "%s", eb.message);
         }
-        json_object_put(manifest);
+        bdy_worldspec_free(&ws);
         if (rc != 0) /* retried if not written: nothing else would look at it again */
             return set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
         track_set(r, key, &h);
@@ -1002,20 +872,12 @@ static void observe_startup(bdy_reconciler *r, json_object *world, double starte
     bdy_demand_lead_time(r->o.demand, ns, labels[1], now - created, now);
 }
 
-/* The grace period of world's manifest (terminationGracePeriodSeconds),
- * 10 s when the manifest is gone. */
+/* The grace period of world's manifest (terminationGracePeriodSeconds; a
+ * booklet world's longest), 10 s when the manifest is gone. */
 static unsigned manifest_grace_ms(bdy_reconciler *r, json_object *world)
 {
-    unsigned grace_ms = DEFAULT_GRACE_S * 1000;
-    json_object *m = NULL;
-    const char *ns = bdy_jstr(bdy_jget(world, "metadata"), "namespace");
-    const char *mname = bdy_jstr(bdy_jget(world, "spec"), "manifest");
-    if (ns != NULL && mname != NULL &&
-        bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, mname, &m, NULL) == 0)
-        grace_ms =
-            seconds_ms(bdy_jget(m, "spec"), "terminationGracePeriodSeconds", DEFAULT_GRACE_S);
-    json_object_put(m);
-    return grace_ms;
+    spec_source src = {r, bdy_jstr(bdy_jget(world, "metadata"), "namespace")};
+    return bdy_worldspec_grace_ms(world, spec_get, &src, DEFAULT_GRACE_S * 1000);
 }
 
 /* What is left of a world's grace period since its stop began in an
@@ -1086,15 +948,15 @@ static void verdict_put_back(bdy_reconciler *r, const char *key, const tracked *
  * neither probe nor count; now_due: a probe is due now all the same.
  * *next_ms: until the next probe is due. */
 static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, json_object *world,
-                         const bdy_probe *probe, unsigned period_ms, bool now_due,
+                         const bdy_probe *probes, size_t nprobes, unsigned period_ms, bool now_due,
                          bdy_world_state *state, unsigned *next_ms)
 {
     json_object *meta = bdy_jget(world, "metadata");
     const char *ns = bdy_jstr(meta, "namespace");
     const char *name = bdy_jstr(meta, "name");
     *next_ms = period_ms;
-    if (probe->kind == BDY_PROBE_NONE)
-        return r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probe, state);
+    if (nprobes == 0 || probes[0].kind == BDY_PROBE_NONE)
+        return r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probes, 0, state);
     uint64_t now = bdy_monotonic_ns();
     uint64_t period_ns = (uint64_t)period_ms * 1000000u;
     pthread_mutex_lock(&r->track_lock);
@@ -1123,7 +985,7 @@ static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, j
     tt->probe_started_ns = now;
     pthread_mutex_unlock(&r->track_lock);
     *next_ms = period_ms;
-    int rc = r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probe, state);
+    int rc = r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probes, nprobes, state);
     if (rc != 0 || *state != BDY_WORLD_PROBING) {
         pthread_mutex_lock(&r->track_lock);
         if ((tt = track_find(r, key, false)) != NULL)
@@ -1138,16 +1000,15 @@ static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, j
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
                             int *rc)
 {
-    bdy_world_spec spec;
-    json_object *manifest = NULL;
-    unsigned period_ms = DEFAULT_PROBE_PERIOD_MS;
-    unsigned deadline_s = 120;
+    bdy_worldspec ws = {.held = NULL};
     char why[512];
     *rc = 0;
-    int brc =
-        build_spec(r, world, &spec, &manifest, &period_ms, &deadline_s, false, why, sizeof(why));
+    int brc = build_spec(r, world, &ws, false, why, sizeof(why));
+    bdy_world_spec *spec = &ws.spec;
+    unsigned period_ms = ws.period_ms;
+    unsigned deadline_s = ws.deadline_s;
     if (brc != 0) {
-        json_object_put(manifest);
+        bdy_worldspec_free(&ws);
         /* The store could not say (a read error, or a resource it cannot
          * serve now): no verdict; retried with backoff. */
         if (brc != BDY_ENOTFOUND && brc != BDY_EINVAL && brc != BDY_EUNSUPPORTED) {
@@ -1167,7 +1028,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     if (!track_get(r, key, &t)) {
         /* Its entry could not be made (out of memory): retried, never a
          * probe of a process nobody recorded. */
-        json_object_put(manifest);
+        bdy_worldspec_free(&ws);
         *rc = BDY_ENOMEM;
         return 0;
     }
@@ -1178,11 +1039,10 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     bdy_timestamp_parse(bdy_jstr(bdy_jget(bdy_jget(world, "status"), "timings"), "startingAt"),
                         &started);
     double delay_left_ms = 0;
-    if (phase == BDY_PHASE_STARTING && started > 0 && spec.readiness.kind != BDY_PROBE_NONE)
-        delay_left_ms = (started - bdy_wall_seconds()) * 1000 + spec.readiness.initial_delay_ms;
-    bdy_probe probe = spec.readiness;
-    if (delay_left_ms > 0)
-        probe.kind = BDY_PROBE_NONE;
+    bool has_probe = spec->nreadiness > 0;
+    if (phase == BDY_PHASE_STARTING && started > 0 && has_probe)
+        delay_left_ms = (started - bdy_wall_seconds()) * 1000 + spec->readiness[0].initial_delay_ms;
+    size_t nprobes = delay_left_ms > 0 ? 0 : spec->nreadiness;
     /* Past its start deadline (Bindery may have been down meanwhile): the
      * verdict of a probe run now decides, not the one due a period on. */
     bool past_deadline =
@@ -1210,8 +1070,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     }
     bdy_world_state state = BDY_WORLD_RUNNING;
     unsigned due_ms = probe_period_ms;
-    int orc =
-        observe_world(r, key, &t, world, &probe, probe_period_ms, past_deadline, &state, &due_ms);
+    int orc = observe_world(r, key, &t, world, spec->readiness, nprobes, probe_period_ms,
+                            past_deadline, &state, &due_ms);
     /* Bindery's own trouble (out of descriptors, too many probes running):
      * no verdict on the world,
      * so a warm one is not failed for it; a starting one still has its
@@ -1226,9 +1086,10 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
                      "(%llu such lines held back before this one)",
                      key, bdy_strerror(orc), (unsigned long long)held);
     }
-    unsigned threshold = spec.readiness.failure_threshold ? spec.readiness.failure_threshold : 3;
-    bool has_probe = spec.readiness.kind != BDY_PROBE_NONE;
-    json_object_put(manifest);
+    unsigned threshold =
+        spec->readiness[0].failure_threshold ? spec->readiness[0].failure_threshold : 3;
+    unsigned grace_ms = spec->grace_ms;
+    bdy_worldspec_free(&ws);
     if (phase == BDY_PHASE_STARTING) {
         if (state == BDY_WORLD_READY && delay_left_ms <= 0) {
             *rc = set_phase(r, world, BDY_PHASE_READY, "Ready", "Normal", "readiness probe passed");
@@ -1245,7 +1106,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             *rc = set_phase(r, world, BDY_PHASE_FAILED, "StartDeadlineExceeded", "Warning",
                             "not ready within %u s", deadline_s);
             if (*rc == 0)
-                stop_once(r, key, &t, spec.grace_ms);
+                stop_once(r, key, &t, grace_ms);
             return 0;
         }
         /* In its initial delay (the start deadline still holds): looked at
@@ -1296,7 +1157,7 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
                         "readiness probe failed %u times in a row", failures);
         if (*rc == 0)
-            stop_once(r, key, &t, spec.grace_ms);
+            stop_once(r, key, &t, grace_ms);
         else
             bdy_fleet_fail_undo(r->o.fleet, ns, name);
         return 0;
@@ -1715,21 +1576,36 @@ static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
 }
 
 /* Sets the template the pool's worlds should be made from now
- * (bdy_pool_template), from its manifest or booklet as stored: 0 while that
- * is missing (its worlds cannot start anyway, and none is replaced for it).
- * A store that cannot read it now changes nothing: a template that came and
- * went with such a read would make every world created meanwhile outdated. */
+ * (bdy_pool_template), from its manifest or booklet as stored, and a
+ * booklet's modules' manifests: 0 while one of them is missing (its worlds
+ * cannot start anyway, and none is replaced for it). A store that cannot
+ * read them now changes nothing: a template that came and went with such a
+ * read would make every world created meanwhile outdated. */
 static void set_pool_template(bdy_reconciler *r, const char *ns, const bdy_config_pool *spec)
 {
     json_object *source = NULL;
+    json_object *modules[BDY_WORLDSPEC_MAX_INSTANCES] = {NULL};
+    size_t nmodules = 0;
     const bdy_gvr *gvr = spec->manifest ? &BDY_GVR_MANIFESTS : &BDY_GVR_BOOKLETS;
     const char *source_name = spec->manifest ? spec->manifest : spec->booklet;
     int rc = source_name ? bdy_store_get(r->o.store, gvr, ns, source_name, &source, NULL)
                          : BDY_ENOTFOUND;
+    json_object *list = spec->booklet ? bdy_jget(bdy_jget(source, "spec"), "modules") : NULL;
+    size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *name = bdy_jstr(json_object_array_get_idx(list, i), "manifest");
+        if (nmodules == BDY_WORLDSPEC_MAX_INSTANCES || name == NULL)
+            rc = BDY_ENOTFOUND; /* no world of it can start */
+        else
+            rc =
+                bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, name, &modules[nmodules++], NULL);
+    }
     if (rc == 0 || rc == BDY_ENOTFOUND)
         bdy_fleet_set_template(r->o.fleet, ns, spec->name,
-                               rc == 0 ? bdy_pool_template(spec, source) : 0);
+                               rc == 0 ? bdy_pool_template(spec, source, modules, nmodules) : 0);
     json_object_put(source);
+    for (size_t i = 0; i < nmodules; i++)
+        json_object_put(modules[i]);
 }
 
 /* Replaces the pool's idle worlds made from an older template (its manifest
@@ -1825,15 +1701,6 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     unsigned stock = c.phase[BDY_PHASE_PENDING] + c.phase[BDY_PHASE_STARTING] +
                      c.phase[BDY_PHASE_READY] + c.creating;
     unsigned warm = stock > c.reserved + c.outdated ? stock - c.reserved - c.outdated : 0;
-    if (spec.booklet != NULL && spec.manifest == NULL) {
-        pthread_mutex_lock(&r->pools_lock);
-        bool warned = ps->booklet_warned;
-        ps->booklet_warned = true;
-        pthread_mutex_unlock(&r->pools_lock);
-        if (!warned)
-            bdy_warn("pool", "pool %s: booklet pools are not supported in embedded mode yet", key);
-        goto out;
-    }
     if (warm < target) {
         pthread_mutex_lock(&r->pools_lock);
         double backoff = failure_backoff(ps, mono);

@@ -350,12 +350,13 @@ out:
 /* RUNNING until ready_delay_ms after the start, READY after; EXITED once
  * the exit has been reported. The probe is not run. Any thread. */
 static int bench_observe(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
-                         const bdy_probe *probe, bdy_world_state *state)
+                         const bdy_probe *probes, size_t nprobes, bdy_world_state *state)
 {
     bench_runtime *rt = ctx;
     (void)ns;
     (void)name;
-    (void)probe;
+    (void)probes;
+    (void)nprobes;
     if (h == NULL || state == NULL)
         return BDY_EINVAL;
     pthread_mutex_lock(&rt->lock);

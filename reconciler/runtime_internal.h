@@ -20,6 +20,20 @@
  * after them. Returns 0 or BDY_EINVAL with the detail in eb. */
 int bdy__runtime_check_names(const char *ns, const char *name, bdy_errbuf *eb);
 
+/* Port name's host port (name is len bytes, no NUL): 0, or BDY_ENOTFOUND
+ * when the world has no such port. */
+typedef int (*bdy__port_lookup_fn)(void *data, const char *name, size_t len, unsigned *port);
+
+/* Stores text with its placeholders replaced in *out (caller frees):
+ * {port:NAME} becomes the host port lookup gives for NAME, {name} and
+ * {namespace} the world's identity. Other braces, and any right after a
+ * '$', are copied as they are, so shell text such as ${HOME}, ${name} or
+ * ${port:-7777} passes through; an unknown port name is an error because
+ * it can only be a mistake in the manifest. BDY_EINVAL, BDY_ETOOBIG (longer
+ * than BDY_RUNTIME_MAX_ARG_BYTES) or BDY_ENOMEM, with the reason in eb. */
+int bdy__expand(const char *text, const char *ns, const char *name, bdy__port_lookup_fn lookup,
+                void *data, char **out, bdy_errbuf *eb);
+
 /* What /proc/PID/stat says of a process. */
 typedef struct bdy__proc_stat {
     char state; /* 'R', 'S', ... 'Z' for a zombie */
@@ -61,9 +75,13 @@ void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
  * (BINDERY_INSTANCE; the daemon's are 32 hex digits). */
 #define BDY__INSTANCE_MAX 64
 
+/* The variable, and its one value, that marks a world's process as one
+ * that relays SIGTERM to the processes it runs. */
+#define BDY__RELAYS_TERM_ENV "BINDERY_RELAYS_TERM"
+
 /* A process found running a world, by the identity the process runtime
  * puts in every world's environment (BINDERY_WORLD_UID, _NAME, _NAMESPACE,
- * BINDERY_INSTANCE and BINDERY_PORT_<NAME>), so that one whose start no
+ * BINDERY_INSTANCE, BINDERY_RELAYS_TERM and BINDERY_PORT_<NAME>), so that one whose start no
  * status recorded can be taken back after a restart, and one whose world
  * is gone can be stopped by the Bindery that started it
  * (runtime_procfs.c). */
@@ -76,6 +94,9 @@ typedef struct bdy__stray {
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
     char instance[BDY__INSTANCE_MAX + 1]; /* "" when it carries none */
+    /* BINDERY_RELAYS_TERM=1: it passes SIGTERM on to its modules itself
+     * (bdy_world_spec.relays_term). */
+    bool relays_term;
     size_t nports;
     struct {
         char env[BDY__PORT_ENV_MAX]; /* "BINDERY_PORT_GAME" */
@@ -109,8 +130,8 @@ int bdy__strays_find(bdy__stray **out, size_t *count);
 int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count);
 void bdy__strays_free(bdy__stray *list);
 /* The world identity in one process's environment (out as for
- * bdy__stray_parse_environ). BDY_ENOTFOUND when it names none or cannot be
- * read; BDY_ENOMEM. */
+ * bdy__stray_parse_environ, filled as far as it goes even when it names no
+ * world). BDY_ENOTFOUND when it names none or cannot be read; BDY_ENOMEM. */
 int bdy__proc_identity(int64_t pid, bdy__stray *out);
 
 /* ---- world logs (runtime_logs.c) ---------------------------------------- */

@@ -47,7 +47,6 @@
 
 #define LOG_COMPONENT "runtime"
 #define LOOPBACK "127.0.0.1"
-#define EXPAND_MAX 4096       /* one argument or env value after placeholders */
 #define PROBE_TIMEOUT_MS 1000 /* when the probe names none */
 /* Probes running at once, each with a socket: worlds past this many get no
  * verdict until a later pass. */
@@ -62,9 +61,9 @@
  * find programs and format text, none of Bindery's own settings or secrets. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 #define INHERITED_ENV_COUNT (sizeof(inherited_env) / sizeof(inherited_env[0]))
-/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + BINDERY_INSTANCE + a port
- * each */
-#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 4 + BDY_RUNTIME_MAX_PORTS)
+/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + BINDERY_INSTANCE +
+ * BINDERY_RELAYS_TERM + a port each */
+#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 5 + BDY_RUNTIME_MAX_PORTS)
 
 /* One watched world. Linked while it runs; the watcher unlinks and frees it
  * once its exit has been reported. */
@@ -82,6 +81,7 @@ typedef struct proc_world {
     bdy_world_handle h;
     int pidfd;           /* -1 without pidfd support */
     bool own_group;      /* leads its process group: signals go to the whole group */
+    bool relays_term;    /* but SIGTERM to it alone (bdy_world_spec.relays_term) */
     uint64_t kill_at_ns; /* SIGKILL deadline after stop(), 0 when none */
     /* A process of a world that no longer exists, being stopped by
      * stop_strays(): no world is its, so it has no name here (find_by_name
@@ -365,10 +365,12 @@ static bool group_signal_unsupported(void)
  * a wrapper script cannot leave its game server running. With a pidfd the
  * kernel signals the group exactly; without one (or on a kernel before
  * 6.9) a check first makes sure the pid, and with it the group id, is
- * still the world's, which leaves a moment for a recycled pid. */
+ * still the world's, which leaves a moment for a recycled pid. A world
+ * that relays SIGTERM itself gets it alone; its SIGKILL goes to the group. */
 static void signal_world(const proc_world *w, int sig)
 {
-    if (w->pidfd >= 0 && !w->own_group) {
+    bool group = w->own_group && !(w->relays_term && sig == SIGTERM);
+    if (w->pidfd >= 0 && !group) {
         pidfd_send_signal(w->pidfd, sig, NULL, 0);
         return;
     }
@@ -378,7 +380,7 @@ static void signal_world(const proc_world *w, int sig)
     bool there = w->pidfd >= 0 ? pidfd_send_signal(w->pidfd, 0, NULL, 0) == 0
                                : alive_as_recorded(&w->h, &st) == 0;
     if (there)
-        kill(w->own_group ? -(pid_t)w->h.pid : (pid_t)w->h.pid, sig);
+        kill(group ? -(pid_t)w->h.pid : (pid_t)w->h.pid, sig);
 }
 
 static void wake_watcher(proc_runtime *rt)
@@ -395,8 +397,8 @@ static void wake_watcher(proc_runtime *rt)
  * they were. BDY_EEXISTS when another process already runs a world of
  * that name. Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
-                       const bdy_world_handle *h, int pidfd, bool own_group, bool mark_ports,
-                       bool orphan, bdy_errbuf *eb)
+                       const bdy_world_handle *h, int pidfd, bool own_group, bool relays_term,
+                       bool mark_ports, bool orphan, bdy_errbuf *eb)
 {
     int rc = 0;
     proc_world *w = calloc(1, sizeof(*w));
@@ -407,6 +409,7 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
     w->h = *h;
     w->pidfd = pidfd;
     w->own_group = own_group;
+    w->relays_term = relays_term;
     w->orphan = orphan;
 
     pthread_mutex_lock(&rt->lock);
@@ -793,63 +796,21 @@ static const bdy_port *find_port(const bdy_world_handle *h, const char *name, si
     return NULL;
 }
 
-/* Stores text with its placeholders replaced in *out (caller frees):
- * {port:NAME} becomes the host port assigned to NAME, {name} and
- * {namespace} the world's identity. Other braces, and any right after a
- * '$', are copied as they are, so shell text such as ${HOME}, ${name} or
- * ${port:-7777} passes through; an unknown port name is an error because
- * it can only be a mistake in the manifest. */
+/* The host port of the world's port name (bdy__expand's lookup). */
+static int handle_port(void *data, const char *name, size_t len, unsigned *port)
+{
+    const bdy_port *p = find_port(data, name, len);
+    if (p == NULL)
+        return BDY_ENOTFOUND;
+    *port = p->port;
+    return 0;
+}
+
+/* text with its placeholders replaced (bdy__expand) in *out (caller frees). */
 static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_handle *h,
                   char **out, bdy_errbuf *eb)
 {
-    int rc = 0;
-    bdy_buf b;
-    bdy_buf_init(&b, EXPAND_MAX);
-    const char *p = text;
-    for (;;) {
-        const char *close = strchr(p, '}');
-        const char *open = close ? memrchr(p, '{', (size_t)(close - p)) : NULL;
-        if (open == NULL) {
-            rc = close ? bdy_buf_append(&b, p, (size_t)(close - p) + 1) : bdy_buf_appends(&b, p);
-            if (rc != 0 || close == NULL)
-                break;
-            p = close + 1;
-            continue;
-        }
-        rc = bdy_buf_append(&b, p, (size_t)(open - p));
-        if (rc != 0)
-            break;
-        const char *key = open + 1;
-        size_t len = (size_t)(close - key);
-        bool shell = open > text && open[-1] == '$'; /* ${...} is the shell's */
-        if (!shell && len == 4 && memcmp(key, "name", 4) == 0) {
-            rc = bdy_buf_appends(&b, spec->name);
-        } else if (!shell && len == 9 && memcmp(key, "namespace", 9) == 0) {
-            rc = bdy_buf_appends(&b, spec->ns);
-        } else if (!shell && len > 5 && memcmp(key, "port:", 5) == 0) {
-            const bdy_port *port = find_port(h, key + 5, len - 5);
-            if (port == NULL) {
-                rc = bdy_fail(eb, BDY_EINVAL, "placeholder {%.*s} names no port of the world",
-                              (int)len, key);
-                goto out;
-            }
-            rc = bdy_buf_printf(&b, "%u", port->port);
-        } else {
-            rc = bdy_buf_append(&b, open, len + 2);
-        }
-        if (rc != 0)
-            break;
-        p = close + 1;
-    }
-    if (rc == BDY_ETOOBIG)
-        rc = bdy_fail(eb, rc, "an argument or env value is longer than %d bytes", EXPAND_MAX);
-    else if (rc != 0)
-        rc = bdy_fail(eb, rc, "out of memory");
-    else
-        *out = bdy_buf_steal(&b);
-out:
-    bdy_buf_free(&b);
-    return rc;
+    return bdy__expand(text, spec->ns, spec->name, handle_port, (void *)h, out, eb);
 }
 
 /* Sets name=value in env, replacing an earlier value of name. */
@@ -918,6 +879,8 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
         rc = env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
     if (rc == 0 && rt->instance[0] != '\0')
         rc = env_set(env, "BINDERY_INSTANCE", rt->instance);
+    if (rc == 0 && spec->relays_term)
+        rc = env_set(env, BDY__RELAYS_TERM_ENV, "1");
     for (size_t i = 0; i < h->nports && rc == 0; i++) {
         char var[BDY__PORT_ENV_MAX];
         char num[16];
@@ -1245,7 +1208,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     h->pid = pid;
     h->start_time = st.start_time;
     snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id);
-    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, false, false, eb);
+    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, spec->relays_term, false, false, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1463,13 +1426,15 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     /* A process whose environment names another world is not this one (a
      * process whose environment names none may be a world that rewrote
      * its own, as setproctitle does: it is taken on pid and start time). */
-    bdy__stray *id = malloc(sizeof(*id));
+    bdy__stray *id = calloc(1, sizeof(*id));
     if (id == NULL) {
         rc = BDY_ENOMEM;
         goto out;
     }
-    bool other = bdy__proc_identity(h->pid, id) == 0 &&
-                 (strcmp(id->ns, ns) != 0 || strcmp(id->name, name) != 0);
+    bool named = bdy__proc_identity(h->pid, id) == 0;
+    bool other = named && (strcmp(id->ns, ns) != 0 || strcmp(id->name, name) != 0);
+    /* Read even from an environment that names no world in full. */
+    bool relays_term = id->relays_term;
     free(id);
     if (other) {
         rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld belongs to another world", ns, name,
@@ -1490,7 +1455,7 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     }
     if (watched)
         goto out;
-    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, true, orphan, eb);
+    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, relays_term, true, orphan, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1660,19 +1625,52 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
 
 /* ---- observe -------------------------------------------------------------- */
 
-/* What a probe's verdict is reported for: owned by the prober until its
- * done callback. */
+/* One check of a world's readiness, resolved to its target. */
+typedef struct probe_check {
+    struct sockaddr_in addr;
+    bool http;
+    char path[BDY__PROBER_PATH_MAX];
+    unsigned timeout_ms;
+} probe_check;
+
+/* What a probe's verdict is reported for, and the checks still to run:
+ * owned by the prober until its done callback. */
 typedef struct probe_for {
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
+    char id[BDY__PROBER_ID_MAX];
     bdy_world_handle h;
+    size_t nchecks;
+    size_t next; /* the check to run next */
+    probe_check checks[BDY_RUNTIME_MAX_PROBES];
 } probe_for;
 
-/* The prober's done callback, on its thread. */
+/* Starts pf's next check under pf's id; the prober owns pf when it
+ * returns 0. */
+static int probe_next(proc_runtime *rt, probe_for *pf)
+{
+    const probe_check *c = &pf->checks[pf->next++];
+    bdy__probe_target t = {.id = pf->id,
+                           .addr = c->addr,
+                           .http_path = c->http ? c->path : NULL,
+                           .timeout_ms = c->timeout_ms,
+                           .arg = pf};
+    return bdy__prober_start(rt->prober, &t);
+}
+
+/* The prober's done callback, on its thread: a passed check starts the
+ * next one, if any (the id is free again by now); the first that fails,
+ * or the last that passes, is the verdict. */
 static void probe_done_cb(void *data, void *arg, bdy__probe_verdict verdict)
 {
     proc_runtime *rt = data;
     probe_for *pf = arg;
+    if (verdict == BDY__PROBE_PASSED && pf->next < pf->nchecks) {
+        if (probe_next(rt, pf) == 0)
+            return;
+        /* No slot or descriptor now, or stopping: no verdict on the world. */
+        verdict = BDY__PROBE_NOT_RUN;
+    }
     if (verdict != BDY__PROBE_CANCELLED)
         rt->on_probe(rt->data, pf->ns, pf->name, &pf->h,
                      verdict == BDY__PROBE_NOT_RUN ? BDY_EIO : 0,
@@ -1699,13 +1697,39 @@ static int probe_port(const bdy_world_handle *h, const bdy_probe *probe, unsigne
     return 0;
 }
 
-/* Looks at the world, and starts its readiness probe (see runtime.h).
+/* Resolves one probe of world h into the check to run. */
+static int probe_resolve(const bdy_world_handle *h, const bdy_probe *probe, probe_check *c)
+{
+    if (probe->kind != BDY_PROBE_TCP && probe->kind != BDY_PROBE_HTTP)
+        return BDY_EINVAL;
+    c->http = probe->kind == BDY_PROBE_HTTP;
+    if (c->http) {
+        const char *path = probe->path[0] ? probe->path : "/";
+        if (strnlen(path, sizeof(probe->path)) == sizeof(probe->path) ||
+            !bdy__prober_path_ok(path) || strlen(path) >= sizeof(c->path))
+            return BDY_EINVAL;
+        memcpy(c->path, path, strlen(path) + 1);
+    }
+    unsigned port = 0;
+    int rc = probe_port(h, probe, &port);
+    if (rc != 0)
+        return rc;
+    c->timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS;
+    c->addr.sin_family = AF_INET;
+    c->addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &c->addr.sin_addr) != 1)
+        return BDY_EINVAL;
+    return 0;
+}
+
+/* Looks at the world, and starts its readiness probes (see runtime.h).
  * Takes no runtime lock; any thread. */
 static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
-                        const bdy_probe *probe, bdy_world_state *state)
+                        const bdy_probe *probes, size_t nprobes, bdy_world_state *state)
 {
     proc_runtime *rt = ctx;
-    if (h == NULL || state == NULL || ns == NULL || name == NULL)
+    if (h == NULL || state == NULL || ns == NULL || name == NULL ||
+        (nprobes > 0 && probes == NULL) || nprobes > BDY_RUNTIME_MAX_PROBES)
         return BDY_EINVAL;
     bdy__proc_stat st;
     int rc = alive_as_recorded(h, &st);
@@ -1721,44 +1745,31 @@ static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_w
         *state = BDY_WORLD_RUNNING;
         return 0;
     }
-    if (probe == NULL || probe->kind == BDY_PROBE_NONE) {
+    if (nprobes == 0 || probes[0].kind == BDY_PROBE_NONE) {
         *state = BDY_WORLD_READY;
         return 0;
     }
-    if (probe->kind != BDY_PROBE_TCP && probe->kind != BDY_PROBE_HTTP)
-        return BDY_EINVAL;
-    const char *path = NULL;
-    if (probe->kind == BDY_PROBE_HTTP) {
-        path = probe->path[0] ? probe->path : "/";
-        if (strnlen(path, sizeof(probe->path)) == sizeof(probe->path) || !bdy__prober_path_ok(path))
-            return BDY_EINVAL;
-    }
-    unsigned port = 0;
-    rc = probe_port(h, probe, &port);
-    if (rc != 0)
-        return rc;
-    bdy__probe_target t = {.http_path = path,
-                           .timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS};
-    t.addr.sin_family = AF_INET;
-    t.addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &t.addr.sin_addr) != 1)
-        return BDY_EINVAL;
-    char id[BDY__PROBER_ID_MAX];
-    int idlen = snprintf(id, sizeof(id), "%s/%s", ns, name);
     probe_for *pf = calloc(1, sizeof(*pf));
     if (pf == NULL)
         return BDY_ENOMEM;
-    if (idlen < 0 || (size_t)idlen >= sizeof(id) || strlen(ns) >= sizeof(pf->ns) ||
+    int idlen = snprintf(pf->id, sizeof(pf->id), "%s/%s", ns, name);
+    if (idlen < 0 || (size_t)idlen >= sizeof(pf->id) || strlen(ns) >= sizeof(pf->ns) ||
         strlen(name) >= sizeof(pf->name)) {
         free(pf);
         return BDY_EINVAL;
     }
+    for (size_t i = 0; i < nprobes; i++) {
+        rc = probe_resolve(h, &probes[i], &pf->checks[i]);
+        if (rc != 0) {
+            free(pf);
+            return rc;
+        }
+    }
+    pf->nchecks = nprobes;
     memcpy(pf->ns, ns, strlen(ns) + 1);
     memcpy(pf->name, name, strlen(name) + 1);
     pf->h = *h;
-    t.id = id;
-    t.arg = pf;
-    rc = bdy__prober_start(rt->prober, &t);
+    rc = probe_next(rt, pf);
     if (rc != 0)
         free(pf);
     if (rc == 0 || rc == BDY_EEXISTS) {

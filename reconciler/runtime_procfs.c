@@ -81,12 +81,15 @@ bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out)
     for (size_t off = 0; off < len;) {
         const char *e = env + off;
         size_t n = strnlen(e, len - off);
-        if (!take_value(e, n, "BINDERY_WORLD_UID", out->uid, sizeof(out->uid)) &&
-            !take_value(e, n, "BINDERY_WORLD_NAMESPACE", out->ns, sizeof(out->ns)) &&
-            !take_value(e, n, "BINDERY_WORLD_NAME", out->name, sizeof(out->name)) &&
-            !take_value(e, n, "BINDERY_INSTANCE", out->instance, sizeof(out->instance)) &&
-            n >= sizeof(BDY__PORT_ENV_PREFIX) - 1 &&
-            memcmp(e, BDY__PORT_ENV_PREFIX, sizeof(BDY__PORT_ENV_PREFIX) - 1) == 0)
+        static const char relays[] = BDY__RELAYS_TERM_ENV "=1";
+        if (n == sizeof(relays) - 1 && memcmp(e, relays, n) == 0)
+            out->relays_term = true;
+        else if (!take_value(e, n, "BINDERY_WORLD_UID", out->uid, sizeof(out->uid)) &&
+                 !take_value(e, n, "BINDERY_WORLD_NAMESPACE", out->ns, sizeof(out->ns)) &&
+                 !take_value(e, n, "BINDERY_WORLD_NAME", out->name, sizeof(out->name)) &&
+                 !take_value(e, n, "BINDERY_INSTANCE", out->instance, sizeof(out->instance)) &&
+                 n >= sizeof(BDY__PORT_ENV_PREFIX) - 1 &&
+                 memcmp(e, BDY__PORT_ENV_PREFIX, sizeof(BDY__PORT_ENV_PREFIX) - 1) == 0)
             take_port(e, n, out);
         off += n + 1;
     }

@@ -39,6 +39,9 @@ typedef struct bdy_reconciler_opts {
     bdy_metrics *metrics; /* borrowed, may be NULL */
     bdy_demand *demand;   /* borrowed, may be NULL: pools are then sized at minWarm */
     unsigned workers;     /* worker threads (>= 1) */
+    /* The world host program (bindery-world-host) that runs a booklet
+     * world's modules; borrowed. NULL: booklet worlds fail to start. */
+    const char *world_host;
     bdy_world_observer_cb on_world;
     void *on_world_data;
 } bdy_reconciler_opts;

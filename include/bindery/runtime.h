@@ -23,6 +23,10 @@
 #define BDY_RUNTIME_MAX_PORTS 16
 #define BDY_RUNTIME_MAX_ARGS 64
 #define BDY_RUNTIME_MAX_ENV 64
+/* Longest argument or env value, placeholders replaced. */
+#define BDY_RUNTIME_MAX_ARG_BYTES 65536
+/* Readiness probes of one world: one per module of a booklet world. */
+#define BDY_RUNTIME_MAX_PROBES 16
 
 typedef enum bdy_probe_kind {
     BDY_PROBE_NONE, /* ready as soon as the process runs */
@@ -61,8 +65,19 @@ typedef struct bdy_world_spec {
     const char *working_dir; /* NULL: the runtime's default */
     bdy_port ports[BDY_RUNTIME_MAX_PORTS];
     size_t nports;
-    bdy_probe readiness;
+    /* The world is ready when every one of these passes (a booklet world
+     * has one per module that names one); none: once it runs. The runtime
+     * reads none of them at start: they are the caller's to hand to
+     * observe(). */
+    bdy_probe readiness[BDY_RUNTIME_MAX_PROBES];
+    size_t nreadiness;
     unsigned grace_ms; /* SIGTERM → SIGKILL */
+    /* The world's process passes SIGTERM on to the processes it runs, and
+     * ends once they have (the booklet world host): stop() then sends
+     * SIGTERM to it alone, not to its process group, so that no module gets
+     * it twice. SIGKILL at the end of the grace period still goes to the
+     * whole group. */
+    bool relays_term;
 } bdy_world_spec;
 
 /* What identifies a running world across Bindery restarts. Plain data: the
@@ -136,16 +151,18 @@ typedef struct bdy_runtime_vtable {
     int (*reclaim)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Looks at world ns/name once, and never waits for it: sets *state to
      * what can be told at once (EXITED; RUNNING for a process that is
-     * stopped; READY when there is no probe, or for a backend that runs
-     * none), or starts the readiness probe and says PROBING; the verdict
-     * then comes through the probe callback, within the probe's timeout.
+     * stopped; READY when there is no probe (nprobes 0, or a first probe of
+     * kind BDY_PROBE_NONE), or for a backend that runs none), or starts
+     * the readiness probes and says PROBING; they run one after another,
+     * and the verdict (READY only when every one passed) then comes
+     * through the probe callback, within the sum of their timeouts.
      * At most one probe per world runs: while one does, PROBING again and
      * none is started. BDY_EBUSY (too many probes running already) and an
      * error that bdy_runtime_retry_later() accepts (no descriptor, say) say
      * nothing about the world: the caller neither counts them as a failed
      * probe nor as a pass. */
     int (*observe)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
-                   const bdy_probe *probe, bdy_world_state *state);
+                   const bdy_probe *probes, size_t nprobes, bdy_world_state *state);
     /* Asks the world to stop: SIGTERM now, SIGKILL after grace_ms. Returns
      * at once; the exit callback reports the end. Stopping a world that is
      * already gone is not an error. */

@@ -1552,6 +1552,170 @@ static void test_outdated_worlds_are_replaced(void **state)
     bb_cleanup(&s);
 }
 
+/* A pool "arena" of booklet worlds: booklet "duo" runs module "game" (the
+ * manifest "arena", its port named game in the world) once and module
+ * "voice" (manifest "voice", an arena world started by a shell, that names
+ * itself "voice-<world>-<instance>-<game port>-<own port, twice>" from
+ * placeholders and the environment) twice, voice_args appended to each
+ * voice's command line. */
+static void setup_booklet_server(bb_server *s, unsigned min_warm, const char *voice_args)
+{
+    char cfg[1024];
+    int n = runtime_config(cfg, sizeof(cfg));
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n,
+             "pools:\n"
+             "  - name: arena\n    booklet: duo\n    minWarm: %u\n    maxWarm: %u\n"
+             "    maxWorlds: 10\n    scaleDownCooldownSeconds: 0\n    creationRate: 50\n",
+             min_warm, min_warm);
+    bb_init(s, cfg);
+    write_arena_manifest(s, ARENA_PROBE, 20, NULL);
+    char manifest[2048];
+    snprintf(
+        manifest, sizeof(manifest),
+        "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+        "metadata: {name: voice, namespace: default}\n"
+        "spec:\n"
+        "  ports: [{name: voice, containerPort: 7000, protocol: TCP}]\n"
+        "  readinessProbe: {tcpSocket: {port: 7000}, periodSeconds: 1}\n"
+        "  terminationGracePeriodSeconds: 2\n"
+        "  local:\n"
+        "    command: /bin/sh\n"
+        "    args:\n"
+        "      - -c\n"
+        "      - exec %s --port {port:voice} --name\n"
+        "        voice-{name}-$BINDERY_MODULE_INDEX-{port:game}-$VOICE_PORT-$BINDERY_PORT_VOICE%s\n"
+        "    env: [{name: VOICE_PORT, value: \"{port:voice}\"}]\n",
+        world_bin(), voice_args ? voice_args : "");
+    bb_write(s, "manifests/voice.yaml", manifest);
+    bb_write(s, "manifests/duo.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: Booklet\n"
+             "metadata: {name: duo, namespace: default}\n"
+             "spec:\n"
+             "  modules:\n"
+             "    - {name: game, manifest: arena}\n"
+             "    - {name: voice, manifest: voice, count: 2}\n");
+}
+
+/* The port named name in a claim's answer, 0 when it has none. */
+static int claim_port(const claim *c, const char *name)
+{
+    json_object *o = json_tokener_parse(c->body);
+    json_object *ports = json_object_object_get(json_object_object_get(o, "world"), "ports");
+    int port = 0;
+    for (size_t i = 0; ports != NULL && i < json_object_array_length(ports); i++) {
+        json_object *p = json_object_array_get_idx(ports, i);
+        if (strcmp(json_object_get_string(json_object_object_get(p, "name")), name) == 0)
+            port = json_object_get_int(json_object_object_get(p, "port"));
+    }
+    json_object_put(o);
+    return port;
+}
+
+/* Whether every one of ports stops answering within timeout_ms. */
+static bool wait_ports_silent(const int *ports, size_t n, int timeout_ms)
+{
+    char answer[160];
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        bool any = false;
+        for (size_t i = 0; i < n && !any; i++)
+            any = ping_world(ports[i], answer, sizeof(answer));
+        if (!any)
+            return true;
+        sleep_ms(100);
+    }
+    return false;
+}
+
+/* A booklet pool's worlds run every module instance of the booklet: a
+ * claim's answer lists all their ports, each answers as its module, and
+ * the release stops every module. */
+static void test_booklet_world_runs_its_modules(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_booklet_server(&s, 2, NULL);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    /* The game module's port keeps its name; the voice module runs twice,
+     * so its instances' ports are named after the module and instance. */
+    int ports[3] = {claim_port(&c, "game"), claim_port(&c, "voice-0-voice"),
+                    claim_port(&c, "voice-1-voice")};
+    assert_true(ports[0] > 0 && ports[1] > 0 && ports[2] > 0);
+    assert_int_equal(c.port, ports[0]); /* the first port listed */
+    char answer[160];
+    char want[192];
+    assert_true(ping_world(ports[0], answer, sizeof(answer)));
+    snprintf(want, sizeof(want), "pong %s\n", c.name);
+    assert_string_equal(answer, want);
+    /* Each voice instance knows its index, the game module's port (by its
+     * name in the world) and its own (by its manifest's name, in a
+     * placeholder, in its own variable and in BINDERY_PORT_VOICE). */
+    for (int i = 0; i < 2; i++) {
+        assert_true(ping_world(ports[1 + i], answer, sizeof(answer)));
+        snprintf(want, sizeof(want), "pong voice-%s-%d-%d-%d-%d\n", c.name, i, ports[0],
+                 ports[1 + i], ports[1 + i]);
+        assert_string_equal(answer, want);
+    }
+    char log_name[300];
+    snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", c.name);
+    assert_true(
+        bb_file_contains(&s, log_name, "bindery-world-host: module voice[1] started", 5000));
+
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    assert_true(wait_ports_silent(ports, 3, 10000));
+    assert_true(wait_world_gone(&s, c.name, 10000));
+    assert_true(wait_warm(&s, 2, 30000));
+    /* An edit of a module's manifest rolls the pool out. */
+    assert_int_equal(pool_field(&s, "outdated"), 0);
+    write_arena_manifest(&s, ARENA_PROBE, 21, NULL);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "made from an older template", 20000));
+    bb_cleanup(&s);
+}
+
+/* A module of a booklet world that exits ends the world: the host stops
+ * the other modules, and the pool replaces the world. */
+static void test_booklet_module_exit_ends_world(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_booklet_server(&s, 1, " --crash-after-ms 2500");
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    long status = 0;
+    json_object *o = get_json(&s, "/v1/worlds?pool=arena", &status);
+    json_object *first = json_object_array_get_idx(json_object_object_get(o, "items"), 0);
+    assert_non_null(first);
+    char name[128];
+    snprintf(name, sizeof(name), "%s",
+             json_object_get_string(json_object_object_get(first, "name")));
+    int game = 0;
+    json_object *ports = json_object_object_get(first, "ports");
+    for (size_t i = 0; ports != NULL && i < json_object_array_length(ports); i++) {
+        json_object *p = json_object_array_get_idx(ports, i);
+        if (strcmp(json_object_get_string(json_object_object_get(p, "name")), "game") == 0)
+            game = json_object_get_int(json_object_object_get(p, "port"));
+    }
+    json_object_put(o);
+    assert_true(game > 0);
+    /* The voice modules crash; the game module, which would run on, is
+     * stopped with them. */
+    assert_true(wait_ports_silent(&game, 1, 15000));
+    assert_true(wait_world_gone(&s, name, 15000));
+    char log_name[300];
+    snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", name);
+    assert_true(bb_file_contains(&s, log_name, "exited with status", 5000));
+    assert_true(bb_file_contains(&s, log_name, "stopping the world", 0));
+    assert_true(bb_log_contains(&s, "Crashed", 10000));
+    bb_cleanup(&s);
+}
+
 /* Worlds in the store right now, and how many of them are Allocated. */
 static int count_worlds(bb_server *s, int *allocated)
 {
@@ -2821,6 +2985,8 @@ int main(void)
         cmocka_unit_test_teardown(test_unlabelled_world_is_kept, bb_teardown),
         cmocka_unit_test_teardown(test_adopted_world_takes_its_helpers, bb_teardown),
         cmocka_unit_test_teardown(test_full_pool_rolls_out, bb_teardown),
+        cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
+        cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,10 +356,11 @@ void bb_print_log_tail(bb_server *s, const char *why)
         fputs(ring[i % LOG_TAIL_LINES], stderr);
 }
 
-bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
+/* Whether file path holds a line with text, polling up to timeout_ms. */
+static bool file_contains(const char *path, const char *text, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        FILE *f = fopen(s->log, "r");
+        FILE *f = fopen(path, "r");
         if (f != NULL) {
             char line[8192];
             while (fgets(line, sizeof(line), f) != NULL) {
@@ -372,12 +373,26 @@ bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
         }
         sleep_ms(50);
     }
+    return false;
+}
+
+bool bb_log_contains(bb_server *s, const char *text, int timeout_ms)
+{
+    if (file_contains(s->log, text, timeout_ms))
+        return true;
     if (timeout_ms > 0) { /* a wait, not a check that a line is absent */
         char why[300];
         snprintf(why, sizeof(why), "\"%.200s\" not logged within %d ms", text, timeout_ms);
         bb_print_log_tail(s, why);
     }
     return false;
+}
+
+bool bb_file_contains(bb_server *s, const char *rel, const char *text, int timeout_ms)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", s->dir, rel);
+    return file_contains(path, text, timeout_ms);
 }
 
 int bb_log_count(bb_server *s, const char *text)

@@ -49,6 +49,9 @@ bool bb_wait_exit(bb_server *s, int timeout_ms);
 /* True if the daemon's log contains text (polls up to timeout_ms). A wait
  * that fails (timeout_ms > 0) prints the log's last lines to stderr. */
 bool bb_log_contains(bb_server *s, const char *text, int timeout_ms);
+/* The same for file rel under the server's folder (a world's log), with
+ * nothing printed. */
+bool bb_file_contains(bb_server *s, const char *rel, const char *text, int timeout_ms);
 /* Lines of the server's log holding text, now. */
 int bb_log_count(bb_server *s, const char *text);
 /* Copies the last 60 lines of the daemon's log to stderr, after why: the

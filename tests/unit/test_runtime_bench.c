@@ -115,7 +115,7 @@ static void start_ok(bdy_runtime *rt, const char *name, bdy_world_handle *h)
 static bdy_world_state observe(bdy_runtime *rt, const bdy_world_handle *h)
 {
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(rt->vt->observe(rt->ctx, "default", "w", h, NULL, &st), 0);
+    assert_int_equal(rt->vt->observe(rt->ctx, "default", "w", h, NULL, 0, &st), 0);
     return st;
 }
 
@@ -309,7 +309,7 @@ static void test_bad_input(void **state)
     assert_int_equal(rt->vt->stop(rt->ctx, &unknown, 0), 0);
     assert_int_equal(observe(rt, &unknown), BDY_WORLD_EXITED);
     bdy_world_state st;
-    assert_int_equal(rt->vt->observe(rt->ctx, "default", "w", NULL, NULL, &st), BDY_EINVAL);
+    assert_int_equal(rt->vt->observe(rt->ctx, "default", "w", NULL, NULL, 0, &st), BDY_EINVAL);
     assert_int_equal(rt->vt->stop(rt->ctx, NULL, 0), BDY_EINVAL);
     sleep_ms(10);
     assert_int_equal(f->nexits, 0);

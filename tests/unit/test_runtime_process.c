@@ -149,7 +149,7 @@ static int look(bdy_runtime *rt, const bdy_world_handle *h, const bdy_probe *p, 
     pthread_mutex_lock(&f->lock);
     unsigned before = f->verdicts;
     pthread_mutex_unlock(&f->lock);
-    int rc = rt->vt->observe(rt->ctx, "default", "probe-test", h, p, st);
+    int rc = rt->vt->observe(rt->ctx, "default", "probe-test", h, p, p ? 1 : 0, st);
     if (rc != 0 || *st != BDY_WORLD_PROBING)
         return rc;
     struct timespec until;
@@ -209,9 +209,9 @@ static bdy_world_spec arena_spec(fixture *f, const char *name)
     snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
     snprintf(s.ports[0].protocol, sizeof(s.ports[0].protocol), "UDP");
     s.nports = 1;
-    s.readiness.kind = BDY_PROBE_TCP;
-    snprintf(s.readiness.port, sizeof(s.readiness.port), "game");
-    s.readiness.timeout_ms = 500;
+    s.readiness[0].kind = BDY_PROBE_TCP;
+    snprintf(s.readiness[0].port, sizeof(s.readiness[0].port), "game");
+    s.readiness[0].timeout_ms = 500;
     s.grace_ms = 5000;
     return s;
 }
@@ -503,9 +503,9 @@ static void test_start_probe_ping_stop(void **state)
 
     /* The world holds its listen back: a real probe sees it RUNNING first. */
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness[0], &st), 0);
     assert_int_equal(st, BDY_WORLD_RUNNING);
-    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_true(wait_ready(rt, &h, &s.readiness[0]));
     assert_tcp_pong(port, "pong w1\n");
     assert_udp_pong(port, "pong w1");
 
@@ -515,10 +515,10 @@ static void test_start_probe_ping_stop(void **state)
         if (proc_state(h.pid, NULL, NULL) == 'T')
             break;
     assert_int_equal(proc_state(h.pid, NULL, NULL), 'T');
-    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness[0], &st), 0);
     assert_int_equal(st, BDY_WORLD_RUNNING);
     assert_int_equal(kill((pid_t)h.pid, SIGCONT), 0);
-    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_true(wait_ready(rt, &h, &s.readiness[0]));
 
     /* A world of the same name cannot run twice. */
     bdy_errbuf eb;
@@ -543,7 +543,7 @@ static void test_start_probe_ping_stop(void **state)
     char zs = proc_state(h.pid, NULL, NULL);
     assert_true(zs != 'Z'); /* reaped: gone (0) or another process, never a zombie */
     assert_int_equal(waitpid((pid_t)h.pid, NULL, WNOHANG), -1);
-    assert_int_equal(look(rt, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(rt, &h, &s.readiness[0], &st), 0);
     assert_int_equal(st, BDY_WORLD_EXITED);
     assert_true(port_bindable(port));
     assert_int_equal(rt->vt->stop(rt->ctx, &h, 100), 0); /* gone is fine */
@@ -581,7 +581,7 @@ static void test_crash_and_port_exhaustion(void **state)
     bdy_world_handle hb;
     start_ok(rt, &b, &hb);
     assert_int_equal(hb.ports[0].port, port);
-    assert_true(wait_ready(rt, &hb, &b.readiness));
+    assert_true(wait_ready(rt, &hb, &b.readiness[0]));
     assert_int_equal(rt->vt->stop(rt->ctx, &hb, 5000), 0);
     assert_true(wait_exit(f, "second", &r));
     assert_int_equal(r.status, 0);
@@ -828,7 +828,7 @@ static void test_reclaim_unrecorded_world(void **state)
     /* Taken once: it is watched now, not a stray. */
     bdy_world_handle again;
     assert_int_equal(reclaim(rt, &s, &again), BDY_ENOTFOUND);
-    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_true(wait_ready(rt, &h, &s.readiness[0]));
     assert_tcp_pong(port, "pong lost\n");
     stop_ok(f, rt, &h, "lost");
     bdy_runtime_free(rt);
@@ -1113,7 +1113,7 @@ static void test_started_world_is_reclaimed_after_restart(void **state)
     start_ok(first, &s, &started);
     /* Under valgrind posix_spawn returns before the exec that sets the
      * world's environment; ready means it has happened. */
-    assert_true(wait_ready(first, &started, &s.readiness));
+    assert_true(wait_ready(first, &started, &s.readiness[0]));
     bdy_runtime_free(first);
 
     bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
@@ -1122,7 +1122,7 @@ static void test_started_world_is_reclaimed_after_restart(void **state)
     assert_int_equal(h.pid, started.pid);
     assert_int_equal(h.start_time, started.start_time);
     assert_int_equal(h.ports[0].port, started.ports[0].port);
-    assert_true(wait_ready(second, &h, &s.readiness));
+    assert_true(wait_ready(second, &h, &s.readiness[0]));
     bdy_runtime_free(second);
 
     /* Recorded this time: adopt takes it, and it is no stray any more. */
@@ -1408,7 +1408,7 @@ static void test_world_outlives_runtime(void **state)
     bdy_world_spec s = arena_spec(f, "survivor");
     bdy_world_handle h;
     start_ok(first, &s, &h);
-    assert_true(wait_ready(first, &h, &s.readiness));
+    assert_true(wait_ready(first, &h, &s.readiness[0]));
     bdy_runtime_free(first);
     char boot[sizeof(h.boot_id)];
     read_boot_id(boot, sizeof(boot));
@@ -1423,9 +1423,88 @@ static void test_world_outlives_runtime(void **state)
     bdy_errbuf eb;
     assert_int_equal(second->vt->adopt(second->ctx, "default", "survivor", &h, &eb), 0);
     bdy_world_state st = BDY_WORLD_EXITED;
-    assert_int_equal(look(second, &h, &s.readiness, &st), 0);
+    assert_int_equal(look(second, &h, &s.readiness[0], &st), 0);
     assert_int_equal(st, BDY_WORLD_READY);
     assert_int_equal(stop_ok(f, second, &h, "survivor").status, 0);
+    bdy_runtime_free(second);
+}
+
+/* What the world's processes wrote to file name (in the work folder), at
+ * most cap - 1 bytes; "" when nothing. */
+static void read_work_file(fixture *f, const char *name, char *out, size_t cap)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+    out[0] = '\0';
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return;
+    size_t n = fread(out, 1, cap - 1, fp);
+    out[n] = '\0';
+    fclose(fp);
+}
+
+/* A world that writes "leader" on SIGTERM and exits, with a helper in its
+ * group that writes "helper" on SIGTERM: who got the signal shows in the
+ * file "signals-<name>". */
+static bdy_world_spec relay_spec(const char *name, bool relays_term)
+{
+    /* The leader waits a little before it exits, so that a helper that
+     * got SIGTERM too has said so before what is left of the group is
+     * killed. */
+    bdy_world_spec s = shell_spec(name, "trap 'echo leader >> signals-{name}; sleep 0.3; exit 0' "
+                                        "TERM; "
+                                        "sh -c 'trap \"echo helper >> signals-{name}; exit 0\" "
+                                        "TERM; while :; do sleep 0.05; done' & "
+                                        "while :; do sleep 0.05; done");
+    s.uid = name; /* unique enough here */
+    s.relays_term = relays_term;
+    return s;
+}
+
+/* A world that relays SIGTERM itself (the booklet world host) gets it
+ * alone, started or adopted after a restart; what it left in its group
+ * then goes by SIGKILL. Any other world's group gets it whole. */
+static void test_relayed_term_goes_to_the_leader_alone(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_handle relayed;
+    bdy_world_handle adopted;
+    bdy_world_handle grouped;
+    bdy_world_spec s = relay_spec("relayed", true);
+    start_ok(first, &s, &relayed);
+    s = relay_spec("adopted", true);
+    start_ok(first, &s, &adopted);
+    s = relay_spec("grouped", false);
+    start_ok(first, &s, &grouped);
+    sleep_ms(300); /* the helpers have set their traps */
+    char text[256];
+    assert_int_equal(first->vt->stop(first->ctx, &relayed, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "relayed", &r));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(first->vt->stop(first->ctx, &grouped, 5000), 0);
+    assert_true(wait_exit(f, "grouped", &r));
+    bool both = false;
+    for (uint64_t end = now_ms() + WAIT_MS; !both && now_ms() < end; sleep_ms(POLL_MS)) {
+        read_work_file(f, "signals-grouped", text, sizeof(text));
+        both = strstr(text, "leader") != NULL && strstr(text, "helper") != NULL;
+    }
+    assert_true(both);
+    bdy_runtime_free(first);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "adopted", &adopted, &eb), 0);
+    assert_int_equal(second->vt->stop(second->ctx, &adopted, 5000), 0);
+    assert_true(wait_exit(f, "adopted", &r));
+    sleep_ms(300); /* time for a helper that got SIGTERM to say so */
+    read_work_file(f, "signals-relayed", text, sizeof(text));
+    assert_string_equal(text, "leader\n");
+    read_work_file(f, "signals-adopted", text, sizeof(text));
+    assert_string_equal(text, "leader\n");
     bdy_runtime_free(second);
 }
 
@@ -1556,7 +1635,7 @@ static void test_command_found_in_world_path(void **state)
         s.nenv = 1;
         bdy_world_handle h;
         start_ok(rt, &s, &h);
-        assert_true(wait_ready(rt, &h, &s.readiness));
+        assert_true(wait_ready(rt, &h, &s.readiness[0]));
         assert_int_equal(rt->vt->stop(rt->ctx, &h, 5000), 0);
         exit_rec r;
         assert_true(wait_exit(f, name, &r));
@@ -1826,10 +1905,10 @@ static void test_bad_input(void **state)
     s.nargs = BDY_RUNTIME_MAX_ARGS + 1;
     assert_int_equal(start_err(rt, &s, &eb), BDY_EINVAL);
     s = arena_spec(f, "bad");
-    char *huge = malloc(5000);
+    char *huge = malloc(BDY_RUNTIME_MAX_ARG_BYTES + 2);
     assert_non_null(huge);
-    memset(huge, 'x', 4999);
-    huge[4999] = '\0';
+    memset(huge, 'x', BDY_RUNTIME_MAX_ARG_BYTES + 1);
+    huge[BDY_RUNTIME_MAX_ARG_BYTES + 1] = '\0';
     s.args[3] = huge;
     assert_int_equal(start_err(rt, &s, &eb), BDY_ETOOBIG);
     free(huge);
@@ -1846,7 +1925,7 @@ static void test_bad_input(void **state)
     bdy_world_handle h;
     start_ok(rt, &s, &h);
     assert_int_equal(h.ports[0].port, port);
-    assert_true(wait_ready(rt, &h, &s.readiness));
+    assert_true(wait_ready(rt, &h, &s.readiness[0]));
 
     bdy_world_state st;
     bdy_probe probe = {.kind = BDY_PROBE_TCP, .port = "nope"};
@@ -1953,6 +2032,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_port_held_elsewhere_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relayed_term_goes_to_the_leader_alone, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_world_outlives_runtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_reaped_as_subreaper, setup,
                                         teardown_subreaper),
