@@ -1073,8 +1073,9 @@ static void test_example_config(void **state)
     snprintf(want, sizeof(want), "%s/../data/worlds", cfg->base_dir);
     assert_string_equal(cfg->runtime.log_dir, want);
 
-    /* The one pool the README's run command starts. */
-    assert_int_equal(cfg->pools.count, 1);
+    /* The pools the README's run command starts: arena, and arena-duo of
+     * a booklet. */
+    assert_int_equal(cfg->pools.count, 2);
     const bdy_config_pool *p = &cfg->pools.items[0];
     assert_string_equal(p->name, "arena");
     assert_string_equal(p->ns, "default");
@@ -1089,6 +1090,11 @@ static void test_example_config(void **state)
     assert_int_equal(p->labels.count, 1);
     assert_string_equal(p->labels.items[0].key, "game");
     assert_string_equal(p->labels.items[0].value, "arena");
+    p = &cfg->pools.items[1];
+    assert_string_equal(p->name, "arena-duo");
+    assert_null(p->manifest);
+    assert_string_equal(p->booklet, "arena-duo");
+    assert_int_equal(p->min_warm, 1);
     bdy_config_free(cfg);
 }
 
