@@ -1663,6 +1663,16 @@ static void test_booklet_world_runs_its_modules(void **state)
     assert_true(
         bb_file_contains(&s, log_name, "bindery-world-host: module voice[1] started", 5000));
 
+    /* The world outlives a kill -9 of bindery, which adopts it back. */
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    char adopted[200];
+    snprintf(adopted, sizeof(adopted), "re-adopted world default/%s", c.name);
+    assert_true(bb_log_contains(&s, adopted, 20000));
+    for (int i = 0; i < 3; i++)
+        assert_true(ping_world(ports[i], answer, sizeof(answer)));
+
     char path[128];
     snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
     bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
@@ -1670,6 +1680,10 @@ static void test_booklet_world_runs_its_modules(void **state)
     bb_response_free(&r);
     assert_true(wait_ports_silent(ports, 3, 10000));
     assert_true(wait_world_gone(&s, c.name, 10000));
+    /* Stopped through its host, which passed SIGTERM on: no module was
+     * killed for outliving its grace. */
+    assert_true(bb_file_contains(&s, log_name, "SIGTERM: stopping every module", 0));
+    assert_false(bb_file_contains(&s, log_name, "outlived its grace period", 0));
     assert_true(wait_warm(&s, 2, 30000));
     /* An edit of a module's manifest rolls the pool out. */
     assert_int_equal(pool_field(&s, "outdated"), 0);
