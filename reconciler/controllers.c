@@ -995,6 +995,18 @@ static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, j
     return rc;
 }
 
+/* Whether spec names the ports h was started with, in the order start()
+ * gave them. */
+static bool ports_unchanged(const bdy_world_spec *spec, const bdy_world_handle *h)
+{
+    if (spec->nports != h->nports)
+        return false;
+    for (size_t i = 0; i < spec->nports; i++)
+        if (strcmp(spec->ports[i].name, h->ports[i].name) != 0)
+            return false;
+    return true;
+}
+
 /* Probes a Starting or warm world once. Returns the delay until the next
  * probe, or 0 when no further probing is needed. */
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
@@ -1016,7 +1028,9 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             return 0;
         }
         if (phase == BDY_PHASE_STARTING) {
-            *rc = set_phase(r, world, BDY_PHASE_FAILED, "ManifestGone", "Warning", "%s", why);
+            *rc = set_phase(r, world, BDY_PHASE_FAILED,
+                            brc == BDY_ENOTFOUND ? "ManifestGone" : "ManifestInvalid", "Warning",
+                            "%s", why);
             return 0;
         }
         /* A warm world whose manifest went: it runs on, and is looked at
@@ -1031,6 +1045,18 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
         bdy_worldspec_free(&ws);
         *rc = BDY_ENOMEM;
         return 0;
+    }
+    if (!ports_unchanged(spec, &t.h)) {
+        /* Its manifest (or a module's) was edited since it started: the
+         * probes would knock on ports it does not have, and fail every
+         * world of the pool at once. It is outdated, so the pool replaces
+         * it; until then a warm one runs on unprobed, and one still
+         * starting, which no verdict would ever make Ready, fails now. */
+        bdy_worldspec_free(&ws);
+        if (phase == BDY_PHASE_STARTING)
+            *rc = set_phase(r, world, BDY_PHASE_FAILED, "ManifestChanged", "Warning",
+                            "its manifest changed its ports while it started");
+        return phase == BDY_PHASE_STARTING ? 0 : DEFAULT_PROBE_PERIOD_MS * 5;
     }
     /* A Starting world is not probed before initialDelaySeconds have passed
      * since it started (a wrapper may open the port before the game has

@@ -33,6 +33,15 @@
 
 typedef enum probe_step { STEP_QUEUED, STEP_CONNECTING, STEP_SENDING, STEP_READING } probe_step;
 
+/* One check of a probe, as it is sent. */
+typedef struct probe_check {
+    struct sockaddr_in addr;
+    bool http;
+    unsigned timeout_ms;
+    size_t req_len;
+    char request[REQUEST_MAX];
+} probe_check;
+
 /* One probe, from start to verdict. The node and the queue link are the
  * lock's; the rest, once queued, is the thread's. */
 typedef struct probe {
@@ -40,18 +49,17 @@ typedef struct probe {
     struct probe *next;
     struct probe *prev; /* the thread's list of running probes */
     char id[BDY__PROBER_ID_MAX];
-    struct sockaddr_in addr;
-    bool http;
     probe_step step;
     int fd;
     bool watched; /* in the epoll set */
     uint64_t deadline_ns;
     void *arg;
-    size_t req_len;
     size_t sent;
     size_t got;
-    char request[REQUEST_MAX];
     char line[STATUS_LINE_MAX];
+    size_t current; /* the check running */
+    size_t nchecks;
+    probe_check checks[]; /* nchecks of them */
 } probe;
 
 struct bdy__prober {
@@ -107,41 +115,57 @@ static void wake(bdy__prober *p)
     (void)n; /* a full counter already wakes it */
 }
 
+/* Fills check c: an HTTP check's request is written out now. */
+static int check_set(probe_check *c, struct sockaddr_in addr, const char *http_path,
+                     unsigned timeout_ms)
+{
+    c->addr = addr;
+    c->timeout_ms = timeout_ms ? timeout_ms : 1;
+    if (http_path == NULL)
+        return 0;
+    if (!bdy__prober_path_ok(http_path))
+        return BDY_EINVAL;
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
+    int len = snprintf(c->request, sizeof(c->request),
+                       "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n",
+                       http_path, host, (unsigned)ntohs(addr.sin_port));
+    if (len < 0 || (size_t)len >= sizeof(c->request))
+        return BDY_EINVAL;
+    c->http = true;
+    c->req_len = (size_t)len;
+    return 0;
+}
+
 int bdy__prober_start(bdy__prober *p, const bdy__probe_target *t)
 {
     int rc = 0;
     probe *pr = NULL;
     size_t id_len = t != NULL && t->id != NULL ? strnlen(t->id, BDY__PROBER_ID_MAX) : 0;
     if (p == NULL || id_len == 0 || id_len == BDY__PROBER_ID_MAX ||
-        (t->http_path != NULL && !bdy__prober_path_ok(t->http_path))) {
+        t->nmore >= BDY__PROBER_CHECKS_MAX || (t->nmore > 0 && t->more == NULL)) {
         rc = BDY_EINVAL;
         goto out;
     }
-    if ((pr = calloc(1, sizeof(*pr))) == NULL) {
+    size_t nchecks = 1 + t->nmore;
+    if ((pr = calloc(1, sizeof(*pr) + nchecks * sizeof(pr->checks[0]))) == NULL) {
         rc = BDY_ENOMEM;
         goto out;
     }
     memcpy(pr->id, t->id, id_len + 1);
     pr->node.key = pr->id;
     pr->node.hash = bdy_hash_str(pr->id);
-    pr->addr = t->addr;
     pr->fd = -1;
     pr->arg = t->arg;
     pr->step = STEP_QUEUED;
-    pr->deadline_ns = bdy_monotonic_ns() + (uint64_t)(t->timeout_ms ? t->timeout_ms : 1) * 1000000u;
-    if (t->http_path != NULL) {
-        char host[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &t->addr.sin_addr, host, sizeof(host));
-        int len = snprintf(pr->request, sizeof(pr->request),
-                           "GET %s HTTP/1.0\r\nHost: %s:%u\r\nUser-Agent: bindery-probe\r\n\r\n",
-                           t->http_path, host, (unsigned)ntohs(t->addr.sin_port));
-        if (len < 0 || (size_t)len >= sizeof(pr->request)) {
-            rc = BDY_EINVAL;
-            goto out;
-        }
-        pr->http = true;
-        pr->req_len = (size_t)len;
-    }
+    pr->nchecks = nchecks;
+    rc = check_set(&pr->checks[0], t->addr, t->http_path, t->timeout_ms);
+    for (size_t i = 0; i < t->nmore && rc == 0; i++)
+        rc = check_set(&pr->checks[i + 1], t->more[i].addr, t->more[i].http_path,
+                       t->more[i].timeout_ms);
+    if (rc != 0)
+        goto out;
+    pr->deadline_ns = bdy_monotonic_ns() + (uint64_t)pr->checks[0].timeout_ms * 1000000u;
     pthread_mutex_lock(&p->lock);
     if (p->stopping)
         rc = BDY_ESHUTDOWN;
@@ -223,7 +247,8 @@ static bool begin(bdy__prober *p, probe *pr)
         finish(p, pr, BDY__PROBE_NOT_RUN);
         return false;
     }
-    if (connect(pr->fd, (const struct sockaddr *)&pr->addr, sizeof(pr->addr)) != 0 &&
+    const probe_check *c = &pr->checks[pr->current];
+    if (connect(pr->fd, (const struct sockaddr *)&c->addr, sizeof(c->addr)) != 0 &&
         errno != EINPROGRESS) {
         finish(p, pr, BDY__PROBE_FAILED);
         return false;
@@ -243,18 +268,19 @@ static bool begin(bdy__prober *p, probe *pr)
 /* One step on a readiness event: a verdict, or -1 while the probe goes on. */
 static int advance(bdy__prober *p, probe *pr)
 {
+    const probe_check *c = &pr->checks[pr->current];
     if (pr->step == STEP_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(pr->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
             return BDY__PROBE_FAILED;
-        if (!pr->http)
+        if (!c->http)
             return BDY__PROBE_PASSED;
         pr->step = STEP_SENDING;
     }
     if (pr->step == STEP_SENDING) {
-        while (pr->sent < pr->req_len) {
-            ssize_t n = send(pr->fd, pr->request + pr->sent, pr->req_len - pr->sent, MSG_NOSIGNAL);
+        while (pr->sent < c->req_len) {
+            ssize_t n = send(pr->fd, c->request + pr->sent, c->req_len - pr->sent, MSG_NOSIGNAL);
             if (n > 0)
                 pr->sent += (size_t)n;
             else if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -284,6 +310,27 @@ static int advance(bdy__prober *p, probe *pr)
         }
     }
     return bdy__prober_status_ok(pr->line, pr->got) ? BDY__PROBE_PASSED : BDY__PROBE_FAILED;
+}
+
+/* Moves a probe whose check passed on to its next check, keeping its id
+ * and slot: false when it has none left (the probe passed). The probe is
+ * on no list; begin() starts it again. */
+static bool next_check(bdy__prober *p, probe *pr)
+{
+    if (pr->current + 1 >= pr->nchecks)
+        return false;
+    if (pr->watched)
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, pr->fd, NULL);
+    if (pr->fd >= 0)
+        close(pr->fd);
+    pr->fd = -1;
+    pr->watched = false;
+    pr->current++;
+    pr->sent = 0;
+    pr->got = 0;
+    pr->step = STEP_QUEUED;
+    pr->deadline_ns = bdy_monotonic_ns() + (uint64_t)pr->checks[pr->current].timeout_ms * 1000000u;
+    return true;
 }
 
 /* Ends the probes past their deadline; the wait until the next one, in
@@ -351,7 +398,10 @@ static void *prober_main(void *arg)
             int verdict = advance(p, pr);
             if (verdict >= 0) {
                 running_unlink(p, pr);
-                finish(p, pr, (bdy__probe_verdict)verdict);
+                if (verdict == BDY__PROBE_PASSED && next_check(p, pr))
+                    begin(p, pr);
+                else
+                    finish(p, pr, (bdy__probe_verdict)verdict);
             }
         }
     }

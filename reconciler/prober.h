@@ -45,12 +45,28 @@ typedef enum bdy__probe_verdict {
 /* arg: the one given to bdy__prober_start, the callee's to free. */
 typedef void (*bdy__prober_done_cb)(void *data, void *arg, bdy__probe_verdict verdict);
 
+/* One check after the first of a probe (bdy__probe_target.more). */
+typedef struct bdy__probe_check {
+    struct sockaddr_in addr;
+    const char *http_path; /* NULL: a TCP connect is the whole check */
+    unsigned timeout_ms;   /* from the check's start to its verdict; 0 is taken as 1 */
+} bdy__probe_check;
+
+/* Most checks one probe runs, the first included. */
+#define BDY__PROBER_CHECKS_MAX 16
+
 typedef struct bdy__probe_target {
     const char *id;
     struct sockaddr_in addr;
     const char *http_path; /* NULL: a TCP connect is the whole probe */
     unsigned timeout_ms;   /* from the start call to the verdict; 0 is taken as 1 */
-    void *arg;             /* handed to the done callback */
+    /* Checks to run after the first, one after another, under the same id
+     * and in the same slot (a world of several modules); the probe passes
+     * when every check has, and fails at the first that does not. NULL
+     * with nmore 0: none. */
+    const bdy__probe_check *more;
+    size_t nmore;
+    void *arg; /* handed to the done callback */
 } bdy__probe_target;
 
 typedef struct bdy__prober bdy__prober;
@@ -64,7 +80,8 @@ int bdy__prober_new(unsigned max_running, const char *thread_name, bdy__prober_d
  * Otherwise no callback comes and arg stays the caller's: BDY_EEXISTS when a
  * probe with this id runs, BDY_EBUSY when max_running do, BDY_EINVAL for an
  * id or path too long or a path that is not an absolute request target of
- * visible characters, BDY_ENOMEM, BDY_ESHUTDOWN once bdy__prober_free began. */
+ * visible characters or more than BDY__PROBER_CHECKS_MAX checks, BDY_ENOMEM,
+ * BDY_ESHUTDOWN once bdy__prober_free began. */
 int bdy__prober_start(bdy__prober *p, const bdy__probe_target *t);
 
 /* Whether an HTTP path can go into a probe's request line as it is. */

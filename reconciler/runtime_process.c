@@ -1625,52 +1625,19 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
 
 /* ---- observe -------------------------------------------------------------- */
 
-/* One check of a world's readiness, resolved to its target. */
-typedef struct probe_check {
-    struct sockaddr_in addr;
-    bool http;
-    char path[BDY__PROBER_PATH_MAX];
-    unsigned timeout_ms;
-} probe_check;
-
-/* What a probe's verdict is reported for, and the checks still to run:
- * owned by the prober until its done callback. */
+/* What a probe's verdict is reported for: owned by the prober until its
+ * done callback. */
 typedef struct probe_for {
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
-    char id[BDY__PROBER_ID_MAX];
     bdy_world_handle h;
-    size_t nchecks;
-    size_t next; /* the check to run next */
-    probe_check checks[BDY_RUNTIME_MAX_PROBES];
 } probe_for;
 
-/* Starts pf's next check under pf's id; the prober owns pf when it
- * returns 0. */
-static int probe_next(proc_runtime *rt, probe_for *pf)
-{
-    const probe_check *c = &pf->checks[pf->next++];
-    bdy__probe_target t = {.id = pf->id,
-                           .addr = c->addr,
-                           .http_path = c->http ? c->path : NULL,
-                           .timeout_ms = c->timeout_ms,
-                           .arg = pf};
-    return bdy__prober_start(rt->prober, &t);
-}
-
-/* The prober's done callback, on its thread: a passed check starts the
- * next one, if any (the id is free again by now); the first that fails,
- * or the last that passes, is the verdict. */
+/* The prober's done callback, on its thread. */
 static void probe_done_cb(void *data, void *arg, bdy__probe_verdict verdict)
 {
     proc_runtime *rt = data;
     probe_for *pf = arg;
-    if (verdict == BDY__PROBE_PASSED && pf->next < pf->nchecks) {
-        if (probe_next(rt, pf) == 0)
-            return;
-        /* No slot or descriptor now, or stopping: no verdict on the world. */
-        verdict = BDY__PROBE_NOT_RUN;
-    }
     if (verdict != BDY__PROBE_CANCELLED)
         rt->on_probe(rt->data, pf->ns, pf->name, &pf->h,
                      verdict == BDY__PROBE_NOT_RUN ? BDY_EIO : 0,
@@ -1697,24 +1664,25 @@ static int probe_port(const bdy_world_handle *h, const bdy_probe *probe, unsigne
     return 0;
 }
 
-/* Resolves one probe of world h into the check to run. */
-static int probe_resolve(const bdy_world_handle *h, const bdy_probe *probe, probe_check *c)
+/* Resolves one probe of world h into the check to run (its HTTP path
+ * points into probe). */
+static int probe_resolve(const bdy_world_handle *h, const bdy_probe *probe, bdy__probe_check *c)
 {
     if (probe->kind != BDY_PROBE_TCP && probe->kind != BDY_PROBE_HTTP)
         return BDY_EINVAL;
-    c->http = probe->kind == BDY_PROBE_HTTP;
-    if (c->http) {
-        const char *path = probe->path[0] ? probe->path : "/";
-        if (strnlen(path, sizeof(probe->path)) == sizeof(probe->path) ||
-            !bdy__prober_path_ok(path) || strlen(path) >= sizeof(c->path))
+    c->http_path = NULL;
+    if (probe->kind == BDY_PROBE_HTTP) {
+        c->http_path = probe->path[0] ? probe->path : "/";
+        if (strnlen(c->http_path, sizeof(probe->path)) == sizeof(probe->path) ||
+            !bdy__prober_path_ok(c->http_path))
             return BDY_EINVAL;
-        memcpy(c->path, path, strlen(path) + 1);
     }
     unsigned port = 0;
     int rc = probe_port(h, probe, &port);
     if (rc != 0)
         return rc;
     c->timeout_ms = probe->timeout_ms ? probe->timeout_ms : PROBE_TIMEOUT_MS;
+    memset(&c->addr, 0, sizeof(c->addr));
     c->addr.sin_family = AF_INET;
     c->addr.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, h->address[0] ? h->address : LOOPBACK, &c->addr.sin_addr) != 1)
@@ -1722,14 +1690,16 @@ static int probe_resolve(const bdy_world_handle *h, const bdy_probe *probe, prob
     return 0;
 }
 
-/* Looks at the world, and starts its readiness probes (see runtime.h).
- * Takes no runtime lock; any thread. */
+/* Looks at the world, and starts its readiness probes (see runtime.h): one
+ * prober probe whose checks are the world's probes, in order. Takes no
+ * runtime lock; any thread. */
 static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
                         const bdy_probe *probes, size_t nprobes, bdy_world_state *state)
 {
     proc_runtime *rt = ctx;
     if (h == NULL || state == NULL || ns == NULL || name == NULL ||
-        (nprobes > 0 && probes == NULL) || nprobes > BDY_RUNTIME_MAX_PROBES)
+        (nprobes > 0 && probes == NULL) || nprobes > BDY_RUNTIME_MAX_PROBES ||
+        nprobes > BDY__PROBER_CHECKS_MAX)
         return BDY_EINVAL;
     bdy__proc_stat st;
     int rc = alive_as_recorded(h, &st);
@@ -1749,27 +1719,33 @@ static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_w
         *state = BDY_WORLD_READY;
         return 0;
     }
+    bdy__probe_check checks[BDY_RUNTIME_MAX_PROBES];
+    for (size_t i = 0; i < nprobes; i++) {
+        rc = probe_resolve(h, &probes[i], &checks[i]);
+        if (rc != 0)
+            return rc;
+    }
+    char id[BDY__PROBER_ID_MAX];
+    int idlen = snprintf(id, sizeof(id), "%s/%s", ns, name);
     probe_for *pf = calloc(1, sizeof(*pf));
     if (pf == NULL)
         return BDY_ENOMEM;
-    int idlen = snprintf(pf->id, sizeof(pf->id), "%s/%s", ns, name);
-    if (idlen < 0 || (size_t)idlen >= sizeof(pf->id) || strlen(ns) >= sizeof(pf->ns) ||
+    if (idlen < 0 || (size_t)idlen >= sizeof(id) || strlen(ns) >= sizeof(pf->ns) ||
         strlen(name) >= sizeof(pf->name)) {
         free(pf);
         return BDY_EINVAL;
     }
-    for (size_t i = 0; i < nprobes; i++) {
-        rc = probe_resolve(h, &probes[i], &pf->checks[i]);
-        if (rc != 0) {
-            free(pf);
-            return rc;
-        }
-    }
-    pf->nchecks = nprobes;
     memcpy(pf->ns, ns, strlen(ns) + 1);
     memcpy(pf->name, name, strlen(name) + 1);
     pf->h = *h;
-    rc = probe_next(rt, pf);
+    bdy__probe_target t = {.id = id,
+                           .addr = checks[0].addr,
+                           .http_path = checks[0].http_path,
+                           .timeout_ms = checks[0].timeout_ms,
+                           .more = checks + 1,
+                           .nmore = nprobes - 1,
+                           .arg = pf};
+    rc = bdy__prober_start(rt->prober, &t);
     if (rc != 0)
         free(pf);
     if (rc == 0 || rc == BDY_EEXISTS) {

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #define MAX_MANIFEST_MS 2000000000u
 #define PORT_NAME_MAX (sizeof(((bdy_port *)0)->name) - 1)
 #define HOST_JSON_DEPTH 8
+#define HOST_ARGS_MAX (1024 * 1024) /* all of a host's arguments, in bytes */
 
 /* Field key of o (seconds, a non-negative int32 by the CRD) in
  * milliseconds, def_s when absent. */
@@ -95,6 +97,18 @@ static int module_read(const char *ns, const char *manifest_name, json_object *m
                      (rc = list_fits(d->ports, BDY_RUNTIME_MAX_PORTS, ns, manifest_name,
                                      "spec.ports", why, why_cap)) != 0))
         return rc;
+    for (size_t i = 0; starting && i < array_len(d->args); i++)
+        if (!json_object_is_type(json_object_array_get_idx(d->args, i), json_type_string)) {
+            snprintf(why, why_cap, "ModuleManifest %s/%s: spec.local.args[%zu] is not a string", ns,
+                     manifest_name, i);
+            return BDY_EINVAL;
+        }
+    for (size_t i = 0; starting && i < array_len(d->env); i++)
+        if (bdy_jstr(json_object_array_get_idx(d->env, i), "name") == NULL) {
+            snprintf(why, why_cap, "ModuleManifest %s/%s: spec.local.env[%zu] has no name", ns,
+                     manifest_name, i);
+            return BDY_EINVAL;
+        }
     d->nports = array_len(d->ports);
     if (d->nports > BDY_RUNTIME_MAX_PORTS)
         d->nports = BDY_RUNTIME_MAX_PORTS;
@@ -143,7 +157,9 @@ static int probe_port(const char *ns, const module_def *d, bool starting, long *
                       size_t why_cap)
 {
     *index = -1;
-    const char *text = json_object_get_string(d->probe_port);
+    const char *text = d->probe_port ? json_object_get_string(d->probe_port) : NULL;
+    if (text == NULL)
+        return 0;
     for (size_t i = 0; i < d->nports; i++)
         if (strcmp(port_name(d, i), text) == 0) {
             *index = (long)i;
@@ -430,10 +446,16 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
     }
     if (rc == 0)
         rc = name_ports(ns, booklet_name, modules, n, spec, why, why_cap);
-    out->period_ms = 0;
     spec->grace_ms = 0;
     out->deadline_s = 0;
-    bdy_probe timing = {.failure_threshold = 0};
+    /* The world's probe timing: probed as often as its most watchful
+     * module asks, after the longest initial delay, and failed once its
+     * probes have failed for as long as the least tolerant module allows
+     * (period times threshold), since one failing check fails them all. */
+    unsigned period_ms = 0;
+    unsigned initial_delay_ms = 0;
+    uint64_t tolerance_ms = 0;
+    size_t arg_bytes = 0;
     for (size_t m = 0; m < n && rc == 0; m++) {
         booklet_module *bm = &modules[m];
         const module_def *d = &bm->def;
@@ -441,8 +463,10 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         if (d->probe.kind != BDY_PROBE_NONE && d->probe_port != NULL)
             rc = probe_port(ns, d, starting, &index, why, why_cap);
         for (unsigned k = 0; k < bm->count && rc == 0; k++) {
-            json_object *arg = hold(out->held, host_argument(bm, k, spec));
-            if (arg == NULL) {
+            /* The host's arguments are made to start the world only: a
+             * world being probed needs its ports and probes. */
+            json_object *arg = starting ? hold(out->held, host_argument(bm, k, spec)) : NULL;
+            if (starting && arg == NULL) {
                 snprintf(why, why_cap,
                          "Booklet %s/%s: module %s: its command, args and env take more than "
                          "%d bytes, or memory ran out",
@@ -450,7 +474,10 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
                 rc = BDY_EINVAL;
                 break;
             }
-            spec->args[spec->nargs++] = json_object_get_string(arg);
+            if (arg != NULL) {
+                spec->args[spec->nargs++] = json_object_get_string(arg);
+                arg_bytes += (size_t)json_object_get_string_len(arg) + 1;
+            }
             if (d->probe.kind == BDY_PROBE_NONE)
                 continue;
             if (spec->nreadiness == BDY_RUNTIME_MAX_PROBES) {
@@ -466,33 +493,43 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         }
         if (rc != 0)
             break;
-        /* The world's probe timing: probed as often as its most watchful
-         * module asks, given the longest initial delay, failed on the
-         * fewest failures any module tolerates. */
         if (d->probe.kind != BDY_PROBE_NONE) {
-            if (timing.failure_threshold == 0 || d->probe.period_ms < timing.period_ms)
-                timing.period_ms = d->probe.period_ms;
-            if (d->probe.initial_delay_ms > timing.initial_delay_ms)
-                timing.initial_delay_ms = d->probe.initial_delay_ms;
+            unsigned period = d->probe.period_ms ? d->probe.period_ms : DEFAULT_PERIOD_MS;
             unsigned threshold = d->probe.failure_threshold ? d->probe.failure_threshold : 3;
-            if (timing.failure_threshold == 0 || threshold < timing.failure_threshold)
-                timing.failure_threshold = threshold;
+            if (period_ms == 0 || period < period_ms)
+                period_ms = period;
+            if (d->probe.initial_delay_ms > initial_delay_ms)
+                initial_delay_ms = d->probe.initial_delay_ms;
+            if (tolerance_ms == 0 || (uint64_t)period * threshold < tolerance_ms)
+                tolerance_ms = (uint64_t)period * threshold;
         }
-        if (out->period_ms == 0 || d->period_ms < out->period_ms)
-            out->period_ms = d->period_ms;
         if (d->grace_ms > spec->grace_ms)
             spec->grace_ms = d->grace_ms;
         if (d->deadline_s > out->deadline_s)
             out->deadline_s = d->deadline_s;
     }
+    /* Linux takes about 2 MiB of arguments and environment in all (a
+     * quarter of the default stack limit); past it the start would fail
+     * with E2BIG, and say less than this. */
+    if (rc == 0 && arg_bytes > HOST_ARGS_MAX) {
+        snprintf(why, why_cap,
+                 "Booklet %s/%s: its modules' commands, args and env take %zu bytes in all; "
+                 "embedded mode takes %d",
+                 ns, booklet_name, arg_bytes, HOST_ARGS_MAX);
+        rc = BDY_EINVAL;
+    }
     if (rc == 0) {
+        bdy_probe *timing = &spec->readiness[0];
         if (spec->nreadiness == 0) {
-            spec->readiness[0].kind = BDY_PROBE_NONE;
-            timing.period_ms = out->period_ms;
+            timing->kind = BDY_PROBE_NONE;
+            period_ms = DEFAULT_PERIOD_MS;
+            tolerance_ms = 3u * DEFAULT_PERIOD_MS;
         }
-        spec->readiness[0].period_ms = timing.period_ms;
-        spec->readiness[0].initial_delay_ms = timing.initial_delay_ms;
-        spec->readiness[0].failure_threshold = timing.failure_threshold;
+        uint64_t threshold = (tolerance_ms + period_ms - 1) / period_ms;
+        timing->period_ms = period_ms;
+        timing->initial_delay_ms = initial_delay_ms;
+        timing->failure_threshold = threshold > 1000000 ? 1000000u : (unsigned)threshold;
+        out->period_ms = period_ms;
         spec->command = host;
         spec->relays_term = true;
     }

@@ -1730,6 +1730,50 @@ static void test_booklet_module_exit_ends_world(void **state)
     bb_cleanup(&s);
 }
 
+/* An edit that renames the port a pool's worlds are probed on does not fail
+ * the worlds already running (their probes would knock on a port they do
+ * not have, all at once): they stay the pool's stock, claimable, until the
+ * new worlds (slow to be Ready here) replace them. */
+static void test_port_rename_rolls_out(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 2, 10, 0);
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: play, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: play}, periodSeconds: 1}\n"
+             "  terminationGracePeriodSeconds: 2\n"
+             "  startDeadlineSeconds: 30\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:play}\", \"--name\", \"v2-{name}\",\n"
+             "           \"--ready-delay-ms\", \"6000\"]\n",
+             world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    /* Three failed probes a second apart would have failed them by now. */
+    sleep_ms(4500);
+    assert_false(bb_log_contains(&s, "readiness probe failed", 0));
+    assert_int_equal(pool_field(&s, "failed"), 0);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    char answer[160];
+    char want[192];
+    snprintf(want, sizeof(want), "pong %s\n", c.name); /* the old version */
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    assert_string_equal(answer, want);
+    const char *kept[2] = {c.name, NULL};
+    assert_true(wait_rolled_out(&s, kept, 2, "v2-", NULL, 30000));
+    assert_int_equal(settled_pool_field(&s, "outdated", 0, 10000), 0);
+    assert_false(bb_log_contains(&s, "readiness probe failed", 0));
+    bb_cleanup(&s);
+}
+
 /* Worlds in the store right now, and how many of them are Allocated. */
 static int count_worlds(bb_server *s, int *allocated)
 {
@@ -2999,6 +3043,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unlabelled_world_is_kept, bb_teardown),
         cmocka_unit_test_teardown(test_adopted_world_takes_its_helpers, bb_teardown),
         cmocka_unit_test_teardown(test_full_pool_rolls_out, bb_teardown),
+        cmocka_unit_test_teardown(test_port_rename_rolls_out, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
     };

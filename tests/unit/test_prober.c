@@ -266,6 +266,75 @@ static void test_silent_targets_hold_no_other_probe(void **state)
     close(good_fd);
 }
 
+/* A probe of several checks runs them one after another under one id and
+ * in one slot: it passes when all do and fails at the first that does not,
+ * each check within its own timeout; the slot stays taken throughout. */
+static void test_checks_in_turn(void **state)
+{
+    results *r = *state;
+    bdy__prober *p = NULL;
+    assert_int_equal(bdy__prober_new(1, "test-prober", record_cb, r, &p, NULL), 0);
+    struct sockaddr_in good;
+    int good_fd = listener(&good, 8);
+    struct sockaddr_in silent;
+    int silent_fd = listener(&silent, 8);
+    struct sockaddr_in closed;
+    close(listener(&closed, 1));
+
+    /* TCP, then an HTTP check that answers 200, then TCP again. */
+    one_shot s = {.reply = "HTTP/1.1 200 OK\r\n\r\n"};
+    one_shot_start(&s);
+    bdy__probe_check all_good[] = {{.addr = s.addr, .http_path = "/up", .timeout_ms = 5000},
+                                   {.addr = good, .timeout_ms = 5000}};
+    bdy__probe_target t = target("default/w", good, NULL, 5000, 0);
+    t.more = all_good;
+    t.nmore = 2;
+    assert_int_equal(bdy__prober_start(p, &t), 0);
+    assert_int_equal(verdict_of(r, 0), BDY__PROBE_PASSED);
+    one_shot_stop(&s);
+    assert_non_null(strstr(s.request, "GET /up HTTP/1.0"));
+
+    /* A refused second check fails it, and the third never runs. */
+    bdy__probe_check refused[] = {{.addr = closed, .timeout_ms = 5000},
+                                  {.addr = good, .timeout_ms = 5000}};
+    t = target("default/w", good, NULL, 5000, 1);
+    t.more = refused;
+    t.nmore = 2;
+    assert_int_equal(bdy__prober_start(p, &t), 0);
+    assert_int_equal(verdict_of(r, 1), BDY__PROBE_FAILED);
+
+    /* A silent HTTP second check times out on its own timeout, and while
+     * the probe runs its id and its slot stay taken. */
+    bdy__probe_check hung[] = {{.addr = silent, .http_path = "/", .timeout_ms = 1500}};
+    t = target("default/w", good, NULL, 5000, 2);
+    t.more = hung;
+    t.nmore = 1;
+    assert_int_equal(bdy__prober_start(p, &t), 0);
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL); /* the first check has passed by now */
+    bdy__probe_target other = target("default/other", good, NULL, 5000, 3);
+    assert_int_equal(bdy__prober_start(p, &other), BDY_EBUSY);
+    other = target("default/w", good, NULL, 5000, 3);
+    assert_int_equal(bdy__prober_start(p, &other), BDY_EEXISTS);
+    assert_int_equal(verdict_of(r, 2), BDY__PROBE_FAILED);
+    assert_int_equal(count_of(r), 3);
+
+    /* More checks than a probe takes, or a list that is missing. */
+    bdy__probe_check many[BDY__PROBER_CHECKS_MAX];
+    for (size_t i = 0; i < BDY__PROBER_CHECKS_MAX; i++)
+        many[i] = (bdy__probe_check){.addr = good, .timeout_ms = 100};
+    t = target("default/w", good, NULL, 5000, 4);
+    t.more = many;
+    t.nmore = BDY__PROBER_CHECKS_MAX;
+    assert_int_equal(bdy__prober_start(p, &t), BDY_EINVAL);
+    t.more = NULL;
+    t.nmore = 1;
+    assert_int_equal(bdy__prober_start(p, &t), BDY_EINVAL);
+    bdy__prober_free(p);
+    close(good_fd);
+    close(silent_fd);
+}
+
 static void test_ids_and_limits(void **state)
 {
     results *r = *state;
@@ -317,6 +386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_targets_hold_no_other_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checks_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_and_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

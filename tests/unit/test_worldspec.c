@@ -171,10 +171,12 @@ static void test_booklet_world(void **state)
     assert_string_equal(s->readiness[1].path, "/up");
     assert_int_equal(s->readiness[1].timeout_ms, 2000);
     assert_string_equal(s->readiness[2].port, "vc-1-voice");
-    /* The world's timing: the most watchful period and threshold, the
-     * longest delay, grace and deadline. */
+    /* The world's timing: the most watchful period, a threshold that
+     * fails it after as long as the least tolerant module allows (arena:
+     * 2 s x 5, voice: 1 s x 7, so 7 s at 1 s), the longest delay, grace
+     * and deadline. */
     assert_int_equal(s->readiness[0].period_ms, 1000);
-    assert_int_equal(s->readiness[0].failure_threshold, 5);
+    assert_int_equal(s->readiness[0].failure_threshold, 7);
     assert_int_equal(s->readiness[0].initial_delay_ms, 1000);
     assert_int_equal(ws.period_ms, 1000);
     assert_int_equal(s->grace_ms, 9000);
