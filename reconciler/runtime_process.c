@@ -1690,6 +1690,9 @@ static int probe_resolve(const bdy_world_handle *h, const bdy_probe *probe, bdy_
     return 0;
 }
 
+_Static_assert(BDY_RUNTIME_MAX_PROBES <= BDY__PROBER_CHECKS_MAX,
+               "a world's probes must fit in one prober probe");
+
 /* Looks at the world, and starts its readiness probes (see runtime.h): one
  * prober probe whose checks are the world's probes, in order. Takes no
  * runtime lock; any thread. */
@@ -1698,8 +1701,7 @@ static int proc_observe(void *ctx, const char *ns, const char *name, const bdy_w
 {
     proc_runtime *rt = ctx;
     if (h == NULL || state == NULL || ns == NULL || name == NULL ||
-        (nprobes > 0 && probes == NULL) || nprobes > BDY_RUNTIME_MAX_PROBES ||
-        nprobes > BDY__PROBER_CHECKS_MAX)
+        (nprobes > 0 && probes == NULL) || nprobes > BDY_RUNTIME_MAX_PROBES)
         return BDY_EINVAL;
     bdy__proc_stat st;
     int rc = alive_as_recorded(h, &st);

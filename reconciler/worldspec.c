@@ -24,7 +24,7 @@
 #define MAX_MANIFEST_MS 2000000000u
 #define PORT_NAME_MAX (sizeof(((bdy_port *)0)->name) - 1)
 #define HOST_JSON_DEPTH 8
-#define HOST_ARGS_MAX (1024 * 1024) /* all of a host's arguments, in bytes */
+#define HOST_ARGS_MAX ((size_t)1024 * 1024) /* all of a host's arguments, in bytes */
 
 /* Field key of o (seconds, a non-negative int32 by the CRD) in
  * milliseconds, def_s when absent. */
@@ -83,6 +83,20 @@ static int module_read(const char *ns, const char *manifest_name, json_object *m
     if (d->command == NULL) {
         snprintf(why, why_cap, "ModuleManifest %s/%s has no spec.local.command for embedded mode",
                  ns, manifest_name);
+        return BDY_EINVAL;
+    }
+    /* The CRD says a CapabilityBinding must satisfy these before a world
+     * starts; embedded mode binds none yet, and a world started without
+     * what it needs (a database password, a service's address) would fail
+     * in ways far from their cause. */
+    json_object *caps = bdy_jget(d->ms, "capabilities");
+    if (starting && array_len(caps) > 0) {
+        snprintf(why, why_cap,
+                 "ModuleManifest %s/%s requires capabilities (%s) that embedded mode cannot "
+                 "bind yet; remove spec.capabilities to run it here",
+                 ns, manifest_name,
+                 json_object_to_json_string_ext(caps, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
         return BDY_EINVAL;
     }
     d->working_dir = bdy_jstr(local, "workingDir");
@@ -514,7 +528,7 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
     if (rc == 0 && arg_bytes > HOST_ARGS_MAX) {
         snprintf(why, why_cap,
                  "Booklet %s/%s: its modules' commands, args and env take %zu bytes in all; "
-                 "embedded mode takes %d",
+                 "embedded mode takes %zu",
                  ns, booklet_name, arg_bytes, HOST_ARGS_MAX);
         rc = BDY_EINVAL;
     }
@@ -523,8 +537,10 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         if (spec->nreadiness == 0) {
             timing->kind = BDY_PROBE_NONE;
             period_ms = DEFAULT_PERIOD_MS;
-            tolerance_ms = 3u * DEFAULT_PERIOD_MS;
+            tolerance_ms = (uint64_t)3 * DEFAULT_PERIOD_MS;
         }
+        if (period_ms == 0) /* a probe always has a period; for the analyzer */
+            period_ms = DEFAULT_PERIOD_MS;
         uint64_t threshold = (tolerance_ms + period_ms - 1) / period_ms;
         timing->period_ms = period_ms;
         timing->initial_delay_ms = initial_delay_ms;

@@ -110,6 +110,18 @@ static void test_manifest_world(void **state)
     assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 3000);
     json_object_put(world);
 
+    /* A manifest that requires capabilities: embedded mode binds none, so
+     * its worlds do not start without them. */
+    put(&fs, "modulemanifests", "needy",
+        "{\"metadata\":{\"uid\":\"n\"},\"spec\":{\"capabilities\":[\"db\",\"voice-key\"],"
+        "\"local\":{\"command\":\"x\"}}}");
+    world = world_of("manifest", "needy");
+    assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "requires capabilities ([\"db\",\"voice-key\"])"));
+    bdy_worldspec_free(&ws);
+    json_object_put(world);
+
     /* Gone: the reason names it; the grace falls back. */
     world = world_of("manifest", "gone");
     assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
