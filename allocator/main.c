@@ -769,6 +769,15 @@ static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_
 static int start_worlds(daemon_state *d, bdy_errbuf *eb)
 {
     world_host_path(d->world_host, sizeof(d->world_host));
+    bool booklets = false;
+    for (size_t i = 0; i < d->cfg->pools.count; i++)
+        booklets |= d->cfg->pools.items[i].booklet != NULL;
+    if (booklets && access(d->world_host, X_OK) != 0)
+        bdy_warn("main",
+                 "the world host %s cannot be run (%s): the worlds of booklet pools will fail "
+                 "to start; install bindery-world-host beside bindery or set "
+                 "BINDERY_WORLD_HOST to its absolute path",
+                 d->world_host[0] ? d->world_host : "(not found)", strerror(errno));
     bdy_reconciler_opts ro = {.store = d->store,
                               .fleet = d->fleet,
                               .metrics = d->metrics,

@@ -864,6 +864,10 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
             rc = env_set(env, inherited_env[i], v);
     }
     for (size_t i = 0; i < spec->nenv && rc == 0; i++) {
+        /* Bindery's mark alone: a world whose manifest set it would be
+         * taken, after a restart, for one that passes SIGTERM on. */
+        if (strcmp(spec->env_names[i], BDY__RELAYS_TERM_ENV) == 0)
+            continue;
         rc = expand(spec->env_values[i], spec, h, &value, eb);
         if (rc != 0)
             goto out;

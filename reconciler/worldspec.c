@@ -4,6 +4,7 @@
 #include "bindery/jsonutil.h"
 #include "bindery/kubeconfig.h"
 #include "bindery/util.h"
+#include "runtime_internal.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -24,6 +25,10 @@
 #define MAX_MANIFEST_MS 2000000000u
 #define PORT_NAME_MAX (sizeof(((bdy_port *)0)->name) - 1)
 #define HOST_JSON_DEPTH 8
+/* A booklet world's grace beyond its longest module's: the host sends
+ * SIGKILL to the modules left at the end of their grace and exits, before
+ * the runtime's SIGKILL to the whole group would cut it short. */
+#define HOST_GRACE_MARGIN_MS 2000u
 #define HOST_ARGS_MAX ((size_t)1024 * 1024) /* all of a host's arguments, in bytes */
 
 /* Field key of o (seconds, a non-negative int32 by the CRD) in
@@ -204,7 +209,8 @@ static void add_probe(bdy_world_spec *spec, const module_def *d, const char *nam
 {
     bdy_probe *p = &spec->readiness[spec->nreadiness++];
     *p = d->probe;
-    snprintf(p->port, sizeof(p->port), "%s", named ? named : json_object_get_string(d->probe_port));
+    const char *text = d->probe_port ? json_object_get_string(d->probe_port) : NULL;
+    snprintf(p->port, sizeof(p->port), "%s", named ? named : text ? text : "");
 }
 
 /* Holds o (a new reference) in held; o itself, or NULL when out of memory. */
@@ -263,6 +269,68 @@ typedef struct booklet_module {
     module_def def;
     size_t first_port; /* its ports' world names: names[first_port + instance * nports + i] */
 } booklet_module;
+
+static unsigned grace_with_margin(unsigned grace_ms)
+{
+    return grace_ms > MAX_MANIFEST_MS - HOST_GRACE_MARGIN_MS ? MAX_MANIFEST_MS
+                                                             : grace_ms + HOST_GRACE_MARGIN_MS;
+}
+
+/* A placeholder's port as the host will find it (bdy__expand's lookup, to
+ * check a module's text before it starts): the module's own port names,
+ * then the world's. The number is no real one. */
+typedef struct placeholder_ports {
+    const module_def *def;
+    const bdy_world_spec *spec;
+} placeholder_ports;
+
+static int placeholder_port(void *data, const char *name, size_t len, unsigned *port)
+{
+    const placeholder_ports *pp = data;
+    for (size_t i = 0; i < pp->def->nports; i++) {
+        const char *own = port_name(pp->def, i);
+        if (strlen(own) == len && memcmp(own, name, len) == 0) {
+            *port = 1;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < pp->spec->nports; i++)
+        if (strlen(pp->spec->ports[i].name) == len &&
+            memcmp(pp->spec->ports[i].name, name, len) == 0) {
+            *port = 1;
+            return 0;
+        }
+    return BDY_ENOTFOUND;
+}
+
+/* Whether every placeholder in the module's args and env values names a
+ * port the host will find: a mistake is a start error with its reason
+ * here, not a module that exits at once in every world (a crash loop whose
+ * reason only the world's log would hold). */
+static int check_placeholders(const char *ns, const char *booklet, const booklet_module *bm,
+                              const bdy_world_spec *spec, char *why, size_t why_cap)
+{
+    placeholder_ports pp = {&bm->def, spec};
+    size_t nargs = array_len(bm->def.args);
+    size_t nenv = array_len(bm->def.env);
+    for (size_t i = 0; i < nargs + nenv; i++) {
+        json_object *item =
+            i < nargs ? json_object_array_get_idx(bm->def.args, i)
+                      : bdy_jget(json_object_array_get_idx(bm->def.env, i - nargs), "value");
+        const char *text = item ? json_object_get_string(item) : NULL;
+        char *out = NULL;
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        int rc = text ? bdy__expand(text, "", "", placeholder_port, &pp, &out, &eb) : 0;
+        free(out);
+        if (rc != 0) {
+            snprintf(why, why_cap, "Booklet %s/%s: module %s: %s", ns, booklet, bm->name,
+                     eb.message);
+            return BDY_EINVAL;
+        }
+    }
+    return 0;
+}
 
 /* Whether a module other than modules[self] has a port called name. */
 static bool port_name_shared(const booklet_module *modules, size_t n, size_t self, const char *name)
@@ -476,6 +544,8 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         long index = -1;
         if (d->probe.kind != BDY_PROBE_NONE && d->probe_port != NULL)
             rc = probe_port(ns, d, starting, &index, why, why_cap);
+        if (rc == 0 && starting)
+            rc = check_placeholders(ns, booklet_name, bm, spec, why, why_cap);
         for (unsigned k = 0; k < bm->count && rc == 0; k++) {
             /* The host's arguments are made to start the world only: a
              * world being probed needs its ports and probes. */
@@ -533,6 +603,7 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         rc = BDY_EINVAL;
     }
     if (rc == 0) {
+        spec->grace_ms = grace_with_margin(spec->grace_ms);
         bdy_probe *timing = &spec->readiness[0];
         if (spec->nreadiness == 0) {
             timing->kind = BDY_PROBE_NONE;
@@ -641,7 +712,7 @@ unsigned bdy_worldspec_grace_ms(json_object *world, bdy_worldspec_get_fn get, vo
             longest = ms;
     }
     json_object_put(source);
-    return any ? longest : default_ms;
+    return grace_with_margin(any ? longest : default_ms);
 }
 
 /* ---- the host's side ------------------------------------------------------ */

@@ -62,9 +62,9 @@ int bdy_worldspec_build(json_object *world, bdy_worldspec_get_fn get, void *data
                         bool starting, bdy_worldspec *out, char *why, size_t why_cap);
 void bdy_worldspec_free(bdy_worldspec *ws);
 
-/* The grace period of the world (terminationGracePeriodSeconds, the longest
- * of a booklet's modules), default_ms when nothing says (the manifest or
- * booklet gone). */
+/* The grace period of the world (terminationGracePeriodSeconds; a booklet
+ * world's longest module's, and 2 s for its host to end the modules left
+ * and exit), default_ms when nothing says (the manifest gone). */
 unsigned bdy_worldspec_grace_ms(json_object *world, bdy_worldspec_get_fn get, void *data,
                                 unsigned default_ms);
 

@@ -1699,12 +1699,19 @@ static void test_booklet_module_exit_ends_world(void **state)
 {
     (void)state;
     bb_server s;
-    setup_booklet_server(&s, 1, " --crash-after-ms 2500");
+    /* Long enough for the world to be Ready first on a loaded machine. */
+    setup_booklet_server(&s, 1, " --crash-after-ms 8000");
     assert_true(bb_start(&s, NULL));
     assert_true(wait_warm(&s, 1, 30000));
     long status = 0;
     json_object *o = get_json(&s, "/v1/worlds?pool=arena", &status);
-    json_object *first = json_object_array_get_idx(json_object_object_get(o, "items"), 0);
+    json_object *items = json_object_object_get(o, "items");
+    json_object *first = NULL;
+    for (size_t i = 0; items != NULL && i < json_object_array_length(items) && !first; i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        if (strcmp(json_object_get_string(json_object_object_get(w, "phase")), "Ready") == 0)
+            first = w;
+    }
     assert_non_null(first);
     char name[128];
     snprintf(name, sizeof(name), "%s",
@@ -1720,7 +1727,7 @@ static void test_booklet_module_exit_ends_world(void **state)
     assert_true(game > 0);
     /* The voice modules crash; the game module, which would run on, is
      * stopped with them. */
-    assert_true(wait_ports_silent(&game, 1, 15000));
+    assert_true(wait_ports_silent(&game, 1, 20000));
     assert_true(wait_world_gone(&s, name, 15000));
     char log_name[300];
     snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", name);
@@ -1751,7 +1758,7 @@ static void test_port_rename_rolls_out(void **state)
              "  local:\n"
              "    command: %s\n"
              "    args: [\"--port\", \"{port:play}\", \"--name\", \"v2-{name}\",\n"
-             "           \"--ready-delay-ms\", \"6000\"]\n",
+             "           \"--ready-delay-ms\", \"9000\"]\n",
              world_bin());
     bb_write(&s, "manifests/arena.yaml", manifest);
     bb_signal(&s, SIGHUP);

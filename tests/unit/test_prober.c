@@ -303,27 +303,37 @@ static void test_checks_in_turn(void **state)
     assert_int_equal(bdy__prober_start(p, &t), 0);
     assert_int_equal(verdict_of(r, 1), BDY__PROBE_FAILED);
 
-    /* A silent HTTP second check times out on its own timeout, and while
-     * the probe runs its id and its slot stay taken. */
-    bdy__probe_check hung[] = {{.addr = silent, .http_path = "/", .timeout_ms = 1500}};
-    t = target("default/w", good, NULL, 5000, 2);
+    /* A silent HTTP second check times out on its own timeout, counted
+     * from its own start, not the first check's: probe 2's first check
+     * has a short timeout (0.7 s), its second a long one (2.5 s); probe 3,
+     * one check, 1.5 s. Probe 3 ends first. Meanwhile the id and the slot
+     * stay taken. */
+    bdy__prober_free(p);
+    assert_int_equal(bdy__prober_new(2, "test-prober", record_cb, r, &p, NULL), 0);
+    bdy__probe_check hung[] = {{.addr = silent, .http_path = "/", .timeout_ms = 2500}};
+    t = target("default/w", good, NULL, 700, 2);
     t.more = hung;
     t.nmore = 1;
     assert_int_equal(bdy__prober_start(p, &t), 0);
-    struct timespec pause = {0, 300 * 1000000L};
-    nanosleep(&pause, NULL); /* the first check has passed by now */
-    bdy__probe_target other = target("default/other", good, NULL, 5000, 3);
+    bdy__probe_target single = target("default/single", silent, "/", 1500, 3);
+    assert_int_equal(bdy__prober_start(p, &single), 0);
+    bdy__probe_target other = target("default/other", good, NULL, 5000, 4);
     assert_int_equal(bdy__prober_start(p, &other), BDY_EBUSY);
-    other = target("default/w", good, NULL, 5000, 3);
+    other = target("default/w", good, NULL, 5000, 4);
     assert_int_equal(bdy__prober_start(p, &other), BDY_EEXISTS);
+    assert_int_equal(verdict_of(r, 3), BDY__PROBE_FAILED);
+    pthread_mutex_lock(&r->lock);
+    int pending = r->verdict[2];
+    pthread_mutex_unlock(&r->lock);
+    assert_int_equal(pending, -1); /* its second check still has time */
     assert_int_equal(verdict_of(r, 2), BDY__PROBE_FAILED);
-    assert_int_equal(count_of(r), 3);
+    assert_int_equal(count_of(r), 4);
 
     /* More checks than a probe takes, or a list that is missing. */
     bdy__probe_check many[BDY__PROBER_CHECKS_MAX];
     for (size_t i = 0; i < BDY__PROBER_CHECKS_MAX; i++)
         many[i] = (bdy__probe_check){.addr = good, .timeout_ms = 100};
-    t = target("default/w", good, NULL, 5000, 4);
+    t = target("default/w", good, NULL, 5000, 5);
     t.more = many;
     t.nmore = BDY__PROBER_CHECKS_MAX;
     assert_int_equal(bdy__prober_start(p, &t), BDY_EINVAL);

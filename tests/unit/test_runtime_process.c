@@ -1455,7 +1455,7 @@ static bdy_world_spec relay_spec(const char *name, bool relays_term)
     bdy_world_spec s = shell_spec(name, "trap 'echo leader >> signals-{name}; sleep 0.3; exit 0' "
                                         "TERM; "
                                         "sh -c 'trap \"echo helper >> signals-{name}; exit 0\" "
-                                        "TERM; while :; do sleep 0.05; done' & "
+                                        "TERM; : > trapped-{name}; while :; do sleep 0.05; done' & "
                                         "while :; do sleep 0.05; done");
     s.uid = name; /* unique enough here */
     s.relays_term = relays_term;
@@ -1478,7 +1478,16 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
     start_ok(first, &s, &adopted);
     s = relay_spec("grouped", false);
     start_ok(first, &s, &grouped);
-    sleep_ms(300); /* the helpers have set their traps */
+    /* Each helper says when its trap is set. */
+    const char *const marks[] = {"trapped-relayed", "trapped-adopted", "trapped-grouped"};
+    for (size_t i = 0; i < 3; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", f->dir, marks[i]);
+        bool set = false;
+        for (uint64_t end = now_ms() + WAIT_MS; !set && now_ms() < end; sleep_ms(POLL_MS))
+            set = access(path, F_OK) == 0;
+        assert_true(set);
+    }
     char text[256];
     assert_int_equal(first->vt->stop(first->ctx, &relayed, 5000), 0);
     exit_rec r;

@@ -191,9 +191,10 @@ static void test_booklet_world(void **state)
     assert_int_equal(s->readiness[0].failure_threshold, 7);
     assert_int_equal(s->readiness[0].initial_delay_ms, 1000);
     assert_int_equal(ws.period_ms, 1000);
-    assert_int_equal(s->grace_ms, 9000);
+    /* The longest grace, and 2 s for the host to end what is left. */
+    assert_int_equal(s->grace_ms, 11000);
     assert_int_equal(ws.deadline_s, 60);
-    assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 9000);
+    assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 11000);
 
     /* One host argument per instance, which the host reads back. */
     assert_int_equal(s->nargs, 3);
@@ -251,6 +252,10 @@ static void test_booklet_refused(void **state)
          "{\"name\":\"a-b\",\"manifest\":\"named\"},{\"name\":\"a\",\"manifest\":\"named\"}]}}",
          BDY_EINVAL, "would both be named a-b-c"},
         {"{\"metadata\":{\"uid\":\"b\"},\"spec\":{\"modules\":[]}}", BDY_EINVAL, "no modules"},
+        /* A placeholder that names no port of the module or the world. */
+        {"{\"metadata\":{\"uid\":\"b\"},\"spec\":{\"modules\":["
+         "{\"name\":\"a\",\"manifest\":\"arena\"},{\"name\":\"t\",\"manifest\":\"typo\"}]}}",
+         BDY_EINVAL, "module t: placeholder {port:gmae} names no port of the world"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fake_store fs = {.n = 0};
@@ -261,6 +266,10 @@ static void test_booklet_refused(void **state)
             "{\"metadata\":{\"uid\":\"n\"},\"spec\":{\"ports\":[{\"name\":\"c\","
             "\"containerPort\":1},{\"name\":\"b-c\",\"containerPort\":2}],"
             "\"local\":{\"command\":\"x\"}}}");
+        put(&fs, "modulemanifests", "typo",
+            "{\"metadata\":{\"uid\":\"t\"},\"spec\":{\"local\":{\"command\":\"x\","
+            "\"env\":[{\"name\":\"GAME\",\"value\":\"{port:game}\"},"
+            "{\"name\":\"OOPS\",\"value\":\"{port:gmae}\"}]}}}");
         put(&fs, "booklets", "bk", cases[i].booklet);
         json_object *world = world_of("booklet", "bk");
         bdy_worldspec ws;
