@@ -20,6 +20,24 @@
  * after them. Returns 0 or BDY_EINVAL with the detail in eb. */
 int bdy__runtime_check_names(const char *ns, const char *name, bdy_errbuf *eb);
 
+/* ---- a world's environment and placeholders (runtime_env.c) ------------- */
+
+/* "NAME=value" strings for execve. Zero it to begin (max: most entries,
+ * 0 for no limit); free with bdy__env_free. */
+typedef struct bdy__env {
+    char **vars; /* NULL-terminated once it holds one */
+    size_t n;
+    size_t cap;
+    size_t max;
+} bdy__env;
+
+/* Sets name=value, replacing an earlier value of name. BDY_ENOMEM, or
+ * BDY_ETOOBIG past max entries. */
+int bdy__env_set(bdy__env *env, const char *name, const char *value);
+/* The entries, NULL-terminated, for execve (an empty list when none). */
+char **bdy__env_vars(bdy__env *env);
+void bdy__env_free(bdy__env *env);
+
 /* Port name's host port (name is len bytes, no NUL): 0, or BDY_ENOTFOUND
  * when the world has no such port. */
 typedef int (*bdy__port_lookup_fn)(void *data, const char *name, size_t len, unsigned *port);

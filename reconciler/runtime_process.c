@@ -131,12 +131,6 @@ typedef struct proc_runtime {
     size_t nspawning;
 } proc_runtime;
 
-/* "NAME=value" strings for execve, NULL-terminated. */
-typedef struct env_list {
-    char *vars[ENV_MAX + 1];
-    size_t n;
-} env_list;
-
 /* ---- /proc ---------------------------------------------------------------- */
 
 /* Whether the process h recorded is still there: same pid, same start
@@ -813,36 +807,6 @@ static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_
     return bdy__expand(text, spec->ns, spec->name, handle_port, (void *)h, out, eb);
 }
 
-/* Sets name=value in env, replacing an earlier value of name. */
-static int env_set(env_list *env, const char *name, const char *value)
-{
-    size_t nlen = strlen(name);
-    char *var = NULL;
-    if (asprintf(&var, "%s=%s", name, value) < 0)
-        return BDY_ENOMEM;
-    for (size_t i = 0; i < env->n; i++) {
-        if (strncmp(env->vars[i], name, nlen) == 0 && env->vars[i][nlen] == '=') {
-            free(env->vars[i]);
-            env->vars[i] = var;
-            return 0;
-        }
-    }
-    if (env->n == ENV_MAX) {
-        free(var);
-        return BDY_ETOOBIG;
-    }
-    env->vars[env->n++] = var;
-    env->vars[env->n] = NULL;
-    return 0;
-}
-
-static void env_free(env_list *env)
-{
-    for (size_t i = 0; i < env->n; i++)
-        free(env->vars[i]);
-    env->n = 0;
-}
-
 /* The environment of a world: a few inherited variables, the manifest's
  * (placeholders replaced), then Bindery's own, which the manifest cannot
  * override: BINDERY_WORLD_UID, BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE,
@@ -852,7 +816,7 @@ static void env_free(env_list *env)
  * recorded (reclaim); the instance, a process it started whose world is
  * gone (stop_strays). */
 static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const bdy_world_handle *h,
-                     env_list *env, bdy_errbuf *eb)
+                     bdy__env *env, bdy_errbuf *eb)
 {
     int rc = 0;
     char *value = NULL;
@@ -861,7 +825,7 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
         if (v == NULL && strcmp(inherited_env[i], "PATH") == 0)
             v = DEFAULT_PATH;
         if (v != NULL)
-            rc = env_set(env, inherited_env[i], v);
+            rc = bdy__env_set(env, inherited_env[i], v);
     }
     for (size_t i = 0; i < spec->nenv && rc == 0; i++) {
         /* Bindery's mark alone: a world whose manifest set it would be
@@ -871,26 +835,26 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
         rc = expand(spec->env_values[i], spec, h, &value, eb);
         if (rc != 0)
             goto out;
-        rc = env_set(env, spec->env_names[i], value);
+        rc = bdy__env_set(env, spec->env_names[i], value);
         free(value);
         value = NULL;
     }
     if (rc == 0 && spec->uid != NULL && spec->uid[0] != '\0')
-        rc = env_set(env, "BINDERY_WORLD_UID", spec->uid);
+        rc = bdy__env_set(env, "BINDERY_WORLD_UID", spec->uid);
     if (rc == 0)
-        rc = env_set(env, "BINDERY_WORLD_NAME", spec->name);
+        rc = bdy__env_set(env, "BINDERY_WORLD_NAME", spec->name);
     if (rc == 0)
-        rc = env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
+        rc = bdy__env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
     if (rc == 0 && rt->instance[0] != '\0')
-        rc = env_set(env, "BINDERY_INSTANCE", rt->instance);
+        rc = bdy__env_set(env, "BINDERY_INSTANCE", rt->instance);
     if (rc == 0 && spec->relays_term)
-        rc = env_set(env, BDY__RELAYS_TERM_ENV, "1");
+        rc = bdy__env_set(env, BDY__RELAYS_TERM_ENV, "1");
     for (size_t i = 0; i < h->nports && rc == 0; i++) {
         char var[BDY__PORT_ENV_MAX];
         char num[16];
         bdy__port_env_name(h->ports[i].name, var);
         snprintf(num, sizeof(num), "%u", h->ports[i].port);
-        rc = env_set(env, var, num);
+        rc = bdy__env_set(env, var, num);
     }
     if (rc != 0)
         rc = bdy_fail(eb, rc, "cannot build the environment of world %s/%s", spec->ns, spec->name);
@@ -1137,7 +1101,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     pid_t pid = 0;       /* set while the process is ours to kill if start fails */
     int64_t spawned = 0; /* marked as spawning: unmarked at the end */
     char *argv[BDY_RUNTIME_MAX_ARGS + 2] = {NULL};
-    env_list env = {.n = 0};
+    bdy__env env = {.max = ENV_MAX};
 
     if (spec == NULL || h == NULL)
         return bdy_fail(eb, BDY_EINVAL, "start: spec and handle are required");
@@ -1187,7 +1151,7 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
         }
         dir = joined;
     }
-    int err = spawn_world(dir, logfd, argv, env.vars, &pid);
+    int err = spawn_world(dir, logfd, argv, bdy__env_vars(&env), &pid);
     /* Until it is watched, the orphan reaper leaves it be (if the set is
      * full the reaper may take it: its exit then shows as an error below). */
     spawned = err == 0 && spawning_mark(rt, pid, true) ? pid : 0;
@@ -1237,7 +1201,7 @@ out:
     }
     for (size_t i = 0; i < BDY_RUNTIME_MAX_ARGS + 2; i++)
         free(argv[i]);
-    env_free(&env);
+    bdy__env_free(&env);
     if (logfd >= 0)
         close(logfd);
     return rc;

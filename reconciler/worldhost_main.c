@@ -88,42 +88,8 @@ static int module_port(void *data, const char *name, size_t len, unsigned *port)
     return world_port(name, len, port);
 }
 
-/* A growing NULL-terminated environment: name=value strings, malloc'ed. */
-typedef struct env_list {
-    char **vars;
-    size_t n;
-    size_t cap;
-} env_list;
-
-static int env_put(env_list *env, const char *name, const char *value)
-{
-    size_t nlen = strlen(name);
-    char *var = NULL;
-    if (asprintf(&var, "%s=%s", name, value) < 0)
-        return BDY_ENOMEM;
-    for (size_t i = 0; i < env->n; i++)
-        if (strncmp(env->vars[i], name, nlen) == 0 && env->vars[i][nlen] == '=') {
-            free(env->vars[i]);
-            env->vars[i] = var;
-            return 0;
-        }
-    if (env->n + 2 > env->cap) {
-        size_t cap = env->cap ? env->cap * 2 : 64;
-        char **grown = realloc(env->vars, cap * sizeof(*grown));
-        if (grown == NULL) {
-            free(var);
-            return BDY_ENOMEM;
-        }
-        env->vars = grown;
-        env->cap = cap;
-    }
-    env->vars[env->n++] = var;
-    env->vars[env->n] = NULL;
-    return 0;
-}
-
 /* Sets the variable that entry ("NAME=value") of the host's environment is. */
-static int env_put_entry(env_list *env, const char *entry)
+static int env_put_entry(bdy__env *env, const char *entry)
 {
     const char *eq = strchr(entry, '=');
     if (eq == NULL)
@@ -131,7 +97,7 @@ static int env_put_entry(env_list *env, const char *entry)
     char *name = strndup(entry, (size_t)(eq - entry));
     if (name == NULL)
         return BDY_ENOMEM;
-    int rc = env_put(env, name, eq + 1);
+    int rc = bdy__env_set(env, name, eq + 1);
     free(name);
     return rc;
 }
@@ -147,21 +113,13 @@ static bool is_bindery_own(const char *entry)
     return false;
 }
 
-static void env_free(env_list *env)
-{
-    for (size_t i = 0; i < env->n; i++)
-        free(env->vars[i]);
-    free(env->vars);
-    memset(env, 0, sizeof(*env));
-}
-
 /* The module's environment, as the runtime builds a world's: the host's
  * (the world's, less the relay mark), the module's own variables with their
  * placeholders replaced, then Bindery's, which a module cannot override:
  * the world's identity and ports, BINDERY_PORT_<NAME> for the module's own
  * ports under their manifest names, BINDERY_MODULE and
  * BINDERY_MODULE_INDEX. */
-static int module_env(const bdy_host_module *m, env_list *env, bdy_errbuf *eb)
+static int module_env(const bdy_host_module *m, bdy__env *env, bdy_errbuf *eb)
 {
     static const char relays[] = BDY__RELAYS_TERM_ENV "=";
     int rc = 0;
@@ -175,7 +133,7 @@ static int module_env(const bdy_host_module *m, env_list *env, bdy_errbuf *eb)
         rc = bdy__expand(m->env_values[i], ns, name, module_port, (void *)m, &value, eb);
         if (rc != 0)
             return rc;
-        rc = env_put(env, m->env_names[i], value);
+        rc = bdy__env_set(env, m->env_names[i], value);
         free(value);
     }
     for (char **e = environ; *e != NULL && rc == 0; e++)
@@ -189,14 +147,14 @@ static int module_env(const bdy_host_module *m, env_list *env, bdy_errbuf *eb)
         char num[16];
         bdy__port_env_name(m->port_names[i], var);
         snprintf(num, sizeof(num), "%u", port);
-        rc = env_put(env, var, num);
+        rc = bdy__env_set(env, var, num);
     }
     char index[16];
     snprintf(index, sizeof(index), "%u", m->index);
     if (rc == 0)
-        rc = env_put(env, "BINDERY_MODULE", m->module);
+        rc = bdy__env_set(env, "BINDERY_MODULE", m->module);
     if (rc == 0)
-        rc = env_put(env, "BINDERY_MODULE_INDEX", index);
+        rc = bdy__env_set(env, "BINDERY_MODULE_INDEX", index);
     if (rc != 0 && eb->message[0] == '\0')
         rc = bdy_fail(eb, rc, "cannot build the environment");
     return rc;
@@ -224,7 +182,7 @@ static int module_argv(const bdy_host_module *m, char **argv, bdy_errbuf *eb)
 static int start_module(module_proc *mp, const sigset_t *child_mask, bdy_errbuf *eb)
 {
     char *argv[BDY_RUNTIME_MAX_ARGS + 2] = {NULL};
-    env_list env = {NULL, 0, 0};
+    bdy__env env = {.max = 0};
     int rc = module_argv(&mp->m, argv, eb);
     if (rc == 0)
         rc = module_env(&mp->m, &env, eb);
@@ -243,7 +201,7 @@ static int start_module(module_proc *mp, const sigset_t *child_mask, bdy_errbuf 
                 strerror(errno));
             _exit(EXIT_CANNOT_RUN);
         }
-        environ = env.vars;
+        environ = bdy__env_vars(&env);
         execvp(argv[0], argv);
         say("module %s[%u]: cannot run %s: %s", mp->m.module, mp->m.index, argv[0],
             strerror(errno));
@@ -254,7 +212,7 @@ static int start_module(module_proc *mp, const sigset_t *child_mask, bdy_errbuf 
 out:
     for (size_t i = 0; i < BDY_RUNTIME_MAX_ARGS + 2; i++)
         free(argv[i]);
-    env_free(&env);
+    bdy__env_free(&env);
     return rc;
 }
 

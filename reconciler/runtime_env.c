@@ -1,10 +1,61 @@
-/* Placeholders in a world's args and env values (see runtime_internal.h):
- * the process runtime replaces them for a world's own process, the world
- * host for each module of a booklet world, by the same rules. */
+/* What a world's process is started with (see runtime_internal.h): its
+ * environment, and the placeholders in its args and env values. The
+ * process runtime builds them for a world's own process, the world host for
+ * each module of a booklet world, by the same rules. */
 #include "bindery/util.h"
 #include "runtime_internal.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+int bdy__env_set(bdy__env *env, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    char *var = NULL;
+    if (asprintf(&var, "%s=%s", name, value) < 0)
+        return BDY_ENOMEM;
+    for (size_t i = 0; i < env->n; i++) {
+        if (strncmp(env->vars[i], name, nlen) == 0 && env->vars[i][nlen] == '=') {
+            free(env->vars[i]);
+            env->vars[i] = var;
+            return 0;
+        }
+    }
+    if (env->max != 0 && env->n == env->max) {
+        free(var);
+        return BDY_ETOOBIG;
+    }
+    if (env->n + 2 > env->cap) {
+        size_t cap = env->cap ? env->cap * 2 : 32;
+        char **grown = realloc(env->vars, cap * sizeof(*grown));
+        if (grown == NULL) {
+            free(var);
+            return BDY_ENOMEM;
+        }
+        env->vars = grown;
+        env->cap = cap;
+    }
+    env->vars[env->n++] = var;
+    env->vars[env->n] = NULL;
+    return 0;
+}
+
+char **bdy__env_vars(bdy__env *env)
+{
+    static char *none[] = {NULL};
+    return env->n > 0 ? env->vars : none;
+}
+
+void bdy__env_free(bdy__env *env)
+{
+    for (size_t i = 0; i < env->n; i++)
+        free(env->vars[i]);
+    free(env->vars);
+    env->vars = NULL;
+    env->n = 0;
+    env->cap = 0;
+}
 
 int bdy__expand(const char *text, const char *ns, const char *name, bdy__port_lookup_fn lookup,
                 void *data, char **out, bdy_errbuf *eb)
