@@ -1464,7 +1464,8 @@ static bdy_world_spec relay_spec(const char *name, bool relays_term)
 
 /* A world that relays SIGTERM itself (the booklet world host) gets it
  * alone, started or adopted after a restart; what it left in its group
- * then goes by SIGKILL. Any other world's group gets it whole. */
+ * then goes by SIGKILL. Any other world's group gets it whole, even one
+ * whose manifest set the relay mark in its environment. */
 static void test_relayed_term_goes_to_the_leader_alone(void **state)
 {
     fixture *f = *state;
@@ -1476,7 +1477,11 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
     start_ok(first, &s, &relayed);
     s = relay_spec("adopted", true);
     start_ok(first, &s, &adopted);
+    /* An ordinary world whose manifest sets the relay mark itself: it is
+     * not taken for a relaying one, even when adopted. */
     s = relay_spec("grouped", false);
+    s.env_names[s.nenv] = "BINDERY_RELAYS_TERM";
+    s.env_values[s.nenv++] = "1";
     start_ok(first, &s, &grouped);
     /* Each helper says when its trap is set. */
     const char *const marks[] = {"trapped-relayed", "trapped-adopted", "trapped-grouped"};
@@ -1493,7 +1498,13 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
     exit_rec r;
     assert_true(wait_exit(f, "relayed", &r));
     assert_int_equal(r.status, 0);
-    assert_int_equal(first->vt->stop(first->ctx, &grouped, 5000), 0);
+    bdy_runtime_free(first);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "grouped", &grouped, &eb), 0);
+    assert_int_equal(second->vt->stop(second->ctx, &grouped, 5000), 0);
     assert_true(wait_exit(f, "grouped", &r));
     bool both = false;
     for (uint64_t end = now_ms() + WAIT_MS; !both && now_ms() < end; sleep_ms(POLL_MS)) {
@@ -1501,11 +1512,6 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
         both = strstr(text, "leader") != NULL && strstr(text, "helper") != NULL;
     }
     assert_true(both);
-    bdy_runtime_free(first);
-
-    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
-    bdy_errbuf eb;
-    bdy_errbuf_clear(&eb);
     assert_int_equal(second->vt->adopt(second->ctx, "default", "adopted", &adopted, &eb), 0);
     assert_int_equal(second->vt->stop(second->ctx, &adopted, 5000), 0);
     assert_true(wait_exit(f, "adopted", &r));
