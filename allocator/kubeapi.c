@@ -5,7 +5,8 @@
  * Every handler runs on an HTTP worker thread and blocks only on the store
  * (a durable write); watches hand their stream to a thread of their own
  * (kubeapi_watch.c). Discovery and OpenAPI are in kubeapi_discovery.c,
- * Table output in kubeapi_table.c, the parsers in kubeapi_parse.c. */
+ * Table output in kubeapi_table.c, the parsers in kubeapi_parse.c, the
+ * protobuf bodies of Secrets and ConfigMaps in kubeapi_proto.c. */
 #include "kubeapi_internal.h"
 
 #include "bindery/auth.h"
@@ -973,13 +974,21 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     }
     char mt[96];
     media_type(req->content_type, mt, sizeof(mt));
-    if (strcmp(mt, "application/json") != 0) {
-        bdy__kube_fail_msg(resp, 415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media "
-                           "types include: application/json");
+    /* Bodies are JSON, but kubectl's typed clients (`kubectl create secret
+     * generic`, `create configmap`) post Secrets and ConfigMaps as protobuf. */
+    bool proto = bdy__kube_proto_accepts(&v.info);
+    bool as_proto = proto && strcmp(mt, BDY__KUBE_PROTOBUF_TYPE) == 0;
+    if (strcmp(mt, "application/json") != 0 && !as_proto) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "the body of the request was in an unknown format - accepted media types "
+                 "include: application/json%s",
+                 proto ? ", " BDY__KUBE_PROTOBUF_TYPE : "");
+        bdy__kube_fail_msg(resp, 415, "UnsupportedMediaType", msg);
         return;
     }
-    rc = parse_body(req, true, &v.body, &eb);
+    rc = as_proto ? bdy__kube_proto_decode(&v.info, req->body, req->body_len, &v.body, &eb)
+                  : parse_body(req, true, &v.body, &eb);
     if (rc != 0) {
         bdy__kube_fail(resp, rc, &eb, &v.info, path.name);
         return;

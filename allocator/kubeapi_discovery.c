@@ -35,6 +35,8 @@ typedef struct builtin_resource {
 static const builtin_resource builtins[] = {
     {"", "v1", "namespaces", "namespace", "Namespace", false, true, {"ns", NULL}, {NULL}},
     {"", "v1", "pods", "pod", "Pod", true, true, {"po", NULL}, {"all", NULL}},
+    {"", "v1", "secrets", "secret", "Secret", true, false, {NULL}, {NULL}},
+    {"", "v1", "configmaps", "configmap", "ConfigMap", true, false, {"cm", NULL}, {NULL}},
     {"", "v1", "events", "event", "Event", true, false, {"ev", NULL}, {NULL}},
     {"coordination.k8s.io", "v1", "leases", "lease", "Lease", true, false, {NULL}, {NULL}},
     {"apiextensions.k8s.io",
@@ -409,6 +411,27 @@ void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *vers
 
 /* ---- OpenAPI v3 ------------------------------------------------------------------ */
 
+/* The built-ins whose OpenAPI patch operation names strategic merge patch:
+ * those kubectl apply patches that way (its own types), so that it computes
+ * the patch from the served document as against a cluster. */
+static bool takes_strategic_merge(const char *group, const char *resource)
+{
+    static const struct {
+        const char *group;
+        const char *resource;
+    } smp[] = {
+        {"", "pods"},
+        {"", "secrets"},
+        {"", "configmaps"},
+        {"coordination.k8s.io", "leases"},
+    };
+    for (size_t i = 0; i < sizeof(smp) / sizeof(smp[0]); i++) {
+        if (strcmp(smp[i].group, group) == 0 && strcmp(smp[i].resource, resource) == 0)
+            return true;
+    }
+    return false;
+}
+
 static json_object *operation(json_object *e, bool patch)
 {
     json_object *op = json_object_new_object();
@@ -430,10 +453,7 @@ static json_object *operation(json_object *e, bool patch)
     }
     json_object_object_add(op, "parameters", params);
     json_object *content = json_object_new_object();
-    const char *group = bdy_jstr(e, "group");
-    const char *resource = bdy_jstr(e, "resource");
-    bool smp = (group[0] == '\0' && strcmp(resource, "pods") == 0) ||
-               (strcmp(group, "coordination.k8s.io") == 0 && strcmp(resource, "leases") == 0);
+    bool smp = takes_strategic_merge(bdy_jstr(e, "group"), bdy_jstr(e, "resource"));
     const char *const patch_types[] = {"application/merge-patch+json",
                                        "application/json-patch+json",
                                        smp ? "application/strategic-merge-patch+json" : NULL, NULL};

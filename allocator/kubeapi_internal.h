@@ -33,6 +33,10 @@ typedef struct bdy__kube_column {
     const char *description;
     const char *json_path; /* ".status.phase"; NULL: the object's name */
     int priority;
+    /* The cell is a count, not a value: the members of the objects (or
+     * elements of the arrays) at json_path's comma-separated paths, added
+     * up, 0 when none is there (".data,.binaryData": a ConfigMap's keys). */
+    bool count;
 } bdy__kube_column;
 
 /* The columns of a resource: the built-in kinds' own, or a CRD version's
@@ -91,6 +95,22 @@ void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *vers
 void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_response *resp,
                      const bdy_resource_info *info, const char *ns, const bdy_kube_query *q,
                      bool table);
+
+/* Kubernetes protobuf bodies (kubeapi_proto.c): what kubectl's typed
+ * clients post (`kubectl create secret generic`, `create configmap`). */
+#define BDY__KUBE_PROTOBUF_TYPE "application/vnd.kubernetes.protobuf"
+/* Whether a create or update of info's resource may come as protobuf
+ * (Secrets and ConfigMaps). */
+bool bdy__kube_proto_accepts(const bdy_resource_info *info);
+/* Decodes a protobuf body of len bytes (the "k8s\0" envelope around a
+ * runtime.Unknown holding the object) into the JSON object a JSON client
+ * would have sent; fields of the message the JSON form leaves out (empty
+ * strings, what only the server sets) are left out. Returns 0 with *out
+ * (the caller owns it), BDY_EINVAL with eb for a malformed body,
+ * BDY_EUNSUPPORTED for a resource without protobuf, or BDY_ENOMEM. Reads
+ * nothing past body + len. Any thread. */
+int bdy__kube_proto_decode(const bdy_resource_info *info, const char *body, size_t len,
+                           json_object **out, bdy_errbuf *eb);
 
 /* "group/version" or "version" of info into out. */
 void bdy__kube_api_version(const bdy_resource_info *info, char *out, size_t cap);

@@ -21,34 +21,51 @@ typedef struct builtin_columns {
 #define AGE_COLUMN                                                                                 \
     {                                                                                              \
         "Age", "date", "", "CreationTimestamp is a timestamp of when this object was created.",    \
-            ".metadata.creationTimestamp", 0                                                       \
+            ".metadata.creationTimestamp", 0, false                                                \
     }
 #define NAME_COLUMN                                                                                \
     {                                                                                              \
-        "Name", "string", "name", "Name must be unique within a namespace.", NULL, 0               \
+        "Name", "string", "name", "Name must be unique within a namespace.", NULL, 0, false        \
     }
 
 static const builtin_columns builtin[] = {
-    {"", "namespaces", {NAME_COLUMN, {"Status", "string", "", "", ".status.phase", 0}, AGE_COLUMN}},
+    {"",
+     "namespaces",
+     {NAME_COLUMN, {"Status", "string", "", "", ".status.phase", 0, false}, AGE_COLUMN}},
     {"",
      "pods",
      {NAME_COLUMN,
-      {"Status", "string", "", "", ".status.phase", 0},
-      {"Node", "string", "", "", ".spec.nodeName", 1},
+      {"Status", "string", "", "", ".status.phase", 0, false},
+      {"Node", "string", "", "", ".spec.nodeName", 1, false},
+      AGE_COLUMN}},
+    /* As the API server prints them: DATA is the number of keys. */
+    {"",
+     "secrets",
+     {NAME_COLUMN,
+      {"Type", "string", "", "Used to facilitate programmatic handling of secret data.", ".type", 0,
+       false},
+      {"Data", "integer", "", "The number of keys in data.", ".data", 0, true},
+      AGE_COLUMN}},
+    {"",
+     "configmaps",
+     {NAME_COLUMN,
+      {"Data", "integer", "", "The number of keys in data and binaryData.", ".data,.binaryData", 0,
+       true},
       AGE_COLUMN}},
     {"",
      "events",
-     {{"Last Seen", "date", "", "", ".lastTimestamp", 0},
-      {"Type", "string", "", "", ".type", 0},
-      {"Reason", "string", "", "", ".reason", 0},
-      {"Object", "string", "", "", ".involvedObject.name", 0},
-      {"Message", "string", "", "", ".message", 0}}},
+     {{"Last Seen", "date", "", "", ".lastTimestamp", 0, false},
+      {"Type", "string", "", "", ".type", 0, false},
+      {"Reason", "string", "", "", ".reason", 0, false},
+      {"Object", "string", "", "", ".involvedObject.name", 0, false},
+      {"Message", "string", "", "", ".message", 0, false}}},
     {"coordination.k8s.io",
      "leases",
-     {NAME_COLUMN, {"Holder", "string", "", "", ".spec.holderIdentity", 0}, AGE_COLUMN}},
+     {NAME_COLUMN, {"Holder", "string", "", "", ".spec.holderIdentity", 0, false}, AGE_COLUMN}},
     {"apiextensions.k8s.io",
      "customresourcedefinitions",
-     {NAME_COLUMN, {"Created At", "string", "date-time", "", ".metadata.creationTimestamp", 0}}},
+     {NAME_COLUMN,
+      {"Created At", "string", "date-time", "", ".metadata.creationTimestamp", 0, false}}},
 };
 
 void bdy__kube_columns_free(bdy__kube_columns *c)
@@ -92,7 +109,8 @@ static int crd_columns(bdy_store *store, const bdy_resource_info *info, bdy__kub
                               p->format ? p->format : "",
                               p->description ? p->description : "",
                               p->json_path,
-                              p->priority};
+                              p->priority,
+                              false};
         add_column(out, c);
     }
     return 0;
@@ -194,8 +212,33 @@ static json_object *eval_path(json_object *obj, const char *path)
     return eval_from(obj, path[0] == '{' ? path + 1 : path); /* "{.spec.x}" */
 }
 
+/* A count column's cell: the members of what its paths name, added up. */
+static json_object *count_cell(const bdy__kube_column *c, json_object *obj)
+{
+    char path[256];
+    int64_t n = 0;
+    for (const char *p = c->json_path; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        if (len < sizeof(path)) {
+            memcpy(path, p, len);
+            path[len] = '\0';
+            json_object *v = eval_path(obj, path);
+            if (json_object_is_type(v, json_type_object))
+                n += json_object_object_length(v);
+            else if (json_object_is_type(v, json_type_array))
+                n += (int64_t)json_object_array_length(v);
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return json_object_new_int64(n);
+}
+
 static json_object *cell(const bdy__kube_column *c, json_object *obj)
 {
+    if (c->count)
+        return count_cell(c, obj);
     if (c->json_path == NULL)
         return json_object_new_string(bdy_jstr(bdy_jget(obj, "metadata"), "name")
                                           ? bdy_jstr(bdy_jget(obj, "metadata"), "name")

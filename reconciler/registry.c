@@ -26,6 +26,9 @@ static const builtin_def builtins[] = {
      true,
      true,
      {BASE_FIELDS, "spec.nodeName", "status.phase", "spec.restartPolicy", NULL}},
+    /* Secrets are also selected by type, as in Kubernetes. */
+    {"", "v1", "secrets", "Secret", true, false, {BASE_FIELDS, "type", NULL}},
+    {"", "v1", "configmaps", "ConfigMap", true, false, {BASE_FIELDS, NULL}},
     {"",
      "v1",
      "events",

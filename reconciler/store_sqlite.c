@@ -16,6 +16,7 @@
 #include "bindery/store.h"
 #include "bindery/util.h"
 #include "bindery/walcheckpoint.h"
+#include "corekinds.h"
 #include "objmeta.h"
 #include "registry.h"
 #include "watchlog.h"
@@ -388,10 +389,12 @@ static int w_remove(sqlite_store *s, write_op *op, const bdy_resource_info *info
 /* ---- validation ----------------------------------------------------------- */
 
 /* Validates a whole object about to be stored: apiVersion/kind, metadata,
- * and for custom resources the CRD schema (which may prune and default in
- * place). For CRDs, compiles it into *crd_out. */
-static int validate_object(const bdy__resource *res, json_object *obj, bdy_unknown_fields mode,
-                           bdy_crd **crd_out, bdy_errbuf *eb)
+ * for custom resources the CRD schema (which may prune and default in
+ * place), and for Secrets and ConfigMaps their rules (corekinds.h; old is
+ * the stored object on an update, NULL on create). For CRDs, compiles it
+ * into *crd_out. Every write goes through here. */
+static int validate_object(const bdy__resource *res, json_object *obj, json_object *old,
+                           bdy_unknown_fields mode, bdy_crd **crd_out, bdy_errbuf *eb)
 {
     const bdy_resource_info *info = &res->info;
     char api_version[200];
@@ -416,6 +419,8 @@ static int validate_object(const bdy__resource *res, json_object *obj, bdy_unkno
         bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0], eb);
     if (rc == 0 && res->crd_version != NULL)
         rc = bdy_schema_validate(res->crd_version->schema, obj, mode, eb);
+    if (rc == 0 && res->builtin)
+        rc = bdy__corekind_prepare(info, obj, old, mode, eb);
     if (rc == 0 && crd_out != NULL && strcmp(info->resource, "customresourcedefinitions") == 0) {
         rc = bdy_crd_compile(obj, crd_out, eb);
         if (rc == 0) {
@@ -577,7 +582,7 @@ static int do_create(sqlite_store *s, write_op *op)
         }
         json_object_object_add(meta, "name", json_object_new_string(candidate));
     }
-    rc = validate_object(res, obj, op->wo.unknown, &crd, op->eb);
+    rc = validate_object(res, obj, NULL, op->wo.unknown, &crd, op->eb);
     if (rc != 0)
         goto out;
     meta = bdy__metadata(obj);
@@ -838,7 +843,7 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     if (op->wo.client && (rc = controller_fields_kept(info, name, old, neu, op->eb)) != 0)
         goto out;
 
-    rc = validate_object(res, neu, op->wo.unknown, &crd, op->eb);
+    rc = validate_object(res, neu, old, op->wo.unknown, &crd, op->eb);
     if (rc == 0 && crd != NULL)
         rc = crd_update_allowed(info, name, old, crd, neu, op->eb);
     if (rc != 0)

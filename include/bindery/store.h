@@ -35,6 +35,8 @@ extern const bdy_gvr BDY_GVR_NAMESPACES;
 extern const bdy_gvr BDY_GVR_PODS;
 extern const bdy_gvr BDY_GVR_EVENTS;
 extern const bdy_gvr BDY_GVR_LEASES;
+extern const bdy_gvr BDY_GVR_SECRETS;
+extern const bdy_gvr BDY_GVR_CONFIGMAPS;
 extern const bdy_gvr BDY_GVR_CRDS;
 extern const bdy_gvr BDY_GVR_WORLDS;
 extern const bdy_gvr BDY_GVR_MANIFESTS;

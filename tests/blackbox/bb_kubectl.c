@@ -476,6 +476,189 @@ static void test_generate_name_and_finalizer_delete(void **state)
     free(name);
 }
 
+/* kubectl that must succeed and print exactly want (less the trailing
+ * newline). */
+static void expect_kubectl_output(const char *want, const char *args)
+{
+    char *out = NULL;
+    int rc = kubectl(&out, "%s", args);
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    bool ok = rc == 0 && strcmp(out, want) == 0;
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", out);
+    free(out);
+    if (!ok)
+        fail_msg("kubectl %s: rc %d, wanted \"%s\", got:\n%s", args, rc, want, copy);
+}
+
+/* kubectl that must fail, saying want. */
+static void expect_kubectl_refused(const char *want, const char *args)
+{
+    char *out = NULL;
+    int rc = kubectl(&out, "%s", args);
+    bool ok = rc != 0 && strstr(out, want) != NULL;
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", out);
+    free(out);
+    if (!ok)
+        fail_msg("kubectl %s: rc %d, wanted a failure saying \"%s\" in:\n%s", args, rc, want, copy);
+}
+
+/* The whitespace-separated cells of the row of `kubectl get` output (out)
+ * whose first cell is name, into cells (at most max). Returns how many. */
+static size_t table_row(const char *out, const char *name, char cells[][64], size_t max)
+{
+    size_t len = strlen(name);
+    for (const char *line = out; line != NULL && *line != '\0';) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        if (n > len && strncmp(line, name, len) == 0 && line[len] == ' ') {
+            char row[512];
+            char *save = NULL;
+            size_t count = 0;
+            snprintf(row, sizeof(row), "%.*s", (int)n, line);
+            for (char *tok = strtok_r(row, " ", &save); tok != NULL && count < max;
+                 tok = strtok_r(NULL, " ", &save))
+                snprintf(cells[count++], 64, "%s", tok);
+            return count;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* `kubectl get KIND` shows name with these cells after NAME (AGE not
+ * checked). */
+static void expect_row(const char *kind, const char *name, const char *const *want)
+{
+    char *out = NULL;
+    char cells[8][64];
+    assert_int_equal(kubectl(&out, "get %s", kind), 0);
+    size_t n = table_row(out, name, cells, 8);
+    bool ok = n > 0;
+    for (size_t i = 0; ok && want[i] != NULL; i++)
+        ok = i + 1 < n && strcmp(cells[i + 1], want[i]) == 0;
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", out);
+    free(out);
+    if (!ok)
+        fail_msg("get %s: row %s not as wanted (%s ...):\n%s", kind, name, want[0], copy);
+}
+
+/* Secrets and ConfigMaps as kubectl users handle them: `kubectl create
+ * secret generic` and `create configmap` (which post protobuf), apply of
+ * YAML with stringData (a strategic merge patch the second time), the
+ * TYPE and DATA columns, what the API server refuses, immutability and
+ * delete. */
+static void test_secrets_and_configmaps(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(kubectl(&out, "api-resources"), 0);
+    if (strstr(out, "secrets ") == NULL || strstr(out, "configmaps ") == NULL ||
+        strstr(out, " cm ") == NULL)
+        fail_msg("api-resources lacks secrets or configmaps:\n%s", out);
+    free(out);
+
+    expect_kubectl("secret/db created",
+                   "create secret generic db --from-literal=url=x --from-literal=pw=s3cr3t");
+    expect_kubectl_output("eA==", "get secret db -o jsonpath='{.data.url}'");
+    expect_kubectl_output("czNjcjN0", "get secret db -o jsonpath='{.data.pw}'");
+    expect_kubectl("type: Opaque", "get secret db -o yaml");
+
+    /* stringData becomes data and is neither stored nor returned. */
+    bb_write(&srv, "secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: app}\n"
+             "stringData: {user: admin, pass: hunter2}\n");
+    expect_kubectl("secret/app created", "apply -f secret.yaml");
+    expect_kubectl_output("YWRtaW4=/aHVudGVyMg==/Opaque",
+                          "get secret app -o jsonpath='{.data.user}/{.data.pass}/{.type}'");
+    assert_int_equal(kubectl(&out, "get secret app -o json"), 0);
+    json_object *app = json_tokener_parse(out);
+    free(out);
+    assert_non_null(app);
+    assert_false(json_object_object_get_ex(app, "stringData", NULL));
+    json_object_put(app);
+    /* Applied again, changed: a strategic merge patch. */
+    bb_write(&srv, "secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: app}\n"
+             "stringData: {user: admin, pass: hunter3, extra: more}\n");
+    expect_kubectl("secret/app configured", "apply -f secret.yaml");
+    expect_kubectl_output("YWRtaW4=/aHVudGVyMw==/bW9yZQ==",
+                          "get secret app -o jsonpath='{.data.user}/{.data.pass}/{.data.extra}'");
+    const char *const app_row[] = {"Opaque", "3", NULL};
+    const char *const db_row[] = {"Opaque", "2", NULL};
+    expect_kubectl("TYPE", "get secrets");
+    expect_row("secrets", "app", app_row);
+    expect_row("secrets", "db", db_row);
+    expect_kubectl_output("secret/app\nsecret/db",
+                          "get secrets --field-selector type=Opaque -o name");
+
+    /* A ConfigMap from literals and a file that is not UTF-8 (binaryData). */
+    char path[300];
+    snprintf(path, sizeof(path), "%s/blob.bin", srv.dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite("\x00\xffhi", 1, 4, f), 4);
+    fclose(f);
+    expect_kubectl("configmap/cfg created",
+                   "create configmap cfg --from-literal=a=b --from-file=bin=blob.bin");
+    expect_kubectl_output("b/AP9oaQ==", "get cm cfg -o jsonpath='{.data.a}/{.binaryData.bin}'");
+    const char *const cfg_row[] = {"2", NULL};
+    expect_kubectl("DATA", "get cm");
+    expect_row("cm", "cfg", cfg_row);
+    bb_write(&srv, "cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+             "data: {mode: fast, level: \"3\"}\n");
+    expect_kubectl("configmap/settings created", "apply -f cm.yaml");
+    bb_write(&srv, "cm.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+             "data: {mode: slow}\n");
+    expect_kubectl("configmap/settings configured", "apply -f cm.yaml");
+    expect_kubectl_output("slow/", "get cm settings -o jsonpath='{.data.mode}/{.data.level}'");
+    const char *const settings_row[] = {"1", NULL};
+    expect_row("configmaps", "settings", settings_row);
+
+    /* Refused by the server, and nothing stored. */
+    bb_write(&srv, "bad.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: badkey}\n"
+             "stringData: {\"a b\": x}\n");
+    expect_kubectl_refused("stringData[a b]: Invalid value", "apply -f bad.yaml");
+    expect_kubectl_refused("NotFound", "get secret badkey");
+    bb_write(&srv, "bad.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: badb64}\n"
+             "data: {k: \"not*base64\"}\n");
+    expect_kubectl_refused("data[k]: Invalid value: must be standard base64", "apply -f bad.yaml");
+    expect_kubectl_refused("NotFound", "get secret badb64");
+    bb_write(&srv, "bad.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dup}\n"
+             "data: {k: v}\nbinaryData: {k: eA==}\n");
+    expect_kubectl_refused("duplicate of key present in binaryData", "create -f bad.yaml");
+    expect_kubectl_refused("NotFound", "get cm dup");
+
+    /* Immutable: data may not change any more, labels may. */
+    bb_write(&srv, "frozen.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: frozen}\nimmutable: true\n"
+             "stringData: {k: v1}\n");
+    expect_kubectl("secret/frozen created", "apply -f frozen.yaml");
+    bb_write(&srv, "frozen.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: frozen}\nimmutable: true\n"
+             "stringData: {k: v2}\n");
+    expect_kubectl_refused("data: Forbidden: field is immutable when `immutable` is set",
+                           "apply -f frozen.yaml");
+    expect_kubectl_refused("field is immutable",
+                           "patch secret frozen --type=merge -p '{\"immutable\":false}'");
+    expect_kubectl_output("djE=", "get secret frozen -o jsonpath='{.data.k}'");
+    expect_kubectl("labeled", "label secret frozen tier=gold");
+
+    expect_kubectl("secret \"db\" deleted", "delete secret db");
+    expect_kubectl_refused("NotFound", "get secret db");
+    expect_kubectl("configmap \"cfg\" deleted", "delete cm cfg");
+    expect_kubectl_refused("NotFound", "get cm cfg");
+}
+
 /* Reads what the background watch wrote so far. */
 static bool file_contains(const char *path, const char *text, int timeout_ms)
 {
@@ -988,6 +1171,7 @@ int main(void)
         cmocka_unit_test(test_describe_shows_events),
         cmocka_unit_test(test_label_annotate_patch),
         cmocka_unit_test(test_generate_name_and_finalizer_delete),
+        cmocka_unit_test(test_secrets_and_configmaps),
         cmocka_unit_test(test_watch_prints_changes_and_survives_idle),
         cmocka_unit_test(test_wire_errors),
         cmocka_unit_test(test_wire_table_and_list),
