@@ -2,10 +2,12 @@
  * and pool controllers, an Event recorder (see reconciler.h).
  *
  * Keys in the queue are "w/<ns>/<name>" for worlds, "p/<ns>/<name>" for
- * pools, and ORPHANS_KEY for the worlds of pools no longer configured. Everything a controller
+ * pools, ORPHANS_KEY for the worlds of pools no longer configured, and
+ * BINDINGS_KEY for the status of every CapabilityBinding. Everything a controller
  * decides comes from a fresh read of the store; every status write carries the resourceVersion it
  * read, so a claim that raced the controller wins and the controller simply runs again.
  */
+#include "bindery/capability.h"
 #include "bindery/hmap.h"
 #include "bindery/informer.h"
 #include "bindery/jsonutil.h"
@@ -41,11 +43,16 @@
  * saying why a world failed or was replaced. */
 #define EVENT_RESERVE (EVENT_BURST / 2)
 #define POOL_RESYNC_MS 1000
-#define POOL_STEP_MAX 256 /* most worlds one pool reconcile creates or deletes */
+/* How often a world that waits for its capabilities looks again: a
+ * list of its namespace's bindings each time. */
+#define CAPABILITY_RECHECK_MS 2000
+#define BINDINGS_SWEEP_MS 2000 /* the status of every CapabilityBinding */
+#define POOL_STEP_MAX 256      /* most worlds one pool reconcile creates or deletes */
 /* The worlds of removed pools: looked for this often, and let go after the
  * removed pool's cooldown, or this long for a pool this run never had
  * (bindery started without it). */
 #define ORPHANS_KEY "o/-/-"
+#define BINDINGS_KEY "c/-/-"
 #define ORPHANS_SWEEP_MS 5000
 #define ORPHAN_DEFAULT_AGE_S 300.0
 /* Shortest gap between the readiness probes of a Starting world. */
@@ -610,8 +617,9 @@ static json_object *phase_status(json_object *world, bdy_phase phase, const char
     json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
     json_object *timings = json_object_new_object();
     json_object_object_add(timings, stamp[phase], json_object_new_string(now));
-    /* Pending is no status anyone writes: a world is Pending from its
-     * creation, so that is its time. */
+    /* No phase_status is Pending (a world waiting for its capabilities
+     * writes its own): a world is Pending from its creation, so that is
+     * its time. */
     const char *created = bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp");
     if (phase != BDY_PHASE_PENDING && created != NULL &&
         bdy_jget(bdy_jget(bdy_jget(world, "status"), "timings"), "createdAt") == NULL)
@@ -736,6 +744,64 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_worldspec *ws, 
     return bdy_worldspec_build(world, spec_get, &src, r->o.world_host, starting, ws, why, why_cap);
 }
 
+/* Binds the capabilities the world requires into ws (capability.h), from
+ * the CapabilityBindings of its namespace. */
+static int bind_capabilities(bdy_reconciler *r, json_object *world, bdy_worldspec *ws, char *why,
+                             size_t why_cap)
+{
+    if (json_object_array_length(ws->capabilities) == 0)
+        return 0;
+    spec_source src = {r, bdy_jstr(bdy_jget(world, "metadata"), "namespace")};
+    bdy_list_opts lo = {.ns = src.ns};
+    bdy_list_result res = {.items = NULL};
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, &eb);
+    if (rc == BDY_ENOTFOUND) { /* no CapabilityBinding CRD: nothing binds */
+        res.items = json_object_new_array();
+        rc = res.items ? 0 : BDY_ENOMEM;
+    }
+    if (rc != 0) {
+        snprintf(why, why_cap, "cannot list CapabilityBindings: %s", eb.message);
+        return rc;
+    }
+    rc = bdy_capabilities_bind(ws, world, res.items, spec_get, &src, why, why_cap);
+    bdy_list_result_free(&res);
+    return rc;
+}
+
+/* A world whose capabilities are not all bound stays Pending, its status
+ * saying why (and an Event when that changes), and is looked at again
+ * after CAPABILITY_RECHECK_MS: nothing tells the controller when a
+ * binding, Secret or ConfigMap appears. */
+static int wait_for_capabilities(bdy_reconciler *r, json_object *world, int why_rc, const char *why,
+                                 unsigned *requeue_ms)
+{
+    *requeue_ms = CAPABILITY_RECHECK_MS;
+    const char *reason = why_rc == BDY_ENOTFOUND ? "CapabilityUnbound" : "CapabilityInvalid";
+    json_object *status = bdy_jget(world, "status");
+    const char *was_reason = bdy_jstr(status, "reason");
+    const char *was_message = bdy_jstr(status, "message");
+    if (was_reason != NULL && strcmp(was_reason, reason) == 0 && was_message != NULL &&
+        strcmp(was_message, why) == 0)
+        return 0;
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "phase", json_object_new_string("Pending"));
+    json_object_object_add(st, "reason", json_object_new_string(reason));
+    json_object_object_add(st, "message", json_object_new_string(why));
+    json_object_object_add(
+        st, "observedGeneration",
+        json_object_new_int64(bdy_jint(bdy_jget(world, "metadata"), "generation", 1)));
+    int rc = patch_status(r, world, st);
+    if (rc == 0) {
+        json_object *meta = bdy_jget(world, "metadata");
+        bdy_reconciler_event(r, world, "Warning", reason, "%s", why);
+        bdy_warn("world", "%s/%s waits to start: %s", bdy_jstr(meta, "namespace"),
+                 bdy_jstr(meta, "name"), why);
+    }
+    return rc == BDY_ECONFLICT ? 0 : rc; /* a newer world comes back through the informer */
+}
+
 static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
 {
     json_object *st = json_object_new_object();
@@ -780,7 +846,7 @@ static bool store_trouble(int rc)
            rc == BDY_EIO;
 }
 
-static int start_world(bdy_reconciler *r, const char *key, json_object *world)
+static int start_world(bdy_reconciler *r, const char *key, json_object *world, unsigned *requeue_ms)
 {
     bdy_worldspec ws = {.held = NULL};
     char why[512] = "";
@@ -816,6 +882,12 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world)
                 return rc; /* retried: starting now could run the world twice */
             }
             if (!reclaimed) {
+                rc = bind_capabilities(r, world, &ws, why, sizeof(why));
+                if (rc != 0) {
+                    bdy_worldspec_free(&ws);
+                    return store_trouble(rc) ? rc
+                                             : wait_for_capabilities(r, world, rc, why, requeue_ms);
+                }
                 memset(&h, 0, sizeof(h));
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
             }
@@ -1416,7 +1488,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
     }
     switch (phase) {
     case BDY_PHASE_PENDING:
-        rc = start_world(r, key, world); /* its status write queues the next step */
+        rc = start_world(r, key, world, requeue_ms); /* its status write queues the next step */
         break;
     case BDY_PHASE_STARTING:
     case BDY_PHASE_READY:
@@ -1814,6 +1886,101 @@ out:
     return rc;
 }
 
+/* ---- capability binding controller ------------------------------------------------ */
+
+/* The Ready condition binding should carry (status, reason and message);
+ * false when it already does for its generation. */
+static bool binding_condition_stale(json_object *binding, const char *status, const char *reason,
+                                    const char *message)
+{
+    json_object *st = bdy_jget(binding, "status");
+    int64_t gen = bdy_jint(bdy_jget(binding, "metadata"), "generation", 1);
+    if (bdy_jint(st, "observedGeneration", -1) != gen)
+        return true;
+    json_object *conds = bdy_jget(st, "conditions");
+    for (size_t i = 0;
+         json_object_is_type(conds, json_type_array) && i < json_object_array_length(conds); i++) {
+        json_object *c = json_object_array_get_idx(conds, i);
+        const char *type = bdy_jstr(c, "type");
+        if (type == NULL || strcmp(type, "Ready") != 0)
+            continue;
+        const char *was_status = bdy_jstr(c, "status");
+        const char *was_reason = bdy_jstr(c, "reason");
+        const char *was_message = bdy_jstr(c, "message");
+        return was_status == NULL || strcmp(was_status, status) != 0 || was_reason == NULL ||
+               strcmp(was_reason, reason) != 0 || was_message == NULL ||
+               strcmp(was_message, message) != 0;
+    }
+    return true;
+}
+
+/* Writes binding's Ready condition: whether it can bind its capability
+ * (bdy_capability_binding_check), so that kubectl describe cb says why a
+ * world would wait and kubectl wait --for=condition=Ready cb/NAME works. */
+static int check_binding(bdy_reconciler *r, json_object *binding)
+{
+    json_object *meta = bdy_jget(binding, "metadata");
+    spec_source src = {r, bdy_jstr(meta, "namespace")};
+    char why[512] = "";
+    int rc = bdy_capability_binding_check(binding, spec_get, &src, why, sizeof(why));
+    if (store_trouble(rc))
+        return rc;
+    const char *status = rc == 0 ? "True" : "False";
+    const char *reason = rc == 0 ? "Resolved" : rc == BDY_ENOTFOUND ? "Unresolved" : "Invalid";
+    if (rc == 0)
+        snprintf(why, sizeof(why), "its source resolves and its values can be injected");
+    if (!binding_condition_stale(binding, status, reason, why))
+        return 0;
+    int64_t gen = bdy_jint(meta, "generation", 1);
+    char now[BDY_TIMESTAMP_LEN];
+    bdy_timestamp_now(now);
+    json_object *cond = json_object_new_object();
+    json_object_object_add(cond, "type", json_object_new_string("Ready"));
+    json_object_object_add(cond, "status", json_object_new_string(status));
+    json_object_object_add(cond, "reason", json_object_new_string(reason));
+    json_object_object_add(cond, "message", json_object_new_string(why));
+    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(now));
+    json_object_object_add(cond, "observedGeneration", json_object_new_int64(gen));
+    json_object *conds = json_object_new_array();
+    json_object_array_add(conds, cond);
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
+    json_object_object_add(st, "conditions", conds);
+    json_object *pm = json_object_new_object();
+    json_object_object_add(pm, "resourceVersion",
+                           json_object_get(bdy_jget(meta, "resourceVersion")));
+    json_object *patch = json_object_new_object();
+    json_object_object_add(patch, "metadata", pm);
+    json_object_object_add(patch, "status", st);
+    rc = bdy_store_patch(r->o.store, &BDY_GVR_BINDINGS, src.ns, bdy_jstr(meta, "name"),
+                         BDY_PATCH_MERGE, patch, true, NULL, NULL, NULL);
+    json_object_put(patch);
+    /* Changed or gone since the list: the next sweep looks again. */
+    return rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND ? 0 : rc;
+}
+
+/* The status of every CapabilityBinding, every BINDINGS_SWEEP_MS: nothing
+ * tells the controller when a Secret or ConfigMap a binding reads changes. */
+static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
+{
+    *requeue_ms = BINDINGS_SWEEP_MS;
+    bdy_list_opts lo = {.ns = NULL};
+    bdy_list_result res = {.items = NULL};
+    int rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, NULL);
+    if (rc == BDY_ENOTFOUND)
+        return 0; /* no CapabilityBinding CRD */
+    if (rc != 0)
+        return rc;
+    int first = 0;
+    for (size_t i = 0; i < json_object_array_length(res.items); i++) {
+        rc = check_binding(r, json_object_array_get_idx(res.items, i));
+        if (first == 0)
+            first = rc;
+    }
+    bdy_list_result_free(&res);
+    return first;
+}
+
 /* ---- workers, informer, lifecycle -------------------------------------------------- */
 
 static void enqueue_pool(bdy_reconciler *r, const char *ns, const char *pool)
@@ -1874,6 +2041,9 @@ static void *worker_main(void *arg)
         if (strcmp(key, ORPHANS_KEY) == 0) {
             rc = reconcile_orphans(r, &requeue_ms);
             count_reconcile(r, "pool", rc);
+        } else if (strcmp(key, BINDINGS_KEY) == 0) {
+            rc = reconcile_bindings(r, &requeue_ms);
+            count_reconcile(r, "capabilitybinding", rc);
         } else if (slash != NULL && (size_t)(slash - rest) < sizeof(ns)) {
             memcpy(ns, rest, (size_t)(slash - rest));
             ns[slash - rest] = '\0';
@@ -2064,6 +2234,7 @@ int bdy_reconciler_start(bdy_reconciler *r, bdy_runtime *runtime, int timeout_ms
         r->nworkers++;
     }
     bdy_workqueue_add_after(r->q, ORPHANS_KEY, ORPHANS_SWEEP_MS); /* requeues itself */
+    bdy_workqueue_add(r->q, BINDINGS_KEY);                        /* so does this */
     return 0;
 }
 

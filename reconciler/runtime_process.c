@@ -61,9 +61,10 @@
  * find programs and format text, none of Bindery's own settings or secrets. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 #define INHERITED_ENV_COUNT (sizeof(inherited_env) / sizeof(inherited_env[0]))
-/* inherited + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + BINDERY_INSTANCE +
+/* inherited + the bound + the manifest's + BINDERY_WORLD_UID/NAME/NAMESPACE + BINDERY_INSTANCE +
  * BINDERY_RELAYS_TERM + a port each */
-#define ENV_MAX (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + 5 + BDY_RUNTIME_MAX_PORTS)
+#define ENV_MAX                                                                                    \
+    (INHERITED_ENV_COUNT + BDY_RUNTIME_MAX_ENV + BDY_RUNTIME_MAX_ENV + 5 + BDY_RUNTIME_MAX_PORTS)
 
 /* One watched world. Linked while it runs; the watcher unlinks and frees it
  * once its exit has been reported. */
@@ -807,8 +808,8 @@ static int expand(const char *text, const bdy_world_spec *spec, const bdy_world_
     return bdy__expand(text, spec->ns, spec->name, handle_port, (void *)h, out, eb);
 }
 
-/* The environment of a world: a few inherited variables, the manifest's
- * (placeholders replaced), then Bindery's own, which the manifest cannot
+/* The environment of a world: a few inherited variables, the bound ones
+ * (as given), the manifest's (placeholders replaced), then Bindery's own, which the manifest cannot
  * override: BINDERY_WORLD_UID, BINDERY_WORLD_NAME, BINDERY_WORLD_NAMESPACE,
  * BINDERY_INSTANCE (when the runtime has one) and BINDERY_PORT_<NAME> for
  * every port (upper case, anything but letters and digits as '_'). The uid
@@ -827,6 +828,9 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
         if (v != NULL)
             rc = bdy__env_set(env, inherited_env[i], v);
     }
+    for (size_t i = 0; i < spec->nbound && rc == 0; i++)
+        if (strcmp(spec->bound_names[i], BDY__RELAYS_TERM_ENV) != 0)
+            rc = bdy__env_set(env, spec->bound_names[i], spec->bound_values[i]);
     for (size_t i = 0; i < spec->nenv && rc == 0; i++) {
         /* Bindery's mark alone: a world whose manifest set it would be
          * taken, after a restart, for one that passes SIGTERM on. */
@@ -1050,7 +1054,7 @@ static int check_spec(const bdy_world_spec *spec, bdy_errbuf *eb)
     if (spec->command == NULL || spec->command[0] == '\0')
         return bdy_fail(eb, BDY_EINVAL, "world %s/%s has no command", spec->ns, spec->name);
     if (spec->nargs > BDY_RUNTIME_MAX_ARGS || spec->nenv > BDY_RUNTIME_MAX_ENV ||
-        spec->nports > BDY_RUNTIME_MAX_PORTS)
+        spec->nbound > BDY_RUNTIME_MAX_ENV || spec->nports > BDY_RUNTIME_MAX_PORTS)
         return bdy_fail(eb, BDY_EINVAL, "world %s/%s has too many args, env or ports", spec->ns,
                         spec->name);
     for (size_t i = 0; i < spec->nargs; i++)
@@ -1062,6 +1066,13 @@ static int check_spec(const bdy_world_spec *spec, bdy_errbuf *eb)
             spec->env_values[i] == NULL)
             return bdy_fail(eb, BDY_EINVAL, "env entry %zu needs a name without '=' and a value",
                             i);
+    }
+    for (size_t i = 0; i < spec->nbound; i++) {
+        const char *name = spec->bound_names[i];
+        if (name == NULL || name[0] == '\0' || strchr(name, '=') != NULL ||
+            spec->bound_values[i] == NULL)
+            return bdy_fail(eb, BDY_EINVAL,
+                            "bound variable %zu needs a name without '=' and a value", i);
     }
     for (size_t i = 0; i < spec->nports; i++) {
         const bdy_port *p = &spec->ports[i];

@@ -90,20 +90,6 @@ static int module_read(const char *ns, const char *manifest_name, json_object *m
                  ns, manifest_name);
         return BDY_EINVAL;
     }
-    /* The CRD says a CapabilityBinding must satisfy these before a world
-     * starts; embedded mode binds none yet, and a world started without
-     * what it needs (a database password, a service's address) would fail
-     * in ways far from their cause. */
-    json_object *caps = bdy_jget(d->ms, "capabilities");
-    if (starting && array_len(caps) > 0) {
-        snprintf(why, why_cap,
-                 "ModuleManifest %s/%s requires capabilities (%s) that embedded mode cannot "
-                 "bind yet; remove spec.capabilities to run it here",
-                 ns, manifest_name,
-                 json_object_to_json_string_ext(caps, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
-        return BDY_EINVAL;
-    }
     d->working_dir = bdy_jstr(local, "workingDir");
     d->args = bdy_jget(local, "args");
     d->env = bdy_jget(local, "env");
@@ -223,6 +209,27 @@ static json_object *hold(json_object *held, json_object *o)
     return o;
 }
 
+/* Adds the capabilities manifest spec ms requires to the world's list,
+ * each name once (the CRD makes the manifest's own list a set). */
+static int note_capabilities(bdy_worldspec *out, json_object *ms)
+{
+    json_object *caps = bdy_jget(ms, "capabilities");
+    for (size_t i = 0; i < array_len(caps); i++) {
+        json_object *c = json_object_array_get_idx(caps, i);
+        if (!json_object_is_type(c, json_type_string))
+            continue;
+        bool known = false;
+        for (size_t k = 0; k < json_object_array_length(out->capabilities) && !known; k++)
+            known = strcmp(json_object_get_string(json_object_array_get_idx(out->capabilities, k)),
+                           json_object_get_string(c)) == 0;
+        if (!known && json_object_array_add(out->capabilities, json_object_get(c)) != 0) {
+            json_object_put(c);
+            return BDY_ENOMEM;
+        }
+    }
+    return 0;
+}
+
 /* ---- a world of one ModuleManifest ------------------------------------- */
 
 static int build_manifest(const char *ns, const char *manifest_name, json_object *m, bool starting,
@@ -231,6 +238,8 @@ static int build_manifest(const char *ns, const char *manifest_name, json_object
     bdy_world_spec *spec = &out->spec;
     module_def d;
     int rc = module_read(ns, manifest_name, m, starting, &d, why, why_cap);
+    if (rc == 0)
+        rc = note_capabilities(out, d.ms);
     if (rc != 0)
         return rc;
     spec->command = d.command;
@@ -519,6 +528,8 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
             break;
         }
         rc = module_read(ns, manifest_name, manifest, starting, &bm->def, why, why_cap);
+        if (rc == 0)
+            rc = note_capabilities(out, bm->def.ms);
     }
     if (rc == 0 && instances > BDY_WORLDSPEC_MAX_INSTANCES) {
         snprintf(why, why_cap,
@@ -637,7 +648,8 @@ int bdy_worldspec_build(json_object *world, bdy_worldspec_get_fn get, void *data
     out->period_ms = DEFAULT_PERIOD_MS;
     out->deadline_s = DEFAULT_DEADLINE_S;
     out->held = json_object_new_array();
-    if (out->held == NULL) {
+    out->capabilities = out->held ? hold(out->held, json_object_new_array()) : NULL;
+    if (out->capabilities == NULL) {
         snprintf(why, why_cap, "out of memory");
         return BDY_ENOMEM;
     }
@@ -677,6 +689,7 @@ void bdy_worldspec_free(bdy_worldspec *ws)
         return;
     json_object_put(ws->held);
     ws->held = NULL;
+    ws->capabilities = NULL;
 }
 
 unsigned bdy_worldspec_grace_ms(json_object *world, bdy_worldspec_get_fn get, void *data,

@@ -62,6 +62,13 @@ typedef struct bdy_world_spec {
     const char *env_names[BDY_RUNTIME_MAX_ENV];
     const char *env_values[BDY_RUNTIME_MAX_ENV];
     size_t nenv;
+    /* Variables set as given, before env: no placeholder is replaced in
+     * them, since they carry what bound capabilities inject (a password
+     * may hold "{port:x}"). env sets a name again over one of these, and
+     * Bindery's own variables win over both. */
+    const char *bound_names[BDY_RUNTIME_MAX_ENV];
+    const char *bound_values[BDY_RUNTIME_MAX_ENV];
+    size_t nbound;
     const char *working_dir; /* NULL: the runtime's default */
     bdy_port ports[BDY_RUNTIME_MAX_PORTS];
     size_t nports;

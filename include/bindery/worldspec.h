@@ -47,7 +47,11 @@ typedef struct bdy_worldspec {
     bdy_world_spec spec;
     unsigned period_ms;  /* between readiness probes */
     unsigned deadline_s; /* to be Ready after the start (startDeadlineSeconds, the longest) */
-    json_object *held;   /* owns what spec points into; the caller's to put */
+    /* The capabilities its manifests require (spec.capabilities), each name
+     * once, in the order met: strings, in held. bdy_capabilities_bind
+     * (capability.h) binds them before the world may start. */
+    json_object *capabilities;
+    json_object *held; /* owns what spec points into; the caller's to put */
 } bdy_worldspec;
 
 /* Builds the spec of world (a WorldInstance as stored) into *out; strings

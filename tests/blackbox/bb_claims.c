@@ -1737,6 +1737,115 @@ static void test_booklet_module_exit_ends_world(void **state)
     bb_cleanup(&s);
 }
 
+/* Waits until every world of the pool is Pending and the log says why
+ * the first waits. */
+static bool wait_world_waits(bb_server *s, const char *why, int timeout_ms)
+{
+    if (!bb_log_contains(s, why, timeout_ms))
+        return false;
+    long status = 0;
+    json_object *o = get_json(s, "/v1/worlds?pool=arena", &status);
+    json_object *items = json_object_object_get(o, "items");
+    bool pending = items != NULL && json_object_array_length(items) > 0;
+    for (size_t i = 0; pending && i < json_object_array_length(items); i++) {
+        json_object *phase = json_object_object_get(json_object_array_get_idx(items, i), "phase");
+        pending = strcmp(json_object_get_string(phase), "Pending") == 0;
+    }
+    json_object_put(o);
+    return pending;
+}
+
+/* Waits until CapabilityBinding default/name's Ready condition has reason. */
+static bool wait_binding_reason(bb_server *s, const char *name, const char *reason, int timeout_ms)
+{
+    char path[256];
+    snprintf(path, sizeof(path),
+             "/apis/bindery.dev/v1alpha1/namespaces/default/capabilitybindings/%s", name);
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        long status = 0;
+        json_object *o = get_json(s, path, &status);
+        json_object *conds =
+            json_object_object_get(json_object_object_get(o, "status"), "conditions");
+        json_object *c = conds ? json_object_array_get_idx(conds, 0) : NULL;
+        const char *was = c ? json_object_get_string(json_object_object_get(c, "reason")) : NULL;
+        bool ok = was != NULL && strcmp(was, reason) == 0;
+        json_object_put(o);
+        if (ok)
+            return true;
+        sleep_ms(100);
+    }
+    fprintf(stderr, "CapabilityBinding %s: no reason %s within %d ms\n", name, reason, timeout_ms);
+    return false;
+}
+
+/* A world whose manifest requires capabilities waits, Pending and saying
+ * which one is unbound, until CapabilityBindings (literal values, a
+ * Secret's key) bind them all; then it starts with them in its
+ * environment. */
+static void test_world_waits_for_its_capabilities(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 1, 1, 4, 0);
+    bb_init(&s, cfg);
+    char manifest[2048];
+    snprintf(
+        manifest, sizeof(manifest),
+        "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+        "metadata: {name: arena, namespace: default}\n"
+        "spec:\n"
+        "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+        "  readinessProbe: " ARENA_PROBE "\n"
+        "  terminationGracePeriodSeconds: 2\n"
+        "  capabilities: [motd, db]\n"
+        "  local:\n"
+        "    command: /bin/sh\n"
+        "    args:\n"
+        "      - -c\n"
+        "      - exec %s --port {port:game} --name \"$CAPABILITY_MOTD_GREETING-$DB_PASSWORD\"\n",
+        world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(
+        wait_world_waits(&s, "capability motd: no CapabilityBinding in namespace default", 20000));
+
+    /* One of two bound: it waits for the other. */
+    bb_write(&s, "manifests/motd.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: CapabilityBinding\n"
+             "metadata: {name: motd, namespace: default}\n"
+             "spec: {capability: motd, source: {values: {greeting: \"hi {port:game}\"}}}\n"
+             "---\n"
+             "apiVersion: bindery.dev/v1alpha1\nkind: CapabilityBinding\n"
+             "metadata: {name: db, namespace: default}\n"
+             "spec:\n"
+             "  capability: db\n"
+             "  source: {secretRef: {name: db, key: password}}\n"
+             "  inject: {env: DB_PASSWORD}\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(
+        wait_world_waits(&s, "capability db: CapabilityBinding db: Secret default/db", 20000));
+    assert_int_equal(pool_field(&s, "warm"), 0);
+    /* The bindings' own status says which one resolves. */
+    assert_true(wait_binding_reason(&s, "motd", "Resolved", 10000));
+    assert_true(wait_binding_reason(&s, "db", "Unresolved", 10000));
+
+    /* The Secret: the world starts, told both. */
+    bb_write(&s, "manifests/secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: default}\n"
+             "stringData: {password: hunter2}\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(wait_warm(&s, 1, 30000));
+    assert_true(wait_binding_reason(&s, "db", "Resolved", 10000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    char answer[160];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    /* A value is set as given: no placeholder is replaced in it. */
+    assert_string_equal(answer, "pong hi {port:game}-hunter2\n");
+    bb_cleanup(&s);
+}
+
 /* An edit that renames the port a pool's worlds are probed on does not fail
  * the worlds already running (their probes would knock on a port they do
  * not have, all at once): they stay the pool's stock, claimable, until the
@@ -3053,6 +3162,7 @@ int main(void)
         cmocka_unit_test_teardown(test_port_rename_rolls_out, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
+        cmocka_unit_test_teardown(test_world_waits_for_its_capabilities, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1805,7 +1805,7 @@ static void test_placeholders_and_env(void **state)
         "w6", "name=shell; echo \"$BINDERY_PORT_GAME {port:game} $BINDERY_PORT_HTTP_ADMIN "
               "{name}/{namespace} $BINDERY_WORLD_NAME $BINDERY_WORLD_NAMESPACE $MODE "
               "${BINDERY_WORLD_NAME} {other} [$BDY_TEST_SECRET] $BINDERY_WORLD_UID $PWD "
-              "${name} ${port:-7}\" > out.txt");
+              "${name} ${port:-7} $TOKEN\" > out.txt");
     s.ns = "games";
     s.uid = "uid-w6";
     snprintf(s.ports[0].name, sizeof(s.ports[0].name), "game");
@@ -1817,6 +1817,15 @@ static void test_placeholders_and_env(void **state)
     s.env_names[1] = "BINDERY_WORLD_NAME"; /* Bindery's own variables win */
     s.env_values[1] = "overridden";
     s.nenv = 2;
+    /* Bound variables (a capability's) are set as given; the manifest's
+     * env and Bindery's own win over them. */
+    s.bound_names[0] = "TOKEN";
+    s.bound_values[0] = "{port:game}{name}";
+    s.bound_names[1] = "MODE";
+    s.bound_values[1] = "bound";
+    s.bound_names[2] = "BINDERY_WORLD_NAMESPACE";
+    s.bound_values[2] = "bound";
+    s.nbound = 3;
     bdy_world_handle h;
     start_ok(rt, &s, &h);
     unsetenv("BDY_TEST_SECRET");
@@ -1833,8 +1842,8 @@ static void test_placeholders_and_env(void **state)
     unsigned a = h.ports[1].port;
     /* ${...} is the shell's, whatever the name in it. */
     snprintf(expect, sizeof(expect),
-             "%u %u %u w6/games w6 games %u-w6 w6 {other} [] uid-w6 %s shell 7\n", g, g, a, a,
-             f->dir);
+             "%u %u %u w6/games w6 games %u-w6 w6 {other} [] uid-w6 %s shell 7 {port:game}{name}\n",
+             g, g, a, a, f->dir);
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(bdy_read_file(path, 4096, &text, &len), 0);

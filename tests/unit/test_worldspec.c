@@ -61,7 +61,7 @@ static json_object *world_of(const char *source_key, const char *source)
     "\"ports\":[{\"name\":\"game\",\"containerPort\":7777,\"protocol\":\"TCP\"}],"                 \
     "\"readinessProbe\":{\"tcpSocket\":{\"port\":7777},\"periodSeconds\":2,"                       \
     "\"failureThreshold\":5,\"initialDelaySeconds\":1},"                                           \
-    "\"terminationGracePeriodSeconds\":3,\"startDeadlineSeconds\":30,"                             \
+    "\"terminationGracePeriodSeconds\":3,\"startDeadlineSeconds\":30,\"capabilities\":[\"db\"],"   \
     "\"local\":{\"command\":\"arena-world\",\"args\":[\"--port\",\"{port:game}\"],"                \
     "\"env\":[{\"name\":\"MODE\",\"value\":\"duel\"}]}}}"
 
@@ -72,6 +72,7 @@ static json_object *world_of(const char *source_key, const char *source)
     "\"readinessProbe\":{\"httpGet\":{\"port\":\"voice\",\"path\":\"/up\"},\"periodSeconds\":1,"   \
     "\"failureThreshold\":7,\"timeoutSeconds\":2},"                                                \
     "\"terminationGracePeriodSeconds\":9,\"startDeadlineSeconds\":60,"                             \
+    "\"capabilities\":[\"voice-key\",\"db\"],"                                                     \
     "\"local\":{\"command\":\"voice-server\",\"workingDir\":\"voice\","                            \
     "\"args\":[\"--game\",\"{port:game}\",\"--voice\",\"{port:voice}\",\"${HOME}\"]}}}"
 
@@ -110,15 +111,17 @@ static void test_manifest_world(void **state)
     assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 3000);
     json_object_put(world);
 
-    /* A manifest that requires capabilities: embedded mode binds none, so
-     * its worlds do not start without them. */
+    /* A manifest that requires capabilities: the spec lists them, for the
+     * world to wait until they are bound (capability.h). */
     put(&fs, "modulemanifests", "needy",
         "{\"metadata\":{\"uid\":\"n\"},\"spec\":{\"capabilities\":[\"db\",\"voice-key\"],"
         "\"local\":{\"command\":\"x\"}}}");
     world = world_of("manifest", "needy");
     assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
-                     BDY_EINVAL);
-    assert_non_null(strstr(why, "requires capabilities ([\"db\",\"voice-key\"])"));
+                     0);
+    assert_string_equal(json_object_to_json_string_ext(ws.capabilities, JSON_C_TO_STRING_PLAIN),
+                        "[\"db\",\"voice-key\"]");
+    assert_int_equal(ws.spec.nbound, 0);
     bdy_worldspec_free(&ws);
     json_object_put(world);
 
@@ -164,6 +167,9 @@ static void test_booklet_world(void **state)
     const bdy_world_spec *s = &ws.spec;
     assert_string_equal(s->command, "/opt/bindery/bin/bindery-world-host");
     assert_true(s->relays_term);
+    /* What its modules require, each name once. */
+    assert_string_equal(json_object_to_json_string_ext(ws.capabilities, JSON_C_TO_STRING_PLAIN),
+                        "[\"db\",\"voice-key\"]");
     assert_int_equal(s->nenv, 0);
     /* server's game clashes with vc's game, so both are qualified; vc runs
      * twice, so its ports carry the instance. */

@@ -1,0 +1,338 @@
+/* Capabilities bound for a world: which binding serves it, what its source
+ * gives, the variables it makes, and every refusal with its reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bindery/capability.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Secrets and ConfigMaps of the test's namespace, by name. */
+typedef struct fake_store {
+    const char *kinds[8];
+    const char *names[8];
+    const char *texts[8];
+    size_t n;
+} fake_store;
+
+static void put(fake_store *fs, const char *kind, const char *name, const char *json)
+{
+    fs->kinds[fs->n] = kind;
+    fs->names[fs->n] = name;
+    fs->texts[fs->n++] = json;
+}
+
+static int fake_get(void *data, const bdy_gvr *gvr, const char *name, json_object **out)
+{
+    fake_store *fs = data;
+    for (size_t i = 0; i < fs->n; i++)
+        if (strcmp(fs->kinds[i], gvr->resource) == 0 && strcmp(fs->names[i], name) == 0) {
+            *out = json_tokener_parse(fs->texts[i]);
+            assert_non_null(*out);
+            return 0;
+        }
+    return BDY_ENOTFOUND;
+}
+
+static json_object *parse(const char *text)
+{
+    json_object *o = json_tokener_parse(text);
+    if (o == NULL)
+        fprintf(stderr, "bad test JSON: %s\n", text);
+    assert_non_null(o);
+    return o;
+}
+
+/* A world spec whose manifests require caps (a JSON array), as
+ * bdy_worldspec_build leaves it. */
+static void spec_requiring(bdy_worldspec *ws, const char *caps)
+{
+    memset(ws, 0, sizeof(*ws));
+    ws->held = json_object_new_array();
+    ws->capabilities = parse(caps);
+    json_object_array_add(ws->held, ws->capabilities);
+}
+
+static json_object *world_labelled(const char *labels)
+{
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"metadata\":{\"namespace\":\"games\",\"name\":\"w1\",\"labels\":%s},"
+             "\"spec\":{\"pool\":\"arena\",\"manifest\":\"arena\"}}",
+             labels);
+    return parse(text);
+}
+
+/* The value the spec binds to name, or NULL. */
+static const char *bound(const bdy_worldspec *ws, const char *name)
+{
+    for (size_t i = 0; i < ws->spec.nbound; i++)
+        if (strcmp(ws->spec.bound_names[i], name) == 0)
+            return ws->spec.bound_values[i];
+    return NULL;
+}
+
+/* Binds caps for a world with labels against bindings (a JSON array);
+ * returns the result, the reason in why. */
+static int bind(bdy_worldspec *ws, const char *caps, const char *labels, const char *bindings,
+                fake_store *fs, char *why, size_t why_cap)
+{
+    spec_requiring(ws, caps);
+    json_object *world = world_labelled(labels);
+    json_object *list = parse(bindings);
+    why[0] = '\0';
+    int rc = bdy_capabilities_bind(ws, world, list, fake_get, fs, why, why_cap);
+    /* What the spec binds must outlive the list and the world. */
+    json_object_put(list);
+    json_object_put(world);
+    return rc;
+}
+
+#define SECRET_DB                                                                                  \
+    "{\"metadata\":{\"name\":\"db\"},\"type\":\"Opaque\",\"data\":{"                               \
+    "\"url\":\"cG9zdGdyZXM6Ly9kYi9nYW1lcw==\",\"password\":\"aHVudGVyMg==\"}}"
+
+static void test_sources_and_names(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    put(&fs, "secrets", "db", SECRET_DB);
+    put(&fs, "configmaps", "tuning",
+        "{\"metadata\":{\"name\":\"tuning\"},\"data\":{\"tick-rate\":\"64\"},"
+        "\"binaryData\":{\"seed\":\"AQID\"}}");
+    bdy_worldspec ws;
+    char why[512];
+
+    /* Literal values without a key: one variable per key under the
+     * default name; no placeholder is replaced in them. */
+    assert_int_equal(
+        bind(&ws, "[\"voice\"]", "{}",
+             "[{\"metadata\":{\"name\":\"v\"},\"spec\":{\"capability\":\"voice\","
+             "\"source\":{\"values\":{\"host\":\"10.0.0.9\",\"token\":\"a{port:game}b\"}}}}]",
+             &fs, why, sizeof(why)),
+        0);
+    assert_int_equal(ws.spec.nbound, 2);
+    assert_string_equal(bound(&ws, "CAPABILITY_VOICE_HOST"), "10.0.0.9");
+    assert_string_equal(bound(&ws, "CAPABILITY_VOICE_TOKEN"), "a{port:game}b");
+    bdy_worldspec_free(&ws);
+
+    /* A Secret's key, decoded, under the binding's own name; a second
+     * capability of the same world from a ConfigMap, every key (binaryData
+     * decoded too). */
+    assert_int_equal(bind(&ws, "[\"db\",\"tuning.v2\"]", "{}",
+                          "[{\"metadata\":{\"name\":\"db\"},\"spec\":{\"capability\":\"db\","
+                          "\"source\":{\"secretRef\":{\"name\":\"db\",\"key\":\"password\"}},"
+                          "\"inject\":{\"env\":\"DB_PASSWORD\"}}},"
+                          "{\"metadata\":{\"name\":\"t\"},\"spec\":{\"capability\":\"tuning.v2\","
+                          "\"source\":{\"configMapRef\":{\"name\":\"tuning\"}}}}]",
+                          &fs, why, sizeof(why)),
+                     0);
+    assert_int_equal(ws.spec.nbound, 3);
+    assert_string_equal(bound(&ws, "DB_PASSWORD"), "hunter2");
+    assert_string_equal(bound(&ws, "CAPABILITY_TUNING_V2_TICK_RATE"), "64");
+    assert_memory_equal(bound(&ws, "CAPABILITY_TUNING_V2_SEED"), "\x01\x02\x03", 4);
+    bdy_worldspec_free(&ws);
+
+    /* Nothing required: nothing read, nothing bound. */
+    assert_int_equal(bind(&ws, "[]", "{}", "[]", &fs, why, sizeof(why)), 0);
+    assert_int_equal(ws.spec.nbound, 0);
+    bdy_worldspec_free(&ws);
+}
+
+#define DEFAULT_DB                                                                                 \
+    "{\"metadata\":{\"name\":\"db-default\"},\"spec\":{\"capability\":\"db\","                     \
+    "\"source\":{\"values\":{\"url\":\"default\"}}}}"
+#define GOLD_DB                                                                                    \
+    "{\"metadata\":{\"name\":\"db-gold\"},\"spec\":{\"capability\":\"db\","                        \
+    "\"worldSelector\":{\"matchLabels\":{\"tier\":\"gold\"}},"                                     \
+    "\"source\":{\"values\":{\"url\":\"gold\"}}}}"
+#define EU_DB                                                                                      \
+    "{\"metadata\":{\"name\":\"db-eu\"},\"spec\":{\"capability\":\"db\","                          \
+    "\"worldSelector\":{\"matchExpressions\":[{\"key\":\"region\",\"operator\":\"In\","            \
+    "\"values\":[\"eu\"]}]},\"source\":{\"values\":{\"url\":\"eu\"}}}}"
+
+static void test_which_binding(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    bdy_worldspec ws;
+    char why[512];
+    const char *both = "[" DEFAULT_DB "," GOLD_DB "]";
+
+    /* A selector that matches wins over none; one that does not match
+     * leaves the default. */
+    assert_int_equal(bind(&ws, "[\"db\"]", "{\"tier\":\"gold\"}", both, &fs, why, sizeof(why)), 0);
+    assert_string_equal(bound(&ws, "CAPABILITY_DB_URL"), "gold");
+    bdy_worldspec_free(&ws);
+    assert_int_equal(bind(&ws, "[\"db\"]", "{\"tier\":\"free\"}", both, &fs, why, sizeof(why)), 0);
+    assert_string_equal(bound(&ws, "CAPABILITY_DB_URL"), "default");
+    bdy_worldspec_free(&ws);
+
+    /* Only bindings whose selector does not match: unbound, saying so. */
+    assert_int_equal(
+        bind(&ws, "[\"db\"]", "{\"tier\":\"free\"}", "[" GOLD_DB "]", &fs, why, sizeof(why)),
+        BDY_ENOTFOUND);
+    assert_non_null(strstr(why, "capability db: no CapabilityBinding in namespace games"));
+    bdy_worldspec_free(&ws);
+
+    /* Two that match with selectors: a conflict, both named. */
+    assert_int_equal(bind(&ws, "[\"db\"]", "{\"tier\":\"gold\",\"region\":\"eu\"}",
+                          "[" DEFAULT_DB "," GOLD_DB "," EU_DB "]", &fs, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "db-gold and db-eu both serve it"));
+    bdy_worldspec_free(&ws);
+    /* Two defaults: the same. */
+    assert_int_equal(
+        bind(&ws, "[\"db\"]", "{}", "[" DEFAULT_DB "," DEFAULT_DB "]", &fs, why, sizeof(why)),
+        BDY_EINVAL);
+    assert_non_null(strstr(why, "neither with a selector"));
+    bdy_worldspec_free(&ws);
+
+    /* A binding of another capability does not count. */
+    assert_int_equal(bind(&ws, "[\"cache\"]", "{}", both, &fs, why, sizeof(why)), BDY_ENOTFOUND);
+    assert_non_null(strstr(why, "capability cache:"));
+    bdy_worldspec_free(&ws);
+}
+
+/* Binds capability db by binding (its spec's source and inject, as JSON
+ * members) and returns the result. */
+static int bind_db(bdy_worldspec *ws, const char *spec_members, fake_store *fs, char *why,
+                   size_t why_cap)
+{
+    char bindings[1024];
+    snprintf(bindings, sizeof(bindings),
+             "[{\"metadata\":{\"name\":\"b\"},\"spec\":{\"capability\":\"db\",%s}}]", spec_members);
+    return bind(ws, "[\"db\"]", "{}", bindings, fs, why, why_cap);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    put(&fs, "secrets", "db", SECRET_DB);
+    put(&fs, "secrets", "nul", "{\"metadata\":{\"name\":\"nul\"},\"data\":{\"k\":\"YQBi\"}}");
+    put(&fs, "secrets", "bad", "{\"metadata\":{\"name\":\"bad\"},\"data\":{\"k\":\"!!!\"}}");
+    put(&fs, "secrets", "empty", "{\"metadata\":{\"name\":\"empty\"},\"data\":{}}");
+    put(&fs, "configmaps", "clash",
+        "{\"metadata\":{\"name\":\"clash\"},\"data\":{\"a-b\":\"1\",\"a.b\":\"2\"}}");
+    bdy_worldspec ws;
+    char why[512];
+    static const struct {
+        const char *members;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {"\"source\":{\"secretRef\":{\"name\":\"gone\"}}", BDY_ENOTFOUND, "Secret games/gone"},
+        {"\"source\":{\"configMapRef\":{\"name\":\"gone\"}}", BDY_ENOTFOUND,
+         "ConfigMap games/gone"},
+        {"\"source\":{\"secretRef\":{\"name\":\"db\",\"key\":\"user\"}}", BDY_ENOTFOUND,
+         "has no key user"},
+        {"\"source\":{\"secretRef\":{\"name\":\"empty\"}}", BDY_ENOTFOUND, "holds no value"},
+        {"\"source\":{\"serviceRef\":{\"name\":\"db\",\"port\":5432}}", BDY_EINVAL,
+         "needs Kubernetes"},
+        {"\"source\":{}", BDY_EINVAL, "has no source"},
+        {"\"source\":{\"values\":{\"u\":\"x\"}},\"inject\":{\"file\":\"/etc/db\"}", BDY_EINVAL,
+         "injects a file"},
+        {"\"source\":{\"secretRef\":{\"name\":\"nul\",\"key\":\"k\"}}", BDY_EINVAL, "NUL byte"},
+        {"\"source\":{\"secretRef\":{\"name\":\"bad\"}}", BDY_EINVAL, "not valid base64"},
+        {"\"source\":{\"configMapRef\":{\"name\":\"clash\"}}", BDY_EINVAL,
+         "CAPABILITY_DB_A_B (key a.b) sets a variable"},
+        {"\"source\":{\"values\":{\"u\":7}}", BDY_EINVAL, "u is not a string"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = bind_db(&ws, cases[i].members, &fs, why, sizeof(why));
+        if (rc != cases[i].rc || strstr(why, cases[i].says) == NULL)
+            fprintf(stderr, "case %zu: rc %d, why: %s\n", i, rc, why);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(why, cases[i].says));
+        assert_non_null(strstr(why, "capability db:"));
+        bdy_worldspec_free(&ws);
+    }
+
+    /* A value longer than a variable may carry. */
+    size_t len = BDY_CAPABILITY_MAX_VALUE_BYTES + 1;
+    char *members = malloc(len + 64);
+    assert_non_null(members);
+    int at = snprintf(members, len + 64, "\"source\":{\"values\":{\"big\":\"");
+    memset(members + at, 'x', len);
+    snprintf(members + at + len, 64, "\"}}");
+    char *bindings = malloc(len + 256);
+    assert_non_null(bindings);
+    snprintf(bindings, len + 256,
+             "[{\"metadata\":{\"name\":\"b\"},\"spec\":{\"capability\":\"db\",%s}}]", members);
+    assert_int_equal(bind(&ws, "[\"db\"]", "{}", bindings, &fs, why, sizeof(why)), BDY_EINVAL);
+    assert_non_null(strstr(why, "longer than"));
+    bdy_worldspec_free(&ws);
+    free(bindings);
+    free(members);
+
+    /* Two capabilities that make the same variable. */
+    assert_int_equal(bind(&ws, "[\"db\",\"db2\"]", "{}",
+                          "[{\"metadata\":{\"name\":\"one\"},\"spec\":{\"capability\":\"db\","
+                          "\"source\":{\"values\":{\"u\":\"1\"}},\"inject\":{\"env\":\"DB\"}}},"
+                          "{\"metadata\":{\"name\":\"two\"},\"spec\":{\"capability\":\"db2\","
+                          "\"source\":{\"values\":{\"u\":\"2\"}},\"inject\":{\"env\":\"DB\"}}}]",
+                          &fs, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "capability db2: CapabilityBinding two: DB_U (key u)"));
+    bdy_worldspec_free(&ws);
+}
+
+/* A binding's own check, whichever worlds it serves. */
+static void test_binding_check(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    put(&fs, "secrets", "db", SECRET_DB);
+    char why[512];
+    static const struct {
+        const char *binding;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {GOLD_DB, 0, ""},
+        {"{\"metadata\":{\"name\":\"s\",\"namespace\":\"games\"},\"spec\":{\"capability\":"
+         "\"db\",\"source\":{\"secretRef\":{\"name\":\"db\",\"key\":\"url\"}}}}",
+         0, ""},
+        {"{\"metadata\":{\"name\":\"s\",\"namespace\":\"games\"},\"spec\":{\"capability\":"
+         "\"db\",\"source\":{\"secretRef\":{\"name\":\"db\",\"key\":\"user\"}}}}",
+         BDY_ENOTFOUND, "Secret games/db has no key user"},
+        {"{\"metadata\":{\"name\":\"s\",\"namespace\":\"other\"},\"spec\":{\"capability\":"
+         "\"db\",\"source\":{\"secretRef\":{\"name\":\"db\"}}}}",
+         0, ""}, /* the fake store has no namespaces */
+        {"{\"metadata\":{\"name\":\"sel\"},\"spec\":{\"capability\":\"db\",\"worldSelector\":"
+         "{\"matchExpressions\":[{\"key\":\"a\",\"operator\":\"Near\"}]},"
+         "\"source\":{\"values\":{\"u\":\"1\"}}}}",
+         BDY_EINVAL, "CapabilityBinding sel: worldSelector:"},
+        {"{\"metadata\":{\"name\":\"f\"},\"spec\":{\"capability\":\"db\","
+         "\"source\":{\"values\":{\"u\":\"1\"}},\"inject\":{\"file\":\"/x\"}}}",
+         BDY_EINVAL, "injects a file"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *b = parse(cases[i].binding);
+        why[0] = '\0';
+        int rc = bdy_capability_binding_check(b, fake_get, &fs, why, sizeof(why));
+        if (rc != cases[i].rc || strstr(why, cases[i].says) == NULL)
+            fprintf(stderr, "case %zu: rc %d, why: %s\n", i, rc, why);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(why, cases[i].says));
+        json_object_put(b);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sources_and_names),
+        cmocka_unit_test(test_which_binding),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_binding_check),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
