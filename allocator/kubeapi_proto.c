@@ -20,7 +20,6 @@
 
 #include "bindery/util.h"
 
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,11 +152,10 @@ static int pb_bytes(const pb_field *f, const char *kind, json_object **out, bdy_
     if (f->wire != WIRE_LEN)
         return malformed(eb, kind, "a bytes field is not length-delimited");
     size_t n = (size_t)(f->sub.end - f->sub.p);
-    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
-    if (b64 == NULL)
-        return BDY_ENOMEM;
-    /* n is within the body, which the HTTP server caps far below INT_MAX. */
-    EVP_EncodeBlock((unsigned char *)b64, f->sub.p, (int)n);
+    char *b64 = NULL;
+    int rc = bdy_base64_encode(f->sub.p, n, &b64);
+    if (rc != 0)
+        return rc;
     *out = json_object_new_string(b64);
     free(b64);
     return *out != NULL ? 0 : BDY_ENOMEM;

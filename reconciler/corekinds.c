@@ -5,9 +5,8 @@
 #include "corekinds.h"
 
 #include "bindery/jsonutil.h"
-#include "bindery/kubeconfig.h" /* bdy_base64_decode */
+#include "bindery/util.h"
 
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,17 +128,6 @@ static void check_key(check *c, const char *map, const char *key)
     }
 }
 
-/* Standard base64 of len bytes at raw into *out (malloc'd, NUL-ended). */
-static int encode_base64(const char *raw, size_t len, char **out)
-{
-    *out = malloc(4 * ((len + 2) / 3) + 1);
-    if (*out == NULL)
-        return BDY_ENOMEM;
-    /* len is at most VALUE_MAX_TEXT: callers check before. */
-    EVP_EncodeBlock((unsigned char *)*out, (const unsigned char *)raw, (int)len);
-    return 0;
-}
-
 /* Checks that text (len bytes) is what Go's encoding/json accepts for a
  * []byte, which is what the API server decodes data and binaryData with:
  * the standard alphabet, padded with '=' to a multiple of four characters,
@@ -171,7 +159,7 @@ static int canonical_base64(const char *text, size_t len, char **out)
     int rc = bdy_base64_decode(text, len, &raw, &n);
     if (rc != 0)
         return rc;
-    rc = encode_base64(raw, n, out);
+    rc = bdy_base64_encode(raw, n, out);
     free(raw);
     return rc;
 }
@@ -316,7 +304,7 @@ static int merge_string_data(check *c, json_object *sd, json_object *data, bool 
             continue;
         }
         char *b64 = NULL;
-        if (encode_base64(json_object_get_string(val), len, &b64) != 0)
+        if (bdy_base64_encode(json_object_get_string(val), len, &b64) != 0)
             return BDY_ENOMEM;
         json_object *s = json_object_new_string(b64);
         free(b64);

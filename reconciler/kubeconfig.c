@@ -84,63 +84,6 @@ static char *resolve_path(const char *dir, const char *p)
     return strdup(buf);
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-int bdy_base64_decode(const char *in, size_t len, char **out, size_t *out_len)
-{
-    *out = NULL;
-    *out_len = 0;
-    char *buf = malloc(len / 4 * 3 + 4);
-    if (buf == NULL)
-        return BDY_ENOMEM;
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    bool padding = false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (isspace(c))
-            continue;
-        if (c == '=') {
-            padding = true;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || padding) {
-            free(buf);
-            return BDY_EINVAL; /* a stray character, or data after padding */
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    /* Six leftover bits cannot encode a byte: the input was cut. */
-    if (bits >= 6) {
-        free(buf);
-        return BDY_EINVAL;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *out_len = n;
-    return 0;
-}
-
 /* Decodes the base64 scalar key of map n into *pem (left alone if absent). */
 static int decode_data(const bdy_ynode *n, const char *key, const char *what, char **pem,
                        size_t *pem_len, bdy_errbuf *eb)

@@ -2,12 +2,10 @@
 #include "bindery/worldspec.h"
 
 #include "bindery/jsonutil.h"
-#include "bindery/kubeconfig.h"
 #include "bindery/util.h"
 #include "runtime_internal.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -465,10 +463,8 @@ static json_object *host_argument(const booklet_module *bm, unsigned k, const bd
         o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (text == NULL || len > (size_t)BDY_RUNTIME_MAX_ARG_BYTES / 4 * 3 - 3)
         goto out;
-    b64 = malloc(len / 3 * 4 + 5);
-    if (b64 == NULL)
+    if (bdy_base64_encode(text, len, &b64) != 0)
         goto out;
-    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)text, (int)len);
     result = json_object_new_string(b64);
 out:
     free(b64);

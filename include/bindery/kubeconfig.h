@@ -87,9 +87,4 @@ int bdy_kubeconfig_reload_token(bdy_kubeconfig *kc, bdy_errbuf *eb);
 /* Frees the strings; kc itself is the caller's. Accepts NULL. */
 void bdy_kubeconfig_free(bdy_kubeconfig *kc);
 
-/* Decodes standard base64 (whitespace ignored, padding optional) into a
- * NUL-terminated malloc'd buffer. Returns 0, BDY_EINVAL or BDY_ENOMEM.
- * Exposed for the tests; Kubernetes "*-data" fields use it. */
-int bdy_base64_decode(const char *in, size_t len, char **out, size_t *out_len);
-
 #endif

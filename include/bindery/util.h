@@ -133,4 +133,14 @@ void bdy_write_health_failed(bdy_write_health *h, const char *why);
 /* 0, or BDY_EIO with "what: the last write failed N s ago: why" in eb. */
 int bdy_write_health_check(bdy_write_health *h, const char *what, bdy_errbuf *eb);
 
+/* Decodes standard base64 (whitespace ignored, padding optional) into a
+ * NUL-terminated malloc'd buffer. Returns 0, BDY_EINVAL or BDY_ENOMEM.
+ * Kubernetes "*-data" fields, Secrets' data and the world host's
+ * arguments use it. */
+int bdy_base64_decode(const char *in, size_t len, char **out, size_t *out_len);
+/* Encodes len bytes of in as standard base64 with padding into a
+ * NUL-terminated malloc'd string. Returns 0, BDY_ETOOBIG (len past what
+ * OpenSSL's encoder takes, INT_MAX / 4 * 3) or BDY_ENOMEM. */
+int bdy_base64_encode(const void *in, size_t len, char **out);
+
 #endif

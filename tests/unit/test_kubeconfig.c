@@ -4,6 +4,7 @@
  * in-cluster configuration; and clear errors for what is missing or
  * unsupported. */
 #include "bindery/kubeconfig.h"
+#include "bindery/util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
