@@ -2,7 +2,6 @@
 #include "bindery/capability.h"
 
 #include "bindery/jsonutil.h"
-#include "bindery/kubeconfig.h"
 #include "bindery/selector.h"
 #include "bindery/util.h"
 
@@ -12,6 +11,7 @@
 #include <string.h>
 
 #define ENV_NAME_MAX 512
+#define BINDERY_PREFIX "BINDERY_"
 
 /* One key and value of a binding's source. */
 typedef struct source_entry {
@@ -27,6 +27,7 @@ typedef struct bind_ctx {
     void *data;
     char *why;
     size_t why_cap;
+    size_t bytes; /* of the variables bound so far */
 } bind_ctx;
 
 static size_t array_len(json_object *list)
@@ -108,10 +109,47 @@ static json_object *hold(bind_ctx *c, json_object *o)
     return o;
 }
 
-/* The entries of map (an object of strings) into out[], decoding base64
- * values when b64; *n entries. */
-static int read_map(bind_ctx *c, json_object *map, bool b64, const char *what, source_entry *out,
-                    size_t max, size_t *n)
+/* Entry key, v of a source's map into out[*n], decoding a base64 value
+ * when b64. */
+static int take_entry(bind_ctx *c, const char *key, json_object *v, bool b64, const char *what,
+                      source_entry *out, size_t max, size_t *n)
+{
+    if (!json_object_is_type(v, json_type_string)) {
+        snprintf(c->why, c->why_cap, "%s: %s is not a string", what, key);
+        return BDY_EINVAL;
+    }
+    if (*n == max) {
+        snprintf(c->why, c->why_cap, "%s has more than %zu keys; name one in the binding's key",
+                 what, max);
+        return BDY_EINVAL;
+    }
+    json_object *value = NULL;
+    if (b64) {
+        char *raw = NULL;
+        size_t raw_len = 0;
+        int rc = bdy_base64_decode(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                                   &raw, &raw_len);
+        if (rc != 0) {
+            snprintf(c->why, c->why_cap, "%s: %s is not valid base64", what, key);
+            return rc == BDY_ENOMEM ? rc : BDY_EINVAL;
+        }
+        value = hold(c, json_object_new_string_len(raw, (int)raw_len));
+        free(raw);
+    } else {
+        value = hold(c, json_object_get(v)); /* the list it came in goes */
+    }
+    if (value == NULL)
+        return BDY_ENOMEM;
+    out[*n].key = key;
+    out[*n].value = value;
+    (*n)++;
+    return 0;
+}
+
+/* The entries of map (an object of strings) into out[] (*n of them),
+ * decoding base64 values when b64: only key only when it is not NULL. */
+static int read_map(bind_ctx *c, json_object *map, bool b64, const char *only, const char *what,
+                    source_entry *out, size_t max, size_t *n)
 {
     if (map == NULL)
         return 0;
@@ -119,44 +157,25 @@ static int read_map(bind_ctx *c, json_object *map, bool b64, const char *what, s
         snprintf(c->why, c->why_cap, "%s is not a map of strings", what);
         return BDY_EINVAL;
     }
+    if (only != NULL) {
+        json_object *v = NULL;
+        return json_object_object_get_ex(map, only, &v)
+                   ? take_entry(c, only, v, b64, what, out, max, n)
+                   : 0;
+    }
     json_object_object_foreach(map, key, v)
     {
-        if (!json_object_is_type(v, json_type_string)) {
-            snprintf(c->why, c->why_cap, "%s: %s is not a string", what, key);
-            return BDY_EINVAL;
-        }
-        if (*n == max) {
-            snprintf(c->why, c->why_cap, "%s has more than %zu keys", what, max);
-            return BDY_EINVAL;
-        }
-        json_object *value = hold(c, json_object_get(v)); /* the list of bindings goes */
-        if (value == NULL)
-            return BDY_ENOMEM;
-        if (b64) {
-            char *raw = NULL;
-            size_t raw_len = 0;
-            int rc = bdy_base64_decode(json_object_get_string(v),
-                                       (size_t)json_object_get_string_len(v), &raw, &raw_len);
-            if (rc != 0) {
-                snprintf(c->why, c->why_cap, "%s: %s is not valid base64", what, key);
-                return rc == BDY_ENOMEM ? rc : BDY_EINVAL;
-            }
-            value = hold(c, json_object_new_string_len(raw, (int)raw_len));
-            free(raw);
-            if (value == NULL)
-                return BDY_ENOMEM;
-        }
-        out[*n].key = key;
-        out[*n].value = value;
-        (*n)++;
+        int rc = take_entry(c, key, v, b64, what, out, max, n);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
 
 /* The entries of binding b's source into out[] (at most max); the objects
  * read are held in the world spec. */
-static int read_source(bind_ctx *c, json_object *b, const char *cap, source_entry *out, size_t max,
-                       size_t *n)
+static int read_source(bind_ctx *c, json_object *b, const char *cap, const char *only,
+                       source_entry *out, size_t max, size_t *n)
 {
     json_object *src = bdy_jget(bdy_jget(b, "spec"), "source");
     json_object *values = bdy_jget(src, "values");
@@ -167,7 +186,7 @@ static int read_source(bind_ctx *c, json_object *b, const char *cap, source_entr
     if (values != NULL) {
         snprintf(what, sizeof(what), "capability %s: CapabilityBinding %s: spec.source.values", cap,
                  binding_name(b));
-        return read_map(c, values, false, what, out, max, n);
+        return read_map(c, values, false, NULL, what, out, max, n);
     }
     if (secret == NULL && config == NULL) {
         bool service = bdy_jget(src, "serviceRef") != NULL;
@@ -193,10 +212,10 @@ static int read_source(bind_ctx *c, json_object *b, const char *cap, source_entr
         return BDY_ENOMEM;
     snprintf(what, sizeof(what), "capability %s: %s %s/%s", cap, kind, c->ns, name);
     if (secret != NULL)
-        return read_map(c, bdy_jget(obj, "data"), true, what, out, max, n);
-    rc = read_map(c, bdy_jget(obj, "data"), false, what, out, max, n);
+        return read_map(c, bdy_jget(obj, "data"), true, only, what, out, max, n);
+    rc = read_map(c, bdy_jget(obj, "data"), false, only, what, out, max, n);
     if (rc == 0)
-        rc = read_map(c, bdy_jget(obj, "binaryData"), true, what, out, max, n);
+        rc = read_map(c, bdy_jget(obj, "binaryData"), true, only, what, out, max, n);
     return rc;
 }
 
@@ -209,7 +228,9 @@ static bool append_env_part(char *out, size_t cap, const char *s)
         if (len + 1 >= cap)
             return false;
         unsigned char ch = (unsigned char)*s;
-        out[len++] = isalnum(ch) ? (char)toupper(ch) : '_';
+        /* ASCII alone: a key may be any UTF-8, and isalnum() follows the
+         * locale. */
+        out[len++] = ch < 0x80 && isalnum(ch) ? (char)toupper(ch) : '_';
     }
     out[len] = '\0';
     return true;
@@ -244,6 +265,10 @@ static int add_variable(bind_ctx *c, json_object *b, const char *cap, const char
         problem = "holds a NUL byte, which no environment variable can";
     else if (len > BDY_CAPABILITY_MAX_VALUE_BYTES)
         problem = "is longer than an environment variable may be here (64 KiB)";
+    else if (strncmp(name, BINDERY_PREFIX, sizeof(BINDERY_PREFIX) - 1) == 0)
+        problem = "is one of Bindery's own names (BINDERY_*), which a binding may not set";
+    else if (c->bytes + strlen(name) + len + 2 > BDY_CAPABILITY_MAX_TOTAL_BYTES)
+        problem = "makes the world's bound variables longer than 256 KiB in all";
     else if (is_set(spec, name))
         problem = "sets a variable another capability or key of this world sets too";
     else if (spec->nbound == BDY_RUNTIME_MAX_ENV)
@@ -262,6 +287,7 @@ static int add_variable(bind_ctx *c, json_object *b, const char *cap, const char
     spec->bound_names[spec->nbound] = json_object_get_string(held_name);
     spec->bound_values[spec->nbound] = text;
     spec->nbound++;
+    c->bytes += strlen(name) + len + 2; /* as "NAME=value\0" */
     return 0;
 }
 
@@ -279,13 +305,15 @@ static int bind_from(bind_ctx *c, json_object *b, const char *cap)
                  cap, binding_name(b));
         return BDY_EINVAL;
     }
-    source_entry entries[BDY_RUNTIME_MAX_ENV];
-    size_t n = 0;
-    rc = read_source(c, b, cap, entries, BDY_RUNTIME_MAX_ENV, &n);
-    if (rc != 0)
-        return rc;
     char base[ENV_NAME_MAX];
     const char *env = bdy_jstr(inject, "env");
+    if (env != NULL && strlen(env) >= ENV_NAME_MAX) {
+        snprintf(c->why, c->why_cap,
+                 "capability %s: CapabilityBinding %s: spec.inject.env is longer than %d "
+                 "characters",
+                 cap, binding_name(b), ENV_NAME_MAX - 1);
+        return BDY_EINVAL;
+    }
     if (env != NULL) {
         snprintf(base, sizeof(base), "%s", env);
     } else {
@@ -296,10 +324,16 @@ static int bind_from(bind_ctx *c, json_object *b, const char *cap)
     json_object *ref =
         bdy_jget(src, "secretRef") ? bdy_jget(src, "secretRef") : bdy_jget(src, "configMapRef");
     const char *key = bdy_jstr(ref, "key");
-    if (key != NULL && key[0] != '\0') {
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(entries[i].key, key) == 0)
-                return add_variable(c, b, cap, base, NULL, entries[i].value);
+    if (key != NULL && key[0] == '\0')
+        key = NULL;
+    source_entry entries[BDY_RUNTIME_MAX_ENV];
+    size_t n = 0;
+    rc = read_source(c, b, cap, key, entries, BDY_RUNTIME_MAX_ENV, &n);
+    if (rc != 0)
+        return rc;
+    if (key != NULL && n > 0)
+        return add_variable(c, b, cap, base, NULL, entries[0].value);
+    if (key != NULL) {
         snprintf(c->why, c->why_cap,
                  "capability %s: CapabilityBinding %s: its %s %s/%s has no key %s", cap,
                  binding_name(b), bdy_jget(src, "secretRef") ? "Secret" : "ConfigMap", c->ns,

@@ -46,6 +46,7 @@
 /* How often a world that waits for its capabilities looks again: a
  * list of its namespace's bindings each time. */
 #define CAPABILITY_RECHECK_MS 2000
+#define CAPABILITY_RECHECK_MAX_MS 30000
 #define BINDINGS_SWEEP_MS 2000 /* the status of every CapabilityBinding */
 #define POOL_STEP_MAX 256      /* most worlds one pool reconcile creates or deletes */
 /* The worlds of removed pools: looked for this often, and let go after the
@@ -123,7 +124,8 @@ struct bdy_reconciler {
     char node_name[128];
 
     pthread_mutex_t track_lock;
-    bdy_hmap track; /* tracked by "ns/name" */
+    bdy_hmap track;   /* tracked by "ns/name" */
+    bdy_hmap waiting; /* waiting_world by "ns/name", under track_lock */
 
     pthread_mutex_t pools_lock;
     pool_state *pools;
@@ -173,6 +175,55 @@ static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
     return t;
 }
 
+/* A world that waits for its capabilities, to be queued at once when a
+ * binding's status changes in its namespace. */
+typedef struct waiting_world {
+    bdy_hnode node;
+    char key[KEY_MAX];
+} waiting_world;
+
+/* Notes (waits) or forgets that the world of key waits for its
+ * capabilities. Under track_lock. */
+static void waiting_set_locked(bdy_reconciler *r, const char *key, bool waits)
+{
+    uint64_t h = bdy_hash_str(key);
+    waiting_world *w = (waiting_world *)bdy_hmap_find(&r->waiting, key, h);
+    if (waits && w == NULL && (w = calloc(1, sizeof(*w))) != NULL) {
+        snprintf(w->key, sizeof(w->key), "%s", key);
+        w->node.key = w->key;
+        w->node.hash = h;
+        bdy_hmap_insert(&r->waiting, &w->node);
+    } else if (!waits && w != NULL) {
+        bdy_hmap_remove(&r->waiting, &w->node);
+        free(w);
+    }
+}
+
+static void waiting_set(bdy_reconciler *r, const char *key, bool waits)
+{
+    pthread_mutex_lock(&r->track_lock);
+    waiting_set_locked(r, key, waits);
+    pthread_mutex_unlock(&r->track_lock);
+}
+
+/* Queues every world of namespace ns that waits for its capabilities (and
+ * forgets them: each notes itself again if it still waits). */
+static void waiting_wake(bdy_reconciler *r, const char *ns)
+{
+    size_t len = strlen(ns);
+    pthread_mutex_lock(&r->track_lock);
+    BDY_HMAP_FOREACH(&r->waiting, node)
+    {
+        waiting_world *w = (waiting_world *)node;
+        if (strncmp(w->key, ns, len) != 0 || w->key[len] != '/')
+            continue;
+        bdy_reconciler_enqueue_world(r, ns, w->key + len + 1);
+        bdy_hmap_remove(&r->waiting, &w->node);
+        free(w);
+    }
+    pthread_mutex_unlock(&r->track_lock);
+}
+
 static void track_drop(bdy_reconciler *r, const char *key)
 {
     pthread_mutex_lock(&r->track_lock);
@@ -181,6 +232,7 @@ static void track_drop(bdy_reconciler *r, const char *key)
         bdy_hmap_remove(&r->track, &t->node);
         free(t);
     }
+    waiting_set_locked(r, key, false);
     pthread_mutex_unlock(&r->track_lock);
 }
 
@@ -691,7 +743,11 @@ static int observe_generation(bdy_reconciler *r, json_object *world)
 {
     json_object *status = bdy_jget(world, "status");
     int64_t gen = bdy_jint(bdy_jget(world, "metadata"), "generation", 1);
-    if (bdy_jstr(status, "phase") == NULL || bdy_jint(status, "observedGeneration", gen) >= gen)
+    const char *phase = bdy_jstr(status, "phase");
+    /* A world Pending has not started (one waiting for its capabilities
+     * has a phase written): its spec is read when it does. */
+    if (phase == NULL || strcmp(phase, "Pending") == 0 ||
+        bdy_jint(status, "observedGeneration", gen) >= gen)
         return 0;
     json_object *st = json_object_new_object();
     json_object_object_add(st, "observedGeneration", json_object_new_int64(gen));
@@ -774,10 +830,24 @@ static int bind_capabilities(bdy_reconciler *r, json_object *world, bdy_worldspe
  * saying why (and an Event when that changes), and is looked at again
  * after CAPABILITY_RECHECK_MS: nothing tells the controller when a
  * binding, Secret or ConfigMap appears. */
-static int wait_for_capabilities(bdy_reconciler *r, json_object *world, int why_rc, const char *why,
-                                 unsigned *requeue_ms)
+static int wait_for_capabilities(bdy_reconciler *r, const char *key, json_object *world, int why_rc,
+                                 const char *why, unsigned *requeue_ms)
 {
-    *requeue_ms = CAPABILITY_RECHECK_MS;
+    /* Every CAPABILITY_RECHECK_MS at first, then less often as the wait
+     * grows (a tenth of the world's age, up to CAPABILITY_RECHECK_MAX_MS):
+     * each look lists the namespace's bindings, and a pool misconfigured
+     * for hours should not cost that every 2 s per world. A binding whose
+     * status changes wakes the namespace's waiting worlds at once
+     * (waiting_wake). */
+    double created = 0;
+    const char *at = bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp");
+    double delay_ms = at != NULL && bdy_timestamp_parse(at, &created) == 0
+                          ? (bdy_wall_seconds() - created) * 100.0
+                          : 0;
+    *requeue_ms = delay_ms < CAPABILITY_RECHECK_MS       ? CAPABILITY_RECHECK_MS
+                  : delay_ms > CAPABILITY_RECHECK_MAX_MS ? CAPABILITY_RECHECK_MAX_MS
+                                                         : (unsigned)delay_ms;
+    waiting_set(r, key, true);
     const char *reason = why_rc == BDY_ENOTFOUND ? "CapabilityUnbound" : "CapabilityInvalid";
     json_object *status = bdy_jget(world, "status");
     const char *was_reason = bdy_jstr(status, "reason");
@@ -885,8 +955,9 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                 rc = bind_capabilities(r, world, &ws, why, sizeof(why));
                 if (rc != 0) {
                     bdy_worldspec_free(&ws);
-                    return store_trouble(rc) ? rc
-                                             : wait_for_capabilities(r, world, rc, why, requeue_ms);
+                    return store_trouble(rc)
+                               ? rc
+                               : wait_for_capabilities(r, key, world, rc, why, requeue_ms);
                 }
                 memset(&h, 0, sizeof(h));
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
@@ -898,6 +969,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
         if (rc != 0) /* retried if not written: nothing else would look at it again */
             return set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
         track_set(r, key, &h);
+        waiting_set(r, key, false);
         /* A new process: an exit the fleet recorded for this world was
          * its earlier one's (its Starting status failed to be written), and
          * would keep the world out of the warm index for good once Ready.
@@ -1889,10 +1961,12 @@ out:
 /* ---- capability binding controller ------------------------------------------------ */
 
 /* The Ready condition binding should carry (status, reason and message);
- * false when it already does for its generation. */
+ * false when it already does for its generation. *since: its
+ * lastTransitionTime when its status stays (NULL else). */
 static bool binding_condition_stale(json_object *binding, const char *status, const char *reason,
-                                    const char *message)
+                                    const char *message, const char **since)
 {
+    *since = NULL;
     json_object *st = bdy_jget(binding, "status");
     int64_t gen = bdy_jint(bdy_jget(binding, "metadata"), "generation", 1);
     if (bdy_jint(st, "observedGeneration", -1) != gen)
@@ -1907,6 +1981,8 @@ static bool binding_condition_stale(json_object *binding, const char *status, co
         const char *was_status = bdy_jstr(c, "status");
         const char *was_reason = bdy_jstr(c, "reason");
         const char *was_message = bdy_jstr(c, "message");
+        if (was_status != NULL && strcmp(was_status, status) == 0)
+            *since = bdy_jstr(c, "lastTransitionTime");
         return was_status == NULL || strcmp(was_status, status) != 0 || was_reason == NULL ||
                strcmp(was_reason, reason) != 0 || was_message == NULL ||
                strcmp(was_message, message) != 0;
@@ -1929,7 +2005,8 @@ static int check_binding(bdy_reconciler *r, json_object *binding)
     const char *reason = rc == 0 ? "Resolved" : rc == BDY_ENOTFOUND ? "Unresolved" : "Invalid";
     if (rc == 0)
         snprintf(why, sizeof(why), "its source resolves and its values can be injected");
-    if (!binding_condition_stale(binding, status, reason, why))
+    const char *since = NULL;
+    if (!binding_condition_stale(binding, status, reason, why, &since))
         return 0;
     int64_t gen = bdy_jint(meta, "generation", 1);
     char now[BDY_TIMESTAMP_LEN];
@@ -1939,7 +2016,7 @@ static int check_binding(bdy_reconciler *r, json_object *binding)
     json_object_object_add(cond, "status", json_object_new_string(status));
     json_object_object_add(cond, "reason", json_object_new_string(reason));
     json_object_object_add(cond, "message", json_object_new_string(why));
-    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(now));
+    json_object_object_add(cond, "lastTransitionTime", json_object_new_string(since ? since : now));
     json_object_object_add(cond, "observedGeneration", json_object_new_int64(gen));
     json_object *conds = json_object_new_array();
     json_object_array_add(conds, cond);
@@ -1955,6 +2032,10 @@ static int check_binding(bdy_reconciler *r, json_object *binding)
     rc = bdy_store_patch(r->o.store, &BDY_GVR_BINDINGS, src.ns, bdy_jstr(meta, "name"),
                          BDY_PATCH_MERGE, patch, true, NULL, NULL, NULL);
     json_object_put(patch);
+    /* What the namespace binds changed: its waiting worlds look now, not
+     * at their next recheck. */
+    if (rc == 0 && src.ns != NULL)
+        waiting_wake(r, src.ns);
     /* Changed or gone since the list: the next sweep looks again. */
     return rc == BDY_ECONFLICT || rc == BDY_ENOTFOUND ? 0 : rc;
 }
@@ -2159,6 +2240,11 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
         free(r);
         return BDY_ENOMEM;
     }
+    if (bdy_hmap_init(&r->waiting, 16) != 0) {
+        bdy_hmap_destroy(&r->track);
+        free(r);
+        return BDY_ENOMEM;
+    }
     pthread_mutex_init(&r->track_lock, NULL);
     pthread_mutex_init(&r->pools_lock, NULL);
     pthread_mutex_init(&r->ev_lock, NULL);
@@ -2303,6 +2389,13 @@ void bdy_reconciler_free(bdy_reconciler *r)
         }
     }
     bdy_hmap_destroy(&r->track);
+    if (r->waiting.buckets != NULL) {
+        BDY_HMAP_FOREACH(&r->waiting, n)
+        {
+            free(n);
+        }
+    }
+    bdy_hmap_destroy(&r->waiting);
     while (r->pools != NULL) {
         pool_state *next = r->pools->next;
         free(r->pools);

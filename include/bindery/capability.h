@@ -38,6 +38,12 @@
  * the kernel's limit (128 KiB) makes the start fail with E2BIG, and many
  * such values would pass the limit of all arguments and variables. */
 #define BDY_CAPABILITY_MAX_VALUE_BYTES BDY_RUNTIME_MAX_ARG_BYTES
+/* Longest all of one world's bound variables may be ("NAME=value" each):
+ * the kernel takes about 2 MiB of arguments and environment in all, and
+ * a world is recognised after a restart by the variables Bindery sets,
+ * which a restarted bindery reads from the first 1 MiB of its
+ * environment. */
+#define BDY_CAPABILITY_MAX_TOTAL_BYTES ((size_t)256 * 1024)
 
 /* Binds every capability ws->capabilities names for world (a
  * WorldInstance as stored), from bindings (an array of the
@@ -46,9 +52,11 @@
  * strings held in ws->held. Returns 0; BDY_ENOTFOUND when one is unbound
  * (no binding serves it, or its Secret, ConfigMap or key is missing);
  * BDY_EINVAL when it is bound in a way that cannot be injected here (two
- * bindings of equal standing, a file, a Service, a variable set twice, a
- * value with a NUL byte or longer than BDY_CAPABILITY_MAX_VALUE_BYTES,
- * more than BDY_RUNTIME_MAX_ENV variables); BDY_ENOMEM; or a store error
+ * bindings of equal standing, a file, a Service, a variable set twice or
+ * named BINDERY_*, a value with a NUL byte or longer than
+ * BDY_CAPABILITY_MAX_VALUE_BYTES, more than BDY_RUNTIME_MAX_ENV variables
+ * or BDY_CAPABILITY_MAX_TOTAL_BYTES in all, a source of more than
+ * BDY_RUNTIME_MAX_ENV keys bound without a key); BDY_ENOMEM; or a store error
  * from get. The reason, naming the capability and the binding, in why. */
 int bdy_capabilities_bind(bdy_worldspec *ws, json_object *world, json_object *bindings,
                           bdy_worldspec_get_fn get, void *data, char *why, size_t why_cap);

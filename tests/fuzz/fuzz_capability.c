@@ -7,8 +7,8 @@
  * The input is one JSON object: {"caps": [...], "world": {...},
  * "bindings": [...], "secrets": {name: Secret}, "configmaps": {name:
  * ConfigMap}}. Whatever it holds, binding must fail with a reason or bind
- * variables a process can be given: names without '=', values without a
- * NUL byte, within the caps.
+ * variables a process can be given: names without '=' and not Bindery's
+ * own, values without a NUL byte, within the caps each and in all.
  */
 #include "bindery/capability.h"
 
@@ -66,11 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         if (ws.spec.nbound > BDY_RUNTIME_MAX_ENV)
             abort();
+        size_t total = 0;
         for (size_t i = 0; i < ws.spec.nbound; i++) {
             const char *name = ws.spec.bound_names[i];
             const char *value = ws.spec.bound_values[i];
             if (name == NULL || name[0] == '\0' || strchr(name, '=') != NULL || value == NULL ||
-                strlen(value) > BDY_CAPABILITY_MAX_VALUE_BYTES)
+                strlen(value) > BDY_CAPABILITY_MAX_VALUE_BYTES || strncmp(name, "BINDERY_", 8) == 0)
+                abort();
+            total += strlen(name) + strlen(value) + 2;
+            if (total > BDY_CAPABILITY_MAX_TOTAL_BYTES)
                 abort();
             for (size_t k = 0; k < i; k++)
                 if (strcmp(ws.spec.bound_names[k], name) == 0)

@@ -139,6 +139,32 @@ static void test_sources_and_names(void **state)
     assert_memory_equal(bound(&ws, "CAPABILITY_TUNING_V2_SEED"), "\x01\x02\x03", 4);
     bdy_worldspec_free(&ws);
 
+    /* One key of a ConfigMap of more keys than a world takes variables:
+     * bound; the whole of it is not. */
+    char *many = malloc(100 * 32 + 128);
+    assert_non_null(many);
+    int at = snprintf(many, 128, "{\"metadata\":{\"name\":\"many\"},\"data\":{");
+    for (int k = 0; k < 100; k++)
+        at += snprintf(many + at, 32, "%s\"key-%d\":\"v%d\"", k ? "," : "", k, k);
+    snprintf(many + at, 8, "}}");
+    put(&fs, "configmaps", "many", many);
+    assert_int_equal(bind(&ws, "[\"db\"]", "{}",
+                          "[{\"metadata\":{\"name\":\"m\"},\"spec\":{\"capability\":\"db\","
+                          "\"source\":{\"configMapRef\":{\"name\":\"many\",\"key\":\"key-77\"}}}}]",
+                          &fs, why, sizeof(why)),
+                     0);
+    assert_int_equal(ws.spec.nbound, 1);
+    assert_string_equal(bound(&ws, "CAPABILITY_DB"), "v77");
+    bdy_worldspec_free(&ws);
+    assert_int_equal(bind(&ws, "[\"db\"]", "{}",
+                          "[{\"metadata\":{\"name\":\"m\"},\"spec\":{\"capability\":\"db\","
+                          "\"source\":{\"configMapRef\":{\"name\":\"many\"}}}}]",
+                          &fs, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "has more than 64 keys; name one in the binding's key"));
+    bdy_worldspec_free(&ws);
+    free(many);
+
     /* Nothing required: nothing read, nothing bound. */
     assert_int_equal(bind(&ws, "[]", "{}", "[]", &fs, why, sizeof(why)), 0);
     assert_int_equal(ws.spec.nbound, 0);
@@ -189,9 +215,13 @@ static void test_which_binding(void **state)
     bdy_worldspec_free(&ws);
     /* Two defaults: the same. */
     assert_int_equal(
-        bind(&ws, "[\"db\"]", "{}", "[" DEFAULT_DB "," DEFAULT_DB "]", &fs, why, sizeof(why)),
+        bind(&ws, "[\"db\"]", "{}",
+             "[" DEFAULT_DB ",{\"metadata\":{\"name\":\"db-other\"},\"spec\":{\"capability\":"
+             "\"db\",\"worldSelector\":{},\"source\":{\"values\":{\"url\":\"other\"}}}}]",
+             &fs, why, sizeof(why)),
         BDY_EINVAL);
-    assert_non_null(strstr(why, "neither with a selector"));
+    assert_non_null(strstr(
+        why, "db-default and db-other both serve it for this world, neither with a selector"));
     bdy_worldspec_free(&ws);
 
     /* A binding of another capability does not count. */
@@ -205,10 +235,14 @@ static void test_which_binding(void **state)
 static int bind_db(bdy_worldspec *ws, const char *spec_members, fake_store *fs, char *why,
                    size_t why_cap)
 {
-    char bindings[1024];
-    snprintf(bindings, sizeof(bindings),
-             "[{\"metadata\":{\"name\":\"b\"},\"spec\":{\"capability\":\"db\",%s}}]", spec_members);
-    return bind(ws, "[\"db\"]", "{}", bindings, fs, why, why_cap);
+    size_t cap = strlen(spec_members) + 128;
+    char *bindings = malloc(cap);
+    assert_non_null(bindings);
+    snprintf(bindings, cap, "[{\"metadata\":{\"name\":\"b\"},\"spec\":{\"capability\":\"db\",%s}}]",
+             spec_members);
+    int rc = bind(ws, "[\"db\"]", "{}", bindings, fs, why, why_cap);
+    free(bindings);
+    return rc;
 }
 
 static void test_refusals(void **state)
@@ -271,6 +305,43 @@ static void test_refusals(void **state)
     bdy_worldspec_free(&ws);
     free(bindings);
     free(members);
+
+    /* Bindery's own names. */
+    assert_int_equal(bind_db(&ws,
+                             "\"source\":{\"values\":{\"u\":\"x\"}},\"inject\":{\"env\":"
+                             "\"BINDERY_PORT\"}",
+                             &fs, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "BINDERY_PORT_U (key u) is one of Bindery's own names"));
+    bdy_worldspec_free(&ws);
+
+    /* A name longer than the binder takes. */
+    char long_env[700];
+    int w = snprintf(long_env, sizeof(long_env),
+                     "\"source\":{\"values\":{\"u\":\"x\"}},"
+                     "\"inject\":{\"env\":\"");
+    memset(long_env + w, 'E', 600);
+    snprintf(long_env + w + 600, sizeof(long_env) - (size_t)w - 600, "\"}");
+    assert_int_equal(bind_db(&ws, long_env, &fs, why, sizeof(why)), BDY_EINVAL);
+    assert_non_null(strstr(why, "spec.inject.env is longer than"));
+    bdy_worldspec_free(&ws);
+
+    /* Values within the cap each, past it in all: 5 x 60 KiB. */
+    size_t each = (size_t)60 * 1024;
+    char *big = malloc(5 * (each + 16) + 128);
+    assert_non_null(big);
+    int at2 = snprintf(big, 128, "\"source\":{\"values\":{");
+    for (int k = 0; k < 5; k++) {
+        at2 += snprintf(big + at2, 16, "%s\"k%d\":\"", k ? "," : "", k);
+        memset(big + at2, 'v', each);
+        at2 += (int)each;
+        big[at2++] = '"';
+    }
+    snprintf(big + at2, 16, "}}");
+    assert_int_equal(bind_db(&ws, big, &fs, why, sizeof(why)), BDY_EINVAL);
+    assert_non_null(strstr(why, "longer than 256 KiB in all"));
+    bdy_worldspec_free(&ws);
+    free(big);
 
     /* Two capabilities that make the same variable. */
     assert_int_equal(bind(&ws, "[\"db\",\"db2\"]", "{}",
