@@ -201,7 +201,7 @@ static int append_version(bdy_buf *text, const char *kind, json_object *o)
 }
 
 uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source,
-                           json_object *const *modules, size_t nmodules)
+                           json_object *const *modules, size_t nmodules, const char *bound)
 {
     /* Labels sorted by key: reordering them in the config is no change. */
     bdy_config_label sorted[BDY_CONFIG_MAX_LABELS]; /* the strings stay spec's */
@@ -227,6 +227,10 @@ uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source,
     for (size_t i = 0; i < nlabels && rc == 0; i++) {
         rc = append_field(&text, sorted[i].key);
         rc = rc ? rc : append_field(&text, sorted[i].value);
+    }
+    if (bound != NULL && bound[0] != '\0') {
+        rc = rc ? rc : append_field(&text, "capabilities");
+        rc = rc ? rc : append_field(&text, bound);
     }
     uint64_t id = 0;
     if (rc == 0) {

@@ -419,3 +419,51 @@ int bdy_capability_binding_check(json_object *binding, bdy_worldspec_get_fn get,
     bdy_worldspec_free(&ws);
     return rc;
 }
+
+int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_object *labels,
+                           json_object *bindings, bdy_worldspec_get_fn get, void *data,
+                           char out[65])
+{
+    out[0] = '\0';
+    if (array_len(capabilities) == 0)
+        return 0;
+    bdy_worldspec ws;
+    memset(&ws, 0, sizeof(ws));
+    ws.held = json_object_new_array();
+    ws.capabilities = capabilities; /* read only; not held */
+    json_object *world = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    int rc = ws.held && world && meta ? 0 : BDY_ENOMEM;
+    if (rc == 0) {
+        json_object_object_add(world, "metadata", meta);
+        meta = NULL;
+        json_object *m = bdy_jget(world, "metadata");
+        json_object_object_add(m, "namespace", json_object_new_string(ns));
+        if (labels != NULL)
+            json_object_object_add(m, "labels", json_object_get(labels));
+        char why[512];
+        rc = bdy_capabilities_bind(&ws, world, bindings, get, data, why, sizeof(why));
+    }
+    if (rc == 0) {
+        /* "NAME=value\0" each, in the order bound: values hold no NUL. */
+        bdy_buf text;
+        bdy_buf_init(&text, BDY_CAPABILITY_MAX_TOTAL_BYTES + 1);
+        for (size_t i = 0; i < ws.spec.nbound && rc == 0; i++) {
+            rc = bdy_buf_printf(&text, "%s=", ws.spec.bound_names[i]);
+            rc = rc ? rc
+                    : bdy_buf_append(&text, ws.spec.bound_values[i],
+                                     strlen(ws.spec.bound_values[i]) + 1);
+        }
+        if (rc == 0)
+            bdy_sha256_hex(text.data ? text.data : "", text.len, out);
+        bdy_buf_free(&text);
+        rc = rc == BDY_ETOOBIG ? BDY_ENOMEM : rc; /* bind keeps within the cap */
+    } else if (rc == BDY_ENOTFOUND || rc == BDY_EINVAL) {
+        snprintf(out, 65, "unbound");
+        rc = 0;
+    }
+    json_object_put(meta);
+    json_object_put(world);
+    bdy_worldspec_free(&ws);
+    return rc;
+}

@@ -1745,9 +1745,60 @@ static int reconcile_orphans(bdy_reconciler *r, unsigned *requeue_ms)
     return 0;
 }
 
+/* What the capabilities of the pool's worlds are bound to now
+ * (bdy_capabilities_stamp), from the manifest source or the booklet's
+ * modules: "" when they require none. 0, or an error that leaves the
+ * pool's template as it is (the store could not answer now). */
+static int pool_bound_stamp(bdy_reconciler *r, const char *ns, const bdy_config_pool *spec,
+                            json_object *source, json_object *const *modules, size_t nmodules,
+                            char out[65])
+{
+    out[0] = '\0';
+    json_object *caps = json_object_new_array();
+    json_object *labels = json_object_new_object();
+    int rc = caps && labels ? 0 : BDY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < (spec->manifest ? 1 : nmodules); i++) {
+        json_object *list =
+            bdy_jget(bdy_jget(spec->manifest ? source : modules[i], "spec"), "capabilities");
+        for (size_t k = 0;
+             json_object_is_type(list, json_type_array) && k < json_object_array_length(list);
+             k++) {
+            json_object *c = json_object_array_get_idx(list, k);
+            bool known = false; /* modules may share one */
+            for (size_t j = 0; j < json_object_array_length(caps) && !known; j++)
+                known = json_object_equal(json_object_array_get_idx(caps, j), c);
+            if (!known)
+                json_object_array_add(caps, json_object_get(c));
+        }
+    }
+    bdy_list_result res = {.items = NULL};
+    if (rc == 0 && json_object_array_length(caps) > 0) {
+        /* The labels a world of the pool has while idle, but its template's. */
+        for (size_t i = 0; i < spec->labels.count; i++)
+            json_object_object_add(labels, spec->labels.items[i].key,
+                                   json_object_new_string(spec->labels.items[i].value));
+        json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
+        bdy_list_opts lo = {.ns = ns};
+        rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, NULL);
+        if (rc == BDY_ENOTFOUND) { /* no CapabilityBinding CRD: nothing binds */
+            res.items = json_object_new_array();
+            rc = res.items ? 0 : BDY_ENOMEM;
+        }
+        spec_source src = {r, ns};
+        if (rc == 0)
+            rc = bdy_capabilities_stamp(caps, ns, labels, res.items, spec_get, &src, out);
+    }
+    bdy_list_result_free(&res);
+    json_object_put(caps);
+    json_object_put(labels);
+    /* The caller takes BDY_ENOTFOUND for a manifest gone. */
+    return rc == BDY_ENOTFOUND ? BDY_EIO : rc;
+}
+
 /* Sets the template the pool's worlds should be made from now
- * (bdy_pool_template), from its manifest or booklet as stored, and a
- * booklet's modules' manifests: 0 while one of them is missing (its worlds
+ * (bdy_pool_template), from its manifest or booklet as stored, a
+ * booklet's modules' manifests and what their capabilities are bound to: 0
+ * while one of them is missing or a capability is unbound (its worlds
  * cannot start anyway, and none is replaced for it). A store that cannot
  * read them now changes nothing: a template that came and went with such a
  * read would make every world created meanwhile outdated. */
@@ -1770,9 +1821,18 @@ static void set_pool_template(bdy_reconciler *r, const char *ns, const bdy_confi
             rc =
                 bdy_store_get(r->o.store, &BDY_GVR_MANIFESTS, ns, name, &modules[nmodules++], NULL);
     }
+    char bound[65] = "";
+    if (rc == 0)
+        rc = pool_bound_stamp(r, ns, spec, source, modules, nmodules, bound);
+    /* Unbound, its worlds cannot start either: none is replaced, and the
+     * ones made meanwhile get the template once bound (label_template),
+     * rather than being made outdated by the binding they waited for. */
+    if (rc == 0 && strcmp(bound, "unbound") == 0)
+        rc = BDY_ENOTFOUND;
     if (rc == 0 || rc == BDY_ENOTFOUND)
         bdy_fleet_set_template(r->o.fleet, ns, spec->name,
-                               rc == 0 ? bdy_pool_template(spec, source, modules, nmodules) : 0);
+                               rc == 0 ? bdy_pool_template(spec, source, modules, nmodules, bound)
+                                       : 0);
     json_object_put(source);
     for (size_t i = 0; i < nmodules; i++)
         json_object_put(modules[i]);

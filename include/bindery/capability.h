@@ -61,6 +61,19 @@
 int bdy_capabilities_bind(bdy_worldspec *ws, json_object *world, json_object *bindings,
                           bdy_worldspec_get_fn get, void *data, char *why, size_t why_cap);
 
+/* What the worlds of a pool would be bound to now, for its template
+ * (bdy_pool_template): in out, the SHA-256 in hex of every variable
+ * bdy_capabilities_bind would give a world of namespace ns with labels (a
+ * JSON object, or NULL) for capabilities (an array of names), so that a
+ * changed value (a rotated password, a binding edited) rolls the pool's
+ * idle worlds out as a manifest edit does; "" when none is required,
+ * "unbound" when one is not bound (the pool's worlds wait). Returns 0, or
+ * BDY_ENOMEM or a store error from get (out is "" then: the caller keeps
+ * the template it has). */
+int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_object *labels,
+                           json_object *bindings, bdy_worldspec_get_fn get, void *data,
+                           char out[65]);
+
 /* Whether binding (a CapabilityBinding as stored) can bind its capability
  * here, whichever worlds it serves: its worldSelector valid, its source
  * found, with its key, and every value one a world can be given. 0, or an

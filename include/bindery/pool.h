@@ -266,11 +266,14 @@ json_object *bdy_pool_new_world(const bdy_config_pool *spec, const char *name,
  * order). source is that ModuleManifest or Booklet object as stored; for
  * a Booklet, modules are the ModuleManifests its modules name, in its
  * order (the same digest of each: an edit of a module's manifest is a new
- * template too). Never 0; 0 when source or a module has no metadata.uid.
+ * template too). bound: what its worlds' capabilities are bound to
+ * (bdy_capabilities_stamp), NULL or "" when they require none (so a pool
+ * without capabilities keeps the template it had before bindings were
+ * digested). Never 0; 0 when source or a module has no metadata.uid.
  * A new world carries it as BDY_LABEL_TEMPLATE (bdy_pool_new_world with
  * template_id non-zero). */
 uint64_t bdy_pool_template(const bdy_config_pool *spec, json_object *source,
-                           json_object *const *modules, size_t nmodules);
+                           json_object *const *modules, size_t nmodules, const char *bound);
 /* A BDY_LABEL_TEMPLATE value as a template id: 0 for NULL or anything but
  * 16 lower-case hex digits. */
 uint64_t bdy_pool_template_parse(const char *text);

@@ -1841,11 +1841,32 @@ static void test_world_waits_for_its_capabilities(void **state)
     bb_signal(&s, SIGHUP);
     assert_true(wait_warm(&s, 1, 30000));
     assert_true(wait_binding_reason(&s, "db", "Resolved", 10000));
+    /* The world that waited is of the pool's template once bound, not
+     * outdated by the binding it waited for: nothing is replaced (the
+     * replacement would be Ready and the world gone well within 3 s). */
+    sleep_ms(3000);
+    assert_int_equal(bb_log_count(&s, "made from an older template"), 0);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     char answer[160];
     assert_true(ping_world(c.port, answer, sizeof(answer)));
     /* A value is set as given: no placeholder is replaced in it. */
+    assert_string_equal(answer, "pong hi {port:game}-hunter2\n");
+
+    /* The Secret rotated: the pool's idle world is replaced by one told the
+     * new value; the claimed world keeps what it started with. */
+    assert_true(wait_warm(&s, 1, 30000));
+    bb_write(&s, "manifests/secret.yaml",
+             "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: default}\n"
+             "stringData: {password: hunter3}\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "replacing 1 worlds made from an older template", 30000));
+    assert_true(wait_warm(&s, 1, 30000));
+    claim c2 = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c2.status, 201);
+    assert_true(ping_world(c2.port, answer, sizeof(answer)));
+    assert_string_equal(answer, "pong hi {port:game}-hunter3\n");
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
     assert_string_equal(answer, "pong hi {port:game}-hunter2\n");
     bb_cleanup(&s);
 }

@@ -397,6 +397,55 @@ static void test_binding_check(void **state)
     }
 }
 
+/* What a pool's worlds would be bound to, for its template. */
+static void test_stamp(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    put(&fs, "secrets", "db", SECRET_DB);
+    json_object *caps = parse("[\"db\"]");
+    json_object *gold = parse("{\"tier\":\"gold\"}");
+    json_object *none = parse("[]");
+    json_object *secret_key =
+        parse("[{\"metadata\":{\"name\":\"s\"},\"spec\":{\"capability\":\"db\","
+              "\"source\":{\"secretRef\":{\"name\":\"db\",\"key\":\"password\"}}}}]");
+    json_object *both = parse("[" DEFAULT_DB "," GOLD_DB "]");
+    char a[65];
+    char b[65];
+    /* Nothing required: no stamp. */
+    assert_int_equal(bdy_capabilities_stamp(none, "games", gold, both, fake_get, &fs, a), 0);
+    assert_string_equal(a, "");
+    /* The same binding and value: the same stamp, a digest. */
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, a), 0);
+    assert_int_equal(strlen(a), 64);
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, b), 0);
+    assert_string_equal(a, b);
+    /* Another value (the pool's labels choose another binding): another. */
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, both, fake_get, &fs, a), 0);
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", NULL, both, fake_get, &fs, b), 0);
+    assert_int_equal(strlen(b), 64);
+    assert_string_not_equal(a, b);
+    /* The Secret's value rotated: another. */
+    fs.texts[0] = "{\"metadata\":{\"name\":\"db\"},\"data\":{\"password\":\"aHVudGVyMw==\"}}";
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, b), 0);
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, both, fake_get, &fs, a), 0);
+    assert_string_not_equal(a, b);
+    char before[65];
+    fs.texts[0] = SECRET_DB;
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, before),
+                     0);
+    assert_string_not_equal(before, b);
+    /* Unbound (the Secret gone): said so. */
+    fs.n = 0;
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, a), 0);
+    assert_string_equal(a, "unbound");
+    json_object_put(caps);
+    json_object_put(gold);
+    json_object_put(none);
+    json_object_put(secret_key);
+    json_object_put(both);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_which_binding),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_binding_check),
+        cmocka_unit_test(test_stamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

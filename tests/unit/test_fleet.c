@@ -754,36 +754,43 @@ static void test_pool_template(void **state)
     (void)state;
     bdy_config_pool p = make_pool("arena", 1);
     json_object *src = json_tokener_parse("{\"metadata\":{\"uid\":\"u-1\",\"generation\":1}}");
-    uint64_t t = bdy_pool_template(&p, src, NULL, 0);
+    uint64_t t = bdy_pool_template(&p, src, NULL, 0, NULL);
     assert_true(t != 0);
-    assert_true(bdy_pool_template(&p, src, NULL, 0) == t);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, NULL) == t);
+    /* What its capabilities are bound to: none is no change (a pool
+     * without capabilities keeps its template), another value another. */
+    assert_true(bdy_pool_template(&p, src, NULL, 0, "") == t);
+    uint64_t bound = bdy_pool_template(&p, src, NULL, 0, "0f1e");
+    assert_true(bound != t && bound != 0);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, "0f1e") == bound);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, "0f1f") != bound);
     /* Labels reordered: the same; another value: another. */
     bdy_config_label two[] = {{"game", "arena"}, {"tier", "gold"}};
     bdy_config_label two_swapped[] = {{"tier", "gold"}, {"game", "arena"}};
     p.labels.items = two;
     p.labels.count = 2;
-    uint64_t t2 = bdy_pool_template(&p, src, NULL, 0);
+    uint64_t t2 = bdy_pool_template(&p, src, NULL, 0, NULL);
     assert_true(t2 != t);
     p.labels.items = two_swapped;
-    assert_true(bdy_pool_template(&p, src, NULL, 0) == t2);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, NULL) == t2);
     two_swapped[0].value = "silver";
-    assert_true(bdy_pool_template(&p, src, NULL, 0) != t2);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, NULL) != t2);
     p.labels.items = arena_labels;
     p.labels.count = 1;
     /* An edit of the source's spec (its generation), or a new source of
      * the same name (its uid), or another source: another template. */
     json_object *gen2 = json_tokener_parse("{\"metadata\":{\"uid\":\"u-1\",\"generation\":2}}");
     json_object *uid2 = json_tokener_parse("{\"metadata\":{\"uid\":\"u-2\",\"generation\":1}}");
-    assert_true(bdy_pool_template(&p, gen2, NULL, 0) != t);
-    assert_true(bdy_pool_template(&p, uid2, NULL, 0) != t);
+    assert_true(bdy_pool_template(&p, gen2, NULL, 0, NULL) != t);
+    assert_true(bdy_pool_template(&p, uid2, NULL, 0, NULL) != t);
     p.manifest = "arena-v2";
-    assert_true(bdy_pool_template(&p, src, NULL, 0) != t);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, NULL) != t);
     p.manifest = NULL;
     p.booklet = "arena";
-    assert_true(bdy_pool_template(&p, src, NULL, 0) != t);
+    assert_true(bdy_pool_template(&p, src, NULL, 0, NULL) != t);
     /* A source not stored yet (no uid) gives none. */
     json_object *bare = json_tokener_parse("{\"metadata\":{\"generation\":1}}");
-    assert_true(bdy_pool_template(&p, bare, NULL, 0) == 0);
+    assert_true(bdy_pool_template(&p, bare, NULL, 0, NULL) == 0);
     /* A new world carries it as 16 hex digits. */
     p.manifest = "arena";
     p.booklet = NULL;
