@@ -420,6 +420,16 @@ int bdy_capability_binding_check(json_object *binding, bdy_worldspec_get_fn get,
     return rc;
 }
 
+typedef struct bound_pair {
+    const char *name;
+    const char *value;
+} bound_pair;
+
+static int pair_cmp(const void *a, const void *b)
+{
+    return strcmp(((const bound_pair *)a)->name, ((const bound_pair *)b)->name);
+}
+
 int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_object *labels,
                            json_object *bindings, bdy_worldspec_get_fn get, void *data,
                            char out[65])
@@ -445,14 +455,19 @@ int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_objec
         rc = bdy_capabilities_bind(&ws, world, bindings, get, data, why, sizeof(why));
     }
     if (rc == 0) {
-        /* "NAME=value\0" each, in the order bound: values hold no NUL. */
+        /* "NAME=value\0" each, by name: a Secret written again with its
+         * keys in another order is no change. Values hold no NUL. */
+        bound_pair pairs[BDY_RUNTIME_MAX_ENV];
+        for (size_t i = 0; i < ws.spec.nbound; i++) {
+            pairs[i].name = ws.spec.bound_names[i];
+            pairs[i].value = ws.spec.bound_values[i];
+        }
+        qsort(pairs, ws.spec.nbound, sizeof(pairs[0]), pair_cmp);
         bdy_buf text;
         bdy_buf_init(&text, BDY_CAPABILITY_MAX_TOTAL_BYTES + 1);
         for (size_t i = 0; i < ws.spec.nbound && rc == 0; i++) {
-            rc = bdy_buf_printf(&text, "%s=", ws.spec.bound_names[i]);
-            rc = rc ? rc
-                    : bdy_buf_append(&text, ws.spec.bound_values[i],
-                                     strlen(ws.spec.bound_values[i]) + 1);
+            rc = bdy_buf_printf(&text, "%s=", pairs[i].name);
+            rc = rc ? rc : bdy_buf_append(&text, pairs[i].value, strlen(pairs[i].value) + 1);
         }
         if (rc == 0)
             bdy_sha256_hex(text.data ? text.data : "", text.len, out);

@@ -47,6 +47,7 @@
  * list of its namespace's bindings each time. */
 #define CAPABILITY_RECHECK_MS 2000
 #define CAPABILITY_RECHECK_MAX_MS 30000
+#define TEMPLATE_WAIT_MS 250   /* a bound world waiting for its template label */
 #define BINDINGS_SWEEP_MS 2000 /* the status of every CapabilityBinding */
 #define POOL_STEP_MAX 256      /* most worlds one pool reconcile creates or deletes */
 /* The worlds of removed pools: looked for this often, and let go after the
@@ -100,6 +101,13 @@ typedef struct pool_state {
     double failures[FAILURE_BACKOFF_AFTER + 8];
     size_t nfailures;     /* ring of recent failure times */
     double surplus_since; /* 0: no surplus */
+    /* The last bdy_capabilities_stamp of the pool, for the capabilities
+     * listed (as JSON text), and when: reused for POOL_RESYNC_MS, since a
+     * busy pool's pass runs at every change of its worlds and the stamp
+     * reads every binding of the namespace and what they read. */
+    double stamp_at; /* 0: none */
+    char stamp_caps[512];
+    char stamp[65];
 } pool_state;
 
 static double monotonic_s(void)
@@ -872,6 +880,20 @@ static int wait_for_capabilities(bdy_reconciler *r, const char *key, json_object
     return rc == BDY_ECONFLICT ? 0 : rc; /* a newer world comes back through the informer */
 }
 
+/* Whether a world of a pool that requires capabilities still lacks its
+ * pool's template label: it waited while they were unbound (the template
+ * was 0), and the pool's next pass (within POOL_RESYNC_MS) works out the
+ * template of what it is bound to now, which reconcile_world then labels
+ * it with. Started before that, it could be bound to a value a rotation
+ * has since replaced and still be labelled current: never rolled out. */
+static bool awaits_template(json_object *world, const bdy_worldspec *ws)
+{
+    json_object *meta = bdy_jget(world, "metadata");
+    return json_object_array_length(ws->capabilities) > 0 &&
+           bdy_jstr(bdy_jget(world, "spec"), "pool") != NULL &&
+           bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) == 0;
+}
+
 static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
 {
     json_object *st = json_object_new_object();
@@ -958,6 +980,11 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                     return store_trouble(rc)
                                ? rc
                                : wait_for_capabilities(r, key, world, rc, why, requeue_ms);
+                }
+                if (awaits_template(world, &ws)) {
+                    bdy_worldspec_free(&ws);
+                    *requeue_ms = TEMPLATE_WAIT_MS;
+                    return 0;
                 }
                 memset(&h, 0, sizeof(h));
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
@@ -1772,7 +1799,23 @@ static int pool_bound_stamp(bdy_reconciler *r, const char *ns, const bdy_config_
         }
     }
     bdy_list_result res = {.items = NULL};
-    if (rc == 0 && json_object_array_length(caps) > 0) {
+    char key[KEY_MAX];
+    world_key(key, ns, spec->name);
+    const char *caps_text = json_object_to_json_string_ext(caps, JSON_C_TO_STRING_PLAIN);
+    bool cacheable = caps_text != NULL && strlen(caps_text) < sizeof(((pool_state *)0)->stamp_caps);
+    double mono = monotonic_s();
+    bool cached = false;
+    if (rc == 0 && cacheable && json_object_array_length(caps) > 0) {
+        pthread_mutex_lock(&r->pools_lock);
+        pool_state *ps = pool_state_get(r, key);
+        if (ps != NULL && ps->stamp_at > 0 && mono - ps->stamp_at < POOL_RESYNC_MS / 1000.0 &&
+            strcmp(ps->stamp_caps, caps_text) == 0) {
+            snprintf(out, 65, "%s", ps->stamp);
+            cached = true;
+        }
+        pthread_mutex_unlock(&r->pools_lock);
+    }
+    if (rc == 0 && !cached && json_object_array_length(caps) > 0) {
         /* The labels a world of the pool has while idle, but its template's. */
         for (size_t i = 0; i < spec->labels.count; i++)
             json_object_object_add(labels, spec->labels.items[i].key,
@@ -1787,6 +1830,16 @@ static int pool_bound_stamp(bdy_reconciler *r, const char *ns, const bdy_config_
         spec_source src = {r, ns};
         if (rc == 0)
             rc = bdy_capabilities_stamp(caps, ns, labels, res.items, spec_get, &src, out);
+        if (rc == 0 && cacheable) {
+            pthread_mutex_lock(&r->pools_lock);
+            pool_state *ps = pool_state_get(r, key);
+            if (ps != NULL) {
+                ps->stamp_at = mono;
+                snprintf(ps->stamp_caps, sizeof(ps->stamp_caps), "%s", caps_text);
+                snprintf(ps->stamp, sizeof(ps->stamp), "%s", out);
+            }
+            pthread_mutex_unlock(&r->pools_lock);
+        }
     }
     bdy_list_result_free(&res);
     json_object_put(caps);
@@ -1866,8 +1919,8 @@ static void replace_outdated(bdy_reconciler *r, const char *ns, const char *name
         keep = target - 1;
     size_t n = bdy_fleet_take_outdated(r->o.fleet, ns, name, keep, refs, POOL_STEP_MAX);
     delete_taken(r, refs, n, "Outdated",
-                 "made from an older template of its pool (the manifest or the pool's labels "
-                 "changed); the pool replaces it");
+                 "made from an older template of its pool (the manifest, the pool's labels or "
+                 "what its capabilities are bound to changed); the pool replaces it");
     if (n > 0)
         bdy_info("pool",
                  "pool %s/%s: replacing %zu worlds made from an older template (%u outdated)", ns,

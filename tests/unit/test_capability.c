@@ -425,16 +425,29 @@ static void test_stamp(void **state)
     assert_int_equal(bdy_capabilities_stamp(caps, "games", NULL, both, fake_get, &fs, b), 0);
     assert_int_equal(strlen(b), 64);
     assert_string_not_equal(a, b);
-    /* The Secret's value rotated: another. */
-    fs.texts[0] = "{\"metadata\":{\"name\":\"db\"},\"data\":{\"password\":\"aHVudGVyMw==\"}}";
-    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, b), 0);
-    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, both, fake_get, &fs, a), 0);
-    assert_string_not_equal(a, b);
+    /* The Secret's value rotated: another. Its keys written in another
+     * order, bound without a key: the same. */
     char before[65];
-    fs.texts[0] = SECRET_DB;
     assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, before),
                      0);
+    fs.texts[0] = "{\"metadata\":{\"name\":\"db\"},\"data\":{\"password\":\"aHVudGVyMw==\"}}";
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, b), 0);
     assert_string_not_equal(before, b);
+    json_object *all_keys = parse("[{\"metadata\":{\"name\":\"s\"},\"spec\":{\"capability\":"
+                                  "\"db\",\"source\":{\"secretRef\":{\"name\":\"db\"}}}}]");
+    fs.texts[0] = SECRET_DB;
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, all_keys, fake_get, &fs, a), 0);
+    fs.texts[0] = "{\"metadata\":{\"name\":\"db\"},\"data\":{"
+                  "\"password\":\"aHVudGVyMg==\",\"url\":\"cG9zdGdyZXM6Ly9kYi9nYW1lcw==\"}}";
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, all_keys, fake_get, &fs, b), 0);
+    assert_string_equal(a, b);
+    json_object_put(all_keys);
+    fs.texts[0] = SECRET_DB;
+    /* Two bindings of equal standing: unbound, as the world would wait. */
+    json_object *tie = parse("[" GOLD_DB "," GOLD_DB "]");
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, tie, fake_get, &fs, a), 0);
+    assert_string_equal(a, "unbound");
+    json_object_put(tie);
     /* Unbound (the Secret gone): said so. */
     fs.n = 0;
     assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, a), 0);
