@@ -808,6 +808,19 @@ static int build_spec(bdy_reconciler *r, json_object *world, bdy_worldspec *ws, 
     return bdy_worldspec_build(world, spec_get, &src, r->o.world_host, starting, ws, why, why_cap);
 }
 
+/* The CapabilityBindings of namespace ns (NULL: every namespace) into
+ * res: none without their CRD. */
+static int list_bindings(bdy_reconciler *r, const char *ns, bdy_list_result *res, bdy_errbuf *eb)
+{
+    bdy_list_opts lo = {.ns = ns};
+    int rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, res, eb);
+    if (rc == BDY_ENOTFOUND) {
+        res->items = json_object_new_array();
+        rc = res->items ? 0 : BDY_ENOMEM;
+    }
+    return rc;
+}
+
 /* Binds the capabilities the world requires into ws (capability.h), from
  * the CapabilityBindings of its namespace. */
 static int bind_capabilities(bdy_reconciler *r, json_object *world, bdy_worldspec *ws, char *why,
@@ -816,15 +829,10 @@ static int bind_capabilities(bdy_reconciler *r, json_object *world, bdy_worldspe
     if (json_object_array_length(ws->capabilities) == 0)
         return 0;
     spec_source src = {r, bdy_jstr(bdy_jget(world, "metadata"), "namespace")};
-    bdy_list_opts lo = {.ns = src.ns};
     bdy_list_result res = {.items = NULL};
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, &eb);
-    if (rc == BDY_ENOTFOUND) { /* no CapabilityBinding CRD: nothing binds */
-        res.items = json_object_new_array();
-        rc = res.items ? 0 : BDY_ENOMEM;
-    }
+    int rc = list_bindings(r, src.ns, &res, &eb);
     if (rc != 0) {
         snprintf(why, why_cap, "cannot list CapabilityBindings: %s", eb.message);
         return rc;
@@ -880,18 +888,25 @@ static int wait_for_capabilities(bdy_reconciler *r, const char *key, json_object
     return rc == BDY_ECONFLICT ? 0 : rc; /* a newer world comes back through the informer */
 }
 
-/* Whether a world of a pool that requires capabilities still lacks its
- * pool's template label: it waited while they were unbound (the template
- * was 0), and the pool's next pass (within POOL_RESYNC_MS) works out the
- * template of what it is bound to now, which reconcile_world then labels
- * it with. Started before that, it could be bound to a value a rotation
- * has since replaced and still be labelled current: never rolled out. */
-static bool awaits_template(json_object *world, const bdy_worldspec *ws)
+/* Whether a world of a configured pool that requires capabilities still
+ * lacks its pool's template label: it waited while they were unbound (the
+ * template was 0), and the pool's next pass (within POOL_RESYNC_MS) works
+ * out the template of what it is bound to now, which reconcile_world then
+ * labels it with. Started before that, it could be bound to a value a
+ * rotation has since replaced and still be labelled current: never rolled
+ * out. A world of no configured pool has no template to wait for. */
+static bool awaits_template(bdy_reconciler *r, json_object *world, const bdy_worldspec *ws)
 {
     json_object *meta = bdy_jget(world, "metadata");
-    return json_object_array_length(ws->capabilities) > 0 &&
-           bdy_jstr(bdy_jget(world, "spec"), "pool") != NULL &&
-           bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) == 0;
+    const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
+    if (json_object_array_length(ws->capabilities) == 0 || pool == NULL ||
+        bdy_pool_template_parse(bdy_jstr(bdy_jget(meta, "labels"), BDY_LABEL_TEMPLATE)) != 0)
+        return false;
+    bdy_config_pool spec;
+    if (bdy_fleet_pool_spec(r->o.fleet, bdy_jstr(meta, "namespace"), pool, &spec) != 0)
+        return false;
+    bdy_fleet_pool_spec_free(&spec);
+    return true;
 }
 
 static json_object *handle_status(bdy_reconciler *r, const bdy_world_handle *h)
@@ -981,7 +996,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                                ? rc
                                : wait_for_capabilities(r, key, world, rc, why, requeue_ms);
                 }
-                if (awaits_template(world, &ws)) {
+                if (awaits_template(r, world, &ws)) {
                     bdy_worldspec_free(&ws);
                     *requeue_ms = TEMPLATE_WAIT_MS;
                     return 0;
@@ -1821,12 +1836,7 @@ static int pool_bound_stamp(bdy_reconciler *r, const char *ns, const bdy_config_
             json_object_object_add(labels, spec->labels.items[i].key,
                                    json_object_new_string(spec->labels.items[i].value));
         json_object_object_add(labels, BDY_LABEL_POOL, json_object_new_string(spec->name));
-        bdy_list_opts lo = {.ns = ns};
-        rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, NULL);
-        if (rc == BDY_ENOTFOUND) { /* no CapabilityBinding CRD: nothing binds */
-            res.items = json_object_new_array();
-            rc = res.items ? 0 : BDY_ENOMEM;
-        }
+        rc = list_bindings(r, ns, &res, NULL);
         spec_source src = {r, ns};
         if (rc == 0)
             rc = bdy_capabilities_stamp(caps, ns, labels, res.items, spec_get, &src, out);
@@ -2158,11 +2168,8 @@ static int check_binding(bdy_reconciler *r, json_object *binding)
 static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
 {
     *requeue_ms = BINDINGS_SWEEP_MS;
-    bdy_list_opts lo = {.ns = NULL};
     bdy_list_result res = {.items = NULL};
-    int rc = bdy_store_list(r->o.store, &BDY_GVR_BINDINGS, &lo, &res, NULL);
-    if (rc == BDY_ENOTFOUND)
-        return 0; /* no CapabilityBinding CRD */
+    int rc = list_bindings(r, NULL, &res, NULL);
     if (rc != 0)
         return rc;
     int first = 0;

@@ -1901,6 +1901,57 @@ static void test_world_waits_for_its_capabilities(void **state)
     bb_cleanup(&s);
 }
 
+/* A booklet world's capabilities, required by one module, reach its modules
+ * through the world host's environment. */
+static void test_booklet_world_gets_capabilities(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    int n = runtime_config(cfg, sizeof(cfg));
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n,
+             "pools:\n"
+             "  - name: arena\n    booklet: duo\n    minWarm: 1\n    maxWarm: 1\n"
+             "    maxWorlds: 4\n    creationRate: 50\n");
+    bb_init(&s, cfg);
+    write_arena_manifest(&s, ARENA_PROBE, 20, NULL);
+    char manifest[2048];
+    snprintf(
+        manifest, sizeof(manifest),
+        "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+        "metadata: {name: voice, namespace: default}\n"
+        "spec:\n"
+        "  ports: [{name: voice, containerPort: 7000, protocol: TCP}]\n"
+        "  readinessProbe: {tcpSocket: {port: 7000}, periodSeconds: 1}\n"
+        "  capabilities: [voice-key]\n"
+        "  local:\n"
+        "    command: /bin/sh\n"
+        "    args: [-c, \"exec %s --port {port:voice} --name voice-$VOICE_TOKEN\"]\n"
+        "---\n"
+        "apiVersion: bindery.dev/v1alpha1\nkind: Booklet\n"
+        "metadata: {name: duo, namespace: default}\n"
+        "spec:\n"
+        "  modules:\n"
+        "    - {name: game, manifest: arena}\n"
+        "    - {name: voice, manifest: voice}\n"
+        "---\n"
+        "apiVersion: bindery.dev/v1alpha1\nkind: CapabilityBinding\n"
+        "metadata: {name: voice-key, namespace: default}\n"
+        "spec: {capability: voice-key, source: {values: {token: s3cret}}, inject: {env: VOICE}}\n",
+        world_bin());
+    bb_write(&s, "manifests/voice.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    int voice = claim_port(&c, "voice");
+    assert_true(voice > 0);
+    char answer[160];
+    assert_true(ping_world(voice, answer, sizeof(answer)));
+    assert_string_equal(answer, "pong voice-s3cret\n");
+    bb_cleanup(&s);
+}
+
 /* An edit that renames the port a pool's worlds are probed on does not fail
  * the worlds already running (their probes would knock on a port they do
  * not have, all at once): they stay the pool's stock, claimable, until the
@@ -3218,6 +3269,7 @@ int main(void)
         cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
         cmocka_unit_test_teardown(test_world_waits_for_its_capabilities, bb_teardown),
+        cmocka_unit_test_teardown(test_booklet_world_gets_capabilities, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
