@@ -1778,25 +1778,34 @@ static bool wait_binding_reason(bb_server *s, const char *name, const char *reas
     return false;
 }
 
-/* The template label of world name of the pool (NULL: of its Ready
- * world), "" when none. */
-static void world_template(bb_server *s, const char *name, char *out, size_t cap)
+/* The item of world name (NULL: a Ready one) in the pool's /v1/worlds
+ * list, which *list holds (the caller puts it); NULL when not listed. */
+static json_object *listed_world(bb_server *s, const char *name, json_object **list)
 {
     long status = 0;
-    json_object *o = get_json(s, "/v1/worlds?pool=arena", &status);
-    json_object *items = json_object_object_get(o, "items");
-    out[0] = '\0';
+    *list = get_json(s, "/v1/worlds?pool=arena", &status);
+    json_object *items = json_object_object_get(*list, "items");
     for (size_t i = 0; items != NULL && i < json_object_array_length(items); i++) {
         json_object *w = json_object_array_get_idx(items, i);
         const char *wn = json_object_get_string(json_object_object_get(w, "name"));
         const char *phase = json_object_get_string(json_object_object_get(w, "phase"));
-        if (name ? strcmp(wn, name) != 0 : strcmp(phase, "Ready") != 0)
-            continue;
-        json_object *t =
-            json_object_object_get(json_object_object_get(w, "labels"), "bindery.dev/template");
-        snprintf(out, cap, "%s", t ? json_object_get_string(t) : "");
+        if (name ? wn != NULL && strcmp(wn, name) == 0
+                 : phase != NULL && strcmp(phase, "Ready") == 0)
+            return w;
     }
-    json_object_put(o);
+    return NULL;
+}
+
+/* The template label of world name of the pool (NULL: of a Ready one), ""
+ * when none. */
+static void world_template(bb_server *s, const char *name, char *out, size_t cap)
+{
+    json_object *list = NULL;
+    json_object *w = listed_world(s, name, &list);
+    json_object *t =
+        json_object_object_get(json_object_object_get(w, "labels"), "bindery.dev/template");
+    snprintf(out, cap, "%s", t ? json_object_get_string(t) : "");
+    json_object_put(list);
 }
 
 /* A world whose manifest requires capabilities waits, Pending and saying
@@ -2395,17 +2404,11 @@ static void test_large_claim_metadata_is_granted(void **state)
 /* Phase of world name from /v1/worlds, "" when not listed. */
 static void world_phase(bb_server *s, const char *name, char *out, size_t cap)
 {
-    long status = 0;
-    json_object *o = get_json(s, "/v1/worlds?pool=arena", &status);
-    json_object *items = json_object_object_get(o, "items");
-    snprintf(out, cap, "%s", "");
-    for (size_t k = 0; items != NULL && k < json_object_array_length(items); k++) {
-        json_object *w = json_object_array_get_idx(items, k);
-        const char *n = json_object_get_string(json_object_object_get(w, "name"));
-        if (n != NULL && strcmp(n, name) == 0)
-            snprintf(out, cap, "%s", json_object_get_string(json_object_object_get(w, "phase")));
-    }
-    json_object_put(o);
+    json_object *list = NULL;
+    json_object *w = listed_world(s, name, &list);
+    const char *phase = json_object_get_string(json_object_object_get(w, "phase"));
+    snprintf(out, cap, "%s", phase ? phase : "");
+    json_object_put(list);
 }
 
 /* A warm world that stops answering its readiness probe fails after
