@@ -236,6 +236,21 @@ static bool append_env_part(char *out, size_t cap, const char *s)
     return true;
 }
 
+/* The CRD's pattern for spec.inject.env, which the store's schema check
+ * applies to what clients write: checked again, as an empty or '='-holding
+ * name would make no variable at all. */
+static bool is_env_name(const char *s)
+{
+    if (s[0] == '\0' || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (!(ch < 0x80 && (isalnum(ch) || ch == '_')))
+            return false;
+    }
+    return true;
+}
+
 static bool is_set(const bdy_world_spec *spec, const char *name)
 {
     for (size_t i = 0; i < spec->nbound; i++)
@@ -307,10 +322,10 @@ static int bind_from(bind_ctx *c, json_object *b, const char *cap)
     }
     char base[ENV_NAME_MAX];
     const char *env = bdy_jstr(inject, "env");
-    if (env != NULL && strlen(env) >= ENV_NAME_MAX) {
+    if (env != NULL && (strlen(env) >= ENV_NAME_MAX || !is_env_name(env))) {
         snprintf(c->why, c->why_cap,
-                 "capability %s: CapabilityBinding %s: spec.inject.env is longer than %d "
-                 "characters",
+                 "capability %s: CapabilityBinding %s: spec.inject.env is not a variable name "
+                 "(letters, digits and '_', not first a digit) of at most %d characters",
                  cap, binding_name(b), ENV_NAME_MAX - 1);
         return BDY_EINVAL;
     }

@@ -59,6 +59,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = bdy_capabilities_bind(&ws, json_object_object_get(input, "world"),
                                    json_object_object_get(input, "bindings"), get, NULL, why,
                                    sizeof(why));
+    /* The pool's stamp of a world like it: a digest, "unbound" or nothing,
+     * as the binding went (get fails on nothing here). */
+    json_object *meta = json_object_object_get(json_object_object_get(input, "world"), "metadata");
+    json_object *ns = json_object_object_get(meta, "namespace");
+    char stamp[65];
+    int src = bdy_capabilities_stamp(
+        ws.capabilities,
+        json_object_is_type(ns, json_type_string) ? json_object_get_string(ns) : "",
+        json_object_object_get(meta, "labels"), json_object_object_get(input, "bindings"), get,
+        NULL, stamp);
+    if (src == 0 && rc != BDY_ENOMEM) {
+        bool none = json_object_array_length(ws.capabilities) == 0;
+        bool unbound = strcmp(stamp, "unbound") == 0;
+        if ((rc == 0) != (none ? stamp[0] == '\0' : strlen(stamp) == 64) || (rc != 0) != unbound)
+            abort();
+    }
     json_object_put(input); /* what was bound must not point into it */
     input = NULL;
     if (rc != 0 && why[0] == '\0')

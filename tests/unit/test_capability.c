@@ -31,6 +31,8 @@ static void put(fake_store *fs, const char *kind, const char *name, const char *
 static int fake_get(void *data, const bdy_gvr *gvr, const char *name, json_object **out)
 {
     fake_store *fs = data;
+    if (strcmp(name, "unreadable") == 0)
+        return BDY_EIO; /* the store could not answer now */
     for (size_t i = 0; i < fs->n; i++)
         if (strcmp(fs->kinds[i], gvr->resource) == 0 && strcmp(fs->names[i], name) == 0) {
             *out = json_tokener_parse(fs->texts[i]);
@@ -323,7 +325,19 @@ static void test_refusals(void **state)
     memset(long_env + w, 'E', 600);
     snprintf(long_env + w + 600, sizeof(long_env) - (size_t)w - 600, "\"}");
     assert_int_equal(bind_db(&ws, long_env, &fs, why, sizeof(why)), BDY_EINVAL);
-    assert_non_null(strstr(why, "spec.inject.env is longer than"));
+    assert_non_null(strstr(why, "spec.inject.env is not a variable name"));
+    bdy_worldspec_free(&ws);
+    /* Nor an empty one, or one with '=' (the CRD's pattern refuses them;
+     * the fuzzer found the binder did not). */
+    assert_int_equal(bind_db(&ws, "\"source\":{\"values\":{\"u\":\"x\"}},\"inject\":{\"env\":\"\"}",
+                             &fs, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "spec.inject.env is not a variable name"));
+    bdy_worldspec_free(&ws);
+    assert_int_equal(bind_db(&ws,
+                             "\"source\":{\"values\":{\"u\":\"x\"}},\"inject\":{\"env\":\"A=B\"}",
+                             &fs, why, sizeof(why)),
+                     BDY_EINVAL);
     bdy_worldspec_free(&ws);
 
     /* Values within the cap each, past it in all: 5 x 60 KiB. */
@@ -448,6 +462,15 @@ static void test_stamp(void **state)
     assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, tie, fake_get, &fs, a), 0);
     assert_string_equal(a, "unbound");
     json_object_put(tie);
+    /* A store that cannot answer now: its error, and no stamp (the pool
+     * keeps the template it has, rather than taking 0 for a moment). */
+    json_object *unreadable =
+        parse("[{\"metadata\":{\"name\":\"s\"},\"spec\":{\"capability\":\"db\","
+              "\"source\":{\"secretRef\":{\"name\":\"unreadable\",\"key\":\"password\"}}}}]");
+    assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, unreadable, fake_get, &fs, a),
+                     BDY_EIO);
+    assert_string_equal(a, "");
+    json_object_put(unreadable);
     /* Unbound (the Secret gone): said so. */
     fs.n = 0;
     assert_int_equal(bdy_capabilities_stamp(caps, "games", gold, secret_key, fake_get, &fs, a), 0);
