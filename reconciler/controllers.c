@@ -1799,20 +1799,9 @@ static int pool_bound_stamp(bdy_reconciler *r, const char *ns, const bdy_config_
     json_object *caps = json_object_new_array();
     json_object *labels = json_object_new_object();
     int rc = caps && labels ? 0 : BDY_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < (spec->manifest ? 1 : nmodules); i++) {
-        json_object *list =
-            bdy_jget(bdy_jget(spec->manifest ? source : modules[i], "spec"), "capabilities");
-        for (size_t k = 0;
-             json_object_is_type(list, json_type_array) && k < json_object_array_length(list);
-             k++) {
-            json_object *c = json_object_array_get_idx(list, k);
-            bool known = false; /* modules may share one */
-            for (size_t j = 0; j < json_object_array_length(caps) && !known; j++)
-                known = json_object_equal(json_object_array_get_idx(caps, j), c);
-            if (!known)
-                json_object_array_add(caps, json_object_get(c));
-        }
-    }
+    for (size_t i = 0; rc == 0 && i < (spec->manifest ? 1 : nmodules); i++)
+        rc = bdy_worldspec_note_capabilities(
+            caps, bdy_jget(spec->manifest ? source : modules[i], "spec"));
     bdy_list_result res = {.items = NULL};
     char key[KEY_MAX];
     world_key(key, ns, spec->name);

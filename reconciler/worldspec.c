@@ -207,20 +207,18 @@ static json_object *hold(json_object *held, json_object *o)
     return o;
 }
 
-/* Adds the capabilities manifest spec ms requires to the world's list,
- * each name once (the CRD makes the manifest's own list a set). */
-static int note_capabilities(bdy_worldspec *out, json_object *ms)
+int bdy_worldspec_note_capabilities(json_object *names, json_object *manifest_spec)
 {
-    json_object *caps = bdy_jget(ms, "capabilities");
+    json_object *caps = bdy_jget(manifest_spec, "capabilities");
     for (size_t i = 0; i < array_len(caps); i++) {
         json_object *c = json_object_array_get_idx(caps, i);
         if (!json_object_is_type(c, json_type_string))
             continue;
         bool known = false;
-        for (size_t k = 0; k < json_object_array_length(out->capabilities) && !known; k++)
-            known = strcmp(json_object_get_string(json_object_array_get_idx(out->capabilities, k)),
+        for (size_t k = 0; k < json_object_array_length(names) && !known; k++)
+            known = strcmp(json_object_get_string(json_object_array_get_idx(names, k)),
                            json_object_get_string(c)) == 0;
-        if (!known && json_object_array_add(out->capabilities, json_object_get(c)) != 0) {
+        if (!known && json_object_array_add(names, json_object_get(c)) != 0) {
             json_object_put(c);
             return BDY_ENOMEM;
         }
@@ -237,7 +235,7 @@ static int build_manifest(const char *ns, const char *manifest_name, json_object
     module_def d;
     int rc = module_read(ns, manifest_name, m, starting, &d, why, why_cap);
     if (rc == 0)
-        rc = note_capabilities(out, d.ms);
+        rc = bdy_worldspec_note_capabilities(out->capabilities, d.ms);
     if (rc != 0)
         return rc;
     spec->command = d.command;
@@ -525,7 +523,7 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         }
         rc = module_read(ns, manifest_name, manifest, starting, &bm->def, why, why_cap);
         if (rc == 0)
-            rc = note_capabilities(out, bm->def.ms);
+            rc = bdy_worldspec_note_capabilities(out->capabilities, bm->def.ms);
     }
     if (rc == 0 && instances > BDY_WORLDSPEC_MAX_INSTANCES) {
         snprintf(why, why_cap,

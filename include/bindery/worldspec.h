@@ -66,6 +66,11 @@ int bdy_worldspec_build(json_object *world, bdy_worldspec_get_fn get, void *data
                         bool starting, bdy_worldspec *out, char *why, size_t why_cap);
 void bdy_worldspec_free(bdy_worldspec *ws);
 
+/* Adds the capabilities a ModuleManifest's spec requires
+ * (spec.capabilities) to names, an array of strings, each name once, in
+ * the order met. 0 or BDY_ENOMEM. */
+int bdy_worldspec_note_capabilities(json_object *names, json_object *manifest_spec);
+
 /* The grace period of the world (terminationGracePeriodSeconds; a booklet
  * world's longest module's, and 2 s for its host to end the modules left
  * and exit), default_ms when nothing says (the manifest gone). */

@@ -8,39 +8,11 @@
 #include <cmocka.h>
 
 #include "bindery/capability.h"
+#include "fake_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Secrets and ConfigMaps of the test's namespace, by name. */
-typedef struct fake_store {
-    const char *kinds[8];
-    const char *names[8];
-    const char *texts[8];
-    size_t n;
-} fake_store;
-
-static void put(fake_store *fs, const char *kind, const char *name, const char *json)
-{
-    fs->kinds[fs->n] = kind;
-    fs->names[fs->n] = name;
-    fs->texts[fs->n++] = json;
-}
-
-static int fake_get(void *data, const bdy_gvr *gvr, const char *name, json_object **out)
-{
-    fake_store *fs = data;
-    if (strcmp(name, "unreadable") == 0)
-        return BDY_EIO; /* the store could not answer now */
-    for (size_t i = 0; i < fs->n; i++)
-        if (strcmp(fs->kinds[i], gvr->resource) == 0 && strcmp(fs->names[i], name) == 0) {
-            *out = json_tokener_parse(fs->texts[i]);
-            assert_non_null(*out);
-            return 0;
-        }
-    return BDY_ENOTFOUND;
-}
 
 static json_object *parse(const char *text)
 {

@@ -8,41 +8,12 @@
 #include <cmocka.h>
 
 #include "bindery/worldspec.h"
+#include "fake_store.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The objects a test's store holds, by name (manifests and booklets share
- * the list; the kind is checked). */
-typedef struct fake_store {
-    const char *kinds[8];
-    const char *names[8];
-    const char *texts[8];
-    size_t n;
-    unsigned gets;
-} fake_store;
-
-static void put(fake_store *fs, const char *kind, const char *name, const char *json)
-{
-    fs->kinds[fs->n] = kind;
-    fs->names[fs->n] = name;
-    fs->texts[fs->n++] = json;
-}
-
-static int fake_get(void *data, const bdy_gvr *gvr, const char *name, json_object **out)
-{
-    fake_store *fs = data;
-    fs->gets++;
-    for (size_t i = 0; i < fs->n; i++)
-        if (strcmp(fs->kinds[i], gvr->resource) == 0 && strcmp(fs->names[i], name) == 0) {
-            *out = json_tokener_parse(fs->texts[i]);
-            assert_non_null(*out);
-            return 0;
-        }
-    return BDY_ENOTFOUND;
-}
 
 static json_object *world_of(const char *source_key, const char *source)
 {
