@@ -9,7 +9,7 @@ set -euo pipefail
 purpose=${1:-run}
 
 build=(gcc make cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjson-c-dev
-       libyaml-dev libsqlite3-dev libssl-dev libjemalloc-dev libpcre2-dev curl)
+       libyaml-dev libsqlite3-dev libssl-dev libgnutls28-dev libjemalloc-dev libpcre2-dev curl)
 test=(libcmocka-dev valgrind clang clang-format clang-tidy kubectl)
 bench=(gnuplot-nox wrk)
 
