@@ -35,12 +35,18 @@
 /* Longest Retry-After given, whatever the arithmetic says. */
 #define AUTH_MAX_RETRY_AFTER_S 3600.0
 #define AUTH_HASH_HEX_LEN 64u
+/* X.509's upper bound for a common name (RFC 5280, ub-common-name). */
+#define AUTH_MAX_COMMON_NAME_LEN 64u
 /* Longest field path in an error: tokens[1023].namespaces[255]. */
 #define AUTH_FIELD_LEN 80
 
 struct bdy_principal {
     char *name;
-    char sha256[AUTH_HASH_HEX_LEN + 1]; /* lower-case hex */
+    /* Who it is: a token's hash (lower-case hex), or, for an entry that
+     * names a client certificate, its subject's common name (sha256 "").
+     * Exactly one is set. */
+    char sha256[AUTH_HASH_HEX_LEN + 1];
+    char *common_name;
     char **namespaces;
     size_t nnamespaces;
     bool all_namespaces; /* "*" was listed */
@@ -85,6 +91,7 @@ static void principal_clear(bdy_principal *p)
         free(p->namespaces[i]);
     free(p->namespaces);
     free(p->name);
+    free(p->common_name);
 }
 
 /* Frees a and its principals. The caller guarantees no thread still uses a
@@ -189,6 +196,27 @@ static int parse_hash(const load_ctx *ctx, const bdy_ynode *n, const char *field
     return 0;
 }
 
+/* A client certificate's subject common name: what an entry without a
+ * token matches (bdy_auth_authenticate_certificate). X.509 caps a common
+ * name at 64 characters; control characters would only garble logs. */
+static int parse_common_name(const load_ctx *ctx, const bdy_ynode *n, const char *field,
+                             bdy_principal *p)
+{
+    int rc = want_scalar(ctx, n, field);
+    if (rc != 0)
+        return rc;
+    size_t len = strlen(n->scalar);
+    if (len == 0 || len > AUTH_MAX_COMMON_NAME_LEN)
+        return fail_at(ctx, n->line, field, "must be 1 to %u characters", AUTH_MAX_COMMON_NAME_LEN);
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)n->scalar[i] < 0x20 || n->scalar[i] == 0x7f)
+            return fail_at(ctx, n->line, field, "must not hold control characters");
+    }
+    p->common_name = strdup(n->scalar);
+    return p->common_name != NULL ? 0
+                                  : bdy_fail(ctx->eb, BDY_ENOMEM, "%s: out of memory", ctx->path);
+}
+
 static bool valid_namespace(const char *s)
 {
     size_t n = strlen(s);
@@ -283,12 +311,13 @@ static int parse_rate(const load_ctx *ctx, const bdy_ynode *n, const char *field
 /* Fills p from one list entry; every error names the key. */
 static int parse_entry(const load_ctx *ctx, const bdy_ynode *n, size_t index, bdy_principal *p)
 {
-    static const char *const required[] = {"name", "sha256", "namespaces", "verbs"};
+    static const char *const required[] = {"name", "namespaces", "verbs"};
     char field[32];
     int rc = 0;
     snprintf(field, sizeof(field), "tokens[%zu]", index);
     if (n->kind != BDY_YNODE_MAP)
-        return fail_at(ctx, n->line, field, "must be a map with name, sha256, namespaces, verbs");
+        return fail_at(ctx, n->line, field,
+                       "must be a map with name, sha256 or commonName, namespaces, verbs");
     for (size_t i = 0; i < n->count && rc == 0; i++) {
         const char *key = n->keys[i];
         const bdy_ynode *value = n->items[i];
@@ -298,6 +327,8 @@ static int parse_entry(const load_ctx *ctx, const bdy_ynode *n, size_t index, bd
             rc = parse_name(ctx, value, sub, p);
         else if (strcmp(key, "sha256") == 0)
             rc = parse_hash(ctx, value, sub, p);
+        else if (strcmp(key, "commonName") == 0)
+            rc = parse_common_name(ctx, value, sub, p);
         else if (strcmp(key, "namespaces") == 0)
             rc = parse_namespaces(ctx, value, sub, p);
         else if (strcmp(key, "verbs") == 0)
@@ -306,8 +337,17 @@ static int parse_entry(const load_ctx *ctx, const bdy_ynode *n, size_t index, bd
             rc = parse_rate(ctx, value, sub, p);
         else
             rc = fail_at(ctx, n->key_lines[i], sub,
-                         "unknown key (known: name, sha256, namespaces, verbs, ratePerSecond)");
+                         "unknown key (known: name, sha256, commonName, namespaces, verbs, "
+                         "ratePerSecond)");
     }
+    bool by_hash = bdy_ynode_get(n, "sha256") != NULL;
+    bool by_name = bdy_ynode_get(n, "commonName") != NULL;
+    if (rc == 0 && by_hash == by_name)
+        rc = fail_at(ctx, n->line, field,
+                     by_hash ? "has both sha256 and commonName; an entry is a token or a "
+                               "client certificate, not both"
+                             : "needs sha256 (a token's hash) or commonName (a client "
+                               "certificate's)");
     for (size_t i = 0; i < sizeof(required) / sizeof(required[0]) && rc == 0; i++) {
         if (bdy_ynode_get(n, required[i]) == NULL) {
             char sub[AUTH_FIELD_LEN];
@@ -318,8 +358,18 @@ static int parse_entry(const load_ctx *ctx, const bdy_ynode *n, size_t index, bd
     return rc;
 }
 
+/* Whether p and q are one token or one certificate subject. */
+static bool same_identity(const bdy_principal *p, const bdy_principal *q)
+{
+    if ((p->common_name == NULL) != (q->common_name == NULL))
+        return false;
+    if (p->common_name != NULL)
+        return strcmp(p->common_name, q->common_name) == 0;
+    return strcmp(p->sha256, q->sha256) == 0;
+}
+
 /* Two entries with one name would be indistinguishable in logs; two with
- * one hash would make the match depend on order. */
+ * one hash or common name would make the match depend on order. */
 static int check_unique(const load_ctx *ctx, const bdy_ynode *seq, const bdy_auth *a)
 {
     for (size_t i = 1; i < a->count; i++) {
@@ -330,10 +380,11 @@ static int check_unique(const load_ctx *ctx, const bdy_ynode *seq, const bdy_aut
                 return fail_at(ctx, seq->items[i]->line, field, "\"%s\" is also tokens[%zu]",
                                a->items[i].name, j);
             }
-            if (strcmp(a->items[i].sha256, a->items[j].sha256) == 0) {
-                snprintf(field, sizeof(field), "tokens[%zu].sha256", i);
-                return fail_at(ctx, seq->items[i]->line, field, "same hash as tokens[%zu] (%s)", j,
-                               a->items[j].name);
+            if (same_identity(&a->items[i], &a->items[j])) {
+                bool cert = a->items[i].common_name != NULL;
+                snprintf(field, sizeof(field), "tokens[%zu].%s", i, cert ? "commonName" : "sha256");
+                return fail_at(ctx, seq->items[i]->line, field, "same %s as tokens[%zu] (%s)",
+                               cert ? "common name" : "hash", j, a->items[j].name);
             }
         }
     }
@@ -481,10 +532,25 @@ const bdy_principal *bdy_auth_authenticate(const bdy_auth *a, const char *author
     bdy_sha256_hex(token, len, hex);
     uintptr_t found = 0;
     for (size_t i = 0; i < a->count; i++) {
+        /* A certificate's entry has no hash ("" never equals 64 hex digits);
+         * which entries those are is no secret, so skipping them is fine. */
+        if (a->items[i].common_name != NULL)
+            continue;
         uintptr_t eq = (uintptr_t)bdy_ct_equal(hex, a->items[i].sha256, AUTH_HASH_HEX_LEN);
         found |= (uintptr_t)&a->items[i] & ((uintptr_t)0 - eq);
     }
     return (const bdy_principal *)found;
+}
+
+const bdy_principal *bdy_auth_authenticate_certificate(const bdy_auth *a, const char *common_name)
+{
+    if (a == NULL || common_name == NULL)
+        return NULL;
+    for (size_t i = 0; i < a->count; i++) {
+        if (a->items[i].common_name != NULL && strcmp(a->items[i].common_name, common_name) == 0)
+            return &a->items[i];
+    }
+    return NULL;
 }
 
 static bool has_verb(const bdy_principal *p, bdy_verb verb)
@@ -524,11 +590,13 @@ bdy_principal *bdy_principal_copy(const bdy_principal *p)
     if (c == NULL)
         return NULL;
     memcpy(c->sha256, p->sha256, sizeof(c->sha256));
+    c->common_name = p->common_name != NULL ? strdup(p->common_name) : NULL;
     c->all_namespaces = p->all_namespaces;
     c->verbs = p->verbs;
     c->name = strdup(p->name ? p->name : "");
     c->namespaces = p->nnamespaces ? calloc(p->nnamespaces, sizeof(char *)) : NULL;
-    bool ok = c->name != NULL && (p->nnamespaces == 0 || c->namespaces != NULL);
+    bool ok = c->name != NULL && (p->nnamespaces == 0 || c->namespaces != NULL) &&
+              (p->common_name == NULL || c->common_name != NULL);
     for (size_t i = 0; ok && i < p->nnamespaces; i++) {
         ok = (c->namespaces[i] = strdup(p->namespaces[i])) != NULL;
         c->nnamespaces += ok;
@@ -554,7 +622,7 @@ bool bdy_auth_still_grants(const bdy_auth *a, const bdy_principal *p)
         return false;
     for (size_t i = 0; i < a->count; i++) {
         const bdy_principal *q = &a->items[i];
-        if (strcmp(q->sha256, p->sha256) != 0)
+        if (!same_identity(q, p))
             continue;
         bool verbs = (q->verbs & BDY_VERB_ADMIN) != 0 || (q->verbs & p->verbs) == p->verbs;
         bool every_ns = q->all_namespaces || !p->all_namespaces;
@@ -612,7 +680,7 @@ void bdy_auth_carry_buckets(bdy_auth *next, const bdy_auth *prev)
         for (size_t j = 0; j < prev->count; j++) {
             /* Mutable bucket inside an immutable set, as in take(). */
             bdy_principal *old = (bdy_principal *)&prev->items[j];
-            if (strcmp(old->sha256, p->sha256) != 0)
+            if (!same_identity(old, p))
                 continue;
             if (old->rate == p->rate) {
                 pthread_mutex_lock(&old->lock);

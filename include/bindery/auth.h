@@ -8,7 +8,14 @@
  *       namespaces: ["default", "ranked"]   # or ["*"]
  *       verbs: [allocate, release, read]     # and/or admin
  *       ratePerSecond: 200                  # optional, 0 = unlimited, else 0.001..1e6
+ *     - name: lobby
+ *       commonName: lobby.games.example     # a client certificate's, instead of sha256
+ *       namespaces: ["default"]
+ *       verbs: [allocate]
  *
+ * An entry with commonName grants what it lists to a client whose TLS
+ * certificate the server verified (tls.h) and whose subject has that
+ * common name; it matches no bearer token.
  * A presented token is hashed and compared with every entry in constant time,
  * so timing reveals neither which entry nor how much of a hash matched.
  * A bdy_auth is immutable once loaded; reload by loading a new one and
@@ -52,6 +59,11 @@ size_t bdy_auth_count(const bdy_auth *a);
 /* Resolves an Authorization header value ("Bearer <token>"). Returns the
  * matching principal (borrowed from a, valid while a lives) or NULL. */
 const bdy_principal *bdy_auth_authenticate(const bdy_auth *a, const char *authorization_header);
+
+/* The principal of the entry whose commonName is common_name: a client
+ * certificate's subject, which the caller has verified against the
+ * configured CAs (tls.h). Borrowed from a; NULL when no entry names it. */
+const bdy_principal *bdy_auth_authenticate_certificate(const bdy_auth *a, const char *common_name);
 
 /* True when p may use verb in namespace (ns NULL: a cluster-wide request,
  * allowed only for "*" principals). False for p NULL: with authentication

@@ -71,6 +71,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!bdy_principal_take(p, &retry) && retry == 0)
             abort();
     }
+    /* A client certificate's entry: found by its common name only, and
+     * its copy still granted by the set it came from. */
+    static const char *const names[] = {"lobby.games.example", "x", "test", ""};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const bdy_principal *p = bdy_auth_authenticate_certificate(a, names[i]);
+        if (p == NULL)
+            continue;
+        if (p == bdy_auth_authenticate(a, "Bearer test"))
+            abort(); /* one entry cannot be both a token and a certificate */
+        bdy_principal *copy = bdy_principal_copy(p);
+        if (copy != NULL && !bdy_auth_still_grants(a, copy))
+            abort();
+        bdy_principal_free(copy);
+    }
     bdy_auth_free(a);
     return 0;
 }

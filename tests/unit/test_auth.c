@@ -406,6 +406,25 @@ static void test_bad_files(void **state)
                     "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\n"
                     "    namespaces: [x]\n    verbs: [read]\n",
          BDY_EINVAL, "6: tokens[1].sha256: ", "tokens[1].sha256", "same hash as tokens[0]"},
+        {"tokens:\n  - name: a\n    namespaces: [x]\n    verbs: [read]\n", BDY_EINVAL,
+         "2: tokens[0]: ", "tokens[0]", "needs sha256 (a token's hash) or commonName"},
+        {ENTRY_HEAD "    commonName: lobby\n    namespaces: [x]\n    verbs: [read]\n", BDY_EINVAL,
+         "2: tokens[0]: ", "tokens[0]", "has both sha256 and commonName"},
+        {"tokens:\n  - name: a\n    commonName: \"\"\n    namespaces: [x]\n    verbs: [read]\n",
+         BDY_EINVAL, "3: tokens[0].commonName: ", "tokens[0].commonName", "must not be empty"},
+        {"tokens:\n  - name: a\n    commonName: "
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+         "    namespaces: [x]\n    verbs: [read]\n",
+         BDY_EINVAL, "3: tokens[0].commonName: ", "tokens[0].commonName", "1 to 64 characters"},
+        {"tokens:\n  - name: a\n    commonName: \"lob\\tby\"\n    namespaces: [x]\n"
+         "    verbs: [read]\n",
+         BDY_EINVAL, "3: tokens[0].commonName: ", "tokens[0].commonName", "control characters"},
+        {"tokens:\n  - name: a\n    commonName: [lobby]\n    namespaces: [x]\n    verbs: [read]\n",
+         BDY_EINVAL, "3: tokens[0].commonName: ", "tokens[0].commonName", "single value"},
+        {"tokens:\n  - name: a\n    commonName: lobby\n    namespaces: [x]\n    verbs: [read]\n"
+         "  - name: b\n    commonName: lobby\n    namespaces: [x]\n    verbs: [read]\n",
+         BDY_EINVAL, "6: tokens[1].commonName: ", "tokens[1].commonName",
+         "same common name as tokens[0]"},
         /* YAML syntax errors come from the YAML module, prefixed with the path. */
         {"tokens: [\n", BDY_EPARSE, "2: ", NULL, ""},
         {"tokens:\n  - name: a\n    name: b\n", BDY_EPARSE, "3: ", NULL, "duplicate key"},
@@ -482,6 +501,69 @@ static void test_file_limits(void **state)
     bdy_auth_free(a);
 }
 
+/* An entry with commonName is a client certificate's: found by that name
+ * alone, never by a bearer token, and told apart from a token with the
+ * same name's hash across reloads. */
+static void test_certificate_entries(void **state)
+{
+    fixture *f = *state;
+    char lobby_hash[65];
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "tokens:\n"
+             "  - name: lobby\n"
+             "    commonName: lobby.games.example\n"
+             "    namespaces: [default]\n"
+             "    verbs: [allocate]\n"
+             "    ratePerSecond: 1\n"
+             "  - name: tool\n"
+             "    sha256: %s\n"
+             "    namespaces: [\"*\"]\n"
+             "    verbs: [read]\n",
+             hash_of("lobby.games.example", lobby_hash));
+    write_file(f, text);
+    bdy_auth *a = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_auth_load(f->path, &a, &eb), 0);
+    const bdy_principal *p = bdy_auth_authenticate_certificate(a, "lobby.games.example");
+    assert_non_null(p);
+    assert_string_equal(bdy_principal_name(p), "lobby");
+    assert_true(bdy_principal_allows(p, BDY_VERB_ALLOCATE, "default"));
+    assert_false(bdy_principal_allows(p, BDY_VERB_READ, "default"));
+    assert_null(bdy_auth_authenticate_certificate(a, "lobby.games"));
+    assert_null(bdy_auth_authenticate_certificate(a, "tool"));
+    assert_null(bdy_auth_authenticate_certificate(a, NULL));
+    /* The common name as a bearer token is the other entry's token, and
+     * the certificate's entry answers no token at all. */
+    const bdy_principal *t = bdy_auth_authenticate(a, "Bearer lobby.games.example");
+    assert_non_null(t);
+    assert_string_equal(bdy_principal_name(t), "tool");
+    /* Its grants survive a reload that keeps it, and go with one that
+     * drops its verb; its bucket is carried over. */
+    bdy_principal *copy = bdy_principal_copy(p);
+    assert_non_null(copy);
+    assert_true(bdy_principal_take(p, NULL));
+    bdy_auth *again = NULL;
+    assert_int_equal(bdy_auth_load(f->path, &again, &eb), 0);
+    bdy_auth_carry_buckets(again, a);
+    assert_true(bdy_auth_still_grants(again, copy));
+    unsigned retry = 0;
+    assert_false(bdy_principal_take(bdy_auth_authenticate_certificate(again, "lobby.games.example"),
+                                    &retry));
+    char *verbs = strstr(text, "verbs: [allocate]");
+    assert_non_null(verbs);
+    memcpy(verbs, "verbs: [read]    ", strlen("verbs: [read]    "));
+    write_file(f, text);
+    bdy_auth *fewer = NULL;
+    assert_int_equal(bdy_auth_load(f->path, &fewer, &eb), 0);
+    assert_false(bdy_auth_still_grants(fewer, copy));
+    bdy_principal_free(copy);
+    bdy_auth_free(fewer);
+    bdy_auth_free(again);
+    bdy_auth_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_keeps_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_still_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certificate_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
