@@ -251,6 +251,14 @@ static const cfg_field auth_fields[] = {
                         "bearer-token file; absent or null turns authentication off"),
 };
 
+static const cfg_field tls_fields[] = {
+    OPTIONAL_PATH_FIELD(bdy_config_tls, cert_file, "certFile",
+                        "PEM certificate chain of the HTTP API; with keyFile, HTTPS only"),
+    OPTIONAL_PATH_FIELD(bdy_config_tls, key_file, "keyFile", "PEM private key of certFile"),
+    OPTIONAL_PATH_FIELD(bdy_config_tls, client_ca_file, "clientCAFile",
+                        "PEM certificate authorities of client certificates"),
+};
+
 static const cfg_field store_fields[] = {
     UINT_FIELD(bdy_config_store, watch_history, "watchHistory", 100, 10000000, "10000",
                "events kept so a watch can resume from an older resourceVersion"),
@@ -366,6 +374,9 @@ static const char *const pool_identity[] = {"namespace", "name", NULL};
 
 static const cfg_section http_section = PLAIN_SECTION(http_fields);
 static const cfg_section auth_section = PLAIN_SECTION(auth_fields);
+static int check_tls(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
+static const cfg_section tls_section = {
+    .fields = tls_fields, .nfields = ARRAY_LEN(tls_fields), .check = check_tls};
 static const cfg_section store_section = PLAIN_SECTION(store_fields);
 static const cfg_section runtime_section = {.fields = runtime_fields,
                                             .nfields = ARRAY_LEN(runtime_fields),
@@ -403,6 +414,7 @@ static const cfg_field top_fields[] = {
                  "debug, info, warn or error"),
     SECTION_FIELD(bdy_config, http, "http", &http_section, "HTTP server limits"),
     SECTION_FIELD(bdy_config, auth, "auth", &auth_section, "authentication"),
+    SECTION_FIELD(bdy_config, tls, "tls", &tls_section, "TLS of the HTTP API"),
     SECTION_FIELD(bdy_config, store, "store", &store_section, "embedded object store"),
     LIST_FIELD(bdy_config, crds, "crds", BDY_CONFIG_MAX_LIST, &path_item,
                "CRD files or folders applied at start-up, before manifests"),
@@ -417,7 +429,9 @@ static const cfg_field top_fields[] = {
     LIST_FIELD(bdy_config, pools, "pools", BDY_CONFIG_MAX_POOLS, &pool_item, "warm pools"),
 };
 
-static const cfg_section top_section = PLAIN_SECTION(top_fields);
+static int check_top(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
+static const cfg_section top_section = {
+    .fields = top_fields, .nfields = ARRAY_LEN(top_fields), .check = check_top};
 
 /* What one decode needs besides the tree. */
 struct cfg_ctx {
@@ -1216,6 +1230,42 @@ static int check_override(const cfg_ctx *c, const bdy_ynode *n, const char *path
     if (!daily_from && to <= from)
         return cfg_fail(c, BDY_EINVAL, line, kpath, "must be after from (%s)", o->from);
     return 0;
+}
+
+/* certFile and keyFile come together; clientCAFile needs them. */
+static int check_tls(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base)
+{
+    const bdy_config_tls *t = base;
+    char kpath[CFG_MAX_KEY_PATH];
+    const char *missing = NULL;
+    if (t->cert_file != NULL && t->key_file == NULL)
+        missing = "keyFile";
+    else if (t->cert_file == NULL && (t->key_file != NULL || t->client_ca_file != NULL))
+        missing = "certFile";
+    if (missing == NULL)
+        return 0;
+    const char *given = t->cert_file != NULL  ? "certFile"
+                        : t->key_file != NULL ? "keyFile"
+                                              : "clientCAFile";
+    snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", given);
+    unsigned line = key_line(n, given) ? key_line(n, given) : n->line;
+    return cfg_fail(c, BDY_EINVAL, line, kpath, "needs %s too", missing);
+}
+
+/* Client certificates grant what the token file's commonName entries say:
+ * without a token file they would grant nothing, or everything. */
+static int check_top(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base)
+{
+    (void)path;
+    const bdy_config *cfg = base;
+    if (cfg->tls.client_ca_file == NULL || cfg->auth.token_file != NULL)
+        return 0;
+    const bdy_ynode *tls = bdy_ynode_get(n, "tls");
+    unsigned line =
+        tls != NULL && key_line(tls, "clientCAFile") ? key_line(tls, "clientCAFile") : n->line;
+    return cfg_fail(c, BDY_EINVAL, line, "tls.clientCAFile",
+                    "needs auth.tokenFile, whose commonName entries say what a client "
+                    "certificate may do");
 }
 
 /* Whether list elements a and b have the same identity (NULL counts as ""). */

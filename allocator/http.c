@@ -30,6 +30,7 @@
 #include "bindery/error.h"
 #include "bindery/log.h"
 #include "bindery/metrics.h"
+#include "bindery/tls.h"
 #include "bindery/util.h"
 
 #include <arpa/inet.h>
@@ -120,8 +121,17 @@ struct bdy_http_server {
     pthread_mutex_t auth_lock; /* guards current and every slot's users */
     struct auth_slot *current; /* owned */
 
+    /* TLS: the set new connections get (a reference; NULL: plain HTTP).
+     * Each connection holds its own reference until it closes
+     * (struct tls_conn), so a reload never pulls a set from under a
+     * handshake. tls, tls_start and tls_started are guarded by tls_lock. */
+    pthread_mutex_t tls_lock;
+    bdy_tls_set *tls;
+    bdy_tls_set *tls_start; /* the set MHD was started with (its PEM stays readable) */
+
     struct MHD_Daemon *daemon;
-    bool loopback; /* set by start(): bound to a loopback address */
+    bool loopback;    /* set by start(): bound to a loopback address */
+    bool tls_started; /* start() listened with TLS: a set can replace it, not turn it off */
     unsigned port;
     atomic_bool stopping;
     atomic_uint inflight; /* requests between their first and completed callbacks */
@@ -451,6 +461,12 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
         rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
         goto out;
     }
+    if (pthread_mutex_init(&s->tls_lock, NULL) != 0) {
+        pthread_mutex_destroy(&s->auth_lock);
+        pthread_mutex_destroy(&s->defer_lock);
+        rc = bdy_fail(eb, BDY_ENOMEM, "http: cannot create a mutex");
+        goto out;
+    }
     locks = true;
 
     if (metrics != NULL) {
@@ -663,6 +679,98 @@ static void auth_release(bdy_http_server *s, struct auth_slot *slot)
         auth_slot_free(slot);
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* A TLS connection's state, MHD's socket context: the set it started with
+ * (a reference) and what its client certificate proved, worked out at its
+ * first request. MHD serves one connection on one thread at a time, so
+ * this needs no lock. */
+struct tls_conn {
+    bdy_tls_set *set;
+    bool checked;
+    bdy_tls_peer peer;
+    char common_name[BDY_TLS_MAX_COMMON_NAME];
+    char why[192];
+};
+
+int bdy_http_server_set_tls(bdy_http_server *s, bdy_tls_set *set)
+{
+    if (s == NULL || set == NULL)
+        return BDY_EINVAL;
+    pthread_mutex_lock(&s->tls_lock);
+    if (s->daemon != NULL && !s->tls_started) {
+        pthread_mutex_unlock(&s->tls_lock);
+        return BDY_EINVAL;
+    }
+    bdy_tls_set *old = s->tls;
+    s->tls = bdy_tls_ref(set);
+    pthread_mutex_unlock(&s->tls_lock);
+    bdy_tls_unref(old); /* freed once its last connection closes */
+    return 0;
+}
+
+bool bdy_http_server_tls(const bdy_http_server *s)
+{
+    return s != NULL && s->tls_started;
+}
+
+/* MHD's connection callback: a new TLS connection gets the set in force
+ * before its handshake begins, and gives it back when it closes. */
+static void connection_cb(void *cls, struct MHD_Connection *mhd, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    bdy_http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct tls_conn *t = *socket_context;
+        if (t != NULL) {
+            bdy_tls_unref(t->set);
+            free(t);
+            *socket_context = NULL;
+        }
+        return;
+    }
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == NULL || info->tls_session == NULL)
+        return;
+    gnutls_session_t session = (gnutls_session_t)info->tls_session;
+    struct tls_conn *t = calloc(1, sizeof(*t));
+    if (t != NULL) {
+        pthread_mutex_lock(&s->tls_lock);
+        t->set = bdy_tls_ref(s->tls);
+        pthread_mutex_unlock(&s->tls_lock);
+    }
+    if (t == NULL || bdy_tls_attach(t->set, session) != 0) {
+        /* Fail closed: MHD's own credentials are the start-up certificate,
+         * perhaps rotated out since; without any the handshake fails. */
+        gnutls_credentials_clear(session);
+        if (t != NULL)
+            bdy_tls_unref(t->set);
+        free(t);
+        return;
+    }
+    *socket_context = t;
+}
+
+/* The connection's TLS state, its client certificate checked (once). NULL
+ * for plain HTTP. */
+static struct tls_conn *tls_peer_of(struct conn *c)
+{
+    const union MHD_ConnectionInfo *ctx =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct tls_conn *t = ctx != NULL ? ctx->socket_context : NULL;
+    if (t == NULL || t->checked)
+        return t;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    t->peer = info != NULL && info->tls_session != NULL
+                  ? bdy_tls_verify_peer(t->set, (gnutls_session_t)info->tls_session, t->common_name,
+                                        sizeof(t->common_name), t->why, sizeof(t->why))
+                  : BDY_TLS_PEER_NONE;
+    t->checked = true;
+    return t;
+}
+
 /* ---- request handling ------------------------------------------------- */
 
 static const char *verb_name(bdy_verb v)
@@ -829,16 +937,37 @@ static enum MHD_Result authenticate(struct conn *c)
         return reject(c, 401, "Unauthorized",
                       "authentication is required but no token set is loaded", 0);
     }
+    /* A client certificate the token file names comes first; one it does
+     * not name, or one not trusted, leaves the bearer token to decide (as
+     * Kubernetes' authenticators do), and the 401 says what was wrong with
+     * both. */
+    const struct tls_conn *t = tls_peer_of(c);
+    const bdy_principal *p = NULL;
+    char cert_problem[320] = "";
+    if (t != NULL && t->peer == BDY_TLS_PEER_TRUSTED) {
+        p = bdy_auth_authenticate_certificate(auth, t->common_name);
+        if (p == NULL)
+            snprintf(cert_problem, sizeof(cert_problem),
+                     "; the client certificate of common name \"%s\" is in no entry of the "
+                     "token file",
+                     t->common_name);
+    } else if (t != NULL && t->peer == BDY_TLS_PEER_REFUSED) {
+        snprintf(cert_problem, sizeof(cert_problem), "; the client certificate was refused: %s",
+                 t->why);
+    }
     const char *header =
         MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    const bdy_principal *p = bdy_auth_authenticate(auth, header);
+    if (p == NULL)
+        p = bdy_auth_authenticate(auth, header);
     if (p == NULL) {
         bool missing = header == NULL;
         bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                             missing ? "Bearer realm=\"bindery\""
                                     : "Bearer realm=\"bindery\", error=\"invalid_token\"");
-        return reject(c, 401, "Unauthorized",
-                      missing ? "missing bearer token" : "invalid bearer token", 0);
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s%s",
+                 missing ? "missing bearer token" : "invalid bearer token", cert_problem);
+        return reject(c, 401, "Unauthorized", msg, 0);
     }
     if (!bdy_principal_has_verb(p, c->route->verb)) {
         char msg[300];
@@ -1816,36 +1945,68 @@ int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb)
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    pthread_mutex_lock(&s->tls_lock);
+    bdy_tls_set *tls = bdy_tls_ref(s->tls);
+    pthread_mutex_unlock(&s->tls_lock);
+    if (tls != NULL && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        bdy_tls_unref(tls);
+        rc = bdy_fail(eb, BDY_EINVAL, "http: this libmicrohttpd is built without TLS");
+        goto out;
+    }
+    if (tls != NULL)
+        flags |= MHD_USE_TLS;
     atomic_store(&s->stopping, false);
     pthread_mutex_lock(&s->defer_lock);
     s->defer_closed = false;
     pthread_mutex_unlock(&s->defer_lock);
     /* MHD documents the logger as the first option so start-up messages go
      * through it too. A pool of one is no pool: MHD warns about it. */
-    struct MHD_OptionItem opts[] = {
+    struct MHD_OptionItem opts[12] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log_cb, s},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)s->timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)s->memory_limit, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)s->max_connections, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, s},
-        {s->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)s->threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
     };
+    size_t nopts = 6;
+    if (s->threads > 1)
+        opts[nopts++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)s->threads, NULL};
+    if (tls != NULL) {
+        /* MHD wants a certificate at start; each connection then gets the
+         * set in force when it is accepted (connection_cb). TLS 1.2 and 1.3
+         * only. */
+        opts[nopts++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)bdy_tls_cert_pem(tls)};
+        opts[nopts++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)bdy_tls_key_pem(tls)};
+        opts[nopts++] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+        opts[nopts++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, s};
+    }
+    opts[nopts] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_ARRAY, opts,
                                  MHD_OPTION_END);
     if (s->daemon == NULL) {
+        bdy_tls_unref(tls);
         rc = bdy_fail(eb, BDY_EIO, "http: cannot start the server on %s (see the log)", s->listen);
         goto out;
     }
+    pthread_mutex_lock(&s->tls_lock);
+    s->tls_start = tls;
+    s->tls_started = tls != NULL;
+    pthread_mutex_unlock(&s->tls_lock);
     fd = -1; /* MHD owns the socket and closes it in MHD_stop_daemon */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info != NULL ? info->port : 0;
     if (auth_off)
-        bdy_info("http", "listening on %s (port %u) without authentication: loopback only",
-                 s->listen, s->port);
+        bdy_info("http", "listening on %s (port %u)%s without authentication: loopback only",
+                 s->listen, s->port, tls != NULL ? " with TLS" : "");
     else
-        bdy_info("http", "listening on %s (port %u)", s->listen, s->port);
+        bdy_info("http", "listening on %s (port %u)%s", s->listen, s->port,
+                 tls != NULL ? " with TLS" : "");
 out:
     if (fd >= 0)
         close(fd);
@@ -1881,6 +2042,11 @@ void bdy_http_server_stop(bdy_http_server *s)
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     s->port = 0;
+    pthread_mutex_lock(&s->tls_lock);
+    bdy_tls_unref(s->tls_start);
+    s->tls_start = NULL;
+    s->tls_started = false;
+    pthread_mutex_unlock(&s->tls_lock);
 }
 
 void bdy_http_server_free(bdy_http_server *s)
@@ -1893,6 +2059,8 @@ void bdy_http_server_free(bdy_http_server *s)
     free(s->routes);
     pthread_mutex_destroy(&s->defer_lock);
     pthread_mutex_destroy(&s->auth_lock);
+    pthread_mutex_destroy(&s->tls_lock);
+    bdy_tls_unref(s->tls);
     /* Every connection has completed (stop), and a deferred request gives
      * its slot back when its handler returns: the current slot is unused. */
     auth_slot_free(s->current);

@@ -1036,8 +1036,10 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
 
 /* ---- kubeconfig ------------------------------------------------------------------------ */
 
-int bdy_kubeconfig_render(const char *server_url, const char *token_file, bdy_buf *out)
+int bdy_kubeconfig_render(const char *server_url, const bdy_kubeconfig_user *user, bdy_buf *out)
 {
+    const bdy_kubeconfig_user none = {0};
+    const bdy_kubeconfig_user *u = user != NULL ? user : &none;
     int rc = bdy_buf_printf(out,
                             "# kubeconfig for a local Bindery (written by bindery at start-up;\n"
                             "# `bindery kubeconfig` prints it). Use: KUBECONFIG=<this file> "
@@ -1047,25 +1049,33 @@ int bdy_kubeconfig_render(const char *server_url, const char *token_file, bdy_bu
                             "clusters:\n"
                             "  - name: bindery\n"
                             "    cluster:\n"
-                            "      server: %s\n"
-                            "contexts:\n"
-                            "  - name: bindery\n"
-                            "    context:\n"
-                            "      cluster: bindery\n"
-                            "      user: bindery\n"
-                            "      namespace: default\n"
-                            "current-context: bindery\n"
-                            "users:\n"
-                            "  - name: bindery\n",
+                            "      server: %s\n",
                             server_url);
-    if (rc == 0 && token_file != NULL)
-        rc = bdy_buf_printf(out, "    user:\n      tokenFile: %s\n", token_file);
-    else if (rc == 0)
-        rc = bdy_buf_printf(out, "    user: {}\n");
+    if (rc == 0 && u->ca_file != NULL)
+        rc = bdy_buf_printf(out, "      certificate-authority: %s\n", u->ca_file);
+    if (rc == 0)
+        rc = bdy_buf_printf(out, "contexts:\n"
+                                 "  - name: bindery\n"
+                                 "    context:\n"
+                                 "      cluster: bindery\n"
+                                 "      user: bindery\n"
+                                 "      namespace: default\n"
+                                 "current-context: bindery\n"
+                                 "users:\n"
+                                 "  - name: bindery\n");
+    bool any = u->token_file != NULL || u->client_cert_file != NULL;
+    if (rc == 0)
+        rc = bdy_buf_printf(out, any ? "    user:\n" : "    user: {}\n");
+    if (rc == 0 && u->token_file != NULL)
+        rc = bdy_buf_printf(out, "      tokenFile: %s\n", u->token_file);
+    if (rc == 0 && u->client_cert_file != NULL)
+        rc = bdy_buf_printf(out, "      client-certificate: %s\n      client-key: %s\n",
+                            u->client_cert_file,
+                            u->client_key_file != NULL ? u->client_key_file : u->client_cert_file);
     return rc;
 }
 
-void bdy_kubeconfig_server_url(const char *listen, unsigned port, char *out, size_t cap)
+void bdy_kubeconfig_server_url(const char *listen, unsigned port, bool tls, char *out, size_t cap)
 {
     char host[300] = "127.0.0.1";
     if (listen != NULL && listen[0] == '[') {
@@ -1087,7 +1097,7 @@ void bdy_kubeconfig_server_url(const char *listen, unsigned port, char *out, siz
         if (strcmp(host, "0.0.0.0") == 0)
             snprintf(host, sizeof(host), "127.0.0.1");
     }
-    snprintf(out, cap, "http://%s:%u", host, port);
+    snprintf(out, cap, "%s://%s:%u", tls ? "https" : "http", host, port);
 }
 
 void bdy_kubeconfig_path(const char *data_dir, char *out, size_t cap)
@@ -1106,7 +1116,7 @@ void bdy_kubeconfig_path(const char *data_dir, char *out, size_t cap)
         snprintf(out, cap, "%.*s/kubeconfig", (int)(slash - dir), dir);
 }
 
-int bdy_kubeconfig_write(const char *path, const char *server_url, const char *token_file,
+int bdy_kubeconfig_write(const char *path, const char *server_url, const bdy_kubeconfig_user *user,
                          bdy_errbuf *eb)
 {
     int rc = 0;
@@ -1114,7 +1124,7 @@ int bdy_kubeconfig_write(const char *path, const char *server_url, const char *t
     bdy_buf b;
     char tmp[PATH_MAX + 16];
     bdy_buf_init(&b, KUBECONFIG_MAX);
-    if ((rc = bdy_kubeconfig_render(server_url, token_file, &b)) != 0) {
+    if ((rc = bdy_kubeconfig_render(server_url, user, &b)) != 0) {
         rc = bdy_fail(eb, rc, "kubeconfig: cannot render");
         goto out;
     }

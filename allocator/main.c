@@ -23,6 +23,7 @@
 #include "bindery/reconciler.h"
 #include "bindery/runtime.h"
 #include "bindery/store.h"
+#include "bindery/tls.h"
 #include "bindery/util.h"
 #include "bindery/yaml.h"
 
@@ -84,6 +85,7 @@ static int usage(void)
                     "  bindery check-config FILE\n"
                     "  bindery hash-token < token\n"
                     "  bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]\n"
+                    "                     [--ca-file PATH] [--client-cert PATH --client-key PATH]\n"
                     "  bindery version\n");
     return 2;
 }
@@ -544,6 +546,47 @@ static void install_auth(daemon_state *d, bdy_auth *auth, const char *token_file
                  token_file, tokens);
 }
 
+/* Loads the TLS files cfg names (none: *out NULL) and logs what they hold. */
+static int load_tls(const bdy_config *cfg, bdy_tls_set **out, bdy_errbuf *eb)
+{
+    *out = NULL;
+    if (cfg->tls.cert_file == NULL)
+        return 0;
+    bdy_tls_files files = {.cert_file = cfg->tls.cert_file,
+                           .key_file = cfg->tls.key_file,
+                           .client_ca_file = cfg->tls.client_ca_file};
+    return bdy_tls_load(&files, out, eb);
+}
+
+/* Puts a loaded TLS set in force for new connections (the server takes its
+ * own reference; set's is dropped here). */
+static void install_tls(daemon_state *d, bdy_tls_set *set, bool refused)
+{
+    char what[512];
+    bdy_tls_describe(set, what, sizeof(what));
+    if (bdy_http_server_set_tls(d->http, set) == 0)
+        bdy_info("tls", "%s%s",
+                 refused ? "reloaded all the same: " : "in force for new connections: ", what);
+    bdy_tls_unref(set);
+}
+
+/* A reload refused for its config still reads the running TLS files again:
+ * a certificate about to expire must not wait for a config that loads. */
+static void reload_running_tls(daemon_state *d)
+{
+    if (!bdy_http_server_tls(d->http))
+        return;
+    bdy_tls_set *set = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (load_tls(d->cfg, &set, &eb) != 0) {
+        bdy_error("tls", "TLS files not reloaded either, the running certificate stays: %s",
+                  eb.message);
+        return;
+    }
+    install_tls(d, set, true);
+}
+
 /* A reload refused for its config still re-reads the token file in force:
  * revoking a token must not wait for a config that loads. */
 static void reload_running_tokens(daemon_state *d)
@@ -569,12 +612,16 @@ static void reload(daemon_state *d, const char *path)
 {
     bdy_config *next = NULL;
     bdy_auth *auth = NULL;
+    bdy_tls_set *tls = NULL;
+    bool tls_on_off = false;
+    bool tls_read = false; /* the running TLS files were read (and failed) */
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     int rc = bdy_config_load(path, &next, &eb);
     if (rc != 0) {
         bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
         reload_running_tokens(d);
+        reload_running_tls(d);
         count_reload(d, "refused");
         return;
     }
@@ -587,6 +634,7 @@ static void reload(daemon_state *d, const char *path)
                   path);
         bdy_config_free(next);
         reload_running_tokens(d);
+        reload_running_tls(d);
         count_reload(d, "refused");
         return;
     }
@@ -607,6 +655,7 @@ static void reload(daemon_state *d, const char *path)
         {"demand", same_demand(&next->demand, &d->cfg->demand)},
         {"reconciler.workers", next->reconciler.workers == d->cfg->reconciler.workers},
         {"claims", next->claims.record_retention_h == d->cfg->claims.record_retention_h},
+        {"tls (on or off)", (next->tls.cert_file != NULL) == bdy_http_server_tls(d->http)},
     };
     for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
         if (!restart_only[i].same)
@@ -623,6 +672,19 @@ static void reload(daemon_state *d, const char *path)
     } else if (d->auth_on) {
         bdy_error("config", "reload refused: turning authentication off needs a restart "
                             "(the server may be listening beyond loopback)");
+        goto refused;
+    }
+    /* TLS stays as it runs when the file turns it on or off (a restart);
+     * otherwise the files it names, perhaps a rotated certificate, are read
+     * again. */
+    tls_on_off = (next->tls.cert_file != NULL) != bdy_http_server_tls(d->http);
+    if (!tls_on_off && load_tls(next, &tls, &eb) != 0) {
+        bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
+        /* The running files are these very ones: reading them again below
+         * would only fail again. */
+        tls_read = same_str(next->tls.cert_file, d->cfg->tls.cert_file) &&
+                   same_str(next->tls.key_file, d->cfg->tls.key_file) &&
+                   same_str(next->tls.client_ca_file, d->cfg->tls.client_ca_file);
         goto refused;
     }
     /* Every manifest is checked on a scratch store first, so that one the
@@ -660,9 +722,11 @@ static void reload(daemon_state *d, const char *path)
     if (auth != NULL) {
         install_auth(d, auth, next->auth.token_file, false);
     }
-    /* Restart-only sections stay as they run, so d->cfg says what is in
-     * force (and the next reload compares against it). Swapped, so each
-     * config keeps owning what it points to. */
+    if (tls != NULL)
+        install_tls(d, tls, false);
+        /* Restart-only sections stay as they run, so d->cfg says what is in
+         * force (and the next reload compares against it). Swapped, so each
+         * config keeps owning what it points to. */
 #define SWAP_SECTION(type, field)                                                                  \
     do {                                                                                           \
         type section = next->field;                                                                \
@@ -675,6 +739,8 @@ static void reload(daemon_state *d, const char *path)
     SWAP_SECTION(bdy_config_demand, demand);
     SWAP_SECTION(bdy_config_reconciler, reconciler);
     SWAP_SECTION(bdy_config_claims, claims);
+    if (tls_on_off)
+        SWAP_SECTION(bdy_config_tls, tls);
 #undef SWAP_SECTION
     check_fd_budget_on_reload(next, d->connections);
     bdy_config_free(d->cfg);
@@ -697,6 +763,17 @@ refused:
          * authentication off, or names a file that does not load): the
          * file in force is read again, as for a config that does not load. */
         reload_running_tokens(d);
+    }
+    /* The same for TLS: the new files when they loaded (and their paths
+     * are the ones in force from now on, so a later reload that is refused
+     * reads them, not the old ones), else the running ones again. */
+    if (tls != NULL) {
+        install_tls(d, tls, true);
+        bdy_config_tls in_force = next->tls;
+        next->tls = d->cfg->tls;
+        d->cfg->tls = in_force;
+    } else if (!tls_read) {
+        reload_running_tls(d);
     }
     count_reload(d, "refused");
     bdy_config_free(next);
@@ -846,8 +923,13 @@ static void write_kubeconfig(daemon_state *d)
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     bdy_kubeconfig_path(d->cfg->data_dir, path, sizeof(path));
-    bdy_kubeconfig_server_url(d->cfg->listen, bdy_http_server_port(d->http), url, sizeof(url));
-    if (bdy_kubeconfig_write(path, url, NULL, &eb) != 0)
+    bdy_kubeconfig_server_url(d->cfg->listen, bdy_http_server_port(d->http),
+                              bdy_http_server_tls(d->http), url, sizeof(url));
+    /* The server's own certificate file as the authority: it holds the
+     * chain kubectl verifies against, and a rotated one is read from
+     * there on kubectl's next run. */
+    bdy_kubeconfig_user user = {.ca_file = d->cfg->tls.cert_file};
+    if (bdy_kubeconfig_write(path, url, &user, &eb) != 0)
         bdy_warn("kubeapi", "cannot write the kubeconfig: %s", eb.message);
     else
         bdy_info("kubeapi", "kubectl: KUBECONFIG=%s kubectl get wi (server %s)", path, url);
@@ -1092,6 +1174,19 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("http", "out of memory installing the token set");
         goto out;
     }
+    bdy_tls_set *tls = NULL;
+    rc = load_tls(d.cfg, &tls, &eb);
+    if (rc == 0 && tls != NULL) {
+        char what[512];
+        bdy_tls_describe(tls, what, sizeof(what));
+        bdy_info("tls", "%s", what);
+        rc = bdy_http_server_set_tls(d.http, tls);
+        bdy_tls_unref(tls);
+    }
+    if (rc != 0) {
+        bdy_error("tls", "%s", eb.message[0] ? eb.message : "cannot install the TLS set");
+        goto out;
+    }
     rc = bdy_http_server_start(d.http, &eb);
     if (rc != 0) {
         bdy_error("http", "cannot listen on %s: %s", d.cfg->listen, eb.message);
@@ -1176,6 +1271,10 @@ static int check_config(const char *path)
         rc = bdy_auth_load(cfg->auth.token_file, &auth, &eb);
     if (rc == 0)
         rc = bdy_http_listen_check(cfg->listen, auth != NULL, &eb);
+    bdy_tls_set *tls = NULL;
+    if (rc == 0)
+        rc = load_tls(cfg, &tls, &eb);
+    bdy_tls_unref(tls);
     /* CRDs and manifests are applied at start; one that cannot be read or
      * that the store refuses (its schema, its metadata) stops serve. */
     bool checked = false;
@@ -1195,9 +1294,27 @@ static int check_config(const char *path)
     return rc == 0 ? 0 : 1;
 }
 
-/* Prints the kubeconfig the daemon wrote for this config (and --data),
- * with the user's tokenFile set when --token-file is given. */
-static int print_kubeconfig(const char *config_path, const char *data, const char *token_file)
+/* flags of `bindery kubeconfig`: files the printed kubeconfig refers to. */
+typedef struct kubeconfig_flags {
+    const char *token_file;
+    const char *ca_file;
+    const char *client_cert;
+    const char *client_key;
+} kubeconfig_flags;
+
+/* path made absolute (kubectl resolves a relative one against the
+ * kubeconfig's folder, not the caller's), into buf; NULL stays NULL. */
+static const char *absolute(const char *path, char buf[PATH_MAX])
+{
+    if (path == NULL || path[0] == '/')
+        return path;
+    return realpath(path, buf) != NULL ? buf : path;
+}
+
+/* Prints the kubeconfig the daemon wrote for this config (and --data):
+ * its server, and the flags' files in it (--ca-file in place of the
+ * server's certificate file). */
+static int print_kubeconfig(const char *config_path, const char *data, const kubeconfig_flags *f)
 {
     bdy_config *cfg = NULL;
     char *text = NULL;
@@ -1212,6 +1329,11 @@ static int print_kubeconfig(const char *config_path, const char *data, const cha
         fprintf(stderr, "%s\n", eb.message);
         goto out;
     }
+    if ((f->client_cert == NULL) != (f->client_key == NULL)) {
+        fprintf(stderr, "bindery kubeconfig: --client-cert and --client-key go together\n");
+        rc = BDY_EINVAL;
+        goto out;
+    }
     char path[PATH_MAX];
     bdy_kubeconfig_path(cfg->data_dir, path, sizeof(path));
     size_t len = 0;
@@ -1221,19 +1343,23 @@ static int print_kubeconfig(const char *config_path, const char *data, const cha
                 bdy_strerror(rc));
         goto out;
     }
-    if (token_file == NULL) {
-        fputs(text, stdout);
-        goto out;
-    }
-    /* Re-render with the same server and the token file. */
+    /* The server (with the port the daemon bound) from the written file. */
     const char *server = strstr(text, "server: ");
     char url[400] = "";
     if (server != NULL)
         sscanf(server + 8, "%399s", url);
-    char abs[PATH_MAX];
-    if (token_file[0] != '/' && realpath(token_file, abs) != NULL)
-        token_file = abs;
-    rc = bdy_kubeconfig_render(url, token_file, &b);
+    char ca[PATH_MAX];
+    char token[PATH_MAX];
+    char cert[PATH_MAX];
+    char key[PATH_MAX];
+    bdy_kubeconfig_user user = {.ca_file = f->ca_file != NULL ? absolute(f->ca_file, ca)
+                                                              : cfg->tls.cert_file,
+                                .token_file = absolute(f->token_file, token),
+                                .client_cert_file = absolute(f->client_cert, cert),
+                                .client_key_file = absolute(f->client_key, key)};
+    if (strncmp(url, "https://", 8) != 0)
+        user.ca_file = NULL;
+    rc = bdy_kubeconfig_render(url, &user, &b);
     if (rc == 0)
         fputs(b.data, stdout);
 out:
@@ -1306,7 +1432,7 @@ int main(int argc, char **argv)
     const char *config = NULL;
     const char *listen = NULL;
     const char *data = NULL;
-    const char *token_file = NULL;
+    kubeconfig_flags kf = {0};
     for (int i = 2; i < argc; i++) {
         const char **slot = NULL;
         if (strcmp(argv[i], "--config") == 0)
@@ -1316,7 +1442,13 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--data") == 0)
             slot = &data;
         else if (kubeconfig && strcmp(argv[i], "--token-file") == 0)
-            slot = &token_file;
+            slot = &kf.token_file;
+        else if (kubeconfig && strcmp(argv[i], "--ca-file") == 0)
+            slot = &kf.ca_file;
+        else if (kubeconfig && strcmp(argv[i], "--client-cert") == 0)
+            slot = &kf.client_cert;
+        else if (kubeconfig && strcmp(argv[i], "--client-key") == 0)
+            slot = &kf.client_key;
         if (slot == NULL || i + 1 >= argc) {
             fprintf(stderr, "bindery %s: unknown or incomplete flag %s\n", cmd, argv[i]);
             return usage();
@@ -1328,6 +1460,6 @@ int main(int argc, char **argv)
         return usage();
     }
     if (kubeconfig)
-        return print_kubeconfig(config, data, token_file);
+        return print_kubeconfig(config, data, &kf);
     return serve(config, listen, data);
 }

@@ -36,6 +36,14 @@
  *   auth:
  *     tokenFile: (absent)           → auth.token_file
  *       Bearer-token file (see auth.h). Absent or null: no authentication.
+ *   tls:
+ *     certFile: (absent)            → tls.cert_file
+ *       PEM certificate chain of the HTTP API: with keyFile, HTTPS only.
+ *     keyFile: (absent)             → tls.key_file
+ *       PEM private key of certFile.
+ *     clientCAFile: (absent)        → tls.client_ca_file
+ *       PEM CAs of client certificates (needs certFile and auth.tokenFile,
+ *       whose commonName entries say what a certificate may do).
  *   store:
  *     watchHistory: 10000           → store.watch_history       100..10000000
  *       Events kept so a watch can resume from an older resourceVersion.
@@ -154,6 +162,12 @@ typedef struct bdy_config_auth {
     char *token_file; /* absolute path, or NULL: authentication off */
 } bdy_config_auth;
 
+typedef struct bdy_config_tls {
+    char *cert_file;      /* absolute path, or NULL: plain HTTP */
+    char *key_file;       /* absolute path; set exactly when cert_file is */
+    char *client_ca_file; /* absolute path, or NULL: no client certificates */
+} bdy_config_tls;
+
 typedef struct bdy_config_store {
     unsigned watch_history;
     unsigned max_batch;
@@ -245,6 +259,7 @@ typedef struct bdy_config {
     bdy_log_level log_level;
     bdy_config_http http;
     bdy_config_auth auth;
+    bdy_config_tls tls;
     bdy_config_store store;
     bdy_config_paths crds;      /* absolute paths, in file order */
     bdy_config_paths manifests; /* absolute paths, in file order */

@@ -189,6 +189,17 @@ void bdy_http_stream_end(bdy_http_stream *st);
  * hours). BDY_ENOMEM: the old set stays in force. */
 int bdy_http_server_set_auth(bdy_http_server *s, bdy_auth *auth);
 
+/* TLS (tls.h). Before start(): the server will listen with TLS only,
+ * with set. After a start with TLS: set replaces the one in force for the
+ * connections accepted from then on (a certificate rotated on reload);
+ * open connections keep theirs until they close. The server takes its own
+ * reference. BDY_EINVAL for a server started without TLS (turning it on
+ * needs a restart) or a NULL set. Thread-safe. */
+typedef struct bdy_tls_set bdy_tls_set;
+int bdy_http_server_set_tls(bdy_http_server *s, bdy_tls_set *set);
+/* Whether the server listens with TLS. */
+bool bdy_http_server_tls(const bdy_http_server *s);
+
 /* Starts listening. Returns BDY_EINVAL for a bad address, BDY_EFORBIDDEN
  * for a non-loopback address without auth, BDY_EIO when the port is taken. */
 int bdy_http_server_start(bdy_http_server *s, bdy_errbuf *eb);

@@ -55,17 +55,26 @@ void bdy_kubeapi_free(bdy_kubeapi *k);
 
 /* ---- kubeconfig ---------------------------------------------------------- */
 
+/* What a kubeconfig for this Bindery says besides its server. Paths are
+ * referenced, not copied in, so a rotated certificate or token is read
+ * from its file at kubectl's next run. NULL: left out. */
+typedef struct bdy_kubeconfig_user {
+    const char *ca_file;          /* the cluster's certificate-authority (https) */
+    const char *token_file;       /* the user's tokenFile */
+    const char *client_cert_file; /* the user's client-certificate ... */
+    const char *client_key_file;  /* ... and client-key */
+} bdy_kubeconfig_user;
+
 /* Renders a kubeconfig (context "bindery", namespace default) for server_url
- * ("http://127.0.0.1:7780"). token_file (may be NULL) is referenced as the
- * user's tokenFile. */
-int bdy_kubeconfig_render(const char *server_url, const char *token_file, bdy_buf *out);
+ * ("http://127.0.0.1:7780"); user may be NULL. */
+int bdy_kubeconfig_render(const char *server_url, const bdy_kubeconfig_user *user, bdy_buf *out);
 /* The server URL kubectl should use for a listen address ("0.0.0.0:7780"
- * becomes http://127.0.0.1:7780) and the bound port. */
-void bdy_kubeconfig_server_url(const char *listen, unsigned port, char *out, size_t cap);
+ * becomes http://127.0.0.1:7780, or https:// when tls), and the bound port. */
+void bdy_kubeconfig_server_url(const char *listen, unsigned port, bool tls, char *out, size_t cap);
 /* Where the daemon writes the kubeconfig: "kubeconfig" next to data_dir. */
 void bdy_kubeconfig_path(const char *data_dir, char *out, size_t cap);
 /* Writes the file atomically (temporary file + rename), mode 0600. */
-int bdy_kubeconfig_write(const char *path, const char *server_url, const char *token_file,
+int bdy_kubeconfig_write(const char *path, const char *server_url, const bdy_kubeconfig_user *user,
                          bdy_errbuf *eb);
 
 /* ---- parsers of outside input (public so they can be fuzzed) ------------- */

@@ -289,7 +289,8 @@ bb_response bb_request(bb_server *s, const char *method, const char *path, const
     sink h = {calloc(1, 1), 0};
     CURL *c = curl_easy_init();
     char url[512];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", s->port, path);
+    bool tls = s->tls_ca[0] != '\0';
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%u%s", tls ? "https" : "http", s->port, path);
     struct curl_slist *hl = NULL;
     for (int i = 0; headers != NULL && headers[i] != NULL; i++)
         hl = curl_slist_append(hl, headers[i]);
@@ -307,6 +308,12 @@ bb_response bb_request(bb_server *s, const char *method, const char *path, const
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    if (tls)
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->tls_ca);
+    if (tls && s->tls_cert[0] != '\0' && s->tls_key[0] != '\0') {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, s->tls_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, s->tls_key);
+    }
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(hl);

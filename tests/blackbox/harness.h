@@ -18,6 +18,12 @@ typedef struct bb_server {
     pid_t pid;       /* 0 when not running */
     int exit_status; /* after bb_wait_exit: exit code, or 128+signal */
     unsigned nofile; /* set before bb_start: RLIMIT_NOFILE (soft and hard) of the daemon */
+    /* Set after bb_init for a daemon that serves TLS: bb_request then uses
+     * https, trusting the PEM file tls_ca (a path), and presents the client
+     * certificate tls_cert with key tls_key when both are set. */
+    char tls_ca[160];
+    char tls_cert[160];
+    char tls_key[160];
 } bb_server;
 
 typedef struct bb_response {

@@ -69,6 +69,8 @@ static void assert_defaults_except_paths(const bdy_config *cfg)
     assert_int_equal(cfg->http.max_connections, 1024);
     assert_int_equal(cfg->http.header_limit_bytes, 16384);
     assert_null(cfg->auth.token_file);
+    assert_null(cfg->tls.cert_file);
+    assert_null(cfg->tls.client_ca_file);
     assert_int_equal(cfg->store.watch_history, 10000);
     assert_int_equal(cfg->store.max_batch, 512);
     assert_int_equal(cfg->store.busy_timeout_ms, 5000);
@@ -161,6 +163,10 @@ static void test_every_field(void **state)
                               "  headerLimitBytes: 4096\n"
                               "auth:\n"
                               "  tokenFile: secrets/tokens.yaml\n"
+                              "tls:\n"
+                              "  certFile: tls/server.crt\n"
+                              "  keyFile: /etc/bindery/server.key\n"
+                              "  clientCAFile: tls/clients.crt\n"
                               "store:\n"
                               "  watchHistory: 10000000\n"
                               "  maxBatch: 1\n"
@@ -187,6 +193,9 @@ static void test_every_field(void **state)
     assert_int_equal(cfg->http.max_connections, 100000);
     assert_int_equal(cfg->http.header_limit_bytes, 4096);
     assert_string_equal(cfg->auth.token_file, BASE "/secrets/tokens.yaml");
+    assert_string_equal(cfg->tls.cert_file, BASE "/tls/server.crt");
+    assert_string_equal(cfg->tls.key_file, "/etc/bindery/server.key");
+    assert_string_equal(cfg->tls.client_ca_file, BASE "/tls/clients.crt");
     assert_int_equal(cfg->store.watch_history, 10000000);
     assert_int_equal(cfg->store.max_batch, 1);
     assert_int_equal(cfg->store.busy_timeout_ms, 0);
@@ -339,6 +348,15 @@ static void test_bad_values(void **state)
         {"http: 5\n", "bindery.yaml:1: http: must be a map (got \"5\")"},
         {"store: [1, 2]\n", "bindery.yaml:1: store: must be a map (got a list)"},
         {"auth: off\n", "bindery.yaml:1: auth: must be a map (got \"off\")"},
+        {"tls:\n  certFile: a.crt\n", "bindery.yaml:2: tls.certFile: needs keyFile too"},
+        {"tls:\n  keyFile: a.key\n", "bindery.yaml:2: tls.keyFile: needs certFile too"},
+        {"tls:\n  clientCAFile: ca.crt\n", "bindery.yaml:2: tls.clientCAFile: needs certFile too"},
+        {"tls:\n  certFile: a.crt\n  keyFile: a.key\n  clientCAFile: ca.crt\n",
+         "bindery.yaml:4: tls.clientCAFile: needs auth.tokenFile, whose commonName entries say "
+         "what "
+         "a client certificate may do"},
+        {"tls: {certFile: a.crt, keyFile: a.key, caFile: x}\n",
+         "bindery.yaml:1: unknown key \"tls.caFile\""},
         {"crds: foo\n", "bindery.yaml:1: crds: must be a list (got \"foo\")"},
         {"manifests: {a: b}\n", "bindery.yaml:1: manifests: must be a list (got a map)"},
         {"crds:\n  - a\n  - [b]\n", "bindery.yaml:3: crds[1]: must be a path (got a list)"},
