@@ -65,6 +65,8 @@
 #define HTTP_MAX_LISTEN_LEN 300u
 #define HTTP_MAX_MEDIA_TYPES 8u
 #define HTTP_MAX_MEDIA_TYPE_LEN 128u
+/* TLS sets kept after reloads replaced them (struct bdy_http_server). */
+#define HTTP_TLS_RETIRED 8u
 /* MHD cannot answer while a body is still arriving, so after a chunked body
  * passes the cap we read and drop up to this much more to still send 413;
  * a client that keeps sending beyond it is cut off. */
@@ -128,6 +130,14 @@ struct bdy_http_server {
     pthread_mutex_t tls_lock;
     bdy_tls_set *tls;
     bdy_tls_set *tls_start; /* the set MHD was started with (its PEM stays readable) */
+    /* Sets replaced by reloads, still referenced: a connection's close
+     * (MHD_CONNECTION_NOTIFY_CLOSED) comes before MHD deinits its GnuTLS
+     * session, and GnuTLS wants credentials to outlive their sessions; so
+     * the server, not the last connection, drops a retired set: when
+     * HTTP_TLS_RETIRED newer ones have retired (a connection open across
+     * that many reloads is the one case left), or at stop. */
+    bdy_tls_set *tls_retired[HTTP_TLS_RETIRED];
+    size_t tls_nretired;
 
     struct MHD_Daemon *daemon;
     bool loopback;    /* set by start(): bound to a loopback address */
@@ -704,8 +714,18 @@ int bdy_http_server_set_tls(bdy_http_server *s, bdy_tls_set *set)
     }
     bdy_tls_set *old = s->tls;
     s->tls = bdy_tls_ref(set);
+    bdy_tls_set *dropped = NULL;
+    if (old != NULL) {
+        if (s->tls_nretired == HTTP_TLS_RETIRED) {
+            dropped = s->tls_retired[0];
+            memmove(s->tls_retired, s->tls_retired + 1,
+                    (HTTP_TLS_RETIRED - 1) * sizeof(bdy_tls_set *));
+            s->tls_nretired--;
+        }
+        s->tls_retired[s->tls_nretired++] = old;
+    }
     pthread_mutex_unlock(&s->tls_lock);
-    bdy_tls_unref(old); /* freed once its last connection closes */
+    bdy_tls_unref(dropped);
     return 0;
 }
 
@@ -2046,6 +2066,10 @@ void bdy_http_server_stop(bdy_http_server *s)
     bdy_tls_unref(s->tls_start);
     s->tls_start = NULL;
     s->tls_started = false;
+    /* Every connection has closed and its session is gone. */
+    for (size_t i = 0; i < s->tls_nretired; i++)
+        bdy_tls_unref(s->tls_retired[i]);
+    s->tls_nretired = 0;
     pthread_mutex_unlock(&s->tls_lock);
 }
 
@@ -2061,6 +2085,8 @@ void bdy_http_server_free(bdy_http_server *s)
     pthread_mutex_destroy(&s->auth_lock);
     pthread_mutex_destroy(&s->tls_lock);
     bdy_tls_unref(s->tls);
+    for (size_t i = 0; i < s->tls_nretired; i++) /* replaced before a start */
+        bdy_tls_unref(s->tls_retired[i]);
     /* Every connection has completed (stop), and a deferred request gives
      * its slot back when its handler returns: the current slot is unused. */
     auth_slot_free(s->current);

@@ -5,9 +5,11 @@
  * The HTTP server (http.h) keeps the set in force and puts it on every new
  * connection before its handshake; a connection holds a reference to the
  * set it started with until it closes. A reload (SIGHUP) loads a new set
- * and puts it in force for the connections that come after: the old one is
- * freed when its last connection ends, so a certificate is rotated without
- * a restart and without cutting anyone off.
+ * and puts it in force for the connections that come after, while open
+ * connections keep theirs; so a certificate is rotated without a restart
+ * and without cutting anyone off. (The server keeps the last few replaced
+ * sets until it stops, so that a set outlives the GnuTLS sessions made
+ * with it.)
  *
  * Client certificates are asked for, never required, when a set has client
  * CAs: a client without one goes on to bearer tokens. One that sends a
