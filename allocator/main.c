@@ -11,6 +11,7 @@
  * is ordinary code on the main thread rather than async-signal-safe hacks.
  */
 #include "bindery/auth.h"
+#include "bindery/backup.h"
 #include "bindery/claims.h"
 #include "bindery/config.h"
 #include "bindery/error.h"
@@ -86,6 +87,7 @@ static int usage(void)
                     "  bindery hash-token < token\n"
                     "  bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]\n"
                     "                     [--ca-file PATH] [--client-cert PATH --client-key PATH]\n"
+                    "  bindery backup --config FILE [--data DIR] --to DIR\n"
                     "  bindery version\n");
     return 2;
 }
@@ -1369,6 +1371,32 @@ out:
     return rc == 0 ? 0 : 1;
 }
 
+/* `bindery backup`: the data folder of this config (and --data) copied,
+ * online, into a new folder `serve --data` can start from (backup.h). */
+static int backup(const char *config_path, const char *data, const char *to)
+{
+    bdy_config *cfg = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_config_load(config_path, &cfg, &eb);
+    if (rc == 0 && data != NULL)
+        rc = bdy_config_override_data_dir(cfg, data, &eb);
+    bdy_backup_report r = {0};
+    if (rc == 0)
+        rc = bdy_backup_data_dir(cfg->data_dir, to, &r, &eb);
+    if (rc != 0) {
+        fprintf(stderr, "bindery backup: %s\n", eb.message);
+    } else {
+        printf("backed up %s to %s: %u files, %.1f MB in %.2f s", cfg->data_dir, to, r.files,
+               (double)r.bytes / 1e6, r.seconds);
+        for (unsigned i = 0; i < r.nskipped; i++)
+            printf("%s%s", i == 0 ? " (not there, so not copied: " : ", ", r.skipped[i]);
+        printf("%s\n", r.nskipped > 0 ? ")" : "");
+    }
+    bdy_config_free(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
 #define HASH_TOKEN_MAX 4096
 
 static int hash_token(void)
@@ -1427,8 +1455,10 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "hash-token") == 0)
         return argc == 2 ? hash_token() : usage();
     bool kubeconfig = strcmp(cmd, "kubeconfig") == 0;
-    if (strcmp(cmd, "serve") != 0 && !kubeconfig)
+    bool backing_up = strcmp(cmd, "backup") == 0;
+    if (strcmp(cmd, "serve") != 0 && !kubeconfig && !backing_up)
         return usage();
+    const char *to = NULL;
     const char *config = NULL;
     const char *listen = NULL;
     const char *data = NULL;
@@ -1449,6 +1479,8 @@ int main(int argc, char **argv)
             slot = &kf.client_cert;
         else if (kubeconfig && strcmp(argv[i], "--client-key") == 0)
             slot = &kf.client_key;
+        else if (backing_up && strcmp(argv[i], "--to") == 0)
+            slot = &to;
         if (slot == NULL || i + 1 >= argc) {
             fprintf(stderr, "bindery %s: unknown or incomplete flag %s\n", cmd, argv[i]);
             return usage();
@@ -1461,5 +1493,11 @@ int main(int argc, char **argv)
     }
     if (kubeconfig)
         return print_kubeconfig(config, data, &kf);
+    if (backing_up && to == NULL) {
+        fprintf(stderr, "bindery backup: --to DIR is required\n");
+        return usage();
+    }
+    if (backing_up)
+        return backup(config, data, to);
     return serve(config, listen, data);
 }

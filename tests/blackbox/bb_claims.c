@@ -967,6 +967,89 @@ static void test_drain_answers_claims_being_committed(void **state)
     bb_cleanup(&s);
 }
 
+/* `bindery backup` while claims stream in, then a start from the copy:
+ * every claim answered before the backup began is there with its world,
+ * none made after it finished is, the claimed worlds are as many as the
+ * copy's claims say, and the pool serves claims again. */
+static void test_backup_while_claiming(void **state)
+{
+    (void)state;
+    enum { BEFORE = 20, AFTER = 5, CLIENTS = 4, WARM = 2000 };
+    bb_server s;
+    start_bench_pool(&s, WARM, 2 * WARM, 600);
+    claim before[BEFORE];
+    for (int i = 0; i < BEFORE; i++) {
+        before[i] = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+        assert_int_equal(before[i].status, 201);
+    }
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    burst_client b[CLIENTS];
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        b[i] = (burst_client){.s = &s, .stop = &stop};
+        pthread_create(&th[i], NULL, burst_client_main, &b[i]);
+    }
+    sleep_ms(200);
+    char copy[160];
+    snprintf(copy, sizeof(copy), "%s/copy", s.dir);
+    char *out = NULL;
+    int rc = bb_run(
+        &s,
+        (const char *const[]){"backup", "--config", s.config, "--data", s.data, "--to", copy, NULL},
+        NULL, &out);
+    if (rc != 0 || strstr(out, "backed up ") == NULL)
+        fail_msg("backup: %d %s", rc, out);
+    free(out);
+    atomic_store(&stop, true);
+    int created = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        created += b[i].created;
+        assert_int_equal(b[i].other, 0);
+    }
+    claim after[AFTER];
+    for (int i = 0; i < AFTER; i++) {
+        after[i] = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+        assert_int_equal(after[i].status, 201);
+    }
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 30000));
+    /* The copy becomes the data folder. */
+    char live[160];
+    snprintf(live, sizeof(live), "%s/data-live", s.dir);
+    assert_int_equal(rename(s.data, live), 0);
+    assert_int_equal(rename(copy, s.data), 0);
+    assert_true(bb_start(&s, NULL));
+    for (int i = 0; i < BEFORE; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/allocations/%s", before[i].id);
+        bb_response r = bb_request(&s, "GET", path, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, before[i].name));
+        bb_response_free(&r);
+    }
+    for (int i = 0; i < AFTER; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/allocations/%s", after[i].id);
+        bb_response r = bb_request(&s, "GET", path, NULL, NULL);
+        assert_int_equal(r.status, 404);
+        bb_response_free(&r);
+    }
+    /* The copy's claims reach their worlds' status as after any restart. */
+    int allocated = pool_field(&s, "allocated");
+    for (int i = 0; i < 50 && allocated < BEFORE; i++) {
+        sleep_ms(100);
+        allocated = pool_field(&s, "allocated");
+    }
+    fprintf(stderr, "backup: %d claims during it, %d claimed worlds in the copy\n", created,
+            allocated);
+    assert_true(allocated >= BEFORE && allocated <= BEFORE + created);
+    claim again = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(again.status, 201);
+    bb_cleanup(&s);
+}
+
 /* Counts the Allocation records in namespace default (all pages). */
 static int count_records(bb_server *s)
 {
@@ -3249,6 +3332,7 @@ int main(void)
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
+        cmocka_unit_test_teardown(test_backup_while_claiming, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_probe_failures_counted_per_period, bb_teardown),
         cmocka_unit_test_teardown(test_hung_worlds_hold_no_worker, bb_teardown),

@@ -1,0 +1,226 @@
+/* Online backup of a data folder (backup.h). */
+#include "bindery/backup.h"
+
+#include "bindery/error.h"
+#include "bindery/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A backup step that meets a lock waits this long, this many times:
+ * bindery's writers hold their locks for milliseconds; a checkpoint that
+ * truncates the WAL, a little longer. */
+#define BACKUP_BUSY_WAIT_MS 50
+#define BACKUP_BUSY_TRIES 200
+/* Every page in one step: a write between steps would restart the copy
+ * (it would never finish under steady claims), and in WAL mode the step's
+ * read transaction blocks no writer. */
+#define BACKUP_ALL_PAGES (-1)
+
+/* The files of a data folder, in the order they are copied (backup.h
+ * says why the store comes before the ledger). */
+static const struct {
+    const char *name;
+    bool sqlite;
+    bool required;
+} data_files[] = {
+    {"bindery.db", true, true},
+    {"claims.db", true, false},
+    {"demand.db", true, false},
+    {"instance-id", false, false},
+};
+
+static int path_in(char *out, size_t cap, const char *dir, const char *name, const char *suffix,
+                   bdy_errbuf *eb)
+{
+    if ((size_t)snprintf(out, cap, "%s/%s%s", dir, name, suffix) >= cap)
+        return bdy_fail(eb, BDY_EINVAL, "path too long: %s/%s", dir, name);
+    return 0;
+}
+
+/* to must not exist (it is made) or be an empty folder. */
+static int prepare_target(const char *to, bdy_errbuf *eb)
+{
+    if (mkdir(to, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return bdy_fail(eb, BDY_EIO, "backup folder %s: %s", to, strerror(errno));
+    DIR *d = opendir(to);
+    if (d == NULL)
+        return bdy_fail(eb, BDY_EIO, "backup folder %s: %s", to, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            rc = bdy_fail(eb, BDY_EEXISTS,
+                          "backup folder %s is not empty (%s): back up into a new folder", to,
+                          e->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* One SQLite file copied from src into dst (a new file), then checked. */
+static int copy_database(const char *src, const char *dst, bdy_errbuf *eb)
+{
+    int rc = 0;
+    sqlite3 *from = NULL;
+    sqlite3 *to = NULL;
+    sqlite3_backup *b = NULL;
+    sqlite3_stmt *check = NULL;
+    /* Read-write without create: reading a WAL database needs its shared
+     * memory file, which a read-only connection cannot set up when bindery
+     * is not running. Nothing is written through it. */
+    if (sqlite3_open_v2(src, &from, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", src, from ? sqlite3_errmsg(from) : "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(from, BACKUP_BUSY_WAIT_MS);
+    /* Made here, owner-only, before SQLite opens it: the store holds
+     * Secrets and the ledger claimants, whatever the umask says. */
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    if (sqlite3_open_v2(dst, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, to ? sqlite3_errmsg(to) : "cannot create");
+        goto out;
+    }
+    b = sqlite3_backup_init(to, "main", from, "main");
+    if (b == NULL) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", src, sqlite3_errmsg(to));
+        goto out;
+    }
+    int step = SQLITE_OK;
+    for (int tries = 0; tries < BACKUP_BUSY_TRIES; tries++) {
+        step = sqlite3_backup_step(b, BACKUP_ALL_PAGES);
+        if (step != SQLITE_BUSY && step != SQLITE_LOCKED)
+            break;
+        sqlite3_sleep(BACKUP_BUSY_WAIT_MS);
+    }
+    int fin = sqlite3_backup_finish(b);
+    b = NULL;
+    if (step == SQLITE_BUSY || step == SQLITE_LOCKED) {
+        rc = bdy_fail(eb, BDY_EBUSY, "%s: still locked after %d s", src,
+                      BACKUP_BUSY_TRIES * BACKUP_BUSY_WAIT_MS / 1000);
+        goto out;
+    }
+    if (step != SQLITE_DONE || fin != SQLITE_OK) {
+        rc = bdy_fail(eb, step == SQLITE_CORRUPT || step == SQLITE_NOTADB ? BDY_ECORRUPT : BDY_EIO,
+                      "%s: %s", src, sqlite3_errstr(step != SQLITE_DONE ? step : fin));
+        goto out;
+    }
+    /* The copy, read back whole: a backup is worth what a start from it is. */
+    if (sqlite3_prepare_v2(to, "PRAGMA quick_check", -1, &check, NULL) != SQLITE_OK ||
+        sqlite3_step(check) != SQLITE_ROW) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: cannot check the copy: %s", dst, sqlite3_errmsg(to));
+        goto out;
+    }
+    const char *verdict = (const char *)sqlite3_column_text(check, 0);
+    if (verdict == NULL || strcmp(verdict, "ok") != 0) {
+        rc = bdy_fail(eb, BDY_ECORRUPT, "%s: the copy fails its check: %s", src,
+                      verdict ? verdict : "?");
+        goto out;
+    }
+out:
+    sqlite3_finalize(check);
+    if (b != NULL)
+        sqlite3_backup_finish(b);
+    sqlite3_close(to);
+    sqlite3_close(from);
+    return rc;
+}
+
+/* A plain file copied whole (at most 64 KiB: the instance id). */
+static int copy_small_file(const char *src, const char *dst, bdy_errbuf *eb)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = bdy_read_file(src, (size_t)64 * 1024, &text, &len);
+    if (rc != 0)
+        return bdy_fail(eb, rc, "%s: %s", src, bdy_strerror(rc));
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+        goto out;
+    }
+    if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+    close(fd);
+out:
+    free(text);
+    return rc;
+}
+
+int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report *report,
+                        bdy_errbuf *eb)
+{
+    int rc = 0;
+    bdy_backup_report r = {0};
+    double t0 = bdy_wall_seconds();
+    char src[PATH_MAX];
+    char part[PATH_MAX];
+    char final[PATH_MAX];
+    if (data_dir == NULL || to == NULL)
+        return bdy_fail(eb, BDY_EINVAL, "backup: no data folder or target");
+    if ((rc = path_in(src, sizeof(src), data_dir, "bindery.db", "", eb)) != 0)
+        return rc;
+    if (access(src, F_OK) != 0)
+        return bdy_fail(eb, BDY_ENOTFOUND,
+                        "%s holds no store (bindery.db): not a data folder bindery has used",
+                        data_dir);
+    if ((rc = prepare_target(to, eb)) != 0)
+        return rc;
+    for (size_t i = 0; i < sizeof(data_files) / sizeof(data_files[0]); i++) {
+        const char *name = data_files[i].name;
+        if ((rc = path_in(src, sizeof(src), data_dir, name, "", eb)) != 0 ||
+            (rc = path_in(part, sizeof(part), to, name, ".part", eb)) != 0 ||
+            (rc = path_in(final, sizeof(final), to, name, "", eb)) != 0)
+            goto out;
+        if (access(src, F_OK) != 0 && !data_files[i].required) {
+            if (r.nskipped < sizeof(r.skipped) / sizeof(r.skipped[0]))
+                snprintf(r.skipped[r.nskipped++], sizeof(r.skipped[0]), "%s", name);
+            continue;
+        }
+        rc = data_files[i].sqlite ? copy_database(src, part, eb) : copy_small_file(src, part, eb);
+        if (rc != 0) {
+            unlink(part);
+            goto out;
+        }
+        struct stat st;
+        if (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0 || rename(part, final) != 0) {
+            rc = bdy_fail(eb, BDY_EIO, "%s: %s", final, strerror(errno));
+            unlink(part);
+            goto out;
+        }
+        r.files++;
+        r.bytes += (uint64_t)st.st_size;
+    }
+    if (fsync_path(to, O_RDONLY | O_DIRECTORY) != 0)
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", to, strerror(errno));
+out:
+    r.seconds = bdy_wall_seconds() - t0;
+    if (report != NULL)
+        *report = r;
+    return rc;
+}

@@ -1,0 +1,174 @@
+/* bdy_backup_data_dir (backup.h): a folder of SQLite files copied while a
+ * writer holds an open transaction, what the copy holds, and what a backup
+ * refuses. */
+#include "bindery/backup.h"
+#include "bindery/error.h"
+
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+typedef struct fixture {
+    char dir[64];
+    char data[96];
+    char to[96];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bdy-backup-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+    snprintf(f->to, sizeof(f->to), "%s/copy", f->dir);
+    if (mkdir(f->data, 0700) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", f->dir);
+    free(f);
+    return 0;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+/* A WAL database at dir/name with rows 1..n in table t; left open. */
+static sqlite3 *make_db(const char *dir, const char *name, int n)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, "PRAGMA journal_mode=WAL; CREATE TABLE t(x INTEGER PRIMARY KEY, v TEXT)");
+    for (int i = 1; i <= n; i++) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "INSERT INTO t VALUES(%d, 'row %d')", i, i);
+        exec_ok(db, sql);
+    }
+    return db;
+}
+
+static int rows_in(const char *dir, const char *name)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* The copy holds what was committed when it was taken: not a writer's
+ * open transaction, which the backup neither waits for nor blocks. */
+static void test_copy_while_writing(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *store = make_db(f->data, "bindery.db", 100);
+    sqlite3 *ledger = make_db(f->data, "claims.db", 7);
+    write_file(f->data, "instance-id", "0123456789abcdef0123456789abcdef\n");
+    exec_ok(store, "BEGIN IMMEDIATE; INSERT INTO t VALUES(1000, 'uncommitted')");
+    bdy_backup_report r;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = bdy_backup_data_dir(f->data, f->to, &r, &eb);
+    if (rc != 0)
+        fail_msg("backup: %s", eb.message);
+    exec_ok(store, "COMMIT");
+    assert_int_equal(r.files, 3);
+    assert_true(r.bytes > 0);
+    assert_int_equal(r.nskipped, 1);
+    assert_string_equal(r.skipped[0], "demand.db");
+    assert_int_equal(rows_in(f->to, "bindery.db"), 100);
+    assert_int_equal(rows_in(f->to, "claims.db"), 7);
+    assert_int_equal(rows_in(f->data, "bindery.db"), 101);
+    char path[192];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/bindery.db", f->to);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof(path), "%s/instance-id", f->to);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/bindery.db.part", f->to);
+    assert_int_not_equal(stat(path, &st), 0);
+    sqlite3_close(store);
+    sqlite3_close(ledger);
+}
+
+static void test_refusals(void **state)
+{
+    fixture *f = *state;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    /* No store: not a data folder bindery has used. */
+    assert_int_equal(bdy_backup_data_dir(f->data, f->to, NULL, &eb), BDY_ENOTFOUND);
+    assert_non_null(strstr(eb.message, "holds no store"));
+    sqlite3 *store = make_db(f->data, "bindery.db", 3);
+    sqlite3_close(store);
+    /* A target that is not empty. */
+    assert_int_equal(mkdir(f->to, 0700), 0);
+    write_file(f->to, "old", "x");
+    assert_int_equal(bdy_backup_data_dir(f->data, f->to, NULL, &eb), BDY_EEXISTS);
+    assert_non_null(strstr(eb.message, "not empty"));
+    /* A file that is not a database: nothing lands under its name. */
+    char copy2[128];
+    snprintf(copy2, sizeof(copy2), "%s/copy2", f->dir);
+    write_file(f->data, "claims.db", "this is not a database, only text of some length.......");
+    int rc = bdy_backup_data_dir(f->data, copy2, NULL, &eb);
+    assert_true(rc == BDY_ECORRUPT || rc == BDY_EIO);
+    assert_non_null(strstr(eb.message, "claims.db"));
+    char path[192];
+    snprintf(path, sizeof(path), "%s/claims.db", copy2);
+    assert_int_not_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof(path), "%s/claims.db.part", copy2);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_copy_while_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
