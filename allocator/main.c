@@ -72,7 +72,8 @@ typedef struct daemon_state {
     bdy_metric_family *reloads;
     bdy_metric *store_rv;
     bdy_metric *manifests_applied;
-    unsigned connections; /* the HTTP connection limit in force */
+    bdy_metric *tls_expiry; /* with TLS: when the certificate in force expires */
+    unsigned connections;   /* the HTTP connection limit in force */
     /* listen and dataDir as the config file says them, before --listen and
      * --data: what a reload's file is compared with. Owned. */
     char *file_listen;
@@ -566,9 +567,11 @@ static void install_tls(daemon_state *d, bdy_tls_set *set, bool refused)
 {
     char what[512];
     bdy_tls_describe(set, what, sizeof(what));
-    if (bdy_http_server_set_tls(d->http, set) == 0)
+    if (bdy_http_server_set_tls(d->http, set) == 0) {
         bdy_info("tls", "%s%s",
                  refused ? "reloaded all the same: " : "in force for new connections: ", what);
+        bdy_metric_set(d->tls_expiry, (double)bdy_tls_expires(set));
+    }
     bdy_tls_unref(set);
 }
 
@@ -1182,6 +1185,13 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         char what[512];
         bdy_tls_describe(tls, what, sizeof(what));
         bdy_info("tls", "%s", what);
+        /* Registered only with TLS (which a reload cannot turn on), before
+         * the server serves /metrics. */
+        bdy_metric_family *expiry = bdy_metrics_gauge(
+            d.metrics, "bindery_tls_certificate_expiry_timestamp_seconds",
+            "When the HTTP API's certificate in force expires (Unix time).", NULL);
+        d.tls_expiry = expiry != NULL ? bdy_metric_child(expiry, NULL) : NULL;
+        bdy_metric_set(d.tls_expiry, (double)bdy_tls_expires(tls));
         rc = bdy_http_server_set_tls(d.http, tls);
         bdy_tls_unref(tls);
     }

@@ -204,6 +204,11 @@ const char *bdy_tls_key_pem(const bdy_tls_set *set)
     return set != NULL ? set->key_pem : NULL;
 }
 
+long long bdy_tls_expires(const bdy_tls_set *set)
+{
+    return set != NULL ? (long long)set->expires : -1;
+}
+
 bool bdy_tls_wants_client_certs(const bdy_tls_set *set)
 {
     return set != NULL && set->client_cas != NULL;

@@ -60,6 +60,10 @@ void bdy_tls_unref(bdy_tls_set *set);
 const char *bdy_tls_cert_pem(const bdy_tls_set *set);
 const char *bdy_tls_key_pem(const bdy_tls_set *set);
 
+/* When the chain's first certificate expires (Unix seconds; -1 when it
+ * does not say), for the expiry gauge operators alert on. */
+long long bdy_tls_expires(const bdy_tls_set *set);
+
 /* Whether the set asks clients for certificates (it has client CAs). */
 bool bdy_tls_wants_client_certs(const bdy_tls_set *set);
 

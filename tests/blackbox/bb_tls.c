@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TOKEN "matchmaker-secret"
@@ -147,6 +148,19 @@ static void test_https_tokens_and_client_certificates(void **state)
     bb_server s;
     start_tls_server(&s);
     const char *claim = "{\"pool\":\"arena\",\"namespace\":\"default\"}";
+
+    /* The certificate's expiry, for alerts: a day from now (testcerts). */
+    bb_response m = bb_request(&s, "GET", "/metrics", NULL,
+                               (const char *const[]){"Authorization: Bearer " TOKEN, NULL});
+    const char *gauge = m.body != NULL
+                            ? strstr(m.body, "\nbindery_tls_certificate_expiry_timestamp_seconds ")
+                            : NULL;
+    assert_non_null(gauge);
+    double expiry = strtod(strchr(gauge + 1, ' ') + 1, NULL);
+    double now = (double)time(NULL);
+    if (expiry < now + 86000 || expiry > now + 86500)
+        fail_msg("expiry gauge %.0f, now %.0f", expiry, now);
+    bb_response_free(&m);
 
     /* HTTPS only: plain HTTP on the port gets no HTTP answer. */
     char ca[sizeof(s.tls_ca)];
