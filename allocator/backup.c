@@ -48,10 +48,25 @@ static int path_in(char *out, size_t cap, const char *dir, const char *name, con
 }
 
 /* to must not exist (it is made) or be an empty folder. */
+static int fsync_path(const char *path, int flags);
+
 static int prepare_target(const char *to, bdy_errbuf *eb)
 {
-    if (mkdir(to, 0700) == 0)
+    if (mkdir(to, 0700) == 0) {
+        /* The new folder's entry in its parent, durable like the files. */
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", to);
+        char *slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        else
+            snprintf(parent, sizeof(parent), ".");
+        if (fsync_path(parent, O_RDONLY | O_DIRECTORY) != 0)
+            return bdy_fail(eb, BDY_EIO, "%s: %s", parent, strerror(errno));
         return 0;
+    }
     if (errno != EEXIST)
         return bdy_fail(eb, BDY_EIO, "backup folder %s: %s", to, strerror(errno));
     DIR *d = opendir(to);
@@ -88,9 +103,18 @@ static int copy_database(const char *src, const char *dst, bdy_errbuf *eb)
     sqlite3_stmt *check = NULL;
     /* Read-write without create: reading a WAL database needs its shared
      * memory file, which a read-only connection cannot set up when bindery
-     * is not running. Nothing is written through it. */
+     * is not running. Nothing is written through it (query_only, no
+     * checkpoint on close); a folder a crash left gets its WAL index
+     * rebuilt, as any opening would. */
     if (sqlite3_open_v2(src, &from, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         rc = bdy_fail(eb, BDY_EIO, "%s: %s", src, from ? sqlite3_errmsg(from) : "cannot open");
+        goto out;
+    }
+    /* It must not change the live file: with no bindery running, closing
+     * the last connection would otherwise checkpoint its WAL into it. */
+    if (sqlite3_db_config(from, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) != SQLITE_OK ||
+        sqlite3_exec(from, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", src, sqlite3_errmsg(from));
         goto out;
     }
     sqlite3_busy_timeout(from, BACKUP_BUSY_WAIT_MS);
@@ -121,8 +145,7 @@ static int copy_database(const char *src, const char *dst, bdy_errbuf *eb)
     int fin = sqlite3_backup_finish(b);
     b = NULL;
     if (step == SQLITE_BUSY || step == SQLITE_LOCKED) {
-        rc = bdy_fail(eb, BDY_EBUSY, "%s: still locked after %d s", src,
-                      BACKUP_BUSY_TRIES * BACKUP_BUSY_WAIT_MS / 1000);
+        rc = bdy_fail(eb, BDY_EBUSY, "%s: still locked after %d tries", src, BACKUP_BUSY_TRIES);
         goto out;
     }
     if (step != SQLITE_DONE || fin != SQLITE_OK) {
@@ -172,6 +195,18 @@ out:
     return rc;
 }
 
+/* Removes the copies made so far, under either name. */
+static void remove_copies(const char *to, size_t upto)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < upto; i++) {
+        if (path_in(path, sizeof(path), to, data_files[i].name, ".part", NULL) == 0)
+            unlink(path);
+        if (path_in(path, sizeof(path), to, data_files[i].name, "", NULL) == 0)
+            unlink(path);
+    }
+}
+
 int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report *report,
                         bdy_errbuf *eb)
 {
@@ -181,6 +216,9 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
     char src[PATH_MAX];
     char part[PATH_MAX];
     char final[PATH_MAX];
+    bool copied[sizeof(data_files) / sizeof(data_files[0])] = {false};
+    size_t n = sizeof(data_files) / sizeof(data_files[0]);
+    size_t done = 0;
     if (data_dir == NULL || to == NULL)
         return bdy_fail(eb, BDY_EINVAL, "backup: no data folder or target");
     if ((rc = path_in(src, sizeof(src), data_dir, "bindery.db", "", eb)) != 0)
@@ -191,34 +229,48 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
                         data_dir);
     if ((rc = prepare_target(to, eb)) != 0)
         return rc;
-    for (size_t i = 0; i < sizeof(data_files) / sizeof(data_files[0]); i++) {
-        const char *name = data_files[i].name;
+    /* Every file under a temporary name first: a backup that fails half
+     * way must not leave a folder serve would start from. */
+    for (; done < n; done++) {
+        const char *name = data_files[done].name;
         if ((rc = path_in(src, sizeof(src), data_dir, name, "", eb)) != 0 ||
-            (rc = path_in(part, sizeof(part), to, name, ".part", eb)) != 0 ||
-            (rc = path_in(final, sizeof(final), to, name, "", eb)) != 0)
+            (rc = path_in(part, sizeof(part), to, name, ".part", eb)) != 0)
             goto out;
-        if (access(src, F_OK) != 0 && !data_files[i].required) {
+        if (access(src, F_OK) != 0 && !data_files[done].required) {
             if (r.nskipped < sizeof(r.skipped) / sizeof(r.skipped[0]))
                 snprintf(r.skipped[r.nskipped++], sizeof(r.skipped[0]), "%s", name);
             continue;
         }
-        rc = data_files[i].sqlite ? copy_database(src, part, eb) : copy_small_file(src, part, eb);
-        if (rc != 0) {
-            unlink(part);
+        rc =
+            data_files[done].sqlite ? copy_database(src, part, eb) : copy_small_file(src, part, eb);
+        struct stat st = {0};
+        if (rc == 0 && (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0))
+            rc = bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));
+        if (rc != 0)
             goto out;
-        }
-        struct stat st;
-        if (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0 || rename(part, final) != 0) {
-            rc = bdy_fail(eb, BDY_EIO, "%s: %s", final, strerror(errno));
-            unlink(part);
-            goto out;
-        }
+        copied[done] = true;
         r.files++;
         r.bytes += (uint64_t)st.st_size;
+    }
+    /* Then their names, the store's last: a folder without bindery.db but
+     * with other files is one bindery refuses to start from (data went
+     * missing), so a crash in between leaves nothing startable either. */
+    for (size_t i = n; i-- > 0;) { /* the store is data_files[0] */
+        if (!copied[i])
+            continue;
+        if ((rc = path_in(part, sizeof(part), to, data_files[i].name, ".part", eb)) != 0 ||
+            (rc = path_in(final, sizeof(final), to, data_files[i].name, "", eb)) != 0)
+            goto out;
+        if (rename(part, final) != 0) {
+            rc = bdy_fail(eb, BDY_EIO, "%s: %s", final, strerror(errno));
+            goto out;
+        }
     }
     if (fsync_path(to, O_RDONLY | O_DIRECTORY) != 0)
         rc = bdy_fail(eb, BDY_EIO, "%s: %s", to, strerror(errno));
 out:
+    if (rc != 0)
+        remove_copies(to, n);
     r.seconds = bdy_wall_seconds() - t0;
     if (report != NULL)
         *report = r;

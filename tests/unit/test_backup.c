@@ -162,6 +162,43 @@ static void test_refusals(void **state)
     assert_int_not_equal(access(path, F_OK), 0);
     snprintf(path, sizeof(path), "%s/claims.db.part", copy2);
     assert_int_not_equal(access(path, F_OK), 0);
+    /* Nor is the store's copy, made before the failure, left under its
+     * name: a folder serve would start from with an empty ledger. */
+    snprintf(path, sizeof(path), "%s/bindery.db", copy2);
+    assert_int_not_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof(path), "%s/bindery.db.part", copy2);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+/* With no bindery running (a folder a crash left, WAL not checkpointed),
+ * the copy holds what the WAL holds and the live folder is not changed:
+ * the backup's connection must not checkpoint on close. */
+static void test_copy_of_a_stopped_folder(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *store = make_db(f->data, "bindery.db", 0);
+    assert_int_equal(sqlite3_db_config(store, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL),
+                     SQLITE_OK);
+    exec_ok(store, "PRAGMA wal_autocheckpoint=0");
+    for (int i = 1; i <= 50; i++) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "INSERT INTO t VALUES(%d, 'row %d')", i, i);
+        exec_ok(store, sql);
+    }
+    sqlite3_close(store);
+    char wal[192];
+    snprintf(wal, sizeof(wal), "%s/bindery.db-wal", f->data);
+    struct stat before;
+    assert_int_equal(stat(wal, &before), 0);
+    assert_true(before.st_size > 0);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_backup_data_dir(f->data, f->to, NULL, &eb) != 0)
+        fail_msg("backup: %s", eb.message);
+    assert_int_equal(rows_in(f->to, "bindery.db"), 50);
+    struct stat after;
+    assert_int_equal(stat(wal, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
 }
 
 int main(void)
@@ -169,6 +206,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_copy_while_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_of_a_stopped_folder, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
