@@ -331,6 +331,19 @@ static void test_kubectl_with_a_client_certificate(void **state)
     int st = pclose(p);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strstr(buf, "arena-") == NULL)
         fail_msg("kubectl get wi over TLS: %s", buf);
+    /* The load tool claims with the same kubeconfig: its server, authority
+     * and client certificate, no token. */
+    snprintf(cmd, sizeof(cmd),
+             "env -u BINDERY_TOKEN timeout 60 %s --mode allocate --kubeconfig %s/lobby.kubeconfig "
+             "--pool arena --rate 2 --duration 1 --json --progress off --max-error-ratio 1 2>&1",
+             getenv("LOADTEST_BIN"), s.dir);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    pclose(p);
+    if (strstr(buf, "\"errors\":0,\"errors_by_code\":{}") == NULL)
+        fail_msg("load tool with a client certificate: %s", buf);
     bb_cleanup(&s);
 }
 
