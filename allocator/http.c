@@ -116,6 +116,8 @@ struct bdy_http_server {
     bdy_metric_family *requests_total; /* NULL without metrics */
     bdy_metric_family *duration;
     bdy_metric *unmatched_duration;
+    bdy_metric *tls_failures; /* handshakes that failed; NULL without metrics */
+    bdy_log_limit tls_failure_log;
 
     struct route *routes;
     size_t nroutes;
@@ -495,6 +497,12 @@ int bdy_http_server_new(const bdy_http_config *cfg, bdy_metrics *metrics, bdy_ht
         }
         static const char *const unmatched[] = {"unmatched", NULL};
         s->unmatched_duration = bdy_metric_child(s->duration, unmatched);
+        bdy_metric_family *tls_failures = bdy_metrics_counter(
+            metrics, "bindery_http_tls_handshake_failures_total",
+            "Connections closed because their TLS handshake failed (a client that does not speak "
+            "TLS or does not trust the certificate, or a scan).",
+            NULL);
+        s->tls_failures = tls_failures != NULL ? bdy_metric_child(tls_failures, NULL) : NULL;
     }
     *out = s;
     s = NULL;
@@ -1791,12 +1799,26 @@ static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
         "Connection was closed by remote side", "The connection was forcibly closed by remote peer",
         "Application reported internal error", /* our own choice to cut a client */
     };
-    (void)cls;
+    bdy_http_server *s = cls;
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
+    /* MHD says this of every failed TLS handshake, whatever failed: a
+     * client's doing, and as frequent as clients or scanners make it. So
+     * counted, and said at most once a minute, in words that help. */
+    if (strncmp(msg, "Error: received handshake message out of context", 48) == 0) {
+        bdy_metric_inc(s->tls_failures);
+        uint64_t held = 0;
+        if (bdy_log_admit(&s->tls_failure_log, 60000, &held))
+            bdy_warn("http",
+                     "a TLS handshake failed: a client that speaks plain HTTP, does not trust "
+                     "the certificate or offers no common protocol (%llu more since the last "
+                     "such line; bindery_http_tls_handshake_failures_total counts them)",
+                     (unsigned long long)held);
+        return;
+    }
     bdy_log_level level = BDY_LOG_WARN;
     for (size_t i = 0; i < sizeof(client_caused) / sizeof(client_caused[0]); i++) {
         if (strncmp(msg, client_caused[i], strlen(client_caused[i])) == 0)

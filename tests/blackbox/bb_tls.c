@@ -169,6 +169,12 @@ static void test_https_tokens_and_client_certificates(void **state)
     assert_int_equal(ask(&s, "GET", "/healthz", NULL, NULL, NULL), 0);
     memcpy(s.tls_ca, ca, sizeof(ca));
     assert_int_equal(ask(&s, "GET", "/healthz", NULL, NULL, "ok"), 200);
+    /* Such a failed handshake is counted, and said in words that help. */
+    assert_true(
+        bb_log_contains(&s, "a TLS handshake failed: a client that speaks plain HTTP", 5000));
+    assert_int_equal(
+        ask(&s, "GET", "/metrics", NULL, TOKEN, "\nbindery_http_tls_handshake_failures_total 1\n"),
+        200);
 
     /* No certificate: the bearer token decides. */
     assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, NULL, "missing bearer token"), 401);
