@@ -638,6 +638,11 @@ const char *bdy_principal_name(const bdy_principal *p)
     return p != NULL ? p->name : "";
 }
 
+const char *bdy_principal_kind(const bdy_principal *p)
+{
+    return p != NULL && p->common_name != NULL ? "client certificate" : "token";
+}
+
 /* Token bucket: rate tokens per second up to burst = max(1, rate). The
  * bucket is mutable state inside an otherwise immutable set, hence the cast
  * away from const; the principal's mutex guards it. */

@@ -1062,8 +1062,9 @@ static bool allowed(const bdy_http_request *req, bdy_verb verb, const char *ns,
     if (req->principal == NULL || bdy_principal_allows(req->principal, verb, ns))
         return true;
     char msg[300];
-    snprintf(msg, sizeof(msg), "token \"%s\" may not do this in namespace %s",
-             bdy_principal_name(req->principal), ns ? ns : "(all)");
+    snprintf(msg, sizeof(msg), "%s \"%s\" may not do this in namespace %s",
+             bdy_principal_kind(req->principal), bdy_principal_name(req->principal),
+             ns ? ns : "(all)");
     bdy_http_error(resp, 403, "Forbidden", msg, 0);
     return false;
 }
@@ -3069,8 +3070,8 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
         !bdy_principal_allows(req->principal, BDY_VERB_READ, NULL)) {
         char msg[300];
         snprintf(msg, sizeof(msg),
-                 "token \"%s\" may read only some namespaces: name one with ?namespace=",
-                 bdy_principal_name(req->principal));
+                 "%s \"%s\" may read only some namespaces: name one with ?namespace=",
+                 bdy_principal_kind(req->principal), bdy_principal_name(req->principal));
         bdy_http_error(resp, 403, "Forbidden", msg, 0);
         return;
     }

@@ -999,14 +999,15 @@ static enum MHD_Result authenticate(struct conn *c)
     }
     if (!bdy_principal_has_verb(p, c->route->verb)) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "token %s may not %s", bdy_principal_name(p),
+        snprintf(msg, sizeof(msg), "%s %s may not %s", bdy_principal_kind(p), bdy_principal_name(p),
                  verb_name(c->route->verb));
         return reject(c, 403, "Forbidden", msg, 0);
     }
     unsigned retry_after = 0;
     if (!bdy_principal_take(p, &retry_after)) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "token %s is over its request rate", bdy_principal_name(p));
+        snprintf(msg, sizeof(msg), "%s %s is over its request rate", bdy_principal_kind(p),
+                 bdy_principal_name(p));
         return reject(c, 429, "RateLimited", msg, retry_after > 0 ? retry_after : 1);
     }
     c->req.principal = p;

@@ -70,6 +70,9 @@ const bdy_principal *bdy_auth_authenticate_certificate(const bdy_auth *a, const 
  * off handlers get no principal and must decide that case themselves. */
 bool bdy_principal_allows(const bdy_principal *p, bdy_verb verb, const char *ns);
 const char *bdy_principal_name(const bdy_principal *p);
+/* What p's entry names, for messages: "token", or "client certificate"
+ * for a commonName entry. */
+const char *bdy_principal_kind(const bdy_principal *p);
 /* True when p holds verb (admin holds every verb) in at least one namespace;
  * the server's 403 check before a handler looks at namespaces. */
 bool bdy_principal_has_verb(const bdy_principal *p, bdy_verb verb);

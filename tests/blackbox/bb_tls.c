@@ -185,18 +185,18 @@ static void test_https_tokens_and_client_certificates(void **state)
     assert_int_equal(ask(&s, "POST", "/v1/allocations", claim, NULL, "\"allocationId\":\"alc-"),
                      201);
     assert_int_equal(ask(&s, "GET", "/v1/pools/default/arena", NULL, NULL, "arena"), 200);
-    assert_int_equal(
-        ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, NULL, "lobby may not release"),
-        403);
+    assert_int_equal(ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, NULL,
+                         "client certificate lobby may not release"),
+                     403);
     assert_int_equal(ask(&s, "GET", "/metrics", NULL, NULL, "bindery_build_info"), 200);
     assert_int_equal(ask(&s, "POST", "/v1/allocations",
                          "{\"pool\":\"arena\",\"namespace\":\"other\"}", NULL, NULL),
                      403);
     /* A trusted certificate its entry names comes first: with an admin's
      * token beside it, the request is still the lobby's. */
-    assert_int_equal(
-        ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, TOKEN, "lobby may not release"),
-        403);
+    assert_int_equal(ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, TOKEN,
+                         "client certificate lobby may not release"),
+                     403);
 
     /* Certificates that prove nothing: refused, saying why, and a token
      * still works beside them. */
