@@ -920,6 +920,15 @@ static void *burst_client_main(void *arg)
     return NULL;
 }
 
+/* Starts n clients claiming from s until stop. */
+static void burst_start(bb_server *s, atomic_bool *stop, burst_client *b, pthread_t *th, int n)
+{
+    for (int i = 0; i < n; i++) {
+        b[i] = (burst_client){.s = s, .stop = stop};
+        pthread_create(&th[i], NULL, burst_client_main, &b[i]);
+    }
+}
+
 /* SIGTERM during a burst of claims: every claim whose commit had begun is
  * answered with its real outcome before the server stops. The stop used
  * to answer claims waiting for their ledger commit 503 ShuttingDown, and
@@ -935,10 +944,7 @@ static void test_drain_answers_claims_being_committed(void **state)
     atomic_init(&stop, false);
     burst_client b[CLIENTS];
     pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        b[i] = (burst_client){.s = &s, .stop = &stop};
-        pthread_create(&th[i], NULL, burst_client_main, &b[i]);
-    }
+    burst_start(&s, &stop, b, th, CLIENTS);
     sleep_ms(400);
     bb_signal(&s, SIGTERM);
     assert_true(bb_wait_exit(&s, 30000));
@@ -986,10 +992,7 @@ static void test_backup_while_claiming(void **state)
     atomic_init(&stop, false);
     burst_client b[CLIENTS];
     pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        b[i] = (burst_client){.s = &s, .stop = &stop};
-        pthread_create(&th[i], NULL, burst_client_main, &b[i]);
-    }
+    burst_start(&s, &stop, b, th, CLIENTS);
     sleep_ms(200);
     char copy[160];
     snprintf(copy, sizeof(copy), "%s/copy", s.dir);

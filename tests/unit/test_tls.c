@@ -80,16 +80,23 @@ static int teardown(void **state)
     return 0;
 }
 
-static bdy_tls_set *load(const fixture *f, const char *cert, const char *key, const char *cas)
+/* bdy_tls_load of these files of the fixture (cas NULL: none). */
+static int try_load(const fixture *f, const char *cert, const char *key, const char *cas,
+                    bdy_tls_set **set, bdy_errbuf *eb)
 {
     bdy_tls_files files = {.cert_file = at(f, cert),
                            .key_file = at(f, key),
                            .client_ca_file = cas != NULL ? at(f, cas) : NULL};
+    *set = NULL;
+    bdy_errbuf_clear(eb);
+    return bdy_tls_load(&files, set, eb);
+}
+
+static bdy_tls_set *load(const fixture *f, const char *cert, const char *key, const char *cas)
+{
     bdy_tls_set *set = NULL;
     bdy_errbuf eb;
-    bdy_errbuf_clear(&eb);
-    int rc = bdy_tls_load(&files, &set, &eb);
-    if (rc != 0)
+    if (try_load(f, cert, key, cas, &set, &eb) != 0)
         fail_msg("load failed: %s", eb.message);
     return set;
 }
@@ -98,13 +105,9 @@ static bdy_tls_set *load(const fixture *f, const char *cert, const char *key, co
 static void expect_refused(const fixture *f, const char *cert, const char *key, const char *cas,
                            int want_rc, const char *words)
 {
-    bdy_tls_files files = {.cert_file = at(f, cert),
-                           .key_file = at(f, key),
-                           .client_ca_file = cas != NULL ? at(f, cas) : NULL};
     bdy_tls_set *set = NULL;
     bdy_errbuf eb;
-    bdy_errbuf_clear(&eb);
-    int rc = bdy_tls_load(&files, &set, &eb);
+    int rc = try_load(f, cert, key, cas, &set, &eb);
     if (rc != want_rc || strstr(eb.message, words) == NULL)
         fail_msg("%s/%s/%s: got %d \"%s\", want %d with \"%s\"", cert, key, cas ? cas : "-", rc,
                  eb.message, want_rc, words);
