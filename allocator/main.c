@@ -727,11 +727,12 @@ static void reload(daemon_state *d, const char *path)
     if (auth != NULL) {
         install_auth(d, auth, next->auth.token_file, false);
     }
-    if (tls != NULL)
+    if (tls != NULL) {
         install_tls(d, tls, false);
-        /* Restart-only sections stay as they run, so d->cfg says what is in
-         * force (and the next reload compares against it). Swapped, so each
-         * config keeps owning what it points to. */
+    }
+    /* Restart-only sections stay as they run, so d->cfg says what is in
+     * force (and the next reload compares against it). Swapped, so each
+     * config keeps owning what it points to. */
 #define SWAP_SECTION(type, field)                                                                  \
     do {                                                                                           \
         type section = next->field;                                                                \
