@@ -257,6 +257,8 @@ static const cfg_field tls_fields[] = {
     OPTIONAL_PATH_FIELD(bdy_config_tls, key_file, "keyFile", "PEM private key of certFile"),
     OPTIONAL_PATH_FIELD(bdy_config_tls, client_ca_file, "clientCAFile",
                         "PEM certificate authorities of client certificates"),
+    OPTIONAL_PATH_FIELD(bdy_config_tls, client_crl_file, "clientCRLFile",
+                        "PEM revocation lists of those authorities"),
 };
 
 static const cfg_field store_fields[] = {
@@ -1232,21 +1234,26 @@ static int check_override(const cfg_ctx *c, const bdy_ynode *n, const char *path
     return 0;
 }
 
-/* certFile and keyFile come together; clientCAFile needs them. */
+/* certFile and keyFile come together; clientCAFile needs them, and
+ * clientCRLFile clientCAFile. */
 static int check_tls(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base)
 {
     const bdy_config_tls *t = base;
     char kpath[CFG_MAX_KEY_PATH];
     const char *missing = NULL;
-    if (t->cert_file != NULL && t->key_file == NULL)
+    const char *given = NULL;
+    if (t->cert_file != NULL && t->key_file == NULL) {
         missing = "keyFile";
-    else if (t->cert_file == NULL && (t->key_file != NULL || t->client_ca_file != NULL))
+        given = "certFile";
+    } else if (t->cert_file == NULL && (t->key_file != NULL || t->client_ca_file != NULL)) {
         missing = "certFile";
+        given = t->key_file != NULL ? "keyFile" : "clientCAFile";
+    } else if (t->client_crl_file != NULL && t->client_ca_file == NULL) {
+        missing = "clientCAFile";
+        given = "clientCRLFile";
+    }
     if (missing == NULL)
         return 0;
-    const char *given = t->cert_file != NULL  ? "certFile"
-                        : t->key_file != NULL ? "keyFile"
-                                              : "clientCAFile";
     snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", given);
     unsigned line = key_line(n, given) ? key_line(n, given) : n->line;
     return cfg_fail(c, BDY_EINVAL, line, kpath, "needs %s too", missing);

@@ -557,7 +557,8 @@ static int load_tls(const bdy_config *cfg, bdy_tls_set **out, bdy_errbuf *eb)
         return 0;
     bdy_tls_files files = {.cert_file = cfg->tls.cert_file,
                            .key_file = cfg->tls.key_file,
-                           .client_ca_file = cfg->tls.client_ca_file};
+                           .client_ca_file = cfg->tls.client_ca_file,
+                           .client_crl_file = cfg->tls.client_crl_file};
     return bdy_tls_load(&files, out, eb);
 }
 
@@ -689,7 +690,8 @@ static void reload(daemon_state *d, const char *path)
          * would only fail again. */
         tls_read = same_str(next->tls.cert_file, d->cfg->tls.cert_file) &&
                    same_str(next->tls.key_file, d->cfg->tls.key_file) &&
-                   same_str(next->tls.client_ca_file, d->cfg->tls.client_ca_file);
+                   same_str(next->tls.client_ca_file, d->cfg->tls.client_ca_file) &&
+                   same_str(next->tls.client_crl_file, d->cfg->tls.client_crl_file);
         goto refused;
     }
     /* Every manifest is checked on a scratch store first, so that one the

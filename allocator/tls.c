@@ -20,6 +20,7 @@ struct bdy_tls_set {
     gnutls_certificate_credentials_t cred;
     gnutls_x509_trust_list_t client_cas; /* NULL: client certificates not asked for */
     unsigned nclient_cas;
+    unsigned nclient_crls;
     char *cert_pem;
     char *key_pem;
     size_t key_len;
@@ -131,7 +132,10 @@ out:
     return rc;
 }
 
-static int load_client_cas(bdy_tls_set *s, const char *path, bdy_errbuf *eb)
+/* The client CAs of path; their PEM in *pem_out (caller frees), for the
+ * revocation lists' check. */
+static int load_client_cas(bdy_tls_set *s, const char *path, char **pem_out, size_t *len_out,
+                           bdy_errbuf *eb)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -151,7 +155,88 @@ static int load_client_cas(bdy_tls_set *s, const char *path, bdy_errbuf *eb)
         goto out;
     }
     s->nclient_cas = (unsigned)g;
+    *pem_out = pem;
+    *len_out = len;
+    pem = NULL;
 out:
+    free(pem);
+    return rc;
+}
+
+/* Whether crl is signed by one of the CAs in ca_pem. Its dates are not
+ * checked: a list past its next update still revokes what it names
+ * (GnuTLS keeps applying one that goes stale in force, so one loaded
+ * stale is taken the same way). */
+static bool crl_signed_by(gnutls_x509_crl_t crl, const char *ca_pem, size_t ca_len)
+{
+    gnutls_x509_crt_t *cas = NULL;
+    unsigned ncas = 0;
+    gnutls_datum_t d = {(unsigned char *)ca_pem, (unsigned)ca_len};
+    if (gnutls_x509_crt_list_import2(&cas, &ncas, &d, GNUTLS_X509_FMT_PEM, 0) < 0)
+        return false;
+    unsigned status = 0;
+    int g = gnutls_x509_crl_verify(crl, cas, ncas, GNUTLS_VERIFY_DISABLE_TIME_CHECKS, &status);
+    /* Only what is wrong with the signature counts. */
+    bool ok = g >= 0 &&
+              (status & ~(unsigned)(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED |
+                                    GNUTLS_CERT_REVOCATION_DATA_ISSUED_IN_FUTURE |
+                                    GNUTLS_CERT_INVALID)) == 0 &&
+              (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNATURE_FAILURE |
+                         GNUTLS_CERT_SIGNER_NOT_CA | GNUTLS_CERT_INSECURE_ALGORITHM)) == 0;
+    for (unsigned i = 0; i < ncas; i++)
+        gnutls_x509_crt_deinit(cas[i]);
+    gnutls_free(cas);
+    return ok;
+}
+
+/* Revocation lists of the client CAs (ca_pem), each checked to be signed
+ * by one of them: a list no CA signed would revoke nothing, silently. */
+static int load_client_crls(bdy_tls_set *s, const char *path, const char *ca_pem, size_t ca_len,
+                            bdy_errbuf *eb)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    gnutls_x509_crl_t *crls = NULL;
+    unsigned n = 0;
+    int rc = read_pem(path, "tls.clientCRLFile", &pem, &len, eb);
+    if (rc != 0)
+        return rc;
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+    int g = gnutls_x509_crl_list_import2(&crls, &n, &d, GNUTLS_X509_FMT_PEM, 0);
+    if (g < 0 || n == 0) {
+        rc = bdy_fail(eb, BDY_EINVAL, "tls.clientCRLFile %s: no PEM revocation list in it (%s)",
+                      path, g < 0 ? gnutls_strerror(g) : "empty");
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!crl_signed_by(crls[i], ca_pem, ca_len)) {
+            rc = bdy_fail(eb, BDY_EINVAL,
+                          "tls.clientCRLFile %s: revocation list %u is not signed by a CA of "
+                          "tls.clientCAFile",
+                          path, i + 1);
+            goto out;
+        }
+    }
+    /* Checked above, so added as they are; the trust list owns them then. */
+    g = gnutls_x509_trust_list_add_crls(s->client_cas, crls, n, 0, 0);
+    if (g < 0 || (unsigned)g != n) {
+        rc = bdy_fail(eb, BDY_EIO, "tls.clientCRLFile %s: %s", path,
+                      g < 0 ? gnutls_strerror(g) : "not every list was taken");
+        if (g >= 0) {
+            gnutls_free(crls);
+            crls = NULL;
+        }
+        goto out;
+    }
+    gnutls_free(crls);
+    crls = NULL;
+    s->nclient_crls = n;
+out:
+    if (crls != NULL) {
+        for (unsigned i = 0; i < n; i++)
+            gnutls_x509_crl_deinit(crls[i]);
+        gnutls_free(crls);
+    }
     free(pem);
     return rc;
 }
@@ -160,6 +245,8 @@ int bdy_tls_load(const bdy_tls_files *f, bdy_tls_set **out, bdy_errbuf *eb)
 {
     int rc = 0;
     size_t cert_len = 0;
+    char *ca_pem = NULL;
+    size_t ca_len = 0;
     if (f == NULL || f->cert_file == NULL || f->key_file == NULL || out == NULL)
         return bdy_fail(eb, BDY_EINVAL, "tls: certFile and keyFile are both needed");
     bdy_tls_set *s = calloc(1, sizeof(*s));
@@ -185,11 +272,20 @@ int bdy_tls_load(const bdy_tls_files *f, bdy_tls_set **out, bdy_errbuf *eb)
     }
     if ((rc = describe_leaf(s, f, eb)) != 0)
         goto out;
-    if (f->client_ca_file != NULL && (rc = load_client_cas(s, f->client_ca_file, eb)) != 0)
+    if (f->client_ca_file != NULL &&
+        (rc = load_client_cas(s, f->client_ca_file, &ca_pem, &ca_len, eb)) != 0)
+        goto out;
+    if (f->client_crl_file != NULL && s->client_cas == NULL) {
+        rc = bdy_fail(eb, BDY_EINVAL, "tls: clientCRLFile needs clientCAFile");
+        goto out;
+    }
+    if (f->client_crl_file != NULL &&
+        (rc = load_client_crls(s, f->client_crl_file, ca_pem, ca_len, eb)) != 0)
         goto out;
     *out = s;
     s = NULL;
 out:
+    free(ca_pem);
     set_free(s);
     return rc;
 }
@@ -228,8 +324,10 @@ void bdy_tls_describe(const bdy_tls_set *set, char *out, size_t cap)
     int n = snprintf(out, cap, "certificate \"%s\" valid until %s, SHA-256 %s", set->subject, until,
                      set->fingerprint);
     if (set->client_cas != NULL && n >= 0 && (size_t)n < cap)
-        snprintf(out + n, cap - (size_t)n, "; client certificates of %u CA%s asked for",
-                 set->nclient_cas, set->nclient_cas == 1 ? "" : "s");
+        snprintf(out + n, cap - (size_t)n,
+                 "; client certificates of %u CA%s asked for (%u revocation list%s)",
+                 set->nclient_cas, set->nclient_cas == 1 ? "" : "s", set->nclient_crls,
+                 set->nclient_crls == 1 ? "" : "s");
 }
 
 int bdy_tls_attach(const bdy_tls_set *set, gnutls_session_t session)

@@ -411,6 +411,79 @@ out:
     return rc;
 }
 
+/* Adds one revoked entry, for the certificate at path, to crl. */
+static int revoke_cert(X509_CRL *crl, const char *path, const ASN1_TIME *when)
+{
+    int rc = -1;
+    X509 *cert = read_cert(path);
+    X509_REVOKED *r = X509_REVOKED_new();
+    if (cert == NULL || r == NULL)
+        goto out;
+    if (X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(cert)) != 1 ||
+        X509_REVOKED_set_revocationDate(r, (ASN1_TIME *)when) != 1 ||
+        X509_CRL_add0_revoked(crl, r) != 1) {
+        report("cannot revoke", path);
+        goto out;
+    }
+    r = NULL; /* the CRL's now */
+    rc = 0;
+out:
+    X509_REVOKED_free(r);
+    X509_free(cert);
+    return rc;
+}
+
+int testcert_make_crl(const char *dir, const char *name, const char *ca_name,
+                      const char *const *revoked, long next_update_s)
+{
+    int rc = -1;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -7200);
+    ASN1_TIME *next = X509_gmtime_adj(NULL, next_update_s);
+    FILE *fp = NULL;
+    char path[PATH_MAX];
+    if (crl == NULL || last == NULL || next == NULL || load_ca(dir, ca_name, &ca, &ca_key) != 0)
+        goto out;
+    if (X509_CRL_set_version(crl, 1) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)) != 1 ||
+        X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1) {
+        report("cannot make CRL", name);
+        goto out;
+    }
+    for (size_t i = 0; revoked != NULL && revoked[i] != NULL; i++) {
+        if (file_path(path, dir, revoked[i], ".crt") != 0 || revoke_cert(crl, path, last) != 0)
+            goto out;
+    }
+    if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, ca_key, EVP_sha256()) <= 0) {
+        report("cannot sign CRL", name);
+        goto out;
+    }
+    if (file_path(path, dir, name, ".crl") != 0)
+        goto out;
+    if ((fp = fopen(path, "w")) == NULL) {
+        report_errno("cannot create", path);
+        goto out;
+    }
+    if (PEM_write_X509_CRL(fp, crl) != 1) {
+        report("cannot write CRL", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fp != NULL && fclose(fp) != 0 && rc == 0) {
+        report_errno("cannot write", path);
+        rc = -1;
+    }
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+    return rc;
+}
+
 int testcert_append(const char *dir, const char *dst, const char *src)
 {
     int rc = -1;

@@ -37,6 +37,14 @@ int testcert_make_leaf(const char *dir, const char *name, const char *cn, const 
                        const char *ca_name, testcert_kind kind, long not_before_s,
                        long not_after_s);
 
+/* Writes DIR/NAME.crl, a PEM certificate revocation list signed by the CA
+ * DIR/CA_NAME (made by testcert_make_ca), revoking the certificates
+ * DIR/<revoked[i]>.crt (a NULL-terminated list, may be empty). Issued two
+ * hours ago; its next update is next_update_s from now (negative: a list
+ * already past it). 0 or -1 (printing why). */
+int testcert_make_crl(const char *dir, const char *name, const char *ca_name,
+                      const char *const *revoked, long next_update_s);
+
 /* Appends file DIR/SRC to DIR/DST (creating DST), e.g. to build a chain or a CA bundle. 0 or -1. */
 int testcert_append(const char *dir, const char *dst, const char *src);
 

@@ -44,6 +44,8 @@
  *     clientCAFile: (absent)        → tls.client_ca_file
  *       PEM CAs of client certificates (needs certFile and auth.tokenFile,
  *       whose commonName entries say what a certificate may do).
+ *     clientCRLFile: (absent)       → tls.client_crl_file
+ *       PEM revocation lists of those CAs (needs clientCAFile).
  *   store:
  *     watchHistory: 10000           → store.watch_history       100..10000000
  *       Events kept so a watch can resume from an older resourceVersion.
@@ -163,9 +165,10 @@ typedef struct bdy_config_auth {
 } bdy_config_auth;
 
 typedef struct bdy_config_tls {
-    char *cert_file;      /* absolute path, or NULL: plain HTTP */
-    char *key_file;       /* absolute path; set exactly when cert_file is */
-    char *client_ca_file; /* absolute path, or NULL: no client certificates */
+    char *cert_file;       /* absolute path, or NULL: plain HTTP */
+    char *key_file;        /* absolute path; set exactly when cert_file is */
+    char *client_ca_file;  /* absolute path, or NULL: no client certificates */
+    char *client_crl_file; /* absolute path, or NULL: no revocation lists */
 } bdy_config_tls;
 
 typedef struct bdy_config_store {

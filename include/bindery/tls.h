@@ -37,16 +37,18 @@
 #define BDY_TLS_MAX_COMMON_NAME 65
 
 typedef struct bdy_tls_files {
-    const char *cert_file;      /* PEM: the server's certificate, then any intermediates */
-    const char *key_file;       /* PEM: its private key, unencrypted */
-    const char *client_ca_file; /* PEM bundle of CAs for client certificates; NULL: none asked */
+    const char *cert_file;       /* PEM: the server's certificate, then any intermediates */
+    const char *key_file;        /* PEM: its private key, unencrypted */
+    const char *client_ca_file;  /* PEM bundle of CAs for client certificates; NULL: none asked */
+    const char *client_crl_file; /* PEM revocation lists of those CAs; NULL: none */
 } bdy_tls_files;
 
 typedef struct bdy_tls_set bdy_tls_set;
 
 /* Reads and checks the files: the key must match the first certificate,
  * which must be valid now; a client CA file must hold at least one
- * certificate. Errors name the file (BDY_ENOTFOUND, BDY_EIO, BDY_ETOOBIG,
+ * certificate; every list in a revocation list file must be signed by one
+ * of the client CAs. Errors name the file (BDY_ENOTFOUND, BDY_EIO, BDY_ETOOBIG,
  * BDY_EINVAL). The caller owns the one reference in *out. */
 int bdy_tls_load(const bdy_tls_files *files, bdy_tls_set **out, bdy_errbuf *eb);
 
@@ -85,7 +87,8 @@ typedef enum bdy_tls_peer {
 } bdy_tls_peer;
 
 /* Checks the certificate the client of a session whose handshake is done
- * sent, against set's client CAs at the current time. common_name gets the
+ * sent, against set's client CAs (and their revocation lists) at the
+ * current time. common_name gets the
  * subject's common name (cap BDY_TLS_MAX_COMMON_NAME) when TRUSTED; why a
  * reason when REFUSED. A set without client CAs refuses any certificate. */
 bdy_tls_peer bdy_tls_verify_peer(const bdy_tls_set *set, gnutls_session_t session,

@@ -214,6 +214,23 @@ static void test_https_tokens_and_client_certificates(void **state)
                      401);
     present(&s, NULL);
 
+    /* A revocation list that names the lobby's certificate, added by a
+     * reload: new connections presenting it are refused. */
+    assert_int_equal(
+        testcert_make_crl(s.dir, "revoked", "ca", (const char *const[]){"lobby", NULL}, 86400), 0);
+    bb_write(&s, "bindery.yaml",
+             "manifests: [manifests]\n"
+             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
+             "auth: {tokenFile: tokens.yaml}\n"
+             "tls: {certFile: server.crt, keyFile: server.key, clientCAFile: clients.crt,\n"
+             "      clientCRLFile: revoked.crl}\n"
+             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "(1 revocation list)", 10000));
+    present(&s, "lobby");
+    assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, NULL, "revoked"), 401);
+    present(&s, NULL);
+
     /* The load tool over TLS, trusting the CA, with the token. */
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),

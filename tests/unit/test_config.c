@@ -351,6 +351,8 @@ static void test_bad_values(void **state)
         {"tls:\n  certFile: a.crt\n", "bindery.yaml:2: tls.certFile: needs keyFile too"},
         {"tls:\n  keyFile: a.key\n", "bindery.yaml:2: tls.keyFile: needs certFile too"},
         {"tls:\n  clientCAFile: ca.crt\n", "bindery.yaml:2: tls.clientCAFile: needs certFile too"},
+        {"tls: {certFile: a.crt, keyFile: a.key, clientCRLFile: x.crl}\n",
+         "bindery.yaml:1: tls.clientCRLFile: needs clientCAFile too"},
         {"tls:\n  certFile: a.crt\n  keyFile: a.key\n  clientCAFile: ca.crt\n",
          "bindery.yaml:4: tls.clientCAFile: needs auth.tokenFile, whose commonName entries say "
          "what "

@@ -62,6 +62,14 @@ static int setup(void **state)
                            86400) != 0 ||
         testcert_make_leaf(f->dir, "comma", "Lobby, Inc", NULL, "ca", TESTCERT_CLIENT, -60,
                            86400) != 0 ||
+        testcert_make_leaf(f->dir, "lobby2", "lobby", NULL, "ca", TESTCERT_CLIENT, -60, 86400) !=
+            0 ||
+        testcert_make_crl(f->dir, "revokes-lobby", "ca", (const char *const[]){"lobby", NULL},
+                          86400) != 0 ||
+        testcert_make_crl(f->dir, "other-revokes", "other", (const char *const[]){"rogue", NULL},
+                          86400) != 0 ||
+        testcert_make_crl(f->dir, "stale", "ca", (const char *const[]){"lobby", NULL}, -3600) !=
+            0 ||
         testcert_append(f->dir, "cas.crt", "other.crt") != 0 ||
         testcert_append(f->dir, "cas.crt", "ca.crt") != 0)
         return -1;
@@ -283,12 +291,75 @@ static void test_client_certificates(void **state)
     bdy_tls_unref(set);
 }
 
+/* Revocation lists: a revoked certificate is refused, another of the same
+ * name is not; a list no client CA signed is refused at load. */
+static void test_revocation_lists(void **state)
+{
+    fixture *f = *state;
+    /* Paths of their own: at() reuses four buffers. */
+    char cert[192], key[192], cas[192], crl[192], other_crl[192], not_crl[192];
+    snprintf(cert, sizeof(cert), "%s", at(f, "server.crt"));
+    snprintf(key, sizeof(key), "%s", at(f, "server.key"));
+    snprintf(cas, sizeof(cas), "%s", at(f, "ca.crt"));
+    snprintf(crl, sizeof(crl), "%s", at(f, "revokes-lobby.crl"));
+    snprintf(other_crl, sizeof(other_crl), "%s", at(f, "other-revokes.crl"));
+    snprintf(not_crl, sizeof(not_crl), "%s", at(f, "ca.crt"));
+    bdy_tls_files files = {
+        .cert_file = cert, .key_file = key, .client_ca_file = cas, .client_crl_file = crl};
+    bdy_tls_set *set = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_tls_load(&files, &set, &eb) != 0)
+        fail_msg("load: %s", eb.message);
+    char what[512];
+    bdy_tls_describe(set, what, sizeof(what));
+    assert_non_null(strstr(what, "(1 revocation list)"));
+    char cn[BDY_TLS_MAX_COMMON_NAME];
+    char why[256];
+    assert_int_equal(handshake(f, set, "lobby", cn, why), BDY_TLS_PEER_REFUSED);
+    if (strstr(why, "revoked") == NULL)
+        fail_msg("why: %s", why);
+    assert_int_equal(handshake(f, set, "lobby2", cn, why), BDY_TLS_PEER_TRUSTED);
+    assert_string_equal(cn, "lobby");
+    bdy_tls_unref(set);
+    set = NULL;
+
+    /* A list past its next update still revokes what it names (GnuTLS
+     * applies one that goes stale in force the same way). */
+    char stale[192];
+    snprintf(stale, sizeof(stale), "%s", at(f, "stale.crl"));
+    files.client_crl_file = stale;
+    if (bdy_tls_load(&files, &set, &eb) != 0)
+        fail_msg("load: %s", eb.message);
+    assert_int_equal(handshake(f, set, "lobby", cn, why), BDY_TLS_PEER_REFUSED);
+    assert_non_null(strstr(why, "revoked"));
+    assert_int_equal(handshake(f, set, "lobby2", cn, why), BDY_TLS_PEER_TRUSTED);
+    bdy_tls_unref(set);
+    set = NULL;
+    files.client_crl_file = crl;
+
+    /* The other CA's list, beside only the test CA: nothing verifies it. */
+    files.client_crl_file = other_crl;
+    assert_int_equal(bdy_tls_load(&files, &set, &eb), BDY_EINVAL);
+    if (strstr(eb.message, "not signed by a CA of tls.clientCAFile") == NULL)
+        fail_msg("message: %s", eb.message);
+    assert_null(set);
+    files.client_crl_file = not_crl; /* a certificate, not a list */
+    assert_int_equal(bdy_tls_load(&files, &set, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "no PEM revocation list"));
+    files.client_ca_file = NULL;
+    files.client_crl_file = crl;
+    assert_int_equal(bdy_tls_load(&files, &set, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "needs clientCAFile"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_load_refusals),
         cmocka_unit_test(test_client_certificates),
+        cmocka_unit_test(test_revocation_lists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
