@@ -1064,7 +1064,17 @@ int bdy_kubeconfig_render(const char *server_url, const bdy_kubeconfig_user *use
                                  "users:\n"
                                  "  - name: bindery\n");
     bool any = u->token_file != NULL || u->client_cert_file != NULL;
-    if (rc == 0)
+    /* Over https, kubectl asks at the terminal for a username and password
+     * when the user has no credentials at all (and fails without one); a
+     * name, which bindery ignores, keeps it from asking. */
+    bool https = strncmp(server_url, "https://", 8) == 0;
+    if (rc == 0 && !any && https)
+        rc = bdy_buf_printf(out,
+                            "    user:\n"
+                            "      # over https kubectl asks for a username when a user has no\n"
+                            "      # credentials; bindery ignores this one\n"
+                            "      username: bindery\n");
+    else if (rc == 0)
         rc = bdy_buf_printf(out, any ? "    user:\n" : "    user: {}\n");
     if (rc == 0 && u->token_file != NULL)
         rc = bdy_buf_printf(out, "      tokenFile: %s\n", u->token_file);

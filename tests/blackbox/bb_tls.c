@@ -370,6 +370,41 @@ static void test_kubectl_with_a_client_certificate(void **state)
     bb_cleanup(&s);
 }
 
+/* Without tokens, on loopback: kubectl with the kubeconfig bindery writes
+ * at start, which must keep kubectl from asking for a username. */
+static void test_kubectl_over_tls_without_tokens(void **state)
+{
+    (void)state;
+    bb_server s;
+    bb_init(&s, "manifests: [manifests]\n"
+                "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
+                "tls: {certFile: server.crt, keyFile: server.key}\n"
+                "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 1\n    maxWarm: 1\n");
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    make_pki(&s);
+    snprintf(s.tls_ca, sizeof(s.tls_ca), "%s/ca.crt", s.dir);
+    assert_true(bb_start(&s, NULL));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && KUBECONFIG=%s/kubeconfig timeout 60 kubectl --cache-dir=%s/kube-cache "
+             "get wi < /dev/null 2>&1",
+             s.dir, s.dir, s.dir);
+    char buf[8192] = "";
+    for (int i = 0; i < 50 && strstr(buf, "arena-") == NULL; i++) {
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+        buf[n] = '\0';
+        pclose(p);
+        if (strstr(buf, "Username") != NULL)
+            break;
+        usleep(100 * 1000);
+    }
+    if (strstr(buf, "arena-") == NULL)
+        fail_msg("kubectl get wi over TLS, no tokens: %s", buf);
+    bb_cleanup(&s);
+}
+
 /* What check-config and serve refuse before listening. */
 static void test_tls_config_refused(void **state)
 {
@@ -403,6 +438,7 @@ int main(void)
         cmocka_unit_test_teardown(test_https_tokens_and_client_certificates, bb_teardown),
         cmocka_unit_test_teardown(test_certificate_rotation, bb_teardown),
         cmocka_unit_test_teardown(test_kubectl_with_a_client_certificate, bb_teardown),
+        cmocka_unit_test_teardown(test_kubectl_over_tls_without_tokens, bb_teardown),
         cmocka_unit_test_teardown(test_tls_config_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
