@@ -13,22 +13,12 @@
 #include "bindery/store.h"
 
 #include "../../reconciler/corekinds.h"
+#include "builtin_info.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static bdy_resource_info info_of(const char *resource, const char *kind)
-{
-    bdy_resource_info info;
-    memset(&info, 0, sizeof(info));
-    snprintf(info.version, sizeof(info.version), "v1");
-    snprintf(info.resource, sizeof(info.resource), "%s", resource);
-    snprintf(info.kind, sizeof(info.kind), "%s", kind);
-    info.namespaced = true;
-    return info;
-}
 
 static json_object *parse(const char *text)
 {
@@ -44,8 +34,7 @@ static json_object *parse(const char *text)
 static int prepare_mode(const char *resource, const char *text, const char *old_text,
                         bdy_unknown_fields mode, json_object **out, bdy_errbuf *eb)
 {
-    bdy_resource_info info =
-        info_of(resource, strcmp(resource, "secrets") == 0 ? "Secret" : "ConfigMap");
+    bdy_resource_info info = builtin_info(resource);
     json_object *obj = parse(text);
     json_object *old = old_text != NULL ? parse(old_text) : NULL;
     bdy_errbuf_clear(eb);
@@ -118,7 +107,7 @@ static void test_string_data_merged_into_data(void **state)
                     "{\"type\":\"x/y\"}");
     expect_prepared("secrets", "{\"data\":null,\"immutable\":null}", NULL, "{\"type\":\"Opaque\"}");
     /* Other kinds are left alone. */
-    bdy_resource_info pods = info_of("pods", "Pod");
+    bdy_resource_info pods = builtin_info("pods");
     json_object *pod = parse("{\"stringData\":{\"a b\":1}}");
     assert_int_equal(bdy__corekind_prepare(&pods, pod, NULL, BDY_UNKNOWN_REJECT, NULL), 0);
     assert_non_null(bdy_jget(pod, "stringData"));

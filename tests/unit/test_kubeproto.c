@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "../../allocator/kubeapi_internal.h"
+#include "builtin_info.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,28 +32,17 @@ static const char kubectl_configmap[] =
     "bin\x12\x04\x00\xff"
     "hi\x1a\x00\x22\x00";
 
-static bdy_resource_info info_of(const char *resource, const char *kind)
-{
-    bdy_resource_info info;
-    memset(&info, 0, sizeof(info));
-    snprintf(info.version, sizeof(info.version), "v1");
-    snprintf(info.resource, sizeof(info.resource), "%s", resource);
-    snprintf(info.kind, sizeof(info.kind), "%s", kind);
-    info.namespaced = true;
-    return info;
-}
-
 static const bdy_resource_info *secrets(void)
 {
     static bdy_resource_info info;
-    info = info_of("secrets", "Secret");
+    info = builtin_info("secrets");
     return &info;
 }
 
 static const bdy_resource_info *configmaps(void)
 {
     static bdy_resource_info info;
-    info = info_of("configmaps", "ConfigMap");
+    info = builtin_info("configmaps");
     return &info;
 }
 
@@ -179,7 +169,7 @@ static void test_what_kubectl_sends(void **state)
                      0);
     assert_string_equal(json_object_get_string(json_object_object_get(out, "kind")), "Secret");
     json_object_put(out);
-    bdy_resource_info pods = info_of("pods", "Pod");
+    bdy_resource_info pods = builtin_info("pods");
     assert_false(bdy__kube_proto_accepts(&pods));
     assert_true(bdy__kube_proto_accepts(secrets()));
     assert_int_equal(
