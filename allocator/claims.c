@@ -2296,14 +2296,14 @@ static void unreserve(bdy_claims *c, const char *ns, const char *name)
     json_object_put(patch);
 }
 
-/* Whether the world's process has exited (or was lost) while its status
- * still says Ready: the world controller writes Failed a moment after the
- * exit notice, and a claim in that moment would be handed a dead address. */
+/* Whether the world's process has exited (or was lost, or is stopping a
+ * world that is over) while its status still says Ready: the world
+ * controller writes Failed a moment after the notice, and a claim in that
+ * moment would be handed a dead address. */
 static bool process_gone(bdy_claims *c, const char *ns, const char *name)
 {
     bdy_world_seen seen;
-    return bdy_fleet_world_seen(c->o.fleet, ns, name, &seen) == 0 &&
-           (seen.process == BDY_PROCESS_EXITED || seen.process == BDY_PROCESS_LOST);
+    return bdy_fleet_world_seen(c->o.fleet, ns, name, &seen) == 0 && bdy_process_over(seen.process);
 }
 
 /* Whether a retry waits on the claim with key full. Under lock. */

@@ -899,6 +899,7 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
                                        .instance = instance,
                                        .on_exit = bdy_reconciler_world_exited,
                                        .on_probe = bdy_reconciler_probe_done,
+                                       .on_ending = bdy_reconciler_world_ending,
                                        .data = d->reconciler};
         rc = bdy_runtime_process_new(&po, &d->runtime, eb);
     }

@@ -781,7 +781,7 @@ void bdy_fleet_process_seen(bdy_fleet *f, const char *ns, const char *name, bdy_
     /* A process that exited or was lost stays so: a pass that found it
      * running just before its exit notice must not make it claimable
      * again (a new world under the name starts afresh, see observe). */
-    bool final = w != NULL && (w->process == BDY_PROCESS_EXITED || w->process == BDY_PROCESS_LOST);
+    bool final = w != NULL && bdy_process_over(w->process);
     if (w != NULL && w->process != seen && !(final && seen == BDY_PROCESS_LIVE)) {
         w->process = seen;
         warm_sync(w);

@@ -87,7 +87,19 @@ typedef struct tracked {
     bool verdict_ready;
     int verdict_rc;
     bdy_world_state verdict;
+    /* The process that the runtime said is ending the world (runtime.h,
+     * on_ending): kept apart from h, since the notice may come before
+     * track_set() records that process. */
+    int64_t ending_pid;
+    uint64_t ending_start_time;
 } tracked;
+
+/* Whether t's process is ending its world. */
+static bool tracked_ending(const tracked *t)
+{
+    return t->ending_pid != 0 && t->ending_pid == t->h.pid &&
+           t->ending_start_time == t->h.start_time;
+}
 
 /* Per-pool controller memory. Guarded by pools_lock. */
 typedef struct pool_state {
@@ -300,6 +312,30 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
      * process, never an earlier one's late notice). */
     if (ours)
         bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
+    bdy_reconciler_enqueue_world(r, ns, name);
+}
+
+void bdy_reconciler_world_ending(void *data, const char *ns, const char *name,
+                                 const bdy_world_handle *h)
+{
+    bdy_reconciler *r = data;
+    char key[KEY_MAX];
+    world_key(key, ns, name);
+    pthread_mutex_lock(&r->track_lock);
+    tracked *t = track_find(r, key, true);
+    /* As for an exit: a notice for a process not recorded yet is for the
+     * next one, unless the entry is busy with another that runs. */
+    bool ours = t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+    if (t != NULL) {
+        t->ending_pid = h->pid;
+        t->ending_start_time = h->start_time;
+    }
+    pthread_mutex_unlock(&r->track_lock);
+    bdy_debug("reconciler", "world %s is over: a module exited", key);
+    /* No claim may get it from now on, before its Failed status is
+     * written. */
+    if (ours)
+        bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_ENDING);
     bdy_reconciler_enqueue_world(r, ns, name);
 }
 
@@ -1476,6 +1512,28 @@ static int label_template(bdy_reconciler *r, json_object *world, uint64_t templa
     return patch_meta(r, world, mf);
 }
 
+/* A Starting or Ready world whose process runs on though the world is
+ * over: a module of a booklet world exited, and its host is stopping the
+ * others, which can take their grace period. Failed now (and so replaced),
+ * not when the host has exited, so that no claim gets a world that lacks a
+ * module. A claim that holds it already keeps it, as it would after the
+ * host's exit: it is released then. */
+static int fail_ending(bdy_reconciler *r, const char *key, tracked *t, json_object *world,
+                       const char *ns, const char *name)
+{
+    bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_ENDING);
+    const char *rv = bdy_jstr(bdy_jget(world, "metadata"), "resourceVersion");
+    if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0))
+        return 0; /* claimed: its Allocated status brings it back */
+    int rc = set_phase(r, world, BDY_PHASE_FAILED, "ModuleExited", "Warning",
+                       "a module of the world exited; its host is stopping the others");
+    if (rc == 0)
+        stop_once(r, key, t, manifest_grace_ms(r, world)); /* bounds the host's drain */
+    else
+        bdy_fleet_fail_undo(r->o.fleet, ns, name);
+    return rc;
+}
+
 /* One pass of the world controller. Returns 0 (done, or requeued with a
  * delay through *requeue_ms) or an error (retried with backoff). */
 static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
@@ -1632,6 +1690,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                 else
                     json_object_put(st);
             }
+            break;
+        }
+        if (tracked_ending(&t)) {
+            rc = fail_ending(r, key, &t, world, ns, name);
             break;
         }
         bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LIVE);

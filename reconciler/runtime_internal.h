@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Kubernetes limits: a namespace is a DNS label, a name a DNS subdomain. */
 #define BDY__WORLD_NS_MAX 63
@@ -93,8 +94,9 @@ void bdy__port_env_name(const char *port_name, char out[BDY__PORT_ENV_MAX]);
  * (BINDERY_INSTANCE; the daemon's are 32 hex digits). */
 #define BDY__INSTANCE_MAX 64
 
-/* The variable, and its one value, that marks a world's process as one
- * that relays SIGTERM to the processes it runs. */
+/* The variable that marks a world's process as one that relays SIGTERM to
+ * the processes it runs; its value is how many it runs as its children
+ * (bdy_world_spec.children; 0: not watched). */
 #define BDY__RELAYS_TERM_ENV "BINDERY_RELAYS_TERM"
 
 /* A process found running a world, by the identity the process runtime
@@ -112,9 +114,12 @@ typedef struct bdy__stray {
     char ns[BDY__WORLD_NS_MAX + 1];
     char name[BDY__WORLD_NAME_MAX + 1];
     char instance[BDY__INSTANCE_MAX + 1]; /* "" when it carries none */
-    /* BINDERY_RELAYS_TERM=1: it passes SIGTERM on to its modules itself
-     * (bdy_world_spec.relays_term). */
+    /* BINDERY_RELAYS_TERM=N: it passes SIGTERM on to its modules itself
+     * (bdy_world_spec.relays_term), and runs N of them as its children
+     * (bdy_world_spec.children; 0 when the value is no number up to
+     * BDY_RUNTIME_MAX_ARGS). */
     bool relays_term;
+    unsigned children;
     size_t nports;
     struct {
         char env[BDY__PORT_ENV_MAX]; /* "BINDERY_PORT_GAME" */
@@ -147,6 +152,13 @@ int bdy__strays_find(bdy__stray **out, size_t *count);
  * empty). */
 int bdy__group_find(int64_t pgrp, bdy__stray **out, size_t *count);
 void bdy__strays_free(bdy__stray *list);
+/* Appends the pids of parent's children (every thread's, from
+ * /proc/PID/task/TID/children) to out, at most max; returns how many, or,
+ * where the kernel has no such files (no CONFIG_PROC_CHILDREN), those a
+ * scan of every process finds (ppid == parent), which costs tens of
+ * milliseconds with many processes. -1 when parent cannot be looked at. */
+ssize_t bdy__children_of(int64_t parent, int64_t *out, size_t max);
+
 /* The world identity in one process's environment (out as for
  * bdy__stray_parse_environ, filled as far as it goes even when it names no
  * world). BDY_ENOTFOUND when it names none or cannot be read; BDY_ENOMEM. */

@@ -25,11 +25,11 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -73,8 +73,35 @@ static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "TZ"};
 #define REAP_EVERY_MS 2000u
 #define REAP_MAX 1024u
 #define SPAWNING_MAX 256u
+/* A world that relays SIGTERM (a booklet world's host) starts the children
+ * it runs at once. Until all of them are seen they are looked for this
+ * often; fewer than it runs, once it has been watched CHILDREN_START_MS,
+ * means one has ended already. */
+#define CHILDREN_SCAN_MS 100u
+#define CHILDREN_START_MS 10000u
+/* Most worlds whose children one look takes in. */
+#define CHILDREN_SCAN_MAX 256u
 
-typedef struct proc_world {
+typedef struct proc_world proc_world;
+
+/* What an epoll event stands for: a world's own process, or one of the
+ * children it runs. */
+typedef struct watch_tag {
+    proc_world *world;
+    bool child;
+} watch_tag;
+
+/* The children a world runs (bdy_world_spec.children). Watcher thread
+ * only, but for being made before the world is linked. */
+typedef struct world_children {
+    unsigned expected;
+    unsigned n; /* watched; 0 while they are still looked for */
+    int64_t pid[BDY_RUNTIME_MAX_ARGS];
+    uint64_t start_time[BDY_RUNTIME_MAX_ARGS];
+    int pidfd[BDY_RUNTIME_MAX_ARGS]; /* -1 without pidfd support */
+} world_children;
+
+struct proc_world {
     struct proc_world *prev;
     struct proc_world *next;
     char ns[BDY__WORLD_NS_MAX + 1];
@@ -88,7 +115,16 @@ typedef struct proc_world {
      * stop_strays(): no world is its, so it has no name here (find_by_name
      * passes it over) and its exit is reported to no one. */
     bool orphan;
-} proc_world;
+    watch_tag own_tag;      /* its pidfd's */
+    watch_tag children_tag; /* its children's pidfds' */
+    /* Its children, while watched or looked for (NULL: none), whether
+     * their end was reported (on_ending), and since when it is watched.
+     * Watcher thread only. */
+    world_children *children;
+    bool ending;
+    uint64_t watched_since_ns;
+    bool stop_requested; /* stop() was called: its children end as asked (under lock) */
+};
 
 typedef struct proc_runtime {
     pthread_mutex_t lock; /* guards everything down to stopping */
@@ -108,6 +144,7 @@ typedef struct proc_runtime {
     char *log_dir;
     bdy_world_exit_cb on_exit;
     bdy_world_probe_cb on_probe;
+    bdy_world_ending_cb on_ending; /* NULL: not told */
     void *data;
     bdy__prober *prober; /* readiness probes, on its own thread */
     bool have_pidfds;
@@ -130,6 +167,10 @@ typedef struct proc_runtime {
      * take one that exits at once, whose exit its start reports. */
     int64_t spawning[SPAWNING_MAX];
     size_t nspawning;
+    /* Worlds whose children are still looked for (under lock), and when
+     * the next look is due (watcher thread only). */
+    size_t children_pending;
+    uint64_t next_children_look_ns;
 } proc_runtime;
 
 /* ---- /proc ---------------------------------------------------------------- */
@@ -393,12 +434,25 @@ static void wake_watcher(proc_runtime *rt)
  * that name. Caller must not hold rt->lock. */
 static int watch_world(proc_runtime *rt, const char *ns, const char *name,
                        const bdy_world_handle *h, int pidfd, bool own_group, bool relays_term,
-                       bool mark_ports, bool orphan, bdy_errbuf *eb)
+                       unsigned children, bool mark_ports, bool orphan, bdy_errbuf *eb)
 {
     int rc = 0;
     proc_world *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    /* A leftover being stopped has no world whose end its children could
+     * tell. */
+    if (children > 0 && !orphan) {
+        if ((w->children = calloc(1, sizeof(*w->children))) == NULL) {
+            free(w);
+            return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        }
+        w->children->expected =
+            children < BDY_RUNTIME_MAX_ARGS ? children : (unsigned)BDY_RUNTIME_MAX_ARGS;
+    }
+    w->own_tag = (watch_tag){.world = w, .child = false};
+    w->children_tag = (watch_tag){.world = w, .child = true};
+    w->watched_since_ns = bdy_monotonic_ns();
     snprintf(w->ns, sizeof(w->ns), "%s", ns);
     snprintf(w->name, sizeof(w->name), "%s", name);
     w->h = *h;
@@ -430,7 +484,7 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
         }
         port_mark(rt, h->ports[i].port, true);
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->own_tag};
     if (pidfd >= 0 && epoll_ctl(rt->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
         rc = bdy_fail(eb, BDY_EIO, "cannot watch pid %lld: %s", (long long)h->pid, strerror(errno));
         unlink_world(rt, w);
@@ -438,12 +492,18 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
             release_ports(rt, &w->h);
         goto out;
     }
+    bool look_for_children = w->children != NULL;
+    rt->children_pending += look_for_children;
     w = NULL;
 out:
     pthread_mutex_unlock(&rt->lock);
+    if (w != NULL)
+        free(w->children);
     free(w);
-    if (rc == 0 && pidfd < 0)
-        wake_watcher(rt); /* it may sleep with no timeout while no world was polled */
+    /* It may sleep with no timeout while no world was polled, or until
+     * children are looked for next. */
+    if (rc == 0 && (pidfd < 0 || look_for_children))
+        wake_watcher(rt);
     return rc;
 }
 
@@ -459,6 +519,8 @@ static int next_timeout_ms(proc_runtime *rt)
         if (w->kill_at_ns != 0 && (earliest == 0 || w->kill_at_ns < earliest))
             earliest = w->kill_at_ns;
     int poll_ms = rt->have_pidfds || rt->worlds == NULL ? -1 : POLL_EXITS_MS;
+    if (rt->children_pending > 0 && (poll_ms < 0 || poll_ms > (int)CHILDREN_SCAN_MS))
+        poll_ms = CHILDREN_SCAN_MS;
     if (earliest == 0)
         return poll_ms;
     uint64_t now = bdy_monotonic_ns();
@@ -532,6 +594,27 @@ static void kill_group_leftovers(const proc_world *w)
     kill(-(pid_t)w->h.pid, SIGKILL);
 }
 
+/* Stops watching w's children, or looking for them: their pidfds are
+ * closed and they are forgotten. Watcher thread, without rt->lock. */
+static void children_drop(proc_runtime *rt, proc_world *w)
+{
+    world_children *c = w->children;
+    if (c == NULL)
+        return;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->pidfd[i] >= 0) {
+            epoll_ctl(rt->epfd, EPOLL_CTL_DEL, c->pidfd[i], NULL);
+            close(c->pidfd[i]);
+        }
+    }
+    pthread_mutex_lock(&rt->lock);
+    if (c->n == 0)
+        rt->children_pending--;
+    w->children = NULL;
+    pthread_mutex_unlock(&rt->lock);
+    free(c);
+}
+
 /* Finishes a world whose process has exited (its pidfd turned readable,
  * or has_exited() said so). If it is our child, its zombie still pins the
  * pid and with it the process group id, so whatever is left of the group is
@@ -544,6 +627,7 @@ static void world_exited(proc_runtime *rt, proc_world *w)
     pthread_mutex_lock(&rt->lock);
     unlink_world(rt, w);
     pthread_mutex_unlock(&rt->lock);
+    children_drop(rt, w);
     idtype_t type = P_PID;
     id_t id = (id_t)w->h.pid;
     if (w->pidfd >= 0) {
@@ -608,6 +692,162 @@ static void poll_exits(proc_runtime *rt)
     }
 }
 
+/* ---- the children of a world that runs several (a booklet world's host) -- */
+
+/* The world is over though its process runs: one of its children ended
+ * (which names the child, for the log). Told once, and not at all for a
+ * world being stopped, whose children end as asked. Watcher thread,
+ * without rt->lock. */
+static void world_ending(proc_runtime *rt, proc_world *w, const char *which)
+{
+    if (w->ending)
+        return;
+    w->ending = true;
+    children_drop(rt, w);
+    pthread_mutex_lock(&rt->lock);
+    bool asked = w->stop_requested;
+    pthread_mutex_unlock(&rt->lock);
+    if (asked)
+        return;
+    bdy_info(LOG_COMPONENT,
+             "world %s/%s: %s; the world is over, and pid %lld is stopping the rest of it", w->ns,
+             w->name, which, (long long)w->h.pid);
+    if (rt->on_ending != NULL)
+        rt->on_ending(rt->data, w->ns, w->name, &w->h);
+}
+
+/* Whether child i of c has ended (or its pid is another process's now),
+ * by a look at /proc. */
+static bool child_gone(const proc_world *w, const world_children *c, unsigned i)
+{
+    bdy__proc_stat st;
+    int rc = bdy__proc_stat_read(c->pid[i], &st);
+    if (rc != 0)
+        return rc == BDY_ENOTFOUND; /* a line it could not read says nothing */
+    return st.start_time != c->start_time[i] || st.ppid != w->h.pid || bdy__proc_stat_ended(&st);
+}
+
+/* A pidfd of w's children turned readable: which one is named, for the
+ * log. */
+static void children_event(proc_runtime *rt, proc_world *w)
+{
+    world_children *c = w->children;
+    if (c == NULL || w->ending)
+        return;
+    char which[96] = "a process it runs ended";
+    for (unsigned i = 0; i < c->n; i++) {
+        struct pollfd pfd = {.fd = c->pidfd[i], .events = POLLIN};
+        if (c->pidfd[i] >= 0 && poll(&pfd, 1, 0) == 1) {
+            snprintf(which, sizeof(which), "pid %lld, which it runs, ended", (long long)c->pid[i]);
+            break;
+        }
+    }
+    world_ending(rt, w, which);
+}
+
+/* Looks for w's children: once as many run as it has, they are watched;
+ * fewer after CHILDREN_START_MS means one ended (or never started), and so
+ * does one that is found ended, or gone before its pidfd holds it.
+ * Watcher thread, without rt->lock. */
+static void children_look(proc_runtime *rt, proc_world *w)
+{
+    world_children *c = w->children;
+    int64_t pids[BDY_RUNTIME_MAX_ARGS];
+    ssize_t found = bdy__children_of(w->h.pid, pids, BDY_RUNTIME_MAX_ARGS);
+    if (found < 0)
+        return; /* its own exit comes through its pidfd */
+    if ((size_t)found < c->expected) {
+        if (bdy_monotonic_ns() - w->watched_since_ns >= (uint64_t)CHILDREN_START_MS * 1000000u) {
+            char which[96];
+            snprintf(which, sizeof(which), "only %zd of the %u processes it runs are left", found,
+                     c->expected);
+            world_ending(rt, w, which);
+        }
+        return;
+    }
+    for (size_t i = 0; i < (size_t)found; i++) {
+        int fd = rt->have_pidfds ? pidfd_open((pid_t)pids[i], 0) : -1;
+        bdy__proc_stat st;
+        bool alive = (fd >= 0 || !rt->have_pidfds) && bdy__proc_stat_read(pids[i], &st) == 0 &&
+                     st.ppid == w->h.pid && !bdy__proc_stat_ended(&st);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->children_tag};
+        bool watched = alive && (fd < 0 || epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+        if (!watched && alive) {
+            /* Out of descriptors, say: no end of the world is told early,
+             * its exit still is. */
+            bdy_warn(LOG_COMPONENT, "world %s/%s: cannot watch pid %lld, which it runs: %s", w->ns,
+                     w->name, (long long)pids[i], strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            c->n = (unsigned)i;
+            children_drop(rt, w);
+            return;
+        }
+        if (!alive) {
+            if (fd >= 0)
+                close(fd);
+            c->n = (unsigned)i;
+            char which[96];
+            snprintf(which, sizeof(which), "pid %lld, which it runs, ended", (long long)pids[i]);
+            world_ending(rt, w, which);
+            return;
+        }
+        c->pid[i] = pids[i];
+        c->start_time[i] = st.start_time;
+        c->pidfd[i] = fd;
+    }
+    pthread_mutex_lock(&rt->lock);
+    c->n = (unsigned)found;
+    rt->children_pending--;
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Looks for the children of the worlds still waiting for theirs, every
+ * CHILDREN_SCAN_MS. Watcher thread only. */
+static void children_look_all(proc_runtime *rt)
+{
+    uint64_t now = bdy_monotonic_ns();
+    if (now < rt->next_children_look_ns)
+        return;
+    rt->next_children_look_ns = now + (uint64_t)CHILDREN_SCAN_MS * 1000000u;
+    static proc_world *due[CHILDREN_SCAN_MAX]; /* watcher thread only */
+    size_t n = 0;
+    pthread_mutex_lock(&rt->lock);
+    for (proc_world *w = rt->children_pending > 0 ? rt->worlds : NULL;
+         w != NULL && n < CHILDREN_SCAN_MAX; w = w->next)
+        if (w->children != NULL && w->children->n == 0 && !w->ending)
+            due[n++] = w;
+    pthread_mutex_unlock(&rt->lock);
+    /* Only this thread unlinks and frees worlds. */
+    for (size_t i = 0; i < n; i++)
+        children_look(rt, due[i]);
+}
+
+/* Without pidfds: tells the end of every world one of whose watched
+ * children has ended. Watcher thread only. */
+static void children_poll(proc_runtime *rt)
+{
+    static proc_world *watched[CHILDREN_SCAN_MAX]; /* watcher thread only */
+    size_t n = 0;
+    pthread_mutex_lock(&rt->lock);
+    for (proc_world *w = rt->worlds; w != NULL && n < CHILDREN_SCAN_MAX; w = w->next)
+        if (w->children != NULL && w->children->n > 0 && !w->ending)
+            watched[n++] = w;
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; i < n; i++) {
+        world_children *c = watched[i]->children;
+        for (unsigned k = 0; k < c->n; k++) {
+            if (child_gone(watched[i], c, k)) {
+                char which[96];
+                snprintf(which, sizeof(which), "pid %lld, which it runs, ended",
+                         (long long)c->pid[k]);
+                world_ending(rt, watched[i], which);
+                break;
+            }
+        }
+    }
+}
+
 /* Whether pid is a world of ours, watched or being started. Under lock. */
 static bool pid_watched(proc_runtime *rt, int64_t pid)
 {
@@ -641,68 +881,6 @@ static bool spawning_mark(proc_runtime *rt, int64_t pid, bool add)
     return ok;
 }
 
-/* Appends the pids of this process's children (every thread's, from
- * /proc/self/task/TID/children) to out, at most max; returns how many, or
- * -1 when the kernel has no such files (no CONFIG_PROC_CHILDREN). A look
- * at only Bindery's own children: a scan of every process on the host
- * would cost tens of milliseconds with many of them. */
-static ssize_t own_children(int64_t *out, size_t max)
-{
-    size_t n = 0;
-    bool any = false;
-    DIR *d = opendir("/proc/self/task");
-    for (struct dirent *de; d != NULL && n < max && (de = readdir(d)) != NULL;) {
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        char path[96];
-        snprintf(path, sizeof(path), "%s/children", de->d_name);
-        int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        any = true;
-        /* Every world a thread started is its child: room for many. */
-        static char buf[(size_t)256 * 1024]; /* watcher thread only */
-        size_t len = 0;
-        for (ssize_t got;
-             len < sizeof(buf) - 1 && (got = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0;)
-            len += (size_t)got;
-        close(fd);
-        if (len == sizeof(buf) - 1) /* cut short: its last pid may be cut too */
-            while (len > 0 && buf[len - 1] != ' ')
-                len--;
-        buf[len] = '\0';
-        for (char *p = buf, *end = NULL; n < max; p = end) {
-            long long pid = strtoll(p, &end, 10);
-            if (end == p)
-                break;
-            out[n++] = pid;
-        }
-    }
-    if (d != NULL)
-        closedir(d);
-    return any ? (ssize_t)n : -1;
-}
-
-/* The same from a scan of every process (ppid == ours): where the kernel
- * has no children files. */
-static size_t children_by_scan(int64_t *out, size_t max)
-{
-    size_t n = 0;
-    int64_t self = getpid();
-    DIR *d = opendir("/proc");
-    for (struct dirent *de; d != NULL && n < max && (de = readdir(d)) != NULL;) {
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        int64_t pid = strtoll(de->d_name, NULL, 10);
-        bdy__proc_stat st;
-        if (bdy__proc_stat_read(pid, &st) == 0 && st.ppid == self)
-            out[n++] = pid;
-    }
-    if (d != NULL)
-        closedir(d);
-    return n;
-}
-
 /* Reaps zombie children that no watched world accounts for and that were
  * zombies at the last scan too (REAP_EVERY_MS before): a world's own
  * process is reaped by world_exited within moments of its exit, also one
@@ -715,10 +893,8 @@ static void reap_orphans(proc_runtime *rt)
         return;
     rt->next_reap_ns = now + (uint64_t)REAP_EVERY_MS * 1000000u;
     static int64_t children[REAP_MAX * 4]; /* watcher thread only */
-    ssize_t listed = own_children(children, sizeof(children) / sizeof(children[0]));
-    size_t nchildren = listed >= 0
-                           ? (size_t)listed
-                           : children_by_scan(children, sizeof(children) / sizeof(children[0]));
+    ssize_t listed = bdy__children_of(getpid(), children, sizeof(children) / sizeof(children[0]));
+    size_t nchildren = listed > 0 ? (size_t)listed : 0;
     int64_t seen[REAP_MAX];
     size_t nseen = 0;
     size_t reaped = 0;
@@ -763,17 +939,28 @@ static void *watcher_main(void *arg)
                       strerror(errno));
             break;
         }
+        /* Children first: an end told early never frees its world, an
+         * exit does, and both may be in one batch. */
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.ptr == NULL) {
+            const watch_tag *tag = evs[i].data.ptr;
+            if (tag != NULL && tag->child)
+                children_event(rt, tag->world);
+        }
+        for (int i = 0; i < n; i++) {
+            const watch_tag *tag = evs[i].data.ptr;
+            if (tag == NULL) {
                 uint64_t count;
                 ssize_t r = read(rt->wakefd, &count, sizeof(count));
                 (void)r; /* only the wake-up matters */
-            } else {
-                world_exited(rt, evs[i].data.ptr);
+            } else if (!tag->child) {
+                world_exited(rt, tag->world);
             }
         }
-        if (!rt->have_pidfds)
+        if (!rt->have_pidfds) {
+            children_poll(rt);
             poll_exits(rt);
+        }
+        children_look_all(rt);
         kill_overdue(rt);
         if (rt->reaps_orphans)
             reap_orphans(rt);
@@ -851,8 +1038,11 @@ static int build_env(const proc_runtime *rt, const bdy_world_spec *spec, const b
         rc = bdy__env_set(env, "BINDERY_WORLD_NAMESPACE", spec->ns);
     if (rc == 0 && rt->instance[0] != '\0')
         rc = bdy__env_set(env, "BINDERY_INSTANCE", rt->instance);
-    if (rc == 0 && spec->relays_term)
-        rc = bdy__env_set(env, BDY__RELAYS_TERM_ENV, "1");
+    if (rc == 0 && spec->relays_term) {
+        char count[16];
+        snprintf(count, sizeof(count), "%u", spec->children);
+        rc = bdy__env_set(env, BDY__RELAYS_TERM_ENV, count);
+    }
     for (size_t i = 0; i < h->nports && rc == 0; i++) {
         char var[BDY__PORT_ENV_MAX];
         char num[16];
@@ -1187,7 +1377,8 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     h->pid = pid;
     h->start_time = st.start_time;
     snprintf(h->boot_id, sizeof(h->boot_id), "%s", rt->boot_id);
-    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, spec->relays_term, false, false, eb);
+    rc = watch_world(rt, spec->ns, spec->name, h, pidfd, true, spec->relays_term,
+                     spec->relays_term ? spec->children : 0, false, false, eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1414,6 +1605,7 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     bool other = named && (strcmp(id->ns, ns) != 0 || strcmp(id->name, name) != 0);
     /* Read even from an environment that names no world in full. */
     bool relays_term = id->relays_term;
+    unsigned children = id->relays_term ? id->children : 0;
     free(id);
     if (other) {
         rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld belongs to another world", ns, name,
@@ -1434,7 +1626,8 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     }
     if (watched)
         goto out;
-    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, relays_term, true, orphan, eb);
+    rc = watch_world(rt, ns, name, h, pidfd, st.pgrp == h->pid, relays_term, children, true, orphan,
+                     eb);
     if (rc != 0)
         goto out;
     pidfd = -1;
@@ -1584,6 +1777,7 @@ static int proc_stop(void *ctx, const bdy_world_handle *h, unsigned grace_ms)
     pthread_mutex_lock(&rt->lock);
     proc_world *w = find_by_process(rt, h->pid, h->start_time);
     if (w != NULL) {
+        w->stop_requested = true;
         signal_world(w, SIGTERM);
         uint64_t at = bdy_monotonic_ns() + (uint64_t)grace_ms * 1000000u;
         if (w->kill_at_ns == 0 || at < w->kill_at_ns)
@@ -1761,6 +1955,10 @@ static void proc_destroy(void *ctx)
         next = w->next;
         if (w->pidfd >= 0)
             close(w->pidfd);
+        for (unsigned i = 0; w->children != NULL && i < w->children->n; i++)
+            if (w->children->pidfd[i] >= 0)
+                close(w->children->pidfd[i]);
+        free(w->children);
         free(w);
     }
     rt->worlds = NULL;
@@ -1847,6 +2045,7 @@ int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **
     rt->port_max = opts->port_max;
     rt->on_exit = opts->on_exit;
     rt->on_probe = opts->on_probe;
+    rt->on_ending = opts->on_ending;
     if (opts->instance != NULL)
         snprintf(rt->instance, sizeof(rt->instance), "%s", opts->instance);
     rt->data = opts->data;

@@ -75,15 +75,28 @@ static void take_port(const char *e, size_t n, bdy__stray *s)
     s->nports++;
 }
 
+/* The value of BINDERY_RELAYS_TERM (n bytes): the process relays SIGTERM,
+ * and runs that many children, none watched unless it is a number in
+ * 1-BDY_RUNTIME_MAX_ARGS. */
+static void take_children(const char *v, size_t n, bdy__stray *s)
+{
+    unsigned count = 0;
+    size_t i = 0;
+    for (; i < n && v[i] >= '0' && v[i] <= '9' && count <= BDY_RUNTIME_MAX_ARGS; i++)
+        count = count * 10 + (unsigned)(v[i] - '0');
+    s->relays_term = true;
+    s->children = i == n && count <= BDY_RUNTIME_MAX_ARGS ? count : 0;
+}
+
 bool bdy__stray_parse_environ(const char *env, size_t len, bdy__stray *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t off = 0; off < len;) {
         const char *e = env + off;
         size_t n = strnlen(e, len - off);
-        static const char relays[] = BDY__RELAYS_TERM_ENV "=1";
-        if (n == sizeof(relays) - 1 && memcmp(e, relays, n) == 0)
-            out->relays_term = true;
+        static const char relays[] = BDY__RELAYS_TERM_ENV "=";
+        if (n > sizeof(relays) - 1 && memcmp(e, relays, sizeof(relays) - 1) == 0)
+            take_children(e + sizeof(relays) - 1, n - (sizeof(relays) - 1), out);
         else if (!take_value(e, n, "BINDERY_WORLD_UID", out->uid, sizeof(out->uid)) &&
                  !take_value(e, n, "BINDERY_WORLD_NAMESPACE", out->ns, sizeof(out->ns)) &&
                  !take_value(e, n, "BINDERY_WORLD_NAME", out->name, sizeof(out->name)) &&
@@ -175,6 +188,82 @@ int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
         }
     }
     return BDY_EPARSE;
+}
+
+/* Appends the pids listed in one children file (space-separated) to out,
+ * at most max in all; read a block at a time, so a list of any length
+ * needs no buffer of its size. */
+static void read_children_file(int fd, int64_t *out, size_t max, size_t *n)
+{
+    char buf[4096];
+    size_t len = 0; /* an unfinished number carried over from the last block */
+    for (;;) {
+        ssize_t got = read(fd, buf + len, sizeof(buf) - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        bool end = got <= 0;
+        len += end ? 0 : (size_t)got;
+        size_t at = 0;
+        for (;;) {
+            while (at < len && (buf[at] < '0' || buf[at] > '9'))
+                at++;
+            size_t digits = at;
+            while (digits < len && buf[digits] >= '0' && buf[digits] <= '9')
+                digits++;
+            if (at == len || (digits == len && !end) || *n >= max)
+                break;
+            int64_t pid = 0;
+            for (size_t i = at; i < digits && pid < INT32_MAX; i++)
+                pid = pid * 10 + (buf[i] - '0');
+            out[(*n)++] = pid;
+            at = digits;
+        }
+        if (end || *n >= max)
+            return;
+        memmove(buf, buf + at, len - at);
+        len -= at;
+        if (len == sizeof(buf)) /* no pid is that long */
+            return;
+    }
+}
+
+ssize_t bdy__children_of(int64_t parent, int64_t *out, size_t max)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%lld/task", (long long)parent);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    size_t n = 0;
+    bool any = false;
+    for (struct dirent *de; n < max && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        char file[96];
+        snprintf(file, sizeof(file), "%s/children", de->d_name);
+        int fd = openat(dirfd(d), file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        any = true;
+        read_children_file(fd, out, max, &n);
+        close(fd);
+    }
+    closedir(d);
+    if (any)
+        return (ssize_t)n;
+    d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    for (struct dirent *de; n < max && (de = readdir(d)) != NULL;) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        int64_t pid = strtoll(de->d_name, NULL, 10);
+        bdy__proc_stat st;
+        if (bdy__proc_stat_read(pid, &st) == 0 && st.ppid == parent)
+            out[n++] = pid;
+    }
+    closedir(d);
+    return (ssize_t)n;
 }
 
 static bool all_digits(const char *s)

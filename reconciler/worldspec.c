@@ -551,6 +551,9 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
             rc = probe_port(ns, d, starting, &index, why, why_cap);
         if (rc == 0 && starting)
             rc = check_placeholders(ns, booklet_name, bm, spec, why, why_cap);
+        /* The host runs each instance as its child: the end of one is the
+         * end of the world (runtime.h). */
+        spec->children += bm->count;
         for (unsigned k = 0; k < bm->count && rc == 0; k++) {
             /* The host's arguments are made to start the world only: a
              * world being probed needs its ports and probes. */

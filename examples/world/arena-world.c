@@ -1,7 +1,7 @@
 /* arena-world: the tiny game world of the examples and the runtime tests.
  *
  *   arena-world --port N [--name NAME] [--crash-after-ms N] [--ready-delay-ms N]
- *               [--deaf-after-ms N] [--mute-after-ms N]
+ *               [--deaf-after-ms N] [--mute-after-ms N] [--drain-ms N]
  *
  * Listens on TCP and UDP 127.0.0.1:N. Over TCP every line "ping" is answered
  * "pong NAME", and a GET request (an httpGet readiness probe) "200 OK"
@@ -14,8 +14,10 @@
  * --mute-after-ms stops reading TCP after that long while connections are
  * still accepted (by the kernel, into the listen backlog): a world that
  * hangs, whose probe waits out its timeout.
- * SIGTERM (or SIGINT) ends it promptly with status
- * 0. Single-threaded: one poll() loop over a signalfd, both sockets and the
+ * SIGTERM (or SIGINT) ends it promptly with status 0, or, with --drain-ms,
+ * that long after the first, while it goes on serving: a game server
+ * finishing its match (a second signal changes nothing; SIGKILL ends it).
+ * Single-threaded: one poll() loop over a signalfd, both sockets and the
  * TCP clients. Needs nothing from Bindery but the port it is handed.
  */
 #include <arpa/inet.h>
@@ -55,6 +57,8 @@ typedef struct world {
     int64_t deaf_at_ms;  /* when to stop listening on TCP; -1: never */
     bool deaf;
     int64_t mute_at_ms; /* when to stop serving TCP; -1: never */
+    int64_t drain_ms;   /* how long it serves on after SIGTERM */
+    int64_t stop_at_ms; /* when a drain ends; -1: not draining */
     int sigfd;
     int tcp;
     int udp;
@@ -72,7 +76,8 @@ static int64_t now_ms(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: arena-world --port N [--name NAME] [--crash-after-ms N] "
-                    "[--ready-delay-ms N] [--deaf-after-ms N] [--mute-after-ms N]\n");
+                    "[--ready-delay-ms N] [--deaf-after-ms N] [--mute-after-ms N] "
+                    "[--drain-ms N]\n");
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -94,6 +99,7 @@ static bool parse_args(int argc, char **argv, world *w)
     unsigned long delay_ms = 0;
     unsigned long deaf_ms = 0;
     unsigned long mute_ms = 0;
+    unsigned long drain_ms = 0;
     bool crash = false;
     bool deaf = false;
     bool mute = false;
@@ -126,6 +132,9 @@ static bool parse_args(int argc, char **argv, world *w)
             if (!parse_uint(val, 0, 86400000, &mute_ms))
                 return false;
             mute = true;
+        } else if (strcmp(opt, "--drain-ms") == 0) {
+            if (!parse_uint(val, 0, 86400000, &drain_ms))
+                return false;
         } else {
             return false;
         }
@@ -138,6 +147,8 @@ static bool parse_args(int argc, char **argv, world *w)
     w->crash_at_ms = crash ? start + (int64_t)crash_ms : -1;
     w->deaf_at_ms = deaf ? start + (int64_t)deaf_ms : -1;
     w->mute_at_ms = mute ? start + (int64_t)mute_ms : -1;
+    w->drain_ms = (int64_t)drain_ms;
+    w->stop_at_ms = -1;
     return true;
 }
 
@@ -267,6 +278,8 @@ static int poll_timeout(const world *w)
         next = w->crash_at_ms;
     if (w->mute_at_ms >= 0 && w->mute_at_ms > now && (next < 0 || w->mute_at_ms < next))
         next = w->mute_at_ms;
+    if (w->stop_at_ms >= 0 && (next < 0 || w->stop_at_ms < next))
+        next = w->stop_at_ms;
     if (next < 0)
         return -1;
     return next <= now ? 0 : (int)(next - now);
@@ -280,6 +293,10 @@ static int run(world *w)
         if (w->crash_at_ms >= 0 && now >= w->crash_at_ms) {
             fprintf(stderr, "arena-world %s: crashing as asked\n", w->name);
             return EXIT_CRASH;
+        }
+        if (w->stop_at_ms >= 0 && now >= w->stop_at_ms) {
+            fprintf(stderr, "arena-world %s: drained, stopping\n", w->name);
+            return EXIT_SUCCESS;
         }
         if (!w->deaf && w->deaf_at_ms >= 0 && now >= w->deaf_at_ms) {
             fprintf(stderr, "arena-world %s: no longer listening on tcp, as asked\n", w->name);
@@ -308,9 +325,18 @@ static int run(world *w)
             continue;
         if (fds[0].revents & POLLIN) {
             struct signalfd_siginfo si;
-            if (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                fprintf(stderr, "arena-world %s: signal %u, stopping\n", w->name, si.ssi_signo);
-            return EXIT_SUCCESS;
+            unsigned signo =
+                read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) ? si.ssi_signo : 0;
+            if (w->drain_ms == 0) {
+                fprintf(stderr, "arena-world %s: signal %u, stopping\n", w->name, signo);
+                return EXIT_SUCCESS;
+            }
+            if (w->stop_at_ms < 0) {
+                fprintf(stderr, "arena-world %s: signal %u, draining for %lld ms\n", w->name, signo,
+                        (long long)w->drain_ms);
+                w->stop_at_ms = now_ms() + w->drain_ms;
+            }
+            continue;
         }
         /* Clients first, from the last: dropping one moves the last into
          * its slot, which has then already been served. */

@@ -113,7 +113,16 @@ typedef enum bdy_process_seen {
     BDY_PROCESS_EXITED,  /* exited while this run watched it */
     BDY_PROCESS_LOST,    /* gone before this run could adopt it: no crash of its own,
                             so its failure does not count towards the crash backoff */
+    BDY_PROCESS_ENDING,  /* runs, but the world is over: a module of a booklet world
+                            exited, and its host is stopping the others */
 } bdy_process_seen;
+
+/* Whether a world whose process was seen so is done for good: it never
+ * becomes claimable again (a new world under its name starts afresh). */
+static inline bool bdy_process_over(bdy_process_seen seen)
+{
+    return seen == BDY_PROCESS_EXITED || seen == BDY_PROCESS_LOST || seen == BDY_PROCESS_ENDING;
+}
 
 /* What the fleet last saw of one world: the informer's view, which may lag
  * the store (a write conditioned on resource_version catches that). */

@@ -52,6 +52,10 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
  * creating the runtime. */
 void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
                                  const bdy_world_handle *h, int exit_status);
+/* The runtime's ending callback (a booklet world's module exited while its
+ * host runs on), passed the same way. */
+void bdy_reconciler_world_ending(void *data, const char *ns, const char *name,
+                                 const bdy_world_handle *h);
 /* The runtime's probe callback, passed the same way. */
 void bdy_reconciler_probe_done(void *data, const char *ns, const char *name,
                                const bdy_world_handle *h, int rc, bdy_world_state state);

@@ -85,6 +85,13 @@ typedef struct bdy_world_spec {
      * it twice. SIGKILL at the end of the grace period still goes to the
      * whole group. */
     bool relays_term;
+    /* relays_term only: how many processes it runs as its own children (a
+     * booklet world's module instances); 0 when they are not to be watched.
+     * Once that many run, the runtime watches them, and the end of any one
+     * is the end of the world, reported at once through the ending
+     * callback, while the process itself stops the others, which can take
+     * its grace period, before it exits. */
+    unsigned children;
 } bdy_world_spec;
 
 /* What identifies a running world across Bindery restarts. Plain data: the
@@ -117,6 +124,14 @@ typedef enum bdy_world_state {
  * exit_status: exit code, or 128 + signal. */
 typedef void (*bdy_world_exit_cb)(void *data, const char *ns, const char *name,
                                   const bdy_world_handle *h, int exit_status);
+
+/* Called on the runtime's thread, at most once per process, when a world
+ * whose process still runs is over all the same: one of the children it
+ * runs (bdy_world_spec.children) has ended, and it is stopping the others.
+ * No claim should get it any more; its exit is reported later, as every
+ * world's is. */
+typedef void (*bdy_world_ending_cb)(void *data, const char *ns, const char *name,
+                                    const bdy_world_handle *h);
 
 /* Called on the runtime's thread with the verdict of a probe that
  * observe() started for the world with handle h: rc 0 and state READY
@@ -223,7 +238,8 @@ typedef struct bdy_process_runtime_opts {
     const char *instance;
     bdy_world_exit_cb on_exit;
     bdy_world_probe_cb on_probe;
-    void *data; /* for both callbacks */
+    bdy_world_ending_cb on_ending; /* NULL: not told */
+    void *data;                    /* for the callbacks */
 } bdy_process_runtime_opts;
 
 int bdy_runtime_process_new(const bdy_process_runtime_opts *opts, bdy_runtime **out,

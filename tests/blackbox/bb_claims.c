@@ -1819,7 +1819,83 @@ static void test_booklet_module_exit_ends_world(void **state)
     snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", name);
     assert_true(bb_file_contains(&s, log_name, "exited with status", 5000));
     assert_true(bb_file_contains(&s, log_name, "stopping the world", 0));
-    assert_true(bb_log_contains(&s, "Crashed", 10000));
+    /* Failed for the module's exit, or for the host's, which follows at
+     * once here: whichever the world controller saw first. */
+    assert_true(bb_log_contains(&s, "ModuleExited", 10000) || bb_log_contains(&s, "Crashed", 0));
+    bb_cleanup(&s);
+}
+
+/* World default/name's status.phase and status.reason ("" for none). */
+static void world_status(bb_server *s, const char *name, char *phase, char *reason, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             name);
+    long status = 0;
+    json_object *o = get_json(s, path, &status);
+    json_object *st = json_object_object_get(o, "status");
+    const char *p = json_object_get_string(json_object_object_get(st, "phase"));
+    const char *r = json_object_get_string(json_object_object_get(st, "reason"));
+    snprintf(phase, cap, "%s", p ? p : "");
+    snprintf(reason, cap, "%s", r ? r : "");
+    json_object_put(o);
+}
+
+/* A module of a booklet world that exits ends the world at once, though
+ * its host takes long to stop the others (a game module that finishes its
+ * match first): the world is Failed, and no claim gets it, while its game
+ * module still serves. Until its host had exited it used to stay Ready. */
+static void test_booklet_world_is_over_when_a_module_exits(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_booklet_server(&s, 1, " --crash-after-ms 8000");
+    char manifest[2048];
+    snprintf(manifest, sizeof(manifest),
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: %s\n"
+             "  terminationGracePeriodSeconds: 60\n"
+             "  local:\n"
+             "    command: %s\n"
+             "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\", "
+             "\"--drain-ms\", \"40000\"]\n",
+             ARENA_PROBE, world_bin());
+    bb_write(&s, "manifests/arena.yaml", manifest);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 1, 30000));
+    long status = 0;
+    json_object *o = get_json(&s, "/v1/worlds?pool=arena", &status);
+    json_object *w = json_object_array_get_idx(json_object_object_get(o, "items"), 0);
+    assert_non_null(w);
+    char name[128];
+    snprintf(name, sizeof(name), "%s", json_object_get_string(json_object_object_get(w, "name")));
+    json_object_put(o);
+    char log_name[300];
+    snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", name);
+    /* The voice modules crash, and the host asks the game module to stop. */
+    assert_true(bb_file_contains(&s, log_name, "draining for 40000 ms", 30000));
+    /* Failed at once (and then deleted by its pool, which replaces it). */
+    char phase[64] = "Ready";
+    char reason[64] = "";
+    for (int waited = 0; waited <= 10000 && strcmp(phase, "Ready") == 0; waited += 50) {
+        world_status(&s, name, phase, reason, sizeof(phase));
+        if (strcmp(phase, "Ready") == 0)
+            sleep_ms(50);
+    }
+    assert_string_not_equal(phase, "Ready");
+    char failed[200];
+    snprintf(failed, sizeof(failed), "default/%s Failed: ModuleExited", name);
+    assert_true(bb_log_contains(&s, failed, 5000));
+    /* Its host still runs: the game module drains (for 40 s). */
+    assert_false(bb_file_contains(&s, log_name, "drained, stopping", 0));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_true(c.status == 201 || c.status == 503);
+    if (c.status == 201)
+        assert_string_not_equal(c.name, name);
+    assert_true(bb_log_contains(&s, "the world is over", 0));
     bb_cleanup(&s);
 }
 
@@ -3358,6 +3434,7 @@ int main(void)
         cmocka_unit_test_teardown(test_port_rename_rolls_out, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
+        cmocka_unit_test_teardown(test_booklet_world_is_over_when_a_module_exits, bb_teardown),
         cmocka_unit_test_teardown(test_world_waits_for_its_capabilities, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_gets_capabilities, bb_teardown),
     };

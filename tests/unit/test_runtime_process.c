@@ -49,6 +49,8 @@ typedef struct exit_rec {
     int status;
 } exit_rec;
 
+#define MAX_ENDINGS 8
+
 typedef struct fixture {
     char dir[64];
     char logs[96];
@@ -62,6 +64,9 @@ typedef struct fixture {
     int last_rc;
     bdy_world_state last_state;
     int64_t last_pid;
+    /* Worlds told over early (on_ending), by name. */
+    char endings[MAX_ENDINGS][64];
+    size_t nendings;
     pid_t group;        /* a process group a test made itself, killed at teardown */
     pid_t leftovers[8]; /* processes a test made itself, killed at teardown */
     size_t nleftovers;
@@ -137,6 +142,38 @@ static void record_probe_cb(void *data, const char *ns, const char *name, const 
     pthread_mutex_unlock(&f->lock);
 }
 
+static void record_ending_cb(void *data, const char *ns, const char *name,
+                             const bdy_world_handle *h)
+{
+    fixture *f = data;
+    (void)ns;
+    (void)h;
+    pthread_mutex_lock(&f->lock);
+    if (f->nendings < MAX_ENDINGS)
+        snprintf(f->endings[f->nendings++], sizeof(f->endings[0]), "%s", name);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* How many times world name was told over early. */
+static size_t ending_count(fixture *f, const char *name)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->nendings; i++)
+        n += strcmp(f->endings[i], name) == 0;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+/* Waits up to WAIT_MS for world name to be told over early. */
+static bool wait_ending(fixture *f, const char *name)
+{
+    for (uint64_t end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(POLL_MS))
+        if (ending_count(f, name) > 0)
+            return true;
+    return false;
+}
+
 /* The fixture whose runtime the test runs (for look()). */
 static fixture *current;
 
@@ -181,6 +218,7 @@ static bdy_runtime *new_runtime_of(fixture *f, unsigned port_min, unsigned port_
                                   .instance = instance,
                                   .on_exit = record_exit_cb,
                                   .on_probe = record_probe_cb,
+                                  .on_ending = record_ending_cb,
                                   .data = f};
     current = f;
     bdy_runtime *rt = NULL;
@@ -1161,6 +1199,26 @@ static void test_environ_parse(void **state)
                                     "BINDERY_WORLD_NAME=b";
     assert_false(bdy__stray_parse_environ(empty_uid, sizeof(empty_uid) - 1, &st));
     assert_false(bdy__stray_parse_environ("", 0, &st));
+    /* The relay mark says how many children the world runs; a value that
+     * is no count in range marks a relaying world whose children are not
+     * watched. */
+    assert_false(st.relays_term);
+    const struct {
+        const char *value;
+        bool relays;
+        unsigned children;
+    } relays[] = {{"3", true, 3},  {"1", true, 1},  {"0", true, 0},           {"64", true, 64},
+                  {"65", true, 0}, {"3x", true, 0}, {"99999999999", true, 0}, {"", false, 0}};
+    for (size_t i = 0; i < sizeof(relays) / sizeof(relays[0]); i++) {
+        char mark[128];
+        int len = snprintf(mark, sizeof(mark),
+                           "BINDERY_WORLD_UID=u%cBINDERY_WORLD_NAMESPACE=a%c"
+                           "BINDERY_WORLD_NAME=b%cBINDERY_RELAYS_TERM=%s",
+                           0, 0, 0, relays[i].value);
+        assert_true(bdy__stray_parse_environ(mark, (size_t)len, &st));
+        assert_int_equal(st.relays_term, relays[i].relays);
+        assert_int_equal(st.children, relays[i].children);
+    }
     /* An over-long uid does not fit and does not count. */
     char longer[400];
     int n = snprintf(longer, sizeof(longer),
@@ -1520,6 +1578,87 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
     assert_string_equal(text, "leader\n");
     read_work_file(f, "signals-adopted", text, sizeof(text));
     assert_string_equal(text, "leader\n");
+    bdy_runtime_free(second);
+}
+
+/* A world that runs two children and relays SIGTERM to them (as the
+ * booklet world host does); each child writes its pid to
+ * "child-<n>-<name>" and then sleeps. */
+static bdy_world_spec parent_spec(const char *name)
+{
+    bdy_world_spec s = shell_spec(name, "sleep 60 & echo $! > child-1-{name}; "
+                                        "sleep 60 & echo $! > child-2-{name}; wait");
+    s.uid = name;
+    s.relays_term = true;
+    s.children = 2;
+    return s;
+}
+
+/* The pid a child of parent_spec() world name wrote, 0 until it has. */
+static pid_t child_pid(fixture *f, const char *name, int n)
+{
+    char file[96];
+    char text[32];
+    snprintf(file, sizeof(file), "child-%d-%s", n, name);
+    pid_t pid = 0;
+    for (uint64_t end = now_ms() + WAIT_MS; pid == 0 && now_ms() < end; sleep_ms(POLL_MS)) {
+        read_work_file(f, file, text, sizeof(text));
+        pid = (pid_t)atoi(text);
+    }
+    return pid;
+}
+
+/* The end of any child of a world that runs several ends the world at
+ * once, while its own process still runs (a booklet world's host drains
+ * the other modules): for a world started, and one adopted after a
+ * restart, which knows its children from its environment. A world being
+ * stopped is not told over early: its children end as asked. */
+static void test_end_of_a_child_ends_the_world(void **state)
+{
+    fixture *f = *state;
+    bdy_runtime *first = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_world_handle started;
+    bdy_world_handle adopted;
+    bdy_world_handle stopped;
+    bdy_world_spec s = parent_spec("started");
+    start_ok(first, &s, &started);
+    s = parent_spec("adopted");
+    start_ok(first, &s, &adopted);
+    s = parent_spec("stopped");
+    start_ok(first, &s, &stopped);
+    pid_t started_child = child_pid(f, "started", 2);
+    pid_t adopted_child = child_pid(f, "adopted", 1);
+    assert_true(started_child > 0 && adopted_child > 0 && child_pid(f, "stopped", 2) > 0);
+    /* Time for the runtime to find them (it looks every 100 ms): a child
+     * that ended before it did tells the end only once the world has run
+     * for 10 s with one missing, too late for this test's waits. */
+    sleep_ms(1000);
+    assert_int_equal(kill(started_child, SIGKILL), 0);
+    assert_true(wait_ending(f, "started"));
+    assert_int_equal(kill((pid_t)started.pid, 0), 0); /* it runs on */
+    assert_int_equal(exit_count(f), 0);
+    assert_int_equal(first->vt->stop(first->ctx, &stopped, 5000), 0);
+    exit_rec r;
+    assert_true(wait_exit(f, "stopped", &r));
+    bdy_runtime_free(first);
+
+    bdy_runtime *second = new_runtime(f, f->port_base, f->port_base + 99);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "adopted", &adopted, &eb), 0);
+    assert_int_equal(second->vt->adopt(second->ctx, "default", "started", &started, &eb), 0);
+    sleep_ms(1000);
+    assert_int_equal(kill(adopted_child, SIGKILL), 0);
+    assert_true(wait_ending(f, "adopted"));
+    assert_int_equal(kill((pid_t)adopted.pid, 0), 0);
+    assert_int_equal(second->vt->stop(second->ctx, &adopted, 5000), 0);
+    assert_int_equal(second->vt->stop(second->ctx, &started, 5000), 0);
+    assert_true(wait_exit(f, "adopted", &r));
+    assert_true(wait_exit(f, "started", &r));
+    /* Told once each, and never for the world stopped. */
+    assert_int_equal(ending_count(f, "started"), 1);
+    assert_int_equal(ending_count(f, "adopted"), 1);
+    assert_int_equal(ending_count(f, "stopped"), 0);
     bdy_runtime_free(second);
 }
 
@@ -2077,6 +2216,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
                                         teardown),
         cmocka_unit_test(test_environ_parse),
+        cmocka_unit_test_setup_teardown(test_end_of_a_child_ends_the_world, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_found_in_world_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_world_logs_are_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_running_world_logs_are_capped, setup, teardown),

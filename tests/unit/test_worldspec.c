@@ -78,6 +78,7 @@ static void test_manifest_world(void **state)
     assert_int_equal(ws.deadline_s, 30);
     assert_int_equal(s->grace_ms, 3000);
     assert_false(s->relays_term);
+    assert_int_equal(s->children, 0);
     bdy_worldspec_free(&ws);
     assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 3000);
     json_object_put(world);
@@ -138,6 +139,9 @@ static void test_booklet_world(void **state)
     const bdy_world_spec *s = &ws.spec;
     assert_string_equal(s->command, "/opt/bindery/bin/bindery-world-host");
     assert_true(s->relays_term);
+    /* Its host runs each of the three instances as a child, watched. */
+    assert_int_equal(s->children, 3);
+    assert_int_equal(s->nargs, 3);
     /* What its modules require, each name once. */
     assert_string_equal(json_object_to_json_string_ext(ws.capabilities, JSON_C_TO_STRING_PLAIN),
                         "[\"db\",\"voice-key\"]");
