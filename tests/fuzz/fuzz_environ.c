@@ -3,7 +3,8 @@
  *
  * Whatever the bytes, the parse must stay within them and give an identity
  * whose strings are terminated and within their limits, ports in 1-65535
- * named BINDERY_PORT_*, and the same answer twice.
+ * named BINDERY_PORT_*, a count of children only for a relaying world and
+ * within BDY_RUNTIME_MAX_ARGS, and the same answer twice.
  */
 #include "../../reconciler/runtime_internal.h"
 
@@ -16,7 +17,8 @@ static void check(const bdy__stray *s)
 {
     if (strnlen(s->uid, sizeof(s->uid)) == sizeof(s->uid) ||
         strnlen(s->ns, sizeof(s->ns)) == sizeof(s->ns) ||
-        strnlen(s->name, sizeof(s->name)) == sizeof(s->name) || s->nports > BDY_RUNTIME_MAX_PORTS)
+        strnlen(s->name, sizeof(s->name)) == sizeof(s->name) || s->nports > BDY_RUNTIME_MAX_PORTS ||
+        s->children > BDY_RUNTIME_MAX_ARGS || (s->children > 0 && !s->relays_term))
         abort();
     for (size_t i = 0; i < s->nports; i++) {
         const char *env = s->ports[i].env;
