@@ -48,6 +48,7 @@
 #define CAPABILITY_RECHECK_MS 2000
 #define CAPABILITY_RECHECK_MAX_MS 30000
 #define TEMPLATE_WAIT_MS 250   /* a bound world waiting for its template label */
+#define ENDING_RECHECK_MS 1000 /* a world over, held by a claim that may fall through */
 #define BINDINGS_SWEEP_MS 2000 /* the status of every CapabilityBinding */
 #define POOL_STEP_MAX 256      /* most worlds one pool reconcile creates or deletes */
 /* The worlds of removed pools: looked for this often, and let go after the
@@ -1519,12 +1520,16 @@ static int label_template(bdy_reconciler *r, json_object *world, uint64_t templa
  * module. A claim that holds it already keeps it, as it would after the
  * host's exit: it is released then. */
 static int fail_ending(bdy_reconciler *r, const char *key, tracked *t, json_object *world,
-                       const char *ns, const char *name)
+                       const char *ns, const char *name, unsigned *requeue_ms)
 {
     bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_ENDING);
     const char *rv = bdy_jstr(bdy_jget(world, "metadata"), "resourceVersion");
-    if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0))
-        return 0; /* claimed: its Allocated status brings it back */
+    if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0)) {
+        /* Claimed: its Allocated status brings it back here, and so does
+         * this look again if the claim falls through (no status comes). */
+        *requeue_ms = ENDING_RECHECK_MS;
+        return 0;
+    }
     int rc = set_phase(r, world, BDY_PHASE_FAILED, "ModuleExited", "Warning",
                        "a module of the world exited; its host is stopping the others");
     if (rc == 0)
@@ -1693,7 +1698,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             break;
         }
         if (tracked_ending(&t)) {
-            rc = fail_ending(r, key, &t, world, ns, name);
+            rc = fail_ending(r, key, &t, world, ns, name, requeue_ms);
             break;
         }
         bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LIVE);

@@ -95,7 +95,8 @@ typedef struct watch_tag {
  * only, but for being made before the world is linked. */
 typedef struct world_children {
     unsigned expected;
-    unsigned n; /* watched; 0 while they are still looked for */
+    unsigned n;   /* watched; 0 while they are still looked for */
+    bool pending; /* still looked for: counted in children_pending (under lock) */
     int64_t pid[BDY_RUNTIME_MAX_ARGS];
     uint64_t start_time[BDY_RUNTIME_MAX_ARGS];
     int pidfd[BDY_RUNTIME_MAX_ARGS]; /* -1 without pidfd support */
@@ -171,6 +172,10 @@ typedef struct proc_runtime {
      * the next look is due (watcher thread only). */
     size_t children_pending;
     uint64_t next_children_look_ns;
+    /* Worlds one round looks at (watcher thread only), and the rate of
+     * its warnings. */
+    proc_world *children_due[CHILDREN_SCAN_MAX];
+    bdy_log_limit children_log;
 } proc_runtime;
 
 /* ---- /proc ---------------------------------------------------------------- */
@@ -493,7 +498,10 @@ static int watch_world(proc_runtime *rt, const char *ns, const char *name,
         goto out;
     }
     bool look_for_children = w->children != NULL;
-    rt->children_pending += look_for_children;
+    if (look_for_children) {
+        w->children->pending = true;
+        rt->children_pending++;
+    }
     w = NULL;
 out:
     pthread_mutex_unlock(&rt->lock);
@@ -594,6 +602,17 @@ static void kill_group_leftovers(const proc_world *w)
     kill(-(pid_t)w->h.pid, SIGKILL);
 }
 
+/* Stops watching child i of c: its pidfd leaves the epoll set and is
+ * closed. Watcher thread. */
+static void children_unwatch(proc_runtime *rt, world_children *c, size_t i)
+{
+    if (c->pidfd[i] >= 0) {
+        epoll_ctl(rt->epfd, EPOLL_CTL_DEL, c->pidfd[i], NULL);
+        close(c->pidfd[i]);
+        c->pidfd[i] = -1;
+    }
+}
+
 /* Stops watching w's children, or looking for them: their pidfds are
  * closed and they are forgotten. Watcher thread, without rt->lock. */
 static void children_drop(proc_runtime *rt, proc_world *w)
@@ -601,14 +620,10 @@ static void children_drop(proc_runtime *rt, proc_world *w)
     world_children *c = w->children;
     if (c == NULL)
         return;
-    for (unsigned i = 0; i < c->n; i++) {
-        if (c->pidfd[i] >= 0) {
-            epoll_ctl(rt->epfd, EPOLL_CTL_DEL, c->pidfd[i], NULL);
-            close(c->pidfd[i]);
-        }
-    }
+    for (unsigned i = 0; i < c->n; i++)
+        children_unwatch(rt, c, i);
     pthread_mutex_lock(&rt->lock);
-    if (c->n == 0)
+    if (c->pending)
         rt->children_pending--;
     w->children = NULL;
     pthread_mutex_unlock(&rt->lock);
@@ -745,6 +760,35 @@ static void children_event(proc_runtime *rt, proc_world *w)
     world_ending(rt, w, which);
 }
 
+typedef enum child_look {
+    CHILD_RUNS,
+    CHILD_GONE,    /* ended, or its pid is another process's now */
+    CHILD_UNKNOWN, /* cannot tell now: out of descriptors, a line /proc did not give */
+} child_look;
+
+/* Takes hold of child pid of w: CHILD_RUNS with its pidfd in *fd (-1
+ * without pidfd support) and its start time. The pidfd is opened first, so
+ * that the look at /proc after it is at the process it holds. */
+static child_look child_open(const proc_runtime *rt, const proc_world *w, int64_t pid, int *fd,
+                             uint64_t *start_time)
+{
+    *fd = -1;
+    if (rt->have_pidfds && (*fd = pidfd_open((pid_t)pid, 0)) < 0)
+        return errno == ESRCH ? CHILD_GONE : CHILD_UNKNOWN;
+    bdy__proc_stat st;
+    int rc = bdy__proc_stat_read(pid, &st);
+    child_look look = rc == BDY_ENOTFOUND                                ? CHILD_GONE
+                      : rc != 0                                          ? CHILD_UNKNOWN
+                      : st.ppid != w->h.pid || bdy__proc_stat_ended(&st) ? CHILD_GONE
+                                                                         : CHILD_RUNS;
+    if (look != CHILD_RUNS && *fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    *start_time = rc == 0 ? st.start_time : 0;
+    return look;
+}
+
 /* Looks for w's children: once as many run as it has, they are watched;
  * fewer after CHILDREN_START_MS means one ended (or never started), and so
  * does one that is found ended, or gone before its pidfd holds it.
@@ -765,39 +809,48 @@ static void children_look(proc_runtime *rt, proc_world *w)
         }
         return;
     }
-    for (size_t i = 0; i < (size_t)found; i++) {
-        int fd = rt->have_pidfds ? pidfd_open((pid_t)pids[i], 0) : -1;
-        bdy__proc_stat st;
-        bool alive = (fd >= 0 || !rt->have_pidfds) && bdy__proc_stat_read(pids[i], &st) == 0 &&
-                     st.ppid == w->h.pid && !bdy__proc_stat_ended(&st);
+    child_look look = CHILD_RUNS;
+    size_t opened = 0;
+    for (; opened < (size_t)found && look == CHILD_RUNS; opened++) {
+        int fd = -1;
+        uint64_t start_time = 0;
+        look = child_open(rt, w, pids[opened], &fd, &start_time);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->children_tag};
-        bool watched = alive && (fd < 0 || epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
-        if (!watched && alive) {
-            /* Out of descriptors, say: no end of the world is told early,
-             * its exit still is. */
-            bdy_warn(LOG_COMPONENT, "world %s/%s: cannot watch pid %lld, which it runs: %s", w->ns,
-                     w->name, (long long)pids[i], strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            c->n = (unsigned)i;
-            children_drop(rt, w);
-            return;
+        if (look == CHILD_RUNS && fd >= 0 && epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close(fd);
+            look = CHILD_UNKNOWN;
         }
-        if (!alive) {
-            if (fd >= 0)
-                close(fd);
-            c->n = (unsigned)i;
+        if (look != CHILD_RUNS)
+            break;
+        c->pid[opened] = pids[opened];
+        c->start_time[opened] = start_time;
+        c->pidfd[opened] = fd;
+    }
+    if (look != CHILD_RUNS) {
+        int err = errno;
+        for (size_t i = 0; i < opened; i++)
+            children_unwatch(rt, c, i);
+        if (look == CHILD_GONE) {
             char which[96];
-            snprintf(which, sizeof(which), "pid %lld, which it runs, ended", (long long)pids[i]);
+            snprintf(which, sizeof(which), "pid %lld, which it runs, ended",
+                     (long long)pids[opened]);
             world_ending(rt, w, which);
             return;
         }
-        c->pid[i] = pids[i];
-        c->start_time[i] = st.start_time;
-        c->pidfd[i] = fd;
+        /* Out of descriptors, say: no verdict on the world; looked for
+         * again at the next round. */
+        uint64_t held = 0;
+        if (bdy_log_admit(&rt->children_log, 10000, &held))
+            bdy_warn(LOG_COMPONENT,
+                     "world %s/%s: cannot watch pid %lld, which it runs, now: %s; tried again "
+                     "(%llu such lines held back before this one)",
+                     w->ns, w->name, (long long)pids[opened], strerror(err),
+                     (unsigned long long)held);
+        return;
     }
     pthread_mutex_lock(&rt->lock);
     c->n = (unsigned)found;
+    c->pending = false;
     rt->children_pending--;
     pthread_mutex_unlock(&rt->lock);
 }
@@ -810,12 +863,12 @@ static void children_look_all(proc_runtime *rt)
     if (now < rt->next_children_look_ns)
         return;
     rt->next_children_look_ns = now + (uint64_t)CHILDREN_SCAN_MS * 1000000u;
-    static proc_world *due[CHILDREN_SCAN_MAX]; /* watcher thread only */
+    proc_world **due = rt->children_due;
     size_t n = 0;
     pthread_mutex_lock(&rt->lock);
     for (proc_world *w = rt->children_pending > 0 ? rt->worlds : NULL;
          w != NULL && n < CHILDREN_SCAN_MAX; w = w->next)
-        if (w->children != NULL && w->children->n == 0 && !w->ending)
+        if (w->children != NULL && w->children->pending && !w->ending)
             due[n++] = w;
     pthread_mutex_unlock(&rt->lock);
     /* Only this thread unlinks and frees worlds. */
@@ -827,7 +880,7 @@ static void children_look_all(proc_runtime *rt)
  * children has ended. Watcher thread only. */
 static void children_poll(proc_runtime *rt)
 {
-    static proc_world *watched[CHILDREN_SCAN_MAX]; /* watcher thread only */
+    proc_world **watched = rt->children_due;
     size_t n = 0;
     pthread_mutex_lock(&rt->lock);
     for (proc_world *w = rt->worlds; w != NULL && n < CHILDREN_SCAN_MAX; w = w->next)

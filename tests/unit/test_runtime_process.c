@@ -1582,12 +1582,13 @@ static void test_relayed_term_goes_to_the_leader_alone(void **state)
 }
 
 /* A world that runs two children and relays SIGTERM to them (as the
- * booklet world host does); each child writes its pid to
- * "child-<n>-<name>" and then sleeps. */
+ * booklet world host does: they end before it does); each child's pid is
+ * written to "child-<n>-<name>". */
 static bdy_world_spec parent_spec(const char *name)
 {
-    bdy_world_spec s = shell_spec(name, "sleep 60 & echo $! > child-1-{name}; "
-                                        "sleep 60 & echo $! > child-2-{name}; wait");
+    bdy_world_spec s = shell_spec(name, "trap 'kill $a $b; wait; exit 0' TERM; "
+                                        "sleep 60 & a=$!; echo $a > child-1-{name}; "
+                                        "sleep 60 & b=$!; echo $b > child-2-{name}; wait");
     s.uid = name;
     s.relays_term = true;
     s.children = 2;
@@ -1655,7 +1656,8 @@ static void test_end_of_a_child_ends_the_world(void **state)
     assert_int_equal(second->vt->stop(second->ctx, &started, 5000), 0);
     assert_true(wait_exit(f, "adopted", &r));
     assert_true(wait_exit(f, "started", &r));
-    /* Told once each, and never for the world stopped. */
+    /* Told once each, and never for the world stopped, whose children
+     * ended before it did, as asked. */
     assert_int_equal(ending_count(f, "started"), 1);
     assert_int_equal(ending_count(f, "adopted"), 1);
     assert_int_equal(ending_count(f, "stopped"), 0);
