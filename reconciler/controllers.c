@@ -990,6 +990,22 @@ static bool store_trouble(int rc)
            rc == BDY_EIO;
 }
 
+/* A world started from a manifest that names resources (requests or
+ * limits, for Kubernetes mode): this runtime runs it as a plain process,
+ * with no CPU or memory limit, which the operator must hear of rather
+ * than find out when a world eats the machine. Once per 10 minutes. */
+static void warn_resources_ignored(bdy_reconciler *r, const char *key)
+{
+    static bdy_log_limit resources_log;
+    uint64_t held = 0;
+    if (bdy_log_admit(&resources_log, 600000, &held))
+        bdy_warn("world",
+                 "%s: its manifest names resources (requests or limits), which the %s runtime "
+                 "does not apply: the world runs without CPU or memory limits (%llu more such "
+                 "worlds since the last line)",
+                 key, r->rt->vt->name, (unsigned long long)held);
+}
+
 static int start_world(bdy_reconciler *r, const char *key, json_object *world, unsigned *requeue_ms)
 {
     bdy_worldspec ws = {.held = NULL};
@@ -1040,6 +1056,8 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                 }
                 memset(&h, 0, sizeof(h));
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
+                if (rc == 0 && ws.names_resources)
+                    warn_resources_ignored(r, key);
             }
             if (rc != 0)
                 snprintf(why, sizeof(why), "%s", eb.message);

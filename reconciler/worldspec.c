@@ -73,6 +73,7 @@ typedef struct module_def {
     unsigned period_ms;
     unsigned grace_ms;
     unsigned deadline_s;
+    bool names_resources; /* spec.resources has requests or limits */
 } module_def;
 
 static int module_read(const char *ns, const char *manifest_name, json_object *m, bool starting,
@@ -133,6 +134,13 @@ static int module_read(const char *ns, const char *manifest_name, json_object *m
     d->grace_ms = seconds_ms(d->ms, "terminationGracePeriodSeconds", DEFAULT_GRACE_S);
     int64_t deadline = bdy_jint(d->ms, "startDeadlineSeconds", DEFAULT_DEADLINE_S);
     d->deadline_s = deadline < 0 ? 0 : deadline > 1000000000 ? 1000000000u : (unsigned)deadline;
+    json_object *resources = bdy_jget(d->ms, "resources");
+    json_object *requests = bdy_jget(resources, "requests");
+    json_object *limits = bdy_jget(resources, "limits");
+    d->names_resources =
+        (json_object_is_type(requests, json_type_object) &&
+         json_object_object_length(requests) > 0) ||
+        (json_object_is_type(limits, json_type_object) && json_object_object_length(limits) > 0);
     return 0;
 }
 
@@ -238,6 +246,7 @@ static int build_manifest(const char *ns, const char *manifest_name, json_object
         rc = bdy_worldspec_note_capabilities(out->capabilities, d.ms);
     if (rc != 0)
         return rc;
+    out->names_resources = d.names_resources;
     spec->command = d.command;
     spec->working_dir = d.working_dir;
     for (size_t i = 0; i < array_len(d.args) && i < BDY_RUNTIME_MAX_ARGS; i++)
@@ -524,6 +533,7 @@ static int build_booklet(const char *ns, const char *booklet_name, json_object *
         rc = module_read(ns, manifest_name, manifest, starting, &bm->def, why, why_cap);
         if (rc == 0)
             rc = bdy_worldspec_note_capabilities(out->capabilities, bm->def.ms);
+        out->names_resources |= rc == 0 && bm->def.names_resources;
     }
     if (rc == 0 && instances > BDY_WORLDSPEC_MAX_INSTANCES) {
         snprintf(why, why_cap,

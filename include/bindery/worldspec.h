@@ -51,6 +51,9 @@ typedef struct bdy_worldspec {
      * once, in the order met: strings, in held. bdy_capabilities_bind
      * (capability.h) binds them before the world may start. */
     json_object *capabilities;
+    /* A manifest of it names resources (requests or limits): the process
+     * runtime applies none, so the caller says so. */
+    bool names_resources;
     json_object *held; /* owns what spec points into; the caller's to put */
 } bdy_worldspec;
 

@@ -1664,6 +1664,7 @@ static void setup_booklet_server(bb_server *s, unsigned min_warm, const char *vo
         "  ports: [{name: voice, containerPort: 7000, protocol: TCP}]\n"
         "  readinessProbe: {tcpSocket: {port: 7000}, periodSeconds: 1}\n"
         "  terminationGracePeriodSeconds: 2\n"
+        "  resources: {limits: {memory: 64Mi, cpu: 250m}}\n"
         "  local:\n"
         "    command: /bin/sh\n"
         "    args:\n"
@@ -1748,6 +1749,9 @@ static void test_booklet_world_runs_its_modules(void **state)
     snprintf(log_name, sizeof(log_name), "worlds/default_%s.log", c.name);
     assert_true(
         bb_file_contains(&s, log_name, "bindery-world-host: module voice[1] started", 5000));
+    /* The voice manifest names limits, which embedded mode does not apply:
+     * the log says so. */
+    assert_true(bb_log_contains(&s, "which the process runtime does not apply", 0));
 
     /* The world outlives a kill -9 of bindery, which adopts it back. */
     bb_signal(&s, SIGKILL);

@@ -43,6 +43,7 @@ static json_object *world_of(const char *source_key, const char *source)
     "\"readinessProbe\":{\"httpGet\":{\"port\":\"voice\",\"path\":\"/up\"},\"periodSeconds\":1,"   \
     "\"failureThreshold\":7,\"timeoutSeconds\":2},"                                                \
     "\"terminationGracePeriodSeconds\":9,\"startDeadlineSeconds\":60,"                             \
+    "\"resources\":{\"limits\":{\"memory\":\"256Mi\"}},"                                           \
     "\"capabilities\":[\"voice-key\",\"db\"],"                                                     \
     "\"local\":{\"command\":\"voice-server\",\"workingDir\":\"voice\","                            \
     "\"args\":[\"--game\",\"{port:game}\",\"--voice\",\"{port:voice}\",\"${HOME}\"]}}}"
@@ -79,6 +80,7 @@ static void test_manifest_world(void **state)
     assert_int_equal(s->grace_ms, 3000);
     assert_false(s->relays_term);
     assert_int_equal(s->children, 0);
+    assert_false(ws.names_resources);
     bdy_worldspec_free(&ws);
     assert_int_equal(bdy_worldspec_grace_ms(world, fake_get, &fs, 10000), 3000);
     json_object_put(world);
@@ -87,6 +89,7 @@ static void test_manifest_world(void **state)
      * world to wait until they are bound (capability.h). */
     put(&fs, "modulemanifests", "needy",
         "{\"metadata\":{\"uid\":\"n\"},\"spec\":{\"capabilities\":[\"db\",\"voice-key\"],"
+        "\"resources\":{\"requests\":{},\"limits\":{}},"
         "\"local\":{\"command\":\"x\"}}}");
     world = world_of("manifest", "needy");
     assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
@@ -94,6 +97,7 @@ static void test_manifest_world(void **state)
     assert_string_equal(json_object_to_json_string_ext(ws.capabilities, JSON_C_TO_STRING_PLAIN),
                         "[\"db\",\"voice-key\"]");
     assert_int_equal(ws.spec.nbound, 0);
+    assert_false(ws.names_resources); /* empty lists name nothing */
     bdy_worldspec_free(&ws);
     json_object_put(world);
 
@@ -141,6 +145,8 @@ static void test_booklet_world(void **state)
     assert_true(s->relays_term);
     /* Its host runs each of the three instances as a child, watched. */
     assert_int_equal(s->children, 3);
+    /* A module's manifest names a memory limit, which nothing applies. */
+    assert_true(ws.names_resources);
     assert_int_equal(s->nargs, 3);
     /* What its modules require, each name once. */
     assert_string_equal(json_object_to_json_string_ext(ws.capabilities, JSON_C_TO_STRING_PLAIN),
