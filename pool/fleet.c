@@ -735,6 +735,14 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         warm_remove(w); /* its slot is in the pool it leaves (spec.pool edited) */
     snprintf(w->pool_name, sizeof(w->pool_name), "%s", pool ? pool : "");
     w->pool = now_in;
+    bool new_world = w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0;
+    if (new_world) {
+        /* A new world under an old name: nothing of the last one's holds. */
+        w->held = false;
+        w->process = BDY_PROCESS_UNKNOWN;
+        w->failure_listed = false;
+        w->ready_since = 0;
+    }
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
         w->ready_since = monotonic_s();
     w->phase = phase;
@@ -749,10 +757,6 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->scaling_down = false; /* its delete (or what beat it) is seen */
     if (w->failing && rv > w->claim_rv)
         w->failing = false; /* its Failed status (or what beat it) is seen */
-    if (w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0) {
-        w->held = false; /* a new world under an old name */
-        w->process = BDY_PROCESS_UNKNOWN;
-    }
     if (lost)
         w->process = BDY_PROCESS_LOST;
     w->rv = rv;
@@ -1006,13 +1010,19 @@ void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *ref, bool claimed, 
     snprintf(key, sizeof(key), "%s/%s", ref->ns, ref->name);
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
+    /* The claim took the world of ref's uid: one made since under the same
+     * name (the informer reported it meanwhile) is not what it holds. Its
+     * claim ends by the uid it names; this world only stops being claimed,
+     * which kept any other claim off it until now. */
+    bool same_world =
+        w != NULL && (ref->uid[0] == '\0' || w->uid == NULL || strcmp(w->uid, ref->uid) == 0);
     if (w != NULL) {
         w->claiming = false;
-        if (claimed) {
+        if (claimed && same_world) {
             count(w, -1);
             w->held = true;
             count(w, +1);
-        } else if (stale) {
+        } else if (stale && same_world) {
             /* Out of the warm index until the informer reports a state newer
              * than the one this claim started from. */
             w->stale = w->rv <= ref->resource_version;

@@ -2016,8 +2016,17 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     char key[KEY_MAX];
     world_key(key, ns, name);
     bdy_config_pool spec;
-    if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0)
-        return 0; /* no longer configured: its idle worlds go by reconcile_orphans */
+    if (bdy_fleet_pool_spec(r->o.fleet, ns, name, &spec) != 0) {
+        /* No longer configured: its idle worlds go by reconcile_orphans.
+         * A surplus it had is not one it has if a reload adds it back,
+         * which must not find the scale-down cooldown served already. */
+        pthread_mutex_lock(&r->pools_lock);
+        for (pool_state *ps = r->pools; ps != NULL; ps = ps->next)
+            if (strcmp(ps->key, key) == 0)
+                ps->surplus_since = 0;
+        pthread_mutex_unlock(&r->pools_lock);
+        return 0;
+    }
     int rc = 0;
     bdy_world_ref *refs = NULL;      /* allocated only when worlds must go */
     double now = bdy_wall_seconds(); /* demand and forecasts are in wall time */

@@ -816,6 +816,43 @@ static json_object *with_uid(json_object *o, const char *uid)
     return o;
 }
 
+/* A world deleted and made again under the same name while a claim of the
+ * first was being made durable: the claim's end does not hold the new
+ * world (nothing would ever release it), and the new world is claimable
+ * once the claim ends; an ending of the first world's process does not
+ * outlive it either. */
+static void test_claim_of_a_world_made_again(void **state)
+{
+    (void)state;
+    bdy_fleet *f = fleet_with_pools();
+    observe(f, with_uid(world("a1", "arena", "Ready", 10, "dust", false, false), "uid-old"));
+    bdy_world_ref r;
+    assert_int_equal(bdy_fleet_claim_take(f, "default", "arena", NULL, 0, &r, NULL), 0);
+    assert_string_equal(r.uid, "uid-old");
+    observe(f, with_uid(world("a1", "arena", "Ready", 20, "dust", false, false), "uid-new"));
+    bdy_pool_counts c;
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0); /* claiming: no second claim meanwhile */
+    bdy_fleet_claim_done(f, &r, true, false);
+    bdy_world_seen seen;
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a1", &seen), 0);
+    assert_false(seen.claimed);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.phase[BDY_PHASE_ALLOCATED], 0);
+    assert_int_equal(c.warm, 1);
+    /* A process over (a module of a booklet world exited) is over for
+     * good, and for that world alone. */
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_ENDING);
+    bdy_fleet_process_seen(f, "default", "a1", BDY_PROCESS_LIVE);
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 0);
+    observe(f, with_uid(world("a1", "arena", "Ready", 30, "dust", false, false), "uid-third"));
+    bdy_fleet_counts(f, "default", "arena", &c);
+    assert_int_equal(c.warm, 1);
+    bdy_fleet_free(f);
+}
+
 /* After a restart a Ready status only says the world was Ready before:
  * it is claimable once its process is found running, never after it
  * exited; and a world lost during the downtime is no crash. */
@@ -1118,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_world_moved_to_another_pool),
         cmocka_unit_test(test_scale_down_candidates_and_failed),
         cmocka_unit_test(test_claimable_once_process_seen),
+        cmocka_unit_test(test_claim_of_a_world_made_again),
         cmocka_unit_test(test_removed_pool_orphans),
         cmocka_unit_test(test_many_worlds_claim_is_constant_time),
         cmocka_unit_test(test_creations_hold_room_until_seen),
