@@ -733,6 +733,8 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
     pthread_mutex_unlock(&c->lock);
 }
 
+static void rematerialize(bdy_claims *c, const char *id);
+
 static void record_seen(bdy_claims *c, json_object *obj)
 {
     json_object *meta = bdy_jget(obj, "metadata");
@@ -750,6 +752,13 @@ static void record_seen(bdy_claims *c, json_object *obj)
     index_allocation(c, ns, NULL, alloc, true);
     pthread_mutex_unlock(&c->lock);
     json_object_put(alloc);
+    /* A release whose record is written while its ledger row is live (the
+     * world's delete failed after the record): the materializer finishes
+     * it, but may have looked at the claim before it knew of the record,
+     * and nothing else would bring it back. */
+    const char *id = bdy_jstr(meta, "name");
+    if (c->o.ledger != NULL && bdy_ledger_has(c->o.ledger, id))
+        rematerialize(c, id);
 }
 
 static void rec_add_cb(void *data, json_object *obj)
@@ -2365,8 +2374,12 @@ static void complete_cold(bdy_claims *c, waiter *w)
         rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, w->ns, w->world, &world, NULL);
         if (rc != 0)
             break;
+        /* Ready, with its process, and not being deleted (a kubectl
+         * delete before the world controller wrote Terminating): the
+         * claim would be answered with a world about to stop. */
         const char *phase = bdy_jstr(bdy_jget(world, "status"), "phase");
-        if (phase == NULL || strcmp(phase, "Ready") != 0 || process_gone(c, w->ns, w->world)) {
+        if (phase == NULL || strcmp(phase, "Ready") != 0 || process_gone(c, w->ns, w->world) ||
+            bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") != NULL) {
             rc = BDY_EBUSY;
             break;
         }
