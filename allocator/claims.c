@@ -1810,8 +1810,16 @@ static void warm_done(void *data, int rc)
         if (c->rec != NULL && refill_due(c, j->ref.ns, j->ref.pool))
             bdy_reconciler_enqueue_pool(c->rec, j->ref.ns, j->ref.pool);
         resp->status = 201;
-        if (bdy_buf_append(&resp->body, j->answer.data, j->answer.len) != 0)
+        if (resp->body.len == 0 && (resp->body.cap == 0 || j->answer.len <= resp->body.cap)) {
+            /* Moved, not copied: the claim is durable, and no allocation
+             * failing now may answer it 500. */
+            bdy_buf moved = j->answer;
+            moved.cap = resp->body.cap;
+            j->answer = resp->body;
+            resp->body = moved;
+        } else if (bdy_buf_append(&resp->body, j->answer.data, j->answer.len) != 0) {
             bdy_http_error(resp, 500, "InternalError", "the answer does not fit", 0);
+        }
         set_location(resp, j->id);
         count_demand(c, j->ref.ns, j->ref.pool, j->has_idem ? j->idem_full : NULL, true);
         count_result(c, j->ref.ns, j->ref.pool, "warm", "success",
@@ -2045,10 +2053,13 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         idem_compose(idem_full, sizeof(idem_full), cr.ns, idem_key);
         pthread_mutex_lock(&c->lock);
         idem_entry *e = idem_find(c, idem_full, false);
-        if (e != NULL && !e->pending && id_find(c, e->id, false) == NULL) {
+        if (e != NULL && !e->pending && id_find(c, e->id, false) == NULL &&
+            (c->o.ledger == NULL || !bdy_ledger_has(c->o.ledger, e->id))) {
             /* Its allocation's record is gone (swept after its retention,
              * seen by a relist that could not name its key): the key is
-             * free again, as after a restart. */
+             * free again, as after a restart. Not while the ledger holds
+             * its claim (unindexed when memory ran out as it was answered):
+             * a retry would claim a second world. */
             idem_remove(c, idem_full);
             e = NULL;
         }
