@@ -162,8 +162,8 @@ static int send_error_event(bdy_http_stream *st, unsigned code, const char *reas
 }
 
 /* One page of the initial list of a watch from "now" (cont: NULL for the
- * first). Every page reports the first one's resourceVersion, but only the
- * first is read as of it: send_initial skips what changed since. */
+ * first). Every page shows the objects as of the first one's
+ * resourceVersion (store.h). */
 static int initial_page(bdy_kubeapi *k, const watch_job *j, const char *cont, bdy_list_result *lr,
                         bdy_errbuf *eb)
 {
@@ -208,10 +208,10 @@ static int send_initial(watch_job *j)
     int rc = 0;
     while (rc == 0 && j->initial != NULL) {
         for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++) {
-            /* Later pages read the rows as they are when listed, not as of
-             * the list's version: an object changed since start_rv is left
-             * to the watch, which delivers its changes from start_rv on
-             * (sent here too, it would come twice, or go back in time). */
+            /* Later pages show the objects as of the list's version, so
+             * none should be newer than start_rv; one that is is left to
+             * the watch, which delivers its changes from start_rv on (sent
+             * here too, it would come twice, or go back in time). */
             json_object *o = json_object_array_get_idx(j->initial, i);
             const char *rv = bdy_jstr(bdy_jget(o, "metadata"), "resourceVersion");
             uint64_t orv = rv != NULL ? strtoull(rv, NULL, 10) : 0;

@@ -307,7 +307,8 @@ static int w_del(sqlite_store *s, const char *grp, const char *res, const char *
 
 /* Queues a watch event for after the commit. */
 static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const char *grp,
-                        const char *res, const char *ns, const char *obj_text, const char *old_text)
+                        const char *res, const char *ns, const char *name, const char *obj_text,
+                        const char *old_text)
 {
     if (op->nevents == op->aevents) {
         size_t n = op->aevents ? op->aevents * 2 : 2;
@@ -324,10 +325,12 @@ static int op_add_event(write_op *op, bdy_event_type type, uint64_t rv, const ch
     e->group = strdup(grp);
     e->resource = strdup(res);
     e->ns = strdup(ns);
+    e->name = strdup(name);
     e->object = strdup(obj_text);
     e->old_object = old_text ? strdup(old_text) : NULL;
     op->nevents++;
-    if (!e->group || !e->resource || !e->ns || !e->object || (old_text && !e->old_object))
+    if (!e->group || !e->resource || !e->ns || !e->name || !e->object ||
+        (old_text && !e->old_object))
         return BDY_ENOMEM;
     return 0;
 }
@@ -370,20 +373,26 @@ static int w_store(sqlite_store *s, write_op *op, const bdy_resource_info *info,
     s->rv = rv;
     if (old != NULL && old_text == NULL)
         old_text = json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN);
-    return op_add_event(op, type, rv, info->group, info->resource, ns, body, old_text);
+    return op_add_event(op, type, rv, info->group, info->resource, ns, name, body, old_text);
 }
 
-/* Deletes the row and queues a DELETED event carrying obj at the new rv. */
+/* Deletes the row and queues a DELETED event carrying obj at the new rv,
+ * and obj as it was (what a page of a list begun before shows). */
 static int w_remove(sqlite_store *s, write_op *op, const bdy_resource_info *info, const char *ns,
                     const char *name, json_object *obj)
 {
     int rc = w_del(s, info->group, info->resource, ns, name, op->eb);
     if (rc != 0)
         return rc;
+    char *before = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+    if (before == NULL)
+        return BDY_ENOMEM;
     s->rv++;
     set_rv(obj, s->rv);
-    return op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns,
-                        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN), NULL);
+    rc = op_add_event(op, BDY_EVENT_DELETED, s->rv, info->group, info->resource, ns, name,
+                      json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN), before);
+    free(before);
+    return rc;
 }
 
 /* ---- validation ----------------------------------------------------------- */
@@ -421,7 +430,10 @@ static int validate_object(const bdy__resource *res, json_object *obj, json_obje
         rc = bdy_schema_validate(res->crd_version->schema, obj, mode, eb);
     if (rc == 0 && res->builtin)
         rc = bdy__corekind_prepare(info, obj, old, mode, eb);
-    if (rc == 0 && crd_out != NULL && strcmp(info->resource, "customresourcedefinitions") == 0) {
+    /* A CRD only of apiextensions.k8s.io: a CRD may call its own resource
+     * customresourcedefinitions, and its objects are no CRDs. */
+    if (rc == 0 && crd_out != NULL && strcmp(info->resource, "customresourcedefinitions") == 0 &&
+        strcmp(info->group, "apiextensions.k8s.io") == 0) {
         rc = bdy_crd_compile(obj, crd_out, eb);
         if (rc == 0) {
             /* A compiled CRD is accepted and established at once: there is no
@@ -888,9 +900,11 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
         if (strcmp(info->resource, "customresourcedefinitions") == 0 && crd != NULL) {
             const bdy__resource *cr = bdy__registry_get(&s->registry, crd->group, crd->plural);
             /* As in do_delete: a CRD naming a built-in resource never
-             * served it, and takes none of its objects with it. */
-            if (cr != NULL && !cr->builtin) {
-                if ((rc = cascade_crd(s, op, cr)) != 0)
+             * served it, and takes none of its objects with it. One not
+             * served yet may have been made earlier in this batch, and is
+             * unregistered after the commit all the same. */
+            if (cr == NULL || !cr->builtin) {
+                if (cr != NULL && (rc = cascade_crd(s, op, cr)) != 0)
                     goto out;
                 op->crd_remove = crd_key(crd->group, crd->plural);
                 if (op->crd_remove == NULL) {
@@ -1107,9 +1121,11 @@ static int do_delete(sqlite_store *s, write_op *op)
         const char *plural = bdy_jstr(names, "plural");
         const bdy__resource *cr =
             group && plural ? bdy__registry_get(&s->registry, group, plural) : NULL;
-        if (cr != NULL && !cr->builtin) {
-            rc = cascade_crd(s, op, cr);
-            if (rc != 0)
+        /* One not served yet may have been made earlier in this batch (it
+         * is registered after the commit): unregistered then all the
+         * same, or it would be served with no CRD behind it. */
+        if (group != NULL && plural != NULL && (cr == NULL || !cr->builtin)) {
+            if (cr != NULL && (rc = cascade_crd(s, op, cr)) != 0)
                 goto out;
             op->crd_remove = crd_key(group, plural);
             if (op->crd_remove == NULL) {
@@ -1149,6 +1165,7 @@ static void op_drop_effects(write_op *op)
         free(e->group);
         free(e->resource);
         free(e->ns);
+        free(e->name);
         free(e->object);
         free(e->old_object);
     }
@@ -1669,6 +1686,223 @@ static int compile_selectors(sqlite_store *s, const bdy_resource_info *info, con
     return 0;
 }
 
+/* ---- pages of a list after its first ------------------------------------ */
+
+/* A later page of a list shows the objects as they were at the list's
+ * resourceVersion, as Kubernetes' do: what changed since is put back from
+ * the watch history (the changes' old texts), so a client that lists in
+ * pages and then watches from the list's version sees every change once.
+ * A token older than the history is refused (410), as before. */
+typedef struct changed_obj {
+    bdy_hnode node; /* first; node.key = key */
+    const char *ns;
+    const char *name;
+    bool existed; /* at the list's version */
+    uint64_t seq; /* of its first change since: its old text is what it was */
+    char key[];   /* "ns/name", then ns and name, each NUL-terminated */
+} changed_obj;
+
+typedef struct changes {
+    bdy_hmap map;
+    changed_obj **all;
+    size_t n, cap;
+    const char *after_ns; /* only objects after the page's start matter */
+    const char *after_name;
+    int rc;
+} changes;
+
+static int key_cmp(const char *ans, const char *aname, const char *bns, const char *bname)
+{
+    int c = strcmp(ans, bns);
+    return c != 0 ? c : strcmp(aname, bname);
+}
+
+/* One change from the watch history, oldest first: the first of an object
+ * says what it was at the list's version. */
+static void change_seen(changes *c, const char *ns, const char *name, bool existed, uint64_t seq)
+{
+    if (c->rc != 0 || key_cmp(ns, name, c->after_ns, c->after_name) <= 0)
+        return;
+    size_t nl = strlen(ns) + 1;
+    size_t ml = strlen(name) + 1;
+    char key[2 * 256 + 2];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    uint64_t h = bdy_hash_str(key);
+    if (bdy_hmap_find(&c->map, key, h) != NULL)
+        return;
+    size_t kl = strlen(key) + 1;
+    changed_obj *o = calloc(1, sizeof(*o) + kl + nl + ml);
+    if (o != NULL && c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        changed_obj **grown = realloc(c->all, cap * sizeof(changed_obj *));
+        if (grown != NULL) {
+            c->all = grown;
+            c->cap = cap;
+        }
+    }
+    if (o == NULL || c->n == c->cap) {
+        free(o);
+        c->rc = BDY_ENOMEM;
+        return;
+    }
+    memcpy(o->key, key, kl);
+    memcpy(o->key + kl, ns, nl);
+    memcpy(o->key + kl + nl, name, ml);
+    o->ns = o->key + kl;
+    o->name = o->key + kl + nl;
+    o->existed = existed;
+    o->seq = seq;
+    o->node.key = o->key;
+    o->node.hash = h;
+    bdy_hmap_insert(&c->map, &o->node);
+    c->all[c->n++] = o;
+}
+
+static void changes_free(changes *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->all[i]);
+    free(c->all);
+    bdy_hmap_destroy(&c->map);
+}
+
+static int changed_cmp(const void *a, const void *b)
+{
+    const changed_obj *x = *(const changed_obj *const *)a;
+    const changed_obj *y = *(const changed_obj *const *)b;
+    return key_cmp(x->ns, x->name, y->ns, y->name);
+}
+
+/* What changed in (at, upto] of the list's objects after its page start,
+ * into c, sorted by key (ns, name). The writer appends to the history just
+ * after its commit, so a reader that saw rv upto may wait a moment for it. */
+static int changes_load(sqlite_store *s, const bdy_resource_info *info, const char *ns, uint64_t at,
+                        uint64_t upto, changes *c, bdy_errbuf *eb)
+{
+    if (bdy_hmap_init(&c->map, 64) != 0)
+        return BDY_ENOMEM;
+    bdy__change_list list = {.n = 0};
+    int rc = BDY_EBUSY;
+    for (int waited_ms = 0; rc == BDY_EBUSY && waited_ms <= 1000; waited_ms++) {
+        if (waited_ms > 0) {
+            struct timespec ms = {0, 1000000L};
+            nanosleep(&ms, NULL);
+        }
+        /* BDY_EBUSY is said before any change is handed over. */
+        rc = bdy__watchlog_before(&s->log, info->group, info->resource, ns, at, upto, &list);
+    }
+    for (size_t i = 0; rc == 0 && i < list.n; i++) {
+        const char *change_ns = list.keys + list.items[i].key;
+        change_seen(c, change_ns, change_ns + strlen(change_ns) + 1, list.items[i].existed,
+                    list.items[i].seq);
+    }
+    bdy__change_list_free(&list);
+    if (rc == 0)
+        rc = c->rc;
+    if (rc == BDY_EEXPIRED)
+        return bdy_fail(eb, rc,
+                        "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter.");
+    if (rc != 0)
+        return bdy_fail(eb, rc == BDY_EBUSY ? BDY_ETIMEOUT : rc,
+                        "list: the changes since the list's version cannot be read now");
+    if (c->n > 1)
+        qsort(c->all, c->n, sizeof(changed_obj *), changed_cmp);
+    return 0;
+}
+
+/* One page being filled. */
+typedef struct page {
+    json_object *items;
+    size_t n;
+    size_t limit; /* 0: none */
+    size_t max_bytes;
+    size_t bytes;
+    bool raw;
+    bool more; /* full: what was offered last starts the next page */
+    bdy_label_selector *ls;
+    bdy_field_selector *fs;
+    char last_ns[256];
+    char last_name[256];
+} page;
+
+/* Offers one object (its stored text) to the page, in key order. 0: taken
+ * or filtered out; 1: the page is full; an error. */
+static int page_offer(page *p, const sqlite_store *s, const bdy_resource_info *info, const char *ns,
+                      const char *name, const char *text, size_t text_len, bdy_errbuf *eb)
+{
+    if (p->limit && (p->n >= p->limit || (p->max_bytes && p->bytes >= p->max_bytes)))
+        return p->more = true;
+    /* A page never passes max_bytes, but for a first object larger than
+     * it: this one starts the next page (the token names the last object
+     * of this one). */
+    if (p->limit && p->max_bytes && p->n > 0 && p->bytes + text_len > p->max_bytes)
+        return p->more = true;
+    snprintf(p->last_ns, sizeof(p->last_ns), "%s", ns);
+    snprintf(p->last_name, sizeof(p->last_name), "%s", name);
+    json_object *o = NULL;
+    if (!p->raw || p->ls != NULL || p->fs != NULL) {
+        if ((o = bdy_json_parse_stored(text)) == NULL)
+            return bdy_fail(eb, BDY_ECORRUPT,
+                            "%s: stored object %s %s/%s is not valid JSON: the file is "
+                            "damaged; restore it from a backup",
+                            s->path, info->resource, ns, name);
+        if ((p->ls &&
+             !bdy_label_selector_matches(p->ls, bdy_json_path_get(o, "metadata.labels"))) ||
+            (p->fs && !bdy_field_selector_matches(p->fs, o))) {
+            json_object_put(o);
+            return 0;
+        }
+    }
+    if (p->raw) {
+        json_object_put(o);
+        if ((o = json_object_new_string_len(text, (int)text_len)) == NULL)
+            return bdy_fail(eb, BDY_ENOMEM, "out of memory");
+    }
+    json_object_array_add(p->items, o);
+    p->n++;
+    p->bytes += text_len;
+    if (!p->limit && p->max_bytes && p->bytes > p->max_bytes)
+        return bdy_fail(eb, BDY_ETOOBIG,
+                        "the list of %s is over %zu bytes; ask for it in pages (limit and "
+                        "continue)",
+                        info->resource, p->max_bytes);
+    return 0;
+}
+
+/* Offers the objects that were there at the list's version and have
+ * changed or gone since, whose keys come before ns/name (NULL: all that
+ * are left), from *next on. */
+static int page_offer_changed(page *p, sqlite_store *s, const bdy_resource_info *info,
+                              const changes *c, size_t *next, const char *ns, const char *name,
+                              bdy_errbuf *eb)
+{
+    int rc = 0;
+    for (; rc == 0 && *next < c->n; (*next)++) {
+        const changed_obj *o = c->all[*next];
+        if (ns != NULL && key_cmp(o->ns, o->name, ns, name) >= 0)
+            break;
+        if (!o->existed)
+            continue;
+        /* Copied only now: a page takes a few of what may be thousands. */
+        char *before = NULL;
+        rc = bdy__watchlog_copy_before(&s->log, o->seq, &before);
+        if (rc == BDY_EEXPIRED)
+            rc = bdy_fail(eb, rc,
+                          "The provided continue parameter is too old to display a consistent "
+                          "list result. You can start a new list without the continue "
+                          "parameter.");
+        else if (rc != 0)
+            rc = bdy_fail(eb, rc, "out of memory");
+        if (rc == 0)
+            rc = page_offer(p, s, info, o->ns, o->name, before, strlen(before), eb);
+        free(before);
+        if (rc == 1)
+            break; /* it starts the next page */
+    }
+    return rc;
+}
+
 static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_list_result *out,
                   bdy_errbuf *eb)
 {
@@ -1679,6 +1913,8 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
     json_object *items = NULL;
     reader *r = NULL;
     int rc = 0;
+    changes changed = {.n = 0};
+    page pg = {.n = 0};
     memset(out, 0, sizeof(*out));
     out->remaining = -1;
     if (s_resource_info(ctx, gvr, &info) != 0)
@@ -1728,6 +1964,14 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
         goto out;
     }
+    /* A later page: what changed since the list's version is put back. */
+    changed.after_ns = after_ns;
+    changed.after_name = after_name;
+    if (token_rv != 0 && token_rv < list_rv &&
+        (rc = changes_load(s, &info, ns, token_rv, list_rv, &changed, eb)) != 0) {
+        sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+        goto out;
+    }
     sqlite3_stmt *st = r->list;
     sqlite3_bind_text(st, 1, info.group, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, info.resource, -1, SQLITE_STATIC);
@@ -1735,65 +1979,35 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         sqlite3_bind_text(st, 3, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, after_ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, after_name, -1, SQLITE_STATIC);
-    int step;
-    size_t n = 0;
-    char last_ns[256] = "";
-    char last_name[256] = "";
-    bool more = false;
-    bool raw = opts && opts->raw;
-    size_t max_bytes = opts ? opts->max_bytes : 0;
-    size_t bytes = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (limit && (n >= limit || (max_bytes && bytes >= max_bytes))) {
-            more = true;
+    int step = SQLITE_DONE;
+    size_t next_changed = 0;
+    pg.items = items;
+    pg.limit = limit;
+    pg.raw = opts && opts->raw;
+    pg.max_bytes = opts ? opts->max_bytes : 0;
+    pg.ls = ls;
+    pg.fs = fs;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *row_ns = (const char *)sqlite3_column_text(st, 0);
+        const char *row_name = (const char *)sqlite3_column_text(st, 1);
+        rc = page_offer_changed(&pg, s, &info, &changed, &next_changed, row_ns, row_name, eb);
+        if (rc != 0)
             break;
-        }
+        char key[2 * 256 + 2];
+        snprintf(key, sizeof(key), "%s/%s", row_ns, row_name);
+        if (changed.n > 0 && bdy_hmap_find(&changed.map, key, bdy_hash_str(key)) != NULL)
+            continue; /* changed since the list's version: offered as it was then */
         const char *text = (const char *)sqlite3_column_text(st, 2);
-        int text_len = sqlite3_column_bytes(st, 2);
-        /* A page never passes max_bytes, but for a first object larger
-         * than it: this row starts the next page (the token names the last
-         * row of this one). */
-        if (limit && max_bytes && n > 0 && bytes + (size_t)text_len > max_bytes) {
-            more = true;
-            break;
-        }
-        snprintf(last_ns, sizeof(last_ns), "%s", (const char *)sqlite3_column_text(st, 0));
-        snprintf(last_name, sizeof(last_name), "%s", (const char *)sqlite3_column_text(st, 1));
-        json_object *o = NULL;
-        if (!raw || ls != NULL || fs != NULL) {
-            if ((o = bdy_json_parse_stored(text)) == NULL) {
-                rc = bdy_fail(eb, BDY_ECORRUPT,
-                              "%s: stored object %s %s/%s is not valid JSON: the file is "
-                              "damaged; restore it from a backup",
-                              s->path, info.resource, last_ns, last_name);
-                break;
-            }
-            if ((ls && !bdy_label_selector_matches(ls, bdy_json_path_get(o, "metadata.labels"))) ||
-                (fs && !bdy_field_selector_matches(fs, o))) {
-                json_object_put(o);
-                continue;
-            }
-        }
-        if (raw) {
-            json_object_put(o);
-            if ((o = json_object_new_string_len(text, text_len)) == NULL) {
-                rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
-                break;
-            }
-        }
-        json_object_array_add(items, o);
-        n++;
-        bytes += (size_t)text_len;
-        if (!limit && max_bytes && bytes > max_bytes) {
-            rc = bdy_fail(eb, BDY_ETOOBIG,
-                          "the list of %s is over %zu bytes; ask for it in pages (limit and "
-                          "continue)",
-                          info.resource, max_bytes);
-            break;
-        }
+        rc = page_offer(&pg, s, &info, row_ns, row_name, text, (size_t)sqlite3_column_bytes(st, 2),
+                        eb);
     }
     if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
         rc = sql_error(r->db, eb, "list");
+    if (rc == 0) /* the rows have ended: the rest of what has gone since */
+        rc = page_offer_changed(&pg, s, &info, &changed, &next_changed, NULL, NULL, eb);
+    bool more = rc == 1;
+    if (rc == 1)
+        rc = 0;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
@@ -1801,7 +2015,8 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         goto out;
     out->resource_version = token_rv ? token_rv : list_rv;
     if (more) {
-        out->continue_token = encode_continue(out->resource_version, list, last_ns, last_name);
+        out->continue_token =
+            encode_continue(out->resource_version, list, pg.last_ns, pg.last_name);
         if (out->continue_token == NULL) {
             rc = BDY_ENOMEM;
             goto out;
@@ -1815,6 +2030,7 @@ out:
     if (r != NULL)
         reader_release(r);
     json_object_put(items);
+    changes_free(&changed);
     bdy_label_selector_free(ls);
     bdy_field_selector_free(fs);
     return rc;

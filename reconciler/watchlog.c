@@ -27,6 +27,7 @@ static void event_clear(bdy__event *e)
     free(e->group);
     free(e->resource);
     free(e->ns);
+    free(e->name);
     free(e->object);
     free(e->old_object);
     memset(e, 0, sizeof(*e));
@@ -48,6 +49,7 @@ int bdy__watchlog_init(bdy__watchlog *log, size_t capacity, size_t max_bytes, ui
     log->capacity = capacity;
     log->max_bytes = max_bytes;
     log->floor_rv = current_rv;
+    log->newest_rv = current_rv;
     pthread_mutex_init(&log->lock, NULL);
     bdy_cond_init_monotonic(&log->changed);
     return 0;
@@ -83,6 +85,7 @@ void bdy__watchlog_append(bdy__watchlog *log, bdy__event *events, size_t n)
         *slot = events[i];
         memset(&events[i], 0, sizeof(events[i]));
         log->bytes += event_bytes(slot);
+        log->newest_rv = slot->rv;
         log->next_seq++;
     }
     /* Over the byte limit: the oldest go first, as they would by count. */
@@ -104,6 +107,82 @@ void bdy__watchlog_close(bdy__watchlog *log)
     log->closed = true;
     pthread_cond_broadcast(&log->changed);
     pthread_mutex_unlock(&log->lock);
+}
+
+void bdy__change_list_free(bdy__change_list *l)
+{
+    free(l->items);
+    free(l->keys);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Appends one change to l (under the log's lock: amortized, one
+ * allocation in many). */
+static int change_add(bdy__change_list *l, const bdy__event *e, uint64_t seq)
+{
+    size_t nl = strlen(e->ns) + 1;
+    size_t ml = strlen(e->name) + 1;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        bdy__change *grown = realloc(l->items, cap * sizeof(*grown));
+        if (grown == NULL)
+            return BDY_ENOMEM;
+        l->items = grown;
+        l->cap = cap;
+    }
+    if (l->keys_len + nl + ml > l->keys_cap) {
+        size_t cap = l->keys_cap ? l->keys_cap * 2 : 8192;
+        while (cap < l->keys_len + nl + ml)
+            cap *= 2;
+        char *grown = realloc(l->keys, cap);
+        if (grown == NULL)
+            return BDY_ENOMEM;
+        l->keys = grown;
+        l->keys_cap = cap;
+    }
+    l->items[l->n++] =
+        (bdy__change){.seq = seq, .existed = e->type != BDY_EVENT_ADDED, .key = l->keys_len};
+    memcpy(l->keys + l->keys_len, e->ns, nl);
+    memcpy(l->keys + l->keys_len + nl, e->name, ml);
+    l->keys_len += nl + ml;
+    return 0;
+}
+
+int bdy__watchlog_before(bdy__watchlog *log, const char *group, const char *resource,
+                         const char *ns, uint64_t at, uint64_t upto, bdy__change_list *out)
+{
+    pthread_mutex_lock(&log->lock);
+    int rc = at < log->floor_rv ? BDY_EEXPIRED : log->newest_rv < upto ? BDY_EBUSY : 0;
+    for (uint64_t seq = oldest_seq(log); rc == 0 && seq < log->next_seq; seq++) {
+        const bdy__event *e = &log->ring[seq % log->capacity];
+        if (e->rv <= at || e->rv > upto || e->name == NULL || e->ns == NULL ||
+            strcmp(e->group, group) != 0 || strcmp(e->resource, resource) != 0 ||
+            (ns != NULL && strcmp(e->ns, ns) != 0))
+            continue;
+        /* Without its old text, a change cannot be undone: the caller
+         * lists again, as for changes no longer held. */
+        if (e->type != BDY_EVENT_ADDED && e->old_object == NULL)
+            rc = BDY_EEXPIRED;
+        else
+            rc = change_add(out, e, seq);
+    }
+    pthread_mutex_unlock(&log->lock);
+    return rc;
+}
+
+int bdy__watchlog_copy_before(bdy__watchlog *log, uint64_t seq, char **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&log->lock);
+    int rc = BDY_EEXPIRED;
+    if (seq >= oldest_seq(log) && seq < log->next_seq) {
+        const bdy__event *e = &log->ring[seq % log->capacity];
+        rc = e->old_object == NULL                    ? BDY_EEXPIRED
+             : (*out = strdup(e->old_object)) == NULL ? BDY_ENOMEM
+                                                      : 0;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return rc;
 }
 
 uint64_t bdy__watchlog_floor(bdy__watchlog *log)
@@ -273,7 +352,10 @@ int bdy__watchlog_next(bdy__watchlog *log, bdy_watch *w, int timeout_ms, bdy_wat
              * the writer must never wait on a slow watcher. */
             bdy__event copy = {.rv = e->rv, .type = e->type};
             copy.object = strdup(e->object);
-            bool had_old = e->old_object != NULL;
+            /* The old text matters only to a MODIFIED event under
+             * selectors (translate). */
+            bool had_old = e->old_object != NULL && e->type == BDY_EVENT_MODIFIED &&
+                           (w->labels != NULL || w->fields != NULL);
             copy.old_object = had_old ? strdup(e->old_object) : NULL;
             pthread_mutex_unlock(&log->lock);
             delivery d = had_old && copy.old_object == NULL ? UNREADABLE : translate(w, &copy, ev);

@@ -26,8 +26,9 @@ typedef struct bdy__event {
     char *group;
     char *resource;
     char *ns;
+    char *name;
     char *object;     /* JSON of the object after the change */
-    char *old_object; /* JSON before the change (MODIFIED only), else NULL */
+    char *old_object; /* JSON before the change (MODIFIED and DELETED), else NULL */
 } bdy__event;
 
 typedef struct bdy__watchlog {
@@ -40,6 +41,7 @@ typedef struct bdy__watchlog {
     uint64_t first_seq; /* the oldest event not evicted for bytes */
     uint64_t next_seq;  /* sequence number the next appended event gets */
     uint64_t floor_rv;  /* every change with rv > floor_rv is still in the ring */
+    uint64_t newest_rv; /* of the last change appended (the store's rv at init) */
     bool closed;
 } bdy__watchlog;
 
@@ -55,6 +57,36 @@ void bdy__watchlog_append(bdy__watchlog *log, bdy__event *events, size_t n);
 /* Wakes every waiting watcher with BDY_ESHUTDOWN from now on. */
 void bdy__watchlog_close(bdy__watchlog *log);
 
+/* The changes of some objects, as bdy__watchlog_before lists them. */
+typedef struct bdy__change {
+    uint64_t seq; /* for bdy__watchlog_copy_before */
+    bool existed; /* the object existed before the change */
+    size_t key;   /* offset of "ns\0name\0" in the list's keys */
+} bdy__change;
+typedef struct bdy__change_list {
+    bdy__change *items;
+    size_t n;
+    size_t cap;
+    char *keys;
+    size_t keys_len;
+    size_t keys_cap;
+} bdy__change_list;
+void bdy__change_list_free(bdy__change_list *l);
+
+/* The changes of the objects of group/resource (in namespace ns; NULL:
+ * all) after rv `at`, up to rv `upto`, oldest first, appended to *out: the
+ * first change of an object says what it was at `at`. Under the log's lock
+ * only the matching changes' names are copied, so the writer, which needs
+ * the lock to publish every commit, waits for no more. BDY_EEXPIRED when
+ * the changes after `at` are no longer all held; BDY_EBUSY when the log has
+ * not caught up with `upto` yet (the writer appends after its commit);
+ * BDY_ENOMEM. */
+int bdy__watchlog_before(bdy__watchlog *log, const char *group, const char *resource,
+                         const char *ns, uint64_t at, uint64_t upto, bdy__change_list *out);
+/* A copy (*out, the caller's to free) of the object's text before change
+ * seq (from bdy__watchlog_before, which said it existed). BDY_EEXPIRED once
+ * the change is no longer held; BDY_ENOMEM. */
+int bdy__watchlog_copy_before(bdy__watchlog *log, uint64_t seq, char **out);
 /* The oldest resourceVersion a watch or continue token may start from. */
 uint64_t bdy__watchlog_floor(bdy__watchlog *log);
 

@@ -58,7 +58,11 @@ typedef struct bdy_list_opts {
      * every page has at least one item; without one, the list fails with
      * BDY_ETOOBIG instead of building an answer that cannot be sent. */
     size_t max_bytes;
-    const char *continue_token; /* from a previous page, or NULL */
+    /* From a previous page, or NULL. Every page shows the objects as they
+     * were at the first page's resourceVersion (what changed since is put
+     * back from the watch history); BDY_EEXPIRED once the history no longer
+     * holds every change since. */
+    const char *continue_token;
     /* Items as their stored JSON text (json strings), not parsed: a caller
      * that parses on several threads does so. Selectors still apply. */
     bool raw;
