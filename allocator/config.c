@@ -300,8 +300,9 @@ static const cfg_order runtime_order[] = {{"portMin", "portMax"}};
 static const cfg_field demand_fields[] = {
     UINT_FIELD(bdy_config_demand, minute_retention_h, "minuteRetentionHours", 1, 8760, "48",
                "hours of per-minute demand history kept before it is folded into 5 minutes"),
-    UINT_FIELD(bdy_config_demand, retention_days, "retentionDays", 1, 3660, "35",
-               "days of 5-minute demand history kept"),
+    UINT_FIELD(bdy_config_demand, retention_days, "retentionDays", 3, 3660, "35",
+               "days of 5-minute demand history kept (the forecaster fits its parameters on "
+               "at least 3)"),
     UINT_FIELD(bdy_config_demand, lead_time_s, "leadTimeSeconds", 0, 86400, "30",
                "world lead time the sizing assumes until one has been measured"),
     ENUM_FIELD(bdy_config_demand, weekly, "weeklySeason", bool_words, "false",
@@ -385,7 +386,9 @@ static const cfg_section runtime_section = {.fields = runtime_fields,
                                             .order = runtime_order,
                                             .norder = ARRAY_LEN(runtime_order)};
 static const cfg_section reconciler_section = PLAIN_SECTION(reconciler_fields);
-static const cfg_section demand_section = PLAIN_SECTION(demand_fields);
+static int check_demand(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
+static const cfg_section demand_section = {
+    .fields = demand_fields, .nfields = ARRAY_LEN(demand_fields), .check = check_demand};
 static const cfg_section claims_section = PLAIN_SECTION(claims_fields);
 static const cfg_section pool_section = {.fields = pool_fields,
                                          .nfields = ARRAY_LEN(pool_fields),
@@ -1257,6 +1260,23 @@ static int check_tls(const cfg_ctx *c, const bdy_ynode *n, const char *path, con
     snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "", given);
     unsigned line = key_line(n, given) ? key_line(n, given) : n->line;
     return cfg_fail(c, BDY_EINVAL, line, kpath, "needs %s too", missing);
+}
+
+/* Per-minute history is folded, and then deleted with the rest at
+ * retentionDays: a minute retention past that would keep nothing longer. */
+static int check_demand(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base)
+{
+    const bdy_config_demand *d = base;
+    if (d->minute_retention_h <= 24u * d->retention_days)
+        return 0;
+    char kpath[CFG_MAX_KEY_PATH];
+    snprintf(kpath, sizeof(kpath), "%s%sminuteRetentionHours", path, path[0] ? "." : "");
+    unsigned line =
+        key_line(n, "minuteRetentionHours") ? key_line(n, "minuteRetentionHours") : n->line;
+    return cfg_fail(c, BDY_EINVAL, line, kpath,
+                    "must be at most 24 times retentionDays (%u hours): demand history goes "
+                    "after retentionDays whatever its step",
+                    24u * d->retention_days);
 }
 
 /* Client certificates grant what the token file's commonName entries say:

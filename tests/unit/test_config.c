@@ -486,6 +486,14 @@ static void test_runtime_bad_values(void **state)
          "bindery.yaml:3: runtime.portMin: must be at most portMax (29999)"},
         {"runtime: {portMax: 19999}\n",
          "bindery.yaml:1: runtime.portMax: must be at least portMin (20000)"},
+        /* Demand history: enough for a fit, and minutes no longer than
+         * the history they are folded into. */
+        {"demand:\n  retentionDays: 2\n",
+         "bindery.yaml:2: demand.retentionDays: must be an integer between 3 and 3660 (got "
+         "\"2\")"},
+        {"demand:\n  retentionDays: 3\n  minuteRetentionHours: 73\n",
+         "bindery.yaml:3: demand.minuteRetentionHours: must be at most 24 times retentionDays (72 "
+         "hours): demand history goes after retentionDays whatever its step"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         load_fails(cases[i][0], BDY_EINVAL, cases[i][1]);
