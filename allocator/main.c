@@ -78,6 +78,7 @@ typedef struct daemon_state {
      * --data: what a reload's file is compared with. Owned. */
     char *file_listen;
     char *file_data_dir;
+    char *kubeconfig_ca; /* the certificate file the written kubeconfig names, or NULL */
 } daemon_state;
 
 static int usage(void)
@@ -938,10 +939,25 @@ static void write_kubeconfig(daemon_state *d)
      * chain kubectl verifies against, and a rotated one is read from
      * there on kubectl's next run. */
     bdy_kubeconfig_user user = {.ca_file = d->cfg->tls.cert_file};
-    if (bdy_kubeconfig_write(path, url, &user, &eb) != 0)
+    free(d->kubeconfig_ca);
+    d->kubeconfig_ca = NULL;
+    if (bdy_kubeconfig_write(path, url, &user, &eb) != 0) {
         bdy_warn("kubeapi", "cannot write the kubeconfig: %s", eb.message);
-    else
-        bdy_info("kubeapi", "kubectl: KUBECONFIG=%s kubectl get wi (server %s)", path, url);
+        return;
+    }
+    bdy_info("kubeapi", "kubectl: KUBECONFIG=%s kubectl get wi (server %s)", path, url);
+    if (d->cfg->tls.cert_file != NULL)
+        d->kubeconfig_ca = strdup(d->cfg->tls.cert_file);
+}
+
+/* After a reload: a certificate now read from another file (a versioned
+ * path, say) is what the written kubeconfig must name as its authority. */
+static void kubeconfig_follow_tls(daemon_state *d)
+{
+    const char *now = d->cfg->tls.cert_file;
+    if (bdy_http_server_tls(d->http) && now != NULL &&
+        (d->kubeconfig_ca == NULL || strcmp(d->kubeconfig_ca, now) != 0))
+        write_kubeconfig(d);
 }
 
 static int register_routes(daemon_state *d)
@@ -1236,6 +1252,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
             continue;
         if (sig == SIGHUP) {
             reload(&d, config_path);
+            kubeconfig_follow_tls(&d);
             continue;
         }
         bdy_info("main", "received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1271,6 +1288,7 @@ out:
     bdy_config_free(d.cfg);
     free(d.file_listen);
     free(d.file_data_dir);
+    free(d.kubeconfig_ca);
     if (rc == 0)
         bdy_info("main", "stopped");
     return rc == 0 ? 0 : 1;

@@ -304,6 +304,8 @@ static void test_certificate_rotation(void **state)
              "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded all the same: certificate", 10000));
+    /* The kubeconfig bindery writes names the new file as its authority. */
+    assert_true(bb_file_contains(&s, "kubeconfig", "server3.crt", 10000));
     snprintf(s.tls_ca, sizeof(s.tls_ca), "%s/ca3.crt", s.dir);
     assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, TOKEN, "arena"), 200);
     int reloads = bb_log_count(&s, "reloaded all the same: certificate");
