@@ -748,17 +748,20 @@ static void record_seen(bdy_claims *c, json_object *obj)
     json_object_object_add(alloc, "idempotencyKey",
                            json_object_get(bdy_jget(spec, "idempotencyKey")));
     json_object_object_add(alloc, "requestHash", json_object_get(bdy_jget(spec, "requestHash")));
+    const char *id = bdy_jstr(meta, "name");
     pthread_mutex_lock(&c->lock);
     index_allocation(c, ns, NULL, alloc, true);
+    /* A release whose record is written while its ledger row is live and
+     * no DELETE is at work on it (the world's delete failed after the
+     * record): the materializer finishes it, but may have looked at the
+     * claim before it knew of the record, and nothing else would bring it
+     * back. A DELETE at work removes the row itself. */
+    alloc_entry *e = id_find(c, id, false);
+    if (e != NULL && e->client_releasing == 0 && c->o.ledger != NULL &&
+        bdy_ledger_has(c->o.ledger, id) && !c->stopping)
+        materialize_later(c, id, NULL);
     pthread_mutex_unlock(&c->lock);
     json_object_put(alloc);
-    /* A release whose record is written while its ledger row is live (the
-     * world's delete failed after the record): the materializer finishes
-     * it, but may have looked at the claim before it knew of the record,
-     * and nothing else would bring it back. */
-    const char *id = bdy_jstr(meta, "name");
-    if (c->o.ledger != NULL && bdy_ledger_has(c->o.ledger, id))
-        rematerialize(c, id);
 }
 
 static void rec_add_cb(void *data, json_object *obj)

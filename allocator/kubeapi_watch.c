@@ -53,13 +53,6 @@ typedef struct watch_job {
     char *field_selector;
     uint64_t start_rv;
     uint64_t timeout_ns;
-    /* Objects a later initial page showed changed since start_rv, left to
-     * the watch ("ns/name" keys; NULL: none): the first event of each goes
-     * out as ADDED, since the client never had it, and the initial-events
-     * end waits for them (end_pending) until the watch passes skipped_rv. */
-    json_object *skipped;
-    uint64_t skipped_rv;
-    bool end_pending;
 } watch_job;
 
 static void job_free(watch_job *j)
@@ -69,7 +62,6 @@ static void job_free(watch_job *j)
     if (j->w != NULL)
         bdy_store_watch_close(j->k->store, j->w);
     json_object_put(j->initial);
-    json_object_put(j->skipped);
     free(j->initial_cont);
     free(j->ns);
     free(j->label_selector);
@@ -177,46 +169,16 @@ static int initial_page(bdy_kubeapi *k, const watch_job *j, const char *cont, bd
     return bdy_store_list(k->store, &gvr, &lo, lr, eb);
 }
 
-/* "ns/name" of obj into buf (false when it has no name or does not fit). */
-static bool object_key(json_object *obj, char *buf, size_t cap)
-{
-    json_object *meta = bdy_jget(obj, "metadata");
-    const char *ns = bdy_jstr(meta, "namespace");
-    const char *name = bdy_jstr(meta, "name");
-    return name != NULL && (size_t)snprintf(buf, cap, "%s/%s", ns != NULL ? ns : "", name) < cap;
-}
-
-/* Leaves o to the watch (see watch_job.skipped). */
-static int skip_initial(watch_job *j, json_object *o, uint64_t rv)
-{
-    char key[600];
-    if (!object_key(o, key, sizeof(key)))
-        return 0;
-    if (j->skipped == NULL && (j->skipped = json_object_new_object()) == NULL)
-        return BDY_ENOMEM;
-    if (json_object_object_add(j->skipped, key, NULL) != 0)
-        return BDY_ENOMEM;
-    if (rv > j->skipped_rv)
-        j->skipped_rv = rv;
-    return 0;
-}
-
 /* Sends the initial list's ADDED events: the first page, then the next
  * ones as the client takes them. */
 static int send_initial(watch_job *j)
 {
     int rc = 0;
     while (rc == 0 && j->initial != NULL) {
-        for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++) {
-            /* Later pages show the objects as of the list's version, so
-             * none should be newer than start_rv; one that is is left to
-             * the watch, which delivers its changes from start_rv on (sent
-             * here too, it would come twice, or go back in time). */
-            json_object *o = json_object_array_get_idx(j->initial, i);
-            const char *rv = bdy_jstr(bdy_jget(o, "metadata"), "resourceVersion");
-            uint64_t orv = rv != NULL ? strtoull(rv, NULL, 10) : 0;
-            rc = orv > j->start_rv ? skip_initial(j, o, orv) : send_object(j, "ADDED", o);
-        }
+        /* Every page shows the objects as of the list's version
+         * (store.h): the watch delivers each change after it once. */
+        for (size_t i = 0; rc == 0 && i < json_object_array_length(j->initial); i++)
+            rc = send_object(j, "ADDED", json_object_array_get_idx(j->initial, i));
         json_object_put(j->initial);
         j->initial = NULL;
         if (rc == 0 && j->initial_cont != NULL && stopping(j->k))
@@ -262,12 +224,8 @@ static void *watch_main(void *arg)
     uint64_t start = bdy_monotonic_ns();
     uint64_t last_sent = start;
     rc = send_initial(j);
-    if (rc == 0 && j->initial_end) {
-        if (j->skipped == NULL)
-            rc = send_bookmark(j, j->start_rv, true);
-        else
-            j->end_pending = true;
-    }
+    if (rc == 0 && j->initial_end)
+        rc = send_bookmark(j, j->start_rv, true);
     while (rc == 0 && bdy_http_stream_open(j->st) && !stopping(k)) {
         uint64_t now = bdy_monotonic_ns();
         if (now - start >= j->timeout_ns)
@@ -279,39 +237,13 @@ static void *watch_main(void *arg)
         bdy_watch_event ev = {0};
         int wrc = bdy_store_watch_next(k->store, j->w, wait_ms, &ev);
         if (wrc == 0) {
-            const char *type = bdy_event_type_name(ev.type);
-            char key[600];
-            if (j->skipped != NULL && object_key(ev.object, key, sizeof(key)) &&
-                json_object_object_get_ex(j->skipped, key, NULL)) {
-                json_object_object_del(j->skipped, key);
-                if (ev.type == BDY_EVENT_MODIFIED)
-                    type = "ADDED";
-            }
-            rc = send_object(j, type, ev.object);
+            rc = send_object(j, bdy_event_type_name(ev.type), ev.object);
             json_object_put(ev.object);
             last_sent = bdy_monotonic_ns();
-            /* Past every version a skipped object was seen at: each has
-             * had its first event (or no longer shows in this view). */
-            if (rc == 0 && j->skipped != NULL &&
-                (json_object_object_length(j->skipped) == 0 ||
-                 ev.resource_version >= j->skipped_rv)) {
-                json_object_put(j->skipped);
-                j->skipped = NULL;
-                if (j->end_pending) {
-                    rc = send_bookmark(j, ev.resource_version, true);
-                    j->end_pending = false;
-                }
-            }
         } else if (wrc == BDY_ETIMEOUT) {
             /* Every change up to committed has been through this watch. */
-            if (j->end_pending) {
-                json_object_put(j->skipped);
-                j->skipped = NULL;
-                j->end_pending = false;
-                rc = send_bookmark(j, committed, true);
-                last_sent = bdy_monotonic_ns();
-            } else if (j->bookmarks && bdy_monotonic_ns() - last_sent >=
-                                           (uint64_t)k->bookmark_interval_s * 1000000000u) {
+            if (j->bookmarks &&
+                bdy_monotonic_ns() - last_sent >= (uint64_t)k->bookmark_interval_s * 1000000000u) {
                 rc = send_bookmark(j, committed, false);
                 last_sent = bdy_monotonic_ns();
             }

@@ -290,6 +290,15 @@ static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle
     pthread_mutex_unlock(&r->track_lock);
 }
 
+/* Whether a runtime notice about process h is for tracked entry t: an
+ * entry that says exited is done with its process, and the notice may be
+ * for the next one, started before track_set() recorded it. Under
+ * track_lock. */
+static bool notice_is_ours(const tracked *t, const bdy_world_handle *h)
+{
+    return t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+}
+
 void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
                                  const bdy_world_handle *h, int exit_status)
 {
@@ -298,9 +307,7 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
     tracked *t = track_find(r, key, true);
-    /* An entry that says exited is done with its process: the notice may
-     * be for the next one, started before track_set() recorded it. */
-    bool ours = t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+    bool ours = notice_is_ours(t, h);
     if (ours) {
         t->h = *h;
         t->exited = true;
@@ -324,9 +331,7 @@ void bdy_reconciler_world_ending(void *data, const char *ns, const char *name,
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
     tracked *t = track_find(r, key, true);
-    /* As for an exit: a notice for a process not recorded yet is for the
-     * next one, unless the entry is busy with another that runs. */
-    bool ours = t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+    bool ours = notice_is_ours(t, h);
     if (t != NULL) {
         t->ending_pid = h->pid;
         t->ending_start_time = h->start_time;
@@ -1248,6 +1253,31 @@ static bool ports_unchanged(const bdy_world_spec *spec, const bdy_world_handle *
     return true;
 }
 
+/* Fails a Starting or Ready world whose process runs on (reason, message)
+ * and stops it, unless a claim answered already (or being made durable)
+ * holds it while its status has not caught up yet: the world is the
+ * claimant's then, and false is returned with nothing written. Otherwise no
+ * claim may take it from here on, while its Failed status is written;
+ * *rc is that write's. */
+static bool fail_unless_claimed(bdy_reconciler *r, const char *key, tracked *t, json_object *world,
+                                unsigned grace_ms, const char *reason, const char *message, int *rc)
+{
+    char ns[BDY_NAME_MAX];
+    char name[BDY_NAME_MAX];
+    json_object *meta = bdy_jget(world, "metadata");
+    snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
+    snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
+    const char *rv = bdy_jstr(meta, "resourceVersion");
+    if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0))
+        return false;
+    *rc = set_phase(r, world, BDY_PHASE_FAILED, reason, "Warning", "%s", message);
+    if (*rc == 0)
+        stop_once(r, key, t, grace_ms);
+    else
+        bdy_fleet_fail_undo(r->o.fleet, ns, name);
+    return true;
+}
+
 /* Probes a Starting or warm world once. Returns the delay until the next
  * probe, or 0 when no further probing is needed. */
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
@@ -1408,26 +1438,12 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     }
     pthread_mutex_unlock(&r->track_lock);
     if (failures >= threshold) {
-        /* A claim answered already (or being made durable) whose status has
-         * not caught up yet: the world is the claimant's now, and an
-         * allocated world is not failed for its probe (a game server may
-         * stop answering it once a match is on). Otherwise no claim may
-         * take it from here on, while its Failed status is written. */
-        char ns[BDY_NAME_MAX];
-        char name[BDY_NAME_MAX];
-        json_object *meta = bdy_jget(world, "metadata");
-        snprintf(ns, sizeof(ns), "%s", bdy_jstr(meta, "namespace"));
-        snprintf(name, sizeof(name), "%s", bdy_jstr(meta, "name"));
-        const char *rv = bdy_jstr(meta, "resourceVersion");
-        if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0))
-            return period_ms;
-        *rc = set_phase(r, world, BDY_PHASE_FAILED, "Unhealthy", "Warning",
-                        "readiness probe failed %u times in a row", failures);
-        if (*rc == 0)
-            stop_once(r, key, &t, grace_ms);
-        else
-            bdy_fleet_fail_undo(r->o.fleet, ns, name);
-        return 0;
+        /* An allocated world is not failed for its probe (a game server
+         * may stop answering it once a match is on). */
+        char why[64];
+        snprintf(why, sizeof(why), "readiness probe failed %u times in a row", failures);
+        return fail_unless_claimed(r, key, &t, world, grace_ms, "Unhealthy", why, rc) ? 0
+                                                                                      : period_ms;
     }
     return due_ms;
 }
@@ -1541,19 +1557,12 @@ static int fail_ending(bdy_reconciler *r, const char *key, tracked *t, json_obje
                        const char *ns, const char *name, unsigned *requeue_ms)
 {
     bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_ENDING);
-    const char *rv = bdy_jstr(bdy_jget(world, "metadata"), "resourceVersion");
-    if (!bdy_fleet_fail_begin(r->o.fleet, ns, name, rv ? strtoull(rv, NULL, 10) : 0)) {
-        /* Claimed: its Allocated status brings it back here, and so does
-         * this look again if the claim falls through (no status comes). */
-        *requeue_ms = ENDING_RECHECK_MS;
-        return 0;
-    }
-    int rc = set_phase(r, world, BDY_PHASE_FAILED, "ModuleExited", "Warning",
-                       "a module of the world exited; its host is stopping the others");
-    if (rc == 0)
-        stop_once(r, key, t, manifest_grace_ms(r, world)); /* bounds the host's drain */
-    else
-        bdy_fleet_fail_undo(r->o.fleet, ns, name);
+    int rc = 0;
+    /* The stop's grace bounds the host's drain. */
+    if (!fail_unless_claimed(r, key, t, world, manifest_grace_ms(r, world), "ModuleExited",
+                             "a module of the world exited; its host is stopping the others", &rc))
+        *requeue_ms = ENDING_RECHECK_MS; /* claimed: its Allocated status, or this look again
+                                            if the claim falls through, brings it back */
     return rc;
 }
 
@@ -1760,11 +1769,19 @@ out:
 
 /* ---- pool controller ------------------------------------------------------------ */
 
-static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
+/* The controller memory of pool key, NULL when it has none. Under
+ * pools_lock. */
+static pool_state *pool_state_find(bdy_reconciler *r, const char *key)
 {
     pool_state *p = r->pools;
     while (p != NULL && strcmp(p->key, key) != 0)
         p = p->next;
+    return p;
+}
+
+static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
+{
+    pool_state *p = pool_state_find(r, key);
     if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
         snprintf(p->key, sizeof(p->key), "%s", key);
         p->last_refill = monotonic_s();
@@ -2021,9 +2038,9 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
          * A surplus it had is not one it has if a reload adds it back,
          * which must not find the scale-down cooldown served already. */
         pthread_mutex_lock(&r->pools_lock);
-        for (pool_state *ps = r->pools; ps != NULL; ps = ps->next)
-            if (strcmp(ps->key, key) == 0)
-                ps->surplus_since = 0;
+        pool_state *ps = pool_state_find(r, key);
+        if (ps != NULL)
+            ps->surplus_since = 0;
         pthread_mutex_unlock(&r->pools_lock);
         return 0;
     }

@@ -579,9 +579,10 @@ static int relist(bdy_informer *inf, uint64_t *list_rv)
 }
 
 /* Applies one watch event. ADDED/MODIFIED at or below the known
- * resourceVersion are skipped: list pages are not one snapshot, so a later
- * page can already show a state the watch (started from the first page's
- * version) replays afterwards. A MODIFIED of an unknown key is delivered as
+ * resourceVersion are skipped: the store's pages are one snapshot, so the
+ * watch (started from the first page's version) replays nothing a page
+ * showed, but a server whose pages are not (Kubernetes before consistent
+ * lists were the rule) would. A MODIFIED of an unknown key is delivered as
  * added (the handler never saw the object); a DELETED of an unknown key is
  * dropped (the handler already saw it go, or never saw it). */
 static int apply_event(bdy_informer *inf, const bdy_watch_event *ev)

@@ -1608,6 +1608,15 @@ static char *encode_continue(uint64_t rv, const char *list, const char *ns, cons
     return out;
 }
 
+/* A continue token older than what the store can still show as of its
+ * version: the client lists again (Kubernetes' words). */
+static int continue_expired(bdy_errbuf *eb)
+{
+    return bdy_fail(eb, BDY_EEXPIRED,
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.");
+}
+
 static int decode_continue(const char *token, const char *list, uint64_t *rv, char *ns, char *name,
                            bdy_errbuf *eb)
 {
@@ -1628,9 +1637,7 @@ static int decode_continue(const char *token, const char *list, uint64_t *rv, ch
         /* Made before tokens named their list: 410, so that pagers list
          * again (client-go's pager and kubectl --chunk-size give up on a
          * 400). */
-        return bdy_fail(eb, BDY_EEXPIRED,
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter.");
+        return continue_expired(eb);
     if (p3 == NULL)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
     *p1 = '\0';
@@ -1800,9 +1807,7 @@ static int changes_load(sqlite_store *s, const bdy_resource_info *info, const ch
     if (rc == 0)
         rc = c->rc;
     if (rc == BDY_EEXPIRED)
-        return bdy_fail(eb, rc,
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter.");
+        return continue_expired(eb);
     if (rc != 0)
         return bdy_fail(eb, rc == BDY_EBUSY ? BDY_ETIMEOUT : rc,
                         "list: the changes since the list's version cannot be read now");
@@ -1888,10 +1893,7 @@ static int page_offer_changed(page *p, sqlite_store *s, const bdy_resource_info 
         char *before = NULL;
         rc = bdy__watchlog_copy_before(&s->log, o->seq, &before);
         if (rc == BDY_EEXPIRED)
-            rc = bdy_fail(eb, rc,
-                          "The provided continue parameter is too old to display a consistent "
-                          "list result. You can start a new list without the continue "
-                          "parameter.");
+            rc = continue_expired(eb);
         else if (rc != 0)
             rc = bdy_fail(eb, rc, "out of memory");
         if (rc == 0)
@@ -1937,10 +1939,7 @@ static int s_list(void *ctx, const bdy_gvr *gvr, const bdy_list_opts *opts, bdy_
         if (rc != 0)
             goto out;
         if (token_rv < bdy__watchlog_floor(&s->log)) {
-            rc = bdy_fail(eb, BDY_EEXPIRED,
-                          "The provided continue parameter is too old to display a consistent "
-                          "list result. You can start a new list without the continue "
-                          "parameter.");
+            rc = continue_expired(eb);
             goto out;
         }
     }

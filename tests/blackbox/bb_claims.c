@@ -96,8 +96,8 @@ static void reload_pool(bb_server *s, unsigned min_warm, unsigned max_warm, unsi
 
 /* Writes the pool's manifest "arena": the example world, args appended to
  * its command line, probe as its readinessProbe, deadline_s to be Ready. */
-static void write_arena_manifest(bb_server *s, const char *probe, unsigned deadline_s,
-                                 const char *args)
+static void write_arena_manifest_grace(bb_server *s, const char *probe, unsigned deadline_s,
+                                       unsigned grace_s, const char *args)
 {
     char manifest[2048];
     snprintf(manifest, sizeof(manifest),
@@ -106,13 +106,19 @@ static void write_arena_manifest(bb_server *s, const char *probe, unsigned deadl
              "spec:\n"
              "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
              "  readinessProbe: %s\n"
-             "  terminationGracePeriodSeconds: 2\n"
+             "  terminationGracePeriodSeconds: %u\n"
              "  startDeadlineSeconds: %u\n"
              "  local:\n"
              "    command: %s\n"
              "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\"%s]\n",
-             probe, deadline_s, world_bin(), args ? args : "");
+             probe, grace_s, deadline_s, world_bin(), args ? args : "");
     bb_write(s, "manifests/arena.yaml", manifest);
+}
+
+static void write_arena_manifest(bb_server *s, const char *probe, unsigned deadline_s,
+                                 const char *args)
+{
+    write_arena_manifest_grace(s, probe, deadline_s, 2, args);
 }
 
 static void setup_server_warm(bb_server *s, unsigned min_warm, unsigned max_warm,
@@ -1854,20 +1860,8 @@ static void test_booklet_world_is_over_when_a_module_exits(void **state)
     (void)state;
     bb_server s;
     setup_booklet_server(&s, 1, " --crash-after-ms 8000");
-    char manifest[2048];
-    snprintf(manifest, sizeof(manifest),
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n"
-             "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-             "  readinessProbe: %s\n"
-             "  terminationGracePeriodSeconds: 60\n"
-             "  local:\n"
-             "    command: %s\n"
-             "    args: [\"--port\", \"{port:game}\", \"--name\", \"{name}\", "
-             "\"--drain-ms\", \"40000\"]\n",
-             ARENA_PROBE, world_bin());
-    bb_write(&s, "manifests/arena.yaml", manifest);
+    /* Its game module drains for 40 s on SIGTERM, within a grace of 60. */
+    write_arena_manifest_grace(&s, ARENA_PROBE, 20, 60, ", \"--drain-ms\", \"40000\"");
     assert_true(bb_start(&s, NULL));
     assert_true(wait_warm(&s, 1, 30000));
     long status = 0;

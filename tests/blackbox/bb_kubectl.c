@@ -1109,11 +1109,11 @@ static void *write_leases(void *arg)
 
 /* A watch with sendInitialEvents over several pages while objects change:
  * every object is ADDED before the initial-events-end bookmark, and no
- * event names an object the client was never given. A later page shows
- * objects as they are when it is read, so one changed since the watch's
- * version is left to the watch; its first event used to come as MODIFIED
- * after the bookmark, which made a WatchList client drop it, then see it
- * modified. */
+ * event names an object the client was never given. Every page shows the
+ * objects as of the watch's version, and the watch delivers the changes
+ * after it (an object changed while the pages were read used to come as
+ * MODIFIED after the bookmark, which made a WatchList client drop it, then
+ * see it modified). */
 static void test_initial_events_while_objects_change(void **state)
 {
     (void)state;
