@@ -212,10 +212,10 @@ int bdy_kubeapi_new(const bdy_kubeapi_opts *opts, bdy_kubeapi **out, bdy_errbuf 
 
 /* Tells watch threads to end and waits for them (bounded: each checks
  * at least once a second). Safe to call twice. */
-void bdy_kubeapi_stop(bdy_kubeapi *k)
+unsigned bdy_kubeapi_stop(bdy_kubeapi *k)
 {
     if (k == NULL)
-        return;
+        return 0;
     pthread_mutex_lock(&k->lock);
     k->stopping = true;
     struct timespec until;
@@ -229,6 +229,7 @@ void bdy_kubeapi_stop(bdy_kubeapi *k)
     pthread_mutex_unlock(&k->lock);
     if (left > 0)
         bdy_warn("kubeapi", "%u watch threads still running after %d ms", left, STOP_WAIT_MS);
+    return left;
 }
 
 void bdy_kubeapi_free(bdy_kubeapi *k)

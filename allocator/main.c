@@ -1272,7 +1272,9 @@ out:
     bdy_claims_stop(d.claims);
     bdy_ledger_stop_writes(d.ledger);
     bdy_http_server_stop(d.http);
-    bdy_kubeapi_stop(d.kubeapi);
+    /* A watch thread still running closes its watch on the store when it
+     * ends: the store then stays open (the process is ending anyway). */
+    bool watches_left = bdy_kubeapi_stop(d.kubeapi) > 0;
     bdy_reconciler_stop(d.reconciler);
     bdy_runtime_free(d.runtime); /* no exit notice may reach a freed reconciler */
     bdy_http_server_free(d.http);
@@ -1282,7 +1284,8 @@ out:
     bdy_fleet_free(d.fleet);
     bdy_ledger_close(d.ledger);
     bdy_demand_close(d.demand);
-    bdy_store_close(d.store);
+    if (!watches_left)
+        bdy_store_close(d.store);
     bdy_metrics_free(d.metrics);
     bdy_auth_free(d.auth);
     bdy_config_free(d.cfg);

@@ -49,8 +49,10 @@ int bdy_kubeapi_new(const bdy_kubeapi_opts *opts, bdy_kubeapi **out, bdy_errbuf 
 /* Mounts the routes on s (before bdy_http_server_start). */
 int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s);
 /* Ends every watch and waits (bounded) for their threads; call after
- * bdy_http_server_stop(), before the store is closed. */
-void bdy_kubeapi_stop(bdy_kubeapi *k);
+ * bdy_http_server_stop(), before the store is closed. Returns how many
+ * still run: each closes its watch on the store when it ends, so the store
+ * must then be left open (and the API not freed). */
+unsigned bdy_kubeapi_stop(bdy_kubeapi *k);
 void bdy_kubeapi_free(bdy_kubeapi *k);
 
 /* ---- kubeconfig ---------------------------------------------------------- */
