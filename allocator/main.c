@@ -170,23 +170,38 @@ static int create_namespace(bdy_store *store, const char *ns, bdy_errbuf *eb)
     return rc;
 }
 
-/* check-config's scratch store lacks what an operator made with kubectl
- * and serve's store has: a document whose kind no CRD the config applies
- * defines is noted and skipped (1), and its namespace is made if missing. */
-static int check_prepare(bdy_store *store, const char *path, json_object *doc, bdy_errbuf *eb)
+/* The scratch store of a check lacks what an operator made with kubectl
+ * and the live store has. check-config, which has no live store (live
+ * NULL), takes a document whose kind no CRD the config applies defines as
+ * unchecked (1), and makes its namespace if missing. A reload's check asks
+ * the live store instead: a kind or a namespace that neither it nor an
+ * earlier document has fails the check as it would fail the apply, which
+ * must not begin then (it would stop half-way). */
+static int check_prepare(bdy_store *store, bdy_store *live, const char *path, json_object *doc,
+                         bdy_errbuf *eb)
 {
     json_object *meta = json_object_object_get(doc, "metadata");
     bdy_resource_info info;
-    if (bdy_store_resolve_kind(store, bdy_jstr(doc, "apiVersion"), bdy_jstr(doc, "kind"), &info) !=
-        0) {
+    const char *api_version = bdy_jstr(doc, "apiVersion");
+    const char *kind = bdy_jstr(doc, "kind");
+    if (bdy_store_resolve_kind(store, api_version, kind, &info) != 0) {
+        if (live != NULL && bdy_store_resolve_kind(live, api_version, kind, &info) != 0)
+            return 0; /* the apply says why */
         bdy_warn("manifests", "%s: %s %s not checked: no CRD the config applies defines its kind",
-                 path, bdy_jstr(doc, "kind") ? bdy_jstr(doc, "kind") : "(no kind)",
+                 path, kind ? kind : "(no kind)",
                  bdy_jstr(meta, "name") ? bdy_jstr(meta, "name") : "(no name)");
         return 1;
     }
     const char *ns = bdy_jstr(meta, "namespace");
     if (!info.namespaced || ns == NULL || ns[0] == '\0')
         return 0;
+    if (live != NULL) {
+        json_object *there = NULL;
+        bool exists = bdy_store_get(live, &BDY_GVR_NAMESPACES, NULL, ns, &there, NULL) == 0;
+        json_object_put(there);
+        if (!exists)
+            return 0; /* unless an earlier document made it, the apply says so */
+    }
     int rc = create_namespace(store, ns, eb);
     return rc == BDY_EEXISTS ? 0 : rc;
 }
@@ -195,7 +210,7 @@ static int check_prepare(bdy_store *store, const char *path, json_object *doc, b
  * scratch store). Returns the first error; the ones before it stay applied
  * (each apply is its own durable write). */
 static int apply_path(bdy_store *store, const char *path, size_t *applied, bool check,
-                      bdy_errbuf *eb)
+                      bdy_store *live, bdy_errbuf *eb)
 {
     json_object *docs = NULL;
     int rc = bdy_yaml_load_manifests(path, &docs, eb);
@@ -206,7 +221,7 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
         bool created = false;
         bdy_errbuf aeb;
         bdy_errbuf_clear(&aeb);
-        rc = check ? check_prepare(store, path, doc, &aeb) : 0;
+        rc = check ? check_prepare(store, live, path, doc, &aeb) : 0;
         if (rc == 1) {
             rc = 0;
             continue;
@@ -314,28 +329,28 @@ static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_e
  * it against its store; check-config against a scratch one, so that a
  * manifest serve would refuse is refused there too. */
 static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *applied, bool check,
-                           bdy_errbuf *eb)
+                           bdy_store *live, bdy_errbuf *eb)
 {
     char crds_buf[PATH_MAX + 64];
     const char *crds = builtin_crds_dir(crds_buf, sizeof(crds_buf));
     int rc = 0;
     if (crds != NULL)
-        rc = apply_path(store, crds, applied, false, eb);
+        rc = apply_path(store, crds, applied, false, NULL, eb);
     else
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
-        rc = apply_path(store, cfg->crds.items[i], applied, false, eb);
+        rc = apply_path(store, cfg->crds.items[i], applied, false, NULL, eb);
     if (rc == 0)
         rc = ensure_pool_namespaces(store, cfg, eb);
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
-        rc = apply_path(store, cfg->manifests.items[i], applied, check, eb);
+        rc = apply_path(store, cfg->manifests.items[i], applied, check, live, eb);
     return rc;
 }
 
 static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
 {
     size_t applied = 0;
-    int rc = apply_manifests(d->store, cfg, &applied, false, eb);
+    int rc = apply_manifests(d->store, cfg, &applied, false, NULL, eb);
     if (rc == 0) {
         bdy_metric_set(d->manifests_applied, (double)applied);
         bdy_info("manifests", "applied %zu manifests", applied);
@@ -357,9 +372,10 @@ static void remove_scratch(const char *dir)
 }
 
 /* Applies the CRDs and manifests serve would apply to a scratch store in a
- * temporary folder, then removes it. *checked: the scratch store could be
- * made (else the error says why not, and nothing was checked). */
-static int check_manifests(const bdy_config *cfg, bool *checked, bdy_errbuf *eb)
+ * temporary folder, then removes it. live: the running store a reload
+ * would apply them to (NULL for check-config). *checked: the scratch store
+ * could be made (else the error says why not, and nothing was checked). */
+static int check_manifests(const bdy_config *cfg, bdy_store *live, bool *checked, bdy_errbuf *eb)
 {
     const char *tmp = getenv("TMPDIR");
     char dir[PATH_MAX];
@@ -379,7 +395,7 @@ static int check_manifests(const bdy_config *cfg, bool *checked, bdy_errbuf *eb)
     int rc = bdy_store_sqlite_open(&so, &store, eb);
     if (rc == 0) {
         *checked = true;
-        rc = apply_manifests(store, cfg, &applied, true, eb);
+        rc = apply_manifests(store, cfg, &applied, true, live, eb);
     }
     bdy_store_close(store);
     remove_scratch(dir);
@@ -699,7 +715,7 @@ static void reload(daemon_state *d, const char *path)
      * store refuses leaves the running ones as they were, not half
      * applied. A scratch store that cannot be made checks nothing. */
     bool checked = false;
-    rc = check_manifests(next, &checked, &eb);
+    rc = check_manifests(next, d->store, &checked, &eb);
     if (rc != 0 && checked) {
         bdy_error("config", "reload refused, a manifest is invalid: %s", eb.message);
         goto refused;
@@ -1316,7 +1332,7 @@ static int check_config(const char *path)
      * that the store refuses (its schema, its metadata) stops serve. */
     bool checked = false;
     if (rc == 0)
-        rc = check_manifests(cfg, &checked, &eb);
+        rc = check_manifests(cfg, NULL, &checked, &eb);
     if (rc != 0)
         fprintf(stderr, "%s\n", eb.message);
     else

@@ -235,12 +235,41 @@ static void test_reload_keeps_old_config_when_new_is_bad(void **state)
     r = bb_request(&s, "GET", "/api/v1/namespaces/reload-good", NULL, NULL);
     assert_int_equal(r.status, 404);
     bb_response_free(&r);
+    /* So does one in a namespace that neither the store nor an earlier
+     * manifest has, and one of a kind that no CRD defines: the check used
+     * to make the namespace and pass over the kind, and the apply then
+     * stopped half-way. */
+    const char *const strays[] = {
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: nowhere}\n"
+        "data: {k: v}\n",
+        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g, namespace: default}\n"};
+    for (int i = 0; i < 2; i++) {
+        bb_write(&s, "reload-manifests/b-bad.yaml", strays[i]);
+        bb_signal(&s, SIGHUP);
+        for (int k = 0; k < 50 && bb_log_count(&s, "a manifest is invalid") < 2 + i; k++)
+            usleep(100 * 1000);
+        assert_int_equal(bb_log_count(&s, "a manifest is invalid"), 2 + i);
+        r = bb_request(&s, "GET", "/api/v1/namespaces/reload-good", NULL, NULL);
+        assert_int_equal(r.status, 404);
+        bb_response_free(&r);
+    }
+    /* A namespace an earlier manifest makes is one the later may use. */
+    bb_write(&s, "reload-manifests/b-bad.yaml",
+             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: reload-good}\n"
+             "data: {k: v}\n");
+    bb_signal(&s, SIGHUP);
+    for (int k = 0; k < 50 && bb_log_count(&s, "reloaded") < 5; k++)
+        usleep(100 * 1000);
+    assert_int_equal(bb_log_count(&s, "reloaded"), 5);
+    r = bb_request(&s, "GET", "/api/v1/namespaces/reload-good/configmaps/c", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
     /* A file caught empty while being rewritten would end every pool. */
     bb_write(&s, "bindery.yaml", "# being edited\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "sets nothing", 5000));
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
-    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 4"));
+    assert_non_null(strstr(r.body, "bindery_config_reloads_total{result=\"refused\"} 6"));
     bb_response_free(&r);
     bb_cleanup(&s);
 }
