@@ -731,15 +731,36 @@ static void world_ending(proc_runtime *rt, proc_world *w, const char *which)
         rt->on_ending(rt->data, w->ns, w->name, &w->h);
 }
 
+typedef enum child_look {
+    CHILD_RUNS,
+    CHILD_GONE,    /* ended, or its pid is another process's now */
+    CHILD_UNKNOWN, /* cannot tell now: out of descriptors, a line /proc did not give */
+} child_look;
+
+/* What /proc says of pid as a child of w: running (its start time into
+ * *start_time), gone (ended, or another process's pid now: not w's child,
+ * or not started at want_start when that is not 0), or nothing (a line it
+ * could not read). */
+static child_look child_look_at(const proc_world *w, int64_t pid, uint64_t want_start,
+                                uint64_t *start_time)
+{
+    bdy__proc_stat st;
+    int rc = bdy__proc_stat_read(pid, &st);
+    if (rc != 0)
+        return rc == BDY_ENOTFOUND ? CHILD_GONE : CHILD_UNKNOWN;
+    *start_time = st.start_time;
+    return st.ppid != w->h.pid || bdy__proc_stat_ended(&st) ||
+                   (want_start != 0 && st.start_time != want_start)
+               ? CHILD_GONE
+               : CHILD_RUNS;
+}
+
 /* Whether child i of c has ended (or its pid is another process's now),
  * by a look at /proc. */
 static bool child_gone(const proc_world *w, const world_children *c, unsigned i)
 {
-    bdy__proc_stat st;
-    int rc = bdy__proc_stat_read(c->pid[i], &st);
-    if (rc != 0)
-        return rc == BDY_ENOTFOUND; /* a line it could not read says nothing */
-    return st.start_time != c->start_time[i] || st.ppid != w->h.pid || bdy__proc_stat_ended(&st);
+    uint64_t start_time = 0;
+    return child_look_at(w, c->pid[i], c->start_time[i], &start_time) == CHILD_GONE;
 }
 
 /* A pidfd of w's children turned readable: which one is named, for the
@@ -760,12 +781,6 @@ static void children_event(proc_runtime *rt, proc_world *w)
     world_ending(rt, w, which);
 }
 
-typedef enum child_look {
-    CHILD_RUNS,
-    CHILD_GONE,    /* ended, or its pid is another process's now */
-    CHILD_UNKNOWN, /* cannot tell now: out of descriptors, a line /proc did not give */
-} child_look;
-
 /* Takes hold of child pid of w: CHILD_RUNS with its pidfd in *fd (-1
  * without pidfd support) and its start time. The pidfd is opened first, so
  * that the look at /proc after it is at the process it holds. */
@@ -773,19 +788,14 @@ static child_look child_open(const proc_runtime *rt, const proc_world *w, int64_
                              uint64_t *start_time)
 {
     *fd = -1;
+    *start_time = 0;
     if (rt->have_pidfds && (*fd = pidfd_open((pid_t)pid, 0)) < 0)
         return errno == ESRCH ? CHILD_GONE : CHILD_UNKNOWN;
-    bdy__proc_stat st;
-    int rc = bdy__proc_stat_read(pid, &st);
-    child_look look = rc == BDY_ENOTFOUND                                ? CHILD_GONE
-                      : rc != 0                                          ? CHILD_UNKNOWN
-                      : st.ppid != w->h.pid || bdy__proc_stat_ended(&st) ? CHILD_GONE
-                                                                         : CHILD_RUNS;
+    child_look look = child_look_at(w, pid, 0, start_time);
     if (look != CHILD_RUNS && *fd >= 0) {
         close(*fd);
         *fd = -1;
     }
-    *start_time = rc == 0 ? st.start_time : 0;
     return look;
 }
 
