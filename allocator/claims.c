@@ -48,6 +48,13 @@
  * whose worlds were Ready together were answered one per ~0.9 ms by one
  * thread). One of them also runs the orphan sweep. */
 #define COLD_THREADS 4
+/* A cold claim whose world fails (crashes while starting, is deleted) gets
+ * another in its place while at least COLD_RESTART_MIN_S of its wait is
+ * left, up to COLD_WORLDS_MAX worlds in all: a world lost to a passing
+ * fault does not fail the claim, and a manifest that never starts costs a
+ * few worlds per claim, not one per second of the wait. */
+#define COLD_WORLDS_MAX 3u
+#define COLD_RESTART_MIN_S 1.0
 #define MAT_ROUND 256
 #define MAT_LINGER_MS 20
 /* After a round the store could not write (a full disk), the next waits
@@ -167,7 +174,8 @@ typedef struct waiter {
     json_object *annotations; /* owned, may be NULL */
     double deadline;          /* monotonic seconds (mono_s) */
     double started;
-    bool ready; /* the world is Ready: claim it */
+    unsigned worlds; /* started for this claim, the one in world included */
+    bool ready;      /* the world is Ready: claim it */
     bool failed;
 } waiter;
 
@@ -1857,6 +1865,72 @@ static void new_allocation_id(bdy_claims *c, char out[BDY_ALLOCATION_ID_LEN])
     }
 }
 
+/* Takes w off the waiters being answered by cold-claim threads. Under
+ * c->lock. */
+static void inflight_remove(bdy_claims *c, waiter *w)
+{
+    for (waiter **p = &c->inflight; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            w->next = NULL;
+            return;
+        }
+    }
+}
+
+/* Lists w as waiting for its world (w->ns, w->world), taking it off
+ * c->inflight first when it is there (a cold-claim thread started another
+ * world for it) under the same hold of the lock, so the orphan sweep always
+ * finds the world waited for. False when stopping: w is left as it was.
+ * Once this returns true, a cold-claim thread may answer and free w. */
+static bool park_waiter(bdy_claims *c, waiter *w, bool inflight)
+{
+    char ns[BDY_NAME_MAX];
+    char name[BDY_NAME_MAX];
+    snprintf(ns, sizeof(ns), "%s", w->ns);
+    snprintf(name, sizeof(name), "%s", w->world);
+    pthread_mutex_lock(&c->lock);
+    bool parked = !c->stopping;
+    if (parked) {
+        if (inflight)
+            inflight_remove(c, w);
+        w->ready = false;
+        w->failed = false;
+        w->next = c->waiters;
+        c->waiters = w;
+        snprintf(w->key, sizeof(w->key), "%s/%s", w->ns, w->world);
+        w->node.key = w->key;
+        w->node.hash = bdy_hash_str(w->key);
+        bdy_hmap_insert(&c->waiting, &w->node);
+        pthread_cond_signal(&c->wake);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!parked)
+        return false;
+    /* The informer may have reported the world Ready, Failed or deleted
+     * before the waiter was listed, finding no waiter to tell: look once
+     * now. The fleet hears of a world before the claims do, so any later
+     * report finds the waiter listed. A world the fleet does not know was
+     * either not reported yet or deleted already; only the store tells
+     * which (its create has returned, so NotFound there means gone). */
+    bdy_world_seen seen = {0};
+    int seen_rc = bdy_fleet_world_seen(c->o.fleet, ns, name, &seen);
+    bool gone = false;
+    if (seen_rc == BDY_ENOTFOUND) {
+        json_object *now = NULL;
+        gone = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, ns, name, &now, NULL) == BDY_ENOTFOUND;
+        json_object_put(now);
+    }
+    if (gone ||
+        (seen_rc == 0 && (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED))) {
+        pthread_mutex_lock(&c->lock);
+        tell_waiters(c, ns, name, !gone && seen.phase == BDY_PHASE_READY,
+                     gone || seen.phase == BDY_PHASE_FAILED);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return true;
+}
+
 /* Creates the world for cold claim id under the pool's maxWorlds (its
  * name in name_out, cap BDY_NAME_MAX). The fleet names the world before
  * the create, which keeps it from being counted twice when the informer
@@ -2256,19 +2330,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                    RETRY_AFTER_S);
         goto out;
     }
-    pthread_mutex_lock(&c->lock);
-    bool parked = !c->stopping;
-    if (parked) {
-        w->next = c->waiters;
-        c->waiters = w;
-        snprintf(w->key, sizeof(w->key), "%s/%s", w->ns, w->world);
-        w->node.key = w->key;
-        w->node.hash = bdy_hash_str(w->key);
-        bdy_hmap_insert(&c->waiting, &w->node);
-        pthread_cond_signal(&c->wake);
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (!parked) {
+    w->worlds = 1;
+    if (!park_waiter(c, w, false)) {
         /* Stopping: the thread that answers waiters is gone or going. The
          * world stays reserved; the next start's orphan sweep gives it to
          * the pool, as for the waiters that thread answers on its way out. */
@@ -2279,28 +2342,6 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     bdy_info("claims", "no warm world in %s/%s: waiting up to %u s for cold world %s", cr.ns,
              cr.pool, cr.wait_s, world_name);
-    /* The informer may have reported the world Ready, Failed or deleted
-     * before the waiter was listed, finding no waiter to tell: look once
-     * now. The fleet hears of a world before the claims do, so any later
-     * report finds the waiter listed. A world the fleet does not know was
-     * either not reported yet or deleted already; only the store tells
-     * which (the create above returned, so NotFound there means gone). */
-    bdy_world_seen seen = {0};
-    int seen_rc = bdy_fleet_world_seen(c->o.fleet, cr.ns, world_name, &seen);
-    bool gone = false;
-    if (seen_rc == BDY_ENOTFOUND) {
-        json_object *now = NULL;
-        gone = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, cr.ns, world_name, &now, NULL) ==
-               BDY_ENOTFOUND;
-        json_object_put(now);
-    }
-    if (gone ||
-        (seen_rc == 0 && (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED))) {
-        pthread_mutex_lock(&c->lock);
-        tell_waiters(c, cr.ns, world_name, !gone && seen.phase == BDY_PHASE_READY,
-                     gone || seen.phase == BDY_PHASE_FAILED);
-        pthread_mutex_unlock(&c->lock);
-    }
 out:
     if (have_spec)
         bdy_fleet_pool_spec_free(&spec);
@@ -2338,8 +2379,10 @@ static bool replay_waiting(bdy_claims *c, const char *full)
     return waiting;
 }
 
-/* Finishes one cold claim whose world is Ready (a cold-claim thread). */
-static void complete_cold(bdy_claims *c, waiter *w)
+/* Finishes one cold claim whose world is Ready (a cold-claim thread).
+ * False: the world turned out not to be Ready after all (failing, being
+ * deleted, gone), and w is not answered. */
+static bool complete_cold(bdy_claims *c, waiter *w)
 {
     json_object *world = NULL;
     json_object *claimed = NULL;
@@ -2380,7 +2423,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
                    "the client left before the world was ready", RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "abandoned", 0);
         unreserve(c, w->ns, w->world);
-        return;
+        return true;
     }
     for (int attempt = 0; attempt < CLAIM_MAX_TRIES && rc == BDY_ECONFLICT; attempt++) {
         json_object_put(world);
@@ -2402,6 +2445,7 @@ static void complete_cold(bdy_claims *c, waiter *w)
                          "cold", w->idem_key, w->hash, &claimed);
     }
     double seconds = mono_s() - w->started;
+    bool answered = true;
     if (rc == 0) {
         pthread_mutex_lock(&c->lock);
         index_allocation(c, w->ns, w->world, bdy_jget(bdy_jget(claimed, "status"), "allocation"),
@@ -2423,12 +2467,47 @@ static void complete_cold(bdy_claims *c, waiter *w)
                    RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "error", 0);
     } else {
-        fail_claim(c, idem, NULL, w->d, 503, "PoolExhausted",
-                   "the world started for this claim did not start", RETRY_AFTER_S);
-        count_result(c, w->ns, w->pool, "cold", "error", 0);
+        answered = false;
     }
     json_object_put(world);
     json_object_put(claimed);
+    return answered;
+}
+
+/* Starts another world for cold claim w, whose world failed, when its wait
+ * and COLD_WORLDS_MAX allow, and lists w as waiting for that one. w is on
+ * c->inflight; false: it still is, not answered. The failed world keeps
+ * its reservation until the world controller deletes it or the orphan
+ * sweep lets it go. */
+static bool restart_cold(bdy_claims *c, waiter *w)
+{
+    if (w->worlds >= COLD_WORLDS_MAX || w->deadline - mono_s() < COLD_RESTART_MIN_S ||
+        atomic_load(&c->refusing) || bdy_http_deferred_client_gone(w->d))
+        return false;
+    bdy_config_pool spec;
+    if (bdy_fleet_pool_spec(c->o.fleet, w->ns, w->pool, &spec) != 0)
+        return false; /* a reload removed the pool */
+    char name[BDY_NAME_MAX];
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    int rc = create_cold_world(c, &spec, w->id, name, &eb);
+    bdy_fleet_pool_spec_free(&spec);
+    if (rc != 0) {
+        if (rc != BDY_EBUSY)
+            bdy_warn("claims", "cold claim %s: no world could replace %s/%s: %s", w->id, w->ns,
+                     w->world, eb.message[0] ? eb.message : bdy_strerror(rc));
+        return false;
+    }
+    bdy_demand_record(c->o.demand, w->ns, w->pool, BDY_DEMAND_COLD, bdy_wall_seconds());
+    bdy_info("claims",
+             "cold claim %s: world %s/%s failed; waiting up to %.0f s more for cold "
+             "world %s",
+             w->id, w->ns, w->world, w->deadline - mono_s(), name);
+    snprintf(w->world, sizeof(w->world), "%s", name);
+    w->worlds++;
+    /* Stopping: the new world stays reserved, and the next start's orphan
+     * sweep gives it to the pool. */
+    return park_waiter(c, w, true);
 }
 
 /* Worlds reserved for a cold claim that no longer waits here — bindery
@@ -2727,26 +2806,30 @@ static void *cold_main(void *arg)
             c->inflight = due;
             pthread_cond_signal(&c->wake); /* another thread for whatever else is due */
             pthread_mutex_unlock(&c->lock);
+            bool world_failed = false;
             if (due->ready)
-                complete_cold(c, due);
-            else if (due->failed) {
+                world_failed = !complete_cold(c, due);
+            else if (due->failed)
+                world_failed = true;
+            else
+                expire_cold(c, due);
+            if (world_failed && restart_cold(c, due)) {
+                pthread_mutex_lock(&c->lock); /* listed again, no longer ours */
+                continue;
+            }
+            if (world_failed) {
                 char idem_full[IDEM_KEY_MAX];
                 if (due->idem_key[0])
                     idem_compose(idem_full, sizeof(idem_full), due->ns, due->idem_key);
+                char msg[160];
+                snprintf(msg, sizeof(msg), "%s started for this claim failed",
+                         due->worlds > 1 ? "every world" : "the world");
                 fail_claim(c, due->idem_key[0] ? idem_full : NULL, NULL, due->d, 503,
-                           "PoolExhausted", "the world started for this claim failed",
-                           RETRY_AFTER_S);
+                           "PoolExhausted", msg, RETRY_AFTER_S);
                 count_result(c, due->ns, due->pool, "cold", "error", 0);
-            } else {
-                expire_cold(c, due);
             }
             pthread_mutex_lock(&c->lock);
-            for (waiter **p = &c->inflight; *p != NULL; p = &(*p)->next) {
-                if (*p == due) {
-                    *p = due->next;
-                    break;
-                }
-            }
+            inflight_remove(c, due);
             pthread_mutex_unlock(&c->lock);
             waiter_free(due);
             pthread_mutex_lock(&c->lock);

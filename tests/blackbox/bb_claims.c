@@ -1312,6 +1312,57 @@ static void *cut_claim_main(void *arg)
     return NULL;
 }
 
+/* The world reserved for a cold claim (its name in name, cap 128) and the
+ * pid in its status: false until there is one with a pid. */
+static bool cold_world_pid(bb_server *s, char *name, pid_t *pid)
+{
+    long status = 0;
+    json_object *list =
+        get_json(s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    json_object *items = json_object_object_get(list, "items");
+    *pid = 0;
+    for (size_t i = 0; items != NULL && i < json_object_array_length(items) && *pid <= 0; i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        json_object *meta = json_object_object_get(w, "metadata");
+        if (!json_object_object_get_ex(json_object_object_get(meta, "annotations"),
+                                       "bindery.dev/cold-claim", NULL))
+            continue;
+        snprintf(name, 128, "%s", json_object_get_string(json_object_object_get(meta, "name")));
+        *pid = (pid_t)json_object_get_int64(
+            json_object_object_get(json_object_object_get(w, "status"), "pid"));
+    }
+    json_object_put(list);
+    return *pid > 0;
+}
+
+/* A cold claim whose world dies while starting gets another world in its
+ * place while its wait lasts, not a 503 for a fault of one process. */
+static void test_cold_claim_outlives_its_world_failing(void **state)
+{
+    (void)state;
+    bb_server s;
+    /* Worlds take 1.5 s to listen: time to kill the first while it starts. */
+    setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
+    assert_true(bb_start(&s, NULL));
+    cut_claim cc = {.s = &s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cut_claim_main, &cc), 0);
+    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
+    char first[128] = "";
+    pid_t pid = 0;
+    for (int i = 0; i < 100 && !cold_world_pid(&s, first, &pid); i++)
+        sleep_ms(50);
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    pthread_join(th, NULL);
+    if (cc.result.status != 201)
+        fail_msg("the claim was answered %ld: %s", cc.result.status, cc.result.body);
+    assert_string_equal(cc.result.source, "cold");
+    assert_string_not_equal(cc.result.name, first);
+    assert_true(bb_log_contains(&s, "failed; waiting up to", 0));
+    bb_cleanup(&s);
+}
+
 /* Sends a cold claim (waitSeconds 30) on a connection of its own, with
  * extra_header (NULL: none), and closes it once the claim waits. */
 static void cold_claim_and_leave(bb_server *s, const char *extra_header, int nth)
@@ -3398,6 +3449,7 @@ int main(void)
         cmocka_unit_test_teardown(test_downtime_is_no_lead_time, bb_teardown),
         cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_outlives_its_world_failing, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_keyed_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
