@@ -6,7 +6,7 @@
  * (a durable write); watches hand their stream to a thread of their own
  * (kubeapi_watch.c). Discovery and OpenAPI are in kubeapi_discovery.c,
  * Table output in kubeapi_table.c, the parsers in kubeapi_parse.c, the
- * protobuf bodies of Secrets and ConfigMaps in kubeapi_proto.c. */
+ * protobuf bodies of Secrets, ConfigMaps and Namespaces in kubeapi_proto.c. */
 #include "kubeapi_internal.h"
 
 #include "bindery/auth.h"
@@ -592,7 +592,9 @@ static void do_get(verb_ctx *v)
         bdy__kube_fail(v->resp, rc, &eb, &v->info, v->path->name);
         return;
     }
-    if (v->accept.table && !v->path->subresource[0]) {
+    /* The status subresource is the same object: the same columns. */
+    if (v->accept.table &&
+        (!v->path->subresource[0] || strcmp(v->path->subresource, "status") == 0)) {
         bdy__kube_columns cols;
         bdy__kube_columns_load(v->k->store, &v->info, &cols);
         json_object *items = json_object_new_array();
@@ -976,7 +978,8 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     char mt[96];
     media_type(req->content_type, mt, sizeof(mt));
     /* Bodies are JSON, but kubectl's typed clients (`kubectl create secret
-     * generic`, `create configmap`) post Secrets and ConfigMaps as protobuf. */
+     * generic`, `create configmap`, `create namespace`) post these kinds as
+     * protobuf. */
     bool proto = bdy__kube_proto_accepts(&v.info);
     bool as_proto = proto && strcmp(mt, BDY__KUBE_PROTOBUF_TYPE) == 0;
     if (strcmp(mt, "application/json") != 0 && !as_proto) {

@@ -97,10 +97,11 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
                      bool table);
 
 /* Kubernetes protobuf bodies (kubeapi_proto.c): what kubectl's typed
- * clients post (`kubectl create secret generic`, `create configmap`). */
+ * clients post (`kubectl create secret generic`, `create configmap`,
+ * `create namespace`). */
 #define BDY__KUBE_PROTOBUF_TYPE "application/vnd.kubernetes.protobuf"
 /* Whether a create or update of info's resource may come as protobuf
- * (Secrets and ConfigMaps). */
+ * (Secrets, ConfigMaps and Namespaces). */
 bool bdy__kube_proto_accepts(const bdy_resource_info *info);
 /* Decodes a protobuf body of len bytes (the "k8s\0" envelope around a
  * runtime.Unknown holding the object) into the JSON object a JSON client

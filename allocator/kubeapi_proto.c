@@ -1,6 +1,7 @@
-/* Kubernetes protobuf request bodies of Secrets and ConfigMaps: what
- * kubectl's typed clients send (`kubectl create secret generic`, `kubectl
- * create configmap` post protobuf, not JSON), decoded into the JSON object
+/* Kubernetes protobuf request bodies of Secrets, ConfigMaps and Namespaces:
+ * what kubectl's typed clients send (`kubectl create secret generic`,
+ * `kubectl create configmap`, `kubectl create namespace` post protobuf, not
+ * JSON), decoded into the JSON object
  * a JSON client would have sent, so that both meet the same validation in
  * the store.
  *
@@ -54,6 +55,7 @@ typedef enum proto_kind {
     PROTO_NONE,
     PROTO_SECRET,
     PROTO_CONFIGMAP,
+    PROTO_NAMESPACE,
 } proto_kind;
 
 static proto_kind kind_of(const bdy_resource_info *info)
@@ -64,6 +66,8 @@ static proto_kind kind_of(const bdy_resource_info *info)
         return PROTO_SECRET;
     if (strcmp(info->resource, "configmaps") == 0)
         return PROTO_CONFIGMAP;
+    if (strcmp(info->resource, "namespaces") == 0)
+        return PROTO_NAMESPACE;
     return PROTO_NONE;
 }
 
@@ -237,6 +241,44 @@ static int string_member(json_object *obj, const char *name, const pb_field *f, 
     return put(obj, name, s);
 }
 
+/* A repeated string field's next item, appended to obj[name]. */
+static int list_string(json_object *obj, const char *name, const pb_field *f, const char *kind,
+                       bdy_errbuf *eb)
+{
+    json_object *s = NULL;
+    json_object *list = NULL;
+    int rc = pb_string(f, kind, &s, eb);
+    if (rc == 0 &&
+        ((list = child(obj, name, true)) == NULL || json_object_array_add(list, s) != 0)) {
+        json_object_put(s);
+        rc = BDY_ENOMEM;
+    }
+    return rc;
+}
+
+/* A Namespace's spec {1: finalizers}; kubectl sends an empty one, which
+ * JSON leaves out too. */
+static int namespace_spec(json_object *obj, const pb_field *f, const char *kind, bdy_errbuf *eb)
+{
+    pb r = f->sub;
+    pb_field e;
+    int more = 0;
+    int rc = 0;
+    if (f->wire != WIRE_LEN)
+        return malformed(eb, kind, "spec is not a message");
+    json_object *spec = NULL;
+    while (rc == 0 && (more = next_field(&r, &e)) > 0) {
+        if (e.num != 1)
+            continue;
+        if (spec == NULL && (spec = child(obj, "spec", false)) == NULL)
+            return BDY_ENOMEM;
+        rc = list_string(spec, "finalizers", &e, kind, eb);
+    }
+    if (rc == 0 && more < 0)
+        rc = malformed(eb, kind, "spec is cut short");
+    return rc;
+}
+
 static int bool_member(json_object *obj, const char *name, const pb_field *f, const char *kind,
                        bdy_errbuf *eb)
 {
@@ -307,14 +349,7 @@ static int object_meta(json_object *obj, const pb_field *f, const char *kind, bd
         } else if (e.num == 13) {
             rc = owner_reference(meta, &e, kind, eb);
         } else if (e.num == 14) {
-            json_object *s = NULL;
-            json_object *list = NULL;
-            rc = pb_string(&e, kind, &s, eb);
-            if (rc == 0 && ((list = child(meta, "finalizers", true)) == NULL ||
-                            json_object_array_add(list, s) != 0)) {
-                json_object_put(s);
-                rc = BDY_ENOMEM;
-            }
+            rc = list_string(meta, "finalizers", &e, kind, eb);
         }
     }
     if (rc == 0 && more < 0)
@@ -331,6 +366,11 @@ static int decode_object(proto_kind k, json_object *obj, pb raw, const char *kin
     while (rc == 0 && (more = next_field(&raw, &e)) > 0) {
         if (e.num == 1) {
             rc = object_meta(obj, &e, kind, eb);
+        } else if (k == PROTO_NAMESPACE) {
+            /* Namespace {2: spec, 3: status}: a status is the server's
+             * to set, as the store does for a JSON body's. */
+            if (e.num == 2)
+                rc = namespace_spec(obj, &e, kind, eb);
         } else if (k == PROTO_SECRET) {
             /* Secret {2: data (bytes), 3: type, 4: stringData, 5: immutable} */
             if (e.num == 2 || e.num == 4)

@@ -365,6 +365,9 @@ static void test_label_annotate_patch(void **state)
     char want[64];
     snprintf(want, sizeof(want), "7/%s", gen);
     expect_kubectl(want, args);
+    /* Its printer columns, as for the object itself. */
+    snprintf(args, sizeof(args), "get %s --subresource=status", first);
+    expect_kubectl("PHASE", args);
     /* Plain (strategic merge) patch on a custom resource: kubectl's message. */
     assert_int_not_equal(
         kubectl(&out, "patch mm demo -p '{\"spec\":{\"startDeadlineSeconds\":5}}'"), 0);
@@ -548,7 +551,8 @@ static void expect_row(const char *kind, const char *name, const char *const *wa
 }
 
 /* Secrets and ConfigMaps as kubectl users handle them: `kubectl create
- * secret generic` and `create configmap` (which post protobuf), apply of
+ * secret generic` and `create configmap` (which post protobuf, as `create
+ * namespace` does for the namespace they may go in), apply of
  * YAML with stringData (a strategic merge patch the second time), the
  * TYPE and DATA columns, what the API server refuses, immutability and
  * delete. */
@@ -657,6 +661,11 @@ static void test_secrets_and_configmaps(void **state)
     expect_kubectl_refused("NotFound", "get secret db");
     expect_kubectl("configmap \"cfg\" deleted", "delete cm cfg");
     expect_kubectl_refused("NotFound", "get cm cfg");
+
+    expect_kubectl("namespace/vault created", "create namespace vault");
+    expect_kubectl("secret/key created", "create secret generic key -n vault --from-literal=k=v");
+    expect_kubectl_output("dg==", "get secret key -n vault -o jsonpath='{.data.k}'");
+    expect_kubectl_output("namespace/vault", "get ns vault -o name");
 }
 
 /* Reads what the background watch wrote so far. */

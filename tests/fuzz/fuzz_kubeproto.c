@@ -2,8 +2,8 @@
  * decoder (allocator/kubeapi_proto.c) and the rules the store applies to
  * both kinds (reconciler/corekinds.c).
  *
- * An input starting with the protobuf prefix "k8s\0" is decoded as a Secret
- * and as a ConfigMap; any other is parsed as JSON (depth-capped like the
+ * An input starting with the protobuf prefix "k8s\0" is decoded as a
+ * Secret, a ConfigMap and a Namespace; any other is parsed as JSON (depth-capped like the
  * HTTP edge). Each object is then prepared by the rules of both kinds in
  * both unknown-field modes. Beyond memory errors the driver aborts when a
  * decoded object does not survive a round trip through JSON text, or when
@@ -93,8 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > FUZZ_MAX_INPUT)
         return 0;
     if (size >= 4 && memcmp(data, "k8s\0", 4) == 0) {
-        const char *const kinds[][2] = {{"secrets", "Secret"}, {"configmaps", "ConfigMap"}};
-        for (size_t i = 0; i < 2; i++) {
+        const char *const kinds[][2] = {
+            {"secrets", "Secret"}, {"configmaps", "ConfigMap"}, {"namespaces", "Namespace"}};
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
             bdy_resource_info info = info_of(kinds[i][0], kinds[i][1]);
             json_object *obj = NULL;
             int rc = bdy__kube_proto_decode(&info, (const char *)data, size, &obj, NULL);

@@ -1,6 +1,7 @@
-/* Kubernetes protobuf bodies of Secrets and ConfigMaps
+/* Kubernetes protobuf bodies of Secrets, ConfigMaps and Namespaces
  * (allocator/kubeapi_proto.c): what kubectl 1.32 posts for `kubectl create
- * secret generic` and `kubectl create configmap` (captured bytes), every
+ * secret generic`, `kubectl create configmap` and `kubectl create
+ * namespace` (captured bytes), every
  * field these kinds carry, and malformed bodies, which must fail cleanly. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,19 @@ static const char kubectl_configmap[] =
     "b\x1a\x0b\x0a\x03"
     "bin\x12\x04\x00\xff"
     "hi\x1a\x00\x22\x00";
+
+/* `kubectl create namespace games` */
+static const char kubectl_namespace[] =
+    "k8s\0\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x1d\x0a\x15\x0a\x05games"
+    "\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00"
+    "\x1a\x02\x0a\x00\x1a\x00\x22\x00";
+
+static const bdy_resource_info *namespaces(void)
+{
+    static bdy_resource_info info;
+    info = builtin_info("namespaces");
+    return &info;
+}
 
 static const bdy_resource_info *secrets(void)
 {
@@ -159,6 +173,10 @@ static void test_what_kubectl_sends(void **state)
     expect_decoded(configmaps(), kubectl_configmap, sizeof(kubectl_configmap) - 1,
                    "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cfg\"},"
                    "\"data\":{\"a\":\"b\"},\"binaryData\":{\"bin\":\"AP9oaQ==\"}}");
+    expect_decoded(namespaces(), kubectl_namespace, sizeof(kubectl_namespace) - 1,
+                   "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":"
+                   "\"games\"}}");
+    assert_true(bdy__kube_proto_accepts(namespaces()));
     /* The resource decides the message; the kind the body names is
      * checked in the store, as a JSON body's is. */
     pbuf empty = {.n = 0};
@@ -244,6 +262,19 @@ static void test_every_field(void **state)
     expect_decoded(configmaps(), body.b, body.n,
                    "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"data\":{\"empty\":\"\"},"
                    "\"immutable\":true}");
+    /* A Namespace's spec.finalizers; its status is the server's to set. */
+    pbuf ns = {.n = 0};
+    pbuf spec = {.n = 0};
+    pbuf status = {.n = 0};
+    put_str(&spec, 1, "kubernetes");
+    put_str(&spec, 1, "example.com/keep");
+    put_msg(&ns, 2, &spec);
+    put_str(&status, 1, "Terminating");
+    put_msg(&ns, 3, &status);
+    envelope(&body, "Namespace", &ns);
+    expect_decoded(namespaces(), body.b, body.n,
+                   "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"spec\":{\"finalizers\":["
+                   "\"kubernetes\",\"example.com/keep\"]}}");
 }
 
 static void test_malformed(void **state)
@@ -289,6 +320,15 @@ static void test_malformed(void **state)
     put_str(&raw, 5, "yes");
     envelope(&body, "Secret", &raw);
     expect_malformed(secrets(), body.b, body.n, "bool field is not a varint");
+    raw.n = 0;
+    put_uint(&raw, 2, 1);
+    envelope(&body, "Namespace", &raw);
+    expect_malformed(namespaces(), body.b, body.n, "spec is not a message");
+    raw.n = meta.n = 0;
+    put_uint(&meta, 1, 1);
+    put_msg(&raw, 2, &meta);
+    envelope(&body, "Namespace", &raw);
+    expect_malformed(namespaces(), body.b, body.n, "string field is not length-delimited");
     /* A content encoding (gzip'd raw) is not what these clients send. */
     raw.n = 0;
     envelope(&body, "Secret", &raw);
