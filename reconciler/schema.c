@@ -516,6 +516,16 @@ static void check_object(ctx *c, const bdy_schema *s, json_object *v, bool root)
             continue;
         if (child == NULL)
             child = s->additional;
+        /* A null where the schema allows none and has no default to put
+         * in (apply_defaults has put those in) is dropped, not refused, as
+         * the Kubernetes API server drops it: clients that write unset
+         * fields as null (Go structs without omitempty) are served. Not in
+         * arrays, where Kubernetes keeps (and refuses) it too. */
+        if (child != NULL && val == NULL && !child->nullable &&
+            (!child->has_default || child->default_value == NULL)) {
+            json_object_object_del(v, key);
+            continue;
+        }
         if (child == NULL && (s->additional_any || s->preserve_unknown))
             continue;
         if (child == NULL && c->mode == BDY_UNKNOWN_PRUNE) {

@@ -610,6 +610,19 @@ static void test_valid_object_and_defaults(void **state)
     assert_null(at(obj, "spec/note"));
     json_object_put(obj);
 
+    /* A null that is neither allowed nor defaulted is dropped, as the
+     * Kubernetes API server drops it, in properties and maps alike. */
+    assert_int_equal(validate_spec(crd,
+                                   "{\"pool\":\"eu\",\"enabled\":null,\"labels\":{\"a\":null,"
+                                   "\"b\":\"2\"},\"ports\":[{\"name\":\"g\",\"port\":null}]}",
+                                   BDY_UNKNOWN_REJECT, &obj, &eb),
+                     0);
+    assert_false(json_object_object_get_ex(at(obj, "spec"), "enabled", NULL));
+    assert_false(json_object_object_get_ex(at(obj, "spec/labels"), "a", NULL));
+    assert_string_equal(json_object_get_string(at(obj, "spec/labels/b")), "2");
+    assert_false(json_object_object_get_ex(at(obj, "spec/ports/0"), "port", NULL));
+    json_object_put(obj);
+
     /* An explicit value is never replaced by the default. */
     assert_int_equal(
         validate_spec(crd, "{\"pool\":\"eu\",\"replicas\":0}", BDY_UNKNOWN_PRUNE, &obj, &eb), 0);
@@ -661,8 +674,10 @@ static void test_keywords_reject(void **state)
                  "FieldValueTypeInvalid",
                  "Invalid value: \"string\": spec.enabled in body must be of type boolean: "
                  "\"string\"");
-    expect_cause(crd, "{\"pool\":\"eu\",\"enabled\":null}", "spec.enabled", "FieldValueTypeInvalid",
-                 "Invalid value: \"null\": spec.enabled in body must be of type boolean: \"null\"");
+    /* A null item of an array is not dropped, as a member's is. */
+    expect_cause(crd, "{\"pool\":\"eu\",\"ports\":[null]}", "spec.ports[0]",
+                 "FieldValueTypeInvalid",
+                 "Invalid value: \"null\": spec.ports[0] in body must be of type object: \"null\"");
     expect_cause(crd, "{\"pool\":\"eu\",\"labels\":[]}", "spec.labels", "FieldValueTypeInvalid",
                  "Invalid value: \"array\": spec.labels in body must be of type object: \"array\"");
     expect_cause(crd, "{\"pool\":\"eu\",\"mode\":\"c\"}", "spec.mode", "FieldValueNotSupported",
