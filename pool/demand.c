@@ -345,6 +345,10 @@ void bdy_demand_lead_time(bdy_demand *d, const char *ns, const char *pool, doubl
 typedef struct row {
     char key[KEY_MAX];
     minute_slot s;
+    /* The pool was configured through the minute: its claims are demand.
+     * A removed pool's minute (releases, lead times) counts no time, or
+     * its forecast would read it as a minute without demand. */
+    bool lived;
 } row;
 
 static int exec_sql(bdy_demand *d, const char *sql)
@@ -366,7 +370,7 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
     if ((rc = exec_sql(d, "BEGIN")) != 0)
         return rc;
     if (sqlite3_prepare_v2(d->db,
-                           "INSERT OR REPLACE INTO demand_samples VALUES(?,?,60,1,?,?,?,?,?,?)", -1,
+                           "INSERT OR REPLACE INTO demand_samples VALUES(?,?,60,?,?,?,?,?,?,?)", -1,
                            &st, NULL) != SQLITE_OK) {
         rc = BDY_EIO;
         goto out;
@@ -375,10 +379,11 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, rows[i].key, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)rows[i].s.minute * 60);
+        sqlite3_bind_int(st, 3, rows[i].lived ? 1 : 0);
         for (int k = 0; k < 4; k++)
-            sqlite3_bind_int64(st, 3 + k, rows[i].s.n[k]);
-        sqlite3_bind_double(st, 7, rows[i].s.lead_sum);
-        sqlite3_bind_int64(st, 8, rows[i].s.lead_n);
+            sqlite3_bind_int64(st, 4 + k, rows[i].s.n[k]);
+        sqlite3_bind_double(st, 8, rows[i].s.lead_sum);
+        sqlite3_bind_int64(st, 9, rows[i].s.lead_n);
         if (sqlite3_step(st) != SQLITE_DONE) {
             rc = BDY_EIO;
             goto out;
@@ -604,6 +609,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 row *r = &rows[nrows++];
                 snprintf(r->key, sizeof(r->key), "%s", p->key);
                 r->s = *s;
+                r->lived = false;
                 counted = true;
             }
             if (counted) {
@@ -618,22 +624,28 @@ int bdy_demand_tick(bdy_demand *d, double now)
             p->flushed = minute_now;
             continue;
         }
-        if (p->flushed == 0 || p->flushed + BDY_DEMAND_MEMORY_MINUTES < minute_now)
-            p->flushed = p->flushed == 0 ? minute_now : minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
-        /* This minute was lived through: written once complete, if only
-         * as a minute without demand. A minute no tick and no event saw
-         * (the machine suspended, the clock stepped forward) is left out:
-         * missing to the forecast, not zero demand. */
-        slot_for(p, minute_now);
+        if (p->flushed == 0)
+            p->flushed = minute_now;
+        /* The minutes in memory from flushed on, by their slots: after a
+         * jump past the memory (the machine suspended, the clock stepped
+         * forward) the minute the jump began in is still there, and was
+         * lived. Before this minute's slot is taken, which may be that
+         * minute's. */
         uint64_t flushed_from = p->flushed;
-        for (uint64_t m = p->flushed; m < minute_now; m++) {
-            minute_slot *s = &p->slots[m % BDY_DEMAND_MEMORY_MINUTES];
-            if (s->minute != m)
+        for (size_t i = 0; i < BDY_DEMAND_MEMORY_MINUTES; i++) {
+            minute_slot *s = &p->slots[i];
+            if (s->minute < p->flushed || s->minute >= minute_now)
                 continue;
             row *r = &rows[nrows++];
             snprintf(r->key, sizeof(r->key), "%s", p->key);
             r->s = *s;
+            r->lived = true;
         }
+        /* This minute was lived through: written once complete, if only
+         * as a minute without demand. A minute no tick and no event saw
+         * (the jump above) is left out: missing to the forecast, not zero
+         * demand. */
+        slot_for(p, minute_now);
         p->flushed = minute_now;
         work *w = &jobs[njobs++];
         snprintf(w->key, sizeof(w->key), "%s", p->key);

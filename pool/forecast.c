@@ -261,7 +261,12 @@ int bdy_forecast_observe(bdy_forecast *f, uint64_t bucket, double value)
         f->next = bucket;
     }
     if (!missing) {
-        note_error(f, value - raw_forecast(f, bucket));
+        /* Scored against the forecast sizing uses (never below 0), and
+         * only once there is one: the first observation against the 0 of
+         * an empty history made its whole value an error, a new pool's
+         * margin as large as its demand for hours. */
+        if (f->nobs > 0)
+            note_error(f, value - bdy_forecast_at(f, bucket));
         f->ma[f->ma_pos] = value;
         f->ma_pos = (f->ma_pos + 1) % f->o.ma_window;
         if (f->ma_n < f->o.ma_window)

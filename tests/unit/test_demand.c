@@ -195,6 +195,15 @@ static void test_reload_and_removed_pools(void **state)
     for (int m = 10; m < 70; m++)
         assert_int_equal(bdy_demand_tick(d, T0 + (m + 1) * 60), 0);
     assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), rows);
+    /* Its worlds' releases are still counted, in minutes that are no time
+     * lived: its forecast, should it come back, reads them as missing, not
+     * as minutes without claims. */
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_RELEASE, T0 + 70 * 60 + 5);
+    assert_int_equal(bdy_demand_tick(d, T0 + 72 * 60), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), rows + 1);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples WHERE releases = 1 "
+                                   "AND minutes = 0"),
+                     1);
     bdy_demand_close(d);
 }
 
@@ -217,6 +226,10 @@ static void test_suspended_time_is_missing(void **state)
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM demand_samples WHERE start > %.0f", T0 + 900);
     assert_int_equal(count_rows(f, sql), 1);
+    /* The minute the suspend began in (14) was lived, and is written too
+     * (folded into 5-minute rows by now): 0..14, and the minute after the
+     * three hours. */
+    assert_int_equal(count_rows(f, "SELECT SUM(minutes) FROM demand_samples"), 16);
     assert_int_equal(count_rows(f, "SELECT SUM(claims) FROM demand_samples"), 50);
     bdy_demand_close(d);
 }

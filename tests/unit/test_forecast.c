@@ -90,7 +90,12 @@ static void test_moving_average_while_short(void **state)
     bdy_forecast *f = make(false);
     assert_true(bdy_forecast_at(f, FIRST) == 0); /* empty history */
     assert_int_equal(bdy_forecast_observe(f, FIRST, 10), 0);
+    /* The first value had no forecast to miss: no error yet, no margin
+     * (it was scored against 0, a margin of its whole value). */
+    assert_true(bdy_forecast_rate_sd(f, 0) == 0);
     assert_int_equal(bdy_forecast_observe(f, FIRST + 1, 20), 0);
+    /* The second missed the first's 10 by 10. */
+    assert_true(fabs(bdy_forecast_rate_sd(f, 0) - 10) < 1e-9);
     assert_int_equal(bdy_forecast_observe(f, FIRST + 2, 30), 0);
     assert_int_equal(bdy_forecast_observe(f, FIRST + 3, 40), 0);
     assert_false(bdy_forecast_seasonal(f));
