@@ -54,6 +54,8 @@ typedef struct world {
     uint64_t claim_rv;        /* the rv a claim (or a scale-down, or a fail) started from */
     uint64_t template_id;     /* its BDY_LABEL_TEMPLATE, 0 without one */
     double ready_since;       /* monotonic seconds when first seen Ready (scale-down age) */
+    double created_at;        /* wall seconds of its grant when this run made it, finer
+                                 than creationTimestamp's whole seconds; 0: not known */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
     bool labels_unknown;      /* too many to keep (or no memory): no selector
                                  matches it, claims without one still may */
@@ -71,6 +73,7 @@ typedef struct world {
 typedef struct creation {
     char name[BDY_NAME_MAX]; /* the world's, chosen at the grant */
     double since;            /* monotonic seconds of the grant, then of the create */
+    double granted_at;       /* wall seconds of the grant, just before the create */
 } creation;
 
 struct fleet_pool {
@@ -659,15 +662,19 @@ static void creations_prune(fleet_pool *p, double now)
     }
 }
 
-/* The world ns/name of pool p has been seen: its slot, if any, goes. Under f->lock. */
-static void creation_seen(fleet_pool *p, const char *name)
+/* The world ns/name of pool p has been seen: its slot, if any, goes.
+ * Returns the slot's grant time (wall seconds), 0 without one. Under
+ * f->lock. */
+static double creation_seen(fleet_pool *p, const char *name)
 {
     for (size_t i = 0; p != NULL && i < p->ncreating; i++) {
         if (strcmp(p->creating[i].name, name) == 0) {
+            double granted_at = p->creating[i].granted_at;
             creation_drop(p, i);
-            return;
+            return granted_at;
         }
     }
+    return 0;
 }
 
 void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
@@ -708,9 +715,10 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
 
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
+    double created_at = 0;
     if (w == NULL) {
         if (pool != NULL)
-            creation_seen(find_pool(f, ns, pool), name);
+            created_at = creation_seen(find_pool(f, ns, pool), name);
         if ((w = world_add(f, key, strlen(ns))) == NULL) {
             free(labels);
             free(uid);
@@ -718,6 +726,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
             pthread_mutex_unlock(&f->lock);
             return;
         }
+        w->created_at = created_at;
     } else {
         if (rv != 0 && rv < w->rv) {
             /* An older state than one already seen (a relist racing a
@@ -742,6 +751,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->process = BDY_PROCESS_UNKNOWN;
         w->failure_listed = false;
         w->ready_since = 0;
+        w->created_at = 0;
     }
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
         w->ready_since = monotonic_s();
@@ -902,6 +912,7 @@ bool bdy_fleet_creation_grant(bdy_fleet *f, const char *ns, const char *pool, ch
     creation_name(f, p, slot->name);
     p->ncreating++;
     slot->since = now;
+    slot->granted_at = bdy_wall_seconds();
     snprintf(name_out, BDY_NAME_MAX, "%s", slot->name);
     granted = true;
 out:
@@ -1047,6 +1058,7 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
         snprintf(out->uid, sizeof(out->uid), "%s", w->uid ? w->uid : "");
         out->claimed = w->held || w->claiming;
         out->process = w->process;
+        out->created_at = w->created_at;
         rc = 0;
     }
     pthread_mutex_unlock(&f->lock);

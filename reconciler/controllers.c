@@ -1110,6 +1110,11 @@ static void observe_startup(bdy_reconciler *r, json_object *world, double starte
     if (bdy_timestamp_parse(bdy_jstr(meta, "creationTimestamp"), &created) != 0)
         return;
     const char *ns = bdy_jstr(meta, "namespace");
+    const char *name = bdy_jstr(meta, "name");
+    bdy_world_seen seen;
+    if (ns != NULL && name != NULL && bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) == 0 &&
+        seen.created_at > 0)
+        created = seen.created_at;
     const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
     const char *labels[] = {ns ? ns : "", pool ? pool : "", NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);

@@ -134,6 +134,11 @@ typedef struct bdy_world_seen {
     bool claimed; /* a claim holds it or is being made durable, though its
                      status may still say Ready */
     bdy_process_seen process;
+    /* Wall seconds of the create when this run made it (granted by
+     * bdy_fleet_creation_grant just before): finer than creationTimestamp,
+     * whose whole seconds would add half a second to every startup
+     * measured from it. 0: not known (made before a restart, or by hand). */
+    double created_at;
 } bdy_world_seen;
 
 int bdy_fleet_new(bdy_fleet **out);

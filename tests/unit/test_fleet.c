@@ -975,7 +975,9 @@ static void test_creations_hold_room_until_seen(void **state)
     observe(f, world("a3", "arena", "Allocated", 12, "dust", false, false));
 
     char n1[BDY_NAME_MAX], n2[BDY_NAME_MAX], n3[BDY_NAME_MAX];
+    double before = bdy_wall_seconds();
     assert_true(bdy_fleet_creation_grant(f, "default", "arena", n1));
+    double after = bdy_wall_seconds();
     assert_int_equal(strncmp(n1, "arena-", 6), 0);
     assert_int_equal(strlen(n1), 11);
     bdy_pool_counts c;
@@ -991,6 +993,13 @@ static void test_creations_hold_room_until_seen(void **state)
     assert_int_equal(c.creating, 1);
     /* Seen: it counts as a world now, not twice. */
     observe(f, world(n1, "arena", "Pending", 13, "dust", false, false));
+    /* It knows when it was made, finer than creationTimestamp's seconds;
+     * a world it did not make, not. */
+    bdy_world_seen seen;
+    assert_int_equal(bdy_fleet_world_seen(f, "default", n1, &seen), 0);
+    assert_true(seen.created_at >= before && seen.created_at <= after);
+    assert_int_equal(bdy_fleet_world_seen(f, "default", "a3", &seen), 0);
+    assert_true(seen.created_at == 0);
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.creating, 0);
     assert_int_equal(c.phase[BDY_PHASE_PENDING], 1);
