@@ -322,40 +322,47 @@ static void reply_object(bdy_http_response *resp, unsigned code, json_object *ob
     bdy_http_json(resp, code, obj);
 }
 
+/* Whether cause i of eb is an unknown field (what strict decoding refuses). */
+static bool unknown_field_cause(const bdy_errbuf *eb, size_t i)
+{
+    return strncmp(eb->causes[i].message, "unknown field", 13) == 0;
+}
+
 /* Adds a Warning header listing unknown fields reported in eb. */
 static void warn_unknown(bdy_http_response *resp, const bdy_errbuf *eb)
 {
     char text[MAX_WARNING_LEN + 16];
     size_t n = (size_t)snprintf(text, sizeof(text), "299 - \"");
+    bool first = true;
     for (size_t i = 0; i < eb->ncauses && n < MAX_WARNING_LEN; i++) {
-        const char *m = eb->causes[i].message;
-        if (strncmp(m, "unknown field", 13) != 0)
+        if (!unknown_field_cause(eb, i))
             continue;
-        for (const char *p = m; *p != '\0' && n < MAX_WARNING_LEN; p++) {
+        if (!first)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, ", ");
+        first = false;
+        for (const char *p = eb->causes[i].message; *p != '\0' && n < MAX_WARNING_LEN; p++) {
             if (*p == '"' || *p == '\\')
                 text[n++] = '\\';
             text[n++] = *p;
         }
-        if (i + 1 < eb->ncauses && n < MAX_WARNING_LEN)
-            n += (size_t)snprintf(text + n, sizeof(text) - n, ", ");
     }
     snprintf(text + n, sizeof(text) - n, "\"");
     bdy_http_set_header(resp, "Warning", text);
 }
 
-/* True when every cause is an unknown field (strict decoding). */
-static bool only_unknown_fields(const bdy_errbuf *eb)
+/* True when some cause is an unknown field. */
+static bool any_unknown_field(const bdy_errbuf *eb)
 {
-    if (eb->ncauses == 0)
-        return false;
     for (size_t i = 0; i < eb->ncauses; i++) {
-        if (strncmp(eb->causes[i].message, "unknown field", 13) != 0)
-            return false;
+        if (unknown_field_cause(eb, i))
+            return true;
     }
-    return true;
+    return false;
 }
 
-/* The API server's answer to unknown fields with fieldValidation=Strict. */
+/* The API server's answer to unknown fields with fieldValidation=Strict:
+ * its decoder refuses them before any validation, so they are all it
+ * names. */
 static void fail_strict(bdy_http_response *resp, const bdy_errbuf *eb,
                         const bdy_resource_info *info)
 {
@@ -364,9 +371,14 @@ static void fail_strict(bdy_http_response *resp, const bdy_errbuf *eb,
                                 "%s in version \"%s\" cannot be handled as a %s: strict decoding "
                                 "error: ",
                                 info->kind, info->version, info->kind);
-    for (size_t i = 0; i < eb->ncauses && n < sizeof(msg); i++)
-        n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s", i ? ", " : "",
+    bool first = true;
+    for (size_t i = 0; i < eb->ncauses && n < sizeof(msg); i++) {
+        if (!unknown_field_cause(eb, i))
+            continue;
+        n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s", first ? "" : ", ",
                               eb->causes[i].message);
+        first = false;
+    }
     bdy__kube_fail_msg(resp, 400, "BadRequest", msg);
 }
 
@@ -384,14 +396,15 @@ static int validated_write(const bdy_kube_query *q, write_fn fn, void *ctx, json
         return fn(ctx, &wo, out, eb);
     }
     int rc = fn(ctx, &wo, out, eb);
-    if (rc != BDY_EINVALID_OBJECT || !only_unknown_fields(eb))
+    if (rc != BDY_EINVALID_OBJECT || !any_unknown_field(eb))
         return rc;
     if (q->field_validation == BDY_FIELDS_STRICT) {
         *strict_failed = true;
         return rc;
     }
     /* Warn (also the default): write with the unknown fields dropped and
-     * say which they were. */
+     * say which they were; what else is wrong is refused on its own, as
+     * the API server drops unknown fields before it validates. */
     warn_unknown(resp, eb);
     bdy_errbuf_clear(eb);
     wo.unknown = BDY_UNKNOWN_PRUNE;
@@ -979,8 +992,9 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     media_type(req->content_type, mt, sizeof(mt));
     /* Bodies are JSON, but kubectl's typed clients (`kubectl create secret
      * generic`, `create configmap`, `create namespace`) post these kinds as
-     * protobuf. */
-    bool proto = bdy__kube_proto_accepts(&v.info);
+     * protobuf. Not to a subresource: a status, which the decoder leaves
+     * out, would be written as none. */
+    bool proto = bdy__kube_proto_accepts(&v.info) && !v.path->subresource[0];
     bool as_proto = proto && strcmp(mt, BDY__KUBE_PROTOBUF_TYPE) == 0;
     if (strcmp(mt, "application/json") != 0 && !as_proto) {
         char msg[200];

@@ -245,6 +245,25 @@ static void test_apply_crds_and_manifests(void **state)
     assert_int_not_equal(kubectl(&out, "apply -f bad.yaml"), 0);
     assert_non_null(strstr(out, "unknown field \"spec.bogus\""));
     free(out);
+    /* With an invalid value too: strict decoding refuses the unknown field
+     * alone (400, as the API server's decoder does before validating),
+     * and --validate=warn warns of it and refuses the value alone. */
+    bb_write(&srv, "bad.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: bad}\n"
+             "spec:\n  bogus: 1\n  ports: [{name: game, containerPort: 70000}]\n"
+             "  local: {command: /bin/true}\n");
+    assert_int_not_equal(kubectl(&out, "apply -f bad.yaml"), 0);
+    if (strstr(out, "strict decoding error: unknown field \"spec.bogus\"") == NULL ||
+        strstr(out, "containerPort") != NULL)
+        fail_msg("strict, unknown field and invalid value:\n%s", out);
+    free(out);
+    assert_int_not_equal(kubectl(&out, "apply --validate=warn -f bad.yaml"), 0);
+    if (strstr(out, "Warning: unknown field \"spec.bogus\"") == NULL ||
+        strstr(out, "spec.ports[0].containerPort: Invalid value: 70000") == NULL ||
+        strstr(out, "unknown field \"spec.bogus\", ") != NULL)
+        fail_msg("warn, unknown field and invalid value:\n%s", out);
+    free(out);
     /* The example manifests (applied at start-up) re-apply. */
     snprintf(cmd, sizeof(cmd), "apply -f %s/examples/manifests/arena.yaml", BINDERY_SOURCE_DIR);
     expect_kubectl("modulemanifest.bindery.dev/arena", cmd);
@@ -666,6 +685,14 @@ static void test_secrets_and_configmaps(void **state)
     expect_kubectl("secret/key created", "create secret generic key -n vault --from-literal=k=v");
     expect_kubectl_output("dg==", "get secret key -n vault -o jsonpath='{.data.k}'");
     expect_kubectl_output("namespace/vault", "get ns vault -o name");
+    /* Not to its status: the decoder leaves a status out, and it would
+     * be written as none. */
+    static const char *const proto_hdr[] = {"Content-Type: application/vnd.kubernetes.protobuf",
+                                            NULL};
+    long st = 0;
+    json_object *o = request_json("PUT", "/api/v1/namespaces/vault/status", "{}", proto_hdr, &st);
+    assert_status(o, st, 415, "UnsupportedMediaType");
+    json_object_put(o);
 }
 
 /* Reads what the background watch wrote so far. */
