@@ -39,6 +39,7 @@ typedef struct minute_slot {
     uint32_t n[4];   /* by bdy_demand_kind */
     double lead_sum;
     uint32_t lead_n;
+    bool lived; /* a tick saw the pool configured in this minute */
 } minute_slot;
 
 typedef struct pool_rec {
@@ -609,7 +610,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 row *r = &rows[nrows++];
                 snprintf(r->key, sizeof(r->key), "%s", p->key);
                 r->s = *s;
-                r->lived = false;
+                r->lived = s->lived; /* the minute the reload removed it in was */
                 counted = true;
             }
             if (counted) {
@@ -645,7 +646,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
          * as a minute without demand. A minute no tick and no event saw
          * (the jump above) is left out: missing to the forecast, not zero
          * demand. */
-        slot_for(p, minute_now);
+        slot_for(p, minute_now)->lived = true;
         p->flushed = minute_now;
         work *w = &jobs[njobs++];
         snprintf(w->key, sizeof(w->key), "%s", p->key);

@@ -191,10 +191,20 @@ static void test_reload_and_removed_pools(void **state)
 
     long long rows = count_rows(f, "SELECT COUNT(*) FROM demand_samples");
     bdy_config_pools none = {NULL, 0};
+    /* A claim in the minute the reload removes the pool in, which it lived
+     * through: that minute is written as lived, none after it. */
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 10 * 60 + 31);
     assert_int_equal(bdy_demand_set_pools(d, &none, &eb), 0);
     for (int m = 10; m < 70; m++)
         assert_int_equal(bdy_demand_tick(d, T0 + (m + 1) * 60), 0);
+    rows++;
     assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_samples"), rows);
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*) FROM demand_samples WHERE start = %.0f AND minutes = 1 AND "
+             "claims = 1",
+             T0 + 10 * 60);
+    assert_int_equal(count_rows(f, sql), 1);
     /* Its worlds' releases are still counted, in minutes that are no time
      * lived: its forecast, should it come back, reads them as missing, not
      * as minutes without claims. */
