@@ -712,8 +712,13 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
             /* Lead time: creation to Ready, smoothed. */
             double created = 0;
             double ready = 0;
-            if (bdy_timestamp_parse(bdy_jstr(bdy_jget(obj, "metadata"), "creationTimestamp"),
-                                    &created) == 0 &&
+            bdy_world_seen seen;
+            if (bdy_fleet_world_seen(c->o.fleet, ns, name, &seen) == 0 && seen.created_at > 0)
+                created = seen.created_at; /* finer than creationTimestamp */
+            else if (bdy_timestamp_parse(bdy_jstr(bdy_jget(obj, "metadata"), "creationTimestamp"),
+                                         &created) != 0)
+                created = -1;
+            if (created >= 0 &&
                 bdy_timestamp_parse(bdy_jstr(bdy_jget(status, "timings"), "readyAt"), &ready) ==
                     0 &&
                 ready >= created) {
@@ -1878,22 +1883,27 @@ static void inflight_remove(bdy_claims *c, waiter *w)
     }
 }
 
-/* Lists w as waiting for its world (w->ns, w->world), taking it off
- * c->inflight first when it is there (a cold-claim thread started another
- * world for it) under the same hold of the lock, so the orphan sweep always
- * finds the world waited for. False when stopping: w is left as it was.
- * Once this returns true, a cold-claim thread may answer and free w. */
-static bool park_waiter(bdy_claims *c, waiter *w, bool inflight)
+/* Lists w as waiting for its world (w->ns, w->world). With another_world,
+ * w is on c->inflight (a cold-claim thread started that world for it in
+ * place of w->world): under the same hold of the lock it is taken off
+ * there and waits for another_world instead, so the orphan sweep, which
+ * reads both lists, always finds the world waited for. False when
+ * stopping: w is left as it was. Once this returns true, a cold-claim
+ * thread may answer and free w. */
+static bool park_waiter(bdy_claims *c, waiter *w, const char *another_world)
 {
     char ns[BDY_NAME_MAX];
     char name[BDY_NAME_MAX];
     snprintf(ns, sizeof(ns), "%s", w->ns);
-    snprintf(name, sizeof(name), "%s", w->world);
+    snprintf(name, sizeof(name), "%s", another_world ? another_world : w->world);
     pthread_mutex_lock(&c->lock);
     bool parked = !c->stopping;
     if (parked) {
-        if (inflight)
+        if (another_world != NULL) {
             inflight_remove(c, w);
+            snprintf(w->world, sizeof(w->world), "%s", another_world);
+            w->worlds++;
+        }
         w->ready = false;
         w->failed = false;
         w->next = c->waiters;
@@ -2331,7 +2341,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
     w->worlds = 1;
-    if (!park_waiter(c, w, false)) {
+    if (!park_waiter(c, w, NULL)) {
         /* Stopping: the thread that answers waiters is gone or going. The
          * world stays reserved; the next start's orphan sweep gives it to
          * the pool, as for the waiters that thread answers on its way out. */
@@ -2466,27 +2476,41 @@ static bool complete_cold(bdy_claims *c, waiter *w)
         fail_claim(c, idem, NULL, w->d, 503, "Unavailable", "the claim could not be made durable",
                    RETRY_AFTER_S);
         count_result(c, w->ns, w->pool, "cold", "error", 0);
+    } else if (rc == BDY_EBUSY || rc == BDY_ENOTFOUND) {
+        answered = false; /* not Ready after all, or gone */
     } else {
-        answered = false;
+        /* A write the store refuses for good would be refused for any
+         * other world too: no other is started for it. */
+        fail_claim(c, idem, NULL, w->d, 503, "PoolExhausted",
+                   "the world started for this claim could not be claimed", RETRY_AFTER_S);
+        count_result(c, w->ns, w->pool, "cold", "error", 0);
     }
     json_object_put(world);
     json_object_put(claimed);
     return answered;
 }
 
+typedef enum cold_restart {
+    COLD_RESTARTED, /* w waits for another world: no longer the caller's */
+    COLD_NOT_RESTARTED,
+    COLD_STOPPING, /* bindery is draining or stopping */
+} cold_restart;
+
 /* Starts another world for cold claim w, whose world failed, when its wait
  * and COLD_WORLDS_MAX allow, and lists w as waiting for that one. w is on
- * c->inflight; false: it still is, not answered. The failed world keeps
- * its reservation until the world controller deletes it or the orphan
- * sweep lets it go. */
-static bool restart_cold(bdy_claims *c, waiter *w)
+ * c->inflight; unless restarted, it still is, not answered. The failed
+ * world keeps its reservation until the world controller deletes it or the
+ * orphan sweep lets it go. */
+static cold_restart restart_cold(bdy_claims *c, waiter *w)
 {
+    if (atomic_load(&c->refusing))
+        return COLD_STOPPING;
     if (w->worlds >= COLD_WORLDS_MAX || w->deadline - mono_s() < COLD_RESTART_MIN_S ||
-        atomic_load(&c->refusing) || bdy_http_deferred_client_gone(w->d))
-        return false;
+        bdy_http_deferred_client_gone(w->d))
+        return COLD_NOT_RESTARTED;
     bdy_config_pool spec;
     if (bdy_fleet_pool_spec(c->o.fleet, w->ns, w->pool, &spec) != 0)
-        return false; /* a reload removed the pool */
+        return COLD_NOT_RESTARTED; /* a reload removed the pool */
     char name[BDY_NAME_MAX];
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
@@ -2496,18 +2520,16 @@ static bool restart_cold(bdy_claims *c, waiter *w)
         if (rc != BDY_EBUSY)
             bdy_warn("claims", "cold claim %s: no world could replace %s/%s: %s", w->id, w->ns,
                      w->world, eb.message[0] ? eb.message : bdy_strerror(rc));
-        return false;
+        return COLD_NOT_RESTARTED;
     }
     bdy_demand_record(c->o.demand, w->ns, w->pool, BDY_DEMAND_COLD, bdy_wall_seconds());
     bdy_info("claims",
              "cold claim %s: world %s/%s failed; waiting up to %.0f s more for cold "
              "world %s",
              w->id, w->ns, w->world, w->deadline - mono_s(), name);
-    snprintf(w->world, sizeof(w->world), "%s", name);
-    w->worlds++;
     /* Stopping: the new world stays reserved, and the next start's orphan
      * sweep gives it to the pool. */
-    return park_waiter(c, w, true);
+    return park_waiter(c, w, name) ? COLD_RESTARTED : COLD_STOPPING;
 }
 
 /* Worlds reserved for a cold claim that no longer waits here — bindery
@@ -2813,7 +2835,8 @@ static void *cold_main(void *arg)
                 world_failed = true;
             else
                 expire_cold(c, due);
-            if (world_failed && restart_cold(c, due)) {
+            cold_restart restart = world_failed ? restart_cold(c, due) : COLD_NOT_RESTARTED;
+            if (restart == COLD_RESTARTED) {
                 pthread_mutex_lock(&c->lock); /* listed again, no longer ours */
                 continue;
             }
@@ -2824,8 +2847,10 @@ static void *cold_main(void *arg)
                 char msg[160];
                 snprintf(msg, sizeof(msg), "%s started for this claim failed",
                          due->worlds > 1 ? "every world" : "the world");
+                bool stopping = restart == COLD_STOPPING;
                 fail_claim(c, due->idem_key[0] ? idem_full : NULL, NULL, due->d, 503,
-                           "PoolExhausted", msg, RETRY_AFTER_S);
+                           stopping ? "ShuttingDown" : "PoolExhausted",
+                           stopping ? "the server is shutting down" : msg, RETRY_AFTER_S);
                 count_result(c, due->ns, due->pool, "cold", "error", 0);
             }
             pthread_mutex_lock(&c->lock);
