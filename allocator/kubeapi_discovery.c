@@ -90,8 +90,27 @@ static json_object *entry(const char *group, const char *version, const char *re
     return e;
 }
 
+static bool same(json_object *e, const char *key, const char *value)
+{
+    const char *v = bdy_jstr(e, key);
+    return v != NULL && strcmp(v, value) == 0;
+}
+
+/* The openAPIV3Schema of version name in a stored CRD, or NULL. Borrowed. */
+static json_object *version_schema(json_object *crd, const char *name)
+{
+    json_object *versions = bdy_jget(bdy_jget(crd, "spec"), "versions");
+    for (size_t i = 0; i < json_object_array_length(versions); i++) {
+        json_object *v = json_object_array_get_idx(versions, i);
+        if (same(v, "name", name))
+            return bdy_jget(bdy_jget(v, "schema"), "openAPIV3Schema");
+    }
+    return NULL;
+}
+
 /* Every resource served now, built-ins first, then each CRD's served
- * versions. Returns a new array or NULL with rc set. */
+ * versions (with its schema, for the OpenAPI documents). Returns a new
+ * array or NULL with rc set. */
 static json_object *served_resources(bdy_kubeapi *k, int *rc_out)
 {
     json_object *all = json_object_new_array();
@@ -124,23 +143,20 @@ static json_object *served_resources(bdy_kubeapi *k, int *rc_out)
              * ("no matches for kind"), not from a 404 on its request. */
             if (!ver->served || !ver->storage)
                 continue;
-            json_object_array_add(all, entry(crd->group, ver->name, crd->plural, crd->singular,
-                                             crd->kind, crd->namespaced, ver->status_subresource,
-                                             string_list(crd->short_names, crd->nshort_names),
-                                             string_list(crd->categories, crd->ncategories),
-                                             ver->storage));
+            json_object *e =
+                entry(crd->group, ver->name, crd->plural, crd->singular, crd->kind, crd->namespaced,
+                      ver->status_subresource, string_list(crd->short_names, crd->nshort_names),
+                      string_list(crd->categories, crd->ncategories), ver->storage);
+            json_object *schema = version_schema(obj, ver->name);
+            if (schema != NULL)
+                json_object_object_add(e, "schema", json_object_get(schema));
+            json_object_array_add(all, e);
         }
         bdy_crd_free(crd);
     }
     bdy_list_result_free(&lr);
     *rc_out = 0;
     return all;
-}
-
-static bool same(json_object *e, const char *key, const char *value)
-{
-    const char *v = bdy_jstr(e, key);
-    return v != NULL && strcmp(v, value) == 0;
 }
 
 static void reply(bdy_http_response *resp, json_object *body, const char *content_type)
@@ -477,6 +493,66 @@ static json_object *operation(json_object *e, bool patch)
     return op;
 }
 
+/* Puts one of the properties every object has into a schema's properties,
+ * as the API server does in place of what the CRD says of them. */
+static void add_meta_property(json_object *props, const char *name, const char *type,
+                              const char *description)
+{
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "type", json_object_new_string(type));
+    json_object_object_add(p, "description", json_object_new_string(description));
+    json_object_object_add(props, name, p);
+}
+
+/* A custom resource's schema as the API server publishes it, under the
+ * name kubectl explain looks it up by (its x-kubernetes-group-version-kind):
+ * the CRD's openAPIV3Schema with apiVersion, kind and metadata described.
+ * "bindery.dev", "v1alpha1", "WorldInstance" is published as
+ * "dev.bindery.v1alpha1.WorldInstance". */
+static void add_component(json_object *schemas, json_object *e)
+{
+    json_object *copy = NULL;
+    if (json_object_deep_copy(bdy_jget(e, "schema"), &copy, NULL) != 0 ||
+        !json_object_is_type(copy, json_type_object)) {
+        json_object_put(copy);
+        return;
+    }
+    const char *group = bdy_jstr(e, "group");
+    char name[600];
+    size_t n = 0;
+    /* The group's labels in reverse order. */
+    for (const char *end = group + strlen(group); end > group && n < sizeof(name);) {
+        const char *dot = end;
+        while (dot > group && dot[-1] != '.')
+            dot--;
+        n += (size_t)snprintf(name + n, sizeof(name) - n, "%.*s.", (int)(end - dot), dot);
+        end = dot > group ? dot - 1 : group;
+    }
+    if (n < sizeof(name))
+        snprintf(name + n, sizeof(name) - n, "%s.%s", bdy_jstr(e, "version"), bdy_jstr(e, "kind"));
+    json_object *props = bdy_jget(copy, "properties");
+    if (props == NULL) {
+        props = json_object_new_object();
+        json_object_object_add(copy, "properties", props);
+    }
+    add_meta_property(props, "apiVersion", "string",
+                      "APIVersion defines the versioned schema of this representation of an "
+                      "object.");
+    add_meta_property(props, "kind", "string",
+                      "Kind is a string value representing the REST resource this object "
+                      "represents.");
+    add_meta_property(props, "metadata", "object",
+                      "Standard object's metadata: name, namespace, labels, annotations, ...");
+    json_object *gvk = json_object_new_object();
+    json_object_object_add(gvk, "group", json_object_new_string(group));
+    json_object_object_add(gvk, "kind", json_object_new_string(bdy_jstr(e, "kind")));
+    json_object_object_add(gvk, "version", json_object_new_string(bdy_jstr(e, "version")));
+    json_object *gvks = json_object_new_array();
+    json_object_array_add(gvks, gvk);
+    json_object_object_add(copy, "x-kubernetes-group-version-kind", gvks);
+    json_object_object_add(schemas, name, copy);
+}
+
 /* The document of one group-version ("api/v1", "apis/g/v"), or NULL when
  * no resource is served there. */
 static json_object *gv_document(json_object *all, const char *gv_path)
@@ -484,6 +560,7 @@ static json_object *gv_document(json_object *all, const char *gv_path)
     json_object *doc = json_object_new_object();
     json_object *info = json_object_new_object();
     json_object *paths = json_object_new_object();
+    json_object *schemas = json_object_new_object();
     bool any = false;
     json_object_object_add(doc, "openapi", json_object_new_string("3.0.0"));
     json_object_object_add(info, "title", json_object_new_string("Bindery"));
@@ -511,10 +588,12 @@ static json_object *gv_document(json_object *all, const char *gv_path)
         json_object_object_add(ip, "put", operation(e, false));
         json_object_object_add(ip, "patch", operation(e, true));
         json_object_object_add(paths, item, ip);
+        if (bdy_jget(e, "schema") != NULL)
+            add_component(schemas, e);
     }
     json_object_object_add(doc, "paths", paths);
     json_object *components = json_object_new_object();
-    json_object_object_add(components, "schemas", json_object_new_object());
+    json_object_object_add(components, "schemas", schemas);
     json_object_object_add(doc, "components", components);
     if (!any) {
         json_object_put(doc);

@@ -264,6 +264,13 @@ static void test_apply_crds_and_manifests(void **state)
         strstr(out, "unknown field \"spec.bogus\", ") != NULL)
         fail_msg("warn, unknown field and invalid value:\n%s", out);
     free(out);
+    /* kubectl explain finds the CRDs' schemas in the OpenAPI v3 document. */
+    assert_int_equal(kubectl(&out, "explain wi.spec"), 0);
+    if (strstr(out, "KIND:       WorldInstance") == NULL ||
+        strstr(out, "pool\t<string> -required-") == NULL)
+        fail_msg("explain wi.spec:\n%s", out);
+    free(out);
+    expect_kubectl("Standard object's metadata", "explain mm.metadata");
     /* The example manifests (applied at start-up) re-apply. */
     snprintf(cmd, sizeof(cmd), "apply -f %s/examples/manifests/arena.yaml", BINDERY_SOURCE_DIR);
     expect_kubectl("modulemanifest.bindery.dev/arena", cmd);
