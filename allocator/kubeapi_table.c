@@ -163,8 +163,43 @@ void bdy__kube_human_duration(double seconds, char *out, size_t cap)
         snprintf(out, cap, "%lldy", days / 365);
 }
 
+static json_object *eval_from(json_object *cur, const char *p);
+
+/* A filter's test, "@.type==\"Ready\"" (len bytes at f): == or != between
+ * the member an @-path names in item and a literal, quoted ('' or "") for
+ * a string, bare for a number or boolean. False for anything else. */
+static bool filter_holds(json_object *item, const char *f, size_t len)
+{
+    char text[256];
+    if (len >= sizeof(text) || f[0] != '@')
+        return false;
+    memcpy(text, f + 1, len - 1);
+    text[len - 1] = '\0';
+    char *op = strstr(text, "==");
+    char *ne = strstr(text, "!=");
+    bool negate = ne != NULL && (op == NULL || ne < op);
+    if (negate)
+        op = ne;
+    if (op == NULL)
+        return false;
+    *op = '\0';
+    const char *lit = op + 2;
+    json_object *v = text[0] == '\0' ? item : eval_from(item, text);
+    size_t n = strlen(lit);
+    bool equal = false;
+    if (n >= 2 && (lit[0] == '"' || lit[0] == '\'') && lit[n - 1] == lit[0])
+        equal = json_object_is_type(v, json_type_string) &&
+                (size_t)json_object_get_string_len(v) == n - 2 &&
+                memcmp(json_object_get_string(v), lit + 1, n - 2) == 0;
+    else if (n > 0 && v != NULL && !json_object_is_type(v, json_type_string) &&
+             !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array))
+        equal = strcmp(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), lit) == 0;
+    return negate ? v != NULL && !equal : equal;
+}
+
 /* Evaluates the simple JSONPath of printer columns from p on: ".a.b",
- * ".a[0].b", ".metadata.labels.app", ".spec.ports[*].name". A wildcard
+ * ".a[0].b", ".metadata.labels.app", ".spec.ports[*].name",
+ * ".status.conditions[?(@.type==\"Ready\")].status". A wildcard or filter
  * yields the first element for which the rest of the path resolves, as the
  * Kubernetes API server's column printer shows only a path's first result.
  * Returns the borrowed value or NULL. Depth is bounded by the path. */
@@ -186,6 +221,19 @@ static json_object *eval_from(json_object *cur, const char *p)
                 return NULL;
             for (size_t i = 0; i < json_object_array_length(cur); i++) {
                 json_object *v = eval_from(json_object_array_get_idx(cur, i), p + 3);
+                if (v != NULL && !json_object_is_type(v, json_type_null))
+                    return v;
+            }
+            return NULL;
+        } else if (strncmp(p, "[?(", 3) == 0) {
+            const char *close = strstr(p + 3, ")]");
+            if (close == NULL || !json_object_is_type(cur, json_type_array))
+                return NULL;
+            for (size_t i = 0; i < json_object_array_length(cur); i++) {
+                json_object *item = json_object_array_get_idx(cur, i);
+                if (!filter_holds(item, p + 3, (size_t)(close - (p + 3))))
+                    continue;
+                json_object *v = eval_from(item, close + 2);
                 if (v != NULL && !json_object_is_type(v, json_type_null))
                     return v;
             }

@@ -576,6 +576,37 @@ static void expect_row(const char *kind, const char *name, const char *const *wa
         fail_msg("get %s: row %s not as wanted (%s ...):\n%s", kind, name, want[0], copy);
 }
 
+/* A CRD of the operator's own whose printer columns pick a list element
+ * with a JSONPath filter, the common way to show a condition. */
+static void test_custom_columns_with_filters(void **state)
+{
+    (void)state;
+    bb_write(&srv, "gadgets.yaml",
+             "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+             "metadata: {name: gadgets.example.com}\n"
+             "spec:\n  group: example.com\n  scope: Namespaced\n"
+             "  names: {plural: gadgets, singular: gadget, kind: Gadget}\n"
+             "  versions:\n  - name: v1\n    served: true\n    storage: true\n"
+             "    additionalPrinterColumns:\n"
+             "    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type==\"Ready\")]"
+             ".status'}\n"
+             "    - {name: Other, type: string, jsonPath: \".status.conditions[?(@.type!='Ready')]"
+             ".type\"}\n"
+             "    - {name: Big, type: string, jsonPath: '.status.parts[?(@.size==3)].name'}\n"
+             "    schema:\n      openAPIV3Schema:\n        type: object\n"
+             "        x-kubernetes-preserve-unknown-fields: true\n");
+    expect_kubectl("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created",
+                   "apply -f gadgets.yaml");
+    bb_write(&srv, "g1.yaml",
+             "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\n"
+             "status:\n  conditions:\n  - {type: Synced, status: 'False'}\n"
+             "  - {type: Ready, status: 'True'}\n"
+             "  parts: [{name: small, size: 1}, {name: large, size: 3}]\n");
+    expect_kubectl("gadget.example.com/g1 created", "apply -f g1.yaml");
+    const char *const row[] = {"True", "Synced", "large", NULL};
+    expect_row("gadgets", "g1", row);
+}
+
 /* Secrets and ConfigMaps as kubectl users handle them: `kubectl create
  * secret generic` and `create configmap` (which post protobuf, as `create
  * namespace` does for the namespace they may go in), apply of
@@ -1218,6 +1249,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kubeconfig_and_api_resources),
         cmocka_unit_test(test_apply_crds_and_manifests),
+        cmocka_unit_test(test_custom_columns_with_filters),
         cmocka_unit_test(test_get_wi_columns_with_claim),
         cmocka_unit_test(test_describe_shows_events),
         cmocka_unit_test(test_label_annotate_patch),

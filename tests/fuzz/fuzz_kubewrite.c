@@ -34,7 +34,10 @@ static const char gadget_crd[] =
     "\"subresources\":{\"status\":{}},"
     "\"additionalPrinterColumns\":[{\"name\":\"Phase\",\"type\":\"string\","
     "\"jsonPath\":\".status.phase\"},{\"name\":\"Size\",\"type\":\"integer\","
-    "\"jsonPath\":\".spec.size\"}],"
+    "\"jsonPath\":\".spec.size\"},{\"name\":\"Ready\",\"type\":\"string\","
+    "\"jsonPath\":\".status.conditions[?(@.type==\\\"Ready\\\")].status\"},"
+    "{\"name\":\"Other\",\"type\":\"string\","
+    "\"jsonPath\":\".status.conditions[?(@.n!=3)].type\"}],"
     "\"schema\":{\"openAPIV3Schema\":{\"type\":\"object\",\"properties\":{"
     "\"spec\":{\"type\":\"object\",\"required\":[\"size\"],\"properties\":{"
     "\"size\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":100,\"default\":1},"
@@ -43,7 +46,9 @@ static const char gadget_crd[] =
     "\"pattern\":\"^[a-z]+$\"}},"
     "\"extra\":{\"type\":\"object\",\"x-kubernetes-preserve-unknown-fields\":true}}},"
     "\"status\":{\"type\":\"object\",\"properties\":{"
-    "\"phase\":{\"type\":\"string\"},\"count\":{\"type\":\"integer\"}}}}}}}]}}";
+    "\"phase\":{\"type\":\"string\"},\"count\":{\"type\":\"integer\"},"
+    "\"conditions\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+    "\"x-kubernetes-preserve-unknown-fields\":true}}}}}}}}]}}";
 
 static char data_dir[64];
 static bdy_store *store;
