@@ -671,11 +671,12 @@ int bdy_demand_tick(bdy_demand *d, double now)
         goto out;
     }
 
+    /* Every pool's stored state first (a read and a parse each), so that
+     * after a restart no pool is sized without its forecast while others'
+     * refits (a parameter search each) run. */
     for (size_t i = 0; i < njobs; i++) {
         work *w = &jobs[i];
-        if (w->removed)
-            continue;
-        if (w->load) {
+        if (!w->removed && w->load) {
             bdy_forecast *fc = NULL;
             double lead = 0;
             double last_fit = 0;
@@ -698,6 +699,11 @@ int bdy_demand_tick(bdy_demand *d, double now)
             pthread_mutex_unlock(&d->lock);
             bdy_forecast_free(fc);
         }
+    }
+    for (size_t i = 0; i < njobs; i++) {
+        work *w = &jobs[i];
+        if (w->removed)
+            continue;
         bdy_forecast *fitted = w->fit ? refit(d, w->key, w->feed_to) : NULL;
         /* Buckets to feed: after the stored state, before now; a very long
          * downtime is skipped (the forecaster treats it as missing). */
