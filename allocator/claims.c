@@ -175,7 +175,12 @@ typedef struct waiter {
     double deadline;          /* monotonic seconds (mono_s) */
     double started;
     unsigned worlds; /* started for this claim, the one in world included */
-    bool ready;      /* the world is Ready: claim it */
+    /* The claim has selectors, which its pool's labels (labels_digest)
+     * matched: another world is started for it only while they are the
+     * same (a reload may change them; the selectors are not kept). */
+    bool selective;
+    uint64_t labels_digest;
+    bool ready; /* the world is Ready: claim it */
     bool failed;
 } waiter;
 
@@ -1963,6 +1968,17 @@ static int create_cold_world(bdy_claims *c, const bdy_config_pool *spec, const c
     return rc;
 }
 
+/* A digest of the labels the pool gives its worlds. */
+static uint64_t labels_digest(const bdy_config_pool *spec)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < spec->labels.count; i++) {
+        h = (h ^ bdy_hash_str(spec->labels.items[i].key)) * 1099511628211ULL;
+        h = (h ^ bdy_hash_str(spec->labels.items[i].value)) * 1099511628211ULL;
+    }
+    return h;
+}
+
 /* True when the pool's own labels (what a new world gets) satisfy the
  * first selector or there are none. */
 static bool cold_world_matches(const bdy_config_pool *spec, const bdy_claim_request *cr)
@@ -2341,6 +2357,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
         goto out;
     }
     w->worlds = 1;
+    w->selective = cr.nselectors > 0;
+    w->labels_digest = labels_digest(&spec);
     if (!park_waiter(c, w, NULL)) {
         /* Stopping: the thread that answers waiters is gone or going. The
          * world stays reserved; the next start's orphan sweep gives it to
@@ -2511,6 +2529,10 @@ static cold_restart restart_cold(bdy_claims *c, waiter *w)
     bdy_config_pool spec;
     if (bdy_fleet_pool_spec(c->o.fleet, w->ns, w->pool, &spec) != 0)
         return COLD_NOT_RESTARTED; /* a reload removed the pool */
+    if (w->selective && labels_digest(&spec) != w->labels_digest) {
+        bdy_fleet_pool_spec_free(&spec);
+        return COLD_NOT_RESTARTED; /* a new world might not match its selectors */
+    }
     char name[BDY_NAME_MAX];
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
