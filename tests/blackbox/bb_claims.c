@@ -1363,6 +1363,43 @@ static void test_cold_claim_outlives_its_world_failing(void **state)
     bb_cleanup(&s);
 }
 
+/* A cold claim with selectors whose world fails after a reload changed the
+ * pool's labels gets no other world: one made now would not have the
+ * labels its selectors matched. */
+static void test_cold_claim_restart_keeps_its_selectors(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 0, 20, ", \"--ready-delay-ms\", \"1500\"", 600);
+    assert_true(bb_start(&s, NULL));
+    keyed_claim k = {.s = &s,
+                     .body = "{\"pool\":\"arena\",\"waitSeconds\":60,\"selectors\":[{"
+                             "\"matchLabels\":{\"game\":\"arena\"}}]}",
+                     .key = "selective"};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, keyed_claim_main, &k), 0);
+    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
+    char first[128] = "";
+    pid_t pid = 0;
+    for (int i = 0; i < 100 && !cold_world_pid(&s, first, &pid); i++)
+        sleep_ms(50);
+    assert_true(pid > 0);
+    char cfg[1024];
+    pool_config(cfg, sizeof(cfg), 0, 20, 20, 600);
+    char *labels = strstr(cfg, "{game: arena}");
+    assert_non_null(labels);
+    memcpy(labels, "{game: other}", strlen("{game: other}"));
+    bb_write(&s, "bindery.yaml", cfg);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 5000));
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    pthread_join(th, NULL);
+    if (k.result.status != 503 || strstr(k.result.body, "PoolExhausted") == NULL)
+        fail_msg("the claim was answered %ld: %s", k.result.status, k.result.body);
+    assert_false(bb_log_contains(&s, "failed; waiting up to", 0));
+    bb_cleanup(&s);
+}
+
 /* Sends a cold claim (waitSeconds 30) on a connection of its own, with
  * extra_header (NULL: none), and closes it once the claim waits. */
 static void cold_claim_and_leave(bb_server *s, const char *extra_header, int nth)
@@ -3450,6 +3487,7 @@ int main(void)
         cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_timeout, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_outlives_its_world_failing, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_restart_keeps_its_selectors, bb_teardown),
         cmocka_unit_test_teardown(test_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_keyed_cold_claim_client_gone, bb_teardown),
         cmocka_unit_test_teardown(test_orphaned_cold_world_joins_pool, bb_teardown),
