@@ -26,6 +26,18 @@ struct bdy_kubeapi {
 #define BDY__KUBE_TABLE_TYPE "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 /* One printer column, as the Table shows it. */
+/* What a column's cell shows of what its json_path names. */
+typedef enum bdy__kube_cell {
+    BDY__CELL_VALUE,
+    /* A count: the members of the objects (or elements of the arrays) at
+     * json_path's comma-separated paths, added up, 0 when none is there
+     * (".data,.binaryData": a ConfigMap's keys). */
+    BDY__CELL_COUNT,
+    /* An object reference as "kind/name", the kind in lower case (an
+     * Event's involvedObject, as kubectl get events shows it). */
+    BDY__CELL_REFERENCE,
+} bdy__kube_cell;
+
 typedef struct bdy__kube_column {
     const char *name;
     const char *type; /* string, integer, number, boolean, date */
@@ -33,10 +45,7 @@ typedef struct bdy__kube_column {
     const char *description;
     const char *json_path; /* ".status.phase"; NULL: the object's name */
     int priority;
-    /* The cell is a count, not a value: the members of the objects (or
-     * elements of the arrays) at json_path's comma-separated paths, added
-     * up, 0 when none is there (".data,.binaryData": a ConfigMap's keys). */
-    bool count;
+    bdy__kube_cell cell;
 } bdy__kube_column;
 
 /* The columns of a resource: the built-in kinds' own, or a CRD version's

@@ -7,6 +7,7 @@
 #include "bindery/jsonutil.h"
 #include "bindery/util.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,51 +22,55 @@ typedef struct builtin_columns {
 #define AGE_COLUMN                                                                                 \
     {                                                                                              \
         "Age", "date", "", "CreationTimestamp is a timestamp of when this object was created.",    \
-            ".metadata.creationTimestamp", 0, false                                                \
+            ".metadata.creationTimestamp", 0, BDY__CELL_VALUE                                      \
     }
 #define NAME_COLUMN                                                                                \
     {                                                                                              \
-        "Name", "string", "name", "Name must be unique within a namespace.", NULL, 0, false        \
+        "Name", "string", "name", "Name must be unique within a namespace.", NULL, 0,              \
+            BDY__CELL_VALUE                                                                        \
     }
 
 static const builtin_columns builtin[] = {
     {"",
      "namespaces",
-     {NAME_COLUMN, {"Status", "string", "", "", ".status.phase", 0, false}, AGE_COLUMN}},
+     {NAME_COLUMN, {"Status", "string", "", "", ".status.phase", 0, BDY__CELL_VALUE}, AGE_COLUMN}},
     {"",
      "pods",
      {NAME_COLUMN,
-      {"Status", "string", "", "", ".status.phase", 0, false},
-      {"Node", "string", "", "", ".spec.nodeName", 1, false},
+      {"Status", "string", "", "", ".status.phase", 0, BDY__CELL_VALUE},
+      {"Node", "string", "", "", ".spec.nodeName", 1, BDY__CELL_VALUE},
       AGE_COLUMN}},
     /* As the API server prints them: DATA is the number of keys. */
     {"",
      "secrets",
      {NAME_COLUMN,
       {"Type", "string", "", "Used to facilitate programmatic handling of secret data.", ".type", 0,
-       false},
-      {"Data", "integer", "", "The number of keys in data.", ".data", 0, true},
+       BDY__CELL_VALUE},
+      {"Data", "integer", "", "The number of keys in data.", ".data", 0, BDY__CELL_COUNT},
       AGE_COLUMN}},
     {"",
      "configmaps",
      {NAME_COLUMN,
       {"Data", "integer", "", "The number of keys in data and binaryData.", ".data,.binaryData", 0,
-       true},
+       BDY__CELL_COUNT},
       AGE_COLUMN}},
     {"",
      "events",
-     {{"Last Seen", "date", "", "", ".lastTimestamp", 0, false},
-      {"Type", "string", "", "", ".type", 0, false},
-      {"Reason", "string", "", "", ".reason", 0, false},
-      {"Object", "string", "", "", ".involvedObject.name", 0, false},
-      {"Message", "string", "", "", ".message", 0, false}}},
+     {{"Last Seen", "date", "", "", ".lastTimestamp", 0, BDY__CELL_VALUE},
+      {"Type", "string", "", "", ".type", 0, BDY__CELL_VALUE},
+      {"Reason", "string", "", "", ".reason", 0, BDY__CELL_VALUE},
+      {"Object", "string", "", "", ".involvedObject", 0, BDY__CELL_REFERENCE},
+      {"Message", "string", "", "", ".message", 0, BDY__CELL_VALUE}}},
     {"coordination.k8s.io",
      "leases",
-     {NAME_COLUMN, {"Holder", "string", "", "", ".spec.holderIdentity", 0, false}, AGE_COLUMN}},
+     {NAME_COLUMN,
+      {"Holder", "string", "", "", ".spec.holderIdentity", 0, BDY__CELL_VALUE},
+      AGE_COLUMN}},
     {"apiextensions.k8s.io",
      "customresourcedefinitions",
      {NAME_COLUMN,
-      {"Created At", "string", "date-time", "", ".metadata.creationTimestamp", 0, false}}},
+      {"Created At", "string", "date-time", "", ".metadata.creationTimestamp", 0,
+       BDY__CELL_VALUE}}},
 };
 
 void bdy__kube_columns_free(bdy__kube_columns *c)
@@ -110,7 +115,7 @@ static int crd_columns(bdy_store *store, const bdy_resource_info *info, bdy__kub
                               p->description ? p->description : "",
                               p->json_path,
                               p->priority,
-                              false};
+                              BDY__CELL_VALUE};
         add_column(out, c);
     }
     return 0;
@@ -283,10 +288,28 @@ static json_object *count_cell(const bdy__kube_column *c, json_object *obj)
     return json_object_new_int64(n);
 }
 
+/* An object reference's cell: "kind/name", the kind in lower case. */
+static json_object *reference_cell(const bdy__kube_column *c, json_object *obj)
+{
+    json_object *ref = eval_path(obj, c->json_path);
+    const char *kind = bdy_jstr(ref, "kind");
+    const char *name = bdy_jstr(ref, "name");
+    if (name == NULL)
+        return NULL;
+    char text[512];
+    size_t n = 0;
+    for (; kind != NULL && kind[n] != '\0' && n < sizeof(text) - 2; n++)
+        text[n] = (char)tolower((unsigned char)kind[n]);
+    snprintf(text + n, sizeof(text) - n, "%s%s", n > 0 ? "/" : "", name);
+    return json_object_new_string(text);
+}
+
 static json_object *cell(const bdy__kube_column *c, json_object *obj)
 {
-    if (c->count)
+    if (c->cell == BDY__CELL_COUNT)
         return count_cell(c, obj);
+    if (c->cell == BDY__CELL_REFERENCE)
+        return reference_cell(c, obj);
     if (c->json_path == NULL)
         return json_object_new_string(bdy_jstr(bdy_jget(obj, "metadata"), "name")
                                           ? bdy_jstr(bdy_jget(obj, "metadata"), "name")
