@@ -1697,6 +1697,18 @@ static enum MHD_Result finish_request(struct conn *c)
     if (atomic_load(&c->s->stopping))
         return reject(c, 503, "ShuttingDown", "the server is shutting down",
                       SHUTDOWN_RETRY_AFTER_S);
+    /* A token set put in force since the headers were authenticated (the
+     * body came slowly) may have revoked the token: the handler must not
+     * act on what the old set granted. Checked as streams are. */
+    if (c->req.principal != NULL) {
+        pthread_mutex_lock(&c->s->auth_lock);
+        bool revoked = c->s->current != c->slot &&
+                       !bdy_auth_still_grants(c->s->current->auth, c->req.principal);
+        pthread_mutex_unlock(&c->s->auth_lock);
+        if (revoked)
+            return reject(c, 401, "Unauthorized",
+                          "the token's grants changed while the request was read", 0);
+    }
     c->req.body = c->body.data != NULL ? c->body.data : "";
     c->req.body_len = c->body.len;
     c->in_handler = true;
