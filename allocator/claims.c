@@ -918,41 +918,25 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
         snprintf(why, cap, "%s must be an object of strings", field);
         return false;
     }
-    json_object *probe = json_object_new_object();
     json_object_object_foreach(m, k, v)
     {
         if (!json_object_is_type(v, json_type_string)) {
             snprintf(why, cap, "%s.%s must be a string", field, k);
-            json_object_put(probe);
             return false;
         }
         if (reserved_key(k)) {
             snprintf(why, cap, "%s.%.100s: keys under %s/ are reserved for bindery", field, k,
                      BDY_RESERVED_DOMAIN);
-            json_object_put(probe);
             return false;
         }
-        json_object_object_add(probe, k, json_object_get(v));
-    }
-    /* Reuse the selector parser's validation of keys and values: a
-     * selector "k=v" compiles exactly when both are valid label parts. */
-    json_object_object_foreach(probe, k2, v2)
-    {
-        char text[600];
-        snprintf(text, sizeof(text), "%s=%s", k2, labels ? json_object_get_string(v2) : "x");
-        bdy_label_selector *sel = NULL;
-        bdy_errbuf eb;
-        bdy_errbuf_clear(&eb);
-        if (strchr(k2, ',') || strchr(k2, '=') || strchr(k2, '!') || strchr(k2, ' ') ||
-            bdy_label_selector_parse(text, &sel, &eb) != 0) {
+        bool valid =
+            bdy_label_key_valid(k) && (!labels || bdy_label_value_valid(json_object_get_string(v)));
+        if (!valid) {
             snprintf(why, cap, "%s: invalid %s \"%.100s\"", field,
-                     labels ? "label" : "annotation key", k2);
-            json_object_put(probe);
+                     labels ? "label" : "annotation key", k);
             return false;
         }
-        bdy_label_selector_free(sel);
     }
-    json_object_put(probe);
     return true;
 }
 

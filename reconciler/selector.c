@@ -258,6 +258,18 @@ static size_t label_value_errors(const char *v, size_t n, struct msg *m)
     return nerr;
 }
 
+bool bdy_label_key_valid(const char *k)
+{
+    struct msg m = {.len = 0};
+    return k != NULL && label_key_errors(k, strlen(k), &m) == 0;
+}
+
+bool bdy_label_value_valid(const char *v)
+{
+    struct msg m = {.len = 0};
+    return v != NULL && label_value_errors(v, strlen(v), &m) == 0;
+}
+
 /* strconv.ParseInt(s, 10, 64): optional sign, at least one digit, no
  * overflow. */
 static bool parse_int64(const char *s, size_t n, long long *out)

@@ -23,6 +23,13 @@
 typedef struct bdy_label_selector bdy_label_selector;
 typedef struct bdy_field_selector bdy_field_selector;
 
+/* Whether k is a valid label key (Kubernetes' IsQualifiedName: an optional
+ * DNS subdomain prefix and "/", then a name of at most 63 characters) and
+ * v a valid label value (IsValidLabelValue); annotation keys follow the
+ * label key rule too. */
+bool bdy_label_key_valid(const char *k);
+bool bdy_label_value_valid(const char *v);
+
 /* Parses the string form. NULL or "" gives a selector that matches
  * everything. Bad syntax → BDY_EINVAL with a message in eb. Caller frees. */
 int bdy_label_selector_parse(const char *text, bdy_label_selector **out, bdy_errbuf *eb);

@@ -56,6 +56,31 @@ static void test_reserved_keys(void **state)
     accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}");
 }
 
+/* Keys and label values the API server would refuse on the world are
+ * refused with the claim (400), not answered 201 and never written: a
+ * value a selector parser reads as two terms, blanks around it, "=", a
+ * key with a control character, a value over 63 characters. */
+static void test_metadata_names_as_kubernetes_checks_them(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"m-1,m-2\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\" m-1\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"m-1 \"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"match-id\":\"=\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"note\\n\":\"x\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"note\\t\":\"x\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"k\":"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"a/b/c\":\"x\"}}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refused(bad[i], strlen(bad[i]), "invalid");
+    /* Annotation values are free text; an empty label value is valid. */
+    accepted("{\"pool\":\"a\",\"metadata\":{\"annotations\":{\"note\":\" a, b = c \"}}}");
+    accepted("{\"pool\":\"a\",\"metadata\":{\"labels\":{\"example.com/tier\":\"\"}}}");
+}
+
 /* A claim's annotations are written onto its world: more than
  * BDY_CLAIM_METADATA_MAX bytes of them is refused at once (400), not
  * granted and then never written. */
@@ -109,6 +134,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserved_keys),
+        cmocka_unit_test(test_metadata_names_as_kubernetes_checks_them),
         cmocka_unit_test(test_metadata_size_is_bounded),
         cmocka_unit_test(test_text_must_be_whole_utf8),
     };
