@@ -1603,8 +1603,16 @@ static char *encode_continue(uint64_t rv, const char *list, const char *ns, cons
     if (n < 0 || (size_t)n >= sizeof(raw))
         return NULL;
     char *out = malloc(4 * ((size_t)n + 2) / 3 + 4);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, (unsigned char *)raw, n);
+    if (out == NULL)
+        return NULL;
+    /* URL-safe and unpadded, as Kubernetes' tokens: standard base64's "+"
+     * reached the server as a space from clients that put the token in a
+     * query unescaped, as it came. */
+    int len = EVP_EncodeBlock((unsigned char *)out, (unsigned char *)raw, n);
+    while (len > 0 && out[len - 1] == '=')
+        out[--len] = '\0';
+    for (int i = 0; i < len; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
     return out;
 }
 
@@ -1622,9 +1630,18 @@ static int decode_continue(const char *token, const char *list, uint64_t *rv, ch
 {
     size_t len = strlen(token);
     unsigned char raw[BDY_STORE_MAX_CONTINUE + 4];
-    if (len == 0 || len % 4 != 0 || len > BDY_STORE_MAX_CONTINUE)
+    char text[BDY_STORE_MAX_CONTINUE + 4];
+    if (len == 0 || len > BDY_STORE_MAX_CONTINUE)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
-    int n = EVP_DecodeBlock(raw, (const unsigned char *)token, (int)len);
+    /* Back to standard padded base64. Tokens of both alphabets are taken
+     * (the standard one was given out before), and a space is the "+" of
+     * one that came unescaped in a query. */
+    for (size_t i = 0; i < len; i++)
+        text[i] = token[i] == '-' || token[i] == ' ' ? '+' : token[i] == '_' ? '/' : token[i];
+    while (len % 4 != 0)
+        text[len++] = '=';
+    text[len] = '\0';
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)len);
     if (n < 0)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
     while (n > 0 && raw[n - 1] == '\0')
