@@ -621,6 +621,13 @@ static bool refill_due(bdy_claims *c, const char *ns, const char *pool)
 static void count_result(bdy_claims *c, const char *ns, const char *pool, const char *source,
                          const char *result, double seconds)
 {
+    /* A replay names the pool its body did, which may be none configured
+     * (a reload removed it, or it never was, with a retry racing the 404):
+     * no series for it, or outside input could fill the family and hide
+     * those of pools made later. */
+    bdy_pool_counts pc;
+    if (strcmp(source, "replay") == 0 && bdy_fleet_counts(c->o.fleet, ns, pool, &pc) != 0)
+        return;
     const char *labels[] = {ns, pool, source, result, NULL};
     bdy_metric_inc(bdy_metric_child(c->m_total, labels));
     if (strcmp(result, "success") == 0) {

@@ -1578,6 +1578,8 @@ static void test_removed_pool_leaves_metrics(void **state)
     (void)state;
     bb_server s;
     start_bench_pool(&s, 3, 10, 0);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", "before the removal");
+    assert_int_equal(c.status, 201);
     bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "bindery_worlds{namespace=\"default\",pool=\"arena\""));
@@ -1586,6 +1588,10 @@ static void test_removed_pool_leaves_metrics(void **state)
              "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\npools: []\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 10000));
+    /* A replay is still answered, and makes no series for the pool. */
+    claim again = post_claim(&s, "{\"pool\":\"arena\"}", "before the removal");
+    assert_int_equal(again.status, 200);
+    assert_string_equal(again.id, c.id);
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 200);
     if (strstr(r.body, "pool=\"arena\"") != NULL)
