@@ -3,6 +3,7 @@
 
 #include "bindery/jsonutil.h"
 #include "bindery/util.h"
+#include "prober.h"
 #include "runtime_internal.h"
 
 #include <errno.h>
@@ -121,9 +122,22 @@ static int module_read(const char *ns, const char *manifest_name, json_object *m
     json_object *http = bdy_jget(probe, "httpGet");
     d->probe_port = tcp ? bdy_jget(tcp, "port") : http ? bdy_jget(http, "port") : NULL;
     d->probe.kind = tcp ? BDY_PROBE_TCP : http ? BDY_PROBE_HTTP : BDY_PROBE_NONE;
-    if (http != NULL)
-        snprintf(d->probe.path, sizeof(d->probe.path), "%s",
-                 bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/");
+    if (http != NULL) {
+        const char *path = bdy_jstr(http, "path") ? bdy_jstr(http, "path") : "/";
+        /* A path without its leading "/" gets one, as in the kubelet's URL. */
+        int n =
+            snprintf(d->probe.path, sizeof(d->probe.path), "%s%s", path[0] == '/' ? "" : "/", path);
+        /* Refused at start rather than failing every probe in silence until
+         * the start deadline. */
+        if (starting &&
+            (n < 0 || (size_t)n >= sizeof(d->probe.path) || !bdy__prober_path_ok(d->probe.path))) {
+            snprintf(why, why_cap,
+                     "ModuleManifest %s/%s: readinessProbe.httpGet.path must be under %zu bytes "
+                     "without blanks or control characters",
+                     ns, manifest_name, sizeof(d->probe.path));
+            return BDY_EINVAL;
+        }
+    }
     d->probe.initial_delay_ms = seconds_ms(probe, "initialDelaySeconds", 0);
     d->probe.period_ms = seconds_ms(probe, "periodSeconds", 1);
     d->probe.timeout_ms = seconds_ms(probe, "timeoutSeconds", 1);
@@ -161,9 +175,8 @@ static const char *port_protocol(const module_def *d, size_t i)
  * listen on assigned host ports, so a number is the port whose
  * containerPort it is; probing the number itself would knock on another
  * program's port. *index: that port, or -1 when the probe's port is no
- * port of the module (a name: the probe fails; a number that is no
- * containerPort: refused at start, with the reason in why; a world already
- * running keeps the number). */
+ * port of the module (refused at start, with the reason in why; a world
+ * already running keeps the number, and a name fails its probes). */
 static int probe_port(const char *ns, const module_def *d, bool starting, long *index, char *why,
                       size_t why_cap)
 {
@@ -179,8 +192,16 @@ static int probe_port(const char *ns, const module_def *d, bool starting, long *
     char *end = NULL;
     errno = 0;
     long number = strtol(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0)
-        return 0;
+    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0) {
+        if (!starting)
+            return 0;
+        /* Every probe would fail until the start deadline, naming nothing. */
+        snprintf(why, why_cap,
+                 "ModuleManifest %s/%s: readinessProbe port \"%.64s\" is the name of none of "
+                 "spec.ports",
+                 ns, d->manifest_name, text);
+        return BDY_EINVAL;
+    }
     for (size_t i = 0; i < d->nports; i++)
         if (bdy_jint(json_object_array_get_idx(d->ports, i), "containerPort", 0) == number) {
             *index = (long)i;

@@ -111,6 +111,53 @@ static void test_manifest_world(void **state)
     json_object_put(world);
 }
 
+/* A probe that could only ever fail is refused at start, with a reason:
+ * a port name none of spec.ports has, an HTTP path with a blank. A path
+ * without its leading "/" gets one, as in the kubelet. A world already
+ * running (not starting) is built as before. */
+static void test_probe_mistakes(void **state)
+{
+    (void)state;
+    fake_store fs = {.n = 0};
+    put(&fs, "modulemanifests", "typo",
+        "{\"metadata\":{\"uid\":\"t\"},\"spec\":{"
+        "\"ports\":[{\"name\":\"game\",\"containerPort\":7777}],"
+        "\"readinessProbe\":{\"tcpSocket\":{\"port\":\"gmae\"}},\"local\":{\"command\":\"x\"}}}");
+    put(&fs, "modulemanifests", "blank",
+        "{\"metadata\":{\"uid\":\"b\"},\"spec\":{"
+        "\"ports\":[{\"name\":\"game\",\"containerPort\":7777}],"
+        "\"readinessProbe\":{\"httpGet\":{\"port\":\"game\",\"path\":\"/a b\"}},"
+        "\"local\":{\"command\":\"x\"}}}");
+    put(&fs, "modulemanifests", "relative",
+        "{\"metadata\":{\"uid\":\"r\"},\"spec\":{"
+        "\"ports\":[{\"name\":\"game\",\"containerPort\":7777}],"
+        "\"readinessProbe\":{\"httpGet\":{\"port\":\"game\",\"path\":\"healthz\"}},"
+        "\"local\":{\"command\":\"x\"}}}");
+    bdy_worldspec ws;
+    char why[512] = "";
+    json_object *world = world_of("manifest", "typo");
+    assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "readinessProbe port \"gmae\" is the name of none"));
+    bdy_worldspec_free(&ws);
+    assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, false, &ws, why, sizeof(why)),
+                     0);
+    bdy_worldspec_free(&ws);
+    json_object_put(world);
+    world = world_of("manifest", "blank");
+    assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
+                     BDY_EINVAL);
+    assert_non_null(strstr(why, "readinessProbe.httpGet.path"));
+    bdy_worldspec_free(&ws);
+    json_object_put(world);
+    world = world_of("manifest", "relative");
+    assert_int_equal(bdy_worldspec_build(world, fake_get, &fs, NULL, true, &ws, why, sizeof(why)),
+                     0);
+    assert_string_equal(ws.spec.readiness[0].path, "/healthz");
+    bdy_worldspec_free(&ws);
+    json_object_put(world);
+}
+
 /* Decodes host argument arg into m. */
 static void parse_arg(const char *arg, bdy_host_module *m)
 {
@@ -339,9 +386,8 @@ static void test_host_argument_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_manifest_world),
-        cmocka_unit_test(test_booklet_world),
-        cmocka_unit_test(test_booklet_refused),
+        cmocka_unit_test(test_manifest_world),        cmocka_unit_test(test_probe_mistakes),
+        cmocka_unit_test(test_booklet_world),         cmocka_unit_test(test_booklet_refused),
         cmocka_unit_test(test_host_argument_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
