@@ -47,10 +47,11 @@
  * list of its namespace's bindings each time. */
 #define CAPABILITY_RECHECK_MS 2000
 #define CAPABILITY_RECHECK_MAX_MS 30000
-#define TEMPLATE_WAIT_MS 250   /* a bound world waiting for its template label */
-#define ENDING_RECHECK_MS 1000 /* a world over, held by a claim that may fall through */
-#define BINDINGS_SWEEP_MS 2000 /* the status of every CapabilityBinding */
-#define POOL_STEP_MAX 256      /* most worlds one pool reconcile creates or deletes */
+#define TEMPLATE_WAIT_MS 250         /* a bound world waiting for its template label */
+#define START_SHORTAGE_RETRY_MS 1000 /* a start bindery had no descriptor or memory for */
+#define ENDING_RECHECK_MS 1000       /* a world over, held by a claim that may fall through */
+#define BINDINGS_SWEEP_MS 2000       /* the status of every CapabilityBinding */
+#define POOL_STEP_MAX 256            /* most worlds one pool reconcile creates or deletes */
 /* The worlds of removed pools: looked for this often, and let go after the
  * removed pool's cooldown, or this long for a pool this run never had
  * (bindery started without it). */
@@ -1063,6 +1064,23 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
                 if (rc == 0 && ws.names_resources)
                     warn_resources_ignored(r, key);
+                if (rc == BDY_ENOMEM) {
+                    /* Bindery is short of descriptors, memory or processes
+                     * now (a burst of clients, say): not the world's fault,
+                     * so no Failed world and no crash toward the pool's
+                     * backoff. It is started once there is room. */
+                    static bdy_log_limit shortage_log;
+                    uint64_t held = 0;
+                    if (bdy_log_admit(&shortage_log, 10000, &held))
+                        bdy_warn("world",
+                                 "%s: cannot start it now: %s; trying again in %u ms (%llu "
+                                 "such lines held back before this one)",
+                                 key, eb.message, START_SHORTAGE_RETRY_MS,
+                                 (unsigned long long)held);
+                    bdy_worldspec_free(&ws);
+                    *requeue_ms = START_SHORTAGE_RETRY_MS;
+                    return 0;
+                }
             }
             if (rc != 0)
                 snprintf(why, sizeof(why), "%s", eb.message);

@@ -263,6 +263,16 @@ static int binds_both(const struct sockaddr *sa, socklen_t len, bool v6only)
     return is_free;
 }
 
+/* The error for an errno from making a descriptor or a process:
+ * BDY_ENOMEM when the system or bindery is short of them now (a later
+ * start may succeed, and the world is not to blame), else BDY_EIO. */
+static int shortage_or_io(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS || err == EAGAIN
+               ? BDY_ENOMEM
+               : BDY_EIO;
+}
+
 /* 1 when nothing holds port on any IPv4 or IPv6 address, by TCP or by UDP;
  * 0 if something does; -errno when no socket could be made to tell (out of
  * descriptors): that is bindery's trouble, not the port's. The checks bind
@@ -339,7 +349,8 @@ static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
             for (size_t j = 0; j < i; j++)
                 h->ports[j].port = 0;
             if (local_err != 0)
-                return bdy_fail(eb, BDY_EIO, "cannot open a socket to find a host port: %s",
+                return bdy_fail(eb, shortage_or_io(local_err),
+                                "cannot open a socket to find a host port: %s",
                                 strerror(local_err));
             return bdy_fail(eb, BDY_EBUSY, "no free host port in %u-%u for port \"%s\"",
                             rt->port_min, rt->port_max, h->ports[i].name);
@@ -1198,7 +1209,7 @@ static int open_log(const proc_runtime *rt, const bdy_world_spec *spec, int *fd,
                         spec->name);
     *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, LOG_FILE_MODE);
     if (*fd < 0)
-        return bdy_fail(eb, BDY_EIO, "cannot open %s: %s", path, strerror(errno));
+        return bdy_fail(eb, shortage_or_io(errno), "cannot open %s: %s", path, strerror(errno));
     /* An old log reopened for a world of the same name is written from now
      * on: the log sweeper must not take it for one of a world long gone. */
     (void)futimens(*fd, NULL);
@@ -1420,14 +1431,14 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
      * full the reaper may take it: its exit then shows as an error below). */
     spawned = err == 0 && spawning_mark(rt, pid, true) ? pid : 0;
     if (err != 0) {
-        rc = bdy_fail(eb, err == ENOENT ? BDY_ENOTFOUND : BDY_EIO,
+        rc = bdy_fail(eb, err == ENOENT ? BDY_ENOTFOUND : shortage_or_io(err),
                       "cannot start world %s/%s: %s (in %s): %s", spec->ns, spec->name,
                       spec->command, dir ? dir : ".", strerror(err));
         goto out;
     }
     pidfd = rt->have_pidfds ? pidfd_open(pid, 0) : -1;
     if (rt->have_pidfds && pidfd < 0) {
-        rc = bdy_fail(eb, BDY_EIO, "pidfd_open(%d): %s", (int)pid, strerror(errno));
+        rc = bdy_fail(eb, shortage_or_io(errno), "pidfd_open(%d): %s", (int)pid, strerror(errno));
         goto out;
     }
     /* Our child cannot be reaped behind our back, so /proc/PID is there. */

@@ -1074,6 +1074,34 @@ static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
     return rc;
 }
 
+/* start() with no descriptor to spare is BDY_ENOMEM, bindery's shortage
+ * and not the world's (its controller tries again rather than fail it),
+ * and leaves nothing behind: the port goes to the next start. */
+static void test_start_short_of_descriptors(void **state)
+{
+    fixture *f = *state;
+    unsigned port = free_port(f);
+    bdy_runtime *rt = new_runtime(f, port, port);
+    bdy_world_spec a = arena_spec(f, "short");
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int lowest = dup(0); /* the next descriptor the process would get */
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    bdy_errbuf eb;
+    int rc = start_err(rt, &a, &eb);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (rc != BDY_ENOMEM)
+        fail_msg("start with no descriptor: %s (%s)", bdy_strerror(rc), eb.message);
+    bdy_world_handle h;
+    start_ok(rt, &a, &h);
+    assert_int_equal(h.ports[0].port, port);
+    stop_ok(f, rt, &h, "short");
+    bdy_runtime_free(rt);
+}
+
 /* Taking a stray back can fail for a reason that passes (no descriptor
  * left): the stray must still be there for the next try. */
 static void test_failed_reclaim_is_retried(void **state)
@@ -2214,6 +2242,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stray_port_is_not_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftovers_of_gone_worlds_are_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_short_of_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_reclaim_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
                                         teardown),
