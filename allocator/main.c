@@ -283,7 +283,11 @@ static void world_host_path(char *buf, size_t cap)
     const char *env = getenv("BINDERY_WORLD_HOST");
     buf[0] = '\0';
     if (env != NULL && env[0] != '\0') {
-        snprintf(buf, cap, "%s", env);
+        /* Made absolute here: worlds are spawned in runtime.workDir, where
+         * a relative path would name another file (or none). One that does
+         * not resolve is kept as given, for the start-up check to name. */
+        char resolved[PATH_MAX];
+        snprintf(buf, cap, "%s", env[0] != '/' && realpath(env, resolved) ? resolved : env);
         return;
     }
     char exe[PATH_MAX];
