@@ -175,6 +175,10 @@ typedef struct proc_runtime {
     /* Worlds one round looks at (watcher thread only), and the rate of
      * its warnings. */
     proc_world *children_due[CHILDREN_SCAN_MAX];
+    /* Without pidfds: where the next poll of watched children starts, as
+     * an index among the worlds that have some, so that with more than
+     * CHILDREN_SCAN_MAX every one is polled in turn. Watcher thread only. */
+    size_t children_poll_next;
     bdy_log_limit children_log;
 } proc_runtime;
 
@@ -899,14 +903,34 @@ static void children_look_all(proc_runtime *rt)
 
 /* Without pidfds: tells the end of every world one of whose watched
  * children has ended. Watcher thread only. */
+static bool children_watched(const proc_world *w)
+{
+    return w->children != NULL && w->children->n > 0 && !w->ending;
+}
+
 static void children_poll(proc_runtime *rt)
 {
     proc_world **watched = rt->children_due;
     size_t n = 0;
     pthread_mutex_lock(&rt->lock);
-    for (proc_world *w = rt->worlds; w != NULL && n < CHILDREN_SCAN_MAX; w = w->next)
-        if (w->children != NULL && w->children->n > 0 && !w->ending)
-            watched[n++] = w;
+    size_t total = 0;
+    for (const proc_world *w = rt->worlds; w != NULL; w = w->next)
+        total += children_watched(w);
+    /* CHILDREN_SCAN_MAX of them, from where the last poll stopped, round
+     * the list. */
+    size_t from = total > 0 ? rt->children_poll_next % total : 0;
+    size_t index = 0;
+    for (int round = 0; round < 2 && n < CHILDREN_SCAN_MAX && n < total; round++) {
+        for (proc_world *w = rt->worlds; w != NULL && n < CHILDREN_SCAN_MAX && n < total;
+             w = w->next) {
+            if (!children_watched(w))
+                continue;
+            size_t i = index++;
+            if ((round == 0 && i >= from) || (round == 1 && i - total < from))
+                watched[n++] = w;
+        }
+    }
+    rt->children_poll_next = from + n;
     pthread_mutex_unlock(&rt->lock);
     for (size_t i = 0; i < n; i++) {
         world_children *c = watched[i]->children;
