@@ -41,11 +41,14 @@ static const char *binding_name(json_object *b)
     return name ? name : "";
 }
 
+#define STANDING_INVALID (-2)
+
 /* 1 for a binding whose selector has terms and matches, 0 for one with no
- * selector or an empty one, -1 for one that does not serve the world (a
- * selector that does not match, or that does not compile: the CRD's schema
- * refuses most of those). */
-static int standing(json_object *b, json_object *labels)
+ * selector or an empty one, -1 for one whose selector does not match,
+ * STANDING_INVALID for one whose selector does not compile (reason in
+ * why): the CRD's schema checks its shape, not its label keys and values,
+ * nor that In and NotIn have values. */
+static int standing(json_object *b, json_object *labels, char *why, size_t why_cap)
 {
     json_object *sel = bdy_jget(bdy_jget(b, "spec"), "worldSelector");
     if (sel == NULL)
@@ -53,8 +56,10 @@ static int standing(json_object *b, json_object *labels)
     bdy_label_selector *s = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    if (bdy_label_selector_from_json(sel, &s, &eb) != 0)
-        return -1;
+    if (bdy_label_selector_from_json(sel, &s, &eb) != 0) {
+        snprintf(why, why_cap, "%s", eb.message);
+        return STANDING_INVALID;
+    }
     int rank = !bdy_label_selector_matches(s, labels) ? -1 : bdy_label_selector_is_empty(s) ? 0 : 1;
     bdy_label_selector_free(s);
     return rank;
@@ -72,7 +77,18 @@ static int choose_binding(bind_ctx *c, json_object *bindings, const char *cap, j
         const char *serves = bdy_jstr(bdy_jget(b, "spec"), "capability");
         if (serves == NULL || strcmp(serves, cap) != 0)
             continue;
-        int rank = standing(b, c->labels);
+        char invalid[256];
+        int rank = standing(b, c->labels, invalid, sizeof(invalid));
+        if (rank == STANDING_INVALID) {
+            /* Which worlds it was meant for cannot be told: serving them
+             * from another binding (a namespace's default) could hand a
+             * world the wrong secret. */
+            snprintf(c->why, c->why_cap,
+                     "capability %s: CapabilityBinding %s has a worldSelector that is not valid "
+                     "(%s); fix or delete it",
+                     cap, binding_name(b), invalid);
+            return BDY_EINVAL;
+        }
         if (rank > best_rank) {
             best = b;
             best_rank = rank;

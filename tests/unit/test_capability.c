@@ -198,6 +198,26 @@ static void test_which_binding(void **state)
         why, "db-default and db-other both serve it for this world, neither with a selector"));
     bdy_worldspec_free(&ws);
 
+    /* An override whose selector does not compile (In without values, a
+     * label value no selector may have): which worlds it serves cannot be
+     * told, so no world gets the default's value in its place. */
+    const char *const broken[] = {
+        "{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"In\"}]}",
+        "{\"matchLabels\":{\"tier\":\"gold/eu\"}}",
+    };
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        char list[1024];
+        snprintf(list, sizeof(list),
+                 "[" DEFAULT_DB ",{\"metadata\":{\"name\":\"db-broken\"},\"spec\":{"
+                 "\"capability\":\"db\",\"worldSelector\":%s,\"source\":{\"values\":{"
+                 "\"url\":\"prod\"}}}}]",
+                 broken[i]);
+        assert_int_equal(bind(&ws, "[\"db\"]", "{\"tier\":\"gold\"}", list, &fs, why, sizeof(why)),
+                         BDY_EINVAL);
+        assert_non_null(strstr(why, "CapabilityBinding db-broken has a worldSelector that is not"));
+        bdy_worldspec_free(&ws);
+    }
+
     /* A binding of another capability does not count. */
     assert_int_equal(bind(&ws, "[\"cache\"]", "{}", both, &fs, why, sizeof(why)), BDY_ENOTFOUND);
     assert_non_null(strstr(why, "capability cache:"));
