@@ -905,18 +905,6 @@ static bool valid_dns_label(const char *s)
     return true;
 }
 
-/* True for a key whose prefix is BDY_RESERVED_DOMAIN or a subdomain of it:
- * the pool's own keys (BDY_LABEL_POOL says which pool a world is in). */
-static bool reserved_key(const char *k)
-{
-    const char *slash = strchr(k, '/');
-    size_t dlen = slash ? (size_t)(slash - k) : 0;
-    size_t rlen = strlen(BDY_RESERVED_DOMAIN);
-    if (dlen < rlen || strncmp(slash - rlen, BDY_RESERVED_DOMAIN, rlen) != 0)
-        return false;
-    return dlen == rlen || slash[-(ptrdiff_t)rlen - 1] == '.';
-}
-
 /* Checks a labels/annotations map: an object of strings whose keys and
  * (for labels) values are valid Kubernetes names, none of them reserved. */
 static bool valid_string_map(json_object *m, bool labels, const char *field, char *why, size_t cap)
@@ -931,7 +919,7 @@ static bool valid_string_map(json_object *m, bool labels, const char *field, cha
             snprintf(why, cap, "%s.%s must be a string", field, k);
             return false;
         }
-        if (reserved_key(k)) {
+        if (bdy_reserved_key(k)) {
             snprintf(why, cap, "%s.%.100s: keys under %s/ are reserved for bindery", field, k,
                      BDY_RESERVED_DOMAIN);
             return false;

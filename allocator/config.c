@@ -51,6 +51,7 @@
 #include "bindery/config.h"
 
 #include "bindery/log.h"
+#include "bindery/pool.h"
 #include "bindery/sizing.h"
 #include "bindery/util.h"
 #include "bindery/yaml.h"
@@ -587,14 +588,16 @@ static bool valid_dns_subdomain(const char *s)
 }
 
 /* A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a
- * name. A second '/' fails as a character of the name. */
+ * name. A second '/' fails as a character of the name. Keys under
+ * bindery.dev are bindery's own (a pool's labels would otherwise fake a
+ * world's template or pool). */
 static bool valid_label_key(const char *s)
 {
     const char *slash = strchr(s, '/');
     if (slash == NULL)
         return label_name_n(s, strlen(s), false);
     return dns_subdomain_n(s, (size_t)(slash - s)) &&
-           label_name_n(slash + 1, strlen(slash + 1), false);
+           label_name_n(slash + 1, strlen(slash + 1), false) && !bdy_reserved_key(s);
 }
 
 static bool valid_label_value(const char *s)
@@ -626,8 +629,9 @@ static const cfg_name_rule name_rules[] = {
                                 "dot-separated part starting and ending with a letter or digit",
                                 valid_dns_subdomain},
     [CFG_NAME_LABEL_KEY] = {"a label key", "label keys",
-                            "an optional DNS subdomain and '/', then at most 63 letters, digits, "
-                            "'-', '_' or '.', starting and ending with a letter or digit",
+                            "an optional DNS subdomain (not " BDY_RESERVED_DOMAIN
+                            " or under it) and '/', then at most 63 letters, digits, '-', '_' or "
+                            "'.', starting and ending with a letter or digit",
                             valid_label_key},
     [CFG_NAME_LABEL_VALUE] = {"a label value", "label values",
                               "\"\" or at most 63 letters, digits, '-', '_' or '.', starting "

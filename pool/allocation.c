@@ -9,6 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool bdy_reserved_key(const char *k)
+{
+    const char *slash = strchr(k, '/');
+    size_t dlen = slash ? (size_t)(slash - k) : 0;
+    size_t rlen = strlen(BDY_RESERVED_DOMAIN);
+    if (dlen < rlen || strncmp(slash - rlen, BDY_RESERVED_DOMAIN, rlen) != 0)
+        return false;
+    return dlen == rlen || slash[-(ptrdiff_t)rlen - 1] == '.';
+}
+
 const bdy_gvr BDY_GVR_ALLOCATIONS = {"bindery.dev", "v1alpha1", "allocations"};
 
 static json_object *copy_or_empty(json_object *v)

@@ -78,7 +78,7 @@
  *   demand:
  *     minuteRetentionHours: 48      → demand.minute_retention_h 1..8760
  *       Per-minute demand history kept; older minutes fold into 5 minutes.
- *     retentionDays: 35             → demand.retention_days     1..3660
+ *     retentionDays: 35             → demand.retention_days     3..3660
  *       5-minute demand history kept (the forecaster fits on it).
  *     leadTimeSeconds: 30           → demand.lead_time_s        0..86400
  *       Lead time (creation → Ready) assumed until one is measured.
@@ -241,7 +241,7 @@ typedef struct bdy_config_runtime {
 
 typedef struct bdy_config_demand {
     unsigned minute_retention_h; /* minuteRetentionHours, default 48, 1..8760 */
-    unsigned retention_days;     /* retentionDays, default 35, 1..3660 */
+    unsigned retention_days;     /* retentionDays, default 35, 3..3660 */
     unsigned lead_time_s;        /* leadTimeSeconds, default 30, 0..86400 */
     int weekly;                  /* weeklySeason, default false (0) */
 } bdy_config_demand;

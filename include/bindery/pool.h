@@ -37,6 +37,8 @@
 /* Label and annotation keys under this domain (and its subdomains) are
  * bindery's own; claims may not set them. */
 #define BDY_RESERVED_DOMAIN "bindery.dev"
+/* True for a key whose prefix is BDY_RESERVED_DOMAIN or a subdomain of it. */
+bool bdy_reserved_key(const char *key);
 /* Label every pooled world carries: its pool's name. */
 #define BDY_LABEL_POOL BDY_RESERVED_DOMAIN "/pool"
 /* Finalizer the world controller keeps until the runtime has stopped. */

@@ -509,8 +509,9 @@ static void test_runtime_bad_values(void **state)
     "must be a DNS subdomain or null: at most 253 lower-case letters, digits, '-' or '.', each "   \
     "dot-separated part starting and ending with a letter or digit"
 #define LABEL_KEY_RULE                                                                             \
-    "every key must be a label key: an optional DNS subdomain and '/', then at most 63 "           \
-    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    "every key must be a label key: an optional DNS subdomain (not bindery.dev or under it) and "  \
+    "'/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or " \
+    "digit"
 #define LABEL_VALUE_RULE                                                                           \
     "must be a label value: \"\" or at most 63 letters, digits, '-', '_' or '.', starting and "    \
     "ending with a letter or digit"
@@ -875,7 +876,14 @@ static void test_pool_labels(void **state)
     prefix[253] = '\0';
 
     /* Good keys: a plain name, prefixed names, the longest of each part. */
-    const char *good_keys[] = {"a", "A", "9", "a.b_c-d", "example.com/a", "k8s.io/Tier_1.x"};
+    const char *good_keys[] = {"a",
+                               "A",
+                               "9",
+                               "a.b_c-d",
+                               "example.com/a",
+                               "k8s.io/Tier_1.x",
+                               "notbindery.dev/a",
+                               "bindery.dev.example.com/a"};
     for (size_t i = 0; i < sizeof(good_keys) / sizeof(good_keys[0]); i++) {
         snprintf(text, sizeof(text), "pools:\n  - {name: a, manifest: a, labels: {\"%s\": v}}\n",
                  good_keys[i]);
@@ -893,8 +901,10 @@ static void test_pool_labels(void **state)
 
     /* Bad keys. */
     const char *bad_keys[] = {
-        "",     "-a",     "a-", "_a", "a b", "/a", "a/", "a/b/c", "Example.com/a", "ex_ample.com/a",
-        ".a/b", "a..b/c", "é",  n64};
+        "", "-a", "a-", "_a", "a b", "/a", "a/", "a/b/c", "Example.com/a", "ex_ample.com/a", ".a/b",
+        "a..b/c", "é", n64,
+        /* bindery's own: a pool's label would fake a world's template or pool */
+        "bindery.dev/template", "x.bindery.dev/a"};
     for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
         snprintf(
             text, sizeof(text),
