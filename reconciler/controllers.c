@@ -148,6 +148,9 @@ struct bdy_reconciler {
     pthread_mutex_t track_lock;
     bdy_hmap track;   /* tracked by "ns/name" */
     bdy_hmap waiting; /* waiting_world by "ns/name", under track_lock */
+    /* The CapabilityBindings the last sweep saw (each one's namespace,
+     * name, uid and generation), as a digest: the bindings worker's only. */
+    uint64_t bindings_digest;
 
     pthread_mutex_t pools_lock;
     pool_state *pools;
@@ -240,6 +243,25 @@ static void waiting_wake(bdy_reconciler *r, const char *ns)
         if (strncmp(w->key, ns, len) != 0 || w->key[len] != '/')
             continue;
         bdy_reconciler_enqueue_world(r, ns, w->key + len + 1);
+        bdy_hmap_remove(&r->waiting, &w->node);
+        free(w);
+    }
+    pthread_mutex_unlock(&r->track_lock);
+}
+
+/* Queues every world that waits for its capabilities. */
+static void waiting_wake_all(bdy_reconciler *r)
+{
+    pthread_mutex_lock(&r->track_lock);
+    BDY_HMAP_FOREACH(&r->waiting, node)
+    {
+        waiting_world *w = (waiting_world *)node;
+        const char *slash = strchr(w->key, '/');
+        if (slash != NULL) {
+            char ns[BDY_NAME_MAX];
+            snprintf(ns, sizeof(ns), "%.*s", (int)(slash - w->key), w->key);
+            bdy_reconciler_enqueue_world(r, ns, slash + 1);
+        }
         bdy_hmap_remove(&r->waiting, &w->node);
         free(w);
     }
@@ -2296,12 +2318,28 @@ static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
     if (rc != 0)
         return rc;
     int first = 0;
+    uint64_t digest = 1469598103934665603ULL;
     for (size_t i = 0; i < json_object_array_length(res.items); i++) {
-        rc = check_binding(r, json_object_array_get_idx(res.items, i));
+        json_object *b = json_object_array_get_idx(res.items, i);
+        json_object *meta = bdy_jget(b, "metadata");
+        char id[600];
+        snprintf(id, sizeof(id), "%s/%s/%s/%lld", bdy_jstr(meta, "namespace"),
+                 bdy_jstr(meta, "name"), bdy_jstr(meta, "uid"),
+                 (long long)bdy_jint(meta, "generation", 0));
+        digest = (digest ^ bdy_hash_str(id)) * 1099511628211ULL;
+        rc = check_binding(r, b);
         if (first == 0)
             first = rc;
     }
     bdy_list_result_free(&res);
+    /* A binding made, changed or deleted: waiting worlds look now. A
+     * change shows in a binding's status, which wakes its namespace (see
+     * check_binding), but a deletion shows nowhere (the one left of two
+     * in conflict was Resolved all along). */
+    if (digest != r->bindings_digest) {
+        r->bindings_digest = digest;
+        waiting_wake_all(r);
+    }
     return first;
 }
 
