@@ -2590,6 +2590,34 @@ static bool may_be_released_before(const char *text, double cutoff)
 
 /* Deletes the release record whose stored text is text if it was released
  * before cutoff. Returns whether it did. */
+/* Whether the release a record says was cut short (kill -9 after the
+ * record, before the rest): its ledger row is still live, or its world
+ * still names the allocation and is not being deleted. Such a record is
+ * what finishes the release (the materializer, the cut-short sweep look
+ * for it), however old: bindery may have been down for longer than the
+ * record retention. Unknown (the store cannot say now) counts as cut short. */
+static bool release_unfinished(bdy_claims *c, json_object *rec)
+{
+    const char *ns = bdy_jstr(bdy_jget(rec, "metadata"), "namespace");
+    const char *id = bdy_jstr(bdy_jget(rec, "metadata"), "name");
+    const char *world_name = bdy_jstr(bdy_jget(rec, "spec"), "world");
+    if (ns == NULL || id == NULL)
+        return false;
+    if (c->o.ledger != NULL && bdy_ledger_has(c->o.ledger, id))
+        return true;
+    if (world_name == NULL || world_name[0] == '\0')
+        return false;
+    json_object *world = NULL;
+    int rc = bdy_store_get(c->o.store, &BDY_GVR_WORLDS, ns, world_name, &world, NULL);
+    const char *holder = bdy_jstr(bdy_jget(bdy_jget(world, "status"), "allocation"), "id");
+    bool unfinished = rc != 0
+                          ? rc != BDY_ENOTFOUND
+                          : bdy_jget(bdy_jget(world, "metadata"), "deletionTimestamp") == NULL &&
+                                holder != NULL && strcmp(holder, id) == 0;
+    json_object_put(world);
+    return unfinished;
+}
+
 static bool delete_if_released_before(bdy_claims *c, const char *text, double cutoff)
 {
     if (!may_be_released_before(text, cutoff))
@@ -2599,7 +2627,7 @@ static bool delete_if_released_before(bdy_claims *c, const char *text, double cu
     double released = 0;
     bool deleted =
         bdy_timestamp_parse(bdy_jstr(bdy_jget(rec, "spec"), "releasedAt"), &released) == 0 &&
-        released < cutoff &&
+        released < cutoff && !release_unfinished(c, rec) &&
         bdy_store_delete(c->o.store, &BDY_GVR_ALLOCATIONS, bdy_jstr(meta, "namespace"),
                          bdy_jstr(meta, "name"), NULL, NULL, NULL, NULL) == 0;
     json_object_put(rec);

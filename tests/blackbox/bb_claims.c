@@ -1137,10 +1137,9 @@ static void test_old_release_records_are_swept(void **state)
 /* What a release leaves when it is cut short between writing its record
  * and deleting the world (the delete failed, or kill -9): the record of
  * allocation `id` exists while the world is still Allocated to it. */
-static void write_release_record(bb_server *s, const char *id, const char *world)
+static void write_release_record_at(bb_server *s, const char *id, const char *world,
+                                    const char *now)
 {
-    char now[40];
-    bdy_timestamp_now(now);
     char body[768];
     snprintf(body, sizeof(body),
              "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"Allocation\","
@@ -1152,6 +1151,13 @@ static void write_release_record(bb_server *s, const char *id, const char *world
         s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/allocations", body, JSON_HDR);
     assert_int_equal(r.status, 201);
     bb_response_free(&r);
+}
+
+static void write_release_record(bb_server *s, const char *id, const char *world)
+{
+    char now[40];
+    bdy_timestamp_now(now);
+    write_release_record_at(s, id, world, now);
 }
 
 static bool wait_world_gone(bb_server *s, const char *name, int timeout_ms)
@@ -2833,6 +2839,30 @@ static void test_warm_crash_is_replaced(void **state)
     bb_cleanup(&s);
 }
 
+/* A release cut short by kill -9, and bindery down for longer than the
+ * record retention: the restart's first record sweep keeps the old record
+ * (the release it names is unfinished), and the release is finished. The
+ * sweep used to delete it first, and the world stayed held for good. */
+static void test_old_cut_short_release_is_finished(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 1, 4, 600);
+    claim b = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(b.status, 201);
+    assert_true(wait_world_allocated(&s, b.name, b.id, NULL, 15000));
+    char old[40];
+    time_t then = time(NULL) - 3 * 86400;
+    struct tm tm;
+    strftime(old, sizeof(old), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&then, &tm));
+    write_release_record_at(&s, b.id, b.name, old);
+    bb_signal(&s, SIGKILL);
+    assert_true(bb_wait_exit(&s, 5000));
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_world_gone(&s, b.name, 20000));
+    bb_cleanup(&s);
+}
+
 /* Worlds whose processes died while bindery was down (a reboot, say): no
  * claim after the restart gets one of them, and the pool replaces them at
  * once, since losing them was no crash of the worlds' own. */
@@ -3488,6 +3518,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_warns_when_worlds_outgrow_descriptors, bb_teardown),
         cmocka_unit_test_teardown(test_old_release_records_are_swept, bb_teardown),
         cmocka_unit_test_teardown(test_release_cut_short_is_finished, bb_teardown),
+        cmocka_unit_test_teardown(test_old_cut_short_release_is_finished, bb_teardown),
         cmocka_unit_test_teardown(test_world_of_another_allocation_is_kept, bb_teardown),
         cmocka_unit_test_teardown(test_downtime_is_no_lead_time, bb_teardown),
         cmocka_unit_test_teardown(test_refused_creates_back_off, bb_teardown),
