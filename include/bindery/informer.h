@@ -2,9 +2,10 @@
  *
  * An informer keeps a caller up to date with one resource: it lists (paged),
  * then watches from the list's resourceVersion, and relists when the watch
- * expires (410) or fails, with backoff. Handlers see every object once as
- * "added" after each (re)list that finds it new or changed, "updated" for
- * later changes, and "deleted" — including for objects that disappeared
+ * expires (410) or fails, with backoff. Handlers see an object "added" when
+ * a (re)list or the watch finds it new, "updated" (with no old object after
+ * a relist, which keeps none) when it changed, and "deleted" — including for
+ * objects that disappeared
  * while the watch was down (found by diffing the relist against the keys it
  * knew). The informer keeps only keys and resourceVersions, never objects:
  * handlers keep whatever compact state they need.
