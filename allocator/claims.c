@@ -713,6 +713,10 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
     bdy_claims *c = data;
     json_object *status = bdy_jget(obj, "status");
     const char *phase = bdy_jstr(status, "phase");
+    bool ready = phase != NULL && strcmp(phase, "Ready") == 0;
+    /* Looked up before the claims lock, which warm claims take: the fleet's
+     * lock is not to be waited for under it on every world event. */
+    double created = obj != NULL && ready ? bdy_fleet_created_at(c->o.fleet, obj) : -1;
     pthread_mutex_lock(&c->lock);
     if (obj != NULL) {
         json_object *alloc = bdy_jget(status, "allocation");
@@ -720,28 +724,20 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
             index_allocation(c, ns, name, alloc, false);
             note_cut_short(c, ns, name, obj, bdy_jstr(alloc, "id"));
         }
-        if (phase != NULL && strcmp(phase, "Ready") == 0) {
+        if (ready && created >= 0) {
             /* Lead time: creation to Ready, smoothed. */
-            double created = 0;
-            double ready = 0;
-            bdy_world_seen seen;
-            if (bdy_fleet_world_seen(c->o.fleet, ns, name, &seen) == 0 && seen.created_at > 0)
-                created = seen.created_at; /* finer than creationTimestamp */
-            else if (bdy_timestamp_parse(bdy_jstr(bdy_jget(obj, "metadata"), "creationTimestamp"),
-                                         &created) != 0)
-                created = -1;
-            if (created >= 0 &&
-                bdy_timestamp_parse(bdy_jstr(bdy_jget(status, "timings"), "readyAt"), &ready) ==
+            double ready_at = 0;
+            if (bdy_timestamp_parse(bdy_jstr(bdy_jget(status, "timings"), "readyAt"), &ready_at) ==
                     0 &&
-                ready >= created) {
+                ready_at >= created) {
                 pool_stats *s = stats_get(c, ns,
                                           bdy_jstr(bdy_jget(obj, "spec"), "pool")
                                               ? bdy_jstr(bdy_jget(obj, "spec"), "pool")
                                               : "");
                 if (s != NULL)
                     s->lead_time_s = s->lead_time_s == 0
-                                         ? ready - created
-                                         : 0.8 * s->lead_time_s + 0.2 * (ready - created);
+                                         ? ready_at - created
+                                         : 0.8 * s->lead_time_s + 0.2 * (ready_at - created);
             }
         }
     }
@@ -753,7 +749,7 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
         if (held[0])
             materialize_later(c, held, NULL);
     }
-    tell_waiters(c, ns, name, phase != NULL && strcmp(phase, "Ready") == 0,
+    tell_waiters(c, ns, name, ready,
                  obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0));
     pthread_mutex_unlock(&c->lock);
 }
@@ -2588,8 +2584,6 @@ static bool may_be_released_before(const char *text, double cutoff)
     return false;
 }
 
-/* Deletes the release record whose stored text is text if it was released
- * before cutoff. Returns whether it did. */
 /* Whether the release a record says was cut short (kill -9 after the
  * record, before the rest): its ledger row is still live, or its world
  * still names the allocation and is not being deleted. Such a record is
@@ -2618,6 +2612,8 @@ static bool release_unfinished(bdy_claims *c, json_object *rec)
     return unfinished;
 }
 
+/* Deletes the release record whose stored text is text if it was released
+ * before cutoff and its release is finished. Returns whether it did. */
 static bool delete_if_released_before(bdy_claims *c, const char *text, double cutoff)
 {
     if (!may_be_released_before(text, cutoff))

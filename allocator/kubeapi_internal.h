@@ -25,7 +25,6 @@ struct bdy_kubeapi {
 
 #define BDY__KUBE_TABLE_TYPE "application/json;as=Table;v=v1;g=meta.k8s.io"
 
-/* One printer column, as the Table shows it. */
 /* What a column's cell shows of what its json_path names. */
 typedef enum bdy__kube_cell {
     BDY__CELL_VALUE,
@@ -38,6 +37,7 @@ typedef enum bdy__kube_cell {
     BDY__CELL_REFERENCE,
 } bdy__kube_cell;
 
+/* One printer column, as the Table shows it. */
 typedef struct bdy__kube_column {
     const char *name;
     const char *type; /* string, integer, number, boolean, date */

@@ -187,18 +187,28 @@ static bool filter_holds(json_object *item, const char *f, size_t len)
         op = ne;
     if (op == NULL)
         return false;
+    /* Blanks around the operator are allowed, as in Kubernetes' JSONPath. */
+    for (char *e = op; e > text && e[-1] == ' '; e--)
+        e[-1] = '\0';
     *op = '\0';
     const char *lit = op + 2;
-    json_object *v = text[0] == '\0' ? item : eval_from(item, text);
+    while (*lit == ' ')
+        lit++;
     size_t n = strlen(lit);
+    while (n > 0 && lit[n - 1] == ' ')
+        n--;
+    json_object *v = text[0] == '\0' ? item : eval_from(item, text);
     bool equal = false;
     if (n >= 2 && (lit[0] == '"' || lit[0] == '\'') && lit[n - 1] == lit[0])
         equal = json_object_is_type(v, json_type_string) &&
                 (size_t)json_object_get_string_len(v) == n - 2 &&
                 memcmp(json_object_get_string(v), lit + 1, n - 2) == 0;
     else if (n > 0 && v != NULL && !json_object_is_type(v, json_type_string) &&
-             !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array))
-        equal = strcmp(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), lit) == 0;
+             !json_object_is_type(v, json_type_object) &&
+             !json_object_is_type(v, json_type_array)) {
+        const char *j = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+        equal = strlen(j) == n && memcmp(j, lit, n) == 0;
+    }
     return negate ? v != NULL && !equal : equal;
 }
 

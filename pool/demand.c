@@ -345,11 +345,7 @@ void bdy_demand_lead_time(bdy_demand *d, const char *ns, const char *pool, doubl
 
 typedef struct row {
     char key[KEY_MAX];
-    minute_slot s;
-    /* The pool was configured through the minute: its claims are demand.
-     * A removed pool's minute (releases, lead times) counts no time, or
-     * its forecast would read it as a minute without demand. */
-    bool lived;
+    minute_slot s; /* s.lived: the minute counts as time, see write_rows */
 } row;
 
 static int exec_sql(bdy_demand *d, const char *sql)
@@ -380,7 +376,10 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, rows[i].key, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)rows[i].s.minute * 60);
-        sqlite3_bind_int(st, 3, rows[i].lived ? 1 : 0);
+        /* A minute the pool was configured in counts as time, its claims
+         * as demand; a removed pool's minute (releases, lead times) counts
+         * no time, or its forecast would read it as one without demand. */
+        sqlite3_bind_int(st, 3, rows[i].s.lived ? 1 : 0);
         for (int k = 0; k < 4; k++)
             sqlite3_bind_int64(st, 4 + k, rows[i].s.n[k]);
         sqlite3_bind_double(st, 8, rows[i].s.lead_sum);
@@ -609,8 +608,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
                     continue;
                 row *r = &rows[nrows++];
                 snprintf(r->key, sizeof(r->key), "%s", p->key);
-                r->s = *s;
-                r->lived = s->lived; /* the minute the reload removed it in was */
+                r->s = *s; /* lived: the minute the reload removed it in was */
                 counted = true;
             }
             if (counted) {
@@ -640,7 +638,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
             row *r = &rows[nrows++];
             snprintf(r->key, sizeof(r->key), "%s", p->key);
             r->s = *s;
-            r->lived = true;
+            r->s.lived = true;
         }
         /* This minute was lived through: written once complete, if only
          * as a minute without demand. A minute no tick and no event saw

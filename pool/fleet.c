@@ -1065,6 +1065,19 @@ int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_wor
     return rc;
 }
 
+double bdy_fleet_created_at(bdy_fleet *f, json_object *world)
+{
+    json_object *meta = bdy_jget(world, "metadata");
+    const char *ns = bdy_jstr(meta, "namespace");
+    const char *name = bdy_jstr(meta, "name");
+    bdy_world_seen seen;
+    if (ns != NULL && name != NULL && bdy_fleet_world_seen(f, ns, name, &seen) == 0 &&
+        seen.created_at > 0)
+        return seen.created_at;
+    double created = 0;
+    return bdy_timestamp_parse(bdy_jstr(meta, "creationTimestamp"), &created) == 0 ? created : -1;
+}
+
 int bdy_fleet_hold(bdy_fleet *f, const char *ns, const char *name, const char *uid)
 {
     char key[2 * BDY_NAME_MAX + 2];

@@ -231,37 +231,22 @@ static void waiting_set(bdy_reconciler *r, const char *key, bool waits)
     pthread_mutex_unlock(&r->track_lock);
 }
 
-/* Queues every world of namespace ns that waits for its capabilities (and
- * forgets them: each notes itself again if it still waits). */
+/* Queues every world of namespace ns (NULL: of every namespace) that waits
+ * for its capabilities (and forgets them: each notes itself again if it
+ * still waits). */
 static void waiting_wake(bdy_reconciler *r, const char *ns)
-{
-    size_t len = strlen(ns);
-    pthread_mutex_lock(&r->track_lock);
-    BDY_HMAP_FOREACH(&r->waiting, node)
-    {
-        waiting_world *w = (waiting_world *)node;
-        if (strncmp(w->key, ns, len) != 0 || w->key[len] != '/')
-            continue;
-        bdy_reconciler_enqueue_world(r, ns, w->key + len + 1);
-        bdy_hmap_remove(&r->waiting, &w->node);
-        free(w);
-    }
-    pthread_mutex_unlock(&r->track_lock);
-}
-
-/* Queues every world that waits for its capabilities. */
-static void waiting_wake_all(bdy_reconciler *r)
 {
     pthread_mutex_lock(&r->track_lock);
     BDY_HMAP_FOREACH(&r->waiting, node)
     {
         waiting_world *w = (waiting_world *)node;
         const char *slash = strchr(w->key, '/');
-        if (slash != NULL) {
-            char ns[BDY_NAME_MAX];
-            snprintf(ns, sizeof(ns), "%.*s", (int)(slash - w->key), w->key);
-            bdy_reconciler_enqueue_world(r, ns, slash + 1);
-        }
+        size_t len = slash ? (size_t)(slash - w->key) : 0;
+        if (slash == NULL || (ns != NULL && (strlen(ns) != len || strncmp(w->key, ns, len) != 0)))
+            continue;
+        char world_ns[BDY_NAME_MAX];
+        snprintf(world_ns, sizeof(world_ns), "%.*s", (int)len, w->key);
+        bdy_reconciler_enqueue_world(r, world_ns, slash + 1);
         bdy_hmap_remove(&r->waiting, &w->node);
         free(w);
     }
@@ -1145,16 +1130,11 @@ static void observe_startup(bdy_reconciler *r, json_object *world, double starte
                             unsigned deadline_s)
 {
     json_object *meta = bdy_jget(world, "metadata");
-    double created = 0;
     double now = bdy_wall_seconds();
-    if (bdy_timestamp_parse(bdy_jstr(meta, "creationTimestamp"), &created) != 0)
+    double created = bdy_fleet_created_at(r->o.fleet, world);
+    if (created < 0)
         return;
     const char *ns = bdy_jstr(meta, "namespace");
-    const char *name = bdy_jstr(meta, "name");
-    bdy_world_seen seen;
-    if (ns != NULL && name != NULL && bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) == 0 &&
-        seen.created_at > 0)
-        created = seen.created_at;
     const char *pool = bdy_jstr(bdy_jget(world, "spec"), "pool");
     const char *labels[] = {ns ? ns : "", pool ? pool : "", NULL};
     bdy_metric_observe(bdy_metric_child(r->m_startup, labels), now - created);
@@ -2323,8 +2303,10 @@ static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
         json_object *b = json_object_array_get_idx(res.items, i);
         json_object *meta = bdy_jget(b, "metadata");
         char id[600];
-        snprintf(id, sizeof(id), "%s/%s/%s/%lld", bdy_jstr(meta, "namespace"),
-                 bdy_jstr(meta, "name"), bdy_jstr(meta, "uid"),
+        const char *parts[] = {bdy_jstr(meta, "namespace"), bdy_jstr(meta, "name"),
+                               bdy_jstr(meta, "uid")};
+        snprintf(id, sizeof(id), "%s/%s/%s/%lld", parts[0] ? parts[0] : "",
+                 parts[1] ? parts[1] : "", parts[2] ? parts[2] : "",
                  (long long)bdy_jint(meta, "generation", 0));
         digest = (digest ^ bdy_hash_str(id)) * 1099511628211ULL;
         rc = check_binding(r, b);
@@ -2338,7 +2320,7 @@ static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
      * in conflict was Resolved all along). */
     if (digest != r->bindings_digest) {
         r->bindings_digest = digest;
-        waiting_wake_all(r);
+        waiting_wake(r, NULL);
     }
     return first;
 }

@@ -1629,25 +1629,30 @@ static int decode_continue(const char *token, const char *list, uint64_t *rv, ch
                            bdy_errbuf *eb)
 {
     size_t len = strlen(token);
-    unsigned char raw[BDY_STORE_MAX_CONTINUE + 4];
-    char text[BDY_STORE_MAX_CONTINUE + 4];
+    char text[BDY_STORE_MAX_CONTINUE + 1];
+    char raw[BDY_STORE_MAX_CONTINUE + 1];
     if (len == 0 || len > BDY_STORE_MAX_CONTINUE)
         return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
-    /* Back to standard padded base64. Tokens of both alphabets are taken
-     * (the standard one was given out before), and a space is the "+" of
-     * one that came unescaped in a query. */
+    /* Tokens of both alphabets are taken (the standard one was given out
+     * before), and a space is the "+" of one that came unescaped in a
+     * query. */
     for (size_t i = 0; i < len; i++)
         text[i] = token[i] == '-' || token[i] == ' ' ? '+' : token[i] == '_' ? '/' : token[i];
-    while (len % 4 != 0)
-        text[len++] = '=';
-    text[len] = '\0';
-    int n = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)len);
-    if (n < 0)
-        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
-    while (n > 0 && raw[n - 1] == '\0')
-        n--;
+    char *decoded = NULL;
+    size_t n = 0;
+    int drc = bdy_base64_decode(text, len, &decoded, &n);
+    if (drc != 0) {
+        free(decoded);
+        return drc == BDY_ENOMEM ? bdy_fail(eb, drc, "out of memory")
+                                 : bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    }
+    /* Decoded, it is shorter than the token: it fits. */
+    memcpy(raw, decoded, n);
+    free(decoded);
     raw[n] = '\0';
-    char *p1 = strchr((char *)raw, '\n');
+    if (memchr(raw, '\0', n) != NULL)
+        return bdy_fail(eb, BDY_EINVAL, "continue key is not valid");
+    char *p1 = strchr(raw, '\n');
     char *p2 = p1 ? strchr(p1 + 1, '\n') : NULL;
     char *p3 = p2 ? strchr(p2 + 1, '\n') : NULL;
     if (p2 != NULL && p3 == NULL)

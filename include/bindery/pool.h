@@ -213,6 +213,10 @@ int bdy_fleet_claim_take(bdy_fleet *f, const char *ns, const char *pool,
  * Otherwise it goes back to the warm index if it is still Ready at that
  * resourceVersion (stale: it stays out until the informer reports again). */
 void bdy_fleet_claim_done(bdy_fleet *f, const bdy_world_ref *w, bool claimed, bool stale);
+/* When world (a WorldInstance) was created, wall seconds: the fleet's own
+ * finer time for a world this run made (bdy_world_seen.created_at), else
+ * its creationTimestamp; -1 when neither is known. */
+double bdy_fleet_created_at(bdy_fleet *f, json_object *world);
 /* Fills *out with what the fleet saw of world ns/name. BDY_ENOTFOUND when
  * it has not seen it (or only holds it for a claim, unobserved). */
 int bdy_fleet_world_seen(bdy_fleet *f, const char *ns, const char *name, bdy_world_seen *out);

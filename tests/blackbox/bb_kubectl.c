@@ -598,7 +598,7 @@ static void test_custom_columns_with_filters(void **state)
              ".status'}\n"
              "    - {name: Other, type: string, jsonPath: \".status.conditions[?(@.type!='Ready')]"
              ".type\"}\n"
-             "    - {name: Big, type: string, jsonPath: '.status.parts[?(@.size==3)].name'}\n"
+             "    - {name: Big, type: string, jsonPath: '.status.parts[?(@.size == 3)].name'}\n"
              "    schema:\n      openAPIV3Schema:\n        type: object\n"
              "        x-kubernetes-preserve-unknown-fields: true\n");
     expect_kubectl("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created",
