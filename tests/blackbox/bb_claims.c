@@ -474,7 +474,7 @@ typedef struct keyed_claim {
 static void *keyed_claim_main(void *arg)
 {
     keyed_claim *k = arg;
-    k->result = post_claim(k->s, k->body, k->key);
+    k->result = post_claim(k->s, k->body, k->key[0] ? k->key : NULL);
     atomic_store(&k->done, true);
     return NULL;
 }
@@ -1341,6 +1341,20 @@ static bool cold_world_pid(bb_server *s, char *name, pid_t *pid)
     return *pid > 0;
 }
 
+/* Sends cold claim k (waitSeconds 60) on thread *th and waits until its
+ * world runs: that world's name in first (cap 128), its pid returned. */
+static pid_t start_cold_claim(bb_server *s, keyed_claim *k, pthread_t *th, char *first)
+{
+    assert_int_equal(pthread_create(th, NULL, keyed_claim_main, k), 0);
+    assert_true(bb_log_contains(s, "waiting up to 60 s for cold world", 10000));
+    pid_t pid = 0;
+    first[0] = '\0';
+    for (int i = 0; i < 100 && !cold_world_pid(s, first, &pid); i++)
+        sleep_ms(50);
+    assert_true(pid > 0);
+    return pid;
+}
+
 /* A cold claim whose world dies while starting gets another world in its
  * place while its wait lasts, not a 503 for a fault of one process. */
 static void test_cold_claim_outlives_its_world_failing(void **state)
@@ -1350,21 +1364,15 @@ static void test_cold_claim_outlives_its_world_failing(void **state)
     /* Worlds take 1.5 s to listen: time to kill the first while it starts. */
     setup_server(&s, 0, 5, ", \"--ready-delay-ms\", \"1500\"", 600);
     assert_true(bb_start(&s, NULL));
-    cut_claim cc = {.s = &s};
+    keyed_claim k = {.s = &s, .body = "{\"pool\":\"arena\",\"waitSeconds\":60}"};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, cut_claim_main, &cc), 0);
-    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
-    char first[128] = "";
-    pid_t pid = 0;
-    for (int i = 0; i < 100 && !cold_world_pid(&s, first, &pid); i++)
-        sleep_ms(50);
-    assert_true(pid > 0);
-    assert_int_equal(kill(pid, SIGKILL), 0);
+    char first[128];
+    assert_int_equal(kill(start_cold_claim(&s, &k, &th, first), SIGKILL), 0);
     pthread_join(th, NULL);
-    if (cc.result.status != 201)
-        fail_msg("the claim was answered %ld: %s", cc.result.status, cc.result.body);
-    assert_string_equal(cc.result.source, "cold");
-    assert_string_not_equal(cc.result.name, first);
+    if (k.result.status != 201)
+        fail_msg("the claim was answered %ld: %s", k.result.status, k.result.body);
+    assert_string_equal(k.result.source, "cold");
+    assert_string_not_equal(k.result.name, first);
     assert_true(bb_log_contains(&s, "failed; waiting up to", 0));
     bb_cleanup(&s);
 }
@@ -1383,13 +1391,8 @@ static void test_cold_claim_restart_keeps_its_selectors(void **state)
                              "\"matchLabels\":{\"game\":\"arena\"}}]}",
                      .key = "selective"};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, keyed_claim_main, &k), 0);
-    assert_true(bb_log_contains(&s, "waiting up to 60 s for cold world", 10000));
-    char first[128] = "";
-    pid_t pid = 0;
-    for (int i = 0; i < 100 && !cold_world_pid(&s, first, &pid); i++)
-        sleep_ms(50);
-    assert_true(pid > 0);
+    char first[128];
+    pid_t pid = start_cold_claim(&s, &k, &th, first);
     char cfg[1024];
     pool_config(cfg, sizeof(cfg), 0, 20, 20, 600);
     char *labels = strstr(cfg, "{game: arena}");

@@ -1058,9 +1058,9 @@ static void test_leftovers_of_gone_worlds_are_stopped(void **state)
     assert_true(still_runs(none));
 }
 
-/* reclaim() with no descriptor to spare: a pidfd or a look at /proc fails. */
-static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
-                                       bdy_world_handle *h)
+/* Leaves the process no descriptor to open (its limit at the lowest free
+ * one); returns the limit to put back. */
+static struct rlimit descriptors_run_out(void)
 {
     struct rlimit saved;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -1069,6 +1069,14 @@ static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
     close(lowest);
     struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    return saved;
+}
+
+/* reclaim() with no descriptor to spare: a pidfd or a look at /proc fails. */
+static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
+                                       bdy_world_handle *h)
+{
+    struct rlimit saved = descriptors_run_out();
     int rc = reclaim(rt, s, h);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
     return rc;
@@ -1083,13 +1091,7 @@ static void test_start_short_of_descriptors(void **state)
     unsigned port = free_port(f);
     bdy_runtime *rt = new_runtime(f, port, port);
     bdy_world_spec a = arena_spec(f, "short");
-    struct rlimit saved;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
-    int lowest = dup(0); /* the next descriptor the process would get */
-    assert_true(lowest >= 0);
-    close(lowest);
-    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    struct rlimit saved = descriptors_run_out();
     bdy_errbuf eb;
     int rc = start_err(rt, &a, &eb);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
