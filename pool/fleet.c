@@ -33,7 +33,7 @@ typedef struct world {
     char *key;      /* "ns/name", owned; ns and name point into key_buf */
     char *name;     /* into key (after the '/') */
     size_t ns_len;
-    char pool_name[BDY_NAME_MAX];
+    char *pool_name;  /* its spec.pool, owned; NULL: none */
     fleet_pool *pool; /* NULL when the pool is not configured */
     bdy_phase phase;
     bool deleting;
@@ -425,7 +425,7 @@ int bdy_fleet_set_pools(bdy_fleet *f, const bdy_config_pools *pools)
         world *w = (world *)n;
         char ns[BDY_NAME_MAX];
         snprintf(ns, sizeof(ns), "%.*s", (int)w->ns_len, w->key);
-        fleet_pool *p = w->pool_name[0] ? find_pool(f, ns, w->pool_name) : NULL;
+        fleet_pool *p = w->pool_name ? find_pool(f, ns, w->pool_name) : NULL;
         if (p != w->pool) {
             warm_remove(w);
             count(w, -1);
@@ -513,6 +513,7 @@ static void world_free(world *w)
     if (w == NULL)
         return;
     free(w->key);
+    free(w->pool_name);
     free(w->labels);
     free(w->uid);
     free(w->answer_world);
@@ -635,7 +636,7 @@ static bool made_by_its_pool(const world *w)
  * first time that was seen. Under f->lock. */
 static void orphan_sync(bdy_fleet *f, world *w)
 {
-    bool orphan = w->pool == NULL && w->pool_name[0] != '\0' && made_by_its_pool(w);
+    bool orphan = w->pool == NULL && w->pool_name != NULL && made_by_its_pool(w);
     if (orphan && w->orphan_since == 0) {
         w->orphan_since = monotonic_s();
         f->norphans++;
@@ -695,6 +696,10 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
     json_object *meta = json_object_object_get(obj, "metadata");
     bool deleting = bdy_jstr(bdy_jget(obj, "metadata"), "deletionTimestamp") != NULL;
+    /* Copied here, off the lock, as the other owned strings below. */
+    char *pool_name = pool != NULL && *pool != '\0' ? strndup(pool, BDY_NAME_MAX - 1) : NULL;
+    if (pool_name == NULL && pool != NULL && *pool != '\0')
+        return; /* out of memory: as a world that could not be added */
     json_object *annotations = json_object_object_get(meta, "annotations");
     bool reserved = annotations != NULL &&
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
@@ -720,6 +725,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         if (pool != NULL)
             created_at = creation_seen(find_pool(f, ns, pool), name);
         if ((w = world_add(f, key, strlen(ns))) == NULL) {
+            free(pool_name);
             free(labels);
             free(uid);
             free(answer_world);
@@ -731,6 +737,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         if (rv != 0 && rv < w->rv) {
             /* An older state than one already seen (a relist racing a
              * claim's own answer): keep the newer. */
+            free(pool_name);
             free(labels);
             free(uid);
             free(answer_world);
@@ -742,7 +749,8 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     fleet_pool *now_in = pool ? find_pool(f, ns, pool) : NULL;
     if (now_in != w->pool)
         warm_remove(w); /* its slot is in the pool it leaves (spec.pool edited) */
-    snprintf(w->pool_name, sizeof(w->pool_name), "%s", pool ? pool : "");
+    free(w->pool_name);
+    w->pool_name = pool_name;
     w->pool = now_in;
     bool new_world = w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0;
     if (new_world) {
@@ -858,7 +866,7 @@ void bdy_fleet_forget(bdy_fleet *f, const char *ns, const char *name, char *pool
     pthread_mutex_lock(&f->lock);
     world *w = find_world(f, key);
     if (w != NULL) {
-        snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name);
+        snprintf(pool_out, BDY_NAME_MAX, "%s", w->pool_name ? w->pool_name : "");
         world_remove(f, w);
     }
     pthread_mutex_unlock(&f->lock);
@@ -960,7 +968,7 @@ static void fill_ref(const world *w, bdy_world_ref *out)
 {
     snprintf(out->ns, sizeof(out->ns), "%.*s", (int)w->ns_len, w->key);
     snprintf(out->name, sizeof(out->name), "%s", w->name);
-    snprintf(out->pool, sizeof(out->pool), "%s", w->pool_name);
+    snprintf(out->pool, sizeof(out->pool), "%s", w->pool_name ? w->pool_name : "");
     snprintf(out->uid, sizeof(out->uid), "%s", w->uid ? w->uid : "");
     out->resource_version = w->rv;
 }
@@ -1319,7 +1327,7 @@ static double removed_pool_cooldown(const bdy_fleet *f, const world *w, double d
 {
     for (size_t i = 0; i < f->npools; i++) {
         const fleet_pool *p = f->pools[i];
-        if (!p->present && strcmp(p->spec.name, w->pool_name) == 0 &&
+        if (!p->present && w->pool_name != NULL && strcmp(p->spec.name, w->pool_name) == 0 &&
             strlen(p->spec.ns) == w->ns_len && strncmp(p->spec.ns, w->key, w->ns_len) == 0)
             return p->spec.scale_down_cooldown_s;
     }

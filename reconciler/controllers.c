@@ -71,10 +71,9 @@
 /* Longest a readiness probe waits for its answer (see build_spec). */
 #define PROBE_TIMEOUT_MAX_MS 60000u
 
-/* What this process knows about a world's process. Guarded by track_lock. */
+/* What this process knows about a world's process. Guarded by track_lock;
+ * callers work on copies (track_get). */
 typedef struct tracked {
-    bdy_hnode node; /* first: a node pointer is the entry; node.key = key */
-    char key[KEY_MAX];
     bdy_world_handle h;
     bool exited;
     int exit_status; /* -1 when not known (not our child) */
@@ -95,6 +94,16 @@ typedef struct tracked {
     int64_t ending_pid;
     uint64_t ending_start_time;
 } tracked;
+
+/* The entry of one world in r->track. The key is sized to the world's
+ * "ns/name": one entry is kept for every world this process started or
+ * adopted, and a key buffer of KEY_MAX bytes in each was most of a
+ * 100,000-world fleet's memory. */
+typedef struct tracked_entry {
+    bdy_hnode node; /* first: a node pointer is the entry; node.key = key */
+    tracked t;
+    char key[]; /* "ns/name" */
+} tracked_entry;
 
 /* Whether t's process is ending its world. */
 static bool tracked_ending(const tracked *t)
@@ -187,17 +196,25 @@ static void world_key(char *out, const char *ns, const char *name)
 /* ---- runtime tracking ------------------------------------------------------------ */
 
 /* Returns the entry for key (creating it when create), under track_lock. */
-static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
+static tracked_entry *track_entry(bdy_reconciler *r, const char *key, bool create)
 {
     uint64_t h = bdy_hash_str(key);
-    tracked *t = (tracked *)bdy_hmap_find(&r->track, key, h);
-    if (t == NULL && create && (t = calloc(1, sizeof(*t))) != NULL) {
-        snprintf(t->key, sizeof(t->key), "%s", key);
-        t->node.key = t->key;
-        t->node.hash = h;
-        bdy_hmap_insert(&r->track, &t->node);
+    tracked_entry *e = (tracked_entry *)bdy_hmap_find(&r->track, key, h);
+    size_t len = strnlen(key, KEY_MAX - 1);
+    if (e == NULL && create && (e = calloc(1, sizeof(*e) + len + 1)) != NULL) {
+        memcpy(e->key, key, len);
+        e->key[len] = '\0';
+        e->node.key = e->key;
+        e->node.hash = h;
+        bdy_hmap_insert(&r->track, &e->node);
     }
-    return t;
+    return e;
+}
+
+static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
+{
+    tracked_entry *e = track_entry(r, key, create);
+    return e != NULL ? &e->t : NULL;
 }
 
 /* A world that waits for its capabilities, to be queued at once when a
@@ -256,10 +273,10 @@ static void waiting_wake(bdy_reconciler *r, const char *ns)
 static void track_drop(bdy_reconciler *r, const char *key)
 {
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, false);
-    if (t != NULL) {
-        bdy_hmap_remove(&r->track, &t->node);
-        free(t);
+    tracked_entry *e = track_entry(r, key, false);
+    if (e != NULL) {
+        bdy_hmap_remove(&r->track, &e->node);
+        free(e);
     }
     waiting_set_locked(r, key, false);
     pthread_mutex_unlock(&r->track_lock);
