@@ -3268,9 +3268,17 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     char field_sel[400] = "";
     if (pool != NULL && pool[0])
         snprintf(field_sel, sizeof(field_sel), "spec.pool=%s", pool);
-    if (phase != NULL && phase[0])
-        snprintf(field_sel + strlen(field_sel), sizeof(field_sel) - strlen(field_sel),
-                 "%sstatus.phase=%s", field_sel[0] ? "," : "", phase);
+    /* By bdy_phase_selector: a world the controller has not started yet
+     * has no status.phase at all, and is listed as Pending. */
+    if (phase != NULL && phase[0]) {
+        size_t used = strlen(field_sel);
+        if (used > 0)
+            field_sel[used++] = ',';
+        if (bdy_phase_selector(ph, field_sel + used, sizeof(field_sel) - used) != 0) {
+            bdy_http_error(resp, 500, "InternalError", "the phase filter does not fit", 0);
+            return;
+        }
+    }
     bdy_list_opts lo = {.ns = ns,
                         .field_selector = field_sel[0] ? field_sel : NULL,
                         .limit = (size_t)lim,

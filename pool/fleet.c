@@ -125,6 +125,28 @@ int bdy_phase_parse(const char *text, bdy_phase *out)
     return BDY_EINVAL;
 }
 
+int bdy_phase_selector(bdy_phase p, char *out, size_t cap)
+{
+    if ((unsigned)p >= BDY_PHASE_COUNT || cap == 0)
+        return BDY_EINVAL;
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < BDY_PHASE_COUNT; i++) {
+        if (p != BDY_PHASE_PENDING && i != (int)p)
+            continue;
+        if (p == BDY_PHASE_PENDING && i == BDY_PHASE_PENDING)
+            continue;
+        int n = snprintf(out + len, cap - len, "%sstatus.phase%s%s", len ? "," : "",
+                         p == BDY_PHASE_PENDING ? "!=" : "=", phase_names[i]);
+        if (n < 0 || (size_t)n >= cap - len) {
+            out[0] = '\0';
+            return BDY_EINVAL;
+        }
+        len += (size_t)n;
+    }
+    return 0;
+}
+
 unsigned bdy_pool_target_warm(const bdy_config_pool *spec, const bdy_pool_demand *demand,
                               double now, double *level_out)
 {

@@ -66,6 +66,12 @@ typedef enum bdy_phase {
 const char *bdy_phase_name(bdy_phase p);
 /* "" or NULL parse as PENDING (a world no controller has touched yet). */
 int bdy_phase_parse(const char *text, bdy_phase *out);
+/* The field selector terms (selector.h) that pick the worlds a listing
+ * shows in phase p, written to out (cap bytes): "status.phase=Ready", and
+ * for PENDING every other phase excluded, since a world no controller has
+ * touched has no status.phase to match. 0, or BDY_EINVAL when p is not a
+ * phase or out is too small. */
+int bdy_phase_selector(bdy_phase p, char *out, size_t cap);
 
 /* A world created for a cold claim (annotation BDY_ANNOTATION_COLD_CLAIM)
  * never enters the warm index while the annotation is there: the waiting

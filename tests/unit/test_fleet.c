@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "bindery/pool.h"
+#include "bindery/selector.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1123,6 +1124,46 @@ static void test_sizing_clamps(void **state)
     assert_int_equal(bdy_phase_parse("Sleeping", &ph), BDY_EINVAL);
 }
 
+/* Whether the listing's selector for phase p picks world (JSON text). */
+static bool phase_picks(bdy_phase p, const char *world)
+{
+    char text[256];
+    assert_int_equal(bdy_phase_selector(p, text, sizeof(text)), 0);
+    static const char *const allowed[] = {"status.phase", NULL};
+    bdy_field_selector *sel = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_field_selector_parse(text, allowed, &sel, &eb) != 0)
+        fail_msg("%s: %s", text, eb.message);
+    json_object *w = json_tokener_parse(world);
+    assert_non_null(w);
+    bool picked = bdy_field_selector_matches(sel, w);
+    json_object_put(w);
+    bdy_field_selector_free(sel);
+    return picked;
+}
+
+/* GET /v1/worlds?phase=Pending lists the worlds it shows as Pending: those
+ * no controller has written a phase for too (a backlog of new worlds),
+ * which "status.phase=Pending" missed. */
+static void test_phase_selector(void **state)
+{
+    (void)state;
+    const char *fresh = "{\"metadata\":{\"name\":\"w\"}}";
+    const char *waiting = "{\"status\":{\"phase\":\"Pending\",\"reason\":\"CapabilityUnbound\"}}";
+    const char *ready = "{\"status\":{\"phase\":\"Ready\"}}";
+    assert_true(phase_picks(BDY_PHASE_PENDING, fresh));
+    assert_true(phase_picks(BDY_PHASE_PENDING, waiting));
+    assert_false(phase_picks(BDY_PHASE_PENDING, ready));
+    assert_true(phase_picks(BDY_PHASE_READY, ready));
+    assert_false(phase_picks(BDY_PHASE_READY, fresh));
+    assert_false(phase_picks(BDY_PHASE_FAILED, ready));
+    char small[8];
+    assert_int_equal(bdy_phase_selector(BDY_PHASE_PENDING, small, sizeof(small)), BDY_EINVAL);
+    assert_string_equal(small, "");
+    assert_int_equal(bdy_phase_selector(BDY_PHASE_COUNT, small, sizeof(small)), BDY_EINVAL);
+}
+
 static void test_allocation_answer(void **state)
 {
     (void)state;
@@ -1171,6 +1212,7 @@ int main(void)
         cmocka_unit_test(test_creation_names_are_fresh),
         cmocka_unit_test(test_creation_names_avoid_known_worlds),
         cmocka_unit_test(test_sizing_clamps),
+        cmocka_unit_test(test_phase_selector),
         cmocka_unit_test(test_allocation_answer),
         cmocka_unit_test(test_outdated_worlds),
         cmocka_unit_test(test_failed_claimed_world_is_the_claims),
