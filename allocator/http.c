@@ -172,6 +172,7 @@ struct conn {
     struct auth_slot *slot; /* held while principal is in use */
     bdy_buf body;
     bool too_large;
+    bool head;        /* a HEAD, routed as the GET it answers (c->req.method says GET) */
     bool body_unread; /* a body where none is read: dropped as it comes */
     size_t discarded;
     bool responded;
@@ -922,8 +923,10 @@ static enum MHD_Result route_request(struct conn *c)
             (head && strcmp(r->method, MHD_HTTP_METHOD_GET) == 0)) {
             /* Handlers see a GET (the Kubernetes API tells reads from
              * writes by the method); MHD still knows it answers a HEAD. */
-            if (head)
+            if (head) {
                 c->req.method = MHD_HTTP_METHOD_GET;
+                c->head = true;
+            }
             c->route = r;
             c->metric_route = r;
             return MHD_YES;
@@ -939,11 +942,19 @@ static enum MHD_Result route_request(struct conn *c)
     }
     if (!path_seen)
         return reject(c, 404, "NotFound", "no such path", 0);
-    /* Methods are at most 16 characters, so 16 of them fit. */
-    char allow[16 * 18 + 1] = "";
+    /* Methods are at most 16 characters, so 16 of them fit, and the HEAD
+     * that every GET route answers too. */
+    char allow[17 * 18 + 1] = "";
     size_t n = 0;
-    for (size_t j = 0; j < nmethods; j++)
+    bool get = false;
+    bool head_listed = false;
+    for (size_t j = 0; j < nmethods; j++) {
         n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", j ? ", " : "", methods[j]);
+        get = get || strcmp(methods[j], MHD_HTTP_METHOD_GET) == 0;
+        head_listed = head_listed || strcmp(methods[j], MHD_HTTP_METHOD_HEAD) == 0;
+    }
+    if (get && !head_listed)
+        snprintf(allow + n, sizeof(allow) - n, ", " MHD_HTTP_METHOD_HEAD);
     char msg[400];
     snprintf(msg, sizeof(msg), "method %.16s is not allowed here; allowed: %s", c->req.method,
              allow);
@@ -1783,8 +1794,8 @@ static void completed_cb(void *cls, struct MHD_Connection *mhd, void **req_cls,
         char code[8];
         snprintf(code, sizeof(code), "%u", c->status);
         const struct route *r = c->metric_route;
-        const char *values[] = {method_label(c->req.method), r ? r->pattern : "unmatched", code,
-                                NULL};
+        const char *values[] = {c->head ? MHD_HTTP_METHOD_HEAD : method_label(c->req.method),
+                                r ? r->pattern : "unmatched", code, NULL};
         bdy_metric_inc(bdy_metric_child(s->requests_total, values));
         double seconds = (double)(bdy_monotonic_ns() - c->start_ns) / 1e9;
         bdy_metric_observe(r ? r->duration : s->unmatched_duration, seconds);

@@ -685,7 +685,8 @@ static void test_routes(void **state)
 
     perform(f, &(request){.method = "PUT", .path = "/v1/echo", .token = "good-token"}, &r);
     expect_error(&r, 405, "MethodNotAllowed");
-    assert_string_equal(header_value(&r, "Allow", v, sizeof(v)), "GET, POST");
+    /* Every GET route answers HEAD too, so the Allow header says so. */
+    assert_string_equal(header_value(&r, "Allow", v, sizeof(v)), "GET, POST, HEAD");
     reply_free(&r);
 
     /* PREFIX routes match below the pattern; 204 has no body. */
@@ -1183,6 +1184,9 @@ static void test_metrics_recorded(void **state)
     reply_free(&r);
     perform(f, &(request){.method = "BREW", .path = "/healthz"}, &r);
     reply_free(&r);
+    /* A HEAD is counted as one, though its handler sees a GET. */
+    perform(f, &(request){.method = "HEAD", .path = "/healthz"}, &r);
+    reply_free(&r);
     /* Metrics are recorded when MHD reports the request complete, which can
      * be just after the client has its answer. */
     struct timespec ts = {0, 100 * 1000 * 1000};
@@ -1198,9 +1202,12 @@ static void test_metrics_recorded(void **state)
     assert_non_null(strstr(
         b.data,
         "bindery_http_requests_total{method=\"other\",route=\"/healthz\",code=\"405\"} 1\n"));
+    assert_non_null(
+        strstr(b.data,
+               "bindery_http_requests_total{method=\"HEAD\",route=\"/healthz\",code=\"200\"} 1\n"));
     assert_non_null(strstr(b.data, "# TYPE bindery_http_request_duration_seconds histogram\n"));
     assert_non_null(
-        strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"/healthz\"} 3\n"));
+        strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"/healthz\"} 4\n"));
     assert_non_null(
         strstr(b.data, "bindery_http_request_duration_seconds_count{route=\"unmatched\"} 1\n"));
     bdy_buf_free(&b);
