@@ -37,18 +37,20 @@ typedef struct world {
     fleet_pool *pool; /* NULL when the pool is not configured */
     bdy_phase phase;
     bool deleting;
-    bool claiming;       /* a claim is being made durable */
-    bool held;           /* a claim succeeded: never warm again; a Ready held world
-                            counts as Allocated until its status says so */
-    bool stale;          /* a claim found it changed; out of warm until a newer rv */
-    bool scaling_down;   /* taken for a scale-down delete: counted as deleting, and out
-                            of warm, until put back or a newer rv is seen */
-    bool failing;        /* its controller is failing it (bdy_fleet_fail_begin): out of
-                            warm until undone or a newer rv is seen */
-    bool reserved;       /* created for one cold claim */
-    bool failure_listed; /* handed out by bdy_fleet_failed once already */
-    bool outdated;       /* made from another template than its pool's (outdated_of);
-                            kept so that count() removes what it added */
+    bool claiming;        /* a claim is being made durable */
+    bool held;            /* a claim succeeded: never warm again; a Ready held world
+                             counts as Allocated until its status says so */
+    bool stale;           /* a claim found it changed; out of warm until a newer rv */
+    bool scaling_down;    /* taken for a scale-down delete: counted as deleting, and out
+                             of warm, until put back or a newer rv is seen */
+    bool failing;         /* its controller is failing it (bdy_fleet_fail_begin): out of
+                             warm until undone or a newer rv is seen */
+    bool reserved;        /* created for one cold claim */
+    bool failure_listed;  /* handed out by bdy_fleet_failed once already */
+    bool failed_no_crash; /* Failed for a reason that is not a crash of its own
+                             (not_a_crash): no backoff for its pool */
+    bool outdated;        /* made from another template than its pool's (outdated_of);
+                             kept so that count() removes what it added */
     bdy_process_seen process;
     uint64_t rv;
     uint64_t claim_rv;        /* the rv a claim (or a scale-down, or a fail) started from */
@@ -715,6 +717,12 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     /* Failed as lost by an earlier run: still no crash of its own. */
     const char *reason = bdy_jstr(bdy_jget(obj, "status"), "reason");
     bool lost = phase == BDY_PHASE_FAILED && reason != NULL && strcmp(reason, "Lost") == 0;
+    /* Failed because its manifest changed its ports while it started (a
+     * rollout, every Starting world of the pool at once): no crash either,
+     * and counting them held the pool's refills back for a minute while
+     * its Ready worlds were all outdated. */
+    bool no_crash = lost || (phase == BDY_PHASE_FAILED && reason != NULL &&
+                             strcmp(reason, "ManifestChanged") == 0);
     uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
     json_object *meta = json_object_object_get(obj, "metadata");
     bool deleting = bdy_jstr(bdy_jget(obj, "metadata"), "deletionTimestamp") != NULL;
@@ -786,6 +794,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
         w->ready_since = monotonic_s();
     w->phase = phase;
+    w->failed_no_crash = no_crash;
     w->deleting = deleting;
     bool now_reserved = reserved && phase != BDY_PHASE_ALLOCATED;
     if (now_reserved != w->reserved)
@@ -1334,7 +1343,8 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
             if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting &&
                 !w->held && !w->claiming) {
                 fill_ref(w, &out[n++]);
-                *first_time += !w->failure_listed && w->process != BDY_PROCESS_LOST;
+                *first_time +=
+                    !w->failure_listed && w->process != BDY_PROCESS_LOST && !w->failed_no_crash;
                 w->failure_listed = true;
             }
         }

@@ -921,6 +921,14 @@ static void test_claimable_once_process_seen(void **state)
     observe_unseen(f, lost);
     assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 3);
     assert_int_equal(first, 0);
+    /* Failed as its manifest changed its ports while it started: a
+     * rollout, no crash to back off from. */
+    json_object *changed = world("a5", "arena", "Failed", 21, "dust", false, false);
+    json_object_object_add(json_object_object_get(changed, "status"), "reason",
+                           json_object_new_string("ManifestChanged"));
+    observe_unseen(f, changed);
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 4);
+    assert_int_equal(first, 0);
 
     /* A new world under an old name is looked at afresh. */
     observe_unseen(f, with_uid(world("a3", "arena", "Ready", 15, "dust", false, false), "uid-1"));
