@@ -19,8 +19,10 @@
 #include <string.h>
 
 #define API "/apis/bindery.dev/v1alpha1"
+/* The only label of its own a load-test world has: not bindery.dev/pool,
+ * which would make bindery take it for an orphan of a pool it is not
+ * configured with and delete it after 5 minutes. */
 #define RUN_LABEL "bindery.dev/load-test"
-#define POOL_LABEL "bindery.dev/pool"
 #define WORLD_FINALIZER "bindery.dev/world"
 /* Watches are asked to end after this long and are then resumed. */
 #define WATCH_TIMEOUT_S 60
@@ -314,7 +316,6 @@ static char *world_body(wrun *s, unsigned i, char *name, size_t name_cap)
         snprintf(key, sizeof(key), "%.*s", (int)(eq - s->o->labels[k]), s->o->labels[k]);
         json_object_object_add(labels, key, json_object_new_string(eq + 1));
     }
-    json_object_object_add(labels, POOL_LABEL, json_object_new_string(s->o->pool));
     json_object_object_add(labels, RUN_LABEL, json_object_new_string(s->run_id));
     json_object_object_add(meta, "labels", labels);
     if (s->o->nannotations > 0) {

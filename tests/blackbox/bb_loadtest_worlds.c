@@ -139,6 +139,19 @@ static void test_keep_and_kubeconfig(void **state)
     assert_int_equal(jint(rep, "left"), 20);
     json_object_put(rep);
     assert_int_equal(labelled_worlds(), 20);
+    /* None says a pool made it (bindery.dev/pool): bindery takes such a
+     * world of a pool it is not configured with for an orphan and deletes
+     * it after 5 minutes, under a longer run or a --keep. */
+    bb_response pooled = bb_request(&srv, "GET",
+                                    API "/namespaces/default/worldinstances?labelSelector="
+                                        "bindery.dev%2Fload-test,bindery.dev%2Fpool",
+                                    NULL, NULL);
+    assert_int_equal(pooled.status, 200);
+    json_object *pl = json_tokener_parse(pooled.body);
+    if (json_object_array_length(json_object_object_get(pl, "items")) != 0)
+        fail_msg("load-test worlds labelled bindery.dev/pool: %.600s", pooled.body);
+    json_object_put(pl);
+    bb_response_free(&pooled);
     /* The operator's cleanup: delete by the label. */
     bb_response r = bb_request(&srv, "GET",
                                API "/namespaces/default/worldinstances?labelSelector="
