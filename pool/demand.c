@@ -57,6 +57,7 @@ typedef struct pool_rec {
     unsigned target;
     bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
     size_t nov;
+    uint64_t overrides_gen; /* bumped when a reload changes ov (bdy_demand_note_target) */
     /* The sizing bounds of the config last applied (bounds_known: one
      * was): a reload that leaves them alone keeps the gradual scale-down. */
     bool bounds_known;
@@ -293,8 +294,10 @@ int bdy_demand_set_pools(bdy_demand *d, const bdy_config_pools *pools, bdy_errbu
          * not drop the target to the forecast's at once, and have the
          * worlds above it deleted after the cooldown. */
         bool same_ov = p->bounds_known && p->nov == nov && same_overrides(p->ov, ov, nov);
-        if (!same_ov)
+        if (!same_ov) {
             p->prev_level = -1;
+            p->overrides_gen++;
+        }
         p->bounds_known = true;
         p->min_warm = c->min_warm;
         p->max_warm = c->max_warm;
@@ -840,6 +843,7 @@ int bdy_demand_input(bdy_demand *d, const char *ns, const char *pool, double now
     if (p->fc != NULL)
         out->forecast_sd = bdy_forecast_rate_sd(p->fc, out->forecast_rate);
     out->prev_level = p->prev_level;
+    out->overrides_gen = p->overrides_gen;
     out->prev_at = p->prev_at;
     memcpy(out->overrides, p->ov, p->nov * sizeof(p->ov[0]));
     out->noverrides = p->nov;
@@ -848,7 +852,7 @@ int bdy_demand_input(bdy_demand *d, const char *ns, const char *pool, double now
 }
 
 void bdy_demand_note_target(bdy_demand *d, const char *ns, const char *pool, unsigned target,
-                            double level, double now)
+                            double level, double now, uint64_t overrides_gen)
 {
     if (d == NULL)
         return;
@@ -858,8 +862,10 @@ void bdy_demand_note_target(bdy_demand *d, const char *ns, const char *pool, uns
     pthread_mutex_lock(&d->lock);
     pool_rec *p = pool_find(d, ns, pool, false);
     if (p != NULL) {
-        p->prev_level = level;
-        p->prev_at = now;
+        if (p->overrides_gen == overrides_gen) {
+            p->prev_level = level;
+            p->prev_at = now;
+        }
         p->target = target;
     }
     pthread_mutex_unlock(&d->lock);

@@ -2102,7 +2102,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     bool known = bdy_demand_input(r->o.demand, ns, name, now, &dem) == 0;
     dem.allocated = c.phase[BDY_PHASE_ALLOCATED];
     unsigned target = bdy_pool_target_warm(&spec, known ? &dem : NULL, now, &level);
-    bdy_demand_note_target(r->o.demand, ns, name, target, level, now);
+    bdy_demand_note_target(r->o.demand, ns, name, target, level, now, dem.overrides_gen);
     if (c.phase[BDY_PHASE_FAILED] > 0 || c.phase[BDY_PHASE_READY] > target || c.outdated > 0) {
         refs = calloc(POOL_STEP_MAX, sizeof(*refs));
         if (refs == NULL) {

@@ -74,6 +74,9 @@ typedef struct bdy_pool_demand {
     unsigned allocated;     /* filled in by the caller */
     double prev_level;      /* last bdy_demand_note_target level, < 0: none */
     double prev_at;
+    /* Which overrides this input carries (bumped by a reload that changes
+     * them), handed back to bdy_demand_note_target with the level. */
+    uint64_t overrides_gen;
     bdy_override overrides[BDY_SIZING_MAX_OVERRIDES];
     size_t noverrides;
     /* For the API and metrics. */
@@ -112,8 +115,11 @@ int bdy_demand_tick(bdy_demand *d, double now);
 int bdy_demand_input(bdy_demand *d, const char *ns, const char *pool, double now,
                      bdy_pool_demand *out);
 /* Remembers the target just applied (its unrounded level, for gradual
- * scale-down) and exports it as a metric. */
+ * scale-down) and exports it as a metric. overrides_gen: that of the input
+ * the level came from. A level computed under overrides that a reload has
+ * changed since is not kept: the reload's fresh start would be lost, and
+ * the old overrides' floor would decay for ten minutes. */
 void bdy_demand_note_target(bdy_demand *d, const char *ns, const char *pool, unsigned target,
-                            double level, double now);
+                            double level, double now, uint64_t overrides_gen);
 
 #endif

@@ -161,12 +161,13 @@ static void test_reload_and_removed_pools(void **state)
     fixture *f = *state;
     bdy_demand *d = open_demand(f);
     drive(d, 0, 10, false);
-    bdy_demand_note_target(d, "default", "arena", 50, 50.0, T0 + 10 * 60);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    bdy_demand_note_target(d, "default", "arena", 50, 50.0, T0 + 10 * 60, in.overrides_gen);
     bdy_config_pool pool = arena_pool();
     bdy_config_pools pools = {&pool, 1};
     bdy_errbuf eb;
     assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0); /* the same again */
-    bdy_pool_demand in;
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
     assert_true(in.prev_level == 50.0);
     /* Bounds changed: the scale-down goes on (a raised maxWarm does not
@@ -185,9 +186,20 @@ static void test_reload_and_removed_pools(void **state)
     /* Overrides changed: what an override held up goes at once. */
     bdy_config_override fewer[] = {{"20:00", "21:00", 100}};
     pool.overrides.items = fewer;
+    bdy_pool_demand before;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &before), 0);
     assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
     assert_true(in.prev_level < 0);
+    /* A pool pass that read its input before that reload and notes its
+     * level after it: the level came from the old overrides, and is not
+     * kept (the fresh start stays); the target is. */
+    bdy_demand_note_target(d, "default", "arena", 100, 100.0, T0 + 10 * 60, before.overrides_gen);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    assert_true(in.prev_level < 0);
+    bdy_demand_note_target(d, "default", "arena", 40, 40.0, T0 + 10 * 60, in.overrides_gen);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 10 * 60, &in), 0);
+    assert_true(in.prev_level == 40.0);
 
     long long rows = count_rows(f, "SELECT COUNT(*) FROM demand_samples");
     bdy_config_pools none = {NULL, 0};
