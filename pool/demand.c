@@ -5,6 +5,7 @@
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
 #include "bindery/pool.h"
+#include "bindery/sizing.h"
 #include "bindery/util.h"
 
 #include <json-c/json.h>
@@ -54,6 +55,7 @@ typedef struct pool_rec {
     double last_fit;
     double prev_level;
     double prev_at;
+    double saved_prev_at; /* the prev_at last written to demand_state */
     unsigned target;
     bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
     size_t nov;
@@ -89,7 +91,8 @@ static const char *const schema =
     " lead_n INTEGER NOT NULL, PRIMARY KEY(pool, start)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS demand_state("
     " pool TEXT PRIMARY KEY, state TEXT NOT NULL, lead_s REAL NOT NULL,"
-    " last_fit REAL NOT NULL) WITHOUT ROWID;"
+    " last_fit REAL NOT NULL, prev_level REAL NOT NULL DEFAULT -1,"
+    " prev_at REAL NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "INSERT OR IGNORE INTO demand_meta VALUES('format', 'bindery-demand-1');";
 
 /* Under d->lock. */
@@ -161,6 +164,19 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
         int code = sqlite3_errcode(d->db);
         rc = bdy_fail(eb, code == SQLITE_NOTADB || code == SQLITE_CORRUPT ? BDY_ECORRUPT : BDY_EIO,
                       "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+        goto out;
+    }
+    /* A file from before the gradual scale-down's level was kept. */
+    sqlite3_stmt *probe = NULL;
+    bool has_level = sqlite3_prepare_v2(d->db, "SELECT prev_level FROM demand_state LIMIT 0", -1,
+                                        &probe, NULL) == SQLITE_OK;
+    sqlite3_finalize(probe);
+    if (!has_level &&
+        sqlite3_exec(d->db,
+                     "ALTER TABLE demand_state ADD COLUMN prev_level REAL NOT NULL DEFAULT -1;"
+                     "ALTER TABLE demand_state ADD COLUMN prev_at REAL NOT NULL DEFAULT 0;",
+                     NULL, NULL, &err) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
         goto out;
     }
     if (opts->metrics != NULL) {
@@ -450,18 +466,43 @@ out:
     return rc;
 }
 
+/* What a level noted at `at` has decayed to by now (sizing.h); -1 for
+ * none. */
+static double decayed_level(double level, double at, double now)
+{
+    if (level < 0)
+        return -1;
+    return level * exp(-(now > at ? now - at : 0) / BDY_SIZING_DOWN_TAU_S);
+}
+
+/* A pool's level of gradual scale-down, kept with its forecast so that a
+ * restart goes on scaling down from where it was instead of dropping the
+ * target to the forecast's at once (and deleting the surplus after the
+ * cooldown, to make it again on the next misses). */
+typedef struct saved_level {
+    double level; /* < 0: none */
+    double at;
+} saved_level;
+
+/* state NULL: the level alone, on the row a forecast state made. */
 static int save_state(bdy_demand *d, const char *key, const char *state, double lead_s,
-                      double last_fit)
+                      double last_fit, saved_level lv)
 {
     sqlite3_stmt *st = NULL;
     int rc = 0;
-    if (sqlite3_prepare_v2(d->db, "INSERT OR REPLACE INTO demand_state VALUES(?,?,?,?)", -1, &st,
-                           NULL) != SQLITE_OK)
+    const char *sql = state != NULL
+                          ? "INSERT OR REPLACE INTO demand_state VALUES(?1,?2,?3,?4,?5,?6)"
+                          : "UPDATE demand_state SET prev_level = ?5, prev_at = ?6 WHERE pool = ?1";
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
         return BDY_EIO;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 3, lead_s);
-    sqlite3_bind_double(st, 4, last_fit);
+    if (state != NULL) {
+        sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 3, lead_s);
+        sqlite3_bind_double(st, 4, last_fit);
+    }
+    sqlite3_bind_double(st, 5, lv.level);
+    sqlite3_bind_double(st, 6, lv.at);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = BDY_EIO;
     sqlite3_finalize(st);
@@ -471,12 +512,16 @@ static int save_state(bdy_demand *d, const char *key, const char *state, double 
 /* Reads a pool's persisted forecaster; *fc stays NULL when there is none
  * or it does not load (logged: the forecast then starts afresh). */
 static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double *lead_s,
-                       double *last_fit)
+                       double *last_fit, saved_level *lv)
 {
     sqlite3_stmt *st = NULL;
     json_object *j = NULL;
     *fc = NULL;
-    if (sqlite3_prepare_v2(d->db, "SELECT state, lead_s, last_fit FROM demand_state WHERE pool = ?",
+    lv->level = -1;
+    lv->at = 0;
+    if (sqlite3_prepare_v2(d->db,
+                           "SELECT state, lead_s, last_fit, prev_level, prev_at FROM demand_state "
+                           "WHERE pool = ?",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -485,6 +530,10 @@ static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double
         int len = sqlite3_column_bytes(st, 0);
         *lead_s = sqlite3_column_double(st, 1);
         *last_fit = sqlite3_column_double(st, 2);
+        lv->level = sqlite3_column_double(st, 3);
+        lv->at = sqlite3_column_double(st, 4);
+        if (!isfinite(lv->level) || !isfinite(lv->at))
+            lv->level = -1;
         bdy_errbuf eb;
         bdy_errbuf_clear(&eb);
         if (text != NULL && len <= STATE_MAX_BYTES && (j = bdy_json_parse_stored(text)) != NULL &&
@@ -681,7 +730,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
             bdy_forecast *fc = NULL;
             double lead = 0;
             double last_fit = 0;
-            load_state(d, w->key, &fc, &lead, &last_fit);
+            saved_level lv;
+            load_state(d, w->key, &fc, &lead, &last_fit, &lv);
             pthread_mutex_lock(&d->lock);
             pool_rec *p = d->pools;
             while (p != NULL && strcmp(p->key, w->key) != 0)
@@ -693,6 +743,14 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 if (p->lead_s == 0)
                     p->lead_s = lead;
                 p->last_fit = last_fit;
+                /* The stored level, unless a pass of this run noted a
+                 * higher one since (both as decayed to now). */
+                if (lv.level >= 0 && decayed_level(lv.level, lv.at, now) >
+                                         decayed_level(p->prev_level, p->prev_at, now)) {
+                    p->prev_level = lv.level;
+                    p->prev_at = lv.at;
+                }
+                p->saved_prev_at = lv.at;
                 w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : w->feed_to;
                 w->fit = refit_due(now, last_fit);
                 drop_if_ahead(p, w);
@@ -718,6 +776,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
         char *state = NULL;
         double lead = 0;
         double last_fit = 0;
+        saved_level lv = {-1, 0};
+        bool level_changed = false;
         pthread_mutex_lock(&d->lock);
         pool_rec *p = d->pools;
         while (p != NULL && strcmp(p->key, w->key) != 0)
@@ -750,11 +810,15 @@ int bdy_demand_tick(bdy_demand *d, double now)
             }
             lead = p->lead_s;
             last_fit = p->last_fit;
+            lv = (saved_level){p->prev_level, p->prev_at};
+            level_changed = p->loaded && p->prev_at != p->saved_prev_at;
+            p->saved_prev_at = p->prev_at;
         }
         pthread_mutex_unlock(&d->lock);
         bdy_forecast_free(fitted);
         free(obs);
-        if (state != NULL && save_state(d, w->key, state, lead, last_fit) != 0)
+        if ((state != NULL || level_changed) &&
+            save_state(d, w->key, state, lead, last_fit, lv) != 0)
             rc = BDY_EIO;
         free(state);
     }

@@ -343,6 +343,62 @@ static void test_restart_continues_forecast(void **state)
     bdy_demand_close(d);
 }
 
+/* A restart goes on scaling down from the level it had: the target does
+ * not drop to the forecast's at once, to delete the surplus after the
+ * cooldown and make it again on the next misses. */
+static void test_restart_keeps_scale_down(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    drive(d, 0, 10, false);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 600, &in), 0);
+    bdy_demand_note_target(d, "default", "arena", 80, 80.0, T0 + 600, in.overrides_gen);
+    assert_int_equal(bdy_demand_tick(d, T0 + 660), 0);
+    bdy_demand_close(d);
+
+    d = open_demand(f);
+    assert_int_equal(bdy_demand_tick(d, T0 + 720), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 720, &in), 0);
+    assert_true(in.prev_level == 80.0);
+    assert_true(in.prev_at == T0 + 600);
+    /* A pass of the new run that notes a higher level keeps its own. */
+    bdy_demand_note_target(d, "default", "arena", 120, 120.0, T0 + 780, in.overrides_gen);
+    assert_int_equal(bdy_demand_tick(d, T0 + 840), 0);
+    bdy_demand_close(d);
+    d = open_demand(f);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 850, &in), 0);
+    bdy_demand_note_target(d, "default", "arena", 150, 150.0, T0 + 850, in.overrides_gen);
+    assert_int_equal(bdy_demand_tick(d, T0 + 900), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 900, &in), 0);
+    assert_true(in.prev_level == 150.0);
+    bdy_demand_close(d);
+}
+
+/* A history file from before the level was kept opens, and keeps it from
+ * then on. */
+static void test_file_without_levels(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE demand_state(pool TEXT PRIMARY KEY, state TEXT NOT "
+                                  "NULL, lead_s REAL NOT NULL, last_fit REAL NOT NULL) WITHOUT "
+                                  "ROWID;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    bdy_demand *d = open_demand(f);
+    drive(d, 0, 10, false);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 600, &in), 0);
+    bdy_demand_note_target(d, "default", "arena", 70, 70.0, T0 + 600, in.overrides_gen);
+    assert_int_equal(bdy_demand_tick(d, T0 + 660), 0);
+    bdy_demand_close(d);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_state WHERE prev_level = 70"), 1);
+}
+
 static void test_bad_file_and_overrides(void **state)
 {
     fixture *f = *state;
@@ -382,6 +438,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_suspended_time_is_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_back_keeps_forecasting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_continues_forecast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_scale_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_without_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
