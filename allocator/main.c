@@ -36,11 +36,14 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef BINDERY_VERSION
@@ -79,6 +82,7 @@ typedef struct daemon_state {
     char *file_listen;
     char *file_data_dir;
     char *kubeconfig_ca; /* the certificate file the written kubeconfig names, or NULL */
+    int instance_fd;     /* holds the instance id on this host (instance_claim); -1: none */
 } daemon_state;
 
 static int usage(void)
@@ -816,6 +820,41 @@ refused:
  * id would leave the worlds of the old one running unstopped for good. */
 #define INSTANCE_ID_LEN 32
 #define INSTANCE_ID_FILE "instance-id"
+/* Takes the instance id for this process on the host, as the abstract
+ * Unix socket "bindery-instance-<id>", which the kernel lets go when the
+ * process ends however it ends. The data folder's lock cannot see a copy
+ * of the folder (a restored backup checked on the same machine, a cp -a):
+ * that copy has the same id, and its runtime would take the first
+ * bindery's worlds for its own, stopping those its store does not know
+ * and adopting the others, claimed or not. Close-on-exec, so that no
+ * world holds it after bindery has gone. */
+static int instance_claim(const char *instance, int *fd_out, bdy_errbuf *eb)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    /* sun_path[0] = '\0': the abstract namespace, no file to leave. */
+    int len =
+        snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "bindery-instance-%s", instance);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bdy_fail(eb, BDY_EIO, "cannot make a socket for the instance id: %s",
+                        strerror(errno));
+    if (bind(fd, (struct sockaddr *)&addr,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) != 0) {
+        int err = errno;
+        close(fd);
+        if (err == EADDRINUSE)
+            return bdy_fail(eb, BDY_EBUSY,
+                            "another bindery on this machine runs with instance id %s (a copy "
+                            "of its data folder, such as a restored backup?): two binderies of "
+                            "one id take each other's worlds for their own; give the copy a "
+                            "new id by deleting its " INSTANCE_ID_FILE " file",
+                            instance);
+        return bdy_fail(eb, BDY_EIO, "cannot hold the instance id: %s", strerror(err));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_errbuf *eb)
 {
     char path[PATH_MAX];
@@ -909,6 +948,8 @@ static int start_worlds(daemon_state *d, bdy_errbuf *eb)
     } else {
         char instance[INSTANCE_ID_LEN + 1];
         rc = instance_id_load(d->cfg->data_dir, instance, eb);
+        if (rc == 0)
+            rc = instance_claim(instance, &d->instance_fd, eb);
         if (rc != 0)
             return rc;
         bdy_process_runtime_opts po = {.port_min = rt->port_min,
@@ -1109,6 +1150,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
 {
     int rc = 0;
     daemon_state d = {0};
+    d.instance_fd = -1;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     atomic_init(&d.ready, false);
@@ -1308,6 +1350,8 @@ out:
     bool watches_left = bdy_kubeapi_stop(d.kubeapi) > 0;
     bdy_reconciler_stop(d.reconciler);
     bdy_runtime_free(d.runtime); /* no exit notice may reach a freed reconciler */
+    if (d.instance_fd >= 0)
+        close(d.instance_fd);
     bdy_http_server_free(d.http);
     bdy_claims_free(d.claims);
     bdy_kubeapi_free(d.kubeapi);

@@ -3133,6 +3133,38 @@ static void test_crd_delete_stops_world_processes(void **state)
 /* A bindery restarted while a world's grace ran gives it the rest of its
  * grace, not a whole new one after the downtime: here the grace (8 s) is
  * over by the restart, so the world that ignores SIGTERM is killed at once. */
+/* A copy of a data folder (a backup restored on the same machine) has the
+ * same instance id, and the folder lock cannot see it: started beside the
+ * original, its runtime took the original's worlds for its own, stopping
+ * those its store did not know. It is refused instead, and the original's
+ * worlds run on. */
+static void test_copy_of_a_running_folder_is_refused(void **state)
+{
+    (void)state;
+    bb_server a;
+    start_warm(&a, 2, 4, 3600);
+    bb_server b;
+    setup_server(&b, 2, 4, NULL, 3600);
+    /* The operator's copy: a backup of the running bindery, restored as
+     * the data folder of another. */
+    char *out = NULL;
+    const char *backup[] = {"backup", "--config", a.config, "--data", a.data, "--to", b.data, NULL};
+    int code = bb_run(&a, backup, NULL, &out);
+    if (code != 0)
+        fail_msg("backup: %d %s", code, out ? out : "");
+    free(out);
+    assert_false(bb_start(&b, NULL));
+    assert_true(bb_wait_exit(&b, 10000));
+    assert_int_equal(b.exit_status, 1);
+    if (!bb_log_contains(&b, "another bindery on this machine runs with instance id", 1000))
+        fail_msg("no refusal logged");
+    /* The original's worlds were not touched: still warm, none replaced. */
+    assert_int_equal(pool_field(&a, "warm"), 2);
+    assert_int_equal(bb_log_count(&a, "exited"), 0);
+    bb_cleanup(&b);
+    bb_cleanup(&a);
+}
+
 static void test_grace_is_not_restarted_by_a_restart(void **state)
 {
     (void)state;
@@ -3546,6 +3578,7 @@ int main(void)
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
+        cmocka_unit_test_teardown(test_copy_of_a_running_folder_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_grace_is_not_restarted_by_a_restart, bb_teardown),
         cmocka_unit_test_teardown(test_start_deadline_not_held_by_probe_period, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
