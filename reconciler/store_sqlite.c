@@ -2255,6 +2255,32 @@ static int lock_data_dir(const char *dir, int *fd_out, bdy_errbuf *eb)
     return 0;
 }
 
+/* Names in dir other than what a new store's folder may hold (the lock,
+ * the kubeconfig, and with store_files the store's own files): 1 with the
+ * first in name, 0 for none, or an error. */
+static int first_stray(const char *dir, bool store_files, char *name, size_t cap, bdy_errbuf *eb)
+{
+    static const char *const store_names[] = {"bindery.db", "bindery.db-wal", "bindery.db-shm",
+                                              "bindery.db-journal", NULL};
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return bdy_fail(eb, BDY_EIO, "data folder %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    int found = 0;
+    while (found == 0 && (de = readdir(d)) != NULL) {
+        bool ours = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    strcmp(de->d_name, "kubeconfig") == 0 || strcmp(de->d_name, LOCK_FILE) == 0;
+        for (size_t i = 0; store_files && !ours && store_names[i] != NULL; i++)
+            ours = strcmp(de->d_name, store_names[i]) == 0;
+        if (!ours) {
+            snprintf(name, cap, "%s", de->d_name);
+            found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_errbuf *eb)
 {
     struct stat st;
@@ -2284,22 +2310,11 @@ static int check_data_dir(const char *dir, const char *path, bool *fresh, bdy_er
     /* No store file: only an empty folder may become a new store. Anything
      * else (a WAL without its database, other files) means data went
      * missing, and starting empty would silently lose every object. */
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return bdy_fail(eb, BDY_EIO, "data folder %s: %s", dir, strerror(errno));
-    struct dirent *de;
-    const char *stray = NULL;
-    char stray_name[256] = "";
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-            strcmp(de->d_name, "kubeconfig") != 0 && strcmp(de->d_name, LOCK_FILE) != 0) {
-            snprintf(stray_name, sizeof(stray_name), "%s", de->d_name);
-            stray = stray_name;
-            break;
-        }
-    }
-    closedir(d);
-    if (stray != NULL)
+    char stray[256];
+    int rc = first_stray(dir, false, stray, sizeof(stray), eb);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
         return bdy_fail(eb, BDY_ENOTFOUND,
                         "data file %s is missing but the data folder is not empty (found %s); "
                         "refusing to start with an empty store",
@@ -2518,6 +2533,22 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
         rc = sql_error(s->db, eb, s->path);
         goto out;
+    }
+    /* A store file without a single table, in a folder that holds nothing
+     * else of Bindery's: a first start cut short (killed, or a full disk)
+     * before its schema's commit. It holds nothing to lose, and refusing
+     * it as foreign would leave the folder unstartable until someone
+     * deletes the file by hand. */
+    if (!fresh && schema_count(s->db, "1") == 0) {
+        char stray[256];
+        rc = first_stray(dir, true, stray, sizeof(stray), eb);
+        if (rc < 0)
+            goto out;
+        if (rc == 0) {
+            bdy_info("store", "%s has no tables (a first start cut short): made anew", s->path);
+            fresh = true;
+        }
+        rc = 0;
     }
     rc = init_schema(s, fresh, eb);
     if (rc != 0)

@@ -1533,6 +1533,23 @@ static void test_bad_data_files(void **state)
     assert_non_null(strstr(eb.message, "not a Bindery store"));
     unlink(path);
 
+    /* A first start cut short before its schema's commit: an empty store
+     * file (no byte, or a database without a table) is made anew... */
+    write_file(path, "");
+    assert_int_equal(open_rc(dir, &eb), 0);
+    unlink(path);
+    sql_exec(path, "PRAGMA user_version = 0;");
+    assert_int_equal(open_rc(dir, &eb), 0);
+    unlink(path);
+    /* ...but not beside other data, which says more went missing. */
+    write_file(path, "");
+    char other[128];
+    snprintf(other, sizeof(other), "%s/claims.db", dir);
+    write_file(other, "");
+    assert_int_equal(open_rc(dir, &eb), BDY_ECORRUPT);
+    unlink(other);
+    unlink(path);
+
     /* A good store, then damaged in the middle. */
     assert_int_equal(open_rc(dir, &eb), 0);
     struct stat st;
