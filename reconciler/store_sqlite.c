@@ -1225,7 +1225,11 @@ static void run_batch(sqlite_store *s, write_op *batch)
             op->out = NULL;
             op_drop_effects(op);
             s->rv = op_rv;
-            if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY || op->rc == BDY_ECORRUPT)
+            /* A damaged object (its page, or text that does not parse)
+             * fails its own write, not the others of the batch: claims
+             * share batches with controller writes, and one write that
+             * keeps touching a bad row would fail them all, each retry. */
+            if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY)
                 txn_rc = op->rc; /* the transaction itself is broken */
             else if (sqlite3_get_autocommit(s->db) || step_simple(s->st_op_undo) != 0)
                 txn_rc = BDY_EIO; /* SQLite rolled it all back (out of memory, say) */

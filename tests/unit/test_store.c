@@ -427,6 +427,37 @@ static void test_patch_many(void **state)
         json_object_put(patches[i]);
 }
 
+/* One object whose stored text is damaged fails its own write, not the
+ * others committed with it (claims share batches with controller
+ * writes). */
+static void test_damaged_object_fails_alone(void **state)
+{
+    fixture *f = *state;
+    json_object_put(create_widget(f, "good", 1, "red"));
+    json_object_put(create_widget(f, "bad", 1, "red"));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/bindery.db", f->dir);
+    sql_exec(path, "UPDATE objects SET body = '{\"metadata\":' WHERE name = 'bad'");
+    json_object *patch = json_tokener_parse("{\"status\":{\"phase\":\"Ready\"}}");
+    bdy_store_patch_item items[2];
+    const char *names[2] = {"bad", "good"};
+    for (int i = 0; i < 2; i++)
+        items[i] = (bdy_store_patch_item){.gvr = &WIDGETS,
+                                          .ns = "default",
+                                          .name = names[i],
+                                          .type = BDY_PATCH_MERGE,
+                                          .patch = patch,
+                                          .status_only = true};
+    assert_int_equal(bdy_store_patch_many(f->store, items, 2), 0);
+    assert_int_equal(items[0].rc, BDY_ECORRUPT);
+    assert_int_equal(items[1].rc, 0);
+    json_object *o = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "good", &o, NULL), 0);
+    assert_string_equal(meta(o, "status.phase"), "Ready");
+    json_object_put(o);
+    json_object_put(patch);
+}
+
 static void test_status_subresource(void **state)
 {
     fixture *f = *state;
@@ -1755,6 +1786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_fields_pruned_or_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generate_name_and_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_object_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_subresource, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patches, setup, teardown),
