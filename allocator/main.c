@@ -1213,13 +1213,17 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         d.auth_on = true;
     }
     rc = setup_metrics(&d);
-    if (rc != 0)
+    if (rc != 0) {
+        bdy_error("main", "cannot set up the metrics: %s", bdy_strerror(rc));
         goto out;
+    }
     rc = bdy_fleet_new(&d.fleet);
     if (rc == 0)
         rc = bdy_fleet_set_pools(d.fleet, &d.cfg->pools);
-    if (rc != 0)
+    if (rc != 0) {
+        bdy_error("main", "cannot set up the pools: %s", bdy_strerror(rc));
         goto out;
+    }
     /* Demand history beside the store (demand.h says why a file of its own). */
     char demand_path[BDY_CONFIG_MAX_PATH + 16];
     snprintf(demand_path, sizeof(demand_path), "%s/demand.db", d.cfg->data_dir);
@@ -1245,8 +1249,11 @@ static int serve(const char *config_path, const char *listen, const char *data_d
                           .ledger = d.ledger,
                           .record_retention_s = d.cfg->claims.record_retention_h * 3600.0};
     rc = bdy_claims_new(&co, &d.claims, &eb);
-    if (rc != 0)
+    if (rc != 0) {
+        bdy_error("claims", "cannot set up the claims: %s",
+                  eb.message[0] ? eb.message : bdy_strerror(rc));
         goto out;
+    }
     raise_fd_limit();
     d.connections = fit_connections_to_fd_limit(d.cfg);
     bdy_http_config hc = {.listen = d.cfg->listen,

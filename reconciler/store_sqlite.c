@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -34,6 +35,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define STORE_FORMAT "bindery-store"
@@ -2265,6 +2267,16 @@ static int lock_data_dir(const char *dir, int *fd_out, bdy_errbuf *eb)
         }
         return bdy_fail(eb, BDY_EIO, "cannot lock %s: %s", path, strerror(err));
     }
+    /* On NFS a lock is granted even where it guards nothing (mounted
+     * nolock, it excludes only the processes of this machine), so the
+     * warning above never comes there: say it whenever the folder is on
+     * NFS. SQLite's WAL needs one machine's shared memory besides. */
+    struct statfs fs;
+    if (fstatfs(fd, &fs) == 0 && fs.f_type == NFS_SUPER_MAGIC)
+        bdy_warn("store",
+                 "data folder %s is on NFS: its lock may guard it only against processes of "
+                 "this machine, and its files must never be opened from two machines",
+                 dir);
     *fd_out = fd;
     return 0;
 }
@@ -2555,14 +2567,15 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
      * deletes the file by hand. */
     if (!fresh && schema_count(s->db, "1") == 0) {
         char stray[256];
-        rc = first_stray(dir, true, stray, sizeof(stray), eb);
-        if (rc < 0)
+        int found = first_stray(dir, true, stray, sizeof(stray), eb);
+        if (found < 0) {
+            rc = found;
             goto out;
-        if (rc == 0) {
+        }
+        if (found == 0) {
             bdy_info("store", "%s has no tables (a first start cut short): made anew", s->path);
             fresh = true;
         }
-        rc = 0;
     }
     rc = init_schema(s, fresh, eb);
     if (rc != 0)
