@@ -55,7 +55,6 @@ typedef struct pool_rec {
     double last_fit;
     double prev_level;
     double prev_at;
-    double saved_prev_at; /* the prev_at last written to demand_state */
     unsigned target;
     bdy_override ov[BDY_SIZING_MAX_OVERRIDES];
     size_t nov;
@@ -92,7 +91,7 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS demand_state("
     " pool TEXT PRIMARY KEY, state TEXT NOT NULL, lead_s REAL NOT NULL,"
     " last_fit REAL NOT NULL, prev_level REAL NOT NULL DEFAULT -1,"
-    " prev_at REAL NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    " prev_at REAL NOT NULL DEFAULT 0, overrides TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
     "INSERT OR IGNORE INTO demand_meta VALUES('format', 'bindery-demand-1');";
 
 /* Under d->lock. */
@@ -166,17 +165,26 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
                       "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
         goto out;
     }
-    /* A file from before the gradual scale-down's level was kept. */
-    sqlite3_stmt *probe = NULL;
-    bool has_level = sqlite3_prepare_v2(d->db, "SELECT prev_level FROM demand_state LIMIT 0", -1,
-                                        &probe, NULL) == SQLITE_OK;
-    sqlite3_finalize(probe);
-    if (!has_level &&
-        sqlite3_exec(d->db,
-                     "ALTER TABLE demand_state ADD COLUMN prev_level REAL NOT NULL DEFAULT -1;"
-                     "ALTER TABLE demand_state ADD COLUMN prev_at REAL NOT NULL DEFAULT 0;",
-                     NULL, NULL, &err) != SQLITE_OK) {
+    /* A file from before the gradual scale-down's level was kept gets its
+     * columns, in one transaction: a start cut short between two of them
+     * would leave a table that no later start adds the rest to. */
+    static const char *const added[][2] = {
+        {"prev_level", "ALTER TABLE demand_state ADD COLUMN prev_level REAL NOT NULL DEFAULT -1"},
+        {"prev_at", "ALTER TABLE demand_state ADD COLUMN prev_at REAL NOT NULL DEFAULT 0"},
+        {"overrides", "ALTER TABLE demand_state ADD COLUMN overrides TEXT NOT NULL DEFAULT ''"}};
+    bool began = sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, &err) == SQLITE_OK;
+    for (size_t i = 0; began && i < sizeof(added) / sizeof(added[0]); i++) {
+        char probe_sql[96];
+        snprintf(probe_sql, sizeof(probe_sql), "SELECT %s FROM demand_state LIMIT 0", added[i][0]);
+        sqlite3_stmt *probe = NULL;
+        bool has = sqlite3_prepare_v2(d->db, probe_sql, -1, &probe, NULL) == SQLITE_OK;
+        sqlite3_finalize(probe);
+        if (!has && sqlite3_exec(d->db, added[i][1], NULL, NULL, &err) != SQLITE_OK)
+            began = false;
+    }
+    if (!began || sqlite3_exec(d->db, "COMMIT", NULL, NULL, &err) != SQLITE_OK) {
         rc = bdy_fail(eb, BDY_EIO, "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
     if (opts->metrics != NULL) {
@@ -466,13 +474,25 @@ out:
     return rc;
 }
 
-/* What a level noted at `at` has decayed to by now (sizing.h); -1 for
- * none. */
+/* What a level noted at `at` has decayed to by now; -1 for none. */
 static double decayed_level(double level, double at, double now)
 {
-    if (level < 0)
-        return -1;
-    return level * exp(-(now > at ? now - at : 0) / BDY_SIZING_DOWN_TAU_S);
+    return level < 0 ? -1 : bdy_sizing_decayed(level, at, now);
+}
+
+/* The overrides a level was computed under, as text: a level is restored
+ * only under the same ones (a changed override ends the scale-down at
+ * once, after a restart as after a reload). */
+#define OVERRIDES_TEXT_MAX (BDY_SIZING_MAX_OVERRIDES * 64)
+static void overrides_text(const bdy_override *ov, size_t n, char out[OVERRIDES_TEXT_MAX])
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < OVERRIDES_TEXT_MAX; i++) {
+        int w = snprintf(out + len, OVERRIDES_TEXT_MAX - len, "%.17g-%.17g-%u-%d;", ov[i].from,
+                         ov[i].to, ov[i].min_warm, ov[i].daily ? 1 : 0);
+        len += w > 0 ? (size_t)w : 0;
+    }
 }
 
 /* A pool's level of gradual scale-down, kept with its forecast so that a
@@ -482,17 +502,19 @@ static double decayed_level(double level, double at, double now)
 typedef struct saved_level {
     double level; /* < 0: none */
     double at;
+    char overrides[OVERRIDES_TEXT_MAX]; /* overrides_text of its pool's then */
 } saved_level;
 
 /* state NULL: the level alone, on the row a forecast state made. */
 static int save_state(bdy_demand *d, const char *key, const char *state, double lead_s,
-                      double last_fit, saved_level lv)
+                      double last_fit, const saved_level *lv)
 {
     sqlite3_stmt *st = NULL;
     int rc = 0;
     const char *sql = state != NULL
-                          ? "INSERT OR REPLACE INTO demand_state VALUES(?1,?2,?3,?4,?5,?6)"
-                          : "UPDATE demand_state SET prev_level = ?5, prev_at = ?6 WHERE pool = ?1";
+                          ? "INSERT OR REPLACE INTO demand_state VALUES(?1,?2,?3,?4,?5,?6,?7)"
+                          : "UPDATE demand_state SET prev_level = ?5, prev_at = ?6, "
+                            "overrides = ?7 WHERE pool = ?1";
     if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
         return BDY_EIO;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -501,8 +523,9 @@ static int save_state(bdy_demand *d, const char *key, const char *state, double 
         sqlite3_bind_double(st, 3, lead_s);
         sqlite3_bind_double(st, 4, last_fit);
     }
-    sqlite3_bind_double(st, 5, lv.level);
-    sqlite3_bind_double(st, 6, lv.at);
+    sqlite3_bind_double(st, 5, lv->level);
+    sqlite3_bind_double(st, 6, lv->at);
+    sqlite3_bind_text(st, 7, lv->overrides, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = BDY_EIO;
     sqlite3_finalize(st);
@@ -519,9 +542,10 @@ static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double
     *fc = NULL;
     lv->level = -1;
     lv->at = 0;
+    lv->overrides[0] = '\0';
     if (sqlite3_prepare_v2(d->db,
-                           "SELECT state, lead_s, last_fit, prev_level, prev_at FROM demand_state "
-                           "WHERE pool = ?",
+                           "SELECT state, lead_s, last_fit, prev_level, prev_at, overrides FROM "
+                           "demand_state WHERE pool = ?",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -532,6 +556,8 @@ static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double
         *last_fit = sqlite3_column_double(st, 2);
         lv->level = sqlite3_column_double(st, 3);
         lv->at = sqlite3_column_double(st, 4);
+        const char *ov = (const char *)sqlite3_column_text(st, 5);
+        snprintf(lv->overrides, sizeof(lv->overrides), "%s", ov ? ov : "");
         if (!isfinite(lv->level) || !isfinite(lv->at))
             lv->level = -1;
         bdy_errbuf eb;
@@ -743,14 +769,17 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 if (p->lead_s == 0)
                     p->lead_s = lead;
                 p->last_fit = last_fit;
-                /* The stored level, unless a pass of this run noted a
-                 * higher one since (both as decayed to now). */
-                if (lv.level >= 0 && decayed_level(lv.level, lv.at, now) >
-                                         decayed_level(p->prev_level, p->prev_at, now)) {
+                /* The stored level, if it was computed under the
+                 * overrides in force now, unless a pass of this run
+                 * noted a higher one since (both as decayed to now). */
+                char ov_now[OVERRIDES_TEXT_MAX];
+                overrides_text(p->ov, p->nov, ov_now);
+                if (lv.level >= 0 && strcmp(lv.overrides, ov_now) == 0 &&
+                    decayed_level(lv.level, lv.at, now) >
+                        decayed_level(p->prev_level, p->prev_at, now)) {
                     p->prev_level = lv.level;
                     p->prev_at = lv.at;
                 }
-                p->saved_prev_at = lv.at;
                 w->feed_from = p->fc ? bdy_forecast_next_bucket(p->fc) : w->feed_to;
                 w->fit = refit_due(now, last_fit);
                 drop_if_ahead(p, w);
@@ -776,8 +805,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
         char *state = NULL;
         double lead = 0;
         double last_fit = 0;
-        saved_level lv = {-1, 0};
-        bool level_changed = false;
+        saved_level lv = {.level = -1};
+        bool keep_level = false;
         pthread_mutex_lock(&d->lock);
         pool_rec *p = d->pools;
         while (p != NULL && strcmp(p->key, w->key) != 0)
@@ -810,15 +839,15 @@ int bdy_demand_tick(bdy_demand *d, double now)
             }
             lead = p->lead_s;
             last_fit = p->last_fit;
-            lv = (saved_level){p->prev_level, p->prev_at};
-            level_changed = p->loaded && p->prev_at != p->saved_prev_at;
-            p->saved_prev_at = p->prev_at;
+            lv.level = p->prev_level;
+            lv.at = p->prev_at;
+            overrides_text(p->ov, p->nov, lv.overrides);
+            keep_level = p->loaded; /* a pass notes a new level every second or so */
         }
         pthread_mutex_unlock(&d->lock);
         bdy_forecast_free(fitted);
         free(obs);
-        if ((state != NULL || level_changed) &&
-            save_state(d, w->key, state, lead, last_fit, lv) != 0)
+        if ((state != NULL || keep_level) && save_state(d, w->key, state, lead, last_fit, &lv) != 0)
             rc = BDY_EIO;
         free(state);
     }

@@ -48,7 +48,7 @@ typedef struct world {
     bool reserved;        /* created for one cold claim */
     bool failure_listed;  /* handed out by bdy_fleet_failed once already */
     bool failed_no_crash; /* Failed for a reason that is not a crash of its own
-                             (not_a_crash): no backoff for its pool */
+                             (Lost, ManifestChanged): no backoff for its pool */
     bool outdated;        /* made from another template than its pool's (outdated_of);
                              kept so that count() removes what it added */
     bdy_process_seen process;
@@ -634,6 +634,24 @@ static world *world_add(bdy_fleet *f, const char *key, size_t ns_len)
     return w;
 }
 
+/* Sets w's pool name to pool (NULL or "": none), copying only when it
+ * changed: a world's spec.pool is set once, and every status write of it
+ * comes through here. Out of memory, the name stays as it was (no pool
+ * for a new world): its pool then counts it on the next observation. */
+static void pool_name_set(world *w, const char *pool)
+{
+    if (pool != NULL && *pool == '\0')
+        pool = NULL;
+    if (pool == NULL ? w->pool_name == NULL
+                     : w->pool_name != NULL && strncmp(w->pool_name, pool, BDY_NAME_MAX - 1) == 0)
+        return;
+    char *copy = pool != NULL ? strndup(pool, BDY_NAME_MAX - 1) : NULL;
+    if (pool != NULL && copy == NULL)
+        return;
+    free(w->pool_name);
+    w->pool_name = copy;
+}
+
 /* ---- creation slots (granted below, dropped when the informer reports) ------- */
 
 static double monotonic_s(void)
@@ -646,6 +664,8 @@ static double monotonic_s(void)
  * a pool. Under f->lock. */
 static bool made_by_its_pool(const world *w)
 {
+    if (w->pool_name == NULL)
+        return false;
     for (const char *k = w->labels; k != NULL && *k != '\0';) {
         const char *v = k + strlen(k) + 1;
         if (strcmp(k, BDY_LABEL_POOL) == 0)
@@ -726,10 +746,6 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     uint64_t rv = rv_text ? strtoull(rv_text, NULL, 10) : 0;
     json_object *meta = json_object_object_get(obj, "metadata");
     bool deleting = bdy_jstr(bdy_jget(obj, "metadata"), "deletionTimestamp") != NULL;
-    /* Copied here, off the lock, as the other owned strings below. */
-    char *pool_name = pool != NULL && *pool != '\0' ? strndup(pool, BDY_NAME_MAX - 1) : NULL;
-    if (pool_name == NULL && pool != NULL && *pool != '\0')
-        return; /* out of memory: as a world that could not be added */
     json_object *annotations = json_object_object_get(meta, "annotations");
     bool reserved = annotations != NULL &&
                     json_object_object_get_ex(annotations, BDY_ANNOTATION_COLD_CLAIM, NULL);
@@ -755,7 +771,6 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         if (pool != NULL)
             created_at = creation_seen(find_pool(f, ns, pool), name);
         if ((w = world_add(f, key, strlen(ns))) == NULL) {
-            free(pool_name);
             free(labels);
             free(uid);
             free(answer_world);
@@ -767,7 +782,6 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         if (rv != 0 && rv < w->rv) {
             /* An older state than one already seen (a relist racing a
              * claim's own answer): keep the newer. */
-            free(pool_name);
             free(labels);
             free(uid);
             free(answer_world);
@@ -779,8 +793,7 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
     fleet_pool *now_in = pool ? find_pool(f, ns, pool) : NULL;
     if (now_in != w->pool)
         warm_remove(w); /* its slot is in the pool it leaves (spec.pool edited) */
-    free(w->pool_name);
-    w->pool_name = pool_name;
+    pool_name_set(w, pool);
     w->pool = now_in;
     bool new_world = w->uid != NULL && uid != NULL && strcmp(w->uid, uid) != 0;
     if (new_world) {

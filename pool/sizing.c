@@ -128,6 +128,12 @@ static bool override_active(const bdy_override *o, double now, double early)
     return false;
 }
 
+double bdy_sizing_decayed(double level, double at, double now)
+{
+    double dt = now - at > 0 ? now - at : 0;
+    return level * exp(-dt / BDY_SIZING_DOWN_TAU_S);
+}
+
 bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now)
 {
     bdy_sizing out;
@@ -162,8 +168,7 @@ bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now)
         want = out.override;
     double level = want;
     if (in->prev_target >= 0 && want < in->prev_target) {
-        double dt = now - in->prev_at > 0 ? now - in->prev_at : 0;
-        double decayed = in->prev_target * exp(-dt / BDY_SIZING_DOWN_TAU_S);
+        double decayed = bdy_sizing_decayed(in->prev_target, in->prev_at, now);
         if (decayed > level)
             level = decayed;
     }

@@ -809,21 +809,14 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
             json_object *member = NULL;
             if (strcmp(key, "status") == 0)
                 continue;
-            if (val == NULL) {
-                /* A JSON null, kept (a kind without a schema stores it):
-                 * json-c holds it as no object, which is no failure. */
-                if (json_object_object_add(merged, key, NULL) != 0) {
-                    json_object_put(merged);
-                    rc = BDY_ENOMEM;
-                    goto out;
-                }
-                continue;
-            }
             if (strcmp(key, "metadata") != 0)
                 member = json_object_get(val);
             else if (json_object_deep_copy(val, &member, NULL) != 0)
                 member = NULL;
-            if (member == NULL || json_object_object_add(merged, key, member) != 0) {
+            /* A JSON null member (a kind without a schema keeps it) is no
+             * object in json-c, and no failure to copy. */
+            if ((val != NULL && member == NULL) ||
+                json_object_object_add(merged, key, member) != 0) {
                 json_object_put(member);
                 json_object_put(merged);
                 rc = BDY_ENOMEM;

@@ -88,6 +88,9 @@ typedef struct bdy_sizing {
  * of its value there and the normal approximation's: for p >= 0.75, S
  * never falls as the forecast error grows; below, it may dip by a few. */
 unsigned bdy_base_stock(double mean, double extra_var, double p);
+/* What a level noted at `at` has decayed to by now under the gradual
+ * scale-down (never more than level; a clock gone back decays nothing). */
+double bdy_sizing_decayed(double level, double at, double now);
 
 /* The sizing at time now (Unix seconds). */
 bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now);

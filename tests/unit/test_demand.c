@@ -373,6 +373,19 @@ static void test_restart_keeps_scale_down(void **state)
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 900, &in), 0);
     assert_true(in.prev_level == 150.0);
     bdy_demand_close(d);
+    /* Restarted with other overrides: the level they held up is not
+     * restored, as a reload that changes them ends the scale-down. */
+    d = open_demand(f);
+    bdy_config_pool pool = arena_pool();
+    bdy_config_override other[] = {{"20:00", "21:00", 100}};
+    pool.overrides.items = other;
+    bdy_config_pools pools = {&pool, 1};
+    bdy_errbuf eb;
+    assert_int_equal(bdy_demand_set_pools(d, &pools, &eb), 0);
+    assert_int_equal(bdy_demand_tick(d, T0 + 960), 0);
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 960, &in), 0);
+    assert_true(in.prev_level < 0);
+    bdy_demand_close(d);
 }
 
 /* A history file from before the level was kept opens, and keeps it from
