@@ -343,21 +343,29 @@ static void test_restart_continues_forecast(void **state)
     bdy_demand_close(d);
 }
 
+/* Ten minutes of claims, a pool pass noting level at their end, the next
+ * tick; then d is closed. */
+static void note_level_and_close(bdy_demand *d, double level)
+{
+    drive(d, 0, 10, false);
+    bdy_pool_demand in;
+    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 600, &in), 0);
+    bdy_demand_note_target(d, "default", "arena", (unsigned)level, level, T0 + 600,
+                           in.overrides_gen);
+    assert_int_equal(bdy_demand_tick(d, T0 + 660), 0);
+    bdy_demand_close(d);
+}
+
 /* A restart goes on scaling down from the level it had: the target does
  * not drop to the forecast's at once, to delete the surplus after the
  * cooldown and make it again on the next misses. */
 static void test_restart_keeps_scale_down(void **state)
 {
     fixture *f = *state;
-    bdy_demand *d = open_demand(f);
-    drive(d, 0, 10, false);
+    note_level_and_close(open_demand(f), 80.0);
     bdy_pool_demand in;
-    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 600, &in), 0);
-    bdy_demand_note_target(d, "default", "arena", 80, 80.0, T0 + 600, in.overrides_gen);
-    assert_int_equal(bdy_demand_tick(d, T0 + 660), 0);
-    bdy_demand_close(d);
 
-    d = open_demand(f);
+    bdy_demand *d = open_demand(f);
     assert_int_equal(bdy_demand_tick(d, T0 + 720), 0);
     assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 720, &in), 0);
     assert_true(in.prev_level == 80.0);
@@ -402,13 +410,7 @@ static void test_file_without_levels(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    bdy_demand *d = open_demand(f);
-    drive(d, 0, 10, false);
-    bdy_pool_demand in;
-    assert_int_equal(bdy_demand_input(d, "default", "arena", T0 + 600, &in), 0);
-    bdy_demand_note_target(d, "default", "arena", 70, 70.0, T0 + 600, in.overrides_gen);
-    assert_int_equal(bdy_demand_tick(d, T0 + 660), 0);
-    bdy_demand_close(d);
+    note_level_and_close(open_demand(f), 70.0);
     assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM demand_state WHERE prev_level = 70"), 1);
 }
 
