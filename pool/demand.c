@@ -483,7 +483,7 @@ static double decayed_level(double level, double at, double now)
 /* The overrides a level was computed under, as text: a level is restored
  * only under the same ones (a changed override ends the scale-down at
  * once, after a restart as after a reload). */
-#define OVERRIDES_TEXT_MAX (BDY_SIZING_MAX_OVERRIDES * 64)
+#define OVERRIDES_TEXT_MAX ((size_t)BDY_SIZING_MAX_OVERRIDES * 64)
 static void overrides_text(const bdy_override *ov, size_t n, char out[OVERRIDES_TEXT_MAX])
 {
     size_t len = 0;
