@@ -133,13 +133,13 @@ int bdy_phase_selector(bdy_phase p, char *out, size_t cap)
         return BDY_EINVAL;
     size_t len = 0;
     out[0] = '\0';
+    bool pending = p == BDY_PHASE_PENDING;
     for (int i = 0; i < BDY_PHASE_COUNT; i++) {
-        if (p != BDY_PHASE_PENDING && i != (int)p)
-            continue;
-        if (p == BDY_PHASE_PENDING && i == BDY_PHASE_PENDING)
+        /* Pending: every other phase excluded; else that phase alone. */
+        if ((i == (int)p) == pending)
             continue;
         int n = snprintf(out + len, cap - len, "%sstatus.phase%s%s", len ? "," : "",
-                         p == BDY_PHASE_PENDING ? "!=" : "=", phase_names[i]);
+                         pending ? "!=" : "=", phase_names[i]);
         if (n < 0 || (size_t)n >= cap - len) {
             out[0] = '\0';
             return BDY_EINVAL;
