@@ -71,10 +71,9 @@
 /* Longest a readiness probe waits for its answer (see build_spec). */
 #define PROBE_TIMEOUT_MAX_MS 60000u
 
-/* What this process knows about a world's process. Guarded by track_lock;
- * callers work on copies (track_get). */
-typedef struct tracked {
-    bdy_world_handle h;
+/* What this process knows about a world's process besides its handle.
+ * Guarded by track_lock in an entry; callers work on copies (track_get). */
+typedef struct process_notes {
     bool exited;
     int exit_status; /* -1 when not known (not our child) */
     bool lost;       /* exited before this run could adopt it (ensure_tracked only) */
@@ -89,27 +88,46 @@ typedef struct tracked {
     int verdict_rc;
     bdy_world_state verdict;
     /* The process that the runtime said is ending the world (runtime.h,
-     * on_ending): kept apart from h, since the notice may come before
-     * track_set() records that process. */
+     * on_ending): kept apart from the handle, since the notice may come
+     * before track_set() records that process. */
     int64_t ending_pid;
     uint64_t ending_start_time;
+} process_notes;
+
+/* A pass's copy of a world's entry, its handle whole. */
+typedef struct tracked {
+    bdy_world_handle h;
+    process_notes n;
 } tracked;
 
-/* The entry of one world in r->track. The key is sized to the world's
- * "ns/name": one entry is kept for every world this process started or
- * adopted, and a key buffer of KEY_MAX bytes in each was most of a
- * 100,000-world fleet's memory. */
+/* The rest of a handle beyond pid and start time, packed to its size
+ * (handle_rest_pack): ports, then boot id and address as C strings. A
+ * bdy_world_handle holds room for BDY_RUNTIME_MAX_PORTS ports and long
+ * strings, some 540 bytes, most of which no world uses. */
+typedef struct handle_rest {
+    size_t nports;
+    bdy_port ports[]; /* nports of them, then "boot_id\0address\0" */
+} handle_rest;
+
+/* The entry of one world in r->track: one is kept for every world this
+ * process started or adopted, so it is sized to what it holds, the key to
+ * the world's "ns/name" and the handle to its ports and strings (NULL rest:
+ * none, as for every world of the bench runtime). With whole handles and
+ * key buffers, these entries were most of a 100,000-world fleet's memory. */
 typedef struct tracked_entry {
     bdy_hnode node; /* first: a node pointer is the entry; node.key = key */
-    tracked t;
+    int64_t pid;    /* of the handle */
+    uint64_t start_time;
+    handle_rest *rest; /* owned; NULL when the handle has no ports, boot id or address */
+    process_notes n;
     char key[]; /* "ns/name" */
 } tracked_entry;
 
 /* Whether t's process is ending its world. */
 static bool tracked_ending(const tracked *t)
 {
-    return t->ending_pid != 0 && t->ending_pid == t->h.pid &&
-           t->ending_start_time == t->h.start_time;
+    return t->n.ending_pid != 0 && t->n.ending_pid == t->h.pid &&
+           t->n.ending_start_time == t->h.start_time;
 }
 
 /* Per-pool controller memory. Guarded by pools_lock. */
@@ -211,10 +229,71 @@ static tracked_entry *track_entry(bdy_reconciler *r, const char *key, bool creat
     return e;
 }
 
-static tracked *track_find(bdy_reconciler *r, const char *key, bool create)
+static void entry_free(tracked_entry *e)
 {
-    tracked_entry *e = track_entry(r, key, create);
-    return e != NULL ? &e->t : NULL;
+    if (e != NULL)
+        free(e->rest);
+    free(e);
+}
+
+/* Packs h's ports, boot id and address (*out NULL when it has none).
+ * BDY_ENOMEM when out of memory. */
+static int handle_rest_pack(const bdy_world_handle *h, handle_rest **out)
+{
+    *out = NULL;
+    size_t nports = h->nports < BDY_RUNTIME_MAX_PORTS ? h->nports : BDY_RUNTIME_MAX_PORTS;
+    size_t boot = strnlen(h->boot_id, sizeof(h->boot_id) - 1);
+    size_t addr = strnlen(h->address, sizeof(h->address) - 1);
+    if (nports == 0 && boot == 0 && addr == 0)
+        return 0;
+    handle_rest *rest = malloc(sizeof(*rest) + nports * sizeof(bdy_port) + boot + addr + 2);
+    if (rest == NULL)
+        return BDY_ENOMEM;
+    rest->nports = nports;
+    memcpy(rest->ports, h->ports, nports * sizeof(bdy_port));
+    char *text = (char *)(rest->ports + nports);
+    memcpy(text, h->boot_id, boot);
+    text[boot] = '\0';
+    memcpy(text + boot + 1, h->address, addr);
+    text[boot + 1 + addr] = '\0';
+    *out = rest;
+    return 0;
+}
+
+/* The handle of e's process, whole. Under track_lock. */
+static void entry_handle(const tracked_entry *e, bdy_world_handle *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->pid = e->pid;
+    h->start_time = e->start_time;
+    const handle_rest *rest = e->rest;
+    if (rest == NULL)
+        return;
+    h->nports = rest->nports;
+    memcpy(h->ports, rest->ports, rest->nports * sizeof(bdy_port));
+    const char *text = (const char *)(rest->ports + rest->nports);
+    snprintf(h->boot_id, sizeof(h->boot_id), "%s", text);
+    snprintf(h->address, sizeof(h->address), "%s", text + strlen(text) + 1);
+}
+
+/* Makes e's process the one of handle h. Out of memory: BDY_ENOMEM, with
+ * e naming h's process (pid and start time) without the rest of its
+ * handle. Under track_lock. */
+static int entry_handle_set(tracked_entry *e, const bdy_world_handle *h)
+{
+    handle_rest *rest = NULL;
+    int rc = handle_rest_pack(h, &rest);
+    free(e->rest);
+    e->rest = rest;
+    e->pid = h->pid;
+    e->start_time = h->start_time;
+    return rc;
+}
+
+/* Whether e's process is the one of handle h. */
+static bool entry_is(const tracked_entry *e, const bdy_world_handle *h)
+{
+    return e->pid == h->pid && e->start_time == h->start_time;
 }
 
 /* A world that waits for its capabilities, to be queued at once when a
@@ -276,7 +355,7 @@ static void track_drop(bdy_reconciler *r, const char *key)
     tracked_entry *e = track_entry(r, key, false);
     if (e != NULL) {
         bdy_hmap_remove(&r->track, &e->node);
-        free(e);
+        entry_free(e);
     }
     waiting_set_locked(r, key, false);
     pthread_mutex_unlock(&r->track_lock);
@@ -287,11 +366,13 @@ static void track_drop(bdy_reconciler *r, const char *key)
 static bool track_get(bdy_reconciler *r, const char *key, tracked *out)
 {
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, false);
-    if (t != NULL)
-        *out = *t;
+    const tracked_entry *e = track_entry(r, key, false);
+    if (e != NULL) {
+        entry_handle(e, &out->h);
+        out->n = e->n;
+    }
     pthread_mutex_unlock(&r->track_lock);
-    return t != NULL;
+    return e != NULL;
 }
 
 /* Records the process this reconciler now watches for key (just started,
@@ -301,16 +382,22 @@ static bool track_get(bdy_reconciler *r, const char *key, tracked *out)
 static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle *h)
 {
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, true);
-    if (t != NULL) {
-        bool exited_already = t->exited && t->h.pid == h->pid && t->h.start_time == h->start_time;
-        t->h = *h;
-        t->exited = exited_already;
-        t->stop_requested = false;
-        t->probe_failures = 0;
-        t->probing = false;
-        t->probe_started_ns = 0;
-        t->verdict_ready = false;
+    tracked_entry *e = track_entry(r, key, true);
+    if (e != NULL) {
+        bool exited_already = e->n.exited && entry_is(e, h);
+        if (entry_handle_set(e, h) != 0) {
+            /* No entry, rather than one without the process's ports: its
+             * caller finds none (track_get) and tries again. */
+            bdy_hmap_remove(&r->track, &e->node);
+            entry_free(e);
+        } else {
+            e->n.exited = exited_already;
+            e->n.stop_requested = false;
+            e->n.probe_failures = 0;
+            e->n.probing = false;
+            e->n.probe_started_ns = 0;
+            e->n.verdict_ready = false;
+        }
     }
     pthread_mutex_unlock(&r->track_lock);
 }
@@ -319,9 +406,9 @@ static void track_set(bdy_reconciler *r, const char *key, const bdy_world_handle
  * entry that says exited is done with its process, and the notice may be
  * for the next one, started before track_set() recorded it. Under
  * track_lock. */
-static bool notice_is_ours(const tracked *t, const bdy_world_handle *h)
+static bool notice_is_ours(const tracked_entry *e, const bdy_world_handle *h)
 {
-    return t != NULL && (t->h.pid == 0 || t->h.pid == h->pid || t->exited);
+    return e != NULL && (e->pid == 0 || e->pid == h->pid || e->n.exited);
 }
 
 void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
@@ -331,12 +418,14 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     char key[KEY_MAX];
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, true);
-    bool ours = notice_is_ours(t, h);
+    tracked_entry *e = track_entry(r, key, true);
+    bool ours = notice_is_ours(e, h);
     if (ours) {
-        t->h = *h;
-        t->exited = true;
-        t->exit_status = exit_status;
+        /* Out of memory, it names the process without its ports, which an
+         * exited process needs no more. */
+        (void)entry_handle_set(e, h);
+        e->n.exited = true;
+        e->n.exit_status = exit_status;
     }
     pthread_mutex_unlock(&r->track_lock);
     bdy_debug("reconciler", "world %s exited with status %d", key, exit_status);
@@ -355,11 +444,11 @@ void bdy_reconciler_world_ending(void *data, const char *ns, const char *name,
     char key[KEY_MAX];
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, true);
-    bool ours = notice_is_ours(t, h);
-    if (t != NULL) {
-        t->ending_pid = h->pid;
-        t->ending_start_time = h->start_time;
+    tracked_entry *e = track_entry(r, key, true);
+    bool ours = notice_is_ours(e, h);
+    if (e != NULL) {
+        e->n.ending_pid = h->pid;
+        e->n.ending_start_time = h->start_time;
     }
     pthread_mutex_unlock(&r->track_lock);
     bdy_debug("reconciler", "world %s is over: a module exited", key);
@@ -377,16 +466,16 @@ void bdy_reconciler_probe_done(void *data, const char *ns, const char *name,
     char key[KEY_MAX];
     world_key(key, ns, name);
     pthread_mutex_lock(&r->track_lock);
-    tracked *t = track_find(r, key, false);
-    if (t != NULL) {
+    tracked_entry *e = track_entry(r, key, false);
+    if (e != NULL) {
         /* A verdict on an earlier process of the world ends the wait all
          * the same (the runtime runs one probe per world), but says
          * nothing about this one. */
-        t->probing = false;
-        if (t->h.pid == h->pid && t->h.start_time == h->start_time) {
-            t->verdict_ready = true;
-            t->verdict_rc = rc;
-            t->verdict = state;
+        e->n.probing = false;
+        if (entry_is(e, h)) {
+            e->n.verdict_ready = true;
+            e->n.verdict_rc = rc;
+            e->n.verdict = state;
         }
     }
     pthread_mutex_unlock(&r->track_lock);
@@ -449,7 +538,7 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
                           json_object *world, tracked *t)
 {
     if (track_get(r, key, t))
-        return t->exited ? BDY_ENOTFOUND : 0;
+        return t->n.exited ? BDY_ENOTFOUND : 0;
     bdy_world_handle h;
     int rc;
     if (!handle_from_status(world, &h)) {
@@ -465,9 +554,9 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
         if (rc != BDY_ENOTFOUND)
             return rc;
         memset(t, 0, sizeof(*t));
-        t->exited = true;
-        t->exit_status = -1;
-        t->lost = true;
+        t->n.exited = true;
+        t->n.exit_status = -1;
+        t->n.lost = true;
         return BDY_ENOTFOUND;
     }
     bdy_errbuf eb;
@@ -486,9 +575,9 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
     bdy_info("reconciler", "world %s did not survive: %s", key, eb.message);
     memset(t, 0, sizeof(*t));
     t->h = h;
-    t->exited = true;
-    t->exit_status = -1;
-    t->lost = true;
+    t->n.exited = true;
+    t->n.exit_status = -1;
+    t->n.lost = true;
     return BDY_ENOTFOUND;
 }
 
@@ -1049,7 +1138,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
     bdy_world_handle h;
     int rc = 0;
     bool reclaimed = false;
-    if (track_get(r, key, &t) && !t.exited && !t.stop_requested) {
+    if (track_get(r, key, &t) && !t.n.exited && !t.n.stop_requested) {
         /* Started by an earlier attempt whose status write failed. Not a
          * process being stopped: that is an earlier world of this name. */
         h = t.h;
@@ -1200,14 +1289,14 @@ static unsigned grace_left_ms(const bdy_reconciler *r, json_object *world, unsig
  * second stop would cut it short. */
 static void stop_once(bdy_reconciler *r, const char *key, tracked *t, unsigned grace_ms)
 {
-    if (t->stop_requested)
+    if (t->n.stop_requested)
         return;
     pthread_mutex_lock(&r->track_lock);
-    tracked *tt = track_find(r, key, false);
-    if (tt != NULL)
-        tt->stop_requested = true;
+    tracked_entry *e = track_entry(r, key, false);
+    if (e != NULL)
+        e->n.stop_requested = true;
     pthread_mutex_unlock(&r->track_lock);
-    t->stop_requested = true;
+    t->n.stop_requested = true;
     r->rt->vt->stop(r->rt->ctx, &t->h, grace_ms);
 }
 
@@ -1217,12 +1306,11 @@ static void verdict_put_back(bdy_reconciler *r, const char *key, const tracked *
                              bdy_world_state state)
 {
     pthread_mutex_lock(&r->track_lock);
-    tracked *tt = track_find(r, key, false);
-    if (tt != NULL && !tt->verdict_ready && tt->h.pid == t->h.pid &&
-        tt->h.start_time == t->h.start_time) {
-        tt->verdict_ready = true;
-        tt->verdict_rc = 0;
-        tt->verdict = state;
+    tracked_entry *e = track_entry(r, key, false);
+    if (e != NULL && !e->n.verdict_ready && entry_is(e, &t->h)) {
+        e->n.verdict_ready = true;
+        e->n.verdict_rc = 0;
+        e->n.verdict = state;
     }
     pthread_mutex_unlock(&r->track_lock);
 }
@@ -1248,36 +1336,36 @@ static int observe_world(bdy_reconciler *r, const char *key, const tracked *t, j
     uint64_t now = bdy_monotonic_ns();
     uint64_t period_ns = (uint64_t)period_ms * 1000000u;
     pthread_mutex_lock(&r->track_lock);
-    tracked *tt = track_find(r, key, false);
-    if (tt == NULL) {
+    tracked_entry *e = track_entry(r, key, false);
+    if (e == NULL) {
         pthread_mutex_unlock(&r->track_lock);
         return BDY_ENOMEM; /* dropped meanwhile: the next pass knows why */
     }
-    uint64_t since = tt->probe_started_ns ? now - tt->probe_started_ns : UINT64_MAX;
+    uint64_t since = e->n.probe_started_ns ? now - e->n.probe_started_ns : UINT64_MAX;
     if (since < period_ns)
         *next_ms = (unsigned)((period_ns - since) / 1000000u) + 1;
-    if (tt->verdict_ready) {
-        tt->verdict_ready = false;
-        *state = tt->verdict;
-        int rc = tt->verdict_rc;
+    if (e->n.verdict_ready) {
+        e->n.verdict_ready = false;
+        *state = e->n.verdict;
+        int rc = e->n.verdict_rc;
         pthread_mutex_unlock(&r->track_lock);
         return rc;
     }
-    if (tt->probing || (!now_due && since < period_ns / 10 * 9)) {
+    if (e->n.probing || (!now_due && since < period_ns / 10 * 9)) {
         pthread_mutex_unlock(&r->track_lock);
         *state = BDY_WORLD_PROBING;
         return 0;
     }
     /* Marked before the call: the verdict may come before it returns. */
-    tt->probing = true;
-    tt->probe_started_ns = now;
+    e->n.probing = true;
+    e->n.probe_started_ns = now;
     pthread_mutex_unlock(&r->track_lock);
     *next_ms = period_ms;
     int rc = r->rt->vt->observe(r->rt->ctx, ns, name, &t->h, probes, nprobes, state);
     if (rc != 0 || *state != BDY_WORLD_PROBING) {
         pthread_mutex_lock(&r->track_lock);
-        if ((tt = track_find(r, key, false)) != NULL)
-            tt->probing = false;
+        if ((e = track_entry(r, key, false)) != NULL)
+            e->n.probing = false;
         pthread_mutex_unlock(&r->track_lock);
     }
     return rc;
@@ -1399,8 +1487,8 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     unsigned probe_period_ms = period_ms;
     if (phase == BDY_PHASE_STARTING && started > 0 && delay_left_ms <= 0) {
         double age_ms = (bdy_wall_seconds() - started) * 1000;
-        if (t.probe_started_ns != 0)
-            age_ms -= (double)(bdy_monotonic_ns() - t.probe_started_ns) / 1e6;
+        if (t.n.probe_started_ns != 0)
+            age_ms -= (double)(bdy_monotonic_ns() - t.n.probe_started_ns) / 1e6;
         double gap_ms = age_ms / 2;
         if (gap_ms < STARTING_PROBE_MIN_MS)
             gap_ms = STARTING_PROBE_MIN_MS;
@@ -1469,14 +1557,14 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
     if (no_verdict || state == BDY_WORLD_PROBING)
         return due_ms;
     pthread_mutex_lock(&r->track_lock);
-    tracked *tt = track_find(r, key, false);
+    tracked_entry *e = track_entry(r, key, false);
     unsigned failures = 0;
-    if (tt != NULL) {
+    if (e != NULL) {
         if (state == BDY_WORLD_READY)
-            tt->probe_failures = 0;
+            e->n.probe_failures = 0;
         else
-            tt->probe_failures++;
-        failures = tt->probe_failures;
+            e->n.probe_failures++;
+        failures = e->n.probe_failures;
     }
     pthread_mutex_unlock(&r->track_lock);
     if (failures >= threshold) {
@@ -1629,8 +1717,8 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         tracked gone;
         bdy_world_seen seen;
         bool forgotten = bdy_fleet_world_seen(r->o.fleet, ns, name, &seen) != 0;
-        if (track_get(r, key, &gone) && !gone.exited) {
-            if (forgotten && !gone.stop_requested) {
+        if (track_get(r, key, &gone) && !gone.n.exited) {
+            if (forgotten && !gone.n.stop_requested) {
                 bdy_warn("world",
                          "world %s is gone from the store while its process runs: "
                          "stopping it",
@@ -1673,7 +1761,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             goto out;
         }
         if (tracked_rc == 0) {
-            if (!t.stop_requested)
+            if (!t.n.stop_requested)
                 stop_once(r, key, &t, grace_left_ms(r, world, manifest_grace_ms(r, world)));
             /* The exit callback queues the world again; the requeue is a
              * safety net for a lost notice. */
@@ -1741,7 +1829,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = ensure_tracked(r, key, ns, name, world, &t);
         if (rc != 0 && rc != BDY_ENOTFOUND)
             break; /* retried */
-        if (rc == BDY_ENOTFOUND && t.lost) {
+        if (rc == BDY_ENOTFOUND && t.n.lost) {
             /* Gone before this run could adopt it (bindery's downtime, a
              * reboot): replaced, but no crash of the world's own, so not
              * counted towards the pool's crash backoff either. */
@@ -1753,10 +1841,10 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         if (rc == BDY_ENOTFOUND) {
             bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
             rc = set_phase(r, world, BDY_PHASE_FAILED, "Crashed", "Warning",
-                           "the world's process exited (status %d)", t.exit_status);
-            if (rc == 0 && t.exit_status >= 0) {
+                           "the world's process exited (status %d)", t.n.exit_status);
+            if (rc == 0 && t.n.exit_status >= 0) {
                 json_object *st = json_object_new_object();
-                json_object_object_add(st, "exitCode", json_object_new_int(t.exit_status));
+                json_object_object_add(st, "exitCode", json_object_new_int(t.n.exit_status));
                 json_object_put(world);
                 world = NULL;
                 if (bdy_store_get(r->o.store, &BDY_GVR_WORLDS, ns, name, &world, NULL) == 0)
@@ -1782,7 +1870,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
             bdy_errbuf_clear(&eb);
             bdy_reconciler_event(r, world, "Normal", "Released",
                                  "the world's process exited (status %d); allocation released",
-                                 t.exit_status);
+                                 t.n.exit_status);
             rc = bdy_allocation_release(r->o.store, world, "WorldExited", &eb);
             break;
         }
@@ -2442,7 +2530,7 @@ static bool needs_reconcile(bdy_reconciler *r, json_object *obj, const char *ns,
     char key[KEY_MAX];
     world_key(key, ns, name);
     tracked t;
-    if (!track_get(r, key, &t) || t.exited)
+    if (!track_get(r, key, &t) || t.n.exited)
         return true;
     json_object *alloc = bdy_jget(status, "allocation");
     static const char *const kinds[] = {"labels", "annotations"};
@@ -2665,7 +2753,7 @@ void bdy_reconciler_free(bdy_reconciler *r)
     if (r->track.buckets != NULL) {
         BDY_HMAP_FOREACH(&r->track, n)
         {
-            free(n);
+            entry_free((tracked_entry *)n);
         }
     }
     bdy_hmap_destroy(&r->track);
