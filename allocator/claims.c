@@ -137,10 +137,13 @@ typedef struct held_entry {
 typedef struct mat_item {
     struct mat_item *next;
     char id[BDY_ALLOCATION_ID_LEN + 8];
-    /* The row as it was committed (owned, may be NULL): with it, and with
-     * the fleet's view of the world, a round needs no reads; without it (at
-     * start-up, for a world gone, after a conflict) the row and the world
-     * are read back. */
+    /* The row as it was committed, without its answer (owned, may be
+     * NULL): with it, and with the fleet's view of the world, a round needs
+     * no reads; without it (at start-up, for a world gone, after a
+     * conflict) the row and the world are read back. The answer, most of
+     * a row, is left out since only a release needs it, and that reads
+     * the row back: a burst of claims queues tens of thousands of these
+     * before the materializer catches up. */
     bdy_ledger_record *rec;
 } mat_item;
 
@@ -1798,9 +1801,12 @@ static void warm_done(void *data, int rc)
     bdy_fleet_claim_done(c->o.fleet, &j->ref, rc == 0, rc == BDY_ECONFLICT);
     bdy_http_response *resp = bdy_http_deferred_response(j->d);
     if (rc == 0) {
+        bdy_ledger_claim unanswered = j->row;
+        unanswered.answer_json = NULL; /* see mat_item */
+        bdy_ledger_record *rec = bdy_ledger_record_copy(&unanswered);
         pthread_mutex_lock(&c->lock);
         ledger_claim_live(c, j->ref.ns, j->ref.name, j->id, j->row.idem_key, j->row.request_hash,
-                          bdy_ledger_record_copy(&j->row));
+                          rec);
         pthread_mutex_unlock(&c->lock);
         idem_finish(c, j->has_idem ? j->idem_full : NULL, j->id);
         if (c->rec != NULL && refill_due(c, j->ref.ns, j->ref.pool))

@@ -684,8 +684,7 @@ void bdy_ledger_record_free(bdy_ledger_record *r)
 {
     if (r == NULL)
         return;
-    free(r->storage);
-    free(r);
+    free(r); /* the strings with it */
 }
 
 _Static_assert(sizeof(bdy_ledger_claim) == NCOLUMNS * sizeof(const char *),
@@ -704,22 +703,18 @@ static void claim_point(bdy_ledger_claim *c, const char *const vals[NCOLUMNS])
 }
 
 /* A record of the NCOLUMNS values (NULL allowed) of lengths len, in the
- * column order: one allocation for the strings, fields pointing into it. */
+ * column order: one allocation for it and the strings, fields pointing
+ * into it. */
 static bdy_ledger_record *record_build(const char *const vals[NCOLUMNS], const size_t len[NCOLUMNS])
 {
-    bdy_ledger_record *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return NULL;
     size_t total = 0;
     for (int i = 0; i < NCOLUMNS; i++)
-        total += len[i] + 1;
-    r->storage = malloc(total);
-    if (r->storage == NULL) {
-        free(r);
+        total += vals[i] != NULL ? len[i] + 1 : 0;
+    bdy_ledger_record *r = malloc(sizeof(*r) + total);
+    if (r == NULL)
         return NULL;
-    }
     const char *copies[NCOLUMNS];
-    char *p = r->storage;
+    char *p = (char *)(r + 1);
     for (int i = 0; i < NCOLUMNS; i++) {
         copies[i] = NULL;
         if (vals[i] == NULL)

@@ -92,10 +92,10 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
 int bdy_ledger_remove(bdy_ledger *l, const char *id);
 
 /* A claim read back: the fields of bdy_ledger_claim, owned by the record
- * (free with bdy_ledger_record_free, which accepts NULL). */
+ * (free with bdy_ledger_record_free, which accepts NULL). One allocation:
+ * the strings follow the struct. */
 typedef struct bdy_ledger_record {
     bdy_ledger_claim c;
-    char *storage;
 } bdy_ledger_record;
 
 void bdy_ledger_record_free(bdy_ledger_record *r);
