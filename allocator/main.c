@@ -120,7 +120,7 @@ static void readyz_cb(void *data, const bdy_http_request *req, bdy_http_response
         return;
     }
     if (bdy_store_ping(d->store, &eb) != 0 ||
-        (d->ledger != NULL && bdy_ledger_check_writes(d->ledger, &eb) != 0)) {
+        (d->ledger != NULL && bdy_ledger_health(d->ledger, &eb) != 0)) {
         bdy_http_error(resp, 503, "NotReady", eb.message, 1);
         return;
     }
@@ -909,6 +909,40 @@ static int instance_id_load(const char *dir, char out[INSTANCE_ID_LEN + 1], bdy_
     return rc;
 }
 
+/* Opens the claim ledger, making its file only while the store holds no
+ * world. Beside worlds, a missing claims.db is a ledger lost (deleted, or
+ * left out of a restore), not a first start: the acknowledged claims not
+ * yet written into their worlds' status would be lost with it, and those
+ * worlds, Ready in the store, handed out again to other claimants. */
+static int open_ledger(daemon_state *d, bdy_errbuf *eb)
+{
+    bdy_list_opts one = {.limit = 1};
+    bdy_list_result res = {0};
+    int rc = bdy_store_list(d->store, &BDY_GVR_WORLDS, &one, &res, eb);
+    if (rc != 0 && rc != BDY_ENOTFOUND) /* NotFound: no WorldInstance kind yet, no world */
+        return rc;
+    bool worlds = rc == 0 && json_object_array_length(res.items) > 0;
+    bdy_list_result_free(&res);
+    char path[BDY_CONFIG_MAX_PATH + 16];
+    snprintf(path, sizeof(path), "%s/claims.db", d->cfg->data_dir);
+    struct stat st;
+    if (worlds && stat(path, &st) == 0 && st.st_size == 0)
+        bdy_warn("ledger",
+                 "%s is empty beside a store with worlds: starting a new claim ledger; claims "
+                 "their worlds' status does not show are lost",
+                 path);
+    rc = bdy_ledger_open(d->cfg->data_dir, !worlds, &d->ledger, eb);
+    if (rc == BDY_ENOTFOUND)
+        bdy_fail(eb, rc,
+                 "%s is missing, but the store holds worlds: the claims it recorded and "
+                 "their worlds' status does not show yet would be lost, and those worlds "
+                 "handed out again. Restore claims.db from the backup that bindery.db came "
+                 "from (bindery backup copies both); to start without it all the same, "
+                 "create it empty (touch %s)",
+                 path, path);
+    return rc;
+}
+
 /* Creates the runtime, the reconciler (world informer, controllers) and
  * the claim indexes; returns once both informers have loaded. */
 static int start_worlds(daemon_state *d, bdy_errbuf *eb)
@@ -1197,7 +1231,7 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("store", "cannot open the store: %s", eb.message);
         goto out;
     }
-    rc = bdy_ledger_open(d.cfg->data_dir, &d.ledger, &eb);
+    rc = open_ledger(&d, &eb);
     if (rc != 0) {
         bdy_error("store", "cannot open the claim ledger: %s", eb.message);
         goto out;
@@ -1325,6 +1359,8 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     /* Now, not at open: the check would compete with the world list. */
     if (bdy_store_sqlite_check_start(d.store, &eb) != 0)
         bdy_warn("store", "%s", eb.message);
+    if (bdy_ledger_check_start(d.ledger, &eb) != 0)
+        bdy_warn("ledger", "%s", eb.message);
 
     for (;;) {
         int sig = 0;

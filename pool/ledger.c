@@ -3,6 +3,7 @@
  * separate connection for reads. */
 #include "bindery/ledger.h"
 
+#include "bindery/dbcheck.h"
 #include "bindery/hmap.h"
 #include "bindery/log.h"
 #include "bindery/util.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define LEDGER_FILE "claims.db"
@@ -105,7 +107,9 @@ struct bdy_ledger {
      * no claim's commit pays for it (autocheckpoint is off). */
     bdy_wal_checkpointer *ckpt;
     bdy_log_limit write_log; /* a full disk fails every claim: one line a period */
-    bdy_write_health writes; /* bdy_ledger_check_writes */
+    bdy_write_health writes; /* bdy_ledger_health */
+    bool existed;            /* the file was there at open: worth a whole-file check */
+    bdy_db_check *check;     /* under q_lock; NULL until that check starts */
 };
 
 static const char *const COLUMNS =
@@ -268,7 +272,7 @@ out:
     return rc;
 }
 
-int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
+int bdy_ledger_open(const char *dir, bool create, bdy_ledger **out, bdy_errbuf *eb)
 {
     int rc = 0;
     bdy_ledger *l = calloc(1, sizeof(*l));
@@ -288,6 +292,13 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb)
     if (asprintf(&l->path, "%s/%s", dir && dir[0] ? dir : ".", LEDGER_FILE) < 0) {
         l->path = NULL;
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
+        goto out;
+    }
+    struct stat st;
+    l->existed = stat(l->path, &st) == 0;
+    if (!l->existed && (errno != ENOENT || !create)) {
+        rc = bdy_fail(eb, errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO, "claim ledger %s: %s", l->path,
+                      errno == ENOENT ? "missing" : strerror(errno));
         goto out;
     }
     if ((rc = open_conn(l->path, &l->wdb, eb)) != 0 || (rc = init_schema(l, eb)) != 0)
@@ -360,6 +371,7 @@ void bdy_ledger_close(bdy_ledger *l)
     if (l == NULL)
         return;
     bdy_ledger_stop_writes(l);
+    bdy_db_check_stop(l->check);
     bdy_wal_checkpointer_stop(l->ckpt);
     sqlite3_finalize(l->st_begin);
     sqlite3_finalize(l->st_commit);
@@ -834,7 +846,24 @@ out:
     return rc;
 }
 
-int bdy_ledger_check_writes(bdy_ledger *l, bdy_errbuf *eb)
+int bdy_ledger_check_start(bdy_ledger *l, bdy_errbuf *eb)
 {
-    return bdy_write_health_check(&l->writes, l->path, eb);
+    int rc = 0;
+    pthread_mutex_lock(&l->q_lock);
+    if (l->existed && l->check == NULL && !l->stopping)
+        rc = bdy_db_check_start(l->path, "bdy-ledger-check", "ledger", &l->check, eb);
+    pthread_mutex_unlock(&l->q_lock);
+    return rc;
+}
+
+int bdy_ledger_health(bdy_ledger *l, bdy_errbuf *eb)
+{
+    /* Only damage counts: a check that could not finish was logged, and
+     * says nothing about the data. */
+    int rc = 0;
+    pthread_mutex_lock(&l->q_lock);
+    if (l->check != NULL && bdy_db_check_result(l->check, NULL) == BDY_ECORRUPT)
+        rc = bdy_db_check_result(l->check, eb);
+    pthread_mutex_unlock(&l->q_lock);
+    return rc != 0 ? rc : bdy_write_health_check(&l->writes, l->path, eb);
 }

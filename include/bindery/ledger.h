@@ -55,8 +55,10 @@ typedef struct bdy_ledger_claim {
 /* Most rows one transaction commits; more queued wait for the next. */
 #define BDY_LEDGER_MAX_BATCH 1024
 
-/* Opens (creating if needed) dir/claims.db. Errors name the file. */
-int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb);
+/* Opens dir/claims.db. A missing file is made when create; otherwise
+ * BDY_ENOTFOUND (an empty file is opened as a new ledger all the same, so
+ * that an operator can start one on purpose). Errors name the file. */
+int bdy_ledger_open(const char *dir, bool create, bdy_ledger **out, bdy_errbuf *eb);
 /* Refuses new writes (BDY_ESHUTDOWN) and returns once every write begun
  * before it has been committed and reported, callbacks returned: a caller
  * that answers requests from its callbacks calls this before it stops
@@ -65,9 +67,16 @@ int bdy_ledger_open(const char *dir, bdy_ledger **out, bdy_errbuf *eb);
 void bdy_ledger_stop_writes(bdy_ledger *l);
 void bdy_ledger_close(bdy_ledger *l);
 
-/* 0, or BDY_EIO with the reason in eb while the ledger's last commit failed
- * (see bdy_write_health in util.h): for /readyz. */
-int bdy_ledger_check_writes(bdy_ledger *l, bdy_errbuf *eb);
+/* Starts the whole-file check (dbcheck.h) of a file that existed at open:
+ * once, on a thread of its own; later calls, and a file made by open, do
+ * nothing. Called once the daemon is ready, as the store's is. */
+int bdy_ledger_check_start(bdy_ledger *l, bdy_errbuf *eb);
+
+/* For /readyz: 0; BDY_ECORRUPT once the whole-file check found damage
+ * (claims on a damaged page cannot be read back or released); or BDY_EIO
+ * while the ledger's last commit failed (see bdy_write_health in util.h).
+ * The reason in eb. */
+int bdy_ledger_health(bdy_ledger *l, bdy_errbuf *eb);
 
 /* Records a claim durably: returns once the row is committed and synced.
  * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -3165,6 +3166,44 @@ static void test_copy_of_a_running_folder_is_refused(void **state)
     bb_cleanup(&a);
 }
 
+/* claims.db gone from beside a store with worlds (deleted, left out of a
+ * restore) is refused: the claims not yet in their worlds' status would be
+ * lost, and their worlds handed out again. An empty file, the operator's
+ * say-so, starts a new ledger. */
+static void test_missing_ledger_is_refused(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 2, 4, 3600);
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    static const char *const files[] = {"claims.db", "claims.db-wal", "claims.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[300];
+        snprintf(path, sizeof(path), "%s/%s", s.data, files[i]);
+        unlink(path);
+    }
+    assert_false(bb_start(&s, NULL));
+    assert_true(bb_wait_exit(&s, 10000));
+    assert_int_equal(s.exit_status, 1);
+    if (!bb_log_contains(&s, "claims.db is missing, but the store holds worlds", 1000))
+        fail_msg("no refusal logged");
+    char path[300];
+    snprintf(path, sizeof(path), "%s/claims.db", s.data);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0); /* not made by the refused start */
+
+    bb_write(&s, "data/claims.db", "");
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "starting a new claim ledger", 1000));
+    bb_response r = bb_request(&s, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 static void test_grace_is_not_restarted_by_a_restart(void **state)
 {
     (void)state;
@@ -3579,6 +3618,7 @@ int main(void)
         cmocka_unit_test_teardown(test_spec_edit_is_observed, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_copy_of_a_running_folder_is_refused, bb_teardown),
+        cmocka_unit_test_teardown(test_missing_ledger_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_grace_is_not_restarted_by_a_restart, bb_teardown),
         cmocka_unit_test_teardown(test_start_deadline_not_held_by_probe_period, bb_teardown),
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define THREADS 8
@@ -32,7 +33,7 @@ static bdy_ledger *open_ledger(const char *dir)
     bdy_ledger *l = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = bdy_ledger_open(dir, &l, &eb);
+    int rc = bdy_ledger_open(dir, true, &l, &eb);
     if (rc != 0)
         fail_msg("open %s: %s (%s)", dir, bdy_strerror(rc), eb.message);
     return l;
@@ -314,18 +315,86 @@ static void test_bad_files(void **state)
     bdy_ledger *l = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    assert_int_not_equal(bdy_ledger_open(dir, &l, &eb), 0);
+    assert_int_not_equal(bdy_ledger_open(dir, true, &l, &eb), 0);
     assert_null(l);
     assert_non_null(strstr(eb.message, "claims.db"));
     rm_rf(dir);
 
     /* A folder that does not exist. */
     bdy_errbuf_clear(&eb);
-    assert_int_not_equal(bdy_ledger_open("/nonexistent/bindery-ledger", &l, &eb), 0);
+    assert_int_not_equal(bdy_ledger_open("/nonexistent/bindery-ledger", true, &l, &eb), 0);
     assert_null(l);
     assert_non_null(strstr(eb.message, "/nonexistent/bindery-ledger/claims.db"));
     bdy_ledger_close(NULL);
     bdy_ledger_record_free(NULL);
+}
+
+/* A missing file is made only when asked; an empty one is a new ledger.
+ * Damage that opening does not read (pages of a large row's overflow)
+ * turns up in the whole-file check, and then in the ledger's health. */
+static void test_missing_file_and_damage(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    bdy_ledger *l = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), BDY_ENOTFOUND);
+    assert_null(l);
+    assert_non_null(strstr(eb.message, path));
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0);
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), 0);
+    assert_int_equal(bdy_ledger_count(l), 0);
+    enum { LABELS = 40000 };
+    char *labels = malloc(LABELS);
+    assert_non_null(labels);
+    memset(labels, 'x', LABELS);
+    memcpy(labels, "{\"k\":\"", 6);
+    memcpy(labels + LABELS - 3, "\"}", 3);
+    bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
+    a.labels_json = labels;
+    assert_int_equal(bdy_ledger_add(l, &a), 0);
+    bdy_ledger_close(l);
+    free(labels);
+
+    /* The last page is the end of the labels' overflow chain: its first
+     * four bytes, the next page's number, now point past the file. */
+    assert_int_equal(stat(path, &st), 0);
+    long pages = (long)(st.st_size / 4096);
+    assert_true(pages > 10);
+    f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (pages - 1) * 4096, SEEK_SET), 0);
+    for (int i = 0; i < 4; i++)
+        fputc(0x7f, f);
+    fclose(f);
+
+    l = NULL;
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), 0);
+    assert_int_equal(bdy_ledger_count(l), 1);
+    assert_int_equal(bdy_ledger_health(l, &eb), 0);
+    assert_int_equal(bdy_ledger_check_start(l, &eb), 0);
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        rc = bdy_ledger_health(l, &eb);
+        if (rc == 0) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_int_equal(rc, BDY_ECORRUPT);
+    assert_non_null(strstr(eb.message, path));
+    assert_non_null(strstr(eb.message, "corrupt"));
+    bdy_ledger_close(l);
+    rm_rf(dir);
 }
 
 int main(void)
@@ -336,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_async_adds),
         cmocka_unit_test(test_inline_only_when_idle),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_missing_file_and_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
