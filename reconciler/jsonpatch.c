@@ -9,6 +9,8 @@
  */
 #include "bindery/jsonpatch.h"
 
+#include "bindery/jsonutil.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,6 +216,24 @@ static size_t approx_json_size(json_object *v, size_t limit)
     default: /* a number or a boolean, as it would be written */
         return strlen(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     }
+}
+
+/* Whether value, put at path, leaves the document within the nesting that
+ * a stored object may have (BDY_JSON_MAX_DEPTH). Checked before the op,
+ * not on the result: a copy of a value into itself doubles its depth, so a
+ * short patch could nest tens of thousands of levels, and the recursive
+ * deep copies and frees of such a document overflow the stack. */
+static bool depth_fits(const struct jptr *path, json_object *value)
+{
+    return path->ntok <= BDY_JSON_MAX_DEPTH &&
+           bdy_json_depth_within(value, BDY_JSON_MAX_DEPTH - (int)path->ntok);
+}
+
+static int too_deep(const struct opctx *c)
+{
+    char why[96];
+    snprintf(why, sizeof(why), "the result would nest deeper than %d levels", BDY_JSON_MAX_DEPTH);
+    return op_fail(c, BDY_EINVALID_OBJECT, why);
 }
 
 /* Deep copy that also copies JSON null (NULL). */
@@ -504,6 +524,10 @@ static int apply_op(json_object **doc, json_object *op, size_t index, size_t *co
             goto out;
     }
 
+    if ((is_add || is_replace) && !depth_fits(&path, value)) {
+        rc = too_deep(&c);
+        goto out;
+    }
     if (is_add || is_replace) {
         rc = copy_value(value, &val);
         if (rc != 0) {
@@ -523,6 +547,10 @@ static int apply_op(json_object **doc, json_object *op, size_t index, size_t *co
         rc = jptr_walk(*doc, &from, from.ntok, &found, &why);
         if (rc != 0) {
             rc = from_fail(&c, rc, from_text, why);
+            goto out;
+        }
+        if (!depth_fits(&path, found)) {
+            rc = too_deep(&c);
             goto out;
         }
         /* Each copy can double the document (a value copied into itself),
@@ -555,6 +583,10 @@ static int apply_op(json_object **doc, json_object *op, size_t index, size_t *co
         }
         if (from.ntok == 0 || strcmp(from_text, c.path) == 0)
             goto out; /* moving a value onto itself */
+        if (!depth_fits(&path, found)) {
+            rc = too_deep(&c);
+            goto out;
+        }
         /* The value survives its removal through the extra reference, which
          * do_add() then takes over. */
         val = json_object_get(found);

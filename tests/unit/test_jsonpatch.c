@@ -3,6 +3,7 @@
  * pointer examples, array index rules, malformed patches, the operation cap,
  * and that inputs are never modified. */
 #include "bindery/jsonpatch.h"
+#include "bindery/jsonutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -594,6 +595,81 @@ static void test_copies_are_bounded(void **state)
     json_object_put(doc);
 }
 
+/* {"": {"": ... {}}}, depth levels deep. */
+static json_object *nested(int depth)
+{
+    json_object *v = json_object_new_object();
+    for (int i = 1; i < depth; i++) {
+        json_object *outer = json_object_new_object();
+        json_object_object_add(outer, "", v);
+        v = outer;
+    }
+    return v;
+}
+
+/* One op whose path is "/" + first + skip times "/" + "/x". */
+static json_object *deep_op(const char *op, const char *first, int skip, const char *from,
+                            json_object *value)
+{
+    char path[128];
+    int n = snprintf(path, sizeof(path), "/%s", first);
+    for (int i = 0; i < skip; i++)
+        path[n++] = '/';
+    snprintf(path + n, sizeof(path) - (size_t)n, "/x");
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "op", json_object_new_string(op));
+    json_object_object_add(o, "path", json_object_new_string(path));
+    if (from != NULL)
+        json_object_object_add(o, "from", json_object_new_string(from));
+    if (value != NULL)
+        json_object_object_add(o, "value", value);
+    json_object *ops = json_object_new_array();
+    json_object_array_add(ops, o);
+    return ops;
+}
+
+/* No op nests the document past BDY_JSON_MAX_DEPTH: copies of a value into
+ * itself would otherwise double its depth with every op, and the deep
+ * copies and frees of the result overflow the stack. */
+static void test_depth_is_bounded(void **state)
+{
+    (void)state;
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "a", nested(40));
+    json_object_object_add(doc, "b", nested(40));
+    /* "/a" and 39 empty tokens reach the innermost {}: "/x" in it is token
+     * 41, so a value there may be 23 levels deep. */
+    struct {
+        const char *op;
+        const char *from;
+        json_object *value;
+        int want;
+    } cases[] = {
+        {"add", NULL, nested(23), 0},
+        {"add", NULL, nested(24), BDY_EINVALID_OBJECT},
+        {"replace", NULL, nested(24), BDY_EINVALID_OBJECT},
+        {"copy", "/b", NULL, BDY_EINVALID_OBJECT},
+        {"move", "/b", NULL, BDY_EINVALID_OBJECT},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *ops = deep_op(cases[i].op, "a", 39, cases[i].from, cases[i].value);
+        json_object *out = NULL;
+        bdy_errbuf eb;
+        bdy_errbuf_clear(&eb);
+        int rc = bdy_json_patch(doc, ops, &out, &eb);
+        if (rc != cases[i].want)
+            fail_msg("case %zu (%s): %d, want %d (%s)", i, cases[i].op, rc, cases[i].want,
+                     eb.message);
+        if (rc == 0)
+            assert_true(bdy_json_depth_within(out, BDY_JSON_MAX_DEPTH));
+        else
+            assert_non_null(strstr(eb.message, "deeper than 64 levels"));
+        json_object_put(out);
+        json_object_put(ops);
+    }
+    json_object_put(doc);
+}
+
 static void test_patch_result_is_independent(void **state)
 {
     (void)state;
@@ -633,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_ops_cap),
         cmocka_unit_test(test_copies_are_bounded),
+        cmocka_unit_test(test_depth_is_bounded),
         cmocka_unit_test(test_patch_result_is_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
