@@ -53,10 +53,29 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool ends_with_log(const char *name)
+/* Whether name is shaped like a world's log, "<ns>_<name>.log" with a
+ * Kubernetes namespace (a DNS label) and object name (a DNS subdomain):
+ * lower-case letters, digits, '-' and, in the name, '.'. The sweep deletes
+ * and the cap cuts only such files, so that a logDir shared with other
+ * logs (bindery's own, /var/log) loses none of theirs: none of "bindery.log",
+ * "dpkg.log" or "Xorg.0.log" is. */
+static bool is_world_log(const char *file)
 {
-    size_t len = strlen(name);
-    return len > 4 && strcmp(name + len - 4, ".log") == 0;
+    size_t len = strlen(file);
+    if (len <= 4 || strcmp(file + len - 4, ".log") != 0)
+        return false;
+    len -= 4;
+    const char *sep = memchr(file, '_', len);
+    if (sep == NULL || sep == file || (size_t)(sep - file) + 1 >= len)
+        return false;
+    for (const char *c = file; c < file + len; c++) {
+        bool in_name = c > sep;
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+                  (in_name && *c == '.') || c == sep;
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **running,
@@ -68,7 +87,7 @@ size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **r
         return 0;
     size_t deleted = 0;
     for (struct dirent *de; deleted < max_deletes && (de = readdir(d)) != NULL;) {
-        if (!ends_with_log(de->d_name))
+        if (!is_world_log(de->d_name))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
@@ -132,14 +151,16 @@ static uint64_t cut_log(int dirfd, const char *name, uint64_t max_bytes)
         keep = CAP_COPY_MAX;
     char *tail = malloc(keep ? keep : 1);
     ssize_t got = tail ? pread(fd, tail, keep, (off_t)(size - keep)) : -1;
-    if (got >= 0 && ftruncate(fd, 0) == 0) {
-        dropped = size - (uint64_t)got;
-        int afd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-        if (afd >= 0) {
-            if (write(afd, tail, (size_t)got) < 0)
-                bdy_debug(LOG_COMPONENT, "cannot keep the end of %s: %s", name, strerror(errno));
-            close(afd);
+    /* Written back through this descriptor, appending from now on: no
+     * second open can fail between the truncate and the write-back. */
+    if (got >= 0 && fcntl(fd, F_SETFL, O_APPEND) == 0 && ftruncate(fd, 0) == 0) {
+        ssize_t put = write(fd, tail, (size_t)got);
+        if (put < 0) {
+            bdy_warn(LOG_COMPONENT, "cannot keep the end of world log %s: %s", name,
+                     strerror(errno));
+            put = 0;
         }
+        dropped = size - (uint64_t)put;
     }
     free(tail);
 out:
@@ -188,7 +209,7 @@ size_t bdy__logs_cap_written(const char *dir, char **running, size_t nrunning, u
     size_t cut = 0;
     for (struct dirent *de; (de = readdir(d)) != NULL;) {
         struct stat st;
-        if (!ends_with_log(de->d_name) ||
+        if (!is_world_log(de->d_name) ||
             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
             (uint64_t)st.st_size <= max_bytes)
             continue;

@@ -1875,6 +1875,12 @@ static void test_old_world_logs_are_swept(void **state)
     touch_file(f->logs, "default_quiet.log", 7200);
     touch_file(f->logs, "default_recent.log", 60);
     touch_file(f->logs, "notes.txt", 7200);
+    /* Logs that are no world's: a logDir shared with other logs keeps them. */
+    static const char *const others[] = {"bindery.log", "dpkg.log",     "Xorg.0.log",
+                                         "_x.log",      "default_.log", "my.ns_w.log",
+                                         "a_b_c.log",   "ns_Name.log"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        touch_file(f->logs, others[i], 7200);
     char *running[] = {strdup("default_quiet.log"), strdup("default_other.log")};
     double now = bdy_wall_seconds();
     assert_int_equal(bdy__logs_sweep(f->logs, 3600, now, running, 2, 2), 2);
@@ -1886,6 +1892,8 @@ static void test_old_world_logs_are_swept(void **state)
     assert_true(file_exists(f->logs, "default_quiet.log"));
     assert_true(file_exists(f->logs, "default_recent.log"));
     assert_true(file_exists(f->logs, "notes.txt"));
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        assert_true(file_exists(f->logs, others[i]));
     free(running[0]);
     free(running[1]);
 }
