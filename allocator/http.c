@@ -67,6 +67,12 @@
 #define HTTP_MAX_MEDIA_TYPE_LEN 128u
 /* TLS sets kept after reloads replaced them (struct bdy_http_server). */
 #define HTTP_TLS_RETIRED 8u
+/* A connection's client certificate is checked again after this long (it
+ * may have expired meanwhile), and at once after a reload loaded another
+ * set (a CRL may now revoke it): a kubectl watch or a keep-alive client
+ * would otherwise keep a revoked certificate's rights for as long as its
+ * connection stays open. */
+#define HTTP_TLS_RECHECK_NS (60ull * 1000000000ull)
 /* MHD cannot answer while a body is still arriving, so after a chunked body
  * passes the cap we read and drop up to this much more to still send 413;
  * a client that keeps sending beyond it is cut off. */
@@ -131,6 +137,7 @@ struct bdy_http_server {
      * handshake. tls, tls_start and tls_started are guarded by tls_lock. */
     pthread_mutex_t tls_lock;
     bdy_tls_set *tls;
+    uint64_t tls_gen;       /* bumped each time tls changes (connections recheck their client) */
     bdy_tls_set *tls_start; /* the set MHD was started with (its PEM stays readable) */
     /* Sets replaced by reloads, still referenced: a connection's close
      * (MHD_CONNECTION_NOTIFY_CLOSED) comes before MHD deinits its GnuTLS
@@ -706,7 +713,10 @@ static void auth_release(bdy_http_server *s, struct auth_slot *slot)
  * this needs no lock. */
 struct tls_conn {
     bdy_tls_set *set;
-    bool checked;
+    /* The client certificate's check: against the server's set of
+     * generation checked_gen, at checked_ns (monotonic); 0: not yet. */
+    uint64_t checked_gen;
+    uint64_t checked_ns;
     bdy_tls_peer peer;
     char common_name[BDY_TLS_MAX_COMMON_NAME];
     char why[192];
@@ -723,6 +733,7 @@ int bdy_http_server_set_tls(bdy_http_server *s, bdy_tls_set *set)
     }
     bdy_tls_set *old = s->tls;
     s->tls = bdy_tls_ref(set);
+    s->tls_gen++;
     bdy_tls_set *dropped = NULL;
     if (old != NULL) {
         if (s->tls_nretired == HTTP_TLS_RETIRED) {
@@ -781,22 +792,33 @@ static void connection_cb(void *cls, struct MHD_Connection *mhd, void **socket_c
     *socket_context = t;
 }
 
-/* The connection's TLS state, its client certificate checked (once). NULL
- * for plain HTTP. */
+/* The connection's TLS state, its client certificate checked against the
+ * set in force (again once that changed, or HTTP_TLS_RECHECK_NS after the
+ * last check). NULL for plain HTTP. */
 static struct tls_conn *tls_peer_of(struct conn *c)
 {
     const union MHD_ConnectionInfo *ctx =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct tls_conn *t = ctx != NULL ? ctx->socket_context : NULL;
-    if (t == NULL || t->checked)
+    if (t == NULL)
         return t;
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    t->peer = info != NULL && info->tls_session != NULL
-                  ? bdy_tls_verify_peer(t->set, (gnutls_session_t)info->tls_session, t->common_name,
-                                        sizeof(t->common_name), t->why, sizeof(t->why))
-                  : BDY_TLS_PEER_NONE;
-    t->checked = true;
+    uint64_t now = bdy_monotonic_ns();
+    pthread_mutex_lock(&c->s->tls_lock);
+    uint64_t gen = c->s->tls_gen;
+    bdy_tls_set *set = bdy_tls_ref(c->s->tls != NULL ? c->s->tls : t->set);
+    pthread_mutex_unlock(&c->s->tls_lock);
+    if (t->checked_ns == 0 || t->checked_gen != gen || now - t->checked_ns >= HTTP_TLS_RECHECK_NS) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        t->peer =
+            info != NULL && info->tls_session != NULL
+                ? bdy_tls_verify_peer(set, (gnutls_session_t)info->tls_session, t->common_name,
+                                      sizeof(t->common_name), t->why, sizeof(t->why))
+                : BDY_TLS_PEER_NONE;
+        t->checked_gen = gen;
+        t->checked_ns = now > 0 ? now : 1;
+    }
+    bdy_tls_unref(set);
     return t;
 }
 

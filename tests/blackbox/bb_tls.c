@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "testcerts.h"
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,40 @@ static long ask(bb_server *s, const char *method, const char *path, const char *
     return status;
 }
 
+static size_t discard_cb(char *p, size_t size, size_t n, void *data)
+{
+    (void)p;
+    (void)data;
+    return size * n;
+}
+
+/* GET /v1/pools on a handle kept across calls (so on one kept-alive
+ * connection), presenting name's certificate. *connects: the connections
+ * this call made (0: it reused the handle's). */
+static long ask_on(CURL *c, bb_server *s, const char *name, long *connects)
+{
+    char url[128];
+    char cert[300];
+    char key[300];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/v1/pools", s->port);
+    snprintf(cert, sizeof(cert), "%s/%s.crt", s->dir, name);
+    snprintf(key, sizeof(key), "%s/%s.key", s->dir, name);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_CAINFO, s->tls_ca);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    long status = 0;
+    *connects = -1;
+    if (curl_easy_perform(c) == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, connects);
+    }
+    return status;
+}
+
 static void test_https_tokens_and_client_certificates(void **state)
 {
     (void)state;
@@ -215,7 +250,12 @@ static void test_https_tokens_and_client_certificates(void **state)
     present(&s, NULL);
 
     /* A revocation list that names the lobby's certificate, added by a
-     * reload: new connections presenting it are refused. */
+     * reload: new connections presenting it are refused, and so is the
+     * next request on a connection opened before the reload. */
+    CURL *kept = curl_easy_init();
+    assert_non_null(kept);
+    long connects = 0;
+    assert_int_equal(ask_on(kept, &s, "lobby", &connects), 200);
     assert_int_equal(
         testcert_make_crl(s.dir, "revoked", "ca", (const char *const[]){"lobby", NULL}, 86400), 0);
     bb_write(&s, "bindery.yaml",
@@ -230,6 +270,9 @@ static void test_https_tokens_and_client_certificates(void **state)
     present(&s, "lobby");
     assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, NULL, "revoked"), 401);
     present(&s, NULL);
+    assert_int_equal(ask_on(kept, &s, "lobby", &connects), 401);
+    assert_int_equal(connects, 0); /* the connection from before the reload */
+    curl_easy_cleanup(kept);
 
     /* The load tool over TLS, trusting the CA, with the token. */
     char cmd[1024];
