@@ -621,7 +621,7 @@ int bdy_json_patch(json_object *target, json_object *ops, json_object **out, bdy
     }
     size_t n = json_object_array_length(ops);
     if (n > BDY_JSON_PATCH_MAX_OPS) {
-        rc = bdy_fail(eb, BDY_EINVAL,
+        rc = bdy_fail(eb, BDY_ETOOBIG,
                       "a json patch may hold at most %d operations, this one has "
                       "%zu",
                       BDY_JSON_PATCH_MAX_OPS, n);

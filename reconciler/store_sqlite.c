@@ -1010,9 +1010,12 @@ static int do_patch(sqlite_store *s, write_op *op)
                      : BDY_ENOMEM;
     } else {
         rc = bdy_json_patch(old, op->patch, &neu, op->eb);
-        if (rc == BDY_ECONFLICT) {
-            /* A failed "test" or missing path is an invalid request for the
-             * object, not a resourceVersion conflict. */
+        bool op_failed = rc == BDY_ECONFLICT ||
+                         (rc == BDY_EINVAL && json_object_is_type(op->patch, json_type_array));
+        if (op_failed) {
+            /* An operation that fails (a failed "test", a missing path, an
+             * unknown op) makes the request invalid for the object, as
+             * Kubernetes answers (422), not a resourceVersion conflict. */
             if (op->eb != NULL) /* callers may pass none (store.h) */
                 bdy_errbuf_add_cause(op->eb, "FieldValueInvalid", "", "%s", op->eb->message);
             rc = BDY_EINVALID_OBJECT;

@@ -535,6 +535,13 @@ static void test_patches(void **state)
                                      NULL, NULL, NULL),
                      BDY_EINVALID_OBJECT);
     json_object_put(p);
+    /* So is an operation that cannot apply (Kubernetes: 422); only a patch
+     * that is no array of operations is a bad request. */
+    p = json_tokener_parse("[{\"op\":\"frob\",\"path\":\"/spec/size\"}]");
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_JSON, p, false,
+                                     NULL, NULL, NULL),
+                     BDY_EINVALID_OBJECT);
+    json_object_put(p);
     /* A patch that breaks the schema is refused. */
     p = json_tokener_parse("{\"spec\":{\"size\":\"huge\"}}");
     assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "w1", BDY_PATCH_MERGE, p, false,
