@@ -736,16 +736,19 @@ int bdy_yaml_parse_one(const char *text, size_t len, bdy_ynode **out, bdy_errbuf
     rc = next_document(&b, &doc, eb);
     if (rc < 0)
         goto out;
-    if (doc != NULL) {
-        rc = next_document(&b, &extra, eb);
-        if (rc < 0)
-            goto out;
-        if (extra != NULL) {
+    /* Empty documents after it ("---" at the end of a file) are nothing,
+     * as bdy_yaml_to_json and kubectl take them. */
+    while (doc != NULL && (rc = next_document(&b, &extra, eb)) >= 0 && extra != NULL) {
+        if (!is_empty_plain(extra)) {
             rc = bdy_fail(eb, BDY_EPARSE, "line %u: expected one YAML document, found another",
                           extra->line);
             goto out;
         }
+        bdy_ynode_free(extra);
+        extra = NULL;
     }
+    if (rc < 0)
+        goto out;
     /* No document at all, or one with nothing in it ("---" alone), reads as
      * an empty map: an empty config file means "all defaults". */
     if (doc == NULL || is_empty_plain(doc)) {

@@ -418,6 +418,16 @@ static void test_parse_one_empty_and_multiple(void **state)
     bdy_ynode_free(root);
 
     parse_one_fails("a: 1\n---\nb: 2\n", BDY_EPARSE, "line 3: expected one YAML document");
+    /* Empty documents after the one are nothing (a "---" left at the end). */
+    const char *trailing[] = {"a: 1\n---\n", "a: 1\n---\n---\n# done\n"};
+    for (size_t i = 0; i < 2; i++) {
+        root = NULL;
+        assert_int_equal(bdy_yaml_parse_one(trailing[i], strlen(trailing[i]), &root, NULL), 0);
+        assert_int_equal(root->kind, BDY_YNODE_MAP);
+        assert_int_equal(root->count, 1);
+        bdy_ynode_free(root);
+    }
+    parse_one_fails("a: 1\n---\n---\nb: 2\n", BDY_EPARSE, "line 4: expected one YAML document");
 }
 
 /* ---------------------------------------------------------------------- */
