@@ -543,19 +543,30 @@ static void count_reload(daemon_state *d, const char *result)
     bdy_metric_inc(bdy_metric_child(d->reloads, labels));
 }
 
+/* Whether pools holds ns/name. */
+static bool has_pool(const bdy_config_pools *pools, const char *ns, const char *name)
+{
+    for (size_t i = 0; i < pools->count; i++)
+        if (strcmp(pools->items[i].ns, ns) == 0 && strcmp(pools->items[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 /* A pool the reload removed keeps no series in /metrics (its gauges would
  * go on showing their last values); they come back if it is configured
  * again. */
-static void hide_removed_pools(daemon_state *d, const bdy_config_pools *old,
-                               const bdy_config_pools *now)
+static void sync_pool_series(daemon_state *d, const bdy_config_pools *old,
+                             const bdy_config_pools *now)
 {
     for (size_t i = 0; i < old->count; i++) {
         const bdy_config_pool *p = &old->items[i];
-        bool kept = false;
-        for (size_t j = 0; j < now->count && !kept; j++)
-            kept = strcmp(now->items[j].ns, p->ns) == 0 && strcmp(now->items[j].name, p->name) == 0;
-        if (!kept)
+        if (!has_pool(now, p->ns, p->name))
             bdy_metrics_hide_series(d->metrics, "namespace", p->ns, "pool", p->name);
+    }
+    for (size_t i = 0; i < now->count; i++) {
+        const bdy_config_pool *p = &now->items[i];
+        if (!has_pool(old, p->ns, p->name))
+            bdy_metrics_show_series(d->metrics, "namespace", p->ns, "pool", p->name);
     }
 }
 
@@ -748,7 +759,7 @@ static void reload(daemon_state *d, const char *path)
                   eb.message[0] ? eb.message : "out of memory");
         goto refused;
     }
-    hide_removed_pools(d, &d->cfg->pools, &next->pools);
+    sync_pool_series(d, &d->cfg->pools, &next->pools);
     bdy_reconciler_pools_changed(d->reconciler);
     bdy_log_set_level(next->log_level);
     if (auth != NULL) {

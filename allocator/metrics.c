@@ -31,6 +31,9 @@
 #define METRICS_HASH_BUCKETS 2048
 /* Series a family keeps, hidden ones included (each a few hundred bytes). */
 #define METRICS_MAX_KEPT ((size_t)8 * BDY_METRICS_MAX_CHILDREN)
+/* Label pairs hidden at once (removed pools); past it the oldest is
+ * forgotten, and a series of it made afresh is shown again. */
+#define METRICS_MAX_HIDDEN_PAIRS 1024
 
 typedef enum metric_kind {
     METRIC_COUNTER,
@@ -45,7 +48,7 @@ struct bdy_metric {
     bdy_metric *next;      /* creation order */
     bdy_metric *hash_next; /* lookup chain */
     uint64_t hash;
-    bool hidden; /* not exported until looked up again (under the family's lock) */
+    bool hidden; /* not exported (under the family's lock; see bdy_metrics_hide_series) */
     char *values[BDY_METRICS_MAX_LABELS]; /* point into the same allocation */
     /* Counter/gauge: the value. Histogram: the sum of observations. */
     _Atomic uint64_t bits;
@@ -55,6 +58,7 @@ struct bdy_metric {
 };
 
 struct bdy_metric_family {
+    bdy_metrics *owner;
     bdy_metric_family *next; /* registration order */
     metric_kind kind;
     char *name;
@@ -73,10 +77,23 @@ struct bdy_metric_family {
     bdy_metric *table[METRICS_HASH_BUCKETS];
 };
 
+/* Series with label_a = value_a and label_b = value_b are hidden. */
+typedef struct hidden_pair {
+    struct hidden_pair *next;
+    char *label_a, *value_a, *label_b, *value_b; /* into the same allocation */
+} hidden_pair;
+
 struct bdy_metrics {
     pthread_mutex_t lock; /* guards the family list */
     bdy_metric_family *head;
     bdy_metric_family *tail;
+    /* What bdy_metrics_hide_series hid and bdy_metrics_show_series did not
+     * show again, newest first: a series made for such a pair later (a
+     * late count for a removed pool) is born hidden. Taken after a
+     * family's lock, never before it. */
+    pthread_mutex_t hidden_lock;
+    hidden_pair *hidden;
+    size_t nhidden_pairs;
 };
 
 static uint64_t double_bits(double v)
@@ -114,6 +131,11 @@ bdy_metrics *bdy_metrics_new(void)
         free(m);
         return NULL;
     }
+    if (pthread_mutex_init(&m->hidden_lock, NULL) != 0) {
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -147,6 +169,12 @@ void bdy_metrics_free(bdy_metrics *m)
         family_free(f);
         f = next;
     }
+    while (m->hidden != NULL) {
+        hidden_pair *next = m->hidden->next;
+        free(m->hidden);
+        m->hidden = next;
+    }
+    pthread_mutex_destroy(&m->hidden_lock);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -269,6 +297,8 @@ static bdy_metric_family *family_register(bdy_metrics *m, metric_kind kind, cons
             goto out;
     }
     f = calloc(1, sizeof(*f));
+    if (f != NULL)
+        f->owner = m;
     if (f == NULL)
         goto out;
     if (pthread_mutex_init(&f->lock, NULL) != 0) {
@@ -360,6 +390,8 @@ bdy_metric_family *bdy_metrics_histogram(bdy_metrics *m, const char *name, const
  * values, on allocation failure, or when the family already holds
  * BDY_METRICS_MAX_CHILDREN children. The child lives as long as the
  * registry. Thread-safe (takes the family mutex). */
+static bool born_hidden(bdy_metric_family *f, const bdy_metric *c);
+
 bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_values)
 {
     if (f == NULL || (f->nlabels > 0 && label_values == NULL))
@@ -381,9 +413,6 @@ bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_valu
             same = strcmp(c->values[i], label_values[i]) == 0;
         if (same) {
             found = c;
-            if (found->hidden)
-                f->nhidden--;
-            found->hidden = false;
             break;
         }
     }
@@ -398,8 +427,13 @@ bdy_metric *bdy_metric_child(bdy_metric_family *f, const char *const *label_valu
             f->guard_logged = true;
         } else {
             found = child_alloc(f, label_values, hash);
-            if (found != NULL)
+            if (found != NULL) {
                 family_link_child(f, found);
+                if (born_hidden(f, found)) {
+                    found->hidden = true;
+                    f->nhidden++;
+                }
+            }
         }
     }
     pthread_mutex_unlock(&f->lock);
@@ -643,11 +677,74 @@ static int render(bdy_metrics *m, bdy_buf *out, const ns_filter *filter)
     return rc;
 }
 
-void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
-                             const char *label_b, const char *value_b)
+static bool pair_is(const hidden_pair *h, const char *label_a, const char *value_a,
+                    const char *label_b, const char *value_b)
 {
-    if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
-        return;
+    return strcmp(h->label_a, label_a) == 0 && strcmp(h->value_a, value_a) == 0 &&
+           strcmp(h->label_b, label_b) == 0 && strcmp(h->value_b, value_b) == 0;
+}
+
+/* Whether new child c of f is of a hidden pair. Under f->lock. */
+static bool born_hidden(bdy_metric_family *f, const bdy_metric *c)
+{
+    bool hidden = false;
+    pthread_mutex_lock(&f->owner->hidden_lock);
+    for (const hidden_pair *h = f->owner->hidden; h != NULL && !hidden; h = h->next) {
+        int a = label_index(f, h->label_a);
+        int b = label_index(f, h->label_b);
+        hidden = a >= 0 && b >= 0 && strcmp(c->values[a], h->value_a) == 0 &&
+                 strcmp(c->values[b], h->value_b) == 0;
+    }
+    pthread_mutex_unlock(&f->owner->hidden_lock);
+    return hidden;
+}
+
+/* Notes the pair hidden (hide) or not (show); false when out of memory. */
+static bool note_pair(bdy_metrics *m, bool hide, const char *label_a, const char *value_a,
+                      const char *label_b, const char *value_b)
+{
+    const char *const parts[] = {label_a, value_a, label_b, value_b};
+    size_t len[4];
+    size_t total = sizeof(hidden_pair);
+    for (int i = 0; i < 4; i++)
+        total += (len[i] = strlen(parts[i]) + 1);
+    hidden_pair *add = NULL;
+    if (hide && (add = malloc(total)) != NULL) {
+        char *p = (char *)(add + 1);
+        char **dst[] = {&add->label_a, &add->value_a, &add->label_b, &add->value_b};
+        for (int i = 0; i < 4; i++) {
+            memcpy(p, parts[i], len[i]);
+            *dst[i] = p;
+            p += len[i];
+        }
+    }
+    pthread_mutex_lock(&m->hidden_lock);
+    hidden_pair **link = &m->hidden;
+    while (*link != NULL) {
+        hidden_pair *h = *link;
+        if (pair_is(h, label_a, value_a, label_b, value_b) ||
+            (add != NULL && h->next == NULL && m->nhidden_pairs >= METRICS_MAX_HIDDEN_PAIRS)) {
+            *link = h->next;
+            free(h);
+            m->nhidden_pairs--;
+        } else {
+            link = &h->next;
+        }
+    }
+    if (add != NULL) {
+        add->next = m->hidden;
+        m->hidden = add;
+        m->nhidden_pairs++;
+    }
+    pthread_mutex_unlock(&m->hidden_lock);
+    return !hide || add != NULL;
+}
+
+/* Marks hidden (or shown) every series whose label_a is value_a and
+ * label_b is value_b. */
+static void mark_series(bdy_metrics *m, bool hide, const char *label_a, const char *value_a,
+                        const char *label_b, const char *value_b)
+{
     pthread_mutex_lock(&m->lock);
     for (bdy_metric_family *f = m->head; f != NULL; f = f->next) {
         int a = label_index(f, label_a);
@@ -656,14 +753,37 @@ void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *va
             continue;
         pthread_mutex_lock(&f->lock);
         for (bdy_metric *c = f->head; c != NULL; c = c->next)
-            if (!c->hidden && strcmp(c->values[a], value_a) == 0 &&
+            if (c->hidden != hide && strcmp(c->values[a], value_a) == 0 &&
                 strcmp(c->values[b], value_b) == 0) {
-                c->hidden = true;
-                f->nhidden++;
+                c->hidden = hide;
+                if (hide)
+                    f->nhidden++;
+                else
+                    f->nhidden--;
             }
         pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_unlock(&m->lock);
+}
+
+void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b)
+{
+    if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
+        return;
+    /* Noted first: a series made meanwhile is born hidden. Out of memory,
+     * the series there are hidden all the same. */
+    (void)note_pair(m, true, label_a, value_a, label_b, value_b);
+    mark_series(m, true, label_a, value_a, label_b, value_b);
+}
+
+void bdy_metrics_show_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b)
+{
+    if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
+        return;
+    (void)note_pair(m, false, label_a, value_a, label_b, value_b);
+    mark_series(m, false, label_a, value_a, label_b, value_b);
 }
 
 int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)

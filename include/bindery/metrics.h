@@ -56,9 +56,13 @@ double bdy_metric_value(const bdy_metric *c);
 
 /* Stops exporting, in every family that has both labels, the series whose
  * label_a is value_a and label_b is value_b (a removed pool's: "namespace",
- * ns, "pool", name). Their values are kept; a series comes back when
- * bdy_metric_child looks it up again. */
+ * ns, "pool", name), and those made for them later (a late count for the
+ * removed pool must not bring its series back, frozen). Their values are
+ * kept, and updates go on; bdy_metrics_show_series shows them again (the
+ * pool configured again). */
 void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b);
+void bdy_metrics_show_series(bdy_metrics *m, const char *label_a, const char *value_a,
                              const char *label_b, const char *value_b);
 
 /* Appends the whole exposition to out. Returns 0 or a bdy_buf error. */

@@ -181,11 +181,22 @@ static void test_hide_series(void **state)
                              "worlds{namespace=\"default\",pool=\"b\",phase=\"Ready\"} 3\n"
                              "# HELP other O.\n# TYPE other gauge\nother{pool=\"a\"} 4\n");
     free(got);
+    /* Updates of a hidden series (a late count for the removed pool), and
+     * series made for it since, stay hidden... */
     bdy_metric *back = bdy_metric_child(w, (const char *const[]){"default", "a", "Ready", NULL});
     assert_true(bdy_metric_value(back) == 1);
+    bdy_metric_set(back, 5);
+    bdy_metric_set(bdy_metric_child(w, (const char *const[]){"default", "a", "Starting", NULL}), 6);
     got = render(m);
-    assert_non_null(strstr(got, "worlds{namespace=\"default\",pool=\"a\",phase=\"Ready\"} 1\n"));
-    assert_null(strstr(got, "phase=\"Failed\""));
+    assert_null(strstr(got, "pool=\"a\",phase"));
+    free(got);
+    /* ...until the pool is configured again: then all show, the values
+     * kept. */
+    bdy_metrics_show_series(m, "namespace", "default", "pool", "a");
+    got = render(m);
+    assert_non_null(strstr(got, "worlds{namespace=\"default\",pool=\"a\",phase=\"Ready\"} 5\n"));
+    assert_non_null(strstr(got, "worlds{namespace=\"default\",pool=\"a\",phase=\"Failed\"} 2\n"));
+    assert_non_null(strstr(got, "worlds{namespace=\"default\",pool=\"a\",phase=\"Starting\"} 6\n"));
     free(got);
     bdy_metrics_free(m);
 }
@@ -353,9 +364,13 @@ static void test_cardinality_guard(void **state)
         assert_non_null(bdy_metric_child(f, pv));
         bdy_metrics_hide_series(m, "namespace", "default", "pool", v);
     }
-    /* A hidden one comes back without needing room. */
+    /* A hidden one is found, and shown again, without needing room. */
     snprintf(v, sizeof(v), "pool-3");
     assert_non_null(bdy_metric_child(f, pv));
+    bdy_metrics_show_series(m, "namespace", "default", "pool", v);
+    char *shown = render(m);
+    assert_non_null(strstr(shown, "pools{namespace=\"default\",pool=\"pool-3\"} 0\n"));
+    free(shown);
     bdy_metrics_free(m);
 }
 
