@@ -612,8 +612,9 @@ static void install_tls(daemon_state *d, bdy_tls_set *set, bool refused)
     bdy_tls_unref(set);
 }
 
-/* A reload refused for its config still reads the running TLS files again:
- * a certificate about to expire must not wait for a config that loads. */
+/* A reload refused for its config, or one that would turn TLS on or off,
+ * still reads the running TLS files again: a certificate about to expire
+ * must not wait for a config that loads, or for a restart. */
 static void reload_running_tls(daemon_state *d)
 {
     if (!bdy_http_server_tls(d->http))
@@ -789,6 +790,10 @@ static void reload(daemon_state *d, const char *path)
     check_fd_budget_on_reload(next, d->connections);
     bdy_config_free(d->cfg);
     d->cfg = next;
+    /* TLS turned on or off waits for a restart, but the running files,
+     * perhaps a renewed certificate, are read again as on any reload. */
+    if (tls_on_off)
+        reload_running_tls(d);
     count_reload(d, "applied");
     bdy_info("config", "reloaded %s", path);
     return;
