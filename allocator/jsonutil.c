@@ -35,6 +35,44 @@ int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt)
     return dflt;
 }
 
+bool bdy_json_same_value(json_object *a, json_object *b)
+{
+    enum json_type ta = json_object_get_type(a);
+    enum json_type tb = json_object_get_type(b);
+    bool na = ta == json_type_int || ta == json_type_double;
+    bool nb = tb == json_type_int || tb == json_type_double;
+
+    if (na && nb && ta != tb)
+        return json_object_get_double(a) == json_object_get_double(b);
+    if (ta != tb)
+        return false;
+    if (ta == json_type_object) {
+        struct json_object_iter it;
+        if (json_object_object_length(a) != json_object_object_length(b))
+            return false;
+        json_object_object_foreachC(a, it)
+        {
+            json_object *other = NULL;
+            if (!json_object_object_get_ex(b, it.key, &other) ||
+                !bdy_json_same_value(it.val, other))
+                return false;
+        }
+        return true;
+    }
+    if (ta == json_type_array) {
+        size_t n = json_object_array_length(a);
+        if (n != json_object_array_length(b))
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            if (!bdy_json_same_value(json_object_array_get_idx(a, i),
+                                     json_object_array_get_idx(b, i)))
+                return false;
+        }
+        return true;
+    }
+    return json_object_equal(a, b) != 0;
+}
+
 bool bdy_json_depth_within(json_object *v, int max)
 {
     bool is_object = json_object_is_type(v, json_type_object);

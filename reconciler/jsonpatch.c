@@ -405,45 +405,6 @@ static int do_replace(json_object **doc, const struct jptr *p, json_object *val,
     return 0;
 }
 
-/* Equality for "test": json_object_equal() except that numbers compare by
- * value across json-c's int and double types (RFC 6902 section 4.6, and
- * Kubernetes, which decodes every number as float64), recursively. */
-static bool values_equal(json_object *a, json_object *b)
-{
-    enum json_type ta = json_object_get_type(a);
-    enum json_type tb = json_object_get_type(b);
-    bool na = ta == json_type_int || ta == json_type_double;
-    bool nb = tb == json_type_int || tb == json_type_double;
-
-    if (na && nb && ta != tb)
-        return json_object_get_double(a) == json_object_get_double(b);
-    if (ta != tb)
-        return false;
-    if (ta == json_type_object) {
-        struct json_object_iter it;
-        if (json_object_object_length(a) != json_object_object_length(b))
-            return false;
-        json_object_object_foreachC(a, it)
-        {
-            json_object *other = NULL;
-            if (!json_object_object_get_ex(b, it.key, &other) || !values_equal(it.val, other))
-                return false;
-        }
-        return true;
-    }
-    if (ta == json_type_array) {
-        size_t n = json_object_array_length(a);
-        if (n != json_object_array_length(b))
-            return false;
-        for (size_t i = 0; i < n; i++) {
-            if (!values_equal(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i)))
-                return false;
-        }
-        return true;
-    }
-    return json_object_equal(a, b) != 0;
-}
-
 /* Reads a pointer-valued member ("path" or "from") of an operation. */
 static int op_pointer(json_object *op, const char *name, const char **text, struct jptr *p,
                       const struct opctx *c)
@@ -539,7 +500,7 @@ static int apply_op(json_object **doc, json_object *op, size_t index, size_t *co
         rc = do_remove(doc, &path, &why);
     } else if (is_test) {
         rc = jptr_walk(*doc, &path, path.ntok, &found, &why);
-        if (rc == 0 && !values_equal(found, value)) {
+        if (rc == 0 && !bdy_json_same_value(found, value)) {
             why = "test failed: the value differs";
             rc = BDY_ECONFLICT;
         }

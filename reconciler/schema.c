@@ -23,6 +23,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "bindery/jsonutil.h"
 #include "bindery/util.h"
 
 #include <math.h>
@@ -478,12 +479,14 @@ static void apply_defaults(ctx *c, const bdy_schema *s, json_object *v, bool roo
         json_object *cur = NULL;
         json_object *copy = NULL;
 
-        if (!p->schema->has_default || (root && is_meta_key(p->name)))
+        /* A null default is none, as Kubernetes takes it: an absent
+         * field stays absent. */
+        if (!p->schema->has_default || p->schema->default_value == NULL ||
+            (root && is_meta_key(p->name)))
             continue;
         if (json_object_object_get_ex(v, p->name, &cur) && (cur != NULL || p->schema->nullable))
             continue;
-        if (p->schema->default_value != NULL &&
-            json_object_deep_copy(p->schema->default_value, &copy, NULL) != 0) {
+        if (json_object_deep_copy(p->schema->default_value, &copy, NULL) != 0) {
             c->nomem = true;
             return;
         }
@@ -591,7 +594,7 @@ static void validate_node(ctx *c, const bdy_schema *s, json_object *v, bool root
     if (s->enum_values != NULL) {
         size_t n = json_object_array_length(s->enum_values);
         size_t i = 0;
-        while (i < n && !json_object_equal(json_object_array_get_idx(s->enum_values, i), v))
+        while (i < n && !bdy_json_same_value(json_object_array_get_idx(s->enum_values, i), v))
             i++;
         if (i == n)
             bdy__issue(c->is, "FieldValueNotSupported", c->path,

@@ -23,6 +23,12 @@ int64_t bdy_jint(json_object *obj, const char *key, int64_t dflt);
  * again on every write (a patch can nest deeper than its own body). */
 #define BDY_JSON_MAX_DEPTH 64
 
+/* Deep equality as JSON means it: json_object_equal() except that numbers
+ * compare by value across json-c's int and double types (1 equals 1.0),
+ * as RFC 6902's "test" (section 4.6) and a schema's enum want, and as
+ * Kubernetes, which decodes every number as float64, compares them. */
+bool bdy_json_same_value(json_object *a, json_object *b);
+
 /* Whether v nests no deeper than max levels of objects and arrays (a
  * scalar is 0 levels; {} is 1). Stops at the first level past max. */
 bool bdy_json_depth_within(json_object *v, int max);

@@ -41,6 +41,7 @@ static const char widget_schema[] =
     "\"i64\":{\"type\":\"integer\",\"format\":\"int64\"},"
     "\"when\":{\"type\":\"string\",\"format\":\"date-time\"},"
     "\"note\":{\"type\":\"string\",\"nullable\":true},"
+    "\"maybe\":{\"type\":\"string\",\"nullable\":true,\"default\":null},"
     "\"name\":{\"type\":\"string\",\"default\":\"x\"},"
     "\"ports\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":3,\"items\":{"
     "\"type\":\"object\",\"required\":[\"name\"],\"properties\":{"
@@ -608,6 +609,8 @@ static void test_valid_object_and_defaults(void **state)
     assert_string_equal(json_object_get_string(at(obj, "spec/name")), "x");
     assert_true(json_object_object_get_ex(at(obj, "spec"), "note", NULL));
     assert_null(at(obj, "spec/note"));
+    /* A null default is none (Kubernetes): the absent field stays absent. */
+    assert_false(json_object_object_get_ex(at(obj, "spec"), "maybe", NULL));
     json_object_put(obj);
 
     /* A null that is neither allowed nor defaulted is dropped, as the
@@ -766,6 +769,7 @@ static void test_keywords_accept(void **state)
     expect_valid(crd, "{\"pool\":\"eu\",\"weight\":-3}");
     expect_valid(crd, "{\"pool\":\"eu\",\"level\":1}");
     expect_valid(crd, "{\"pool\":\"eu\",\"level\":\"two\"}");
+    expect_valid(crd, "{\"pool\":\"eu\",\"level\":1.0}"); /* enum values compare as numbers */
     expect_valid(crd, "{\"pool\":\"eu\",\"size\":3}");
     expect_valid(crd, "{\"pool\":\"eu\",\"size\":\"50%\"}");
     expect_valid(crd, "{\"pool\":\"eu\",\"ratio\":0.999}");
