@@ -359,6 +359,34 @@ static void test_certificate_rotation(void **state)
         usleep(100 * 1000);
     assert_int_equal(bb_log_count(&s, "reloaded all the same: certificate"), reloads + 1);
     assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, TOKEN, "arena"), 200);
+
+    /* A config that turns TLS off (that waits for a restart) still has the
+     * running files read again: a renewed certificate goes in force. */
+    assert_int_equal(testcert_make_ca(s.dir, "ca4", "Fourth CA"), 0);
+    assert_int_equal(
+        testcert_make_leaf(s.dir, "server4", "localhost", NULL, "ca4", TESTCERT_SERVER, -60, 86400),
+        0);
+    const char *const renamed[][2] = {{"server4.crt", "server3.crt"},
+                                      {"server4.key", "server3.key"}};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(from, sizeof(from), "%s/%s", s.dir, renamed[i][0]);
+        snprintf(to, sizeof(to), "%s/%s", s.dir, renamed[i][1]);
+        assert_int_equal(rename(from, to), 0);
+    }
+    reloads = bb_log_count(&s, "reloaded all the same: certificate");
+    bb_write(&s, "bindery.yaml",
+             "manifests: [manifests]\n"
+             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
+             "auth: {tokenFile: tokens.yaml}\n"
+             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "tls (on or off)", 10000));
+    for (int i = 0; i < 100 && bb_log_count(&s, "reloaded all the same: certificate") == reloads;
+         i++)
+        usleep(100 * 1000);
+    assert_int_equal(bb_log_count(&s, "reloaded all the same: certificate"), reloads + 1);
+    snprintf(s.tls_ca, sizeof(s.tls_ca), "%s/ca4.crt", s.dir);
+    assert_int_equal(ask(&s, "GET", "/v1/pools", NULL, TOKEN, "arena"), 200);
     bb_cleanup(&s);
 }
 
