@@ -1272,15 +1272,16 @@ bool bdy_http_deferred_client_gone(bdy_http_deferred *d)
         gone = true;
     } else if (d->state == DEFER_SUSPENDED) {
         /* Suspended, so MHD leaves the socket alone and the connection
-         * stays alive while we hold the lock (see close_deferred). A peek
-         * that reads end-of-stream means the client sent FIN: it has
-         * given up on this request. */
+         * stays alive while we hold the lock (see close_deferred). The
+         * client's FIN means it has given up on this request. Asked of
+         * poll, not of a peek: a TLS client sends close_notify before its
+         * FIN, and those bytes, unread, would make a peek read data, not
+         * the end, for as long as the request waits. */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(d->c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci != NULL) {
-            char byte;
-            ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-            gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+            struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+            gone = poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
         }
     }
     pthread_mutex_unlock(&d->lock);

@@ -1520,6 +1520,32 @@ static void test_deferred_client_gone(void **state)
     assert_true(bdy_monotonic_ns() - t0 < 2000ull * 1000 * 1000);
 }
 
+/* A client that sent more than its request (as a TLS client sends
+ * close_notify) and then hung up is gone all the same, though unread
+ * bytes wait on its socket. */
+static void test_deferred_client_gone_after_more_bytes(void **state)
+{
+    fixture *f = *state;
+    int fd = send_deferred_raw(f);
+    assert_true(held_wait(f, 1, 10000));
+    bdy_http_deferred *d = held_take(f, 0);
+    assert_non_null(d);
+    sleep_ms(50); /* suspended once the handler has returned */
+    assert_false(bdy_http_deferred_client_gone(d));
+    assert_int_equal(send(fd, "\x15\x03\x03", 3, MSG_NOSIGNAL), 3);
+    sleep_ms(50);
+    assert_false(bdy_http_deferred_client_gone(d)); /* bytes alone are no hang-up */
+    close(fd);
+    bool gone = false;
+    for (int waited = 0; waited < 2000 && !gone; waited += 20) {
+        gone = bdy_http_deferred_client_gone(d);
+        if (!gone)
+            sleep_ms(20);
+    }
+    assert_true(gone);
+    owner_answer(d, 201);
+}
+
 /* Opens GET path (a stream route) with a small receive buffer, reads
  * nothing, and returns the socket once the handler has begun the stream. */
 static int open_stream_at(fixture *f, const char *path, bdy_http_stream **st)
@@ -1985,6 +2011,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_many, setup_two_threads, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_finish_in_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_client_gone_after_more_bytes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_stream_cap_counts_unsent_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams_share_a_budget, setup_small_stream_budget,
