@@ -260,6 +260,10 @@ struct bdy_http_stream {
     const char *content_type;
     bdy_buf pending; /* bytes not yet handed to MHD, from off on */
     size_t off;
+    /* What MHD took ends where a write ended (all that was pending went):
+     * a body closed when it does not ends with an error, not cleanly, so
+     * that a client never takes half an event for a whole body. */
+    bool sent_whole;
     pthread_cond_t room; /* broadcast when MHD takes bytes, or on close */
     unsigned stall_ms;   /* longest a write waits for room */
     bdy_http_server *s;
@@ -1493,6 +1497,7 @@ bdy_http_stream *bdy_http_stream_begin(const bdy_http_request *req, unsigned sta
      * which wakes a waiting write; this bounds the wait all the same. */
     st->stall_ms = 2000u * (c->s->timeout_s ? c->s->timeout_s : 1) + 1000u;
     bdy_buf_init(&st->pending, BDY_HTTP_STREAM_MAX_PENDING);
+    st->sent_whole = true;
     st->refs = 2;
     st->status = status;
     st->content_type = content_type != NULL ? content_type : "application/json";
@@ -1633,9 +1638,15 @@ static ssize_t stream_read_cb(void *cls, uint64_t pos, char *buf, size_t max)
         size_t take = avail < max ? avail : max;
         memcpy(buf, st->pending.data + st->off, take);
         st->off += take;
+        st->sent_whole = st->off == st->pending.len;
         atomic_fetch_sub(&st->s->stream_unsent, take);
         n = (ssize_t)take;
         pthread_cond_broadcast(&st->room);
+    } else if (st->closed && !st->sent_whole) {
+        /* Cut in the middle of a write (over the budget): the connection
+         * is aborted, so the client sees a broken body, not a clean end
+         * after half a JSON line. */
+        n = MHD_CONTENT_READER_END_WITH_ERROR;
     } else if (st->closed || st->ended) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
     } else {

@@ -1676,6 +1676,42 @@ static void test_streams_share_a_budget(void **state)
     close(small_fd);
 }
 
+/* A stream cut over the budget while its client has part of a write ends
+ * with a broken connection, not a clean end of body after the half: a
+ * watch client would take half a JSON event for the end of the stream. */
+static void test_stream_cut_mid_write_is_no_clean_end(void **state)
+{
+    fixture *f = *state;
+    bdy_http_stream *st = NULL;
+    int fd = open_stream(f, &st); /* small receive buffer; reads nothing yet */
+    /* Writes until the stream is cut over the 1 MiB budget: by then the
+     * socket is full and MHD holds part of what was written. */
+    static char block[300 * 1024];
+    memset(block, 'b', sizeof(block));
+    size_t written = 0;
+    int rc = 0;
+    for (int i = 0; i < 40 && rc == 0; i++) {
+        rc = bdy_http_stream_write(st, block, sizeof(block));
+        if (rc == 0)
+            written += sizeof(block);
+        sleep_ms(20); /* MHD hands the socket what fits */
+    }
+    assert_int_equal(rc, BDY_ETOOBIG);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    static char got[16 * 1024 * 1024];
+    size_t n = 0;
+    for (ssize_t r; n < sizeof(got) - 1 && (r = read(fd, got + n, sizeof(got) - 1 - n)) > 0;)
+        n += (size_t)r;
+    got[n] = '\0';
+    assert_true(n > 0);
+    assert_true(n < written); /* the client had part of what was written */
+    /* No last chunk: the body did not end cleanly. */
+    assert_null(strstr(got, "\r\n0\r\n\r\n"));
+    bdy_http_stream_end(st);
+    close(fd);
+}
+
 typedef struct slow_reader {
     int fd;
     size_t want;
@@ -2015,6 +2051,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_stall_times_out, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_stream_cap_counts_unsent_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_cut_mid_write_is_no_clean_end,
+                                        setup_small_stream_budget, teardown),
         cmocka_unit_test_setup_teardown(test_streams_share_a_budget, setup_small_stream_budget,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_write_waits_for_a_slow_client, setup, teardown),
