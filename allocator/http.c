@@ -1750,9 +1750,12 @@ static enum MHD_Result finish_request(struct conn *c)
         bool revoked = c->s->current != c->slot &&
                        !bdy_auth_still_grants(c->s->current->auth, c->req.principal);
         pthread_mutex_unlock(&c->s->auth_lock);
-        if (revoked)
+        if (revoked) {
+            bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"bindery\", error=\"invalid_token\"");
             return reject(c, 401, "Unauthorized",
                           "the token's grants changed while the request was read", 0);
+        }
     }
     c->req.body = c->body.data != NULL ? c->body.data : "";
     c->req.body_len = c->body.len;

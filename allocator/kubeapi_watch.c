@@ -285,14 +285,15 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
         bdy__kube_fail(resp, BDY_EINVALID_OBJECT, &eb, NULL, NULL);
         return;
     }
+    /* Checked with sendInitialEvents too, which otherwise ignores it. */
+    size_t rvlen = rvtext != NULL ? strlen(rvtext) : 0;
+    if (!from_now && (rvlen > 20 || strspn(rvtext, "0123456789") != rvlen)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "invalid resource version: %.40s", rvtext);
+        bdy__kube_fail_msg(resp, 400, "BadRequest", msg);
+        return;
+    }
     if (!from_now && !q->send_initial_events) {
-        size_t n = strlen(rvtext);
-        if (n > 20 || strspn(rvtext, "0123456789") != n) {
-            char msg[200];
-            snprintf(msg, sizeof(msg), "invalid resource version: %.40s", rvtext);
-            bdy__kube_fail_msg(resp, 400, "BadRequest", msg);
-            return;
-        }
         from_rv = strtoull(rvtext, NULL, 10);
         /* Past what the store has committed (its data restored from a
          * backup, or another data folder behind the same address): a watch
@@ -392,13 +393,10 @@ void bdy__kube_watch(bdy_kubeapi *k, const bdy_http_request *req, bdy_http_respo
     }
     if (rc == BDY_EEXPIRED) {
         /* Clients handle both a 410 answer and a 410 ERROR event; the
-         * event is what the API server sends for a watch. */
-        char msg[200];
-        uint64_t cur = 0;
-        bdy_store_current_rv(k->store, &cur);
-        snprintf(msg, sizeof(msg), "too old resource version: %llu (%llu)",
-                 (unsigned long long)from_rv, (unsigned long long)cur);
-        send_error_event(j->st, 410, "Expired", msg);
+         * event is what the API server sends for a watch. The store's
+         * message names, as the API server's does, the oldest version it
+         * still has. */
+        send_error_event(j->st, 410, "Expired", eb.message);
         bdy_http_stream_end(j->st);
         j->st = NULL;
         rc = 0;

@@ -1073,6 +1073,15 @@ static void test_watch_expired_and_relist(void **state)
     json_object *status = json_object_object_get(ev, "object");
     assert_string_equal(jstr(status, "reason"), "Expired");
     assert_int_equal(json_object_get_int(json_object_object_get(status, "code")), 410);
+    /* As the API server says it: the version asked for, then the oldest
+     * one still kept. */
+    unsigned long long asked = 0;
+    unsigned long long oldest = 0;
+    assert_int_equal(
+        sscanf(jstr(status, "message"), "too old resource version: %llu (%llu)", &asked, &oldest),
+        2);
+    assert_int_equal(asked, strtoull(old_rv, NULL, 10));
+    assert_true(oldest > asked);
     json_object_put(ev);
 
     /* Relist, change, watch from the list RV: the change arrives. */
@@ -1080,6 +1089,7 @@ static void test_watch_expired_and_relist(void **state)
     char rv[32];
     snprintf(rv, sizeof(rv), "%s", jstr(json_object_object_get(l, "metadata"), "resourceVersion"));
     json_object_put(l);
+    assert_true(oldest < strtoull(rv, NULL, 10)); /* not the current one */
     o = request_json("PATCH", MM "/demo", "{\"metadata\":{\"labels\":{\"after\":\"relist\"}}}",
                      MERGE_HDR, &st);
     assert_int_equal(st, 200);
@@ -1103,6 +1113,14 @@ static void test_watch_expired_and_relist(void **state)
     json_object *causes = json_object_object_get(json_object_object_get(o, "details"), "causes");
     assert_string_equal(jstr(json_object_array_get_idx(causes, 0), "reason"),
                         "ResourceVersionTooLarge");
+    json_object_put(o);
+
+    /* A resourceVersion that is no number is refused with sendInitialEvents too. */
+    o = request_json("GET",
+                     MM "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&"
+                        "resourceVersion=abc",
+                     NULL, NULL, &st);
+    assert_status(o, st, 400, "BadRequest");
     json_object_put(o);
 
     /* sendInitialEvents: ADDED for each, then the initial-events-end BOOKMARK. */
