@@ -317,6 +317,17 @@ static bool is_builtin(const bdy_resource_info *info)
            strcmp(info->group, "apiextensions.k8s.io") == 0;
 }
 
+/* Whether a delete that removed the object answers with it, as the API
+ * server's pods, namespaces and CRDs do; the other kinds, custom
+ * resources included, answer with a Status. */
+static bool delete_returns_object(const bdy_resource_info *info)
+{
+    return (info->group[0] == '\0' &&
+            (strcmp(info->resource, "pods") == 0 || strcmp(info->resource, "namespaces") == 0)) ||
+           (strcmp(info->group, "apiextensions.k8s.io") == 0 &&
+            strcmp(info->resource, "customresourcedefinitions") == 0);
+}
+
 static void reply_object(bdy_http_response *resp, unsigned code, json_object *obj)
 {
     bdy_http_json(resp, code, obj);
@@ -867,7 +878,7 @@ static void do_delete(verb_ctx *v)
         bdy__kube_fail(v->resp, rc, &eb, &v->info, v->path->name);
         return;
     }
-    if (deleted && !is_builtin(&v->info)) {
+    if (deleted && !delete_returns_object(&v->info)) {
         json_object *s = bdy__kube_status(200, "", "");
         json_object_object_del(s, "message");
         json_object_object_del(s, "reason");

@@ -140,11 +140,15 @@ int bdy__kube_columns_load(bdy_store *store, const bdy_resource_info *info, bdy_
 
 void bdy__kube_human_duration(double seconds, char *out, size_t cap)
 {
-    if (seconds < -1) {
+    /* Whole seconds toward zero first, as kubectl's HumanDuration does: a
+     * clock a second and a half ahead shows 0s, not <invalid>. */
+    long long s = isfinite(seconds) && fabs(seconds) < 1e15 ? (long long)seconds : -2;
+    if (s < -1) {
         snprintf(out, cap, "<invalid>");
         return;
     }
-    long long s = seconds < 0 ? 0 : (long long)floor(seconds);
+    if (s < 0)
+        s = 0;
     long long minutes = s / 60;
     long long hours = s / 3600;
     long long days = hours / 24;

@@ -976,6 +976,15 @@ static void test_wire_errors(void **state)
     o = request_json("DELETE", MM "/demo", "{\"propagationPolicy\":\"Sideways\"}", JSON_HDR, &st);
     assert_status(o, st, 400, "BadRequest");
     json_object_put(o);
+    /* A Lease removed answers a Status, as the API server's do (only pods,
+     * namespaces and CRDs answer with the object). */
+    o = request_json("DELETE", "/apis/coordination.k8s.io/v1/namespaces/default/leases/smp", NULL,
+                     NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(jstr(o, "kind"), "Status");
+    assert_string_equal(jstr(o, "status"), "Success");
+    assert_string_equal(jstr(json_object_object_get(o, "details"), "name"), "smp");
+    json_object_put(o);
 }
 
 static void test_wire_table_and_list(void **state)
