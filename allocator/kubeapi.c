@@ -498,10 +498,10 @@ static json_object *smp_set(json_object *current, json_object *patch, json_objec
     return out;
 }
 
-static json_object *smp_to_merge(json_object *current, json_object *patch);
+static json_object *smp_to_merge(json_object *current, json_object *patch, bool *bad);
 
 /* Merges one patch list element into a copy of the current list. */
-static json_object *smp_list(json_object *current, json_object *patch, const char *key)
+static json_object *smp_list(json_object *current, json_object *patch, const char *key, bool *bad)
 {
     /* {"$patch": "replace"} among the elements: the list is the patch's
      * other elements, the current ones dropped. */
@@ -534,7 +534,7 @@ static json_object *smp_list(json_object *current, json_object *patch, const cha
             continue;
         }
         json_object *base = found != SIZE_MAX ? json_object_array_get_idx(out, found) : NULL;
-        json_object *mp = smp_to_merge(base, pe);
+        json_object *mp = smp_to_merge(base, pe, bad);
         json_object *merged = bdy_merge_patch(base ? base : NULL, mp);
         if (merged == NULL) {
             json_object *empty = json_object_new_object();
@@ -550,14 +550,69 @@ static json_object *smp_list(json_object *current, json_object *patch, const cha
     return out;
 }
 
+/* A JSON merge patch that turns current into want (directive keys of
+ * want left out): a member of current that want lacks is nulled, at every
+ * level, since a merge patch would otherwise keep it. New object. */
+static json_object *merge_to_become(json_object *current, json_object *want)
+{
+    if (!json_object_is_type(want, json_type_object))
+        return json_object_get(want);
+    json_object *out = json_object_new_object();
+    if (json_object_is_type(current, json_type_object)) {
+        json_object_object_foreach(current, ckey, cval)
+        {
+            (void)cval;
+            if (!json_object_object_get_ex(want, ckey, NULL))
+                json_object_object_add(out, ckey, NULL);
+        }
+    }
+    json_object_object_foreach(want, key, val)
+    {
+        if (!is_directive(key))
+            json_object_object_add(out, key, merge_to_become(bdy_jget(current, key), val));
+    }
+    return out;
+}
+
 /* Turns a strategic merge patch into a JSON merge patch against current:
- * directives go, keyed lists become the whole merged list. Returns a new
- * object (a copy of patch where nothing applies). */
-static json_object *smp_to_merge(json_object *current, json_object *patch)
+ * directives go, keyed lists become the whole merged list, and a map's
+ * directives become what they ask for: "$patch": "replace" the map as the
+ * patch has it, "$patch": "delete" no map (JSON null), "$retainKeys" the
+ * map less the keys it does not list. Returns a new object (a copy of
+ * patch where nothing applies). *bad is set for a "$patch" it does not
+ * know, which the API server refuses (400). */
+static json_object *smp_to_merge(json_object *current, json_object *patch, bool *bad)
 {
     if (!json_object_is_type(patch, json_type_object))
         return json_object_get(patch);
+    json_object *directive = bdy_jget(patch, "$patch");
+    if (directive != NULL) {
+        const char *d = json_object_is_type(directive, json_type_string)
+                            ? json_object_get_string(directive)
+                            : "";
+        if (strcmp(d, "replace") == 0)
+            return merge_to_become(current, patch);
+        if (strcmp(d, "delete") == 0)
+            return NULL;
+        if (strcmp(d, "merge") != 0)
+            *bad = true;
+    }
     json_object *out = json_object_new_object();
+    json_object *retain = bdy_jget(patch, "$retainKeys");
+    if (json_object_is_type(retain, json_type_array) &&
+        json_object_is_type(current, json_type_object)) {
+        json_object_object_foreach(current, ckey, cval)
+        {
+            (void)cval;
+            bool listed = false;
+            for (size_t i = 0; i < json_object_array_length(retain) && !listed; i++) {
+                const char *k = json_object_get_string(json_object_array_get_idx(retain, i));
+                listed = k != NULL && strcmp(k, ckey) == 0;
+            }
+            if (!listed && !json_object_object_get_ex(patch, ckey, NULL))
+                json_object_object_add(out, ckey, NULL);
+        }
+    }
     json_object_object_foreach(patch, key, val)
     {
         if (is_directive(key))
@@ -565,9 +620,9 @@ static json_object *smp_to_merge(json_object *current, json_object *patch)
         json_object *cur = bdy_jget(current, key);
         const char *mk = merge_key(key);
         if (json_object_is_type(val, json_type_object)) {
-            json_object_object_add(out, key, smp_to_merge(cur, val));
+            json_object_object_add(out, key, smp_to_merge(cur, val, bad));
         } else if (json_object_is_type(val, json_type_array) && mk != NULL) {
-            json_object_object_add(out, key, smp_list(cur, val, mk));
+            json_object_object_add(out, key, smp_list(cur, val, mk, bad));
         } else if (json_object_is_type(val, json_type_array) && merges_as_set(key)) {
             char drop_key[160];
             snprintf(drop_key, sizeof(drop_key), DELETE_FROM_PRIMITIVE_LIST "%s", key);
@@ -790,7 +845,16 @@ static void do_strategic_patch(verb_ctx *v)
         rc = bdy_store_get(v->k->store, &v->gvr, v->ns, v->path->name, &cur, &eb);
         if (rc != 0)
             break;
-        json_object *mp = smp_to_merge(cur, smp);
+        bool bad = false;
+        json_object *mp = smp_to_merge(cur, smp, &bad);
+        if (bad) {
+            json_object_put(mp);
+            json_object_put(cur);
+            rc = bdy_fail(&eb, BDY_EINVAL,
+                          "a strategic merge patch's \"$patch\" must be "
+                          "\"replace\", \"merge\" or \"delete\"");
+            break;
+        }
         const char *rv = bdy_jstr(bdy_jget(cur, "metadata"), "resourceVersion");
         const char *want = bdy_jstr(bdy_jget(smp, "metadata"), "resourceVersion");
         if (json_object_is_type(mp, json_type_object)) {

@@ -687,6 +687,22 @@ static void test_secrets_and_configmaps(void **state)
     expect_kubectl_output("slow/", "get cm settings -o jsonpath='{.data.mode}/{.data.level}'");
     const char *const settings_row[] = {"1", NULL};
     expect_row("configmaps", "settings", settings_row);
+    /* A map's strategic-merge directives: "$patch": "replace" leaves the
+     * map as the patch has it, "$retainKeys" drops the keys it does not
+     * list, "$patch": "delete" removes the map; another "$patch" is
+     * refused. */
+    expect_kubectl("patched", "patch cm settings -p '{\"data\":{\"a\":\"1\",\"b\":\"2\"}}'");
+    expect_kubectl("patched",
+                   "patch cm settings -p '{\"data\":{\"$patch\":\"replace\",\"c\":\"3\"}}'");
+    expect_kubectl_output("{\"c\":\"3\"}", "get cm settings -o jsonpath='{.data}'");
+    expect_kubectl("patched", "patch cm settings -p '{\"data\":{\"d\":\"4\",\"e\":\"5\"}}'");
+    expect_kubectl("patched", "patch cm settings -p "
+                              "'{\"data\":{\"$retainKeys\":[\"d\",\"e\"],\"e\":\"6\"}}'");
+    expect_kubectl_output("{\"d\":\"4\",\"e\":\"6\"}", "get cm settings -o jsonpath='{.data}'");
+    expect_kubectl("patched", "patch cm settings -p '{\"data\":{\"$patch\":\"delete\"}}'");
+    expect_kubectl_output("", "get cm settings -o jsonpath='{.data}'");
+    expect_kubectl_refused("\"$patch\" must be",
+                           "patch cm settings -p '{\"data\":{\"$patch\":\"frob\"}}'");
 
     /* Refused by the server, and nothing stored. */
     bb_write(&srv, "bad.yaml",
