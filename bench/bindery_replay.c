@@ -40,6 +40,7 @@
 #include "bindery/trace.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -534,6 +535,10 @@ static int write_plot(const plot_data *pd, unsigned buffer, const char *png, con
         fprintf(f, "%.5f %.3f %.0f %.0f %u\n", pd->t[i], pd->lambda[i], pd->target[i], pd->warm[i],
                 buffer);
     fclose(f);
+    /* Without gnuplot the shell exits at once, and writing to it would
+     * end this process by SIGPIPE, the replay's table unprinted: the
+     * write fails (EPIPE) instead, and the plot is reported missing. */
+    signal(SIGPIPE, SIG_IGN);
     FILE *g = popen("gnuplot", "w");
     if (g == NULL)
         return -1;
