@@ -137,7 +137,9 @@ struct bdy_http_server {
      * handshake. tls, tls_start and tls_started are guarded by tls_lock. */
     pthread_mutex_t tls_lock;
     bdy_tls_set *tls;
-    uint64_t tls_gen;       /* bumped each time tls changes (connections recheck their client) */
+    /* Bumped (under tls_lock) each time tls changes: connections check
+     * their client again. Read without the lock on every request. */
+    _Atomic uint64_t tls_gen;
     bdy_tls_set *tls_start; /* the set MHD was started with (its PEM stays readable) */
     /* Sets replaced by reloads, still referenced: a connection's close
      * (MHD_CONNECTION_NOTIFY_CLOSED) comes before MHD deinits its GnuTLS
@@ -737,7 +739,7 @@ int bdy_http_server_set_tls(bdy_http_server *s, bdy_tls_set *set)
     }
     bdy_tls_set *old = s->tls;
     s->tls = bdy_tls_ref(set);
-    s->tls_gen++;
+    atomic_fetch_add(&s->tls_gen, 1);
     bdy_tls_set *dropped = NULL;
     if (old != NULL) {
         if (s->tls_nretired == HTTP_TLS_RETIRED) {
@@ -807,21 +809,21 @@ static struct tls_conn *tls_peer_of(struct conn *c)
     if (t == NULL)
         return t;
     uint64_t now = bdy_monotonic_ns();
+    uint64_t gen = atomic_load(&c->s->tls_gen);
+    if (t->checked_ns != 0 && t->checked_gen == gen && now - t->checked_ns < HTTP_TLS_RECHECK_NS)
+        return t; /* the common case: no lock, no reference */
     pthread_mutex_lock(&c->s->tls_lock);
-    uint64_t gen = c->s->tls_gen;
+    gen = atomic_load(&c->s->tls_gen);
     bdy_tls_set *set = bdy_tls_ref(c->s->tls != NULL ? c->s->tls : t->set);
     pthread_mutex_unlock(&c->s->tls_lock);
-    if (t->checked_ns == 0 || t->checked_gen != gen || now - t->checked_ns >= HTTP_TLS_RECHECK_NS) {
-        const union MHD_ConnectionInfo *info =
-            MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-        t->peer =
-            info != NULL && info->tls_session != NULL
-                ? bdy_tls_verify_peer(set, (gnutls_session_t)info->tls_session, t->common_name,
-                                      sizeof(t->common_name), t->why, sizeof(t->why))
-                : BDY_TLS_PEER_NONE;
-        t->checked_gen = gen;
-        t->checked_ns = now > 0 ? now : 1;
-    }
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    t->peer = info != NULL && info->tls_session != NULL
+                  ? bdy_tls_verify_peer(set, (gnutls_session_t)info->tls_session, t->common_name,
+                                        sizeof(t->common_name), t->why, sizeof(t->why))
+                  : BDY_TLS_PEER_NONE;
+    t->checked_gen = gen;
+    t->checked_ns = now > 0 ? now : 1;
     bdy_tls_unref(set);
     return t;
 }
@@ -901,10 +903,22 @@ static enum MHD_Result queue_response(struct conn *c)
     return ret;
 }
 
+static bool has_header(const bdy_http_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (strcasecmp(resp->header_names[i], name) == 0)
+            return true;
+    return false;
+}
+
 static enum MHD_Result reject(struct conn *c, unsigned status, const char *code,
                               const char *message, unsigned retry_after_s)
 {
     bdy_http_error(&c->resp, status, code, message, retry_after_s);
+    /* Every 401 says how to authenticate (RFC 9110, 11.6.1); a caller may
+     * have said more (error="invalid_token"). */
+    if (status == 401 && !has_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE))
+        bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"bindery\"");
     return queue_response(c);
 }
 
@@ -998,7 +1012,6 @@ static enum MHD_Result authenticate(struct conn *c)
     if (auth == NULL) {
         if (s->loopback)
             return MHD_YES;
-        bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"bindery\"");
         return reject(c, 401, "Unauthorized",
                       "authentication is required but no token set is loaded", 0);
     }
@@ -1266,6 +1279,21 @@ const bdy_http_request *bdy_http_deferred_request(bdy_http_deferred *d)
     return d != NULL ? &d->req : NULL;
 }
 
+/* Whether the client of a connection MHD leaves alone (suspended) has
+ * hung up: its FIN came. Asked of poll, not of a one-byte peek: a TLS
+ * client sends close_notify before its FIN, and those bytes, unread, would
+ * make a peek read data, not the end, for as long as the connection
+ * waits. */
+static bool peer_hung_up(struct MHD_Connection *mhd)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 bool bdy_http_deferred_client_gone(bdy_http_deferred *d)
 {
     if (d == NULL)
@@ -1277,16 +1305,8 @@ bool bdy_http_deferred_client_gone(bdy_http_deferred *d)
     } else if (d->state == DEFER_SUSPENDED) {
         /* Suspended, so MHD leaves the socket alone and the connection
          * stays alive while we hold the lock (see close_deferred). The
-         * client's FIN means it has given up on this request. Asked of
-         * poll, not of a peek: a TLS client sends close_notify before its
-         * FIN, and those bytes, unread, would make a peek read data, not
-         * the end, for as long as the request waits. */
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(d->c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci != NULL) {
-            struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-            gone = poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-        }
+         * client's FIN means it has given up on this request. */
+        gone = peer_hung_up(d->c->mhd);
     }
     pthread_mutex_unlock(&d->lock);
     return gone;
@@ -1599,16 +1619,9 @@ bool bdy_http_stream_open(bdy_http_stream *st)
     if (st == NULL)
         return false;
     pthread_mutex_lock(&st->lock);
-    if (!st->closed && st->suspended && st->mhd != NULL) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(st->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci != NULL) {
-            struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-            if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
-                st->closed = true;
-                stream_wake_locked(st); /* so MHD finishes and frees the connection */
-            }
-        }
+    if (!st->closed && st->suspended && st->mhd != NULL && peer_hung_up(st->mhd)) {
+        st->closed = true;
+        stream_wake_locked(st); /* so MHD finishes and frees the connection */
     }
     bool open = !st->closed && !st->ended;
     pthread_mutex_unlock(&st->lock);

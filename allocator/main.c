@@ -615,7 +615,7 @@ static void install_tls(daemon_state *d, bdy_tls_set *set, bool refused)
 /* A reload refused for its config, or one that would turn TLS on or off,
  * still reads the running TLS files again: a certificate about to expire
  * must not wait for a config that loads, or for a restart. */
-static void reload_running_tls(daemon_state *d)
+static void reload_running_tls(daemon_state *d, bool refused)
 {
     if (!bdy_http_server_tls(d->http))
         return;
@@ -627,7 +627,7 @@ static void reload_running_tls(daemon_state *d)
                   eb.message);
         return;
     }
-    install_tls(d, set, true);
+    install_tls(d, set, refused);
 }
 
 /* A reload refused for its config still re-reads the token file in force:
@@ -664,7 +664,7 @@ static void reload(daemon_state *d, const char *path)
     if (rc != 0) {
         bdy_error("config", "reload refused, keeping the running config: %s", eb.message);
         reload_running_tokens(d);
-        reload_running_tls(d);
+        reload_running_tls(d, true);
         count_reload(d, "refused");
         return;
     }
@@ -677,7 +677,7 @@ static void reload(daemon_state *d, const char *path)
                   path);
         bdy_config_free(next);
         reload_running_tokens(d);
-        reload_running_tls(d);
+        reload_running_tls(d, true);
         count_reload(d, "refused");
         return;
     }
@@ -793,7 +793,7 @@ static void reload(daemon_state *d, const char *path)
     /* TLS turned on or off waits for a restart, but the running files,
      * perhaps a renewed certificate, are read again as on any reload. */
     if (tls_on_off)
-        reload_running_tls(d);
+        reload_running_tls(d, false);
     count_reload(d, "applied");
     bdy_info("config", "reloaded %s", path);
     return;
@@ -822,7 +822,7 @@ refused:
         next->tls = d->cfg->tls;
         d->cfg->tls = in_force;
     } else if (!tls_read) {
-        reload_running_tls(d);
+        reload_running_tls(d, true);
     }
     count_reload(d, "refused");
     bdy_config_free(next);

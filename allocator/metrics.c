@@ -297,10 +297,9 @@ static bdy_metric_family *family_register(bdy_metrics *m, metric_kind kind, cons
             goto out;
     }
     f = calloc(1, sizeof(*f));
-    if (f != NULL)
-        f->owner = m;
     if (f == NULL)
         goto out;
+    f->owner = m;
     if (pthread_mutex_init(&f->lock, NULL) != 0) {
         free(f);
         f = NULL;

@@ -194,20 +194,16 @@ int bdy_override_time_parse(const char *text, bool *daily, double *seconds)
 {
     if (text == NULL || strlen(text) > BDY_OVERRIDE_TIME_MAX)
         return BDY_EINVAL;
-    unsigned h = 0;
-    unsigned m = 0;
-    unsigned s = 0;
-    int used = 0;
     size_t len = strlen(text);
-    /* Digits and colons only: sscanf's %u would also take a sign or
-     * spaces ("09:+3", " 9:30"). */
+    /* DD:DD or DD:DD:DD, digits and colons only (sscanf's %u also took a
+     * sign or spaces: "09:+3", " 9:30"). */
     bool shaped = len == 5 || len == 8;
     for (size_t i = 0; shaped && i < len; i++)
         shaped = i % 3 == 2 ? text[i] == ':' : (text[i] >= '0' && text[i] <= '9');
-    if (shaped &&
-        ((sscanf(text, "%2u:%2u%n", &h, &m, &used) == 2 && (size_t)used == len && len == 5) ||
-         (sscanf(text, "%2u:%2u:%2u%n", &h, &m, &s, &used) == 3 && (size_t)used == len &&
-          len == 8))) {
+    if (shaped) {
+        unsigned h = (unsigned)(text[0] - '0') * 10 + (unsigned)(text[1] - '0');
+        unsigned m = (unsigned)(text[3] - '0') * 10 + (unsigned)(text[4] - '0');
+        unsigned s = len == 8 ? (unsigned)(text[6] - '0') * 10 + (unsigned)(text[7] - '0') : 0;
         if (h > 24 || m > 59 || s > 59 || (h == 24 && (m > 0 || s > 0)))
             return BDY_EINVAL;
         *daily = true;

@@ -421,9 +421,11 @@ void bdy_reconciler_world_exited(void *data, const char *ns, const char *name,
     tracked_entry *e = track_entry(r, key, true);
     bool ours = notice_is_ours(e, h);
     if (ours) {
-        /* Out of memory, it names the process without its ports, which an
-         * exited process needs no more. */
-        (void)entry_handle_set(e, h);
+        /* A notice for a process track_set has not recorded yet: noted, so
+         * that track_set sees it exited. Out of memory, the entry names the
+         * process without its ports, which an exited process needs no more. */
+        if (!entry_is(e, h))
+            (void)entry_handle_set(e, h);
         e->n.exited = true;
         e->n.exit_status = exit_status;
     }

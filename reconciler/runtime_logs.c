@@ -12,6 +12,7 @@
  * fail with it. Every few seconds a log past the cap loses its oldest part
  * down to half the cap; once a minute, so does the log of a world that no
  * longer runs but is still written (a process it left behind). */
+#include "objmeta.h"
 #include "runtime_internal.h"
 
 #include "bindery/log.h"
@@ -61,21 +62,17 @@ static int compare_names(const void *a, const void *b)
  * "dpkg.log" or "Xorg.0.log" is. */
 static bool is_world_log(const char *file)
 {
+    char ns[320]; /* "<namespace>_<name>": at most 63 + 1 + 253 */
     size_t len = strlen(file);
-    if (len <= 4 || strcmp(file + len - 4, ".log") != 0)
+    if (len <= 4 || len - 4 >= sizeof(ns) || strcmp(file + len - 4, ".log") != 0)
         return false;
-    len -= 4;
-    const char *sep = memchr(file, '_', len);
-    if (sep == NULL || sep == file || (size_t)(sep - file) + 1 >= len)
+    memcpy(ns, file, len - 4);
+    ns[len - 4] = '\0';
+    char *sep = strchr(ns, '_');
+    if (sep == NULL)
         return false;
-    for (const char *c = file; c < file + len; c++) {
-        bool in_name = c > sep;
-        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
-                  (in_name && *c == '.') || c == sep;
-        if (!ok)
-            return false;
-    }
-    return true;
+    *sep = '\0';
+    return bdy__valid_dns_label(ns) && bdy__valid_dns_subdomain(sep + 1);
 }
 
 size_t bdy__logs_sweep(const char *dir, double retention_s, double now, char **running,

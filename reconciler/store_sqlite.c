@@ -1010,7 +1010,7 @@ static int do_patch(sqlite_store *s, write_op *op)
                      : BDY_ENOMEM;
     } else {
         rc = bdy_json_patch(old, op->patch, &neu, op->eb);
-        bool op_failed = rc == BDY_ECONFLICT ||
+        bool op_failed = rc == BDY_ECONFLICT || rc == BDY_EINVALID_OBJECT ||
                          (rc == BDY_EINVAL && json_object_is_type(op->patch, json_type_array));
         if (op_failed) {
             /* An operation that fails (a failed "test", a missing path, an

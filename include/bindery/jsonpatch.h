@@ -37,6 +37,7 @@ json_object *bdy_merge_patch(json_object *target, json_object *patch);
  * and 422 for any operation that fails (the store maps them so). */
 int bdy_json_patch(json_object *target, json_object *ops, json_object **out, bdy_errbuf *eb);
 
-/* Deep equality: use json-c's json_object_equal(). */
+/* Deep equality as JSON patch's test has it: bdy_json_same_value
+ * (jsonutil.h). */
 
 #endif
