@@ -435,8 +435,9 @@ typedef struct ybuilder {
     size_t len;
     yframe stack[BDY_YAML_MAX_DEPTH];
     size_t depth;
-    bdy_ynode *root; /* the document being built; owned */
-    size_t nodes;    /* nodes made so far in the whole stream */
+    bdy_ynode *root;  /* the document being built; owned */
+    size_t nodes;     /* nodes made so far in the whole stream */
+    size_t max_nodes; /* BDY_YAML_MAX_NODES, or what a folder's budget has left */
     bool stream_done;
 } ybuilder;
 
@@ -465,6 +466,7 @@ static int builder_init(ybuilder *b, const char *text, size_t len, bdy_errbuf *e
                         BDY_YAML_MAX_BYTES);
     b->text = text != NULL ? text : "";
     b->len = text != NULL ? len : 0;
+    b->max_nodes = BDY_YAML_MAX_NODES;
     if (!yaml_parser_initialize(&b->parser))
         return bdy_fail(eb, BDY_ENOMEM, "out of memory starting the YAML parser");
     b->parser_ready = true;
@@ -513,14 +515,19 @@ static int refuse_anchor(const yaml_char_t *anchor, unsigned line, bdy_errbuf *e
                     line, (const char *)anchor);
 }
 
-/* Makes a node, counting it against BDY_YAML_MAX_NODES. */
+/* Makes a node, counting it against b->max_nodes. */
 static int make_node(ybuilder *b, bdy_ynode_kind kind, unsigned line, unsigned column,
                      ynode_impl **out, bdy_errbuf *eb)
 {
     /* The codes are returned as constants (not bdy_fail's result) so static
      * analysis can see that *out is set whenever 0 comes back. */
-    if (b->nodes >= BDY_YAML_MAX_NODES) {
-        bdy_fail(eb, BDY_ETOOBIG, "line %u: more than %d nodes", line, BDY_YAML_MAX_NODES);
+    if (b->nodes >= b->max_nodes) {
+        if (b->max_nodes < BDY_YAML_MAX_NODES)
+            bdy_fail(eb, BDY_ETOOBIG,
+                     "line %u: the manifests read together have more than %d nodes", line,
+                     BDY_YAML_MAX_NODES);
+        else
+            bdy_fail(eb, BDY_ETOOBIG, "line %u: more than %d nodes", line, BDY_YAML_MAX_NODES);
         return BDY_ETOOBIG;
     }
     ynode_impl *n = calloc(1, sizeof(*n));
@@ -853,7 +860,10 @@ out:
     return rc;
 }
 
-int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf *eb)
+/* bdy_yaml_to_json making at most *nodes_left nodes, less what it made on
+ * return (a folder of manifests shares one budget). */
+static int to_json_within(const char *text, size_t len, size_t *nodes_left, json_object **out,
+                          bdy_errbuf *eb)
 {
     int rc = 0;
     ybuilder b;
@@ -863,6 +873,8 @@ int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf
     rc = builder_init(&b, text, len, eb);
     if (rc < 0)
         goto out;
+    if (*nodes_left < b.max_nodes)
+        b.max_nodes = *nodes_left;
     docs = json_object_new_array();
     if (docs == NULL) {
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory converting YAML");
@@ -896,11 +908,18 @@ int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf
     *out = docs;
     docs = NULL;
 out:
+    *nodes_left -= b.nodes < *nodes_left ? b.nodes : *nodes_left;
     json_object_put(json);
     json_object_put(docs);
     bdy_ynode_free(doc);
     builder_cleanup(&b);
     return rc;
+}
+
+int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf *eb)
+{
+    size_t nodes = BDY_YAML_MAX_NODES;
+    return to_json_within(text, len, &nodes, out, eb);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -924,7 +943,8 @@ static int read_capped(const char *path, char **text, size_t *len, bdy_errbuf *e
     }
 }
 
-int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
+static int file_to_json_within(const char *path, size_t *nodes_left, json_object **out,
+                               bdy_errbuf *eb)
 {
     int rc = 0;
     char *text = NULL;
@@ -934,7 +954,7 @@ int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
     rc = read_capped(path, &text, &len, eb);
     if (rc < 0)
         goto out;
-    rc = bdy_yaml_to_json(text, len, out, &inner);
+    rc = to_json_within(text, len, nodes_left, out, &inner);
     if (rc < 0)
         rc = bdy_fail(eb, rc, "%s: %s", path, inner.message);
 out:
@@ -1031,12 +1051,22 @@ out:
     return rc;
 }
 
-/* Converts one file and moves its documents to the end of all. */
-static int append_file(json_object *all, const char *path, bdy_errbuf *eb)
+int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
+{
+    size_t nodes = BDY_YAML_MAX_NODES;
+    return file_to_json_within(path, &nodes, out, eb);
+}
+
+/* Appends the documents of path to all, their nodes counted against
+ * *nodes_left: every document of a folder is kept until the whole folder
+ * is read, so the folder, not each file, gets BDY_YAML_MAX_NODES (4,096
+ * files of nested empty lists just under the cap each would take
+ * gigabytes). */
+static int append_file(json_object *all, const char *path, size_t *nodes_left, bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *docs = NULL;
-    rc = bdy_yaml_file_to_json(path, &docs, eb);
+    rc = file_to_json_within(path, nodes_left, &docs, eb);
     if (rc < 0)
         goto out;
     size_t n = json_object_array_length(docs);
@@ -1056,6 +1086,7 @@ out:
 int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
 {
     int rc = 0;
+    size_t nodes_left = BDY_YAML_MAX_NODES;
     json_object *all = NULL;
     char **names = NULL;
     size_t count = 0;
@@ -1072,7 +1103,7 @@ int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
         goto out;
     }
     if (!S_ISDIR(st.st_mode)) {
-        rc = append_file(all, path, eb);
+        rc = append_file(all, path, &nodes_left, eb);
         if (rc < 0)
             goto out;
     } else {
@@ -1099,7 +1130,7 @@ int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
                               (unsigned long long)YAML_MAX_MANIFEST_TOTAL_BYTES);
                 goto out;
             }
-            rc = append_file(all, full, eb);
+            rc = append_file(all, full, &nodes_left, eb);
             if (rc < 0)
                 goto out;
         }

@@ -723,6 +723,45 @@ static void test_load_manifests_folder(void **state)
     remove_tree(dir);
 }
 
+/* A folder's files share one node budget: three files of 80,000 nodes
+ * each load alone, not together (every document of a folder is kept until
+ * it is read whole). */
+static void test_load_manifests_node_budget(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-test-yaml-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    enum { ITEMS = 80000 };
+    char *text = malloc(2 * ITEMS + 8);
+    assert_non_null(text);
+    size_t n = 0;
+    text[n++] = '[';
+    for (int i = 0; i < ITEMS; i++) {
+        text[n++] = '1';
+        text[n++] = i + 1 < ITEMS ? ',' : ']';
+    }
+    text[n++] = '\n';
+    text[n] = '\0';
+    char path[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/m%d.yaml", dir, i);
+        write_text(path, text);
+    }
+    free(text);
+    json_object *out = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    snprintf(path, sizeof(path), "%s/m2.yaml", dir);
+    assert_int_equal(bdy_yaml_load_manifests(path, &out, &eb), 0);
+    json_object_put(out);
+    out = NULL;
+    assert_int_equal(bdy_yaml_load_manifests(dir, &out, &eb), BDY_ETOOBIG);
+    assert_null(out);
+    assert_non_null(strstr(eb.message, "m2.yaml"));
+    assert_non_null(strstr(eb.message, "the manifests read together have more than"));
+    remove_tree(dir);
+}
+
 static void test_load_manifests_empty_folder(void **state)
 {
     (void)state;
@@ -756,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_byte_cap),
         cmocka_unit_test(test_file_to_json),
         cmocka_unit_test(test_load_manifests_folder),
+        cmocka_unit_test(test_load_manifests_node_budget),
         cmocka_unit_test(test_load_manifests_empty_folder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
