@@ -765,24 +765,27 @@ static void mark_series(bdy_metrics *m, bool hide, const char *label_a, const ch
     pthread_mutex_unlock(&m->lock);
 }
 
-void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
-                             const char *label_b, const char *value_b)
+static void set_hidden(bdy_metrics *m, bool hide, const char *label_a, const char *value_a,
+                       const char *label_b, const char *value_b)
 {
     if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
         return;
     /* Noted first: a series made meanwhile is born hidden. Out of memory,
      * the series there are hidden all the same. */
-    (void)note_pair(m, true, label_a, value_a, label_b, value_b);
-    mark_series(m, true, label_a, value_a, label_b, value_b);
+    (void)note_pair(m, hide, label_a, value_a, label_b, value_b);
+    mark_series(m, hide, label_a, value_a, label_b, value_b);
+}
+
+void bdy_metrics_hide_series(bdy_metrics *m, const char *label_a, const char *value_a,
+                             const char *label_b, const char *value_b)
+{
+    set_hidden(m, true, label_a, value_a, label_b, value_b);
 }
 
 void bdy_metrics_show_series(bdy_metrics *m, const char *label_a, const char *value_a,
                              const char *label_b, const char *value_b)
 {
-    if (m == NULL || label_a == NULL || value_a == NULL || label_b == NULL || value_b == NULL)
-        return;
-    (void)note_pair(m, false, label_a, value_a, label_b, value_b);
-    mark_series(m, false, label_a, value_a, label_b, value_b);
+    set_hidden(m, false, label_a, value_a, label_b, value_b);
 }
 
 int bdy_metrics_render(bdy_metrics *m, bdy_buf *out)

@@ -37,6 +37,21 @@ static const char tls_config[] =
     "tls: {certFile: server.crt, keyFile: server.key, clientCAFile: clients.crt}\n"
     "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n";
 
+/* Rewrites the config as tls_config has it, with manifests from folder and
+ * tls_line for its tls section ("" for none). */
+static void write_config(bb_server *s, const char *folder, const char *tls_line)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "manifests: [%s]\n"
+             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
+             "auth: {tokenFile: tokens.yaml}\n"
+             "%s"
+             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n",
+             folder, tls_line);
+    bb_write(s, "bindery.yaml", text);
+}
+
 /* Makes the PKI in the server's folder: CA "ca" (server and clients),
  * another CA "other", the server's certificate, and clients: lobby (in the
  * token file), stranger (not), old (lobby, expired), rogue (lobby, of the
@@ -258,13 +273,9 @@ static void test_https_tokens_and_client_certificates(void **state)
     assert_int_equal(ask_on(kept, &s, "lobby", &connects), 200);
     assert_int_equal(
         testcert_make_crl(s.dir, "revoked", "ca", (const char *const[]){"lobby", NULL}, 86400), 0);
-    bb_write(&s, "bindery.yaml",
-             "manifests: [manifests]\n"
-             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
-             "auth: {tokenFile: tokens.yaml}\n"
-             "tls: {certFile: server.crt, keyFile: server.key, clientCAFile: clients.crt,\n"
-             "      clientCRLFile: revoked.crl}\n"
-             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
+    write_config(&s, "manifests",
+                 "tls: {certFile: server.crt, keyFile: server.key, clientCAFile: clients.crt,\n"
+                 "      clientCRLFile: revoked.crl}\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "(1 revocation list)", 10000));
     present(&s, "lobby");
@@ -348,12 +359,8 @@ static void test_certificate_rotation(void **state)
     bb_write(&s, "bad/arena.yaml",
              "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
              "metadata: {name: arena, namespace: default}\nspec: {ports: 5}\n");
-    bb_write(&s, "bindery.yaml",
-             "manifests: [bad]\n"
-             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
-             "auth: {tokenFile: tokens.yaml}\n"
-             "tls: {certFile: server3.crt, keyFile: server3.key, clientCAFile: clients.crt}\n"
-             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
+    write_config(&s, "bad",
+                 "tls: {certFile: server3.crt, keyFile: server3.key, clientCAFile: clients.crt}\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded all the same: certificate", 10000));
     /* The kubeconfig bindery writes names the new file as its authority. */
@@ -381,11 +388,7 @@ static void test_certificate_rotation(void **state)
         assert_int_equal(rename(from, to), 0);
     }
     reloads = bb_log_count(&s, "in force for new connections: certificate");
-    bb_write(&s, "bindery.yaml",
-             "manifests: [manifests]\n"
-             "runtime: {kind: bench, benchReadyDelayMs: 0}\n"
-             "auth: {tokenFile: tokens.yaml}\n"
-             "pools:\n  - name: arena\n    manifest: arena\n    minWarm: 3\n    maxWarm: 3\n");
+    write_config(&s, "manifests", "");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "tls (on or off)", 10000));
     assert_int_equal(count_once_more(&s, "in force for new connections: certificate", reloads),
