@@ -2,6 +2,7 @@
 #include "bindery/backup.h"
 
 #include "bindery/error.h"
+#include "bindery/journal.h"
 #include "bindery/util.h"
 
 #include <dirent.h>
@@ -32,11 +33,17 @@ static const struct {
     const char *name;
     bool sqlite;
     bool required;
+    size_t max; /* a plain file's largest size */
 } data_files[] = {
-    {"bindery.db", true, true},
-    {"claims.db", true, false},
-    {"demand.db", true, false},
-    {"instance-id", false, false},
+    {"bindery.db", true, true, 0},
+    /* The claim journal before the ledger's database: a claim acknowledged
+     * before the store's copy is in the journal's copy, or, if the journal
+     * has been written over where it was, it was applied to claims.db
+     * before that, so it is in the copy of claims.db that follows. */
+    {"claims.journal", false, false, (size_t)BDY_JOURNAL_MAX_BLOCKS *BDY_JOURNAL_BLOCK},
+    {"claims.db", true, false, 0},
+    {"demand.db", true, false, 0},
+    {"instance-id", false, false, (size_t)64 * 1024},
 };
 
 static int path_in(char *out, size_t cap, const char *dir, const char *name, const char *suffix,
@@ -174,12 +181,12 @@ out:
     return rc;
 }
 
-/* A plain file copied whole (at most 64 KiB: the instance id). */
-static int copy_small_file(const char *src, const char *dst, bdy_errbuf *eb)
+/* A plain file copied whole (at most max bytes). */
+static int copy_plain_file(const char *src, const char *dst, size_t max, bdy_errbuf *eb)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = bdy_read_file(src, (size_t)64 * 1024, &text, &len);
+    int rc = bdy_read_file(src, max, &text, &len);
     if (rc != 0)
         return bdy_fail(eb, rc, "%s: %s", src, bdy_strerror(rc));
     int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -241,8 +248,8 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
                 snprintf(r.skipped[r.nskipped++], sizeof(r.skipped[0]), "%s", name);
             continue;
         }
-        rc =
-            data_files[done].sqlite ? copy_database(src, part, eb) : copy_small_file(src, part, eb);
+        rc = data_files[done].sqlite ? copy_database(src, part, eb)
+                                     : copy_plain_file(src, part, data_files[done].max, eb);
         struct stat st = {0};
         if (rc == 0 && (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0))
             rc = bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));

@@ -8,8 +8,11 @@
  * block the writer, nor it them). The files are copied store first, then
  * ledger: a claim the store's copy does not show yet is in the ledger's,
  * which is the record of claims, and a start from the copy writes it into
- * its world as after any restart. The instance-id file (which tells this
- * bindery's world processes from others') is copied too.
+ * its world as after any restart. The ledger's journal (claims.journal,
+ * where a claim is durable first) is copied whole just before claims.db:
+ * a start from the copy applies what claims.db lacks of it. The
+ * instance-id file (which tells this bindery's world processes from
+ * others') is copied too.
  *
  * Each copy is checked (PRAGMA quick_check) and made durable before it is
  * renamed into place, so a folder with a file of that name holds a whole,

@@ -2,6 +2,7 @@
  * writer holds an open transaction, what the copy holds, and what a backup
  * refuses. */
 #include "bindery/backup.h"
+#include "bindery/util.h"
 #include "bindery/error.h"
 
 #include <setjmp.h>
@@ -107,6 +108,7 @@ static void test_copy_while_writing(void **state)
     sqlite3 *store = make_db(f->data, "bindery.db", 100);
     sqlite3 *ledger = make_db(f->data, "claims.db", 7);
     write_file(f->data, "instance-id", "0123456789abcdef0123456789abcdef\n");
+    write_file(f->data, "claims.journal", "the claim journal, copied as it is");
     exec_ok(store, "BEGIN IMMEDIATE; INSERT INTO t VALUES(1000, 'uncommitted')");
     bdy_backup_report r;
     bdy_errbuf eb;
@@ -115,7 +117,7 @@ static void test_copy_while_writing(void **state)
     if (rc != 0)
         fail_msg("backup: %s", eb.message);
     exec_ok(store, "COMMIT");
-    assert_int_equal(r.files, 3);
+    assert_int_equal(r.files, 4);
     assert_true(r.bytes > 0);
     assert_int_equal(r.nskipped, 1);
     assert_string_equal(r.skipped[0], "demand.db");
@@ -129,6 +131,14 @@ static void test_copy_while_writing(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     snprintf(path, sizeof(path), "%s/instance-id", f->to);
     assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/claims.journal", f->to);
+    char *journal = NULL;
+    size_t len = 0;
+    assert_int_equal(bdy_read_file(path, 4096, &journal, &len), 0);
+    assert_string_equal(journal, "the claim journal, copied as it is");
+    free(journal);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
     snprintf(path, sizeof(path), "%s/bindery.db.part", f->to);
     assert_int_not_equal(stat(path, &st), 0);
     sqlite3_close(store);

@@ -10,11 +10,13 @@
 #include "bindery/ledger.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -397,6 +399,176 @@ static void test_missing_file_and_damage(void **state)
     rm_rf(dir);
 }
 
+/* A claim is durable once it is in the journal: a process that dies before
+ * its claims reached claims.db leaves them to the next open, which applies
+ * them (adds and removes, in order) before anything reads the ledger. The
+ * test holds claims.db's write lock while the child claims, so that none
+ * of its claims can have reached claims.db when it dies. */
+static void test_journal_replayed_after_a_crash(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    bdy_ledger_claim before = claim("alc-before", "w0", "uid-0");
+    assert_int_equal(bdy_ledger_add(l, &before), 0);
+    bdy_ledger_close(l);
+
+    int to_child[2], to_parent[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(to_parent), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        bdy_ledger *cl = NULL;
+        char c = 0;
+        if (bdy_ledger_open(dir, false, &cl, NULL) != 0 || write(to_parent[1], "o", 1) != 1 ||
+            read(to_child[0], &c, 1) != 1)
+            _exit(2);
+        for (int i = 0; i < 10; i++) {
+            char id[16], world[16];
+            snprintf(id, sizeof(id), "alc-%d", i);
+            snprintf(world, sizeof(world), "w%d", i + 1);
+            bdy_ledger_claim x = claim(id, world, world);
+            x.labels_json = i == 3 ? "{\"team\":\"blue\"}" : NULL;
+            if (bdy_ledger_add(cl, &x) != 0)
+                _exit(3);
+        }
+        if (bdy_ledger_remove(cl, "alc-2") != 0 || bdy_ledger_remove(cl, "alc-before") != 0)
+            _exit(4);
+        _exit(0); /* no close: nothing more is written */
+    }
+    char c = 0;
+    assert_int_equal(read(to_parent[0], &c, 1), 1);
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(write(to_child[1], "g", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* claims.db has none of the child's work. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 9);
+    assert_false(bdy_ledger_has(l, "alc-before"));
+    assert_false(bdy_ledger_has(l, "alc-2"));
+    bdy_ledger_record *r = NULL;
+    assert_int_equal(bdy_ledger_get(l, "alc-3", &r), 0);
+    assert_string_equal(r->c.world, "w4");
+    assert_string_equal(r->c.labels_json, "{\"team\":\"blue\"}");
+    bdy_ledger_record_free(r);
+    char ids[256] = "";
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    assert_string_equal(ids, "alc-0,alc-1,alc-3,alc-4,alc-5,alc-6,alc-7,alc-8,alc-9,");
+    /* The world of a removed claim is free, that of a live one is not. */
+    bdy_ledger_claim again = claim("alc-again", "w3", "w3");
+    assert_int_equal(bdy_ledger_add(l, &again), 0);
+    bdy_ledger_claim taken = claim("alc-taken", "w4", "w4");
+    assert_int_equal(bdy_ledger_add(l, &taken), BDY_ECONFLICT);
+    bdy_ledger_close(l);
+    /* Applied once: a second open finds the same. */
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 10);
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+/* Reads see a claim from the moment it is committed, before the applier
+ * has copied it into claims.db, and after. */
+static void test_reads_before_and_after_apply(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
+    a.annotations_json = "{\"note\":\"n\"}";
+    for (int round = 0; round < 2; round++) {
+        if (round == 0)
+            assert_int_equal(bdy_ledger_add(l, &a), 0);
+        else
+            usleep(300 * 1000); /* well past the applier's linger */
+        bdy_ledger_record *r = NULL;
+        assert_int_equal(bdy_ledger_get(l, "alc-a", &r), 0);
+        assert_string_equal(r->c.world, "w1");
+        assert_string_equal(r->c.annotations_json, "{\"note\":\"n\"}");
+        assert_null(r->c.labels_json);
+        bdy_ledger_record_free(r);
+        assert_true(bdy_ledger_has(l, "alc-a"));
+    }
+    /* Removed right after it was added (both possibly still unapplied). */
+    bdy_ledger_claim b = claim("alc-b", "w2", "uid-2");
+    assert_int_equal(bdy_ledger_add(l, &b), 0);
+    assert_int_equal(bdy_ledger_remove(l, "alc-b"), 0);
+    bdy_ledger_record *r = NULL;
+    assert_int_equal(bdy_ledger_get(l, "alc-b", &r), BDY_ENOTFOUND);
+    char ids[64] = "";
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    assert_string_equal(ids, "alc-a,");
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+/* The journal belongs to its claims.db: missing, it is asked for (an empty
+ * file starts a new one); another ledger's is refused. */
+static void test_journal_must_match(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX", other[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(other));
+    bdy_ledger *l = open_ledger(dir);
+    bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
+    assert_int_equal(bdy_ledger_add(l, &a), 0);
+    bdy_ledger_close(l);
+    bdy_ledger_close(open_ledger(other));
+    char journal[96], cmd[256];
+    snprintf(journal, sizeof(journal), "%s/claims.journal", dir);
+
+    snprintf(cmd, sizeof(cmd), "mv '%s' '%s.away'", journal, journal);
+    assert_int_equal(system(cmd), 0);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    l = NULL;
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), BDY_ENOTFOUND);
+    assert_null(l);
+    assert_non_null(strstr(eb.message, journal));
+    assert_non_null(strstr(eb.message, "create an empty"));
+
+    snprintf(cmd, sizeof(cmd), "cp '%s/claims.journal' '%s'", other, journal);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), BDY_ECORRUPT);
+    assert_non_null(strstr(eb.message, "another claim ledger"));
+
+    snprintf(cmd, sizeof(cmd), ": > '%s'", journal);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), 0);
+    assert_int_equal(bdy_ledger_count(l), 1); /* what claims.db held stays */
+    bdy_ledger_close(l);
+    /* And the new journal is its own from now on. */
+    l = open_ledger(dir);
+    bdy_ledger_close(l);
+    rm_rf(dir);
+    rm_rf(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +578,9 @@ int main(void)
         cmocka_unit_test(test_inline_only_when_idle),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_file_and_damage),
+        cmocka_unit_test(test_journal_replayed_after_a_crash),
+        cmocka_unit_test(test_reads_before_and_after_apply),
+        cmocka_unit_test(test_journal_must_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
