@@ -2,8 +2,8 @@
  * writer holds an open transaction, what the copy holds, and what a backup
  * refuses. */
 #include "bindery/backup.h"
-#include "bindery/util.h"
 #include "bindery/error.h"
+#include "bindery/util.h"
 
 #include <setjmp.h>
 #include <sqlite3.h>
