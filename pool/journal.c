@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FILE_MAGIC "BDYJRNL1"
 #define FILE_HEADER_LEN 28      /* magic 8, block size 4, blocks 4, salt 8, crc 4 */
 #define GROUP_MAGIC 0x31524a42u /* "BJR1" little-endian */
-#define GROUP_HEADER_LEN 32     /* magic 4, crc 4, salt 8, seq 8, blocks 4, len 4 */
+static const unsigned char FILE_MAGIC[8] = {'B', 'D', 'Y', 'J', 'R', 'N', 'L', '1'};
+#define GROUP_HEADER_LEN 32 /* magic 4, crc 4, salt 8, seq 8, blocks 4, len 4 */
 #define ZERO_CHUNK (1u << 20)
 
 /* One group written and not yet released. */
@@ -107,7 +107,7 @@ uint32_t bdy_crc32c(uint32_t crc, const void *data, size_t len)
 
 static void file_header(unsigned char out[FILE_HEADER_LEN], uint32_t blocks, uint64_t salt)
 {
-    memcpy(out, FILE_MAGIC, 8);
+    memcpy(out, FILE_MAGIC, sizeof(FILE_MAGIC));
     put32(out + 8, BDY_JOURNAL_BLOCK);
     put32(out + 12, blocks);
     put64(out + 16, salt);
@@ -119,7 +119,7 @@ static void file_header(unsigned char out[FILE_HEADER_LEN], uint32_t blocks, uin
 static int parse_file_header(const unsigned char *image, size_t size, uint32_t *blocks,
                              uint64_t *salt)
 {
-    if (size < FILE_HEADER_LEN || memcmp(image, FILE_MAGIC, 8) != 0 ||
+    if (size < FILE_HEADER_LEN || memcmp(image, FILE_MAGIC, sizeof(FILE_MAGIC)) != 0 ||
         get32(image + 24) != bdy_crc32c(0, image, 24) || get32(image + 8) != BDY_JOURNAL_BLOCK)
         return BDY_ECORRUPT;
     uint32_t n = get32(image + 12);

@@ -167,10 +167,11 @@ struct bdy_ledger {
     /* Checkpointer: copies the WAL into the database in the background so
      * no claim's commit pays for it (autocheckpoint is off). */
     bdy_wal_checkpointer *ckpt;
-    bdy_log_limit write_log; /* a full disk fails every claim: one line a period */
-    bdy_write_health writes; /* bdy_ledger_health */
-    bool existed;            /* the file was there at open: worth a whole-file check */
-    bdy_db_check *check;     /* under q_lock; NULL until that check starts */
+    bdy_log_limit write_log;  /* a full disk fails every claim: one line a period */
+    bdy_write_health writes;  /* journal commits, for bdy_ledger_health */
+    bdy_write_health applies; /* the applier's rounds, likewise */
+    bool existed;             /* the file was there at open: worth a whole-file check */
+    bdy_db_check *check;      /* under q_lock; NULL until that check starts */
 };
 
 static const char *const COLUMNS =
@@ -699,6 +700,7 @@ int bdy_ledger_open(const char *dir, bool create, bdy_ledger **out, bdy_errbuf *
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     pthread_mutex_init(&l->q_lock, NULL);
     bdy_write_health_init(&l->writes);
+    bdy_write_health_init(&l->applies);
     pthread_mutex_init(&l->r_lock, NULL);
     pthread_mutex_init(&l->map_lock, NULL);
     pthread_mutex_init(&l->a_lock, NULL);
@@ -723,7 +725,7 @@ int bdy_ledger_open(const char *dir, bool create, bdy_ledger **out, bdy_errbuf *
                       errno == ENOENT ? "missing" : strerror(errno));
         goto out;
     }
-    ledger_meta meta;
+    ledger_meta meta = {0};
     if ((rc = open_conn(l->path, &l->wdb, eb)) != 0 || (rc = init_schema(l, &meta, eb)) != 0)
         goto out;
     char sql[512];
@@ -834,6 +836,7 @@ void bdy_ledger_close(bdy_ledger *l)
     free(l->enc);
     pthread_mutex_destroy(&l->q_lock);
     bdy_write_health_destroy(&l->writes);
+    bdy_write_health_destroy(&l->applies);
     pthread_mutex_destroy(&l->r_lock);
     if (l->by_id.buckets != NULL) {
         BDY_HMAP_FOREACH(&l->by_id, n)
@@ -967,7 +970,10 @@ static void commit_group(bdy_ledger *l, ledger_op *first, ledger_op *end, size_t
         l->a_head = it;
     l->a_tail = it;
     l->a_queued = seq;
-    pthread_cond_signal(&l->a_wake);
+    /* Only the first: the applier then lingers on a timed wait, and a
+     * wake-up per claim would cost a context switch each. */
+    if (l->a_head == it)
+        pthread_cond_signal(&l->a_wake);
     pthread_mutex_unlock(&l->a_lock);
 }
 
@@ -1265,9 +1271,10 @@ static void *applier_main(void *arg)
         if (rc == 0) {
             apply_settle(l, items);
             bdy_journal_release(l->journal, last);
+            bdy_write_health_ok(&l->applies);
             backoff_ms = 0;
         } else {
-            bdy_write_health_failed(&l->writes, sqlite3_errmsg(l->wdb));
+            bdy_write_health_failed(&l->applies, sqlite3_errmsg(l->wdb));
             backoff_ms = backoff_ms == 0 ? APPLY_RETRY_MIN_MS : 2 * backoff_ms;
             if (backoff_ms > APPLY_RETRY_MAX_MS)
                 backoff_ms = APPLY_RETRY_MAX_MS;
@@ -1492,5 +1499,9 @@ int bdy_ledger_health(bdy_ledger *l, bdy_errbuf *eb)
     if (l->check != NULL && bdy_db_check_result(l->check, NULL) == BDY_ECORRUPT)
         rc = bdy_db_check_result(l->check, eb);
     pthread_mutex_unlock(&l->q_lock);
-    return rc != 0 ? rc : bdy_write_health_check(&l->writes, l->path, eb);
+    if (rc == 0)
+        rc = bdy_write_health_check(&l->writes, l->path, eb);
+    /* A database that takes no more of the journal fills it: claims would
+     * fail within seconds. */
+    return rc != 0 ? rc : bdy_write_health_check(&l->applies, l->path, eb);
 }

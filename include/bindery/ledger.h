@@ -5,17 +5,21 @@
  * WorldInstance's status means a JSON merge patch of the whole object, its
  * validation and re-serialisation, a watch event and an informer update,
  * all through the store writer that also carries every reconciler write.
- * The ledger instead records a claim as one small row in its own SQLite
- * file (claims.db in the data folder, WAL, synchronous=FULL): the claim is
- * durable when its row is, and the claims module writes the allocation into
- * the world's status afterwards, off the claim path (it can always redo
- * that from the row, so a crash in between loses nothing).
+ * The ledger instead records a claim as one small record in its journal
+ * (claims.journal in the data folder, journal.h): the claim is durable once
+ * one aligned write and one fdatasync of that preallocated file are done,
+ * and the claims module writes the allocation into the world's status
+ * afterwards, off the claim path (it can always redo that from the ledger,
+ * so a crash in between loses nothing). An applier thread copies the
+ * journal into rows of an SQLite file (claims.db, WAL, synchronous=FULL) a
+ * batch at a time, off the claim path too; a start applies what claims.db
+ * lacks before anything reads it. Reads see a claim from its commit on.
  *
  * Writes are group-committed by one committer thread: it takes everything
- * queued, commits it in one transaction (one fsync), then reports each
+ * queued, writes it as one journal group (one fdatasync), then reports each
  * write. Claims use the asynchronous form, so no HTTP worker thread sleeps
  * on a commit: the committer's callback answers the suspended request. A
- * burst pays one fsync and one wake-up per batch, not per claim.
+ * burst pays one fdatasync and one wake-up per batch, not per claim.
  *
  * One world has at most one live row (UNIQUE world_uid), so a world can
  * never be held by two claims, whatever the in-memory index believes.
@@ -55,9 +59,12 @@ typedef struct bdy_ledger_claim {
 /* Most rows one transaction commits; more queued wait for the next. */
 #define BDY_LEDGER_MAX_BATCH 1024
 
-/* Opens dir/claims.db. A missing file is made when create; otherwise
- * BDY_ENOTFOUND (an empty file is opened as a new ledger all the same, so
- * that an operator can start one on purpose). Errors name the file. */
+/* Opens dir/claims.db and its journal dir/claims.journal (8 MB). A
+ * missing claims.db is made when create; otherwise BDY_ENOTFOUND (an empty
+ * file is opened as a new ledger all the same, so that an operator can
+ * start one on purpose). A claims.db without its journal is BDY_ENOTFOUND
+ * (an empty journal file starts a new one), one with another ledger's
+ * journal BDY_ECORRUPT. Errors name the file. */
 int bdy_ledger_open(const char *dir, bool create, bdy_ledger **out, bdy_errbuf *eb);
 /* Refuses new writes (BDY_ESHUTDOWN) and returns once every write begun
  * before it has been committed and reported, callbacks returned: a caller
@@ -74,11 +81,11 @@ int bdy_ledger_check_start(bdy_ledger *l, bdy_errbuf *eb);
 
 /* For /readyz: 0; BDY_ECORRUPT once the whole-file check found damage
  * (claims on a damaged page cannot be read back or released); or BDY_EIO
- * while the ledger's last commit failed (see bdy_write_health in util.h).
- * The reason in eb. */
+ * while the ledger's last journal commit, or the applier's last round,
+ * failed (see bdy_write_health in util.h). The reason in eb. */
 int bdy_ledger_health(bdy_ledger *l, bdy_errbuf *eb);
 
-/* Records a claim durably: returns once the row is committed and synced.
+/* Records a claim durably: returns once it is in the journal, synced.
  * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id
  * is taken; BDY_EIO: the commit failed (nothing was recorded). */
 int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
@@ -118,7 +125,9 @@ bool bdy_ledger_has(bdy_ledger *l, const char *id);
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out);
 
 /* Calls cb for every live claim, in claim order (the strings are valid
- * during the call only). A non-zero return from cb stops and is returned. */
+ * during the call only), once the applier has applied every claim
+ * committed so far (BDY_EIO when it cannot). A non-zero return from cb
+ * stops and is returned. */
 typedef int (*bdy_ledger_each_cb)(void *data, const bdy_ledger_claim *c);
 int bdy_ledger_each(bdy_ledger *l, bdy_ledger_each_cb cb, void *data, bdy_errbuf *eb);
 
