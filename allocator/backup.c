@@ -202,6 +202,46 @@ out:
     return rc;
 }
 
+/* The journal group claims.db (the copy at db_path) holds everything up
+ * to: 0 when the file has none recorded, or is missing. */
+static uint64_t ledger_applied(const char *db_path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint64_t applied = 0;
+    if (access(db_path, F_OK) == 0 &&
+        sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='applied_seq'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        applied = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return applied;
+}
+
+/* Writes the claim journal read at its turn (image), trimmed to what the
+ * copy of claims.db beside it (db_part) does not hold yet: the journal was
+ * read while bindery wrote it, so it can hold a group caught half written
+ * with whole ones after it, which a start would refuse as damage. */
+static int write_journal_copy(unsigned char *image, size_t len, const char *db_part,
+                              const char *dst, bdy_errbuf *eb)
+{
+    unsigned trimmed = 0;
+    bdy_errbuf jeb;
+    bdy_errbuf_clear(&jeb);
+    if (bdy_journal_trim(image, len, ledger_applied(db_part), &trimmed, &jeb) != 0)
+        return bdy_fail(eb, BDY_ECORRUPT, "%s: %s", dst, jeb.message);
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+    int rc = 0;
+    if (write(fd, image, len) != (ssize_t)len || fsync(fd) != 0)
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+    close(fd);
+    return rc;
+}
+
 /* Removes the copies made so far, under either name. */
 static void remove_copies(const char *to, size_t upto)
 {
@@ -226,6 +266,11 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
     bool copied[sizeof(data_files) / sizeof(data_files[0])] = {false};
     size_t n = sizeof(data_files) / sizeof(data_files[0]);
     size_t done = 0;
+    /* The claim journal is read at its turn and written once the copy of
+     * claims.db, which says how far to trim it, is made. */
+    char *journal = NULL;
+    size_t journal_len = 0;
+    size_t journal_at = n;
     if (data_dir == NULL || to == NULL)
         return bdy_fail(eb, BDY_EINVAL, "backup: no data folder or target");
     if ((rc = path_in(src, sizeof(src), data_dir, "bindery.db", "", eb)) != 0)
@@ -248,6 +293,15 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
                 snprintf(r.skipped[r.nskipped++], sizeof(r.skipped[0]), "%s", name);
             continue;
         }
+        if (strcmp(name, "claims.journal") == 0) {
+            rc = bdy_read_file(src, data_files[done].max, &journal, &journal_len);
+            if (rc != 0) {
+                rc = bdy_fail(eb, rc, "%s: %s", src, bdy_strerror(rc));
+                goto out;
+            }
+            journal_at = done;
+            continue;
+        }
         rc = data_files[done].sqlite ? copy_database(src, part, eb)
                                      : copy_plain_file(src, part, data_files[done].max, eb);
         struct stat st = {0};
@@ -256,6 +310,20 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
         if (rc != 0)
             goto out;
         copied[done] = true;
+        r.files++;
+        r.bytes += (uint64_t)st.st_size;
+    }
+    if (journal_at < n) {
+        struct stat st = {0};
+        if ((rc = path_in(src, sizeof(src), to, "claims.db", ".part", eb)) != 0 ||
+            (rc = path_in(part, sizeof(part), to, "claims.journal", ".part", eb)) != 0 ||
+            (rc = write_journal_copy((unsigned char *)journal, journal_len, src, part, eb)) != 0)
+            goto out;
+        if (stat(part, &st) != 0) {
+            rc = bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));
+            goto out;
+        }
+        copied[journal_at] = true;
         r.files++;
         r.bytes += (uint64_t)st.st_size;
     }
@@ -276,6 +344,7 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
     if (fsync_path(to, O_RDONLY | O_DIRECTORY) != 0)
         rc = bdy_fail(eb, BDY_EIO, "%s: %s", to, strerror(errno));
 out:
+    free(journal);
     if (rc != 0)
         remove_copies(to, n);
     r.seconds = bdy_wall_seconds() - t0;

@@ -948,13 +948,14 @@ static int open_ledger(daemon_state *d, bdy_errbuf *eb)
                  "their worlds' status does not show are lost",
                  path);
     rc = bdy_ledger_open(d->cfg->data_dir, !worlds, &d->ledger, eb);
-    if (rc == BDY_ENOTFOUND)
+    /* Not found may also be the ledger's journal, which the ledger names. */
+    if (rc == BDY_ENOTFOUND && stat(path, &st) != 0)
         bdy_fail(eb, rc,
                  "%s is missing, but the store holds worlds: the claims it recorded and "
                  "their worlds' status does not show yet would be lost, and those worlds "
-                 "handed out again. Restore claims.db from the backup that bindery.db came "
-                 "from (bindery backup copies both); to start without it all the same, "
-                 "create it empty (touch %s)",
+                 "handed out again. Restore claims.db and claims.journal from the backup that "
+                 "bindery.db came from (bindery backup copies them all); to start without "
+                 "them all the same, create claims.db empty (touch %s)",
                  path, path);
     return rc;
 }

@@ -2,6 +2,7 @@
  * ring of block-aligned groups, one pwrite and one fdatasync per group. */
 #include "bindery/journal.h"
 
+#include "bindery/log.h"
 #include "bindery/util.h"
 
 #include <errno.h>
@@ -165,12 +166,11 @@ static int found_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal_group_cb cb,
-                     void *data, uint64_t *last, uint64_t *highest, bdy_errbuf *eb)
+/* The whole groups numbered above after, sorted by number: *all (free it)
+ * and *n. */
+static int collect(const unsigned char *img, size_t size, uint64_t after, found **all, size_t *n,
+                   uint32_t *blocks_out, uint64_t *salt_out, bdy_errbuf *eb)
 {
-    const unsigned char *img = image;
-    *last = after;
-    *highest = after;
     uint32_t blocks;
     uint64_t salt;
     if (parse_file_header(img, size, &blocks, &salt) != 0)
@@ -181,28 +181,58 @@ int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal
     /* Every block is looked at: a group's header can be anywhere, and a
      * group written over the start of an older one leaves the older one's
      * tail behind (its CRC then fails). */
-    found *all = malloc(sizeof(*all) * blocks);
-    if (all == NULL)
+    *all = malloc(sizeof(**all) * blocks);
+    if (*all == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
-    size_t n = 0;
+    *n = 0;
     for (uint32_t b = 1; b < blocks; b++) {
         uint64_t seq;
         const unsigned char *p;
         size_t len;
         uint32_t span_blocks;
         if (parse_group(img, blocks, salt, b, &seq, &p, &len, &span_blocks) == 0 && seq > after)
-            all[n++] = (found){seq, b};
+            (*all)[(*n)++] = (found){seq, b};
     }
-    qsort(all, n, sizeof(*all), found_cmp);
+    qsort(*all, *n, sizeof(**all), found_cmp);
+    *blocks_out = blocks;
+    *salt_out = salt;
+    return 0;
+}
+
+/* How many of all[0..n) form the run numbered after + 1, after + 2, ...
+ * up to the first number missing or found twice. */
+static size_t run_length(const found *all, size_t n, uint64_t after)
+{
+    size_t i = 0;
+    for (uint64_t want = after + 1; i < n && all[i].seq == want; i++, want++)
+        if (i + 1 < n && all[i + 1].seq == want)
+            break;
+    return i;
+}
+
+int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal_group_cb cb,
+                     void *data, uint64_t *last, uint64_t *highest, bdy_errbuf *eb)
+{
+    const unsigned char *img = image;
+    *last = after;
+    *highest = after;
+    found *all = NULL;
+    size_t n = 0;
+    uint32_t blocks;
+    uint64_t salt;
+    int rc = collect(img, size, after, &all, &n, &blocks, &salt, eb);
+    if (rc != 0)
+        return rc;
     if (n > 0)
         *highest = all[n - 1].seq;
-    int rc = 0;
-    uint64_t want = after + 1;
-    for (size_t i = 0; i < n && all[i].seq == want; i++, want++) {
-        if (i + 1 < n && all[i + 1].seq == want) {
-            rc = bdy_fail(eb, BDY_ECORRUPT, "two groups numbered %llu", (unsigned long long)want);
-            break;
-        }
+    size_t run = run_length(all, n, after);
+    if (run < n && all[run].seq == after + 1 + run) {
+        /* The run stopped at a number it wanted: found twice. */
+        unsigned long long twice = (unsigned long long)all[run].seq;
+        free(all);
+        return bdy_fail(eb, BDY_ECORRUPT, "two groups numbered %llu", twice);
+    }
+    for (size_t i = 0; i < run; i++) {
         uint64_t seq;
         const unsigned char *p;
         size_t len;
@@ -214,6 +244,27 @@ int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal
     }
     free(all);
     return rc;
+}
+
+int bdy_journal_trim(void *image, size_t size, uint64_t after, unsigned *trimmed, bdy_errbuf *eb)
+{
+    unsigned char *img = image;
+    *trimmed = 0;
+    found *all = NULL;
+    size_t n = 0;
+    uint32_t blocks;
+    uint64_t salt;
+    int rc = collect(img, size, after, &all, &n, &blocks, &salt, eb);
+    if (rc != 0)
+        return rc;
+    size_t run = run_length(all, n, after);
+    /* A number found twice ends the run before it: neither copy is kept. */
+    for (size_t i = run; i < n; i++) {
+        memset(img + (size_t)all[i].block * BDY_JOURNAL_BLOCK, 0, GROUP_HEADER_LEN);
+        (*trimmed)++;
+    }
+    free(all);
+    return 0;
 }
 
 /* ---- open, make, close -------------------------------------------------------------- */
@@ -273,12 +324,14 @@ static int make_file(const char *path, uint32_t blocks, bdy_errbuf *eb)
             memset(zero, 0, FILE_HEADER_LEN);
         done += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", tmp, strerror(errno));
+    int synced = fsync(fd);
+    int e = errno;
+    int closed = close(fd);
+    fd = -1;
+    if (synced != 0 || closed != 0) {
+        rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", tmp, strerror(synced != 0 ? e : errno));
         goto out;
     }
-    fd = -1;
     if (rename(tmp, path) != 0 || fsync_parent(path) != 0)
         rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", path, strerror(errno));
 out:
@@ -290,10 +343,31 @@ out:
     return rc;
 }
 
+static int write_all(int fd, const unsigned char *p, size_t len, off_t off);
+
+/* Zeroes the header of the group whose write failed, if any, and syncs:
+ * that group must never be read back. */
+static int clear_dirty(bdy_journal *j)
+{
+    static const unsigned char zero[GROUP_HEADER_LEN];
+    if (j->dirty < 0)
+        return 0;
+    if (write_all(j->fd, zero, sizeof(zero), (off_t)j->dirty * BDY_JOURNAL_BLOCK) != 0 ||
+        fdatasync(j->fd) != 0)
+        return -1;
+    j->dirty = -1;
+    return 0;
+}
+
 void bdy_journal_close(bdy_journal *j)
 {
     if (j == NULL)
         return;
+    if (j->fd >= 0 && clear_dirty(j) != 0)
+        bdy_warn("journal",
+                 "%s: the header of a group whose write failed cannot be cleared (%s): its "
+                 "records, reported failed, may be applied at the next start",
+                 j->path, strerror(errno));
     if (j->fd >= 0)
         close(j->fd);
     pthread_mutex_destroy(&j->lock);
@@ -462,15 +536,10 @@ int bdy_journal_append(bdy_journal *j, const void *payload, size_t len, unsigned
     if (len > bdy_journal_max_payload(j))
         return bdy_fail(eb, BDY_ETOOBIG, "claim journal %s: a group of %zu bytes is over %zu",
                         j->path, len, bdy_journal_max_payload(j));
-    if (j->dirty >= 0) {
-        /* The last write failed and may have reached the disk: its header
-         * goes before its number is used again. */
-        static const unsigned char zero[GROUP_HEADER_LEN];
-        if (write_all(j->fd, zero, sizeof(zero), (off_t)j->dirty * BDY_JOURNAL_BLOCK) != 0 ||
-            fdatasync(j->fd) != 0)
-            return bdy_fail(eb, BDY_EIO, "claim journal %s: %s", j->path, strerror(errno));
-        j->dirty = -1;
-    }
+    /* A write that failed, and could not be undone then, may have reached
+     * the disk: its header goes before its number is used again. */
+    if (clear_dirty(j) != 0)
+        return bdy_fail(eb, BDY_EIO, "claim journal %s: %s", j->path, strerror(errno));
     uint32_t n = (uint32_t)((GROUP_HEADER_LEN + len + BDY_JOURNAL_BLOCK - 1) / BDY_JOURNAL_BLOCK);
     size_t bytes = (size_t)n * BDY_JOURNAL_BLOCK;
     if (bytes > j->buf_cap) {
@@ -506,8 +575,11 @@ int bdy_journal_append(bdy_journal *j, const void *payload, size_t len, unsigned
                         "applied",
                         j->path);
     if (write_all(j->fd, h, bytes, (off_t)at * BDY_JOURNAL_BLOCK) != 0 || fdatasync(j->fd) != 0) {
+        /* Reported failed, so it must not be read back: undone at once if
+         * the disk lets us, else before the next write or at close. */
         int e = errno;
         j->dirty = at;
+        clear_dirty(j);
         return bdy_fail(eb, BDY_EIO, "claim journal %s: %s", j->path, strerror(e));
     }
     pthread_mutex_lock(&j->lock);

@@ -597,8 +597,10 @@ static int replay_group(void *data, uint64_t seq, const void *payload, size_t le
         if (sql_insert(l, &d, &rowid) != 0)
             return BDY_EIO;
         live_row *r = row_new(d.vals[0], d.vals[3], rowid);
-        if (r == NULL)
+        if (r == NULL) {
+            snprintf(x->why, sizeof(x->why), "out of memory");
             return BDY_ENOMEM;
+        }
         r->committed = true;
         row_link(l, r);
     }
@@ -667,7 +669,7 @@ static int open_journal(bdy_ledger *l, const char *dir, const ledger_meta *m, bd
                          "INSERT OR REPLACE INTO meta VALUES ('schema', '" LEDGER_SCHEMA_VERSION
                          "')",
                          NULL, NULL, NULL) != SQLITE_OK ||
-            sql_set_applied(l, highest) != 0 || step_done(l->st_commit) != SQLITE_DONE)
+            sql_set_applied(l, last) != 0 || step_done(l->st_commit) != SQLITE_DONE)
             rc = sql_fail(l->wdb, eb, l->path);
     }
     sqlite3_finalize(st);
@@ -680,15 +682,18 @@ static int open_journal(bdy_ledger *l, const char *dir, const ledger_meta *m, bd
         bdy_info("ledger", "%s: %llu journal groups applied at start", l->path,
                  (unsigned long long)(last - applied));
     if (highest > last)
-        bdy_warn("ledger",
-                 "%s: journal groups %llu to %llu follow one missing or torn and were not "
-                 "applied (a journal copied while it was written: those claims came after the "
-                 "store's copy)",
-                 path, (unsigned long long)last + 1, (unsigned long long)highest);
-    /* Numbering goes on above every group in the file, so that none left
-     * beyond a gap is ever taken for a new one. */
-    bdy_journal_start(l->journal, highest);
-    l->a_applied = l->a_queued = highest;
+        /* Groups after one that is damaged: their claims were acknowledged.
+         * Those before it are applied now; the rest is the operator's call. */
+        return bdy_fail(eb, BDY_ECORRUPT,
+                        "claim journal %s: group %llu is damaged or missing and groups up to "
+                        "%llu follow it, with claims that were acknowledged. Restore claims.db "
+                        "and claims.journal from one backup; or, to go on without those "
+                        "claims, create an empty %s (the claims before the damage are in %s "
+                        "now)",
+                        path, (unsigned long long)last + 1, (unsigned long long)highest, path,
+                        l->path);
+    bdy_journal_start(l->journal, last);
+    l->a_applied = l->a_queued = last;
     return 0;
 }
 
@@ -917,7 +922,8 @@ static apply_item *item_new(const bdy_ledger *l, size_t nrows)
 /* Writes the group of the ops from first up to end that were staged (rc 0)
  * to the journal, and settles them: committed and handed to the applier,
  * or taken back and failed. */
-static void commit_group(bdy_ledger *l, ledger_op *first, ledger_op *end, size_t staged)
+static void commit_group(bdy_ledger *l, ledger_op *first, ledger_op *end, size_t staged,
+                         unsigned wait_ms)
 {
     if (staged == 0)
         return;
@@ -925,9 +931,8 @@ static void commit_group(bdy_ledger *l, ledger_op *first, ledger_op *end, size_t
     bdy_errbuf_clear(&eb);
     apply_item *it = item_new(l, staged);
     uint64_t seq = 0;
-    int rc = it == NULL
-                 ? BDY_ENOMEM
-                 : bdy_journal_append(l->journal, l->enc, l->enc_len, JOURNAL_WAIT_MS, &seq, &eb);
+    int rc = it == NULL ? BDY_ENOMEM
+                        : bdy_journal_append(l->journal, l->enc, l->enc_len, wait_ms, &seq, &eb);
     if (rc == 0) {
         bdy_write_health_ok(&l->writes);
     } else if (rc != BDY_ENOMEM) {
@@ -979,8 +984,8 @@ static void commit_group(bdy_ledger *l, ledger_op *first, ledger_op *end, size_t
 
 /* Commits batch (a list of ops) to the journal, in as few groups as fit,
  * and sets every op's rc. Committer only (or an inline commit, which holds
- * `busy`). */
-static void commit_batch(bdy_ledger *l, ledger_op *batch)
+ * `busy`); wait_ms, how long a full journal is waited for. */
+static void commit_batch(bdy_ledger *l, ledger_op *batch, unsigned wait_ms)
 {
     size_t max = bdy_journal_max_payload(l->journal);
     ledger_op *op = batch;
@@ -1000,7 +1005,7 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch)
             op->rc = stage_op(l, op);
             staged += op->rc == 0;
         }
-        commit_group(l, first, op, staged);
+        commit_group(l, first, op, staged, wait_ms);
     }
 }
 
@@ -1039,7 +1044,7 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&l->q_lock);
 
         uint64_t started = bdy_monotonic_ns();
-        commit_batch(l, batch);
+        commit_batch(l, batch, JOURNAL_WAIT_MS);
         pthread_mutex_lock(&l->q_lock);
         commit_ended_locked(l, started);
         pthread_mutex_unlock(&l->q_lock);
@@ -1140,7 +1145,9 @@ int bdy_ledger_add_async(bdy_ledger *l, const bdy_ledger_claim *c, bdy_ledger_do
     }
     pthread_mutex_unlock(&l->q_lock);
     if (inline_commit) {
-        commit_batch(l, op);
+        /* No wait on an HTTP thread: a full journal means the applier is
+         * failing, and the claim is refused at once. */
+        commit_batch(l, op, 0);
         pthread_mutex_lock(&l->q_lock);
         commit_ended_locked(l, now);
         if (l->head != NULL)
@@ -1181,10 +1188,11 @@ size_t bdy_ledger_count(bdy_ledger *l)
 /* Applies items (a list, oldest first) in one transaction that also
  * records the last one's number: once it commits, their journal space can
  * be reused. Applier only (it owns the write connection). */
-static int apply_round(bdy_ledger *l, apply_item *items, uint64_t *last)
+static int apply_round(bdy_ledger *l, apply_item *items, uint64_t *last, char *why, size_t why_cap)
 {
     bdy_wal_checkpointer_before_write(l->ckpt);
     if (step_done(l->st_begin) != SQLITE_DONE) {
+        snprintf(why, why_cap, "%s", sqlite3_errmsg(l->wdb));
         ledger_warn(l, "cannot begin");
         return BDY_EIO;
     }
@@ -1208,6 +1216,10 @@ static int apply_round(bdy_ledger *l, apply_item *items, uint64_t *last)
     if (rc == 0 && (sql_set_applied(l, *last) != 0 || step_done(l->st_commit) != SQLITE_DONE))
         rc = BDY_EIO;
     if (rc != 0) {
+        /* The reason before the rollback replaces it. */
+        snprintf(why, why_cap, "%s",
+                 rc == BDY_ECORRUPT ? "a journal record in memory is damaged"
+                                    : sqlite3_errmsg(l->wdb));
         ledger_warn(l, "applying the journal failed");
         if (!sqlite3_get_autocommit(l->wdb))
             step_done(l->st_rollback);
@@ -1267,14 +1279,15 @@ static void *applier_main(void *arg)
         pthread_mutex_unlock(&l->a_lock);
 
         uint64_t last = 0;
-        int rc = apply_round(l, items, &last);
+        char why[256] = "";
+        int rc = apply_round(l, items, &last, why, sizeof(why));
         if (rc == 0) {
             apply_settle(l, items);
             bdy_journal_release(l->journal, last);
             bdy_write_health_ok(&l->applies);
             backoff_ms = 0;
         } else {
-            bdy_write_health_failed(&l->applies, sqlite3_errmsg(l->wdb));
+            bdy_write_health_failed(&l->applies, why);
             backoff_ms = backoff_ms == 0 ? APPLY_RETRY_MIN_MS : 2 * backoff_ms;
             if (backoff_ms > APPLY_RETRY_MAX_MS)
                 backoff_ms = APPLY_RETRY_MAX_MS;

@@ -56,9 +56,10 @@ void bdy_journal_close(bdy_journal *j);
  * sequence number above after, in order, stopping at the first missing or
  * torn one. A non-zero return from cb stops and is returned. *last is the
  * last sequence number passed to cb (after when none); *highest the
- * highest of any whole group in the file (after when none), which may lie
- * beyond a gap: a copy of a journal taken while it was written (a backup)
- * can hold groups after one it caught half written. */
+ * highest of any whole group in the file (after when none). Above *last it
+ * means damage: every group is written only after the one before it was
+ * synced. (A copy taken while the journal was written can hold such
+ * groups too, which is why a backup trims its copy: bdy_journal_trim.) */
 typedef int (*bdy_journal_group_cb)(void *data, uint64_t seq, const void *payload, size_t len);
 int bdy_journal_replay(bdy_journal *j, uint64_t after, bdy_journal_group_cb cb, void *data,
                        uint64_t *last, uint64_t *highest, bdy_errbuf *eb);
@@ -69,10 +70,18 @@ int bdy_journal_replay(bdy_journal *j, uint64_t after, bdy_journal_group_cb cb, 
 int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal_group_cb cb,
                      void *data, uint64_t *last, uint64_t *highest, bdy_errbuf *eb);
 
+/* Makes a copy of a journal's image (a backup's) read back only the run
+ * of groups numbered after + 1, after + 2, ...: zeroes the header of every
+ * other whole group above after (one beyond a group the copy caught half
+ * written, or either of two of one number), so that a start from the copy
+ * meets no gap. *trimmed is how many. BDY_ECORRUPT when the image has no
+ * valid header. */
+int bdy_journal_trim(void *image, size_t size, uint64_t after, unsigned *trimmed, bdy_errbuf *eb);
+
 /* Begins writing: the next group gets sequence number last + 1 and every
- * block is free. last must be at least the highest number read back (the
- * caller records it as applied): groups left beyond a gap must never pass
- * for new ones. */
+ * block is free. No whole group numbered above last may be left in the
+ * file (a start refuses a journal with groups beyond a gap), or it could
+ * pass for a new one. */
 void bdy_journal_start(bdy_journal *j, uint64_t last);
 
 /* Most payload bytes one group can hold (a quarter of the ring). */
@@ -82,9 +91,12 @@ size_t bdy_journal_max_payload(const bdy_journal *j);
  * number. Waits up to wait_ms for released space when the ring is full
  * (BDY_EBUSY after that). BDY_ETOOBIG: len over bdy_journal_max_payload.
  * BDY_EIO: the write or sync failed (errno's text in eb); the group may
- * or may not be on the disk, so the next append first zeroes its header
- * block (and fails too if it cannot) and reuses its sequence number: at
- * most one group of a number is ever read back. */
+ * or may not be on the disk, so its header block is zeroed and synced at
+ * once, or, if the disk refuses that too, before the next append (which
+ * fails as well while it cannot) and at close. The sequence number is used
+ * again: at most one group of a number is ever read back, and a group
+ * reported failed is read back only if the process dies while the disk
+ * refuses every write. */
 int bdy_journal_append(bdy_journal *j, const void *payload, size_t len, unsigned wait_ms,
                        uint64_t *seq, bdy_errbuf *eb);
 

@@ -21,8 +21,10 @@
  * on a commit: the committer's callback answers the suspended request. A
  * burst pays one fdatasync and one wake-up per batch, not per claim.
  *
- * One world has at most one live row (UNIQUE world_uid), so a world can
- * never be held by two claims, whatever the in-memory index believes.
+ * One world has at most one live claim (the ledger checks its own map of
+ * live claims by world uid before the commit, and a start refuses a file
+ * with two), so a world can never be held by two claims, whatever the
+ * in-memory index believes.
  *
  * Thread-safety: every function may be called from any thread;
  * bdy_ledger_close() only when no other call is running (it commits what

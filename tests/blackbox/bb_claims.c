@@ -3201,6 +3201,23 @@ static void test_missing_ledger_is_refused(void **state)
     bb_response r = bb_request(&s, "GET", "/readyz", NULL, NULL);
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
+
+    /* Its journal, where claims are durable first, is asked for too. */
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    snprintf(path, sizeof(path), "%s/claims.journal", s.data);
+    assert_int_equal(unlink(path), 0);
+    assert_false(bb_start(&s, NULL));
+    assert_true(bb_wait_exit(&s, 10000));
+    assert_int_equal(s.exit_status, 1);
+    if (!bb_log_contains(&s, "claims.journal is missing beside", 1000))
+        fail_msg("no refusal of the missing journal logged");
+    bb_write(&s, "data/claims.journal", "");
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "a new claim journal begins", 1000));
+    r = bb_request(&s, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
     bb_cleanup(&s);
 }
 

@@ -3,6 +3,7 @@
  * refuses. */
 #include "bindery/backup.h"
 #include "bindery/error.h"
+#include "bindery/journal.h"
 #include "bindery/util.h"
 
 #include <setjmp.h>
@@ -100,6 +101,15 @@ static void write_file(const char *dir, const char *name, const char *text)
     assert_int_equal(fclose(fp), 0);
 }
 
+static int count_group(void *data, uint64_t seq, const void *payload, size_t len)
+{
+    (void)seq;
+    (void)payload;
+    (void)len;
+    (*(int *)data)++;
+    return 0;
+}
+
 /* The copy holds what was committed when it was taken: not a writer's
  * open transaction, which the backup neither waits for nor blocks. */
 static void test_copy_while_writing(void **state)
@@ -108,7 +118,23 @@ static void test_copy_while_writing(void **state)
     sqlite3 *store = make_db(f->data, "bindery.db", 100);
     sqlite3 *ledger = make_db(f->data, "claims.db", 7);
     write_file(f->data, "instance-id", "0123456789abcdef0123456789abcdef\n");
-    write_file(f->data, "claims.journal", "the claim journal, copied as it is");
+    /* A claim journal of three groups, the second caught half written:
+     * the copy keeps the first only, as a start from it would read it. */
+    char jpath[192];
+    snprintf(jpath, sizeof(jpath), "%s/claims.journal", f->data);
+    bdy_journal *j = NULL;
+    assert_int_equal(bdy_journal_open(jpath, true, 16, &j, NULL, NULL), 0);
+    bdy_journal_start(j, 0);
+    uint64_t seq;
+    assert_int_equal(bdy_journal_append(j, "one", 3, 0, &seq, NULL), 0);
+    assert_int_equal(bdy_journal_append(j, "two", 3, 0, &seq, NULL), 0);
+    assert_int_equal(bdy_journal_append(j, "three", 5, 0, &seq, NULL), 0);
+    bdy_journal_close(j);
+    FILE *jf = fopen(jpath, "r+b");
+    assert_non_null(jf);
+    assert_int_equal(fseek(jf, 2 * 4096 + 33, SEEK_SET), 0);
+    fputc('T', jf);
+    assert_int_equal(fclose(jf), 0);
     exec_ok(store, "BEGIN IMMEDIATE; INSERT INTO t VALUES(1000, 'uncommitted')");
     bdy_backup_report r;
     bdy_errbuf eb;
@@ -134,8 +160,21 @@ static void test_copy_while_writing(void **state)
     snprintf(path, sizeof(path), "%s/claims.journal", f->to);
     char *journal = NULL;
     size_t len = 0;
-    assert_int_equal(bdy_read_file(path, 4096, &journal, &len), 0);
-    assert_string_equal(journal, "the claim journal, copied as it is");
+    assert_int_equal(bdy_read_file(path, 16 * 4096, &journal, &len), 0);
+    assert_int_equal(len, 16 * 4096);
+    int groups = 0;
+    uint64_t last = 0, highest = 0;
+    assert_int_equal(bdy_journal_scan(journal, len, 0, count_group, &groups, &last, &highest, NULL),
+                     0);
+    assert_int_equal(groups, 1);
+    assert_int_equal(last, 1);
+    assert_int_equal(highest, 1); /* the third is gone from the copy */
+    free(journal);
+    /* The original is left as it was. */
+    assert_int_equal(bdy_read_file(jpath, 16 * 4096, &journal, &len), 0);
+    assert_int_equal(bdy_journal_scan(journal, len, 0, count_group, &groups, &last, &highest, NULL),
+                     0);
+    assert_int_equal(highest, 3);
     free(journal);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "bindery/journal.h"
+#include "bindery/util.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -284,6 +285,50 @@ static void test_payload_cannot_pass_for_a_group(void **state)
     bdy_journal_close(j);
 }
 
+/* A backup's copy is trimmed to the run a start reads: whole groups after
+ * a torn one, and both of two groups of one number, lose their headers. */
+static void test_trim(void **state)
+{
+    (void)state;
+    bdy_journal *j = open_journal(true);
+    bdy_journal_start(j, 0);
+    for (int i = 0; i < 5; i++)
+        append(j, (char)('a' + i), 100); /* blocks 1-5 */
+    bdy_journal_close(j);
+    damage(3 * 4096 + 40); /* group 3 */
+    char *image = NULL;
+    size_t len = 0;
+    assert_int_equal(bdy_read_file(path, BLOCKS * 4096, &image, &len), 0);
+    uint64_t last = 0, highest = 0;
+    seen s = {0};
+    assert_int_equal(bdy_journal_scan(image, len, 0, seen_cb, &s, &last, &highest, NULL), 0);
+    assert_int_equal(last, 2);
+    assert_int_equal(highest, 5);
+    unsigned trimmed = 0;
+    assert_int_equal(bdy_journal_trim(image, len, 0, &trimmed, NULL), 0);
+    assert_int_equal(trimmed, 2);
+    s.n = 0;
+    assert_int_equal(bdy_journal_scan(image, len, 0, seen_cb, &s, &last, &highest, NULL), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(last, 2);
+    assert_int_equal(highest, 2);
+
+    /* Group 1 twice (block 1 copied to block 10): the scan refuses, the
+     * trim keeps neither, nor anything after. */
+    memcpy(image + 10 * 4096, image + 4096, 4096);
+    s.n = 0;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_journal_scan(image, len, 0, seen_cb, &s, &last, &highest, &eb),
+                     BDY_ECORRUPT);
+    assert_non_null(strstr(eb.message, "two groups numbered 1"));
+    assert_int_equal(bdy_journal_trim(image, len, 0, &trimmed, NULL), 0);
+    assert_int_equal(trimmed, 3);
+    assert_int_equal(bdy_journal_scan(image, len, 0, seen_cb, &s, &last, &highest, NULL), 0);
+    assert_int_equal(highest, 0);
+    free(image);
+}
+
 static void test_crc32c(void **state)
 {
     (void)state;
@@ -301,6 +346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_group_ends_the_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_payload_cannot_pass_for_a_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
         cmocka_unit_test(test_crc32c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -569,6 +569,131 @@ static void test_journal_must_match(void **state)
     rm_rf(other);
 }
 
+/* Runs in a child: opens the ledger in dir, waits for the parent to lock
+ * claims.db, claims n worlds and dies without closing, so that its claims
+ * are only in the journal (see test_journal_replayed_after_a_crash). */
+static void claim_then_die(const char *dir, int n, int to_parent, int to_child)
+{
+    bdy_ledger *cl = NULL;
+    char c = 0;
+    if (bdy_ledger_open(dir, false, &cl, NULL) != 0 || write(to_parent, "o", 1) != 1 ||
+        read(to_child, &c, 1) != 1)
+        _exit(2);
+    for (int i = 0; i < n; i++) {
+        char id[16], world[16];
+        snprintf(id, sizeof(id), "alc-%d", i);
+        snprintf(world, sizeof(world), "w%d", i + 1);
+        bdy_ledger_claim x = claim(id, world, world);
+        if (bdy_ledger_add(cl, &x) != 0)
+            _exit(3);
+    }
+    _exit(0);
+}
+
+/* A journal group damaged with whole ones after it is not a crash's torn
+ * tail: their claims were acknowledged. The start applies what comes
+ * before the damage and refuses, saying how to go on. */
+static void test_damaged_journal_is_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger_close(open_ledger(dir));
+    int to_child[2], to_parent[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(to_parent), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        claim_then_die(dir, 3, to_parent[1], to_child[0]);
+    char c = 0;
+    assert_int_equal(read(to_parent[0], &c, 1), 1);
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(write(to_child[1], "g", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+    /* The three groups are in blocks 1-3: one byte of the second's claim. */
+    char journal[96];
+    snprintf(journal, sizeof(journal), "%s/claims.journal", dir);
+    FILE *f = fopen(journal, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 2 * 4096 + 60, SEEK_SET), 0);
+    int old = fgetc(f);
+    assert_int_equal(fseek(f, 2 * 4096 + 60, SEEK_SET), 0);
+    fputc(old ^ 0x20, f);
+    assert_int_equal(fclose(f), 0);
+
+    bdy_ledger *l = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_ledger_open(dir, false, &l, &eb), BDY_ECORRUPT);
+    assert_null(l);
+    assert_non_null(strstr(eb.message, "group 2 is damaged or missing and groups up to 3"));
+    assert_non_null(strstr(eb.message, "create an empty"));
+    /* The operator goes on without them: the claim before the damage was
+     * applied by the refused start. */
+    f = fopen(journal, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 1);
+    assert_true(bdy_ledger_has(l, "alc-0"));
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+/* Claims and releases many times the journal's size: its space comes back
+ * once the applier has the groups, the file never grows, and a reopen
+ * finds exactly what is live. */
+static void test_journal_ring_goes_round(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    enum { N = 3000 }; /* 6,000 groups of one block: three times round 2,047 */
+    char id[32], prev[32] = "";
+    for (int i = 0; i < N; i++) {
+        char world[32];
+        snprintf(id, sizeof(id), "alc-ring-%d", i);
+        snprintf(world, sizeof(world), "w%d", i % 7);
+        bdy_ledger_claim c = claim(id, world, world);
+        if (prev[0] != '\0')
+            assert_int_equal(bdy_ledger_remove(l, prev), 0);
+        assert_int_equal(bdy_ledger_add(l, &c), 0);
+        snprintf(prev, sizeof(prev), "%s", id);
+    }
+    assert_int_equal(bdy_ledger_count(l), 1);
+    bdy_ledger_close(l);
+    char journal[96];
+    snprintf(journal, sizeof(journal), "%s/claims.journal", dir);
+    struct stat st;
+    assert_int_equal(stat(journal, &st), 0);
+    assert_int_equal(st.st_size, 2048 * 4096);
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 1);
+    assert_true(bdy_ledger_has(l, prev));
+    char ids[64] = "";
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "%s,", prev);
+    assert_string_equal(ids, want);
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +706,8 @@ int main(void)
         cmocka_unit_test(test_journal_replayed_after_a_crash),
         cmocka_unit_test(test_reads_before_and_after_apply),
         cmocka_unit_test(test_journal_must_match),
+        cmocka_unit_test(test_damaged_journal_is_refused),
+        cmocka_unit_test(test_journal_ring_goes_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
