@@ -237,7 +237,10 @@ int bdy_journal_scan(const void *image, size_t size, uint64_t after, bdy_journal
         const unsigned char *p;
         size_t len;
         uint32_t span_blocks;
-        parse_group(img, blocks, salt, all[i].block, &seq, &p, &len, &span_blocks);
+        if (parse_group(img, blocks, salt, all[i].block, &seq, &p, &len, &span_blocks) != 0) {
+            rc = BDY_ECORRUPT; /* collect found it whole: cannot happen */
+            break;
+        }
         if ((rc = cb(data, seq, p, len)) != 0)
             break;
         *last = seq;
