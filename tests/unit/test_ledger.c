@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,33 @@ static void *worker(void *p)
     return NULL;
 }
 
+typedef struct reader_arg {
+    bdy_ledger *l;
+    atomic_bool stop;
+    int found;
+    int wrong;
+} reader_arg;
+
+/* Reads claims while they are committed and applied: whatever a read
+ * returns is whole and the claim asked for. */
+static void *reader(void *p)
+{
+    reader_arg *a = p;
+    for (unsigned n = 0; !atomic_load(&a->stop) && n < 2000000; n++) {
+        char id[32];
+        snprintf(id, sizeof(id), "alc-%u-%u", n % THREADS, (n / THREADS) % PER_THREAD);
+        bdy_ledger_record *r = NULL;
+        if (bdy_ledger_get(a->l, id, &r) == 0) {
+            a->found++;
+            if (strcmp(r->c.id, id) != 0 || strcmp(r->c.world, r->c.world_uid) != 0)
+                a->wrong++;
+            bdy_ledger_record_free(r);
+        }
+        (void)bdy_ledger_has(a->l, id);
+    }
+    return NULL;
+}
+
 static void test_concurrent_group_commit(void **state)
 {
     (void)state;
@@ -175,6 +203,9 @@ static void test_concurrent_group_commit(void **state)
     bdy_ledger *l = open_ledger(dir);
     pthread_t t[THREADS];
     worker_arg args[THREADS];
+    reader_arg ra = {.l = l};
+    pthread_t rt;
+    assert_int_equal(pthread_create(&rt, NULL, reader, &ra), 0);
     for (int i = 0; i < THREADS; i++) {
         args[i] = (worker_arg){.l = l, .thread = i};
         assert_int_equal(pthread_create(&t[i], NULL, worker, &args[i]), 0);
@@ -186,6 +217,10 @@ static void test_concurrent_group_commit(void **state)
         ok += args[i].ok;
         conflicts += args[i].conflicts;
     }
+    atomic_store(&ra.stop, true);
+    pthread_join(rt, NULL);
+    assert_true(ra.found > 0);
+    assert_int_equal(ra.wrong, 0);
     int shared = PER_THREAD / 4;
     int expect_ok = THREADS * (PER_THREAD - shared) + shared;
     assert_int_equal(ok, expect_ok);
