@@ -1260,7 +1260,7 @@ static void apply_settle(bdy_ledger *l, apply_item *items)
 static void *applier_main(void *arg)
 {
     bdy_ledger *l = arg;
-    pthread_setname_np(pthread_self(), "bdy-ledger-apply");
+    pthread_setname_np(pthread_self(), "bdy-ledger-app");
     unsigned backoff_ms = 0;
     pthread_mutex_lock(&l->a_lock);
     for (;;) {
