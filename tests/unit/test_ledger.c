@@ -434,6 +434,83 @@ static void test_missing_file_and_damage(void **state)
     rm_rf(dir);
 }
 
+/* Claims alc-0.. alc-(n-1) on worlds w1.. wn (alc-3 with labels). */
+static int add_claims(bdy_ledger *l, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16], world[16];
+        snprintf(id, sizeof(id), "alc-%d", i);
+        snprintf(world, sizeof(world), "w%d", i + 1);
+        bdy_ledger_claim x = claim(id, world, world);
+        x.labels_json = i == 3 ? "{\"team\":\"blue\"}" : NULL;
+        if (bdy_ledger_add(l, &x) != 0)
+            return 3;
+    }
+    return 0;
+}
+
+/* The child's work in test_journal_replayed_after_a_crash. */
+static int claims_and_removes(bdy_ledger *l)
+{
+    if (add_claims(l, 10) != 0 || bdy_ledger_remove(l, "alc-2") != 0 ||
+        bdy_ledger_remove(l, "alc-before") != 0)
+        return 4;
+    return 0;
+}
+
+/* The child's work in test_damaged_journal_is_refused. */
+static int three_claims(bdy_ledger *l)
+{
+    return add_claims(l, 3);
+}
+
+/* Runs work on the ledger in dir in a child process that dies without
+ * closing it, while this process holds claims.db's write lock: whatever
+ * the child commits is only in the journal. Returns the rows claims.db
+ * held meanwhile. */
+static int claim_while_locked_and_die(const char *dir, int (*work)(bdy_ledger *))
+{
+    int to_child[2], to_parent[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(to_parent), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        bdy_ledger *cl = NULL;
+        char c = 0;
+        if (bdy_ledger_open(dir, false, &cl, NULL) != 0 || write(to_parent[1], "o", 1) != 1 ||
+            read(to_child[0], &c, 1) != 1)
+            _exit(2);
+        _exit(work(cl)); /* no close: nothing more is written */
+    }
+    char c = 0;
+    assert_int_equal(read(to_parent[0], &c, 1), 1);
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(write(to_child[1], "g", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int rows = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+    return rows;
+}
+
 /* A claim is durable once it is in the journal: a process that dies before
  * its claims reached claims.db leaves them to the next open, which applies
  * them (adds and removes, in order) before anything reads the ledger. The
@@ -449,56 +526,8 @@ static void test_journal_replayed_after_a_crash(void **state)
     assert_int_equal(bdy_ledger_add(l, &before), 0);
     bdy_ledger_close(l);
 
-    int to_child[2], to_parent[2];
-    assert_int_equal(pipe(to_child), 0);
-    assert_int_equal(pipe(to_parent), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        bdy_ledger *cl = NULL;
-        char c = 0;
-        if (bdy_ledger_open(dir, false, &cl, NULL) != 0 || write(to_parent[1], "o", 1) != 1 ||
-            read(to_child[0], &c, 1) != 1)
-            _exit(2);
-        for (int i = 0; i < 10; i++) {
-            char id[16], world[16];
-            snprintf(id, sizeof(id), "alc-%d", i);
-            snprintf(world, sizeof(world), "w%d", i + 1);
-            bdy_ledger_claim x = claim(id, world, world);
-            x.labels_json = i == 3 ? "{\"team\":\"blue\"}" : NULL;
-            if (bdy_ledger_add(cl, &x) != 0)
-                _exit(3);
-        }
-        if (bdy_ledger_remove(cl, "alc-2") != 0 || bdy_ledger_remove(cl, "alc-before") != 0)
-            _exit(4);
-        _exit(0); /* no close: nothing more is written */
-    }
-    char c = 0;
-    assert_int_equal(read(to_parent[0], &c, 1), 1);
-    char path[96];
-    snprintf(path, sizeof(path), "%s/claims.db", dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(write(to_child[1], "g", 1), 1);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-    /* claims.db has none of the child's work. */
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
-    sqlite3_finalize(st);
-    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    for (int i = 0; i < 2; i++) {
-        close(to_child[i]);
-        close(to_parent[i]);
-    }
+    /* claims.db has none of the child's work when it dies. */
+    assert_int_equal(claim_while_locked_and_die(dir, claims_and_removes), 1);
 
     l = open_ledger(dir);
     assert_int_equal(bdy_ledger_count(l), 9);
@@ -604,27 +633,6 @@ static void test_journal_must_match(void **state)
     rm_rf(other);
 }
 
-/* Runs in a child: opens the ledger in dir, waits for the parent to lock
- * claims.db, claims n worlds and dies without closing, so that its claims
- * are only in the journal (see test_journal_replayed_after_a_crash). */
-static void claim_then_die(const char *dir, int n, int to_parent, int to_child)
-{
-    bdy_ledger *cl = NULL;
-    char c = 0;
-    if (bdy_ledger_open(dir, false, &cl, NULL) != 0 || write(to_parent, "o", 1) != 1 ||
-        read(to_child, &c, 1) != 1)
-        _exit(2);
-    for (int i = 0; i < n; i++) {
-        char id[16], world[16];
-        snprintf(id, sizeof(id), "alc-%d", i);
-        snprintf(world, sizeof(world), "w%d", i + 1);
-        bdy_ledger_claim x = claim(id, world, world);
-        if (bdy_ledger_add(cl, &x) != 0)
-            _exit(3);
-    }
-    _exit(0);
-}
-
 /* A journal group damaged with whole ones after it is not a crash's torn
  * tail: their claims were acknowledged. The start applies what comes
  * before the damage and refuses, saying how to go on. */
@@ -634,31 +642,7 @@ static void test_damaged_journal_is_refused(void **state)
     char dir[] = "/tmp/bdy-ledger-XXXXXX";
     assert_non_null(mkdtemp(dir));
     bdy_ledger_close(open_ledger(dir));
-    int to_child[2], to_parent[2];
-    assert_int_equal(pipe(to_child), 0);
-    assert_int_equal(pipe(to_parent), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        claim_then_die(dir, 3, to_parent[1], to_child[0]);
-    char c = 0;
-    assert_int_equal(read(to_parent[0], &c, 1), 1);
-    char path[96];
-    snprintf(path, sizeof(path), "%s/claims.db", dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(write(to_child[1], "g", 1), 1);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    for (int i = 0; i < 2; i++) {
-        close(to_child[i]);
-        close(to_parent[i]);
-    }
+    assert_int_equal(claim_while_locked_and_die(dir, three_claims), 0);
     /* The three groups are in blocks 1-3: one byte of the second's claim. */
     char journal[96];
     snprintf(journal, sizeof(journal), "%s/claims.journal", dir);
