@@ -33,17 +33,20 @@ static const struct {
     const char *name;
     bool sqlite;
     bool required;
-    size_t max; /* a plain file's largest size */
+    size_t max;             /* a plain file's largest size */
+    const char *applied_in; /* a claim journal: the ledger that says how far it is applied */
 } data_files[] = {
-    {"bindery.db", true, true, 0},
-    /* The claim journal before the ledger's database: a claim acknowledged
-     * before the store's copy is in the journal's copy, or, if the journal
-     * has been written over where it was, it was applied to claims.db
-     * before that, so it is in the copy of claims.db that follows. */
-    {"claims.journal", false, false, (size_t)BDY_JOURNAL_MAX_BLOCKS *BDY_JOURNAL_BLOCK},
-    {"claims.db", true, false, 0},
-    {"demand.db", true, false, 0},
-    {"instance-id", false, false, (size_t)64 * 1024},
+    {"bindery.db", true, true, 0, NULL},
+    /* The claim journal is read before the ledger's database: a claim
+     * acknowledged before the store's copy is in the journal's copy, or, if
+     * the journal has been written over where it was, it was applied to
+     * claims.db before that, so it is in the copy of claims.db that
+     * follows. It is written once that copy is made (write_journal_copy). */
+    {"claims.journal", false, false, (size_t)BDY_JOURNAL_MAX_BLOCKS *BDY_JOURNAL_BLOCK,
+     "claims.db"},
+    {"claims.db", true, false, 0, NULL},
+    {"demand.db", true, false, 0, NULL},
+    {"instance-id", false, false, (size_t)64 * 1024, NULL},
 };
 
 static int path_in(char *out, size_t cap, const char *dir, const char *name, const char *suffix,
@@ -61,17 +64,8 @@ static int prepare_target(const char *to, bdy_errbuf *eb)
 {
     if (mkdir(to, 0700) == 0) {
         /* The new folder's entry in its parent, durable like the files. */
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", to);
-        char *slash = strrchr(parent, '/');
-        if (slash == parent)
-            slash[1] = '\0';
-        else if (slash != NULL)
-            *slash = '\0';
-        else
-            snprintf(parent, sizeof(parent), ".");
-        if (fsync_path(parent, O_RDONLY | O_DIRECTORY) != 0)
-            return bdy_fail(eb, BDY_EIO, "%s: %s", parent, strerror(errno));
+        if (bdy_fsync_parent(to) != 0)
+            return bdy_fail(eb, BDY_EIO, "the folder holding %s: %s", to, strerror(errno));
         return 0;
     }
     if (errno != EEXIST)
@@ -181,6 +175,29 @@ out:
     return rc;
 }
 
+/* Writes len bytes to the new file dst (owner-only) and syncs it. */
+static int write_copy(const char *dst, const void *data, size_t len, bdy_errbuf *eb)
+{
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+    int rc = 0;
+    const char *p = data;
+    while (len > 0 && rc == 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, w < 0 ? strerror(errno) : "short write");
+        else
+            p += w, len -= (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
+    close(fd);
+    return rc;
+}
+
 /* A plain file copied whole (at most max bytes). */
 static int copy_plain_file(const char *src, const char *dst, size_t max, bdy_errbuf *eb)
 {
@@ -189,35 +206,34 @@ static int copy_plain_file(const char *src, const char *dst, size_t max, bdy_err
     int rc = bdy_read_file(src, max, &text, &len);
     if (rc != 0)
         return bdy_fail(eb, rc, "%s: %s", src, bdy_strerror(rc));
-    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
-        goto out;
-    }
-    if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
-        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
-    close(fd);
-out:
+    rc = write_copy(dst, text, len, eb);
     free(text);
     return rc;
 }
 
 /* The journal group claims.db (the copy at db_path) holds everything up
- * to: 0 when the file has none recorded, or is missing. */
-static uint64_t ledger_applied(const char *db_path)
+ * to, in *applied: 0 when the copy is missing or records none (a ledger
+ * from before the journal). Any other failure is an error: trimming from 0
+ * a journal that has gone round would drop every group in it. */
+static int ledger_applied(const char *db_path, uint64_t *applied, bdy_errbuf *eb)
 {
+    *applied = 0;
+    if (access(db_path, F_OK) != 0)
+        return 0;
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    uint64_t applied = 0;
-    if (access(db_path, F_OK) == 0 &&
-        sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='applied_seq'", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        applied = (uint64_t)sqlite3_column_int64(st, 0);
+    int rc = 0;
+    int step = SQLITE_ERROR;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='applied_seq'", -1, &st, NULL) !=
+            SQLITE_OK ||
+        ((step = sqlite3_step(st)) != SQLITE_ROW && step != SQLITE_DONE))
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", db_path, db ? sqlite3_errmsg(db) : "out of memory");
+    else if (step == SQLITE_ROW)
+        *applied = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return applied;
+    return rc;
 }
 
 /* Writes the claim journal read at its turn (image), trimmed to what the
@@ -228,18 +244,26 @@ static int write_journal_copy(unsigned char *image, size_t len, const char *db_p
                               const char *dst, bdy_errbuf *eb)
 {
     unsigned trimmed = 0;
+    uint64_t applied = 0;
+    int rc = ledger_applied(db_part, &applied, eb);
+    if (rc != 0)
+        return rc;
     bdy_errbuf jeb;
     bdy_errbuf_clear(&jeb);
-    if (bdy_journal_trim(image, len, ledger_applied(db_part), &trimmed, &jeb) != 0)
+    if (bdy_journal_trim(image, len, applied, &trimmed, &jeb) != 0)
         return bdy_fail(eb, BDY_ECORRUPT, "%s: %s", dst, jeb.message);
-    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
-    int rc = 0;
-    if (write(fd, image, len) != (ssize_t)len || fsync(fd) != 0)
-        rc = bdy_fail(eb, BDY_EIO, "%s: %s", dst, strerror(errno));
-    close(fd);
-    return rc;
+    return write_copy(dst, image, len, eb);
+}
+
+/* A copy made under the name part: synced, and counted in r. */
+static int count_copy(const char *part, bdy_backup_report *r, bdy_errbuf *eb)
+{
+    struct stat st = {0};
+    if (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0)
+        return bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));
+    r->files++;
+    r->bytes += (uint64_t)st.st_size;
+    return 0;
 }
 
 /* Removes the copies made so far, under either name. */
@@ -293,7 +317,7 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
                 snprintf(r.skipped[r.nskipped++], sizeof(r.skipped[0]), "%s", name);
             continue;
         }
-        if (strcmp(name, "claims.journal") == 0) {
+        if (data_files[done].applied_in != NULL) {
             rc = bdy_read_file(src, data_files[done].max, &journal, &journal_len);
             if (rc != 0) {
                 rc = bdy_fail(eb, rc, "%s: %s", src, bdy_strerror(rc));
@@ -304,28 +328,18 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
         }
         rc = data_files[done].sqlite ? copy_database(src, part, eb)
                                      : copy_plain_file(src, part, data_files[done].max, eb);
-        struct stat st = {0};
-        if (rc == 0 && (fsync_path(part, O_RDONLY) != 0 || stat(part, &st) != 0))
-            rc = bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));
-        if (rc != 0)
+        if (rc != 0 || (rc = count_copy(part, &r, eb)) != 0)
             goto out;
         copied[done] = true;
-        r.files++;
-        r.bytes += (uint64_t)st.st_size;
     }
     if (journal_at < n) {
-        struct stat st = {0};
-        if ((rc = path_in(src, sizeof(src), to, "claims.db", ".part", eb)) != 0 ||
-            (rc = path_in(part, sizeof(part), to, "claims.journal", ".part", eb)) != 0 ||
-            (rc = write_journal_copy((unsigned char *)journal, journal_len, src, part, eb)) != 0)
+        if ((rc = path_in(src, sizeof(src), to, data_files[journal_at].applied_in, ".part", eb)) !=
+                0 ||
+            (rc = path_in(part, sizeof(part), to, data_files[journal_at].name, ".part", eb)) != 0 ||
+            (rc = write_journal_copy((unsigned char *)journal, journal_len, src, part, eb)) != 0 ||
+            (rc = count_copy(part, &r, eb)) != 0)
             goto out;
-        if (stat(part, &st) != 0) {
-            rc = bdy_fail(eb, BDY_EIO, "%s: %s", part, strerror(errno));
-            goto out;
-        }
         copied[journal_at] = true;
-        r.files++;
-        r.bytes += (uint64_t)st.st_size;
     }
     /* Then their names, the store's last: a folder without bindery.db but
      * with other files is one bindery refuses to start from (data went

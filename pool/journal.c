@@ -272,25 +272,6 @@ int bdy_journal_trim(void *image, size_t size, uint64_t after, unsigned *trimmed
 
 /* ---- open, make, close -------------------------------------------------------------- */
 
-static int fsync_parent(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash != NULL)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof(dir), ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Makes the journal file under a temporary name, whole, zero-filled and
  * synced, then renames it into place: a crash leaves either no journal or
  * a whole one. */
@@ -335,7 +316,7 @@ static int make_file(const char *path, uint32_t blocks, bdy_errbuf *eb)
         rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", tmp, strerror(synced != 0 ? e : errno));
         goto out;
     }
-    if (rename(tmp, path) != 0 || fsync_parent(path) != 0)
+    if (rename(tmp, path) != 0 || bdy_fsync_parent(path) != 0)
         rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", path, strerror(errno));
 out:
     if (fd >= 0)
@@ -449,30 +430,18 @@ out:
 int bdy_journal_replay(bdy_journal *j, uint64_t after, bdy_journal_group_cb cb, void *data,
                        uint64_t *last, uint64_t *highest, bdy_errbuf *eb)
 {
-    size_t size = (size_t)j->blocks * BDY_JOURNAL_BLOCK;
-    unsigned char *image = malloc(size);
-    if (image == NULL)
-        return bdy_fail(eb, BDY_ENOMEM, "out of memory reading claim journal %s", j->path);
-    int rc = 0;
     *last = *highest = after;
-    for (size_t done = 0; done < size;) {
-        ssize_t r = pread(j->fd, image + done, size - done, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = bdy_fail(eb, BDY_EIO, "claim journal %s: %s", j->path,
-                          r < 0 ? strerror(errno) : "shorter than its header says");
-            goto out;
-        }
-        done += (size_t)r;
-    }
+    char *image = NULL;
+    size_t size = 0;
+    int rc = bdy_read_file(j->path, (size_t)j->blocks * BDY_JOURNAL_BLOCK, &image, &size);
+    if (rc != 0)
+        return bdy_fail(eb, rc, "claim journal %s: %s", j->path, bdy_strerror(rc));
     /* A refusal of cb's own leaves eb to the caller, who knows why. */
     bdy_errbuf scan_eb;
     bdy_errbuf_clear(&scan_eb);
     rc = bdy_journal_scan(image, size, after, cb, data, last, highest, &scan_eb);
     if (rc != 0 && scan_eb.message[0] != '\0')
         bdy_fail(eb, rc, "claim journal %s: %s", j->path, scan_eb.message);
-out:
     free(image);
     return rc;
 }

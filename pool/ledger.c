@@ -128,14 +128,14 @@ struct bdy_ledger {
     pthread_t applier;
     bool applier_started;
     sqlite3_stmt *st_applied;
-    sqlite3 *wdb; /* write connection: used only by the current leader */
+    sqlite3 *wdb; /* write connection: the applier's (and open's) only */
     sqlite3_stmt *st_begin;
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
     sqlite3_stmt *st_insert;
     sqlite3_stmt *st_delete;
 
-    /* The committer thread owns wdb; callers queue ops for it. */
+    /* The committer thread writes the journal; callers queue ops for it. */
     pthread_mutex_t q_lock; /* head, tail, count, stopping */
     pthread_cond_t q_nonempty;
     ledger_op *head;
@@ -442,9 +442,8 @@ static void put_field(unsigned char **p, const char *v)
 }
 
 /* Appends op's record to l->enc (committer only). */
-static int encode_op(bdy_ledger *l, const ledger_op *op)
+static int encode_op(bdy_ledger *l, const ledger_op *op, size_t need)
 {
-    size_t need = op_size(op);
     if (l->enc_len + need > l->enc_cap) {
         size_t cap = l->enc_cap ? l->enc_cap : 4096;
         while (cap < l->enc_len + need)
@@ -866,13 +865,13 @@ void bdy_ledger_close(bdy_ledger *l)
 /* Checks op against the maps (later ops of the same batch see earlier
  * ones), puts an add's row in them (not yet committed) or marks a remove's,
  * and appends its record to the group. Committer only. */
-static int stage_op(bdy_ledger *l, ledger_op *op)
+static int stage_op(bdy_ledger *l, ledger_op *op, size_t need)
 {
     op->row = NULL;
     if (op->kind == OP_REMOVE) {
         pthread_mutex_lock(&l->map_lock); /* bdy_ledger_has reads it */
         live_row *r = find_id(l, op->id);
-        int rc = r == NULL || r->removing || !r->committed ? BDY_ENOTFOUND : encode_op(l, op);
+        int rc = r == NULL || r->removing || !r->committed ? BDY_ENOTFOUND : encode_op(l, op, need);
         if (rc == 0) {
             r->removing = true;
             op->row = r;
@@ -891,7 +890,8 @@ static int stage_op(bdy_ledger *l, ledger_op *op)
     if (rc != 0)
         return rc;
     live_row *r = row_new(c->id, c->world_uid, 0);
-    if (r == NULL || (r->pending = bdy_ledger_record_copy(c)) == NULL || encode_op(l, op) != 0) {
+    if (r == NULL || (r->pending = bdy_ledger_record_copy(c)) == NULL ||
+        encode_op(l, op, need) != 0) {
         row_free(r);
         return BDY_ENOMEM;
     }
@@ -1002,7 +1002,7 @@ static void commit_batch(bdy_ledger *l, ledger_op *batch, unsigned wait_ms)
             }
             if (staged > 0 && l->enc_len + need > max)
                 break;
-            op->rc = stage_op(l, op);
+            op->rc = stage_op(l, op, need);
             staged += op->rc == 0;
         }
         commit_group(l, first, op, staged, wait_ms);
@@ -1019,7 +1019,8 @@ static void commit_ended_locked(bdy_ledger *l, uint64_t started_ns)
 }
 
 /* The committer: takes everything queued (up to BDY_LEDGER_MAX_BATCH),
- * commits it in one transaction, reports every op, and sleeps when the
+ * writes it to the journal (one group, one fdatasync, unless it is too big
+ * for one), reports every op, and sleeps when the
  * queue is empty. One thread, one wake-up per batch: callers are woken (sync)
  * or called back (async) only once their op is final. */
 static void *committer_main(void *arg)
@@ -1260,7 +1261,8 @@ static void apply_settle(bdy_ledger *l, apply_item *items)
 static void *applier_main(void *arg)
 {
     bdy_ledger *l = arg;
-    pthread_setname_np(pthread_self(), "bdy-ledger-app");
+    /* Off the claim path: a claim's thread comes first. */
+    bdy_thread_start("bdy-ledger-app", true);
     unsigned backoff_ms = 0;
     pthread_mutex_lock(&l->a_lock);
     for (;;) {
@@ -1404,11 +1406,8 @@ static bdy_ledger_record *record_from_row(sqlite3_stmt *st)
 
 bdy_ledger_record *bdy_ledger_record_copy(const bdy_ledger_claim *c)
 {
-    const char *const vals[NCOLUMNS] = {c->id,           c->ns,          c->world,
-                                        c->world_uid,    c->pool,        c->claimant,
-                                        c->source,       c->claimed_at,  c->idem_key,
-                                        c->request_hash, c->labels_json, c->annotations_json,
-                                        c->answer_json};
+    const char *vals[NCOLUMNS];
+    claim_values(c, vals);
     size_t len[NCOLUMNS];
     for (int i = 0; i < NCOLUMNS; i++)
         len[i] = vals[i] != NULL ? strlen(vals[i]) : 0;

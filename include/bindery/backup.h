@@ -9,8 +9,10 @@
  * ledger: a claim the store's copy does not show yet is in the ledger's,
  * which is the record of claims, and a start from the copy writes it into
  * its world as after any restart. The ledger's journal (claims.journal,
- * where a claim is durable first) is copied whole just before claims.db:
- * a start from the copy applies what claims.db lacks of it. The
+ * where a claim is durable first) is read whole just before claims.db is
+ * copied and written once that copy is made, trimmed to the groups the
+ * copy of claims.db lacks that a start would read (a group the read
+ * caught half written ends them): a start from the copy applies them. The
  * instance-id file (which tells this bindery's world processes from
  * others') is copied too.
  *

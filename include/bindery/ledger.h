@@ -58,7 +58,8 @@ typedef struct bdy_ledger_claim {
     const char *answer_json;      /* the 201 answer as sent, without "state" */
 } bdy_ledger_claim;
 
-/* Most rows one transaction commits; more queued wait for the next. */
+/* Most ops the committer takes at once (written as one journal group, or
+ * a few when they do not fit in one); more queued wait for the next. */
 #define BDY_LEDGER_MAX_BATCH 1024
 
 /* Opens dir/claims.db and its journal dir/claims.journal (8 MB). A
@@ -89,7 +90,10 @@ int bdy_ledger_health(bdy_ledger *l, bdy_errbuf *eb);
 
 /* Records a claim durably: returns once it is in the journal, synced.
  * BDY_ECONFLICT: the world already has a live claim; BDY_EEXISTS: the id
- * is taken; BDY_EIO: the commit failed (nothing was recorded). */
+ * is taken; BDY_ETOOBIG: the claim is over a quarter of the journal (2 MB);
+ * BDY_EIO: the commit failed and was undone (only a disk that refuses the
+ * undo too, followed by a crash, can leave it to be applied at the next
+ * start: journal.h). */
 int bdy_ledger_add(bdy_ledger *l, const bdy_ledger_claim *c);
 
 /* The same, without waiting for a batch: cb(data, rc) runs exactly once,

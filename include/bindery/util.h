@@ -107,6 +107,10 @@ bool bdy_ct_equal(const void *a, const void *b, size_t len);
  * surrogates, nothing above U+10FFFF, no sequence cut short. */
 bool bdy_utf8_valid(const char *s, size_t n);
 
+/* Syncs the folder that holds path (".": the current one), so that a file
+ * made or renamed there stays made after a crash. 0, or -1 with errno. */
+int bdy_fsync_parent(const char *path);
+
 /* Reads a whole file, capped at max_bytes (BDY_ETOOBIG beyond). The result is
  * NUL-terminated; the caller frees it. Missing file → BDY_ENOTFOUND. */
 int bdy_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);

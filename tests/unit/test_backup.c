@@ -117,9 +117,13 @@ static void test_copy_while_writing(void **state)
     fixture *f = *state;
     sqlite3 *store = make_db(f->data, "bindery.db", 100);
     sqlite3 *ledger = make_db(f->data, "claims.db", 7);
+    /* The ledger has applied the journal up to its group 1. */
+    exec_ok(ledger, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                    "INSERT INTO meta VALUES('applied_seq', '1')");
     write_file(f->data, "instance-id", "0123456789abcdef0123456789abcdef\n");
-    /* A claim journal of three groups, the second caught half written:
-     * the copy keeps the first only, as a start from it would read it. */
+    /* A claim journal of four groups, the third caught half written: the
+     * copy keeps the second, the only one a start would read after group
+     * 1, which the ledger holds. */
     char jpath[192];
     snprintf(jpath, sizeof(jpath), "%s/claims.journal", f->data);
     bdy_journal *j = NULL;
@@ -129,10 +133,11 @@ static void test_copy_while_writing(void **state)
     assert_int_equal(bdy_journal_append(j, "one", 3, 0, &seq, NULL), 0);
     assert_int_equal(bdy_journal_append(j, "two", 3, 0, &seq, NULL), 0);
     assert_int_equal(bdy_journal_append(j, "three", 5, 0, &seq, NULL), 0);
+    assert_int_equal(bdy_journal_append(j, "four", 4, 0, &seq, NULL), 0);
     bdy_journal_close(j);
     FILE *jf = fopen(jpath, "r+b");
     assert_non_null(jf);
-    assert_int_equal(fseek(jf, 2 * 4096 + 33, SEEK_SET), 0);
+    assert_int_equal(fseek(jf, 3 * 4096 + 33, SEEK_SET), 0);
     fputc('T', jf);
     assert_int_equal(fclose(jf), 0);
     exec_ok(store, "BEGIN IMMEDIATE; INSERT INTO t VALUES(1000, 'uncommitted')");
@@ -164,17 +169,17 @@ static void test_copy_while_writing(void **state)
     assert_int_equal(len, 16 * 4096);
     int groups = 0;
     uint64_t last = 0, highest = 0;
-    assert_int_equal(bdy_journal_scan(journal, len, 0, count_group, &groups, &last, &highest, NULL),
+    assert_int_equal(bdy_journal_scan(journal, len, 1, count_group, &groups, &last, &highest, NULL),
                      0);
     assert_int_equal(groups, 1);
-    assert_int_equal(last, 1);
-    assert_int_equal(highest, 1); /* the third is gone from the copy */
+    assert_int_equal(last, 2);
+    assert_int_equal(highest, 2); /* the fourth is gone from the copy */
     free(journal);
     /* The original is left as it was. */
     assert_int_equal(bdy_read_file(jpath, 16 * 4096, &journal, &len), 0);
     assert_int_equal(bdy_journal_scan(journal, len, 0, count_group, &groups, &last, &highest, NULL),
                      0);
-    assert_int_equal(highest, 3);
+    assert_int_equal(highest, 4);
     free(journal);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);

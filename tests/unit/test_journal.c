@@ -264,14 +264,17 @@ static void test_payload_cannot_pass_for_a_group(void **state)
     (void)state;
     bdy_journal *j = open_journal(true);
     bdy_journal_start(j, 0);
-    /* Group 1 spans blocks 1-3; its payload fills block 2 with what a
-     * header of group 2 would look like, but for the salt. */
+    /* Group 2 spans blocks 2-4; its payload fills block 3 with a header of
+     * a group 3, whole and with its CRC right, but for the salt. */
     unsigned char buf[3 * 4096 - 64];
     memset(buf, 0, sizeof(buf));
     unsigned char *fake = buf + 4096 - 32;
     memcpy(fake, "BJR1", 4);
-    fake[16] = 2;
-    fake[24] = 1;
+    fake[16] = 3; /* seq */
+    fake[24] = 1; /* blocks */
+    uint32_t crc = bdy_crc32c(0, fake + 8, 24);
+    for (int i = 0; i < 4; i++)
+        fake[4 + i] = (unsigned char)(crc >> (8 * i));
     append(j, 'x', 10);
     uint64_t seq;
     bdy_errbuf eb;

@@ -564,11 +564,23 @@ static void test_reads_before_and_after_apply(void **state)
     bdy_ledger *l = open_ledger(dir);
     bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
     a.annotations_json = "{\"note\":\"n\"}";
+    /* While this holds claims.db's write lock, the applier cannot apply. */
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     for (int round = 0; round < 2; round++) {
-        if (round == 0)
+        if (round == 0) {
             assert_int_equal(bdy_ledger_add(l, &a), 0);
-        else
-            usleep(300 * 1000); /* well past the applier's linger */
+        } else {
+            assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+            sqlite3_close(db);
+            char ids[16] = ""; /* each waits for the applier */
+            assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+            assert_string_equal(ids, "alc-a,");
+        }
         bdy_ledger_record *r = NULL;
         assert_int_equal(bdy_ledger_get(l, "alc-a", &r), 0);
         assert_string_equal(r->c.world, "w1");
