@@ -434,6 +434,19 @@ static void test_missing_file_and_damage(void **state)
     rm_rf(dir);
 }
 
+/* Opens dir/claims.db and takes its write lock (BEGIN IMMEDIATE): the
+ * ledger's applier cannot apply until the caller rolls back. */
+static sqlite3 *lock_claims_db(const char *dir)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "%s/claims.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
 /* Claims alc-0.. alc-(n-1) on worlds w1.. wn (alc-3 with labels). */
 static int add_claims(bdy_ledger *l, int n)
 {
@@ -485,12 +498,7 @@ static int claim_while_locked_and_die(const char *dir, int (*work)(bdy_ledger *)
     }
     char c = 0;
     assert_int_equal(read(to_parent[0], &c, 1), 1);
-    char path[96];
-    snprintf(path, sizeof(path), "%s/claims.db", dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *db = lock_claims_db(dir);
     assert_int_equal(write(to_child[1], "g", 1), 1);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -565,12 +573,7 @@ static void test_reads_before_and_after_apply(void **state)
     bdy_ledger_claim a = claim("alc-a", "w1", "uid-1");
     a.annotations_json = "{\"note\":\"n\"}";
     /* While this holds claims.db's write lock, the applier cannot apply. */
-    char path[96];
-    snprintf(path, sizeof(path), "%s/claims.db", dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *db = lock_claims_db(dir);
     for (int round = 0; round < 2; round++) {
         if (round == 0) {
             assert_int_equal(bdy_ledger_add(l, &a), 0);
