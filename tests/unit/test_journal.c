@@ -10,6 +10,7 @@
 
 #include "bindery/journal.h"
 #include "bindery/util.h"
+#include "fault_io.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -215,6 +216,74 @@ static void test_torn_group_ends_the_read(void **state)
     bdy_journal_close(j);
 }
 
+/* Appends a group the failing disk refuses: BDY_EIO, naming the file. */
+static void append_refused(bdy_journal *j, char fill)
+{
+    char buf[10];
+    memset(buf, fill, sizeof(buf));
+    uint64_t seq = 0;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_journal_append(j, buf, sizeof(buf), 0, &seq, &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, path));
+}
+
+/* A group reported failed is never read back, even when its bytes reached
+ * the file: its header is zeroed at once, or, while the disk refuses that
+ * too, before the next group is written (which fails meanwhile) and at
+ * close. Its number is used again. */
+static void test_failed_group_is_never_read_back(void **state)
+{
+    (void)state;
+    bdy_journal *j = open_journal(true);
+    bdy_journal_start(j, 0);
+    assert_int_equal(append(j, 'a', 10), 1);
+
+    /* The sync fails, the undo works: gone at once. */
+    fault_io_arm(FAULT_IO_SYNC, 0, 1);
+    append_refused(j, 'x');
+    assert_int_equal(fault_io_failed(FAULT_IO_SYNC), 1);
+    uint64_t last = 0;
+    seen s = replay(j, 0, &last);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(last, 1);
+    fault_io_heal();
+
+    /* The write reaches the file, its sync fails and so does the undo:
+     * the group is whole in the file... */
+    fault_io_arm(FAULT_IO_WRITE, 1, 1);
+    fault_io_arm(FAULT_IO_SYNC, 0, 1);
+    append_refused(j, 'b');
+    assert_int_equal(fault_io_failed(FAULT_IO_WRITE), 1);
+    s = replay(j, 0, &last);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.first[1], 'b');
+    /* ...so nothing is written after it while the undo still fails... */
+    fault_io_arm(FAULT_IO_WRITE, 0, 1);
+    append_refused(j, 'c');
+    assert_int_equal(fault_io_failed(FAULT_IO_WRITE), 2);
+    /* ...and the undo comes first once the disk works again. */
+    fault_io_heal();
+    assert_int_equal(append(j, 'c', 10), 2);
+    s = replay(j, 0, &last);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.first[1], 'c');
+
+    /* The same failure just before a close: the close undoes it. */
+    fault_io_arm(FAULT_IO_WRITE, 1, 1);
+    fault_io_arm(FAULT_IO_SYNC, 0, 1);
+    append_refused(j, 'd');
+    fault_io_heal();
+    bdy_journal_close(j);
+    j = open_journal(false);
+    s = replay(j, 0, &last);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(last, 2);
+    assert_int_equal(s.first[0], 'a');
+    assert_int_equal(s.first[1], 'c');
+    bdy_journal_close(j);
+}
+
 static void test_file_checks(void **state)
 {
     (void)state;
@@ -347,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_groups_read_back_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_wraps_and_needs_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_group_ends_the_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_group_is_never_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_payload_cannot_pass_for_a_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim, setup, teardown),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "bindery/ledger.h"
+#include "fault_io.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -728,6 +729,100 @@ static void test_journal_ring_goes_round(void **state)
     rm_rf(dir);
 }
 
+/* A claim whose journal write fails is refused and leaves nothing behind:
+ * not in the ledger now, not after a reopen, and its world is free. */
+static void test_failed_commit_leaves_nothing(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    bdy_ledger_claim x = claim("alc-fail", "w1", "w1");
+    fault_io_arm(FAULT_IO_SYNC, 0, 1);
+    assert_int_equal(bdy_ledger_add(l, &x), BDY_EIO);
+    assert_int_equal(fault_io_failed(FAULT_IO_SYNC), 1);
+    fault_io_heal();
+    assert_false(bdy_ledger_has(l, "alc-fail"));
+    assert_int_equal(bdy_ledger_count(l), 0);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_ledger_health(l, &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, "claims.journal"));
+
+    /* The next commit works, and says so. */
+    bdy_ledger_claim y = claim("alc-ok", "w1", "w1");
+    assert_int_equal(bdy_ledger_add(l, &y), 0);
+    assert_int_equal(bdy_ledger_health(l, NULL), 0);
+    bdy_ledger_close(l);
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), 1);
+    assert_true(bdy_ledger_has(l, "alc-ok"));
+    assert_false(bdy_ledger_has(l, "alc-fail"));
+    bdy_ledger_close(l);
+    rm_rf(dir);
+}
+
+/* Claims alc-full-i on world fi; its rc. */
+static int add_full(bdy_ledger *l, int i)
+{
+    char id[32], world[32];
+    snprintf(id, sizeof(id), "alc-full-%d", i);
+    snprintf(world, sizeof(world), "f%d", i);
+    bdy_ledger_claim c = claim(id, world, world);
+    return bdy_ledger_add(l, &c);
+}
+
+/* While claims.db takes nothing, the journal fills: every claim until then
+ * is acknowledged, the next is refused (after the committer's wait), and
+ * the ledger reports itself unhealthy. Once claims.db takes writes again
+ * the applier catches up by itself, claims are taken again, and every
+ * acknowledged one is there after a reopen. */
+static void test_full_journal_refuses_then_recovers(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bdy-ledger-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bdy_ledger *l = open_ledger(dir);
+    sqlite3 *lock = lock_claims_db(dir);
+    int acked = 0, rc = 0;
+    /* One block per claim (the test's claims are committed one by one):
+     * 2,047 fit in the ring. */
+    while (acked < 4096 && (rc = add_full(l, acked)) == 0)
+        acked++;
+    assert_int_equal(rc, BDY_EIO);
+    assert_int_equal(acked, 2047);
+    assert_false(bdy_ledger_has(l, "alc-full-2047"));
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_ledger_health(l, &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, "full"));
+    /* Reads that need claims.db current say they cannot have it. */
+    char *ids = calloc(1, 64 * 1024);
+    assert_non_null(ids);
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), BDY_EIO);
+
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    /* Each refused try waits 2 s for space; the applier retries within 5 s. */
+    for (int tries = 0; tries < 15 && (rc = add_full(l, acked)) != 0; tries++)
+        assert_int_equal(rc, BDY_EIO);
+    assert_int_equal(rc, 0);
+    acked++;
+    ids[0] = '\0';
+    assert_int_equal(bdy_ledger_each(l, collect_cb, ids, NULL), 0);
+    assert_int_equal(bdy_ledger_health(l, NULL), 0);
+    assert_int_equal(bdy_ledger_count(l), (size_t)acked);
+    bdy_ledger_close(l);
+
+    l = open_ledger(dir);
+    assert_int_equal(bdy_ledger_count(l), (size_t)acked);
+    assert_true(bdy_ledger_has(l, "alc-full-0"));
+    assert_true(bdy_ledger_has(l, "alc-full-2047"));
+    bdy_ledger_close(l);
+    free(ids);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -742,6 +837,8 @@ int main(void)
         cmocka_unit_test(test_journal_must_match),
         cmocka_unit_test(test_damaged_journal_is_refused),
         cmocka_unit_test(test_journal_ring_goes_round),
+        cmocka_unit_test(test_failed_commit_leaves_nothing),
+        cmocka_unit_test(test_full_journal_refuses_then_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
