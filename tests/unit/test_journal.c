@@ -408,6 +408,21 @@ static void test_crc32c(void **state)
     assert_int_equal(bdy_crc32c(0, "123456789", 9), 0xe3069283u);
     /* In pieces, the same. */
     assert_int_equal(bdy_crc32c(bdy_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u);
+    /* RFC 3720's vectors (B.4): 32 bytes, whole words for the CPU's
+     * instruction; then the same split at odd places. */
+    unsigned char v[32];
+    memset(v, 0, sizeof(v));
+    assert_int_equal(bdy_crc32c(0, v, 32), 0x8a9136aau);
+    memset(v, 0xff, sizeof(v));
+    assert_int_equal(bdy_crc32c(0, v, 32), 0x62a8ab43u);
+    for (int i = 0; i < 32; i++)
+        v[i] = (unsigned char)i;
+    assert_int_equal(bdy_crc32c(0, v, 32), 0x46dd794eu);
+    for (size_t at = 1; at < 32; at += 5)
+        assert_int_equal(bdy_crc32c(bdy_crc32c(0, v, at), v + at, 32 - at), 0x46dd794eu);
+    for (int i = 0; i < 32; i++)
+        v[i] = (unsigned char)(31 - i);
+    assert_int_equal(bdy_crc32c(0, v, 32), 0x113fdb5cu);
 }
 
 int main(void)
