@@ -1269,12 +1269,14 @@ static void run_batch(sqlite_store *s, write_op *batch)
         if (txn_rc == BDY_EIO || txn_rc == BDY_EREADONLY || txn_rc == BDY_ECORRUPT)
             bdy_write_health_failed(&s->writes, why);
         s->rv = start_rv;
+        /* Every answer of the batch, a refusal (404, 409) or a dry run as
+         * much as a success, was worked out against writes now undone:
+         * each is told the batch failed, and a retry gets the real one. */
         for (write_op *op = batch; op != NULL; op = op->next) {
-            if (op->rc == 0 && !op->wo.dry_run) {
+            if (op->rc != txn_rc)
                 op->rc = bdy_fail(op->eb, txn_rc, "the write could not be made durable: %s", why);
-                json_object_put(op->out);
-                op->out = NULL;
-            }
+            json_object_put(op->out);
+            op->out = NULL;
             op_drop_effects(op);
         }
         return;

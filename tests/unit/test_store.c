@@ -12,6 +12,7 @@
 #include "bindery/selector.h"
 #include "bindery/store.h"
 #include "bindery/util.h"
+#include "fault_vfs.h"
 
 #include "../../reconciler/watchlog.h"
 
@@ -1785,8 +1786,91 @@ static void test_deep_damage_fails_ping(void **state)
     assert_non_null(strstr(eb.message, "corrupt"));
 }
 
+/* A patch of d1's status, optionally only if d1 is still at version rv. */
+static json_object *phase_patch(const char *phase, const char *rv)
+{
+    char buf[160];
+    if (rv != NULL)
+        snprintf(buf, sizeof(buf),
+                 "{\"metadata\":{\"resourceVersion\":\"%s\"},\"status\":{\"phase\":\"%s\"}}", rv,
+                 phase);
+    else
+        snprintf(buf, sizeof(buf), "{\"status\":{\"phase\":\"%s\"}}", phase);
+    return json_tokener_parse(buf);
+}
+
+/* A batch that cannot be made durable (the WAL refuses its writes) leaves
+ * no trace: every write in it is told so, including one refused only
+ * because of another of the same batch (its answer was worked out against
+ * a write that never happened); nothing is read back, no watcher sees it,
+ * the versions are given back, and the store says it is unhealthy until a
+ * write reaches the disk again. */
+static void test_failed_batch_leaves_no_trace(void **state)
+{
+    fixture *f = *state;
+    json_object *d1 = create_widget(f, "d1", 1, "red");
+    char rv[24];
+    snprintf(rv, sizeof(rv), "%s", meta(d1, "metadata.resourceVersion"));
+    json_object_put(d1);
+    uint64_t start = current_rv(f);
+    bdy_watch *w = NULL;
+    assert_int_equal(bdy_store_watch(f->store, &WIDGETS, NULL, NULL, NULL, start, &w, NULL), 0);
+
+    /* One batch: the second write conflicts with the first. */
+    json_object *patches[2] = {phase_patch("Lost", NULL), phase_patch("AlsoLost", rv)};
+    bdy_store_patch_item items[2];
+    for (int i = 0; i < 2; i++)
+        items[i] = (bdy_store_patch_item){.gvr = &WIDGETS,
+                                          .ns = "default",
+                                          .name = "d1",
+                                          .type = BDY_PATCH_MERGE,
+                                          .patch = patches[i],
+                                          .status_only = true};
+    fault_vfs_arm("-wal", FAULT_VFS_WRITE, 0, 1000);
+    assert_int_equal(bdy_store_patch_many(f->store, items, 2), 0);
+    assert_true(fault_vfs_failed(FAULT_VFS_WRITE) > 0);
+    fault_vfs_heal();
+    assert_int_equal(items[0].rc, BDY_EIO);
+    assert_int_equal(items[1].rc, BDY_EIO);
+    json_object *o = NULL;
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "d1", &o, NULL), 0);
+    assert_null(meta(o, "status.phase")); /* create leaves status out */
+    assert_string_equal(meta(o, "metadata.resourceVersion"), rv);
+    json_object_put(o);
+    assert_int_equal(current_rv(f), start);
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_ping(f->store, &eb), BDY_EIO);
+    assert_non_null(strstr(eb.message, "disk I/O error"));
+    bdy_watch_event ev;
+    assert_int_equal(bdy_store_watch_next(f->store, w, 0, &ev), BDY_ETIMEOUT);
+
+    /* The disk works again: so does the store, with the version given back. */
+    json_object *kept = phase_patch("Kept", rv);
+    assert_int_equal(bdy_store_patch(f->store, &WIDGETS, "default", "d1", BDY_PATCH_MERGE, kept,
+                                     true, NULL, NULL, NULL),
+                     0);
+    json_object_put(kept);
+    assert_int_equal(bdy_store_ping(f->store, NULL), 0);
+    assert_int_equal(bdy_store_watch_next(f->store, w, 1000, &ev), 0);
+    assert_int_equal(ev.resource_version, start + 1);
+    assert_string_equal(meta(ev.object, "status.phase"), "Kept");
+    json_object_put(ev.object);
+    bdy_store_watch_close(f->store, w);
+    bdy_store_close(f->store);
+    f->store = open_store(f->dir, 1000);
+    assert_int_equal(bdy_store_get(f->store, &WIDGETS, "default", "d1", &o, NULL), 0);
+    assert_string_equal(meta(o, "status.phase"), "Kept");
+    json_object_put(o);
+    for (int i = 0; i < 2; i++)
+        json_object_put(patches[i]);
+}
+
 int main(void)
 {
+    /* Every test's SQLite through it: it passes every call until armed. */
+    if (fault_vfs_install() != SQLITE_OK)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_sets_server_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_errors_leave_store_unchanged, setup, teardown),
@@ -1821,6 +1905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_folder_taken_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_rowid_layout_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_damage_fails_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_leaves_no_trace, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
