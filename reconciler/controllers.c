@@ -1179,11 +1179,13 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                 rc = r->rt->vt->start(r->rt->ctx, &ws.spec, &h, &eb);
                 if (rc == 0 && ws.names_resources)
                     warn_resources_ignored(r, key);
-                if (rc == BDY_ENOMEM) {
+                if (rc == BDY_ENOMEM || rc == BDY_EBUSY) {
                     /* Bindery is short of descriptors, memory or processes
-                     * now (a burst of clients, say): not the world's fault,
-                     * so no Failed world and no crash toward the pool's
-                     * backoff. It is started once there is room. */
+                     * now (a burst of clients, say), or every host port of
+                     * the runtime's range is in use (claimed worlds hold
+                     * them until released): not the world's fault, so no
+                     * Failed world and no crash toward the pool's backoff.
+                     * It is started once there is room. */
                     static bdy_log_limit shortage_log;
                     uint64_t held = 0;
                     if (bdy_log_admit(&shortage_log, 10000, &held))

@@ -149,8 +149,9 @@ typedef struct bdy_runtime_vtable {
     /* Starts the world; fills h (ports assigned, placeholders such as
      * {port:game} in args and env values replaced). Returns once the
      * process exists, not when it is ready. BDY_ENOMEM: out of memory,
-     * descriptors or processes now, bindery's trouble and not the
-     * world's; nothing was started, and a later start may succeed. */
+     * descriptors or processes now; BDY_EBUSY: no host port of the range
+     * is free now. Both are bindery's trouble and not the world's: nothing
+     * was started, and a later start may succeed. */
     int (*start)(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h, bdy_errbuf *eb);
     /* Takes back a world recorded before a restart. BDY_ENOTFOUND when the
      * process is gone or its pid now belongs to another process; BDY_EINVAL

@@ -2289,6 +2289,61 @@ static int count_worlds(bb_server *s, int *allocated)
     return n;
 }
 
+/* Worlds that have used up the runtime's host ports: a new world that
+ * finds none free waits (Pending) and starts once a port is free, rather
+ * than failing and growing the pool's crash backoff (which kept the pool
+ * empty for up to a minute after ports came back). */
+static void test_port_shortage_waits(void **state)
+{
+    (void)state;
+    bb_server s;
+    char cfg[1024];
+    unsigned base = 10000 + (unsigned)(getpid() % 50) * 200;
+    snprintf(cfg, sizeof(cfg),
+             "manifests: [manifests]\n"
+             "runtime:\n  workDir: .\n  logDir: worlds\n  portMin: %u\n  portMax: %u\n"
+             "pools:\n"
+             "  - name: arena\n    manifest: arena\n    minWarm: 2\n    maxWarm: 2\n"
+             "    maxWorlds: 4\n    scaleDownCooldownSeconds: 0\n    creationRate: 50\n",
+             base, base + 1);
+    bb_init(&s, cfg);
+    write_arena_manifest(&s, ARENA_PROBE, 20, NULL);
+    assert_true(bb_start(&s, NULL));
+    assert_true(wait_warm(&s, 2, 30000));
+    claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    claim b = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(a.status, 201);
+    assert_int_equal(b.status, 201);
+    /* Their replacements find no port; long enough for a backoff to grow. */
+    assert_true(bb_log_contains(&s, "no free host port", 10000));
+    sleep_ms(4000);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/allocations/%s", a.id);
+    bb_response r = bb_request(&s, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
+    /* The released world stops and frees its port: a waiting world takes
+     * it within seconds. */
+    assert_true(wait_warm(&s, 1, 8000));
+    long status = 0;
+    json_object *list =
+        get_json(&s, "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *st = json_object_object_get(json_object_array_get_idx(items, i), "status");
+        const char *phase = json_object_get_string(json_object_object_get(st, "phase"));
+        assert_true(phase == NULL || strcmp(phase, "Failed") != 0);
+    }
+    json_object_put(list);
+    /* Nor did one fail and go meanwhile. */
+    r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "StartError"));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 /* A pool a reload removes lets its idle worlds go after its cooldown (they
  * could never be claimed again); its claimed world stays the claimant's. */
 static void test_removed_pool_lets_idle_worlds_go(void **state)
@@ -3624,6 +3679,7 @@ int main(void)
         cmocka_unit_test_teardown(test_reload_keeps_allocated_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_outdated_worlds_are_replaced, bb_teardown),
         cmocka_unit_test_teardown(test_removed_pool_lets_idle_worlds_go, bb_teardown),
+        cmocka_unit_test_teardown(test_port_shortage_waits, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_spares_claimed_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_scale_down_deletes_only_the_surplus, bb_teardown),
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
