@@ -1701,6 +1701,15 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     }
     bool named = bdy__proc_identity(h->pid, id) == 0;
     bool other = named && (strcmp(id->ns, ns) != 0 || strcmp(id->name, name) != 0);
+    /* Nor is one another bindery started, whatever world it names: a copy
+     * of this data folder (a backup tried beside the live bindery, with an
+     * id of its own) records the same pids, and taking the live one's
+     * processes would hand their worlds out twice and stop them on the
+     * other's release. */
+    char foreign[BDY__INSTANCE_MAX + 1] = "";
+    if (named && rt->instance[0] != '\0' && id->instance[0] != '\0' &&
+        strcmp(id->instance, rt->instance) != 0)
+        snprintf(foreign, sizeof(foreign), "%s", id->instance);
     /* Read even from an environment that names no world in full. */
     bool relays_term = id->relays_term;
     unsigned children = id->relays_term ? id->children : 0;
@@ -1708,6 +1717,13 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
     if (other) {
         rc = bdy_fail(eb, BDY_EINVAL, "world %s/%s: pid %lld belongs to another world", ns, name,
                       (long long)h->pid);
+        goto out;
+    }
+    if (foreign[0] != '\0') {
+        rc = bdy_fail(eb, BDY_EINVAL,
+                      "world %s/%s: pid %lld was started by another bindery (instance %s), left "
+                      "to it",
+                      ns, name, (long long)h->pid, foreign);
         goto out;
     }
     pthread_mutex_lock(&rt->lock);

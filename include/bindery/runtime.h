@@ -156,7 +156,8 @@ typedef struct bdy_runtime_vtable {
     /* Takes back a world recorded before a restart. BDY_ENOTFOUND when the
      * process is gone or its pid now belongs to another process; BDY_EINVAL
      * when the pid can be no world of ns/name (init, Bindery or its process
-     * group, a process whose environment names another world). */
+     * group, a process whose environment names another world, or another
+     * instance of Bindery as the one that started it). */
     int (*adopt)(void *ctx, const char *ns, const char *name, const bdy_world_handle *h,
                  bdy_errbuf *eb);
     /* Takes back a process an earlier Bindery started for spec's world

@@ -3193,7 +3193,7 @@ static void test_crd_delete_stops_world_processes(void **state)
  * same instance id, and the folder lock cannot see it: started beside the
  * original, its runtime took the original's worlds for its own, stopping
  * those its store did not know. It is refused instead, and the original's
- * worlds run on. */
+ * worlds run on; with an id of its own it runs, on worlds of its own. */
 static void test_copy_of_a_running_folder_is_refused(void **state)
 {
     (void)state;
@@ -3217,7 +3217,39 @@ static void test_copy_of_a_running_folder_is_refused(void **state)
     /* The original's worlds were not touched: still warm, none replaced. */
     assert_int_equal(pool_field(&a, "warm"), 2);
     assert_int_equal(bb_log_count(&a, "exited"), 0);
+
+    /* Tried beside it with an id of its own, as the README says: the
+     * copy's records name the original's processes, which it leaves to
+     * the original (adopted, they were handed out by both, and stopped by
+     * either's release). Its worlds are its own. */
+    char path[300];
+    snprintf(path, sizeof(path), "%s/instance-id", b.data);
+    assert_int_equal(unlink(path), 0);
+    assert_true(bb_start(&b, NULL));
+    for (int waited = 0; bb_log_count(&b, "started by another bindery") < 2 && waited < 20000;
+         waited += 100)
+        sleep_ms(100);
+    assert_true(bb_log_count(&b, "started by another bindery") >= 2);
+    assert_true(wait_warm(&b, 1, 30000));
+    claim c = post_claim(&b, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    long status = 0;
+    json_object *list = get_json(&a, "/v1/worlds", &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    assert_int_equal(json_object_array_length(items), 2);
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        assert_string_not_equal(json_object_get_string(json_object_object_get(w, "name")), c.name);
+    }
+    json_object_put(list);
+    snprintf(path, sizeof(path), "/v1/allocations/%s", c.id);
+    bb_response r = bb_request(&b, "DELETE", path, NULL, NULL);
+    assert_int_equal(r.status, 204);
+    bb_response_free(&r);
     bb_cleanup(&b);
+    assert_int_equal(pool_field(&a, "warm"), 2);
+    assert_int_equal(bb_log_count(&a, "exited"), 0);
     bb_cleanup(&a);
 }
 
