@@ -224,7 +224,10 @@ static int ledger_applied(const char *db_path, uint64_t *applied, bdy_errbuf *eb
     sqlite3_stmt *st = NULL;
     int rc = 0;
     int step = SQLITE_ERROR;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+    /* Read-write, though nothing is written: the copy is in WAL mode, and
+     * a read-only connection leaves the WAL and shared-memory files it
+     * makes behind; the last connection to close removes them. */
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='applied_seq'", -1, &st, NULL) !=
             SQLITE_OK ||
         ((step = sqlite3_step(st)) != SQLITE_ROW && step != SQLITE_DONE))

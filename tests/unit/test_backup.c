@@ -6,6 +6,7 @@
 #include "bindery/journal.h"
 #include "bindery/util.h"
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -152,6 +153,21 @@ static void test_copy_while_writing(void **state)
     assert_true(r.bytes > 0);
     assert_int_equal(r.nskipped, 1);
     assert_string_equal(r.skipped[0], "demand.db");
+    /* Nothing but the copies: no WAL or shared-memory file of a copy that
+     * was read back, which a retry would find as a folder not empty. */
+    DIR *d = opendir(f->to);
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        entries++;
+        if (strcmp(e->d_name, "bindery.db") != 0 && strcmp(e->d_name, "claims.db") != 0 &&
+            strcmp(e->d_name, "claims.journal") != 0 && strcmp(e->d_name, "instance-id") != 0)
+            fail_msg("left in the backup: %s", e->d_name);
+    }
+    closedir(d);
+    assert_int_equal(entries, 4);
     assert_int_equal(rows_in(f->to, "bindery.db"), 100);
     assert_int_equal(rows_in(f->to, "claims.db"), 7);
     assert_int_equal(rows_in(f->data, "bindery.db"), 101);
