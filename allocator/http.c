@@ -96,7 +96,8 @@ struct route {
     void *data;
     size_t nmedia; /* 0: application/json only */
     char *media[HTTP_MAX_MEDIA_TYPES];
-    bdy_metric *duration; /* this route's latency histogram child, or NULL */
+    bdy_http_error_fn errors; /* the shape of the server's own answers; NULL: API.md's */
+    bdy_metric *duration;     /* this route's latency histogram child, or NULL */
 };
 
 /* A token set and the number of requests that authenticated against it.
@@ -588,6 +589,16 @@ out:
     return rc;
 }
 
+int bdy_http_route_errors(bdy_http_server *s, bdy_http_error_fn fn)
+{
+    if (s == NULL || fn == NULL || s->nroutes == 0)
+        return BDY_EINVAL;
+    if (s->daemon != NULL)
+        return BDY_EBUSY;
+    s->routes[s->nroutes - 1].errors = fn;
+    return 0;
+}
+
 int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types)
 {
     int rc = 0;
@@ -911,10 +922,21 @@ static bool has_header(const bdy_http_response *resp, const char *name)
     return false;
 }
 
+/* Words an answer of the server's own in the shape of the route the path
+ * names (the one taken, or for a 405 one of the path's), API.md's when
+ * none does. */
+static void own_error(struct conn *c, unsigned status, const char *code, const char *message,
+                      unsigned retry_after_s)
+{
+    const struct route *r = c->route != NULL ? c->route : c->metric_route;
+    bdy_http_error_fn fn = r != NULL && r->errors != NULL ? r->errors : bdy_http_error;
+    fn(&c->resp, status, code, message, retry_after_s);
+}
+
 static enum MHD_Result reject(struct conn *c, unsigned status, const char *code,
                               const char *message, unsigned retry_after_s)
 {
-    bdy_http_error(&c->resp, status, code, message, retry_after_s);
+    own_error(c, status, code, message, retry_after_s);
     /* Every 401 says how to authenticate (RFC 9110, 11.6.1); a caller may
      * have said more (error="invalid_token"). */
     if (status == 401 && !has_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE))
@@ -1361,8 +1383,7 @@ static enum MHD_Result answer_deferred(struct conn *c)
         /* Whatever the handler left in resp goes, headers included. */
         bdy_http_response_free(&c->resp);
         bdy_http_response_init(&c->resp);
-        bdy_http_error(&c->resp, 503, "ShuttingDown", "the server is shutting down",
-                       SHUTDOWN_RETRY_AFTER_S);
+        own_error(c, 503, "ShuttingDown", "the server is shutting down", SHUTDOWN_RETRY_AFTER_S);
     }
     return queue_response(c);
 }

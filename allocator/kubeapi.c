@@ -67,6 +67,64 @@ json_object *bdy__kube_status(unsigned code, const char *reason, const char *mes
     return s;
 }
 
+/* Kubernetes' StatusReason for an HTTP status the server answers itself
+ * (metav1's names: what kubectl prints and client libraries test). */
+static const char *status_reason(unsigned status)
+{
+    switch (status) {
+    case 400:
+        return "BadRequest";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "NotFound";
+    case 405:
+        return "MethodNotAllowed";
+    case 406:
+        return "NotAcceptable";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "RequestEntityTooLarge";
+    case 415:
+        return "UnsupportedMediaType";
+    case 422:
+        return "Invalid";
+    case 429:
+        return "TooManyRequests";
+    case 503:
+        return "ServiceUnavailable";
+    case 504:
+        return "Timeout";
+    default:
+        return status >= 500 ? "InternalError" : "BadRequest";
+    }
+}
+
+void bdy__kube_http_error(bdy_http_response *resp, unsigned status, const char *code,
+                          const char *message, unsigned retry_after_s)
+{
+    (void)code; /* API.md's code; Kubernetes has its reason instead */
+    json_object *st = bdy__kube_status(status, status_reason(status), message);
+    if (st != NULL && retry_after_s > 0) {
+        json_object *details = json_object_new_object();
+        json_object_object_add(details, "retryAfterSeconds",
+                               json_object_new_int((int)retry_after_s));
+        json_object_object_add(st, "details", details);
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", retry_after_s);
+        bdy_http_set_header(resp, "Retry-After", secs);
+    }
+    if (st == NULL) {
+        bdy_http_error(resp, status, code, message, retry_after_s); /* out of memory */
+        return;
+    }
+    bdy_http_json(resp, status, st);
+    json_object_put(st);
+}
+
 json_object *bdy__kube_status_from_error(int rc, const bdy_errbuf *eb,
                                          const bdy_resource_info *info, const char *name,
                                          unsigned *code)
@@ -1100,19 +1158,26 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
     int rc = 0;
     if (k == NULL || s == NULL)
         return BDY_EINVAL;
-    if ((rc = bdy_http_route(s, "GET", "/version", BDY_ROUTE_EXACT, BDY_VERB_READ,
-                             bdy__kube_version_cb, k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/api", BDY_ROUTE_EXACT, BDY_VERB_READ, bdy__kube_api_cb,
-                             k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/apis", BDY_ROUTE_EXACT, BDY_VERB_READ, bdy__kube_apis_cb,
-                             k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/openapi/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
-                             bdy__kube_openapi_cb, k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/api/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
-                             bdy__kube_resource_cb, k)) != 0 ||
-        (rc = bdy_http_route(s, "GET", "/apis/", BDY_ROUTE_PREFIX, BDY_VERB_READ,
-                             bdy__kube_resource_cb, k)) != 0)
-        return rc;
+    static const struct {
+        const char *path;
+        bdy_route_match match;
+        bdy_http_handler_cb cb;
+    } reads[] = {
+        {"/version", BDY_ROUTE_EXACT, bdy__kube_version_cb},
+        {"/api", BDY_ROUTE_EXACT, bdy__kube_api_cb},
+        {"/apis", BDY_ROUTE_EXACT, bdy__kube_apis_cb},
+        {"/openapi/", BDY_ROUTE_PREFIX, bdy__kube_openapi_cb},
+        {"/api/", BDY_ROUTE_PREFIX, bdy__kube_resource_cb},
+        {"/apis/", BDY_ROUTE_PREFIX, bdy__kube_resource_cb},
+    };
+    /* Every route answers in Status, also what the server refuses itself
+     * (401, 403, 413, 429): kubectl prints an error body of another shape
+     * as "unknown". */
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+        if ((rc = bdy_http_route(s, "GET", reads[i].path, reads[i].match, BDY_VERB_READ,
+                                 reads[i].cb, k)) != 0 ||
+            (rc = bdy_http_route_errors(s, bdy__kube_http_error)) != 0)
+            return rc;
     /* Writes: the handler checks the media type itself so that a client
      * gets a Status 415 naming what is accepted. */
     for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
@@ -1120,7 +1185,8 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
         for (size_t p = 0; p < 2; p++) {
             if ((rc = bdy_http_route(s, writes[i], prefixes[p], BDY_ROUTE_PREFIX, BDY_VERB_ADMIN,
                                      bdy__kube_resource_cb, k)) != 0 ||
-                (rc = bdy_http_route_accept(s, any_body)) != 0)
+                (rc = bdy_http_route_accept(s, any_body)) != 0 ||
+                (rc = bdy_http_route_errors(s, bdy__kube_http_error)) != 0)
                 return rc;
         }
     }

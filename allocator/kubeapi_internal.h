@@ -83,6 +83,10 @@ json_object *bdy__kube_status_from_error(int rc, const bdy_errbuf *eb,
                                          unsigned *code);
 /* A Status with an explicit reason, message and HTTP code. */
 json_object *bdy__kube_status(unsigned code, const char *reason, const char *message);
+/* The server's own answers on the API's routes as a Status
+ * (bdy_http_error_fn). */
+void bdy__kube_http_error(bdy_http_response *resp, unsigned status, const char *code,
+                          const char *message, unsigned retry_after_s);
 /* Answers resp with the Status for rc. */
 void bdy__kube_fail(bdy_http_response *resp, int rc, const bdy_errbuf *eb,
                     const bdy_resource_info *info, const char *name);

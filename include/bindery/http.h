@@ -115,6 +115,16 @@ int bdy_http_route(bdy_http_server *s, const char *method, const char *pattern,
 #define BDY_HTTP_ACCEPT_ANY "*/*"
 int bdy_http_route_accept(bdy_http_server *s, const char *const *media_types);
 
+/* How the answers the server makes itself on a route are worded (401,
+ * 403, 405, 413, 415, 429, 503 while stopping, ...): bdy_http_error's
+ * API.md shape unless the route registered last is given another, as the
+ * Kubernetes-compatible API gives its routes Kubernetes' Status, which
+ * kubectl reads. fn must set resp's status and body, and Retry-After when
+ * retry_after_s > 0. Call before bdy_http_server_start. */
+typedef void (*bdy_http_error_fn)(bdy_http_response *resp, unsigned status, const char *code,
+                                  const char *message, unsigned retry_after_s);
+int bdy_http_route_errors(bdy_http_server *s, bdy_http_error_fn fn);
+
 /* Deferred answers. A handler that cannot answer yet (a claim waiting for a
  * cold world) calls bdy_http_defer() and returns without touching resp. The
  * connection is suspended — no worker thread waits — until some thread

@@ -341,6 +341,22 @@ static void test_bearer_tokens(void **state)
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
+    /* On the Kubernetes API the same refusals are a Status, which kubectl
+     * reads (another shape it prints as "unknown"). */
+    r = bb_request(&s, "GET", "/apis", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"kind\":\"Status\""));
+    assert_non_null(strstr(r.body, "\"reason\":\"Unauthorized\""));
+    bb_response_free(&r);
+    r = bb_request(&s, "PATCH", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/w1",
+                   "{}",
+                   (const char *const[]){"Authorization: Bearer reader-token",
+                                         "Content-Type: application/merge-patch+json", NULL});
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "\"kind\":\"Status\""));
+    assert_non_null(strstr(r.body, "\"reason\":\"Forbidden\""));
+    assert_non_null(strstr(r.body, "may not admin"));
+    bb_response_free(&r);
     /* A token that may read only some namespaces names one to list
      * worlds (paging across all of them would show the others' names in
      * continue tokens); a namespace it may not read is refused. */
@@ -931,6 +947,9 @@ static void test_data_folder_in_use_refused(void **state)
 
 int main(void)
 {
+    /* BB_TEST_FILTER=test_name (wildcards allowed) runs only those tests. */
+    if (getenv("BB_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("BB_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_starts_serves_and_stops_cleanly, bb_teardown),
         cmocka_unit_test_teardown(test_cli_commands, bb_teardown),
