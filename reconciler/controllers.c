@@ -1140,6 +1140,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
     bdy_world_handle h;
     int rc = 0;
     bool reclaimed = false;
+    const char *reason = "StartError"; /* the runtime could not start it */
     if (track_get(r, key, &t) && !t.n.exited && !t.n.stop_requested) {
         /* Started by an earlier attempt whose status write failed. Not a
          * process being stopped: that is an earlier world of this name. */
@@ -1150,6 +1151,11 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
             bdy_worldspec_free(&ws);
             return rc; /* the manifest could not be read now: says nothing of the world */
         }
+        /* A manifest gone or one that could only fail, as for a Starting
+         * world (probe_world); a booklet with no world host to run it is
+         * the installation's trouble, not the manifest's. */
+        if (rc == BDY_ENOTFOUND || rc == BDY_EINVAL)
+            reason = rc == BDY_ENOTFOUND ? "ManifestGone" : "ManifestInvalid";
         if (rc == 0) {
             bdy_errbuf eb;
             bdy_errbuf_clear(&eb);
@@ -1204,7 +1210,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
         }
         bdy_worldspec_free(&ws);
         if (rc != 0) /* retried if not written: nothing else would look at it again */
-            return set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning", "%s", why);
+            return set_phase(r, world, BDY_PHASE_FAILED, reason, "Warning", "%s", why);
         track_set(r, key, &h);
         waiting_set(r, key, false);
         /* A new process: an exit the fleet recorded for this world was

@@ -2475,7 +2475,7 @@ static void test_failed_world_gets_its_grace(void **state)
 }
 
 /* A manifest with more ports than embedded mode runs is refused with a
- * StartError that says so; the world used to start with the first 16 and
+ * ManifestInvalid that says so; the world used to start with the first 16 and
  * no BINDERY_PORT_* for the rest. */
 static void test_manifest_past_runtime_limits_is_refused(void **state)
 {
@@ -2501,7 +2501,7 @@ static void test_manifest_past_runtime_limits_is_refused(void **state)
     bb_write(&s, "manifests/arena.yaml", manifest);
     assert_true(bb_start(&s, NULL));
     assert_true(bb_log_contains(&s, "spec.ports has 17 entries; embedded mode takes 16", 30000));
-    assert_true(bb_log_contains(&s, "StartError", 0));
+    assert_true(bb_log_contains(&s, "ManifestInvalid", 0));
     assert_false(bb_log_contains(&s, "started: pid", 0)); /* the runtime never ran it */
     bb_cleanup(&s);
 }
@@ -2509,7 +2509,7 @@ static void test_manifest_past_runtime_limits_is_refused(void **state)
 /* A readiness probe may name its port by number, a containerPort as in a
  * Pod: the world is probed on the port it was given, not on that number,
  * and not before initialDelaySeconds. A number that is no containerPort is
- * a StartError. */
+ * ManifestInvalid. */
 static void test_probe_port_number_and_initial_delay(void **state)
 {
     (void)state;
@@ -2556,7 +2556,7 @@ static void test_probe_port_number_and_initial_delay(void **state)
     assert_int_equal(c.status, 201);
     assert_true(
         bb_log_contains(&s, "readinessProbe port 7778 is the containerPort of none", 30000));
-    assert_true(bb_log_contains(&s, "StartError", 0));
+    assert_true(bb_log_contains(&s, "ManifestInvalid", 0));
     bb_cleanup(&s);
 }
 
