@@ -217,11 +217,14 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
                       bdy_store *live, bdy_errbuf *eb)
 {
     json_object *docs = NULL;
-    int rc = bdy_yaml_load_manifests(path, &docs, eb);
+    json_object *sources = NULL;
+    int rc = bdy_yaml_load_manifests_at(path, &docs, &sources, eb);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < json_object_array_length(docs); i++) {
         json_object *doc = json_object_array_get_idx(docs, i);
+        /* Which file of a folder, and where in it. */
+        const char *at = json_object_get_string(json_object_array_get_idx(sources, i));
         bool created = false;
         bdy_errbuf aeb;
         bdy_errbuf_clear(&aeb);
@@ -234,7 +237,7 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
             rc = bdy_store_apply(store, doc, &created, &aeb);
         if (rc != 0) {
             json_object *meta = json_object_object_get(doc, "metadata");
-            bdy_fail(eb, rc, "%s: %s %s: %s", path,
+            bdy_fail(eb, rc, "%s: %s %s: %s", at ? at : path,
                      json_object_get_string(json_object_object_get(doc, "kind")),
                      json_object_get_string(json_object_object_get(meta, "name")), aeb.message);
             break;
@@ -244,9 +247,10 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
                   json_object_get_string(json_object_object_get(doc, "kind")),
                   json_object_get_string(
                       json_object_object_get(json_object_object_get(doc, "metadata"), "name")),
-                  path);
+                  at ? at : path);
     }
     json_object_put(docs);
+    json_object_put(sources);
     return rc;
 }
 
@@ -342,8 +346,10 @@ static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *appl
     char crds_buf[PATH_MAX + 64];
     const char *crds = builtin_crds_dir(crds_buf, sizeof(crds_buf));
     int rc = 0;
+    /* Counted apart: *applied is what the config names. */
+    size_t builtin = 0;
     if (crds != NULL)
-        rc = apply_path(store, crds, applied, false, NULL, eb);
+        rc = apply_path(store, crds, &builtin, false, NULL, eb);
     else
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
@@ -361,7 +367,7 @@ static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_e
     int rc = apply_manifests(d->store, cfg, &applied, false, NULL, eb);
     if (rc == 0) {
         bdy_metric_set(d->manifests_applied, (double)applied);
-        bdy_info("manifests", "applied %zu manifests", applied);
+        bdy_info("manifests", "applied %zu manifests of the config's crds and manifests", applied);
     }
     return rc;
 }
@@ -1101,8 +1107,11 @@ static int setup_metrics(daemon_state *d)
     bdy_metric_family *rv = bdy_metrics_gauge(d->metrics, "bindery_store_resource_version",
                                               "Newest committed resourceVersion.", NULL);
     d->store_rv = bdy_metric_child(rv, NULL);
-    bdy_metric_family *applied = bdy_metrics_gauge(d->metrics, "bindery_manifests_applied",
-                                                   "Manifests applied at the last (re)load.", NULL);
+    bdy_metric_family *applied =
+        bdy_metrics_gauge(d->metrics, "bindery_manifests_applied",
+                          "Documents of the config's crds and manifests applied at the last "
+                          "(re)load (the built-in CRDs not counted).",
+                          NULL);
     d->manifests_applied = bdy_metric_child(applied, NULL);
     if (d->reloads == NULL || d->store_rv == NULL || d->manifests_applied == NULL)
         return BDY_ENOMEM;

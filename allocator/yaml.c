@@ -863,7 +863,7 @@ out:
 /* bdy_yaml_to_json making at most *nodes_left nodes, less what it made on
  * return (a folder of manifests shares one budget). */
 static int to_json_within(const char *text, size_t len, size_t *nodes_left, json_object **out,
-                          bdy_errbuf *eb)
+                          unsigned **lines, bdy_errbuf *eb)
 {
     int rc = 0;
     ybuilder b;
@@ -880,12 +880,14 @@ static int to_json_within(const char *text, size_t len, size_t *nodes_left, json
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory converting YAML");
         goto out;
     }
+    size_t nlines = 0;
     for (;;) {
         rc = next_document(&b, &doc, eb);
         if (rc < 0)
             goto out;
         if (doc == NULL)
             break;
+        unsigned line = doc->line;
         rc = node_to_json(doc, &json, eb);
         if (rc == BDY_ENOMEM) {
             rc = bdy_fail(eb, rc, "out of memory converting YAML");
@@ -899,6 +901,15 @@ static int to_json_within(const char *text, size_t len, size_t *nodes_left, json
          * like kubectl does. */
         if (json == NULL)
             continue;
+        if (lines != NULL) {
+            unsigned *more = realloc(*lines, (nlines + 1) * sizeof(**lines));
+            if (more == NULL) {
+                rc = bdy_fail(eb, BDY_ENOMEM, "out of memory converting YAML");
+                goto out;
+            }
+            *lines = more;
+            (*lines)[nlines++] = line;
+        }
         if (json_object_array_add(docs, json) != 0) {
             rc = bdy_fail(eb, BDY_ENOMEM, "out of memory converting YAML");
             goto out;
@@ -919,7 +930,7 @@ out:
 int bdy_yaml_to_json(const char *text, size_t len, json_object **out, bdy_errbuf *eb)
 {
     size_t nodes = BDY_YAML_MAX_NODES;
-    return to_json_within(text, len, &nodes, out, eb);
+    return to_json_within(text, len, &nodes, out, NULL, eb);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -944,7 +955,7 @@ static int read_capped(const char *path, char **text, size_t *len, bdy_errbuf *e
 }
 
 static int file_to_json_within(const char *path, size_t *nodes_left, json_object **out,
-                               bdy_errbuf *eb)
+                               unsigned **lines, bdy_errbuf *eb)
 {
     int rc = 0;
     char *text = NULL;
@@ -954,7 +965,7 @@ static int file_to_json_within(const char *path, size_t *nodes_left, json_object
     rc = read_capped(path, &text, &len, eb);
     if (rc < 0)
         goto out;
-    rc = to_json_within(text, len, nodes_left, out, &inner);
+    rc = to_json_within(text, len, nodes_left, out, lines, &inner);
     if (rc < 0)
         rc = bdy_fail(eb, rc, "%s: %s", path, inner.message);
 out:
@@ -1054,7 +1065,7 @@ out:
 int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
 {
     size_t nodes = BDY_YAML_MAX_NODES;
-    return file_to_json_within(path, &nodes, out, eb);
+    return file_to_json_within(path, &nodes, out, NULL, eb);
 }
 
 /* Appends the documents of path to all, their nodes counted against
@@ -1062,11 +1073,15 @@ int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
  * is read, so the folder, not each file, gets BDY_YAML_MAX_NODES (4,096
  * files of nested empty lists just under the cap each would take
  * gigabytes). */
-static int append_file(json_object *all, const char *path, size_t *nodes_left, bdy_errbuf *eb)
+/* Appends path's documents to all and, when sources is not NULL, where
+ * each begins ("path:line") to sources. */
+static int append_file(json_object *all, json_object *sources, const char *path, size_t *nodes_left,
+                       bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *docs = NULL;
-    rc = file_to_json_within(path, nodes_left, &docs, eb);
+    unsigned *lines = NULL;
+    rc = file_to_json_within(path, nodes_left, &docs, sources ? &lines : NULL, eb);
     if (rc < 0)
         goto out;
     size_t n = json_object_array_length(docs);
@@ -1077,22 +1092,41 @@ static int append_file(json_object *all, const char *path, size_t *nodes_left, b
             rc = bdy_fail(eb, BDY_ENOMEM, "%s: out of memory", path);
             goto out;
         }
+        if (sources == NULL)
+            continue;
+        char at[YAML_MAX_PATH + 16];
+        snprintf(at, sizeof(at), "%s:%u", path, lines[i]);
+        json_object *str = json_object_new_string(at);
+        if (str == NULL || json_object_array_add(sources, str) != 0) {
+            json_object_put(str);
+            rc = bdy_fail(eb, BDY_ENOMEM, "%s: out of memory", path);
+            goto out;
+        }
     }
 out:
+    free(lines);
     json_object_put(docs);
     return rc;
 }
 
 int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
 {
+    return bdy_yaml_load_manifests_at(path, out, NULL, eb);
+}
+
+int bdy_yaml_load_manifests_at(const char *path, json_object **out, json_object **sources,
+                               bdy_errbuf *eb)
+{
     int rc = 0;
     size_t nodes_left = BDY_YAML_MAX_NODES;
     json_object *all = NULL;
+    json_object *at = NULL;
     char **names = NULL;
     size_t count = 0;
     struct stat st;
     all = json_object_new_array();
-    if (all == NULL) {
+    at = sources != NULL ? json_object_new_array() : NULL;
+    if (all == NULL || (sources != NULL && at == NULL)) {
         rc = bdy_fail(eb, BDY_ENOMEM, "out of memory");
         goto out;
     }
@@ -1103,7 +1137,7 @@ int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
         goto out;
     }
     if (!S_ISDIR(st.st_mode)) {
-        rc = append_file(all, path, &nodes_left, eb);
+        rc = append_file(all, at, path, &nodes_left, eb);
         if (rc < 0)
             goto out;
     } else {
@@ -1130,15 +1164,20 @@ int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb)
                               (unsigned long long)YAML_MAX_MANIFEST_TOTAL_BYTES);
                 goto out;
             }
-            rc = append_file(all, full, &nodes_left, eb);
+            rc = append_file(all, at, full, &nodes_left, eb);
             if (rc < 0)
                 goto out;
         }
     }
     *out = all;
     all = NULL;
+    if (sources != NULL) {
+        *sources = at;
+        at = NULL;
+    }
 out:
     free_names(names, count);
     json_object_put(all);
+    json_object_put(at);
     return rc;
 }

@@ -65,5 +65,9 @@ int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb);
  * file or a folder, folders read non-recursively in name order) into one
  * json-c array, in order. */
 int bdy_yaml_load_manifests(const char *path, json_object **out, bdy_errbuf *eb);
+/* The same, and *sources (the caller owns it) an array as long as *out of
+ * where each document begins, "file:line", for messages about it. */
+int bdy_yaml_load_manifests_at(const char *path, json_object **out, json_object **sources,
+                               bdy_errbuf *eb);
 
 #endif

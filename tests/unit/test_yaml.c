@@ -692,6 +692,20 @@ static void test_load_manifests_folder(void **state)
     json_object_put(out);
     out = NULL;
 
+    /* Where each document begins, for messages about it. */
+    json_object *sources = NULL;
+    assert_int_equal(bdy_yaml_load_manifests_at(dir, &out, &sources, &eb), 0);
+    assert_int_equal(json_object_array_length(sources), 4);
+    const char *at[] = {"a.json:1", "b.yaml:1", "b.yaml:3", "c.yml:3"};
+    for (size_t i = 0; i < 4; i++) {
+        char want[600];
+        snprintf(want, sizeof(want), "%s/%s", dir, at[i]);
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(sources, i)), want);
+    }
+    json_object_put(sources);
+    json_object_put(out);
+    out = NULL;
+
     /* A trailing slash on the folder works the same. */
     snprintf(path, sizeof(path), "%s/", dir);
     assert_int_equal(bdy_yaml_load_manifests(path, &out, &eb), 0);
