@@ -1540,6 +1540,13 @@ static int print_kubeconfig(const char *config_path, const char *data, const kub
                                 .client_key_file = absolute(f->client_key, key)};
     if (strncmp(url, "https://", 8) != 0)
         user.ca_file = NULL;
+    /* client-go sends no credentials over plain HTTP: every request of
+     * this kubeconfig would get 401. */
+    if (user.token_file != NULL && strncmp(url, "http://", 7) == 0)
+        fprintf(stderr,
+                "bindery kubeconfig: warning: kubectl sends no bearer token to %s (plain "
+                "HTTP): with a token file, serve over TLS (tls: in the config)\n",
+                url);
     rc = bdy_kubeconfig_render(url, &user, &b);
     if (rc == 0)
         fputs(b.data, stdout);
