@@ -3138,9 +3138,12 @@ static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
         st, "forecastPerMinute",
         jdouble(known ? dem.forecast_rate : (double)(hits + misses) / HIT_WINDOW_MINUTES));
     json_object_object_add(st, "leadTimeSeconds", jdouble(known ? dem.lead_time_s : lead));
+    /* The demand module's, as /metrics has it: it holds the last hour
+     * across a restart. */
     json_object_object_add(st, "warmHitRatio",
-                           hits + misses ? jdouble((double)hits / (double)(hits + misses))
-                                         : jdouble(1.0));
+                           known           ? jdouble(dem.warm_hit_ratio)
+                           : hits + misses ? jdouble((double)hits / (double)(hits + misses))
+                                           : jdouble(1.0));
     json_object_object_add(p, "status", st);
     bdy_fleet_pool_spec_free(&spec);
     return p;

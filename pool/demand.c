@@ -532,6 +532,38 @@ static int save_state(bdy_demand *d, const char *key, const char *state, double 
     return rc;
 }
 
+/* The minutes [from, to) of a pool that an earlier run wrote, as slots
+ * (lived, the way they were written), into out (room for
+ * BDY_DEMAND_MEMORY_MINUTES); how many. A read that fails gives none: the
+ * last hour's counts (warmHitRatio, recent demand) then start afresh. */
+static size_t read_minutes(bdy_demand *d, const char *key, uint64_t from, uint64_t to,
+                           minute_slot *out)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    if (to <= from || sqlite3_prepare_v2(d->db,
+                                         "SELECT start, claims, misses, cold, releases, lead_sum,"
+                                         " lead_n FROM demand_samples WHERE pool = ? AND"
+                                         " seconds = 60 AND start >= ? AND start < ?",
+                                         -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from * 60);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)to * 60);
+    while (n < BDY_DEMAND_MEMORY_MINUTES && sqlite3_step(st) == SQLITE_ROW) {
+        minute_slot *m = &out[n++];
+        memset(m, 0, sizeof(*m));
+        m->minute = (uint64_t)sqlite3_column_int64(st, 0) / 60;
+        for (int k = 0; k < 4; k++)
+            m->n[k] = (uint32_t)sqlite3_column_int64(st, 1 + k);
+        m->lead_sum = sqlite3_column_double(st, 5);
+        m->lead_n = (uint32_t)sqlite3_column_int64(st, 6);
+        m->lived = true;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 /* Reads a pool's persisted forecaster; *fc stays NULL when there is none
  * or it does not load (logged: the forecast then starts afresh). */
 static void load_state(bdy_demand *d, const char *key, bdy_forecast **fc, double *lead_s,
@@ -758,11 +790,25 @@ int bdy_demand_tick(bdy_demand *d, double now)
             double last_fit = 0;
             saved_level lv;
             load_state(d, w->key, &fc, &lead, &last_fit, &lv);
+            /* The last hour before this run, as an earlier one wrote it:
+             * warmHitRatio is "over the last hour", restart or not. */
+            minute_slot *before = calloc(BDY_DEMAND_MEMORY_MINUTES, sizeof(*before));
+            uint64_t first = minute_now - BDY_DEMAND_MEMORY_MINUTES + 1;
+            size_t nbefore =
+                before != NULL ? read_minutes(d, w->key, first, w->flushed_from, before) : 0;
             pthread_mutex_lock(&d->lock);
             pool_rec *p = d->pools;
             while (p != NULL && strcmp(p->key, w->key) != 0)
                 p = p->next;
             if (p != NULL && !p->loaded) {
+                /* Into slots this run has not used for those minutes (it
+                 * writes only minutes from flushed_from on, so none is
+                 * written twice). */
+                for (size_t k = 0; k < nbefore; k++) {
+                    minute_slot *s = &p->slots[before[k].minute % BDY_DEMAND_MEMORY_MINUTES];
+                    if (s->minute != before[k].minute)
+                        *s = before[k];
+                }
                 p->loaded = true;
                 p->fc = fc;
                 fc = NULL;
@@ -785,6 +831,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
                 drop_if_ahead(p, w);
             }
             pthread_mutex_unlock(&d->lock);
+            free(before);
             bdy_forecast_free(fc);
         }
     }

@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,47 @@ static void test_keyed_retries_count_once(void **state)
     bb_cleanup(&s);
 }
 
+/* warmHitRatio is over the last hour, a restart or not: the minutes an
+ * earlier run wrote to demand.db count (written here as a run writes them:
+ * 20 claims, 10 of them missed, in two minutes before the start). It was
+ * 1 after every restart. */
+static void test_warm_hit_ratio_survives_a_restart(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_with(&s, "manifests: [manifests]\n"
+                   "runtime: {kind: bench}\n"
+                   "pools:\n"
+                   "  - name: hits\n    manifest: arena\n    minWarm: 1\n    maxWarm: 1\n");
+    assert_true(pool_status(&s, "hits", "warmHitRatio") == 1);
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 15000));
+    char path[300];
+    snprintf(path, sizeof(path), "%s/demand.db", s.data);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    long long minute = (long long)(now_s() / 60);
+    for (long long m = minute - 3; m < minute - 1; m++) {
+        char sql[200];
+        snprintf(sql, sizeof(sql),
+                 "INSERT OR REPLACE INTO demand_samples VALUES('default/hits', %lld, 60, 1, 10, 5,"
+                 " 0, 0, 0, 0)",
+                 m * 60);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+    sqlite3_close(db);
+    assert_true(bb_start(&s, NULL));
+    double ratio = -1;
+    for (int i = 0; i < 100 && (ratio = pool_status(&s, "hits", "warmHitRatio")) == 1; i++)
+        sleep_ms(100);
+    assert_true(ratio > 0.49 && ratio < 0.51);
+    bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_non_null(
+        strstr(m.body, "bindery_pool_warm_hit_ratio{namespace=\"default\",pool=\"hits\"} 0.5"));
+    bb_response_free(&m);
+    bb_cleanup(&s);
+}
+
 static void test_bad_override_is_refused(void **state)
 {
     (void)state;
@@ -208,11 +250,15 @@ static void test_bad_override_is_refused(void **state)
 
 int main(void)
 {
+    /* BB_TEST_FILTER=test_name (wildcards allowed) runs only those tests. */
+    if (getenv("BB_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("BB_TEST_FILTER"));
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_target_rises_ahead_of_override, bb_teardown),
         cmocka_unit_test_teardown(test_target_follows_a_burst, bb_teardown),
         cmocka_unit_test_teardown(test_keyed_retries_count_once, bb_teardown),
+        cmocka_unit_test_teardown(test_warm_hit_ratio_survives_a_restart, bb_teardown),
         cmocka_unit_test_teardown(test_bad_override_is_refused, bb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
