@@ -628,7 +628,7 @@ static void count_result(bdy_claims *c, const char *ns, const char *pool, const 
      * (a reload removed it, or it never was, with a retry racing the 404):
      * no series for it, or outside input could fill the family and hide
      * those of pools made later. */
-    bdy_pool_counts pc;
+    bdy_pool_counts pc = {0};
     if (strcmp(source, "replay") == 0 && bdy_fleet_counts(c->o.fleet, ns, pool, &pc) != 0)
         return;
     const char *labels[] = {ns, pool, source, result, NULL};
@@ -2258,7 +2258,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     /* After a restart, worlds that were Ready are claimable once the world
      * controller has found their processes running: until then there is
      * no miss to learn from, nor a cold world to make. */
-    bdy_pool_counts pc;
+    bdy_pool_counts pc = {0};
     if (bdy_fleet_counts(c->o.fleet, cr.ns, cr.pool, &pc) == 0 && pc.unchecked > 0) {
         snprintf(why, sizeof(why),
                  "pool %s/%s: its %u Ready worlds are being checked after a restart", cr.ns,
@@ -2290,7 +2290,12 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     if (create_rc == BDY_EBUSY) {
         free(w);
-        snprintf(why, sizeof(why), "no warm world in pool %s/%s%s", cr.ns, cr.pool,
+        /* Warm worlds the selectors passed over are not "none": a client
+         * would look for the fault in the pool rather than its selectors. */
+        bool passed_over = cr.nselectors > 0 && pc.warm > 0;
+        snprintf(why, sizeof(why), "%s in pool %s/%s%s",
+                 passed_over ? "no warm world matches the selectors" : "no warm world", cr.ns,
+                 cr.pool,
                  cr.wait_s == 0 ? ""
                  : matches      ? " and it is at maxWorlds"
                                 : " and a new world would not match the selectors");
@@ -3057,6 +3062,17 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
         return;
     }
     bool del = strcmp(req->method, "DELETE") == 0;
+    /* A token that may do nothing in the claim's namespace hears what it
+     * would of an id that does not exist: the id names no namespace, and
+     * a 403 would tell it that a claim of that id lives in another. */
+    const bdy_principal *p = req->principal;
+    if (p != NULL && !bdy_principal_allows(p, BDY_VERB_READ, copy.ns) &&
+        !bdy_principal_allows(p, BDY_VERB_RELEASE, copy.ns) &&
+        !bdy_principal_allows(p, BDY_VERB_ALLOCATE, copy.ns) &&
+        !bdy_principal_allows(p, BDY_VERB_ADMIN, copy.ns)) {
+        bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
+        return;
+    }
     if (!allowed(req, del ? BDY_VERB_RELEASE : BDY_VERB_READ, copy.ns, resp))
         return;
     if (!del) {

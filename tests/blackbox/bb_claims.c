@@ -296,6 +296,13 @@ static void test_claim_ping_release_refill(void **state)
     bb_server s;
     start_warm(&s, 2, 10, 0);
 
+    /* Selectors no warm world matches: the 503 says so, not that the
+     * pool has none. */
+    claim none = post_claim(
+        &s, "{\"pool\":\"arena\",\"selectors\":[{\"matchLabels\":{\"tier\":\"none\"}}]}", NULL);
+    assert_int_equal(none.status, 503);
+    assert_non_null(strstr(none.body, "no warm world matches the selectors in pool default/arena"));
+
     claim c = post_claim(&s,
                          "{\"pool\":\"arena\",\"claimant\":\"mm-1\","
                          "\"metadata\":{\"labels\":{\"match-id\":\"m-1\"}}}",
