@@ -185,6 +185,7 @@ typedef struct waiter {
     uint64_t labels_digest;
     bool ready; /* the world is Ready: claim it */
     bool failed;
+    char why[200]; /* the failed world's status reason and message, for the answer */
 } waiter;
 
 /* A retry whose Idempotency-Key is still being claimed: its connection is
@@ -659,8 +660,10 @@ static void finish_error(bdy_http_deferred *d, unsigned status, const char *code
 }
 
 /* Tells the cold claims waiting for world ns/name that it is Ready or has
- * failed (failed wins) and wakes a cold-claim thread. Under c->lock. */
-static void tell_waiters(bdy_claims *c, const char *ns, const char *name, bool ready, bool failed)
+ * failed (failed wins; status, when known, says why) and wakes a cold-claim
+ * thread. Under c->lock. */
+static void tell_waiters(bdy_claims *c, const char *ns, const char *name, bool ready, bool failed,
+                         json_object *status)
 {
     if (c->waiting.count == 0 || (!ready && !failed))
         return;
@@ -669,10 +672,16 @@ static void tell_waiters(bdy_claims *c, const char *ns, const char *name, bool r
     waiter *w = (waiter *)bdy_hmap_find(&c->waiting, key, bdy_hash_str(key));
     if (w == NULL)
         return;
-    if (failed)
+    if (failed) {
         w->failed = true;
-    else
+        const char *reason = bdy_jstr(status, "reason");
+        const char *message = bdy_jstr(status, "message");
+        if (reason != NULL)
+            snprintf(w->why, sizeof(w->why), "%s%s%.160s", reason, message ? ": " : "",
+                     message ? message : "");
+    } else {
         w->ready = true;
+    }
     pthread_cond_signal(&c->wake);
 }
 
@@ -752,8 +761,8 @@ void bdy_claims_observe_world(void *data, const char *ns, const char *name, json
         if (held[0])
             materialize_later(c, held, NULL);
     }
-    tell_waiters(c, ns, name, ready,
-                 obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0));
+    tell_waiters(c, ns, name, ready, obj == NULL || (phase != NULL && strcmp(phase, "Failed") == 0),
+                 status);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -1892,6 +1901,7 @@ static bool park_waiter(bdy_claims *c, waiter *w, const char *another_world)
         }
         w->ready = false;
         w->failed = false;
+        w->why[0] = '\0';
         w->next = c->waiters;
         c->waiters = w;
         snprintf(w->key, sizeof(w->key), "%s/%s", w->ns, w->world);
@@ -1921,7 +1931,7 @@ static bool park_waiter(bdy_claims *c, waiter *w, const char *another_world)
         (seen_rc == 0 && (seen.phase == BDY_PHASE_READY || seen.phase == BDY_PHASE_FAILED))) {
         pthread_mutex_lock(&c->lock);
         tell_waiters(c, ns, name, !gone && seen.phase == BDY_PHASE_READY,
-                     gone || seen.phase == BDY_PHASE_FAILED);
+                     gone || seen.phase == BDY_PHASE_FAILED, NULL);
         pthread_mutex_unlock(&c->lock);
     }
     return true;
@@ -2880,9 +2890,11 @@ static void *cold_main(void *arg)
                 char idem_full[IDEM_KEY_MAX];
                 if (due->idem_key[0])
                     idem_compose(idem_full, sizeof(idem_full), due->ns, due->idem_key);
-                char msg[160];
-                snprintf(msg, sizeof(msg), "%s started for this claim failed",
-                         due->worlds > 1 ? "every world" : "the world");
+                char msg[400];
+                snprintf(msg, sizeof(msg), "%s started for this claim failed%s%s",
+                         due->worlds > 1 ? "every world" : "the world",
+                         due->why[0] ? (due->worlds > 1 ? ", the last with " : ": ") : "",
+                         due->why);
                 bool stopping = restart == COLD_STOPPING;
                 fail_claim(c, due->idem_key[0] ? idem_full : NULL, NULL, due->d, 503,
                            stopping ? "ShuttingDown" : "PoolExhausted",

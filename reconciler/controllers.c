@@ -2511,6 +2511,21 @@ static void *worker_main(void *arg)
                        : reconcile_pool(r, ns, slash + 1, &requeue_ms);
             count_reconcile(r, world ? "world" : "pool", rc);
         }
+        if (rc != 0 && rc != BDY_ECONFLICT) {
+            /* Otherwise seen only as bindery_reconcile_total{result="error"}
+             * rising: say which object keeps failing, and how. */
+            static bdy_log_limit failed_log;
+            uint64_t held = 0;
+            if (bdy_log_admit(&failed_log, 10000, &held))
+                bdy_warn("reconciler",
+                         "reconciling %s %s failed (%s); retried with backoff (%llu such lines "
+                         "held back before this one)",
+                         key[0] == 'w'   ? "world"
+                         : key[0] == 'p' ? "pool"
+                                         : "key",
+                         key[0] == 'w' || key[0] == 'p' ? key + 2 : key, bdy_strerror(rc),
+                         (unsigned long long)held);
+        }
         if (rc != 0) {
             bdy_workqueue_add_rate_limited(r->q, key);
         } else {

@@ -1413,6 +1413,9 @@ static void test_cold_claim_restart_keeps_its_selectors(void **state)
     pthread_join(th, NULL);
     if (k.result.status != 503 || strstr(k.result.body, "PoolExhausted") == NULL)
         fail_msg("the claim was answered %ld: %s", k.result.status, k.result.body);
+    /* The answer says why its world failed, in the words of its status. */
+    if (strstr(k.result.body, "the world started for this claim failed: ") == NULL)
+        fail_msg("no reason in the answer: %s", k.result.body);
     assert_false(bb_log_contains(&s, "failed; waiting up to", 0));
     bb_cleanup(&s);
 }
