@@ -228,7 +228,7 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
         bool created = false;
         bdy_errbuf aeb;
         bdy_errbuf_clear(&aeb);
-        rc = check ? check_prepare(store, live, path, doc, &aeb) : 0;
+        rc = check ? check_prepare(store, live, at ? at : path, doc, &aeb) : 0;
         if (rc == 1) {
             rc = 0;
             continue;

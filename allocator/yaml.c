@@ -1068,13 +1068,12 @@ int bdy_yaml_file_to_json(const char *path, json_object **out, bdy_errbuf *eb)
     return file_to_json_within(path, &nodes, out, NULL, eb);
 }
 
-/* Appends the documents of path to all, their nodes counted against
- * *nodes_left: every document of a folder is kept until the whole folder
- * is read, so the folder, not each file, gets BDY_YAML_MAX_NODES (4,096
- * files of nested empty lists just under the cap each would take
+/* Appends the documents of path to all and, when sources is not NULL,
+ * where each begins ("path:line") to sources; their nodes are counted
+ * against *nodes_left: every document of a folder is kept until the whole
+ * folder is read, so the folder, not each file, gets BDY_YAML_MAX_NODES
+ * (4,096 files of nested empty lists just under the cap each would take
  * gigabytes). */
-/* Appends path's documents to all and, when sources is not NULL, where
- * each begins ("path:line") to sources. */
 static int append_file(json_object *all, json_object *sources, const char *path, size_t *nodes_left,
                        bdy_errbuf *eb)
 {

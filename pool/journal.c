@@ -83,7 +83,9 @@ static uint64_t get64(const unsigned char *p)
 /* ---- CRC32C ----------------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
+#if defined(__x86_64__)
 static bool crc_hw; /* the CPU has SSE4.2's crc32 instruction */
+#endif
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
@@ -119,18 +121,24 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
 }
 #endif
 
-uint32_t bdy_crc32c(uint32_t crc, const void *data, size_t len)
+uint32_t bdy_crc32c_table(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
     crc = ~crc;
-#if defined(__x86_64__)
-    if (crc_hw)
-        return ~crc32c_hw(crc, p, len);
-#endif
     while (len--)
         crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+uint32_t bdy_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+#if defined(__x86_64__)
+    if (crc_hw)
+        return ~crc32c_hw(~crc, data, len);
+#endif
+    return bdy_crc32c_table(crc, data, len);
 }
 
 /* ---- the file header ------------------------------------------------------------ */

@@ -1439,9 +1439,13 @@ static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *wor
             return 0;
         }
         if (phase == BDY_PHASE_STARTING) {
+            /* As start_world words it: no world host is the
+             * installation's trouble, not the manifest's. */
             *rc = set_phase(r, world, BDY_PHASE_FAILED,
-                            brc == BDY_ENOTFOUND ? "ManifestGone" : "ManifestInvalid", "Warning",
-                            "%s", why);
+                            brc == BDY_ENOTFOUND ? "ManifestGone"
+                            : brc == BDY_EINVAL  ? "ManifestInvalid"
+                                                 : "StartError",
+                            "Warning", "%s", why);
             return 0;
         }
         /* A warm world whose manifest went: it runs on, and is looked at
@@ -2511,7 +2515,7 @@ static void *worker_main(void *arg)
                        : reconcile_pool(r, ns, slash + 1, &requeue_ms);
             count_reconcile(r, world ? "world" : "pool", rc);
         }
-        if (rc != 0 && rc != BDY_ECONFLICT) {
+        if (rc != 0 && rc != BDY_ECONFLICT && rc != BDY_ESHUTDOWN) {
             /* Otherwise seen only as bindery_reconcile_total{result="error"}
              * rising: say which object keeps failing, and how. */
             static bdy_log_limit failed_log;

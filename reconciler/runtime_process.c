@@ -335,6 +335,13 @@ static bool stray_holds_port(proc_runtime *rt, unsigned port)
 static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
 {
     unsigned span = rt->port_max - rt->port_min + 1;
+    /* More ports than the range holds can never be had: the world fails
+     * (BDY_EBUSY would keep it waiting for ports for good). */
+    if (h->nports > span)
+        return bdy_fail(eb, BDY_EINVAL,
+                        "the world needs %zu host ports, more than the %u of runtime.portMin.."
+                        "portMax (%u-%u)",
+                        h->nports, span, rt->port_min, rt->port_max);
     for (size_t i = 0; i < h->nports; i++) {
         unsigned found = 0;
         int local_err = 0;
@@ -579,7 +586,15 @@ static void kill_overdue(proc_runtime *rt)
  * leader, while no other process runs under the leader's pid: only a
  * reused pid could have made a new group of that id. A member naming
  * another world says the group is not this one's. */
-static void kill_group_leftovers(const proc_world *w)
+/* Whether a process's environment says another bindery instance started
+ * it (one that names none, or a runtime without an id, cannot tell). */
+static bool other_instance(const char *runtime_instance, const bdy__stray *s)
+{
+    return runtime_instance[0] != '\0' && s->instance[0] != '\0' &&
+           strcmp(s->instance, runtime_instance) != 0;
+}
+
+static void kill_group_leftovers(const proc_runtime *rt, const proc_world *w)
 {
     /* Most groups end with their leader: one signal-0 tells, where a look
      * at every process on the host costs tens of milliseconds with many
@@ -594,9 +609,12 @@ static void kill_group_leftovers(const proc_world *w)
     size_t anonymous = 0;
     size_t others = 0;
     for (const bdy__stray *p = left; p != NULL; p = p->next) {
+        /* The same world's of another instance (a copy of this data
+         * folder) is another's group. */
         if (p->uid[0] == '\0')
             anonymous += p->start_time >= w->h.start_time;
-        else if (strcmp(p->ns, w->ns) == 0 && strcmp(p->name, w->name) == 0)
+        else if (strcmp(p->ns, w->ns) == 0 && strcmp(p->name, w->name) == 0 &&
+                 !other_instance(rt->instance, p))
             ours++;
         else
             others++;
@@ -676,7 +694,7 @@ static void world_exited(proc_runtime *rt, proc_world *w)
         if (waitid(type, id, &si, WEXITED) == 0)
             status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
     } else if (w->own_group) {
-        kill_group_leftovers(w);
+        kill_group_leftovers(rt, w);
     }
     if (w->pidfd >= 0)
         close(w->pidfd);
@@ -1524,10 +1542,13 @@ static void drop_stray(proc_runtime *rt, int64_t pid, uint64_t start_time)
     pthread_mutex_unlock(&rt->lock);
 }
 
-static bool stray_is_world(const bdy__stray *s, const bdy_world_spec *spec)
+/* Whether s is spec's world as this instance started it: one another
+ * instance started for a world of the same identity (a copy of this data
+ * folder run beside it) is never reclaimed, nor killed for its ports. */
+static bool stray_is_world(const proc_runtime *rt, const bdy__stray *s, const bdy_world_spec *spec)
 {
     return strcmp(s->uid, spec->uid) == 0 && strcmp(s->ns, spec->ns) == 0 &&
-           strcmp(s->name, spec->name) == 0;
+           strcmp(s->name, spec->name) == 0 && !other_instance(rt->instance, s);
 }
 
 /* Whether a, rather than b, is the world when both carry its identity. */
@@ -1550,7 +1571,7 @@ static int copy_stray(proc_runtime *rt, const bdy_world_spec *spec, bdy__stray *
 {
     const bdy__stray *best = NULL;
     for (const bdy__stray *p = rt->strays; p != NULL; p = p->next) {
-        if (stray_is_world(p, spec) && (best == NULL || stray_before(p, best)))
+        if (stray_is_world(rt, p, spec) && (best == NULL || stray_before(p, best)))
             best = p;
     }
     if (best == NULL)
@@ -1678,7 +1699,7 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
         proc_world gone = {.h = *h};
         snprintf(gone.ns, sizeof(gone.ns), "%s", ns);
         snprintf(gone.name, sizeof(gone.name), "%s", name);
-        kill_group_leftovers(&gone);
+        kill_group_leftovers(rt, &gone);
         rc = bdy_fail(eb, rc, "world %s/%s: pid %lld with start time %llu is gone", ns, name,
                       (long long)h->pid, (unsigned long long)h->start_time);
         goto out;
@@ -1707,8 +1728,7 @@ static int adopt_process(proc_runtime *rt, const char *ns, const char *name,
      * processes would hand their worlds out twice and stop them on the
      * other's release. */
     char foreign[BDY__INSTANCE_MAX + 1] = "";
-    if (named && rt->instance[0] != '\0' && id->instance[0] != '\0' &&
-        strcmp(id->instance, rt->instance) != 0)
+    if (named && other_instance(rt->instance, id))
         snprintf(foreign, sizeof(foreign), "%s", id->instance);
     /* Read even from an environment that names no world in full. */
     bool relays_term = id->relays_term;

@@ -1199,6 +1199,7 @@ static int step_simple(sqlite3_stmt *st)
 static void run_batch(sqlite_store *s, write_op *batch)
 {
     uint64_t start_rv = s->rv;
+    write_op *broke = NULL; /* the op whose own failure broke the transaction */
     bdy_wal_checkpointer_before_write(s->ckpt);
     int txn_rc = step_simple(s->st_begin);
     for (write_op *op = batch; op != NULL; op = op->next) {
@@ -1227,9 +1228,10 @@ static void run_batch(sqlite_store *s, write_op *batch)
              * fails its own write, not the others of the batch: claims
              * share batches with controller writes, and one write that
              * keeps touching a bad row would fail them all, each retry. */
-            if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY)
+            if (op->rc == BDY_EIO || op->rc == BDY_EREADONLY) {
                 txn_rc = op->rc; /* the transaction itself is broken */
-            else if (sqlite3_get_autocommit(s->db) || step_simple(s->st_op_undo) != 0)
+                broke = op;
+            } else if (sqlite3_get_autocommit(s->db) || step_simple(s->st_op_undo) != 0)
                 txn_rc = BDY_EIO; /* SQLite rolled it all back (out of memory, say) */
         }
         if (txn_rc == 0 && step_simple(s->st_op_end) != 0)
@@ -1273,7 +1275,7 @@ static void run_batch(sqlite_store *s, write_op *batch)
          * much as a success, was worked out against writes now undone:
          * each is told the batch failed, and a retry gets the real one. */
         for (write_op *op = batch; op != NULL; op = op->next) {
-            if (op->rc != txn_rc)
+            if (op != broke)
                 op->rc = bdy_fail(op->eb, txn_rc, "the write could not be made durable: %s", why);
             json_object_put(op->out);
             op->out = NULL;

@@ -107,7 +107,11 @@ void bdy_journal_release(bdy_journal *j, uint64_t seq);
 /* Blocks of the ring holding groups not yet released (for tests). */
 uint32_t bdy_journal_used_blocks(bdy_journal *j);
 
-/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to begin). */
+/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to begin):
+ * with the CPU's instruction where it has one (x86-64 with SSE4.2). */
 uint32_t bdy_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same by a table, on any CPU (what other CPUs use; exposed so that
+ * tests hold both ways to the same answers). */
+uint32_t bdy_crc32c_table(uint32_t crc, const void *data, size_t len);
 
 #endif

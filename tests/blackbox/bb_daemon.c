@@ -393,9 +393,8 @@ static void test_bearer_tokens(void **state)
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});
     assert_int_equal(r.status, 400);
     bb_response_free(&r);
-    /* A claim in default: a token that may do nothing there hears of its
-     * id what it would of an unknown one (404), not a 403 that says the
-     * claim exists elsewhere. */
+    /* A claim in default: a token that may not read there is refused
+     * (API.md: 403, token not allowed for this namespace). */
     const char *const mm_hdr[] = {"Authorization: Bearer allocator-token",
                                   "Content-Type: application/json", NULL};
     char id[64] = "";
@@ -412,8 +411,8 @@ static void test_bearer_tokens(void **state)
     char path[128];
     snprintf(path, sizeof(path), "/v1/allocations/%s", id);
     r = bb_request(&s, "GET", path, NULL, eu_hdr);
-    assert_int_equal(r.status, 404);
-    assert_non_null(strstr(r.body, "no such allocation"));
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "may not do this in namespace default"));
     bb_response_free(&r);
     r = bb_request(&s, "GET", path, NULL,
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});

@@ -23,11 +23,20 @@ static inline void fault_plan_arm(fault_plan *p, int pass, int fail)
     atomic_store(&p->fail, fail);
 }
 
-/* Every call passes again; what failed is forgotten. */
+/* Every call passes again; what failed is forgotten. fail first: a call
+ * meanwhile must not find passes gone and failures still armed. */
 static inline void fault_plan_heal(fault_plan *p)
 {
-    fault_plan_arm(p, 0, 0);
+    atomic_store(&p->fail, 0);
+    atomic_store(&p->pass, 0);
     atomic_store(&p->failed, 0);
+}
+
+/* Whether the plan fails calls at all now (cheap; read before anything
+ * the arming wrote). */
+static inline bool fault_plan_armed(fault_plan *p)
+{
+    return atomic_load(&p->fail) > 0;
 }
 
 static inline int fault_plan_failed(fault_plan *p)

@@ -8,7 +8,9 @@
  * FAULT_VFS_WRITE, 0, 1000) fails the next thousand writes of any WAL.
  * Install it before opening the database the test means to fail.
  *
- * Thread-safety: as fault_plan.h; the suffix is set while no write runs. */
+ * Thread-safety: as fault_plan.h. The suffix is written only while the
+ * plan is healed (arm it after fault_vfs_heal), and read only once the
+ * plan is seen armed, which the atomics order after the write. */
 #ifndef BINDERY_TEST_FAULT_VFS_H
 #define BINDERY_TEST_FAULT_VFS_H
 
@@ -39,6 +41,8 @@ static sqlite3_file *fault_vfs_real(sqlite3_file *f)
 
 static bool fault_vfs_take(sqlite3_file *f, fault_vfs_call call)
 {
+    if (!fault_plan_armed(&fault_vfs_plan[call]))
+        return false;
     const char *name = ((fault_vfs_file *)(void *)f)->name;
     size_t n = name ? strlen(name) : 0, k = strlen(fault_vfs_suffix);
     return name != NULL && n >= k && strcmp(name + n - k, fault_vfs_suffix) == 0 &&

@@ -610,6 +610,14 @@ static void test_crash_and_port_exhaustion(void **state)
     bdy_errbuf eb;
     assert_int_equal(start_err(rt, &b, &eb), BDY_EBUSY);
     assert_non_null(strstr(eb.message, "no free host port"));
+    /* Two ports on a range of one can never be had: refused, not a
+     * shortage to wait out. */
+    bdy_world_spec two = arena_spec(f, "two-ports");
+    two.ports[1] = two.ports[0];
+    snprintf(two.ports[1].name, sizeof(two.ports[1].name), "voice");
+    two.nports = 2;
+    assert_int_equal(start_err(rt, &two, &eb), BDY_EINVAL);
+    assert_non_null(strstr(eb.message, "more than the 1 of runtime.portMin"));
 
     exit_rec r;
     assert_true(wait_exit(f, "crasher", &r));
