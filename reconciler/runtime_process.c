@@ -337,7 +337,7 @@ static int assign_ports(proc_runtime *rt, bdy_world_handle *h, bdy_errbuf *eb)
     unsigned span = rt->port_max - rt->port_min + 1;
     /* More ports than the range holds can never be had: the world fails
      * (BDY_EBUSY would keep it waiting for ports for good). */
-    if (h->nports > span)
+    if (span == 0 || h->nports > span) /* span 0: the full range of unsigned, never configured */
         return bdy_fail(eb, BDY_EINVAL,
                         "the world needs %zu host ports, more than the %u of runtime.portMin.."
                         "portMax (%u-%u)",
