@@ -1127,6 +1127,30 @@ static void warn_resources_ignored(bdy_reconciler *r, const char *key)
                  key, r->rt->vt->name, (unsigned long long)held);
 }
 
+/* A world bindery cannot start now for want of room (a free host port,
+ * descriptors, memory): Pending with reason StartDeferred and the cause,
+ * and an Event, once per cause, so that kubectl shows why it waits (the
+ * log alone said so, one line in 10 s for all worlds). */
+static void note_start_deferred(bdy_reconciler *r, json_object *world, const char *why)
+{
+    json_object *status = bdy_jget(world, "status");
+    const char *was_reason = bdy_jstr(status, "reason");
+    const char *was_message = bdy_jstr(status, "message");
+    if (was_reason != NULL && strcmp(was_reason, "StartDeferred") == 0 && was_message != NULL &&
+        strcmp(was_message, why) == 0)
+        return;
+    json_object *st = json_object_new_object();
+    json_object_object_add(st, "phase", json_object_new_string("Pending"));
+    json_object_object_add(st, "reason", json_object_new_string("StartDeferred"));
+    json_object_object_add(st, "message", json_object_new_string(why));
+    json_object_object_add(
+        st, "observedGeneration",
+        json_object_new_int64(bdy_jint(bdy_jget(world, "metadata"), "generation", 1)));
+    /* A write that fails is tried again with the next start attempt. */
+    if (patch_status(r, world, st) == 0)
+        bdy_reconciler_event(r, world, "Warning", "StartDeferred", "%s", why);
+}
+
 static int start_world(bdy_reconciler *r, const char *key, json_object *world, unsigned *requeue_ms)
 {
     bdy_worldspec ws = {.held = NULL};
@@ -1200,6 +1224,7 @@ static int start_world(bdy_reconciler *r, const char *key, json_object *world, u
                                  "such lines held back before this one)",
                                  key, eb.message, START_SHORTAGE_RETRY_MS,
                                  (unsigned long long)held);
+                    note_start_deferred(r, world, eb.message);
                     bdy_worldspec_free(&ws);
                     *requeue_ms = START_SHORTAGE_RETRY_MS;
                     return 0;

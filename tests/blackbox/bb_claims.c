@@ -2333,6 +2333,18 @@ static void test_port_shortage_waits(void **state)
     assert_int_equal(b.status, 201);
     /* Their replacements find no port; long enough for a backoff to grow. */
     assert_true(bb_log_contains(&s, "no free host port", 10000));
+    /* kubectl shows why they wait: Pending, reason StartDeferred. */
+    bool deferred = false;
+    for (int i = 0; i < 50 && !deferred; i++) {
+        bb_response w = bb_request(
+            &s, "GET", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", NULL, NULL);
+        deferred = w.body != NULL && strstr(w.body, "\"reason\":\"StartDeferred\"") != NULL &&
+                   strstr(w.body, "no free host port") != NULL;
+        bb_response_free(&w);
+        if (!deferred)
+            sleep_ms(100);
+    }
+    assert_true(deferred);
     sleep_ms(4000);
     char path[128];
     snprintf(path, sizeof(path), "/v1/allocations/%s", a.id);
