@@ -56,6 +56,8 @@ typedef struct world {
     uint64_t claim_rv;        /* the rv a claim (or a scale-down, or a fail) started from */
     uint64_t template_id;     /* its BDY_LABEL_TEMPLATE, 0 without one */
     double ready_since;       /* monotonic seconds when first seen Ready (scale-down age) */
+    double ready_for;         /* Failed worlds: seconds from ready_since to the failure
+                                 (0: never Ready), for the crash backoff */
     double created_at;        /* wall seconds of its grant when this run made it, finer
                                  than creationTimestamp's whole seconds; 0: not known */
     char *labels;             /* "k\0v\0k\0v\0\0" or NULL, owned */
@@ -802,10 +804,13 @@ void bdy_fleet_observe(bdy_fleet *f, json_object *obj, char *pool_out)
         w->process = BDY_PROCESS_UNKNOWN;
         w->failure_listed = false;
         w->ready_since = 0;
+        w->ready_for = 0;
         w->created_at = 0;
     }
     if (phase == BDY_PHASE_READY && (w->phase != BDY_PHASE_READY || w->ready_since == 0))
         w->ready_since = monotonic_s();
+    if (phase == BDY_PHASE_FAILED && w->phase != BDY_PHASE_FAILED)
+        w->ready_for = w->ready_since > 0 ? monotonic_s() - w->ready_since : 0;
     w->phase = phase;
     w->failed_no_crash = no_crash;
     w->deleting = deleting;
@@ -1340,10 +1345,10 @@ size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, s
 }
 
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                        size_t max, size_t *first_time)
+                        size_t max, double *crash_ready_s, size_t *ncrashes)
 {
     size_t n = 0;
-    *first_time = 0;
+    *ncrashes = 0;
     pthread_mutex_lock(&f->lock);
     fleet_pool *p = find_pool(f, ns, pool);
     if (p != NULL && p->counts.phase[BDY_PHASE_FAILED] > 0) {
@@ -1356,8 +1361,8 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
             if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting &&
                 !w->held && !w->claiming) {
                 fill_ref(w, &out[n++]);
-                *first_time +=
-                    !w->failure_listed && w->process != BDY_PROCESS_LOST && !w->failed_no_crash;
+                if (!w->failure_listed && w->process != BDY_PROCESS_LOST && !w->failed_no_crash)
+                    crash_ready_s[(*ncrashes)++] = w->ready_for;
                 w->failure_listed = true;
             }
         }

@@ -8,6 +8,7 @@
  * read, so a claim that raced the controller wins and the controller simply runs again.
  */
 #include "bindery/capability.h"
+#include "bindery/crashbackoff.h"
 #include "bindery/hmap.h"
 #include "bindery/informer.h"
 #include "bindery/jsonutil.h"
@@ -64,9 +65,6 @@
 /* SIGTERM to SIGKILL when no manifest says (terminationGracePeriodSeconds
  * absent, the manifest or the world gone). */
 #define DEFAULT_GRACE_S 10u
-#define FAILURE_WINDOW_S 60.0
-#define FAILURE_BACKOFF_AFTER 3
-#define FAILURE_BACKOFF_MAX_S 60.0
 #define DEFAULT_PROBE_PERIOD_MS 1000
 /* Longest a readiness probe waits for its answer (see build_spec). */
 #define PROBE_TIMEOUT_MAX_MS 60000u
@@ -139,8 +137,7 @@ typedef struct pool_state {
      * burst of creations. */
     double tokens; /* creation-rate bucket, 0..rate */
     double last_refill;
-    double failures[FAILURE_BACKOFF_AFTER + 8];
-    size_t nfailures;     /* ring of recent failure times */
+    bdy_crash_backoff crashes;
     double surplus_since; /* 0: no surplus */
     /* The last bdy_capabilities_stamp of the pool, for the capabilities
      * listed (as JSON text), and when: reused for POOL_RESYNC_MS, since a
@@ -1961,32 +1958,6 @@ static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
     return p;
 }
 
-static void note_failure(pool_state *p, double now)
-{
-    size_t cap = sizeof(p->failures) / sizeof(p->failures[0]);
-    p->failures[p->nfailures % cap] = now;
-    p->nfailures++;
-}
-
-/* Seconds until creation may resume after repeated failures, or 0. */
-static double failure_backoff(const pool_state *p, double now)
-{
-    size_t cap = sizeof(p->failures) / sizeof(p->failures[0]);
-    size_t recent = 0;
-    double last = 0;
-    for (size_t i = 0; i < cap && i < p->nfailures; i++) {
-        if (now - p->failures[i] <= FAILURE_WINDOW_S)
-            recent++;
-        if (p->failures[i] > last)
-            last = p->failures[i];
-    }
-    if (recent < FAILURE_BACKOFF_AFTER)
-        return 0;
-    double delay = fmin(FAILURE_BACKOFF_MAX_S, pow(2.0, (double)(recent - FAILURE_BACKOFF_AFTER)));
-    double wait = last + delay - now;
-    return wait > 0 ? wait : 0;
-}
-
 /* Deletes a world of the pool unless it changed since ref (the store's
  * BDY_ECONFLICT) or is gone (BDY_ENOTFOUND); reason and message go into an
  * event, so that kubectl describe says why the pool let it go (the world
@@ -2241,15 +2212,17 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     /* Failed worlds go; each counts towards the crash backoff once (a
      * Failed world is listed again until its deletion is seen, and the
      * repeated delete fails its resourceVersion precondition). */
-    size_t new_failures = 0;
+    size_t ncrashes = 0;
+    double crash_ready_s[POOL_STEP_MAX];
     size_t nfailed =
-        refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX, &new_failures) : 0;
+        refs ? bdy_fleet_failed(r->o.fleet, ns, name, refs, POOL_STEP_MAX, crash_ready_s, &ncrashes)
+             : 0;
     for (size_t i = 0; i < nfailed; i++)
         delete_world(r, &refs[i], "Replacing", "the world failed; the pool replaces it");
     pthread_mutex_lock(&r->pools_lock);
     pool_state *ps = pool_state_get(r, key);
-    for (size_t i = 0; ps != NULL && i < new_failures; i++)
-        note_failure(ps, mono);
+    for (size_t i = 0; ps != NULL && i < ncrashes; i++)
+        bdy_crash_backoff_failed(&ps->crashes, mono, crash_ready_s[i]);
     pthread_mutex_unlock(&r->pools_lock);
     if (ps == NULL) {
         rc = BDY_ENOMEM;
@@ -2265,7 +2238,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
     unsigned warm = stock > c.reserved + c.outdated ? stock - c.reserved - c.outdated : 0;
     if (warm < target) {
         pthread_mutex_lock(&r->pools_lock);
-        double backoff = failure_backoff(ps, mono);
+        double backoff = bdy_crash_backoff_wait(&ps->crashes, mono);
         double rate = spec.creation_rate ? spec.creation_rate : 20;
         ps->tokens = fmin(rate, fmax(0, ps->tokens + (mono - ps->last_refill) * rate));
         ps->last_refill = mono;
@@ -2314,7 +2287,7 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
          * of memory or stopping, is no such failure. */
         if (rc != 0 && rc != BDY_EEXISTS && rc != BDY_EBUSY && rc != BDY_ENOMEM &&
             rc != BDY_ETIMEOUT && rc != BDY_ESHUTDOWN)
-            note_failure(ps, mono);
+            bdy_crash_backoff_failed(&ps->crashes, mono, 0);
         pthread_mutex_unlock(&r->pools_lock);
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
         /* Scale down only after the surplus has lasted a cooldown, and then

@@ -272,11 +272,13 @@ size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, s
 /* Pool controller: up to max Failed worlds of the pool not yet being deleted,
  * and not held by a claim (its status may say Failed before the claim
  * reached it: the claim releases it).
- * A world stays listed until its deletion is seen; *first_time counts those
- * listed for the first time, so each failure feeds the crash backoff once
- * (not those whose process was BDY_PROCESS_LOST). */
+ * A world stays listed until its deletion is seen. Of those listed for the
+ * first time that failed of a crash of their own (not BDY_PROCESS_LOST,
+ * not a reason like ManifestChanged), *ncrashes are counted, and for each
+ * crash_ready_s (room for max) gets how long the world had been Ready (0:
+ * never), so that each failure feeds the crash backoff once. */
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,
-                        size_t max, size_t *first_time);
+                        size_t max, double *crash_ready_s, size_t *ncrashes);
 
 /* A new WorldInstance named name (from bdy_fleet_creation_grant) for the
  * pool: the pool's labels and BDY_LABEL_POOL, the world finalizer;

@@ -2991,7 +2991,7 @@ static void test_worlds_lost_in_downtime_are_not_claimed(void **state)
     }
     assert_int_equal(granted, 3);
     /* All replaced within seconds: not held back as if they had crashed
-     * (eight crashes in a minute hold a pool's creations back for 32 s). */
+     * (eight crashes in a row hold a pool's creations back for 32 s). */
     assert_true(wait_warm(&s, LOST_WORLDS, 20000));
     bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
     assert_int_equal(r.status, 200);

@@ -585,17 +585,19 @@ static void test_scale_down_candidates_and_failed(void **state)
     assert_int_equal(c.phase[BDY_PHASE_READY], 1);
     assert_int_equal(c.deleting, 1);
     size_t first = 0;
-    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
+    double ready_s[8];
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, ready_s, &first);
     assert_int_equal(n, 1);
     assert_int_equal(first, 1);
+    assert_true(ready_s[0] == 0); /* never seen Ready */
     assert_string_equal(refs[0].name, "a4");
     /* Listed again until its deletion is seen, but a failure only once. */
     observe(f, world("a5", "arena", "Failed", 14, "dust", false, false));
-    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, ready_s, &first);
     assert_int_equal(n, 2);
     assert_int_equal(first, 1);
     observe(f, world("a4", "arena", "Failed", 15, "dust", true, false));
-    n = bdy_fleet_failed(f, "default", "arena", refs, 8, &first);
+    n = bdy_fleet_failed(f, "default", "arena", refs, 8, ready_s, &first);
     assert_int_equal(n, 1);
     assert_int_equal(first, 0);
     assert_string_equal(refs[0].name, "a5");
@@ -620,13 +622,16 @@ static void test_failed_claimed_world_is_the_claims(void **state)
     observe(f, world(taking.name, "arena", "Failed", 21, "dust", false, false));
     bdy_world_ref refs[4];
     size_t first = 0;
-    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 0);
+    double ready_s[8];
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, ready_s, &first), 0);
     assert_int_equal(first, 0);
     /* The claim being made failed: the world is the pool's again. */
     bdy_fleet_claim_done(f, &taking, false, false);
-    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 1);
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, ready_s, &first), 1);
     assert_string_equal(refs[0].name, taking.name);
     assert_int_equal(first, 1);
+    /* It was Ready from its first report to its failure: not long. */
+    assert_true(ready_s[0] > 0 && ready_s[0] < 60);
     bdy_fleet_free(f);
 }
 
@@ -910,7 +915,8 @@ static void test_claimable_once_process_seen(void **state)
     observe_unseen(f, world("a1", "arena", "Failed", 13, "dust", false, false));
     observe_unseen(f, world("a2", "arena", "Failed", 14, "dust", false, false));
     size_t first = 0;
-    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 2);
+    double ready_s[8];
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, ready_s, &first), 2);
     assert_int_equal(first, 1);
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.unchecked, 0);
@@ -925,7 +931,7 @@ static void test_claimable_once_process_seen(void **state)
         json_object_object_add(json_object_object_get(failed, "status"), "reason",
                                json_object_new_string(no_crash[i]));
         observe_unseen(f, failed);
-        assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, &first), 3 + i);
+        assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 4, ready_s, &first), 3 + i);
         assert_int_equal(first, 0);
     }
 
