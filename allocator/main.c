@@ -1248,10 +1248,14 @@ static int serve(const char *config_path, const char *listen, const char *data_d
     bdy_info("main", "bindery %s starting (config %s, data %s)", BINDERY_VERSION, config_path,
              d.cfg->data_dir);
 
+    /* What bindery records of a namespace's worlds and claims leaves with
+     * the namespace: nothing else would let it be deleted. */
+    static const bdy_gvr *const ns_records[] = {&BDY_GVR_EVENTS, &BDY_GVR_ALLOCATIONS, NULL};
     bdy_sqlite_opts so = {.data_dir = d.cfg->data_dir,
                           .watch_history = d.cfg->store.watch_history,
                           .max_batch = d.cfg->store.max_batch,
-                          .busy_timeout_ms = (int)d.cfg->store.busy_timeout_ms};
+                          .busy_timeout_ms = (int)d.cfg->store.busy_timeout_ms,
+                          .namespace_records = ns_records};
     rc = bdy_store_sqlite_open(&so, &d.store, &eb);
     if (rc != 0) {
         bdy_error("store", "cannot open the store: %s", eb.message);

@@ -142,9 +142,11 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_put;
     sqlite3_stmt *st_del;
     sqlite3_stmt *st_set_rv;
-    sqlite3_stmt *st_count_ns;
+    sqlite3_stmt *st_count_ns; /* objects of a namespace, by kind */
+    sqlite3_stmt *st_list_ns;
     sqlite3_stmt *st_list_res;
-    sqlite3_stmt *st_begin; /* prepared once: parsing them per batch showed in profiles */
+    const bdy_gvr *const *ns_records; /* opts->namespace_records, static */
+    sqlite3_stmt *st_begin;           /* prepared once: parsing them per batch showed in profiles */
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
     sqlite3_stmt *st_op_begin; /* SAVEPOINT around each op of a batch */
@@ -1041,6 +1043,99 @@ static int do_patch(sqlite_store *s, write_op *op)
     return commit_update(s, op, res, ns, old, old_text, neu, op->status_only, false);
 }
 
+/* A record removed with its namespace, read before the removal. */
+typedef struct ns_victim {
+    const bdy__resource *res;
+    json_object *obj; /* owned */
+} ns_victim;
+
+static bool is_ns_record(const sqlite_store *s, const char *group, const char *resource)
+{
+    for (size_t i = 0; s->ns_records != NULL && s->ns_records[i] != NULL; i++)
+        if (strcmp(s->ns_records[i]->group, group) == 0 &&
+            strcmp(s->ns_records[i]->resource, resource) == 0)
+            return true;
+    return false;
+}
+
+/* A namespace about to be deleted: BDY_ECONFLICT naming what it still
+ * holds, but for records (s->ns_records), which are removed with it (one
+ * watch event each; not on a dry run). Kubernetes empties a namespace in
+ * the background; here deleting what holds a finalizer (a world and its
+ * process) stays the client's to ask for, and nothing waits for it. */
+static int namespace_emptied(sqlite_store *s, write_op *op, const char *ns)
+{
+    sqlite3_stmt *st = s->st_count_ns;
+    sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+    char held[512] = "";
+    size_t len = 0;
+    sqlite3_int64 records = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *grp = (const char *)sqlite3_column_text(st, 0);
+        const char *res = (const char *)sqlite3_column_text(st, 1);
+        sqlite3_int64 n = sqlite3_column_int64(st, 2);
+        if (is_ns_record(s, grp, res)) {
+            records += n;
+            continue;
+        }
+        if (len < sizeof(held)) {
+            int w = snprintf(held + len, sizeof(held) - len, "%s%lld %s%s%s", len ? ", " : "",
+                             (long long)n, res, grp[0] ? "." : "", grp);
+            len += w > 0 ? (size_t)w : 0;
+        }
+    }
+    int rc = step == SQLITE_DONE ? 0 : sql_error(s->db, op->eb, "count");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != 0)
+        return rc;
+    if (len > 0)
+        return bdy_fail(op->eb, BDY_ECONFLICT,
+                        "namespace \"%s\" still holds %s; delete them first (its Events and "
+                        "Allocation records go with it)",
+                        ns, held);
+    if (records > BDY_STORE_NS_RECORDS_MAX)
+        return bdy_fail(op->eb, BDY_ECONFLICT,
+                        "namespace \"%s\" holds %lld Events and Allocation records, more than "
+                        "one delete removes (%d); they expire (claims.recordRetentionHours), or "
+                        "delete some of them first",
+                        ns, (long long)records, BDY_STORE_NS_RECORDS_MAX);
+    if (records == 0 || op->wo.dry_run)
+        return 0;
+    /* Read first, removed after: the statement is not stepped over rows
+     * it deletes. */
+    ns_victim *v = calloc((size_t)records, sizeof(*v));
+    if (v == NULL)
+        return BDY_ENOMEM;
+    size_t nv = 0;
+    st = s->st_list_ns;
+    sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+    while (nv < (size_t)records && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const bdy__resource *res =
+            bdy__registry_get(&s->registry, (const char *)sqlite3_column_text(st, 0),
+                              (const char *)sqlite3_column_text(st, 1));
+        if (res == NULL || !is_ns_record(s, res->info.group, res->info.resource))
+            continue;
+        json_object *o = bdy_json_parse_stored((const char *)sqlite3_column_text(st, 2));
+        if (o == NULL) {
+            rc = BDY_ENOMEM;
+            break;
+        }
+        v[nv++] = (ns_victim){res, o};
+    }
+    if (rc == 0 && nv < (size_t)records && step != SQLITE_DONE)
+        rc = sql_error(s->db, op->eb, "list for the namespace's delete");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; rc == 0 && i < nv; i++)
+        rc = w_remove(s, op, &v[i].res->info, ns, bdy__meta_str(v[i].obj, "name"), v[i].obj);
+    for (size_t i = 0; i < nv; i++)
+        json_object_put(v[i].obj);
+    free(v);
+    return rc;
+}
+
 static int do_delete(sqlite_store *s, write_op *op)
 {
     json_object *old = NULL;
@@ -1066,21 +1161,9 @@ static int do_delete(sqlite_store *s, write_op *op)
                       d->precondition_rv, rv);
         goto out;
     }
-    if (strcmp(info->resource, "namespaces") == 0 && !info->group[0]) {
-        sqlite3_stmt *st = s->st_count_ns;
-        sqlite3_bind_text(st, 1, op->name, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        sqlite3_int64 n = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (n != 0) {
-            rc = n < 0 ? sql_error(s->db, op->eb, "count")
-                       : bdy_fail(op->eb, BDY_ECONFLICT,
-                                  "namespace \"%s\" still holds %lld objects; delete them first",
-                                  op->name, (long long)n);
-            goto out;
-        }
-    }
+    if (strcmp(info->resource, "namespaces") == 0 && !info->group[0] &&
+        (rc = namespace_emptied(s, op, op->name)) != 0)
+        goto out;
     if (op->wo.dry_run) {
         op->deleted = !bdy__has_finalizers(old);
         op->out = old;
@@ -2207,6 +2290,7 @@ static void s_destroy(void *ctx)
     sqlite3_finalize(s->st_del);
     sqlite3_finalize(s->st_set_rv);
     sqlite3_finalize(s->st_count_ns);
+    sqlite3_finalize(s->st_list_ns);
     sqlite3_finalize(s->st_list_res);
     sqlite3_finalize(s->st_begin);
     sqlite3_finalize(s->st_commit);
@@ -2524,6 +2608,7 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     for (int i = 0; i < READER_COUNT; i++)
         pthread_mutex_init(&s->readers[i].lock, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+    s->ns_records = opts->namespace_records;
     int busy = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000;
     if (bdy__registry_init(&s->registry) != 0) {
         rc = BDY_ENOMEM;
@@ -2601,8 +2686,10 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
                       &s->st_del, eb)) != 0 ||
         (rc = prepare(s->db, "UPDATE meta SET value=?1 WHERE key='resource_version'", &s->st_set_rv,
                       eb)) != 0 ||
-        (rc = prepare(s->db, "SELECT count(*) FROM objects WHERE ns=?1", &s->st_count_ns, eb)) !=
-            0 ||
+        (rc = prepare(s->db, "SELECT grp, res, count(*) FROM objects WHERE ns=?1 GROUP BY grp, res",
+                      &s->st_count_ns, eb)) != 0 ||
+        (rc = prepare(s->db, "SELECT grp, res, body FROM objects WHERE ns=?1", &s->st_list_ns,
+                      eb)) != 0 ||
         (rc = prepare(s->db, "SELECT body FROM objects WHERE grp=?1 AND res=?2", &s->st_list_res,
                       eb)) != 0 ||
         (rc = prepare(s->db, "BEGIN IMMEDIATE", &s->st_begin, eb)) != 0 ||

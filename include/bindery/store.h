@@ -232,7 +232,17 @@ typedef struct bdy_sqlite_opts {
     size_t max_batch;     /* writes per group commit */
     int busy_timeout_ms;
     bool quiet; /* no info lines (a scratch store's opening is no news) */
+    /* NULL-terminated, may be NULL: kinds of record that leave with their
+     * namespace (bindery's Events and Allocation records). Deleting a
+     * namespace that holds anything else answers BDY_ECONFLICT naming it;
+     * one that holds only these deletes them with it, up to
+     * BDY_STORE_NS_RECORDS_MAX. */
+    const bdy_gvr *const *namespace_records;
 } bdy_sqlite_opts;
+
+/* Most records one namespace delete removes with it: each is a watch event
+ * held in memory until its commit. */
+#define BDY_STORE_NS_RECORDS_MAX 20000
 
 /* Opens (or initialises) the SQLite store. Refuses, with a message naming
  * the file: a data file that is not a Bindery store or whose header or

@@ -756,6 +756,44 @@ static void test_secrets_and_configmaps(void **state)
 }
 
 /* Reads what the background watch wrote so far. */
+
+/* kubectl delete ns: refused while the namespace holds objects of the
+ * operator's (the answer names them), and then it goes with the records
+ * bindery keeps there (Events, Allocation records), which would otherwise
+ * hold it for ever, since bindery keeps writing them. */
+static void test_delete_namespace(void **state)
+{
+    (void)state;
+    expect_kubectl("namespace/scratch created", "create namespace scratch");
+    expect_kubectl("configmap/settings created",
+                   "create configmap settings -n scratch --from-literal=a=b");
+    bb_write(&srv, "records.yaml",
+             "apiVersion: v1\nkind: Event\nmetadata: {name: w1.one, namespace: scratch}\n"
+             "involvedObject: {kind: WorldInstance, name: w1, namespace: scratch}\n"
+             "reason: Started\nmessage: started\ntype: Normal\n"
+             "---\n"
+             "apiVersion: bindery.dev/v1alpha1\nkind: Allocation\n"
+             "metadata: {name: alc-scratch-1, namespace: scratch}\n"
+             "spec: {pool: arena, world: w1, claimedAt: \"2026-12-01T10:00:00Z\", "
+             "releasedAt: \"2026-12-01T10:05:00Z\", response: {}}\n");
+    expect_kubectl("allocation.bindery.dev/alc-scratch-1 created", "create -f records.yaml");
+    expect_kubectl_refused("still holds 1 configmaps; delete them first",
+                           "delete namespace scratch");
+    expect_kubectl("configmap \"settings\" deleted", "delete configmap settings -n scratch");
+    expect_kubectl("namespace \"scratch\" deleted", "delete namespace scratch --timeout=20s");
+    expect_kubectl_refused("NotFound", "get namespace scratch");
+    /* Its records went with it. */
+    long status = 0;
+    json_object *o = request_json(
+        "GET", "/apis/bindery.dev/v1alpha1/namespaces/scratch/allocations/alc-scratch-1", NULL,
+        NULL, &status);
+    json_object_put(o);
+    assert_int_equal(status, 404);
+    o = request_json("GET", "/api/v1/namespaces/scratch/events/w1.one", NULL, NULL, &status);
+    json_object_put(o);
+    assert_int_equal(status, 404);
+}
+
 static bool file_contains(const char *path, const char *text, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 200) {
@@ -1304,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_label_annotate_patch),
         cmocka_unit_test(test_generate_name_and_finalizer_delete),
         cmocka_unit_test(test_secrets_and_configmaps),
+        cmocka_unit_test(test_delete_namespace),
         cmocka_unit_test(test_watch_prints_changes_and_survives_idle),
         cmocka_unit_test(test_wire_errors),
         cmocka_unit_test(test_wire_table_and_list),

@@ -57,7 +57,12 @@ static void rm_rf(const char *dir)
 
 static bdy_store *open_store(const char *dir, size_t history)
 {
-    bdy_sqlite_opts o = {.data_dir = dir, .watch_history = history, .max_batch = 64};
+    /* As bindery opens it: Events leave with their namespace. */
+    static const bdy_gvr *const ns_records[] = {&BDY_GVR_EVENTS, NULL};
+    bdy_sqlite_opts o = {.data_dir = dir,
+                         .watch_history = history,
+                         .max_batch = 64,
+                         .namespace_records = ns_records};
     bdy_store *s = NULL;
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
@@ -1503,10 +1508,54 @@ static void test_namespace_rules(void **state)
     json_object *w = widget("w1", 1, "red");
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "arena", w, NULL, NULL, NULL), 0);
     json_object_put(w);
-    /* A namespace that still holds objects is not deleted. */
+    /* A namespace that still holds objects is not deleted, and says what
+     * it holds. Its Events are no such objects. */
+    static const char *const events[] = {"e1", "e2", "e3"};
+    for (size_t i = 0; i < 3; i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "{\"metadata\":{\"name\":\"%s\"},\"involvedObject\":{\"kind\":\"Widget\","
+                 "\"name\":\"w1\"},\"reason\":\"Test\",\"message\":\"m\"}",
+                 events[i]);
+        json_object *e = json_tokener_parse(text);
+        assert_int_equal(bdy_store_create(f->store, &BDY_GVR_EVENTS, "arena", e, NULL, NULL, NULL),
+                         0);
+        json_object_put(e);
+    }
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
     assert_int_equal(
-        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, NULL),
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, NULL, &eb),
         BDY_ECONFLICT);
+    assert_non_null(strstr(eb.message, "still holds 1 widgets.test.dev;"));
+    assert_int_equal(bdy_store_delete(f->store, &WIDGETS, "arena", "w1", NULL, NULL, NULL, NULL),
+                     0);
+    /* A dry run removes nothing. */
+    bdy_delete_opts dry = {.dry_run = true};
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", &dry, NULL, NULL, NULL), 0);
+    assert_int_equal(bdy_store_get(f->store, &BDY_GVR_EVENTS, "arena", "e2", &out, NULL), 0);
+    json_object_put(out);
+    /* Then it goes, its Events with it, each seen going by a watch. */
+    uint64_t start = current_rv(f);
+    bdy_watch *ew = NULL;
+    assert_int_equal(
+        bdy_store_watch(f->store, &BDY_GVR_EVENTS, "arena", NULL, NULL, start, &ew, NULL), 0);
+    bool gone = false;
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", NULL, NULL, &gone, NULL), 0);
+    assert_true(gone);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(bdy_store_get(f->store, &BDY_GVR_EVENTS, "arena", events[i], &out, NULL),
+                         BDY_ENOTFOUND);
+        bdy_watch_event ev;
+        assert_int_equal(next_event(f, ew, &ev), 0);
+        assert_int_equal(ev.type, BDY_EVENT_DELETED);
+        json_object_put(ev.object);
+    }
+    bdy_store_watch_close(f->store, ew);
+    assert_int_equal(bdy_store_get(f->store, &BDY_GVR_NAMESPACES, NULL, "arena", &out, NULL),
+                     BDY_ENOTFOUND);
     /* One held by a finalizer while it goes takes no new objects, or they
      * would outlive it once the finalizer is removed. */
     ns = json_tokener_parse("{\"metadata\":{\"name\":\"held\",\"finalizers\":[\"x.dev/y\"]}}");
@@ -1519,7 +1568,6 @@ static void test_namespace_rules(void **state)
         0);
     assert_false(deleted);
     w = widget("late", 1, "red");
-    bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "held", w, NULL, NULL, &eb),
                      BDY_EFORBIDDEN);
