@@ -668,30 +668,49 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
-/* A client's status write may not change what only the world controller
- * writes: the process a WorldInstance runs as. A restart adopts that
- * process and a stop signals its whole group, so a status naming another
- * process would turn a delete into a kill of it. */
+/* A WorldInstance's status is bindery's alone: a client's write (through
+ * the status subresource) that changes any of it is refused. Claims read
+ * the phase, address and ports from it, a restart adopts the process it
+ * names and a stop signals that process's group, and nothing writes a
+ * field back once a client has changed it: a hand-set address was handed
+ * to claimants, a Starting world marked Ready was claimed before it
+ * listened, and one marked Allocated without a claim was held for good.
+ * A world is replaced by deleting it. */
 static int controller_fields_kept(const bdy_resource_info *info, const char *name, json_object *old,
                                   json_object *neu, bdy_errbuf *eb)
 {
-    static const char *const fields[] = {"pid", "processStartTicks", "processBootId"};
     if (strcmp(info->group, BDY_GVR_WORLDS.group) != 0 ||
         strcmp(info->resource, BDY_GVR_WORLDS.resource) != 0)
         return 0;
     json_object *was = bdy_jget(old, "status");
     json_object *now = bdy_jget(neu, "status");
     int rc = 0;
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        json_object *a = bdy_jget(was, fields[i]);
-        json_object *b = bdy_jget(now, fields[i]);
-        if (!json_object_equal(a, b)) {
-            char path[64];
-            snprintf(path, sizeof(path), "status.%s", fields[i]);
+    /* Every member of either, once: those of was, then those only in now. */
+    json_object *sides[2] = {was, now};
+    for (int side = 0; side < 2; side++) {
+        if (!json_object_is_type(sides[side], json_type_object))
+            continue;
+        json_object_object_foreach(sides[side], key, v)
+        {
+            (void)v;
+            if (side == 1 && bdy_jget(was, key) != NULL)
+                continue;
+            if (json_object_equal(bdy_jget(was, key), bdy_jget(now, key)))
+                continue;
+            char path[160];
+            snprintf(path, sizeof(path), "status.%.120s", key);
             bdy_errbuf_add_cause(eb, "FieldValueForbidden", path,
-                                 "Forbidden: set by bindery's world controller only");
+                                 "Forbidden: set by bindery only (delete the world to replace it)");
             rc = BDY_EINVALID_OBJECT;
         }
+    }
+    /* A status that is no object (null, or gone) where one was. */
+    if (rc == 0 && !json_object_equal(was, now) &&
+        !(json_object_is_type(was, json_type_object) &&
+          json_object_is_type(now, json_type_object))) {
+        bdy_errbuf_add_cause(eb, "FieldValueForbidden", "status",
+                             "Forbidden: set by bindery only (delete the world to replace it)");
+        rc = BDY_EINVALID_OBJECT;
     }
     if (rc != 0)
         bdy__invalid_summary(eb, info, name);

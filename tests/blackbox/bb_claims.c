@@ -1269,24 +1269,29 @@ static void test_world_of_another_allocation_is_kept(void **state)
     claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(a.status, 201);
     assert_true(wait_world_allocated(&s, a.name, a.id, NULL, 15000));
-    char path[256];
-    snprintf(path, sizeof(path),
-             "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s/status", a.name);
-    const char *const hdrs[] = {"Content-Type: application/merge-patch+json", NULL};
-    bb_response r = bb_request(&s, "PATCH", path,
-                               "{\"status\":{\"allocation\":{\"id\":\"alc-0123456789ab\"}}}", hdrs);
-    assert_int_equal(r.status, 200);
-    bb_response_free(&r);
+    /* No client may write a world's status (422); written in the store
+     * itself while bindery is down. */
     bb_signal(&s, SIGKILL);
     assert_true(bb_wait_exit(&s, 5000));
+    bdy_sqlite_opts o = {.data_dir = s.data};
+    bdy_store *store = NULL;
+    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    json_object *patch =
+        json_tokener_parse("{\"status\":{\"allocation\":{\"id\":\"alc-0123456789ab\"}}}");
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", a.name, BDY_PATCH_MERGE,
+                                     patch, true, NULL, NULL, NULL),
+                     0);
+    json_object_put(patch);
+    bdy_store_close(store);
     assert_true(bb_start(&s, NULL));
+    char path[256];
     char line[256];
     snprintf(line, sizeof(line), "claim %s of default/%s released: its world", a.id, a.name);
     assert_true(bb_log_contains(&s, line, 20000));
     sleep_ms(2000);
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              a.name);
-    r = bb_request(&s, "GET", path, NULL, NULL);
+    bb_response r = bb_request(&s, "GET", path, NULL, NULL);
     if (r.status != 200 || strstr(r.body ? r.body : "", "deletionTimestamp") != NULL)
         bb_print_log_tail(&s, "the world of another allocation was not kept");
     assert_int_equal(r.status, 200);
@@ -2669,17 +2674,29 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
     snprintf(status_path, sizeof(status_path),
              "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s/status", d.name);
     const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
-    r = bb_request(&s, "PATCH", status_path,
-                   "{\"status\":{\"allocation\":{\"id\":\"Hand Marked\",\"claimedAt\":null}}}",
-                   merge);
+    /* A world's status is bindery's to write: a hand-made allocation, the
+     * process a world runs as (pid 1 here would make a delete kill it),
+     * an address or a phase are refused, each field named. */
+    static const char *const refused[][2] = {
+        {"{\"status\":{\"allocation\":{\"id\":\"Hand Marked\",\"claimedAt\":null}}}",
+         "status.allocation"},
+        {"{\"status\":{\"pid\":1}}", "status.pid"},
+        {"{\"status\":{\"address\":\"10.9.9.9\",\"phase\":\"Ready\"}}", "status.phase"},
+        {"{\"status\":{\"address\":\"10.9.9.9\"}}", "status.address"},
+        {"{\"status\":{\"handMade\":true}}", "status.handMade"},
+        {"{\"status\":null}", "status"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        r = bb_request(&s, "PATCH", status_path, refused[i][0], merge);
+        assert_int_equal(r.status, 422);
+        assert_non_null(strstr(r.body, refused[i][1]));
+        bb_response_free(&r);
+    }
+    /* A write that changes nothing is no change. */
+    r = bb_request(&s, "PATCH", status_path, "{\"status\":{}}", merge);
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
-    /* The process a world runs as is the world controller's to write: a
-     * status naming another (pid 1 here) would make a delete kill it. */
-    r = bb_request(&s, "PATCH", status_path, "{\"status\":{\"pid\":1}}", merge);
-    assert_int_equal(r.status, 422);
-    assert_non_null(strstr(r.body, "status.pid"));
-    bb_response_free(&r);
+    assert_true(wait_world_allocated(&s, d.name, d.id, NULL, 1000));
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              d.name);
     r = bb_request(&s, "DELETE", path, NULL, NULL);

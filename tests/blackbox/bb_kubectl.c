@@ -80,6 +80,19 @@ static void expect_kubectl(const char *want, const char *args)
         fail_msg("kubectl %s: rc %d, wanted \"%s\" in:\n%s", args, rc, want ? want : "", copy);
 }
 
+/* kubectl that must fail, saying want. */
+static void expect_kubectl_refused(const char *want, const char *args)
+{
+    char *out = NULL;
+    int rc = kubectl(&out, "%s", args);
+    bool ok = rc != 0 && strstr(out, want) != NULL;
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", out);
+    free(out);
+    if (!ok)
+        fail_msg("kubectl %s: rc %d, wanted a failure saying \"%s\" in:\n%s", args, rc, want, copy);
+}
+
 static json_object *request_json(const char *method, const char *path, const char *body,
                                  const char *const *hdrs, long *status)
 {
@@ -382,21 +395,23 @@ static void test_label_annotate_patch(void **state)
         0);
     free(out);
     /* Status subresource: only .status moves, generation stays. */
+    char *gen = NULL;
+    assert_int_equal(kubectl(&gen, "get mm demo -o jsonpath={.metadata.generation}"), 0);
+    expect_kubectl("patched", "patch mm demo --subresource=status --type=merge -p "
+                              "'{\"status\":{\"observedGeneration\":7}}'");
+    char want[64];
+    snprintf(want, sizeof(want), "7/%s", gen);
+    expect_kubectl(want,
+                   "get mm demo -o jsonpath={.status.observedGeneration}/{.metadata.generation}");
+    /* A world's status is bindery's alone. */
     char *w = NULL;
     assert_int_equal(kubectl(&w, "get wi -o name -l game=arena"), 0);
     char *first = strtok(w, "\n");
-    char *gen = NULL;
-    assert_int_equal(kubectl(&gen, "get %s -o jsonpath={.metadata.generation}", first), 0);
     char args[400];
     snprintf(args, sizeof(args),
              "patch %s --subresource=status --type=merge -p '{\"status\":{\"restarts\":7}}'",
              first);
-    expect_kubectl("patched", args);
-    snprintf(args, sizeof(args), "get %s -o jsonpath={.status.restarts}/{.metadata.generation}",
-             first);
-    char want[64];
-    snprintf(want, sizeof(want), "7/%s", gen);
-    expect_kubectl(want, args);
+    expect_kubectl_refused("status.restarts: Forbidden: set by bindery only", args);
     /* Its printer columns, as for the object itself. */
     snprintf(args, sizeof(args), "get %s --subresource=status", first);
     expect_kubectl("PHASE", args);
@@ -526,19 +541,6 @@ static void expect_kubectl_output(const char *want, const char *args)
     free(out);
     if (!ok)
         fail_msg("kubectl %s: rc %d, wanted \"%s\", got:\n%s", args, rc, want, copy);
-}
-
-/* kubectl that must fail, saying want. */
-static void expect_kubectl_refused(const char *want, const char *args)
-{
-    char *out = NULL;
-    int rc = kubectl(&out, "%s", args);
-    bool ok = rc != 0 && strstr(out, want) != NULL;
-    char copy[4096];
-    snprintf(copy, sizeof(copy), "%s", out);
-    free(out);
-    if (!ok)
-        fail_msg("kubectl %s: rc %d, wanted a failure saying \"%s\" in:\n%s", args, rc, want, copy);
 }
 
 /* The whitespace-separated cells of the row of `kubectl get` output (out)
