@@ -668,16 +668,17 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
-/* A WorldInstance's status is bindery's alone: a client's write (through
- * the status subresource) that changes any of it is refused. Claims read
- * the phase, address and ports from it, a restart adopts the process it
+/* A WorldInstance's status is bindery's alone, and its spec.pool is
+ * immutable: a client's write that changes any of these is refused. Of
+ * the status (written through the subresource), claims read the phase,
+ * address and ports, a restart adopts the process it
  * names and a stop signals that process's group, and nothing writes a
  * field back once a client has changed it: a hand-set address was handed
  * to claimants, a Starting world marked Ready was claimed before it
  * listened, and one marked Allocated without a claim was held for good.
  * A world is replaced by deleting it. */
-static int controller_fields_kept(const bdy_resource_info *info, const char *name, json_object *old,
-                                  json_object *neu, bdy_errbuf *eb)
+static int client_world_write_allowed(const bdy_resource_info *info, const char *name,
+                                      json_object *old, json_object *neu, bdy_errbuf *eb)
 {
     if (strcmp(info->group, BDY_GVR_WORLDS.group) != 0 ||
         strcmp(info->resource, BDY_GVR_WORLDS.resource) != 0)
@@ -710,6 +711,17 @@ static int controller_fields_kept(const bdy_resource_info *info, const char *nam
           json_object_is_type(now, json_type_object))) {
         bdy_errbuf_add_cause(eb, "FieldValueForbidden", "status",
                              "Forbidden: set by bindery only (delete the world to replace it)");
+        rc = BDY_EINVALID_OBJECT;
+    }
+    /* The pool a world belongs to is set once, by the pool that made it:
+     * moved by hand, it was counted and claimed as the other pool's while
+     * it ran its first pool's manifest. */
+    json_object *pool_was = bdy_jget(bdy_jget(old, "spec"), "pool");
+    json_object *pool_now = bdy_jget(bdy_jget(neu, "spec"), "pool");
+    if (!json_object_equal(pool_was, pool_now)) {
+        bdy_errbuf_add_cause(eb, "FieldValueInvalid", "spec.pool",
+                             "Invalid value: %s: field is immutable",
+                             pool_now ? json_object_to_json_string(pool_now) : "null");
         rc = BDY_EINVALID_OBJECT;
     }
     if (rc != 0)
@@ -878,7 +890,7 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     json_object_object_del(bdy__metadata(neu), "managedFields");
     set_rv(neu, strtoull(have_rv ? have_rv : "0", NULL, 10));
     /* Through the status or, for a CRD without the subresource, the object. */
-    if (op->wo.client && (rc = controller_fields_kept(info, name, old, neu, op->eb)) != 0)
+    if (op->wo.client && (rc = client_world_write_allowed(info, name, old, neu, op->eb)) != 0)
         goto out;
 
     rc = validate_object(res, neu, old, op->wo.unknown, &crd, op->eb);

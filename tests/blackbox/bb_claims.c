@@ -2637,6 +2637,17 @@ static void test_spec_edit_is_observed(void **state)
     json_object_put(list);
     assert_true(spec_edit_observed(&s, ready, "Ready"));
     assert_true(spec_edit_observed(&s, c.name, "Allocated"));
+    /* Its pool is set once: moved, it was counted and claimed as the
+     * other pool's while it ran this one's manifest. */
+    char path[300];
+    snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
+             ready);
+    const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+    bb_response moved = bb_request(&s, "PATCH", path, "{\"spec\":{\"pool\":\"other\"}}", merge);
+    assert_int_equal(moved.status, 422);
+    assert_non_null(strstr(moved.body, "spec.pool"));
+    assert_non_null(strstr(moved.body, "field is immutable"));
+    bb_response_free(&moved);
     bb_response r = bb_request(&s, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "SpecChanged"));
