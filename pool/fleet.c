@@ -1361,7 +1361,10 @@ size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_worl
             if (n < max && w->pool == p && w->phase == BDY_PHASE_FAILED && !w->deleting &&
                 !w->held && !w->claiming) {
                 fill_ref(w, &out[n++]);
-                if (!w->failure_listed && w->process != BDY_PROCESS_LOST && !w->failed_no_crash)
+                /* A world of an older template says nothing of the new
+                 * one's (a manifest fixed while its worlds crashed). */
+                if (!w->failure_listed && w->process != BDY_PROCESS_LOST && !w->failed_no_crash &&
+                    !w->outdated)
                     crash_ready_s[(*ncrashes)++] = w->ready_for;
                 w->failure_listed = true;
             }

@@ -138,7 +138,8 @@ typedef struct pool_state {
     double tokens; /* creation-rate bucket, 0..rate */
     double last_refill;
     bdy_crash_backoff crashes;
-    double surplus_since; /* 0: no surplus */
+    uint64_t crashes_template; /* the template the crashes are of: a new one starts over */
+    double surplus_since;      /* 0: no surplus */
     /* The last bdy_capabilities_stamp of the pool, for the capabilities
      * listed (as JSON text), and when: reused for POOL_RESYNC_MS, since a
      * busy pool's pass runs at every change of its worlds and the stamp
@@ -193,6 +194,8 @@ struct bdy_reconciler {
     bdy_metric_family *m_reconciles;
     bdy_metric_family *m_worlds;
     bdy_metric_family *m_outdated;
+    bdy_metric_family *m_failures; /* bindery_pool_world_failures_total */
+    bdy_metric_family *m_backoff;  /* bindery_pool_creation_backoff_seconds */
     bdy_metric_family *m_startup;
     bdy_metric *m_depth;
     bdy_metric *m_events_dropped;
@@ -1958,6 +1961,28 @@ static pool_state *pool_state_get(bdy_reconciler *r, const char *key)
     return p;
 }
 
+/* Feeds n failures of pool ns/name (how long each world had been Ready,
+ * ready_s) to its crash backoff and its failure count, and says in the log
+ * when they hold its creations back. Under pools_lock. */
+static void note_pool_failures(bdy_reconciler *r, pool_state *ps, const char *ns, const char *name,
+                               double mono, const double *ready_s, size_t n)
+{
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        bdy_crash_backoff_failed(&ps->crashes, mono, ready_s[i]);
+    if (r->m_failures != NULL) {
+        const char *labels[] = {ns, name, NULL};
+        bdy_metric_add(bdy_metric_child(r->m_failures, labels), (double)n);
+    }
+    double wait = bdy_crash_backoff_wait(&ps->crashes, mono);
+    if (wait > 0)
+        bdy_warn("pool",
+                 "pool %s/%s: %u failures in a row; creating worlds again in %.0f s (then "
+                 "longer, up to %.0f s, while they go on failing)",
+                 ns, name, ps->crashes.streak, wait, BDY_CRASH_BACKOFF_MAX_S);
+}
+
 /* Deletes a world of the pool unless it changed since ref (the store's
  * BDY_ECONFLICT) or is gone (BDY_ENOTFOUND); reason and message go into an
  * event, so that kubectl describe says why the pool let it go (the world
@@ -2219,10 +2244,15 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
              : 0;
     for (size_t i = 0; i < nfailed; i++)
         delete_world(r, &refs[i], "Replacing", "the world failed; the pool replaces it");
+    uint64_t template_id = bdy_fleet_template(r->o.fleet, ns, name);
     pthread_mutex_lock(&r->pools_lock);
     pool_state *ps = pool_state_get(r, key);
-    for (size_t i = 0; ps != NULL && i < ncrashes; i++)
-        bdy_crash_backoff_failed(&ps->crashes, mono, crash_ready_s[i]);
+    if (ps != NULL && ps->crashes_template != template_id) {
+        ps->crashes = (bdy_crash_backoff){0};
+        ps->crashes_template = template_id;
+    }
+    if (ps != NULL)
+        note_pool_failures(r, ps, ns, name, mono, crash_ready_s, ncrashes);
     pthread_mutex_unlock(&r->pools_lock);
     if (ps == NULL) {
         rc = BDY_ENOMEM;
@@ -2286,8 +2316,10 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
          * rate for good. A name taken meanwhile, or the store busy, short
          * of memory or stopping, is no such failure. */
         if (rc != 0 && rc != BDY_EEXISTS && rc != BDY_EBUSY && rc != BDY_ENOMEM &&
-            rc != BDY_ETIMEOUT && rc != BDY_ESHUTDOWN)
-            bdy_crash_backoff_failed(&ps->crashes, mono, 0);
+            rc != BDY_ETIMEOUT && rc != BDY_ESHUTDOWN) {
+            const double never_ready = 0;
+            note_pool_failures(r, ps, ns, name, mono, &never_ready, 1);
+        }
         pthread_mutex_unlock(&r->pools_lock);
     } else if (warm > target && c.phase[BDY_PHASE_READY] > 0) {
         /* Scale down only after the surplus has lasted a cooldown, and then
@@ -2667,6 +2699,16 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
             "Worlds of a pool's stock (Pending, Starting or Ready, unclaimed) made from an "
             "older template of the pool, being replaced.",
             p);
+        r->m_failures = bdy_metrics_counter(
+            r->o.metrics, "bindery_pool_world_failures_total",
+            "Worlds of a pool's current template that failed of their own (crashed, failed "
+            "readiness or start) and creates the store refused: what its crash backoff counts.",
+            p);
+        r->m_backoff = bdy_metrics_gauge(
+            r->o.metrics, "bindery_pool_creation_backoff_seconds",
+            "Seconds until a pool whose worlds keep failing creates worlds again (0: not held "
+            "back).",
+            p);
         r->m_startup = bdy_metrics_histogram(r->o.metrics, "bindery_world_startup_seconds",
                                              "World startup latency: creation to Ready, by pool.",
                                              p, startup_bounds,
@@ -2743,6 +2785,13 @@ void bdy_reconciler_collect(bdy_reconciler *r)
         }
         const char *pool_labels[] = {ns, name, NULL};
         bdy_metric_set(bdy_metric_child(r->m_outdated, pool_labels), (double)c.outdated);
+        char key[KEY_MAX];
+        world_key(key, ns, name);
+        pthread_mutex_lock(&r->pools_lock);
+        pool_state *ps = pool_state_find(r, key);
+        double wait = ps != NULL ? bdy_crash_backoff_wait(&ps->crashes, monotonic_s()) : 0;
+        pthread_mutex_unlock(&r->pools_lock);
+        bdy_metric_set(bdy_metric_child(r->m_backoff, pool_labels), wait);
     }
 }
 

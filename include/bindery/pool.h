@@ -274,7 +274,8 @@ size_t bdy_fleet_take_outdated(bdy_fleet *f, const char *ns, const char *pool, s
  * reached it: the claim releases it).
  * A world stays listed until its deletion is seen. Of those listed for the
  * first time that failed of a crash of their own (not BDY_PROCESS_LOST,
- * not a reason like ManifestChanged), *ncrashes are counted, and for each
+ * not a reason like ManifestChanged) and were made from the pool's
+ * current template, *ncrashes are counted, and for each
  * crash_ready_s (room for max) gets how long the world had been Ready (0:
  * never), so that each failure feeds the crash backoff once. */
 size_t bdy_fleet_failed(bdy_fleet *f, const char *ns, const char *pool, bdy_world_ref *out,

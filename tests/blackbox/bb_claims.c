@@ -801,6 +801,17 @@ static void test_refused_creates_back_off(void **state)
     printf("# refused creates in about 8 s: %d\n", refusals);
     assert_true(refusals >= 3);
     assert_true(refusals <= 20);
+    /* An operator sees it: a warning, the failures counted and the wait. */
+    assert_true(bb_log_contains(&s, "failures in a row; creating worlds again in", 0));
+    r = bb_request(&s, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *failures =
+        strstr(r.body, "bindery_pool_world_failures_total{namespace=\"default\",pool=\"arena\"} ");
+    assert_non_null(failures);
+    assert_true(atoi(strchr(failures, '}') + 2) >= 3);
+    assert_non_null(strstr(
+        r.body, "bindery_pool_creation_backoff_seconds{namespace=\"default\",pool=\"arena\"}"));
+    bb_response_free(&r);
     bb_cleanup(&s);
 }
 

@@ -696,6 +696,13 @@ static void test_outdated_worlds(void **state)
     observe(f, made_from(world("a10", "arena", "Failed", 21, "dust", false, false), T2));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_true(c.template_failed);
+    /* Only a failure of the pool's template feeds its crash backoff: one
+     * of an older template says nothing of the new one. */
+    observe(f, made_from(world("a11", "arena", "Failed", 22, "dust", false, false), T1));
+    size_t crashes = 0;
+    double ready_s[8];
+    assert_int_equal(bdy_fleet_failed(f, "default", "arena", refs, 8, ready_s, &crashes), 2);
+    assert_int_equal(crashes, 1);
     observe(f, made_from(world("a8", "arena", "Ready", 20, "dust", false, false), T2));
     bdy_fleet_counts(f, "default", "arena", &c);
     assert_int_equal(c.outdated, 4);
