@@ -314,8 +314,10 @@ static void world_host_path(char *buf, size_t cap)
 /* Creates the namespace of every configured pool that does not exist yet:
  * the pool's manifest and worlds live there, and nothing else could create
  * it before the manifests apply (bindery is the API server kubectl would
- * ask). Namespaces are never deleted here. */
-static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_errbuf *eb)
+ * ask). Namespaces are never deleted here. quiet: no line for a creation
+ * (in the scratch store of a config check, it is no news). */
+static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bool quiet,
+                                  bdy_errbuf *eb)
 {
     for (size_t i = 0; i < cfg->pools.count; i++) {
         const char *ns = cfg->pools.items[i].ns ? cfg->pools.items[i].ns : "default";
@@ -326,7 +328,7 @@ static int ensure_pool_namespaces(bdy_store *store, const bdy_config *cfg, bdy_e
             rc = create_namespace(store, ns, eb);
             if (rc == BDY_EEXISTS)
                 rc = 0; /* created meanwhile (by kubectl) */
-            else if (rc == 0)
+            else if (rc == 0 && !quiet)
                 bdy_info("manifests", "created namespace %s for pool %s", ns,
                          cfg->pools.items[i].name);
         }
@@ -355,7 +357,7 @@ static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *appl
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
         rc = apply_path(store, cfg->crds.items[i], applied, false, NULL, eb);
     if (rc == 0)
-        rc = ensure_pool_namespaces(store, cfg, eb);
+        rc = ensure_pool_namespaces(store, cfg, check, eb); /* a check's store is scratch */
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
         rc = apply_path(store, cfg->manifests.items[i], applied, check, live, eb);
     return rc;

@@ -888,6 +888,24 @@ static void test_pool_namespace_created(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
     assert_int_equal(count_in_log(&s, "created namespace eu"), 1);
+    /* A reload that adds a pool in a new namespace creates it, and says
+     * so once (its check's scratch store made one too, and said so). */
+    bb_write(&s, "manifests/arena-us.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: us}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: UDP}]\n"
+             "  local: {command: /bin/true}\n");
+    bb_write(&s, "bindery.yaml",
+             "manifests: [manifests]\nruntime: {kind: bench, benchReadyDelayMs: 0}\n"
+             "pools:\n  - name: arena\n    namespace: eu\n    manifest: arena\n"
+             "    minWarm: 2\n  - name: arena\n    namespace: us\n    manifest: arena\n"
+             "    minWarm: 1\n");
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "reloaded", 10000));
+    r = bb_request(&s, "GET", "/api/v1/namespaces/us", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    assert_int_equal(count_in_log(&s, "created namespace us"), 1);
     bb_cleanup(&s);
 }
 
