@@ -896,6 +896,17 @@ static json_object *parse_strict(const char *body, size_t len, char *why, size_t
                  "malformed JSON: numbers must be finite (NaN and Infinity are not JSON)");
         json_object_put(obj);
         obj = NULL;
+    } else {
+        /* ...and 00, and a key twice (the last one won: a second "pool"
+         * claimed from another pool). */
+        char what[160];
+        int rc = bdy_json_text_check(body, len, true, what, sizeof(what));
+        if (rc != 0) {
+            snprintf(why, why_cap, "malformed JSON: %s",
+                     rc == BDY_ENOMEM ? "out of memory reading it" : what);
+            json_object_put(obj);
+            obj = NULL;
+        }
     }
     json_tokener_free(tok);
     return obj;

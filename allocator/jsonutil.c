@@ -1,8 +1,13 @@
 #include "bindery/jsonutil.h"
 
+#include "bindery/error.h"
+
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 json_object *bdy_jget(json_object *obj, const char *key)
@@ -171,4 +176,286 @@ json_object *bdy_json_parse_stored(const char *text)
     if (!kept)
         json_tokener_free(tok);
     return o;
+}
+
+/* ---- what json-c lets through: leading zeros, duplicate keys ------------------- */
+
+/* A key of an object being checked: a span of the text, or its decoded
+ * copy when it holds escapes ("\u0070ool" is "pool"). */
+typedef struct text_key {
+    const char *p;
+    size_t len;
+    char *owned; /* p when decoded, else NULL */
+} text_key;
+
+typedef struct text_level {
+    bool object;
+    size_t first_key; /* its keys are keys[first_key..nkeys) */
+} text_level;
+
+typedef struct text_check {
+    const char *t;
+    size_t n;
+    size_t i; /* the byte being looked at */
+    bool no_duplicates;
+    text_key *keys; /* of the objects open, innermost last */
+    size_t nkeys, akeys;
+    text_level *levels;
+    size_t nlevels, alevels;
+    char *why;
+    size_t cap;
+} text_check;
+
+static int text_fail(text_check *c, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int text_fail(text_check *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, c->cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        char ch = p[k];
+        int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                         : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Decodes the escapes of string body s (len bytes between its quotes) into
+ * a new NUL-terminated buffer of *out_len bytes; NULL when out of memory or
+ * an escape is bad. Never longer than s: an escape of 2, 6 or 12 bytes
+ * becomes at most 1, 3 or 4. */
+static char *decode_string(const char *s, size_t len, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '\\') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (++i >= len)
+            goto bad;
+        static const char from[] = "\"\\/bfnrt";
+        static const char to[] = "\"\\/\b\f\n\r\t";
+        const char *e = s[i] != '\0' ? strchr(from, s[i]) : NULL;
+        if (e != NULL) {
+            out[o++] = to[e - from];
+            continue;
+        }
+        if (s[i] != 'u' || len - i < 5) /* u and four hex digits */
+            goto bad;
+        long cp = hex4(s + i + 1);
+        if (cp < 0)
+            goto bad;
+        i += 4; /* on the last hex digit */
+        if (cp >= 0xD800 && cp <= 0xDBFF && len - i >= 7 && s[i + 1] == '\\' && s[i + 2] == 'u') {
+            int lo = hex4(s + i + 3);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
+            }
+        }
+        if (cp < 0x80) {
+            out[o++] = (char)cp;
+        } else if (cp < 0x800) {
+            out[o++] = (char)(0xC0 | (cp >> 6));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            out[o++] = (char)(0xE0 | (cp >> 12));
+            out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+            out[o++] = (char)(0xF0 | (cp >> 18));
+            out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const text_key *x = a;
+    const text_key *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int d = memcmp(x->p, y->p, n);
+    return d != 0 ? d : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The innermost object (level l) closes: a key twice is refused when
+ * c->no_duplicates; its keys are dropped either way. */
+static int close_object(text_check *c, const text_level *l)
+{
+    text_key *k = c->keys + l->first_key;
+    size_t n = c->nkeys - l->first_key;
+    int rc = 0;
+    if (c->no_duplicates && n > 1) {
+        qsort(k, n, sizeof(*k), key_cmp);
+        for (size_t j = 1; j < n && rc == 0; j++)
+            if (key_cmp(&k[j - 1], &k[j]) == 0)
+                rc = text_fail(c, BDY_EEXISTS, "duplicate field \"%.*s\"",
+                               (int)(k[j].len > 100 ? 100 : k[j].len), k[j].p);
+    }
+    for (size_t j = 0; j < n; j++)
+        free(k[j].owned);
+    c->nkeys = l->first_key;
+    return rc;
+}
+
+/* The string whose opening quote is at c->i: skipped, and kept as a key
+ * of the innermost object when is_key. */
+static int scan_string(text_check *c, bool is_key)
+{
+    size_t start = ++c->i;
+    bool escaped = false;
+    while (c->i < c->n && c->t[c->i] != '"') {
+        if (c->t[c->i] == '\\') {
+            escaped = true;
+            c->i++;
+        }
+        c->i++;
+    }
+    if (c->i >= c->n)
+        return text_fail(c, BDY_EINVAL, "a string is not closed");
+    size_t len = c->i - start;
+    c->i++;
+    if (!is_key || !c->no_duplicates)
+        return 0;
+    text_key k = {c->t + start, len, NULL};
+    if (escaped) {
+        if ((k.owned = decode_string(c->t + start, len, &k.len)) == NULL)
+            return text_fail(c, BDY_EINVAL, "a key near offset %zu has a bad escape", start);
+        k.p = k.owned;
+    }
+    if (c->nkeys == c->akeys) {
+        size_t na = c->akeys ? 2 * c->akeys : 16;
+        text_key *nk = realloc(c->keys, na * sizeof(*nk));
+        if (nk == NULL) {
+            free(k.owned);
+            return BDY_ENOMEM;
+        }
+        c->keys = nk;
+        c->akeys = na;
+    }
+    c->keys[c->nkeys++] = k;
+    return 0;
+}
+
+static bool is_digit(const char *t, size_t n, size_t i)
+{
+    return i < n && t[i] >= '0' && t[i] <= '9';
+}
+
+/* The number at c->i, as RFC 8259 writes one: -?(0|[1-9][0-9]*)(.[0-9]+)?
+ * ([eE][+-]?[0-9]+)?, followed by no more of a number ("00", "1.", ".5",
+ * "01" are not JSON). */
+static int scan_number(text_check *c)
+{
+    const char *t = c->t;
+    size_t n = c->n;
+    size_t start = c->i;
+    size_t i = start + (t[start] == '-');
+    bool ok = is_digit(t, n, i);
+    if (ok && t[i] == '0')
+        i++;
+    else
+        while (is_digit(t, n, i))
+            i++;
+    if (ok && i < n && t[i] == '.') {
+        ok = is_digit(t, n, ++i);
+        while (is_digit(t, n, i))
+            i++;
+    }
+    if (ok && i < n && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-'))
+            i++;
+        ok = is_digit(t, n, i);
+        while (is_digit(t, n, i))
+            i++;
+    }
+    ok = ok && !(i < n && strchr("0123456789.eE+-", t[i]) != NULL && t[i] != '\0');
+    if (!ok) {
+        size_t end = start;
+        while (end < n && end - start < 40 && t[end] != '\0' &&
+               strchr(",]} \t\r\n", t[end]) == NULL)
+            end++;
+        return text_fail(c, BDY_EINVAL, "the number %.*s at offset %zu is not JSON",
+                         (int)(end - start), t + start, start);
+    }
+    c->i = i;
+    return 0;
+}
+
+int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *why, size_t cap)
+{
+    text_check c = {.t = text, .n = len, .no_duplicates = no_duplicates, .why = why, .cap = cap};
+    int rc = 0;
+    bool want_key = false; /* the next string of the innermost object is a key */
+    while (rc == 0 && c.i < c.n) {
+        char ch = c.t[c.i];
+        if (ch == '"') {
+            rc = scan_string(&c, want_key);
+            want_key = false;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            rc = scan_number(&c);
+        } else if (ch == '{' || ch == '[') {
+            if (c.nlevels == c.alevels) {
+                size_t na = c.alevels ? 2 * c.alevels : 16;
+                text_level *nl = realloc(c.levels, na * sizeof(*nl));
+                if (nl == NULL) {
+                    rc = BDY_ENOMEM;
+                    break;
+                }
+                c.levels = nl;
+                c.alevels = na;
+            }
+            c.levels[c.nlevels++] = (text_level){ch == '{', c.nkeys};
+            want_key = ch == '{';
+            c.i++;
+        } else if (ch == '}' || ch == ']') {
+            c.i++;
+            if (c.nlevels == 0)
+                break; /* unbalanced: the parser run before says so */
+            text_level l = c.levels[--c.nlevels];
+            if (l.object)
+                rc = close_object(&c, &l);
+            want_key = false;
+        } else if (ch == ',') {
+            want_key = c.nlevels > 0 && c.levels[c.nlevels - 1].object;
+            c.i++;
+        } else {
+            c.i++; /* whitespace, ':', the letters of true, false and null */
+        }
+    }
+    c.no_duplicates = false; /* what is left open is only freed */
+    while (c.nlevels > 0) {
+        text_level l = c.levels[--c.nlevels];
+        if (l.object)
+            close_object(&c, &l);
+    }
+    free(c.keys);
+    free(c.levels);
+    return rc;
 }

@@ -309,9 +309,12 @@ static const char *query_cb(void *data, const char *key)
     return bdy_http_query(data, key);
 }
 
-/* Parses the body as one JSON value (objects only when want_object). */
-static int parse_body(const bdy_http_request *req, bool want_object, json_object **out,
-                      bdy_errbuf *eb)
+/* Parses the body as one JSON value (objects only when want_object). With
+ * fieldValidation=Strict (kubectl's default) a key twice in an object is
+ * refused, as the API server's strict decoding does; otherwise the last one
+ * is taken. */
+static int parse_body(const bdy_http_request *req, bool want_object,
+                      bdy_kube_field_validation fields, json_object **out, bdy_errbuf *eb)
 {
     /* Stored text must stay valid UTF-8: every client reads it back. */
     if (!bdy_utf8_valid(req->body, req->body_len))
@@ -348,6 +351,17 @@ static int parse_body(const bdy_http_request *req, bool want_object, json_object
             eb, BDY_EINVAL,
             "numbers in the request body must be finite (NaN and Infinity are not JSON)");
     }
+    char what[160];
+    bool strict = fields == BDY_FIELDS_STRICT || fields == BDY_FIELDS_STRICT_DEFAULT;
+    int rc = bdy_json_text_check(req->body, req->body_len, strict, what, sizeof(what));
+    if (rc != 0)
+        json_object_put(o);
+    if (rc == BDY_EEXISTS)
+        return bdy_fail(eb, BDY_EINVAL, "strict decoding error: %s", what);
+    if (rc == BDY_EINVAL)
+        return bdy_fail(eb, BDY_EINVAL, "the request body is not valid JSON: %s", what);
+    if (rc != 0)
+        return rc;
     *out = o;
     return 0;
 }
@@ -965,7 +979,8 @@ static void do_patch(verb_ctx *v)
     }
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    int rc = parse_body(v->req, v->patch_type == BDY_PATCH_MERGE || smp, &v->body, &eb);
+    int rc = parse_body(v->req, v->patch_type == BDY_PATCH_MERGE || smp, v->q.field_validation,
+                        &v->body, &eb);
     if (rc == 0 && v->patch_type == BDY_PATCH_JSON &&
         !json_object_is_type(v->body, json_type_array))
         rc = bdy_fail(&eb, BDY_EINVAL, "a JSON patch must be an array of operations");
@@ -1139,7 +1154,7 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
         return;
     }
     rc = as_proto ? bdy__kube_proto_decode(&v.info, req->body, req->body_len, &v.body, &eb)
-                  : parse_body(req, true, &v.body, &eb);
+                  : parse_body(req, true, v.q.field_validation, &v.body, &eb);
     if (rc != 0) {
         bdy__kube_fail(resp, rc, &eb, &v.info, path.name);
         return;

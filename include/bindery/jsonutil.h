@@ -43,6 +43,16 @@ bool bdy_json_depth_within(json_object *v, int max);
 bool bdy_json_text_escapes_nul(const char *text, size_t len);
 bool bdy_json_numbers_finite(json_object *v);
 
+/* Checks the text of a request body json-c has read for two things it lets
+ * through: numbers RFC 8259 does not allow ("00", "-01", "1.", ".5"), and,
+ * when no_duplicates, an object with a key twice (json-c keeps the last,
+ * so {"pool":"a","pool":"b"} claimed from b). BDY_EINVAL (a number, or
+ * a string not closed) or BDY_EEXISTS (a key twice) with why (cap bytes)
+ * saying which, BDY_ENOMEM, or 0. Keys compare as decoded
+ * ("\u0070ool" is "pool"). Reads any bytes safely, valid JSON or not; the
+ * caller's parser judges the rest. */
+int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *why, size_t cap);
+
 /* Parses text that Bindery wrote itself (stored objects, ledger rows),
  * as json_tokener_parse() does but with room for BDY_JSON_MAX_DEPTH levels
  * and more, so whatever the store accepted reads back (NULL on any

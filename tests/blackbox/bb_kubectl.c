@@ -879,6 +879,25 @@ static void test_wire_errors(void **state)
     assert_string_equal(jstr(o, "message"), "modulemanifests.bindery.dev \"demo\" already exists");
     json_object_put(o);
 
+    /* A field twice: refused under strict validation (kubectl's), as the
+     * API server's strict decoding does; the last one taken under Ignore.
+     * A leading zero is no JSON under any. */
+    const char *twice = "{\"metadata\":{\"labels\":{\"dup\":\"a\",\"dup\":\"b\"}}}";
+    o = request_json("PATCH", MM "/demo?fieldValidation=Strict", twice, MERGE_HDR, &st);
+    assert_status(o, st, 400, "BadRequest");
+    assert_string_equal(jstr(o, "message"), "strict decoding error: duplicate field \"dup\"");
+    json_object_put(o);
+    o = request_json("PATCH", MM "/demo?fieldValidation=Ignore", twice, MERGE_HDR, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(
+        jstr(json_object_object_get(json_object_object_get(o, "metadata"), "labels"), "dup"), "b");
+    json_object_put(o);
+    o = request_json("PATCH", MM "/demo?fieldValidation=Ignore",
+                     "{\"spec\":{\"startDeadlineSeconds\":030}}", MERGE_HDR, &st);
+    assert_status(o, st, 400, "BadRequest");
+    assert_non_null(strstr(jstr(o, "message"), "the number 030 at offset"));
+    json_object_put(o);
+
     o = request_json("PATCH", MM "/demo", "{\"metadata\":{\"resourceVersion\":\"1\"}}", MERGE_HDR,
                      &st);
     assert_status(o, st, 409, "Conflict");

@@ -124,6 +124,18 @@ static void test_text_must_be_whole_utf8(void **state)
                               "{\"pool\":\"a\",\"waitSeconds\":1e999}"};
     for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++)
         refused(not_json[i], strlen(not_json[i]), "finite");
+    /* ...and these: a leading zero, and a field twice, of which json-c
+     * kept the last (the second pool was claimed from, the empty
+     * selectors dropped the first). */
+    refused("{\"pool\":\"a\",\"waitSeconds\":00}", strlen("{\"pool\":\"a\",\"waitSeconds\":00}"),
+            "the number 00 at offset 26 is not JSON");
+    const char *twice[] = {
+        "{\"pool\":\"arena\",\"pool\":\"crashy\"}",
+        "{\"pool\":\"a\",\"selectors\":[{\"matchLabels\":{\"f\":\"b\"}}],\"selectors\":[]}",
+        "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"k\":\"1\",\"\\u006b\":\"2\"}}}"};
+    for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++)
+        refused(twice[i], strlen(twice[i]), "duplicate field");
+    accepted("{\"pool\":\"a\",\"waitSeconds\":0}");
     accepted("{\"pool\":\"a\",\"claimant\":\"spieler-\xc3\xa9\xe2\x82\xac\"}");
     accepted("{\"pool\":\"a\",\"claimant\":\"\\u00e9\"}");
     /* An escaped backslash before "u0000" is text, not a NUL. */
