@@ -213,8 +213,8 @@ static int check_prepare(bdy_store *store, bdy_store *live, const char *path, js
 /* Applies every manifest found under path (check: to check-config's
  * scratch store). Returns the first error; the ones before it stay applied
  * (each apply is its own durable write). */
-static int apply_path(bdy_store *store, const char *path, size_t *applied, bool check,
-                      bdy_store *live, bdy_errbuf *eb)
+static int apply_path(bdy_store *store, const char *path, const bdy_write_opts *wo, size_t *applied,
+                      bool check, bdy_store *live, bdy_errbuf *eb)
 {
     json_object *docs = NULL;
     json_object *sources = NULL;
@@ -226,6 +226,7 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
         /* Which file of a folder, and where in it. */
         const char *at = json_object_get_string(json_object_array_get_idx(sources, i));
         bool created = false;
+        bool changed = false;
         bdy_errbuf aeb;
         bdy_errbuf_clear(&aeb);
         rc = check ? check_prepare(store, live, at ? at : path, doc, &aeb) : 0;
@@ -234,7 +235,7 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
             continue;
         }
         if (rc == 0)
-            rc = bdy_store_apply(store, doc, &created, &aeb);
+            rc = bdy_store_apply(store, doc, wo, &created, &changed, &aeb);
         if (rc != 0) {
             json_object *meta = json_object_object_get(doc, "metadata");
             bdy_fail(eb, rc, "%s: %s %s: %s", at ? at : path,
@@ -243,6 +244,14 @@ static int apply_path(bdy_store *store, const char *path, size_t *applied, bool 
             break;
         }
         (*applied)++;
+        json_object *dmeta = json_object_object_get(doc, "metadata");
+        const char *dns = json_object_get_string(json_object_object_get(dmeta, "namespace"));
+        /* An edit by kubectl of what the config manages is undone here:
+         * said, so that the operator knows where it went. */
+        if (!check && !created && changed)
+            bdy_info("manifests", "%s %s%s%s changed to what %s says", bdy_jstr(doc, "kind"),
+                     dns ? dns : "", dns ? "/" : "",
+                     json_object_get_string(json_object_object_get(dmeta, "name")), at ? at : path);
         bdy_debug("manifests", "%s %s/%s from %s", created ? "created" : "applied",
                   json_object_get_string(json_object_object_get(doc, "kind")),
                   json_object_get_string(
@@ -351,15 +360,19 @@ static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *appl
     /* Counted apart: *applied is what the config names. */
     size_t builtin = 0;
     if (crds != NULL)
-        rc = apply_path(store, crds, &builtin, false, NULL, eb);
+        rc = apply_path(store, crds, NULL, &builtin, false, NULL, eb);
     else
         bdy_warn("manifests", "no built-in crds/ folder found; set BINDERY_CRDS_DIR");
     for (size_t i = 0; rc == 0 && i < cfg->crds.count; i++)
-        rc = apply_path(store, cfg->crds.items[i], applied, false, NULL, eb);
+        rc = apply_path(store, cfg->crds.items[i], NULL, applied, false, NULL, eb);
     if (rc == 0)
         rc = ensure_pool_namespaces(store, cfg, check, eb); /* a check's store is scratch */
+    /* The config's manifests strictly, as kubectl apply sends them: a
+     * misspelt field is an error, not dropped (readinessProbe.perodSeconds
+     * would be a probe of the default period). */
+    static const bdy_write_opts strict = {.unknown = BDY_UNKNOWN_REJECT};
     for (size_t i = 0; rc == 0 && i < cfg->manifests.count; i++)
-        rc = apply_path(store, cfg->manifests.items[i], applied, check, live, eb);
+        rc = apply_path(store, cfg->manifests.items[i], &strict, applied, check, live, eb);
     return rc;
 }
 

@@ -132,14 +132,20 @@ static const char *member_str(json_object *obj, const char *key)
     return json_object_get_string(v);
 }
 
-int bdy_store_apply(bdy_store *s, json_object *obj, bool *created, bdy_errbuf *eb)
+int bdy_store_apply(bdy_store *s, json_object *obj, const bdy_write_opts *wo, bool *created,
+                    bool *changed, bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *current = NULL;
     json_object *desired = NULL;
+    json_object *stored = NULL;
     json_object *meta = NULL;
     bdy_resource_info info;
+    bool unused = false;
+    if (changed == NULL)
+        changed = &unused;
     *created = false;
+    *changed = false;
     const char *api_version = member_str(obj, "apiVersion");
     const char *kind = member_str(obj, "kind");
     if (api_version == NULL || kind == NULL)
@@ -158,8 +164,9 @@ int bdy_store_apply(bdy_store *s, json_object *obj, bool *created, bdy_errbuf *e
     bdy_gvr gvr = {info.group, info.version, info.resource};
     rc = bdy_store_get(s, &gvr, ns, name, &current, NULL);
     if (rc == BDY_ENOTFOUND) {
-        rc = bdy_store_create(s, &gvr, ns, obj, NULL, NULL, eb);
+        rc = bdy_store_create(s, &gvr, ns, obj, wo, NULL, eb);
         *created = rc == 0;
+        *changed = rc == 0;
         goto out;
     }
     if (rc != 0)
@@ -181,9 +188,17 @@ int bdy_store_apply(bdy_store *s, json_object *obj, bool *created, bdy_errbuf *e
     if (json_object_object_get_ex(current, "status", &status) && !info.status_subresource &&
         !json_object_object_get_ex(desired, "status", NULL))
         json_object_object_add(desired, "status", json_object_get(status));
-    rc = bdy_store_update(s, &gvr, ns, desired, NULL, NULL, eb);
+    rc = bdy_store_update(s, &gvr, ns, desired, wo, &stored, eb);
+    if (rc == 0) {
+        json_object *smeta = NULL;
+        json_object_object_get_ex(stored, "metadata", &smeta);
+        const char *now = member_str(smeta, "resourceVersion");
+        const char *was = member_str(cmeta, "resourceVersion");
+        *changed = now == NULL || was == NULL || strcmp(now, was) != 0;
+    }
 out:
     json_object_put(current);
     json_object_put(desired);
+    json_object_put(stored);
     return rc;
 }

@@ -298,7 +298,11 @@ int bdy_store_ping(bdy_store *s, bdy_errbuf *eb);
 
 /* Create-or-update ("apply") of a manifest object whose apiVersion/kind
  * name a resource the store serves; used for start-up manifests. Resolves
- * the resource from apiVersion+kind; keeps status; *created tells which. */
-int bdy_store_apply(bdy_store *s, json_object *obj, bool *created, bdy_errbuf *eb);
+ * the resource from apiVersion+kind; keeps status. wo may be NULL (unknown
+ * fields pruned). *created: it was made; *changed (may be NULL): it was
+ * made, or the stored object differed and was replaced (an unchanged
+ * manifest changes nothing). */
+int bdy_store_apply(bdy_store *s, json_object *obj, const bdy_write_opts *wo, bool *created,
+                    bool *changed, bdy_errbuf *eb);
 
 #endif

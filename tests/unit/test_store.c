@@ -1422,19 +1422,34 @@ static void test_apply_create_then_update(void **state)
                                         "\"metadata\":{\"name\":\"ap\",\"namespace\":\"default\"},"
                                         "\"spec\":{\"size\":2}}");
     bool created = false;
-    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    bool changed = false;
+    assert_int_equal(bdy_store_apply(f->store, w, NULL, &created, &changed, NULL), 0);
     assert_true(created);
+    assert_true(changed);
     uint64_t rv = current_rv(f);
-    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    assert_int_equal(bdy_store_apply(f->store, w, NULL, &created, &changed, NULL), 0);
     assert_false(created);
+    assert_false(changed);
     assert_int_equal(current_rv(f), rv); /* unchanged manifest: nothing written */
     json_object_object_add(json_object_object_get(w, "spec"), "size", json_object_new_int(3));
-    assert_int_equal(bdy_store_apply(f->store, w, &created, NULL), 0);
+    assert_int_equal(bdy_store_apply(f->store, w, NULL, &created, &changed, NULL), 0);
+    assert_false(created);
+    assert_true(changed);
+    assert_int_equal(current_rv(f), rv + 1);
+    /* Strict, as the config's manifests are applied: a field the schema
+     * does not have is refused, not dropped. */
+    json_object_object_add(json_object_object_get(w, "spec"), "sise", json_object_new_int(4));
+    bdy_write_opts strict = {.unknown = BDY_UNKNOWN_REJECT};
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(bdy_store_apply(f->store, w, &strict, &created, &changed, &eb),
+                     BDY_EINVALID_OBJECT);
+    assert_non_null(strstr(eb.message, "sise"));
     assert_int_equal(current_rv(f), rv + 1);
     json_object_put(w);
     json_object *unknown = json_tokener_parse(
         "{\"apiVersion\":\"nope.dev/v1\",\"kind\":\"Nope\",\"metadata\":{\"name\":\"x\"}}");
-    assert_int_equal(bdy_store_apply(f->store, unknown, &created, NULL), BDY_ENOTFOUND);
+    assert_int_equal(bdy_store_apply(f->store, unknown, NULL, &created, NULL, NULL), BDY_ENOTFOUND);
     json_object_put(unknown);
 }
 
@@ -1448,7 +1463,7 @@ static void test_crd_updates(void **state)
     bool created = true;
     uint64_t rv = current_rv(f);
     sleep(1); /* a condition rewritten now would carry another second */
-    assert_int_equal(bdy_store_apply(f->store, crd, &created, NULL), 0);
+    assert_int_equal(bdy_store_apply(f->store, crd, NULL, &created, NULL, NULL), 0);
     assert_false(created);
     assert_int_equal(current_rv(f), rv);
 
@@ -1458,7 +1473,8 @@ static void test_crd_updates(void **state)
                            json_object_new_string("Cluster"));
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_store_apply(f->store, scoped, &created, &eb), BDY_EINVALID_OBJECT);
+    assert_int_equal(bdy_store_apply(f->store, scoped, NULL, &created, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
     assert_string_equal(eb.causes[0].field, "spec.scope");
     json_object_put(scoped);
 
@@ -1468,7 +1484,8 @@ static void test_crd_updates(void **state)
         json_object_object_get(json_object_object_get(renamed, "spec"), "versions"), 0);
     json_object_object_add(v0, "name", json_object_new_string("v2"));
     bdy_errbuf_clear(&eb);
-    assert_int_equal(bdy_store_apply(f->store, renamed, &created, &eb), BDY_EINVALID_OBJECT);
+    assert_int_equal(bdy_store_apply(f->store, renamed, NULL, &created, NULL, &eb),
+                     BDY_EINVALID_OBJECT);
     assert_string_equal(eb.causes[0].field, "spec.versions");
     json_object_put(renamed);
     assert_int_equal(current_rv(f), rv);
