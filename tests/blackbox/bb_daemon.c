@@ -128,6 +128,19 @@ static void test_cli_commands(void **state)
     assert_non_null(strstr(out, "ModuleManifest arena"));
     assert_non_null(strstr(out, "containerPort"));
     free(out);
+    /* A misspelt field is refused as kubectl apply refuses it, not
+     * dropped (the probe would run at the default period). */
+    bb_write(&s, "typo-manifests/arena.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: arena, namespace: default}\n"
+             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+             "  readinessProbe: {tcpSocket: {port: game}, perodSeconds: 5}\n"
+             "  local: {command: /bin/true}\n");
+    assert_int_equal(
+        check_config_text(&s, "typomanifest.yaml", "manifests: [typo-manifests]\n", &out), 1);
+    assert_non_null(strstr(out, "typo-manifests/arena.yaml:1: ModuleManifest arena"));
+    assert_non_null(strstr(out, "perodSeconds"));
+    free(out);
     /* What serve's store may hold from kubectl, the scratch store lacks: a
      * namespace no pool names is made there, and a kind no CRD the config
      * applies defines is noted, not refused. */
@@ -906,6 +919,16 @@ static void test_pool_namespace_created(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
     assert_int_equal(count_in_log(&s, "created namespace us"), 1);
+    /* An edit made with kubectl to a manifest the config manages is undone
+     * by the next reload, which says so; an unchanged one is not named. */
+    const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+    r = bb_request(&s, "PATCH", "/apis/bindery.dev/v1alpha1/namespaces/eu/modulemanifests/arena",
+                   "{\"spec\":{\"startDeadlineSeconds\":33}}", merge);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    bb_signal(&s, SIGHUP);
+    assert_true(bb_log_contains(&s, "ModuleManifest eu/arena changed to what ", 10000));
+    assert_int_equal(count_in_log(&s, "ModuleManifest us/arena changed"), 0);
     bb_cleanup(&s);
 }
 
