@@ -771,8 +771,8 @@ static void reload(daemon_state *d, const char *path)
     }
     if (edited[0] != '\0')
         bdy_warn("config",
-                 "the file's %s differ from what runs; they change only on restart: the running "
-                 "ones stay in force",
+                 "the file changes %s, which take effect on restart only: what runs stays in "
+                 "force until then",
                  edited);
     bdy_errbuf_clear(&eb);
     if (bdy_fleet_set_pools(d->fleet, &next->pools) != 0 ||

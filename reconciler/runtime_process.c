@@ -703,9 +703,13 @@ static void world_exited(proc_runtime *rt, proc_world *w)
     release_ports(rt, &w->h);
     pthread_mutex_unlock(&rt->lock);
 
-    bdy_info(LOG_COMPONENT, "%s %s/%s (pid %lld) exited with status %d",
+    /* An adopted process is not our child: its status is not ours to read. */
+    char how[48] = "with a status not known (not bindery's child)";
+    if (status >= 0)
+        snprintf(how, sizeof(how), "with status %d", status);
+    bdy_info(LOG_COMPONENT, "%s %s/%s (pid %lld) exited %s",
              w->orphan ? "the leftover process of world" : "world", w->ns, w->name,
-             (long long)w->h.pid, status);
+             (long long)w->h.pid, how);
     if (!w->orphan)
         rt->on_exit(rt->data, w->ns, w->name, &w->h, status);
     free(w);
