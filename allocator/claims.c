@@ -2117,6 +2117,21 @@ static void finish_replay(bdy_claims *c, replay_waiter *w, bool stopping)
     free(w);
 }
 
+/* API.md: unknown request fields are a 400, so that a typo never passes;
+ * a query parameter is one (?poool=arena listed every pool's worlds).
+ * Answers the 400 and returns true when req has one known does not list. */
+static bool unknown_query(const bdy_http_request *req, const char *const *known,
+                          bdy_http_response *resp)
+{
+    const char *key = bdy_http_query_unknown(req, known);
+    if (key == NULL)
+        return false;
+    char msg[200];
+    snprintf(msg, sizeof(msg), "unknown query parameter \"%.100s\"", key);
+    bdy_http_error(resp, 400, "InvalidRequest", msg, 0);
+    return true;
+}
+
 static void post_allocation(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
@@ -2139,6 +2154,8 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
                        RETRY_AFTER_S);
         return;
     }
+    if (unknown_query(req, NULL, resp))
+        goto out;
     if (bdy_claim_request_parse(req->body, req->body_len, &cr, why, sizeof(why)) != 0) {
         bdy_http_error(resp, 400, "InvalidRequest", why, 0);
         goto out;
@@ -3067,6 +3084,8 @@ static void allocation_by_id(void *data, const bdy_http_request *req, bdy_http_r
 {
     bdy_claims *c = data;
     const char *id = req->path + strlen("/v1/allocations/");
+    if (unknown_query(req, NULL, resp))
+        return;
     if (id[0] == '\0' || strchr(id, '/') != NULL || strlen(id) > 64) {
         bdy_http_error(resp, 404, "NotFound", "no such allocation", 0);
         return;
@@ -3180,6 +3199,8 @@ static json_object *pool_json(bdy_claims *c, const char *ns, const char *name)
 static void list_pools(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
+    if (unknown_query(req, NULL, resp))
+        return;
     json_object *items = json_object_new_array();
     size_t n = bdy_fleet_pool_count(c->o.fleet);
     for (size_t i = 0; i < n; i++) {
@@ -3205,6 +3226,8 @@ static void get_pool(void *data, const bdy_http_request *req, bdy_http_response 
     char ns[BDY_NAME_MAX];
     char name[BDY_NAME_MAX];
     const char *rest = req->path + strlen("/v1/pools/");
+    if (unknown_query(req, NULL, resp))
+        return;
     const char *slash = strchr(rest, '/');
     if (slash == NULL || (size_t)(slash - rest) >= sizeof(ns) || strchr(slash + 1, '/') != NULL ||
         strlen(slash + 1) >= sizeof(name)) {
@@ -3253,6 +3276,9 @@ static json_object *world_summary(json_object *w)
 static void list_worlds(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     bdy_claims *c = data;
+    static const char *const known[] = {"namespace", "pool", "phase", "limit", "continue", NULL};
+    if (unknown_query(req, known, resp))
+        return;
     const char *ns = bdy_http_query(req, "namespace");
     const char *pool = bdy_http_query(req, "pool");
     const char *phase = bdy_http_query(req, "phase");

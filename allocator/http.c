@@ -418,6 +418,34 @@ const char *bdy_http_query(const bdy_http_request *req, const char *key)
     return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, key);
 }
 
+typedef struct query_scan {
+    const char *const *known;
+    const char *unknown; /* the first key not in known */
+} query_scan;
+
+static enum MHD_Result query_scan_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    query_scan *q = cls;
+    for (size_t i = 0; q->known != NULL && q->known[i] != NULL; i++)
+        if (key != NULL && strcmp(key, q->known[i]) == 0)
+            return MHD_YES;
+    q->unknown = key != NULL ? key : "";
+    return MHD_NO; /* stop: one is enough */
+}
+
+const char *bdy_http_query_unknown(const bdy_http_request *req, const char *const *known)
+{
+    if (req == NULL || req->internal == NULL)
+        return NULL;
+    const struct conn *c = req->internal;
+    query_scan q = {known, NULL};
+    MHD_get_connection_values(c->mhd, MHD_GET_ARGUMENT_KIND, query_scan_cb, &q);
+    return q.unknown;
+}
+
 const char *bdy_http_header(const bdy_http_request *req, const char *name)
 {
     if (req != NULL && req->internal == NULL && req->lookup != NULL && name != NULL)

@@ -1604,6 +1604,22 @@ static void test_bad_requests_change_nothing(void **state)
     o = get_json(&s, "/v1/worlds?limit=0", &status);
     assert_int_equal(status, 400);
     json_object_put(o);
+    /* An unknown query parameter is an unknown field: a misspelt filter
+     * listed every pool's worlds. */
+    static const char *const misspelt[] = {"/v1/worlds?poool=arena", "/v1/pools?x=1",
+                                           "/v1/pools/default/arena?verbose=1",
+                                           "/v1/allocations/alc-unknown?a=b"};
+    for (size_t i = 0; i < sizeof(misspelt) / sizeof(misspelt[0]); i++) {
+        bb_response q = bb_request(&s, "GET", misspelt[i], NULL, NULL);
+        if (q.status != 400 || strstr(q.body, "unknown query parameter") == NULL)
+            fail_msg("%s: got %ld %s", misspelt[i], q.status, q.body);
+        bb_response_free(&q);
+    }
+    r = bb_request(&s, "POST", "/v1/allocations?pool=arena", "{\"pool\":\"arena\"}", JSON_HDR);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "unknown query parameter \\\"pool\\\""));
+    bb_response_free(&r);
+    assert_int_equal(pool_field(&s, "allocated"), 0);
     bb_cleanup(&s);
 }
 
