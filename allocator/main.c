@@ -616,7 +616,14 @@ static int load_tls(const bdy_config *cfg, bdy_tls_set **out, bdy_errbuf *eb)
                            .key_file = cfg->tls.key_file,
                            .client_ca_file = cfg->tls.client_ca_file,
                            .client_crl_file = cfg->tls.client_crl_file};
-    return bdy_tls_load(&files, out, eb);
+    int rc = bdy_tls_load(&files, out, eb);
+    /* The private key read by other users is the server's identity given
+     * away; said at every load (start, check-config, each reload). */
+    struct stat st;
+    if (rc == 0 && stat(cfg->tls.key_file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+        bdy_warn("tls", "tls.keyFile %s can be read by other users (mode %03o): chmod 600 it",
+                 cfg->tls.key_file, (unsigned)(st.st_mode & 0777));
+    return rc;
 }
 
 /* Puts a loaded TLS set in force for new connections (the server takes its
