@@ -1270,6 +1270,30 @@ static void test_downtime_is_no_lead_time(void **state)
     bb_cleanup(&s);
 }
 
+/* The store of a bindery that is not running, opened by the test (the
+ * caller closes it). */
+static bdy_store *open_stopped_store(const bb_server *s)
+{
+    bdy_sqlite_opts o = {.data_dir = s->data};
+    bdy_store *store = NULL;
+    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    return store;
+}
+
+/* Merge-patches world name of the default namespace (its status when
+ * status) in store, as no client may: what a crash or an older bindery
+ * could have left. */
+static void patch_stored_world(bdy_store *store, const char *name, const char *patch_json,
+                               bool status)
+{
+    json_object *patch = json_tokener_parse(patch_json);
+    assert_non_null(patch);
+    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,
+                                     patch, status, NULL, NULL, NULL),
+                     0);
+    json_object_put(patch);
+}
+
 /* A ledger claim whose world's status names another allocation ends, and
  * leaves that world alone: it is the other allocation's. */
 static void test_world_of_another_allocation_is_kept(void **state)
@@ -1284,15 +1308,9 @@ static void test_world_of_another_allocation_is_kept(void **state)
      * itself while bindery is down. */
     bb_signal(&s, SIGKILL);
     assert_true(bb_wait_exit(&s, 5000));
-    bdy_sqlite_opts o = {.data_dir = s.data};
-    bdy_store *store = NULL;
-    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
-    json_object *patch =
-        json_tokener_parse("{\"status\":{\"allocation\":{\"id\":\"alc-0123456789ab\"}}}");
-    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", a.name, BDY_PATCH_MERGE,
-                                     patch, true, NULL, NULL, NULL),
-                     0);
-    json_object_put(patch);
+    bdy_store *store = open_stopped_store(&s);
+    patch_stored_world(store, a.name, "{\"status\":{\"allocation\":{\"id\":\"alc-0123456789ab\"}}}",
+                       true);
     bdy_store_close(store);
     assert_true(bb_start(&s, NULL));
     char path[256];
@@ -3176,8 +3194,7 @@ static void kill9_with_one_world(bb_server *s, bdy_store **store, unrecorded *u)
     assert_true(wait_warm(s, 1, 60000));
     bb_signal(s, SIGKILL);
     assert_true(bb_wait_exit(s, 5000));
-    bdy_sqlite_opts o = {.data_dir = s->data};
-    assert_int_equal(bdy_store_sqlite_open(&o, store, NULL), 0);
+    *store = open_stopped_store(s);
     bdy_list_opts lo = {.ns = "default"};
     bdy_list_result res;
     assert_int_equal(bdy_store_list(*store, &BDY_GVR_WORLDS, &lo, &res, NULL), 0);
@@ -3201,15 +3218,13 @@ static unrecorded make_unrecorded(bb_server *s, bool deleting)
     assert_true(u.pid > 0);
     assert_int_equal(kill((pid_t)u.pid, 0), 0);
     assert_int_equal(processes_of_world(u.uid), 1);
-    json_object *patch = json_tokener_parse(
+    patch_stored_world(
+        store, u.name,
         "{\"status\":{\"phase\":\"Pending\",\"reason\":null,\"message\":null,"
         "\"conditions\":null,\"timings\":null,\"address\":null,\"nodeName\":null,"
         "\"pid\":null,\"processStartTicks\":null,\"processBootId\":null,\"processStartTime\":null,"
-        "\"ports\":null}}");
-    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", u.name, BDY_PATCH_MERGE,
-                                     patch, true, NULL, NULL, NULL),
-                     0);
-    json_object_put(patch);
+        "\"ports\":null}}",
+        true);
     if (deleting) {
         bool deleted = true;
         assert_int_equal(
@@ -3501,11 +3516,7 @@ static void test_gone_world_process_is_stopped(void **state)
     const char *name = u.name;
     const char *uid = u.uid;
     assert_int_equal(processes_of_world(uid), 1);
-    json_object *patch = json_tokener_parse("{\"metadata\":{\"finalizers\":null}}");
-    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", name, BDY_PATCH_MERGE,
-                                     patch, false, NULL, NULL, NULL),
-                     0);
-    json_object_put(patch);
+    patch_stored_world(store, name, "{\"metadata\":{\"finalizers\":null}}", false);
     bool deleted = false;
     assert_int_equal(
         bdy_store_delete(store, &BDY_GVR_WORLDS, "default", name, NULL, NULL, &deleted, NULL), 0);
@@ -3662,12 +3673,8 @@ static void test_unlabelled_world_is_kept(void **state)
     unrecorded u;
     bdy_store *store = NULL;
     kill9_with_one_world(&s, &store, &u);
-    json_object *patch =
-        json_tokener_parse("{\"metadata\":{\"labels\":{\"bindery.dev/template\":null}}}");
-    assert_int_equal(bdy_store_patch(store, &BDY_GVR_WORLDS, "default", u.name, BDY_PATCH_MERGE,
-                                     patch, false, NULL, NULL, NULL),
-                     0);
-    json_object_put(patch);
+    patch_stored_world(store, u.name, "{\"metadata\":{\"labels\":{\"bindery.dev/template\":null}}}",
+                       false);
     bdy_store_close(store);
     assert_true(bb_start(&s, NULL));
     bool labelled = false;
@@ -3713,9 +3720,7 @@ static void test_cut_short_cold_release_is_finished(void **state)
     assert_true(bb_wait_exit(&s, 5000));
 
     /* What the DELETE had done when it was cut short: the record only. */
-    bdy_store *store = NULL;
-    bdy_sqlite_opts o = {.data_dir = s.data};
-    assert_int_equal(bdy_store_sqlite_open(&o, &store, NULL), 0);
+    bdy_store *store = open_stopped_store(&s);
     json_object *world = NULL;
     assert_int_equal(bdy_store_get(store, &BDY_GVR_WORLDS, "default", c.name, &world, NULL), 0);
     json_object *alloc =

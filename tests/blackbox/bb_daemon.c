@@ -117,30 +117,40 @@ static void test_cli_commands(void **state)
     assert_non_null(strstr(out, "missing-crds"));
     free(out);
     /* A manifest its CRD's schema refuses stops serve; check-config applies
-     * the manifests to a scratch store, so it says so too. */
-    bb_write(&s, "bad-manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n"
-             "  local: {command: /bin/true}\n");
-    assert_int_equal(
-        check_config_text(&s, "badmanifest.yaml", "manifests: [bad-manifests]\n", &out), 1);
-    assert_non_null(strstr(out, "ModuleManifest arena"));
-    assert_non_null(strstr(out, "containerPort"));
-    free(out);
-    /* A misspelt field is refused as kubectl apply refuses it, not
-     * dropped (the probe would run at the default period). */
-    bb_write(&s, "typo-manifests/arena.yaml",
-             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
-             "metadata: {name: arena, namespace: default}\n"
-             "spec:\n  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
-             "  readinessProbe: {tcpSocket: {port: game}, perodSeconds: 5}\n"
-             "  local: {command: /bin/true}\n");
-    assert_int_equal(
-        check_config_text(&s, "typomanifest.yaml", "manifests: [typo-manifests]\n", &out), 1);
-    assert_non_null(strstr(out, "typo-manifests/arena.yaml:1: ModuleManifest arena"));
-    assert_non_null(strstr(out, "perodSeconds"));
-    free(out);
+     * the manifests to a scratch store, so it says so too. A misspelt
+     * field is refused as kubectl apply refuses it, not dropped (the probe
+     * would run at the default period). */
+    static const struct {
+        const char *folder;
+        const char *spec; /* the manifest's spec, but its local */
+        const char *want[2];
+    } refused[] = {
+        {"bad-manifests",
+         "  ports: [{name: game, containerPort: \"seven\", protocol: TCP}]\n",
+         {"ModuleManifest arena", "containerPort"}},
+        {"typo-manifests",
+         "  ports: [{name: game, containerPort: 7777, protocol: TCP}]\n"
+         "  readinessProbe: {tcpSocket: {port: game}, perodSeconds: 5}\n",
+         {"typo-manifests/arena.yaml:1: ModuleManifest arena", "perodSeconds"}},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char file[128];
+        char text[512];
+        char config[128];
+        snprintf(file, sizeof(file), "%s/arena.yaml", refused[i].folder);
+        snprintf(text, sizeof(text),
+                 "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+                 "metadata: {name: arena, namespace: default}\nspec:\n%s"
+                 "  local: {command: /bin/true}\n",
+                 refused[i].spec);
+        bb_write(&s, file, text);
+        snprintf(config, sizeof(config), "manifests: [%s]\n", refused[i].folder);
+        assert_int_equal(check_config_text(&s, "manifestcheck.yaml", config, &out), 1);
+        for (size_t k = 0; k < 2; k++)
+            if (strstr(out, refused[i].want[k]) == NULL)
+                fail_msg("%s: wanted \"%s\" in: %s", refused[i].folder, refused[i].want[k], out);
+        free(out);
+    }
     /* What serve's store may hold from kubectl, the scratch store lacks: a
      * namespace no pool names is made there, and a kind no CRD the config
      * applies defines is noted, not refused. */
