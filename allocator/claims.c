@@ -2322,6 +2322,21 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     int create_rc = BDY_EBUSY;
+    /* A pool whose worlds keep failing makes none for a claim either: each
+     * would fail like the rest, and a burst of waiting claims started
+     * three apiece at once. The client hears when to ask again. */
+    double backoff = cr.wait_s > 0 && matches && c->rec != NULL
+                         ? bdy_reconciler_pool_backoff(c->rec, cr.ns, cr.pool)
+                         : 0;
+    if (backoff > 0) {
+        snprintf(why, sizeof(why),
+                 "no warm world in pool %s/%s, and its worlds keep failing: it makes worlds "
+                 "again in %.0f s",
+                 cr.ns, cr.pool, ceil(backoff));
+        fail_claim(c, idem_pending, resp, NULL, 503, "PoolExhausted", why, (unsigned)ceil(backoff));
+        count_result(c, cr.ns, cr.pool, "warm", "exhausted", 0);
+        goto out;
+    }
     if (cr.wait_s > 0 && matches) {
         w = calloc(1, sizeof(*w));
         create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name, &eb);

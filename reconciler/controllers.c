@@ -2766,6 +2766,17 @@ bool bdy_reconciler_synced(bdy_reconciler *r)
     return r->inf != NULL && bdy_informer_synced(r->inf);
 }
 
+double bdy_reconciler_pool_backoff(bdy_reconciler *r, const char *ns, const char *pool)
+{
+    char key[KEY_MAX];
+    world_key(key, ns, pool);
+    pthread_mutex_lock(&r->pools_lock);
+    pool_state *ps = pool_state_find(r, key);
+    double wait = ps != NULL ? bdy_crash_backoff_wait(&ps->crashes, monotonic_s()) : 0;
+    pthread_mutex_unlock(&r->pools_lock);
+    return wait;
+}
+
 void bdy_reconciler_collect(bdy_reconciler *r)
 {
     if (r->o.metrics == NULL)
@@ -2785,13 +2796,8 @@ void bdy_reconciler_collect(bdy_reconciler *r)
         }
         const char *pool_labels[] = {ns, name, NULL};
         bdy_metric_set(bdy_metric_child(r->m_outdated, pool_labels), (double)c.outdated);
-        char key[KEY_MAX];
-        world_key(key, ns, name);
-        pthread_mutex_lock(&r->pools_lock);
-        pool_state *ps = pool_state_find(r, key);
-        double wait = ps != NULL ? bdy_crash_backoff_wait(&ps->crashes, monotonic_s()) : 0;
-        pthread_mutex_unlock(&r->pools_lock);
-        bdy_metric_set(bdy_metric_child(r->m_backoff, pool_labels), wait);
+        bdy_metric_set(bdy_metric_child(r->m_backoff, pool_labels),
+                       bdy_reconciler_pool_backoff(r, ns, name));
     }
 }
 

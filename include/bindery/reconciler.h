@@ -81,6 +81,9 @@ void bdy_reconciler_event(bdy_reconciler *r, json_object *world, const char *typ
 void bdy_reconciler_event_if_spare(bdy_reconciler *r, json_object *world, const char *type,
                                    const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Seconds until pool ns/pool creates worlds again while its worlds keep
+ * failing (crashbackoff.h); 0: not held back. Any thread. */
+double bdy_reconciler_pool_backoff(bdy_reconciler *r, const char *ns, const char *pool);
 /* Updates the gauges (worlds by pool/phase, queue depth) for a scrape. */
 void bdy_reconciler_collect(bdy_reconciler *r);
 /* Stops workers and informer; worlds keep running. */

@@ -2992,6 +2992,30 @@ static void test_warm_crash_is_replaced(void **state)
     bb_cleanup(&s);
 }
 
+/* A pool whose worlds crash at start backs off, and a claim that would
+ * wait for a cold world is told so at once, with when to ask again,
+ * rather than starting worlds that fail like the rest. */
+static void test_cold_claim_of_a_failing_pool(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_server(&s, 2, 10, ", \"--crash-after-ms\", \"20\"", 0);
+    assert_true(bb_start(&s, NULL));
+    assert_true(bb_log_contains(&s, "failures in a row; creating worlds again in", 30000));
+    claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":20}", NULL);
+    assert_int_equal(c.status, 503);
+    if (strstr(c.body, "PoolExhausted") == NULL || strstr(c.body, "keep failing") == NULL ||
+        strstr(c.body, "retryAfterSeconds") == NULL)
+        fail_msg("claim of a failing pool: %s", c.body);
+    /* It made no world of its own. */
+    bb_response r = bb_request(
+        &s, "GET", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, BDY_ANNOTATION_COLD_CLAIM));
+    bb_response_free(&r);
+    bb_cleanup(&s);
+}
+
 /* A release cut short by kill -9, and bindery down for longer than the
  * record retention: the restart's first record sweep keeps the old record
  * (the release it names is unfinished), and the release is finished. The
@@ -3798,6 +3822,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_answers_claims_being_committed, bb_teardown),
         cmocka_unit_test_teardown(test_backup_while_claiming, bb_teardown),
         cmocka_unit_test_teardown(test_warm_crash_is_replaced, bb_teardown),
+        cmocka_unit_test_teardown(test_cold_claim_of_a_failing_pool, bb_teardown),
         cmocka_unit_test_teardown(test_probe_failures_counted_per_period, bb_teardown),
         cmocka_unit_test_teardown(test_hung_worlds_hold_no_worker, bb_teardown),
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
