@@ -78,8 +78,18 @@ struct bdy_demand {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     bool stopping;
+    /* The last run did not stop cleanly (no stop mark in the file, which
+     * held samples): the minute it was cut short in lost its counts, and
+     * so is this run's first minute (start_minute), written as not lived
+     * (missing, not a minute of too few claims). */
+    bool unclean_start;
+    uint64_t start_minute; /* the first minute this run counted or ticked in; 0: none yet */
+    bool stopped;          /* bdy_demand_stop has written the stop */
     bdy_metric_family *m_target, *m_forecast, *m_lead, *m_hit;
 };
+
+/* demand_meta key of a clean stop: present from a close until the next open. */
+#define STOP_MARK "stopped_cleanly"
 
 static const char *const schema =
     "CREATE TABLE IF NOT EXISTS demand_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -187,6 +197,26 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
+    /* How the last run stopped; the mark is taken away, so that it stands
+     * for this run's stop alone. */
+    sqlite3_stmt *st = NULL;
+    bool marked = false;
+    bool had_samples = false;
+    if (sqlite3_prepare_v2(d->db,
+                           "SELECT (SELECT COUNT(*) FROM demand_meta WHERE key = '" STOP_MARK "'),"
+                           " EXISTS(SELECT 1 FROM demand_samples)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        marked = sqlite3_column_int(st, 0) > 0;
+        had_samples = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_finalize(st);
+    d->unclean_start = had_samples && !marked;
+    if (marked && sqlite3_exec(d->db, "DELETE FROM demand_meta WHERE key = '" STOP_MARK "'", NULL,
+                               NULL, &err) != SQLITE_OK) {
+        rc = bdy_fail(eb, BDY_EIO, "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+        goto out;
+    }
     if (opts->metrics != NULL) {
         const char *p[] = {"namespace", "pool", NULL};
         d->m_target = bdy_metrics_gauge(opts->metrics, "bindery_pool_target_warm",
@@ -255,6 +285,8 @@ void bdy_demand_close(bdy_demand *d)
         pthread_join(d->thread, NULL);
         bdy_demand_tick(d, (double)time(NULL));
     }
+    if (!d->stopped && d->db != NULL && bdy_demand_stop(d, (double)time(NULL)) != 0)
+        bdy_warn("demand", "%s: the claims of the last minute could not be written", d->path);
     while (d->pools != NULL) {
         pool_rec *p = d->pools;
         d->pools = p->next;
@@ -344,6 +376,8 @@ void bdy_demand_record(bdy_demand *d, const char *ns, const char *pool, bdy_dema
     uint64_t minute = (uint64_t)(now / 60);
     if (p != NULL && p->flushed == 0)
         p->flushed = minute; /* the first minute this daemon saw */
+    if (d->start_minute == 0)
+        d->start_minute = minute;
     if (p != NULL && minute >= p->flushed)
         slot_for(p, minute)->n[kind]++;
     pthread_mutex_unlock(&d->lock);
@@ -393,9 +427,18 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
         return 0;
     if ((rc = exec_sql(d, "BEGIN")) != 0)
         return rc;
+    /* Added to what is there: a run writes each minute once, but the
+     * minute a clean stop was in holds that run's part already (written
+     * as not lived), and the next run, started within it, adds its own. */
     if (sqlite3_prepare_v2(d->db,
-                           "INSERT OR REPLACE INTO demand_samples VALUES(?,?,60,?,?,?,?,?,?,?)", -1,
-                           &st, NULL) != SQLITE_OK) {
+                           "INSERT INTO demand_samples VALUES(?,?,60,?,?,?,?,?,?,?)"
+                           " ON CONFLICT(pool, start) DO UPDATE SET"
+                           " minutes = max(minutes, excluded.minutes),"
+                           " claims = claims + excluded.claims, misses = misses + excluded.misses,"
+                           " cold = cold + excluded.cold, releases = releases + excluded.releases,"
+                           " lead_sum = lead_sum + excluded.lead_sum,"
+                           " lead_n = lead_n + excluded.lead_n",
+                           -1, &st, NULL) != SQLITE_OK) {
         rc = BDY_EIO;
         goto out;
     }
@@ -695,6 +738,8 @@ int bdy_demand_tick(bdy_demand *d, double now)
 
     /* 1. Completed minutes, copied out under the lock. */
     pthread_mutex_lock(&d->lock);
+    if (d->start_minute == 0)
+        d->start_minute = minute_now;
     for (pool_rec *p = d->pools; p != NULL; p = p->next)
         npools++;
     rows = calloc(npools * BDY_DEMAND_MEMORY_MINUTES + 1, sizeof(*rows));
@@ -748,7 +793,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
             row *r = &rows[nrows++];
             snprintf(r->key, sizeof(r->key), "%s", p->key);
             r->s = *s;
-            r->s.lived = true;
+            r->s.lived = !(d->unclean_start && s->minute == d->start_minute);
         }
         /* This minute was lived through: written once complete, if only
          * as a minute without demand. A minute no tick and no event saw
@@ -926,6 +971,35 @@ out:
     pthread_mutex_unlock(&d->tick_lock);
     free(rows);
     free(jobs);
+    return rc;
+}
+
+int bdy_demand_stop(bdy_demand *d, double now)
+{
+    uint64_t minute_now = (uint64_t)(now / 60);
+    size_t npools = 0;
+    size_t n = 0;
+    pthread_mutex_lock(&d->tick_lock);
+    pthread_mutex_lock(&d->lock);
+    for (pool_rec *p = d->pools; p != NULL; p = p->next)
+        npools++;
+    row *rows = calloc(npools + 1, sizeof(*rows));
+    for (pool_rec *p = d->pools; rows != NULL && p != NULL; p = p->next) {
+        const minute_slot *s = &p->slots[minute_now % BDY_DEMAND_MEMORY_MINUTES];
+        if (s->minute != minute_now || minute_now < p->flushed || !slot_counted(s))
+            continue;
+        row *r = &rows[n++];
+        snprintf(r->key, sizeof(r->key), "%s", p->key);
+        r->s = *s;
+        r->s.lived = false; /* the rest of it is not lived */
+    }
+    pthread_mutex_unlock(&d->lock);
+    int rc = rows == NULL ? BDY_ENOMEM : write_rows(d, rows, n);
+    if (rc == 0)
+        rc = exec_sql(d, "INSERT OR REPLACE INTO demand_meta VALUES('" STOP_MARK "', '1')");
+    d->stopped = rc == 0;
+    pthread_mutex_unlock(&d->tick_lock);
+    free(rows);
     return rc;
 }
 

@@ -444,6 +444,91 @@ static void test_bad_file_and_overrides(void **state)
     bdy_demand_close(NULL);
 }
 
+/* A row of minute m (after T0) of the pool: its minutes and claims, or
+ * -1 when there is none. */
+static void minute_row(fixture *f, int m, long long *minutes, long long *claims)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*) FROM demand_samples WHERE pool = 'default/arena' AND start = %.0f",
+             T0 + m * 60);
+    *minutes = *claims = -1;
+    if (count_rows(f, sql) == 0)
+        return;
+    snprintf(sql, sizeof(sql),
+             "SELECT minutes FROM demand_samples WHERE pool = 'default/arena' AND start = %.0f",
+             T0 + m * 60);
+    *minutes = count_rows(f, sql);
+    snprintf(sql, sizeof(sql),
+             "SELECT claims FROM demand_samples WHERE pool = 'default/arena' AND start = %.0f",
+             T0 + m * 60);
+    *claims = count_rows(f, sql);
+}
+
+/* A clean stop keeps the claims of the minute it is in, and the run that
+ * starts within that minute adds its own: the minute was stored as lived
+ * with none of the first run's claims. After a stop that wrote nothing
+ * (kill -9), the next run's first minute is missing, not short. */
+static void test_stop_keeps_its_minute(void **state)
+{
+    fixture *f = *state;
+    bdy_demand *d = open_demand(f);
+    assert_int_equal(bdy_demand_tick(d, T0 + 5), 0);
+    for (int i = 0; i < 5; i++)
+        bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 10 + i);
+    assert_int_equal(bdy_demand_stop(d, T0 + 30), 0);
+    bdy_demand_close(d);
+    long long minutes = 0;
+    long long claims = 0;
+    minute_row(f, 0, &minutes, &claims);
+    assert_int_equal(minutes, 0); /* not lived through, yet */
+    assert_int_equal(claims, 5);
+
+    /* Started again within the minute: its claims add up, and the minute
+     * was lived. */
+    d = open_demand(f);
+    for (int i = 0; i < 3; i++)
+        bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 40 + i);
+    assert_int_equal(bdy_demand_tick(d, T0 + 45), 0);
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 70);
+    assert_int_equal(bdy_demand_tick(d, T0 + 125), 0);
+    minute_row(f, 0, &minutes, &claims);
+    assert_int_equal(minutes, 1);
+    assert_int_equal(claims, 8);
+    minute_row(f, 1, &minutes, &claims);
+    assert_int_equal(minutes, 1);
+    assert_int_equal(claims, 1);
+    bdy_demand_close(d);
+
+    /* A run that stopped without a word (what kill -9 leaves: no mark). */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "DELETE FROM demand_meta WHERE key = 'stopped_cleanly'", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    d = open_demand(f);
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 190);
+    assert_int_equal(bdy_demand_tick(d, T0 + 195), 0);
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 250);
+    assert_int_equal(bdy_demand_tick(d, T0 + 305), 0);
+    minute_row(f, 3, &minutes, &claims);
+    assert_int_equal(minutes, 0); /* its start: part of it was the lost run's */
+    assert_int_equal(claims, 1);
+    minute_row(f, 4, &minutes, &claims);
+    assert_int_equal(minutes, 1);
+    assert_int_equal(claims, 1);
+    bdy_demand_close(d);
+    /* That stop was clean again: the next run's first minute is lived. */
+    d = open_demand(f);
+    bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 370);
+    assert_int_equal(bdy_demand_tick(d, T0 + 425), 0);
+    minute_row(f, 6, &minutes, &claims);
+    assert_int_equal(minutes, 1);
+    assert_int_equal(claims, 1);
+    bdy_demand_close(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_scale_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_without_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_file_and_overrides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_keeps_its_minute, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
