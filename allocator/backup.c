@@ -57,6 +57,37 @@ static int path_in(char *out, size_t cap, const char *dir, const char *name, con
     return 0;
 }
 
+/* Whether path (which need not exist yet, but its parent must) is dir or
+ * lies under it, both with links and dots resolved. False when either
+ * cannot be resolved: the target's own checks say why. */
+static bool path_within(const char *path, const char *dir)
+{
+    char rd[PATH_MAX];
+    char rp[PATH_MAX];
+    if (realpath(dir, rd) == NULL)
+        return false;
+    if (realpath(path, rp) == NULL) {
+        char parent[PATH_MAX];
+        if (snprintf(parent, sizeof(parent), "%s", path) >= (int)sizeof(parent))
+            return false;
+        size_t len = strlen(parent);
+        while (len > 1 && parent[len - 1] == '/')
+            parent[--len] = '\0';
+        char *slash = strrchr(parent, '/');
+        const char *base = slash != NULL ? slash + 1 : parent;
+        char resolved[PATH_MAX];
+        const char *from = slash == NULL ? "." : slash == parent ? "/" : parent;
+        if (slash != NULL && slash != parent)
+            *slash = '\0';
+        if (realpath(from, resolved) == NULL ||
+            snprintf(rp, sizeof(rp), "%s/%s", strcmp(resolved, "/") == 0 ? "" : resolved, base) >=
+                (int)sizeof(rp))
+            return false;
+    }
+    size_t n = strlen(rd);
+    return strncmp(rp, rd, n) == 0 && (rp[n] == '\0' || rp[n] == '/' || strcmp(rd, "/") == 0);
+}
+
 /* to must not exist (it is made) or be an empty folder. */
 static int fsync_path(const char *path, int flags);
 
@@ -306,6 +337,11 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
         return bdy_fail(eb, BDY_ENOTFOUND,
                         "%s holds no store (bindery.db): not a data folder bindery has used",
                         data_dir);
+    if (path_within(to, data_dir))
+        return bdy_fail(eb, BDY_EINVAL,
+                        "backup folder %s is inside the data folder %s: a backup there shares "
+                        "its disk and is lost with it; back up into a folder elsewhere",
+                        to, data_dir);
     if ((rc = prepare_target(to, eb)) != 0)
         return rc;
     /* Every file under a temporary name first: a backup that fails half

@@ -220,6 +220,23 @@ static void test_refusals(void **state)
     write_file(f->to, "old", "x");
     assert_int_equal(bdy_backup_data_dir(f->data, f->to, NULL, &eb), BDY_EEXISTS);
     assert_non_null(strstr(eb.message, "not empty"));
+    /* A target inside the data folder, however named: a backup there is
+     * lost with the folder it is of, and nothing is written there. */
+    char inside[200];
+    char via_link[200];
+    char link_path[160];
+    snprintf(inside, sizeof(inside), "%s/sub", f->data);
+    snprintf(link_path, sizeof(link_path), "%s/data-link", f->dir);
+    assert_int_equal(symlink(f->data, link_path), 0);
+    snprintf(via_link, sizeof(via_link), "%s/./sub/", link_path);
+    const char *const targets[] = {inside, via_link, f->data, link_path};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        bdy_errbuf_clear(&eb);
+        assert_int_equal(bdy_backup_data_dir(f->data, targets[i], NULL, &eb), BDY_EINVAL);
+        assert_non_null(strstr(eb.message, "inside the data folder"));
+    }
+    assert_int_equal(access(inside, F_OK), -1);
+    unlink(link_path);
     /* A file that is not a database: nothing lands under its name. */
     char copy2[128];
     snprintf(copy2, sizeof(copy2), "%s/copy2", f->dir);
