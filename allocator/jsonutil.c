@@ -270,6 +270,9 @@ static char *decode_string(const char *s, size_t len, size_t *out_len)
                 i += 6;
             }
         }
+        /* A surrogate left unpaired is what json-c reads it as: U+FFFD. */
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            cp = 0xFFFD;
         if (cp < 0x80) {
             out[o++] = (char)cp;
         } else if (cp < 0x800) {
@@ -444,9 +447,32 @@ int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *
             want_key = false;
         } else if (ch == ',') {
             want_key = c.nlevels > 0 && c.levels[c.nlevels - 1].object;
+            size_t next = ++c.i;
+            while (next < c.n && strchr(" \t\r\n", c.t[next]) != NULL && c.t[next] != '\0')
+                next++;
+            if (next < c.n && (c.t[next] == '}' || c.t[next] == ']'))
+                rc = text_fail(&c, BDY_EINVAL, "a comma before the %c at offset %zu is not JSON",
+                               c.t[next], next);
+        } else if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == ':') {
             c.i++;
         } else {
-            c.i++; /* whitespace, ':', the letters of true, false and null */
+            /* What json-c reads but JSON has not: single-quoted strings
+             * (keys too: a key the duplicate check would not see),
+             * comments, bare words. */
+            static const char *const words[] = {"true", "false", "null"};
+            size_t w = 0;
+            while (w < 3 && !(c.n - c.i >= strlen(words[w]) &&
+                              memcmp(c.t + c.i, words[w], strlen(words[w])) == 0))
+                w++;
+            if (w == 3) {
+                unsigned char u = (unsigned char)ch;
+                rc = u >= 0x21 && u < 0x7f
+                         ? text_fail(&c, BDY_EINVAL, "'%c' at offset %zu is not JSON", ch, c.i)
+                         : text_fail(&c, BDY_EINVAL, "byte 0x%02x at offset %zu is not JSON", u,
+                                     c.i);
+            } else {
+                c.i += strlen(words[w]);
+            }
         }
     }
     c.no_duplicates = false; /* what is left open is only freed */

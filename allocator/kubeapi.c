@@ -309,12 +309,13 @@ static const char *query_cb(void *data, const char *key)
     return bdy_http_query(data, key);
 }
 
-/* Parses the body as one JSON value (objects only when want_object). With
- * fieldValidation=Strict (kubectl's default) a key twice in an object is
- * refused, as the API server's strict decoding does; otherwise the last one
- * is taken. */
+/* Parses the body as one JSON value (objects only when want_object). A key
+ * given twice in an object is what the API server's decoder makes of it
+ * under fields: refused (Strict), taken last with a Warning header on resp
+ * (Warn, and the default), or taken last (Ignore). */
 static int parse_body(const bdy_http_request *req, bool want_object,
-                      bdy_kube_field_validation fields, json_object **out, bdy_errbuf *eb)
+                      bdy_kube_field_validation fields, bdy_http_response *resp, json_object **out,
+                      bdy_errbuf *eb)
 {
     /* Stored text must stay valid UTF-8: every client reads it back. */
     if (!bdy_utf8_valid(req->body, req->body_len))
@@ -352,8 +353,21 @@ static int parse_body(const bdy_http_request *req, bool want_object,
             "numbers in the request body must be finite (NaN and Infinity are not JSON)");
     }
     char what[160];
-    bool strict = fields == BDY_FIELDS_STRICT || fields == BDY_FIELDS_STRICT_DEFAULT;
-    int rc = bdy_json_text_check(req->body, req->body_len, strict, what, sizeof(what));
+    int rc = bdy_json_text_check(req->body, req->body_len, fields != BDY_FIELDS_IGNORE, what,
+                                 sizeof(what));
+    if (rc == BDY_EEXISTS && fields != BDY_FIELDS_STRICT) {
+        /* Warn: said, and the last one taken, as json-c took it. */
+        char warning[2 * sizeof(what) + 16];
+        size_t n = (size_t)snprintf(warning, sizeof(warning), "299 - \"");
+        for (const char *p = what; *p != '\0' && n + 3 < sizeof(warning); p++) {
+            if (*p == '"' || *p == '\\')
+                warning[n++] = '\\';
+            warning[n++] = *p;
+        }
+        snprintf(warning + n, sizeof(warning) - n, "\"");
+        bdy_http_set_header(resp, "Warning", warning);
+        rc = bdy_json_text_check(req->body, req->body_len, false, what, sizeof(what));
+    }
     if (rc != 0)
         json_object_put(o);
     if (rc == BDY_EEXISTS)
@@ -980,7 +994,7 @@ static void do_patch(verb_ctx *v)
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     int rc = parse_body(v->req, v->patch_type == BDY_PATCH_MERGE || smp, v->q.field_validation,
-                        &v->body, &eb);
+                        v->resp, &v->body, &eb);
     if (rc == 0 && v->patch_type == BDY_PATCH_JSON &&
         !json_object_is_type(v->body, json_type_array))
         rc = bdy_fail(&eb, BDY_EINVAL, "a JSON patch must be an array of operations");
@@ -1154,7 +1168,7 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
         return;
     }
     rc = as_proto ? bdy__kube_proto_decode(&v.info, req->body, req->body_len, &v.body, &eb)
-                  : parse_body(req, true, v.q.field_validation, &v.body, &eb);
+                  : parse_body(req, true, v.q.field_validation, resp, &v.body, &eb);
     if (rc != 0) {
         bdy__kube_fail(resp, rc, &eb, &v.info, path.name);
         return;

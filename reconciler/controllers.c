@@ -1969,8 +1969,12 @@ static void note_pool_failures(bdy_reconciler *r, pool_state *ps, const char *ns
 {
     if (n == 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        bdy_crash_backoff_failed(&ps->crashes, mono, ready_s[i]);
+    /* Those that ran a while first: the count they start over is then
+     * that of the others, in whatever order the fleet listed them. */
+    for (int proven = 1; proven >= 0; proven--)
+        for (size_t i = 0; i < n; i++)
+            if ((ready_s[i] >= BDY_CRASH_BACKOFF_PROVEN_S) == (proven == 1))
+                bdy_crash_backoff_failed(&ps->crashes, mono, ready_s[i]);
     if (r->m_failures != NULL) {
         const char *labels[] = {ns, name, NULL};
         bdy_metric_add(bdy_metric_child(r->m_failures, labels), (double)n);
@@ -2702,7 +2706,7 @@ int bdy_reconciler_new(const bdy_reconciler_opts *opts, bdy_reconciler **out, bd
         r->m_failures = bdy_metrics_counter(
             r->o.metrics, "bindery_pool_world_failures_total",
             "Worlds of a pool's current template that failed of their own (crashed, failed "
-            "readiness or start) and creates the store refused: what its crash backoff counts.",
+            "readiness or start), and creates the store refused.",
             p);
         r->m_backoff = bdy_metrics_gauge(
             r->o.metrics, "bindery_pool_creation_backoff_seconds",

@@ -146,6 +146,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st_list_ns;
     sqlite3_stmt *st_list_res;
     const bdy_gvr *const *ns_records; /* opts->namespace_records, static */
+    size_t ns_records_max;            /* most of them one namespace delete removes */
     sqlite3_stmt *st_begin;           /* prepared once: parsing them per batch showed in profiles */
     sqlite3_stmt *st_commit;
     sqlite3_stmt *st_rollback;
@@ -677,8 +678,8 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
  * to claimants, a Starting world marked Ready was claimed before it
  * listened, and one marked Allocated without a claim was held for good.
  * A world is replaced by deleting it. */
-static int client_world_write_allowed(const bdy_resource_info *info, const char *name,
-                                      json_object *old, json_object *neu, bdy_errbuf *eb)
+static int check_client_world_write(const bdy_resource_info *info, const char *name,
+                                    json_object *old, json_object *neu, bdy_errbuf *eb)
 {
     if (strcmp(info->group, BDY_GVR_WORLDS.group) != 0 ||
         strcmp(info->resource, BDY_GVR_WORLDS.resource) != 0)
@@ -694,7 +695,7 @@ static int client_world_write_allowed(const bdy_resource_info *info, const char 
         json_object_object_foreach(sides[side], key, v)
         {
             (void)v;
-            if (side == 1 && bdy_jget(was, key) != NULL)
+            if (side == 1 && json_object_object_get_ex(was, key, NULL))
                 continue;
             if (json_object_equal(bdy_jget(was, key), bdy_jget(now, key)))
                 continue;
@@ -890,7 +891,7 @@ static int commit_update(sqlite_store *s, write_op *op, const bdy__resource *res
     json_object_object_del(bdy__metadata(neu), "managedFields");
     set_rv(neu, strtoull(have_rv ? have_rv : "0", NULL, 10));
     /* Through the status or, for a CRD without the subresource, the object. */
-    if (op->wo.client && (rc = client_world_write_allowed(info, name, old, neu, op->eb)) != 0)
+    if (op->wo.client && (rc = check_client_world_write(info, name, old, neu, op->eb)) != 0)
         goto out;
 
     rc = validate_object(res, neu, old, op->wo.unknown, &crd, op->eb);
@@ -1094,8 +1095,18 @@ static bool is_ns_record(const sqlite_store *s, const char *group, const char *r
  * watch event each; not on a dry run). Kubernetes empties a namespace in
  * the background; here deleting what holds a finalizer (a world and its
  * process) stays the client's to ask for, and nothing waits for it. */
-static int namespace_emptied(sqlite_store *s, write_op *op, const char *ns)
+static int empty_namespace_records(sqlite_store *s, write_op *op, const char *ns)
 {
+    /* What the records are, for the messages: "events, allocations.bindery.dev". */
+    char record_kinds[256] = "";
+    size_t klen = 0;
+    for (size_t i = 0; s->ns_records != NULL && s->ns_records[i] != NULL; i++) {
+        const bdy_gvr *g = s->ns_records[i];
+        int w = snprintf(record_kinds + klen, sizeof(record_kinds) - klen, "%s%s%s%s",
+                         i ? ", " : "", g->resource, g->group[0] ? "." : "", g->group);
+        klen += w > 0 && (size_t)w < sizeof(record_kinds) - klen ? (size_t)w : 0;
+    }
+
     sqlite3_stmt *st = s->st_count_ns;
     sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
     char held[512] = "";
@@ -1123,15 +1134,14 @@ static int namespace_emptied(sqlite_store *s, write_op *op, const char *ns)
         return rc;
     if (len > 0)
         return bdy_fail(op->eb, BDY_ECONFLICT,
-                        "namespace \"%s\" still holds %s; delete them first (its Events and "
-                        "Allocation records go with it)",
-                        ns, held);
-    if (records > BDY_STORE_NS_RECORDS_MAX)
+                        "namespace \"%s\" still holds %s; delete them first%s%s%s", ns, held,
+                        klen ? " (its " : "", record_kinds, klen ? " go with it)" : "");
+    if ((size_t)records > s->ns_records_max)
         return bdy_fail(op->eb, BDY_ECONFLICT,
-                        "namespace \"%s\" holds %lld Events and Allocation records, more than "
-                        "one delete removes (%d); they expire (claims.recordRetentionHours), or "
-                        "delete some of them first",
-                        ns, (long long)records, BDY_STORE_NS_RECORDS_MAX);
+                        "namespace \"%s\" holds %lld records (%s), more than one delete removes "
+                        "(%zu, half of store.watchHistory): delete some of them first "
+                        "(kubectl delete KIND --all -n %s), or wait until they expire",
+                        ns, (long long)records, record_kinds, s->ns_records_max, ns);
     if (records == 0 || op->wo.dry_run)
         return 0;
     /* Read first, removed after: the statement is not stepped over rows
@@ -1193,7 +1203,7 @@ static int do_delete(sqlite_store *s, write_op *op)
         goto out;
     }
     if (strcmp(info->resource, "namespaces") == 0 && !info->group[0] &&
-        (rc = namespace_emptied(s, op, op->name)) != 0)
+        (rc = empty_namespace_records(s, op, op->name)) != 0)
         goto out;
     if (op->wo.dry_run) {
         op->deleted = !bdy__has_finalizers(old);
@@ -2759,6 +2769,10 @@ int bdy_store_sqlite_open(const bdy_sqlite_opts *opts, bdy_store **out, bdy_errb
     if (rc != 0)
         goto out;
     size_t history = opts->watch_history ? opts->watch_history : DEFAULT_WATCH_HISTORY;
+    /* A namespace's records go in one commit, one watch event each: more
+     * than the history holds would expire every watch at once. */
+    s->ns_records_max =
+        history / 2 < BDY_STORE_NS_RECORDS_MAX ? history / 2 : BDY_STORE_NS_RECORDS_MAX;
     rc = bdy__watchlog_init(&s->log, history, WATCH_HISTORY_MAX_BYTES, s->rv);
     if (rc != 0)
         goto out;

@@ -56,9 +56,10 @@ typedef struct bdy_http_request {
 
 /* Query parameter / header lookups (NULL when absent). */
 const char *bdy_http_query(const bdy_http_request *req, const char *key);
-/* The first query parameter of req whose key known (NULL-terminated, may
- * be NULL: none known) does not list, or NULL; valid while the request
- * is. Requests without a connection (lookup set) have none to list. */
+/* The key of the first query parameter of req that is not in known (a
+ * NULL-terminated list; NULL: no parameter is known), or NULL when every
+ * one is. Valid while the request is. A request without a connection
+ * (lookup set) has none to list. */
 const char *bdy_http_query_unknown(const bdy_http_request *req, const char *const *known);
 const char *bdy_http_header(const bdy_http_request *req, const char *name);
 

@@ -2721,8 +2721,10 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
     assert_true(wait_world_gone(&s, c.name, 20000));
-    /* A world whose status.allocation no claim wrote (by hand) makes no
-     * valid release record: it goes all the same, not stuck Terminating. */
+    /* A world whose status.allocation no claim wrote makes no valid
+     * release record: it goes all the same, not stuck Terminating. No
+     * client may write one now (below); what an older bindery let a hand
+     * write is made in the store while bindery is down. */
     claim d = post_claim(&s, body, NULL);
     assert_int_equal(d.status, 201);
     assert_true(wait_world_allocated(&s, d.name, d.id, NULL, 10000));
@@ -2753,6 +2755,12 @@ static void test_cold_claimed_world_deleted_is_released(void **state)
     assert_int_equal(r.status, 200);
     bb_response_free(&r);
     assert_true(wait_world_allocated(&s, d.name, d.id, NULL, 1000));
+    bb_signal(&s, SIGTERM);
+    assert_true(bb_wait_exit(&s, 10000));
+    bdy_store *store = open_stopped_store(&s);
+    patch_stored_world(store, d.name, refused[0][0], true);
+    bdy_store_close(store);
+    assert_true(bb_start(&s, NULL));
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
              d.name);
     r = bb_request(&s, "DELETE", path, NULL, NULL);

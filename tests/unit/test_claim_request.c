@@ -135,6 +135,10 @@ static void test_text_must_be_whole_utf8(void **state)
         "{\"pool\":\"a\",\"metadata\":{\"labels\":{\"k\":\"1\",\"\\u006b\":\"2\"}}}"};
     for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++)
         refused(twice[i], strlen(twice[i]), "duplicate field");
+    /* json-c's strict mode reads a single-quoted key, which would hide the
+     * second "pool" from the duplicate check. */
+    const char quoted[] = "{\"pool\":\"arena\",'pool':\"crashy\"}";
+    refused(quoted, strlen(quoted), "is not JSON");
     accepted("{\"pool\":\"a\",\"waitSeconds\":0}");
     accepted("{\"pool\":\"a\",\"claimant\":\"spieler-\xc3\xa9\xe2\x82\xac\"}");
     accepted("{\"pool\":\"a\",\"claimant\":\"\\u00e9\"}");

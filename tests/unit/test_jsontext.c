@@ -67,6 +67,9 @@ static void test_duplicate_keys(void **state)
     assert_int_equal(check("{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}", true, why),
                      BDY_EEXISTS);
     assert_int_equal(check("{\"a\\nb\":1,\"a\\u000ab\":2}", true, why), BDY_EEXISTS);
+    /* Unpaired surrogates all read as U+FFFD, as json-c reads them. */
+    assert_int_equal(check("{\"\\ud800\":1,\"\\udbff\":2}", true, why), BDY_EEXISTS);
+    assert_int_equal(check("{\"\\udc00x\":1,\"\xef\xbf\xbdx\":2}", true, why), BDY_EEXISTS);
     /* Per object, at any depth. */
     assert_int_equal(
         check("{\"a\":{\"x\":1},\"b\":{\"x\":1},\"c\":[{\"x\":1},{\"x\":2}]}", true, why), 0);
@@ -93,6 +96,37 @@ static void test_duplicate_keys(void **state)
     free(big);
 }
 
+/* What json-c reads but JSON has not is refused: a single-quoted key
+ * would hide from the duplicate check ({"pool":"a",'pool':"b"} claimed
+ * from b), and so would a comment that holds a quote. */
+static void test_not_json(void **state)
+{
+    (void)state;
+    char why[160];
+    static const char *const bad[] = {"{\"pool\":\"arena\",'pool':\"crashy\"}",
+                                      "{\"pool\":\"a\",/*\"*/\"pool\":\"b\"/*\"*/}",
+                                      "{\"a\":1 // note\n}",
+                                      "[1,2,]",
+                                      "{\"a\":1,}",
+                                      "{\"a\":1 , }",
+                                      "{\"a\":NaN}",
+                                      "{\"a\":tru}",
+                                      "{\"a\":nul}",
+                                      "{\"a\":True}",
+                                      "{a:1}",
+                                      NULL};
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        why[0] = '\0';
+        if (check(bad[i], true, why) != BDY_EINVAL)
+            fail_msg("%s not refused", bad[i]);
+        assert_non_null(strstr(why, "not JSON"));
+    }
+    assert_int_equal(check("{\"pool\":\"arena\",'pool':\"crashy\"}", true, why), BDY_EINVAL);
+    assert_string_equal(why, "''' at offset 16 is not JSON");
+    assert_int_equal(
+        check("{\"a\":true,\"b\":false,\"c\":null,\"d\":[true , null]}\r\n", true, why), 0);
+}
+
 /* Broken text is the parser's to judge; nothing here reads past it. */
 static void test_broken_text(void **state)
 {
@@ -115,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_not_json),
         cmocka_unit_test(test_broken_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

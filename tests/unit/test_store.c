@@ -1492,6 +1492,40 @@ static void test_crd_updates(void **state)
     json_object_put(crd);
 }
 
+/* Records beyond half the watch history are not removed with their
+ * namespace in one commit: that many watch events at once would expire
+ * every watch. The 409 says what to do. (History of 4: at most 2.) */
+static void test_namespace_records_cap(void **state)
+{
+    fixture *f = *state;
+    json_object *ns = json_tokener_parse("{\"metadata\":{\"name\":\"busy\"}}");
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
+                     0);
+    json_object_put(ns);
+    for (int i = 0; i < 3; i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "{\"metadata\":{\"name\":\"e%d\"},\"involvedObject\":{\"kind\":\"Widget\","
+                 "\"name\":\"w\"},\"reason\":\"Test\",\"message\":\"m\"}",
+                 i);
+        json_object *e = json_tokener_parse(text);
+        assert_int_equal(bdy_store_create(f->store, &BDY_GVR_EVENTS, "busy", e, NULL, NULL, NULL),
+                         0);
+        json_object_put(e);
+    }
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "busy", NULL, NULL, NULL, &eb),
+        BDY_ECONFLICT);
+    assert_non_null(
+        strstr(eb.message, "holds 3 records (events), more than one delete removes (2"));
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_EVENTS, "busy", "e0", NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(
+        bdy_store_delete(f->store, &BDY_GVR_NAMESPACES, NULL, "busy", NULL, NULL, NULL, NULL), 0);
+}
+
 static void test_namespace_rules(void **state)
 {
     fixture *f = *state;
@@ -1967,6 +2001,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_create_then_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crd_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_namespace_records_cap, setup_small_history, teardown),
         cmocka_unit_test(test_bad_data_files),
         cmocka_unit_test_setup_teardown(test_data_folder_taken_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_rowid_layout_converted, setup, teardown),
