@@ -3492,6 +3492,25 @@ bool bdy_claims_ready(bdy_claims *c)
            bdy_reconciler_synced(c->rec);
 }
 
+void bdy_claims_collect(bdy_claims *c)
+{
+    static const char *const results[][2] = {
+        {"warm", "success"}, {"warm", "exhausted"}, {"cold", "success"}, {"cold", "timeout"}};
+    size_t n = bdy_fleet_pool_count(c->o.fleet);
+    for (size_t i = 0; i < n; i++) {
+        char ns[BDY_NAME_MAX];
+        char name[BDY_NAME_MAX];
+        if (bdy_fleet_pool_at(c->o.fleet, i, ns, sizeof(ns), name, sizeof(name)) != 0)
+            continue;
+        for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++) {
+            const char *labels[] = {ns, name, results[k][0], results[k][1], NULL};
+            bdy_metric_add(bdy_metric_child(c->m_total, labels), 0);
+        }
+        const char *pl[] = {ns, name, NULL};
+        bdy_metric_add(bdy_metric_child(c->m_misses, pl), 0);
+    }
+}
+
 int bdy_claims_routes(bdy_claims *c, bdy_http_server *s)
 {
     int rc;

@@ -198,13 +198,32 @@ typedef struct text_check {
     size_t n;
     size_t i; /* the byte being looked at */
     bool no_duplicates;
-    text_key *keys; /* of the objects open, innermost last */
+    text_key *keys; /* of the objects open, innermost last; first in inline_keys */
     size_t nkeys, akeys;
     text_level *levels;
     size_t nlevels, alevels;
     char *why;
     size_t cap;
+    /* A request body's few objects and keys need no allocation. */
+    text_key inline_keys[16];
+    text_level inline_levels[8];
 } text_check;
+
+/* *arr (of *cap elements of size elem, at first the inline buffer
+ * inline_buf) with room for twice as many; false when out of memory (*arr
+ * unchanged). */
+static bool grow_array(void **arr, void *inline_buf, size_t *cap, size_t elem)
+{
+    size_t na = 2 * *cap;
+    void *n = *arr == inline_buf ? malloc(na * elem) : realloc(*arr, na * elem);
+    if (n == NULL)
+        return false;
+    if (*arr == inline_buf)
+        memcpy(n, inline_buf, *cap * elem);
+    *arr = n;
+    *cap = na;
+    return true;
+}
 
 static int text_fail(text_check *c, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -351,15 +370,10 @@ static int scan_string(text_check *c, bool is_key)
             return text_fail(c, BDY_EINVAL, "a key near offset %zu has a bad escape", start);
         k.p = k.owned;
     }
-    if (c->nkeys == c->akeys) {
-        size_t na = c->akeys ? 2 * c->akeys : 16;
-        text_key *nk = realloc(c->keys, na * sizeof(*nk));
-        if (nk == NULL) {
-            free(k.owned);
-            return BDY_ENOMEM;
-        }
-        c->keys = nk;
-        c->akeys = na;
+    if (c->nkeys == c->akeys &&
+        !grow_array((void **)&c->keys, c->inline_keys, &c->akeys, sizeof(*c->keys))) {
+        free(k.owned);
+        return BDY_ENOMEM;
     }
     c->keys[c->nkeys++] = k;
     return 0;
@@ -414,6 +428,10 @@ static int scan_number(text_check *c)
 int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *why, size_t cap)
 {
     text_check c = {.t = text, .n = len, .no_duplicates = no_duplicates, .why = why, .cap = cap};
+    c.keys = c.inline_keys;
+    c.akeys = sizeof(c.inline_keys) / sizeof(c.inline_keys[0]);
+    c.levels = c.inline_levels;
+    c.alevels = sizeof(c.inline_levels) / sizeof(c.inline_levels[0]);
     int rc = 0;
     bool want_key = false; /* the next string of the innermost object is a key */
     while (rc == 0 && c.i < c.n) {
@@ -424,15 +442,10 @@ int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *
         } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
             rc = scan_number(&c);
         } else if (ch == '{' || ch == '[') {
-            if (c.nlevels == c.alevels) {
-                size_t na = c.alevels ? 2 * c.alevels : 16;
-                text_level *nl = realloc(c.levels, na * sizeof(*nl));
-                if (nl == NULL) {
-                    rc = BDY_ENOMEM;
-                    break;
-                }
-                c.levels = nl;
-                c.alevels = na;
+            if (c.nlevels == c.alevels &&
+                !grow_array((void **)&c.levels, c.inline_levels, &c.alevels, sizeof(*c.levels))) {
+                rc = BDY_ENOMEM;
+                break;
             }
             c.levels[c.nlevels++] = (text_level){ch == '{', c.nkeys};
             want_key = ch == '{';
@@ -481,7 +494,9 @@ int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *
         if (l.object)
             close_object(&c, &l);
     }
-    free(c.keys);
-    free(c.levels);
+    if (c.keys != c.inline_keys)
+        free(c.keys);
+    if (c.levels != c.inline_levels)
+        free(c.levels);
     return rc;
 }

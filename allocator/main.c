@@ -143,6 +143,8 @@ static void metrics_cb(void *data, const bdy_http_request *req, bdy_http_respons
     bdy_reconciler *r = atomic_load(&d->reconciler_made);
     if (r != NULL)
         bdy_reconciler_collect(r);
+    if (d->claims != NULL)
+        bdy_claims_collect(d->claims);
     /* A token that may read only some namespaces sees their series only,
      * as GET /v1/pools shows it their pools only. */
     const bdy_principal *p = req->principal;

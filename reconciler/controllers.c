@@ -2802,6 +2802,8 @@ void bdy_reconciler_collect(bdy_reconciler *r)
         bdy_metric_set(bdy_metric_child(r->m_outdated, pool_labels), (double)c.outdated);
         bdy_metric_set(bdy_metric_child(r->m_backoff, pool_labels),
                        bdy_reconciler_pool_backoff(r, ns, name));
+        /* At 0 from the start: a rule on its rate needs the series. */
+        bdy_metric_add(bdy_metric_child(r->m_failures, pool_labels), 0);
     }
 }
 

@@ -90,6 +90,11 @@ bool bdy_claims_ready(bdy_claims *c);
 /* Registers the routes on s. */
 int bdy_claims_routes(bdy_claims *c, bdy_http_server *s);
 
+/* For a scrape: every configured pool has its claim counters (warm and
+ * cold successes, exhaustions and timeouts, misses), at 0 until counted,
+ * so that a rule on their rate sees a series from the start. */
+void bdy_claims_collect(bdy_claims *c);
+
 /* Answers every waiting cold claim with 503 and stops the thread. */
 void bdy_claims_stop(bdy_claims *c);
 void bdy_claims_free(bdy_claims *c);

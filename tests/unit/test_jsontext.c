@@ -137,6 +137,15 @@ static void test_broken_text(void **state)
     assert_int_equal(check("{\"a\\u00\":1,\"a\\u00\":2}", true, why), BDY_EINVAL);
     assert_int_equal(check("}}]]", true, why), 0);
     assert_int_equal(check("{{{{[[[", true, why), 0);
+    /* Deeper than the levels kept inline, and a key twice at the bottom. */
+    char deep[256] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(deep, "{\"a\":");
+    strcat(deep, "{\"k\":1,\"k\":2}");
+    for (int i = 0; i < 30; i++)
+        strcat(deep, "}");
+    assert_int_equal(check(deep, true, why), BDY_EEXISTS);
+    assert_string_equal(why, "duplicate field \"k\"");
     assert_int_equal(check("", true, why), 0);
     /* Length, not NUL, ends it. */
     const char text[] = {'{', '"', 'a', '"', ':', '0', '0'};
