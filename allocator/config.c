@@ -333,8 +333,15 @@ static const cfg_field override_fields[] = {
      .name = CFG_NAME_TIME_OF_DAY,
      .required = true,
      .doc = "end of the window, the same kind as from"},
-    UINT_FIELD(bdy_config_override, min_warm, "minWarm", 0, 100000, "0",
-               "fewest warm worlds during the window (ready when it opens)"),
+    /* Required: without it the window would do nothing, in silence. */
+    {.key = "minWarm",
+     .type = CFG_UINT,
+     MEMBER(bdy_config_override, min_warm),
+     .min = 0,
+     .max = 100000,
+     .def = "0",
+     .required = true,
+     .doc = "fewest warm worlds during the window (ready when it opens)"},
 };
 static int check_override(const cfg_ctx *c, const bdy_ynode *n, const char *path, const void *base);
 static const cfg_section override_section = {

@@ -240,7 +240,7 @@ static void test_reload_keeps_old_config_when_new_is_bad(void **state)
      * (it used to pass, then fail half-way through applying the pools). */
     bb_write(&s, "bindery.yaml",
              "logLevel: debug\npools:\n  - name: a\n    manifest: a\n    overrides:\n"
-             "      - {from: \"17:45\", to: \"2025-06-01T19:00:00Z\"}\n");
+             "      - {from: \"17:45\", to: \"2025-06-01T19:00:00Z\", minWarm: 2}\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "must be the same kind as from", 5000));
     /* A manifest its schema refuses refuses the reload before any manifest

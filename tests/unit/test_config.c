@@ -816,12 +816,16 @@ static void test_pool_cross_field(void **state)
         /* Override windows: from and to of one kind, an absolute one
          * forwards. */
         {"pools:\n  - name: a\n    manifest: a\n    overrides:\n      - from: \"17:45\"\n"
-         "        to: \"2025-06-01T19:00:00Z\"\n",
+         "        to: \"2025-06-01T19:00:00Z\"\n        minWarm: 5\n",
          "bindery.yaml:6: pools[0].overrides[0].to: must be the same kind as from (17:45): a "
          "time of day HH:MM"},
         {"pools:\n  - name: a\n    manifest: a\n    overrides:\n"
-         "      - {from: \"2025-06-01T19:00:00Z\", to: \"2025-06-01T18:00:00Z\"}\n",
+         "      - {from: \"2025-06-01T19:00:00Z\", to: \"2025-06-01T18:00:00Z\", minWarm: 5}\n",
          "bindery.yaml:5: pools[0].overrides[0].to: must be after from (2025-06-01T19:00:00Z)"},
+        /* A window without its floor would do nothing. */
+        {"pools:\n  - name: a\n    manifest: a\n    overrides:\n"
+         "      - {from: \"10:00\", to: \"11:00\"}\n",
+         "bindery.yaml:5: pools[0].overrides[0]: missing required key \"minWarm\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         load_fails(cases[i][0], BDY_EINVAL, cases[i][1]);
