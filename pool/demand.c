@@ -85,6 +85,7 @@ struct bdy_demand {
     bool unclean_start;
     uint64_t start_minute; /* the first minute this run counted or ticked in; 0: none yet */
     bool stopped;          /* bdy_demand_stop has written the stop */
+    bool opened;           /* bdy_demand_open succeeded (a close on its failure writes nothing) */
     bdy_metric_family *m_target, *m_forecast, *m_lead, *m_hit;
 };
 
@@ -229,6 +230,7 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
         d->m_hit = bdy_metrics_gauge(opts->metrics, "bindery_pool_warm_hit_ratio",
                                      "Share of the last hour's claims that found a warm world.", p);
     }
+    d->opened = true;
     *out = d;
     d = NULL;
 out:
@@ -285,7 +287,7 @@ void bdy_demand_close(bdy_demand *d)
         pthread_join(d->thread, NULL);
         bdy_demand_tick(d, (double)time(NULL));
     }
-    if (!d->stopped && d->db != NULL && bdy_demand_stop(d, (double)time(NULL)) != 0)
+    if (d->opened && !d->stopped && bdy_demand_stop(d, (double)time(NULL)) != 0)
         bdy_warn("demand", "%s: the claims of the last minute could not be written", d->path);
     while (d->pools != NULL) {
         pool_rec *p = d->pools;

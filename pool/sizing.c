@@ -157,7 +157,7 @@ bdy_sizing bdy_size_pool(const bdy_sizing_input *in, double now)
         const bdy_override *o = &in->overrides[i];
         /* Early enough to create the worlds and for them to start. */
         double rate_s = in->creation_rate >= 1 ? in->creation_rate : 1;
-        double early = (in->lead_time_s > 0 ? in->lead_time_s : 0) + o->min_warm / rate_s;
+        double early = lead_min * 60.0 + o->min_warm / rate_s; /* the lead time, 1 s at least */
         if (override_active(o, now, early) && o->min_warm > out.override)
             out.override = o->min_warm;
     }
