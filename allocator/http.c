@@ -1099,8 +1099,8 @@ static enum MHD_Result authenticate(struct conn *c)
     }
     if (!bdy_principal_has_verb(p, c->route->verb)) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "%s %s may not %s", bdy_principal_kind(p), bdy_principal_name(p),
-                 verb_name(c->route->verb));
+        snprintf(msg, sizeof(msg), "%s \"%s\" may not %s", bdy_principal_kind(p),
+                 bdy_principal_name(p), verb_name(c->route->verb));
         return reject(c, 403, "Forbidden", msg, 0);
     }
     unsigned retry_after = 0;

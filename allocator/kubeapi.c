@@ -1090,10 +1090,10 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     bool read = strcmp(req->method, "GET") == 0;
     if (!allowed(req, read ? BDY_VERB_READ : BDY_VERB_ADMIN, v.ns)) {
         char msg[600];
-        snprintf(msg, sizeof(msg), "%s%s%s is forbidden: %s %s may not %s in %s%s", path.resource,
-                 path.group[0] ? "." : "", path.group, bdy_principal_kind(req->principal),
-                 bdy_principal_name(req->principal), read ? "read" : "write",
-                 v.ns ? "namespace " : "all namespaces", v.ns ? v.ns : "");
+        snprintf(msg, sizeof(msg), "%s%s%s is forbidden: %s \"%s\" may not %s in %s%s",
+                 path.resource, path.group[0] ? "." : "", path.group,
+                 bdy_principal_kind(req->principal), bdy_principal_name(req->principal),
+                 read ? "read" : "write", v.ns ? "namespace " : "all namespaces", v.ns ? v.ns : "");
         bdy__kube_fail_msg(resp, 403, "Forbidden", msg);
         return;
     }

@@ -237,7 +237,7 @@ static void test_https_tokens_and_client_certificates(void **state)
                      201);
     assert_int_equal(ask(&s, "GET", "/v1/pools/default/arena", NULL, NULL, "arena"), 200);
     assert_int_equal(ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, NULL,
-                         "client certificate lobby may not release"),
+                         "client certificate \\\"lobby\\\" may not release"),
                      403);
     assert_int_equal(ask(&s, "GET", "/metrics", NULL, NULL, "bindery_build_info"), 200);
     assert_int_equal(ask(&s, "POST", "/v1/allocations",
@@ -246,7 +246,7 @@ static void test_https_tokens_and_client_certificates(void **state)
     /* A trusted certificate its entry names comes first: with an admin's
      * token beside it, the request is still the lobby's. */
     assert_int_equal(ask(&s, "DELETE", "/v1/allocations/alc-000000000000", NULL, TOKEN,
-                         "client certificate lobby may not release"),
+                         "client certificate \\\"lobby\\\" may not release"),
                      403);
 
     /* Certificates that prove nothing: refused, saying why, and a token
