@@ -513,3 +513,51 @@ int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_objec
     bdy_worldspec_free(&ws);
     return rc;
 }
+
+/* Whether sel (a worldSelector, or NULL) selects every world. */
+static bool selects_all(json_object *sel)
+{
+    if (sel == NULL)
+        return true;
+    bdy_label_selector *s = NULL;
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_label_selector_from_json(sel, &s, &eb) != 0)
+        return false; /* not valid: bdy_capability_binding_check says so */
+    bool all = bdy_label_selector_is_empty(s);
+    bdy_label_selector_free(s);
+    return all;
+}
+
+int bdy_capability_binding_twin(json_object *binding, json_object *bindings, char *why,
+                                size_t why_cap)
+{
+    json_object *meta = bdy_jget(binding, "metadata");
+    const char *ns = bdy_jstr(meta, "namespace") ? bdy_jstr(meta, "namespace") : "";
+    const char *cap = bdy_jstr(bdy_jget(binding, "spec"), "capability");
+    json_object *sel = bdy_jget(bdy_jget(binding, "spec"), "worldSelector");
+    if (cap == NULL)
+        return 0;
+    bool all = selects_all(sel);
+    for (size_t i = 0; i < array_len(bindings); i++) {
+        json_object *b = json_object_array_get_idx(bindings, i);
+        json_object *bmeta = bdy_jget(b, "metadata");
+        const char *bns = bdy_jstr(bmeta, "namespace") ? bdy_jstr(bmeta, "namespace") : "";
+        const char *bcap = bdy_jstr(bdy_jget(b, "spec"), "capability");
+        if (b == binding || strcmp(bns, ns) != 0 || bcap == NULL || strcmp(bcap, cap) != 0 ||
+            strcmp(binding_name(b), binding_name(binding)) == 0)
+            continue;
+        json_object *bsel = bdy_jget(bdy_jget(b, "spec"), "worldSelector");
+        bool same = all ? selects_all(bsel) : bsel != NULL && json_object_equal(sel, bsel);
+        if (!same)
+            continue;
+        snprintf(why, why_cap,
+                 "capability %s: CapabilityBindings %s and %s both serve it to the same worlds "
+                 "(%s), so the worlds that need it wait; give one a worldSelector the other "
+                 "lacks, or delete one",
+                 cap, binding_name(binding), binding_name(b),
+                 all ? "neither has a worldSelector" : "the same worldSelector");
+        return BDY_EEXISTS;
+    }
+    return 0;
+}

@@ -2394,7 +2394,7 @@ static bool binding_condition_stale(json_object *binding, const char *status, co
 /* Writes binding's Ready condition: whether it can bind its capability
  * (bdy_capability_binding_check), so that kubectl describe cb says why a
  * world would wait and kubectl wait --for=condition=Ready cb/NAME works. */
-static int check_binding(bdy_reconciler *r, json_object *binding)
+static int check_binding(bdy_reconciler *r, json_object *binding, json_object *all)
 {
     json_object *meta = bdy_jget(binding, "metadata");
     spec_source src = {r, bdy_jstr(meta, "namespace")};
@@ -2402,8 +2402,14 @@ static int check_binding(bdy_reconciler *r, json_object *binding)
     int rc = bdy_capability_binding_check(binding, spec_get, &src, why, sizeof(why));
     if (store_trouble(rc))
         return rc;
+    /* Resolved, but so is another that serves the same worlds: they wait. */
+    if (rc == 0)
+        rc = bdy_capability_binding_twin(binding, all, why, sizeof(why));
     const char *status = rc == 0 ? "True" : "False";
-    const char *reason = rc == 0 ? "Resolved" : rc == BDY_ENOTFOUND ? "Unresolved" : "Invalid";
+    const char *reason = rc == 0               ? "Resolved"
+                         : rc == BDY_ENOTFOUND ? "Unresolved"
+                         : rc == BDY_EEXISTS   ? "Conflict"
+                                               : "Invalid";
     if (rc == 0)
         snprintf(why, sizeof(why), "its source resolves and its values can be injected");
     const char *since = NULL;
@@ -2462,7 +2468,7 @@ static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
                  parts[1] ? parts[1] : "", parts[2] ? parts[2] : "",
                  (long long)bdy_jint(meta, "generation", 0));
         digest = (digest ^ bdy_hash_str(id)) * 1099511628211ULL;
-        rc = check_binding(r, b);
+        rc = check_binding(r, b, res.items);
         if (first == 0)
             first = rc;
     }

@@ -82,4 +82,13 @@ int bdy_capabilities_stamp(json_object *capabilities, const char *ns, json_objec
 int bdy_capability_binding_check(json_object *binding, bdy_worldspec_get_fn get, void *data,
                                  char *why, size_t why_cap);
 
+/* Whether another binding of bindings (CapabilityBindings as stored, any
+ * namespaces) in binding's namespace serves its capability to the same
+ * worlds: the same worldSelector, or neither has one (or an empty one).
+ * Every world that needs the capability then waits (bdy_capabilities_bind
+ * cannot choose), so the binding's status says so. BDY_EEXISTS with the
+ * reason in why, or 0. */
+int bdy_capability_binding_twin(json_object *binding, json_object *bindings, char *why,
+                                size_t why_cap);
+
 #endif

@@ -403,6 +403,42 @@ static void test_binding_check(void **state)
     }
 }
 
+/* A binding resolved but served twice over (the same selector, or none
+ * on either): every world that needs it waits, and its status says so. */
+static void test_binding_twin(void **state)
+{
+    (void)state;
+    char why[512];
+    json_object *all = parse("[" DEFAULT_DB "," GOLD_DB "," EU_DB
+                             ",{\"metadata\":{\"name\":\"db-empty\"},\"spec\":{\"capability\":"
+                             "\"db\",\"worldSelector\":{},\"source\":{\"values\":{}}}}"
+                             ",{\"metadata\":{\"name\":\"gold-2\"},\"spec\":{\"capability\":"
+                             "\"db\",\"worldSelector\":{\"matchLabels\":{\"tier\":\"gold\"}},"
+                             "\"source\":{\"values\":{}}}}"
+                             ",{\"metadata\":{\"name\":\"cache\"},\"spec\":{\"capability\":"
+                             "\"cache\",\"source\":{\"values\":{}}}}]");
+    assert_non_null(all);
+    json_object *def = json_object_array_get_idx(all, 0);
+    json_object *gold = json_object_array_get_idx(all, 1);
+    json_object *eu = json_object_array_get_idx(all, 2);
+    json_object *cache = json_object_array_get_idx(all, 5);
+    /* No selector and an empty one select the same worlds. */
+    assert_int_equal(bdy_capability_binding_twin(def, all, why, sizeof(why)), BDY_EEXISTS);
+    assert_non_null(strstr(why, "db-default and db-empty both serve it to the same worlds "
+                                "(neither has a worldSelector)"));
+    assert_int_equal(bdy_capability_binding_twin(gold, all, why, sizeof(why)), BDY_EEXISTS);
+    assert_non_null(strstr(why, "db-gold and gold-2"));
+    /* Another selector, or another capability: no twin. */
+    assert_int_equal(bdy_capability_binding_twin(eu, all, why, sizeof(why)), 0);
+    assert_int_equal(bdy_capability_binding_twin(cache, all, why, sizeof(why)), 0);
+    /* Another namespace's is not this one's. */
+    json_object *other = parse("[{\"metadata\":{\"name\":\"db-x\",\"namespace\":\"elsewhere\"},"
+                               "\"spec\":{\"capability\":\"db\",\"source\":{\"values\":{}}}}]");
+    assert_int_equal(bdy_capability_binding_twin(def, other, why, sizeof(why)), 0);
+    json_object_put(other);
+    json_object_put(all);
+}
+
 /* What a pool's worlds would be bound to, for its template. */
 static void test_stamp(void **state)
 {
@@ -477,11 +513,9 @@ static void test_stamp(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sources_and_names),
-        cmocka_unit_test(test_which_binding),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_binding_check),
-        cmocka_unit_test(test_stamp),
+        cmocka_unit_test(test_sources_and_names), cmocka_unit_test(test_which_binding),
+        cmocka_unit_test(test_refusals),          cmocka_unit_test(test_binding_check),
+        cmocka_unit_test(test_binding_twin),      cmocka_unit_test(test_stamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
