@@ -209,20 +209,19 @@ typedef struct text_check {
     text_level inline_levels[8];
 } text_check;
 
-/* *arr (of *cap elements of size elem, at first the inline buffer
- * inline_buf) with room for twice as many; false when out of memory (*arr
- * unchanged). */
-static bool grow_array(void **arr, void *inline_buf, size_t *cap, size_t elem)
+/* arr (of *cap elements of size elem, at first the inline buffer
+ * inline_buf) moved to room for twice as many, *cap updated; NULL when out
+ * of memory (arr unchanged, and still the caller's). */
+static void *grow_array(void *arr, const void *inline_buf, size_t *cap, size_t elem)
 {
     size_t na = 2 * *cap;
-    void *n = *arr == inline_buf ? malloc(na * elem) : realloc(*arr, na * elem);
+    void *n = arr == inline_buf ? malloc(na * elem) : realloc(arr, na * elem);
     if (n == NULL)
-        return false;
-    if (*arr == inline_buf)
+        return NULL;
+    if (arr == inline_buf)
         memcpy(n, inline_buf, *cap * elem);
-    *arr = n;
     *cap = na;
-    return true;
+    return n;
 }
 
 static int text_fail(text_check *c, int rc, const char *fmt, ...)
@@ -370,10 +369,13 @@ static int scan_string(text_check *c, bool is_key)
             return text_fail(c, BDY_EINVAL, "a key near offset %zu has a bad escape", start);
         k.p = k.owned;
     }
-    if (c->nkeys == c->akeys &&
-        !grow_array((void **)&c->keys, c->inline_keys, &c->akeys, sizeof(*c->keys))) {
-        free(k.owned);
-        return BDY_ENOMEM;
+    if (c->nkeys == c->akeys) {
+        text_key *grown = grow_array(c->keys, c->inline_keys, &c->akeys, sizeof(*c->keys));
+        if (grown == NULL) {
+            free(k.owned);
+            return BDY_ENOMEM;
+        }
+        c->keys = grown;
     }
     c->keys[c->nkeys++] = k;
     return 0;
@@ -442,10 +444,14 @@ int bdy_json_text_check(const char *text, size_t len, bool no_duplicates, char *
         } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
             rc = scan_number(&c);
         } else if (ch == '{' || ch == '[') {
-            if (c.nlevels == c.alevels &&
-                !grow_array((void **)&c.levels, c.inline_levels, &c.alevels, sizeof(*c.levels))) {
-                rc = BDY_ENOMEM;
-                break;
+            if (c.nlevels == c.alevels) {
+                text_level *grown =
+                    grow_array(c.levels, c.inline_levels, &c.alevels, sizeof(*c.levels));
+                if (grown == NULL) {
+                    rc = BDY_ENOMEM;
+                    break;
+                }
+                c.levels = grown;
             }
             c.levels[c.nlevels++] = (text_level){ch == '{', c.nkeys};
             want_key = ch == '{';

@@ -309,6 +309,31 @@ static const char *query_cb(void *data, const char *key)
     return bdy_http_query(data, key);
 }
 
+/* Adds a Warning (299, as the API server's) saying text to resp, after
+ * any it has: one header, the values comma-separated. Quotes and
+ * backslashes escaped, control characters (a decoded key may hold them)
+ * shown as '?', or the server would drop the header; what does not fit
+ * the header is left out. */
+static void add_warning(bdy_http_response *resp, const char *text)
+{
+    char value[sizeof(resp->header_values[0])];
+    size_t n = 0;
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (strcasecmp(resp->header_names[i], "Warning") == 0)
+            n = (size_t)snprintf(value, sizeof(value), "%s, ", resp->header_values[i]);
+    if (n + 16 >= sizeof(value))
+        return; /* no room for another */
+    n += (size_t)snprintf(value + n, sizeof(value) - n, "299 - \"");
+    for (const char *p = text; *p != '\0' && n + 4 < sizeof(value); p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\')
+            value[n++] = '\\';
+        value[n++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    snprintf(value + n, sizeof(value) - n, "\"");
+    bdy_http_set_header(resp, "Warning", value);
+}
+
 /* Parses the body as one JSON value (objects only when want_object). A key
  * given twice in an object is what the API server's decoder makes of it
  * under fields: refused (Strict), taken last with a Warning header on resp
@@ -357,15 +382,7 @@ static int parse_body(const bdy_http_request *req, bool want_object,
                                  sizeof(what));
     if (rc == BDY_EEXISTS && fields != BDY_FIELDS_STRICT) {
         /* Warn: said, and the last one taken, as json-c took it. */
-        char warning[2 * sizeof(what) + 16];
-        size_t n = (size_t)snprintf(warning, sizeof(warning), "299 - \"");
-        for (const char *p = what; *p != '\0' && n + 3 < sizeof(warning); p++) {
-            if (*p == '"' || *p == '\\')
-                warning[n++] = '\\';
-            warning[n++] = *p;
-        }
-        snprintf(warning + n, sizeof(warning) - n, "\"");
-        bdy_http_set_header(resp, "Warning", warning);
+        add_warning(resp, what);
         rc = bdy_json_text_check(req->body, req->body_len, false, what, sizeof(what));
     }
     if (rc != 0)
@@ -428,23 +445,18 @@ static bool unknown_field_cause(const bdy_errbuf *eb, size_t i)
 /* Adds a Warning header listing unknown fields reported in eb. */
 static void warn_unknown(bdy_http_response *resp, const bdy_errbuf *eb)
 {
-    char text[MAX_WARNING_LEN + 16];
-    size_t n = (size_t)snprintf(text, sizeof(text), "299 - \"");
-    bool first = true;
-    for (size_t i = 0; i < eb->ncauses && n < MAX_WARNING_LEN; i++) {
+    char text[MAX_WARNING_LEN];
+    size_t n = 0;
+    for (size_t i = 0; i < eb->ncauses && n + 1 < sizeof(text); i++) {
         if (!unknown_field_cause(eb, i))
             continue;
-        if (!first)
-            n += (size_t)snprintf(text + n, sizeof(text) - n, ", ");
-        first = false;
-        for (const char *p = eb->causes[i].message; *p != '\0' && n < MAX_WARNING_LEN; p++) {
-            if (*p == '"' || *p == '\\')
-                text[n++] = '\\';
-            text[n++] = *p;
-        }
+        int w = snprintf(text + n, sizeof(text) - n, "%s%s", n ? ", " : "", eb->causes[i].message);
+        n += w > 0 ? (size_t)w : 0;
     }
-    snprintf(text + n, sizeof(text) - n, "\"");
-    bdy_http_set_header(resp, "Warning", text);
+    if (n >= sizeof(text))
+        n = sizeof(text) - 1;
+    text[n] = '\0';
+    add_warning(resp, text);
 }
 
 /* True when some cause is an unknown field. */

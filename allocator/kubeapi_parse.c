@@ -248,7 +248,7 @@ int bdy_kube_parse_query(bdy_kube_query_cb query, void *data, bdy_kube_query *ou
         return rc;
     v = q(query, data, "fieldValidation");
     if (v == NULL || v[0] == '\0')
-        out->field_validation = BDY_FIELDS_STRICT_DEFAULT;
+        out->field_validation = BDY_FIELDS_DEFAULT;
     else if (strcmp(v, "Ignore") == 0)
         out->field_validation = BDY_FIELDS_IGNORE;
     else if (strcmp(v, "Warn") == 0)

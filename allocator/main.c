@@ -619,13 +619,15 @@ static int load_tls(const bdy_config *cfg, bdy_tls_set **out, bdy_errbuf *eb)
                            .client_ca_file = cfg->tls.client_ca_file,
                            .client_crl_file = cfg->tls.client_crl_file};
     int rc = bdy_tls_load(&files, out, eb);
-    /* A private key every user can read is the server's identity given
-     * away; said at every load (start, check-config, each reload). A group
-     * that may read it (Debian's ssl-cert) is the operator's choice. */
+    /* A private key every user can read (or replace) is the server's
+     * identity given away; said at every load (start, check-config, each
+     * reload). A group that may read it (Debian's ssl-cert) is the
+     * operator's choice. */
     struct stat st;
-    if (rc == 0 && stat(cfg->tls.key_file, &st) == 0 && (st.st_mode & S_IROTH) != 0)
-        bdy_warn("tls", "tls.keyFile %s can be read by every user (mode %03o): chmod o-r it",
-                 cfg->tls.key_file, (unsigned)(st.st_mode & 0777));
+    if (rc == 0 && stat(cfg->tls.key_file, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)) != 0)
+        bdy_warn("tls", "tls.keyFile %s can be %s by every user (mode %03o): chmod o-rw it",
+                 cfg->tls.key_file, (st.st_mode & S_IROTH) ? "read" : "written",
+                 (unsigned)(st.st_mode & 0777));
     return rc;
 }
 

@@ -49,7 +49,8 @@ typedef struct pool_rec {
     minute_slot slots[BDY_DEMAND_MEMORY_MINUTES];
     uint64_t flushed; /* minutes before this are written */
     bool configured;
-    bool loaded; /* state read from SQLite (or found absent) */
+    bool loaded;             /* state read from SQLite (or found absent) */
+    uint64_t unclean_minute; /* not written: a stop cut it short (0: none) */
     bdy_forecast *fc;
     double lead_s; /* running estimate, 0 = none measured */
     double last_fit;
@@ -65,6 +66,14 @@ typedef struct pool_rec {
     unsigned min_warm, max_warm, max_worlds;
 } pool_rec;
 
+/* A pool's counts of the minute a clean stop was in (see bdy_demand_stop). */
+typedef struct carried {
+    char key[KEY_MAX];
+    minute_slot s;
+    bool unclean; /* that minute was already the first of a run after an unclean stop */
+    bool used;
+} carried;
+
 struct bdy_demand {
     bdy_demand_opts o;
     char *path;
@@ -78,19 +87,25 @@ struct bdy_demand {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     bool stopping;
-    /* The last run did not stop cleanly (no stop mark in the file, which
-     * held samples): the minute it was cut short in lost its counts, and
-     * so is this run's first minute (start_minute), written as not lived
-     * (missing, not a minute of too few claims). */
+    /* The last run did not stop cleanly (the file still said it ran): the
+     * minute it was cut short in lost its counts, so this run's first
+     * minute (start_minute) is not written (missing, not a minute of too
+     * few claims). */
     bool unclean_start;
     uint64_t start_minute; /* the first minute this run counted or ticked in; 0: none yet */
-    bool stopped;          /* bdy_demand_stop has written the stop */
-    bool opened;           /* bdy_demand_open succeeded (a close on its failure writes nothing) */
+    /* What the last run, stopped cleanly, had counted of the minute it
+     * stopped in: added to that minute if this run starts within it. */
+    carried *carry;
+    size_t ncarry;
+    bool stopped; /* bdy_demand_stop has written the stop */
+    bool opened;  /* bdy_demand_open succeeded (a close on its failure writes nothing) */
     bdy_metric_family *m_target, *m_forecast, *m_lead, *m_hit;
 };
 
-/* demand_meta key of a clean stop: present from a close until the next open. */
-#define STOP_MARK "stopped_cleanly"
+/* demand_meta keys: the mark of a run, present from its open to its clean
+ * stop; and a pool's counts of the minute a clean stop was in. */
+#define RUNNING_MARK "running"
+#define CARRY_PREFIX "carry:"
 
 static const char *const schema =
     "CREATE TABLE IF NOT EXISTS demand_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -136,6 +151,85 @@ static minute_slot *slot_for(pool_rec *p, uint64_t minute)
 static bool slot_counted(const minute_slot *s)
 {
     return s->n[0] || s->n[1] || s->n[2] || s->n[3] || s->lead_n;
+}
+
+/* How the last run stopped, and what it carried over: the running mark
+ * still there means it did not stop cleanly. Both are taken, and this
+ * run's mark set, in one transaction. */
+static int read_stop(bdy_demand *d, bdy_errbuf *eb)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(d->db,
+                           "SELECT key, value FROM demand_meta WHERE key = '" RUNNING_MARK
+                           "' OR key LIKE '" CARRY_PREFIX "%'",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = BDY_EIO;
+        goto out;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        const char *value = (const char *)sqlite3_column_text(st, 1);
+        if (strcmp(key, RUNNING_MARK) == 0) {
+            d->unclean_start = true;
+            continue;
+        }
+        carried c = {0};
+        unsigned long long minute = 0;
+        int unclean = 0;
+        snprintf(c.key, sizeof(c.key), "%s", key + strlen(CARRY_PREFIX));
+        if (sscanf(value, "%llu %u %u %u %u %lf %u %d", &minute, &c.s.n[0], &c.s.n[1], &c.s.n[2],
+                   &c.s.n[3], &c.s.lead_sum, &c.s.lead_n, &unclean) != 8)
+            continue; /* not ours to read: dropped below */
+        c.s.minute = minute;
+        c.unclean = unclean != 0;
+        carried *grown = realloc(d->carry, (d->ncarry + 1) * sizeof(*grown));
+        if (grown == NULL) {
+            rc = BDY_ENOMEM;
+            goto out;
+        }
+        d->carry = grown;
+        d->carry[d->ncarry++] = c;
+    }
+    if (sqlite3_exec(d->db,
+                     "DELETE FROM demand_meta WHERE key LIKE '" CARRY_PREFIX "%';"
+                     "INSERT OR REPLACE INTO demand_meta VALUES('" RUNNING_MARK "', '1');"
+                     "COMMIT;",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        rc = BDY_EIO;
+out:
+    sqlite3_finalize(st);
+    if (rc != 0 && !sqlite3_get_autocommit(d->db))
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc == BDY_EIO ? bdy_fail(eb, rc, "%s: %s", d->path, sqlite3_errmsg(d->db))
+           : rc != 0     ? bdy_fail(eb, rc, "out of memory")
+                         : 0;
+}
+
+/* Pool p counts from minute on (its first in this run): a minute a stop
+ * cut short, or the one a clean stop carried over, is taken into account.
+ * Under d->lock. */
+static void pool_first_minute(bdy_demand *d, pool_rec *p, uint64_t minute)
+{
+    p->flushed = minute;
+    if (d->start_minute == 0)
+        d->start_minute = minute;
+    if (d->unclean_start && minute == d->start_minute)
+        p->unclean_minute = minute;
+    for (size_t i = 0; i < d->ncarry; i++) {
+        carried *c = &d->carry[i];
+        if (c->used || c->s.minute != minute || strcmp(c->key, p->key) != 0)
+            continue;
+        c->used = true;
+        minute_slot *s = slot_for(p, minute);
+        for (int k = 0; k < 4; k++)
+            s->n[k] += c->s.n[k];
+        s->lead_sum += c->s.lead_sum;
+        s->lead_n += c->s.lead_n;
+        if (c->unclean)
+            p->unclean_minute = minute;
+    }
 }
 
 int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *eb)
@@ -198,26 +292,8 @@ int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *e
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
-    /* How the last run stopped; the mark is taken away, so that it stands
-     * for this run's stop alone. */
-    sqlite3_stmt *st = NULL;
-    bool marked = false;
-    bool had_samples = false;
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT (SELECT COUNT(*) FROM demand_meta WHERE key = '" STOP_MARK "'),"
-                           " EXISTS(SELECT 1 FROM demand_samples)",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        marked = sqlite3_column_int(st, 0) > 0;
-        had_samples = sqlite3_column_int(st, 1) != 0;
-    }
-    sqlite3_finalize(st);
-    d->unclean_start = had_samples && !marked;
-    if (marked && sqlite3_exec(d->db, "DELETE FROM demand_meta WHERE key = '" STOP_MARK "'", NULL,
-                               NULL, &err) != SQLITE_OK) {
-        rc = bdy_fail(eb, BDY_EIO, "%s: %s", d->path, err ? err : sqlite3_errmsg(d->db));
+    if ((rc = read_stop(d, eb)) != 0)
         goto out;
-    }
     if (opts->metrics != NULL) {
         const char *p[] = {"namespace", "pool", NULL};
         d->m_target = bdy_metrics_gauge(opts->metrics, "bindery_pool_target_warm",
@@ -285,9 +361,13 @@ void bdy_demand_close(bdy_demand *d)
         pthread_cond_signal(&d->stop_cond);
         pthread_mutex_unlock(&d->stop_lock);
         pthread_join(d->thread, NULL);
-        bdy_demand_tick(d, (double)time(NULL));
     }
-    if (d->opened && !d->stopped && bdy_demand_stop(d, (double)time(NULL)) != 0)
+    /* One clock for both: a minute that ends in between would be neither
+     * complete for the tick nor current for the stop. */
+    double now = (double)time(NULL);
+    if (d->thread_started)
+        bdy_demand_tick(d, now);
+    if (d->opened && !d->stopped && bdy_demand_stop(d, now) != 0)
         bdy_warn("demand", "%s: the claims of the last minute could not be written", d->path);
     while (d->pools != NULL) {
         pool_rec *p = d->pools;
@@ -297,6 +377,7 @@ void bdy_demand_close(bdy_demand *d)
     }
     if (d->db != NULL)
         sqlite3_close(d->db);
+    free(d->carry);
     free(d->path);
     pthread_mutex_destroy(&d->lock);
     pthread_mutex_destroy(&d->tick_lock);
@@ -377,9 +458,7 @@ void bdy_demand_record(bdy_demand *d, const char *ns, const char *pool, bdy_dema
     pool_rec *p = pool_find(d, ns, pool, false);
     uint64_t minute = (uint64_t)(now / 60);
     if (p != NULL && p->flushed == 0)
-        p->flushed = minute; /* the first minute this daemon saw */
-    if (d->start_minute == 0)
-        d->start_minute = minute;
+        pool_first_minute(d, p, minute); /* the first minute this daemon saw */
     if (p != NULL && minute >= p->flushed)
         slot_for(p, minute)->n[kind]++;
     pthread_mutex_unlock(&d->lock);
@@ -429,18 +508,9 @@ static int write_rows(bdy_demand *d, const row *rows, size_t n)
         return 0;
     if ((rc = exec_sql(d, "BEGIN")) != 0)
         return rc;
-    /* Added to what is there: a run writes each minute once, but the
-     * minute a clean stop was in holds that run's part already (written
-     * as not lived), and the next run, started within it, adds its own. */
     if (sqlite3_prepare_v2(d->db,
-                           "INSERT INTO demand_samples VALUES(?,?,60,?,?,?,?,?,?,?)"
-                           " ON CONFLICT(pool, start) DO UPDATE SET"
-                           " minutes = max(minutes, excluded.minutes),"
-                           " claims = claims + excluded.claims, misses = misses + excluded.misses,"
-                           " cold = cold + excluded.cold, releases = releases + excluded.releases,"
-                           " lead_sum = lead_sum + excluded.lead_sum,"
-                           " lead_n = lead_n + excluded.lead_n",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           "INSERT OR REPLACE INTO demand_samples VALUES(?,?,60,?,?,?,?,?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK) {
         rc = BDY_EIO;
         goto out;
     }
@@ -740,8 +810,6 @@ int bdy_demand_tick(bdy_demand *d, double now)
 
     /* 1. Completed minutes, copied out under the lock. */
     pthread_mutex_lock(&d->lock);
-    if (d->start_minute == 0)
-        d->start_minute = minute_now;
     for (pool_rec *p = d->pools; p != NULL; p = p->next)
         npools++;
     rows = calloc(npools * BDY_DEMAND_MEMORY_MINUTES + 1, sizeof(*rows));
@@ -781,7 +849,7 @@ int bdy_demand_tick(bdy_demand *d, double now)
             continue;
         }
         if (p->flushed == 0)
-            p->flushed = minute_now;
+            pool_first_minute(d, p, minute_now);
         /* The minutes in memory from flushed on, by their slots: after a
          * jump past the memory (the machine suspended, the clock stepped
          * forward) the minute the jump began in is still there, and was
@@ -792,10 +860,12 @@ int bdy_demand_tick(bdy_demand *d, double now)
             minute_slot *s = &p->slots[i];
             if (s->minute < p->flushed || s->minute >= minute_now)
                 continue;
+            if (s->minute == p->unclean_minute)
+                continue; /* missing: part of it was counted by a run that is gone */
             row *r = &rows[nrows++];
             snprintf(r->key, sizeof(r->key), "%s", p->key);
             r->s = *s;
-            r->s.lived = !(d->unclean_start && s->minute == d->start_minute);
+            r->s.lived = true;
         }
         /* This minute was lived through: written once complete, if only
          * as a minute without demand. A minute no tick and no event saw
@@ -979,26 +1049,59 @@ out:
 int bdy_demand_stop(bdy_demand *d, double now)
 {
     uint64_t minute_now = (uint64_t)(now / 60);
+    int rc = 0;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&d->tick_lock);
     size_t npools = 0;
     size_t n = 0;
-    pthread_mutex_lock(&d->tick_lock);
     pthread_mutex_lock(&d->lock);
     for (pool_rec *p = d->pools; p != NULL; p = p->next)
         npools++;
-    row *rows = calloc(npools + 1, sizeof(*rows));
+    carried *rows = calloc(npools + 1, sizeof(*rows));
     for (pool_rec *p = d->pools; rows != NULL && p != NULL; p = p->next) {
         const minute_slot *s = &p->slots[minute_now % BDY_DEMAND_MEMORY_MINUTES];
         if (s->minute != minute_now || minute_now < p->flushed || !slot_counted(s))
             continue;
-        row *r = &rows[n++];
-        snprintf(r->key, sizeof(r->key), "%s", p->key);
-        r->s = *s;
-        r->s.lived = false; /* the rest of it is not lived */
+        carried *c = &rows[n++];
+        snprintf(c->key, sizeof(c->key), "%s", p->key);
+        c->s = *s;
+        c->unclean = p->unclean_minute == minute_now;
     }
     pthread_mutex_unlock(&d->lock);
-    int rc = rows == NULL ? BDY_ENOMEM : write_rows(d, rows, n);
+    if (rows == NULL) {
+        rc = BDY_ENOMEM;
+        goto out;
+    }
+    /* Not a row of demand_samples: unless the next run starts within this
+     * minute and lives the rest of it, the minute is missing, and a row
+     * with its claims and less than a minute of time would read as more
+     * demand than there was. */
+    if ((rc = exec_sql(d, "BEGIN")) != 0)
+        goto out;
+    if (sqlite3_prepare_v2(d->db, "INSERT OR REPLACE INTO demand_meta VALUES(?, ?)", -1, &st,
+                           NULL) != SQLITE_OK)
+        rc = BDY_EIO;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char key[KEY_MAX + 16];
+        char value[200];
+        const minute_slot *s = &rows[i].s;
+        snprintf(key, sizeof(key), CARRY_PREFIX "%s", rows[i].key);
+        snprintf(value, sizeof(value), "%llu %u %u %u %u %.17g %u %d",
+                 (unsigned long long)s->minute, s->n[0], s->n[1], s->n[2], s->n[3], s->lead_sum,
+                 s->lead_n, rows[i].unclean ? 1 : 0);
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = BDY_EIO;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     if (rc == 0)
-        rc = exec_sql(d, "INSERT OR REPLACE INTO demand_meta VALUES('" STOP_MARK "', '1')");
+        rc = exec_sql(d, "DELETE FROM demand_meta WHERE key = '" RUNNING_MARK "'; COMMIT;");
+    if (rc != 0 && !sqlite3_get_autocommit(d->db))
+        exec_sql(d, "ROLLBACK");
+out:
     d->stopped = rc == 0;
     pthread_mutex_unlock(&d->tick_lock);
     free(rows);

@@ -2475,8 +2475,9 @@ static int reconcile_bindings(bdy_reconciler *r, unsigned *requeue_ms)
     bdy_list_result_free(&res);
     /* A binding made, changed or deleted: waiting worlds look now. A
      * change shows in a binding's status, which wakes its namespace (see
-     * check_binding), but a deletion shows nowhere (the one left of two
-     * in conflict was Resolved all along). */
+     * check_binding), but a deletion may show nowhere (the one left of
+     * two whose selectors differ, yet both matched a world, was Resolved
+     * all along). */
     if (digest != r->bindings_digest) {
         r->bindings_digest = digest;
         waiting_wake(r, NULL);

@@ -92,7 +92,8 @@ int bdy_claims_routes(bdy_claims *c, bdy_http_server *s);
 
 /* For a scrape: every configured pool has its claim counters (warm and
  * cold successes, exhaustions and timeouts, misses), at 0 until counted,
- * so that a rule on their rate sees a series from the start. */
+ * so that a rule on their rate sees a series from the start. Any thread
+ * (HTTP workers, during reloads too). */
 void bdy_claims_collect(bdy_claims *c);
 
 /* Answers every waiting cold claim with 503 and stops the thread. */

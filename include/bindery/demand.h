@@ -91,13 +91,15 @@ typedef struct bdy_demand bdy_demand;
 int bdy_demand_open(const bdy_demand_opts *opts, bdy_demand **out, bdy_errbuf *eb);
 /* Starts the background tick thread (wall clock). */
 int bdy_demand_start(bdy_demand *d, bdy_errbuf *eb);
-/* A clean stop at now (seconds): writes what the current minute has
- * counted so far, as a minute not lived (the next run, if it starts within
- * it, adds its own counts and lives it), and marks the stop clean. A run
- * after a stop without the mark (kill -9) writes its first minute as not
- * lived either: the counts the stop lost would make it read as one of too
- * few claims. bdy_demand_close does it with the clock unless it was done;
- * the tick thread must be stopped (or never started). */
+/* A clean stop at now (seconds): keeps what the current minute has
+ * counted so far (not as a row of the history: a minute with less than a
+ * minute of time would read as too much demand), and says the stop was
+ * clean. A run that starts within that minute adds those counts to its
+ * own, and the minute is written whole; one that starts later leaves it
+ * missing. A run after a stop that did not say so (kill -9) leaves its
+ * first minute missing: the counts the stop lost would make it read as
+ * one of too few claims. bdy_demand_close does it with the clock unless
+ * it was done; the tick thread must be stopped (or never started). */
 int bdy_demand_stop(bdy_demand *d, double now);
 /* Stops the thread, writes what is complete and then bdy_demand_stop,
  * closes. NULL allowed. */

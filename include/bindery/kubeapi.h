@@ -136,7 +136,7 @@ int bdy_kube_parse_delete(const char *body, size_t len, bdy_kube_query_cb query,
                           bdy_kube_delete *out, bdy_errbuf *eb);
 
 typedef enum bdy_kube_field_validation {
-    BDY_FIELDS_STRICT_DEFAULT, /* absent: Strict for kubectl >= 1.27 sends it anyway */
+    BDY_FIELDS_DEFAULT, /* absent: Warn, as the API server does (kubectl >= 1.27 sends Strict) */
     BDY_FIELDS_IGNORE,
     BDY_FIELDS_WARN,
     BDY_FIELDS_STRICT,
