@@ -1137,11 +1137,12 @@ static int empty_namespace_records(sqlite_store *s, write_op *op, const char *ns
                         "namespace \"%s\" still holds %s; delete them first%s%s%s", ns, held,
                         klen ? " (its " : "", record_kinds, klen ? " go with it)" : "");
     if ((size_t)records > s->ns_records_max)
-        return bdy_fail(op->eb, BDY_ECONFLICT,
-                        "namespace \"%s\" holds %lld records (%s), more than one delete removes "
-                        "(%zu: half of store.watchHistory, at most 20000): delete some of them first "
-                        "(kubectl delete KIND --all -n %s), or wait until they expire",
-                        ns, (long long)records, record_kinds, s->ns_records_max, ns);
+        return bdy_fail(
+            op->eb, BDY_ECONFLICT,
+            "namespace \"%s\" holds %lld records (%s), more than one delete removes "
+            "(%zu: half of store.watchHistory, at most 20000): delete some of them first "
+            "(kubectl delete KIND --all -n %s), or wait until they expire",
+            ns, (long long)records, record_kinds, s->ns_records_max, ns);
     if (records == 0 || op->wo.dry_run)
         return 0;
     /* Read first, removed after: the statement is not stepped over rows
