@@ -1492,6 +1492,19 @@ static void test_crd_updates(void **state)
     json_object_put(crd);
 }
 
+/* An Event named name in namespace ns (about a Widget). */
+static void create_event(fixture *f, const char *ns, const char *name)
+{
+    char text[256];
+    snprintf(text, sizeof(text),
+             "{\"metadata\":{\"name\":\"%s\"},\"involvedObject\":{\"kind\":\"Widget\","
+             "\"name\":\"w\"},\"reason\":\"Test\",\"message\":\"m\"}",
+             name);
+    json_object *e = json_tokener_parse(text);
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_EVENTS, ns, e, NULL, NULL, NULL), 0);
+    json_object_put(e);
+}
+
 /* Records beyond half the watch history are not removed with their
  * namespace in one commit: that many watch events at once would expire
  * every watch. The 409 says what to do. (History of 4: at most 2.) */
@@ -1502,17 +1515,9 @@ static void test_namespace_records_cap(void **state)
     assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
                      0);
     json_object_put(ns);
-    for (int i = 0; i < 3; i++) {
-        char text[256];
-        snprintf(text, sizeof(text),
-                 "{\"metadata\":{\"name\":\"e%d\"},\"involvedObject\":{\"kind\":\"Widget\","
-                 "\"name\":\"w\"},\"reason\":\"Test\",\"message\":\"m\"}",
-                 i);
-        json_object *e = json_tokener_parse(text);
-        assert_int_equal(bdy_store_create(f->store, &BDY_GVR_EVENTS, "busy", e, NULL, NULL, NULL),
-                         0);
-        json_object_put(e);
-    }
+    static const char *const events[] = {"e0", "e1", "e2"};
+    for (size_t i = 0; i < 3; i++)
+        create_event(f, "busy", events[i]);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     assert_int_equal(
@@ -1562,17 +1567,8 @@ static void test_namespace_rules(void **state)
     /* A namespace that still holds objects is not deleted, and says what
      * it holds. Its Events are no such objects. */
     static const char *const events[] = {"e1", "e2", "e3"};
-    for (size_t i = 0; i < 3; i++) {
-        char text[256];
-        snprintf(text, sizeof(text),
-                 "{\"metadata\":{\"name\":\"%s\"},\"involvedObject\":{\"kind\":\"Widget\","
-                 "\"name\":\"w1\"},\"reason\":\"Test\",\"message\":\"m\"}",
-                 events[i]);
-        json_object *e = json_tokener_parse(text);
-        assert_int_equal(bdy_store_create(f->store, &BDY_GVR_EVENTS, "arena", e, NULL, NULL, NULL),
-                         0);
-        json_object_put(e);
-    }
+    for (size_t i = 0; i < 3; i++)
+        create_event(f, "arena", events[i]);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     assert_int_equal(
