@@ -465,6 +465,18 @@ static void minute_row(fixture *f, int m, long long *minutes, long long *claims)
     *claims = count_rows(f, sql);
 }
 
+/* Minute m (after T0) of the pool has a row of minutes and claims, or
+ * none (-1, -1). */
+static void expect_minute(fixture *f, int m, long long minutes, long long claims)
+{
+    long long have_minutes = 0;
+    long long have_claims = 0;
+    minute_row(f, m, &have_minutes, &have_claims);
+    if (have_minutes != minutes || have_claims != claims)
+        fail_msg("minute %d: %lld minutes, %lld claims; wanted %lld, %lld", m, have_minutes,
+                 have_claims, minutes, claims);
+}
+
 /* What a run killed leaves in the file: its mark of running. */
 static void leave_running_mark(fixture *f)
 {
@@ -485,16 +497,13 @@ static void leave_running_mark(fixture *f)
 static void test_stop_keeps_its_minute(void **state)
 {
     fixture *f = *state;
-    long long minutes = 0;
-    long long claims = 0;
     bdy_demand *d = open_demand(f);
     assert_int_equal(bdy_demand_tick(d, T0 + 5), 0);
     for (int i = 0; i < 5; i++)
         bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 10 + i);
     assert_int_equal(bdy_demand_stop(d, T0 + 30), 0);
     bdy_demand_close(d);
-    minute_row(f, 0, &minutes, &claims);
-    assert_int_equal(minutes, -1); /* no row: less than a minute lived */
+    expect_minute(f, 0, -1, -1); /* no row: less than a minute lived */
 
     /* Started again within the minute: its claims add up, and the minute
      * was lived. */
@@ -504,12 +513,8 @@ static void test_stop_keeps_its_minute(void **state)
     assert_int_equal(bdy_demand_tick(d, T0 + 45), 0);
     bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 70);
     assert_int_equal(bdy_demand_tick(d, T0 + 125), 0);
-    minute_row(f, 0, &minutes, &claims);
-    assert_int_equal(minutes, 1);
-    assert_int_equal(claims, 8);
-    minute_row(f, 1, &minutes, &claims);
-    assert_int_equal(minutes, 1);
-    assert_int_equal(claims, 1);
+    expect_minute(f, 0, 1, 8);
+    expect_minute(f, 1, 1, 1);
     /* Stopped in minute 2, started again in minute 3: minute 2 is missing,
      * and what it carried goes nowhere. */
     bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 130);
@@ -518,11 +523,8 @@ static void test_stop_keeps_its_minute(void **state)
     d = open_demand(f);
     bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 190);
     assert_int_equal(bdy_demand_tick(d, T0 + 245), 0);
-    minute_row(f, 2, &minutes, &claims);
-    assert_int_equal(minutes, -1);
-    minute_row(f, 3, &minutes, &claims);
-    assert_int_equal(minutes, 1);
-    assert_int_equal(claims, 1);
+    expect_minute(f, 2, -1, -1);
+    expect_minute(f, 3, 1, 1);
 
     /* A run that is gone without a stop: what kill -9 leaves is its mark
      * of running, and nothing of the minute it was in. */
@@ -533,11 +535,8 @@ static void test_stop_keeps_its_minute(void **state)
     assert_int_equal(bdy_demand_tick(d, T0 + 305), 0);
     bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 310);
     assert_int_equal(bdy_demand_tick(d, T0 + 365), 0);
-    minute_row(f, 4, &minutes, &claims);
-    assert_int_equal(minutes, -1); /* its start: part of it was the lost run's */
-    minute_row(f, 5, &minutes, &claims);
-    assert_int_equal(minutes, 1);
-    assert_int_equal(claims, 1);
+    expect_minute(f, 4, -1, -1); /* its start: part of it was the lost run's */
+    expect_minute(f, 5, 1, 1);
     bdy_demand_close(d);
 
     /* Gone again, and the next run stopped cleanly within its first
@@ -553,11 +552,8 @@ static void test_stop_keeps_its_minute(void **state)
     assert_int_equal(bdy_demand_tick(d, T0 + 485), 0);
     bdy_demand_record(d, "default", "arena", BDY_DEMAND_CLAIM, T0 + 490);
     assert_int_equal(bdy_demand_tick(d, T0 + 545), 0);
-    minute_row(f, 7, &minutes, &claims);
-    assert_int_equal(minutes, -1);
-    minute_row(f, 8, &minutes, &claims);
-    assert_int_equal(minutes, 1);
-    assert_int_equal(claims, 1);
+    expect_minute(f, 7, -1, -1);
+    expect_minute(f, 8, 1, 1);
     bdy_demand_close(d);
 }
 
