@@ -200,11 +200,15 @@ static int read_stop(bdy_demand *d, bdy_errbuf *eb)
         rc = BDY_EIO;
 out:
     sqlite3_finalize(st);
+    /* The message first: the ROLLBACK succeeds and clears it ("not an
+     * error" was all a full disk said at start). */
+    if (rc == BDY_EIO)
+        bdy_fail(eb, rc, "%s: %s", d->path, sqlite3_errmsg(d->db));
+    else if (rc != 0)
+        bdy_fail(eb, rc, "out of memory");
     if (rc != 0 && !sqlite3_get_autocommit(d->db))
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc == BDY_EIO ? bdy_fail(eb, rc, "%s: %s", d->path, sqlite3_errmsg(d->db))
-           : rc != 0     ? bdy_fail(eb, rc, "out of memory")
-                         : 0;
+    return rc;
 }
 
 /* Pool p counts from minute on (its first in this run): a minute a stop
