@@ -3265,7 +3265,21 @@ static void get_pool(void *data, const bdy_http_request *req, bdy_http_response 
     json_object_put(p);
 }
 
-static json_object *world_summary(json_object *w)
+/* The claim on world w that its status does not show yet: a claim is
+ * durable in the ledger first, and the materializer writes it into the
+ * status a moment later (later still under a burst, or while the store
+ * cannot write). The id into id. */
+static bool claim_not_in_status(bdy_claims *c, json_object *w, char *id, size_t cap)
+{
+    json_object *st = bdy_jget(w, "status");
+    const char *uid = bdy_jstr(bdy_jget(w, "metadata"), "uid");
+    return c->o.ledger != NULL && uid != NULL && bdy_jget(st, "allocation") == NULL &&
+           bdy_ledger_claim_of_world(c->o.ledger, uid, id, cap);
+}
+
+/* The /v1/worlds item of w; claimed_by: a claim its status does not show
+ * yet (NULL: none), which makes a Ready world Allocated. */
+static json_object *world_summary(json_object *w, const char *claimed_by)
 {
     json_object *meta = bdy_jget(w, "metadata");
     json_object *st = bdy_jget(w, "status");
@@ -3274,13 +3288,17 @@ static json_object *world_summary(json_object *w)
     json_object_object_add(o, "namespace", json_object_get(bdy_jget(meta, "namespace")));
     json_object_object_add(o, "pool", json_object_get(bdy_jget(bdy_jget(w, "spec"), "pool")));
     json_object *phase = bdy_jget(st, "phase");
-    json_object_object_add(o, "phase",
-                           phase ? json_object_get(phase) : json_object_new_string("Pending"));
+    const char *phase_name = phase ? json_object_get_string(phase) : "Pending";
+    if (claimed_by != NULL && strcmp(phase_name, "Ready") == 0)
+        phase_name = "Allocated";
+    json_object_object_add(o, "phase", json_object_new_string(phase_name));
     json_object_object_add(o, "address", json_object_get(bdy_jget(st, "address")));
     json_object *ports = bdy_jget(st, "ports");
     json_object_object_add(o, "ports", ports ? json_object_get(ports) : json_object_new_array());
     json_object_object_add(o, "allocationId",
-                           json_object_get(bdy_jget(bdy_jget(st, "allocation"), "id")));
+                           claimed_by != NULL
+                               ? json_object_new_string(claimed_by)
+                               : json_object_get(bdy_jget(bdy_jget(st, "allocation"), "id")));
     json_object *labels = bdy_jget(meta, "labels");
     json_object_object_add(o, "labels",
                            labels ? json_object_get(labels) : json_object_new_object());
@@ -3347,12 +3365,26 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
     if (pool != NULL && pool[0])
         snprintf(field_sel, sizeof(field_sel), "spec.pool=%s", pool);
     /* By bdy_phase_selector: a world the controller has not started yet
-     * has no status.phase at all, and is listed as Pending. */
-    if (phase != NULL && phase[0]) {
+     * has no status.phase at all, and is listed as Pending. Allocated: Ready
+     * worlds too (their claim may not be in their status yet); the phase
+     * of each is settled below. */
+    bool want_phase = phase != NULL && phase[0];
+    if (want_phase) {
         size_t used = strlen(field_sel);
         if (used > 0)
             field_sel[used++] = ',';
-        if (bdy_phase_selector(ph, field_sel + used, sizeof(field_sel) - used) != 0) {
+        bool allocated = ph == BDY_PHASE_ALLOCATED && c->o.ledger != NULL;
+        int n =
+            allocated
+                ? snprintf(field_sel + used, sizeof(field_sel) - used,
+                           "status.phase!=%s,status.phase!=%s,status.phase!=%s,"
+                           "status.phase!=%s",
+                           bdy_phase_name(BDY_PHASE_PENDING), bdy_phase_name(BDY_PHASE_STARTING),
+                           bdy_phase_name(BDY_PHASE_TERMINATING), bdy_phase_name(BDY_PHASE_FAILED))
+                : 0;
+        if ((allocated && (n < 0 || (size_t)n >= sizeof(field_sel) - used)) ||
+            (!allocated &&
+             bdy_phase_selector(ph, field_sel + used, sizeof(field_sel) - used) != 0)) {
             bdy_http_error(resp, 500, "InternalError", "the phase filter does not fit", 0);
             return;
         }
@@ -3380,7 +3412,16 @@ static void list_worlds(void *data, const bdy_http_request *req, bdy_http_respon
             !bdy_principal_allows(req->principal, BDY_VERB_READ,
                                   bdy_jstr(bdy_jget(w, "metadata"), "namespace")))
             continue;
-        json_object_array_add(items, world_summary(w));
+        char claim[BDY_ALLOCATION_ID_LEN + 8];
+        bool claimed = claim_not_in_status(c, w, claim, sizeof(claim));
+        json_object *item = world_summary(w, claimed ? claim : NULL);
+        /* A page may come out shorter than the limit: the continue token
+         * still goes on from the last world scanned. */
+        if (want_phase && strcmp(bdy_jstr(item, "phase"), bdy_phase_name(ph)) != 0) {
+            json_object_put(item);
+            continue;
+        }
+        json_object_array_add(items, item);
     }
     json_object *out = json_object_new_object();
     json_object_object_add(out, "items", items);

@@ -1423,6 +1423,17 @@ bool bdy_ledger_has(bdy_ledger *l, const char *id)
     return live;
 }
 
+bool bdy_ledger_claim_of_world(bdy_ledger *l, const char *world_uid, char *id, size_t cap)
+{
+    pthread_mutex_lock(&l->map_lock);
+    live_row *r = find_uid(l, world_uid);
+    bool live = r != NULL && r->committed && !r->removing;
+    if (live && cap > 0)
+        snprintf(id, cap, "%s", r->id);
+    pthread_mutex_unlock(&l->map_lock);
+    return live;
+}
+
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out)
 {
     int rc = BDY_ENOTFOUND;

@@ -127,6 +127,10 @@ bdy_ledger_record *bdy_ledger_record_copy(const bdy_ledger_claim *c);
 /* Whether a live claim with this id is in the ledger (memory only, cheap). */
 bool bdy_ledger_has(bdy_ledger *l, const char *id);
 
+/* Whether the world with this metadata.uid has a live claim (memory only,
+ * cheap); its allocation id into id (cap bytes) when it has. */
+bool bdy_ledger_claim_of_world(bdy_ledger *l, const char *world_uid, char *id, size_t cap);
+
 /* Reads one claim by id. BDY_ENOTFOUND when there is none. */
 int bdy_ledger_get(bdy_ledger *l, const char *id, bdy_ledger_record **out);
 

@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1292,6 +1293,72 @@ static void patch_stored_world(bdy_store *store, const char *name, const char *p
                                      patch, status, NULL, NULL, NULL),
                      0);
     json_object_put(patch);
+}
+
+/* The phase and allocationId /v1/worlds gives world name (phase "" when
+ * the list, of the given query, does not hold it). */
+static void world_as_listed(bb_server *s, const char *query, const char *name, char *phase,
+                            char *id, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/worlds?pool=arena&limit=1000%s", query);
+    long status = 0;
+    json_object *list = get_json(s, path, &status);
+    assert_int_equal(status, 200);
+    json_object *items = json_object_object_get(list, "items");
+    phase[0] = id[0] = '\0';
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *w = json_object_array_get_idx(items, i);
+        if (strcmp(json_object_get_string(json_object_object_get(w, "name")), name) != 0)
+            continue;
+        snprintf(phase, cap, "%s", json_object_get_string(json_object_object_get(w, "phase")));
+        json_object *a = json_object_object_get(w, "allocationId");
+        snprintf(id, cap, "%s", a ? json_object_get_string(a) : "");
+    }
+    json_object_put(list);
+}
+
+/* A claim is durable in the ledger before it is in its world's status;
+ * while the store cannot write (here: its write lock held from outside, as
+ * a full disk would stop it), the world list answers from the ledger: a
+ * claimed world never reads as free. */
+static void test_world_list_shows_claims_not_yet_in_status(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 2, 4, 600);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/bindery.db", s.data);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    claim a = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(a.status, 201);
+    char phase[64];
+    char id[64];
+    world_as_listed(&s, "", a.name, phase, id, sizeof(phase));
+    assert_string_equal(phase, "Allocated");
+    assert_string_equal(id, a.id);
+    world_as_listed(&s, "&phase=Allocated", a.name, phase, id, sizeof(phase));
+    assert_string_equal(phase, "Allocated");
+    world_as_listed(&s, "&phase=Ready", a.name, phase, id, sizeof(phase));
+    assert_string_equal(phase, "");
+    /* The status was not written meanwhile: what the list said came from
+     * the ledger. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM objects WHERE name = ?1 AND "
+                                        "body LIKE '%\"allocation\"%'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, a.name, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_true(wait_world_allocated(&s, a.name, a.id, NULL, 30000));
 }
 
 /* A ledger claim whose world's status names another allocation ends, and
@@ -3856,6 +3923,7 @@ int main(void)
         cmocka_unit_test_teardown(test_manifest_past_runtime_limits_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_probe_port_number_and_initial_delay, bb_teardown),
         cmocka_unit_test_teardown(test_kill9_keeps_acknowledged_claims, bb_teardown),
+        cmocka_unit_test_teardown(test_world_list_shows_claims_not_yet_in_status, bb_teardown),
         cmocka_unit_test_teardown(test_crd_delete_stops_world_processes, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_is_taken_back, bb_teardown),
         cmocka_unit_test_teardown(test_unrecorded_world_being_deleted_is_stopped, bb_teardown),
