@@ -255,7 +255,9 @@ struct bdy_claims {
     bdy_informer *records;
     pthread_t cold_threads[COLD_THREADS]; /* cold_main */
     size_t ncold_threads;
-    double last_orphan_sweep; /* mono_s(), under lock: one cold thread sweeps at a time */
+    double last_orphan_sweep;  /* mono_s(), under lock: one cold thread sweeps at a time */
+    double started_wall;       /* bdy_wall_seconds() when this run made its claims module */
+    struct unparked *unparked; /* under lock */
     bool orphan_sweeping;
     pthread_t records_thread;  /* records_main */
     pthread_cond_t sweep_wake; /* stopping or cut_short, for records_main */
@@ -1876,6 +1878,53 @@ static void new_allocation_id(bdy_claims *c, char out[BDY_ALLOCATION_ID_LEN])
     }
 }
 
+/* A cold claim between creating its world and waiting for it (park_waiter):
+ * the orphan sweep must not give that world to the pool meanwhile. */
+typedef struct unparked {
+    struct unparked *next;
+    char id[BDY_ALLOCATION_ID_LEN + 8]; /* the claim's, as the world's annotation names it */
+} unparked;
+
+/* Lists claim id as about to create its world; NULL when out of memory
+ * (the world then has the sweep's grace only). */
+static unparked *unparked_add(bdy_claims *c, const char *id)
+{
+    unparked *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    pthread_mutex_lock(&c->lock);
+    u->next = c->unparked;
+    c->unparked = u;
+    pthread_mutex_unlock(&c->lock);
+    return u;
+}
+
+/* Takes u (may be NULL) off the list, once its claim waits or gave up. */
+static void unparked_remove(bdy_claims *c, unparked *u)
+{
+    if (u == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (unparked **p = &c->unparked; *p != NULL; p = &(*p)->next) {
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(u);
+}
+
+/* Under c->lock. */
+static bool unparked_has(const bdy_claims *c, const char *id)
+{
+    for (const unparked *u = c->unparked; u != NULL; u = u->next)
+        if (strcmp(u->id, id) == 0)
+            return true;
+    return false;
+}
+
 /* Takes w off the waiters being answered by cold-claim threads. Under
  * c->lock. */
 static void inflight_remove(bdy_claims *c, waiter *w)
@@ -2144,6 +2193,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     const char *idem_pending = NULL;
     bdy_config_pool spec;
     bool have_spec = false;
+    unparked *unparked_claim = NULL; /* this claim, while it creates its cold world */
     char id[BDY_ALLOCATION_ID_LEN];
     char hash[65] = "";
     bdy_buf answer_world;
@@ -2339,6 +2389,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     }
     if (cr.wait_s > 0 && matches) {
         w = calloc(1, sizeof(*w));
+        unparked_claim = w != NULL ? unparked_add(c, id) : NULL;
         create_rc = w == NULL ? BDY_ENOMEM : create_cold_world(c, &spec, id, world_name, &eb);
     }
     if (create_rc == BDY_EBUSY) {
@@ -2410,6 +2461,7 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     bdy_info("claims", "no warm world in %s/%s: waiting up to %u s for cold world %s", cr.ns,
              cr.pool, cr.wait_s, world_name);
 out:
+    unparked_remove(c, unparked_claim);
     if (have_spec)
         bdy_fleet_pool_spec_free(&spec);
     bdy_claim_request_free(&cr);
@@ -2575,9 +2627,11 @@ static cold_restart restart_cold(bdy_claims *c, waiter *w)
     char name[BDY_NAME_MAX];
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
+    unparked *u = unparked_add(c, w->id);
     int rc = create_cold_world(c, &spec, w->id, name, &eb);
     bdy_fleet_pool_spec_free(&spec);
     if (rc != 0) {
+        unparked_remove(c, u);
         if (rc != BDY_EBUSY)
             bdy_warn("claims", "cold claim %s: no world could replace %s/%s: %s", w->id, w->ns,
                      w->world, eb.message[0] ? eb.message : bdy_strerror(rc));
@@ -2590,34 +2644,44 @@ static cold_restart restart_cold(bdy_claims *c, waiter *w)
              w->id, w->ns, w->world, w->deadline - mono_s(), name);
     /* Stopping: the new world stays reserved, and the next start's orphan
      * sweep gives it to the pool. */
-    return park_waiter(c, w, name) ? COLD_RESTARTED : COLD_STOPPING;
+    cold_restart result = park_waiter(c, w, name) ? COLD_RESTARTED : COLD_STOPPING;
+    unparked_remove(c, u);
+    return result;
 }
 
 /* Worlds reserved for a cold claim that no longer waits here — bindery
  * restarted while the claim waited, or the claim failed between creating the
  * world and parking — would otherwise stay out of the pool for good. A
- * reservation older than ORPHAN_GRACE_S without a waiter is released. */
+ * reservation nobody waits for, and whose claim is not between creating it
+ * and waiting (unparked), is released: at once when an earlier run made it
+ * (after a kill -9 in a burst, the pool refused claims for ten seconds while
+ * Ready worlds sat reserved), else once it is ORPHAN_GRACE_S old. */
 static void sweep_orphans(bdy_claims *c)
 {
     bdy_world_ref refs[ORPHAN_SWEEP_MAX];
     size_t n = bdy_fleet_reserved(c->o.fleet, refs, ORPHAN_SWEEP_MAX);
     for (size_t i = 0; i < n; i++) {
+        json_object *world = NULL;
+        double created = 0;
+        if (bdy_store_get(c->o.store, &BDY_GVR_WORLDS, refs[i].ns, refs[i].name, &world, NULL) !=
+                0 ||
+            bdy_timestamp_parse(bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp"),
+                                &created) != 0) {
+            json_object_put(world);
+            continue;
+        }
+        const char *claim_id = bdy_jstr(bdy_jget(bdy_jget(world, "metadata"), "annotations"),
+                                        BDY_ANNOTATION_COLD_CLAIM);
         char key[sizeof(((waiter *)0)->key)];
         snprintf(key, sizeof(key), "%s/%s", refs[i].ns, refs[i].name);
         pthread_mutex_lock(&c->lock);
-        bool waited = bdy_hmap_find(&c->waiting, key, bdy_hash_str(key)) != NULL;
+        bool waited = bdy_hmap_find(&c->waiting, key, bdy_hash_str(key)) != NULL ||
+                      (claim_id != NULL && unparked_has(c, claim_id));
         for (waiter *w = c->inflight; w != NULL && !waited; w = w->next)
             waited = strcmp(w->ns, refs[i].ns) == 0 && strcmp(w->world, refs[i].name) == 0;
         pthread_mutex_unlock(&c->lock);
-        if (waited)
-            continue;
-        json_object *world = NULL;
-        double created = 0;
-        if (bdy_store_get(c->o.store, &BDY_GVR_WORLDS, refs[i].ns, refs[i].name, &world, NULL) ==
-                0 &&
-            bdy_timestamp_parse(bdy_jstr(bdy_jget(world, "metadata"), "creationTimestamp"),
-                                &created) == 0 &&
-            bdy_wall_seconds() - created > ORPHAN_GRACE_S) {
+        if (!waited &&
+            (created < c->started_wall || bdy_wall_seconds() - created > ORPHAN_GRACE_S)) {
             bdy_info("claims", "releasing %s/%s to the pool: its cold claim no longer waits",
                      refs[i].ns, refs[i].name);
             unreserve(c, refs[i].ns, refs[i].name);
@@ -3440,6 +3504,7 @@ int bdy_claims_new(const bdy_claims_opts *opts, bdy_claims **out, bdy_errbuf *eb
     if (c == NULL)
         return bdy_fail(eb, BDY_ENOMEM, "out of memory");
     c->o = *opts;
+    c->started_wall = bdy_wall_seconds();
     if (c->o.record_retention_s <= 0)
         c->o.record_retention_s = RECORD_RETENTION_DEFAULT_S;
     if (bdy_hmap_init(&c->ids, ID_BUCKETS) != 0 || bdy_hmap_init(&c->idem, ID_BUCKETS) != 0 ||

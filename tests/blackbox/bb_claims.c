@@ -1581,6 +1581,24 @@ static void test_keyed_cold_claim_client_gone(void **state)
     bb_cleanup(&s);
 }
 
+/* The wall time ("ts") of the first log line holding text, or -1. */
+static double log_line_time(const bb_server *s, const char *text)
+{
+    FILE *f = fopen(s->log, "r");
+    double t = -1;
+    char line[4096];
+    while (f != NULL && t < 0 && fgets(line, sizeof(line), f) != NULL) {
+        json_object *o = strstr(line, text) != NULL ? json_tokener_parse(line) : NULL;
+        if (o != NULL &&
+            bdy_timestamp_parse(json_object_get_string(json_object_object_get(o, "ts")), &t) != 0)
+            t = -1;
+        json_object_put(o);
+    }
+    if (f != NULL)
+        fclose(f);
+    return t;
+}
+
 static void test_orphaned_cold_world_joins_pool(void **state)
 {
     (void)state;
@@ -1602,6 +1620,13 @@ static void test_orphaned_cold_world_joins_pool(void **state)
     /* The miss before the kill may have sized the pool above minWarm, so a
      * warm world can come before the orphan is released: wait for it. */
     assert_true(bb_log_contains(&s, "its cold claim no longer waits", 30000));
+    /* Released once this run had looked, not after the grace a claim of
+     * this run gets between creating its world and waiting for it (10 s
+     * from the world's creation): no claim of this run waits for it. */
+    double released = log_line_time(&s, "its cold claim no longer waits");
+    double created = log_line_time(&s, "waiting up to 60 s for cold world");
+    assert_true(released > 0 && created > 0);
+    assert_true(released - created < 9.0);
     claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
     assert_string_equal(c.source, "warm");
