@@ -53,24 +53,22 @@ bool bdy__valid_dns_subdomain(const char *s)
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > BDY__MAX_NAME_LEN)
         return false;
-    /* Each dot-separated part must be a DNS label. */
-    char part[64];
-    const char *p = s;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len == 0 || len > 63)
+    /* As Kubernetes checks it: dot-separated parts that start and end with
+     * an alphanumeric, 253 characters in all, and no cap on a part (a name
+     * of 64 characters without a dot is a valid object name). */
+    for (size_t start = 0; start < n;) {
+        size_t end = start;
+        while (end < n && s[end] != '.')
+            end++;
+        if (end == start || !alnum_lower(s[start]) || !alnum_lower(s[end - 1]))
             return false;
-        memcpy(part, p, len);
-        part[len] = '\0';
-        if (!bdy__valid_dns_label(part))
-            return false;
-        p += len;
-        if (*p == '.') {
-            p++;
-            if (*p == '\0')
+        for (size_t i = start; i < end; i++) {
+            if (!alnum_lower(s[i]) && s[i] != '-')
                 return false;
         }
+        if (end < n && end + 1 == n)
+            return false; /* a trailing dot */
+        start = end + 1;
     }
     return true;
 }
@@ -170,6 +168,11 @@ int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_errbuf *eb)
     if (name == NULL || name[0] == '\0') {
         bdy_errbuf_add_cause(eb, "FieldValueRequired", "metadata.name",
                              "Required value: name or generateName is required");
+        rc = BDY_EINVALID_OBJECT;
+    } else if (strlen(name) > (namespace_kind ? 63u : (size_t)BDY__MAX_NAME_LEN)) {
+        bdy_errbuf_add_cause(eb, "FieldValueInvalid", "metadata.name",
+                             "Invalid value: \"%.100s\": must be no more than %d characters", name,
+                             namespace_kind ? 63 : BDY__MAX_NAME_LEN);
         rc = BDY_EINVALID_OBJECT;
     } else if (namespace_kind ? !bdy__valid_dns_label(name) : !bdy__valid_dns_subdomain(name)) {
         bdy_errbuf_add_cause(eb, "FieldValueInvalid", "metadata.name",

@@ -49,6 +49,7 @@
 #define LOCK_FILE "bindery.lock"
 #define READER_COUNT 8
 #define GENERATE_NAME_TRIES 8
+#define GENERATED_PREFIX_MAX 58
 #define DEFAULT_WATCH_HISTORY 10000
 /* And at most this much object text: a MODIFIED event holds two objects of
  * up to BDY_STORE_MAX_OBJECT_BYTES, so 10,000 events could otherwise hold
@@ -583,10 +584,13 @@ static int do_create(sqlite_store *s, write_op *op)
     const char *name = bdy_jstr(meta, "name");
     const char *gen_name = bdy_jstr(meta, "generateName");
     if ((name == NULL || name[0] == '\0') && gen_name != NULL && gen_name[0]) {
+        /* As Kubernetes does: the prefix cut to 58 characters, so that a
+         * generated name (5 more) fits in a DNS label, whatever the prefix
+         * (a pool's name of up to 63 characters and its dash). */
         char candidate[BDY__MAX_NAME_LEN + 1];
         size_t plen = strlen(gen_name);
-        if (plen > BDY__MAX_NAME_LEN - 5)
-            plen = BDY__MAX_NAME_LEN - 5;
+        if (plen > GENERATED_PREFIX_MAX)
+            plen = GENERATED_PREFIX_MAX;
         for (int i = 0; i < GENERATE_NAME_TRIES; i++) {
             snprintf(candidate, sizeof(candidate), "%.*s", (int)plen, gen_name);
             bdy_random_suffix(candidate + plen, 5);

@@ -237,6 +237,44 @@ static void test_create_errors_leave_store_unchanged(void **state)
     assert_string_equal(eb.causes[0].field, "metadata.name");
     json_object_put(bad);
 
+    /* Names as Kubernetes checks them: 253 characters in all, no cap on a
+     * dot-separated part; a part must start and end with an alphanumeric. */
+    char name[300];
+    memset(name, 'a', 254);
+    name[254] = '\0';
+    struct {
+        size_t len; /* of name, made of 'a' with the dashes and dots below */
+        const char *part;
+        bool ok;
+        const char *why;
+    } names[] = {
+        {64, NULL, true, NULL},
+        {100, ".b-c.d", true, NULL},
+        {253, NULL, true, NULL},
+        {254, NULL, false, "must be no more than 253 characters"},
+        {70, "-", false, "must start and end with an alphanumeric character"},
+        {70, "..b", false, "must start and end with an alphanumeric character"},
+        {70, ".-b", false, "must start and end with an alphanumeric character"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        memset(name, 'a', names[i].len);
+        name[names[i].len] = '\0';
+        if (names[i].part != NULL)
+            memcpy(name + names[i].len - strlen(names[i].part), names[i].part,
+                   strlen(names[i].part));
+        json_object *w = widget(name, 3, "red");
+        bdy_errbuf_clear(&eb);
+        bdy_write_opts dry = {.dry_run = true}; /* this test changes nothing */
+        int rc = bdy_store_create(f->store, &WIDGETS, "default", w, &dry, NULL, &eb);
+        if (names[i].ok) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, BDY_EINVALID_OBJECT);
+            assert_non_null(strstr(eb.causes[0].message, names[i].why));
+        }
+        json_object_put(w);
+    }
+
     json_object *big = widget("big", 1000, "green");
     bdy_errbuf_clear(&eb);
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", big, NULL, NULL, &eb),
@@ -304,6 +342,22 @@ static void test_generate_name_and_dry_run(void **state)
     assert_int_equal(strlen(name), strlen("arena-") + 5);
     assert_memory_equal(name, "arena-", 6);
     json_object_put(out);
+
+    /* A long prefix is cut to 58 characters, as Kubernetes cuts it: the
+     * name fits a DNS label (a pool of a 63-character name makes worlds). */
+    char prefix[80];
+    memset(prefix, 'p', 63);
+    strcpy(prefix + 63, "-");
+    json_object *long_gen = json_tokener_parse("{\"metadata\":{},\"spec\":{\"size\":2}}");
+    json_object_object_add(json_object_object_get(long_gen, "metadata"), "generateName",
+                           json_object_new_string(prefix));
+    out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", long_gen, NULL, &out, NULL),
+                     0);
+    assert_int_equal(strlen(meta(out, "metadata.name")), 63);
+    assert_memory_equal(meta(out, "metadata.name"), prefix, 58);
+    json_object_put(out);
+    json_object_put(long_gen);
 
     uint64_t before = current_rv(f);
     bdy_write_opts dry = {.dry_run = true};
