@@ -718,15 +718,23 @@ static int check_client_world_write(const bdy_resource_info *info, const char *n
                              "Forbidden: set by bindery only (delete the world to replace it)");
         rc = BDY_EINVALID_OBJECT;
     }
-    /* The pool a world belongs to is set once, by the pool that made it:
-     * moved by hand, it was counted and claimed as the other pool's while
-     * it ran its first pool's manifest. */
-    json_object *pool_was = bdy_jget(bdy_jget(old, "spec"), "pool");
-    json_object *pool_now = bdy_jget(bdy_jget(neu, "spec"), "pool");
-    if (!json_object_equal(pool_was, pool_now)) {
-        bdy_errbuf_add_cause(eb, "FieldValueInvalid", "spec.pool",
-                             "Invalid value: %s: field is immutable",
-                             pool_now ? json_object_to_json_string(pool_now) : "null");
+    /* The spec is set once, by the pool that made the world. A world moved
+     * to another pool by hand was counted and claimed as that pool's while
+     * it ran its first pool's manifest; one given another manifest or
+     * booklet kept running the program it was started with while its
+     * observedGeneration said the change had taken. */
+    static const char *const spec_fields[] = {"pool", "manifest", "booklet"};
+    for (size_t i = 0; i < sizeof(spec_fields) / sizeof(spec_fields[0]); i++) {
+        json_object *field_was = bdy_jget(bdy_jget(old, "spec"), spec_fields[i]);
+        json_object *field_now = bdy_jget(bdy_jget(neu, "spec"), spec_fields[i]);
+        if (json_object_equal(field_was, field_now))
+            continue;
+        char path[32];
+        snprintf(path, sizeof(path), "spec.%s", spec_fields[i]);
+        bdy_errbuf_add_cause(eb, "FieldValueInvalid", path,
+                             "Invalid value: %s: field is immutable (delete the world to "
+                             "replace it)",
+                             field_now ? json_object_to_json_string(field_now) : "null");
         rc = BDY_EINVALID_OBJECT;
     }
     if (rc != 0)
