@@ -12,6 +12,7 @@
 #include "bindery/jsonpatch.h"
 #include "bindery/jsonutil.h"
 #include "bindery/log.h"
+#include "bindery/pool.h"
 #include "bindery/selector.h"
 #include "bindery/store.h"
 #include "bindery/util.h"
@@ -673,8 +674,9 @@ static int cascade_crd(sqlite_store *s, write_op *op, const bdy__resource *crd_r
     return rc;
 }
 
-/* A WorldInstance's status is bindery's alone, and its spec.pool is
- * immutable: a client's write that changes any of these is refused. Of
+/* A WorldInstance's status and its bindery.dev/ labels and annotations are
+ * bindery's alone, and its spec is immutable: a client's write that
+ * changes any of these is refused. Of
  * the status (written through the subresource), claims read the phase,
  * address and ports, a restart adopts the process it
  * names and a stop signals that process's group, and nothing writes a
@@ -736,6 +738,33 @@ static int check_client_world_write(const bdy_resource_info *info, const char *n
                              "replace it)",
                              field_now ? json_object_to_json_string(field_now) : "null");
         rc = BDY_EINVALID_OBJECT;
+    }
+    /* Labels and annotations under bindery.dev/ are bindery's: the pool
+     * label marks a world its pool made (a pool deletes only those when it
+     * is removed, and `-l bindery.dev/pool=` finds them), the template label
+     * what it runs, the cold-claim annotation the claim it is kept for. */
+    static const char *const maps[] = {"labels", "annotations"};
+    for (size_t m = 0; m < sizeof(maps) / sizeof(maps[0]); m++) {
+        json_object *map_was = bdy_jget(bdy_jget(old, "metadata"), maps[m]);
+        json_object *map_now = bdy_jget(bdy_jget(neu, "metadata"), maps[m]);
+        json_object *either[2] = {map_was, map_now};
+        for (int side = 0; side < 2; side++) {
+            if (!json_object_is_type(either[side], json_type_object))
+                continue;
+            json_object_object_foreach(either[side], key, v)
+            {
+                (void)v;
+                if (!bdy_reserved_key(key) ||
+                    (side == 1 && json_object_object_get_ex(map_was, key, NULL)) ||
+                    json_object_equal(bdy_jget(map_was, key), bdy_jget(map_now, key)))
+                    continue;
+                char path[300];
+                snprintf(path, sizeof(path), "metadata.%s[%.200s]", maps[m], key);
+                bdy_errbuf_add_cause(eb, "FieldValueForbidden", path,
+                                     "Forbidden: set by bindery only");
+                rc = BDY_EINVALID_OBJECT;
+            }
+        }
     }
     if (rc != 0)
         bdy__invalid_summary(eb, info, name);

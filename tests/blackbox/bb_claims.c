@@ -2740,9 +2740,10 @@ static void test_probe_port_number_and_initial_delay(void **state)
  * observedGeneration catches up with the generation. */
 /* Patches world name's spec through the Kubernetes API and waits until
  * its status observed generation 2 while it stays in phase. */
-/* Whether a merge patch of world name's spec answers 422 naming field
- * (spec.F) as immutable, and leaves the world at generation 1. */
-static bool spec_edit_refused(bb_server *s, const char *name, const char *patch, const char *field)
+/* Whether a merge patch of world name answers 422 naming field with text
+ * (field is immutable, when NULL), and leaves the world at generation 1. */
+static bool edit_refused(bb_server *s, const char *name, const char *patch, const char *field,
+                         const char *text)
 {
     char path[300];
     snprintf(path, sizeof(path), "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s",
@@ -2750,7 +2751,7 @@ static bool spec_edit_refused(bb_server *s, const char *name, const char *patch,
     const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
     bb_response r = bb_request(s, "PATCH", path, patch, merge);
     bool refused = r.status == 422 && r.body != NULL && strstr(r.body, field) != NULL &&
-                   strstr(r.body, "field is immutable") != NULL;
+                   strstr(r.body, text ? text : "field is immutable") != NULL;
     if (!refused)
         fprintf(stderr, "PATCH %s %s: %ld %s\n", name, patch, r.status, r.body ? r.body : "");
     bb_response_free(&r);
@@ -2766,7 +2767,9 @@ static bool spec_edit_refused(bb_server *s, const char *name, const char *patch,
  * moved to another pool, it was counted and claimed as that pool's while it
  * ran this one's manifest; given another manifest or booklet, it kept
  * running the program it was started with while its observedGeneration
- * said the change had taken. */
+ * said the change had taken. Its bindery.dev/ labels and annotations are
+ * bindery's too (a relabelled pool label hid it from -l bindery.dev/pool=);
+ * other labels are the client's. */
 static void test_world_spec_is_immutable(void **state)
 {
     (void)state;
@@ -2785,11 +2788,28 @@ static void test_world_spec_is_immutable(void **state)
     const char *names[] = {ready, c.name};
     for (size_t i = 0; i < 2; i++) {
         assert_true(
-            spec_edit_refused(&s, names[i], "{\"spec\":{\"pool\":\"other\"}}", "spec.pool"));
-        assert_true(spec_edit_refused(&s, names[i], "{\"spec\":{\"manifest\":\"other\"}}",
-                                      "spec.manifest"));
-        assert_true(spec_edit_refused(
-            &s, names[i], "{\"spec\":{\"manifest\":null,\"booklet\":\"duo\"}}", "spec.booklet"));
+            edit_refused(&s, names[i], "{\"spec\":{\"pool\":\"other\"}}", "spec.pool", NULL));
+        assert_true(edit_refused(&s, names[i], "{\"spec\":{\"manifest\":\"other\"}}",
+                                 "spec.manifest", NULL));
+        assert_true(edit_refused(&s, names[i], "{\"spec\":{\"manifest\":null,\"booklet\":\"duo\"}}",
+                                 "spec.booklet", NULL));
+        assert_true(edit_refused(&s, names[i],
+                                 "{\"metadata\":{\"labels\":{\"bindery.dev/pool\":\"other\"}}}",
+                                 "metadata.labels[bindery.dev/pool]", "set by bindery only"));
+        assert_true(edit_refused(&s, names[i],
+                                 "{\"metadata\":{\"labels\":{\"bindery.dev/template\":null}}}",
+                                 "metadata.labels[bindery.dev/template]", "set by bindery only"));
+        assert_true(edit_refused(&s, names[i],
+                                 "{\"metadata\":{\"annotations\":{\"x.bindery.dev/a\":\"b\"}}}",
+                                 "metadata.annotations[x.bindery.dev/a]", "set by bindery only"));
+        char path[300];
+        snprintf(path, sizeof(path),
+                 "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances/%s", names[i]);
+        const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+        bb_response r =
+            bb_request(&s, "PATCH", path, "{\"metadata\":{\"labels\":{\"team\":\"blue\"}}}", merge);
+        assert_int_equal(r.status, 200);
+        bb_response_free(&r);
     }
     bb_cleanup(&s);
 }
