@@ -441,6 +441,10 @@ static int check_manifests(const bdy_config *cfg, bdy_store *live, bool *checked
 /* HTTP connections below which the limit is not lowered further: fewer
  * would make bindery useless, and then the operator has to raise it. */
 #define MIN_CONNECTIONS 16u
+/* Below this descriptor limit bindery does not start: its stores, threads
+ * and server alone take most of it (with 40 it failed in libmicrohttpd's
+ * thread set-up with a message that did not say why). */
+#define FD_LIMIT_MIN 128u
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit (once, at start). */
 static void raise_fd_limit(void)
@@ -497,7 +501,19 @@ static unsigned fit_connections_to_fd_limit(const bdy_config *cfg)
 {
     unsigned want = cfg->http.max_connections;
     fd_budget b = fd_budget_of(cfg, want);
-    if (b.fit < want)
+    if (b.limit > 0 && b.limit < b.reserve + b.fit)
+        /* Not even the lowered limit fits: say what it takes, not a
+         * reserve the limit cannot hold. */
+        bdy_warn("http",
+                 "the descriptor limit is %llu: http.maxConnections %u %s %u, and even so "
+                 "bindery's files and up to %llu worlds may need more than the %llu left (up "
+                 "to %llu): worlds may fail to start or to be probed; raise the limit (ulimit "
+                 "-n, LimitNOFILE=)",
+                 (unsigned long long)b.limit, want, b.fit < want ? "lowered to" : "kept at", b.fit,
+                 (unsigned long long)b.worlds,
+                 (unsigned long long)(b.limit > b.fit ? b.limit - b.fit : 0),
+                 (unsigned long long)b.reserve);
+    else if (b.fit < want)
         bdy_warn("http",
                  "the descriptor limit is %llu: http.maxConnections %u lowered to %u, to keep "
                  "%llu for bindery's files and up to %llu worlds; raise the limit (ulimit -n, "
@@ -1346,6 +1362,16 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         goto out;
     }
     raise_fd_limit();
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        nofile.rlim_cur < FD_LIMIT_MIN) {
+        bdy_error("http",
+                  "the descriptor limit is %llu: bindery needs at least %u to start; raise it "
+                  "(ulimit -n, LimitNOFILE=)",
+                  (unsigned long long)nofile.rlim_cur, FD_LIMIT_MIN);
+        rc = BDY_EINVAL;
+        goto out;
+    }
     d.connections = fit_connections_to_fd_limit(d.cfg);
     bdy_http_config hc = {.listen = d.cfg->listen,
                           .threads = d.cfg->http.threads,

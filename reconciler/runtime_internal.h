@@ -71,7 +71,8 @@ static inline bool bdy__proc_stat_ended(const bdy__proc_stat *st)
 }
 
 /* Reads pid's /proc/PID/stat. BDY_ENOTFOUND when there is no such
- * process, BDY_EPARSE when the line is not as expected. */
+ * process, BDY_EPARSE when the line is not as expected, BDY_ENOMEM when
+ * bindery is short of descriptors or memory to look. */
 int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out);
 
 /* This boot's id, as /proc/sys/kernel/random/boot_id gives it without

@@ -1491,7 +1491,10 @@ static int proc_start(void *ctx, const bdy_world_spec *spec, bdy_world_handle *h
     bdy__proc_stat st;
     rc = bdy__proc_stat_read(pid, &st);
     if (rc != 0) {
-        rc = bdy_fail(eb, rc, "cannot read /proc/%d/stat", (int)pid);
+        /* Out of descriptors (BDY_ENOMEM): the world is put off, as when
+         * its spawn lacks them, not failed (it counted towards the crash
+         * backoff of its pool). */
+        rc = bdy_fail(eb, rc, "cannot read /proc/%d/stat: %s", (int)pid, bdy_strerror(rc));
         goto out;
     }
     h->pid = pid;

@@ -158,7 +158,10 @@ int bdy__proc_stat_read(int64_t pid, bdy__proc_stat *out)
     snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? BDY_ENOTFOUND : BDY_EIO;
+        return errno == ENOENT ? BDY_ENOTFOUND
+               /* bindery short of descriptors or memory: nothing about pid */
+               : errno == EMFILE || errno == ENFILE || errno == ENOMEM ? BDY_ENOMEM
+                                                                       : BDY_EIO;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     int read_errno = errno;
     close(fd);

@@ -1090,6 +1090,21 @@ static int reclaim_without_descriptors(bdy_runtime *rt, const bdy_world_spec *s,
     return rc;
 }
 
+/* A look at /proc with no descriptor to spare is BDY_ENOMEM, a shortage
+ * of bindery's: start() met it after a spawn, when descriptors ran out
+ * between the two, and failed the world (StartError), which counted
+ * towards its pool's crash backoff. */
+static void test_proc_stat_short_of_descriptors(void **state)
+{
+    (void)state;
+    bdy__proc_stat st;
+    assert_int_equal(bdy__proc_stat_read(getpid(), &st), 0);
+    struct rlimit saved = descriptors_run_out();
+    int rc = bdy__proc_stat_read(getpid(), &st);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(rc, BDY_ENOMEM);
+}
+
 /* start() with no descriptor to spare is BDY_ENOMEM, bindery's shortage
  * and not the world's (its controller tries again rather than fail it),
  * and leaves nothing behind: the port goes to the next start. */
@@ -2260,6 +2275,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stray_port_is_not_handed_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftovers_of_gone_worlds_are_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proc_stat_short_of_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_short_of_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_reclaim_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_started_world_is_reclaimed_after_restart, setup,
