@@ -1421,7 +1421,6 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("http", "cannot listen on %s: %s", d.cfg->listen, eb.message);
         goto out;
     }
-    write_kubeconfig(&d);
 
     rc = apply_startup_manifests(&d, d.cfg, &eb);
     if (rc != 0) {
@@ -1433,6 +1432,11 @@ static int serve(const char *config_path, const char *listen, const char *data_d
         bdy_error("main", "%s", eb.message);
         goto out;
     }
+    /* Only now, past every check that refuses a start: the file is shared
+     * by whatever runs with this config, and a copy of the data folder
+     * refused for its instance id had pointed the running bindery's
+     * kubectl at its own port. */
+    write_kubeconfig(&d);
     /* Before ready: a stop asked for once clients may see bindery ready
      * drains, like any later one. */
     startup_signals_end(&ss);

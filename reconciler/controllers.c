@@ -534,10 +534,11 @@ static int reclaim_unrecorded(bdy_reconciler *r, const char *key, const bdy_worl
 
 /* Makes sure this process watches the world's process: after a restart the
  * runtime is told to adopt what the status recorded. 0 when it is watched
- * and alive; BDY_ENOTFOUND when it is known to be gone (t says how);
- * another error when the runtime could not tell yet (try again later). */
+ * and alive; BDY_ENOTFOUND when it is known to be gone (t says how; why,
+ * when not NULL, why this run could not adopt it); another error when the
+ * runtime could not tell yet (try again later). */
 static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, const char *name,
-                          json_object *world, tracked *t)
+                          json_object *world, tracked *t, char *why, size_t why_cap)
 {
     if (track_get(r, key, t))
         return t->n.exited ? BDY_ENOTFOUND : 0;
@@ -559,6 +560,8 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
         t->n.exited = true;
         t->n.exit_status = -1;
         t->n.lost = true;
+        if (why != NULL)
+            snprintf(why, why_cap, "no process was recorded, and none of it was found");
         return BDY_ENOTFOUND;
     }
     bdy_errbuf eb;
@@ -575,6 +578,8 @@ static int ensure_tracked(bdy_reconciler *r, const char *key, const char *ns, co
         return rc;
     }
     bdy_info("reconciler", "world %s did not survive: %s", key, eb.message);
+    if (why != NULL)
+        snprintf(why, why_cap, "%s", eb.message);
     memset(t, 0, sizeof(*t));
     t->h = h;
     t->n.exited = true;
@@ -1793,8 +1798,9 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                            "stopping the world");
             goto out;
         }
-        int tracked_rc = phase != BDY_PHASE_PENDING ? ensure_tracked(r, key, ns, name, world, &t)
-                                                    : BDY_ENOTFOUND;
+        int tracked_rc = phase != BDY_PHASE_PENDING
+                             ? ensure_tracked(r, key, ns, name, world, &t, NULL, 0)
+                             : BDY_ENOTFOUND;
         if (tracked_rc != 0 && tracked_rc != BDY_ENOTFOUND) {
             rc = tracked_rc; /* retried: the finalizer stays until the process is known gone */
             goto out;
@@ -1864,8 +1870,9 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         rc = start_world(r, key, world, requeue_ms); /* its status write queues the next step */
         break;
     case BDY_PHASE_STARTING:
-    case BDY_PHASE_READY:
-        rc = ensure_tracked(r, key, ns, name, world, &t);
+    case BDY_PHASE_READY: {
+        char lost_why[256] = "";
+        rc = ensure_tracked(r, key, ns, name, world, &t, lost_why, sizeof(lost_why));
         if (rc != 0 && rc != BDY_ENOTFOUND)
             break; /* retried */
         if (rc == BDY_ENOTFOUND && t.n.lost) {
@@ -1873,8 +1880,11 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
              * reboot): replaced, but no crash of the world's own, so not
              * counted towards the pool's crash backoff either. */
             bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LOST);
+            /* Not always gone: one another bindery started (a copy of
+             * the data folder run beside it) is left to that one. */
             rc = set_phase(r, world, BDY_PHASE_FAILED, "Lost", "Warning",
-                           "the world's process was gone when bindery started");
+                           "bindery could not adopt the world's process when it started: %s",
+                           lost_why[0] ? lost_why : "it was gone");
             break;
         }
         if (rc == BDY_ENOTFOUND) {
@@ -1900,8 +1910,9 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
         bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_LIVE);
         *requeue_ms = probe_world(r, key, world, phase, &rc);
         break;
+    }
     case BDY_PHASE_ALLOCATED:
-        rc = ensure_tracked(r, key, ns, name, world, &t);
+        rc = ensure_tracked(r, key, ns, name, world, &t, NULL, 0);
         if (rc != 0 && rc != BDY_ENOTFOUND)
             break; /* retried */
         if (rc == BDY_ENOTFOUND) {
@@ -1921,7 +1932,7 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
          * restart nothing is tracked yet: the process is adopted first, so
          * a world found Failed with its process alive is stopped too (its
          * pool may be gone, and with it the delete that would stop it). */
-        rc = ensure_tracked(r, key, ns, name, world, &t);
+        rc = ensure_tracked(r, key, ns, name, world, &t, NULL, 0);
         if (rc == BDY_ENOTFOUND)
             rc = 0;
         else if (rc == 0) /* tracked and alive */

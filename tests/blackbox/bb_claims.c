@@ -3463,6 +3463,12 @@ static void test_copy_of_a_running_folder_is_refused(void **state)
     assert_int_equal(b.exit_status, 1);
     if (!bb_log_contains(&b, "another bindery on this machine runs with instance id", 1000))
         fail_msg("no refusal logged");
+    /* Refused, it wrote no kubeconfig: the file is shared by whatever runs
+     * with its config, and the refused copy's pointed the running bindery's
+     * kubectl at the copy's port. */
+    char kubeconfig[300];
+    snprintf(kubeconfig, sizeof(kubeconfig), "%s/kubeconfig", b.dir);
+    assert_int_equal(access(kubeconfig, F_OK), -1);
     /* The original's worlds were not touched: still warm, none replaced. */
     assert_int_equal(pool_field(&a, "warm"), 2);
     assert_int_equal(bb_log_count(&a, "exited"), 0);
@@ -3479,6 +3485,19 @@ static void test_copy_of_a_running_folder_is_refused(void **state)
          waited += 100)
         sleep_ms(100);
     assert_true(bb_log_count(&b, "started by another bindery") >= 2);
+    /* The worlds' status says why they are Lost to it: not "gone". */
+    bool told = false;
+    for (int waited = 0; !told && waited < 20000; waited += 200) {
+        bb_response ev = bb_request(&b, "GET", "/api/v1/namespaces/default/events", NULL, NULL);
+        told = ev.body != NULL &&
+               strstr(ev.body, "could not adopt the world's process when it "
+                               "started: world default/") != NULL &&
+               strstr(ev.body, "was started by another bindery") != NULL;
+        bb_response_free(&ev);
+        if (!told)
+            sleep_ms(200);
+    }
+    assert_true(told);
     assert_true(wait_warm(&b, 1, 30000));
     claim c = post_claim(&b, "{\"pool\":\"arena\"}", NULL);
     assert_int_equal(c.status, 201);
