@@ -3,6 +3,7 @@
 
 #include "bindery/error.h"
 #include "bindery/journal.h"
+#include "bindery/store.h"
 #include "bindery/util.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,10 +127,23 @@ static int fsync_path(const char *path, int flags)
     return rc;
 }
 
-/* One SQLite file copied from src into dst (a new file), then checked. */
-static int copy_database(const char *src, const char *dst, bdy_errbuf *eb)
+/* Whether path + suffix names a file that exists. */
+static bool exists_with(const char *path, const char *suffix)
+{
+    char p[PATH_MAX];
+    return (size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) < sizeof(p) && access(p, F_OK) == 0;
+}
+
+/* One SQLite file copied from src into dst (a new file), then checked.
+ * idle: no bindery runs on the folder, nor can start (the caller holds its
+ * lock), so the WAL and shared-memory files this connection had to make
+ * beside src are removed after it: the backup writes nothing into the live
+ * folder. Those that were there (a bindery killed) are left as they were. */
+static int copy_database(const char *src, const char *dst, bool idle, bdy_errbuf *eb)
 {
     int rc = 0;
+    bool had_wal = exists_with(src, "-wal");
+    bool had_shm = exists_with(src, "-shm");
     sqlite3 *from = NULL;
     sqlite3 *to = NULL;
     sqlite3_backup *b = NULL;
@@ -203,6 +218,11 @@ out:
         sqlite3_backup_finish(b);
     sqlite3_close(to);
     sqlite3_close(from);
+    char made[PATH_MAX];
+    if (idle && !had_wal && (size_t)snprintf(made, sizeof(made), "%s-wal", src) < sizeof(made))
+        unlink(made);
+    if (idle && !had_shm && (size_t)snprintf(made, sizeof(made), "%s-shm", src) < sizeof(made))
+        unlink(made);
     return rc;
 }
 
@@ -344,6 +364,18 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
                         to, data_dir);
     if ((rc = prepare_target(to, eb)) != 0)
         return rc;
+    /* The folder's lock, if free: then no bindery runs on it, and none can
+     * start until the backup is done. Held (a bindery runs): it is copied
+     * under that bindery, as its files allow. */
+    char lock_path[PATH_MAX];
+    int lock_fd = -1;
+    if (path_in(lock_path, sizeof(lock_path), data_dir, BDY_STORE_LOCK_FILE, "", NULL) == 0 &&
+        (lock_fd = open(lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
+        flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        close(lock_fd);
+        lock_fd = -1;
+    }
+    bool idle = lock_fd >= 0;
     /* Every file under a temporary name first: a backup that fails half
      * way must not leave a folder serve would start from. */
     for (; done < n; done++) {
@@ -365,7 +397,7 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
             journal_at = done;
             continue;
         }
-        rc = data_files[done].sqlite ? copy_database(src, part, eb)
+        rc = data_files[done].sqlite ? copy_database(src, part, idle, eb)
                                      : copy_plain_file(src, part, data_files[done].max, eb);
         if (rc != 0 || (rc = count_copy(part, &r, eb)) != 0)
             goto out;
@@ -397,6 +429,8 @@ int bdy_backup_data_dir(const char *data_dir, const char *to, bdy_backup_report 
     if (fsync_path(to, O_RDONLY | O_DIRECTORY) != 0)
         rc = bdy_fail(eb, BDY_EIO, "%s: %s", to, strerror(errno));
 out:
+    if (lock_fd >= 0)
+        close(lock_fd); /* and with it the lock */
     free(journal);
     if (rc != 0)
         remove_copies(to, n);

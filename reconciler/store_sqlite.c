@@ -47,7 +47,6 @@
  * reads and writes a converted file. */
 #define STORE_SCHEMA_VERSION 1
 /* Held (flock) by the process that has the data folder open. */
-#define LOCK_FILE "bindery.lock"
 #define READER_COUNT 8
 #define GENERATE_NAME_TRIES 8
 #define GENERATED_PREFIX_MAX 58
@@ -2410,7 +2409,7 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, bdy_errbuf *
 static int lock_data_dir(const char *dir, int *fd_out, bdy_errbuf *eb)
 {
     char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, LOCK_FILE) >= sizeof(path))
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, BDY_STORE_LOCK_FILE) >= sizeof(path))
         return bdy_fail(eb, BDY_EINVAL, "data folder path %s is too long", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -2462,7 +2461,8 @@ static int first_stray(const char *dir, bool store_files, char *name, size_t cap
     int found = 0;
     while (found == 0 && (de = readdir(d)) != NULL) {
         bool ours = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                    strcmp(de->d_name, "kubeconfig") == 0 || strcmp(de->d_name, LOCK_FILE) == 0;
+                    strcmp(de->d_name, "kubeconfig") == 0 ||
+                    strcmp(de->d_name, BDY_STORE_LOCK_FILE) == 0;
         for (size_t i = 0; store_files && !ours && store_names[i] != NULL; i++)
             ours = strcmp(de->d_name, store_names[i]) == 0;
         if (!ours) {

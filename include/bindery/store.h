@@ -226,6 +226,11 @@ typedef struct bdy_store {
 } bdy_store;
 
 /* Embedded backend. */
+/* The file in the data folder a running bindery holds an exclusive
+ * flock(2) on (the store takes it at open): whoever else gets the lock
+ * knows no bindery runs on the folder, and keeps one from starting. */
+#define BDY_STORE_LOCK_FILE "bindery.lock"
+
 typedef struct bdy_sqlite_opts {
     const char *data_dir; /* created when absent; the file is data_dir/bindery.db */
     size_t watch_history; /* events kept in memory for watch resumption */

@@ -7,6 +7,7 @@
 #include "bindery/util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -288,12 +290,45 @@ static void test_copy_of_a_stopped_folder(void **state)
     assert_int_equal(after.st_size, before.st_size);
 }
 
+/* A cleanly stopped folder has no WAL or shared-memory files; the backup's
+ * connection had to make them, and left them in the live folder. With the
+ * folder's lock free (no bindery runs) it removes what it made, and leaves
+ * the lock free again. */
+static void test_copy_of_a_cleanly_stopped_folder(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *store = make_db(f->data, "bindery.db", 20);
+    sqlite3_close(store); /* the last connection: checkpointed, -wal and -shm gone */
+    char path[192];
+    snprintf(path, sizeof(path), "%s/bindery.lock", f->data);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    const char *made[] = {"bindery.db-wal", "bindery.db-shm"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->data, made[i]);
+        assert_int_not_equal(access(path, F_OK), 0);
+    }
+    bdy_errbuf eb;
+    bdy_errbuf_clear(&eb);
+    if (bdy_backup_data_dir(f->data, f->to, NULL, &eb) != 0)
+        fail_msg("backup: %s", eb.message);
+    assert_int_equal(rows_in(f->to, "bindery.db"), 20);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->data, made[i]);
+        if (access(path, F_OK) == 0)
+            fail_msg("the backup left %s in the live folder", made[i]);
+    }
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_copy_while_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_of_a_stopped_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_of_a_cleanly_stopped_folder, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
