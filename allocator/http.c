@@ -73,10 +73,12 @@
  * would otherwise keep a revoked certificate's rights for as long as its
  * connection stays open. */
 #define HTTP_TLS_RECHECK_NS (60ull * 1000000000ull)
-/* MHD cannot answer while a body is still arriving, so after a chunked body
- * passes the cap we read and drop up to this much more to still send 413;
- * a client that keeps sending beyond it is cut off. */
-#define HTTP_DISCARD_LIMIT ((size_t)1024 * 1024)
+/* MHD cannot answer while a body is still arriving, so past the cap we
+ * read and drop up to this much more to still send 413 (a chunked body, or
+ * one whose Content-Length says it is no more over); answered at once, a
+ * client still writing (kubectl) saw "broken pipe" instead of the 413.
+ * A client that keeps sending beyond it is cut off. */
+#define HTTP_DISCARD_LIMIT ((size_t)4 * 1024 * 1024)
 /* Retry-After of a 503 ShuttingDown: another replica, or this one
  * restarted, can take the request (API.md: Retry-After where a retry can
  * succeed). */
@@ -1164,10 +1166,21 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
         char *end = NULL;
         errno = 0;
         unsigned long long n = strtoull(length, &end, 10);
+        /* A client waiting for 100 Continue has sent no body: answered at
+         * once. Others are sending it: read to its end and dropped, so
+         * that they get to read the answer. */
+        const char *expect =
+            MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        bool drain = errno == 0 && n - c->s->max_body <= HTTP_DISCARD_LIMIT &&
+                     (expect == NULL || strcasecmp(expect, "100-continue") != 0);
         if (errno != 0 || n > c->s->max_body) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
-            return reject(c, 413, "PayloadTooLarge", msg, 0);
+            if (drain) {
+                c->too_large = true; /* take_body drops it; finish_request answers 413 */
+            } else {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
+                return reject(c, 413, "PayloadTooLarge", msg, 0);
+            }
         }
         has_body = has_body || n > 0;
     }
