@@ -160,10 +160,55 @@ static void check_string_map(json_object *meta, const char *key, bool labels, bd
     }
 }
 
-int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_errbuf *eb)
+/* ObjectMeta's fields. Anything else under metadata is dropped, or under
+ * fieldValidation=Strict refused, as the API server's decoder does: a
+ * misspelt "lables" was stored as given and the labels never set. */
+static const char *const object_meta_fields[] = {"name",
+                                                 "generateName",
+                                                 "namespace",
+                                                 "selfLink",
+                                                 "uid",
+                                                 "resourceVersion",
+                                                 "generation",
+                                                 "creationTimestamp",
+                                                 "deletionTimestamp",
+                                                 "deletionGracePeriodSeconds",
+                                                 "labels",
+                                                 "annotations",
+                                                 "ownerReferences",
+                                                 "finalizers",
+                                                 "managedFields",
+                                                 NULL};
+
+static void unknown_meta_fields(json_object *meta, bdy_unknown_fields mode, bdy_errbuf *eb, int *rc)
+{
+    /* Deleting the current key inside json_object_object_foreach is safe:
+     * the macro reads the next entry before the body runs. */
+    json_object_object_foreach(meta, key, val)
+    {
+        (void)val;
+        bool known = false;
+        for (size_t i = 0; object_meta_fields[i] != NULL && !known; i++)
+            known = strcmp(object_meta_fields[i], key) == 0;
+        if (known)
+            continue;
+        if (mode == BDY_UNKNOWN_PRUNE) {
+            json_object_object_del(meta, key);
+            continue;
+        }
+        char field[256];
+        snprintf(field, sizeof(field), "metadata.%.200s", key);
+        bdy_errbuf_add_cause(eb, "FieldValueForbidden", field, "unknown field \"%s\"", field);
+        *rc = BDY_EINVALID_OBJECT;
+    }
+}
+
+int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_unknown_fields mode,
+                       bdy_errbuf *eb)
 {
     int rc = 0;
     json_object *meta = bdy__metadata(obj);
+    unknown_meta_fields(meta, mode, eb, &rc);
     const char *name = bdy_jstr(meta, "name");
     if (name == NULL || name[0] == '\0') {
         bdy_errbuf_add_cause(eb, "FieldValueRequired", "metadata.name",

@@ -29,8 +29,10 @@ bool bdy__valid_qualified_name(const char *s);
 bool bdy__valid_label_value(const char *s);
 
 /* Checks metadata.name, labels, annotations and finalizers, adding causes to
- * eb. Returns 0 or BDY_EINVALID_OBJECT. namespace_kind: names are DNS labels. */
-int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_errbuf *eb);
+ * eb, and prunes or reports (mode) fields ObjectMeta does not have.
+ * Returns 0 or BDY_EINVALID_OBJECT. namespace_kind: names are DNS labels. */
+int bdy__meta_validate(json_object *obj, bool namespace_kind, bdy_unknown_fields mode,
+                       bdy_errbuf *eb);
 
 /* True when the object's finalizer list is non-empty. */
 bool bdy__has_finalizers(json_object *obj);

@@ -430,10 +430,16 @@ static int validate_object(const bdy__resource *res, json_object *obj, json_obje
         return bdy_fail(eb, BDY_EINVALID_OBJECT, "the object nests deeper than %d levels",
                         BDY_JSON_MAX_DEPTH);
 
+    /* The schema first (it starts eb afresh), then metadata, whose causes
+     * join the schema's: one answer names every unknown field, as the API
+     * server's strict decoding does. */
     int rc =
-        bdy__meta_validate(obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0], eb);
-    if (rc == 0 && res->crd_version != NULL)
-        rc = bdy_schema_validate(res->crd_version->schema, obj, mode, eb);
+        res->crd_version != NULL ? bdy_schema_validate(res->crd_version->schema, obj, mode, eb) : 0;
+    if (rc == 0 || rc == BDY_EINVALID_OBJECT) {
+        int meta_rc = bdy__meta_validate(
+            obj, strcmp(info->resource, "namespaces") == 0 && !info->group[0], mode, eb);
+        rc = rc != 0 ? rc : meta_rc;
+    }
     if (rc == 0 && res->builtin)
         rc = bdy__corekind_prepare(info, obj, old, mode, eb);
     /* A CRD only of apiextensions.k8s.io: a CRD may call its own resource

@@ -312,12 +312,15 @@ static void test_create_errors_leave_store_unchanged(void **state)
 static void test_unknown_fields_pruned_or_rejected(void **state)
 {
     fixture *f = *state;
-    json_object *w = json_tokener_parse("{\"metadata\":{\"name\":\"u1\"},"
+    json_object *w = json_tokener_parse("{\"metadata\":{\"name\":\"u1\",\"lables\":{\"a\":\"b\"}},"
                                         "\"spec\":{\"size\":2,\"extra\":true},\"bogus\":1}");
     json_object *out = NULL;
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, NULL, &out, NULL), 0);
     assert_null(bdy_json_path_get(out, "spec.extra"));
     assert_null(bdy_json_path_get(out, "bogus"));
+    /* Under metadata too, as ObjectMeta's decoder drops it: a misspelt
+     * "lables" was stored as given. */
+    assert_null(bdy_json_path_get(out, "metadata.lables"));
     json_object_put(out);
 
     json_object_object_add(json_object_object_get(w, "metadata"), "name",
@@ -328,6 +331,11 @@ static void test_unknown_fields_pruned_or_rejected(void **state)
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "default", w, &strict, NULL, &eb),
                      BDY_EINVALID_OBJECT);
     assert_non_null(strstr(eb.message, "spec.extra"));
+    bool meta_named = false;
+    for (size_t i = 0; i < eb.ncauses; i++)
+        meta_named |= strcmp(eb.causes[i].field, "metadata.lables") == 0 &&
+                      strstr(eb.causes[i].message, "unknown field") != NULL;
+    assert_true(meta_named);
     json_object_put(w);
 }
 
