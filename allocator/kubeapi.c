@@ -1100,7 +1100,12 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     }
     v.ns = v.info.namespaced && path.ns[0] ? path.ns : NULL;
     bool read = strcmp(req->method, "GET") == 0;
-    if (!allowed(req, read ? BDY_VERB_READ : BDY_VERB_ADMIN, v.ns)) {
+    /* A namespace read by name is in itself, as Kubernetes authorizes it: a
+     * token for namespace X may read X (kubectl get ns X), not the list. */
+    bool own_namespace = read && path.group[0] == '\0' &&
+                         strcmp(path.resource, "namespaces") == 0 && path.name[0] != '\0' &&
+                         path.subresource[0] == '\0';
+    if (!allowed(req, read ? BDY_VERB_READ : BDY_VERB_ADMIN, own_namespace ? path.name : v.ns)) {
         char msg[600];
         snprintf(msg, sizeof(msg), "%s%s%s is forbidden: %s \"%s\" may not %s in %s%s",
                  path.resource, path.group[0] ? "." : "", path.group,

@@ -408,6 +408,18 @@ static void test_bearer_tokens(void **state)
     r = bb_request(&s, "GET", "/v1/worlds?namespace=default", NULL, eu_hdr);
     assert_int_equal(r.status, 403);
     bb_response_free(&r);
+    /* Its own Namespace object it may read (kubectl get ns eu), as
+     * Kubernetes authorizes a namespace read by name in itself; not
+     * another, nor the list. There is no namespace eu: 404, not 403. */
+    r = bb_request(&s, "GET", "/api/v1/namespaces/eu", NULL, eu_hdr);
+    assert_int_equal(r.status, 404);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/api/v1/namespaces/default", NULL, eu_hdr);
+    assert_int_equal(r.status, 403);
+    bb_response_free(&r);
+    r = bb_request(&s, "GET", "/api/v1/namespaces", NULL, eu_hdr);
+    assert_int_equal(r.status, 403);
+    bb_response_free(&r);
     r = bb_request(&s, "GET", "/v1/worlds", NULL,
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});
     assert_int_equal(r.status, 200);
