@@ -1091,12 +1091,25 @@ static enum MHD_Result authenticate(struct conn *c)
         p = bdy_auth_authenticate(auth, header);
     if (p == NULL) {
         bool missing = header == NULL;
+        /* Another scheme (kubectl's Basic with the written kubeconfig's
+         * user) sent no bearer token at all: said so, not "invalid". */
+        bool other_scheme = !missing && strncasecmp(header, "Bearer ", 7) != 0;
         bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                            missing ? "Bearer realm=\"bindery\""
-                                    : "Bearer realm=\"bindery\", error=\"invalid_token\"");
+                            missing || other_scheme
+                                ? "Bearer realm=\"bindery\""
+                                : "Bearer realm=\"bindery\", error=\"invalid_token\"");
         char msg[400];
-        snprintf(msg, sizeof(msg), "%s%s",
-                 missing ? "missing bearer token" : "invalid bearer token", cert_problem);
+        char scheme[32];
+        snprintf(scheme, sizeof(scheme), "%.*s", (int)strcspn(header ? header : "", " "),
+                 header ? header : "");
+        if (other_scheme)
+            snprintf(msg, sizeof(msg),
+                     "missing bearer token: the Authorization header is of scheme \"%s\"; "
+                     "only \"Bearer\" tokens (and client certificates) are accepted%s",
+                     scheme, cert_problem);
+        else
+            snprintf(msg, sizeof(msg), "%s%s",
+                     missing ? "missing bearer token" : "invalid bearer token", cert_problem);
         return reject(c, 401, "Unauthorized", msg, 0);
     }
     if (!bdy_principal_has_verb(p, c->route->verb)) {

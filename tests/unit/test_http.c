@@ -783,9 +783,15 @@ static void test_auth_errors(void **state)
     assert_string_equal(v, "Bearer realm=\"bindery\", error=\"invalid_token\"");
     reply_free(&r);
 
+    /* Basic (kubectl with the written kubeconfig's user): no bearer token
+     * was sent, and the message says so rather than call it invalid. */
     perform(f, &(request){.path = "/v1/echo", .extra_header = "Authorization: Basic Zm9vOmJhcg=="},
             &r);
     expect_error(&r, 401, "Unauthorized");
+    assert_non_null(strstr(jstr(r.json, "error", "message"),
+                           "the Authorization header is of scheme \"Basic\""));
+    assert_non_null(header_value(&r, "WWW-Authenticate", v, sizeof(v)));
+    assert_string_equal(v, "Bearer realm=\"bindery\"");
     reply_free(&r);
 
     /* reader may read but not allocate. */
