@@ -378,6 +378,38 @@ static int apply_manifests(bdy_store *store, const bdy_config *cfg, size_t *appl
     return rc;
 }
 
+/* Whether store holds the object ns/name of gvr. */
+static bool store_holds(bdy_store *store, const bdy_gvr *gvr, const char *ns, const char *name)
+{
+    json_object *o = NULL;
+    bool held = store != NULL && bdy_store_get(store, gvr, ns, name, &o, NULL) == 0;
+    json_object_put(o);
+    return held;
+}
+
+/* Says which pools name a manifest or booklet that store (or live, when
+ * not NULL) lacks: their worlds fail at once (ManifestGone) and the pool
+ * goes into crash backoff, with nothing at start, reload or check-config
+ * to say why. scratch: store holds only what the config applies (one made
+ * with kubectl may come). */
+static void warn_missing_templates(bdy_store *store, bdy_store *live, const bdy_config *cfg,
+                                   bool scratch)
+{
+    for (size_t i = 0; i < cfg->pools.count; i++) {
+        const bdy_config_pool *p = &cfg->pools.items[i];
+        const char *ns = p->ns != NULL ? p->ns : "default";
+        const bdy_gvr *gvr = p->manifest != NULL ? &BDY_GVR_MANIFESTS : &BDY_GVR_BOOKLETS;
+        const char *name = p->manifest != NULL ? p->manifest : p->booklet;
+        if (name == NULL || store_holds(store, gvr, ns, name) || store_holds(live, gvr, ns, name))
+            continue;
+        bdy_warn("pools",
+                 "pool %s/%s: %s %s/%s does not exist%s; until it is applied the pool's worlds "
+                 "fail (ManifestGone)",
+                 ns, p->name, p->manifest != NULL ? "ModuleManifest" : "Booklet", ns, name,
+                 scratch && live == NULL ? " in the config's manifests (kubectl may make it)" : "");
+    }
+}
+
 static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_errbuf *eb)
 {
     size_t applied = 0;
@@ -385,6 +417,7 @@ static int apply_startup_manifests(daemon_state *d, const bdy_config *cfg, bdy_e
     if (rc == 0) {
         bdy_metric_set(d->manifests_applied, (double)applied);
         bdy_info("manifests", "applied %zu manifests of the config's crds and manifests", applied);
+        warn_missing_templates(d->store, NULL, cfg, false);
     }
     return rc;
 }
@@ -427,6 +460,8 @@ static int check_manifests(const bdy_config *cfg, bdy_store *live, bool *checked
     if (rc == 0) {
         *checked = true;
         rc = apply_manifests(store, cfg, &applied, true, live, eb);
+        if (rc == 0)
+            warn_missing_templates(store, live, cfg, true);
     }
     bdy_store_close(store);
     remove_scratch(dir);

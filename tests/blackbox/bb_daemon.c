@@ -165,6 +165,16 @@ static void test_cli_commands(void **state)
         check_config_text(&s, "othermanifest.yaml", "manifests: [other-manifests]\n", &out), 0);
     assert_non_null(strstr(out, "Gadget g1 not checked"));
     free(out);
+    /* A pool whose manifest nothing makes: valid (kubectl may make it),
+     * but its worlds would all fail, so check-config says so. */
+    assert_int_equal(check_config_text(&s, "ghost.yaml",
+                                       "manifests: [other-manifests]\n"
+                                       "pools:\n  - {name: ghost, manifest: nosuch}\n",
+                                       &out),
+                     0);
+    assert_non_null(strstr(out, "pool default/ghost: ModuleManifest default/nosuch does not "
+                                "exist in the config's manifests (kubectl may make it)"));
+    free(out);
     /* An empty file is valid, but worth a word: a reload refuses it. */
     assert_int_equal(check_config_text(&s, "empty.yaml", "", &out), 0);
     assert_non_null(strstr(out, "sets nothing"));
