@@ -85,17 +85,24 @@ typedef struct daemon_state {
     int instance_fd;     /* holds the instance id on this host (instance_claim); -1: none */
 } daemon_state;
 
+/* The usage text: on stdout with exit 0 when asked for (--help), else on
+ * stderr with exit 2 (a command line bindery cannot run). */
+static int usage_to(FILE *out, int code)
+{
+    fprintf(out, "usage:\n"
+                 "  bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]\n"
+                 "  bindery check-config FILE\n"
+                 "  bindery hash-token < token\n"
+                 "  bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]\n"
+                 "                     [--ca-file PATH] [--client-cert PATH --client-key PATH]\n"
+                 "  bindery backup --config FILE [--data DIR] --to DIR\n"
+                 "  bindery version\n");
+    return code;
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage:\n"
-                    "  bindery serve --config FILE [--listen ADDR:PORT] [--data DIR]\n"
-                    "  bindery check-config FILE\n"
-                    "  bindery hash-token < token\n"
-                    "  bindery kubeconfig --config FILE [--data DIR] [--token-file PATH]\n"
-                    "                     [--ca-file PATH] [--client-cert PATH --client-key PATH]\n"
-                    "  bindery backup --config FILE [--data DIR] --to DIR\n"
-                    "  bindery version\n");
-    return 2;
+    return usage_to(stderr, 2);
 }
 
 /* ---- HTTP handlers --------------------------------------------------------- */
@@ -1599,7 +1606,22 @@ static int print_kubeconfig(const char *config_path, const char *data, const kub
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     bdy_buf_init(&b, (size_t)64 * 1024);
-    int rc = bdy_config_load(config_path, &cfg, &eb);
+    int rc = 0;
+    /* Files the kubeconfig names must be there: kubectl reads them later,
+     * and a misspelt path failed only then, far from the command. */
+    const char *named[][2] = {{"--token-file", f->token_file},
+                              {"--ca-file", f->ca_file},
+                              {"--client-cert", f->client_cert},
+                              {"--client-key", f->client_key}};
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        if (named[i][1] != NULL && access(named[i][1], R_OK) != 0) {
+            fprintf(stderr, "bindery kubeconfig: %s %s: %s\n", named[i][0], named[i][1],
+                    strerror(errno));
+            rc = BDY_EINVAL;
+            goto out;
+        }
+    }
+    rc = bdy_config_load(config_path, &cfg, &eb);
     if (rc == 0 && data != NULL)
         rc = bdy_config_override_data_dir(cfg, data, &eb);
     if (rc != 0) {
@@ -1728,6 +1750,8 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage();
     const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+        return usage_to(stdout, 0);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("bindery %s\n", BINDERY_VERSION);
         return 0;

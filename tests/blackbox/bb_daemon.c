@@ -189,6 +189,19 @@ static void test_cli_commands(void **state)
     free(out);
     assert_int_equal(bb_run(&s, (const char *const[]){"frobnicate", NULL}, NULL, &out), 2);
     free(out);
+    /* Asked for, the usage is an answer: exit 0. */
+    assert_int_equal(bb_run(&s, (const char *const[]){"--help", NULL}, NULL, &out), 0);
+    assert_non_null(strstr(out, "bindery serve --config FILE"));
+    free(out);
+    /* A file the printed kubeconfig would name must be there (kubectl
+     * failed on it only later). */
+    assert_int_equal(bb_run(&s,
+                            (const char *const[]){"kubeconfig", "--config", s.config,
+                                                  "--token-file", "/nonexistent/token", NULL},
+                            NULL, &out),
+                     1);
+    assert_non_null(strstr(out, "--token-file /nonexistent/token: No such file or directory"));
+    free(out);
     /* serve refuses the bad config and names it. */
     assert_false(bb_start(&s, NULL));
     assert_true(bb_wait_exit(&s, 5000));
