@@ -660,10 +660,18 @@ static void install_auth(daemon_state *d, bdy_auth *auth, const char *token_file
         bdy_error("auth", "out of memory: the reloaded token set is not in force; the old one is");
         return;
     }
+    bool was_on = d->auth_on;
     d->auth_on = true; /* turning it off again needs a restart */
     if (refused)
         bdy_warn("config", "the token file %s was reloaded all the same (%zu tokens in force)",
                  token_file, tokens);
+    else if (!was_on)
+        /* The start's "without authentication" was the log's last word. */
+        bdy_info("auth", "authentication is on from now: %zu token%s from %s", tokens,
+                 tokens == 1 ? "" : "s", token_file);
+    else
+        bdy_info("auth", "token file %s reloaded: %zu token%s in force", token_file, tokens,
+                 tokens == 1 ? "" : "s");
 }
 
 /* Loads the TLS files cfg names (none: *out NULL) and logs what they hold. */

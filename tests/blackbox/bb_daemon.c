@@ -659,6 +659,8 @@ static void test_tokens_turned_on_by_reload_stay_on(void **state)
     bb_write(&s, "bindery.yaml", "logLevel: info\nauth:\n  tokenFile: tokens.yaml\n");
     bb_signal(&s, SIGHUP);
     assert_true(bb_log_contains(&s, "reloaded", 5000));
+    /* Said: the start's "without authentication" is no longer so. */
+    assert_true(bb_log_contains(&s, "authentication is on from now: 1 token from", 0));
     bb_response r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 401);
     bb_response_free(&r);
