@@ -310,7 +310,10 @@ static void server_figures(run *s, const lt_metrics *before, const lt_metrics *a
                    lt_metrics_sum(before, "bindery_allocations_total", all, NULL);
     double succ = lt_metrics_sum(after, "bindery_allocations_total", ok, NULL) -
                   lt_metrics_sum(before, "bindery_allocations_total", ok, NULL);
-    s->r->server_known = found;
+    /* Counters only grow: less at the end means they began again. */
+    bool restarted = total < 0 || succ < 0 || succ > total;
+    s->r->server_known = found && !restarted;
+    s->r->server_restarted = restarted;
     s->r->server_success = succ;
     s->r->server_failed = total - succ;
     if (s->o->mode != LT_MODE_CHURN)
@@ -320,7 +323,10 @@ static void server_figures(run *s, const lt_metrics *before, const lt_metrics *a
                  lt_metrics_sum(before, "bindery_reconcile_total", NULL, NULL);
     double rec_ok = lt_metrics_sum(after, "bindery_reconcile_total", success, NULL) -
                     lt_metrics_sum(before, "bindery_reconcile_total", success, NULL);
-    s->r->lag_known = found;
+    restarted = restarted || rec < 0 || rec_ok < 0 || rec_ok > rec;
+    s->r->server_known = s->r->server_known && !restarted;
+    s->r->server_restarted = restarted;
+    s->r->lag_known = found && !restarted;
     s->r->reconciles_per_s = seconds > 0 ? rec / seconds : 0;
     s->r->reconcile_errors = rec - rec_ok;
     s->r->queue_depth_mean = s->depth_n ? s->depth_sum / (double)s->depth_n : 0;

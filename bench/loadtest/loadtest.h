@@ -207,6 +207,9 @@ typedef struct lt_report {
     uint64_t rewatches;
     /* server-side counters from /metrics (delta over the run) */
     bool server_known;
+    /* A counter went backwards over the run: bindery restarted, and its
+     * figures (allocations, reconciles) are not deltas of this run. */
+    bool server_restarted;
     double server_success;
     double server_failed;
     /* churn: reconcile lag from /metrics samples */

@@ -85,6 +85,11 @@ void lt_report_print(const lt_report *r, FILE *f)
         if (r->server_known)
             fprintf(f, "%-22s %.0f succeeded, %.0f failed (bindery_allocations_total)\n",
                     "server counted", r->server_success, r->server_failed);
+        else if (r->server_restarted)
+            fprintf(f,
+                    "%-22s unknown: bindery restarted during the run (its counters began "
+                    "again)\n",
+                    "server counted");
         if (r->lag_known) {
             fprintf(f, "%-22s queue depth max %.0f, mean %.1f; %.1f reconciles/s, %.0f errors\n",
                     "reconciler", r->queue_depth_max, r->queue_depth_mean, r->reconciles_per_s,
@@ -178,6 +183,7 @@ json_object *lt_report_json(const lt_report *r)
         add_u(o, "release_failed", r->release_failed);
         add_u(o, "still_held", r->still_held);
         json_object_object_add(o, "release_errors_by_code", tally_json(&r->release_errors));
+        json_object_object_add(o, "server_restarted", json_object_new_boolean(r->server_restarted));
         if (r->server_known) {
             json_object *s = json_object_new_object();
             add_d(s, "success", r->server_success);
