@@ -974,8 +974,29 @@ static enum MHD_Result reject(struct conn *c, unsigned status, const char *code,
     return queue_response(c);
 }
 
-/* True when the request's Content-Type (parameters ignored) is one of r's
- * media types, application/json by default. */
+/* Whether the parameters of a Content-Type (what follows its media type)
+ * name no charset but UTF-8: the API is UTF-8 (API.md), and a body sent as
+ * latin1 was read as UTF-8 all the same. */
+static bool charset_utf8(const char *params)
+{
+    for (const char *p = params; (p = strchr(p, ';')) != NULL;) {
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncasecmp(p, "charset=", 8) != 0)
+            continue;
+        const char *v = p + 8;
+        bool quoted = *v == '"';
+        v += quoted;
+        size_t n = strcspn(v, quoted ? "\"" : "; \t");
+        return (n == 5 && strncasecmp(v, "utf-8", 5) == 0) ||
+               (n == 4 && strncasecmp(v, "utf8", 4) == 0);
+    }
+    return true;
+}
+
+/* True when the request's Content-Type is one of r's media types,
+ * application/json by default, with no charset but UTF-8. */
 static bool media_type_ok(const struct route *r, const char *content_type)
 {
     for (size_t i = 0; i < r->nmedia; i++) {
@@ -988,6 +1009,8 @@ static bool media_type_ok(const struct route *r, const char *content_type)
     while (*p == ' ' || *p == '\t')
         p++;
     size_t n = strcspn(p, "; \t");
+    if (!charset_utf8(p + n))
+        return false;
     if (r->nmedia == 0)
         return n == strlen("application/json") && strncasecmp(p, "application/json", n) == 0;
     for (size_t i = 0; i < r->nmedia; i++) {

@@ -1174,7 +1174,11 @@ static void kubeconfig_follow_tls(daemon_state *d)
 static int register_routes(daemon_state *d)
 {
     int rc = 0;
+    /* /livez as the API server names liveness (its probes and kubectl get
+     * --raw /livez), the same answer as /healthz. */
     if ((rc = bdy_http_route(d->http, "GET", "/healthz", BDY_ROUTE_EXACT, BDY_VERB_NONE, healthz_cb,
+                             d)) != 0 ||
+        (rc = bdy_http_route(d->http, "GET", "/livez", BDY_ROUTE_EXACT, BDY_VERB_NONE, healthz_cb,
                              d)) != 0 ||
         (rc = bdy_http_route(d->http, "GET", "/readyz", BDY_ROUTE_EXACT, BDY_VERB_NONE, readyz_cb,
                              d)) != 0 ||

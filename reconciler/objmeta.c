@@ -22,6 +22,18 @@ const char *bdy__meta_str(json_object *obj, const char *key)
     return bdy_jstr(m, key);
 }
 
+void bdy__meta_set_label(json_object *obj, const char *key, const char *value)
+{
+    json_object *m = bdy__metadata(obj);
+    json_object *labels = NULL;
+    if (!json_object_object_get_ex(m, "labels", &labels) ||
+        !json_object_is_type(labels, json_type_object)) {
+        labels = json_object_new_object();
+        json_object_object_add(m, "labels", labels);
+    }
+    json_object_object_add(labels, key, json_object_new_string(value));
+}
+
 void bdy__meta_set_str(json_object *obj, const char *key, const char *value)
 {
     json_object *m = bdy__metadata(obj);

@@ -21,6 +21,10 @@ json_object *bdy__metadata(json_object *obj);
 const char *bdy__meta_str(json_object *obj, const char *key);
 void bdy__meta_set_str(json_object *obj, const char *key, const char *value);
 
+/* Sets metadata.labels[key] to value (making labels when absent or not an
+ * object). */
+void bdy__meta_set_label(json_object *obj, const char *key, const char *value);
+
 /* DNS-1123 subdomain (most names) or label (namespace names). */
 bool bdy__valid_dns_subdomain(const char *s);
 bool bdy__valid_dns_label(const char *s);

@@ -430,6 +430,13 @@ static int validate_object(const bdy__resource *res, json_object *obj, json_obje
         return bdy_fail(eb, BDY_EINVALID_OBJECT, "the object nests deeper than %d levels",
                         BDY_JSON_MAX_DEPTH);
 
+    /* Every Namespace carries its own name as a label, as the API server
+     * puts it (set on each write, so it cannot be taken off or changed):
+     * selectors can then pick namespaces by name. */
+    const char *ns_name = bdy__meta_str(obj, "name");
+    if (strcmp(info->resource, "namespaces") == 0 && !info->group[0] && ns_name != NULL &&
+        bdy__valid_dns_label(ns_name))
+        bdy__meta_set_label(obj, "kubernetes.io/metadata.name", ns_name);
     /* The schema first (it starts eb afresh), then metadata, whose causes
      * join the schema's: one answer names every unknown field, as the API
      * server's strict decoding does. */

@@ -56,6 +56,10 @@ static void test_starts_serves_and_stops_cleanly(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "{\"status\":\"ok\"}");
     bb_response_free(&r);
+    r = bb_request(&s, "GET", "/livez", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    bb_response_free(&r);
     r = bb_request(&s, "GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "# TYPE bindery_build_info gauge"));

@@ -1046,6 +1046,27 @@ static void test_media_types(void **state)
             &r);
     assert_int_equal(r.status, 200);
     reply_free(&r);
+    /* The API is UTF-8: a charset parameter naming another is refused
+     * (the body was read as UTF-8 all the same); utf8 and quotes pass. */
+    const struct {
+        const char *type;
+        long status;
+    } charsets[] = {{"application/json; charset=latin1", 415},
+                    {"application/json; charset=\"ISO-8859-1\"", 415},
+                    {"application/json; Charset=utf8", 200},
+                    {"application/json; foo=bar; charset=\"utf-8\"", 200}};
+    for (size_t i = 0; i < sizeof(charsets) / sizeof(charsets[0]); i++) {
+        perform(f,
+                &(request){.method = "POST",
+                           .path = "/v1/echo",
+                           .token = "good-token",
+                           .content_type = charsets[i].type,
+                           .body = "{}"},
+                &r);
+        if (r.status != charsets[i].status)
+            fail_msg("%s: %ld", charsets[i].type, r.status);
+        reply_free(&r);
+    }
     /* No body, no media type check. */
     perform(f, &(request){.method = "POST", .path = "/v1/echo", .token = "good-token"}, &r);
     assert_int_equal(r.status, 200);

@@ -220,9 +220,16 @@ static void test_create_errors_leave_store_unchanged(void **state)
     json_object_object_add(json_object_object_get(dup, "metadata"), "namespace",
                            json_object_new_string("default"));
     json_object *ns = json_tokener_parse("{\"metadata\":{\"name\":\"other\"}}");
-    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, NULL, NULL),
+    json_object *ns_out = NULL;
+    assert_int_equal(bdy_store_create(f->store, &BDY_GVR_NAMESPACES, NULL, ns, NULL, &ns_out, NULL),
                      0);
     json_object_put(ns);
+    /* Its name as a label, as the API server puts it, kept on updates. */
+    json_object *ns_labels = bdy_json_path_get(ns_out, "metadata.labels");
+    assert_string_equal(
+        json_object_get_string(json_object_object_get(ns_labels, "kubernetes.io/metadata.name")),
+        "other");
+    json_object_put(ns_out);
     before = current_rv(f);
     bdy_errbuf_clear(&eb);
     assert_int_equal(bdy_store_create(f->store, &WIDGETS, "other", dup, NULL, NULL, &eb),
