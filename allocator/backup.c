@@ -137,8 +137,8 @@ static bool exists_with(const char *path, const char *suffix)
 /* One SQLite file copied from src into dst (a new file), then checked.
  * idle: no bindery runs on the folder, nor can start (the caller holds its
  * lock), so the WAL and shared-memory files this connection had to make
- * beside src are removed after it: the backup writes nothing into the live
- * folder. Those that were there (a bindery killed) are left as they were. */
+ * beside src go with it: the backup writes nothing into the live folder.
+ * Those that were there (a bindery killed) are left as they were. */
 static int copy_database(const char *src, const char *dst, bool idle, bdy_errbuf *eb)
 {
     int rc = 0;
@@ -217,12 +217,13 @@ out:
     if (b != NULL)
         sqlite3_backup_finish(b);
     sqlite3_close(to);
+    /* Files this connection made: SQLite's own close removes them, when it
+     * is the last connection (it checks that under its locks: an operator's
+     * sqlite3 shell open on the file keeps them), after a checkpoint of a
+     * WAL that is empty, so nothing is written into the store. */
+    if (from != NULL && idle && !had_wal && !had_shm)
+        sqlite3_db_config(from, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     sqlite3_close(from);
-    char made[PATH_MAX];
-    if (idle && !had_wal && (size_t)snprintf(made, sizeof(made), "%s-wal", src) < sizeof(made))
-        unlink(made);
-    if (idle && !had_shm && (size_t)snprintf(made, sizeof(made), "%s-shm", src) < sizeof(made))
-        unlink(made);
     return rc;
 }
 

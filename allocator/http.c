@@ -79,6 +79,9 @@
  * client still writing (kubectl) saw "broken pipe" instead of the 413.
  * A client that keeps sending beyond it is cut off. */
 #define HTTP_DISCARD_LIMIT ((size_t)4 * 1024 * 1024)
+/* The body of a request that reads none (a GET, or /healthz without a
+ * token) is dropped as it comes, up to this much. */
+#define HTTP_UNREAD_LIMIT ((size_t)1024 * 1024)
 /* Retry-After of a 503 ShuttingDown: another replica, or this one
  * restarted, can take the request (API.md: Retry-After where a retry can
  * succeed). */
@@ -184,9 +187,10 @@ struct conn {
     struct auth_slot *slot; /* held while principal is in use */
     bdy_buf body;
     bool too_large;
-    bool head;        /* a HEAD, routed as the GET it answers (c->req.method says GET) */
-    bool body_unread; /* a body where none is read: dropped as it comes */
-    size_t discarded;
+    bool head;           /* a HEAD, routed as the GET it answers (c->req.method says GET) */
+    bool body_unread;    /* a body where none is read: dropped as it comes */
+    size_t discarded;    /* bytes of body dropped, counted from the cap on */
+    size_t drain_credit; /* bytes still to drop before discarded counts (the cap) */
     bool responded;
     unsigned status;
     uint64_t start_ns;
@@ -585,8 +589,9 @@ int bdy_http_route(bdy_http_server *s, const char *method, const char *pattern,
         strlen(pattern) > HTTP_MAX_PATTERN_LEN || cb == NULL ||
         (method != NULL && !valid_method(method)) ||
         (match != BDY_ROUTE_EXACT && match != BDY_ROUTE_PREFIX) ||
-        ((unsigned)verb &
-         ~(unsigned)(BDY_VERB_ALLOCATE | BDY_VERB_RELEASE | BDY_VERB_READ | BDY_VERB_ADMIN)) != 0)
+        ((unsigned)verb & ~(unsigned)(BDY_VERB_ALLOCATE | BDY_VERB_RELEASE | BDY_VERB_READ |
+                                      BDY_VERB_ADMIN | BDY_VERB_AUTHENTICATED)) != 0 ||
+        (verb & BDY_VERB_AUTHENTICATED && verb != BDY_VERB_AUTHENTICATED))
         return BDY_EINVAL;
     if (s->daemon != NULL)
         return BDY_EBUSY;
@@ -979,16 +984,29 @@ static enum MHD_Result reject(struct conn *c, unsigned status, const char *code,
  * latin1 was read as UTF-8 all the same. */
 static bool charset_utf8(const char *params)
 {
-    for (const char *p = params; (p = strchr(p, ';')) != NULL;) {
-        p++;
-        while (*p == ' ' || *p == '\t')
+    /* Parameters split at the semicolons outside quoted values. */
+    for (const char *p = params; *p != '\0';) {
+        while (*p == ';' || *p == ' ' || *p == '\t')
             p++;
-        if (strncasecmp(p, "charset=", 8) != 0)
+        const char *start = p;
+        bool quoted = false;
+        while (*p != '\0' && (quoted || *p != ';')) {
+            if (*p == '\\' && quoted && p[1] != '\0')
+                p++;
+            else if (*p == '"')
+                quoted = !quoted;
+            p++;
+        }
+        if (strncasecmp(start, "charset=", 8) != 0)
             continue;
-        const char *v = p + 8;
-        bool quoted = *v == '"';
-        v += quoted;
-        size_t n = strcspn(v, quoted ? "\"" : "; \t");
+        const char *v = start + 8;
+        size_t n = (size_t)(p - v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+            v++;
+            n -= 2;
+        }
         return (n == 5 && strncasecmp(v, "utf-8", 5) == 0) ||
                (n == 4 && strncasecmp(v, "utf8", 4) == 0);
     }
@@ -1116,7 +1134,9 @@ static enum MHD_Result authenticate(struct conn *c)
         bool missing = header == NULL;
         /* Another scheme (kubectl's Basic with the written kubeconfig's
          * user) sent no bearer token at all: said so, not "invalid". */
-        bool other_scheme = !missing && strncasecmp(header, "Bearer ", 7) != 0;
+        bool other_scheme =
+            !missing && !(strncasecmp(header, "Bearer", 6) == 0 &&
+                          (header[6] == '\0' || header[6] == ' ' || header[6] == '\t'));
         bdy_http_set_header(&c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                             missing || other_scheme
                                 ? "Bearer realm=\"bindery\""
@@ -1135,7 +1155,7 @@ static enum MHD_Result authenticate(struct conn *c)
                      missing ? "missing bearer token" : "invalid bearer token", cert_problem);
         return reject(c, 401, "Unauthorized", msg, 0);
     }
-    if (!bdy_principal_has_verb(p, c->route->verb)) {
+    if (c->route->verb != BDY_VERB_AUTHENTICATED && !bdy_principal_has_verb(p, c->route->verb)) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s \"%s\" may not %s", bdy_principal_kind(p),
                  bdy_principal_name(p), verb_name(c->route->verb));
@@ -1197,6 +1217,9 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
     const char *encoding =
         MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     bool has_body = encoding != NULL;
+    bool writes = strcmp(c->req.method, "POST") == 0 || strcmp(c->req.method, "PUT") == 0 ||
+                  strcmp(c->req.method, "PATCH") == 0;
+    bool reads_body = writes || strcmp(c->req.method, "DELETE") == 0;
     if (length != NULL) {
         /* MHD has already refused a malformed Content-Length with 400. */
         char *end = NULL;
@@ -1207,11 +1230,15 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
          * that they get to read the answer. */
         const char *expect =
             MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-        bool drain = errno == 0 && n - c->s->max_body <= HTTP_DISCARD_LIMIT &&
+        bool drain = errno == 0 && reads_body && n - c->s->max_body <= HTTP_DISCARD_LIMIT &&
                      (expect == NULL || strcasecmp(expect, "100-continue") != 0);
         if (errno != 0 || n > c->s->max_body) {
             if (drain) {
-                c->too_large = true; /* take_body drops it; finish_request answers 413 */
+                /* take_body drops it, finish_request answers 413; the cap's
+                 * worth does not count towards what may be dropped. */
+                c->too_large = true;
+                c->discarded = 0;
+                c->drain_credit = c->s->max_body;
             } else {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "request body over %zu bytes", c->s->max_body);
@@ -1220,8 +1247,6 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
         }
         has_body = has_body || n > 0;
     }
-    bool writes = strcmp(c->req.method, "POST") == 0 || strcmp(c->req.method, "PUT") == 0 ||
-                  strcmp(c->req.method, "PATCH") == 0;
     if (writes && has_body && !media_type_ok(c->route, c->req.content_type)) {
         char msg[300];
         snprintf(msg, sizeof(msg), "Content-Type %.200s is not supported here",
@@ -1231,7 +1256,7 @@ static enum MHD_Result begin_request(struct conn *c, const char *url, const char
     /* Only writes and DELETE (whose options travel in a body) read one; a
      * GET's is never looked at, and /healthz and /readyz take no token, so
      * buffering theirs would let anyone hold maxBodyBytes per connection. */
-    c->body_unread = has_body && !writes && strcmp(c->req.method, "DELETE") != 0;
+    c->body_unread = has_body && !reads_body;
     return MHD_YES;
 }
 
@@ -1248,8 +1273,10 @@ static enum MHD_Result take_body(struct conn *c, const char *data, size_t len)
         c->too_large = true;
         bdy_buf_free(&c->body);
     }
-    c->discarded += len;
-    if (c->discarded > HTTP_DISCARD_LIMIT) {
+    size_t credit = len < c->drain_credit ? len : c->drain_credit;
+    c->drain_credit -= credit;
+    c->discarded += len - credit;
+    if (c->discarded > (c->too_large ? HTTP_DISCARD_LIMIT : HTTP_UNREAD_LIMIT)) {
         if (c->too_large)
             bdy_warn("http", "%s %s: body far over the %zu-byte limit, closing the connection",
                      c->req.method, c->req.path, c->s->max_body);

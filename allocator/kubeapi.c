@@ -1224,6 +1224,24 @@ int bdy_kubeapi_routes(bdy_kubeapi *k, bdy_http_server *s)
                                  reads[i].cb, k)) != 0 ||
             (rc = bdy_http_route_errors(s, bdy__kube_http_error)) != 0)
             return rc;
+    /* What kubectl auth can-i and auth whoami post: before the writes'
+     * prefixes, and open to any authenticated client, whose question is
+     * what it may do. */
+    static const struct {
+        const char *path;
+        bdy_http_handler_cb cb;
+    } reviews[] = {
+        {"/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", bdy__kube_access_review_cb},
+        {"/apis/authentication.k8s.io/v1/selfsubjectreviews", bdy__kube_self_review_cb},
+        {"/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", bdy__kube_rules_review_cb},
+    };
+    static const char *const review_types[] = {"application/json", BDY__KUBE_PROTOBUF_TYPE, NULL};
+    for (size_t i = 0; i < sizeof(reviews) / sizeof(reviews[0]); i++)
+        if ((rc = bdy_http_route(s, "POST", reviews[i].path, BDY_ROUTE_EXACT,
+                                 BDY_VERB_AUTHENTICATED, reviews[i].cb, k)) != 0 ||
+            (rc = bdy_http_route_accept(s, review_types)) != 0 ||
+            (rc = bdy_http_route_errors(s, bdy__kube_http_error)) != 0)
+            return rc;
     /* Writes: the handler checks the media type itself so that a client
      * gets a Status 415 naming what is accepted. */
     for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {

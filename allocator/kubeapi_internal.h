@@ -99,6 +99,12 @@ void bdy__kube_version_cb(void *data, const bdy_http_request *req, bdy_http_resp
 void bdy__kube_api_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
 void bdy__kube_apis_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
 void bdy__kube_openapi_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+/* kubectl auth can-i (--list) and auth whoami (kubeapi_review.c): POSTs
+ * of a SelfSubjectAccessReview, a SelfSubjectReview and a
+ * SelfSubjectRulesReview, answered for the request's principal. */
+void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+void bdy__kube_self_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+void bdy__kube_rules_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
 /* /api/v1 or /apis/<g>/<v> without a resource: the APIResourceList. */
 void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *version,
                              bdy_http_response *resp);

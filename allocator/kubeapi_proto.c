@@ -56,10 +56,22 @@ typedef enum proto_kind {
     PROTO_SECRET,
     PROTO_CONFIGMAP,
     PROTO_NAMESPACE,
+    PROTO_ACCESS_REVIEW, /* SelfSubjectAccessReview (kubectl auth can-i) */
+    PROTO_SELF_REVIEW,   /* SelfSubjectReview (kubectl auth whoami) */
+    PROTO_RULES_REVIEW,  /* SelfSubjectRulesReview (kubectl auth can-i --list) */
 } proto_kind;
 
 static proto_kind kind_of(const bdy_resource_info *info)
 {
+    if (strcmp(info->group, "authorization.k8s.io") == 0 &&
+        strcmp(info->resource, "selfsubjectaccessreviews") == 0)
+        return PROTO_ACCESS_REVIEW;
+    if (strcmp(info->group, "authorization.k8s.io") == 0 &&
+        strcmp(info->resource, "selfsubjectrulesreviews") == 0)
+        return PROTO_RULES_REVIEW;
+    if (strcmp(info->group, "authentication.k8s.io") == 0 &&
+        strcmp(info->resource, "selfsubjectreviews") == 0)
+        return PROTO_SELF_REVIEW;
     if (info->group[0] != '\0')
         return PROTO_NONE;
     if (strcmp(info->resource, "secrets") == 0)
@@ -73,7 +85,8 @@ static proto_kind kind_of(const bdy_resource_info *info)
 
 bool bdy__kube_proto_accepts(const bdy_resource_info *info)
 {
-    return kind_of(info) != PROTO_NONE;
+    proto_kind k = kind_of(info);
+    return k == PROTO_SECRET || k == PROTO_CONFIGMAP || k == PROTO_NAMESPACE;
 }
 
 static bool read_varint(pb *r, uint64_t *out)
@@ -358,6 +371,48 @@ static int object_meta(json_object *obj, const pb_field *f, const char *kind, bd
 }
 
 /* The object's own message (Unknown.raw) into obj. */
+/* A SelfSubjectAccessReview's spec {1: resourceAttributes {1: namespace,
+ * 2: verb, 3: group, 4: version, 5: resource, 6: subresource, 7: name},
+ * 2: nonResourceAttributes {1: path, 2: verb}} (k8s.io/api/authorization/
+ * v1/generated.proto); its other fields are not read. */
+static int access_review_spec(json_object *obj, const pb_field *f, const char *kind, bdy_errbuf *eb)
+{
+    static const char *const resource_fields[] = {NULL,      "namespace", "verb",        "group",
+                                                  "version", "resource",  "subresource", "name"};
+    static const char *const path_fields[] = {NULL, "path", "verb"};
+    if (f->wire != WIRE_LEN)
+        return malformed(eb, kind, "its spec is not a message");
+    json_object *spec = child(obj, "spec", false);
+    if (spec == NULL)
+        return BDY_ENOMEM;
+    pb r = f->sub;
+    pb_field e;
+    int more = 0;
+    int rc = 0;
+    while (rc == 0 && (more = next_field(&r, &e)) > 0) {
+        if ((e.num != 1 && e.num != 2) || e.wire != WIRE_LEN)
+            continue;
+        json_object *attrs =
+            child(spec, e.num == 1 ? "resourceAttributes" : "nonResourceAttributes", false);
+        if (attrs == NULL)
+            return BDY_ENOMEM;
+        pb a = e.sub;
+        pb_field g;
+        int inner = 0;
+        size_t nfields = e.num == 1 ? 8 : 3;
+        const char *const *names = e.num == 1 ? resource_fields : path_fields;
+        while (rc == 0 && (inner = next_field(&a, &g)) > 0) {
+            if (g.num >= 1 && g.num < nfields && g.wire == WIRE_LEN)
+                rc = string_member(attrs, names[g.num], &g, kind, eb);
+        }
+        if (rc == 0 && inner < 0)
+            rc = malformed(eb, kind, "its attributes are cut short");
+    }
+    if (rc == 0 && more < 0)
+        rc = malformed(eb, kind, "its spec is cut short");
+    return rc;
+}
+
 static int decode_object(proto_kind k, json_object *obj, pb raw, const char *kind, bdy_errbuf *eb)
 {
     pb_field e;
@@ -366,6 +421,24 @@ static int decode_object(proto_kind k, json_object *obj, pb raw, const char *kin
     while (rc == 0 && (more = next_field(&raw, &e)) > 0) {
         if (e.num == 1) {
             rc = object_meta(obj, &e, kind, eb);
+        } else if (k == PROTO_ACCESS_REVIEW || k == PROTO_SELF_REVIEW || k == PROTO_RULES_REVIEW) {
+            /* {2: spec, 3: status}; a SelfSubjectReview has no spec, a
+             * SelfSubjectRulesReview's is {1: namespace}. */
+            if (k == PROTO_ACCESS_REVIEW && e.num == 2) {
+                rc = access_review_spec(obj, &e, kind, eb);
+            } else if (k == PROTO_RULES_REVIEW && e.num == 2 && e.wire == WIRE_LEN) {
+                json_object *spec = child(obj, "spec", false);
+                pb r = e.sub;
+                pb_field g;
+                int inner = 0;
+                if (spec == NULL)
+                    rc = BDY_ENOMEM;
+                while (rc == 0 && (inner = next_field(&r, &g)) > 0)
+                    if (g.num == 1 && g.wire == WIRE_LEN)
+                        rc = string_member(spec, "namespace", &g, kind, eb);
+                if (rc == 0 && inner < 0)
+                    rc = malformed(eb, kind, "its spec is cut short");
+            }
         } else if (k == PROTO_NAMESPACE) {
             /* Namespace {2: spec, 3: status}: a status is the server's
              * to set, as the store does for a JSON body's. */

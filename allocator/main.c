@@ -1762,8 +1762,12 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage();
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+    /* Asked for anywhere (bindery serve --help), the usage is the answer. */
+    if (strcmp(cmd, "help") == 0)
         return usage_to(stdout, 0);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage_to(stdout, 0);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("bindery %s\n", BINDERY_VERSION);
         return 0;

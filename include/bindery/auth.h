@@ -36,6 +36,9 @@ typedef enum bdy_verb {
     BDY_VERB_RELEASE = 1 << 1,
     BDY_VERB_READ = 1 << 2,
     BDY_VERB_ADMIN = 1 << 3, /* implies every other verb */
+    /* Routes only: any authenticated client, whatever its verbs (a client
+     * asking what it may do: kubectl auth can-i, auth whoami). */
+    BDY_VERB_AUTHENTICATED = 1 << 4,
 } bdy_verb;
 
 #define BDY_AUTH_MAX_TOKENS 1024

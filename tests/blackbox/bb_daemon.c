@@ -197,6 +197,9 @@ static void test_cli_commands(void **state)
     assert_int_equal(bb_run(&s, (const char *const[]){"--help", NULL}, NULL, &out), 0);
     assert_non_null(strstr(out, "bindery serve --config FILE"));
     free(out);
+    assert_int_equal(bb_run(&s, (const char *const[]){"serve", "--help", NULL}, NULL, &out), 0);
+    assert_non_null(strstr(out, "bindery serve --config FILE"));
+    free(out);
     /* A file the printed kubeconfig would name must be there (kubectl
      * failed on it only later). */
     assert_int_equal(bb_run(&s,
@@ -446,6 +449,43 @@ static void test_bearer_tokens(void **state)
     bb_response_free(&r);
     r = bb_request(&s, "GET", "/api/v1/namespaces", NULL, eu_hdr);
     assert_int_equal(r.status, 403);
+    bb_response_free(&r);
+    /* It may ask what it may do (kubectl auth can-i) and who it is (auth
+     * whoami), whatever its verbs. */
+    const char *const eu_json[] = {"Authorization: Bearer eu-reader-token",
+                                   "Content-Type: application/json", NULL};
+    const struct {
+        const char *ns;
+        const char *verb;
+        bool allowed;
+    } asks[] = {{"eu", "list", true},
+                {"default", "get", false},
+                {"eu", "create", false},
+                {"", "list", false}};
+    for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+        char review[400];
+        snprintf(review, sizeof(review),
+                 "{\"apiVersion\":\"authorization.k8s.io/v1\",\"kind\":"
+                 "\"SelfSubjectAccessReview\",\"spec\":{\"resourceAttributes\":{\"namespace\":"
+                 "\"%s\",\"verb\":\"%s\",\"group\":\"bindery.dev\",\"resource\":"
+                 "\"worldinstances\"}}}",
+                 asks[i].ns, asks[i].verb);
+        r = bb_request(&s, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review,
+                       eu_json);
+        assert_int_equal(r.status, 201);
+        if (strstr(r.body, asks[i].allowed ? "\"allowed\":true" : "\"allowed\":false") == NULL)
+            fail_msg("%s %s in \"%s\": %s", asks[i].verb, "worldinstances", asks[i].ns, r.body);
+        bb_response_free(&r);
+    }
+    r = bb_request(&s, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                   "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"SelfSubjectReview\"}",
+                   eu_json);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.body, "\"username\":\"eu-dashboards\""));
+    bb_response_free(&r);
+    r = bb_request(&s, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "{}",
+                   (const char *const[]){"Content-Type: application/json", NULL});
+    assert_int_equal(r.status, 401);
     bb_response_free(&r);
     r = bb_request(&s, "GET", "/v1/worlds", NULL,
                    (const char *const[]){"Authorization: Bearer reader-token", NULL});

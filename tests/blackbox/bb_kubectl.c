@@ -223,6 +223,12 @@ static void test_kubeconfig_and_api_resources(void **state)
     }
     free(out);
     expect_kubectl("v1.32", "version");
+    /* What the caller may do, and who it is: here without authentication
+     * (loopback), so everything, as nobody. */
+    expect_kubectl("yes", "auth can-i get wi");
+    expect_kubectl("yes", "auth can-i delete namespaces/default");
+    expect_kubectl("*.*", "auth can-i --list");
+    expect_kubectl("system:anonymous", "auth whoami");
 }
 
 static void test_apply_crds_and_manifests(void **state)

@@ -93,10 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > FUZZ_MAX_INPUT)
         return 0;
     if (size >= 4 && memcmp(data, "k8s\0", 4) == 0) {
-        const char *const kinds[][2] = {
-            {"secrets", "Secret"}, {"configmaps", "ConfigMap"}, {"namespaces", "Namespace"}};
+        const char *const kinds[][3] = {
+            {"", "secrets", "Secret"},
+            {"", "configmaps", "ConfigMap"},
+            {"", "namespaces", "Namespace"},
+            {"authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"},
+            {"authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"},
+            {"authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview"}};
         for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-            bdy_resource_info info = info_of(kinds[i][0], kinds[i][1]);
+            bdy_resource_info info = info_of(kinds[i][1], kinds[i][2]);
+            memcpy(info.group, kinds[i][0], strlen(kinds[i][0]) + 1);
             json_object *obj = NULL;
             int rc = bdy__kube_proto_decode(&info, (const char *)data, size, &obj, NULL);
             if ((rc == 0) != (obj != NULL) || (rc != 0 && rc != BDY_EINVAL))

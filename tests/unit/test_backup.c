@@ -308,6 +308,10 @@ static void test_copy_of_a_cleanly_stopped_folder(void **state)
         snprintf(path, sizeof(path), "%s/%s", f->data, made[i]);
         assert_int_not_equal(access(path, F_OK), 0);
     }
+    char db[192];
+    snprintf(db, sizeof(db), "%s/bindery.db", f->data);
+    struct stat before;
+    assert_int_equal(stat(db, &before), 0);
     bdy_errbuf eb;
     bdy_errbuf_clear(&eb);
     if (bdy_backup_data_dir(f->data, f->to, NULL, &eb) != 0)
@@ -318,7 +322,22 @@ static void test_copy_of_a_cleanly_stopped_folder(void **state)
         if (access(path, F_OK) == 0)
             fail_msg("the backup left %s in the live folder", made[i]);
     }
+    struct stat after;
+    assert_int_equal(stat(db, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_true(after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+                after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+
+    /* With the lock held (a bindery running), the files are that bindery's:
+     * the backup leaves what its connection found or made. */
     assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    char to2[192];
+    snprintf(to2, sizeof(to2), "%s-running", f->to);
+    bdy_errbuf_clear(&eb);
+    if (bdy_backup_data_dir(f->data, to2, NULL, &eb) != 0)
+        fail_msg("backup: %s", eb.message);
+    snprintf(path, sizeof(path), "%s/bindery.db-wal", f->data);
+    assert_int_equal(access(path, F_OK), 0);
     close(fd);
 }
 
