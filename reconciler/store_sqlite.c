@@ -521,6 +521,9 @@ static const char *scoped_ns(const bdy_resource_info *info, const char *ns)
 
 /* ---- write operations (writer thread) --------------------------------------- */
 
+static int check_client_world_create(const bdy_resource_info *info, json_object *obj,
+                                     bdy_errbuf *eb);
+
 static int do_create(sqlite_store *s, write_op *op)
 {
     int rc = 0;
@@ -617,6 +620,8 @@ static int do_create(sqlite_store *s, write_op *op)
         json_object_object_add(meta, "name", json_object_new_string(candidate));
     }
     rc = validate_object(res, obj, NULL, op->wo.unknown, &crd, op->eb);
+    if (rc == 0 && op->wo.client)
+        rc = check_client_world_create(info, obj, op->eb);
     if (rc != 0)
         goto out;
     meta = bdy__metadata(obj);
@@ -780,6 +785,34 @@ static int check_client_world_write(const bdy_resource_info *info, const char *n
     }
     if (rc != 0)
         bdy__invalid_summary(eb, info, name);
+    return rc;
+}
+
+/* A client's new WorldInstance may not carry the marks bindery puts on the
+ * worlds it makes: the pool label would make a pool take it for its own
+ * (and delete it with the pool), the template label say what it runs, the
+ * cold-claim annotation keep it reserved for a claim that never was. Other
+ * bindery.dev/ keys (bindery-load-test's) are the client's to set, once. */
+static int check_client_world_create(const bdy_resource_info *info, json_object *obj,
+                                     bdy_errbuf *eb)
+{
+    if (strcmp(info->group, BDY_GVR_WORLDS.group) != 0 ||
+        strcmp(info->resource, BDY_GVR_WORLDS.resource) != 0)
+        return 0;
+    static const char *const marks[][2] = {{"labels", BDY_LABEL_POOL},
+                                           {"labels", BDY_LABEL_TEMPLATE},
+                                           {"annotations", BDY_ANNOTATION_COLD_CLAIM}};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (bdy_jget(bdy_jget(bdy_jget(obj, "metadata"), marks[i][0]), marks[i][1]) == NULL)
+            continue;
+        char path[160];
+        snprintf(path, sizeof(path), "metadata.%s[%s]", marks[i][0], marks[i][1]);
+        bdy_errbuf_add_cause(eb, "FieldValueForbidden", path, "Forbidden: set by bindery only");
+        rc = BDY_EINVALID_OBJECT;
+    }
+    if (rc != 0)
+        bdy__invalid_summary(eb, info, bdy__meta_str(obj, "name"));
     return rc;
 }
 

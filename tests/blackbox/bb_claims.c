@@ -2823,6 +2823,33 @@ static void test_world_spec_is_immutable(void **state)
         assert_int_equal(r.status, 200);
         bb_response_free(&r);
     }
+    /* Nor may a client's new world carry them: a pool would take it for
+     * its own, or it would stay reserved for a claim that never was.
+     * Another bindery.dev/ key (bindery-load-test's) is the client's. */
+    const char *const json[] = {"Content-Type: application/json", NULL};
+    const char *forged[] = {"\"labels\":{\"bindery.dev/pool\":\"arena\"}",
+                            "\"annotations\":{\"bindery.dev/cold-claim\":\"alc-x\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        char body[400];
+        snprintf(body, sizeof(body),
+                 "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"WorldInstance\","
+                 "\"metadata\":{\"name\":\"hand-%zu\",%s},\"spec\":{\"pool\":\"arena\","
+                 "\"manifest\":\"arena\"}}",
+                 i, forged[i]);
+        bb_response r = bb_request(
+            &s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", body, json);
+        assert_int_equal(r.status, 422);
+        assert_non_null(strstr(r.body, "set by bindery only"));
+        bb_response_free(&r);
+    }
+    bb_response r = bb_request(
+        &s, "POST", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances",
+        "{\"apiVersion\":\"bindery.dev/v1alpha1\",\"kind\":\"WorldInstance\",\"metadata\":{"
+        "\"name\":\"hand-lt\",\"labels\":{\"bindery.dev/load-test\":\"r1\"}},\"spec\":{"
+        "\"pool\":\"bindery-load-test\",\"manifest\":\"arena\"}}",
+        json);
+    assert_int_equal(r.status, 201);
+    bb_response_free(&r);
     bb_cleanup(&s);
 }
 
