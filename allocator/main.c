@@ -670,7 +670,7 @@ static void install_auth(daemon_state *d, bdy_auth *auth, const char *token_file
         bdy_info("auth", "authentication is on from now: %zu token%s from %s", tokens,
                  tokens == 1 ? "" : "s", token_file);
     else
-        bdy_info("auth", "token file %s reloaded: %zu token%s in force", token_file, tokens,
+        bdy_info("auth", "token file %s read again: %zu token%s in force", token_file, tokens,
                  tokens == 1 ? "" : "s");
 }
 
