@@ -2375,9 +2375,10 @@ static void post_allocation(void *data, const bdy_http_request *req, bdy_http_re
     /* A pool whose worlds keep failing makes none for a claim either: each
      * would fail like the rest, and a burst of waiting claims started
      * three apiece at once. The client hears when to ask again. */
-    double backoff = cr.wait_s > 0 && matches && c->rec != NULL
-                         ? bdy_reconciler_pool_backoff(c->rec, cr.ns, cr.pool)
-                         : 0;
+    /* With waitSeconds 0 too: its Retry-After is then the rest of the
+     * wait, not a second (README: "even with waitSeconds"). */
+    double backoff =
+        matches && c->rec != NULL ? bdy_reconciler_pool_backoff(c->rec, cr.ns, cr.pool) : 0;
     if (backoff > 0) {
         snprintf(why, sizeof(why),
                  "no warm world in pool %s/%s, and its worlds keep failing: it makes worlds "

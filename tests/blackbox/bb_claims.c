@@ -3162,15 +3162,34 @@ static void test_cold_claim_of_a_failing_pool(void **state)
     bb_server s;
     setup_server(&s, 2, 10, ", \"--crash-after-ms\", \"20\"", 0);
     assert_true(bb_start(&s, NULL));
-    /* A backoff of 4 s, not the first of 1 s: on a loaded machine the claim
-     * came after a 1 s one had passed, and its world was claimed in the
-     * moment it was Ready before crashing. */
-    assert_true(bb_log_contains(&s, "failures in a row; creating worlds again in 4 s", 60000));
+    /* With at least 3 s of the backoff left, not just its first 1 s: on a
+     * loaded machine the claim came after a 1 s one had passed, and its
+     * world was claimed in the moment it was Ready before crashing. */
+    assert_true(bb_log_contains(&s, "failures in a row; creating worlds again in", 30000));
+    double left = 0;
+    for (int waited = 0; left < 3 && waited < 60000; waited += 100) {
+        bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
+        const char *at =
+            m.body ? strstr(m.body, "bindery_pool_creation_backoff_seconds{namespace=\"default\","
+                                    "pool=\"arena\"} ")
+                   : NULL;
+        left = at != NULL ? strtod(strchr(at, '}') + 2, NULL) : 0;
+        bb_response_free(&m);
+        if (left < 3)
+            sleep_ms(100);
+    }
+    assert_true(left >= 3);
     claim c = post_claim(&s, "{\"pool\":\"arena\",\"waitSeconds\":20}", NULL);
     assert_int_equal(c.status, 503);
     if (strstr(c.body, "PoolExhausted") == NULL || strstr(c.body, "keep failing") == NULL ||
         strstr(c.body, "retryAfterSeconds") == NULL)
         fail_msg("claim of a failing pool: %s", c.body);
+    /* Without waitSeconds too: told the rest of the wait, not 1 s. */
+    claim now = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(now.status, 503);
+    if (strstr(now.body, "keep failing") == NULL ||
+        strstr(now.body, "\"retryAfterSeconds\":1}") != NULL)
+        fail_msg("claim without waitSeconds of a failing pool: %s", now.body);
     /* It made no world of its own. */
     bb_response r = bb_request(
         &s, "GET", "/apis/bindery.dev/v1alpha1/namespaces/default/worldinstances", NULL, NULL);
