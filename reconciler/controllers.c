@@ -1887,6 +1887,17 @@ static int reconcile_world(bdy_reconciler *r, const char *ns, const char *name,
                            lost_why[0] ? lost_why : "it was gone");
             break;
         }
+        if (rc == BDY_ENOTFOUND && t.n.exit_status == BDY_WORLD_HOST_CANNOT_RUN &&
+            bdy_jstr(bdy_jget(world, "spec"), "booklet") != NULL) {
+            /* A booklet world's host that could not run a module: what a
+             * plain world's failed spawn is, not a crash of the world's. */
+            bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
+            rc = set_phase(r, world, BDY_PHASE_FAILED, "StartError", "Warning",
+                           "a module's program could not be run (the world host exited with "
+                           "status %d; the world's log names the module and why)",
+                           t.n.exit_status);
+            break;
+        }
         if (rc == BDY_ENOTFOUND) {
             bdy_fleet_process_seen(r->o.fleet, ns, name, BDY_PROCESS_EXITED);
             rc = set_phase(r, world, BDY_PHASE_FAILED, "Crashed", "Warning",
@@ -2301,7 +2312,13 @@ static int reconcile_pool(bdy_reconciler *r, const char *ns, const char *name, u
         if (backoff > 0) {
             bdy_debug("pool", "pool %s: worlds keep failing, creating again in %.1f s", key,
                       backoff);
-            *requeue_ms = (unsigned)(backoff * 1000) + 1;
+            /* Looked at every resync all the same, so that a manifest
+             * fixed with kubectl (a new template, which ends the backoff)
+             * is noticed within one whatever enqueues the pool: helper-118
+             * saw a fix wait out the rest of a backoff, which this test
+             * setup could not reproduce. */
+            unsigned wait_ms = (unsigned)(backoff * 1000) + 1;
+            *requeue_ms = wait_ms < POOL_RESYNC_MS ? wait_ms : POOL_RESYNC_MS;
         } else if (n < want && room > n) {
             *requeue_ms = (unsigned)(1000.0 / rate) + 1; /* rate-limited: more soon */
         }

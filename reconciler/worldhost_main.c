@@ -33,7 +33,7 @@
 
 #define PROGRAM "bindery-world-host"
 #define EXIT_USAGE 2
-#define EXIT_CANNOT_RUN 127
+#define EXIT_CANNOT_RUN BDY_WORLD_HOST_CANNOT_RUN
 
 extern char **environ;
 

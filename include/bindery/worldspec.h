@@ -106,6 +106,12 @@ typedef struct bdy_host_module {
     json_object *held;
 } bdy_host_module;
 
+/* The world host's exit status when a module's program could not be run
+ * (not found, not executable, its workingDir missing), or the host could
+ * not set up: what a shell says for a command it cannot run. bindery reads
+ * it as the world's StartError, as it does a plain world's failed spawn. */
+#define BDY_WORLD_HOST_CANNOT_RUN 127
+
 /* Parses one host argument (len bytes, at most BDY_RUNTIME_MAX_ARG_BYTES)
  * into *out. BDY_EPARSE, BDY_EINVAL, BDY_ETOOBIG or BDY_ENOMEM with the
  * reason in eb; out->held is NULL then. */

@@ -2116,6 +2116,27 @@ static void test_booklet_module_exit_ends_world(void **state)
     bb_cleanup(&s);
 }
 
+/* A booklet world whose module's program cannot be run fails as a world
+ * whose program cannot be spawned does (StartError), not as a crash of
+ * the world's own: its host exits with the shell's 127 for it. */
+static void test_booklet_module_that_cannot_run(void **state)
+{
+    (void)state;
+    bb_server s;
+    setup_booklet_server(&s, 1, NULL);
+    bb_write(&s, "manifests/voice.yaml",
+             "apiVersion: bindery.dev/v1alpha1\nkind: ModuleManifest\n"
+             "metadata: {name: voice, namespace: default}\n"
+             "spec:\n"
+             "  ports: [{name: voice, containerPort: 7000, protocol: TCP}]\n"
+             "  local: {command: ./no-such-program}\n");
+    assert_true(bb_start(&s, NULL));
+    assert_true(
+        bb_log_contains(&s, "Failed: StartError: a module's program could not be run", 30000));
+    assert_false(bb_log_contains(&s, "Failed: Crashed", 0));
+    bb_cleanup(&s);
+}
+
 /* World default/name's status.phase and status.reason ("" for none). */
 static void world_status(bb_server *s, const char *name, char *phase, char *reason, size_t cap)
 {
@@ -3153,6 +3174,18 @@ static void test_warm_crash_is_replaced(void **state)
     bb_cleanup(&s);
 }
 
+/* Seconds of pool arena's crash backoff left, from its metric (0: none). */
+static double backoff_left(bb_server *s)
+{
+    bb_response m = bb_request(s, "GET", "/metrics", NULL, NULL);
+    const char *at = m.body ? strstr(m.body, "bindery_pool_creation_backoff_seconds{namespace="
+                                             "\"default\",pool=\"arena\"} ")
+                            : NULL;
+    double left = at != NULL ? strtod(strchr(at, '}') + 2, NULL) : 0;
+    bb_response_free(&m);
+    return left;
+}
+
 /* A pool whose worlds crash at start backs off, and a claim that would
  * wait for a cold world is told so at once, with when to ask again,
  * rather than starting worlds that fail like the rest. */
@@ -3168,13 +3201,7 @@ static void test_cold_claim_of_a_failing_pool(void **state)
     assert_true(bb_log_contains(&s, "failures in a row; creating worlds again in", 30000));
     double left = 0;
     for (int waited = 0; left < 3 && waited < 60000; waited += 100) {
-        bb_response m = bb_request(&s, "GET", "/metrics", NULL, NULL);
-        const char *at =
-            m.body ? strstr(m.body, "bindery_pool_creation_backoff_seconds{namespace=\"default\","
-                                    "pool=\"arena\"} ")
-                   : NULL;
-        left = at != NULL ? strtod(strchr(at, '}') + 2, NULL) : 0;
-        bb_response_free(&m);
+        left = backoff_left(&s);
         if (left < 3)
             sleep_ms(100);
     }
@@ -3196,6 +3223,30 @@ static void test_cold_claim_of_a_failing_pool(void **state)
     assert_int_equal(r.status, 200);
     assert_null(strstr(r.body, BDY_ANNOTATION_COLD_CLAIM));
     bb_response_free(&r);
+    /* The manifest fixed with kubectl is a new template, which ends the
+     * backoff: worlds come at once, not when the backoff would have run
+     * out (up to a minute: the pool was looked at again only then). With
+     * at least 10 s of it left, to tell the two apart. */
+    left = 0;
+    for (int waited = 0; left < 10 && waited < 90000; waited += 200) {
+        left = backoff_left(&s);
+        if (left < 10)
+            sleep_ms(200);
+    }
+    assert_true(left >= 10);
+    const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+    r = bb_request(&s, "PATCH",
+                   "/apis/bindery.dev/v1alpha1/namespaces/default/modulemanifests/arena",
+                   "{\"spec\":{\"local\":{\"args\":[\"--port\",\"{port:game}\",\"--name\","
+                   "\"{name}\"]}}}",
+                   merge);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    double fixed_at = bdy_monotonic_ns() / 1e9;
+    assert_true(wait_warm(&s, 1, 30000));
+    double took = bdy_monotonic_ns() / 1e9 - fixed_at;
+    if (took >= left - 1)
+        fail_msg("a world came %.1f s after the fix, with %.1f s of the backoff left", took, left);
     bb_cleanup(&s);
 }
 
@@ -4049,6 +4100,7 @@ int main(void)
         cmocka_unit_test_teardown(test_port_rename_rolls_out, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_runs_its_modules, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_module_exit_ends_world, bb_teardown),
+        cmocka_unit_test_teardown(test_booklet_module_that_cannot_run, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_is_over_when_a_module_exits, bb_teardown),
         cmocka_unit_test_teardown(test_world_waits_for_its_capabilities, bb_teardown),
         cmocka_unit_test_teardown(test_booklet_world_gets_capabilities, bb_teardown),
