@@ -2874,6 +2874,33 @@ static void test_world_spec_is_immutable(void **state)
     bb_cleanup(&s);
 }
 
+/* An edit that gives the manifest a readiness probe no world can pass (a
+ * port name it lacks) takes no working world away: the worlds made before
+ * it run on, not probed with a probe that is not theirs (they were failed
+ * Unhealthy, all at once), while the new template's worlds fail. */
+static void test_broken_probe_edit_keeps_running_worlds(void **state)
+{
+    (void)state;
+    bb_server s;
+    start_warm(&s, 2, 4, 600);
+    const char *const merge[] = {"Content-Type: application/merge-patch+json", NULL};
+    bb_response r = bb_request(
+        &s, "PATCH", "/apis/bindery.dev/v1alpha1/namespaces/default/modulemanifests/arena",
+        "{\"spec\":{\"readinessProbe\":{\"tcpSocket\":{\"port\":\"nope\"}}}}", merge);
+    assert_int_equal(r.status, 200);
+    bb_response_free(&r);
+    /* The new template's worlds fail (their probe names no port)... */
+    assert_true(bb_log_contains(&s, "ManifestInvalid", 20000));
+    /* ...and three probe periods and more later the old ones still serve. */
+    sleep_ms(5000);
+    assert_false(bb_log_contains(&s, "Unhealthy", 0));
+    claim c = post_claim(&s, "{\"pool\":\"arena\"}", NULL);
+    assert_int_equal(c.status, 201);
+    char answer[160];
+    assert_true(ping_world(c.port, answer, sizeof(answer)));
+    bb_cleanup(&s);
+}
+
 /* A cold-claimed world deleted by other hands (kubectl) ends its claim
  * with a release record: GET of the allocation says Released and a replay
  * of its key returns it, also after a restart, and claims no second world. */
@@ -4080,6 +4107,7 @@ int main(void)
         cmocka_unit_test_teardown(test_hung_worlds_hold_no_worker, bb_teardown),
         cmocka_unit_test_teardown(test_worlds_lost_in_downtime_are_not_claimed, bb_teardown),
         cmocka_unit_test_teardown(test_world_spec_is_immutable, bb_teardown),
+        cmocka_unit_test_teardown(test_broken_probe_edit_keeps_running_worlds, bb_teardown),
         cmocka_unit_test_teardown(test_failed_world_gets_its_grace, bb_teardown),
         cmocka_unit_test_teardown(test_copy_of_a_running_folder_is_refused, bb_teardown),
         cmocka_unit_test_teardown(test_missing_ledger_is_refused, bb_teardown),
