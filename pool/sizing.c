@@ -211,7 +211,8 @@ int bdy_override_time_parse(const char *text, bool *daily, double *seconds)
         return 0;
     }
     double t = 0;
-    if (len >= 20 && text[10] == 'T' && bdy_timestamp_parse(text, &t) == 0) {
+    /* RFC 3339 allows the T (and Z) in lower case (section 5.6, NOTE). */
+    if (len >= 20 && (text[10] == 'T' || text[10] == 't') && bdy_timestamp_parse(text, &t) == 0) {
         *daily = false;
         *seconds = t;
         return 0;

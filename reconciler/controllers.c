@@ -2024,11 +2024,16 @@ static void note_pool_failures(bdy_reconciler *r, pool_state *ps, const char *ns
         bdy_metric_add(bdy_metric_child(r->m_failures, labels), (double)n);
     }
     double wait = bdy_crash_backoff_wait(&ps->crashes, mono);
-    if (wait > 0)
+    if (wait > 0 && wait < BDY_CRASH_BACKOFF_MAX_S - 0.5)
         bdy_warn("pool",
                  "pool %s/%s: %u failures in a row; creating worlds again in %.0f s (then "
                  "longer, up to %.0f s, while they go on failing)",
                  ns, name, ps->crashes.streak, wait, BDY_CRASH_BACKOFF_MAX_S);
+    else if (wait > 0)
+        bdy_warn("pool",
+                 "pool %s/%s: %u failures in a row; creating worlds again in %.0f s (the "
+                 "longest wait, kept while they go on failing)",
+                 ns, name, ps->crashes.streak, wait);
 }
 
 /* Deletes a world of the pool unless it changed since ref (the store's

@@ -179,6 +179,9 @@ static void test_time_parse(void **state)
     assert_true(t == 30);
     assert_int_equal(bdy_override_time_parse("2025-01-06T12:00:00Z", &daily, &t), 0);
     assert_true(!daily && t == NOON);
+    /* RFC 3339 allows t and z in lower case. */
+    assert_int_equal(bdy_override_time_parse("2025-01-06t12:00:00z", &daily, &t), 0);
+    assert_true(!daily && t == NOON);
     const char *bad[] = {"",      "7:45",  "25:00", "17:60",    "noon",       "17:45x", "09:+3",
                          " 9:30", "+9:30", "-0:30", "09:03:+1", "2025-01-06", NULL};
     for (int i = 0; bad[i] != NULL; i++)
