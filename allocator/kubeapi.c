@@ -1059,6 +1059,14 @@ static void do_delete(verb_ctx *v)
     json_object_put(out);
 }
 
+const char *bdy__kube_authz_namespace(bool get_one, const char *group, const char *resource,
+                                      const char *name, const char *ns)
+{
+    bool own = get_one && (group == NULL || group[0] == '\0') && resource != NULL &&
+               strcmp(resource, "namespaces") == 0 && name != NULL && name[0] != '\0';
+    return own ? name : ns;
+}
+
 /* The verb a request needs per namespace (the router already checked the
  * principal holds it somewhere). */
 static bool allowed(const bdy_http_request *req, bdy_verb verb, const char *ns)
@@ -1100,12 +1108,9 @@ void bdy__kube_resource_cb(void *data, const bdy_http_request *req, bdy_http_res
     }
     v.ns = v.info.namespaced && path.ns[0] ? path.ns : NULL;
     bool read = strcmp(req->method, "GET") == 0;
-    /* A namespace read by name is in itself, as Kubernetes authorizes it: a
-     * token for namespace X may read X (kubectl get ns X), not the list. */
-    bool own_namespace = read && path.group[0] == '\0' &&
-                         strcmp(path.resource, "namespaces") == 0 && path.name[0] != '\0' &&
-                         path.subresource[0] == '\0';
-    if (!allowed(req, read ? BDY_VERB_READ : BDY_VERB_ADMIN, own_namespace ? path.name : v.ns)) {
+    const char *authz_ns = bdy__kube_authz_namespace(read && path.subresource[0] == '\0',
+                                                     path.group, path.resource, path.name, v.ns);
+    if (!allowed(req, read ? BDY_VERB_READ : BDY_VERB_ADMIN, authz_ns)) {
         char msg[600];
         snprintf(msg, sizeof(msg), "%s%s%s is forbidden: %s \"%s\" may not %s in %s%s",
                  path.resource, path.group[0] ? "." : "", path.group,

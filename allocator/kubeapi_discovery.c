@@ -54,7 +54,7 @@ static const char *const main_verbs[] = {"create", "delete", "get",   "list",
                                          "patch",  "update", "watch", NULL};
 static const char *const status_verbs[] = {"get", "patch", "update", NULL};
 
-static json_object *strings(const char *const *v)
+json_object *bdy__kube_strings(const char *const *v)
 {
     json_object *a = json_object_new_array();
     for (size_t i = 0; v != NULL && v[i] != NULL; i++)
@@ -119,9 +119,10 @@ static json_object *served_resources(bdy_kubeapi *k, int *rc_out)
     bdy_errbuf_clear(&eb);
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
         const builtin_resource *b = &builtins[i];
-        json_object_array_add(all, entry(b->group, b->version, b->resource, b->singular, b->kind,
-                                         b->namespaced, b->status, strings(b->short_names),
-                                         strings(b->categories), true));
+        json_object_array_add(all,
+                              entry(b->group, b->version, b->resource, b->singular, b->kind,
+                                    b->namespaced, b->status, bdy__kube_strings(b->short_names),
+                                    bdy__kube_strings(b->categories), true));
     }
     bdy_list_opts lo = {0};
     int rc = bdy_store_list(k->store, &BDY_GVR_CRDS, &lo, &lr, &eb);
@@ -213,7 +214,7 @@ static json_object *v2_resource(json_object *e)
     json_object_object_add(r, "scope",
                            json_object_new_string(namespaced ? "Namespaced" : "Cluster"));
     json_object_object_add(r, "singularResource", json_object_new_string(bdy_jstr(e, "singular")));
-    json_object_object_add(r, "verbs", strings(main_verbs));
+    json_object_object_add(r, "verbs", bdy__kube_strings(main_verbs));
     if (json_object_array_length(bdy_jget(e, "shortNames")) > 0)
         json_object_object_add(r, "shortNames", json_object_get(bdy_jget(e, "shortNames")));
     if (json_object_array_length(bdy_jget(e, "categories")) > 0)
@@ -225,7 +226,7 @@ static json_object *v2_resource(json_object *e)
         json_object_deep_copy(kind, &sk, NULL);
         json_object_object_add(sub, "subresource", json_object_new_string("status"));
         json_object_object_add(sub, "responseKind", sk);
-        json_object_object_add(sub, "verbs", strings(status_verbs));
+        json_object_object_add(sub, "verbs", bdy__kube_strings(status_verbs));
         json_object_array_add(subs, sub);
         json_object_object_add(r, "subresources", subs);
     }
@@ -307,7 +308,7 @@ void bdy__kube_api_cb(void *data, const bdy_http_request *req, bdy_http_response
     json_object *v = json_object_new_object();
     json_object_object_add(v, "kind", json_object_new_string("APIVersions"));
     const char *const versions[] = {"v1", NULL};
-    json_object_object_add(v, "versions", strings(versions));
+    json_object_object_add(v, "versions", bdy__kube_strings(versions));
     json_object *addrs = json_object_new_array();
     json_object *a = json_object_new_object();
     json_object_object_add(a, "clientCIDR", json_object_new_string("0.0.0.0/0"));
@@ -396,7 +397,7 @@ void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *vers
         json_object_object_add(r, "singularName", json_object_new_string(bdy_jstr(e, "singular")));
         json_object_object_add(r, "namespaced", json_object_get(bdy_jget(e, "namespaced")));
         json_object_object_add(r, "kind", json_object_new_string(bdy_jstr(e, "kind")));
-        json_object_object_add(r, "verbs", strings(main_verbs));
+        json_object_object_add(r, "verbs", bdy__kube_strings(main_verbs));
         if (json_object_array_length(bdy_jget(e, "shortNames")) > 0)
             json_object_object_add(r, "shortNames", json_object_get(bdy_jget(e, "shortNames")));
         if (json_object_array_length(bdy_jget(e, "categories")) > 0)
@@ -410,7 +411,7 @@ void bdy__kube_resource_list(bdy_kubeapi *k, const char *group, const char *vers
             json_object_object_add(s, "singularName", json_object_new_string(""));
             json_object_object_add(s, "namespaced", json_object_get(bdy_jget(e, "namespaced")));
             json_object_object_add(s, "kind", json_object_new_string(bdy_jstr(e, "kind")));
-            json_object_object_add(s, "verbs", strings(status_verbs));
+            json_object_object_add(s, "verbs", bdy__kube_strings(status_verbs));
             json_object_array_add(res, s);
         }
     }

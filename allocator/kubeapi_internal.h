@@ -99,6 +99,15 @@ void bdy__kube_version_cb(void *data, const bdy_http_request *req, bdy_http_resp
 void bdy__kube_api_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
 void bdy__kube_apis_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
 void bdy__kube_openapi_cb(void *data, const bdy_http_request *req, bdy_http_response *resp);
+/* The namespace a request is authorized in: a GET of one Namespace by
+ * name is in that namespace, as Kubernetes authorizes it (a token for
+ * namespace X may read X, not the list); anything else in ns (NULL: all
+ * namespaces, or none). */
+const char *bdy__kube_authz_namespace(bool get_one, const char *group, const char *resource,
+                                      const char *name, const char *ns);
+/* A JSON array of the strings of the NULL-terminated v. */
+json_object *bdy__kube_strings(const char *const *v);
+
 /* kubectl auth can-i (--list) and auth whoami (kubeapi_review.c): POSTs
  * of a SelfSubjectAccessReview, a SelfSubjectReview and a
  * SelfSubjectRulesReview, answered for the request's principal. */

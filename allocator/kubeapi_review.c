@@ -53,17 +53,14 @@ static json_object *review_body(const bdy_http_request *req, bdy_http_response *
 
 /* Whether p may do verb (a Kubernetes verb) on resource in ns (NULL or "":
  * all namespaces), and why, into reason. */
-static bool may(const bdy_principal *p, const char *verb, const char *resource, const char *name,
-                const char *ns, char *reason, size_t cap)
+static bool may(const bdy_principal *p, const char *verb, const char *group, const char *resource,
+                const char *name, const char *ns, char *reason, size_t cap)
 {
     bool reads = verb != NULL && (strcmp(verb, "get") == 0 || strcmp(verb, "list") == 0 ||
                                   strcmp(verb, "watch") == 0);
     if (ns != NULL && ns[0] == '\0')
         ns = NULL;
-    /* A namespace read by name is in itself (kubeapi.c does the same). */
-    if (reads && strcmp(verb, "get") == 0 && resource != NULL &&
-        strcmp(resource, "namespaces") == 0 && name != NULL && name[0] != '\0')
-        ns = name;
+    ns = bdy__kube_authz_namespace(reads && strcmp(verb, "get") == 0, group, resource, name, ns);
     if (p == NULL) {
         snprintf(reason, cap,
                  "authentication is off (a loopback listener): every request is "
@@ -76,6 +73,17 @@ static bool may(const bdy_principal *p, const char *verb, const char *resource, 
              allowed ? "may" : "may not", reads ? "read" : "admin",
              ns != NULL ? "namespace " : "all namespaces", ns != NULL ? ns : "");
     return allowed;
+}
+
+/* Answers review (owned, put here) 201 with its kind and status. */
+static void answer_review(bdy_http_response *resp, json_object *review, const char *api_version,
+                          const char *kind, json_object *status)
+{
+    json_object_object_add(review, "apiVersion", json_object_new_string(api_version));
+    json_object_object_add(review, "kind", json_object_new_string(kind));
+    json_object_object_add(review, "status", status);
+    bdy_http_json(resp, 201, review);
+    json_object_put(review);
 }
 
 void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
@@ -94,9 +102,9 @@ void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_htt
     char reason[400];
     bool allowed = false;
     if (attrs != NULL) {
-        allowed =
-            may(req->principal, bdy_jstr(attrs, "verb"), bdy_jstr(attrs, "resource"),
-                bdy_jstr(attrs, "name"), bdy_jstr(attrs, "namespace"), reason, sizeof(reason));
+        allowed = may(req->principal, bdy_jstr(attrs, "verb"), bdy_jstr(attrs, "group"),
+                      bdy_jstr(attrs, "resource"), bdy_jstr(attrs, "name"),
+                      bdy_jstr(attrs, "namespace"), reason, sizeof(reason));
     } else if (non_resource != NULL) {
         /* Paths: the health ones need nothing, the rest (/metrics,
          * discovery, OpenAPI) read, in any namespace. */
@@ -116,16 +124,12 @@ void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_htt
                            "spec.resourceAttributes or spec.nonResourceAttributes is required");
         return;
     }
-    json_object_object_add(review, "apiVersion", json_object_new_string("authorization.k8s.io/v1"));
-    json_object_object_add(review, "kind", json_object_new_string("SelfSubjectAccessReview"));
     json_object *status = json_object_new_object();
     json_object_object_add(status, "allowed", json_object_new_boolean(allowed));
     if (!allowed)
         json_object_object_add(status, "denied", json_object_new_boolean(true));
     json_object_object_add(status, "reason", json_object_new_string(reason));
-    json_object_object_add(review, "status", status);
-    bdy_http_json(resp, 201, review);
-    json_object_put(review);
+    answer_review(resp, review, "authorization.k8s.io/v1", "SelfSubjectAccessReview", status);
 }
 
 void bdy__kube_self_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
@@ -156,42 +160,27 @@ void bdy__kube_self_review_cb(void *data, const bdy_http_request *req, bdy_http_
     json_object_object_add(user, "groups", groups);
     json_object *status = json_object_new_object();
     json_object_object_add(status, "userInfo", user);
-    json_object_object_add(review, "apiVersion",
-                           json_object_new_string("authentication.k8s.io/v1"));
-    json_object_object_add(review, "kind", json_object_new_string("SelfSubjectReview"));
-    json_object_object_add(review, "status", status);
-    bdy_http_json(resp, 201, review);
-    json_object_put(review);
+    answer_review(resp, review, "authentication.k8s.io/v1", "SelfSubjectReview", status);
 }
 
 /* A rule of resources {verbs, apiGroups ["*"], resources ["*"]}. */
 static json_object *resource_rule(const char *const *verbs)
 {
+    static const char *const any[] = {"*", NULL};
     json_object *rule = json_object_new_object();
-    json_object *v = json_object_new_array();
-    for (size_t i = 0; verbs[i] != NULL; i++)
-        json_object_array_add(v, json_object_new_string(verbs[i]));
-    json_object_object_add(rule, "verbs", v);
-    json_object *any = json_object_new_array();
-    json_object_array_add(any, json_object_new_string("*"));
-    json_object_object_add(rule, "apiGroups", any);
-    any = json_object_new_array();
-    json_object_array_add(any, json_object_new_string("*"));
-    json_object_object_add(rule, "resources", any);
+    json_object_object_add(rule, "verbs", bdy__kube_strings(verbs));
+    json_object_object_add(rule, "apiGroups", bdy__kube_strings(any));
+    json_object_object_add(rule, "resources", bdy__kube_strings(any));
     return rule;
 }
 
 /* A rule of paths {verbs ["get"], nonResourceURLs}. */
 static json_object *path_rule(const char *const *paths)
 {
+    static const char *const get[] = {"get", NULL};
     json_object *rule = json_object_new_object();
-    json_object *v = json_object_new_array();
-    json_object_array_add(v, json_object_new_string("get"));
-    json_object_object_add(rule, "verbs", v);
-    json_object *urls = json_object_new_array();
-    for (size_t i = 0; paths[i] != NULL; i++)
-        json_object_array_add(urls, json_object_new_string(paths[i]));
-    json_object_object_add(rule, "nonResourceURLs", urls);
+    json_object_object_add(rule, "verbs", bdy__kube_strings(get));
+    json_object_object_add(rule, "nonResourceURLs", bdy__kube_strings(paths));
     return rule;
 }
 
@@ -229,9 +218,5 @@ void bdy__kube_rules_review_cb(void *data, const bdy_http_request *req, bdy_http
     json_object_object_add(status, "resourceRules", rules);
     json_object_object_add(status, "nonResourceRules", paths);
     json_object_object_add(status, "incomplete", json_object_new_boolean(false));
-    json_object_object_add(review, "apiVersion", json_object_new_string("authorization.k8s.io/v1"));
-    json_object_object_add(review, "kind", json_object_new_string("SelfSubjectRulesReview"));
-    json_object_object_add(review, "status", status);
-    bdy_http_json(resp, 201, review);
-    json_object_put(review);
+    answer_review(resp, review, "authorization.k8s.io/v1", "SelfSubjectRulesReview", status);
 }
