@@ -1448,8 +1448,6 @@ static bool fail_unless_claimed(bdy_reconciler *r, const char *key, tracked *t, 
     return true;
 }
 
-/* Probes a Starting or warm world once. Returns the delay until the next
- * probe, or 0 when no further probing is needed. */
 /* Whether world was made from another template than its pool's current
  * one (a manifest edited since): known to both, and different. */
 static bool made_from_older_template(bdy_reconciler *r, json_object *world)
@@ -1462,6 +1460,8 @@ static bool made_from_older_template(bdy_reconciler *r, json_object *world)
     return own != 0 && now != 0 && own != now;
 }
 
+/* Probes a Starting or warm world once. Returns the delay until the next
+ * probe, or 0 when no further probing is needed. */
 static unsigned probe_world(bdy_reconciler *r, const char *key, json_object *world, bdy_phase phase,
                             int *rc)
 {
