@@ -17,6 +17,20 @@
 /* Reviews are small: a larger body is no review. */
 #define REVIEW_MAX_DEPTH 8
 
+/* The three reviews, as the protobuf decoder and the answers name them. */
+static const bdy_resource_info ACCESS_REVIEW = {.group = "authorization.k8s.io",
+                                                .version = "v1",
+                                                .resource = "selfsubjectaccessreviews",
+                                                .kind = "SelfSubjectAccessReview"};
+static const bdy_resource_info SELF_REVIEW = {.group = "authentication.k8s.io",
+                                              .version = "v1",
+                                              .resource = "selfsubjectreviews",
+                                              .kind = "SelfSubjectReview"};
+static const bdy_resource_info RULES_REVIEW = {.group = "authorization.k8s.io",
+                                               .version = "v1",
+                                               .resource = "selfsubjectrulesreviews",
+                                               .kind = "SelfSubjectRulesReview"};
+
 /* The body as a JSON object, or NULL (resp answered 400). kubectl's
  * typed client sends protobuf; a JSON client JSON. */
 static json_object *review_body(const bdy_http_request *req, bdy_http_response *resp,
@@ -75,12 +89,14 @@ static bool may(const bdy_principal *p, const char *verb, const char *group, con
     return allowed;
 }
 
-/* Answers review (owned, put here) 201 with its kind and status. */
-static void answer_review(bdy_http_response *resp, json_object *review, const char *api_version,
-                          const char *kind, json_object *status)
+/* Answers review (owned, put here) 201 as a review of info, with status. */
+static void answer_review(bdy_http_response *resp, json_object *review,
+                          const bdy_resource_info *info, json_object *status)
 {
+    char api_version[200];
+    bdy__kube_api_version(info, api_version, sizeof(api_version));
     json_object_object_add(review, "apiVersion", json_object_new_string(api_version));
-    json_object_object_add(review, "kind", json_object_new_string(kind));
+    json_object_object_add(review, "kind", json_object_new_string(info->kind));
     json_object_object_add(review, "status", status);
     bdy_http_json(resp, 201, review);
     json_object_put(review);
@@ -89,11 +105,7 @@ static void answer_review(bdy_http_response *resp, json_object *review, const ch
 void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     (void)data;
-    static const bdy_resource_info info = {.group = "authorization.k8s.io",
-                                           .version = "v1",
-                                           .resource = "selfsubjectaccessreviews",
-                                           .kind = "SelfSubjectAccessReview"};
-    json_object *review = review_body(req, resp, &info);
+    json_object *review = review_body(req, resp, &ACCESS_REVIEW);
     if (review == NULL)
         return;
     json_object *spec = bdy_jget(review, "spec");
@@ -129,17 +141,13 @@ void bdy__kube_access_review_cb(void *data, const bdy_http_request *req, bdy_htt
     if (!allowed)
         json_object_object_add(status, "denied", json_object_new_boolean(true));
     json_object_object_add(status, "reason", json_object_new_string(reason));
-    answer_review(resp, review, "authorization.k8s.io/v1", "SelfSubjectAccessReview", status);
+    answer_review(resp, review, &ACCESS_REVIEW, status);
 }
 
 void bdy__kube_self_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     (void)data;
-    static const bdy_resource_info info = {.group = "authentication.k8s.io",
-                                           .version = "v1",
-                                           .resource = "selfsubjectreviews",
-                                           .kind = "SelfSubjectReview"};
-    json_object *review = review_body(req, resp, &info);
+    json_object *review = review_body(req, resp, &SELF_REVIEW);
     if (review == NULL)
         return;
     const bdy_principal *p = req->principal;
@@ -160,7 +168,7 @@ void bdy__kube_self_review_cb(void *data, const bdy_http_request *req, bdy_http_
     json_object_object_add(user, "groups", groups);
     json_object *status = json_object_new_object();
     json_object_object_add(status, "userInfo", user);
-    answer_review(resp, review, "authentication.k8s.io/v1", "SelfSubjectReview", status);
+    answer_review(resp, review, &SELF_REVIEW, status);
 }
 
 /* A rule of resources {verbs, apiGroups ["*"], resources ["*"]}. */
@@ -187,11 +195,7 @@ static json_object *path_rule(const char *const *paths)
 void bdy__kube_rules_review_cb(void *data, const bdy_http_request *req, bdy_http_response *resp)
 {
     (void)data;
-    static const bdy_resource_info info = {.group = "authorization.k8s.io",
-                                           .version = "v1",
-                                           .resource = "selfsubjectrulesreviews",
-                                           .kind = "SelfSubjectRulesReview"};
-    json_object *review = review_body(req, resp, &info);
+    json_object *review = review_body(req, resp, &RULES_REVIEW);
     if (review == NULL)
         return;
     const char *ns = bdy_jstr(bdy_jget(review, "spec"), "namespace");
@@ -218,5 +222,5 @@ void bdy__kube_rules_review_cb(void *data, const bdy_http_request *req, bdy_http
     json_object_object_add(status, "resourceRules", rules);
     json_object_object_add(status, "nonResourceRules", paths);
     json_object_object_add(status, "incomplete", json_object_new_boolean(false));
-    answer_review(resp, review, "authorization.k8s.io/v1", "SelfSubjectRulesReview", status);
+    answer_review(resp, review, &RULES_REVIEW, status);
 }
